@@ -1,0 +1,68 @@
+// SPDX-License-Identifier: MIT
+#include <time.h>
+
+#include "kha/common.h"
+
+static kha_clock_fn fake_clock;
+static void *fake_clock_userdata;
+
+uint64_t kha_now_us(void)
+{
+	struct timespec ts;
+
+	if (fake_clock)
+		return fake_clock(fake_clock_userdata);
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * KHA_USEC_PER_SEC + (uint64_t)ts.tv_nsec / 1000;
+}
+
+void kha_clock_set_fake(kha_clock_fn fn, void *userdata)
+{
+	fake_clock = fn;
+	fake_clock_userdata = userdata;
+}
+
+uint64_t kha_wall_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * KHA_USEC_PER_SEC + (uint64_t)ts.tv_nsec / 1000;
+}
+
+int kha_exit_from_errno(int err)
+{
+	switch (-err) {
+	case 0:
+		return KHA_EXIT_OK;
+	case EINVAL:
+		return KHA_EXIT_USAGE;
+	case EBADMSG:
+	case EPROTO:
+	case EILSEQ:
+		return KHA_EXIT_DATAERR;
+	case ECONNREFUSED:
+	case ETIMEDOUT:
+	case EHOSTUNREACH:
+	case ENETUNREACH:
+	case ECONNRESET:
+	case EPIPE:
+	case EADDRNOTAVAIL:
+	case EAGAIN:
+		return KHA_EXIT_UNAVAILABLE;
+	case EIO:
+	case ENOSPC:
+	case EROFS:
+	case EISDIR:
+	case ENOTDIR:
+	case EEXIST:
+		return KHA_EXIT_IOERR;
+	case ENOENT:
+	case EACCES:
+	case EPERM:
+	case EADDRINUSE:
+		return KHA_EXIT_CONFIG;
+	default:
+		return KHA_EXIT_SOFTWARE;
+	}
+}

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# The whole suite: source checks, build with -Werror, unit tests, integration tests on real
+# components; then the same again built with AddressSanitizer + UndefinedBehaviorSanitizer.
+# KHA_TEST_QUICK=1 skips the sanitizer pass (for local iteration only; make test never sets it).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=/usr/bin/python3   # Debian's, which has python3-pytest
+setup() {
+	local dir=$1
+	shift
+	if [ ! -f "$dir/build.ninja" ]; then
+		meson setup "$dir" --werror "$@"
+	fi
+	ninja -C "$dir"
+}
+pytest_run() {
+	local bin=$1
+	shift
+	KHA_BIN="$bin" "$PY" -m pytest tests/integration -q -p no:cacheprovider "$@"
+}
+
+scripts/check-source.sh
+setup build
+scripts/run-unit.sh build
+pytest_run "$PWD/build/src/kha" "$@"
+
+if [ "${KHA_TEST_QUICK:-0}" != 1 ]; then
+	echo "=== again under AddressSanitizer + UndefinedBehaviorSanitizer ==="
+	CC=clang setup build-asan -Db_sanitize=address,undefined -Db_lundef=false \
+		-Dc_args=-fno-sanitize-recover=all -Dc_link_args=-fno-sanitize-recover=all
+	export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:exitcode=99
+	export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1:exitcode=99
+	scripts/run-unit.sh build-asan
+	KHA_SANITIZED=1 pytest_run "$PWD/build-asan/src/kha" "$@"
+fi

@@ -1,0 +1,27 @@
+# SPDX-License-Identifier: MIT
+"""The command table: help, version, unknown commands and their exit codes."""
+
+
+def test_help_lists_every_command(kha):
+    p = kha("--help")
+    assert p.returncode == 0
+    for name in ("etcd", "proxy", "vip", "elect", "lock", "certs", "audit", "drill", "lab"):
+        assert f"  {name} " in p.stdout
+
+
+def test_no_command_is_usage_error(kha):
+    p = kha()
+    assert p.returncode == 64
+    assert "Usage: kha COMMAND" in p.stderr
+
+
+def test_unknown_command_names_it(kha):
+    p = kha("frobnicate")
+    assert p.returncode == 64
+    assert "unknown command 'frobnicate'" in p.stderr
+
+
+def test_version(kha):
+    p = kha("--version")
+    assert p.returncode == 0
+    assert p.stdout.startswith("kha ")
