@@ -47,6 +47,8 @@ struct engine {
 
 	pthread_t threads[2];
 	size_t n_threads;
+	struct kha_etcd
+		*clients[2]; /* etcd: campaign's and keep-alive's (made before they start) */
 };
 
 /* Wakes the main thread (any thread). */
@@ -70,6 +72,8 @@ void engine_renewed_locked(struct engine *e, uint64_t gen, uint64_t started_us);
 /* Backends: start their threads; resign after COMMAND stopped (main thread). */
 int engine_etcd_start(struct engine *e, struct kha_diag *d);
 void engine_etcd_resign(struct engine *e);
+/* Frees the etcd clients (after the threads were joined). */
+void engine_etcd_free(struct engine *e);
 int engine_kube_start(struct engine *e, struct kha_diag *d);
 
 /*

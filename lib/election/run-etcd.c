@@ -41,14 +41,10 @@ static int64_t ttl_seconds(const struct engine *e)
 static void *keepalive_thread(void *arg)
 {
 	struct engine *e = arg;
-	kha_auto(kha_etcd_freep) struct kha_etcd *c = NULL;
+	struct kha_etcd *c = e->clients[1];
 	struct kha_diag d = {};
 	uint64_t failures = 0;
 
-	if (kha_etcd_new(e->o->etcd, &c, &d) < 0) {
-		kha_error("etcd client", "error=\"%s\"", d.msg);
-		return NULL;
-	}
 	pthread_mutex_lock(&e->mu);
 	for (;;) {
 		uint64_t gen, start, retry_at, timeout;
@@ -344,19 +340,11 @@ static void revoke_lease(struct kha_etcd *c, int64_t lease)
 static void *campaign_thread(void *arg)
 {
 	struct engine *e = arg;
-	kha_auto(kha_etcd_freep) struct kha_etcd *c = NULL;
+	struct kha_etcd *c = e->clients[0];
 	uint64_t backoff = BACKOFF_MIN_US;
 	struct kha_diag d = {};
 	bool first = true;
 
-	if (kha_etcd_new(e->o->etcd, &c, &d) < 0) {
-		pthread_mutex_lock(&e->mu);
-		e->fatal = -EINVAL;
-		e->fatal_diag = d;
-		engine_changed_locked(e);
-		pthread_mutex_unlock(&e->mu);
-		return NULL;
-	}
 	for (;;) {
 		uint64_t start = kha_now_us(), gen;
 		int64_t lease = 0, ttl = 0;
@@ -439,8 +427,16 @@ static void *campaign_thread(void *arg)
 
 int engine_etcd_start(struct engine *e, struct kha_diag *d)
 {
+	int r;
+
 	if (!e->o->etcd)
 		return kha_diag_set(d, EINVAL, "no etcd configuration");
+	/* clients first: unusable TLS files fail here, before anything runs */
+	for (size_t i = 0; i < 2; i++) {
+		r = kha_etcd_new(e->o->etcd, &e->clients[i], d);
+		if (r < 0)
+			return r;
+	}
 	if (pthread_create(&e->threads[0], NULL, campaign_thread, e) != 0)
 		return kha_diag_set(d, EAGAIN, "cannot create a thread");
 	e->n_threads = 1;
@@ -448,6 +444,14 @@ int engine_etcd_start(struct engine *e, struct kha_diag *d)
 		return kha_diag_set(d, EAGAIN, "cannot create a thread");
 	e->n_threads = 2;
 	return 0;
+}
+
+void engine_etcd_free(struct engine *e)
+{
+	for (size_t i = 0; i < 2; i++) {
+		kha_etcd_free(e->clients[i]);
+		e->clients[i] = NULL;
+	}
 }
 
 void engine_etcd_resign(struct engine *e)

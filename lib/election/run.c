@@ -514,6 +514,8 @@ int kha_elect_run(const struct kha_elect_opts *o, int *ret_status, struct kha_di
 			}
 		}
 	}
+	if (exiting && !finished)
+		status = 0;
 	set_leader_stat(o, false);
 	/* COMMAND is gone: now give the slot away at once */
 	stop_workers(&e);
@@ -524,6 +526,7 @@ int kha_elect_run(const struct kha_elect_opts *o, int *ret_status, struct kha_di
 out:
 	stop_workers(&e);
 	join_workers(&e);
+	engine_etcd_free(&e);
 	if (ch.running) {
 		/* only on an internal error: never leave COMMAND behind */
 		kha_ignore(kha_proc_stop(&ch.p, 0, KHA_USEC_PER_SEC, NULL));
