@@ -250,8 +250,15 @@ static int campaign(struct engine *e, struct kha_etcd *c, uint64_t gen, int64_t 
 		}
 		rev = rr.header.revision;
 		r = kha_sem_position(rr.kvs, rr.n_kvs, key, &pos);
-		if (pos.first >= 0)
-			snprintf(leader, sizeof(leader), "%s", rr.kvs[pos.first].value);
+		if (pos.first >= 0) {
+			/* a lock's value is JSON with the id; an election's is the id itself */
+			struct kha_lock_entry le = {0};
+			const struct kha_etcd_kv *fkv = &rr.kvs[pos.first];
+
+			if (kha_lock_value_decode(fkv->value, fkv->value_len, &le) == 0)
+				snprintf(leader, sizeof(leader), "%s", le.id);
+			free(le.id);
+		}
 		if (r < 0) {
 			/* our key is gone: the lease expired, or someone deleted it */
 			kha_etcd_range_result_release(&rr);
