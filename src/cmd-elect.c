@@ -610,8 +610,6 @@ int cmd_elect_main(int argc, char **argv)
 		.stats = &stats,
 		.what = "election",
 	};
-	kha_info("starting", "election=%s id=%s backend=%s", eo.name, eo.id,
-		 kube ? "lease" : "etcd");
 	r = kha_elect_run(&eo, &status, &d);
 	if (r < 0) {
 		fprintf(stderr, "kha elect: %s\n", d.msg);

@@ -6,6 +6,7 @@
  * after fork (the engine has other threads).
  */
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -108,7 +109,8 @@ static void guard_run(const char *path, char *const *argv, char *const *env, pid
 	if (getppid() != parent)
 		_exit(127);
 	self = getpid();
-	cmd = fork();
+	/* _Fork: no atfork handlers, no locks inherited from kha's other threads */
+	cmd = _Fork();
 	if (cmd < 0)
 		child_fail(errfd, errno);
 	if (cmd == 0)
@@ -178,6 +180,25 @@ int election_spawn(const char *const *argv, const char *const *env_add, struct k
 		guard_run(path, (char *const *)argv, env, parent, pfd[1]);
 	}
 	close(pfd[1]);
+	{
+		/* EOF once COMMAND exec'd; bounded, so a stuck guard cannot hang kha */
+		struct pollfd pf = {.fd = pfd[0], .events = POLLIN};
+		int pr;
+
+		do {
+			pr = poll(&pf, 1, 10000);
+		} while (pr < 0 && errno == EINTR);
+		if (pr <= 0) {
+			int status;
+
+			close(pfd[0]);
+			kill(pid, SIGKILL);
+			while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+				;
+			return kha_diag_set(d, ETIMEDOUT, "cannot start %s: no exec within 10s",
+					    argv[0]);
+		}
+	}
 	do {
 		n = read(pfd[0], &err, sizeof(err));
 	} while (n < 0 && errno == EINTR);

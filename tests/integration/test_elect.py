@@ -65,7 +65,7 @@ def test_three_candidates_one_leader_then_sigkill_and_sigterm_takeover(etcd3, pr
     khas = {}
     for ident in ("a", "b", "c"):
         khas[ident] = procs.start(elect_args(etcd3, "sched", ident, rec), ident)
-    wait_until(lambda: len(rec.starts()) == 1, 15, "a first leader")
+    wait_until(lambda: len(rec.starts()) == 1, 15, "a first leader", diag=procs.logs)
     wait_until(lambda: all("msg=waiting" in k.log() or "msg=acquired" in k.log()
                            for k in khas.values()), 10, "every candidate to campaign")
     stable_single_leader(rec)
@@ -82,9 +82,9 @@ def test_three_candidates_one_leader_then_sigkill_and_sigterm_takeover(etcd3, pr
     # SIGKILL of the leader: its child dies with it, a standby takes over after the TTL
     t_kill = time.monotonic_ns()
     first.signal(signal.SIGKILL)
-    wait_until(lambda: not pid_alive(child["pid"]), 5, "the killed leader's child to die")
+    wait_until(lambda: not pid_alive(child["pid"]), 5, "the killed leader's child to die", diag=procs.logs)
     rec.note_dead(child["pid"])
-    wait_until(lambda: len(rec.starts()) == 2, TTL + 5, "a standby to take over")
+    wait_until(lambda: len(rec.starts()) == 2, TTL + 5, "a standby to take over", diag=procs.logs)
     second_start = rec.starts()[1]
     took = (second_start["t"] - t_kill) / 1e9
     assert took <= TTL + 1.5, f"takeover after SIGKILL took {took:.2f}s (TTL {TTL}s)"
@@ -96,7 +96,7 @@ def test_three_candidates_one_leader_then_sigkill_and_sigterm_takeover(etcd3, pr
     t_term = time.monotonic_ns()
     second.signal(signal.SIGTERM)
     assert second.wait(10) == 0
-    wait_until(lambda: len(rec.starts()) == 3, 5, "the last candidate to take over")
+    wait_until(lambda: len(rec.starts()) == 3, 5, "the last candidate to take over", diag=procs.logs)
     took = (rec.starts()[2]["t"] - t_term) / 1e9
     assert took < 1.0, f"takeover after SIGTERM took {took:.2f}s"
     assert "msg=resigned" in second.log()
@@ -114,11 +114,11 @@ def test_partitioned_leader_is_fenced_before_its_lease_expires(etcd3, procs, tmp
         via = f"https://127.0.0.1:{relay.port}"
         a = procs.start(elect_args(etcd3, "ctl", "a", rec, "--dial-timeout", "1s",
                                    ttl=ttl, endpoints=via), "a")
-        wait_until(lambda: len(rec.starts()) == 1, 15, "the relayed candidate to lead")
+        wait_until(lambda: len(rec.starts()) == 1, 15, "the relayed candidate to lead", diag=procs.logs)
         b = procs.start(elect_args(etcd3, "ctl", "b", rec, ttl=ttl), "b")
         c = procs.start(elect_args(etcd3, "ctl", "c", rec, ttl=ttl), "c")
         wait_until(lambda: "msg=waiting" in b.log() and "msg=waiting" in c.log(), 10,
-                   "standbys")
+                   "standbys", diag=procs.logs)
         child = rec.starts()[0]
         assert child["id"] == "a"
         p = run_kha("elect", "--leader", "--election", "ctl", *etcd3.client_flags(), "-o",
@@ -129,7 +129,7 @@ def test_partitioned_leader_is_fenced_before_its_lease_expires(etcd3, procs, tmp
         relay.cut()
         # fenced at the renew deadline (2/3 of the TTL after the last renewal at the latest)
         wait_until(lambda: any(e["ev"] == "stop" and e["pid"] == child["pid"]
-                               for e in rec.events()), ttl + 2, "the partitioned child to stop")
+                               for e in rec.events()), ttl + 2, "the partitioned child to stop", diag=procs.logs)
         # the lease is still alive: the key is still there (read without the relay)
         assert etcd_key_exists(etcd3, key, member=1), \
             "the child stopped only after the lease had expired"
@@ -138,7 +138,7 @@ def test_partitioned_leader_is_fenced_before_its_lease_expires(etcd3, procs, tmp
         assert fenced_after <= ttl * 2 / 3 + 0.5, f"fenced {fenced_after:.2f}s after the cut"
         assert "fenced" in a.log()
         # a standby takes over once the lease expired
-        wait_until(lambda: len(rec.starts()) == 2, ttl + 5, "a standby to take over")
+        wait_until(lambda: len(rec.starts()) == 2, ttl + 5, "a standby to take over", diag=procs.logs)
         assert rec.starts()[1]["id"] in ("b", "c")
         assert rec.starts()[1]["t"] > stop["t"]
         assert a.alive(), "a partitioned candidate keeps trying"
@@ -146,7 +146,7 @@ def test_partitioned_leader_is_fenced_before_its_lease_expires(etcd3, procs, tmp
         relay.heal()
         wait_until(lambda: a.log().count("msg=waiting") >= 1 and
                    a.log().rfind("msg=waiting") > a.log().rfind("fenced"), 20,
-                   "the healed candidate to wait again")
+                   "the healed candidate to wait again", diag=procs.logs)
         stable_single_leader(rec, 0.5)
         rec.assert_safe()
         for k in (a, b, c):
@@ -158,20 +158,20 @@ def test_partitioned_leader_is_fenced_before_its_lease_expires(etcd3, procs, tmp
 def test_killed_etcd_member_under_the_leader_causes_no_double_leadership(etcd3, procs, tmp_path):
     rec = Recorder(tmp_path / "rec")
     a = procs.start(elect_args(etcd3, "m", "a", rec, "--dial-timeout", "500ms"), "a")
-    wait_until(lambda: len(rec.starts()) == 1, 15, "a leader")
+    wait_until(lambda: len(rec.starts()) == 1, 15, "a leader", diag=procs.logs)
     others = [m.client_url for m in etcd3.members[1:]]
     for ident in ("b", "c"):
         procs.start(elect_args(etcd3, "m", ident, rec, endpoints=",".join(reversed(others))),
                     ident)
     wait_until(lambda: len(rec.events()) >= 1 and all(
-        "msg=waiting" in k.log() for k in procs.procs[1:]), 10, "standbys")
+        "msg=waiting" in k.log() for k in procs.procs[1:]), 10, "standbys", diag=procs.logs)
     # a talks to member 0 (its first endpoint): kill it
     etcd3.kill(0)
     deadline = time.monotonic() + 3 * TTL
     while time.monotonic() < deadline:
         rec.assert_safe()
         time.sleep(0.05)
-    wait_until(lambda: len(rec.running()) == 1, 10, "one leader after the member died")
+    wait_until(lambda: len(rec.running()) == 1, 10, "one leader after the member died", diag=procs.logs)
     rec.assert_safe()
     assert a.alive()
 
@@ -186,14 +186,14 @@ def test_etcdctl_leads_kha_waits_then_takes_over(etcd3, procs, tmp_path):
         line = ctl.stdout.readline()   # etcdctl prints the key once it leads
         assert line.startswith("shared/"), line
         k = procs.start(elect_args(etcd3, "shared", "kha-1", rec), "kha")
-        wait_until(lambda: 'leader="etcdctl-x"' in k.log(), 10, "kha to see etcdctl lead")
+        wait_until(lambda: 'leader="etcdctl-x"' in k.log(), 10, "kha to see etcdctl lead", diag=procs.logs)
         p = run_kha("elect", "--leader", "--election", "shared", *etcd3.client_flags())
         assert p.returncode == 0 and "etcdctl-x" in p.stdout, p.stdout + p.stderr
         time.sleep(0.3)
         assert rec.starts() == [], "kha ran while etcdctl led"
         ctl.send_signal(signal.SIGINT)   # etcdctl resigns on SIGINT
         ctl.wait(10)
-        wait_until(lambda: len(rec.starts()) == 1, 5, "kha to take over")
+        wait_until(lambda: len(rec.starts()) == 1, 5, "kha to take over", diag=procs.logs)
     finally:
         if ctl.poll() is None:
             os.killpg(ctl.pid, signal.SIGKILL)
@@ -204,7 +204,7 @@ def test_kha_leads_etcdctl_observes_and_waits(etcd3, procs, tmp_path):
     rec = Recorder(tmp_path / "rec")
     env = dict(os.environ, ETCDCTL_API="3")
     k = procs.start(elect_args(etcd3, "shared2", "kha-1", rec), "kha")
-    wait_until(lambda: len(rec.starts()) == 1, 15, "kha to lead")
+    wait_until(lambda: len(rec.starts()) == 1, 15, "kha to lead", diag=procs.logs)
     listen = subprocess.run(["timeout", "-s", "INT", "2", ETCDCTL, *etcd3.client_flags(),
                              "elect", "-l", "shared2"], capture_output=True, text=True, env=env)
     lines = listen.stdout.split()
@@ -215,7 +215,7 @@ def test_kha_leads_etcdctl_observes_and_waits(etcd3, procs, tmp_path):
                            start_new_session=True)
     try:
         wait_until(lambda: "1 contender(s)" not in k.log() and _key_count(etcd3, "shared2/")
-                   == 2, 10, "etcdctl to campaign")
+                   == 2, 10, "etcdctl to campaign", diag=procs.logs)
         assert ctl.poll() is None
         k.signal(signal.SIGTERM)
         assert k.wait(10) == 0
@@ -244,16 +244,15 @@ def test_leader_and_observe(etcd3, procs, tmp_path):
     assert p.returncode == 1 and json.loads(p.stdout) == {"election": "obs", "leader": None}
 
     obs = procs.start(["elect", "--observe", "--election", "obs", *flags, "-o", "json"], "obs")
-    out = tmp_path / "obs.log"
     wait_until(lambda: '"leader": null' in obs.log() or '"leader":null' in obs.log(), 10,
-               "the first observation")
+               "the first observation", diag=procs.logs)
     rec = Recorder(tmp_path / "rec")
     a = procs.start(elect_args(etcd3, "obs", "a", rec), "a")
-    wait_until(lambda: '"id":"a"' in obs.log(), 10, "the observer to see a")
+    wait_until(lambda: '"id":"a"' in obs.log(), 10, "the observer to see a", diag=procs.logs)
     b = procs.start(elect_args(etcd3, "obs", "b", rec), "b")
-    wait_until(lambda: "msg=waiting" in b.log(), 10, "b to wait")
+    wait_until(lambda: "msg=waiting" in b.log(), 10, "b to wait", diag=procs.logs)
     a.signal(signal.SIGTERM)
-    wait_until(lambda: '"id":"b"' in obs.log(), 10, "the observer to see b")
+    wait_until(lambda: '"id":"b"' in obs.log(), 10, "the observer to see b", diag=procs.logs)
     obs.signal(signal.SIGTERM)
     assert obs.wait(10) == 0
     lines = [json.loads(x) for x in obs.log().splitlines() if x.startswith("{")]
@@ -261,7 +260,7 @@ def test_leader_and_observe(etcd3, procs, tmp_path):
     assert leaders == [None, "a", "b"], leaders
     assert all(x["time"].endswith("Z") for x in lines)
     assert lines[2]["leader"]["fencing_token"] > lines[1]["leader"]["fencing_token"]
-    del out
+
 
 
 def test_restart_policies(etcd3, procs, tmp_path):
@@ -272,7 +271,7 @@ def test_restart_policies(etcd3, procs, tmp_path):
                      "--ttl", "2s", "--restart", "on-failure", "--restart-delay", "100ms",
                      "--", "sh", "-c", script], "a")
     wait_until(lambda: marker.exists() and marker.read_text().count("run") >= 3, 10,
-               "three runs")
+               "three runs", diag=procs.logs)
     assert "restarting COMMAND" in k.log()
     k.signal(signal.SIGTERM)
     assert k.wait(10) == 0

@@ -43,7 +43,7 @@ def test_five_contenders_two_slots_first_come_first_served(etcd3, procs, tmp_pat
         # arrival order is the order the keys were created
         wait_until(lambda: len(status(etcd3, "upgrade")["contenders"]) +
                    sum(1 for e in rec.events() if e["ev"] == "stop") >= i + 1, 10,
-                   f"n{i} to queue")
+                   f"n{i} to queue", diag=procs.logs)
     for k in khas:
         assert k.wait(30) == 0, k.log()
     rec.assert_safe(max_concurrent=2)
@@ -59,9 +59,9 @@ def test_five_contenders_two_slots_first_come_first_served(etcd3, procs, tmp_pat
 def test_crashed_holder_frees_its_slot_after_the_ttl(etcd3, procs, tmp_path):
     rec = Recorder(tmp_path / "rec")
     h = procs.start(lock_args(etcd3, "reboot", "holder", rec), "holder")
-    wait_until(lambda: len(rec.starts()) == 1, 15, "the holder to run")
+    wait_until(lambda: len(rec.starts()) == 1, 15, "the holder to run", diag=procs.logs)
     w = procs.start(lock_args(etcd3, "reboot", "waiter", rec), "waiter")
-    wait_until(lambda: len(status(etcd3, "reboot")["contenders"]) == 2, 10, "the waiter")
+    wait_until(lambda: len(status(etcd3, "reboot")["contenders"]) == 2, 10, "the waiter", diag=procs.logs)
     st = status(etcd3, "reboot")
     assert [c["id"] for c in st["contenders"]] == ["holder", "waiter"]
     assert [c["state"] for c in st["contenders"]] == ["holder", "waiter"]
@@ -74,9 +74,9 @@ def test_crashed_holder_frees_its_slot_after_the_ttl(etcd3, procs, tmp_path):
     child = rec.starts()[0]
     t_kill = time.monotonic_ns()
     h.signal(signal.SIGKILL)
-    wait_until(lambda: not pid_alive(child["pid"]), 5, "the crashed holder's child to die")
+    wait_until(lambda: not pid_alive(child["pid"]), 5, "the crashed holder's child to die", diag=procs.logs)
     rec.note_dead(child["pid"])
-    wait_until(lambda: len(rec.starts()) == 2, 8, "the waiter to get the slot")
+    wait_until(lambda: len(rec.starts()) == 2, 8, "the waiter to get the slot", diag=procs.logs)
     took = (rec.starts()[1]["t"] - t_kill) / 1e9
     assert took <= 2 + 1.5, f"the slot was freed {took:.2f}s after the crash (TTL 2s)"
     rec.assert_safe()
@@ -91,7 +91,7 @@ def test_window_gate_holds_the_slot_without_running(etcd3, procs, tmp_path):
     closed = f"{hour:02d}:00-{hour:02d}:30"
     k = procs.start(lock_args(etcd3, "win", "a", rec, "--window", closed, "--gate-interval",
                               "200ms"), "a")
-    wait_until(lambda: "outside the maintenance window" in k.log(), 10, "the closed gate")
+    wait_until(lambda: "outside the maintenance window" in k.log(), 10, "the closed gate", diag=procs.logs)
     assert rec.starts() == []
     st = status(etcd3, "win")
     assert [c["state"] for c in st["contenders"]] == ["holder"]
@@ -133,7 +133,7 @@ def test_etcd_health_gate(etcd3, procs, tmp_path):
     k = procs.start(lock_args(etcd3, "hl", "a", rec, "--require-etcd-healthy",
                               "--gate-interval", "300ms", "--dial-timeout", "300ms",
                               hold=0.1, flags=flags), "a")
-    wait_until(lambda: "etcd is not healthy: 2/3 members up" in k.log(), 15, "the closed gate")
+    wait_until(lambda: "etcd is not healthy: 2/3 members up" in k.log(), 15, "the closed gate", diag=procs.logs)
     assert rec.starts() == []
     etcd3.start(2)
     assert k.wait(30) == 0, k.log()
@@ -147,7 +147,7 @@ def test_slot_lost_while_running_stops_command_and_exits_69(etcd3, procs, tmp_pa
         flags = ["--endpoints", f"https://127.0.0.1:{relay.port}", *etcd3.tls_flags(),
                  "--dial-timeout", "500ms"]
         k = procs.start(lock_args(etcd3, "lost", "a", rec, ttl="3s", flags=flags), "a")
-        wait_until(lambda: len(rec.starts()) == 1, 15, "the holder to run")
+        wait_until(lambda: len(rec.starts()) == 1, 15, "the holder to run", diag=procs.logs)
         relay.cut()
         assert k.wait(15) == 69, k.log()
         assert any(e["ev"] == "stop" for e in rec.events())

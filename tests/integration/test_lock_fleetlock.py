@@ -26,7 +26,7 @@ def serve(procs, cluster, lock, slots=1, *extra):
     p = procs.start(["lock", "serve", *cluster.client_flags(), "--listen", f"127.0.0.1:{port}",
                      "--lock", lock, "--slots", str(slots), *extra], "serve")
     url = f"http://127.0.0.1:{port}"
-    wait_until(lambda: _healthy(url) or not p.alive(), 10, "the FleetLock server")
+    wait_until(lambda: _healthy(url) or not p.alive(), 10, "the FleetLock server", diag=procs.logs)
     assert p.alive(), p.log()
     return p, url
 
@@ -118,7 +118,7 @@ def test_fleetlock_and_kha_lock_share_the_semaphore(etcd3, procs, tmp_path):
     rec = Recorder(tmp_path / "rec")
     k = procs.start(["lock", *etcd3.client_flags(), "--lock", "shared", "--id", "cli",
                      "--ttl", "2s", "--", *rec.command(0.1)], "cli")
-    wait_until(lambda: "msg=waiting" in k.log(), 10, "the CLI contender to queue")
+    wait_until(lambda: "msg=waiting" in k.log(), 10, "the CLI contender to queue", diag=procs.logs)
     time.sleep(0.3)
     assert rec.starts() == [], "ran while a FleetLock client held the only slot"
     # and a FleetLock client cannot jump the CLI waiter's place

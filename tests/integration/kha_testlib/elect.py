@@ -51,14 +51,16 @@ while True:
 '''
 
 
-def wait_until(cond, timeout=10.0, what="condition", interval=0.02):
+def wait_until(cond, timeout=10.0, what="condition", interval=0.02, diag=None):
+    """Polls cond() until true (returned); on timeout fails, with diag() (e.g. logs) appended."""
     deadline = time.monotonic() + timeout
     while True:
         value = cond()
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+            extra = f"\n{diag()}" if diag else ""
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}{extra}")
         time.sleep(interval)
 
 
@@ -217,6 +219,10 @@ class Procs:
         p = KhaProc(args, os.path.join(self.dir, f"{name}.log"), env=env)
         self.procs.append(p)
         return p
+
+    def logs(self):
+        """Every process's log, for failure messages."""
+        return "\n".join(f"--- {p.log_path}\n{p.log()}" for p in self.procs)
 
     def close(self):
         errors = []
