@@ -18,6 +18,7 @@ enum {
 	OPT_BACKEND,
 	OPT_BACKENDS_FILE,
 	OPT_STATE_FILE,
+	OPT_KUBECONFIG,
 	OPT_CONFIG,
 	OPT_BALANCE,
 	OPT_WORKERS,
@@ -52,6 +53,7 @@ static const struct option longopts[] = {
 	{"backend", required_argument, NULL, OPT_BACKEND},
 	{"backends-file", required_argument, NULL, OPT_BACKENDS_FILE},
 	{"state-file", required_argument, NULL, OPT_STATE_FILE},
+	{"kubeconfig", required_argument, NULL, OPT_KUBECONFIG},
 	{"config", required_argument, NULL, OPT_CONFIG},
 	{"balance", required_argument, NULL, OPT_BALANCE},
 	{"workers", required_argument, NULL, OPT_WORKERS},
@@ -104,6 +106,8 @@ static void usage(FILE *out)
 		"  --backend ADDR[,weight=N] a backend (repeat); static seeds, used whenever the\n"
 		"                            backends file and discovery give none\n"
 		"  --backends-file FILE      YAML list of backends, re-read on SIGHUP and on change\n"
+		"  --kubeconfig FILE         discover the apiservers from the EndpointSlices of\n"
+		"                            service default/kubernetes (may point at this proxy)\n"
 		"  --state-file FILE         last discovered backends, used at the next start\n"
 		"  --config FILE             YAML file of these flags (keys = flag names)\n"
 		"Balancing and failover:\n"
@@ -144,6 +148,7 @@ static void usage(FILE *out)
 
 struct opts {
 	struct kha_proxy_config cfg;
+	char *kubeconfig;
 	enum kha_log_level level;
 	enum kha_log_format format;
 };
@@ -203,6 +208,8 @@ static int apply(void *userdata, int val, const char *arg, struct kha_diag *d)
 		return set_str(&c->backends_file, arg);
 	case OPT_STATE_FILE:
 		return set_str(&c->state_file, arg);
+	case OPT_KUBECONFIG:
+		return set_str(&o->kubeconfig, arg);
 	case OPT_BALANCE:
 		if (strcmp(arg, "leastconn") == 0)
 			c->balance = KHA_PROXY_LEASTCONN;
@@ -289,6 +296,13 @@ static int apply(void *userdata, int val, const char *arg, struct kha_diag *d)
 		return 0;
 	}
 	return -EINVAL;
+}
+
+static void opts_release(struct opts *o)
+{
+	kha_proxy_config_release(&o->cfg);
+	free(o->kubeconfig);
+	o->kubeconfig = NULL;
 }
 
 static const char *opt_name(int val)
@@ -456,6 +470,7 @@ int cmd_proxy_main(int argc, char **argv)
 	struct opts o = {.level = KHA_LOG_INFO, .format = KHA_LOG_LOGFMT};
 	struct kha_diag d = {};
 	struct kha_proxy *p = NULL;
+	struct kha_proxy_discovery *disc = NULL;
 	const char *config = NULL;
 	int c, r, code;
 
@@ -468,7 +483,7 @@ int cmd_proxy_main(int argc, char **argv)
 	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
 		if (c == 'h') {
 			usage(stdout);
-			kha_proxy_config_release(&o.cfg);
+			opts_release(&o);
 			return KHA_EXIT_OK;
 		}
 		if (c == OPT_CONFIG)
@@ -478,7 +493,7 @@ int cmd_proxy_main(int argc, char **argv)
 		r = kha_config_load(config, longopts, apply, &o, &d);
 		if (r < 0) {
 			fprintf(stderr, "kha proxy: %s\n", d.msg);
-			kha_proxy_config_release(&o.cfg);
+			opts_release(&o);
 			return KHA_EXIT_CONFIG;
 		}
 	}
@@ -489,7 +504,7 @@ int cmd_proxy_main(int argc, char **argv)
 			continue;
 		if (c == '?') {
 			fprintf(stderr, "kha proxy: bad flag (run 'kha proxy --help')\n");
-			kha_proxy_config_release(&o.cfg);
+			opts_release(&o);
 			return KHA_EXIT_USAGE;
 		}
 		kha_diag_clear(&d);
@@ -497,20 +512,36 @@ int cmd_proxy_main(int argc, char **argv)
 		if (r < 0) {
 			fprintf(stderr, "kha proxy: --%s: %s\n", opt_name(c),
 				d.msg[0] ? d.msg : strerror(-r));
-			kha_proxy_config_release(&o.cfg);
+			opts_release(&o);
 			return KHA_EXIT_USAGE;
 		}
 	}
 	if (optind < argc) {
 		fprintf(stderr, "kha proxy: unexpected argument '%s' (run 'kha proxy --help')\n",
 			argv[optind]);
-		kha_proxy_config_release(&o.cfg);
+		opts_release(&o);
 		return KHA_EXIT_USAGE;
 	}
 	kha_log_setup(o.level, o.format);
 	kha_diag_clear(&d);
-	r = kha_proxy_new(&o.cfg, &d, &p);
-	kha_proxy_config_release(&o.cfg);
+	r = 0;
+	if (o.kubeconfig) {
+		r = kha_proxy_discovery_new(o.kubeconfig, &d, &disc);
+		if (r < 0) {
+			kha_diag_prefix(&d, "--kubeconfig");
+			r = r == -EINVAL ? -EBADMSG : r; /* bad kubeconfig content: bad data */
+		}
+	}
+	if (r == 0)
+		r = kha_proxy_new(&o.cfg, &d, &p);
+	if (r == 0 && disc) {
+		r = kha_proxy_discovery_start(disc, p, &d);
+		if (r < 0)
+			kha_proxy_free(p);
+	}
+	if (r < 0)
+		kha_proxy_discovery_stop(disc);
+	opts_release(&o);
 	if (r < 0) {
 		fprintf(stderr, "kha proxy: %s\n", d.msg[0] ? d.msg : strerror(-r));
 		if (r == -EINVAL)
@@ -521,6 +552,7 @@ int cmd_proxy_main(int argc, char **argv)
 		return code == KHA_EXIT_SOFTWARE || code == KHA_EXIT_IOERR ? KHA_EXIT_CONFIG : code;
 	}
 	r = kha_proxy_run(p);
+	kha_proxy_discovery_stop(disc);
 	kha_proxy_free(p);
 	if (r < 0) {
 		fprintf(stderr, "kha proxy: %s\n", strerror(-r));

@@ -96,7 +96,8 @@ int kha_loop_post(struct kha_loop *loop, kha_loop_post_fn fn, void *userdata) KH
 
 /*
  * One pass: waits at most timeout_ms (-1: until an event or the next timer; 0: poll) for io,
- * then dispatches io, expired timers, posted functions and defers, then frees removed sources.
+ * then runs posted functions (first: they were posted before the io events were seen), io
+ * callbacks, expired timers and defers, then frees removed sources.
  * Returns the number of callbacks run or -errno.
  */
 int kha_loop_run_once(struct kha_loop *loop, int timeout_ms);

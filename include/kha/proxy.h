@@ -88,4 +88,21 @@ int kha_proxy_set_discovered(struct kha_proxy *p, const struct kha_proxy_spec *s
 /* Thread-safe: asks for a graceful stop, as SIGTERM does. */
 void kha_proxy_stop(struct kha_proxy *p);
 
+/*
+ * Kubernetes discovery (lib/kube) feeding a proxy: a thread that watches the EndpointSlices of
+ * service default/kubernetes and hands every new set to kha_proxy_set_discovered(). The
+ * kubeconfig (NULL: $KUBECONFIG, then in-cluster) may point at the proxy's own listen address:
+ * the seeds and the state file carry the first connection.
+ * _new loads the kubeconfig (errors: -ENOENT, -EACCES, -EINVAL bad content) and starts nothing;
+ * _start runs the thread (call it after kha_proxy_new(): the thread inherits the blocked
+ * signals); _stop joins it and frees everything (before kha_proxy_free()).
+ */
+struct kha_proxy_discovery;
+int kha_proxy_discovery_new(const char *kubeconfig, struct kha_diag *d,
+			    struct kha_proxy_discovery **ret) KHA_WUR;
+int kha_proxy_discovery_start(struct kha_proxy_discovery *disc, struct kha_proxy *p,
+			      struct kha_diag *d) KHA_WUR;
+/* Stops the thread and frees everything. NULL is a no-op. */
+void kha_proxy_discovery_stop(struct kha_proxy_discovery *disc);
+
 #endif

@@ -636,6 +636,9 @@ int kha_loop_run_once(struct kha_loop *l, int timeout_ms)
 			return -errno;
 		n = 0;
 	}
+	/* posts first: a message posted before these io events happened applies to them (a new
+	 * backend table must be in place before the accept that follows it) */
+	count += run_posts(l);
 	for (int i = 0; i < n; i++) {
 		struct kha_loop_source *s = events[i].data.ptr;
 		if (s->kind == SRC_WAKE) {
@@ -649,7 +652,6 @@ int kha_loop_run_once(struct kha_loop *l, int timeout_ms)
 		}
 	}
 	count += run_timers(l);
-	count += run_posts(l);
 	count += run_defers(l);
 	reap(l);
 	return count;

@@ -42,6 +42,7 @@ def pattern(n):
 def make_pki(directory):
     """A CA and a server certificate for 127.0.0.1 and localhost; returns dict of paths."""
     d = str(directory)
+    os.makedirs(d, exist_ok=True)
     paths = {k: os.path.join(d, k) for k in ("ca.key", "ca.crt", "server.key", "server.csr",
                                               "server.crt", "ext.cnf")}
 
