@@ -3,6 +3,7 @@
 #include <getopt.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <curl/curl.h>
 #include <jansson.h>
 
@@ -465,6 +466,17 @@ static int status_main(int argc, char **argv)
 
 /* ---- the daemon ---- */
 
+/* Two fds per proxied connection: take every fd the hard limit allows (as nginx and HAProxy do). */
+static void raise_fd_limit(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		kha_ignore(setrlimit(RLIMIT_NOFILE, &rl));
+	}
+}
+
 int cmd_proxy_main(int argc, char **argv)
 {
 	struct opts o = {.level = KHA_LOG_INFO, .format = KHA_LOG_LOGFMT};
@@ -551,6 +563,7 @@ int cmd_proxy_main(int argc, char **argv)
 		code = kha_exit_from_errno(r);
 		return code == KHA_EXIT_SOFTWARE || code == KHA_EXIT_IOERR ? KHA_EXIT_CONFIG : code;
 	}
+	raise_fd_limit();
 	r = kha_proxy_run(p);
 	kha_proxy_discovery_stop(disc);
 	kha_proxy_free(p);
