@@ -9,7 +9,6 @@ import queue
 import signal
 import subprocess
 import threading
-import time
 
 import pytest
 
@@ -149,8 +148,9 @@ def test_discovery_follows_live_changes_and_merges_slices(api, kubeconfig, disco
     first = d.wait_set(["10.0.0.1:6443", "10.0.0.2:6443"])
     assert first["slices"] == 1 and not first["empty"]
     assert first["resourceVersion"]
-    sel = list_requests(api)[0]["query"]["labelSelector"]
-    assert sel == "kubernetes.io/service-name=kubernetes"
+    q = list_requests(api)[0]["query"]
+    assert q["labelSelector"] == "kubernetes.io/service-name=kubernetes"
+    assert q["resourceVersion"] == "0"        # the first list may come from the cache
 
     api.set_slice("kubernetes", ["10.0.0.1", "10.0.0.2", "10.0.0.3"])
     d.wait_set(["10.0.0.1:6443", "10.0.0.2:6443", "10.0.0.3:6443"])
@@ -214,6 +214,7 @@ def test_discovery_relists_on_gone_error_event(api, kubeconfig, discovery):
     wait_until(lambda: api.active_watches == 1, 10, "the watch")
     api.send_watch_error(410, "Expired")
     wait_until(lambda: len(list_requests(api)) == 2, 10, "a relist after ERROR 410")
+    assert "resourceVersion" not in list_requests(api)[1]["query"]    # consistent
     wait_until(lambda: api.active_watches == 1, 10, "a new watch")
     api.set_slice("kubernetes", ["10.0.0.2"])
     d.wait_set(["10.0.0.2:6443"])
@@ -303,7 +304,7 @@ def test_stop_is_prompt_during_a_long_watch(api, kubeconfig, discovery):
     d = discovery("--kubeconfig", kubeconfig, "discover", "--watch-timeout", "600")
     d.wait_set(["10.0.0.1:6443"])
     wait_until(lambda: api.active_watches == 1, 10, "the watch")
-    d.stop(timeout=3)          # far less than the watch's 600 s
+    d.stop(timeout=5)          # far less than the watch's 600 s
 
 
 def test_stop_is_prompt_during_backoff(api, kubeconfig, discovery):
@@ -311,7 +312,7 @@ def test_stop_is_prompt_during_backoff(api, kubeconfig, discovery):
     d = discovery("--kubeconfig", kubeconfig, "discover", "--backoff-initial", "60s",
                   "--backoff-max", "60s")
     wait_until(lambda: d.errors(), 10, "the first failure")
-    d.stop(timeout=3)          # asleep for ~30-60 s otherwise
+    d.stop(timeout=5)          # asleep for ~30-60 s otherwise
     api.start()
 
 
@@ -446,11 +447,9 @@ def test_unreachable_server_fails_fast(tmp_path, pki):
     port = free_port()
     api = KubeAPI(pki, port=port)        # never started
     kc = api.write_kubeconfig(tmp_path / "kc", auth="token")
-    t = time.monotonic()
-    p = probe("--kubeconfig", kc, "--timeout", "2s", "endpoints")
+    p = probe("--kubeconfig", kc, "--timeout", "2s", "endpoints", timeout=15)
     assert p.returncode == EXIT_UNAVAILABLE
-    assert "Connection refused" in p.stderr or "Failed to connect" in p.stderr
-    assert time.monotonic() - t < 10
+    assert f"kube {api.url}: GET" in p.stderr and "Failed to connect" in p.stderr
 
 
 # -- Leases ----------------------------------------------------------------------------------
