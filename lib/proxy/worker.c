@@ -310,7 +310,9 @@ static bool backend_failed(struct conn *c, bool during_connect)
 static void established(struct conn *c)
 {
 	c->state = C_ESTABLISHED;
-	kha_loop_timer_stop(c->timer);
+	/* no timer is needed any more (no idle timeout per connection: a sweep does it) */
+	kha_loop_source_remove(c->timer);
+	c->timer = NULL;
 	if (c->keep) {
 		c->keep = false;
 		c->c2b.head = c->sent; /* the kept bytes were delivered */
@@ -412,7 +414,7 @@ static void pump(struct conn *c)
 			r = xfer(w, &c->b2c, c->bfd, c->cfd, &c->b_rd, &c->c_wr, true, &c->b2c.head,
 				 &ws->bytes_in, &nread, &progress);
 			if (r == XF_SRC_ERR) {
-				if (c->state != C_ESTABLISHED) {
+				if (c->state != C_ESTABLISHED && !c->c2b.eof) {
 					if (!backend_failed(c, false))
 						return;
 					continue;
@@ -425,7 +427,9 @@ static void pump(struct conn *c)
 				return;
 			}
 			if (c->state == C_WAITING) {
-				if (nread > 0) {
+				if (nread > 0 || (c->b2c.eof && c->c2b.eof)) {
+					/* an answer; or the client closed first and the backend
+					 * followed: a normal end, not a failure of the backend */
 					established(c);
 				} else if (c->b2c.eof) {
 					if (!backend_failed(c, false))

@@ -342,3 +342,18 @@ def test_help_has_an_example():
     assert r.returncode == 0 and "Example" in r.stdout and "--backend" in r.stdout
     r = run_kha("proxy", "status", "--help")
     assert r.returncode == 0 and "Example" in r.stdout
+
+
+def test_clients_closing_without_a_byte_do_not_make_backends_suspect(backends, proxy):
+    bs = backends(1, kind="tcp")
+    p = proxy(bs, "--check", "tcp", "--check-interval", "1m")
+    for _ in range(20):  # port probes: connect, close
+        socket.create_connection(("127.0.0.1", p.port), timeout=5).close()
+    c = socket.create_connection(("127.0.0.1", p.port), timeout=5)  # send, then close at once
+    c.sendall(b"x\n")
+    c.shutdown(socket.SHUT_WR)
+    assert b"".join(iter(lambda: c.recv(100), b"")) == b"x\nEND 2"
+    c.close()
+    wait_for(lambda: p.status()["connections"]["active"] == 0, 10, "all closed")
+    b = p.backend(bs[0].addr)
+    assert b["state"] == "up" and b["retries"] == 0, b
