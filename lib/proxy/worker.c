@@ -58,6 +58,8 @@ struct conn {
 	uint8_t tries; /* backends tried so far */
 	bool keep;
 	bool c_rd, c_wr, b_rd, b_wr;
+	bool c_fin,
+		b_fin; /* EPOLLRDHUP/HUP/ERR seen: read until EOF, not just until a short read */
 };
 
 enum { XF_OK, XF_SRC_ERR, XF_DST_ERR };
@@ -238,7 +240,7 @@ static int start_connect(struct conn *c, struct backend *b)
 	c->state = C_CONNECTING;
 	c->sent = 0;
 	c->c2b.shut = false;
-	c->b_rd = c->b_wr = false;
+	c->b_rd = c->b_wr = c->b_fin = false;
 	kha_loop_timer_set(c->timer, cfg->connect_timeout_us, 0);
 	return 0;
 }
@@ -327,7 +329,8 @@ static void established(struct conn *c)
  * *nread counts bytes read from src.
  */
 static int xfer(struct worker *w, struct half *h, int src, int dst, bool *rd, bool *wr,
-		bool can_write, uint32_t *wpos, uint64_t *bytes, uint32_t *nread, bool *progress)
+		const bool *fin, bool can_write, uint32_t *wpos, uint64_t *bytes, uint32_t *nread,
+		bool *progress)
 {
 	bool keep = wpos != &h->head;
 
@@ -336,11 +339,16 @@ static int xfer(struct worker *w, struct half *h, int src, int dst, bool *rd, bo
 		ssize_t n;
 
 		if (can_write && *wr && *wpos < h->tail) {
-			n = send(dst, h->buf->data + *wpos, h->tail - *wpos, MSG_NOSIGNAL);
+			size_t want = h->tail - *wpos;
+			n = send(dst, h->buf->data + *wpos, want, MSG_NOSIGNAL);
 			if (n > 0) {
 				*wpos += (uint32_t)n;
 				STAT_ADD(*bytes, (uint64_t)n);
 				did = true;
+				/* a short write means the socket buffer is full: EPOLLOUT will say
+				 * when it is not, no need for a syscall to hear EAGAIN */
+				if ((size_t)n < want)
+					*wr = false;
 			} else if (errno == EAGAIN) {
 				*wr = false;
 			} else if (errno != EINTR) {
@@ -353,11 +361,17 @@ static int xfer(struct worker *w, struct half *h, int src, int dst, bool *rd, bo
 			bool fresh = !h->buf;
 			if (fresh && !(h->buf = buf_get(w)))
 				return XF_SRC_ERR;
-			n = recv(src, h->buf->data + h->tail, BUF_SIZE - h->tail, 0);
+			size_t want = BUF_SIZE - h->tail;
+			n = recv(src, h->buf->data + h->tail, want, 0);
 			if (n > 0) {
 				h->tail += (uint32_t)n;
 				*nread += (uint32_t)n;
 				did = true;
+				/* a short read drained the socket: with edge-triggered epoll, bytes
+				 * arriving later raise a new event (as nginx does), unless a FIN is
+				 * pending, which only a read returning 0 reveals */
+				if ((size_t)n < want && !*fin)
+					*rd = false;
 			} else if (n == 0) {
 				h->eof = true;
 				did = true;
@@ -386,8 +400,9 @@ static void pump(struct conn *c)
 		uint32_t nread = 0;
 		int r;
 
-		r = xfer(w, &c->c2b, c->cfd, c->bfd, &c->c_rd, &c->b_wr, c->state != C_CONNECTING,
-			 c->keep ? &c->sent : &c->c2b.head, &ws->bytes_out, &nread, &progress);
+		r = xfer(w, &c->c2b, c->cfd, c->bfd, &c->c_rd, &c->b_wr, &c->c_fin,
+			 c->state != C_CONNECTING, c->keep ? &c->sent : &c->c2b.head,
+			 &ws->bytes_out, &nread, &progress);
 		if (r == XF_SRC_ERR) { /* client reset: reset the backend too */
 			conn_free(c, true, true);
 			return;
@@ -411,8 +426,8 @@ static void pump(struct conn *c)
 			kha_loop_timer_set(c->timer, cfg->first_byte_timeout_us, 0);
 		if (c->state != C_CONNECTING) {
 			nread = 0;
-			r = xfer(w, &c->b2c, c->bfd, c->cfd, &c->b_rd, &c->c_wr, true, &c->b2c.head,
-				 &ws->bytes_in, &nread, &progress);
+			r = xfer(w, &c->b2c, c->bfd, c->cfd, &c->b_rd, &c->c_wr, &c->b_fin, true,
+				 &c->b2c.head, &ws->bytes_in, &nread, &progress);
 			if (r == XF_SRC_ERR) {
 				if (c->state != C_ESTABLISHED && !c->c2b.eof) {
 					if (!backend_failed(c, false))
@@ -469,6 +484,8 @@ static void client_io(struct kha_loop_source *src, int fd, uint32_t events, void
 	(void)fd;
 	if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
 		c->c_rd = true;
+	if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+		c->c_fin = true;
 	if (events & (EPOLLOUT | EPOLLHUP | EPOLLERR))
 		c->c_wr = true;
 	pump(c);
@@ -498,6 +515,8 @@ static void backend_io(struct kha_loop_source *src, int fd, uint32_t events, voi
 	}
 	if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
 		c->b_rd = true;
+	if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+		c->b_fin = true;
 	if (events & (EPOLLOUT | EPOLLHUP | EPOLLERR))
 		c->b_wr = true;
 	pump(c);
