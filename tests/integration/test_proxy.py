@@ -357,3 +357,40 @@ def test_clients_closing_without_a_byte_do_not_make_backends_suspect(backends, p
     wait_for(lambda: p.status()["connections"]["active"] == 0, 10, "all closed")
     b = p.backend(bs[0].addr)
     assert b["state"] == "up" and b["retries"] == 0, b
+
+
+def rss_bytes(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def test_slow_reader_gets_back_pressure_not_buffering(backends, proxy, pki):
+    import ssl
+    bs = backends(1)
+    p = proxy(bs)
+    wait_for(lambda: all_up(p, 1), 10, "up")
+    size = 32 * 1024 * 1024
+    before = rss_bytes(p.proc.pid)
+    raw = socket.create_connection(("127.0.0.1", p.port), timeout=20)
+    s = ssl.create_default_context(cafile=pki["ca"]).wrap_socket(raw,
+                                                                 server_hostname="127.0.0.1")
+    s.sendall(f"GET /large?n={size} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    # the client reads nothing: the proxy must stop reading the backend, not buffer 32 MiB
+    wait_for(lambda: p.backend(bs[0].addr)["received_bytes"] > 1024 * 1024, 20, "bytes flowing")
+    last = [-1]
+
+    def stalled():  # the count stops moving once every buffer on the way is full
+        now = p.backend(bs[0].addr)["received_bytes"]
+        same, last[0] = now == last[0], now
+        return same and now
+    stalled = wait_for(stalled, 20, "the flow to stall", interval=0.3)
+    assert stalled < size / 2, "the proxy kept reading from the backend"
+    assert rss_bytes(p.proc.pid) - before < 4 * 1024 * 1024
+    f = s.makefile("rb")
+    while f.readline() not in (b"\r\n", b""):
+        pass
+    assert f.read(size) == pattern(size)
+    s.close()
