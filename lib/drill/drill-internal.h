@@ -1,0 +1,40 @@
+/* SPDX-License-Identifier: MIT */
+/* lib/drill internals shared between its files; not part of the public API. */
+#ifndef KHA_DRILL_INTERNAL_H
+#define KHA_DRILL_INTERNAL_H
+
+#include <sys/types.h>
+#include "kha/drill.h"
+
+/* Reads a whole file (at most max bytes) into a new NUL-terminated buffer. */
+int drill_read_file(const char *path, size_t max, char **ret_data, size_t *ret_len);
+
+/*
+ * A shell command run by the drill: /bin/sh -c CMD in its own process group, stdin from
+ * /dev/null, stdout and stderr merged into a pipe the drill reads without blocking. Completion
+ * is the exit of the shell, not the end of its output: a command that leaves a daemon behind
+ * holding the pipe still completes.
+ */
+struct drill_proc {
+	pid_t pid; /* 0: not running */
+	int pidfd; /* readable when it exits; -1 if the kernel lacks pidfd_open */
+	int outfd; /* read end of the output pipe, -1 once closed */
+	char *out; /* first KHA_DRILL_OUTPUT_MAX bytes, NUL-terminated */
+	size_t out_len, out_total;
+	uint64_t started_us, deadline_us; /* absolute kha_now_us() */
+	bool exited, timed_out, killed;
+	int wstatus;
+};
+
+/* Starts cmd. Returns 0 or a negative errno. */
+int drill_proc_spawn(struct drill_proc *p, const char *cmd, uint64_t timeout_us);
+/* Reads available output; reaps the shell if it exited. Returns true once it has exited. */
+bool drill_proc_poll(struct drill_proc *p);
+/* Sends sig to the process group. */
+void drill_proc_signal(struct drill_proc *p, int sig);
+/* Kills the group (SIGKILL) and reaps the shell, blocking briefly; for cleanup. */
+void drill_proc_kill_wait(struct drill_proc *p);
+/* Frees what the proc holds; ret_output receives its output if non-NULL. */
+void drill_proc_release(struct drill_proc *p, char **ret_output);
+
+#endif
