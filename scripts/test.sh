@@ -16,7 +16,8 @@ setup() {
 pytest_run() {
 	local bin=$1
 	shift
-	KHA_BIN="$bin" "$PY" -m pytest tests/integration -q -p no:cacheprovider "$@"
+	KHA_BIN="$bin" "$PY" -m pytest tests/integration -q -p no:cacheprovider \
+		-n "${KHA_TEST_JOBS:-4}" --timeout 300 "$@"
 }
 
 scripts/check-source.sh

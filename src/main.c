@@ -15,7 +15,8 @@ struct command {
 };
 
 static const struct command commands[] = {
-	{"etcd", cmd_etcd_main, "etcd cluster operations: status, member, snapshot, backup, defrag"},
+	{"etcd", cmd_etcd_main,
+	 "etcd cluster operations: status, member, snapshot, backup, defrag"},
 	{"proxy", cmd_proxy_main, "L4 load balancer for kube-apiservers, node-local or external"},
 	{"vip", cmd_vip_main, "floating virtual IP by VRRP"},
 	{"elect", cmd_elect_main, "run a command only while holding leadership"},
@@ -33,10 +34,11 @@ static void usage(FILE *out)
 		     "Commands:\n");
 	for (size_t i = 0; i < KHA_ARRAY_SIZE(commands); i++)
 		fprintf(out, "  %-7s %s\n", commands[i].name, commands[i].summary);
-	fprintf(out, "\nRun 'kha COMMAND --help' for the flags of a command, for example:\n"
-		     "  kha etcd status --endpoints https://10.0.0.1:2379 --cacert ca.crt\n"
-		     "\nExit codes: 0 healthy, 1 degraded, 2 critical, 64 usage, 65 bad data,\n"
-		     "69 service unreachable, 70 internal error, 74 I/O error, 78 bad configuration.\n");
+	fprintf(out,
+		"\nRun 'kha COMMAND --help' for the flags of a command, for example:\n"
+		"  kha etcd status --endpoints https://10.0.0.1:2379 --cacert ca.crt\n"
+		"\nExit codes: 0 healthy, 1 degraded, 2 critical, 64 usage, 65 bad data,\n"
+		"69 service unreachable, 70 internal error, 74 I/O error, 78 bad configuration.\n");
 }
 
 int main(int argc, char **argv)

@@ -16,9 +16,9 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-#define KHA_WUR	       __attribute__((warn_unused_result))
+#define KHA_WUR		 __attribute__((warn_unused_result))
 #define KHA_PRINTF(a, b) __attribute__((format(printf, a, b)))
-#define KHA_UNUSED     __attribute__((unused))
+#define KHA_UNUSED	 __attribute__((unused))
 /* Ignores a KHA_WUR result on purpose (gcc does not accept a plain (void) cast). */
 #define kha_ignore(x) ((void)!(x))
 
@@ -29,11 +29,11 @@
 #define kha_container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
 /* Defines func##p(type *), a cleanup wrapper calling func(*p) when *p is non-NULL. */
-#define KHA_DEFINE_CLEANUP(type, func)                                                             \
-	static inline void func##p(type *p)                                                        \
-	{                                                                                          \
-		if (*p)                                                                            \
-			func(*p);                                                                  \
+#define KHA_DEFINE_CLEANUP(type, func)      \
+	static inline void func##p(type *p) \
+	{                                   \
+		if (*p)                     \
+			func(*p);           \
 	}
 
 static inline void kha_freep(void *p)
@@ -54,17 +54,17 @@ static inline void kha_closep(int *fd)
 #define kha_autoclose __attribute__((cleanup(kha_closep)))
 #define kha_auto(fn)  __attribute__((cleanup(fn)))
 
-#define KHA_TAKE_PTR(p)                                                                            \
-	({                                                                                         \
-		__typeof__(p) _kha_p = (p);                                                        \
-		(p) = NULL;                                                                        \
-		_kha_p;                                                                            \
+#define KHA_TAKE_PTR(p)                     \
+	({                                  \
+		__typeof__(p) _kha_p = (p); \
+		(p) = NULL;                 \
+		_kha_p;                     \
 	})
-#define KHA_TAKE_FD(fd)                                                                            \
-	({                                                                                         \
-		int _kha_fd = (fd);                                                                \
-		(fd) = -1;                                                                         \
-		_kha_fd;                                                                           \
+#define KHA_TAKE_FD(fd)             \
+	({                          \
+		int _kha_fd = (fd); \
+		(fd) = -1;          \
+		_kha_fd;            \
 	})
 
 /* Exit codes, as DESIGN.md fixes them (sysexits for the errors). */

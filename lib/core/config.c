@@ -24,8 +24,9 @@ static int apply_one(const char *path, const yaml_event_t *ev, const struct opti
 
 	if (opt->has_arg == no_argument) {
 		if (kha_parse_bool(value, &on) < 0)
-			return kha_diag_set(d, EINVAL, "%s:%zu: %s: expected true or false, got '%s'",
-					    path, line, opt->name, value);
+			return kha_diag_set(d, EINVAL,
+					    "%s:%zu: %s: expected true or false, got '%s'", path,
+					    line, opt->name, value);
 		if (!on)
 			return 0;
 		value = NULL;
@@ -71,8 +72,9 @@ int kha_config_load(const char *path, const struct option *longopts, kha_opt_app
 			break;
 		case YAML_MAPPING_START_EVENT:
 			if (++depth > 1)
-				r = kha_diag_set(d, EINVAL, "%s:%zu: nested mappings are not allowed",
-						 path, ev.start_mark.line + 1);
+				r = kha_diag_set(d, EINVAL,
+						 "%s:%zu: nested mappings are not allowed", path,
+						 ev.start_mark.line + 1);
 			break;
 		case YAML_MAPPING_END_EVENT:
 			depth--;
@@ -90,14 +92,15 @@ int kha_config_load(const char *path, const struct option *longopts, kha_opt_app
 		case YAML_SCALAR_EVENT:
 			if (depth != 1) {
 				/* an empty document is fine, a bare scalar is not */
-				r = kha_diag_set(d, EINVAL, "%s:%zu: expected a mapping of flag names",
-						 path, ev.start_mark.line + 1);
+				r = kha_diag_set(d, EINVAL,
+						 "%s:%zu: expected a mapping of flag names", path,
+						 ev.start_mark.line + 1);
 			} else if (!key) {
 				key = find_opt(longopts, (const char *)ev.data.scalar.value);
 				if (!key || strcmp(key->name, "config") == 0 ||
 				    strcmp(key->name, "help") == 0)
-					r = kha_diag_set(d, EINVAL, "%s:%zu: unknown key '%s'", path,
-							 ev.start_mark.line + 1,
+					r = kha_diag_set(d, EINVAL, "%s:%zu: unknown key '%s'",
+							 path, ev.start_mark.line + 1,
 							 (const char *)ev.data.scalar.value);
 			} else {
 				r = apply_one(path, &ev, key, apply, userdata, d);

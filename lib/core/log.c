@@ -65,11 +65,11 @@ static size_t put_quoted(char *out, size_t size, size_t pos, const char *s, size
 {
 	static const char hex[] = "0123456789abcdef";
 
-#define PUT(c)                                                                                     \
-	do {                                                                                       \
-		if (pos + 1 < size)                                                                \
-			out[pos] = (c);                                                            \
-		pos++;                                                                             \
+#define PUT(c)                          \
+	do {                            \
+		if (pos + 1 < size)     \
+			out[pos] = (c); \
+		pos++;                  \
 	} while (0)
 	PUT('"');
 	for (size_t i = 0; i < n; i++) {

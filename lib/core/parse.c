@@ -157,8 +157,7 @@ const char *kha_format_duration(char *buf, size_t size, uint64_t us)
 			 (double)(us % 60000000) / 1e6);
 	else
 		snprintf(buf, size, "%uh%um%gs", (unsigned)(us / 3600000000ULL),
-			 (unsigned)(us % 3600000000ULL / 60000000),
-			 (double)(us % 60000000) / 1e6);
+			 (unsigned)(us % 3600000000ULL / 60000000), (double)(us % 60000000) / 1e6);
 	return buf;
 }
 

@@ -119,8 +119,8 @@ static void test_diag_prefix_and_return(void **state)
 	assert_int_equal(kha_diag_set(&d, ETIMEDOUT, "timed out after %dms", 500), -ETIMEDOUT);
 	kha_diag_prefix(&d, "etcd %s", "https://127.0.0.1:2379");
 	kha_diag_append(&d, " (check --dial-timeout)");
-	assert_string_equal(d.msg,
-			    "etcd https://127.0.0.1:2379: timed out after 500ms (check --dial-timeout)");
+	assert_string_equal(
+		d.msg, "etcd https://127.0.0.1:2379: timed out after 500ms (check --dial-timeout)");
 	assert_int_equal(kha_diag_set(NULL, -EIO, "x"), -EIO);
 }
 
