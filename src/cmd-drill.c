@@ -10,6 +10,7 @@
 #include "commands.h"
 #include "kha/common.h"
 #include "kha/drill.h"
+#include "kha/file.h"
 #include "kha/log.h"
 #include "kha/banned.h"
 
@@ -202,7 +203,7 @@ static int write_outputs(const struct kha_drill_report *r, const struct kha_dril
 			fprintf(stderr, "kha drill: cannot build the JSON report: out of memory\n");
 			return KHA_EXIT_SOFTWARE;
 		}
-		r2 = kha_drill_write_file(sc->report_path, json, strlen(json), &d);
+		r2 = kha_file_write_atomic(sc->report_path, json, strlen(json), 0644, &d);
 		free(json);
 		if (r2 < 0) {
 			fprintf(stderr, "kha drill: %s (check the --report path)\n", d.msg);
@@ -222,7 +223,7 @@ static int write_outputs(const struct kha_drill_report *r, const struct kha_dril
 				"kha drill: cannot build the SVG timeline: out of memory\n");
 			return KHA_EXIT_SOFTWARE;
 		}
-		r2 = kha_drill_write_file(sc->svg_path, buf, len, &d);
+		r2 = kha_file_write_atomic(sc->svg_path, buf, len, 0644, &d);
 		free(buf);
 		if (r2 < 0) {
 			fprintf(stderr, "kha drill: %s (check the --svg path)\n", d.msg);

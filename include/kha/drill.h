@@ -422,11 +422,4 @@ struct kha_drill_svg_opts {
 int kha_drill_svg_write(FILE *out, const struct kha_drill_report *r,
 			const struct kha_drill_svg_opts *opts) KHA_WUR;
 
-/*
- * Writes data to path atomically (temporary file in the same directory, fsync, rename, fsync of
- * the directory), mode 0644. Returns 0 or a negative errno with d set.
- */
-int kha_drill_write_file(const char *path, const void *data, size_t len,
-			 struct kha_diag *d) KHA_WUR;
-
 #endif

@@ -6,9 +6,6 @@
 #include <sys/types.h>
 #include "kha/drill.h"
 
-/* Reads a whole file (at most max bytes) into a new NUL-terminated buffer. */
-int drill_read_file(const char *path, size_t max, char **ret_data, size_t *ret_len);
-
 /*
  * A shell command run by the drill: /bin/sh -c CMD in its own process group, stdin from
  * /dev/null, stdout and stderr merged into a pipe the drill reads without blocking. Completion

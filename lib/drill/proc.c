@@ -14,61 +14,6 @@
 
 extern char **environ;
 
-int drill_read_file(const char *path, size_t max, char **ret_data, size_t *ret_len)
-{
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	size_t len = 0, cap = 4096;
-	char *buf;
-
-	if (fd < 0)
-		return -errno;
-	buf = malloc(cap);
-	if (!buf) {
-		close(fd);
-		return -ENOMEM;
-	}
-	for (;;) {
-		ssize_t n;
-		if (len + 1 >= cap) {
-			char *grown;
-			if (cap > max + 1) {
-				free(buf);
-				close(fd);
-				return -EFBIG;
-			}
-			grown = realloc(buf, cap * 2);
-			if (!grown) {
-				free(buf);
-				close(fd);
-				return -ENOMEM;
-			}
-			buf = grown;
-			cap *= 2;
-		}
-		n = read(fd, buf + len, cap - len - 1);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			int e = errno;
-			free(buf);
-			close(fd);
-			return -e;
-		}
-		if (n == 0)
-			break;
-		len += (size_t)n;
-	}
-	close(fd);
-	if (len > max) {
-		free(buf);
-		return -EFBIG;
-	}
-	buf[len] = '\0';
-	*ret_data = buf;
-	*ret_len = len;
-	return 0;
-}
-
 int drill_proc_spawn(struct drill_proc *p, const char *cmd, uint64_t timeout_us)
 {
 	posix_spawn_file_actions_t fa;

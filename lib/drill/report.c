@@ -1,11 +1,8 @@
 // SPDX-License-Identifier: MIT
 /* The drill's verdict and its report: JSON (schema in docs/drill.md) and the human summary. */
-#include <fcntl.h>
-#include <libgen.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <jansson.h>
 
@@ -496,49 +493,4 @@ int kha_drill_report_print(FILE *out, const struct kha_drill_report *r)
 	fprintf(out, "  verdict       %s (exit %d)\n", kha_drill_verdict_name(v),
 		kha_drill_verdict_exit_code(r));
 	return ferror(out) ? -EIO : 0;
-}
-
-/* ---------------------------------------------------------------------------------------- */
-
-int kha_drill_write_file(const char *path, const void *data, size_t len, struct kha_diag *d)
-{
-	char tmp[4096], dirbuf[4096];
-	const char *p = data;
-	int fd, dfd, r;
-
-	if (snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", path, (long)getpid()) >= (int)sizeof(tmp))
-		return kha_diag_set(d, ENAMETOOLONG, "%s: path too long", path);
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (fd < 0)
-		return kha_diag_set(d, errno, "cannot write %s: %s", path, strerror(errno));
-	while (len > 0) {
-		ssize_t n = write(fd, p, len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			r = kha_diag_set(d, errno, "cannot write %s: %s", path, strerror(errno));
-			close(fd);
-			unlink(tmp);
-			return r;
-		}
-		p += n;
-		len -= (size_t)n;
-	}
-	if (fsync(fd) < 0 || close(fd) < 0) {
-		r = kha_diag_set(d, errno, "cannot write %s: %s", path, strerror(errno));
-		unlink(tmp);
-		return r;
-	}
-	if (rename(tmp, path) < 0) {
-		r = kha_diag_set(d, errno, "cannot write %s: %s", path, strerror(errno));
-		unlink(tmp);
-		return r;
-	}
-	snprintf(dirbuf, sizeof(dirbuf), "%s", path);
-	dfd = open(dirname(dirbuf), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd >= 0) {
-		kha_ignore(fsync(dfd));
-		close(dfd);
-	}
-	return 0;
 }

@@ -539,6 +539,7 @@ static bool roll_command(struct drill *dr, enum kha_drill_step_kind kind, bool o
 	char name[256];
 	char *cmd = subst_node(tmpl, node);
 	size_t idx;
+	bool ok;
 	int r;
 
 	if (!cmd) {
@@ -553,11 +554,13 @@ static bool roll_command(struct drill *dr, enum kha_drill_step_kind kind, bool o
 		return false;
 	}
 	dr->r->steps[idx].on_abort = on_abort;
+	ok = start_step(dr, idx, dr->sc->step_timeout_us);
+	/* the same instant as the step's, so that marks and nodes agree exactly */
 	if (kind == KHA_DRILL_STEP_STOP)
-		dr->r->nodes[dr->node].stop_us = rel_now(dr);
+		dr->r->nodes[dr->node].stop_us = dr->r->steps[idx].started_us;
 	else
-		dr->r->nodes[dr->node].start_us = rel_now(dr);
-	return start_step(dr, idx, dr->sc->step_timeout_us);
+		dr->r->nodes[dr->node].start_us = dr->r->steps[idx].started_us;
+	return ok;
 }
 
 static void roll_fail(struct drill *dr, enum kha_drill_node_state state)

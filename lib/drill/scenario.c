@@ -14,6 +14,7 @@
 #include <yaml.h>
 
 #include "kha/drill.h"
+#include "kha/file.h"
 #include "kha/parse.h"
 #include "drill-internal.h"
 #include "kha/banned.h"
@@ -629,10 +630,11 @@ int kha_drill_scenario_load(struct kha_drill_scenario *sc, const char *path, str
 	size_t len = 0;
 	int r;
 
-	r = drill_read_file(path, SCENARIO_MAX_BYTES, &text, &len);
-	if (r < 0)
-		return kha_diag_set(d, -r, "cannot read scenario %s: %s", path,
-				    r == -EFBIG ? "file too large" : strerror(-r));
+	r = kha_file_read_all(path, SCENARIO_MAX_BYTES, &text, &len, d);
+	if (r < 0) {
+		kha_diag_prefix(d, "cannot read scenario");
+		return r == -EFBIG ? -EBADMSG : r;
+	}
 	r = kha_drill_scenario_parse(sc, text, len, path, d);
 	free(text);
 	return r;

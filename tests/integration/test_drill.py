@@ -103,13 +103,15 @@ def check_schema(r):
 
 def test_outage_matches_a_503_window(tmp_path, targets):
     t0 = time.time()
-    # the server answers 503 during a window it is told, in wall-clock time
+    # the server answers 503 during a window it is told, in wall-clock time; the window starts
+    # 1s after t0 and kha a little after t0 (how long depends on the load), so the window
+    # begins in the drill between 0.3s (fault) and 1s, and ends before 2s (recovery)
     win = (t0 + 1.0, t0 + 1.8)
     t = targets(windows=[(win[0], win[1], "503")])
     svg = tmp_path / "drill.svg"
     p, r = drill(tmp_path, "--target", t.url, "--rate", "100", "--duration", "2.6s",
-                 "--timeout", "500ms", "--fault-at", "0.9s", "--fault", "echo breaking",
-                 "--recover-at", "1.9s", "--recover", "echo repairing", "--svg", svg,
+                 "--timeout", "500ms", "--fault-at", "0.3s", "--fault", "echo breaking",
+                 "--recover-at", "2s", "--recover", "echo repairing", "--svg", svg,
                  "--slo", "50")
     assert p.returncode == 0, p.stderr
     check_schema(r)
@@ -124,7 +126,7 @@ def test_outage_matches_a_503_window(tmp_path, targets):
     assert "503" in r["probes"]["error_samples"]["http_status"]
     # fault and recovery instants, and what followed them
     f = r["fault"]
-    assert abs(f["fault_at_ms"] - 900) < 100 and abs(f["recover_at_ms"] - 1900) < 100
+    assert 300 <= f["fault_at_ms"] < 400 and 2000 <= f["recover_at_ms"] < 2100
     assert f["time_to_first_failure_ms"] == pytest.approx(w["start_ms"] - f["fault_at_ms"],
                                                           abs=0.01)
     assert f["time_to_recovery_ms"] == pytest.approx(w["end_ms"] - f["fault_at_ms"], abs=0.01)
@@ -152,14 +154,21 @@ def test_outage_matches_a_503_window(tmp_path, targets):
         return [e for e in root.iter(SVG_NS + tag) if cls in e.get("class", "").split()]
 
     assert len(by_class("rect", "band-ok")) >= 2
-    assert len(by_class("rect", "band-fail")) == 1
+    # red inside the outage only (a slot missed under load may split it with grey)
+    outage = by_class("rect", "outage")
+    assert len(outage) == 1
+    ox, ow = float(outage[0].get("x")), float(outage[0].get("width"))
+    fails = by_class("rect", "band-fail")
+    assert fails
+    for rect in fails:
+        x, width = float(rect.get("x")), float(rect.get("width"))
+        assert ox - 2 <= x and x + width <= ox + ow + 2
     assert len(by_class("path", "latency")) == 1
     assert by_class("path", "latency")[0].get("d").startswith("M")
     markers = by_class("g", "marker")
     assert {m.get("class") for m in markers} == {"marker fault", "marker recover"}
     labels = [e.text for m in markers for e in m.iter(SVG_NS + "text")]
     assert labels == ["fault", "recover"]
-    assert len(by_class("rect", "outage")) == 1
     assert root.find(SVG_NS + "title").text == f"kha drill: {t.url}"
 
 
@@ -176,7 +185,10 @@ def test_outage_matches_refused_window_over_tls(tmp_path, targets, pki):
     assert r["outage"]["windows"] == 1, r["outage"]
     assert abs(w["start_ms"] - to_drill_ms(r, win[0])) <= tol
     assert abs(w["end_ms"] - to_drill_ms(r, win[1])) <= tol
-    assert r["probes"]["results"]["refused"] == r["probes"]["failed"] > 0
+    # connections the kernel had queued when the listener closed are reset, not refused
+    res = r["probes"]["results"]
+    assert res["refused"] + res["reset"] + res["tls"] == r["probes"]["failed"], r["probes"]
+    assert res["refused"] > 0.8 * r["probes"]["failed"]
     # no fault command: a single phase
     assert r["fault"]["fault_at_ms"] is None and r["phases"]["during"] is None
 
@@ -211,7 +223,9 @@ def test_tcp_target_sees_refused_connections(tmp_path, targets):
     tol = tolerance_ms(r)
     assert abs(w["start_ms"] - to_drill_ms(r, win[0])) <= tol
     assert abs(w["end_ms"] - to_drill_ms(r, win[1])) <= tol
-    assert r["probes"]["results"]["refused"] == r["probes"]["failed"]
+    res = r["probes"]["results"]
+    assert res["refused"] + res["reset"] == r["probes"]["failed"]
+    assert res["refused"] > 0.8 * r["probes"]["failed"]
 
 
 def test_sigstop_of_the_backend_is_an_outage_bounded_by_the_commands(tmp_path, targets):

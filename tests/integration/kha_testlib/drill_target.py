@@ -129,6 +129,9 @@ class Server:
                     if mode == "hang":
                         time.sleep(30)
                         return
+                    if mode == "refuse":
+                        # accepted just before the listener closed: drop it unanswered
+                        return
                     if mode:
                         status, body = "503 Service Unavailable", b"failing on purpose\n"
                     else:
