@@ -251,11 +251,12 @@ static json_t *steps_json(const struct kha_drill_report *r)
 
 static json_t *rolling_json(const struct kha_drill_report *r)
 {
-	json_t *nodes = json_array();
 	const char *stopped_at = NULL;
+	json_t *nodes;
 
 	if (!r->rolling)
 		return json_null();
+	nodes = json_array();
 	for (size_t i = 0; i < r->n_nodes; i++) {
 		const struct kha_drill_node_result *n = &r->nodes[i];
 		if (!stopped_at && !r->rolling_completed && n->state != KHA_DRILL_NODE_HEALTHY &&
