@@ -888,7 +888,11 @@ static void handle_stop_fd(struct drill *dr)
 		dr->r->interrupted = true;
 		dr->r->interrupt_signal = v;
 		snprintf(dr->r->abort_reason, sizeof(dr->r->abort_reason), "interrupted");
-		emit(dr, KHA_DRILL_EVENT_ABORT, NULL, NULL, "interrupted");
+		emit(dr, KHA_DRILL_EVENT_ABORT, NULL, NULL,
+		     dr->n_procs || dr->fault_started
+			     ? "interrupted: finishing the commands running and the recoveries due "
+			       "(interrupt again to kill them)"
+			     : "interrupted");
 		begin_stop(dr);
 	} else if (dr->stop_level == 1) {
 		emit(dr, KHA_DRILL_EVENT_ABORT, NULL, NULL,

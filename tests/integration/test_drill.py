@@ -477,3 +477,69 @@ def test_output_json_on_stdout(tmp_path, targets):
     assert len(r["probe_list"]) == r["probes"]["slots"]
     t_ms, latency_ms, result, status = r["probe_list"][0]
     assert result == "ok" and status == 200 and latency_ms > 0
+
+
+def test_second_sigint_kills_the_commands_still_running(tmp_path, targets):
+    t = targets()
+    report = tmp_path / "report.json"
+    proc = subprocess.Popen(
+        [kha_bin(), "drill", "--target", t.url, "--rate", "50", "--duration", "20s",
+         "--fault-at", "0s", "--fault", "sleep 30", "--report", str(report)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+    err = ""
+    try:
+        deadline = time.monotonic() + 10
+        while "command started" not in err:
+            assert time.monotonic() < deadline and proc.poll() is None, err
+            err += proc.stderr.readline()
+        proc.send_signal(signal.SIGINT)
+        # the first interrupt waits for the running command, and says so
+        while "interrupt again" not in err:
+            assert time.monotonic() < deadline and proc.poll() is None, err
+            err += proc.stderr.readline()
+        proc.send_signal(signal.SIGINT)
+        out, rest = proc.communicate(timeout=10)
+        err += rest
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert_no_sanitizer_report(err)
+    assert proc.returncode == 130, err
+    r = json.loads(report.read_text())
+    assert r["interrupted"] is True
+    assert r["steps"][0]["result"] == "killed" and r["steps"][0]["signal"] == signal.SIGKILL
+    assert r["elapsed_ms"] < 10000
+
+
+def test_progress_line_only_on_a_terminal(tmp_path, targets):
+    import pty
+    t = targets()
+    master, slave = pty.openpty()
+    try:
+        proc = subprocess.Popen(
+            [kha_bin(), "drill", "--target", t.url, "--rate", "50", "--duration", "1.5s"],
+            stdout=subprocess.PIPE, stderr=slave, stdin=subprocess.DEVNULL)
+        os.close(slave)
+        slave = -1
+        seen = b""
+        while True:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:  # EIO: the other side closed
+                break
+            if not chunk:
+                break
+            seen += chunk
+        proc.communicate(timeout=10)
+    finally:
+        if slave >= 0:
+            os.close(slave)
+        os.close(master)
+    assert proc.returncode == 0
+    text = seen.decode(errors="replace")
+    assert_no_sanitizer_report(text)
+    assert "\r\x1b[K1.0" in text and "ok " in text and "failed 0" in text
+    # not on a pipe
+    p = run_kha("drill", "--target", t.url, "--rate", "50", "--duration", "1.2s")
+    assert "\r" not in p.stderr and "ok " not in p.stderr
