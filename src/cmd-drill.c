@@ -56,6 +56,9 @@ static const struct option longopts[] = {
 	{"down-time", required_argument, NULL, OPT_LIB},
 	{"write", no_argument, NULL, OPT_LIB},
 	{"endpoints", required_argument, NULL, OPT_LIB},
+	{"write-prefix", required_argument, NULL, OPT_LIB},
+	{"keep-keys", no_argument, NULL, OPT_LIB},
+	{"readback-timeout", required_argument, NULL, OPT_LIB},
 	{"report", required_argument, NULL, OPT_LIB},
 	{"svg", required_argument, NULL, OPT_LIB},
 	{"slo", required_argument, NULL, OPT_LIB},
@@ -102,7 +105,14 @@ static void usage(FILE *out)
 		"  -o, --output text|json  what to print on stdout (default text)\n"
 		"  --slo PERCENT           exit 1 when availability is under it\n"
 		"  --no-progress           no live status line (shown only on a terminal anyway)\n"
-		"  --write --endpoints URLS  etcd write mode (not available in this build)\n"
+		"etcd write mode:\n"
+		"  --write                 each probe puts a sequence-numbered key through the\n"
+		"                          target (an etcd client URL); afterwards every\n"
+		"                          acknowledged write must be readable from the cluster\n"
+		"  --endpoints URLS        where to read them back (default: the target)\n"
+		"  --write-prefix P        key prefix (default /kha-drill/<time>-<pid>/)\n"
+		"  --keep-keys             do not delete the keys after the check\n"
+		"  --readback-timeout D    keep retrying the read-back this long (default 15s)\n"
 		"\n"
 		"Example:\n"
 		"  kha drill --target https://10.0.0.10:6443/readyz --cacert ca.crt --rate 200 \\\n"
@@ -111,7 +121,8 @@ static void usage(FILE *out)
 		"      --recover-at 30s --recover 'ssh master1 systemctl start kube-apiserver' \\\n"
 		"      --slo 99.9 --report drill.json --svg drill.svg\n"
 		"\n"
-		"Exit codes: 0 ok, 1 availability under --slo, 3 a command failed (drill stopped),\n"
+		"Exit codes: 0 ok, 1 availability under --slo, 2 acknowledged writes lost,\n"
+		"3 a command failed (drill stopped), 69 writes could not be read back,\n"
 		"4 rolling stopped (a node failed or never became healthy), 128+N interrupted by\n"
 		"signal N (the report is still written), 64 usage, 65 bad scenario file, 74 cannot\n"
 		"write a report, 78 unreadable file.\n");
@@ -353,8 +364,6 @@ int cmd_drill_main(int argc, char **argv)
 	if (r < 0) {
 		fprintf(stderr, "kha drill: %s\n", d.msg);
 		kha_drill_scenario_release(&sc);
-		if (r == -ENOTSUP)
-			return KHA_EXIT_USAGE;
 		return kha_exit_from_errno(r);
 	}
 

@@ -100,9 +100,16 @@ struct kha_drill_scenario {
 	uint64_t healthy_timeout_us, healthy_interval_us;
 	uint64_t down_us; /* time a node stays down between its stop and its start */
 
-	/* Write mode (etcd): not implemented in this version, see docs/drill.md. */
+	/*
+	 * Write mode (etcd): each probe is a put of a sequence-numbered key through the target
+	 * (an etcd client URL: the gateway's /v3/kv/put is appended when it has no path), read
+	 * back after the drill from endpoints (default: the target) with the same TLS files.
+	 */
 	bool write;
-	char *endpoints;
+	char *endpoints;	      /* comma-separated etcd client URLs */
+	char *write_prefix;	      /* default "/kha-drill/<unix seconds>-<pid>/" */
+	bool keep_keys;		      /* do not delete the keys after the check */
+	uint64_t readback_timeout_us; /* retry the read-back this long (default 15s) */
 
 	/* Outputs; the library does not write them, a scenario file may name them. */
 	char *report_path, *svg_path;
@@ -311,6 +318,26 @@ struct kha_drill_node_result {
 	char *last_check_output;		/* owned, may be NULL */
 };
 
+/* The write check (write mode). Counts are of probes (slots). */
+struct kha_drill_writes {
+	bool enabled;
+	char *prefix;	 /* owned */
+	char *endpoints; /* owned: where the keys were read back */
+	size_t acked;	 /* answered 200: must be in the cluster */
+	size_t failed;	 /* never reached the server (refused, TLS, name): must not be */
+	size_t unknown;	 /* sent, outcome unknown (timeout, reset, error status) */
+	bool verified;	 /* the read-back succeeded */
+	char error[256]; /* why it did not */
+	size_t found;	 /* keys of this drill read back */
+	size_t lost;	 /* acknowledged but missing or with another value: must be 0 */
+	size_t unknown_applied, unknown_missing;
+	size_t unexpected;    /* present but never acknowledged nor possibly applied */
+	uint64_t *lost_slots; /* owned: the first lost sequence numbers (at most 100) */
+	size_t n_lost_slots;
+	bool cleaned; /* the keys were deleted after the check */
+	char cleanup_error[256];
+};
+
 struct kha_drill_report {
 	/* what ran (copied from the scenario) */
 	char *target; /* owned */
@@ -338,6 +365,7 @@ struct kha_drill_report {
 	/* one sample message per failure kind (curl's text), "" when none */
 	char error_samples[KHA_DRILL_PROBE__MAX][160];
 
+	struct kha_drill_writes writes;
 	struct kha_drill_stats stats;
 };
 
@@ -390,15 +418,20 @@ int kha_drill_run(const struct kha_drill_scenario *sc, const struct kha_drill_ho
 
 enum kha_drill_verdict {
 	KHA_DRILL_VERDICT_OK,
-	KHA_DRILL_VERDICT_SLO_MISSED,	   /* availability under the SLO */
-	KHA_DRILL_VERDICT_STEP_FAILED,	   /* a fault/recovery command failed (no --keep-going) */
-	KHA_DRILL_VERDICT_ROLLING_STOPPED, /* a node failed or never became healthy */
+	KHA_DRILL_VERDICT_SLO_MISSED,	     /* availability under the SLO */
+	KHA_DRILL_VERDICT_WRITES_LOST,	     /* acknowledged writes missing after the drill */
+	KHA_DRILL_VERDICT_WRITES_UNVERIFIED, /* write mode: the read-back failed */
+	KHA_DRILL_VERDICT_STEP_FAILED,	     /* a fault/recovery command failed (no --keep-going) */
+	KHA_DRILL_VERDICT_ROLLING_STOPPED,   /* a node failed or never became healthy */
 	KHA_DRILL_VERDICT_INTERRUPTED,
 };
 enum kha_drill_verdict kha_drill_report_verdict(const struct kha_drill_report *r);
 const char *kha_drill_verdict_name(enum kha_drill_verdict v);
 
-/* Exit codes of `kha drill` beyond the common ones (0 ok, 1 SLO missed). */
+/*
+ * Exit codes of `kha drill` beyond the common ones (0 ok, 1 SLO missed, 2 acknowledged writes
+ * lost, 69 writes could not be read back).
+ */
 #define KHA_DRILL_EXIT_STEP_FAILED     3
 #define KHA_DRILL_EXIT_ROLLING_STOPPED 4
 /* Interrupted: 128 + the signal, as a shell reports it. */

@@ -6,6 +6,18 @@
 #include <sys/types.h>
 #include "kha/drill.h"
 
+/* "scheme://host[:port]" of a URL (new string), NULL when it does not parse or on ENOMEM. */
+char *drill_url_base(const char *url);
+
+/*
+ * Write mode. drill_write_url: the URL puts go to (new string). drill_write_body: the JSON body
+ * of the put of slot `slot` (new string). drill_verify_writes: reads the keys back and fills
+ * r->writes (never fails: a failed read-back is recorded as unverified).
+ */
+char *drill_write_url(const char *target);
+char *drill_write_body(const char *prefix, uint64_t slot);
+void drill_verify_writes(const struct kha_drill_scenario *sc, struct kha_drill_report *r);
+
 /*
  * A shell command run by the drill: /bin/sh -c CMD in its own process group, stdin from
  * /dev/null, stdout and stderr merged into a pipe the drill reads without blocking. Completion

@@ -64,6 +64,10 @@ const char *kha_drill_verdict_name(enum kha_drill_verdict v)
 		return "ok";
 	case KHA_DRILL_VERDICT_SLO_MISSED:
 		return "slo_missed";
+	case KHA_DRILL_VERDICT_WRITES_LOST:
+		return "writes_lost";
+	case KHA_DRILL_VERDICT_WRITES_UNVERIFIED:
+		return "writes_unverified";
 	case KHA_DRILL_VERDICT_STEP_FAILED:
 		return "step_failed";
 	case KHA_DRILL_VERDICT_ROLLING_STOPPED:
@@ -81,12 +85,17 @@ static bool slo_met(const struct kha_drill_report *r)
 
 enum kha_drill_verdict kha_drill_report_verdict(const struct kha_drill_report *r)
 {
+	/* losing acknowledged data outranks everything, even an interruption */
+	if (r->writes.enabled && r->writes.verified && r->writes.lost > 0)
+		return KHA_DRILL_VERDICT_WRITES_LOST;
 	if (r->interrupted)
 		return KHA_DRILL_VERDICT_INTERRUPTED;
 	if (r->aborted)
 		return KHA_DRILL_VERDICT_STEP_FAILED;
 	if (r->rolling && !r->rolling_completed)
 		return KHA_DRILL_VERDICT_ROLLING_STOPPED;
+	if (r->writes.enabled && !r->writes.verified)
+		return KHA_DRILL_VERDICT_WRITES_UNVERIFIED;
 	if (!slo_met(r))
 		return KHA_DRILL_VERDICT_SLO_MISSED;
 	return KHA_DRILL_VERDICT_OK;
@@ -99,6 +108,10 @@ int kha_drill_verdict_exit_code(const struct kha_drill_report *r)
 		return KHA_EXIT_OK;
 	case KHA_DRILL_VERDICT_SLO_MISSED:
 		return KHA_EXIT_DEGRADED;
+	case KHA_DRILL_VERDICT_WRITES_LOST:
+		return KHA_EXIT_CRITICAL;
+	case KHA_DRILL_VERDICT_WRITES_UNVERIFIED:
+		return KHA_EXIT_UNAVAILABLE;
 	case KHA_DRILL_VERDICT_STEP_FAILED:
 		return KHA_DRILL_EXIT_STEP_FAILED;
 	case KHA_DRILL_VERDICT_ROLLING_STOPPED:
@@ -276,6 +289,29 @@ static json_t *rolling_json(const struct kha_drill_report *r)
 			 str_or_null(stopped_at), "nodes", nodes);
 }
 
+static json_t *writes_json(const struct kha_drill_writes *w)
+{
+	json_t *lost = json_array();
+
+	if (!w->enabled) {
+		json_decref(lost);
+		return json_null();
+	}
+	for (size_t i = 0; i < w->n_lost_slots; i++)
+		json_array_append_new(lost, json_integer((json_int_t)w->lost_slots[i]));
+	return json_pack("{s:o, s:o, s:I, s:I, s:I, s:b, s:o, s:I, s:I, s:I, s:I, s:I, s:o, s:b, "
+			 "s:o}",
+			 "prefix", text(w->prefix), "endpoints", text(w->endpoints), "acked",
+			 (json_int_t)w->acked, "failed", (json_int_t)w->failed, "unknown",
+			 (json_int_t)w->unknown, "verified", w->verified, "error",
+			 w->error[0] ? text(w->error) : json_null(), "found", (json_int_t)w->found,
+			 "lost", (json_int_t)w->lost, "unknown_applied",
+			 (json_int_t)w->unknown_applied, "unknown_missing",
+			 (json_int_t)w->unknown_missing, "unexpected", (json_int_t)w->unexpected,
+			 "lost_keys", lost, "cleaned", w->cleaned, "cleanup_error",
+			 w->cleanup_error[0] ? text(w->cleanup_error) : json_null());
+}
+
 static void format_rfc3339(char *buf, size_t size, uint64_t wall_us)
 {
 	time_t secs = (time_t)(wall_us / KHA_USEC_PER_SEC);
@@ -326,7 +362,7 @@ char *kha_drill_report_json(const struct kha_drill_report *r, bool with_probes)
 	json_object_set_new(root, "phases", phases);
 	json_object_set_new(root, "steps", steps_json(r));
 	json_object_set_new(root, "rolling", rolling_json(r));
-	json_object_set_new(root, "writes", json_null());
+	json_object_set_new(root, "writes", writes_json(&r->writes));
 	if (with_probes) {
 		json_t *list = json_array();
 		for (size_t i = 0; i < r->n_probes; i++) {
@@ -488,6 +524,28 @@ int kha_drill_report_print(FILE *out, const struct kha_drill_report *r)
 					n->checks == 1 ? "" : "s");
 			fprintf(out, "\n");
 		}
+	}
+	if (r->writes.enabled) {
+		const struct kha_drill_writes *w = &r->writes;
+		fprintf(out, "  writes        %zu acknowledged, %zu failed, %zu unknown outcome\n",
+			w->acked, w->failed, w->unknown);
+		if (!w->verified)
+			fprintf(out, "    NOT VERIFIED: %s\n", w->error);
+		else
+			fprintf(out,
+				"    read back from %s: %zu LOST acknowledged write%s, %zu of the "
+				"unknown applied, %zu unexpected%s\n",
+				w->endpoints, w->lost, w->lost == 1 ? "" : "s", w->unknown_applied,
+				w->unexpected, w->cleaned ? "; keys deleted" : "");
+		if (w->n_lost_slots) {
+			fprintf(out, "    lost: %s", w->prefix);
+			for (size_t i = 0; i < w->n_lost_slots && i < 10; i++)
+				fprintf(out, "%s%010llu", i ? ", " : "",
+					(unsigned long long)w->lost_slots[i]);
+			fprintf(out, "%s\n", w->lost > 10 ? ", ..." : "");
+		}
+		if (w->cleanup_error[0])
+			fprintf(out, "    keys not deleted: %s\n", w->cleanup_error);
 	}
 	if (r->abort_reason[0])
 		fprintf(out, "  stopped early %s\n", r->abort_reason);

@@ -61,6 +61,8 @@ struct drill {
 	CURLM *multi;
 	char *url;
 	bool tcp;
+	bool write;		    /* write mode: puts to url with a body */
+	struct curl_slist *headers; /* write mode: Content-Type */
 	uint64_t t0;
 
 	size_t cap;	    /* of r->probes */
@@ -205,6 +207,18 @@ static int start_probe(struct drill *dr, uint64_t slot, uint64_t now_abs)
 	curl_easy_setopt(e, CURLOPT_NOPROXY, "*");
 	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
 	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, discard);
+	if (dr->write) {
+		char *body = drill_write_body(dr->r->writes.prefix, slot);
+		if (!body) {
+			curl_easy_cleanup(e);
+			free(pr);
+			return -ENOMEM;
+		}
+		curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
+		curl_easy_setopt(e, CURLOPT_COPYPOSTFIELDS, body);
+		curl_easy_setopt(e, CURLOPT_HTTPHEADER, dr->headers);
+		free(body);
+	}
 	if (dr->tcp) {
 		curl_easy_setopt(e, CURLOPT_CONNECT_ONLY, 1L);
 	} else {
@@ -258,6 +272,8 @@ static enum kha_drill_result classify(struct drill *dr, CURL *e, CURLcode rc, lo
 	*ret_status = status;
 	switch (rc) {
 	case CURLE_OK:
+		if (dr->write) /* the gateway answers 200 only for a committed put */
+			return status == 200 ? KHA_DRILL_PROBE_OK : KHA_DRILL_PROBE_STATUS;
 		if (dr->tcp || kha_drill_status_expected(dr->sc->expect_status, status))
 			return KHA_DRILL_PROBE_OK;
 		return KHA_DRILL_PROBE_STATUS;
@@ -1029,6 +1045,7 @@ static void cleanup(struct drill *dr)
 	free(dr->inflight);
 	if (dr->multi)
 		curl_multi_cleanup(dr->multi);
+	curl_slist_free_all(dr->headers);
 	free(dr->url);
 }
 
@@ -1050,6 +1067,9 @@ void kha_drill_report_free(struct kha_drill_report *r)
 		free(r->nodes[i].last_check_output);
 	}
 	free(r->nodes);
+	free(r->writes.prefix);
+	free(r->writes.endpoints);
+	free(r->writes.lost_slots);
 	free(r);
 }
 
@@ -1073,6 +1093,21 @@ static int init_report(struct drill *dr)
 	r->keepalive = sc->keepalive && !dr->tcp;
 	r->rolling = sc->n_nodes > 0;
 	r->slo_percent = sc->slo_percent;
+	if (sc->write) {
+		char prefix[128];
+
+		r->writes.enabled = true;
+		if (sc->write_prefix)
+			r->writes.prefix = strdup(sc->write_prefix);
+		else {
+			snprintf(prefix, sizeof(prefix), "/kha-drill/%llu-%ld/",
+				 (unsigned long long)(kha_wall_us() / KHA_USEC_PER_SEC),
+				 (long)getpid());
+			r->writes.prefix = strdup(prefix);
+		}
+		if (!r->writes.prefix)
+			return -ENOMEM;
+	}
 	r->stats.marks = (struct kha_drill_marks){KHA_DRILL_NONE, KHA_DRILL_NONE, KHA_DRILL_NONE};
 	for (size_t i = 0; i < sc->n_steps; i++) {
 		if (add_report_step(dr, sc->steps[i].kind, sc->steps[i].name, sc->steps[i].run,
@@ -1137,7 +1172,11 @@ int kha_drill_run(const struct kha_drill_scenario *sc, const struct kha_drill_ho
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
 		return kha_diag_set(d, EIO, "libcurl failed to initialize");
 	dr.tcp = strncmp(sc->target, "tcp://", 6) == 0;
-	if (dr.tcp) {
+	dr.write = sc->write && !dr.tcp;
+	if (dr.write) {
+		dr.url = drill_write_url(sc->target);
+		dr.headers = curl_slist_append(NULL, "Content-Type: application/json");
+	} else if (dr.tcp) {
 		size_t n = strlen(sc->target) + 16;
 		dr.url = malloc(n);
 		if (dr.url)
@@ -1150,8 +1189,8 @@ int kha_drill_run(const struct kha_drill_scenario *sc, const struct kha_drill_ho
 	dr.inflight = calloc(dr.max_inflight, sizeof(*dr.inflight));
 	dr.multi = curl_multi_init();
 	r = -ENOMEM;
-	if (!dr.url || !dr.inflight || !dr.multi || init_report(&dr) < 0 ||
-	    grow_probes(&dr, slots ? slots - 1 : 0) < 0) {
+	if (!dr.url || !dr.inflight || !dr.multi || (dr.write && !dr.headers) ||
+	    init_report(&dr) < 0 || grow_probes(&dr, slots ? slots - 1 : 0) < 0) {
 		kha_diag_set(d, ENOMEM, "out of memory");
 		goto fail;
 	}
@@ -1180,6 +1219,8 @@ int kha_drill_run(const struct kha_drill_scenario *sc, const struct kha_drill_ho
 		goto fail;
 	}
 	cleanup(&dr);
+	if (dr.write)
+		drill_verify_writes(sc, dr.r);
 	curl_global_cleanup();
 	*ret_report = dr.r;
 	return 0;

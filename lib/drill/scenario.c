@@ -14,6 +14,7 @@
 #include <yaml.h>
 
 #include "kha/drill.h"
+#include "kha/etcd.h"
 #include "kha/file.h"
 #include "kha/parse.h"
 #include "drill-internal.h"
@@ -35,6 +36,7 @@ void kha_drill_scenario_init(struct kha_drill_scenario *sc)
 		.recover_at_us = KHA_DRILL_NONE,
 		.healthy_timeout_us = KHA_DRILL_DEFAULT_HEALTHY_TIMEOUT,
 		.healthy_interval_us = KHA_DRILL_DEFAULT_HEALTHY_INTERVAL,
+		.readback_timeout_us = 15 * KHA_USEC_PER_SEC,
 	};
 }
 
@@ -67,6 +69,7 @@ void kha_drill_scenario_release(struct kha_drill_scenario *sc)
 	free(sc->start);
 	free(sc->healthy);
 	free(sc->endpoints);
+	free(sc->write_prefix);
 	free(sc->report_path);
 	free(sc->svg_path);
 	kha_drill_scenario_init(sc);
@@ -350,6 +353,12 @@ int kha_drill_scenario_set(struct kha_drill_scenario *sc, const char *name, cons
 		return set_bool(&sc->write, value, d);
 	if (strcmp(name, "endpoints") == 0)
 		return set_str(&sc->endpoints, value, d);
+	if (strcmp(name, "write-prefix") == 0)
+		return set_str(&sc->write_prefix, value, d);
+	if (strcmp(name, "keep-keys") == 0)
+		return set_bool(&sc->keep_keys, value, d);
+	if (strcmp(name, "readback-timeout") == 0)
+		return set_duration(&sc->readback_timeout_us, value, KHA_USEC_PER_MSEC, max, d);
 	if (strcmp(name, "report") == 0)
 		return set_str(&sc->report_path, value, d);
 	if (strcmp(name, "svg") == 0)
@@ -685,6 +694,31 @@ static int check_target(const char *target, struct kha_diag *d)
 	return r;
 }
 
+char *drill_url_base(const char *url)
+{
+	CURLU *u = curl_url();
+	char *scheme = NULL, *host = NULL, *port = NULL, *out = NULL;
+
+	if (!u)
+		return NULL;
+	if (curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
+	    curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) == CURLUE_OK &&
+	    curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK) {
+		size_t n = strlen(scheme) + strlen(host) + 16;
+		bool has_port = curl_url_get(u, CURLUPART_PORT, &port, 0) == CURLUE_OK && port;
+
+		out = malloc(n);
+		if (out)
+			snprintf(out, n, "%s://%s%s%s", scheme, host, has_port ? ":" : "",
+				 has_port ? port : "");
+	}
+	curl_free(scheme);
+	curl_free(host);
+	curl_free(port);
+	curl_url_cleanup(u);
+	return out;
+}
+
 static int check_file(const char *what, const char *path, struct kha_diag *d)
 {
 	if (path && access(path, R_OK) < 0)
@@ -719,10 +753,34 @@ int kha_drill_scenario_check(struct kha_drill_scenario *sc, struct kha_diag *d)
 		return r;
 	if (sc->key && !sc->cert)
 		return kha_diag_set(d, EINVAL, "key: given without --cert");
-	if (sc->write)
-		return kha_diag_set(d, ENOTSUP,
-				    "write: write mode needs the etcd client, which this build "
-				    "does not have yet");
+	if (sc->write) {
+		struct kha_etcd_config cfg;
+		char *base;
+
+		if (strncmp(sc->target, "tcp://", 6) == 0)
+			return kha_diag_set(d, EINVAL,
+					    "write: needs an etcd client URL as --target "
+					    "(https://HOST:2379), not tcp://");
+		if (kha_etcd_config_init(&cfg) < 0)
+			return kha_diag_set(d, ENOMEM, "out of memory");
+		base = sc->endpoints ? NULL : drill_url_base(sc->target);
+		if (!sc->endpoints && !base) {
+			kha_etcd_config_release(&cfg);
+			return kha_diag_set(d, ENOMEM, "out of memory");
+		}
+		r = kha_etcd_config_set_endpoints(&cfg, sc->endpoints ? sc->endpoints : base, d);
+		free(base);
+		kha_etcd_config_release(&cfg);
+		if (r < 0) {
+			kha_diag_prefix(d, "endpoints");
+			return r;
+		}
+	} else if (sc->endpoints || sc->write_prefix || sc->keep_keys) {
+		return kha_diag_set(d, EINVAL, "%s: only makes sense with --write",
+				    sc->endpoints      ? "endpoints"
+				    : sc->write_prefix ? "write-prefix"
+						       : "keep-keys");
+	}
 
 	/* the shorthands become steps */
 	if ((sc->fault != NULL) != (sc->fault_at_us != KHA_DRILL_NONE) && !sc->n_nodes)

@@ -468,6 +468,11 @@ static void test_scenario_check_rejects_bad_setups(void **state)
 		{{"target", "http://a/", "healthy", "x", NULL}, "only makes sense with --rolling"},
 		{{"target", "http://a/", "key", "/dev/null", NULL}, "without --cert"},
 		{{"target", "http://a/", "cacert", "/nonexistent/ca.crt", NULL}, "cannot read"},
+		{{"target", "tcp://a:2379", "write", "true", NULL}, "not tcp://"},
+		{{"target", "http://a:2379", "write", "true", "endpoints", "ftp://x", NULL},
+		 "endpoints"},
+		{{"target", "http://a:2379", "endpoints", "http://b:2379", NULL},
+		 "only makes sense with --write"},
 	};
 	struct kha_diag d;
 
@@ -582,6 +587,54 @@ static void test_verdict_and_exit_codes(void **state)
 	r->interrupt_signal = 15;
 	assert_int_equal(kha_drill_report_verdict(r), KHA_DRILL_VERDICT_INTERRUPTED);
 	assert_int_equal(kha_drill_verdict_exit_code(r), 143);
+	/* write mode: a failed read-back ranks below the rest, a lost write above everything */
+	r->writes.enabled = true;
+	assert_int_equal(kha_drill_report_verdict(r), KHA_DRILL_VERDICT_INTERRUPTED);
+	r->interrupted = r->aborted = false;
+	assert_int_equal(kha_drill_report_verdict(r), KHA_DRILL_VERDICT_WRITES_UNVERIFIED);
+	assert_int_equal(kha_drill_verdict_exit_code(r), 69);
+	r->writes.verified = true;
+	assert_int_equal(kha_drill_verdict_exit_code(r), 0);
+	r->writes.lost = 1;
+	r->interrupted = true;
+	assert_int_equal(kha_drill_report_verdict(r), KHA_DRILL_VERDICT_WRITES_LOST);
+	assert_int_equal(kha_drill_verdict_exit_code(r), 2);
+	kha_drill_report_free(r);
+}
+
+static void test_report_json_writes(void **state)
+{
+	struct kha_drill_report *r = fake_report(pattern, "https://127.0.0.1:2379");
+	json_t *j, *w;
+	char *text;
+
+	(void)state;
+	r->writes = (struct kha_drill_writes){.enabled = true,
+					      .prefix = strdup("/p/"),
+					      .endpoints = strdup("https://e:2379"),
+					      .acked = 71,
+					      .unknown = 27,
+					      .verified = true,
+					      .found = 80,
+					      .lost = 2,
+					      .unknown_applied = 11,
+					      .unknown_missing = 16,
+					      .cleaned = true};
+	r->writes.lost_slots = calloc(2, sizeof(uint64_t));
+	r->writes.lost_slots[0] = 4;
+	r->writes.lost_slots[1] = 9;
+	r->writes.n_lost_slots = 2;
+	text = kha_drill_report_json(r, false);
+	j = json_loads(text, 0, NULL);
+	assert_non_null(j);
+	w = json_object_get(j, "writes");
+	assert_int_equal(json_integer_value(json_object_get(w, "lost")), 2);
+	assert_int_equal(json_integer_value(json_array_get(json_object_get(w, "lost_keys"), 1)), 9);
+	assert_string_equal(json_string_value(json_object_get(w, "prefix")), "/p/");
+	assert_true(json_is_null(json_object_get(w, "error")));
+	assert_string_equal(json_string_value(json_object_get(j, "verdict")), "writes_lost");
+	json_decref(j);
+	free(text);
 	kha_drill_report_free(r);
 }
 
@@ -801,6 +854,7 @@ int main(void)
 		cmocka_unit_test(test_scenario_set_validates_values),
 		cmocka_unit_test(test_verdict_and_exit_codes),
 		cmocka_unit_test(test_report_json_round_trips),
+		cmocka_unit_test(test_report_json_writes),
 		cmocka_unit_test(test_svg_is_well_formed),
 		cmocka_unit_test(test_svg_of_empty_report),
 		cmocka_unit_test(test_report_print_mentions_essentials),
