@@ -39,6 +39,7 @@ import http.server
 import json
 import os
 import re
+import select
 import socket
 import ssl
 import subprocess
@@ -169,6 +170,10 @@ class _Server(http.server.ThreadingHTTPServer):
             self.api._count_handshake_failure()
             return
         self.api._track(conn, True)
+        if self.api._stopping:
+            conn.close()
+            self.api._track(conn, False)
+            return
         try:
             self.RequestHandlerClass(conn, client_address, self)
         finally:
@@ -247,6 +252,7 @@ class KubeAPI:
         self._fail_watches = []       # HTTP codes for the next watch requests
         self._fail_requests = []      # (code, reason) for the next non-watch requests
         self._conns = set()
+        self._stopping = False
         self._server = None
         self._thread = None
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -260,6 +266,7 @@ class KubeAPI:
 
     def start(self):
         """Starts serving (again, on the same port after stop(), with the same state)."""
+        self._stopping = False
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
         _Server.address_family = family
         self._server = _Server((self.host, self.port), _Handler, self)
@@ -274,21 +281,26 @@ class KubeAPI:
         if not self._server:
             return
         with self._cond:
+            self._stopping = True
             for w in self._watches:
                 w.closed = True
             self._cond.notify_all()
         self._server.shutdown()
         self._server.server_close()
-        with self._lock:
-            conns = list(self._conns)
-        for c in conns:
-            try:
-                c.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
         self._thread.join(timeout=5)
         self._server = None
-        wait_until(lambda: not self._conns, 5, "connections to close")
+
+        def all_closed():
+            # a connection accepted just before the shutdown may register itself late
+            with self._lock:
+                conns = list(self._conns)
+            for c in conns:
+                try:
+                    c.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+            return not conns
+        wait_until(all_closed, 10, "connections to close", interval=0.05)
 
     def __enter__(self):
         return self.start()
@@ -720,6 +732,8 @@ class KubeAPI:
                     while True:
                         events = [(rv, t, o) for rv, res, t, o in self._history
                                   if rv > cursor and res == kind[2]]
+                        if self._stopping or _peer_gone(h.connection):
+                            w.closed = True
                         if events or w.extra or w.closed or time.monotonic() >= deadline:
                             break
                         self._cond.wait(min(0.25, max(0.0, deadline - time.monotonic())))
@@ -753,6 +767,16 @@ class KubeAPI:
 
 class _EndWatch(Exception):
     pass
+
+
+def _peer_gone(conn):
+    """Whether a watch's client went away: it sends nothing while a watch streams, so a
+    readable socket means EOF (or a reset)."""
+    try:
+        readable, _, _ = select.select([conn], [], [], 0)
+    except (OSError, ValueError):
+        return True
+    return bool(readable)
 
 
 def _group(resource):
