@@ -20,7 +20,8 @@ void drill_verify_writes(const struct kha_drill_scenario *sc, struct kha_drill_r
 
 /*
  * A shell command run by the drill: /bin/sh -c CMD in its own process group, stdin from
- * /dev/null, stdout and stderr merged into a pipe the drill reads without blocking. Completion
+ * /dev/null, stdout and stderr merged into a pipe the drill reads without blocking, no other
+ * descriptor (probes' sockets included). Completion
  * is the exit of the shell, not the end of its output: a command that leaves a daemon behind
  * holding the pipe still completes.
  */

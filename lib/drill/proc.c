@@ -40,6 +40,8 @@ int drill_proc_spawn(struct drill_proc *p, const char *cmd, uint64_t timeout_us)
 	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
 	posix_spawn_file_actions_adddup2(&fa, pipefd[1], 1);
 	posix_spawn_file_actions_adddup2(&fa, pipefd[1], 2);
+	/* libcurl opens its sockets without O_CLOEXEC: the command gets 0, 1 and 2 only */
+	posix_spawn_file_actions_addclosefrom_np(&fa, 3);
 	posix_spawnattr_init(&attr);
 	/* own process group (so the whole command can be killed), clean signal state: the
 	 * caller may block SIGINT/SIGTERM for a signalfd and ignore SIGPIPE */

@@ -543,3 +543,15 @@ def test_progress_line_only_on_a_terminal(tmp_path, targets):
     # not on a pipe
     p = run_kha("drill", "--target", t.url, "--rate", "50", "--duration", "1.2s")
     assert "\r" not in p.stderr and "ok " not in p.stderr
+
+
+def test_commands_inherit_no_probe_sockets(tmp_path, targets):
+    # the server never answers, so probe sockets are open while the command runs
+    t0 = time.time()
+    t = targets(windows=[(t0 - 1, t0 + 60, "hang")])
+    p, r = drill(tmp_path, "--target", t.url, "--rate", "100", "--duration", "600ms",
+                 "--fault-at", "300ms", "--fault", "ls /proc/self/fd")
+    assert p.returncode == 0, p.stderr
+    assert r["probes"]["results"]["timeout"] > 0
+    # 0, 1, 2 and the directory ls itself opened: nothing of kha's
+    assert r["steps"][0]["output"].split() == ["0", "1", "2", "3"]
