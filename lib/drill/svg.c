@@ -103,9 +103,9 @@ static double nice_step(double range, int want)
 static void fmt_ms(char *buf, size_t size, double ms)
 {
 	if (ms >= 1000)
-		snprintf(buf, size, "%gs", ms / 1000);
+		snprintf(buf, size, "%.4gs", ms / 1000);
 	else
-		snprintf(buf, size, "%gms", ms);
+		snprintf(buf, size, "%.4gms", ms);
 }
 
 static void latency_range(const struct kha_drill_report *r, struct geom *g)
