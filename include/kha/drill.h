@@ -15,8 +15,8 @@
  *
  *	kha_drill_scenario_init(&sc);
  *	if (kha_drill_scenario_set(&sc, "target", "https://127.0.0.1:6443/readyz", &d) < 0) ...
- *	kha_drill_scenario_add_step(&sc, KHA_DRILL_STEP_FAULT, 2 * KHA_USEC_PER_SEC, "kill",
- *				    "kill -STOP 1234", 0, &d);
+ *	if (kha_drill_scenario_add_step(&sc, KHA_DRILL_STEP_FAULT, 2 * KHA_USEC_PER_SEC,
+ *					"freeze", "kill -STOP 1234", 0, &d) < 0) ...
  *	if (kha_drill_scenario_check(&sc, &d) == 0 && kha_drill_run(&sc, NULL, &r, &d) == 0)
  *		... r->stats.availability, kha_drill_report_verdict(r) ...
  *	kha_drill_report_free(r);
