@@ -677,6 +677,12 @@ int kha_etcd_lease_keepalive_once(struct kha_etcd *c, int64_t id, int64_t *ret_t
 		r = decoded(c, kha_etcd_decode_lease(resp.body, resp.body_len, NULL, ret_ttl, d),
 			    d);
 	kha_http_response_release(&resp);
+	if (r == -ENOENT) {
+		/* etcd 3.4 answers TTL 0 for an unknown lease, later versions NotFound: same thing */
+		kha_diag_clear(d);
+		*ret_ttl = 0;
+		r = 0;
+	}
 	return r;
 }
 
