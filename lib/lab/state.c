@@ -1,0 +1,338 @@
+// SPDX-License-Identifier: MIT
+/* The lab's state: DIR/lab.json (load, save, free, lookups) and its lock. */
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/file.h>
+
+#include <jansson.h>
+
+#include "kha/file.h"
+#include "kha/lab.h"
+#include "kha/proc.h"
+#include "lab-internal.h"
+#include "kha/banned.h"
+
+#define LAB_JSON_MAX   (1 << 20)
+#define SCHEMA_VERSION 1
+
+static const char *const kind_names[] = {
+	[KHA_LAB_PROC_ETCD] = "etcd",
+};
+
+static void proc_release(struct kha_lab_proc *p)
+{
+	free(p->name);
+	free(p->log_path);
+}
+
+static void master_release(struct kha_lab_master *m)
+{
+	free(m->name);
+	free(m->client_url);
+	free(m->peer_url);
+	free(m->data_dir);
+	free(m->cert);
+	free(m->key);
+	for (size_t i = 0; i < m->n_procs; i++)
+		proc_release(&m->procs[i]);
+	free(m->procs);
+}
+
+void kha_lab_free(struct kha_lab *lab)
+{
+	if (!lab)
+		return;
+	for (size_t i = 0; i < lab->n_masters; i++)
+		master_release(&lab->masters[i]);
+	free(lab->masters);
+	free(lab->dir);
+	free(lab->etcd_bin);
+	free(lab->token);
+	free(lab->ca_cert);
+	free(lab->client_cert);
+	free(lab->client_key);
+	if (lab->lock_fd >= 0)
+		close(lab->lock_fd); /* releases the flock */
+	free(lab);
+}
+
+struct kha_lab *lab_new(void)
+{
+	struct kha_lab *lab = calloc(1, sizeof(*lab));
+
+	if (lab)
+		lab->lock_fd = -1;
+	return lab;
+}
+
+char *lab_path(const char *dir, const char *name)
+{
+	char *p = NULL;
+
+	if (asprintf(&p, "%s/%s", dir, name) < 0)
+		return NULL;
+	return p;
+}
+
+int lab_lock(struct kha_lab *lab, const char *dir, struct kha_diag *d)
+{
+	kha_autofree char *path = lab_path(dir, LAB_LOCK);
+	int fd;
+
+	if (!path)
+		return kha_diag_set(d, ENOMEM, "out of memory");
+	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
+	if (fd < 0)
+		return kha_diag_set(d, errno, "%s: %s", path, strerror(errno));
+	while (flock(fd, LOCK_EX) < 0) {
+		if (errno != EINTR) {
+			int r = -errno;
+
+			close(fd);
+			return kha_diag_set(d, r, "%s: flock: %s", path, strerror(-r));
+		}
+	}
+	lab->lock_fd = fd;
+	return 0;
+}
+
+struct kha_lab_master *kha_lab_find_master(struct kha_lab *lab, const char *name)
+{
+	for (size_t i = 0; i < lab->n_masters; i++)
+		if (strcmp(lab->masters[i].name, name) == 0)
+			return &lab->masters[i];
+	return NULL;
+}
+
+struct kha_lab_proc *kha_lab_master_proc(struct kha_lab_master *m, enum kha_lab_proc_kind kind)
+{
+	for (size_t i = 0; i < m->n_procs; i++)
+		if (m->procs[i].kind == kind)
+			return &m->procs[i];
+	return NULL;
+}
+
+bool kha_lab_proc_running(const struct kha_lab_proc *p)
+{
+	struct kha_proc proc;
+	bool alive;
+
+	if (p->pid <= 0)
+		return false;
+	if (kha_proc_attach(p->pid, p->start_time, true, &proc) < 0)
+		return false;
+	alive = kha_proc_alive(&proc);
+	kha_proc_release(&proc);
+	return alive;
+}
+
+char *kha_lab_endpoints(const struct kha_lab *lab)
+{
+	size_t len = 1;
+	char *s;
+
+	for (size_t i = 0; i < lab->n_masters; i++)
+		len += strlen(lab->masters[i].client_url) + 1;
+	s = calloc(1, len);
+	if (!s)
+		return NULL;
+	for (size_t i = 0; i < lab->n_masters; i++) {
+		size_t used = strlen(s);
+
+		snprintf(s + used, len - used, "%s%s", i ? "," : "", lab->masters[i].client_url);
+	}
+	return s;
+}
+
+/* ---- lab.json ---- */
+
+static json_t *proc_json(const struct kha_lab_proc *p)
+{
+	return json_pack("{s:s, s:s, s:I, s:I, s:s}", "name", p->name, "kind", kind_names[p->kind],
+			 "pid", (json_int_t)p->pid, "start_time", (json_int_t)p->start_time, "log",
+			 p->log_path);
+}
+
+static json_t *master_json(const struct kha_lab_master *m)
+{
+	json_t *procs = json_array();
+
+	for (size_t i = 0; i < m->n_procs; i++)
+		json_array_append_new(procs, proc_json(&m->procs[i]));
+	return json_pack("{s:s, s:i, s:i, s:s, s:s, s:s, s:s, s:s, s:o}", "name", m->name,
+			 "client_port", (int)m->client_port, "peer_port", (int)m->peer_port,
+			 "client_url", m->client_url, "peer_url", m->peer_url, "data_dir",
+			 m->data_dir, "cert", m->cert, "key", m->key, "processes", procs);
+}
+
+int kha_lab_save(const struct kha_lab *lab, struct kha_diag *d)
+{
+	kha_autofree char *path = lab_path(lab->dir, LAB_JSON);
+	kha_autofree char *text = NULL;
+	json_t *masters = json_array(), *root;
+
+	if (!path || !masters) {
+		json_decref(masters);
+		return kha_diag_set(d, ENOMEM, "out of memory");
+	}
+	for (size_t i = 0; i < lab->n_masters; i++)
+		json_array_append_new(masters, master_json(&lab->masters[i]));
+	root = json_pack("{s:i, s:s, s:s, s:s, s:s, s:s, s:s, s:o}", "version", SCHEMA_VERSION,
+			 "dir", lab->dir, "etcd", lab->etcd_bin, "token", lab->token, "ca_cert",
+			 lab->ca_cert, "client_cert", lab->client_cert, "client_key",
+			 lab->client_key, "masters", masters);
+	if (!root)
+		return kha_diag_set(d, ENOMEM, "%s: cannot encode the state", path);
+	text = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+	json_decref(root);
+	if (!text)
+		return kha_diag_set(d, ENOMEM, "out of memory");
+	return kha_file_write_atomic(path, text, strlen(text), 0644, d);
+}
+
+/* strdup of a required string member; NULL (and *bad set) when missing. */
+static char *get_str(json_t *o, const char *key, bool *bad)
+{
+	const char *s = json_string_value(json_object_get(o, key));
+	char *copy;
+
+	if (!s || !*s) {
+		*bad = true;
+		return NULL;
+	}
+	copy = strdup(s);
+	if (!copy)
+		*bad = true;
+	return copy;
+}
+
+static uint64_t get_uint(json_t *o, const char *key, uint64_t max, bool *bad)
+{
+	json_t *v = json_object_get(o, key);
+
+	if (!json_is_integer(v) || json_integer_value(v) < 0 ||
+	    (uint64_t)json_integer_value(v) > max) {
+		*bad = true;
+		return 0;
+	}
+	return (uint64_t)json_integer_value(v);
+}
+
+static bool parse_proc(json_t *o, struct kha_lab_proc *p)
+{
+	const char *kind = json_string_value(json_object_get(o, "kind"));
+	bool bad = false, known = false;
+
+	for (size_t k = 0; kind && k < KHA_ARRAY_SIZE(kind_names); k++) {
+		if (strcmp(kind, kind_names[k]) == 0) {
+			p->kind = (enum kha_lab_proc_kind)k;
+			known = true;
+		}
+	}
+	p->name = get_str(o, "name", &bad);
+	p->log_path = get_str(o, "log", &bad);
+	p->pid = (pid_t)get_uint(o, "pid", INT32_MAX, &bad);
+	p->start_time = get_uint(o, "start_time", INT64_MAX, &bad);
+	return known && !bad;
+}
+
+static bool parse_master(json_t *o, struct kha_lab_master *m)
+{
+	json_t *procs = json_object_get(o, "processes"), *v;
+	bool bad = false;
+	size_t i;
+
+	m->name = get_str(o, "name", &bad);
+	m->client_port = (uint16_t)get_uint(o, "client_port", 65535, &bad);
+	m->peer_port = (uint16_t)get_uint(o, "peer_port", 65535, &bad);
+	m->client_url = get_str(o, "client_url", &bad);
+	m->peer_url = get_str(o, "peer_url", &bad);
+	m->data_dir = get_str(o, "data_dir", &bad);
+	m->cert = get_str(o, "cert", &bad);
+	m->key = get_str(o, "key", &bad);
+	if (bad || !json_is_array(procs) || json_array_size(procs) == 0)
+		return false;
+	m->procs = calloc(json_array_size(procs), sizeof(*m->procs));
+	if (!m->procs)
+		return false;
+	json_array_foreach (procs, i, v) {
+		m->n_procs++;
+		if (!json_is_object(v) || !parse_proc(v, &m->procs[i]))
+			return false;
+	}
+	return true;
+}
+
+static int parse_lab(json_t *root, struct kha_lab *lab)
+{
+	json_t *masters = json_object_get(root, "masters"), *v;
+	bool bad = false;
+	size_t i;
+
+	if (!json_is_object(root) ||
+	    json_integer_value(json_object_get(root, "version")) != SCHEMA_VERSION)
+		return -EBADMSG;
+	lab->etcd_bin = get_str(root, "etcd", &bad);
+	lab->token = get_str(root, "token", &bad);
+	lab->ca_cert = get_str(root, "ca_cert", &bad);
+	lab->client_cert = get_str(root, "client_cert", &bad);
+	lab->client_key = get_str(root, "client_key", &bad);
+	if (bad || !json_is_array(masters) || json_array_size(masters) == 0 ||
+	    json_array_size(masters) > KHA_LAB_MAX_MASTERS)
+		return -EBADMSG;
+	lab->masters = calloc(json_array_size(masters), sizeof(*lab->masters));
+	if (!lab->masters)
+		return -ENOMEM;
+	json_array_foreach (masters, i, v) {
+		lab->n_masters++;
+		if (!json_is_object(v) || !parse_master(v, &lab->masters[i]))
+			return -EBADMSG;
+	}
+	return 0;
+}
+
+int kha_lab_load(const char *dir, bool lock, struct kha_lab **ret, struct kha_diag *d)
+{
+	kha_auto(kha_lab_freep) struct kha_lab *lab = lab_new();
+	kha_autofree char *path = NULL, *text = NULL;
+	json_error_t jerr;
+	json_t *root;
+	size_t len;
+	int r;
+
+	if (!lab)
+		return kha_diag_set(d, ENOMEM, "out of memory");
+	lab->dir = realpath(dir, NULL);
+	if (!lab->dir) {
+		if (errno == ENOENT || errno == ENOTDIR)
+			return kha_diag_set(d, ENOENT, "no lab in %s", dir);
+		return kha_diag_set(d, errno, "%s: %s", dir, strerror(errno));
+	}
+	path = lab_path(lab->dir, LAB_JSON);
+	if (!path)
+		return kha_diag_set(d, ENOMEM, "out of memory");
+	if (access(path, F_OK) < 0)
+		return kha_diag_set(d, ENOENT, "no lab in %s (no %s)", dir, LAB_JSON);
+	if (lock) {
+		r = lab_lock(lab, lab->dir, d);
+		if (r < 0)
+			return r;
+	}
+	r = kha_file_read_all(path, LAB_JSON_MAX, &text, &len, d);
+	if (r == -ENOENT) /* removed by a 'lab down' that held the lock before us */
+		return kha_diag_set(d, ENOENT, "no lab in %s", dir);
+	if (r < 0)
+		return r;
+	root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
+	if (!root)
+		return kha_diag_set(d, EBADMSG, "%s: line %d: %s", path, jerr.line, jerr.text);
+	r = parse_lab(root, lab);
+	json_decref(root);
+	if (r == -ENOMEM)
+		return kha_diag_set(d, r, "out of memory");
+	if (r < 0)
+		return kha_diag_set(d, r, "%s: not a lab state this kha understands", path);
+	*ret = KHA_TAKE_PTR(lab);
+	return 0;
+}
