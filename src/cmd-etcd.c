@@ -17,7 +17,6 @@ struct subcommand {
 static const struct subcommand subcommands[] = {
 	{"status", cmd_etcd_status_main,
 	 "every member's health and a cluster verdict (exit 0/1/2)"},
-	{"selftest", cmd_etcd_selftest_main, NULL},
 };
 
 static void usage(FILE *out)

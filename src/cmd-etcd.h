@@ -7,6 +7,5 @@
 #define KHA_CMD_ETCD_H
 
 int cmd_etcd_status_main(int argc, char **argv);
-int cmd_etcd_selftest_main(int argc, char **argv);
 
 #endif

@@ -1,19 +1,22 @@
 # SPDX-License-Identifier: MIT
-"""The etcd client end to end: `kha etcd selftest` (a hidden test hook) runs every client call
+"""The etcd client end to end: kha-etcd-selftest (a test-only program) runs every client call
 (KV, txn, leases, watch, members, maintenance, snapshot) against real clusters, and the results
 are cross-checked with etcdctl."""
 import os
 import subprocess
 
-from conftest import free_port, run_kha
+from conftest import assert_no_sanitizer_report, free_port, tool_bin
 from kha_testlib.etcd import ETCDCTL, etcd3, etcd_cluster  # noqa: F401 (fixtures)
 
 
 def selftest(cluster, tmp_path, endpoints):
     snap = tmp_path / "kha.db"
-    p = run_kha("etcd", "selftest", "--endpoints", endpoints, *cluster.tls_flags(),
-                "--peer-url", f"{'https' if cluster.tls else 'http'}://127.0.0.1:{free_port()}",
-                "--snapshot", snap, timeout=90)
+    args = ["--endpoints", endpoints, *cluster.tls_flags(),
+            "--peer-url", f"{'https' if cluster.tls else 'http'}://127.0.0.1:{free_port()}",
+            "--snapshot", str(snap)]
+    p = subprocess.run([tool_bin("kha-etcd-selftest"), *map(str, args)], capture_output=True,
+                       text=True, timeout=90, stdin=subprocess.DEVNULL)
+    assert_no_sanitizer_report(p.stderr, "kha-etcd-selftest")
     assert p.returncode == 0, p.stdout + p.stderr
     assert "FAIL" not in p.stdout
     prefix = p.stdout.splitlines()[0].split()[1]

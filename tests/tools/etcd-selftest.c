@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: MIT
 /*
- * kha etcd selftest (hidden): runs every call of the etcd client against a real cluster, under
- * a scratch key prefix, and checks each result. The integration tests drive it
- * (tests/integration/test_etcd_client.py); it is not listed in the help because it writes to,
- * compacts and adds/removes a learner in the cluster it is pointed at.
+ * kha-etcd-selftest (a test-only program, never installed): runs every call of the etcd client
+ * against a real cluster, under a scratch key prefix, and checks each result. The integration
+ * tests drive it (tests/integration/test_etcd_client.py). It lives outside the kha binary
+ * because it writes to, compacts and adds/removes a learner in the cluster it is pointed at.
  */
 #include <fcntl.h>
 #include <getopt.h>
@@ -12,7 +12,6 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "cmd-etcd.h"
 #include "kha/etcd.h"
 #include "kha/banned.h"
 
@@ -488,7 +487,7 @@ static void usage(FILE *out)
 		"Flags:\n" KHA_ETCD_OPTIONS_HELP);
 }
 
-int cmd_etcd_selftest_main(int argc, char **argv)
+int main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
 		KHA_ETCD_LONGOPTS,
@@ -502,7 +501,7 @@ int cmd_etcd_selftest_main(int argc, char **argv)
 	int c, r = -1;
 
 	if (kha_etcd_config_init(&cfg) < 0 || kha_etcd_config_from_env(&cfg, &t.d) < 0) {
-		fprintf(stderr, "kha etcd selftest: %s\n", t.d.msg);
+		fprintf(stderr, "kha-etcd-selftest: %s\n", t.d.msg);
 		kha_etcd_config_release(&cfg);
 		return KHA_EXIT_USAGE;
 	}
@@ -524,7 +523,7 @@ int cmd_etcd_selftest_main(int argc, char **argv)
 			return KHA_EXIT_USAGE;
 		default:
 			if (kha_etcd_config_apply_opt(&cfg, c, optarg, &t.d) < 0) {
-				fprintf(stderr, "kha etcd selftest: %s\n", t.d.msg);
+				fprintf(stderr, "kha-etcd-selftest: %s\n", t.d.msg);
 				kha_etcd_config_release(&cfg);
 				return KHA_EXIT_USAGE;
 			}
@@ -533,7 +532,7 @@ int cmd_etcd_selftest_main(int argc, char **argv)
 	snprintf(t.prefix, sizeof(t.prefix), "/kha-selftest/%ld-%llu/", (long)getpid(),
 		 (unsigned long long)kha_now_us());
 	if (kha_etcd_new(&cfg, &t.c, &t.d) < 0) {
-		fprintf(stderr, "kha etcd selftest: %s\n", t.d.msg);
+		fprintf(stderr, "kha-etcd-selftest: %s\n", t.d.msg);
 		kha_etcd_config_release(&cfg);
 		return kha_exit_from_errno(-EINVAL);
 	}
