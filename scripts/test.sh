@@ -10,6 +10,9 @@ setup() {
 	shift
 	if [ ! -f "$dir/build.ninja" ]; then
 		meson setup "$dir" --werror "$@"
+	else
+		# libraries are found at configure time: pick up lib/<x> folders added since
+		meson setup --reconfigure "$dir" >/dev/null
 	fi
 	ninja -C "$dir"
 }

@@ -72,7 +72,7 @@ static int parse_days(const char *sub, const char *arg, unsigned *days)
 {
 	uint64_t v;
 
-	if (kha_parse_u64(arg, 1, 100 * 365, &v) < 0)
+	if (kha_parse_u64(arg, 1, 36500, &v) < 0)
 		return usage_error(sub, "--days '%s': expected a number of days from 1 to 36500",
 				   arg);
 	*days = (unsigned)v;
@@ -180,7 +180,7 @@ static int cmd_ca(int argc, char **argv)
 	const char *dir = NULL, *cn = "kha-ca";
 	kha_autofree char *crt = NULL, *key = NULL;
 	struct kha_cert ca = {0};
-	struct kha_cert_info info;
+	struct kha_cert_info info = {0};
 	struct kha_diag d = {0};
 	unsigned days = 3650;
 	bool force = false, json = false;
@@ -278,7 +278,7 @@ static int cmd_issue(int argc, char **argv)
 	kha_autofree char *crt = NULL, *key = NULL;
 	struct kha_cert ca = {0}, leaf = {0};
 	struct kha_cert_request req = {.sans = sans, .days = 365};
-	struct kha_cert_info info;
+	struct kha_cert_info info = {0};
 	struct kha_diag d = {0};
 	bool force = false, json = false;
 	char na[32];
@@ -429,7 +429,7 @@ static int cmd_check(int argc, char **argv)
 	const char *sans[MAX_SANS];
 	size_t n_sans = 0;
 	struct kha_cert cert = {0}, ca = {0};
-	struct kha_cert_info info;
+	struct kha_cert_info info = {0};
 	struct kha_diag d = {0};
 	struct check_result res = {0};
 	json_t *checks, *chain = json_null();

@@ -1,14 +1,54 @@
 // SPDX-License-Identifier: MIT
+/* kha etcd: the subcommand table (each subcommand lives in src/cmd-etcd-<name>.c). */
 #include <stdio.h>
+#include <string.h>
 
+#include "cmd-etcd.h"
 #include "commands.h"
 #include "kha/common.h"
 #include "kha/banned.h"
 
+struct subcommand {
+	const char *name;
+	int (*main)(int argc, char **argv);
+	const char *summary; /* NULL: hidden from the help (test hooks) */
+};
+
+static const struct subcommand subcommands[] = {
+	{"status", cmd_etcd_status_main,
+	 "every member's health and a cluster verdict (exit 0/1/2)"},
+};
+
+static void usage(FILE *out)
+{
+	fprintf(out, "Usage: kha etcd SUBCOMMAND [flags]\n\n"
+		     "etcd cluster operations, over etcd's JSON gateway (etcd 3.4 to 3.6).\n\n"
+		     "Subcommands:\n");
+	for (size_t i = 0; i < KHA_ARRAY_SIZE(subcommands); i++)
+		if (subcommands[i].summary)
+			fprintf(out, "  %-8s %s\n", subcommands[i].name, subcommands[i].summary);
+	fprintf(out, "\nEvery subcommand takes etcdctl's connection flags (--endpoints, --cacert, "
+		     "--cert, --key,\n--dial-timeout, --command-timeout) and ETCDCTL_* variables.\n"
+		     "Run 'kha etcd SUBCOMMAND --help' for its flags, for example:\n"
+		     "  kha etcd status --endpoints https://10.0.0.1:2379 --cacert ca.crt "
+		     "--cert client.crt --key client.key\n");
+}
+
 int cmd_etcd_main(int argc, char **argv)
 {
-	(void)argc;
-	(void)argv;
-	fprintf(stderr, "kha etcd: not implemented yet\n");
-	return KHA_EXIT_SOFTWARE;
+	if (argc < 2) {
+		usage(stderr);
+		return KHA_EXIT_USAGE;
+	}
+	if (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0 ||
+	    strcmp(argv[1], "help") == 0) {
+		usage(stdout);
+		return KHA_EXIT_OK;
+	}
+	for (size_t i = 0; i < KHA_ARRAY_SIZE(subcommands); i++)
+		if (strcmp(argv[1], subcommands[i].name) == 0)
+			return subcommands[i].main(argc - 1, argv + 1);
+	fprintf(stderr, "kha etcd: unknown subcommand '%s' (run 'kha etcd --help' for the list)\n",
+		argv[1]);
+	return KHA_EXIT_USAGE;
 }

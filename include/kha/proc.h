@@ -21,12 +21,12 @@
 #include "kha/diag.h"
 
 struct kha_proc {
-	pid_t pid;	     /* 0 when unset */
 	uint64_t start_time; /* /proc/PID/stat starttime, clock ticks since boot */
+	pid_t pid;	     /* 0 when unset */
 	int pidfd;	     /* -1 when unavailable; owned, closed by kha_proc_release */
+	int exit_status;     /* waitpid() status once a child was reaped, else -1 */
 	bool child;	     /* spawned by this process: we reap it */
 	bool group;	     /* leads its own process group: signals go to the whole group */
-	int exit_status;     /* waitpid() status once a child was reaped, else -1 */
 };
 
 /* Initializes an empty proc (pid 0, pidfd -1), e.g. before a failed spawn or attach. */

@@ -21,7 +21,7 @@
 
 #define MAX_PEM_SIZE (1 << 20)
 /* Certificates start this long ago, so a peer whose clock is a little behind accepts them. */
-#define BACKDATE_SEC (5 * 60)
+#define BACKDATE_SEC ((int64_t)5 * 60)
 
 KHA_DEFINE_CLEANUP(X509 *, X509_free)
 KHA_DEFINE_CLEANUP(EVP_PKEY *, EVP_PKEY_free)

@@ -363,8 +363,8 @@ static int plan(struct kha_lab *lab, unsigned n, struct kha_diag *d)
 		struct kha_lab_proc *p;
 
 		lab->n_masters++;
-		m->client_port = ports[2 * i];
-		m->peer_port = ports[2 * i + 1];
+		m->client_port = ports[2 * (size_t)i];
+		m->peer_port = ports[2 * (size_t)i + 1];
 		oom |= asprintf(&m->name, "m%u", i + 1) < 0;
 		oom |= asprintf(&m->client_url, "https://127.0.0.1:%u", m->client_port) < 0;
 		oom |= asprintf(&m->peer_url, "https://127.0.0.1:%u", m->peer_port) < 0;
@@ -544,8 +544,12 @@ int kha_lab_wait_healthy(struct kha_lab *lab, uint64_t timeout_us,
 			if (p && !kha_lab_proc_running(p)) {
 				if (ret_failed)
 					*ret_failed = m;
-				return kha_diag_set(d, ECHILD, "%s: etcd %s (see %s)", m->name,
-						    p->pid ? "exited" : "is not running",
+				if (!p->pid)
+					return kha_diag_set(d, ECHILD,
+							    "%s is stopped (start it with 'kha lab "
+							    "start-member %s')",
+							    m->name, m->name);
+				return kha_diag_set(d, ECHILD, "%s: etcd exited (see %s)", m->name,
 						    p->log_path);
 			}
 		}

@@ -1,0 +1,526 @@
+// SPDX-License-Identifier: MIT
+/*
+ * HTTP over one libcurl easy handle per client. The handle is reset before each request (which
+ * keeps its connection cache, so keep-alive connections are reused) and configured from
+ * scratch, so no option of one request leaks into the next.
+ */
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <curl/curl.h>
+#include <openssl/x509_vfy.h>
+
+#include "kha/http.h"
+#include "kha/parse.h"
+#include "kha/banned.h"
+
+#define DEFAULT_CONNECT_TIMEOUT_US (2 * KHA_USEC_PER_SEC)
+#define DEFAULT_MAX_BODY	   (256u << 20)
+
+struct kha_http {
+	CURL *curl;
+	char *cacert, *cert, *key;
+	uint64_t connect_timeout_us;
+	char errbuf[CURL_ERROR_SIZE];
+};
+
+/* Per-transfer state shared with the libcurl callbacks. */
+struct transfer {
+	CURL *curl;
+	const struct kha_http_request *req;
+	struct kha_http_response *resp;
+	size_t max_body;
+	/* streaming */
+	kha_http_line_fn line_fn;
+	void *userdata;
+	int mode; /* 0 undecided, 1 lines (2xx), 2 collect (error status or plain request) */
+	int stop; /* the callback's non-zero return */
+	bool too_big;
+	bool cancelled;
+	char *buf; /* collected body or pending partial line */
+	size_t len, cap;
+};
+
+static pthread_once_t global_once = PTHREAD_ONCE_INIT;
+static CURLcode global_rc;
+
+static void global_init(void)
+{
+	global_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
+}
+
+static int dup_opt(const char *s, char **ret)
+{
+	*ret = NULL;
+	if (!s || !*s)
+		return 0;
+	*ret = strdup(s);
+	return *ret ? 0 : -ENOMEM;
+}
+
+static int check_readable(const char *what, const char *path, struct kha_diag *d)
+{
+	if (path && access(path, R_OK) < 0) {
+		int err = errno;
+		return kha_diag_set(d, err == EACCES ? EACCES : ENOENT, "cannot read %s %s: %s",
+				    what, path, strerror(err));
+	}
+	return 0;
+}
+
+int kha_http_new(const struct kha_http_options *opts, struct kha_http **ret, struct kha_diag *d)
+{
+	static const struct kha_http_options none = {};
+	struct kha_http *h;
+	int r;
+
+	if (!opts)
+		opts = &none;
+	pthread_once(&global_once, global_init);
+	if (global_rc != CURLE_OK)
+		return kha_diag_set(d, ENOMEM, "libcurl initialisation failed: %s",
+				    curl_easy_strerror(global_rc));
+	r = check_readable("CA file", opts->cacert, d);
+	if (r == 0)
+		r = check_readable("certificate", opts->cert, d);
+	if (r == 0)
+		r = check_readable("key", opts->key, d);
+	if (r < 0)
+		return r;
+	h = calloc(1, sizeof(*h));
+	if (!h)
+		return kha_diag_set(d, ENOMEM, "out of memory");
+	h->curl = curl_easy_init();
+	if (!h->curl || dup_opt(opts->cacert, &h->cacert) < 0 ||
+	    dup_opt(opts->cert, &h->cert) < 0 || dup_opt(opts->key, &h->key) < 0) {
+		kha_http_free(h);
+		return kha_diag_set(d, ENOMEM, "out of memory");
+	}
+	h->connect_timeout_us =
+		opts->connect_timeout_us ? opts->connect_timeout_us : DEFAULT_CONNECT_TIMEOUT_US;
+	*ret = h;
+	return 0;
+}
+
+void kha_http_free(struct kha_http *h)
+{
+	if (!h)
+		return;
+	if (h->curl)
+		curl_easy_cleanup(h->curl);
+	free(h->cacert);
+	free(h->cert);
+	free(h->key);
+	free(h);
+}
+
+void kha_http_response_release(struct kha_http_response *resp)
+{
+	if (!resp)
+		return;
+	free(resp->body);
+	memset(resp, 0, sizeof(*resp));
+}
+
+static int buf_append(struct transfer *t, const char *data, size_t n)
+{
+	if (t->len + n + 1 > t->cap) {
+		size_t cap = t->cap ? t->cap : 4096;
+		char *p;
+
+		while (cap < t->len + n + 1)
+			cap *= 2;
+		p = realloc(t->buf, cap);
+		if (!p)
+			return -ENOMEM;
+		t->buf = p;
+		t->cap = cap;
+	}
+	memcpy(t->buf + t->len, data, n);
+	t->len += n;
+	t->buf[t->len] = '\0';
+	return 0;
+}
+
+/* Delivers every complete line in t->buf; keeps the partial rest. */
+static int deliver_lines(struct transfer *t)
+{
+	size_t start = 0;
+
+	for (;;) {
+		char *nl = memchr(t->buf + start, '\n', t->len - start);
+		size_t n;
+		int r;
+
+		if (!nl)
+			break;
+		n = (size_t)(nl - (t->buf + start));
+		*nl = '\0';
+		if (n && t->buf[start + n - 1] == '\r')
+			t->buf[start + --n] = '\0';
+		if (n) {
+			r = t->line_fn(t->userdata, t->buf + start, n);
+			if (r) {
+				t->stop = r;
+				return -1;
+			}
+		}
+		start = (size_t)(nl - t->buf) + 1;
+	}
+	if (start) {
+		memmove(t->buf, t->buf + start, t->len - start);
+		t->len -= start;
+		if (t->buf)
+			t->buf[t->len] = '\0';
+	}
+	return 0;
+}
+
+static size_t on_body(char *data, size_t size, size_t nmemb, void *userdata)
+{
+	struct transfer *t = userdata;
+	size_t n = size * nmemb;
+
+	if (t->mode == 0) {
+		long status = 0;
+
+		curl_easy_getinfo(t->curl, CURLINFO_RESPONSE_CODE, &status);
+		t->mode = (t->line_fn && status >= 200 && status < 300) ? 1 : 2;
+	}
+	if (t->len + n > t->max_body) {
+		t->too_big = true;
+		return 0;
+	}
+	if (buf_append(t, data, n) < 0)
+		return 0;
+	if (t->mode == 1 && deliver_lines(t) < 0)
+		return 0;
+	return n;
+}
+
+static int on_progress(void *userdata, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+		       curl_off_t ulnow)
+{
+	struct transfer *t = userdata;
+
+	if (t->req->cancel && *t->req->cancel) {
+		t->cancelled = true;
+		return 1;
+	}
+	return 0;
+}
+
+static long us_to_ms(uint64_t us)
+{
+	uint64_t ms = (us + 999) / 1000;
+
+	return ms > (uint64_t)LONG_MAX ? LONG_MAX : (long)ms;
+}
+
+static bool contains(const char *hay, const char *needle)
+{
+	return hay && strstr(hay, needle);
+}
+
+/* The OpenSSL verification result as a short human reason. */
+static const char *verify_reason(long verify, const char *errbuf)
+{
+	switch (verify) {
+	case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY:
+	case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT:
+	case X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN:
+	case X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT:
+	case X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE:
+	case X509_V_ERR_CERT_SIGNATURE_FAILURE:
+		return "certificate signed by unknown CA";
+	case X509_V_ERR_CERT_HAS_EXPIRED:
+		return "server certificate has expired";
+	case X509_V_ERR_CERT_NOT_YET_VALID:
+		return "server certificate is not yet valid";
+	case X509_V_ERR_INVALID_PURPOSE:
+		return "server certificate lacks the serverAuth extended key usage";
+	case X509_V_ERR_HOSTNAME_MISMATCH:
+	case X509_V_ERR_IP_ADDRESS_MISMATCH:
+		return "server certificate is not valid for this host (not in its SANs)";
+	default:
+		break;
+	}
+	if (contains(errbuf, "subject name") || contains(errbuf, "does not match"))
+		return "server certificate is not valid for this host (not in its SANs)";
+	if (verify != X509_V_OK)
+		return X509_verify_cert_error_string(verify);
+	return errbuf && *errbuf ? errbuf : "server certificate not trusted";
+}
+
+/* A TLS alert from the server about our certificate (TLS 1.3 sends it after the handshake). */
+static bool client_cert_alert(const char *errbuf)
+{
+	return contains(errbuf, "alert certificate required") ||
+	       contains(errbuf, "alert bad certificate") || contains(errbuf, "alert unknown ca") ||
+	       contains(errbuf, "alert certificate unknown") ||
+	       contains(errbuf, "alert unsupported certificate") ||
+	       contains(errbuf, "alert handshake failure");
+}
+
+static int KHA_PRINTF(5, 6) fail(struct kha_http_response *resp, enum kha_http_fail kind,
+				 struct kha_diag *d, int err, const char *fmt, ...)
+{
+	char msg[KHA_DIAG_MAX];
+	va_list ap;
+
+	resp->fail = kind;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	return kha_diag_set(d, err, "%s", msg);
+}
+
+static int map_error(struct kha_http *h, CURLcode rc, const struct kha_http_request *req,
+		     struct transfer *t, struct kha_diag *d)
+{
+	struct kha_http_response *resp = t->resp;
+	const char *eb = h->errbuf;
+	long req_size = 0, os_errno = 0, verify = X509_V_OK;
+	char dur[32];
+
+	curl_easy_getinfo(h->curl, CURLINFO_REQUEST_SIZE, &req_size);
+	curl_easy_getinfo(h->curl, CURLINFO_OS_ERRNO, &os_errno);
+	resp->sent = req_size > 0;
+	if (client_cert_alert(eb))
+		return fail(resp, KHA_HTTP_FAIL_TLS_CLIENT, d, EACCES,
+			    "TLS: the server rejected the client certificate (%s)",
+			    strchr(eb, ':') ? eb : "alert");
+	switch (rc) {
+	case CURLE_UNSUPPORTED_PROTOCOL:
+	case CURLE_URL_MALFORMAT:
+		resp->sent = false;
+		return fail(resp, KHA_HTTP_FAIL_OTHER, d, EINVAL, "malformed URL: %s", eb);
+	case CURLE_COULDNT_RESOLVE_HOST:
+		return fail(resp, KHA_HTTP_FAIL_RESOLVE, d, EHOSTUNREACH, "%s", eb);
+	case CURLE_COULDNT_CONNECT:
+		if (os_errno == ECONNREFUSED || os_errno == 0)
+			return fail(resp, KHA_HTTP_FAIL_CONNECT, d, ECONNREFUSED,
+				    "connection refused");
+		return fail(resp, KHA_HTTP_FAIL_CONNECT, d, (int)os_errno, "cannot connect: %s",
+			    strerror((int)os_errno));
+	case CURLE_OPERATION_TIMEDOUT:
+		if (!resp->sent) {
+			uint64_t us = req->connect_timeout_us ? req->connect_timeout_us
+							      : h->connect_timeout_us;
+			if (req->timeout_us && req->timeout_us < us)
+				us = req->timeout_us;
+			return fail(resp, KHA_HTTP_FAIL_CONNECT_TIMEOUT, d, ETIMEDOUT,
+				    "no connection within %s: timed out",
+				    kha_format_duration(dur, sizeof(dur), us));
+		}
+		return fail(resp, KHA_HTTP_FAIL_TIMEOUT, d, ETIMEDOUT, "no answer within %s",
+			    kha_format_duration(dur, sizeof(dur), req->timeout_us));
+	case CURLE_SSL_CACERT_BADFILE:
+		return fail(resp, KHA_HTTP_FAIL_CA_FILE, d, ENOENT, "cannot use the CA file: %s",
+			    eb);
+	case CURLE_SSL_CERTPROBLEM:
+		return fail(resp, KHA_HTTP_FAIL_TLS_FILES, d, ENOENT,
+			    "cannot use the client certificate or key: %s", eb);
+	case CURLE_PEER_FAILED_VERIFICATION:
+		curl_easy_getinfo(h->curl, CURLINFO_SSL_VERIFYRESULT, &verify);
+		return fail(resp, KHA_HTTP_FAIL_TLS_VERIFY, d, EACCES, "TLS handshake failed: %s",
+			    verify_reason(verify, eb));
+	case CURLE_SSL_CONNECT_ERROR:
+		if (contains(eb, "wrong version number") ||
+		    contains(eb, "packet length too long") || contains(eb, "record layer failure"))
+			return fail(resp, KHA_HTTP_FAIL_TLS, d, EPROTO,
+				    "TLS handshake failed: the endpoint does not speak TLS");
+		return fail(resp, KHA_HTTP_FAIL_TLS, d, EPROTO, "TLS handshake failed: %s", eb);
+	case CURLE_GOT_NOTHING:
+		return fail(resp, KHA_HTTP_FAIL_IO, d, ECONNRESET,
+			    "connection closed without an answer");
+	case CURLE_RECV_ERROR:
+	case CURLE_SEND_ERROR:
+	case CURLE_PARTIAL_FILE:
+		return fail(resp, KHA_HTTP_FAIL_IO, d, ECONNRESET, "connection lost: %s", eb);
+	case CURLE_WEIRD_SERVER_REPLY:
+		return fail(resp, KHA_HTTP_FAIL_OTHER, d, EPROTO, "not an HTTP answer: %s", eb);
+	case CURLE_ABORTED_BY_CALLBACK:
+		return fail(resp, KHA_HTTP_FAIL_ABORTED, d, ECANCELED, "cancelled");
+	case CURLE_OUT_OF_MEMORY:
+		return fail(resp, KHA_HTTP_FAIL_OTHER, d, ENOMEM, "out of memory");
+	default:
+		if (rc >= CURLE_SSL_ENGINE_NOTFOUND && rc <= CURLE_SSL_CLIENTCERT)
+			return fail(resp, KHA_HTTP_FAIL_TLS, d, EPROTO, "TLS failure: %s",
+				    *eb ? eb : curl_easy_strerror(rc));
+		return fail(resp, KHA_HTTP_FAIL_OTHER, d, EIO, "%s",
+			    *eb ? eb : curl_easy_strerror(rc));
+	}
+}
+
+static int setup(struct kha_http *h, const struct kha_http_request *req, struct transfer *t,
+		 struct curl_slist **headers)
+{
+	CURL *c = h->curl;
+	const char *method = req->method;
+	char ct[128];
+	struct curl_slist *l;
+	bool ok = true;
+
+	curl_easy_reset(c);
+	h->errbuf[0] = '\0';
+	if (!method)
+		method = req->body ? "POST" : "GET";
+	snprintf(ct, sizeof(ct), "Content-Type: %s",
+		 req->content_type ? req->content_type : "application/json");
+	l = curl_slist_append(NULL, "Expect:");
+	if (l && req->body)
+		l = curl_slist_append(l, ct) ? l : NULL;
+	if (!l)
+		return -ENOMEM;
+	*headers = l;
+
+#define SET(opt, val) ok = ok && curl_easy_setopt(c, opt, val) == CURLE_OK
+	SET(CURLOPT_URL, req->url);
+	SET(CURLOPT_PROTOCOLS_STR, "http,https");
+	SET(CURLOPT_NOSIGNAL, 1L);
+	SET(CURLOPT_ERRORBUFFER, h->errbuf);
+	SET(CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
+	SET(CURLOPT_HTTPHEADER, l);
+	SET(CURLOPT_USERAGENT, "kha");
+	SET(CURLOPT_CONNECTTIMEOUT_MS,
+	    us_to_ms(req->connect_timeout_us ? req->connect_timeout_us : h->connect_timeout_us));
+	if (req->timeout_us)
+		SET(CURLOPT_TIMEOUT_MS, us_to_ms(req->timeout_us));
+	SET(CURLOPT_TCP_KEEPALIVE, 1L);
+	SET(CURLOPT_TCP_KEEPIDLE, 10L);
+	SET(CURLOPT_TCP_KEEPINTVL, 5L);
+	SET(CURLOPT_SSL_VERIFYPEER, 1L);
+	SET(CURLOPT_SSL_VERIFYHOST, 2L);
+	if (h->cacert)
+		SET(CURLOPT_CAINFO, h->cacert);
+	if (h->cert)
+		SET(CURLOPT_SSLCERT, h->cert);
+	if (h->key)
+		SET(CURLOPT_SSLKEY, h->key);
+	SET(CURLOPT_CUSTOMREQUEST, method);
+	if (req->body) {
+		SET(CURLOPT_POSTFIELDS, req->body);
+		SET(CURLOPT_POSTFIELDSIZE_LARGE,
+		    (curl_off_t)(req->body_len ? req->body_len : strlen(req->body)));
+	} else if (strcmp(method, "GET") == 0) {
+		SET(CURLOPT_HTTPGET, 1L);
+	}
+	SET(CURLOPT_WRITEFUNCTION, on_body);
+	SET(CURLOPT_WRITEDATA, t);
+	SET(CURLOPT_NOPROGRESS, 0L);
+	SET(CURLOPT_XFERINFOFUNCTION, on_progress);
+	SET(CURLOPT_XFERINFODATA, t);
+#undef SET
+	return ok ? 0 : -EINVAL;
+}
+
+static int perform(struct kha_http *h, const struct kha_http_request *req, kha_http_line_fn fn,
+		   void *userdata, struct kha_http_response *resp, struct kha_diag *d)
+{
+	struct transfer t = {
+		.curl = h->curl,
+		.req = req,
+		.resp = resp,
+		.max_body = req->max_body ? req->max_body : DEFAULT_MAX_BODY,
+		.line_fn = fn,
+		.userdata = userdata,
+	};
+	struct curl_slist *headers = NULL;
+	CURLcode rc;
+	int r;
+
+	memset(resp, 0, sizeof(*resp));
+	r = setup(h, req, &t, &headers);
+	if (r < 0) {
+		curl_slist_free_all(headers);
+		resp->fail = KHA_HTTP_FAIL_OTHER;
+		return kha_diag_set(d, r, "cannot set up the request to %s", req->url);
+	}
+	rc = curl_easy_perform(h->curl);
+	curl_slist_free_all(headers);
+	curl_easy_getinfo(h->curl, CURLINFO_RESPONSE_CODE, &resp->status);
+	/* unhook our stack-allocated state and the header list from the reused handle */
+	curl_easy_setopt(h->curl, CURLOPT_HTTPHEADER, NULL);
+	curl_easy_setopt(h->curl, CURLOPT_WRITEDATA, NULL);
+	curl_easy_setopt(h->curl, CURLOPT_XFERINFODATA, NULL);
+
+	if (rc == CURLE_WRITE_ERROR && t.stop) {
+		resp->sent = true;
+		free(t.buf);
+		return t.stop;
+	}
+	if (rc == CURLE_WRITE_ERROR && t.too_big) {
+		resp->sent = true;
+		resp->fail = KHA_HTTP_FAIL_TOO_BIG;
+		free(t.buf);
+		return kha_diag_set(d, EFBIG, "answer larger than %zu bytes", t.max_body);
+	}
+	if (rc == CURLE_ABORTED_BY_CALLBACK && t.cancelled) {
+		resp->sent = true;
+		resp->fail = KHA_HTTP_FAIL_ABORTED;
+		free(t.buf);
+		return kha_diag_set(d, ECANCELED, "cancelled");
+	}
+	if (rc != CURLE_OK) {
+		r = map_error(h, rc, req, &t, d);
+		free(t.buf);
+		return r;
+	}
+	resp->sent = true;
+	if (t.mode == 1 && t.len) {
+		/* the last line had no newline */
+		int s = t.line_fn(t.userdata, t.buf, t.len);
+		free(t.buf);
+		return s;
+	}
+	if (t.mode == 1) {
+		free(t.buf);
+		return 0;
+	}
+	if (!t.buf) {
+		t.buf = strdup("");
+		if (!t.buf)
+			return kha_diag_set(d, ENOMEM, "out of memory");
+	}
+	resp->body = t.buf;
+	resp->body_len = t.len;
+	return 0;
+}
+
+int kha_http_do(struct kha_http *h, const struct kha_http_request *req,
+		struct kha_http_response *resp, struct kha_diag *d)
+{
+	return perform(h, req, NULL, NULL, resp, d);
+}
+
+int kha_http_stream(struct kha_http *h, const struct kha_http_request *req, kha_http_line_fn fn,
+		    void *userdata, struct kha_http_response *resp, struct kha_diag *d)
+{
+	return perform(h, req, fn, userdata, resp, d);
+}
+
+const char *kha_http_fail_hint(enum kha_http_fail f, const struct kha_http_flag_names *names)
+{
+	if (!names)
+		return NULL;
+	switch (f) {
+	case KHA_HTTP_FAIL_RESOLVE:
+		return names->endpoint;
+	case KHA_HTTP_FAIL_CONNECT_TIMEOUT:
+		return names->connect_timeout;
+	case KHA_HTTP_FAIL_TLS_VERIFY:
+	case KHA_HTTP_FAIL_CA_FILE:
+		return names->cacert;
+	case KHA_HTTP_FAIL_TLS_FILES:
+	case KHA_HTTP_FAIL_TLS_CLIENT:
+		return names->cert;
+	case KHA_HTTP_FAIL_TLS:
+		return names->endpoint;
+	case KHA_HTTP_FAIL_TIMEOUT:
+		return names->timeout;
+	default:
+		return NULL;
+	}
+}

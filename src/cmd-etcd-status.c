@@ -1,0 +1,363 @@
+// SPDX-License-Identifier: MIT
+/* kha etcd status: every member's status in parallel, a table or JSON, and a verdict. */
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+#include <jansson.h>
+
+#include "cmd-etcd.h"
+#include "kha/etcd.h"
+#include "kha/parse.h"
+#include "kha/banned.h"
+
+enum {
+	OPT_LAG_THRESHOLD = 0x100,
+	OPT_TIMEOUT,
+};
+
+struct status_opts {
+	struct kha_etcd_config cfg;
+	bool json;
+	uint64_t lag_threshold;
+	uint64_t timeout_us;
+};
+
+static void usage(FILE *out)
+{
+	fprintf(out,
+		"Usage: kha etcd status [flags]\n\n"
+		"Lists the members (from the first endpoint that answers), asks every member for\n"
+		"its status in parallel at its own client URLs, and prints a table and a verdict:\n"
+		"  healthy: 3/3 members up, leader etcd-1, can lose 1 member\n\n"
+		"Flags:\n" KHA_ETCD_OPTIONS_HELP
+		"  -o, --output table|json   report format (default table; JSON: docs/etcd.md)\n"
+		"  --timeout DURATION        per-member status timeout (default: --command-timeout)\n"
+		"  --lag-threshold N         raft entries a member may lag before a warning "
+		"(default 1000)\n"
+		"  -h, --help                this help\n\n"
+		"Exit codes: 0 healthy, 1 degraded, 2 critical (quorum lost, no leader, alarm),\n"
+		"69 no endpoint reachable, 78 TLS trust or files (--cacert/--cert/--key),\n"
+		"65 an endpoint that is not an etcd gateway, 64 usage.\n\n"
+		"Example:\n"
+		"  kha etcd status --endpoints https://10.0.0.1:2379,https://10.0.0.2:2379 \\\n"
+		"      --cacert /etc/etcd/ca.crt --cert /etc/etcd/client.crt "
+		"--key /etc/etcd/client.key\n");
+}
+
+static int parse_args(int argc, char **argv, struct status_opts *o)
+{
+	static const struct option longopts[] = {
+		KHA_ETCD_LONGOPTS,
+		{"output", required_argument, NULL, 'o'},
+		{"lag-threshold", required_argument, NULL, OPT_LAG_THRESHOLD},
+		{"timeout", required_argument, NULL, OPT_TIMEOUT},
+		{"help", no_argument, NULL, 'h'},
+		{},
+	};
+	struct kha_diag d = {};
+	int c, r;
+
+	if (kha_etcd_config_init(&o->cfg) < 0)
+		return KHA_EXIT_SOFTWARE;
+	if (kha_etcd_config_from_env(&o->cfg, &d) < 0) {
+		fprintf(stderr, "kha etcd status: %s\n", d.msg);
+		return KHA_EXIT_USAGE;
+	}
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "ho:", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'h':
+			usage(stdout);
+			return KHA_EXIT_OK + 1000; /* stop: help printed */
+		case 'o':
+			if (strcmp(optarg, "json") == 0) {
+				o->json = true;
+			} else if (strcmp(optarg, "table") == 0) {
+				o->json = false;
+			} else {
+				fprintf(stderr,
+					"kha etcd status: --output: '%s' is not table or "
+					"json\n",
+					optarg);
+				return KHA_EXIT_USAGE;
+			}
+			break;
+		case OPT_LAG_THRESHOLD:
+			if (kha_parse_u64(optarg, 1, UINT64_MAX / 2, &o->lag_threshold) < 0) {
+				fprintf(stderr,
+					"kha etcd status: --lag-threshold: '%s' is not a "
+					"positive number\n",
+					optarg);
+				return KHA_EXIT_USAGE;
+			}
+			break;
+		case OPT_TIMEOUT:
+			if (kha_parse_duration_us(optarg, &o->timeout_us) < 0 || !o->timeout_us) {
+				fprintf(stderr,
+					"kha etcd status: --timeout: '%s' is not a positive "
+					"duration (e.g. 3s)\n",
+					optarg);
+				return KHA_EXIT_USAGE;
+			}
+			break;
+		case '?':
+			fprintf(stderr, "Run 'kha etcd status --help' for the flags.\n");
+			return KHA_EXIT_USAGE;
+		default:
+			r = kha_etcd_config_apply_opt(&o->cfg, c, optarg, &d);
+			if (r < 0) {
+				fprintf(stderr, "kha etcd status: %s\n", d.msg);
+				return KHA_EXIT_USAGE;
+			}
+			break;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr,
+			"kha etcd status: unexpected argument '%s' (run 'kha etcd status "
+			"--help')\n",
+			argv[optind]);
+		return KHA_EXIT_USAGE;
+	}
+	return 0;
+}
+
+/* ---- table -------------------------------------------------------------------------------- */
+
+enum {
+	COL_NAME,
+	COL_ID,
+	COL_ENDPOINT,
+	COL_UP,
+	COL_VERSION,
+	COL_DB,
+	COL_IN_USE,
+	COL_LEADER,
+	COL_TERM,
+	COL_INDEX,
+	COL_APPLIED,
+	COL_ALARMS,
+	COL_ERRORS,
+	N_COLS,
+};
+
+static const char *const headers[N_COLS] = {
+	"NAME",	  "ID",	  "ENDPOINT", "UP",	 "VERSION", "DB SIZE", "IN USE",
+	"LEADER", "TERM", "INDEX",    "APPLIED", "ALARMS",  "ERRORS",
+};
+
+static const char *alarms_text(char *buf, size_t size, const struct kha_etcd_member_report *m)
+{
+	snprintf(buf, size, "%s%s%s", m->alarm_nospace ? "NOSPACE" : "",
+		 m->alarm_nospace && m->alarm_corrupt ? "," : "",
+		 m->alarm_corrupt ? "CORRUPT" : "");
+	return buf[0] ? buf : "-";
+}
+
+static void errors_text(char *buf, size_t size, const struct kha_etcd_member_report *m)
+{
+	size_t o = 0;
+
+	buf[0] = '\0';
+	if (!m->reachable) {
+		snprintf(buf, size, "%s", m->error ? m->error : "no answer");
+		return;
+	}
+	for (size_t i = 0; i < m->n_errors && o < size; i++)
+		o += (size_t)snprintf(buf + o, size - o, "%s%s", i ? "; " : "", m->errors[i]);
+	if (!buf[0])
+		snprintf(buf, size, "-");
+}
+
+static void print_table(const struct kha_etcd_cluster_report *rep)
+{
+	size_t n = rep->n_members, w[N_COLS];
+	char(*cells)[N_COLS][160] = calloc(n ? n : 1, sizeof(*cells));
+
+	if (!cells) {
+		printf("%s\n", rep->health.summary);
+		return;
+	}
+	for (size_t c = 0; c < N_COLS; c++)
+		w[c] = strlen(headers[c]);
+	for (size_t i = 0; i < n; i++) {
+		const struct kha_etcd_member_report *m = &rep->members[i];
+		const struct kha_etcd_status *s = &m->status;
+		char(*row)[160] = cells[i];
+		char a[64], b[64];
+
+		snprintf(row[COL_NAME], 160, "%s",
+			 m->member.name[0] ? m->member.name : "(unstarted)");
+		snprintf(row[COL_ID], 160, "%" PRIx64 "%s", m->member.id,
+			 m->member.is_learner ? " (learner)" : "");
+		snprintf(row[COL_ENDPOINT], 160, "%s",
+			 m->endpoint ? m->endpoint
+				     : (m->member.n_client_urls ? m->member.client_urls[0] : "-"));
+		snprintf(row[COL_UP], 160, "%s", m->reachable ? "yes" : "NO");
+		if (m->reachable) {
+			snprintf(row[COL_VERSION], 160, "%s", s->version);
+			snprintf(row[COL_DB], 160, "%s",
+				 kha_format_size(a, sizeof(a), (uint64_t)s->db_size));
+			snprintf(row[COL_IN_USE], 160, "%s",
+				 s->db_size_in_use ? kha_format_size(b, sizeof(b),
+								     (uint64_t)s->db_size_in_use)
+						   : "-");
+			snprintf(row[COL_LEADER], 160, "%s",
+				 s->leader == m->member.id ? "*" : (s->leader ? "" : "none"));
+			snprintf(row[COL_TERM], 160, "%" PRIu64, s->raft_term);
+			snprintf(row[COL_INDEX], 160, "%" PRIu64, s->raft_index);
+			if (s->raft_applied_index)
+				snprintf(row[COL_APPLIED], 160, "%" PRIu64, s->raft_applied_index);
+			else
+				snprintf(row[COL_APPLIED], 160, "-");
+		} else {
+			for (size_t c = COL_VERSION; c <= COL_APPLIED; c++)
+				snprintf(row[c], 160, "-");
+		}
+		snprintf(row[COL_ALARMS], 160, "%s", alarms_text(a, sizeof(a), m));
+		errors_text(row[COL_ERRORS], 160, m);
+		for (size_t c = 0; c < N_COLS; c++)
+			w[c] = KHA_MAX(w[c], strlen(row[c]));
+	}
+	for (size_t c = 0; c < N_COLS; c++)
+		printf("%-*s%s", c + 1 < N_COLS ? (int)w[c] : 0, headers[c],
+		       c + 1 < N_COLS ? "  " : "\n");
+	for (size_t i = 0; i < n; i++)
+		for (size_t c = 0; c < N_COLS; c++)
+			printf("%-*s%s", c + 1 < N_COLS ? (int)w[c] : 0, cells[i][c],
+			       c + 1 < N_COLS ? "  " : "\n");
+	free(cells);
+	if (rep->health.n_warnings)
+		printf("\n");
+	for (size_t i = 0; i < rep->health.n_warnings; i++)
+		printf("warning: %s\n", rep->health.warnings[i]);
+	printf("\n%s\n", rep->health.summary);
+}
+
+/* ---- JSON (schema: docs/etcd.md) ---------------------------------------------------------- */
+
+static json_t *hex_id(uint64_t id)
+{
+	char buf[24];
+
+	snprintf(buf, sizeof(buf), "%" PRIx64, id);
+	return json_string(buf);
+}
+
+static json_t *string_array(char *const *v, size_t n)
+{
+	json_t *a = json_array();
+
+	for (size_t i = 0; a && i < n; i++)
+		json_array_append_new(a, json_string(v[i]));
+	return a;
+}
+
+static json_t *member_json(const struct kha_etcd_member_report *m)
+{
+	const struct kha_etcd_status *s = &m->status;
+	json_t *alarms = json_array();
+	bool up = m->reachable;
+
+	if (m->alarm_nospace)
+		json_array_append_new(alarms, json_string("NOSPACE"));
+	if (m->alarm_corrupt)
+		json_array_append_new(alarms, json_string("CORRUPT"));
+	return json_pack(
+		"{s:o, s:s, s:o, s:o, s:b, s:o, s:b, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, "
+		"s:o, s:o}",
+		"id", hex_id(m->member.id), "name", m->member.name, "peer_urls",
+		string_array(m->member.peer_urls, m->member.n_peer_urls), "client_urls",
+		string_array(m->member.client_urls, m->member.n_client_urls), "is_learner",
+		m->member.is_learner, "endpoint",
+		m->endpoint ? json_string(m->endpoint) : json_null(), "reachable", up, "error",
+		m->error ? json_string(m->error) : json_null(), "version",
+		up ? json_string(s->version) : json_null(), "db_size",
+		up ? json_integer(s->db_size) : json_null(), "db_size_in_use",
+		up && s->db_size_in_use ? json_integer(s->db_size_in_use) : json_null(),
+		"is_leader",
+		up ? json_boolean(s->leader && s->leader == m->member.id) : json_null(), "leader",
+		up && s->leader ? hex_id(s->leader) : json_null(), "raft_term",
+		up ? json_integer((json_int_t)s->raft_term) : json_null(), "raft_index",
+		up ? json_integer((json_int_t)s->raft_index) : json_null(), "raft_applied_index",
+		up && s->raft_applied_index ? json_integer((json_int_t)s->raft_applied_index)
+					    : json_null(),
+		"alarms", alarms, "errors", string_array(m->errors, m->n_errors));
+}
+
+static int print_json(const struct kha_etcd_cluster_report *rep)
+{
+	const struct kha_etcd_health *h = &rep->health;
+	json_t *members = json_array(), *leader = json_null(), *o;
+	int r;
+
+	for (size_t i = 0; members && i < rep->n_members; i++)
+		json_array_append_new(members, member_json(&rep->members[i]));
+	if (h->leader) {
+		const char *name =
+			h->leader_index >= 0 ? rep->members[h->leader_index].member.name : "";
+		json_decref(leader);
+		leader = json_pack("{s:o, s:s}", "id", hex_id(h->leader), "name", name);
+	}
+	o = json_pack("{s:s, s:s, s:o, s:s, s:i, s:i, s:i, s:i, s:i, s:b, s:i, s:o, s:o, s:o}",
+		      "verdict", kha_etcd_verdict_name(h->verdict), "summary", h->summary,
+		      "cluster_id", hex_id(rep->cluster_id), "members_from", rep->members_from,
+		      "voters", (json_int_t)h->voters, "voters_up", (json_int_t)h->voters_up,
+		      "learners", (json_int_t)h->learners, "learners_up",
+		      (json_int_t)h->learners_up, "quorum", (json_int_t)h->quorum, "quorum_ok",
+		      h->quorum_ok, "can_lose", (json_int_t)h->can_lose, "leader", leader,
+		      "warnings", string_array(h->warnings, h->n_warnings), "members", members);
+	if (!o)
+		return -ENOMEM;
+	r = json_dumpf(o, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+	printf("\n");
+	json_decref(o);
+	return r < 0 ? -EIO : 0;
+}
+
+int cmd_etcd_status_main(int argc, char **argv)
+{
+	struct status_opts o = {};
+	struct kha_etcd_cluster_report rep = {};
+	struct kha_diag d = {};
+	int r, code;
+
+	r = parse_args(argc, argv, &o);
+	if (r) {
+		kha_etcd_config_release(&o.cfg);
+		return r >= 1000 ? r - 1000 : r;
+	}
+	r = kha_etcd_cluster_report(&o.cfg, o.timeout_us, o.lag_threshold, &rep, &d);
+	kha_etcd_config_release(&o.cfg);
+	if (r < 0) {
+		fprintf(stderr, "kha etcd status: %s\n", d.msg);
+		code = kha_exit_from_errno(r);
+		/* whatever the transport said, an unanswered probe means "unavailable" */
+		if (code == KHA_EXIT_SOFTWARE && r != -ENOMEM)
+			code = KHA_EXIT_UNAVAILABLE;
+		return code;
+	}
+	if (o.json) {
+		if (print_json(&rep) < 0) {
+			kha_etcd_cluster_report_release(&rep);
+			fprintf(stderr, "kha etcd status: cannot write the report\n");
+			return KHA_EXIT_IOERR;
+		}
+	} else {
+		print_table(&rep);
+	}
+	switch (rep.health.verdict) {
+	case KHA_ETCD_HEALTHY:
+		code = KHA_EXIT_OK;
+		break;
+	case KHA_ETCD_DEGRADED:
+		code = KHA_EXIT_DEGRADED;
+		break;
+	default:
+		code = KHA_EXIT_CRITICAL;
+		break;
+	}
+	kha_etcd_cluster_report_release(&rep);
+	return code;
+}
