@@ -508,3 +508,22 @@ def test_lease_names_are_checked_before_sending(api, kubeconfig):
     p = probe("--kubeconfig", kubeconfig, "lease-get", "kube-system", "Bad/Name")
     assert p.returncode == EXIT_USAGE and "bad name" in p.stderr
     assert api.requests == []
+
+
+def test_generic_requests_patch_and_delete(api, kubeconfig):
+    kc = ("--kubeconfig", kubeconfig)
+    lease(probe(*kc, "lease-create", "default", "patched", "a", "10"))
+    path = "/apis/coordination.k8s.io/v1/namespaces/default/leases/patched"
+    p = probe(*kc, "request", "PATCH", path, '{"spec": {"holderIdentity": "b"}}')
+    assert p.returncode == 0, p.stderr
+    out = json.loads(p.stdout)
+    assert out["status"] == 200 and out["body"]["spec"]["holderIdentity"] == "b"
+    assert out["body"]["spec"]["leaseDurationSeconds"] == 10       # merged, not replaced
+    p = probe(*kc, "request", "DELETE", path)
+    assert p.returncode == 0 and json.loads(p.stdout)["body"]["status"] == "Success"
+    assert api.get_lease("default", "patched") is None
+    p = probe(*kc, "request", "DELETE", path)
+    assert p.returncode == EXIT_CONFIG and "404 NotFound" in p.stderr
+    p = probe(*kc, "request", "GET", "/api/v1/nothing-here")
+    assert p.returncode == EXIT_CONFIG
+    assert "404 NotFound: the server could not find the requested resource" in p.stderr

@@ -11,8 +11,9 @@ It serves just what kha talks to, the way kube-apiserver does:
   ``410 Expired`` Status, as the apiserver's watch cache answers.
 * Leases (coordination.k8s.io/v1): get, list, create (``409 AlreadyExists``), update by PUT with
   optimistic concurrency (``409 Conflict`` on a stale ``metadata.resourceVersion``, ``422`` when
-  it is missing; a PUT of a missing lease creates it, as Leases allow create-on-update), delete;
-  ``404 NotFound`` Status objects otherwise. MicroTimes must have exactly 6 fraction digits.
+  it is missing; a PUT of a missing lease creates it, as Leases allow create-on-update), merge
+  PATCH (``application/merge-patch+json`` only, else ``415``), delete; ``404 NotFound`` Status
+  objects otherwise. MicroTimes must have exactly 6 fraction digits.
 * Authentication: a bearer token from ``tokens`` or a client certificate signed by the test CA
   (its CN is the user); anything else gets ``401 Unauthorized``.
 
@@ -634,6 +635,22 @@ class KubeAPI:
                                 "resourceVersion should not be set on objects to be created")
             _, stored, _ = self._put_object(resource, obj, create_only=True)
             return h.send_json(201, stored)
+        if method == "PATCH" and name:
+            ctype = h.headers.get("Content-Type", "")
+            if ctype != "application/merge-patch+json":
+                raise _APIError(415, "UnsupportedMediaType",
+                                f'the body of the request was in an unknown format - accepted '
+                                f'media types include: application/merge-patch+json (got '
+                                f'"{ctype}")')
+            with self._lock:
+                old = self._objects[resource].get((ns, name))
+            if not old:
+                raise _APIError(404, "NotFound", f'{_qualified(resource)} "{name}" not found',
+                                _details(resource, name))
+            obj = self._check_lease(_merge_patch(copy.deepcopy(old), body), ns, name)
+            _, stored, _ = self._put_object(resource, obj,
+                                            expect_rv=obj["metadata"]["resourceVersion"])
+            return h.send_json(200, stored)
         if method == "PUT" and name:
             obj = self._check_lease(body, ns, name)
             _, stored, created = self._put_object(
@@ -793,6 +810,20 @@ def _qualified(resource):
 
 def _details(resource, name):
     return {"name": name, "group": _group(resource), "kind": resource}
+
+
+def _merge_patch(target, patch):
+    """RFC 7386 JSON merge patch."""
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    if not isinstance(target, dict):
+        target = {}
+    for k, v in patch.items():
+        if v is None:
+            target.pop(k, None)
+        else:
+            target[k] = _merge_patch(target.get(k), v)
+    return target
 
 
 def _parse_selector(s):
