@@ -109,7 +109,8 @@ static void usage(FILE *out)
 		"  --lease-name NAME         Kubernetes Lease backend: Lease name\n"
 		"  --kubeconfig FILE         (default $KUBECONFIG, then in-cluster)\n"
 		"  --context NAME            kubeconfig context\n"
-		"  --metrics-addr ADDR       Prometheus metrics (not available in this build)\n"
+		"  --metrics-addr ADDR       serve /metrics (Prometheus), /healthz, /readyz\n"
+		"                            (e.g. 127.0.0.1:9464; off by default)\n"
 		"  --log-level LEVEL         debug, info (default), warn, error\n"
 		"  --log-format FORMAT       logfmt (default) or json\n"
 		"  --config FILE             YAML file of these flags (keys = flag names)\n"
@@ -129,6 +130,7 @@ static void usage(FILE *out)
 struct opts {
 	struct kha_etcd_config etcd;
 	char *election, *id, *lease_namespace, *lease_name, *kubeconfig, *context;
+	char *metrics_addr;
 	uint64_t ttl_us, renew_deadline_us, retry_period_us, grace_us;
 	uint64_t restart_delay_us, restart_delay_max_us;
 	enum kha_elect_restart restart;
@@ -146,6 +148,7 @@ static void opts_release(struct opts *o)
 	free(o->lease_name);
 	free(o->kubeconfig);
 	free(o->context);
+	free(o->metrics_addr);
 }
 
 static int set_str(char **dst, const char *v, struct kha_diag *d)
@@ -213,9 +216,7 @@ static int apply(void *userdata, int val, const char *arg, struct kha_diag *d)
 	case OPT_CONTEXT:
 		return set_str(&o->context, arg, d);
 	case OPT_METRICS_ADDR:
-		return kha_diag_set(d, EINVAL,
-				    "metrics are not available in this build of kha elect yet "
-				    "(the metrics server is not in this build)");
+		return set_str(&o->metrics_addr, arg, d);
 	case OPT_LOG_LEVEL:
 		if (kha_log_parse_level(arg, &o->level) < 0)
 			return kha_diag_set(d, EINVAL, "'%s' is not debug, info, warn or error",
@@ -467,6 +468,7 @@ int cmd_elect_main(int argc, char **argv)
 			 .grace_us = 5 * KHA_USEC_PER_SEC};
 	kha_auto(kha_kube_config_freep) struct kha_kube_config *kc = NULL;
 	struct kha_elect_stats stats = {0};
+	struct kha_elect_metrics *metrics = NULL;
 	struct kha_elect_opts eo = {0};
 	struct kha_diag d = {};
 	const char *config = NULL;
@@ -610,7 +612,17 @@ int cmd_elect_main(int argc, char **argv)
 		.stats = &stats,
 		.what = "election",
 	};
+	if (o.metrics_addr) {
+		r = kha_elect_metrics_start(o.metrics_addr, "kha_elect", eo.name, eo.id, &stats,
+					    &metrics, &d);
+		if (r < 0) {
+			fprintf(stderr, "%s: %s\n", "kha elect", d.msg);
+			opts_release(&o);
+			return r == -EINVAL ? KHA_EXIT_USAGE : kha_exit_from_errno(r);
+		}
+	}
 	r = kha_elect_run(&eo, &status, &d);
+	kha_elect_metrics_stop(metrics);
 	if (r < 0) {
 		fprintf(stderr, "kha elect: %s\n", d.msg);
 		opts_release(&o);

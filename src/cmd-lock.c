@@ -33,6 +33,7 @@ enum {
 	OPT_GATE_INTERVAL,
 	OPT_STATUS,
 	OPT_LISTEN,
+	OPT_METRICS_ADDR,
 	OPT_LOG_LEVEL,
 	OPT_LOG_FORMAT,
 	OPT_CONFIG,
@@ -52,6 +53,7 @@ static const struct option longopts[] = {
 	{"gate-interval", required_argument, NULL, OPT_GATE_INTERVAL},
 	{"status", no_argument, NULL, OPT_STATUS},
 	{"listen", required_argument, NULL, OPT_LISTEN},
+	{"metrics-addr", required_argument, NULL, OPT_METRICS_ADDR},
 	{"log-level", required_argument, NULL, OPT_LOG_LEVEL},
 	{"log-format", required_argument, NULL, OPT_LOG_FORMAT},
 	{"config", required_argument, NULL, OPT_CONFIG},
@@ -96,6 +98,8 @@ static void usage(FILE *out)
 		"  --status                  list holders and waiters and exit\n"
 		"  -o, --output table|json   --status format (JSON: docs/lock.md)\n"
 		"  --listen ADDR             serve: address to listen on (default 127.0.0.1:3333)\n"
+		"  --metrics-addr ADDR       serve /metrics (Prometheus), /healthz, /readyz while\n"
+		"                            running COMMAND (off by default)\n"
 		"  --log-level LEVEL         debug, info (default), warn, error\n"
 		"  --log-format FORMAT       logfmt (default) or json\n"
 		"  --config FILE             YAML file of these flags (keys = flag names)\n"
@@ -113,7 +117,7 @@ static void usage(FILE *out)
 
 struct opts {
 	struct kha_etcd_config etcd;
-	char *lock, *id, *listen, *backup_dir;
+	char *lock, *id, *listen, *backup_dir, *metrics_addr;
 	size_t slots;
 	uint64_t ttl_us, renew_deadline_us, grace_us, gate_interval_us, backup_max_age_us;
 	struct kha_window_set window;
@@ -132,6 +136,7 @@ static void opts_release(struct opts *o)
 	free(o->id);
 	free(o->listen);
 	free(o->backup_dir);
+	free(o->metrics_addr);
 }
 
 static int set_str(char **dst, const char *v, struct kha_diag *d)
@@ -228,6 +233,8 @@ static int apply(void *userdata, int val, const char *arg, struct kha_diag *d)
 		return 0;
 	case OPT_LISTEN:
 		return set_str(&o->listen, arg, d);
+	case OPT_METRICS_ADDR:
+		return set_str(&o->metrics_addr, arg, d);
 	case OPT_LOG_LEVEL:
 		if (kha_log_parse_level(arg, &o->level) < 0)
 			return kha_diag_set(d, EINVAL, "'%s' is not debug, info, warn or error",
@@ -391,6 +398,7 @@ int cmd_lock_main(int argc, char **argv)
 	struct kha_lock_gates gates = {0};
 	struct kha_elect_opts eo = {0};
 	struct kha_elect_stats stats = {0};
+	struct kha_elect_metrics *metrics = NULL;
 	struct kha_diag d = {};
 	kha_autofree char *value = NULL;
 	const char *config = NULL, *me = "kha lock";
@@ -538,7 +546,17 @@ int cmd_lock_main(int argc, char **argv)
 		.stats = &stats,
 		.what = "lock",
 	};
+	if (o.metrics_addr) {
+		r = kha_elect_metrics_start(o.metrics_addr, "kha_lock", o.lock, eo.id, &stats,
+					    &metrics, &d);
+		if (r < 0) {
+			fprintf(stderr, "%s: %s\n", "kha lock", d.msg);
+			opts_release(&o);
+			return r == -EINVAL ? KHA_EXIT_USAGE : kha_exit_from_errno(r);
+		}
+	}
 	r = kha_elect_run(&eo, &status, &d);
+	kha_elect_metrics_stop(metrics);
 	if (r < 0) {
 		fprintf(stderr, "kha lock: %s\n", d.msg);
 		opts_release(&o);

@@ -212,6 +212,23 @@ struct kha_elect_stats {
 	atomic_uint_fast64_t child_starts;
 };
 
+/*
+ * Serves the stats as Prometheus metrics (plus /healthz and /readyz) on addr from a thread of
+ * its own (an event loop with lib/core's httpd). prefix names the families ("kha_elect" or
+ * "kha_lock"): <prefix>_is_leader, <prefix>_transitions_total, <prefix>_renew_failures_total,
+ * <prefix>_acquire_duration_seconds, <prefix>_fenced_total, <prefix>_command_starts_total, each
+ * labelled name="...",id="...". Borrowed strings and stats must outlive the server. Returns 0,
+ * or a negative errno (bad address -EINVAL, in use -EADDRINUSE) with d set.
+ */
+struct kha_elect_metrics;
+int kha_elect_metrics_start(const char *addr, const char *prefix, const char *name, const char *id,
+			    const struct kha_elect_stats *stats, struct kha_elect_metrics **ret,
+			    struct kha_diag *d) KHA_WUR;
+/* The bound port (for addr ":0"). */
+uint16_t kha_elect_metrics_port(const struct kha_elect_metrics *m);
+/* Stops the server and frees it; NULL is a no-op. */
+void kha_elect_metrics_stop(struct kha_elect_metrics *m);
+
 struct kha_elect_opts {
 	const char *name; /* election / lock name: the etcd key prefix is name + "/" */
 	const char *id;	  /* this contender's identity */

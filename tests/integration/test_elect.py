@@ -309,3 +309,32 @@ def test_bad_input_exits_without_running_anything(etcd3, tmp_path):
         assert text in p.stderr, f"{args}: {p.stderr}"
         assert p.stderr.count("\n") <= 2, p.stderr
     assert not marker.exists(), "a COMMAND ran despite bad input"
+
+
+def test_metrics(etcd3, procs, tmp_path):
+    import urllib.request
+    from conftest import free_port
+
+    def scrape(port):
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+            out = {}
+            for line in r.read().decode().splitlines():
+                if line and not line.startswith("#"):
+                    name, value = line.rsplit(" ", 1)
+                    out[name.split("{")[0]] = float(value)
+            return out
+
+    rec = Recorder(tmp_path / "rec")
+    pa, pb = free_port(), free_port()
+    a = procs.start(elect_args(etcd3, "met", "a", rec, "--metrics-addr", f"127.0.0.1:{pa}"), "a")
+    wait_until(lambda: len(rec.starts()) == 1, 15, "a to lead", diag=procs.logs)
+    b = procs.start(elect_args(etcd3, "met", "b", rec, "--metrics-addr", f"127.0.0.1:{pb}"), "b")
+    wait_until(lambda: "msg=waiting" in b.log(), 10, "b to wait", diag=procs.logs)
+    ma, mb = scrape(pa), scrape(pb)
+    assert ma["kha_elect_is_leader"] == 1 and mb["kha_elect_is_leader"] == 0
+    assert ma["kha_elect_transitions_total"] == 1 and ma["kha_elect_command_starts_total"] == 1
+    assert 0 < ma["kha_elect_acquire_duration_seconds"] < 5
+    assert mb["kha_elect_renew_failures_total"] == 0
+    a.signal(signal.SIGTERM)
+    wait_until(lambda: scrape(pb)["kha_elect_is_leader"] == 1, 10, "b to lead",
+               diag=procs.logs)
