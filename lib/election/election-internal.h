@@ -47,8 +47,8 @@ struct engine {
 
 	pthread_t threads[2];
 	size_t n_threads;
-	struct kha_etcd
-		*clients[2]; /* etcd: campaign's and keep-alive's (made before they start) */
+	struct kha_etcd *clients[3]; /* etcd: campaign's unary calls, keep-alive's, campaign's
+				       watches (a stream's connection is not reused) */
 };
 
 /* Wakes the main thread (any thread). */

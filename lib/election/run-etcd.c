@@ -140,10 +140,13 @@ static int wait_delete(struct engine *e, struct kha_etcd *c, const char *prefix,
 		.timeout_us = watch_timeout(e),
 		.cancel = &e->cancel,
 	};
-	int r = kha_etcd_watch(c, &req, on_watch, &w, d);
+	int r = kha_etcd_watch(e->clients[2], &req, on_watch, &w, d);
 
-	if (w.deleted)
+	(void)c;
+	if (w.deleted) {
+		kha_debug("watched key deleted", "key=%s", key ? key : prefix);
 		return 1;
+	}
 	if (r == -ETIMEDOUT || r == -ECANCELED || r == -ERANGE)
 		return 0;
 	return r < 0 ? r : 0;
@@ -439,7 +442,7 @@ int engine_etcd_start(struct engine *e, struct kha_diag *d)
 	if (!e->o->etcd)
 		return kha_diag_set(d, EINVAL, "no etcd configuration");
 	/* clients first: unusable TLS files fail here, before anything runs */
-	for (size_t i = 0; i < 2; i++) {
+	for (size_t i = 0; i < KHA_ARRAY_SIZE(e->clients); i++) {
 		r = kha_etcd_new(e->o->etcd, &e->clients[i], d);
 		if (r < 0)
 			return r;
@@ -455,7 +458,7 @@ int engine_etcd_start(struct engine *e, struct kha_diag *d)
 
 void engine_etcd_free(struct engine *e)
 {
-	for (size_t i = 0; i < 2; i++) {
+	for (size_t i = 0; i < KHA_ARRAY_SIZE(e->clients); i++) {
 		kha_etcd_free(e->clients[i]);
 		e->clients[i] = NULL;
 	}
@@ -463,20 +466,26 @@ void engine_etcd_free(struct engine *e)
 
 void engine_etcd_resign(struct engine *e)
 {
-	kha_auto(kha_etcd_freep) struct kha_etcd *c = NULL;
+	struct kha_etcd *c;
 	struct kha_diag d = {};
 	char key[sizeof(e->key)];
 	int64_t lease;
 
+	/* the keep-alive thread sleeps between renewals: stop it and reuse its client, whose
+	 * connection is warm (a new TLS handshake would delay the handover) */
+	if (e->n_threads == 2) {
+		pthread_join(e->threads[1], NULL);
+		e->n_threads = 1;
+	}
+	c = e->clients[1];
 	pthread_mutex_lock(&e->mu);
 	memcpy(key, e->key, sizeof(key));
 	lease = e->lease;
 	pthread_mutex_unlock(&e->mu);
-	if (!lease)
-		return;
-	if (kha_etcd_new(e->o->etcd, &c, &d) < 0)
+	if (!lease || !c)
 		return;
 	kha_etcd_set_command_timeout(c, RESIGN_TIMEOUT_US);
+	kha_debug("resigning", "key=%s", key);
 	if (key[0]) {
 		struct kha_etcd_delete_req del = {.r = {.key = key}};
 
