@@ -17,6 +17,8 @@ struct subcommand {
 static const struct subcommand subcommands[] = {
 	{"status", cmd_etcd_status_main,
 	 "every member's health and a cluster verdict (exit 0/1/2)"},
+	{"snapshot", cmd_etcd_snapshot_main,
+	 "save (verified, atomic), verify or restore a snapshot"},
 };
 
 static void usage(FILE *out)
