@@ -341,6 +341,8 @@ int kha_snapshot_decode_gateway_line(const char *line, size_t len, uint8_t *out,
 	blob_end = memchr(p, '"', (size_t)(end - p));
 	if (!blob_end || end - blob_end != 3 || memcmp(blob_end, "\"}}", 3) != 0)
 		return decode_slow(line, len, out, out_cap, ret_len, ret_remaining, d);
+	if (find(line, p, "remainingBytes"))
+		return decode_slow(line, len, out, out_cap, ret_len, ret_remaining, d);
 	q = find(line, p, "\"remaining_bytes\":");
 	if (q) {
 		q += 18;
