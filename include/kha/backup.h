@@ -264,4 +264,141 @@ struct kha_snapshot_save_result {
 int kha_snapshot_save(const struct kha_snapshot_save_opts *o, struct kha_snapshot_save_result *ret,
 		      struct kha_diag *d) KHA_WUR;
 
+/* ==== membership guards (pure) ============================================================= */
+
+/*
+ * Whether a membership change is safe, decided from what the cluster looks like right now.
+ * Every refusal names its rule and the way out; a refusal marked forceable may be overridden
+ * (--force), the others never (etcd would refuse them, or they make no sense).
+ *
+ * Fault tolerance t = voters up - quorum, quorum = voters / 2 + 1 (learners do not vote);
+ * t < 0 means quorum is lost. A member that was added but has not started yet counts as a
+ * voter that is down: that is why adding a voting member is the dangerous moment.
+ */
+struct kha_guard_member {
+	uint64_t id;
+	const char *name; /* "" while not started */
+	bool is_learner;
+	bool reachable;
+	uint64_t raft_index; /* 0 = unknown */
+	const char *const *peer_urls;
+	size_t n_peer_urls;
+};
+
+struct kha_guard_cluster {
+	const struct kha_guard_member *members;
+	size_t n_members;
+	uint64_t leader;	/* the agreed leader, 0 = none */
+	bool alarm;		/* a NOSPACE or CORRUPT alarm is active */
+	uint64_t lag_threshold; /* raft entries behind the leader that count as lagging; 0 = 1000 */
+};
+
+enum kha_guard_op {
+	KHA_GUARD_ADD,	       /* a voting member */
+	KHA_GUARD_ADD_LEARNER, /* a learner (does not vote, does not change quorum) */
+	KHA_GUARD_REMOVE,
+	KHA_GUARD_PROMOTE,
+};
+
+struct kha_guard_request {
+	enum kha_guard_op op;
+	const char *name; /* ADD*: the new member's name */
+	const char *const *peer_urls;
+	size_t n_peer_urls;
+	uint64_t target; /* REMOVE, PROMOTE: the member's id */
+};
+
+struct kha_guard_verdict {
+	bool allowed;
+	bool forceable;	   /* when refused: --force may override it */
+	char rule[32];	   /* the rule that refused ("quorum-loss", ...), "" when allowed */
+	char reason[640];  /* why, with the way out */
+	char warning[384]; /* allowed, but worth saying; "" when nothing */
+	size_t voters_before, voters_after;
+	size_t up_before, up_after;
+	size_t quorum_before, quorum_after;
+	int tolerance_before, tolerance_after; /* negative: quorum lost */
+};
+
+/*
+ * Decides req against c. Rules, in order (docs/etcd-ops.md):
+ *   unknown-member   REMOVE/PROMOTE of an id that is not a member (not forceable)
+ *   not-a-learner    PROMOTE of a voter (not forceable)
+ *   name-taken       ADD with a name a member already has (not forceable)
+ *   peer-url-taken   ADD with a peer URL a member already has (not forceable)
+ *   no-leader        no agreed leader: membership changes go through raft
+ *   quorum-lost      the cluster has already lost quorum
+ *   alarm            an active NOSPACE/CORRUPT alarm
+ *   pending-member   ADD while a member is unstarted or a learner waits for promotion
+ *   learner-down     PROMOTE of a learner that does not answer
+ *   quorum-loss      the change leaves fewer voters up than the new quorum
+ *   fault-tolerance  ADD (voting) lowers the failures tolerated until the new member runs
+ *   member-down      ADD while a voter is down: etcd's strict reconfiguration check refuses
+ *                    every add then (remove the dead member first)
+ *   leader-lagging   REMOVE of the leader while another voter is down or lagging
+ * Returns 0 (the decision is in *ret), -EINVAL for a bad request.
+ */
+int kha_guard_check(const struct kha_guard_cluster *c, const struct kha_guard_request *req,
+		    struct kha_guard_verdict *ret) KHA_WUR;
+
+/*
+ * A guard view of a cluster report: members[] must hold rep->n_members entries (its strings
+ * are borrowed from rep).
+ */
+void kha_guard_from_report(const struct kha_etcd_cluster_report *rep,
+			   struct kha_guard_member *members, struct kha_guard_cluster *ret);
+
+/* The fault tolerance of voters with up of them answering (negative: quorum lost). */
+int kha_guard_tolerance(size_t voters, size_t up);
+
+/* ==== membership operations ================================================================ */
+
+/*
+ * Finds a member by name, else by id (hex, as etcdctl prints it). Returns its index in
+ * rep->members, -ENOENT (diag lists the members) or -EEXIST when the name is ambiguous.
+ */
+int kha_member_find(const struct kha_etcd_cluster_report *rep, const char *name_or_id,
+		    struct kha_diag *d) KHA_WUR;
+
+/*
+ * Checks a peer URL given on the command line: http or https, a host and a port, nothing
+ * after the port. Returns 0 or -EINVAL with the reason in the diag.
+ */
+int kha_member_check_peer_url(const char *url, struct kha_diag *d) KHA_WUR;
+
+/*
+ * What a new member must be started with (etcd's flags): --name, --initial-cluster with every
+ * member's peer URLs (the new one under its name), --initial-cluster-state existing,
+ * --initial-advertise-peer-urls. members is the list returned by the add.
+ */
+struct kha_member_start {
+	char *name;
+	char *initial_cluster;
+	char *initial_advertise_peer_urls;
+};
+int kha_member_start_flags(const struct kha_etcd_member_list *members, uint64_t new_id,
+			   const char *new_name, struct kha_member_start *ret) KHA_WUR;
+void kha_member_start_release(struct kha_member_start *s);
+
+/* Progress of a wait, for the command to print (a sentence, no newline). */
+typedef void (*kha_member_progress_fn)(void *userdata, const char *text);
+
+/*
+ * Waits until member id has started (it has a name and answers its status) and, for a
+ * learner, until its raft index is within lag of the leader's. Polls every 500 ms; returns
+ * 0, -ETIMEDOUT, -ECANCELED or -ENOENT (removed meanwhile).
+ */
+int kha_member_wait_started(const struct kha_etcd_config *cfg, uint64_t id, uint64_t lag,
+			    uint64_t timeout_us, const volatile sig_atomic_t *cancel,
+			    kha_member_progress_fn fn, void *userdata, struct kha_diag *d) KHA_WUR;
+
+/*
+ * Promotes learner id, retrying while etcd refuses because it has not caught up with the
+ * leader ("can only promote a learner member which is in sync with leader"), until
+ * timeout_us. Returns 0, -ETIMEDOUT (diag: how far behind), -ECANCELED or the error.
+ */
+int kha_member_promote_wait(const struct kha_etcd_config *cfg, uint64_t id, uint64_t timeout_us,
+			    const volatile sig_atomic_t *cancel, kha_member_progress_fn fn,
+			    void *userdata, struct kha_diag *d) KHA_WUR;
+
 #endif

@@ -72,7 +72,8 @@ int kha_grpc_reader_feed(struct kha_grpc_reader *r, const uint8_t *data, size_t 
 				r->buf = p;
 				r->cap = r->need;
 			}
-			memcpy(r->buf + r->len, data, n);
+			if (n)
+				memcpy(r->buf + r->len, data, n);
 			r->len += n;
 			data += n;
 			len -= n;
@@ -314,7 +315,8 @@ static int decode_slow(const char *line, size_t len, uint8_t *out, size_t out_ca
 		return r;
 	if (n > out_cap)
 		return kha_diag_set(d, EBADMSG, "snapshot line: blob larger than its line");
-	memcpy(out, blob, n);
+	if (n)
+		memcpy(out, blob, n);
 	*ret_len = n;
 	*ret_remaining = rem;
 	return 0;

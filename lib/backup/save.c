@@ -108,6 +108,10 @@ static int sink_chunk(struct sink *s, const uint8_t *blob, size_t n, uint64_t re
 		s->announced = s->written + s->tail_len + n + remaining + KHA_SNAPSHOT_HASH_LEN;
 		s->total = s->announced;
 	}
+	if (n == 0) {
+		sink_progress(s, false);
+		return 0;
+	}
 	if (s->tail_len + n > KHA_SNAPSHOT_HASH_LEN) {
 		size_t out = s->tail_len + n - KHA_SNAPSHOT_HASH_LEN;
 		size_t from_tail = KHA_MIN(out, s->tail_len), keep;

@@ -43,7 +43,8 @@ static size_t frame(uint8_t *out, const uint8_t *msg, uint32_t len)
 	out[2] = (uint8_t)(len >> 16);
 	out[3] = (uint8_t)(len >> 8);
 	out[4] = (uint8_t)len;
-	memcpy(out + 5, msg, len);
+	if (len)
+		memcpy(out + 5, msg, len);
 	return 5 + len;
 }
 
