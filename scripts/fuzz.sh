@@ -4,10 +4,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${FUZZ_SECONDS:-60}
+# every library is instrumented for coverage (fuzzer-no-link); only the fuzz-* binaries link
+# libFuzzer's main
 [ -f build-fuzz/build.ninja ] || CC=clang meson setup build-fuzz -Dfuzz=true -Dtests=false \
-	-Db_sanitize=address,undefined -Db_lundef=false
+	-Db_sanitize=address,undefined -Db_lundef=false -Dc_args=-fsanitize=fuzzer-no-link
 ninja -C build-fuzz
 for f in build-fuzz/fuzz/fuzz-*; do
+	[ -f "$f" ] && [ -x "$f" ] || continue
 	name=${f##*/fuzz-}
 	echo "=== fuzz $name for ${secs}s"
 	mkdir -p "build-fuzz/corpus-$name"

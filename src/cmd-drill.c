@@ -1,14 +1,424 @@
 // SPDX-License-Identifier: MIT
+/* kha drill: flags, help, signals, progress and output; the drill itself is lib/drill. */
+#include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/signalfd.h>
 
 #include "commands.h"
 #include "kha/common.h"
+#include "kha/drill.h"
+#include "kha/file.h"
+#include "kha/log.h"
 #include "kha/banned.h"
+
+enum {
+	OPT_SCENARIO = 0x100,
+	OPT_SVG_SCALE,
+	OPT_REPORT_PROBES,
+	OPT_NO_PROGRESS,
+	OPT_LOG_LEVEL,
+	OPT_LIB, /* everything from here is passed to kha_drill_scenario_set by name */
+};
+
+static const struct option longopts[] = {
+	{"help", no_argument, NULL, 'h'},
+	{"output", required_argument, NULL, 'o'},
+	{"scenario", required_argument, NULL, OPT_SCENARIO},
+	{"svg-scale", required_argument, NULL, OPT_SVG_SCALE},
+	{"report-probes", no_argument, NULL, OPT_REPORT_PROBES},
+	{"no-progress", no_argument, NULL, OPT_NO_PROGRESS},
+	{"log-level", required_argument, NULL, OPT_LOG_LEVEL},
+	{"target", required_argument, NULL, OPT_LIB},
+	{"cacert", required_argument, NULL, OPT_LIB},
+	{"cert", required_argument, NULL, OPT_LIB},
+	{"key", required_argument, NULL, OPT_LIB},
+	{"insecure", no_argument, NULL, OPT_LIB},
+	{"rate", required_argument, NULL, OPT_LIB},
+	{"duration", required_argument, NULL, OPT_LIB},
+	{"timeout", required_argument, NULL, OPT_LIB},
+	{"expect-status", required_argument, NULL, OPT_LIB},
+	{"keepalive", no_argument, NULL, OPT_LIB},
+	{"fault-at", required_argument, NULL, OPT_LIB},
+	{"fault", required_argument, NULL, OPT_LIB},
+	{"recover-at", required_argument, NULL, OPT_LIB},
+	{"recover", required_argument, NULL, OPT_LIB},
+	{"step-timeout", required_argument, NULL, OPT_LIB},
+	{"keep-going", no_argument, NULL, OPT_LIB},
+	{"rolling", required_argument, NULL, OPT_LIB},
+	{"stop", required_argument, NULL, OPT_LIB},
+	{"start", required_argument, NULL, OPT_LIB},
+	{"healthy", required_argument, NULL, OPT_LIB},
+	{"healthy-timeout", required_argument, NULL, OPT_LIB},
+	{"healthy-interval", required_argument, NULL, OPT_LIB},
+	{"down-time", required_argument, NULL, OPT_LIB},
+	{"write", no_argument, NULL, OPT_LIB},
+	{"endpoints", required_argument, NULL, OPT_LIB},
+	{"write-prefix", required_argument, NULL, OPT_LIB},
+	{"keep-keys", no_argument, NULL, OPT_LIB},
+	{"readback-timeout", required_argument, NULL, OPT_LIB},
+	{"report", required_argument, NULL, OPT_LIB},
+	{"svg", required_argument, NULL, OPT_LIB},
+	{"slo", required_argument, NULL, OPT_LIB},
+	{},
+};
+
+static void usage(FILE *out)
+{
+	fprintf(out,
+		"Usage: kha drill --target URL [flags]\n"
+		"\n"
+		"Breaks things for real and measures what users would have seen: probes the entry\n"
+		"at a fixed rate (a new connection per probe unless --keepalive), runs fault and\n"
+		"recovery commands at given instants, and reports availability, outage windows,\n"
+		"time to the first failure and to full recovery, and latency before, during and\n"
+		"after the fault.\n"
+		"\n"
+		"Probing:\n"
+		"  --target URL            https://HOST:PORT/readyz, http://..., or tcp://HOST:PORT\n"
+		"  --cacert/--cert/--key F TLS files; --insecure skips verification\n"
+		"  --rate N                probes per second (default 200)\n"
+		"  --duration D            length of the drill (default 60s)\n"
+		"  --timeout D             deadline of each probe (default 1s)\n"
+		"  --expect-status LIST    HTTP statuses that count as success (default 2xx)\n"
+		"  --keepalive             reuse connections instead of one per probe\n"
+		"Faults (each command runs as /bin/sh -c CMD in its own process group):\n"
+		"  --fault-at D --fault CMD        break something at D\n"
+		"  --recover-at D --recover CMD    repair it at D\n"
+		"  --scenario FILE         YAML: these flags as keys, plus\n"
+		"                          steps: [{at: 10s, run: CMD, name: N, kind: fault}, ...]\n"
+		"  --step-timeout D        kill a command running longer (default 60s)\n"
+		"  --keep-going            a failed command does not stop the drill\n"
+		"Rolling restart rehearsal:\n"
+		"  --rolling A,B,C --stop \"CMD {node}\" --start \"CMD {node}\"\n"
+		"  --healthy \"CMD {node}\"  polled until it exits 0 before the next node\n"
+		"  --healthy-timeout D     give up on a node (and the rest) after D (default 60s)\n"
+		"  --healthy-interval D    between health checks (default 500ms)\n"
+		"  --down-time D           keep each node down this long (default 0s)\n"
+		"  --fault-at D            when the rolling starts (default a tenth of --duration)\n"
+		"Output:\n"
+		"  --report FILE           JSON report (schema kha.drill.report/v1, docs/drill.md)\n"
+		"  --report-probes         include every probe in the JSON report\n"
+		"  --svg FILE              SVG timeline; --svg-scale log|linear (default log)\n"
+		"  -o, --output text|json  what to print on stdout (default text)\n"
+		"  --slo PERCENT           exit 1 when availability is under it\n"
+		"  --no-progress           no live status line (shown only on a terminal anyway)\n"
+		"etcd write mode:\n"
+		"  --write                 each probe puts a sequence-numbered key through the\n"
+		"                          target (an etcd client URL); afterwards every\n"
+		"                          acknowledged write must be readable from the cluster\n"
+		"  --endpoints URLS        where to read them back (default: the target)\n"
+		"  --write-prefix P        key prefix (default /kha-drill/<time>-<pid>/)\n"
+		"  --keep-keys             do not delete the keys after the check\n"
+		"  --readback-timeout D    keep retrying the read-back this long (default 15s)\n"
+		"\n"
+		"Example:\n"
+		"  kha drill --target https://10.0.0.10:6443/readyz --cacert ca.crt --rate 200 \\\n"
+		"      --duration 60s --fault-at 10s --fault 'ssh master1 systemctl stop "
+		"kube-apiserver' \\\n"
+		"      --recover-at 30s --recover 'ssh master1 systemctl start kube-apiserver' \\\n"
+		"      --slo 99.9 --report drill.json --svg drill.svg\n"
+		"\n"
+		"Exit codes: 0 ok, 1 availability under --slo, 2 acknowledged writes lost,\n"
+		"3 a command failed (drill stopped), 69 writes could not be read back,\n"
+		"4 rolling stopped (a node failed or never became healthy), 128+N interrupted by\n"
+		"signal N (the report is still written), 64 usage, 65 bad scenario file, 74 cannot\n"
+		"write a report, 78 unreadable file.\n");
+}
+
+struct ui {
+	bool progress;
+	bool line_shown;
+	int sfd;
+};
+
+static int on_stop(void *userdata)
+{
+	int fd = ((struct ui *)userdata)->sfd;
+	struct signalfd_siginfo si;
+	int sig = 0;
+
+	while (read(fd, &si, sizeof(si)) == (ssize_t)sizeof(si))
+		sig = (int)si.ssi_signo;
+	return sig;
+}
+
+static void clear_line(struct ui *ui)
+{
+	if (ui->line_shown) {
+		fputs("\r\033[K", stderr);
+		ui->line_shown = false;
+	}
+}
+
+static void on_event(void *userdata, const struct kha_drill_event *ev)
+{
+	struct ui *ui = userdata;
+	char q[512], t[32];
+	const struct kha_drill_step_result *st = ev->step;
+
+	snprintf(t, sizeof(t), "%.3fs", (double)ev->elapsed_us / 1e6);
+	switch (ev->type) {
+	case KHA_DRILL_EVENT_TICK:
+		if (!ui->progress)
+			return;
+		fprintf(stderr, "\r\033[K%s  ok %zu  failed %zu  missed %zu  ", t, ev->ok,
+			ev->failed, ev->missed);
+		if (ev->outage_us)
+			fprintf(stderr, "OUTAGE for %.1fs", (double)ev->outage_us / 1e6);
+		else
+			fprintf(stderr, "up");
+		ui->line_shown = true;
+		return;
+	case KHA_DRILL_EVENT_STEP_START:
+		clear_line(ui);
+		kha_info("command started", "t=%s kind=%s name=%s run=%s", t,
+			 kha_drill_step_kind_name(st->kind), st->name,
+			 kha_log_quote(q, sizeof(q), st->run));
+		return;
+	case KHA_DRILL_EVENT_STEP_END:
+		clear_line(ui);
+		kha_log(st->state == KHA_DRILL_STEP_SUCCEEDED ? KHA_LOG_INFO : KHA_LOG_WARN,
+			"command ended", "t=%s name=%s result=%s exit=%d output=%s", t, st->name,
+			kha_drill_step_state_name(st->state), st->exit_code,
+			kha_log_quote(q, sizeof(q), st->output ? st->output : ""));
+		return;
+	case KHA_DRILL_EVENT_NODE:
+		clear_line(ui);
+		kha_log(ev->node->state == KHA_DRILL_NODE_UNHEALTHY ||
+					ev->node->state == KHA_DRILL_NODE_FAILED
+				? KHA_LOG_WARN
+				: KHA_LOG_INFO,
+			"node", "t=%s node=%s state=%s", t, ev->node->name,
+			kha_drill_node_state_name(ev->node->state));
+		return;
+	case KHA_DRILL_EVENT_ABORT:
+		clear_line(ui);
+		kha_warn("drill stopping early", "t=%s reason=%s", t,
+			 kha_log_quote(q, sizeof(q), ev->message));
+		return;
+	}
+}
+
+static int write_outputs(const struct kha_drill_report *r, const struct kha_drill_scenario *sc,
+			 bool with_probes, bool linear)
+{
+	struct kha_diag d = {};
+	int r2 = 0;
+
+	if (sc->report_path) {
+		char *json = kha_drill_report_json(r, with_probes);
+		if (!json) {
+			fprintf(stderr, "kha drill: cannot build the JSON report: out of memory\n");
+			return KHA_EXIT_SOFTWARE;
+		}
+		r2 = kha_file_write_atomic(sc->report_path, json, strlen(json), 0644, &d);
+		free(json);
+		if (r2 < 0) {
+			fprintf(stderr, "kha drill: %s (check the --report path)\n", d.msg);
+			return KHA_EXIT_IOERR;
+		}
+	}
+	if (sc->svg_path) {
+		struct kha_drill_svg_opts o = {.linear = linear};
+		char *buf = NULL;
+		size_t len = 0;
+		FILE *f = open_memstream(&buf, &len);
+
+		if (!f || kha_drill_svg_write(f, r, &o) < 0 || fclose(f) != 0) {
+			if (f && buf)
+				free(buf);
+			fprintf(stderr,
+				"kha drill: cannot build the SVG timeline: out of memory\n");
+			return KHA_EXIT_SOFTWARE;
+		}
+		r2 = kha_file_write_atomic(sc->svg_path, buf, len, 0644, &d);
+		free(buf);
+		if (r2 < 0) {
+			fprintf(stderr, "kha drill: %s (check the --svg path)\n", d.msg);
+			return KHA_EXIT_IOERR;
+		}
+	}
+	return 0;
+}
+
+static void raise_fd_limit(void)
+{
+	struct rlimit rl;
+
+	/* each probe in flight holds a socket */
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		kha_ignore(setrlimit(RLIMIT_NOFILE, &rl));
+	}
+}
 
 int cmd_drill_main(int argc, char **argv)
 {
-	(void)argc;
-	(void)argv;
-	fprintf(stderr, "kha drill: not implemented yet\n");
-	return KHA_EXIT_SOFTWARE;
+	struct kha_drill_scenario sc;
+	struct kha_drill_report *report = NULL;
+	struct kha_diag d = {};
+	struct ui ui = {};
+	const char *scenario = NULL, *output = "text";
+	bool with_probes = false, no_progress = false, linear = false;
+	enum kha_log_level level = KHA_LOG_INFO;
+	sigset_t mask, oldmask;
+	int sfd = -1, c, idx, r, rc;
+
+	/* pass 1: help and the scenario file, so that flags can override what it says */
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, "+ho:", longopts, &idx)) != -1) {
+		if (c == 'h') {
+			usage(stdout);
+			return KHA_EXIT_OK;
+		}
+		if (c == OPT_SCENARIO)
+			scenario = optarg;
+	}
+	kha_drill_scenario_init(&sc);
+	if (scenario) {
+		r = kha_drill_scenario_load(&sc, scenario, &d);
+		if (r < 0) {
+			fprintf(stderr, "kha drill: %s\n", d.msg);
+			kha_drill_scenario_release(&sc);
+			return r == -EBADMSG ? KHA_EXIT_DATAERR : kha_exit_from_errno(r);
+		}
+	}
+
+	/* pass 2: everything */
+	optind = 0;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, "+ho:", longopts, &idx)) != -1) {
+		switch (c) {
+		case 'o':
+			output = optarg;
+			if (strcmp(output, "text") != 0 && strcmp(output, "json") != 0) {
+				fprintf(stderr,
+					"kha drill: --output: expected text or json, got "
+					"'%s'\n",
+					output);
+				goto usage_error;
+			}
+			break;
+		case OPT_SCENARIO:
+			break;
+		case OPT_SVG_SCALE:
+			if (strcmp(optarg, "linear") == 0) {
+				linear = true;
+			} else if (strcmp(optarg, "log") != 0) {
+				fprintf(stderr,
+					"kha drill: --svg-scale: expected log or linear, got '%s'\n",
+					optarg);
+				goto usage_error;
+			}
+			break;
+		case OPT_REPORT_PROBES:
+			with_probes = true;
+			break;
+		case OPT_NO_PROGRESS:
+			no_progress = true;
+			break;
+		case OPT_LOG_LEVEL:
+			if (kha_log_parse_level(optarg, &level) < 0) {
+				fprintf(stderr,
+					"kha drill: --log-level: expected debug, info, warn or "
+					"error, got '%s'\n",
+					optarg);
+				goto usage_error;
+			}
+			break;
+		case OPT_LIB:
+			kha_diag_clear(&d);
+			r = kha_drill_scenario_set(&sc, longopts[idx].name, optarg, &d);
+			if (r < 0) {
+				fprintf(stderr, "kha drill: --%s: %s\n", longopts[idx].name, d.msg);
+				goto usage_error;
+			}
+			break;
+		case '?':
+		default:
+			if (optopt && optopt < 0x100)
+				fprintf(stderr,
+					"kha drill: unknown or incomplete flag '-%c' (run 'kha "
+					"drill --help')\n",
+					optopt);
+			else
+				fprintf(stderr,
+					"kha drill: unknown flag or missing value in '%s' (run "
+					"'kha drill --help')\n",
+					argv[optind - 1]);
+			goto usage_error;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "kha drill: unexpected argument '%s' (run 'kha drill --help')\n",
+			argv[optind]);
+		goto usage_error;
+	}
+	kha_log_setup(level, KHA_LOG_LOGFMT);
+
+	kha_diag_clear(&d);
+	r = kha_drill_scenario_check(&sc, &d);
+	if (r < 0) {
+		fprintf(stderr, "kha drill: %s\n", d.msg);
+		kha_drill_scenario_release(&sc);
+		return kha_exit_from_errno(r);
+	}
+
+	/* SIGINT/SIGTERM stop the drill through a signalfd; the commands get a clean mask */
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGTERM);
+	sigprocmask(SIG_BLOCK, &mask, &oldmask);
+	sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+	if (sfd < 0) {
+		fprintf(stderr, "kha drill: signalfd: %s\n", strerror(errno));
+		sigprocmask(SIG_SETMASK, &oldmask, NULL);
+		kha_drill_scenario_release(&sc);
+		return KHA_EXIT_SOFTWARE;
+	}
+	raise_fd_limit();
+	ui.progress = !no_progress && isatty(STDERR_FILENO);
+	{
+		struct kha_drill_hooks hooks = {
+			.stop_fd = sfd,
+			.on_stop = on_stop,
+			.on_event = on_event,
+			.userdata = &ui,
+		};
+		ui.sfd = sfd;
+		r = kha_drill_run(&sc, &hooks, &report, &d);
+	}
+	clear_line(&ui);
+	if (r < 0) {
+		fprintf(stderr, "kha drill: %s\n", d.msg);
+		rc = kha_exit_from_errno(r);
+		goto out;
+	}
+	if (strcmp(output, "json") == 0) {
+		char *json = kha_drill_report_json(report, with_probes);
+		if (json) {
+			fputs(json, stdout);
+			fputc('\n', stdout);
+			free(json);
+		}
+	} else {
+		kha_ignore(kha_drill_report_print(stdout, report));
+	}
+	fflush(stdout);
+	rc = write_outputs(report, &sc, with_probes, linear);
+	if (rc == 0)
+		rc = kha_drill_verdict_exit_code(report);
+out:
+	kha_drill_report_free(report);
+	kha_drill_scenario_release(&sc);
+	close(sfd);
+	sigprocmask(SIG_SETMASK, &oldmask, NULL);
+	return rc;
+
+usage_error:
+	kha_drill_scenario_release(&sc);
+	return KHA_EXIT_USAGE;
 }

@@ -11,7 +11,7 @@
 struct subcommand {
 	const char *name;
 	int (*main)(int argc, char **argv);
-	const char *summary;
+	const char *summary; /* NULL: hidden from the help (test hooks) */
 };
 
 static const struct subcommand subcommands[] = {
@@ -29,7 +29,8 @@ static void usage(FILE *out)
 		     "etcd cluster operations, over etcd's JSON gateway (etcd 3.4 to 3.6).\n\n"
 		     "Subcommands:\n");
 	for (size_t i = 0; i < KHA_ARRAY_SIZE(subcommands); i++)
-		fprintf(out, "  %-8s %s\n", subcommands[i].name, subcommands[i].summary);
+		if (subcommands[i].summary)
+			fprintf(out, "  %-8s %s\n", subcommands[i].name, subcommands[i].summary);
 	fprintf(out, "\nEvery subcommand takes etcdctl's connection flags (--endpoints, --cacert, "
 		     "--cert, --key,\n--dial-timeout, --command-timeout) and ETCDCTL_* variables.\n"
 		     "Run 'kha etcd SUBCOMMAND --help' for its flags, for example:\n"

@@ -1,14 +1,575 @@
 // SPDX-License-Identifier: MIT
+/* kha proxy: flags, help and wiring of the apiserver load balancer (lib/proxy). */
+#include <getopt.h>
 #include <stdio.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <curl/curl.h>
+#include <jansson.h>
 
 #include "commands.h"
-#include "kha/common.h"
+#include "kha/config.h"
+#include "kha/log.h"
+#include "kha/parse.h"
+#include "kha/proxy.h"
 #include "kha/banned.h"
+
+enum {
+	OPT_LISTEN = 256,
+	OPT_BACKEND,
+	OPT_BACKENDS_FILE,
+	OPT_STATE_FILE,
+	OPT_KUBECONFIG,
+	OPT_CONFIG,
+	OPT_BALANCE,
+	OPT_WORKERS,
+	OPT_RETRIES,
+	OPT_CONNECT_TIMEOUT,
+	OPT_FIRST_BYTE_TIMEOUT,
+	OPT_IDLE_TIMEOUT,
+	OPT_DRAIN_TIMEOUT,
+	OPT_TCP_USER_TIMEOUT,
+	OPT_KEEPALIVE_IDLE,
+	OPT_KEEPALIVE_INTERVAL,
+	OPT_KEEPALIVE_COUNT,
+	OPT_CHECK,
+	OPT_CHECK_PATH,
+	OPT_CHECK_INTERVAL,
+	OPT_CHECK_FAST_INTERVAL,
+	OPT_CHECK_TIMEOUT,
+	OPT_CHECK_FALL,
+	OPT_CHECK_RISE,
+	OPT_CHECK_CACERT,
+	OPT_CHECK_CERT,
+	OPT_CHECK_KEY,
+	OPT_CHECK_INSECURE,
+	OPT_CLOSE_ON_DEAD,
+	OPT_METRICS_ADDR,
+	OPT_LOG_LEVEL,
+	OPT_LOG_FORMAT,
+};
+
+static const struct option longopts[] = {
+	{"listen", required_argument, NULL, OPT_LISTEN},
+	{"backend", required_argument, NULL, OPT_BACKEND},
+	{"backends-file", required_argument, NULL, OPT_BACKENDS_FILE},
+	{"state-file", required_argument, NULL, OPT_STATE_FILE},
+	{"kubeconfig", required_argument, NULL, OPT_KUBECONFIG},
+	{"config", required_argument, NULL, OPT_CONFIG},
+	{"balance", required_argument, NULL, OPT_BALANCE},
+	{"workers", required_argument, NULL, OPT_WORKERS},
+	{"retries", required_argument, NULL, OPT_RETRIES},
+	{"connect-timeout", required_argument, NULL, OPT_CONNECT_TIMEOUT},
+	{"first-byte-timeout", required_argument, NULL, OPT_FIRST_BYTE_TIMEOUT},
+	{"idle-timeout", required_argument, NULL, OPT_IDLE_TIMEOUT},
+	{"drain-timeout", required_argument, NULL, OPT_DRAIN_TIMEOUT},
+	{"tcp-user-timeout", required_argument, NULL, OPT_TCP_USER_TIMEOUT},
+	{"keepalive-idle", required_argument, NULL, OPT_KEEPALIVE_IDLE},
+	{"keepalive-interval", required_argument, NULL, OPT_KEEPALIVE_INTERVAL},
+	{"keepalive-count", required_argument, NULL, OPT_KEEPALIVE_COUNT},
+	{"check", required_argument, NULL, OPT_CHECK},
+	{"check-path", required_argument, NULL, OPT_CHECK_PATH},
+	{"check-interval", required_argument, NULL, OPT_CHECK_INTERVAL},
+	{"check-fast-interval", required_argument, NULL, OPT_CHECK_FAST_INTERVAL},
+	{"check-timeout", required_argument, NULL, OPT_CHECK_TIMEOUT},
+	{"check-fall", required_argument, NULL, OPT_CHECK_FALL},
+	{"check-rise", required_argument, NULL, OPT_CHECK_RISE},
+	{"check-cacert", required_argument, NULL, OPT_CHECK_CACERT},
+	{"check-cert", required_argument, NULL, OPT_CHECK_CERT},
+	{"check-key", required_argument, NULL, OPT_CHECK_KEY},
+	{"check-insecure", no_argument, NULL, OPT_CHECK_INSECURE},
+	{"close-on-dead", required_argument, NULL, OPT_CLOSE_ON_DEAD},
+	{"metrics-addr", required_argument, NULL, OPT_METRICS_ADDR},
+	{"log-level", required_argument, NULL, OPT_LOG_LEVEL},
+	{"log-format", required_argument, NULL, OPT_LOG_FORMAT},
+	{"help", no_argument, NULL, 'h'},
+	{},
+};
+
+static void usage(FILE *out)
+{
+	fprintf(out,
+		"Usage: kha proxy --listen ADDR --backend ADDR[,weight=N]... [flags]\n"
+		"       kha proxy status [--metrics-addr ADDR] [-o table|json]\n"
+		"\n"
+		"TCP load balancer for kube-apiservers: one address for every node, whichever\n"
+		"masters are alive. Failed connects and silent backends are retried on the next\n"
+		"backend (the client's first bytes are replayed), dead backends' connections are\n"
+		"closed so watches reconnect at once. See docs/proxy.md.\n"
+		"\n"
+		"Example (node-local, kubelet's kubeconfig points at https://127.0.0.1:7443):\n"
+		"  kha proxy --listen 127.0.0.1:7443 --backend 10.0.0.11:6443 \\\n"
+		"      --backend 10.0.0.12:6443 --backend 10.0.0.13:6443 \\\n"
+		"      --check-cacert /etc/kubernetes/pki/ca.crt\n"
+		"\n"
+		"Membership:\n"
+		"  --listen ADDR             address to accept clients on (host:port)\n"
+		"  --backend ADDR[,weight=N] a backend (repeat); static seeds, used whenever the\n"
+		"                            backends file and discovery give none\n"
+		"  --backends-file FILE      YAML list of backends, re-read on SIGHUP and on change\n"
+		"  --kubeconfig FILE         discover the apiservers from the EndpointSlices of\n"
+		"                            service default/kubernetes (may point at this proxy)\n"
+		"  --state-file FILE         last discovered backends, used at the next start\n"
+		"  --config FILE             YAML file of these flags (keys = flag names)\n"
+		"Balancing and failover:\n"
+		"  --balance MODE            leastconn (default) or roundrobin (both weighted)\n"
+		"  --retries N               further backends one connection may try (default 3)\n"
+		"  --connect-timeout DUR     connect timeout per backend (default 1s)\n"
+		"  --first-byte-timeout DUR  wait for the backend's first byte, then replay the\n"
+		"                            client's first 16 KiB elsewhere (default 1s; 0: off)\n"
+		"  --idle-timeout DUR        close idle connections (default 0: never)\n"
+		"  --drain-timeout DUR       on SIGTERM, wait this long for connections (default 30s)\n"
+		"  --close-on-dead BOOL      close a dead backend's connections (default true)\n"
+		"  --tcp-user-timeout DUR    backend sockets: unacknowledged data limit (default 10s)\n"
+		"  --keepalive-idle DUR      backend sockets: TCP keep-alive idle (default 5s; 0: off)\n"
+		"  --keepalive-interval DUR  keep-alive probe interval (default 2s)\n"
+		"  --keepalive-count N       keep-alive probes (default 3)\n"
+		"  --workers N               data-path threads, SO_REUSEPORT (default 1)\n"
+		"Health checks:\n"
+		"  --check KIND              https (default), http or tcp\n"
+		"  --check-path PATH         HTTP path (default /readyz; 200 = ready)\n"
+		"  --check-interval DUR      between checks (default 5s)\n"
+		"  --check-fast-interval DUR between checks while a state change is pending (500ms)\n"
+		"  --check-timeout DUR       per check (default 2s)\n"
+		"  --check-fall N            failures before down/draining (default 3)\n"
+		"  --check-rise N            successes before up again (default 2)\n"
+		"  --check-cacert FILE       CA to verify the backends' certificates\n"
+		"  --check-cert FILE, --check-key FILE  client certificate for the checks\n"
+		"  --check-insecure          do not verify the backends' certificates\n"
+		"Operations:\n"
+		"  --metrics-addr ADDR       /metrics, /healthz, /readyz, /status (default\n"
+		"                            127.0.0.1:9443; \"off\" disables)\n"
+		"  --log-level LEVEL         debug, info (default), warn, error\n"
+		"  --log-format FORMAT       logfmt (default) or json\n"
+		"\n"
+		"Signals: SIGTERM/SIGINT drain and stop, SIGHUP re-reads the backends file.\n"
+		"Exit codes: 0 stopped cleanly, 64 bad flags, 65 bad backends file, 78 bad\n"
+		"configuration (unreadable file, address in use).\n");
+}
+
+struct opts {
+	struct kha_proxy_config cfg;
+	char *kubeconfig;
+	enum kha_log_level level;
+	enum kha_log_format format;
+};
+
+static int set_str(char **dst, const char *arg)
+{
+	free(*dst);
+	*dst = strdup(arg);
+	return *dst ? 0 : -ENOMEM;
+}
+
+static int set_duration(uint64_t *dst, const char *arg, bool allow_zero, struct kha_diag *d)
+{
+	uint64_t us;
+
+	if (kha_parse_duration_us(arg, &us) < 0 || (!allow_zero && us == 0))
+		return kha_diag_set(d, EINVAL, "invalid duration '%s' (e.g. 500ms, 2s, 1m30s)",
+				    arg);
+	*dst = us;
+	return 0;
+}
+
+static int set_uint(unsigned *dst, const char *arg, uint64_t min, uint64_t max, struct kha_diag *d)
+{
+	uint64_t v;
+
+	if (kha_parse_u64(arg, min, max, &v) < 0)
+		return kha_diag_set(d, EINVAL, "invalid number '%s' (expected %llu..%llu)", arg,
+				    (unsigned long long)min, (unsigned long long)max);
+	*dst = (unsigned)v;
+	return 0;
+}
+
+static int set_addr(char *dst, size_t size, const char *arg, struct kha_diag *d)
+{
+	if (strlen(arg) >= size)
+		return kha_diag_set(d, EINVAL, "address too long");
+	snprintf(dst, size, "%s", arg);
+	return 0;
+}
+
+static int apply(void *userdata, int val, const char *arg, struct kha_diag *d)
+{
+	struct opts *o = userdata;
+	struct kha_proxy_config *c = &o->cfg;
+	struct kha_proxy_spec spec;
+	bool b;
+	int r;
+
+	switch (val) {
+	case OPT_LISTEN:
+		return set_addr(c->listen, sizeof(c->listen), arg, d);
+	case OPT_BACKEND:
+		r = kha_proxy_spec_parse(arg, &spec, d);
+		return r < 0 ? r : kha_proxy_spec_list_add(&c->seeds, &spec);
+	case OPT_BACKENDS_FILE:
+		return set_str(&c->backends_file, arg);
+	case OPT_STATE_FILE:
+		return set_str(&c->state_file, arg);
+	case OPT_KUBECONFIG:
+		return set_str(&o->kubeconfig, arg);
+	case OPT_BALANCE:
+		if (strcmp(arg, "leastconn") == 0)
+			c->balance = KHA_PROXY_LEASTCONN;
+		else if (strcmp(arg, "roundrobin") == 0)
+			c->balance = KHA_PROXY_ROUNDROBIN;
+		else
+			return kha_diag_set(d, EINVAL, "'%s': expected leastconn or roundrobin",
+					    arg);
+		return 0;
+	case OPT_WORKERS:
+		return set_uint(&c->workers, arg, 1, KHA_PROXY_MAX_WORKERS, d);
+	case OPT_RETRIES:
+		return set_uint(&c->retries, arg, 0, 16, d);
+	case OPT_CONNECT_TIMEOUT:
+		return set_duration(&c->connect_timeout_us, arg, false, d);
+	case OPT_FIRST_BYTE_TIMEOUT:
+		return set_duration(&c->first_byte_timeout_us, arg, true, d);
+	case OPT_IDLE_TIMEOUT:
+		return set_duration(&c->idle_timeout_us, arg, true, d);
+	case OPT_DRAIN_TIMEOUT:
+		return set_duration(&c->drain_timeout_us, arg, true, d);
+	case OPT_TCP_USER_TIMEOUT:
+		return set_duration(&c->tcp_user_timeout_us, arg, true, d);
+	case OPT_KEEPALIVE_IDLE:
+		return set_duration(&c->keepalive_idle_us, arg, true, d);
+	case OPT_KEEPALIVE_INTERVAL:
+		return set_duration(&c->keepalive_interval_us, arg, false, d);
+	case OPT_KEEPALIVE_COUNT:
+		return set_uint(&c->keepalive_count, arg, 1, 100, d);
+	case OPT_CHECK:
+		if (strcmp(arg, "https") == 0)
+			c->check = KHA_PROXY_CHECK_HTTPS;
+		else if (strcmp(arg, "http") == 0)
+			c->check = KHA_PROXY_CHECK_HTTP;
+		else if (strcmp(arg, "tcp") == 0)
+			c->check = KHA_PROXY_CHECK_TCP;
+		else
+			return kha_diag_set(d, EINVAL, "'%s': expected https, http or tcp", arg);
+		return 0;
+	case OPT_CHECK_PATH:
+		if (arg[0] != '/' || strlen(arg) >= sizeof(c->check_path))
+			return kha_diag_set(d, EINVAL, "'%s': expected a path such as /readyz",
+					    arg);
+		snprintf(c->check_path, sizeof(c->check_path), "%s", arg);
+		return 0;
+	case OPT_CHECK_INTERVAL:
+		return set_duration(&c->check_interval_us, arg, false, d);
+	case OPT_CHECK_FAST_INTERVAL:
+		return set_duration(&c->check_fast_interval_us, arg, false, d);
+	case OPT_CHECK_TIMEOUT:
+		return set_duration(&c->check_timeout_us, arg, false, d);
+	case OPT_CHECK_FALL:
+		return set_uint(&c->fall, arg, 1, 100, d);
+	case OPT_CHECK_RISE:
+		return set_uint(&c->rise, arg, 1, 100, d);
+	case OPT_CHECK_CACERT:
+		return set_str(&c->check_cacert, arg);
+	case OPT_CHECK_CERT:
+		return set_str(&c->check_cert, arg);
+	case OPT_CHECK_KEY:
+		return set_str(&c->check_key, arg);
+	case OPT_CHECK_INSECURE:
+		c->check_insecure = true;
+		return 0;
+	case OPT_CLOSE_ON_DEAD:
+		if (kha_parse_bool(arg, &b) < 0)
+			return kha_diag_set(d, EINVAL, "'%s': expected true or false", arg);
+		c->close_on_dead = b;
+		return 0;
+	case OPT_METRICS_ADDR:
+		if (strcmp(arg, "off") == 0 || !*arg) {
+			c->metrics_addr[0] = '\0';
+			return 0;
+		}
+		return set_addr(c->metrics_addr, sizeof(c->metrics_addr), arg, d);
+	case OPT_LOG_LEVEL:
+		if (kha_log_parse_level(arg, &o->level) < 0)
+			return kha_diag_set(d, EINVAL, "'%s': expected debug, info, warn or error",
+					    arg);
+		return 0;
+	case OPT_LOG_FORMAT:
+		if (kha_log_parse_format(arg, &o->format) < 0)
+			return kha_diag_set(d, EINVAL, "'%s': expected logfmt or json", arg);
+		return 0;
+	}
+	return -EINVAL;
+}
+
+static void opts_release(struct opts *o)
+{
+	kha_proxy_config_release(&o->cfg);
+	free(o->kubeconfig);
+	o->kubeconfig = NULL;
+}
+
+static const char *opt_name(int val)
+{
+	for (const struct option *o = longopts; o->name; o++)
+		if (o->val == val)
+			return o->name;
+	return "?";
+}
+
+/* ---- kha proxy status ---- */
+
+static size_t collect_body(char *ptr, size_t size, size_t nmemb, void *userdata)
+{
+	FILE *f = userdata;
+	return fwrite(ptr, size, nmemb, f);
+}
+
+static int fetch_status(const char *addr, char **ret_body, struct kha_diag *d)
+{
+	char url[KHA_PROXY_ADDR_MAX + 32], errbuf[CURL_ERROR_SIZE] = "";
+	char *body = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&body, &len);
+	CURL *e = curl_easy_init();
+	CURLcode res;
+	long code = 0;
+
+	if (!f || !e) {
+		if (f)
+			fclose(f);
+		free(body);
+		if (e)
+			curl_easy_cleanup(e);
+		return kha_diag_set(d, ENOMEM, "out of memory");
+	}
+	snprintf(url, sizeof(url), "http://%s/status", addr);
+	curl_easy_setopt(e, CURLOPT_URL, url);
+	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, 3000L);
+	curl_easy_setopt(e, CURLOPT_PROXY, "");
+	curl_easy_setopt(e, CURLOPT_NOPROXY, "*");
+	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, collect_body);
+	curl_easy_setopt(e, CURLOPT_WRITEDATA, f);
+	curl_easy_setopt(e, CURLOPT_ERRORBUFFER, errbuf);
+	res = curl_easy_perform(e);
+	curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &code);
+	curl_easy_cleanup(e);
+	fclose(f);
+	if (res != CURLE_OK || code != 200) {
+		free(body);
+		if (res != CURLE_OK)
+			return kha_diag_set(d, ECONNREFUSED,
+					    "%s: %s (is kha proxy running with "
+					    "--metrics-addr %s?)",
+					    url, errbuf[0] ? errbuf : curl_easy_strerror(res),
+					    addr);
+		return kha_diag_set(d, EPROTO, "%s: HTTP %ld", url, code);
+	}
+	*ret_body = body;
+	return 0;
+}
+
+static int status_main(int argc, char **argv)
+{
+	static const struct option sopts[] = {
+		{"metrics-addr", required_argument, NULL, 'm'},
+		{"output", required_argument, NULL, 'o'},
+		{"help", no_argument, NULL, 'h'},
+		{},
+	};
+	const char *addr = "127.0.0.1:9443", *output = "table";
+	struct kha_diag d = {};
+	json_error_t jerr;
+	json_t *root, *backends, *b;
+	char *body = NULL;
+	size_t i, up = 0, total = 0;
+	int c, r;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "ho:", sopts, NULL)) != -1) {
+		switch (c) {
+		case 'm':
+			addr = optarg;
+			break;
+		case 'o':
+			output = optarg;
+			break;
+		case 'h':
+			printf("Usage: kha proxy status [--metrics-addr ADDR] [-o table|json]\n\n"
+			       "Shows the backends of a running kha proxy: state, last check,\n"
+			       "connections. Exit 0 all up, 1 some down, 2 none up, 69 unreachable.\n\n"
+			       "Example:\n  kha proxy status --metrics-addr 127.0.0.1:9443 -o json\n");
+			return KHA_EXIT_OK;
+		default:
+			fprintf(stderr,
+				"kha proxy status: bad flag (run 'kha proxy status --help')\n");
+			return KHA_EXIT_USAGE;
+		}
+	}
+	if (optind < argc || (strcmp(output, "json") != 0 && strcmp(output, "table") != 0)) {
+		fprintf(stderr,
+			"kha proxy status: expected -o table or -o json and no arguments\n");
+		return KHA_EXIT_USAGE;
+	}
+	curl_global_init(CURL_GLOBAL_DEFAULT);
+	r = fetch_status(addr, &body, &d);
+	curl_global_cleanup();
+	if (r < 0) {
+		fprintf(stderr, "kha proxy status: %s\n", d.msg);
+		return KHA_EXIT_UNAVAILABLE;
+	}
+	root = json_loads(body, 0, &jerr);
+	backends = root ? json_object_get(root, "backends") : NULL;
+	if (!json_is_array(backends)) {
+		fprintf(stderr, "kha proxy status: %s: unexpected answer (not a kha proxy?)\n",
+			addr);
+		json_decref(root);
+		free(body);
+		return KHA_EXIT_DATAERR;
+	}
+	json_array_foreach (backends, i, b) {
+		if (json_is_true(json_object_get(b, "removed")))
+			continue;
+		total++;
+		up += strcmp(json_string_value(json_object_get(b, "state")) ?: "", "up") == 0;
+	}
+	if (strcmp(output, "json") == 0) {
+		fputs(body, stdout);
+	} else {
+		printf("%-24s %-9s %-6s %-7s %-9s %-10s %-30s %s\n", "BACKEND", "STATE", "WEIGHT",
+		       "ACTIVE", "TOTAL", "LATENCY", "LAST CHECK", "SOURCE");
+		json_array_foreach (backends, i, b) {
+			json_t *lc = json_object_get(b, "last_check");
+			char check[64], lat[32];
+			snprintf(check, sizeof(check), "%s (%s)",
+				 json_string_value(json_object_get(lc, "result")) ?: "?",
+				 json_string_value(json_object_get(lc, "detail")) ?: "");
+			snprintf(lat, sizeof(lat), "%.1fms",
+				 json_real_value(json_object_get(lc, "latency_ms")));
+			printf("%-24s %-9s %-6lld %-7lld %-9lld %-10s %-30.30s %s\n",
+			       json_string_value(json_object_get(b, "address")) ?: "?",
+			       json_string_value(json_object_get(b, "state")) ?: "?",
+			       (long long)json_integer_value(json_object_get(b, "weight")),
+			       (long long)json_integer_value(
+				       json_object_get(b, "active_connections")),
+			       (long long)json_integer_value(
+				       json_object_get(b, "connections_total")),
+			       lat, check, json_string_value(json_object_get(b, "source")) ?: "");
+		}
+		printf("\n%zu of %zu backends up; %s\n", up, total,
+		       json_is_true(json_object_get(root, "ready")) ? "ready" : "NOT ready");
+	}
+	json_decref(root);
+	free(body);
+	if (up == total)
+		return KHA_EXIT_OK;
+	return up ? KHA_EXIT_DEGRADED : KHA_EXIT_CRITICAL;
+}
+
+/* ---- the daemon ---- */
+
+/* Two fds per proxied connection: take every fd the hard limit allows (as nginx and HAProxy do). */
+static void raise_fd_limit(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		kha_ignore(setrlimit(RLIMIT_NOFILE, &rl));
+	}
+}
 
 int cmd_proxy_main(int argc, char **argv)
 {
-	(void)argc;
-	(void)argv;
-	fprintf(stderr, "kha proxy: not implemented yet\n");
-	return KHA_EXIT_SOFTWARE;
+	struct opts o = {.level = KHA_LOG_INFO, .format = KHA_LOG_LOGFMT};
+	struct kha_diag d = {};
+	struct kha_proxy *p = NULL;
+	struct kha_proxy_discovery *disc = NULL;
+	const char *config = NULL;
+	int c, r, code;
+
+	if (argc >= 2 && strcmp(argv[1], "status") == 0)
+		return status_main(argc - 1, argv + 1);
+	kha_proxy_config_init(&o.cfg);
+	/* the config file first, so that flags override it */
+	opterr = 0;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+		if (c == 'h') {
+			usage(stdout);
+			opts_release(&o);
+			return KHA_EXIT_OK;
+		}
+		if (c == OPT_CONFIG)
+			config = optarg;
+	}
+	if (config) {
+		r = kha_config_load(config, longopts, apply, &o, &d);
+		if (r < 0) {
+			fprintf(stderr, "kha proxy: %s\n", d.msg);
+			opts_release(&o);
+			return KHA_EXIT_CONFIG;
+		}
+	}
+	opterr = 1;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+		if (c == OPT_CONFIG)
+			continue;
+		if (c == '?') {
+			fprintf(stderr, "kha proxy: bad flag (run 'kha proxy --help')\n");
+			opts_release(&o);
+			return KHA_EXIT_USAGE;
+		}
+		kha_diag_clear(&d);
+		r = apply(&o, c, optarg, &d);
+		if (r < 0) {
+			fprintf(stderr, "kha proxy: --%s: %s\n", opt_name(c),
+				d.msg[0] ? d.msg : strerror(-r));
+			opts_release(&o);
+			return KHA_EXIT_USAGE;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "kha proxy: unexpected argument '%s' (run 'kha proxy --help')\n",
+			argv[optind]);
+		opts_release(&o);
+		return KHA_EXIT_USAGE;
+	}
+	kha_log_setup(o.level, o.format);
+	kha_diag_clear(&d);
+	r = 0;
+	if (o.kubeconfig) {
+		r = kha_proxy_discovery_new(o.kubeconfig, &d, &disc);
+		if (r < 0) {
+			kha_diag_prefix(&d, "--kubeconfig");
+			r = r == -EINVAL ? -EBADMSG : r; /* bad kubeconfig content: bad data */
+		}
+	}
+	if (r == 0)
+		r = kha_proxy_new(&o.cfg, &d, &p);
+	if (r == 0 && disc) {
+		r = kha_proxy_discovery_start(disc, p, &d);
+		if (r < 0)
+			kha_proxy_free(p);
+	}
+	if (r < 0)
+		kha_proxy_discovery_stop(disc);
+	opts_release(&o);
+	if (r < 0) {
+		fprintf(stderr, "kha proxy: %s\n", d.msg[0] ? d.msg : strerror(-r));
+		if (r == -EINVAL)
+			return KHA_EXIT_USAGE;
+		if (r == -EBADMSG)
+			return KHA_EXIT_DATAERR;
+		code = kha_exit_from_errno(r);
+		return code == KHA_EXIT_SOFTWARE || code == KHA_EXIT_IOERR ? KHA_EXIT_CONFIG : code;
+	}
+	raise_fd_limit();
+	r = kha_proxy_run(p);
+	kha_proxy_discovery_stop(disc);
+	kha_proxy_free(p);
+	if (r < 0) {
+		fprintf(stderr, "kha proxy: %s\n", strerror(-r));
+		return KHA_EXIT_SOFTWARE;
+	}
+	return KHA_EXIT_OK;
 }

@@ -54,7 +54,8 @@ struct kha_http_request {
 	uint64_t timeout_us;	     /* whole exchange; 0 = no limit (streams with a cancel flag) */
 	uint64_t connect_timeout_us; /* 0 = the client's */
 	size_t max_body;	     /* largest body or stream line accepted; 0 = 256 MiB */
-	/* Checked about every 100 ms (and at each chunk): non-zero stops the transfer. */
+	/* Checked at each of curl's progress calls (several a second, even when idle): non-zero
+	 * stops the transfer with -ECANCELED. */
 	const volatile sig_atomic_t *cancel;
 };
 

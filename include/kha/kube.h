@@ -266,12 +266,14 @@ struct kha_kube_discovery_opts {
 
 /*
  * Runs discovery until stop_fd (required: an eventfd or pipe another thread writes to) becomes
- * readable: lists the service's EndpointSlices, delivers the set, then watches from the list's
- * resourceVersion with bookmarks, delivering each changed set. A 410 Gone (as HTTP status or
- * ERROR event) relists; any other failure (API error, disconnect, bad credentials) is reported to
- * on_error and retried with capped, jittered exponential back-off, while the last set stays the
- * one delivered. Blocks: run it in its own thread with its own client. Returns 0 when stopped,
- * -EINVAL for bad opts; never gives up on its own.
+ * readable: lists the service's EndpointSlices (the first list from the apiserver's cache,
+ * resourceVersion=0), delivers the set, then watches from the list's resourceVersion with
+ * bookmarks, delivering each changed set (and only changed ones). A 410 Gone (as HTTP status or
+ * ERROR event) relists, consistently; any other failure (API error, disconnect, bad
+ * credentials) is reported to on_error and retried with capped, jittered exponential back-off,
+ * while the last set stays the one delivered. Blocks: run it in its own thread with its own
+ * client (its stop fd is set to stop_fd meanwhile). Returns 0 when stopped, -EINVAL for bad
+ * opts; never gives up on its own.
  */
 int kha_kube_discovery_run(struct kha_kube_client *c, const struct kha_kube_discovery_opts *opts,
 			   int stop_fd, struct kha_diag *d) KHA_WUR;
@@ -324,9 +326,10 @@ int kha_kube_lease_create(struct kha_kube_client *c, const struct kha_kube_lease
 
 /*
  * Replaces lease (PUT) if its resource_version is still the stored one (optimistic
- * concurrency). On success *ret (may be NULL, may be lease) receives the stored lease.
- * Returns 0, -EAGAIN (409 Conflict: modified since it was read; get it again), -ENOENT (deleted),
- * -EINVAL (no resource_version) or a request error.
+ * concurrency). On success *ret (may be NULL, may be lease) receives the stored lease with its
+ * new resource version. Returns 0, -EAGAIN (409 Conflict: modified since it was read; get it
+ * again and decide again), -EINVAL (no resource_version) or a request error. If the lease was
+ * deleted meanwhile the API creates it (Leases allow create-on-update), which is a success.
  */
 int kha_kube_lease_update(struct kha_kube_client *c, const struct kha_kube_lease *lease,
 			  struct kha_kube_lease *ret, struct kha_diag *d) KHA_WUR;

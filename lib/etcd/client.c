@@ -195,12 +195,15 @@ static int answer_error(const char *ep, const char *url, const struct kha_http_r
 			    resp->status, url, excerpt(ex, sizeof(ex), resp->body));
 }
 
-static void add_hint(struct kha_diag *d, enum kha_http_fail f)
+static void add_hint(struct kha_diag *d, enum kha_http_fail f, const char *ep)
 {
 	const char *hint = kha_http_fail_hint(f, &flag_names);
 
 	if (hint)
 		kha_diag_append(d, " (check %s)", hint);
+	else if (f == KHA_HTTP_FAIL_IO && strncmp(ep, "http://", 7) == 0)
+		/* a TLS-only etcd hangs up on plain HTTP without a word */
+		kha_diag_append(d, " (if the endpoint speaks TLS, use https://)");
 }
 
 /*
@@ -241,7 +244,7 @@ static int call(struct kha_etcd *c, struct call *cl, struct kha_http_response *r
 					r = kha_diag_set(
 						&hd, ETIMEDOUT, "no answer within %s",
 						kha_format_duration(dur, sizeof(dur), timeout));
-					add_hint(&hd, KHA_HTTP_FAIL_TIMEOUT);
+					add_hint(&hd, KHA_HTTP_FAIL_TIMEOUT, ep);
 					goto failed;
 				}
 				remaining = deadline - now;
@@ -257,6 +260,23 @@ static int call(struct kha_etcd *c, struct call *cl, struct kha_http_response *r
 			else
 				r = kha_http_do(c->http, &req, resp, &hd);
 		}
+		if (r < 0 && (resp->fail == KHA_HTTP_FAIL_TIMEOUT ||
+			      resp->fail == KHA_HTTP_FAIL_CONNECT_TIMEOUT)) {
+			/* name the configured timeout, not what remained of it */
+			char dur[32];
+			bool connect = resp->fail == KHA_HTTP_FAIL_CONNECT_TIMEOUT &&
+				       (cl->no_timeout || c->dial_timeout_us < timeout);
+
+			kha_format_duration(dur, sizeof(dur),
+					    connect ? c->dial_timeout_us : timeout);
+			if (connect)
+				kha_diag_set(&hd, ETIMEDOUT, "no connection within %s: timed out",
+					     dur);
+			else
+				kha_diag_set(&hd, ETIMEDOUT, "no answer within %s", dur);
+			resp->fail =
+				connect ? KHA_HTTP_FAIL_CONNECT_TIMEOUT : KHA_HTTP_FAIL_TIMEOUT;
+		}
 		if (r != 0 && resp->fail == KHA_HTTP_FAIL_NONE) {
 			/* a stream callback stopped it; its diag is set */
 			c->current = idx;
@@ -267,7 +287,7 @@ static int call(struct kha_etcd *c, struct call *cl, struct kha_http_response *r
 			/* never reached this endpoint: the next one may do better */
 			size_t len = strlen(unreachable);
 
-			add_hint(&hd, resp->fail);
+			add_hint(&hd, resp->fail, ep);
 			if (!first_err)
 				first_err = r;
 			snprintf(unreachable + len, sizeof(unreachable) - len, "%s%s: %s",
@@ -277,7 +297,7 @@ static int call(struct kha_etcd *c, struct call *cl, struct kha_http_response *r
 		c->current = idx;
 		cl->answered = idx;
 		if (r < 0) {
-			add_hint(&hd, resp->fail);
+			add_hint(&hd, resp->fail, ep);
 			goto failed;
 		}
 		if (resp->status == 404 && !looks_like_json(resp->body) && !probed_beta &&
@@ -657,6 +677,12 @@ int kha_etcd_lease_keepalive_once(struct kha_etcd *c, int64_t id, int64_t *ret_t
 		r = decoded(c, kha_etcd_decode_lease(resp.body, resp.body_len, NULL, ret_ttl, d),
 			    d);
 	kha_http_response_release(&resp);
+	if (r == -ENOENT) {
+		/* etcd 3.4 answers TTL 0 for an unknown lease, later versions NotFound: same thing */
+		kha_diag_clear(d);
+		*ret_ttl = 0;
+		r = 0;
+	}
 	return r;
 }
 

@@ -293,6 +293,11 @@ void kha_kube_client_set_stop_fd(struct kha_kube_client *c, int stop_fd)
 	c->stop_fd = stop_fd;
 }
 
+int kha_kube__client_stop_fd(const struct kha_kube_client *c)
+{
+	return c->stop_fd;
+}
+
 const char *kha_kube_client_server(const struct kha_kube_client *c)
 {
 	return c->display;

@@ -580,7 +580,8 @@ int kha_kube__endpoints_merge(const struct kha_kube__slice *slices, size_t n, co
 				set.endpoints[set.n_endpoints++] = *e;
 		}
 	}
-	qsort(set.endpoints, set.n_endpoints, sizeof(*set.endpoints), endpoint_cmp);
+	if (set.n_endpoints)
+		qsort(set.endpoints, set.n_endpoints, sizeof(*set.endpoints), endpoint_cmp);
 	/* the same address in two slices (while slices are rebalanced): keep one */
 	for (i = 0, out = 0; i < set.n_endpoints; i++) {
 		if (out && endpoint_cmp(&set.endpoints[out - 1], &set.endpoints[i]) == 0) {

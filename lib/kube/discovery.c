@@ -165,13 +165,23 @@ static int deliver(struct disc *s, bool force)
 	return 0;
 }
 
-static int do_list(struct disc *s, struct kha_diag *d)
+/*
+ * Lists the slices. The first list may be served from the apiserver's watch cache
+ * (resourceVersion=0: cheap when every node lists at once, possibly a little stale, which the
+ * watch from its version then corrects); after a 410 the list must be consistent (from etcd).
+ */
+static int do_list(struct disc *s, bool consistent, struct kha_diag *d)
 {
 	struct kha_kube__slice_list l = {};
+	kha_autofree char *path = NULL;
 	json_t *root = NULL;
 	int r;
 
-	r = kha_kube_request(s->c, "GET", s->list_path, NULL, &root, d);
+	if (asprintf(&path, "%s%s", s->list_path, consistent ? "" : "&resourceVersion=0") < 0) {
+		path = NULL;
+		return kha_diag_set(d, ENOMEM, "out of memory");
+	}
+	r = kha_kube_request(s->c, "GET", path, NULL, &root, d);
 	if (r < 0)
 		return r;
 	r = kha_kube__slice_list_decode_json(root, s->o.port_name, &l, d);
@@ -279,7 +289,7 @@ int kha_kube_discovery_run(struct kha_kube_client *c, const struct kha_kube_disc
 	struct kha_kube__backoff bo;
 	bool need_list = true;
 	unsigned gone_in_a_row = 0;
-	int r;
+	int r, old_stop_fd;
 
 	if (!opts || !opts->on_set || stop_fd < 0)
 		return kha_diag_set(d, EINVAL, "discovery: on_set and a stop fd are required");
@@ -290,6 +300,7 @@ int kha_kube_discovery_run(struct kha_kube_client *c, const struct kha_kube_disc
 					.max_us = s.o.backoff_max_us};
 	if (getrandom(&s.rnd, sizeof(s.rnd), GRND_NONBLOCK) != sizeof(s.rnd) || !s.rnd)
 		s.rnd = kha_now_us() | 1;
+	old_stop_fd = kha_kube__client_stop_fd(c);
 	kha_kube_client_set_stop_fd(c, stop_fd);
 
 	while (!stopped(stop_fd)) {
@@ -297,7 +308,7 @@ int kha_kube_discovery_run(struct kha_kube_client *c, const struct kha_kube_disc
 		uint64_t started = kha_now_us(), delay;
 
 		if (need_list) {
-			r = do_list(&s, &err);
+			r = do_list(&s, gone_in_a_row > 0, &err);
 			if (r == 0) {
 				need_list = false;
 				kha_kube__backoff_reset(&bo);
@@ -336,7 +347,7 @@ int kha_kube_discovery_run(struct kha_kube_client *c, const struct kha_kube_disc
 		if (sleep_or_stop(stop_fd, delay))
 			break;
 	}
-	kha_kube_client_set_stop_fd(c, -1);
+	kha_kube_client_set_stop_fd(c, old_stop_fd);
 	slices_clear(&s);
 	kha_kube_endpoint_set_release(&s.last);
 	free(s.rv);

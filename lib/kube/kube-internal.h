@@ -78,6 +78,9 @@ int kha_kube__lease_from_json(const json_t *root, struct kha_kube_lease *ret,
 /* Encodes a Lease as kha_kube_lease_encode() does. Returns a new reference or NULL (ENOMEM). */
 json_t *kha_kube__lease_to_json(const struct kha_kube_lease *l);
 
+/* The client's stop fd (-1: none). */
+int kha_kube__client_stop_fd(const struct kha_kube_client *c);
+
 /* Base64 (OpenSSL EVP; whitespace allowed). Returns 0, -EINVAL (not base64) or -ENOMEM. */
 int kha_kube__base64_decode(const char *in, size_t len, struct kha_kube_blob *ret) KHA_WUR;
 

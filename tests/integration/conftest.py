@@ -22,6 +22,12 @@ def kha_bin():
     return path
 
 
+def tool_bin(name):
+    """A test-only program built beside kha (tests/tools/), in the same build directory."""
+    build = os.path.dirname(os.path.dirname(kha_bin()))
+    return os.path.join(build, "tests", "tools", name)
+
+
 def assert_no_sanitizer_report(text, what="kha"):
     for marker in SANITIZER_MARKERS:
         assert marker not in text, f"{what}: sanitizer report:\n{text}"

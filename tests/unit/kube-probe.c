@@ -24,6 +24,7 @@ static const char usage[] =
 	"Commands:\n"
 	"  config                                 print the loaded configuration\n"
 	"  get PATH                               GET PATH, print the JSON reply\n"
+	"  request METHOD PATH [JSON]             any request, print {status, body}\n"
 	"  endpoints                              list default/kubernetes's backend set once\n"
 	"  discover [--watch-timeout SECONDS] [--backoff-initial DUR] [--backoff-max DUR]\n"
 	"           [--namespace NS] [--service NAME] [--port-name NAME]\n"
@@ -320,6 +321,21 @@ int main(int argc, char **argv)
 		if (r < 0)
 			return fail(r, &d, "get");
 		print_json(body);
+		return 0;
+	}
+	if (strcmp(cmd, "request") == 0 && (argc == 2 || argc == 3)) {
+		json_t *req = NULL, *body = NULL;
+
+		if (argc == 3) {
+			req = json_loads(argv[2], JSON_DECODE_ANY, NULL);
+			if (!req)
+				return KHA_EXIT_USAGE;
+		}
+		r = kha_kube_request(c, argv[0], argv[1], req, &body, &d);
+		json_decref(req);
+		if (r < 0)
+			return fail(r, &d, "request");
+		print_json(json_pack("{s:i, s:o}", "status", r, "body", body));
 		return 0;
 	}
 	if (strcmp(cmd, "endpoints") == 0 && argc == 0) {

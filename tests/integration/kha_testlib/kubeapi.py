@@ -11,8 +11,9 @@ It serves just what kha talks to, the way kube-apiserver does:
   ``410 Expired`` Status, as the apiserver's watch cache answers.
 * Leases (coordination.k8s.io/v1): get, list, create (``409 AlreadyExists``), update by PUT with
   optimistic concurrency (``409 Conflict`` on a stale ``metadata.resourceVersion``, ``422`` when
-  it is missing; a PUT of a missing lease creates it, as Leases allow create-on-update), delete;
-  ``404 NotFound`` Status objects otherwise. MicroTimes must have exactly 6 fraction digits.
+  it is missing; a PUT of a missing lease creates it, as Leases allow create-on-update), merge
+  PATCH (``application/merge-patch+json`` only, else ``415``), delete; ``404 NotFound`` Status
+  objects otherwise. MicroTimes must have exactly 6 fraction digits.
 * Authentication: a bearer token from ``tokens`` or a client certificate signed by the test CA
   (its CN is the user); anything else gets ``401 Unauthorized``.
 
@@ -39,6 +40,7 @@ import http.server
 import json
 import os
 import re
+import select
 import socket
 import ssl
 import subprocess
@@ -169,6 +171,10 @@ class _Server(http.server.ThreadingHTTPServer):
             self.api._count_handshake_failure()
             return
         self.api._track(conn, True)
+        if self.api._stopping:
+            conn.close()
+            self.api._track(conn, False)
+            return
         try:
             self.RequestHandlerClass(conn, client_address, self)
         finally:
@@ -247,6 +253,7 @@ class KubeAPI:
         self._fail_watches = []       # HTTP codes for the next watch requests
         self._fail_requests = []      # (code, reason) for the next non-watch requests
         self._conns = set()
+        self._stopping = False
         self._server = None
         self._thread = None
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -260,6 +267,7 @@ class KubeAPI:
 
     def start(self):
         """Starts serving (again, on the same port after stop(), with the same state)."""
+        self._stopping = False
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
         _Server.address_family = family
         self._server = _Server((self.host, self.port), _Handler, self)
@@ -274,21 +282,26 @@ class KubeAPI:
         if not self._server:
             return
         with self._cond:
+            self._stopping = True
             for w in self._watches:
                 w.closed = True
             self._cond.notify_all()
         self._server.shutdown()
         self._server.server_close()
-        with self._lock:
-            conns = list(self._conns)
-        for c in conns:
-            try:
-                c.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
         self._thread.join(timeout=5)
         self._server = None
-        wait_until(lambda: not self._conns, 5, "connections to close")
+
+        def all_closed():
+            # a connection accepted just before the shutdown may register itself late
+            with self._lock:
+                conns = list(self._conns)
+            for c in conns:
+                try:
+                    c.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+            return not conns
+        wait_until(all_closed, 10, "connections to close", interval=0.05)
 
     def __enter__(self):
         return self.start()
@@ -622,6 +635,22 @@ class KubeAPI:
                                 "resourceVersion should not be set on objects to be created")
             _, stored, _ = self._put_object(resource, obj, create_only=True)
             return h.send_json(201, stored)
+        if method == "PATCH" and name:
+            ctype = h.headers.get("Content-Type", "")
+            if ctype != "application/merge-patch+json":
+                raise _APIError(415, "UnsupportedMediaType",
+                                f'the body of the request was in an unknown format - accepted '
+                                f'media types include: application/merge-patch+json (got '
+                                f'"{ctype}")')
+            with self._lock:
+                old = self._objects[resource].get((ns, name))
+            if not old:
+                raise _APIError(404, "NotFound", f'{_qualified(resource)} "{name}" not found',
+                                _details(resource, name))
+            obj = self._check_lease(_merge_patch(copy.deepcopy(old), body), ns, name)
+            _, stored, _ = self._put_object(resource, obj,
+                                            expect_rv=obj["metadata"]["resourceVersion"])
+            return h.send_json(200, stored)
         if method == "PUT" and name:
             obj = self._check_lease(body, ns, name)
             _, stored, created = self._put_object(
@@ -720,6 +749,8 @@ class KubeAPI:
                     while True:
                         events = [(rv, t, o) for rv, res, t, o in self._history
                                   if rv > cursor and res == kind[2]]
+                        if self._stopping or _peer_gone(h.connection):
+                            w.closed = True
                         if events or w.extra or w.closed or time.monotonic() >= deadline:
                             break
                         self._cond.wait(min(0.25, max(0.0, deadline - time.monotonic())))
@@ -755,6 +786,16 @@ class _EndWatch(Exception):
     pass
 
 
+def _peer_gone(conn):
+    """Whether a watch's client went away: it sends nothing while a watch streams, so a
+    readable socket means EOF (or a reset)."""
+    try:
+        readable, _, _ = select.select([conn], [], [], 0)
+    except (OSError, ValueError):
+        return True
+    return bool(readable)
+
+
 def _group(resource):
     return {SLICES[2]: SLICES[0], LEASES[2]: LEASES[0]}[resource]
 
@@ -769,6 +810,20 @@ def _qualified(resource):
 
 def _details(resource, name):
     return {"name": name, "group": _group(resource), "kind": resource}
+
+
+def _merge_patch(target, patch):
+    """RFC 7386 JSON merge patch."""
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    if not isinstance(target, dict):
+        target = {}
+    for k, v in patch.items():
+        if v is None:
+            target.pop(k, None)
+        else:
+            target[k] = _merge_patch(target.get(k), v)
+    return target
 
 
 def _parse_selector(s):

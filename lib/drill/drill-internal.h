@@ -1,0 +1,50 @@
+/* SPDX-License-Identifier: MIT */
+/* lib/drill internals shared between its files; not part of the public API. */
+#ifndef KHA_DRILL_INTERNAL_H
+#define KHA_DRILL_INTERNAL_H
+
+#include <sys/types.h>
+#include "kha/drill.h"
+
+/* "scheme://host[:port]" of a URL (new string), NULL when it does not parse or on ENOMEM. */
+char *drill_url_base(const char *url);
+
+/*
+ * Write mode. drill_write_url: the URL puts go to (new string). drill_write_body: the JSON body
+ * of the put of slot `slot` (new string). drill_verify_writes: reads the keys back and fills
+ * r->writes (never fails: a failed read-back is recorded as unverified).
+ */
+char *drill_write_url(const char *target);
+char *drill_write_body(const char *prefix, uint64_t slot);
+void drill_verify_writes(const struct kha_drill_scenario *sc, struct kha_drill_report *r);
+
+/*
+ * A shell command run by the drill: /bin/sh -c CMD in its own process group, stdin from
+ * /dev/null, stdout and stderr merged into a pipe the drill reads without blocking, no other
+ * descriptor (probes' sockets included). Completion
+ * is the exit of the shell, not the end of its output: a command that leaves a daemon behind
+ * holding the pipe still completes.
+ */
+struct drill_proc {
+	pid_t pid; /* 0: not running */
+	int pidfd; /* readable when it exits; -1 if the kernel lacks pidfd_open */
+	int outfd; /* read end of the output pipe, -1 once closed */
+	char *out; /* first KHA_DRILL_OUTPUT_MAX bytes, NUL-terminated */
+	size_t out_len, out_total;
+	uint64_t started_us, deadline_us; /* absolute kha_now_us() */
+	bool exited, timed_out, killed;
+	int wstatus;
+};
+
+/* Starts cmd. Returns 0 or a negative errno. */
+int drill_proc_spawn(struct drill_proc *p, const char *cmd, uint64_t timeout_us);
+/* Reads available output; reaps the shell if it exited. Returns true once it has exited. */
+bool drill_proc_poll(struct drill_proc *p);
+/* Sends sig to the process group. */
+void drill_proc_signal(struct drill_proc *p, int sig);
+/* Kills the group (SIGKILL) and reaps the shell, blocking briefly; for cleanup. */
+void drill_proc_kill_wait(struct drill_proc *p);
+/* Frees what the proc holds; ret_output receives its output if non-NULL. */
+void drill_proc_release(struct drill_proc *p, char **ret_output);
+
+#endif

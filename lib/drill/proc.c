@@ -1,0 +1,167 @@
+// SPDX-License-Identifier: MIT
+/* Child processes of a drill: spawn, collect output, reap, kill by process group. */
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+
+#include "drill-internal.h"
+#include "kha/banned.h"
+
+extern char **environ;
+
+int drill_proc_spawn(struct drill_proc *p, const char *cmd, uint64_t timeout_us)
+{
+	posix_spawn_file_actions_t fa;
+	posix_spawnattr_t attr;
+	sigset_t none, defaults;
+	char *argv[] = {"/bin/sh", "-c", (char *)cmd, NULL};
+	int pipefd[2];
+	int r;
+
+	*p = (struct drill_proc){.pidfd = -1, .outfd = -1};
+	p->out = calloc(1, KHA_DRILL_OUTPUT_MAX + 1);
+	if (!p->out)
+		return -ENOMEM;
+	if (pipe2(pipefd, O_CLOEXEC | O_NONBLOCK) < 0) {
+		r = -errno;
+		free(p->out);
+		p->out = NULL;
+		return r;
+	}
+	/* the child's end must block: commands do not expect a non-blocking stdout */
+	fcntl(pipefd[1], F_SETFL, 0);
+
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+	posix_spawn_file_actions_adddup2(&fa, pipefd[1], 1);
+	posix_spawn_file_actions_adddup2(&fa, pipefd[1], 2);
+	/* libcurl opens its sockets without O_CLOEXEC: the command gets 0, 1 and 2 only */
+	posix_spawn_file_actions_addclosefrom_np(&fa, 3);
+	posix_spawnattr_init(&attr);
+	/* own process group (so the whole command can be killed), clean signal state: the
+	 * caller may block SIGINT/SIGTERM for a signalfd and ignore SIGPIPE */
+	sigemptyset(&none);
+	sigemptyset(&defaults);
+	sigaddset(&defaults, SIGPIPE);
+	sigaddset(&defaults, SIGINT);
+	sigaddset(&defaults, SIGTERM);
+	sigaddset(&defaults, SIGQUIT);
+	sigaddset(&defaults, SIGHUP);
+	sigaddset(&defaults, SIGCHLD);
+	posix_spawnattr_setpgroup(&attr, 0);
+	posix_spawnattr_setsigmask(&attr, &none);
+	posix_spawnattr_setsigdefault(&attr, &defaults);
+	posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK |
+						POSIX_SPAWN_SETSIGDEF);
+	r = posix_spawn(&p->pid, "/bin/sh", &fa, &attr, argv, environ);
+	posix_spawnattr_destroy(&attr);
+	posix_spawn_file_actions_destroy(&fa);
+	close(pipefd[1]);
+	if (r != 0) {
+		close(pipefd[0]);
+		free(p->out);
+		*p = (struct drill_proc){.pidfd = -1, .outfd = -1};
+		return -r;
+	}
+	p->outfd = pipefd[0];
+	p->started_us = kha_now_us();
+	p->deadline_us = timeout_us ? p->started_us + timeout_us : KHA_DRILL_NONE;
+#ifdef SYS_pidfd_open
+	p->pidfd = (int)syscall(SYS_pidfd_open, p->pid, 0);
+	if (p->pidfd < 0)
+		p->pidfd = -1;
+#endif
+	return 0;
+}
+
+static void read_output(struct drill_proc *p)
+{
+	char buf[4096];
+
+	/* bounded, so a command flooding its output cannot starve the prober */
+	for (int i = 0; i < 64 && p->outfd >= 0; i++) {
+		ssize_t n = read(p->outfd, buf, sizeof(buf));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return; /* EAGAIN: nothing more for now */
+		if (n == 0) {
+			close(p->outfd);
+			p->outfd = -1;
+			return;
+		}
+		if (p->out_len < KHA_DRILL_OUTPUT_MAX) {
+			size_t keep = KHA_MIN((size_t)n, KHA_DRILL_OUTPUT_MAX - p->out_len);
+			memcpy(p->out + p->out_len, buf, keep);
+			p->out_len += keep;
+			p->out[p->out_len] = '\0';
+		}
+		p->out_total += (size_t)n;
+	}
+}
+
+bool drill_proc_poll(struct drill_proc *p)
+{
+	int st;
+	pid_t w;
+
+	read_output(p);
+	if (p->exited || p->pid <= 0)
+		return true;
+	w = waitpid(p->pid, &st, WNOHANG);
+	if (w == p->pid || (w < 0 && errno == ECHILD)) {
+		p->exited = true;
+		p->wstatus = w == p->pid ? st : 0;
+		/* what the shell wrote before exiting is in the pipe already */
+		read_output(p);
+		if (p->outfd >= 0) {
+			/* a background child may keep the pipe open: stop reading it */
+			close(p->outfd);
+			p->outfd = -1;
+		}
+		return true;
+	}
+	return false;
+}
+
+void drill_proc_signal(struct drill_proc *p, int sig)
+{
+	if (p->pid > 0 && !p->exited)
+		kill(-p->pid, sig);
+}
+
+void drill_proc_kill_wait(struct drill_proc *p)
+{
+	if (p->pid <= 0 || p->exited)
+		return;
+	kill(-p->pid, SIGKILL);
+	kill(p->pid, SIGKILL);
+	for (;;) {
+		int st;
+		pid_t w = waitpid(p->pid, &st, 0);
+		if (w < 0 && errno == EINTR)
+			continue;
+		p->exited = true;
+		p->wstatus = w == p->pid ? st : 0;
+		break;
+	}
+	read_output(p);
+}
+
+void drill_proc_release(struct drill_proc *p, char **ret_output)
+{
+	if (p->outfd >= 0)
+		close(p->outfd);
+	if (p->pidfd >= 0)
+		close(p->pidfd);
+	if (ret_output)
+		*ret_output = p->out;
+	else
+		free(p->out);
+	*p = (struct drill_proc){.pidfd = -1, .outfd = -1};
+}

@@ -1,0 +1,375 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Active health checks, on the control thread's event loop: libcurl's multi interface driven
+ * by our loop (curl_multi_socket_action from io sources and one timer) for HTTP and HTTPS, and a
+ * plain non-blocking connect for TCP. Nothing here blocks, and nothing runs on the data path's
+ * threads. Each backend has one easy handle, reused from check to check, so that with HTTPS the
+ * TLS connection is kept alive: a check then costs the master one small request, not a
+ * handshake (docs/internals/proxy.md has the numbers).
+ */
+#include <string.h>
+#include <sys/socket.h>
+
+#include "proxy-int.h"
+#include "kha/log.h"
+#include "kha/banned.h"
+
+struct checker {
+	struct kha_proxy *p;
+	struct backend *b;
+	struct kha_loop_source *timer;
+	CURL *easy;
+	bool running;
+	uint64_t started_us;
+	int fd; /* tcp checks */
+	struct kha_loop_source *io, *deadline;
+	char url[KHA_PROXY_ADDR_MAX + 300];
+	char errbuf[CURL_ERROR_SIZE];
+};
+
+static void schedule(struct checker *chk);
+
+static void finish(struct checker *chk, enum kha_proxy_event ev, const char *detail)
+{
+	struct backend *b = chk->b;
+	uint64_t now = kha_now_us();
+
+	chk->running = false;
+	b->checks_total++;
+	b->last_check_us = now;
+	b->last_latency_s = (double)(now - chk->started_us) / 1e6;
+	kha_histogram_observe(&b->check_latency, b->last_latency_s);
+	snprintf(b->last_result, sizeof(b->last_result), "%s",
+		 ev == KHA_PROXY_EV_CHECK_OK	      ? "ok"
+		 : ev == KHA_PROXY_EV_CHECK_NOT_READY ? "not-ready"
+						      : "failed");
+	snprintf(b->last_detail, sizeof(b->last_detail), "%s", detail);
+	if (ev != KHA_PROXY_EV_CHECK_OK)
+		b->check_failures++;
+	proxy_health_event(b, ev, detail);
+	schedule(chk);
+}
+
+static void schedule(struct checker *chk)
+{
+	const struct kha_proxy_config *cfg = &chk->p->cfg;
+	struct backend *b = chk->b;
+	uint64_t delay;
+
+	if (chk->running)
+		return;
+	if (b->health.check_now) {
+		b->health.check_now = false;
+		delay = 0;
+	} else if (kha_proxy_health_transitioning(&b->health)) {
+		delay = cfg->check_fast_interval_us;
+	} else {
+		delay = cfg->check_interval_us;
+	}
+	kha_loop_timer_set(chk->timer, delay, 0);
+}
+
+/* ---- TCP ---- */
+
+static void tcp_done(struct checker *chk, int err)
+{
+	char detail[128];
+
+	kha_loop_source_remove(chk->io);
+	kha_loop_source_remove(chk->deadline);
+	chk->io = chk->deadline = NULL;
+	if (chk->fd >= 0) {
+		close(chk->fd);
+		chk->fd = -1;
+	}
+	if (err)
+		snprintf(detail, sizeof(detail), "connect: %s", strerror(err));
+	else
+		snprintf(detail, sizeof(detail), "connected");
+	finish(chk, err ? KHA_PROXY_EV_CHECK_FAILED : KHA_PROXY_EV_CHECK_OK, detail);
+}
+
+static void tcp_io(struct kha_loop_source *src, int fd, uint32_t events, void *userdata)
+{
+	struct checker *chk = userdata;
+	int err = 0;
+	socklen_t len = sizeof(err);
+
+	(void)src;
+	(void)events;
+	if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+		err = errno;
+	tcp_done(chk, err);
+}
+
+static void tcp_deadline(struct kha_loop_source *src, void *userdata)
+{
+	(void)src;
+	tcp_done(userdata, ETIMEDOUT);
+}
+
+static void tcp_start(struct checker *chk)
+{
+	struct backend *b = chk->b;
+	int r;
+
+	chk->fd = socket(b->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (chk->fd < 0) {
+		tcp_done(chk, errno);
+		return;
+	}
+	r = connect(chk->fd, (struct sockaddr *)&b->addr, b->addrlen);
+	if (r < 0 && errno != EINPROGRESS) {
+		tcp_done(chk, errno);
+		return;
+	}
+	if (kha_loop_add_io(chk->p->loop, chk->fd, EPOLLOUT, 0, tcp_io, chk, &chk->io) < 0 ||
+	    kha_loop_add_timer(chk->p->loop, chk->p->cfg.check_timeout_us, 0, tcp_deadline, chk,
+			       &chk->deadline) < 0)
+		tcp_done(chk, ENOMEM);
+}
+
+/* ---- HTTP(S) through curl multi ---- */
+
+static size_t discard(char *ptr, size_t size, size_t nmemb, void *userdata)
+{
+	(void)ptr;
+	(void)userdata;
+	return size * nmemb;
+}
+
+static void process_done(struct kha_proxy *p)
+{
+	CURLMsg *msg;
+	int left;
+
+	while ((msg = curl_multi_info_read(p->multi, &left))) {
+		struct checker *chk = NULL;
+		CURL *e = msg->easy_handle;
+		CURLcode res = msg->data.result;
+		long code = 0;
+		char detail[sizeof(chk->errbuf) + 32];
+
+		if (msg->msg != CURLMSG_DONE)
+			continue;
+		curl_easy_getinfo(e, CURLINFO_PRIVATE, (char **)&chk);
+		curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &code);
+		curl_multi_remove_handle(p->multi, e);
+		if (res == CURLE_OK && code == 200) {
+			finish(chk, KHA_PROXY_EV_CHECK_OK, "HTTP 200");
+		} else if (res == CURLE_OK) {
+			snprintf(detail, sizeof(detail), "HTTP %ld", code);
+			finish(chk, KHA_PROXY_EV_CHECK_NOT_READY, detail);
+		} else {
+			snprintf(detail, sizeof(detail), "%s",
+				 chk->errbuf[0] ? chk->errbuf : curl_easy_strerror(res));
+			finish(chk, KHA_PROXY_EV_CHECK_FAILED, detail);
+		}
+	}
+}
+
+static void curl_io(struct kha_loop_source *src, int fd, uint32_t events, void *userdata)
+{
+	struct kha_proxy *p = userdata;
+	int flags = 0, running;
+
+	(void)src;
+	if (events & EPOLLIN)
+		flags |= CURL_CSELECT_IN;
+	if (events & EPOLLOUT)
+		flags |= CURL_CSELECT_OUT;
+	if (events & (EPOLLERR | EPOLLHUP))
+		flags |= CURL_CSELECT_ERR;
+	curl_multi_socket_action(p->multi, fd, flags, &running);
+	process_done(p);
+}
+
+static void curl_timeout(struct kha_loop_source *src, void *userdata)
+{
+	struct kha_proxy *p = userdata;
+	int running;
+
+	(void)src;
+	curl_multi_socket_action(p->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+	process_done(p);
+}
+
+static int curl_socket_cb(CURL *e, curl_socket_t s, int what, void *userp, void *socketp)
+{
+	struct kha_proxy *p = userp;
+	struct kha_loop_source *src = socketp;
+	uint32_t events = 0;
+
+	(void)e;
+	if (what == CURL_POLL_REMOVE) {
+		kha_loop_source_remove(src);
+		curl_multi_assign(p->multi, s, NULL);
+		return 0;
+	}
+	if (what & CURL_POLL_IN)
+		events |= EPOLLIN;
+	if (what & CURL_POLL_OUT)
+		events |= EPOLLOUT;
+	if (src)
+		return kha_loop_io_set_events(src, events) < 0 ? -1 : 0;
+	if (kha_loop_add_io(p->loop, s, events, 0, curl_io, p, &src) < 0)
+		return -1;
+	curl_multi_assign(p->multi, s, src);
+	return 0;
+}
+
+static int curl_timer_cb(CURLM *m, long timeout_ms, void *userp)
+{
+	struct kha_proxy *p = userp;
+
+	(void)m;
+	if (timeout_ms < 0)
+		kha_loop_timer_stop(p->curl_timer);
+	else
+		kha_loop_timer_set(p->curl_timer, (uint64_t)timeout_ms * KHA_USEC_PER_MSEC, 0);
+	return 0;
+}
+
+static int easy_setup(struct checker *chk)
+{
+	const struct kha_proxy_config *cfg = &chk->p->cfg;
+	long timeout_ms = (long)KHA_MAX(1, cfg->check_timeout_us / KHA_USEC_PER_MSEC);
+	CURL *e = curl_easy_init();
+
+	if (!e)
+		return -ENOMEM;
+	snprintf(chk->url, sizeof(chk->url), "%s://%s%s",
+		 cfg->check == KHA_PROXY_CHECK_HTTPS ? "https" : "http", chk->b->name,
+		 cfg->check_path);
+	curl_easy_setopt(e, CURLOPT_URL, chk->url);
+	curl_easy_setopt(e, CURLOPT_PRIVATE, chk);
+	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, timeout_ms);
+	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, timeout_ms);
+	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, discard);
+	curl_easy_setopt(e, CURLOPT_ERRORBUFFER, chk->errbuf);
+	curl_easy_setopt(e, CURLOPT_USERAGENT, "kha-proxy-check");
+	curl_easy_setopt(e, CURLOPT_PROXY, ""); /* never through an environment proxy */
+	curl_easy_setopt(e, CURLOPT_NOPROXY, "*");
+	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+	if (cfg->check == KHA_PROXY_CHECK_HTTPS) {
+		if (cfg->check_insecure) {
+			curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 0L);
+			curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 0L);
+		} else if (cfg->check_cacert) {
+			curl_easy_setopt(e, CURLOPT_CAINFO, cfg->check_cacert);
+		}
+		if (cfg->check_cert)
+			curl_easy_setopt(e, CURLOPT_SSLCERT, cfg->check_cert);
+		if (cfg->check_key)
+			curl_easy_setopt(e, CURLOPT_SSLKEY, cfg->check_key);
+	}
+	chk->easy = e;
+	return 0;
+}
+
+/* ---- lifecycle ---- */
+
+static void start_check(struct kha_loop_source *src, void *userdata)
+{
+	struct checker *chk = userdata;
+
+	(void)src;
+	if (chk->running)
+		return;
+	chk->running = true;
+	chk->started_us = kha_now_us();
+	chk->errbuf[0] = '\0';
+	if (chk->p->cfg.check == KHA_PROXY_CHECK_TCP) {
+		tcp_start(chk);
+		return;
+	}
+	if (curl_multi_add_handle(chk->p->multi, chk->easy) != CURLM_OK)
+		finish(chk, KHA_PROXY_EV_CHECK_FAILED, "cannot start the check");
+}
+
+int checker_start(struct backend *b)
+{
+	struct checker *chk = calloc(1, sizeof(*chk));
+	int r;
+
+	if (!chk)
+		return -ENOMEM;
+	chk->p = b->p;
+	chk->b = b;
+	chk->fd = -1;
+	if (b->p->cfg.check != KHA_PROXY_CHECK_TCP && (r = easy_setup(chk)) < 0)
+		goto fail;
+	/* the first check right away: a backend is assumed up until it says otherwise */
+	r = kha_loop_add_timer(b->p->loop, 0, 0, start_check, chk, &chk->timer);
+	if (r < 0)
+		goto fail;
+	b->chk = chk;
+	return 0;
+fail:
+	if (chk->easy)
+		curl_easy_cleanup(chk->easy);
+	free(chk);
+	return r;
+}
+
+void checker_stop(struct backend *b)
+{
+	struct checker *chk = b->chk;
+
+	if (!chk)
+		return;
+	kha_loop_source_remove(chk->timer);
+	kha_loop_source_remove(chk->io);
+	kha_loop_source_remove(chk->deadline);
+	if (chk->fd >= 0)
+		close(chk->fd);
+	if (chk->easy) {
+		if (chk->running)
+			curl_multi_remove_handle(chk->p->multi, chk->easy);
+		curl_easy_cleanup(chk->easy);
+	}
+	free(chk);
+	b->chk = NULL;
+}
+
+void checker_now(struct backend *b)
+{
+	struct checker *chk = b->chk;
+
+	if (chk && !chk->running) {
+		b->health.check_now = false;
+		kha_loop_timer_set(chk->timer, 0, 0);
+	}
+}
+
+int checks_init(struct kha_proxy *p, struct kha_diag *d)
+{
+	int r;
+
+	r = kha_loop_add_timer(p->loop, 0, 0, curl_timeout, p, &p->curl_timer);
+	if (r < 0)
+		return kha_diag_set(d, -r, "out of memory");
+	kha_loop_timer_stop(p->curl_timer);
+	if (p->cfg.check == KHA_PROXY_CHECK_TCP)
+		return 0;
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+		return kha_diag_set(d, ENOMEM, "cannot initialise libcurl");
+	p->multi = curl_multi_init();
+	if (!p->multi)
+		return kha_diag_set(d, ENOMEM, "cannot initialise libcurl");
+	curl_multi_setopt(p->multi, CURLMOPT_SOCKETFUNCTION, curl_socket_cb);
+	curl_multi_setopt(p->multi, CURLMOPT_SOCKETDATA, p);
+	curl_multi_setopt(p->multi, CURLMOPT_TIMERFUNCTION, curl_timer_cb);
+	curl_multi_setopt(p->multi, CURLMOPT_TIMERDATA, p);
+	return 0;
+}
+
+void checks_release(struct kha_proxy *p)
+{
+	if (p->multi) {
+		curl_multi_cleanup(p->multi);
+		p->multi = NULL;
+		curl_global_cleanup();
+	}
+}

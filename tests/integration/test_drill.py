@@ -1,0 +1,557 @@
+# SPDX-License-Identifier: MIT
+"""kha drill against real servers made to fail on purpose (kha_testlib/drill_target.py):
+measured outages against known windows, faults that SIGSTOP a real process, rolling restarts,
+TLS, the JSON report and the SVG timeline, exit codes, interruption."""
+import json
+import os
+import signal
+import subprocess
+import time
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from conftest import assert_no_sanitizer_report, free_port, kha_bin, run_kha
+from kha_testlib.drill_target import DrillTarget, make_pki
+
+SVG_NS = "{http://www.w3.org/2000/svg}"
+
+# Top-level keys of the JSON report (schema kha.drill.report/v1, docs/drill.md).
+REPORT_KEYS = {
+    "schema", "target", "target_kind", "mode", "started_at", "started_at_unix_us", "duration_ms",
+    "elapsed_ms", "rate", "interval_ms", "timeout_ms", "keepalive", "verdict", "exit_code",
+    "interrupted", "signal", "aborted", "abort_reason", "slo_percent", "slo_met", "step_failed",
+    "probes", "outage", "fault", "latency_ms", "phases", "steps", "rolling", "writes",
+}
+PROBES_KEYS = {"slots", "sent", "ok", "failed", "missed", "availability_percent",
+               "max_send_lag_ms", "results", "error_samples"}
+WINDOW_KEYS = {"start_ms", "end_ms", "duration_ms", "failed", "open"}
+FAULT_KEYS = {"fault_at_ms", "recover_at_ms", "end_ms", "time_to_first_failure_ms",
+              "time_to_recovery_ms", "recovered"}
+PHASE_KEYS = {"start_ms", "end_ms", "sent", "ok", "failed", "missed", "availability_percent",
+              "latency_ms"}
+LATENCY_KEYS = {"count", "p50", "p99", "max"}
+STEP_KEYS = {"name", "kind", "run", "node", "at_ms", "started_ms", "ended_ms", "duration_ms",
+             "result", "exit_code", "signal", "on_abort", "output", "output_truncated"}
+
+
+@pytest.fixture
+def targets():
+    """Factory of drill targets; all are stopped at the end, even when the test fails."""
+    started = []
+
+    def make(**kw):
+        t = DrillTarget(free_port(), **kw)
+        started.append(t)
+        return t
+
+    yield make
+    for t in started:
+        t.stop()
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory):
+    return make_pki(tmp_path_factory.mktemp("pki"))
+
+
+def drill(tmp_path, *args, timeout=60):
+    """Runs kha drill with a JSON report; returns (process, report or None)."""
+    report = tmp_path / "report.json"
+    if report.exists():
+        report.unlink()
+    p = run_kha("drill", "--report", report, *args, timeout=timeout)
+    data = json.loads(report.read_text()) if report.exists() else None
+    return p, data
+
+
+def tolerance_ms(report):
+    """How far a measured edge may be from the true one: one probe interval, plus how late the
+    prober sent its probes, plus a little for the server noticing the time."""
+    return report["interval_ms"] + report["probes"]["max_send_lag_ms"] + 25
+
+
+def to_drill_ms(report, unix_s):
+    """A time.time() instant on the drill's own time axis (ms since its start)."""
+    return (unix_s - report["started_at_unix_us"] / 1e6) * 1000
+
+
+def check_schema(r):
+    assert set(r) == REPORT_KEYS
+    assert r["schema"] == "kha.drill.report/v1"
+    assert set(r["probes"]) == PROBES_KEYS
+    assert set(r["fault"]) == FAULT_KEYS
+    assert set(r["latency_ms"]) == LATENCY_KEYS
+    assert set(r["phases"]) == {"before", "during", "after"}
+    for ph in r["phases"].values():
+        if ph is not None:
+            assert set(ph) == PHASE_KEYS
+            assert set(ph["latency_ms"]) == LATENCY_KEYS
+    for w in r["outage"]["list"]:
+        assert set(w) == WINDOW_KEYS
+    if r["outage"]["longest"] is not None:
+        assert set(r["outage"]["longest"]) == WINDOW_KEYS
+    for st in r["steps"]:
+        assert set(st) == STEP_KEYS
+    # counts add up
+    pr = r["probes"]
+    assert pr["sent"] == pr["ok"] + pr["failed"]
+    assert pr["slots"] == pr["sent"] + pr["missed"]
+    assert sum(v for k, v in pr["results"].items() if k not in ("ok", "missed", "cancelled")) \
+        == pr["failed"]
+
+
+def test_outage_matches_a_503_window(tmp_path, targets):
+    t0 = time.time()
+    # the server answers 503 during a window it is told, in wall-clock time; the window starts
+    # 1s after t0 and kha a little after t0 (how long depends on the load), so the window
+    # begins in the drill between 0.3s (fault) and 1s, and ends before 2s (recovery)
+    win = (t0 + 1.0, t0 + 1.8)
+    t = targets(windows=[(win[0], win[1], "503")])
+    svg = tmp_path / "drill.svg"
+    p, r = drill(tmp_path, "--target", t.url, "--rate", "100", "--duration", "2.6s",
+                 "--timeout", "500ms", "--fault-at", "0.3s", "--fault", "echo breaking",
+                 "--recover-at", "2s", "--recover", "echo repairing", "--svg", svg,
+                 "--slo", "50")
+    assert p.returncode == 0, p.stderr
+    check_schema(r)
+    tol = tolerance_ms(r)
+    w = r["outage"]["longest"]
+    assert r["outage"]["windows"] == 1, r["outage"]
+    assert abs(w["start_ms"] - to_drill_ms(r, win[0])) <= tol, (w, to_drill_ms(r, win[0]))
+    assert abs(w["end_ms"] - to_drill_ms(r, win[1])) <= tol, (w, to_drill_ms(r, win[1]))
+    assert abs(w["duration_ms"] - 800) <= tol
+    assert not w["open"]
+    assert r["probes"]["results"]["http_status"] == r["probes"]["failed"] > 0
+    assert "503" in r["probes"]["error_samples"]["http_status"]
+    # fault and recovery instants, and what followed them
+    f = r["fault"]
+    assert 300 <= f["fault_at_ms"] < 400 and 2000 <= f["recover_at_ms"] < 2100
+    assert f["time_to_first_failure_ms"] == pytest.approx(w["start_ms"] - f["fault_at_ms"],
+                                                          abs=0.01)
+    assert f["time_to_recovery_ms"] == pytest.approx(w["end_ms"] - f["fault_at_ms"], abs=0.01)
+    assert f["recovered"] is True
+    # phases: the failures are all "during"; the latency is measured in each phase
+    ph = r["phases"]
+    assert ph["before"]["failed"] == 0 and ph["after"]["failed"] == 0
+    assert ph["during"]["failed"] == r["probes"]["failed"]
+    for name in ("before", "during", "after"):
+        assert ph[name]["latency_ms"]["count"] > 0
+        lat = ph[name]["latency_ms"]
+        assert 0 < lat["p50"] <= lat["p99"] <= lat["max"] < 500
+    expected_avail = 100.0 * r["probes"]["ok"] / r["probes"]["sent"]
+    assert r["probes"]["availability_percent"] == pytest.approx(expected_avail)
+    assert r["slo_met"] is True and r["verdict"] == "ok"
+    assert [s["output"] for s in r["steps"]] == ["breaking\n", "repairing\n"]
+    assert all(s["result"] == "ok" and s["exit_code"] == 0 for s in r["steps"])
+    # the terminal summary says the same
+    assert "availability" in p.stdout and "longest" in p.stdout
+    # the SVG timeline
+    root = ET.parse(svg).getroot()
+    assert root.tag == SVG_NS + "svg"
+
+    def by_class(tag, cls):
+        return [e for e in root.iter(SVG_NS + tag) if cls in e.get("class", "").split()]
+
+    assert len(by_class("rect", "band-ok")) >= 2
+    # red inside the outage only (a slot missed under load may split it with grey)
+    outage = by_class("rect", "outage")
+    assert len(outage) == 1
+    ox, ow = float(outage[0].get("x")), float(outage[0].get("width"))
+    fails = by_class("rect", "band-fail")
+    assert fails
+    for rect in fails:
+        x, width = float(rect.get("x")), float(rect.get("width"))
+        assert ox - 2 <= x and x + width <= ox + ow + 2
+    assert len(by_class("path", "latency")) == 1
+    assert by_class("path", "latency")[0].get("d").startswith("M")
+    markers = by_class("g", "marker")
+    assert {m.get("class") for m in markers} == {"marker fault", "marker recover"}
+    labels = [e.text for m in markers for e in m.iter(SVG_NS + "text")]
+    assert labels == ["fault", "recover"]
+    assert root.find(SVG_NS + "title").text == f"kha drill: {t.url}"
+
+
+def test_outage_matches_refused_window_over_tls(tmp_path, targets, pki):
+    t0 = time.time()
+    win = (t0 + 0.8, t0 + 1.4)
+    t = targets(tls=pki, windows=[(win[0], win[1], "refuse")])
+    p, r = drill(tmp_path, "--target", t.url, "--cacert", pki["ca_crt"], "--rate", "100",
+                 "--duration", "2s", "--timeout", "500ms")
+    assert p.returncode == 0, p.stderr
+    check_schema(r)
+    tol = tolerance_ms(r)
+    w = r["outage"]["longest"]
+    assert r["outage"]["windows"] == 1, r["outage"]
+    assert abs(w["start_ms"] - to_drill_ms(r, win[0])) <= tol
+    assert abs(w["end_ms"] - to_drill_ms(r, win[1])) <= tol
+    # connections the kernel had queued when the listener closed are reset, not refused
+    res = r["probes"]["results"]
+    assert res["refused"] + res["reset"] + res["tls"] == r["probes"]["failed"], r["probes"]
+    assert res["refused"] > 0.8 * r["probes"]["failed"]
+    # no fault command: a single phase
+    assert r["fault"]["fault_at_ms"] is None and r["phases"]["during"] is None
+
+
+def test_tls_client_certificates_and_verification(tmp_path, targets, pki):
+    t = targets(tls=pki, client_ca=pki["ca_crt"])
+    common = ["--target", t.url, "--rate", "50", "--duration", "300ms", "--timeout", "1s"]
+    p, r = drill(tmp_path, *common, "--cacert", pki["ca_crt"], "--cert", pki["client_crt"],
+                 "--key", pki["client_key"], "--slo", "100")
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert r["probes"]["ok"] == r["probes"]["sent"] > 0
+    # the server requires a client certificate: without one every probe fails
+    p, r = drill(tmp_path, *common, "--cacert", pki["ca_crt"], "--slo", "99")
+    assert p.returncode == 1
+    assert r["probes"]["ok"] == 0 and r["probes"]["failed"] == r["probes"]["sent"]
+    # a CA that did not sign the server: a TLS failure, with curl's reason kept
+    p, r = drill(tmp_path, *common, "--cacert", pki["other_crt"])
+    assert r["probes"]["results"]["tls"] == r["probes"]["sent"]
+    assert "certificate" in r["probes"]["error_samples"]["tls"].lower()
+    assert "first tls" in p.stdout
+
+
+def test_tcp_target_sees_refused_connections(tmp_path, targets):
+    t0 = time.time()
+    win = (t0 + 0.6, t0 + 1.0)
+    t = targets(windows=[(win[0], win[1], "refuse")])
+    p, r = drill(tmp_path, "--target", f"tcp://127.0.0.1:{t.port}", "--rate", "100",
+                 "--duration", "1.5s")
+    assert p.returncode == 0, p.stderr
+    assert r["target_kind"] == "tcp"
+    w = r["outage"]["longest"]
+    tol = tolerance_ms(r)
+    assert abs(w["start_ms"] - to_drill_ms(r, win[0])) <= tol
+    assert abs(w["end_ms"] - to_drill_ms(r, win[1])) <= tol
+    res = r["probes"]["results"]
+    assert res["refused"] + res["reset"] == r["probes"]["failed"]
+    assert res["refused"] > 0.8 * r["probes"]["failed"]
+
+
+def test_sigstop_of_the_backend_is_an_outage_bounded_by_the_commands(tmp_path, targets):
+    t = targets()
+    p, r = drill(tmp_path, "--target", t.url, "--rate", "100", "--duration", "2.5s",
+                 "--timeout", "200ms", "--fault-at", "0.7s", "--fault", f"kill -STOP {t.pid}",
+                 "--recover-at", "1.7s", "--recover", f"kill -CONT {t.pid}")
+    assert p.returncode == 0, p.stderr
+    f, w = r["fault"], r["outage"]["longest"]
+    tol = tolerance_ms(r)
+    assert r["outage"]["windows"] == 1, r["outage"]
+    # probes fail from the freeze on; those sent less than --timeout before the thaw are
+    # answered late but in time
+    assert f["fault_at_ms"] - tol <= w["start_ms"] <= f["fault_at_ms"] + tol
+    assert f["recover_at_ms"] - 200 - tol <= w["end_ms"] <= f["recover_at_ms"] + tol
+    assert r["probes"]["results"]["timeout"] > 0
+    assert r["phases"]["after"]["failed"] == 0 and r["phases"]["before"]["failed"] == 0
+    # the slow answers after the thaw show in the latency of the "during" phase
+    assert r["phases"]["during"]["latency_ms"]["max"] > 50
+
+
+def test_keepalive_reuses_connections(tmp_path, targets):
+    t = targets()
+    p, r = drill(tmp_path, "--target", t.url, "--rate", "100", "--duration", "500ms")
+    assert p.returncode == 0
+    fresh = t.stats()
+    # a new connection per probe by default (the /stats request is one more)
+    assert fresh["connections"] >= r["probes"]["sent"]
+    p, r = drill(tmp_path, "--target", t.url, "--rate", "100", "--duration", "500ms",
+                 "--keepalive")
+    assert p.returncode == 0 and r["keepalive"] is True
+    reused = t.stats()
+    assert reused["requests"] - fresh["requests"] == r["probes"]["sent"]
+    assert reused["connections"] - fresh["connections"] < r["probes"]["sent"] / 4
+
+
+def test_scenario_file_with_steps_and_flags_that_override_it(tmp_path, targets):
+    t = targets(fail_file=str(tmp_path / "failing"))
+    scenario = tmp_path / "drill.yaml"
+    scenario.write_text(f"""# a scenario
+target: {t.url}
+rate: 20
+duration: 10s
+steps:
+  - {{at: 0.4s, run: "echo 503 > {tmp_path}/failing", name: break-it, kind: fault}}
+  - {{at: 0.8s, run: "rm {tmp_path}/failing", name: fix-it, kind: recover}}
+  - {{at: 1.0s, run: "echo still here", name: note}}
+""")
+    # the flags win over the file: a higher rate and a shorter drill
+    p, r = drill(tmp_path, "--scenario", scenario, "--rate", "100", "--duration", "1.3s")
+    assert p.returncode == 0, p.stderr
+    assert r["rate"] == 100 and r["duration_ms"] == 1300
+    assert [(s["name"], s["kind"], s["result"]) for s in r["steps"]] == [
+        ("break-it", "fault", "ok"), ("fix-it", "recover", "ok"), ("note", "action", "ok")]
+    w = r["outage"]["longest"]
+    tol = tolerance_ms(r)
+    steps = {s["name"]: s for s in r["steps"]}
+    # the outage starts once the fault command has written the file, ends once it is removed
+    assert steps["break-it"]["started_ms"] - tol <= w["start_ms"] <= \
+        steps["break-it"]["ended_ms"] + tol
+    assert steps["fix-it"]["started_ms"] - tol <= w["end_ms"] <= steps["fix-it"]["ended_ms"] + tol
+    assert r["fault"]["recover_at_ms"] == steps["fix-it"]["started_ms"]
+
+
+def test_slo_exit_code(tmp_path, targets):
+    failing = tmp_path / "failing"
+    failing.write_text("503")
+    t = targets(fail_file=str(failing))
+    p, r = drill(tmp_path, "--target", t.url, "--rate", "100", "--duration", "300ms",
+                 "--slo", "99.9")
+    assert p.returncode == 1
+    assert r["verdict"] == "slo_missed" and r["slo_met"] is False and r["exit_code"] == 1
+    assert r["probes"]["availability_percent"] == 0
+    assert r["outage"]["longest"]["open"] is True
+    assert "SLO 99.9%: MISSED" in p.stdout
+    # the same answers are a success when 503 is what is expected
+    p, r = drill(tmp_path, "--target", t.url, "--rate", "100", "--duration", "300ms",
+                 "--slo", "99.9", "--expect-status", "503")
+    assert p.returncode == 0
+    assert r["probes"]["availability_percent"] == 100
+
+
+def test_rolling_stops_at_a_node_that_never_becomes_healthy(tmp_path, targets):
+    t = targets()
+    log = tmp_path / "actions.log"
+    # node "b" never passes its health check
+    healthy = f"test {{node}} != b && test -e {tmp_path}/up-{{node}}"
+    p, r = drill(tmp_path, "--target", t.url, "--rate", "50", "--duration", "1s",
+                 "--fault-at", "0.2s", "--rolling", "a,b,c",
+                 "--stop", f"echo stop {{node}} >> {log}; rm -f {tmp_path}/up-{{node}}",
+                 "--start", f"echo start {{node}} >> {log}; touch {tmp_path}/up-{{node}}",
+                 "--healthy", healthy, "--healthy-timeout", "500ms",
+                 "--healthy-interval", "100ms")
+    assert p.returncode == 4, p.stdout + p.stderr
+    assert log.read_text().split("\n") == ["stop a", "start a", "stop b", "start b", ""]
+    ro = r["rolling"]
+    assert r["mode"] == "rolling" and r["verdict"] == "rolling_stopped"
+    assert ro["completed"] is False and ro["stopped_at"] == "b"
+    states = {n["name"]: n for n in ro["nodes"]}
+    assert states["a"]["state"] == "healthy" and states["a"]["checks"] >= 1
+    assert states["b"]["state"] == "unhealthy" and states["b"]["checks"] >= 3
+    assert states["b"]["last_check_exit"] == 1
+    assert states["c"]["state"] == "untouched" and states["c"]["stop_ms"] is None
+    assert [s["name"] for s in r["steps"]] == ["stop a", "start a", "stop b", "start b"]
+    assert "STOPPED" in p.stdout
+
+
+def test_rolling_walks_every_node(tmp_path, targets):
+    t = targets()
+    log = tmp_path / "actions.log"
+    p, r = drill(tmp_path, "--target", t.url, "--rate", "50", "--duration", "800ms",
+                 "--fault-at", "100ms", "--rolling", "n1,n2,n3",
+                 "--stop", f"echo stop {{node}} >> {log}",
+                 "--start", f"echo start {{node}} >> {log}",
+                 "--healthy", "true", "--down-time", "50ms")
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert log.read_text().split() == ["stop", "n1", "start", "n1", "stop", "n2", "start", "n2",
+                                       "stop", "n3", "start", "n3"]
+    ro = r["rolling"]
+    assert ro["completed"] is True and ro["stopped_at"] is None
+    for n in ro["nodes"]:
+        assert n["state"] == "healthy"
+        assert n["start_ms"] - n["stop_ms"] >= 50
+    # phases: the rolling is the "during" phase, the last node healthy starts "after"
+    assert r["fault"]["fault_at_ms"] == ro["nodes"][0]["stop_ms"]
+    assert r["fault"]["recover_at_ms"] == ro["nodes"][2]["healthy_ms"]
+
+
+def test_failed_fault_command_stops_the_drill(tmp_path, targets):
+    t = targets()
+    marker = tmp_path / "recovered"
+    p, r = drill(tmp_path, "--target", t.url, "--rate", "100", "--duration", "3s",
+                 "--fault-at", "200ms", "--fault", "echo cannot break it >&2; exit 7",
+                 "--recover-at", "2.5s", "--recover", f"touch {marker}")
+    assert p.returncode == 3, p.stdout + p.stderr
+    assert r["aborted"] is True and r["verdict"] == "step_failed"
+    assert "step 'fault' failed with exit code 7" in r["abort_reason"]
+    fault, recover = r["steps"]
+    assert fault["result"] == "failed" and fault["exit_code"] == 7
+    assert fault["output"] == "cannot break it\n"
+    # the drill stopped early, and still ran the recovery of the fault it had made
+    assert r["elapsed_ms"] < 2000
+    assert recover["on_abort"] is True and recover["result"] == "ok" and marker.exists()
+    assert "stopped early" in p.stdout
+    # with --keep-going the drill runs to its end
+    marker.unlink()
+    p, r = drill(tmp_path, "--target", t.url, "--rate", "100", "--duration", "600ms",
+                 "--fault-at", "100ms", "--fault", "exit 7", "--recover-at", "400ms",
+                 "--recover", f"touch {marker}", "--keep-going")
+    assert p.returncode == 0
+    assert r["step_failed"] is True and r["aborted"] is False
+    assert r["steps"][1]["on_abort"] is False and marker.exists()
+
+
+def test_step_timeout_kills_the_command(tmp_path, targets):
+    t = targets()
+    p, r = drill(tmp_path, "--target", t.url, "--rate", "50", "--duration", "1s",
+                 "--fault-at", "100ms", "--fault", "sleep 30", "--step-timeout", "200ms")
+    assert p.returncode == 3
+    st = r["steps"][0]
+    assert st["result"] == "timed_out" and st["signal"] == signal.SIGTERM
+    assert 150 <= st["duration_ms"] < 2000
+
+
+def test_bad_input_gives_clear_errors_and_exit_codes(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("target: http://127.0.0.1:1/\nrate: 100\nsteps:\n  - {at: 1s, run: x}\n"
+                   "  - {at: 2s}\n")
+    p = run_kha("drill", "--scenario", bad)
+    assert p.returncode == 65
+    assert f"{bad}:5: step without 'run'" in p.stderr
+    bad.write_text("target: http://127.0.0.1:1/\nrate: [100\n")
+    p = run_kha("drill", "--scenario", bad)
+    assert p.returncode == 65 and f"{bad}:" in p.stderr and "malformed YAML" in p.stderr
+    p = run_kha("drill", "--scenario", tmp_path / "missing.yaml")
+    assert p.returncode == 78 and "cannot read scenario" in p.stderr
+
+    p = run_kha("drill", "--target", "http://[::1/readyz")
+    assert p.returncode == 64 and "does not parse" in p.stderr
+    p = run_kha("drill", "--target", "gopher://x/")
+    assert p.returncode == 64 and "tcp://HOST:PORT" in p.stderr
+    p = run_kha("drill", "--target", "http://127.0.0.1:1/", "--frobnicate")
+    assert p.returncode == 64 and "--frobnicate" in p.stderr
+    p = run_kha("drill", "--target", "http://127.0.0.1:1/", "--rate")
+    assert p.returncode == 64 and "--rate" in p.stderr
+    p = run_kha("drill", "--target", "http://127.0.0.1:1/", "--rate", "lots")
+    assert p.returncode == 64 and "--rate: expected probes per second" in p.stderr
+    p = run_kha("drill", "--target", "http://127.0.0.1:1/", "extra")
+    assert p.returncode == 64 and "unexpected argument 'extra'" in p.stderr
+    p = run_kha("drill", "--target", "http://127.0.0.1:1/", "--fault", "true")
+    assert p.returncode == 64 and "without --fault-at" in p.stderr
+    p = run_kha("drill", "--target", "https://127.0.0.1:1/", "--cacert", tmp_path / "no.crt")
+    assert p.returncode == 78 and "cacert: cannot read" in p.stderr
+    p = run_kha("drill")
+    assert p.returncode == 64 and "no target" in p.stderr
+    p = run_kha("drill", "--help")
+    assert p.returncode == 0 and "Example:" in p.stdout and "--rolling" in p.stdout
+
+
+def test_unreachable_target_is_measured_not_an_error(tmp_path):
+    # nothing listens there: every probe is refused, the drill itself works
+    p, r = drill(tmp_path, "--target", f"http://127.0.0.1:{free_port()}/", "--rate", "50",
+                 "--duration", "200ms", "--slo", "1")
+    assert p.returncode == 1
+    assert r["probes"]["results"]["refused"] == r["probes"]["sent"] > 0
+
+
+def test_sigint_stops_the_drill_and_still_writes_the_report(tmp_path, targets):
+    t = targets()
+    report, svg = tmp_path / "report.json", tmp_path / "t.svg"
+    faulted = tmp_path / "faulted"
+    proc = subprocess.Popen(
+        [kha_bin(), "drill", "--target", t.url, "--rate", "100", "--duration", "20s",
+         "--fault-at", "10s", "--fault", f"touch {faulted}",
+         "--report", str(report), "--svg", str(svg), "--step-timeout", "5s"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+    try:
+        # a side effect of the drill running: the server has been probed a few times
+        deadline = time.monotonic() + 10
+        while t.stats()["requests"] < 20:
+            assert time.monotonic() < deadline, "the drill never probed"
+            assert proc.poll() is None
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert_no_sanitizer_report(err)
+    assert proc.returncode == 130, err
+    r = json.loads(report.read_text())
+    assert r["interrupted"] is True and r["signal"] == signal.SIGINT
+    assert r["verdict"] == "interrupted"
+    assert r["probes"]["sent"] >= 20 and r["elapsed_ms"] < 10000
+    # no further fault ran
+    assert r["steps"][0]["result"] == "not_run" and not faulted.exists()
+    assert ET.parse(svg).getroot().tag == SVG_NS + "svg"
+    assert "interrupted" in out
+
+
+def test_output_json_on_stdout(tmp_path, targets):
+    t = targets()
+    p = run_kha("drill", "--target", t.url, "--rate", "50", "--duration", "200ms", "-o",
+                "json", "--report-probes")
+    assert p.returncode == 0
+    r = json.loads(p.stdout)
+    check_schema({k: v for k, v in r.items() if k != "probe_list"})
+    assert len(r["probe_list"]) == r["probes"]["slots"]
+    t_ms, latency_ms, result, status = r["probe_list"][0]
+    assert result == "ok" and status == 200 and latency_ms > 0
+
+
+def test_second_sigint_kills_the_commands_still_running(tmp_path, targets):
+    t = targets()
+    report = tmp_path / "report.json"
+    proc = subprocess.Popen(
+        [kha_bin(), "drill", "--target", t.url, "--rate", "50", "--duration", "20s",
+         "--fault-at", "0s", "--fault", "sleep 30", "--report", str(report)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+    err = ""
+    try:
+        deadline = time.monotonic() + 10
+        while "command started" not in err:
+            assert time.monotonic() < deadline and proc.poll() is None, err
+            err += proc.stderr.readline()
+        proc.send_signal(signal.SIGINT)
+        # the first interrupt waits for the running command, and says so
+        while "interrupt again" not in err:
+            assert time.monotonic() < deadline and proc.poll() is None, err
+            err += proc.stderr.readline()
+        proc.send_signal(signal.SIGINT)
+        out, rest = proc.communicate(timeout=10)
+        err += rest
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert_no_sanitizer_report(err)
+    assert proc.returncode == 130, err
+    r = json.loads(report.read_text())
+    assert r["interrupted"] is True
+    assert r["steps"][0]["result"] == "killed" and r["steps"][0]["signal"] == signal.SIGKILL
+    assert r["elapsed_ms"] < 10000
+
+
+def test_progress_line_only_on_a_terminal(tmp_path, targets):
+    import pty
+    t = targets()
+    master, slave = pty.openpty()
+    try:
+        proc = subprocess.Popen(
+            [kha_bin(), "drill", "--target", t.url, "--rate", "50", "--duration", "1.5s"],
+            stdout=subprocess.PIPE, stderr=slave, stdin=subprocess.DEVNULL)
+        os.close(slave)
+        slave = -1
+        seen = b""
+        while True:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:  # EIO: the other side closed
+                break
+            if not chunk:
+                break
+            seen += chunk
+        proc.communicate(timeout=10)
+    finally:
+        if slave >= 0:
+            os.close(slave)
+        os.close(master)
+    assert proc.returncode == 0
+    text = seen.decode(errors="replace")
+    assert_no_sanitizer_report(text)
+    assert "\r\x1b[K1.0" in text and "ok " in text and "failed 0" in text
+    # not on a pipe
+    p = run_kha("drill", "--target", t.url, "--rate", "50", "--duration", "1.2s")
+    assert "\r" not in p.stderr and "ok " not in p.stderr
+
+
+def test_commands_inherit_no_probe_sockets(tmp_path, targets):
+    # the server never answers, so probe sockets are open while the command runs
+    t0 = time.time()
+    t = targets(windows=[(t0 - 1, t0 + 60, "hang")])
+    p, r = drill(tmp_path, "--target", t.url, "--rate", "100", "--duration", "600ms",
+                 "--fault-at", "300ms", "--fault", "ls /proc/self/fd")
+    assert p.returncode == 0, p.stderr
+    assert r["probes"]["results"]["timeout"] > 0
+    # 0, 1, 2 and the directory ls itself opened: nothing of kha's
+    assert r["steps"][0]["output"].split() == ["0", "1", "2", "3"]

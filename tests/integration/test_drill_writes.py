@@ -1,0 +1,72 @@
+# SPDX-License-Identifier: MIT
+"""kha drill --write against a real 3-member etcd cluster (TLS, client certificates): writes
+through one member while the leader is frozen lose nothing acknowledged; keys deleted behind the
+drill's back are reported as lost."""
+import json
+import signal
+
+from conftest import run_kha
+from kha_testlib.etcd import etcd3, etcd_cluster  # noqa: F401 (fixtures)
+
+
+def write_drill(tmp_path, cluster, *args, env=None):
+    report = tmp_path / "report.json"
+    p = run_kha("drill", "--write", "--target", cluster.member(0).client_url,
+                "--endpoints", cluster.endpoints, *cluster.tls_flags(), "--report", report,
+                *args, env=env, timeout=90)
+    return p, (json.loads(report.read_text()) if report.exists() else None)
+
+
+def test_frozen_leader_loses_no_acknowledged_write(tmp_path, etcd3):
+    leader = etcd3.leader_index()
+    assert leader is not None
+    pid = etcd3.member(leader).proc.pid
+    p, r = write_drill(tmp_path, etcd3, "--rate", "50", "--duration", "3.5s", "--timeout", "1s",
+                       "--write-prefix", "/drill-a/", "--fault-at", "500ms",
+                       "--fault", f"kill -STOP {pid}", "--recover-at", "2.5s",
+                       "--recover", f"kill -CONT {pid}", "--keep-keys")
+    try:
+        assert p.returncode in (0, 1), p.stdout + p.stderr
+        w = r["writes"]
+        assert w["verified"] is True and w["error"] is None
+        assert w["lost"] == 0 and w["lost_keys"] == []
+        assert w["acked"] > 0 and w["acked"] == r["probes"]["ok"]
+        assert w["acked"] + w["failed"] + w["unknown"] == r["probes"]["sent"]
+        assert w["unknown_applied"] + w["unknown_missing"] == w["unknown"]
+        assert w["unexpected"] == 0
+        # what kha read back is what etcdctl sees
+        keys = etcd3.etcdctl("get", "--prefix", "/drill-a/", "--keys-only").stdout.split()
+        assert len(keys) == w["found"] == w["acked"] + w["unknown_applied"]
+        assert r["verdict"] in ("ok", "slo_missed") and "0 LOST" in p.stdout
+        # the frozen leader made writes fail or wait while a new one was elected
+        if leader == 0:
+            assert r["outage"]["windows"] >= 1
+    finally:
+        etcd3.member(leader).signal(signal.SIGCONT)
+
+
+def test_deleted_acknowledged_writes_are_reported_lost(tmp_path, etcd3):
+    # the "fault" deletes what the drill wrote so far, behind its back
+    p, r = write_drill(tmp_path, etcd3, "--rate", "50", "--duration", "1.5s",
+                       "--write-prefix", "/drill-b/", "--fault-at", "800ms",
+                       "--fault", "etcdctl del --prefix /drill-b/", env=etcd3.env())
+    assert p.returncode == 2, p.stdout + p.stderr
+    w = r["writes"]
+    assert r["verdict"] == "writes_lost" and r["exit_code"] == 2
+    deleted = int(r["steps"][0]["output"].strip())
+    assert w["lost"] == deleted > 0
+    assert w["lost_keys"][:3] == [0, 1, 2]
+    assert "LOST" in p.stdout and "/drill-b/0000000000" in p.stdout
+    # the keys left were cleaned up after the check
+    assert w["cleaned"] is True
+    assert etcd3.etcdctl("get", "--prefix", "/drill-b/", "--keys-only").stdout.strip() == ""
+
+
+def test_unreachable_cluster_for_the_read_back(tmp_path, etcd_cluster):
+    c = etcd_cluster(members=1, tls=False)
+    p, r = write_drill(tmp_path, c, "--rate", "20", "--duration", "300ms",
+                       "--endpoints", "http://127.0.0.1:1", "--readback-timeout", "1s")
+    assert p.returncode == 69, p.stdout + p.stderr
+    assert r["writes"]["verified"] is False and r["writes"]["error"]
+    assert r["verdict"] == "writes_unverified"
+    assert "NOT VERIFIED" in p.stdout

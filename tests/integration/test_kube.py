@@ -1,0 +1,529 @@
+# SPDX-License-Identifier: MIT
+"""lib/kube end to end: kube-probe (a tests-only driver of the library) against the stand-in
+API server (kha_testlib/kubeapi.py) over real TLS: kubeconfig variants, authentication, TLS
+verification, EndpointSlice discovery with live changes, 410 Gone, bookmarks, an API that
+goes away, and Leases with optimistic concurrency."""
+import json
+import os
+import queue
+import signal
+import subprocess
+import threading
+
+import pytest
+
+from conftest import assert_no_sanitizer_report, free_port, kha_bin
+from kha_testlib.kubeapi import DEFAULT_TOKEN, MICROTIME_RE, KubeAPI, TestPKI, wait_until
+
+EXIT_USAGE, EXIT_UNAVAILABLE, EXIT_IOERR, EXIT_CONFIG = 64, 69, 74, 78
+
+
+def probe_bin():
+    path = os.path.join(os.path.dirname(os.path.dirname(kha_bin())), "lib", "kube", "kube-probe")
+    if not os.access(path, os.X_OK):
+        pytest.skip(f"kube-probe not built at {path} (meson -Dtests=true)")
+    return path
+
+
+def clean_env(**extra):
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("KUBECONFIG", "KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT")}
+    env.update(extra)
+    return env
+
+
+def probe(*args, env=None, timeout=30):
+    """Runs kube-probe once; returns CompletedProcess. Fails on a sanitizer report."""
+    p = subprocess.run([probe_bin(), *map(str, args)], capture_output=True, text=True,
+                       timeout=timeout, stdin=subprocess.DEVNULL, env=env or clean_env())
+    assert_no_sanitizer_report(p.stderr, "kube-probe " + " ".join(map(str, args)))
+    return p
+
+
+class Discovery:
+    """kube-probe discover in the background: its JSON lines are collected as they come."""
+
+    def __init__(self, *args, env=None):
+        self.proc = subprocess.Popen([probe_bin(), *map(str, args)], stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True, start_new_session=True,
+                                     stdin=subprocess.DEVNULL, env=env or clean_env())
+        self.lines = []
+        self.stderr = ""
+        self._q = queue.Queue()
+        self._out = threading.Thread(target=self._read, daemon=True)
+        self._out.start()
+        self._err = threading.Thread(target=self._read_err, daemon=True)
+        self._err.start()
+
+    def _read(self):
+        for line in self.proc.stdout:
+            self.lines.append(json.loads(line))
+
+    def _read_err(self):
+        self.stderr = self.proc.stderr.read()
+
+    def sets(self):
+        return [e for e in list(self.lines) if e["event"] == "set"]
+
+    def errors(self):
+        return [e for e in list(self.lines) if e["event"] == "error"]
+
+    def addrs(self, s=None):
+        s = s or self.sets()[-1]
+        return [e["addr"] for e in s["endpoints"]]
+
+    def wait_set(self, want, timeout=10):
+        """Waits for a delivered set whose addresses are want (a list); returns it."""
+        def found():
+            for s in self.sets():
+                if [e["addr"] for e in s["endpoints"]] == want:
+                    return s
+            return None
+        return wait_until(found, timeout, f"set {want} (got {[self.addrs(s) for s in self.sets()]}"
+                          f", stderr {self.stderr!r})")
+
+    def stop(self, timeout=10):
+        """SIGTERM; the stop fd must end discovery promptly and cleanly."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            rc = self.proc.wait(timeout=timeout)
+        finally:
+            self.kill()
+        self._out.join(5)
+        self._err.join(5)
+        assert_no_sanitizer_report(self.stderr, "kube-probe discover")
+        assert rc == 0, f"kube-probe discover exited {rc}: {self.stderr}"
+        assert self.lines and self.lines[-1]["event"] == "stopped"
+
+    def kill(self):
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory):
+    return TestPKI(tmp_path_factory.mktemp("kube-pki"))
+
+
+@pytest.fixture
+def api(pki):
+    server = KubeAPI(pki).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def kubeconfig(api, tmp_path):
+    return api.write_kubeconfig(tmp_path / "kubeconfig", auth="token")
+
+
+@pytest.fixture
+def discovery():
+    started = []
+
+    def start(*args, **kw):
+        d = Discovery(*args, **kw)
+        started.append(d)
+        return d
+    yield start
+    for d in started:
+        d.kill()
+
+
+def list_requests(api):
+    return [r for r in api.requests if r["method"] == "GET" and not r["watch"]
+            and r["path"].endswith("/endpointslices")]
+
+
+# -- discovery ------------------------------------------------------------------------------
+
+def test_discovery_follows_live_changes_and_merges_slices(api, kubeconfig, discovery):
+    api.set_slice("kubernetes", ["10.0.0.2", "10.0.0.1"])
+    api.set_slice("other", ["10.9.9.9"], service="other")      # another service: not ours
+    d = discovery("--kubeconfig", kubeconfig, "discover", "--watch-timeout", "30")
+    first = d.wait_set(["10.0.0.1:6443", "10.0.0.2:6443"])
+    assert first["slices"] == 1 and not first["empty"]
+    assert first["resourceVersion"]
+    q = list_requests(api)[0]["query"]
+    assert q["labelSelector"] == "kubernetes.io/service-name=kubernetes"
+    assert q["resourceVersion"] == "0"        # the first list may come from the cache
+
+    api.set_slice("kubernetes", ["10.0.0.1", "10.0.0.2", "10.0.0.3"])
+    d.wait_set(["10.0.0.1:6443", "10.0.0.2:6443", "10.0.0.3:6443"])
+    api.set_slice("kubernetes-x7k2p", ["10.0.0.4", "10.0.0.3"])   # a second slice: merged
+    merged = d.wait_set(["10.0.0.1:6443", "10.0.0.2:6443", "10.0.0.3:6443", "10.0.0.4:6443"])
+    assert merged["slices"] == 2
+    api.set_slice("kubernetes", ["10.0.0.1"])
+    d.wait_set(["10.0.0.1:6443", "10.0.0.3:6443", "10.0.0.4:6443"])
+    api.delete_slice("kubernetes-x7k2p")                          # its contribution goes
+    d.wait_set(["10.0.0.1:6443"])
+    api.set_slice("other", ["10.9.9.8"], service="other")
+    api.set_slice("kubernetes", ["10.0.0.5"])
+    d.wait_set(["10.0.0.5:6443"])
+    assert all("10.9.9" not in a for s in d.sets() for a in d.addrs(s))
+    assert len(list_requests(api)) == 1          # all of it through one watch
+    d.stop()
+
+
+def test_discovery_conditions_ports_and_ipv6(api, kubeconfig, discovery):
+    api.set_slice("kubernetes", [
+        {"addresses": ["10.0.0.1"], "conditions": {"ready": True}},
+        {"addresses": ["10.0.0.2"]},                                   # nil ready: ready
+        {"addresses": ["10.0.0.3"], "conditions": {"ready": False}},  # not ready: out
+        {"addresses": ["10.0.0.4"], "conditions": {"ready": False, "serving": True,
+                                                   "terminating": True}},
+    ], ports=[{"name": "metrics", "port": 9090, "protocol": "TCP"},
+              {"name": "https", "port": 6443, "protocol": "TCP"}])
+    api.set_slice("kubernetes-v6", ["fd00::2", "FD00::1"], address_type="IPv6",
+                  ports=[{"port": 443, "protocol": "TCP"}])            # the only port
+    d = discovery("--kubeconfig", kubeconfig, "discover")
+    s = d.wait_set(["10.0.0.1:6443", "10.0.0.2:6443", "[fd00::1]:443", "[fd00::2]:443"])
+    assert not s["serving_fallback"]
+    # nothing ready any more: the serving-but-terminating endpoints, flagged
+    api.set_slice("kubernetes", [{"addresses": ["10.0.0.4"], "conditions": {
+        "ready": False, "serving": True, "terminating": True}}])
+    api.delete_slice("kubernetes-v6")
+    s = d.wait_set(["10.0.0.4:6443"])
+    assert s["serving_fallback"] and not s["empty"]
+    assert s["endpoints"][0]["terminating"]
+    d.stop()
+
+
+def test_discovery_reports_empty_slice_and_empty_service(api, kubeconfig, discovery):
+    d = discovery("--kubeconfig", kubeconfig, "discover")
+    s = d.wait_set([])                               # no slice at all: reported, empty
+    assert s["empty"] and s["slices"] == 0
+    api.set_slice("kubernetes", ["10.0.0.1"])
+    d.wait_set(["10.0.0.1:6443"])
+    api.set_slice("kubernetes", [])                  # an empty slice: "endpoints": null
+    s = wait_until(lambda: d.sets()[-1] if d.sets()[-1]["empty"] else None, 10, "empty set")
+    assert s["slices"] == 1 and s["endpoints"] == []
+    api.set_slice("kubernetes", ["10.0.0.2"])
+    d.wait_set(["10.0.0.2:6443"])
+    d.stop()
+
+
+def test_discovery_relists_on_gone_error_event(api, kubeconfig, discovery):
+    api.set_slice("kubernetes", ["10.0.0.1"])
+    d = discovery("--kubeconfig", kubeconfig, "discover")
+    d.wait_set(["10.0.0.1:6443"])
+    wait_until(lambda: api.active_watches == 1, 10, "the watch")
+    api.send_watch_error(410, "Expired")
+    wait_until(lambda: len(list_requests(api)) == 2, 10, "a relist after ERROR 410")
+    assert "resourceVersion" not in list_requests(api)[1]["query"]    # consistent
+    wait_until(lambda: api.active_watches == 1, 10, "a new watch")
+    api.set_slice("kubernetes", ["10.0.0.2"])
+    d.wait_set(["10.0.0.2:6443"])
+    assert d.errors() == []            # a first 410 is routine: relisted, not reported
+    d.stop()
+
+
+def test_discovery_relists_on_gone_http_status(api, kubeconfig, discovery):
+    api.set_slice("kubernetes", ["10.0.0.1"])
+    d = discovery("--kubeconfig", kubeconfig, "discover")
+    d.wait_set(["10.0.0.1:6443"])
+    wait_until(lambda: api.active_watches == 1, 10, "the watch")
+    api.fail_next_watches(1, 410)
+    api.close_watches()
+    wait_until(lambda: len(list_requests(api)) == 2, 10, "a relist after HTTP 410")
+    api.set_slice("kubernetes", ["10.0.0.3"])
+    d.wait_set(["10.0.0.3:6443"])
+    d.stop()
+
+
+def test_discovery_catches_up_after_compaction(api, kubeconfig, discovery):
+    """Changes missed while the watch was down and compacted away come back through a relist."""
+    api.set_slice("kubernetes", ["10.0.0.1"])
+    d = discovery("--kubeconfig", kubeconfig, "discover", "--backoff-initial", "50ms",
+                  "--backoff-max", "200ms")
+    d.wait_set(["10.0.0.1:6443"])
+    api.stop()
+    api.set_slice("kubernetes", ["10.0.0.7"])
+    api.compact()
+    api.start()
+    s = d.wait_set(["10.0.0.7:6443"])
+    assert int(s["resourceVersion"]) >= int(api.resource_version) - 1
+    # the watch from the old version got ERROR 410, then the relist
+    assert len(list_requests(api)) == 2
+    d.stop()
+
+
+def test_bookmark_moves_the_resume_version(api, kubeconfig, discovery):
+    api.set_slice("kubernetes", ["10.0.0.1"])
+    d = discovery("--kubeconfig", kubeconfig, "discover")
+    d.wait_set(["10.0.0.1:6443"])
+    wait_until(lambda: api.active_watches == 1, 10, "the watch")
+    assert api.watch_requests()[0]["query"]["allowWatchBookmarks"] == "true"
+    api.set_slice("unrelated", ["10.9.9.9"], service="unrelated")   # moves the version only
+    bookmark_rv = api.send_bookmark()
+    api.close_watches()        # the watch sends the queued bookmark, then ends
+    w = wait_until(lambda: api.watch_requests()[1:] and api.watch_requests()[1], 10,
+                   "a second watch")
+    assert w["query"]["resourceVersion"] == bookmark_rv
+    assert len(list_requests(api)) == 1            # no relist
+    assert len(d.sets()) == 1                      # and nothing new to deliver
+    d.stop()
+
+
+def test_api_down_keeps_last_set_and_retries_with_backoff(api, kubeconfig, discovery):
+    api.set_slice("kubernetes", ["10.0.0.1", "10.0.0.2"])
+    d = discovery("--kubeconfig", kubeconfig, "--connect-timeout", "1s", "discover",
+                  "--backoff-initial", "100ms", "--backoff-max", "400ms")
+    d.wait_set(["10.0.0.1:6443", "10.0.0.2:6443"])
+    api.stop()
+    wait_until(lambda: len(d.errors()) >= 4, 15, "retries while the API is down")
+    errs = d.errors()
+    assert {e["errno"] for e in errs} <= {"ECONNREFUSED", "ECONNRESET"}
+    assert all(e["retry_in_ms"] <= 400 for e in errs)          # capped
+    assert "127.0.0.1" in errs[0]["message"]
+    assert len(d.sets()) == 1                                  # the last set stands
+    api.set_slice("kubernetes", ["10.0.0.2", "10.0.0.3"])
+    api.start()
+    d.wait_set(["10.0.0.2:6443", "10.0.0.3:6443"])
+    d.stop()
+
+
+def test_api_errors_are_retried(api, kubeconfig, discovery):
+    api.set_slice("kubernetes", ["10.0.0.1"])
+    api.fail_next_requests(2, 503, "ServiceUnavailable")
+    d = discovery("--kubeconfig", kubeconfig, "discover", "--backoff-initial", "50ms",
+                  "--backoff-max", "100ms")
+    d.wait_set(["10.0.0.1:6443"])
+    errs = d.errors()
+    assert len(errs) == 2 and errs[0]["errno"] == "EBUSY"
+    assert "503 ServiceUnavailable" in errs[0]["message"]
+    d.stop()
+
+
+def test_stop_is_prompt_during_a_long_watch(api, kubeconfig, discovery):
+    api.set_slice("kubernetes", ["10.0.0.1"])
+    d = discovery("--kubeconfig", kubeconfig, "discover", "--watch-timeout", "600")
+    d.wait_set(["10.0.0.1:6443"])
+    wait_until(lambda: api.active_watches == 1, 10, "the watch")
+    d.stop(timeout=5)          # far less than the watch's 600 s
+
+
+def test_stop_is_prompt_during_backoff(api, kubeconfig, discovery):
+    api.stop()
+    d = discovery("--kubeconfig", kubeconfig, "discover", "--backoff-initial", "60s",
+                  "--backoff-max", "60s")
+    wait_until(lambda: d.errors(), 10, "the first failure")
+    d.stop(timeout=5)          # asleep for ~30-60 s otherwise
+    api.start()
+
+
+# -- kubeconfig, authentication, TLS ---------------------------------------------------------
+
+@pytest.mark.parametrize("auth,inline,relative", [
+    ("token", False, False),
+    ("tokenFile", False, True),
+    ("cert", False, False),
+    ("cert", True, False),
+    ("cert", False, True),
+])
+def test_kubeconfig_variants_authenticate(api, tmp_path, auth, inline, relative):
+    api.set_slice("kubernetes", ["10.0.0.1"])
+    kc = api.write_kubeconfig(tmp_path / "sub" / "kubeconfig", auth=auth, inline=inline,
+                              relative=relative)
+    p = probe("--kubeconfig", kc, "endpoints")
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout)["endpoints"][0]["addr"] == "10.0.0.1:6443"
+    user = api.requests[-1]["user"]
+    assert user == ("cert:kha-admin" if auth == "cert" else "token:" + DEFAULT_TOKEN[:5])
+
+
+def test_kubeconfig_from_env_first_file_only(api, tmp_path):
+    api.set_slice("kubernetes", ["10.0.0.1"])
+    good = api.write_kubeconfig(tmp_path / "good", auth="token")
+    env = clean_env(KUBECONFIG=f"{good}:{tmp_path}/does-not-exist")
+    p = probe("endpoints", env=env)
+    assert p.returncode == 0, p.stderr
+    env = clean_env(KUBECONFIG=f"{tmp_path}/does-not-exist:{good}")
+    p = probe("endpoints", env=env)
+    assert p.returncode == EXIT_CONFIG
+    assert "does-not-exist ($KUBECONFIG)" in p.stderr
+
+
+def test_in_cluster_service_account(api, pki, tmp_path):
+    api.set_slice("kubernetes", ["10.0.0.1"])
+    sa = tmp_path / "serviceaccount"
+    sa.mkdir()
+    (sa / "token").write_text(DEFAULT_TOKEN + "\n")
+    (sa / "ca.crt").write_bytes(open(pki.ca_cert, "rb").read())
+    (sa / "namespace").write_text("kube-system")
+    env = clean_env(KUBERNETES_SERVICE_HOST="127.0.0.1", KUBERNETES_SERVICE_PORT=str(api.port))
+    p = probe("--serviceaccount-dir", sa, "config", env=env)
+    cfg = json.loads(p.stdout)
+    assert cfg["source"] == "in-cluster" and cfg["namespace"] == "kube-system"
+    assert cfg["auth"] == "token-file"
+    p = probe("--serviceaccount-dir", sa, "endpoints", env=env)
+    assert p.returncode == 0, p.stderr
+    # not in a pod, no kubeconfig: a clear error
+    p = probe("--serviceaccount-dir", sa, "endpoints", env=clean_env())
+    assert p.returncode == EXIT_CONFIG
+    assert "KUBERNETES_SERVICE_HOST" in p.stderr and "--kubeconfig" in p.stderr
+
+
+def test_wrong_token_is_unauthorized(api, tmp_path):
+    kc = api.write_kubeconfig(tmp_path / "kc", auth="token", token="not-the-token")
+    p = probe("--kubeconfig", kc, "endpoints")
+    assert p.returncode == EXIT_CONFIG
+    assert "401 Unauthorized" in p.stderr
+    assert f"kube {api.url}: GET /apis/discovery.k8s.io/v1/namespaces/default/endpointslices" \
+        in p.stderr
+
+
+def test_wrong_ca_is_a_clear_tls_error(api, tmp_path):
+    other = TestPKI(tmp_path / "other-pki", name="some-other-ca")
+    kc = api.write_kubeconfig(tmp_path / "kc", auth="token", ca_cert=other.ca_cert)
+    p = probe("--kubeconfig", kc, "endpoints")
+    assert p.returncode == EXIT_CONFIG, p.stderr
+    assert "TLS handshake failed" in p.stderr
+    assert "certificate" in p.stderr and "certificate-authority" in p.stderr
+    assert not any(r["path"].endswith("endpointslices") for r in api.requests)
+    # with inline data the same: only that CA is trusted, not the system's
+    kc = api.write_kubeconfig(tmp_path / "kc2", auth="token", ca_cert=other.ca_cert,
+                              inline=True)
+    p = probe("--kubeconfig", kc, "endpoints")
+    assert p.returncode == EXIT_CONFIG and "TLS handshake failed" in p.stderr
+
+
+def test_insecure_skip_tls_verify(api, tmp_path):
+    api.set_slice("kubernetes", ["10.0.0.1"])
+    kc = api.write_kubeconfig(tmp_path / "kc", auth="token", insecure=True,
+                              server=f"https://wrong.kha.test:{api.port}")
+    p = probe("--kubeconfig", kc, "--server", api.url, "endpoints")
+    assert p.returncode == 0, p.stderr
+
+
+def test_tls_server_name_is_verified(api, tmp_path):
+    api.set_slice("kubernetes", ["10.0.0.1"])
+    kc = api.write_kubeconfig(tmp_path / "kc", auth="token", tls_server_name="kubernetes")
+    p = probe("--kubeconfig", kc, "endpoints")
+    assert p.returncode == 0, p.stderr
+    kc = api.write_kubeconfig(tmp_path / "kc2", auth="token", tls_server_name="wrong.kha.test")
+    p = probe("--kubeconfig", kc, "endpoints")
+    assert p.returncode == EXIT_CONFIG
+    assert "TLS handshake failed" in p.stderr and "wrong.kha.test" in p.stderr
+
+
+def test_server_override_keeps_credentials_and_verifies_original_name(api, tmp_path):
+    """As the proxy does: connect through another address, verify the kubeconfig's name."""
+    api.set_slice("kubernetes", ["10.0.0.1"])
+    # (never resolved: the connection goes to --server; no DNS query leaves the machine)
+    kc = api.write_kubeconfig(tmp_path / "kc", auth="cert",
+                              server=f"https://kubernetes.default.svc:{free_port()}")
+    p = probe("--kubeconfig", kc, "--server", api.url, "endpoints")
+    assert p.returncode == 0, p.stderr
+    assert api.requests[-1]["user"] == "cert:kha-admin"
+    # the certificate does not name wrong.kha.test: refused even though 127.0.0.1 is named
+    kc = api.write_kubeconfig(tmp_path / "kc2", auth="token",
+                              server=f"https://wrong.kha.test:{api.port}")
+    p = probe("--kubeconfig", kc, "--server", api.url, "endpoints")
+    assert p.returncode == EXIT_CONFIG and "TLS handshake failed" in p.stderr
+    # ... unless told which name to verify
+    p = probe("--kubeconfig", kc, "--server", api.url, "--tls-server-name", "kubernetes",
+              "endpoints")
+    assert p.returncode == 0, p.stderr
+
+
+def test_kubeconfig_errors_name_the_field(api, tmp_path):
+    kc = api.write_kubeconfig(tmp_path / "kc", auth="cert")
+    text = open(kc).read().replace("client-key:", "client-kee:")
+    open(kc, "w").write(text)
+    p = probe("--kubeconfig", kc, "endpoints")
+    assert p.returncode == EXIT_USAGE
+    assert f"kubeconfig {kc}: users[\"kha-test-user\"].user: client-certificate without " \
+        "client-key" in p.stderr
+    p = probe("--kubeconfig", kc, "--context", "nope", "endpoints")
+    assert 'contexts: "nope" not found' in p.stderr
+
+
+def test_unreachable_server_fails_fast(tmp_path, pki):
+    port = free_port()
+    api = KubeAPI(pki, port=port)        # never started
+    kc = api.write_kubeconfig(tmp_path / "kc", auth="token")
+    p = probe("--kubeconfig", kc, "--timeout", "2s", "endpoints", timeout=15)
+    assert p.returncode == EXIT_UNAVAILABLE
+    assert f"kube {api.url}: GET" in p.stderr and "Failed to connect" in p.stderr
+
+
+# -- Leases ----------------------------------------------------------------------------------
+
+def lease(p):
+    assert p.returncode == 0, p.stderr
+    return json.loads(p.stdout)
+
+
+def test_lease_create_get_update_conflict(api, kubeconfig):
+    kc = ("--kubeconfig", kubeconfig)
+    p = probe(*kc, "lease-get", "kube-system", "kha-test")
+    assert p.returncode == EXIT_CONFIG
+    assert '404 NotFound: leases.coordination.k8s.io "kha-test" not found' in p.stderr
+
+    created = lease(probe(*kc, "lease-create", "kube-system", "kha-test", "master-1", "15"))
+    assert created["holderIdentity"] == "master-1" and created["leaseDurationSeconds"] == 15
+    assert created["resourceVersion"]
+    stored = api.get_lease("kube-system", "kha-test")
+    for k in ("acquireTime", "renewTime"):        # MicroTime: exactly 6 digits, UTC
+        assert MICROTIME_RE.match(stored["spec"][k]) and stored["spec"][k].endswith("Z")
+
+    p = probe(*kc, "lease-create", "kube-system", "kha-test", "master-2", "15")
+    assert p.returncode == EXIT_IOERR                 # -EEXIST
+    assert "409 AlreadyExists" in p.stderr
+
+    got = lease(probe(*kc, "lease-get", "kube-system", "kha-test"))
+    assert got == created
+
+    updated = lease(probe(*kc, "lease-update", "kube-system", "kha-test", "master-1", "20",
+                          got["resourceVersion"], "1"))
+    assert updated["resourceVersion"] != got["resourceVersion"]
+    assert updated["leaseDurationSeconds"] == 20 and updated["leaseTransitions"] == 1
+    assert api.get_lease("kube-system", "kha-test")["spec"]["leaseTransitions"] == 1
+
+    # a stale version: someone else wrote in between
+    p = probe(*kc, "lease-update", "kube-system", "kha-test", "master-2", "15",
+              got["resourceVersion"])
+    assert p.returncode == EXIT_UNAVAILABLE          # -EAGAIN
+    assert "409 Conflict" in p.stderr and "the object has been modified" in p.stderr
+    assert api.get_lease("kube-system", "kha-test")["spec"]["holderIdentity"] == "master-1"
+
+
+def test_lease_written_by_another_client_decodes(api, kubeconfig):
+    api.put_lease("kube-system", "kube-scheduler", {
+        "holderIdentity": "master-3_1f6e2a0c-5b1d-4c7e-8a31-0e9f4d2b7c55",
+        "leaseDurationSeconds": 15, "acquireTime": "2024-05-01T10:00:00.000000Z",
+        "renewTime": "2024-05-01T10:05:02.123456Z", "leaseTransitions": 7})
+    got = lease(probe("--kubeconfig", kubeconfig, "lease-get", "kube-system", "kube-scheduler"))
+    assert got["holderIdentity"].startswith("master-3_")
+    assert got["renewTime"] == "2024-05-01T10:05:02.123456Z"
+    assert got["leaseTransitions"] == 7
+
+
+def test_lease_names_are_checked_before_sending(api, kubeconfig):
+    p = probe("--kubeconfig", kubeconfig, "lease-get", "kube-system", "Bad/Name")
+    assert p.returncode == EXIT_USAGE and "bad name" in p.stderr
+    assert api.requests == []
+
+
+def test_generic_requests_patch_and_delete(api, kubeconfig):
+    kc = ("--kubeconfig", kubeconfig)
+    lease(probe(*kc, "lease-create", "default", "patched", "a", "10"))
+    path = "/apis/coordination.k8s.io/v1/namespaces/default/leases/patched"
+    p = probe(*kc, "request", "PATCH", path, '{"spec": {"holderIdentity": "b"}}')
+    assert p.returncode == 0, p.stderr
+    out = json.loads(p.stdout)
+    assert out["status"] == 200 and out["body"]["spec"]["holderIdentity"] == "b"
+    assert out["body"]["spec"]["leaseDurationSeconds"] == 10       # merged, not replaced
+    p = probe(*kc, "request", "DELETE", path)
+    assert p.returncode == 0 and json.loads(p.stdout)["body"]["status"] == "Success"
+    assert api.get_lease("default", "patched") is None
+    p = probe(*kc, "request", "DELETE", path)
+    assert p.returncode == EXIT_CONFIG and "404 NotFound" in p.stderr
+    p = probe(*kc, "request", "GET", "/api/v1/nothing-here")
+    assert p.returncode == EXIT_CONFIG
+    assert "404 NotFound: the server could not find the requested resource" in p.stderr
