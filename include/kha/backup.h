@@ -401,4 +401,103 @@ int kha_member_promote_wait(const struct kha_etcd_config *cfg, uint64_t id, uint
 			    const volatile sig_atomic_t *cancel, kha_member_progress_fn fn,
 			    void *userdata, struct kha_diag *d) KHA_WUR;
 
+/* ==== scheduled backups ==================================================================== */
+
+/*
+ * File names: "etcd-20261127T054000Z-rev12345.db" (UTC time of the snapshot, its revision),
+ * ".zst" appended when compressed. Only files of this form are ever pruned.
+ */
+#define KHA_BACKUP_NAME_MAX 64
+int kha_backup_name(char *buf, size_t size, int64_t unix_s, int64_t revision, bool compressed);
+/* Parses a backup file name; -EINVAL when it is not one. */
+int kha_backup_parse_name(const char *name, int64_t *ret_unix_s, int64_t *ret_revision,
+			  bool *ret_compressed) KHA_WUR;
+
+struct kha_backup_entry {
+	int64_t unix_s;
+	int64_t revision;
+};
+
+/*
+ * Retention: keep the keep_last newest backups, plus the newest backup of each of the
+ * keep_daily most recent UTC days that have a backup (days without one do not count, so a
+ * pause in backups never eats the history). The newest backup is always kept (keep_last 0
+ * counts as 1). Pure: fills keep[i] for e[i], entries in any order. Returns the number kept.
+ */
+struct kha_retention {
+	size_t keep_last;
+	size_t keep_daily;
+};
+size_t kha_backup_retention(const struct kha_backup_entry *e, size_t n,
+			    const struct kha_retention *policy, bool *keep);
+
+struct kha_backup_file {
+	char name[KHA_BACKUP_NAME_MAX];
+	int64_t unix_s;
+	int64_t revision;
+	bool compressed;
+	uint64_t size;
+};
+
+struct kha_backup_list {
+	struct kha_backup_file *files; /* owned, newest first */
+	size_t n;
+};
+void kha_backup_list_release(struct kha_backup_list *l);
+
+/* The backups in dir (files named as above), newest first. */
+int kha_backup_list_dir(const char *dir, struct kha_backup_list *ret, struct kha_diag *d) KHA_WUR;
+
+/*
+ * Deletes the backups of dir the policy does not keep (and fsyncs dir). *ret_deleted (may be
+ * NULL) receives the count. Returns 0 or a negative errno (the first unlink that failed).
+ */
+int kha_backup_prune(const char *dir, const struct kha_retention *policy, size_t *ret_deleted,
+		     struct kha_diag *d) KHA_WUR;
+
+/*
+ * Removes temporary files a killed save left in dir (".etcd-*.tmp.*"). Returns how many were
+ * removed.
+ */
+size_t kha_backup_clean_temps(const char *dir);
+
+/* Delay before retry number failures (1 = the first): base doubled each time, capped. */
+uint64_t kha_backup_retry_delay(uint64_t base_us, uint64_t cap_us, unsigned failures);
+
+/*
+ * The backup daemon's health rule: healthy while the last success is at most two intervals
+ * old; before the first success, while the daemon has run for less than two intervals.
+ * last_success_us 0 = none; times on one clock.
+ */
+bool kha_backup_healthy(uint64_t last_success_us, uint64_t started_us, uint64_t now_us,
+			uint64_t interval_us);
+
+struct kha_backup_opts {
+	const struct kha_etcd_config *cfg; /* endpoints tried in order until one gives a snapshot */
+	const char *dir;
+	bool compress;
+	int compress_level;
+	enum kha_snapshot_transport transport;
+	uint64_t timeout_us;
+	uint64_t stall_us;
+	struct kha_retention retention;
+	const volatile sig_atomic_t *cancel;
+};
+
+struct kha_backup_result {
+	struct kha_snapshot_save_result save;
+	size_t pruned;
+	size_t kept;
+	char prune_error[256]; /* "" when pruning worked */
+};
+
+/*
+ * One backup: a verified snapshot from the first endpoint that delivers one (an endpoint
+ * that cannot be reached is skipped; a corrupt snapshot is an error) into dir, named after
+ * its time and revision, then pruning. A pruning failure is reported in ret->prune_error but
+ * does not fail the backup. Returns 0 or the snapshot's error.
+ */
+int kha_backup_once(const struct kha_backup_opts *o, struct kha_backup_result *ret,
+		    struct kha_diag *d) KHA_WUR;
+
 #endif
