@@ -35,7 +35,7 @@ struct engine {
 	uint64_t ka_next_us;	/* etcd: next keep-alive */
 	bool lost;		/* gen is over: stop COMMAND, start a new session */
 	char leader[256];	/* the current leader's id as last seen ("" unknown) */
-	char waiting_for[256];	/* why we do not lead ("" when leading) */
+	char waiting_for[512];	/* why we do not lead ("" when leading) */
 	int fatal;		/* a worker's error before the first session: kha_elect_run fails */
 	struct kha_diag fatal_diag;
 	bool up;   /* the first session was established */

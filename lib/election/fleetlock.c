@@ -201,7 +201,7 @@ void kha_fleetlock_pre_reboot(struct kha_etcd *c, const struct kha_fleetlock_opt
 	}
 	if (o->gates) {
 		const char *gate = NULL;
-		char reason[256];
+		char reason[400];
 
 		r = kha_lock_gates_check_named(o->gates, &gate, reason, sizeof(reason));
 		if (r != 0) {

@@ -177,7 +177,7 @@ static int campaign(struct engine *e, struct kha_etcd *c, uint64_t gen, int64_t 
 	char key[1024], prefix[1024];
 	struct kha_diag d = {};
 	bool gates_open = o->gate == NULL, acquired_logged = false;
-	char gate_reason[256] = "";
+	char gate_reason[400] = "";
 	int64_t my_rev;
 	int r;
 
@@ -231,7 +231,7 @@ static int campaign(struct engine *e, struct kha_etcd *c, uint64_t gen, int64_t 
 		struct kha_etcd_range_req rq = {.r = {.key = prefix, .prefix = true}};
 		struct kha_etcd_range_result rr = {};
 		struct kha_sem_position pos;
-		char leader[256] = "", why[256];
+		char leader[256] = "", why[512];
 		int64_t rev;
 
 		pthread_mutex_lock(&e->mu);
@@ -272,7 +272,7 @@ static int campaign(struct engine *e, struct kha_etcd *c, uint64_t gen, int64_t 
 			return 0;
 		}
 		if (pos.rank < o->slots && !gates_open) {
-			char reason[256] = "";
+			char reason[400] = "";
 			int g = o->gate(o->gate_userdata, reason, sizeof(reason));
 
 			if (g == 0) {

@@ -218,7 +218,7 @@ struct snapshot {
 	uint64_t last_renew_us;
 	int fatal;
 	char leader[256];
-	char waiting_for[256];
+	char waiting_for[512];
 };
 
 static void take_snapshot(struct engine *e, struct snapshot *s)
@@ -302,7 +302,7 @@ int kha_elect_run(const struct kha_elect_opts *o, int *ret_status, struct kha_di
 	kha_autoclose int sfd = -1;
 	uint64_t restart_at = 0, backoff, fence_gen = 0, seen_gen = 0;
 	bool exiting = false, finished = false, was_leading = false;
-	char last_wait[256] = "";
+	char last_wait[512] = "";
 	int status = 0, r;
 
 	if (!o->name || !o->name[0])
