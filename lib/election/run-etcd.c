@@ -351,7 +351,8 @@ static void *campaign_thread(void *arg)
 {
 	struct engine *e = arg;
 	struct kha_etcd *c = e->clients[0];
-	uint64_t backoff = BACKOFF_MIN_US;
+	uint64_t backoff = BACKOFF_MIN_US, started_us = kha_now_us();
+	uint64_t startup_budget = KHA_MAX(2 * cmd_timeout(e), 10 * KHA_USEC_PER_SEC);
 	struct kha_diag d = {};
 	bool first = true;
 
@@ -372,7 +373,10 @@ static void *campaign_thread(void *arg)
 		r = kha_etcd_lease_grant(c, ttl_seconds(e), 0, &lease, &ttl, &d);
 		if (r < 0) {
 			pthread_mutex_lock(&e->mu);
-			if (first) {
+			/* at start, a refusal or a TLS problem is final, but an etcd that is slow
+			 * or electing a leader (timeouts, Unavailable) gets a few more tries */
+			if (first && ((r != -ETIMEDOUT && r != -EAGAIN) ||
+				      kha_now_us() - started_us >= startup_budget)) {
 				e->fatal = r;
 				e->fatal_diag = d;
 				engine_changed_locked(e);
