@@ -96,6 +96,7 @@ static void *kube_thread(void *arg)
 			gen = ++e->gen;
 			e->lost = false;
 			e->leading = false;
+			e->last_renew_us = 0;
 			leading = false;
 			campaign_start = start;
 			engine_changed_locked(e);
