@@ -582,42 +582,42 @@ static void test_backup_gate_needs_a_recent_verified_file(void **state)
 	assert_int_equal(kha_lock_gates_check(&g, reason, sizeof(reason)), 0);
 
 	assert_int_equal(kha_file_remove_tree(dir, NULL), 0);
+}
 
-	int main(void)
-	{
-		const struct CMUnitTest tests[] = {
-			cmocka_unit_test_setup_teardown(test_fence_rejects_deadline_not_below_ttl,
-							setup_clock, teardown_clock),
-			cmocka_unit_test_setup_teardown(test_fence_counts_from_the_renewal_start,
-							setup_clock, teardown_clock),
-			cmocka_unit_test_setup_teardown(test_fence_kill_before_expiry, setup_clock,
-							teardown_clock),
-			cmocka_unit_test_setup_teardown(test_fence_call_timeout_within_budget,
-							setup_clock, teardown_clock),
-			cmocka_unit_test(test_elect_key_is_etcdctl_format),
-			cmocka_unit_test(test_sem_position_orders_by_create_revision),
-			cmocka_unit_test(test_lock_value_round_trip),
-			cmocka_unit_test(test_restart_policy_parse),
-			cmocka_unit_test(test_window_weekdays),
-			cmocka_unit_test(test_window_midnight_and_week_wrap),
-			cmocka_unit_test(test_window_errors_name_the_place),
-			cmocka_unit_test(test_fleetlock_parse_accepts_zincati_bodies),
-			cmocka_unit_test(test_fleetlock_parse_rejects_with_reason),
-			cmocka_unit_test(test_fleetlock_handle_checks_before_etcd),
-			cmocka_unit_test(test_fleetlock_groups_map_to_locks),
-			cmocka_unit_test_setup_teardown(test_lease_create_when_absent, setup_clock,
-							teardown_clock),
-			cmocka_unit_test_setup_teardown(
-				test_lease_takeover_waits_for_observed_expiry, setup_clock,
-				teardown_clock),
-			cmocka_unit_test_setup_teardown(test_lease_uses_the_record_duration,
-							setup_clock, teardown_clock),
-			cmocka_unit_test_setup_teardown(test_lease_released_is_free_at_once,
-							setup_clock, teardown_clock),
-			cmocka_unit_test_setup_teardown(test_lease_holder_renews_and_releases,
-							setup_clock, teardown_clock),
-			cmocka_unit_test(test_backup_gate_needs_a_recent_verified_file),
-		};
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_fence_rejects_deadline_not_below_ttl,
+						setup_clock, teardown_clock),
+		cmocka_unit_test_setup_teardown(test_fence_counts_from_the_renewal_start,
+						setup_clock, teardown_clock),
+		cmocka_unit_test_setup_teardown(test_fence_kill_before_expiry, setup_clock,
+						teardown_clock),
+		cmocka_unit_test_setup_teardown(test_fence_call_timeout_within_budget, setup_clock,
+						teardown_clock),
+		cmocka_unit_test(test_elect_key_is_etcdctl_format),
+		cmocka_unit_test(test_sem_position_orders_by_create_revision),
+		cmocka_unit_test(test_lock_value_round_trip),
+		cmocka_unit_test(test_restart_policy_parse),
+		cmocka_unit_test(test_window_weekdays),
+		cmocka_unit_test(test_window_midnight_and_week_wrap),
+		cmocka_unit_test(test_window_errors_name_the_place),
+		cmocka_unit_test(test_fleetlock_parse_accepts_zincati_bodies),
+		cmocka_unit_test(test_fleetlock_parse_rejects_with_reason),
+		cmocka_unit_test(test_fleetlock_handle_checks_before_etcd),
+		cmocka_unit_test(test_fleetlock_groups_map_to_locks),
+		cmocka_unit_test_setup_teardown(test_lease_create_when_absent, setup_clock,
+						teardown_clock),
+		cmocka_unit_test_setup_teardown(test_lease_takeover_waits_for_observed_expiry,
+						setup_clock, teardown_clock),
+		cmocka_unit_test_setup_teardown(test_lease_uses_the_record_duration, setup_clock,
+						teardown_clock),
+		cmocka_unit_test_setup_teardown(test_lease_released_is_free_at_once, setup_clock,
+						teardown_clock),
+		cmocka_unit_test_setup_teardown(test_lease_holder_renews_and_releases, setup_clock,
+						teardown_clock),
+		cmocka_unit_test(test_backup_gate_needs_a_recent_verified_file),
+	};
 
-		return cmocka_run_group_tests(tests, NULL, NULL);
-	}
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
