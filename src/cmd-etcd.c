@@ -19,6 +19,8 @@ static const struct subcommand subcommands[] = {
 	 "every member's health and a cluster verdict (exit 0/1/2)"},
 	{"backup", cmd_etcd_backup_main,
 	 "daemon: verified snapshots on a schedule, retention, /metrics and /healthz"},
+	{"check", cmd_etcd_check_main,
+	 "consistency: the members' KV hashes at one revision (exit 0/1/2)"},
 	{"member", cmd_etcd_member_main,
 	 "list, add, remove, promote, replace members, guarded against quorum loss"},
 	{"snapshot", cmd_etcd_snapshot_main,

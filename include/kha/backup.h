@@ -500,4 +500,73 @@ struct kha_backup_result {
 int kha_backup_once(const struct kha_backup_opts *o, struct kha_backup_result *ret,
 		    struct kha_diag *d) KHA_WUR;
 
+/* ==== consistency: the members' KV hashes at one revision ================================= */
+
+enum kha_consistency_state {
+	KHA_CONSISTENCY_MEMBER_OK,	     /* in the agreeing majority */
+	KHA_CONSISTENCY_MEMBER_DIVERGED,     /* its hash differs from the majority's */
+	KHA_CONSISTENCY_MEMBER_UNREACHABLE,  /* no status */
+	KHA_CONSISTENCY_MEMBER_ERROR,	     /* HashKV failed (compacted meanwhile, timeout...) */
+	KHA_CONSISTENCY_MEMBER_NOT_COMPARED, /* answered, but for another compact revision */
+};
+const char *kha_consistency_state_name(enum kha_consistency_state s);
+
+struct kha_consistency_member {
+	uint64_t id;
+	char name[64];
+	char endpoint[256];
+	bool is_learner;
+	bool reachable;	  /* its status answered */
+	int64_t revision; /* its current revision (status header) */
+	int hash_r;	  /* 0 = HashKV answered, else the errno */
+	char error[256];
+	uint32_t hash;
+	int64_t compact_revision;
+	int64_t hash_revision;		  /* 0 when the member does not say (etcd < 3.5.?) */
+	enum kha_consistency_state state; /* set by kha_consistency_compare */
+};
+
+enum kha_consistency_verdict {
+	KHA_CONSISTENT,		    /* every member answered the same hash (exit 0) */
+	KHA_CONSISTENCY_INCOMPLETE, /* those that answered agree; some could not be checked (1) */
+	KHA_CONSISTENCY_RETRY,	    /* compaction moved between the probes: not comparable (1) */
+	KHA_CONSISTENCY_DIVERGED,   /* a member's data differs (exit 2) */
+	KHA_CONSISTENCY_UNKNOWN,    /* no member could be checked */
+};
+const char *kha_consistency_verdict_name(enum kha_consistency_verdict v);
+
+struct kha_consistency_report {
+	int64_t revision;			/* the common revision compared */
+	int64_t compact_revision;		/* of the compared members */
+	struct kha_consistency_member *members; /* owned */
+	size_t n_members;
+	enum kha_consistency_verdict verdict;
+	size_t compared;   /* members whose hash was compared */
+	size_t agreeing;   /* in the majority */
+	uint32_t hash;	   /* the majority's hash (valid when agreeing > 0) */
+	unsigned attempts; /* probes made (compaction can force a retry) */
+	char summary[384];
+};
+void kha_consistency_report_release(struct kha_consistency_report *r);
+
+/*
+ * The comparison (pure): members that answered HashKV for the same compact revision (and,
+ * when they say, for revision itself) are grouped by hash; the largest group, when strictly
+ * larger than every other, is the majority and the rest diverge; a tie diverges everyone.
+ * Different compact revisions among the answers give KHA_CONSISTENCY_RETRY. Sets each
+ * member's state, and the report's verdict, counts, hash and summary; r->members and
+ * r->revision must be set.
+ */
+void kha_consistency_compare(struct kha_consistency_report *r);
+
+/*
+ * The whole check: every member's status in parallel, the lowest current revision among the
+ * members that answered as the common revision, then HashKV at that revision on every member
+ * in parallel (over gRPC), then the comparison. A compaction racing the probes is retried (3
+ * attempts). member_timeout_us bounds each probe (0 = the command timeout). Returns 0 with
+ * the verdict in *ret, or the error when the member list could not be had at all.
+ */
+int kha_consistency_check(const struct kha_etcd_config *cfg, uint64_t member_timeout_us,
+			  struct kha_consistency_report *ret, struct kha_diag *d) KHA_WUR;
+
 #endif
