@@ -21,6 +21,8 @@ static const struct subcommand subcommands[] = {
 	 "daemon: verified snapshots on a schedule, retention, /metrics and /healthz"},
 	{"check", cmd_etcd_check_main,
 	 "consistency: the members' KV hashes at one revision (exit 0/1/2)"},
+	{"defrag", cmd_etcd_defrag_main,
+	 "rolling defragmentation: one member at a time, the leader last"},
 	{"member", cmd_etcd_member_main,
 	 "list, add, remove, promote, replace members, guarded against quorum loss"},
 	{"snapshot", cmd_etcd_snapshot_main,

@@ -569,4 +569,67 @@ void kha_consistency_compare(struct kha_consistency_report *r);
 int kha_consistency_check(const struct kha_etcd_config *cfg, uint64_t member_timeout_us,
 			  struct kha_consistency_report *ret, struct kha_diag *d) KHA_WUR;
 
+/* ==== rolling defragmentation =============================================================== */
+
+/*
+ * The order members are defragmented in: learners, then followers, the leader last (its
+ * defragmentation stalls the member that drives the writes; done last, a hiccup there is
+ * the only one). Pure: fills order[0..rep->n_members) with indexes into rep->members.
+ */
+void kha_defrag_order(const struct kha_etcd_cluster_report *rep, size_t *order);
+
+/*
+ * Whether the cluster is fit for the next member's defragmentation: every member answers,
+ * quorum holds and the members agree on a leader (alarms do not count: NOSPACE is what
+ * defragmentation cures). Pure; reason (may be NULL) says why not.
+ */
+bool kha_defrag_cluster_ready(const struct kha_etcd_cluster_report *rep, char *reason, size_t size);
+
+struct kha_defrag_member {
+	uint64_t id;
+	char name[64];
+	char endpoint[256];
+	bool is_leader;
+	bool is_learner;
+	bool done;
+	int r; /* 0, or why it failed */
+	char error[256];
+	int64_t size_before, size_after; /* db_size */
+	int64_t in_use_before, in_use_after;
+	uint64_t duration_us; /* the defragmentation itself */
+	uint64_t settle_us;   /* waiting for the cluster to be ready again */
+};
+
+struct kha_defrag_report {
+	struct kha_defrag_member *members; /* owned, in the order they were (to be) processed */
+	size_t n_members;
+	int64_t reclaimed;  /* sum of size_before - size_after of the members done */
+	bool nospace_alarm; /* a NOSPACE alarm was active before: disarm it now */
+};
+void kha_defrag_report_release(struct kha_defrag_report *r);
+
+typedef void (*kha_defrag_progress_fn)(void *userdata, const struct kha_defrag_member *m,
+				       const char *what);
+
+struct kha_defrag_opts {
+	const struct kha_etcd_config *cfg;
+	const char *member;	    /* only this member (name or hex id); NULL = all, rolling */
+	uint64_t defrag_timeout_us; /* one member's defragmentation (0 = 5 min) */
+	uint64_t settle_timeout_us; /* the cluster ready again after it (0 = 1 min) */
+	bool force;		    /* start even when the cluster is not ready */
+	const volatile sig_atomic_t *cancel;
+	kha_defrag_progress_fn progress;
+	void *userdata;
+};
+
+/*
+ * Defragments the members one at a time in kha_defrag_order, checking that the cluster is
+ * ready before each and waiting (up to settle_timeout_us) until it is again after each; stops
+ * at the first failure. Returns 0 when every member was done, -EAGAIN when the cluster was not
+ * ready at the start (diag says why; nothing done), -ETIMEDOUT when it did not settle, or the
+ * member's error; *ret holds what was done either way (release it).
+ */
+int kha_defrag_rolling(const struct kha_defrag_opts *o, struct kha_defrag_report *ret,
+		       struct kha_diag *d) KHA_WUR;
+
 #endif
