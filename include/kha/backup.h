@@ -632,4 +632,63 @@ struct kha_defrag_opts {
 int kha_defrag_rolling(const struct kha_defrag_opts *o, struct kha_defrag_report *ret,
 		       struct kha_diag *d) KHA_WUR;
 
+/* ==== restore through etcd's own tool ======================================================== */
+
+/* Kubernetes' recommended bump: far above any revision a client can have seen. */
+#define KHA_RESTORE_DEFAULT_BUMP 1000000000LL
+
+struct kha_restore_tool {
+	char path[1024];
+	bool etcdutl;  /* etcdutl (3.5+), else etcdctl (ETCDCTL_API=3) */
+	bool can_bump; /* --bump-revision and --mark-compacted exist (etcdutl 3.5.10+) */
+};
+
+/*
+ * Finds etcd's restore tool: path when given (etcdutl or etcdctl, told by its name), else
+ * etcdutl from $PATH, else etcdctl. Asks its `snapshot restore --help` whether it can bump
+ * the revision. Returns 0, or -ENOENT when neither is installed.
+ */
+int kha_restore_find_tool(const char *path, struct kha_restore_tool *ret,
+			  struct kha_diag *d) KHA_WUR;
+
+struct kha_restore_opts {
+	const char *snapshot; /* plain or zstd */
+	const char *data_dir; /* must not exist (or be empty) */
+	const char *wal_dir;  /* NULL = inside data_dir */
+	const char *name;
+	const char *initial_cluster;
+	const char *initial_advertise_peer_urls;
+	const char *initial_cluster_token; /* NULL = etcd's default, "etcd-cluster" */
+	int64_t bump_revision;		   /* 0 = no bump; applied only when the tool can */
+	bool allow_no_hash;		   /* a db file without the appended hash */
+	const char *tmp_dir;		   /* for a decompressed copy; NULL = next to data_dir */
+};
+
+/*
+ * The tool's command line (pure): argv[0] is tool->path, then "snapshot restore FILE" and the
+ * flags; --bump-revision/--mark-compacted only when asked and tool->can_bump,
+ * --skip-hash-check with allow_no_hash. *ret_argv is a NULL-terminated malloc'd array of
+ * malloc'd strings (free with kha_restore_argv_free).
+ */
+int kha_restore_argv(const struct kha_restore_opts *o, const struct kha_restore_tool *tool,
+		     const char *file, char ***ret_argv) KHA_WUR;
+void kha_restore_argv_free(char **argv);
+
+struct kha_restore_result {
+	struct kha_snapshot_info snapshot; /* what was verified before restoring */
+	struct kha_restore_tool tool;
+	bool bumped;		   /* the revision was bumped and marked compacted */
+	int64_t restored_revision; /* of the restored member's database */
+	char output[1024];	   /* the tool's output (tail) */
+};
+
+/*
+ * Verifies the snapshot (refusing a corrupt one: -EBADMSG), decompresses it when needed into
+ * a temporary file, checks the data dir is absent or empty (-EEXIST), runs the tool (10 min at
+ * most) and checks the database it wrote. Returns 0, -ENOENT (no tool), -EEXIST, -EBADMSG,
+ * -EIO (the tool failed: its output is in ret->output and the diag).
+ */
+int kha_restore(const struct kha_restore_opts *o, const struct kha_restore_tool *tool,
+		struct kha_restore_result *ret, struct kha_diag *d) KHA_WUR;
+
 #endif
