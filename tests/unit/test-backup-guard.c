@@ -394,6 +394,7 @@ static void test_from_report(void **state)
 
 	(void)state;
 	rep.health.leader = 1;
+	rep.health.leader_index = 0;
 	kha_guard_from_report(&rep, g, &c);
 	assert_int_equal(c.n_members, 2);
 	assert_int_equal(c.leader, 1);
@@ -403,6 +404,13 @@ static void test_from_report(void **state)
 	assert_string_equal(g[0].peer_urls[0], "http://a:2380");
 	assert_true(g[1].is_learner);
 	assert_false(g[1].reachable);
+	/* the members still name a leader that died: no leader until they elect another */
+	members[0].reachable = false;
+	kha_guard_from_report(&rep, g, &c);
+	assert_int_equal(c.leader, 0);
+	rep.health.leader_index = -1; /* a leader outside the member list (rare) is kept */
+	kha_guard_from_report(&rep, g, &c);
+	assert_int_equal(c.leader, 1);
 }
 
 /* ---- rolling defragmentation: order and readiness ----------------------------------------- */
