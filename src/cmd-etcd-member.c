@@ -20,7 +20,8 @@
 #define DEFAULT_START_TIMEOUT_US   (10 * 60 * KHA_USEC_PER_SEC)
 #define EXIT_REFUSED		   1
 #define UNHEALTHY_RETRY_US	   (15 * KHA_USEC_PER_SEC)
-#define AMBIGUOUS_US		   (10 * KHA_USEC_PER_SEC)
+#define AMBIGUOUS_US		   (3 * KHA_USEC_PER_SEC)
+#define CHANGE_ATTEMPTS		   3
 #define LEADER_WAIT_US		   (10 * KHA_USEC_PER_SEC)
 
 enum {
@@ -347,7 +348,24 @@ static bool live_leader(const struct kha_etcd_cluster_report *rep)
 {
 	long i = rep->health.leader_index;
 
-	return rep->health.leader && (i < 0 || rep->members[i].reachable);
+	return rep->health.leader && i >= 0 && rep->members[i].reachable;
+}
+
+/* Waits (up to LEADER_WAIT_US) until the members agree on a live, listed leader. */
+static void wait_live_leader(struct opts *o)
+{
+	uint64_t end = kha_now_us() + LEADER_WAIT_US;
+
+	while (kha_now_us() < end) {
+		struct kha_etcd_cluster_report rep = {};
+		bool ok = kha_etcd_cluster_report(&o->cfg, 0, 0, &rep, NULL) == 0 &&
+			  live_leader(&rep);
+
+		kha_etcd_cluster_report_release(&rep);
+		if (ok)
+			return;
+		usleep(300 * 1000);
+	}
 }
 
 /*
@@ -610,33 +628,44 @@ static long look_for(struct opts *o, uint64_t id, const char *peer_url, bool wan
 	}
 }
 
-static bool ambiguous(int r)
+/*
+ * Outcomes after which the change may or may not have been applied: no answer, or etcd's
+ * "request timed out" / "leader changed" (Unavailable): a proposal forwarded to a leader that
+ * just died or stepped down is dropped without a word.
+ */
+static bool ambiguous(int r, const struct kha_diag *d)
 {
-	return r == -ETIMEDOUT || r == -ECONNRESET || r == -ECANCELED;
+	return r == -ETIMEDOUT || r == -ECONNRESET || r == -ECANCELED ||
+	       (r == -EAGAIN && !strstr(d->msg, "unhealthy cluster"));
 }
 
 static int do_add(struct opts *o, const char *name, bool learner,
 		  struct kha_etcd_member *ret_member, struct kha_member_start *ret_start)
 {
-	kha_auto(kha_etcd_freep) struct kha_etcd *c = NULL;
 	struct kha_etcd_member_list list = {};
 	struct kha_diag d = {};
-	int r;
+	int r = 0;
 
-	uint64_t end = kha_now_us() + UNHEALTHY_RETRY_US;
+	for (int attempt = 1; attempt <= CHANGE_ATTEMPTS; attempt++) {
+		kha_auto(kha_etcd_freep) struct kha_etcd *c = NULL;
+		uint64_t end = kha_now_us() + UNHEALTHY_RETRY_US;
+		long i;
 
-	r = kha_etcd_new(&o->cfg, &c, &d);
-	while (r == 0) {
-		kha_diag_clear(&d);
-		r = kha_etcd_member_add(c, (const char *const *)o->peer_urls, o->n_peer_urls,
-					learner, ret_member, &list, &d);
-		if (!retry_unhealthy(o, r, &d, end))
+		r = kha_etcd_new(&o->cfg, &c, &d);
+		while (r == 0) {
+			kha_diag_clear(&d);
+			r = kha_etcd_member_add(c, (const char *const *)o->peer_urls,
+						o->n_peer_urls, learner, ret_member, &list, &d);
+			if (!retry_unhealthy(o, r, &d, end))
+				break;
+			r = 0;
+		}
+		if (r == 0)
 			break;
-		r = 0;
-	}
-	if (r < 0 && ambiguous(r)) {
-		long i = look_for(o, 0, o->peer_urls[0], true, &list);
-
+		/* lost, or already applied by an earlier attempt ("Peer URLs already exists") */
+		if (!ambiguous(r, &d) && !(attempt > 1 && strstr(d.msg, "already exists")))
+			break;
+		i = look_for(o, 0, o->peer_urls[0], true, &list);
 		if (i >= 0) {
 			fprintf(stderr,
 				"kha etcd member %s: the answer was lost (%s), but the member list "
@@ -649,6 +678,11 @@ static int do_add(struct opts *o, const char *name, bool learner,
 			return r < 0 ? KHA_EXIT_DATAERR : 0;
 		}
 		kha_etcd_member_list_release(&list);
+		if (attempt < CHANGE_ATTEMPTS) {
+			fprintf(stderr, "kha etcd member %s: not applied (%s): retrying\n", o->sub,
+				d.msg);
+			wait_live_leader(o);
+		}
 	}
 	if (r < 0)
 		return fail(o, r, &d);
@@ -706,24 +740,31 @@ static int cmd_add(struct opts *o)
 
 static int remove_member(struct opts *o, uint64_t id)
 {
-	kha_auto(kha_etcd_freep) struct kha_etcd *c = NULL;
 	struct kha_diag d = {};
-	int r;
+	int r = 0;
 
-	uint64_t end = kha_now_us() + UNHEALTHY_RETRY_US;
-
-	r = kha_etcd_new(&o->cfg, &c, &d);
-	while (r == 0) {
-		kha_diag_clear(&d);
-		r = kha_etcd_member_remove(c, id, NULL, &d);
-		if (!retry_unhealthy(o, r, &d, end))
-			break;
-		r = 0;
-	}
-	if (r < 0 && ambiguous(r)) {
+	for (int attempt = 1; attempt <= CHANGE_ATTEMPTS; attempt++) {
+		kha_auto(kha_etcd_freep) struct kha_etcd *c = NULL;
 		struct kha_etcd_member_list list = {};
-		long i = look_for(o, id, NULL, false, &list);
+		uint64_t end = kha_now_us() + UNHEALTHY_RETRY_US;
+		long i;
 
+		r = kha_etcd_new(&o->cfg, &c, &d);
+		while (r == 0) {
+			kha_diag_clear(&d);
+			r = kha_etcd_member_remove(c, id, NULL, &d);
+			if (!retry_unhealthy(o, r, &d, end))
+				break;
+			r = 0;
+		}
+		if (r == 0)
+			return 0;
+		/* an earlier attempt was applied after all */
+		if (r == -ENOENT && attempt > 1)
+			return 0;
+		if (!ambiguous(r, &d))
+			break;
+		i = look_for(o, id, NULL, false, &list);
 		kha_etcd_member_list_release(&list);
 		if (i < 0) {
 			fprintf(stderr,
@@ -732,8 +773,13 @@ static int remove_member(struct opts *o, uint64_t id)
 				o->sub, d.msg);
 			return 0;
 		}
+		if (attempt < CHANGE_ATTEMPTS) {
+			fprintf(stderr, "kha etcd member %s: not applied (%s): retrying\n", o->sub,
+				d.msg);
+			wait_live_leader(o);
+		}
 	}
-	return r < 0 ? fail(o, r, &d) : 0;
+	return fail(o, r, &d);
 }
 
 static int cmd_remove(struct opts *o)

@@ -343,8 +343,8 @@ int kha_guard_check(const struct kha_guard_cluster *c, const struct kha_guard_re
 
 /*
  * A guard view of a cluster report: members[] must hold rep->n_members entries (its strings
- * are borrowed from rep). A leader that does not answer (the others still name it until they
- * elect another) counts as no leader.
+ * are borrowed from rep). A leader that is not a listed member that answers (the others still
+ * name a dead or removed leader until they elect another) counts as no leader.
  */
 void kha_guard_from_report(const struct kha_etcd_cluster_report *rep,
 			   struct kha_guard_member *members, struct kha_guard_cluster *ret);

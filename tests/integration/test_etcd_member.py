@@ -29,15 +29,21 @@ def members(c):
     return {m["name"] or m["id"]: m for m in json.loads(p.stdout)["members"]}
 
 
-def healthy(c):
-    """Every member answers and one leader is agreed (4 voters is 'degraded' by design: an
-    even count tolerates no more failures than one less)."""
-    p = run_kha("etcd", "status", "-o", "json", *c.client_flags())
-    rep = json.loads(p.stdout)
-    ok = (rep["voters_up"] == rep["voters"] and rep["learners_up"] == rep["learners"]
-          and rep["leader"] is not None)
-    assert p.returncode in (0, 1) and (p.returncode == 0 or rep["voters"] % 2 == 0), p.stdout
-    return ok
+def healthy(c, deadline=15):
+    """Every member answers and one leader among them is agreed (4 voters is 'degraded' by
+    design: an even count tolerates no more failures than one less). Polled: right after the
+    leader was removed, the others name it until they elect another."""
+    last = {}
+
+    def ok():
+        nonlocal last
+        p = run_kha("etcd", "status", "-o", "json", *c.client_flags())
+        last = json.loads(p.stdout)
+        return (last["voters_up"] == last["voters"] and last["learners_up"] == last["learners"]
+                and last["leader"] is not None and last["leader"]["name"] != ""
+                and (p.returncode == 0 or last["voters"] % 2 == 0))
+    poll(ok, deadline, "a healthy cluster")
+    return True
 
 
 def assert_refused(p, rule):
