@@ -31,9 +31,11 @@ static const struct subcommand subcommands[] = {
 
 static void usage(FILE *out)
 {
-	fprintf(out, "Usage: kha etcd SUBCOMMAND [flags]\n\n"
-		     "etcd cluster operations, over etcd's JSON gateway (etcd 3.4 to 3.6).\n\n"
-		     "Subcommands:\n");
+	fprintf(out,
+		"Usage: kha etcd SUBCOMMAND [flags]\n\n"
+		"etcd cluster operations, over etcd's JSON gateway (gRPC for snapshots and hashes),\n"
+		"etcd 3.4 to 3.6.\n\n"
+		"Subcommands:\n");
 	for (size_t i = 0; i < KHA_ARRAY_SIZE(subcommands); i++)
 		if (subcommands[i].summary)
 			fprintf(out, "  %-8s %s\n", subcommands[i].name, subcommands[i].summary);
