@@ -166,6 +166,8 @@ static struct backend *pick(struct conn *c, size_t *ret_idx)
 	const struct table *t = w->table;
 	int i;
 
+	if (!t)
+		return NULL;
 	if (c->tried_table != t) {
 		c->tried_table = t;
 		c->tried_mask = 0;
