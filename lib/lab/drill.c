@@ -318,8 +318,21 @@ static void on_event(void *userdata, const struct kha_drill_event *ev)
 	bool recover = false;
 	int i;
 
-	if (!w->t0)
+	if (!w->t0) {
+		char leader[KHA_LAB_NAME_MAX] = "";
+		bool known;
+
 		w->t0 = kha_now_us() - ev->elapsed_us;
+		pthread_mutex_lock(&w->mu);
+		known = w->leader_known;
+		snprintf(leader, sizeof(leader), "%s", w->leader);
+		pthread_mutex_unlock(&w->mu);
+		if (w->lab->election)
+			progress(w, "%7.2fs  election: %s", (double)ev->elapsed_us / 1e6,
+				 !known	   ? "not read yet"
+				 : *leader ? leader
+					   : "nobody leads");
+	}
 	if (ev->type == KHA_DRILL_EVENT_ABORT) {
 		progress(w, "%7.2fs  drill stops early: %s", (double)ev->elapsed_us / 1e6,
 			 ev->message ? ev->message : "");
@@ -988,7 +1001,7 @@ int kha_lab_drill_print(FILE *out, const struct kha_lab_drill_report *r)
 	if (wr->verified)
 		fprintf(out,
 			"  writes      %zu acknowledged, %zu lost; %zu failed before reaching etcd, "
-			"%zu unknown (%zu of them applied); read back from every member\n",
+			"%zu unknown (%zu of them applied); read back from the members\n",
 			wr->acked, wr->lost, wr->failed, wr->unknown, wr->unknown_applied);
 	else
 		fprintf(out, "  writes      NOT VERIFIED: %s\n", wr->error);
@@ -1020,11 +1033,42 @@ int kha_lab_drill_print(FILE *out, const struct kha_lab_drill_report *r)
 
 int kha_lab_drill_svg(FILE *out, const struct kha_lab_drill_report *r)
 {
+	struct kha_drill_report copy = *r->drill;
+	struct kha_drill_svg_opts so = {0};
 	char title[256];
-	struct kha_drill_svg_opts so = {.title = title};
+	size_t n = r->drill->n_steps;
+	int res;
 
 	snprintf(title, sizeof(title),
 		 "kha lab drill: etcd writes through the node's kha proxy (%.2f%% ok, %zu lost)",
 		 r->drill->stats.availability, r->drill->writes.lost);
-	return kha_drill_svg_write(out, r->drill, &so);
+	so.title = title;
+	/* the election's changes as markers next to the faults (a shallow copy of the report:
+	 * only the added markers are ours to free) */
+	copy.steps = calloc(n + r->n_terms, sizeof(*copy.steps));
+	if (!copy.steps)
+		return -ENOMEM;
+	memcpy(copy.steps, r->drill->steps, n * sizeof(*copy.steps));
+	for (size_t i = 1; i < r->n_terms; i++) {
+		struct kha_drill_step_result *st = &copy.steps[copy.n_steps];
+		char *name = NULL;
+
+		if (asprintf(&name, "%s leads",
+			     r->terms[i].leader[0] ? r->terms[i].leader : "nobody") < 0)
+			break;
+		*st = (struct kha_drill_step_result){
+			.name = name,
+			.kind = KHA_DRILL_STEP_ACTION,
+			.state = KHA_DRILL_STEP_SUCCEEDED,
+			.at_us = KHA_DRILL_NONE,
+			.started_us = r->terms[i].start_us,
+			.ended_us = r->terms[i].start_us,
+		};
+		copy.n_steps++;
+	}
+	res = kha_drill_svg_write(out, &copy, &so);
+	for (size_t i = n; i < copy.n_steps; i++)
+		free(copy.steps[i].name);
+	free(copy.steps);
+	return res;
 }
