@@ -432,6 +432,14 @@ static const char *elect_role(const struct kha_lab *lab, const struct live *lv,
 	return lv->leader && strcmp(lv->leader, m->name) == 0 ? "LEADER" : "standby";
 }
 
+/* Whether m's kha elect runs its backup now (it has descendants). */
+static bool backup_running(struct kha_lab_master *m)
+{
+	struct kha_lab_proc *el = kha_lab_master_proc(m, KHA_LAB_PROC_ELECT);
+
+	return el && kha_lab_proc_running(el) && kha_lab_proc_descendants(el) > 0;
+}
+
 static json_t *procs_json(const struct kha_lab_proc *procs, size_t n)
 {
 	json_t *a = json_array();
@@ -470,6 +478,9 @@ static void status_json(struct kha_lab *lab, const struct live *lv)
 			json_object_set_new(
 				o, "leader",
 				json_boolean(lv->leader && strcmp(lv->leader, m->name) == 0));
+			json_object_set_new(
+				o, "backup_running",
+				json_boolean(backup_running((struct kha_lab_master *)m)));
 		}
 		json_object_set_new(o, "processes", procs_json(m->procs, m->n_procs));
 		json_array_append_new(masters, o);
@@ -539,10 +550,13 @@ static void status_table(struct kha_lab *lab, const struct live *lv)
 			} else {
 				const char *role = elect_role(lab, lv, m, on);
 
+				bool leads = strcmp(role, "LEADER") == 0;
+
 				snprintf(detail, sizeof(detail), "%s",
-					 strcmp(role, "LEADER") == 0
+					 !leads ? "waits to take over the backups"
+					 : kha_lab_proc_descendants(p)
 						 ? "runs kha etcd backup"
-						 : "waits to take over the backups");
+						 : "leads; its backup is not running (yet)");
 				printf("%-6s %-6s %-8s %-8s %-12s %s -> %s\n", m->name, p->name,
 				       pid, state, role, detail, m->backup_dir);
 			}

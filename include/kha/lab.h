@@ -138,6 +138,8 @@ int kha_lab_save(const struct kha_lab *lab, struct kha_diag *d) KHA_WUR;
 struct kha_lab_master *kha_lab_find_master(struct kha_lab *lab, const char *name);
 /* The first process of kind in m, or NULL. */
 struct kha_lab_proc *kha_lab_master_proc(struct kha_lab_master *m, enum kha_lab_proc_kind kind);
+/* How many descendants the recorded process p has now (kha elect: its guard and backup). */
+size_t kha_lab_proc_descendants(const struct kha_lab_proc *p);
 /* The node's proxy process, or NULL when the lab has no entry point. */
 struct kha_lab_proc *kha_lab_node_proxy(struct kha_lab *lab);
 /* True when the recorded process is alive and still the one started (PID + start time). */

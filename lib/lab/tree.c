@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "kha/lab.h"
 #include "kha/proc.h"
 #include "lab-internal.h"
 #include "kha/banned.h"
@@ -131,4 +132,16 @@ void lab_release_procs(struct kha_proc *procs, size_t n)
 {
 	for (size_t i = 0; i < n; i++)
 		kha_proc_release(&procs[i]);
+}
+
+size_t kha_lab_proc_descendants(const struct kha_lab_proc *p)
+{
+	struct kha_proc kids[LAB_MAX_DESCENDANTS];
+	size_t n;
+
+	if (p->pid <= 0)
+		return 0;
+	n = lab_descendants(p->pid, p->start_time, kids, KHA_ARRAY_SIZE(kids));
+	lab_release_procs(kids, n);
+	return n;
 }
