@@ -1,14 +1,633 @@
 // SPDX-License-Identifier: MIT
+/*
+ * kha elect: run COMMAND only while leader (etcd election compatible with `etcdctl elect`, or a
+ * Kubernetes Lease shared with client-go processes); --leader and --observe read an election.
+ */
+#include <getopt.h>
+#include <inttypes.h>
+#include <signal.h>
 #include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <jansson.h>
 
 #include "commands.h"
-#include "kha/common.h"
+#include "kha/config.h"
+#include "kha/election.h"
+#include "kha/kube.h"
+#include "kha/log.h"
+#include "kha/parse.h"
+#include "kha/proc.h"
 #include "kha/banned.h"
+
+enum {
+	OPT_ELECTION = 0x100,
+	OPT_ID,
+	OPT_TTL,
+	OPT_RENEW_DEADLINE,
+	OPT_RETRY_PERIOD,
+	OPT_GRACE,
+	OPT_RESTART,
+	OPT_RESTART_DELAY,
+	OPT_RESTART_DELAY_MAX,
+	OPT_LEADER,
+	OPT_OBSERVE,
+	OPT_LEASE_NAMESPACE,
+	OPT_LEASE_NAME,
+	OPT_KUBECONFIG,
+	OPT_CONTEXT,
+	OPT_METRICS_ADDR,
+	OPT_LOG_LEVEL,
+	OPT_LOG_FORMAT,
+	OPT_CONFIG,
+};
+
+static const struct option longopts[] = {
+	KHA_ETCD_LONGOPTS,
+	{"election", required_argument, NULL, OPT_ELECTION},
+	{"id", required_argument, NULL, OPT_ID},
+	{"ttl", required_argument, NULL, OPT_TTL},
+	{"lease-duration", required_argument, NULL, OPT_TTL},
+	{"renew-deadline", required_argument, NULL, OPT_RENEW_DEADLINE},
+	{"retry-period", required_argument, NULL, OPT_RETRY_PERIOD},
+	{"grace", required_argument, NULL, OPT_GRACE},
+	{"restart", required_argument, NULL, OPT_RESTART},
+	{"restart-delay", required_argument, NULL, OPT_RESTART_DELAY},
+	{"restart-delay-max", required_argument, NULL, OPT_RESTART_DELAY_MAX},
+	{"leader", no_argument, NULL, OPT_LEADER},
+	{"observe", no_argument, NULL, OPT_OBSERVE},
+	{"lease-namespace", required_argument, NULL, OPT_LEASE_NAMESPACE},
+	{"lease-name", required_argument, NULL, OPT_LEASE_NAME},
+	{"kubeconfig", required_argument, NULL, OPT_KUBECONFIG},
+	{"context", required_argument, NULL, OPT_CONTEXT},
+	{"metrics-addr", required_argument, NULL, OPT_METRICS_ADDR},
+	{"log-level", required_argument, NULL, OPT_LOG_LEVEL},
+	{"log-format", required_argument, NULL, OPT_LOG_FORMAT},
+	{"config", required_argument, NULL, OPT_CONFIG},
+	{"output", required_argument, NULL, 'o'},
+	{"help", no_argument, NULL, 'h'},
+	{},
+};
+
+static void usage(FILE *out)
+{
+	fprintf(out,
+		"Usage: kha elect --election NAME [--id ID] [flags] -- COMMAND [ARGS...]\n"
+		"       kha elect --leader --election NAME [-o table|json]\n"
+		"       kha elect --observe --election NAME [-o table|json]\n\n"
+		"Runs COMMAND only while this process leads election NAME. On etcd the election\n"
+		"is etcd's own (clientv3/concurrency, what `etcdctl elect NAME` uses), so kha and\n"
+		"etcdctl contend in one election. With --lease-name it is a Kubernetes Lease with\n"
+		"client-go's leader-election rules instead (shared with kube-controller-manager\n"
+		"style processes).\n\n"
+		"Fencing: the lease is renewed every TTL/3; when no renewal succeeded for the renew\n"
+		"deadline, COMMAND gets SIGTERM (SIGKILL after --grace, or earlier so that it is gone\n"
+		"before the lease can expire). COMMAND gets KHA_FENCING_TOKEN (etcd: the create\n"
+		"revision of our key; Lease: leaseTransitions), KHA_ELECTION and KHA_ID, runs in its\n"
+		"own process group and is killed if kha dies. On SIGTERM/SIGINT kha stops COMMAND\n"
+		"and resigns, so a standby takes over at once.\n\n"
+		"Flags:\n"
+		"  --election NAME           election name (etcd key prefix NAME/); required\n"
+		"  --id ID                   our identity and proposal (default: the host name;\n"
+		"                            with a Lease: HOSTNAME_<random>)\n"
+		"  --ttl DURATION            lease TTL (default 10s; Lease: leaseDurationSeconds,\n"
+		"                            default 15s; alias --lease-duration)\n"
+		"  --renew-deadline DURATION stop COMMAND when no renewal succeeded for this long\n"
+		"                            (default TTL*2/3; Lease: 10s)\n"
+		"  --retry-period DURATION   Lease: renew/acquire period (default 2s)\n"
+		"  --grace DURATION          SIGTERM -> SIGKILL when stopping COMMAND (default 5s)\n"
+		"  --restart no|on-failure|always  when COMMAND exits by itself (default no: resign\n"
+		"                            and exit with its status)\n"
+		"  --restart-delay DURATION  first restart back-off, doubling (default 1s)\n"
+		"  --restart-delay-max DURATION  back-off cap (default 30s)\n"
+		"  --leader                  print the current leader and exit (0: a leader, 1: none)\n"
+		"  --observe                 print the leader and every change until interrupted\n"
+		"  -o, --output table|json   --leader/--observe format (JSON: docs/elect.md)\n"
+		"  --lease-namespace NS      Kubernetes Lease backend: namespace (default: the\n"
+		"                            kubeconfig context's)\n"
+		"  --lease-name NAME         Kubernetes Lease backend: Lease name\n"
+		"  --kubeconfig FILE         (default $KUBECONFIG, then in-cluster)\n"
+		"  --context NAME            kubeconfig context\n"
+		"  --metrics-addr ADDR       serve /metrics (Prometheus), /healthz, /readyz\n"
+		"                            (e.g. 127.0.0.1:9464; off by default)\n"
+		"  --log-level LEVEL         debug, info (default), warn, error\n"
+		"  --log-format FORMAT       logfmt (default) or json\n"
+		"  --config FILE             YAML file of these flags (keys = flag names)\n"
+		"  -h, --help                this help\n" KHA_ETCD_OPTIONS_HELP
+		"\nExit codes: COMMAND's status when it ends by itself (128+N when killed by signal\n"
+		"N), 0 after SIGTERM/SIGINT, 64 usage, 69 etcd / API server unreachable at start,\n"
+		"78 unusable TLS files or kubeconfig, 65 not an etcd gateway; --leader: 0 or 1.\n\n"
+		"Examples:\n"
+		"  kha elect --endpoints https://10.0.0.1:2379,https://10.0.0.2:2379 --cacert ca.crt \\\n"
+		"      --cert c.crt --key c.key --election scheduler --id master-1 --ttl 10s \\\n"
+		"      -- /usr/local/bin/kube-scheduler --config /etc/kubernetes/scheduler.yaml\n"
+		"  kha elect --leader --election scheduler --endpoints https://10.0.0.1:2379 ...\n"
+		"  kha elect --kubeconfig admin.conf --lease-namespace kube-system \\\n"
+		"      --lease-name my-controller --id master-1 -- my-controller\n");
+}
+
+struct opts {
+	struct kha_etcd_config etcd;
+	char *election, *id, *lease_namespace, *lease_name, *kubeconfig, *context;
+	char *metrics_addr;
+	uint64_t ttl_us, renew_deadline_us, retry_period_us, grace_us;
+	uint64_t restart_delay_us, restart_delay_max_us;
+	enum kha_elect_restart restart;
+	bool leader, observe, json;
+	enum kha_log_level level;
+	enum kha_log_format format;
+};
+
+static void opts_release(struct opts *o)
+{
+	kha_etcd_config_release(&o->etcd);
+	free(o->election);
+	free(o->id);
+	free(o->lease_namespace);
+	free(o->lease_name);
+	free(o->kubeconfig);
+	free(o->context);
+	free(o->metrics_addr);
+}
+
+static int set_str(char **dst, const char *v, struct kha_diag *d)
+{
+	char *s = strdup(v);
+
+	if (!s)
+		return kha_diag_set(d, ENOMEM, "out of memory");
+	free(*dst);
+	*dst = s;
+	return 0;
+}
+
+static int set_duration(uint64_t *dst, const char *v, bool zero_ok, struct kha_diag *d)
+{
+	uint64_t us;
+
+	if (kha_parse_duration_us(v, &us) < 0 || (!zero_ok && us == 0))
+		return kha_diag_set(d, EINVAL, "'%s' is not a %sduration (e.g. 10s, 500ms)", v,
+				    zero_ok ? "" : "positive ");
+	*dst = us;
+	return 0;
+}
+
+static int apply(void *userdata, int val, const char *arg, struct kha_diag *d)
+{
+	struct opts *o = userdata;
+	int r;
+
+	switch (val) {
+	case OPT_ELECTION:
+		return set_str(&o->election, arg, d);
+	case OPT_ID:
+		if (!arg[0])
+			return kha_diag_set(d, EINVAL, "the id is empty");
+		return set_str(&o->id, arg, d);
+	case OPT_TTL:
+		return set_duration(&o->ttl_us, arg, false, d);
+	case OPT_RENEW_DEADLINE:
+		return set_duration(&o->renew_deadline_us, arg, false, d);
+	case OPT_RETRY_PERIOD:
+		return set_duration(&o->retry_period_us, arg, false, d);
+	case OPT_GRACE:
+		return set_duration(&o->grace_us, arg, true, d);
+	case OPT_RESTART_DELAY:
+		return set_duration(&o->restart_delay_us, arg, false, d);
+	case OPT_RESTART_DELAY_MAX:
+		return set_duration(&o->restart_delay_max_us, arg, false, d);
+	case OPT_RESTART:
+		if (kha_elect_restart_parse(arg, &o->restart) < 0)
+			return kha_diag_set(d, EINVAL, "'%s' is not no, on-failure or always", arg);
+		return 0;
+	case OPT_LEADER:
+		o->leader = true;
+		return 0;
+	case OPT_OBSERVE:
+		o->observe = true;
+		return 0;
+	case OPT_LEASE_NAMESPACE:
+		return set_str(&o->lease_namespace, arg, d);
+	case OPT_LEASE_NAME:
+		return set_str(&o->lease_name, arg, d);
+	case OPT_KUBECONFIG:
+		return set_str(&o->kubeconfig, arg, d);
+	case OPT_CONTEXT:
+		return set_str(&o->context, arg, d);
+	case OPT_METRICS_ADDR:
+		return set_str(&o->metrics_addr, arg, d);
+	case OPT_LOG_LEVEL:
+		if (kha_log_parse_level(arg, &o->level) < 0)
+			return kha_diag_set(d, EINVAL, "'%s' is not debug, info, warn or error",
+					    arg);
+		return 0;
+	case OPT_LOG_FORMAT:
+		if (kha_log_parse_format(arg, &o->format) < 0)
+			return kha_diag_set(d, EINVAL, "'%s' is not logfmt or json", arg);
+		return 0;
+	case 'o':
+		if (strcmp(arg, "json") == 0)
+			o->json = true;
+		else if (strcmp(arg, "table") == 0 || strcmp(arg, "text") == 0)
+			o->json = false;
+		else
+			return kha_diag_set(d, EINVAL, "'%s' is not table or json", arg);
+		return 0;
+	case OPT_CONFIG:
+		return 0;
+	default:
+		r = kha_etcd_config_apply_opt(&o->etcd, val, arg, d);
+		if (r == -ENOENT)
+			return kha_diag_set(d, EINVAL, "unknown option");
+		if (r < 0)
+			/* the etcd layer names the flag itself */
+			return r;
+		return 0;
+	}
+}
+
+static const char *opt_name(int val)
+{
+	for (const struct option *p = longopts; p->name; p++)
+		if (p->val == val)
+			return p->name;
+	return "?";
+}
+
+/* ---- --leader / --observe ------------------------------------------------------------------- */
+
+static volatile sig_atomic_t interrupted;
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	interrupted = 1;
+}
+
+static void catch_signals(void)
+{
+	struct sigaction sa = {.sa_handler = on_signal};
+
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+}
+
+static json_t *leader_json(const struct kha_elect_leader *l)
+{
+	char lease[32];
+
+	if (!l->present)
+		return json_null();
+	snprintf(lease, sizeof(lease), "%" PRIx64, (uint64_t)l->lease);
+	return json_pack("{s:s,s:s,s:I,s:s,s:I}", "id", l->id, "key", l->key, "fencing_token",
+			 (json_int_t)l->token, "lease", lease, "ttl_seconds", (json_int_t)l->ttl_s);
+}
+
+static void print_json_line(json_t *o)
+{
+	char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
+
+	if (s)
+		printf("%s\n", s);
+	free(s);
+	json_decref(o);
+	fflush(stdout);
+}
+
+static void print_leader(const struct opts *o, const struct kha_elect_leader *l)
+{
+	if (o->json) {
+		json_t *j = json_pack("{s:s,s:o}", "election",
+				      o->lease_name ? o->lease_name : o->election, "leader",
+				      leader_json(l));
+
+		print_json_line(j);
+		return;
+	}
+	if (!l->present) {
+		printf("no leader\n");
+		return;
+	}
+	printf("%-24s %-10s %-18s %-6s %s\n", "LEADER", "TOKEN", "LEASE", "TTL", "KEY");
+	{
+		char lease[32], ttl[16];
+
+		snprintf(lease, sizeof(lease), "%" PRIx64, (uint64_t)l->lease);
+		snprintf(ttl, sizeof(ttl), l->ttl_s >= 0 ? "%" PRId64 "s" : "-", l->ttl_s);
+		printf("%-24s %-10" PRId64 " %-18s %-6s %s\n", l->id, l->token,
+		       l->lease ? lease : "-", ttl, l->key);
+	}
+}
+
+struct observer {
+	const struct opts *o;
+};
+
+static int on_change(void *userdata, const struct kha_elect_leader *l)
+{
+	struct observer *ob = userdata;
+	char ts[KHA_KUBE_MICROTIME_SIZE];
+
+	kha_kube_microtime_format(ts, sizeof(ts), (int64_t)kha_wall_us());
+	if (ob->o->json) {
+		json_t *j = json_pack("{s:s,s:s,s:o}", "time", ts, "election",
+				      ob->o->lease_name ? ob->o->lease_name : ob->o->election,
+				      "leader", leader_json(l));
+
+		print_json_line(j);
+		return 0;
+	}
+	if (l->present)
+		printf("%s leader=%s fencing_token=%" PRId64 " key=%s\n", ts, l->id, l->token,
+		       l->key);
+	else
+		printf("%s leader=none\n", ts);
+	fflush(stdout);
+	return 0;
+}
+
+static bool same(const struct kha_elect_leader *a, const struct kha_elect_leader *b)
+{
+	if (a->present != b->present)
+		return false;
+	return !a->present || (strcmp(a->id, b->id) == 0 && a->token == b->token);
+}
+
+static int kube_read(const struct opts *o, const struct kha_kube_config *kc)
+{
+	kha_auto(kha_kube_client_freep) struct kha_kube_client *c = NULL;
+	struct kha_elect_leader last = {.present = false};
+	struct observer ob = {.o = o};
+	struct kha_diag d = {};
+	const char *ns = o->lease_namespace ? o->lease_namespace : kc->namespace;
+	bool first = true;
+	int r;
+
+	r = kha_kube_client_new(kc, &c, &d);
+	if (r < 0) {
+		fprintf(stderr, "kha elect: %s\n", d.msg);
+		return KHA_EXIT_CONFIG;
+	}
+	kha_kube_client_set_timeouts(c, 0, 10 * KHA_USEC_PER_SEC);
+	catch_signals();
+	while (!interrupted) {
+		struct kha_elect_leader l;
+
+		kha_diag_clear(&d);
+		r = kha_elect_kube_leader_get(c, ns, o->lease_name, &l, &d);
+		if (r < 0 && first) {
+			fprintf(stderr, "kha elect: %s\n", d.msg);
+			return kha_exit_from_errno(r);
+		}
+		if (r == 0 && o->leader) {
+			print_leader(o, &l);
+			r = l.present ? KHA_EXIT_OK : KHA_EXIT_DEGRADED;
+			kha_elect_leader_release(&l);
+			return r;
+		}
+		if (r == 0 && (first || !same(&l, &last))) {
+			kha_elect_leader_release(&last);
+			last = l;
+			on_change(&ob, &last);
+		} else if (r == 0) {
+			kha_elect_leader_release(&l);
+		}
+		first = false;
+		for (uint64_t until = kha_now_us() +
+				      (o->retry_period_us ? o->retry_period_us : KHA_USEC_PER_SEC);
+		     !interrupted && kha_now_us() < until;) {
+			struct timespec ts = {0, 50 * 1000 * 1000};
+
+			nanosleep(&ts, NULL);
+		}
+	}
+	kha_elect_leader_release(&last);
+	return KHA_EXIT_OK;
+}
+
+static int etcd_read(const struct opts *o)
+{
+	kha_auto(kha_etcd_freep) struct kha_etcd *c = NULL;
+	struct observer ob = {.o = o};
+	struct kha_diag d = {};
+	int r;
+
+	r = kha_etcd_new(&o->etcd, &c, &d);
+	if (r < 0) {
+		fprintf(stderr, "kha elect: %s\n", d.msg);
+		return kha_exit_from_errno(r);
+	}
+	if (o->leader) {
+		struct kha_elect_leader l;
+
+		r = kha_elect_leader_get(c, o->election, &l, &d);
+		if (r < 0) {
+			fprintf(stderr, "kha elect: %s\n", d.msg);
+			return kha_exit_from_errno(r);
+		}
+		print_leader(o, &l);
+		r = l.present ? KHA_EXIT_OK : KHA_EXIT_DEGRADED;
+		kha_elect_leader_release(&l);
+		return r;
+	}
+	catch_signals();
+	r = kha_elect_observe(c, o->election, &interrupted, on_change, &ob, &d);
+	if (r < 0) {
+		fprintf(stderr, "kha elect: %s\n", d.msg);
+		return kha_exit_from_errno(r);
+	}
+	return KHA_EXIT_OK;
+}
+
+/* ---- main ----------------------------------------------------------------------------------- */
+
+static char *default_id(bool kube)
+{
+	char host[256] = "localhost";
+	char *id = NULL;
+
+	if (gethostname(host, sizeof(host) - 1) < 0)
+		snprintf(host, sizeof(host), "localhost");
+	host[sizeof(host) - 1] = '\0';
+	if (!kube)
+		return strdup(host);
+	/* client-go style: a restarted process is a new candidate */
+	srandom((unsigned)(kha_now_us() ^ (uint64_t)getpid()));
+	if (asprintf(&id, "%s_%08lx", host, (unsigned long)random()) < 0)
+		return NULL;
+	return id;
+}
 
 int cmd_elect_main(int argc, char **argv)
 {
-	(void)argc;
-	(void)argv;
-	fprintf(stderr, "kha elect: not implemented yet\n");
-	return KHA_EXIT_SOFTWARE;
+	struct opts o = {.restart = KHA_ELECT_RESTART_NO,
+			 .level = KHA_LOG_INFO,
+			 .format = KHA_LOG_LOGFMT,
+			 .grace_us = 5 * KHA_USEC_PER_SEC};
+	kha_auto(kha_kube_config_freep) struct kha_kube_config *kc = NULL;
+	struct kha_elect_stats stats = {0};
+	struct kha_elect_metrics *metrics = NULL;
+	struct kha_elect_opts eo = {0};
+	struct kha_diag d = {};
+	const char *config = NULL;
+	bool kube;
+	int c, r, status = 0;
+
+	if (kha_etcd_config_init(&o.etcd) < 0)
+		return KHA_EXIT_SOFTWARE;
+	/* the config file first, so that flags override it ("+": COMMAND's flags stay its own) */
+	opterr = 0;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "+ho:", longopts, NULL)) != -1) {
+		if (c == 'h') {
+			usage(stdout);
+			opts_release(&o);
+			return KHA_EXIT_OK;
+		}
+		if (c == OPT_CONFIG)
+			config = optarg;
+	}
+	if (kha_etcd_config_from_env(&o.etcd, &d) < 0) {
+		fprintf(stderr, "kha elect: %s\n", d.msg);
+		opts_release(&o);
+		return KHA_EXIT_USAGE;
+	}
+	if (config) {
+		r = kha_config_load(config, longopts, apply, &o, &d);
+		if (r < 0) {
+			fprintf(stderr, "kha elect: %s\n", d.msg);
+			opts_release(&o);
+			return KHA_EXIT_CONFIG;
+		}
+	}
+	opterr = 1;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "+ho:", longopts, NULL)) != -1) {
+		if (c == OPT_CONFIG)
+			continue;
+		if (c == '?') {
+			fprintf(stderr, "kha elect: bad flag (run 'kha elect --help')\n");
+			opts_release(&o);
+			return KHA_EXIT_USAGE;
+		}
+		kha_diag_clear(&d);
+		r = apply(&o, c, optarg, &d);
+		if (r < 0) {
+			if (c >= KHA_ETCD_OPT_ENDPOINTS && c <= KHA_ETCD_OPT_LAST)
+				fprintf(stderr, "kha elect: %s\n", d.msg);
+			else
+				fprintf(stderr, "kha elect: --%s: %s\n", opt_name(c), d.msg);
+			opts_release(&o);
+			return KHA_EXIT_USAGE;
+		}
+	}
+	kha_log_setup(o.level, o.format);
+	kube = o.lease_name != NULL;
+
+#define USAGE(...)                                              \
+	do {                                                    \
+		fprintf(stderr, "kha elect: " __VA_ARGS__);     \
+		fprintf(stderr, " (run 'kha elect --help')\n"); \
+		opts_release(&o);                               \
+		return KHA_EXIT_USAGE;                          \
+	} while (0)
+
+	if (o.leader && o.observe)
+		USAGE("--leader and --observe exclude each other");
+	if (!kube && (!o.election || !o.election[0]))
+		USAGE("%s",
+		      o.election ? "--election: the name is empty" : "--election is required");
+	if (kube && o.lease_name[0] == '\0')
+		USAGE("--lease-name: the name is empty");
+	if (o.leader || o.observe) {
+		if (optind < argc)
+			USAGE("--leader and --observe take no COMMAND");
+	} else if (optind >= argc) {
+		USAGE("no COMMAND given: kha elect [flags] -- COMMAND [ARGS...]");
+	} else {
+		kha_autofree char *path = NULL;
+
+		if (kha_proc_find_program(argv[optind], &path) < 0)
+			USAGE("COMMAND '%s' not found or not executable", argv[optind]);
+	}
+	if (!o.ttl_us)
+		o.ttl_us = kube ? 15 * KHA_USEC_PER_SEC : 10 * KHA_USEC_PER_SEC;
+	if (!o.renew_deadline_us)
+		o.renew_deadline_us =
+			kube ? KHA_MIN(10 * KHA_USEC_PER_SEC, o.ttl_us * 2 / 3) : o.ttl_us * 2 / 3;
+	if (!o.retry_period_us)
+		o.retry_period_us =
+			kube ? KHA_MIN(2 * KHA_USEC_PER_SEC, o.renew_deadline_us / 2) : 0;
+	if (!kube && o.ttl_us < KHA_USEC_PER_SEC)
+		USAGE("--ttl: etcd leases are whole seconds, at least 1s");
+	if (o.renew_deadline_us >= o.ttl_us)
+		USAGE("--renew-deadline must be shorter than --ttl (COMMAND must stop before the "
+		      "lease can expire)");
+	if (kube && o.retry_period_us >= o.renew_deadline_us)
+		USAGE("--retry-period must be shorter than --renew-deadline");
+
+	if (kube) {
+		struct kha_kube_load_opts lo = {.kubeconfig = o.kubeconfig, .context = o.context};
+
+		r = kha_kube_config_load(&lo, &kc, &d);
+		if (r < 0) {
+			fprintf(stderr, "kha elect: %s\n", d.msg);
+			opts_release(&o);
+			return r == -ENOENT || r == -EACCES || r == -EINVAL ? KHA_EXIT_CONFIG
+									    : KHA_EXIT_SOFTWARE;
+		}
+	}
+	if (o.leader || o.observe) {
+		r = kube ? kube_read(&o, kc) : etcd_read(&o);
+		opts_release(&o);
+		return r;
+	}
+	if (!o.id) {
+		o.id = default_id(kube);
+		if (!o.id) {
+			opts_release(&o);
+			return KHA_EXIT_SOFTWARE;
+		}
+	}
+	eo = (struct kha_elect_opts){
+		.name = kube ? o.lease_name : o.election,
+		.id = o.id,
+		.slots = 1,
+		.ttl_us = o.ttl_us,
+		.renew_deadline_us = o.renew_deadline_us,
+		.renew_interval_us = kube ? o.retry_period_us : 0,
+		.grace_us = o.grace_us,
+		.argv = (const char *const *)argv + optind,
+		.env_name = "KHA_ELECTION",
+		.restart = o.restart,
+		.backoff_initial_us = o.restart_delay_us,
+		.backoff_max_us = o.restart_delay_max_us,
+		.etcd = &o.etcd,
+		.kube = kc,
+		.lease_namespace =
+			kube ? (o.lease_namespace ? o.lease_namespace : kc->namespace) : NULL,
+		.lease_name = o.lease_name,
+		.stats = &stats,
+		.what = "election",
+	};
+	if (o.metrics_addr) {
+		r = kha_elect_metrics_start(o.metrics_addr, "kha_elect", eo.name, eo.id, &stats,
+					    &metrics, &d);
+		if (r < 0) {
+			fprintf(stderr, "%s: %s\n", "kha elect", d.msg);
+			opts_release(&o);
+			return r == -EINVAL ? KHA_EXIT_USAGE : kha_exit_from_errno(r);
+		}
+	}
+	r = kha_elect_run(&eo, &status, &d);
+	kha_elect_metrics_stop(metrics);
+	if (r < 0) {
+		fprintf(stderr, "kha elect: %s\n", d.msg);
+		opts_release(&o);
+		return kha_exit_from_errno(r);
+	}
+	opts_release(&o);
+	return status;
 }

@@ -17,6 +17,12 @@ struct subcommand {
 static const struct subcommand subcommands[] = {
 	{"status", cmd_etcd_status_main,
 	 "every member's health and a cluster verdict (exit 0/1/2)"},
+	{"backup", cmd_etcd_backup_main,
+	 "daemon: verified snapshots on a schedule, retention, /metrics and /healthz"},
+	{"member", cmd_etcd_member_main,
+	 "list, add, remove, promote, replace members, guarded against quorum loss"},
+	{"snapshot", cmd_etcd_snapshot_main,
+	 "save (verified, atomic), verify or restore a snapshot"},
 };
 
 static void usage(FILE *out)

@@ -7,5 +7,8 @@
 #define KHA_CMD_ETCD_H
 
 int cmd_etcd_status_main(int argc, char **argv);
+int cmd_etcd_snapshot_main(int argc, char **argv);
+int cmd_etcd_member_main(int argc, char **argv);
+int cmd_etcd_backup_main(int argc, char **argv);
 
 #endif

@@ -1,14 +1,567 @@
 // SPDX-License-Identifier: MIT
+/*
+ * kha lock: an N-slot semaphore on etcd for rolling reboots and upgrades: run COMMAND holding a
+ * slot, list holders and waiters (--status), or serve the FleetLock protocol (serve).
+ */
+#include <getopt.h>
+#include <inttypes.h>
+#include <signal.h>
 #include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+#include <jansson.h>
 
 #include "commands.h"
-#include "kha/common.h"
+#include "kha/config.h"
+#include "kha/election.h"
+#include "kha/kube.h"
+#include "kha/log.h"
+#include "kha/parse.h"
+#include "kha/proc.h"
 #include "kha/banned.h"
+
+enum {
+	OPT_LOCK = 0x100,
+	OPT_SLOTS,
+	OPT_ID,
+	OPT_TTL,
+	OPT_RENEW_DEADLINE,
+	OPT_GRACE,
+	OPT_WINDOW,
+	OPT_REQUIRE_ETCD_HEALTHY,
+	OPT_REQUIRE_BACKUP_WITHIN,
+	OPT_GATE_INTERVAL,
+	OPT_STATUS,
+	OPT_LISTEN,
+	OPT_METRICS_ADDR,
+	OPT_LOG_LEVEL,
+	OPT_LOG_FORMAT,
+	OPT_CONFIG,
+};
+
+static const struct option longopts[] = {
+	KHA_ETCD_LONGOPTS,
+	{"lock", required_argument, NULL, OPT_LOCK},
+	{"slots", required_argument, NULL, OPT_SLOTS},
+	{"id", required_argument, NULL, OPT_ID},
+	{"ttl", required_argument, NULL, OPT_TTL},
+	{"renew-deadline", required_argument, NULL, OPT_RENEW_DEADLINE},
+	{"grace", required_argument, NULL, OPT_GRACE},
+	{"window", required_argument, NULL, OPT_WINDOW},
+	{"require-etcd-healthy", no_argument, NULL, OPT_REQUIRE_ETCD_HEALTHY},
+	{"require-backup-within", required_argument, NULL, OPT_REQUIRE_BACKUP_WITHIN},
+	{"gate-interval", required_argument, NULL, OPT_GATE_INTERVAL},
+	{"status", no_argument, NULL, OPT_STATUS},
+	{"listen", required_argument, NULL, OPT_LISTEN},
+	{"metrics-addr", required_argument, NULL, OPT_METRICS_ADDR},
+	{"log-level", required_argument, NULL, OPT_LOG_LEVEL},
+	{"log-format", required_argument, NULL, OPT_LOG_FORMAT},
+	{"config", required_argument, NULL, OPT_CONFIG},
+	{"output", required_argument, NULL, 'o'},
+	{"help", no_argument, NULL, 'h'},
+	{},
+};
+
+#define GATES_HELP                                                                              \
+	"  --window SPEC             run COMMAND / grant slots only inside these local-time\n"  \
+	"                            windows: \"Mon..Fri 02:00-05:00; Sat,Sun 00:00-24:00\"\n"  \
+	"                            (grammar: docs/lock.md)\n"                                 \
+	"  --require-etcd-healthy    only while every etcd member answers, with a leader and\n" \
+	"                            no alarm\n"                                                \
+	"  --require-backup-within DURATION DIR  only while DIR holds a non-empty file newer\n" \
+	"                            than DURATION (e.g. 24h /var/backups/etcd)\n"
+
+static void usage(FILE *out)
+{
+	fprintf(out,
+		"Usage: kha lock --lock NAME [--slots N] [--id ID] [flags] -- COMMAND [ARGS...]\n"
+		"       kha lock --status --lock NAME [-o table|json]\n"
+		"       kha lock serve --listen ADDR --lock NAME [--slots N] [gates]\n\n"
+		"A counting semaphore on etcd: at most N holders of lock NAME at once, served in\n"
+		"arrival order. Each contender puts NAME/<lease hex> on its own lease (a crashed\n"
+		"holder's slot frees itself after the TTL); the N keys with the lowest create\n"
+		"revisions hold the slots. COMMAND runs while we hold a slot and the gates are open,\n"
+		"then the slot is released. COMMAND is fenced like kha elect's: it is stopped before\n"
+		"our lease could expire if etcd cannot be reached (kha then exits with 69).\n\n"
+		"`kha lock serve` speaks FleetLock (POST /v1/pre-reboot, /v1/steady-state with\n"
+		"header fleet-lock-protocol: true) on the same semaphore, for Zincati and other\n"
+		"reboot agents; FleetLock slots have no lease: they last until steady-state.\n\n"
+		"Flags:\n"
+		"  --lock NAME               lock name (etcd key prefix NAME/); required\n"
+		"  --slots N                 holders at once (default 1)\n"
+		"  --id ID                   our identity (default: the host name)\n"
+		"  --ttl DURATION            lease TTL (default 30s)\n"
+		"  --renew-deadline DURATION stop COMMAND when no keep-alive succeeded for this long\n"
+		"                            (default TTL*2/3)\n"
+		"  --grace DURATION          SIGTERM -> SIGKILL when COMMAND must stop (default 10s)\n"
+		"  --gate-interval DURATION  how often closed gates are checked again (default 10s)\n" GATES_HELP
+		"  --status                  list holders and waiters and exit\n"
+		"  -o, --output table|json   --status format (JSON: docs/lock.md)\n"
+		"  --listen ADDR             serve: address to listen on (default 127.0.0.1:3333)\n"
+		"  --metrics-addr ADDR       serve /metrics (Prometheus), /healthz, /readyz while\n"
+		"                            running COMMAND (off by default)\n"
+		"  --log-level LEVEL         debug, info (default), warn, error\n"
+		"  --log-format FORMAT       logfmt (default) or json\n"
+		"  --config FILE             YAML file of these flags (keys = flag names)\n"
+		"  -h, --help                this help\n" KHA_ETCD_OPTIONS_HELP
+		"\nExit codes: COMMAND's status (128+N when killed by signal N), 0 after SIGTERM/\n"
+		"SIGINT, 69 etcd unreachable at start or the slot lost while COMMAND ran, 64 usage,\n"
+		"78 unusable TLS files or config.\n\n"
+		"Examples:\n"
+		"  kha lock --endpoints https://10.0.0.1:2379 --cacert ca.crt --cert c.crt --key c.key \\\n"
+		"      --lock master-upgrades --slots 1 --require-etcd-healthy \\\n"
+		"      --require-backup-within 24h /var/backups/etcd -- /usr/local/sbin/upgrade-node\n"
+		"  kha lock --status --lock master-upgrades --endpoints https://10.0.0.1:2379 ...\n"
+		"  kha lock serve --listen 0.0.0.0:3333 --lock reboots --slots 2 --endpoints ...\n");
+}
+
+struct opts {
+	struct kha_etcd_config etcd;
+	char *lock, *id, *listen, *backup_dir, *metrics_addr;
+	size_t slots;
+	uint64_t ttl_us, renew_deadline_us, grace_us, gate_interval_us, backup_max_age_us;
+	struct kha_window_set window;
+	bool has_window, require_etcd_healthy, status, json, slots_set;
+	enum kha_log_level level;
+	enum kha_log_format format;
+	/* getopt state for the two-argument --require-backup-within */
+	int argc;
+	char **argv;
+};
+
+static void opts_release(struct opts *o)
+{
+	kha_etcd_config_release(&o->etcd);
+	free(o->lock);
+	free(o->id);
+	free(o->listen);
+	free(o->backup_dir);
+	free(o->metrics_addr);
+}
+
+static int set_str(char **dst, const char *v, struct kha_diag *d)
+{
+	char *s = strdup(v);
+
+	if (!s)
+		return kha_diag_set(d, ENOMEM, "out of memory");
+	free(*dst);
+	*dst = s;
+	return 0;
+}
+
+static int set_duration(uint64_t *dst, const char *v, bool zero_ok, struct kha_diag *d)
+{
+	uint64_t us;
+
+	if (kha_parse_duration_us(v, &us) < 0 || (!zero_ok && us == 0))
+		return kha_diag_set(d, EINVAL, "'%s' is not a %sduration (e.g. 30s, 24h)", v,
+				    zero_ok ? "" : "positive ");
+	*dst = us;
+	return 0;
+}
+
+/* "DURATION DIR" (one value, as in a config file) or DURATION with DIR as the next argument. */
+static int set_backup(struct opts *o, const char *arg, struct kha_diag *d)
+{
+	const char *sp = strchr(arg, ' ');
+	kha_autofree char *dur = NULL;
+	const char *dir;
+
+	if (sp) {
+		dur = strndup(arg, (size_t)(sp - arg));
+		dir = sp + 1;
+		while (*dir == ' ')
+			dir++;
+	} else {
+		dur = strdup(arg);
+		if (!o->argv || optind >= o->argc || o->argv[optind][0] == '-')
+			return kha_diag_set(d, EINVAL,
+					    "needs two values: DURATION DIR (e.g. 24h "
+					    "/var/backups/etcd)");
+		dir = o->argv[optind++];
+	}
+	if (!dur)
+		return kha_diag_set(d, ENOMEM, "out of memory");
+	if (!*dir)
+		return kha_diag_set(d, EINVAL, "the backup directory is empty");
+	if (set_duration(&o->backup_max_age_us, dur, false, d) < 0)
+		return -EINVAL;
+	return set_str(&o->backup_dir, dir, d);
+}
+
+static int apply(void *userdata, int val, const char *arg, struct kha_diag *d)
+{
+	struct opts *o = userdata;
+	uint64_t n;
+	int r;
+
+	switch (val) {
+	case OPT_LOCK:
+		return set_str(&o->lock, arg, d);
+	case OPT_SLOTS:
+		if (kha_parse_u64(arg, 1, 10000, &n) < 0)
+			return kha_diag_set(d, EINVAL, "'%s' is not a number from 1 to 10000", arg);
+		o->slots = (size_t)n;
+		o->slots_set = true;
+		return 0;
+	case OPT_ID:
+		if (!arg[0])
+			return kha_diag_set(d, EINVAL, "the id is empty");
+		return set_str(&o->id, arg, d);
+	case OPT_TTL:
+		return set_duration(&o->ttl_us, arg, false, d);
+	case OPT_RENEW_DEADLINE:
+		return set_duration(&o->renew_deadline_us, arg, false, d);
+	case OPT_GRACE:
+		return set_duration(&o->grace_us, arg, true, d);
+	case OPT_GATE_INTERVAL:
+		return set_duration(&o->gate_interval_us, arg, false, d);
+	case OPT_WINDOW:
+		r = kha_window_parse(arg, &o->window, d);
+		if (r < 0)
+			return r;
+		o->has_window = true;
+		return 0;
+	case OPT_REQUIRE_ETCD_HEALTHY:
+		o->require_etcd_healthy = true;
+		return 0;
+	case OPT_REQUIRE_BACKUP_WITHIN:
+		return set_backup(o, arg, d);
+	case OPT_STATUS:
+		o->status = true;
+		return 0;
+	case OPT_LISTEN:
+		return set_str(&o->listen, arg, d);
+	case OPT_METRICS_ADDR:
+		return set_str(&o->metrics_addr, arg, d);
+	case OPT_LOG_LEVEL:
+		if (kha_log_parse_level(arg, &o->level) < 0)
+			return kha_diag_set(d, EINVAL, "'%s' is not debug, info, warn or error",
+					    arg);
+		return 0;
+	case OPT_LOG_FORMAT:
+		if (kha_log_parse_format(arg, &o->format) < 0)
+			return kha_diag_set(d, EINVAL, "'%s' is not logfmt or json", arg);
+		return 0;
+	case 'o':
+		if (strcmp(arg, "json") == 0)
+			o->json = true;
+		else if (strcmp(arg, "table") == 0)
+			o->json = false;
+		else
+			return kha_diag_set(d, EINVAL, "'%s' is not table or json", arg);
+		return 0;
+	case OPT_CONFIG:
+		return 0;
+	default:
+		r = kha_etcd_config_apply_opt(&o->etcd, val, arg, d);
+		if (r == -ENOENT)
+			return kha_diag_set(d, EINVAL, "unknown option");
+		return r < 0 ? r : 0;
+	}
+}
+
+static const char *opt_name(int val)
+{
+	for (const struct option *p = longopts; p->name; p++)
+		if (p->val == val)
+			return p->name;
+	return "?";
+}
+
+/* ---- --status ------------------------------------------------------------------------------- */
+
+static int print_status(const struct opts *o)
+{
+	kha_auto(kha_etcd_freep) struct kha_etcd *c = NULL;
+	struct kha_lock_status st = {0};
+	struct kha_diag d = {};
+	int64_t now = (int64_t)kha_wall_us();
+	int r;
+
+	r = kha_etcd_new(&o->etcd, &c, &d);
+	if (r == 0)
+		r = kha_lock_status_get(c, o->lock, o->slots_set ? o->slots : 0, &st, &d);
+	if (r < 0) {
+		fprintf(stderr, "kha lock: %s\n", d.msg);
+		return kha_exit_from_errno(r);
+	}
+	if (o->json) {
+		json_t *root = json_object(), *arr = json_array();
+		char *text = NULL;
+
+		for (size_t i = 0; i < st.n && root && arr; i++) {
+			const struct kha_lock_entry *e = &st.entries[i];
+			char lease[32], since[KHA_KUBE_MICROTIME_SIZE];
+			json_t *j;
+
+			snprintf(lease, sizeof(lease), "%" PRIx64, (uint64_t)e->lease);
+			kha_kube_microtime_format(since, sizeof(since), e->since_wall_us);
+			j = json_pack("{s:I,s:s,s:s,s:s,s:I,s:o,s:o,s:o,s:I,s:b}", "position",
+				      (json_int_t)e->position, "state",
+				      e->holder ? "holder" : "waiter", "id", e->id, "key", e->key,
+				      "create_revision", (json_int_t)e->create_revision, "lease",
+				      e->lease ? json_string(lease) : json_null(), "ttl_seconds",
+				      e->ttl_s >= 0 ? json_integer(e->ttl_s) : json_null(), "since",
+				      e->since_wall_us ? json_string(since) : json_null(), "slots",
+				      (json_int_t)e->slots, "fleetlock", e->fleetlock);
+			json_array_append_new(arr, j);
+		}
+		if (root && arr && json_object_set_new(root, "lock", json_string(o->lock)) == 0 &&
+		    json_object_set_new(root, "revision", json_integer(st.revision)) == 0 &&
+		    json_object_set_new(root, "holders", json_integer((json_int_t)st.holders)) ==
+			    0 &&
+		    json_object_set(root, "contenders", arr) == 0)
+			text = json_dumps(root, JSON_COMPACT);
+		json_decref(arr);
+		json_decref(root);
+		if (text)
+			printf("%s\n", text);
+		free(text);
+	} else {
+		printf("%-4s %-7s %-24s %-30s %-6s %s\n", "POS", "STATE", "ID", "SINCE", "TTL",
+		       "KEY");
+		for (size_t i = 0; i < st.n; i++) {
+			const struct kha_lock_entry *e = &st.entries[i];
+			char since[80] = "-", ttl[16] = "-", ago[32];
+
+			if (e->since_wall_us) {
+				char ts[KHA_KUBE_MICROTIME_SIZE];
+
+				kha_kube_microtime_format(ts, sizeof(ts), e->since_wall_us);
+				ts[19] = '\0'; /* to the second */
+				kha_format_duration(ago, sizeof(ago),
+						    now > e->since_wall_us
+							    ? (uint64_t)(now - e->since_wall_us) /
+								      KHA_USEC_PER_SEC *
+								      KHA_USEC_PER_SEC
+							    : 0);
+				snprintf(since, sizeof(since), "%sZ (%s)", ts, ago);
+			}
+			if (e->ttl_s >= 0)
+				snprintf(ttl, sizeof(ttl), "%" PRId64 "s", e->ttl_s);
+			else if (!e->lease)
+				snprintf(ttl, sizeof(ttl), "none");
+			printf("%-4zu %-7s %-24s %-30s %-6s %s\n", e->position,
+			       e->holder ? "holder" : "waiter", e->id, since, ttl, e->key);
+		}
+		if (!st.n)
+			printf("(no holder, no waiter)\n");
+	}
+	kha_lock_status_release(&st);
+	return KHA_EXIT_OK;
+}
+
+/* ---- serve ---------------------------------------------------------------------------------- */
+
+static volatile sig_atomic_t stop_serving;
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	stop_serving = 1;
+}
+
+static int serve(const struct opts *o, const struct kha_lock_gates *gates)
+{
+	struct kha_fleetlock_opts fo = {
+		.listen = o->listen ? o->listen : "127.0.0.1:3333",
+		.lock = o->lock,
+		.slots = o->slots,
+		.etcd = &o->etcd,
+		.gates = gates,
+	};
+	struct sigaction sa = {.sa_handler = on_signal};
+	struct kha_diag d = {};
+	int r;
+
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	r = kha_fleetlock_serve(&fo, &stop_serving, &d);
+	if (r < 0) {
+		fprintf(stderr, "kha lock serve: %s\n", d.msg);
+		return r == -EINVAL ? KHA_EXIT_USAGE : kha_exit_from_errno(r);
+	}
+	return KHA_EXIT_OK;
+}
+
+/* ---- main ----------------------------------------------------------------------------------- */
 
 int cmd_lock_main(int argc, char **argv)
 {
-	(void)argc;
-	(void)argv;
-	fprintf(stderr, "kha lock: not implemented yet\n");
-	return KHA_EXIT_SOFTWARE;
+	struct opts o = {.slots = 1,
+			 .level = KHA_LOG_INFO,
+			 .format = KHA_LOG_LOGFMT,
+			 .grace_us = 10 * KHA_USEC_PER_SEC};
+	struct kha_lock_gates gates = {0};
+	struct kha_elect_opts eo = {0};
+	struct kha_elect_stats stats = {0};
+	struct kha_elect_metrics *metrics = NULL;
+	struct kha_diag d = {};
+	kha_autofree char *value = NULL;
+	const char *config = NULL, *me = "kha lock";
+	bool serving = false;
+	int c, r, status = 0;
+
+	if (argc >= 2 && strcmp(argv[1], "serve") == 0) {
+		serving = true;
+		me = "kha lock serve";
+		argc--;
+		argv++;
+	}
+	if (kha_etcd_config_init(&o.etcd) < 0)
+		return KHA_EXIT_SOFTWARE;
+	opterr = 0;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "+ho:", longopts, NULL)) != -1) {
+		if (c == 'h') {
+			usage(stdout);
+			opts_release(&o);
+			return KHA_EXIT_OK;
+		}
+		if (c == OPT_CONFIG)
+			config = optarg;
+	}
+	if (kha_etcd_config_from_env(&o.etcd, &d) < 0) {
+		fprintf(stderr, "%s: %s\n", me, d.msg);
+		opts_release(&o);
+		return KHA_EXIT_USAGE;
+	}
+	if (config) {
+		r = kha_config_load(config, longopts, apply, &o, &d);
+		if (r < 0) {
+			fprintf(stderr, "%s: %s\n", me, d.msg);
+			opts_release(&o);
+			return KHA_EXIT_CONFIG;
+		}
+	}
+	o.argc = argc;
+	o.argv = argv;
+	opterr = 1;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "+ho:", longopts, NULL)) != -1) {
+		if (c == OPT_CONFIG)
+			continue;
+		if (c == '?') {
+			fprintf(stderr, "%s: bad flag (run 'kha lock --help')\n", me);
+			opts_release(&o);
+			return KHA_EXIT_USAGE;
+		}
+		kha_diag_clear(&d);
+		r = apply(&o, c, optarg, &d);
+		if (r < 0) {
+			if (c >= KHA_ETCD_OPT_ENDPOINTS && c <= KHA_ETCD_OPT_LAST)
+				fprintf(stderr, "%s: %s\n", me, d.msg);
+			else
+				fprintf(stderr, "%s: --%s: %s\n", me, opt_name(c), d.msg);
+			opts_release(&o);
+			return KHA_EXIT_USAGE;
+		}
+	}
+	kha_log_setup(o.level, o.format);
+
+#define USAGE(...)                                             \
+	do {                                                   \
+		fprintf(stderr, "%s: ", me);                   \
+		fprintf(stderr, __VA_ARGS__);                  \
+		fprintf(stderr, " (run 'kha lock --help')\n"); \
+		opts_release(&o);                              \
+		return KHA_EXIT_USAGE;                         \
+	} while (0)
+
+	if (!o.lock || !o.lock[0])
+		USAGE("%s", o.lock ? "--lock: the name is empty" : "--lock is required");
+	if (o.status && serving)
+		USAGE("--status is not a serve flag");
+	if (o.status || serving) {
+		if (optind < argc)
+			USAGE("unexpected argument '%s'", argv[optind]);
+	} else if (optind >= argc) {
+		USAGE("no COMMAND given: kha lock [flags] -- COMMAND [ARGS...]");
+	} else {
+		kha_autofree char *path = NULL;
+
+		if (kha_proc_find_program(argv[optind], &path) < 0)
+			USAGE("COMMAND '%s' not found or not executable", argv[optind]);
+	}
+	if (o.status) {
+		r = print_status(&o);
+		opts_release(&o);
+		return r;
+	}
+	gates = (struct kha_lock_gates){
+		.window = o.has_window ? &o.window : NULL,
+		.require_etcd_healthy = o.require_etcd_healthy,
+		.etcd = &o.etcd,
+		.backup_max_age_us = o.backup_max_age_us,
+		.backup_dir = o.backup_dir,
+	};
+	if (serving) {
+		r = serve(&o, &gates);
+		opts_release(&o);
+		return r;
+	}
+	if (!o.ttl_us)
+		o.ttl_us = 30 * KHA_USEC_PER_SEC;
+	if (!o.renew_deadline_us)
+		o.renew_deadline_us = o.ttl_us * 2 / 3;
+	if (o.ttl_us < KHA_USEC_PER_SEC)
+		USAGE("--ttl: etcd leases are whole seconds, at least 1s");
+	if (o.renew_deadline_us >= o.ttl_us)
+		USAGE("--renew-deadline must be shorter than --ttl (COMMAND must stop before the "
+		      "lease can expire)");
+	if (!o.id) {
+		char host[256] = "localhost";
+
+		if (gethostname(host, sizeof(host) - 1) < 0)
+			snprintf(host, sizeof(host), "localhost");
+		host[sizeof(host) - 1] = '\0';
+		o.id = strdup(host);
+	}
+	value = kha_lock_value(o.id ? o.id : "", o.slots, (int64_t)kha_wall_us(), false);
+	if (!o.id || !value) {
+		opts_release(&o);
+		return KHA_EXIT_SOFTWARE;
+	}
+	eo = (struct kha_elect_opts){
+		.name = o.lock,
+		.id = o.id,
+		.value = value,
+		.slots = o.slots,
+		.ttl_us = o.ttl_us,
+		.renew_deadline_us = o.renew_deadline_us,
+		.grace_us = o.grace_us,
+		.argv = (const char *const *)argv + optind,
+		.env_name = "KHA_LOCK",
+		.restart = KHA_ELECT_RESTART_NO,
+		.exit_on_loss = true,
+		.gate = (o.has_window || o.require_etcd_healthy || o.backup_max_age_us)
+				? kha_lock_gates_check
+				: NULL,
+		.gate_userdata = &gates,
+		.gate_interval_us = o.gate_interval_us ? o.gate_interval_us : 10 * KHA_USEC_PER_SEC,
+		.etcd = &o.etcd,
+		.stats = &stats,
+		.what = "lock",
+	};
+	if (o.metrics_addr) {
+		r = kha_elect_metrics_start(o.metrics_addr, "kha_lock", o.lock, eo.id, &stats,
+					    &metrics, &d);
+		if (r < 0) {
+			fprintf(stderr, "%s: %s\n", "kha lock", d.msg);
+			opts_release(&o);
+			return r == -EINVAL ? KHA_EXIT_USAGE : kha_exit_from_errno(r);
+		}
+	}
+	r = kha_elect_run(&eo, &status, &d);
+	kha_elect_metrics_stop(metrics);
+	if (r < 0) {
+		fprintf(stderr, "kha lock: %s\n", d.msg);
+		opts_release(&o);
+		return kha_exit_from_errno(r);
+	}
+	opts_release(&o);
+	return status;
 }

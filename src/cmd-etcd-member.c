@@ -1,0 +1,943 @@
+// SPDX-License-Identifier: MIT
+/*
+ * kha etcd member list|add|remove|promote|replace: membership changes that never cost quorum
+ * unless --force says so (the guards are in lib/backup/guard.c).
+ */
+#include <getopt.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <jansson.h>
+
+#include "cmd-etcd.h"
+#include "kha/backup.h"
+#include "kha/etcd.h"
+#include "kha/parse.h"
+#include "kha/banned.h"
+
+#define DEFAULT_PROMOTE_TIMEOUT_US (2 * 60 * KHA_USEC_PER_SEC)
+#define DEFAULT_START_TIMEOUT_US   (10 * 60 * KHA_USEC_PER_SEC)
+#define EXIT_REFUSED		   1
+#define UNHEALTHY_RETRY_US	   (15 * KHA_USEC_PER_SEC)
+
+enum {
+	OPT_PEER_URLS = 0x100,
+	OPT_LEARNER,
+	OPT_FORCE,
+	OPT_TIMEOUT,
+	OPT_NAME,
+	OPT_START_TIMEOUT,
+};
+
+struct opts {
+	const char *sub;
+	struct kha_etcd_config cfg;
+	bool json;
+	bool learner;
+	bool force;
+	char **peer_urls;
+	size_t n_peer_urls;
+	const char *name;
+	uint64_t timeout_us;
+	uint64_t start_timeout_us;
+	const char *arg; /* the positional NAME|ID */
+};
+
+static volatile sig_atomic_t interrupted;
+
+static void on_signal(int sig)
+{
+	interrupted = sig;
+}
+
+static void catch_signals(void)
+{
+	struct sigaction sa = {.sa_handler = on_signal};
+
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+}
+
+static void opts_release(struct opts *o)
+{
+	kha_etcd_config_release(&o->cfg);
+	for (size_t i = 0; i < o->n_peer_urls; i++)
+		free(o->peer_urls[i]);
+	free(o->peer_urls);
+}
+
+/* ---- help --------------------------------------------------------------------------------- */
+
+static void usage(FILE *out)
+{
+	fprintf(out,
+		"Usage: kha etcd member list|add|remove|promote|replace [flags]\n\n"
+		"  list                          members, roles, who answers, the leader\n"
+		"  add NAME --peer-urls URL      add a member (--learner: a non-voting one)\n"
+		"  remove NAME|ID                remove a member\n"
+		"  promote NAME|ID               make a learner vote, once it has caught up\n"
+		"  replace OLD --name NEW --peer-urls URL\n"
+		"                                the safe sequence for a dead or retired member\n\n"
+		"Every change is checked first against rules that keep quorum (run a subcommand\n"
+		"with --help, and see docs/etcd-ops.md): a refused change names its rule and the\n"
+		"way out, and exits 1 without changing anything; --force overrides the rules that\n"
+		"may be overridden.\n\n"
+		"Example:\n"
+		"  kha etcd member add etcd-4 --learner --peer-urls https://10.0.0.4:2380 "
+		"--endpoints https://10.0.0.1:2379 --cacert ca.crt\n");
+}
+
+static void sub_usage(FILE *out, const char *sub)
+{
+	if (strcmp(sub, "list") == 0)
+		fprintf(out, "Usage: kha etcd member list [flags]\n\n"
+			     "Lists the members with their role (voter, learner), whether they "
+			     "answer, and the leader.\n\n");
+	else if (strcmp(sub, "add") == 0)
+		fprintf(out,
+			"Usage: kha etcd member add NAME --peer-urls URL[,URL] [--learner] "
+			"[--force] [flags]\n\n"
+			"Adds a member and prints the exact flags it must start with (--name,\n"
+			"--initial-cluster, --initial-cluster-state existing,\n"
+			"--initial-advertise-peer-urls). Refused when the cluster is not healthy\n"
+			"enough, or when a voting member would lower the failures the cluster\n"
+			"tolerates until it runs (3 -> 4 voters: quorum grows to 3 at once while only\n"
+			"3 members vote: a single failure then stops the cluster). Add a learner\n"
+			"instead (it does not vote, quorum does not change), start it, then promote\n"
+			"it.\n\n");
+	else if (strcmp(sub, "remove") == 0)
+		fprintf(out,
+			"Usage: kha etcd member remove NAME|ID [--force] [flags]\n\n"
+			"Removes a member. Refused when fewer voters than the new quorum "
+			"would be up,\nor when it is the leader while another voter is down or "
+			"lagging.\n\n");
+	else if (strcmp(sub, "promote") == 0)
+		fprintf(out,
+			"Usage: kha etcd member promote NAME|ID [--timeout DURATION] [flags]\n\n"
+			"Promotes a learner to a voting member. etcd refuses until the learner is in\n"
+			"sync with the leader: kha retries (showing how far behind it is) until\n"
+			"--timeout (default 2m).\n\n");
+	else
+		fprintf(out,
+			"Usage: kha etcd member replace OLD --name NEW --peer-urls URL [flags]\n\n"
+			"Replaces member OLD by NEW without ever costing quorum. OLD alive (a planned\n"
+			"replacement): learner first:\n"
+			"  1. add NEW as a learner (it does not vote: quorum does not change) and\n"
+			"     print the flags to start it with;\n"
+			"  2. wait until NEW has started and caught up (--start-timeout, default 10m);\n"
+			"  3. promote NEW (--timeout, default 2m);  4. remove OLD.\n"
+			"Removing OLD first would leave 3 members with 2 voters (no failure\n"
+			"tolerated) for the whole catch-up.\n"
+			"OLD dead: remove it first, then steps 1-3. etcd refuses any member add, even\n"
+			"a learner, while a voting member is unreachable (its strict reconfiguration\n"
+			"check), and a dead voter already costs the failure it would tolerate:\n"
+			"removing it loses nothing.\n\n");
+	fprintf(out, "Flags:\n" KHA_ETCD_OPTIONS_HELP);
+	if (strcmp(sub, "add") == 0 || strcmp(sub, "replace") == 0)
+		fprintf(out, "  --peer-urls URL[,URL]     the new member's peer URLs\n");
+	if (strcmp(sub, "add") == 0)
+		fprintf(out, "  --learner                 add a non-voting learner\n");
+	if (strcmp(sub, "replace") == 0)
+		fprintf(out, "  --name NAME               the new member's name\n"
+			     "  --start-timeout DURATION  wait this long for NEW to start (10m)\n");
+	if (strcmp(sub, "promote") == 0 || strcmp(sub, "replace") == 0)
+		fprintf(out, "  --timeout DURATION        wait this long for the learner to "
+			     "catch up (2m)\n");
+	if (strcmp(sub, "list") != 0 && strcmp(sub, "promote") != 0)
+		fprintf(out, "  --force                   do it even when a rule refuses\n");
+	fprintf(out, "  -o, --output table|json   report format (default table)\n"
+		     "  -h, --help                this help\n\n"
+		     "Exit codes: 0 done, 1 refused by a rule (nothing changed), 64 usage or "
+		     "unknown member,\n65 bad reply, 69 unreachable or timed out, 78 TLS files "
+		     "or trust.\n\n"
+		     "Example:\n");
+	if (strcmp(sub, "replace") == 0)
+		fprintf(out, "  kha etcd member replace etcd-2 --name etcd-4 --peer-urls "
+			     "https://10.0.0.4:2380 --endpoints https://10.0.0.1:2379\n");
+	else if (strcmp(sub, "add") == 0)
+		fprintf(out, "  kha etcd member add etcd-4 --learner --peer-urls "
+			     "https://10.0.0.4:2380 --endpoints https://10.0.0.1:2379\n");
+	else
+		fprintf(out,
+			"  kha etcd member %s%s --endpoints https://10.0.0.1:2379 "
+			"--cacert ca.crt\n",
+			sub, strcmp(sub, "list") == 0 ? "" : " etcd-2");
+}
+
+/* ---- flags -------------------------------------------------------------------------------- */
+
+static int add_peer_urls(struct opts *o, const char *list)
+{
+	kha_autofree char *copy = strdup(list);
+	char *save = NULL, *tok;
+	struct kha_diag d = {};
+
+	if (!copy)
+		return -ENOMEM;
+	for (tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+		char **grown;
+
+		if (kha_member_check_peer_url(tok, &d) < 0) {
+			fprintf(stderr, "kha etcd member %s: --peer-urls: %s\n", o->sub, d.msg);
+			return -EINVAL;
+		}
+		grown = realloc(o->peer_urls, (o->n_peer_urls + 1) * sizeof(char *));
+		if (!grown)
+			return -ENOMEM;
+		o->peer_urls = grown;
+		o->peer_urls[o->n_peer_urls] = strdup(tok);
+		if (!o->peer_urls[o->n_peer_urls])
+			return -ENOMEM;
+		o->n_peer_urls++;
+	}
+	if (!o->n_peer_urls) {
+		fprintf(stderr, "kha etcd member %s: --peer-urls: empty\n", o->sub);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* Returns 0 to go on, or an exit code + 1000 (so 0 = help printed is distinguishable). */
+static int parse(int argc, char **argv, struct opts *o)
+{
+	static const struct option longopts[] = {
+		KHA_ETCD_LONGOPTS,
+		{"peer-urls", required_argument, NULL, OPT_PEER_URLS},
+		{"learner", no_argument, NULL, OPT_LEARNER},
+		{"force", no_argument, NULL, OPT_FORCE},
+		{"timeout", required_argument, NULL, OPT_TIMEOUT},
+		{"start-timeout", required_argument, NULL, OPT_START_TIMEOUT},
+		{"name", required_argument, NULL, OPT_NAME},
+		{"output", required_argument, NULL, 'o'},
+		{"help", no_argument, NULL, 'h'},
+		{},
+	};
+	struct kha_diag d = {};
+	bool add = strcmp(o->sub, "add") == 0, replace = strcmp(o->sub, "replace") == 0;
+	bool list = strcmp(o->sub, "list") == 0;
+	int c;
+
+	o->timeout_us = DEFAULT_PROMOTE_TIMEOUT_US;
+	o->start_timeout_us = DEFAULT_START_TIMEOUT_US;
+	if (kha_etcd_config_init(&o->cfg) < 0)
+		return 1000 + KHA_EXIT_SOFTWARE;
+	if (kha_etcd_config_from_env(&o->cfg, &d) < 0) {
+		fprintf(stderr, "kha etcd member %s: %s\n", o->sub, d.msg);
+		return 1000 + KHA_EXIT_USAGE;
+	}
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "ho:", longopts, NULL)) != -1) {
+		uint64_t *dur = NULL;
+		bool ok = true;
+
+		switch (c) {
+		case 'h':
+			sub_usage(stdout, o->sub);
+			return 1000 + KHA_EXIT_OK;
+		case 'o':
+			if (strcmp(optarg, "json") == 0 || strcmp(optarg, "table") == 0) {
+				o->json = optarg[0] == 'j';
+			} else {
+				fprintf(stderr,
+					"kha etcd member %s: --output: '%s' is not table or json\n",
+					o->sub, optarg);
+				return 1000 + KHA_EXIT_USAGE;
+			}
+			break;
+		case OPT_PEER_URLS:
+			ok = add || replace;
+			if (ok && add_peer_urls(o, optarg) < 0)
+				return 1000 + KHA_EXIT_USAGE;
+			break;
+		case OPT_LEARNER:
+			ok = add;
+			o->learner = true;
+			break;
+		case OPT_FORCE:
+			ok = !list && strcmp(o->sub, "promote") != 0;
+			o->force = true;
+			break;
+		case OPT_NAME:
+			ok = replace;
+			o->name = optarg;
+			break;
+		case OPT_TIMEOUT:
+			ok = replace || strcmp(o->sub, "promote") == 0;
+			dur = &o->timeout_us;
+			break;
+		case OPT_START_TIMEOUT:
+			ok = replace;
+			dur = &o->start_timeout_us;
+			break;
+		case '?':
+			fprintf(stderr, "Run 'kha etcd member %s --help' for the flags.\n", o->sub);
+			return 1000 + KHA_EXIT_USAGE;
+		default:
+			if (kha_etcd_config_apply_opt(&o->cfg, c, optarg, &d) < 0) {
+				fprintf(stderr, "kha etcd member %s: %s\n", o->sub, d.msg);
+				return 1000 + KHA_EXIT_USAGE;
+			}
+			break;
+		}
+		if (!ok) {
+			const char *flag = "?";
+			for (size_t i = 0; longopts[i].name; i++)
+				if (longopts[i].val == c)
+					flag = longopts[i].name;
+			fprintf(stderr, "kha etcd member %s: --%s does not apply to %s\n", o->sub,
+				flag, o->sub);
+			return 1000 + KHA_EXIT_USAGE;
+		}
+		if (dur && (kha_parse_duration_us(optarg, dur) < 0 || !*dur)) {
+			fprintf(stderr,
+				"kha etcd member %s: '%s' is not a positive duration (e.g. 5m)\n",
+				o->sub, optarg);
+			return 1000 + KHA_EXIT_USAGE;
+		}
+	}
+	if (list) {
+		if (optind < argc) {
+			fprintf(stderr, "kha etcd member list: unexpected argument '%s'\n",
+				argv[optind]);
+			return 1000 + KHA_EXIT_USAGE;
+		}
+		return 0;
+	}
+	if (optind != argc - 1) {
+		fprintf(stderr,
+			"kha etcd member %s: expected one %s (run 'kha etcd member %s --help')\n",
+			o->sub, add ? "NAME" : "NAME|ID", o->sub);
+		return 1000 + KHA_EXIT_USAGE;
+	}
+	o->arg = argv[optind];
+	if ((add || replace) && !o->n_peer_urls) {
+		fprintf(stderr, "kha etcd member %s: --peer-urls is required\n", o->sub);
+		return 1000 + KHA_EXIT_USAGE;
+	}
+	if (replace && (!o->name || !*o->name)) {
+		fprintf(stderr, "kha etcd member replace: --name NEW is required\n");
+		return 1000 + KHA_EXIT_USAGE;
+	}
+	if (add && (!*o->arg || strchr(o->arg, '=') || strchr(o->arg, ','))) {
+		fprintf(stderr, "kha etcd member add: '%s' is not a usable member name\n", o->arg);
+		return 1000 + KHA_EXIT_USAGE;
+	}
+	return 0;
+}
+
+/* ---- shared ------------------------------------------------------------------------------- */
+
+static int fail(const struct opts *o, int r, const struct kha_diag *d)
+{
+	int code = kha_exit_from_errno(r);
+
+	fprintf(stderr, "kha etcd member %s: %s\n", o->sub, d->msg);
+	if (code == KHA_EXIT_SOFTWARE && r != -ENOMEM)
+		code = KHA_EXIT_UNAVAILABLE;
+	if (r == -ENOENT && strstr(d->msg, "no member named"))
+		code = KHA_EXIT_USAGE;
+	return code;
+}
+
+static int report(struct opts *o, struct kha_etcd_cluster_report *rep)
+{
+	struct kha_diag d = {};
+	int r = kha_etcd_cluster_report(&o->cfg, 0, 0, rep, &d);
+
+	return r < 0 ? fail(o, r, &d) : 0;
+}
+
+static const char *label(char *buf, size_t n, const struct kha_etcd_member *m)
+{
+	if (m->name[0])
+		snprintf(buf, n, "%s", m->name);
+	else
+		snprintf(buf, n, "%" PRIx64, m->id);
+	return buf;
+}
+
+/* Runs the guard; prints a refusal or a warning. Returns 0 to proceed or an exit code. */
+static int guard(const struct opts *o, const struct kha_etcd_cluster_report *rep,
+		 const struct kha_guard_request *req, struct kha_guard_verdict *v)
+{
+	struct kha_guard_member *gm = calloc(rep->n_members ? rep->n_members : 1, sizeof(*gm));
+	struct kha_guard_cluster gc;
+	int r;
+
+	if (!gm)
+		return KHA_EXIT_SOFTWARE;
+	kha_guard_from_report(rep, gm, &gc);
+	r = kha_guard_check(&gc, req, v);
+	free(gm);
+	if (r < 0)
+		return KHA_EXIT_SOFTWARE;
+	if (!v->allowed) {
+		if (o->force && v->forceable) {
+			fprintf(stderr,
+				"kha etcd member %s: warning: --force overrides rule %s: %s\n",
+				o->sub, v->rule, v->reason);
+			return 0;
+		}
+		fprintf(stderr, "kha etcd member %s: refused (%s): %s%s\n", o->sub, v->rule,
+			v->reason, v->forceable ? " (--force to do it anyway)" : "");
+		return EXIT_REFUSED;
+	}
+	if (v->warning[0])
+		fprintf(stderr, "kha etcd member %s: note: %s\n", o->sub, v->warning);
+	return 0;
+}
+
+static json_t *strings_json(char *const *v, size_t n)
+{
+	json_t *a = json_array();
+
+	for (size_t i = 0; a && i < n; i++)
+		json_array_append_new(a, json_string(v[i]));
+	return a;
+}
+
+static json_t *hex(uint64_t id)
+{
+	char buf[24];
+
+	snprintf(buf, sizeof(buf), "%" PRIx64, id);
+	return json_string(buf);
+}
+
+static int dump(json_t *o)
+{
+	int r;
+
+	if (!o)
+		return KHA_EXIT_SOFTWARE;
+	r = json_dumpf(o, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+	printf("\n");
+	json_decref(o);
+	return r < 0 ? KHA_EXIT_IOERR : KHA_EXIT_OK;
+}
+
+static json_t *guard_json(const struct kha_guard_verdict *v)
+{
+	return json_pack("{s:i, s:i, s:i, s:i, s:i, s:i, s:s}", "voters_before",
+			 (int)v->voters_before, "voters_after", (int)v->voters_after,
+			 "quorum_before", (int)v->quorum_before, "quorum_after",
+			 (int)v->quorum_after, "tolerance_before", v->tolerance_before,
+			 "tolerance_after", v->tolerance_after, "warning", v->warning);
+}
+
+/*
+ * etcd refuses membership changes until its leader has been connected to every voting member
+ * for 5 s (strict reconfiguration check: "etcdserver: unhealthy cluster", e.g. just after a
+ * member started): worth a few retries.
+ */
+static bool retry_unhealthy(const struct opts *o, int r, const struct kha_diag *d, uint64_t end)
+{
+	if (r != -EAGAIN || !strstr(d->msg, "unhealthy cluster") || kha_now_us() >= end)
+		return false;
+	fprintf(stderr,
+		"kha etcd member %s: etcd says the cluster is not settled yet (%s): "
+		"retrying\n",
+		o->sub, d->msg);
+	usleep(500 * 1000);
+	return true;
+}
+
+/* ---- list --------------------------------------------------------------------------------- */
+
+static int cmd_list(struct opts *o)
+{
+	struct kha_etcd_cluster_report rep = {};
+	int code = report(o, &rep);
+	size_t w[4] = {4, 2, 6, 9};
+	char buf[64];
+
+	if (code)
+		return code;
+	if (o->json) {
+		json_t *members = json_array();
+
+		for (size_t i = 0; i < rep.n_members; i++) {
+			const struct kha_etcd_member_report *m = &rep.members[i];
+			json_array_append_new(
+				members,
+				json_pack("{s:o, s:s, s:b, s:b, s:b, s:b, s:o, s:o}", "id",
+					  hex(m->member.id), "name", m->member.name, "is_learner",
+					  m->member.is_learner, "started", m->member.name[0] != 0,
+					  "reachable", m->reachable, "is_leader",
+					  rep.health.leader && rep.health.leader == m->member.id,
+					  "peer_urls",
+					  strings_json(m->member.peer_urls, m->member.n_peer_urls),
+					  "client_urls",
+					  strings_json(m->member.client_urls,
+						       m->member.n_client_urls)));
+		}
+		code = dump(json_pack("{s:o, s:s, s:o}", "cluster_id", hex(rep.cluster_id),
+				      "health", kha_etcd_verdict_name(rep.health.verdict),
+				      "members", members));
+		kha_etcd_cluster_report_release(&rep);
+		return code;
+	}
+	for (size_t i = 0; i < rep.n_members; i++) {
+		const struct kha_etcd_member *m = &rep.members[i].member;
+		w[0] = KHA_MAX(w[0], strlen(label(buf, sizeof(buf), m)));
+		snprintf(buf, sizeof(buf), "%" PRIx64, m->id);
+		w[1] = KHA_MAX(w[1], strlen(buf));
+	}
+	printf("%-*s  %-*s  %-7s  %-9s  %-6s  %s  %s\n", (int)w[0], "NAME", (int)w[1], "ID", "ROLE",
+	       "STATE", "LEADER", "PEER URLS", "CLIENT URLS");
+	for (size_t i = 0; i < rep.n_members; i++) {
+		const struct kha_etcd_member_report *m = &rep.members[i];
+		char id[24];
+
+		snprintf(id, sizeof(id), "%" PRIx64, m->member.id);
+		printf("%-*s  %-*s  %-7s  %-9s  %-6s  ", (int)w[0],
+		       label(buf, sizeof(buf), &m->member), (int)w[1], id,
+		       m->member.is_learner ? "learner" : "voter",
+		       !m->member.name[0] ? "unstarted"
+		       : m->reachable	  ? "up"
+					  : "DOWN",
+		       rep.health.leader == m->member.id ? "*" : "");
+		for (size_t u = 0; u < m->member.n_peer_urls; u++)
+			printf("%s%s", u ? "," : "", m->member.peer_urls[u]);
+		printf("  ");
+		for (size_t u = 0; u < m->member.n_client_urls; u++)
+			printf("%s%s", u ? "," : "", m->member.client_urls[u]);
+		printf("%s\n", m->member.n_client_urls ? "" : "-");
+	}
+	printf("\n%s\n", rep.health.summary);
+	kha_etcd_cluster_report_release(&rep);
+	return KHA_EXIT_OK;
+}
+
+/* ---- add ---------------------------------------------------------------------------------- */
+
+static void print_start(const struct kha_member_start *s, bool learner)
+{
+	printf("Start it with these flags (plus its own --data-dir, --listen-*-urls,\n"
+	       "--advertise-client-urls and TLS flags):\n\n"
+	       "  --name %s \\\n  --initial-cluster %s \\\n"
+	       "  --initial-cluster-state existing \\\n"
+	       "  --initial-advertise-peer-urls %s\n\n"
+	       "or as environment variables:\n"
+	       "ETCD_NAME=\"%s\"\nETCD_INITIAL_CLUSTER=\"%s\"\n"
+	       "ETCD_INITIAL_ADVERTISE_PEER_URLS=\"%s\"\nETCD_INITIAL_CLUSTER_STATE=\"existing\"\n",
+	       s->name, s->initial_cluster, s->initial_advertise_peer_urls, s->name,
+	       s->initial_cluster, s->initial_advertise_peer_urls);
+	if (learner)
+		printf("\nOnce it runs: kha etcd member promote %s (waits until it has caught up)\n",
+		       s->name);
+	fflush(stdout);
+}
+
+static json_t *start_json(const struct kha_member_start *s)
+{
+	return json_pack("{s:[s,s,s,s,s,s,s,s], s:{s:s, s:s, s:s, s:s}}", "flags", "--name",
+			 s->name, "--initial-cluster", s->initial_cluster,
+			 "--initial-cluster-state", "existing", "--initial-advertise-peer-urls",
+			 s->initial_advertise_peer_urls, "env", "ETCD_NAME", s->name,
+			 "ETCD_INITIAL_CLUSTER", s->initial_cluster,
+			 "ETCD_INITIAL_ADVERTISE_PEER_URLS", s->initial_advertise_peer_urls,
+			 "ETCD_INITIAL_CLUSTER_STATE", "existing");
+}
+
+/* Adds o->peer_urls as name; fills *ret_member and *ret_start. */
+static int do_add(struct opts *o, const char *name, bool learner,
+		  struct kha_etcd_member *ret_member, struct kha_member_start *ret_start)
+{
+	kha_auto(kha_etcd_freep) struct kha_etcd *c = NULL;
+	struct kha_etcd_member_list list = {};
+	struct kha_diag d = {};
+	int r;
+
+	uint64_t end = kha_now_us() + UNHEALTHY_RETRY_US;
+
+	r = kha_etcd_new(&o->cfg, &c, &d);
+	while (r == 0) {
+		kha_diag_clear(&d);
+		r = kha_etcd_member_add(c, (const char *const *)o->peer_urls, o->n_peer_urls,
+					learner, ret_member, &list, &d);
+		if (!retry_unhealthy(o, r, &d, end))
+			break;
+		r = 0;
+	}
+	if (r < 0)
+		return fail(o, r, &d);
+	r = kha_member_start_flags(&list, ret_member->id, name, ret_start);
+	kha_etcd_member_list_release(&list);
+	if (r < 0) {
+		fprintf(stderr, "kha etcd member %s: the member list lacks the new member\n",
+			o->sub);
+		return KHA_EXIT_DATAERR;
+	}
+	return 0;
+}
+
+static int cmd_add(struct opts *o)
+{
+	struct kha_etcd_cluster_report rep = {};
+	struct kha_guard_request req = {
+		.op = o->learner ? KHA_GUARD_ADD_LEARNER : KHA_GUARD_ADD,
+		.name = o->arg,
+		.peer_urls = (const char *const *)o->peer_urls,
+		.n_peer_urls = o->n_peer_urls,
+	};
+	struct kha_guard_verdict v;
+	struct kha_etcd_member m = {};
+	struct kha_member_start s = {};
+	int code = report(o, &rep);
+
+	if (code)
+		return code;
+	code = guard(o, &rep, &req, &v);
+	kha_etcd_cluster_report_release(&rep);
+	if (code)
+		return code;
+	code = do_add(o, o->arg, o->learner, &m, &s);
+	if (code) {
+		kha_etcd_member_release(&m);
+		return code;
+	}
+	if (o->json) {
+		code = dump(json_pack("{s:{s:o, s:s, s:b, s:o}, s:o, s:o}", "member", "id",
+				      hex(m.id), "name", o->arg, "is_learner", o->learner,
+				      "peer_urls", strings_json(m.peer_urls, m.n_peer_urls),
+				      "start", start_json(&s), "guard", guard_json(&v)));
+	} else {
+		printf("Member %s added as a %s (id %" PRIx64 ").\n", o->arg,
+		       o->learner ? "learner" : "voting member", m.id);
+		print_start(&s, o->learner);
+	}
+	kha_etcd_member_release(&m);
+	kha_member_start_release(&s);
+	return code;
+}
+
+/* ---- remove ------------------------------------------------------------------------------- */
+
+static int remove_member(struct opts *o, uint64_t id)
+{
+	kha_auto(kha_etcd_freep) struct kha_etcd *c = NULL;
+	struct kha_diag d = {};
+	int r;
+
+	uint64_t end = kha_now_us() + UNHEALTHY_RETRY_US;
+
+	r = kha_etcd_new(&o->cfg, &c, &d);
+	while (r == 0) {
+		kha_diag_clear(&d);
+		r = kha_etcd_member_remove(c, id, NULL, &d);
+		if (!retry_unhealthy(o, r, &d, end))
+			break;
+		r = 0;
+	}
+	return r < 0 ? fail(o, r, &d) : 0;
+}
+
+static int cmd_remove(struct opts *o)
+{
+	struct kha_etcd_cluster_report rep = {};
+	struct kha_guard_request req = {.op = KHA_GUARD_REMOVE};
+	struct kha_guard_verdict v;
+	struct kha_diag d = {};
+	char name[128];
+	int code = report(o, &rep), idx;
+
+	if (code)
+		return code;
+	idx = kha_member_find(&rep, o->arg, &d);
+	if (idx < 0) {
+		kha_etcd_cluster_report_release(&rep);
+		return fail(o, idx, &d);
+	}
+	req.target = rep.members[idx].member.id;
+	label(name, sizeof(name), &rep.members[idx].member);
+	code = guard(o, &rep, &req, &v);
+	kha_etcd_cluster_report_release(&rep);
+	if (code)
+		return code;
+	code = remove_member(o, req.target);
+	if (code)
+		return code;
+	if (o->json)
+		return dump(json_pack("{s:{s:o, s:s}, s:o}", "removed", "id", hex(req.target),
+				      "name", name, "guard", guard_json(&v)));
+	printf("Member %s (id %" PRIx64 ") removed. The cluster: %zu voting member%s, can lose "
+	       "%d.\n",
+	       name, req.target, v.voters_after, v.voters_after == 1 ? "" : "s", v.tolerance_after);
+	return KHA_EXIT_OK;
+}
+
+/* ---- promote ------------------------------------------------------------------------------ */
+
+static void on_progress(void *userdata, const char *text)
+{
+	const struct opts *o = userdata;
+
+	fprintf(stderr, "kha etcd member %s: %s\n", o->sub, text);
+}
+
+static int promote(struct opts *o, uint64_t id)
+{
+	struct kha_diag d = {};
+	int r;
+
+	r = kha_member_promote_wait(&o->cfg, id, o->timeout_us, &interrupted, on_progress, o, &d);
+	if (r == -ECANCELED && interrupted) {
+		fprintf(stderr, "kha etcd member %s: interrupted (the learner stays a learner)\n",
+			o->sub);
+		return 128 + interrupted;
+	}
+	return r < 0 ? fail(o, r, &d) : 0;
+}
+
+static bool has_unstarted_learner(const struct kha_etcd_cluster_report *rep)
+{
+	for (size_t i = 0; i < rep->n_members; i++)
+		if (rep->members[i].member.is_learner && !rep->members[i].member.name[0])
+			return true;
+	return false;
+}
+
+static int cmd_promote(struct opts *o)
+{
+	struct kha_etcd_cluster_report rep = {};
+	struct kha_guard_request req = {.op = KHA_GUARD_PROMOTE};
+	struct kha_guard_verdict v;
+	struct kha_diag d = {};
+	uint64_t end = kha_now_us() + o->timeout_us;
+	char name[128];
+	int code = report(o, &rep), idx;
+
+	if (code)
+		return code;
+	catch_signals();
+	/* a learner gets its name only once it has started: wait for it (with --timeout) */
+	while ((idx = kha_member_find(&rep, o->arg, &d)) == -ENOENT &&
+	       has_unstarted_learner(&rep) && kha_now_us() < end && !interrupted) {
+		fprintf(stderr,
+			"kha etcd member promote: no member named %s yet; a learner has "
+			"not started: waiting for it\n",
+			o->arg);
+		usleep(500 * 1000);
+		kha_etcd_cluster_report_release(&rep);
+		code = report(o, &rep);
+		if (code)
+			return code;
+	}
+	if (idx < 0) {
+		kha_etcd_cluster_report_release(&rep);
+		return fail(o, idx, &d);
+	}
+	req.target = rep.members[idx].member.id;
+	label(name, sizeof(name), &rep.members[idx].member);
+	code = guard(o, &rep, &req, &v);
+	kha_etcd_cluster_report_release(&rep);
+	if (code)
+		return code;
+	code = promote(o, req.target);
+	if (code)
+		return code;
+	if (o->json)
+		return dump(json_pack("{s:{s:o, s:s}, s:o}", "promoted", "id", hex(req.target),
+				      "name", name, "guard", guard_json(&v)));
+	printf("Member %s (id %" PRIx64 ") promoted to a voting member. The cluster: %zu voting "
+	       "members, can lose %d.\n",
+	       name, req.target, v.voters_after, v.tolerance_after);
+	return KHA_EXIT_OK;
+}
+
+/* ---- replace ------------------------------------------------------------------------------ */
+
+/* Guards and removes OLD with the cluster as it is now. */
+static int replace_remove_old(struct opts *o, uint64_t old_id, struct kha_guard_verdict *v)
+{
+	struct kha_etcd_cluster_report rep = {};
+	struct kha_guard_request req = {.op = KHA_GUARD_REMOVE, .target = old_id};
+	int code = report(o, &rep);
+
+	if (code)
+		return code;
+	code = guard(o, &rep, &req, v);
+	kha_etcd_cluster_report_release(&rep);
+	return code ? code : remove_member(o, old_id);
+}
+
+/* Guards and adds NEW as a learner, prints its flags. */
+static int replace_add_new(struct opts *o, struct kha_etcd_member *m, struct kha_member_start *s)
+{
+	struct kha_etcd_cluster_report rep = {};
+	struct kha_guard_request req = {
+		.op = KHA_GUARD_ADD_LEARNER,
+		.name = o->name,
+		.peer_urls = (const char *const *)o->peer_urls,
+		.n_peer_urls = o->n_peer_urls,
+	};
+	struct kha_guard_verdict v;
+	int code = report(o, &rep);
+
+	if (code)
+		return code;
+	code = guard(o, &rep, &req, &v);
+	kha_etcd_cluster_report_release(&rep);
+	if (code)
+		return code;
+	return do_add(o, o->name, true, m, s);
+}
+
+static int cmd_replace(struct opts *o)
+{
+	struct kha_etcd_cluster_report rep = {};
+	struct kha_guard_verdict v = {};
+	struct kha_etcd_member m = {};
+	struct kha_member_start s = {};
+	struct kha_diag d = {};
+	char old[128];
+	uint64_t old_id;
+	bool old_down;
+	int code = report(o, &rep), idx, step = 1;
+
+	if (code)
+		return code;
+	idx = kha_member_find(&rep, o->arg, &d);
+	if (idx < 0) {
+		kha_etcd_cluster_report_release(&rep);
+		return fail(o, idx, &d);
+	}
+	old_id = rep.members[idx].member.id;
+	old_down = !rep.members[idx].reachable;
+	label(old, sizeof(old), &rep.members[idx].member);
+	kha_etcd_cluster_report_release(&rep);
+	catch_signals();
+
+	if (old_down) {
+		/*
+		 * etcd refuses every member add while a voter is unreachable (strict
+		 * reconfiguration check), so a dead member goes first. That costs nothing: a
+		 * dead voter already takes away the failure it would tolerate.
+		 */
+		printf("Step %d/4: %s is down: removing it first (etcd adds no member while a "
+		       "voter is unreachable)...\n",
+		       step++, old);
+		fflush(stdout);
+		code = replace_remove_old(o, old_id, &v);
+		if (code)
+			goto out;
+	}
+	code = replace_add_new(o, &m, &s);
+	if (code) {
+		if (old_down)
+			fprintf(stderr,
+				"kha etcd member replace: %s was removed; add %s with 'kha etcd "
+				"member add %s --learner --peer-urls ...'\n",
+				old, o->name, o->name);
+		goto out;
+	}
+	printf("Step %d/4: %s added as a learner (id %" PRIx64 "), replacing %s.\n", step++,
+	       o->name, m.id, old);
+	print_start(&s, false);
+	printf("\nStep %d/4: waiting for %s to start and catch up...\n", step++, o->name);
+	fflush(stdout);
+
+	code = kha_member_wait_started(&o->cfg, m.id, 1000, o->start_timeout_us, &interrupted,
+				       on_progress, o, &d);
+	if (code < 0) {
+		if (code == -ECANCELED && interrupted)
+			fprintf(stderr, "kha etcd member replace: interrupted\n");
+		else
+			fprintf(stderr, "kha etcd member replace: %s\n", d.msg);
+		fprintf(stderr,
+			"kha etcd member replace: %s stays a learner%s: start it and run 'kha etcd "
+			"member promote %s'%s%s, or undo with 'kha etcd member remove %" PRIx64
+			"'\n",
+			o->name, old_down ? "" : " and the old member stays", o->name,
+			old_down ? "" : ", then 'kha etcd member remove ", old_down ? "" : old,
+			m.id);
+		code = code == -ECANCELED && interrupted ? 128 + interrupted
+							 : kha_exit_from_errno(code);
+		goto out;
+	}
+
+	printf("Step %d/4: promoting %s...\n", step++, o->name);
+	fflush(stdout);
+	code = promote(o, m.id);
+	if (code) {
+		fprintf(stderr,
+			"kha etcd member replace: %s is still a learner: retry 'kha etcd member "
+			"promote %s'%s%s\n",
+			o->name, o->name, old_down ? "" : ", then 'kha etcd member remove ",
+			old_down ? "" : old);
+		goto out;
+	}
+
+	if (!old_down) {
+		printf("Step %d/4: removing %s...\n", step++, old);
+		fflush(stdout);
+		code = replace_remove_old(o, old_id, &v);
+		if (code) {
+			fprintf(stderr,
+				"kha etcd member replace: %s is a voting member now; %s was not "
+				"removed: remove it once the rule allows ('kha etcd member remove "
+				"%s')\n",
+				o->name, old, old);
+			goto out;
+		}
+	}
+	code = report(o, &rep);
+	if (code)
+		goto out;
+	if (o->json)
+		code = dump(json_pack("{s:{s:o, s:s}, s:{s:o, s:s}, s:s, s:o, s:s}", "removed",
+				      "id", hex(old_id), "name", old, "added", "id", hex(m.id),
+				      "name", o->name, "order",
+				      old_down ? "remove-first" : "learner-first", "start",
+				      start_json(&s), "summary", rep.health.summary));
+	else
+		printf("Done: %s replaced %s (%s). %s\n", o->name, old,
+		       old_down ? "removed first: it was down" : "learner first",
+		       rep.health.summary);
+	kha_etcd_cluster_report_release(&rep);
+out:
+	kha_etcd_member_release(&m);
+	kha_member_start_release(&s);
+	return code;
+}
+
+int cmd_etcd_member_main(int argc, char **argv)
+{
+	static const struct {
+		const char *name;
+		int (*fn)(struct opts *o);
+	} subs[] = {
+		{"list", cmd_list},	  {"add", cmd_add},	    {"remove", cmd_remove},
+		{"promote", cmd_promote}, {"replace", cmd_replace},
+	};
+	struct opts o = {};
+	int code;
+
+	if (argc < 2) {
+		usage(stderr);
+		return KHA_EXIT_USAGE;
+	}
+	if (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0 ||
+	    strcmp(argv[1], "help") == 0) {
+		usage(stdout);
+		return KHA_EXIT_OK;
+	}
+	for (size_t i = 0; i < KHA_ARRAY_SIZE(subs); i++) {
+		if (strcmp(argv[1], subs[i].name) != 0)
+			continue;
+		o.sub = subs[i].name;
+		code = parse(argc - 1, argv + 1, &o);
+		if (code == 0)
+			code = subs[i].fn(&o);
+		else
+			code -= 1000;
+		opts_release(&o);
+		return code;
+	}
+	fprintf(stderr, "kha etcd member: unknown subcommand '%s' (run 'kha etcd member --help')\n",
+		argv[1]);
+	return KHA_EXIT_USAGE;
+}

@@ -1,0 +1,195 @@
+# SPDX-License-Identifier: MIT
+"""Helpers for the etcd operations tests (snapshot, backup, member, defrag, check).
+
+- fill_keys(c, n): n small keys under a prefix, 100 per transaction (fast).
+- fill_big(c, mb): about mb MiB of 1 MiB random values, with parallel writers.
+- read_prefix(url, prefix, ...): every key/value under a prefix, straight from a member.
+- start_etcd(args, ...): a standalone etcd process (restored data dirs, new members started
+  with the flags kha printed), always stopped by its context manager.
+- etcdctl_json(...), sha256_file(), poll().
+"""
+import base64
+import concurrent.futures
+import hashlib
+import json
+import os
+import signal
+import ssl
+import subprocess
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+
+from kha_testlib.etcd import ETCD, ETCDCTL, _free_port  # noqa: F401
+
+VALUE_MIB = 1 << 20
+
+
+def b64(s):
+    if isinstance(s, str):
+        s = s.encode()
+    return base64.b64encode(s).decode()
+
+
+def poll(fn, deadline=20.0, what="condition", interval=0.05):
+    """Calls fn() until it returns a true value and returns it; fails after the deadline."""
+    end = time.monotonic() + deadline
+    last = None
+    while time.monotonic() < end:
+        last = fn()
+        if last:
+            return last
+        time.sleep(interval)
+    pytest.fail(f"timed out waiting for {what}; last: {last!r}")
+
+
+def _post(url, body, ctx=None, timeout=30):
+    req = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=timeout, context=ctx) as resp:
+        return json.loads(resp.read().decode())
+
+
+def _ctx(c):
+    return c.ssl_context() if c.tls else None
+
+
+def running_member(c):
+    return next(m for m in c.members if m.running)
+
+
+def fill_keys(c, n, prefix="k/", value_size=16, batch=100):
+    """Puts n keys prefix0000000.. with deterministic values; returns {key: value}."""
+    url = running_member(c).client_url + "/v3/kv/txn"
+    ctx = _ctx(c)
+    data = {}
+    for start in range(0, n, batch):
+        ops = []
+        for i in range(start, min(n, start + batch)):
+            k = f"{prefix}{i:07d}"
+            v = (f"v{i}-" * value_size)[:value_size]
+            data[k] = v
+            ops.append({"request_put": {"key": b64(k), "value": b64(v)}})
+        _post(url, {"success": ops}, ctx)
+    return data
+
+
+def fill_big(c, mb, prefix="big/", threads=4):
+    """About mb MiB of random 1 MiB values (the member needs --quota-backend-bytes)."""
+    url = running_member(c).client_url + "/v3/kv/put"
+    ctx = _ctx(c)
+    val = b64(os.urandom(VALUE_MIB))
+
+    def put(i):
+        _post(url, {"key": b64(f"{prefix}{i:06d}"), "value": val}, ctx, timeout=60)
+
+    with concurrent.futures.ThreadPoolExecutor(threads) as ex:
+        list(ex.map(put, range(mb)))
+
+
+def read_prefix(url, prefix, ctx=None, timeout=30):
+    """{key: value} of every key under prefix, read from the member at url."""
+    end = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+    rep = _post(url + "/v3/kv/range", {"key": b64(prefix), "range_end": b64(end)}, ctx, timeout)
+    return {base64.b64decode(kv["key"]).decode(): base64.b64decode(kv.get("value", "")).decode()
+            for kv in rep.get("kvs", [])}
+
+
+def status(url, ctx=None, timeout=2):
+    return _post(url + "/v3/maintenance/status", {}, ctx, timeout)
+
+
+def etcdctl_env():
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ETCDCTL_")}
+    env["ETCDCTL_API"] = "3"
+    return env
+
+
+def etcdctl(*args, check=True, timeout=60):
+    return subprocess.run([ETCDCTL, *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout, check=check, env=etcdctl_env())
+
+
+def snapshot_status(path):
+    """`etcdctl snapshot status -w json` as a dict."""
+    p = etcdctl("snapshot", "status", path, "-w", "json")
+    return json.loads(p.stdout)
+
+
+def sha256_file(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+class Etcd:
+    """A standalone etcd process (own process group), stopped by close()."""
+
+    def __init__(self, args, log_path):
+        self.args = [ETCD, *args]
+        self.log_path = log_path
+        log = open(log_path, "ab")
+        try:
+            self.proc = subprocess.Popen(self.args, stdin=subprocess.DEVNULL, stdout=log,
+                                         stderr=subprocess.STDOUT, start_new_session=True)
+        finally:
+            log.close()
+
+    @property
+    def running(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def log_tail(self, n=30):
+        try:
+            with open(self.log_path, errors="replace") as f:
+                return "".join(f.readlines()[-n:])
+        except OSError:
+            return ""
+
+    def close(self):
+        if self.proc is None:
+            return
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pass
+        self.proc = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def wait_answering(url, ctx=None, member=None, deadline=30.0, need_leader=True):
+    """Waits until the member at url answers its status (with a leader)."""
+    def ok():
+        if member is not None and not member.running:
+            raise RuntimeError(f"etcd exited:\n{member.log_tail()}")
+        try:
+            st = status(url, ctx)
+        except (urllib.error.URLError, OSError, ValueError):
+            return False
+        return not need_leader or int(st.get("leader", "0")) != 0
+    poll(ok, deadline, f"{url} to answer")
+
+
+def tls_member_args(c, cert, key):
+    """The TLS flags of a cluster fixture's members, for an extra member."""
+    if not c.tls:
+        return []
+    args = ["--cert-file", cert, "--key-file", key, "--trusted-ca-file", c.ca,
+            "--peer-cert-file", cert, "--peer-key-file", key, "--peer-trusted-ca-file", c.ca,
+            "--peer-client-cert-auth"]
+    if c.client_cert_auth:
+        args.append("--client-cert-auth")
+    return args

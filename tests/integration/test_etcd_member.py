@@ -1,0 +1,259 @@
+# SPDX-License-Identifier: MIT
+"""kha etcd member list|add|remove|promote|replace on a real 3-member TLS cluster: grow to 5
+through learners (each new member started for real with the flags kha printed), replace a
+killed member, shrink back, and every unsafe request refused with its rule and reason while
+the cluster stays healthy."""
+import json
+import os
+import re
+import subprocess
+
+import pytest
+
+from conftest import assert_no_sanitizer_report, kha_bin, run_kha
+from kha_testlib.etcd import _free_port, etcd3, etcd_cluster, issue_cert  # noqa: F401
+from kha_testlib.etcdops import Etcd, fill_keys, poll, read_prefix, tls_member_args, wait_answering
+
+
+def member(c, *args, timeout=120):
+    return run_kha("etcd", "member", *args, *c.client_flags(), timeout=timeout)
+
+
+def members(c):
+    p = member(c, "list", "-o", "json")
+    assert p.returncode == 0, p.stderr
+    return {m["name"] or m["id"]: m for m in json.loads(p.stdout)["members"]}
+
+
+def healthy(c):
+    """Every member answers and one leader is agreed (4 voters is 'degraded' by design: an
+    even count tolerates no more failures than one less)."""
+    p = run_kha("etcd", "status", "-o", "json", *c.client_flags())
+    rep = json.loads(p.stdout)
+    ok = (rep["voters_up"] == rep["voters"] and rep["learners_up"] == rep["learners"]
+          and rep["leader"] is not None)
+    assert p.returncode in (0, 1) and (p.returncode == 0 or rep["voters"] % 2 == 0), p.stdout
+    return ok
+
+
+def assert_refused(p, rule):
+    assert p.returncode == 1, (p.returncode, p.stdout, p.stderr)
+    assert f"refused ({rule})" in p.stderr, p.stderr
+    assert p.stdout == ""
+
+
+class NewMember:
+    """Ports, certificate and process of a member kha tells us to start."""
+
+    def __init__(self, c, tmp_path, name):
+        self.c = c
+        self.name = name
+        scheme = "https" if c.tls else "http"
+        self.peer_url = f"{scheme}://127.0.0.1:{_free_port()}"
+        self.client_url = f"{scheme}://127.0.0.1:{_free_port()}"
+        self.dir = str(tmp_path)
+        self.cert = self.key = None
+        if c.tls:
+            self.cert, self.key = issue_cert(os.path.join(c.dir, "pki"), name, c.ca, c.ca_key)
+        self.proc = None
+
+    def start(self, flags):
+        c = self.c
+        args = [*flags, "--data-dir", os.path.join(self.dir, f"{self.name}.data"),
+                "--listen-client-urls", self.client_url,
+                "--advertise-client-urls", self.client_url,
+                "--listen-peer-urls", self.peer_url,
+                "--logger", "zap", "--log-outputs", "stderr",
+                *tls_member_args(c, self.cert, self.key)]
+        self.proc = Etcd(args, os.path.join(self.dir, f"{self.name}.log"))
+
+    def close(self):
+        if self.proc:
+            self.proc.close()
+
+
+@pytest.fixture
+def new_members(tmp_path):
+    made = []
+
+    def make(c, name):
+        m = NewMember(c, tmp_path, name)
+        made.append(m)
+        return m
+    try:
+        yield make
+    finally:
+        for m in made:
+            m.close()
+
+
+def add_learner(c, new):
+    p = member(c, "add", new.name, "--learner", "--peer-urls", new.peer_url, "-o", "json")
+    assert p.returncode == 0, p.stderr
+    out = json.loads(p.stdout)
+    assert out["member"]["is_learner"] and out["member"]["name"] == new.name
+    flags = out["start"]["flags"]
+    assert flags[flags.index("--initial-cluster-state") + 1] == "existing"
+    assert flags[flags.index("--initial-advertise-peer-urls") + 1] == new.peer_url
+    assert f"{new.name}={new.peer_url}" in flags[flags.index("--initial-cluster") + 1]
+    new.start(flags)
+    return out
+
+
+def replace(c, old, new):
+    """Runs kha etcd member replace, starts NEW from the ETCD_* lines it prints; stdout."""
+    proc = subprocess.Popen([kha_bin(), "etcd", "member", "replace", old, "--name", new.name,
+                             "--peer-urls", new.peer_url, *c.client_flags()],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    env, lines = {}, []
+    try:
+        for line in proc.stdout:
+            lines.append(line)
+            mo = re.match(r'^(ETCD_[A-Z_]+)="(.*)"$', line.strip())
+            if mo:
+                env[mo.group(1)] = mo.group(2)
+            if "ETCD_INITIAL_CLUSTER_STATE" in env:
+                break
+        assert env.get("ETCD_NAME") == new.name, (lines, proc.wait(30), proc.stderr.read())
+        new.start(["--name", env["ETCD_NAME"], "--initial-cluster", env["ETCD_INITIAL_CLUSTER"],
+                   "--initial-cluster-state", env["ETCD_INITIAL_CLUSTER_STATE"],
+                   "--initial-advertise-peer-urls", env["ETCD_INITIAL_ADVERTISE_PEER_URLS"]])
+        rest, err = proc.communicate(timeout=180)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert_no_sanitizer_report(err)
+    out = "".join(lines) + rest
+    assert proc.returncode == 0, (out, err)
+    return out
+
+
+def test_grow_replace_shrink_with_guards(etcd3, new_members):
+    c = etcd3
+    data = fill_keys(c, 200)
+    ms = members(c)
+    assert sorted(ms) == ["etcd-0", "etcd-1", "etcd-2"]
+    assert sum(m["is_leader"] for m in ms.values()) == 1
+
+    # 3 -> 4 voting at once: quorum grows to 3 while the new member does not run yet
+    m3 = new_members(c, "m3")
+    p = member(c, "add", "m3", "--peer-urls", m3.peer_url)
+    assert_refused(p, "fault-tolerance")
+    assert "--learner" in p.stderr
+    assert len(members(c)) == 3
+
+    # 3 -> 4 through a learner, started with the printed flags, then promoted
+    add_learner(c, m3)
+    # a second member while the learner waits: refused
+    m4 = new_members(c, "m4")
+    assert_refused(member(c, "add", "m4", "--learner", "--peer-urls", m4.peer_url),
+                   "pending-member")
+    p = member(c, "promote", "m3", timeout=180)
+    assert p.returncode == 0, p.stderr
+    assert "promoted" in p.stdout
+    ms = members(c)
+    assert not ms["m3"]["is_learner"] and ms["m3"]["reachable"]
+    assert healthy(c)
+
+    # 4 -> 5 the same way
+    add_learner(c, m4)
+    p = member(c, "promote", "m4", "-o", "json", timeout=180)
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout)["guard"]["voters_after"] == 5
+    assert healthy(c)
+    assert read_prefix(m4.client_url, "k/", m4.c.ssl_context()) == data
+
+    # replace a killed member: removed first (etcd adds nothing while a voter is down), then
+    # the new one as a learner, started from the printed lines, then promoted
+    c.kill(1)
+    m5 = new_members(c, "m5")
+    out = replace(c, "etcd-1", m5)
+    assert "etcd-1 is down: removing it first" in out
+    assert "Done: m5 replaced etcd-1 (removed first" in out
+    ms = members(c)
+    assert "etcd-1" not in ms and not ms["m5"]["is_learner"] and len(ms) == 5
+    assert all(m["reachable"] for m in ms.values())
+    assert healthy(c)
+
+    # replace a live member: learner first, the old one removed last
+    m6 = new_members(c, "m6")
+    out = replace(c, "m4", m6)
+    assert "Done: m6 replaced m4 (learner first)" in out
+    assert out.index("added as a learner") < out.index("removing m4")
+    m4.close()
+    ms = members(c)
+    assert "m4" not in ms and not ms["m6"]["is_learner"] and len(ms) == 5
+    assert healthy(c)
+
+    # shrink 5 -> 3 (followers first; never the leader while anything lags)
+    for name in ("m5", "m6"):
+        p = member(c, "remove", name)
+        assert p.returncode == 0, p.stderr
+    assert sorted(members(c)) == ["etcd-0", "etcd-2", "m3"]
+    assert healthy(c)
+
+    # a degraded 3-member cluster: removing a second, live member is refused
+    m3.close()
+    p = member(c, "remove", "etcd-2")
+    assert_refused(p, "quorum-loss")
+    assert "loses quorum" in p.stderr
+    # adding a voter now would lose quorum too; a learner would be allowed
+    m7 = new_members(c, "m7")
+    assert_refused(member(c, "add", "m7", "--peer-urls", m7.peer_url), "quorum-loss")
+    assert_refused(member(c, "add", "m7", "--learner", "--peer-urls", m7.peer_url),
+                   "member-down")
+    # removing the dead member is the way out
+    p = member(c, "remove", "m3")
+    assert p.returncode == 0, p.stderr
+    assert "can lose 0" in p.stdout
+    assert sorted(members(c)) == ["etcd-0", "etcd-2"]
+    assert read_prefix(c.member(0).client_url, "k/", c.ssl_context()) == data
+
+
+def test_member_bad_input(etcd_cluster):
+    c = etcd_cluster(members=1, tls=False)
+    p = member(c, "remove", "nobody")
+    assert p.returncode == 64 and "no member named or with id 'nobody'" in p.stderr, p.stderr
+    assert "etcd-0" in p.stderr
+    for url in ("10.0.0.1:2380", "http://", "http://host", "http://host:99999",
+                "http://host:2380/path", "ftp://host:2380"):
+        p = member(c, "add", "x", "--learner", "--peer-urls", url)
+        assert p.returncode == 64 and "peer URL" in p.stderr, (url, p.stderr)
+    # the only member cannot be removed, not even with --force
+    p = member(c, "remove", "etcd-0", "--force")
+    assert_refused(p, "last-member")
+    assert "--force" not in p.stderr.split("refused")[1]
+    # a name or URL already in use
+    p = member(c, "add", "etcd-0", "--learner", "--peer-urls", "http://127.0.0.1:1")
+    assert_refused(p, "name-taken")
+    p = member(c, "add", "x", "--learner", "--peer-urls", c.member(0).peer_url)
+    assert_refused(p, "peer-url-taken")
+    # promoting a voter
+    assert_refused(member(c, "promote", "etcd-0"), "not-a-learner")
+    # usage
+    assert run_kha("etcd", "member").returncode == 64
+    assert run_kha("etcd", "member", "add", "x").returncode == 64
+    assert run_kha("etcd", "member", "list", "--learner").returncode == 64
+    assert run_kha("etcd", "member", "replace", "a", "--peer-urls", "http://a:1").returncode == 64
+    for sub in ("list", "add", "remove", "promote", "replace"):
+        p = run_kha("etcd", "member", sub, "--help")
+        assert p.returncode == 0 and "Example:" in p.stdout, sub
+    # unreachable
+    p = run_kha("etcd", "member", "list", "--endpoints", f"http://127.0.0.1:{_free_port()}",
+                "--dial-timeout", "500ms")
+    assert p.returncode == 69, p.stderr
+
+
+def test_force_overrides_a_forceable_rule(etcd_cluster, new_members):
+    c = etcd_cluster(members=1, tls=False)
+    new = new_members(c, "f1")
+    # a voting member in a 1-member cluster: quorum lost until it runs; --force does it
+    p = member(c, "add", "f1", "--peer-urls", new.peer_url, "--force", "-o", "json")
+    assert p.returncode == 0, p.stderr
+    assert "--force overrides rule quorum-loss" in p.stderr
+    new.start(json.loads(p.stdout)["start"]["flags"])
+    wait_answering(new.client_url, member=new.proc)
+    ms = members(c)
+    assert len(ms) == 2 and not ms["f1"]["is_learner"]

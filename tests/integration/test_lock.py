@@ -1,0 +1,176 @@
+# SPDX-License-Identifier: MIT
+"""kha lock on a real 3-member etcd cluster: N slots never exceeded (flock detector and
+intervals), first come first served, a crashed holder's slot freed after the TTL, --status,
+the safety gates (window, backup, etcd health), a slot lost while COMMAND runs, bad input."""
+import json
+import os
+import signal
+import time
+
+import pytest
+
+from conftest import run_kha
+from kha_testlib.elect import Procs, Recorder, pid_alive, wait_until
+from kha_testlib.etcd import etcd3, etcd_cluster  # noqa: F401 (fixtures)
+from kha_testlib.relay import Relay
+
+
+@pytest.fixture
+def procs(tmp_path):
+    p = Procs(tmp_path)
+    yield p
+    p.close()
+
+
+def lock_args(cluster, name, ident, rec, *extra, slots=1, ttl="2s", hold=0.0, flags=None):
+    return ["lock", *(flags or cluster.client_flags()), "--lock", name, "--slots", str(slots),
+            "--id", ident, "--ttl", ttl, "--grace", "1s", *extra, "--", *rec.command(hold)]
+
+
+def status(cluster, name, *extra):
+    p = run_kha("lock", "--status", "--lock", name, *cluster.client_flags(), "-o", "json",
+                *extra)
+    assert p.returncode == 0, p.stderr
+    return json.loads(p.stdout)
+
+
+def test_five_contenders_two_slots_first_come_first_served(etcd3, procs, tmp_path):
+    rec = Recorder(tmp_path / "rec", slots=2)
+    khas = []
+    for i in range(5):
+        khas.append(procs.start(lock_args(etcd3, "upgrade", f"n{i}", rec, slots=2, hold=0.8),
+                                f"n{i}"))
+        # arrival order is the order the keys were created
+        wait_until(lambda: len(status(etcd3, "upgrade")["contenders"]) +
+                   sum(1 for e in rec.events() if e["ev"] == "stop") >= i + 1, 10,
+                   f"n{i} to queue", diag=procs.logs)
+    for k in khas:
+        assert k.wait(30) == 0, k.log()
+    rec.assert_safe(max_concurrent=2)
+    order = [e["id"] for e in rec.starts()]
+    assert order == [f"n{i}" for i in range(5)], order
+    # both slots were really used at the same time
+    iv = rec.intervals()
+    assert any(iv[i + 1][0] < iv[i][1] for i in range(len(iv) - 1)), rec.dump()
+    # every slot was released
+    assert status(etcd3, "upgrade")["contenders"] == []
+
+
+def test_crashed_holder_frees_its_slot_after_the_ttl(etcd3, procs, tmp_path):
+    rec = Recorder(tmp_path / "rec")
+    h = procs.start(lock_args(etcd3, "reboot", "holder", rec), "holder")
+    wait_until(lambda: len(rec.starts()) == 1, 15, "the holder to run", diag=procs.logs)
+    w = procs.start(lock_args(etcd3, "reboot", "waiter", rec), "waiter")
+    wait_until(lambda: len(status(etcd3, "reboot")["contenders"]) == 2, 10, "the waiter", diag=procs.logs)
+    st = status(etcd3, "reboot")
+    assert [c["id"] for c in st["contenders"]] == ["holder", "waiter"]
+    assert [c["state"] for c in st["contenders"]] == ["holder", "waiter"]
+    assert st["holders"] == 1
+    for c in st["contenders"]:
+        assert 0 <= c["ttl_seconds"] <= 2 and c["since"].endswith("Z") and c["slots"] == 1
+    table = run_kha("lock", "--status", "--lock", "reboot", *etcd3.client_flags())
+    assert "holder" in table.stdout and "waiter" in table.stdout, table.stdout
+
+    child = rec.starts()[0]
+    t_kill = time.monotonic_ns()
+    h.signal(signal.SIGKILL)
+    wait_until(lambda: not pid_alive(child["pid"]), 5, "the crashed holder's child to die", diag=procs.logs)
+    rec.note_dead(child["pid"])
+    wait_until(lambda: len(rec.starts()) == 2, 8, "the waiter to get the slot", diag=procs.logs)
+    took = (rec.starts()[1]["t"] - t_kill) / 1e9
+    assert took <= 2 + 1.5, f"the slot was freed {took:.2f}s after the crash (TTL 2s)"
+    rec.assert_safe()
+    w.signal(signal.SIGTERM)
+    assert w.wait(10) == 0
+    assert status(etcd3, "reboot")["contenders"] == []
+
+
+def test_window_gate_holds_the_slot_without_running(etcd3, procs, tmp_path):
+    rec = Recorder(tmp_path / "rec")
+    hour = (time.localtime().tm_hour + 2) % 24
+    closed = f"{hour:02d}:00-{hour:02d}:30"
+    k = procs.start(lock_args(etcd3, "win", "a", rec, "--window", closed, "--gate-interval",
+                              "200ms"), "a")
+    wait_until(lambda: "outside the maintenance window" in k.log(), 10, "the closed gate", diag=procs.logs)
+    assert rec.starts() == []
+    st = status(etcd3, "win")
+    assert [c["state"] for c in st["contenders"]] == ["holder"]
+    k.signal(signal.SIGTERM)
+    assert k.wait(10) == 0
+    assert rec.starts() == []
+    # an open window lets it run
+    k = procs.start(lock_args(etcd3, "win", "b", rec, "--window", "00:00-24:00", hold=0.1),
+                    "b")
+    assert k.wait(15) == 0
+    assert [e["id"] for e in rec.starts()] == ["b"]
+
+
+def test_backup_gate_waits_for_a_fresh_backup(etcd3, procs, tmp_path):
+    rec = Recorder(tmp_path / "rec")
+    backups = tmp_path / "backups"
+    backups.mkdir()
+    old = backups / "snapshot-old.db"
+    old.write_bytes(b"x" * 100)
+    two_days = time.time() - 2 * 86400
+    os.utime(old, (two_days, two_days))
+    (backups / "empty.db").write_bytes(b"")
+    k = procs.start(lock_args(etcd3, "bk", "a", rec, "--require-backup-within", "24h",
+                              str(backups), "--gate-interval", "200ms", hold=0.1), "a")
+    wait_until(lambda: "is 48h" in k.log() or "is 2d" in k.log() or "old (need" in k.log(), 10,
+               "the closed backup gate")
+    assert rec.starts() == []
+    (backups / "snapshot-new.db").write_bytes(b"y" * 100)
+    assert k.wait(10) == 0
+    assert len(rec.starts()) == 1
+
+
+def test_etcd_health_gate(etcd3, procs, tmp_path):
+    rec = Recorder(tmp_path / "rec")
+    etcd3.kill(2)
+    etcd3.wait_healthy()   # the other two agree on a leader
+    flags = ["--endpoints", ",".join(m.client_url for m in etcd3.members[:2]),
+             *etcd3.tls_flags()]
+    k = procs.start(lock_args(etcd3, "hl", "a", rec, "--require-etcd-healthy",
+                              "--gate-interval", "300ms", "--dial-timeout", "300ms",
+                              hold=0.1, flags=flags), "a")
+    wait_until(lambda: "etcd is not healthy: 2/3 members up" in k.log(), 15, "the closed gate", diag=procs.logs)
+    assert rec.starts() == []
+    etcd3.start(2)
+    assert k.wait(30) == 0, k.log()
+    assert len(rec.starts()) == 1
+
+
+def test_slot_lost_while_running_stops_command_and_exits_69(etcd3, procs, tmp_path):
+    rec = Recorder(tmp_path / "rec")
+    port = int(etcd3.member(0).client_url.rsplit(":", 1)[1])
+    with Relay("127.0.0.1", port) as relay:
+        flags = ["--endpoints", f"https://127.0.0.1:{relay.port}", *etcd3.tls_flags(),
+                 "--dial-timeout", "500ms"]
+        k = procs.start(lock_args(etcd3, "lost", "a", rec, ttl="3s", flags=flags), "a")
+        wait_until(lambda: len(rec.starts()) == 1, 15, "the holder to run", diag=procs.logs)
+        relay.cut()
+        assert k.wait(15) == 69, k.log()
+        assert any(e["ev"] == "stop" for e in rec.events())
+        assert "slot was lost" in k.log()
+
+
+def test_bad_input(etcd3, tmp_path):
+    marker = tmp_path / "ran"
+    cmd = ["--", "sh", "-c", f"touch {marker}"]
+    flags = etcd3.client_flags()
+    cases = [
+        (["lock", *flags, *cmd], 64, "--lock is required"),
+        (["lock", *flags, "--lock", "x"], 64, "no COMMAND"),
+        (["lock", *flags, "--lock", "x", "--slots", "0", *cmd], 64, "--slots"),
+        (["lock", *flags, "--lock", "x", "--window", "Mon 25:00-26:00", *cmd], 64, "--window"),
+        (["lock", *flags, "--lock", "x", "--require-backup-within", "24h"], 64, "DURATION DIR"),
+        (["lock", *flags, "--lock", "x", "--nope", *cmd], 64, "bad flag"),
+        (["lock", "--endpoints", "https://127.0.0.1:1", *etcd3.tls_flags(), "--lock", "x",
+          "--dial-timeout", "300ms", *cmd], 69, "etcd"),
+        (["lock", "serve", *flags, "--lock", "x", "--listen", "nowhere"], 64, "--listen"),
+    ]
+    for args, code, text in cases:
+        p = run_kha(*args, timeout=30)
+        assert p.returncode == code, f"{args}: {p.returncode} {p.stderr}"
+        assert text in p.stderr, f"{args}: {p.stderr}"
+    assert not marker.exists()

@@ -1,0 +1,149 @@
+# SPDX-License-Identifier: MIT
+"""kha lock serve: the FleetLock protocol (Zincati's) over HTTP, on the etcd semaphore of
+kha lock, against a real 3-member etcd cluster."""
+import json
+import signal
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+
+from conftest import free_port, run_kha
+from kha_testlib.elect import Procs, Recorder, wait_until
+from kha_testlib.etcd import etcd3, etcd_cluster  # noqa: F401 (fixtures)
+
+
+@pytest.fixture
+def procs(tmp_path):
+    p = Procs(tmp_path)
+    yield p
+    p.close()
+
+
+def serve(procs, cluster, lock, slots=1, *extra):
+    port = free_port()
+    p = procs.start(["lock", "serve", *cluster.client_flags(), "--listen", f"127.0.0.1:{port}",
+                     "--lock", lock, "--slots", str(slots), *extra], "serve")
+    url = f"http://127.0.0.1:{port}"
+    wait_until(lambda: _healthy(url) or not p.alive(), 10, "the FleetLock server", diag=procs.logs)
+    assert p.alive(), p.log()
+    return p, url
+
+
+def _healthy(url):
+    try:
+        with urllib.request.urlopen(url + "/healthz", timeout=1) as r:
+            return r.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def post(url, path, body, header=True, raw=None):
+    data = raw if raw is not None else json.dumps(body).encode()
+    req = urllib.request.Request(url + path, data=data, method="POST")
+    req.add_header("Content-Type", "application/json")
+    if header:
+        req.add_header("fleet-lock-protocol", "true" if header is True else header)
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, json.loads(r.read() or b"{}")
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b"{}")
+
+
+def params(ident, group="default"):
+    return {"client_params": {"id": ident, "group": group}}
+
+
+def test_two_clients_one_slot(etcd3, procs):
+    srv, url = serve(procs, etcd3, "reboots")
+    code, body = post(url, "/v1/pre-reboot", params("node-a"))
+    assert code == 200, body
+    code, body = post(url, "/v1/pre-reboot", params("node-b"))
+    assert code == 409 and body["kind"] == "failed_lock_semaphore_full", body
+    assert body["value"]
+    # recursive: the holder may ask again
+    assert post(url, "/v1/pre-reboot", params("node-a"))[0] == 200
+    # the slot outlives the server (node-a reboots while holding it)
+    srv.signal(signal.SIGTERM)
+    assert srv.wait(10) == 0
+    st = json.loads(run_kha("lock", "--status", "--lock", "reboots", *etcd3.client_flags(),
+                            "-o", "json").stdout)
+    assert [(c["id"], c["state"], c["fleetlock"], c["lease"]) for c in st["contenders"]] == \
+        [("node-a", "holder", True, None)]
+    srv, url = serve(procs, etcd3, "reboots")
+    assert post(url, "/v1/pre-reboot", params("node-b"))[0] == 409
+    # steady state releases; then node-b gets it
+    assert post(url, "/v1/steady-state", params("node-a"))[0] == 200
+    assert post(url, "/v1/steady-state", params("node-a"))[0] == 200   # unlock if held
+    code, body = post(url, "/v1/pre-reboot", params("node-b"))
+    assert code == 200, body
+    assert post(url, "/v1/pre-reboot", params("node-a"))[0] == 409
+    with urllib.request.urlopen(url + "/v1/status", timeout=5) as r:
+        st = json.loads(r.read())
+    assert [c["id"] for c in st["contenders"]] == ["node-b"]
+    assert post(url, "/v1/steady-state", params("node-b"))[0] == 200
+
+
+def test_malformed_requests_get_400_with_a_reason(etcd3, procs):
+    _, url = serve(procs, etcd3, "bad")
+    cases = [
+        (dict(body=params("a"), header=False), "missing_fleet_lock_protocol_header"),
+        (dict(body=params("a"), header="yes"), "bad_fleet_lock_protocol_header"),
+        (dict(body=None, raw=b"{not json"), "bad_request_body"),
+        (dict(body=None, raw=b""), "bad_request_body"),
+        (dict(body={"client_params": {"group": "default"}}), "bad_request_body"),
+        (dict(body={"client_params": {"id": "", "group": "default"}}), "bad_request_body"),
+        (dict(body={"client_params": {"id": "a", "group": "no spaces"}}), "bad_request_body"),
+        (dict(body={"client_params": {"id": 5, "group": "default"}}), "bad_request_body"),
+        (dict(body=[1, 2]), "bad_request_body"),
+    ]
+    for kw, kind in cases:
+        for path in ("/v1/pre-reboot", "/v1/steady-state"):
+            code, body = post(url, path, **kw)
+            assert code == 400, (kw, body)
+            assert body["kind"] == kind and body["value"], (kw, body)
+    code, body = post(url, "/v1/nothing", params("a"))
+    assert code == 404 and body["kind"]
+    # nothing was locked by all that
+    st = json.loads(run_kha("lock", "--status", "--lock", "bad", *etcd3.client_flags(),
+                            "-o", "json").stdout)
+    assert st["contenders"] == []
+
+
+def test_fleetlock_and_kha_lock_share_the_semaphore(etcd3, procs, tmp_path):
+    _, url = serve(procs, etcd3, "shared", 1)
+    assert post(url, "/v1/pre-reboot", params("node-a"))[0] == 200
+    rec = Recorder(tmp_path / "rec")
+    k = procs.start(["lock", *etcd3.client_flags(), "--lock", "shared", "--id", "cli",
+                     "--ttl", "2s", "--", *rec.command(0.1)], "cli")
+    wait_until(lambda: "msg=waiting" in k.log(), 10, "the CLI contender to queue", diag=procs.logs)
+    time.sleep(0.3)
+    assert rec.starts() == [], "ran while a FleetLock client held the only slot"
+    # and a FleetLock client cannot jump the CLI waiter's place
+    assert post(url, "/v1/pre-reboot", params("node-b"))[0] == 409
+    assert post(url, "/v1/steady-state", params("node-a"))[0] == 200
+    assert k.wait(15) == 0
+    assert len(rec.starts()) == 1
+
+
+def test_groups_are_separate_semaphores(etcd3, procs):
+    _, url = serve(procs, etcd3, "grp")
+    assert post(url, "/v1/pre-reboot", params("a", "default"))[0] == 200
+    assert post(url, "/v1/pre-reboot", params("b", "workers"))[0] == 200
+    assert post(url, "/v1/pre-reboot", params("c", "workers"))[0] == 409
+    st = json.loads(run_kha("lock", "--status", "--lock", "grp.workers",
+                            *etcd3.client_flags(), "-o", "json").stdout)
+    assert [c["id"] for c in st["contenders"]] == ["b"]
+
+
+def test_closed_gate_refuses_with_its_kind(etcd3, procs):
+    hour = (time.localtime().tm_hour + 2) % 24
+    _, url = serve(procs, etcd3, "gated", 1, "--window", f"{hour:02d}:00-{hour:02d}:30")
+    code, body = post(url, "/v1/pre-reboot", params("a"))
+    assert code == 409 and body["kind"] == "failed_gate_window", body
+    assert "maintenance window" in body["value"]
+    st = json.loads(run_kha("lock", "--status", "--lock", "gated", *etcd3.client_flags(),
+                            "-o", "json").stdout)
+    assert st["contenders"] == []

@@ -1,0 +1,544 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Unit tests of lib/election: the fencing arithmetic on the fake clock, candidate ordering,
+ * the maintenance-window grammar, FleetLock bodies and routing, client-go's Lease rules.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "kha/election.h"
+#include "kha/banned.h"
+
+#define MS KHA_USEC_PER_MSEC
+#define S  KHA_USEC_PER_SEC
+
+static uint64_t fake_now;
+
+static uint64_t fake_clock(void *userdata)
+{
+	(void)userdata;
+	return fake_now;
+}
+
+static int setup_clock(void **state)
+{
+	(void)state;
+	fake_now = 1000 * S;
+	kha_clock_set_fake(fake_clock, NULL);
+	return 0;
+}
+
+static int teardown_clock(void **state)
+{
+	(void)state;
+	kha_clock_set_fake(NULL, NULL);
+	return 0;
+}
+
+/* ---- fencing -------------------------------------------------------------------------------- */
+
+static void test_fence_rejects_deadline_not_below_ttl(void **state)
+{
+	struct kha_fence f;
+	struct kha_diag d = {};
+
+	(void)state;
+	assert_int_equal(kha_fence_init(&f, 10 * S, 10 * S, 0, &d), -EINVAL);
+	assert_non_null(strstr(d.msg, "shorter than the TTL"));
+	assert_int_equal(kha_fence_init(&f, 10 * S, 12 * S, 0, NULL), -EINVAL);
+	assert_int_equal(kha_fence_init(&f, 0, 0, 0, NULL), -EINVAL);
+	assert_int_equal(kha_fence_init(&f, 10 * S, 6 * S, 0, NULL), 0);
+}
+
+static void test_fence_counts_from_the_renewal_start(void **state)
+{
+	struct kha_fence f;
+	uint64_t started;
+
+	(void)state;
+	assert_int_equal(kha_fence_init(&f, 3 * S, 2 * S, 5 * S, NULL), 0);
+	assert_false(kha_fence_ok(&f, kha_now_us())); /* never renewed: never ok */
+	assert_int_equal(kha_fence_deadline(&f), 0);
+
+	/* a keep-alive starts now and is answered 900 ms later: the clock runs from its start */
+	started = kha_now_us();
+	fake_now += 900 * MS;
+	kha_fence_renewed(&f, started);
+	assert_int_equal(kha_fence_deadline(&f), started + 2 * S);
+	assert_int_equal(kha_fence_expiry(&f), started + 3 * S);
+	fake_now = started + 2 * S - 1;
+	assert_true(kha_fence_ok(&f, kha_now_us()));
+	fake_now = started + 2 * S;
+	assert_false(kha_fence_ok(&f, kha_now_us()));
+
+	/* an older renewal answered late never moves the deadline back */
+	kha_fence_renewed(&f, started - S);
+	assert_int_equal(kha_fence_deadline(&f), started + 2 * S);
+	kha_fence_renewed(&f, started + S);
+	assert_int_equal(kha_fence_deadline(&f), started + 3 * S);
+	kha_fence_reset(&f);
+	assert_false(kha_fence_ok(&f, kha_now_us()));
+}
+
+static void test_fence_kill_before_expiry(void **state)
+{
+	struct kha_fence f;
+	uint64_t t0 = kha_now_us(), term, kill;
+
+	(void)state;
+	/* TTL 3 s, renew deadline 2 s, grace 5 s: the grace cannot be honoured */
+	assert_int_equal(kha_fence_init(&f, 3 * S, 2 * S, 5 * S, NULL), 0);
+	kha_fence_renewed(&f, t0);
+	term = kha_fence_deadline(&f);
+	kill = kha_fence_kill_at(&f, term);
+	assert_true(kill > term);
+	assert_true(kill + f.margin_us <= kha_fence_expiry(&f));
+	assert_int_equal(f.margin_us, 300 * MS);
+
+	/* a short grace is honoured */
+	assert_int_equal(kha_fence_init(&f, 3 * S, 2 * S, 100 * MS, NULL), 0);
+	kha_fence_renewed(&f, t0);
+	assert_int_equal(kha_fence_kill_at(&f, t0 + 2 * S), t0 + 2 * S + 100 * MS);
+
+	/* SIGTERM after the expiry already passed: SIGKILL at once */
+	assert_int_equal(kha_fence_kill_at(&f, t0 + 10 * S), t0 + 10 * S);
+
+	/* a tiny gap between deadline and TTL: the margin shrinks to fit */
+	assert_int_equal(kha_fence_init(&f, 2 * S, 1900 * MS, S, NULL), 0);
+	assert_true(f.margin_us <= 100 * MS);
+}
+
+static void test_fence_call_timeout_within_budget(void **state)
+{
+	struct kha_fence f;
+	uint64_t t0 = kha_now_us();
+
+	(void)state;
+	assert_int_equal(kha_fence_init(&f, 10 * S, 6 * S, 0, NULL), 0);
+	/* no renewal yet: the configured timeout */
+	assert_int_equal(kha_fence_call_timeout(&f, t0, 5 * S, 100 * MS), 5 * S);
+	kha_fence_renewed(&f, t0);
+	assert_int_equal(kha_fence_call_timeout(&f, t0, 5 * S, 100 * MS), 5 * S);
+	assert_int_equal(kha_fence_call_timeout(&f, t0 + 4 * S, 5 * S, 100 * MS), 2 * S);
+	assert_int_equal(kha_fence_call_timeout(&f, t0 + 6 * S, 5 * S, 100 * MS), 100 * MS);
+}
+
+/* ---- candidates ----------------------------------------------------------------------------- */
+
+static struct kha_etcd_kv kv(const char *key, int64_t rev)
+{
+	return (struct kha_etcd_kv){.key = (char *)key,
+				    .key_len = strlen(key),
+				    .value = (char *)"v",
+				    .value_len = 1,
+				    .create_revision = rev};
+}
+
+static void test_elect_key_is_etcdctl_format(void **state)
+{
+	char buf[64];
+
+	(void)state;
+	assert_int_equal(kha_elect_key(buf, sizeof(buf), "myelect", 0x2040a21b9d129905LL), 24);
+	assert_string_equal(buf, "myelect/2040a21b9d129905");
+	assert_int_equal(kha_elect_key(buf, sizeof(buf), "e", 0x7), 3);
+	assert_string_equal(buf, "e/7");
+	assert_int_equal(kha_elect_key(buf, 8, "toolongname", 1), -ENAMETOOLONG);
+}
+
+static void test_sem_position_orders_by_create_revision(void **state)
+{
+	/* key names sort differently from creation order on purpose */
+	struct kha_etcd_kv kvs[] = {kv("e/c", 7), kv("e/a", 12), kv("e/b", 5), kv("e/d", 9)};
+	struct kha_sem_position p;
+	size_t order[4];
+
+	(void)state;
+	assert_int_equal(kha_sem_position(kvs, 4, "e/b", &p), 0);
+	assert_int_equal(p.rank, 0);
+	assert_int_equal(p.pred, -1);
+	assert_int_equal(p.first, 2);
+
+	assert_int_equal(kha_sem_position(kvs, 4, "e/a", &p), 0);
+	assert_int_equal(p.rank, 3);
+	assert_int_equal(p.pred, 3); /* e/d, created at 9, just before 12 */
+	assert_int_equal(p.my_rev, 12);
+
+	assert_int_equal(kha_sem_position(kvs, 4, "e/d", &p), 0);
+	assert_int_equal(p.rank, 2);
+	assert_int_equal(p.pred, 0);
+
+	assert_int_equal(kha_sem_position(kvs, 4, "e/zz", &p), -ENOENT);
+	assert_int_equal(p.first, 2);
+	assert_int_equal(p.mine, -1);
+	assert_int_equal(kha_sem_position(kvs, 0, "e/a", &p), -ENOENT);
+	assert_int_equal(p.first, -1);
+
+	kha_sem_order(kvs, 4, order);
+	assert_int_equal(order[0], 2);
+	assert_int_equal(order[1], 0);
+	assert_int_equal(order[2], 3);
+	assert_int_equal(order[3], 1);
+}
+
+static void test_lock_value_round_trip(void **state)
+{
+	struct kha_lock_entry e = {0};
+	char *v = kha_lock_value("node \"a\"", 2, 1700000000123456LL, true);
+
+	(void)state;
+	assert_non_null(v);
+	assert_int_equal(kha_lock_value_decode(v, strlen(v), &e), 0);
+	assert_string_equal(e.id, "node \"a\"");
+	assert_int_equal(e.slots, 2);
+	assert_int_equal(e.since_wall_us, 1700000000123456LL);
+	assert_true(e.fleetlock);
+	free(e.id);
+	free(v);
+	/* an etcdctl proposal is plain text */
+	assert_int_equal(kha_lock_value_decode("plain", 5, &e), 0);
+	assert_string_equal(e.id, "plain");
+	assert_int_equal(e.slots, 0);
+	free(e.id);
+}
+
+static void test_restart_policy_parse(void **state)
+{
+	enum kha_elect_restart r;
+
+	(void)state;
+	assert_int_equal(kha_elect_restart_parse("no", &r), 0);
+	assert_int_equal(r, KHA_ELECT_RESTART_NO);
+	assert_int_equal(kha_elect_restart_parse("on-failure", &r), 0);
+	assert_int_equal(r, KHA_ELECT_RESTART_ON_FAILURE);
+	assert_int_equal(kha_elect_restart_parse("always", &r), 0);
+	assert_int_equal(r, KHA_ELECT_RESTART_ALWAYS);
+	assert_int_equal(kha_elect_restart_parse("sometimes", &r), -EINVAL);
+}
+
+/* ---- windows -------------------------------------------------------------------------------- */
+
+static struct tm at(int wday, int hour, int min)
+{
+	struct tm tm = {0};
+
+	tm.tm_wday = wday;
+	tm.tm_hour = hour;
+	tm.tm_min = min;
+	return tm;
+}
+
+static bool in(const struct kha_window_set *ws, int wday, int hour, int min)
+{
+	struct tm tm = at(wday, hour, min);
+
+	return kha_window_contains(ws, &tm);
+}
+
+static void test_window_weekdays(void **state)
+{
+	struct kha_window_set ws;
+
+	(void)state;
+	assert_int_equal(kha_window_parse("Mon..Fri 02:00-05:00", &ws, NULL), 0);
+	assert_int_equal(ws.n, 1);
+	assert_int_equal(ws.w[0].days, 0x3e);
+	assert_true(in(&ws, 1, 2, 0));
+	assert_true(in(&ws, 5, 4, 59));
+	assert_false(in(&ws, 5, 5, 0)); /* the end is excluded */
+	assert_false(in(&ws, 1, 1, 59));
+	assert_false(in(&ws, 6, 3, 0)); /* Saturday */
+	assert_false(in(&ws, 0, 3, 0)); /* Sunday */
+}
+
+static void test_window_midnight_and_week_wrap(void **state)
+{
+	struct kha_window_set ws;
+
+	(void)state;
+	/* Fri..Mon wraps the week; 22:00-06:00 crosses midnight and belongs to its start day */
+	assert_int_equal(kha_window_parse("fri..mon 22:00-06:00", &ws, NULL), 0);
+	assert_int_equal(ws.w[0].days, (1 << 5) | (1 << 6) | (1 << 0) | (1 << 1));
+	assert_true(in(&ws, 5, 23, 0));	 /* Friday evening */
+	assert_true(in(&ws, 6, 5, 0));	 /* Saturday morning (Friday's window) */
+	assert_true(in(&ws, 2, 5, 59));	 /* Tuesday morning: Monday's window */
+	assert_false(in(&ws, 2, 23, 0)); /* Tuesday evening */
+	assert_false(in(&ws, 5, 5, 0));	 /* Friday morning: Thursday has no window */
+
+	assert_int_equal(kha_window_parse("Sat,Sun 00:00-24:00; 12:00-12:30", &ws, NULL), 0);
+	assert_int_equal(ws.n, 2);
+	assert_true(in(&ws, 6, 0, 0));
+	assert_true(in(&ws, 0, 23, 59));
+	assert_true(in(&ws, 3, 12, 15)); /* no days: every day */
+	assert_false(in(&ws, 3, 12, 30));
+}
+
+static void test_window_errors_name_the_place(void **state)
+{
+	static const char *const bad[] = {
+		"",
+		"Mon",
+		"Mon 02:00",
+		"Mon 02:00-",
+		"Xyz 02:00-03:00",
+		"25:00-26:00",
+		"02:60-03:00",
+		"24:00-01:00",
+		"02:00-02:00",
+		"Mon02:00-03:00",
+		"Mon..Fri",
+		"2:00-3:00",
+		"02:00-03:00;",
+		"02:00-03:00 x",
+		"Monday 02:00-03:00",
+	};
+	struct kha_window_set ws;
+	struct kha_diag d = {};
+
+	(void)state;
+	for (size_t i = 0; i < KHA_ARRAY_SIZE(bad); i++) {
+		kha_diag_clear(&d);
+		assert_int_equal(kha_window_parse(bad[i], &ws, &d), -EINVAL);
+		assert_non_null(strstr(d.msg, "offset"));
+	}
+}
+
+/* ---- FleetLock ------------------------------------------------------------------------------ */
+
+static void test_fleetlock_parse_accepts_zincati_bodies(void **state)
+{
+	static const char body[] =
+		"{\"client_params\":{\"group\":\"default\",\"id\":\"c988d2509fdf4cdcbed39037c56406fb\"}}";
+	struct kha_fleetlock_params p;
+
+	(void)state;
+	assert_int_equal(kha_fleetlock_parse(body, strlen(body), &p, NULL), 0);
+	assert_string_equal(p.id, "c988d2509fdf4cdcbed39037c56406fb");
+	assert_string_equal(p.group, "default");
+}
+
+static void test_fleetlock_parse_rejects_with_reason(void **state)
+{
+	static const struct {
+		const char *body;
+		const char *why;
+	} bad[] = {
+		{"", "empty"},
+		{"{", "not JSON"},
+		{"[]", "not a JSON object"},
+		{"{}", "client_params is missing"},
+		{"{\"client_params\":1}", "not an object"},
+		{"{\"client_params\":{\"group\":\"default\"}}", "id is missing"},
+		{"{\"client_params\":{\"id\":\"\",\"group\":\"default\"}}", "id is empty"},
+		{"{\"client_params\":{\"id\":7,\"group\":\"default\"}}", "id is not a string"},
+		{"{\"client_params\":{\"id\":\"a\"}}", "group is missing"},
+		{"{\"client_params\":{\"id\":\"a\",\"group\":\"a b\"}}", "outside"},
+		{"{\"client_params\":{\"id\":\"a\\nb\",\"group\":\"x\"}}", "control character"},
+		{"{\"client_params\":{\"id\":\"a\\u0000b\",\"group\":\"x\"}}", "NUL"},
+	};
+	struct kha_fleetlock_params p;
+	struct kha_diag d = {};
+
+	(void)state;
+	for (size_t i = 0; i < KHA_ARRAY_SIZE(bad); i++) {
+		kha_diag_clear(&d);
+		assert_int_equal(kha_fleetlock_parse(bad[i].body, strlen(bad[i].body), &p, &d),
+				 -EBADMSG);
+		if (!strstr(d.msg, bad[i].why))
+			fail_msg("body %s: reason '%s' lacks '%s'", bad[i].body, d.msg, bad[i].why);
+	}
+}
+
+static void test_fleetlock_handle_checks_before_etcd(void **state)
+{
+	static const char body[] = "{\"client_params\":{\"id\":\"n1\",\"group\":\"default\"}}";
+	struct kha_fleetlock_opts o = {.lock = "reboot", .slots = 1};
+	struct kha_fleetlock_result res;
+
+	(void)state;
+	/* the etcd client is NULL: none of these may reach etcd */
+	kha_fleetlock_handle(NULL, &o, "POST", "/v1/pre-reboot", NULL, body, strlen(body), &res);
+	assert_int_equal(res.status, 400);
+	assert_string_equal(res.kind, "missing_fleet_lock_protocol_header");
+	kha_fleetlock_handle(NULL, &o, "POST", "/v1/pre-reboot", "false", body, strlen(body), &res);
+	assert_int_equal(res.status, 400);
+	assert_string_equal(res.kind, "bad_fleet_lock_protocol_header");
+	kha_fleetlock_handle(NULL, &o, "POST", "/v1/steady-state", "true", "{", 1, &res);
+	assert_int_equal(res.status, 400);
+	assert_string_equal(res.kind, "bad_request_body");
+	assert_non_null(strstr(res.value, "not JSON"));
+	kha_fleetlock_handle(NULL, &o, "GET", "/v1/pre-reboot", "true", body, strlen(body), &res);
+	assert_int_equal(res.status, 405);
+	kha_fleetlock_handle(NULL, &o, "POST", "/v2/pre-reboot", "true", body, strlen(body), &res);
+	assert_int_equal(res.status, 404);
+}
+
+static void test_fleetlock_groups_map_to_locks(void **state)
+{
+	char buf[64];
+
+	(void)state;
+	assert_string_equal(kha_fleetlock_lock_name(buf, sizeof(buf), "reboot", "default"),
+			    "reboot");
+	assert_string_equal(kha_fleetlock_lock_name(buf, sizeof(buf), "reboot", "workers"),
+			    "reboot.workers");
+}
+
+/* ---- Lease rules (client-go) ---------------------------------------------------------------- */
+
+static struct kha_kube_lease lease(const char *holder, int32_t dur, int32_t transitions,
+				   const char *rv, int64_t renew)
+{
+	struct kha_kube_lease l = {0};
+
+	snprintf(l.namespace, sizeof(l.namespace), "kube-system");
+	snprintf(l.name, sizeof(l.name), "kha");
+	snprintf(l.holder_identity, sizeof(l.holder_identity), "%s", holder);
+	snprintf(l.resource_version, sizeof(l.resource_version), "%s", rv);
+	l.lease_duration_s = dur;
+	l.lease_transitions = transitions;
+	l.acquire_time_us = 1000;
+	l.renew_time_us = renew;
+	return l;
+}
+
+static void test_lease_create_when_absent(void **state)
+{
+	struct kha_lease_elector e;
+	struct kha_kube_lease rec;
+
+	(void)state;
+	kha_lease_elector_init(&e, "a", 15);
+	assert_int_equal(kha_lease_decide(&e, NULL, kha_now_us(), 5000, &rec), KHA_LEASE_CREATE);
+	assert_string_equal(rec.holder_identity, "a");
+	assert_int_equal(rec.lease_duration_s, 15);
+	assert_int_equal(rec.acquire_time_us, 5000);
+	assert_int_equal(rec.renew_time_us, 5000);
+	assert_int_equal(rec.lease_transitions, 0);
+}
+
+static void test_lease_takeover_waits_for_observed_expiry(void **state)
+{
+	struct kha_lease_elector e;
+	struct kha_kube_lease cur = lease("b", 15, 4, "10", 111), rec;
+
+	(void)state;
+	kha_lease_elector_init(&e, "a", 15);
+	/* the record's renewTime is ancient by the wall clock: irrelevant, only our own
+	 * observation time counts (clocks of different machines are not compared) */
+	assert_int_equal(kha_lease_decide(&e, &cur, kha_now_us(), 999999999, &rec), KHA_LEASE_WAIT);
+	fake_now += 14 * S;
+	assert_int_equal(kha_lease_decide(&e, &cur, kha_now_us(), 999999999, &rec), KHA_LEASE_WAIT);
+	/* b renews: a new record restarts our observation */
+	cur = lease("b", 15, 4, "11", 222);
+	fake_now += 2 * S;
+	assert_int_equal(kha_lease_decide(&e, &cur, kha_now_us(), 999999999, &rec), KHA_LEASE_WAIT);
+	fake_now += 15 * S - 1;
+	assert_int_equal(kha_lease_decide(&e, &cur, kha_now_us(), 999999999, &rec), KHA_LEASE_WAIT);
+	/* 15 s with no change: take it, conditional on the version we saw */
+	fake_now += 1;
+	assert_int_equal(kha_lease_decide(&e, &cur, kha_now_us(), 999999999, &rec),
+			 KHA_LEASE_UPDATE);
+	assert_string_equal(rec.holder_identity, "a");
+	assert_string_equal(rec.resource_version, "11");
+	assert_int_equal(rec.lease_transitions, 5);
+	assert_int_equal(rec.acquire_time_us, 999999999);
+	assert_string_equal(rec.namespace, "kube-system");
+	assert_string_equal(rec.name, "kha");
+}
+
+static void test_lease_uses_the_record_duration(void **state)
+{
+	struct kha_lease_elector e;
+	struct kha_kube_lease cur = lease("b", 1, 2, "5", 1), rec;
+
+	(void)state;
+	kha_lease_elector_init(&e, "a", 15);
+	assert_int_equal(kha_lease_decide(&e, &cur, kha_now_us(), 7, &rec), KHA_LEASE_WAIT);
+	fake_now += S;
+	assert_int_equal(kha_lease_decide(&e, &cur, kha_now_us(), 7, &rec), KHA_LEASE_UPDATE);
+}
+
+static void test_lease_released_is_free_at_once(void **state)
+{
+	struct kha_lease_elector e;
+	struct kha_kube_lease cur = lease("", 1, 3, "9", 1), rec;
+
+	(void)state;
+	kha_lease_elector_init(&e, "a", 15);
+	assert_int_equal(kha_lease_decide(&e, &cur, kha_now_us(), 7, &rec), KHA_LEASE_UPDATE);
+	assert_int_equal(rec.lease_transitions, 4);
+	assert_int_equal(rec.lease_duration_s, 15);
+}
+
+static void test_lease_holder_renews_and_releases(void **state)
+{
+	struct kha_lease_elector e;
+	struct kha_kube_lease cur = lease("a", 15, 3, "20", 1), rec;
+
+	(void)state;
+	kha_lease_elector_init(&e, "a", 15);
+	/* a restarted holder with the same identity renews at once (client-go IsLeader) */
+	assert_int_equal(kha_lease_decide(&e, &cur, kha_now_us(), 50, &rec), KHA_LEASE_UPDATE);
+	assert_int_equal(rec.lease_transitions, 3);
+	assert_int_equal(rec.acquire_time_us, 1000);
+	assert_int_equal(rec.renew_time_us, 50);
+	rec.renew_time_us = 50;
+	snprintf(rec.resource_version, sizeof(rec.resource_version), "21");
+	kha_lease_elector_written(&e, &rec, kha_now_us());
+	assert_true(kha_lease_elector_is_holder(&e));
+	assert_true(kha_lease_release_record(&e, 77, &rec));
+	assert_string_equal(rec.holder_identity, "");
+	assert_int_equal(rec.lease_duration_s, 1);
+	assert_int_equal(rec.lease_transitions, 3);
+	assert_int_equal(rec.renew_time_us, 77);
+	assert_int_equal(rec.acquire_time_us, 77);
+	assert_string_equal(rec.resource_version, "21");
+
+	/* another holder took it: we are not the holder, nothing to release */
+	cur = lease("b", 15, 4, "30", 2);
+	assert_int_equal(kha_lease_decide(&e, &cur, kha_now_us(), 60, &rec), KHA_LEASE_WAIT);
+	assert_false(kha_lease_elector_is_holder(&e));
+	assert_false(kha_lease_release_record(&e, 80, &rec));
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_fence_rejects_deadline_not_below_ttl,
+						setup_clock, teardown_clock),
+		cmocka_unit_test_setup_teardown(test_fence_counts_from_the_renewal_start,
+						setup_clock, teardown_clock),
+		cmocka_unit_test_setup_teardown(test_fence_kill_before_expiry, setup_clock,
+						teardown_clock),
+		cmocka_unit_test_setup_teardown(test_fence_call_timeout_within_budget, setup_clock,
+						teardown_clock),
+		cmocka_unit_test(test_elect_key_is_etcdctl_format),
+		cmocka_unit_test(test_sem_position_orders_by_create_revision),
+		cmocka_unit_test(test_lock_value_round_trip),
+		cmocka_unit_test(test_restart_policy_parse),
+		cmocka_unit_test(test_window_weekdays),
+		cmocka_unit_test(test_window_midnight_and_week_wrap),
+		cmocka_unit_test(test_window_errors_name_the_place),
+		cmocka_unit_test(test_fleetlock_parse_accepts_zincati_bodies),
+		cmocka_unit_test(test_fleetlock_parse_rejects_with_reason),
+		cmocka_unit_test(test_fleetlock_handle_checks_before_etcd),
+		cmocka_unit_test(test_fleetlock_groups_map_to_locks),
+		cmocka_unit_test_setup_teardown(test_lease_create_when_absent, setup_clock,
+						teardown_clock),
+		cmocka_unit_test_setup_teardown(test_lease_takeover_waits_for_observed_expiry,
+						setup_clock, teardown_clock),
+		cmocka_unit_test_setup_teardown(test_lease_uses_the_record_duration, setup_clock,
+						teardown_clock),
+		cmocka_unit_test_setup_teardown(test_lease_released_is_free_at_once, setup_clock,
+						teardown_clock),
+		cmocka_unit_test_setup_teardown(test_lease_holder_renews_and_releases, setup_clock,
+						teardown_clock),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
