@@ -22,8 +22,9 @@ from kha_testlib.lab import assert_logs_clean, lab_cleanup, lab_pids, proc_alive
 AVAILABILITY_FLOOR = 85.0
 # etcd's Raft election after a leader kill, plus margin for a loaded machine
 MAX_OUTAGE_MS = 8000
-# the lease TTL of kha elect in the lab is 3 s: a handover takes about that, plus polling
-MAX_HANDOVER_MS = 10000
+# the lease TTL of kha elect in the lab is 3 s; when the dead leader also led etcd's Raft, etcd
+# first elects a Raft leader and extends every lease by its election timeout: about 6 s
+MAX_HANDOVER_MS = 15000
 
 
 @pytest.fixture
