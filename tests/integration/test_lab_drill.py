@@ -85,8 +85,9 @@ def test_lab_up_drill_down(lab_dir, tmp_path):
     assert p.returncode == 0, p.stderr
     before = lab_pids(lab_dir)
 
+    # 25 writes/s rather than the default 50: the suite runs on 4 workers on a shared machine
     p = run_kha("lab", "drill", "--dir", lab_dir, "--report", report, "--svg", svg,
-                "--min-availability", str(AVAILABILITY_FLOOR), timeout=240)
+                "--rate", "25", "--min-availability", str(AVAILABILITY_FLOOR), timeout=240)
     out = p.stdout
     assert p.returncode == 0, out + p.stderr
     assert "verdict: PASSED" in out
@@ -102,7 +103,7 @@ def test_lab_up_drill_down(lab_dir, tmp_path):
     assert r["schema"] == "kha.lab.drill/v1" and r["passed"] is True and r["exit_code"] == 0
     assert r["lost_acknowledged_writes"] == 0
     assert r["drill"]["writes"]["verified"] is True
-    assert r["drill"]["writes"]["acked"] > 1000
+    assert r["drill"]["writes"]["acked"] > 1000 * 25 // 50
     assert r["availability_percent"] >= AVAILABILITY_FLOOR
     faults = {f["name"]: f for f in r["faults"]}
     assert list(faults) == ["kill-follower", "kill-leader", "freeze-follower"]
@@ -110,7 +111,7 @@ def test_lab_up_drill_down(lab_dir, tmp_path):
         assert f["ran"] and f["commands_ok"], f
         assert f["victim"] in ("m1", "m2", "m3"), f
         assert f["lost_acknowledged_writes"] == 0, f
-        assert f["writes"]["sent"] > 100, f
+        assert f["writes"]["sent"] > 50, f
         assert f["longest_outage_ms"] < MAX_OUTAGE_MS, f
         assert f["backup"]["continued"], f
     # fault 1 and 3 hit a master that did not lead: the election stays where it was
