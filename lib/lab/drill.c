@@ -84,8 +84,7 @@ struct watcher {
 	bool leader_known;
 	/* the drill thread's: */
 	uint64_t t0; /* the drill's t0 on the monotonic clock, 0 until the first event */
-	char fault_leader[KHA_LAB_FAULTS][KHA_LAB_NAME_MAX];
-	bool fault_leader_known[KHA_LAB_FAULTS];
+	struct lab_drill_obs obs; /* the leader seen as each fault started */
 	/* the watcher's own: */
 	struct seen seen[KHA_LAB_MAX_MASTERS];
 };
@@ -344,8 +343,8 @@ static void on_event(void *userdata, const struct kha_drill_event *ev)
 	if (ev->type == KHA_DRILL_EVENT_STEP_START) {
 		if (i >= 0 && !recover) {
 			pthread_mutex_lock(&w->mu);
-			w->fault_leader_known[i] = w->leader_known;
-			snprintf(w->fault_leader[i], KHA_LAB_NAME_MAX, "%s", w->leader);
+			w->obs.fault_leader_known[i] = w->leader_known;
+			snprintf(w->obs.fault_leader[i], KHA_LAB_NAME_MAX, "%s", w->leader);
 			pthread_mutex_unlock(&w->mu);
 		}
 		progress(w, "%7.2fs  %s %s: %s", (double)ev->elapsed_us / 1e6,
@@ -420,7 +419,7 @@ static const char *leader_at(const struct kha_lab_drill_report *r, uint64_t t)
 	return l;
 }
 
-static void analyze_fault(const struct kha_lab *lab, const struct watcher *w,
+static void analyze_fault(const struct kha_lab *lab, const struct lab_drill_obs *obs,
 			  struct kha_lab_drill_report *r, int k)
 {
 	struct kha_lab_fault_result *f = &r->faults[k];
@@ -483,8 +482,8 @@ static void analyze_fault(const struct kha_lab *lab, const struct watcher *w,
 
 	if (!r->election)
 		return;
-	if (w->fault_leader_known[k])
-		snprintf(f->leader_before, sizeof(f->leader_before), "%s", w->fault_leader[k]);
+	if (obs->fault_leader_known[k])
+		snprintf(f->leader_before, sizeof(f->leader_before), "%s", obs->fault_leader[k]);
 	f->victim_led = f->victim[0] && strcmp(f->victim, f->leader_before) == 0;
 	f->handover_needed = f->victim_led;
 	l = leader_at(r, f->end_us);
@@ -564,6 +563,15 @@ static void analyze_backups(struct kha_lab_drill_report *r)
 		}
 		r->max_takers_per_term = KHA_MAX(r->max_takers_per_term, n);
 	}
+}
+
+void lab_drill_analyze(const struct kha_lab *lab, const struct lab_drill_obs *obs,
+		       struct kha_lab_drill_report *r)
+{
+	if (r->election)
+		analyze_backups(r);
+	for (int k = 0; k < KHA_LAB_FAULTS; k++)
+		analyze_fault(lab, obs, r, k);
 }
 
 /* ---- running it ---- */
@@ -687,10 +695,7 @@ int kha_lab_drill(const struct kha_lab *lab, const char *kha, const struct kha_l
 
 		r->snapshots[i].t_us = t > 0 ? (uint64_t)t : 0;
 	}
-	if (r->election)
-		analyze_backups(r);
-	for (int k = 0; k < KHA_LAB_FAULTS; k++)
-		analyze_fault(lab, &w, r, k);
+	lab_drill_analyze(lab, &w.obs, r);
 	watcher_release(&w);
 
 	if (!r->drill->interrupted) {

@@ -51,4 +51,17 @@ int lab_etcd_client(const struct kha_lab *lab, uint64_t timeout_us, struct kha_e
 int lab_leader_read(struct kha_etcd *c, const char *election, char **ret_leader,
 		    struct kha_diag *d);
 
+/* What the drill saw as each fault started: the leader then. */
+struct lab_drill_obs {
+	char fault_leader[KHA_LAB_FAULTS][KHA_LAB_NAME_MAX];
+	bool fault_leader_known[KHA_LAB_FAULTS];
+};
+/*
+ * The analysis of a drill that ran: r->drill (probes, steps, writes, stats), r->terms and
+ * r->snapshots (drill times, snapshots in any order) in; r->faults, r->conflicts and
+ * r->max_takers_per_term out. Pure: no clock, no I/O (unit tests feed it made-up drills).
+ */
+void lab_drill_analyze(const struct kha_lab *lab, const struct lab_drill_obs *obs,
+		       struct kha_lab_drill_report *r);
+
 #endif
