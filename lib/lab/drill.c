@@ -965,11 +965,16 @@ static void print_fault(FILE *out, const struct kha_lab_drill_report *r, int k)
 					    f->leader_after, dur(b2, sizeof(b2), f->handover_us)),
 				   b1)
 				: "NO NEW LEADER SEEN");
+	else if (strcmp(f->leader_before, f->leader_after) == 0)
+		fprintf(out, "  election    %s kept the lead (the victim did not lead)\n",
+			f->leader_before[0] ? f->leader_before : "nobody");
 	else
-		fprintf(out, "  election    %s kept the lead (the victim did not lead)%s%s\n",
+		fprintf(out,
+			"  election    the victim did not lead, yet the lead moved: %s -> %s (a leader "
+			"fences itself when its lease renewals stall, e.g. while etcd elects a new "
+			"Raft leader)\n",
 			f->leader_before[0] ? f->leader_before : "nobody",
-			strcmp(f->leader_before, f->leader_after) ? "; then " : "",
-			strcmp(f->leader_before, f->leader_after) ? f->leader_after : "");
+			f->leader_after[0] ? f->leader_after : "nobody");
 	if (f->backup_after_us != KHA_DRILL_NONE)
 		fprintf(out, "  backups     went on: %s took a snapshot %s after the fault%s\n",
 			f->backup_taker, dur(b1, sizeof(b1), f->backup_after_us),
