@@ -266,6 +266,7 @@ enum kha_lab_fault_kind {
 	KHA_LAB_FAULT_FREEZE,
 	KHA_LAB_FAULTS,
 };
+/* The fault's name as the report and the SVG spell it ("kill-follower", ...); "?" if unknown. */
 const char *kha_lab_fault_name(enum kha_lab_fault_kind k);
 
 struct kha_lab_drill_opts {
@@ -333,6 +334,7 @@ struct kha_lab_drill_report {
 	unsigned max_takers_per_term; /* distinct takers within one term: must be <= 1 */
 	bool healthy_after;	      /* the lab was ready again after the drill */
 };
+/* Frees the report, lib/drill's report in it included. NULL is a no-op. */
 void kha_lab_drill_report_free(struct kha_lab_drill_report *r);
 KHA_DEFINE_CLEANUP(struct kha_lab_drill_report *, kha_lab_drill_report_free)
 
