@@ -374,12 +374,12 @@ static int on_stop(void *userdata)
 
 /* ---- analysis ---- */
 
+/* The step named name that started (a recovery run early because the drill stopped counts). */
 static const struct kha_drill_step_result *find_step(const struct kha_drill_report *r,
 						     const char *name)
 {
 	for (size_t i = 0; i < r->n_steps; i++)
-		if (strcmp(r->steps[i].name, name) == 0 && !r->steps[i].on_abort &&
-		    r->steps[i].started_us != KHA_DRILL_NONE)
+		if (strcmp(r->steps[i].name, name) == 0 && r->steps[i].started_us != KHA_DRILL_NONE)
 			return &r->steps[i];
 	return NULL;
 }
@@ -388,6 +388,7 @@ static bool step_succeeded(const struct kha_drill_report *r, const char *name)
 {
 	for (size_t i = 0; i < r->n_steps; i++)
 		if (strcmp(r->steps[i].name, name) == 0 &&
+		    r->steps[i].started_us != KHA_DRILL_NONE &&
 		    r->steps[i].state != KHA_DRILL_STEP_SUCCEEDED)
 			return false;
 	return find_step(r, name) != NULL;

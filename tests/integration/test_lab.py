@@ -6,13 +6,14 @@ processes), down, refusals, failures. The drill is in test_lab_drill.py. Every t
 runs `kha lab down` and, as a last resort, kills the recorded PIDs and their descendants."""
 import json
 import os
+import re
 import signal
 import subprocess
 import time
 
 import pytest
 
-from conftest import run_kha
+from conftest import assert_no_sanitizer_report, kha_bin, run_kha
 from kha_testlib.lab import (assert_logs_clean, etcdctl, lab_cleanup, lab_pids, master_pids,
                              proc_alive, proc_state, read_env, read_state, recorded_procs,
                              wait_for)
@@ -382,3 +383,40 @@ def test_lab_bad_input(lab_dir, tmp_path):
     p = run_kha("lab", "down", "--dir", other)
     assert p.returncode == 64 and "not removing" in p.stderr
     assert (other / "file").read_text() == "keep me"
+
+
+def test_lab_drill_interrupted_undoes_its_fault(lab_dir, tmp_path):
+    """Ctrl-C in the middle of a fault: the drill stops writing, runs the recoveries due (the
+    killed master is restarted), writes its report, exits 130; the lab is whole again."""
+    up(lab_dir)
+    report = tmp_path / "drill.json"
+    drill = subprocess.Popen([kha_bin(), "lab", "drill", "--dir", lab_dir, "--baseline", "1s",
+                              "--rate", "20", "--report", str(report)],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             stdin=subprocess.DEVNULL)
+    try:
+        err = ""
+        deadline = time.monotonic() + 60
+        while "kill-follower ok" not in err:
+            line = drill.stderr.readline()
+            assert line and time.monotonic() < deadline, err
+            err += line
+        victim = re.search(r"kill-follower ok \((m\d) stopped", err).group(1)
+        assert not master_pids(lab_dir, victim)  # every process of it is gone
+        drill.send_signal(signal.SIGINT)
+        out, rest = drill.communicate(timeout=120)
+    finally:
+        if drill.poll() is None:
+            drill.kill()
+            drill.wait()
+    assert drill.returncode == 130, out + err + rest
+    assert_no_sanitizer_report(err + rest, "kha lab drill")
+    assert "restart-follower ok" in rest and "interrupted" in out
+    r = json.loads(report.read_text())
+    assert r["drill"]["interrupted"] is True and r["exit_code"] == 130
+    assert r["faults"][0]["victim"] == victim and r["faults"][0]["commands_ok"] is True
+    assert r["faults"][1]["ran"] is False
+    p = run_kha("lab", "wait", "--dir", lab_dir, "--timeout", "60s", timeout=90)
+    assert p.returncode == 0, p.stderr
+    code, st = status(lab_dir)
+    assert code == 0 and st["running"] == 3, st
