@@ -534,7 +534,8 @@ static int cmp_snap(const void *a, const void *b)
 
 static void analyze_backups(struct kha_lab_drill_report *r)
 {
-	qsort(r->snapshots, r->n_snapshots, sizeof(*r->snapshots), cmp_snap);
+	if (r->n_snapshots > 1) /* qsort of NULL, even for 0 elements, is undefined */
+		qsort(r->snapshots, r->n_snapshots, sizeof(*r->snapshots), cmp_snap);
 	for (size_t i = 0; i < r->n_snapshots; i++) {
 		struct kha_lab_snapshot *s = &r->snapshots[i];
 
@@ -1059,7 +1060,8 @@ int kha_lab_drill_svg(FILE *out, const struct kha_lab_drill_report *r)
 	copy.steps = calloc(n + r->n_terms, sizeof(*copy.steps));
 	if (!copy.steps)
 		return -ENOMEM;
-	memcpy(copy.steps, r->drill->steps, n * sizeof(*copy.steps));
+	if (n)
+		memcpy(copy.steps, r->drill->steps, n * sizeof(*copy.steps));
 	for (size_t i = 1; i < r->n_terms; i++) {
 		struct kha_drill_step_result *st = &copy.steps[copy.n_steps];
 		char *name = NULL;

@@ -292,6 +292,27 @@ static void test_drill_no_handover_or_dead_leader_backup_fails(void **state)
 	assert_non_null(strstr(problems, "kill-leader: backups did not go on on another master"));
 }
 
+static void test_drill_without_snapshots_or_terms(void **state)
+{
+	struct fixture *f = *state;
+	char *json;
+
+	free(f->r->snapshots);
+	f->r->snapshots = NULL;
+	f->r->n_snapshots = 0;
+	free(f->r->terms);
+	f->r->terms = NULL;
+	f->r->n_terms = 0;
+	analyze(f);
+	for (int k = 0; k < KHA_LAB_FAULTS; k++)
+		assert_false(f->r->faults[k].backups_ok);
+	assert_int_equal(f->r->conflicts, 0);
+	assert_int_equal(kha_lab_drill_exit_code(f->r), 1);
+	json = kha_lab_drill_json(f->r);
+	assert_non_null(json);
+	free(json);
+}
+
 static void test_drill_failed_step_and_interrupt_win(void **state)
 {
 	struct fixture *f = *state;
@@ -368,6 +389,8 @@ int main(void)
 			test_drill_snapshot_at_a_term_change_is_not_a_conflict, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_drill_no_handover_or_dead_leader_backup_fails,
 						setup, teardown),
+		cmocka_unit_test_setup_teardown(test_drill_without_snapshots_or_terms, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(test_drill_failed_step_and_interrupt_win, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_drill_json_and_summary, setup, teardown),
