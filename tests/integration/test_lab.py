@@ -200,6 +200,13 @@ def test_lab_status_freeze_and_leader(lab_dir):
     first = leader(lab_dir)
     assert first in ("m1", "m2", "m3")
     assert f"backup leader: {first}" in p.stdout
+    # the lab reads the election as kha elect itself does
+    env = read_env(lab_dir)
+    e = run_kha("elect", "--leader", "--election", "lab-backup", "-o", "json", "--endpoints",
+                env["ETCDCTL_ENDPOINTS"], "--cacert", env["ETCDCTL_CACERT"], "--cert",
+                env["ETCDCTL_CERT"], "--key", env["ETCDCTL_KEY"])
+    assert e.returncode == 0, e.stderr
+    assert json.loads(e.stdout)["leader"]["id"] == first
     assert any(line.startswith(first) and "LEADER" in line for line in p.stdout.splitlines())
 
     # freeze the leader: every process of it stopped (T), the election moves, status says so
