@@ -12,6 +12,7 @@
 #include <jansson.h>
 
 #include "commands.h"
+#include "kha/backup.h"
 #include "kha/config.h"
 #include "kha/election.h"
 #include "kha/kube.h"
@@ -68,8 +69,9 @@ static const struct option longopts[] = {
 	"                            (grammar: docs/lock.md)\n"                                 \
 	"  --require-etcd-healthy    only while every etcd member answers, with a leader and\n" \
 	"                            no alarm\n"                                                \
-	"  --require-backup-within DURATION DIR  only while DIR holds a non-empty file newer\n" \
-	"                            than DURATION (e.g. 24h /var/backups/etcd)\n"
+	"  --require-backup-within DURATION DIR  only while DIR holds an etcd snapshot newer\n" \
+	"                            than DURATION that verifies (SHA-256, bbolt structure;\n"  \
+	"                            e.g. 24h /var/backups/etcd)\n"
 
 static void usage(FILE *out)
 {
@@ -389,6 +391,14 @@ static int serve(const struct opts *o, const struct kha_lock_gates *gates)
 
 /* ---- main ----------------------------------------------------------------------------------- */
 
+/* Backups must be snapshots that verify (SHA-256 trailer and bbolt structure), not any file. */
+static int verify_backup(const char *path, struct kha_diag *d)
+{
+	struct kha_snapshot_info info;
+
+	return kha_snapshot_verify_file(path, false, &info, d);
+}
+
 int cmd_lock_main(int argc, char **argv)
 {
 	struct opts o = {.slots = 1,
@@ -497,6 +507,7 @@ int cmd_lock_main(int argc, char **argv)
 		.etcd = &o.etcd,
 		.backup_max_age_us = o.backup_max_age_us,
 		.backup_dir = o.backup_dir,
+		.verify_backup = verify_backup,
 	};
 	if (serving) {
 		r = serve(&o, &gates);

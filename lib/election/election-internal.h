@@ -35,7 +35,7 @@ struct engine {
 	uint64_t ka_next_us;	/* etcd: next keep-alive */
 	bool lost;		/* gen is over: stop COMMAND, start a new session */
 	char leader[256];	/* the current leader's id as last seen ("" unknown) */
-	char waiting_for[256];	/* why we do not lead ("" when leading) */
+	char waiting_for[512];	/* why we do not lead ("" when leading) */
 	int fatal;		/* a worker's error before the first session: kha_elect_run fails */
 	struct kha_diag fatal_diag;
 	bool up;   /* the first session was established */
@@ -47,8 +47,8 @@ struct engine {
 
 	pthread_t threads[2];
 	size_t n_threads;
-	struct kha_etcd
-		*clients[2]; /* etcd: campaign's and keep-alive's (made before they start) */
+	struct kha_etcd *clients[3]; /* etcd: campaign's unary calls, keep-alive's, campaign's
+				       watches (a stream's connection is not reused) */
 };
 
 /* Wakes the main thread (any thread). */

@@ -201,7 +201,7 @@ void kha_fleetlock_pre_reboot(struct kha_etcd *c, const struct kha_fleetlock_opt
 	}
 	if (o->gates) {
 		const char *gate = NULL;
-		char reason[256];
+		char reason[400];
 
 		r = kha_lock_gates_check_named(o->gates, &gate, reason, sizeof(reason));
 		if (r != 0) {
@@ -472,6 +472,7 @@ static void serve_conn(struct server *s, int fd)
 	uint64_t content_length = 0;
 	char *end = NULL;
 	bool have_proto;
+	uint64_t deadline = kha_now_us() + REQUEST_TIMEOUT_S * KHA_USEC_PER_SEC;
 
 	if (!buf)
 		return;
@@ -480,6 +481,8 @@ static void serve_conn(struct server *s, int fd)
 	while (!end) {
 		ssize_t n;
 
+		if (kha_now_us() > deadline)
+			return; /* a trickling client: the whole request gets 5 s */
 		if (len >= MAX_HEAD) {
 			result(&res, 431, "bad_request", "request head larger than %d bytes",
 			       MAX_HEAD);
@@ -529,7 +532,9 @@ static void serve_conn(struct server *s, int fd)
 	body_len = len - head_len;
 	memmove(buf, buf + head_len, body_len);
 	while (body_len < content_length) {
-		ssize_t n = recv(fd, buf + body_len, (size_t)content_length - body_len, 0);
+		ssize_t n = kha_now_us() > deadline ? -1
+						    : recv(fd, buf + body_len,
+							   (size_t)content_length - body_len, 0);
 
 		if (n <= 0) {
 			result(&res, 408, "bad_request", "the body did not arrive in time");

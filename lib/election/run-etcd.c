@@ -140,10 +140,13 @@ static int wait_delete(struct engine *e, struct kha_etcd *c, const char *prefix,
 		.timeout_us = watch_timeout(e),
 		.cancel = &e->cancel,
 	};
-	int r = kha_etcd_watch(c, &req, on_watch, &w, d);
+	int r = kha_etcd_watch(e->clients[2], &req, on_watch, &w, d);
 
-	if (w.deleted)
+	(void)c;
+	if (w.deleted) {
+		kha_debug("watched key deleted", "key=%s", key ? key : prefix);
 		return 1;
+	}
 	if (r == -ETIMEDOUT || r == -ECANCELED || r == -ERANGE)
 		return 0;
 	return r < 0 ? r : 0;
@@ -174,7 +177,7 @@ static int campaign(struct engine *e, struct kha_etcd *c, uint64_t gen, int64_t 
 	char key[1024], prefix[1024];
 	struct kha_diag d = {};
 	bool gates_open = o->gate == NULL, acquired_logged = false;
-	char gate_reason[256] = "";
+	char gate_reason[400] = "";
 	int64_t my_rev;
 	int r;
 
@@ -228,7 +231,7 @@ static int campaign(struct engine *e, struct kha_etcd *c, uint64_t gen, int64_t 
 		struct kha_etcd_range_req rq = {.r = {.key = prefix, .prefix = true}};
 		struct kha_etcd_range_result rr = {};
 		struct kha_sem_position pos;
-		char leader[256] = "", why[256];
+		char leader[256] = "", why[512];
 		int64_t rev;
 
 		pthread_mutex_lock(&e->mu);
@@ -269,7 +272,7 @@ static int campaign(struct engine *e, struct kha_etcd *c, uint64_t gen, int64_t 
 			return 0;
 		}
 		if (pos.rank < o->slots && !gates_open) {
-			char reason[256] = "";
+			char reason[400] = "";
 			int g = o->gate(o->gate_userdata, reason, sizeof(reason));
 
 			if (g == 0) {
@@ -348,7 +351,8 @@ static void *campaign_thread(void *arg)
 {
 	struct engine *e = arg;
 	struct kha_etcd *c = e->clients[0];
-	uint64_t backoff = BACKOFF_MIN_US;
+	uint64_t backoff = BACKOFF_MIN_US, started_us = kha_now_us();
+	uint64_t startup_budget = KHA_MAX(2 * cmd_timeout(e), 10 * KHA_USEC_PER_SEC);
 	struct kha_diag d = {};
 	bool first = true;
 
@@ -369,7 +373,10 @@ static void *campaign_thread(void *arg)
 		r = kha_etcd_lease_grant(c, ttl_seconds(e), 0, &lease, &ttl, &d);
 		if (r < 0) {
 			pthread_mutex_lock(&e->mu);
-			if (first) {
+			/* at start, a refusal or a TLS problem is final, but an etcd that is slow
+			 * or electing a leader (timeouts, Unavailable) gets a few more tries */
+			if (first && ((r != -ETIMEDOUT && r != -EAGAIN) ||
+				      kha_now_us() - started_us >= startup_budget)) {
 				e->fatal = r;
 				e->fatal_diag = d;
 				engine_changed_locked(e);
@@ -439,7 +446,7 @@ int engine_etcd_start(struct engine *e, struct kha_diag *d)
 	if (!e->o->etcd)
 		return kha_diag_set(d, EINVAL, "no etcd configuration");
 	/* clients first: unusable TLS files fail here, before anything runs */
-	for (size_t i = 0; i < 2; i++) {
+	for (size_t i = 0; i < KHA_ARRAY_SIZE(e->clients); i++) {
 		r = kha_etcd_new(e->o->etcd, &e->clients[i], d);
 		if (r < 0)
 			return r;
@@ -455,7 +462,7 @@ int engine_etcd_start(struct engine *e, struct kha_diag *d)
 
 void engine_etcd_free(struct engine *e)
 {
-	for (size_t i = 0; i < 2; i++) {
+	for (size_t i = 0; i < KHA_ARRAY_SIZE(e->clients); i++) {
 		kha_etcd_free(e->clients[i]);
 		e->clients[i] = NULL;
 	}
@@ -463,20 +470,26 @@ void engine_etcd_free(struct engine *e)
 
 void engine_etcd_resign(struct engine *e)
 {
-	kha_auto(kha_etcd_freep) struct kha_etcd *c = NULL;
+	struct kha_etcd *c;
 	struct kha_diag d = {};
 	char key[sizeof(e->key)];
 	int64_t lease;
 
+	/* the keep-alive thread sleeps between renewals: stop it and reuse its client, whose
+	 * connection is warm (a new TLS handshake would delay the handover) */
+	if (e->n_threads == 2) {
+		pthread_join(e->threads[1], NULL);
+		e->n_threads = 1;
+	}
+	c = e->clients[1];
 	pthread_mutex_lock(&e->mu);
 	memcpy(key, e->key, sizeof(key));
 	lease = e->lease;
 	pthread_mutex_unlock(&e->mu);
-	if (!lease)
-		return;
-	if (kha_etcd_new(e->o->etcd, &c, &d) < 0)
+	if (!lease || !c)
 		return;
 	kha_etcd_set_command_timeout(c, RESIGN_TIMEOUT_US);
+	kha_debug("resigning", "key=%s", key);
 	if (key[0]) {
 		struct kha_etcd_delete_req del = {.r = {.key = key}};
 

@@ -96,6 +96,7 @@ static void *kube_thread(void *arg)
 			gen = ++e->gen;
 			e->lost = false;
 			e->leading = false;
+			e->last_renew_us = 0;
 			leading = false;
 			campaign_start = start;
 			engine_changed_locked(e);
@@ -137,7 +138,11 @@ static void *kube_thread(void *arg)
 		}
 		if (r == -ECANCELED)
 			continue; /* stopping */
-		if (first && r < 0 && r != -EAGAIN && r != -EEXIST) {
+		/* at start, a refusal or a credential problem is final; a slow or overloaded
+		 * API server (timeouts, 429/5xx) gets a few more tries */
+		if (first && r < 0 && r != -EAGAIN && r != -EEXIST &&
+		    ((r != -ETIMEDOUT && r != -EBUSY) ||
+		     kha_now_us() - campaign_start >= 2 * MAX_CALL_US)) {
 			pthread_mutex_lock(&e->mu);
 			e->fatal = r;
 			e->fatal_diag = d;

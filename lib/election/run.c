@@ -144,6 +144,21 @@ static void status_text(char *buf, size_t size, int status)
 }
 
 /*
+ * Signals COMMAND's process group (the guard leads it). Safe without identity checks: the guard
+ * is our child and is not reaped before child_exited() says so, so its id cannot have been
+ * recycled. (kha_proc_signal is not used: it reaps a child it finds exited, which would hide
+ * the exit from child_exited and let the group id be reused.)
+ */
+static int signal_group(struct child *ch, int sig)
+{
+	if (ch->p.exit_status != -1)
+		return -ESRCH;
+	if (kill(-ch->p.pid, sig) < 0)
+		return -errno;
+	return 0;
+}
+
+/*
  * Whether COMMAND's guard has exited; if so, SIGKILLs what is left of its process group (while
  * the unreaped guard still pins the group id, so no recycled id can be hit) and reaps it.
  */
@@ -151,8 +166,11 @@ static bool child_exited(struct child *ch)
 {
 	siginfo_t si = {0};
 
-	if (waitid(P_PID, (id_t)ch->p.pid, &si, WEXITED | WNOHANG | WNOWAIT) < 0 ||
-	    si.si_pid != ch->p.pid)
+	if (ch->p.exit_status != -1)
+		return true;
+	if (waitid(P_PID, (id_t)ch->p.pid, &si, WEXITED | WNOHANG | WNOWAIT) < 0)
+		return errno == ECHILD; /* reaped behind our back: gone all the same */
+	if (si.si_pid != ch->p.pid)
 		return false;
 	(void)kill(-ch->p.pid, SIGKILL);
 	return kha_proc_wait(&ch->p, KHA_USEC_PER_SEC) == 0;
@@ -201,7 +219,7 @@ static void stop_child(struct engine *e, struct child *ch, const struct kha_fenc
 	ch->kill_us = kha_fence_kill_at(f, now);
 	if (why == STOP_EXITING && !kha_fence_ok(f, now))
 		ch->kill_us = now;
-	r = kha_proc_signal(&ch->p, ch->kill_us > now ? SIGTERM : SIGKILL);
+	r = signal_group(ch, ch->kill_us > now ? SIGTERM : SIGKILL);
 	ch->killed = ch->kill_us <= now;
 	if (r < 0 && r != -ESRCH)
 		kha_warn("cannot signal COMMAND", "pid=%d error=\"%s\"", (int)ch->p.pid,
@@ -218,7 +236,7 @@ struct snapshot {
 	uint64_t last_renew_us;
 	int fatal;
 	char leader[256];
-	char waiting_for[256];
+	char waiting_for[512];
 };
 
 static void take_snapshot(struct engine *e, struct snapshot *s)
@@ -302,7 +320,7 @@ int kha_elect_run(const struct kha_elect_opts *o, int *ret_status, struct kha_di
 	kha_autoclose int sfd = -1;
 	uint64_t restart_at = 0, backoff, fence_gen = 0, seen_gen = 0;
 	bool exiting = false, finished = false, was_leading = false;
-	char last_wait[256] = "";
+	char last_wait[512] = "";
 	int status = 0, r;
 
 	if (!o->name || !o->name[0])
@@ -413,7 +431,7 @@ int kha_elect_run(const struct kha_elect_opts *o, int *ret_status, struct kha_di
 		}
 		if (ch.running && ch.stopping != STOP_NONE && !ch.killed && now >= ch.kill_us) {
 			kha_warn("COMMAND did not stop in time, SIGKILL", "pid=%d", (int)ch.p.pid);
-			kha_ignore(kha_proc_signal(&ch.p, SIGKILL));
+			kha_ignore(signal_group(&ch, SIGKILL));
 			ch.killed = true;
 		}
 		if (ch.running && child_exited(&ch)) {

@@ -338,3 +338,18 @@ def test_metrics(etcd3, procs, tmp_path):
     a.signal(signal.SIGTERM)
     wait_until(lambda: scrape(pb)["kha_elect_is_leader"] == 1, 10, "b to lead",
                diag=procs.logs)
+
+
+def test_sigterm_while_command_restarts_in_a_tight_loop(etcd3, procs, tmp_path):
+    """A COMMAND that exits at once, restarted every millisecond: SIGTERM may find it already
+    exited (a zombie not yet reaped); kha must still stop and exit promptly."""
+    import random
+    for i in range(6):
+        k = procs.start(["elect", *etcd3.client_flags(), "--election", f"tight{i}", "--id", "a",
+                         "--ttl", "2s", "--restart", "always", "--restart-delay", "1ms",
+                         "--restart-delay-max", "2ms", "--", "sh", "-c", "true"], f"k{i}")
+        wait_until(lambda: k.log().count("COMMAND started") >= 3, 10, "restarts",
+                   diag=procs.logs)
+        time.sleep(random.random() * 0.2)
+        k.signal(signal.SIGTERM)
+        assert k.wait(10) == 0, k.log()

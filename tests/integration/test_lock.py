@@ -105,22 +105,25 @@ def test_window_gate_holds_the_slot_without_running(etcd3, procs, tmp_path):
     assert [e["id"] for e in rec.starts()] == ["b"]
 
 
-def test_backup_gate_waits_for_a_fresh_backup(etcd3, procs, tmp_path):
+def test_backup_gate_waits_for_a_fresh_verified_snapshot(etcd3, procs, tmp_path):
     rec = Recorder(tmp_path / "rec")
     backups = tmp_path / "backups"
     backups.mkdir()
+    # a real snapshot, but two days old
     old = backups / "snapshot-old.db"
-    old.write_bytes(b"x" * 100)
+    etcd3.etcdctl("snapshot", "save", str(old), members=[0])
     two_days = time.time() - 2 * 86400
     os.utime(old, (two_days, two_days))
+    # fresh files that are not snapshots: empty, and garbage
     (backups / "empty.db").write_bytes(b"")
+    (backups / "garbage.db").write_bytes(b"x" * 4096)
     k = procs.start(lock_args(etcd3, "bk", "a", rec, "--require-backup-within", "24h",
                               str(backups), "--gate-interval", "200ms", hold=0.1), "a")
-    wait_until(lambda: "is 48h" in k.log() or "is 2d" in k.log() or "old (need" in k.log(), 10,
-               "the closed backup gate")
+    wait_until(lambda: "no verified backup newer than 24h" in k.log(), 10,
+               "the closed backup gate", diag=procs.logs)
     assert rec.starts() == []
-    (backups / "snapshot-new.db").write_bytes(b"y" * 100)
-    assert k.wait(10) == 0
+    etcd3.etcdctl("snapshot", "save", str(backups / "snapshot-new.db"), members=[1])
+    assert k.wait(15) == 0, k.log()
     assert len(rec.starts()) == 1
 
 

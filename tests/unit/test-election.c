@@ -9,8 +9,12 @@
 #include <stdio.h>
 #include <string.h>
 #include <cmocka.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <utime.h>
 
 #include "kha/election.h"
+#include "kha/file.h"
 #include "kha/banned.h"
 
 #define MS KHA_USEC_PER_MSEC
@@ -506,6 +510,80 @@ static void test_lease_holder_renews_and_releases(void **state)
 	assert_false(kha_lease_release_record(&e, 80, &rec));
 }
 
+/* ---- backup gate ---------------------------------------------------------------------------- */
+
+static int verify_calls;
+
+/* A stand-in verifier: files whose content starts with "good" verify. */
+static int fake_verify(const char *path, struct kha_diag *d)
+{
+	char buf[8] = "";
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	ssize_t n = fd >= 0 ? read(fd, buf, 4) : -1;
+
+	verify_calls++;
+	if (fd >= 0)
+		close(fd);
+	if (n == 4 && memcmp(buf, "good", 4) == 0)
+		return 0;
+	return kha_diag_set(d, EBADMSG, "not a snapshot");
+}
+
+static void put_file(const char *dir, const char *name, const char *content, time_t mtime)
+{
+	char path[512];
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, content, strlen(content)), (ssize_t)strlen(content));
+	close(fd);
+	if (mtime) {
+		struct utimbuf t = {.actime = mtime, .modtime = mtime};
+
+		assert_int_equal(utime(path, &t), 0);
+	}
+}
+
+static void test_backup_gate_needs_a_recent_verified_file(void **state)
+{
+	char dir[] = "/tmp/kha-test-gate-XXXXXX", reason[512];
+	struct kha_lock_gates g = {.backup_max_age_us = 3600 * S, .verify_backup = fake_verify};
+	const char *gate;
+	time_t now = time(NULL);
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	g.backup_dir = dir;
+	assert_int_equal(kha_lock_gates_check_named(&g, &gate, reason, sizeof(reason)), 1);
+	assert_string_equal(gate, "backup");
+	assert_non_null(strstr(reason, "no backup newer than 1h"));
+
+	put_file(dir, "old.db", "good", now - 7200); /* good, but too old */
+	put_file(dir, "empty.db", "", 0);
+	put_file(dir, ".hidden.db", "good", 0);
+	put_file(dir, "x.db.tmp", "good", 0);
+	put_file(dir, "junk.db", "junk", 0);
+	verify_calls = 0;
+	assert_int_equal(kha_lock_gates_check_named(&g, &gate, reason, sizeof(reason)), 1);
+	assert_non_null(strstr(reason, "no verified backup"));
+	assert_non_null(strstr(reason, "not a snapshot"));
+	assert_int_equal(verify_calls, 1); /* only junk.db was a candidate */
+	/* the same file version is not verified twice */
+	assert_int_equal(kha_lock_gates_check_named(&g, &gate, reason, sizeof(reason)), 1);
+	assert_int_equal(verify_calls, 1);
+
+	put_file(dir, "snap.db", "good", now - 60);
+	assert_int_equal(kha_lock_gates_check_named(&g, &gate, reason, sizeof(reason)), 0);
+	assert_null(gate);
+	/* without a verifier, age and size are enough */
+	g.verify_backup = NULL;
+	assert_int_equal(kha_lock_gates_check(&g, reason, sizeof(reason)), 0);
+
+	assert_int_equal(kha_file_remove_tree(dir, NULL), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -538,6 +616,7 @@ int main(void)
 						teardown_clock),
 		cmocka_unit_test_setup_teardown(test_lease_holder_renews_and_releases, setup_clock,
 						teardown_clock),
+		cmocka_unit_test(test_backup_gate_needs_a_recent_verified_file),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
