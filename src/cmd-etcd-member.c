@@ -20,6 +20,9 @@
 #define DEFAULT_START_TIMEOUT_US   (10 * 60 * KHA_USEC_PER_SEC)
 #define EXIT_REFUSED		   1
 #define UNHEALTHY_RETRY_US	   (15 * KHA_USEC_PER_SEC)
+#define AMBIGUOUS_US		   (3 * KHA_USEC_PER_SEC)
+#define CHANGE_ATTEMPTS		   3
+#define LEADER_WAIT_US		   (10 * KHA_USEC_PER_SEC)
 
 enum {
 	OPT_PEER_URLS = 0x100,
@@ -341,12 +344,58 @@ static int fail(const struct opts *o, int r, const struct kha_diag *d)
 	return code;
 }
 
+static bool live_leader(const struct kha_etcd_cluster_report *rep)
+{
+	long i = rep->health.leader_index;
+
+	return rep->health.leader && i >= 0 && rep->members[i].reachable;
+}
+
+/* Waits (up to LEADER_WAIT_US) until the members agree on a live, listed leader. */
+static void wait_live_leader(struct opts *o)
+{
+	uint64_t end = kha_now_us() + LEADER_WAIT_US;
+
+	while (kha_now_us() < end) {
+		struct kha_etcd_cluster_report rep = {};
+		bool ok = kha_etcd_cluster_report(&o->cfg, 0, 0, &rep, NULL) == 0 &&
+			  live_leader(&rep);
+
+		kha_etcd_cluster_report_release(&rep);
+		if (ok)
+			return;
+		usleep(300 * 1000);
+	}
+}
+
+/*
+ * The cluster as it is now. A change needs a live leader: right after the leader died the
+ * others still name it for a second or two, so wait (up to LEADER_WAIT_US) for the election
+ * while quorum holds; the guards refuse when there is still none.
+ */
 static int report(struct opts *o, struct kha_etcd_cluster_report *rep)
 {
-	struct kha_diag d = {};
-	int r = kha_etcd_cluster_report(&o->cfg, 0, 0, rep, &d);
+	uint64_t end = kha_now_us() + LEADER_WAIT_US;
+	bool said = false;
 
-	return r < 0 ? fail(o, r, &d) : 0;
+	for (;;) {
+		struct kha_diag d = {};
+		int r = kha_etcd_cluster_report(&o->cfg, 0, 0, rep, &d);
+
+		if (r < 0)
+			return fail(o, r, &d);
+		if (strcmp(o->sub, "list") == 0 || live_leader(rep) || !rep->health.quorum_ok ||
+		    kha_now_us() >= end)
+			return 0;
+		if (!said)
+			fprintf(stderr,
+				"kha etcd member %s: no live leader yet (an election is "
+				"due): waiting\n",
+				o->sub);
+		said = true;
+		kha_etcd_cluster_report_release(rep);
+		usleep(300 * 1000);
+	}
 }
 
 static const char *label(char *buf, size_t n, const struct kha_etcd_member *m)
@@ -543,24 +592,97 @@ static json_t *start_json(const struct kha_member_start *s)
 }
 
 /* Adds o->peer_urls as name; fills *ret_member and *ret_start. */
+/*
+ * A membership change whose answer was lost (timeout, connection reset) may still have been
+ * applied: look, before calling it a failure. Returns the index in *list of the member that
+ * has peer_url (add), or of id (remove), polling up to AMBIGUOUS_US; -1 when absent.
+ */
+static long look_for(struct opts *o, uint64_t id, const char *peer_url, bool want_present,
+		     struct kha_etcd_member_list *list)
+{
+	uint64_t end = kha_now_us() + AMBIGUOUS_US;
+
+	for (;;) {
+		kha_auto(kha_etcd_freep) struct kha_etcd *c = NULL;
+		long found = -1;
+
+		kha_etcd_member_list_release(list);
+		if (kha_etcd_new(&o->cfg, &c, NULL) == 0 &&
+		    kha_etcd_member_list(c, list, NULL) == 0) {
+			for (size_t i = 0; i < list->n_members && found < 0; i++) {
+				const struct kha_etcd_member *m = &list->members[i];
+				if (peer_url) {
+					for (size_t u = 0; u < m->n_peer_urls; u++)
+						if (strcmp(m->peer_urls[u], peer_url) == 0)
+							found = (long)i;
+				} else if (m->id == id) {
+					found = (long)i;
+				}
+			}
+			if ((found >= 0) == want_present)
+				return found;
+		}
+		if (kha_now_us() >= end)
+			return want_present ? -1 : found;
+		usleep(500 * 1000);
+	}
+}
+
+/*
+ * Outcomes after which the change may or may not have been applied: no answer, or etcd's
+ * "request timed out" / "leader changed" (Unavailable): a proposal forwarded to a leader that
+ * just died or stepped down is dropped without a word.
+ */
+static bool ambiguous(int r, const struct kha_diag *d)
+{
+	return r == -ETIMEDOUT || r == -ECONNRESET || r == -ECANCELED ||
+	       (r == -EAGAIN && !strstr(d->msg, "unhealthy cluster"));
+}
+
 static int do_add(struct opts *o, const char *name, bool learner,
 		  struct kha_etcd_member *ret_member, struct kha_member_start *ret_start)
 {
-	kha_auto(kha_etcd_freep) struct kha_etcd *c = NULL;
 	struct kha_etcd_member_list list = {};
 	struct kha_diag d = {};
-	int r;
+	int r = 0;
 
-	uint64_t end = kha_now_us() + UNHEALTHY_RETRY_US;
+	for (int attempt = 1; attempt <= CHANGE_ATTEMPTS; attempt++) {
+		kha_auto(kha_etcd_freep) struct kha_etcd *c = NULL;
+		uint64_t end = kha_now_us() + UNHEALTHY_RETRY_US;
+		long i;
 
-	r = kha_etcd_new(&o->cfg, &c, &d);
-	while (r == 0) {
-		kha_diag_clear(&d);
-		r = kha_etcd_member_add(c, (const char *const *)o->peer_urls, o->n_peer_urls,
-					learner, ret_member, &list, &d);
-		if (!retry_unhealthy(o, r, &d, end))
+		r = kha_etcd_new(&o->cfg, &c, &d);
+		while (r == 0) {
+			kha_diag_clear(&d);
+			r = kha_etcd_member_add(c, (const char *const *)o->peer_urls,
+						o->n_peer_urls, learner, ret_member, &list, &d);
+			if (!retry_unhealthy(o, r, &d, end))
+				break;
+			r = 0;
+		}
+		if (r == 0)
 			break;
-		r = 0;
+		/* lost, or already applied by an earlier attempt ("Peer URLs already exists") */
+		if (!ambiguous(r, &d) && !(attempt > 1 && strstr(d.msg, "already exists")))
+			break;
+		i = look_for(o, 0, o->peer_urls[0], true, &list);
+		if (i >= 0) {
+			fprintf(stderr,
+				"kha etcd member %s: the answer was lost (%s), but the member list "
+				"shows the new member: it was added\n",
+				o->sub, d.msg);
+			r = kha_member_start_flags(&list, list.members[i].id, name, ret_start);
+			*ret_member = list.members[i];
+			memset(&list.members[i], 0, sizeof(list.members[i]));
+			kha_etcd_member_list_release(&list);
+			return r < 0 ? KHA_EXIT_DATAERR : 0;
+		}
+		kha_etcd_member_list_release(&list);
+		if (attempt < CHANGE_ATTEMPTS) {
+			fprintf(stderr, "kha etcd member %s: not applied (%s): retrying\n", o->sub,
+				d.msg);
+			wait_live_leader(o);
+		}
 	}
 	if (r < 0)
 		return fail(o, r, &d);
@@ -618,21 +740,46 @@ static int cmd_add(struct opts *o)
 
 static int remove_member(struct opts *o, uint64_t id)
 {
-	kha_auto(kha_etcd_freep) struct kha_etcd *c = NULL;
 	struct kha_diag d = {};
-	int r;
+	int r = 0;
 
-	uint64_t end = kha_now_us() + UNHEALTHY_RETRY_US;
+	for (int attempt = 1; attempt <= CHANGE_ATTEMPTS; attempt++) {
+		kha_auto(kha_etcd_freep) struct kha_etcd *c = NULL;
+		struct kha_etcd_member_list list = {};
+		uint64_t end = kha_now_us() + UNHEALTHY_RETRY_US;
+		long i;
 
-	r = kha_etcd_new(&o->cfg, &c, &d);
-	while (r == 0) {
-		kha_diag_clear(&d);
-		r = kha_etcd_member_remove(c, id, NULL, &d);
-		if (!retry_unhealthy(o, r, &d, end))
+		r = kha_etcd_new(&o->cfg, &c, &d);
+		while (r == 0) {
+			kha_diag_clear(&d);
+			r = kha_etcd_member_remove(c, id, NULL, &d);
+			if (!retry_unhealthy(o, r, &d, end))
+				break;
+			r = 0;
+		}
+		if (r == 0)
+			return 0;
+		/* an earlier attempt was applied after all */
+		if (r == -ENOENT && attempt > 1)
+			return 0;
+		if (!ambiguous(r, &d))
 			break;
-		r = 0;
+		i = look_for(o, id, NULL, false, &list);
+		kha_etcd_member_list_release(&list);
+		if (i < 0) {
+			fprintf(stderr,
+				"kha etcd member %s: the answer was lost (%s), but the member is gone "
+				"from the list: it was removed\n",
+				o->sub, d.msg);
+			return 0;
+		}
+		if (attempt < CHANGE_ATTEMPTS) {
+			fprintf(stderr, "kha etcd member %s: not applied (%s): retrying\n", o->sub,
+				d.msg);
+			wait_live_leader(o);
+		}
 	}
-	return r < 0 ? fail(o, r, &d) : 0;
+	return fail(o, r, &d);
 }
 
 static int cmd_remove(struct opts *o)

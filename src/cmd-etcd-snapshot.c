@@ -480,8 +480,207 @@ int cmd_etcd_snapshot_main(int argc, char **argv)
 	return KHA_EXIT_USAGE;
 }
 
+/* ---- restore ------------------------------------------------------------------------------ */
+
+static void restore_usage(FILE *out)
+{
+	fprintf(out,
+		"Usage: kha etcd snapshot restore FILE --data-dir DIR --name NAME\n"
+		"       --initial-cluster NAME=URL,... --initial-advertise-peer-urls URL [flags]\n\n"
+		"Restores a snapshot into a new data dir for one member of a new cluster, with\n"
+		"etcd's own tool (etcdutl when installed, else `etcdctl snapshot restore`), after\n"
+		"verifying the file (SHA-256 and bbolt; a corrupt snapshot is refused) and\n"
+		"decompressing it when it is zstd. Run it on every member with the same FILE,\n"
+		"--initial-cluster and --initial-cluster-token and the member's own --name and\n"
+		"--initial-advertise-peer-urls (docs/disaster-recovery.md).\n\n"
+		"Safe for Kubernetes by default: with a tool that can (etcdutl 3.5.10+), the\n"
+		"revision is bumped by 1000000000 and marked compacted, so every watcher re-lists\n"
+		"instead of waiting for revisions it already saw. etcdctl 3.4 cannot: kha says so\n"
+		"and the docs give the manual procedure.\n\n"
+		"Flags:\n"
+		"  --data-dir DIR            the new member's data dir (must not exist, or be empty)\n"
+		"  --wal-dir DIR             a separate WAL dir (default inside --data-dir)\n"
+		"  --name NAME               the member's name\n"
+		"  --initial-cluster LIST    every member of the new cluster, NAME=PEER-URL,...\n"
+		"  --initial-advertise-peer-urls URL  this member's peer URL(s)\n"
+		"  --initial-cluster-token T the new cluster's token (default etcd-cluster; use a\n"
+		"                            new one, so the old members cannot join it)\n"
+		"  --bump-revision N         how far to bump the revision (default 1000000000)\n"
+		"  --no-bump                 keep the revision as in the snapshot\n"
+		"  --allow-no-hash           restore a db file without the appended hash\n"
+		"  --tool PATH               etcdutl or etcdctl to use (default: etcdutl, etcdctl)\n"
+		"  -o, --output table|json   report format (default table)\n"
+		"  -h, --help                this help\n\n"
+		"Exit codes: 0 restored, 65 corrupt snapshot, 74 the data dir exists or the tool\n"
+		"failed, 78 no tool, 64 usage.\n\n"
+		"Example:\n"
+		"  kha etcd snapshot restore /var/backups/etcd-20261127T054000Z-rev12345.db.zst \\\n"
+		"      --data-dir /var/lib/etcd-restored --name m1 \\\n"
+		"      --initial-cluster m1=https://10.0.0.1:2380,m2=https://10.0.0.2:2380,"
+		"m3=https://10.0.0.3:2380 \\\n"
+		"      --initial-advertise-peer-urls https://10.0.0.1:2380 "
+		"--initial-cluster-token etcd-restored-1\n");
+}
+
 int cmd_etcd_snapshot_restore(int argc, char **argv)
 {
-	fprintf(stderr, "kha etcd snapshot restore: not implemented yet\n");
-	return KHA_EXIT_SOFTWARE;
+	static const struct option longopts[] = {
+		{"data-dir", required_argument, NULL, OPT_DATA_DIR},
+		{"wal-dir", required_argument, NULL, OPT_WAL_DIR},
+		{"name", required_argument, NULL, OPT_NAME},
+		{"initial-cluster", required_argument, NULL, OPT_INITIAL_CLUSTER},
+		{"initial-advertise-peer-urls", required_argument, NULL, OPT_INITIAL_PEER_URLS},
+		{"initial-cluster-token", required_argument, NULL, OPT_INITIAL_TOKEN},
+		{"bump-revision", required_argument, NULL, OPT_BUMP_REVISION},
+		{"no-bump", no_argument, NULL, OPT_NO_BUMP},
+		{"allow-no-hash", no_argument, NULL, OPT_ALLOW_NO_HASH},
+		{"tool", required_argument, NULL, OPT_TOOL},
+		{"output", required_argument, NULL, 'o'},
+		{"help", no_argument, NULL, 'h'},
+		{},
+	};
+	struct kha_restore_opts o = {.bump_revision = KHA_RESTORE_DEFAULT_BUMP};
+	struct kha_restore_tool tool = {};
+	struct kha_restore_result res = {};
+	struct kha_diag d = {};
+	const char *tool_path = NULL;
+	bool json = false;
+	uint64_t v;
+	int c, r, code;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "ho:", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'h':
+			restore_usage(stdout);
+			return KHA_EXIT_OK;
+		case 'o':
+			if (!want_json(optarg, &json, "restore"))
+				return KHA_EXIT_USAGE;
+			break;
+		case OPT_DATA_DIR:
+			o.data_dir = optarg;
+			break;
+		case OPT_WAL_DIR:
+			o.wal_dir = optarg;
+			break;
+		case OPT_NAME:
+			o.name = optarg;
+			break;
+		case OPT_INITIAL_CLUSTER:
+			o.initial_cluster = optarg;
+			break;
+		case OPT_INITIAL_PEER_URLS:
+			o.initial_advertise_peer_urls = optarg;
+			break;
+		case OPT_INITIAL_TOKEN:
+			o.initial_cluster_token = optarg;
+			break;
+		case OPT_BUMP_REVISION:
+			if (kha_parse_u64(optarg, 1, INT64_MAX / 2, &v) < 0) {
+				fprintf(stderr,
+					"kha etcd snapshot restore: --bump-revision: '%s' is not a "
+					"positive number\n",
+					optarg);
+				return KHA_EXIT_USAGE;
+			}
+			o.bump_revision = (int64_t)v;
+			break;
+		case OPT_NO_BUMP:
+			o.bump_revision = 0;
+			break;
+		case OPT_ALLOW_NO_HASH:
+			o.allow_no_hash = true;
+			break;
+		case OPT_TOOL:
+			tool_path = optarg;
+			break;
+		default:
+			fprintf(stderr, "Run 'kha etcd snapshot restore --help' for the flags.\n");
+			return KHA_EXIT_USAGE;
+		}
+	}
+	if (optind != argc - 1) {
+		fprintf(stderr,
+			"kha etcd snapshot restore: %s (run 'kha etcd snapshot restore --help')\n",
+			optind >= argc ? "missing the snapshot FILE" : "expected one FILE");
+		return KHA_EXIT_USAGE;
+	}
+	o.snapshot = argv[optind];
+	if (!o.data_dir || !o.name || !o.initial_cluster || !o.initial_advertise_peer_urls) {
+		fprintf(stderr,
+			"kha etcd snapshot restore: --data-dir, --name, --initial-cluster and "
+			"--initial-advertise-peer-urls are required\n");
+		return KHA_EXIT_USAGE;
+	}
+	{
+		/* this member must be in --initial-cluster, under its name and peer URL */
+		size_t nl = strlen(o.name);
+		const char *p = o.initial_cluster;
+		bool found = false;
+
+		while (p && *p) {
+			if (strncmp(p, o.name, nl) == 0 && p[nl] == '=' &&
+			    strncmp(p + nl + 1, o.initial_advertise_peer_urls,
+				    strcspn(o.initial_advertise_peer_urls, ",")) == 0)
+				found = true;
+			p = strchr(p, ',');
+			p = p ? p + 1 : NULL;
+		}
+		if (!found) {
+			fprintf(stderr,
+				"kha etcd snapshot restore: --initial-cluster must list %s=%.*s (this "
+				"member)\n",
+				o.name, (int)strcspn(o.initial_advertise_peer_urls, ","),
+				o.initial_advertise_peer_urls);
+			return KHA_EXIT_USAGE;
+		}
+	}
+	r = kha_restore_find_tool(tool_path, &tool, &d);
+	if (r < 0) {
+		fprintf(stderr, "kha etcd snapshot restore: %s\n", d.msg);
+		return KHA_EXIT_CONFIG;
+	}
+	r = kha_restore(&o, &tool, &res, &d);
+	if (r < 0) {
+		fprintf(stderr, "kha etcd snapshot restore: %s\n", d.msg);
+		code = exit_code(r);
+		if (r == -EEXIST || r == -EIO)
+			code = KHA_EXIT_IOERR;
+		return code;
+	}
+	if (json)
+		return dump_json(json_pack("{s:s, s:o, s:s, s:s, s:b, s:b, s:I, s:I, s:s}", "path",
+					   o.snapshot, "snapshot", info_json(&res.snapshot),
+					   "data_dir", o.data_dir, "tool", tool.path, "can_bump",
+					   tool.can_bump, "bumped", res.bumped, "bump_revision",
+					   (json_int_t)(res.bumped ? o.bump_revision : 0),
+					   "restored_revision", (json_int_t)res.restored_revision,
+					   "name", o.name)) < 0
+			       ? KHA_EXIT_IOERR
+			       : KHA_EXIT_OK;
+	printf("Verified %s: SHA-256 %s, bbolt OK, revision %" PRId64 ", %" PRIu64 " entries%s.\n",
+	       o.snapshot, res.snapshot.has_hash ? "OK" : "absent (--allow-no-hash)",
+	       res.snapshot.revision, res.snapshot.total_keys,
+	       res.snapshot.compressed ? " (zstd, decompressed for the tool)" : "");
+	printf("Restored member %s into %s with %s.\n", o.name, o.data_dir, tool.path);
+	if (res.bumped)
+		printf("Revision bumped by %lld and marked compacted (now %" PRId64
+		       "): Kubernetes watchers re-list instead of waiting.\n",
+		       (long long)o.bump_revision, res.restored_revision);
+	else if (o.bump_revision > 0)
+		fprintf(stderr,
+			"kha etcd snapshot restore: WARNING: %s cannot bump the revision or mark it "
+			"compacted (etcdutl 3.5.10+ can): the restored revision is %" PRId64
+			", possibly lower than what Kubernetes clients have seen. Before starting "
+			"the kube-apiservers, follow docs/disaster-recovery.md (\"Kubernetes after a "
+			"restore without --bump-revision\").\n",
+			tool.path, res.restored_revision);
+	printf("Start it with: etcd --name %s --data-dir %s --initial-cluster %s "
+	       "--initial-advertise-peer-urls %s%s%s (plus its listen, advertise and TLS flags; "
+	       "--initial-cluster-state is ignored for a restored data dir).\n",
+	       o.name, o.data_dir, o.initial_cluster, o.initial_advertise_peer_urls,
+	       o.initial_cluster_token ? " --initial-cluster-token " : "",
+	       o.initial_cluster_token ? o.initial_cluster_token : "");
+	return KHA_EXIT_OK;
 }

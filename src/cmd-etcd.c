@@ -19,6 +19,10 @@ static const struct subcommand subcommands[] = {
 	 "every member's health and a cluster verdict (exit 0/1/2)"},
 	{"backup", cmd_etcd_backup_main,
 	 "daemon: verified snapshots on a schedule, retention, /metrics and /healthz"},
+	{"check", cmd_etcd_check_main,
+	 "consistency: the members' KV hashes at one revision (exit 0/1/2)"},
+	{"defrag", cmd_etcd_defrag_main,
+	 "rolling defragmentation: one member at a time, the leader last"},
 	{"member", cmd_etcd_member_main,
 	 "list, add, remove, promote, replace members, guarded against quorum loss"},
 	{"snapshot", cmd_etcd_snapshot_main,
@@ -27,9 +31,11 @@ static const struct subcommand subcommands[] = {
 
 static void usage(FILE *out)
 {
-	fprintf(out, "Usage: kha etcd SUBCOMMAND [flags]\n\n"
-		     "etcd cluster operations, over etcd's JSON gateway (etcd 3.4 to 3.6).\n\n"
-		     "Subcommands:\n");
+	fprintf(out,
+		"Usage: kha etcd SUBCOMMAND [flags]\n\n"
+		"etcd cluster operations, over etcd's JSON gateway (gRPC for snapshots and hashes),\n"
+		"etcd 3.4 to 3.6.\n\n"
+		"Subcommands:\n");
 	for (size_t i = 0; i < KHA_ARRAY_SIZE(subcommands); i++)
 		if (subcommands[i].summary)
 			fprintf(out, "  %-8s %s\n", subcommands[i].name, subcommands[i].summary);

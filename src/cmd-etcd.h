@@ -10,5 +10,7 @@ int cmd_etcd_status_main(int argc, char **argv);
 int cmd_etcd_snapshot_main(int argc, char **argv);
 int cmd_etcd_member_main(int argc, char **argv);
 int cmd_etcd_backup_main(int argc, char **argv);
+int cmd_etcd_check_main(int argc, char **argv);
+int cmd_etcd_defrag_main(int argc, char **argv);
 
 #endif

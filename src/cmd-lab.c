@@ -1,14 +1,19 @@
 // SPDX-License-Identifier: MIT
 /* kha lab: the HA design on one machine, with real etcd members on loopback. */
 #include <getopt.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
 
 #include <jansson.h>
 
 #include "commands.h"
 #include "kha/diag.h"
+#include "kha/file.h"
 #include "kha/lab.h"
 #include "kha/parse.h"
 #include "kha/banned.h"
@@ -17,25 +22,34 @@
 #define DEFAULT_TIMEOUT_US (60 * KHA_USEC_PER_SEC)
 #define DEFAULT_GRACE_US   (10 * KHA_USEC_PER_SEC)
 #define STATUS_TIMEOUT_US  (2 * KHA_USEC_PER_SEC)
+#define LEADER_TIMEOUT_US  (2 * KHA_USEC_PER_SEC)
+#define DRILL_READY_US	   (30 * KHA_USEC_PER_SEC)
 #define LOG_TAIL_LINES	   20
 
 static void usage(FILE *out)
 {
 	fprintf(out,
 		"Usage: kha lab SUBCOMMAND [--dir DIR] [flags]\n\n"
-		"The HA design on this machine, with real processes: N etcd members on loopback\n"
-		"ports with TLS and client certificates, in DIR (default ./lab). Break it, watch\n"
-		"it, repair it.\n\n"
+		"The HA design on this machine, with real processes, in DIR (default ./lab):\n"
+		"3 masters, each an etcd member (TLS, client certificates) and a kha elect that\n"
+		"runs the scheduled kha etcd backup only while it leads (so exactly one master\n"
+		"takes backups); and a node whose kha proxy is the entry point in front of the\n"
+		"masters. No kube-apiserver here: the entry fronts the members' etcd client API.\n"
+		"Break it, watch it, repair it, measure it.\n\n"
 		"Subcommands:\n"
-		"  up            create the PKI, start the members, wait until healthy\n"
-		"  status        members, PIDs, running or not, health (exit 0/1/2)\n"
-		"  stop-member   stop one member (SIGTERM, SIGKILL after --grace; --kill)\n"
-		"  start-member  restart a stopped member on its data\n"
-		"  wait          wait until every member is healthy\n"
-		"  down          stop exactly what the lab started and remove DIR\n\n"
+		"  up             create the PKI, start everything, wait until ready\n"
+		"  status         every process, health, the entry, the leader (exit 0/1/2)\n"
+		"  stop-member    stop a master's processes (SIGTERM; --kill: SIGKILL)\n"
+		"  start-member   restart a stopped master on its data\n"
+		"  freeze-member  SIGSTOP a master's processes (a hung machine)\n"
+		"  thaw-member    SIGCONT them\n"
+		"  wait           wait until the lab is ready\n"
+		"  drill          write through the entry while masters are killed and frozen\n"
+		"  down           stop exactly what the lab started and remove DIR\n\n"
 		"Example:\n"
-		"  kha lab up && . lab/env && etcdctl member list -w table\n"
-		"  kha lab stop-member m1 && kha lab status; kha lab start-member m1\n"
+		"  kha lab up && kha lab status\n"
+		"  kha lab drill --report drill.json --svg drill.svg\n"
+		"  kha lab stop-member --leader --kill && kha lab status; kha lab start-member --all\n"
 		"  kha lab down\n\n"
 		"Run 'kha lab SUBCOMMAND --help' for its flags. See docs/lab.md.\n");
 }
@@ -104,6 +118,20 @@ enum {
 	OPT_GRACE,
 	OPT_KILL,
 	OPT_ETCD,
+	OPT_KHA,
+	OPT_NO_PROXY,
+	OPT_NO_ELECT,
+	OPT_LEADER,
+	OPT_FOLLOWER,
+	OPT_ALL,
+	OPT_RATE,
+	OPT_REPORT,
+	OPT_SVG,
+	OPT_MIN_AVAILABILITY,
+	OPT_BASELINE,
+	OPT_PERIOD,
+	OPT_DOWN,
+	OPT_DETAILS,
 };
 
 static int parse_duration(const char *sub, const char *flag, const char *arg, uint64_t *us)
@@ -186,26 +214,44 @@ static void print_reach(const struct common *c, const struct kha_lab *lab)
 	char hint[512];
 	const char *dh = dir_hint(c, hint, sizeof(hint));
 
-	printf("\nReach it (TLS with client certificates):\n"
+	if (lab->node.entry_url) {
+		printf("\nThe node's entry point: %s (kha proxy, TCP; TLS goes through to the\n"
+		       "members). No kube-apiserver exists here, so it fronts the etcd members' client\n"
+		       "API; in front of real masters the same proxy runs with --backend MASTER:6443\n"
+		       "(one per master) and its default check GET /readyz:\n"
+		       "  kha proxy --listen 127.0.0.1:7443 --backend 10.0.0.11:6443 --backend \\\n"
+		       "      10.0.0.12:6443 --backend 10.0.0.13:6443 --check-cacert ca.crt\n"
+		       "Through the entry:\n"
+		       "  etcdctl --endpoints %s --cacert %s --cert %s --key %s put k v\n"
+		       "  kha proxy status --metrics-addr %s\n",
+		       lab->node.entry_url, lab->node.entry_url, lab->ca_cert, lab->client_cert,
+		       lab->client_key, lab->node.metrics_addr);
+	}
+	printf("\nReach the members (TLS with client certificates):\n"
 	       "  . %s/env && etcdctl member list -w table\n"
 	       "  kha etcd status --endpoints %s --cacert %s --cert %s --key %s\n"
 	       "Break it and watch:\n"
+	       "  kha lab drill%s --svg lab-drill.svg\n"
 	       "  kha lab stop-member %s%s && kha lab status%s\n"
 	       "Tear it down:\n"
 	       "  kha lab down%s\n",
-	       c->dir, eps ? eps : "", lab->ca_cert, lab->client_cert, lab->client_key,
-	       lab->masters[0].name, dh, dh, dh);
+	       c->dir, eps ? eps : "", lab->ca_cert, lab->client_cert, lab->client_key, dh,
+	       lab->election ? "--leader --kill" : lab->masters[0].name, dh, dh, dh);
+}
+
+static void print_procs(const char *owner, const struct kha_lab_proc *procs, size_t n)
+{
+	for (size_t j = 0; j < n; j++)
+		printf("%-6s %-6s %-8d %s\n", owner, procs[j].name, (int)procs[j].pid,
+		       procs[j].log_path);
 }
 
 static void print_members(const struct kha_lab *lab)
 {
-	printf("%-5s %-8s %-26s %-26s %s\n", "NAME", "PID", "CLIENT URL", "PEER URL", "LOG");
-	for (size_t i = 0; i < lab->n_masters; i++) {
-		const struct kha_lab_master *m = &lab->masters[i];
-
-		printf("%-5s %-8d %-26s %-26s %s\n", m->name, (int)m->procs[0].pid, m->client_url,
-		       m->peer_url, m->procs[0].log_path);
-	}
+	printf("%-6s %-6s %-8s %s\n", "OWNER", "PROC", "PID", "LOG");
+	for (size_t i = 0; i < lab->n_masters; i++)
+		print_procs(lab->masters[i].name, lab->masters[i].procs, lab->masters[i].n_procs);
+	print_procs("node", lab->node.procs, lab->node.n_procs);
 }
 
 static int cmd_up(int argc, char **argv)
@@ -215,13 +261,16 @@ static int cmd_up(int argc, char **argv)
 		{"members", required_argument, NULL, OPT_MEMBERS},
 		{"timeout", required_argument, NULL, OPT_TIMEOUT},
 		{"etcd", required_argument, NULL, OPT_ETCD},
+		{"kha", required_argument, NULL, OPT_KHA},
+		{"no-proxy", no_argument, NULL, OPT_NO_PROXY},
+		{"no-elect", no_argument, NULL, OPT_NO_ELECT},
 		{"help", no_argument, NULL, 'h'},
 		{0},
 	};
 	struct common c = {.sub = "up", .dir = DEFAULT_DIR};
 	struct kha_lab_up_opts o = {.members = 3, .timeout_us = DEFAULT_TIMEOUT_US};
 	kha_auto(kha_lab_freep) struct kha_lab *lab = NULL;
-	kha_autofree char *failed_log = NULL;
+	kha_autofree char *failed_log = NULL, *leader = NULL;
 	struct kha_diag d = {0};
 	uint64_t v;
 	int opt, r;
@@ -249,24 +298,42 @@ static int cmd_up(int argc, char **argv)
 		case OPT_ETCD:
 			o.etcd_bin = optarg;
 			break;
+		case OPT_KHA:
+			o.kha_bin = optarg;
+			break;
+		case OPT_NO_PROXY:
+			o.no_proxy = true;
+			break;
+		case OPT_NO_ELECT:
+			o.no_elect = true;
+			break;
 		case 'h':
 			printf("Usage: kha lab up [--dir DIR] [--members N] [--timeout D] "
-			       "[--etcd PATH]\n\n"
+			       "[--etcd PATH]\n"
+			       "                  [--kha PATH] [--no-proxy] [--no-elect]\n\n"
 			       "Creates a CA and certificates (members: serverAuth+clientAuth, SANs\n"
 			       "127.0.0.1 and localhost; a client certificate for the tools), starts N\n"
 			       "etcd members on free loopback ports with TLS and --client-cert-auth\n"
-			       "for clients and peers, detached so they outlive this command, records\n"
-			       "them in DIR/lab.json, writes DIR/env for etcdctl, and waits until every\n"
-			       "member is healthy. Refuses a DIR that already holds a lab.\n\n"
+			       "for clients and peers and waits until they are healthy; then starts\n"
+			       "each master's kha elect (election %s, TTL 3s), which runs\n"
+			       "'kha etcd backup --every 5s --keep-last 5' into DIR/backups/MASTER only\n"
+			       "while it leads, and the node's kha proxy in front of the members\n"
+			       "(HTTPS checks of etcd's /health with the client certificate). Every\n"
+			       "process is detached and recorded in DIR/lab.json; DIR/env is for\n"
+			       "etcdctl. Waits until the proxy is ready and a master leads. Refuses a\n"
+			       "DIR that already holds a lab.\n\n"
 			       "  --dir DIR      lab directory (default ./lab)\n"
-			       "  --members N    etcd members, 1 to %d (default 3)\n"
-			       "  --timeout D    how long to wait for health (default 60s)\n"
-			       "  --etcd PATH    etcd binary (default: etcd on PATH)\n\n"
-			       "Exit codes: 0 up and healthy; 64 usage or DIR taken; 69 etcd missing\n"
-			       "or not healthy in time (the failing member's log is shown).\n\n"
+			       "  --members N    masters (etcd members), 1 to %d (default 3)\n"
+			       "  --timeout D    how long to wait until ready (default 60s)\n"
+			       "  --etcd PATH    etcd binary (default: etcd on PATH)\n"
+			       "  --kha PATH     kha binary for the companions (default: this one)\n"
+			       "  --no-proxy     no node entry point (no kha proxy)\n"
+			       "  --no-elect     no kha elect and no backups on the masters\n\n"
+			       "Exit codes: 0 up and ready; 64 usage or DIR taken; 69 etcd missing\n"
+			       "or not ready in time (the failing process's log is shown).\n\n"
 			       "Example:\n  kha lab up --members 3 && . lab/env && etcdctl endpoint "
 			       "health\n",
-			       KHA_LAB_MAX_MASTERS);
+			       KHA_LAB_ELECTION, KHA_LAB_MAX_MASTERS);
 			return KHA_EXIT_OK;
 		default:
 			return usage_error("up", "bad flag");
@@ -291,7 +358,15 @@ static int cmd_up(int argc, char **argv)
 		}
 		return code;
 	}
-	printf("kha lab: %zu etcd members healthy in %s\n\n", lab->n_masters, lab->dir);
+	if (lab->election)
+		kha_ignore(kha_lab_leader(lab, LEADER_TIMEOUT_US, &leader, NULL));
+	printf("kha lab: %zu etcd members healthy in %s", lab->n_masters, lab->dir);
+	if (lab->node.entry_url)
+		printf("; entry point %s ready", lab->node.entry_url);
+	if (lab->election)
+		printf("; %s leads election %s (takes the backups)", leader ? leader : "nobody",
+		       lab->election);
+	printf("\n\n");
 	print_members(lab);
 	print_reach(&c, lab);
 	return KHA_EXIT_OK;
@@ -302,6 +377,209 @@ static const char *health_text(int h)
 	return h > 0 ? "healthy" : h == 0 ? "unhealthy" : "unreachable";
 }
 
+/* The lab's state, checked live: health, processes, the entry's view, the leader. */
+struct live {
+	int health[KHA_LAB_MAX_MASTERS];
+	bool running[KHA_LAB_MAX_MASTERS]; /* every process of the master runs */
+	struct kha_lab_entry_status entry;
+	bool proxy_running;
+	char *leader;	   /* NULL: nobody, or unknown */
+	bool leader_known; /* the election could be read */
+	size_t n_healthy, n_running;
+	int code;
+};
+
+static void live_check(struct kha_lab *lab, struct live *lv)
+{
+	struct kha_lab_proc *proxy = kha_lab_node_proxy(lab);
+	int worst;
+
+	kha_lab_health(lab, STATUS_TIMEOUT_US, lv->health);
+	for (size_t i = 0; i < lab->n_masters; i++) {
+		const struct kha_lab_master *m = &lab->masters[i];
+
+		lv->running[i] = true;
+		for (size_t j = 0; j < m->n_procs; j++)
+			lv->running[i] &= kha_lab_proc_running(&m->procs[j]);
+		lv->n_running += lv->running[i];
+		lv->n_healthy += lv->health[i] == 1;
+	}
+	lv->proxy_running = proxy && kha_lab_proc_running(proxy);
+	if (proxy)
+		kha_lab_entry_status(lab, STATUS_TIMEOUT_US, &lv->entry);
+	if (lab->election)
+		lv->leader_known = kha_lab_leader(lab, LEADER_TIMEOUT_US, &lv->leader, NULL) == 0;
+	worst = lv->n_healthy == lab->n_masters	     ? KHA_EXIT_OK
+		: lv->n_healthy > lab->n_masters / 2 ? KHA_EXIT_DEGRADED
+						     : KHA_EXIT_CRITICAL;
+	/* a companion down: it works, but a guarantee is gone (no backups, no failover) */
+	if (worst == KHA_EXIT_OK &&
+	    (lv->n_running < lab->n_masters || (lab->election && !lv->leader)))
+		worst = KHA_EXIT_DEGRADED;
+	/* no entry point: the node cannot reach the masters at all */
+	if (proxy && (!lv->proxy_running || !lv->entry.ready))
+		worst = KHA_EXIT_CRITICAL;
+	lv->code = worst;
+}
+
+static const char *elect_role(const struct kha_lab *lab, const struct live *lv,
+			      const struct kha_lab_master *m, bool running)
+{
+	if (!running)
+		return "-";
+	if (!lv->leader_known)
+		return "unknown";
+	return lv->leader && strcmp(lv->leader, m->name) == 0 ? "LEADER" : "standby";
+}
+
+/* Whether m's kha elect runs its backup now (it has descendants). */
+static bool backup_running(struct kha_lab_master *m)
+{
+	struct kha_lab_proc *el = kha_lab_master_proc(m, KHA_LAB_PROC_ELECT);
+
+	return el && kha_lab_proc_running(el) && kha_lab_proc_descendants(el) > 0;
+}
+
+static json_t *procs_json(const struct kha_lab_proc *procs, size_t n)
+{
+	json_t *a = json_array();
+
+	for (size_t j = 0; j < n; j++)
+		json_array_append_new(
+			a, json_pack("{s:s, s:s, s:I, s:b, s:s}", "name", procs[j].name, "kind",
+				     procs[j].name, "pid", (json_int_t)procs[j].pid, "running",
+				     kha_lab_proc_running(&procs[j]), "log", procs[j].log_path));
+	return a;
+}
+
+static void status_json(struct kha_lab *lab, const struct live *lv)
+{
+	static const char *const verdicts[] = {"healthy", "degraded", "critical"};
+	kha_autofree char *eps = kha_lab_endpoints(lab);
+	json_t *masters = json_array(), *root;
+	char *text;
+
+	for (size_t i = 0; i < lab->n_masters; i++) {
+		const struct kha_lab_master *m = &lab->masters[i];
+		struct kha_lab_proc *etcd =
+			kha_lab_master_proc((struct kha_lab_master *)m, KHA_LAB_PROC_ETCD);
+		json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:b, s:b, s:b}", "name", m->name,
+				      "client_url", m->client_url, "peer_url", m->peer_url,
+				      "data_dir", m->data_dir, "health", health_text(lv->health[i]),
+				      "running", lv->running[i], "etcd_running",
+				      etcd && kha_lab_proc_running(etcd), "frozen", m->frozen);
+
+		if (lab->node.entry_url)
+			json_object_set_new(o, "entry_state",
+					    lv->entry.state[i][0] ? json_string(lv->entry.state[i])
+								  : json_null());
+		if (m->backup_dir) {
+			json_object_set_new(o, "backup_dir", json_string(m->backup_dir));
+			json_object_set_new(
+				o, "leader",
+				json_boolean(lv->leader && strcmp(lv->leader, m->name) == 0));
+			json_object_set_new(
+				o, "backup_running",
+				json_boolean(backup_running((struct kha_lab_master *)m)));
+		}
+		json_object_set_new(o, "processes", procs_json(m->procs, m->n_procs));
+		json_array_append_new(masters, o);
+	}
+	root = json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:s, s:o}", "dir", lab->dir,
+			 "endpoints", eps ? eps : "", "ca_cert", lab->ca_cert, "client_cert",
+			 lab->client_cert, "client_key", lab->client_key, "members",
+			 (json_int_t)lab->n_masters, "running", (json_int_t)lv->n_running,
+			 "healthy", (json_int_t)lv->n_healthy, "status", verdicts[lv->code],
+			 "masters", masters);
+	if (lab->node.entry_url)
+		json_object_set_new(
+			root, "node",
+			json_pack("{s:s, s:s, s:b, s:b, s:b, s:I, s:o}", "entry_url",
+				  lab->node.entry_url, "metrics_addr", lab->node.metrics_addr,
+				  "running", lv->proxy_running, "answered", lv->entry.answered,
+				  "ready", lv->entry.ready, "backends_up", (json_int_t)lv->entry.up,
+				  "processes", procs_json(lab->node.procs, lab->node.n_procs)));
+	else
+		json_object_set_new(root, "node", json_null());
+	if (lab->election)
+		json_object_set_new(root, "election",
+				    json_pack("{s:s, s:o, s:b}", "name", lab->election, "leader",
+					      lv->leader ? json_string(lv->leader) : json_null(),
+					      "readable", lv->leader_known));
+	else
+		json_object_set_new(root, "election", json_null());
+	text = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+	if (text)
+		printf("%s\n", text);
+	free(text);
+	json_decref(root);
+}
+
+static void status_table(struct kha_lab *lab, const struct live *lv)
+{
+	static const char *const verdicts[] = {"healthy", "degraded", "critical"};
+
+	printf("lab %s: %zu masters, %zu running, %zu etcd members healthy", lab->dir,
+	       lab->n_masters, lv->n_running, lv->n_healthy);
+	if (lab->election)
+		printf("; backup leader: %s", !lv->leader_known ? "unknown (etcd did not answer)"
+					      : lv->leader	? lv->leader
+								: "nobody");
+	printf(": %s\n\n", verdicts[lv->code]);
+	printf("%-6s %-6s %-8s %-8s %-12s %s\n", "OWNER", "PROC", "PID", "STATE", "HEALTH",
+	       "DETAIL");
+	for (size_t i = 0; i < lab->n_masters; i++) {
+		const struct kha_lab_master *m = &lab->masters[i];
+
+		for (size_t j = 0; j < m->n_procs; j++) {
+			const struct kha_lab_proc *p = &m->procs[j];
+			bool on = kha_lab_proc_running(p);
+			char pid[16] = "-", detail[256];
+			const char *state = !on ? "stopped" : m->frozen ? "FROZEN" : "running";
+
+			if (p->pid > 0)
+				snprintf(pid, sizeof(pid), "%d", (int)p->pid);
+			if (p->kind == KHA_LAB_PROC_ETCD) {
+				snprintf(detail, sizeof(detail), "%s", m->client_url);
+				if (lab->node.entry_url)
+					snprintf(detail + strlen(detail),
+						 sizeof(detail) - strlen(detail), "  (entry: %s)",
+						 lv->entry.state[i][0] ? lv->entry.state[i] : "?");
+				printf("%-6s %-6s %-8s %-8s %-12s %s\n", m->name, p->name, pid,
+				       state, health_text(lv->health[i]), detail);
+			} else {
+				const char *role = elect_role(lab, lv, m, on);
+
+				bool leads = strcmp(role, "LEADER") == 0;
+
+				snprintf(detail, sizeof(detail), "%s",
+					 !leads ? "waits to take over the backups"
+					 : kha_lab_proc_descendants(p)
+						 ? "runs kha etcd backup"
+						 : "leads; its backup is not running (yet)");
+				printf("%-6s %-6s %-8s %-8s %-12s %s -> %s\n", m->name, p->name,
+				       pid, state, role, detail, m->backup_dir);
+			}
+		}
+	}
+	for (size_t j = 0; j < lab->node.n_procs; j++) {
+		const struct kha_lab_proc *p = &lab->node.procs[j];
+		char pid[16] = "-";
+
+		if (p->pid > 0)
+			snprintf(pid, sizeof(pid), "%d", (int)p->pid);
+		printf("%-6s %-6s %-8s %-8s %-12s %s -> %u of %zu masters up\n", "node", p->name,
+		       pid, lv->proxy_running ? "running" : "stopped",
+		       !lv->entry.answered ? "unreachable"
+		       : lv->entry.ready   ? "ready"
+					   : "NOT READY",
+		       lab->node.entry_url, lv->entry.up, lab->n_masters);
+	}
+	if (lab->node.entry_url)
+		printf("\nThe entry point fronts the etcd members' client API (no kube-apiserver in "
+		       "the lab).\n");
+}
+
 static int cmd_status(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -310,13 +588,10 @@ static int cmd_status(int argc, char **argv)
 		{"help", no_argument, NULL, 'h'},
 		{0},
 	};
-	static const char *const verdicts[] = {"healthy", "degraded", "critical"};
 	struct common c = {.sub = "status", .dir = DEFAULT_DIR};
 	kha_auto(kha_lab_freep) struct kha_lab *lab = NULL;
-	int health[KHA_LAB_MAX_MASTERS];
-	bool running[KHA_LAB_MAX_MASTERS];
-	size_t n_healthy = 0, n_running = 0;
-	int opt, r, code;
+	struct live lv = {0};
+	int opt, r;
 
 	optind = 0;
 	while ((opt = getopt_long(argc, argv, "ho:", opts, NULL)) != -1) {
@@ -327,11 +602,14 @@ static int cmd_status(int argc, char **argv)
 			continue;
 		if (opt == 'h') {
 			printf("Usage: kha lab status [--dir DIR] [-o json]\n\n"
-			       "Shows each member: PID, whether that process still runs (checked by\n"
-			       "PID and start time), its health over TLS, its URLs.\n\n"
-			       "Exit codes: 0 every member healthy; 1 degraded (some member down, the\n"
-			       "quorum holds); 2 critical (a majority is not healthy: quorum lost);\n"
-			       "69 no lab in DIR.\n\n"
+			       "Shows every process of every master and of the node: PID, whether it\n"
+			       "still runs (checked by PID and start time) or is frozen; each etcd\n"
+			       "member's health over TLS and how the node's proxy sees it; which\n"
+			       "master leads the backup election; whether the entry point is ready.\n\n"
+			       "Exit codes: 0 everything healthy; 1 degraded (a member or a companion\n"
+			       "down, or nobody leads: it works, one more failure hurts); 2 critical\n"
+			       "(a majority of members unhealthy: quorum lost; or the entry point is\n"
+			       "not ready); 69 no lab in DIR.\n\n"
 			       "Example:\n  kha lab status -o json\n");
 			return KHA_EXIT_OK;
 		}
@@ -342,89 +620,224 @@ static int cmd_status(int argc, char **argv)
 	r = load(&c, false, &lab);
 	if (r)
 		return r;
-	kha_lab_health(lab, STATUS_TIMEOUT_US, health);
-	for (size_t i = 0; i < lab->n_masters; i++) {
-		running[i] = kha_lab_proc_running(&lab->masters[i].procs[0]);
-		n_running += running[i];
-		n_healthy += health[i] == 1;
-	}
-	code = n_healthy == lab->n_masters	? KHA_EXIT_OK
-	       : n_healthy > lab->n_masters / 2 ? KHA_EXIT_DEGRADED
-						: KHA_EXIT_CRITICAL;
-	if (c.json) {
-		kha_autofree char *eps = kha_lab_endpoints(lab);
-		json_t *masters = json_array(), *root;
-		char *text;
-
-		for (size_t i = 0; i < lab->n_masters; i++) {
-			const struct kha_lab_master *m = &lab->masters[i];
-			json_t *procs = json_array();
-
-			for (size_t j = 0; j < m->n_procs; j++) {
-				const struct kha_lab_proc *p = &m->procs[j];
-
-				json_array_append_new(procs,
-						      json_pack("{s:s, s:I, s:b, s:s}", "name",
-								p->name, "pid", (json_int_t)p->pid,
-								"running", kha_lab_proc_running(p),
-								"log", p->log_path));
-			}
-			json_array_append_new(
-				masters,
-				json_pack("{s:s, s:s, s:s, s:s, s:s, s:b, s:o}", "name", m->name,
-					  "client_url", m->client_url, "peer_url", m->peer_url,
-					  "data_dir", m->data_dir, "health", health_text(health[i]),
-					  "running", running[i], "processes", procs));
-		}
-		root = json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:s, s:o}", "dir",
-				 lab->dir, "endpoints", eps ? eps : "", "ca_cert", lab->ca_cert,
-				 "client_cert", lab->client_cert, "client_key", lab->client_key,
-				 "members", (json_int_t)lab->n_masters, "running",
-				 (json_int_t)n_running, "healthy", (json_int_t)n_healthy, "status",
-				 verdicts[code], "masters", masters);
-		text = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-		if (text)
-			printf("%s\n", text);
-		free(text);
-		json_decref(root);
-		return code;
-	}
-	printf("lab %s: %zu members, %zu running, %zu healthy: %s\n\n", lab->dir, lab->n_masters,
-	       n_running, n_healthy, verdicts[code]);
-	printf("%-5s %-8s %-8s %-12s %-26s %s\n", "NAME", "PID", "PROCESS", "HEALTH", "CLIENT URL",
-	       "PEER URL");
-	for (size_t i = 0; i < lab->n_masters; i++) {
-		const struct kha_lab_master *m = &lab->masters[i];
-		char pid[16] = "-";
-
-		if (m->procs[0].pid > 0)
-			snprintf(pid, sizeof(pid), "%d", (int)m->procs[0].pid);
-		printf("%-5s %-8s %-8s %-12s %-26s %s\n", m->name, pid,
-		       running[i] ? "running" : "stopped", health_text(health[i]), m->client_url,
-		       m->peer_url);
-	}
-	return code;
+	live_check(lab, &lv);
+	if (c.json)
+		status_json(lab, &lv);
+	else
+		status_table(lab, &lv);
+	free(lv.leader);
+	return lv.code;
 }
 
-static int cmd_member(int argc, char **argv, bool start)
+/* How a member subcommand picks its master. */
+enum pick {
+	PICK_NAME,
+	PICK_LEADER,   /* the master whose kha elect leads */
+	PICK_FOLLOWER, /* a running master that does not lead (the last one) */
+	PICK_ALL,      /* every master that needs it */
+};
+
+/* Resolves --leader / --follower to a master; prints the error and sets *code on failure. */
+static struct kha_lab_master *pick_master(const struct common *c, struct kha_lab *lab,
+					  enum pick pick, int *code)
+{
+	kha_autofree char *leader = NULL;
+	struct kha_diag d = {0};
+	int r;
+
+	*code = KHA_EXIT_OK;
+	r = kha_lab_leading_master(lab, LEADER_TIMEOUT_US, &leader, &d);
+	if (r < 0) {
+		*code = fail(c->sub, r, &d);
+		return NULL;
+	}
+	if (pick == PICK_LEADER) {
+		struct kha_lab_master *m = leader ? kha_lab_find_master(lab, leader) : NULL;
+
+		if (!m) {
+			fprintf(stderr, "kha lab %s: nobody leads %s right now%s%s%s\n", c->sub,
+				lab->election ? lab->election : "etcd (no Raft leader)",
+				leader ? " (the leader is '" : "", leader ? leader : "",
+				leader ? "', not a master of the lab)" : "");
+			*code = KHA_EXIT_UNAVAILABLE;
+		}
+		return m;
+	}
+	for (size_t i = lab->n_masters; i-- > 0;) {
+		struct kha_lab_master *m = &lab->masters[i];
+		struct kha_lab_proc *etcd = kha_lab_master_proc(m, KHA_LAB_PROC_ETCD);
+
+		if (m->frozen || !etcd || !kha_lab_proc_running(etcd))
+			continue;
+		if (!leader || strcmp(leader, m->name) != 0)
+			return m;
+	}
+	fprintf(stderr, "kha lab %s: no running master that does not lead%s%s\n", c->sub,
+		leader ? ": only " : "", leader ? leader : "");
+	*code = KHA_EXIT_UNAVAILABLE;
+	return NULL;
+}
+
+/* "etcd pid 123, elect pid 456" of m's running processes, into buf. */
+static const char *pids_text(const struct kha_lab_master *m, char *buf, size_t size)
+{
+	buf[0] = '\0';
+	for (size_t j = 0; j < m->n_procs; j++) {
+		size_t used = strlen(buf);
+
+		if (m->procs[j].pid > 0)
+			snprintf(buf + used, size - used, "%s%s pid %d", used ? ", " : "",
+				 m->procs[j].name, (int)m->procs[j].pid);
+	}
+	return buf;
+}
+
+static bool master_running(const struct kha_lab_master *m)
+{
+	for (size_t j = 0; j < m->n_procs; j++)
+		if (!kha_lab_proc_running(&m->procs[j]))
+			return false;
+	return true;
+}
+
+static bool master_any_running(const struct kha_lab_master *m)
+{
+	for (size_t j = 0; j < m->n_procs; j++)
+		if (kha_lab_proc_running(&m->procs[j]))
+			return true;
+	return false;
+}
+
+static int start_one(const struct common *c, struct kha_lab *lab, struct kha_lab_master *m,
+		     uint64_t timeout_us)
+{
+	struct kha_lab_proc *etcd = kha_lab_master_proc(m, KHA_LAB_PROC_ETCD);
+	struct kha_diag d = {0};
+	char pids[256];
+	int r;
+
+	if (master_running(m)) {
+		printf("%s is already running (%s)\n", m->name, pids_text(m, pids, sizeof(pids)));
+		return KHA_EXIT_OK;
+	}
+	r = kha_lab_master_start(lab, m, timeout_us, &d);
+	if (r < 0) {
+		int code = fail(c->sub, r, &d);
+
+		if (etcd && (r == -ECHILD || r == -ETIMEDOUT))
+			print_log_tail(etcd->log_path);
+		return code;
+	}
+	printf("%s started (%s), answering on %s\n", m->name, pids_text(m, pids, sizeof(pids)),
+	       m->client_url);
+	return KHA_EXIT_OK;
+}
+
+static int stop_one(const struct common *c, struct kha_lab *lab, struct kha_lab_master *m,
+		    uint64_t grace_us, bool kill)
+{
+	struct kha_diag d = {0};
+	char pids[256];
+	int r;
+
+	if (!master_any_running(m)) {
+		printf("%s is not running\n", m->name);
+		/* record it as stopped, in case it died on its own */
+		r = kha_lab_master_stop(lab, m, 0, &d);
+		return r < 0 ? fail(c->sub, r, &d) : KHA_EXIT_OK;
+	}
+	pids_text(m, pids, sizeof(pids));
+	r = kha_lab_master_stop(lab, m, kill ? 0 : grace_us, &d);
+	if (r < 0)
+		return fail(c->sub, r, &d);
+	printf("%s stopped (%s: %s)\n", m->name, pids,
+	       kill ? "SIGKILL to them and everything they started" : "SIGTERM");
+	return KHA_EXIT_OK;
+}
+
+static int freeze_one(const struct common *c, struct kha_lab *lab, struct kha_lab_master *m,
+		      bool freeze)
+{
+	struct kha_diag d = {0};
+	char pids[256];
+	int r;
+
+	if (!master_any_running(m)) {
+		printf("%s is not running: nothing to %s\n", m->name, freeze ? "freeze" : "thaw");
+		return freeze ? KHA_EXIT_UNAVAILABLE : KHA_EXIT_OK;
+	}
+	pids_text(m, pids, sizeof(pids));
+	r = kha_lab_master_freeze(lab, m, freeze, &d);
+	if (r < 0)
+		return fail(c->sub, r, &d);
+	printf("%s %s (%s: %s to them and everything they started)\n", m->name,
+	       freeze ? "frozen" : "thawed", pids, freeze ? "SIGSTOP" : "SIGCONT");
+	return KHA_EXIT_OK;
+}
+
+enum member_op { OP_STOP, OP_START, OP_FREEZE, OP_THAW };
+
+static void member_help(enum member_op op)
+{
+	switch (op) {
+	case OP_START:
+		printf("Usage: kha lab start-member (NAME | --all) [--dir DIR] [--timeout D]\n\n"
+		       "Restarts a stopped master on its data: its etcd member (--initial-cluster-\n"
+		       "state existing) and, once it answers on its client URL, its kha elect\n"
+		       "(default --timeout 60s). Alone it may still lack a quorum: 'kha lab wait'\n"
+		       "waits for health. Starting a running master does nothing. --all starts\n"
+		       "every master that has a stopped process.\n\n"
+		       "Example:\n  kha lab start-member m2\n");
+		return;
+	case OP_STOP:
+		printf("Usage: kha lab stop-member (NAME | --leader | --follower) [--dir DIR]\n"
+		       "                           [--grace D] [--kill]\n\n"
+		       "Stops every process of a master (etcd, kha elect and the backup it runs):\n"
+		       "SIGTERM, then SIGKILL if still running after --grace (default 10s);\n"
+		       "--kill sends SIGKILL to all of them at once, like a power cut. --leader\n"
+		       "picks the master whose kha elect leads the backup election (in a lab made\n"
+		       "with --no-elect: etcd's Raft leader), --follower a running master that\n"
+		       "does not. Only processes the lab started, and what\n"
+		       "they started, are signalled (PID and start time checked).\n\n"
+		       "Example:\n  kha lab stop-member --leader --kill\n");
+		return;
+	case OP_FREEZE:
+		printf("Usage: kha lab freeze-member (NAME | --leader | --follower) [--dir DIR]\n\n"
+		       "Sends SIGSTOP to every process of a master and everything they started:\n"
+		       "a hung machine. Its ports still accept connections that nobody serves,\n"
+		       "its leases stop being renewed. 'kha lab thaw-member' resumes it.\n\n"
+		       "Example:\n  kha lab freeze-member m3 && sleep 5 && kha lab thaw-member m3\n");
+		return;
+	case OP_THAW:
+		printf("Usage: kha lab thaw-member (NAME | --all) [--dir DIR]\n\n"
+		       "Sends SIGCONT to every process of a master (--all: of every frozen one).\n\n"
+		       "Example:\n  kha lab thaw-member --all\n");
+		return;
+	}
+}
+
+static int cmd_member(int argc, char **argv, enum member_op op)
 {
 	static const struct option opts[] = {
 		{"dir", required_argument, NULL, OPT_DIR},
 		{"grace", required_argument, NULL, OPT_GRACE},
 		{"kill", no_argument, NULL, OPT_KILL},
 		{"timeout", required_argument, NULL, OPT_TIMEOUT},
+		{"leader", no_argument, NULL, OPT_LEADER},
+		{"follower", no_argument, NULL, OPT_FOLLOWER},
+		{"all", no_argument, NULL, OPT_ALL},
 		{"help", no_argument, NULL, 'h'},
 		{0},
 	};
-	struct common c = {.sub = start ? "start-member" : "stop-member", .dir = DEFAULT_DIR};
+	static const char *const subs[] = {"stop-member", "start-member", "freeze-member",
+					   "thaw-member"};
+	struct common c = {.sub = subs[op], .dir = DEFAULT_DIR};
 	kha_auto(kha_lab_freep) struct kha_lab *lab = NULL;
-	struct kha_lab_master *m;
-	struct kha_lab_proc *etcd;
+	struct kha_lab_master *m = NULL;
 	uint64_t grace_us = DEFAULT_GRACE_US, timeout_us = DEFAULT_TIMEOUT_US;
-	struct kha_diag d = {0};
-	bool kill = false;
-	pid_t old_pid;
-	int opt, r;
+	enum pick pick = PICK_NAME;
+	bool kill = false, picked = false;
+	int opt, r, code = KHA_EXIT_OK;
 
 	optind = 0;
 	while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -435,83 +848,95 @@ static int cmd_member(int argc, char **argv, bool start)
 			continue;
 		switch (opt) {
 		case OPT_GRACE:
-			if (start)
-				return usage_error(c.sub, "--grace is a flag of stop-member");
-			if (parse_duration(c.sub, "--grace", optarg, &grace_us))
+		case OPT_KILL:
+			if (op != OP_STOP)
+				return usage_error(c.sub, "--%s is a flag of stop-member",
+						   opt == OPT_KILL ? "kill" : "grace");
+			if (opt == OPT_KILL)
+				kill = true;
+			else if (parse_duration(c.sub, "--grace", optarg, &grace_us))
 				return KHA_EXIT_USAGE;
 			break;
-		case OPT_KILL:
-			if (start)
-				return usage_error(c.sub, "--kill is a flag of stop-member");
-			kill = true;
-			break;
 		case OPT_TIMEOUT:
-			if (!start)
+			if (op != OP_START)
 				return usage_error(c.sub, "--timeout is a flag of start-member");
 			if (parse_duration(c.sub, "--timeout", optarg, &timeout_us))
 				return KHA_EXIT_USAGE;
 			break;
+		case OPT_LEADER:
+		case OPT_FOLLOWER:
+			if (op == OP_START || op == OP_THAW)
+				return usage_error(c.sub, "--%s: name the master, or --all",
+						   opt == OPT_LEADER ? "leader" : "follower");
+			if (picked)
+				return usage_error(c.sub, "give one of NAME, --leader, --follower");
+			pick = opt == OPT_LEADER ? PICK_LEADER : PICK_FOLLOWER;
+			picked = true;
+			break;
+		case OPT_ALL:
+			if (op == OP_STOP || op == OP_FREEZE)
+				return usage_error(c.sub, "--all: not for %s (use 'kha lab down')",
+						   c.sub);
+			pick = PICK_ALL;
+			picked = true;
+			break;
 		case 'h':
-			if (start)
-				printf("Usage: kha lab start-member NAME [--dir DIR] [--timeout D]\n\n"
-				       "Restarts a stopped member on its data dir (--initial-cluster-"
-				       "state\nexisting) and waits until it answers on its client URL "
-				       "(default\n--timeout 60s). Alone it may still lack a quorum: 'kha "
-				       "lab wait'\nwaits for health. Starting a running member does "
-				       "nothing.\n\nExample:\n  kha lab start-member m2\n");
-			else
-				printf("Usage: kha lab stop-member NAME [--dir DIR] [--grace D] "
-				       "[--kill]\n\n"
-				       "Stops a member: SIGTERM, then SIGKILL if it still runs after "
-				       "--grace\n(default 10s); --kill sends SIGKILL at once, like a "
-				       "crash. Only the\nprocess the lab started is signalled (PID and "
-				       "start time checked).\n\nExample:\n  kha lab stop-member m1 "
-				       "--kill\n");
+			member_help(op);
 			return KHA_EXIT_OK;
 		default:
 			return usage_error(c.sub, "bad flag");
 		}
 	}
-	if (optind >= argc)
-		return usage_error(c.sub, "which member? (e.g. 'kha lab %s m1')", c.sub);
+	if (optind < argc && picked)
+		return usage_error(c.sub, "give either a master's name or --%s",
+				   pick == PICK_ALL	 ? "all"
+				   : pick == PICK_LEADER ? "leader"
+							 : "follower");
+	if (optind >= argc && !picked)
+		return usage_error(c.sub, "which master? (e.g. 'kha lab %s m1'%s)", c.sub,
+				   op == OP_START || op == OP_THAW ? " or --all" : " or --leader");
 	if (optind + 1 < argc)
 		return usage_error(c.sub, "unexpected argument '%s'", argv[optind + 1]);
 	r = load(&c, true, &lab);
 	if (r)
 		return r;
-	m = find_member(&c, lab, argv[optind]);
-	if (!m)
-		return KHA_EXIT_USAGE;
-	etcd = kha_lab_master_proc(m, KHA_LAB_PROC_ETCD);
-	if (start) {
-		if (etcd && kha_lab_proc_running(etcd)) {
-			printf("%s is already running (pid %d)\n", m->name, (int)etcd->pid);
-			return KHA_EXIT_OK;
-		}
-		r = kha_lab_master_start(lab, m, timeout_us, &d);
-		if (r < 0) {
-			int code = fail(c.sub, r, &d);
-
-			if (etcd && (r == -ECHILD || r == -ETIMEDOUT))
-				print_log_tail(etcd->log_path);
+	if (pick == PICK_NAME) {
+		m = find_member(&c, lab, argv[optind]);
+		if (!m)
+			return KHA_EXIT_USAGE;
+	} else if (pick != PICK_ALL) {
+		m = pick_master(&c, lab, pick, &code);
+		if (!m)
 			return code;
+	}
+	if (pick == PICK_ALL) {
+		bool any = false;
+
+		for (size_t i = 0; i < lab->n_masters && code == KHA_EXIT_OK; i++) {
+			struct kha_lab_master *x = &lab->masters[i];
+
+			if (op == OP_START && !master_running(x)) {
+				code = start_one(&c, lab, x, timeout_us);
+				any = true;
+			} else if (op == OP_THAW && x->frozen) {
+				code = freeze_one(&c, lab, x, false);
+				any = true;
+			}
 		}
-		printf("%s started (pid %d), answering on %s\n", m->name, etcd ? (int)etcd->pid : 0,
-		       m->client_url);
-		return KHA_EXIT_OK;
+		if (!any)
+			printf("every master is %s\n", op == OP_START ? "running" : "thawed");
+		return code;
 	}
-	if (!etcd || !kha_lab_proc_running(etcd)) {
-		printf("%s is not running\n", m->name);
-		/* record it as stopped, in case it died on its own */
-		r = kha_lab_master_stop(lab, m, 0, &d);
-		return r < 0 ? fail(c.sub, r, &d) : KHA_EXIT_OK;
+	switch (op) {
+	case OP_STOP:
+		return stop_one(&c, lab, m, grace_us, kill);
+	case OP_START:
+		return start_one(&c, lab, m, timeout_us);
+	case OP_FREEZE:
+	case OP_THAW:
+		return freeze_one(&c, lab, m, op == OP_FREEZE);
 	}
-	old_pid = etcd->pid;
-	r = kha_lab_master_stop(lab, m, kill ? 0 : grace_us, &d);
-	if (r < 0)
-		return fail(c.sub, r, &d);
-	printf("%s stopped (pid %d, %s)\n", m->name, (int)old_pid, kill ? "SIGKILL" : "SIGTERM");
-	return KHA_EXIT_OK;
+	return KHA_EXIT_SOFTWARE;
 }
 
 static int cmd_wait(int argc, char **argv)
@@ -524,7 +949,6 @@ static int cmd_wait(int argc, char **argv)
 	};
 	struct common c = {.sub = "wait", .dir = DEFAULT_DIR};
 	kha_auto(kha_lab_freep) struct kha_lab *lab = NULL;
-	struct kha_lab_master *failed = NULL;
 	uint64_t timeout_us = DEFAULT_TIMEOUT_US, t0 = kha_now_us();
 	struct kha_diag d = {0};
 	char took[32];
@@ -544,8 +968,10 @@ static int cmd_wait(int argc, char **argv)
 			break;
 		case 'h':
 			printf("Usage: kha lab wait [--dir DIR] [--timeout D]\n\n"
-			       "Waits until every member reports healthy (default --timeout 60s).\n"
-			       "Exit codes: 0 healthy; 69 a member is stopped or not healthy in "
+			       "Waits until the lab is ready: every member healthy, every process\n"
+			       "running, the node's proxy ready, a master leading the backup election\n"
+			       "(default --timeout 60s).\n"
+			       "Exit codes: 0 ready; 69 a process is stopped or not ready in "
 			       "time.\n\nExample:\n  kha lab start-member m1 && kha lab wait "
 			       "--timeout 30s\n");
 			return KHA_EXIT_OK;
@@ -558,12 +984,278 @@ static int cmd_wait(int argc, char **argv)
 	r = load(&c, false, &lab);
 	if (r)
 		return r;
-	r = kha_lab_wait_healthy(lab, timeout_us, &failed, &d);
+	r = kha_lab_wait_ready(lab, timeout_us, &d);
 	if (r < 0)
 		return fail("wait", r, &d);
-	printf("all %zu members healthy (waited %s)\n", lab->n_masters,
+	printf("all %zu members healthy%s (waited %s)\n", lab->n_masters,
+	       lab->node.entry_url ? ", the entry point ready" : "",
 	       kha_format_duration(took, sizeof(took), (kha_now_us() - t0) / 1000 * 1000));
 	return KHA_EXIT_OK;
+}
+
+/* ---- drill ---- */
+
+static int drill_on_stop(void *userdata)
+{
+	int fd = *(int *)userdata;
+	struct signalfd_siginfo si;
+	int sig = 0;
+
+	while (read(fd, &si, sizeof(si)) == (ssize_t)sizeof(si))
+		sig = (int)si.ssi_signo;
+	return sig;
+}
+
+static void drill_on_progress(void *userdata, const char *line)
+{
+	(void)userdata;
+	fprintf(stderr, "%s\n", line);
+}
+
+/* Writes text to path atomically; prints the error. Returns 0 or an exit code. */
+static int write_output(const char *what, const char *path, const char *text, size_t len)
+{
+	struct kha_diag d = {0};
+
+	if (kha_file_write_atomic(path, text, len, 0644, &d) < 0) {
+		fprintf(stderr, "kha lab drill: %s (check the %s path)\n", d.msg, what);
+		return KHA_EXIT_IOERR;
+	}
+	return 0;
+}
+
+static int drill_outputs(const struct kha_lab_drill_report *r, const char *report, const char *svg)
+{
+	int code = 0;
+
+	if (report) {
+		kha_autofree char *json = kha_lab_drill_json(r);
+
+		if (!json) {
+			fprintf(stderr, "kha lab drill: cannot build the report: out of memory\n");
+			return KHA_EXIT_SOFTWARE;
+		}
+		code = write_output("--report", report, json, strlen(json));
+		if (code)
+			return code;
+		printf("report: %s\n", report);
+	}
+	if (svg) {
+		char *buf = NULL;
+		size_t len = 0;
+		FILE *f = open_memstream(&buf, &len);
+
+		if (!f || kha_lab_drill_svg(f, r) < 0 || fclose(f) != 0) {
+			free(buf);
+			fprintf(stderr, "kha lab drill: cannot build the SVG: out of memory\n");
+			return KHA_EXIT_SOFTWARE;
+		}
+		code = write_output("--svg", svg, buf, len);
+		free(buf);
+		if (code)
+			return code;
+		printf("timeline: %s (open it in a browser)\n", svg);
+	}
+	return 0;
+}
+
+static bool parse_percent(const char *s, double *ret)
+{
+	char *end = NULL;
+	double v;
+
+	errno = 0;
+	v = strtod(s, &end);
+	if (errno || end == s || *end || !(v >= 0 && v <= 100))
+		return false;
+	*ret = v;
+	return true;
+}
+
+static int cmd_drill(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"dir", required_argument, NULL, OPT_DIR},
+		{"rate", required_argument, NULL, OPT_RATE},
+		{"report", required_argument, NULL, OPT_REPORT},
+		{"svg", required_argument, NULL, OPT_SVG},
+		{"min-availability", required_argument, NULL, OPT_MIN_AVAILABILITY},
+		{"baseline", required_argument, NULL, OPT_BASELINE},
+		{"period", required_argument, NULL, OPT_PERIOD},
+		{"down", required_argument, NULL, OPT_DOWN},
+		{"details", no_argument, NULL, OPT_DETAILS},
+		{"output", required_argument, NULL, 'o'},
+		{"help", no_argument, NULL, 'h'},
+		{0},
+	};
+	struct common c = {.sub = "drill", .dir = DEFAULT_DIR};
+	struct kha_lab_drill_opts o = {.min_availability = -1, .stop_fd = -1};
+	kha_auto(kha_lab_freep) struct kha_lab *lab = NULL;
+	kha_auto(kha_lab_drill_report_freep) struct kha_lab_drill_report *rep = NULL;
+	const char *report = NULL, *svg = NULL;
+	struct kha_diag d = {0};
+	bool details = false;
+	sigset_t mask, oldmask;
+	struct rlimit rl;
+	int opt, r, code, sfd;
+	double pct;
+	uint64_t v;
+
+	optind = 0;
+	while ((opt = getopt_long(argc, argv, "ho:", opts, NULL)) != -1) {
+		r = common_flag(&c, opt, optarg);
+		if (r < 0)
+			return -r;
+		if (r)
+			continue;
+		switch (opt) {
+		case OPT_RATE:
+			if (kha_parse_u64(optarg, 1, 1000, &v) < 0)
+				return usage_error("drill",
+						   "--rate '%s': expected 1 to 1000 writes "
+						   "per second",
+						   optarg);
+			o.rate = (uint32_t)v;
+			break;
+		case OPT_REPORT:
+			report = optarg;
+			break;
+		case OPT_SVG:
+			svg = optarg;
+			break;
+		case OPT_MIN_AVAILABILITY:
+			if (!parse_percent(optarg, &pct))
+				return usage_error("drill",
+						   "--min-availability '%s': expected a percentage "
+						   "from 0 to 100",
+						   optarg);
+			o.min_availability = pct;
+			break;
+		case OPT_BASELINE:
+		case OPT_PERIOD:
+		case OPT_DOWN:
+			if (parse_duration("drill",
+					   opt == OPT_BASELINE ? "--baseline"
+					   : opt == OPT_PERIOD ? "--period"
+							       : "--down",
+					   optarg, &v))
+				return KHA_EXIT_USAGE;
+			if (v < KHA_USEC_PER_SEC || v > 600 * KHA_USEC_PER_SEC)
+				return usage_error("drill", "'%s': expected 1s to 10m", optarg);
+			*(opt == OPT_BASELINE ? &o.baseline_us
+			  : opt == OPT_PERIOD ? &o.period_us
+					      : &o.down_us) = v;
+			break;
+		case OPT_DETAILS:
+			details = true;
+			break;
+		case 'h':
+			printf("Usage: kha lab drill [--dir DIR] [--report FILE.json] [--svg FILE.svg]\n"
+			       "                     [--rate N] [--min-availability PCT] [--details]\n"
+			       "                     [--baseline D] [--period D] [--down D] [-o json]\n\n"
+			       "Writes to etcd through the node's entry point (kha proxy) at --rate per\n"
+			       "second (default 50, a new TLS connection each) while three faults hit\n"
+			       "the masters, one after the other, each followed by its recovery and a\n"
+			       "settle period:\n"
+			       "  1. kill-follower    SIGKILL every process of a master that does not\n"
+			       "                      lead the backup election (etcd, kha elect, the\n"
+			       "                      backup); restart it\n"
+			       "  2. kill-leader      the same to the master that leads; restart it\n"
+			       "  3. freeze-follower  SIGSTOP every process of a master that does not\n"
+			       "                      lead; SIGCONT it\n"
+			       "Timeline: --baseline (4s) of steady writes, then a fault every --period\n"
+			       "(18s), each undone after --down (6s): about a minute in all. Afterwards\n"
+			       "every write is read back from the members. Per fault it reports the\n"
+			       "entry's availability and longest outage, the acknowledged writes lost\n"
+			       "(must be 0), the election handover time (kill to a new leader seen),\n"
+			       "and whether backups went on (by another master when the leader died);\n"
+			       "overall, whether two masters ever took backups in one leadership term.\n"
+			       "The lab has no kube-apiserver: the entry fronts the members' etcd API.\n\n"
+			       "  --report FILE         JSON report (schema kha.lab.drill/v1, docs/lab.md)\n"
+			       "  --svg FILE            SVG timeline of the writes and the faults\n"
+			       "  --min-availability P  floor for the entry's availability (default 90)\n"
+			       "  --details             also print lib/drill's summary (latency, phases)\n"
+			       "  -o json               the JSON report on stdout instead of the summary\n\n"
+			       "Exit codes: 0 every invariant held; 1 availability under the floor, or\n"
+			       "no new leader / no new backup after a fault; 2 acknowledged writes lost\n"
+			       "or two backup takers in one term; 3 a fault command failed; 69 no lab in\n"
+			       "DIR, or the lab not ready, or the writes not verifiable; 74 a file could\n"
+			       "not be written; 130 interrupted (the faults are undone first).\n\n"
+			       "Example:\n  kha lab up && kha lab drill --svg lab-drill.svg; kha lab down\n");
+			return KHA_EXIT_OK;
+		default:
+			return usage_error("drill", "bad flag");
+		}
+	}
+	if (optind < argc)
+		return usage_error("drill", "unexpected argument '%s'", argv[optind]);
+	r = load(&c, false, &lab);
+	if (r)
+		return r;
+	if (!lab->node.entry_url)
+		return usage_error("drill",
+				   "the lab in %s has no entry point (made with --no-proxy): "
+				   "nothing to write through",
+				   c.dir);
+	if (!lab->kha_bin || access(lab->kha_bin, X_OK) < 0) {
+		fprintf(stderr, "kha lab drill: %s: cannot run the kha the lab was made with\n",
+			lab->kha_bin ? lab->kha_bin : "(none)");
+		return KHA_EXIT_UNAVAILABLE;
+	}
+	fprintf(stderr, "kha lab drill: waiting until the lab is ready...\n");
+	r = kha_lab_wait_ready(lab, DRILL_READY_US, &d);
+	if (r < 0) {
+		fprintf(stderr,
+			"kha lab drill: the lab in %s is not ready: %s (see 'kha lab status')\n",
+			c.dir, d.msg);
+		return KHA_EXIT_UNAVAILABLE;
+	}
+	/* each write in flight holds a socket */
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		kha_ignore(setrlimit(RLIMIT_NOFILE, &rl));
+	}
+	/* SIGINT/SIGTERM stop the drill through a signalfd (the faults are undone first); the
+	 * fault commands and our watcher thread get the mask as it is now */
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGTERM);
+	sigprocmask(SIG_BLOCK, &mask, &oldmask);
+	sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+	if (sfd < 0) {
+		fprintf(stderr, "kha lab drill: signalfd: %s\n", strerror(errno));
+		sigprocmask(SIG_SETMASK, &oldmask, NULL);
+		return KHA_EXIT_SOFTWARE;
+	}
+	o.stop_fd = sfd;
+	o.on_stop = drill_on_stop;
+	o.on_progress = drill_on_progress;
+	o.userdata = &sfd;
+	fprintf(stderr, "kha lab drill: writing through %s; faults follow (about %.0fs)\n",
+		lab->node.entry_url,
+		(double)((o.baseline_us ? o.baseline_us : 4 * KHA_USEC_PER_SEC) +
+			 3 * (o.period_us ? o.period_us : 18 * KHA_USEC_PER_SEC)) /
+			1e6);
+	r = kha_lab_drill(lab, lab->kha_bin, &o, &rep, &d);
+	close(sfd);
+	sigprocmask(SIG_SETMASK, &oldmask, NULL);
+	if (r < 0)
+		return fail("drill", r, &d);
+	if (c.json) {
+		kha_autofree char *json = kha_lab_drill_json(rep);
+
+		if (json)
+			printf("%s\n", json);
+	} else {
+		if (details) {
+			kha_ignore(kha_drill_report_print(stdout, rep->drill));
+			printf("\n");
+		}
+		kha_ignore(kha_lab_drill_print(stdout, rep));
+	}
+	fflush(stdout);
+	code = drill_outputs(rep, report, svg);
+	return code ? code : kha_lab_drill_exit_code(rep);
 }
 
 static int cmd_down(int argc, char **argv)
@@ -595,11 +1287,12 @@ static int cmd_down(int argc, char **argv)
 		case 'h':
 			printf("Usage: kha lab down [--dir DIR] [--grace D]\n\n"
 			       "Stops exactly the processes the lab started (recorded PIDs, checked\n"
-			       "by start time: a recycled PID is never signalled), waits for them,\n"
-			       "then removes DIR. etcd members get SIGKILL (their data goes next);\n"
-			       "other processes SIGTERM, then SIGKILL after --grace (default 10s).\n"
-			       "Members that already died are fine; no lab in DIR is fine too. A DIR\n"
-			       "without lab.json is never removed.\n\nExample:\n  kha lab down --dir lab\n");
+			       "by start time: a recycled PID is never signalled) and what they\n"
+			       "started, waits for them, then removes DIR. etcd members get SIGKILL\n"
+			       "(their data goes next); other processes SIGTERM (and SIGCONT when\n"
+			       "frozen), then SIGKILL after --grace (default 10s). Processes that\n"
+			       "already died are fine; no lab in DIR is fine too. A DIR without\n"
+			       "lab.json is never removed.\n\nExample:\n  kha lab down --dir lab\n");
 			return KHA_EXIT_OK;
 		default:
 			return usage_error("down", "bad flag");
@@ -631,11 +1324,17 @@ int cmd_lab_main(int argc, char **argv)
 	if (strcmp(argv[1], "status") == 0)
 		return cmd_status(argc - 1, argv + 1);
 	if (strcmp(argv[1], "stop-member") == 0)
-		return cmd_member(argc - 1, argv + 1, false);
+		return cmd_member(argc - 1, argv + 1, OP_STOP);
 	if (strcmp(argv[1], "start-member") == 0)
-		return cmd_member(argc - 1, argv + 1, true);
+		return cmd_member(argc - 1, argv + 1, OP_START);
+	if (strcmp(argv[1], "freeze-member") == 0)
+		return cmd_member(argc - 1, argv + 1, OP_FREEZE);
+	if (strcmp(argv[1], "thaw-member") == 0)
+		return cmd_member(argc - 1, argv + 1, OP_THAW);
 	if (strcmp(argv[1], "wait") == 0)
 		return cmd_wait(argc - 1, argv + 1);
+	if (strcmp(argv[1], "drill") == 0)
+		return cmd_drill(argc - 1, argv + 1);
 	if (strcmp(argv[1], "down") == 0)
 		return cmd_down(argc - 1, argv + 1);
 	fprintf(stderr, "kha lab: unknown subcommand '%s' (run 'kha lab --help')\n", argv[1]);

@@ -343,7 +343,8 @@ int kha_guard_check(const struct kha_guard_cluster *c, const struct kha_guard_re
 
 /*
  * A guard view of a cluster report: members[] must hold rep->n_members entries (its strings
- * are borrowed from rep).
+ * are borrowed from rep). A leader that is not a listed member that answers (the others still
+ * name a dead or removed leader until they elect another) counts as no leader.
  */
 void kha_guard_from_report(const struct kha_etcd_cluster_report *rep,
 			   struct kha_guard_member *members, struct kha_guard_cluster *ret);
@@ -499,5 +500,196 @@ struct kha_backup_result {
  */
 int kha_backup_once(const struct kha_backup_opts *o, struct kha_backup_result *ret,
 		    struct kha_diag *d) KHA_WUR;
+
+/* ==== consistency: the members' KV hashes at one revision ================================= */
+
+enum kha_consistency_state {
+	KHA_CONSISTENCY_MEMBER_OK,	     /* in the agreeing majority */
+	KHA_CONSISTENCY_MEMBER_DIVERGED,     /* its hash differs from the majority's */
+	KHA_CONSISTENCY_MEMBER_UNREACHABLE,  /* no status */
+	KHA_CONSISTENCY_MEMBER_ERROR,	     /* HashKV failed (compacted meanwhile, timeout...) */
+	KHA_CONSISTENCY_MEMBER_NOT_COMPARED, /* answered, but for another compact revision */
+};
+const char *kha_consistency_state_name(enum kha_consistency_state s);
+
+struct kha_consistency_member {
+	uint64_t id;
+	char name[64];
+	char endpoint[256];
+	bool is_learner;
+	bool reachable;	  /* its status answered */
+	int64_t revision; /* its current revision (status header) */
+	int hash_r;	  /* 0 = HashKV answered, else the errno */
+	char error[256];
+	uint32_t hash;
+	int64_t compact_revision;
+	int64_t hash_revision;		  /* 0 when the member does not say (etcd < 3.5.?) */
+	enum kha_consistency_state state; /* set by kha_consistency_compare */
+};
+
+enum kha_consistency_verdict {
+	KHA_CONSISTENT,		    /* every member answered the same hash (exit 0) */
+	KHA_CONSISTENCY_INCOMPLETE, /* those that answered agree; some could not be checked (1) */
+	KHA_CONSISTENCY_RETRY,	    /* compaction moved between the probes: not comparable (1) */
+	KHA_CONSISTENCY_DIVERGED,   /* a member's data differs (exit 2) */
+	KHA_CONSISTENCY_UNKNOWN,    /* no member could be checked */
+};
+const char *kha_consistency_verdict_name(enum kha_consistency_verdict v);
+
+struct kha_consistency_report {
+	int64_t revision;			/* the common revision compared */
+	int64_t compact_revision;		/* of the compared members */
+	struct kha_consistency_member *members; /* owned */
+	size_t n_members;
+	enum kha_consistency_verdict verdict;
+	size_t compared;   /* members whose hash was compared */
+	size_t agreeing;   /* in the majority */
+	uint32_t hash;	   /* the majority's hash (valid when agreeing > 0) */
+	unsigned attempts; /* probes made (compaction can force a retry) */
+	char summary[384];
+};
+void kha_consistency_report_release(struct kha_consistency_report *r);
+
+/*
+ * The comparison (pure): members that answered HashKV for the same compact revision (and,
+ * when they say, for revision itself) are grouped by hash; the largest group, when strictly
+ * larger than every other, is the majority and the rest diverge; a tie diverges everyone.
+ * Different compact revisions among the answers give KHA_CONSISTENCY_RETRY. Sets each
+ * member's state, and the report's verdict, counts, hash and summary; r->members and
+ * r->revision must be set.
+ */
+void kha_consistency_compare(struct kha_consistency_report *r);
+
+/*
+ * The whole check: every member's status in parallel, the lowest current revision among the
+ * members that answered as the common revision, then HashKV at that revision on every member
+ * in parallel (over gRPC), then the comparison. A compaction racing the probes is retried (3
+ * attempts). member_timeout_us bounds each probe (0 = the command timeout). Returns 0 with
+ * the verdict in *ret, or the error when the member list could not be had at all.
+ */
+int kha_consistency_check(const struct kha_etcd_config *cfg, uint64_t member_timeout_us,
+			  struct kha_consistency_report *ret, struct kha_diag *d) KHA_WUR;
+
+/* ==== rolling defragmentation =============================================================== */
+
+/*
+ * The order members are defragmented in: learners, then followers, the leader last (its
+ * defragmentation stalls the member that drives the writes; done last, a hiccup there is
+ * the only one). Pure: fills order[0..rep->n_members) with indexes into rep->members.
+ */
+void kha_defrag_order(const struct kha_etcd_cluster_report *rep, size_t *order);
+
+/*
+ * Whether the cluster is fit for the next member's defragmentation: every member answers,
+ * quorum holds and the members agree on a leader (alarms do not count: NOSPACE is what
+ * defragmentation cures). Pure; reason (may be NULL) says why not.
+ */
+bool kha_defrag_cluster_ready(const struct kha_etcd_cluster_report *rep, char *reason, size_t size);
+
+struct kha_defrag_member {
+	uint64_t id;
+	char name[64];
+	char endpoint[256];
+	bool is_leader;
+	bool is_learner;
+	bool done;
+	int r; /* 0, or why it failed */
+	char error[256];
+	int64_t size_before, size_after; /* db_size */
+	int64_t in_use_before, in_use_after;
+	uint64_t duration_us; /* the defragmentation itself */
+	uint64_t settle_us;   /* waiting for the cluster to be ready again */
+};
+
+struct kha_defrag_report {
+	struct kha_defrag_member *members; /* owned, in the order they were (to be) processed */
+	size_t n_members;
+	int64_t reclaimed;  /* sum of size_before - size_after of the members done */
+	bool nospace_alarm; /* a NOSPACE alarm was active before: disarm it now */
+};
+void kha_defrag_report_release(struct kha_defrag_report *r);
+
+typedef void (*kha_defrag_progress_fn)(void *userdata, const struct kha_defrag_member *m,
+				       const char *what);
+
+struct kha_defrag_opts {
+	const struct kha_etcd_config *cfg;
+	const char *member;	    /* only this member (name or hex id); NULL = all, rolling */
+	uint64_t defrag_timeout_us; /* one member's defragmentation (0 = 5 min) */
+	uint64_t settle_timeout_us; /* the cluster ready again after it (0 = 1 min) */
+	bool force;		    /* start even when the cluster is not ready */
+	const volatile sig_atomic_t *cancel;
+	kha_defrag_progress_fn progress;
+	void *userdata;
+};
+
+/*
+ * Defragments the members one at a time in kha_defrag_order, checking that the cluster is
+ * ready before each and waiting (up to settle_timeout_us) until it is again after each; stops
+ * at the first failure. Returns 0 when every member was done, -EAGAIN when the cluster was not
+ * ready at the start (diag says why; nothing done), -ETIMEDOUT when it did not settle, or the
+ * member's error; *ret holds what was done either way (release it).
+ */
+int kha_defrag_rolling(const struct kha_defrag_opts *o, struct kha_defrag_report *ret,
+		       struct kha_diag *d) KHA_WUR;
+
+/* ==== restore through etcd's own tool ======================================================== */
+
+/* Kubernetes' recommended bump: far above any revision a client can have seen. */
+#define KHA_RESTORE_DEFAULT_BUMP 1000000000LL
+
+struct kha_restore_tool {
+	char path[1024];
+	bool etcdutl;  /* etcdutl (3.5+), else etcdctl (ETCDCTL_API=3) */
+	bool can_bump; /* --bump-revision and --mark-compacted exist (etcdutl 3.5.10+) */
+};
+
+/*
+ * Finds etcd's restore tool: path when given (etcdutl or etcdctl, told by its name), else
+ * etcdutl from $PATH, else etcdctl. Asks its `snapshot restore --help` whether it can bump
+ * the revision. Returns 0, or -ENOENT when neither is installed.
+ */
+int kha_restore_find_tool(const char *path, struct kha_restore_tool *ret,
+			  struct kha_diag *d) KHA_WUR;
+
+struct kha_restore_opts {
+	const char *snapshot; /* plain or zstd */
+	const char *data_dir; /* must not exist (or be empty) */
+	const char *wal_dir;  /* NULL = inside data_dir */
+	const char *name;
+	const char *initial_cluster;
+	const char *initial_advertise_peer_urls;
+	const char *initial_cluster_token; /* NULL = etcd's default, "etcd-cluster" */
+	int64_t bump_revision;		   /* 0 = no bump; applied only when the tool can */
+	bool allow_no_hash;		   /* a db file without the appended hash */
+	const char *tmp_dir;		   /* for a decompressed copy; NULL = next to data_dir */
+};
+
+/*
+ * The tool's command line (pure): argv[0] is tool->path, then "snapshot restore FILE" and the
+ * flags; --bump-revision/--mark-compacted only when asked and tool->can_bump,
+ * --skip-hash-check with allow_no_hash. *ret_argv is a NULL-terminated malloc'd array of
+ * malloc'd strings (free with kha_restore_argv_free).
+ */
+int kha_restore_argv(const struct kha_restore_opts *o, const struct kha_restore_tool *tool,
+		     const char *file, char ***ret_argv) KHA_WUR;
+void kha_restore_argv_free(char **argv);
+
+struct kha_restore_result {
+	struct kha_snapshot_info snapshot; /* what was verified before restoring */
+	struct kha_restore_tool tool;
+	bool bumped;		   /* the revision was bumped and marked compacted */
+	int64_t restored_revision; /* of the restored member's database */
+	char output[1024];	   /* the tool's output (tail) */
+};
+
+/*
+ * Verifies the snapshot (refusing a corrupt one: -EBADMSG), decompresses it when needed into
+ * a temporary file, checks the data dir is absent or empty (-EEXIST), runs the tool (10 min at
+ * most) and checks the database it wrote. Returns 0, -ENOENT (no tool), -EEXIST, -EBADMSG,
+ * -EIO (the tool failed: its output is in ret->output and the diag).
+ */
+int kha_restore(const struct kha_restore_opts *o, const struct kha_restore_tool *tool,
+		struct kha_restore_result *ret, struct kha_diag *d) KHA_WUR;
 
 #endif

@@ -3,21 +3,28 @@
  * The lab: the HA design on one machine, with real processes on loopback ports.
  *
  * A lab lives in one directory (DIR) and is described by DIR/lab.json, written atomically after
- * every change. Its model is a list of *masters*, each a list of *processes*: today a master is
- * one etcd member; the full lab adds its companions (kha elect, kha etcd backup, kha proxy) as
- * more processes of the same master, so that stopping a master stops all of them.
+ * every change. Its model is a list of *masters*, each a list of *processes*, plus one *node*:
+ *   master mN: etcd (a member, TLS) and kha elect, which runs `kha etcd backup` only while it
+ *              leads the election "lab-backup" (so exactly one master takes backups);
+ *   node:      kha proxy, the node-local entry point in front of the masters. No kube-apiserver
+ *              exists here, so the entry fronts the members' etcd client port instead.
+ * Stopping, freezing or killing a master acts on all of its processes and their descendants
+ * (the backup that kha elect runs is elect's grandchild, in its own session).
  *
  * Layout of DIR:
  *   lab.json          the state (schema in docs/lab.md)
  *   lab.lock          flock'ed by every command that changes the lab
  *   env               ETCDCTL_* exports: `. DIR/env; etcdctl member list`
  *   pki/              ca.crt ca.key, <master>.crt/.key (serverAuth+clientAuth), client.crt/.key
- *   <master>.etcd/    the member's data dir
- *   <master>.log      the member's stdout and stderr
+ *   <master>/         data/ (the member's data dir), etcd.log, elect.log (elect and backup)
+ *   backups/<master>/ the snapshots that master took while it led the election
+ *   node/proxy.log    the proxy's log
  *
  * Processes are started detached (own session), so they outlive the kha command that started
  * them, and are recorded with PID and start time: kha only ever signals a process whose start
  * time still matches (include/kha/proc.h), so a stale lab.json cannot hit a recycled PID.
+ * Descendants (not recorded) are found through /proc at the moment of the signal, each checked
+ * by its own start time.
  *
  * The library neither prints nor exits; errors are negative errnos with a diag:
  *   -EINVAL bad request (unknown master, member count out of range), -EEXIST a lab is already
@@ -27,18 +34,24 @@
 #ifndef KHA_LAB_H
 #define KHA_LAB_H
 
+#include <stdio.h>
 #include <sys/types.h>
 
 #include "kha/diag.h"
+#include "kha/drill.h"
 
 #define KHA_LAB_MAX_MASTERS 7
+/* The election the masters' kha elect contend in. */
+#define KHA_LAB_ELECTION "lab-backup"
 
 enum kha_lab_proc_kind {
-	KHA_LAB_PROC_ETCD, /* the etcd member of the master */
+	KHA_LAB_PROC_ETCD,  /* the etcd member of a master */
+	KHA_LAB_PROC_ELECT, /* a master's kha elect, running kha etcd backup while it leads */
+	KHA_LAB_PROC_PROXY, /* the node's kha proxy: the entry point in front of the masters */
 };
 
 struct kha_lab_proc {
-	char *name; /* unique within its master: "etcd" */
+	char *name; /* unique within its master: "etcd", "elect", "proxy" */
 	enum kha_lab_proc_kind kind;
 	char *log_path;
 	pid_t pid;	     /* 0: not running (never started, or stopped by kha) */
@@ -54,6 +67,19 @@ struct kha_lab_master {
 	char *data_dir;
 	char *cert; /* member certificate and key, serverAuth + clientAuth */
 	char *key;
+	char *backup_dir;	      /* DIR/backups/<name>; NULL without elect */
+	uint16_t backup_metrics_port; /* kha etcd backup's /metrics; 0 without elect */
+	bool frozen;		      /* its processes were SIGSTOPped by kha_lab_master_freeze */
+	struct kha_lab_proc *procs;
+	size_t n_procs;
+};
+
+/* The node: what a worker runs to reach the masters. Today its kha proxy only. */
+struct kha_lab_node {
+	uint16_t entry_port;   /* the proxy listens on 127.0.0.1:entry_port */
+	uint16_t metrics_port; /* the proxy's /metrics, /readyz, /status */
+	char *entry_url;       /* https://127.0.0.1:PORT, what clients use; NULL: no node */
+	char *metrics_addr;    /* 127.0.0.1:PORT */
 	struct kha_lab_proc *procs;
 	size_t n_procs;
 };
@@ -66,9 +92,12 @@ struct kha_lab {
 	char *ca_cert;
 	char *client_cert; /* for tools: etcdctl, kha etcd */
 	char *client_key;
+	char *kha_bin;	/* the kha that runs the companions; NULL for an etcd-only lab */
+	char *election; /* KHA_LAB_ELECTION, NULL when the masters run no kha elect */
 	struct kha_lab_master *masters;
 	size_t n_masters;
-	int lock_fd; /* -1 when not locked */
+	struct kha_lab_node node; /* node.entry_url NULL: no entry point */
+	int lock_fd;		  /* -1 when not locked */
 };
 
 void kha_lab_free(struct kha_lab *lab);
@@ -78,13 +107,18 @@ struct kha_lab_up_opts {
 	const char *dir;      /* created if missing; must be empty or absent */
 	unsigned members;     /* 1 .. KHA_LAB_MAX_MASTERS */
 	const char *etcd_bin; /* NULL: "etcd" on $PATH */
+	const char *kha_bin;  /* NULL: this process's own executable (/proc/self/exe) */
 	uint64_t timeout_us;  /* how long to wait for a healthy cluster */
+	bool no_proxy;	      /* no node entry point */
+	bool no_elect;	      /* masters run no kha elect (and so take no backups) */
 };
 
 /*
  * Creates a lab: the PKI, N etcd members on free loopback ports with TLS and client
- * certificate authentication for clients and peers, DIR/lab.json and DIR/env; then waits until
- * every member reports healthy. On failure everything it started is stopped again (the directory
+ * certificate authentication for clients and peers, DIR/lab.json and DIR/env; waits until
+ * every member reports healthy; then starts the companions (each master's kha elect with its
+ * backup, the node's kha proxy) and waits until the proxy is ready and the election has a
+ * leader. On failure everything it started is stopped again (the directory
  * with the logs stays: kha_lab_down removes it) and, when a member was at fault, *failed_log (if
  * not NULL) receives a new string with that member's log path (free() it).
  * Returns 0 and the lab (locked) in *ret, or a negative errno (see above).
@@ -104,6 +138,10 @@ int kha_lab_save(const struct kha_lab *lab, struct kha_diag *d) KHA_WUR;
 struct kha_lab_master *kha_lab_find_master(struct kha_lab *lab, const char *name);
 /* The first process of kind in m, or NULL. */
 struct kha_lab_proc *kha_lab_master_proc(struct kha_lab_master *m, enum kha_lab_proc_kind kind);
+/* How many descendants the recorded process p has now (kha elect: its guard and backup). */
+size_t kha_lab_proc_descendants(const struct kha_lab_proc *p);
+/* The node's proxy process, or NULL when the lab has no entry point. */
+struct kha_lab_proc *kha_lab_node_proxy(struct kha_lab *lab);
 /* True when the recorded process is alive and still the one started (PID + start time). */
 bool kha_lab_proc_running(const struct kha_lab_proc *p);
 
@@ -123,21 +161,70 @@ int kha_lab_wait_healthy(struct kha_lab *lab, uint64_t timeout_us,
 			 struct kha_lab_master **ret_failed, struct kha_diag *d) KHA_WUR;
 
 /*
- * Stops every process of master m: SIGTERM, SIGKILL after grace_us (0: SIGKILL at once), waits
- * for them, and records them as stopped in lab.json. Stopping a stopped master is a no-op.
- * Returns 0 or a negative errno.
+ * Stops every process of master m and their descendants: SIGTERM, SIGKILL after grace_us (0:
+ * SIGKILL to all of them at once, like a power cut), waits for them, and records them as stopped
+ * in lab.json. A frozen master is thawed after SIGTERM so it can act on it. Stopping a stopped
+ * master is a no-op. Returns 0 or a negative errno.
  */
 int kha_lab_master_stop(struct kha_lab *lab, struct kha_lab_master *m, uint64_t grace_us,
 			struct kha_diag *d) KHA_WUR;
 
 /*
  * Starts the processes of m that are not running, on their existing data
- * (--initial-cluster-state existing), records them, and waits at most timeout_us until the etcd
- * member answers on its client URL (healthy or not: alone it may have no quorum). Returns 0,
- * -ECHILD when it exited at once (see its log), -ETIMEDOUT, or a negative errno.
+ * (--initial-cluster-state existing), records them: etcd first, and once the member answers
+ * on its client URL (healthy or not: alone it may have no quorum; at most timeout_us) its kha
+ * elect. Returns 0, -ECHILD when a process exited at once (see its log), -ETIMEDOUT, or a
+ * negative errno.
  */
 int kha_lab_master_start(struct kha_lab *lab, struct kha_lab_master *m, uint64_t timeout_us,
 			 struct kha_diag *d) KHA_WUR;
+
+/*
+ * Freezes (SIGSTOP) or thaws (SIGCONT) every running process of m and their descendants, and
+ * records it in lab.json. A frozen master looks like a hung machine: its sockets accept
+ * connections that nobody serves. Returns 0, -ESRCH when none of its processes runs, or a
+ * negative errno.
+ */
+int kha_lab_master_freeze(struct kha_lab *lab, struct kha_lab_master *m, bool freeze,
+			  struct kha_diag *d) KHA_WUR;
+
+/*
+ * The current leader of the lab's election: the master whose kha elect holds it (etcd's
+ * election keys under "lab-backup/", lowest create revision), read linearizably from any
+ * member within timeout_us. Returns 0 with *ret_leader a new string (free() it) or NULL when
+ * nobody leads; -ENOENT (d set) when the lab runs no election; another negative errno (d set)
+ * when etcd could not answer.
+ */
+int kha_lab_leader(const struct kha_lab *lab, uint64_t timeout_us, char **ret_leader,
+		   struct kha_diag *d) KHA_WUR;
+
+/* The etcd member that is the Raft leader (its name, a new string), NULL when none is known. */
+int kha_lab_raft_leader(const struct kha_lab *lab, uint64_t timeout_us, char **ret_leader,
+			struct kha_diag *d) KHA_WUR;
+/*
+ * The master that "leads": of the lab's election, or in a lab without one, the Raft leader of
+ * etcd (what `--leader` picks in kha lab stop-member and freeze-member).
+ */
+int kha_lab_leading_master(const struct kha_lab *lab, uint64_t timeout_us, char **ret_leader,
+			   struct kha_diag *d) KHA_WUR;
+
+/*
+ * Waits until the lab is ready: every member healthy (kha_lab_wait_healthy), the node's proxy
+ * ready (/readyz answers 200) and, with an election, a leader. Returns 0, -ETIMEDOUT or
+ * -ECHILD (a process is not running; d names it) .
+ */
+int kha_lab_wait_ready(struct kha_lab *lab, uint64_t timeout_us, struct kha_diag *d) KHA_WUR;
+
+/* What the node's proxy says about the masters (GET /status on its metrics address). */
+struct kha_lab_entry_status {
+	bool answered; /* the proxy answered */
+	bool ready;    /* it has a backend up */
+	/* per master, in lab order: "up", "suspect", "draining", "down", or "" when unknown */
+	char state[KHA_LAB_MAX_MASTERS][12];
+	unsigned up; /* backends up */
+};
+void kha_lab_entry_status(const struct kha_lab *lab, uint64_t timeout_us,
+			  struct kha_lab_entry_status *ret);
 
 /*
  * Stops every recorded process of the lab in DIR (exactly those: PID verified by start time),
@@ -155,5 +242,126 @@ char *kha_lab_endpoints(const struct kha_lab *lab);
 
 /* The last lines (at most max_lines) of a log file, as a new string; NULL when unreadable. */
 char *kha_lab_log_tail(const char *path, unsigned max_lines);
+
+/* ---------------------------------------------------------------------------------------- */
+/*
+ * The lab drill: writes through the node's entry point while masters are broken in sequence,
+ * each fault followed by its recovery and a settle period:
+ *   1. kill-follower  SIGKILL every process of a master that does not lead the election;
+ *                     restart them
+ *   2. kill-leader    SIGKILL every process of the master that leads it; restart them
+ *   3. freeze         SIGSTOP every process of a master that does not lead it; SIGCONT
+ * The faults are `kha lab stop-member|start-member|freeze-member|thaw-member` commands run by
+ * lib/drill (so they appear in its report and SVG); the victims are chosen when each fault
+ * starts (--follower, --leader). Meanwhile a thread of ours polls the election and the backup
+ * directories, so the report says per fault: the entry's availability and longest outage, the
+ * acknowledged writes lost (must be 0), the election handover time, and whether backups went
+ * on (taken by another master when the leader was killed); and overall: whether two masters
+ * ever took backups in the same leadership term.
+ */
+
+enum kha_lab_fault_kind {
+	KHA_LAB_FAULT_KILL_FOLLOWER,
+	KHA_LAB_FAULT_KILL_LEADER,
+	KHA_LAB_FAULT_FREEZE,
+	KHA_LAB_FAULTS,
+};
+/* The fault's name as the report and the SVG spell it ("kill-follower", ...); "?" if unknown. */
+const char *kha_lab_fault_name(enum kha_lab_fault_kind k);
+
+struct kha_lab_drill_opts {
+	uint32_t rate;		 /* writes per second through the entry; 0: 50 */
+	uint64_t baseline_us;	 /* before the first fault; 0: 4s */
+	uint64_t down_us;	 /* from a fault to its recovery; 0: 6s */
+	uint64_t period_us;	 /* from one fault to the next; 0: 18s */
+	uint64_t timeout_us;	 /* deadline of each write; 0: 2s */
+	double min_availability; /* the floor, percent; < 0: 90 */
+	/* SIGINT/SIGTERM: as struct kha_drill_hooks (stop_fd -1: none) */
+	int stop_fd;
+	int (*on_stop)(void *userdata);
+	/* One line of progress (a fault started, the leader changed...), from any thread. */
+	void (*on_progress)(void *userdata, const char *line);
+	void *userdata;
+};
+
+#define KHA_LAB_NAME_MAX 16
+
+struct kha_lab_fault_result {
+	enum kha_lab_fault_kind kind;
+	bool ran;			       /* the fault command started */
+	bool step_ok;			       /* the fault and its recovery succeeded */
+	char victim[KHA_LAB_NAME_MAX];	       /* "" when unknown */
+	bool victim_led;		       /* the victim led the election at the fault */
+	uint64_t fault_us, recover_us, end_us; /* drill times; the window is [fault, end) */
+	size_t sent, ok, failed;	       /* writes sent in the window */
+	double availability;		       /* percent; 0 when none was sent */
+	uint64_t longest_outage_us;	       /* 0: no failed write */
+	size_t lost;			       /* acknowledged writes of the window lost */
+	char leader_before[KHA_LAB_NAME_MAX], leader_after[KHA_LAB_NAME_MAX];
+	uint64_t handover_us;	  /* fault to a new leader observed; KHA_DRILL_NONE: none */
+	bool handover_needed;	  /* the victim led */
+	uint64_t backup_after_us; /* fault to the next snapshot; KHA_DRILL_NONE: none */
+	char backup_taker[KHA_LAB_NAME_MAX];
+	bool backups_ok; /* a snapshot after the fault, by another master if the leader died */
+};
+
+/* A leadership term as observed by polling: from start_us, leader ("" = nobody). */
+struct kha_lab_term {
+	uint64_t start_us;
+	char leader[KHA_LAB_NAME_MAX];
+};
+
+/* A snapshot file that appeared during the drill. */
+struct kha_lab_snapshot {
+	uint64_t t_us;	 /* its modification time, as drill time (may precede 0) */
+	int64_t wall_us; /* the same, since the epoch */
+	char taker[KHA_LAB_NAME_MAX];
+	char file[96];
+	bool conflict; /* its taker did not lead at that time (1 s of slack at term changes) */
+};
+
+struct kha_lab_drill_report {
+	struct kha_drill_report *drill; /* owned: the probes, windows, steps, writes */
+	char entry[96];			/* the URL written through */
+	bool election;			/* the lab runs kha elect: terms and snapshots apply */
+	double min_availability;
+	struct kha_lab_fault_result faults[KHA_LAB_FAULTS];
+	struct kha_lab_term *terms; /* owned */
+	size_t n_terms;
+	struct kha_lab_snapshot *snapshots; /* owned, in time order */
+	size_t n_snapshots;
+	size_t conflicts;	      /* snapshots taken by a master that did not lead */
+	unsigned max_takers_per_term; /* distinct takers within one term: must be <= 1 */
+	bool healthy_after;	      /* the lab was ready again after the drill */
+};
+/* Frees the report, lib/drill's report in it included. NULL is a no-op. */
+void kha_lab_drill_report_free(struct kha_lab_drill_report *r);
+KHA_DEFINE_CLEANUP(struct kha_lab_drill_report *, kha_lab_drill_report_free)
+
+/*
+ * Runs the lab drill on a ready lab (kha_lab_wait_ready first; lab is not locked by us: the
+ * fault commands lock it). kha is the binary the fault commands run. Blocks for the whole
+ * drill (about baseline + 3 periods, plus the read-back). Returns 0 with a report (even when
+ * the drill was interrupted or a fault failed: see kha_lab_drill_exit_code), -EINVAL when the
+ * lab has no entry point, or a negative errno (d set) when it could not run.
+ */
+int kha_lab_drill(const struct kha_lab *lab, const char *kha, const struct kha_lab_drill_opts *o,
+		  struct kha_lab_drill_report **ret, struct kha_diag *d) KHA_WUR;
+
+/*
+ * The verdict as an exit code: 0 every invariant held; 2 acknowledged writes lost or two
+ * backup takers in one term; 128+N interrupted; 3 a fault command failed; 69 the writes could
+ * not be read back; 1 availability under the floor, or no new leader / no new backup after a
+ * fault. The first that applies, in this order.
+ */
+int kha_lab_drill_exit_code(const struct kha_lab_drill_report *r);
+/* Short reasons for a non-zero verdict ("2 acknowledged writes lost; ..."), "" when none. */
+void kha_lab_drill_problems(const struct kha_lab_drill_report *r, char *buf, size_t size);
+/* The report as JSON (schema kha.lab.drill/v1, docs/lab.md), a new string; NULL on ENOMEM. */
+char *kha_lab_drill_json(const struct kha_lab_drill_report *r);
+/* The terminal summary: per fault and overall. Returns 0 or -EIO. */
+int kha_lab_drill_print(FILE *out, const struct kha_lab_drill_report *r) KHA_WUR;
+/* The SVG timeline (lib/drill's, with the lab's title). Returns 0 or -EIO/-ENOMEM. */
+int kha_lab_drill_svg(FILE *out, const struct kha_lab_drill_report *r) KHA_WUR;
 
 #endif

@@ -362,6 +362,15 @@ void kha_guard_from_report(const struct kha_etcd_cluster_report *rep,
 		.n_members = rep->n_members,
 		.leader = rep->health.leader,
 	};
+	/*
+	 * Just after the leader died or was removed, the others still name it until they elect
+	 * another: a change proposed then is forwarded to a dead leader and silently dropped
+	 * (the request hangs until its timeout). A leader counts only while it is a member and
+	 * answers.
+	 */
+	if (rep->health.leader_index < 0 || (size_t)rep->health.leader_index >= rep->n_members ||
+	    !rep->members[rep->health.leader_index].reachable)
+		ret->leader = 0;
 	for (size_t i = 0; i < rep->n_members; i++) {
 		const struct kha_etcd_member_report *m = &rep->members[i];
 

@@ -120,3 +120,98 @@ void kha_lab_health(const struct kha_lab *lab, uint64_t timeout_us, int *ret_hea
 {
 	lab_health(lab, NULL, timeout_us, ret_health);
 }
+
+/* ---- the node's proxy ---- */
+
+#define HTTP_BODY_MAX (256 * 1024)
+
+struct grow_buf {
+	char *data;
+	size_t len;
+	bool full;
+};
+
+static size_t on_grow(char *data, size_t size, size_t nmemb, void *userdata)
+{
+	struct grow_buf *b = userdata;
+	size_t n = size * nmemb;
+	char *nd;
+
+	if (b->full || b->len + n + 1 > HTTP_BODY_MAX) {
+		b->full = true;
+		return size * nmemb;
+	}
+	nd = realloc(b->data, b->len + n + 1);
+	if (!nd) {
+		b->full = true;
+		return size * nmemb;
+	}
+	b->data = nd;
+	memcpy(b->data + b->len, data, n);
+	b->len += n;
+	b->data[b->len] = '\0';
+	return size * nmemb;
+}
+
+long lab_http_get(const char *url, uint64_t timeout_us, char **ret_body)
+{
+	struct grow_buf b = {0};
+	CURL *e = curl_easy_init();
+	long timeout_ms = (long)KHA_MAX(timeout_us / 1000, 1), code = -1;
+
+	if (ret_body)
+		*ret_body = NULL;
+	if (!e)
+		return -1;
+	curl_easy_setopt(e, CURLOPT_URL, url);
+	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http");
+	curl_easy_setopt(e, CURLOPT_PROXY, "");
+	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, timeout_ms);
+	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, timeout_ms);
+	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_grow);
+	curl_easy_setopt(e, CURLOPT_WRITEDATA, &b);
+	if (curl_easy_perform(e) == CURLE_OK)
+		curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &code);
+	curl_easy_cleanup(e);
+	if (code > 0 && ret_body && !b.full)
+		*ret_body = KHA_TAKE_PTR(b.data);
+	free(b.data);
+	return code > 0 ? code : -1;
+}
+
+void kha_lab_entry_status(const struct kha_lab *lab, uint64_t timeout_us,
+			  struct kha_lab_entry_status *ret)
+{
+	kha_autofree char *body = NULL;
+	json_t *root, *backends, *b;
+	char url[128];
+	size_t i;
+
+	*ret = (struct kha_lab_entry_status){0};
+	if (!lab->node.metrics_addr)
+		return;
+	snprintf(url, sizeof(url), "http://%s/status", lab->node.metrics_addr);
+	if (lab_http_get(url, timeout_us, &body) != 200 || !body)
+		return;
+	root = json_loads(body, 0, NULL);
+	ret->answered = root != NULL;
+	ret->ready = json_is_true(json_object_get(root, "ready"));
+	backends = json_object_get(root, "backends");
+	json_array_foreach (backends, i, b) {
+		const char *addr = json_string_value(json_object_get(b, "address"));
+		const char *state = json_string_value(json_object_get(b, "state"));
+		char want[32];
+
+		if (!addr || !state)
+			continue;
+		for (size_t m = 0; m < lab->n_masters && m < KHA_LAB_MAX_MASTERS; m++) {
+			snprintf(want, sizeof(want), "127.0.0.1:%u", lab->masters[m].client_port);
+			if (strcmp(addr, want) == 0) {
+				snprintf(ret->state[m], sizeof(ret->state[m]), "%s", state);
+				ret->up += strcmp(state, "up") == 0;
+			}
+		}
+	}
+	json_decref(root);
+}

@@ -4,6 +4,7 @@
 #define KHA_LAB_INTERNAL_H
 
 #include "kha/lab.h"
+#include "kha/proc.h"
 
 #define LAB_JSON "lab.json"
 #define LAB_LOCK "lab.lock"
@@ -20,5 +21,47 @@ int lab_lock(struct kha_lab *lab, const char *dir, struct kha_diag *d);
  * Entries not selected are left untouched.
  */
 void lab_health(const struct kha_lab *lab, const bool *want, uint64_t timeout_us, int *ret);
+
+/*
+ * The descendants of the process (pid, start_time), not itself, each attached (pidfd held,
+ * identity checked by start time) into out; returns how many. Release them with
+ * lab_release_procs.
+ */
+#define LAB_MAX_DESCENDANTS 32
+size_t lab_descendants(pid_t pid, uint64_t start_time, struct kha_proc *out, size_t max);
+void lab_release_procs(struct kha_proc *procs, size_t n);
+
+/*
+ * GET url (plain HTTP on loopback) within timeout_us. Returns the HTTP status, or -1 when
+ * nothing answered; with ret_body, the body (at most 256 KiB, NUL-terminated, free() it) or
+ * NULL.
+ */
+long lab_http_get(const char *url, uint64_t timeout_us, char **ret_body);
+
+/* kha_lab_wait_ready; *ret_failed (if not NULL) names the process at fault. */
+int lab_wait_ready(struct kha_lab *lab, uint64_t timeout_us, struct kha_lab_proc **ret_failed,
+		   struct kha_diag *d);
+
+struct kha_etcd;
+/* An etcd client over every member, with the lab's client certificate and timeout_us per call
+ * (dial at most 300 ms, so a frozen member costs little). */
+int lab_etcd_client(const struct kha_lab *lab, uint64_t timeout_us, struct kha_etcd **ret,
+		    struct kha_diag *d);
+/* The leader's id in election (see kha_lab_leader) through client c. */
+int lab_leader_read(struct kha_etcd *c, const char *election, char **ret_leader,
+		    struct kha_diag *d);
+
+/* What the drill saw as each fault started: the leader then. */
+struct lab_drill_obs {
+	char fault_leader[KHA_LAB_FAULTS][KHA_LAB_NAME_MAX];
+	bool fault_leader_known[KHA_LAB_FAULTS];
+};
+/*
+ * The analysis of a drill that ran: r->drill (probes, steps, writes, stats), r->terms and
+ * r->snapshots (drill times, snapshots in any order) in; r->faults, r->conflicts and
+ * r->max_takers_per_term out. Pure: no clock, no I/O (unit tests feed it made-up drills).
+ */
+void lab_drill_analyze(const struct kha_lab *lab, const struct lab_drill_obs *obs,
+		       struct kha_lab_drill_report *r);
 
 #endif

@@ -25,6 +25,16 @@
 #define HEALTH_TIMEOUT_US  (2 * KHA_USEC_PER_SEC)
 #define KILL_WAIT_US	   (5 * KHA_USEC_PER_SEC)
 #define FAIL_STOP_GRACE_US (2 * KHA_USEC_PER_SEC)
+#define PROXY_READY_US	   (200 * KHA_USEC_PER_MSEC)
+#define LEADER_READ_US	   (1 * KHA_USEC_PER_SEC)
+/* every process of a lab, recorded ones: masters' and the node's */
+#define MAX_LAB_PROCS (3 * KHA_LAB_MAX_MASTERS + 2)
+
+/* Timings of the companions: quick enough that the drill sees handovers in seconds. */
+#define ELECT_TTL	  "3s"
+#define BACKUP_EVERY	  "5s"
+#define BACKUP_KEEP_LAST  "5"
+#define PROXY_CHECK_EVERY "1s"
 
 /* ---- small helpers ---- */
 
@@ -76,9 +86,10 @@ static int sleep_us(uint64_t us)
 }
 
 /* Ports free right now on 127.0.0.1: all bound at once (so distinct), then released. */
+#define MAX_PORTS (3 * KHA_LAB_MAX_MASTERS + 2)
 static int pick_ports(uint16_t *ports, size_t n, struct kha_diag *d)
 {
-	int fds[2 * KHA_LAB_MAX_MASTERS];
+	int fds[MAX_PORTS];
 	int r = 0;
 	size_t i;
 
@@ -188,6 +199,85 @@ static int etcd_argv(const struct kha_lab *lab, const struct kha_lab_master *m, 
 	return s->oom ? -ENOMEM : 0;
 }
 
+/* The client URLs with m's own member first: each master's companions prefer their local etcd,
+ * as a static pod talks to the etcd of its own machine, and fail over to the others. */
+static void endpoints_from(const struct kha_lab *lab, const struct kha_lab_master *m, char *buf,
+			   size_t size)
+{
+	snprintf(buf, size, "%s", m->client_url);
+	for (size_t i = 0; i < lab->n_masters; i++) {
+		size_t used = strlen(buf);
+
+		if (&lab->masters[i] != m)
+			snprintf(buf + used, size - used, ",%s", lab->masters[i].client_url);
+	}
+}
+
+/*
+ * A master's kha elect: campaigns in the lab's election as the master's name and, while it
+ * leads, runs a scheduled kha etcd backup into the master's own backup directory (so the
+ * directory a snapshot lands in names the master that took it).
+ */
+static int elect_argv(const struct kha_lab *lab, const struct kha_lab_master *m, struct strv *s)
+{
+	char eps[2048];
+
+	endpoints_from(lab, m, eps, sizeof(eps));
+	strv_add(s, "%s", lab->kha_bin);
+	strv_add(s, "elect");
+	strv_add(s, "--endpoints=%s", eps);
+	strv_add(s, "--cacert=%s", lab->ca_cert);
+	strv_add(s, "--cert=%s", m->cert);
+	strv_add(s, "--key=%s", m->key);
+	strv_add(s, "--election=%s", lab->election);
+	strv_add(s, "--id=%s", m->name);
+	strv_add(s, "--ttl=%s", ELECT_TTL);
+	strv_add(s, "--restart=always");
+	strv_add(s, "--");
+	strv_add(s, "%s", lab->kha_bin);
+	strv_add(s, "etcd");
+	strv_add(s, "backup");
+	strv_add(s, "--endpoints=%s", eps);
+	strv_add(s, "--cacert=%s", lab->ca_cert);
+	strv_add(s, "--cert=%s", m->cert);
+	strv_add(s, "--key=%s", m->key);
+	strv_add(s, "--dir=%s", m->backup_dir);
+	strv_add(s, "--every=%s", BACKUP_EVERY);
+	strv_add(s, "--keep-last=%s", BACKUP_KEEP_LAST);
+	strv_add(s, "--metrics-addr=127.0.0.1:%u", m->backup_metrics_port);
+	return s->oom ? -ENOMEM : 0;
+}
+
+/*
+ * The node's kha proxy in front of the members' client ports. No kube-apiserver exists here, so
+ * its backends are the members and its HTTPS check is etcd's GET /health with the lab's client
+ * certificate; on real masters the same command has --backend MASTER:6443 and the default
+ * /readyz check. Faster checks than the defaults, so that the drill's faults show in seconds.
+ */
+static int proxy_argv(const struct kha_lab *lab, struct strv *s)
+{
+	strv_add(s, "%s", lab->kha_bin);
+	strv_add(s, "proxy");
+	strv_add(s, "--listen=127.0.0.1:%u", lab->node.entry_port);
+	for (size_t i = 0; i < lab->n_masters; i++)
+		strv_add(s, "--backend=127.0.0.1:%u", lab->masters[i].client_port);
+	strv_add(s, "--check=https");
+	strv_add(s, "--check-path=/health");
+	strv_add(s, "--check-cacert=%s", lab->ca_cert);
+	strv_add(s, "--check-cert=%s", lab->client_cert);
+	strv_add(s, "--check-key=%s", lab->client_key);
+	strv_add(s, "--check-interval=%s", PROXY_CHECK_EVERY);
+	strv_add(s, "--check-fast-interval=250ms");
+	strv_add(s, "--check-timeout=500ms");
+	strv_add(s, "--check-fall=2");
+	strv_add(s, "--connect-timeout=500ms");
+	strv_add(s, "--first-byte-timeout=500ms");
+	strv_add(s, "--drain-timeout=1s");
+	strv_add(s, "--metrics-addr=%s", lab->node.metrics_addr);
+	return s->oom ? -ENOMEM : 0;
+}
+
+/* Starts p (of master m, or of the node when m is NULL) detached, and records it. */
 static int spawn_proc(const struct kha_lab *lab, const struct kha_lab_master *m,
 		      struct kha_lab_proc *p, bool state_new, struct kha_diag *d)
 {
@@ -195,24 +285,31 @@ static int spawn_proc(const struct kha_lab *lab, const struct kha_lab_master *m,
 	struct kha_proc proc;
 	struct kha_proc_spawn_opts o = {
 		.log_path = p->log_path, .cwd = lab->dir, .new_session = true};
+	const char *owner = m ? m->name : "node";
 	int r;
 
 	switch (p->kind) {
 	case KHA_LAB_PROC_ETCD:
-		r = etcd_argv(lab, m, state_new, &argv);
+		r = m ? etcd_argv(lab, m, state_new, &argv) : -EINVAL;
+		break;
+	case KHA_LAB_PROC_ELECT:
+		r = m && lab->kha_bin && lab->election ? elect_argv(lab, m, &argv) : -EINVAL;
+		break;
+	case KHA_LAB_PROC_PROXY:
+		r = lab->kha_bin && lab->node.entry_url ? proxy_argv(lab, &argv) : -EINVAL;
 		break;
 	default:
 		r = -EINVAL;
 	}
 	if (r < 0) {
 		strv_release(&argv);
-		return kha_diag_set(d, r, "%s: cannot build the command line", m->name);
+		return kha_diag_set(d, r, "%s %s: cannot build the command line", owner, p->name);
 	}
 	o.argv = (const char *const *)argv.v;
 	r = kha_proc_spawn(&o, &proc, d);
 	strv_release(&argv);
 	if (r < 0) {
-		kha_diag_prefix(d, "%s %s", m->name, p->name);
+		kha_diag_prefix(d, "%s %s", owner, p->name);
 		return r;
 	}
 	p->pid = proc.pid;
@@ -223,30 +320,51 @@ static int spawn_proc(const struct kha_lab *lab, const struct kha_lab_master *m,
 }
 
 /*
- * Stops the given recorded processes together: SIGTERM to all, wait, SIGKILL the rest, wait.
- * With kill_etcd, etcd members get SIGKILL at once: 'lab down' deletes their data next, etcd is
- * crash-safe, and a graceful stop of a whole cluster costs etcd's leader-transfer timeout (7 s)
- * for nothing. Marks each as stopped (pid 0) once gone. Returns how many were running, or
- * -EBUSY when one survived SIGKILL.
+ * Stops the given recorded processes and their descendants together. Each gets SIGTERM (and
+ * SIGCONT, in case it is frozen), SIGKILL if still there after grace_us; with grace_us 0 the
+ * process and its descendants get SIGKILL at once, like a power cut. With kill_etcd, etcd
+ * members get SIGKILL at once: 'lab down' deletes their data next, etcd is crash-safe, and a
+ * graceful stop of a whole cluster costs etcd's leader-transfer timeout (7 s) for nothing.
+ * Descendants still there once their process is gone get SIGKILL. Marks each recorded process
+ * as stopped (pid 0) once gone. Returns how many were running, or -EBUSY when one survived
+ * SIGKILL.
  */
 static int stop_procs(struct kha_lab_proc **procs, size_t n, uint64_t grace_us, bool kill_etcd,
 		      struct kha_diag *d)
 {
-	struct kha_proc live[KHA_LAB_MAX_MASTERS * 4];
-	uint64_t grace[KHA_LAB_MAX_MASTERS * 4];
-	bool on[KHA_LAB_MAX_MASTERS * 4] = {0};
+	struct kha_proc live[MAX_LAB_PROCS], kids[4 * MAX_LAB_PROCS];
+	size_t kid_root[4 * MAX_LAB_PROCS], n_kids = 0;
+	uint64_t grace[MAX_LAB_PROCS];
+	bool on[MAX_LAB_PROCS] = {0};
 	uint64_t t0, deadline;
 	int running = 0, r = 0;
 
 	n = KHA_MIN(n, KHA_ARRAY_SIZE(live));
+	/* everything is found before the first signal: a killed parent's orphans are not its
+	 * children any more */
 	for (size_t i = 0; i < n; i++) {
+		size_t k0 = n_kids;
+
 		grace[i] = kill_etcd && procs[i]->kind == KHA_LAB_PROC_ETCD ? 0 : grace_us;
-		if (procs[i]->pid > 0 &&
-		    kha_proc_attach(procs[i]->pid, procs[i]->start_time, true, &live[i]) == 0) {
-			on[i] = true;
-			running++;
-			kha_ignore(kha_proc_signal(&live[i], grace[i] ? SIGTERM : SIGKILL));
-		}
+		if (procs[i]->pid <= 0 ||
+		    kha_proc_attach(procs[i]->pid, procs[i]->start_time, true, &live[i]) < 0)
+			continue;
+		on[i] = true;
+		running++;
+		n_kids += lab_descendants(procs[i]->pid, procs[i]->start_time, kids + n_kids,
+					  KHA_ARRAY_SIZE(kids) - n_kids);
+		for (size_t k = k0; k < n_kids; k++)
+			kid_root[k] = i;
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (!on[i])
+			continue;
+		kha_ignore(kha_proc_signal(&live[i], grace[i] ? SIGTERM : SIGKILL));
+		if (grace[i])
+			kha_ignore(kha_proc_signal(&live[i], SIGCONT));
+		for (size_t k = 0; k < n_kids; k++)
+			if (kid_root[k] == i)
+				kha_ignore(kha_proc_signal(&kids[k], grace[i] ? SIGCONT : SIGKILL));
 	}
 	t0 = kha_now_us();
 	for (size_t i = 0; i < n; i++) {
@@ -257,6 +375,8 @@ static int stop_procs(struct kha_lab_proc **procs, size_t n, uint64_t grace_us, 
 		    grace[i])
 			kha_ignore(kha_proc_signal(&live[i], SIGKILL));
 	}
+	for (size_t k = 0; k < n_kids; k++)
+		kha_ignore(kha_proc_signal(&kids[k], SIGKILL));
 	deadline = kha_now_us() + KILL_WAIT_US;
 	for (size_t i = 0; i < n; i++) {
 		uint64_t now = kha_now_us();
@@ -268,21 +388,42 @@ static int stop_procs(struct kha_lab_proc **procs, size_t n, uint64_t grace_us, 
 					 (int)procs[i]->pid);
 		kha_proc_release(&live[i]);
 	}
+	for (size_t k = 0; k < n_kids; k++) {
+		uint64_t now = kha_now_us();
+
+		if (kha_proc_wait(&kids[k], deadline > now ? deadline - now : 0) < 0)
+			r = kha_diag_set(d, EBUSY, "pid %d (started by %s) survived SIGKILL",
+					 (int)kids[k].pid, procs[kid_root[k]]->name);
+	}
+	lab_release_procs(kids, n_kids);
 	for (size_t i = 0; i < n; i++)
 		if (!kha_lab_proc_running(procs[i]))
 			procs[i]->pid = 0;
 	return r < 0 ? r : running;
 }
 
-static int stop_all(struct kha_lab *lab, uint64_t grace_us, bool kill_etcd, struct kha_diag *d)
+/* Every recorded process of the lab: the masters' then the node's. */
+static size_t all_procs(struct kha_lab *lab, struct kha_lab_proc **procs, size_t max)
 {
-	struct kha_lab_proc *procs[KHA_LAB_MAX_MASTERS * 4];
 	size_t n = 0;
 
 	for (size_t i = 0; i < lab->n_masters; i++)
-		for (size_t j = 0; j < lab->masters[i].n_procs && n < KHA_ARRAY_SIZE(procs); j++)
+		for (size_t j = 0; j < lab->masters[i].n_procs && n < max; j++)
 			procs[n++] = &lab->masters[i].procs[j];
-	return stop_procs(procs, n, grace_us, kill_etcd, d);
+	for (size_t j = 0; j < lab->node.n_procs && n < max; j++)
+		procs[n++] = &lab->node.procs[j];
+	return n;
+}
+
+static int stop_all(struct kha_lab *lab, uint64_t grace_us, bool kill_etcd, struct kha_diag *d)
+{
+	struct kha_lab_proc *procs[MAX_LAB_PROCS];
+	size_t n = all_procs(lab, procs, KHA_ARRAY_SIZE(procs));
+	int r = stop_procs(procs, n, grace_us, kill_etcd, d);
+
+	for (size_t i = 0; r >= 0 && i < lab->n_masters; i++)
+		lab->masters[i].frozen = false;
+	return r;
 }
 
 /* ---- up ---- */
@@ -345,14 +486,28 @@ static int make_pki(struct kha_lab *lab, struct kha_diag *d)
 	return r;
 }
 
-/* Fills lab with N masters (names, ports, paths) and one etcd process each. */
-static int plan(struct kha_lab *lab, unsigned n, struct kha_diag *d)
+static bool add_proc(struct kha_lab_proc **procs, size_t *n, enum kha_lab_proc_kind kind,
+		     const char *name, const char *dir)
 {
-	uint16_t ports[2 * KHA_LAB_MAX_MASTERS];
+	struct kha_lab_proc *p = &(*procs)[(*n)++];
+
+	p->kind = kind;
+	p->name = strdup(name);
+	return p->name && asprintf(&p->log_path, "%s/%s.log", dir, name) >= 0;
+}
+
+/*
+ * Fills lab with N masters (names, ports, paths), each with its etcd member and, with an
+ * election, its kha elect; and the node with its kha proxy when with_proxy.
+ */
+static int plan(struct kha_lab *lab, unsigned n, bool with_proxy, struct kha_diag *d)
+{
+	uint16_t ports[MAX_PORTS];
+	size_t per = lab->election ? 3 : 2, used = per * n + (with_proxy ? 2 : 0);
 	bool oom = false;
 	int r;
 
-	r = pick_ports(ports, 2 * (size_t)n, d);
+	r = pick_ports(ports, used, d);
 	if (r < 0)
 		return r;
 	lab->masters = calloc(n, sizeof(*lab->masters));
@@ -360,29 +515,66 @@ static int plan(struct kha_lab *lab, unsigned n, struct kha_diag *d)
 		return kha_diag_set(d, ENOMEM, "out of memory");
 	for (unsigned i = 0; i < n; i++) {
 		struct kha_lab_master *m = &lab->masters[i];
-		struct kha_lab_proc *p;
+		kha_autofree char *dir = NULL;
 
 		lab->n_masters++;
-		m->client_port = ports[2 * (size_t)i];
-		m->peer_port = ports[2 * (size_t)i + 1];
+		m->client_port = ports[per * i];
+		m->peer_port = ports[per * i + 1];
 		oom |= asprintf(&m->name, "m%u", i + 1) < 0;
+		oom |= asprintf(&dir, "%s/m%u", lab->dir, i + 1) < 0;
 		oom |= asprintf(&m->client_url, "https://127.0.0.1:%u", m->client_port) < 0;
 		oom |= asprintf(&m->peer_url, "https://127.0.0.1:%u", m->peer_port) < 0;
-		oom |= asprintf(&m->data_dir, "%s/m%u.etcd", lab->dir, i + 1) < 0;
+		oom |= asprintf(&m->data_dir, "%s/m%u/data", lab->dir, i + 1) < 0;
 		oom |= asprintf(&m->cert, "%s/pki/m%u.crt", lab->dir, i + 1) < 0;
 		oom |= asprintf(&m->key, "%s/pki/m%u.key", lab->dir, i + 1) < 0;
-		m->procs = calloc(1, sizeof(*m->procs));
-		if (oom || !m->procs)
+		m->procs = calloc(2, sizeof(*m->procs));
+		if (oom || !m->procs ||
+		    !add_proc(&m->procs, &m->n_procs, KHA_LAB_PROC_ETCD, "etcd", dir))
 			return kha_diag_set(d, ENOMEM, "out of memory");
-		m->n_procs = 1;
-		p = &m->procs[0];
-		p->kind = KHA_LAB_PROC_ETCD;
-		p->name = strdup("etcd");
-		oom |= asprintf(&p->log_path, "%s/m%u.log", lab->dir, i + 1) < 0;
-		if (oom || !p->name)
+		if (!lab->election)
+			continue;
+		m->backup_metrics_port = ports[per * i + 2];
+		if (asprintf(&m->backup_dir, "%s/backups/m%u", lab->dir, i + 1) < 0 ||
+		    !add_proc(&m->procs, &m->n_procs, KHA_LAB_PROC_ELECT, "elect", dir))
+			return kha_diag_set(d, ENOMEM, "out of memory");
+	}
+	if (with_proxy) {
+		struct kha_lab_node *nd = &lab->node;
+		kha_autofree char *dir = lab_path(lab->dir, "node");
+
+		nd->entry_port = ports[per * n];
+		nd->metrics_port = ports[per * n + 1];
+		nd->procs = calloc(1, sizeof(*nd->procs));
+		if (!dir || !nd->procs ||
+		    asprintf(&nd->entry_url, "https://127.0.0.1:%u", nd->entry_port) < 0 ||
+		    asprintf(&nd->metrics_addr, "127.0.0.1:%u", nd->metrics_port) < 0 ||
+		    !add_proc(&nd->procs, &nd->n_procs, KHA_LAB_PROC_PROXY, "proxy", dir))
 			return kha_diag_set(d, ENOMEM, "out of memory");
 	}
 	return 0;
+}
+
+/* The directories the processes write into: DIR/<master>, DIR/backups/<master>, DIR/node. */
+static int make_dirs(const struct kha_lab *lab, struct kha_diag *d)
+{
+	int r = 0;
+
+	for (size_t i = 0; r == 0 && i < lab->n_masters; i++) {
+		const struct kha_lab_master *m = &lab->masters[i];
+		kha_autofree char *dir = lab_path(lab->dir, m->name);
+
+		if (!dir)
+			return kha_diag_set(d, ENOMEM, "out of memory");
+		r = kha_file_mkdir_p(dir, 0755, d);
+		if (r == 0 && m->backup_dir)
+			r = kha_file_mkdir_p(m->backup_dir, 0755, d);
+	}
+	if (r == 0 && lab->node.entry_url) {
+		kha_autofree char *dir = lab_path(lab->dir, "node");
+
+		r = dir ? kha_file_mkdir_p(dir, 0755, d) : kha_diag_set(d, ENOMEM, "out of memory");
+	}
+	return r;
 }
 
 static int new_token(struct kha_lab *lab)
@@ -428,12 +620,80 @@ static int check_dir_free(const char *dir, struct kha_diag *d)
 	return 0;
 }
 
+static void block_signals(sigset_t *old)
+{
+	sigset_t block;
+
+	sigemptyset(&block);
+	sigaddset(&block, SIGINT);
+	sigaddset(&block, SIGTERM);
+	sigaddset(&block, SIGHUP);
+	sigaddset(&block, SIGQUIT);
+	sigprocmask(SIG_BLOCK, &block, old);
+}
+
+/*
+ * Spawns the processes of the phase that are not running: the etcd members (etcd_phase), or
+ * the companions (kha elect of every master, the node's proxy); then saves lab.json. Signals
+ * are held off meanwhile: a Ctrl-C now would leave processes running that lab.json does not
+ * know about.
+ */
+static int spawn_phase(struct kha_lab *lab, bool etcd_phase, bool state_new, struct kha_diag *d)
+{
+	sigset_t old;
+	int r = 0;
+
+	block_signals(&old);
+	for (size_t i = 0; r == 0 && i < lab->n_masters; i++) {
+		struct kha_lab_master *m = &lab->masters[i];
+
+		for (size_t j = 0; r == 0 && j < m->n_procs; j++)
+			if ((m->procs[j].kind == KHA_LAB_PROC_ETCD) == etcd_phase &&
+			    !kha_lab_proc_running(&m->procs[j]))
+				r = spawn_proc(lab, m, &m->procs[j], state_new, d);
+	}
+	for (size_t j = 0; r == 0 && !etcd_phase && j < lab->node.n_procs; j++)
+		if (!kha_lab_proc_running(&lab->node.procs[j]))
+			r = spawn_proc(lab, NULL, &lab->node.procs[j], state_new, d);
+	if (r == 0)
+		r = kha_lab_save(lab, d);
+	else
+		kha_ignore(kha_lab_save(lab, NULL));
+	sigprocmask(SIG_SETMASK, &old, NULL);
+	return r;
+}
+
+/* The kha binary for the companions: the one given, or our own executable. */
+static int find_kha(const char *given, char **ret, struct kha_diag *d)
+{
+	char buf[4096];
+	ssize_t n;
+	int r;
+
+	if (given) {
+		r = kha_proc_find_program(given, ret);
+		if (r == -ENOENT)
+			return kha_diag_set(d, ENOENT, "%s not found (the kha binary for the lab)",
+					    given);
+		return r < 0 ? kha_diag_set(d, r, "looking for %s: %s", given, strerror(-r)) : 0;
+	}
+	n = readlink("/proc/self/exe", buf, sizeof(buf) - 1);
+	if (n <= 0)
+		return kha_diag_set(d, errno ? errno : ENOENT,
+				    "cannot find our own executable in /proc/self/exe: %s",
+				    strerror(errno ? errno : ENOENT));
+	buf[n] = '\0';
+	*ret = strdup(buf);
+	return *ret ? 0 : kha_diag_set(d, ENOMEM, "out of memory");
+}
+
 int kha_lab_up(const struct kha_lab_up_opts *o, struct kha_lab **ret, char **failed_log,
 	       struct kha_diag *d)
 {
 	kha_auto(kha_lab_freep) struct kha_lab *lab = NULL;
 	struct kha_lab_master *failed = NULL;
-	sigset_t block, old;
+	struct kha_lab_proc *failed_proc = NULL;
+	uint64_t deadline = kha_now_us() + o->timeout_us;
 	struct stat st;
 	int r;
 
@@ -450,6 +710,13 @@ int kha_lab_up(const struct kha_lab_up_opts *o, struct kha_lab **ret, char **fai
 			o->etcd_bin ? o->etcd_bin : "etcd", o->etcd_bin ? "" : " on PATH");
 	if (r < 0)
 		return kha_diag_set(d, r, "looking for etcd: %s", strerror(-r));
+	if (!o->no_proxy || !o->no_elect) {
+		r = find_kha(o->kha_bin, &lab->kha_bin, d);
+		if (r < 0)
+			return r;
+	}
+	if (!o->no_elect && !(lab->election = strdup(KHA_LAB_ELECTION)))
+		return kha_diag_set(d, ENOMEM, "out of memory");
 
 	if (stat(o->dir, &st) == 0) {
 		r = check_dir_free(o->dir, d);
@@ -475,43 +742,38 @@ int kha_lab_up(const struct kha_lab_up_opts *o, struct kha_lab **ret, char **fai
 	lab->client_key = lab_path(lab->dir, "pki/client.key");
 	if (!lab->ca_cert || !lab->client_cert || !lab->client_key || new_token(lab) < 0)
 		return kha_diag_set(d, ENOMEM, "out of memory");
-	r = plan(lab, o->members, d);
+	r = plan(lab, o->members, !o->no_proxy, d);
 	if (r == 0)
 		r = make_pki(lab, d);
+	if (r == 0)
+		r = make_dirs(lab, d);
 	if (r == 0)
 		r = kha_lab_save(lab, d);
 	if (r < 0)
 		goto fail_clean;
 
-	/* a Ctrl-C now would leave members running that lab.json does not know about */
-	sigemptyset(&block);
-	sigaddset(&block, SIGINT);
-	sigaddset(&block, SIGTERM);
-	sigaddset(&block, SIGHUP);
-	sigaddset(&block, SIGQUIT);
-	sigprocmask(SIG_BLOCK, &block, &old);
-	for (size_t i = 0; r == 0 && i < lab->n_masters; i++)
-		for (size_t j = 0; r == 0 && j < lab->masters[i].n_procs; j++)
-			r = spawn_proc(lab, &lab->masters[i], &lab->masters[i].procs[j], true, d);
-	if (r == 0)
-		r = kha_lab_save(lab, d);
+	/* etcd first: kha elect and kha etcd backup give up when no member answers at start */
+	r = spawn_phase(lab, true, true, d);
 	if (r < 0) {
 		kha_ignore(stop_all(lab, 0, true, NULL));
-		sigprocmask(SIG_SETMASK, &old, NULL);
 		goto fail_clean;
 	}
-	sigprocmask(SIG_SETMASK, &old, NULL);
-
 	r = write_env(lab, d);
 	if (r == 0)
 		r = kha_lab_wait_healthy(lab, o->timeout_us, &failed, d);
+	if (r == 0)
+		r = spawn_phase(lab, false, true, d);
+	if (r == 0) {
+		uint64_t now = kha_now_us();
+
+		r = lab_wait_ready(lab, deadline > now ? deadline - now : 0, &failed_proc, d);
+	}
 	if (r < 0) {
 		/* keep the directory and its logs for 'kha lab down' */
-		if (failed && failed_log) {
-			struct kha_lab_proc *p = kha_lab_master_proc(failed, KHA_LAB_PROC_ETCD);
-
-			*failed_log = p ? strdup(p->log_path) : NULL;
-		}
+		if (failed && !failed_proc)
+			failed_proc = kha_lab_master_proc(failed, KHA_LAB_PROC_ETCD);
+		if (failed_proc && failed_log)
+			*failed_log = strdup(failed_proc->log_path);
 		kha_ignore(stop_all(lab, FAIL_STOP_GRACE_US, true, NULL));
 		kha_ignore(kha_lab_save(lab, NULL));
 		return r;
@@ -585,33 +847,52 @@ int kha_lab_master_stop(struct kha_lab *lab, struct kha_lab_master *m, uint64_t 
 	for (size_t i = 0; i < n; i++)
 		procs[i] = &m->procs[i];
 	r = stop_procs(procs, n, grace_us, false, d);
+	if (r >= 0)
+		m->frozen = false;
 	s = kha_lab_save(lab, r < 0 ? NULL : d);
 	return r < 0 ? r : s;
 }
 
-int kha_lab_master_start(struct kha_lab *lab, struct kha_lab_master *m, uint64_t timeout_us,
-			 struct kha_diag *d)
+int kha_lab_master_freeze(struct kha_lab *lab, struct kha_lab_master *m, bool freeze,
+			  struct kha_diag *d)
 {
-	uint64_t deadline = kha_now_us() + timeout_us;
+	struct kha_proc roots[8], kids[LAB_MAX_DESCENDANTS];
+	size_t n_roots = 0, n_kids = 0;
+	int sig = freeze ? SIGSTOP : SIGCONT;
+
+	for (size_t i = 0; i < m->n_procs && n_roots < KHA_ARRAY_SIZE(roots); i++)
+		if (m->procs[i].pid > 0 && kha_proc_attach(m->procs[i].pid, m->procs[i].start_time,
+							   false, &roots[n_roots]) == 0)
+			n_roots++;
+	if (!n_roots)
+		return kha_diag_set(d, ESRCH, "%s: none of its processes runs", m->name);
+	/* the recorded processes first, so they start nothing new; then what they started, looked
+	 * up again afterwards in case something was forked in between */
+	for (size_t i = 0; i < n_roots; i++)
+		kha_ignore(kha_proc_signal(&roots[i], sig));
+	for (int pass = 0; pass < (freeze ? 2 : 1); pass++) {
+		for (size_t i = 0; i < n_roots; i++) {
+			size_t k0 = n_kids;
+
+			n_kids += lab_descendants(roots[i].pid, roots[i].start_time, kids + n_kids,
+						  KHA_ARRAY_SIZE(kids) - n_kids);
+			for (size_t k = k0; k < n_kids; k++)
+				kha_ignore(kha_proc_signal(&kids[k], sig));
+		}
+	}
+	lab_release_procs(kids, n_kids);
+	lab_release_procs(roots, n_roots);
+	m->frozen = freeze;
+	return kha_lab_save(lab, d);
+}
+
+/* Waits until m's etcd member answers on its client URL (healthy or not). */
+static int wait_answering(struct kha_lab *lab, struct kha_lab_master *m, uint64_t deadline,
+			  uint64_t timeout_us, struct kha_diag *d)
+{
 	struct kha_lab_proc *etcd = kha_lab_master_proc(m, KHA_LAB_PROC_ETCD);
 	bool want[KHA_LAB_MAX_MASTERS] = {0};
 	int health[KHA_LAB_MAX_MASTERS];
-	sigset_t block, old;
-	int r = 0;
-
-	sigemptyset(&block);
-	sigaddset(&block, SIGINT);
-	sigaddset(&block, SIGTERM);
-	sigaddset(&block, SIGHUP);
-	sigprocmask(SIG_BLOCK, &block, &old);
-	for (size_t j = 0; r == 0 && j < m->n_procs; j++)
-		if (!kha_lab_proc_running(&m->procs[j]))
-			r = spawn_proc(lab, m, &m->procs[j], false, d);
-	if (r == 0)
-		r = kha_lab_save(lab, d);
-	sigprocmask(SIG_SETMASK, &old, NULL);
-	if (r < 0 || !etcd)
-		return r;
 
 	want[m - lab->masters] = true;
 	for (;;) {
@@ -633,6 +914,101 @@ int kha_lab_master_start(struct kha_lab *lab, struct kha_lab_master *m, uint64_t
 				m->client_url, (unsigned long long)(timeout_us / KHA_USEC_PER_SEC));
 		(void)sleep_us(POLL_INTERVAL_US);
 	}
+}
+
+int kha_lab_master_start(struct kha_lab *lab, struct kha_lab_master *m, uint64_t timeout_us,
+			 struct kha_diag *d)
+{
+	uint64_t deadline = kha_now_us() + timeout_us;
+	struct kha_lab_proc *etcd = kha_lab_master_proc(m, KHA_LAB_PROC_ETCD);
+	sigset_t old;
+	int r = 0;
+
+	for (int phase = 0; r == 0 && phase < 2; phase++) {
+		block_signals(&old);
+		for (size_t j = 0; r == 0 && j < m->n_procs; j++)
+			if ((m->procs[j].kind == KHA_LAB_PROC_ETCD) == (phase == 0) &&
+			    !kha_lab_proc_running(&m->procs[j]))
+				r = spawn_proc(lab, m, &m->procs[j], false, d);
+		if (r == 0)
+			r = kha_lab_save(lab, d);
+		else
+			kha_ignore(kha_lab_save(lab, NULL));
+		sigprocmask(SIG_SETMASK, &old, NULL);
+		/* the companions give up when no member answers at start: etcd first */
+		if (r == 0 && phase == 0 && etcd)
+			r = wait_answering(lab, m, deadline, timeout_us, d);
+	}
+	return r;
+}
+
+int lab_wait_ready(struct kha_lab *lab, uint64_t timeout_us, struct kha_lab_proc **ret_failed,
+		   struct kha_diag *d)
+{
+	uint64_t deadline = kha_now_us() + timeout_us;
+	struct kha_lab_master *failed = NULL;
+	struct kha_lab_proc *proxy = kha_lab_node_proxy(lab);
+	char url[128];
+	int r;
+
+	r = kha_lab_wait_healthy(lab, timeout_us, &failed, d);
+	if (r < 0) {
+		if (failed && ret_failed)
+			*ret_failed = kha_lab_master_proc(failed, KHA_LAB_PROC_ETCD);
+		return r;
+	}
+	if (proxy)
+		snprintf(url, sizeof(url), "http://%s/readyz", lab->node.metrics_addr);
+	for (;;) {
+		struct kha_lab_proc *procs[MAX_LAB_PROCS];
+		size_t n = all_procs(lab, procs, KHA_ARRAY_SIZE(procs));
+		kha_autofree char *leader = NULL;
+		bool ready, led = !lab->election;
+
+		for (size_t i = 0; i < n; i++) {
+			if (kha_lab_proc_running(procs[i]))
+				continue;
+			if (ret_failed)
+				*ret_failed = procs[i];
+			if (!procs[i]->pid)
+				return kha_diag_set(d, ECHILD,
+						    "%s is stopped (see 'kha lab status')",
+						    procs[i]->log_path);
+			return kha_diag_set(d, ECHILD, "a process exited (see %s)",
+					    procs[i]->log_path);
+		}
+		ready = !proxy || lab_http_get(url, PROXY_READY_US, NULL) == 200;
+		if (!led)
+			led = kha_lab_leader(lab, LEADER_READ_US, &leader, NULL) == 0 && leader;
+		if (ready && led)
+			return 0;
+		if (kha_now_us() >= deadline) {
+			if (!ready) {
+				if (ret_failed)
+					*ret_failed = proxy;
+				return kha_diag_set(
+					d, ETIMEDOUT,
+					"the node's kha proxy is not ready after %llus "
+					"(no member passes its checks; see %s)",
+					(unsigned long long)(timeout_us / KHA_USEC_PER_SEC),
+					proxy->log_path);
+			}
+			if (ret_failed && lab->n_masters)
+				*ret_failed =
+					kha_lab_master_proc(&lab->masters[0], KHA_LAB_PROC_ELECT);
+			return kha_diag_set(d, ETIMEDOUT,
+					    "no master leads election %s after %llus (see the "
+					    "elect.log of each master)",
+					    lab->election,
+					    (unsigned long long)(timeout_us / KHA_USEC_PER_SEC));
+		}
+		(void)sleep_us(POLL_INTERVAL_US);
+	}
+}
+
+int kha_lab_wait_ready(struct kha_lab *lab, uint64_t timeout_us, struct kha_diag *d)
+{
+	return lab_wait_ready(lab, timeout_us, NULL, d);
 }
 
 int kha_lab_down(const char *dir, uint64_t grace_us, unsigned *ret_stopped, struct kha_diag *d)

@@ -14,10 +14,12 @@
 #include "kha/banned.h"
 
 #define LAB_JSON_MAX   (1 << 20)
-#define SCHEMA_VERSION 1
+#define SCHEMA_VERSION 2 /* 1: etcd only (no node, election, kha, backup fields); still read */
 
 static const char *const kind_names[] = {
 	[KHA_LAB_PROC_ETCD] = "etcd",
+	[KHA_LAB_PROC_ELECT] = "elect",
+	[KHA_LAB_PROC_PROXY] = "proxy",
 };
 
 static void proc_release(struct kha_lab_proc *p)
@@ -34,9 +36,19 @@ static void master_release(struct kha_lab_master *m)
 	free(m->data_dir);
 	free(m->cert);
 	free(m->key);
+	free(m->backup_dir);
 	for (size_t i = 0; i < m->n_procs; i++)
 		proc_release(&m->procs[i]);
 	free(m->procs);
+}
+
+static void node_release(struct kha_lab_node *n)
+{
+	free(n->entry_url);
+	free(n->metrics_addr);
+	for (size_t i = 0; i < n->n_procs; i++)
+		proc_release(&n->procs[i]);
+	free(n->procs);
 }
 
 void kha_lab_free(struct kha_lab *lab)
@@ -46,6 +58,9 @@ void kha_lab_free(struct kha_lab *lab)
 	for (size_t i = 0; i < lab->n_masters; i++)
 		master_release(&lab->masters[i]);
 	free(lab->masters);
+	node_release(&lab->node);
+	free(lab->kha_bin);
+	free(lab->election);
 	free(lab->dir);
 	free(lab->etcd_bin);
 	free(lab->token);
@@ -113,6 +128,14 @@ struct kha_lab_proc *kha_lab_master_proc(struct kha_lab_master *m, enum kha_lab_
 	return NULL;
 }
 
+struct kha_lab_proc *kha_lab_node_proxy(struct kha_lab *lab)
+{
+	for (size_t i = 0; i < lab->node.n_procs; i++)
+		if (lab->node.procs[i].kind == KHA_LAB_PROC_PROXY)
+			return &lab->node.procs[i];
+	return NULL;
+}
+
 bool kha_lab_proc_running(const struct kha_lab_proc *p)
 {
 	struct kha_proc proc;
@@ -154,16 +177,37 @@ static json_t *proc_json(const struct kha_lab_proc *p)
 			 p->log_path);
 }
 
+static json_t *procs_json(const struct kha_lab_proc *procs, size_t n)
+{
+	json_t *a = json_array();
+
+	for (size_t i = 0; i < n; i++)
+		json_array_append_new(a, proc_json(&procs[i]));
+	return a;
+}
+
 static json_t *master_json(const struct kha_lab_master *m)
 {
-	json_t *procs = json_array();
+	json_t *o = json_pack("{s:s, s:i, s:i, s:s, s:s, s:s, s:s, s:s, s:b}", "name", m->name,
+			      "client_port", (int)m->client_port, "peer_port", (int)m->peer_port,
+			      "client_url", m->client_url, "peer_url", m->peer_url, "data_dir",
+			      m->data_dir, "cert", m->cert, "key", m->key, "frozen", m->frozen);
 
-	for (size_t i = 0; i < m->n_procs; i++)
-		json_array_append_new(procs, proc_json(&m->procs[i]));
-	return json_pack("{s:s, s:i, s:i, s:s, s:s, s:s, s:s, s:s, s:o}", "name", m->name,
-			 "client_port", (int)m->client_port, "peer_port", (int)m->peer_port,
-			 "client_url", m->client_url, "peer_url", m->peer_url, "data_dir",
-			 m->data_dir, "cert", m->cert, "key", m->key, "processes", procs);
+	if (o && m->backup_dir) {
+		json_object_set_new(o, "backup_dir", json_string(m->backup_dir));
+		json_object_set_new(o, "backup_metrics_port", json_integer(m->backup_metrics_port));
+	}
+	if (o)
+		json_object_set_new(o, "processes", procs_json(m->procs, m->n_procs));
+	return o;
+}
+
+static json_t *node_json(const struct kha_lab_node *n)
+{
+	return json_pack("{s:s, s:i, s:s, s:i, s:s, s:o}", "name", "node", "entry_port",
+			 (int)n->entry_port, "entry_url", n->entry_url, "metrics_port",
+			 (int)n->metrics_port, "metrics_addr", n->metrics_addr, "processes",
+			 procs_json(n->procs, n->n_procs));
 }
 
 int kha_lab_save(const struct kha_lab *lab, struct kha_diag *d)
@@ -182,6 +226,12 @@ int kha_lab_save(const struct kha_lab *lab, struct kha_diag *d)
 			 "dir", lab->dir, "etcd", lab->etcd_bin, "token", lab->token, "ca_cert",
 			 lab->ca_cert, "client_cert", lab->client_cert, "client_key",
 			 lab->client_key, "masters", masters);
+	if (root && lab->kha_bin)
+		json_object_set_new(root, "kha", json_string(lab->kha_bin));
+	if (root && lab->election)
+		json_object_set_new(root, "election", json_string(lab->election));
+	if (root && lab->node.entry_url)
+		json_object_set_new(root, "node", node_json(&lab->node));
 	if (!root)
 		return kha_diag_set(d, ENOMEM, "%s: cannot encode the state", path);
 	text = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
@@ -237,11 +287,49 @@ static bool parse_proc(json_t *o, struct kha_lab_proc *p)
 	return known && !bad;
 }
 
+/* An optional string member: NULL when absent; *bad when present but not a string. */
+static char *get_opt_str(json_t *o, const char *key, bool *bad)
+{
+	if (!json_object_get(o, key))
+		return NULL;
+	return get_str(o, key, bad);
+}
+
+static bool parse_procs(json_t *procs, bool allow_empty, struct kha_lab_proc **ret, size_t *ret_n)
+{
+	json_t *v;
+	size_t i;
+
+	if (!json_is_array(procs) || (!allow_empty && json_array_size(procs) == 0))
+		return false;
+	if (json_array_size(procs) == 0)
+		return true;
+	*ret = calloc(json_array_size(procs), sizeof(**ret));
+	if (!*ret)
+		return false;
+	json_array_foreach (procs, i, v) {
+		(*ret_n)++;
+		if (!json_is_object(v) || !parse_proc(v, &(*ret)[i]))
+			return false;
+	}
+	return true;
+}
+
+static bool parse_node(json_t *o, struct kha_lab_node *n)
+{
+	bool bad = false;
+
+	n->entry_port = (uint16_t)get_uint(o, "entry_port", 65535, &bad);
+	n->metrics_port = (uint16_t)get_uint(o, "metrics_port", 65535, &bad);
+	n->entry_url = get_str(o, "entry_url", &bad);
+	n->metrics_addr = get_str(o, "metrics_addr", &bad);
+	return !bad && parse_procs(json_object_get(o, "processes"), true, &n->procs, &n->n_procs);
+}
+
 static bool parse_master(json_t *o, struct kha_lab_master *m)
 {
-	json_t *procs = json_object_get(o, "processes"), *v;
+	json_t *procs = json_object_get(o, "processes");
 	bool bad = false;
-	size_t i;
 
 	m->name = get_str(o, "name", &bad);
 	m->client_port = (uint16_t)get_uint(o, "client_port", 65535, &bad);
@@ -251,33 +339,37 @@ static bool parse_master(json_t *o, struct kha_lab_master *m)
 	m->data_dir = get_str(o, "data_dir", &bad);
 	m->cert = get_str(o, "cert", &bad);
 	m->key = get_str(o, "key", &bad);
-	if (bad || !json_is_array(procs) || json_array_size(procs) == 0)
+	m->backup_dir = get_opt_str(o, "backup_dir", &bad);
+	if (m->backup_dir)
+		m->backup_metrics_port = (uint16_t)get_uint(o, "backup_metrics_port", 65535, &bad);
+	m->frozen = json_is_true(json_object_get(o, "frozen"));
+	if (bad)
 		return false;
-	m->procs = calloc(json_array_size(procs), sizeof(*m->procs));
-	if (!m->procs)
-		return false;
-	json_array_foreach (procs, i, v) {
-		m->n_procs++;
-		if (!json_is_object(v) || !parse_proc(v, &m->procs[i]))
-			return false;
-	}
-	return true;
+	return parse_procs(procs, false, &m->procs, &m->n_procs);
 }
 
 static int parse_lab(json_t *root, struct kha_lab *lab)
 {
-	json_t *masters = json_object_get(root, "masters"), *v;
+	json_t *masters = json_object_get(root, "masters"), *node, *v;
+	json_int_t version;
 	bool bad = false;
 	size_t i;
 
-	if (!json_is_object(root) ||
-	    json_integer_value(json_object_get(root, "version")) != SCHEMA_VERSION)
+	if (!json_is_object(root))
+		return -EBADMSG;
+	version = json_integer_value(json_object_get(root, "version"));
+	if (version < 1 || version > SCHEMA_VERSION)
 		return -EBADMSG;
 	lab->etcd_bin = get_str(root, "etcd", &bad);
 	lab->token = get_str(root, "token", &bad);
 	lab->ca_cert = get_str(root, "ca_cert", &bad);
 	lab->client_cert = get_str(root, "client_cert", &bad);
 	lab->client_key = get_str(root, "client_key", &bad);
+	lab->kha_bin = get_opt_str(root, "kha", &bad);
+	lab->election = get_opt_str(root, "election", &bad);
+	node = json_object_get(root, "node");
+	if (node && (!json_is_object(node) || !parse_node(node, &lab->node)))
+		return -EBADMSG;
 	if (bad || !json_is_array(masters) || json_array_size(masters) == 0 ||
 	    json_array_size(masters) > KHA_LAB_MAX_MASTERS)
 		return -EBADMSG;

@@ -52,3 +52,14 @@ def free_port(host="127.0.0.1"):
 @pytest.fixture
 def kha():
     return run_kha
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "early: a long test, started first so that it does not lengthen the run")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked early run first: pytest-xdist hands tests out in collection order, so a
+    long test collected last would run alone at the end."""
+    items.sort(key=lambda item: 0 if item.get_closest_marker("early") else 1)

@@ -394,6 +394,7 @@ static void test_from_report(void **state)
 
 	(void)state;
 	rep.health.leader = 1;
+	rep.health.leader_index = 0;
 	kha_guard_from_report(&rep, g, &c);
 	assert_int_equal(c.n_members, 2);
 	assert_int_equal(c.leader, 1);
@@ -403,6 +404,79 @@ static void test_from_report(void **state)
 	assert_string_equal(g[0].peer_urls[0], "http://a:2380");
 	assert_true(g[1].is_learner);
 	assert_false(g[1].reachable);
+	/* the members still name a leader that died: no leader until they elect another */
+	members[0].reachable = false;
+	kha_guard_from_report(&rep, g, &c);
+	assert_int_equal(c.leader, 0);
+	members[0].reachable = true;
+	rep.health.leader_index = -1; /* a leader outside the member list: just removed */
+	kha_guard_from_report(&rep, g, &c);
+	assert_int_equal(c.leader, 0);
+}
+
+/* ---- rolling defragmentation: order and readiness ----------------------------------------- */
+
+static void report_of(struct kha_etcd_cluster_report *rep, struct kha_etcd_member_report *m,
+		      const char *desc, size_t leader)
+{
+	static char names[8][8];
+	size_t n = strlen(desc);
+
+	memset(rep, 0, sizeof(*rep));
+	memset(m, 0, n * sizeof(*m));
+	for (size_t i = 0; i < n; i++) {
+		snprintf(names[i], sizeof(names[i]), "m%zu", i);
+		m[i].member.id = 0x100 + i;
+		m[i].member.name = names[i];
+		m[i].member.is_learner = desc[i] == 'L' || desc[i] == 'l';
+		m[i].reachable = desc[i] == 'U' || desc[i] == 'L';
+	}
+	rep->members = m;
+	rep->n_members = n;
+	rep->health.leader = leader < n ? 0x100 + leader : 0;
+	rep->health.quorum_ok = true;
+}
+
+static void test_defrag_order_leader_last(void **state)
+{
+	struct kha_etcd_member_report m[5];
+	struct kha_etcd_cluster_report rep;
+	size_t order[5];
+
+	(void)state;
+	report_of(&rep, m, "UUUUL", 1);
+	kha_defrag_order(&rep, order);
+	assert_int_equal(order[0], 4); /* the learner first */
+	assert_int_equal(order[1], 0);
+	assert_int_equal(order[2], 2);
+	assert_int_equal(order[3], 3);
+	assert_int_equal(order[4], 1); /* the leader last */
+	report_of(&rep, m, "UUU", 99);
+	kha_defrag_order(&rep, order);
+	assert_int_equal(order[0], 0);
+	assert_int_equal(order[2], 2);
+}
+
+static void test_defrag_needs_a_whole_cluster(void **state)
+{
+	struct kha_etcd_member_report m[3];
+	struct kha_etcd_cluster_report rep;
+	char why[256];
+
+	(void)state;
+	report_of(&rep, m, "UUU", 0);
+	assert_true(kha_defrag_cluster_ready(&rep, why, sizeof(why)));
+	m[0].alarm_nospace = true; /* the reason to defragment, not a reason to refuse */
+	assert_true(kha_defrag_cluster_ready(&rep, NULL, 0));
+	report_of(&rep, m, "UUD", 0);
+	assert_false(kha_defrag_cluster_ready(&rep, why, sizeof(why)));
+	assert_non_null(strstr(why, "m2 does not answer"));
+	report_of(&rep, m, "UUU", 99);
+	assert_false(kha_defrag_cluster_ready(&rep, why, sizeof(why)));
+	assert_non_null(strstr(why, "leader"));
+	report_of(&rep, m, "UUU", 0);
+	rep.health.quorum_ok = false;
+	assert_false(kha_defrag_cluster_ready(&rep, why, sizeof(why)));
 }
 
 int main(void)
@@ -425,6 +499,8 @@ int main(void)
 		cmocka_unit_test(test_replace_dead_member_removes_first),
 		cmocka_unit_test(test_bad_requests),
 		cmocka_unit_test(test_from_report),
+		cmocka_unit_test(test_defrag_order_leader_last),
+		cmocka_unit_test(test_defrag_needs_a_whole_cluster),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -622,6 +622,63 @@ static void test_verify_buffer_checks_the_hash(void **state)
 	free(buf);
 }
 
+static void test_restore_argv(void **state)
+{
+	struct kha_restore_opts o = {
+		.data_dir = "/var/lib/etcd-new",
+		.name = "m1",
+		.initial_cluster = "m1=https://10.0.0.1:2380,m2=https://10.0.0.2:2380",
+		.initial_advertise_peer_urls = "https://10.0.0.1:2380",
+		.initial_cluster_token = "new-1",
+		.bump_revision = KHA_RESTORE_DEFAULT_BUMP,
+	};
+	struct kha_restore_tool utl = {
+		.path = "/usr/bin/etcdutl", .etcdutl = true, .can_bump = true};
+	struct kha_restore_tool ctl = {.path = "/usr/bin/etcdctl"};
+	static const char *const want_utl[] = {
+		"/usr/bin/etcdutl",
+		"snapshot",
+		"restore",
+		"/b/s.db",
+		"--data-dir",
+		"/var/lib/etcd-new",
+		"--name",
+		"m1",
+		"--initial-cluster",
+		"m1=https://10.0.0.1:2380,m2=https://10.0.0.2:2380",
+		"--initial-advertise-peer-urls",
+		"https://10.0.0.1:2380",
+		"--initial-cluster-token",
+		"new-1",
+		"--bump-revision",
+		"1000000000",
+		"--mark-compacted",
+		NULL,
+	};
+	char **argv = NULL;
+	size_t i;
+
+	(void)state;
+	assert_int_equal(kha_restore_argv(&o, &utl, "/b/s.db", &argv), 0);
+	for (i = 0; want_utl[i]; i++)
+		assert_string_equal(argv[i], want_utl[i]);
+	assert_null(argv[i]);
+	kha_restore_argv_free(argv);
+	/* etcdctl 3.4: no bump flags; a WAL dir and a db without hash */
+	o.wal_dir = "/wal";
+	o.allow_no_hash = true;
+	o.initial_cluster_token = NULL;
+	assert_int_equal(kha_restore_argv(&o, &ctl, "/b/s.db", &argv), 0);
+	for (i = 0; argv[i]; i++) {
+		assert_string_not_equal(argv[i], "--bump-revision");
+		assert_string_not_equal(argv[i], "--initial-cluster-token");
+	}
+	assert_string_equal(argv[6], "--wal-dir");
+	assert_string_equal(argv[7], "/wal");
+	assert_string_equal(argv[i - 1], "--skip-hash-check");
+	kha_restore_argv_free(argv);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -635,6 +692,7 @@ int main(void)
 		cmocka_unit_test(test_bolt_falls_back_to_the_other_meta),
 		cmocka_unit_test(test_bolt_finds_damage),
 		cmocka_unit_test(test_verify_buffer_checks_the_hash),
+		cmocka_unit_test(test_restore_argv),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

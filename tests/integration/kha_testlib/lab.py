@@ -8,8 +8,9 @@ import json
 import os
 import signal
 import subprocess
+import time
 
-from conftest import run_kha
+from conftest import assert_no_sanitizer_report, run_kha
 
 
 def proc_start_time(pid):
@@ -23,6 +24,46 @@ def proc_start_time(pid):
     if fields[0] in ("Z", "X", "x"):
         return None
     return int(fields[19])
+
+
+def proc_state(pid):
+    """One-letter state of /proc/PID/stat (R, S, T, Z...), None if gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            stat = f.read()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    return stat[stat.rindex(")") + 2:].split()[0]
+
+
+def children_map():
+    """{ppid: [(pid, start_time)]} of every live process."""
+    kids = {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat") as f:
+                stat = f.read()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()
+        if fields[0] in ("Z", "X", "x"):
+            continue
+        kids.setdefault(int(fields[1]), []).append((int(name), int(fields[19])))
+    return kids
+
+
+def descendants(pid, start_time=None):
+    """[(pid, start_time)] of every live descendant of pid (kha elect -> guard -> backup)."""
+    if not proc_alive(pid, start_time):
+        return []
+    kids, out, todo = children_map(), [], [pid]
+    while todo:
+        for child in kids.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child[0])
+    return out
 
 
 def proc_alive(pid, start_time=None):
@@ -39,13 +80,60 @@ def read_state(lab_dir):
 
 
 def recorded_procs(lab_dir):
-    """[(master, process name, pid, start_time)] from lab.json; [] when there is none."""
+    """[(owner, process name, pid, start_time)] from lab.json, the masters' ("m1"...) then the
+    node's ("node", "proxy"); [] when there is none."""
     try:
         state = read_state(lab_dir)
     except (FileNotFoundError, ValueError):
         return []
-    return [(m["name"], p["name"], p["pid"], p["start_time"])
-            for m in state["masters"] for p in m["processes"]]
+    procs = [(m["name"], p["name"], p["pid"], p["start_time"])
+             for m in state["masters"] for p in m["processes"]]
+    node = state.get("node") or {}
+    procs += [("node", p["name"], p["pid"], p["start_time"]) for p in node.get("processes", [])]
+    return procs
+
+
+def lab_pids(lab_dir):
+    """{(pid, start_time)} of every live process of the lab: recorded ones and their
+    descendants (the backups that kha elect runs)."""
+    out = set()
+    for _, _, pid, start in recorded_procs(lab_dir):
+        if proc_alive(pid, start):
+            out.add((pid, start))
+            out.update(descendants(pid, start))
+    return out
+
+
+def master_pids(lab_dir, master):
+    """{(pid, start_time)} of the live processes of one master, descendants included."""
+    out = set()
+    for owner, _, pid, start in recorded_procs(lab_dir):
+        if owner == master and proc_alive(pid, start):
+            out.add((pid, start))
+            out.update(descendants(pid, start))
+    return out
+
+
+def wait_for(cond, timeout, interval=0.1, what="condition"):
+    """Polls cond() until it returns a true value (returned) or timeout seconds pass."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = cond()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+def assert_logs_clean(lab_dir):
+    """No sanitizer report in any log of the lab (kha proxy, elect and backup run under the
+    same sanitizers as the kha under test)."""
+    for root, _, files in os.walk(lab_dir):
+        for name in files:
+            if name.endswith(".log"):
+                with open(os.path.join(root, name), errors="replace") as f:
+                    assert_no_sanitizer_report(f.read(), os.path.join(root, name))
 
 
 def read_env(lab_dir):
@@ -69,8 +157,10 @@ def etcdctl(lab_dir, *args, timeout=30, endpoints=None):
 
 
 def lab_cleanup(lab_dir):
-    """Finalizer: kha lab down, then SIGKILL whatever lab.json recorded and still runs."""
+    """Finalizer: kha lab down, then SIGKILL whatever lab.json recorded (or was started by it)
+    and still runs."""
     procs = recorded_procs(lab_dir)
+    extra = lab_pids(lab_dir)
     if os.path.exists(os.path.join(lab_dir, "lab.json")):
         try:
             run_kha("lab", "down", "--dir", lab_dir, timeout=60, check_sanitizer=False)
@@ -80,5 +170,11 @@ def lab_cleanup(lab_dir):
         if proc_alive(pid, start):
             try:
                 os.killpg(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    for pid, start in extra:
+        if proc_alive(pid, start):
+            try:
+                os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass

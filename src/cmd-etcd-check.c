@@ -1,0 +1,241 @@
+// SPDX-License-Identifier: MIT
+/* kha etcd check consistency: the members' KV hashes compared at one common revision. */
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+#include <jansson.h>
+
+#include "cmd-etcd.h"
+#include "kha/backup.h"
+#include "kha/etcd.h"
+#include "kha/parse.h"
+#include "kha/banned.h"
+
+enum {
+	OPT_TIMEOUT = 0x100,
+};
+
+static void usage(FILE *out)
+{
+	fprintf(out,
+		"Usage: kha etcd check consistency [flags]\n\n"
+		"Compares the members' data: asks every member for its status, takes the lowest\n"
+		"current revision among them (one every member has), then asks every member for\n"
+		"HashKV at that revision (over etcd's gRPC API: the 3.4 gateway lacks it) and\n"
+		"compares the hashes of members at the same compact revision. A member whose hash\n"
+		"differs from the majority's has diverged: etcd's own corruption checks are off by\n"
+		"default, so it would go on serving its data. A compaction racing the check is\n"
+		"retried.\n\n"
+		"Flags:\n" KHA_ETCD_OPTIONS_HELP
+		"  --timeout DURATION        per-member limit of each probe (default: "
+		"--command-timeout;\n"
+		"                            HashKV reads the whole keyspace: large databases need\n"
+		"                            more)\n"
+		"  -o, --output table|json   report format (default table; JSON: docs/etcd-ops.md)\n"
+		"  -h, --help                this help\n\n"
+		"Exit codes: 0 consistent, 1 incomplete (the members that answered agree, some could\n"
+		"not be checked), 2 diverged, 69 no member reachable, 78 TLS files or trust, 64 "
+		"usage.\n\n"
+		"Example:\n"
+		"  kha etcd check consistency --endpoints https://10.0.0.1:2379 --cacert ca.crt "
+		"--cert c.crt --key c.key\n");
+}
+
+static json_t *hex(uint64_t id)
+{
+	char buf[24];
+
+	snprintf(buf, sizeof(buf), "%" PRIx64, id);
+	return json_string(buf);
+}
+
+static int print_json(const struct kha_consistency_report *r)
+{
+	json_t *members = json_array(), *o;
+	int rc;
+
+	for (size_t i = 0; members && i < r->n_members; i++) {
+		const struct kha_consistency_member *m = &r->members[i];
+		bool hashed = m->reachable && m->hash_r == 0;
+
+		json_array_append_new(
+			members,
+			json_pack("{s:o, s:s, s:s, s:b, s:b, s:o, s:o, s:o, s:o, s:s, s:o}", "id",
+				  hex(m->id), "name", m->name, "endpoint", m->endpoint,
+				  "is_learner", m->is_learner, "reachable", m->reachable,
+				  "revision",
+				  m->reachable ? json_integer(m->revision) : json_null(), "hash",
+				  hashed ? json_integer(m->hash) : json_null(), "compact_revision",
+				  hashed ? json_integer(m->compact_revision) : json_null(),
+				  "hash_revision",
+				  hashed && m->hash_revision ? json_integer(m->hash_revision)
+							     : json_null(),
+				  "state", kha_consistency_state_name(m->state), "error",
+				  m->error[0] ? json_string(m->error) : json_null()));
+	}
+	o = json_pack("{s:s, s:s, s:I, s:I, s:o, s:i, s:i, s:i, s:o}", "verdict",
+		      kha_consistency_verdict_name(r->verdict), "summary", r->summary, "revision",
+		      (json_int_t)r->revision, "compact_revision", (json_int_t)r->compact_revision,
+		      "hash", r->agreeing ? json_integer(r->hash) : json_null(), "compared",
+		      (int)r->compared, "agreeing", (int)r->agreeing, "attempts", (int)r->attempts,
+		      "members", members);
+	if (!o)
+		return -ENOMEM;
+	rc = json_dumpf(o, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+	printf("\n");
+	json_decref(o);
+	return rc < 0 ? -EIO : 0;
+}
+
+static void print_table(const struct kha_consistency_report *r)
+{
+	size_t wn = 4, we = 8;
+
+	for (size_t i = 0; i < r->n_members; i++) {
+		wn = KHA_MAX(wn, strlen(r->members[i].name[0] ? r->members[i].name : "-"));
+		we = KHA_MAX(we, strlen(r->members[i].endpoint));
+	}
+	if (r->compact_revision > 0)
+		printf("Revision %" PRId64 ", compacted up to %" PRId64 ":\n\n", r->revision,
+		       r->compact_revision);
+	else
+		printf("Revision %" PRId64 " (never compacted):\n\n", r->revision);
+	printf("%-*s  %-16s  %-*s  %-10s  %-8s  %s\n", (int)wn, "NAME", "ID", (int)we, "ENDPOINT",
+	       "REVISION", "HASH", "STATE");
+	for (size_t i = 0; i < r->n_members; i++) {
+		const struct kha_consistency_member *m = &r->members[i];
+		char id[24], rev[24], hash[16];
+
+		snprintf(id, sizeof(id), "%" PRIx64, m->id);
+		if (m->reachable)
+			snprintf(rev, sizeof(rev), "%" PRId64, m->revision);
+		else
+			snprintf(rev, sizeof(rev), "-");
+		if (m->reachable && m->hash_r == 0)
+			snprintf(hash, sizeof(hash), "%08x", m->hash);
+		else
+			snprintf(hash, sizeof(hash), "-");
+		printf("%-*s  %-16s  %-*s  %-10s  %-8s  %s%s%s\n", (int)wn,
+		       m->name[0] ? m->name : "-", id, (int)we, m->endpoint, rev, hash,
+		       kha_consistency_state_name(m->state), m->error[0] ? ": " : "", m->error);
+	}
+	printf("\n%s\n", r->summary);
+}
+
+static int consistency(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		KHA_ETCD_LONGOPTS,
+		{"timeout", required_argument, NULL, OPT_TIMEOUT},
+		{"output", required_argument, NULL, 'o'},
+		{"help", no_argument, NULL, 'h'},
+		{},
+	};
+	struct kha_etcd_config cfg = {};
+	struct kha_consistency_report rep = {};
+	struct kha_diag d = {};
+	uint64_t timeout_us = 0;
+	bool json = false;
+	int c, r, code = KHA_EXIT_USAGE;
+
+	if (kha_etcd_config_init(&cfg) < 0)
+		return KHA_EXIT_SOFTWARE;
+	if (kha_etcd_config_from_env(&cfg, &d) < 0) {
+		fprintf(stderr, "kha etcd check consistency: %s\n", d.msg);
+		goto out;
+	}
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "ho:", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'h':
+			usage(stdout);
+			code = KHA_EXIT_OK;
+			goto out;
+		case 'o':
+			if (strcmp(optarg, "json") != 0 && strcmp(optarg, "table") != 0) {
+				fprintf(stderr,
+					"kha etcd check consistency: --output: '%s' is not table or "
+					"json\n",
+					optarg);
+				goto out;
+			}
+			json = optarg[0] == 'j';
+			break;
+		case OPT_TIMEOUT:
+			if (kha_parse_duration_us(optarg, &timeout_us) < 0 || !timeout_us) {
+				fprintf(stderr,
+					"kha etcd check consistency: --timeout: '%s' is not a positive "
+					"duration\n",
+					optarg);
+				goto out;
+			}
+			break;
+		case '?':
+			fprintf(stderr, "Run 'kha etcd check consistency --help' for the flags.\n");
+			goto out;
+		default:
+			if (kha_etcd_config_apply_opt(&cfg, c, optarg, &d) < 0) {
+				fprintf(stderr, "kha etcd check consistency: %s\n", d.msg);
+				goto out;
+			}
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "kha etcd check consistency: unexpected argument '%s'\n",
+			argv[optind]);
+		goto out;
+	}
+	r = kha_consistency_check(&cfg, timeout_us, &rep, &d);
+	if (r < 0) {
+		fprintf(stderr, "kha etcd check consistency: %s\n", d.msg);
+		code = kha_exit_from_errno(r);
+		if (code == KHA_EXIT_SOFTWARE && r != -ENOMEM)
+			code = KHA_EXIT_UNAVAILABLE;
+		goto out;
+	}
+	if (json) {
+		if (print_json(&rep) < 0) {
+			code = KHA_EXIT_IOERR;
+			goto out;
+		}
+	} else {
+		print_table(&rep);
+	}
+	switch (rep.verdict) {
+	case KHA_CONSISTENT:
+		code = KHA_EXIT_OK;
+		break;
+	case KHA_CONSISTENCY_DIVERGED:
+		code = KHA_EXIT_CRITICAL;
+		break;
+	case KHA_CONSISTENCY_UNKNOWN:
+		code = KHA_EXIT_UNAVAILABLE;
+		break;
+	default:
+		code = KHA_EXIT_DEGRADED;
+		break;
+	}
+out:
+	kha_consistency_report_release(&rep);
+	kha_etcd_config_release(&cfg);
+	return code;
+}
+
+int cmd_etcd_check_main(int argc, char **argv)
+{
+	if (argc < 2) {
+		usage(stderr);
+		return KHA_EXIT_USAGE;
+	}
+	if (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0 ||
+	    strcmp(argv[1], "help") == 0) {
+		usage(stdout);
+		return KHA_EXIT_OK;
+	}
+	if (strcmp(argv[1], "consistency") == 0)
+		return consistency(argc - 1, argv + 1);
+	fprintf(stderr, "kha etcd check: unknown check '%s' (run 'kha etcd check --help')\n",
+		argv[1]);
+	return KHA_EXIT_USAGE;
+}

@@ -1,0 +1,249 @@
+// SPDX-License-Identifier: MIT
+/* kha etcd defrag --rolling: one member at a time, the leader last, health checked between. */
+#include <getopt.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <jansson.h>
+
+#include "cmd-etcd.h"
+#include "kha/backup.h"
+#include "kha/etcd.h"
+#include "kha/parse.h"
+#include "kha/banned.h"
+
+enum {
+	OPT_ROLLING = 0x100,
+	OPT_MEMBER,
+	OPT_TIMEOUT,
+	OPT_SETTLE_TIMEOUT,
+	OPT_FORCE,
+};
+
+static volatile sig_atomic_t interrupted;
+
+static void on_signal(int sig)
+{
+	interrupted = sig;
+}
+
+static void usage(FILE *out)
+{
+	fprintf(out,
+		"Usage: kha etcd defrag [--rolling] [--member NAME|ID] [flags]\n\n"
+		"Defragments the members one at a time (rolling, the default): learners, then\n"
+		"followers, the leader last. Before each member every member must answer, quorum\n"
+		"hold and a leader be agreed; after each, kha waits until that is true again. A\n"
+		"member being defragmented stops applying writes until it is done, so two at once\n"
+		"could cost quorum. Reports each member's database size before and after.\n\n"
+		"Flags:\n" KHA_ETCD_OPTIONS_HELP
+		"  --rolling                 every member, one at a time (the default)\n"
+		"  --member NAME|ID          only this member\n"
+		"  --timeout DURATION        limit of one member's defragmentation (default 5m)\n"
+		"  --settle-timeout DURATION wait this long for the cluster after each (1m)\n"
+		"  --force                   start even when the cluster is not whole\n"
+		"  -o, --output table|json   report format (default table)\n"
+		"  -h, --help                this help\n\n"
+		"Exit codes: 0 done, 1 refused (the cluster is not whole; nothing done), 69 a member\n"
+		"failed or the cluster did not settle (the members after it were not touched), 64\n"
+		"usage, 78 TLS files or trust.\n\n"
+		"Example:\n"
+		"  kha etcd defrag --rolling --endpoints https://10.0.0.1:2379 --cacert ca.crt "
+		"--cert c.crt --key c.key\n");
+}
+
+static void on_progress(void *userdata, const struct kha_defrag_member *m, const char *what)
+{
+	(void)userdata;
+	fprintf(stderr, "kha etcd defrag: %s%s: %s\n", m->name[0] ? m->name : m->endpoint,
+		m->is_leader ? " (leader)" : "", what);
+}
+
+static const char *role(const struct kha_defrag_member *m)
+{
+	return m->is_leader ? "leader" : m->is_learner ? "learner" : "follower";
+}
+
+static void print_table(const struct kha_defrag_report *rep)
+{
+	char a[32], b[32], c[32], dur[32];
+
+	printf("%-16s  %-8s  %-10s  %-10s  %-10s  %s\n", "MEMBER", "ROLE", "BEFORE", "AFTER",
+	       "RECLAIMED", "DURATION");
+	for (size_t i = 0; i < rep->n_members; i++) {
+		const struct kha_defrag_member *m = &rep->members[i];
+
+		if (!m->done) {
+			printf("%-16s  %-8s  %s\n", m->name, role(m), m->r ? m->error : "not done");
+			continue;
+		}
+		printf("%-16s  %-8s  %-10s  %-10s  %-10s  %s\n", m->name, role(m),
+		       kha_format_size(a, sizeof(a), (uint64_t)m->size_before),
+		       kha_format_size(b, sizeof(b), (uint64_t)m->size_after),
+		       kha_format_size(c, sizeof(c),
+				       m->size_before > m->size_after
+					       ? (uint64_t)(m->size_before - m->size_after)
+					       : 0),
+		       kha_format_duration(dur, sizeof(dur), m->duration_us));
+	}
+	printf("\nreclaimed %s in total\n",
+	       kha_format_size(a, sizeof(a), rep->reclaimed > 0 ? (uint64_t)rep->reclaimed : 0));
+	if (rep->nospace_alarm)
+		printf("note: a NOSPACE alarm was active: disarm it now that space is free "
+		       "(etcdctl alarm disarm)\n");
+}
+
+static int print_json(const struct kha_defrag_report *rep, const char *error)
+{
+	json_t *members = json_array(), *o;
+	char id[24];
+	int r;
+
+	for (size_t i = 0; members && i < rep->n_members; i++) {
+		const struct kha_defrag_member *m = &rep->members[i];
+
+		snprintf(id, sizeof(id), "%" PRIx64, m->id);
+		json_array_append_new(
+			members,
+			json_pack("{s:s, s:s, s:s, s:s, s:b, s:I, s:I, s:I, s:I, s:I, s:I, s:o}",
+				  "id", id, "name", m->name, "endpoint", m->endpoint, "role",
+				  role(m), "done", m->done, "size_before",
+				  (json_int_t)m->size_before, "size_after",
+				  (json_int_t)m->size_after, "in_use_before",
+				  (json_int_t)m->in_use_before, "in_use_after",
+				  (json_int_t)m->in_use_after, "duration_us",
+				  (json_int_t)m->duration_us, "settle_us", (json_int_t)m->settle_us,
+				  "error", m->error[0] ? json_string(m->error) : json_null()));
+	}
+	o = json_pack("{s:b, s:o, s:I, s:b, s:o}", "ok", error == NULL, "error",
+		      error ? json_string(error) : json_null(), "reclaimed",
+		      (json_int_t)rep->reclaimed, "nospace_alarm", rep->nospace_alarm, "members",
+		      members);
+	if (!o)
+		return -ENOMEM;
+	r = json_dumpf(o, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+	printf("\n");
+	json_decref(o);
+	return r < 0 ? -EIO : 0;
+}
+
+int cmd_etcd_defrag_main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		KHA_ETCD_LONGOPTS,
+		{"rolling", no_argument, NULL, OPT_ROLLING},
+		{"member", required_argument, NULL, OPT_MEMBER},
+		{"timeout", required_argument, NULL, OPT_TIMEOUT},
+		{"settle-timeout", required_argument, NULL, OPT_SETTLE_TIMEOUT},
+		{"force", no_argument, NULL, OPT_FORCE},
+		{"output", required_argument, NULL, 'o'},
+		{"help", no_argument, NULL, 'h'},
+		{},
+	};
+	struct kha_etcd_config cfg = {};
+	struct kha_defrag_opts o = {.cfg = &cfg, .cancel = &interrupted, .progress = on_progress};
+	struct kha_defrag_report rep = {};
+	struct sigaction sa = {.sa_handler = on_signal};
+	struct kha_diag d = {};
+	bool json = false;
+	uint64_t *dur;
+	int c, r, code = KHA_EXIT_USAGE;
+
+	if (kha_etcd_config_init(&cfg) < 0)
+		return KHA_EXIT_SOFTWARE;
+	if (kha_etcd_config_from_env(&cfg, &d) < 0) {
+		fprintf(stderr, "kha etcd defrag: %s\n", d.msg);
+		goto out;
+	}
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "ho:", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'h':
+			usage(stdout);
+			code = KHA_EXIT_OK;
+			goto out;
+		case 'o':
+			if (strcmp(optarg, "json") != 0 && strcmp(optarg, "table") != 0) {
+				fprintf(stderr,
+					"kha etcd defrag: --output: '%s' is not table or json\n",
+					optarg);
+				goto out;
+			}
+			json = optarg[0] == 'j';
+			break;
+		case OPT_ROLLING:
+			break;
+		case OPT_MEMBER:
+			o.member = optarg;
+			break;
+		case OPT_FORCE:
+			o.force = true;
+			break;
+		case OPT_TIMEOUT:
+		case OPT_SETTLE_TIMEOUT:
+			dur = c == OPT_TIMEOUT ? &o.defrag_timeout_us : &o.settle_timeout_us;
+			if (kha_parse_duration_us(optarg, dur) < 0 || !*dur) {
+				fprintf(stderr,
+					"kha etcd defrag: '%s' is not a positive duration (e.g. "
+					"2m)\n",
+					optarg);
+				goto out;
+			}
+			break;
+		case '?':
+			fprintf(stderr, "Run 'kha etcd defrag --help' for the flags.\n");
+			goto out;
+		default:
+			if (kha_etcd_config_apply_opt(&cfg, c, optarg, &d) < 0) {
+				fprintf(stderr, "kha etcd defrag: %s\n", d.msg);
+				goto out;
+			}
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr,
+			"kha etcd defrag: unexpected argument '%s' (run 'kha etcd defrag "
+			"--help')\n",
+			argv[optind]);
+		goto out;
+	}
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	r = kha_defrag_rolling(&o, &rep, &d);
+	if (r < 0) {
+		if (r == -EAGAIN && rep.n_members == 0) {
+			fprintf(stderr, "kha etcd defrag: refused: %s (--force to do it anyway)\n",
+				d.msg);
+			code = 1;
+		} else if (r == -ECANCELED && interrupted) {
+			fprintf(stderr, "kha etcd defrag: %s\n", d.msg);
+			code = 128 + interrupted;
+		} else {
+			fprintf(stderr, "kha etcd defrag: %s\n", d.msg);
+			code = kha_exit_from_errno(r);
+			if (r == -ENOENT && strstr(d.msg, "no member named"))
+				code = KHA_EXIT_USAGE;
+			else if (code == KHA_EXIT_SOFTWARE && r != -ENOMEM)
+				code = KHA_EXIT_UNAVAILABLE;
+		}
+		if (rep.n_members) {
+			if (json)
+				kha_ignore(print_json(&rep, d.msg));
+			else
+				print_table(&rep);
+		}
+		goto out;
+	}
+	if (json)
+		code = print_json(&rep, NULL) < 0 ? KHA_EXIT_IOERR : KHA_EXIT_OK;
+	else {
+		print_table(&rep);
+		code = KHA_EXIT_OK;
+	}
+out:
+	kha_defrag_report_release(&rep);
+	kha_etcd_config_release(&cfg);
+	return code;
+}

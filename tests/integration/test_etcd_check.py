@@ -1,0 +1,93 @@
+# SPDX-License-Identifier: MIT
+"""kha etcd check consistency on real etcd 3.4 members: a healthy cluster under write load and
+compactions passes (the common revision is one every member has, above the compaction); a
+dead member makes the check incomplete (exit 1); bad input. Divergent and compacted-away
+members are covered by tests/unit/test-backup-check.c on recorded replies."""
+import json
+import threading
+
+from conftest import run_kha
+from kha_testlib.etcd import _free_port, etcd3, etcd_cluster  # noqa: F401
+from kha_testlib.etcdops import b64, fill_keys, _post
+
+
+def check(c, *args):
+    p = run_kha("etcd", "check", "consistency", "-o", "json", *c.client_flags(), *args)
+    assert p.stdout, p.stderr
+    return p, json.loads(p.stdout)
+
+
+class Writer(threading.Thread):
+    """Puts keys into the cluster until stopped (write load during the checks)."""
+
+    def __init__(self, c):
+        super().__init__(daemon=True)
+        self.c = c
+        self.stop = threading.Event()
+        self.count = 0
+        self.error = None
+
+    def run(self):
+        url = self.c.member(0).client_url + "/v3/kv/put"
+        ctx = self.c.ssl_context() if self.c.tls else None
+        try:
+            while not self.stop.is_set():
+                _post(url, {"key": b64(f"load/{self.count % 50}"), "value": b64("x" * 64)},
+                      ctx)
+                self.count += 1
+        except Exception as e:  # noqa: BLE001 (reported by the test)
+            self.error = e
+
+
+def test_consistent_under_write_load_and_compaction(etcd3):
+    c = etcd3
+    fill_keys(c, 500)
+    w = Writer(c)
+    w.start()
+    try:
+        for i in range(4):
+            if i == 2:
+                # compact just below the current revision while the writes go on
+                rev = int(c.status(0)["header"]["revision"])
+                c.gateway("/v3/kv/compaction", {"revision": str(rev - 5)})
+            p, rep = check(c)
+            assert p.returncode == 0, (p.stdout, p.stderr)
+            assert rep["verdict"] == "consistent" and rep["agreeing"] == 3
+            assert all(m["state"] == "ok" for m in rep["members"])
+            assert len({m["hash"] for m in rep["members"]}) == 1
+            # the common revision is one every member had
+            assert all(m["revision"] >= rep["revision"] for m in rep["members"])
+            if i >= 2:
+                assert rep["compact_revision"] >= rev - 5
+                assert rep["revision"] > rep["compact_revision"]
+    finally:
+        w.stop.set()
+        w.join(10)
+    assert w.error is None and w.count > 0
+    p = run_kha("etcd", "check", "consistency", *c.client_flags())
+    assert p.returncode == 0 and "consistent: 3/3 members" in p.stdout, p.stdout
+
+
+def test_dead_member_makes_the_check_incomplete(etcd3):
+    c = etcd3
+    fill_keys(c, 100)
+    c.kill(1)
+    p, rep = check(c)
+    assert p.returncode == 1, p.stdout
+    assert rep["verdict"] == "incomplete" and rep["agreeing"] == 2
+    states = {m["name"]: m["state"] for m in rep["members"]}
+    assert states == {"etcd-0": "ok", "etcd-1": "unreachable", "etcd-2": "ok"}
+    assert "etcd-1" in rep["summary"]
+
+
+def test_check_bad_input(etcd_cluster):
+    assert run_kha("etcd", "check").returncode == 64
+    assert run_kha("etcd", "check", "everything").returncode == 64
+    p = run_kha("etcd", "check", "consistency", "--help")
+    assert p.returncode == 0 and "Example:" in p.stdout
+    p = run_kha("etcd", "check", "consistency", "--endpoints",
+                f"http://127.0.0.1:{_free_port()}", "--dial-timeout", "500ms")
+    assert p.returncode == 69, p.stderr
+    c = etcd_cluster(members=1, tls=True)
+    p = run_kha("etcd", "check", "consistency", "--endpoints", c.endpoints, "--cacert", c.ca)
+    assert p.returncode == 78 and "--cert" in p.stderr, p.stderr  # no client certificate
