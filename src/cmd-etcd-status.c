@@ -7,6 +7,7 @@
 #include <jansson.h>
 
 #include "cmd-etcd.h"
+#include "kha/backup.h"
 #include "kha/etcd.h"
 #include "kha/parse.h"
 #include "kha/banned.h"
@@ -14,6 +15,7 @@
 enum {
 	OPT_LAG_THRESHOLD = 0x100,
 	OPT_TIMEOUT,
+	OPT_DEEP,
 };
 
 struct status_opts {
@@ -21,6 +23,7 @@ struct status_opts {
 	bool json;
 	uint64_t lag_threshold;
 	uint64_t timeout_us;
+	bool deep;
 };
 
 static void usage(FILE *out)
@@ -35,6 +38,8 @@ static void usage(FILE *out)
 		"  --timeout DURATION        per-member status timeout (default: --command-timeout)\n"
 		"  --lag-threshold N         raft entries a member may lag before a warning "
 		"(default 1000)\n"
+		"  --deep                    also compare the members' KV hashes at one revision\n"
+		"                            (kha etcd check consistency): divergence is critical\n"
 		"  -h, --help                this help\n\n"
 		"Exit codes: 0 healthy, 1 degraded, 2 critical (quorum lost, no leader, alarm),\n"
 		"69 no endpoint reachable, 78 TLS trust or files (--cacert/--cert/--key),\n"
@@ -52,6 +57,7 @@ static int parse_args(int argc, char **argv, struct status_opts *o)
 		{"output", required_argument, NULL, 'o'},
 		{"lag-threshold", required_argument, NULL, OPT_LAG_THRESHOLD},
 		{"timeout", required_argument, NULL, OPT_TIMEOUT},
+		{"deep", no_argument, NULL, OPT_DEEP},
 		{"help", no_argument, NULL, 'h'},
 		{},
 	};
@@ -100,6 +106,9 @@ static int parse_args(int argc, char **argv, struct status_opts *o)
 					optarg);
 				return KHA_EXIT_USAGE;
 			}
+			break;
+		case OPT_DEEP:
+			o->deep = true;
 			break;
 		case '?':
 			fprintf(stderr, "Run 'kha etcd status --help' for the flags.\n");
@@ -286,7 +295,19 @@ static json_t *member_json(const struct kha_etcd_member_report *m)
 		"alarms", alarms, "errors", string_array(m->errors, m->n_errors));
 }
 
-static int print_json(const struct kha_etcd_cluster_report *rep)
+static json_t *consistency_json(const struct kha_consistency_report *c)
+{
+	if (!c)
+		return json_null();
+	return json_pack("{s:s, s:I, s:i, s:i, s:s}", "verdict",
+			 kha_consistency_verdict_name(c->verdict), "revision",
+			 (json_int_t)c->revision, "compared", (json_int_t)c->compared, "agreeing",
+			 (json_int_t)c->agreeing, "summary", c->summary);
+}
+
+/* deep: the consistency check of --deep, or NULL (then "consistency" is null) */
+static int print_json(const struct kha_etcd_cluster_report *rep,
+		      const struct kha_consistency_report *deep)
 {
 	const struct kha_etcd_health *h = &rep->health;
 	json_t *members = json_array(), *leader = json_null(), *o;
@@ -300,14 +321,15 @@ static int print_json(const struct kha_etcd_cluster_report *rep)
 		json_decref(leader);
 		leader = json_pack("{s:o, s:s}", "id", hex_id(h->leader), "name", name);
 	}
-	o = json_pack("{s:s, s:s, s:o, s:s, s:i, s:i, s:i, s:i, s:i, s:b, s:i, s:o, s:o, s:o}",
+	o = json_pack("{s:s, s:s, s:o, s:s, s:i, s:i, s:i, s:i, s:i, s:b, s:i, s:o, s:o, s:o, s:o}",
 		      "verdict", kha_etcd_verdict_name(h->verdict), "summary", h->summary,
 		      "cluster_id", hex_id(rep->cluster_id), "members_from", rep->members_from,
 		      "voters", (json_int_t)h->voters, "voters_up", (json_int_t)h->voters_up,
 		      "learners", (json_int_t)h->learners, "learners_up",
 		      (json_int_t)h->learners_up, "quorum", (json_int_t)h->quorum, "quorum_ok",
 		      h->quorum_ok, "can_lose", (json_int_t)h->can_lose, "leader", leader,
-		      "warnings", string_array(h->warnings, h->n_warnings), "members", members);
+		      "warnings", string_array(h->warnings, h->n_warnings), "members", members,
+		      "consistency", consistency_json(deep));
 	if (!o)
 		return -ENOMEM;
 	r = json_dumpf(o, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
@@ -320,6 +342,7 @@ int cmd_etcd_status_main(int argc, char **argv)
 {
 	struct status_opts o = {};
 	struct kha_etcd_cluster_report rep = {};
+	struct kha_consistency_report deep = {};
 	struct kha_diag d = {};
 	int r, code;
 
@@ -329,8 +352,8 @@ int cmd_etcd_status_main(int argc, char **argv)
 		return r >= 1000 ? r - 1000 : r;
 	}
 	r = kha_etcd_cluster_report(&o.cfg, o.timeout_us, o.lag_threshold, &rep, &d);
-	kha_etcd_config_release(&o.cfg);
 	if (r < 0) {
+		kha_etcd_config_release(&o.cfg);
 		fprintf(stderr, "kha etcd status: %s\n", d.msg);
 		code = kha_exit_from_errno(r);
 		/* whatever the transport said, an unanswered probe means "unavailable" */
@@ -338,14 +361,27 @@ int cmd_etcd_status_main(int argc, char **argv)
 			code = KHA_EXIT_UNAVAILABLE;
 		return code;
 	}
+	/* --deep: a member whose data diverged is as bad as a lost quorum (corruption spreads
+	 * through snapshots); a check that could not complete only degrades */
+	if (o.deep) {
+		kha_diag_clear(&d);
+		if (kha_consistency_check(&o.cfg, o.timeout_us, &deep, &d) < 0) {
+			snprintf(deep.summary, sizeof(deep.summary), "not checked: %s", d.msg);
+			deep.verdict = KHA_CONSISTENCY_UNKNOWN;
+		}
+	}
+	kha_etcd_config_release(&o.cfg);
 	if (o.json) {
-		if (print_json(&rep) < 0) {
+		if (print_json(&rep, o.deep ? &deep : NULL) < 0) {
 			kha_etcd_cluster_report_release(&rep);
+			kha_consistency_report_release(&deep);
 			fprintf(stderr, "kha etcd status: cannot write the report\n");
 			return KHA_EXIT_IOERR;
 		}
 	} else {
 		print_table(&rep);
+		if (o.deep)
+			printf("consistency: %s\n", deep.summary);
 	}
 	switch (rep.health.verdict) {
 	case KHA_ETCD_HEALTHY:
@@ -358,6 +394,11 @@ int cmd_etcd_status_main(int argc, char **argv)
 		code = KHA_EXIT_CRITICAL;
 		break;
 	}
+	if (o.deep && deep.verdict == KHA_CONSISTENCY_DIVERGED)
+		code = KHA_EXIT_CRITICAL;
+	else if (o.deep && deep.verdict != KHA_CONSISTENT && code == KHA_EXIT_OK)
+		code = KHA_EXIT_DEGRADED;
+	kha_consistency_report_release(&deep);
 	kha_etcd_cluster_report_release(&rep);
 	return code;
 }

@@ -397,3 +397,23 @@ def test_etcd_help_and_usage():
             in p.stderr, p.stderr
     p = status(env=dict(os.environ, ETCDCTL_COMMAND_TIMEOUT="later"))
     assert p.returncode == 64 and "ETCDCTL_COMMAND_TIMEOUT" in p.stderr
+
+
+def test_status_deep_compares_kv_hashes(etcd3):
+    c = etcd3
+    for i in range(50):
+        c.etcdctl("put", f"deep/{i}", "v" * i)
+    p, rep = status_json("--deep", *c.client_flags())
+    assert p.returncode == 0, p.stderr
+    deep = rep["consistency"]
+    assert deep["verdict"] == "consistent", deep
+    assert deep["compared"] == deep["agreeing"] == 3
+    assert deep["revision"] >= 51
+    # without --deep nothing is compared
+    p, rep = status_json(*c.client_flags())
+    assert rep["consistency"] is None
+    # one member down: the hashes of the others agree, the check is incomplete -> degraded
+    c.kill(2)
+    p = status("--deep", *c.client_flags())
+    assert p.returncode == 1, p.stdout + p.stderr
+    assert "consistency: " in p.stdout

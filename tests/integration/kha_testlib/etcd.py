@@ -327,9 +327,11 @@ class EtcdCluster:
             time.sleep(0.05)
 
     def wait_healthy(self, deadline=START_DEADLINE):
-        """Waits until every running member answers and they agree on one leader."""
+        """Waits until every running member answers and they agree on one leader that is itself
+        running (just after a leader is killed, the others still name it for a moment, and a
+        request sent then is lost)."""
         def ok():
-            leaders = set()
+            leaders, running_ids = set(), set()
             for m in self.members:
                 if not m.running:
                     if m.started_once and m.proc is None:
@@ -337,8 +339,10 @@ class EtcdCluster:
                     raise RuntimeError(f"{m.name} exited:\n{m.log_tail()}")
                 if not self._member_ready(m):
                     return False
-                leaders.add(self.status(m.index)["leader"])
-            return len(leaders) == 1
+                st = self.status(m.index)
+                leaders.add(st["leader"])
+                running_ids.add(st["header"]["member_id"])
+            return len(leaders) == 1 and leaders <= running_ids
         self._wait(ok, deadline, "a healthy cluster")
 
     def leader_index(self):
