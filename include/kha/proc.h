@@ -102,4 +102,11 @@ int kha_proc_stop(struct kha_proc *p, uint64_t grace_us, uint64_t kill_wait_us,
  */
 int kha_proc_find_program(const char *name, char **ret_path) KHA_WUR;
 
+/*
+ * The inherited environment (environ) with the "KEY=value" entries of env_add (NULL-terminated,
+ * may be NULL) added, replacing inherited entries of the same key. Returns a calloc'ed array
+ * the caller frees (the strings are borrowed from environ and env_add), or NULL on ENOMEM.
+ */
+char **kha_proc_merge_env(const char *const *env_add);
+
 #endif

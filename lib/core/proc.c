@@ -291,8 +291,7 @@ int kha_proc_find_program(const char *name, char **ret_path)
 	return -ENOENT;
 }
 
-/* The inherited environment with env_add entries added or replacing ours (array only). */
-static char **merge_env(const char *const *env_add)
+char **kha_proc_merge_env(const char *const *env_add)
 {
 	size_t n_env = 0, n_add = 0, n = 0;
 	char **env;
@@ -343,7 +342,7 @@ int kha_proc_spawn(const struct kha_proc_spawn_opts *o, struct kha_proc *ret, st
 			return kha_diag_set(d, errno, "%s: cannot open the log file: %s",
 					    o->log_path, strerror(errno));
 	}
-	env = merge_env(o->env_add);
+	env = kha_proc_merge_env(o->env_add);
 	if (!env)
 		return kha_diag_set(d, ENOMEM, "spawn %s: out of memory", o->argv[0]);
 

@@ -15,38 +15,10 @@
 #include <sys/wait.h>
 
 #include "election-internal.h"
+#include "kha/proc.h"
 #include "kha/banned.h"
 
 extern char **environ;
-
-/* The inherited environment with env_add entries added or replacing ours (array only). */
-static char **merge_env(const char *const *env_add)
-{
-	size_t n_env = 0, n_add = 0, n = 0;
-	char **env;
-
-	while (environ && environ[n_env])
-		n_env++;
-	while (env_add && env_add[n_add])
-		n_add++;
-	env = calloc(n_env + n_add + 1, sizeof(*env));
-	if (!env)
-		return NULL;
-	for (size_t i = 0; i < n_env; i++) {
-		size_t klen = strcspn(environ[i], "=");
-		bool replaced = false;
-
-		for (size_t j = 0; j < n_add && !replaced; j++)
-			replaced = strncmp(env_add[j], environ[i], klen) == 0 &&
-				   env_add[j][klen] == '=';
-		if (!replaced)
-			env[n++] = environ[i];
-	}
-	for (size_t j = 0; j < n_add; j++)
-		env[n++] = (char *)env_add[j];
-	env[n] = NULL;
-	return env;
-}
 
 static void child_fail(int fd, int err)
 {
@@ -163,7 +135,7 @@ int election_spawn(const char *const *argv, const char *const *env_add, struct k
 	if (r < 0)
 		return kha_diag_set(d, ENOENT, "%s: program not found (or not executable)",
 				    argv[0]);
-	env = merge_env(env_add);
+	env = kha_proc_merge_env(env_add);
 	if (!env)
 		return kha_diag_set(d, ENOMEM, "out of memory");
 	if (pipe2(pfd, O_CLOEXEC) < 0)
