@@ -18,7 +18,6 @@
 #include "kha/proc.h"
 #include "kha/banned.h"
 
-extern char **environ;
 
 static void child_fail(int fd, int err)
 {
