@@ -18,7 +18,6 @@
 #include "kha/proc.h"
 #include "kha/banned.h"
 
-
 static void child_fail(int fd, int err)
 {
 	ssize_t w = write(fd, &err, sizeof(err));
