@@ -49,11 +49,21 @@ ETCDCTL = os.environ.get("KHA_ETCDCTL_BIN", "/usr/bin/etcdctl")
 START_DEADLINE = 30.0
 
 
+_handed_out = set()
+
+
 def _free_port():
+    """A loopback port free a moment ago and never handed out before by this process (the
+    kernel may give the same ephemeral port twice in a row once the probe socket is closed, as
+    it once did for one member's client and peer ports)."""
     import socket
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
 
 
 def _openssl(*args, cwd):
