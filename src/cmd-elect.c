@@ -227,11 +227,7 @@ static int apply(void *userdata, int val, const char *arg, struct kha_diag *d)
 			return kha_diag_set(d, EINVAL, "'%s' is not logfmt or json", arg);
 		return 0;
 	case 'o':
-		if (strcmp(arg, "json") == 0)
-			o->json = true;
-		else if (strcmp(arg, "table") == 0 || strcmp(arg, "text") == 0)
-			o->json = false;
-		else
+		if (kha_parse_output(arg, &o->json) < 0)
 			return kha_diag_set(d, EINVAL, "'%s' is not table or json", arg);
 		return 0;
 	case OPT_CONFIG:

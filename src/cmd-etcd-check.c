@@ -153,14 +153,13 @@ static int consistency(int argc, char **argv)
 			code = KHA_EXIT_OK;
 			goto out;
 		case 'o':
-			if (strcmp(optarg, "json") != 0 && strcmp(optarg, "table") != 0) {
+			if (kha_parse_output(optarg, &json) < 0) {
 				fprintf(stderr,
 					"kha etcd check consistency: --output: '%s' is not table or "
 					"json\n",
 					optarg);
 				goto out;
 			}
-			json = optarg[0] == 'j';
 			break;
 		case OPT_TIMEOUT:
 			if (kha_parse_duration_us(optarg, &timeout_us) < 0 || !timeout_us) {

@@ -164,13 +164,12 @@ int cmd_etcd_defrag_main(int argc, char **argv)
 			code = KHA_EXIT_OK;
 			goto out;
 		case 'o':
-			if (strcmp(optarg, "json") != 0 && strcmp(optarg, "table") != 0) {
+			if (kha_parse_output(optarg, &json) < 0) {
 				fprintf(stderr,
 					"kha etcd defrag: --output: '%s' is not table or json\n",
 					optarg);
 				goto out;
 			}
-			json = optarg[0] == 'j';
 			break;
 		case OPT_ROLLING:
 			break;

@@ -240,9 +240,7 @@ static int parse(int argc, char **argv, struct opts *o)
 			sub_usage(stdout, o->sub);
 			return 1000 + KHA_EXIT_OK;
 		case 'o':
-			if (strcmp(optarg, "json") == 0 || strcmp(optarg, "table") == 0) {
-				o->json = optarg[0] == 'j';
-			} else {
+			if (kha_parse_output(optarg, &o->json) < 0) {
 				fprintf(stderr,
 					"kha etcd member %s: --output: '%s' is not table or json\n",
 					o->sub, optarg);

@@ -51,11 +51,7 @@ static void catch_signals(void)
 
 static bool want_json(const char *arg, bool *json, const char *cmd)
 {
-	if (strcmp(arg, "json") == 0) {
-		*json = true;
-	} else if (strcmp(arg, "table") == 0) {
-		*json = false;
-	} else {
+	if (kha_parse_output(arg, json) < 0) {
 		fprintf(stderr, "kha etcd snapshot %s: --output: '%s' is not table or json\n", cmd,
 			arg);
 		return false;

@@ -77,11 +77,7 @@ static int parse_args(int argc, char **argv, struct status_opts *o)
 			usage(stdout);
 			return KHA_EXIT_OK + 1000; /* stop: help printed */
 		case 'o':
-			if (strcmp(optarg, "json") == 0) {
-				o->json = true;
-			} else if (strcmp(optarg, "table") == 0) {
-				o->json = false;
-			} else {
+			if (kha_parse_output(optarg, &o->json) < 0) {
 				fprintf(stderr,
 					"kha etcd status: --output: '%s' is not table or "
 					"json\n",

@@ -15,6 +15,8 @@ int kha_parse_duration_us(const char *s, uint64_t *ret_us) KHA_WUR;
 int kha_parse_size(const char *s, uint64_t *ret_bytes) KHA_WUR;
 int kha_parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *ret) KHA_WUR;
 int kha_parse_bool(const char *s, bool *ret) KHA_WUR;
+/* The value of every report's -o/--output: "table" (or "text") sets *ret_json false, "json" true. */
+int kha_parse_output(const char *s, bool *ret_json) KHA_WUR;
 /* Formats a duration the way Go prints it ("1.5s", "250ms", "1m30s"). Returns buf. */
 const char *kha_format_duration(char *buf, size_t size, uint64_t us);
 /* Formats bytes as "12.3 MiB". Returns buf. */

@@ -142,6 +142,17 @@ int kha_parse_bool(const char *s, bool *ret)
 	return -EINVAL;
 }
 
+int kha_parse_output(const char *s, bool *ret_json)
+{
+	if (strcmp(s, "json") == 0)
+		*ret_json = true;
+	else if (strcmp(s, "table") == 0 || strcmp(s, "text") == 0)
+		*ret_json = false;
+	else
+		return -EINVAL;
+	return 0;
+}
+
 const char *kha_format_duration(char *buf, size_t size, uint64_t us)
 {
 	if (us == 0)

@@ -87,6 +87,19 @@ static void test_u64_ranges(void **state)
 	assert_int_equal(kha_parse_u64("", 1, 10, &v), -EINVAL);
 }
 
+static void test_output_values(void **state)
+{
+	bool json = false;
+
+	(void)state;
+	assert_int_equal(kha_parse_output("json", &json), 0);
+	assert_true(json);
+	assert_int_equal(kha_parse_output("table", &json), 0);
+	assert_false(json);
+	assert_int_equal(kha_parse_output("yaml", &json), -EINVAL);
+	assert_int_equal(kha_parse_output("", &json), -EINVAL);
+}
+
 static void test_sockaddr_forms(void **state)
 {
 	struct sockaddr_storage ss;
@@ -256,6 +269,7 @@ int main(void)
 		cmocka_unit_test(test_duration_format_round_trips),
 		cmocka_unit_test(test_size_units),
 		cmocka_unit_test(test_u64_ranges),
+		cmocka_unit_test(test_output_values),
 		cmocka_unit_test(test_sockaddr_forms),
 		cmocka_unit_test(test_diag_prefix_and_return),
 		cmocka_unit_test(test_log_logfmt_and_json),
