@@ -53,14 +53,18 @@ def proxy(tmp_path, pki):
         return p.start() if start else p
 
     yield make
+    # stop every proxy before asserting on any: a failed assertion must not leave one running
+    rcs = []
     for p in started:
         if p.proc and p.proc.poll() is None:
-            rc = p.stop()
-            assert rc == 0, p.stderr_text
+            rcs.append((p.stop(), p))
         else:
             p.kill()
             p.stderr_text = p.read_err()
+    for p in started:
         assert_no_sanitizer_report(p.stderr_text, "kha proxy")
+    for rc, p in rcs:
+        assert rc == 0, p.stderr_text
 
 
 def all_up(p, n):

@@ -23,17 +23,21 @@ def env(tmp_path):
         api.start()
         yield pki, bs, api, procs
     finally:
+        # stop everything before asserting: a failed assertion must not leave servers running
+        rcs = []
         for p in procs:
             if p.proc and p.proc.poll() is None:
-                rc = p.stop()
-                assert rc == 0, p.stderr_text
+                rcs.append((p.stop(), p))
             else:
                 p.kill()
                 p.stderr_text = p.read_err()
-            assert_no_sanitizer_report(p.stderr_text, "kha proxy")
         api.stop()
         for b in bs:
             b.close()
+        for p in procs:
+            assert_no_sanitizer_report(p.stderr_text, "kha proxy")
+        for rc, p in rcs:
+            assert rc == 0, p.stderr_text
 
 
 def live(p):

@@ -38,12 +38,14 @@ def cluster(pki, tmp_path, request):
                  "three backends up")
         yield p, bs
     finally:
-        if p:
-            rc = p.stop()
-            assert_no_sanitizer_report(p.stderr_text, "kha proxy")
-            assert rc == 0, p.stderr_text
+        # stop everything before asserting: a failed assertion must not leave (frozen)
+        # backends running
+        rc = p.stop() if p else 0
         for b in bs:
             b.close()
+        if p:
+            assert_no_sanitizer_report(p.stderr_text, "kha proxy")
+            assert rc == 0, p.stderr_text
 
 
 class Load:
