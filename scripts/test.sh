@@ -34,6 +34,7 @@ if [ "${KHA_TEST_QUICK:-0}" != 1 ]; then
 		-Dc_args=-fno-sanitize-recover=all -Dc_link_args=-fno-sanitize-recover=all
 	export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:exitcode=99
 	export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1:exitcode=99
+	export LSAN_OPTIONS=suppressions=$PWD/tests/lsan.supp:print_suppressions=0
 	scripts/run-unit.sh build-asan
 	KHA_SANITIZED=1 pytest_run "$PWD/build-asan/src/kha" "$@"
 fi
