@@ -151,28 +151,6 @@ static void opts_release(struct opts *o)
 	free(o->metrics_addr);
 }
 
-static int set_str(char **dst, const char *v, struct kha_diag *d)
-{
-	char *s = strdup(v);
-
-	if (!s)
-		return kha_diag_set(d, ENOMEM, "out of memory");
-	free(*dst);
-	*dst = s;
-	return 0;
-}
-
-static int set_duration(uint64_t *dst, const char *v, bool zero_ok, struct kha_diag *d)
-{
-	uint64_t us;
-
-	if (kha_parse_duration_us(v, &us) < 0 || (!zero_ok && us == 0))
-		return kha_diag_set(d, EINVAL, "'%s' is not a %sduration (e.g. 10s, 500ms)", v,
-				    zero_ok ? "" : "positive ");
-	*dst = us;
-	return 0;
-}
-
 static int apply(void *userdata, int val, const char *arg, struct kha_diag *d)
 {
 	struct opts *o = userdata;
@@ -180,23 +158,23 @@ static int apply(void *userdata, int val, const char *arg, struct kha_diag *d)
 
 	switch (val) {
 	case OPT_ELECTION:
-		return set_str(&o->election, arg, d);
+		return kha_opt_set_str(&o->election, arg, d);
 	case OPT_ID:
 		if (!arg[0])
 			return kha_diag_set(d, EINVAL, "the id is empty");
-		return set_str(&o->id, arg, d);
+		return kha_opt_set_str(&o->id, arg, d);
 	case OPT_TTL:
-		return set_duration(&o->ttl_us, arg, false, d);
+		return kha_opt_set_duration(&o->ttl_us, arg, false, d);
 	case OPT_RENEW_DEADLINE:
-		return set_duration(&o->renew_deadline_us, arg, false, d);
+		return kha_opt_set_duration(&o->renew_deadline_us, arg, false, d);
 	case OPT_RETRY_PERIOD:
-		return set_duration(&o->retry_period_us, arg, false, d);
+		return kha_opt_set_duration(&o->retry_period_us, arg, false, d);
 	case OPT_GRACE:
-		return set_duration(&o->grace_us, arg, true, d);
+		return kha_opt_set_duration(&o->grace_us, arg, true, d);
 	case OPT_RESTART_DELAY:
-		return set_duration(&o->restart_delay_us, arg, false, d);
+		return kha_opt_set_duration(&o->restart_delay_us, arg, false, d);
 	case OPT_RESTART_DELAY_MAX:
-		return set_duration(&o->restart_delay_max_us, arg, false, d);
+		return kha_opt_set_duration(&o->restart_delay_max_us, arg, false, d);
 	case OPT_RESTART:
 		if (kha_elect_restart_parse(arg, &o->restart) < 0)
 			return kha_diag_set(d, EINVAL, "'%s' is not no, on-failure or always", arg);
@@ -208,15 +186,15 @@ static int apply(void *userdata, int val, const char *arg, struct kha_diag *d)
 		o->observe = true;
 		return 0;
 	case OPT_LEASE_NAMESPACE:
-		return set_str(&o->lease_namespace, arg, d);
+		return kha_opt_set_str(&o->lease_namespace, arg, d);
 	case OPT_LEASE_NAME:
-		return set_str(&o->lease_name, arg, d);
+		return kha_opt_set_str(&o->lease_name, arg, d);
 	case OPT_KUBECONFIG:
-		return set_str(&o->kubeconfig, arg, d);
+		return kha_opt_set_str(&o->kubeconfig, arg, d);
 	case OPT_CONTEXT:
-		return set_str(&o->context, arg, d);
+		return kha_opt_set_str(&o->context, arg, d);
 	case OPT_METRICS_ADDR:
-		return set_str(&o->metrics_addr, arg, d);
+		return kha_opt_set_str(&o->metrics_addr, arg, d);
 	case OPT_LOG_LEVEL:
 		if (kha_log_parse_level(arg, &o->level) < 0)
 			return kha_diag_set(d, EINVAL, "'%s' is not debug, info, warn or error",
@@ -241,14 +219,6 @@ static int apply(void *userdata, int val, const char *arg, struct kha_diag *d)
 			return r;
 		return 0;
 	}
-}
-
-static const char *opt_name(int val)
-{
-	for (const struct option *p = longopts; p->name; p++)
-		if (p->val == val)
-			return p->name;
-	return "?";
 }
 
 /* ---- --leader / --observe ------------------------------------------------------------------- */
@@ -467,57 +437,34 @@ int cmd_elect_main(int argc, char **argv)
 	struct kha_elect_metrics *metrics = NULL;
 	struct kha_elect_opts eo = {0};
 	struct kha_diag d = {};
+	const struct kha_args a = {.shortopts = "+ho:",
+				   .longopts = longopts,
+				   .config_val = OPT_CONFIG,
+				   .apply = apply,
+				   .userdata = &o};
 	const char *config = NULL;
 	bool kube;
-	int c, r, status = 0;
+	int r, code, status = 0;
 
 	if (kha_etcd_config_init(&o.etcd) < 0)
 		return KHA_EXIT_SOFTWARE;
 	/* the config file first, so that flags override it ("+": COMMAND's flags stay its own) */
-	opterr = 0;
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "+ho:", longopts, NULL)) != -1) {
-		if (c == 'h') {
-			usage(stdout);
-			opts_release(&o);
-			return KHA_EXIT_OK;
-		}
-		if (c == OPT_CONFIG)
-			config = optarg;
+	if (kha_args_scan(&a, argc, argv, &config)) {
+		usage(stdout);
+		opts_release(&o);
+		return KHA_EXIT_OK;
 	}
 	if (kha_etcd_config_from_env(&o.etcd, &d) < 0) {
 		fprintf(stderr, "kha elect: %s\n", d.msg);
 		opts_release(&o);
 		return KHA_EXIT_USAGE;
 	}
-	if (config) {
-		r = kha_config_load(config, longopts, apply, &o, &d);
-		if (r < 0) {
-			fprintf(stderr, "kha elect: %s\n", d.msg);
-			opts_release(&o);
-			return KHA_EXIT_CONFIG;
-		}
-	}
-	opterr = 1;
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "+ho:", longopts, NULL)) != -1) {
-		if (c == OPT_CONFIG)
-			continue;
-		if (c == '?') {
-			fprintf(stderr, "kha elect: bad flag (run 'kha elect --help')\n");
-			opts_release(&o);
-			return KHA_EXIT_USAGE;
-		}
-		kha_diag_clear(&d);
-		r = apply(&o, c, optarg, &d);
-		if (r < 0) {
-			if (c >= KHA_ETCD_OPT_ENDPOINTS && c <= KHA_ETCD_OPT_LAST)
-				fprintf(stderr, "kha elect: %s\n", d.msg);
-			else
-				fprintf(stderr, "kha elect: --%s: %s\n", opt_name(c), d.msg);
-			opts_release(&o);
-			return KHA_EXIT_USAGE;
-		}
+	code = kha_args_apply(&a, config, argc, argv, &d);
+	if (code != 0) {
+		fprintf(stderr, "kha elect: %s%s\n", d.msg,
+			code == KHA_EXIT_USAGE ? " (run 'kha elect --help')" : "");
+		opts_release(&o);
+		return code;
 	}
 	kha_log_setup(o.level, o.format);
 	kube = o.lease_name != NULL;

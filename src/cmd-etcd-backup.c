@@ -228,60 +228,34 @@ static int apply(void *userdata, int val, const char *arg, struct kha_diag *d)
 	}
 }
 
-static const char *opt_name(int val)
-{
-	for (size_t i = 0; longopts[i].name; i++)
-		if (longopts[i].val == val)
-			return longopts[i].name;
-	return "?";
-}
-
 /*
  * The config file (when given), then the flags over it. Returns 0, an exit code, or -1 when
  * help was printed. *ret_config (may be NULL) gets the --config path (borrowed from argv).
  */
 static int parse(int argc, char **argv, struct opts *o, const char **ret_config)
 {
+	const struct kha_args a = {.shortopts = "h",
+				   .longopts = longopts,
+				   .config_val = OPT_CONFIG,
+				   .apply = apply,
+				   .userdata = o};
 	const char *config = NULL;
 	struct kha_diag d = {};
-	int c, r;
+	int code;
 
 	if (opts_init(o, &d) < 0) {
 		fprintf(stderr, "kha etcd backup: %s\n", d.msg);
 		return KHA_EXIT_USAGE;
 	}
-	opterr = 0;
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
-		if (c == 'h') {
-			usage(stdout);
-			return -1;
-		}
-		if (c == OPT_CONFIG)
-			config = optarg;
+	if (kha_args_scan(&a, argc, argv, &config)) {
+		usage(stdout);
+		return -1;
 	}
-	if (config) {
-		r = kha_config_load(config, longopts, apply, o, &d);
-		if (r < 0) {
-			fprintf(stderr, "kha etcd backup: %s\n", d.msg);
-			return KHA_EXIT_CONFIG;
-		}
-	}
-	opterr = 1;
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
-		if (c == OPT_CONFIG)
-			continue;
-		if (c == '?') {
-			fprintf(stderr, "Run 'kha etcd backup --help' for the flags.\n");
-			return KHA_EXIT_USAGE;
-		}
-		kha_diag_clear(&d);
-		r = apply(o, c, optarg, &d);
-		if (r < 0) {
-			fprintf(stderr, "kha etcd backup: --%s: %s\n", opt_name(c), d.msg);
-			return KHA_EXIT_USAGE;
-		}
+	code = kha_args_apply(&a, config, argc, argv, &d);
+	if (code != 0) {
+		fprintf(stderr, "kha etcd backup: %s%s\n", d.msg,
+			code == KHA_EXIT_USAGE ? " (run 'kha etcd backup --help')" : "");
+		return code;
 	}
 	if (optind < argc) {
 		fprintf(stderr,

@@ -141,28 +141,6 @@ static void opts_release(struct opts *o)
 	free(o->metrics_addr);
 }
 
-static int set_str(char **dst, const char *v, struct kha_diag *d)
-{
-	char *s = strdup(v);
-
-	if (!s)
-		return kha_diag_set(d, ENOMEM, "out of memory");
-	free(*dst);
-	*dst = s;
-	return 0;
-}
-
-static int set_duration(uint64_t *dst, const char *v, bool zero_ok, struct kha_diag *d)
-{
-	uint64_t us;
-
-	if (kha_parse_duration_us(v, &us) < 0 || (!zero_ok && us == 0))
-		return kha_diag_set(d, EINVAL, "'%s' is not a %sduration (e.g. 30s, 24h)", v,
-				    zero_ok ? "" : "positive ");
-	*dst = us;
-	return 0;
-}
-
 /* "DURATION DIR" (one value, as in a config file) or DURATION with DIR as the next argument. */
 static int set_backup(struct opts *o, const char *arg, struct kha_diag *d)
 {
@@ -187,9 +165,9 @@ static int set_backup(struct opts *o, const char *arg, struct kha_diag *d)
 		return kha_diag_set(d, ENOMEM, "out of memory");
 	if (!*dir)
 		return kha_diag_set(d, EINVAL, "the backup directory is empty");
-	if (set_duration(&o->backup_max_age_us, dur, false, d) < 0)
+	if (kha_opt_set_duration(&o->backup_max_age_us, dur, false, d) < 0)
 		return -EINVAL;
-	return set_str(&o->backup_dir, dir, d);
+	return kha_opt_set_str(&o->backup_dir, dir, d);
 }
 
 static int apply(void *userdata, int val, const char *arg, struct kha_diag *d)
@@ -200,7 +178,7 @@ static int apply(void *userdata, int val, const char *arg, struct kha_diag *d)
 
 	switch (val) {
 	case OPT_LOCK:
-		return set_str(&o->lock, arg, d);
+		return kha_opt_set_str(&o->lock, arg, d);
 	case OPT_SLOTS:
 		if (kha_parse_u64(arg, 1, 10000, &n) < 0)
 			return kha_diag_set(d, EINVAL, "'%s' is not a number from 1 to 10000", arg);
@@ -210,15 +188,15 @@ static int apply(void *userdata, int val, const char *arg, struct kha_diag *d)
 	case OPT_ID:
 		if (!arg[0])
 			return kha_diag_set(d, EINVAL, "the id is empty");
-		return set_str(&o->id, arg, d);
+		return kha_opt_set_str(&o->id, arg, d);
 	case OPT_TTL:
-		return set_duration(&o->ttl_us, arg, false, d);
+		return kha_opt_set_duration(&o->ttl_us, arg, false, d);
 	case OPT_RENEW_DEADLINE:
-		return set_duration(&o->renew_deadline_us, arg, false, d);
+		return kha_opt_set_duration(&o->renew_deadline_us, arg, false, d);
 	case OPT_GRACE:
-		return set_duration(&o->grace_us, arg, true, d);
+		return kha_opt_set_duration(&o->grace_us, arg, true, d);
 	case OPT_GATE_INTERVAL:
-		return set_duration(&o->gate_interval_us, arg, false, d);
+		return kha_opt_set_duration(&o->gate_interval_us, arg, false, d);
 	case OPT_WINDOW:
 		r = kha_window_parse(arg, &o->window, d);
 		if (r < 0)
@@ -234,9 +212,9 @@ static int apply(void *userdata, int val, const char *arg, struct kha_diag *d)
 		o->status = true;
 		return 0;
 	case OPT_LISTEN:
-		return set_str(&o->listen, arg, d);
+		return kha_opt_set_str(&o->listen, arg, d);
 	case OPT_METRICS_ADDR:
-		return set_str(&o->metrics_addr, arg, d);
+		return kha_opt_set_str(&o->metrics_addr, arg, d);
 	case OPT_LOG_LEVEL:
 		if (kha_log_parse_level(arg, &o->level) < 0)
 			return kha_diag_set(d, EINVAL, "'%s' is not debug, info, warn or error",
@@ -258,14 +236,6 @@ static int apply(void *userdata, int val, const char *arg, struct kha_diag *d)
 			return kha_diag_set(d, EINVAL, "unknown option");
 		return r < 0 ? r : 0;
 	}
-}
-
-static const char *opt_name(int val)
-{
-	for (const struct option *p = longopts; p->name; p++)
-		if (p->val == val)
-			return p->name;
-	return "?";
 }
 
 /* ---- --status ------------------------------------------------------------------------------- */
@@ -407,9 +377,14 @@ int cmd_lock_main(int argc, char **argv)
 	struct kha_elect_metrics *metrics = NULL;
 	struct kha_diag d = {};
 	kha_autofree char *value = NULL;
+	const struct kha_args a = {.shortopts = "+ho:",
+				   .longopts = longopts,
+				   .config_val = OPT_CONFIG,
+				   .apply = apply,
+				   .userdata = &o};
 	const char *config = NULL, *me = "kha lock";
 	bool serving = false;
-	int c, r, status = 0;
+	int r, code, status = 0;
 
 	if (argc >= 2 && strcmp(argv[1], "serve") == 0) {
 		serving = true;
@@ -419,52 +394,24 @@ int cmd_lock_main(int argc, char **argv)
 	}
 	if (kha_etcd_config_init(&o.etcd) < 0)
 		return KHA_EXIT_SOFTWARE;
-	opterr = 0;
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "+ho:", longopts, NULL)) != -1) {
-		if (c == 'h') {
-			usage(stdout);
-			opts_release(&o);
-			return KHA_EXIT_OK;
-		}
-		if (c == OPT_CONFIG)
-			config = optarg;
+	if (kha_args_scan(&a, argc, argv, &config)) {
+		usage(stdout);
+		opts_release(&o);
+		return KHA_EXIT_OK;
 	}
 	if (kha_etcd_config_from_env(&o.etcd, &d) < 0) {
 		fprintf(stderr, "%s: %s\n", me, d.msg);
 		opts_release(&o);
 		return KHA_EXIT_USAGE;
 	}
-	if (config) {
-		r = kha_config_load(config, longopts, apply, &o, &d);
-		if (r < 0) {
-			fprintf(stderr, "%s: %s\n", me, d.msg);
-			opts_release(&o);
-			return KHA_EXIT_CONFIG;
-		}
-	}
 	o.argc = argc;
 	o.argv = argv;
-	opterr = 1;
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "+ho:", longopts, NULL)) != -1) {
-		if (c == OPT_CONFIG)
-			continue;
-		if (c == '?') {
-			fprintf(stderr, "%s: bad flag (run 'kha lock --help')\n", me);
-			opts_release(&o);
-			return KHA_EXIT_USAGE;
-		}
-		kha_diag_clear(&d);
-		r = apply(&o, c, optarg, &d);
-		if (r < 0) {
-			if (c >= KHA_ETCD_OPT_ENDPOINTS && c <= KHA_ETCD_OPT_LAST)
-				fprintf(stderr, "%s: %s\n", me, d.msg);
-			else
-				fprintf(stderr, "%s: --%s: %s\n", me, opt_name(c), d.msg);
-			opts_release(&o);
-			return KHA_EXIT_USAGE;
-		}
+	code = kha_args_apply(&a, config, argc, argv, &d);
+	if (code != 0) {
+		fprintf(stderr, "%s: %s%s\n", me, d.msg,
+			code == KHA_EXIT_USAGE ? " (run 'kha lock --help')" : "");
+		opts_release(&o);
+		return code;
 	}
 	kha_log_setup(o.level, o.format);
 

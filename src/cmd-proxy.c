@@ -142,7 +142,9 @@ static void usage(FILE *out)
 		"  --log-level LEVEL         debug, info (default), warn, error\n"
 		"  --log-format FORMAT       logfmt (default) or json\n"
 		"\n"
-		"Signals: SIGTERM/SIGINT drain and stop, SIGHUP re-reads the backends file.\n"
+		"Signals: SIGTERM/SIGINT drain and stop; SIGHUP reloads --config and the backends\n"
+		"file without dropping a connection (listen, workers, metrics-addr, kubeconfig\n"
+		"need a restart).\n"
 		"Exit codes: 0 stopped cleanly, 64 bad flags, 65 bad backends file, 78 bad\n"
 		"configuration (unreadable file, address in use).\n");
 }
@@ -154,43 +156,6 @@ struct opts {
 	enum kha_log_format format;
 };
 
-static int set_str(char **dst, const char *arg)
-{
-	free(*dst);
-	*dst = strdup(arg);
-	return *dst ? 0 : -ENOMEM;
-}
-
-static int set_duration(uint64_t *dst, const char *arg, bool allow_zero, struct kha_diag *d)
-{
-	uint64_t us;
-
-	if (kha_parse_duration_us(arg, &us) < 0 || (!allow_zero && us == 0))
-		return kha_diag_set(d, EINVAL, "invalid duration '%s' (e.g. 500ms, 2s, 1m30s)",
-				    arg);
-	*dst = us;
-	return 0;
-}
-
-static int set_uint(unsigned *dst, const char *arg, uint64_t min, uint64_t max, struct kha_diag *d)
-{
-	uint64_t v;
-
-	if (kha_parse_u64(arg, min, max, &v) < 0)
-		return kha_diag_set(d, EINVAL, "invalid number '%s' (expected %llu..%llu)", arg,
-				    (unsigned long long)min, (unsigned long long)max);
-	*dst = (unsigned)v;
-	return 0;
-}
-
-static int set_addr(char *dst, size_t size, const char *arg, struct kha_diag *d)
-{
-	if (strlen(arg) >= size)
-		return kha_diag_set(d, EINVAL, "address too long");
-	snprintf(dst, size, "%s", arg);
-	return 0;
-}
-
 static int apply(void *userdata, int val, const char *arg, struct kha_diag *d)
 {
 	struct opts *o = userdata;
@@ -201,16 +166,16 @@ static int apply(void *userdata, int val, const char *arg, struct kha_diag *d)
 
 	switch (val) {
 	case OPT_LISTEN:
-		return set_addr(c->listen, sizeof(c->listen), arg, d);
+		return kha_opt_set_addr(c->listen, sizeof(c->listen), arg, d);
 	case OPT_BACKEND:
 		r = kha_proxy_spec_parse(arg, &spec, d);
 		return r < 0 ? r : kha_proxy_spec_list_add(&c->seeds, &spec);
 	case OPT_BACKENDS_FILE:
-		return set_str(&c->backends_file, arg);
+		return kha_opt_set_str(&c->backends_file, arg, d);
 	case OPT_STATE_FILE:
-		return set_str(&c->state_file, arg);
+		return kha_opt_set_str(&c->state_file, arg, d);
 	case OPT_KUBECONFIG:
-		return set_str(&o->kubeconfig, arg);
+		return kha_opt_set_str(&o->kubeconfig, arg, d);
 	case OPT_BALANCE:
 		if (strcmp(arg, "leastconn") == 0)
 			c->balance = KHA_PROXY_LEASTCONN;
@@ -221,25 +186,25 @@ static int apply(void *userdata, int val, const char *arg, struct kha_diag *d)
 					    arg);
 		return 0;
 	case OPT_WORKERS:
-		return set_uint(&c->workers, arg, 1, KHA_PROXY_MAX_WORKERS, d);
+		return kha_opt_set_uint(&c->workers, arg, 1, KHA_PROXY_MAX_WORKERS, d);
 	case OPT_RETRIES:
-		return set_uint(&c->retries, arg, 0, 16, d);
+		return kha_opt_set_uint(&c->retries, arg, 0, 16, d);
 	case OPT_CONNECT_TIMEOUT:
-		return set_duration(&c->connect_timeout_us, arg, false, d);
+		return kha_opt_set_duration(&c->connect_timeout_us, arg, false, d);
 	case OPT_FIRST_BYTE_TIMEOUT:
-		return set_duration(&c->first_byte_timeout_us, arg, true, d);
+		return kha_opt_set_duration(&c->first_byte_timeout_us, arg, true, d);
 	case OPT_IDLE_TIMEOUT:
-		return set_duration(&c->idle_timeout_us, arg, true, d);
+		return kha_opt_set_duration(&c->idle_timeout_us, arg, true, d);
 	case OPT_DRAIN_TIMEOUT:
-		return set_duration(&c->drain_timeout_us, arg, true, d);
+		return kha_opt_set_duration(&c->drain_timeout_us, arg, true, d);
 	case OPT_TCP_USER_TIMEOUT:
-		return set_duration(&c->tcp_user_timeout_us, arg, true, d);
+		return kha_opt_set_duration(&c->tcp_user_timeout_us, arg, true, d);
 	case OPT_KEEPALIVE_IDLE:
-		return set_duration(&c->keepalive_idle_us, arg, true, d);
+		return kha_opt_set_duration(&c->keepalive_idle_us, arg, true, d);
 	case OPT_KEEPALIVE_INTERVAL:
-		return set_duration(&c->keepalive_interval_us, arg, false, d);
+		return kha_opt_set_duration(&c->keepalive_interval_us, arg, false, d);
 	case OPT_KEEPALIVE_COUNT:
-		return set_uint(&c->keepalive_count, arg, 1, 100, d);
+		return kha_opt_set_uint(&c->keepalive_count, arg, 1, 100, d);
 	case OPT_CHECK:
 		if (strcmp(arg, "https") == 0)
 			c->check = KHA_PROXY_CHECK_HTTPS;
@@ -257,21 +222,21 @@ static int apply(void *userdata, int val, const char *arg, struct kha_diag *d)
 		snprintf(c->check_path, sizeof(c->check_path), "%s", arg);
 		return 0;
 	case OPT_CHECK_INTERVAL:
-		return set_duration(&c->check_interval_us, arg, false, d);
+		return kha_opt_set_duration(&c->check_interval_us, arg, false, d);
 	case OPT_CHECK_FAST_INTERVAL:
-		return set_duration(&c->check_fast_interval_us, arg, false, d);
+		return kha_opt_set_duration(&c->check_fast_interval_us, arg, false, d);
 	case OPT_CHECK_TIMEOUT:
-		return set_duration(&c->check_timeout_us, arg, false, d);
+		return kha_opt_set_duration(&c->check_timeout_us, arg, false, d);
 	case OPT_CHECK_FALL:
-		return set_uint(&c->fall, arg, 1, 100, d);
+		return kha_opt_set_uint(&c->fall, arg, 1, 100, d);
 	case OPT_CHECK_RISE:
-		return set_uint(&c->rise, arg, 1, 100, d);
+		return kha_opt_set_uint(&c->rise, arg, 1, 100, d);
 	case OPT_CHECK_CACERT:
-		return set_str(&c->check_cacert, arg);
+		return kha_opt_set_str(&c->check_cacert, arg, d);
 	case OPT_CHECK_CERT:
-		return set_str(&c->check_cert, arg);
+		return kha_opt_set_str(&c->check_cert, arg, d);
 	case OPT_CHECK_KEY:
-		return set_str(&c->check_key, arg);
+		return kha_opt_set_str(&c->check_key, arg, d);
 	case OPT_CHECK_INSECURE:
 		c->check_insecure = true;
 		return 0;
@@ -285,7 +250,7 @@ static int apply(void *userdata, int val, const char *arg, struct kha_diag *d)
 			c->metrics_addr[0] = '\0';
 			return 0;
 		}
-		return set_addr(c->metrics_addr, sizeof(c->metrics_addr), arg, d);
+		return kha_opt_set_addr(c->metrics_addr, sizeof(c->metrics_addr), arg, d);
 	case OPT_LOG_LEVEL:
 		if (kha_log_parse_level(arg, &o->level) < 0)
 			return kha_diag_set(d, EINVAL, "'%s': expected debug, info, warn or error",
@@ -304,14 +269,6 @@ static void opts_release(struct opts *o)
 	kha_proxy_config_release(&o->cfg);
 	free(o->kubeconfig);
 	o->kubeconfig = NULL;
-}
-
-static const char *opt_name(int val)
-{
-	for (const struct option *o = longopts; o->name; o++)
-		if (o->val == val)
-			return o->name;
-	return "?";
 }
 
 /* ---- kha proxy status ---- */
@@ -477,56 +434,69 @@ static void raise_fd_limit(void)
 	}
 }
 
+static const struct kha_args args_spec = {
+	.shortopts = "h",
+	.longopts = longopts,
+	.config_val = OPT_CONFIG,
+	.apply = apply,
+};
+
+/* What a SIGHUP reads again: the same --config file and the same flags, over the defaults. */
+struct reload_ctx {
+	int argc;
+	char **argv;
+	const char *config;
+	const char *kubeconfig;
+};
+
+static int parse(struct opts *o, const char *config, int argc, char **argv, struct kha_diag *d)
+{
+	struct kha_args a = args_spec;
+
+	a.userdata = o;
+	return kha_args_apply(&a, config, argc, argv, d);
+}
+
+static int reload(void *userdata, struct kha_proxy_config *cfg, struct kha_diag *d)
+{
+	const struct reload_ctx *rc = userdata;
+	struct opts o = {.cfg = *cfg, .level = KHA_LOG_INFO, .format = KHA_LOG_LOGFMT};
+
+	if (parse(&o, rc->config, rc->argc, rc->argv, d) != 0) {
+		opts_release(&o);
+		return -EINVAL;
+	}
+	if (!((!o.kubeconfig && !rc->kubeconfig) ||
+	      (o.kubeconfig && rc->kubeconfig && strcmp(o.kubeconfig, rc->kubeconfig) == 0)))
+		kha_warn("configuration keys not applied until a restart", "keys=kubeconfig");
+	kha_log_setup(o.level, o.format);
+	free(o.kubeconfig);
+	*cfg = o.cfg;
+	return 0;
+}
+
 int cmd_proxy_main(int argc, char **argv)
 {
 	struct opts o = {.level = KHA_LOG_INFO, .format = KHA_LOG_LOGFMT};
 	struct kha_diag d = {};
 	struct kha_proxy *p = NULL;
 	struct kha_proxy_discovery *disc = NULL;
-	const char *config = NULL;
-	int c, r, code;
+	struct reload_ctx rc = {.argc = argc, .argv = argv};
+	int r, code;
 
 	if (argc >= 2 && strcmp(argv[1], "status") == 0)
 		return status_main(argc - 1, argv + 1);
+	if (kha_args_scan(&args_spec, argc, argv, &rc.config)) {
+		usage(stdout);
+		return KHA_EXIT_OK;
+	}
 	kha_proxy_config_init(&o.cfg);
-	/* the config file first, so that flags override it */
-	opterr = 0;
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
-		if (c == 'h') {
-			usage(stdout);
-			opts_release(&o);
-			return KHA_EXIT_OK;
-		}
-		if (c == OPT_CONFIG)
-			config = optarg;
-	}
-	if (config) {
-		r = kha_config_load(config, longopts, apply, &o, &d);
-		if (r < 0) {
-			fprintf(stderr, "kha proxy: %s\n", d.msg);
-			opts_release(&o);
-			return KHA_EXIT_CONFIG;
-		}
-	}
-	opterr = 1;
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
-		if (c == OPT_CONFIG)
-			continue;
-		if (c == '?') {
-			fprintf(stderr, "kha proxy: bad flag (run 'kha proxy --help')\n");
-			opts_release(&o);
-			return KHA_EXIT_USAGE;
-		}
-		kha_diag_clear(&d);
-		r = apply(&o, c, optarg, &d);
-		if (r < 0) {
-			fprintf(stderr, "kha proxy: --%s: %s\n", opt_name(c),
-				d.msg[0] ? d.msg : strerror(-r));
-			opts_release(&o);
-			return KHA_EXIT_USAGE;
-		}
+	code = parse(&o, rc.config, argc, argv, &d);
+	if (code != 0) {
+		fprintf(stderr, "kha proxy: %s%s\n", d.msg,
+			code == KHA_EXIT_USAGE ? " (run 'kha proxy --help')" : "");
+		opts_release(&o);
+		return code;
 	}
 	if (optind < argc) {
 		fprintf(stderr, "kha proxy: unexpected argument '%s' (run 'kha proxy --help')\n",
@@ -546,6 +516,8 @@ int cmd_proxy_main(int argc, char **argv)
 	}
 	if (r == 0)
 		r = kha_proxy_new(&o.cfg, &d, &p);
+	if (r == 0)
+		kha_proxy_set_reload(p, reload, &rc);
 	if (r == 0 && disc) {
 		r = kha_proxy_discovery_start(disc, p, &d);
 		if (r < 0)
@@ -553,8 +525,8 @@ int cmd_proxy_main(int argc, char **argv)
 	}
 	if (r < 0)
 		kha_proxy_discovery_stop(disc);
-	opts_release(&o);
 	if (r < 0) {
+		opts_release(&o);
 		fprintf(stderr, "kha proxy: %s\n", d.msg[0] ? d.msg : strerror(-r));
 		if (r == -EINVAL)
 			return KHA_EXIT_USAGE;
@@ -564,9 +536,11 @@ int cmd_proxy_main(int argc, char **argv)
 		return code == KHA_EXIT_SOFTWARE || code == KHA_EXIT_IOERR ? KHA_EXIT_CONFIG : code;
 	}
 	raise_fd_limit();
+	rc.kubeconfig = o.kubeconfig;
 	r = kha_proxy_run(p);
 	kha_proxy_discovery_stop(disc);
 	kha_proxy_free(p);
+	opts_release(&o);
 	if (r < 0) {
 		fprintf(stderr, "kha proxy: %s\n", strerror(-r));
 		return KHA_EXIT_SOFTWARE;

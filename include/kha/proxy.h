@@ -85,6 +85,27 @@ void kha_proxy_free(struct kha_proxy *p);
  */
 int kha_proxy_set_discovered(struct kha_proxy *p, const struct kha_proxy_spec *specs,
 			     size_t n) KHA_WUR;
+/*
+ * Reloading (SIGHUP). fn fills cfg (initialised by kha_proxy_config_init) with the configuration
+ * to apply, read again from where the first one came from (the config file, then the command
+ * line), and returns 0 or -errno with d saying what is wrong; the proxy then applies it with
+ * kha_proxy_reconfigure(). Without fn, SIGHUP re-reads the backends file only.
+ */
+typedef int (*kha_proxy_reload_fn)(void *userdata, struct kha_proxy_config *cfg,
+				   struct kha_diag *d);
+void kha_proxy_set_reload(struct kha_proxy *p, kha_proxy_reload_fn fn, void *userdata);
+
+/*
+ * Control thread only (a reload callback, or before kha_proxy_run): applies cfg to the running
+ * proxy without dropping a connection. Seeds, weights, balancing, timeouts, keep-alive and the
+ * health checks take effect at once (the check files are read again and every backend is checked
+ * at once); the backends file is re-read (and watched anew when its path changed). listen,
+ * workers and metrics-addr need a restart: they are kept, with a warning. An invalid cfg changes
+ * nothing. Returns 0 or -EINVAL/-ENOENT/-EACCES/-ENOMEM with d saying why.
+ */
+int kha_proxy_reconfigure(struct kha_proxy *p, const struct kha_proxy_config *cfg,
+			  struct kha_diag *d) KHA_WUR;
+
 /* Thread-safe: asks for a graceful stop, as SIGTERM does. */
 void kha_proxy_stop(struct kha_proxy *p);
 

@@ -1,5 +1,7 @@
 // SPDX-License-Identifier: MIT
+#include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <yaml.h>
 
@@ -120,4 +122,117 @@ int kha_config_load(const char *path, const struct option *longopts, kha_opt_app
 	yaml_parser_delete(&parser);
 	fclose(f);
 	return r;
+}
+
+/* ---- the command line of a daemon ---- */
+
+bool kha_args_scan(const struct kha_args *a, int argc, char **argv, const char **config)
+{
+	bool help = false;
+	int c;
+
+	*config = NULL;
+	opterr = 0;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, a->shortopts, a->longopts, NULL)) != -1) {
+		if (c == 'h')
+			help = true;
+		else if (c == a->config_val)
+			*config = optarg;
+	}
+	opterr = 1;
+	optind = 1;
+	return help;
+}
+
+const char *kha_args_name(const struct option *longopts, int val)
+{
+	for (const struct option *o = longopts; o->name; o++)
+		if (o->val == val)
+			return o->name;
+	return "?";
+}
+
+int kha_args_apply(const struct kha_args *a, const char *config, int argc, char **argv,
+		   struct kha_diag *d)
+{
+	int c, r;
+
+	if (config && kha_config_load(config, a->longopts, a->apply, a->userdata, d) < 0)
+		return KHA_EXIT_CONFIG;
+	opterr = 0; /* getopt's own message would not say what to do next: d does */
+	optind = 1;
+	while ((c = getopt_long(argc, argv, a->shortopts, a->longopts, NULL)) != -1) {
+		if (c == a->config_val || c == 'h')
+			continue;
+		if (c == '?' || c == ':') {
+			const struct option *o = NULL;
+			for (const struct option *k = a->longopts; optopt && k->name && !o; k++)
+				if (k->val == optopt && k->has_arg == required_argument)
+					o = k;
+			if (o)
+				kha_diag_set(d, EINVAL, "bad flag: --%s needs a value", o->name);
+			else if (optopt)
+				kha_diag_set(d, EINVAL, "bad flag '-%c'", optopt);
+			else
+				kha_diag_set(d, EINVAL, "bad flag '%s'", argv[optind - 1]);
+			opterr = 1;
+			return KHA_EXIT_USAGE;
+		}
+		kha_diag_clear(d);
+		r = a->apply(a->userdata, c, optarg, d);
+		if (r < 0) {
+			if (kha_diag_empty(d))
+				kha_diag_set(d, -r, "invalid value '%s'", optarg ? optarg : "");
+			if (strncmp(d->msg, "--", 2) != 0)
+				kha_diag_prefix(d, "--%s", kha_args_name(a->longopts, c));
+			opterr = 1;
+			return KHA_EXIT_USAGE;
+		}
+	}
+	opterr = 1;
+	return 0;
+}
+
+/* ---- value setters ---- */
+
+int kha_opt_set_str(char **dst, const char *arg, struct kha_diag *d)
+{
+	char *s = strdup(arg ? arg : "");
+
+	if (!s)
+		return kha_diag_set(d, ENOMEM, "out of memory");
+	free(*dst);
+	*dst = s;
+	return 0;
+}
+
+int kha_opt_set_duration(uint64_t *dst, const char *arg, bool zero_ok, struct kha_diag *d)
+{
+	uint64_t us;
+
+	if (!arg || kha_parse_duration_us(arg, &us) < 0 || (!zero_ok && us == 0))
+		return kha_diag_set(d, EINVAL, "'%s' is not a %sduration (e.g. 500ms, 2s, 1m30s)",
+				    arg ? arg : "", zero_ok ? "" : "positive ");
+	*dst = us;
+	return 0;
+}
+
+int kha_opt_set_uint(unsigned *dst, const char *arg, uint64_t min, uint64_t max, struct kha_diag *d)
+{
+	uint64_t v;
+
+	if (!arg || kha_parse_u64(arg, min, max, &v) < 0)
+		return kha_diag_set(d, EINVAL, "'%s' is not a number in %llu..%llu", arg ? arg : "",
+				    (unsigned long long)min, (unsigned long long)max);
+	*dst = (unsigned)v;
+	return 0;
+}
+
+int kha_opt_set_addr(char *dst, size_t size, const char *arg, struct kha_diag *d)
+{
+	if (!arg || strlen(arg) >= size)
+		return kha_diag_set(d, EINVAL, "address '%s' is too long", arg ? arg : "");
+	snprintf(dst, size, "%s", arg);
+	return 0;
 }

@@ -353,11 +353,20 @@ int checks_init(struct kha_proxy *p, struct kha_diag *d)
 	kha_loop_timer_stop(p->curl_timer);
 	if (p->cfg.check == KHA_PROXY_CHECK_TCP)
 		return 0;
+	return checks_need_curl(p, d);
+}
+
+int checks_need_curl(struct kha_proxy *p, struct kha_diag *d)
+{
+	if (p->multi)
+		return 0;
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
 		return kha_diag_set(d, ENOMEM, "cannot initialise libcurl");
 	p->multi = curl_multi_init();
-	if (!p->multi)
+	if (!p->multi) {
+		curl_global_cleanup();
 		return kha_diag_set(d, ENOMEM, "cannot initialise libcurl");
+	}
 	curl_multi_setopt(p->multi, CURLMOPT_SOCKETFUNCTION, curl_socket_cb);
 	curl_multi_setopt(p->multi, CURLMOPT_SOCKETDATA, p);
 	curl_multi_setopt(p->multi, CURLMOPT_TIMERFUNCTION, curl_timer_cb);

@@ -99,9 +99,25 @@ struct buf {
 
 struct conn;
 
+/* What the data path reads of the configuration: each worker has its own copy, replaced by a
+ * message when the configuration is reloaded. */
+struct dpconf {
+	enum kha_proxy_balance balance;
+	unsigned retries;
+	uint64_t connect_timeout_us;
+	uint64_t first_byte_timeout_us;
+	uint64_t idle_timeout_us;
+	uint64_t tcp_user_timeout_us;
+	uint64_t keepalive_idle_us, keepalive_interval_us;
+	unsigned keepalive_count;
+};
+
+void dpconf_from(struct dpconf *dp, const struct kha_proxy_config *cfg);
+
 struct worker {
 	struct kha_proxy *p;
 	unsigned id;
+	struct dpconf dp;
 	pthread_t thread;
 	bool started;
 	struct kha_loop *loop;
@@ -149,6 +165,9 @@ struct kha_proxy {
 	unsigned drained_workers;
 	struct kha_loop_source *drain_timer;
 	uint64_t reloads;
+	uint64_t config_reloads, config_reload_failures;
+	kha_proxy_reload_fn reload_fn;
+	void *reload_userdata;
 	uint64_t started_us;
 };
 
@@ -169,11 +188,14 @@ int worker_post_table(struct worker *w, struct table *t); /* takes a table ref *
 int worker_post_close_backend(struct worker *w, struct backend *b);
 int worker_post_drain(struct worker *w);
 int worker_post_stop(struct worker *w);
+int worker_post_dpconf(struct worker *w, const struct dpconf *dp);
 /* a listening socket for the data path, bound to cfg->listen */
 int worker_listen(const struct kha_proxy_config *cfg, bool reuseport, struct kha_diag *d);
 
 /* health checks (check.c) */
 int checks_init(struct kha_proxy *p, struct kha_diag *d);
+/* the libcurl multi handle of HTTP(S) checks, created on first need */
+int checks_need_curl(struct kha_proxy *p, struct kha_diag *d);
 void checks_release(struct kha_proxy *p);
 int checker_start(struct backend *b);
 void checker_stop(struct backend *b);

@@ -413,6 +413,8 @@ void kha_proxy_stop(struct kha_proxy *p)
 	kha_ignore(kha_loop_post(p->loop, on_stop_request, p));
 }
 
+static int validate(const struct kha_proxy_config *c, struct kha_diag *d);
+
 /* ---- membership sources ---- */
 
 static void reload_file(struct kha_proxy *p, const char *why)
@@ -440,12 +442,158 @@ static void reload_file(struct kha_proxy *p, const char *why)
 	sync_membership(p, why);
 }
 
+static void unwatch_file(struct kha_proxy *p)
+{
+	kha_loop_source_remove(p->inotify_src);
+	kha_loop_source_remove(p->reload_timer);
+	p->inotify_src = p->reload_timer = NULL;
+	if (p->inotify_fd >= 0)
+		close(p->inotify_fd);
+	p->inotify_fd = -1;
+	free(p->file_dir);
+	free(p->file_base);
+	p->file_dir = p->file_base = NULL;
+}
+
+static int watch_file(struct kha_proxy *p, struct kha_diag *d);
+
+static void append(char *buf, size_t size, const char *word)
+{
+	size_t n = strlen(buf);
+
+	snprintf(buf + n, size - n, "%s", word);
+}
+
+static bool str_eq(const char *a, const char *b)
+{
+	return a == b || (a && b && strcmp(a, b) == 0);
+}
+
+/* A new backends file path: read it (keeping the current set if it cannot be read), watch it. */
+static void switch_file(struct kha_proxy *p)
+{
+	struct kha_diag d = {};
+	char q[KHA_DIAG_MAX + 8];
+
+	unwatch_file(p);
+	if (!p->cfg.backends_file) {
+		kha_proxy_spec_list_release(&p->file_specs);
+		p->have_file = false;
+		return;
+	}
+	p->have_file = true;
+	reload_file(p, "reload");
+	if (watch_file(p, &d) < 0)
+		kha_error("backends file not watched: changes need a SIGHUP", "error=%s",
+			  kha_log_quote(q, sizeof(q), d.msg));
+}
+
+int kha_proxy_reconfigure(struct kha_proxy *p, const struct kha_proxy_config *cfg,
+			  struct kha_diag *d)
+{
+	struct kha_proxy_config c;
+	char kept[64] = "";
+	bool file_changed;
+	int r;
+
+	r = validate(cfg, d);
+	if (r < 0)
+		return r;
+	if (cfg->check != KHA_PROXY_CHECK_TCP) {
+		r = checks_need_curl(p, d);
+		if (r < 0)
+			return r;
+	}
+	if (config_copy(&c, cfg) < 0) {
+		kha_proxy_config_release(&c);
+		return kha_diag_set(d, ENOMEM, "out of memory");
+	}
+	/* what a running proxy cannot change: kept, with a warning */
+	if (strcmp(c.listen, p->cfg.listen) != 0) {
+		memcpy(c.listen, p->cfg.listen, sizeof(c.listen));
+		append(kept, sizeof(kept), " listen");
+	}
+	if (c.workers != p->cfg.workers) {
+		c.workers = p->cfg.workers;
+		append(kept, sizeof(kept), " workers");
+	}
+	if (strcmp(c.metrics_addr, p->cfg.metrics_addr) != 0) {
+		memcpy(c.metrics_addr, p->cfg.metrics_addr, sizeof(c.metrics_addr));
+		append(kept, sizeof(kept), " metrics-addr");
+	}
+	if (kept[0])
+		kha_warn("configuration keys not applied until a restart", "keys=\"%s\"", kept + 1);
+	file_changed = !str_eq(c.backends_file, p->cfg.backends_file);
+	kha_proxy_config_release(&p->cfg);
+	p->cfg = c;
+
+	/* the data path: each worker takes its copy at its next loop turn */
+	for (unsigned k = 0; k < p->nworkers; k++) {
+		struct worker *w = &p->workers[k];
+		struct dpconf dp;
+		dpconf_from(&dp, &p->cfg);
+		if (!w->started)
+			w->dp = dp;
+		else if (worker_post_dpconf(w, &dp) < 0)
+			kha_error("data path settings not applied", "worker=%u", k);
+	}
+	/* checks: new settings, the certificate files read again, every backend checked now */
+	for (struct backend *b = p->backends; b; b = b->next) {
+		if (b->removed)
+			continue;
+		b->health.fall = p->cfg.fall;
+		b->health.rise = p->cfg.rise;
+		checker_stop(b);
+		r = checker_start(b);
+		if (r < 0)
+			kha_error("health checks not restarted", "backend=%s error=\"%s\"", b->name,
+				  strerror(-r));
+	}
+	/* membership: seeds, the backends file */
+	if (file_changed)
+		switch_file(p);
+	else
+		reload_file(p, "SIGHUP");
+	sync_membership(p, "reload");
+	return 0;
+}
+
+void kha_proxy_set_reload(struct kha_proxy *p, kha_proxy_reload_fn fn, void *userdata)
+{
+	p->reload_fn = fn;
+	p->reload_userdata = userdata;
+}
+
+static void reload_config(struct kha_proxy *p)
+{
+	struct kha_proxy_config cfg;
+	struct kha_diag d = {};
+	char q[KHA_DIAG_MAX + 8];
+	int r;
+
+	kha_proxy_config_init(&cfg);
+	r = p->reload_fn(p->reload_userdata, &cfg, &d);
+	if (r == 0)
+		r = kha_proxy_reconfigure(p, &cfg, &d);
+	kha_proxy_config_release(&cfg);
+	if (r < 0) {
+		p->config_reload_failures++;
+		kha_error("configuration not reloaded, keeping the running one", "error=%s",
+			  kha_log_quote(q, sizeof(q), d.msg));
+		return;
+	}
+	p->config_reloads++;
+	kha_info("configuration reloaded", "backends=%zu", p->table ? p->table->n : (size_t)0);
+}
+
 static void on_signal(struct kha_loop_source *src, int signo, void *userdata)
 {
 	struct kha_proxy *p = userdata;
 
 	(void)src;
-	if (signo == SIGHUP)
+	if (signo == SIGHUP && p->reload_fn)
+		reload_config(p);
+	else if (signo == SIGHUP)
 		reload_file(p, "SIGHUP");
 	else
 		begin_drain(p, signo == SIGTERM ? "SIGTERM" : "SIGINT");
@@ -747,6 +895,12 @@ static void collect(FILE *out, void *userdata)
 				 "Backends file reads (SIGHUP or change).", KHA_METRIC_COUNTER);
 	kha_metrics_write_sample(out, "kha_proxy_backends_file_reloads_total", NULL,
 				 (double)p->reloads);
+	kha_metrics_write_header(out, "kha_proxy_config_reloads_total",
+				 "Configuration reloads on SIGHUP, by result.", KHA_METRIC_COUNTER);
+	kha_metrics_write_sample(out, "kha_proxy_config_reloads_total", "result=\"ok\"",
+				 (double)p->config_reloads);
+	kha_metrics_write_sample(out, "kha_proxy_config_reloads_total", "result=\"failed\"",
+				 (double)p->config_reload_failures);
 	kha_metrics_write_header(out, "kha_proxy_workers", "Data-path worker threads.",
 				 KHA_METRIC_GAUGE);
 	kha_metrics_write_sample(out, "kha_proxy_workers", NULL, p->nworkers);

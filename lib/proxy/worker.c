@@ -180,14 +180,14 @@ static struct backend *pick(struct conn *c, size_t *ret_idx)
 		w->cand[k].active = __atomic_load_n(&b->active, __ATOMIC_RELAXED);
 		w->cand[k].excluded = k < MAX_TRIES_MASK && (c->tried_mask & (1ULL << k));
 	}
-	i = kha_proxy_balance_pick(w->cand, t->n, w->p->cfg.balance, &w->cursor);
+	i = kha_proxy_balance_pick(w->cand, t->n, w->dp.balance, &w->cursor);
 	if (i < 0)
 		return NULL;
 	*ret_idx = (size_t)i;
 	return t->b[i];
 }
 
-static void set_backend_sockopts(const struct kha_proxy_config *cfg, int fd)
+static void set_backend_sockopts(const struct dpconf *cfg, int fd)
 {
 	int one = 1;
 
@@ -215,7 +215,7 @@ static void pump(struct conn *c);
 static int start_connect(struct conn *c, struct backend *b)
 {
 	struct worker *w = c->w;
-	const struct kha_proxy_config *cfg = &w->p->cfg;
+	const struct dpconf *cfg = &w->dp;
 	int fd, r;
 
 	fd = socket(b->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -260,7 +260,7 @@ static bool connect_next(struct conn *c)
 		struct backend *b;
 		int r;
 
-		if (c->tries > w->p->cfg.retries) {
+		if (c->tries > w->dp.retries) {
 			conn_fail(c);
 			return false;
 		}
@@ -394,7 +394,7 @@ static int xfer(struct worker *w, struct half *h, int src, int dst, bool *rd, bo
 static void pump(struct conn *c)
 {
 	struct worker *w = c->w;
-	const struct kha_proxy_config *cfg = &w->p->cfg;
+	const struct dpconf *cfg = &w->dp;
 
 	for (;;) {
 		struct wstats *ws = &c->be->ws[w->id];
@@ -546,7 +546,7 @@ static void conn_timer(struct kha_loop_source *src, void *userdata)
 static void on_accept(struct kha_loop_source *src, int lfd, uint32_t events, void *userdata)
 {
 	struct worker *w = userdata;
-	const struct kha_proxy_config *cfg = &w->p->cfg;
+	const struct dpconf *cfg = &w->dp;
 	int one = 1;
 
 	(void)src;
@@ -599,7 +599,7 @@ static void on_accept(struct kha_loop_source *src, int lfd, uint32_t events, voi
 static void idle_sweep(struct kha_loop_source *src, void *userdata)
 {
 	struct worker *w = userdata;
-	uint64_t now = kha_now_us(), limit = w->p->cfg.idle_timeout_us;
+	uint64_t now = kha_now_us(), limit = w->dp.idle_timeout_us;
 	struct conn *c = w->conns;
 
 	(void)src;
@@ -611,6 +611,39 @@ static void idle_sweep(struct kha_loop_source *src, void *userdata)
 		}
 		c = next;
 	}
+}
+
+/* Arms the idle sweep for the current idle timeout (every half of it, at most every second). */
+static int set_sweep(struct worker *w)
+{
+	uint64_t limit = w->dp.idle_timeout_us;
+	uint64_t every = KHA_MAX(KHA_MIN(limit / 2, KHA_USEC_PER_SEC), 1000);
+
+	if (!limit) {
+		if (w->sweep)
+			kha_loop_timer_stop(w->sweep);
+		return 0;
+	}
+	if (w->sweep) {
+		kha_loop_timer_set(w->sweep, every, every);
+		return 0;
+	}
+	return kha_loop_add_timer(w->loop, every, every, idle_sweep, w, &w->sweep);
+}
+
+void dpconf_from(struct dpconf *dp, const struct kha_proxy_config *cfg)
+{
+	*dp = (struct dpconf){
+		.balance = cfg->balance,
+		.retries = cfg->retries,
+		.connect_timeout_us = cfg->connect_timeout_us,
+		.first_byte_timeout_us = cfg->first_byte_timeout_us,
+		.idle_timeout_us = cfg->idle_timeout_us,
+		.tcp_user_timeout_us = cfg->tcp_user_timeout_us,
+		.keepalive_idle_us = cfg->keepalive_idle_us,
+		.keepalive_interval_us = cfg->keepalive_interval_us,
+		.keepalive_count = cfg->keepalive_count,
+	};
 }
 
 /* ---- control messages ---- */
@@ -739,6 +772,41 @@ int worker_post_stop(struct worker *w)
 	return post(w, on_stop, NULL);
 }
 
+static void on_set_dpconf(struct kha_loop *loop, void *userdata)
+{
+	struct msg *m = userdata;
+	struct worker *w = m->w;
+	struct dpconf *dp = m->ptr;
+	bool idle_was_off = !w->dp.idle_timeout_us;
+
+	(void)loop;
+	free(m);
+	w->dp = *dp;
+	free(dp);
+	if (idle_was_off && w->dp.idle_timeout_us) {
+		/* last_us was not kept up to date: idle is counted from now */
+		uint64_t now = kha_now_us();
+		for (struct conn *c = w->conns; c; c = c->next)
+			c->last_us = now;
+	}
+	if (set_sweep(w) < 0)
+		kha_error("idle timeout not applied", "worker=%u error=%s", w->id, "out of memory");
+}
+
+int worker_post_dpconf(struct worker *w, const struct dpconf *dp)
+{
+	struct dpconf *copy = malloc(sizeof(*copy));
+	int r;
+
+	if (!copy)
+		return -ENOMEM;
+	*copy = *dp;
+	r = post(w, on_set_dpconf, copy);
+	if (r < 0)
+		free(copy);
+	return r;
+}
+
 void *worker_main(void *arg)
 {
 	struct worker *w = arg;
@@ -781,17 +849,11 @@ int worker_init(struct worker *w, struct kha_proxy *p, unsigned id, int lfd)
 	r = kha_loop_new(&w->loop);
 	if (r < 0)
 		return r;
+	dpconf_from(&w->dp, &p->cfg);
 	r = kha_loop_add_io(w->loop, lfd, EPOLLIN, 0, on_accept, w, &w->lsrc);
 	if (r < 0)
 		return r;
-	if (p->cfg.idle_timeout_us) {
-		uint64_t every =
-			KHA_MAX(KHA_MIN(p->cfg.idle_timeout_us / 2, KHA_USEC_PER_SEC), 1000);
-		r = kha_loop_add_timer(w->loop, every, every, idle_sweep, w, &w->sweep);
-		if (r < 0)
-			return r;
-	}
-	return 0;
+	return set_sweep(w);
 }
 
 void worker_release(struct worker *w)

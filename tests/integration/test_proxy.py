@@ -4,6 +4,7 @@ draining, graceful stop, bad input. Failover under load is in test_proxy_failove
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import threading
 import time
@@ -11,8 +12,8 @@ import time
 import pytest
 
 from conftest import assert_no_sanitizer_report, kha_bin, run_kha
-from kha_testlib.backends import (Backend, ProxyProc, Stream, free_port, https_request,
-                                  make_pki, pattern, wait_for)
+from kha_testlib.backends import (Backend, ProxyProc, Stream, client_context, free_port,
+                                  https_request, make_pki, pattern, wait_for)
 
 
 @pytest.fixture(scope="session")
@@ -305,6 +306,98 @@ def test_config_file_sets_flags(backends, pki, tmp_path):
         st = p.status()
         assert [x["weight"] for x in st["backends"]] == [1, 3]
     finally:
+        assert p.stop() == 0
+        assert_no_sanitizer_report(p.stderr_text)
+
+
+def metric(p, name):
+    for line in p.metrics_text().splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[-1])
+    return None
+
+
+class KeptAlive(Stream):
+    """A TLS connection through the proxy that made one keep-alive request, then stays idle."""
+
+    def __init__(self, port, ca):
+        raw = socket.create_connection(("127.0.0.1", port), timeout=10)
+        self.sock = client_context(ca).wrap_socket(raw, server_hostname="127.0.0.1")
+        self.sock.sendall(b"GET /version HTTP/1.1\r\nHost: x\r\n\r\n")
+        self.f = self.sock.makefile("rb")
+        length = 0
+        while (line := self.f.readline()) not in (b"\r\n", b""):
+            if line.lower().startswith(b"content-length:"):
+                length = int(line.split(b":")[1])
+        assert self.f.read(length).startswith(b'{"name"')
+
+    def closed_within(self, timeout):
+        self.sock.settimeout(timeout)
+        try:
+            return self.sock.recv(1) == b""
+        except socket.timeout:
+            return False
+        except (ConnectionResetError, ssl.SSLError, OSError):
+            return True
+
+
+def test_sighup_reloads_the_config_without_dropping_connections(backends, pki, tmp_path):
+    a, b, c = backends(3)
+    cfg = tmp_path / "proxy.yaml"
+    base = (f"check-cacert: {pki['ca']}\ncheck-interval: 300ms\ncheck-fast-interval: 100ms\n"
+            "check-timeout: 500ms\ncheck-fall: 2\ncheck-rise: 2\n")
+    cfg.write_text(base + f"backend: [{a.addr}, {b.addr}]\n")
+    p = ProxyProc(kha_bin(), ["--config", str(cfg)], tmp_path).start()
+    streams, keep = [], []
+    try:
+        wait_for(lambda: all_up(p, 2), 10, "a and b up")
+        streams = [Stream(p.port, pki["ca"]) for _ in range(4)]
+        assert {s.backend for s in streams} == {"b0", "b1"}
+        # a kept-alive connection left idle after one request: no idle timeout yet
+        idle = KeptAlive(p.port, pki["ca"])
+        keep.append(idle)
+        assert not idle.closed_within(1.0)
+
+        # seeds a -> c (weight 3), an idle timeout (data path), a key that needs a restart
+        cfg.write_text(base + f"backend: [{b.addr}, '{c.addr},weight=3']\n"
+                       "idle-timeout: 700ms\nworkers: 2\n")
+        p.signal(signal.SIGHUP)
+        wait_for(lambda: "configuration reloaded" in p.read_err(), 10, "the reload")
+        assert 'keys="workers"' in p.read_err()
+        live = {x["address"]: x for x in p.status()["backends"] if not x["removed"]}
+        assert set(live) == {b.addr, c.addr} and live[c.addr]["weight"] == 3
+        assert p.status()["workers"] == 1
+        for s in streams:  # to a removed seed or not, nothing was dropped
+            assert s.read_lines(3)
+        assert idle.closed_within(5), "the new idle timeout did not apply"
+        wait_for(lambda: all_up(p, 2), 10, "b and c checked up")
+        assert metric(p, 'kha_proxy_config_reloads_total{result="ok"}') == 1
+
+        # check settings apply at once: a path the backends answer 404 makes them draining
+        cfg.write_text(base.replace("check-interval: 300ms", "check-path: /nope\n"
+                                    "check-interval: 300ms") +
+                       f"backend: [{b.addr}, {c.addr}]\n")
+        p.signal(signal.SIGHUP)
+        wait_for(lambda: {x["state"] for x in p.status()["backends"] if not x["removed"]} ==
+                 {"draining"}, 10, "draining on the new check path")
+        assert all(s.read_lines(2) for s in streams)
+
+        # a bad configuration changes nothing
+        cfg.write_text(base + "check-fall: 0\n")
+        p.signal(signal.SIGHUP)
+        wait_for(lambda: "configuration not reloaded" in p.read_err(), 10, "the refusal")
+        assert "check-fall" in p.read_err().split("configuration not reloaded")[1]
+        assert metric(p, 'kha_proxy_config_reloads_total{result="failed"}') == 1
+        assert {x["address"] for x in p.status()["backends"] if not x["removed"]} == \
+            {b.addr, c.addr}
+        cfg.unlink()
+        p.signal(signal.SIGHUP)
+        wait_for(lambda: metric(p, 'kha_proxy_config_reloads_total{result="failed"}') == 2,
+                 10, "an unreadable file refused")
+        assert all(s.read_lines(2) for s in streams)
+    finally:
+        for s in streams + keep:
+            s.close()
         assert p.stop() == 0
         assert_no_sanitizer_report(p.stderr_text)
 

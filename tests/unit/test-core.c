@@ -234,6 +234,86 @@ static void test_config_errors_name_file_and_line(void **state)
 	assert_non_null(strstr(d.msg, "cannot read config /nonexistent/kha.yaml"));
 }
 
+static void test_args_file_then_flags(void **state)
+{
+	static const struct option opts[] = {
+		{"listen", required_argument, NULL, 'l'}, {"backend", required_argument, NULL, 'b'},
+		{"verbose", no_argument, NULL, 'v'},	  {"config", required_argument, NULL, 'c'},
+		{"help", no_argument, NULL, 'h'},	  {},
+	};
+	struct seen s = {};
+	const struct kha_args a = {.shortopts = "+h",
+				   .longopts = opts,
+				   .config_val = 'c',
+				   .apply = record,
+				   .userdata = &s};
+	char path[] = "/tmp/kha-test-args-XXXXXX";
+	const char *config;
+	struct kha_diag d = {};
+	int fd = mkstemp(path);
+	char *argv1[] = {"x", "--backend", "f:1", "--config", path, "--verbose", "cmd", "-v", NULL};
+	char *argv2[] = {"x", "--help", NULL};
+	char *argv3[] = {"x", "--nope", NULL};
+	char *argv4[] = {"x", "--listen", NULL};
+	char *argv5[] = {"x", "--backend", "bad", NULL};
+	char *argv6[] = {"x", "--config", "/nonexistent/kha.yaml", NULL};
+
+	(void)state;
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, "backend: y:1\nlisten: l:1\n", 25), 25);
+	close(fd);
+	assert_false(kha_args_scan(&a, 8, argv1, &config));
+	assert_string_equal(config, path);
+	/* the file first, then the flags in order; "+": COMMAND's own flags are left alone */
+	assert_int_equal(kha_args_apply(&a, config, 8, argv1, &d), 0);
+	assert_string_equal(s.text, "b=y:1;l=l:1;b=f:1;v=(flag);");
+	assert_int_equal(optind, 6);
+	/* run again (a reload) on fresh state: the same result */
+	memset(&s, 0, sizeof(s));
+	assert_int_equal(kha_args_apply(&a, config, 8, argv1, &d), 0);
+	assert_string_equal(s.text, "b=y:1;l=l:1;b=f:1;v=(flag);");
+	unlink(path);
+
+	assert_true(kha_args_scan(&a, 2, argv2, &config));
+	assert_null(config);
+	assert_int_equal(kha_args_apply(&a, NULL, 2, argv3, &d), KHA_EXIT_USAGE);
+	assert_string_equal(d.msg, "bad flag '--nope'");
+	assert_int_equal(kha_args_apply(&a, NULL, 2, argv4, &d), KHA_EXIT_USAGE);
+	assert_string_equal(d.msg, "bad flag: --listen needs a value");
+	assert_int_equal(kha_args_apply(&a, NULL, 3, argv5, &d), KHA_EXIT_USAGE);
+	assert_string_equal(d.msg, "--backend: not a backend");
+	assert_false(kha_args_scan(&a, 3, argv6, &config));
+	assert_int_equal(kha_args_apply(&a, config, 3, argv6, &d), KHA_EXIT_CONFIG);
+	assert_non_null(strstr(d.msg, "/nonexistent/kha.yaml"));
+}
+
+static void test_opt_setters(void **state)
+{
+	struct kha_diag d = {};
+	uint64_t us = 1;
+	unsigned u = 1;
+	char *str = NULL, addr[8];
+
+	(void)state;
+	assert_int_equal(kha_opt_set_duration(&us, "1m30s", false, &d), 0);
+	assert_int_equal(us, 90 * KHA_USEC_PER_SEC);
+	assert_int_equal(kha_opt_set_duration(&us, "0", false, &d), -EINVAL);
+	assert_string_equal(d.msg, "'0' is not a positive duration (e.g. 500ms, 2s, 1m30s)");
+	assert_int_equal(kha_opt_set_duration(&us, "0", true, &d), 0);
+	assert_int_equal(us, 0);
+	assert_int_equal(kha_opt_set_uint(&u, "7", 1, 9, &d), 0);
+	assert_int_equal(u, 7);
+	assert_int_equal(kha_opt_set_uint(&u, "10", 1, 9, &d), -EINVAL);
+	assert_string_equal(d.msg, "'10' is not a number in 1..9");
+	assert_int_equal(kha_opt_set_str(&str, "a", &d), 0);
+	assert_int_equal(kha_opt_set_str(&str, "b", &d), 0);
+	assert_string_equal(str, "b");
+	free(str);
+	assert_int_equal(kha_opt_set_addr(addr, sizeof(addr), "a:1", &d), 0);
+	assert_int_equal(kha_opt_set_addr(addr, sizeof(addr), "toolong:1", &d), -EINVAL);
+	assert_string_equal(addr, "a:1");
+}
+
 static void test_exit_codes(void **state)
 {
 	(void)state;
@@ -275,6 +355,8 @@ int main(void)
 		cmocka_unit_test(test_log_logfmt_and_json),
 		cmocka_unit_test(test_config_applies_keys_in_order),
 		cmocka_unit_test(test_config_errors_name_file_and_line),
+		cmocka_unit_test(test_args_file_then_flags),
+		cmocka_unit_test(test_opt_setters),
 		cmocka_unit_test(test_exit_codes),
 		cmocka_unit_test(test_clock_is_injectable),
 	};
