@@ -31,7 +31,7 @@ struct kha_httpd {
 	struct kha_metrics *metrics;
 	int fd;
 	uint16_t port;
-	struct kha_loop_source *listen_src;
+	struct kha_loop_source *listen_src, *resume;
 	struct route *routes;
 	kha_httpd_ready_fn ready;
 	void *ready_userdata;
@@ -327,6 +327,25 @@ static void client_timeout(struct kha_loop_source *src, void *userdata)
 		respond_text(c, 408, "request timeout\n");
 }
 
+static void resume_accepting(struct kha_loop_source *src, void *userdata)
+{
+	struct kha_httpd *h = userdata;
+
+	(void)src;
+	if (kha_loop_io_set_events(h->listen_src, EPOLLIN) < 0)
+		kha_loop_timer_set(h->resume, 100 * KHA_USEC_PER_MSEC, 0);
+}
+
+/* Out of descriptors or memory: the listener stays readable; stop watching it for 100ms
+ * instead of spinning. */
+static void pause_accepting(struct kha_httpd *h)
+{
+	if (!h->resume && kha_loop_add_timer(h->loop, 0, 0, resume_accepting, h, &h->resume) < 0)
+		return;
+	if (kha_loop_io_set_events(h->listen_src, 0) == 0)
+		kha_loop_timer_set(h->resume, 100 * KHA_USEC_PER_MSEC, 0);
+}
+
 static void on_accept(struct kha_loop_source *src, int fd, uint32_t events, void *userdata)
 {
 	struct kha_httpd *h = userdata;
@@ -336,8 +355,12 @@ static void on_accept(struct kha_loop_source *src, int fd, uint32_t events, void
 	for (int i = 0; i < 16; i++) {
 		struct client *c;
 		int cfd = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-		if (cfd < 0)
+		if (cfd < 0) {
+			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
+			    errno == ENOMEM)
+				pause_accepting(h);
 			return;
+		}
 		if (h->nclients >= KHA_HTTPD_MAX_CLIENTS) {
 			close(cfd);
 			continue;
@@ -422,6 +445,7 @@ void kha_httpd_free(struct kha_httpd *h)
 		free(r);
 	}
 	kha_loop_source_remove(h->listen_src);
+	kha_loop_source_remove(h->resume);
 	close(h->fd);
 	free(h);
 }

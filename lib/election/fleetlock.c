@@ -316,11 +316,18 @@ void kha_fleetlock_handle(struct kha_etcd *c, const struct kha_fleetlock_opts *o
 
 /* ---- HTTP server ------------------------------------------------------------------------------ */
 
+/*
+ * One thread per connection, joinable: a finished thread puts itself on `done` and the accept loop
+ * joins it, so that no thread is still running (its thread-local state, OpenSSL's among it, not
+ * yet freed) when kha_fleetlock_serve() returns. `active` counts threads not yet joined.
+ */
 struct server {
 	const struct kha_fleetlock_opts *o;
 	pthread_mutex_t mu;
 	pthread_cond_t cond;
 	size_t active;
+	pthread_t done[MAX_CONNECTIONS];
+	size_t ndone;
 };
 
 struct conn {
@@ -577,10 +584,29 @@ static void *conn_thread(void *arg)
 	close(cn->fd);
 	free(cn);
 	pthread_mutex_lock(&s->mu);
-	s->active--;
+	s->done[s->ndone++] = pthread_self(); /* ndone <= active <= MAX_CONNECTIONS */
 	pthread_cond_broadcast(&s->cond);
 	pthread_mutex_unlock(&s->mu);
 	return NULL;
+}
+
+/* Joins the finished connection threads; with wait_all, every thread. */
+static void reap(struct server *s, bool wait_all)
+{
+	pthread_mutex_lock(&s->mu);
+	for (;;) {
+		while (s->ndone) {
+			pthread_t t = s->done[--s->ndone];
+			pthread_mutex_unlock(&s->mu);
+			pthread_join(t, NULL);
+			pthread_mutex_lock(&s->mu);
+			s->active--;
+		}
+		if (!wait_all || !s->active)
+			break;
+		pthread_cond_wait(&s->cond, &s->mu);
+	}
+	pthread_mutex_unlock(&s->mu);
 }
 
 int kha_fleetlock_serve(const struct kha_fleetlock_opts *o, const volatile sig_atomic_t *stop,
@@ -590,7 +616,6 @@ int kha_fleetlock_serve(const struct kha_fleetlock_opts *o, const volatile sig_a
 	struct sockaddr_storage ss;
 	socklen_t sslen;
 	kha_autoclose int lfd = -1;
-	pthread_attr_t attr;
 	int one = 1;
 	char addr[80];
 
@@ -615,14 +640,13 @@ int kha_fleetlock_serve(const struct kha_fleetlock_opts *o, const volatile sig_a
 	kha_info("fleetlock: listening", "addr=%s lock=%s slots=%zu", addr, o->lock, o->slots);
 	pthread_mutex_init(&s.mu, NULL);
 	pthread_cond_init(&s.cond, NULL);
-	pthread_attr_init(&attr);
-	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
 	while (!*stop) {
 		struct pollfd pfd = {.fd = lfd, .events = POLLIN};
 		struct conn *cn;
 		pthread_t t;
 		int fd;
 
+		reap(&s, false);
 		if (poll(&pfd, 1, 200) <= 0)
 			continue;
 		fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
@@ -643,7 +667,7 @@ int kha_fleetlock_serve(const struct kha_fleetlock_opts *o, const volatile sig_a
 			cn->s = &s;
 			cn->fd = fd;
 		}
-		if (!cn || pthread_create(&t, &attr, conn_thread, cn) != 0) {
+		if (!cn || pthread_create(&t, NULL, conn_thread, cn) != 0) {
 			free(cn);
 			close(fd);
 			pthread_mutex_lock(&s.mu);
@@ -652,11 +676,7 @@ int kha_fleetlock_serve(const struct kha_fleetlock_opts *o, const volatile sig_a
 		}
 	}
 	/* let the requests in flight finish (each is bounded by its timeouts) */
-	pthread_mutex_lock(&s.mu);
-	while (s.active)
-		pthread_cond_wait(&s.cond, &s.mu);
-	pthread_mutex_unlock(&s.mu);
-	pthread_attr_destroy(&attr);
+	reap(&s, true);
 	pthread_cond_destroy(&s.cond);
 	pthread_mutex_destroy(&s.mu);
 	kha_info("fleetlock: stopped", "addr=%s", addr);

@@ -44,6 +44,7 @@ struct pstats {
 	uint64_t failed; /* client connections closed without any backend answering */
 	uint64_t active;
 	uint64_t idle_closed;
+	uint64_t accept_pauses; /* out of file descriptors or memory: accepting paused */
 } __attribute__((aligned(CACHELINE)));
 
 #define STAT_ADD(field, n) __atomic_store_n(&(field), (field) + (n), __ATOMIC_RELAXED)
@@ -122,7 +123,7 @@ struct worker {
 	bool started;
 	struct kha_loop *loop;
 	int lfd;
-	struct kha_loop_source *lsrc, *sweep;
+	struct kha_loop_source *lsrc, *sweep, *accept_timer;
 	struct table *table;
 	struct kha_proxy_candidate *cand; /* parallel to table->b */
 	unsigned cursor;

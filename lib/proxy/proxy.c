@@ -741,6 +741,7 @@ static void sum_proxy(const struct kha_proxy *p, struct pstats *s)
 		s->failed += STAT_GET(w->failed);
 		s->active += STAT_GET(w->active);
 		s->idle_closed += STAT_GET(w->idle_closed);
+		s->accept_pauses += STAT_GET(w->accept_pauses);
 	}
 }
 
@@ -883,6 +884,13 @@ static void collect(FILE *out, void *userdata)
 				 "Client connections closed by the idle timeout.",
 				 KHA_METRIC_COUNTER);
 	kha_metrics_write_sample(out, "kha_proxy_idle_closed_total", NULL, (double)ps.idle_closed);
+	kha_metrics_write_header(
+		out, "kha_proxy_accept_pauses_total",
+		"Times accepting paused for 100ms: out of file descriptors or memory "
+		"(raise LimitNOFILE).",
+		KHA_METRIC_COUNTER);
+	kha_metrics_write_sample(out, "kha_proxy_accept_pauses_total", NULL,
+				 (double)ps.accept_pauses);
 	kha_metrics_write_header(out, "kha_proxy_active_connections",
 				 "Client connections open now.", KHA_METRIC_GAUGE);
 	kha_metrics_write_sample(out, "kha_proxy_active_connections", NULL, (double)ps.active);

@@ -25,10 +25,11 @@
 #include "kha/parse.h"
 #include "kha/banned.h"
 
-#define BUF_SIZE       (16 * 1024)
-#define MAX_FREE_BUFS  256
-#define ACCEPT_BATCH   64
-#define MAX_TRIES_MASK 64
+#define BUF_SIZE	(16 * 1024)
+#define MAX_FREE_BUFS	256
+#define ACCEPT_BATCH	64
+#define MAX_TRIES_MASK	64
+#define ACCEPT_PAUSE_US (100 * KHA_USEC_PER_MSEC)
 
 enum cstate {
 	C_CONNECTING,
@@ -247,6 +248,12 @@ static int start_connect(struct conn *c, struct backend *b)
 	return 0;
 }
 
+/* errno values that say this process or host is short of something, not the peer */
+static bool local_shortage(int err)
+{
+	return err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM;
+}
+
 /*
  * Connects to the next backend that this client connection has not tried. Returns false when
  * the connection was freed (no backend left).
@@ -275,6 +282,10 @@ static bool connect_next(struct conn *c)
 		r = start_connect(c, b);
 		if (r == 0)
 			return true;
+		if (local_shortage(-r)) { /* ours, not the backend's: blame nobody */
+			conn_fail(c);
+			return false;
+		}
 		STAT_ADD(b->ws[w->id].connect_failures, 1);
 		STAT_ADD(b->ws[w->id].retries, 1);
 		proxy_report_passive(w, b);
@@ -543,6 +554,34 @@ static void conn_timer(struct kha_loop_source *src, void *userdata)
 	}
 }
 
+static void resume_accepting(struct kha_loop_source *src, void *userdata)
+{
+	struct worker *w = userdata;
+
+	(void)src;
+	if (w->lsrc && kha_loop_io_set_events(w->lsrc, EPOLLIN) < 0)
+		kha_loop_timer_set(w->accept_timer, ACCEPT_PAUSE_US, 0);
+}
+
+/*
+ * Out of file descriptors (or memory): the listener stays readable, so a level-triggered loop
+ * would spin. Stop watching it for a while, as HAProxy and nginx do; pending clients wait in the
+ * kernel's backlog and are accepted as connections close.
+ */
+static void pause_accepting(struct worker *w, int err)
+{
+	if (!w->accept_timer &&
+	    kha_loop_add_timer(w->loop, 0, 0, resume_accepting, w, &w->accept_timer) < 0)
+		return;
+	if (kha_loop_io_set_events(w->lsrc, 0) < 0)
+		return;
+	kha_loop_timer_set(w->accept_timer, ACCEPT_PAUSE_US, 0);
+	if (STAT_GET(w->stats.accept_pauses) % 100 == 0) /* the first, then every 100th */
+		kha_warn("accept paused for 100ms", "worker=%u error=\"%s\" connections=%zu", w->id,
+			 strerror(err), w->nconns);
+	STAT_ADD(w->stats.accept_pauses, 1);
+}
+
 static void on_accept(struct kha_loop_source *src, int lfd, uint32_t events, void *userdata)
 {
 	struct worker *w = userdata;
@@ -558,7 +597,9 @@ static void on_accept(struct kha_loop_source *src, int lfd, uint32_t events, voi
 		if (fd < 0) {
 			if (errno == EINTR || errno == ECONNABORTED)
 				continue;
-			if (errno != EAGAIN)
+			if (local_shortage(errno))
+				pause_accepting(w, errno);
+			else if (errno != EAGAIN)
 				kha_debug("accept failed", "error=%d", errno);
 			return;
 		}

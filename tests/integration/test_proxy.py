@@ -462,6 +462,42 @@ def test_clients_closing_without_a_byte_do_not_make_backends_suspect(backends, p
     assert b["state"] == "up" and b["retries"] == 0, b
 
 
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_out_of_fds_pauses_accepting_and_recovers(backends, proxy):
+    bs = backends(1, kind="tcp")
+    p = proxy(bs, "--check", "tcp", "--check-interval", "1m", start=False)
+    p.args = ["prlimit", "--nofile=64:64", *p.args]  # lowering a limit needs no privilege
+    p.start()
+    conns = []
+    try:
+        # a proxied connection holds two of the 64 descriptors: the later ones hit EMFILE
+        for _ in range(40):
+            conns.append(socket.create_connection(("127.0.0.1", p.port), timeout=5))
+        wait_for(lambda: "accept paused" in p.read_err(), 10, "accepting paused")
+        # paused, not spinning on a listener that stays readable
+        cpu0 = cpu_seconds(p.proc.pid)
+        time.sleep(1)
+        assert cpu_seconds(p.proc.pid) - cpu0 < 0.5
+        # descriptors come back as connections close: the clients left waiting are served
+        for c in conns[:20]:
+            c.close()
+        for c in conns[20:]:
+            c.sendall(b"ping\n")
+            assert c.recv(5) == b"ping\n"
+        # and the backend was not blamed for our shortage
+        st = p.status()
+        assert st["backends"][0]["state"] == "up" and st["connections"]["failed"] == 0
+        assert metric(p, "kha_proxy_accept_pauses_total") >= 1
+    finally:
+        for c in conns:
+            c.close()
+
+
 def rss_bytes(pid):
     with open(f"/proc/{pid}/status") as f:
         for line in f:
