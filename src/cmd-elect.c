@@ -86,7 +86,7 @@ static void usage(FILE *out)
 		"before the lease can expire). COMMAND gets KHA_FENCING_TOKEN (etcd: the create\n"
 		"revision of our key; Lease: leaseTransitions), KHA_ELECTION and KHA_ID, runs in its\n"
 		"own process group and is killed if kha dies. On SIGTERM/SIGINT kha stops COMMAND\n"
-		"and resigns, so a standby takes over at once.\n\n"
+		"and resigns, so a standby takes over at once; SIGHUP is passed on to COMMAND.\n\n"
 		"Flags:\n"
 		"  --election NAME           election name (etcd key prefix NAME/); required\n"
 		"  --id ID                   our identity and proposal (default: the host name;\n"

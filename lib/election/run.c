@@ -528,6 +528,12 @@ int kha_elect_run(const struct kha_elect_opts *o, int *ret_status, struct kha_di
 							 si.ssi_signo == SIGTERM ? "SIGTERM"
 										 : "SIGINT");
 					exiting = true;
+				} else if (si.ssi_signo == SIGHUP && ch.running) {
+					/* a reload is COMMAND's business: systemd's ExecReload
+					 * reaches it through kha */
+					if (signal_group(&ch, SIGHUP) == 0)
+						kha_info("SIGHUP forwarded to COMMAND", "pid=%d",
+							 (int)ch.p.pid);
 				}
 			}
 		}

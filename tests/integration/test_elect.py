@@ -284,6 +284,22 @@ def test_restart_policies(etcd3, procs, tmp_path):
     assert p.returncode == 1, "the key must be gone after resigning"
 
 
+def test_sighup_is_forwarded_to_the_running_command(etcd3, procs, tmp_path):
+    marker = tmp_path / "hups"
+    script = f"trap 'echo hup >> {marker}' HUP; while :; do sleep 0.05; done"
+    k = procs.start(["elect", *etcd3.client_flags(), "--election", "hup", "--id", "a",
+                     "--ttl", "2s", "--grace", "1s", "--", "sh", "-c", script], "a")
+    wait_until(lambda: "COMMAND started" in k.log(), 10,
+               "COMMAND running", diag=procs.logs)
+    for n in (1, 2):
+        k.signal(signal.SIGHUP)
+        wait_until(lambda: marker.exists() and marker.read_text().count("hup") == n, 10,
+                   f"SIGHUP {n} reached COMMAND", diag=procs.logs)
+    assert "SIGHUP forwarded to COMMAND" in k.log()
+    k.signal(signal.SIGTERM)
+    assert k.wait(10) == 0  # kha itself went on leading until SIGTERM
+
+
 def test_bad_input_exits_without_running_anything(etcd3, tmp_path):
     marker = tmp_path / "ran"
     cmd = ["--", "sh", "-c", f"touch {marker}"]
