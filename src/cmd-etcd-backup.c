@@ -208,14 +208,9 @@ static int apply(void *userdata, int val, const char *arg, struct kha_diag *d)
 		snprintf(o->metrics_addr, sizeof(o->metrics_addr), "%s", arg);
 		return 0;
 	case OPT_LOG_LEVEL:
-		if (kha_log_parse_level(arg, &o->log_level) < 0)
-			return kha_diag_set(d, EINVAL, "'%s' is not debug, info, warn or error",
-					    arg);
-		return 0;
+		return kha_opt_set_log_level(&o->log_level, arg, d);
 	case OPT_LOG_FORMAT:
-		if (kha_log_parse_format(arg, &o->log_format) < 0)
-			return kha_diag_set(d, EINVAL, "'%s' is not logfmt or json", arg);
-		return 0;
+		return kha_opt_set_log_format(&o->log_format, arg, d);
 	case OPT_ONCE:
 		o->once = true;
 		return 0;

@@ -216,18 +216,11 @@ static int apply(void *userdata, int val, const char *arg, struct kha_diag *d)
 	case OPT_METRICS_ADDR:
 		return kha_opt_set_str(&o->metrics_addr, arg, d);
 	case OPT_LOG_LEVEL:
-		if (kha_log_parse_level(arg, &o->level) < 0)
-			return kha_diag_set(d, EINVAL, "'%s' is not debug, info, warn or error",
-					    arg);
-		return 0;
+		return kha_opt_set_log_level(&o->level, arg, d);
 	case OPT_LOG_FORMAT:
-		if (kha_log_parse_format(arg, &o->format) < 0)
-			return kha_diag_set(d, EINVAL, "'%s' is not logfmt or json", arg);
-		return 0;
+		return kha_opt_set_log_format(&o->format, arg, d);
 	case 'o':
-		if (kha_parse_output(arg, &o->json) < 0)
-			return kha_diag_set(d, EINVAL, "'%s' is not table or json", arg);
-		return 0;
+		return kha_opt_set_output(&o->json, arg, d);
 	case OPT_CONFIG:
 		return 0;
 	default:

@@ -252,14 +252,9 @@ static int apply(void *userdata, int val, const char *arg, struct kha_diag *d)
 		}
 		return kha_opt_set_addr(c->metrics_addr, sizeof(c->metrics_addr), arg, d);
 	case OPT_LOG_LEVEL:
-		if (kha_log_parse_level(arg, &o->level) < 0)
-			return kha_diag_set(d, EINVAL, "'%s': expected debug, info, warn or error",
-					    arg);
-		return 0;
+		return kha_opt_set_log_level(&o->level, arg, d);
 	case OPT_LOG_FORMAT:
-		if (kha_log_parse_format(arg, &o->format) < 0)
-			return kha_diag_set(d, EINVAL, "'%s': expected logfmt or json", arg);
-		return 0;
+		return kha_opt_set_log_format(&o->format, arg, d);
 	}
 	return -EINVAL;
 }

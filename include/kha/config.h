@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include "kha/diag.h"
+#include "kha/log.h"
 
 /* Applies one option: val is the struct option's val, arg its value (NULL for a flag). */
 typedef int (*kha_opt_apply_fn)(void *userdata, int val, const char *arg, struct kha_diag *d);
@@ -64,5 +65,10 @@ int kha_opt_set_duration(uint64_t *dst, const char *arg, bool zero_ok, struct kh
 int kha_opt_set_uint(unsigned *dst, const char *arg, uint64_t min, uint64_t max,
 		     struct kha_diag *d) KHA_WUR;
 int kha_opt_set_addr(char *dst, size_t size, const char *arg, struct kha_diag *d) KHA_WUR;
+/* --log-level (debug|info|warn|error), --log-format (logfmt|json), -o (table|json) */
+int kha_opt_set_log_level(enum kha_log_level *dst, const char *arg, struct kha_diag *d) KHA_WUR;
+int kha_opt_set_log_format(enum kha_log_format *dst, const char *arg,
+			   struct kha_diag *d) KHA_WUR;
+int kha_opt_set_output(bool *json, const char *arg, struct kha_diag *d) KHA_WUR;
 
 #endif

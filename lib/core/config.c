@@ -236,3 +236,25 @@ int kha_opt_set_addr(char *dst, size_t size, const char *arg, struct kha_diag *d
 	snprintf(dst, size, "%s", arg);
 	return 0;
 }
+
+int kha_opt_set_log_level(enum kha_log_level *dst, const char *arg, struct kha_diag *d)
+{
+	if (!arg || kha_log_parse_level(arg, dst) < 0)
+		return kha_diag_set(d, EINVAL, "'%s' is not debug, info, warn or error",
+				    arg ? arg : "");
+	return 0;
+}
+
+int kha_opt_set_log_format(enum kha_log_format *dst, const char *arg, struct kha_diag *d)
+{
+	if (!arg || kha_log_parse_format(arg, dst) < 0)
+		return kha_diag_set(d, EINVAL, "'%s' is not logfmt or json", arg ? arg : "");
+	return 0;
+}
+
+int kha_opt_set_output(bool *json, const char *arg, struct kha_diag *d)
+{
+	if (!arg || kha_parse_output(arg, json) < 0)
+		return kha_diag_set(d, EINVAL, "'%s' is not table or json", arg ? arg : "");
+	return 0;
+}

@@ -309,6 +309,22 @@ static void test_opt_setters(void **state)
 	assert_int_equal(kha_opt_set_str(&str, "b", &d), 0);
 	assert_string_equal(str, "b");
 	free(str);
+	{
+		enum kha_log_level lvl = KHA_LOG_INFO;
+		enum kha_log_format fmt = KHA_LOG_LOGFMT;
+		bool json = false;
+		assert_int_equal(kha_opt_set_log_level(&lvl, "debug", &d), 0);
+		assert_int_equal(lvl, KHA_LOG_DEBUG);
+		assert_int_equal(kha_opt_set_log_level(&lvl, "loud", &d), -EINVAL);
+		assert_string_equal(d.msg, "'loud' is not debug, info, warn or error");
+		assert_int_equal(kha_opt_set_log_format(&fmt, "json", &d), 0);
+		assert_int_equal(fmt, KHA_LOG_JSON);
+		assert_int_equal(kha_opt_set_log_format(&fmt, "xml", &d), -EINVAL);
+		assert_int_equal(kha_opt_set_output(&json, "json", &d), 0);
+		assert_true(json);
+		assert_int_equal(kha_opt_set_output(&json, "yaml", &d), -EINVAL);
+		assert_string_equal(d.msg, "'yaml' is not table or json");
+	}
 	assert_int_equal(kha_opt_set_addr(addr, sizeof(addr), "a:1", &d), 0);
 	assert_int_equal(kha_opt_set_addr(addr, sizeof(addr), "toolong:1", &d), -EINVAL);
 	assert_string_equal(addr, "a:1");
