@@ -67,8 +67,7 @@ int kha_opt_set_uint(unsigned *dst, const char *arg, uint64_t min, uint64_t max,
 int kha_opt_set_addr(char *dst, size_t size, const char *arg, struct kha_diag *d) KHA_WUR;
 /* --log-level (debug|info|warn|error), --log-format (logfmt|json), -o (table|json) */
 int kha_opt_set_log_level(enum kha_log_level *dst, const char *arg, struct kha_diag *d) KHA_WUR;
-int kha_opt_set_log_format(enum kha_log_format *dst, const char *arg,
-			   struct kha_diag *d) KHA_WUR;
+int kha_opt_set_log_format(enum kha_log_format *dst, const char *arg, struct kha_diag *d) KHA_WUR;
 int kha_opt_set_output(bool *json, const char *arg, struct kha_diag *d) KHA_WUR;
 
 #endif
