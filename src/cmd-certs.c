@@ -45,18 +45,8 @@ static int fail(const char *sub, int err, const struct kha_diag *d, const char *
 	return kha_exit_from_errno(err);
 }
 
-static int usage_error(const char *sub, const char *fmt, ...) KHA_PRINTF(2, 3);
-static int usage_error(const char *sub, const char *fmt, ...)
-{
-	va_list ap;
-
-	fprintf(stderr, "kha certs %s: ", sub);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fprintf(stderr, " (run 'kha certs %s --help')\n", sub);
-	return KHA_EXIT_USAGE;
-}
+/* "kha certs SUB: MESSAGE (run 'kha certs SUB --help')"; returns 64 */
+#define usage_error(sub, ...) cmd_usage_error("certs", sub, __VA_ARGS__)
 
 static int parse_output(const char *sub, const char *arg, bool *json)
 {

@@ -2,6 +2,7 @@
 /* What the command front ends share: see cmd-common.h. */
 #include <errno.h>
 #include <inttypes.h>
+#include <stdarg.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
@@ -23,6 +24,18 @@ int cmd_usage_or_help(int argc, char **argv, void (*usage)(FILE *out))
 		return KHA_EXIT_OK;
 	}
 	return -1;
+}
+
+int cmd_usage_error(const char *cmd, const char *sub, const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "kha %s %s: ", cmd, sub);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, " (run 'kha %s %s --help')\n", cmd, sub);
+	return KHA_EXIT_USAGE;
 }
 
 int cmd_print_json(json_t *o)

@@ -11,12 +11,16 @@
 #include <stdio.h>
 #include <jansson.h>
 
+#include "kha/common.h"
+
 /*
  * The start of every subcommand table: without a SUBCOMMAND, prints usage on stderr and
  * returns 64; for -h, --help or help, prints it on stdout and returns 0. Returns -1 when
  * argv[1] is the caller's to look up.
  */
 int cmd_usage_or_help(int argc, char **argv, void (*usage)(FILE *out));
+/* Prints "kha CMD SUB: MESSAGE (run 'kha CMD SUB --help')" on stderr; returns 64 (usage). */
+int cmd_usage_error(const char *cmd, const char *sub, const char *fmt, ...) KHA_PRINTF(3, 4);
 
 /*
  * Writes o indented, in its key order, and a newline on stdout; takes o (NULL: an allocation

@@ -2,7 +2,6 @@
 /* kha lab: the HA design on one machine, with real etcd members on loopback. */
 #include <getopt.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -53,18 +52,8 @@ static void usage(FILE *out)
 		"Run 'kha lab SUBCOMMAND --help' for its flags. See docs/lab.md.\n");
 }
 
-static int usage_error(const char *sub, const char *fmt, ...) KHA_PRINTF(2, 3);
-static int usage_error(const char *sub, const char *fmt, ...)
-{
-	va_list ap;
-
-	fprintf(stderr, "kha lab %s: ", sub);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fprintf(stderr, " (run 'kha lab %s --help')\n", sub);
-	return KHA_EXIT_USAGE;
-}
+/* "kha lab SUB: MESSAGE (run 'kha lab SUB --help')"; returns 64 */
+#define usage_error(sub, ...) cmd_usage_error("lab", sub, __VA_ARGS__)
 
 /* Maps a lab error to an exit code and prints the one line. */
 static int fail(const char *sub, int err, const struct kha_diag *d)
