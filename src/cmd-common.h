@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * What the command front ends share (src/ only): the help of a subcommand table, JSON on
- * stdout, stopping on SIGINT/SIGTERM. Each helper does what several src/cmd-*.c did alike.
+ * What the command front ends share (src/ only): the help of a subcommand table, usage errors,
+ * JSON on stdout, stopping on SIGINT/SIGTERM. Each helper does what several src/cmd-*.c did alike.
  */
 #ifndef KHA_CMD_COMMON_H
 #define KHA_CMD_COMMON_H
