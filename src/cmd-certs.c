@@ -9,6 +9,7 @@
 
 #include <jansson.h>
 
+#include "cmd-common.h"
 #include "commands.h"
 #include "kha/certs.h"
 #include "kha/diag.h"
@@ -44,26 +45,12 @@ static int fail(const char *sub, int err, const struct kha_diag *d, const char *
 	return kha_exit_from_errno(err);
 }
 
-static int usage_error(const char *sub, const char *fmt, ...) KHA_PRINTF(2, 3);
-static int usage_error(const char *sub, const char *fmt, ...)
-{
-	va_list ap;
-
-	fprintf(stderr, "kha certs %s: ", sub);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fprintf(stderr, " (run 'kha certs %s --help')\n", sub);
-	return KHA_EXIT_USAGE;
-}
+/* "kha certs SUB: MESSAGE (run 'kha certs SUB --help')"; returns 64 */
+#define usage_error(sub, ...) cmd_usage_error("certs", sub, __VA_ARGS__)
 
 static int parse_output(const char *sub, const char *arg, bool *json)
 {
-	if (strcmp(arg, "json") == 0)
-		*json = true;
-	else if (strcmp(arg, "table") == 0 || strcmp(arg, "text") == 0)
-		*json = false;
-	else
+	if (kha_parse_output(arg, json) < 0)
 		return usage_error(sub, "unknown output format '%s' (table or json)", arg);
 	return 0;
 }
@@ -145,14 +132,14 @@ static json_t *info_json(const struct kha_cert_info *info)
 			 ips);
 }
 
-static void print_json(json_t *j)
+/* The JSON of what ca and issue wrote: the certificate, and where it and its key are. */
+static void print_written_json(const struct kha_cert_info *info, const char *crt, const char *key)
 {
-	char *s = json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+	json_t *j = info_json(info);
 
-	if (s)
-		printf("%s\n", s);
-	free(s);
-	json_decref(j);
+	json_object_set_new(j, "cert", json_string(crt));
+	json_object_set_new(j, "key", json_string(key));
+	kha_ignore(cmd_print_json(j));
 }
 
 /* Refuses to overwrite a private key unless forced: losing a CA key is not undoable. */
@@ -245,11 +232,7 @@ static int cmd_ca(int argc, char **argv)
 	if (r < 0)
 		return fail("ca", r, &d, NULL);
 	if (json) {
-		json_t *j = info_json(&info);
-
-		json_object_set_new(j, "cert", json_string(crt));
-		json_object_set_new(j, "key", json_string(key));
-		print_json(j);
+		print_written_json(&info, crt, key);
 	} else {
 		printf("CA %s written: %s (key %s, mode 0600), expires %s\n", info.subject, crt,
 		       key, format_time(na, sizeof(na), info.not_after));
@@ -379,11 +362,7 @@ static int cmd_issue(int argc, char **argv)
 	if (r < 0)
 		return fail("issue", r, &d, NULL);
 	if (json) {
-		json_t *j = info_json(&info);
-
-		json_object_set_new(j, "cert", json_string(crt));
-		json_object_set_new(j, "key", json_string(key));
-		print_json(j);
+		print_written_json(&info, crt, key);
 	} else {
 		printf("issued %s (key %s, mode 0600)\n  subject %s, issuer %s\n  usage   %s\n"
 		       "  SANs    ",
@@ -552,7 +531,7 @@ static int cmd_check(int argc, char **argv)
 		json_object_set_new(j, "chain_verified", chain);
 		json_object_set_new(j, "status", json_string(status[res.code]));
 		json_object_set_new(j, "problems", res.problems);
-		print_json(j);
+		kha_ignore(cmd_print_json(j));
 	} else {
 		size_t i;
 		json_t *v;
@@ -594,15 +573,10 @@ static int cmd_check(int argc, char **argv)
 
 int cmd_certs_main(int argc, char **argv)
 {
-	if (argc < 2) {
-		usage(stderr);
-		return KHA_EXIT_USAGE;
-	}
-	if (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0 ||
-	    strcmp(argv[1], "help") == 0) {
-		usage(stdout);
-		return KHA_EXIT_OK;
-	}
+	int code = cmd_usage_or_help(argc, argv, usage);
+
+	if (code >= 0)
+		return code;
 	if (strcmp(argv[1], "ca") == 0)
 		return cmd_ca(argc - 1, argv + 1);
 	if (strcmp(argv[1], "issue") == 0)

@@ -4,9 +4,9 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/resource.h>
-#include <sys/signalfd.h>
+#include <unistd.h>
 
+#include "cmd-common.h"
 #include "commands.h"
 #include "kha/common.h"
 #include "kha/drill.h"
@@ -136,13 +136,7 @@ struct ui {
 
 static int on_stop(void *userdata)
 {
-	int fd = ((struct ui *)userdata)->sfd;
-	struct signalfd_siginfo si;
-	int sig = 0;
-
-	while (read(fd, &si, sizeof(si)) == (ssize_t)sizeof(si))
-		sig = (int)si.ssi_signo;
-	return sig;
+	return cmd_stop_signal(((struct ui *)userdata)->sfd);
 }
 
 static void clear_line(struct ui *ui)
@@ -244,17 +238,6 @@ static int write_outputs(const struct kha_drill_report *r, const struct kha_dril
 	return 0;
 }
 
-static void raise_fd_limit(void)
-{
-	struct rlimit rl;
-
-	/* each probe in flight holds a socket */
-	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-		rl.rlim_cur = rl.rlim_max;
-		kha_ignore(setrlimit(RLIMIT_NOFILE, &rl));
-	}
-}
-
 int cmd_drill_main(int argc, char **argv)
 {
 	struct kha_drill_scenario sc;
@@ -264,7 +247,7 @@ int cmd_drill_main(int argc, char **argv)
 	const char *scenario = NULL, *output = "text";
 	bool with_probes = false, no_progress = false, linear = false;
 	enum kha_log_level level = KHA_LOG_INFO;
-	sigset_t mask, oldmask;
+	sigset_t oldmask;
 	int sfd = -1, c, idx, r, rc;
 
 	/* pass 1: help and the scenario file, so that flags can override what it says */
@@ -368,18 +351,13 @@ int cmd_drill_main(int argc, char **argv)
 	}
 
 	/* SIGINT/SIGTERM stop the drill through a signalfd; the commands get a clean mask */
-	sigemptyset(&mask);
-	sigaddset(&mask, SIGINT);
-	sigaddset(&mask, SIGTERM);
-	sigprocmask(SIG_BLOCK, &mask, &oldmask);
-	sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+	sfd = cmd_stop_signalfd(&oldmask);
 	if (sfd < 0) {
-		fprintf(stderr, "kha drill: signalfd: %s\n", strerror(errno));
-		sigprocmask(SIG_SETMASK, &oldmask, NULL);
+		fprintf(stderr, "kha drill: signalfd: %s\n", strerror(-sfd));
 		kha_drill_scenario_release(&sc);
 		return KHA_EXIT_SOFTWARE;
 	}
-	raise_fd_limit();
+	cmd_raise_fd_limit(); /* each probe in flight holds a socket */
 	ui.progress = !no_progress && isatty(STDERR_FILENO);
 	{
 		struct kha_drill_hooks hooks = {

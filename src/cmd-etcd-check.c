@@ -6,6 +6,7 @@
 #include <string.h>
 #include <jansson.h>
 
+#include "cmd-common.h"
 #include "cmd-etcd.h"
 #include "kha/backup.h"
 #include "kha/etcd.h"
@@ -42,18 +43,9 @@ static void usage(FILE *out)
 		"--cert c.crt --key c.key\n");
 }
 
-static json_t *hex(uint64_t id)
-{
-	char buf[24];
-
-	snprintf(buf, sizeof(buf), "%" PRIx64, id);
-	return json_string(buf);
-}
-
 static int print_json(const struct kha_consistency_report *r)
 {
-	json_t *members = json_array(), *o;
-	int rc;
+	json_t *members = json_array();
 
 	for (size_t i = 0; members && i < r->n_members; i++) {
 		const struct kha_consistency_member *m = &r->members[i];
@@ -62,7 +54,7 @@ static int print_json(const struct kha_consistency_report *r)
 		json_array_append_new(
 			members,
 			json_pack("{s:o, s:s, s:s, s:b, s:b, s:o, s:o, s:o, s:o, s:s, s:o}", "id",
-				  hex(m->id), "name", m->name, "endpoint", m->endpoint,
+				  cmd_json_hex(m->id), "name", m->name, "endpoint", m->endpoint,
 				  "is_learner", m->is_learner, "reachable", m->reachable,
 				  "revision",
 				  m->reachable ? json_integer(m->revision) : json_null(), "hash",
@@ -74,18 +66,13 @@ static int print_json(const struct kha_consistency_report *r)
 				  "state", kha_consistency_state_name(m->state), "error",
 				  m->error[0] ? json_string(m->error) : json_null()));
 	}
-	o = json_pack("{s:s, s:s, s:I, s:I, s:o, s:i, s:i, s:i, s:o}", "verdict",
-		      kha_consistency_verdict_name(r->verdict), "summary", r->summary, "revision",
-		      (json_int_t)r->revision, "compact_revision", (json_int_t)r->compact_revision,
-		      "hash", r->agreeing ? json_integer(r->hash) : json_null(), "compared",
-		      (int)r->compared, "agreeing", (int)r->agreeing, "attempts", (int)r->attempts,
-		      "members", members);
-	if (!o)
-		return -ENOMEM;
-	rc = json_dumpf(o, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-	printf("\n");
-	json_decref(o);
-	return rc < 0 ? -EIO : 0;
+	return cmd_print_json(json_pack("{s:s, s:s, s:I, s:I, s:o, s:i, s:i, s:i, s:o}", "verdict",
+					kha_consistency_verdict_name(r->verdict), "summary",
+					r->summary, "revision", (json_int_t)r->revision,
+					"compact_revision", (json_int_t)r->compact_revision, "hash",
+					r->agreeing ? json_integer(r->hash) : json_null(),
+					"compared", (int)r->compared, "agreeing", (int)r->agreeing,
+					"attempts", (int)r->attempts, "members", members));
 }
 
 static void print_table(const struct kha_consistency_report *r)
@@ -139,10 +126,9 @@ static int consistency(int argc, char **argv)
 	bool json = false;
 	int c, r, code = KHA_EXIT_USAGE;
 
-	if (kha_etcd_config_init(&cfg) < 0)
-		return KHA_EXIT_SOFTWARE;
-	if (kha_etcd_config_from_env(&cfg, &d) < 0) {
-		fprintf(stderr, "kha etcd check consistency: %s\n", d.msg);
+	r = cmd_etcd_config_start("check consistency", &cfg);
+	if (r) {
+		code = r;
 		goto out;
 	}
 	optind = 1;
@@ -152,15 +138,6 @@ static int consistency(int argc, char **argv)
 			usage(stdout);
 			code = KHA_EXIT_OK;
 			goto out;
-		case 'o':
-			if (kha_parse_output(optarg, &json) < 0) {
-				fprintf(stderr,
-					"kha etcd check consistency: --output: '%s' is not table or "
-					"json\n",
-					optarg);
-				goto out;
-			}
-			break;
 		case OPT_TIMEOUT:
 			if (kha_parse_duration_us(optarg, &timeout_us) < 0 || !timeout_us) {
 				fprintf(stderr,
@@ -170,14 +147,9 @@ static int consistency(int argc, char **argv)
 				goto out;
 			}
 			break;
-		case '?':
-			fprintf(stderr, "Run 'kha etcd check consistency --help' for the flags.\n");
-			goto out;
 		default:
-			if (kha_etcd_config_apply_opt(&cfg, c, optarg, &d) < 0) {
-				fprintf(stderr, "kha etcd check consistency: %s\n", d.msg);
+			if (cmd_etcd_common_flag("check consistency", &cfg, c, optarg, &json))
 				goto out;
-			}
 		}
 	}
 	if (optind < argc) {
@@ -188,9 +160,7 @@ static int consistency(int argc, char **argv)
 	r = kha_consistency_check(&cfg, timeout_us, &rep, &d);
 	if (r < 0) {
 		fprintf(stderr, "kha etcd check consistency: %s\n", d.msg);
-		code = kha_exit_from_errno(r);
-		if (code == KHA_EXIT_SOFTWARE && r != -ENOMEM)
-			code = KHA_EXIT_UNAVAILABLE;
+		code = cmd_etcd_exit_code(r, &d);
 		goto out;
 	}
 	if (json) {
@@ -223,15 +193,10 @@ out:
 
 int cmd_etcd_check_main(int argc, char **argv)
 {
-	if (argc < 2) {
-		usage(stderr);
-		return KHA_EXIT_USAGE;
-	}
-	if (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0 ||
-	    strcmp(argv[1], "help") == 0) {
-		usage(stdout);
-		return KHA_EXIT_OK;
-	}
+	int code = cmd_usage_or_help(argc, argv, usage);
+
+	if (code >= 0)
+		return code;
 	if (strcmp(argv[1], "consistency") == 0)
 		return consistency(argc - 1, argv + 1);
 	fprintf(stderr, "kha etcd check: unknown check '%s' (run 'kha etcd check --help')\n",

@@ -2,11 +2,10 @@
 /* kha etcd defrag --rolling: one member at a time, the leader last, health checked between. */
 #include <getopt.h>
 #include <inttypes.h>
-#include <signal.h>
 #include <stdio.h>
-#include <string.h>
 #include <jansson.h>
 
+#include "cmd-common.h"
 #include "cmd-etcd.h"
 #include "kha/backup.h"
 #include "kha/etcd.h"
@@ -20,13 +19,6 @@ enum {
 	OPT_SETTLE_TIMEOUT,
 	OPT_FORCE,
 };
-
-static volatile sig_atomic_t interrupted;
-
-static void on_signal(int sig)
-{
-	interrupted = sig;
-}
 
 static void usage(FILE *out)
 {
@@ -96,9 +88,8 @@ static void print_table(const struct kha_defrag_report *rep)
 
 static int print_json(const struct kha_defrag_report *rep, const char *error)
 {
-	json_t *members = json_array(), *o;
+	json_t *members = json_array();
 	char id[24];
-	int r;
 
 	for (size_t i = 0; members && i < rep->n_members; i++) {
 		const struct kha_defrag_member *m = &rep->members[i];
@@ -116,16 +107,10 @@ static int print_json(const struct kha_defrag_report *rep, const char *error)
 				  (json_int_t)m->duration_us, "settle_us", (json_int_t)m->settle_us,
 				  "error", m->error[0] ? json_string(m->error) : json_null()));
 	}
-	o = json_pack("{s:b, s:o, s:I, s:b, s:o}", "ok", error == NULL, "error",
-		      error ? json_string(error) : json_null(), "reclaimed",
-		      (json_int_t)rep->reclaimed, "nospace_alarm", rep->nospace_alarm, "members",
-		      members);
-	if (!o)
-		return -ENOMEM;
-	r = json_dumpf(o, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-	printf("\n");
-	json_decref(o);
-	return r < 0 ? -EIO : 0;
+	return cmd_print_json(json_pack("{s:b, s:o, s:I, s:b, s:o}", "ok", error == NULL, "error",
+					error ? json_string(error) : json_null(), "reclaimed",
+					(json_int_t)rep->reclaimed, "nospace_alarm",
+					rep->nospace_alarm, "members", members));
 }
 
 int cmd_etcd_defrag_main(int argc, char **argv)
@@ -142,18 +127,20 @@ int cmd_etcd_defrag_main(int argc, char **argv)
 		{},
 	};
 	struct kha_etcd_config cfg = {};
-	struct kha_defrag_opts o = {.cfg = &cfg, .cancel = &interrupted, .progress = on_progress};
+	struct kha_defrag_opts o = {
+		.cfg = &cfg,
+		.cancel = &cmd_interrupted,
+		.progress = on_progress,
+	};
 	struct kha_defrag_report rep = {};
-	struct sigaction sa = {.sa_handler = on_signal};
 	struct kha_diag d = {};
 	bool json = false;
 	uint64_t *dur;
 	int c, r, code = KHA_EXIT_USAGE;
 
-	if (kha_etcd_config_init(&cfg) < 0)
-		return KHA_EXIT_SOFTWARE;
-	if (kha_etcd_config_from_env(&cfg, &d) < 0) {
-		fprintf(stderr, "kha etcd defrag: %s\n", d.msg);
+	r = cmd_etcd_config_start("defrag", &cfg);
+	if (r) {
+		code = r;
 		goto out;
 	}
 	optind = 1;
@@ -163,14 +150,6 @@ int cmd_etcd_defrag_main(int argc, char **argv)
 			usage(stdout);
 			code = KHA_EXIT_OK;
 			goto out;
-		case 'o':
-			if (kha_parse_output(optarg, &json) < 0) {
-				fprintf(stderr,
-					"kha etcd defrag: --output: '%s' is not table or json\n",
-					optarg);
-				goto out;
-			}
-			break;
 		case OPT_ROLLING:
 			break;
 		case OPT_MEMBER:
@@ -190,14 +169,9 @@ int cmd_etcd_defrag_main(int argc, char **argv)
 				goto out;
 			}
 			break;
-		case '?':
-			fprintf(stderr, "Run 'kha etcd defrag --help' for the flags.\n");
-			goto out;
 		default:
-			if (kha_etcd_config_apply_opt(&cfg, c, optarg, &d) < 0) {
-				fprintf(stderr, "kha etcd defrag: %s\n", d.msg);
+			if (cmd_etcd_common_flag("defrag", &cfg, c, optarg, &json))
 				goto out;
-			}
 		}
 	}
 	if (optind < argc) {
@@ -207,25 +181,19 @@ int cmd_etcd_defrag_main(int argc, char **argv)
 			argv[optind]);
 		goto out;
 	}
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
+	cmd_catch_signals();
 	r = kha_defrag_rolling(&o, &rep, &d);
 	if (r < 0) {
 		if (r == -EAGAIN && rep.n_members == 0) {
 			fprintf(stderr, "kha etcd defrag: refused: %s (--force to do it anyway)\n",
 				d.msg);
 			code = 1;
-		} else if (r == -ECANCELED && interrupted) {
+		} else if (r == -ECANCELED && cmd_interrupted) {
 			fprintf(stderr, "kha etcd defrag: %s\n", d.msg);
-			code = 128 + interrupted;
+			code = 128 + cmd_interrupted;
 		} else {
 			fprintf(stderr, "kha etcd defrag: %s\n", d.msg);
-			code = kha_exit_from_errno(r);
-			if (r == -ENOENT && strstr(d.msg, "no member named"))
-				code = KHA_EXIT_USAGE;
-			else if (code == KHA_EXIT_SOFTWARE && r != -ENOMEM)
-				code = KHA_EXIT_UNAVAILABLE;
+			code = cmd_etcd_exit_code(r, &d);
 		}
 		if (rep.n_members) {
 			if (json)

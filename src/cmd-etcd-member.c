@@ -5,11 +5,11 @@
  */
 #include <getopt.h>
 #include <inttypes.h>
-#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <jansson.h>
 
+#include "cmd-common.h"
 #include "cmd-etcd.h"
 #include "kha/backup.h"
 #include "kha/etcd.h"
@@ -35,6 +35,7 @@ enum {
 
 struct opts {
 	const char *sub;
+	char cmd[32]; /* "member SUB", for the shared messages */
 	struct kha_etcd_config cfg;
 	bool json;
 	bool learner;
@@ -46,22 +47,6 @@ struct opts {
 	uint64_t start_timeout_us;
 	const char *arg; /* the positional NAME|ID */
 };
-
-static volatile sig_atomic_t interrupted;
-
-static void on_signal(int sig)
-{
-	interrupted = sig;
-}
-
-static void catch_signals(void)
-{
-	struct sigaction sa = {.sa_handler = on_signal};
-
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
-}
 
 static void opts_release(struct opts *o)
 {
@@ -217,19 +202,16 @@ static int parse(int argc, char **argv, struct opts *o)
 		{"help", no_argument, NULL, 'h'},
 		{},
 	};
-	struct kha_diag d = {};
 	bool add = strcmp(o->sub, "add") == 0, replace = strcmp(o->sub, "replace") == 0;
 	bool list = strcmp(o->sub, "list") == 0;
-	int c;
+	int c, code;
 
 	o->timeout_us = DEFAULT_PROMOTE_TIMEOUT_US;
 	o->start_timeout_us = DEFAULT_START_TIMEOUT_US;
-	if (kha_etcd_config_init(&o->cfg) < 0)
-		return 1000 + KHA_EXIT_SOFTWARE;
-	if (kha_etcd_config_from_env(&o->cfg, &d) < 0) {
-		fprintf(stderr, "kha etcd member %s: %s\n", o->sub, d.msg);
-		return 1000 + KHA_EXIT_USAGE;
-	}
+	snprintf(o->cmd, sizeof(o->cmd), "member %s", o->sub);
+	code = cmd_etcd_config_start(o->cmd, &o->cfg);
+	if (code)
+		return 1000 + code;
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "ho:", longopts, NULL)) != -1) {
 		uint64_t *dur = NULL;
@@ -239,14 +221,6 @@ static int parse(int argc, char **argv, struct opts *o)
 		case 'h':
 			sub_usage(stdout, o->sub);
 			return 1000 + KHA_EXIT_OK;
-		case 'o':
-			if (kha_parse_output(optarg, &o->json) < 0) {
-				fprintf(stderr,
-					"kha etcd member %s: --output: '%s' is not table or json\n",
-					o->sub, optarg);
-				return 1000 + KHA_EXIT_USAGE;
-			}
-			break;
 		case OPT_PEER_URLS:
 			ok = add || replace;
 			if (ok && add_peer_urls(o, optarg) < 0)
@@ -272,14 +246,10 @@ static int parse(int argc, char **argv, struct opts *o)
 			ok = replace;
 			dur = &o->start_timeout_us;
 			break;
-		case '?':
-			fprintf(stderr, "Run 'kha etcd member %s --help' for the flags.\n", o->sub);
-			return 1000 + KHA_EXIT_USAGE;
 		default:
-			if (kha_etcd_config_apply_opt(&o->cfg, c, optarg, &d) < 0) {
-				fprintf(stderr, "kha etcd member %s: %s\n", o->sub, d.msg);
-				return 1000 + KHA_EXIT_USAGE;
-			}
+			code = cmd_etcd_common_flag(o->cmd, &o->cfg, c, optarg, &o->json);
+			if (code)
+				return 1000 + code;
 			break;
 		}
 		if (!ok) {
@@ -332,14 +302,8 @@ static int parse(int argc, char **argv, struct opts *o)
 
 static int fail(const struct opts *o, int r, const struct kha_diag *d)
 {
-	int code = kha_exit_from_errno(r);
-
 	fprintf(stderr, "kha etcd member %s: %s\n", o->sub, d->msg);
-	if (code == KHA_EXIT_SOFTWARE && r != -ENOMEM)
-		code = KHA_EXIT_UNAVAILABLE;
-	if (r == -ENOENT && strstr(d->msg, "no member named"))
-		code = KHA_EXIT_USAGE;
-	return code;
+	return cmd_etcd_exit_code(r, d);
 }
 
 static bool live_leader(const struct kha_etcd_cluster_report *rep)
@@ -436,33 +400,48 @@ static int guard(const struct opts *o, const struct kha_etcd_cluster_report *rep
 	return 0;
 }
 
-static json_t *strings_json(char *const *v, size_t n)
+/* Runs the guard on the cluster as it is now. Returns 0 to proceed or an exit code. */
+static int guard_now(struct opts *o, const struct kha_guard_request *req,
+		     struct kha_guard_verdict *v)
 {
-	json_t *a = json_array();
+	struct kha_etcd_cluster_report rep = {};
+	int code = report(o, &rep);
 
-	for (size_t i = 0; a && i < n; i++)
-		json_array_append_new(a, json_string(v[i]));
-	return a;
+	if (code)
+		return code;
+	code = guard(o, &rep, req, v);
+	kha_etcd_cluster_report_release(&rep);
+	return code;
 }
 
-static json_t *hex(uint64_t id)
+/*
+ * Runs the guard on a change of the member at idx of rep (kha_member_find's answer, with d
+ * saying why when negative): sets req->target, and its label in name. Releases rep. Returns 0
+ * to proceed or an exit code.
+ */
+static int guard_member(struct opts *o, struct kha_etcd_cluster_report *rep, int idx,
+			const struct kha_diag *d, struct kha_guard_request *req,
+			struct kha_guard_verdict *v, char *name, size_t size)
 {
-	char buf[24];
+	int code;
 
-	snprintf(buf, sizeof(buf), "%" PRIx64, id);
-	return json_string(buf);
+	if (idx < 0) {
+		kha_etcd_cluster_report_release(rep);
+		return fail(o, idx, d);
+	}
+	req->target = rep->members[idx].member.id;
+	label(name, size, &rep->members[idx].member);
+	code = guard(o, rep, req, v);
+	kha_etcd_cluster_report_release(rep);
+	return code;
 }
 
+/* Prints o (taken) as the JSON report; returns the exit code. */
 static int dump(json_t *o)
 {
-	int r;
+	int r = cmd_print_json(o);
 
-	if (!o)
-		return KHA_EXIT_SOFTWARE;
-	r = json_dumpf(o, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-	printf("\n");
-	json_decref(o);
-	return r < 0 ? KHA_EXIT_IOERR : KHA_EXIT_OK;
+	return r == -ENOMEM ? KHA_EXIT_SOFTWARE : r < 0 ? KHA_EXIT_IOERR : KHA_EXIT_OK;
 }
 
 static json_t *guard_json(const struct kha_guard_verdict *v)
@@ -510,17 +489,19 @@ static int cmd_list(struct opts *o)
 			json_array_append_new(
 				members,
 				json_pack("{s:o, s:s, s:b, s:b, s:b, s:b, s:o, s:o}", "id",
-					  hex(m->member.id), "name", m->member.name, "is_learner",
-					  m->member.is_learner, "started", m->member.name[0] != 0,
-					  "reachable", m->reachable, "is_leader",
+					  cmd_json_hex(m->member.id), "name", m->member.name,
+					  "is_learner", m->member.is_learner, "started",
+					  m->member.name[0] != 0, "reachable", m->reachable,
+					  "is_leader",
 					  rep.health.leader && rep.health.leader == m->member.id,
 					  "peer_urls",
-					  strings_json(m->member.peer_urls, m->member.n_peer_urls),
+					  cmd_json_strings(m->member.peer_urls,
+							   m->member.n_peer_urls),
 					  "client_urls",
-					  strings_json(m->member.client_urls,
-						       m->member.n_client_urls)));
+					  cmd_json_strings(m->member.client_urls,
+							   m->member.n_client_urls)));
 		}
-		code = dump(json_pack("{s:o, s:s, s:o}", "cluster_id", hex(rep.cluster_id),
+		code = dump(json_pack("{s:o, s:s, s:o}", "cluster_id", cmd_json_hex(rep.cluster_id),
 				      "health", kha_etcd_verdict_name(rep.health.verdict),
 				      "members", members));
 		kha_etcd_cluster_report_release(&rep);
@@ -696,7 +677,6 @@ static int do_add(struct opts *o, const char *name, bool learner,
 
 static int cmd_add(struct opts *o)
 {
-	struct kha_etcd_cluster_report rep = {};
 	struct kha_guard_request req = {
 		.op = o->learner ? KHA_GUARD_ADD_LEARNER : KHA_GUARD_ADD,
 		.name = o->arg,
@@ -706,12 +686,8 @@ static int cmd_add(struct opts *o)
 	struct kha_guard_verdict v;
 	struct kha_etcd_member m = {};
 	struct kha_member_start s = {};
-	int code = report(o, &rep);
+	int code = guard_now(o, &req, &v);
 
-	if (code)
-		return code;
-	code = guard(o, &rep, &req, &v);
-	kha_etcd_cluster_report_release(&rep);
 	if (code)
 		return code;
 	code = do_add(o, o->arg, o->learner, &m, &s);
@@ -721,8 +697,8 @@ static int cmd_add(struct opts *o)
 	}
 	if (o->json) {
 		code = dump(json_pack("{s:{s:o, s:s, s:b, s:o}, s:o, s:o}", "member", "id",
-				      hex(m.id), "name", o->arg, "is_learner", o->learner,
-				      "peer_urls", strings_json(m.peer_urls, m.n_peer_urls),
+				      cmd_json_hex(m.id), "name", o->arg, "is_learner", o->learner,
+				      "peer_urls", cmd_json_strings(m.peer_urls, m.n_peer_urls),
 				      "start", start_json(&s), "guard", guard_json(&v)));
 	} else {
 		printf("Member %s added as a %s (id %" PRIx64 ").\n", o->arg,
@@ -792,22 +768,16 @@ static int cmd_remove(struct opts *o)
 	if (code)
 		return code;
 	idx = kha_member_find(&rep, o->arg, &d);
-	if (idx < 0) {
-		kha_etcd_cluster_report_release(&rep);
-		return fail(o, idx, &d);
-	}
-	req.target = rep.members[idx].member.id;
-	label(name, sizeof(name), &rep.members[idx].member);
-	code = guard(o, &rep, &req, &v);
-	kha_etcd_cluster_report_release(&rep);
+	code = guard_member(o, &rep, idx, &d, &req, &v, name, sizeof(name));
 	if (code)
 		return code;
 	code = remove_member(o, req.target);
 	if (code)
 		return code;
 	if (o->json)
-		return dump(json_pack("{s:{s:o, s:s}, s:o}", "removed", "id", hex(req.target),
-				      "name", name, "guard", guard_json(&v)));
+		return dump(json_pack("{s:{s:o, s:s}, s:o}", "removed", "id",
+				      cmd_json_hex(req.target), "name", name, "guard",
+				      guard_json(&v)));
 	printf("Member %s (id %" PRIx64 ") removed. The cluster: %zu voting member%s, can lose "
 	       "%d.\n",
 	       name, req.target, v.voters_after, v.voters_after == 1 ? "" : "s", v.tolerance_after);
@@ -828,11 +798,12 @@ static int promote(struct opts *o, uint64_t id)
 	struct kha_diag d = {};
 	int r;
 
-	r = kha_member_promote_wait(&o->cfg, id, o->timeout_us, &interrupted, on_progress, o, &d);
-	if (r == -ECANCELED && interrupted) {
+	r = kha_member_promote_wait(&o->cfg, id, o->timeout_us, &cmd_interrupted, on_progress, o,
+				    &d);
+	if (r == -ECANCELED && cmd_interrupted) {
 		fprintf(stderr, "kha etcd member %s: interrupted (the learner stays a learner)\n",
 			o->sub);
-		return 128 + interrupted;
+		return 128 + cmd_interrupted;
 	}
 	return r < 0 ? fail(o, r, &d) : 0;
 }
@@ -857,10 +828,10 @@ static int cmd_promote(struct opts *o)
 
 	if (code)
 		return code;
-	catch_signals();
+	cmd_catch_signals();
 	/* a learner gets its name only once it has started: wait for it (with --timeout) */
 	while ((idx = kha_member_find(&rep, o->arg, &d)) == -ENOENT &&
-	       has_unstarted_learner(&rep) && kha_now_us() < end && !interrupted) {
+	       has_unstarted_learner(&rep) && kha_now_us() < end && !cmd_interrupted) {
 		fprintf(stderr,
 			"kha etcd member promote: no member named %s yet; a learner has "
 			"not started: waiting for it\n",
@@ -871,22 +842,16 @@ static int cmd_promote(struct opts *o)
 		if (code)
 			return code;
 	}
-	if (idx < 0) {
-		kha_etcd_cluster_report_release(&rep);
-		return fail(o, idx, &d);
-	}
-	req.target = rep.members[idx].member.id;
-	label(name, sizeof(name), &rep.members[idx].member);
-	code = guard(o, &rep, &req, &v);
-	kha_etcd_cluster_report_release(&rep);
+	code = guard_member(o, &rep, idx, &d, &req, &v, name, sizeof(name));
 	if (code)
 		return code;
 	code = promote(o, req.target);
 	if (code)
 		return code;
 	if (o->json)
-		return dump(json_pack("{s:{s:o, s:s}, s:o}", "promoted", "id", hex(req.target),
-				      "name", name, "guard", guard_json(&v)));
+		return dump(json_pack("{s:{s:o, s:s}, s:o}", "promoted", "id",
+				      cmd_json_hex(req.target), "name", name, "guard",
+				      guard_json(&v)));
 	printf("Member %s (id %" PRIx64 ") promoted to a voting member. The cluster: %zu voting "
 	       "members, can lose %d.\n",
 	       name, req.target, v.voters_after, v.tolerance_after);
@@ -898,21 +863,15 @@ static int cmd_promote(struct opts *o)
 /* Guards and removes OLD with the cluster as it is now. */
 static int replace_remove_old(struct opts *o, uint64_t old_id, struct kha_guard_verdict *v)
 {
-	struct kha_etcd_cluster_report rep = {};
 	struct kha_guard_request req = {.op = KHA_GUARD_REMOVE, .target = old_id};
-	int code = report(o, &rep);
+	int code = guard_now(o, &req, v);
 
-	if (code)
-		return code;
-	code = guard(o, &rep, &req, v);
-	kha_etcd_cluster_report_release(&rep);
 	return code ? code : remove_member(o, old_id);
 }
 
 /* Guards and adds NEW as a learner, prints its flags. */
 static int replace_add_new(struct opts *o, struct kha_etcd_member *m, struct kha_member_start *s)
 {
-	struct kha_etcd_cluster_report rep = {};
 	struct kha_guard_request req = {
 		.op = KHA_GUARD_ADD_LEARNER,
 		.name = o->name,
@@ -920,15 +879,9 @@ static int replace_add_new(struct opts *o, struct kha_etcd_member *m, struct kha
 		.n_peer_urls = o->n_peer_urls,
 	};
 	struct kha_guard_verdict v;
-	int code = report(o, &rep);
+	int code = guard_now(o, &req, &v);
 
-	if (code)
-		return code;
-	code = guard(o, &rep, &req, &v);
-	kha_etcd_cluster_report_release(&rep);
-	if (code)
-		return code;
-	return do_add(o, o->name, true, m, s);
+	return code ? code : do_add(o, o->name, true, m, s);
 }
 
 static int cmd_replace(struct opts *o)
@@ -954,7 +907,7 @@ static int cmd_replace(struct opts *o)
 	old_down = !rep.members[idx].reachable;
 	label(old, sizeof(old), &rep.members[idx].member);
 	kha_etcd_cluster_report_release(&rep);
-	catch_signals();
+	cmd_catch_signals();
 
 	if (old_down) {
 		/*
@@ -985,10 +938,10 @@ static int cmd_replace(struct opts *o)
 	printf("\nStep %d/4: waiting for %s to start and catch up...\n", step++, o->name);
 	fflush(stdout);
 
-	code = kha_member_wait_started(&o->cfg, m.id, 1000, o->start_timeout_us, &interrupted,
+	code = kha_member_wait_started(&o->cfg, m.id, 1000, o->start_timeout_us, &cmd_interrupted,
 				       on_progress, o, &d);
 	if (code < 0) {
-		if (code == -ECANCELED && interrupted)
+		if (code == -ECANCELED && cmd_interrupted)
 			fprintf(stderr, "kha etcd member replace: interrupted\n");
 		else
 			fprintf(stderr, "kha etcd member replace: %s\n", d.msg);
@@ -999,8 +952,8 @@ static int cmd_replace(struct opts *o)
 			o->name, old_down ? "" : " and the old member stays", o->name,
 			old_down ? "" : ", then 'kha etcd member remove ", old_down ? "" : old,
 			m.id);
-		code = code == -ECANCELED && interrupted ? 128 + interrupted
-							 : kha_exit_from_errno(code);
+		code = code == -ECANCELED && cmd_interrupted ? 128 + cmd_interrupted
+							     : kha_exit_from_errno(code);
 		goto out;
 	}
 
@@ -1034,8 +987,8 @@ static int cmd_replace(struct opts *o)
 		goto out;
 	if (o->json)
 		code = dump(json_pack("{s:{s:o, s:s}, s:{s:o, s:s}, s:s, s:o, s:s}", "removed",
-				      "id", hex(old_id), "name", old, "added", "id", hex(m.id),
-				      "name", o->name, "order",
+				      "id", cmd_json_hex(old_id), "name", old, "added", "id",
+				      cmd_json_hex(m.id), "name", o->name, "order",
 				      old_down ? "remove-first" : "learner-first", "start",
 				      start_json(&s), "summary", rep.health.summary));
 	else
@@ -1059,17 +1012,10 @@ int cmd_etcd_member_main(int argc, char **argv)
 		{"promote", cmd_promote}, {"replace", cmd_replace},
 	};
 	struct opts o = {};
-	int code;
+	int code = cmd_usage_or_help(argc, argv, usage);
 
-	if (argc < 2) {
-		usage(stderr);
-		return KHA_EXIT_USAGE;
-	}
-	if (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0 ||
-	    strcmp(argv[1], "help") == 0) {
-		usage(stdout);
-		return KHA_EXIT_OK;
-	}
+	if (code >= 0)
+		return code;
 	for (size_t i = 0; i < KHA_ARRAY_SIZE(subs); i++) {
 		if (strcmp(argv[1], subs[i].name) != 0)
 			continue;

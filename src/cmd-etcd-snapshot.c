@@ -2,11 +2,11 @@
 /* kha etcd snapshot save|verify|restore: verified snapshots, restored by etcd's own tool. */
 #include <getopt.h>
 #include <inttypes.h>
-#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <jansson.h>
 
+#include "cmd-common.h"
 #include "cmd-etcd.h"
 #include "kha/backup.h"
 #include "kha/etcd.h"
@@ -32,22 +32,6 @@ enum {
 };
 
 #define HELP_DONE 1000
-
-static volatile sig_atomic_t interrupted;
-
-static void on_signal(int sig)
-{
-	interrupted = sig;
-}
-
-static void catch_signals(void)
-{
-	struct sigaction sa = {.sa_handler = on_signal};
-
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
-}
 
 static bool want_json(const char *arg, bool *json, const char *cmd)
 {
@@ -185,24 +169,12 @@ static json_t *info_json(const struct kha_snapshot_info *i)
 			 "hash", (json_int_t)i->hash);
 }
 
-static int dump_json(json_t *o)
-{
-	int r;
-
-	if (!o)
-		return -ENOMEM;
-	r = json_dumpf(o, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-	printf("\n");
-	json_decref(o);
-	return r < 0 ? -EIO : 0;
-}
-
 static int print_save_json(const struct kha_snapshot_save_result *res)
 {
 	char id[24];
 
 	snprintf(id, sizeof(id), "%" PRIx64, res->header.member_id);
-	return dump_json(json_pack(
+	return cmd_print_json(json_pack(
 		"{s:s, s:s, s:s, s:s, s:I, s:s, s:s, s:o, s:I, s:I, s:I, s:I}", "path", res->path,
 		"endpoint", res->endpoint, "member_id", id, "version", res->version,
 		"header_revision", (json_int_t)res->header.revision, "transport",
@@ -226,7 +198,7 @@ static int cmd_save(int argc, char **argv)
 		{},
 	};
 	struct kha_etcd_config cfg = {};
-	struct kha_snapshot_save_opts o = {.cfg = &cfg, .cancel = &interrupted};
+	struct kha_snapshot_save_opts o = {.cfg = &cfg, .cancel = &cmd_interrupted};
 	struct kha_snapshot_save_result res = {};
 	struct progress prog = {.tty = isatty(STDERR_FILENO) == 1};
 	struct kha_diag d = {};
@@ -234,10 +206,9 @@ static int cmd_save(int argc, char **argv)
 	bool json = false;
 	int c, r, code = KHA_EXIT_USAGE;
 
-	if (kha_etcd_config_init(&cfg) < 0)
-		return KHA_EXIT_SOFTWARE;
-	if (kha_etcd_config_from_env(&cfg, &d) < 0) {
-		fprintf(stderr, "kha etcd snapshot save: %s\n", d.msg);
+	r = cmd_etcd_config_start("snapshot save", &cfg);
+	if (r) {
+		code = r;
 		goto out;
 	}
 	optind = 1;
@@ -247,10 +218,6 @@ static int cmd_save(int argc, char **argv)
 			save_usage(stdout);
 			code = KHA_EXIT_OK;
 			goto out;
-		case 'o':
-			if (!want_json(optarg, &json, "save"))
-				goto out;
-			break;
 		case OPT_COMPRESS:
 			o.compress = true;
 			break;
@@ -286,14 +253,9 @@ static int cmd_save(int argc, char **argv)
 			else
 				o.stall_us = v;
 			break;
-		case '?':
-			fprintf(stderr, "Run 'kha etcd snapshot save --help' for the flags.\n");
-			goto out;
 		default:
-			if (kha_etcd_config_apply_opt(&cfg, c, optarg, &d) < 0) {
-				fprintf(stderr, "kha etcd snapshot save: %s\n", d.msg);
+			if (cmd_etcd_common_flag("snapshot save", &cfg, c, optarg, &json))
 				goto out;
-			}
 			break;
 		}
 	}
@@ -309,7 +271,7 @@ static int cmd_save(int argc, char **argv)
 			"kha etcd snapshot save: note: a snapshot is per member: streaming from %s "
 			"only\n",
 			cfg.endpoints[0]);
-	catch_signals();
+	cmd_catch_signals();
 	prog.start = kha_now_us();
 	o.progress = on_progress;
 	o.progress_userdata = &prog;
@@ -317,12 +279,12 @@ static int cmd_save(int argc, char **argv)
 	if (prog.shown)
 		fprintf(stderr, "\r\033[K");
 	if (r < 0) {
-		if (r == -ECANCELED && interrupted) {
+		if (r == -ECANCELED && cmd_interrupted) {
 			fprintf(stderr,
 				"kha etcd snapshot save: interrupted by %s: no snapshot written "
 				"(%s untouched)\n",
-				strsignal(interrupted), o.path);
-			code = 128 + interrupted;
+				strsignal(cmd_interrupted), o.path);
+			code = 128 + cmd_interrupted;
 		} else {
 			fprintf(stderr, "kha etcd snapshot save: %s: %s\n", o.path, d.msg);
 			code = exit_code(r);
@@ -406,8 +368,8 @@ static int cmd_verify(int argc, char **argv)
 		int code = r == -EBADMSG ? KHA_EXIT_DATAERR : exit_code(r);
 
 		if (json)
-			kha_ignore(dump_json(json_pack("{s:s, s:b, s:s}", "path", path, "ok", 0,
-						       "error", d.msg)));
+			kha_ignore(cmd_print_json(json_pack("{s:s, s:b, s:s}", "path", path, "ok",
+							    0, "error", d.msg)));
 		if (r == -EBADMSG)
 			fprintf(stderr, "kha etcd snapshot verify: CORRUPT: %s\n", d.msg);
 		else
@@ -415,8 +377,8 @@ static int cmd_verify(int argc, char **argv)
 		return code;
 	}
 	if (json)
-		return dump_json(json_pack("{s:s, s:b, s:o}", "path", path, "ok", 1, "snapshot",
-					   info_json(&i))) < 0
+		return cmd_print_json(json_pack("{s:s, s:b, s:o}", "path", path, "ok", 1,
+						"snapshot", info_json(&i))) < 0
 			       ? KHA_EXIT_IOERR
 			       : KHA_EXIT_OK;
 	printf("%s: OK\n", path);
@@ -455,15 +417,10 @@ int cmd_etcd_snapshot_restore(int argc, char **argv);
 
 int cmd_etcd_snapshot_main(int argc, char **argv)
 {
-	if (argc < 2) {
-		usage(stderr);
-		return KHA_EXIT_USAGE;
-	}
-	if (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0 ||
-	    strcmp(argv[1], "help") == 0) {
-		usage(stdout);
-		return KHA_EXIT_OK;
-	}
+	int code = cmd_usage_or_help(argc, argv, usage);
+
+	if (code >= 0)
+		return code;
 	if (strcmp(argv[1], "save") == 0)
 		return cmd_save(argc - 1, argv + 1);
 	if (strcmp(argv[1], "verify") == 0 || strcmp(argv[1], "status") == 0)
@@ -646,13 +603,13 @@ int cmd_etcd_snapshot_restore(int argc, char **argv)
 		return code;
 	}
 	if (json)
-		return dump_json(json_pack("{s:s, s:o, s:s, s:s, s:b, s:b, s:I, s:I, s:s}", "path",
-					   o.snapshot, "snapshot", info_json(&res.snapshot),
-					   "data_dir", o.data_dir, "tool", tool.path, "can_bump",
-					   tool.can_bump, "bumped", res.bumped, "bump_revision",
-					   (json_int_t)(res.bumped ? o.bump_revision : 0),
-					   "restored_revision", (json_int_t)res.restored_revision,
-					   "name", o.name)) < 0
+		return cmd_print_json(json_pack(
+			       "{s:s, s:o, s:s, s:s, s:b, s:b, s:I, s:I, s:s}", "path", o.snapshot,
+			       "snapshot", info_json(&res.snapshot), "data_dir", o.data_dir, "tool",
+			       tool.path, "can_bump", tool.can_bump, "bumped", res.bumped,
+			       "bump_revision", (json_int_t)(res.bumped ? o.bump_revision : 0),
+			       "restored_revision", (json_int_t)res.restored_revision, "name",
+			       o.name)) < 0
 			       ? KHA_EXIT_IOERR
 			       : KHA_EXIT_OK;
 	printf("Verified %s: SHA-256 %s, bbolt OK, revision %" PRId64 ", %" PRIu64 " entries%s.\n",

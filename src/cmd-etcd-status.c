@@ -6,6 +6,7 @@
 #include <string.h>
 #include <jansson.h>
 
+#include "cmd-common.h"
 #include "cmd-etcd.h"
 #include "kha/backup.h"
 #include "kha/etcd.h"
@@ -61,30 +62,17 @@ static int parse_args(int argc, char **argv, struct status_opts *o)
 		{"help", no_argument, NULL, 'h'},
 		{},
 	};
-	struct kha_diag d = {};
 	int c, r;
 
-	if (kha_etcd_config_init(&o->cfg) < 0)
-		return KHA_EXIT_SOFTWARE;
-	if (kha_etcd_config_from_env(&o->cfg, &d) < 0) {
-		fprintf(stderr, "kha etcd status: %s\n", d.msg);
-		return KHA_EXIT_USAGE;
-	}
+	r = cmd_etcd_config_start("status", &o->cfg);
+	if (r)
+		return r;
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "ho:", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'h':
 			usage(stdout);
 			return KHA_EXIT_OK + 1000; /* stop: help printed */
-		case 'o':
-			if (kha_parse_output(optarg, &o->json) < 0) {
-				fprintf(stderr,
-					"kha etcd status: --output: '%s' is not table or "
-					"json\n",
-					optarg);
-				return KHA_EXIT_USAGE;
-			}
-			break;
 		case OPT_LAG_THRESHOLD:
 			if (kha_parse_u64(optarg, 1, UINT64_MAX / 2, &o->lag_threshold) < 0) {
 				fprintf(stderr,
@@ -106,15 +94,10 @@ static int parse_args(int argc, char **argv, struct status_opts *o)
 		case OPT_DEEP:
 			o->deep = true;
 			break;
-		case '?':
-			fprintf(stderr, "Run 'kha etcd status --help' for the flags.\n");
-			return KHA_EXIT_USAGE;
 		default:
-			r = kha_etcd_config_apply_opt(&o->cfg, c, optarg, &d);
-			if (r < 0) {
-				fprintf(stderr, "kha etcd status: %s\n", d.msg);
-				return KHA_EXIT_USAGE;
-			}
+			r = cmd_etcd_common_flag("status", &o->cfg, c, optarg, &o->json);
+			if (r)
+				return r;
 			break;
 		}
 	}
@@ -242,23 +225,6 @@ static void print_table(const struct kha_etcd_cluster_report *rep)
 
 /* ---- JSON (schema: docs/etcd.md) ---------------------------------------------------------- */
 
-static json_t *hex_id(uint64_t id)
-{
-	char buf[24];
-
-	snprintf(buf, sizeof(buf), "%" PRIx64, id);
-	return json_string(buf);
-}
-
-static json_t *string_array(char *const *v, size_t n)
-{
-	json_t *a = json_array();
-
-	for (size_t i = 0; a && i < n; i++)
-		json_array_append_new(a, json_string(v[i]));
-	return a;
-}
-
 static json_t *member_json(const struct kha_etcd_member_report *m)
 {
 	const struct kha_etcd_status *s = &m->status;
@@ -272,9 +238,9 @@ static json_t *member_json(const struct kha_etcd_member_report *m)
 	return json_pack(
 		"{s:o, s:s, s:o, s:o, s:b, s:o, s:b, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, "
 		"s:o, s:o}",
-		"id", hex_id(m->member.id), "name", m->member.name, "peer_urls",
-		string_array(m->member.peer_urls, m->member.n_peer_urls), "client_urls",
-		string_array(m->member.client_urls, m->member.n_client_urls), "is_learner",
+		"id", cmd_json_hex(m->member.id), "name", m->member.name, "peer_urls",
+		cmd_json_strings(m->member.peer_urls, m->member.n_peer_urls), "client_urls",
+		cmd_json_strings(m->member.client_urls, m->member.n_client_urls), "is_learner",
 		m->member.is_learner, "endpoint",
 		m->endpoint ? json_string(m->endpoint) : json_null(), "reachable", up, "error",
 		m->error ? json_string(m->error) : json_null(), "version",
@@ -283,12 +249,12 @@ static json_t *member_json(const struct kha_etcd_member_report *m)
 		up && s->db_size_in_use ? json_integer(s->db_size_in_use) : json_null(),
 		"is_leader",
 		up ? json_boolean(s->leader && s->leader == m->member.id) : json_null(), "leader",
-		up && s->leader ? hex_id(s->leader) : json_null(), "raft_term",
+		up && s->leader ? cmd_json_hex(s->leader) : json_null(), "raft_term",
 		up ? json_integer((json_int_t)s->raft_term) : json_null(), "raft_index",
 		up ? json_integer((json_int_t)s->raft_index) : json_null(), "raft_applied_index",
 		up && s->raft_applied_index ? json_integer((json_int_t)s->raft_applied_index)
 					    : json_null(),
-		"alarms", alarms, "errors", string_array(m->errors, m->n_errors));
+		"alarms", alarms, "errors", cmd_json_strings(m->errors, m->n_errors));
 }
 
 static json_t *consistency_json(const struct kha_consistency_report *c)
@@ -306,8 +272,7 @@ static int print_json(const struct kha_etcd_cluster_report *rep,
 		      const struct kha_consistency_report *deep)
 {
 	const struct kha_etcd_health *h = &rep->health;
-	json_t *members = json_array(), *leader = json_null(), *o;
-	int r;
+	json_t *members = json_array(), *leader = json_null();
 
 	for (size_t i = 0; members && i < rep->n_members; i++)
 		json_array_append_new(members, member_json(&rep->members[i]));
@@ -315,23 +280,18 @@ static int print_json(const struct kha_etcd_cluster_report *rep,
 		const char *name =
 			h->leader_index >= 0 ? rep->members[h->leader_index].member.name : "";
 		json_decref(leader);
-		leader = json_pack("{s:o, s:s}", "id", hex_id(h->leader), "name", name);
+		leader = json_pack("{s:o, s:s}", "id", cmd_json_hex(h->leader), "name", name);
 	}
-	o = json_pack("{s:s, s:s, s:o, s:s, s:i, s:i, s:i, s:i, s:i, s:b, s:i, s:o, s:o, s:o, s:o}",
-		      "verdict", kha_etcd_verdict_name(h->verdict), "summary", h->summary,
-		      "cluster_id", hex_id(rep->cluster_id), "members_from", rep->members_from,
-		      "voters", (json_int_t)h->voters, "voters_up", (json_int_t)h->voters_up,
-		      "learners", (json_int_t)h->learners, "learners_up",
-		      (json_int_t)h->learners_up, "quorum", (json_int_t)h->quorum, "quorum_ok",
-		      h->quorum_ok, "can_lose", (json_int_t)h->can_lose, "leader", leader,
-		      "warnings", string_array(h->warnings, h->n_warnings), "members", members,
-		      "consistency", consistency_json(deep));
-	if (!o)
-		return -ENOMEM;
-	r = json_dumpf(o, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-	printf("\n");
-	json_decref(o);
-	return r < 0 ? -EIO : 0;
+	return cmd_print_json(json_pack(
+		"{s:s, s:s, s:o, s:s, s:i, s:i, s:i, s:i, s:i, s:b, s:i, s:o, s:o, s:o, s:o}",
+		"verdict", kha_etcd_verdict_name(h->verdict), "summary", h->summary, "cluster_id",
+		cmd_json_hex(rep->cluster_id), "members_from", rep->members_from, "voters",
+		(json_int_t)h->voters, "voters_up", (json_int_t)h->voters_up, "learners",
+		(json_int_t)h->learners, "learners_up", (json_int_t)h->learners_up, "quorum",
+		(json_int_t)h->quorum, "quorum_ok", h->quorum_ok, "can_lose",
+		(json_int_t)h->can_lose, "leader", leader, "warnings",
+		cmd_json_strings(h->warnings, h->n_warnings), "members", members, "consistency",
+		consistency_json(deep)));
 }
 
 int cmd_etcd_status_main(int argc, char **argv)
@@ -351,11 +311,7 @@ int cmd_etcd_status_main(int argc, char **argv)
 	if (r < 0) {
 		kha_etcd_config_release(&o.cfg);
 		fprintf(stderr, "kha etcd status: %s\n", d.msg);
-		code = kha_exit_from_errno(r);
-		/* whatever the transport said, an unanswered probe means "unavailable" */
-		if (code == KHA_EXIT_SOFTWARE && r != -ENOMEM)
-			code = KHA_EXIT_UNAVAILABLE;
-		return code;
+		return cmd_etcd_exit_code(r, &d);
 	}
 	/* --deep: a member whose data diverged is as bad as a lost quorum (corruption spreads
 	 * through snapshots); a check that could not complete only degrades */

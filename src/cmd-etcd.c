@@ -1,11 +1,17 @@
 // SPDX-License-Identifier: MIT
-/* kha etcd: the subcommand table (each subcommand lives in src/cmd-etcd-<name>.c). */
+/*
+ * kha etcd: the subcommand table (each subcommand lives in src/cmd-etcd-<name>.c), and what
+ * the subcommands share (declared in cmd-etcd.h).
+ */
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "cmd-common.h"
 #include "cmd-etcd.h"
 #include "commands.h"
 #include "kha/common.h"
+#include "kha/parse.h"
 #include "kha/banned.h"
 
 struct subcommand {
@@ -48,19 +54,64 @@ static void usage(FILE *out)
 
 int cmd_etcd_main(int argc, char **argv)
 {
-	if (argc < 2) {
-		usage(stderr);
-		return KHA_EXIT_USAGE;
-	}
-	if (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0 ||
-	    strcmp(argv[1], "help") == 0) {
-		usage(stdout);
-		return KHA_EXIT_OK;
-	}
+	int code = cmd_usage_or_help(argc, argv, usage);
+
+	if (code >= 0)
+		return code;
 	for (size_t i = 0; i < KHA_ARRAY_SIZE(subcommands); i++)
 		if (strcmp(argv[1], subcommands[i].name) == 0)
 			return subcommands[i].main(argc - 1, argv + 1);
 	fprintf(stderr, "kha etcd: unknown subcommand '%s' (run 'kha etcd --help' for the list)\n",
 		argv[1]);
 	return KHA_EXIT_USAGE;
+}
+
+int cmd_etcd_config_start(const char *name, struct kha_etcd_config *cfg)
+{
+	struct kha_diag d = {};
+
+	if (kha_etcd_config_init(cfg) < 0)
+		return KHA_EXIT_SOFTWARE;
+	if (kha_etcd_config_from_env(cfg, &d) < 0) {
+		fprintf(stderr, "kha etcd %s: %s\n", name, d.msg);
+		return KHA_EXIT_USAGE;
+	}
+	return 0;
+}
+
+int cmd_etcd_common_flag(const char *name, struct kha_etcd_config *cfg, int opt, const char *arg,
+			 bool *json)
+{
+	struct kha_diag d = {};
+
+	switch (opt) {
+	case 'o':
+		if (kha_parse_output(arg, json) < 0) {
+			fprintf(stderr, "kha etcd %s: --output: '%s' is not table or json\n", name,
+				arg);
+			return KHA_EXIT_USAGE;
+		}
+		return 0;
+	case '?':
+		fprintf(stderr, "Run 'kha etcd %s --help' for the flags.\n", name);
+		return KHA_EXIT_USAGE;
+	default:
+		if (kha_etcd_config_apply_opt(cfg, opt, arg, &d) < 0) {
+			fprintf(stderr, "kha etcd %s: %s\n", name, d.msg);
+			return KHA_EXIT_USAGE;
+		}
+		return 0;
+	}
+}
+
+int cmd_etcd_exit_code(int r, const struct kha_diag *d)
+{
+	int code = kha_exit_from_errno(r);
+
+	/* whatever the transport said, an unanswered probe means "unavailable" */
+	if (code == KHA_EXIT_SOFTWARE && r != -ENOMEM)
+		code = KHA_EXIT_UNAVAILABLE;
+	if (r == -ENOENT && strstr(d->msg, "no member named"))
+		code = KHA_EXIT_USAGE;
+	return code;
 }

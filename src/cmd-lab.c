@@ -2,15 +2,13 @@
 /* kha lab: the HA design on one machine, with real etcd members on loopback. */
 #include <getopt.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/resource.h>
-#include <sys/signalfd.h>
 #include <unistd.h>
 
 #include <jansson.h>
 
+#include "cmd-common.h"
 #include "commands.h"
 #include "kha/diag.h"
 #include "kha/file.h"
@@ -54,18 +52,8 @@ static void usage(FILE *out)
 		"Run 'kha lab SUBCOMMAND --help' for its flags. See docs/lab.md.\n");
 }
 
-static int usage_error(const char *sub, const char *fmt, ...) KHA_PRINTF(2, 3);
-static int usage_error(const char *sub, const char *fmt, ...)
-{
-	va_list ap;
-
-	fprintf(stderr, "kha lab %s: ", sub);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fprintf(stderr, " (run 'kha lab %s --help')\n", sub);
-	return KHA_EXIT_USAGE;
-}
+/* "kha lab SUB: MESSAGE (run 'kha lab SUB --help')"; returns 64 */
+#define usage_error(sub, ...) cmd_usage_error("lab", sub, __VA_ARGS__)
 
 /* Maps a lab error to an exit code and prints the one line. */
 static int fail(const char *sub, int err, const struct kha_diag *d)
@@ -142,27 +130,36 @@ static int parse_duration(const char *sub, const char *flag, const char *arg, ui
 	return 0;
 }
 
-/* Handles the shared flags; returns 1 when consumed, 0 when not one of them, else an exit code
- * (negated, so that 0 stays free). */
-static int common_flag(struct common *c, int opt, const char *arg)
+/*
+ * getopt_long over a subcommand's flags, the shared ones (--dir, -o) handled here. Returns the
+ * next other flag, or -1 at the end of the flags or on a bad shared flag: *code is then its
+ * exit code, else 0.
+ */
+static int next_flag(struct common *c, int argc, char **argv, const char *shortopts,
+		     const struct option *opts, int *code)
 {
-	switch (opt) {
-	case OPT_DIR:
-		c->dir = arg;
-		c->dir_given = true;
-		return 1;
-	case 'o':
-		if (strcmp(arg, "json") == 0)
-			c->json = true;
-		else if (strcmp(arg, "table") == 0 || strcmp(arg, "text") == 0)
-			c->json = false;
-		else
-			return -usage_error(c->sub, "unknown output format '%s' (table or json)",
-					    arg);
-		return 1;
-	default:
-		return 0;
+	int opt;
+
+	*code = 0;
+	while ((opt = getopt_long(argc, argv, shortopts, opts, NULL)) != -1) {
+		switch (opt) {
+		case OPT_DIR:
+			c->dir = optarg;
+			c->dir_given = true;
+			break;
+		case 'o':
+			if (kha_parse_output(optarg, &c->json) < 0) {
+				*code = usage_error(c->sub,
+						    "unknown output format '%s' (table or json)",
+						    optarg);
+				return -1;
+			}
+			break;
+		default:
+			return opt;
+		}
 	}
+	return -1;
 }
 
 /* " --dir DIR" when the user gave one, for the hints we print. */
@@ -276,12 +273,7 @@ static int cmd_up(int argc, char **argv)
 	int opt, r;
 
 	optind = 0;
-	while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-		r = common_flag(&c, opt, optarg);
-		if (r < 0)
-			return -r;
-		if (r)
-			continue;
+	while ((opt = next_flag(&c, argc, argv, "h", opts, &r)) != -1) {
 		switch (opt) {
 		case OPT_MEMBERS:
 			if (kha_parse_u64(optarg, 1, KHA_LAB_MAX_MASTERS, &v) < 0)
@@ -339,6 +331,8 @@ static int cmd_up(int argc, char **argv)
 			return usage_error("up", "bad flag");
 		}
 	}
+	if (r)
+		return r;
 	if (optind < argc)
 		return usage_error("up", "unexpected argument '%s'", argv[optind]);
 	o.dir = c.dir;
@@ -457,7 +451,6 @@ static void status_json(struct kha_lab *lab, const struct live *lv)
 	static const char *const verdicts[] = {"healthy", "degraded", "critical"};
 	kha_autofree char *eps = kha_lab_endpoints(lab);
 	json_t *masters = json_array(), *root;
-	char *text;
 
 	for (size_t i = 0; i < lab->n_masters; i++) {
 		const struct kha_lab_master *m = &lab->masters[i];
@@ -508,11 +501,7 @@ static void status_json(struct kha_lab *lab, const struct live *lv)
 					      "readable", lv->leader_known));
 	else
 		json_object_set_new(root, "election", json_null());
-	text = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-	if (text)
-		printf("%s\n", text);
-	free(text);
-	json_decref(root);
+	kha_ignore(cmd_print_json(root));
 }
 
 static void status_table(struct kha_lab *lab, const struct live *lv)
@@ -594,12 +583,7 @@ static int cmd_status(int argc, char **argv)
 	int opt, r;
 
 	optind = 0;
-	while ((opt = getopt_long(argc, argv, "ho:", opts, NULL)) != -1) {
-		r = common_flag(&c, opt, optarg);
-		if (r < 0)
-			return -r;
-		if (r)
-			continue;
+	while ((opt = next_flag(&c, argc, argv, "ho:", opts, &r)) != -1) {
 		if (opt == 'h') {
 			printf("Usage: kha lab status [--dir DIR] [-o json]\n\n"
 			       "Shows every process of every master and of the node: PID, whether it\n"
@@ -615,6 +599,8 @@ static int cmd_status(int argc, char **argv)
 		}
 		return usage_error("status", "bad flag");
 	}
+	if (r)
+		return r;
 	if (optind < argc)
 		return usage_error("status", "unexpected argument '%s'", argv[optind]);
 	r = load(&c, false, &lab);
@@ -840,12 +826,7 @@ static int cmd_member(int argc, char **argv, enum member_op op)
 	int opt, r, code = KHA_EXIT_OK;
 
 	optind = 0;
-	while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-		r = common_flag(&c, opt, optarg);
-		if (r < 0)
-			return -r;
-		if (r)
-			continue;
+	while ((opt = next_flag(&c, argc, argv, "h", opts, &r)) != -1) {
 		switch (opt) {
 		case OPT_GRACE:
 		case OPT_KILL:
@@ -887,6 +868,8 @@ static int cmd_member(int argc, char **argv, enum member_op op)
 			return usage_error(c.sub, "bad flag");
 		}
 	}
+	if (r)
+		return r;
 	if (optind < argc && picked)
 		return usage_error(c.sub, "give either a master's name or --%s",
 				   pick == PICK_ALL	 ? "all"
@@ -955,12 +938,7 @@ static int cmd_wait(int argc, char **argv)
 	int opt, r;
 
 	optind = 0;
-	while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-		r = common_flag(&c, opt, optarg);
-		if (r < 0)
-			return -r;
-		if (r)
-			continue;
+	while ((opt = next_flag(&c, argc, argv, "h", opts, &r)) != -1) {
 		switch (opt) {
 		case OPT_TIMEOUT:
 			if (parse_duration("wait", "--timeout", optarg, &timeout_us))
@@ -979,6 +957,8 @@ static int cmd_wait(int argc, char **argv)
 			return usage_error("wait", "bad flag");
 		}
 	}
+	if (r)
+		return r;
 	if (optind < argc)
 		return usage_error("wait", "unexpected argument '%s'", argv[optind]);
 	r = load(&c, false, &lab);
@@ -997,13 +977,7 @@ static int cmd_wait(int argc, char **argv)
 
 static int drill_on_stop(void *userdata)
 {
-	int fd = *(int *)userdata;
-	struct signalfd_siginfo si;
-	int sig = 0;
-
-	while (read(fd, &si, sizeof(si)) == (ssize_t)sizeof(si))
-		sig = (int)si.ssi_signo;
-	return sig;
+	return cmd_stop_signal(*(int *)userdata);
 }
 
 static void drill_on_progress(void *userdata, const char *line)
@@ -1095,19 +1069,13 @@ static int cmd_drill(int argc, char **argv)
 	const char *report = NULL, *svg = NULL;
 	struct kha_diag d = {0};
 	bool details = false;
-	sigset_t mask, oldmask;
-	struct rlimit rl;
+	sigset_t oldmask;
 	int opt, r, code, sfd;
 	double pct;
 	uint64_t v;
 
 	optind = 0;
-	while ((opt = getopt_long(argc, argv, "ho:", opts, NULL)) != -1) {
-		r = common_flag(&c, opt, optarg);
-		if (r < 0)
-			return -r;
-		if (r)
-			continue;
+	while ((opt = next_flag(&c, argc, argv, "ho:", opts, &r)) != -1) {
 		switch (opt) {
 		case OPT_RATE:
 			if (kha_parse_u64(optarg, 1, 1000, &v) < 0)
@@ -1187,6 +1155,8 @@ static int cmd_drill(int argc, char **argv)
 			return usage_error("drill", "bad flag");
 		}
 	}
+	if (r)
+		return r;
 	if (optind < argc)
 		return usage_error("drill", "unexpected argument '%s'", argv[optind]);
 	r = load(&c, false, &lab);
@@ -1211,20 +1181,12 @@ static int cmd_drill(int argc, char **argv)
 		return KHA_EXIT_UNAVAILABLE;
 	}
 	/* each write in flight holds a socket */
-	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-		rl.rlim_cur = rl.rlim_max;
-		kha_ignore(setrlimit(RLIMIT_NOFILE, &rl));
-	}
+	cmd_raise_fd_limit();
 	/* SIGINT/SIGTERM stop the drill through a signalfd (the faults are undone first); the
 	 * fault commands and our watcher thread get the mask as it is now */
-	sigemptyset(&mask);
-	sigaddset(&mask, SIGINT);
-	sigaddset(&mask, SIGTERM);
-	sigprocmask(SIG_BLOCK, &mask, &oldmask);
-	sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+	sfd = cmd_stop_signalfd(&oldmask);
 	if (sfd < 0) {
-		fprintf(stderr, "kha lab drill: signalfd: %s\n", strerror(errno));
-		sigprocmask(SIG_SETMASK, &oldmask, NULL);
+		fprintf(stderr, "kha lab drill: signalfd: %s\n", strerror(-sfd));
 		return KHA_EXIT_SOFTWARE;
 	}
 	o.stop_fd = sfd;
@@ -1273,12 +1235,7 @@ static int cmd_down(int argc, char **argv)
 	int opt, r;
 
 	optind = 0;
-	while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-		r = common_flag(&c, opt, optarg);
-		if (r < 0)
-			return -r;
-		if (r)
-			continue;
+	while ((opt = next_flag(&c, argc, argv, "h", opts, &r)) != -1) {
 		switch (opt) {
 		case OPT_GRACE:
 			if (parse_duration("down", "--grace", optarg, &grace_us))
@@ -1298,6 +1255,8 @@ static int cmd_down(int argc, char **argv)
 			return usage_error("down", "bad flag");
 		}
 	}
+	if (r)
+		return r;
 	if (optind < argc)
 		return usage_error("down", "unexpected argument '%s'", argv[optind]);
 	r = kha_lab_down(c.dir, grace_us, &stopped, &d);
@@ -1310,15 +1269,10 @@ static int cmd_down(int argc, char **argv)
 
 int cmd_lab_main(int argc, char **argv)
 {
-	if (argc < 2) {
-		usage(stderr);
-		return KHA_EXIT_USAGE;
-	}
-	if (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0 ||
-	    strcmp(argv[1], "help") == 0) {
-		usage(stdout);
-		return KHA_EXIT_OK;
-	}
+	int code = cmd_usage_or_help(argc, argv, usage);
+
+	if (code >= 0)
+		return code;
 	if (strcmp(argv[1], "up") == 0)
 		return cmd_up(argc - 1, argv + 1);
 	if (strcmp(argv[1], "status") == 0)

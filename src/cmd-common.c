@@ -1,0 +1,123 @@
+// SPDX-License-Identifier: MIT
+/* What the command front ends share: see cmd-common.h. */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include "cmd-common.h"
+#include "kha/common.h"
+#include "kha/banned.h"
+
+int cmd_usage_or_help(int argc, char **argv, void (*usage)(FILE *out))
+{
+	if (argc < 2) {
+		usage(stderr);
+		return KHA_EXIT_USAGE;
+	}
+	if (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0 ||
+	    strcmp(argv[1], "help") == 0) {
+		usage(stdout);
+		return KHA_EXIT_OK;
+	}
+	return -1;
+}
+
+int cmd_usage_error(const char *cmd, const char *sub, const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "kha %s %s: ", cmd, sub);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, " (run 'kha %s %s --help')\n", cmd, sub);
+	return KHA_EXIT_USAGE;
+}
+
+int cmd_print_json(json_t *o)
+{
+	int r;
+
+	if (!o)
+		return -ENOMEM;
+	r = json_dumpf(o, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+	printf("\n");
+	json_decref(o);
+	return r < 0 ? -EIO : 0;
+}
+
+json_t *cmd_json_hex(uint64_t id)
+{
+	char buf[24];
+
+	snprintf(buf, sizeof(buf), "%" PRIx64, id);
+	return json_string(buf);
+}
+
+json_t *cmd_json_strings(char *const *v, size_t n)
+{
+	json_t *a = json_array();
+
+	for (size_t i = 0; a && i < n; i++)
+		json_array_append_new(a, json_string(v[i]));
+	return a;
+}
+
+volatile sig_atomic_t cmd_interrupted;
+
+static void on_signal(int sig)
+{
+	cmd_interrupted = sig;
+}
+
+void cmd_catch_signals(void)
+{
+	struct sigaction sa = {.sa_handler = on_signal};
+
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+}
+
+int cmd_stop_signalfd(sigset_t *ret_oldmask)
+{
+	sigset_t mask;
+	int fd;
+
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGTERM);
+	sigprocmask(SIG_BLOCK, &mask, ret_oldmask);
+	fd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+	if (fd < 0) {
+		int err = errno;
+
+		sigprocmask(SIG_SETMASK, ret_oldmask, NULL);
+		return -err;
+	}
+	return fd;
+}
+
+int cmd_stop_signal(int fd)
+{
+	struct signalfd_siginfo si;
+	int sig = 0;
+
+	while (read(fd, &si, sizeof(si)) == (ssize_t)sizeof(si))
+		sig = (int)si.ssi_signo;
+	return sig;
+}
+
+void cmd_raise_fd_limit(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		kha_ignore(setrlimit(RLIMIT_NOFILE, &rl));
+	}
+}

@@ -1,0 +1,52 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * What the command front ends share (src/ only): the help of a subcommand table, usage errors,
+ * JSON on stdout, stopping on SIGINT/SIGTERM. Each helper does what several src/cmd-*.c did alike.
+ */
+#ifndef KHA_CMD_COMMON_H
+#define KHA_CMD_COMMON_H
+
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <jansson.h>
+
+#include "kha/common.h"
+
+/*
+ * The start of every subcommand table: without a SUBCOMMAND, prints usage on stderr and
+ * returns 64; for -h, --help or help, prints it on stdout and returns 0. Returns -1 when
+ * argv[1] is the caller's to look up.
+ */
+int cmd_usage_or_help(int argc, char **argv, void (*usage)(FILE *out));
+/* Prints "kha CMD SUB: MESSAGE (run 'kha CMD SUB --help')" on stderr; returns 64 (usage). */
+int cmd_usage_error(const char *cmd, const char *sub, const char *fmt, ...) KHA_PRINTF(3, 4);
+
+/*
+ * Writes o indented, in its key order, and a newline on stdout; takes o (NULL: an allocation
+ * failed). Returns 0, -ENOMEM for NULL, or -EIO when it could not be written.
+ */
+int cmd_print_json(json_t *o);
+/* A JSON string of id in hex (how etcd's tools print member and cluster ids); NULL on ENOMEM. */
+json_t *cmd_json_hex(uint64_t id);
+/* A JSON array of the n strings of v; NULL on ENOMEM. */
+json_t *cmd_json_strings(char *const *v, size_t n);
+
+/* The signal (SIGINT or SIGTERM) that asked to stop, once cmd_catch_signals() ran; else 0. */
+extern volatile sig_atomic_t cmd_interrupted;
+/* SIGINT and SIGTERM set cmd_interrupted from now on (and interrupt blocking calls). */
+void cmd_catch_signals(void);
+
+/*
+ * Blocks SIGINT and SIGTERM and returns a non-blocking signalfd that reads them (a run's stop
+ * fd); the previous mask goes to *ret_oldmask. -errno on failure, with the mask restored.
+ * Processes started afterwards inherit the blocked mask unless they reset it. The caller
+ * closes the fd and restores *ret_oldmask when done.
+ */
+int cmd_stop_signalfd(sigset_t *ret_oldmask);
+/* Drains a signalfd from cmd_stop_signalfd(): the last signal read, or 0. */
+int cmd_stop_signal(int fd);
+/* Raises the soft limit of open files to the hard one (each probe in flight holds a socket). */
+void cmd_raise_fd_limit(void);
+
+#endif
