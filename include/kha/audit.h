@@ -83,16 +83,17 @@ void kha_audit_count(const struct kha_audit_report *r, size_t counts[4]);
  * stuck one blocks the next member add), etcd-alarms (NOSPACE or CORRUPT critical). Returns 0
  * or -ENOMEM.
  */
-int kha_audit_check_etcd(const struct kha_etcd_cluster_report *cr, struct kha_audit_report *r) KHA_WUR;
+int kha_audit_check_etcd(const struct kha_etcd_cluster_report *cr,
+			 struct kha_audit_report *r) KHA_WUR;
 
 /* One snapshot file of a backup directory, as the collector saw it. */
 struct kha_audit_backup_file {
 	char name[256];
-	int64_t mtime_s;    /* seconds since the epoch */
-	bool verified;	    /* kha_snapshot_verify_file accepted it */
-	bool checked;	    /* verification was attempted */
-	char reason[256];   /* why it did not verify */
-	int64_t revision;   /* from the snapshot, 0 unknown */
+	int64_t mtime_s;  /* seconds since the epoch */
+	bool verified;	  /* kha_snapshot_verify_file accepted it */
+	bool checked;	  /* verification was attempted */
+	char reason[256]; /* why it did not verify */
+	int64_t revision; /* from the snapshot, 0 unknown */
 };
 
 /*
@@ -121,7 +122,8 @@ void kha_audit_labels_release(struct kha_audit_labels *l);
 /* The value of key, NULL when absent. */
 const char *kha_audit_labels_get(const struct kha_audit_labels *l, const char *key);
 /* Whether every label of sel is in labels with the same value (an empty sel matches all). */
-bool kha_audit_labels_match(const struct kha_audit_labels *sel, const struct kha_audit_labels *labels);
+bool kha_audit_labels_match(const struct kha_audit_labels *sel,
+			    const struct kha_audit_labels *labels);
 
 /* apps/v1 Deployment: what decides whether it survives losing a node. */
 struct kha_audit_deployment {
@@ -163,9 +165,9 @@ struct kha_audit_pdb {
 	char *namespace;
 	struct kha_audit_labels selector; /* spec.selector.matchLabels */
 	bool selector_has_expressions;
-	bool selector_null;	  /* spec.selector absent: selects no pod (policy/v1) */
-	char min_available[32];	  /* "" when unset */
-	char max_unavailable[32]; /* "" when unset */
+	bool selector_null;	     /* spec.selector absent: selects no pod (policy/v1) */
+	char min_available[32];	     /* "" when unset */
+	char max_unavailable[32];    /* "" when unset */
 	int64_t disruptions_allowed; /* status.disruptionsAllowed */
 	int64_t current_healthy;
 	int64_t desired_healthy;
@@ -188,9 +190,9 @@ int kha_audit_pdb_list_decode(const char *text, size_t len, struct kha_audit_pdb
 struct kha_audit_pod {
 	char *name;
 	char *namespace;
-	char *node;  /* spec.nodeName, "" while unscheduled */
-	char *phase; /* status.phase, "" when absent */
-	bool ready;  /* status.conditions[type=Ready].status == "True" */
+	char *node;	  /* spec.nodeName, "" while unscheduled */
+	char *phase;	  /* status.phase, "" when absent */
+	bool ready;	  /* status.conditions[type=Ready].status == "True" */
 	bool terminating; /* metadata.deletionTimestamp set */
 };
 
@@ -288,15 +290,16 @@ int kha_audit_fetch_cert(const char *addr, const char *sni, uint64_t timeout_us,
  * reads becoming skipped findings), or the error of the first request when the API could not
  * be reached at all (d says why; nothing added).
  */
-int kha_audit_collect_kube(struct kha_kube_client *c, const char *entry,
-			   struct kha_audit_report *r, struct kha_diag *d) KHA_WUR;
+int kha_audit_collect_kube(struct kha_kube_client *c, const char *entry, struct kha_audit_report *r,
+			   struct kha_diag *d) KHA_WUR;
 
 /*
  * The backup part: lists the regular files of dir (dot files and temporaries left aside),
  * verifies the newest ones (newest first, until one verifies) and calls
  * kha_audit_check_backup(). Returns 0 or -ENOMEM.
  */
-int kha_audit_collect_backup(const char *dir, uint64_t max_age_us, struct kha_audit_report *r) KHA_WUR;
+int kha_audit_collect_backup(const char *dir, uint64_t max_age_us,
+			     struct kha_audit_report *r) KHA_WUR;
 
 /* ==== output =============================================================================== */
 

@@ -35,10 +35,11 @@ static int check_members(const struct kha_etcd_cluster_report *cr, size_t voters
 	char finding[512], fix[512], content[2048];
 
 	if (voters <= 1) {
-		snprintf(finding, sizeof(finding),
-			 "%zu voting member%s: losing %s (its machine, its disk) loses the cluster's "
-			 "whole state",
-			 voters, voters == 1 ? "" : "s", voters == 1 ? "it" : "one");
+		snprintf(
+			finding, sizeof(finding),
+			"%zu voting member%s: losing %s (its machine, its disk) loses the cluster's "
+			"whole state",
+			voters, voters == 1 ? "" : "s", voters == 1 ? "it" : "one");
 		snprintf(fix, sizeof(fix),
 			 "grow to 3 members, one at a time: kha etcd member add NAME --learner "
 			 "--peer-urls https://HOST:2380, start it, kha etcd member promote NAME");
@@ -58,10 +59,11 @@ static int check_members(const struct kha_etcd_cluster_report *cr, size_t voters
 				     "etcd-grow.sh", content);
 	}
 	if (voters % 2 == 0) {
-		snprintf(finding, sizeof(finding),
-			 "%zu voting members: quorum is %zu, so it survives losing %zu, no more than "
-			 "%zu members would; an even count only adds a machine that can fail",
-			 voters, voters / 2 + 1, (voters - 1) / 2, voters - 1);
+		snprintf(
+			finding, sizeof(finding),
+			"%zu voting members: quorum is %zu, so it survives losing %zu, no more than "
+			"%zu members would; an even count only adds a machine that can fail",
+			voters, voters / 2 + 1, (voters - 1) / 2, voters - 1);
 		snprintf(fix, sizeof(fix),
 			 "make the count odd: add a member (kha etcd member add NAME --learner "
 			 "--peer-urls URL, then promote it) or remove one (kha etcd member remove "
@@ -117,12 +119,13 @@ int kha_audit_check_etcd(const struct kha_etcd_cluster_report *cr, struct kha_au
 		if (ret < 0)
 			return ret;
 	} else if (!leader_agreed) {
-		ret = kha_audit_add(r, "etcd-health", cr->members_from, KHA_AUDIT_CRITICAL,
-				    "the members that answer do not agree on a leader: writes stall "
-				    "until one is elected",
-				    "check the network between the members and their logs (kha etcd "
-				    "status shows what each member reports)",
-				    NULL, NULL);
+		ret = kha_audit_add(
+			r, "etcd-health", cr->members_from, KHA_AUDIT_CRITICAL,
+			"the members that answer do not agree on a leader: writes stall "
+			"until one is elected",
+			"check the network between the members and their logs (kha etcd "
+			"status shows what each member reports)",
+			NULL, NULL);
 		if (ret < 0)
 			return ret;
 	}
@@ -141,11 +144,12 @@ int kha_audit_check_etcd(const struct kha_etcd_cluster_report *cr, struct kha_au
 				 "kha etcd member remove %" PRIx64,
 				 m->member.id);
 		else
-			snprintf(fix, sizeof(fix),
-				 "start it again (systemctl start etcd on its machine); if its "
-				 "machine is gone, replace it: kha etcd member replace %s --name NEW "
-				 "--peer-urls URL",
-				 m->member.name);
+			snprintf(
+				fix, sizeof(fix),
+				"start it again (systemctl start etcd on its machine); if its "
+				"machine is gone, replace it: kha etcd member replace %s --name NEW "
+				"--peer-urls URL",
+				m->member.name);
 		ret = kha_audit_add(r, "etcd-health", member_endpoint(m),
 				    up < quorum || m->member.is_learner ? KHA_AUDIT_CRITICAL
 									: KHA_AUDIT_WARNING,
@@ -155,10 +159,10 @@ int kha_audit_check_etcd(const struct kha_etcd_cluster_report *cr, struct kha_au
 		down_added++;
 	}
 	if (up >= quorum && leader_agreed && !down_added) {
-		snprintf(finding, sizeof(finding),
-			 "all %zu members answer and agree on the leader", cr->n_members);
-		ret = kha_audit_add(r, "etcd-health", cr->members_from, KHA_AUDIT_OK, finding,
-				    NULL, NULL, NULL);
+		snprintf(finding, sizeof(finding), "all %zu members answer and agree on the leader",
+			 cr->n_members);
+		ret = kha_audit_add(r, "etcd-health", cr->members_from, KHA_AUDIT_OK, finding, NULL,
+				    NULL, NULL);
 		if (ret < 0)
 			return ret;
 	}
@@ -169,10 +173,11 @@ int kha_audit_check_etcd(const struct kha_etcd_cluster_report *cr, struct kha_au
 
 		if (!m->member.is_learner)
 			continue;
-		snprintf(finding, sizeof(finding),
-			 "member %s is a learner: it does not vote and adds no fault tolerance, and "
-			 "while it waits no other member can be added",
-			 member_name(m, name, sizeof(name)));
+		snprintf(
+			finding, sizeof(finding),
+			"member %s is a learner: it does not vote and adds no fault tolerance, and "
+			"while it waits no other member can be added",
+			member_name(m, name, sizeof(name)));
 		snprintf(fix, sizeof(fix),
 			 "promote it once it is in sync (kha etcd member promote %s), or remove it",
 			 m->member.name && m->member.name[0] ? m->member.name : name);
@@ -191,12 +196,12 @@ int kha_audit_check_etcd(const struct kha_etcd_cluster_report *cr, struct kha_au
 			snprintf(finding, sizeof(finding),
 				 "NOSPACE alarm on %s: the cluster accepts only reads and deletes",
 				 member_name(m, name, sizeof(name)));
-			ret = kha_audit_add(r, "etcd-alarms", member_endpoint(m),
-					    KHA_AUDIT_CRITICAL, finding,
-					    "compact and defragment (kha etcd defrag), raise "
-					    "--quota-backend-bytes if needed, then disarm the alarm "
-					    "(etcdctl alarm disarm)",
-					    NULL, NULL);
+			ret = kha_audit_add(
+				r, "etcd-alarms", member_endpoint(m), KHA_AUDIT_CRITICAL, finding,
+				"compact and defragment (kha etcd defrag), raise "
+				"--quota-backend-bytes if needed, then disarm the alarm "
+				"(etcdctl alarm disarm)",
+				NULL, NULL);
 			if (ret < 0)
 				return ret;
 		}
@@ -244,10 +249,11 @@ int kha_audit_check_backup(const char *dir, const char *dir_error,
 	int ret;
 
 	kha_format_duration(max, sizeof(max), max_age_us);
-	snprintf(fix, sizeof(fix),
-		 "take verified snapshots on a schedule: kha etcd backup --dir %s --interval 1h "
-		 "(or kha etcd snapshot save %s/etcd-manual.db now)",
-		 dir, dir);
+	snprintf(
+		fix, sizeof(fix),
+		"take verified snapshots on a schedule: kha etcd backup --dir %s --every 1h (under "
+		"kha elect on every master); now: kha etcd snapshot save %s/etcd-manual.db",
+		dir, dir);
 	if (dir_error) {
 		snprintf(finding, sizeof(finding), "backup directory %s: %s", dir, dir_error);
 		return kha_audit_add(r, "etcd-backup", dir, KHA_AUDIT_CRITICAL, finding, fix, NULL,
@@ -263,9 +269,8 @@ int kha_audit_check_backup(const char *dir, const char *dir_error,
 				     NULL);
 	}
 	if (!verified) {
-		snprintf(finding, sizeof(finding),
-			 "no snapshot in %s verifies (newest %s: %s)", dir, newest->name,
-			 newest->reason[0] ? newest->reason : "not checked");
+		snprintf(finding, sizeof(finding), "no snapshot in %s verifies (newest %s: %s)",
+			 dir, newest->name, newest->reason[0] ? newest->reason : "not checked");
 		return kha_audit_add(r, "etcd-backup", dir, KHA_AUDIT_CRITICAL, finding, fix, NULL,
 				     NULL);
 	}

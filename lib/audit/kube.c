@@ -126,13 +126,13 @@ int kha_audit_check_apiservers(const struct kha_kube_endpoint_set *set, const ch
 				     NULL, NULL);
 	}
 	if (set->n_endpoints == 0)
-		return kha_audit_add(r, "apiserver-endpoints", "default/kubernetes",
-				     KHA_AUDIT_CRITICAL,
-				     "no ready apiserver behind service default/kubernetes: pods "
-				     "cannot reach the API",
-				     "check the apiservers (kubectl get --raw /readyz on each master) "
-				     "and their --advertise-address",
-				     NULL, NULL);
+		return kha_audit_add(
+			r, "apiserver-endpoints", "default/kubernetes", KHA_AUDIT_CRITICAL,
+			"no ready apiserver behind service default/kubernetes: pods "
+			"cannot reach the API",
+			"check the apiservers (kubectl get --raw /readyz on each master) "
+			"and their --advertise-address",
+			NULL, NULL);
 	if (set->n_endpoints == 1) {
 		snprintf(finding, sizeof(finding),
 			 "one apiserver behind service default/kubernetes (%s): when its master is "
@@ -144,8 +144,8 @@ int kha_audit_check_apiservers(const struct kha_kube_endpoint_set *set, const ch
 			"with --endpoint-reconciler-type=lease (the default) so each registers here",
 			NULL, NULL);
 	}
-	o = (size_t)snprintf(finding, sizeof(finding), "%zu apiservers behind default/kubernetes:",
-			     set->n_endpoints);
+	o = (size_t)snprintf(finding, sizeof(finding),
+			     "%zu apiservers behind default/kubernetes:", set->n_endpoints);
 	for (size_t i = 0; i < set->n_endpoints && o < sizeof(finding); i++)
 		o += (size_t)snprintf(finding + o, sizeof(finding) - o, "%s %s", i ? "," : "",
 				      set->endpoints[i].addr);
@@ -174,8 +174,8 @@ int kha_audit_check_kubeconfig_server(const char *server, const char *entry,
 	if (entry && kha_audit_split_hostport(entry, ehost, sizeof(ehost), &eport) < 0)
 		entry = NULL;
 	if (entry && same_ip(host, ehost) && port == eport) {
-		snprintf(finding, sizeof(finding), "the kubeconfig's server %s is the entry address",
-			 hp);
+		snprintf(finding, sizeof(finding),
+			 "the kubeconfig's server %s is the entry address", hp);
 		return kha_audit_add(r, "kubeconfig-server", hp, KHA_AUDIT_OK, finding, NULL, NULL,
 				     NULL);
 	}
@@ -199,10 +199,11 @@ int kha_audit_check_kubeconfig_server(const char *server, const char *entry,
 		char ehp[300];
 
 		format_hostport(ehp, sizeof(ehp), ehost, eport);
-		snprintf(fix, sizeof(fix),
-			 "point it at the entry: kubectl config set-cluster \"$(kubectl config view "
-			 "--minify -o jsonpath='{.clusters[0].name}')\" --server=https://%s",
-			 ehp);
+		snprintf(
+			fix, sizeof(fix),
+			"point it at the entry: kubectl config set-cluster \"$(kubectl config view "
+			"--minify -o jsonpath='{.clusters[0].name}')\" --server=https://%s",
+			ehp);
 		snprintf(content, sizeof(content),
 			 "# Point this kubeconfig (and the kubelets' and controllers' ones, e.g.\n"
 			 "# /etc/kubernetes/kubelet.conf) at the entry address instead of one "
@@ -261,12 +262,13 @@ static int dns_replicas(const struct kha_audit_deployment *dep, const char *subj
 	}
 	if (dep->ready_replicas < dep->replicas) {
 		snprintf(finding, sizeof(finding),
-			 "%" PRId64 " of %" PRId64 " cluster DNS replicas are ready", dep->ready_replicas,
-			 dep->replicas);
-		snprintf(fix, sizeof(fix),
-			 "find out why: kubectl -n %s describe deployment/%s; kubectl -n %s get pods "
-			 "-o wide",
-			 dep->namespace, dep->name, dep->namespace);
+			 "%" PRId64 " of %" PRId64 " cluster DNS replicas are ready",
+			 dep->ready_replicas, dep->replicas);
+		snprintf(
+			fix, sizeof(fix),
+			"find out why: kubectl -n %s describe deployment/%s; kubectl -n %s get pods "
+			"-o wide",
+			dep->namespace, dep->name, dep->namespace);
 		return kha_audit_add(r, "dns-replicas", subject,
 				     dep->ready_replicas < 1 ? KHA_AUDIT_CRITICAL
 							     : KHA_AUDIT_WARNING,
@@ -437,12 +439,13 @@ int kha_audit_check_dns(const struct kha_audit_deployment *dep,
 	int ret;
 
 	if (!dep)
-		return kha_audit_add(r, "dns-replicas", DNS_NAMESPACE "/coredns", KHA_AUDIT_WARNING,
-				     "no cluster DNS Deployment found (kube-system/coredns, or label "
-				     "k8s-app=kube-dns)",
-				     "if cluster DNS runs under another name or kind, check that it "
-				     "has 2+ replicas on different nodes and a PodDisruptionBudget",
-				     NULL, NULL);
+		return kha_audit_add(
+			r, "dns-replicas", DNS_NAMESPACE "/coredns", KHA_AUDIT_WARNING,
+			"no cluster DNS Deployment found (kube-system/coredns, or label "
+			"k8s-app=kube-dns)",
+			"if cluster DNS runs under another name or kind, check that it "
+			"has 2+ replicas on different nodes and a PodDisruptionBudget",
+			NULL, NULL);
 	snprintf(subject, sizeof(subject), "%s/%s", dep->namespace, dep->name);
 	ret = dns_replicas(dep, subject, r);
 	if (ret >= 0)
@@ -520,8 +523,9 @@ static int component_instances(const char *id, const char *component,
 	snprintf(check, sizeof(check), "%s-instances", id);
 	snprintf(subject, sizeof(subject), "kube-system/component=%s", component);
 	if (pods_err || !pods) {
-		snprintf(finding, sizeof(finding), "cannot list the pods with label component=%s: %s",
-			 component, pods_err ? pods_err : "not read");
+		snprintf(finding, sizeof(finding),
+			 "cannot list the pods with label component=%s: %s", component,
+			 pods_err ? pods_err : "not read");
 		return kha_audit_add(r, check, subject, KHA_AUDIT_SKIPPED, finding, NULL, NULL,
 				     NULL);
 	}
@@ -688,9 +692,10 @@ static int collect_dns(struct kha_kube_client *c, struct kha_audit_report *r)
 	if (found) {
 		kha_autofree char *sel = selector_query(pod_labels(found));
 
-		if (sel && (size_t)snprintf(path, sizeof(path),
-					    "/api/v1/namespaces/%s/pods?labelSelector=%s",
-					    found->namespace, sel) < sizeof(path) &&
+		if (sel &&
+		    (size_t)snprintf(path, sizeof(path),
+				     "/api/v1/namespaces/%s/pods?labelSelector=%s",
+				     found->namespace, sel) < sizeof(path) &&
 		    get_json(c, path, &j, err, sizeof(err)) == 0) {
 			have_pods = kha_audit_pod_list_from_json(j, &pods, &d) == 0;
 			json_decref(j);
@@ -708,15 +713,13 @@ static int collect_dns(struct kha_kube_client *c, struct kha_audit_report *r)
 	goto out;
 undecodable:
 	snprintf(err, sizeof(err), "%s", d.msg);
-unreadable:
-	{
-		char finding[sizeof(err) + 64];
+unreadable : {
+	char finding[sizeof(err) + 64];
 
-		snprintf(finding, sizeof(finding), "cannot read the cluster DNS Deployment: %s",
-			 err);
-		ret = kha_audit_add(r, "dns-replicas", DNS_NAMESPACE "/coredns", KHA_AUDIT_SKIPPED,
-				    finding, NULL, NULL, NULL);
-	}
+	snprintf(finding, sizeof(finding), "cannot read the cluster DNS Deployment: %s", err);
+	ret = kha_audit_add(r, "dns-replicas", DNS_NAMESPACE "/coredns", KHA_AUDIT_SKIPPED, finding,
+			    NULL, NULL, NULL);
+}
 out:
 	kha_audit_deployment_release(&dep);
 	kha_audit_deployment_list_release(&list);
@@ -757,8 +760,8 @@ static int collect_component(struct kha_kube_client *c, const char *id, const ch
 	return ret;
 }
 
-int kha_audit_collect_kube(struct kha_kube_client *c, const char *entry,
-			   struct kha_audit_report *r, struct kha_diag *d)
+int kha_audit_collect_kube(struct kha_kube_client *c, const char *entry, struct kha_audit_report *r,
+			   struct kha_diag *d)
 {
 	struct kha_kube_endpoint_set set = {};
 	struct kha_diag ed = {};

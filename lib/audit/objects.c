@@ -33,7 +33,8 @@ const char *kha_audit_labels_get(const struct kha_audit_labels *l, const char *k
 	return NULL;
 }
 
-bool kha_audit_labels_match(const struct kha_audit_labels *sel, const struct kha_audit_labels *labels)
+bool kha_audit_labels_match(const struct kha_audit_labels *sel,
+			    const struct kha_audit_labels *labels)
 {
 	for (size_t i = 0; i < sel->n; i++) {
 		const char *v = kha_audit_labels_get(labels, sel->items[i].key);
@@ -71,7 +72,8 @@ static int labels_decode(const json_t *obj, const char *what, struct kha_audit_l
 		struct kha_audit_label *l = &ret->items[ret->n];
 
 		if (!json_is_string(v))
-			return kha_diag_set(d, EBADMSG, "%s: label '%s' is not a string", what, key);
+			return kha_diag_set(d, EBADMSG, "%s: label '%s' is not a string", what,
+					    key);
 		l->key = strdup(key);
 		l->value = strdup(json_string_value(v));
 		ret->n++;
@@ -157,7 +159,8 @@ static int int_or_string(const json_t *obj, const char *name, char *buf, size_t 
 		return 0;
 	if (json_is_integer(v))
 		snprintf(buf, size, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
-	else if (json_is_string(v) && strlen(json_string_value(v)) < size && json_string_value(v)[0])
+	else if (json_is_string(v) && strlen(json_string_value(v)) < size &&
+		 json_string_value(v)[0])
 		snprintf(buf, size, "%s", json_string_value(v));
 	else
 		return kha_diag_set(d, EBADMSG, "field '%s' is not an integer or a short string",
@@ -238,12 +241,13 @@ static int anti_affinity_terms(const json_t *list, bool weighted, struct kha_aud
 		json_t *key;
 
 		if (!json_is_object(term))
-			return kha_diag_set(d, EBADMSG, "podAntiAffinity: term %zu is not an object",
-					    i);
+			return kha_diag_set(d, EBADMSG,
+					    "podAntiAffinity: term %zu is not an object", i);
 		key = json_object_get(term, "topologyKey");
 		if (key && !json_is_string(key))
-			return kha_diag_set(d, EBADMSG, "podAntiAffinity: topologyKey is not a "
-							"string");
+			return kha_diag_set(d, EBADMSG,
+					    "podAntiAffinity: topologyKey is not a "
+					    "string");
 		*ret_any = true;
 		if (push_str(&dep->anti_affinity_topology_keys, &dep->n_anti_affinity_topology_keys,
 			     key ? json_string_value(key) : "") < 0)
@@ -285,8 +289,9 @@ int kha_audit_deployment_from_json(const json_t *obj, struct kha_audit_deploymen
 	if (spec && (r = selector_decode(json_object_get(spec, "selector"), "spec.selector",
 					 &dep.selector, &dep.selector_has_expressions, d)) < 0)
 		goto fail;
-	if (tmd && (r = labels_decode(json_object_get(tmd, "labels"),
-				      "spec.template.metadata.labels", &dep.template_labels, d)) < 0)
+	if (tmd &&
+	    (r = labels_decode(json_object_get(tmd, "labels"), "spec.template.metadata.labels",
+			       &dep.template_labels, d)) < 0)
 		goto fail;
 	if (anti) {
 		if ((r = anti_affinity_terms(
@@ -313,7 +318,8 @@ int kha_audit_deployment_from_json(const json_t *obj, struct kha_audit_deploymen
 
 			if (!json_is_object(c) || !json_is_string(key)) {
 				r = kha_diag_set(d, EBADMSG,
-						 "topologySpreadConstraints[%zu]: no topologyKey", i);
+						 "topologySpreadConstraints[%zu]: no topologyKey",
+						 i);
 				goto fail;
 			}
 			if (push_str(&dep.spread_topology_keys, &dep.n_spread_topology_keys,
@@ -436,10 +442,10 @@ static int pdb_decode(const json_t *obj, struct kha_audit_pdb *ret, struct kha_d
 	p.selector_null = !sel || json_is_null(sel);
 	if ((r = selector_decode(sel, "spec.selector", &p.selector, &p.selector_has_expressions,
 				 d)) < 0 ||
-	    (r = int_or_string(spec, "minAvailable", p.min_available, sizeof(p.min_available),
+	    (r = int_or_string(spec, "minAvailable", p.min_available, sizeof(p.min_available), d)) <
+		    0 ||
+	    (r = int_or_string(spec, "maxUnavailable", p.max_unavailable, sizeof(p.max_unavailable),
 			       d)) < 0 ||
-	    (r = int_or_string(spec, "maxUnavailable", p.max_unavailable,
-			       sizeof(p.max_unavailable), d)) < 0 ||
 	    (r = int_field(status, "disruptionsAllowed", &p.disruptions_allowed, d)) < 0 ||
 	    (r = int_field(status, "currentHealthy", &p.current_healthy, d)) < 0 ||
 	    (r = int_field(status, "desiredHealthy", &p.desired_healthy, d)) < 0 ||

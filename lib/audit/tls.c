@@ -104,12 +104,12 @@ int kha_audit_check_cert(const char *check, const char *addr, X509 *cert, const 
 	if (!cert) {
 		snprintf(finding, sizeof(finding), "cannot read the certificate %s presents: %s",
 			 addr, err ? err : "no certificate");
-		return kha_audit_add(r, check, addr, is_entry ? KHA_AUDIT_CRITICAL : KHA_AUDIT_WARNING,
-				     finding,
-				     is_entry ? "make the entry address serve the apiservers: a VIP "
-						"(kha vip), a load balancer or kha proxy"
-					      : "check that the apiserver runs and listens there",
-				     NULL, NULL);
+		return kha_audit_add(
+			r, check, addr, is_entry ? KHA_AUDIT_CRITICAL : KHA_AUDIT_WARNING, finding,
+			is_entry ? "make the entry address serve the apiservers: a VIP "
+				   "(kha vip), a load balancer or kha proxy"
+				 : "check that the apiserver runs and listens there",
+			NULL, NULL);
 	}
 	if (kha_audit_cert_has_host(cert, entry_host)) {
 		snprintf(finding, sizeof(finding),
@@ -132,8 +132,7 @@ int kha_audit_check_cert(const char *check, const char *addr, X509 *cert, const 
 	snprintf(finding, sizeof(finding),
 		 "the certificate %s presents does not carry the entry %s in its SANs: clients "
 		 "dialling the entry fail TLS verification%s",
-		 addr, entry_host,
-		 is_entry ? "" : " when the entry sends them to this apiserver");
+		 addr, entry_host, is_entry ? "" : " when the entry sends them to this apiserver");
 	snprintf(fix, sizeof(fix),
 		 "reissue it with the entry: kha certs issue --ca-dir /etc/kubernetes/pki --name "
 		 "apiserver%s --san %s --server --out-dir /etc/kubernetes/pki, then restart "
@@ -249,7 +248,8 @@ int kha_audit_fetch_cert(const char *addr, const char *sni, uint64_t timeout_us,
 
 		if (e)
 			ERR_error_string_n(e, buf, sizeof(buf));
-		r = kha_diag_set(d, EPROTO, "%s: TLS handshake failed%s%s", addr, buf[0] ? ": " : "",
+		r = kha_diag_set(d, EPROTO, "%s: TLS handshake failed%s%s", addr,
+				 buf[0] ? ": " : "",
 				 buf[0] ? buf : (errno == EAGAIN ? "timed out" : "no TLS answer"));
 		ERR_clear_error();
 		goto out;
