@@ -219,7 +219,10 @@ int kha_audit_fetch_cert(const char *addr, const char *sni, uint64_t timeout_us,
 	if (gr != 0)
 		return kha_diag_set(d, EHOSTUNREACH, "%s: cannot resolve %s: %s", addr, host,
 				    gai_strerror(gr));
-	fd = connect_timeout(res, timeout_ms ? timeout_ms : 5000);
+	/* every address of the name in turn ("localhost": ::1, then 127.0.0.1) */
+	fd = -EHOSTUNREACH;
+	for (struct addrinfo *ai = res; ai && fd < 0; ai = ai->ai_next)
+		fd = connect_timeout(ai, timeout_ms ? timeout_ms : 5000);
 	freeaddrinfo(res);
 	if (fd < 0)
 		return kha_diag_set(d, -fd, "%s: connect: %s", addr, strerror(-fd));
