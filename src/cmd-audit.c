@@ -319,6 +319,8 @@ static int wrap_line(const char **text, size_t width, char *buf, size_t size)
 			sp--;
 		if (sp > width / 3)
 			cut = sp;
+		else /* a long word (a path): let it overflow the column rather than split it */
+			cut += strcspn(t + cut, " ");
 	}
 	snprintf(buf, size, "%.*s", (int)cut, t);
 	t += cut;
@@ -339,7 +341,7 @@ static void print_table(const struct kha_audit_report *r, const char *fix_out)
 	for (size_t i = 0; i < r->n_findings; i++) {
 		const struct kha_audit_finding *f = &r->findings[i];
 		const char *ft = f->finding, *xt = f->fix;
-		char fl[128], xl[128];
+		char fl[512], xl[512];
 		bool first = true;
 
 		while (first || *ft || *xt) {
@@ -348,9 +350,12 @@ static void print_table(const struct kha_audit_report *r, const char *fix_out)
 
 			if (!first && !a && !b)
 				break;
-			printf("%-*s  %-8s  %-*s  %s\n", (int)wc, first ? f->check : "",
-			       first ? kha_audit_severity_name(f->severity) : "", (int)wf, fl,
-			       b ? xl : (first ? "-" : ""));
+			if (!b && !first) /* nothing in the last column: no trailing blanks */
+				printf("%-*s  %-8s  %s\n", (int)wc, "", "", fl);
+			else
+				printf("%-*s  %-8s  %-*s  %s\n", (int)wc, first ? f->check : "",
+				       first ? kha_audit_severity_name(f->severity) : "", (int)wf,
+				       fl, b ? xl : "-");
 			first = false;
 		}
 		nfiles += f->fix_file != NULL;

@@ -489,7 +489,8 @@ static int component_leader(const char *id, const char *component,
 	age_us = now_us - (lease->renew_time_us ? lease->renew_time_us : lease->acquire_time_us);
 	if (age_us < 0)
 		age_us = 0;
-	kha_format_duration(age, sizeof(age), (uint64_t)age_us);
+	/* whole seconds: the API's renew times are the precision that matters */
+	kha_format_duration(age, sizeof(age), (uint64_t)(age_us / 1000000) * KHA_USEC_PER_SEC);
 	kha_format_duration(dur, sizeof(dur), (uint64_t)duration_us);
 	/* a standby takes over once the lease expires (plus its retry period): twice the
 	 * duration without a renewal means nobody is leading */
