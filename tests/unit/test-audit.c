@@ -376,8 +376,8 @@ static void test_decode_deployment_rejects_bad_types(void **state)
 		"{\"metadata\":{\"name\":3}}",
 		"{\"metadata\":{\"name\":\"x\"},\"spec\":[]}",
 		"{\"metadata\":{\"name\":\"x\"},\"spec\":{\"selector\":{\"matchLabels\":{\"a\":1}}}}",
-		"{\"metadata\":{\"name\":\"x\"},\"spec\":{\"template\":{\"spec\":{"
-		"\"topologySpreadConstraints\":[{}]}}}}",
+		("{\"metadata\":{\"name\":\"x\"},\"spec\":{\"template\":{\"spec\":{"
+		 "\"topologySpreadConstraints\":[{}]}}}}"),
 		"not json",
 	};
 	struct kha_audit_deployment dep = {};
