@@ -151,9 +151,8 @@ int kha_audit_check_etcd(const struct kha_etcd_cluster_report *cr, struct kha_au
 				"--peer-urls URL",
 				m->member.name);
 		ret = kha_audit_add(r, "etcd-health", member_endpoint(m),
-				    up < quorum || m->member.is_learner ? KHA_AUDIT_CRITICAL
-									: KHA_AUDIT_WARNING,
-				    finding, fix, NULL, NULL);
+				    up < quorum ? KHA_AUDIT_CRITICAL : KHA_AUDIT_WARNING, finding,
+				    fix, NULL, NULL);
 		if (ret < 0)
 			return ret;
 		down_added++;

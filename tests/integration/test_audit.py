@@ -458,6 +458,39 @@ def test_all_sources_together(etcd3, kubeapi, tmp_path):
     assert set(rep["sources"]) == {"etcd", "backup", "kubernetes", "entry"}
 
 
+def test_one_source_down_others_audited(kubeapi, tmp_path):
+    api = kubeapi
+    healthy_cluster(api)
+    p, rep = audit_json("--endpoints", f"http://127.0.0.1:{free_port()}", "--dial-timeout",
+                        "1s", "--kubeconfig", api.kubeconfig)
+    assert p.returncode == EXIT_CRITICAL
+    assert rep["sources"]["etcd"]["status"] == "unreachable"
+    assert rep["sources"]["kubernetes"]["status"] == "audited"
+    f = only(rep, "etcd")
+    assert f["severity"] == "critical" and f["finding"].startswith("unreachable: ")
+    assert only(rep, "dns-replicas")["severity"] == "ok"
+    assert len(p.stderr.splitlines()) == 1 and p.stderr.startswith("kha audit: ")
+
+
+def test_config_file(kubeapi, tmp_path):
+    api = kubeapi
+    healthy_cluster(api)
+    cfg = tmp_path / "audit.yaml"
+    cfg.write_text(f"kubeconfig: {api.kubeconfig}\nentry: 127.0.0.1:{api.port}\n"
+                   f"apiserver: [127.0.0.1:{api.port}]\noutput: json\n")
+    p = audit("--config", cfg)
+    assert p.returncode == EXIT_OK, p.stderr
+    rep = json.loads(p.stdout)
+    check_schema(rep)
+    assert only(rep, "apiserver-san")["severity"] == "ok"
+    # a flag wins over its key
+    p = audit("--config", cfg, "-o", "table")
+    assert p.stdout.startswith("CHECK")
+    cfg.write_text("entry: nonsense\n")
+    p = audit("--config", cfg)
+    assert p.returncode == EXIT_CONFIG and "is not HOST:PORT" in p.stderr   # a bad file: 78
+
+
 def test_nothing_reachable(tmp_path):
     p, rep = audit_json("--endpoints", f"http://127.0.0.1:{free_port()}", "--entry",
                         f"127.0.0.1:{free_port()}", "--dial-timeout", "1s")
