@@ -37,6 +37,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	kha_ignore(kha_audit_check_component("scheduler", "kube-scheduler",
 					     have_lease ? &lease : NULL, NULL,
 					     have_pods ? &pods : NULL, NULL, 1700000000000000, &r));
+	json_decref(kha_audit_report_json(&r, NULL));
 	kha_audit_report_release(&r);
 	kha_audit_deployment_release(&dep);
 	kha_audit_deployment_list_release(&deps);

@@ -39,6 +39,9 @@ static const struct kha_audit_finding *one(const struct kha_audit_report *r, con
 	}
 	if (!f)
 		fail_msg("no finding for %s", check);
+	/* what is worth a warning is worth saying how to fix */
+	if (f->severity >= KHA_AUDIT_WARNING)
+		assert_true(f->fix && f->fix[0]);
 	return f;
 }
 
