@@ -1,14 +1,543 @@
 // SPDX-License-Identifier: MIT
+/* kha audit: flags, help and wiring of the single-point-of-failure audit (lib/audit). */
+#include <getopt.h>
 #include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+#include <jansson.h>
+#include <openssl/x509.h>
 
 #include "commands.h"
-#include "kha/common.h"
+#include "kha/audit.h"
+#include "kha/config.h"
+#include "kha/etcd.h"
+#include "kha/file.h"
+#include "kha/kube.h"
+#include "kha/parse.h"
 #include "kha/banned.h"
+
+#define MAX_APISERVERS 32
+
+enum {
+	OPT_KUBECONFIG = 0x100,
+	OPT_CONTEXT,
+	OPT_ENTRY,
+	OPT_APISERVER,
+	OPT_BACKUP_DIR,
+	OPT_BACKUP_MAX_AGE,
+	OPT_FIX_OUT,
+	OPT_TIMEOUT,
+	OPT_CONFIG,
+};
+
+static const struct option longopts[] = {
+	KHA_ETCD_LONGOPTS,
+	{"kubeconfig", required_argument, NULL, OPT_KUBECONFIG},
+	{"context", required_argument, NULL, OPT_CONTEXT},
+	{"entry", required_argument, NULL, OPT_ENTRY},
+	{"apiserver", required_argument, NULL, OPT_APISERVER},
+	{"backup-dir", required_argument, NULL, OPT_BACKUP_DIR},
+	{"backup-max-age", required_argument, NULL, OPT_BACKUP_MAX_AGE},
+	{"fix-out", required_argument, NULL, OPT_FIX_OUT},
+	{"timeout", required_argument, NULL, OPT_TIMEOUT},
+	{"output", required_argument, NULL, 'o'},
+	{"config", required_argument, NULL, OPT_CONFIG},
+	{"help", no_argument, NULL, 'h'},
+	{},
+};
+
+static void usage(FILE *out)
+{
+	fprintf(out,
+		"Usage: kha audit [flags]\n\n"
+		"Finds the single points of failure of a cluster and prints each with its fix. It\n"
+		"only reads. Each source is optional: what is given is audited, the rest is\n"
+		"reported as skipped.\n\n"
+		"  etcd        member count (1 critical, even warning), members down, learners,\n"
+		"              alarms; with --backup-dir, the newest snapshot is recent and verifies\n"
+		"  Kubernetes  apiservers behind default/kubernetes, cluster DNS (replicas,\n"
+		"              anti-affinity, PodDisruptionBudget), kube-controller-manager and\n"
+		"              kube-scheduler (leader Lease renewed, 2+ instances), the\n"
+		"              kubeconfig's server (a single master instead of the entry)\n"
+		"  entry       the certificate presented at --entry (and at each --apiserver)\n"
+		"              carries the entry host in its SANs\n\n"
+		"etcd:\n" KHA_ETCD_OPTIONS_HELP
+		"  --backup-dir DIR          directory of etcd snapshots (kha etcd backup --dir)\n"
+		"  --backup-max-age DURATION the newest verified snapshot may be this old "
+		"(default 24h)\n"
+		"Kubernetes:\n"
+		"  --kubeconfig FILE         kubeconfig (default $KUBECONFIG, then in-cluster)\n"
+		"  --context NAME            its context (default: current-context)\n"
+		"Entry point:\n"
+		"  --entry HOST:PORT         the address nodes reach the apiservers at: a VIP, a\n"
+		"                            load balancer, or 127.0.0.1:7443 (node-local kha proxy)\n"
+		"  --apiserver HOST:PORT     an apiserver whose certificate must carry the entry too\n"
+		"                            (repeat)\n"
+		"Output:\n"
+		"  -o, --output table|json   report format (default table; JSON schema\n"
+		"                            kha.audit.report/v1, docs/audit.md)\n"
+		"  --fix-out DIR             write each fix (manifest or commands) to DIR/<file>\n"
+		"  --timeout DURATION        per probe (default 5s)\n"
+		"  --config FILE             YAML file of these flags (keys = flag names)\n"
+		"  -h, --help                this help\n\n"
+		"Exit codes: 0 nothing above ok, 1 warnings, 2 a critical finding, 64 usage,\n"
+		"69 nothing reachable, 74 cannot write --fix-out, 78 unreadable kubeconfig or TLS "
+		"files.\n\n"
+		"Examples:\n"
+		"  kha audit --endpoints https://10.0.0.1:2379,https://10.0.0.2:2379 \\\n"
+		"      --cacert /etc/kubernetes/pki/etcd/ca.crt \\\n"
+		"      --cert /etc/kubernetes/pki/apiserver-etcd-client.crt \\\n"
+		"      --key /etc/kubernetes/pki/apiserver-etcd-client.key \\\n"
+		"      --backup-dir /var/backups/etcd --kubeconfig /etc/kubernetes/admin.conf \\\n"
+		"      --entry 10.0.0.100:6443 --apiserver 10.0.0.1:6443 --apiserver 10.0.0.2:6443\n"
+		"  kha audit --kubeconfig ~/.kube/config -o json --fix-out fixes/\n");
+}
+
+struct opts {
+	struct kha_etcd_config etcd;
+	bool etcd_given;
+	char *kubeconfig;
+	char *context;
+	char *entry;
+	char *apiservers[MAX_APISERVERS];
+	size_t n_apiservers;
+	char *backup_dir;
+	uint64_t backup_max_age_us;
+	char *fix_out;
+	uint64_t timeout_us;
+	bool json;
+};
+
+static void opts_release(struct opts *o)
+{
+	kha_etcd_config_release(&o->etcd);
+	free(o->kubeconfig);
+	free(o->context);
+	free(o->entry);
+	for (size_t i = 0; i < o->n_apiservers; i++)
+		free(o->apiservers[i]);
+	free(o->backup_dir);
+	free(o->fix_out);
+}
+
+static int set_hostport(char **dst, const char *arg, struct kha_diag *d)
+{
+	char host[256];
+	uint16_t port;
+
+	if (kha_audit_split_hostport(arg, host, sizeof(host), &port) < 0)
+		return kha_diag_set(d, EINVAL,
+				    "'%s' is not HOST:PORT (e.g. 10.0.0.100:6443, [fd00::1]:6443)",
+				    arg);
+	return kha_opt_set_str(dst, arg, d);
+}
+
+static int apply(void *userdata, int val, const char *arg, struct kha_diag *d)
+{
+	struct opts *o = userdata;
+
+	switch (val) {
+	case 'o':
+		if (kha_parse_output(arg, &o->json) < 0)
+			return kha_diag_set(d, EINVAL, "'%s' is not table or json", arg);
+		return 0;
+	case OPT_KUBECONFIG:
+		return kha_opt_set_str(&o->kubeconfig, arg, d);
+	case OPT_CONTEXT:
+		return kha_opt_set_str(&o->context, arg, d);
+	case OPT_ENTRY:
+		return set_hostport(&o->entry, arg, d);
+	case OPT_APISERVER:
+		if (o->n_apiservers == MAX_APISERVERS)
+			return kha_diag_set(d, EINVAL, "at most %d", MAX_APISERVERS);
+		if (set_hostport(&o->apiservers[o->n_apiservers], arg, d) < 0)
+			return -EINVAL;
+		o->n_apiservers++;
+		return 0;
+	case OPT_BACKUP_DIR:
+		return kha_opt_set_str(&o->backup_dir, arg, d);
+	case OPT_BACKUP_MAX_AGE:
+		return kha_opt_set_duration(&o->backup_max_age_us, arg, false, d);
+	case OPT_FIX_OUT:
+		return kha_opt_set_str(&o->fix_out, arg, d);
+	case OPT_TIMEOUT:
+		return kha_opt_set_duration(&o->timeout_us, arg, false, d);
+	default:
+		if (val == KHA_ETCD_OPT_ENDPOINTS)
+			o->etcd_given = true;
+		return kha_etcd_config_apply_opt(&o->etcd, val, arg, d);
+	}
+}
+
+static const struct kha_args args_spec = {
+	.shortopts = "ho:",
+	.longopts = longopts,
+	.config_val = OPT_CONFIG,
+	.apply = apply,
+};
+
+/* ---- sources ------------------------------------------------------------------------------- */
+
+struct sources {
+	json_t *obj; /* name -> {status, detail} */
+	size_t given, reachable;
+};
+
+static void source_set(struct sources *s, const char *name, const char *status, const char *detail)
+{
+	json_object_set_new(
+		s->obj, name,
+		json_pack("{s:s, s:s}", "status", status, "detail", detail ? detail : ""));
+}
+
+/* source: the key in "sources"; check: the finding's */
+static int skipped(struct kha_audit_report *r, struct sources *s, const char *source,
+		   const char *check, const char *why)
+{
+	char finding[256];
+
+	snprintf(finding, sizeof(finding), "not audited: %s", why);
+	source_set(s, source, "skipped", why);
+	return kha_audit_add(r, check, "", KHA_AUDIT_SKIPPED, finding, NULL, NULL, NULL);
+}
+
+static int unreachable(struct kha_audit_report *r, struct sources *s, const char *name,
+		       const char *msg, const char *fix)
+{
+	char finding[KHA_DIAG_MAX + 32];
+
+	fprintf(stderr, "kha audit: %s\n", msg);
+	snprintf(finding, sizeof(finding), "unreachable: %s", msg);
+	source_set(s, name, "unreachable", msg);
+	return kha_audit_add(r, name, "", KHA_AUDIT_CRITICAL, finding, fix, NULL, NULL);
+}
+
+static int audit_etcd(struct opts *o, struct kha_audit_report *r, struct sources *s)
+{
+	struct kha_etcd_cluster_report rep = {};
+	struct kha_diag d = {};
+	int ret;
+
+	s->given++;
+	ret = kha_etcd_cluster_report(&o->etcd, o->timeout_us, 0, &rep, &d);
+	if (ret < 0) {
+		char msg[KHA_DIAG_MAX];
+
+		snprintf(msg, sizeof(msg), "%s", d.msg[0] ? d.msg : strerror(-ret));
+		kha_etcd_cluster_report_release(&rep);
+		return unreachable(r, s, "etcd", msg,
+				   "check --endpoints and the TLS flags (kha etcd status shows "
+				   "each member)");
+	}
+	s->reachable++;
+	source_set(s, "etcd", "audited", rep.members_from);
+	ret = kha_audit_check_etcd(&rep, r);
+	kha_etcd_cluster_report_release(&rep);
+	return ret;
+}
+
+static int audit_kube(struct opts *o, struct kha_kube_config *cfg, struct kha_audit_report *r,
+		      struct sources *s)
+{
+	struct kha_kube_client *c = NULL;
+	struct kha_diag d = {};
+	int ret;
+
+	s->given++;
+	ret = kha_kube_client_new(cfg, &c, &d);
+	if (ret < 0)
+		return unreachable(r, s, "kubernetes", d.msg, "check the kubeconfig's server");
+	kha_kube_client_set_timeouts(c, KHA_MIN(o->timeout_us, 10 * KHA_USEC_PER_SEC),
+				     o->timeout_us);
+	ret = kha_audit_collect_kube(c, o->entry, r, &d);
+	if (ret < 0 && ret != -ENOMEM) {
+		ret = unreachable(r, s, "kubernetes", d.msg,
+				  "check the kubeconfig (server, CA, credentials) and that the API "
+				  "answers: kubectl get --raw /readyz");
+	} else if (ret == 0) {
+		s->reachable++;
+		source_set(s, "kubernetes", "audited", kha_kube_client_server(c));
+	}
+	kha_kube_client_free(c);
+	return ret;
+}
+
+static int audit_cert(const struct opts *o, const char *check, const char *addr,
+		      const char *entry_host, struct kha_audit_report *r, bool *ret_reached)
+{
+	struct kha_diag d = {};
+	X509 *cert = NULL;
+	int ret;
+
+	ret = kha_audit_fetch_cert(addr, NULL, o->timeout_us, &cert, &d);
+	*ret_reached = ret == 0;
+	ret = kha_audit_check_cert(check, addr, cert, ret < 0 ? d.msg : NULL, entry_host, r);
+	X509_free(cert);
+	return ret;
+}
+
+static int audit_entry(const struct opts *o, struct kha_audit_report *r, struct sources *s)
+{
+	char host[256];
+	uint16_t port;
+	bool reached;
+	int ret;
+
+	s->given++;
+	if (kha_audit_split_hostport(o->entry, host, sizeof(host), &port) < 0)
+		return -EINVAL; /* checked when parsed */
+	ret = audit_cert(o, "entry-san", o->entry, host, r, &reached);
+	if (reached) {
+		s->reachable++;
+		source_set(s, "entry", "audited", o->entry);
+	} else {
+		source_set(s, "entry", "unreachable", r->findings[r->n_findings - 1].finding);
+		fprintf(stderr, "kha audit: %s\n", r->findings[r->n_findings - 1].finding);
+	}
+	for (size_t i = 0; ret >= 0 && i < o->n_apiservers; i++)
+		ret = audit_cert(o, "apiserver-san", o->apiservers[i], host, r, &reached);
+	return ret;
+}
+
+/* ---- output -------------------------------------------------------------------------------- */
+
+/* The next line of at most width characters of *text (broken at a space), advancing it. */
+static int wrap_line(const char **text, size_t width, char *buf, size_t size)
+{
+	const char *t = *text;
+	size_t len = strlen(t), cut;
+
+	if (!len) {
+		buf[0] = '\0';
+		return 0;
+	}
+	cut = len <= width ? len : width;
+	if (len > width) {
+		size_t sp = cut;
+
+		while (sp > 0 && t[sp] != ' ')
+			sp--;
+		if (sp > width / 3)
+			cut = sp;
+		else /* a long word (a path): let it overflow the column rather than split it */
+			cut += strcspn(t + cut, " ");
+	}
+	snprintf(buf, size, "%.*s", (int)cut, t);
+	t += cut;
+	while (*t == ' ')
+		t++;
+	*text = t;
+	return 1;
+}
+
+static void print_table(const struct kha_audit_report *r, const char *fix_out)
+{
+	size_t wc = strlen("CHECK"), counts[4], nfiles = 0;
+	const size_t wf = 58, wx = 62;
+
+	for (size_t i = 0; i < r->n_findings; i++)
+		wc = KHA_MAX(wc, strlen(r->findings[i].check));
+	printf("%-*s  %-8s  %-*s  %s\n", (int)wc, "CHECK", "SEVERITY", (int)wf, "FINDING", "FIX");
+	for (size_t i = 0; i < r->n_findings; i++) {
+		const struct kha_audit_finding *f = &r->findings[i];
+		const char *ft = f->finding, *xt = f->fix;
+		char fl[512], xl[512];
+		bool first = true;
+
+		while (first || *ft || *xt) {
+			int a = wrap_line(&ft, wf, fl, sizeof(fl));
+			int b = wrap_line(&xt, wx, xl, sizeof(xl));
+
+			if (!first && !a && !b)
+				break;
+			if (!b && !first) /* nothing in the last column: no trailing blanks */
+				printf("%-*s  %-8s  %s\n", (int)wc, "", "", fl);
+			else
+				printf("%-*s  %-8s  %-*s  %s\n", (int)wc, first ? f->check : "",
+				       first ? kha_audit_severity_name(f->severity) : "", (int)wf,
+				       fl, b ? xl : "-");
+			first = false;
+		}
+		nfiles += f->fix_file != NULL;
+	}
+	kha_audit_count(r, counts);
+	printf("\n%s: %zu critical, %zu warning, %zu ok, %zu skipped\n",
+	       kha_audit_severity_name(kha_audit_verdict(r)), counts[KHA_AUDIT_CRITICAL],
+	       counts[KHA_AUDIT_WARNING], counts[KHA_AUDIT_OK], counts[KHA_AUDIT_SKIPPED]);
+	if (nfiles && fix_out)
+		printf("%zu fix%s written to %s/\n", nfiles, nfiles == 1 ? "" : "es", fix_out);
+	else if (nfiles)
+		printf("%zu fix%s come as files: -o json shows them, --fix-out DIR writes them\n",
+		       nfiles, nfiles == 1 ? "" : "es");
+}
+
+static int write_fixes(const struct kha_audit_report *r, const char *dir)
+{
+	struct kha_diag d = {};
+
+	if (kha_file_mkdir_p(dir, 0755, &d) < 0) {
+		fprintf(stderr, "kha audit: --fix-out: %s\n", d.msg);
+		return KHA_EXIT_IOERR;
+	}
+	for (size_t i = 0; i < r->n_findings; i++) {
+		const struct kha_audit_finding *f = &r->findings[i];
+		char path[4096];
+
+		if (!f->fix_file || !f->fix_content)
+			continue;
+		if ((size_t)snprintf(path, sizeof(path), "%s/%s", dir, f->fix_file) >=
+			    sizeof(path) ||
+		    kha_file_write_atomic(path, f->fix_content, strlen(f->fix_content), 0644, &d) <
+			    0) {
+			fprintf(stderr, "kha audit: --fix-out: %s\n",
+				d.msg[0] ? d.msg : "path too long");
+			return KHA_EXIT_IOERR;
+		}
+	}
+	return 0;
+}
+
+/* ---- main ---------------------------------------------------------------------------------- */
+
+static bool readable_or_unset(const char *flag, const char *path)
+{
+	if (!path || access(path, R_OK) == 0)
+		return true;
+	fprintf(stderr, "kha audit: %s %s: %s\n", flag, path, strerror(errno));
+	return false;
+}
 
 int cmd_audit_main(int argc, char **argv)
 {
-	(void)argc;
-	(void)argv;
-	fprintf(stderr, "kha audit: not implemented yet\n");
-	return KHA_EXIT_SOFTWARE;
+	struct opts o = {.backup_max_age_us = 24 * 3600 * KHA_USEC_PER_SEC,
+			 .timeout_us = 5 * KHA_USEC_PER_SEC};
+	struct kha_audit_report r = {};
+	struct sources s = {};
+	struct kha_kube_config *kcfg = NULL;
+	struct kha_diag d = {};
+	const char *config = NULL;
+	bool kube_wanted;
+	int code, ret = 0;
+
+	if (kha_args_scan(&args_spec, argc, argv, &config)) {
+		usage(stdout);
+		return KHA_EXIT_OK;
+	}
+	if (kha_etcd_config_init(&o.etcd) < 0)
+		return KHA_EXIT_SOFTWARE;
+	if (kha_etcd_config_from_env(&o.etcd, &d) < 0) {
+		fprintf(stderr, "kha audit: %s\n", d.msg);
+		opts_release(&o);
+		return KHA_EXIT_USAGE;
+	}
+	o.etcd_given = getenv("ETCDCTL_ENDPOINTS") && getenv("ETCDCTL_ENDPOINTS")[0];
+	{
+		struct kha_args a = args_spec;
+
+		a.userdata = &o;
+		code = kha_args_apply(&a, config, argc, argv, &d);
+	}
+	if (code != 0) {
+		fprintf(stderr, "kha audit: %s%s\n", d.msg,
+			code == KHA_EXIT_USAGE ? " (run 'kha audit --help')" : "");
+		opts_release(&o);
+		return code;
+	}
+	if (optind < argc) {
+		fprintf(stderr, "kha audit: unexpected argument '%s' (run 'kha audit --help')\n",
+			argv[optind]);
+		opts_release(&o);
+		return KHA_EXIT_USAGE;
+	}
+	if (o.n_apiservers && !o.entry) {
+		fprintf(stderr, "kha audit: --apiserver needs --entry: the SAN checked is the "
+				"entry's host (run 'kha audit --help')\n");
+		opts_release(&o);
+		return KHA_EXIT_USAGE;
+	}
+	kube_wanted = o.kubeconfig || (getenv("KUBECONFIG") && getenv("KUBECONFIG")[0]) ||
+		      getenv("KUBERNETES_SERVICE_HOST");
+	if (!o.etcd_given && !kube_wanted && !o.entry && !o.backup_dir) {
+		fprintf(stderr, "kha audit: nothing to audit: give --endpoints, --kubeconfig, "
+				"--entry or --backup-dir (run 'kha audit --help')\n");
+		opts_release(&o);
+		return KHA_EXIT_USAGE;
+	}
+	/* configuration problems first, before any probe: one line, exit 78 */
+	if (o.etcd_given && (!readable_or_unset("--cacert", o.etcd.cacert) ||
+			     !readable_or_unset("--cert", o.etcd.cert) ||
+			     !readable_or_unset("--key", o.etcd.key))) {
+		opts_release(&o);
+		return KHA_EXIT_CONFIG;
+	}
+	if (kube_wanted) {
+		struct kha_kube_load_opts lo = {.kubeconfig = o.kubeconfig, .context = o.context};
+
+		ret = kha_kube_config_load(&lo, &kcfg, &d);
+		if (ret < 0) {
+			fprintf(stderr, "kha audit: %s\n", d.msg[0] ? d.msg : strerror(-ret));
+			opts_release(&o);
+			return ret == -ENOMEM ? KHA_EXIT_SOFTWARE : KHA_EXIT_CONFIG;
+		}
+	}
+	s.obj = json_object();
+	if (!s.obj) {
+		kha_kube_config_free(kcfg);
+		opts_release(&o);
+		return KHA_EXIT_SOFTWARE;
+	}
+
+	ret = o.etcd_given
+		      ? audit_etcd(&o, &r, &s)
+		      : skipped(&r, &s, "etcd", "etcd", "no --endpoints (or ETCDCTL_ENDPOINTS)");
+	if (ret >= 0 && o.backup_dir) {
+		ret = kha_audit_collect_backup(o.backup_dir, o.backup_max_age_us, &r);
+		source_set(&s, "backup", "audited", o.backup_dir);
+	} else if (ret >= 0) {
+		ret = skipped(&r, &s, "backup", "etcd-backup", "no --backup-dir");
+	}
+	if (ret >= 0)
+		ret = kcfg ? audit_kube(&o, kcfg, &r, &s)
+			   : skipped(&r, &s, "kubernetes", "kubernetes",
+				     "no --kubeconfig (or KUBECONFIG)");
+	if (ret >= 0)
+		ret = o.entry ? audit_entry(&o, &r, &s)
+			      : skipped(&r, &s, "entry", "entry", "no --entry");
+	kha_kube_config_free(kcfg);
+	if (ret < 0) {
+		fprintf(stderr, "kha audit: %s\n", strerror(-ret));
+		code = KHA_EXIT_SOFTWARE;
+		goto out;
+	}
+
+	if (o.fix_out) {
+		code = write_fixes(&r, o.fix_out);
+		if (code)
+			goto out;
+	}
+	if (o.json) {
+		json_t *j = kha_audit_report_json(&r, s.obj);
+
+		if (!j || json_dumpf(j, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER) < 0) {
+			json_decref(j);
+			fprintf(stderr, "kha audit: cannot write the report\n");
+			code = KHA_EXIT_IOERR;
+			goto out;
+		}
+		printf("\n");
+		json_decref(j);
+	} else {
+		print_table(&r, o.fix_out);
+	}
+	code = kha_audit_exit_code(&r);
+	/* every source given was out of reach (a backup directory is always readable or not) */
+	if (s.given && !s.reachable && !o.backup_dir)
+		code = KHA_EXIT_UNAVAILABLE;
+out:
+	if (fflush(stdout) != 0 && code < KHA_EXIT_USAGE)
+		code = KHA_EXIT_IOERR;
+	json_decref(s.obj);
+	kha_audit_report_release(&r);
+	opts_release(&o);
+	return code;
 }

@@ -14,6 +14,9 @@ It serves just what kha talks to, the way kube-apiserver does:
   it is missing; a PUT of a missing lease creates it, as Leases allow create-on-update), merge
   PATCH (``application/merge-patch+json`` only, else ``415``), delete; ``404 NotFound`` Status
   objects otherwise. MicroTimes must have exactly 6 fraction digits.
+* Deployments (apps/v1), PodDisruptionBudgets (policy/v1) and Pods (core v1, under
+  ``/api/v1/``): get, and list with a label selector, as stored by ``put_deployment``,
+  ``put_pdb``, ``put_pod`` or ``put_object`` (read-only for clients: what kha audit reads).
 * Authentication: a bearer token from ``tokens`` or a client certificate signed by the test CA
   (its CN is the user); anything else gets ``401 Unauthorized``.
 
@@ -225,8 +228,17 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
 SLICES = ("discovery.k8s.io", "v1", "endpointslices", "EndpointSlice")
 LEASES = ("coordination.k8s.io", "v1", "leases", "Lease")
-_PATH_RE = re.compile(r"^/apis/(?P<group>[^/]+)/(?P<version>[^/]+)/namespaces/(?P<ns>[^/]+)/"
-                      r"(?P<resource>[^/]+)(?:/(?P<name>[^/]+))?$")
+# read-only here (served as stored: list with label selectors, get); kha audit reads them
+DEPLOYMENTS = ("apps", "v1", "deployments", "Deployment")
+PDBS = ("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget")
+PODS = ("", "v1", "pods", "Pod")   # the core group: /api/v1/...
+RESOURCES = {k[2]: k for k in (SLICES, LEASES, DEPLOYMENTS, PDBS, PODS)}
+_PATH_RE = re.compile(r"^/(?:api|apis/(?P<group>[^/]+))/(?P<version>[^/]+)/namespaces/"
+                      r"(?P<ns>[^/]+)/(?P<resource>[^/]+)(?:/(?P<name>[^/]+))?$")
+
+
+def _api_version(kind):
+    return f"{kind[0]}/{kind[1]}" if kind[0] else kind[1]
 
 
 class KubeAPI:
@@ -247,7 +259,7 @@ class KubeAPI:
         self._cond = threading.Condition(self._lock)
         self._rv = 100
         self._compacted = 0
-        self._objects = {SLICES[2]: {}, LEASES[2]: {}}   # resource -> {(ns, name): obj}
+        self._objects = {r: {} for r in RESOURCES}   # resource -> {(ns, name): obj}
         self._history = []            # (rv, resource, type, obj) in order
         self._watches = set()
         self._fail_watches = []       # HTTP codes for the next watch requests
@@ -362,9 +374,9 @@ class KubeAPI:
     def send_bookmark(self, resource="endpointslices"):
         """Sends a BOOKMARK at the current version to the watches that asked for bookmarks."""
         with self._cond:
-            kind = {SLICES[2]: SLICES, LEASES[2]: LEASES}[resource]
+            kind = RESOURCES[resource]
             bm = {"type": "BOOKMARK", "object": {
-                "kind": kind[3], "apiVersion": f"{kind[0]}/{kind[1]}",
+                "kind": kind[3], "apiVersion": _api_version(kind),
                 "metadata": {"resourceVersion": str(self._rv), "creationTimestamp": None}}}
             for w in self._watches:
                 if w.kind == resource and w.bookmarks:
@@ -428,6 +440,92 @@ class KubeAPI:
         obj = {"kind": "Lease", "apiVersion": "coordination.k8s.io/v1",
                "metadata": {"name": name, "namespace": namespace}, "spec": dict(spec)}
         return self._put_object(LEASES[2], obj)[0]
+
+    # -- Deployments, PodDisruptionBudgets, Pods (as kube-apiserver returns them) ------------
+
+    def put_object(self, obj):
+        """Stores any served object as given (kind decides the resource; ADDED or MODIFIED).
+        Returns its resourceVersion."""
+        resource = next(r for r, k in RESOURCES.items() if k[3] == obj["kind"])
+        obj = copy.deepcopy(obj)
+        obj["apiVersion"] = _api_version(RESOURCES[resource])
+        return self._put_object(resource, obj)[0]
+
+    def delete_object(self, kind, namespace, name):
+        """Deletes an object of kind ("Pod", "Deployment", ...). Returns the new version."""
+        resource = next(r for r, k in RESOURCES.items() if k[3] == kind)
+        return self._delete_object(resource, namespace, name)
+
+    def put_deployment(self, name, namespace="kube-system", replicas=2, ready=None,
+                       labels=None, anti_affinity="preferred", spread=False):
+        """A Deployment shaped as kubeadm's CoreDNS one. anti_affinity: "preferred",
+        "required" or None; spread: a topologySpreadConstraint on the hostname."""
+        labels = dict(labels or {"k8s-app": "kube-dns"})
+        pod_spec = {"containers": [{"name": name, "image": "registry.k8s.io/coredns/coredns:"
+                                    "v1.11.1", "args": ["-conf", "/etc/coredns/Corefile"]}],
+                    "dnsPolicy": "Default", "priorityClassName": "system-cluster-critical"}
+        if anti_affinity:
+            term = {"labelSelector": {"matchExpressions": [
+                {"key": k, "operator": "In", "values": [v]} for k, v in labels.items()]},
+                "topologyKey": "kubernetes.io/hostname"}
+            aa = ({"requiredDuringSchedulingIgnoredDuringExecution": [term]}
+                  if anti_affinity == "required" else
+                  {"preferredDuringSchedulingIgnoredDuringExecution":
+                   [{"weight": 100, "podAffinityTerm": term}]})
+            pod_spec["affinity"] = {"podAntiAffinity": aa}
+        if spread:
+            pod_spec["topologySpreadConstraints"] = [{
+                "maxSkew": 1, "topologyKey": "kubernetes.io/hostname",
+                "whenUnsatisfiable": "DoNotSchedule",
+                "labelSelector": {"matchLabels": labels}}]
+        ready = replicas if ready is None else ready
+        status = {"observedGeneration": 1, "replicas": replicas, "updatedReplicas": replicas}
+        if ready:   # Go omits zero values
+            status["readyReplicas"] = ready
+            status["availableReplicas"] = ready
+        return self.put_object({
+            "kind": "Deployment",
+            "metadata": {"name": name, "namespace": namespace, "labels": labels,
+                         "generation": 1},
+            "spec": {"replicas": replicas, "selector": {"matchLabels": labels},
+                     "template": {"metadata": {"creationTimestamp": None, "labels": labels},
+                                  "spec": pod_spec},
+                     "strategy": {"type": "RollingUpdate", "rollingUpdate":
+                                  {"maxUnavailable": 1, "maxSurge": "25%"}}},
+            "status": status})
+
+    def put_pdb(self, name, match_labels, namespace="kube-system", min_available=1,
+                max_unavailable=None, disruptions_allowed=1):
+        """A policy/v1 PodDisruptionBudget (minAvailable, or maxUnavailable when given)."""
+        spec = {"selector": {"matchLabels": dict(match_labels)}}
+        if max_unavailable is not None:
+            spec["maxUnavailable"] = max_unavailable
+        else:
+            spec["minAvailable"] = min_available
+        status = {"observedGeneration": 1, "currentHealthy": 2, "desiredHealthy": 1,
+                  "expectedPods": 2}
+        if disruptions_allowed:
+            status["disruptionsAllowed"] = disruptions_allowed
+        return self.put_object({"kind": "PodDisruptionBudget",
+                                "metadata": {"name": name, "namespace": namespace},
+                                "spec": spec, "status": status})
+
+    def put_pod(self, name, labels, node, namespace="kube-system", ready=True,
+                terminating=False):
+        """A running Pod on node with the given labels (Ready as asked)."""
+        st = "True" if ready else "False"
+        md = {"name": name, "namespace": namespace, "labels": dict(labels)}
+        if terminating:
+            md["deletionTimestamp"] = _now_rfc3339()
+        return self.put_object({
+            "kind": "Pod", "metadata": md,
+            "spec": {"nodeName": node, "containers": [{"name": name.split("-")[0],
+                                                        "image": "registry.k8s.io/pause"}]},
+            "status": {"phase": "Running", "conditions": [
+                {"type": "Initialized", "status": "True"},
+                {"type": "Ready", "status": st},
+                {"type": "ContainersReady", "status": st},
+                {"type": "PodScheduled", "status": "True"}]}})
 
     # -- kubeconfig --------------------------------------------------------------------------
 
@@ -594,8 +692,8 @@ class KubeAPI:
             if not m:
                 raise _APIError(404, "NotFound", "the server could not find the requested "
                                 "resource")
-            kind = {SLICES[2]: SLICES, LEASES[2]: LEASES}.get(m["resource"])
-            if not kind or (m["group"], m["version"]) != kind[:2]:
+            kind = RESOURCES.get(m["resource"])
+            if not kind or (m["group"] or "", m["version"]) != kind[:2]:
                 raise _APIError(404, "NotFound", "the server could not find the requested "
                                 "resource")
             body = None
@@ -704,7 +802,7 @@ class KubeAPI:
             for it in items:   # list items carry no kind/apiVersion, as the API sends them
                 it.pop("kind", None)
                 it.pop("apiVersion", None)
-            return {"kind": kind[3] + "List", "apiVersion": f"{kind[0]}/{kind[1]}",
+            return {"kind": kind[3] + "List", "apiVersion": _api_version(kind),
                     "metadata": {"resourceVersion": str(self._rv)}, "items": items}
 
     def _serve_watch(self, h, kind, ns, query):
@@ -797,11 +895,11 @@ def _peer_gone(conn):
 
 
 def _group(resource):
-    return {SLICES[2]: SLICES[0], LEASES[2]: LEASES[0]}[resource]
+    return RESOURCES[resource][0]
 
 
 def _kind(resource):
-    return {SLICES[2]: SLICES[3], LEASES[2]: LEASES[3]}[resource]
+    return RESOURCES[resource][3]
 
 
 def _qualified(resource):
