@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "cmd-common.h"
 #include "commands.h"
 #include "kha/common.h"
 #include "kha/banned.h"
@@ -43,18 +44,13 @@ static void usage(FILE *out)
 
 int main(int argc, char **argv)
 {
+	int r;
+
 	/* a peer closing a socket must be an error return, never a silent death */
 	signal(SIGPIPE, SIG_IGN);
-
-	if (argc < 2) {
-		usage(stderr);
-		return KHA_EXIT_USAGE;
-	}
-	if (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0 ||
-	    strcmp(argv[1], "help") == 0) {
-		usage(stdout);
-		return KHA_EXIT_OK;
-	}
+	r = cmd_usage_or_help(argc, argv, usage);
+	if (r >= 0)
+		return r;
 	if (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "version") == 0) {
 		printf("kha %s\n", KHA_VERSION);
 		return KHA_EXIT_OK;
