@@ -15,6 +15,7 @@
 #include <arpa/inet.h>
 #include <ifaddrs.h>
 #include <linux/if_packet.h>
+#include <net/if_arp.h>
 #include <linux/rtnetlink.h>
 #include <net/ethernet.h>
 #include <net/if.h>
@@ -145,7 +146,8 @@ static int inspect_interface(struct kha_vrrp *v, bool *ret_stale, struct kha_dia
 		if (i->ifa_addr->sa_family == AF_PACKET && strcmp(i->ifa_name, ifname) == 0) {
 			const struct sockaddr_ll *ll = (const struct sockaddr_ll *)i->ifa_addr;
 
-			if (ll->sll_halen == 6) {
+			if (ll->sll_halen == 6 && ll->sll_hatype == ARPHRD_ETHER &&
+			    !(i->ifa_flags & IFF_LOOPBACK)) {
 				memcpy(v->mac, ll->sll_addr, 6);
 				have_mac = true;
 			}

@@ -106,12 +106,15 @@ class VrrpLab:
         return f"p{(self.hosts + [self.client]).index(host)}"
 
     # -- processes ---------------------------------------------------------------------------
-    def spawn(self, ns, name, argv, env=None):
+    def spawn(self, ns, name, argv, env=None, group=False):
+        """Starts argv in namespace ns, output to a log; group: in a process group of its own
+        (for daemons that fork, such as keepalived: kill_group() then stops them all)."""
         log = os.path.join(self.tmpdir, f"{name}.log")
         f = open(log, "ab")
         p = subprocess.Popen(["ip", "netns", "exec", ns, *map(str, argv)], stdout=f,
                              stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                             env=env)
+                             env=env, start_new_session=group)
+        p.group = group
         f.close()
         self.procs.append((name, p, log))
         return p
@@ -153,9 +156,18 @@ class VrrpLab:
         sh("ip", "-n", self.br, "link", "set", self.port_of(host), "up" if up else "down")
 
     # -- teardown ----------------------------------------------------------------------------
+    @staticmethod
+    def kill_group(p, sig=signal.SIGKILL):
+        try:
+            os.killpg(p.pid, sig)
+        except ProcessLookupError:
+            pass
+
     def close(self):
         for _, p, _ in self.procs:
-            if p.poll() is None:
+            if p.group:
+                self.kill_group(p)
+            elif p.poll() is None:
                 try:
                     p.send_signal(signal.SIGKILL)
                 except ProcessLookupError:
