@@ -4,9 +4,11 @@
 #include <getopt.h>
 #include <stdio.h>
 #include <string.h>
+#include <jansson.h>
 
 #include "commands.h"
 #include "kha/config.h"
+#include "kha/http.h"
 #include "kha/log.h"
 #include "kha/parse.h"
 #include "kha/vrrp.h"
@@ -62,6 +64,7 @@ static void usage(FILE *out)
 {
 	fprintf(out,
 		"Usage: kha vip --interface IF --vip ADDR/PREFIX --vrid N [--priority N] [flags]\n"
+		"       kha vip status [--metrics-addr ADDR] [-o table|json]\n"
 		"\n"
 		"A floating virtual IP by VRRP version 3 (RFC 5798, IPv4): two or three hosts\n"
 		"running kha proxy share one apiserver address; the highest priority alive holds\n"
@@ -227,6 +230,127 @@ static const struct kha_args args_spec = {
 	.apply = apply,
 };
 
+/* ---- kha vip status ---- */
+
+static void status_usage(FILE *out)
+{
+	fprintf(out, "Usage: kha vip status [--metrics-addr ADDR] [-o table|json]\n\n"
+		     "Shows the state of a running kha vip (read from its /status endpoint).\n"
+		     "Exit 0 MASTER or BACKUP, 1 FAULT or INIT, 69 unreachable.\n\n"
+		     "Example:\n  kha vip status --metrics-addr 127.0.0.1:9444 -o json\n");
+}
+
+static int status_main(int argc, char **argv)
+{
+	static const struct option sopts[] = {
+		{"metrics-addr", required_argument, NULL, 'm'},
+		{"output", required_argument, NULL, 'o'},
+		{"help", no_argument, NULL, 'h'},
+		{},
+	};
+	const char *addr = "127.0.0.1:9444";
+	struct kha_http_options ho = {.connect_timeout_us = 2 * KHA_USEC_PER_SEC};
+	struct kha_http_response resp = {};
+	struct kha_http *h = NULL;
+	struct kha_diag d = {};
+	char url[128];
+	json_t *root, *tracks, *t;
+	const char *state;
+	bool json = false;
+	size_t i;
+	int c, r;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "ho:", sopts, NULL)) != -1) {
+		switch (c) {
+		case 'm':
+			addr = optarg;
+			break;
+		case 'o':
+			if (kha_parse_output(optarg, &json) < 0) {
+				fprintf(stderr, "kha vip status: -o: expected table or json\n");
+				return KHA_EXIT_USAGE;
+			}
+			break;
+		case 'h':
+			status_usage(stdout);
+			return KHA_EXIT_OK;
+		default:
+			fprintf(stderr, "kha vip status: bad flag (run 'kha vip status --help')\n");
+			return KHA_EXIT_USAGE;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "kha vip status: unexpected argument '%s'\n", argv[optind]);
+		return KHA_EXIT_USAGE;
+	}
+	snprintf(url, sizeof(url), "http://%s/status", addr);
+	r = kha_http_new(&ho, &h, &d);
+	if (r == 0) {
+		struct kha_http_request req = {.method = "GET",
+					       .url = url,
+					       .timeout_us = 3 * KHA_USEC_PER_SEC,
+					       .max_body = 1 << 20};
+		r = kha_http_do(h, &req, &resp, &d);
+	}
+	kha_http_free(h);
+	if (r < 0 || resp.status != 200) {
+		if (r >= 0)
+			kha_diag_set(&d, EPROTO, "HTTP %ld", resp.status);
+		fprintf(stderr,
+			"kha vip status: %s: %s (is kha vip running with --metrics-addr %s?)\n",
+			url, d.msg, addr);
+		kha_http_response_release(&resp);
+		return KHA_EXIT_UNAVAILABLE;
+	}
+	root = json_loads(resp.body, 0, NULL);
+	state = json_string_value(json_object_get(root, "state"));
+	if (!state) {
+		fprintf(stderr, "kha vip status: %s: unexpected answer (not a kha vip?)\n", url);
+		json_decref(root);
+		kha_http_response_release(&resp);
+		return KHA_EXIT_DATAERR;
+	}
+	if (json) {
+		fputs(resp.body, stdout);
+	} else {
+		printf("state      %s\n", state);
+		printf("vip        %s on %s%s\n",
+		       json_string_value(json_object_get(root, "vip")) ?: "?",
+		       json_string_value(json_object_get(root, "interface")) ?: "?",
+		       json_is_true(json_object_get(root, "holds_vip")) ? " (held here)" : "");
+		printf("vrid       %lld\n",
+		       (long long)json_integer_value(json_object_get(root, "vrid")));
+		printf("priority   %lld (preempt %s)\n",
+		       (long long)json_integer_value(json_object_get(root, "priority")),
+		       json_is_true(json_object_get(root, "preempt")) ? "on" : "off");
+		printf("master     %s (priority %lld, every %lldms)\n",
+		       *(json_string_value(json_object_get(root, "master")) ?: "")
+			       ? json_string_value(json_object_get(root, "master"))
+			       : "none",
+		       (long long)json_integer_value(json_object_get(root, "master_priority")),
+		       (long long)json_integer_value(
+			       json_object_get(root, "master_advert_interval_ms")));
+		printf("adverts    %lld sent, %lld received; %lld transitions\n",
+		       (long long)json_integer_value(json_object_get(root, "adverts_sent")),
+		       (long long)json_integer_value(json_object_get(root, "adverts_received")),
+		       (long long)json_integer_value(json_object_get(root, "transitions")));
+		tracks = json_object_get(root, "tracks");
+		json_array_foreach (tracks, i, t)
+			printf("track      %s %s (%s)\n",
+			       json_string_value(json_object_get(t, "url")) ?: "?",
+			       json_is_true(json_object_get(t, "up")) ? "up" : "DOWN",
+			       json_string_value(json_object_get(t, "detail")) ?: "");
+	}
+	r = strcmp(state, "MASTER") == 0 || strcmp(state, "BACKUP") == 0 ? KHA_EXIT_OK
+									 : KHA_EXIT_DEGRADED;
+	json_decref(root);
+	kha_http_response_release(&resp);
+	return r;
+}
+
+/* ---- the daemon ---- */
+
 int cmd_vip_main(int argc, char **argv)
 {
 	struct opts o = {.level = KHA_LOG_INFO, .format = KHA_LOG_LOGFMT};
@@ -236,6 +360,8 @@ int cmd_vip_main(int argc, char **argv)
 	const char *config = NULL, *missing = NULL;
 	int r, code;
 
+	if (argc >= 2 && strcmp(argv[1], "status") == 0)
+		return status_main(argc - 1, argv + 1);
 	if (kha_args_scan(&args_spec, argc, argv, &config)) {
 		usage(stdout);
 		return KHA_EXIT_OK;

@@ -145,6 +145,18 @@ def test_highest_priority_is_the_only_master_and_client_reaches_it(make_lab):
     assert f'kha_vip_master_info{{interface="eth0",vrid="51",address="{lab.addr[h2]}"}} 1' \
         in metrics
     assert ns_http(lab, h1, "/readyz") is not None
+    # kha vip status: a table, or the /status JSON
+    r = subprocess.run(["ip", "netns", "exec", h2, kha_bin(), "vip", "status"],
+                       capture_output=True, text=True, timeout=20)
+    assert_no_sanitizer_report(r.stderr)
+    assert r.returncode == 0 and "state      MASTER" in r.stdout and "(held here)" in r.stdout
+    r = subprocess.run(["ip", "netns", "exec", h1, kha_bin(), "vip", "status", "-o", "json"],
+                       capture_output=True, text=True, timeout=20)
+    assert r.returncode == 0 and json.loads(r.stdout)["state"] == "BACKUP"
+    r = subprocess.run(["ip", "netns", "exec", h1, kha_bin(), "vip", "status",
+                        "--metrics-addr", "127.0.0.1:1"], capture_output=True, text=True,
+                       timeout=20)
+    assert r.returncode == 69 and len(r.stderr.strip().splitlines()) == 1
 
 
 def test_sigkill_of_master_backup_takes_over_within_master_down_interval(make_lab):
@@ -219,9 +231,15 @@ def test_unicast_peers(make_lab):
     lab = make_lab(hosts=2)
     h1, h2 = lab.hosts
     p1 = start_vip(lab, h1, 150, "--peer", lab.addr[h2])
-    start_vip(lab, h2, 100, "--peer", lab.addr[h1])
+    # h2 from a config file (a list value, and flags over the file: priority)
+    conf = os.path.join(lab.tmpdir, "vip-h2.yaml")
+    with open(conf, "w") as f:
+        f.write(f"interface: eth0\nvip: {lab.vip}/24\nvrid: 51\npriority: 50\n"
+                f"advert-interval: 100ms\npeer: [{lab.addr[h1]}]\n")
+    lab.spawn(h2, f"vip-{h2}", [kha_bin(), "vip", "--config", conf, "--priority", 100])
     wait_for(lambda: lab.holders() == [h1], 10)
     wait_for(lambda: (status(lab, h2) or {}).get("adverts_received", 0) > 3, 10)
+    assert status(lab, h2)["priority"] == 100
     assert stop(p1, signal.SIGKILL) == -signal.SIGKILL
     lab.link(h1, False)
     wait_for(lambda: one_holder(lab, [h2]) == h2, master_down(100, 0.1) + MARGIN,
