@@ -159,6 +159,7 @@ enum kha_vrrp_action {
 	KHA_VRRP_ACT_VIP_ADD = 1u << 2,	    /* add the VIP and announce it (gratuitous ARPs) */
 	KHA_VRRP_ACT_VIP_DEL = 1u << 3,	    /* remove the VIP */
 	KHA_VRRP_ACT_STATE = 1u << 4,	    /* the state changed (log, count, notify) */
+	KHA_VRRP_ACT_ANNOUNCE = 1u << 5,    /* gratuitous ARPs again for the VIP we hold */
 };
 
 struct kha_vrrp_fsm_config {
@@ -192,7 +193,10 @@ unsigned kha_vrrp_fsm_stop(struct kha_vrrp_fsm *f, uint64_t now);
 /*
  * An accepted advertisement from src with priority and max advert interval (µs). Returns the
  * actions (Backup: restarts Master_Down_Timer, or Skew_Time on priority 0; Master: yields to a
- * higher priority or an equal one from a higher address, answers a priority 0 at once).
+ * higher priority or an equal one from a higher address, answers a priority 0 at once, and
+ * answers a lower one (a second master: a healed partition) with an advert and gratuitous
+ * ARPs at once, as keepalived does, so that neighbours which followed the other master's ARPs
+ * come back).
  */
 unsigned kha_vrrp_fsm_advert(struct kha_vrrp_fsm *f, uint64_t now, uint32_t src, uint8_t priority,
 			     uint64_t interval_us);

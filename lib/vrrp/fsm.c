@@ -142,8 +142,12 @@ unsigned kha_vrrp_fsm_advert(struct kha_vrrp_fsm *f, uint64_t now, uint32_t src,
 			f->adver_at_us = deadline(now, f->cfg.adver_interval_us);
 			return KHA_VRRP_ACT_ADVERT;
 		}
-		if (!outranks(f, src, priority))
-			return 0;
+		if (!outranks(f, src, priority)) {
+			/* another master, which will yield on our advert: win the neighbours'
+			 * ARP caches back now, not when they expire */
+			f->adver_at_us = deadline(now, f->cfg.adver_interval_us);
+			return KHA_VRRP_ACT_ADVERT | KHA_VRRP_ACT_ANNOUNCE;
+		}
 		f->master = src;
 		f->master_priority = priority;
 		f->master_adver_interval_us = interval_us;

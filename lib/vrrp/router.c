@@ -61,7 +61,9 @@ struct kha_vrrp {
 	struct kha_metrics *metrics;
 	struct kha_httpd *httpd;
 	struct mnl_socket *nl;
+	struct mnl_socket *nl_link; /* RTMGRP_LINK: carrier changes of the interface */
 	unsigned nl_seq;
+	bool link_up;
 	int fd, arp_fd;
 	unsigned ifindex;
 	uint8_t mac[6];
@@ -150,6 +152,8 @@ static int inspect_interface(struct kha_vrrp *v, bool *ret_stale, struct kha_dia
 			    !(i->ifa_flags & IFF_LOOPBACK)) {
 				memcpy(v->mac, ll->sll_addr, 6);
 				have_mac = true;
+				v->link_up =
+					(i->ifa_flags & IFF_UP) && (i->ifa_flags & IFF_RUNNING);
 			}
 		} else if (i->ifa_addr->sa_family == AF_INET) {
 			uint32_t a = ((const struct sockaddr_in *)i->ifa_addr)->sin_addr.s_addr;
@@ -395,6 +399,11 @@ static void perform(struct kha_vrrp *v, unsigned act, const char *why)
 		if (v->cfg.garp_repeat_us)
 			kha_loop_timer_set(v->garp_timer, v->cfg.garp_repeat_us, 0);
 	}
+	if ((act & KHA_VRRP_ACT_ANNOUNCE) && v->vip_held) {
+		kha_info("another master heard: announcing the VIP again",
+			 "vrid=%u vip=%s interface=%s", v->cfg.vrid, v->vip_text, v->cfg.interface);
+		send_garps(v);
+	}
 	if (act & KHA_VRRP_ACT_VIP_DEL) {
 		kha_loop_timer_stop(v->garp_timer);
 		vip_del(v);
@@ -487,6 +496,65 @@ static void on_readable(struct kha_loop_source *src, int fd, uint32_t events, vo
 	}
 }
 
+/*
+ * FAULT while the interface has no carrier (as keepalived: a master behind a cut cable must not
+ * keep the VIP, or it would come back as a second master whose neighbours follow the other) or
+ * while a health track fails; the Startup event again when both are fine.
+ */
+static void update_fault(struct kha_vrrp *v)
+{
+	bool tracks_up = true, fault;
+
+	for (size_t i = 0; i < v->cfg.ntracks; i++)
+		tracks_up = tracks_up && v->tracks[i].up;
+	fault = !v->link_up || !tracks_up;
+	if (fault && !v->faulted) {
+		v->faulted = true;
+		perform(v, kha_vrrp_fsm_fault(&v->fsm, kha_now_us()),
+			!v->link_up ? "interface down" : "a health track fails");
+	} else if (!fault && v->faulted) {
+		v->faulted = false;
+		perform(v, kha_vrrp_fsm_recover(&v->fsm, kha_now_us()),
+			"interface and health tracks fine again");
+	}
+}
+
+static int on_link_msg(const struct nlmsghdr *nlh, void *data)
+{
+	struct kha_vrrp *v = data;
+	const struct ifinfomsg *ifi = mnl_nlmsg_get_payload(nlh);
+	bool up;
+
+	if (nlh->nlmsg_type != RTM_NEWLINK || ifi->ifi_index != (int)v->ifindex)
+		return MNL_CB_OK;
+	up = (ifi->ifi_flags & IFF_UP) && (ifi->ifi_flags & IFF_RUNNING);
+	if (up != v->link_up) {
+		kha_log(up ? KHA_LOG_INFO : KHA_LOG_WARN, up ? "interface up" : "interface down",
+			"interface=%s", v->cfg.interface);
+		v->link_up = up;
+		if (!v->stopping)
+			update_fault(v);
+	}
+	return MNL_CB_OK;
+}
+
+static void on_link_event(struct kha_loop_source *src, int fd, uint32_t events, void *userdata)
+{
+	struct kha_vrrp *v = userdata;
+	char buf[8192];
+
+	(void)src;
+	(void)fd;
+	(void)events;
+	for (;;) {
+		ssize_t n = mnl_socket_recvfrom(v->nl_link, buf, sizeof(buf));
+
+		if (n <= 0)
+			return; /* EAGAIN, or ENOBUFS (overrun): the next event tells the state */
+		kha_ignore(mnl_cb_run(buf, (size_t)n, 0, 0, on_link_msg, v));
+	}
+}
+
 /* ---- health tracks (a thread of blocking HTTP checks; results posted to the loop) ---- */
 
 static void on_track_result(struct kha_loop *loop, void *userdata)
@@ -494,8 +562,7 @@ static void on_track_result(struct kha_loop *loop, void *userdata)
 	struct track_result *tr = userdata;
 	struct kha_vrrp *v = tr->v;
 	struct track *t = &v->tracks[tr->i];
-	bool all_up = true, was_up = t->up;
-	unsigned act = 0;
+	bool was_up = t->up;
 
 	(void)loop;
 	if (v->stopping) {
@@ -516,17 +583,7 @@ static void on_track_result(struct kha_loop *loop, void *userdata)
 	if (t->up != was_up)
 		kha_log(t->up ? KHA_LOG_INFO : KHA_LOG_WARN, t->up ? "track up" : "track down",
 			"url=\"%s\" detail=\"%s\"", t->url, t->detail);
-	for (size_t i = 0; i < v->cfg.ntracks; i++)
-		all_up = all_up && v->tracks[i].up;
-	if (!all_up && !v->faulted) {
-		v->faulted = true;
-		act = kha_vrrp_fsm_fault(&v->fsm, kha_now_us());
-		perform(v, act, "a health track fails");
-	} else if (all_up && v->faulted) {
-		v->faulted = false;
-		act = kha_vrrp_fsm_recover(&v->fsm, kha_now_us());
-		perform(v, act, "health tracks pass again");
-	}
+	update_fault(v);
 }
 
 static void *track_main(void *arg)
@@ -739,6 +796,9 @@ static int open_sockets(struct kha_vrrp *v, struct kha_diag *d)
 	v->nl = mnl_socket_open2(NETLINK_ROUTE, SOCK_CLOEXEC);
 	if (!v->nl || mnl_socket_bind(v->nl, 0, MNL_SOCKET_AUTOPID) < 0)
 		return kha_diag_set(d, errno, "rtnetlink socket: %s", strerror(errno));
+	v->nl_link = mnl_socket_open2(NETLINK_ROUTE, SOCK_CLOEXEC | SOCK_NONBLOCK);
+	if (!v->nl_link || mnl_socket_bind(v->nl_link, RTMGRP_LINK, MNL_SOCKET_AUTOPID) < 0)
+		return kha_diag_set(d, errno, "rtnetlink socket: %s", strerror(errno));
 	return 0;
 }
 
@@ -810,6 +870,9 @@ int kha_vrrp_new(struct kha_vrrp_config *cfg, struct kha_diag *d, struct kha_vrr
 		kha_loop_timer_stop(v->garp_timer);
 		r = kha_loop_add_io(v->loop, v->fd, EPOLLIN, 0, on_readable, v, NULL);
 	}
+	if (r == 0)
+		r = kha_loop_add_io(v->loop, mnl_socket_get_fd(v->nl_link), EPOLLIN, 0,
+				    on_link_event, v, NULL);
 	if (r < 0) {
 		kha_diag_set(d, r, "event loop: %s", strerror(-r));
 		goto fail;
@@ -893,6 +956,9 @@ int kha_vrrp_run(struct kha_vrrp *v)
 		 v->cfg.preempt ? "true" : "false", v->cfg.npeers ? "unicast" : "multicast",
 		 (double)kha_vrrp_master_down_us(v->cfg.priority, v->cfg.adver_interval_us) / 1e3);
 	perform(v, kha_vrrp_fsm_start(&v->fsm, kha_now_us()), "startup");
+	if (!v->link_up)
+		kha_warn("interface down", "interface=%s", v->cfg.interface);
+	update_fault(v);
 	r = kha_loop_run(v->loop);
 	/* the VIP never outlives a clean stop */
 	if (v->vip_held)
@@ -919,6 +985,8 @@ void kha_vrrp_free(struct kha_vrrp *v)
 	kha_metrics_free(v->metrics);
 	if (v->nl)
 		mnl_socket_close(v->nl);
+	if (v->nl_link)
+		mnl_socket_close(v->nl_link);
 	if (v->fd >= 0)
 		close(v->fd);
 	if (v->arp_fd >= 0)

@@ -204,6 +204,25 @@ def test_sigterm_of_master_hands_over_at_once(make_lab):
     assert wait_for(lambda: lab.reach(0.5), 10) == h2
 
 
+def test_cut_cable_master_faults_and_comes_back(make_lab):
+    lab = make_lab(hosts=2)
+    h1, h2 = lab.hosts
+    start_vip(lab, h1, 150, "--garp-repeat", "0")
+    start_vip(lab, h2, 100, "--garp-repeat", "0")
+    wait_for(lambda: lab.holders() == [h1], 10)
+    # h1's cable is cut while it runs: h1 loses carrier, goes FAULT and drops the VIP (else it
+    # would come back as a second master the client no longer follows); h2 takes over
+    lab.link(h1, False)
+    wait_for(lambda: lab.holders() == [h2], 5, what="h2 alone")
+    wait_for(lambda: (status(lab, h1) or {}).get("state") == "FAULT", 5)
+    assert wait_for(lambda: lab.reach(0.5), 10) == h2
+    time.sleep(1.2)  # past the client's ARP locktime (1 s), so an ARP update can apply
+    # healed: h1 rejoins, preempts with a real takeover (gratuitous ARPs), the client follows
+    lab.link(h1, True)
+    wait_for(lambda: lab.holders() == [h1], 5, what="one master again")
+    assert wait_for(lambda: lab.reach(0.3) == h1, 3, what="client back on h1")
+
+
 def test_preemption_and_no_preempt(make_lab):
     lab = make_lab(hosts=2)
     h1, h2 = lab.hosts

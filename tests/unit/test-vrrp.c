@@ -326,9 +326,13 @@ static void test_fsm_master_yields_to_higher_priority_or_address(void **state)
 	(void)state;
 	kha_ignore(kha_vrrp_fsm_start(&f, 0));
 	kha_ignore(kha_vrrp_fsm_tick(&f, 10 * S));
-	/* lower priority: ignored; equal priority from a lower address: ignored */
-	assert_int_equal(kha_vrrp_fsm_advert(&f, 11 * S, ip("10.0.0.9"), 99, S), 0);
-	assert_int_equal(kha_vrrp_fsm_advert(&f, 11 * S, ip("10.0.0.1"), 100, S), 0);
+	/* lower priority, or equal priority from a lower address: a second master (a healed
+	 * partition): answered at once with an advert and gratuitous ARPs, and we stay master */
+	assert_int_equal(kha_vrrp_fsm_advert(&f, 11 * S, ip("10.0.0.9"), 99, S),
+			 KHA_VRRP_ACT_ADVERT | KHA_VRRP_ACT_ANNOUNCE);
+	assert_int_equal(kha_vrrp_fsm_next_us(&f), 12 * S);
+	assert_int_equal(kha_vrrp_fsm_advert(&f, 11 * S, ip("10.0.0.1"), 100, S),
+			 KHA_VRRP_ACT_ADVERT | KHA_VRRP_ACT_ANNOUNCE);
 	assert_int_equal(f.state, KHA_VRRP_STATE_MASTER);
 	/* equal priority from a higher address: yield (compared as numbers, not bytes) */
 	act = kha_vrrp_fsm_advert(&f, 12 * S, ip("10.0.1.1"), 100, 200 * MS);
