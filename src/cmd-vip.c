@@ -1,14 +1,413 @@
 // SPDX-License-Identifier: MIT
+/* kha vip: flags, help and wiring of the VRRP virtual IP (lib/vrrp). */
+#include <arpa/inet.h>
+#include <getopt.h>
 #include <stdio.h>
+#include <string.h>
+#include <jansson.h>
 
 #include "commands.h"
-#include "kha/common.h"
+#include "kha/config.h"
+#include "kha/http.h"
+#include "kha/log.h"
+#include "kha/parse.h"
+#include "kha/vrrp.h"
 #include "kha/banned.h"
+
+enum {
+	OPT_INTERFACE = 256,
+	OPT_VIP,
+	OPT_VRID,
+	OPT_PRIORITY,
+	OPT_ADVERT_INTERVAL,
+	OPT_PEER,
+	OPT_NO_PREEMPT,
+	OPT_GARP_COUNT,
+	OPT_GARP_REPEAT,
+	OPT_TRACK_URL,
+	OPT_TRACK_INTERVAL,
+	OPT_TRACK_TIMEOUT,
+	OPT_TRACK_FALL,
+	OPT_TRACK_RISE,
+	OPT_NOTIFY,
+	OPT_CONFIG,
+	OPT_METRICS_ADDR,
+	OPT_LOG_LEVEL,
+	OPT_LOG_FORMAT,
+};
+
+static const struct option longopts[] = {
+	{"interface", required_argument, NULL, OPT_INTERFACE},
+	{"vip", required_argument, NULL, OPT_VIP},
+	{"vrid", required_argument, NULL, OPT_VRID},
+	{"priority", required_argument, NULL, OPT_PRIORITY},
+	{"advert-interval", required_argument, NULL, OPT_ADVERT_INTERVAL},
+	{"peer", required_argument, NULL, OPT_PEER},
+	{"no-preempt", no_argument, NULL, OPT_NO_PREEMPT},
+	{"garp-count", required_argument, NULL, OPT_GARP_COUNT},
+	{"garp-repeat", required_argument, NULL, OPT_GARP_REPEAT},
+	{"track-url", required_argument, NULL, OPT_TRACK_URL},
+	{"track-interval", required_argument, NULL, OPT_TRACK_INTERVAL},
+	{"track-timeout", required_argument, NULL, OPT_TRACK_TIMEOUT},
+	{"track-fall", required_argument, NULL, OPT_TRACK_FALL},
+	{"track-rise", required_argument, NULL, OPT_TRACK_RISE},
+	{"notify", required_argument, NULL, OPT_NOTIFY},
+	{"config", required_argument, NULL, OPT_CONFIG},
+	{"metrics-addr", required_argument, NULL, OPT_METRICS_ADDR},
+	{"log-level", required_argument, NULL, OPT_LOG_LEVEL},
+	{"log-format", required_argument, NULL, OPT_LOG_FORMAT},
+	{"help", no_argument, NULL, 'h'},
+	{},
+};
+
+static void usage(FILE *out)
+{
+	fprintf(out,
+		"Usage: kha vip --interface IF --vip ADDR/PREFIX --vrid N [--priority N] [flags]\n"
+		"       kha vip status [--metrics-addr ADDR] [-o table|json]\n"
+		"\n"
+		"A floating virtual IP by VRRP version 3 (RFC 5798, IPv4): two or three hosts\n"
+		"running kha proxy share one apiserver address; the highest priority alive holds\n"
+		"it, a backup takes it over when the master's advertisements stop. Interoperates\n"
+		"with keepalived (vrrp_version 3). See docs/vip.md.\n"
+		"\n"
+		"Example (three load-balancer hosts; 10.0.0.100 in the apiserver certificate):\n"
+		"  kha vip --interface eth0 --vip 10.0.0.100/24 --vrid 51 --priority 150 \\\n"
+		"      --track-url http://127.0.0.1:9443/readyz\n"
+		"\n"
+		"Virtual router:\n"
+		"  --interface IF            interface to speak VRRP on and to hold the VIP (required)\n"
+		"  --vip ADDR/PREFIX         the virtual IPv4 address, e.g. 10.0.0.100/24 (required)\n"
+		"  --vrid N                  virtual router id, 1-255, unique per L2 segment (required)\n"
+		"  --priority N              1-254, the highest alive is master (default 100)\n"
+		"  --advert-interval DUR     between advertisements, 10ms-40.95s in steps of 10ms\n"
+		"                            (default 1s); a dead master is replaced after about\n"
+		"                            3.6 intervals\n"
+		"  --peer ADDR               send unicast to this peer instead of multicast to\n"
+		"                            224.0.0.18 (repeat; only peers are heard then)\n"
+		"  --no-preempt              a higher priority coming back does not take the VIP\n"
+		"                            from a working master (default: it does)\n"
+		"  --garp-count N            gratuitous ARPs sent on takeover (default 5)\n"
+		"  --garp-repeat DUR         send them again this long after takeover (default 5s;\n"
+		"                            0: once)\n"
+		"Health tracks:\n"
+		"  --track-url URL           HTTP GET, 200 = healthy (repeat); while one fails, this\n"
+		"                            host leaves the election (FAULT) and drops the VIP\n"
+		"  --track-interval DUR      between checks (default 1s)\n"
+		"  --track-timeout DUR       per check (default 1s)\n"
+		"  --track-fall N            failures before FAULT (default 3)\n"
+		"  --track-rise N            successes before it rejoins (default 2)\n"
+		"Operations:\n"
+		"  --notify CMD              run with /bin/sh -c on every state change, with\n"
+		"                            KHA_VIP_STATE, KHA_VIP_PREVIOUS_STATE, KHA_VIP_VRID,\n"
+		"                            KHA_VIP_ADDRESS and KHA_VIP_INTERFACE set\n"
+		"  --config FILE             YAML file of these flags (keys = flag names)\n"
+		"  --metrics-addr ADDR       /metrics, /healthz, /readyz, /status (default\n"
+		"                            127.0.0.1:9444; \"off\" disables)\n"
+		"  --log-level LEVEL         debug, info (default), warn, error\n"
+		"  --log-format FORMAT       logfmt (default) or json\n"
+		"\n"
+		"Needs CAP_NET_RAW and CAP_NET_ADMIN. VRRP has no authentication: use it on a\n"
+		"trusted segment only.\n"
+		"Signals: SIGTERM/SIGINT: a master advertises priority 0 (a backup takes over at\n"
+		"once) and removes the VIP, then exits 0.\n"
+		"Exit codes: 0 stopped cleanly, 64 bad flags, 78 bad configuration (unknown\n"
+		"interface, no IPv4 address on it, VIP already configured, address in use).\n");
+}
+
+struct opts {
+	struct kha_vrrp_config cfg;
+	bool have_interface, have_vip, have_vrid;
+	enum kha_log_level level;
+	enum kha_log_format format;
+};
+
+static int set_interval(uint64_t *dst, const char *arg, struct kha_diag *d)
+{
+	uint64_t us;
+
+	if (kha_parse_duration_us(arg, &us) < 0 || us < 10000 || us % 10000 != 0 ||
+	    us / 10000 > KHA_VRRP_MAX_INTERVAL_CS)
+		return kha_diag_set(d, EINVAL,
+				    "'%s': expected a duration from 10ms to 40.95s in steps of "
+				    "10ms (VRRPv3 counts centiseconds)",
+				    arg);
+	*dst = us;
+	return 0;
+}
+
+static int apply(void *userdata, int val, const char *arg, struct kha_diag *d)
+{
+	struct opts *o = userdata;
+	struct kha_vrrp_config *c = &o->cfg;
+	struct in_addr a;
+	unsigned u;
+	int r;
+
+	switch (val) {
+	case OPT_INTERFACE:
+		if (!*arg || strlen(arg) >= sizeof(c->interface) || strchr(arg, '/') ||
+		    strchr(arg, ':'))
+			return kha_diag_set(d, EINVAL, "'%s': not an interface name", arg);
+		snprintf(c->interface, sizeof(c->interface), "%s", arg);
+		o->have_interface = true;
+		return 0;
+	case OPT_VIP:
+		r = kha_vrrp_parse_prefix(arg, &c->vip, &c->prefix, d);
+		o->have_vip = r == 0;
+		return r;
+	case OPT_VRID:
+		r = kha_opt_set_uint(&u, arg, 1, 255, d);
+		if (r == 0) {
+			c->vrid = (uint8_t)u;
+			o->have_vrid = true;
+		}
+		return r;
+	case OPT_PRIORITY:
+		r = kha_opt_set_uint(&u, arg, 1, 254, d);
+		if (r == 0)
+			c->priority = (uint8_t)u;
+		return r;
+	case OPT_ADVERT_INTERVAL:
+		return set_interval(&c->adver_interval_us, arg, d);
+	case OPT_PEER:
+		if (inet_pton(AF_INET, arg, &a) != 1 || a.s_addr == 0)
+			return kha_diag_set(d, EINVAL, "'%s': expected an IPv4 address", arg);
+		if (c->npeers >= KHA_VRRP_MAX_PEERS)
+			return kha_diag_set(d, EINVAL, "at most %d peers", KHA_VRRP_MAX_PEERS);
+		c->peers[c->npeers++] = a.s_addr;
+		return 0;
+	case OPT_NO_PREEMPT:
+		c->preempt = false;
+		return 0;
+	case OPT_GARP_COUNT:
+		return kha_opt_set_uint(&c->garp_count, arg, 0, 100, d);
+	case OPT_GARP_REPEAT:
+		return kha_opt_set_duration(&c->garp_repeat_us, arg, true, d);
+	case OPT_TRACK_URL:
+		if (strncmp(arg, "http://", 7) != 0 && strncmp(arg, "https://", 8) != 0)
+			return kha_diag_set(d, EINVAL, "'%s': expected an http:// or https:// URL",
+					    arg);
+		if (c->ntracks >= KHA_VRRP_MAX_TRACKS)
+			return kha_diag_set(d, EINVAL, "at most %d tracks", KHA_VRRP_MAX_TRACKS);
+		r = kha_opt_set_str(&c->track_urls[c->ntracks], arg, d);
+		if (r == 0)
+			c->ntracks++;
+		return r;
+	case OPT_TRACK_INTERVAL:
+		return kha_opt_set_duration(&c->track_interval_us, arg, false, d);
+	case OPT_TRACK_TIMEOUT:
+		return kha_opt_set_duration(&c->track_timeout_us, arg, false, d);
+	case OPT_TRACK_FALL:
+		return kha_opt_set_uint(&c->track_fall, arg, 1, 100, d);
+	case OPT_TRACK_RISE:
+		return kha_opt_set_uint(&c->track_rise, arg, 1, 100, d);
+	case OPT_NOTIFY:
+		return kha_opt_set_str(&c->notify, arg, d);
+	case OPT_METRICS_ADDR:
+		if (strcmp(arg, "off") == 0 || !*arg) {
+			c->metrics_addr[0] = '\0';
+			return 0;
+		}
+		return kha_opt_set_addr(c->metrics_addr, sizeof(c->metrics_addr), arg, d);
+	case OPT_LOG_LEVEL:
+		if (kha_log_parse_level(arg, &o->level) < 0)
+			return kha_diag_set(d, EINVAL, "'%s': expected debug, info, warn or error",
+					    arg);
+		return 0;
+	case OPT_LOG_FORMAT:
+		if (kha_log_parse_format(arg, &o->format) < 0)
+			return kha_diag_set(d, EINVAL, "'%s': expected logfmt or json", arg);
+		return 0;
+	}
+	return -EINVAL;
+}
+
+static const struct kha_args args_spec = {
+	.shortopts = "h",
+	.longopts = longopts,
+	.config_val = OPT_CONFIG,
+	.apply = apply,
+};
+
+/* ---- kha vip status ---- */
+
+static void status_usage(FILE *out)
+{
+	fprintf(out, "Usage: kha vip status [--metrics-addr ADDR] [-o table|json]\n\n"
+		     "Shows the state of a running kha vip (read from its /status endpoint).\n"
+		     "Exit 0 MASTER or BACKUP, 1 FAULT or INIT, 69 unreachable.\n\n"
+		     "Example:\n  kha vip status --metrics-addr 127.0.0.1:9444 -o json\n");
+}
+
+static int status_main(int argc, char **argv)
+{
+	static const struct option sopts[] = {
+		{"metrics-addr", required_argument, NULL, 'm'},
+		{"output", required_argument, NULL, 'o'},
+		{"help", no_argument, NULL, 'h'},
+		{},
+	};
+	const char *addr = "127.0.0.1:9444";
+	struct kha_http_options ho = {.connect_timeout_us = 2 * KHA_USEC_PER_SEC};
+	struct kha_http_response resp = {};
+	struct kha_http *h = NULL;
+	struct kha_diag d = {};
+	char url[128];
+	json_t *root, *tracks, *t;
+	const char *state;
+	bool json = false;
+	size_t i;
+	int c, r;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "ho:", sopts, NULL)) != -1) {
+		switch (c) {
+		case 'm':
+			addr = optarg;
+			break;
+		case 'o':
+			if (kha_parse_output(optarg, &json) < 0) {
+				fprintf(stderr, "kha vip status: -o: expected table or json\n");
+				return KHA_EXIT_USAGE;
+			}
+			break;
+		case 'h':
+			status_usage(stdout);
+			return KHA_EXIT_OK;
+		default:
+			fprintf(stderr, "kha vip status: bad flag (run 'kha vip status --help')\n");
+			return KHA_EXIT_USAGE;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "kha vip status: unexpected argument '%s'\n", argv[optind]);
+		return KHA_EXIT_USAGE;
+	}
+	snprintf(url, sizeof(url), "http://%s/status", addr);
+	r = kha_http_new(&ho, &h, &d);
+	if (r == 0) {
+		struct kha_http_request req = {.method = "GET",
+					       .url = url,
+					       .timeout_us = 3 * KHA_USEC_PER_SEC,
+					       .max_body = 1 << 20};
+		r = kha_http_do(h, &req, &resp, &d);
+	}
+	kha_http_free(h);
+	if (r < 0 || resp.status != 200) {
+		if (r >= 0)
+			kha_diag_set(&d, EPROTO, "HTTP %ld", resp.status);
+		fprintf(stderr,
+			"kha vip status: %s: %s (is kha vip running with --metrics-addr %s?)\n",
+			url, d.msg, addr);
+		kha_http_response_release(&resp);
+		return KHA_EXIT_UNAVAILABLE;
+	}
+	root = json_loads(resp.body, 0, NULL);
+	state = json_string_value(json_object_get(root, "state"));
+	if (!state) {
+		fprintf(stderr, "kha vip status: %s: unexpected answer (not a kha vip?)\n", url);
+		json_decref(root);
+		kha_http_response_release(&resp);
+		return KHA_EXIT_DATAERR;
+	}
+	if (json) {
+		fputs(resp.body, stdout);
+	} else {
+		printf("state      %s\n", state);
+		printf("vip        %s on %s%s\n",
+		       json_string_value(json_object_get(root, "vip")) ?: "?",
+		       json_string_value(json_object_get(root, "interface")) ?: "?",
+		       json_is_true(json_object_get(root, "holds_vip")) ? " (held here)" : "");
+		printf("vrid       %lld\n",
+		       (long long)json_integer_value(json_object_get(root, "vrid")));
+		printf("priority   %lld (preempt %s)\n",
+		       (long long)json_integer_value(json_object_get(root, "priority")),
+		       json_is_true(json_object_get(root, "preempt")) ? "on" : "off");
+		printf("master     %s (priority %lld, every %lldms)\n",
+		       *(json_string_value(json_object_get(root, "master")) ?: "")
+			       ? json_string_value(json_object_get(root, "master"))
+			       : "none",
+		       (long long)json_integer_value(json_object_get(root, "master_priority")),
+		       (long long)json_integer_value(
+			       json_object_get(root, "master_advert_interval_ms")));
+		printf("adverts    %lld sent, %lld received; %lld transitions\n",
+		       (long long)json_integer_value(json_object_get(root, "adverts_sent")),
+		       (long long)json_integer_value(json_object_get(root, "adverts_received")),
+		       (long long)json_integer_value(json_object_get(root, "transitions")));
+		tracks = json_object_get(root, "tracks");
+		json_array_foreach (tracks, i, t)
+			printf("track      %s %s (%s)\n",
+			       json_string_value(json_object_get(t, "url")) ?: "?",
+			       json_is_true(json_object_get(t, "up")) ? "up" : "DOWN",
+			       json_string_value(json_object_get(t, "detail")) ?: "");
+	}
+	r = strcmp(state, "MASTER") == 0 || strcmp(state, "BACKUP") == 0 ? KHA_EXIT_OK
+									 : KHA_EXIT_DEGRADED;
+	json_decref(root);
+	kha_http_response_release(&resp);
+	return r;
+}
+
+/* ---- the daemon ---- */
 
 int cmd_vip_main(int argc, char **argv)
 {
-	(void)argc;
-	(void)argv;
-	fprintf(stderr, "kha vip: not implemented yet\n");
-	return KHA_EXIT_SOFTWARE;
+	struct opts o = {.level = KHA_LOG_INFO, .format = KHA_LOG_LOGFMT};
+	struct kha_args a = args_spec;
+	struct kha_diag d = {};
+	struct kha_vrrp *v = NULL;
+	const char *config = NULL, *missing = NULL;
+	int r, code;
+
+	if (argc >= 2 && strcmp(argv[1], "status") == 0)
+		return status_main(argc - 1, argv + 1);
+	if (kha_args_scan(&args_spec, argc, argv, &config)) {
+		usage(stdout);
+		return KHA_EXIT_OK;
+	}
+	kha_vrrp_config_init(&o.cfg);
+	a.userdata = &o;
+	code = kha_args_apply(&a, config, argc, argv, &d);
+	if (code == 0 && optind < argc) {
+		kha_diag_set(&d, EINVAL, "unexpected argument '%s'", argv[optind]);
+		code = KHA_EXIT_USAGE;
+	}
+	if (code == 0) {
+		missing = !o.have_interface ? "--interface"
+			  : !o.have_vip	    ? "--vip"
+			  : !o.have_vrid    ? "--vrid"
+					    : NULL;
+		if (missing) {
+			kha_diag_set(&d, EINVAL, "%s is required", missing);
+			code = KHA_EXIT_USAGE;
+		}
+	}
+	if (code == 0 && o.cfg.npeers) {
+		for (size_t i = 0; i < o.cfg.npeers; i++)
+			if (o.cfg.peers[i] == o.cfg.vip) {
+				kha_diag_set(&d, EINVAL, "--peer: the VIP cannot be a peer");
+				code = KHA_EXIT_USAGE;
+			}
+	}
+	if (code != 0) {
+		fprintf(stderr, "kha vip: %s%s\n", d.msg,
+			code == KHA_EXIT_USAGE ? " (run 'kha vip --help')" : "");
+		kha_vrrp_config_release(&o.cfg);
+		return code;
+	}
+	kha_log_setup(o.level, o.format);
+	r = kha_vrrp_new(&o.cfg, &d, &v);
+	kha_vrrp_config_release(&o.cfg);
+	if (r < 0) {
+		fprintf(stderr, "kha vip: %s\n", d.msg[0] ? d.msg : strerror(-r));
+		return r == -ENOMEM ? KHA_EXIT_SOFTWARE : KHA_EXIT_CONFIG;
+	}
+	r = kha_vrrp_run(v);
+	kha_vrrp_free(v);
+	if (r < 0) {
+		fprintf(stderr, "kha vip: %s\n", strerror(-r));
+		return KHA_EXIT_SOFTWARE;
+	}
+	return KHA_EXIT_OK;
 }

@@ -1,0 +1,998 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The VRRP router of kha vip: one virtual router (VRID) with one virtual IPv4 address on one
+ * interface, all on one kha_loop thread (plus a thread for the blocking HTTP health tracks).
+ *
+ * Sockets: one raw IPPROTO_VRRP socket bound to the interface (SO_BINDTODEVICE), joined to
+ * 224.0.0.18 unless unicast peers are given; it sends with TTL 255 from the primary address
+ * (IP_PKTINFO) and receives every advertisement on the interface, IPv4 header included. One
+ * AF_PACKET socket sends the gratuitous ARPs; one rtnetlink socket adds and removes the VIP.
+ *
+ * Invariant: the VIP is on the interface exactly while the state machine is MASTER (plus the
+ * moment between a takeover decision and the netlink answer). At start a VIP left behind by a
+ * killed run (recognised by our label) is removed; a VIP configured by someone else is an error.
+ */
+#include <arpa/inet.h>
+#include <ifaddrs.h>
+#include <linux/if_packet.h>
+#include <net/if_arp.h>
+#include <linux/rtnetlink.h>
+#include <net/ethernet.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <libmnl/libmnl.h>
+
+#include "kha/http.h"
+#include "kha/httpd.h"
+#include "kha/log.h"
+#include "kha/loop.h"
+#include "kha/metrics.h"
+#include "kha/parse.h"
+#include "kha/proc.h"
+#include "kha/vrrp.h"
+#include "kha/banned.h"
+
+struct track {
+	char *url; /* borrowed from cfg */
+	bool up;
+	unsigned fails, oks; /* consecutive */
+	char detail[128];
+};
+
+struct track_result {
+	struct kha_vrrp *v;
+	size_t i;
+	bool ok;
+	char detail[128];
+};
+
+struct kha_vrrp {
+	struct kha_vrrp_config cfg;
+	struct kha_loop *loop;
+	struct kha_vrrp_fsm fsm;
+	struct kha_loop_source *timer, *garp_timer;
+	struct kha_metrics *metrics;
+	struct kha_httpd *httpd;
+	struct mnl_socket *nl;
+	struct mnl_socket *nl_link; /* RTMGRP_LINK: carrier changes of the interface */
+	unsigned nl_seq;
+	bool link_up;
+	int fd, arp_fd;
+	unsigned ifindex;
+	uint8_t mac[6];
+	uint32_t primary;
+	char label[IFNAMSIZ];
+	char vip_text[INET_ADDRSTRLEN + 4];
+	bool vip_held;
+	bool stopping; /* SIGTERM seen: late track results change nothing */
+	enum kha_vrrp_state prev_state;
+	int exit_code;
+
+	/* counters (loop thread only; the httpd runs on the same loop) */
+	uint64_t transitions, adverts_sent, adverts_received, send_errors, garps_sent;
+	uint64_t dropped[KHA_VRRP_DROP__MAX];
+	uint64_t became_master_wall_us;
+
+	/* health tracks */
+	struct track tracks[KHA_VRRP_MAX_TRACKS];
+	bool faulted;
+	pthread_t track_thread;
+	bool track_running;
+	pthread_mutex_t track_lock;
+	pthread_cond_t track_cond;
+	volatile sig_atomic_t track_stop;
+};
+
+void kha_vrrp_config_init(struct kha_vrrp_config *c)
+{
+	memset(c, 0, sizeof(*c));
+	c->adver_interval_us = KHA_USEC_PER_SEC;
+	c->preempt = true;
+	c->priority = 100;
+	c->garp_count = 5;
+	c->garp_repeat_us = 5 * KHA_USEC_PER_SEC;
+	c->track_interval_us = KHA_USEC_PER_SEC;
+	c->track_timeout_us = KHA_USEC_PER_SEC;
+	c->track_fall = 3;
+	c->track_rise = 2;
+	snprintf(c->metrics_addr, sizeof(c->metrics_addr), "127.0.0.1:9444");
+}
+
+void kha_vrrp_config_release(struct kha_vrrp_config *c)
+{
+	for (size_t i = 0; i < c->ntracks; i++) {
+		free(c->track_urls[i]);
+		c->track_urls[i] = NULL;
+	}
+	c->ntracks = 0;
+	free(c->notify);
+	c->notify = NULL;
+}
+
+static const char *ntoa(uint32_t a, char *buf, size_t size)
+{
+	struct in_addr in = {.s_addr = a};
+
+	return inet_ntop(AF_INET, &in, buf, (socklen_t)size) ? buf : "?";
+}
+
+/* ---- the interface: index, primary address, MAC, a VIP left behind ---- */
+
+static int inspect_interface(struct kha_vrrp *v, bool *ret_stale, struct kha_diag *d)
+{
+	struct ifaddrs *list = NULL, *i;
+	const char *ifname = v->cfg.interface;
+	size_t n = strlen(ifname);
+	bool have_mac = false;
+	int r = 0;
+
+	*ret_stale = false;
+	v->ifindex = if_nametoindex(ifname);
+	if (!v->ifindex)
+		return kha_diag_set(d, ENODEV, "--interface %s: no such interface", ifname);
+	if (getifaddrs(&list) < 0)
+		return kha_diag_set(d, errno, "getifaddrs: %s", strerror(errno));
+	for (i = list; i; i = i->ifa_next) {
+		bool ours = strncmp(i->ifa_name, ifname, n) == 0 &&
+			    (i->ifa_name[n] == '\0' || i->ifa_name[n] == ':');
+
+		if (!i->ifa_addr)
+			continue;
+		if (i->ifa_addr->sa_family == AF_PACKET && strcmp(i->ifa_name, ifname) == 0) {
+			const struct sockaddr_ll *ll = (const struct sockaddr_ll *)i->ifa_addr;
+
+			if (ll->sll_halen == 6 && ll->sll_hatype == ARPHRD_ETHER &&
+			    !(i->ifa_flags & IFF_LOOPBACK)) {
+				memcpy(v->mac, ll->sll_addr, 6);
+				have_mac = true;
+				v->link_up =
+					(i->ifa_flags & IFF_UP) && (i->ifa_flags & IFF_RUNNING);
+			}
+		} else if (i->ifa_addr->sa_family == AF_INET) {
+			uint32_t a = ((const struct sockaddr_in *)i->ifa_addr)->sin_addr.s_addr;
+
+			if (a == v->cfg.vip) {
+				/* getifaddrs names IPv4 addresses by their label */
+				if (strcmp(i->ifa_name, v->label) == 0 && ours) {
+					*ret_stale = true;
+					continue;
+				}
+				r = kha_diag_set(d, EEXIST,
+						 "--vip %s: already configured on %s, not by kha "
+						 "vip (remove it, or choose another address)",
+						 v->vip_text, i->ifa_name);
+				goto out;
+			}
+			if (ours && !v->primary)
+				v->primary = a;
+		}
+	}
+	if (!have_mac) {
+		r = kha_diag_set(d, EPROTONOSUPPORT,
+				 "--interface %s: not an Ethernet interface (no MAC address)",
+				 ifname);
+		goto out;
+	}
+	if (!v->primary)
+		r = kha_diag_set(d, EADDRNOTAVAIL,
+				 "--interface %s: no IPv4 address (VRRP speaks from the "
+				 "interface's primary address)",
+				 ifname);
+out:
+	freeifaddrs(list);
+	return r;
+}
+
+/* ---- the VIP over rtnetlink ---- */
+
+static int vip_netlink(struct kha_vrrp *v, bool add, bool any_prefix)
+{
+	char buf[8192]; /* MNL_SOCKET_BUFFER_SIZE is not a constant */
+	struct nlmsghdr *nlh = mnl_nlmsg_put_header(buf);
+	struct ifaddrmsg *ifa;
+	unsigned portid = mnl_socket_get_portid(v->nl);
+	ssize_t n;
+	int r;
+
+	nlh->nlmsg_type = add ? RTM_NEWADDR : RTM_DELADDR;
+	nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK | (add ? NLM_F_CREATE | NLM_F_EXCL : 0);
+	nlh->nlmsg_seq = ++v->nl_seq;
+	ifa = mnl_nlmsg_put_extra_header(nlh, sizeof(*ifa));
+	ifa->ifa_family = AF_INET;
+	ifa->ifa_prefixlen = (uint8_t)(any_prefix ? 32 : v->cfg.prefix);
+	ifa->ifa_scope = RT_SCOPE_UNIVERSE;
+	ifa->ifa_index = v->ifindex;
+	mnl_attr_put_u32(nlh, IFA_LOCAL, v->cfg.vip);
+	if (!any_prefix)
+		mnl_attr_put_u32(nlh, IFA_ADDRESS, v->cfg.vip);
+	mnl_attr_put_strz(nlh, IFA_LABEL, v->label);
+	if (mnl_socket_sendto(v->nl, nlh, nlh->nlmsg_len) < 0)
+		return -errno;
+	for (;;) {
+		n = mnl_socket_recvfrom(v->nl, buf, sizeof(buf));
+		if (n < 0)
+			return -errno;
+		r = mnl_cb_run(buf, (size_t)n, v->nl_seq, portid, NULL, NULL);
+		if (r < 0)
+			return -errno;
+		if (r == MNL_CB_STOP)
+			return 0;
+	}
+}
+
+static void vip_add(struct kha_vrrp *v)
+{
+	int r = vip_netlink(v, true, false);
+
+	if (r == -EEXIST)
+		r = 0;
+	if (r < 0) {
+		kha_error("cannot add the virtual IP", "vip=%s interface=%s error=\"%s\"",
+			  v->vip_text, v->cfg.interface, strerror(-r));
+		return;
+	}
+	v->vip_held = true;
+}
+
+static void vip_del(struct kha_vrrp *v)
+{
+	int r = vip_netlink(v, false, false);
+
+	if (r == -EADDRNOTAVAIL || r == -ENOENT || r == -ENODEV)
+		r = 0;
+	if (r < 0)
+		kha_error("cannot remove the virtual IP", "vip=%s interface=%s error=\"%s\"",
+			  v->vip_text, v->cfg.interface, strerror(-r));
+	v->vip_held = false;
+}
+
+/* ---- sending ---- */
+
+static int send_to(struct kha_vrrp *v, const uint8_t *msg, size_t len, uint32_t dst)
+{
+	struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = dst};
+	union {
+		struct cmsghdr h;
+		char buf[CMSG_SPACE(sizeof(struct in_pktinfo))];
+	} control = {};
+	struct iovec iov = {.iov_base = (void *)msg, .iov_len = len};
+	struct msghdr mh = {.msg_name = &sin,
+			    .msg_namelen = sizeof(sin),
+			    .msg_iov = &iov,
+			    .msg_iovlen = 1,
+			    .msg_control = control.buf,
+			    .msg_controllen = sizeof(control.buf)};
+	struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+	struct in_pktinfo pi = {.ipi_ifindex = (int)v->ifindex};
+
+	/* speak from the primary address, never from the VIP (which peers would not know) */
+	pi.ipi_spec_dst.s_addr = v->primary;
+	c->cmsg_level = IPPROTO_IP;
+	c->cmsg_type = IP_PKTINFO;
+	c->cmsg_len = CMSG_LEN(sizeof(pi));
+	memcpy(CMSG_DATA(c), &pi, sizeof(pi));
+	if (sendmsg(v->fd, &mh, MSG_DONTWAIT) < 0)
+		return -errno;
+	return 0;
+}
+
+static void send_advert(struct kha_vrrp *v, uint8_t priority)
+{
+	struct kha_vrrp_packet p = {.version = KHA_VRRP_VERSION,
+				    .type = KHA_VRRP_TYPE_ADVERT,
+				    .vrid = v->cfg.vrid,
+				    .priority = priority,
+				    .count = 1,
+				    .max_adver_int_cs =
+					    (uint16_t)(v->cfg.adver_interval_us / 10000)};
+	uint8_t buf[KHA_VRRP_HDR_LEN + 4];
+	char a[INET_ADDRSTRLEN];
+	size_t ndst = v->cfg.npeers ? v->cfg.npeers : 1;
+
+	p.addrs[0] = v->cfg.vip;
+	for (size_t i = 0; i < ndst; i++) {
+		uint32_t dst = v->cfg.npeers ? v->cfg.peers[i] : htonl(KHA_VRRP_GROUP);
+		int n = kha_vrrp_encode(&p, v->primary, dst, buf, sizeof(buf));
+		int r = n < 0 ? n : send_to(v, buf, (size_t)n, dst);
+
+		if (r < 0) {
+			if (v->send_errors++ % 100 == 0)
+				kha_warn("cannot send an advertisement",
+					 "to=%s error=\"%s\" errors=%llu", ntoa(dst, a, sizeof(a)),
+					 strerror(-r), (unsigned long long)v->send_errors);
+			continue;
+		}
+		v->adverts_sent++;
+	}
+}
+
+static void send_garps(struct kha_vrrp *v)
+{
+	struct sockaddr_ll sll = {.sll_family = AF_PACKET,
+				  .sll_protocol = htons(ETH_P_ARP),
+				  .sll_ifindex = (int)v->ifindex,
+				  .sll_halen = 6};
+	uint8_t frame[KHA_VRRP_GARP_LEN];
+
+	memset(sll.sll_addr, 0xff, 6);
+	if (kha_vrrp_garp_build(frame, sizeof(frame), v->mac, v->cfg.vip) < 0)
+		return;
+	for (unsigned i = 0; i < v->cfg.garp_count; i++) {
+		if (sendto(v->arp_fd, frame, sizeof(frame), MSG_DONTWAIT, (struct sockaddr *)&sll,
+			   sizeof(sll)) < 0) {
+			kha_warn("cannot send a gratuitous ARP", "interface=%s error=\"%s\"",
+				 v->cfg.interface, strerror(errno));
+			return;
+		}
+		v->garps_sent++;
+	}
+}
+
+static void on_garp_timer(struct kha_loop_source *src, void *userdata)
+{
+	struct kha_vrrp *v = userdata;
+
+	(void)src;
+	/* a second burst, as keepalived does: neighbours whose entry changed within their ARP
+	 * locktime (1 s on Linux) ignored the first one */
+	if (v->fsm.state == KHA_VRRP_STATE_MASTER && v->vip_held)
+		send_garps(v);
+}
+
+/* ---- notify ---- */
+
+static void notify(struct kha_vrrp *v, enum kha_vrrp_state from, enum kha_vrrp_state to)
+{
+	char e_state[32], e_prev[32], e_vrid[32], e_vip[64], e_if[48];
+	const char *argv[] = {"/bin/sh", "-c", v->cfg.notify, NULL};
+	const char *env[] = {e_state, e_prev, e_vrid, e_vip, e_if, NULL};
+	struct kha_proc_spawn_opts o = {.argv = argv, .env_add = env};
+	struct kha_diag d = {};
+	struct kha_proc p;
+	int r;
+
+	if (!v->cfg.notify)
+		return;
+	snprintf(e_state, sizeof(e_state), "KHA_VIP_STATE=%s", kha_vrrp_state_name(to));
+	snprintf(e_prev, sizeof(e_prev), "KHA_VIP_PREVIOUS_STATE=%s", kha_vrrp_state_name(from));
+	snprintf(e_vrid, sizeof(e_vrid), "KHA_VIP_VRID=%u", v->cfg.vrid);
+	snprintf(e_vip, sizeof(e_vip), "KHA_VIP_ADDRESS=%s", v->vip_text);
+	snprintf(e_if, sizeof(e_if), "KHA_VIP_INTERFACE=%s", v->cfg.interface);
+	r = kha_proc_spawn(&o, &p, &d);
+	if (r < 0) {
+		kha_warn("notify command failed to start", "error=\"%s\"", d.msg);
+		return;
+	}
+	kha_proc_release(&p); /* reaped on SIGCHLD; it may outlive a state */
+}
+
+/* ---- the state machine's actions ---- */
+
+static void rearm(struct kha_vrrp *v)
+{
+	uint64_t next = kha_vrrp_fsm_next_us(&v->fsm), now = kha_now_us();
+
+	if (!next)
+		kha_loop_timer_stop(v->timer);
+	else
+		kha_loop_timer_set(v->timer, next > now ? next - now : 0, 0);
+}
+
+static void perform(struct kha_vrrp *v, unsigned act, const char *why)
+{
+	char m[INET_ADDRSTRLEN];
+
+	if (act & KHA_VRRP_ACT_ADVERT)
+		send_advert(v, v->cfg.priority);
+	if (act & KHA_VRRP_ACT_ADVERT_STOP)
+		send_advert(v, KHA_VRRP_PRIO_STOP);
+	if (act & KHA_VRRP_ACT_VIP_ADD) {
+		vip_add(v);
+		send_garps(v);
+		if (v->cfg.garp_repeat_us)
+			kha_loop_timer_set(v->garp_timer, v->cfg.garp_repeat_us, 0);
+	}
+	if ((act & KHA_VRRP_ACT_ANNOUNCE) && v->vip_held) {
+		kha_info("another master heard: announcing the VIP again",
+			 "vrid=%u vip=%s interface=%s", v->cfg.vrid, v->vip_text, v->cfg.interface);
+		send_garps(v);
+	}
+	if (act & KHA_VRRP_ACT_VIP_DEL) {
+		kha_loop_timer_stop(v->garp_timer);
+		vip_del(v);
+	}
+	if (act & KHA_VRRP_ACT_STATE) {
+		enum kha_vrrp_state from = v->prev_state, to = v->fsm.state;
+
+		v->transitions++;
+		v->prev_state = to;
+		if (to == KHA_VRRP_STATE_MASTER)
+			v->became_master_wall_us = kha_wall_us();
+		kha_log(to == KHA_VRRP_STATE_FAULT ? KHA_LOG_WARN : KHA_LOG_INFO, "state changed",
+			"from=%s to=%s reason=\"%s\" vrid=%u vip=%s interface=%s master=%s",
+			kha_vrrp_state_name(from), kha_vrrp_state_name(to), why, v->cfg.vrid,
+			v->vip_text, v->cfg.interface,
+			v->fsm.master ? ntoa(v->fsm.master, m, sizeof(m)) : "none");
+		notify(v, from, to);
+	}
+	rearm(v);
+}
+
+static void on_timer(struct kha_loop_source *src, void *userdata)
+{
+	struct kha_vrrp *v = userdata;
+	enum kha_vrrp_state before = v->fsm.state;
+	unsigned act;
+
+	(void)src;
+	act = kha_vrrp_fsm_tick(&v->fsm, kha_now_us());
+	perform(v, act, before == KHA_VRRP_STATE_BACKUP ? "no advertisement from a master" : "");
+}
+
+/* ---- receiving ---- */
+
+static void on_packet(struct kha_vrrp *v, const uint8_t *buf, size_t len)
+{
+	struct kha_vrrp_rx_rules rules = {.vrid = v->cfg.vrid,
+					  .self = v->primary,
+					  .peers = v->cfg.peers,
+					  .npeers = v->cfg.npeers,
+					  .addrs = &v->cfg.vip,
+					  .naddrs = 1};
+	struct kha_vrrp_ipv4 ip = {};
+	struct kha_vrrp_packet p;
+	enum kha_vrrp_drop why;
+	char a[INET_ADDRSTRLEN];
+	enum kha_vrrp_state before = v->fsm.state;
+	unsigned act;
+	int r;
+
+	r = kha_vrrp_decode_ipv4(buf, len, &ip, &p);
+	why = r < 0 ? kha_vrrp_drop_from_errno(r) : kha_vrrp_rx_check(&rules, &ip, &p);
+	if (why != KHA_VRRP_ACCEPT) {
+		/* our own multicast may loop back on some setups: not worth a word */
+		if (why != KHA_VRRP_DROP_SELF && v->dropped[why] % 100 == 0)
+			kha_log(why == KHA_VRRP_DROP_VRID ? KHA_LOG_DEBUG : KHA_LOG_WARN,
+				"advertisement dropped", "reason=%s from=%s dropped=%llu",
+				kha_vrrp_drop_name(why), ntoa(ip.src, a, sizeof(a)),
+				(unsigned long long)v->dropped[why] + 1);
+		v->dropped[why]++;
+		return;
+	}
+	v->adverts_received++;
+	if (p.priority == KHA_VRRP_PRIO_OWNER && v->fsm.cfg.priority == KHA_VRRP_PRIO_OWNER) {
+		v->dropped[KHA_VRRP_DROP_OWNER]++;
+		return;
+	}
+	act = kha_vrrp_fsm_advert(&v->fsm, kha_now_us(), ip.src, p.priority,
+				  (uint64_t)p.max_adver_int_cs * 10000);
+	perform(v, act,
+		before == KHA_VRRP_STATE_MASTER ? "advertisement of a higher priority" : "");
+}
+
+static void on_readable(struct kha_loop_source *src, int fd, uint32_t events, void *userdata)
+{
+	struct kha_vrrp *v = userdata;
+	uint8_t buf[2048];
+
+	(void)src;
+	(void)events;
+	for (int i = 0; i < 64; i++) {
+		ssize_t n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
+
+		if (n < 0) {
+			if (errno != EAGAIN && errno != EINTR)
+				kha_warn("receive failed", "error=\"%s\"", strerror(errno));
+			return;
+		}
+		on_packet(v, buf, (size_t)n);
+	}
+}
+
+/*
+ * FAULT while the interface has no carrier (as keepalived: a master behind a cut cable must not
+ * keep the VIP, or it would come back as a second master whose neighbours follow the other) or
+ * while a health track fails; the Startup event again when both are fine.
+ */
+static void update_fault(struct kha_vrrp *v)
+{
+	bool tracks_up = true, fault;
+
+	for (size_t i = 0; i < v->cfg.ntracks; i++)
+		tracks_up = tracks_up && v->tracks[i].up;
+	fault = !v->link_up || !tracks_up;
+	if (fault && !v->faulted) {
+		v->faulted = true;
+		perform(v, kha_vrrp_fsm_fault(&v->fsm, kha_now_us()),
+			!v->link_up ? "interface down" : "a health track fails");
+	} else if (!fault && v->faulted) {
+		v->faulted = false;
+		perform(v, kha_vrrp_fsm_recover(&v->fsm, kha_now_us()),
+			"interface and health tracks fine again");
+	}
+}
+
+static int on_link_msg(const struct nlmsghdr *nlh, void *data)
+{
+	struct kha_vrrp *v = data;
+	const struct ifinfomsg *ifi = mnl_nlmsg_get_payload(nlh);
+	bool up;
+
+	if (nlh->nlmsg_type != RTM_NEWLINK || ifi->ifi_index != (int)v->ifindex)
+		return MNL_CB_OK;
+	up = (ifi->ifi_flags & IFF_UP) && (ifi->ifi_flags & IFF_RUNNING);
+	if (up != v->link_up) {
+		kha_log(up ? KHA_LOG_INFO : KHA_LOG_WARN, up ? "interface up" : "interface down",
+			"interface=%s", v->cfg.interface);
+		v->link_up = up;
+		if (!v->stopping)
+			update_fault(v);
+	}
+	return MNL_CB_OK;
+}
+
+static void on_link_event(struct kha_loop_source *src, int fd, uint32_t events, void *userdata)
+{
+	struct kha_vrrp *v = userdata;
+	char buf[8192];
+
+	(void)src;
+	(void)fd;
+	(void)events;
+	for (;;) {
+		ssize_t n = mnl_socket_recvfrom(v->nl_link, buf, sizeof(buf));
+
+		if (n <= 0)
+			return; /* EAGAIN, or ENOBUFS (overrun): the next event tells the state */
+		kha_ignore(mnl_cb_run(buf, (size_t)n, 0, 0, on_link_msg, v));
+	}
+}
+
+/* ---- health tracks (a thread of blocking HTTP checks; results posted to the loop) ---- */
+
+static void on_track_result(struct kha_loop *loop, void *userdata)
+{
+	struct track_result *tr = userdata;
+	struct kha_vrrp *v = tr->v;
+	struct track *t = &v->tracks[tr->i];
+	bool was_up = t->up;
+
+	(void)loop;
+	if (v->stopping) {
+		free(tr);
+		return;
+	}
+	snprintf(t->detail, sizeof(t->detail), "%s", tr->detail);
+	if (tr->ok) {
+		t->fails = 0;
+		if (!t->up && ++t->oks >= v->cfg.track_rise)
+			t->up = true;
+	} else {
+		t->oks = 0;
+		if (t->up && ++t->fails >= v->cfg.track_fall)
+			t->up = false;
+	}
+	free(tr);
+	if (t->up != was_up)
+		kha_log(t->up ? KHA_LOG_INFO : KHA_LOG_WARN, t->up ? "track up" : "track down",
+			"url=\"%s\" detail=\"%s\"", t->url, t->detail);
+	update_fault(v);
+}
+
+static void *track_main(void *arg)
+{
+	struct kha_vrrp *v = arg;
+	struct kha_http_options ho = {.connect_timeout_us = v->cfg.track_timeout_us};
+	struct kha_http *h = NULL;
+	struct kha_diag d = {};
+
+	if (kha_http_new(&ho, &h, &d) < 0)
+		return NULL;
+	while (!v->track_stop) {
+		struct timespec until;
+		uint64_t wake;
+
+		for (size_t i = 0; i < v->cfg.ntracks && !v->track_stop; i++) {
+			struct kha_http_request req = {.method = "GET",
+						       .url = v->cfg.track_urls[i],
+						       .timeout_us = v->cfg.track_timeout_us,
+						       .max_body = 64 * 1024,
+						       .cancel = &v->track_stop};
+			struct kha_http_response resp = {};
+			struct track_result *tr = calloc(1, sizeof(*tr));
+			int r;
+
+			kha_diag_clear(&d);
+			r = kha_http_do(h, &req, &resp, &d);
+			if (tr) {
+				tr->v = v;
+				tr->i = i;
+				tr->ok = r == 0 && resp.status == 200;
+				if (r < 0)
+					snprintf(tr->detail, sizeof(tr->detail), "%s", d.msg);
+				else
+					snprintf(tr->detail, sizeof(tr->detail), "HTTP %ld",
+						 resp.status);
+				if (kha_loop_post(v->loop, on_track_result, tr) < 0)
+					free(tr);
+			}
+			kha_http_response_release(&resp);
+		}
+		clock_gettime(CLOCK_REALTIME, &until);
+		wake = (uint64_t)until.tv_nsec / 1000 + v->cfg.track_interval_us;
+		until.tv_sec += (time_t)(wake / KHA_USEC_PER_SEC);
+		until.tv_nsec = (long)(wake % KHA_USEC_PER_SEC) * 1000;
+		pthread_mutex_lock(&v->track_lock);
+		if (!v->track_stop)
+			pthread_cond_timedwait(&v->track_cond, &v->track_lock, &until);
+		pthread_mutex_unlock(&v->track_lock);
+	}
+	kha_http_free(h);
+	return NULL;
+}
+
+/* ---- metrics and admin endpoints ---- */
+
+static void collect(FILE *out, void *userdata)
+{
+	const struct kha_vrrp *v = userdata;
+	char lbl[128], l2[256], m[INET_ADDRSTRLEN];
+
+	snprintf(lbl, sizeof(lbl), "interface=\"%s\",vrid=\"%u\"", v->cfg.interface, v->cfg.vrid);
+	kha_metrics_write_header(out, "kha_vip_state",
+				 "1 for the current VRRP state of this router, 0 for the others",
+				 KHA_METRIC_GAUGE);
+	for (int s = 0; s < KHA_VRRP_STATE__MAX; s++) {
+		snprintf(l2, sizeof(l2), "%s,state=\"%s\"", lbl, kha_vrrp_state_name(s));
+		kha_metrics_write_sample(out, "kha_vip_state", l2, (int)v->fsm.state == s);
+	}
+	kha_metrics_write_header(out, "kha_vip_is_master", "1 while this host holds the VIP",
+				 KHA_METRIC_GAUGE);
+	kha_metrics_write_sample(out, "kha_vip_is_master", lbl,
+				 v->fsm.state == KHA_VRRP_STATE_MASTER);
+	kha_metrics_write_header(out, "kha_vip_transitions_total", "VRRP state changes",
+				 KHA_METRIC_COUNTER);
+	kha_metrics_write_sample(out, "kha_vip_transitions_total", lbl, (double)v->transitions);
+	kha_metrics_write_header(out, "kha_vip_adverts_sent_total", "Advertisements sent",
+				 KHA_METRIC_COUNTER);
+	kha_metrics_write_sample(out, "kha_vip_adverts_sent_total", lbl, (double)v->adverts_sent);
+	kha_metrics_write_header(out, "kha_vip_adverts_received_total",
+				 "Advertisements received and accepted", KHA_METRIC_COUNTER);
+	kha_metrics_write_sample(out, "kha_vip_adverts_received_total", lbl,
+				 (double)v->adverts_received);
+	kha_metrics_write_header(out, "kha_vip_adverts_dropped_total",
+				 "Received packets dropped, by reason (RFC 5798 7.1)",
+				 KHA_METRIC_COUNTER);
+	for (int w = 1; w < KHA_VRRP_DROP__MAX; w++) {
+		snprintf(l2, sizeof(l2), "%s,reason=\"%s\"", lbl, kha_vrrp_drop_name(w));
+		kha_metrics_write_sample(out, "kha_vip_adverts_dropped_total", l2,
+					 (double)v->dropped[w]);
+	}
+	kha_metrics_write_header(out, "kha_vip_send_errors_total",
+				 "Advertisements that could not be sent", KHA_METRIC_COUNTER);
+	kha_metrics_write_sample(out, "kha_vip_send_errors_total", lbl, (double)v->send_errors);
+	kha_metrics_write_header(out, "kha_vip_gratuitous_arps_total", "Gratuitous ARPs sent",
+				 KHA_METRIC_COUNTER);
+	kha_metrics_write_sample(out, "kha_vip_gratuitous_arps_total", lbl, (double)v->garps_sent);
+	kha_metrics_write_header(out, "kha_vip_priority", "Configured priority", KHA_METRIC_GAUGE);
+	kha_metrics_write_sample(out, "kha_vip_priority", lbl, v->cfg.priority);
+	kha_metrics_write_header(out, "kha_vip_master_info",
+				 "The master last heard (this host when master)", KHA_METRIC_GAUGE);
+	if (v->fsm.master) {
+		snprintf(l2, sizeof(l2), "%s,address=\"%s\"", lbl,
+			 ntoa(v->fsm.master, m, sizeof(m)));
+		kha_metrics_write_sample(out, "kha_vip_master_info", l2, 1);
+	}
+	kha_metrics_write_header(out, "kha_vip_master_priority",
+				 "Priority of the master last heard (0: none)", KHA_METRIC_GAUGE);
+	kha_metrics_write_sample(out, "kha_vip_master_priority", lbl, v->fsm.master_priority);
+	if (v->cfg.ntracks) {
+		char u[256];
+
+		kha_metrics_write_header(out, "kha_vip_track_up", "1 while a health track passes",
+					 KHA_METRIC_GAUGE);
+		for (size_t i = 0; i < v->cfg.ntracks; i++) {
+			snprintf(l2, sizeof(l2), "%s,url=\"%s\"", lbl,
+				 kha_metrics_escape(u, sizeof(u), v->tracks[i].url));
+			kha_metrics_write_sample(out, "kha_vip_track_up", l2, v->tracks[i].up);
+		}
+	}
+}
+
+/* Writes s as a JSON string (URLs and commands are the only free text). */
+static void json_str(FILE *out, const char *s)
+{
+	fputc('"', out);
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+
+		if (c == '"' || c == '\\')
+			fprintf(out, "\\%c", c);
+		else if (c < 0x20)
+			fprintf(out, "\\u%04x", c);
+		else
+			fputc(c, out);
+	}
+	fputc('"', out);
+}
+
+static void status_route(const struct kha_httpd_request *req, struct kha_httpd_response *resp,
+			 void *userdata)
+{
+	const struct kha_vrrp *v = userdata;
+	char m[INET_ADDRSTRLEN], p[INET_ADDRSTRLEN];
+
+	(void)req;
+	resp->content_type = "application/json";
+	fprintf(resp->body,
+		"{\"state\":\"%s\",\"interface\":\"%s\",\"vrid\":%u,\"vip\":\"%s\","
+		"\"primary\":\"%s\",\"priority\":%u,\"preempt\":%s,\"advert_interval_ms\":%llu,"
+		"\"master\":\"%s\",\"master_priority\":%u,\"master_advert_interval_ms\":%llu,"
+		"\"holds_vip\":%s,\"transitions\":%llu,\"adverts_sent\":%llu,"
+		"\"adverts_received\":%llu,\"tracks\":[",
+		kha_vrrp_state_name(v->fsm.state), v->cfg.interface, v->cfg.vrid, v->vip_text,
+		ntoa(v->primary, p, sizeof(p)), v->cfg.priority, v->cfg.preempt ? "true" : "false",
+		(unsigned long long)(v->cfg.adver_interval_us / 1000),
+		v->fsm.master ? ntoa(v->fsm.master, m, sizeof(m)) : "", v->fsm.master_priority,
+		(unsigned long long)(v->fsm.master_adver_interval_us / 1000),
+		v->vip_held ? "true" : "false", (unsigned long long)v->transitions,
+		(unsigned long long)v->adverts_sent, (unsigned long long)v->adverts_received);
+	for (size_t i = 0; i < v->cfg.ntracks; i++) {
+		fprintf(resp->body, "%s{\"url\":", i ? "," : "");
+		json_str(resp->body, v->tracks[i].url);
+		fprintf(resp->body, ",\"up\":%s,\"detail\":", v->tracks[i].up ? "true" : "false");
+		json_str(resp->body, v->tracks[i].detail);
+		fputc('}', resp->body);
+	}
+	fputs("]}\n", resp->body);
+}
+
+static bool ready(void *userdata, char *reason, size_t size)
+{
+	const struct kha_vrrp *v = userdata;
+
+	if (v->fsm.state == KHA_VRRP_STATE_MASTER || v->fsm.state == KHA_VRRP_STATE_BACKUP)
+		return true;
+	snprintf(reason, size, "state %s", kha_vrrp_state_name(v->fsm.state));
+	return false;
+}
+
+/* ---- lifecycle ---- */
+
+static int open_sockets(struct kha_vrrp *v, struct kha_diag *d)
+{
+	const char *ifname = v->cfg.interface;
+	int zero = 0, ttl = KHA_VRRP_TTL;
+	struct ip_mreqn mr = {.imr_ifindex = (int)v->ifindex};
+
+	v->fd = socket(AF_INET, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, KHA_VRRP_PROTO);
+	if (v->fd < 0)
+		return kha_diag_set(d, errno, "raw VRRP socket: %s%s", strerror(errno),
+				    errno == EPERM ? " (needs CAP_NET_RAW)" : "");
+	if (setsockopt(v->fd, SOL_SOCKET, SO_BINDTODEVICE, ifname, (socklen_t)strlen(ifname) + 1) <
+		    0 ||
+	    setsockopt(v->fd, IPPROTO_IP, IP_TTL, &ttl, sizeof(ttl)) < 0 ||
+	    setsockopt(v->fd, IPPROTO_IP, IP_MULTICAST_TTL, &ttl, sizeof(ttl)) < 0 ||
+	    setsockopt(v->fd, IPPROTO_IP, IP_MULTICAST_LOOP, &zero, sizeof(zero)) < 0 ||
+	    setsockopt(v->fd, IPPROTO_IP, IP_MULTICAST_IF, &mr, sizeof(mr)) < 0)
+		return kha_diag_set(d, errno, "raw VRRP socket on %s: %s", ifname, strerror(errno));
+	if (!v->cfg.npeers) {
+		mr.imr_multiaddr.s_addr = htonl(KHA_VRRP_GROUP);
+		if (setsockopt(v->fd, IPPROTO_IP, IP_ADD_MEMBERSHIP, &mr, sizeof(mr)) < 0)
+			return kha_diag_set(d, errno, "join 224.0.0.18 on %s: %s", ifname,
+					    strerror(errno));
+	}
+	v->arp_fd = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, 0);
+	if (v->arp_fd < 0)
+		return kha_diag_set(d, errno, "packet socket for gratuitous ARP: %s",
+				    strerror(errno));
+	v->nl = mnl_socket_open2(NETLINK_ROUTE, SOCK_CLOEXEC);
+	if (!v->nl || mnl_socket_bind(v->nl, 0, MNL_SOCKET_AUTOPID) < 0)
+		return kha_diag_set(d, errno, "rtnetlink socket: %s", strerror(errno));
+	v->nl_link = mnl_socket_open2(NETLINK_ROUTE, SOCK_CLOEXEC | SOCK_NONBLOCK);
+	if (!v->nl_link || mnl_socket_bind(v->nl_link, RTMGRP_LINK, MNL_SOCKET_AUTOPID) < 0)
+		return kha_diag_set(d, errno, "rtnetlink socket: %s", strerror(errno));
+	return 0;
+}
+
+int kha_vrrp_new(struct kha_vrrp_config *cfg, struct kha_diag *d, struct kha_vrrp **ret)
+{
+	struct kha_vrrp *v = calloc(1, sizeof(*v));
+	struct kha_vrrp_fsm_config fc;
+	char a[INET_ADDRSTRLEN];
+	bool stale = false;
+	int r;
+
+	if (!v)
+		return kha_diag_set(d, ENOMEM, "out of memory");
+	v->cfg = *cfg;
+	/* the owned strings move over */
+	memset(cfg->track_urls, 0, sizeof(cfg->track_urls));
+	cfg->ntracks = 0;
+	cfg->notify = NULL;
+	v->fd = -1;
+	v->arp_fd = -1;
+	pthread_mutex_init(&v->track_lock, NULL);
+	pthread_cond_init(&v->track_cond, NULL);
+	for (size_t i = 0; i < v->cfg.ntracks; i++) {
+		v->tracks[i].url = v->cfg.track_urls[i];
+		v->tracks[i].up = true; /* as keepalived: a track passes until it fails */
+		snprintf(v->tracks[i].detail, sizeof(v->tracks[i].detail), "not checked yet");
+	}
+	snprintf(v->vip_text, sizeof(v->vip_text), "%s/%u", ntoa(v->cfg.vip, a, sizeof(a)),
+		 v->cfg.prefix);
+	/* a label marks the address as ours (ip addr shows it; a restart recognises it) */
+	if (strlen(v->cfg.interface) + 4 < sizeof(v->label))
+		snprintf(v->label, sizeof(v->label), "%s:kha", v->cfg.interface);
+	else
+		snprintf(v->label, sizeof(v->label), "%s", v->cfg.interface);
+	r = inspect_interface(v, &stale, d);
+	if (r == 0)
+		r = open_sockets(v, d);
+	if (r < 0)
+		goto fail;
+	if (stale) {
+		/* a previous run was killed while master: never hold the VIP as a backup */
+		r = vip_netlink(v, false, true);
+		if (r < 0 && r != -EADDRNOTAVAIL) {
+			kha_diag_set(d, r, "cannot remove the VIP %s left by a previous run: %s%s",
+				     v->vip_text, strerror(-r),
+				     r == -EPERM ? " (needs CAP_NET_ADMIN)" : "");
+			goto fail;
+		}
+		kha_info("removed the virtual IP left by a previous run", "vip=%s interface=%s",
+			 v->vip_text, v->cfg.interface);
+	}
+	fc = (struct kha_vrrp_fsm_config){.priority = v->cfg.priority,
+					  .adver_interval_us = v->cfg.adver_interval_us,
+					  .preempt = v->cfg.preempt,
+					  .primary = v->primary};
+	kha_vrrp_fsm_init(&v->fsm, &fc);
+	v->prev_state = v->fsm.state;
+	r = kha_loop_new(&v->loop);
+	if (r < 0) {
+		kha_diag_set(d, r, "event loop: %s", strerror(-r));
+		goto fail;
+	}
+	r = kha_loop_add_timer(v->loop, 0, 0, on_timer, v, &v->timer);
+	if (r == 0) {
+		kha_loop_timer_stop(v->timer);
+		r = kha_loop_add_timer(v->loop, 0, 0, on_garp_timer, v, &v->garp_timer);
+	}
+	if (r == 0) {
+		kha_loop_timer_stop(v->garp_timer);
+		r = kha_loop_add_io(v->loop, v->fd, EPOLLIN, 0, on_readable, v, NULL);
+	}
+	if (r == 0)
+		r = kha_loop_add_io(v->loop, mnl_socket_get_fd(v->nl_link), EPOLLIN, 0,
+				    on_link_event, v, NULL);
+	if (r < 0) {
+		kha_diag_set(d, r, "event loop: %s", strerror(-r));
+		goto fail;
+	}
+	if (v->cfg.metrics_addr[0]) {
+		r = kha_metrics_new(&v->metrics);
+		if (r == 0)
+			r = kha_metrics_add_collector(v->metrics, collect, v);
+		if (r < 0) {
+			kha_diag_set(d, r, "metrics: %s", strerror(-r));
+			goto fail;
+		}
+		r = kha_httpd_new(v->loop, v->cfg.metrics_addr, v->metrics, d, &v->httpd);
+		if (r < 0) {
+			kha_diag_prefix(d, "--metrics-addr");
+			goto fail;
+		}
+		r = kha_httpd_route(v->httpd, "/status", status_route, v);
+		if (r < 0) {
+			kha_diag_set(d, r, "metrics: %s", strerror(-r));
+			goto fail;
+		}
+		kha_httpd_set_ready(v->httpd, ready, v);
+	}
+	*ret = v;
+	return 0;
+fail:
+	kha_vrrp_free(v);
+	return r;
+}
+
+static void on_signal(struct kha_loop_source *src, int signo, void *userdata)
+{
+	struct kha_vrrp *v = userdata;
+	unsigned act;
+
+	(void)src;
+	if (signo == SIGCHLD) {
+		while (waitpid(-1, NULL, WNOHANG) > 0)
+			;
+		return;
+	}
+	if (signo == SIGHUP) {
+		kha_warn("SIGHUP ignored: restart kha vip to apply a new configuration", "%s", "");
+		return;
+	}
+	kha_info("stopping", "signal=%s state=%s", signo == SIGTERM ? "SIGTERM" : "SIGINT",
+		 kha_vrrp_state_name(v->fsm.state));
+	v->stopping = true;
+	act = kha_vrrp_fsm_stop(&v->fsm, kha_now_us());
+	perform(v, act, "shutdown");
+	kha_loop_quit(v->loop, 0);
+}
+
+int kha_vrrp_run(struct kha_vrrp *v)
+{
+	static const int sigs[] = {SIGTERM, SIGINT, SIGHUP, SIGCHLD};
+	sigset_t set;
+	char a[INET_ADDRSTRLEN];
+	int r;
+
+	sigemptyset(&set);
+	for (size_t i = 0; i < KHA_ARRAY_SIZE(sigs); i++)
+		sigaddset(&set, sigs[i]);
+	r = -pthread_sigmask(SIG_BLOCK, &set, NULL);
+	for (size_t i = 0; r == 0 && i < KHA_ARRAY_SIZE(sigs); i++)
+		r = kha_loop_add_signal(v->loop, sigs[i], on_signal, v, NULL);
+	if (r < 0)
+		return r;
+	if (v->cfg.ntracks) {
+		r = -pthread_create(&v->track_thread, NULL, track_main, v);
+		if (r < 0)
+			return r;
+		v->track_running = true;
+	}
+	kha_info("started",
+		 "vrid=%u vip=%s interface=%s primary=%s priority=%u advert_interval_ms=%llu "
+		 "preempt=%s mode=%s master_down_ms=%.1f",
+		 v->cfg.vrid, v->vip_text, v->cfg.interface, ntoa(v->primary, a, sizeof(a)),
+		 v->cfg.priority, (unsigned long long)(v->cfg.adver_interval_us / 1000),
+		 v->cfg.preempt ? "true" : "false", v->cfg.npeers ? "unicast" : "multicast",
+		 (double)kha_vrrp_master_down_us(v->cfg.priority, v->cfg.adver_interval_us) / 1e3);
+	perform(v, kha_vrrp_fsm_start(&v->fsm, kha_now_us()), "startup");
+	if (!v->link_up)
+		kha_warn("interface down", "interface=%s", v->cfg.interface);
+	update_fault(v);
+	r = kha_loop_run(v->loop);
+	/* the VIP never outlives a clean stop */
+	if (v->vip_held)
+		vip_del(v);
+	return r;
+}
+
+void kha_vrrp_free(struct kha_vrrp *v)
+{
+	if (!v)
+		return;
+	if (v->track_running) {
+		pthread_mutex_lock(&v->track_lock);
+		v->track_stop = 1;
+		pthread_cond_signal(&v->track_cond);
+		pthread_mutex_unlock(&v->track_lock);
+		pthread_join(v->track_thread, NULL);
+		/* results the thread posted after the loop stopped */
+		if (v->loop)
+			kha_ignore(kha_loop_run_once(v->loop, 0));
+	}
+	kha_httpd_free(v->httpd);
+	kha_loop_free(v->loop);
+	kha_metrics_free(v->metrics);
+	if (v->nl)
+		mnl_socket_close(v->nl);
+	if (v->nl_link)
+		mnl_socket_close(v->nl_link);
+	if (v->fd >= 0)
+		close(v->fd);
+	if (v->arp_fd >= 0)
+		close(v->arp_fd);
+	pthread_mutex_destroy(&v->track_lock);
+	pthread_cond_destroy(&v->track_cond);
+	kha_vrrp_config_release(&v->cfg);
+	free(v);
+}

@@ -1,0 +1,188 @@
+# SPDX-License-Identifier: MIT
+"""A small L2 segment in network namespaces, for kha vip (and keepalived) tests and benches.
+
+Topology, all inside namespaces this module creates (nothing in the root namespace):
+
+    <p>-br   namespace holding bridge br0
+    <p>-h1.. hosts, each with eth0 = 10.<n>.0.1x/24 on the bridge, a TCP server on :8080 that
+             answers its own name, and whatever VRRP daemon the test starts
+    <p>-c    a client, eth0 = 10.<n>.0.50/24
+
+The prefix <p> is unique per lab (pid + counter), so parallel pytest-xdist workers never
+collide. VrrpLab.close() kills what it started and deletes every namespace, also after a
+failure; use it as a context manager.
+"""
+import itertools
+import os
+import signal
+import subprocess
+import tempfile
+import textwrap
+import time
+
+_counter = itertools.count()
+
+SERVER = textwrap.dedent("""
+    import socket, sys
+    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("0.0.0.0", 8080)); s.listen(64)
+    while True:
+        c, _ = s.accept()
+        try: c.sendall(sys.argv[1].encode())
+        finally: c.close()
+""")
+
+CLIENT = textwrap.dedent("""
+    import socket, sys
+    try:
+        c = socket.create_connection((sys.argv[1], 8080), timeout=float(sys.argv[2]))
+        c.settimeout(float(sys.argv[2])); print(c.recv(64).decode())
+    except OSError as e:
+        print("ERR", e); sys.exit(1)
+""")
+
+
+def sh(*args, check=True, timeout=20):
+    return subprocess.run(list(map(str, args)), capture_output=True, text=True, check=check,
+                          timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+def wait_for(cond, timeout, interval=0.02, what="condition"):
+    """Polls cond() until it returns a truthy value; returns it. Fails after timeout seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = cond()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+class VrrpLab:
+    def __init__(self, hosts=2, tmpdir=None):
+        n = next(_counter)
+        self.prefix = f"kv{os.getpid() % 100000}x{n}"
+        # a /24 of its own per lab (routing never leaves the namespaces, but logs stay readable)
+        self.net = f"10.{100 + (os.getpid() + n) % 150}.{n % 250}"
+        self.vip = f"{self.net}.100"
+        self.br = f"{self.prefix}-br"
+        self.client = f"{self.prefix}-c"
+        self.hosts = [f"{self.prefix}-h{i + 1}" for i in range(hosts)]
+        self.addr = {h: f"{self.net}.{11 + i}" for i, h in enumerate(self.hosts)}
+        self.addr[self.client] = f"{self.net}.50"
+        self.tmpdir = tmpdir or tempfile.mkdtemp(prefix="kha-vip-")
+        self.procs = []   # (name, Popen, log path)
+        self._namespaces = []
+        try:
+            self._build()
+        except BaseException:
+            self.close()
+            raise
+
+    # -- building ----------------------------------------------------------------------------
+    def _ns(self, name):
+        sh("ip", "netns", "add", name)
+        self._namespaces.append(name)
+        sh("ip", "-n", name, "link", "set", "lo", "up")
+
+    def _build(self):
+        self._ns(self.br)
+        sh("ip", "-n", self.br, "link", "add", "br0", "type", "bridge")
+        sh("ip", "-n", self.br, "link", "set", "br0", "up")
+        for i, h in enumerate(self.hosts + [self.client]):
+            self._ns(h)
+            port = f"p{i}"
+            # created inside the bridge namespace, its peer straight into the host's
+            sh("ip", "-n", self.br, "link", "add", port, "type", "veth", "peer", "name", "eth0",
+               "netns", h)
+            sh("ip", "-n", self.br, "link", "set", port, "master", "br0", "up")
+            sh("ip", "-n", h, "addr", "add", f"{self.addr[h]}/24", "dev", "eth0")
+            sh("ip", "-n", h, "link", "set", "eth0", "up")
+            if h != self.client:
+                self.spawn(h, f"server-{h}", ["python3", "-c", SERVER, h])
+
+    def port_of(self, host):
+        return f"p{(self.hosts + [self.client]).index(host)}"
+
+    # -- processes ---------------------------------------------------------------------------
+    def spawn(self, ns, name, argv, env=None, group=False):
+        """Starts argv in namespace ns, output to a log; group: in a process group of its own
+        (for daemons that fork, such as keepalived: kill_group() then stops them all)."""
+        log = os.path.join(self.tmpdir, f"{name}.log")
+        f = open(log, "ab")
+        p = subprocess.Popen(["ip", "netns", "exec", ns, *map(str, argv)], stdout=f,
+                             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                             env=env, start_new_session=group)
+        p.group = group
+        f.close()
+        self.procs.append((name, p, log))
+        return p
+
+    def log(self, p):
+        for _, q, path in self.procs:
+            if q is p:
+                with open(path, errors="replace") as f:
+                    return f.read()
+        return ""
+
+    # -- observation -------------------------------------------------------------------------
+    def holders(self):
+        """The hosts whose eth0 carries the VIP now."""
+        out = []
+        for h in self.hosts:
+            r = sh("ip", "-n", h, "-4", "-o", "addr", "show", "dev", "eth0", check=False)
+            if f" {self.vip}/" in r.stdout:
+                out.append(h)
+        return out
+
+    def vip_label(self, host):
+        r = sh("ip", "-n", host, "-4", "-o", "addr", "show", "dev", "eth0")
+        for line in r.stdout.splitlines():
+            if f" {self.vip}/" in line:
+                words = line.split("\\")[0].split()
+                return words[-1] if words[-1].startswith("eth0") else ""
+        return None
+
+    def reach(self, timeout=1.0):
+        """Connects from the client to VIP:8080; returns the answering host's name or None."""
+        r = sh("ip", "netns", "exec", self.client, "python3", "-c", CLIENT, self.vip, timeout,
+               check=False, timeout=timeout + 10)
+        out = r.stdout.strip()
+        return out if r.returncode == 0 and out in self.hosts else None
+
+    def link(self, host, up):
+        """Cuts (or restores) a host's cable: its bridge port goes down."""
+        sh("ip", "-n", self.br, "link", "set", self.port_of(host), "up" if up else "down")
+
+    # -- teardown ----------------------------------------------------------------------------
+    @staticmethod
+    def kill_group(p, sig=signal.SIGKILL):
+        try:
+            os.killpg(p.pid, sig)
+        except ProcessLookupError:
+            pass
+
+    def close(self):
+        for _, p, _ in self.procs:
+            if p.group:
+                self.kill_group(p)
+            elif p.poll() is None:
+                try:
+                    p.send_signal(signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        for _, p, _ in self.procs:
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                pass
+        for ns in reversed(self._namespaces):
+            sh("ip", "netns", "del", ns, check=False)
+        self._namespaces = []
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
