@@ -286,11 +286,12 @@ def test_restart_policies(etcd3, procs, tmp_path):
 
 def test_sighup_is_forwarded_to_the_running_command(etcd3, procs, tmp_path):
     marker = tmp_path / "hups"
-    script = f"trap 'echo hup >> {marker}' HUP; while :; do sleep 0.05; done"
+    ready = tmp_path / "ready"
+    script = (f"trap 'echo hup >> {marker}' HUP; touch {ready}; "
+              "while :; do sleep 0.05; done")
     k = procs.start(["elect", *etcd3.client_flags(), "--election", "hup", "--id", "a",
                      "--ttl", "2s", "--grace", "1s", "--", "sh", "-c", script], "a")
-    wait_until(lambda: "COMMAND started" in k.log(), 10,
-               "COMMAND running", diag=procs.logs)
+    wait_until(ready.exists, 10, "COMMAND running with its HUP trap", diag=procs.logs)
     for n in (1, 2):
         k.signal(signal.SIGHUP)
         wait_until(lambda: marker.exists() and marker.read_text().count("hup") == n, 10,
