@@ -100,8 +100,9 @@ static void usage(FILE *out)
 		"  --status                  list holders and waiters and exit\n"
 		"  -o, --output table|json   --status format (JSON: docs/lock.md)\n"
 		"  --listen ADDR             serve: address to listen on (default 127.0.0.1:3333)\n"
-		"  --metrics-addr ADDR       serve /metrics (Prometheus), /healthz, /readyz while\n"
-		"                            running COMMAND (off by default)\n"
+		"  --metrics-addr ADDR       /metrics (Prometheus), /healthz, /readyz: the slot and\n"
+		"                            COMMAND; with serve, FleetLock requests by operation\n"
+		"                            and result (off by default)\n"
 		"  --log-level LEVEL         debug, info (default), warn, error\n"
 		"  --log-format FORMAT       logfmt (default) or json\n"
 		"  --config FILE             YAML file of these flags (keys = flag names)\n"
@@ -334,13 +335,24 @@ static int serve(const struct opts *o, const struct kha_lock_gates *gates)
 		.gates = gates,
 	};
 	struct sigaction sa = {.sa_handler = on_signal};
+	struct kha_fleetlock_stats stats = {0};
+	struct kha_fleetlock_metrics *metrics = NULL;
 	struct kha_diag d = {};
 	int r;
 
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
+	if (o->metrics_addr) {
+		fo.stats = &stats;
+		r = kha_fleetlock_metrics_start(o->metrics_addr, o->lock, &stats, &metrics, &d);
+		if (r < 0) {
+			fprintf(stderr, "kha lock serve: %s\n", d.msg);
+			return r == -EINVAL ? KHA_EXIT_USAGE : KHA_EXIT_CONFIG;
+		}
+	}
 	r = kha_fleetlock_serve(&fo, &stop_serving, &d);
+	kha_fleetlock_metrics_stop(metrics);
 	if (r < 0) {
 		fprintf(stderr, "kha lock serve: %s\n", d.msg);
 		return r == -EINVAL ? KHA_EXIT_USAGE : kha_exit_from_errno(r);

@@ -377,6 +377,34 @@ int kha_lock_gates_check_named(const struct kha_lock_gates *g, const char **ret_
 
 /* ---- FleetLock server ------------------------------------------------------------------------ */
 
+/* What kha lock serve answered, by operation and outcome (atomic: the metrics thread reads). */
+enum kha_fleetlock_op {
+	KHA_FLEETLOCK_OP_PRE_REBOOT,
+	KHA_FLEETLOCK_OP_STEADY_STATE,
+	KHA_FLEETLOCK_OP_STATUS,
+	KHA_FLEETLOCK_OP_OTHER, /* unknown paths, bad requests */
+	KHA_FLEETLOCK_NOPS,
+};
+enum kha_fleetlock_outcome {
+	KHA_FLEETLOCK_OK,      /* 2xx: granted, released, status */
+	KHA_FLEETLOCK_REFUSED, /* 4xx: semaphore full, gate closed, bad request */
+	KHA_FLEETLOCK_FAILED,  /* 5xx: etcd unreachable, internal */
+	KHA_FLEETLOCK_NOUTCOMES,
+};
+struct kha_fleetlock_stats {
+	atomic_uint_fast64_t requests[KHA_FLEETLOCK_NOPS][KHA_FLEETLOCK_NOUTCOMES];
+};
+
+/*
+ * Serves stats as kha_lock_fleetlock_requests_total{name,op,result} (plus /healthz, /readyz)
+ * on addr from a thread of its own. Errors as kha_elect_metrics_start().
+ */
+struct kha_fleetlock_metrics;
+int kha_fleetlock_metrics_start(const char *addr, const char *lock,
+				const struct kha_fleetlock_stats *stats,
+				struct kha_fleetlock_metrics **ret, struct kha_diag *d) KHA_WUR;
+void kha_fleetlock_metrics_stop(struct kha_fleetlock_metrics *m);
+
 struct kha_fleetlock_opts {
 	const char *listen; /* "127.0.0.1:8080" */
 	const char *lock;   /* group "default" uses this lock; group G uses "<lock>.<G>" */
@@ -384,6 +412,7 @@ struct kha_fleetlock_opts {
 	const struct kha_etcd_config *etcd;
 	const struct kha_lock_gates *gates; /* optional: checked before a slot is granted */
 	uint64_t pending_ttl_us;	    /* lease of a not-yet-granted key (0 = 10 s) */
+	struct kha_fleetlock_stats *stats;  /* optional: counted per answer */
 };
 
 /* Outcome of one FleetLock operation: an HTTP status and the FleetLock error (kind/value). */

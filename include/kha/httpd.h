@@ -68,4 +68,17 @@ void kha_httpd_set_ready(struct kha_httpd *h, kha_httpd_ready_fn fn, void *userd
 /* The bound port (useful when listening on port 0). */
 uint16_t kha_httpd_port(const struct kha_httpd *h);
 
+/*
+ * An admin server for a daemon without an event loop of its own: /metrics (collect writes the
+ * families), /healthz and /readyz, served from a thread with its own loop. collect runs on that
+ * thread: it may only read what it reads atomically. The thread blocks every signal.
+ * Returns 0, or the errors of kha_httpd_new() (d says which, prefixed "--metrics-addr").
+ */
+struct kha_httpd_thread;
+int kha_httpd_thread_start(const char *addr, kha_metrics_collect_fn collect, void *userdata,
+			   struct kha_httpd_thread **ret, struct kha_diag *d) KHA_WUR;
+uint16_t kha_httpd_thread_port(const struct kha_httpd_thread *t);
+/* Stops the thread and frees everything. NULL is a no-op. */
+void kha_httpd_thread_stop(struct kha_httpd_thread *t);
+
 #endif

@@ -1,5 +1,7 @@
 // SPDX-License-Identifier: MIT
 /* The admin HTTP server (see include/kha/httpd.h). */
+#include <pthread.h>
+#include <signal.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <netinet/in.h>
@@ -474,4 +476,92 @@ void kha_httpd_set_ready(struct kha_httpd *h, kha_httpd_ready_fn fn, void *userd
 uint16_t kha_httpd_port(const struct kha_httpd *h)
 {
 	return h->port;
+}
+
+/* ---- an admin server on its own thread ---- */
+
+struct kha_httpd_thread {
+	struct kha_loop *loop;
+	struct kha_httpd *httpd;
+	struct kha_metrics *metrics;
+	pthread_t thread;
+	bool running;
+};
+
+static void *thread_run(void *arg)
+{
+	struct kha_httpd_thread *t = arg;
+
+	kha_ignore(kha_loop_run(t->loop));
+	return NULL;
+}
+
+static void thread_quit(struct kha_loop *loop, void *userdata)
+{
+	(void)userdata;
+	kha_loop_quit(loop, 0);
+}
+
+int kha_httpd_thread_start(const char *addr, kha_metrics_collect_fn collect, void *userdata,
+			   struct kha_httpd_thread **ret, struct kha_diag *d)
+{
+	struct kha_httpd_thread *t = calloc(1, sizeof(*t));
+	sigset_t all, old;
+	int r;
+
+	if (!t)
+		return kha_diag_set(d, ENOMEM, "out of memory");
+	r = kha_loop_new(&t->loop);
+	if (r < 0) {
+		kha_diag_set(d, -r, "event loop: %s", strerror(-r));
+		goto fail;
+	}
+	r = kha_metrics_new(&t->metrics);
+	if (r == 0)
+		r = kha_metrics_add_collector(t->metrics, collect, userdata);
+	if (r < 0) {
+		kha_diag_set(d, -r, "metrics: %s", strerror(-r));
+		goto fail;
+	}
+	r = kha_httpd_new(t->loop, addr, t->metrics, d, &t->httpd);
+	if (r < 0) {
+		kha_diag_prefix(d, "--metrics-addr");
+		goto fail;
+	}
+	/* signals are for the main thread: the new thread starts with all blocked */
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
+	r = -pthread_create(&t->thread, NULL, thread_run, t);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (r < 0) {
+		kha_diag_set(d, EAGAIN, "cannot create a thread");
+		goto fail;
+	}
+	t->running = true;
+	*ret = t;
+	return 0;
+fail:
+	kha_httpd_thread_stop(t);
+	return r;
+}
+
+uint16_t kha_httpd_thread_port(const struct kha_httpd_thread *t)
+{
+	return kha_httpd_port(t->httpd);
+}
+
+void kha_httpd_thread_stop(struct kha_httpd_thread *t)
+{
+	if (!t)
+		return;
+	if (t->running) {
+		if (kha_loop_post(t->loop, thread_quit, NULL) == 0)
+			pthread_join(t->thread, NULL);
+		else
+			pthread_detach(t->thread);
+	}
+	kha_httpd_free(t->httpd);
+	kha_loop_free(t->loop);
+	kha_metrics_free(t->metrics);
+	free(t);
 }

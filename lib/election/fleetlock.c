@@ -379,19 +379,28 @@ static void send_all(int fd, const char *buf, size_t len)
 	}
 }
 
-static void respond(int fd, int status, const char *body)
+/* Where an answer goes, and what it was (for the metrics). */
+struct reply {
+	int fd;
+	int status; /* 0: nothing answered */
+	enum kha_fleetlock_op op;
+};
+
+static void respond(struct reply *rp, int status, const char *body)
 {
+	int fd = rp->fd;
 	char head[256];
 	int n = snprintf(head, sizeof(head),
 			 "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n"
 			 "Content-Length: %zu\r\nConnection: close\r\n\r\n",
 			 status, reason_phrase(status), strlen(body));
 
+	rp->status = status;
 	send_all(fd, head, (size_t)n);
 	send_all(fd, body, strlen(body));
 }
 
-static void respond_result(int fd, const struct kha_fleetlock_result *res)
+static void respond_result(struct reply *rp, const struct kha_fleetlock_result *res)
 {
 	json_t *o = json_object();
 	char *text = NULL;
@@ -400,11 +409,11 @@ static void respond_result(int fd, const struct kha_fleetlock_result *res)
 	    json_object_set_new(o, "value", json_string(res->value)) == 0)
 		text = json_dumps(o, JSON_COMPACT);
 	json_decref(o);
-	respond(fd, res->status, text ? text : "{}");
+	respond(rp, res->status, text ? text : "{}");
 	free(text);
 }
 
-static void status_json(int fd, const struct kha_fleetlock_opts *o, struct kha_etcd *c)
+static void status_json(struct reply *rp, const struct kha_fleetlock_opts *o, struct kha_etcd *c)
 {
 	struct kha_lock_status st = {0};
 	struct kha_diag d = {};
@@ -415,7 +424,7 @@ static void status_json(int fd, const struct kha_fleetlock_opts *o, struct kha_e
 		struct kha_fleetlock_result res;
 
 		result(&res, 503, "failed_etcd", "etcd: %s", d.msg);
-		respond_result(fd, &res);
+		respond_result(rp, &res);
 		json_decref(root);
 		json_decref(arr);
 		return;
@@ -433,7 +442,7 @@ static void status_json(int fd, const struct kha_fleetlock_opts *o, struct kha_e
 		text = json_dumps(root, JSON_COMPACT);
 	json_decref(arr);
 	json_decref(root);
-	respond(fd, 200, text ? text : "{}");
+	respond(rp, 200, text ? text : "{}");
 	free(text);
 	kha_lock_status_release(&st);
 }
@@ -469,8 +478,9 @@ static bool find_header(const char *head, const char *name, char *buf, size_t si
 	return false;
 }
 
-static void serve_conn(struct server *s, int fd)
+static void serve_conn(struct server *s, struct reply *rp)
 {
+	int fd = rp->fd;
 	struct timeval tv = {.tv_sec = REQUEST_TIMEOUT_S};
 	kha_autofree char *buf = malloc(MAX_HEAD + MAX_BODY + 1);
 	char method[16], path[512], proto[64], clen[32], te[64];
@@ -493,7 +503,7 @@ static void serve_conn(struct server *s, int fd)
 		if (len >= MAX_HEAD) {
 			result(&res, 431, "bad_request", "request head larger than %d bytes",
 			       MAX_HEAD);
-			respond_result(fd, &res);
+			respond_result(rp, &res);
 			return;
 		}
 		n = recv(fd, buf + len, MAX_HEAD - len, 0);
@@ -507,7 +517,7 @@ static void serve_conn(struct server *s, int fd)
 	end[2] = '\0'; /* the head ends with its last header's CRLF */
 	if (sscanf(buf, "%15s %511s", method, path) != 2) {
 		result(&res, 400, "bad_request", "malformed request line");
-		respond_result(fd, &res);
+		respond_result(rp, &res);
 		return;
 	}
 	{
@@ -516,23 +526,27 @@ static void serve_conn(struct server *s, int fd)
 		if (q)
 			*q = '\0';
 	}
+	rp->op = strcmp(path, "/v1/pre-reboot") == 0	 ? KHA_FLEETLOCK_OP_PRE_REBOOT
+		 : strcmp(path, "/v1/steady-state") == 0 ? KHA_FLEETLOCK_OP_STEADY_STATE
+		 : strcmp(path, "/v1/status") == 0	 ? KHA_FLEETLOCK_OP_STATUS
+							 : KHA_FLEETLOCK_OP_OTHER;
 	have_proto = find_header(buf, "fleet-lock-protocol", proto, sizeof(proto));
 	if (find_header(buf, "Transfer-Encoding", te, sizeof(te))) {
 		result(&res, 411, "bad_request",
 		       "chunked bodies are not supported; send "
 		       "Content-Length");
-		respond_result(fd, &res);
+		respond_result(rp, &res);
 		return;
 	}
 	if (find_header(buf, "Content-Length", clen, sizeof(clen)) &&
 	    kha_parse_u64(clen, 0, UINT64_MAX, &content_length) < 0) {
 		result(&res, 400, "bad_request", "bad Content-Length");
-		respond_result(fd, &res);
+		respond_result(rp, &res);
 		return;
 	}
 	if (content_length > MAX_BODY) {
 		result(&res, 413, "bad_request_body", "body larger than %d bytes", MAX_BODY);
-		respond_result(fd, &res);
+		respond_result(rp, &res);
 		return;
 	}
 	/* the body: what came with the head, then the rest */
@@ -545,7 +559,7 @@ static void serve_conn(struct server *s, int fd)
 
 		if (n <= 0) {
 			result(&res, 408, "bad_request", "the body did not arrive in time");
-			respond_result(fd, &res);
+			respond_result(rp, &res);
 			return;
 		}
 		body_len += (size_t)n;
@@ -557,22 +571,33 @@ static void serve_conn(struct server *s, int fd)
 		struct kha_diag d = {};
 
 		if (strcmp(method, "GET") == 0 && strcmp(path, "/healthz") == 0) {
-			respond(fd, 200, "{\"status\":\"ok\"}");
+			respond(rp, 200, "{\"status\":\"ok\"}");
 			return;
 		}
 		if (kha_etcd_new(s->o->etcd, &c, &d) < 0) {
 			result(&res, 500, "failed_internal", "%s", d.msg);
-			respond_result(fd, &res);
+			respond_result(rp, &res);
 			return;
 		}
 		if (strcmp(method, "GET") == 0 && strcmp(path, "/v1/status") == 0) {
-			status_json(fd, s->o, c);
+			status_json(rp, s->o, c);
 			return;
 		}
 		kha_fleetlock_handle(c, s->o, method, path, have_proto ? proto : NULL, buf,
 				     body_len, &res);
-		respond_result(fd, &res);
+		respond_result(rp, &res);
 	}
+}
+
+static void count(const struct kha_fleetlock_opts *o, const struct reply *rp)
+{
+	enum kha_fleetlock_outcome out = rp->status >= 500   ? KHA_FLEETLOCK_FAILED
+					 : rp->status >= 400 ? KHA_FLEETLOCK_REFUSED
+							     : KHA_FLEETLOCK_OK;
+
+	if (o->stats && rp->status)
+		atomic_fetch_add_explicit(&o->stats->requests[rp->op][out], 1,
+					  memory_order_relaxed);
 }
 
 static void *conn_thread(void *arg)
@@ -580,7 +605,10 @@ static void *conn_thread(void *arg)
 	struct conn *cn = arg;
 	struct server *s = cn->s;
 
-	serve_conn(s, cn->fd);
+	struct reply rp = {.fd = cn->fd, .op = KHA_FLEETLOCK_OP_OTHER};
+
+	serve_conn(s, &rp);
+	count(s->o, &rp);
 	close(cn->fd);
 	free(cn);
 	pthread_mutex_lock(&s->mu);
@@ -654,9 +682,12 @@ int kha_fleetlock_serve(const struct kha_fleetlock_opts *o, const volatile sig_a
 			continue;
 		pthread_mutex_lock(&s.mu);
 		if (s.active >= MAX_CONNECTIONS) {
+			struct reply rp = {.fd = fd, .op = KHA_FLEETLOCK_OP_OTHER};
+
 			pthread_mutex_unlock(&s.mu);
-			respond(fd, 503,
+			respond(&rp, 503,
 				"{\"kind\":\"failed_busy\",\"value\":\"too many requests\"}");
+			count(o, &rp);
 			close(fd);
 			continue;
 		}

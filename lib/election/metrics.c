@@ -1,21 +1,15 @@
 // SPDX-License-Identifier: MIT
-/* Prometheus metrics of kha elect / kha lock, served from a thread with its own event loop. */
-#include <pthread.h>
+/* Prometheus metrics of kha elect / kha lock, served by a kha_httpd_thread. */
 #include <stdio.h>
 #include <string.h>
 
 #include "kha/election.h"
 #include "kha/httpd.h"
-#include "kha/loop.h"
 #include "kha/metrics.h"
 #include "kha/banned.h"
 
 struct kha_elect_metrics {
-	struct kha_loop *loop;
-	struct kha_httpd *httpd;
-	struct kha_metrics *metrics;
-	pthread_t thread;
-	bool running;
+	struct kha_httpd_thread *server;
 	const char *prefix;
 	char labels[512];
 	const struct kha_elect_stats *stats;
@@ -52,20 +46,6 @@ static void collect(FILE *out, void *userdata)
 	       (double)atomic_load_explicit(&s->child_starts, memory_order_relaxed));
 }
 
-static void *run(void *arg)
-{
-	struct kha_elect_metrics *m = arg;
-
-	kha_ignore(kha_loop_run(m->loop));
-	return NULL;
-}
-
-static void quit(struct kha_loop *loop, void *userdata)
-{
-	(void)userdata;
-	kha_loop_quit(loop, 0);
-}
-
 int kha_elect_metrics_start(const char *addr, const char *prefix, const char *name, const char *id,
 			    const struct kha_elect_stats *stats, struct kha_elect_metrics **ret,
 			    struct kha_diag *d)
@@ -80,62 +60,84 @@ int kha_elect_metrics_start(const char *addr, const char *prefix, const char *na
 	m->stats = stats;
 	snprintf(m->labels, sizeof(m->labels), "name=\"%s\",id=\"%s\"",
 		 kha_metrics_escape(n, sizeof(n), name), kha_metrics_escape(i, sizeof(i), id));
-	r = kha_loop_new(&m->loop);
+	r = kha_httpd_thread_start(addr, collect, m, &m->server, d);
 	if (r < 0) {
-		kha_diag_set(d, r, "event loop: %s", strerror(-r));
-		goto fail;
+		free(m);
+		return r;
 	}
-	r = kha_metrics_new(&m->metrics);
-	if (r == 0)
-		r = kha_metrics_add_collector(m->metrics, collect, m);
-	if (r < 0) {
-		kha_diag_set(d, r, "metrics: %s", strerror(-r));
-		goto fail;
-	}
-	r = kha_httpd_new(m->loop, addr, m->metrics, d, &m->httpd);
-	if (r < 0) {
-		kha_diag_prefix(d, "--metrics-addr");
-		goto fail;
-	}
-	{
-		/* signals are for the main thread: the new thread starts with all blocked */
-		sigset_t all, old;
-		int e;
-
-		sigfillset(&all);
-		pthread_sigmask(SIG_BLOCK, &all, &old);
-		e = pthread_create(&m->thread, NULL, run, m);
-		pthread_sigmask(SIG_SETMASK, &old, NULL);
-		if (e != 0) {
-			r = kha_diag_set(d, EAGAIN, "cannot create a thread");
-			goto fail;
-		}
-	}
-	m->running = true;
 	*ret = m;
 	return 0;
-fail:
-	kha_elect_metrics_stop(m);
-	return r;
 }
 
 uint16_t kha_elect_metrics_port(const struct kha_elect_metrics *m)
 {
-	return kha_httpd_port(m->httpd);
+	return kha_httpd_thread_port(m->server);
 }
 
 void kha_elect_metrics_stop(struct kha_elect_metrics *m)
 {
 	if (!m)
 		return;
-	if (m->running) {
-		if (kha_loop_post(m->loop, quit, NULL) == 0)
-			pthread_join(m->thread, NULL);
-		else
-			pthread_detach(m->thread);
+	kha_httpd_thread_stop(m->server);
+	free(m);
+}
+
+/* ---- kha lock serve ---- */
+
+struct kha_fleetlock_metrics {
+	struct kha_httpd_thread *server;
+	char name[256];
+	const struct kha_fleetlock_stats *stats;
+};
+
+static void collect_fleetlock(FILE *out, void *userdata)
+{
+	static const char *const ops[] = {"pre-reboot", "steady-state", "status", "other"};
+	static const char *const outcomes[] = {"ok", "refused", "failed"};
+	const struct kha_fleetlock_metrics *m = userdata;
+
+	kha_metrics_write_header(out, "kha_lock_fleetlock_requests_total",
+				 "FleetLock requests answered, by operation and result (ok: 2xx, "
+				 "refused: 4xx such as a full semaphore, failed: 5xx such as etcd "
+				 "unreachable)",
+				 KHA_METRIC_COUNTER);
+	for (size_t op = 0; op < KHA_FLEETLOCK_NOPS; op++) {
+		for (size_t r = 0; r < KHA_FLEETLOCK_NOUTCOMES; r++) {
+			char labels[384];
+			snprintf(labels, sizeof(labels), "name=\"%s\",op=\"%s\",result=\"%s\"",
+				 m->name, ops[op], outcomes[r]);
+			kha_metrics_write_sample(
+				out, "kha_lock_fleetlock_requests_total", labels,
+				(double)atomic_load_explicit(&m->stats->requests[op][r],
+							     memory_order_relaxed));
+		}
 	}
-	kha_httpd_free(m->httpd);
-	kha_loop_free(m->loop);
-	kha_metrics_free(m->metrics);
+}
+
+int kha_fleetlock_metrics_start(const char *addr, const char *lock,
+				const struct kha_fleetlock_stats *stats,
+				struct kha_fleetlock_metrics **ret, struct kha_diag *d)
+{
+	struct kha_fleetlock_metrics *m = calloc(1, sizeof(*m));
+	int r;
+
+	if (!m)
+		return kha_diag_set(d, ENOMEM, "out of memory");
+	m->stats = stats;
+	kha_metrics_escape(m->name, sizeof(m->name), lock);
+	r = kha_httpd_thread_start(addr, collect_fleetlock, m, &m->server, d);
+	if (r < 0) {
+		free(m);
+		return r;
+	}
+	*ret = m;
+	return 0;
+}
+
+void kha_fleetlock_metrics_stop(struct kha_fleetlock_metrics *m)
+{
+	if (!m)
+		return;
+	kha_httpd_thread_stop(m->server);
 	free(m);
 }

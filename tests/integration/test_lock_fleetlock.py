@@ -147,3 +147,31 @@ def test_closed_gate_refuses_with_its_kind(etcd3, procs):
     st = json.loads(run_kha("lock", "--status", "--lock", "gated", *etcd3.client_flags(),
                             "-o", "json").stdout)
     assert st["contenders"] == []
+
+
+def fleetlock_metrics(metrics_url):
+    with urllib.request.urlopen(metrics_url + "/metrics", timeout=5) as r:
+        text = r.read().decode()
+    out = {}
+    for line in text.splitlines():
+        if line.startswith("kha_lock_fleetlock_requests_total{"):
+            labels, value = line.rsplit(" ", 1)
+            kv = dict(x.split("=", 1) for x in labels[labels.index("{") + 1:-1].split(","))
+            out[(kv["op"].strip('"'), kv["result"].strip('"'))] = float(value)
+    return out
+
+
+def test_serve_metrics_count_answers(etcd3, procs):
+    mport = free_port()
+    _, url = serve(procs, etcd3, "counted", 1, "--metrics-addr", f"127.0.0.1:{mport}")
+    murl = f"http://127.0.0.1:{mport}"
+    assert fleetlock_metrics(murl)[("pre-reboot", "ok")] == 0
+    assert post(url, "/v1/pre-reboot", params("node-a"))[0] == 200
+    assert post(url, "/v1/pre-reboot", params("node-b"))[0] == 409
+    assert post(url, "/v1/steady-state", params("node-a"))[0] == 200
+    assert post(url, "/v1/pre-reboot", params("node-c"), header=False)[0] == 400
+    m = fleetlock_metrics(murl)
+    assert m[("pre-reboot", "ok")] == 1 and m[("pre-reboot", "refused")] == 2, m
+    assert m[("steady-state", "ok")] == 1 and m[("steady-state", "failed")] == 0, m
+    with urllib.request.urlopen(murl + "/readyz", timeout=5) as r:
+        assert r.status == 200
