@@ -32,6 +32,7 @@
 #define ACCEPT_PAUSE_US (100 * KHA_USEC_PER_MSEC)
 
 enum cstate {
+	C_STARVED, /* no backend socket: out of descriptors or memory, retried on the timer */
 	C_CONNECTING,
 	C_WAITING, /* connected, no byte from the backend yet */
 	C_ESTABLISHED,
@@ -210,6 +211,13 @@ static void set_backend_sockopts(const struct dpconf *cfg, int fd)
 
 static void backend_io(struct kha_loop_source *src, int fd, uint32_t events, void *userdata);
 static void conn_timer(struct kha_loop_source *src, void *userdata);
+static void pause_accepting(struct worker *w, int err);
+
+/* Whether the connection has a backend socket (connected or not). */
+static bool have_backend(const struct conn *c)
+{
+	return c->state >= C_WAITING;
+}
 static void pump(struct conn *c);
 
 /* Starts a non-blocking connect to b. Returns 0 (in progress or done) or -errno. */
@@ -282,9 +290,16 @@ static bool connect_next(struct conn *c)
 		r = start_connect(c, b);
 		if (r == 0)
 			return true;
-		if (local_shortage(-r)) { /* ours, not the backend's: blame nobody */
-			conn_fail(c);
-			return false;
+		if (local_shortage(-r)) {
+			/* ours, not the backend's: blame nobody; the client waits (as the ones in
+			 * the backlog do) and the connect is tried again when descriptors free up */
+			c->tries--;
+			if (idx < MAX_TRIES_MASK)
+				c->tried_mask &= ~(1ULL << idx);
+			c->state = C_STARVED;
+			kha_loop_timer_set(c->timer, ACCEPT_PAUSE_US, 0);
+			pause_accepting(w, -r);
+			return true;
 		}
 		STAT_ADD(b->ws[w->id].connect_failures, 1);
 		STAT_ADD(b->ws[w->id].retries, 1);
@@ -408,14 +423,14 @@ static void pump(struct conn *c)
 	const struct dpconf *cfg = &w->dp;
 
 	for (;;) {
-		struct wstats *ws = &c->be->ws[w->id];
+		struct wstats none = {0}; /* starved: no backend to count bytes against yet */
+		struct wstats *ws = c->be ? &c->be->ws[w->id] : &none;
 		bool progress = false;
 		uint32_t nread = 0;
 		int r;
 
-		r = xfer(w, &c->c2b, c->cfd, c->bfd, &c->c_rd, &c->b_wr, &c->c_fin,
-			 c->state != C_CONNECTING, c->keep ? &c->sent : &c->c2b.head,
-			 &ws->bytes_out, &nread, &progress);
+		r = xfer(w, &c->c2b, c->cfd, c->bfd, &c->c_rd, &c->b_wr, &c->c_fin, have_backend(c),
+			 c->keep ? &c->sent : &c->c2b.head, &ws->bytes_out, &nread, &progress);
 		if (r == XF_SRC_ERR) { /* client reset: reset the backend too */
 			conn_free(c, true, true);
 			return;
@@ -437,7 +452,7 @@ static void pump(struct conn *c)
 		if (c->state == C_WAITING && c->sent > 0 && cfg->first_byte_timeout_us && c->keep &&
 		    !kha_loop_timer_armed(c->timer))
 			kha_loop_timer_set(c->timer, cfg->first_byte_timeout_us, 0);
-		if (c->state != C_CONNECTING) {
+		if (have_backend(c)) {
 			nread = 0;
 			r = xfer(w, &c->b2c, c->bfd, c->cfd, &c->b_rd, &c->c_wr, &c->b_fin, true,
 				 &c->b2c.head, &ws->bytes_in, &nread, &progress);
@@ -467,7 +482,7 @@ static void pump(struct conn *c)
 			}
 		}
 		/* half-close propagation, once the pipe is empty */
-		if (c->c2b.eof && !c->c2b.shut && c->state != C_CONNECTING &&
+		if (c->c2b.eof && !c->c2b.shut && have_backend(c) &&
 		    (c->keep ? c->sent : c->c2b.head) == c->c2b.tail) {
 			shutdown(c->bfd, SHUT_WR);
 			c->c2b.shut = true;
@@ -541,7 +556,9 @@ static void conn_timer(struct kha_loop_source *src, void *userdata)
 	struct worker *w = c->w;
 
 	(void)src;
-	if (c->state == C_CONNECTING) {
+	if (c->state == C_STARVED) {
+		connect_next(c);
+	} else if (c->state == C_CONNECTING) {
 		backend_failed(c, true);
 	} else if (c->state == C_WAITING) {
 		STAT_ADD(c->be->ws[w->id].first_byte_timeouts, 1);
@@ -570,6 +587,8 @@ static void resume_accepting(struct kha_loop_source *src, void *userdata)
  */
 static void pause_accepting(struct worker *w, int err)
 {
+	if (!w->lsrc) /* draining: nothing to accept any more */
+		return;
 	if (!w->accept_timer &&
 	    kha_loop_add_timer(w->loop, 0, 0, resume_accepting, w, &w->accept_timer) < 0)
 		return;
