@@ -110,7 +110,9 @@ static void usage(FILE *out)
 		"Needs CAP_NET_RAW and CAP_NET_ADMIN. VRRP has no authentication: use it on a\n"
 		"trusted segment only.\n"
 		"Signals: SIGTERM/SIGINT: a master advertises priority 0 (a backup takes over at\n"
-		"once) and removes the VIP, then exits 0.\n"
+		"once) and removes the VIP, then exits 0. SIGHUP re-reads --config and the flags:\n"
+		"priority, preemption, advert interval, notify and ARP settings apply at once\n"
+		"(lower the priority to hand the VIP over); the rest needs a restart.\n"
 		"Exit codes: 0 stopped cleanly, 64 bad flags, 78 bad configuration (unknown\n"
 		"interface, no IPv4 address on it, VIP already configured, address in use).\n");
 }
@@ -351,12 +353,41 @@ static int status_main(int argc, char **argv)
 
 /* ---- the daemon ---- */
 
+/* What a SIGHUP reads again: the same --config file and the same flags, over the defaults. */
+struct reload_ctx {
+	int argc;
+	char **argv;
+	const char *config;
+};
+
+static int parse(struct opts *o, const char *config, int argc, char **argv, struct kha_diag *d)
+{
+	struct kha_args a = args_spec;
+
+	a.userdata = o;
+	return kha_args_apply(&a, config, argc, argv, d);
+}
+
+static int reload(void *userdata, struct kha_vrrp_config *cfg, struct kha_diag *d)
+{
+	const struct reload_ctx *rc = userdata;
+	struct opts o = {.cfg = *cfg, .level = KHA_LOG_INFO, .format = KHA_LOG_LOGFMT};
+
+	if (parse(&o, rc->config, rc->argc, rc->argv, d) != 0) {
+		*cfg = o.cfg; /* the caller releases what was set */
+		return -EINVAL;
+	}
+	kha_log_setup(o.level, o.format);
+	*cfg = o.cfg;
+	return 0;
+}
+
 int cmd_vip_main(int argc, char **argv)
 {
 	struct opts o = {.level = KHA_LOG_INFO, .format = KHA_LOG_LOGFMT};
-	struct kha_args a = args_spec;
 	struct kha_diag d = {};
 	struct kha_vrrp *v = NULL;
+	struct reload_ctx rc = {.argc = argc, .argv = argv};
 	const char *config = NULL, *missing = NULL;
 	int r, code;
 
@@ -367,8 +398,8 @@ int cmd_vip_main(int argc, char **argv)
 		return KHA_EXIT_OK;
 	}
 	kha_vrrp_config_init(&o.cfg);
-	a.userdata = &o;
-	code = kha_args_apply(&a, config, argc, argv, &d);
+	rc.config = config;
+	code = parse(&o, config, argc, argv, &d);
 	if (code == 0 && optind < argc) {
 		kha_diag_set(&d, EINVAL, "unexpected argument '%s'", argv[optind]);
 		code = KHA_EXIT_USAGE;
@@ -403,6 +434,7 @@ int cmd_vip_main(int argc, char **argv)
 		fprintf(stderr, "kha vip: %s\n", d.msg[0] ? d.msg : strerror(-r));
 		return r == -ENOMEM ? KHA_EXIT_SOFTWARE : KHA_EXIT_CONFIG;
 	}
+	kha_vrrp_set_reload(v, reload, &rc);
 	r = kha_vrrp_run(v);
 	kha_vrrp_free(v);
 	if (r < 0) {

@@ -259,4 +259,16 @@ int kha_vrrp_new(struct kha_vrrp_config *cfg, struct kha_diag *d, struct kha_vrr
 int kha_vrrp_run(struct kha_vrrp *v) KHA_WUR;
 void kha_vrrp_free(struct kha_vrrp *v);
 
+/*
+ * Reloading (SIGHUP): fn fills cfg (initialised by kha_vrrp_config_init) with the configuration
+ * read again as at start (the config file, then the command line); 0 or -errno with d set.
+ * Priority, preemption, the advertisement interval, the notify command and the gratuitous ARP
+ * settings apply at once (a master advertises its new priority at its next advertisement, so
+ * lowering it below a backup's moves the VIP there when that backup preempts); the interface,
+ * VIP, VRID, peers, health tracks and metrics address need a restart and are kept, with a
+ * warning. An invalid configuration changes nothing. Without fn, SIGHUP is ignored.
+ */
+typedef int (*kha_vrrp_reload_fn)(void *userdata, struct kha_vrrp_config *cfg, struct kha_diag *d);
+void kha_vrrp_set_reload(struct kha_vrrp *v, kha_vrrp_reload_fn fn, void *userdata);
+
 #endif

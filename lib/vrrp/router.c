@@ -80,6 +80,10 @@ struct kha_vrrp {
 	uint64_t dropped[KHA_VRRP_DROP__MAX];
 	uint64_t became_master_wall_us;
 
+	kha_vrrp_reload_fn reload_fn;
+	void *reload_userdata;
+	uint64_t reloads, reload_failures;
+
 	/* health tracks */
 	struct track tracks[KHA_VRRP_MAX_TRACKS];
 	bool faulted;
@@ -681,6 +685,13 @@ static void collect(FILE *out, void *userdata)
 	kha_metrics_write_header(out, "kha_vip_gratuitous_arps_total", "Gratuitous ARPs sent",
 				 KHA_METRIC_COUNTER);
 	kha_metrics_write_sample(out, "kha_vip_gratuitous_arps_total", lbl, (double)v->garps_sent);
+	kha_metrics_write_header(out, "kha_vip_config_reloads_total",
+				 "Configuration reloads on SIGHUP, by result", KHA_METRIC_COUNTER);
+	snprintf(l2, sizeof(l2), "%s,result=\"ok\"", lbl);
+	kha_metrics_write_sample(out, "kha_vip_config_reloads_total", l2, (double)v->reloads);
+	snprintf(l2, sizeof(l2), "%s,result=\"failed\"", lbl);
+	kha_metrics_write_sample(out, "kha_vip_config_reloads_total", l2,
+				 (double)v->reload_failures);
 	kha_metrics_write_header(out, "kha_vip_priority", "Configured priority", KHA_METRIC_GAUGE);
 	kha_metrics_write_sample(out, "kha_vip_priority", lbl, v->cfg.priority);
 	kha_metrics_write_header(out, "kha_vip_master_info",
@@ -904,6 +915,76 @@ fail:
 	return r;
 }
 
+void kha_vrrp_set_reload(struct kha_vrrp *v, kha_vrrp_reload_fn fn, void *userdata)
+{
+	v->reload_fn = fn;
+	v->reload_userdata = userdata;
+}
+
+static bool tracks_equal(const struct kha_vrrp_config *a, const struct kha_vrrp_config *b)
+{
+	if (a->ntracks != b->ntracks || a->track_interval_us != b->track_interval_us ||
+	    a->track_timeout_us != b->track_timeout_us || a->track_fall != b->track_fall ||
+	    a->track_rise != b->track_rise)
+		return false;
+	for (size_t i = 0; i < a->ntracks; i++)
+		if (strcmp(a->track_urls[i], b->track_urls[i]) != 0)
+			return false;
+	return true;
+}
+
+static void reload(struct kha_vrrp *v)
+{
+	struct kha_vrrp_config c;
+	struct kha_diag d = {};
+	char kept[128] = "", q[KHA_DIAG_MAX + 8];
+	size_t n;
+
+	kha_vrrp_config_init(&c);
+	if (v->reload_fn(v->reload_userdata, &c, &d) < 0) {
+		v->reload_failures++;
+		kha_error("configuration not reloaded, keeping the running one", "error=%s",
+			  kha_log_quote(q, sizeof(q), d.msg));
+		kha_vrrp_config_release(&c);
+		return;
+	}
+#define KEPT(cond, name)                                                   \
+	do {                                                               \
+		if (cond) {                                                \
+			n = strlen(kept);                                  \
+			snprintf(kept + n, sizeof(kept) - n, " %s", name); \
+		}                                                          \
+	} while (0)
+	KEPT(strcmp(c.interface, v->cfg.interface) != 0, "interface");
+	KEPT(c.vip != v->cfg.vip || c.prefix != v->cfg.prefix, "vip");
+	KEPT(c.vrid != v->cfg.vrid, "vrid");
+	KEPT(c.npeers != v->cfg.npeers ||
+		     memcmp(c.peers, v->cfg.peers, c.npeers * sizeof(c.peers[0])) != 0,
+	     "peer");
+	KEPT(!tracks_equal(&c, &v->cfg), "track");
+	KEPT(strcmp(c.metrics_addr, v->cfg.metrics_addr) != 0, "metrics-addr");
+#undef KEPT
+	if (kept[0])
+		kha_warn("configuration keys not applied until a restart", "keys=\"%s\"", kept + 1);
+	/* what applies now */
+	v->cfg.priority = c.priority;
+	v->cfg.preempt = c.preempt;
+	v->cfg.adver_interval_us = c.adver_interval_us;
+	v->cfg.garp_count = c.garp_count;
+	v->cfg.garp_repeat_us = c.garp_repeat_us;
+	free(v->cfg.notify);
+	v->cfg.notify = c.notify;
+	c.notify = NULL;
+	v->fsm.cfg.priority = c.priority;
+	v->fsm.cfg.preempt = c.preempt;
+	v->fsm.cfg.adver_interval_us = c.adver_interval_us;
+	kha_vrrp_config_release(&c);
+	v->reloads++;
+	kha_info("configuration reloaded", "priority=%u preempt=%s advert_interval_ms=%llu",
+		 v->cfg.priority, v->cfg.preempt ? "true" : "false",
+		 (unsigned long long)(v->cfg.adver_interval_us / 1000));
+}
+
 static void on_signal(struct kha_loop_source *src, int signo, void *userdata)
 {
 	struct kha_vrrp *v = userdata;
@@ -916,7 +997,10 @@ static void on_signal(struct kha_loop_source *src, int signo, void *userdata)
 		return;
 	}
 	if (signo == SIGHUP) {
-		kha_warn("SIGHUP ignored: restart kha vip to apply a new configuration", "%s", "");
+		if (v->reload_fn)
+			reload(v);
+		else
+			kha_warn("SIGHUP ignored: no configuration to read again", "%s", "");
 		return;
 	}
 	kha_info("stopping", "signal=%s state=%s", signo == SIGTERM ? "SIGTERM" : "SIGINT",

@@ -246,6 +246,42 @@ def test_preemption_and_no_preempt(make_lab):
     assert status(lab, h1)["master"] == lab.addr[h2]
 
 
+def test_sighup_applies_a_new_priority_and_moves_the_vip(make_lab):
+    lab = make_lab(hosts=2)
+    h1, h2 = lab.hosts
+    conf = os.path.join(lab.tmpdir, "vip-h1.yaml")
+
+    def write(prio, extra=""):
+        with open(conf, "w") as f:
+            f.write(f"interface: eth0\nvip: {lab.vip}/24\nvrid: 51\npriority: {prio}\n"
+                    f"advert-interval: 100ms\n{extra}")
+    write(150)
+    p1 = lab.spawn(h1, f"vip-{h1}", [kha_bin(), "vip", "--config", conf])
+    start_vip(lab, h2, 100)
+    wait_for(lambda: lab.holders() == [h1], 10)
+    # maintenance of h1: a priority below h2's, then SIGHUP; h2 (preempt) takes the VIP
+    write(50)
+    p1.send_signal(signal.SIGHUP)
+    wait_for(lambda: (status(lab, h1) or {}).get("priority") == 50, 10, what="reloaded")
+    wait_for(lambda: lab.holders() == [h2], 5 * master_down(100, 0.1) + MARGIN,
+             what="h2 preempts the lowered master")
+    assert status(lab, h1)["state"] == "BACKUP"
+    # a key that needs a restart is kept, with a warning; a bad file changes nothing
+    write(50, "vrid: 52\n")
+    p1.send_signal(signal.SIGHUP)
+    wait_for(lambda: 'keys="vrid"' in lab.log(p1), 10, what="the restart warning")
+    write("high")
+    p1.send_signal(signal.SIGHUP)
+    wait_for(lambda: "configuration not reloaded" in lab.log(p1), 10, what="the refusal")
+    assert status(lab, h1)["priority"] == 50 and lab.holders() == [h2]
+    # back to 150: h1 preempts again
+    write(150)
+    p1.send_signal(signal.SIGHUP)
+    wait_for(lambda: lab.holders() == [h1], 5 * master_down(150, 0.1) + MARGIN,
+             what="h1 preempts again")
+    assert stop(p1) == 0
+
+
 def test_unicast_peers(make_lab):
     lab = make_lab(hosts=2)
     h1, h2 = lab.hosts
