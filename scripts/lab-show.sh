@@ -79,11 +79,14 @@ echo "\$ kha etcd status ...   (etcd's own view: members, leader, quorum)"
 
 step "Audit it: is any single point of failure left?" \
 	"kha audit reads etcd (members, health, alarms), the newest backup (recent, and it" \
-	"verifies) and the certificate the entry point presents (it must carry the entry address" \
-	"in its SANs, or no node can connect). On a real cluster add --kubeconfig: it also checks" \
+	"verifies), the certificate the entry point presents (it must carry the entry address" \
+	"in its SANs, or no node can connect) and the node's proxy (it must know every master" \
+	"and see them up). On a real cluster add --kubeconfig: it also checks" \
 	"the apiservers, cluster DNS replicas and the controller-manager/scheduler leases."
 ENTRY=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["node"]["entry_port"])' \
 	"$DIR/lab.json") || fail "no entry port in $DIR/lab.json"
+PROXY=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["node"]["metrics_addr"])' \
+	"$DIR/lab.json") || fail "no proxy admin address in $DIR/lab.json"
 # the backups are in the directory of the master that leads: the one with the newest snapshot
 for _ in $(seq 60); do
 	ls "$DIR"/backups/*/*.db >/dev/null 2>&1 && break
@@ -92,7 +95,7 @@ done
 BACKUPS=$(dirname "$(ls -t "$DIR"/backups/*/*.db 2>/dev/null | head -1)")
 show "$KHA" audit --endpoints "$ETCDCTL_ENDPOINTS" --cacert "$ETCDCTL_CACERT" \
 	--cert "$ETCDCTL_CERT" --key "$ETCDCTL_KEY" --backup-dir "$BACKUPS" --backup-max-age 10m \
-	--entry "127.0.0.1:$ENTRY"
+	--entry "127.0.0.1:$ENTRY" --proxy "$PROXY"
 rc=$?
 [ "$rc" -eq 0 ] || fail "kha audit exited $rc (expected 0: no single point of failure)"
 echo "${G}exit code 0: nothing to fix${N}"

@@ -12,6 +12,7 @@
 #include "kha/config.h"
 #include "kha/etcd.h"
 #include "kha/file.h"
+#include "kha/http.h"
 #include "kha/kube.h"
 #include "kha/parse.h"
 #include "kha/banned.h"
@@ -23,6 +24,7 @@ enum {
 	OPT_CONTEXT,
 	OPT_ENTRY,
 	OPT_APISERVER,
+	OPT_PROXY,
 	OPT_BACKUP_DIR,
 	OPT_BACKUP_MAX_AGE,
 	OPT_FIX_OUT,
@@ -36,6 +38,7 @@ static const struct option longopts[] = {
 	{"context", required_argument, NULL, OPT_CONTEXT},
 	{"entry", required_argument, NULL, OPT_ENTRY},
 	{"apiserver", required_argument, NULL, OPT_APISERVER},
+	{"proxy", required_argument, NULL, OPT_PROXY},
 	{"backup-dir", required_argument, NULL, OPT_BACKUP_DIR},
 	{"backup-max-age", required_argument, NULL, OPT_BACKUP_MAX_AGE},
 	{"fix-out", required_argument, NULL, OPT_FIX_OUT},
@@ -60,7 +63,8 @@ static void usage(FILE *out)
 		"              kube-scheduler (leader Lease renewed, 2+ instances), the\n"
 		"              kubeconfig's server (a single master instead of the entry)\n"
 		"  entry       the certificate presented at --entry (and at each --apiserver)\n"
-		"              carries the entry host in its SANs\n\n"
+		"              carries the entry host in its SANs; each --proxy (a kha proxy's\n"
+		"              admin address) knows several masters and sees them up\n\n"
 		"etcd:\n" KHA_ETCD_OPTIONS_HELP
 		"  --backup-dir DIR          directory of etcd snapshots (kha etcd backup --dir)\n"
 		"  --backup-max-age DURATION the newest verified snapshot may be this old "
@@ -73,6 +77,8 @@ static void usage(FILE *out)
 		"                            load balancer, or 127.0.0.1:7443 (node-local kha proxy)\n"
 		"  --apiserver HOST:PORT     an apiserver whose certificate must carry the entry too\n"
 		"                            (repeat)\n"
+		"  --proxy HOST:PORT         the --metrics-addr of a kha proxy (repeat): it must know\n"
+		"                            more than one master, and all of them up\n"
 		"Output:\n"
 		"  -o, --output table|json   report format (default table; JSON schema\n"
 		"                            kha.audit.report/v1, docs/audit.md)\n"
@@ -101,6 +107,8 @@ struct opts {
 	char *entry;
 	char *apiservers[MAX_APISERVERS];
 	size_t n_apiservers;
+	char *proxies[MAX_APISERVERS];
+	size_t n_proxies;
 	char *backup_dir;
 	uint64_t backup_max_age_us;
 	char *fix_out;
@@ -116,6 +124,8 @@ static void opts_release(struct opts *o)
 	free(o->entry);
 	for (size_t i = 0; i < o->n_apiservers; i++)
 		free(o->apiservers[i]);
+	for (size_t i = 0; i < o->n_proxies; i++)
+		free(o->proxies[i]);
 	free(o->backup_dir);
 	free(o->fix_out);
 }
@@ -153,6 +163,13 @@ static int apply(void *userdata, int val, const char *arg, struct kha_diag *d)
 		if (set_hostport(&o->apiservers[o->n_apiservers], arg, d) < 0)
 			return -EINVAL;
 		o->n_apiservers++;
+		return 0;
+	case OPT_PROXY:
+		if (o->n_proxies == MAX_APISERVERS)
+			return kha_diag_set(d, EINVAL, "at most %d", MAX_APISERVERS);
+		if (set_hostport(&o->proxies[o->n_proxies], arg, d) < 0)
+			return -EINVAL;
+		o->n_proxies++;
 		return 0;
 	case OPT_BACKUP_DIR:
 		return kha_opt_set_str(&o->backup_dir, arg, d);
@@ -273,6 +290,50 @@ static int audit_cert(const struct opts *o, const char *check, const char *addr,
 	*ret_reached = ret == 0;
 	ret = kha_audit_check_cert(check, addr, cert, ret < 0 ? d.msg : NULL, entry_host, r);
 	X509_free(cert);
+	return ret;
+}
+
+/* Each --proxy: GET http://ADDR/status (kha proxy's admin endpoint, loopback by default). */
+static int audit_proxies(const struct opts *o, struct kha_audit_report *r, struct sources *s)
+{
+	struct kha_http_options ho = {.connect_timeout_us = o->timeout_us};
+	kha_auto(kha_http_freep) struct kha_http *h = NULL;
+	struct kha_diag d = {};
+	char addrs[1024] = "";
+	size_t reached = 0, n;
+	int ret = 0;
+
+	if (kha_http_new(&ho, &h, &d) < 0)
+		return -ENOMEM;
+	for (size_t i = 0; ret >= 0 && i < o->n_proxies; i++) {
+		char url[300];
+		struct kha_http_response resp = {0};
+		struct kha_http_request req = {.method = "GET",
+					       .url = url,
+					       .timeout_us = o->timeout_us,
+					       .max_body = 1 << 20};
+		const char *err = NULL;
+		char why[KHA_DIAG_MAX + 32];
+
+		s->given++;
+		snprintf(url, sizeof(url), "http://%s/status", o->proxies[i]);
+		kha_diag_clear(&d);
+		if (kha_http_do(h, &req, &resp, &d) < 0) {
+			err = d.msg;
+		} else if (resp.status != 200) {
+			snprintf(why, sizeof(why), "HTTP %ld from %s", resp.status, url);
+			err = why;
+		}
+		ret = kha_audit_check_proxy(o->proxies[i], resp.body, resp.body_len, err, r);
+		if (!err) {
+			s->reachable++;
+			reached++;
+		}
+		n = strlen(addrs);
+		snprintf(addrs + n, sizeof(addrs) - n, "%s%s", n ? "," : "", o->proxies[i]);
+		kha_http_response_release(&resp);
+	}
+	source_set(s, "proxy", reached ? "audited" : "unreachable", addrs);
 	return ret;
 }
 
@@ -457,9 +518,9 @@ int cmd_audit_main(int argc, char **argv)
 	}
 	kube_wanted = o.kubeconfig || (getenv("KUBECONFIG") && getenv("KUBECONFIG")[0]) ||
 		      getenv("KUBERNETES_SERVICE_HOST");
-	if (!o.etcd_given && !kube_wanted && !o.entry && !o.backup_dir) {
+	if (!o.etcd_given && !kube_wanted && !o.entry && !o.backup_dir && !o.n_proxies) {
 		fprintf(stderr, "kha audit: nothing to audit: give --endpoints, --kubeconfig, "
-				"--entry or --backup-dir (run 'kha audit --help')\n");
+				"--entry, --proxy or --backup-dir (run 'kha audit --help')\n");
 		opts_release(&o);
 		return KHA_EXIT_USAGE;
 	}
@@ -503,6 +564,8 @@ int cmd_audit_main(int argc, char **argv)
 	if (ret >= 0)
 		ret = o.entry ? audit_entry(&o, &r, &s)
 			      : skipped(&r, &s, "entry", "entry", "no --entry");
+	if (ret >= 0 && o.n_proxies)
+		ret = audit_proxies(&o, &r, &s);
 	kha_kube_config_free(kcfg);
 	if (ret < 0) {
 		fprintf(stderr, "kha audit: %s\n", strerror(-ret));

@@ -282,6 +282,17 @@ int kha_audit_check_cert(const char *check, const char *addr, X509 *cert, const 
 int kha_audit_fetch_cert(const char *addr, const char *sni, uint64_t timeout_us, X509 **ret,
 			 struct kha_diag *d) KHA_WUR;
 
+/* ==== the node's kha proxy ================================================================= */
+
+/*
+ * proxy-backends: body[0..len) is the /status JSON of the kha proxy whose admin address is addr
+ * (err: why it could not be read, critical). No backend or a single one: critical (the entry
+ * falls with that master); none up: critical; some down: warning naming them; all up: ok.
+ * proxy-draining (warning) when it is stopping. Returns 0 or -ENOMEM.
+ */
+int kha_audit_check_proxy(const char *addr, const char *body, size_t len, const char *err,
+			  struct kha_audit_report *r) KHA_WUR;
+
 /* ==== collection (I/O) ===================================================================== */
 
 /*

@@ -48,7 +48,7 @@ def check_schema(rep):
     assert rep["verdict"] in ("ok", "warning", "critical")
     assert set(rep["counts"]) == {"ok", "warning", "critical", "skipped"}
     for name, src in rep["sources"].items():
-        assert name in ("etcd", "backup", "kubernetes", "entry")
+        assert name in ("etcd", "backup", "kubernetes", "entry", "proxy")
         assert src["status"] in ("audited", "skipped", "unreachable")
         assert isinstance(src["detail"], str)
     n = {s: 0 for s in SEVERITIES}
@@ -443,6 +443,54 @@ def test_entry_not_tls(tmp_path):
 
 
 # ---- everything together, nothing reachable, bad input ---------------------------------------
+
+def test_node_proxy_backends(tmp_path):
+    """A real kha proxy in front of real TLS backends: what it sees of the masters."""
+    from kha_testlib.backends import Backend, ProxyProc, make_pki, wait_for
+    from conftest import kha_bin
+    pki = make_pki(tmp_path / "pki")
+    bs = [Backend("tls", f"b{i}", pki) for i in range(2)]
+    procs = []
+    try:
+        for b in bs:
+            b.start()
+
+        def proxy(*backends):
+            args = [a for b in backends for a in ("--backend", b.addr)]
+            p = ProxyProc(kha_bin(), [*args, "--check-cacert", pki["ca"], "--check-interval",
+                                      "200ms", "--check-fast-interval", "100ms",
+                                      "--check-timeout", "300ms", "--check-fall", "2"],
+                          tmp_path).start()
+            procs.append(p)
+            return p
+        two = proxy(*bs)
+        wait_for(lambda: all(x["state"] == "up" and x["last_check"]["result"] == "ok"
+                             for x in two.status()["backends"]), 10, "both up")
+        p, rep = audit_json("--proxy", two.metrics)
+        assert p.returncode == EXIT_OK, p.stderr
+        assert only(rep, "proxy-backends")["severity"] == "ok"
+        assert rep["sources"]["proxy"]["status"] == "audited"
+        # one master stops answering: degraded, and named
+        bs[1].close()
+        wait_for(lambda: any(x["state"] == "down" for x in two.status()["backends"]), 10,
+                 "b1 down")
+        p, rep = audit_json("--proxy", two.metrics)
+        assert p.returncode == EXIT_DEGRADED, p.stderr
+        assert bs[1].addr in only(rep, "proxy-backends")["finding"]
+        # a proxy that knows one master only is itself the single point of failure
+        one = proxy(bs[0])
+        p, rep = audit_json("--proxy", one.metrics)
+        assert p.returncode == EXIT_CRITICAL, p.stderr
+        assert "--backend" in only(rep, "proxy-backends")["fix"]
+        # nothing answers there
+        p = audit("--proxy", f"127.0.0.1:{free_port()}")
+        assert p.returncode == EXIT_UNAVAILABLE, p.stderr
+    finally:
+        for x in procs:
+            x.stop()
+        for b in bs:
+            b.close()
+
 
 def test_all_sources_together(etcd3, kubeapi, tmp_path):
     api = kubeapi

@@ -770,6 +770,53 @@ static void test_component_leader_and_instances(void **state)
 
 /* ---- the entry's certificate --------------------------------------------------------------- */
 
+static enum kha_audit_severity proxy_verdict(const char *body, const char *err,
+					     struct kha_audit_report *r)
+{
+	kha_audit_report_release(r);
+	assert_int_equal(
+		kha_audit_check_proxy("127.0.0.1:9443", body, body ? strlen(body) : 0, err, r), 0);
+	return one(r, "proxy-backends")->severity;
+}
+
+static void test_proxy_backends(void **state)
+{
+	struct kha_audit_report r = {0};
+#define B(n, st) "{\"address\":\"10.0.0." #n ":6443\",\"state\":\"" st "\",\"removed\":false}"
+
+	(void)state;
+	assert_int_equal(proxy_verdict("{\"ready\":true,\"draining\":false,\"backends\":[" B(
+					       1, "up") "," B(2, "up") "," B(3, "up") "]}",
+				       NULL, &r),
+			 KHA_AUDIT_OK);
+	/* one of three down: degraded, named */
+	assert_int_equal(
+		proxy_verdict("{\"backends\":[" B(1, "up") "," B(2, "down") "," B(3, "up") "]}",
+			      NULL, &r),
+		KHA_AUDIT_WARNING);
+	assert_non_null(strstr(one(&r, "proxy-backends")->finding, "10.0.0.2:6443 (down)"));
+#undef B
+	/* a single master known: the entry falls with it */
+	assert_int_equal(proxy_verdict("{\"backends\":[{\"address\":\"a:1\",\"state\":\"up\"},"
+				       "{\"address\":\"b:1\",\"state\":\"up\",\"removed\":true}]}",
+				       NULL, &r),
+			 KHA_AUDIT_CRITICAL);
+	assert_non_null(strstr(one(&r, "proxy-backends")->finding, "one master only"));
+	assert_non_null(strstr(one(&r, "proxy-backends")->fix, "--backend"));
+	assert_int_equal(proxy_verdict("{\"backends\":[{\"address\":\"a:1\",\"state\":\"down\"},"
+				       "{\"address\":\"b:1\",\"state\":\"draining\"}],"
+				       "\"draining\":true}",
+				       NULL, &r),
+			 KHA_AUDIT_CRITICAL);
+	assert_int_equal(one(&r, "proxy-draining")->severity, KHA_AUDIT_WARNING);
+	/* unreachable, not a proxy, garbage */
+	assert_int_equal(proxy_verdict(NULL, "connection refused", &r), KHA_AUDIT_CRITICAL);
+	assert_int_equal(proxy_verdict("{\"backends\":{}}", NULL, &r), KHA_AUDIT_CRITICAL);
+	assert_int_equal(proxy_verdict("\x01not json", NULL, &r), KHA_AUDIT_CRITICAL);
+	assert_int_equal(proxy_verdict("{\"backends\":[]}", NULL, &r), KHA_AUDIT_CRITICAL);
+	kha_audit_report_release(&r);
+}
+
 static void test_split_hostport(void **state)
 {
 	char host[64];
@@ -887,6 +934,7 @@ int main(void)
 		cmocka_unit_test(test_dns_single_replica_no_spread_no_pdb),
 		cmocka_unit_test(test_dns_pods_on_one_node_and_blocking_pdb),
 		cmocka_unit_test(test_component_leader_and_instances),
+		cmocka_unit_test(test_proxy_backends),
 		cmocka_unit_test(test_split_hostport),
 		cmocka_unit_test(test_cert_san_check),
 	};
