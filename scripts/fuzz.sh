@@ -6,8 +6,13 @@ cd "$(dirname "$0")/.."
 secs=${FUZZ_SECONDS:-60}
 # every library is instrumented for coverage (fuzzer-no-link); only the fuzz-* binaries link
 # libFuzzer's main
-[ -f build-fuzz/build.ninja ] || CC=clang meson setup build-fuzz -Dfuzz=true -Dtests=false \
-	-Db_sanitize=address,undefined -Db_lundef=false -Dc_args=-fsanitize=fuzzer-no-link
+# (set up once; reconfigured after, so that a library added since is built too)
+if [ -f build-fuzz/build.ninja ]; then
+	meson setup --reconfigure build-fuzz >/dev/null
+else
+	CC=clang meson setup build-fuzz -Dfuzz=true -Dtests=false \
+		-Db_sanitize=address,undefined -Db_lundef=false -Dc_args=-fsanitize=fuzzer-no-link
+fi
 ninja -C build-fuzz
 for f in build-fuzz/fuzz/fuzz-*; do
 	[ -f "$f" ] && [ -x "$f" ] || continue

@@ -34,6 +34,9 @@ enum {
 	OPT_GATE_INTERVAL,
 	OPT_STATUS,
 	OPT_LISTEN,
+	OPT_SERVE_CERT,
+	OPT_SERVE_KEY,
+	OPT_SERVE_CLIENT_CA,
 	OPT_METRICS_ADDR,
 	OPT_LOG_LEVEL,
 	OPT_LOG_FORMAT,
@@ -54,6 +57,9 @@ static const struct option longopts[] = {
 	{"gate-interval", required_argument, NULL, OPT_GATE_INTERVAL},
 	{"status", no_argument, NULL, OPT_STATUS},
 	{"listen", required_argument, NULL, OPT_LISTEN},
+	{"serve-cert", required_argument, NULL, OPT_SERVE_CERT},
+	{"serve-key", required_argument, NULL, OPT_SERVE_KEY},
+	{"serve-client-ca", required_argument, NULL, OPT_SERVE_CLIENT_CA},
 	{"metrics-addr", required_argument, NULL, OPT_METRICS_ADDR},
 	{"log-level", required_argument, NULL, OPT_LOG_LEVEL},
 	{"log-format", required_argument, NULL, OPT_LOG_FORMAT},
@@ -100,6 +106,9 @@ static void usage(FILE *out)
 		"  --status                  list holders and waiters and exit\n"
 		"  -o, --output table|json   --status format (JSON: docs/lock.md)\n"
 		"  --listen ADDR             serve: address to listen on (default 127.0.0.1:3333)\n"
+		"  --serve-cert FILE, --serve-key FILE  serve: HTTPS with this certificate (PEM\n"
+		"                            chain) and key\n"
+		"  --serve-client-ca FILE    serve: only clients with a certificate of this CA\n"
 		"  --metrics-addr ADDR       /metrics (Prometheus), /healthz, /readyz: the slot and\n"
 		"                            COMMAND; with serve, FleetLock requests by operation\n"
 		"                            and result (off by default)\n"
@@ -121,6 +130,7 @@ static void usage(FILE *out)
 struct opts {
 	struct kha_etcd_config etcd;
 	char *lock, *id, *listen, *backup_dir, *metrics_addr;
+	char *serve_cert, *serve_key, *serve_client_ca;
 	size_t slots;
 	uint64_t ttl_us, renew_deadline_us, grace_us, gate_interval_us, backup_max_age_us;
 	struct kha_window_set window;
@@ -140,6 +150,9 @@ static void opts_release(struct opts *o)
 	free(o->listen);
 	free(o->backup_dir);
 	free(o->metrics_addr);
+	free(o->serve_cert);
+	free(o->serve_key);
+	free(o->serve_client_ca);
 }
 
 /* "DURATION DIR" (one value, as in a config file) or DURATION with DIR as the next argument. */
@@ -214,6 +227,12 @@ static int apply(void *userdata, int val, const char *arg, struct kha_diag *d)
 		return 0;
 	case OPT_LISTEN:
 		return kha_opt_set_str(&o->listen, arg, d);
+	case OPT_SERVE_CERT:
+		return kha_opt_set_str(&o->serve_cert, arg, d);
+	case OPT_SERVE_KEY:
+		return kha_opt_set_str(&o->serve_key, arg, d);
+	case OPT_SERVE_CLIENT_CA:
+		return kha_opt_set_str(&o->serve_client_ca, arg, d);
 	case OPT_METRICS_ADDR:
 		return kha_opt_set_str(&o->metrics_addr, arg, d);
 	case OPT_LOG_LEVEL:
@@ -333,6 +352,9 @@ static int serve(const struct opts *o, const struct kha_lock_gates *gates)
 		.slots = o->slots,
 		.etcd = &o->etcd,
 		.gates = gates,
+		.tls_cert = o->serve_cert,
+		.tls_key = o->serve_key,
+		.tls_client_ca = o->serve_client_ca,
 	};
 	struct sigaction sa = {.sa_handler = on_signal};
 	struct kha_fleetlock_stats stats = {0};
@@ -340,6 +362,11 @@ static int serve(const struct opts *o, const struct kha_lock_gates *gates)
 	struct kha_diag d = {};
 	int r;
 
+	if (!!o->serve_cert != !!o->serve_key || (o->serve_client_ca && !o->serve_cert)) {
+		fprintf(stderr, "kha lock serve: --serve-cert and --serve-key go together, and "
+				"--serve-client-ca needs them (run 'kha lock --help')\n");
+		return KHA_EXIT_USAGE;
+	}
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
@@ -355,7 +382,10 @@ static int serve(const struct opts *o, const struct kha_lock_gates *gates)
 	kha_fleetlock_metrics_stop(metrics);
 	if (r < 0) {
 		fprintf(stderr, "kha lock serve: %s\n", d.msg);
-		return r == -EINVAL ? KHA_EXIT_USAGE : kha_exit_from_errno(r);
+		if (r == -EINVAL)
+			return strncmp(d.msg, "--serve-", 8) == 0 ? KHA_EXIT_CONFIG
+								  : KHA_EXIT_USAGE;
+		return kha_exit_from_errno(r);
 	}
 	return KHA_EXIT_OK;
 }

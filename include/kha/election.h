@@ -413,6 +413,9 @@ struct kha_fleetlock_opts {
 	const struct kha_lock_gates *gates; /* optional: checked before a slot is granted */
 	uint64_t pending_ttl_us;	    /* lease of a not-yet-granted key (0 = 10 s) */
 	struct kha_fleetlock_stats *stats;  /* optional: counted per answer */
+	/* HTTPS instead of HTTP when tls_cert is set (PEM chain and key); with tls_client_ca,
+	 * clients must present a certificate of that CA */
+	const char *tls_cert, *tls_key, *tls_client_ca;
 };
 
 /* Outcome of one FleetLock operation: an HTTP status and the FleetLock error (kind/value). */

@@ -19,7 +19,10 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <limits.h>
 #include <jansson.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 
 #include "kha/election.h"
 #include "kha/log.h"
@@ -323,6 +326,7 @@ void kha_fleetlock_handle(struct kha_etcd *c, const struct kha_fleetlock_opts *o
  */
 struct server {
 	const struct kha_fleetlock_opts *o;
+	SSL_CTX *tls; /* NULL: plain HTTP */
 	pthread_mutex_t mu;
 	pthread_cond_t cond;
 	size_t active;
@@ -365,12 +369,32 @@ static const char *reason_phrase(int status)
 	}
 }
 
-static void send_all(int fd, const char *buf, size_t len)
+/* Where an answer goes, and what it was (for the metrics). */
+struct reply {
+	int fd;
+	SSL *ssl;   /* NULL: plain HTTP */
+	int status; /* 0: nothing answered */
+	enum kha_fleetlock_op op;
+};
+
+/* recv()/SSL_read(): > 0 bytes, <= 0 closed, timed out or failed */
+static ssize_t conn_recv(struct reply *rp, char *buf, size_t len)
+{
+	int n;
+
+	if (!rp->ssl)
+		return recv(rp->fd, buf, len, 0);
+	n = SSL_read(rp->ssl, buf, (int)KHA_MIN(len, (size_t)INT_MAX));
+	return n > 0 ? n : -1;
+}
+
+static void send_all(struct reply *rp, const char *buf, size_t len)
 {
 	while (len) {
-		ssize_t n = send(fd, buf, len, MSG_NOSIGNAL);
+		ssize_t n = rp->ssl ? SSL_write(rp->ssl, buf, (int)KHA_MIN(len, (size_t)INT_MAX))
+				    : send(rp->fd, buf, len, MSG_NOSIGNAL);
 
-		if (n < 0 && errno == EINTR)
+		if (n < 0 && !rp->ssl && errno == EINTR)
 			continue;
 		if (n <= 0)
 			return;
@@ -379,16 +403,8 @@ static void send_all(int fd, const char *buf, size_t len)
 	}
 }
 
-/* Where an answer goes, and what it was (for the metrics). */
-struct reply {
-	int fd;
-	int status; /* 0: nothing answered */
-	enum kha_fleetlock_op op;
-};
-
 static void respond(struct reply *rp, int status, const char *body)
 {
-	int fd = rp->fd;
 	char head[256];
 	int n = snprintf(head, sizeof(head),
 			 "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n"
@@ -396,8 +412,8 @@ static void respond(struct reply *rp, int status, const char *body)
 			 status, reason_phrase(status), strlen(body));
 
 	rp->status = status;
-	send_all(fd, head, (size_t)n);
-	send_all(fd, body, strlen(body));
+	send_all(rp, head, (size_t)n);
+	send_all(rp, body, strlen(body));
 }
 
 static void respond_result(struct reply *rp, const struct kha_fleetlock_result *res)
@@ -480,8 +496,6 @@ static bool find_header(const char *head, const char *name, char *buf, size_t si
 
 static void serve_conn(struct server *s, struct reply *rp)
 {
-	int fd = rp->fd;
-	struct timeval tv = {.tv_sec = REQUEST_TIMEOUT_S};
 	kha_autofree char *buf = malloc(MAX_HEAD + MAX_BODY + 1);
 	char method[16], path[512], proto[64], clen[32], te[64];
 	struct kha_fleetlock_result res;
@@ -493,8 +507,6 @@ static void serve_conn(struct server *s, struct reply *rp)
 
 	if (!buf)
 		return;
-	(void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	(void)setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 	while (!end) {
 		ssize_t n;
 
@@ -506,7 +518,7 @@ static void serve_conn(struct server *s, struct reply *rp)
 			respond_result(rp, &res);
 			return;
 		}
-		n = recv(fd, buf + len, MAX_HEAD - len, 0);
+		n = conn_recv(rp, buf + len, MAX_HEAD - len);
 		if (n <= 0)
 			return; /* closed or timed out before a whole head */
 		len += (size_t)n;
@@ -554,8 +566,8 @@ static void serve_conn(struct server *s, struct reply *rp)
 	memmove(buf, buf + head_len, body_len);
 	while (body_len < content_length) {
 		ssize_t n = kha_now_us() > deadline ? -1
-						    : recv(fd, buf + body_len,
-							   (size_t)content_length - body_len, 0);
+						    : conn_recv(rp, buf + body_len,
+								(size_t)content_length - body_len);
 
 		if (n <= 0) {
 			result(&res, 408, "bad_request", "the body did not arrive in time");
@@ -606,8 +618,25 @@ static void *conn_thread(void *arg)
 	struct server *s = cn->s;
 
 	struct reply rp = {.fd = cn->fd, .op = KHA_FLEETLOCK_OP_OTHER};
+	struct timeval tv = {.tv_sec = REQUEST_TIMEOUT_S};
 
-	serve_conn(s, &rp);
+	/* the handshake and the whole request share these bounds: a silent client costs a thread
+	 * for REQUEST_TIMEOUT_S at most */
+	(void)setsockopt(cn->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	(void)setsockopt(cn->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	if (!s->tls) {
+		serve_conn(s, &rp);
+	} else if ((rp.ssl = SSL_new(s->tls)) && SSL_set_fd(rp.ssl, cn->fd) == 1 &&
+		   SSL_accept(rp.ssl) == 1) {
+		serve_conn(s, &rp);
+		SSL_shutdown(rp.ssl);
+	} else {
+		char e[160];
+		ERR_error_string_n(ERR_get_error(), e, sizeof(e));
+		kha_debug("fleetlock: TLS handshake failed", "error=\"%s\"", e);
+	}
+	SSL_free(rp.ssl);
+	ERR_clear_error();
 	count(s->o, &rp);
 	close(cn->fd);
 	free(cn);
@@ -637,6 +666,44 @@ static void reap(struct server *s, bool wait_all)
 	pthread_mutex_unlock(&s->mu);
 }
 
+/* The server's TLS context: its certificate and key, and the CA of the clients when given. */
+static int tls_setup(const struct kha_fleetlock_opts *o, SSL_CTX **ret, struct kha_diag *d)
+{
+	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+	char e[200] = "";
+
+	if (!ctx)
+		return kha_diag_set(d, ENOMEM, "out of memory");
+	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+	if (SSL_CTX_use_certificate_chain_file(ctx, o->tls_cert) != 1) {
+		ERR_error_string_n(ERR_get_error(), e, sizeof(e));
+		SSL_CTX_free(ctx);
+		return kha_diag_set(d, EINVAL, "--serve-cert %s: not a usable certificate (%s)",
+				    o->tls_cert, e);
+	}
+	if (SSL_CTX_use_PrivateKey_file(ctx, o->tls_key, SSL_FILETYPE_PEM) != 1 ||
+	    SSL_CTX_check_private_key(ctx) != 1) {
+		ERR_error_string_n(ERR_get_error(), e, sizeof(e));
+		SSL_CTX_free(ctx);
+		return kha_diag_set(d, EINVAL,
+				    "--serve-key %s: not the private key of --serve-cert (%s)",
+				    o->tls_key, e);
+	}
+	if (o->tls_client_ca) {
+		if (SSL_CTX_load_verify_locations(ctx, o->tls_client_ca, NULL) != 1) {
+			ERR_error_string_n(ERR_get_error(), e, sizeof(e));
+			SSL_CTX_free(ctx);
+			return kha_diag_set(d, EINVAL, "--serve-client-ca %s: not a CA bundle (%s)",
+					    o->tls_client_ca, e);
+		}
+		/* only nodes with a certificate of this CA may take or release a slot */
+		SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
+	}
+	ERR_clear_error();
+	*ret = ctx;
+	return 0;
+}
+
 int kha_fleetlock_serve(const struct kha_fleetlock_opts *o, const volatile sig_atomic_t *stop,
 			struct kha_diag *d)
 {
@@ -654,8 +721,13 @@ int kha_fleetlock_serve(const struct kha_fleetlock_opts *o, const volatile sig_a
 	if (lfd < 0)
 		return kha_diag_set(d, errno, "socket: %s", strerror(errno));
 	(void)setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (bind(lfd, (struct sockaddr *)&ss, sslen) < 0 || listen(lfd, 64) < 0)
-		return kha_diag_set(d, errno, "listen on %s: %s", o->listen, strerror(errno));
+	if (o->tls_cert && tls_setup(o, &s.tls, d) < 0)
+		return -EINVAL;
+	if (bind(lfd, (struct sockaddr *)&ss, sslen) < 0 || listen(lfd, 64) < 0) {
+		int e = errno;
+		SSL_CTX_free(s.tls);
+		return kha_diag_set(d, e, "listen on %s: %s", o->listen, strerror(e));
+	}
 	{
 		struct sockaddr_storage bound;
 		socklen_t blen = sizeof(bound);
@@ -665,7 +737,11 @@ int kha_fleetlock_serve(const struct kha_fleetlock_opts *o, const volatile sig_a
 		else
 			snprintf(addr, sizeof(addr), "%s", o->listen);
 	}
-	kha_info("fleetlock: listening", "addr=%s lock=%s slots=%zu", addr, o->lock, o->slots);
+	kha_info("fleetlock: listening", "addr=%s lock=%s slots=%zu tls=%s", addr, o->lock,
+		 o->slots,
+		 !s.tls		    ? "off"
+		 : o->tls_client_ca ? "client-certificates"
+				    : "on");
 	pthread_mutex_init(&s.mu, NULL);
 	pthread_cond_init(&s.cond, NULL);
 	while (!*stop) {
@@ -710,6 +786,7 @@ int kha_fleetlock_serve(const struct kha_fleetlock_opts *o, const volatile sig_a
 	reap(&s, true);
 	pthread_cond_destroy(&s.cond);
 	pthread_mutex_destroy(&s.mu);
+	SSL_CTX_free(s.tls);
 	kha_info("fleetlock: stopped", "addr=%s", addr);
 	return 0;
 }

@@ -175,3 +175,50 @@ def test_serve_metrics_count_answers(etcd3, procs):
     assert m[("steady-state", "ok")] == 1 and m[("steady-state", "failed")] == 0, m
     with urllib.request.urlopen(murl + "/readyz", timeout=5) as r:
         assert r.status == 200
+
+
+def test_serve_over_https_with_client_certificates(etcd3, procs, tmp_path):
+    import ssl
+    from kha_testlib.etcd import issue_cert
+    srv_crt, srv_key = issue_cert(str(tmp_path), "fleetlock", etcd3.ca, etcd3.ca_key,
+                                  client=False)
+    node_crt, node_key = issue_cert(str(tmp_path), "node-a", etcd3.ca, etcd3.ca_key,
+                                    server=False, sans=())
+    port = free_port()
+    procs.start(["lock", "serve", *etcd3.client_flags(), "--listen", f"127.0.0.1:{port}",
+                 "--lock", "tls", "--serve-cert", srv_crt, "--serve-key", srv_key,
+                 "--serve-client-ca", etcd3.ca], "serve")
+    url = f"https://127.0.0.1:{port}"
+
+    def pre_reboot(ctx):
+        req = urllib.request.Request(url + "/v1/pre-reboot", method="POST",
+                                     data=json.dumps(params("node-a")).encode())
+        req.add_header("fleet-lock-protocol", "true")
+        with urllib.request.urlopen(req, timeout=10, context=ctx) as r:
+            return r.status
+
+    node = ssl.create_default_context(cafile=etcd3.ca)
+    node.load_cert_chain(node_crt, node_key)
+    wait_until(lambda: _try(lambda: pre_reboot(node)) == 200, 10, "HTTPS with a client cert",
+               diag=procs.logs)
+    # no client certificate: the handshake is refused, nothing is granted
+    anonymous = ssl.create_default_context(cafile=etcd3.ca)
+    assert _try(lambda: pre_reboot(anonymous)) is None
+    # plain HTTP on the TLS port gets nothing either
+    assert not _healthy(f"http://127.0.0.1:{port}")
+    # bad TLS files: one line, exit 78, nothing served
+    bad = tmp_path / "bad.pem"
+    bad.write_text("not a certificate\n")
+    p = run_kha("lock", "serve", *etcd3.client_flags(), "--listen", f"127.0.0.1:{free_port()}",
+                "--lock", "x", "--serve-cert", str(bad), "--serve-key", srv_key)
+    assert p.returncode == 78 and p.stderr.count("\n") == 1 and "--serve-cert" in p.stderr, \
+        p.stderr
+    p = run_kha("lock", "serve", *etcd3.client_flags(), "--lock", "x", "--serve-cert", srv_crt)
+    assert p.returncode == 64 and "--serve-key" in p.stderr, p.stderr
+
+
+def _try(fn):
+    try:
+        return fn()
+    except (urllib.error.URLError, OSError):
+        return None
