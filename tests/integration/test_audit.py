@@ -240,6 +240,29 @@ def test_kube_healthy_cluster_is_ok(kubeapi):
     assert "/api/v1/namespaces/kube-system/pods" in paths
 
 
+def test_deployed_rbac_covers_every_request(kubeapi):
+    """deploy/kha-audit.yaml's ClusterRole grants exactly what a full audit reads (GET of
+    objects and lists): a request outside it would be a skipped check in a real cluster."""
+    import re
+    healthy_cluster(kubeapi)
+    p, _ = audit_json("--kubeconfig", kubeapi.kubeconfig)
+    assert p.returncode == EXIT_OK, p.stderr
+    manifest = os.path.join(os.path.dirname(__file__), "..", "..", "deploy", "kha-audit.yaml")
+    with open(manifest) as f:
+        docs = list(yaml.safe_load_all(f))
+    role = next(d for d in docs if d["kind"] == "ClusterRole")
+    granted = {(g, r) for rule in role["rules"] if set(rule["verbs"]) >= {"get", "list"}
+               for g in rule["apiGroups"] for r in rule["resources"]}
+    used = set()
+    for r in kubeapi.requests:
+        m = re.match(r"^/(?:api/v1|apis/([^/]+)/[^/]+)(?:/namespaces/[^/]+)?/([a-z]+)(?:/[^/]+)?$",
+                     r["path"])
+        assert m, r["path"]
+        used.add((m.group(1) or "", m.group(2)))
+    assert used and used <= granted, used - granted
+    assert {x for _, x in granted} == {x for _, x in used}, "the role grants more than is read"
+
+
 def test_kube_single_points_of_failure(kubeapi, tmp_path):
     api = kubeapi
     api.set_slice("kubernetes", ["10.0.0.1"])
