@@ -382,6 +382,22 @@ def test_sighup_reloads_the_config_without_dropping_connections(backends, pki, t
                  {"draining"}, 10, "draining on the new check path")
         assert all(s.read_lines(2) for s in streams)
 
+        # a backends file given by a reload: read and watched from then on
+        bfile = tmp_path / "reload-backends.yaml"
+        write_atomically(str(bfile), f"- {a.addr}\n")
+        cfg.write_text(base + f"backend: [{b.addr}, {c.addr}]\nbackends-file: {bfile}\n")
+        p.signal(signal.SIGHUP)
+        wait_for(lambda: {x["address"] for x in p.status()["backends"] if not x["removed"]} ==
+                 {a.addr}, 10, "the file's backend replaces the seeds")
+        write_atomically(str(bfile), f"- {a.addr}\n- {b.addr}\n")
+        wait_for(lambda: {x["address"] for x in p.status()["backends"] if not x["removed"]} ==
+                 {a.addr, b.addr}, 10, "the new file is watched")
+        # and dropped again: the seeds come back
+        cfg.write_text(base + f"backend: [{b.addr}, {c.addr}]\n")
+        p.signal(signal.SIGHUP)
+        wait_for(lambda: {x["address"] for x in p.status()["backends"] if not x["removed"]} ==
+                 {b.addr, c.addr}, 10, "back to the seeds")
+
         # a bad configuration changes nothing
         cfg.write_text(base + "check-fall: 0\n")
         p.signal(signal.SIGHUP)
