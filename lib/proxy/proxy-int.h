@@ -134,6 +134,7 @@ struct worker {
 	bool draining;
 	bool drained_reported;
 	struct pstats stats;
+	struct wstats no_backend; /* where a starved connection's counters go (never read) */
 };
 
 struct kha_proxy {

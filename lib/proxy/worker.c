@@ -423,8 +423,8 @@ static void pump(struct conn *c)
 	const struct dpconf *cfg = &w->dp;
 
 	for (;;) {
-		struct wstats none = {0}; /* starved: no backend to count bytes against yet */
-		struct wstats *ws = c->be ? &c->be->ws[w->id] : &none;
+		/* starved: no backend to count bytes against yet */
+		struct wstats *ws = c->be ? &c->be->ws[w->id] : &w->no_backend;
 		bool progress = false;
 		uint32_t nread = 0;
 		int r;
