@@ -438,26 +438,16 @@ static const struct kha_args args_spec = {
 
 /* What a SIGHUP reads again: the same --config file and the same flags, over the defaults. */
 struct reload_ctx {
-	int argc;
-	char **argv;
-	const char *config;
-	const char *kubeconfig;
+	struct kha_args_source src;
+	const char *kubeconfig; /* the one in use: discovery is not restarted by a reload */
 };
-
-static int parse(struct opts *o, const char *config, int argc, char **argv, struct kha_diag *d)
-{
-	struct kha_args a = args_spec;
-
-	a.userdata = o;
-	return kha_args_apply(&a, config, argc, argv, d);
-}
 
 static int reload(void *userdata, struct kha_proxy_config *cfg, struct kha_diag *d)
 {
 	const struct reload_ctx *rc = userdata;
 	struct opts o = {.cfg = *cfg, .level = KHA_LOG_INFO, .format = KHA_LOG_LOGFMT};
 
-	if (parse(&o, rc->config, rc->argc, rc->argv, d) != 0) {
+	if (kha_args_reapply(&args_spec, &o, &rc->src, d) != 0) {
 		opts_release(&o);
 		return -EINVAL;
 	}
@@ -476,17 +466,17 @@ int cmd_proxy_main(int argc, char **argv)
 	struct kha_diag d = {};
 	struct kha_proxy *p = NULL;
 	struct kha_proxy_discovery *disc = NULL;
-	struct reload_ctx rc = {.argc = argc, .argv = argv};
+	struct reload_ctx rc = {.src = {.argc = argc, .argv = argv}};
 	int r, code;
 
 	if (argc >= 2 && strcmp(argv[1], "status") == 0)
 		return status_main(argc - 1, argv + 1);
-	if (kha_args_scan(&args_spec, argc, argv, &rc.config)) {
+	if (kha_args_scan(&args_spec, argc, argv, &rc.src.config)) {
 		usage(stdout);
 		return KHA_EXIT_OK;
 	}
 	kha_proxy_config_init(&o.cfg);
-	code = parse(&o, rc.config, argc, argv, &d);
+	code = kha_args_reapply(&args_spec, &o, &rc.src, &d);
 	if (code != 0) {
 		fprintf(stderr, "kha proxy: %s%s\n", d.msg,
 			code == KHA_EXIT_USAGE ? " (run 'kha proxy --help')" : "");

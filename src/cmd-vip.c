@@ -353,27 +353,12 @@ static int status_main(int argc, char **argv)
 
 /* ---- the daemon ---- */
 
-/* What a SIGHUP reads again: the same --config file and the same flags, over the defaults. */
-struct reload_ctx {
-	int argc;
-	char **argv;
-	const char *config;
-};
-
-static int parse(struct opts *o, const char *config, int argc, char **argv, struct kha_diag *d)
-{
-	struct kha_args a = args_spec;
-
-	a.userdata = o;
-	return kha_args_apply(&a, config, argc, argv, d);
-}
-
 static int reload(void *userdata, struct kha_vrrp_config *cfg, struct kha_diag *d)
 {
-	const struct reload_ctx *rc = userdata;
+	const struct kha_args_source *src = userdata; /* what a SIGHUP reads again */
 	struct opts o = {.cfg = *cfg, .level = KHA_LOG_INFO, .format = KHA_LOG_LOGFMT};
 
-	if (parse(&o, rc->config, rc->argc, rc->argv, d) != 0) {
+	if (kha_args_reapply(&args_spec, &o, src, d) != 0) {
 		*cfg = o.cfg; /* the caller releases what was set */
 		return -EINVAL;
 	}
@@ -387,19 +372,18 @@ int cmd_vip_main(int argc, char **argv)
 	struct opts o = {.level = KHA_LOG_INFO, .format = KHA_LOG_LOGFMT};
 	struct kha_diag d = {};
 	struct kha_vrrp *v = NULL;
-	struct reload_ctx rc = {.argc = argc, .argv = argv};
-	const char *config = NULL, *missing = NULL;
+	struct kha_args_source src = {.argc = argc, .argv = argv};
+	const char *missing = NULL;
 	int r, code;
 
 	if (argc >= 2 && strcmp(argv[1], "status") == 0)
 		return status_main(argc - 1, argv + 1);
-	if (kha_args_scan(&args_spec, argc, argv, &config)) {
+	if (kha_args_scan(&args_spec, argc, argv, &src.config)) {
 		usage(stdout);
 		return KHA_EXIT_OK;
 	}
 	kha_vrrp_config_init(&o.cfg);
-	rc.config = config;
-	code = parse(&o, config, argc, argv, &d);
+	code = kha_args_reapply(&args_spec, &o, &src, &d);
 	if (code == 0 && optind < argc) {
 		kha_diag_set(&d, EINVAL, "unexpected argument '%s'", argv[optind]);
 		code = KHA_EXIT_USAGE;
@@ -434,7 +418,7 @@ int cmd_vip_main(int argc, char **argv)
 		fprintf(stderr, "kha vip: %s\n", d.msg[0] ? d.msg : strerror(-r));
 		return r == -ENOMEM ? KHA_EXIT_SOFTWARE : KHA_EXIT_CONFIG;
 	}
-	kha_vrrp_set_reload(v, reload, &rc);
+	kha_vrrp_set_reload(v, reload, &src);
 	r = kha_vrrp_run(v);
 	kha_vrrp_free(v);
 	if (r < 0) {

@@ -51,6 +51,17 @@ bool kha_args_scan(const struct kha_args *a, int argc, char **argv, const char *
 int kha_args_apply(const struct kha_args *a, const char *config, int argc, char **argv,
 		   struct kha_diag *d) KHA_WUR;
 
+/* Where a daemon's configuration came from: read again, the same way, on a reload. */
+struct kha_args_source {
+	int argc;
+	char **argv;
+	const char *config; /* the --config path, or NULL */
+};
+
+/* kha_args_apply() of src with userdata in place of a->userdata (a fresh options struct). */
+int kha_args_reapply(const struct kha_args *a, void *userdata, const struct kha_args_source *src,
+		     struct kha_diag *d) KHA_WUR;
+
 /* The long name of the option whose val is val ("?" if none). */
 const char *kha_args_name(const struct option *longopts, int val);
 

@@ -194,6 +194,15 @@ int kha_args_apply(const struct kha_args *a, const char *config, int argc, char 
 	return 0;
 }
 
+int kha_args_reapply(const struct kha_args *a, void *userdata, const struct kha_args_source *src,
+		     struct kha_diag *d)
+{
+	struct kha_args copy = *a;
+
+	copy.userdata = userdata;
+	return kha_args_apply(&copy, src->config, src->argc, src->argv, d);
+}
+
 /* ---- value setters ---- */
 
 int kha_opt_set_str(char **dst, const char *arg, struct kha_diag *d)
