@@ -427,7 +427,6 @@ int cmd_elect_main(int argc, char **argv)
 			 .grace_us = 5 * KHA_USEC_PER_SEC};
 	kha_auto(kha_kube_config_freep) struct kha_kube_config *kc = NULL;
 	struct kha_elect_stats stats = {0};
-	struct kha_elect_metrics *metrics = NULL;
 	struct kha_elect_opts eo = {0};
 	struct kha_diag d = {};
 	const struct kha_args a = {.shortopts = "+ho:",
@@ -548,17 +547,7 @@ int cmd_elect_main(int argc, char **argv)
 		.stats = &stats,
 		.what = "election",
 	};
-	if (o.metrics_addr) {
-		r = kha_elect_metrics_start(o.metrics_addr, "kha_elect", eo.name, eo.id, &stats,
-					    &metrics, &d);
-		if (r < 0) {
-			fprintf(stderr, "%s: %s\n", "kha elect", d.msg);
-			opts_release(&o);
-			return r == -EINVAL ? KHA_EXIT_USAGE : kha_exit_from_errno(r);
-		}
-	}
-	r = kha_elect_run(&eo, &status, &d);
-	kha_elect_metrics_stop(metrics);
+	r = kha_elect_run_served(&eo, o.metrics_addr, "kha_elect", &status, &d);
 	if (r < 0) {
 		fprintf(stderr, "kha elect: %s\n", d.msg);
 		opts_release(&o);

@@ -409,7 +409,6 @@ int cmd_lock_main(int argc, char **argv)
 	struct kha_lock_gates gates = {0};
 	struct kha_elect_opts eo = {0};
 	struct kha_elect_stats stats = {0};
-	struct kha_elect_metrics *metrics = NULL;
 	struct kha_diag d = {};
 	kha_autofree char *value = NULL;
 	const struct kha_args a = {.shortopts = "+ho:",
@@ -535,17 +534,7 @@ int cmd_lock_main(int argc, char **argv)
 		.stats = &stats,
 		.what = "lock",
 	};
-	if (o.metrics_addr) {
-		r = kha_elect_metrics_start(o.metrics_addr, "kha_lock", o.lock, eo.id, &stats,
-					    &metrics, &d);
-		if (r < 0) {
-			fprintf(stderr, "%s: %s\n", "kha lock", d.msg);
-			opts_release(&o);
-			return r == -EINVAL ? KHA_EXIT_USAGE : kha_exit_from_errno(r);
-		}
-	}
-	r = kha_elect_run(&eo, &status, &d);
-	kha_elect_metrics_stop(metrics);
+	r = kha_elect_run_served(&eo, o.metrics_addr, "kha_lock", &status, &d);
 	if (r < 0) {
 		fprintf(stderr, "kha lock: %s\n", d.msg);
 		opts_release(&o);

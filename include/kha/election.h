@@ -226,6 +226,7 @@ int kha_elect_metrics_start(const char *addr, const char *prefix, const char *na
 			    struct kha_diag *d) KHA_WUR;
 /* The bound port (for addr ":0"). */
 uint16_t kha_elect_metrics_port(const struct kha_elect_metrics *m);
+
 /* Stops the server and frees it; NULL is a no-op. */
 void kha_elect_metrics_stop(struct kha_elect_metrics *m);
 
@@ -278,6 +279,14 @@ struct kha_elect_opts {
  * negative errno when the backend could not be reached at start (nothing was run) with d set.
  */
 int kha_elect_run(const struct kha_elect_opts *o, int *ret_status, struct kha_diag *d) KHA_WUR;
+
+/*
+ * kha_elect_run() with o->stats served on metrics_addr (NULL: not served) as <prefix>_*
+ * families labelled o->name and o->id. Returns as kha_elect_run(), or the error of
+ * kha_elect_metrics_start() (nothing ran), d saying which.
+ */
+int kha_elect_run_served(const struct kha_elect_opts *o, const char *metrics_addr,
+			 const char *prefix, int *ret_status, struct kha_diag *d) KHA_WUR;
 
 /* ---- observing an election ------------------------------------------------------------------ */
 

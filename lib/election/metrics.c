@@ -82,6 +82,22 @@ void kha_elect_metrics_stop(struct kha_elect_metrics *m)
 	free(m);
 }
 
+int kha_elect_run_served(const struct kha_elect_opts *o, const char *metrics_addr,
+			 const char *prefix, int *ret_status, struct kha_diag *d)
+{
+	struct kha_elect_metrics *m = NULL;
+	int r;
+
+	if (metrics_addr) {
+		r = kha_elect_metrics_start(metrics_addr, prefix, o->name, o->id, o->stats, &m, d);
+		if (r < 0)
+			return r;
+	}
+	r = kha_elect_run(o, ret_status, d);
+	kha_elect_metrics_stop(m);
+	return r;
+}
+
 /* ---- kha lock serve ---- */
 
 struct kha_fleetlock_metrics {
