@@ -65,6 +65,8 @@ int kha_httpd_route(struct kha_httpd *h, const char *path, kha_httpd_handler_fn 
 		    void *userdata) KHA_WUR;
 /* Sets the readiness check behind /readyz (without one, /readyz is ready when /healthz is). */
 void kha_httpd_set_ready(struct kha_httpd *h, kha_httpd_ready_fn fn, void *userdata);
+/* The reason phrase of an HTTP status ("Conflict"); "Error" for one not listed. */
+const char *kha_httpd_reason(int status);
 /* The bound port (useful when listening on port 0). */
 uint16_t kha_httpd_port(const struct kha_httpd *h);
 

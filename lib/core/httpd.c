@@ -161,7 +161,7 @@ static void client_close(struct client *c)
 	free(c);
 }
 
-static const char *reason_phrase(int status)
+const char *kha_httpd_reason(int status)
 {
 	switch (status) {
 	case 200:
@@ -174,6 +174,12 @@ static const char *reason_phrase(int status)
 		return "Method Not Allowed";
 	case 408:
 		return "Request Timeout";
+	case 409:
+		return "Conflict";
+	case 411:
+		return "Length Required";
+	case 413:
+		return "Payload Too Large";
 	case 431:
 		return "Request Header Fields Too Large";
 	case 500:
@@ -181,7 +187,7 @@ static const char *reason_phrase(int status)
 	case 503:
 		return "Service Unavailable";
 	default:
-		return "Unknown";
+		return "Error";
 	}
 }
 
@@ -216,7 +222,7 @@ static void client_respond(struct client *c, int status, const char *ctype, cons
 	fprintf(f,
 		"HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
 		"Cache-Control: no-store\r\nConnection: close\r\n\r\n",
-		status, reason_phrase(status), ctype, body_len);
+		status, kha_httpd_reason(status), ctype, body_len);
 	if (!head_only && body_len)
 		fwrite(body, 1, body_len, f);
 	if (fclose(f) != 0) {

@@ -25,6 +25,7 @@
 #include <openssl/ssl.h>
 
 #include "kha/election.h"
+#include "kha/httpd.h"
 #include "kha/log.h"
 #include "kha/parse.h"
 #include "kha/banned.h"
@@ -339,36 +340,6 @@ struct conn {
 	int fd;
 };
 
-static const char *reason_phrase(int status)
-{
-	switch (status) {
-	case 200:
-		return "OK";
-	case 400:
-		return "Bad Request";
-	case 404:
-		return "Not Found";
-	case 405:
-		return "Method Not Allowed";
-	case 408:
-		return "Request Timeout";
-	case 409:
-		return "Conflict";
-	case 411:
-		return "Length Required";
-	case 413:
-		return "Payload Too Large";
-	case 431:
-		return "Request Header Fields Too Large";
-	case 500:
-		return "Internal Server Error";
-	case 503:
-		return "Service Unavailable";
-	default:
-		return "Error";
-	}
-}
-
 /* Where an answer goes, and what it was (for the metrics). */
 struct reply {
 	int fd;
@@ -409,7 +380,7 @@ static void respond(struct reply *rp, int status, const char *body)
 	int n = snprintf(head, sizeof(head),
 			 "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n"
 			 "Content-Length: %zu\r\nConnection: close\r\n\r\n",
-			 status, reason_phrase(status), strlen(body));
+			 status, kha_httpd_reason(status), strlen(body));
 
 	rp->status = status;
 	send_all(rp, head, (size_t)n);
