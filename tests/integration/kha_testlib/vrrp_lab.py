@@ -18,7 +18,8 @@ import signal
 import subprocess
 import tempfile
 import textwrap
-import time
+
+from kha_testlib.backends import wait_for  # noqa: F401 (tests and bench-vip use it)
 
 _counter = itertools.count()
 
@@ -45,18 +46,6 @@ CLIENT = textwrap.dedent("""
 def sh(*args, check=True, timeout=20):
     return subprocess.run(list(map(str, args)), capture_output=True, text=True, check=check,
                           timeout=timeout, stdin=subprocess.DEVNULL)
-
-
-def wait_for(cond, timeout, interval=0.02, what="condition"):
-    """Polls cond() until it returns a truthy value; returns it. Fails after timeout seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        v = cond()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
 
 
 class VrrpLab:
