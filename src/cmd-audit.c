@@ -254,7 +254,7 @@ static int audit_etcd(struct opts *o, struct kha_audit_report *r, struct sources
 }
 
 static int audit_kube(struct opts *o, struct kha_kube_config *cfg, struct kha_audit_report *r,
-		      struct sources *s)
+		      struct sources *s, struct kha_kube_endpoint_set *found)
 {
 	struct kha_kube_client *c = NULL;
 	struct kha_diag d = {};
@@ -266,7 +266,7 @@ static int audit_kube(struct opts *o, struct kha_kube_config *cfg, struct kha_au
 		return unreachable(r, s, "kubernetes", d.msg, "check the kubeconfig's server");
 	kha_kube_client_set_timeouts(c, KHA_MIN(o->timeout_us, 10 * KHA_USEC_PER_SEC),
 				     o->timeout_us);
-	ret = kha_audit_collect_kube(c, o->entry, r, &d);
+	ret = kha_audit_collect_kube(c, o->entry, r, found, &d);
 	if (ret < 0 && ret != -ENOMEM) {
 		ret = unreachable(r, s, "kubernetes", d.msg,
 				  "check the kubeconfig (server, CA, credentials) and that the API "
@@ -337,7 +337,49 @@ static int audit_proxies(const struct opts *o, struct kha_audit_report *r, struc
 	return ret;
 }
 
-static int audit_entry(const struct opts *o, struct kha_audit_report *r, struct sources *s)
+static bool listed(const struct opts *o, const char *addr)
+{
+	for (size_t i = 0; i < o->n_apiservers; i++)
+		if (strcmp(o->apiservers[i], addr) == 0)
+			return true;
+	return strcmp(o->entry, addr) == 0;
+}
+
+/*
+ * The apiservers Kubernetes lists behind default/kubernetes, not named with --apiserver: their
+ * certificates too must carry the entry. One that cannot be reached from here (the audit may run
+ * outside the masters' network) is skipped, not a finding: --apiserver makes it required.
+ */
+static int audit_discovered(const struct opts *o, const struct kha_kube_endpoint_set *found,
+			    const char *entry_host, struct kha_audit_report *r)
+{
+	uint64_t timeout = KHA_MIN(o->timeout_us, 2 * KHA_USEC_PER_SEC);
+	int ret = 0;
+
+	for (size_t i = 0; ret >= 0 && i < found->n_endpoints; i++) {
+		const char *addr = found->endpoints[i].addr;
+		struct kha_diag d = {};
+		X509 *cert = NULL;
+		char finding[KHA_DIAG_MAX + 128];
+
+		if (listed(o, addr))
+			continue;
+		if (kha_audit_fetch_cert(addr, NULL, timeout, &cert, &d) < 0) {
+			snprintf(finding, sizeof(finding),
+				 "not reachable from here: %s (found behind default/kubernetes)",
+				 d.msg);
+			ret = kha_audit_add(r, "apiserver-san", addr, KHA_AUDIT_SKIPPED, finding,
+					    NULL, NULL, NULL);
+			continue;
+		}
+		ret = kha_audit_check_cert("apiserver-san", addr, cert, NULL, entry_host, r);
+		X509_free(cert);
+	}
+	return ret;
+}
+
+static int audit_entry(const struct opts *o, const struct kha_kube_endpoint_set *found,
+		       struct kha_audit_report *r, struct sources *s)
 {
 	char host[256];
 	uint16_t port;
@@ -357,6 +399,8 @@ static int audit_entry(const struct opts *o, struct kha_audit_report *r, struct 
 	}
 	for (size_t i = 0; ret >= 0 && i < o->n_apiservers; i++)
 		ret = audit_cert(o, "apiserver-san", o->apiservers[i], host, r, &reached);
+	if (ret >= 0)
+		ret = audit_discovered(o, found, host, r);
 	return ret;
 }
 
@@ -473,6 +517,7 @@ int cmd_audit_main(int argc, char **argv)
 	struct opts o = {.backup_max_age_us = 24 * 3600 * KHA_USEC_PER_SEC,
 			 .timeout_us = 5 * KHA_USEC_PER_SEC};
 	struct kha_audit_report r = {};
+	struct kha_kube_endpoint_set found = {}; /* the apiservers Kubernetes lists */
 	struct sources s = {};
 	struct kha_kube_config *kcfg = NULL;
 	struct kha_diag d = {};
@@ -558,11 +603,11 @@ int cmd_audit_main(int argc, char **argv)
 		ret = skipped(&r, &s, "backup", "etcd-backup", "no --backup-dir");
 	}
 	if (ret >= 0)
-		ret = kcfg ? audit_kube(&o, kcfg, &r, &s)
+		ret = kcfg ? audit_kube(&o, kcfg, &r, &s, &found)
 			   : skipped(&r, &s, "kubernetes", "kubernetes",
 				     "no --kubeconfig (or KUBECONFIG)");
 	if (ret >= 0)
-		ret = o.entry ? audit_entry(&o, &r, &s)
+		ret = o.entry ? audit_entry(&o, &found, &r, &s)
 			      : skipped(&r, &s, "entry", "entry", "no --entry");
 	if (ret >= 0 && o.n_proxies)
 		ret = audit_proxies(&o, &r, &s);
@@ -601,6 +646,7 @@ out:
 		code = KHA_EXIT_IOERR;
 	json_decref(s.obj);
 	kha_audit_report_release(&r);
+	kha_kube_endpoint_set_release(&found);
 	opts_release(&o);
 	return code;
 }

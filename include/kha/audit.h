@@ -299,9 +299,11 @@ int kha_audit_check_proxy(const char *addr, const char *body, size_t len, const 
  * The Kubernetes part: every check above against the API of c (GETs only), with entry the
  * --entry address or NULL. Returns 0 when the API answered (findings added, failed individual
  * reads becoming skipped findings), or the error of the first request when the API could not
- * be reached at all (d says why; nothing added).
+ * be reached at all (d says why; nothing added). ret_apiservers (may be NULL; released by the
+ * caller) receives the apiservers found behind default/kubernetes.
  */
 int kha_audit_collect_kube(struct kha_kube_client *c, const char *entry, struct kha_audit_report *r,
+			   struct kha_kube_endpoint_set *ret_apiservers,
 			   struct kha_diag *d) KHA_WUR;
 
 /*

@@ -762,7 +762,7 @@ static int collect_component(struct kha_kube_client *c, const char *id, const ch
 }
 
 int kha_audit_collect_kube(struct kha_kube_client *c, const char *entry, struct kha_audit_report *r,
-			   struct kha_diag *d)
+			   struct kha_kube_endpoint_set *ret_apiservers, struct kha_diag *d)
 {
 	struct kha_kube_endpoint_set set = {};
 	struct kha_diag ed = {};
@@ -783,6 +783,10 @@ int kha_audit_collect_kube(struct kha_kube_client *c, const char *entry, struct 
 		ret = collect_component(c, "controller-manager", "kube-controller-manager", r);
 	if (ret >= 0)
 		ret = collect_component(c, "scheduler", "kube-scheduler", r);
+	if (ret >= 0 && ret_apiservers) {
+		*ret_apiservers = set;
+		set = (struct kha_kube_endpoint_set){};
+	}
 	kha_kube_endpoint_set_release(&set);
 	if (ret < 0)
 		return kha_diag_set(d, -ret, "out of memory");

@@ -196,7 +196,8 @@ def lease(api, name, holder, renewed_ago_s=1.0, duration=15):
 
 def healthy_cluster(api):
     """What a highly available kubeadm cluster looks like through the API."""
-    api.set_slice("kubernetes", ["10.0.0.1", "10.0.0.2", "10.0.0.3"])
+    # loopback addresses: with --entry, the audit dials the apiservers it finds here
+    api.set_slice("kubernetes", ["127.0.0.11", "127.0.0.12", "127.0.0.13"])
     api.put_deployment("coredns", replicas=2)
     api.put_pdb("coredns", {"k8s-app": "kube-dns"})
     api.put_pod("coredns-5d78c9869d-a", {"k8s-app": "kube-dns"}, "worker-1")
@@ -339,7 +340,8 @@ def test_kubeconfig_pointing_at_one_master(kubeapi, tmp_path):
     api = kubeapi
     healthy_cluster(api)
     # the apiserver registers 127.0.0.1, the very address the kubeconfig names
-    api.set_slice("kubernetes", ["127.0.0.1", "10.0.0.2", "10.0.0.3"], port=api.port)
+    # (loopback only: with --entry, the audit dials the apiservers it finds)
+    api.set_slice("kubernetes", ["127.0.0.1", "127.0.0.2", "127.0.0.3"], port=api.port)
     p, rep = audit_json("--kubeconfig", api.kubeconfig)
     assert p.returncode == EXIT_DEGRADED
     f = only(rep, "kubeconfig-server")
@@ -411,6 +413,33 @@ def test_entry_san(tmp_path):
         sans = findings(rep, "apiserver-san")
         assert [(f["subject"], f["severity"]) for f in sans] == [(bad_entry, "critical"),
                                                                   (entry, "ok")]
+
+
+def test_discovered_apiservers_certificates(kubeapi, tmp_path):
+    """With --kubeconfig and --entry, every apiserver behind default/kubernetes must carry the
+    entry too: one whose certificate lacks it is critical; one out of reach is skipped (the
+    audit may run outside the masters' network), unless named with --apiserver."""
+    api = kubeapi
+    healthy_cluster(api)
+    bad_pki = TestPKI(tmp_path / "bad", server_sans=("DNS:master-2", "IP:10.0.0.2"))
+    with KubeAPI(bad_pki) as bad:
+        gone = free_port()
+        for name, port in (("kubernetes", api.port), ("kubernetes-bad", bad.port),
+                           ("kubernetes-gone", gone)):
+            api.set_slice(name, ["127.0.0.1"], port=port)
+        entry = f"127.0.0.1:{api.port}"
+        p, rep = audit_json("--kubeconfig", api.kubeconfig, "--entry", entry)
+        assert p.returncode == EXIT_CRITICAL, (p.stderr, rep)
+        sev = {f["subject"]: f["severity"] for f in findings(rep, "apiserver-san")}
+        assert sev == {f"127.0.0.1:{bad.port}": "critical", f"127.0.0.1:{gone}": "skipped"}
+        assert "--san master-2" in next(f["fix"] for f in findings(rep, "apiserver-san")
+                                         if f["severity"] == "critical")
+        # named with --apiserver, the unreachable one is required: a warning, checked once
+        p, rep = audit_json("--kubeconfig", api.kubeconfig, "--entry", entry, "--apiserver",
+                            f"127.0.0.1:{gone}")
+        sev = [(f["subject"], f["severity"]) for f in findings(rep, "apiserver-san")]
+        assert sorted(sev) == sorted([(f"127.0.0.1:{gone}", "warning"),
+                                      (f"127.0.0.1:{bad.port}", "critical")])
 
 
 def test_entry_san_fix_reissues_a_working_certificate(tmp_path):
@@ -521,9 +550,17 @@ def test_all_sources_together(etcd3, kubeapi, tmp_path):
     backups = tmp_path / "b"
     backups.mkdir()
     snapshot(etcd3, str(backups / "etcd-now.db"))
-    p, rep = audit_json(*etcd3.client_flags(), "--backup-dir", backups, "--kubeconfig",
-                        api.kubeconfig, "--entry", f"127.0.0.1:{api.port}")
+    with KubeAPI(TestPKI(tmp_path / "m2")) as m2, KubeAPI(TestPKI(tmp_path / "m3")) as m3:
+        # three apiservers on loopback: the API itself (the entry) and two more
+        for name, port in (("kubernetes", api.port), ("kubernetes-m2", m2.port),
+                           ("kubernetes-m3", m3.port)):
+            api.set_slice(name, ["127.0.0.1"], port=port)
+        p, rep = audit_json(*etcd3.client_flags(), "--backup-dir", backups, "--kubeconfig",
+                            api.kubeconfig, "--entry", f"127.0.0.1:{api.port}")
     assert p.returncode == EXIT_OK, (p.stderr, rep["findings"])
+    # the two apiservers found behind default/kubernetes were dialled and checked too
+    assert sorted(f["subject"] for f in findings(rep, "apiserver-san")) == \
+        sorted([f"127.0.0.1:{m2.port}", f"127.0.0.1:{m3.port}"])
     assert rep["verdict"] == "ok" and rep["counts"]["skipped"] == 0
     assert {s["status"] for s in rep["sources"].values()} == {"audited"}
     assert set(rep["sources"]) == {"etcd", "backup", "kubernetes", "entry"}
@@ -553,7 +590,11 @@ def test_config_file(kubeapi, tmp_path):
     assert p.returncode == EXIT_OK, p.stderr
     rep = json.loads(p.stdout)
     check_schema(rep)
-    assert only(rep, "apiserver-san")["severity"] == "ok"
+    sev = {f["subject"]: f["severity"] for f in findings(rep, "apiserver-san")}
+    assert sev[f"127.0.0.1:{api.port}"] == "ok"
+    # the apiservers found behind default/kubernetes do not answer here: skipped, not findings
+    assert sorted(k for k, v in sev.items() if v == "skipped") == \
+        [f"127.0.0.{i}:6443" for i in (11, 12, 13)]
     # a flag wins over its key
     p = audit("--config", cfg, "-o", "table")
     assert p.stdout.startswith("CHECK")
