@@ -350,16 +350,6 @@ int kha_audit_deployment_decode(const char *text, size_t len, struct kha_audit_d
 	return r;
 }
 
-void kha_audit_deployment_list_release(struct kha_audit_deployment_list *l)
-{
-	if (!l)
-		return;
-	for (size_t i = 0; i < l->n; i++)
-		kha_audit_deployment_release(&l->items[i]);
-	free(l->items);
-	*l = (struct kha_audit_deployment_list){};
-}
-
 /* the items array of a List, or -EBADMSG */
 static int list_items(const json_t *obj, const char *kind, json_t **ret, struct kha_diag *d)
 {
@@ -378,56 +368,111 @@ static int list_items(const json_t *obj, const char *kind, json_t **ret, struct 
 	return 0;
 }
 
+/* One kind of List: how to decode one of its items into, and release one from, an array. */
+struct list_kind {
+	const char *kind; /* "PodList" */
+	size_t item_size;
+	int (*decode)(const json_t *obj, void *item, struct kha_diag *d);
+	void (*release)(void *item);
+};
+
+static void list_release(const struct list_kind *k, void *items, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		k->release((char *)items + i * k->item_size);
+	free(items);
+}
+
+/* Decodes the items of obj into a new array (NULL and 0 when it has none). */
+static int list_decode(const struct list_kind *k, const json_t *obj, void **ret_items,
+		       size_t *ret_n, struct kha_diag *d)
+{
+	json_t *items = NULL, *it;
+	size_t i, n = 0;
+	char *arr;
+	int r;
+
+	*ret_items = NULL;
+	*ret_n = 0;
+	r = list_items(obj, k->kind, &items, d);
+	if (r < 0 || !items)
+		return r;
+	arr = calloc(json_array_size(items) + 1, k->item_size);
+	if (!arr)
+		return kha_diag_set(d, ENOMEM, "out of memory");
+	json_array_foreach (items, i, it) {
+		r = k->decode(it, arr + n * k->item_size, d);
+		if (r < 0) {
+			kha_diag_prefix(d, "items[%zu]", i);
+			list_release(k, arr, n);
+			return r;
+		}
+		n++;
+	}
+	*ret_items = arr;
+	*ret_n = n;
+	return 0;
+}
+
+static int deployment_item(const json_t *obj, void *item, struct kha_diag *d)
+{
+	return kha_audit_deployment_from_json(obj, item, d);
+}
+
+static void deployment_item_release(void *item)
+{
+	kha_audit_deployment_release(item);
+}
+
+static const struct list_kind deployment_list = {"DeploymentList",
+						 sizeof(struct kha_audit_deployment),
+						 deployment_item, deployment_item_release};
+
+void kha_audit_deployment_list_release(struct kha_audit_deployment_list *l)
+{
+	if (!l)
+		return;
+	list_release(&deployment_list, l->items, l->n);
+	*l = (struct kha_audit_deployment_list){};
+}
+
 int kha_audit_deployment_list_from_json(const json_t *obj, struct kha_audit_deployment_list *ret,
 					struct kha_diag *d)
 {
-	struct kha_audit_deployment_list l = {};
-	json_t *items, *it;
-	size_t i;
-	int r;
+	void *items;
+	int r = list_decode(&deployment_list, obj, &items, &ret->n, d);
 
-	r = list_items(obj, "DeploymentList", &items, d);
-	if (r < 0 || !items) {
-		*ret = l;
-		return r;
-	}
-	l.items = calloc(json_array_size(items) + 1, sizeof(*l.items));
-	if (!l.items)
-		return kha_diag_set(d, ENOMEM, "out of memory");
-	json_array_foreach (items, i, it) {
-		r = kha_audit_deployment_from_json(it, &l.items[l.n], d);
-		if (r < 0) {
-			kha_diag_prefix(d, "items[%zu]", i);
-			kha_audit_deployment_list_release(&l);
-			return r;
-		}
-		l.n++;
-	}
-	*ret = l;
-	return 0;
+	ret->items = items;
+	return r;
 }
 
 /* ---- PodDisruptionBudget ------------------------------------------------------------------- */
 
-static void pdb_release(struct kha_audit_pdb *p)
+static void pdb_release(void *item)
 {
+	struct kha_audit_pdb *p = item;
+
 	free(p->name);
 	free(p->namespace);
 	kha_audit_labels_release(&p->selector);
 }
 
+static int pdb_decode(const json_t *obj, void *item, struct kha_diag *d);
+
+static const struct list_kind pdb_list = {"PodDisruptionBudgetList", sizeof(struct kha_audit_pdb),
+					  pdb_decode, pdb_release};
+
 void kha_audit_pdb_list_release(struct kha_audit_pdb_list *l)
 {
 	if (!l)
 		return;
-	for (size_t i = 0; i < l->n; i++)
-		pdb_release(&l->items[i]);
-	free(l->items);
+	list_release(&pdb_list, l->items, l->n);
 	*l = (struct kha_audit_pdb_list){};
 }
 
-static int pdb_decode(const json_t *obj, struct kha_audit_pdb *ret, struct kha_diag *d)
+static int pdb_decode(const json_t *obj, void *item, struct kha_diag *d)
 {
+	struct kha_audit_pdb *ret = item;
 	static const char *const spec_path[] = {"spec"};
 	static const char *const status_path[] = {"status"};
 	struct kha_audit_pdb p = {};
@@ -462,30 +507,11 @@ fail:
 int kha_audit_pdb_list_from_json(const json_t *obj, struct kha_audit_pdb_list *ret,
 				 struct kha_diag *d)
 {
-	struct kha_audit_pdb_list l = {};
-	json_t *items, *it;
-	size_t i;
-	int r;
+	void *items;
+	int r = list_decode(&pdb_list, obj, &items, &ret->n, d);
 
-	r = list_items(obj, "PodDisruptionBudgetList", &items, d);
-	if (r < 0 || !items) {
-		*ret = l;
-		return r;
-	}
-	l.items = calloc(json_array_size(items) + 1, sizeof(*l.items));
-	if (!l.items)
-		return kha_diag_set(d, ENOMEM, "out of memory");
-	json_array_foreach (items, i, it) {
-		r = pdb_decode(it, &l.items[l.n], d);
-		if (r < 0) {
-			kha_diag_prefix(d, "items[%zu]", i);
-			kha_audit_pdb_list_release(&l);
-			return r;
-		}
-		l.n++;
-	}
-	*ret = l;
-	return 0;
+	ret->items = items;
+	return r;
 }
 
 int kha_audit_pdb_list_decode(const char *text, size_t len, struct kha_audit_pdb_list *ret,
@@ -503,26 +529,32 @@ int kha_audit_pdb_list_decode(const char *text, size_t len, struct kha_audit_pdb
 
 /* ---- Pod ----------------------------------------------------------------------------------- */
 
-static void pod_release(struct kha_audit_pod *p)
+static void pod_release(void *item)
 {
+	struct kha_audit_pod *p = item;
+
 	free(p->name);
 	free(p->namespace);
 	free(p->node);
 	free(p->phase);
 }
 
+static int pod_decode(const json_t *obj, void *item, struct kha_diag *d);
+
+static const struct list_kind pod_list = {"PodList", sizeof(struct kha_audit_pod), pod_decode,
+					  pod_release};
+
 void kha_audit_pod_list_release(struct kha_audit_pod_list *l)
 {
 	if (!l)
 		return;
-	for (size_t i = 0; i < l->n; i++)
-		pod_release(&l->items[i]);
-	free(l->items);
+	list_release(&pod_list, l->items, l->n);
 	*l = (struct kha_audit_pod_list){};
 }
 
-static int pod_decode(const json_t *obj, struct kha_audit_pod *ret, struct kha_diag *d)
+static int pod_decode(const json_t *obj, void *item, struct kha_diag *d)
 {
+	struct kha_audit_pod *ret = item;
 	static const char *const spec_path[] = {"spec"};
 	static const char *const status_path[] = {"status"};
 	struct kha_audit_pod p = {};
@@ -565,30 +597,11 @@ fail:
 int kha_audit_pod_list_from_json(const json_t *obj, struct kha_audit_pod_list *ret,
 				 struct kha_diag *d)
 {
-	struct kha_audit_pod_list l = {};
-	json_t *items, *it;
-	size_t i;
-	int r;
+	void *items;
+	int r = list_decode(&pod_list, obj, &items, &ret->n, d);
 
-	r = list_items(obj, "PodList", &items, d);
-	if (r < 0 || !items) {
-		*ret = l;
-		return r;
-	}
-	l.items = calloc(json_array_size(items) + 1, sizeof(*l.items));
-	if (!l.items)
-		return kha_diag_set(d, ENOMEM, "out of memory");
-	json_array_foreach (items, i, it) {
-		r = pod_decode(it, &l.items[l.n], d);
-		if (r < 0) {
-			kha_diag_prefix(d, "items[%zu]", i);
-			kha_audit_pod_list_release(&l);
-			return r;
-		}
-		l.n++;
-	}
-	*ret = l;
-	return 0;
+	ret->items = items;
+	return r;
 }
 
 int kha_audit_pod_list_decode(const char *text, size_t len, struct kha_audit_pod_list *ret,
