@@ -154,7 +154,6 @@ static void opts_release(struct opts *o)
 static int apply(void *userdata, int val, const char *arg, struct kha_diag *d)
 {
 	struct opts *o = userdata;
-	int r;
 
 	switch (val) {
 	case OPT_ELECTION:
@@ -203,14 +202,8 @@ static int apply(void *userdata, int val, const char *arg, struct kha_diag *d)
 		return kha_opt_set_output(&o->json, arg, d);
 	case OPT_CONFIG:
 		return 0;
-	default:
-		r = kha_etcd_config_apply_opt(&o->etcd, val, arg, d);
-		if (r == -ENOENT)
-			return kha_diag_set(d, EINVAL, "unknown option");
-		if (r < 0)
-			/* the etcd layer names the flag itself */
-			return r;
-		return 0;
+	default: /* the etcd flags: that layer names the flag in its messages */
+		return kha_etcd_config_apply_opt(&o->etcd, val, arg, d);
 	}
 }
 

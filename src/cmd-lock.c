@@ -243,11 +243,8 @@ static int apply(void *userdata, int val, const char *arg, struct kha_diag *d)
 		return kha_opt_set_output(&o->json, arg, d);
 	case OPT_CONFIG:
 		return 0;
-	default:
-		r = kha_etcd_config_apply_opt(&o->etcd, val, arg, d);
-		if (r == -ENOENT)
-			return kha_diag_set(d, EINVAL, "unknown option");
-		return r < 0 ? r : 0;
+	default: /* the etcd flags: that layer names the flag in its messages */
+		return kha_etcd_config_apply_opt(&o->etcd, val, arg, d);
 	}
 }
 

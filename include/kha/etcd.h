@@ -107,8 +107,8 @@ int kha_etcd_config_set_endpoints(struct kha_etcd_config *cfg, const char *list,
 int kha_etcd_config_from_env(struct kha_etcd_config *cfg, struct kha_diag *d) KHA_WUR;
 /*
  * Applies one shared flag (val from KHA_ETCD_LONGOPTS, arg its value). Returns 0, -EINVAL on a
- * bad value (diag "--dial-timeout: ..."), or -ENOENT when val is not an etcd flag (so a getopt
- * loop can call it from its default: branch).
+ * bad value (diag "--dial-timeout: ..."), or -ENOENT ("unknown option") when val is not an etcd
+ * flag (so an option handler can end with it as its default: branch).
  */
 int kha_etcd_config_apply_opt(struct kha_etcd_config *cfg, int val, const char *arg,
 			      struct kha_diag *d) KHA_WUR;

@@ -212,7 +212,7 @@ int kha_etcd_config_apply_opt(struct kha_etcd_config *cfg, int val, const char *
 	};
 
 	if (val < KHA_ETCD_OPT_ENDPOINTS || val > KHA_ETCD_OPT_LAST)
-		return -ENOENT;
+		return kha_diag_set(d, ENOENT, "unknown option");
 	return apply(cfg, val, arg, flags[val - KHA_ETCD_OPT_ENDPOINTS], d);
 }
 
