@@ -9,6 +9,7 @@
 
 #include "commands.h"
 #include "kha/config.h"
+#include "kha/http.h"
 #include "kha/log.h"
 #include "kha/parse.h"
 #include "kha/proxy.h"
@@ -268,57 +269,6 @@ static void opts_release(struct opts *o)
 
 /* ---- kha proxy status ---- */
 
-static size_t collect_body(char *ptr, size_t size, size_t nmemb, void *userdata)
-{
-	FILE *f = userdata;
-	return fwrite(ptr, size, nmemb, f);
-}
-
-static int fetch_status(const char *addr, char **ret_body, struct kha_diag *d)
-{
-	char url[KHA_PROXY_ADDR_MAX + 32], errbuf[CURL_ERROR_SIZE] = "";
-	char *body = NULL;
-	size_t len = 0;
-	FILE *f = open_memstream(&body, &len);
-	CURL *e = curl_easy_init();
-	CURLcode res;
-	long code = 0;
-
-	if (!f || !e) {
-		if (f)
-			fclose(f);
-		free(body);
-		if (e)
-			curl_easy_cleanup(e);
-		return kha_diag_set(d, ENOMEM, "out of memory");
-	}
-	snprintf(url, sizeof(url), "http://%s/status", addr);
-	curl_easy_setopt(e, CURLOPT_URL, url);
-	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, 3000L);
-	curl_easy_setopt(e, CURLOPT_PROXY, "");
-	curl_easy_setopt(e, CURLOPT_NOPROXY, "*");
-	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, collect_body);
-	curl_easy_setopt(e, CURLOPT_WRITEDATA, f);
-	curl_easy_setopt(e, CURLOPT_ERRORBUFFER, errbuf);
-	res = curl_easy_perform(e);
-	curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &code);
-	curl_easy_cleanup(e);
-	fclose(f);
-	if (res != CURLE_OK || code != 200) {
-		free(body);
-		if (res != CURLE_OK)
-			return kha_diag_set(d, ECONNREFUSED,
-					    "%s: %s (is kha proxy running with "
-					    "--metrics-addr %s?)",
-					    url, errbuf[0] ? errbuf : curl_easy_strerror(res),
-					    addr);
-		return kha_diag_set(d, EPROTO, "%s: HTTP %ld", url, code);
-	}
-	*ret_body = body;
-	return 0;
-}
-
 static int status_main(int argc, char **argv)
 {
 	static const struct option sopts[] = {
@@ -329,9 +279,8 @@ static int status_main(int argc, char **argv)
 	};
 	const char *addr = "127.0.0.1:9443", *output = "table";
 	struct kha_diag d = {};
-	json_error_t jerr;
-	json_t *root, *backends, *b;
-	char *body = NULL;
+	json_t *root = NULL, *backends, *b;
+	char url[KHA_PROXY_ADDR_MAX + 16];
 	size_t i, up = 0, total = 0;
 	int c, r;
 
@@ -361,20 +310,21 @@ static int status_main(int argc, char **argv)
 			"kha proxy status: expected -o table or -o json and no arguments\n");
 		return KHA_EXIT_USAGE;
 	}
+	snprintf(url, sizeof(url), "http://%s/status", addr);
 	curl_global_init(CURL_GLOBAL_DEFAULT);
-	r = fetch_status(addr, &body, &d);
+	r = kha_http_get_json(url, 3 * KHA_USEC_PER_SEC, &root, &d);
 	curl_global_cleanup();
-	if (r < 0) {
-		fprintf(stderr, "kha proxy status: %s\n", d.msg);
+	if (r < 0 && r != -EBADMSG) {
+		fprintf(stderr,
+			"kha proxy status: %s: %s (is kha proxy running with --metrics-addr %s?)\n",
+			url, d.msg, addr);
 		return KHA_EXIT_UNAVAILABLE;
 	}
-	root = json_loads(body, 0, &jerr);
 	backends = root ? json_object_get(root, "backends") : NULL;
 	if (!json_is_array(backends)) {
 		fprintf(stderr, "kha proxy status: %s: unexpected answer (not a kha proxy?)\n",
 			addr);
 		json_decref(root);
-		free(body);
 		return KHA_EXIT_DATAERR;
 	}
 	json_array_foreach (backends, i, b) {
@@ -384,7 +334,8 @@ static int status_main(int argc, char **argv)
 		up += strcmp(json_string_value(json_object_get(b, "state")) ?: "", "up") == 0;
 	}
 	if (strcmp(output, "json") == 0) {
-		fputs(body, stdout);
+		json_dumpf(root, stdout, JSON_INDENT(2));
+		fputc('\n', stdout);
 	} else {
 		printf("%-24s %-9s %-6s %-7s %-9s %-10s %-30s %s\n", "BACKEND", "STATE", "WEIGHT",
 		       "ACTIVE", "TOTAL", "LATENCY", "LAST CHECK", "SOURCE");
@@ -410,7 +361,6 @@ static int status_main(int argc, char **argv)
 		       json_is_true(json_object_get(root, "ready")) ? "ready" : "NOT ready");
 	}
 	json_decref(root);
-	free(body);
 	if (up == total)
 		return KHA_EXIT_OK;
 	return up ? KHA_EXIT_DEGRADED : KHA_EXIT_CRITICAL;

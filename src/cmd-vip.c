@@ -251,12 +251,9 @@ static int status_main(int argc, char **argv)
 		{},
 	};
 	const char *addr = "127.0.0.1:9444";
-	struct kha_http_options ho = {.connect_timeout_us = 2 * KHA_USEC_PER_SEC};
-	struct kha_http_response resp = {};
-	struct kha_http *h = NULL;
 	struct kha_diag d = {};
 	char url[128];
-	json_t *root, *tracks, *t;
+	json_t *root = NULL, *tracks, *t;
 	const char *state;
 	bool json = false;
 	size_t i;
@@ -287,34 +284,22 @@ static int status_main(int argc, char **argv)
 		return KHA_EXIT_USAGE;
 	}
 	snprintf(url, sizeof(url), "http://%s/status", addr);
-	r = kha_http_new(&ho, &h, &d);
-	if (r == 0) {
-		struct kha_http_request req = {.method = "GET",
-					       .url = url,
-					       .timeout_us = 3 * KHA_USEC_PER_SEC,
-					       .max_body = 1 << 20};
-		r = kha_http_do(h, &req, &resp, &d);
-	}
-	kha_http_free(h);
-	if (r < 0 || resp.status != 200) {
-		if (r >= 0)
-			kha_diag_set(&d, EPROTO, "HTTP %ld", resp.status);
+	r = kha_http_get_json(url, 3 * KHA_USEC_PER_SEC, &root, &d);
+	if (r < 0 && r != -EBADMSG) {
 		fprintf(stderr,
 			"kha vip status: %s: %s (is kha vip running with --metrics-addr %s?)\n",
 			url, d.msg, addr);
-		kha_http_response_release(&resp);
 		return KHA_EXIT_UNAVAILABLE;
 	}
-	root = json_loads(resp.body, 0, NULL);
 	state = json_string_value(json_object_get(root, "state"));
 	if (!state) {
 		fprintf(stderr, "kha vip status: %s: unexpected answer (not a kha vip?)\n", url);
 		json_decref(root);
-		kha_http_response_release(&resp);
 		return KHA_EXIT_DATAERR;
 	}
 	if (json) {
-		fputs(resp.body, stdout);
+		json_dumpf(root, stdout, JSON_INDENT(2));
+		fputc('\n', stdout);
 	} else {
 		printf("state      %s\n", state);
 		printf("vip        %s on %s%s\n",
@@ -347,7 +332,6 @@ static int status_main(int argc, char **argv)
 	r = strcmp(state, "MASTER") == 0 || strcmp(state, "BACKUP") == 0 ? KHA_EXIT_OK
 									 : KHA_EXIT_DEGRADED;
 	json_decref(root);
-	kha_http_response_release(&resp);
 	return r;
 }
 

@@ -17,6 +17,8 @@
 #define KHA_HTTP_H
 
 #include <signal.h>
+#include <jansson.h>
+
 #include "kha/common.h"
 #include "kha/diag.h"
 
@@ -91,6 +93,15 @@ void kha_http_response_release(struct kha_http_response *resp);
  */
 int kha_http_do(struct kha_http *h, const struct kha_http_request *req,
 		struct kha_http_response *resp, struct kha_diag *d) KHA_WUR;
+
+/*
+ * One GET of url (a kha admin endpoint such as http://127.0.0.1:9443/status) within timeout_us:
+ * the body of a 200 answer parsed as JSON into *ret (json_decref() it). Returns 0, a transport
+ * error as kha_http_do(), -EPROTO for another status or -EBADMSG for a body that is not JSON,
+ * with d saying which.
+ */
+int kha_http_get_json(const char *url, uint64_t timeout_us, json_t **ret,
+		      struct kha_diag *d) KHA_WUR;
 
 /*
  * Called for each line of a 2xx streamed body, without its '\n' (a final unterminated line is

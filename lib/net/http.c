@@ -12,6 +12,7 @@
 #include <openssl/x509_vfy.h>
 
 #include "kha/http.h"
+#include "kha/json.h"
 #include "kha/parse.h"
 #include "kha/banned.h"
 
@@ -384,6 +385,8 @@ static int setup(struct kha_http *h, const struct kha_http_request *req, struct 
 	SET(CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
 	SET(CURLOPT_HTTPHEADER, l);
 	SET(CURLOPT_USERAGENT, "kha");
+	/* a proxy from the environment never applies to loopback (as in Go's clients) */
+	SET(CURLOPT_NOPROXY, "localhost,127.0.0.1,::1");
 	SET(CURLOPT_CONNECTTIMEOUT_MS,
 	    us_to_ms(req->connect_timeout_us ? req->connect_timeout_us : h->connect_timeout_us));
 	if (req->timeout_us)
@@ -493,6 +496,29 @@ int kha_http_do(struct kha_http *h, const struct kha_http_request *req,
 		struct kha_http_response *resp, struct kha_diag *d)
 {
 	return perform(h, req, NULL, NULL, resp, d);
+}
+
+int kha_http_get_json(const char *url, uint64_t timeout_us, json_t **ret, struct kha_diag *d)
+{
+	struct kha_http_options ho = {.connect_timeout_us =
+					      KHA_MIN(timeout_us, 2 * KHA_USEC_PER_SEC)};
+	struct kha_http_request req = {
+		.method = "GET", .url = url, .timeout_us = timeout_us, .max_body = 1 << 20};
+	struct kha_http_response resp = {};
+	struct kha_http *h = NULL;
+	int r;
+
+	*ret = NULL;
+	r = kha_http_new(&ho, &h, d);
+	if (r == 0)
+		r = kha_http_do(h, &req, &resp, d);
+	kha_http_free(h);
+	if (r == 0 && resp.status != 200)
+		r = kha_diag_set(d, EPROTO, "HTTP %ld", resp.status);
+	if (r == 0)
+		r = kha_json_parse(resp.body, resp.body_len, ret, d);
+	kha_http_response_release(&resp);
+	return r;
 }
 
 int kha_http_stream(struct kha_http *h, const struct kha_http_request *req, kha_http_line_fn fn,
