@@ -296,42 +296,29 @@ static int audit_cert(const struct opts *o, const char *check, const char *addr,
 /* Each --proxy: GET http://ADDR/status (kha proxy's admin endpoint, loopback by default). */
 static int audit_proxies(const struct opts *o, struct kha_audit_report *r, struct sources *s)
 {
-	struct kha_http_options ho = {.connect_timeout_us = o->timeout_us};
-	kha_auto(kha_http_freep) struct kha_http *h = NULL;
-	struct kha_diag d = {};
 	char addrs[1024] = "";
 	size_t reached = 0, n;
 	int ret = 0;
 
-	if (kha_http_new(&ho, &h, &d) < 0)
-		return -ENOMEM;
 	for (size_t i = 0; ret >= 0 && i < o->n_proxies; i++) {
 		char url[300];
-		struct kha_http_response resp = {0};
-		struct kha_http_request req = {.method = "GET",
-					       .url = url,
-					       .timeout_us = o->timeout_us,
-					       .max_body = 1 << 20};
-		const char *err = NULL;
-		char why[KHA_DIAG_MAX + 32];
+		struct kha_diag d = {};
+		json_t *root = NULL;
+		int got;
 
 		s->given++;
 		snprintf(url, sizeof(url), "http://%s/status", o->proxies[i]);
-		kha_diag_clear(&d);
-		if (kha_http_do(h, &req, &resp, &d) < 0) {
-			err = d.msg;
-		} else if (resp.status != 200) {
-			snprintf(why, sizeof(why), "HTTP %ld from %s", resp.status, url);
-			err = why;
-		}
-		ret = kha_audit_check_proxy(o->proxies[i], resp.body, resp.body_len, err, r);
-		if (!err) {
+		got = kha_http_get_json(url, o->timeout_us, &root, &d);
+		/* an answer that is not JSON: reached, but not a kha proxy */
+		ret = kha_audit_check_proxy(o->proxies[i], root,
+					    got < 0 && got != -EBADMSG ? d.msg : NULL, r);
+		if (got == 0 || got == -EBADMSG) {
 			s->reachable++;
 			reached++;
 		}
+		json_decref(root);
 		n = strlen(addrs);
 		snprintf(addrs + n, sizeof(addrs) - n, "%s%s", n ? "," : "", o->proxies[i]);
-		kha_http_response_release(&resp);
 	}
 	source_set(s, "proxy", reached ? "audited" : "unreachable", addrs);
 	return ret;

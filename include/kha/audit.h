@@ -285,12 +285,13 @@ int kha_audit_fetch_cert(const char *addr, const char *sni, uint64_t timeout_us,
 /* ==== the node's kha proxy ================================================================= */
 
 /*
- * proxy-backends: body[0..len) is the /status JSON of the kha proxy whose admin address is addr
- * (err: why it could not be read, critical). No backend or a single one: critical (the entry
- * falls with that master); none up: critical; some down: warning naming them; all up: ok.
- * proxy-draining (warning) when it is stopping. Returns 0 or -ENOMEM.
+ * proxy-backends: root is the /status JSON of the kha proxy whose admin address is addr (NULL,
+ * with err saying why it could not be read: critical; not a kha proxy status: critical). No
+ * backend or a single one: critical (the entry falls with that master); none up: critical;
+ * some down: warning naming them; all up: ok. proxy-draining (warning) when it is stopping.
+ * Returns 0 or -ENOMEM.
  */
-int kha_audit_check_proxy(const char *addr, const char *body, size_t len, const char *err,
+int kha_audit_check_proxy(const char *addr, const json_t *root, const char *err,
 			  struct kha_audit_report *r) KHA_WUR;
 
 /* ==== collection (I/O) ===================================================================== */

@@ -11,12 +11,11 @@
 	"give kha proxy every master: --backend ADDR:6443 once per master, a backends file, or " \
 	"--kubeconfig discovery (docs/proxy.md)"
 
-int kha_audit_check_proxy(const char *addr, const char *body, size_t len, const char *err,
+int kha_audit_check_proxy(const char *addr, const json_t *root, const char *err,
 			  struct kha_audit_report *r)
 {
 	char finding[768], down[384] = "";
-	json_error_t jerr;
-	json_t *root, *backends, *b;
+	const json_t *backends, *b;
 	size_t i, live = 0, up = 0, dlen = 0;
 	const char *one = NULL;
 	int ret;
@@ -29,10 +28,8 @@ int kha_audit_check_proxy(const char *addr, const char *body, size_t len, const 
 				     "address: kha proxy status --metrics-addr ADDR",
 				     NULL, NULL);
 	}
-	root = json_loadb(body ? body : "", len, 0, &jerr);
 	backends = root ? json_object_get(root, "backends") : NULL;
 	if (!json_is_array(backends)) {
-		json_decref(root);
 		snprintf(finding, sizeof(finding),
 			 "%s/status is not a kha proxy status (no backends list)", addr);
 		return kha_audit_add(r, "proxy-backends", addr, KHA_AUDIT_CRITICAL, finding,
@@ -91,6 +88,5 @@ int kha_audit_check_proxy(const char *addr, const char *body, size_t len, const 
 				    "a node whose proxy stops loses the apiservers: restart it",
 				    NULL, NULL);
 	}
-	json_decref(root);
 	return ret;
 }
