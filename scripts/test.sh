@@ -20,10 +20,13 @@ pytest_run() {
 	local bin=$1
 	shift
 	KHA_BIN="$bin" "$PY" -m pytest tests/integration -q -p no:cacheprovider \
-		-n "${KHA_TEST_JOBS:-4}" --timeout 300 "$@"
+		-n "${KHA_TEST_JOBS:-4}" --dist loadgroup --timeout 600 "$@"
 }
 
 scripts/check-source.sh
+# the real control plane the Kubernetes-facing tests run against (built once, then cached)
+KHA_K8S_BIN=$(scripts/k8s.sh)
+export KHA_K8S_BIN
 setup build
 scripts/run-unit.sh build
 pytest_run "$PWD/build/src/kha" "$@"

@@ -1,0 +1,10 @@
+// etcd, unchanged: the upstream server entry point, built at the pinned release.
+package main
+
+import (
+	"os"
+
+	"go.etcd.io/etcd/server/v3/etcdmain"
+)
+
+func main() { etcdmain.Main(os.Args) }
