@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: MIT
 /* kha lab: the HA design on one machine, with real etcd members on loopback. */
+#include <fcntl.h>
 #include <getopt.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -43,7 +45,9 @@ static void usage(FILE *out)
 		"  thaw-member    SIGCONT them\n"
 		"  wait           wait until the lab is ready\n"
 		"  drill          write through the entry while masters are killed and frozen\n"
-		"  down           stop exactly what the lab started and remove DIR\n\n"
+		"  down           stop exactly what the lab started and remove DIR\n"
+		"  exec           run a command inside a host of a Kubernetes lab\n"
+		"  kubeconfig     print the admin kubeconfig of an entry of a Kubernetes lab\n\n"
 		"Example:\n"
 		"  kha lab up && kha lab status\n"
 		"  kha lab drill --report drill.json --svg drill.svg\n"
@@ -120,6 +124,9 @@ enum {
 	OPT_PERIOD,
 	OPT_DOWN,
 	OPT_DETAILS,
+	OPT_KUBERNETES,
+	OPT_K8S_BIN,
+	OPT_ENTRY,
 };
 
 static int parse_duration(const char *sub, const char *flag, const char *arg, uint64_t *us)
@@ -236,19 +243,184 @@ static void print_reach(const struct common *c, const struct kha_lab *lab)
 	       lab->election ? "--leader --kill" : lab->masters[0].name, dh, dh, dh);
 }
 
+static void print_reach_k8s(const struct common *c, const struct kha_lab *lab)
+{
+	char hint[512];
+	const char *dh = dir_hint(c, hint, sizeof(hint));
+
+	printf("\nEntries (each host is a network namespace; run commands inside the lab):\n"
+	       "  node: its kha proxy on %s (discovery from default/kubernetes)\n",
+	       lab->node.entry_url);
+	if (lab->n_lbs)
+		printf("  vip:  %s, held by kha vip on lb1/lb2, each with a kha proxy\n",
+		       lab->lbs[0].entry_url);
+	for (size_t i = 0; i < lab->n_masters; i++)
+		printf("  %s:   its own kube-apiserver on https://%s:6443\n", lab->masters[i].name,
+		       lab->masters[i].address);
+	printf("Next:\n"
+	       "  kha lab exec%s node -- kubectl get nodes\n"
+	       "  kha lab exec%s lb1 -- kubectl get --raw /readyz\n"
+	       "  kha lab exec%s node -- kubectl get lease -n kube-system\n"
+	       "  kha lab kubeconfig%s --entry vip\n"
+	       "  kha lab stop-member%s --leader --kill && kha lab status%s\n"
+	       "  kha lab down%s\n",
+	       dh, dh, dh, dh, dh, dh, dh);
+}
+
 static void print_procs(const char *owner, const struct kha_lab_proc *procs, size_t n)
 {
 	for (size_t j = 0; j < n; j++)
-		printf("%-6s %-6s %-8d %s\n", owner, procs[j].name, (int)procs[j].pid,
+		printf("%-6s %-23s %-8d %s\n", owner, procs[j].name, (int)procs[j].pid,
 		       procs[j].log_path);
 }
 
 static void print_members(const struct kha_lab *lab)
 {
-	printf("%-6s %-6s %-8s %s\n", "OWNER", "PROC", "PID", "LOG");
+	printf("%-6s %-23s %-8s %s\n", "OWNER", "PROC", "PID", "LOG");
 	for (size_t i = 0; i < lab->n_masters; i++)
 		print_procs(lab->masters[i].name, lab->masters[i].procs, lab->masters[i].n_procs);
 	print_procs("node", lab->node.procs, lab->node.n_procs);
+	for (size_t i = 0; i < lab->n_lbs; i++)
+		print_procs(lab->lbs[i].name, lab->lbs[i].procs, lab->lbs[i].n_procs);
+}
+
+/* The host an entry belongs to in `kha lab exec`: node -> node, lbN -> vip, mN -> mN. */
+static const char *entry_of_host(const char *host)
+{
+	return strncmp(host, "lb", 2) == 0 ? "vip" : host;
+}
+
+static int cmd_kubeconfig(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"dir", required_argument, NULL, OPT_DIR},
+		{"entry", required_argument, NULL, OPT_ENTRY},
+		{"help", no_argument, NULL, 'h'},
+		{0},
+	};
+	struct common c = {.sub = "kubeconfig", .dir = DEFAULT_DIR};
+	kha_auto(kha_lab_freep) struct kha_lab *lab = NULL;
+	kha_autofree char *path = NULL, *text = NULL;
+	const char *entry = "node";
+	struct kha_diag d = {0};
+	size_t len;
+	int opt, r;
+
+	optind = 0;
+	while ((opt = next_flag(&c, argc, argv, "h", opts, &r)) != -1) {
+		switch (opt) {
+		case OPT_ENTRY:
+			entry = optarg;
+			break;
+		case 'h':
+			printf("Usage: kha lab kubeconfig [--dir DIR] [--entry node|vip|mN]\n\n"
+			       "Prints the admin kubeconfig of a Kubernetes lab for one entry: node\n"
+			       "(the node's kha proxy, the default), vip (the load balancers' VIP) or\n"
+			       "a master's own apiserver. Its addresses are inside the lab's network\n"
+			       "namespaces: use it there ('kha lab exec' sets it for you).\n\n"
+			       "Example:\n  kha lab kubeconfig --entry vip > vip.conf\n");
+			return KHA_EXIT_OK;
+		default:
+			return usage_error("kubeconfig", "bad flag");
+		}
+	}
+	if (r)
+		return r;
+	if (optind < argc)
+		return usage_error("kubeconfig", "unexpected argument '%s'", argv[optind]);
+	r = load(&c, false, &lab);
+	if (r)
+		return r;
+	r = kha_lab_kubeconfig(lab, entry, &path, &d);
+	if (r == 0)
+		r = kha_file_read_all(path, 1 << 20, &text, &len, &d);
+	if (r < 0)
+		return fail("kubeconfig", r, &d);
+	fwrite(text, 1, len, stdout);
+	return KHA_EXIT_OK;
+}
+
+/*
+ * kha lab exec HOST -- CMD...: CMD inside the host's network namespace, KUBECONFIG set to the
+ * admin kubeconfig of the host's entry and the lab's Kubernetes programs first on PATH.
+ */
+static int cmd_exec(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"dir", required_argument, NULL, OPT_DIR},
+		{"help", no_argument, NULL, 'h'},
+		{0},
+	};
+	struct common c = {.sub = "exec", .dir = DEFAULT_DIR};
+	kha_auto(kha_lab_freep) struct kha_lab *lab = NULL;
+	kha_autofree char *kubeconfig = NULL, *path = NULL;
+	const char *host, *netns;
+	struct kha_diag d = {0};
+	int opt, r;
+
+	optind = 0;
+	while ((opt = next_flag(&c, argc, argv, "+h", opts, &r)) != -1) {
+		switch (opt) {
+		case 'h':
+			printf("Usage: kha lab exec [--dir DIR] HOST -- COMMAND [ARG...]\n\n"
+			       "Runs COMMAND inside a host of a Kubernetes lab (its network namespace):\n"
+			       "node, lb1, lb2, m1, m2, ... with KUBECONFIG set to the admin kubeconfig\n"
+			       "of that host's entry (node: its kha proxy; lbN: the VIP; mN: its own\n"
+			       "apiserver) and the lab's kubectl, etcdctl, ... first on PATH. Exits\n"
+			       "with COMMAND's exit code.\n\n"
+			       "Example:\n  kha lab exec node -- kubectl get nodes\n"
+			       "  kha lab exec m1 -- etcdctl --endpoints https://127.0.0.1:2379 ...\n");
+			return KHA_EXIT_OK;
+		default:
+			return usage_error("exec", "bad flag");
+		}
+	}
+	if (r)
+		return r;
+	if (optind >= argc)
+		return usage_error("exec", "which host? (node, lb1, lb2, m1, ...)");
+	host = argv[optind++];
+	if (optind < argc && strcmp(argv[optind], "--") == 0)
+		optind++;
+	if (optind >= argc)
+		return usage_error("exec", "no COMMAND to run in %s", host);
+	r = load(&c, false, &lab);
+	if (r)
+		return r;
+	netns = kha_lab_host_netns(lab, host);
+	if (!lab->k8s_bin || !netns) {
+		if (!lab->k8s_bin)
+			return fail("exec", -ENOENT,
+				    &(struct kha_diag){.msg = "the lab runs no Kubernetes (made "
+							      "without --kubernetes): no hosts"});
+		return usage_error("exec", "no host '%s' in %s (node, lb1..lb%zu, m1..m%zu)", host,
+				   c.dir, lab->n_lbs, lab->n_masters);
+	}
+	r = kha_lab_kubeconfig(lab, entry_of_host(host), &kubeconfig, &d);
+	if (r < 0)
+		return fail("exec", r, &d);
+	{
+		char nspath[128];
+		int fd;
+
+		snprintf(nspath, sizeof(nspath), "/run/netns/%s", netns);
+		fd = open(nspath, O_RDONLY | O_CLOEXEC);
+		if (fd < 0 || setns(fd, CLONE_NEWNET) < 0) {
+			fprintf(stderr, "kha lab exec: cannot enter %s's namespace %s: %s\n", host,
+				netns, strerror(errno));
+			return KHA_EXIT_UNAVAILABLE;
+		}
+		close(fd);
+	}
+	if (asprintf(&path, "%s:%s", lab->k8s_bin,
+		     getenv("PATH") ? getenv("PATH") : "/usr/bin:/bin") < 0)
+		return KHA_EXIT_SOFTWARE;
+	setenv("KUBECONFIG", kubeconfig, 1);
+	setenv("PATH", path, 1);
+	setenv("KHA_LAB_HOST", host, 1);
+	execvp(argv[optind], argv + optind);
+	fprintf(stderr, "kha lab exec: %s: %s\n", argv[optind], strerror(errno));
+	return errno == ENOENT ? 127 : 126;
 }
 
 static int cmd_up(int argc, char **argv)
@@ -261,10 +433,13 @@ static int cmd_up(int argc, char **argv)
 		{"kha", required_argument, NULL, OPT_KHA},
 		{"no-proxy", no_argument, NULL, OPT_NO_PROXY},
 		{"no-elect", no_argument, NULL, OPT_NO_ELECT},
+		{"kubernetes", no_argument, NULL, OPT_KUBERNETES},
+		{"k8s-bin", required_argument, NULL, OPT_K8S_BIN},
 		{"help", no_argument, NULL, 'h'},
 		{0},
 	};
 	struct common c = {.sub = "up", .dir = DEFAULT_DIR};
+	bool kubernetes = false;
 	struct kha_lab_up_opts o = {.members = 3, .timeout_us = DEFAULT_TIMEOUT_US};
 	kha_auto(kha_lab_freep) struct kha_lab *lab = NULL;
 	kha_autofree char *failed_log = NULL, *leader = NULL;
@@ -299,10 +474,28 @@ static int cmd_up(int argc, char **argv)
 		case OPT_NO_ELECT:
 			o.no_elect = true;
 			break;
+		case OPT_KUBERNETES:
+			kubernetes = true;
+			break;
+		case OPT_K8S_BIN:
+			kubernetes = true;
+			o.k8s_bin = optarg;
+			break;
 		case 'h':
 			printf("Usage: kha lab up [--dir DIR] [--members N] [--timeout D] "
 			       "[--etcd PATH]\n"
-			       "                  [--kha PATH] [--no-proxy] [--no-elect]\n\n"
+			       "                  [--kha PATH] [--no-proxy] [--no-elect]\n"
+			       "                  [--kubernetes [--k8s-bin DIR]]\n\n"
+			       "With --kubernetes (root): the real control plane, as kubeadm's stacked\n"
+			       "etcd HA topology, each host a network namespace on a lab bridge: every\n"
+			       "master runs etcd 3.6, kube-apiserver, kube-controller-manager and\n"
+			       "kube-scheduler (--leader-elect) and kha elect with the backups; a node\n"
+			       "runs the node-local kha proxy (127.0.0.1:7443, discovery from\n"
+			       "default/kubernetes); two load-balancer hosts run kha proxy and kha vip\n"
+			       "(the VIP is the controlPlaneEndpoint). PKI and kubeconfigs by kubeadm's\n"
+			       "phases. The programs come from --k8s-bin DIR or $KHA_K8S_BIN (make k8s\n"
+			       "builds them). Then: kha lab exec node -- kubectl get nodes\n\n"
+			       "Without it: the etcd-only lab on loopback, described next.\n"
 			       "Creates a CA and certificates (members: serverAuth+clientAuth, SANs\n"
 			       "127.0.0.1 and localhost; a client certificate for the tools), starts N\n"
 			       "etcd members on free loopback ports with TLS and --client-cert-auth\n"
@@ -336,6 +529,13 @@ static int cmd_up(int argc, char **argv)
 	if (optind < argc)
 		return usage_error("up", "unexpected argument '%s'", argv[optind]);
 	o.dir = c.dir;
+	if (kubernetes && !o.k8s_bin) {
+		o.k8s_bin = getenv("KHA_K8S_BIN");
+		if (!o.k8s_bin || !*o.k8s_bin)
+			return usage_error("up",
+					   "--kubernetes needs the programs: --k8s-bin DIR or "
+					   "KHA_K8S_BIN=DIR (make k8s builds them and prints DIR)");
+	}
 	r = kha_lab_up(&o, &lab, &failed_log, &d);
 	if (r < 0) {
 		int code = fail("up", r, &d);
@@ -354,7 +554,12 @@ static int cmd_up(int argc, char **argv)
 	}
 	if (lab->election)
 		kha_ignore(kha_lab_leader(lab, LEADER_TIMEOUT_US, &leader, NULL));
-	printf("kha lab: %zu etcd members healthy in %s", lab->n_masters, lab->dir);
+	if (lab->k8s_bin)
+		printf("kha lab: %zu masters (etcd, kube-apiserver, kube-controller-manager, "
+		       "kube-scheduler) ready in %s",
+		       lab->n_masters, lab->dir);
+	else
+		printf("kha lab: %zu etcd members healthy in %s", lab->n_masters, lab->dir);
 	if (lab->node.entry_url)
 		printf("; entry point %s ready", lab->node.entry_url);
 	if (lab->election)
@@ -362,7 +567,10 @@ static int cmd_up(int argc, char **argv)
 		       lab->election);
 	printf("\n\n");
 	print_members(lab);
-	print_reach(&c, lab);
+	if (lab->k8s_bin)
+		print_reach_k8s(&c, lab);
+	else
+		print_reach(&c, lab);
 	return KHA_EXIT_OK;
 }
 
@@ -1291,6 +1499,10 @@ int cmd_lab_main(int argc, char **argv)
 		return cmd_drill(argc - 1, argv + 1);
 	if (strcmp(argv[1], "down") == 0)
 		return cmd_down(argc - 1, argv + 1);
+	if (strcmp(argv[1], "exec") == 0)
+		return cmd_exec(argc - 1, argv + 1);
+	if (strcmp(argv[1], "kubeconfig") == 0)
+		return cmd_kubeconfig(argc - 1, argv + 1);
 	fprintf(stderr, "kha lab: unknown subcommand '%s' (run 'kha lab --help')\n", argv[1]);
 	return KHA_EXIT_USAGE;
 }

@@ -41,13 +41,20 @@
 #include "kha/drill.h"
 
 #define KHA_LAB_MAX_MASTERS 7
+/* The external load-balancer pair of a Kubernetes lab (kha proxy + kha vip each). */
+#define KHA_LAB_LBS 2
 /* The election the masters' kha elect contend in. */
 #define KHA_LAB_ELECTION "lab-backup"
 
 enum kha_lab_proc_kind {
 	KHA_LAB_PROC_ETCD,  /* the etcd member of a master */
 	KHA_LAB_PROC_ELECT, /* a master's kha elect, running kha etcd backup while it leads */
-	KHA_LAB_PROC_PROXY, /* the node's kha proxy: the entry point in front of the masters */
+	KHA_LAB_PROC_PROXY, /* kha proxy: the node's entry point, or a load-balancer host's */
+	/* a Kubernetes lab's masters also run the real control plane: */
+	KHA_LAB_PROC_APISERVER,		 /* kube-apiserver */
+	KHA_LAB_PROC_CONTROLLER_MANAGER, /* kube-controller-manager --leader-elect */
+	KHA_LAB_PROC_SCHEDULER,		 /* kube-scheduler --leader-elect */
+	KHA_LAB_PROC_VIP,		 /* a load-balancer host's kha vip (VRRP) */
 };
 
 struct kha_lab_proc {
@@ -70,12 +77,20 @@ struct kha_lab_master {
 	char *backup_dir;	      /* DIR/backups/<name>; NULL without elect */
 	uint16_t backup_metrics_port; /* kha etcd backup's /metrics; 0 without elect */
 	bool frozen;		      /* its processes were SIGSTOPped by kha_lab_master_freeze */
+	char *netns;		      /* its host's network namespace; NULL on loopback */
+	char *address;		      /* its host's address on the lab network; NULL on loopback */
 	struct kha_lab_proc *procs;
 	size_t n_procs;
 };
 
-/* The node: what a worker runs to reach the masters. Today its kha proxy only. */
+/*
+ * The node (what a worker runs to reach the masters: its kha proxy), or a load-balancer host of
+ * a Kubernetes lab (kha proxy in front of the apiservers + kha vip holding the lab's VIP).
+ */
 struct kha_lab_node {
+	char *name;	       /* "node", "lb1", "lb2" */
+	char *netns;	       /* its host's network namespace; NULL on loopback */
+	char *address;	       /* its host's address on the lab network; NULL on loopback */
 	uint16_t entry_port;   /* the proxy listens on 127.0.0.1:entry_port */
 	uint16_t metrics_port; /* the proxy's /metrics, /readyz, /status */
 	char *entry_url;       /* https://127.0.0.1:PORT, what clients use; NULL: no node */
@@ -97,7 +112,15 @@ struct kha_lab {
 	struct kha_lab_master *masters;
 	size_t n_masters;
 	struct kha_lab_node node; /* node.entry_url NULL: no entry point */
-	int lock_fd;		  /* -1 when not locked */
+	/* A Kubernetes lab (all NULL/0 for the etcd-only lab on loopback): */
+	char *k8s_bin;		  /* the directory of kube-apiserver, kubectl, kubeadm, ... */
+	char *net;		  /* prefix of its network namespaces ("<net>-m1", "<net>-sw") */
+	char *subnet;		  /* "10.77.0": hosts are <subnet>.N/24 */
+	char *vip;		  /* the load balancers' virtual IP, the controlPlaneEndpoint */
+	char *kube_ca;		  /* the Kubernetes CA certificate (kubeadm's ca.crt) */
+	struct kha_lab_node *lbs; /* the external load-balancer pair */
+	size_t n_lbs;
+	int lock_fd; /* -1 when not locked */
 };
 
 void kha_lab_free(struct kha_lab *lab);
@@ -111,6 +134,9 @@ struct kha_lab_up_opts {
 	uint64_t timeout_us;  /* how long to wait for a healthy cluster */
 	bool no_proxy;	      /* no node entry point */
 	bool no_elect;	      /* masters run no kha elect (and so take no backups) */
+	/* A Kubernetes lab: the directory of the real programs (scripts/k8s.sh builds them);
+	 * NULL: the etcd-only lab on loopback. Needs root (network namespaces). */
+	const char *k8s_bin;
 };
 
 /*
@@ -239,6 +265,26 @@ int kha_lab_down(const char *dir, uint64_t grace_us, unsigned *ret_stopped,
 
 /* The etcd endpoints as a comma-separated list of client URLs (new string, free() it). */
 char *kha_lab_endpoints(const struct kha_lab *lab);
+
+/*
+ * A Kubernetes lab's hosts live in network namespaces; kha talks to them from the node's, never
+ * from the machine's own (where traffic to a lab address would leave through the default
+ * route). Enters it (setns) for the calling thread and the threads it starts afterwards.
+ * kha_lab_load and kha_lab_up do this; a no-op for the loopback lab. 0 or a negative errno.
+ */
+int kha_lab_enter(const struct kha_lab *lab, struct kha_diag *d) KHA_WUR;
+
+/* The network namespace of a host ("m1", "node", "lb1"); NULL when unknown or on loopback. */
+const char *kha_lab_host_netns(const struct kha_lab *lab, const char *host);
+
+/*
+ * The path of the admin kubeconfig of a Kubernetes lab for entry: "node" (through the node's
+ * kha proxy), "vip" (through the load balancers' VIP) or a master's name (its own apiserver).
+ * Returns 0 with a new string, -EINVAL for an unknown entry, -ENOENT for a lab without
+ * Kubernetes (d says which).
+ */
+int kha_lab_kubeconfig(const struct kha_lab *lab, const char *entry, char **ret_path,
+		       struct kha_diag *d) KHA_WUR;
 
 /* The last lines (at most max_lines) of a log file, as a new string; NULL when unreadable. */
 char *kha_lab_log_tail(const char *path, unsigned max_lines);

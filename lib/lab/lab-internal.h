@@ -11,6 +11,15 @@
 #define LAB_ENV	 "env"
 
 struct kha_lab *lab_new(void);
+
+/* A growable NULL-terminated argv of owned strings; oom is sticky (checked once at the end). */
+struct lab_strv {
+	char **v;
+	size_t n;
+	bool oom;
+};
+void lab_strv_add(struct lab_strv *s, const char *fmt, ...) KHA_PRINTF(2, 3);
+void lab_strv_release(struct lab_strv *s);
 /* "dir/name" as a new string, NULL on ENOMEM. */
 char *lab_path(const char *dir, const char *name);
 /* Takes DIR/lab.lock (flock, waits); the fd goes to lab->lock_fd. */
@@ -37,6 +46,20 @@ void lab_release_procs(struct kha_proc *procs, size_t n);
  * NULL.
  */
 long lab_http_get(const char *url, uint64_t timeout_us, char **ret_body);
+
+/* ---- k8s.c: the Kubernetes lab ---- */
+/* Plans masters (etcd + control plane + elect), the node and the load balancers. */
+int lab_k8s_plan(struct kha_lab *lab, unsigned n, bool with_proxy, struct kha_diag *d);
+/* Creates the namespaces, the switch and the links; deletes them (whatever exists). */
+int lab_k8s_net_create(const struct kha_lab *lab, struct kha_diag *d);
+void lab_k8s_net_delete(const struct kha_lab *lab);
+/* kubeadm's PKI per master, the components' kubeconfigs, one admin kubeconfig per entry. */
+int lab_k8s_pki(struct kha_lab *lab, struct kha_diag *d);
+/* The command line of a control-plane process, or of a host's kha proxy or kha vip. */
+int lab_k8s_argv(const struct kha_lab *lab, const struct kha_lab_master *m,
+		 const struct kha_lab_node *h, const struct kha_lab_proc *p, struct lab_strv *s);
+/* 1 when every apiserver and both entries are ready; else 0 and what is not, in what. */
+int lab_k8s_ready(const struct kha_lab *lab, char *what, size_t size);
 
 /* kha_lab_wait_ready; *ret_failed (if not NULL) names the process at fault. */
 int lab_wait_ready(struct kha_lab *lab, uint64_t timeout_us, struct kha_lab_proc **ret_failed,

@@ -28,7 +28,7 @@
 #define PROXY_READY_US	   (200 * KHA_USEC_PER_MSEC)
 #define LEADER_READ_US	   (1 * KHA_USEC_PER_SEC)
 /* every process of a lab, recorded ones: masters' and the node's */
-#define MAX_LAB_PROCS (3 * KHA_LAB_MAX_MASTERS + 2)
+#define MAX_LAB_PROCS (5 * KHA_LAB_MAX_MASTERS + 1 + 2 * KHA_LAB_LBS)
 
 /* Timings of the companions: quick enough that the drill sees handovers in seconds. */
 #define ELECT_TTL	  "3s"
@@ -38,15 +38,7 @@
 
 /* ---- small helpers ---- */
 
-/* A growable NULL-terminated argv of owned strings. */
-struct strv {
-	char **v;
-	size_t n;
-	bool oom;
-};
-
-static void strv_add(struct strv *s, const char *fmt, ...) KHA_PRINTF(2, 3);
-static void strv_add(struct strv *s, const char *fmt, ...)
+void lab_strv_add(struct lab_strv *s, const char *fmt, ...)
 {
 	char **nv, *str = NULL;
 	va_list ap;
@@ -69,12 +61,12 @@ static void strv_add(struct strv *s, const char *fmt, ...)
 	s->v[s->n] = NULL;
 }
 
-static void strv_release(struct strv *s)
+void lab_strv_release(struct lab_strv *s)
 {
 	for (size_t i = 0; i < s->n; i++)
 		free(s->v[i]);
 	free(s->v);
-	*s = (struct strv){0};
+	*s = (struct lab_strv){0};
 }
 
 static int sleep_us(uint64_t us)
@@ -166,7 +158,7 @@ static int write_env(const struct kha_lab *lab, struct kha_diag *d)
 
 /* The etcd command line of master m; state_new for the first start of a new cluster. */
 static int etcd_argv(const struct kha_lab *lab, const struct kha_lab_master *m, bool state_new,
-		     struct strv *s)
+		     struct lab_strv *s)
 {
 	char cluster[2048] = "";
 
@@ -176,26 +168,26 @@ static int etcd_argv(const struct kha_lab *lab, const struct kha_lab_master *m, 
 		snprintf(cluster + used, sizeof(cluster) - used, "%s%s=%s", i ? "," : "",
 			 lab->masters[i].name, lab->masters[i].peer_url);
 	}
-	strv_add(s, "%s", lab->etcd_bin);
-	strv_add(s, "--name=%s", m->name);
-	strv_add(s, "--data-dir=%s", m->data_dir);
-	strv_add(s, "--listen-client-urls=%s", m->client_url);
-	strv_add(s, "--advertise-client-urls=%s", m->client_url);
-	strv_add(s, "--listen-peer-urls=%s", m->peer_url);
-	strv_add(s, "--initial-advertise-peer-urls=%s", m->peer_url);
-	strv_add(s, "--initial-cluster=%s", cluster);
-	strv_add(s, "--initial-cluster-state=%s", state_new ? "new" : "existing");
-	strv_add(s, "--initial-cluster-token=%s", lab->token);
-	strv_add(s, "--cert-file=%s", m->cert);
-	strv_add(s, "--key-file=%s", m->key);
-	strv_add(s, "--trusted-ca-file=%s", lab->ca_cert);
-	strv_add(s, "--client-cert-auth");
-	strv_add(s, "--peer-cert-file=%s", m->cert);
-	strv_add(s, "--peer-key-file=%s", m->key);
-	strv_add(s, "--peer-trusted-ca-file=%s", lab->ca_cert);
-	strv_add(s, "--peer-client-cert-auth");
-	strv_add(s, "--logger=zap");
-	strv_add(s, "--log-outputs=stderr");
+	lab_strv_add(s, "%s", lab->etcd_bin);
+	lab_strv_add(s, "--name=%s", m->name);
+	lab_strv_add(s, "--data-dir=%s", m->data_dir);
+	lab_strv_add(s, "--listen-client-urls=%s", m->client_url);
+	lab_strv_add(s, "--advertise-client-urls=%s", m->client_url);
+	lab_strv_add(s, "--listen-peer-urls=%s", m->peer_url);
+	lab_strv_add(s, "--initial-advertise-peer-urls=%s", m->peer_url);
+	lab_strv_add(s, "--initial-cluster=%s", cluster);
+	lab_strv_add(s, "--initial-cluster-state=%s", state_new ? "new" : "existing");
+	lab_strv_add(s, "--initial-cluster-token=%s", lab->token);
+	lab_strv_add(s, "--cert-file=%s", m->cert);
+	lab_strv_add(s, "--key-file=%s", m->key);
+	lab_strv_add(s, "--trusted-ca-file=%s", lab->ca_cert);
+	lab_strv_add(s, "--client-cert-auth");
+	lab_strv_add(s, "--peer-cert-file=%s", m->cert);
+	lab_strv_add(s, "--peer-key-file=%s", m->key);
+	lab_strv_add(s, "--peer-trusted-ca-file=%s", lab->ca_cert);
+	lab_strv_add(s, "--peer-client-cert-auth");
+	lab_strv_add(s, "--logger=zap");
+	lab_strv_add(s, "--log-outputs=stderr");
 	return s->oom ? -ENOMEM : 0;
 }
 
@@ -218,33 +210,33 @@ static void endpoints_from(const struct kha_lab *lab, const struct kha_lab_maste
  * leads, runs a scheduled kha etcd backup into the master's own backup directory (so the
  * directory a snapshot lands in names the master that took it).
  */
-static int elect_argv(const struct kha_lab *lab, const struct kha_lab_master *m, struct strv *s)
+static int elect_argv(const struct kha_lab *lab, const struct kha_lab_master *m, struct lab_strv *s)
 {
 	char eps[2048];
 
 	endpoints_from(lab, m, eps, sizeof(eps));
-	strv_add(s, "%s", lab->kha_bin);
-	strv_add(s, "elect");
-	strv_add(s, "--endpoints=%s", eps);
-	strv_add(s, "--cacert=%s", lab->ca_cert);
-	strv_add(s, "--cert=%s", m->cert);
-	strv_add(s, "--key=%s", m->key);
-	strv_add(s, "--election=%s", lab->election);
-	strv_add(s, "--id=%s", m->name);
-	strv_add(s, "--ttl=%s", ELECT_TTL);
-	strv_add(s, "--restart=always");
-	strv_add(s, "--");
-	strv_add(s, "%s", lab->kha_bin);
-	strv_add(s, "etcd");
-	strv_add(s, "backup");
-	strv_add(s, "--endpoints=%s", eps);
-	strv_add(s, "--cacert=%s", lab->ca_cert);
-	strv_add(s, "--cert=%s", m->cert);
-	strv_add(s, "--key=%s", m->key);
-	strv_add(s, "--dir=%s", m->backup_dir);
-	strv_add(s, "--every=%s", BACKUP_EVERY);
-	strv_add(s, "--keep-last=%s", BACKUP_KEEP_LAST);
-	strv_add(s, "--metrics-addr=127.0.0.1:%u", m->backup_metrics_port);
+	lab_strv_add(s, "%s", lab->kha_bin);
+	lab_strv_add(s, "elect");
+	lab_strv_add(s, "--endpoints=%s", eps);
+	lab_strv_add(s, "--cacert=%s", lab->ca_cert);
+	lab_strv_add(s, "--cert=%s", m->cert);
+	lab_strv_add(s, "--key=%s", m->key);
+	lab_strv_add(s, "--election=%s", lab->election);
+	lab_strv_add(s, "--id=%s", m->name);
+	lab_strv_add(s, "--ttl=%s", ELECT_TTL);
+	lab_strv_add(s, "--restart=always");
+	lab_strv_add(s, "--");
+	lab_strv_add(s, "%s", lab->kha_bin);
+	lab_strv_add(s, "etcd");
+	lab_strv_add(s, "backup");
+	lab_strv_add(s, "--endpoints=%s", eps);
+	lab_strv_add(s, "--cacert=%s", lab->ca_cert);
+	lab_strv_add(s, "--cert=%s", m->cert);
+	lab_strv_add(s, "--key=%s", m->key);
+	lab_strv_add(s, "--dir=%s", m->backup_dir);
+	lab_strv_add(s, "--every=%s", BACKUP_EVERY);
+	lab_strv_add(s, "--keep-last=%s", BACKUP_KEEP_LAST);
+	lab_strv_add(s, "--metrics-addr=127.0.0.1:%u", m->backup_metrics_port);
 	return s->oom ? -ENOMEM : 0;
 }
 
@@ -254,40 +246,61 @@ static int elect_argv(const struct kha_lab *lab, const struct kha_lab_master *m,
  * certificate; on real masters the same command has --backend MASTER:6443 and the default
  * /readyz check. Faster checks than the defaults, so that the drill's faults show in seconds.
  */
-static int proxy_argv(const struct kha_lab *lab, struct strv *s)
+static int proxy_argv(const struct kha_lab *lab, struct lab_strv *s)
 {
-	strv_add(s, "%s", lab->kha_bin);
-	strv_add(s, "proxy");
-	strv_add(s, "--listen=127.0.0.1:%u", lab->node.entry_port);
+	lab_strv_add(s, "%s", lab->kha_bin);
+	lab_strv_add(s, "proxy");
+	lab_strv_add(s, "--listen=127.0.0.1:%u", lab->node.entry_port);
 	for (size_t i = 0; i < lab->n_masters; i++)
-		strv_add(s, "--backend=127.0.0.1:%u", lab->masters[i].client_port);
-	strv_add(s, "--check=https");
-	strv_add(s, "--check-path=/health");
-	strv_add(s, "--check-cacert=%s", lab->ca_cert);
-	strv_add(s, "--check-cert=%s", lab->client_cert);
-	strv_add(s, "--check-key=%s", lab->client_key);
-	strv_add(s, "--check-interval=%s", PROXY_CHECK_EVERY);
-	strv_add(s, "--check-fast-interval=250ms");
-	strv_add(s, "--check-timeout=500ms");
-	strv_add(s, "--check-fall=2");
-	strv_add(s, "--connect-timeout=500ms");
-	strv_add(s, "--first-byte-timeout=500ms");
-	strv_add(s, "--drain-timeout=1s");
-	strv_add(s, "--metrics-addr=%s", lab->node.metrics_addr);
+		lab_strv_add(s, "--backend=127.0.0.1:%u", lab->masters[i].client_port);
+	lab_strv_add(s, "--check=https");
+	lab_strv_add(s, "--check-path=/health");
+	lab_strv_add(s, "--check-cacert=%s", lab->ca_cert);
+	lab_strv_add(s, "--check-cert=%s", lab->client_cert);
+	lab_strv_add(s, "--check-key=%s", lab->client_key);
+	lab_strv_add(s, "--check-interval=%s", PROXY_CHECK_EVERY);
+	lab_strv_add(s, "--check-fast-interval=250ms");
+	lab_strv_add(s, "--check-timeout=500ms");
+	lab_strv_add(s, "--check-fall=2");
+	lab_strv_add(s, "--connect-timeout=500ms");
+	lab_strv_add(s, "--first-byte-timeout=500ms");
+	lab_strv_add(s, "--drain-timeout=1s");
+	lab_strv_add(s, "--metrics-addr=%s", lab->node.metrics_addr);
 	return s->oom ? -ENOMEM : 0;
 }
 
-/* Starts p (of master m, or of the node when m is NULL) detached, and records it. */
+/*
+ * Starts p (of master m, or of host h: the node or a load balancer) detached, and records it.
+ * In a Kubernetes lab it runs in its host's network namespace (`ip netns exec` execs it: the
+ * PID recorded is the program's).
+ */
 static int spawn_proc(const struct kha_lab *lab, const struct kha_lab_master *m,
-		      struct kha_lab_proc *p, bool state_new, struct kha_diag *d)
+		      const struct kha_lab_node *h, struct kha_lab_proc *p, bool state_new,
+		      struct kha_diag *d)
 {
-	struct strv argv = {0};
+	struct lab_strv argv = {0};
 	struct kha_proc proc;
 	struct kha_proc_spawn_opts o = {
 		.log_path = p->log_path, .cwd = lab->dir, .new_session = true};
-	const char *owner = m ? m->name : "node";
+	const char *owner = m ? m->name : h->name ? h->name : "node";
+	const char *netns = m ? m->netns : h->netns;
 	int r;
 
+	if (netns) {
+		/* its host: the network namespace and a hostname of its own (leader election
+		 * identities of the controller-manager and the scheduler start with it); each
+		 * step execs the next, so the PID recorded is the program's */
+		lab_strv_add(&argv, "ip");
+		lab_strv_add(&argv, "netns");
+		lab_strv_add(&argv, "exec");
+		lab_strv_add(&argv, "%s", netns);
+		lab_strv_add(&argv, "unshare");
+		lab_strv_add(&argv, "--uts");
+		lab_strv_add(&argv, "/bin/sh");
+		lab_strv_add(&argv, "-c");
+		lab_strv_add(&argv, "hostname \"$0\" && exec \"$@\"");
+		lab_strv_add(&argv, "%s", owner);
+	}
 	switch (p->kind) {
 	case KHA_LAB_PROC_ETCD:
 		r = m ? etcd_argv(lab, m, state_new, &argv) : -EINVAL;
@@ -296,18 +309,21 @@ static int spawn_proc(const struct kha_lab *lab, const struct kha_lab_master *m,
 		r = m && lab->kha_bin && lab->election ? elect_argv(lab, m, &argv) : -EINVAL;
 		break;
 	case KHA_LAB_PROC_PROXY:
-		r = lab->kha_bin && lab->node.entry_url ? proxy_argv(lab, &argv) : -EINVAL;
+		if (lab->k8s_bin)
+			r = lab_k8s_argv(lab, NULL, h, p, &argv);
+		else
+			r = lab->kha_bin && lab->node.entry_url ? proxy_argv(lab, &argv) : -EINVAL;
 		break;
 	default:
-		r = -EINVAL;
+		r = lab->k8s_bin ? lab_k8s_argv(lab, m, h, p, &argv) : -EINVAL;
 	}
 	if (r < 0) {
-		strv_release(&argv);
+		lab_strv_release(&argv);
 		return kha_diag_set(d, r, "%s %s: cannot build the command line", owner, p->name);
 	}
 	o.argv = (const char *const *)argv.v;
 	r = kha_proc_spawn(&o, &proc, d);
-	strv_release(&argv);
+	lab_strv_release(&argv);
 	if (r < 0) {
 		kha_diag_prefix(d, "%s %s", owner, p->name);
 		return r;
@@ -412,6 +428,9 @@ static size_t all_procs(struct kha_lab *lab, struct kha_lab_proc **procs, size_t
 			procs[n++] = &lab->masters[i].procs[j];
 	for (size_t j = 0; j < lab->node.n_procs && n < max; j++)
 		procs[n++] = &lab->node.procs[j];
+	for (size_t i = 0; i < lab->n_lbs; i++)
+		for (size_t j = 0; j < lab->lbs[i].n_procs && n < max; j++)
+			procs[n++] = &lab->lbs[i].procs[j];
 	return n;
 }
 
@@ -574,6 +593,11 @@ static int make_dirs(const struct kha_lab *lab, struct kha_diag *d)
 
 		r = dir ? kha_file_mkdir_p(dir, 0755, d) : kha_diag_set(d, ENOMEM, "out of memory");
 	}
+	for (size_t i = 0; r == 0 && i < lab->n_lbs; i++) {
+		kha_autofree char *dir = lab_path(lab->dir, lab->lbs[i].name);
+
+		r = dir ? kha_file_mkdir_p(dir, 0755, d) : kha_diag_set(d, ENOMEM, "out of memory");
+	}
 	return r;
 }
 
@@ -650,11 +674,16 @@ static int spawn_phase(struct kha_lab *lab, bool etcd_phase, bool state_new, str
 		for (size_t j = 0; r == 0 && j < m->n_procs; j++)
 			if ((m->procs[j].kind == KHA_LAB_PROC_ETCD) == etcd_phase &&
 			    !kha_lab_proc_running(&m->procs[j]))
-				r = spawn_proc(lab, m, &m->procs[j], state_new, d);
+				r = spawn_proc(lab, m, NULL, &m->procs[j], state_new, d);
 	}
 	for (size_t j = 0; r == 0 && !etcd_phase && j < lab->node.n_procs; j++)
 		if (!kha_lab_proc_running(&lab->node.procs[j]))
-			r = spawn_proc(lab, NULL, &lab->node.procs[j], state_new, d);
+			r = spawn_proc(lab, NULL, &lab->node, &lab->node.procs[j], state_new, d);
+	for (size_t i = 0; r == 0 && !etcd_phase && i < lab->n_lbs; i++)
+		for (size_t j = 0; r == 0 && j < lab->lbs[i].n_procs; j++)
+			if (!kha_lab_proc_running(&lab->lbs[i].procs[j]))
+				r = spawn_proc(lab, NULL, &lab->lbs[i], &lab->lbs[i].procs[j],
+					       state_new, d);
 	if (r == 0)
 		r = kha_lab_save(lab, d);
 	else
@@ -687,6 +716,38 @@ static int find_kha(const char *given, char **ret, struct kha_diag *d)
 	return *ret ? 0 : kha_diag_set(d, ENOMEM, "out of memory");
 }
 
+/* A Kubernetes lab: the programs' directory, its etcd (3.6) unless one was given; root. */
+static int find_k8s(const struct kha_lab_up_opts *o, struct kha_lab *lab, struct kha_diag *d)
+{
+	static const char *const progs[] = {"kube-apiserver", "kube-controller-manager",
+					    "kube-scheduler", "kubeadm",
+					    "kubectl",	      "etcd"};
+	char path[4096];
+
+	if (geteuid() != 0)
+		return kha_diag_set(
+			d, EPERM, "a Kubernetes lab needs root (its hosts are network namespaces)");
+	lab->k8s_bin = realpath(o->k8s_bin, NULL);
+	if (!lab->k8s_bin)
+		return kha_diag_set(d, ENOENT,
+				    "%s: %s (the directory of kube-apiserver, kubeadm, kubectl, "
+				    "etcd...: scripts/k8s.sh builds them)",
+				    o->k8s_bin, strerror(errno));
+	for (size_t i = 0; i < KHA_ARRAY_SIZE(progs); i++) {
+		snprintf(path, sizeof(path), "%s/%s", lab->k8s_bin, progs[i]);
+		if (access(path, X_OK) < 0)
+			return kha_diag_set(d, ENOENT,
+					    "%s is missing (scripts/k8s.sh builds every program "
+					    "the lab needs)",
+					    path);
+	}
+	if (o->etcd_bin)
+		return 0;
+	snprintf(path, sizeof(path), "%s/etcd", lab->k8s_bin);
+	lab->etcd_bin = strdup(path);
+	return lab->etcd_bin ? 0 : kha_diag_set(d, ENOMEM, "out of memory");
+}
+
 int kha_lab_up(const struct kha_lab_up_opts *o, struct kha_lab **ret, char **failed_log,
 	       struct kha_diag *d)
 {
@@ -703,7 +764,15 @@ int kha_lab_up(const struct kha_lab_up_opts *o, struct kha_lab **ret, char **fai
 	lab = lab_new();
 	if (!lab)
 		return kha_diag_set(d, ENOMEM, "out of memory");
-	r = kha_proc_find_program(o->etcd_bin ? o->etcd_bin : "etcd", &lab->etcd_bin);
+	if (o->k8s_bin) {
+		r = find_k8s(o, lab, d);
+		if (r < 0)
+			return r;
+	}
+	if (lab->etcd_bin)
+		r = 0;
+	else
+		r = kha_proc_find_program(o->etcd_bin ? o->etcd_bin : "etcd", &lab->etcd_bin);
 	if (r == -ENOENT)
 		return kha_diag_set(
 			d, ENOENT, "%s not found%s (install Debian's etcd-server package)",
@@ -742,13 +811,28 @@ int kha_lab_up(const struct kha_lab_up_opts *o, struct kha_lab **ret, char **fai
 	lab->client_key = lab_path(lab->dir, "pki/client.key");
 	if (!lab->ca_cert || !lab->client_cert || !lab->client_key || new_token(lab) < 0)
 		return kha_diag_set(d, ENOMEM, "out of memory");
-	r = plan(lab, o->members, !o->no_proxy, d);
-	if (r == 0)
-		r = make_pki(lab, d);
-	if (r == 0)
-		r = make_dirs(lab, d);
-	if (r == 0)
-		r = kha_lab_save(lab, d);
+	if (lab->k8s_bin) {
+		r = lab_k8s_plan(lab, o->members, !o->no_proxy, d);
+		if (r == 0)
+			r = make_dirs(lab, d);
+		/* saved before the network exists, so that 'down' can always remove it */
+		if (r == 0)
+			r = kha_lab_save(lab, d);
+		if (r == 0)
+			r = lab_k8s_net_create(lab, d);
+		if (r == 0)
+			r = lab_k8s_pki(lab, d);
+		if (r == 0)
+			r = kha_lab_enter(lab, d);
+	} else {
+		r = plan(lab, o->members, !o->no_proxy, d);
+		if (r == 0)
+			r = make_pki(lab, d);
+		if (r == 0)
+			r = make_dirs(lab, d);
+		if (r == 0)
+			r = kha_lab_save(lab, d);
+	}
 	if (r < 0)
 		goto fail_clean;
 
@@ -783,6 +867,7 @@ int kha_lab_up(const struct kha_lab_up_opts *o, struct kha_lab **ret, char **fai
 
 fail_clean:
 	/* nothing runs and nothing worth keeping was written: leave no half-made lab behind */
+	lab_k8s_net_delete(lab);
 	kha_ignore(kha_file_remove_tree(lab->dir, NULL));
 	return r;
 }
@@ -929,7 +1014,7 @@ int kha_lab_master_start(struct kha_lab *lab, struct kha_lab_master *m, uint64_t
 		for (size_t j = 0; r == 0 && j < m->n_procs; j++)
 			if ((m->procs[j].kind == KHA_LAB_PROC_ETCD) == (phase == 0) &&
 			    !kha_lab_proc_running(&m->procs[j]))
-				r = spawn_proc(lab, m, &m->procs[j], false, d);
+				r = spawn_proc(lab, m, NULL, &m->procs[j], false, d);
 		if (r == 0)
 			r = kha_lab_save(lab, d);
 		else
@@ -948,7 +1033,7 @@ int lab_wait_ready(struct kha_lab *lab, uint64_t timeout_us, struct kha_lab_proc
 	uint64_t deadline = kha_now_us() + timeout_us;
 	struct kha_lab_master *failed = NULL;
 	struct kha_lab_proc *proxy = kha_lab_node_proxy(lab);
-	char url[128];
+	char url[128], k8s_what[256] = "";
 	int r;
 
 	r = kha_lab_wait_healthy(lab, timeout_us, &failed, d);
@@ -980,9 +1065,15 @@ int lab_wait_ready(struct kha_lab *lab, uint64_t timeout_us, struct kha_lab_proc
 		ready = !proxy || lab_http_get(url, PROXY_READY_US, NULL) == 200;
 		if (!led)
 			led = kha_lab_leader(lab, LEADER_READ_US, &leader, NULL) == 0 && leader;
-		if (ready && led)
+		if (ready && led &&
+		    (!lab->k8s_bin || lab_k8s_ready(lab, k8s_what, sizeof(k8s_what))))
 			return 0;
 		if (kha_now_us() >= deadline) {
+			if (ready && led)
+				return kha_diag_set(
+					d, ETIMEDOUT, "not ready after %llus: %s",
+					(unsigned long long)(timeout_us / KHA_USEC_PER_SEC),
+					k8s_what);
 			if (!ready) {
 				if (ret_failed)
 					*ret_failed = proxy;
@@ -1049,6 +1140,7 @@ int kha_lab_down(const char *dir, uint64_t grace_us, unsigned *ret_stopped, stru
 	}
 	if (ret_stopped)
 		*ret_stopped = (unsigned)r;
+	lab_k8s_net_delete(lab);
 	return kha_file_remove_tree(lab->dir, d);
 }
 

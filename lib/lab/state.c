@@ -13,13 +13,19 @@
 #include "lab-internal.h"
 #include "kha/banned.h"
 
-#define LAB_JSON_MAX   (1 << 20)
-#define SCHEMA_VERSION 2 /* 1: etcd only (no node, election, kha, backup fields); still read */
+#define LAB_JSON_MAX (1 << 20)
+#define SCHEMA_VERSION \
+	3 /* 1: etcd only (no node, election, kha, backup fields); still read;
+			  * 2: no Kubernetes (kubernetes, lbs, hosts' netns and address) */
 
 static const char *const kind_names[] = {
 	[KHA_LAB_PROC_ETCD] = "etcd",
 	[KHA_LAB_PROC_ELECT] = "elect",
 	[KHA_LAB_PROC_PROXY] = "proxy",
+	[KHA_LAB_PROC_APISERVER] = "kube-apiserver",
+	[KHA_LAB_PROC_CONTROLLER_MANAGER] = "kube-controller-manager",
+	[KHA_LAB_PROC_SCHEDULER] = "kube-scheduler",
+	[KHA_LAB_PROC_VIP] = "vip",
 };
 
 static void proc_release(struct kha_lab_proc *p)
@@ -37,6 +43,8 @@ static void master_release(struct kha_lab_master *m)
 	free(m->cert);
 	free(m->key);
 	free(m->backup_dir);
+	free(m->netns);
+	free(m->address);
 	for (size_t i = 0; i < m->n_procs; i++)
 		proc_release(&m->procs[i]);
 	free(m->procs);
@@ -46,6 +54,9 @@ static void node_release(struct kha_lab_node *n)
 {
 	free(n->entry_url);
 	free(n->metrics_addr);
+	free(n->name);
+	free(n->netns);
+	free(n->address);
 	for (size_t i = 0; i < n->n_procs; i++)
 		proc_release(&n->procs[i]);
 	free(n->procs);
@@ -59,6 +70,14 @@ void kha_lab_free(struct kha_lab *lab)
 		master_release(&lab->masters[i]);
 	free(lab->masters);
 	node_release(&lab->node);
+	for (size_t i = 0; i < lab->n_lbs; i++)
+		node_release(&lab->lbs[i]);
+	free(lab->lbs);
+	free(lab->k8s_bin);
+	free(lab->net);
+	free(lab->subnet);
+	free(lab->vip);
+	free(lab->kube_ca);
 	free(lab->kha_bin);
 	free(lab->election);
 	free(lab->dir);
@@ -197,6 +216,10 @@ static json_t *master_json(const struct kha_lab_master *m)
 		json_object_set_new(o, "backup_dir", json_string(m->backup_dir));
 		json_object_set_new(o, "backup_metrics_port", json_integer(m->backup_metrics_port));
 	}
+	if (o && m->netns) {
+		json_object_set_new(o, "netns", json_string(m->netns));
+		json_object_set_new(o, "address", json_string(m->address));
+	}
 	if (o)
 		json_object_set_new(o, "processes", procs_json(m->procs, m->n_procs));
 	return o;
@@ -204,10 +227,16 @@ static json_t *master_json(const struct kha_lab_master *m)
 
 static json_t *node_json(const struct kha_lab_node *n)
 {
-	return json_pack("{s:s, s:i, s:s, s:i, s:s, s:o}", "name", "node", "entry_port",
-			 (int)n->entry_port, "entry_url", n->entry_url, "metrics_port",
-			 (int)n->metrics_port, "metrics_addr", n->metrics_addr, "processes",
-			 procs_json(n->procs, n->n_procs));
+	json_t *o = json_pack("{s:s, s:i, s:s, s:i, s:s, s:o}", "name", n->name ? n->name : "node",
+			      "entry_port", (int)n->entry_port, "entry_url", n->entry_url,
+			      "metrics_port", (int)n->metrics_port, "metrics_addr", n->metrics_addr,
+			      "processes", procs_json(n->procs, n->n_procs));
+
+	if (o && n->netns) {
+		json_object_set_new(o, "netns", json_string(n->netns));
+		json_object_set_new(o, "address", json_string(n->address));
+	}
+	return o;
 }
 
 int kha_lab_save(const struct kha_lab *lab, struct kha_diag *d)
@@ -232,6 +261,16 @@ int kha_lab_save(const struct kha_lab *lab, struct kha_diag *d)
 		json_object_set_new(root, "election", json_string(lab->election));
 	if (root && lab->node.entry_url)
 		json_object_set_new(root, "node", node_json(&lab->node));
+	if (root && lab->k8s_bin) {
+		json_t *lbs = json_array();
+
+		for (size_t i = 0; i < lab->n_lbs; i++)
+			json_array_append_new(lbs, node_json(&lab->lbs[i]));
+		json_object_set_new(root, "kubernetes",
+				    json_pack("{s:s, s:s, s:s, s:s, s:s, s:o}", "bin", lab->k8s_bin,
+					      "net", lab->net, "subnet", lab->subnet, "vip",
+					      lab->vip, "ca_cert", lab->kube_ca, "lbs", lbs));
+	}
 	if (!root)
 		return kha_diag_set(d, ENOMEM, "%s: cannot encode the state", path);
 	text = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
@@ -323,6 +362,9 @@ static bool parse_node(json_t *o, struct kha_lab_node *n)
 	n->metrics_port = (uint16_t)get_uint(o, "metrics_port", 65535, &bad);
 	n->entry_url = get_str(o, "entry_url", &bad);
 	n->metrics_addr = get_str(o, "metrics_addr", &bad);
+	n->name = get_opt_str(o, "name", &bad);
+	n->netns = get_opt_str(o, "netns", &bad);
+	n->address = get_opt_str(o, "address", &bad);
 	return !bad && parse_procs(json_object_get(o, "processes"), true, &n->procs, &n->n_procs);
 }
 
@@ -343,6 +385,8 @@ static bool parse_master(json_t *o, struct kha_lab_master *m)
 	if (m->backup_dir)
 		m->backup_metrics_port = (uint16_t)get_uint(o, "backup_metrics_port", 65535, &bad);
 	m->frozen = json_is_true(json_object_get(o, "frozen"));
+	m->netns = get_opt_str(o, "netns", &bad);
+	m->address = get_opt_str(o, "address", &bad);
 	if (bad)
 		return false;
 	return parse_procs(procs, false, &m->procs, &m->n_procs);
@@ -350,7 +394,7 @@ static bool parse_master(json_t *o, struct kha_lab_master *m)
 
 static int parse_lab(json_t *root, struct kha_lab *lab)
 {
-	json_t *masters = json_object_get(root, "masters"), *node, *v;
+	json_t *masters = json_object_get(root, "masters"), *node, *k8s, *v;
 	json_int_t version;
 	bool bad = false;
 	size_t i;
@@ -370,6 +414,26 @@ static int parse_lab(json_t *root, struct kha_lab *lab)
 	node = json_object_get(root, "node");
 	if (node && (!json_is_object(node) || !parse_node(node, &lab->node)))
 		return -EBADMSG;
+	k8s = json_object_get(root, "kubernetes");
+	if (k8s) {
+		json_t *lbs = json_object_get(k8s, "lbs");
+
+		lab->k8s_bin = get_str(k8s, "bin", &bad);
+		lab->net = get_str(k8s, "net", &bad);
+		lab->subnet = get_str(k8s, "subnet", &bad);
+		lab->vip = get_str(k8s, "vip", &bad);
+		lab->kube_ca = get_str(k8s, "ca_cert", &bad);
+		if (bad || !json_is_array(lbs) || json_array_size(lbs) > KHA_LAB_LBS)
+			return -EBADMSG;
+		lab->lbs = calloc(KHA_LAB_LBS, sizeof(*lab->lbs));
+		if (!lab->lbs)
+			return -ENOMEM;
+		json_array_foreach (lbs, i, v) {
+			lab->n_lbs++;
+			if (!json_is_object(v) || !parse_node(v, &lab->lbs[i]))
+				return -EBADMSG;
+		}
+	}
 	if (bad || !json_is_array(masters) || json_array_size(masters) == 0 ||
 	    json_array_size(masters) > KHA_LAB_MAX_MASTERS)
 		return -EBADMSG;
@@ -425,6 +489,10 @@ int kha_lab_load(const char *dir, bool lock, struct kha_lab **ret, struct kha_di
 		return kha_diag_set(d, r, "out of memory");
 	if (r < 0)
 		return kha_diag_set(d, r, "%s: not a lab state this kha understands", path);
+	/* a namespace gone (the machine rebooted) must not keep 'kha lab down' from cleaning up */
+	r = kha_lab_enter(lab, d);
+	if (r < 0 && r != -ENOENT)
+		return r;
 	*ret = KHA_TAKE_PTR(lab);
 	return 0;
 }

@@ -90,7 +90,22 @@ def recorded_procs(lab_dir):
              for m in state["masters"] for p in m["processes"]]
     node = state.get("node") or {}
     procs += [("node", p["name"], p["pid"], p["start_time"]) for p in node.get("processes", [])]
+    for lb in (state.get("kubernetes") or {}).get("lbs", []):
+        procs += [(lb["name"], p["name"], p["pid"], p["start_time"]) for p in lb["processes"]]
     return procs
+
+
+def lab_namespaces(lab_dir):
+    """The network namespaces of a Kubernetes lab (none for the loopback lab)."""
+    try:
+        state = read_state(lab_dir)
+    except (FileNotFoundError, ValueError):
+        return []
+    k8s = state.get("kubernetes")
+    if not k8s:
+        return []
+    hosts = state["masters"] + [state["node"]] + k8s["lbs"]
+    return [h["netns"] for h in hosts] + [k8s["net"] + "-sw"]
 
 
 def lab_pids(lab_dir):
@@ -161,6 +176,7 @@ def lab_cleanup(lab_dir):
     and still runs."""
     procs = recorded_procs(lab_dir)
     extra = lab_pids(lab_dir)
+    namespaces = lab_namespaces(lab_dir)
     if os.path.exists(os.path.join(lab_dir, "lab.json")):
         try:
             run_kha("lab", "down", "--dir", lab_dir, timeout=60, check_sanitizer=False)
@@ -178,3 +194,6 @@ def lab_cleanup(lab_dir):
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+    for ns in namespaces:
+        if os.path.exists(f"/run/netns/{ns}"):
+            subprocess.run(["ip", "netns", "delete", ns], capture_output=True, timeout=30)

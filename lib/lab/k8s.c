@@ -1,0 +1,740 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The Kubernetes lab: the real control plane, laid out as kubeadm's stacked-etcd HA topology,
+ * each host in a network namespace of its own on one lab bridge.
+ *
+ *   <net>-sw     the switch: bridge br0, one veth port per host (nothing else)
+ *   <net>-mN     master N, <subnet>.1N: etcd (3.6), kube-apiserver, kube-controller-manager,
+ *                kube-scheduler (both --leader-elect), kha elect running kha etcd backup
+ *   <net>-lbN    load-balancer host N, <subnet>.2N: kha proxy on :6443 + kha vip holding the VIP
+ *   <net>-node   a node, <subnet>.50: the node-local kha proxy on 127.0.0.1:7443
+ *
+ * Nothing is in the machine's own namespace: every kha lab command enters the node's namespace
+ * (kha_lab_enter) before it talks to the lab, so traffic to lab addresses never leaves through
+ * the machine's default route. kube-apiserver refuses loopback addresses in the endpoints of
+ * default/kubernetes, which is why the masters need addresses of their own at all.
+ *
+ * The PKI and the kubeconfigs are kubeadm's, made by its phases (`kubeadm init phase certs`,
+ * `kubeadm init phase kubeconfig`), one certificate directory per master with the shared CAs
+ * copied first, as `kubeadm join --control-plane` has them: the lab runs on the PKI users have.
+ * The component flags are those of kubeadm's static pod manifests.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "kha/file.h"
+#include "kha/http.h"
+#include "kha/lab.h"
+#include "kha/proc.h"
+#include "lab-internal.h"
+#include "kha/banned.h"
+
+#define SUBNET		"10.77.0"
+#define SERVICE_CIDR	"10.96.0.0/12"
+#define CLUSTER_NAME	"kha-lab"
+#define APISERVER_PORT	6443
+#define NODE_ENTRY_PORT 7443
+#define ADMIN_PORT	9090 /* kha proxy's /metrics, /readyz on each host's loopback */
+#define BACKUP_ADMIN	9101 /* kha etcd backup's, on each master's loopback */
+#define VIP_HOST	100
+#define VRID		51
+#define RUN_TIMEOUT_US	(60 * KHA_USEC_PER_SEC)
+#define READY_GET_US	(1 * KHA_USEC_PER_SEC)
+#define POLL_US		(200 * KHA_USEC_PER_MSEC)
+#define MAX_TEXT	(64 * 1024)
+
+/* ---- running tools (ip, kubeadm) ---- */
+
+/* Runs argv to completion, output appended to DIR/setup.log. 0, or -EIO naming the command. */
+static int run(const struct kha_lab *lab, const char *const *argv, struct kha_diag *d)
+{
+	kha_autofree char *log = lab_path(lab->dir, "setup.log");
+	struct kha_proc_spawn_opts o = {.argv = argv, .log_path = log, .cwd = lab->dir};
+	struct kha_proc p;
+	int r;
+
+	if (!log)
+		return kha_diag_set(d, ENOMEM, "out of memory");
+	r = kha_proc_spawn(&o, &p, d);
+	if (r < 0)
+		return r;
+	r = kha_proc_wait(&p, RUN_TIMEOUT_US);
+	if (r == -ETIMEDOUT) {
+		kha_ignore(kha_proc_stop(&p, 0, KHA_USEC_PER_SEC, NULL));
+		kha_proc_release(&p);
+		return kha_diag_set(d, ETIMEDOUT, "'%s %s' did not finish in %llus (see %s)",
+				    argv[0], argv[1] ? argv[1] : "",
+				    (unsigned long long)(RUN_TIMEOUT_US / KHA_USEC_PER_SEC), log);
+	}
+	kha_proc_release(&p);
+	if (r < 0 || !WIFEXITED(p.exit_status) || WEXITSTATUS(p.exit_status) != 0)
+		return kha_diag_set(d, EIO, "'%s %s %s' failed (see %s)", argv[0],
+				    argv[1] ? argv[1] : "", argv[1] && argv[2] ? argv[2] : "", log);
+	return 0;
+}
+
+#define RUN(lab, d, ...) run(lab, (const char *const[]){__VA_ARGS__, NULL}, d)
+
+/* ---- the plan ---- */
+
+static bool add_host_proc(struct kha_lab_proc *procs, size_t *n, enum kha_lab_proc_kind kind,
+			  const char *name, const char *dir)
+{
+	struct kha_lab_proc *p = &procs[(*n)++];
+
+	p->kind = kind;
+	p->name = strdup(name);
+	return p->name && asprintf(&p->log_path, "%s/%s.log", dir, name) >= 0;
+}
+
+static int plan_node(struct kha_lab *lab, struct kha_lab_node *h, const char *name, unsigned host,
+		     bool lb)
+{
+	kha_autofree char *dir = lab_path(lab->dir, name);
+	bool ok;
+
+	h->procs = calloc(2, sizeof(*h->procs));
+	ok = dir && h->procs && (h->name = strdup(name)) &&
+	     asprintf(&h->netns, "%s-%s", lab->net, name) >= 0 &&
+	     asprintf(&h->address, "%s.%u", lab->subnet, host) >= 0;
+	h->entry_port = lb ? APISERVER_PORT : NODE_ENTRY_PORT;
+	h->metrics_port = ADMIN_PORT;
+	ok = ok && asprintf(&h->entry_url, "https://%s:%u", lb ? lab->vip : "127.0.0.1",
+			    h->entry_port) >= 0;
+	ok = ok && asprintf(&h->metrics_addr, "127.0.0.1:%u", ADMIN_PORT) >= 0;
+	ok = ok && add_host_proc(h->procs, &h->n_procs, KHA_LAB_PROC_PROXY, "proxy", dir);
+	if (ok && lb)
+		ok = add_host_proc(h->procs, &h->n_procs, KHA_LAB_PROC_VIP, "vip", dir);
+	return ok ? 0 : -ENOMEM;
+}
+
+int lab_k8s_plan(struct kha_lab *lab, unsigned n, bool with_proxy, struct kha_diag *d)
+{
+	static const struct {
+		enum kha_lab_proc_kind kind;
+		const char *name;
+	} cp[] = {
+		{KHA_LAB_PROC_APISERVER, "kube-apiserver"},
+		{KHA_LAB_PROC_CONTROLLER_MANAGER, "kube-controller-manager"},
+		{KHA_LAB_PROC_SCHEDULER, "kube-scheduler"},
+	};
+	bool oom = false;
+
+	if (asprintf(&lab->net, "kl%.8s", lab->token + strlen("kha-lab-")) < 0 ||
+	    !(lab->subnet = strdup(SUBNET)) ||
+	    asprintf(&lab->vip, "%s.%u", lab->subnet, VIP_HOST) < 0 ||
+	    !(lab->kube_ca = lab_path(lab->dir, "m1/pki/ca.crt")))
+		return kha_diag_set(d, ENOMEM, "out of memory");
+	/* etcd clients (health, elect, backup, drill read-back) use kubeadm's etcd PKI */
+	free(lab->ca_cert);
+	free(lab->client_cert);
+	free(lab->client_key);
+	lab->ca_cert = lab_path(lab->dir, "m1/pki/etcd/ca.crt");
+	lab->client_cert = lab_path(lab->dir, "m1/pki/apiserver-etcd-client.crt");
+	lab->client_key = lab_path(lab->dir, "m1/pki/apiserver-etcd-client.key");
+	lab->masters = calloc(n, sizeof(*lab->masters));
+	if (!lab->ca_cert || !lab->client_cert || !lab->client_key || !lab->masters)
+		return kha_diag_set(d, ENOMEM, "out of memory");
+	for (unsigned i = 0; i < n; i++) {
+		struct kha_lab_master *m = &lab->masters[i];
+		kha_autofree char *dir = NULL;
+
+		lab->n_masters++;
+		m->client_port = 2379;
+		m->peer_port = 2380;
+		oom |= asprintf(&m->name, "m%u", i + 1) < 0;
+		oom |= asprintf(&dir, "%s/m%u", lab->dir, i + 1) < 0;
+		oom |= asprintf(&m->netns, "%s-m%u", lab->net, i + 1) < 0;
+		oom |= asprintf(&m->address, "%s.%u", lab->subnet, 11 + i) < 0;
+		if (oom)
+			return kha_diag_set(d, ENOMEM, "out of memory");
+		oom |= asprintf(&m->client_url, "https://%s:2379", m->address) < 0;
+		oom |= asprintf(&m->peer_url, "https://%s:2380", m->address) < 0;
+		oom |= asprintf(&m->data_dir, "%s/data", dir) < 0;
+		/* kubeadm's etcd server certificate carries serverAuth and clientAuth */
+		oom |= asprintf(&m->cert, "%s/pki/etcd/server.crt", dir) < 0;
+		oom |= asprintf(&m->key, "%s/pki/etcd/server.key", dir) < 0;
+		m->procs = calloc(5, sizeof(*m->procs));
+		if (oom || !m->procs ||
+		    !add_host_proc(m->procs, &m->n_procs, KHA_LAB_PROC_ETCD, "etcd", dir))
+			return kha_diag_set(d, ENOMEM, "out of memory");
+		for (size_t k = 0; k < KHA_ARRAY_SIZE(cp); k++)
+			if (!add_host_proc(m->procs, &m->n_procs, cp[k].kind, cp[k].name, dir))
+				return kha_diag_set(d, ENOMEM, "out of memory");
+		if (!lab->election)
+			continue;
+		m->backup_metrics_port = BACKUP_ADMIN;
+		if (asprintf(&m->backup_dir, "%s/backups/m%u", lab->dir, i + 1) < 0 ||
+		    !add_host_proc(m->procs, &m->n_procs, KHA_LAB_PROC_ELECT, "elect", dir))
+			return kha_diag_set(d, ENOMEM, "out of memory");
+	}
+	if (plan_node(lab, &lab->node, "node", 50, false) < 0)
+		return kha_diag_set(d, ENOMEM, "out of memory");
+	if (!with_proxy)
+		return 0;
+	lab->lbs = calloc(KHA_LAB_LBS, sizeof(*lab->lbs));
+	if (!lab->lbs)
+		return kha_diag_set(d, ENOMEM, "out of memory");
+	for (unsigned i = 0; i < KHA_LAB_LBS; i++) {
+		char name[8];
+
+		snprintf(name, sizeof(name), "lb%u", i + 1);
+		lab->n_lbs++;
+		if (plan_node(lab, &lab->lbs[i], name, 21 + i, true) < 0)
+			return kha_diag_set(d, ENOMEM, "out of memory");
+	}
+	return 0;
+}
+
+/* ---- the network ---- */
+
+/* Every host of the lab: masters, then the node and the load balancers (name, ns, address). */
+static size_t hosts(const struct kha_lab *lab, const char **names, const char **netns,
+		    const char **addrs, size_t max)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < lab->n_masters && n < max; i++, n++) {
+		names[n] = lab->masters[i].name;
+		netns[n] = lab->masters[i].netns;
+		addrs[n] = lab->masters[i].address;
+	}
+	if (lab->node.netns && n < max) {
+		names[n] = lab->node.name;
+		netns[n] = lab->node.netns;
+		addrs[n++] = lab->node.address;
+	}
+	for (size_t i = 0; i < lab->n_lbs && n < max; i++, n++) {
+		names[n] = lab->lbs[i].name;
+		netns[n] = lab->lbs[i].netns;
+		addrs[n] = lab->lbs[i].address;
+	}
+	return n;
+}
+
+#define MAX_HOSTS (KHA_LAB_MAX_MASTERS + 1 + KHA_LAB_LBS)
+
+int lab_k8s_net_create(const struct kha_lab *lab, struct kha_diag *d)
+{
+	const char *names[MAX_HOSTS], *netns[MAX_HOSTS], *addrs[MAX_HOSTS];
+	size_t n = hosts(lab, names, netns, addrs, MAX_HOSTS);
+	kha_autofree char *sw = NULL;
+	int r;
+
+	if (asprintf(&sw, "%s-sw", lab->net) < 0)
+		return kha_diag_set(d, ENOMEM, "out of memory");
+	r = RUN(lab, d, "ip", "netns", "add", sw);
+	if (r == 0)
+		r = RUN(lab, d, "ip", "-n", sw, "link", "add", "br0", "type", "bridge");
+	if (r == 0)
+		r = RUN(lab, d, "ip", "-n", sw, "link", "set", "br0", "up");
+	for (size_t i = 0; r == 0 && i < n; i++) {
+		char port[16], cidr[32];
+
+		snprintf(port, sizeof(port), "p-%s", names[i]);
+		snprintf(cidr, sizeof(cidr), "%s/24", addrs[i]);
+		r = RUN(lab, d, "ip", "netns", "add", netns[i]);
+		if (r == 0)
+			r = RUN(lab, d, "ip", "-n", netns[i], "link", "set", "lo", "up");
+		/* created in the switch, its peer straight into the host: nothing in ours */
+		if (r == 0)
+			r = RUN(lab, d, "ip", "-n", sw, "link", "add", port, "type", "veth", "peer",
+				"name", "eth0", "netns", netns[i]);
+		if (r == 0)
+			r = RUN(lab, d, "ip", "-n", sw, "link", "set", port, "master", "br0", "up");
+		if (r == 0)
+			r = RUN(lab, d, "ip", "-n", netns[i], "addr", "add", cidr, "dev", "eth0");
+		if (r == 0)
+			r = RUN(lab, d, "ip", "-n", netns[i], "link", "set", "eth0", "up");
+	}
+	if (r < 0)
+		kha_diag_prefix(d, "creating the lab network");
+	return r;
+}
+
+void lab_k8s_net_delete(const struct kha_lab *lab)
+{
+	const char *names[MAX_HOSTS], *netns[MAX_HOSTS], *addrs[MAX_HOSTS];
+	size_t n;
+	char sw[64];
+
+	if (!lab->net)
+		return;
+	n = hosts(lab, names, netns, addrs, MAX_HOSTS);
+	for (size_t i = 0; i < n; i++) {
+		char path[128];
+
+		snprintf(path, sizeof(path), "/run/netns/%s", netns[i]);
+		if (access(path, F_OK) == 0)
+			kha_ignore(RUN(lab, NULL, "ip", "netns", "delete", netns[i]));
+	}
+	snprintf(sw, sizeof(sw), "/run/netns/%s-sw", lab->net);
+	if (access(sw, F_OK) == 0)
+		kha_ignore(RUN(lab, NULL, "ip", "netns", "delete", sw + strlen("/run/netns/")));
+}
+
+int kha_lab_enter(const struct kha_lab *lab, struct kha_diag *d)
+{
+	char path[128];
+	int fd, r = 0;
+
+	if (!lab->node.netns)
+		return 0;
+	snprintf(path, sizeof(path), "/run/netns/%s", lab->node.netns);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return kha_diag_set(d, errno,
+				    "cannot enter the lab's node namespace %s: %s (the lab network "
+				    "is gone: 'kha lab down', then 'kha lab up')",
+				    lab->node.netns, strerror(errno));
+	if (setns(fd, CLONE_NEWNET) < 0)
+		r = kha_diag_set(d, errno, "cannot enter the lab's node namespace %s: %s%s",
+				 lab->node.netns, strerror(errno),
+				 errno == EPERM ? " (a Kubernetes lab needs root)" : "");
+	close(fd);
+	return r;
+}
+
+const char *kha_lab_host_netns(const struct kha_lab *lab, const char *host)
+{
+	const char *names[MAX_HOSTS], *netns[MAX_HOSTS], *addrs[MAX_HOSTS];
+	size_t n = hosts(lab, names, netns, addrs, MAX_HOSTS);
+
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(names[i], host) == 0)
+			return netns[i];
+	return NULL;
+}
+
+/* ---- the PKI and kubeconfigs, by kubeadm ---- */
+
+static int write_text(const char *path, const char *text, mode_t mode, struct kha_diag *d)
+{
+	return kha_file_write_atomic(path, text, strlen(text), mode, d);
+}
+
+static int copy_file(const char *from, const char *to, mode_t mode, struct kha_diag *d)
+{
+	kha_autofree char *buf = NULL;
+	size_t len;
+	int r = kha_file_read_all(from, MAX_TEXT, &buf, &len, d);
+
+	return r < 0 ? r : kha_file_write_atomic(to, buf, len, mode, d);
+}
+
+/* kubeadm's configuration for master m: its address, the lab's endpoint and SANs. */
+static int kubeadm_config(const struct kha_lab *lab, const struct kha_lab_master *m,
+			  const char *version, const char *path, struct kha_diag *d)
+{
+	char sans[512] = "";
+	kha_autofree char *text = NULL;
+
+	/* the VIP (controlPlaneEndpoint) and the master's own address kubeadm adds itself; the
+	 * node-local entry and, for a certificate that survives a master changing hosts, every
+	 * master */
+	snprintf(sans, sizeof(sans), "[\"127.0.0.1\", \"localhost\", \"%s\"", lab->vip);
+	for (size_t i = 0; i < lab->n_masters; i++) {
+		size_t used = strlen(sans);
+
+		snprintf(sans + used, sizeof(sans) - used, ", \"%s\"", lab->masters[i].address);
+	}
+	snprintf(sans + strlen(sans), sizeof(sans) - strlen(sans), "]");
+	if (asprintf(
+		    &text,
+		    "# made by kha lab up: kubeadm's phases make this master's PKI and kubeconfigs\n"
+		    "apiVersion: kubeadm.k8s.io/v1beta4\n"
+		    "kind: InitConfiguration\n"
+		    "localAPIEndpoint:\n"
+		    "  advertiseAddress: %s\n"
+		    "  bindPort: %d\n"
+		    "nodeRegistration:\n"
+		    "  name: %s\n"
+		    "  criSocket: unix:///var/run/containerd/containerd.sock\n"
+		    "---\n"
+		    "apiVersion: kubeadm.k8s.io/v1beta4\n"
+		    "kind: ClusterConfiguration\n"
+		    "kubernetesVersion: %s\n"
+		    "clusterName: %s\n"
+		    "controlPlaneEndpoint: \"%s:%d\"\n"
+		    "certificatesDir: %s/%s/pki\n"
+		    "apiServer:\n"
+		    "  certSANs: %s\n"
+		    "networking:\n"
+		    "  serviceSubnet: %s\n",
+		    m->address, APISERVER_PORT, m->name, version, CLUSTER_NAME, lab->vip,
+		    APISERVER_PORT, lab->dir, m->name, sans, SERVICE_CIDR) < 0)
+		return kha_diag_set(d, ENOMEM, "out of memory");
+	return write_text(path, text, 0644, d);
+}
+
+/* The shared CA material a joining control-plane node receives (kubeadm's list). */
+static const struct {
+	const char *name;
+	mode_t mode;
+} shared_ca[] = {
+	{"ca.crt", 0644},
+	{"ca.key", 0600},
+	{"sa.key", 0600},
+	{"sa.pub", 0644},
+	{"front-proxy-ca.crt", 0644},
+	{"front-proxy-ca.key", 0600},
+	{"etcd/ca.crt", 0644},
+	{"etcd/ca.key", 0600},
+};
+
+/* kubeadm's version ("v1.37.2"), the one its configuration must name. */
+static int kubeadm_version(const struct kha_lab *lab, char *buf, size_t size, struct kha_diag *d)
+{
+	kha_autofree char *kubeadm = NULL, *out = lab_path(lab->dir, "kubeadm-version");
+	kha_autofree char *text = NULL;
+	struct kha_proc_spawn_opts o = {0};
+	struct kha_proc p;
+	size_t len;
+	int r;
+
+	if (asprintf(&kubeadm, "%s/kubeadm", lab->k8s_bin) < 0 || !out)
+		return kha_diag_set(d, ENOMEM, "out of memory");
+	o.argv = (const char *const[]){kubeadm, "version", "-o", "short", NULL};
+	o.log_path = out;
+	r = kha_proc_spawn(&o, &p, d);
+	if (r < 0)
+		return r;
+	r = kha_proc_wait(&p, RUN_TIMEOUT_US);
+	kha_proc_release(&p);
+	if (r < 0 || !WIFEXITED(p.exit_status) || WEXITSTATUS(p.exit_status) != 0)
+		return kha_diag_set(d, EIO, "%s version failed", kubeadm);
+	r = kha_file_read_all(out, 256, &text, &len, d);
+	unlink(out);
+	if (r < 0)
+		return r;
+	text[strcspn(text, "\r\n")] = '\0';
+	if (text[0] != 'v')
+		return kha_diag_set(d, EIO, "%s version says %s", kubeadm, text);
+	snprintf(buf, size, "%s", text);
+	return 0;
+}
+
+/* A copy of kubeconfig from with its cluster's server set to server (mode 0600). */
+static int kubeconfig_for(const char *from, const char *to, const char *server, struct kha_diag *d)
+{
+	kha_autofree char *buf = NULL, *out = NULL;
+	const char *line, *end;
+	size_t len;
+	int r = kha_file_read_all(from, MAX_TEXT, &buf, &len, d);
+
+	if (r < 0)
+		return r;
+	line = strstr(buf, "    server: ");
+	if (!line)
+		return kha_diag_set(d, EBADMSG, "%s: no server line (not kubeadm's kubeconfig?)",
+				    from);
+	end = strchr(line, '\n');
+	if (!end)
+		return kha_diag_set(d, EBADMSG, "%s: truncated", from);
+	if (asprintf(&out, "%.*s    server: %s%s", (int)(line - buf), buf, server, end) < 0)
+		return kha_diag_set(d, ENOMEM, "out of memory");
+	return write_text(to, out, 0600, d);
+}
+
+int lab_k8s_pki(struct kha_lab *lab, struct kha_diag *d)
+{
+	kha_autofree char *kubeadm = NULL, *kcdir = lab_path(lab->dir, "kubeconfig");
+	char version[64];
+	int r;
+
+	if (asprintf(&kubeadm, "%s/kubeadm", lab->k8s_bin) < 0 || !kcdir)
+		return kha_diag_set(d, ENOMEM, "out of memory");
+	r = kubeadm_version(lab, version, sizeof(version), d);
+	if (r == 0)
+		r = kha_file_mkdir_p(kcdir, 0700, d);
+	for (size_t i = 0; r == 0 && i < lab->n_masters; i++) {
+		const struct kha_lab_master *m = &lab->masters[i];
+		kha_autofree char *dir = lab_path(lab->dir, m->name), *cfg = NULL, *pki = NULL;
+		kha_autofree char *etcd = NULL;
+
+		if (!dir || asprintf(&cfg, "%s/kubeadm.yaml", dir) < 0 ||
+		    asprintf(&pki, "%s/pki", dir) < 0 || asprintf(&etcd, "%s/pki/etcd", dir) < 0)
+			return kha_diag_set(d, ENOMEM, "out of memory");
+		r = kha_file_mkdir_p(etcd, 0700, d);
+		if (r == 0)
+			r = kubeadm_config(lab, m, version, cfg, d);
+		/* the others join: the shared CAs first, as kubeadm join --control-plane has them */
+		for (size_t k = 0; r == 0 && i > 0 && k < KHA_ARRAY_SIZE(shared_ca); k++) {
+			char from[4096], to[4096];
+
+			snprintf(from, sizeof(from), "%s/m1/pki/%s", lab->dir, shared_ca[k].name);
+			snprintf(to, sizeof(to), "%s/%s", pki, shared_ca[k].name);
+			r = copy_file(from, to, shared_ca[k].mode, d);
+		}
+		if (r == 0)
+			r = RUN(lab, d, kubeadm, "init", "phase", "certs", "all", "--config", cfg);
+		if (r == 0)
+			r = RUN(lab, d, kubeadm, "init", "phase", "kubeconfig",
+				"controller-manager", "--config", cfg, "--kubeconfig-dir", dir);
+		if (r == 0)
+			r = RUN(lab, d, kubeadm, "init", "phase", "kubeconfig", "scheduler",
+				"--config", cfg, "--kubeconfig-dir", dir);
+		if (r == 0 && i == 0)
+			r = RUN(lab, d, kubeadm, "init", "phase", "kubeconfig", "admin", "--config",
+				cfg, "--kubeconfig-dir", kcdir);
+	}
+	if (r < 0) {
+		kha_diag_prefix(d, "kubeadm");
+		return r;
+	}
+	/* one admin kubeconfig per entry: node (its kha proxy), vip, each master's own */
+	{
+		kha_autofree char *admin = lab_path(kcdir, "admin.conf");
+		char to[4096], server[128];
+
+		if (!admin)
+			return kha_diag_set(d, ENOMEM, "out of memory");
+		snprintf(to, sizeof(to), "%s/node.conf", kcdir);
+		snprintf(server, sizeof(server), "https://127.0.0.1:%d", NODE_ENTRY_PORT);
+		r = kubeconfig_for(admin, to, server, d);
+		snprintf(to, sizeof(to), "%s/vip.conf", kcdir);
+		snprintf(server, sizeof(server), "https://%s:%d", lab->vip, APISERVER_PORT);
+		if (r == 0)
+			r = kubeconfig_for(admin, to, server, d);
+		for (size_t i = 0; r == 0 && i < lab->n_masters; i++) {
+			snprintf(to, sizeof(to), "%s/%s.conf", kcdir, lab->masters[i].name);
+			snprintf(server, sizeof(server), "https://%s:%d", lab->masters[i].address,
+				 APISERVER_PORT);
+			r = kubeconfig_for(admin, to, server, d);
+		}
+	}
+	return r;
+}
+
+int kha_lab_kubeconfig(const struct kha_lab *lab, const char *entry, char **ret_path,
+		       struct kha_diag *d)
+{
+	bool known = strcmp(entry, "node") == 0 || strcmp(entry, "vip") == 0;
+
+	if (!lab->k8s_bin)
+		return kha_diag_set(d, ENOENT,
+				    "the lab in %s runs no Kubernetes (made without --kubernetes)",
+				    lab->dir);
+	for (size_t i = 0; !known && i < lab->n_masters; i++)
+		known = strcmp(entry, lab->masters[i].name) == 0;
+	if (!known || (strcmp(entry, "vip") == 0 && !lab->n_lbs))
+		return kha_diag_set(d, EINVAL, "unknown entry %s: node, %sm1..m%zu", entry,
+				    lab->n_lbs ? "vip, " : "", lab->n_masters);
+	if (asprintf(ret_path, "%s/kubeconfig/%s.conf", lab->dir, entry) < 0)
+		return kha_diag_set(d, ENOMEM, "out of memory");
+	return 0;
+}
+
+/* ---- the command lines ---- */
+
+static void apiserver_argv(const struct kha_lab *lab, const struct kha_lab_master *m,
+			   struct lab_strv *s)
+{
+	char etcd[1024];
+	const char *dir = lab->dir, *n = m->name;
+
+	/* its own member first, then the others: all of them, so it outlives its local etcd */
+	snprintf(etcd, sizeof(etcd), "%s", m->client_url);
+	for (size_t i = 0; i < lab->n_masters; i++)
+		if (&lab->masters[i] != m)
+			snprintf(etcd + strlen(etcd), sizeof(etcd) - strlen(etcd), ",%s",
+				 lab->masters[i].client_url);
+	lab_strv_add(s, "%s/kube-apiserver", lab->k8s_bin);
+	lab_strv_add(s, "--advertise-address=%s", m->address);
+	lab_strv_add(s, "--secure-port=%d", APISERVER_PORT);
+	lab_strv_add(s, "--allow-privileged=true");
+	lab_strv_add(s, "--authorization-mode=Node,RBAC");
+	lab_strv_add(s, "--client-ca-file=%s/%s/pki/ca.crt", dir, n);
+	lab_strv_add(s, "--enable-admission-plugins=NodeRestriction");
+	lab_strv_add(s, "--etcd-cafile=%s/%s/pki/etcd/ca.crt", dir, n);
+	lab_strv_add(s, "--etcd-certfile=%s/%s/pki/apiserver-etcd-client.crt", dir, n);
+	lab_strv_add(s, "--etcd-keyfile=%s/%s/pki/apiserver-etcd-client.key", dir, n);
+	lab_strv_add(s, "--etcd-servers=%s", etcd);
+	lab_strv_add(s, "--kubelet-client-certificate=%s/%s/pki/apiserver-kubelet-client.crt", dir,
+		     n);
+	lab_strv_add(s, "--kubelet-client-key=%s/%s/pki/apiserver-kubelet-client.key", dir, n);
+	lab_strv_add(s, "--kubelet-preferred-address-types=InternalIP,ExternalIP,Hostname");
+	lab_strv_add(s, "--proxy-client-cert-file=%s/%s/pki/front-proxy-client.crt", dir, n);
+	lab_strv_add(s, "--proxy-client-key-file=%s/%s/pki/front-proxy-client.key", dir, n);
+	lab_strv_add(s, "--requestheader-allowed-names=front-proxy-client");
+	lab_strv_add(s, "--requestheader-client-ca-file=%s/%s/pki/front-proxy-ca.crt", dir, n);
+	lab_strv_add(s, "--requestheader-extra-headers-prefix=X-Remote-Extra-");
+	lab_strv_add(s, "--requestheader-group-headers=X-Remote-Group");
+	lab_strv_add(s, "--requestheader-username-headers=X-Remote-User");
+	lab_strv_add(s, "--service-account-issuer=https://kubernetes.default.svc.cluster.local");
+	lab_strv_add(s, "--service-account-key-file=%s/%s/pki/sa.pub", dir, n);
+	lab_strv_add(s, "--service-account-signing-key-file=%s/%s/pki/sa.key", dir, n);
+	lab_strv_add(s, "--service-cluster-ip-range=%s", SERVICE_CIDR);
+	lab_strv_add(s, "--tls-cert-file=%s/%s/pki/apiserver.crt", dir, n);
+	lab_strv_add(s, "--tls-private-key-file=%s/%s/pki/apiserver.key", dir, n);
+	/* default/kubernetes lists exactly the live masters (the default, said out loud) */
+	lab_strv_add(s, "--endpoint-reconciler-type=lease");
+	/* a graceful stop first turns /readyz unready, so entries drain it before it closes */
+	lab_strv_add(s, "--shutdown-delay-duration=3s");
+	lab_strv_add(s, "--shutdown-send-retry-after=true");
+}
+
+static void controller_argv(const struct kha_lab *lab, const struct kha_lab_master *m,
+			    bool scheduler, struct lab_strv *s)
+{
+	const char *dir = lab->dir, *n = m->name;
+	const char *conf = scheduler ? "scheduler.conf" : "controller-manager.conf";
+
+	lab_strv_add(s, "%s/%s", lab->k8s_bin,
+		     scheduler ? "kube-scheduler" : "kube-controller-manager");
+	lab_strv_add(s, "--kubeconfig=%s/%s/%s", dir, n, conf);
+	lab_strv_add(s, "--authentication-kubeconfig=%s/%s/%s", dir, n, conf);
+	lab_strv_add(s, "--authorization-kubeconfig=%s/%s/%s", dir, n, conf);
+	lab_strv_add(s, "--bind-address=127.0.0.1");
+	lab_strv_add(s, "--leader-elect=true");
+	if (scheduler)
+		return;
+	lab_strv_add(s, "--client-ca-file=%s/%s/pki/ca.crt", dir, n);
+	lab_strv_add(s, "--cluster-name=%s", CLUSTER_NAME);
+	lab_strv_add(s, "--cluster-signing-cert-file=%s/%s/pki/ca.crt", dir, n);
+	lab_strv_add(s, "--cluster-signing-key-file=%s/%s/pki/ca.key", dir, n);
+	lab_strv_add(s, "--controllers=*,bootstrapsigner,tokencleaner");
+	lab_strv_add(s, "--requestheader-client-ca-file=%s/%s/pki/front-proxy-ca.crt", dir, n);
+	lab_strv_add(s, "--root-ca-file=%s/%s/pki/ca.crt", dir, n);
+	lab_strv_add(s, "--service-account-private-key-file=%s/%s/pki/sa.key", dir, n);
+	lab_strv_add(s, "--use-service-account-credentials=true");
+	/* no kubelet runs in the lab: its Node objects never send heartbeats, so the node
+	 * lifecycle controller is told to wait an hour before it calls them unreachable */
+	lab_strv_add(s, "--node-monitor-grace-period=1h");
+}
+
+/* kha proxy in front of the apiservers: the node-local one, or a load balancer's on :6443. */
+static void proxy_argv(const struct kha_lab *lab, const struct kha_lab_node *h, struct lab_strv *s)
+{
+	bool lb = h != &lab->node;
+
+	lab_strv_add(s, "%s", lab->kha_bin);
+	lab_strv_add(s, "proxy");
+	if (lb)
+		lab_strv_add(s, "--listen=0.0.0.0:%u", h->entry_port);
+	else
+		lab_strv_add(s, "--listen=127.0.0.1:%u", h->entry_port);
+	for (size_t i = 0; i < lab->n_masters; i++)
+		lab_strv_add(s, "--backend=%s:%d", lab->masters[i].address, APISERVER_PORT);
+	lab_strv_add(s, "--check-cacert=%s", lab->kube_ca); /* GET /readyz, the default check */
+	if (!lb) {
+		/* discovery from default/kubernetes, through itself: the seeds carry the first
+		 * connection (docs/proxy.md) */
+		lab_strv_add(s, "--kubeconfig=%s/kubeconfig/node.conf", lab->dir);
+		lab_strv_add(s, "--state-file=%s/node/backends.yaml", lab->dir);
+	}
+	lab_strv_add(s, "--check-interval=1s");
+	lab_strv_add(s, "--check-fast-interval=250ms");
+	lab_strv_add(s, "--check-timeout=500ms");
+	lab_strv_add(s, "--check-fall=2");
+	lab_strv_add(s, "--connect-timeout=500ms");
+	lab_strv_add(s, "--drain-timeout=1s");
+	lab_strv_add(s, "--metrics-addr=%s", h->metrics_addr);
+}
+
+static void vip_argv(const struct kha_lab *lab, const struct kha_lab_node *h, struct lab_strv *s)
+{
+	unsigned prio = 150 - 50 * (unsigned)(h - lab->lbs);
+
+	lab_strv_add(s, "%s", lab->kha_bin);
+	lab_strv_add(s, "vip");
+	lab_strv_add(s, "--interface=eth0");
+	lab_strv_add(s, "--vip=%s/24", lab->vip);
+	lab_strv_add(s, "--vrid=%d", VRID);
+	lab_strv_add(s, "--priority=%u", prio);
+	lab_strv_add(s, "--advert-interval=100ms");
+	/* the VIP goes where a proxy has an apiserver to send to */
+	lab_strv_add(s, "--track-url=http://%s/readyz", h->metrics_addr);
+	lab_strv_add(s, "--track-interval=250ms");
+	lab_strv_add(s, "--metrics-addr=127.0.0.1:9444");
+}
+
+int lab_k8s_argv(const struct kha_lab *lab, const struct kha_lab_master *m,
+		 const struct kha_lab_node *h, const struct kha_lab_proc *p, struct lab_strv *s)
+{
+	switch (p->kind) {
+	case KHA_LAB_PROC_APISERVER:
+		if (!m)
+			return -EINVAL;
+		apiserver_argv(lab, m, s);
+		break;
+	case KHA_LAB_PROC_CONTROLLER_MANAGER:
+	case KHA_LAB_PROC_SCHEDULER:
+		if (!m)
+			return -EINVAL;
+		controller_argv(lab, m, p->kind == KHA_LAB_PROC_SCHEDULER, s);
+		break;
+	case KHA_LAB_PROC_PROXY:
+		if (!h || !lab->kha_bin)
+			return -EINVAL;
+		proxy_argv(lab, h, s);
+		break;
+	case KHA_LAB_PROC_VIP:
+		if (!h || !lab->kha_bin || h == &lab->node)
+			return -EINVAL;
+		vip_argv(lab, h, s);
+		break;
+	default:
+		return -EINVAL;
+	}
+	return s->oom ? -ENOMEM : 0;
+}
+
+/* ---- readiness ---- */
+
+/* GET url with the Kubernetes CA: the HTTP status, or 0 when nothing answered. */
+static long kube_get(struct kha_http *h, const char *url)
+{
+	struct kha_http_request req = {.url = url, .timeout_us = READY_GET_US};
+	struct kha_http_response resp = {0};
+	long status = 0;
+
+	if (kha_http_do(h, &req, &resp, NULL) == 0)
+		status = resp.status;
+	kha_http_response_release(&resp);
+	return status;
+}
+
+int lab_k8s_ready(const struct kha_lab *lab, char *what, size_t size)
+{
+	struct kha_http_options ho = {.cacert = lab->kube_ca,
+				      .connect_timeout_us = READY_GET_US / 2};
+	kha_auto(kha_http_freep) struct kha_http *h = NULL;
+	char url[128];
+
+	if (kha_http_new(&ho, &h, NULL) < 0) {
+		snprintf(what, size, "cannot read the Kubernetes CA %s", lab->kube_ca);
+		return 0;
+	}
+	for (size_t i = 0; i < lab->n_masters; i++) {
+		snprintf(url, sizeof(url), "https://%s:%d/readyz", lab->masters[i].address,
+			 APISERVER_PORT);
+		if (kube_get(h, url) != 200) {
+			snprintf(what, size, "%s's kube-apiserver is not ready (see %s/%s/%s)",
+				 lab->masters[i].name, lab->dir, lab->masters[i].name,
+				 "kube-apiserver.log");
+			return 0;
+		}
+	}
+	snprintf(url, sizeof(url), "%s/readyz", lab->node.entry_url);
+	if (lab->node.entry_url && kube_get(h, url) != 200) {
+		snprintf(what, size, "the node's entry %s does not reach a ready apiserver",
+			 lab->node.entry_url);
+		return 0;
+	}
+	if (lab->n_lbs) {
+		snprintf(url, sizeof(url), "%s/readyz", lab->lbs[0].entry_url);
+		if (kube_get(h, url) != 200) {
+			snprintf(
+				what, size,
+				"the VIP entry %s does not answer (see %s/lb1/vip.log and proxy.log)",
+				lab->lbs[0].entry_url, lab->dir);
+			return 0;
+		}
+	}
+	return 1;
+}

@@ -1,0 +1,125 @@
+# SPDX-License-Identifier: MIT
+"""kha against a real Kubernetes control plane: `kha lab up --kubernetes` (kha_testlib/k8s.py).
+
+Real kube-apiserver, kube-controller-manager, kube-scheduler, kubeadm's PKI, kubectl and etcd
+3.6 at the versions pinned in tools/; no stand-in server. The tests share one lab (xdist group
+"k8s") and each leaves it as it found it.
+"""
+import json
+
+import pytest
+
+from conftest import kha_bin
+from kha_testlib.k8s import WORKERS, start_lab, stop_lab, wait_until
+
+pytestmark = [pytest.mark.xdist_group("k8s"), pytest.mark.early]
+
+
+@pytest.fixture(scope="module")
+def k8s(tmp_path_factory):
+    lab = start_lab(tmp_path_factory)
+    yield lab
+    stop_lab(lab)
+
+
+def test_kubectl_works_through_every_entry(k8s):
+    # node: its node-local kha proxy; lb1/lb2: the VIP (kha vip + kha proxy); mN: its own
+    for host in ["node", "lb1", "lb2"] + k8s.masters:
+        out = k8s.kubectl("get", "nodes", "-o", "name", host=host).stdout.split()
+        assert sorted(out) == [f"node/{w}" for w in WORKERS], host
+
+
+def test_kubeconfig_names_each_entry(k8s, kha):
+    for entry, server in [("node", "https://127.0.0.1:7443"),
+                          ("vip", f"https://{k8s.vip}:6443"),
+                          ("m2", f"https://{k8s.address['m2']}:6443")]:
+        r = kha("lab", "kubeconfig", "--dir", k8s.dir, "--entry", entry)
+        assert r.returncode == 0, r.stderr
+        assert f"server: {server}\n" in r.stdout
+    r = kha("lab", "kubeconfig", "--dir", k8s.dir, "--entry", "m9")
+    assert r.returncode == 64
+    assert "unknown entry m9" in r.stderr
+
+
+def test_default_kubernetes_lists_exactly_the_masters(k8s):
+    """The real endpoint reconciler (leases): what kha proxy's discovery follows."""
+    slices = k8s.kubectl_json("get", "endpointslices", "-n", "default", "-l",
+                              "kubernetes.io/service-name=kubernetes")["items"]
+    addrs = sorted(a for s in slices for e in s["endpoints"] for a in e["addresses"])
+    assert addrs == sorted(k8s.address[m] for m in k8s.masters)
+
+
+def test_node_proxy_discovers_the_masters_from_the_real_api(k8s):
+    want = {f"{k8s.address[m]}:6443" for m in k8s.masters}
+
+    def discovered():
+        # inside the lab PATH starts with the Kubernetes programs: kha by its own path
+        r = k8s.exec("node", kha_bin(), "proxy", "status", "--metrics-addr", "127.0.0.1:9090",
+                     "-o", "json", check=False)
+        if r.returncode != 0:
+            return None
+        st = json.loads(r.stdout)
+        got = {b["address"]: b for b in st["backends"] if not b["removed"]}
+        if set(got) == want and all("discovered" in got[a]["source"] and
+                                    got[a]["state"] == "up" for a in want):
+            return st
+        return None
+    st = wait_until(discovered, 30, "the node's kha proxy to discover all masters up")
+    assert st["ready"] is True
+
+
+def test_controller_manager_and_scheduler_each_have_one_leader(k8s):
+    for name in ("kube-controller-manager", "kube-scheduler"):
+        def held():
+            lease = k8s.kubectl_json("get", "lease", "-n", "kube-system", name)
+            return lease["spec"].get("holderIdentity")
+        holder = wait_until(held, 60, f"a {name} leader")
+        # the identity starts with the master's hostname: each lab host has its own
+        assert holder.split("_")[0] in k8s.masters, holder
+
+
+def test_audit_flags_single_dns_replica_and_its_fix_works(k8s, tmp_path):
+    """kha audit against the real API: one DNS replica and no anti-affinity are flagged; the
+    fixes it emits, applied with kubectl, make the real scheduler spread the replicas."""
+    deploy = {
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "coredns", "namespace": "kube-system",
+                     "labels": {"k8s-app": "kube-dns"}},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"k8s-app": "kube-dns"}},
+                 "template": {"metadata": {"labels": {"k8s-app": "kube-dns"}},
+                              "spec": {"containers": [{"name": "coredns",
+                                                       "image": "registry.k8s.io/coredns/"
+                                                                "coredns:v1.12.0"}]}}}}
+    k8s.kubectl("apply", "-f", "-", input=json.dumps(deploy))
+    fixes = tmp_path / "fixes"
+
+    def audit():
+        r = k8s.exec("node", kha_bin(), "audit", "-o", "json", "--fix-out", fixes,
+                     check=False, timeout=120)
+        assert r.returncode in (0, 1, 2), r.stderr
+        return r, {f["check"]: f for f in json.loads(r.stdout)["findings"]}
+
+    r, found = audit()
+    assert found["dns-replicas"]["severity"] == "critical", found["dns-replicas"]
+    assert found["dns-spread"]["severity"] == "warning", found["dns-spread"]
+    assert r.returncode == 2
+    # the fixes, as printed, from the node (kubectl through its kha proxy)
+    k8s.kubectl("-n", "kube-system", "scale", "deployment/coredns", "--replicas=2")
+    k8s.kubectl("-n", "kube-system", "patch", "deployment", "coredns", "--patch-file",
+                fixes / "dns-anti-affinity.yaml")
+    k8s.kubectl("apply", "-f", fixes / "dns-pdb.yaml")
+
+    def spread():
+        pods = k8s.kubectl_json("get", "pods", "-n", "kube-system", "-l",
+                                "k8s-app=kube-dns")["items"]
+        live = [p for p in pods if not p["metadata"].get("deletionTimestamp")]
+        nodes = [p["spec"].get("nodeName") for p in live]
+        tmpl = [p for p in live if p["spec"].get("affinity")]
+        if len(tmpl) == 2 and all(nodes) and len(set(n for n, p in zip(nodes, live)
+                                                     if p["spec"].get("affinity"))) == 2:
+            return nodes
+        return None
+    wait_until(spread, 90, "the scheduler to place two DNS replicas on different nodes")
+    _, found = audit()
+    for check in ("dns-replicas", "dns-spread", "dns-pdb"):
+        assert found[check]["severity"] == "ok", found[check]
