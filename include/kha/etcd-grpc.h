@@ -16,8 +16,6 @@
 #include "kha/diag.h"
 #include "kha/etcd.h"
 
-
-
 /*
  * A gRPC stream is a sequence of frames: 1 byte compressed flag, 4 bytes big-endian length, the
  * message. The reader reassembles messages from arbitrary pieces of the byte stream and hands
@@ -66,7 +64,8 @@ struct kha_pb_snapshot_chunk {
 	const uint8_t *blob;
 	size_t blob_len;
 };
-int kha_pb_decode_snapshot(const uint8_t *msg, size_t len, struct kha_pb_snapshot_chunk *ret) KHA_WUR;
+int kha_pb_decode_snapshot(const uint8_t *msg, size_t len,
+			   struct kha_pb_snapshot_chunk *ret) KHA_WUR;
 
 /*
  * One line of the gateway's snapshot stream ({"result":{"remaining_bytes":"..","blob":".."}}),
@@ -76,8 +75,8 @@ int kha_pb_decode_snapshot(const uint8_t *msg, size_t len, struct kha_pb_snapsho
  * returns the mapped gRPC errno with the message in the diag. Returns 0 or -EBADMSG.
  */
 int kha_etcd_decode_snapshot_line(const char *line, size_t len, uint8_t *out, size_t out_cap,
-				     size_t *ret_len, uint64_t *ret_remaining,
-				     struct kha_diag *d) KHA_WUR;
+				  size_t *ret_len, uint64_t *ret_remaining,
+				  struct kha_diag *d) KHA_WUR;
 
 /* HashKV reply (etcdserverpb.HashKVResponse); hash_revision is 0 before etcd 3.5.? */
 struct kha_pb_hash_kv {

@@ -20,7 +20,6 @@
 #include "kha/diag.h"
 #include "kha/etcd.h"
 
-
 /* ==== membership guards (pure) ============================================================= */
 
 /*

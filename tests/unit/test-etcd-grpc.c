@@ -260,9 +260,9 @@ static void test_gateway_line_fast_and_slow_paths(void **state)
 	(void)state;
 	for (size_t i = 0; i < KHA_ARRAY_SIZE(ok); i++) {
 		const char *l = ok[i].line;
-		assert_int_equal(kha_etcd_decode_snapshot_line(l, strlen(l), out, sizeof(out),
-								  &n, &rem, &d),
-				 0);
+		assert_int_equal(
+			kha_etcd_decode_snapshot_line(l, strlen(l), out, sizeof(out), &n, &rem, &d),
+			0);
 		assert_int_equal(n, strlen(ok[i].data));
 		assert_memory_equal(out, ok[i].data, n);
 		assert_int_equal(rem, ok[i].remaining);
@@ -270,7 +270,7 @@ static void test_gateway_line_fast_and_slow_paths(void **state)
 	for (size_t i = 0; i < KHA_ARRAY_SIZE(bad); i++) {
 		kha_diag_clear(&d);
 		assert_int_equal(kha_etcd_decode_snapshot_line(bad[i], strlen(bad[i]), out,
-								  sizeof(out), &n, &rem, &d),
+							       sizeof(out), &n, &rem, &d),
 				 -EBADMSG);
 		assert_false(kha_diag_empty(&d));
 	}
