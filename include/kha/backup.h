@@ -21,6 +21,7 @@
 
 #include <signal.h>
 #include <sys/types.h>
+#include <time.h>
 #include "kha/common.h"
 #include "kha/diag.h"
 #include "kha/etcd.h"
@@ -185,11 +186,13 @@ size_t kha_backup_retention(const struct kha_backup_entry *e, size_t n,
 			    const struct kha_retention *policy, bool *keep);
 
 struct kha_backup_file {
-	char name[KHA_BACKUP_NAME_MAX];
-	int64_t unix_s;
-	int64_t revision;
-	bool compressed;
+	char name[256];
+	bool named;	  /* the name is a backup name as above (only such files are pruned) */
+	int64_t unix_s;	  /* from the name (named files) */
+	int64_t revision; /* from the name (named files) */
+	bool compressed;  /* from the name (named files) */
 	uint64_t size;
+	struct timespec mtime;
 };
 
 struct kha_backup_list {
@@ -198,8 +201,27 @@ struct kha_backup_list {
 };
 void kha_backup_list_release(struct kha_backup_list *l);
 
-/* The backups in dir (files named as above), newest first. */
+/* The backups in dir (regular files named as above), newest first by their names. */
 int kha_backup_list_dir(const char *dir, struct kha_backup_list *ret, struct kha_diag *d) KHA_WUR;
+
+/*
+ * Every snapshot candidate in dir, whatever its name (an operator's `etcdctl snapshot save`
+ * counts as much as kha's backups): non-empty regular files, symlinks followed, dot files and
+ * the temporaries of atomic writes (*.tmp, *.part) left aside; newest modification first
+ * (named files also get their name's fields). What kha lock's backup gate and kha audit read.
+ * Returns 0, or the errno of the directory (-ENOENT, -ENOTDIR, -EACCES...) or -ENOMEM with
+ * the diag saying what.
+ */
+int kha_backup_scan_dir(const char *dir, struct kha_backup_list *ret, struct kha_diag *d) KHA_WUR;
+
+/*
+ * kha_snapshot_verify_file(dir/f->name, allow_no_hash false), once per version of the file:
+ * the result (and the diag's text) is remembered per (path, size, mtime) in a small
+ * process-wide table, so a daemon that checks a directory every few seconds reads a big
+ * snapshot once. Thread-safe. Returns as kha_snapshot_verify_file.
+ */
+int kha_backup_verify_cached(const char *dir, const struct kha_backup_file *f,
+			     struct kha_snapshot_info *ret, struct kha_diag *d) KHA_WUR;
 
 /*
  * Deletes the backups of dir the policy does not keep (and fsyncs dir). *ret_deleted (may be
