@@ -8,7 +8,7 @@
 
 #include "cmd-common.h"
 #include "cmd-etcd.h"
-#include "kha/backup.h"
+#include "kha/etcdops.h"
 #include "kha/etcd.h"
 #include "kha/parse.h"
 #include "kha/banned.h"

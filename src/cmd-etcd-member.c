@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 /*
  * kha etcd member list|add|remove|promote|replace: membership changes that never cost quorum
- * unless --force says so (the guards are in lib/backup/guard.c).
+ * unless --force says so (the guards are in lib/etcdops/guard.c).
  */
 #include <getopt.h>
 #include <inttypes.h>
@@ -11,7 +11,7 @@
 
 #include "cmd-common.h"
 #include "cmd-etcd.h"
-#include "kha/backup.h"
+#include "kha/etcdops.h"
 #include "kha/etcd.h"
 #include "kha/parse.h"
 #include "kha/banned.h"

@@ -12,7 +12,6 @@
 #include <jansson.h>
 
 #include "commands.h"
-#include "kha/backup.h"
 #include "kha/config.h"
 #include "kha/election.h"
 #include "kha/kube.h"
@@ -389,14 +388,6 @@ static int serve(const struct opts *o, const struct kha_lock_gates *gates)
 
 /* ---- main ----------------------------------------------------------------------------------- */
 
-/* Backups must be snapshots that verify (SHA-256 trailer and bbolt structure), not any file. */
-static int verify_backup(const char *path, struct kha_diag *d)
-{
-	struct kha_snapshot_info info;
-
-	return kha_snapshot_verify_file(path, false, &info, d);
-}
-
 int cmd_lock_main(int argc, char **argv)
 {
 	struct opts o = {.slots = 1,
@@ -481,7 +472,6 @@ int cmd_lock_main(int argc, char **argv)
 		.etcd = &o.etcd,
 		.backup_max_age_us = o.backup_max_age_us,
 		.backup_dir = o.backup_dir,
-		.verify_backup = verify_backup,
 	};
 	if (serving) {
 		r = serve(&o, &gates);

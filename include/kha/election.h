@@ -363,19 +363,12 @@ struct kha_lock_gates {
 	const struct kha_etcd_config *etcd;  /* for the health check */
 	uint64_t backup_max_age_us;	     /* 0: no backup requirement */
 	const char *backup_dir;
-	/*
-	 * Verifies a backup file: 0 when it is a good snapshot, else a negative errno with the
-	 * reason in d. NULL: only age and size are checked. kha lock passes lib/backup's
-	 * kha_snapshot_verify_file (a later layer than this library). Results are cached per
-	 * (path, size, mtime), so a big snapshot is verified once, not at every check.
-	 */
-	int (*verify_backup)(const char *path, struct kha_diag *d);
 };
 
 /*
  * A kha_elect_gate_fn over struct kha_lock_gates (userdata): checks the window (local time),
- * then the backup directory (a non-empty regular file modified within the max age that
- * verify_backup accepts; newest first), then etcd's health (kha_etcd_cluster_report). Returns 0
+ * then the backup directory (a snapshot modified within the max age that verifies, newest first:
+ * kha_backup_scan_dir and kha_backup_verify_cached), then etcd's health (kha_etcd_cluster_report). Returns 0
  * when all pass, 1 with the first closed gate's reason, or a negative errno (reason filled).
  * Thread-safe.
  */

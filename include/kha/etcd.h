@@ -496,20 +496,9 @@ int kha_etcd_hash(struct kha_etcd *c, uint32_t *ret_hash, struct kha_etcd_header
 		  struct kha_diag *d) KHA_WUR;
 
 /*
- * Called with each decoded piece of the snapshot, in order. Return 0 to continue; anything else
- * stops the transfer and is returned by kha_etcd_snapshot.
+ * Snapshots are not streamed here: kha_snapshot_save (kha/backup.h) streams one over gRPC or
+ * this gateway, checks its SHA-256 and writes it atomically.
  */
-typedef int (*kha_etcd_snapshot_fn)(void *userdata, const uint8_t *data, size_t len);
-
-/*
- * Streams a snapshot of the current endpoint's member (the gateway's JSON lines of base64
- * chunks). The bytes delivered are exactly etcdctl's snapshot file: the database followed by
- * its 32-byte SHA-256, which is checked before the last 32 bytes are delivered (-EBADMSG when
- * it does not match: discard what was written). timeout_us bounds the whole transfer (0 = the
- * command timeout). *ret_size (may be NULL) receives the byte count.
- */
-int kha_etcd_snapshot(struct kha_etcd *c, uint64_t timeout_us, kha_etcd_snapshot_fn fn,
-		      void *userdata, uint64_t *ret_size, struct kha_diag *d) KHA_WUR;
 
 /* ---- health verdict (pure; used by `kha etcd status`, audit, drill) ----------------------- */
 

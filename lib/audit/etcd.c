@@ -1,11 +1,9 @@
 // SPDX-License-Identifier: MIT
 /* Audit of etcd: members, quorum, learners, alarms (pure), and the backups (a directory). */
-#include <dirent.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 
 #include "kha/audit.h"
@@ -308,90 +306,45 @@ int kha_audit_check_backup(const char *dir, const char *dir_error,
 
 #define MAX_VERIFY 8
 
-static int by_mtime_desc(const void *a, const void *b)
-{
-	const struct kha_audit_backup_file *x = a, *y = b;
-
-	if (x->mtime_s != y->mtime_s)
-		return x->mtime_s < y->mtime_s ? 1 : -1;
-	return -strcmp(x->name, y->name);
-}
-
-static bool not_a_backup(const char *name)
-{
-	size_t len = strlen(name);
-
-	/* dot files and the temporaries of atomic writes are not backups */
-	return name[0] == '.' || (len > 4 && strcmp(name + len - 4, ".tmp") == 0) ||
-	       (len > 5 && strcmp(name + len - 5, ".part") == 0);
-}
-
 int kha_audit_collect_backup(const char *dir, uint64_t max_age_us, struct kha_audit_report *r)
 {
 	struct kha_audit_backup_file *files = NULL;
-	size_t n = 0, cap = 0;
-	struct dirent *de;
-	char err[256];
-	DIR *dp;
-	int dfd, ret;
+	struct kha_backup_list l = {};
+	struct kha_diag d = {};
+	int ret;
 
-	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd < 0) {
-		snprintf(err, sizeof(err), "%s", strerror(errno));
-		return kha_audit_check_backup(dir, err, NULL, 0, (int64_t)time(NULL), max_age_us,
-					      r);
-	}
-	dp = fdopendir(dfd);
-	if (!dp) {
-		snprintf(err, sizeof(err), "%s", strerror(errno));
-		close(dfd);
-		return kha_audit_check_backup(dir, err, NULL, 0, (int64_t)time(NULL), max_age_us,
-					      r);
-	}
-	while ((de = readdir(dp))) {
-		struct stat st;
-
-		if (not_a_backup(de->d_name) || strlen(de->d_name) >= sizeof(files->name))
-			continue;
-		if (fstatat(dfd, de->d_name, &st, 0) < 0 || !S_ISREG(st.st_mode) || st.st_size <= 0)
-			continue;
-		if (n == cap) {
-			size_t ncap = cap ? cap * 2 : 16;
-			struct kha_audit_backup_file *nf = realloc(files, ncap * sizeof(*nf));
-
-			if (!nf) {
-				ret = -ENOMEM;
-				goto out;
-			}
-			files = nf;
-			cap = ncap;
+	ret = kha_backup_scan_dir(dir, &l, &d);
+	if (ret == -ENOMEM)
+		return ret;
+	if (ret < 0)
+		return kha_audit_check_backup(dir, strerror(-ret), NULL, 0, (int64_t)time(NULL),
+					      max_age_us, r);
+	if (l.n) {
+		files = calloc(l.n, sizeof(*files));
+		if (!files) {
+			kha_backup_list_release(&l);
+			return -ENOMEM;
 		}
-		files[n] = (struct kha_audit_backup_file){.mtime_s = (int64_t)st.st_mtime};
-		snprintf(files[n].name, sizeof(files[n].name), "%s", de->d_name);
-		n++;
 	}
-	if (n)
-		qsort(files, n, sizeof(*files), by_mtime_desc);
-	for (size_t i = 0; i < n && i < MAX_VERIFY; i++) {
+	for (size_t i = 0; i < l.n; i++) {
+		files[i].mtime_s = (int64_t)l.files[i].mtime.tv_sec;
+		snprintf(files[i].name, sizeof(files[i].name), "%s", l.files[i].name);
+	}
+	for (size_t i = 0; i < l.n && i < MAX_VERIFY; i++) {
 		struct kha_snapshot_info info = {};
-		struct kha_diag d = {};
-		char path[4096];
+		struct kha_diag vd = {};
 
-		if ((size_t)snprintf(path, sizeof(path), "%s/%s", dir, files[i].name) >=
-		    sizeof(path))
-			continue;
 		files[i].checked = true;
-		if (kha_snapshot_verify_file(path, false, &info, &d) == 0) {
+		if (kha_backup_verify_cached(dir, &l.files[i], &info, &vd) == 0) {
 			files[i].verified = true;
 			files[i].revision = info.revision;
 			break;
 		}
 		snprintf(files[i].reason, sizeof(files[i].reason), "%s",
-			 d.msg[0] ? d.msg : "does not verify");
+			 vd.msg[0] ? vd.msg : "does not verify");
 	}
-	ret = kha_audit_check_backup(dir, NULL, files, n, (int64_t)time(NULL), max_age_us, r);
-out:
-	closedir(dp);
+	ret = kha_audit_check_backup(dir, NULL, files, l.n, (int64_t)time(NULL), max_age_us, r);
+	kha_backup_list_release(&l);
 	free(files);
 	return ret;
 }

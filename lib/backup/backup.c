@@ -6,6 +6,8 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -179,7 +181,7 @@ void kha_backup_list_release(struct kha_backup_list *l)
 	memset(l, 0, sizeof(*l));
 }
 
-static int cmp_files(const void *a, const void *b)
+static int by_name_time(const void *a, const void *b)
 {
 	const struct kha_backup_file *x = a, *y = b;
 
@@ -190,7 +192,32 @@ static int cmp_files(const void *a, const void *b)
 	return strcmp(x->name, y->name);
 }
 
-int kha_backup_list_dir(const char *dir, struct kha_backup_list *ret, struct kha_diag *d)
+static int by_mtime(const void *a, const void *b)
+{
+	const struct kha_backup_file *x = a, *y = b;
+
+	if (x->mtime.tv_sec != y->mtime.tv_sec)
+		return x->mtime.tv_sec < y->mtime.tv_sec ? 1 : -1;
+	if (x->mtime.tv_nsec != y->mtime.tv_nsec)
+		return x->mtime.tv_nsec < y->mtime.tv_nsec ? 1 : -1;
+	return strcmp(x->name, y->name);
+}
+
+/* Dot files and the temporaries of atomic writes (ours are dot files too) are no snapshots. */
+static bool is_temporary(const char *name)
+{
+	size_t len = strlen(name);
+
+	return name[0] == '.' || (len > 4 && strcmp(name + len - 4, ".tmp") == 0) ||
+	       (len > 5 && strcmp(name + len - 5, ".part") == 0);
+}
+
+/*
+ * The one directory listing: named_only lists kha's backups (what pruning may delete: regular
+ * files, symlinks not followed), else every snapshot candidate (symlinks followed, non-empty).
+ */
+static int list_dir(const char *dir, bool named_only, struct kha_backup_list *ret,
+		    struct kha_diag *d)
 {
 	struct kha_backup_list l = {};
 	size_t cap = 0;
@@ -213,13 +240,18 @@ int kha_backup_list_dir(const char *dir, struct kha_backup_list *ret, struct kha
 		struct kha_backup_file f = {};
 		struct stat st;
 
-		if (strlen(de->d_name) >= sizeof(f.name) ||
-		    kha_backup_parse_name(de->d_name, &f.unix_s, &f.revision, &f.compressed) < 0)
+		if (strlen(de->d_name) >= sizeof(f.name))
 			continue;
-		if (fstatat(dfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode))
+		f.named = kha_backup_parse_name(de->d_name, &f.unix_s, &f.revision,
+						&f.compressed) == 0;
+		if (named_only ? !f.named : is_temporary(de->d_name))
+			continue;
+		if (fstatat(dfd, de->d_name, &st, named_only ? AT_SYMLINK_NOFOLLOW : 0) < 0 ||
+		    !S_ISREG(st.st_mode) || (!named_only && st.st_size <= 0))
 			continue;
 		snprintf(f.name, sizeof(f.name), "%s", de->d_name);
 		f.size = (uint64_t)st.st_size;
+		f.mtime = st.st_mtim;
 		if (l.n == cap) {
 			size_t ncap = cap ? cap * 2 : 16;
 			struct kha_backup_file *p = realloc(l.files, ncap * sizeof(*p));
@@ -235,9 +267,74 @@ int kha_backup_list_dir(const char *dir, struct kha_backup_list *ret, struct kha
 	}
 	closedir(dp);
 	if (l.n)
-		qsort(l.files, l.n, sizeof(*l.files), cmp_files);
+		qsort(l.files, l.n, sizeof(*l.files), named_only ? by_name_time : by_mtime);
 	*ret = l;
 	return 0;
+}
+
+int kha_backup_list_dir(const char *dir, struct kha_backup_list *ret, struct kha_diag *d)
+{
+	return list_dir(dir, true, ret, d);
+}
+
+int kha_backup_scan_dir(const char *dir, struct kha_backup_list *ret, struct kha_diag *d)
+{
+	return list_dir(dir, false, ret, d);
+}
+
+/* Verification results per (path, size, mtime): a snapshot is read once, not at every check. */
+#define VERIFIED_CACHE 32
+struct verified {
+	char path[PATH_MAX];
+	uint64_t size;
+	struct timespec mtime;
+	int result;
+	struct kha_snapshot_info info;
+	char why[KHA_DIAG_MAX];
+};
+static struct verified verified[VERIFIED_CACHE];
+static size_t verified_next;
+static pthread_mutex_t verified_mu = PTHREAD_MUTEX_INITIALIZER;
+
+int kha_backup_verify_cached(const char *dir, const struct kha_backup_file *f,
+			     struct kha_snapshot_info *ret, struct kha_diag *d)
+{
+	struct kha_snapshot_info info = {};
+	struct kha_diag vd = {};
+	char path[PATH_MAX];
+	struct verified *v;
+	int r;
+
+	if ((size_t)snprintf(path, sizeof(path), "%s/%s", dir, f->name) >= sizeof(path))
+		return kha_diag_set(d, ENAMETOOLONG, "%s/%s: path too long", dir, f->name);
+	pthread_mutex_lock(&verified_mu);
+	for (size_t i = 0; i < VERIFIED_CACHE; i++) {
+		v = &verified[i];
+		if (strcmp(v->path, path) == 0 && v->size == f->size &&
+		    v->mtime.tv_sec == f->mtime.tv_sec && v->mtime.tv_nsec == f->mtime.tv_nsec) {
+			r = v->result;
+			info = v->info;
+			snprintf(vd.msg, sizeof(vd.msg), "%s", v->why);
+			pthread_mutex_unlock(&verified_mu);
+			goto out;
+		}
+	}
+	/* verified under the lock: two checks of one new file read it once */
+	r = kha_snapshot_verify_file(path, false, &info, &vd);
+	v = &verified[verified_next++ % VERIFIED_CACHE];
+	snprintf(v->path, sizeof(v->path), "%s", path);
+	v->size = f->size;
+	v->mtime = f->mtime;
+	v->result = r;
+	v->info = info;
+	snprintf(v->why, sizeof(v->why), "%s", vd.msg);
+	pthread_mutex_unlock(&verified_mu);
+out:
+	if (r < 0)
+		return kha_diag_set(d, -r, "%s", vd.msg);
+	if (ret)
+		*ret = info;
+	return r;
 }
 
 int kha_backup_prune(const char *dir, const struct kha_retention *policy, size_t *ret_deleted,

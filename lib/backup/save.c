@@ -14,6 +14,7 @@
 #include <zstd.h>
 
 #include "kha/backup.h"
+#include "kha/etcd-grpc.h"
 #include "kha/file.h"
 #include "kha/http.h"
 #include "kha/banned.h"
@@ -216,10 +217,10 @@ static int sink_reset(struct sink *s)
 static int on_grpc_message(void *userdata, const uint8_t *msg, size_t len)
 {
 	struct sink *s = userdata;
-	struct kha_snapshot_chunk c;
+	struct kha_pb_snapshot_chunk c;
 	int r;
 
-	if (kha_snapshot_decode_pb(msg, len, &c) < 0) {
+	if (kha_pb_decode_snapshot(msg, len, &c) < 0) {
 		s->sink_err = kha_diag_set(s->d, EBADMSG, "etcd %s: snapshot: malformed message",
 					   s->endpoint);
 		return s->sink_err;
@@ -263,8 +264,8 @@ static int on_gateway_line(void *userdata, char *line, size_t len)
 		s->line_buf = p;
 		s->line_cap = len;
 	}
-	r = kha_snapshot_decode_gateway_line(line, len, s->line_buf, s->line_cap, &n, &remaining,
-					     s->d);
+	r = kha_etcd_decode_snapshot_line(line, len, s->line_buf, s->line_cap, &n, &remaining,
+					  s->d);
 	if (r < 0) {
 		kha_diag_prefix(s->d, "etcd %s: snapshot", s->endpoint);
 		s->sink_err = r;

@@ -5,15 +5,12 @@
  */
 #include <stdio.h>
 #include <string.h>
-#include <openssl/evp.h>
 
 #include "kha/etcd.h"
 #include "kha/http.h"
 #include "kha/json.h"
 #include "kha/parse.h"
 #include "kha/banned.h"
-
-#define SHA256_LEN 32
 
 struct kha_etcd {
 	struct kha_http *http;
@@ -987,112 +984,5 @@ int kha_etcd_hash(struct kha_etcd *c, uint32_t *ret_hash, struct kha_etcd_header
 		if (ret_header)
 			*ret_header = h.header;
 	}
-	return r;
-}
-
-/*
- * The snapshot stream: the last 32 bytes are the SHA-256 of everything before them. They are
- * held back, so the caller only gets them once they are checked.
- */
-struct snap_ctx {
-	struct kha_etcd *c;
-	kha_etcd_snapshot_fn fn;
-	void *userdata;
-	struct kha_diag *d;
-	EVP_MD_CTX *sha;
-	uint8_t tail[SHA256_LEN];
-	size_t tail_len;
-	uint64_t total;
-};
-
-static int snap_deliver(struct snap_ctx *s, const uint8_t *data, size_t len)
-{
-	int r;
-
-	if (!len)
-		return 0;
-	if (EVP_DigestUpdate(s->sha, data, len) != 1)
-		return kha_diag_set(s->d, ENOMEM, "sha256 failed");
-	r = s->fn(s->userdata, data, len);
-	if (r == 0)
-		s->total += len;
-	return r;
-}
-
-static int on_snapshot_line(void *userdata, char *line, size_t len)
-{
-	struct snap_ctx *s = userdata;
-	kha_autofree char *blob = NULL;
-	size_t n = 0, keep;
-	int r;
-
-	r = kha_etcd_decode_snapshot(line, len, &blob, &n, NULL, s->d);
-	if (r < 0) {
-		kha_diag_prefix(s->d, "etcd %s: snapshot", kha_etcd_endpoint(s->c));
-		return r;
-	}
-	/* deliver what is certainly not part of the final 32 bytes */
-	if (s->tail_len + n > SHA256_LEN) {
-		size_t out = s->tail_len + n - SHA256_LEN;
-		size_t from_tail = KHA_MIN(out, s->tail_len);
-
-		r = snap_deliver(s, s->tail, from_tail);
-		if (r)
-			return r;
-		memmove(s->tail, s->tail + from_tail, s->tail_len - from_tail);
-		s->tail_len -= from_tail;
-		r = snap_deliver(s, (const uint8_t *)blob, out - from_tail);
-		if (r)
-			return r;
-		keep = n - (out - from_tail);
-		memcpy(s->tail + s->tail_len, blob + (out - from_tail), keep);
-		s->tail_len += keep;
-	} else {
-		memcpy(s->tail + s->tail_len, blob, n);
-		s->tail_len += n;
-	}
-	return 0;
-}
-
-int kha_etcd_snapshot(struct kha_etcd *c, uint64_t timeout_us, kha_etcd_snapshot_fn fn,
-		      void *userdata, uint64_t *ret_size, struct kha_diag *d)
-{
-	struct snap_ctx s = {.c = c, .fn = fn, .userdata = userdata, .d = d};
-	struct kha_http_response resp = {};
-	struct call cl = {
-		.path = "/maintenance/snapshot",
-		.body = "{}",
-		.line_fn = on_snapshot_line,
-		.userdata = &s,
-		.timeout_us = timeout_us,
-	};
-	uint8_t digest[SHA256_LEN];
-	unsigned int dlen = 0;
-	int r;
-
-	s.sha = EVP_MD_CTX_new();
-	if (!s.sha || EVP_DigestInit_ex(s.sha, EVP_sha256(), NULL) != 1) {
-		EVP_MD_CTX_free(s.sha);
-		return kha_diag_set(d, ENOMEM, "out of memory");
-	}
-	r = call(c, &cl, &resp, d);
-	kha_http_response_release(&resp);
-	if (r == 0 && s.tail_len < SHA256_LEN)
-		r = kha_diag_set(d, EBADMSG, "etcd %s: snapshot: stream ended after %llu bytes",
-				 kha_etcd_endpoint(c), (unsigned long long)(s.total + s.tail_len));
-	if (r == 0 && (EVP_DigestFinal_ex(s.sha, digest, &dlen) != 1 || dlen != SHA256_LEN ||
-		       memcmp(digest, s.tail, SHA256_LEN) != 0))
-		r = kha_diag_set(d, EBADMSG,
-				 "etcd %s: snapshot: SHA-256 mismatch (truncated or corrupted)",
-				 kha_etcd_endpoint(c));
-	EVP_MD_CTX_free(s.sha);
-	if (r == 0) {
-		/* the checked hash is part of etcdctl's snapshot file too */
-		r = fn(userdata, s.tail, SHA256_LEN);
-		if (r == 0)
-			s.total += SHA256_LEN;
-	}
-	if (r == 0 && ret_size)
-		*ret_size = s.total;
 	return r;
 }

@@ -2,7 +2,7 @@
 """kha etcd check consistency on real etcd 3.4 members: a healthy cluster under write load and
 compactions passes (the common revision is one every member has, above the compaction); a
 dead member makes the check incomplete (exit 1); bad input. Divergent and compacted-away
-members are covered by tests/unit/test-backup-check.c on recorded replies."""
+members are covered by tests/unit/test-etcdops-consistency.c on recorded replies."""
 import json
 import threading
 

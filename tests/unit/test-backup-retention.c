@@ -8,7 +8,9 @@
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <cmocka.h>
 
 #include "kha/backup.h"
@@ -244,6 +246,99 @@ static void test_prune_and_clean_a_directory(void **state)
 	assert_int_equal(kha_backup_clean_temps(dir), 0);
 }
 
+/* A file of the given content and modification time (seconds since the epoch). */
+static void put_at(const char *dir, const char *name, const void *data, size_t len, time_t mtime)
+{
+	struct timespec ts[2] = {{.tv_sec = mtime}, {.tv_sec = mtime}};
+	char path[512];
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	assert_int_equal(kha_file_write_atomic(path, data, len, 0600, NULL), 0);
+	assert_int_equal(utimensat(AT_FDCWD, path, ts, 0), 0);
+}
+
+static void test_scan_lists_every_snapshot_candidate(void **state)
+{
+	char dir[] = "/tmp/kha-test-backup.XXXXXX", path[512];
+	struct kha_backup_list l = {};
+	struct kha_diag d = {};
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	put_at(dir, "etcd-20261127T054000Z-rev50.db", "x", 1, T0);
+	put_at(dir, "manual.db", "x", 1, T0 + 60); /* an operator's etcdctl snapshot */
+	put_at(dir, "older.db", "x", 1, T0 - 60);
+	put_at(dir, "empty.db", "", 0, T0 + 120);
+	put_at(dir, ".hidden.db", "x", 1, T0 + 120);
+	put_at(dir, "x.db.tmp", "x", 1, T0 + 120);
+	put_at(dir, "x.db.part", "x", 1, T0 + 120);
+	snprintf(path, sizeof(path), "%s/sub", dir);
+	assert_int_equal(mkdir(path, 0700), 0);
+	snprintf(path, sizeof(path), "%s/latest.db", dir);
+	assert_int_equal(symlink("manual.db", path), 0); /* followed */
+
+	assert_int_equal(kha_backup_scan_dir(dir, &l, &d), 0);
+	assert_int_equal(l.n, 4);
+	/* newest modification first; a tie goes by name */
+	assert_string_equal(l.files[0].name, "latest.db");
+	assert_string_equal(l.files[1].name, "manual.db");
+	assert_false(l.files[1].named);
+	assert_string_equal(l.files[2].name, "etcd-20261127T054000Z-rev50.db");
+	assert_true(l.files[2].named);
+	assert_int_equal(l.files[2].revision, 50);
+	assert_int_equal(l.files[2].mtime.tv_sec, T0);
+	assert_string_equal(l.files[3].name, "older.db");
+	kha_backup_list_release(&l);
+
+	/* kha's own listing (what pruning reads) keeps to its names and follows no link */
+	assert_int_equal(kha_backup_list_dir(dir, &l, &d), 0);
+	assert_int_equal(l.n, 1);
+	kha_backup_list_release(&l);
+
+	assert_int_equal(kha_file_remove_tree(dir, &d), 0);
+	assert_int_equal(kha_backup_scan_dir(dir, &l, &d), -ENOENT);
+	assert_non_null(strstr(d.msg, dir));
+}
+
+static void test_verification_is_cached_per_file_version(void **state)
+{
+	char dir[] = "/tmp/kha-test-backup.XXXXXX";
+	kha_autofree char *snap = NULL;
+	struct kha_snapshot_info info = {};
+	struct kha_backup_list l = {};
+	struct kha_diag d = {};
+	size_t len = 0;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	assert_int_equal(
+		kha_file_read_all(KHA_SNAPSHOT_CORPUS "/small.db", 1 << 20, &snap, &len, &d), 0);
+	put_at(dir, "a.db", snap, len, T0);
+	assert_int_equal(kha_backup_scan_dir(dir, &l, &d), 0);
+	assert_int_equal(l.n, 1);
+	assert_int_equal(kha_backup_verify_cached(dir, &l.files[0], &info, &d), 0);
+	assert_int_equal(info.revision, 2);
+	kha_backup_list_release(&l);
+
+	/* damaged in place, same size and time: the remembered verdict stands (not re-read) */
+	snap[len / 2] ^= 0xff;
+	put_at(dir, "a.db", snap, len, T0);
+	assert_int_equal(kha_backup_scan_dir(dir, &l, &d), 0);
+	info.revision = 0;
+	assert_int_equal(kha_backup_verify_cached(dir, &l.files[0], &info, &d), 0);
+	assert_int_equal(info.revision, 2);
+	kha_backup_list_release(&l);
+
+	/* a new version (another time) is verified again */
+	put_at(dir, "a.db", snap, len, T0 + 1);
+	assert_int_equal(kha_backup_scan_dir(dir, &l, &d), 0);
+	assert_int_equal(kha_backup_verify_cached(dir, &l.files[0], &info, &d), -EBADMSG);
+	assert_non_null(strstr(d.msg, "a.db"));
+	kha_backup_list_release(&l);
+
+	assert_int_equal(kha_file_remove_tree(dir, &d), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -254,6 +349,8 @@ int main(void)
 		cmocka_unit_test(test_retention_order_and_ties),
 		cmocka_unit_test(test_retry_delay_and_health),
 		cmocka_unit_test(test_prune_and_clean_a_directory),
+		cmocka_unit_test(test_scan_lists_every_snapshot_candidate),
+		cmocka_unit_test(test_verification_is_cached_per_file_version),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -8,7 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "kha/backup.h"
+#include "kha/etcdops.h"
 #include "kha/banned.h"
 
 #define DEFAULT_DEFRAG_US (5 * 60 * KHA_USEC_PER_SEC)

@@ -9,7 +9,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "kha/backup.h"
+#include "kha/etcd-grpc.h"
+#include "kha/etcdops.h"
 #include "kha/banned.h"
 
 #define ATTEMPTS 3
@@ -207,7 +208,7 @@ struct hash_probe {
 static void *hash_run(void *arg)
 {
 	struct hash_probe *p = arg;
-	struct kha_hash_kv_pb h = {};
+	struct kha_pb_hash_kv h = {};
 	struct kha_diag d = {};
 	const char *msg;
 

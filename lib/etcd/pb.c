@@ -8,7 +8,7 @@
 #include <string.h>
 #include <openssl/evp.h>
 
-#include "kha/backup.h"
+#include "kha/etcd-grpc.h"
 #include "kha/json.h"
 #include "kha/banned.h"
 
@@ -193,9 +193,9 @@ int kha_pb_decode_header(const uint8_t *msg, size_t len, struct kha_etcd_header 
 	return 0;
 }
 
-int kha_snapshot_decode_pb(const uint8_t *msg, size_t len, struct kha_snapshot_chunk *ret)
+int kha_pb_decode_snapshot(const uint8_t *msg, size_t len, struct kha_pb_snapshot_chunk *ret)
 {
-	struct kha_snapshot_chunk c = {};
+	struct kha_pb_snapshot_chunk c = {};
 	size_t pos = 0;
 	const uint8_t *b;
 	size_t blen;
@@ -223,9 +223,9 @@ int kha_snapshot_decode_pb(const uint8_t *msg, size_t len, struct kha_snapshot_c
 	return 0;
 }
 
-int kha_hash_kv_decode_pb(const uint8_t *msg, size_t len, struct kha_hash_kv_pb *ret)
+int kha_pb_decode_hash_kv(const uint8_t *msg, size_t len, struct kha_pb_hash_kv *ret)
 {
-	struct kha_hash_kv_pb h = {};
+	struct kha_pb_hash_kv h = {};
 	size_t pos = 0;
 	const uint8_t *b;
 	size_t blen;
@@ -334,8 +334,8 @@ static int decode_slow(const char *line, size_t len, uint8_t *out, size_t out_ca
 	return 0;
 }
 
-int kha_snapshot_decode_gateway_line(const char *line, size_t len, uint8_t *out, size_t out_cap,
-				     size_t *ret_len, uint64_t *ret_remaining, struct kha_diag *d)
+int kha_etcd_decode_snapshot_line(const char *line, size_t len, uint8_t *out, size_t out_cap,
+				  size_t *ret_len, uint64_t *ret_remaining, struct kha_diag *d)
 {
 	const char *end = line + len, *p, *q, *blob_end;
 	uint64_t rem = 0;

@@ -8,7 +8,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "kha/backup.h"
+#include "kha/etcdops.h"
 #include "kha/banned.h"
 
 #define DEFAULT_LAG 1000

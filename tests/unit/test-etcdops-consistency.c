@@ -13,7 +13,8 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "kha/backup.h"
+#include "kha/etcd-grpc.h"
+#include "kha/etcdops.h"
 #include "kha/banned.h"
 
 /* clang-format off */
@@ -45,7 +46,7 @@ static void member_from(struct kha_consistency_member *m, const char *status, co
 			size_t hash_len)
 {
 	struct kha_etcd_status st = {};
-	struct kha_hash_kv_pb h;
+	struct kha_pb_hash_kv h;
 	struct kha_diag d = {};
 
 	memset(m, 0, sizeof(*m));
@@ -57,7 +58,7 @@ static void member_from(struct kha_consistency_member *m, const char *status, co
 	m->reachable = true;
 	m->revision = st.header.revision;
 	kha_etcd_status_release(&st);
-	assert_int_equal(kha_hash_kv_decode_pb(hash, hash_len, &h), 0);
+	assert_int_equal(kha_pb_decode_hash_kv(hash, hash_len, &h), 0);
 	m->hash = h.hash;
 	m->compact_revision = h.compact_revision;
 	m->hash_revision = h.hash_revision;

@@ -7,7 +7,7 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "kha/backup.h"
+#include "kha/etcdops.h"
 #include "kha/banned.h"
 
 /*

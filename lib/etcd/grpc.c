@@ -12,7 +12,7 @@
 #include <strings.h>
 #include <curl/curl.h>
 
-#include "kha/backup.h"
+#include "kha/etcd-grpc.h"
 #include "kha/parse.h"
 #include "kha/banned.h"
 
@@ -374,7 +374,7 @@ int kha_grpc_call(const struct kha_grpc_call *call, uint64_t *ret_received, stru
 /* ---- HashKV ------------------------------------------------------------------------------- */
 
 struct hash_kv_ctx {
-	struct kha_hash_kv_pb *ret;
+	struct kha_pb_hash_kv *ret;
 	bool got;
 	struct kha_diag *d;
 };
@@ -383,16 +383,16 @@ static int on_hash_kv(void *userdata, const uint8_t *msg, size_t len)
 {
 	struct hash_kv_ctx *c = userdata;
 
-	if (kha_hash_kv_decode_pb(msg, len, c->ret) < 0)
+	if (kha_pb_decode_hash_kv(msg, len, c->ret) < 0)
 		return kha_diag_set(c->d, EBADMSG, "malformed HashKV reply");
 	c->got = true;
 	return 0;
 }
 
 int kha_etcd_hash_kv_grpc(const struct kha_etcd_config *cfg, const char *endpoint, int64_t revision,
-			  uint64_t timeout_us, struct kha_hash_kv_pb *ret, struct kha_diag *d)
+			  uint64_t timeout_us, struct kha_pb_hash_kv *ret, struct kha_diag *d)
 {
-	struct kha_hash_kv_pb out = {};
+	struct kha_pb_hash_kv out = {};
 	struct hash_kv_ctx c = {.ret = &out, .d = d};
 	uint8_t req[11];
 	size_t n = 0;

@@ -9,7 +9,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "kha/backup.h"
+#include "kha/etcdops.h"
 #include "kha/parse.h"
 #include "kha/banned.h"
 
