@@ -63,7 +63,6 @@ int lab_k8s_ready(const struct kha_lab *lab, char *what, size_t size);
 /* What kubeadm init does once the API answers: admin.conf's group bound to cluster-admin. */
 int lab_k8s_bootstrap(const struct kha_lab *lab, struct kha_diag *d);
 
-
 /* kha_lab_wait_ready; *ret_failed (if not NULL) names the process at fault. */
 int lab_wait_ready(struct kha_lab *lab, uint64_t timeout_us, struct kha_lab_proc **ret_failed,
 		   struct kha_diag *d);
