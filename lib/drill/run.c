@@ -15,8 +15,8 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
-#include <curl/curl.h>
 
+#include "kha/http-curl.h"
 #include "kha/log.h"
 #include "drill-internal.h"
 #include "kha/banned.h"
@@ -185,7 +185,16 @@ static int start_probe(struct drill *dr, uint64_t slot, uint64_t now_abs)
 {
 	const struct kha_drill_scenario *sc = dr->sc;
 	struct probe *pr = calloc(1, sizeof(*pr));
-	long timeout_ms = (long)((sc->timeout_us + 999) / 1000);
+	struct kha_http_tls tls = {
+		.cacert = sc->cacert, .cert = sc->cert, .key = sc->key, .insecure = sc->insecure};
+	struct kha_http_easy_opts eo = {
+		.user_agent = "kha-drill",
+		.errbuf = pr ? pr->errbuf : NULL,
+		.connect_timeout_us = sc->timeout_us,
+		.timeout_us = sc->timeout_us,
+		.tls = &tls,
+		.proxy = "",
+	};
 	CURL *e;
 
 	if (!pr)
@@ -198,14 +207,14 @@ static int start_probe(struct drill *dr, uint64_t slot, uint64_t now_abs)
 	pr->dr = dr;
 	pr->easy = e;
 	pr->slot = slot;
+	/* a probe of one given address: never through a proxy */
+	if (kha_http_easy_setup(e, &eo, NULL) < 0) {
+		curl_easy_cleanup(e);
+		free(pr);
+		return -EINVAL;
+	}
 	curl_easy_setopt(e, CURLOPT_URL, dr->url);
 	curl_easy_setopt(e, CURLOPT_PRIVATE, pr);
-	curl_easy_setopt(e, CURLOPT_ERRORBUFFER, pr->errbuf);
-	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, timeout_ms);
-	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, timeout_ms);
-	curl_easy_setopt(e, CURLOPT_NOPROXY, "*");
-	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
 	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, discard);
 	if (dr->write) {
 		char *body = drill_write_body(dr->r->writes.prefix, slot);
@@ -219,21 +228,8 @@ static int start_probe(struct drill *dr, uint64_t slot, uint64_t now_abs)
 		curl_easy_setopt(e, CURLOPT_HTTPHEADER, dr->headers);
 		free(body);
 	}
-	if (dr->tcp) {
+	if (dr->tcp)
 		curl_easy_setopt(e, CURLOPT_CONNECT_ONLY, 1L);
-	} else {
-		curl_easy_setopt(e, CURLOPT_USERAGENT, "kha-drill");
-		if (sc->cacert)
-			curl_easy_setopt(e, CURLOPT_CAINFO, sc->cacert);
-		if (sc->cert)
-			curl_easy_setopt(e, CURLOPT_SSLCERT, sc->cert);
-		if (sc->key)
-			curl_easy_setopt(e, CURLOPT_SSLKEY, sc->key);
-		if (sc->insecure) {
-			curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 0L);
-			curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 0L);
-		}
-	}
 	if (!sc->keepalive || dr->tcp) {
 		/* what a restarting kubelet or a new client sees: new TCP, full TLS handshake */
 		curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, 1L);
@@ -263,53 +259,47 @@ static void drop_probe(struct drill *dr, struct probe *pr)
 	free(pr);
 }
 
-static enum kha_drill_result classify(struct drill *dr, CURL *e, CURLcode rc, long *ret_status)
+/* The probe's result; a failure's phrase (the shared libcurl mapping) goes into d. */
+static enum kha_drill_result classify(struct drill *dr, CURL *e, CURLcode rc, const char *errbuf,
+				      long *ret_status, struct kha_diag *d)
 {
-	long status = 0, oserr = 0;
+	struct kha_http_failure f;
+	long status = 0;
 
 	curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
-	curl_easy_getinfo(e, CURLINFO_OS_ERRNO, &oserr);
 	*ret_status = status;
-	switch (rc) {
-	case CURLE_OK:
+	if (rc == CURLE_OK) {
 		if (dr->write) /* the gateway answers 200 only for a committed put */
 			return status == 200 ? KHA_DRILL_PROBE_OK : KHA_DRILL_PROBE_STATUS;
 		if (dr->tcp || kha_drill_status_expected(dr->sc->expect_status, status))
 			return KHA_DRILL_PROBE_OK;
 		return KHA_DRILL_PROBE_STATUS;
-	case CURLE_OPERATION_TIMEDOUT:
+	}
+	kha_ignore(
+		kha_http_curl_error(e, rc, errbuf, dr->sc->timeout_us, dr->sc->timeout_us, &f, d));
+	switch (f.fail) {
+	case KHA_HTTP_FAIL_TIMEOUT:
+	case KHA_HTTP_FAIL_CONNECT_TIMEOUT:
 		return KHA_DRILL_PROBE_TIMEOUT;
-	case CURLE_COULDNT_CONNECT:
-		if (oserr == ECONNREFUSED)
+	case KHA_HTTP_FAIL_CONNECT:
+		if (f.os_errno == ECONNREFUSED)
 			return KHA_DRILL_PROBE_REFUSED;
-		if (oserr == ETIMEDOUT)
+		if (f.os_errno == ETIMEDOUT)
 			return KHA_DRILL_PROBE_TIMEOUT;
 		return KHA_DRILL_PROBE_ERROR;
-	case CURLE_COULDNT_RESOLVE_HOST:
+	case KHA_HTTP_FAIL_RESOLVE:
 		return KHA_DRILL_PROBE_RESOLVE;
-	case CURLE_RECV_ERROR:
-	case CURLE_SEND_ERROR:
-	case CURLE_GOT_NOTHING:
-	case CURLE_PARTIAL_FILE:
+	case KHA_HTTP_FAIL_IO:
 		return KHA_DRILL_PROBE_RESET;
-	case CURLE_SSL_CONNECT_ERROR:
+	case KHA_HTTP_FAIL_TLS:
+	case KHA_HTTP_FAIL_TLS_VERIFY:
+	case KHA_HTTP_FAIL_TLS_CLIENT:
+	case KHA_HTTP_FAIL_CA_FILE:
+	case KHA_HTTP_FAIL_TLS_FILES:
 		/* a peer dying in the middle of the handshake is a reset, not a TLS problem */
-		if (oserr == ECONNRESET || oserr == EPIPE)
+		if (rc == CURLE_SSL_CONNECT_ERROR &&
+		    (f.os_errno == ECONNRESET || f.os_errno == EPIPE))
 			return KHA_DRILL_PROBE_RESET;
-		return KHA_DRILL_PROBE_TLS;
-	case CURLE_PEER_FAILED_VERIFICATION:
-	case CURLE_SSL_CERTPROBLEM:
-	case CURLE_SSL_CIPHER:
-	case CURLE_SSL_CACERT_BADFILE:
-	case CURLE_SSL_ISSUER_ERROR:
-	case CURLE_SSL_INVALIDCERTSTATUS:
-	case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
-	case CURLE_SSL_CRL_BADFILE:
-	case CURLE_SSL_ENGINE_NOTFOUND:
-	case CURLE_SSL_ENGINE_SETFAILED:
-	case CURLE_SSL_ENGINE_INITFAILED:
-	case CURLE_SSL_SHUTDOWN_FAILED:
-	case CURLE_USE_SSL_FAILED:
 		return KHA_DRILL_PROBE_TLS;
 	default:
 		return KHA_DRILL_PROBE_ERROR;
@@ -322,7 +312,8 @@ static void finish_probe(struct drill *dr, struct probe *pr, CURLcode rc)
 	curl_off_t total_us = 0;
 	uint64_t latency;
 	long status = 0;
-	enum kha_drill_result res = classify(dr, pr->easy, rc, &status);
+	struct kha_diag d = {};
+	enum kha_drill_result res = classify(dr, pr->easy, rc, pr->errbuf, &status, &d);
 
 	/* curl's own measure excludes the time this loop spent on other probes */
 	if (curl_easy_getinfo(pr->easy, CURLINFO_TOTAL_TIME_T, &total_us) == CURLE_OK &&
@@ -337,7 +328,7 @@ static void finish_probe(struct drill *dr, struct probe *pr, CURLcode rc)
 				 "HTTP status %ld", status);
 		else
 			snprintf(r->error_samples[res], sizeof(r->error_samples[res]), "%s",
-				 pr->errbuf[0] ? pr->errbuf : curl_easy_strerror(rc));
+				 d.msg[0] ? d.msg : curl_easy_strerror(rc));
 	}
 	drop_probe(dr, pr);
 }
@@ -1169,8 +1160,9 @@ int kha_drill_run(const struct kha_drill_scenario *sc, const struct kha_drill_ho
 		return kha_diag_set(d, EINVAL,
 				    "rate x duration is %llu probes, more than %llu (lower one)",
 				    (unsigned long long)slots, MAX_SLOTS);
-	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
-		return kha_diag_set(d, EIO, "libcurl failed to initialize");
+	r = kha_http_global_init(d);
+	if (r < 0)
+		return r;
 	dr.tcp = strncmp(sc->target, "tcp://", 6) == 0;
 	dr.write = sc->write && !dr.tcp;
 	if (dr.write) {
@@ -1221,12 +1213,10 @@ int kha_drill_run(const struct kha_drill_scenario *sc, const struct kha_drill_ho
 	cleanup(&dr);
 	if (dr.write)
 		drill_verify_writes(sc, dr.r);
-	curl_global_cleanup();
 	*ret_report = dr.r;
 	return 0;
 fail:
 	cleanup(&dr);
 	kha_drill_report_free(dr.r);
-	curl_global_cleanup();
 	return r;
 }
