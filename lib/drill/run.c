@@ -127,20 +127,11 @@ static void emit(struct drill *dr, enum kha_drill_event_type type,
 
 static int grow_probes(struct drill *dr, uint64_t slot)
 {
-	struct kha_drill_probe *grown;
-	size_t cap;
-
 	if (slot < dr->cap)
 		return 0;
 	if (slot >= MAX_SLOTS)
 		return -E2BIG;
-	cap = KHA_MAX(dr->cap * 2, (size_t)slot + 1024);
-	grown = realloc(dr->r->probes, cap * sizeof(*grown));
-	if (!grown)
-		return -ENOMEM;
-	dr->r->probes = grown;
-	dr->cap = cap;
-	return 0;
+	return KHA_GROW(dr->r->probes, dr->cap, (size_t)slot + 1024);
 }
 
 static void record(struct drill *dr, uint64_t slot, uint64_t t_us, uint64_t latency_us, long status,
@@ -420,18 +411,16 @@ static void abort_drill(struct drill *dr, const char *fmt, ...) KHA_PRINTF(2, 3)
 static struct running *spawn(struct drill *dr, const char *cmd, uint64_t timeout_us, size_t step,
 			     int *ret_err)
 {
-	struct running *run = calloc(1, sizeof(*run)), **grown;
+	struct running *run = calloc(1, sizeof(*run));
 	int r;
 
 	*ret_err = -ENOMEM;
 	if (!run)
 		return NULL;
-	grown = realloc(dr->procs, sizeof(*grown) * (dr->n_procs + 1));
-	if (!grown) {
+	if (KHA_RESIZE(dr->procs, dr->n_procs + 1) < 0) {
 		free(run);
 		return NULL;
 	}
-	dr->procs = grown;
 	r = drill_proc_spawn(&run->proc, cmd, timeout_us);
 	if (r < 0) {
 		*ret_err = r;
@@ -476,13 +465,11 @@ static int add_report_step(struct drill *dr, enum kha_drill_step_kind kind, cons
 			   const char *run, const char *node, size_t *ret_index)
 {
 	struct kha_drill_report *r = dr->r;
-	struct kha_drill_step_result *grown, *st;
+	struct kha_drill_step_result *st;
 
-	grown = realloc(r->steps, sizeof(*grown) * (r->n_steps + 1));
-	if (!grown)
+	if (KHA_RESIZE(r->steps, r->n_steps + 1) < 0)
 		return -ENOMEM;
-	r->steps = grown;
-	st = &grown[r->n_steps];
+	st = &r->steps[r->n_steps];
 	*st = (struct kha_drill_step_result){
 		.name = strdup(name),
 		.run = strdup(run),
@@ -987,15 +974,9 @@ static int loop(struct drill *dr)
 			break;
 
 		/* everything to watch besides curl's own sockets */
-		if (fds_cap < 1 + 2 * dr->n_procs) {
-			struct curl_waitfd *grown;
-			fds_cap = 1 + 2 * dr->n_procs + 8;
-			grown = realloc(fds, sizeof(*fds) * fds_cap);
-			if (!grown) {
-				r = -ENOMEM;
-				break;
-			}
-			fds = grown;
+		if (KHA_GROW(fds, fds_cap, 1 + 2 * dr->n_procs) < 0) {
+			r = -ENOMEM;
+			break;
 		}
 		if (dr->hooks && dr->hooks->stop_fd >= 0)
 			fds[nfds++] = (struct curl_waitfd){.fd = dr->hooks->stop_fd,

@@ -258,7 +258,7 @@ void drill_verify_writes(const struct kha_drill_scenario *sc, struct kha_drill_r
 		rc = read_back(c, w->prefix, present, r->n_probes, &found, &foreign, &d);
 		if (rc == 0 || rc == -ENOMEM || kha_now_us() + READBACK_RETRY_US >= deadline)
 			break;
-		usleep(READBACK_RETRY_US);
+		kha_ignore(kha_sleep_us(READBACK_RETRY_US, NULL));
 		rc = 0;
 	}
 	if (rc < 0) {
@@ -279,12 +279,8 @@ void drill_verify_writes(const struct kha_drill_scenario *sc, struct kha_drill_r
 				o != OUT_ACKED; /* a wrong value for an unacknowledged slot */
 		if (o == OUT_ACKED && !here) {
 			if (w->n_lost_slots < MAX_LOST_LISTED) {
-				uint64_t *grown = realloc(w->lost_slots,
-							  (w->n_lost_slots + 1) * sizeof(*grown));
-				if (grown) {
-					w->lost_slots = grown;
+				if (KHA_RESIZE(w->lost_slots, w->n_lost_slots + 1) == 0)
 					w->lost_slots[w->n_lost_slots++] = i;
-				}
 			}
 			w->lost++;
 		} else if (o == OUT_UNKNOWN) {

@@ -355,15 +355,8 @@ static int sink_append(struct sink *s, const char *data, size_t len)
 {
 	if (s->len + len > KHA_KUBE_MAX_BODY)
 		return -EFBIG;
-	if (s->len + len + 1 > s->cap) {
-		size_t ncap = KHA_MAX(s->cap * 2, s->len + len + 1);
-		char *b = realloc(s->buf, KHA_MAX(ncap, (size_t)4096));
-
-		if (!b)
-			return -ENOMEM;
-		s->buf = b;
-		s->cap = KHA_MAX(ncap, (size_t)4096);
-	}
+	if (KHA_GROW(s->buf, s->cap, KHA_MAX(s->len + len + 1, (size_t)4096)) < 0)
+		return -ENOMEM;
 	memcpy(s->buf + s->len, data, len);
 	s->len += len;
 	s->buf[s->len] = '\0';

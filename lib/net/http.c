@@ -111,18 +111,8 @@ void kha_http_response_release(struct kha_http_response *resp)
 
 static int buf_append(struct transfer *t, const char *data, size_t n)
 {
-	if (t->len + n + 1 > t->cap) {
-		size_t cap = t->cap ? t->cap : 4096;
-		char *p;
-
-		while (cap < t->len + n + 1)
-			cap *= 2;
-		p = realloc(t->buf, cap);
-		if (!p)
-			return -ENOMEM;
-		t->buf = p;
-		t->cap = cap;
-	}
+	if (KHA_GROW(t->buf, t->cap, KHA_MAX(t->len + n + 1, (size_t)4096)) < 0)
+		return -ENOMEM;
 	memcpy(t->buf + t->len, data, n);
 	t->len += n;
 	t->buf[t->len] = '\0';
