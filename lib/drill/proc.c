@@ -10,7 +10,7 @@
 #include "drill-internal.h"
 #include "kha/banned.h"
 
-int drill_proc_spawn(struct drill_proc *p, const char *cmd, uint64_t timeout_us)
+int kha_drill__proc_spawn(struct drill_proc *p, const char *cmd, uint64_t timeout_us)
 {
 	const char *argv[] = {"/bin/sh", "-c", cmd, NULL};
 	/* own process group (so the whole command can be killed); kha_proc_spawn gives it
@@ -80,7 +80,7 @@ static void read_output(struct drill_proc *p)
 	}
 }
 
-bool drill_proc_poll(struct drill_proc *p)
+bool kha_drill__proc_poll(struct drill_proc *p)
 {
 	int st;
 	pid_t w;
@@ -104,13 +104,13 @@ bool drill_proc_poll(struct drill_proc *p)
 	return false;
 }
 
-void drill_proc_signal(struct drill_proc *p, int sig)
+void kha_drill__proc_signal(struct drill_proc *p, int sig)
 {
 	if (p->pid > 0 && !p->exited)
 		kill(-p->pid, sig);
 }
 
-void drill_proc_kill_wait(struct drill_proc *p)
+void kha_drill__proc_kill_wait(struct drill_proc *p)
 {
 	if (p->pid <= 0 || p->exited)
 		return;
@@ -128,7 +128,7 @@ void drill_proc_kill_wait(struct drill_proc *p)
 	read_output(p);
 }
 
-void drill_proc_release(struct drill_proc *p, char **ret_output)
+void kha_drill__proc_release(struct drill_proc *p, char **ret_output)
 {
 	if (p->outfd >= 0)
 		close(p->outfd);

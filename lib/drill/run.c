@@ -208,7 +208,7 @@ static int start_probe(struct drill *dr, uint64_t slot, uint64_t now_abs)
 	curl_easy_setopt(e, CURLOPT_PRIVATE, pr);
 	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, discard);
 	if (dr->write) {
-		char *body = drill_write_body(dr->r->writes.prefix, slot);
+		char *body = kha_drill__write_body(dr->r->writes.prefix, slot);
 		if (!body) {
 			curl_easy_cleanup(e);
 			free(pr);
@@ -421,7 +421,7 @@ static struct running *spawn(struct drill *dr, const char *cmd, uint64_t timeout
 		free(run);
 		return NULL;
 	}
-	r = drill_proc_spawn(&run->proc, cmd, timeout_us);
+	r = kha_drill__proc_spawn(&run->proc, cmd, timeout_us);
 	if (r < 0) {
 		*ret_err = r;
 		free(run);
@@ -745,7 +745,7 @@ static void proc_done(struct drill *dr, size_t pi)
 					 st->name, st->exit_code);
 		}
 	}
-	drill_proc_release(p, &output);
+	kha_drill__proc_release(p, &output);
 	free(run);
 	if (st) {
 		free(st->output);
@@ -768,7 +768,7 @@ static void poll_procs(struct drill *dr)
 		struct drill_proc *p = &run->proc;
 		uint64_t now = kha_now_us();
 
-		if (drill_proc_poll(p)) {
+		if (kha_drill__proc_poll(p)) {
 			/* what proc_done does shifts the array: look at slot i again */
 			proc_done(dr, i);
 			continue;
@@ -776,9 +776,9 @@ static void poll_procs(struct drill *dr)
 		if (p->deadline_us != KHA_DRILL_NONE && now >= p->deadline_us && !p->timed_out) {
 			p->timed_out = true;
 			run->term_sent_us = now;
-			drill_proc_signal(p, SIGTERM);
+			kha_drill__proc_signal(p, SIGTERM);
 		} else if (run->term_sent_us && now >= run->term_sent_us + KILL_GRACE_US) {
-			drill_proc_signal(p, SIGKILL);
+			kha_drill__proc_signal(p, SIGKILL);
 		}
 		i++;
 	}
@@ -836,7 +836,7 @@ static void begin_stop(struct drill *dr)
 	if (!dr->fault_started)
 		dr->next_step = dr->sc->n_steps;
 	if (dr->check)
-		drill_proc_signal(&dr->check->proc, SIGTERM);
+		kha_drill__proc_signal(&dr->check->proc, SIGTERM);
 	dr->dirty = true;
 }
 
@@ -860,7 +860,7 @@ static void hard_stop(struct drill *dr)
 	dr->next_step = dr->sc->n_steps;
 	for (size_t i = 0; i < dr->n_procs; i++) {
 		dr->procs[i]->proc.killed = true;
-		drill_proc_signal(&dr->procs[i]->proc, SIGKILL);
+		kha_drill__proc_signal(&dr->procs[i]->proc, SIGKILL);
 	}
 	if (dr->roll != ROLL_DONE && dr->r->nodes && dr->node < dr->sc->n_nodes) {
 		dr->roll = ROLL_DONE;
@@ -1009,8 +1009,8 @@ static void cleanup(struct drill *dr)
 	while (dr->n_inflight)
 		drop_probe(dr, dr->inflight[dr->n_inflight - 1]);
 	for (size_t i = 0; i < dr->n_procs; i++) {
-		drill_proc_kill_wait(&dr->procs[i]->proc);
-		drill_proc_release(&dr->procs[i]->proc, NULL);
+		kha_drill__proc_kill_wait(&dr->procs[i]->proc);
+		kha_drill__proc_release(&dr->procs[i]->proc, NULL);
 		free(dr->procs[i]);
 	}
 	free(dr->procs);
@@ -1147,7 +1147,7 @@ int kha_drill_run(const struct kha_drill_scenario *sc, const struct kha_drill_ho
 	dr.tcp = strncmp(sc->target, "tcp://", 6) == 0;
 	dr.write = sc->write && !dr.tcp;
 	if (dr.write) {
-		dr.url = drill_write_url(sc->target);
+		dr.url = kha_drill__write_url(sc->target);
 		dr.headers = curl_slist_append(NULL, "Content-Type: application/json");
 	} else if (dr.tcp) {
 		size_t n = strlen(sc->target) + 16;
@@ -1193,7 +1193,7 @@ int kha_drill_run(const struct kha_drill_scenario *sc, const struct kha_drill_ho
 	}
 	cleanup(&dr);
 	if (dr.write)
-		drill_verify_writes(sc, dr.r);
+		kha_drill__verify_writes(sc, dr.r);
 	*ret_report = dr.r;
 	return 0;
 fail:

@@ -686,7 +686,7 @@ static int check_target(const char *target, struct kha_diag *d)
 	return r;
 }
 
-char *drill_url_base(const char *url)
+char *kha_drill__url_base(const char *url)
 {
 	CURLU *u = curl_url();
 	char *scheme = NULL, *host = NULL, *port = NULL, *out = NULL;
@@ -755,7 +755,7 @@ int kha_drill_scenario_check(struct kha_drill_scenario *sc, struct kha_diag *d)
 					    "(https://HOST:2379), not tcp://");
 		if (kha_etcd_config_init(&cfg) < 0)
 			return kha_diag_set(d, ENOMEM, "out of memory");
-		base = sc->endpoints ? NULL : drill_url_base(sc->target);
+		base = sc->endpoints ? NULL : kha_drill__url_base(sc->target);
 		if (!sc->endpoints && !base) {
 			kha_etcd_config_release(&cfg);
 			return kha_diag_set(d, ENOMEM, "out of memory");
