@@ -332,29 +332,21 @@ static int print_status(const struct opts *o)
 
 /* ---- serve ---------------------------------------------------------------------------------- */
 
-static volatile sig_atomic_t stop_serving;
-
-static void on_signal(int sig)
-{
-	(void)sig;
-	stop_serving = 1;
-}
-
 static int serve(const struct opts *o, const struct kha_lock_gates *gates)
 {
+	struct kha_fleetlock_stats stats = {0};
 	struct kha_fleetlock_opts fo = {
 		.listen = o->listen ? o->listen : "127.0.0.1:3333",
 		.lock = o->lock,
 		.slots = o->slots,
 		.etcd = &o->etcd,
 		.gates = gates,
+		.stats = &stats,
+		.metrics_addr = o->metrics_addr,
 		.tls_cert = o->serve_cert,
 		.tls_key = o->serve_key,
 		.tls_client_ca = o->serve_client_ca,
 	};
-	struct sigaction sa = {.sa_handler = on_signal};
-	struct kha_fleetlock_stats stats = {0};
-	struct kha_fleetlock_metrics *metrics = NULL;
 	struct kha_diag d = {};
 	int r;
 
@@ -363,19 +355,7 @@ static int serve(const struct opts *o, const struct kha_lock_gates *gates)
 				"--serve-client-ca needs them (run 'kha lock --help')\n");
 		return KHA_EXIT_USAGE;
 	}
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGINT, &sa, NULL);
-	if (o->metrics_addr) {
-		fo.stats = &stats;
-		r = kha_fleetlock_metrics_start(o->metrics_addr, o->lock, &stats, &metrics, &d);
-		if (r < 0) {
-			fprintf(stderr, "kha lock serve: %s\n", d.msg);
-			return r == -EINVAL ? KHA_EXIT_USAGE : KHA_EXIT_CONFIG;
-		}
-	}
-	r = kha_fleetlock_serve(&fo, &stop_serving, &d);
-	kha_fleetlock_metrics_stop(metrics);
+	r = kha_fleetlock_serve(&fo, &d);
 	if (r < 0) {
 		fprintf(stderr, "kha lock serve: %s\n", d.msg);
 		if (r == -EINVAL)

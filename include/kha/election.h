@@ -397,16 +397,6 @@ struct kha_fleetlock_stats {
 	atomic_uint_fast64_t requests[KHA_FLEETLOCK_NOPS][KHA_FLEETLOCK_NOUTCOMES];
 };
 
-/*
- * Serves stats as kha_lock_fleetlock_requests_total{name,op,result} (plus /healthz, /readyz)
- * on addr from a thread of its own. Errors as kha_elect_metrics_start().
- */
-struct kha_fleetlock_metrics;
-int kha_fleetlock_metrics_start(const char *addr, const char *lock,
-				const struct kha_fleetlock_stats *stats,
-				struct kha_fleetlock_metrics **ret, struct kha_diag *d) KHA_WUR;
-void kha_fleetlock_metrics_stop(struct kha_fleetlock_metrics *m);
-
 struct kha_fleetlock_opts {
 	const char *listen; /* "127.0.0.1:8080" */
 	const char *lock;   /* group "default" uses this lock; group G uses "<lock>.<G>" */
@@ -414,7 +404,10 @@ struct kha_fleetlock_opts {
 	const struct kha_etcd_config *etcd;
 	const struct kha_lock_gates *gates; /* optional: checked before a slot is granted */
 	uint64_t pending_ttl_us;	    /* lease of a not-yet-granted key (0 = 10 s) */
-	struct kha_fleetlock_stats *stats;  /* optional: counted per answer */
+	struct kha_fleetlock_stats *stats;  /* counted per answer; required with metrics_addr */
+	/* optional: /metrics (kha_lock_fleetlock_requests_total{name,op,result}), /healthz and
+	 * /readyz on this address, served by the same loop */
+	const char *metrics_addr;
 	/* HTTPS instead of HTTP when tls_cert is set (PEM chain and key); with tls_client_ca,
 	 * clients must present a certificate of that CA */
 	const char *tls_cert, *tls_key, *tls_client_ca;
@@ -426,6 +419,10 @@ struct kha_fleetlock_result {
 	char kind[64];
 	char value[384];
 };
+
+/* Fills *ret: status, kind and the formatted value. */
+void kha_fleetlock_result_set(struct kha_fleetlock_result *ret, int status, const char *kind,
+			      const char *fmt, ...) KHA_PRINTF(4, 5);
 
 /* The lock a group maps to (writes into buf). Returns buf. */
 const char *kha_fleetlock_lock_name(char *buf, size_t size, const char *lock, const char *group);
@@ -443,20 +440,26 @@ void kha_fleetlock_steady_state(struct kha_etcd *c, const struct kha_fleetlock_o
 				struct kha_fleetlock_result *ret);
 
 /*
- * Handles one HTTP request (method, path, the fleet-lock-protocol header value or NULL, body):
- * routing, header and body checks, then the operation. Fills *ret (status, kind, value).
+ * Checks one FleetLock request (method, path, the fleet-lock-protocol header value or NULL, body).
+ * Returns true with the client's parameters in *ret_params when the operation may run; else
+ * false with the answer (status, kind, value) in *ret.
  */
+bool kha_fleetlock_check(const struct kha_fleetlock_opts *o, const char *method, const char *path,
+			 const char *protocol_header, const char *body, size_t body_len,
+			 struct kha_fleetlock_params *ret_params, struct kha_fleetlock_result *ret);
+/* kha_fleetlock_check(), then the operation on c. Fills *ret. */
 void kha_fleetlock_handle(struct kha_etcd *c, const struct kha_fleetlock_opts *o,
 			  const char *method, const char *path, const char *protocol_header,
 			  const char *body, size_t body_len, struct kha_fleetlock_result *ret);
 
 /*
- * Serves FleetLock on o->listen until stop is set (checked at least every 200 ms): a thread per
- * connection (at most 32), one request per connection, 5 s to send it, bodies up to 64 KiB.
- * Also GET /healthz and GET /v1/status (the lock's holders as JSON). Returns 0 when stopped, or
- * a negative errno when it could not listen (d says why).
+ * Serves FleetLock on o->listen (POST /v1/pre-reboot and /v1/steady-state, GET /v1/status, plus
+ * /healthz and /readyz) with the admin HTTP server of kha/httpd.h until SIGTERM or SIGINT (which
+ * it blocks in the calling thread and takes through its loop): one deadline for the TLS
+ * handshake and the request, bodies up to 64 KiB, the etcd operations on a pool of worker
+ * threads. Returns 0 when stopped, or a negative errno when it could not start (d says why:
+ * a flag name first).
  */
-int kha_fleetlock_serve(const struct kha_fleetlock_opts *o, const volatile sig_atomic_t *stop,
-			struct kha_diag *d) KHA_WUR;
+int kha_fleetlock_serve(const struct kha_fleetlock_opts *o, struct kha_diag *d) KHA_WUR;
 
 #endif
