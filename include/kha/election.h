@@ -34,6 +34,7 @@
 #include "kha/diag.h"
 #include "kha/etcd.h"
 #include "kha/kube.h"
+#include "kha/net.h"
 
 /* ---- fencing arithmetic (pure; the fake clock drives it in tests) -------------------------- */
 
@@ -139,6 +140,8 @@ struct kha_fleetlock_params {
  */
 int kha_fleetlock_parse(const char *body, size_t len, struct kha_fleetlock_params *ret,
 			struct kha_diag *d) KHA_WUR;
+/* Whether group is a group name: 1 to KHA_FLEETLOCK_GROUP_MAX - 1 bytes of [a-zA-Z0-9.-]. */
+bool kha_fleetlock_group_valid(const char *group);
 
 /* ---- Kubernetes Lease rules (pure): client-go's tryAcquireOrRenew ----------------------------- */
 
@@ -411,7 +414,45 @@ struct kha_fleetlock_opts {
 	/* HTTPS instead of HTTP when tls_cert is set (PEM chain and key); with tls_client_ca,
 	 * clients must present a certificate of that CA */
 	const char *tls_cert, *tls_key, *tls_client_ca;
+	/* Listening off loopback without client certificates is refused unless this is set (then
+	 * a warning is logged): anyone who reaches the port could release any node's slot. */
+	bool insecure_no_client_certs;
+	/* The groups clients may name (each a lock of its own: at most n_groups * slots permanent
+	 * keys); none: only "default". */
+	const char *const *groups;
+	size_t n_groups;
+	/* Which ids a client certificate may take and release; NULL: the certificate's own names
+	 * (its subject CN or a DNS SAN). Unused without client certificates. */
+	const struct kha_fleetlock_idmap *idmap;
 };
+
+/*
+ * The --client-ids file: one line per certificate name, "NAME ID [ID...]" (blank-separated; '#'
+ * starts a comment): a client whose verified certificate carries NAME (as its subject CN or a
+ * DNS SAN) may take and release those ids, and no other.
+ */
+#define KHA_FLEETLOCK_IDMAP_IDS 64 /* ids on one line */
+#define KHA_FLEETLOCK_GROUPS	32 /* --group at most this many times */
+struct kha_fleetlock_idmap_entry {
+	char *name;
+	char **ids;
+	size_t n_ids;
+};
+struct kha_fleetlock_idmap {
+	struct kha_fleetlock_idmap_entry *entries;
+	size_t n;
+};
+/* Reads path into *ret. Returns 0, or -errno with "FILE:LINE: what" in d (-EINVAL, -ENOENT...). */
+int kha_fleetlock_idmap_load(const char *path, struct kha_fleetlock_idmap *ret,
+			     struct kha_diag *d) KHA_WUR;
+void kha_fleetlock_idmap_release(struct kha_fleetlock_idmap *m);
+/*
+ * Whether a client with certificate peer may take or release id: without a verified
+ * certificate (no client certificates are asked for) always; else as o->idmap says, or, without
+ * one, when id is one of the certificate's names.
+ */
+bool kha_fleetlock_id_allowed(const struct kha_fleetlock_opts *o, const struct kha_tls_peer *peer,
+			      const char *id);
 
 /* Outcome of one FleetLock operation: an HTTP status and the FleetLock error (kind/value). */
 struct kha_fleetlock_result {
@@ -440,13 +481,16 @@ void kha_fleetlock_steady_state(struct kha_etcd *c, const struct kha_fleetlock_o
 				struct kha_fleetlock_result *ret);
 
 /*
- * Checks one FleetLock request (method, path, the fleet-lock-protocol header value or NULL, body).
- * Returns true with the client's parameters in *ret_params when the operation may run; else
- * false with the answer (status, kind, value) in *ret.
+ * Checks one FleetLock request (method, path, the fleet-lock-protocol header value or NULL, body,
+ * the client's verified certificate or NULL): then whether its group is configured (403
+ * group_not_allowed) and its certificate may use its id (403 id_not_allowed). Returns true with
+ * the client's parameters in *ret_params when the operation may run; else false with the
+ * answer (status, kind, value) in *ret.
  */
 bool kha_fleetlock_check(const struct kha_fleetlock_opts *o, const char *method, const char *path,
 			 const char *protocol_header, const char *body, size_t body_len,
-			 struct kha_fleetlock_params *ret_params, struct kha_fleetlock_result *ret);
+			 const struct kha_tls_peer *peer, struct kha_fleetlock_params *ret_params,
+			 struct kha_fleetlock_result *ret);
 /* kha_fleetlock_check(), then the operation on c. Fills *ret. */
 void kha_fleetlock_handle(struct kha_etcd *c, const struct kha_fleetlock_opts *o,
 			  const char *method, const char *path, const char *protocol_header,

@@ -46,6 +46,7 @@ struct server {
 	struct kha_httpd *http, *admin;
 	struct kha_metrics *metrics;
 	SSL_CTX *tls;
+	bool loopback; /* the listener takes loopback connections only */
 	pthread_t workers[WORKERS];
 	size_t nworkers;
 	pthread_mutex_t mu;
@@ -246,6 +247,16 @@ static void route(const struct kha_httpd_request *req, struct kha_httpd_response
 		answer(resp, s->o, op, &res);
 		return;
 	}
+	/* who holds a slot is for the nodes (a verified certificate) or this host, not anyone */
+	if (op == KHA_FLEETLOCK_OP_STATUS && !(req->peer && req->peer->verified) &&
+	    !(s->loopback && !s->o->tls_client_ca)) {
+		kha_fleetlock_result_set(
+			&res, 403, "status_forbidden",
+			"/v1/status needs a client certificate (--serve-client-ca); "
+			"kha lock --status reads the same from etcd");
+		answer(resp, s->o, op, &res);
+		return;
+	}
 	j = calloc(1, sizeof(*j));
 	if (!j) {
 		kha_fleetlock_result_set(&res, 503, "failed_internal", "out of memory");
@@ -260,7 +271,8 @@ static void route(const struct kha_httpd_request *req, struct kha_httpd_response
 					 r == -EBADMSG ? ""
 					 : r >= 0      ? proto
 						       : NULL,
-					 req->body, (size_t)req->content_length, &j->p, &res)) {
+					 req->body, (size_t)req->content_length, req->peer, &j->p,
+					 &res)) {
 			free(j);
 			answer(resp, s->o, op, &res);
 			return;
@@ -347,6 +359,23 @@ static int start(struct server *s, struct kha_diag *d)
 	if (fd < 0) {
 		kha_diag_prefix(d, "--listen");
 		return fd;
+	}
+	s->loopback = kha_socket_is_loopback(fd);
+	if (!s->loopback && !o->tls_client_ca) {
+		if (!o->insecure_no_client_certs) {
+			close(fd);
+			return kha_diag_set(
+				d, EINVAL,
+				"--listen %s is reachable from other hosts, and without client "
+				"certificates anyone who reaches it could release any node's slot: "
+				"add --serve-cert, --serve-key and --serve-client-ca (or, on a "
+				"network you trust, --insecure-no-client-certs)",
+				o->listen);
+		}
+		kha_warn("fleetlock: serving without client certificates off loopback "
+			 "(--insecure-no-client-certs): anyone who reaches this port can take and "
+			 "release any node's slot",
+			 "addr=%s", o->listen);
 	}
 	r = kha_httpd_new_fd(s->loop, fd, NULL, &s->http);
 	if (r == 0)

@@ -231,8 +231,13 @@ void kha_fleetlock_pre_reboot(struct kha_etcd *c, const struct kha_fleetlock_opt
 			goto out;
 		}
 	}
-	kha_info("fleetlock: slot granted", "lock=%s id=%s position=%zu", lock, p->id,
-		 pos.rank + 1);
+	{
+		char ql[600], qi[KHA_FLEETLOCK_ID_MAX * 4 + 3];
+
+		kha_info("fleetlock: slot granted", "lock=%s id=%s position=%zu",
+			 kha_log_quote(ql, sizeof(ql), lock), kha_log_quote(qi, sizeof(qi), p->id),
+			 pos.rank + 1);
+	}
 	kha_fleetlock_result_set(ret, 200, "lock_granted", "%s holds slot %zu of %zu of %s", p->id,
 				 pos.rank + 1, o->slots, lock);
 out:
@@ -264,19 +269,148 @@ void kha_fleetlock_steady_state(struct kha_etcd *c, const struct kha_fleetlock_o
 		etcd_failed(ret, &d);
 		return;
 	}
-	if (dr.deleted)
-		kha_info("fleetlock: slot released", "lock=%s id=%s", lock, p->id);
+	if (dr.deleted) {
+		char ql[600], qi[KHA_FLEETLOCK_ID_MAX * 4 + 3];
+
+		kha_info("fleetlock: slot released", "lock=%s id=%s",
+			 kha_log_quote(ql, sizeof(ql), lock), kha_log_quote(qi, sizeof(qi), p->id));
+	}
 	kha_fleetlock_result_set(ret, 200, "lock_released", "%s holds no slot of %s", p->id, lock);
 	kha_etcd_delete_result_release(&dr);
 }
 
+/* ---- who may do what ---- */
+
+static bool group_allowed(const struct kha_fleetlock_opts *o, const char *group)
+{
+	if (!o->n_groups)
+		return strcmp(group, "default") == 0;
+	for (size_t i = 0; i < o->n_groups; i++)
+		if (strcmp(o->groups[i], group) == 0)
+			return true;
+	return false;
+}
+
+bool kha_fleetlock_id_allowed(const struct kha_fleetlock_opts *o, const struct kha_tls_peer *peer,
+			      const char *id)
+{
+	if (!peer || !peer->verified)
+		return true;
+	if (!o->idmap)
+		return kha_tls_peer_has_name(peer, id);
+	for (size_t i = 0; i < o->idmap->n; i++) {
+		const struct kha_fleetlock_idmap_entry *e = &o->idmap->entries[i];
+
+		if (!kha_tls_peer_has_name(peer, e->name))
+			continue;
+		for (size_t k = 0; k < e->n_ids; k++)
+			if (strcmp(e->ids[k], id) == 0)
+				return true;
+	}
+	return false;
+}
+
+void kha_fleetlock_idmap_release(struct kha_fleetlock_idmap *m)
+{
+	for (size_t i = 0; i < m->n; i++) {
+		for (size_t k = 0; k < m->entries[i].n_ids; k++)
+			free(m->entries[i].ids[k]);
+		free(m->entries[i].ids);
+		free(m->entries[i].name);
+	}
+	free(m->entries);
+	memset(m, 0, sizeof(*m));
+}
+
+/* Adds one line's words (words[0] the certificate name) to m. */
+static int idmap_add(struct kha_fleetlock_idmap *m, char **words, size_t n)
+{
+	struct kha_fleetlock_idmap_entry *grown, *e;
+
+	grown = realloc(m->entries, (m->n + 1) * sizeof(*grown));
+	if (!grown)
+		return -ENOMEM;
+	m->entries = grown;
+	e = &m->entries[m->n];
+	memset(e, 0, sizeof(*e));
+	e->ids = calloc(n - 1, sizeof(*e->ids));
+	e->name = strdup(words[0]);
+	m->n++;
+	if (!e->ids || !e->name)
+		return -ENOMEM;
+	for (size_t i = 1; i < n; i++) {
+		e->ids[i - 1] = strdup(words[i]);
+		if (!e->ids[i - 1])
+			return -ENOMEM;
+		e->n_ids++;
+	}
+	return 0;
+}
+
+int kha_fleetlock_idmap_load(const char *path, struct kha_fleetlock_idmap *ret, struct kha_diag *d)
+{
+	struct kha_fleetlock_idmap m = {};
+	kha_autofree char *line = NULL;
+	size_t cap = 0, lineno = 0;
+	FILE *f = fopen(path, "re");
+	int r = 0;
+
+	if (!f)
+		return kha_diag_set(d, errno, "%s: %s", path, strerror(errno));
+	while (getline(&line, &cap, f) >= 0) {
+		char *words[1 + KHA_FLEETLOCK_IDMAP_IDS], *save = NULL, *w;
+		size_t n = 0;
+
+		lineno++;
+		if (strchr(line, '#'))
+			*strchr(line, '#') = '\0';
+		for (w = strtok_r(line, " \t\r\n", &save); w;
+		     w = strtok_r(NULL, " \t\r\n", &save)) {
+			if (n == KHA_ARRAY_SIZE(words)) {
+				r = kha_diag_set(d, EINVAL, "%s:%zu: more than %d ids", path,
+						 lineno, KHA_FLEETLOCK_IDMAP_IDS);
+				goto out;
+			}
+			if (strlen(w) >= KHA_FLEETLOCK_ID_MAX) {
+				r = kha_diag_set(d, EINVAL, "%s:%zu: a name longer than %d bytes",
+						 path, lineno, KHA_FLEETLOCK_ID_MAX - 1);
+				goto out;
+			}
+			words[n++] = w;
+		}
+		if (n == 0)
+			continue;
+		if (n == 1) {
+			r = kha_diag_set(
+				d, EINVAL,
+				"%s:%zu: '%s' names no id (expected: CERTIFICATE-NAME ID...)", path,
+				lineno, words[0]);
+			goto out;
+		}
+		r = idmap_add(&m, words, n);
+		if (r < 0) {
+			kha_diag_set(d, -r, "out of memory");
+			goto out;
+		}
+	}
+	if (ferror(f))
+		r = kha_diag_set(d, EIO, "%s: read error", path);
+out:
+	fclose(f);
+	if (r < 0) {
+		kha_fleetlock_idmap_release(&m);
+		return r;
+	}
+	*ret = m;
+	return 0;
+}
+
 bool kha_fleetlock_check(const struct kha_fleetlock_opts *o, const char *method, const char *path,
 			 const char *protocol_header, const char *body, size_t body_len,
-			 struct kha_fleetlock_params *ret_params, struct kha_fleetlock_result *ret)
+			 const struct kha_tls_peer *peer, struct kha_fleetlock_params *ret_params,
+			 struct kha_fleetlock_result *ret)
 {
 	struct kha_diag d = {};
-
-	(void)o;
 	if (strcmp(path, "/v1/pre-reboot") != 0 && strcmp(path, "/v1/steady-state") != 0) {
 		kha_fleetlock_result_set(ret, 404, "not_found",
 					 "no such endpoint %s (FleetLock serves "
@@ -302,6 +436,20 @@ bool kha_fleetlock_check(const struct kha_fleetlock_opts *o, const char *method,
 		kha_fleetlock_result_set(ret, 400, "bad_request_body", "%s", d.msg);
 		return false;
 	}
+	if (!group_allowed(o, ret_params->group)) {
+		kha_fleetlock_result_set(ret, 403, "group_not_allowed",
+					 "group '%s' is not served here (kha lock serve --group)",
+					 ret_params->group);
+		return false;
+	}
+	if (!kha_fleetlock_id_allowed(o, peer, ret_params->id)) {
+		kha_fleetlock_result_set(
+			ret, 403, "id_not_allowed",
+			"the client certificate (%s) may not use id '%s' (its id must "
+			"be one of its names, or listed for it in --client-ids)",
+			peer->n ? peer->names[0] : "no usable name", ret_params->id);
+		return false;
+	}
 	return true;
 }
 
@@ -311,7 +459,7 @@ void kha_fleetlock_handle(struct kha_etcd *c, const struct kha_fleetlock_opts *o
 {
 	struct kha_fleetlock_params p;
 
-	if (!kha_fleetlock_check(o, method, path, protocol_header, body, body_len, &p, ret))
+	if (!kha_fleetlock_check(o, method, path, protocol_header, body, body_len, NULL, &p, ret))
 		return;
 	if (strcmp(path, "/v1/pre-reboot") == 0)
 		kha_fleetlock_pre_reboot(c, o, &p, ret);
