@@ -25,6 +25,9 @@
 #include "kha/parse.h"
 #include "kha/banned.h"
 
+/* out of descriptors, an idle connection younger than this is not evicted for a new one */
+#define EVICT_MIN_AGE_US (1 * KHA_USEC_PER_SEC)
+
 /* a Content-Length beyond this is a lie we need not read to refuse */
 #define MAX_CONTENT_LENGTH (1ull << 40)
 
@@ -53,6 +56,7 @@ struct client {
 	struct kha_tls_peer *peer; /* a verified client certificate, or NULL */
 	struct kha_httpd_pending *pending;
 	bool head_only;
+	uint64_t accepted_us;
 	char *out;
 	size_t out_len, out_off;
 	struct client *prev, *next; /* newest first; once closed, next links h->dead */
@@ -801,29 +805,47 @@ static void pause_accepting(struct kha_httpd *h)
 		kha_loop_timer_set(h->resume, 100 * KHA_USEC_PER_MSEC, 0);
 }
 
-/* The oldest connection that is only handshaking, sending its request or lingering (those
- * lingering first), or NULL. */
-static struct client *eviction_victim(struct kha_httpd *h)
+/* The oldest connection that is lingering, else the oldest only handshaking or sending its
+ * request that was accepted at least min_age_us ago, or NULL. */
+static struct client *eviction_victim(struct kha_httpd *h, uint64_t min_age_us)
 {
 	struct client *idle = NULL, *linger = NULL;
+	uint64_t now = kha_now_us();
 
 	for (struct client *c = h->clients; c; c = c->next) {
 		if (c->state == C_LINGER)
 			linger = c;
-		else if (c->state == C_HANDSHAKE || c->state == C_READ)
+		else if ((c->state == C_HANDSHAKE || c->state == C_READ) &&
+			 now - c->accepted_us >= min_age_us)
 			idle = c;
 	}
 	return linger ? linger : idle;
 }
 
-static bool evict_one(struct kha_httpd *h)
+static bool evict_one(struct kha_httpd *h, uint64_t min_age_us)
 {
-	struct client *v = eviction_victim(h);
+	struct client *v = eviction_victim(h, min_age_us);
 
 	if (!v)
 		return false;
 	h->evicted++;
 	client_close(v);
+	return true;
+}
+
+/*
+ * accept() failed for want of a descriptor: frees one, from a connection idle for a while (not
+ * one just accepted: its request is probably on its way), else the reserve. Returns whether one
+ * was freed.
+ */
+static bool free_a_descriptor(struct kha_httpd *h)
+{
+	if (evict_one(h, EVICT_MIN_AGE_US))
+		return true;
+	if (h->reserve_fd < 0)
+		return false;
+	close(h->reserve_fd);
+	h->reserve_fd = -1;
 	return true;
 }
 
@@ -835,6 +857,7 @@ static int add_client(struct kha_httpd *h, int cfd)
 		return -ENOMEM;
 	c->h = h;
 	c->fd = cfd;
+	c->accepted_us = kha_now_us();
 	c->in_cap = KHA_HTTPD_MAX_REQUEST;
 	c->in = malloc(c->in_cap);
 	if (!c->in)
@@ -877,14 +900,12 @@ static void on_accept(struct kha_loop_source *src, int fd, uint32_t events, void
 	reserve_fd_open(h); /* taken back as soon as a descriptor is free again */
 	for (int i = 0; i < 16; i++) {
 		int cfd = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		bool scarce = false;
 
-		if (cfd < 0 && (errno == EMFILE || errno == ENFILE)) {
-			/* free a descriptor: an idle connection's, else the reserve */
-			if (!evict_one(h) && h->reserve_fd >= 0) {
-				close(h->reserve_fd);
-				h->reserve_fd = -1;
-			}
+		if (cfd < 0 && (errno == EMFILE || errno == ENFILE) && i == 0 &&
+		    free_a_descriptor(h)) {
 			cfd = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+			scarce = true;
 		}
 		if (cfd < 0) {
 			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
@@ -892,12 +913,14 @@ static void on_accept(struct kha_loop_source *src, int fd, uint32_t events, void
 				pause_accepting(h);
 			return;
 		}
-		if (h->nclients >= KHA_HTTPD_MAX_CLIENTS && !evict_one(h)) {
+		if (h->nclients >= KHA_HTTPD_MAX_CLIENTS && !evict_one(h, 0)) {
 			close(cfd);
 			continue;
 		}
 		if (add_client(h, cfd) < 0)
 			close(cfd);
+		if (scarce)
+			return; /* one at a time while descriptors are short: serve it first */
 	}
 }
 
