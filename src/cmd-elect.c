@@ -268,8 +268,8 @@ static void print_leader(const struct opts *o, const struct kha_elect_leader *l)
 
 		snprintf(lease, sizeof(lease), "%" PRIx64, (uint64_t)l->lease);
 		snprintf(ttl, sizeof(ttl), l->ttl_s >= 0 ? "%" PRId64 "s" : "-", l->ttl_s);
-		printf("%-24s %-10" PRId64 " %-18s %-6s %s\n", l->id, l->token,
-		       l->lease ? lease : "-", ttl, l->key);
+		printf("%-24s %-10" PRId64 " %-18s %-6s %s\n", KHA_TERM(l->id), l->token,
+		       l->lease ? lease : "-", ttl, KHA_TERM(l->key));
 	}
 }
 
@@ -292,8 +292,8 @@ static int on_change(void *userdata, const struct kha_elect_leader *l)
 		return 0;
 	}
 	if (l->present)
-		printf("%s leader=%s fencing_token=%" PRId64 " key=%s\n", ts, l->id, l->token,
-		       l->key);
+		printf("%s leader=%s fencing_token=%" PRId64 " key=%s\n", ts, KHA_TERM(l->id),
+		       l->token, KHA_TERM(l->key));
 	else
 		printf("%s leader=none\n", ts);
 	fflush(stdout);

@@ -363,7 +363,8 @@ static int print_status(const struct opts *o)
 			else if (!e->lease)
 				snprintf(ttl, sizeof(ttl), "none");
 			printf("%-4zu %-7s %-24s %-30s %-6s %s\n", e->position,
-			       e->holder ? "holder" : "waiter", e->id, since, ttl, e->key);
+			       e->holder ? "holder" : "waiter", KHA_TERM(e->id), since, ttl,
+			       KHA_TERM(e->key));
 		}
 		if (!st.n)
 			printf("(no holder, no waiter)\n");

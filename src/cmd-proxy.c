@@ -341,18 +341,19 @@ static int status_main(int argc, char **argv)
 			char check[64], lat[32];
 			snprintf(check, sizeof(check), "%s (%s)",
 				 json_string_value(json_object_get(lc, "result")) ?: "?",
-				 json_string_value(json_object_get(lc, "detail")) ?: "");
+				 KHA_TERM(json_string_value(json_object_get(lc, "detail"))));
 			snprintf(lat, sizeof(lat), "%.1fms",
 				 json_real_value(json_object_get(lc, "latency_ms")));
 			printf("%-24s %-9s %-6lld %-7lld %-9lld %-10s %-30.30s %s\n",
-			       json_string_value(json_object_get(b, "address")) ?: "?",
-			       json_string_value(json_object_get(b, "state")) ?: "?",
+			       KHA_TERM(json_string_value(json_object_get(b, "address")) ?: "?"),
+			       KHA_TERM(json_string_value(json_object_get(b, "state")) ?: "?"),
 			       (long long)json_integer_value(json_object_get(b, "weight")),
 			       (long long)json_integer_value(
 				       json_object_get(b, "active_connections")),
 			       (long long)json_integer_value(
 				       json_object_get(b, "connections_total")),
-			       lat, check, json_string_value(json_object_get(b, "source")) ?: "");
+			       lat, check,
+			       KHA_TERM(json_string_value(json_object_get(b, "source"))));
 		}
 		printf("\n%zu of %zu backends up; %s\n", up, total,
 		       json_is_true(json_object_get(root, "ready")) ? "ready" : "NOT ready");

@@ -189,7 +189,7 @@ static int start_child(struct engine *e, struct child *ch, uint64_t gen, int64_t
 	snprintf(name, sizeof(name), "%s=%s", o->env_name ? o->env_name : "KHA_ELECTION", o->name);
 	r = kha_election__spawn(o->argv, env, &ch->p, &d);
 	if (r < 0) {
-		kha_error("cannot start COMMAND", "error=\"%s\"", d.msg);
+		kha_error("cannot start COMMAND", "error=%s", KHA_LOGQ(d.msg));
 		return r;
 	}
 	ch->running = true;
@@ -200,8 +200,8 @@ static int start_child(struct engine *e, struct child *ch, uint64_t gen, int64_t
 	ch->started_us = kha_now_us();
 	if (o->stats)
 		atomic_fetch_add_explicit(&o->stats->child_starts, 1, memory_order_relaxed);
-	kha_info("COMMAND started", "%s=%s pid=%d fencing_token=%" PRId64, o->what, o->name,
-		 (int)ch->p.pid, token);
+	kha_info("COMMAND started", "%s=%s pid=%d fencing_token=%" PRId64, o->what,
+		 KHA_LOGQ(o->name), (int)ch->p.pid, token);
 	return 0;
 }
 
@@ -382,22 +382,24 @@ int kha_elect_run(const struct kha_elect_opts *o, int *ret_status, struct kha_di
 
 		/* ---- logs of state changes ---- */
 		if (s.leading && (!was_leading || s.gen != seen_gen)) {
-			kha_info("acquired", "%s=%s id=%s fencing_token=%" PRId64, o->what, o->name,
-				 o->id, s.token);
+			kha_info("acquired", "%s=%s id=%s fencing_token=%" PRId64, o->what,
+				 KHA_LOGQ(o->name), KHA_LOGQ(o->id), s.token);
 			if (o->stats)
 				atomic_fetch_add_explicit(&o->stats->transitions, 1,
 							  memory_order_relaxed);
 			last_wait[0] = '\0';
 		} else if (!s.leading && was_leading) {
-			kha_warn("lost", "%s=%s id=%s", o->what, o->name, o->id);
+			kha_warn("lost", "%s=%s id=%s", o->what, KHA_LOGQ(o->name),
+				 KHA_LOGQ(o->id));
 			if (o->stats)
 				atomic_fetch_add_explicit(&o->stats->transitions, 1,
 							  memory_order_relaxed);
 		}
 		if (!s.leading && s.up && s.waiting_for[0] && strcmp(s.waiting_for, last_wait) &&
 		    strcmp(s.waiting_for, "campaigning") != 0) {
-			kha_info("waiting", "%s=%s id=%s leader=\"%s\" reason=\"%s\"", o->what,
-				 o->name, o->id, s.leader, s.waiting_for);
+			kha_info("waiting", "%s=%s id=%s leader=%s reason=%s", o->what,
+				 KHA_LOGQ(o->name), KHA_LOGQ(o->id), KHA_LOGQ(s.leader),
+				 KHA_LOGQ(s.waiting_for));
 			memcpy(last_wait, s.waiting_for, sizeof(last_wait));
 		}
 		was_leading = s.leading;
@@ -410,15 +412,15 @@ int kha_elect_run(const struct kha_elect_opts *o, int *ret_status, struct kha_di
 				stop_child(&e, &ch, &fence, STOP_EXITING);
 			} else if (!s.leading || s.gen != ch.gen) {
 				kha_warn("stopping COMMAND: leadership lost", "%s=%s pid=%d",
-					 o->what, o->name, (int)ch.p.pid);
+					 o->what, KHA_LOGQ(o->name), (int)ch.p.pid);
 				stop_child(&e, &ch, &fence, STOP_LOST);
 			} else if (!kha_fence_ok(&fence, now)) {
 				char a[32];
 
 				kha_error("fenced: no renewal within the renew deadline, stopping "
 					  "COMMAND before the lease can expire",
-					  "%s=%s pid=%d renew_deadline=%s", o->what, o->name,
-					  (int)ch.p.pid,
+					  "%s=%s pid=%d renew_deadline=%s", o->what,
+					  KHA_LOGQ(o->name), (int)ch.p.pid,
 					  kha_format_duration(a, sizeof(a), e.renew_deadline_us));
 				if (o->stats)
 					atomic_fetch_add_explicit(&o->stats->fenced, 1,
@@ -440,7 +442,7 @@ int kha_elect_run(const struct kha_elect_opts *o, int *ret_status, struct kha_di
 			uint64_t ran = now - ch.started_us;
 
 			status_text(st, sizeof(st), ch.p.exit_status);
-			kha_info("COMMAND exited", "%s=%s pid=%d %s", o->what, o->name,
+			kha_info("COMMAND exited", "%s=%s pid=%d %s", o->what, KHA_LOGQ(o->name),
 				 (int)ch.p.pid, st);
 			status = status_to_exit(ch.p.exit_status);
 			kha_proc_release(&ch.p);
@@ -450,7 +452,7 @@ int kha_elect_run(const struct kha_elect_opts *o, int *ret_status, struct kha_di
 			} else if ((why == STOP_LOST || why == STOP_FENCED) && o->exit_on_loss) {
 				status = KHA_EXIT_UNAVAILABLE;
 				kha_error("COMMAND was stopped because the slot was lost", "%s=%s",
-					  o->what, o->name);
+					  o->what, KHA_LOGQ(o->name));
 				finished = true;
 			} else if (why == STOP_NONE) {
 				bool again =

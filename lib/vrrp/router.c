@@ -239,7 +239,7 @@ static void vip_add(struct kha_vrrp *v)
 		r = 0;
 	if (r < 0) {
 		kha_error("cannot add the virtual IP", "vip=%s interface=%s error=\"%s\"",
-			  v->vip_text, v->cfg.interface, strerror(-r));
+			  KHA_LOGQ(v->vip_text), KHA_LOGQ(v->cfg.interface), strerror(-r));
 		return;
 	}
 	v->vip_held = true;
@@ -253,7 +253,7 @@ static void vip_del(struct kha_vrrp *v)
 		r = 0;
 	if (r < 0)
 		kha_error("cannot remove the virtual IP", "vip=%s interface=%s error=\"%s\"",
-			  v->vip_text, v->cfg.interface, strerror(-r));
+			  KHA_LOGQ(v->vip_text), KHA_LOGQ(v->cfg.interface), strerror(-r));
 	v->vip_held = false;
 }
 
@@ -332,7 +332,7 @@ static void send_garps(struct kha_vrrp *v)
 		if (sendto(v->arp_fd, frame, sizeof(frame), MSG_DONTWAIT, (struct sockaddr *)&sll,
 			   sizeof(sll)) < 0) {
 			kha_warn("cannot send a gratuitous ARP", "interface=%s error=\"%s\"",
-				 v->cfg.interface, strerror(errno));
+				 KHA_LOGQ(v->cfg.interface), strerror(errno));
 			return;
 		}
 		v->garps_sent++;
@@ -371,7 +371,7 @@ static void notify(struct kha_vrrp *v, enum kha_vrrp_state from, enum kha_vrrp_s
 	snprintf(e_if, sizeof(e_if), "KHA_VIP_INTERFACE=%s", v->cfg.interface);
 	r = kha_proc_spawn(&o, &p, &d);
 	if (r < 0) {
-		kha_warn("notify command failed to start", "error=\"%s\"", d.msg);
+		kha_warn("notify command failed to start", "error=%s", KHA_LOGQ(d.msg));
 		return;
 	}
 	kha_proc_release(&p); /* reaped on SIGCHLD; it may outlive a state */
@@ -405,7 +405,8 @@ static void perform(struct kha_vrrp *v, unsigned act, const char *why)
 	}
 	if ((act & KHA_VRRP_ACT_ANNOUNCE) && v->vip_held) {
 		kha_info("another master heard: announcing the VIP again",
-			 "vrid=%u vip=%s interface=%s", v->cfg.vrid, v->vip_text, v->cfg.interface);
+			 "vrid=%u vip=%s interface=%s", v->cfg.vrid, KHA_LOGQ(v->vip_text),
+			 KHA_LOGQ(v->cfg.interface));
 		send_garps(v);
 	}
 	if (act & KHA_VRRP_ACT_VIP_DEL) {
@@ -422,8 +423,8 @@ static void perform(struct kha_vrrp *v, unsigned act, const char *why)
 		kha_log(to == KHA_VRRP_STATE_FAULT ? KHA_LOG_WARN : KHA_LOG_INFO, "state changed",
 			"from=%s to=%s reason=\"%s\" vrid=%u vip=%s interface=%s master=%s",
 			kha_vrrp_state_name(from), kha_vrrp_state_name(to), why, v->cfg.vrid,
-			v->vip_text, v->cfg.interface,
-			v->fsm.master ? ntoa(v->fsm.master, m, sizeof(m)) : "none");
+			KHA_LOGQ(v->vip_text), KHA_LOGQ(v->cfg.interface),
+			KHA_LOGQ(v->fsm.master ? ntoa(v->fsm.master, m, sizeof(m)) : "none"));
 		notify(v, from, to);
 	}
 	rearm(v);
@@ -534,7 +535,7 @@ static int on_link_msg(const struct nlmsghdr *nlh, void *data)
 	up = (ifi->ifi_flags & IFF_UP) && (ifi->ifi_flags & IFF_RUNNING);
 	if (up != v->link_up) {
 		kha_log(up ? KHA_LOG_INFO : KHA_LOG_WARN, up ? "interface up" : "interface down",
-			"interface=%s", v->cfg.interface);
+			"interface=%s", KHA_LOGQ(v->cfg.interface));
 		v->link_up = up;
 		if (!v->stopping)
 			update_fault(v);
@@ -586,7 +587,7 @@ static void on_track_result(struct kha_loop *loop, void *userdata)
 	free(tr);
 	if (t->up != was_up)
 		kha_log(t->up ? KHA_LOG_INFO : KHA_LOG_WARN, t->up ? "track up" : "track down",
-			"url=\"%s\" detail=\"%s\"", t->url, t->detail);
+			"url=%s detail=%s", KHA_LOGQ(t->url), KHA_LOGQ(t->detail));
 	update_fault(v);
 }
 
@@ -859,7 +860,7 @@ int kha_vrrp_new(struct kha_vrrp_config *cfg, struct kha_diag *d, struct kha_vrr
 			goto fail;
 		}
 		kha_info("removed the virtual IP left by a previous run", "vip=%s interface=%s",
-			 v->vip_text, v->cfg.interface);
+			 KHA_LOGQ(v->vip_text), KHA_LOGQ(v->cfg.interface));
 	}
 	fc = (struct kha_vrrp_fsm_config){.priority = v->cfg.priority,
 					  .adver_interval_us = v->cfg.adver_interval_us,
@@ -1035,13 +1036,14 @@ int kha_vrrp_run(struct kha_vrrp *v)
 	kha_info("started",
 		 "vrid=%u vip=%s interface=%s primary=%s priority=%u advert_interval_ms=%llu "
 		 "preempt=%s mode=%s master_down_ms=%.1f",
-		 v->cfg.vrid, v->vip_text, v->cfg.interface, ntoa(v->primary, a, sizeof(a)),
-		 v->cfg.priority, (unsigned long long)(v->cfg.adver_interval_us / 1000),
+		 v->cfg.vrid, KHA_LOGQ(v->vip_text), KHA_LOGQ(v->cfg.interface),
+		 ntoa(v->primary, a, sizeof(a)), v->cfg.priority,
+		 (unsigned long long)(v->cfg.adver_interval_us / 1000),
 		 v->cfg.preempt ? "true" : "false", v->cfg.npeers ? "unicast" : "multicast",
 		 (double)kha_vrrp_master_down_us(v->cfg.priority, v->cfg.adver_interval_us) / 1e3);
 	perform(v, kha_vrrp_fsm_start(&v->fsm, kha_now_us()), "startup");
 	if (!v->link_up)
-		kha_warn("interface down", "interface=%s", v->cfg.interface);
+		kha_warn("interface down", "interface=%s", KHA_LOGQ(v->cfg.interface));
 	update_fault(v);
 	r = kha_loop_run(v->loop);
 	/* the VIP never outlives a clean stop */
