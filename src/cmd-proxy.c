@@ -357,6 +357,9 @@ static int status_main(int argc, char **argv)
 		}
 		printf("\n%zu of %zu backends up; %s\n", up, total,
 		       json_is_true(json_object_get(root, "ready")) ? "ready" : "NOT ready");
+		if (json_string_value(json_object_get(root, "check_problem")))
+			printf("error: %s\n",
+			       KHA_TERM(json_string_value(json_object_get(root, "check_problem"))));
 	}
 	json_decref(root);
 	if (up == total)

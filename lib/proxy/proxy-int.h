@@ -58,6 +58,19 @@ enum origin {
 
 struct checker;
 
+/*
+ * Why checks fail when the backend is fine and kha's configuration is not: logged at error level
+ * once per cause (again after it has cleared), shown in /status and in the /readyz reason.
+ */
+enum check_cause {
+	CAUSE_NONE,
+	CAUSE_TLS_TRUST,   /* the backend's certificate is not trusted */
+	CAUSE_CACERT_FILE, /* --check-cacert cannot be read */
+	CAUSE_CLIENT_CERT, /* our client certificate is unusable, missing or refused */
+	CAUSE_HTTP_AUTH,   /* 401/403: the check path is not open to the checks */
+	CAUSE_N,
+};
+
 struct backend {
 	int refs; /* atomic */
 	char name[KHA_PROXY_ADDR_MAX];
@@ -67,8 +80,10 @@ struct backend {
 	int state;		  /* atomic, enum kha_proxy_state */
 	uint32_t active;	  /* atomic */
 	uint32_t passive_pending; /* atomic: passive failures not yet seen by control */
-	int passive_posted;	  /* atomic: a notification is on its way to control */
-	struct wstats *ws;	  /* [nworkers] */
+	int failing; /* atomic: a connect or first byte failed since it last answered (workers set
+		      * it; an answer on the data path or a check that reached it clears it) */
+	int passive_posted; /* atomic: a notification is on its way to control */
+	struct wstats *ws;  /* [nworkers] */
 	unsigned nworkers;
 
 	/* control thread only */
@@ -83,6 +98,7 @@ struct backend {
 	double last_latency_s;
 	char last_result[16]; /* ok | not-ready | failed */
 	char last_detail[160];
+	enum check_cause cause; /* of the last check: a configuration reason, or CAUSE_NONE */
 	uint64_t state_since_us;
 	struct backend *next; /* control's list of every live backend object */
 };
@@ -164,6 +180,7 @@ struct kha_proxy {
 
 	bool draining;
 	bool closing; /* kha_proxy_free() runs: late notifications only release what they hold */
+	unsigned causes_logged; /* bit per enum check_cause already logged */
 	unsigned drained_workers;
 	struct kha_loop_source *drain_timer;
 	uint64_t reloads;
@@ -202,6 +219,11 @@ void checks_release(struct kha_proxy *p);
 int checker_start(struct backend *b);
 void checker_stop(struct backend *b);
 void checker_now(struct backend *b);
+/*
+ * The configuration problem of the checks, if any backend's last check failed for one: writes
+ * one line (the cause, what to do; with detail, also what the check saw) and returns true.
+ */
+bool checks_problem(const struct kha_proxy *p, bool detail, char *buf, size_t size);
 /* control: applies a health event to b, publishes the state, acts on DOWN */
 void proxy_health_event(struct backend *b, enum kha_proxy_event ev, const char *why);
 

@@ -331,6 +331,7 @@ static void on_passive(struct kha_loop *loop, void *userdata)
 
 void proxy_report_passive(struct worker *w, struct backend *b)
 {
+	__atomic_store_n(&b->failing, 1, __ATOMIC_RELAXED);
 	__atomic_fetch_add(&b->passive_pending, 1, __ATOMIC_ACQ_REL);
 	if (__atomic_exchange_n(&b->passive_posted, 1, __ATOMIC_ACQ_REL))
 		return; /* one notification in flight is enough: it reads the count */
@@ -760,9 +761,16 @@ static bool ready_cb(void *userdata, char *reason, size_t size)
 {
 	struct kha_proxy *p = userdata;
 
+	char why[200];
+
 	if (is_ready(p))
 		return true;
-	snprintf(reason, size, "%s", p->draining ? "stopping" : "no backend is up");
+	if (p->draining)
+		snprintf(reason, size, "stopping");
+	else if (checks_problem(p, false, why, sizeof(why)))
+		snprintf(reason, size, "no backend is up: %s", why);
+	else
+		snprintf(reason, size, "no backend is up");
 	return false;
 }
 
@@ -967,6 +975,14 @@ static void status_route(const struct kha_httpd_request *req, struct kha_httpd_r
 			 "workers", (json_int_t)p->nworkers, "connections", "active",
 			 (json_int_t)ps.active, "accepted", (json_int_t)ps.accepted, "failed",
 			 (json_int_t)ps.failed, "backends", arr);
+	if (root) {
+		char problem[600];
+
+		json_object_set_new(root, "check_problem",
+				    checks_problem(p, true, problem, sizeof(problem))
+					    ? json_string(problem)
+					    : json_null());
+	}
 	text = root ? json_dumps(root, JSON_INDENT(2)) : NULL;
 	json_decref(root);
 	if (!text) {

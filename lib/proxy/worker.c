@@ -182,6 +182,7 @@ static struct backend *pick(struct conn *c, size_t *ret_idx)
 		w->cand[k].weight = __atomic_load_n(&b->weight, __ATOMIC_RELAXED);
 		w->cand[k].active = __atomic_load_n(&b->active, __ATOMIC_RELAXED);
 		w->cand[k].excluded = k < MAX_TRIES_MASK && (c->tried_mask & (1ULL << k));
+		w->cand[k].failing = __atomic_load_n(&b->failing, __ATOMIC_RELAXED);
 	}
 	i = kha_proxy_balance_pick(w->cand, t->n, w->dp.balance, &w->cursor);
 	if (i < 0)
@@ -471,6 +472,8 @@ static void pump(struct conn *c)
 				return;
 			}
 			if (c->state == C_WAITING) {
+				if (nread > 0 && __atomic_load_n(&c->be->failing, __ATOMIC_RELAXED))
+					__atomic_store_n(&c->be->failing, 0, __ATOMIC_RELAXED);
 				if (nread > 0 || (c->b2c.eof && c->c2b.eof)) {
 					/* an answer; or the client closed first and the backend
 					 * followed: a normal end, not a failure of the backend */

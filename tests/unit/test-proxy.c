@@ -154,6 +154,36 @@ static void test_balance_tiers_and_exclusion(void **state)
 	assert_int_equal(kha_proxy_balance_pick(c, 0, KHA_PROXY_LEASTCONN, &cursor), -1);
 }
 
+/* Last resort (every backend down): one whose first byte timed out is chosen only after the
+ * others, in both modes; in the UP tier `failing` changes nothing (SUSPECT does that job). */
+static void test_balance_last_resort_puts_failing_last(void **state)
+{
+	struct kha_proxy_candidate c[3] = {
+		{.state = KHA_PROXY_DOWN, .weight = 1, .failing = true},
+		{.state = KHA_PROXY_DOWN, .weight = 1, .active = 50},
+		{.state = KHA_PROXY_DOWN, .weight = 1, .active = 60},
+	};
+	struct kha_proxy_candidate u[2] = {
+		{.state = KHA_PROXY_UP, .weight = 1, .failing = true},
+		{.state = KHA_PROXY_UP, .weight = 1, .active = 5},
+	};
+	unsigned cursor = 0;
+
+	(void)state;
+	for (int i = 0; i < 20; i++) {
+		int k = kha_proxy_balance_pick(
+			c, 3, i % 2 ? KHA_PROXY_LEASTCONN : KHA_PROXY_ROUNDROBIN, &cursor);
+		assert_true(k == 1 || k == 2);
+	}
+	c[1].excluded = c[2].excluded = true;
+	assert_int_equal(kha_proxy_balance_pick(c, 3, KHA_PROXY_LEASTCONN, &cursor), 0);
+	/* a failing DRAINING one still comes before a DOWN one */
+	c[0].state = KHA_PROXY_DRAINING;
+	c[1].excluded = c[2].excluded = false;
+	assert_int_equal(kha_proxy_balance_pick(c, 3, KHA_PROXY_LEASTCONN, &cursor), 0);
+	assert_int_equal(kha_proxy_balance_pick(u, 2, KHA_PROXY_LEASTCONN, &cursor), 0);
+}
+
 static void test_balance_roundrobin_follows_weights(void **state)
 {
 	struct kha_proxy_candidate c[3] = {
@@ -360,6 +390,7 @@ int main(void)
 		cmocka_unit_test(test_balance_ties_rotate),
 		cmocka_unit_test(test_balance_tiers_and_exclusion),
 		cmocka_unit_test(test_balance_roundrobin_follows_weights),
+		cmocka_unit_test(test_balance_last_resort_puts_failing_last),
 		cmocka_unit_test(test_spec_parse),
 		cmocka_unit_test(test_backends_file_formats),
 		cmocka_unit_test(test_backends_file_errors_name_the_line),
