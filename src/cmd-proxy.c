@@ -32,6 +32,8 @@ enum {
 	OPT_KEEPALIVE_IDLE,
 	OPT_KEEPALIVE_INTERVAL,
 	OPT_KEEPALIVE_COUNT,
+	OPT_CLIENT_KEEPALIVE_IDLE,
+	OPT_MAX_CONNS,
 	OPT_CHECK,
 	OPT_CHECK_PATH,
 	OPT_CHECK_INTERVAL,
@@ -67,6 +69,8 @@ static const struct option longopts[] = {
 	{"keepalive-idle", required_argument, NULL, OPT_KEEPALIVE_IDLE},
 	{"keepalive-interval", required_argument, NULL, OPT_KEEPALIVE_INTERVAL},
 	{"keepalive-count", required_argument, NULL, OPT_KEEPALIVE_COUNT},
+	{"client-keepalive-idle", required_argument, NULL, OPT_CLIENT_KEEPALIVE_IDLE},
+	{"max-conns", required_argument, NULL, OPT_MAX_CONNS},
 	{"check", required_argument, NULL, OPT_CHECK},
 	{"check-path", required_argument, NULL, OPT_CHECK_PATH},
 	{"check-interval", required_argument, NULL, OPT_CHECK_INTERVAL},
@@ -124,6 +128,10 @@ static void usage(FILE *out)
 		"  --keepalive-idle DUR      backend sockets: TCP keep-alive idle (default 5s; 0: off)\n"
 		"  --keepalive-interval DUR  keep-alive probe interval (default 2s)\n"
 		"  --keepalive-count N       keep-alive probes (default 3)\n"
+		"  --client-keepalive-idle DUR  client sockets: TCP keep-alive idle, same interval\n"
+		"                            and count (default 30s; 0: off)\n"
+		"  --max-conns N             client connections at once; more wait in the backlog\n"
+		"                            (default: (descriptor limit - reserve) / 2)\n"
 		"  --workers N               data-path threads, SO_REUSEPORT (default 1)\n"
 		"Health checks:\n"
 		"  --check KIND              https (default), http or tcp\n"
@@ -205,6 +213,10 @@ static int apply(void *userdata, int val, const char *arg, struct kha_diag *d)
 		return kha_opt_set_duration(&c->keepalive_interval_us, arg, false, d);
 	case OPT_KEEPALIVE_COUNT:
 		return kha_opt_set_uint(&c->keepalive_count, arg, 1, 100, d);
+	case OPT_CLIENT_KEEPALIVE_IDLE:
+		return kha_opt_set_duration(&c->client_keepalive_idle_us, arg, true, d);
+	case OPT_MAX_CONNS:
+		return kha_opt_set_uint(&c->max_conns, arg, 1, 1u << 30, d);
 	case OPT_CHECK:
 		if (strcmp(arg, "https") == 0)
 			c->check = KHA_PROXY_CHECK_HTTPS;

@@ -44,7 +44,9 @@ struct pstats {
 	uint64_t failed; /* client connections closed without any backend answering */
 	uint64_t active;
 	uint64_t idle_closed;
-	uint64_t accept_pauses; /* out of file descriptors or memory: accepting paused */
+	uint64_t accept_pauses;	   /* out of file descriptors or memory: accepting paused */
+	uint64_t limit_pauses;	   /* at --max-conns: accepting paused */
+	uint64_t keepalive_closed; /* clients gone silent, found by TCP keep-alive */
 } __attribute__((aligned(CACHELINE)));
 
 #define STAT_ADD(field, n) __atomic_store_n(&(field), (field) + (n), __ATOMIC_RELAXED)
@@ -127,6 +129,8 @@ struct dpconf {
 	uint64_t tcp_user_timeout_us;
 	uint64_t keepalive_idle_us, keepalive_interval_us;
 	unsigned keepalive_count;
+	uint64_t client_keepalive_idle_us;
+	uint32_t max_conns; /* kha_proxy_max_conns() */
 };
 
 void dpconf_from(struct dpconf *dp, const struct kha_proxy_config *cfg);
@@ -149,6 +153,7 @@ struct worker {
 	size_t nfree_bufs;
 	bool draining;
 	bool drained_reported;
+	bool limit_paused; /* accepting paused at --max-conns: resumed when one of ours closes */
 	struct pstats stats;
 	struct wstats no_backend; /* where a starved connection's counters go (never read) */
 };
@@ -181,6 +186,7 @@ struct kha_proxy {
 	bool draining;
 	bool closing; /* kha_proxy_free() runs: late notifications only release what they hold */
 	unsigned causes_logged; /* bit per enum check_cause already logged */
+	uint32_t conns;		/* atomic: client connections of every worker (--max-conns) */
 	unsigned drained_workers;
 	struct kha_loop_source *drain_timer;
 	uint64_t reloads;

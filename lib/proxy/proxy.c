@@ -33,6 +33,7 @@ void kha_proxy_config_init(struct kha_proxy_config *c)
 	c->keepalive_idle_us = 5 * KHA_USEC_PER_SEC;
 	c->keepalive_interval_us = 2 * KHA_USEC_PER_SEC;
 	c->keepalive_count = 3;
+	c->client_keepalive_idle_us = 30 * KHA_USEC_PER_SEC;
 	c->check = KHA_PROXY_CHECK_HTTPS;
 	snprintf(c->check_path, sizeof(c->check_path), "/readyz");
 	c->check_interval_us = 5 * KHA_USEC_PER_SEC;
@@ -744,6 +745,8 @@ static void sum_proxy(const struct kha_proxy *p, struct pstats *s)
 		s->active += STAT_GET(w->active);
 		s->idle_closed += STAT_GET(w->idle_closed);
 		s->accept_pauses += STAT_GET(w->accept_pauses);
+		s->limit_pauses += STAT_GET(w->limit_pauses);
+		s->keepalive_closed += STAT_GET(w->keepalive_closed);
 	}
 }
 
@@ -900,6 +903,24 @@ static void collect(FILE *out, void *userdata)
 		KHA_METRIC_COUNTER);
 	kha_metrics_write_sample(out, "kha_proxy_accept_pauses_total", NULL,
 				 (double)ps.accept_pauses);
+	kha_metrics_write_header(out, "kha_proxy_max_connections",
+				 "Client connections served at once (--max-conns, by default from "
+				 "the descriptor limit); more wait in the listen backlog.",
+				 KHA_METRIC_GAUGE);
+	kha_metrics_write_sample(out, "kha_proxy_max_connections", NULL,
+				 (double)kha_proxy_max_conns(&p->cfg));
+	kha_metrics_write_header(
+		out, "kha_proxy_max_connections_reached_total",
+		"Times accepting paused because --max-conns connections were open.",
+		KHA_METRIC_COUNTER);
+	kha_metrics_write_sample(out, "kha_proxy_max_connections_reached_total", NULL,
+				 (double)ps.limit_pauses);
+	kha_metrics_write_header(out, "kha_proxy_client_keepalive_closed_total",
+				 "Client connections closed because TCP keep-alive probes went "
+				 "unanswered (the client vanished).",
+				 KHA_METRIC_COUNTER);
+	kha_metrics_write_sample(out, "kha_proxy_client_keepalive_closed_total", NULL,
+				 (double)ps.keepalive_closed);
 	kha_metrics_write_header(out, "kha_proxy_active_connections",
 				 "Client connections open now.", KHA_METRIC_GAUGE);
 	kha_metrics_write_sample(out, "kha_proxy_active_connections", NULL, (double)ps.active);
@@ -1181,8 +1202,9 @@ int kha_proxy_run(struct kha_proxy *p)
 	for (size_t i = 0; p->table && i < p->table->n && off < sizeof(addrs) - 1; i++)
 		off += (size_t)snprintf(addrs + off, sizeof(addrs) - off, "%s%s", i ? "," : "",
 					p->table->b[i]->name);
-	kha_info("kha proxy started", "listen=%s backends=%s workers=%u metrics=%s",
+	kha_info("kha proxy started", "listen=%s backends=%s workers=%u max_conns=%u metrics=%s",
 		 KHA_LOGQ(p->cfg.listen), KHA_LOGQ(addrs), p->nworkers,
+		 kha_proxy_max_conns(&p->cfg),
 		 KHA_LOGQ(p->cfg.metrics_addr[0] ? p->cfg.metrics_addr : "off"));
 	r = kha_loop_run(p->loop);
 	for (unsigned k = 0; k < p->nworkers; k++) {
