@@ -488,8 +488,8 @@ int cmd_elect_main(int argc, char **argv)
 	if (!o.retry_period_us)
 		o.retry_period_us =
 			kube ? KHA_MIN(2 * KHA_USEC_PER_SEC, o.renew_deadline_us / 2) : 0;
-	if (!kube && o.ttl_us < KHA_USEC_PER_SEC)
-		USAGE("--ttl: etcd leases are whole seconds, at least 1s");
+	if (kha_elect_check_ttl(o.ttl_us, kube, &d) < 0)
+		USAGE("%s", d.msg);
 	if (o.renew_deadline_us >= o.ttl_us)
 		USAGE("--renew-deadline must be shorter than --ttl (COMMAND must stop before the "
 		      "lease can expire)");

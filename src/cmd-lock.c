@@ -523,8 +523,8 @@ int cmd_lock_main(int argc, char **argv)
 		o.ttl_us = 30 * KHA_USEC_PER_SEC;
 	if (!o.renew_deadline_us)
 		o.renew_deadline_us = o.ttl_us * 2 / 3;
-	if (o.ttl_us < KHA_USEC_PER_SEC)
-		USAGE("--ttl: etcd leases are whole seconds, at least 1s");
+	if (kha_elect_check_ttl(o.ttl_us, false, &d) < 0)
+		USAGE("%s", d.msg);
 	if (o.renew_deadline_us >= o.ttl_us)
 		USAGE("--renew-deadline must be shorter than --ttl (COMMAND must stop before the "
 		      "lease can expire)");

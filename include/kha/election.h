@@ -198,6 +198,16 @@ enum kha_elect_restart {
 int kha_elect_restart_parse(const char *s, enum kha_elect_restart *ret) KHA_WUR;
 
 /*
+ * The TTL limits of the two kinds of lease, checked before any request: etcd refuses a lease
+ * TTL over 9,000,000,000 s (its MaxLeaseTTL) and needs whole seconds, at least 1; a Kubernetes
+ * Lease's leaseDurationSeconds is an int32. Returns 0, or -EINVAL with diag naming --ttl and
+ * the limit.
+ */
+#define KHA_ETCD_LEASE_MAX_TTL_S 9000000000ULL
+#define KHA_KUBE_LEASE_MAX_TTL_S 2147483647ULL
+int kha_elect_check_ttl(uint64_t ttl_us, bool kube_lease, struct kha_diag *d) KHA_WUR;
+
+/*
  * A gate checked before COMMAND starts (and before a FleetLock slot is granted): returns 0 when
  * open, 1 when closed (reason filled, e.g. "outside the maintenance window"), or a negative
  * errno when it could not be checked (reason filled; treated as closed). Called from a worker

@@ -20,6 +20,23 @@
 #include "kha/parse.h"
 #include "kha/banned.h"
 
+int kha_elect_check_ttl(uint64_t ttl_us, bool kube_lease, struct kha_diag *d)
+{
+	uint64_t max_s = kube_lease ? KHA_KUBE_LEASE_MAX_TTL_S : KHA_ETCD_LEASE_MAX_TTL_S;
+	/* the TTL sent is rounded up to whole seconds */
+	uint64_t s = ttl_us / KHA_USEC_PER_SEC + (ttl_us % KHA_USEC_PER_SEC != 0);
+
+	if (!kube_lease && ttl_us < KHA_USEC_PER_SEC)
+		return kha_diag_set(d, EINVAL, "--ttl: etcd leases are whole seconds, at least 1s");
+	if (s > max_s)
+		return kha_diag_set(d, EINVAL, "--ttl: at most %" PRIu64 "s (%s), not %" PRIu64 "s",
+				    max_s,
+				    kube_lease ? "a Lease's leaseDurationSeconds is an int32"
+					       : "the longest lease etcd grants",
+				    s);
+	return 0;
+}
+
 int kha_elect_restart_parse(const char *s, enum kha_elect_restart *ret)
 {
 	if (strcmp(s, "no") == 0 || strcmp(s, "never") == 0)

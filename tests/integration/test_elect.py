@@ -367,6 +367,12 @@ def test_bad_input_exits_without_running_anything(etcd3, tmp_path):
         (["elect", *flags, "--election", "x", "--ttl", "3s", "--renew-deadline", "3s", *cmd],
          64, "shorter than --ttl"),
         (["elect", *flags, "--election", "x", "--ttl", "soon", *cmd], 64, "--ttl"),
+        # limits checked before any request (the first one used to reach etcd and exit 70)
+        (["elect", *flags, "--election", "x", "--ttl", "2562047h", *cmd], 64,
+         "--ttl: at most 9000000000s (the longest lease etcd grants), not 9223369200s"),
+        (["elect", "--lease-name", "x", "--kubeconfig", str(tmp_path / "none"), "--ttl",
+          "596524h", *cmd], 64,
+         "--ttl: at most 2147483647s (a Lease's leaseDurationSeconds is an int32)"),
         (["elect", *flags, "--election", "x", "--restart", "maybe", *cmd], 64, "--restart"),
         (["elect", *flags, "--election", "x", "--", "/nonexistent/prog"], 64, "not found"),
         (["elect", "--endpoints", "https://127.0.0.1:1", *etcd3.tls_flags(), "--election", "x",

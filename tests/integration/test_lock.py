@@ -168,6 +168,8 @@ def test_bad_input(etcd3, tmp_path):
         (["lock", *flags, "--lock", "x", "--window", "Mon 25:00-26:00", *cmd], 64, "--window"),
         (["lock", *flags, "--lock", "x", "--require-backup-within", "24h"], 64, "DURATION DIR"),
         (["lock", *flags, "--lock", "x", "--nope", *cmd], 64, "bad flag"),
+        (["lock", *flags, "--lock", "x", "--ttl", "2562047h", *cmd], 64,
+         "--ttl: at most 9000000000s"),
         (["lock", "--endpoints", "https://127.0.0.1:1", *etcd3.tls_flags(), "--lock", "x",
           "--dial-timeout", "300ms", *cmd], 69, "etcd"),
         (["lock", "serve", *flags, "--lock", "x", "--listen", "nowhere"], 64, "--listen"),
