@@ -469,7 +469,10 @@ static void on_result(struct kha_loop *loop, void *userdata)
 		delay = kha_backup_retry_delay(DEFAULT_RETRY_US, dm->o->retry_max_us, dm->failures);
 		next = now + delay;
 		dm->exit_code = out->r == -ECANCELED ? 128 + SIGTERM : kha_exit_from_errno(out->r);
-		if (out->r != -ECANCELED)
+		if (out->r != -ECANCELED && dm->o->once) /* no retry follows: no "retry_in" */
+			kha_error("backup failed", "error=%s",
+				  kha_log_quote(q, sizeof(q), out->error));
+		else if (out->r != -ECANCELED)
 			kha_warn("backup failed", "error=%s failures=%u retry_in=%s",
 				 kha_log_quote(q, sizeof(q), out->error), dm->failures,
 				 kha_format_duration(dur, sizeof(dur), delay));
