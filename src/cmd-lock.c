@@ -429,6 +429,51 @@ static int serve(const struct opts *o, const struct kha_lock_gates *gates)
 
 /* ---- main ----------------------------------------------------------------------------------- */
 
+/*
+ * What a SIGHUP reads again: the same sources, through the same option handler. The log
+ * settings apply at once; the lock's own settings (name, slots, TTL, gates) need a restart
+ * (a holder must not change the rules under its peers), and the log says which ones changed.
+ */
+struct reload_ctx {
+	const struct kha_args *a;
+	struct kha_args_source src;
+	const struct opts *running;
+};
+
+static int reload(void *userdata, struct kha_elect_reloaded *ret, struct kha_diag *d)
+{
+	const struct reload_ctx *rc = userdata;
+	const struct opts *run = rc->running;
+	struct opts o = {.slots = 1,
+			 .level = KHA_LOG_INFO,
+			 .format = KHA_LOG_LOGFMT,
+			 .argc = rc->src.argc,
+			 .argv = rc->src.argv};
+	char kept[128] = "";
+	int r = -EINVAL;
+
+	(void)ret; /* kha lock never restarts COMMAND: nothing of the engine changes */
+	if (kha_etcd_config_init(&o.etcd) < 0 || kha_etcd_config_from_env(&o.etcd, d) < 0 ||
+	    kha_args_reapply(rc->a, &o, &rc->src, d) != 0)
+		goto out;
+	if (!o.lock || !run->lock || strcmp(o.lock, run->lock) != 0 || o.slots != run->slots)
+		snprintf(kept + strlen(kept), sizeof(kept) - strlen(kept), " lock");
+	if (o.ttl_us && o.ttl_us != run->ttl_us)
+		snprintf(kept + strlen(kept), sizeof(kept) - strlen(kept), " ttl");
+	if (o.has_window != run->has_window ||
+	    o.require_etcd_healthy != run->require_etcd_healthy ||
+	    o.backup_max_age_us != run->backup_max_age_us)
+		snprintf(kept + strlen(kept), sizeof(kept) - strlen(kept), " gates");
+	if (kept[0])
+		kha_warn("configuration keys not applied until a restart", "keys=%s",
+			 KHA_LOGQ(kept + 1));
+	kha_log_setup(o.level, o.format);
+	r = 0;
+out:
+	opts_release(&o);
+	return r;
+}
+
 int cmd_lock_main(int argc, char **argv)
 {
 	struct opts o = {.slots = 1,
@@ -446,6 +491,7 @@ int cmd_lock_main(int argc, char **argv)
 				   .apply = apply,
 				   .userdata = &o};
 	const char *config = NULL, *me = "kha lock";
+	struct reload_ctx rc = {.a = &a, .running = &o};
 	bool serving = false;
 	int r, code, status = 0;
 
@@ -462,6 +508,7 @@ int cmd_lock_main(int argc, char **argv)
 		opts_release(&o);
 		return KHA_EXIT_OK;
 	}
+	rc.src = (struct kha_args_source){.argc = argc, .argv = argv, .config = config};
 	if (kha_etcd_config_from_env(&o.etcd, &d) < 0) {
 		fprintf(stderr, "%s: %s\n", me, d.msg);
 		opts_release(&o);
@@ -561,6 +608,8 @@ int cmd_lock_main(int argc, char **argv)
 		.etcd = &o.etcd,
 		.stats = &stats,
 		.what = "lock",
+		.reload = reload,
+		.reload_userdata = &rc,
 	};
 	r = kha_elect_run_served(&eo, o.metrics_addr, "kha_lock", &status, &d);
 	if (r < 0) {

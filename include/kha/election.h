@@ -196,6 +196,8 @@ enum kha_elect_restart {
 };
 /* Parses "no|on-failure|always". */
 int kha_elect_restart_parse(const char *s, enum kha_elect_restart *ret) KHA_WUR;
+/* "no", "on-failure" or "always". */
+const char *kha_elect_restart_name(enum kha_elect_restart r);
 
 /*
  * The TTL limits of the two kinds of lease, checked before any request: etcd refuses a lease
@@ -223,6 +225,7 @@ struct kha_elect_stats {
 	atomic_uint_fast64_t acquire_us;     /* time from campaign start to leadership, last one */
 	atomic_uint_fast64_t fenced;	     /* COMMAND stopped because renewals failed */
 	atomic_uint_fast64_t child_starts;
+	atomic_uint_fast64_t reloads, reload_failures; /* SIGHUP reloads of kha's configuration */
 };
 
 /*
@@ -242,6 +245,20 @@ uint16_t kha_elect_metrics_port(const struct kha_elect_metrics *m);
 
 /* Stops the server and frees it; NULL is a no-op. */
 void kha_elect_metrics_stop(struct kha_elect_metrics *m);
+
+/* What a SIGHUP reload may change in a running kha elect / kha lock: the rest needs a restart. */
+struct kha_elect_reloaded {
+	enum kha_elect_restart restart;
+	uint64_t backoff_initial_us;
+	uint64_t backoff_max_us;
+};
+
+/*
+ * Reads the configuration again (SIGHUP), as at start, into *ret (pre-filled with the running
+ * values). Returns 0, or a negative errno with d set: the running configuration is kept.
+ */
+typedef int (*kha_elect_reload_fn)(void *userdata, struct kha_elect_reloaded *ret,
+				   struct kha_diag *d);
 
 struct kha_elect_opts {
 	const char *name; /* election / lock name: the etcd key prefix is name + "/" */
@@ -276,6 +293,10 @@ struct kha_elect_opts {
 
 	struct kha_elect_stats *stats; /* optional */
 	const char *what;	       /* "election" or "lock", for logs */
+
+	/* optional: SIGHUP, besides being passed on to COMMAND, reloads kha's configuration */
+	kha_elect_reload_fn reload;
+	void *reload_userdata;
 };
 
 /*

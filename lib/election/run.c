@@ -50,6 +50,13 @@ int kha_elect_restart_parse(const char *s, enum kha_elect_restart *ret)
 	return 0;
 }
 
+const char *kha_elect_restart_name(enum kha_elect_restart r)
+{
+	return r == KHA_ELECT_RESTART_ALWAYS	   ? "always"
+	       : r == KHA_ELECT_RESTART_ON_FAILURE ? "on-failure"
+						   : "no";
+}
+
 /* ---- shared state --------------------------------------------------------------------------- */
 
 void kha_election__wake_main(struct engine *e)
@@ -327,6 +334,34 @@ static void drain(int fd)
 	} while (n > 0);
 }
 
+/* SIGHUP: kha's own configuration read again; on failure the running one is kept. */
+static void reload(const struct kha_elect_opts *o, struct kha_elect_reloaded *live)
+{
+	struct kha_elect_reloaded fresh = *live;
+	struct kha_diag d = {};
+	char a[32], b[32];
+
+	if (o->reload(o->reload_userdata, &fresh, &d) < 0) {
+		kha_error("configuration not reloaded, keeping the running one", "error=%s",
+			  KHA_LOGQ(d.msg));
+		if (o->stats)
+			atomic_fetch_add_explicit(&o->stats->reload_failures, 1,
+						  memory_order_relaxed);
+		return;
+	}
+	*live = fresh;
+	if (o->stats)
+		atomic_fetch_add_explicit(&o->stats->reloads, 1, memory_order_relaxed);
+	if (o->exit_on_loss) /* kha lock: COMMAND is never restarted */
+		kha_info("configuration reloaded", "%s", "");
+	else
+		kha_info("configuration reloaded",
+			 "restart=%s restart_delay=%s restart_delay_max=%s",
+			 kha_elect_restart_name(live->restart),
+			 kha_format_duration(a, sizeof(a), live->backoff_initial_us),
+			 kha_format_duration(b, sizeof(b), live->backoff_max_us));
+}
+
 int kha_elect_run(const struct kha_elect_opts *o, int *ret_status, struct kha_diag *d)
 {
 	struct engine e = {.o = o, .wake_fd = -1, .stop_fd = -1};
@@ -338,6 +373,7 @@ int kha_elect_run(const struct kha_elect_opts *o, int *ret_status, struct kha_di
 	uint64_t restart_at = 0, backoff, fence_gen = 0, seen_gen = 0;
 	bool exiting = false, finished = false, was_leading = false;
 	char last_wait[512] = "";
+	struct kha_elect_reloaded live;
 	int status = 0, r;
 
 	if (!o->name || !o->name[0])
@@ -353,7 +389,10 @@ int kha_elect_run(const struct kha_elect_opts *o, int *ret_status, struct kha_di
 	if (e.interval_us >= e.renew_deadline_us)
 		return kha_diag_set(d, EINVAL,
 				    "the renew interval must be shorter than the renew deadline");
-	backoff = o->backoff_initial_us ? o->backoff_initial_us : KHA_USEC_PER_SEC;
+	live = (struct kha_elect_reloaded){.restart = o->restart,
+					   .backoff_initial_us = o->backoff_initial_us,
+					   .backoff_max_us = o->backoff_max_us};
+	backoff = live.backoff_initial_us ? live.backoff_initial_us : KHA_USEC_PER_SEC;
 
 	sfd = setup_signals(&oldmask);
 	if (sfd < 0)
@@ -472,20 +511,20 @@ int kha_elect_run(const struct kha_elect_opts *o, int *ret_status, struct kha_di
 					  o->what, KHA_LOGQ(o->name));
 				finished = true;
 			} else if (why == STOP_NONE) {
-				bool again =
-					o->restart == KHA_ELECT_RESTART_ALWAYS ||
-					(o->restart == KHA_ELECT_RESTART_ON_FAILURE && status != 0);
+				bool again = live.restart == KHA_ELECT_RESTART_ALWAYS ||
+					     (live.restart == KHA_ELECT_RESTART_ON_FAILURE &&
+					      status != 0);
 
 				if (!again) {
 					finished = true;
 				} else {
-					uint64_t cap = o->backoff_max_us ? o->backoff_max_us
-									 : 30 * KHA_USEC_PER_SEC;
+					uint64_t cap = live.backoff_max_us ? live.backoff_max_us
+									   : 30 * KHA_USEC_PER_SEC;
 					char b[32];
 
 					if (ran >= cap)
-						backoff = o->backoff_initial_us
-								  ? o->backoff_initial_us
+						backoff = live.backoff_initial_us
+								  ? live.backoff_initial_us
 								  : KHA_USEC_PER_SEC;
 					restart_at = now + backoff;
 					kha_info("restarting COMMAND", "in=%s",
@@ -547,12 +586,14 @@ int kha_elect_run(const struct kha_elect_opts *o, int *ret_status, struct kha_di
 							 si.ssi_signo == SIGTERM ? "SIGTERM"
 										 : "SIGINT");
 					exiting = true;
-				} else if (si.ssi_signo == SIGHUP && ch.running) {
-					/* a reload is COMMAND's business: systemd's ExecReload
-					 * reaches it through kha */
-					if (signal_group(&ch, SIGHUP) == 0)
+				} else if (si.ssi_signo == SIGHUP) {
+					/* COMMAND reloads too: systemd's ExecReload reaches it
+					 * through kha */
+					if (ch.running && signal_group(&ch, SIGHUP) == 0)
 						kha_info("SIGHUP forwarded to COMMAND", "pid=%d",
 							 (int)ch.p.pid);
+					if (o->reload)
+						reload(o, &live);
 				}
 			}
 		}

@@ -355,6 +355,37 @@ def test_sighup_is_forwarded_to_the_running_command(etcd3, procs, tmp_path):
     assert k.wait(10) == 0  # kha itself went on leading until SIGTERM
 
 
+def test_sighup_also_reloads_kha_config(etcd3, procs, tmp_path):
+    """SIGHUP still reaches COMMAND, and kha reads its --config again as at start: a restart
+    policy changed from "no" to "always" applies to the COMMAND already running; a broken file
+    keeps the running configuration."""
+    cfg = tmp_path / "elect.yaml"
+    cfg.write_text('restart: "no"\n')
+    marker, ready, stop = tmp_path / "hups", tmp_path / "ready", tmp_path / "stop"
+    script = (f"trap 'echo hup >> {marker}' HUP; touch {ready}; "
+              f"while [ ! -e {stop} ]; do sleep 0.05; done; rm -f {stop} {ready}; exit 3")
+    k = procs.start(["elect", *etcd3.client_flags(), "--config", cfg, "--election", "reload",
+                     "--id", "a", "--ttl", "2s", "--grace", "1s", "--", "sh", "-c", script],
+                    "a")
+    wait_until(ready.exists, 10, "COMMAND running", diag=procs.logs)
+    cfg.write_text("restart: always\nrestart-delay: 100ms\n")
+    k.signal(signal.SIGHUP)
+    wait_until(lambda: "configuration reloaded" in k.log() and marker.exists(), 10,
+               "kha reloaded and COMMAND got SIGHUP", diag=procs.logs)
+    assert "restart=always" in k.log()
+    stop.touch()  # COMMAND exits 3: with "always" it runs again, kha stays
+    wait_until(lambda: k.log().count("COMMAND started") == 2 and ready.exists(), 10,
+               "COMMAND restarted", diag=procs.logs)
+    assert k.alive()
+    cfg.write_text("restart: maybe\n")
+    k.signal(signal.SIGHUP)
+    wait_until(lambda: "configuration not reloaded, keeping the running one" in k.log(), 10,
+               "the bad reload refused", diag=procs.logs)
+    assert "restart: 'maybe'" in k.log() and k.alive()
+    k.signal(signal.SIGTERM)
+    assert k.wait(10) == 0
+
+
 def test_bad_input_exits_without_running_anything(etcd3, tmp_path):
     marker = tmp_path / "ran"
     cmd = ["--", "sh", "-c", f"touch {marker}"]
