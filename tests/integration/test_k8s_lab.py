@@ -3,7 +3,7 @@
 
 Real kube-apiserver, kube-controller-manager, kube-scheduler, kubeadm's PKI, kubectl and etcd
 3.6 at the versions pinned in tools/; no stand-in server. The tests share one lab (xdist group
-"k8s") and each leaves it as it found it.
+"k8s", the session fixture k8s) and each leaves it as it found it.
 """
 import json
 import signal
@@ -12,16 +12,9 @@ import subprocess
 import pytest
 
 from conftest import assert_no_sanitizer_report, kha_bin
-from kha_testlib.k8s import WORKERS, start_lab, stop_lab, wait_until
+from kha_testlib.k8s import WORKERS, wait_until
 
 pytestmark = [pytest.mark.xdist_group("k8s"), pytest.mark.early]
-
-
-@pytest.fixture(scope="module")
-def k8s(tmp_path_factory):
-    lab = start_lab(tmp_path_factory)
-    yield lab
-    stop_lab(lab)
 
 
 def test_kubectl_works_through_every_entry(k8s):
