@@ -33,77 +33,6 @@ int kha_elect_restart_parse(const char *s, enum kha_elect_restart *ret)
 	return 0;
 }
 
-/* ---- shared state --------------------------------------------------------------------------- */
-
-void kha_election__wake_main(struct engine *e)
-{
-	uint64_t one = 1;
-	ssize_t n = write(e->wake_fd, &one, sizeof(one));
-
-	(void)n;
-}
-
-void kha_election__changed_locked(struct engine *e)
-{
-	pthread_cond_broadcast(&e->cond);
-	kha_election__wake_main(e);
-}
-
-bool kha_election__wait_locked(struct engine *e, uint64_t until_us)
-{
-	struct timespec ts;
-	uint64_t now_mono = kha_now_us(), left;
-
-	if (e->stop)
-		return true;
-	if (until_us <= now_mono)
-		return false;
-	left = until_us - now_mono;
-	/* the condition variable uses CLOCK_MONOTONIC, as kha_now_us does */
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	ts.tv_sec += (time_t)(left / KHA_USEC_PER_SEC);
-	ts.tv_nsec += (long)(left % KHA_USEC_PER_SEC) * 1000;
-	if (ts.tv_nsec >= 1000000000L) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000L;
-	}
-	pthread_cond_timedwait(&e->cond, &e->mu, &ts);
-	return e->stop;
-}
-
-bool kha_election__session_over_locked(const struct engine *e, uint64_t gen)
-{
-	return e->stop || e->lost || e->gen != gen;
-}
-
-void kha_election__sleep(struct engine *e, uint64_t gen, uint64_t until_us)
-{
-	pthread_mutex_lock(&e->mu);
-	while (!kha_election__session_over_locked(e, gen) && kha_now_us() < until_us)
-		kha_election__wait_locked(e, until_us);
-	pthread_mutex_unlock(&e->mu);
-}
-
-void kha_election__lose_locked(struct engine *e, uint64_t gen, const char *why)
-{
-	if (gen != e->gen || e->lost)
-		return;
-	e->lost = true;
-	e->leading = false;
-	e->cancel = 1;
-	kha_debug("session lost", "gen=%" PRIu64 " why=\"%s\"", gen, why);
-	kha_election__changed_locked(e);
-}
-
-void kha_election__renewed_locked(struct engine *e, uint64_t gen, uint64_t started_us)
-{
-	if (gen != e->gen || e->lost)
-		return;
-	if (started_us > e->last_renew_us)
-		e->last_renew_us = started_us;
-	kha_election__changed_locked(e);
-}
-
 /* ---- COMMAND -------------------------------------------------------------------------------- */
 
 /* COMMAND's guard; whether it runs and why it stops is the step's (st.running...). */
@@ -338,8 +267,105 @@ static bool read_signals(int sfd, struct child *ch, bool running, bool exiting)
 	return stop;
 }
 
+/*
+ * One pass of the main loop: observe (the sessions' snapshot, the guard's exit), decide
+ * (kha_elect_step), perform. Returns 0 with the deadline of the next pass in *ret_next_us, 1
+ * to leave the loop (st->status says how), or a negative errno when the backend failed
+ * before its first session.
+ */
+static int pass(struct engine *e, struct child *ch, struct kha_elect_step_state *st,
+		bool exit_requested, char *last_wait, size_t size, uint64_t *ret_next_us,
+		struct kha_diag *d)
+{
+	const struct kha_elect_opts *o = e->o;
+	struct kha_elect_observation obs;
+	struct kha_elect_actions a;
+	struct snapshot s;
+	uint64_t now;
+
+	take_snapshot(e, &s);
+	if (s.fatal && !s.up)
+		return kha_diag_set(d, s.fatal, "%s", e->fatal_diag.msg);
+	now = kha_now_us();
+	obs = (struct kha_elect_observation){
+		.gen = s.gen,
+		.leading = s.leading,
+		.last_renew_us = s.last_renew_us,
+		.exit_requested = exit_requested,
+		.child_exited = st->running && child_exited(ch),
+	};
+	obs.child_status = ch->p.exit_status;
+	kha_elect_step(st, o, &obs, now, &a);
+
+	log_changes(o, &s, &a, last_wait, size);
+	set_leader_stat(o, a.leader_ok);
+	perform_stop(e, ch, st, &a, s.gen);
+	if (a.todo & KHA_ELECT_DO_REAP) {
+		char stx[32];
+
+		status_text(stx, sizeof(stx), ch->p.exit_status);
+		kha_info("COMMAND exited", "%s=%s pid=%d %s", o->what, o->name, (int)ch->p.pid,
+			 stx);
+		kha_proc_release(&ch->p);
+	}
+	if (a.todo & KHA_ELECT_DO_LOSS_EXIT)
+		kha_error("COMMAND was stopped because the slot was lost", "%s=%s", o->what,
+			  o->name);
+	if (a.todo & KHA_ELECT_DO_RESTART) {
+		char b[32];
+
+		kha_info("restarting COMMAND", "in=%s",
+			 kha_format_duration(b, sizeof(b), a.restart_in_us));
+	}
+	if (a.todo & KHA_ELECT_DO_QUIT)
+		return 1;
+	if ((a.todo & KHA_ELECT_DO_START) && start_child(e, ch, s.token) < 0) {
+		kha_elect_step_start_failed(st);
+		return 1;
+	}
+	*ret_next_us = a.next_us;
+	/* without a pidfd, the guard's exit is noticed by looking */
+	if (st->running && ch->p.pidfd < 0)
+		*ret_next_us = KHA_MIN(*ret_next_us, now + 20 * KHA_USEC_PER_MSEC);
+	return 0;
+}
+
+/*
+ * Sleeps until next_us (UINT64_MAX: no deadline), a signal, a backend's wake-up or the guard's
+ * exit. Returns 0, or a negative errno when ppoll failed (d says so).
+ */
+static int wait_events(struct engine *e, int sfd, struct child *ch,
+		       const struct kha_elect_step_state *st, uint64_t next_us,
+		       bool *exit_requested, struct kha_diag *d)
+{
+	struct pollfd pfds[3] = {
+		{.fd = sfd, .events = POLLIN},
+		{.fd = e->wake_fd, .events = POLLIN},
+		{.fd = st->running && ch->p.pidfd >= 0 ? ch->p.pidfd : -1, .events = POLLIN},
+	};
+	struct timespec ts, *tsp = NULL;
+	uint64_t now = kha_now_us();
+
+	if (next_us != UINT64_MAX) {
+		uint64_t left = next_us > now ? next_us - now : 0;
+
+		ts.tv_sec = (time_t)(left / KHA_USEC_PER_SEC);
+		ts.tv_nsec = (long)(left % KHA_USEC_PER_SEC) * 1000;
+		tsp = &ts;
+	}
+	if (ppoll(pfds, 3, tsp, NULL) < 0 && errno != EINTR)
+		return kha_diag_set(d, errno, "ppoll: %s", strerror(errno));
+	if (pfds[1].revents)
+		drain(e->wake_fd);
+	if (pfds[0].revents && read_signals(sfd, ch, st->running, st->exiting))
+		*exit_requested = true;
+	return 0;
+}
+
 int kha_elect_run(const struct kha_elect_opts *o, int *ret_status, struct kha_diag *d)
 {
+	const struct kha_election__backend *be =
+		o->kube ? &kha_election__kube_backend : &kha_election__etcd_backend;
 	struct engine e = {.o = o, .wake_fd = -1, .stop_fd = -1};
 	struct child ch = {};
 	struct kha_elect_step_state st;
@@ -376,100 +402,33 @@ int kha_elect_run(const struct kha_elect_opts *o, int *ret_status, struct kha_di
 		goto out;
 	}
 
-	r = o->kube ? kha_election__kube_start(&e, d) : kha_election__etcd_start(&e, d);
+	r = be->start(&e, d);
 	if (r < 0)
 		goto out;
 
 	for (;;) {
-		struct pollfd pfds[3] = {
-			{.fd = sfd, .events = POLLIN},
-			{.fd = e.wake_fd, .events = POLLIN},
-			{.fd = -1, .events = POLLIN},
-		};
-		struct kha_elect_observation obs;
-		struct kha_elect_actions a;
-		struct snapshot s;
-		uint64_t now, next;
-		struct timespec ts, *tsp = NULL;
+		uint64_t next = UINT64_MAX;
 
-		take_snapshot(&e, &s);
-		if (s.fatal && !s.up) {
-			r = kha_diag_set(d, s.fatal, "%s", e.fatal_diag.msg);
+		r = pass(&e, &ch, &st, exit_requested, last_wait, sizeof(last_wait), &next, d);
+		if (r < 0) {
 			stop_workers(&e);
 			goto out;
 		}
-		now = kha_now_us();
-		obs = (struct kha_elect_observation){
-			.gen = s.gen,
-			.leading = s.leading,
-			.last_renew_us = s.last_renew_us,
-			.exit_requested = exit_requested,
-			.child_exited = st.running && child_exited(&ch),
-		};
-		obs.child_status = ch.p.exit_status;
-		kha_elect_step(&st, o, &obs, now, &a);
-
-		log_changes(o, &s, &a, last_wait, sizeof(last_wait));
-		set_leader_stat(o, a.leader_ok);
-		perform_stop(&e, &ch, &st, &a, s.gen);
-		if (a.todo & KHA_ELECT_DO_REAP) {
-			char stx[32];
-
-			status_text(stx, sizeof(stx), ch.p.exit_status);
-			kha_info("COMMAND exited", "%s=%s pid=%d %s", o->what, o->name,
-				 (int)ch.p.pid, stx);
-			kha_proc_release(&ch.p);
-		}
-		if (a.todo & KHA_ELECT_DO_LOSS_EXIT)
-			kha_error("COMMAND was stopped because the slot was lost", "%s=%s", o->what,
-				  o->name);
-		if (a.todo & KHA_ELECT_DO_RESTART) {
-			char b[32];
-
-			kha_info("restarting COMMAND", "in=%s",
-				 kha_format_duration(b, sizeof(b), a.restart_in_us));
-		}
-		if (a.todo & KHA_ELECT_DO_QUIT)
+		if (r > 0 || wait_events(&e, sfd, &ch, &st, next, &exit_requested, d) < 0)
 			break;
-		if ((a.todo & KHA_ELECT_DO_START) && start_child(&e, &ch, s.token) < 0) {
-			kha_elect_step_start_failed(&st);
-			break;
-		}
-
-		/* ---- wait ---- */
-		next = a.next_us;
-		if (st.running && ch.p.pidfd < 0)
-			next = KHA_MIN(next, now + 20 * KHA_USEC_PER_MSEC);
-		if (next != UINT64_MAX) {
-			uint64_t left = next > now ? next - now : 0;
-
-			ts.tv_sec = (time_t)(left / KHA_USEC_PER_SEC);
-			ts.tv_nsec = (long)(left % KHA_USEC_PER_SEC) * 1000;
-			tsp = &ts;
-		}
-		if (st.running && ch.p.pidfd >= 0)
-			pfds[2].fd = ch.p.pidfd;
-		r = ppoll(pfds, 3, tsp, NULL);
-		if (r < 0 && errno != EINTR) {
-			r = kha_diag_set(d, errno, "ppoll: %s", strerror(errno));
-			break;
-		}
-		if (pfds[1].revents)
-			drain(e.wake_fd);
-		if (pfds[0].revents && read_signals(sfd, &ch, st.running, st.exiting))
-			exit_requested = true;
 	}
 	set_leader_stat(o, false);
 	/* COMMAND is gone: now give the slot away at once */
 	stop_workers(&e);
-	if (!o->kube)
-		kha_election__etcd_resign(&e);
+	if (be->resign)
+		be->resign(&e);
 	*ret_status = st.status;
 	r = 0;
 out:
 	stop_workers(&e);
 	join_workers(&e);
-	kha_election__etcd_free(&e);
+	if (be->free)
+		be->free(&e);
 	if (st.running && ch.p.pid > 0) {
 		/* only on an internal error: never leave COMMAND behind */
 		kha_ignore(kha_proc_stop(&ch.p, 0, KHA_USEC_PER_SEC, NULL));
