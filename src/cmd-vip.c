@@ -301,10 +301,10 @@ static int status_main(int argc, char **argv)
 		json_dumpf(root, stdout, JSON_INDENT(2));
 		fputc('\n', stdout);
 	} else {
-		printf("state      %s\n", state);
+		printf("state      %s\n", KHA_TERM(state));
 		printf("vip        %s on %s%s\n",
-		       json_string_value(json_object_get(root, "vip")) ?: "?",
-		       json_string_value(json_object_get(root, "interface")) ?: "?",
+		       KHA_TERM(json_string_value(json_object_get(root, "vip")) ?: "?"),
+		       KHA_TERM(json_string_value(json_object_get(root, "interface")) ?: "?"),
 		       json_is_true(json_object_get(root, "holds_vip")) ? " (held here)" : "");
 		printf("vrid       %lld\n",
 		       (long long)json_integer_value(json_object_get(root, "vrid")));
@@ -313,7 +313,7 @@ static int status_main(int argc, char **argv)
 		       json_is_true(json_object_get(root, "preempt")) ? "on" : "off");
 		printf("master     %s (priority %lld, every %lldms)\n",
 		       *(json_string_value(json_object_get(root, "master")) ?: "")
-			       ? json_string_value(json_object_get(root, "master"))
+			       ? KHA_TERM(json_string_value(json_object_get(root, "master")))
 			       : "none",
 		       (long long)json_integer_value(json_object_get(root, "master_priority")),
 		       (long long)json_integer_value(
@@ -325,9 +325,9 @@ static int status_main(int argc, char **argv)
 		tracks = json_object_get(root, "tracks");
 		json_array_foreach (tracks, i, t)
 			printf("track      %s %s (%s)\n",
-			       json_string_value(json_object_get(t, "url")) ?: "?",
+			       KHA_TERM(json_string_value(json_object_get(t, "url")) ?: "?"),
 			       json_is_true(json_object_get(t, "up")) ? "up" : "DOWN",
-			       json_string_value(json_object_get(t, "detail")) ?: "");
+			       KHA_TERM(json_string_value(json_object_get(t, "detail"))));
 	}
 	r = strcmp(state, "MASTER") == 0 || strcmp(state, "BACKUP") == 0 ? KHA_EXIT_OK
 									 : KHA_EXIT_DEGRADED;

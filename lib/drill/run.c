@@ -1172,8 +1172,8 @@ int kha_drill_run(const struct kha_drill_scenario *sc, const struct kha_drill_ho
 	dr.t0 = kha_now_us();
 	dr.r->started_wall_us = kha_wall_us();
 	dr.next_tick_us = KHA_USEC_PER_SEC;
-	kha_debug("drill started", "target=%s rate=%u max_inflight=%zu", sc->target, sc->rate,
-		  dr.max_inflight);
+	kha_debug("drill started", "target=%s rate=%u max_inflight=%zu", KHA_LOGQ(sc->target),
+		  sc->rate, dr.max_inflight);
 	r = loop(&dr);
 	if (r < 0) {
 		kha_diag_set(d, -r, "drill failed: %s", strerror(-r));

@@ -36,8 +36,8 @@ static void release(struct engine *e, struct kha_kube_client *c, struct kha_leas
 		kha_diag_clear(&d);
 		r = kha_kube_lease_update(c, &rec, NULL, &d);
 		if (r == 0) {
-			kha_info("released", "lease=%s/%s id=%s", e->o->lease_namespace,
-				 e->o->lease_name, e->o->id);
+			kha_info("released", "lease=%s/%s id=%s", KHA_LOGQ(e->o->lease_namespace),
+				 KHA_LOGQ(e->o->lease_name), KHA_LOGQ(e->o->id));
 			return;
 		}
 		if (r != -EAGAIN)
@@ -47,7 +47,7 @@ static void release(struct engine *e, struct kha_kube_client *c, struct kha_leas
 			break;
 		(void)kha_lease_decide(el, &cur, kha_now_us(), (int64_t)kha_wall_us(), &rec);
 	}
-	kha_warn("cannot release the lease", "error=\"%s\"", d.msg);
+	kha_warn("cannot release the lease", "error=%s", KHA_LOGQ(d.msg));
 }
 
 static void *kube_thread(void *arg)
@@ -177,9 +177,10 @@ static void *kube_thread(void *arg)
 								  memory_order_relaxed);
 				if (failures == 1 || failures % 10 == 0)
 					kha_warn("lease renewal failed",
-						 "lease=%s/%s failures=%" PRIu64 " error=\"%s\"",
-						 o->lease_namespace, o->lease_name, failures,
-						 d.msg);
+						 "lease=%s/%s failures=%" PRIu64 " error=%s",
+						 KHA_LOGQ(o->lease_namespace),
+						 KHA_LOGQ(o->lease_name), failures,
+						 KHA_LOGQ(d.msg));
 			}
 			if (leading && !kha_lease_elector_is_holder(&el)) {
 				/* someone else holds it now: we lost, whatever the deadline */

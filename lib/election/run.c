@@ -20,6 +20,23 @@
 #include "kha/parse.h"
 #include "kha/banned.h"
 
+int kha_elect_check_ttl(uint64_t ttl_us, bool kube_lease, struct kha_diag *d)
+{
+	uint64_t max_s = kube_lease ? KHA_KUBE_LEASE_MAX_TTL_S : KHA_ETCD_LEASE_MAX_TTL_S;
+	/* the TTL sent is rounded up to whole seconds */
+	uint64_t s = ttl_us / KHA_USEC_PER_SEC + (ttl_us % KHA_USEC_PER_SEC != 0);
+
+	if (!kube_lease && ttl_us < KHA_USEC_PER_SEC)
+		return kha_diag_set(d, EINVAL, "--ttl: etcd leases are whole seconds, at least 1s");
+	if (s > max_s)
+		return kha_diag_set(d, EINVAL, "--ttl: at most %" PRIu64 "s (%s), not %" PRIu64 "s",
+				    max_s,
+				    kube_lease ? "a Lease's leaseDurationSeconds is an int32"
+					       : "the longest lease etcd grants",
+				    s);
+	return 0;
+}
+
 int kha_elect_restart_parse(const char *s, enum kha_elect_restart *ret)
 {
 	if (strcmp(s, "no") == 0 || strcmp(s, "never") == 0)
@@ -31,6 +48,13 @@ int kha_elect_restart_parse(const char *s, enum kha_elect_restart *ret)
 	else
 		return -EINVAL;
 	return 0;
+}
+
+const char *kha_elect_restart_name(enum kha_elect_restart r)
+{
+	return r == KHA_ELECT_RESTART_ALWAYS	   ? "always"
+	       : r == KHA_ELECT_RESTART_ON_FAILURE ? "on-failure"
+						   : "no";
 }
 
 /* ---- COMMAND -------------------------------------------------------------------------------- */
@@ -96,13 +120,13 @@ static int start_child(struct engine *e, struct child *ch, int64_t token)
 	snprintf(name, sizeof(name), "%s=%s", o->env_name ? o->env_name : "KHA_ELECTION", o->name);
 	r = kha_election__spawn(o->argv, env, &ch->p, &d);
 	if (r < 0) {
-		kha_error("cannot start COMMAND", "error=\"%s\"", d.msg);
+		kha_error("cannot start COMMAND", "error=%s", KHA_LOGQ(d.msg));
 		return r;
 	}
 	if (o->stats)
 		atomic_fetch_add_explicit(&o->stats->child_starts, 1, memory_order_relaxed);
-	kha_info("COMMAND started", "%s=%s pid=%d fencing_token=%" PRId64, o->what, o->name,
-		 (int)ch->p.pid, token);
+	kha_info("COMMAND started", "%s=%s pid=%d fencing_token=%" PRId64, o->what,
+		 KHA_LOGQ(o->name), (int)ch->p.pid, token);
 	return 0;
 }
 
@@ -201,14 +225,15 @@ static void perform_stop(struct engine *e, struct child *ch, const struct kha_el
 	if (a->kill_late) {
 		kha_warn("COMMAND did not stop in time, SIGKILL", "pid=%d", (int)ch->p.pid);
 	} else if (a->stop == KHA_ELECT_STOP_LOST) {
-		kha_warn("stopping COMMAND: leadership lost", "%s=%s pid=%d", o->what, o->name,
-			 (int)ch->p.pid);
+		kha_warn("stopping COMMAND: leadership lost", "%s=%s pid=%d", o->what,
+			 KHA_LOGQ(o->name), (int)ch->p.pid);
 	} else if (a->stop == KHA_ELECT_STOP_FENCED) {
 		char t[32];
 
 		kha_error("fenced: no renewal within the renew deadline, stopping COMMAND before "
 			  "the lease can expire",
-			  "%s=%s pid=%d renew_deadline=%s", o->what, o->name, (int)ch->p.pid,
+			  "%s=%s pid=%d renew_deadline=%s", o->what, KHA_LOGQ(o->name),
+			  (int)ch->p.pid,
 			  kha_format_duration(t, sizeof(t), st->fence.renew_deadline_us));
 		if (o->stats)
 			atomic_fetch_add_explicit(&o->stats->fenced, 1, memory_order_relaxed);
@@ -229,25 +254,58 @@ static void log_changes(const struct kha_elect_opts *o, const struct snapshot *s
 			const struct kha_elect_actions *a, char *last_wait, size_t size)
 {
 	if (a->todo & KHA_ELECT_DO_ACQUIRED) {
-		kha_info("acquired", "%s=%s id=%s fencing_token=%" PRId64, o->what, o->name, o->id,
-			 s->token);
+		kha_info("acquired", "%s=%s id=%s fencing_token=%" PRId64, o->what,
+			 KHA_LOGQ(o->name), KHA_LOGQ(o->id), s->token);
 		last_wait[0] = '\0';
 	} else if (a->todo & KHA_ELECT_DO_LOST) {
-		kha_warn("lost", "%s=%s id=%s", o->what, o->name, o->id);
+		kha_warn("lost", "%s=%s id=%s", o->what, KHA_LOGQ(o->name), KHA_LOGQ(o->id));
 	}
 	if (o->stats && (a->todo & (KHA_ELECT_DO_ACQUIRED | KHA_ELECT_DO_LOST)))
 		atomic_fetch_add_explicit(&o->stats->transitions, 1, memory_order_relaxed);
 	if (!s->leading && s->up && s->waiting_for[0] && strcmp(s->waiting_for, last_wait) &&
 	    strcmp(s->waiting_for, "campaigning") != 0) {
-		kha_info("waiting", "%s=%s id=%s leader=\"%s\" reason=\"%s\"", o->what, o->name,
-			 o->id, s->leader, s->waiting_for);
+		kha_info("waiting", "%s=%s id=%s leader=%s reason=%s", o->what, KHA_LOGQ(o->name),
+			 KHA_LOGQ(o->id), KHA_LOGQ(s->leader), KHA_LOGQ(s->waiting_for));
 		snprintf(last_wait, size, "%s", s->waiting_for);
 	}
 }
 
-/* Reads the signals; returns whether SIGTERM or SIGINT arrived. SIGHUP goes to COMMAND. */
-static bool read_signals(int sfd, struct child *ch, bool running, bool exiting)
+/* SIGHUP: kha's own configuration read again; on failure the running one is kept. */
+static void reload(const struct kha_elect_opts *o, struct kha_elect_reloaded *live)
 {
+	struct kha_elect_reloaded fresh = *live;
+	struct kha_diag d = {};
+	char a[32], b[32];
+
+	if (o->reload(o->reload_userdata, &fresh, &d) < 0) {
+		kha_error("configuration not reloaded, keeping the running one", "error=%s",
+			  KHA_LOGQ(d.msg));
+		if (o->stats)
+			atomic_fetch_add_explicit(&o->stats->reload_failures, 1,
+						  memory_order_relaxed);
+		return;
+	}
+	*live = fresh;
+	if (o->stats)
+		atomic_fetch_add_explicit(&o->stats->reloads, 1, memory_order_relaxed);
+	if (o->exit_on_loss) /* kha lock: COMMAND is never restarted */
+		kha_info("configuration reloaded", "%s", "");
+	else
+		kha_info("configuration reloaded",
+			 "restart=%s restart_delay=%s restart_delay_max=%s",
+			 kha_elect_restart_name(live->restart),
+			 kha_format_duration(a, sizeof(a), live->backoff_initial_us),
+			 kha_format_duration(b, sizeof(b), live->backoff_max_us));
+}
+
+/*
+ * Reads the signals; returns whether SIGTERM or SIGINT arrived. SIGHUP goes to COMMAND and
+ * reloads kha's own configuration (the step's restart policy).
+ */
+static bool read_signals(int sfd, const struct kha_elect_opts *o, struct child *ch,
+			 struct kha_elect_step_state *st)
+{
+	bool running = st->running, exiting = st->exiting;
 	struct signalfd_siginfo si;
 	bool stop = false;
 
@@ -257,11 +315,12 @@ static bool read_signals(int sfd, struct child *ch, bool running, bool exiting)
 				kha_info("stopping", "signal=%s",
 					 si.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT");
 			stop = true;
-		} else if (si.ssi_signo == SIGHUP && running) {
-			/* a reload is COMMAND's business: systemd's ExecReload reaches it through
-			 * kha */
-			if (signal_group(ch, SIGHUP) == 0)
+		} else if (si.ssi_signo == SIGHUP) {
+			/* COMMAND reloads too: systemd's ExecReload reaches it through kha */
+			if (running && signal_group(ch, SIGHUP) == 0)
 				kha_info("SIGHUP forwarded to COMMAND", "pid=%d", (int)ch->p.pid);
+			if (o->reload)
+				reload(o, &st->policy);
 		}
 	}
 	return stop;
@@ -304,13 +363,13 @@ static int pass(struct engine *e, struct child *ch, struct kha_elect_step_state 
 		char stx[32];
 
 		status_text(stx, sizeof(stx), ch->p.exit_status);
-		kha_info("COMMAND exited", "%s=%s pid=%d %s", o->what, o->name, (int)ch->p.pid,
-			 stx);
+		kha_info("COMMAND exited", "%s=%s pid=%d %s", o->what, KHA_LOGQ(o->name),
+			 (int)ch->p.pid, stx);
 		kha_proc_release(&ch->p);
 	}
 	if (a.todo & KHA_ELECT_DO_LOSS_EXIT)
 		kha_error("COMMAND was stopped because the slot was lost", "%s=%s", o->what,
-			  o->name);
+			  KHA_LOGQ(o->name));
 	if (a.todo & KHA_ELECT_DO_RESTART) {
 		char b[32];
 
@@ -334,9 +393,8 @@ static int pass(struct engine *e, struct child *ch, struct kha_elect_step_state 
  * Sleeps until next_us (UINT64_MAX: no deadline), a signal, a backend's wake-up or the guard's
  * exit. Returns 0, or a negative errno when ppoll failed (d says so).
  */
-static int wait_events(struct engine *e, int sfd, struct child *ch,
-		       const struct kha_elect_step_state *st, uint64_t next_us,
-		       bool *exit_requested, struct kha_diag *d)
+static int wait_events(struct engine *e, int sfd, struct child *ch, struct kha_elect_step_state *st,
+		       uint64_t next_us, bool *exit_requested, struct kha_diag *d)
 {
 	struct pollfd pfds[3] = {
 		{.fd = sfd, .events = POLLIN},
@@ -357,7 +415,7 @@ static int wait_events(struct engine *e, int sfd, struct child *ch,
 		return kha_diag_set(d, errno, "ppoll: %s", strerror(errno));
 	if (pfds[1].revents)
 		drain(e->wake_fd);
-	if (pfds[0].revents && read_signals(sfd, ch, st->running, st->exiting))
+	if (pfds[0].revents && read_signals(sfd, e->o, ch, st))
 		*exit_requested = true;
 	return 0;
 }

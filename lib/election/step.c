@@ -12,7 +12,7 @@
  *     old lease again.
  *   - Restarts (restart on-failure/always) wait a back-off that doubles per quick exit, capped,
  *     and resets after a run at least as long as the cap; leaving the lead cancels a pending
- *     restart.
+ *     restart. The policy is st->policy: o's at start, replaced by a SIGHUP reload.
  */
 #include <sys/wait.h>
 
@@ -37,6 +37,9 @@ int kha_elect_step_init(struct kha_elect_step_state *st, const struct kha_elect_
 	if (interval >= deadline)
 		return kha_diag_set(d, EINVAL,
 				    "the renew interval must be shorter than the renew deadline");
+	st->policy = (struct kha_elect_reloaded){.restart = o->restart,
+						 .backoff_initial_us = o->backoff_initial_us,
+						 .backoff_max_us = o->backoff_max_us};
 	st->backoff_us = o->backoff_initial_us ? o->backoff_initial_us : DEFAULT_BACKOFF_US;
 	return 0;
 }
@@ -78,9 +81,10 @@ static void exited(struct kha_elect_step_state *st, const struct kha_elect_opts 
 		st->finished = true;
 		a->todo |= KHA_ELECT_DO_LOSS_EXIT;
 	} else if (why == KHA_ELECT_STOP_NONE) {
-		bool again = o->restart == KHA_ELECT_RESTART_ALWAYS ||
-			     (o->restart == KHA_ELECT_RESTART_ON_FAILURE && st->status != 0);
-		uint64_t cap = o->backoff_max_us ? o->backoff_max_us : DEFAULT_BACKOFF_MAX_US;
+		const struct kha_elect_reloaded *p = &st->policy;
+		bool again = p->restart == KHA_ELECT_RESTART_ALWAYS ||
+			     (p->restart == KHA_ELECT_RESTART_ON_FAILURE && st->status != 0);
+		uint64_t cap = p->backoff_max_us ? p->backoff_max_us : DEFAULT_BACKOFF_MAX_US;
 
 		if (!again) {
 			st->finished = true;
@@ -89,7 +93,7 @@ static void exited(struct kha_elect_step_state *st, const struct kha_elect_opts 
 		/* a run as long as the cap was no quick failure: start the back-off over */
 		if (now - st->started_us >= cap)
 			st->backoff_us =
-				o->backoff_initial_us ? o->backoff_initial_us : DEFAULT_BACKOFF_US;
+				p->backoff_initial_us ? p->backoff_initial_us : DEFAULT_BACKOFF_US;
 		st->restart_at_us = now + st->backoff_us;
 		a->restart_in_us = st->backoff_us;
 		a->todo |= KHA_ELECT_DO_RESTART;
