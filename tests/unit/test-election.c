@@ -815,6 +815,20 @@ static void test_step_restart_backs_off(void **state)
 	obs.child_exited = true;
 	a = step(&st, &o, &obs);
 	assert_int_equal(a.restart_in_us, S);
+	/* a SIGHUP reload replaces the policy: "no" now ends kha on the next exit */
+	obs.child_exited = false;
+	fake_now += S;
+	obs.last_renew_us = kha_now_us();
+	a = step(&st, &o, &obs);
+	assert_true(a.todo & KHA_ELECT_DO_START);
+	st.policy.restart = KHA_ELECT_RESTART_NO;
+	obs.child_exited = true;
+	obs.child_status = EXIT_STATUS(1);
+	a = step(&st, &o, &obs);
+	assert_true(a.todo & KHA_ELECT_DO_QUIT);
+	assert_int_equal(st.status, 1);
+	st.policy.restart = KHA_ELECT_RESTART_ON_FAILURE;
+	st.finished = false;
 	/* a clean exit with on-failure ends it, with COMMAND's status */
 	obs.child_exited = false;
 	fake_now += S;
