@@ -442,7 +442,7 @@ static void *campaign_thread(void *arg)
 	return NULL;
 }
 
-int kha_election__etcd_start(struct engine *e, struct kha_diag *d)
+static int etcd_start(struct engine *e, struct kha_diag *d)
 {
 	int r;
 
@@ -463,7 +463,7 @@ int kha_election__etcd_start(struct engine *e, struct kha_diag *d)
 	return 0;
 }
 
-void kha_election__etcd_free(struct engine *e)
+static void etcd_free(struct engine *e)
 {
 	for (size_t i = 0; i < KHA_ARRAY_SIZE(e->clients); i++) {
 		kha_etcd_free(e->clients[i]);
@@ -471,7 +471,7 @@ void kha_election__etcd_free(struct engine *e)
 	}
 }
 
-void kha_election__etcd_resign(struct engine *e)
+static void etcd_resign(struct engine *e)
 {
 	struct kha_etcd *c;
 	struct kha_diag d = {};
@@ -505,3 +505,9 @@ void kha_election__etcd_resign(struct engine *e)
 		kha_debug("resign: revoke failed", "error=%s", KHA_LOGQ(d.msg));
 	kha_info("resigned", "%s=%s id=%s", e->o->what, KHA_LOGQ(e->o->name), KHA_LOGQ(e->o->id));
 }
+
+const struct kha_election__backend kha_election__etcd_backend = {
+	.start = etcd_start,
+	.resign = etcd_resign,
+	.free = etcd_free,
+};

@@ -202,7 +202,7 @@ static void *kube_thread(void *arg)
 	return NULL;
 }
 
-int kha_election__kube_start(struct engine *e, struct kha_diag *d)
+static int kube_start(struct engine *e, struct kha_diag *d)
 {
 	if (!e->o->lease_namespace || !e->o->lease_name)
 		return kha_diag_set(d, EINVAL, "the Lease needs a namespace and a name");
@@ -211,3 +211,6 @@ int kha_election__kube_start(struct engine *e, struct kha_diag *d)
 	e->n_threads = 1;
 	return 0;
 }
+
+/* the Lease is released by its thread as it stops (as client-go's ReleaseOnCancel does) */
+const struct kha_election__backend kha_election__kube_backend = {.start = kube_start};
