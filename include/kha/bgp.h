@@ -295,6 +295,11 @@ unsigned kha_bgp_fsm_start(struct kha_bgp_fsm *f, uint64_t now);
 unsigned kha_bgp_fsm_stop(struct kha_bgp_fsm *f, uint64_t now, uint8_t cease_subcode);
 /* Our connection attempt succeeded, or we accepted the peer's (Events 16/17). */
 unsigned kha_bgp_fsm_tcp_up(struct kha_bgp_fsm *f, uint64_t now);
+/*
+ * Collision resolution (RFC 4271 6.8) kept the peer's new connection and closed ours: the
+ * session starts again on it, in OpenSent (our OPEN is sent on the new connection).
+ */
+unsigned kha_bgp_fsm_tcp_replace(struct kha_bgp_fsm *f, uint64_t now);
 /* The connection (or attempt) failed or was closed by the peer (Event 18). */
 unsigned kha_bgp_fsm_tcp_fail(struct kha_bgp_fsm *f, uint64_t now);
 /* A decoded OPEN that passed kha_bgp_open_check (Event 19): negotiates the hold time. */

@@ -129,6 +129,15 @@ unsigned kha_bgp_fsm_tcp_up(struct kha_bgp_fsm *f, uint64_t now)
 	return set_state(f, KHA_BGP_OPENSENT) | KHA_BGP_ACT_SEND_OPEN;
 }
 
+unsigned kha_bgp_fsm_tcp_replace(struct kha_bgp_fsm *f, uint64_t now)
+{
+	if (f->state != KHA_BGP_OPENSENT && f->state != KHA_BGP_OPENCONFIRM)
+		return kha_bgp_fsm_tcp_up(f, now);
+	stop_timers(f);
+	f->hold_at_us = deadline(now, OPEN_HOLD_US);
+	return set_state(f, KHA_BGP_OPENSENT) | KHA_BGP_ACT_SEND_OPEN;
+}
+
 unsigned kha_bgp_fsm_tcp_fail(struct kha_bgp_fsm *f, uint64_t now)
 {
 	switch (f->state) {
