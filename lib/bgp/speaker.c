@@ -1539,6 +1539,10 @@ static void finish_stop(struct kha_bgp *b)
 
 			if (len > 0 && queue(p, buf, (size_t)len) == 0)
 				p->notif_out++;
+			kha_info("notification sent",
+				 "peer=%s code=%u subcode=%u error=\"cease, administrative "
+				 "shutdown\"",
+				 p->name, KHA_BGP_ERR_CEASE, KHA_BGP_CEASE_ADMIN_SHUTDOWN);
 		}
 		if (p->bfd_fd >= 0) {
 			enum kha_bfd_state before = p->bfd.state;

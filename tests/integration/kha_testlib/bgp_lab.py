@@ -258,6 +258,7 @@ class BgpLab:
                                              0, gap], stdout=f)
         f.close()
         p.out = out
+        p.t0 = time.monotonic()
         return p
 
     def stop_load(self, p):
