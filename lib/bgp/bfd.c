@@ -133,6 +133,13 @@ unsigned kha_bfd_fsm_rx(struct kha_bfd_fsm *b, uint64_t now, const struct kha_bf
 
 	if (p->your_disc && p->your_disc != b->local_disc)
 		return 0;
+	/* 6.8.6 selects a session without Your Discriminator by the other fields: once Up, a
+	 * packet from another remote discriminator is another session of that peer (FRR may run
+	 * two for a while), not ours telling us it went down. A peer that really restarted is
+	 * seen by the detection time. */
+	if (!p->your_disc && b->state == KHA_BFD_UP && b->remote_disc &&
+	    p->my_disc != b->remote_disc)
+		return 0;
 	b->remote_disc = p->my_disc;
 	b->remote_state = p->state;
 	b->remote_detect_mult = p->detect_mult;

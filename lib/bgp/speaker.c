@@ -18,7 +18,8 @@
  *     wins (the peer's as learnt from its OPEN, or else its address), in Established the new
  *     connection is closed with a Cease (connection collision resolution).
  *   - BFD (RFC 5881): packets are accepted only with TTL 255; a session that goes from Up to
- *     Down ends the BGP session at once (RFC 5882), with a Cease, BFD Down (RFC 9384).
+ *     Down ends the BGP session at once (RFC 5882), with a Cease, BFD Down (RFC 9384), once
+ *     it had been Up for a second (a router's fresh session may bounce once as it settles).
  */
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -44,7 +45,8 @@
 #include "kha/track.h"
 #include "kha/banned.h"
 
-#define TX_MAX (256 * 1024) /* a peer that reads nothing for this long is dropped */
+#define TX_MAX	      (256 * 1024) /* a peer that reads nothing for this long is dropped */
+#define BFD_SETTLE_US (1000 * KHA_USEC_PER_MSEC)
 
 struct peer {
 	struct kha_bgp *b;
@@ -77,6 +79,7 @@ struct peer {
 	int bfd_fd; /* connected to the peer's port 3784, from our own port; -1: no BFD */
 	uint16_t bfd_port;
 	struct kha_loop_source *bfd_timer;
+	uint64_t bfd_up_at_us;
 	uint64_t bfd_flaps, bfd_sent, bfd_received;
 };
 
@@ -915,9 +918,18 @@ static void bfd_perform(struct peer *p, unsigned act, enum kha_bfd_state before)
 			"BFD session state", "peer=%s from=%s to=%s diag=%u detect_ms=%.1f",
 			p->name, kha_bfd_state_name(before), kha_bfd_state_name(to), p->bfd.diag,
 			(double)kha_bfd_detect_us(&p->bfd) / 1e3);
+		if (to == KHA_BFD_UP)
+			p->bfd_up_at_us = now;
 		if (before == KHA_BFD_UP && to != KHA_BFD_UP) {
 			p->bfd_flaps++;
-			perform(p, kha_bgp_fsm_bfd_down(&p->fsm, now), "BFD down");
+			/* a router's fresh session may bounce once as it settles (FRR 8.4 does,
+			 * as its BGP session comes up): BFD governs once it held for a while */
+			if (now - p->bfd_up_at_us >= BFD_SETTLE_US)
+				perform(p, kha_bgp_fsm_bfd_down(&p->fsm, now), "BFD down");
+			else
+				kha_info("BFD down right after up: the BGP session stays",
+					 "peer=%s up_ms=%.1f", p->name,
+					 (double)(now - p->bfd_up_at_us) / 1e3);
 		}
 	}
 	bfd_rearm(p);
@@ -996,8 +1008,15 @@ static void on_bfd_rx(struct kha_loop_source *src, int fd, uint32_t events, void
 		p->bfd_received++;
 		{
 			enum kha_bfd_state before = p->bfd.state;
+			unsigned act = kha_bfd_fsm_rx(&p->bfd, kha_now_us(), &pk);
 
-			bfd_perform(p, kha_bfd_fsm_rx(&p->bfd, kha_now_us(), &pk), before);
+			if (act & KHA_BFD_ACT_STATE)
+				kha_debug("BFD packet",
+					  "peer=%s state=%s diag=%u my_disc=%u "
+					  "your_disc=%u poll=%d final=%d",
+					  p->name, kha_bfd_state_name(pk.state), pk.diag,
+					  pk.my_disc, pk.your_disc, pk.poll, pk.final);
+			bfd_perform(p, act, before);
 		}
 	}
 }

@@ -248,6 +248,122 @@ def test_malformed_messages_get_the_rfc_notification(lab, tmp_path):
     assert lab.masters_of(lab.paths()) == set(lab.masters)
 
 
+def test_bird_sighup_reloads_communities_and_peers(lab, tmp_path):
+    m1 = lab.masters[0]
+    proto = m1.replace("-", "_")
+    conf = tmp_path / "bgp.yaml"
+    conf.write_text("community: ['65001:1']\n")
+    procs = start_all(lab, per_master={m1: ["--config", str(conf)]})
+    wait_for(lambda: "(65001,1)" in lab.birdc("show", "route", "protocol", proto, "all"), 10,
+             "the community at the router")
+    since = lab.birdc("show", "protocols", proto)
+    # a community changed and a peer added (nobody there: it stays Connect/Active)
+    conf.write_text(f"community: ['65001:2']\npeer: ['{lab.addr[lab.client]},as=65100']\n")
+    procs[m1].send_signal(signal.SIGHUP)
+    wait_for(lambda: "(65001,2)" in lab.birdc("show", "route", "protocol", proto, "all"), 10,
+             "the new community at the router")
+    s = lab.status(m1)
+    assert [p["address"] for p in s["peers"]] == [lab.addr[lab.router], lab.addr[lab.client]]
+    # the router's session was not touched
+    assert lab.birdc("show", "protocols", proto) == since
+    assert s["peers"][0]["flaps"] == 0
+    conf.write_text("community: ['65001:2']\n")
+    procs[m1].send_signal(signal.SIGHUP)
+    wait_for(lambda: len(lab.status(m1)["peers"]) == 1, 10, "the extra peer removed")
+    # a bad configuration changes nothing
+    conf.write_text("community: ['not-a-community']\n")
+    procs[m1].send_signal(signal.SIGHUP)
+    wait_for(lambda: 'result="failed"} 1' in lab.ns_http(m1, "http://127.0.0.1:9445/metrics"),
+             10, "the failed reload counted")
+    assert "(65001,2)" in lab.birdc("show", "route", "protocol", proto, "all")
+    assert procs[m1].poll() is None
+
+
+# ---- FRR ----
+
+@pytest.fixture
+def frr_lab(tmp_path):
+    if not os.path.exists("/usr/lib/frr/bgpd"):
+        pytest.skip("FRR is not installed")
+    lab = BgpLab(tmpdir=str(tmp_path))
+    try:
+        yield lab
+        for name, p, path in lab.procs:
+            if name.startswith("kha-bgp-"):
+                with open(path, errors="replace") as f:
+                    assert_no_sanitizer_report(f.read(), name)
+    finally:
+        lab.close()
+
+
+def frr_bfd_up(lab):
+    return {w[2] for w in (line.split() for line in lab.vtysh("show bfd peers brief").splitlines())
+            if len(w) >= 4 and w[3] == "up"}
+
+
+def test_frr_ecmp_and_bfd(frr_lab):
+    lab = frr_lab
+    lab.start_frr()
+    procs = {m: lab.kha_bgp(kha_bin(), m, "--hold-time", "9s") for m in lab.masters}
+    wait_for(lambda: lab.masters_of(lab.paths()) == set(lab.masters), 30,
+             "FRR to install a path to every master (maximum-paths)")
+    wait_for(lambda: lab.masters_of(frr_bfd_up(lab)) == set(lab.masters), 15,
+             "FRR's BFD sessions Up")
+    results = lab.load(count=90)
+    assert all(r["ok"] for r in results), [r for r in results if not r["ok"]][:3]
+    assert set(spread(results)) == set(lab.masters), spread(results)
+    m1 = lab.masters[0]
+    lab.link(m1, False)
+    procs[m1].send_signal(signal.SIGKILL)
+    t0 = time.monotonic()
+    wait_for(lambda: lab.masters_of(lab.paths()) == set(lab.masters[1:]), 9,
+             "FRR to drop the dead master's path")
+    took = time.monotonic() - t0
+    assert took < 1.5 * SLACK, took
+    results = lab.load(count=30)
+    assert all(r["ok"] for r in results) and m1 not in spread(results)
+    print(f"FRR dropped the path {took * 1000:.0f} ms after SIGKILL and link cut")
+
+
+# ---- GoBGP ----
+
+def test_gobgp_accepts_ipv4_and_ipv6_announcements(tmp_path):
+    if not shutil.which("gobgpd"):
+        pytest.skip("GoBGP is not installed")
+    with BgpLab(tmpdir=str(tmp_path)) as lab:
+        lab.start_gobgp_router(ipv6=True)
+        v6 = f"fd00:{lab.net.split('.')[1]}::1/128"
+        procs = [lab.kha_bgp(kha_bin(), m, "--announce", v6, "--next-hop", f"fd00:99::{11 + i}",
+                             "--community", "65001:7", "--med", "20", bfd=False)
+                 for i, m in enumerate(lab.masters)]
+
+        def rib(family):
+            out = lab.gobgp("global", "rib", "-a", family, "-j")
+            return json.loads(out) if out.strip().startswith("{") else {}
+
+        wait_for(lambda: len(rib("ipv4").get(f"{lab.vip}/32", [])) == 3 and
+                 len(rib("ipv6").get(v6, [])) == 3, 30, "GoBGP to accept every master's paths")
+        hops4, hops6 = set(), set()
+        for path in rib("ipv4")[f"{lab.vip}/32"]:
+            attrs = {a["type"]: a for a in path["attrs"]}
+            hops4.add(attrs[3]["nexthop"])
+            assert attrs[8]["communities"] == [65001 << 16 | 7]
+            assert attrs[4]["metric"] == 20
+            assert attrs[2]["as_paths"][0]["asns"] == [lab.MASTER_AS]
+        for path in rib("ipv6")[v6]:
+            attrs = {a["type"]: a for a in path["attrs"]}
+            hops6.add(attrs[14]["nexthop"])
+        assert hops4 == {lab.addr[m] for m in lab.masters}
+        assert hops6 == {f"fd00:99::{11 + i}" for i in range(3)}
+        # SIGTERM: withdrawn from GoBGP, a clean exit
+        procs[0].send_signal(signal.SIGTERM)
+        assert procs[0].wait(timeout=20) == 0
+        wait_for(lambda: len(rib("ipv4").get(f"{lab.vip}/32", [])) == 2 and
+                 len(rib("ipv6").get(v6, [])) == 2, 10, "the stopped master's paths withdrawn")
+        for p in procs:
+            assert_no_sanitizer_report(lab.log(p), "kha bgp")
+
+
 # ---- the command line ----
 
 @pytest.mark.parametrize("args,fragment", [

@@ -718,6 +718,17 @@ static void test_bfd_session_up_poll_and_detection(void **state)
 	kha_bfd_fsm_packet(&b, t + 50000, &out);
 	assert_true(out.final);
 	assert_false(out.poll);
+	/* once Up, a Down from another remote session without our discriminator is not ours */
+	{
+		struct kha_bfd_packet stray = peer;
+
+		stray.state = KHA_BFD_DOWN;
+		stray.your_disc = 0;
+		stray.my_disc = 78;
+		stray.poll = false;
+		assert_int_equal(kha_bfd_fsm_rx(&b, t + 60000, &stray), 0);
+		assert_int_equal(b.state, KHA_BFD_UP);
+	}
 	/* silence: Down with diag 1 after the detection time */
 	assert_int_equal(kha_bfd_fsm_tick(&b, t + 349999) & KHA_BFD_ACT_STATE, 0);
 	assert_int_equal(kha_bfd_fsm_tick(&b, t + 350000), KHA_BFD_ACT_STATE | KHA_BFD_ACT_SEND);

@@ -18,6 +18,7 @@ BgpLab.close() kills what it started and deletes every namespace, also after a f
 import itertools
 import json
 import os
+import shutil
 import signal
 import subprocess
 import tempfile
@@ -86,6 +87,7 @@ class BgpLab:
         self.tmpdir = tmpdir or tempfile.mkdtemp(prefix="kha-bgp-")
         self.procs = []  # (name, Popen, log path)
         self._namespaces = []
+        self._dirs = []
         try:
             self.pki = make_pki(os.path.join(self.tmpdir, "pki"))
             self._build()
@@ -228,6 +230,106 @@ class BgpLab:
                check=False)
         return r.stdout
 
+    def start_frr(self, bfd=True, hold=9):
+        """FRR as the router: zebra (ECMP into the kernel), bgpd with maximum-paths, bfdd."""
+        # FRR drops to its own user (the vty group is compiled in): a directory it can use,
+        # outside the test's private temporary directory
+        d = tempfile.mkdtemp(prefix="kha-frr-")
+        self._dirs.append(d)
+        self.frr_dir = d
+        nbrs = []
+        for m in self.masters:
+            a = self.addr[m]
+            nbrs += [f" neighbor {a} remote-as {self.MASTER_AS}",
+                     f" neighbor {a} timers connect 1"]
+            if bfd:
+                nbrs.append(f" neighbor {a} bfd profile fast")
+        conf = {
+            "zebra.conf": "hostname r\n",
+            "bfdd.conf": textwrap.dedent("""
+                hostname r
+                bfd
+                 profile fast
+                  receive-interval 100
+                  transmit-interval 100
+                  detect-multiplier 3
+                 !
+                !
+            """),
+            "bgpd.conf": textwrap.dedent(f"""
+                hostname r
+                router bgp {self.ROUTER_AS}
+                 bgp router-id {self.net}.1
+                 no bgp ebgp-requires-policy
+                 timers bgp {max(1, hold // 3)} {hold}
+            """) + "\n".join(nbrs) + textwrap.dedent("""
+                 address-family ipv4 unicast
+                  maximum-paths 16
+                 exit-address-family
+                !
+            """),
+        }
+        for name, text in conf.items():
+            with open(os.path.join(d, name), "w") as f:
+                f.write(text)
+        for x in [d, *(os.path.join(d, n) for n in conf)]:
+            shutil.chown(x, "frr", "frr")
+        common = ["--vty_socket", d, "-P", "0", "--log", f"file:{d}/frr.log"]
+        zsock = os.path.join(d, "zserv.api")
+        procs = [self.spawn(self.router, "zebra", ["/usr/lib/frr/zebra", "-f",
+                                                   os.path.join(d, "zebra.conf"), "-i",
+                                                   os.path.join(d, "zebra.pid"), "-z", zsock,
+                                                   *common])]
+        wait_for(lambda: os.path.exists(zsock), 20, "zebra's socket")
+        if bfd:
+            procs.append(self.spawn(self.router, "bfdd", [
+                "/usr/lib/frr/bfdd", "-f", os.path.join(d, "bfdd.conf"), "-i",
+                os.path.join(d, "bfdd.pid"), "-z", zsock, "--bfdctl",
+                os.path.join(d, "bfdd.sock"), *common]))
+        procs.append(self.spawn(self.router, "bgpd", [
+            "/usr/lib/frr/bgpd", "-f", os.path.join(d, "bgpd.conf"), "-i",
+            os.path.join(d, "bgpd.pid"), "-z", zsock, *common]))
+        return procs
+
+    def vtysh(self, cmd):
+        r = sh("ip", "netns", "exec", self.router, "vtysh", "--vty_socket", self.frr_dir, "-c",
+               cmd, check=False)
+        return r.stdout
+
+    def start_gobgp_router(self, ipv6=False, hold=9):
+        """GoBGP as the router (it installs nothing into the kernel: read its RIB)."""
+        lines = [f"[global.config]\n  as = {self.ROUTER_AS}\n  router-id = \"{self.net}.1\"\n"]
+        for m in self.masters:
+            lines.append(textwrap.dedent(f"""
+                [[neighbors]]
+                  [neighbors.config]
+                    neighbor-address = "{self.addr[m]}"
+                    peer-as = {self.MASTER_AS}
+                  [neighbors.timers.config]
+                    connect-retry = 1
+                    hold-time = {hold}
+                    keepalive-interval = {max(1, hold // 3)}
+                  [[neighbors.afi-safis]]
+                    [neighbors.afi-safis.config]
+                      afi-safi-name = "ipv4-unicast"
+            """))
+            if ipv6:
+                lines.append(textwrap.dedent("""
+                  [[neighbors.afi-safis]]
+                    [neighbors.afi-safis.config]
+                      afi-safi-name = "ipv6-unicast"
+                """))
+        conf = os.path.join(self.tmpdir, "gobgpd.toml")
+        with open(conf, "w") as f:
+            f.write("".join(lines))
+        return self.spawn(self.router, "gobgpd", ["gobgpd", "-f", conf, "-t", "toml",
+                                                  "--api-hosts", "127.0.0.1:50051"])
+
+    def gobgp(self, *args):
+        r = sh("ip", "netns", "exec", self.router, "gobgp", "-u", "127.0.0.1", "-p", "50051",
+               *args, check=False)
+        return r.stdout
+
     # -- observation -------------------------------------------------------------------------
     def paths(self):
         """The next hops of the service address in the router's kernel table (a set)."""
@@ -306,6 +408,9 @@ class BgpLab:
         for ns in reversed(self._namespaces):
             sh("ip", "netns", "del", ns, check=False)
         self._namespaces = []
+        for d in self._dirs:
+            shutil.rmtree(d, ignore_errors=True)
+        self._dirs = []
 
     def __enter__(self):
         return self
