@@ -40,8 +40,10 @@ def lab(tmp_path):
         lab.close()
 
 
-def start_all(lab, *extra, bfd=True, per_master=None, **bird):
-    """BIRD on the router, kha bgp on every master (with per_master[m]'s extra flags)."""
+def start_all(lab, *extra, bfd=False, per_master=None, **bird):
+    """BIRD on the router, kha bgp on every master (with per_master[m]'s extra flags). BFD at
+    3 x 100 ms only where a test is about it: on a loaded machine (sanitizers, parallel labs)
+    it may rightly declare a starved speaker dead."""
     lab.start_bird(bfd=bfd, **bird)
     per_master = per_master or {}
     procs = {m: lab.kha_bgp(kha_bin(), m, *extra, *per_master.get(m, []), bfd=bfd)
@@ -87,7 +89,6 @@ def test_bird_ecmp_three_paths_new_connections_spread(lab):
     assert all(held(lab, m) for m in lab.masters)
     s = lab.status(lab.masters[0])
     assert s["announcing"] and s["peers"][0]["state"] == "Established"
-    assert s["peers"][0]["bfd"]["state"] == "Up"
     r = sh("ip", "netns", "exec", lab.masters[0], kha_bin(), "bgp", "status", "-o", "json",
            check=False)
     assert r.returncode == 0, r.stderr
@@ -123,8 +124,11 @@ def test_bird_failing_track_withdraws_at_once(lab):
 
 
 def test_bird_bfd_sigkill_and_link_cut_drop_the_path_fast(lab):
-    procs = start_all(lab, "--hold-time", "9s")
+    procs = start_all(lab, "--hold-time", "9s", bfd=True)
     m1 = lab.masters[0]
+    wait_for(lambda: lab.status(m1)["peers"][0]["bfd"] == {"state": "Up", "detect_ms": 300.0,
+                                                           "flaps": 0}, 10,
+             "kha's BFD session Up with a 300 ms detection time")
     lab.link(m1, False)
     procs[m1].send_signal(signal.SIGKILL)
     t0 = time.monotonic()
