@@ -1484,24 +1484,10 @@ int kha_bgp_new(struct kha_bgp_config *cfg, struct kha_diag *d, struct kha_bgp *
 		b->npeers++;
 	}
 	if (b->cfg.metrics_addr[0]) {
-		r = kha_metrics_new(&b->metrics);
-		if (r == 0)
-			r = kha_metrics_add_collector(b->metrics, collect, b);
-		if (r < 0) {
-			kha_diag_set(d, r, "metrics: %s", strerror(-r));
+		r = kha_httpd_admin_new(b->loop, b->cfg.metrics_addr, collect, status_route, ready,
+					b, &b->metrics, &b->httpd, d);
+		if (r < 0)
 			goto fail;
-		}
-		r = kha_httpd_new(b->loop, b->cfg.metrics_addr, b->metrics, d, &b->httpd);
-		if (r < 0) {
-			kha_diag_prefix(d, "--metrics-addr");
-			goto fail;
-		}
-		r = kha_httpd_route(b->httpd, "/status", status_route, b);
-		if (r < 0) {
-			kha_diag_set(d, r, "metrics: %s", strerror(-r));
-			goto fail;
-		}
-		kha_httpd_set_ready(b->httpd, ready, b);
 	}
 	*ret = b;
 	return 0;

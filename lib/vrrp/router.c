@@ -968,24 +968,10 @@ int kha_vrrp_new(struct kha_vrrp_config *cfg, struct kha_diag *d, struct kha_vrr
 		goto fail;
 	}
 	if (v->cfg.metrics_addr[0]) {
-		r = kha_metrics_new(&v->metrics);
-		if (r == 0)
-			r = kha_metrics_add_collector(v->metrics, collect, v);
-		if (r < 0) {
-			kha_diag_set(d, r, "metrics: %s", strerror(-r));
+		r = kha_httpd_admin_new(v->loop, v->cfg.metrics_addr, collect, status_route, ready,
+					v, &v->metrics, &v->httpd, d);
+		if (r < 0)
 			goto fail;
-		}
-		r = kha_httpd_new(v->loop, v->cfg.metrics_addr, v->metrics, d, &v->httpd);
-		if (r < 0) {
-			kha_diag_prefix(d, "--metrics-addr");
-			goto fail;
-		}
-		r = kha_httpd_route(v->httpd, "/status", status_route, v);
-		if (r < 0) {
-			kha_diag_set(d, r, "metrics: %s", strerror(-r));
-			goto fail;
-		}
-		kha_httpd_set_ready(v->httpd, ready, v);
 	}
 	*ret = v;
 	return 0;
