@@ -10,7 +10,6 @@ import json
 import os
 import shutil
 import signal
-import subprocess
 import textwrap
 import time
 

@@ -26,6 +26,7 @@ import textwrap
 import time
 
 from kha_testlib.backends import make_pki, wait_for  # noqa: F401 (tests use wait_for)
+from kha_testlib.netns import NetnsLab, sh  # noqa: F401 (tests use sh)
 
 _counter = itertools.count()
 BACKENDS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "backends.py")
@@ -59,17 +60,12 @@ LOAD = textwrap.dedent("""
 """)
 
 
-def sh(*args, check=True, timeout=20, input=None):
-    return subprocess.run(list(map(str, args)), capture_output=True, text=True, check=check,
-                          timeout=timeout, stdin=None if input else subprocess.DEVNULL,
-                          input=input)
-
-
-class BgpLab:
+class BgpLab(NetnsLab):
     ROUTER_AS = 65000
     MASTER_AS = 65001
 
     def __init__(self, masters=3, tmpdir=None):
+        super().__init__()
         n = next(_counter)
         pid = os.getpid()
         self.prefix = f"kb{pid % 100000}x{n}"
@@ -85,8 +81,6 @@ class BgpLab:
         self.addr[self.router] = f"{self.net}.1"
         self.addr[self.client] = f"{self.cnet}.2"
         self.tmpdir = tmpdir or tempfile.mkdtemp(prefix="kha-bgp-")
-        self.procs = []  # (name, Popen, log path)
-        self._namespaces = []
         self._dirs = []
         try:
             self.pki = make_pki(os.path.join(self.tmpdir, "pki"))
@@ -96,14 +90,9 @@ class BgpLab:
             raise
 
     # -- building ----------------------------------------------------------------------------
-    def _ns(self, name):
-        sh("ip", "netns", "add", name)
-        self._namespaces.append(name)
-        sh("ip", "-n", name, "link", "set", "lo", "up")
-
     def _build(self):
         r = self.router
-        self._ns(r)
+        self.ns(r)
         sh("ip", "netns", "exec", r, "sysctl", "-qw", "net.ipv4.ip_forward=1")
         # L4 hashing: new connections from one client spread over the paths
         sh("ip", "netns", "exec", r, "sysctl", "-qw", "net.ipv4.fib_multipath_hash_policy=1")
@@ -111,7 +100,7 @@ class BgpLab:
         sh("ip", "-n", r, "addr", "add", f"{self.net}.1/24", "dev", "br0")
         sh("ip", "-n", r, "link", "set", "br0", "up")
         for i, m in enumerate(self.masters):
-            self._ns(m)
+            self.ns(m)
             port = f"p{i}"
             sh("ip", "-n", r, "link", "add", port, "type", "veth", "peer", "name", "eth0",
                "netns", m)
@@ -128,7 +117,7 @@ class BgpLab:
             self.spawn(m, f"health-{m}", ["python3", "-m", "http.server", "18080", "--bind",
                                           "127.0.0.1", "--directory", health])
         c = self.client
-        self._ns(c)
+        self.ns(c)
         sh("ip", "-n", r, "link", "add", "eth1", "type", "veth", "peer", "name", "eth0",
            "netns", c)
         sh("ip", "-n", r, "addr", "add", f"{self.cnet}.1/24", "dev", "eth1")
@@ -157,23 +146,6 @@ class BgpLab:
         return f"p{self.masters.index(master)}"
 
     # -- processes ---------------------------------------------------------------------------
-    def spawn(self, ns, name, argv, env=None, stdout=None):
-        log = os.path.join(self.tmpdir, f"{name}.log")
-        f = open(log, "ab")
-        p = subprocess.Popen(["ip", "netns", "exec", ns, *map(str, argv)],
-                             stdout=stdout or f, stderr=f if stdout else subprocess.STDOUT,
-                             stdin=subprocess.DEVNULL, env=env)
-        f.close()
-        self.procs.append((name, p, log))
-        return p
-
-    def log(self, p):
-        for _, q, path in self.procs:
-            if q is p:
-                with open(path, errors="replace") as f:
-                    return f.read()
-        return ""
-
     def kha_bgp(self, kha, master, *extra, bfd=True, tag=""):
         """Starts kha bgp on a master, peering with the router."""
         args = [kha, "bgp", "--router-id", self.addr[master], "--local-as", self.MASTER_AS,
@@ -394,26 +366,7 @@ class BgpLab:
 
     # -- teardown ----------------------------------------------------------------------------
     def close(self):
-        for _, p, _ in self.procs:
-            if p.poll() is None:
-                try:
-                    p.send_signal(signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-        for _, p, _ in self.procs:
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                pass
-        for ns in reversed(self._namespaces):
-            sh("ip", "netns", "del", ns, check=False)
-        self._namespaces = []
+        super().close()
         for d in self._dirs:
             shutil.rmtree(d, ignore_errors=True)
         self._dirs = []
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
