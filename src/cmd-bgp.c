@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <unistd.h>
 #include <jansson.h>
 
 #include "cmd-common.h"
@@ -44,6 +45,7 @@ enum {
 	OPT_TRACK_TIMEOUT,
 	OPT_TRACK_FALL,
 	OPT_TRACK_RISE,
+	OPT_TRACK_CACERT,
 	OPT_CONFIG,
 	OPT_METRICS_ADDR,
 	OPT_LOG_LEVEL,
@@ -77,6 +79,7 @@ static const struct option longopts[] = {
 	{"track-timeout", required_argument, NULL, OPT_TRACK_TIMEOUT},
 	{"track-fall", required_argument, NULL, OPT_TRACK_FALL},
 	{"track-rise", required_argument, NULL, OPT_TRACK_RISE},
+	{"track-cacert", required_argument, NULL, OPT_TRACK_CACERT},
 	{"config", required_argument, NULL, OPT_CONFIG},
 	{"metrics-addr", required_argument, NULL, OPT_METRICS_ADDR},
 	{"log-level", required_argument, NULL, OPT_LOG_LEVEL},
@@ -102,7 +105,8 @@ static void usage(FILE *out)
 		"Example (a master at 10.0.0.11, two top-of-rack routers in AS 65000):\n"
 		"  kha bgp --router-id 10.0.0.11 --local-as 65011 --peer-as 65000 \\\n"
 		"      --peer 10.0.0.1 --peer 10.0.0.2 --announce 10.96.0.1/32 --bfd \\\n"
-		"      --track-url https://127.0.0.1:6443/readyz\n"
+		"      --track-url https://127.0.0.1:6443/readyz \\\n"
+		"      --track-cacert /etc/kubernetes/pki/ca.crt\n"
 		"\n"
 		"Session:\n"
 		"  --router-id ADDR          BGP identifier, an IPv4 address of this host (required)\n"
@@ -143,6 +147,8 @@ static void usage(FILE *out)
 		"  --track-timeout DUR       per check (default 1s)\n"
 		"  --track-fall N            failures before withdrawing (default 3)\n"
 		"  --track-rise N            successes before announcing again (default 2)\n"
+		"  --track-cacert FILE       CA bundle for https:// tracks (the cluster CA for the\n"
+		"                            apiserver's /readyz; default: the system store)\n"
 		"Operations:\n"
 		"  --config FILE             YAML file of these flags (keys = flag names)\n"
 		"  --metrics-addr ADDR       /metrics, /healthz, /readyz, /status (default\n"
@@ -364,6 +370,10 @@ static int apply(void *userdata, int val, const char *arg, struct kha_diag *d)
 		return kha_opt_set_uint(&c->track_fall, arg, 1, 100, d);
 	case OPT_TRACK_RISE:
 		return kha_opt_set_uint(&c->track_rise, arg, 1, 100, d);
+	case OPT_TRACK_CACERT:
+		if (access(arg, R_OK) < 0)
+			return kha_diag_set(d, errno, "'%s': %s", arg, strerror(errno));
+		return kha_opt_set_str(&c->track_cacert, arg, d);
 	case OPT_METRICS_ADDR:
 		if (strcmp(arg, "off") == 0 || !*arg) {
 			c->metrics_addr[0] = '\0';

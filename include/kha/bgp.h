@@ -449,6 +449,7 @@ struct kha_bgp_config {
 	uint64_t track_timeout_us;  /* default 1 s */
 	unsigned track_fall;	    /* default 3 */
 	unsigned track_rise;	    /* default 2 */
+	char *track_cacert;	    /* owned; CA bundle for https:// tracks (NULL: system) */
 	char metrics_addr[64];	    /* "" = off; default 127.0.0.1:9445 */
 };
 

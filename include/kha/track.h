@@ -29,6 +29,7 @@ struct kha_tracks_config {
 	uint64_t interval_us; /* between rounds of checks */
 	uint64_t timeout_us;  /* per check */
 	unsigned fall, rise;
+	const char *cacert; /* PEM CA bundle for https:// tracks; NULL = the system store */
 };
 
 /* Called on the loop thread when track i changed (kha_tracks_all_up() tells the verdict). */

@@ -139,6 +139,8 @@ void kha_bgp_config_release(struct kha_bgp_config *c)
 		c->track_urls[i] = NULL;
 	}
 	c->ntracks = 0;
+	free(c->track_cacert);
+	c->track_cacert = NULL;
 	if (c->md5_password)
 		explicit_bzero(c->md5_password, strlen(c->md5_password));
 	free(c->md5_password);
@@ -1188,7 +1190,8 @@ static int tracks_start(struct kha_bgp *b)
 				       .interval_us = b->cfg.track_interval_us,
 				       .timeout_us = b->cfg.track_timeout_us,
 				       .fall = b->cfg.track_fall,
-				       .rise = b->cfg.track_rise};
+				       .rise = b->cfg.track_rise,
+				       .cacert = b->cfg.track_cacert};
 	int r = kha_tracks_new(b->loop, &tc, on_track_change, b, &b->tracks);
 
 	return r < 0 ? r : kha_tracks_start(b->tracks);
@@ -1445,6 +1448,7 @@ int kha_bgp_new(struct kha_bgp_config *cfg, struct kha_diag *d, struct kha_bgp *
 	memset(cfg->track_urls, 0, sizeof(cfg->track_urls));
 	cfg->ntracks = 0;
 	cfg->md5_password = NULL;
+	cfg->track_cacert = NULL;
 	b->listen_fd[0] = b->listen_fd[1] = -1;
 	b->bfd_rx[0] = b->bfd_rx[1] = -1;
 	b->npeers = 0;
@@ -1601,7 +1605,9 @@ static bool tracks_equal(const struct kha_bgp_config *a, const struct kha_bgp_co
 {
 	if (a->ntracks != c->ntracks || a->track_interval_us != c->track_interval_us ||
 	    a->track_timeout_us != c->track_timeout_us || a->track_fall != c->track_fall ||
-	    a->track_rise != c->track_rise)
+	    a->track_rise != c->track_rise ||
+	    (a->track_cacert == NULL) != (c->track_cacert == NULL) ||
+	    (a->track_cacert && strcmp(a->track_cacert, c->track_cacert) != 0))
 		return false;
 	for (size_t i = 0; i < a->ntracks; i++)
 		if (strcmp(a->track_urls[i], c->track_urls[i]) != 0)
@@ -1738,6 +1744,9 @@ static void reload(struct kha_bgp *b)
 		b->cfg.track_timeout_us = c.track_timeout_us;
 		b->cfg.track_fall = c.track_fall;
 		b->cfg.track_rise = c.track_rise;
+		free(b->cfg.track_cacert);
+		b->cfg.track_cacert = c.track_cacert;
+		c.track_cacert = NULL;
 		if (tracks_start(b) < 0)
 			kha_error("health tracks not restarted", "%s", "");
 	}

@@ -30,6 +30,7 @@ struct kha_tracks {
 	size_t n;
 	uint64_t interval_us, timeout_us;
 	unsigned fall, rise;
+	char *cacert; /* owned; NULL: the system store */
 	kha_tracks_change_fn fn;
 	void *userdata;
 	bool stopping;
@@ -66,6 +67,11 @@ int kha_tracks_new(struct kha_loop *loop, const struct kha_tracks_config *cfg,
 	t->rise = cfg->rise ? cfg->rise : 1;
 	t->fn = fn;
 	t->userdata = userdata;
+	if (cfg->cacert && !(t->cacert = strdup(cfg->cacert))) {
+		free(t->tracks);
+		free(t);
+		return -ENOMEM;
+	}
 	pthread_mutex_init(&t->lock, NULL);
 	pthread_cond_init(&t->cond, NULL);
 	for (size_t i = 0; i < cfg->n; i++, t->n++) {
@@ -115,12 +121,17 @@ static void on_result(struct kha_loop *loop, void *userdata)
 static void *track_main(void *arg)
 {
 	struct kha_tracks *t = arg;
-	struct kha_http_options ho = {.connect_timeout_us = t->timeout_us};
+	struct kha_http_options ho = {.connect_timeout_us = t->timeout_us, .cacert = t->cacert};
 	struct kha_http *h = NULL;
 	struct kha_diag d = {};
 
-	if (kha_http_new(&ho, &h, &d) < 0)
+	if (kha_http_new(&ho, &h, &d) < 0) {
+		char q[KHA_DIAG_MAX + 8];
+
+		kha_error("health tracks cannot run", "error=%s",
+			  kha_log_quote(q, sizeof(q), d.msg));
 		return NULL;
+	}
 	while (!t->stop) {
 		struct timespec until;
 		uint64_t wake;
@@ -199,6 +210,7 @@ void kha_tracks_free(struct kha_tracks *t)
 	for (size_t i = 0; i < t->n; i++)
 		free(t->tracks[i].url);
 	free(t->tracks);
+	free(t->cacert);
 	pthread_mutex_destroy(&t->lock);
 	pthread_cond_destroy(&t->cond);
 	free(t);

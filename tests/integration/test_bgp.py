@@ -122,6 +122,34 @@ def test_bird_failing_track_withdraws_at_once(lab):
     print(f"withdrawn {took * 1000:.0f} ms after the health file went")
 
 
+def test_bird_https_track_with_the_cluster_ca(lab):
+    """The apiserver-like track: HTTPS /readyz verified with --track-cacert."""
+    m1 = lab.masters[0]
+    start_all(lab, per_master={m1: ["--track-url", "https://127.0.0.1:8443/readyz",
+                                    "--track-cacert", lab.pki["ca"]]})
+    s = lab.status(m1)
+    wait_for(lambda: lab.status(m1)["tracks"][1]["detail"] == "HTTP 200", 10,
+             "the HTTPS track verified")
+
+    def set_ready(code):
+        code_py = textwrap.dedent(f"""
+            import ssl, urllib.request
+            ctx = ssl.create_default_context(cafile="{lab.pki['ca']}")
+            urllib.request.urlopen(urllib.request.Request(
+                "https://127.0.0.1:8443/admin/ready?code={code}", data=b"", method="POST"),
+                context=ctx, timeout=5).read()
+        """)
+        sh("ip", "netns", "exec", m1, "python3", "-c", code_py)
+
+    set_ready(503)
+    wait_for(lambda: lab.masters_of(lab.paths()) == set(lab.masters[1:]), 5 * SLACK,
+             "the path withdrawn while /readyz says 503")
+    assert s["announcing"]
+    set_ready(200)
+    wait_for(lambda: lab.masters_of(lab.paths()) == set(lab.masters), 5 * SLACK,
+             "the path back once ready")
+
+
 def test_bird_bfd_sigkill_and_link_cut_drop_the_path_fast(lab):
     procs = start_all(lab, "--hold-time", "9s", bfd=True)
     m1 = lab.masters[0]
