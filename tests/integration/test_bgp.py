@@ -310,6 +310,25 @@ def test_bird_sighup_reloads_communities_and_peers(lab, tmp_path):
     assert procs[m1].poll() is None
 
 
+def test_bird_tcp_md5_and_gtsm(lab, tmp_path):
+    """TCP-MD5 (RFC 2385) and GTSM (RFC 5082) with BIRD: the right password establishes, a
+    wrong one never does."""
+    good, bad = tmp_path / "md5", tmp_path / "md5-wrong"
+    good.write_text("s3cret-kha\n")
+    bad.write_text("wrong\n")
+    os.chmod(good, 0o600)
+    lab.start_bird(bfd=False, neighbor_extra='password "s3cret-kha"; ttl security on;')
+    m1, m2 = lab.masters[0], lab.masters[1]
+    lab.kha_bgp(kha_bin(), m1, "--md5-password-file", str(good), "--gtsm", bfd=False)
+    lab.kha_bgp(kha_bin(), m2, "--md5-password-file", str(bad), "--gtsm", bfd=False)
+    wait_for(lambda: lab.masters_of(lab.paths()) == {m1}, 30, "the signed session's path")
+    # the wrong password: segments dropped by the kernel, never Established
+    time.sleep(3)
+    assert lab.masters_of(lab.paths()) == {m1}
+    assert lab.status(m2)["peers"][0]["state"] != "Established"
+    assert "Established" in lab.birdc("show", "protocols", m1.replace("-", "_"))
+
+
 # ---- FRR ----
 
 @pytest.fixture

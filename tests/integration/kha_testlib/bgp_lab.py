@@ -158,10 +158,11 @@ class BgpLab(NetnsLab):
         return self.spawn(master, f"kha-bgp-{master}{tag}", [*args, *map(str, extra)])
 
     # -- the router --------------------------------------------------------------------------
-    def bird_config(self, bfd=True, hold=9, gshut=True):
+    def bird_config(self, bfd=True, hold=9, gshut=True, neighbor_extra=""):
+        """neighbor_extra: more BIRD options for every session ('password "x";')."""
         nbrs = "\n".join(
             f"protocol bgp {m.replace('-', '_')} from masters {{ neighbor {self.addr[m]} "
-            f"as {self.MASTER_AS}; }}" for m in self.masters)
+            f"as {self.MASTER_AS}; {neighbor_extra} }}" for m in self.masters)
         imp = ("if (65535, 0) ~ bgp_community then bgp_local_pref = 0; accept;" if gshut
                else "accept;")
         bfd_proto = textwrap.dedent("""
