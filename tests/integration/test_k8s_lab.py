@@ -169,3 +169,29 @@ def test_elect_lease_backend_hands_over_on_the_real_api(k8s, tmp_path):
             _, err = p.communicate(timeout=30)
             assert_no_sanitizer_report(err, f"kha elect {who}")
         k8s.kubectl("delete", "lease", "-n", "default", "kha-test", "--ignore-not-found")
+
+
+def test_audit_checks_each_entry_against_the_real_apiserver_certificates(k8s):
+    """The VIP and the node-local address are in kubeadm's apiserver certificates (certSANs of
+    the lab's kubeadm configuration): nothing to report. A load balancer's own address is not:
+    kha audit says so, and kubectl through that address is refused exactly as predicted."""
+    def audit(entry):
+        # each apiserver named: one that does not answer in time is then a finding, not a
+        # skip (the machine may be busy)
+        named = [a for m in k8s.masters for a in ("--apiserver", f"{k8s.address[m]}:6443")]
+        r = k8s.exec("node", kha_bin(), "audit", "--entry", entry, *named, "--timeout", "15s",
+                     "-o", "json", check=False, timeout=180)
+        assert r.returncode in (0, 1, 2), r.stderr
+        return [f for f in json.loads(r.stdout)["findings"]
+                if f["check"] in ("entry-san", "apiserver-san")]
+
+    for entry in (f"{k8s.vip}:6443", "127.0.0.1:7443"):
+        found = audit(entry)
+        assert [f["check"] for f in found].count("apiserver-san") == len(k8s.masters), found
+        assert all(f["severity"] == "ok" for f in found), (entry, found)
+    lb1 = f"{k8s.address['lb1']}:6443"   # lb1's proxy listens on every address
+    found = {f["check"]: f for f in audit(lb1) if f["check"] == "entry-san"}
+    assert found["entry-san"]["severity"] == "critical", found
+    r = k8s.kubectl("--server", f"https://{lb1}", "get", "nodes", check=False)
+    assert r.returncode != 0
+    assert "x509" in r.stderr and k8s.address["lb1"] in r.stderr, r.stderr
