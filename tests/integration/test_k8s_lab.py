@@ -195,3 +195,16 @@ def test_audit_checks_each_entry_against_the_real_apiserver_certificates(k8s):
     r = k8s.kubectl("--server", f"https://{lb1}", "get", "nodes", check=False)
     assert r.returncode != 0
     assert "x509" in r.stderr and k8s.address["lb1"] in r.stderr, r.stderr
+
+
+def test_kha_certs_client_certificate_is_accepted_by_the_real_apiserver(k8s, kha, tmp_path):
+    """A client certificate kha certs issues from kubeadm's CA authenticates to the real
+    kube-apiserver (kubectl auth whoami: the user is its common name)."""
+    out = tmp_path / "certs"
+    r = kha("certs", "issue", "--ca-dir", f"{k8s.dir}/m1/pki", "--name", "kha-certs-user",
+            "--client", "--out-dir", out)
+    assert r.returncode == 0, r.stderr
+    r = k8s.kubectl("auth", "whoami", "-o", "json", "--client-certificate",
+                    out / "kha-certs-user.crt", "--client-key", out / "kha-certs-user.key",
+                    host="m1")
+    assert json.loads(r.stdout)["status"]["userInfo"]["username"] == "kha-certs-user"
