@@ -329,6 +329,34 @@ def test_bird_tcp_md5_and_gtsm(lab, tmp_path):
     assert "Established" in lab.birdc("show", "protocols", m1.replace("-", "_"))
 
 
+def test_audit_knows_the_bgp_entry(lab):
+    """kha audit --bgp reads every master's kha bgp: one master announcing is critical."""
+    start_all(lab, per_master={m: ["--metrics-addr", f"{lab.addr[m]}:9445"]
+                               for m in lab.masters})
+    args = [a for m in lab.masters for a in ("--bgp", f"{lab.addr[m]}:9445")]
+
+    def audit():
+        r = sh("ip", "netns", "exec", lab.router, kha_bin(), "audit", *args, "-o", "json",
+               check=False)
+        rep = json.loads(r.stdout)
+        return r.returncode, {f["check"]: f for f in rep["findings"]
+                              if f["check"] == "bgp-announce"}, rep
+
+    code, found, rep = audit()
+    assert found["bgp-announce"]["severity"] == "ok", rep
+    assert rep["sources"]["bgp"]["status"] == "audited"
+    # one router per master: a warning each (the master is cut off with it)
+    sessions = [f for f in rep["findings"] if f["check"] == "bgp-sessions"]
+    assert len(sessions) == 3 and all(f["severity"] == "warning" for f in sessions)
+    for m in lab.masters[1:]:
+        lab.set_healthy(m, False)
+    wait_for(lambda: lab.masters_of(lab.paths()) == {lab.masters[0]}, 5 * SLACK,
+             "two masters withdrawn")
+    code, found, rep = audit()
+    assert code == 2 and found["bgp-announce"]["severity"] == "critical"
+    assert "one master only" in found["bgp-announce"]["finding"]
+
+
 # ---- FRR ----
 
 @pytest.fixture
