@@ -217,6 +217,36 @@ def test_nat_membership_and_reload_rewrite_the_table_atomically(nat, tmp_path):
     assert "nftables table updated" in log and "not updated" not in log
 
 
+def test_nat_discovery_changes_rewrite_the_table_atomically(nat, tmp_path):
+    """The EndpointSlices of default/kubernetes (the stand-in API server, serving inside the
+    node namespace) change under the probe: the table follows, no connection fails."""
+    from kha_testlib.kubeapi import KubeAPI, TestPKI
+
+    m = [nat.lab.addr[h] for h in nat.hosts]
+    api = KubeAPI(TestPKI(tmp_path / "kpki"))
+    nat.ns.call(api.start)  # its socket lives in the node namespace
+    probe = None
+    try:
+        api.set_slice("kubernetes", m)
+        kubeconfig = api.write_kubeconfig(tmp_path / "kubeconfig", auth="token")
+        nat.start_kha("--backend", nat.addr(nat.hosts[0]), "--kubeconfig", kubeconfig,
+                      wait_backends=[nat.addr(h) for h in nat.hosts])
+        probe = Probe(nat, threads=3)
+        wait_for(lambda: probe.count() >= 20, 20, "probe running")
+        for ips in ([m[1]], [m[1], m[2]], [m[0], m[2]], [m[2]], m):
+            api.set_slice("kubernetes", ips)
+            want = sorted(f"{ip}:6443" for ip in ips)
+            wait_for(lambda: sorted(nat.table() or []) == want, 10, f"table {want}")
+            n = probe.count()
+            wait_for(lambda: probe.count() >= n + 10, 20, "probe progress")
+    finally:
+        results = probe.stop() if probe else []
+        api.stop()
+    fails = [r for r in results if not r[1]]
+    assert len(results) >= 60, f"only {len(results)} probes"
+    assert not fails, f"{len(fails)} of {len(results)} failed: {fails[:5]}"
+
+
 def _metrics(nat):
     import urllib.request
 
