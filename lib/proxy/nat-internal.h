@@ -105,6 +105,8 @@ int kha_proxy__nat_validate(const struct kha_proxy_config *cfg, struct kha_diag 
  * -EPERM without CAP_NET_ADMIN, with d saying so.
  */
 int kha_proxy__nat_new(struct kha_proxy *p, struct kha_diag *d, struct kha_proxy_nat **ret) KHA_WUR;
+/* After the first publish: 0 when the table is in the kernel, else -EIO with d saying why. */
+int kha_proxy__nat_started(struct kha_proxy *p, struct kha_diag *d) KHA_WUR;
 /* Writes the table for the current backends and states if it differs from the installed one. */
 void kha_proxy__nat_publish(struct kha_proxy *p);
 /* A backend changed state: republish; on DOWN (with close_on_dead) cut its conntrack entries. */

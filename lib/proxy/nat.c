@@ -567,6 +567,7 @@ struct kha_proxy_nat {
 	bool installed;
 	struct kha_proxy_nat_plan cur;
 	uint64_t commits, commit_failures, ct_deleted;
+	char last_error[KHA_DIAG_MAX];
 };
 
 int kha_proxy__nat_validate(const struct kha_proxy_config *cfg, struct kha_diag *d)
@@ -820,6 +821,16 @@ fail:
 	return r;
 }
 
+int kha_proxy__nat_started(struct kha_proxy *p, struct kha_diag *d)
+{
+	if (p->nat->installed)
+		return 0;
+	if (!p->nat->commit_failures) /* nothing was written: publish never ran */
+		return kha_diag_set(d, EIO, "--mode nat: the nftables table was not written");
+	return kha_diag_set(d, EIO, "--mode nat: cannot write the nftables table: %s",
+			    p->nat->last_error);
+}
+
 void kha_proxy__nat_free(struct kha_proxy_nat *nat)
 {
 	struct kha_diag d = {};
@@ -901,6 +912,7 @@ void kha_proxy__nat_publish(struct kha_proxy *p)
 	format_plan(plan, desc, sizeof(desc));
 	if (commit(nat, plan, false, &d) < 0) {
 		nat->commit_failures++;
+		snprintf(nat->last_error, sizeof(nat->last_error), "%s", d.msg);
 		kha_error("nftables table not updated, the previous one stays",
 			  "table=%s backends=\"%s\" error=%s", nat->spec.table, desc,
 			  kha_log_quote(q, sizeof(q), d.msg));

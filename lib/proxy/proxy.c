@@ -1228,6 +1228,11 @@ int kha_proxy_new(const struct kha_proxy_config *cfg, struct kha_diag *d, struct
 			goto fail;
 	}
 	sync_membership(p, "start");
+	if (p->nat) {
+		r = kha_proxy__nat_started(p, d);
+		if (r < 0)
+			goto fail;
+	}
 	*ret = p;
 	return 0;
 fail:
