@@ -99,6 +99,31 @@ def test_nat_failed_backend_leaves_the_table_within_the_bound(nat, fault):
         wait_for(lambda: nat.addr(victim) in (nat.table() or []), 10, "back in the table")
 
 
+@pytest.mark.parametrize("prerouting", [True, False])
+def test_nat_prerouting_serves_forwarded_traffic_from_pods(nat, prerouting):
+    """A pod behind the node reaches the masters through the entry with --nat-prerouting;
+    without it the entry refuses the pod (only the node's own traffic is DNATed)."""
+    pod = nat.add_pod()
+    nat.start_kha(*backends_args(nat), *(["--nat-prerouting"] if prerouting else []),
+                  wait_backends=[nat.addr(h) for h in nat.hosts])
+
+    def get():
+        c = nat.connect(timeout=5)
+        try:
+            c.request("GET", "/version")
+            return json.loads(c.getresponse().read())["name"]
+        except ConnectionRefusedError:
+            return "refused"
+        finally:
+            c.close()
+    names = {pod.call(get) for _ in range(12)}
+    if prerouting:
+        assert names <= set(nat.hosts) and len(names) >= 2, names
+    else:
+        assert names == {"refused"}, names
+    assert nat.request_new() in nat.hosts  # the node's own traffic either way
+
+
 def test_nat_killed_backend_connections_end_at_once(nat):
     """A /watch stream on a backend that is SIGKILLed ends (EOF or reset) at once; streams on
     the others go on."""

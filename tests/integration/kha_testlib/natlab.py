@@ -110,6 +110,22 @@ class NatLab:
                 c.close()
         self.ns.call(post)
 
+    def add_pod(self):
+        """A pod: a namespace routed through the node (veth, the node forwards); returns a
+        NetnsPool inside it."""
+        pod = f"{self.lab.prefix}-pod"
+        self.lab._ns(pod)  # VrrpLab.close() deletes it with the others
+        sh("ip", "-n", self.node, "link", "add", "pod0", "type", "veth", "peer", "name", "eth0",
+           "netns", pod)
+        sh("ip", "-n", self.node, "addr", "add", "10.244.0.1/24", "dev", "pod0")
+        sh("ip", "-n", self.node, "link", "set", "pod0", "up")
+        sh("ip", "-n", pod, "addr", "add", "10.244.0.2/24", "dev", "eth0")
+        sh("ip", "-n", pod, "link", "set", "eth0", "up")
+        sh("ip", "-n", pod, "route", "add", "default", "via", "10.244.0.1")
+        sh("ip", "netns", "exec", self.node, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+        self.pod_ns = NetnsPool(pod, workers=2)
+        return self.pod_ns
+
     # -- kha -----------------------------------------------------------------------------------
     def kha_argv(self, *args):
         return ["ip", "netns", "exec", self.node, self.kha_bin, "proxy", "--mode", "nat",
@@ -223,8 +239,9 @@ class NatLab:
             self.kha.wait()
         if self.kha_err:
             self.kha_err.close()
-        if self.ns:
-            self.ns.shutdown(wait=False, cancel_futures=True)
+        for pool in (self.ns, getattr(self, "pod_ns", None)):
+            if pool:
+                pool.shutdown(wait=False, cancel_futures=True)
         for p in getattr(self, "procs", {}).values():
             try:
                 os.kill(p.pid, signal.SIGCONT)
