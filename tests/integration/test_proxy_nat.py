@@ -50,6 +50,7 @@ def out_of_table_within(lab, host, what):
     t0 = time.monotonic()
     wait_for(lambda: lab.addr(host) not in (lab.table() or []), 15, f"{what}: {host} out")
     elapsed = time.monotonic() - t0
+    print(f"{what}: out of the table after {elapsed:.2f}s")
     assert elapsed < BOUND_S, f"{what}: out of the table after {elapsed:.2f}s"
     return elapsed
 
