@@ -879,7 +879,7 @@ void kha_proxy__nat_publish(struct kha_proxy *p)
 	struct kha_proxy_nat_cand *c;
 	struct kha_proxy_nat_plan *plan;
 	struct kha_diag d = {};
-	size_t n = 0, i = 0;
+	size_t n = 0, i = 0, skipped = 0;
 	char q[KHA_DIAG_MAX + 8], desc[1024];
 
 	for (struct backend *b = p->backends; b; b = b->next)
@@ -899,6 +899,7 @@ void kha_proxy__nat_publish(struct kha_proxy *p)
 		x = &c[n - 1 - i++];
 		if (b->addr.ss_family != AF_INET) {
 			x->weight = 0; /* an IPv6 backend cannot be reached from an ip table */
+			skipped++;
 			continue;
 		}
 		x->addr = sin->sin_addr;
@@ -910,6 +911,9 @@ void kha_proxy__nat_publish(struct kha_proxy *p)
 	if (nat->installed && kha_proxy__nat_plan_equal(plan, &nat->cur))
 		goto out;
 	format_plan(plan, desc, sizeof(desc));
+	if (skipped)
+		kha_warn("IPv6 backends left out: NAT mode balances an IPv4 entry to IPv4 backends",
+			 "backends=%zu", skipped);
 	if (commit(nat, plan, false, &d) < 0) {
 		nat->commit_failures++;
 		snprintf(nat->last_error, sizeof(nat->last_error), "%s", d.msg);
