@@ -15,12 +15,14 @@
 #include <arpa/inet.h>
 #include <linux/capability.h>
 #include <linux/if_link.h>
+#include <linux/inet_diag.h>
 #include <linux/netfilter.h>
 #include <linux/netfilter/nf_nat.h>
 #include <linux/netfilter/nf_tables.h>
 #include <linux/netfilter/nfnetlink.h>
 #include <linux/netfilter_ipv4.h>
 #include <linux/rtnetlink.h>
+#include <linux/sock_diag.h>
 #include <net/if.h>
 #include <string.h>
 #include <sys/random.h>
@@ -566,7 +568,7 @@ struct kha_proxy_nat {
 	bool link_ours, addr_ours;
 	bool installed;
 	struct kha_proxy_nat_plan cur;
-	uint64_t commits, commit_failures, ct_deleted;
+	uint64_t commits, commit_failures, ct_deleted, sockets_aborted;
 	char last_error[KHA_DIAG_MAX];
 };
 
@@ -937,12 +939,19 @@ out:
 }
 
 /* conntrack: deletes the entries of connections to the entry that were sent to one backend */
+struct ct_client {
+	uint32_t addr; /* the client's side of the original tuple, network order */
+	uint16_t port;
+};
+
 struct ct_cut {
 	struct nfct_handle *del;
 	const struct kha_proxy_nat_spec *spec;
 	struct in_addr addr;
 	uint16_t port; /* network order */
 	unsigned n;
+	struct ct_client *clients; /* of the deleted entries, for the local sockets */
+	size_t nclients, cap;
 };
 
 static int ct_cb(enum nf_conntrack_msg_type type, struct nf_conntrack *ct, void *data)
@@ -956,9 +965,72 @@ static int ct_cb(enum nf_conntrack_msg_type type, struct nf_conntrack *ct, void 
 	    nfct_get_attr_u32(ct, ATTR_REPL_IPV4_SRC) != c->addr.s_addr ||
 	    nfct_get_attr_u16(ct, ATTR_REPL_PORT_SRC) != c->port)
 		return NFCT_CB_CONTINUE;
-	if (nfct_query(c->del, NFCT_Q_DESTROY, ct) == 0)
-		c->n++;
+	if (nfct_query(c->del, NFCT_Q_DESTROY, ct) != 0)
+		return NFCT_CB_CONTINUE;
+	c->n++;
+	if (c->nclients == c->cap) {
+		size_t cap = c->cap ? c->cap * 2 : 64;
+		struct ct_client *nc = realloc(c->clients, cap * sizeof(*nc));
+		if (!nc)
+			return NFCT_CB_CONTINUE; /* the entry is gone: the client learns at its next packet */
+		c->clients = nc;
+		c->cap = cap;
+	}
+	c->clients[c->nclients].addr = nfct_get_attr_u32(ct, ATTR_ORIG_IPV4_SRC);
+	c->clients[c->nclients].port = nfct_get_attr_u16(ct, ATTR_ORIG_PORT_SRC);
+	c->nclients++;
 	return NFCT_CB_CONTINUE;
+}
+
+/*
+ * The clients of this node among them (the output hook's) are sockets here: SOCK_DESTROY aborts
+ * each (ECONNABORTED to its reader, a reset to its peer), so an idle watch learns at once
+ * instead of at its next packet. A pod's connection is not found here (-ENOENT): its next packet
+ * meets the deleted conntrack entry and a reset. Returns the number aborted.
+ */
+static unsigned abort_local_sockets(struct kha_proxy_nat *nat, const struct ct_cut *c)
+{
+	struct mnl_socket *nl = mnl_socket_open2(NETLINK_SOCK_DIAG, SOCK_CLOEXEC);
+	struct timeval tv = {.tv_sec = NAT_REPLY_TIMEOUT_S};
+	unsigned n = 0;
+	int one = 1;
+
+	if (!nl || mnl_socket_bind(nl, 0, MNL_SOCKET_AUTOPID) < 0) {
+		kha_warn("cannot abort local connections", "error=\"%s\"", strerror(errno));
+		goto out;
+	}
+	kha_ignore(setsockopt(mnl_socket_get_fd(nl), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)));
+	kha_ignore(
+		setsockopt(mnl_socket_get_fd(nl), SOL_NETLINK, NETLINK_CAP_ACK, &one, sizeof(one)));
+	for (size_t i = 0; i < c->nclients; i++) {
+		char buf[256] __attribute__((aligned(8))) = {};
+		struct nlmsghdr *nlh = mnl_nlmsg_put_header(buf);
+		struct inet_diag_req_v2 *req;
+		struct kha_proxy_nat_acks acks;
+		int r;
+
+		nlh->nlmsg_type = SOCK_DESTROY;
+		nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK;
+		nlh->nlmsg_seq = ++nat->seq;
+		req = mnl_nlmsg_put_extra_header(nlh, sizeof(*req));
+		req->sdiag_family = AF_INET;
+		req->sdiag_protocol = IPPROTO_TCP;
+		req->idiag_states = ~0U;
+		req->id.idiag_sport = c->clients[i].port;
+		req->id.idiag_dport = htons(nat->spec.port);
+		req->id.idiag_src[0] = c->clients[i].addr;
+		req->id.idiag_dst[0] = nat->spec.entry.s_addr;
+		req->id.idiag_cookie[0] = req->id.idiag_cookie[1] = INET_DIAG_NOCOOKIE;
+		r = nl_exchange(nl, nlh, nlh->nlmsg_len, nlh->nlmsg_seq, nlh->nlmsg_seq, 1, &acks);
+		if (r == 0)
+			n++;
+		else if (r != -ENOENT)
+			kha_debug("local connection not aborted", "error=\"%s\"", strerror(-r));
+	}
+out:
+	if (nl)
+		mnl_socket_close(nl);
+	return n;
 }
 
 static void cut_conntrack(struct kha_proxy *p, struct backend *b)
@@ -967,6 +1039,7 @@ static void cut_conntrack(struct kha_proxy *p, struct backend *b)
 	struct ct_cut c = {.spec = &p->nat->spec, .addr = sin->sin_addr, .port = sin->sin_port};
 	struct nfct_handle *dump;
 	uint32_t family = AF_INET;
+	unsigned aborted;
 	int r;
 
 	if (b->addr.ss_family != AF_INET)
@@ -984,8 +1057,12 @@ static void cut_conntrack(struct kha_proxy *p, struct backend *b)
 		kha_error("cannot list conntrack entries", "backend=%s error=\"%s\"", b->name,
 			  strerror(errno));
 	p->nat->ct_deleted += c.n;
-	kha_info("backend's connections cut", "backend=%s conntrack_entries=%u", b->name, c.n);
+	aborted = c.nclients ? abort_local_sockets(p->nat, &c) : 0;
+	p->nat->sockets_aborted += aborted;
+	kha_info("backend's connections cut", "backend=%s conntrack_entries=%u local_aborted=%u",
+		 b->name, c.n, aborted);
 out:
+	free(c.clients);
 	if (dump)
 		nfct_close(dump);
 	if (c.del)
@@ -1011,12 +1088,13 @@ json_t *kha_proxy__nat_status(struct kha_proxy *p)
 		json_array_append_new(arr, json_pack("{s:s, s:I}", "address", a, "slots",
 						     (json_int_t)nat->cur.t[i].weight));
 	}
-	o = json_pack("{s:s, s:s, s:s, s:b, s:b, s:I, s:I, s:I, s:I, s:o}", "table",
+	o = json_pack("{s:s, s:s, s:s, s:b, s:b, s:I, s:I, s:I, s:I, s:I, s:o}", "table",
 		      nat->spec.table, "interface", nat->ifname, "address_label", nat->label,
 		      "prerouting", nat->spec.prerouting, "installed", nat->installed, "slots",
 		      (json_int_t)nat->cur.slots, "commits", (json_int_t)nat->commits,
 		      "commit_failures", (json_int_t)nat->commit_failures, "conntrack_deleted",
-		      (json_int_t)nat->ct_deleted, "targets", arr ? arr : json_array());
+		      (json_int_t)nat->ct_deleted, "local_connections_aborted",
+		      (json_int_t)nat->sockets_aborted, "targets", arr ? arr : json_array());
 	return o;
 }
 
@@ -1040,6 +1118,12 @@ static void collect(FILE *out, void *userdata)
 				 KHA_METRIC_COUNTER);
 	kha_metrics_write_sample(out, "kha_proxy_nat_conntrack_deleted_total", NULL,
 				 (double)nat->ct_deleted);
+	kha_metrics_write_header(out, "kha_proxy_nat_local_connections_aborted_total",
+				 "Of those, connections of this node's own clients aborted at once "
+				 "(SOCK_DESTROY).",
+				 KHA_METRIC_COUNTER);
+	kha_metrics_write_sample(out, "kha_proxy_nat_local_connections_aborted_total", NULL,
+				 (double)nat->sockets_aborted);
 	kha_metrics_write_header(out, "kha_proxy_nat_backend_slots",
 				 "Numbers of the DNAT map that lead to the backend (0: not in the "
 				 "table).",

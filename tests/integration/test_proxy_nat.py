@@ -129,57 +129,67 @@ def test_nat_killed_backend_connections_end_at_once(nat):
     """A /watch stream on a backend that is SIGKILLed ends (EOF or reset) at once; streams on
     the others go on."""
     nat.start_kha(*backends_args(nat), wait_backends=[nat.addr(h) for h in nat.hosts])
-
-    def open_watch():
-        raw = socket.create_connection((ENTRY, ENTRY_PORT), timeout=5)
-        s = nat.ctx.wrap_socket(raw, server_hostname=ENTRY)
-        s.sendall(b"GET /watch HTTP/1.1\r\nHost: x\r\n\r\n")
-        f = s.makefile("rb")
-        while f.readline() not in (b"\r\n", b""):
-            pass
-        return s, f, f.readline().split()[2].decode()
-
-    streams = [nat.ns.call(open_watch) for _ in range(9)]
+    streams = [nat.ns.call(open_watch, nat) for _ in range(9)]
     victim = streams[0][2]
     nat.signal_backend(victim, signal.SIGKILL)
-
-    def ended_within(s, f, timeout):
-        s.settimeout(timeout)
-        try:
-            while f.readline():
-                pass
-            return True
-        except (ConnectionResetError, ssl.SSLError) as e:
-            return True
-        except OSError:
-            return False  # timeout: still streaming
-
     for s, f, name in streams:
         if name == victim:
-            assert nat.ns.call(ended_within, s, f, 3.0), "stream on the killed backend hangs"
+            assert nat.ns.call(ends_within, s, f, 3.0), "stream on the killed backend hangs"
         else:
             assert nat.ns.call(lambda: f.readline()), f"stream on {name} broke"
         nat.ns.call(s.close)
 
 
-def test_nat_frozen_backend_connections_are_reset_through_conntrack(nat):
-    """Once a frozen (SIGSTOP) backend is down, kha deletes its conntrack entries: the next
-    request on a connection that was established to it gets a reset from the kernel at once,
-    instead of waiting on the frozen process."""
+def open_watch(nat):
+    """A /watch stream through the entry (run in the node namespace): (sock, file, backend)."""
+    raw = socket.create_connection((ENTRY, ENTRY_PORT), timeout=5)
+    s = nat.ctx.wrap_socket(raw, server_hostname=ENTRY)
+    s.sendall(b"GET /watch HTTP/1.1\r\nHost: x\r\n\r\n")
+    f = s.makefile("rb")
+    while f.readline() not in (b"\r\n", b""):
+        pass
+    return s, f, f.readline().split()[2].decode()
+
+
+def ends_within(s, f, timeout):
+    """Reads until the stream ends: True on EOF, reset or abort within timeout, False if it
+    is still open (silent) then."""
+    s.settimeout(timeout)
+    try:
+        while f.readline():
+            pass
+        return True
+    except (ConnectionResetError, ConnectionAbortedError, ssl.SSLError):
+        return True
+    except OSError:
+        return False
+
+
+def test_nat_frozen_backend_connections_are_cut(nat):
+    """Once a frozen (SIGSTOP) backend is down, kha deletes its conntrack entries and aborts
+    this node's sockets that were sent to it: a silent /watch ends at once without the client
+    sending anything, and a keep-alive connection's next request fails at once instead of
+    waiting on the frozen process."""
     nat.start_kha(*backends_args(nat), wait_backends=[nat.addr(h) for h in nat.hosts])
+    watches = [nat.ns.call(open_watch, nat) for _ in range(3)]
+    victim = watches[0][2]
     conns = []
-    for _ in range(9):
+    for _ in range(30):
         c = nat.connect(timeout=10)
 
         def first(c=c):
             c.request("GET", "/version")
             return json.loads(c.getresponse().read())["name"]
         conns.append((c, nat.ns.call(first)))
-    victim = conns[0][1]
+        if sum(name == victim for _, name in conns) >= 2:
+            break
     nat.signal_backend(victim, signal.SIGSTOP)
     wait_for(lambda: nat.state(victim) == "down", 10, f"{victim} down")
-    wait_for(lambda: (nat.metric("kha_proxy_nat_conntrack_deleted_total") or 0) >= 1, 5,
-             "conntrack entries deleted")
+    for s, f, name in watches:
+        if name == victim:
+            assert nat.ns.call(ends_within, s, f, 2.0), "silent watch on the frozen backend"
+    assert (nat.metric("kha_proxy_nat_conntrack_deleted_total") or 0) >= 1
+    assert (nat.metric("kha_proxy_nat_local_connections_aborted_total") or 0) >= 1
 
     def again(c):
         t = time.monotonic()
@@ -187,20 +197,21 @@ def test_nat_frozen_backend_connections_are_reset_through_conntrack(nat):
             c.request("GET", "/version")
             c.getresponse().read()
             return "answered", time.monotonic() - t
-        except (ConnectionResetError, ssl.SSLError, http.client.RemoteDisconnected,
-                BrokenPipeError) as e:
-            return f"reset ({type(e).__name__})", time.monotonic() - t
+        except (ConnectionResetError, ConnectionAbortedError, ssl.SSLError,
+                http.client.RemoteDisconnected, BrokenPipeError) as e:
+            return f"cut ({type(e).__name__})", time.monotonic() - t
         except socket.timeout:
             return "timeout", time.monotonic() - t
 
     for c, name in conns:
-        if name != victim:
-            continue
-        result, took = nat.ns.call(again, c)
-        assert result.startswith("reset") and took < 3, (result, took)
+        if name == victim:
+            result, took = nat.ns.call(again, c)
+            assert result.startswith("cut") and took < 3, (result, took)
     nat.signal_backend(victim, signal.SIGCONT)
     for c, _ in conns:
         nat.ns.call(c.close)
+    for s, _, _ in watches:
+        nat.ns.call(s.close)
 
 
 def test_nat_membership_and_reload_rewrite_the_table_atomically(nat, tmp_path):
