@@ -416,6 +416,17 @@ static int status_main(int argc, char **argv)
 		if (json_string_value(json_object_get(root, "check_problem")))
 			printf("error: %s\n",
 			       KHA_TERM(json_string_value(json_object_get(root, "check_problem"))));
+		if (json_is_object(json_object_get(root, "nat"))) {
+			json_t *nat = json_object_get(root, "nat");
+			printf("NAT mode: table %s, %zu backends in it (%lld slots), %lld writes, "
+			       "%lld failed\n",
+			       KHA_TERM(json_string_value(json_object_get(nat, "table")) ?: "?"),
+			       json_array_size(json_object_get(nat, "targets")),
+			       (long long)json_integer_value(json_object_get(nat, "slots")),
+			       (long long)json_integer_value(json_object_get(nat, "commits")),
+			       (long long)json_integer_value(
+				       json_object_get(nat, "commit_failures")));
+		}
 	}
 	json_decref(root);
 	if (up == total)

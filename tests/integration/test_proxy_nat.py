@@ -69,6 +69,10 @@ def test_nat_spreads_new_connections_over_three_backends(nat):
     rules = [i["rule"] for i in nat.ruleset() if "rule" in i]
     assert sorted(r["chain"] for r in rules) == ["output", "postrouting"]
     assert len(nat.entry_addresses()) == 1
+    r = subprocess.run(["ip", "netns", "exec", nat.node, kha_bin(), "proxy", "status"],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    assert "NAT mode: table kha-proxy, 3 backends in it (3 slots)" in r.stdout, r.stdout
 
 
 def test_nat_weights_are_slots(nat):
