@@ -28,6 +28,10 @@
 #include <unistd.h>
 #include <libmnl/libmnl.h>
 #include <libnetfilter_conntrack/libnetfilter_conntrack.h>
+#include <libnftnl/common.h>
+#include <libnftnl/table.h>
+#include <linux/netfilter.h>
+#include <linux/netfilter/nf_tables.h>
 
 #include "nat-internal.h"
 #include "proxy-int.h"
@@ -36,6 +40,8 @@
 #include "kha/banned.h"
 
 #define NAT_REPLY_TIMEOUT_S 5
+/* how often kha checks that its table is still there (a firewall reload may flush it) */
+#define NAT_VERIFY_INTERVAL_US (5 * KHA_USEC_PER_SEC)
 
 /* ---- glue ---- */
 
@@ -48,7 +54,8 @@ struct kha_proxy_nat {
 	bool link_ours, addr_ours;
 	bool installed;
 	struct kha_proxy_nat_plan cur;
-	uint64_t commits, commit_failures, ct_deleted, sockets_aborted;
+	uint64_t commits, commit_failures, ct_deleted, sockets_aborted, rewrites;
+	struct kha_loop_source *verify;
 	char last_error[KHA_DIAG_MAX];
 };
 
@@ -303,10 +310,52 @@ fail:
 	return r;
 }
 
+/* 0 when the table exists, -ENOENT when it does not, or another -errno */
+static int table_exists(struct kha_proxy_nat *nat)
+{
+	char buf[512] __attribute__((aligned(8))) = {};
+	struct nftnl_table *t = nftnl_table_alloc();
+	struct kha_proxy_nat_acks acks;
+	struct nlmsghdr *nlh;
+	uint32_t seq = ++nat->seq;
+
+	if (!t || nftnl_table_set_str(t, NFTNL_TABLE_NAME, nat->spec.table) < 0) {
+		nftnl_table_free(t);
+		return -ENOMEM;
+	}
+	nlh = nftnl_nlmsg_build_hdr(buf, NFT_MSG_GETTABLE, NFPROTO_IPV4, NLM_F_ACK, seq);
+	nftnl_table_nlmsg_build_payload(nlh, t);
+	nftnl_table_free(t);
+	return nl_exchange(nat->nft, nlh, nlh->nlmsg_len, seq, seq, 1, &acks);
+}
+
+/*
+ * Every NAT_VERIFY_INTERVAL_US: a table someone removed (`nft flush ruleset`) is written again,
+ * and a write that failed is tried again (publish writes whenever the plan differs from cur).
+ */
+static void on_verify(struct kha_loop_source *src, void *userdata)
+{
+	struct kha_proxy *p = userdata;
+	struct kha_proxy_nat *nat = p->nat;
+
+	(void)src;
+	if (nat->installed && table_exists(nat) == -ENOENT) {
+		kha_warn("nftables table removed by someone else, writing it again", "table=%s",
+			 nat->spec.table);
+		nat->installed = false;
+		nat->rewrites++;
+	}
+	kha_proxy__nat_publish(p);
+}
+
 int kha_proxy__nat_started(struct kha_proxy *p, struct kha_diag *d)
 {
-	if (p->nat->installed)
+	if (p->nat->installed) {
+		if (kha_loop_add_timer(p->loop, NAT_VERIFY_INTERVAL_US, NAT_VERIFY_INTERVAL_US,
+				       on_verify, p, &p->nat->verify) < 0)
+			return kha_diag_set(d, ENOMEM, "out of memory");
 		return 0;
+	}
 	if (!p->nat->commit_failures) /* nothing was written: publish never ran */
 		return kha_diag_set(d, EIO, "--mode nat: the nftables table was not written");
 	return kha_diag_set(d, EIO, "--mode nat: cannot write the nftables table: %s",
@@ -319,6 +368,7 @@ void kha_proxy__nat_free(struct kha_proxy_nat *nat)
 
 	if (!nat)
 		return;
+	kha_loop_source_remove(nat->verify);
 	if (nat->installed) {
 		if (commit(nat, NULL, true, &d) < 0)
 			kha_error("cannot remove the nftables table", "table=%s error=\"%s\"",
@@ -598,6 +648,12 @@ static void collect(FILE *out, void *userdata)
 				 KHA_METRIC_COUNTER);
 	kha_metrics_write_sample(out, "kha_proxy_nat_conntrack_deleted_total", NULL,
 				 (double)nat->ct_deleted);
+	kha_metrics_write_header(
+		out, "kha_proxy_nat_table_restored_total",
+		"Times the table was found removed by someone else and written again.",
+		KHA_METRIC_COUNTER);
+	kha_metrics_write_sample(out, "kha_proxy_nat_table_restored_total", NULL,
+				 (double)nat->rewrites);
 	kha_metrics_write_header(out, "kha_proxy_nat_local_connections_aborted_total",
 				 "Of those, connections of this node's own clients aborted at once "
 				 "(SOCK_DESTROY).",

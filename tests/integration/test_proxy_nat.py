@@ -316,6 +316,20 @@ def test_nat_restart_after_sigkill_replaces_the_table_and_exit_removes_it(nat):
     assert nat.entry_addresses() == []
 
 
+def test_nat_table_flushed_by_someone_else_is_written_again(nat):
+    """A firewall reload (`nft flush ruleset`) removes kha's table: kha notices within its
+    verification interval (5 s) and writes it again."""
+    nat.start_kha(*backends_args(nat), wait_backends=[nat.addr(h) for h in nat.hosts])
+    subprocess.run(["ip", "netns", "exec", nat.node, "nft", "flush", "ruleset"], check=True,
+                   timeout=30)
+    assert nat.table() is None
+    wait_for(lambda: sorted(nat.table() or []) == sorted(nat.addr(h) for h in nat.hosts), 15,
+             "the table written again")
+    assert nat.request_new() in nat.hosts
+    assert nat.metric("kha_proxy_nat_table_restored_total") == 1
+    assert "removed by someone else" in nat.kha_log()
+
+
 def test_nat_without_cap_net_admin_fails_with_one_clear_line(nat):
     argv = nat.kha_argv(*backends_args(nat))
     cmd = " ".join(argv[4:])  # after "ip netns exec NS"
