@@ -189,14 +189,14 @@ static int link_create(struct kha_proxy_nat *nat, struct kha_diag *d)
 		snprintf(nat->ifname, sizeof(nat->ifname), "lo");
 		snprintf(nat->label, sizeof(nat->label), "lo:%.12s", nat->spec.table);
 		kha_info("no dummy interfaces in this kernel, the entry address goes on lo",
-			 "label=%s", nat->label);
+			 "label=%s", KHA_LOGQ(nat->label));
 	} else if (r < 0 && r != -EEXIST) {
 		return kha_diag_set(d, -r, "cannot create the dummy interface %s: %s",
 				    nat->spec.table, strerror(-r));
 	} else {
 		if (r == -EEXIST)
 			kha_info("adopting the dummy interface a previous kha left", "interface=%s",
-				 nat->spec.table);
+				 KHA_LOGQ(nat->spec.table));
 		nat->link_ours = true;
 		snprintf(nat->ifname, sizeof(nat->ifname), "%s", nat->spec.table);
 		snprintf(nat->label, sizeof(nat->label), "%s", nat->spec.table);
@@ -240,7 +240,7 @@ static void link_delete(struct kha_proxy_nat *nat)
 	r = rt_request(nat, nlh, &acks);
 	if (r < 0 && r != -ENODEV)
 		kha_error("cannot remove the dummy interface", "interface=%s error=\"%s\"",
-			  nat->ifname, strerror(-r));
+			  KHA_LOGQ(nat->ifname), strerror(-r));
 }
 
 static int commit(struct kha_proxy_nat *nat, const struct kha_proxy_nat_plan *plan, bool del_only,
@@ -341,7 +341,7 @@ static void on_verify(struct kha_loop_source *src, void *userdata)
 	(void)src;
 	if (nat->installed && table_exists(nat) == -ENOENT) {
 		kha_warn("nftables table removed by someone else, writing it again", "table=%s",
-			 nat->spec.table);
+			 KHA_LOGQ(nat->spec.table));
 		nat->installed = false;
 		nat->rewrites++;
 	}
@@ -371,10 +371,10 @@ void kha_proxy__nat_free(struct kha_proxy_nat *nat)
 	kha_loop_source_remove(nat->verify);
 	if (nat->installed) {
 		if (commit(nat, NULL, true, &d) < 0)
-			kha_error("cannot remove the nftables table", "table=%s error=\"%s\"",
-				  nat->spec.table, d.msg);
+			kha_error("cannot remove the nftables table", "table=%s error=%s",
+				  KHA_LOGQ(nat->spec.table), KHA_LOGQ(d.msg));
 		else
-			kha_info("nftables table removed", "table=%s", nat->spec.table);
+			kha_info("nftables table removed", "table=%s", KHA_LOGQ(nat->spec.table));
 	}
 	if (nat->link_ours) {
 		link_delete(nat);
@@ -383,7 +383,7 @@ void kha_proxy__nat_free(struct kha_proxy_nat *nat)
 		int r = addr_request(nat, RTM_DELADDR, &acks);
 		if (r < 0 && r != -EADDRNOTAVAIL)
 			kha_error("cannot remove the entry address", "interface=%s error=\"%s\"",
-				  nat->ifname, strerror(-r));
+				  KHA_LOGQ(nat->ifname), strerror(-r));
 	}
 	if (nat->nft)
 		mnl_socket_close(nat->nft);
@@ -450,18 +450,18 @@ void kha_proxy__nat_publish(struct kha_proxy *p)
 		nat->commit_failures++;
 		snprintf(nat->last_error, sizeof(nat->last_error), "%s", d.msg);
 		kha_error("nftables table not updated, the previous one stays",
-			  "table=%s backends=\"%s\" error=%s", nat->spec.table, desc,
-			  kha_log_quote(q, sizeof(q), d.msg));
+			  "table=%s backends=%s error=%s", KHA_LOGQ(nat->spec.table),
+			  KHA_LOGQ(desc), kha_log_quote(q, sizeof(q), d.msg));
 		goto out;
 	}
 	nat->commits++;
 	nat->cur = *plan;
 	if (!nat->installed)
-		kha_info("nftables table installed", "table=%s entry=%s backends=\"%s\"",
-			 nat->spec.table, p->cfg.listen, desc);
+		kha_info("nftables table installed", "table=%s entry=%s backends=%s",
+			 KHA_LOGQ(nat->spec.table), KHA_LOGQ(p->cfg.listen), KHA_LOGQ(desc));
 	else
-		kha_info("nftables table updated", "table=%s backends=\"%s\"", nat->spec.table,
-			 desc);
+		kha_info("nftables table updated", "table=%s backends=%s",
+			 KHA_LOGQ(nat->spec.table), KHA_LOGQ(desc));
 	nat->installed = true;
 out:
 	free(c);
@@ -578,19 +578,19 @@ static void cut_conntrack(struct kha_proxy *p, struct backend *b)
 	c.del = nfct_open(CONNTRACK, 0);
 	if (!dump || !c.del) {
 		kha_error("cannot cut the backend's connections", "backend=%s error=\"%s\"",
-			  b->name, strerror(errno));
+			  KHA_LOGQ(b->name), strerror(errno));
 		goto out;
 	}
 	nfct_callback_register(dump, NFCT_T_ALL, ct_cb, &c);
 	r = nfct_query(dump, NFCT_Q_DUMP, &family);
 	if (r < 0)
-		kha_error("cannot list conntrack entries", "backend=%s error=\"%s\"", b->name,
-			  strerror(errno));
+		kha_error("cannot list conntrack entries", "backend=%s error=\"%s\"",
+			  KHA_LOGQ(b->name), strerror(errno));
 	p->nat->ct_deleted += c.n;
 	aborted = c.nclients ? abort_local_sockets(p->nat, &c) : 0;
 	p->nat->sockets_aborted += aborted;
 	kha_info("backend's connections cut", "backend=%s conntrack_entries=%u local_aborted=%u",
-		 b->name, c.n, aborted);
+		 KHA_LOGQ(b->name), c.n, aborted);
 out:
 	free(c.clients);
 	if (dump)
