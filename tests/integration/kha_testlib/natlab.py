@@ -114,7 +114,7 @@ class NatLab:
         """A pod: a namespace routed through the node (veth, the node forwards); returns a
         NetnsPool inside it."""
         pod = f"{self.lab.prefix}-pod"
-        self.lab._ns(pod)  # VrrpLab.close() deletes it with the others
+        self.lab.ns(pod)  # the lab's close() deletes it with the others
         sh("ip", "-n", self.node, "link", "add", "pod0", "type", "veth", "peer", "name", "eth0",
            "netns", pod)
         sh("ip", "-n", self.node, "addr", "add", "10.244.0.1/24", "dev", "pod0")
