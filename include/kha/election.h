@@ -534,6 +534,11 @@ struct kha_fleetlock_opts {
 	/* Which ids a client certificate may take and release; NULL: the certificate's own names
 	 * (its subject CN or a DNS SAN). Unused without client certificates. */
 	const struct kha_fleetlock_idmap *idmap;
+	/* Called on SIGHUP, on the server's loop thread (where the checks run too): it may change
+	 * groups, n_groups and idmap of the caller's own opts. Returns 0, or -errno with d saying
+	 * why (the running configuration is kept). NULL: SIGHUP is ignored. */
+	int (*reload)(void *userdata, struct kha_diag *d);
+	void *reload_userdata;
 };
 
 /*
@@ -609,7 +614,8 @@ void kha_fleetlock_handle(struct kha_etcd *c, const struct kha_fleetlock_opts *o
 /*
  * Serves FleetLock on o->listen (POST /v1/pre-reboot and /v1/steady-state, GET /v1/status, plus
  * /healthz and /readyz) with the admin HTTP server of kha/httpd.h until SIGTERM or SIGINT (which
- * it blocks in the calling thread and takes through its loop): one deadline for the TLS
+ * it blocks in the calling thread and takes through its loop, with SIGHUP for o->reload): one
+ * deadline for the TLS
  * handshake and the request, bodies up to 64 KiB, the etcd operations on a pool of worker
  * threads. Returns 0 when stopped, or a negative errno when it could not start (d says why:
  * a flag name first).

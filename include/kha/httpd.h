@@ -96,7 +96,8 @@ void kha_httpd_free(struct kha_httpd *h);
 
 /*
  * Serves TLS with ctx (from kha_tls_server_ctx_new(); the server takes a reference) on every
- * connection accepted from now on. With client certificates required, handlers find the
+ * connection accepted from now on. The process must ignore SIGPIPE (kha's main does): OpenSSL
+ * writes with write(), not send(MSG_NOSIGNAL). With client certificates required, handlers find the
  * verified client's names in req->peer.
  */
 void kha_httpd_set_tls(struct kha_httpd *h, struct ssl_ctx_st *ctx);
@@ -136,6 +137,17 @@ struct kha_httpd_pending *kha_httpd_defer(struct kha_httpd_response *resp);
  */
 void kha_httpd_finish(struct kha_httpd_pending *p, int status, const char *content_type,
 		      const char *body, size_t body_len);
+
+/*
+ * The admin endpoints of a daemon on its loop: a metrics registry fed by collect, and the server
+ * on addr with /metrics, /healthz, /readyz (ready, when given) and /status (status, when given),
+ * each called with userdata. On success the caller owns both (free the server first). Returns 0,
+ * -ENOMEM, or the errors of kha_httpd_new() with d prefixed "--metrics-addr".
+ */
+int kha_httpd_admin_new(struct kha_loop *loop, const char *addr, kha_metrics_collect_fn collect,
+			kha_httpd_handler_fn status, kha_httpd_ready_fn ready, void *userdata,
+			struct kha_metrics **ret_metrics, struct kha_httpd **ret_httpd,
+			struct kha_diag *d) KHA_WUR;
 
 /*
  * An admin server for a daemon without an event loop of its own: /metrics (collect writes the

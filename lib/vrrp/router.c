@@ -40,22 +40,9 @@
 #include "kha/metrics.h"
 #include "kha/parse.h"
 #include "kha/proc.h"
+#include "kha/track.h"
 #include "kha/vrrp.h"
 #include "kha/banned.h"
-
-struct track {
-	char *url; /* borrowed from cfg */
-	bool up;
-	unsigned fails, oks; /* consecutive */
-	char detail[128];
-};
-
-struct track_result {
-	struct kha_vrrp *v;
-	size_t i;
-	bool ok;
-	char detail[128];
-};
 
 struct kha_vrrp {
 	struct kha_vrrp_config cfg;
@@ -92,13 +79,8 @@ struct kha_vrrp {
 	uint64_t reloads, reload_failures;
 
 	/* health tracks */
-	struct track tracks[KHA_VRRP_MAX_TRACKS];
+	struct kha_tracks *tracks;
 	bool faulted;
-	pthread_t track_thread;
-	bool track_running;
-	pthread_mutex_t track_lock;
-	pthread_cond_t track_cond;
-	volatile sig_atomic_t track_stop;
 };
 
 void kha_vrrp_config_init(struct kha_vrrp_config *c)
@@ -670,11 +652,8 @@ static void on_readable(struct kha_loop_source *src, int fd, uint32_t events, vo
  */
 static void update_fault(struct kha_vrrp *v)
 {
-	bool tracks_up = true, fault;
+	bool fault = !v->link_up || !kha_tracks_all_up(v->tracks);
 
-	for (size_t i = 0; i < v->cfg.ntracks; i++)
-		tracks_up = tracks_up && v->tracks[i].up;
-	fault = !v->link_up || !tracks_up;
 	if (fault && !v->faulted) {
 		v->faulted = true;
 		perform(v, kha_vrrp_fsm_fault(&v->fsm, kha_now_us()),
@@ -722,87 +701,16 @@ static void on_link_event(struct kha_loop_source *src, int fd, uint32_t events, 
 	}
 }
 
-/* ---- health tracks (a thread of blocking HTTP checks; results posted to the loop) ---- */
+/* ---- health tracks (lib/net/track.c: a thread of HTTP checks) ---- */
 
-static void on_track_result(struct kha_loop *loop, void *userdata)
+static void on_track_change(void *userdata, size_t i, bool up)
 {
-	struct track_result *tr = userdata;
-	struct kha_vrrp *v = tr->v;
-	struct track *t = &v->tracks[tr->i];
-	bool was_up = t->up;
+	struct kha_vrrp *v = userdata;
 
-	(void)loop;
-	if (v->stopping) {
-		free(tr);
-		return;
-	}
-	snprintf(t->detail, sizeof(t->detail), "%s", tr->detail);
-	if (tr->ok) {
-		t->fails = 0;
-		if (!t->up && ++t->oks >= v->cfg.track_rise)
-			t->up = true;
-	} else {
-		t->oks = 0;
-		if (t->up && ++t->fails >= v->cfg.track_fall)
-			t->up = false;
-	}
-	free(tr);
-	if (t->up != was_up)
-		kha_log(t->up ? KHA_LOG_INFO : KHA_LOG_WARN, t->up ? "track up" : "track down",
-			"url=%s detail=%s", KHA_LOGQ(t->url), KHA_LOGQ(t->detail));
-	update_fault(v);
-}
-
-static void *track_main(void *arg)
-{
-	struct kha_vrrp *v = arg;
-	struct kha_http_options ho = {.connect_timeout_us = v->cfg.track_timeout_us};
-	struct kha_http *h = NULL;
-	struct kha_diag d = {};
-
-	if (kha_http_new(&ho, &h, &d) < 0)
-		return NULL;
-	while (!v->track_stop) {
-		struct timespec until;
-		uint64_t wake;
-
-		for (size_t i = 0; i < v->cfg.ntracks && !v->track_stop; i++) {
-			struct kha_http_request req = {.method = "GET",
-						       .url = v->cfg.track_urls[i],
-						       .timeout_us = v->cfg.track_timeout_us,
-						       .max_body = 64 * 1024,
-						       .cancel = &v->track_stop};
-			struct kha_http_response resp = {};
-			struct track_result *tr = calloc(1, sizeof(*tr));
-			int r;
-
-			kha_diag_clear(&d);
-			r = kha_http_do(h, &req, &resp, &d);
-			if (tr) {
-				tr->v = v;
-				tr->i = i;
-				tr->ok = r == 0 && resp.status == 200;
-				if (r < 0)
-					snprintf(tr->detail, sizeof(tr->detail), "%s", d.msg);
-				else
-					snprintf(tr->detail, sizeof(tr->detail), "HTTP %ld",
-						 resp.status);
-				if (kha_loop_post(v->loop, on_track_result, tr) < 0)
-					free(tr);
-			}
-			kha_http_response_release(&resp);
-		}
-		clock_gettime(CLOCK_REALTIME, &until);
-		wake = (uint64_t)until.tv_nsec / 1000 + v->cfg.track_interval_us;
-		until.tv_sec += (time_t)(wake / KHA_USEC_PER_SEC);
-		until.tv_nsec = (long)(wake % KHA_USEC_PER_SEC) * 1000;
-		pthread_mutex_lock(&v->track_lock);
-		if (!v->track_stop)
-			pthread_cond_timedwait(&v->track_cond, &v->track_lock, &until);
-		pthread_mutex_unlock(&v->track_lock);
-	}
-	kha_http_free(h);
-	return NULL;
+	(void)i;
+	(void)up;
+	if (!v->stopping)
+		update_fault(v);
 }
 
 /* ---- metrics and admin endpoints ---- */
@@ -874,8 +782,9 @@ static void collect(FILE *out, void *userdata)
 					 KHA_METRIC_GAUGE);
 		for (size_t i = 0; i < v->cfg.ntracks; i++) {
 			snprintf(l2, sizeof(l2), "%s,url=\"%s\"", lbl,
-				 kha_metrics_escape(u, sizeof(u), v->tracks[i].url));
-			kha_metrics_write_sample(out, "kha_vip_track_up", l2, v->tracks[i].up);
+				 kha_metrics_escape(u, sizeof(u), kha_tracks_url(v->tracks, i)));
+			kha_metrics_write_sample(out, "kha_vip_track_up", l2,
+						 kha_tracks_up(v->tracks, i));
 		}
 	}
 }
@@ -920,9 +829,10 @@ static void status_route(const struct kha_httpd_request *req, struct kha_httpd_r
 		(unsigned long long)v->adverts_sent, (unsigned long long)v->adverts_received);
 	for (size_t i = 0; i < v->cfg.ntracks; i++) {
 		fprintf(resp->body, "%s{\"url\":", i ? "," : "");
-		json_str(resp->body, v->tracks[i].url);
-		fprintf(resp->body, ",\"up\":%s,\"detail\":", v->tracks[i].up ? "true" : "false");
-		json_str(resp->body, v->tracks[i].detail);
+		json_str(resp->body, kha_tracks_url(v->tracks, i));
+		fprintf(resp->body,
+			",\"up\":%s,\"detail\":", kha_tracks_up(v->tracks, i) ? "true" : "false");
+		json_str(resp->body, kha_tracks_detail(v->tracks, i));
 		fputc('}', resp->body);
 	}
 	fputs("]}\n", resp->body);
@@ -995,13 +905,6 @@ int kha_vrrp_new(struct kha_vrrp_config *cfg, struct kha_diag *d, struct kha_vrr
 	v->arp_fd = -1;
 	v->guard_fd = -1;
 	v->vip_lifetime_s = vip_lifetime(v);
-	pthread_mutex_init(&v->track_lock, NULL);
-	pthread_cond_init(&v->track_cond, NULL);
-	for (size_t i = 0; i < v->cfg.ntracks; i++) {
-		v->tracks[i].url = v->cfg.track_urls[i];
-		v->tracks[i].up = true; /* as keepalived: a track passes until it fails */
-		snprintf(v->tracks[i].detail, sizeof(v->tracks[i].detail), "not checked yet");
-	}
 	snprintf(v->vip_text, sizeof(v->vip_text), "%s/%u", ntoa(v->cfg.vip, a, sizeof(a)),
 		 v->cfg.prefix);
 	/* a label marks the address as ours (ip addr shows it; a restart recognises it) */
@@ -1037,7 +940,18 @@ int kha_vrrp_new(struct kha_vrrp_config *cfg, struct kha_diag *d, struct kha_vrr
 		kha_diag_set(d, r, "event loop: %s", strerror(-r));
 		goto fail;
 	}
-	r = kha_loop_add_timer(v->loop, 0, 0, on_timer, v, &v->timer);
+	{
+		struct kha_tracks_config tc = {.urls = (const char *const *)v->cfg.track_urls,
+					       .n = v->cfg.ntracks,
+					       .interval_us = v->cfg.track_interval_us,
+					       .timeout_us = v->cfg.track_timeout_us,
+					       .fall = v->cfg.track_fall,
+					       .rise = v->cfg.track_rise};
+
+		r = kha_tracks_new(v->loop, &tc, on_track_change, v, &v->tracks);
+	}
+	if (r == 0)
+		r = kha_loop_add_timer(v->loop, 0, 0, on_timer, v, &v->timer);
 	if (r == 0) {
 		kha_loop_timer_stop(v->timer);
 		r = kha_loop_add_timer(v->loop, 0, 0, on_garp_timer, v, &v->garp_timer);
@@ -1054,24 +968,10 @@ int kha_vrrp_new(struct kha_vrrp_config *cfg, struct kha_diag *d, struct kha_vrr
 		goto fail;
 	}
 	if (v->cfg.metrics_addr[0]) {
-		r = kha_metrics_new(&v->metrics);
-		if (r == 0)
-			r = kha_metrics_add_collector(v->metrics, collect, v);
-		if (r < 0) {
-			kha_diag_set(d, r, "metrics: %s", strerror(-r));
+		r = kha_httpd_admin_new(v->loop, v->cfg.metrics_addr, collect, status_route, ready,
+					v, &v->metrics, &v->httpd, d);
+		if (r < 0)
 			goto fail;
-		}
-		r = kha_httpd_new(v->loop, v->cfg.metrics_addr, v->metrics, d, &v->httpd);
-		if (r < 0) {
-			kha_diag_prefix(d, "--metrics-addr");
-			goto fail;
-		}
-		r = kha_httpd_route(v->httpd, "/status", status_route, v);
-		if (r < 0) {
-			kha_diag_set(d, r, "metrics: %s", strerror(-r));
-			goto fail;
-		}
-		kha_httpd_set_ready(v->httpd, ready, v);
 	}
 	*ret = v;
 	return 0;
@@ -1172,6 +1072,7 @@ static void on_signal(struct kha_loop_source *src, int signo, void *userdata)
 	kha_info("stopping", "signal=%s state=%s", signo == SIGTERM ? "SIGTERM" : "SIGINT",
 		 kha_vrrp_state_name(v->fsm.state));
 	v->stopping = true;
+	kha_tracks_stop(v->tracks);
 	act = kha_vrrp_fsm_stop(&v->fsm, kha_now_us());
 	perform(v, act, "shutdown");
 	kha_loop_quit(v->loop, 0);
@@ -1196,12 +1097,10 @@ int kha_vrrp_run(struct kha_vrrp *v)
 	r = guard_start(v);
 	if (r < 0)
 		return r;
-	if (v->cfg.ntracks) {
-		r = -pthread_create(&v->track_thread, NULL, track_main, v);
-		if (r < 0)
-			return r;
-		v->track_running = true;
-	}
+	/* threads only after the fork */
+	r = kha_tracks_start(v->tracks);
+	if (r < 0)
+		return r;
 	kha_info("started",
 		 "vrid=%u vip=%s interface=%s primary=%s priority=%u advert_interval_ms=%llu "
 		 "preempt=%s mode=%s master_down_ms=%.1f",
@@ -1225,16 +1124,7 @@ void kha_vrrp_free(struct kha_vrrp *v)
 {
 	if (!v)
 		return;
-	if (v->track_running) {
-		pthread_mutex_lock(&v->track_lock);
-		v->track_stop = 1;
-		pthread_cond_signal(&v->track_cond);
-		pthread_mutex_unlock(&v->track_lock);
-		pthread_join(v->track_thread, NULL);
-		/* results the thread posted after the loop stopped */
-		if (v->loop)
-			kha_ignore(kha_loop_run_once(v->loop, 0));
-	}
+	kha_tracks_free(v->tracks);
 	kha_httpd_free(v->httpd);
 	kha_loop_free(v->loop);
 	kha_metrics_free(v->metrics);
@@ -1250,8 +1140,6 @@ void kha_vrrp_free(struct kha_vrrp *v)
 		close(v->guard_fd); /* EOF: the guard makes sure the VIP is gone, then exits */
 		kha_ignore(waitpid(v->guard_pid, NULL, 0));
 	}
-	pthread_mutex_destroy(&v->track_lock);
-	pthread_cond_destroy(&v->track_cond);
 	kha_vrrp_config_release(&v->cfg);
 	free(v);
 }

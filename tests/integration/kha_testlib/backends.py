@@ -3,7 +3,7 @@
 process (so SIGSTOP and SIGKILL are real), plus a throwaway PKI made with the openssl CLI.
 
 As a script (run by the Backend class):
-  backends.py tls --port P --cert C --key K --name N     HTTPS: /readyz /version /large /echo /watch
+  backends.py tls --port P [--host H] --cert C --key K --name N  HTTPS: /readyz /version ...
   backends.py tcp --port P --name N --report FILE        TCP echo with half-close, see TcpHandler
 
 HTTPS endpoints:
@@ -39,8 +39,8 @@ def pattern(n):
     return (PATTERN_BLOCK * reps)[:n]
 
 
-def make_pki(directory):
-    """A CA and a server certificate for 127.0.0.1 and localhost; returns dict of paths."""
+def make_pki(directory, ips=()):
+    """A CA and a server certificate for 127.0.0.1, localhost and ips; returns dict of paths."""
     d = str(directory)
     os.makedirs(d, exist_ok=True)
     paths = {k: os.path.join(d, k) for k in ("ca.key", "ca.crt", "server.key", "server.csr",
@@ -55,7 +55,9 @@ def make_pki(directory):
     run("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout",
         paths["server.key"], "-out", paths["server.csr"], "-subj", "/CN=kube-apiserver")
     with open(paths["ext.cnf"], "w") as f:
-        f.write("subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n")
+        sans = "".join(f",IP:{ip}" for ip in ips)
+        f.write(f"subjectAltName=IP:127.0.0.1,DNS:localhost{sans}\n"
+                "extendedKeyUsage=serverAuth\n")
     run("x509", "-req", "-in", paths["server.csr"], "-CA", paths["ca.crt"], "-CAkey",
         paths["ca.key"], "-CAcreateserial", "-out", paths["server.crt"], "-days", "2",
         "-extfile", paths["ext.cnf"])
@@ -243,6 +245,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("kind", choices=["tls", "tcp"])
     ap.add_argument("--port", type=int, required=True)
+    ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--name", required=True)
     ap.add_argument("--cert")
     ap.add_argument("--key")
@@ -250,7 +253,7 @@ def main():
     a = ap.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
     if a.kind == "tls":
-        srv = TLSServer(("127.0.0.1", a.port), TLSHandler)
+        srv = TLSServer((a.host, a.port), TLSHandler)
         srv.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         srv.ctx.load_cert_chain(a.cert, a.key)
         srv.ready_code = 200
