@@ -17,6 +17,32 @@ char *drill_url_base(const char *url);
 char *drill_write_url(const char *target);
 char *drill_write_body(const char *prefix, uint64_t slot);
 void drill_verify_writes(const struct kha_drill_scenario *sc, struct kha_drill_report *r);
+/* Counts the writes by outcome (acked, failed, unknown) into r->writes. */
+void drill_writes_tally(struct kha_drill_report *r);
+/*
+ * Compares what was read back (present[slot]: 0 absent, 1 with its value, 2 another value) with
+ * the outcome of each write: fills lost, unknown_applied/missing, unexpected; sets verified.
+ */
+void drill_writes_compare(struct kha_drill_report *r, const unsigned char *present, size_t found,
+			  size_t foreign);
+
+/*
+ * Kubernetes mode (kube.c). drill_kube_prepare: loads the credentials, creates the probed
+ * ConfigMap, fills r->kube and the probe URL (*ret_url, new string); *ret_ctx is freed by
+ * drill_kube_finish. drill_kube_tls: sets the credentials on a probe's easy handle.
+ * drill_kube_watch_start/stop: the watch thread (times relative to t0). drill_kube_body: the
+ * create of slot `slot`. drill_kube_finish: reads the writes back, deletes what the drill made.
+ */
+struct drill_kube;
+int drill_kube_prepare(const struct kha_drill_scenario *sc, struct kha_drill_report *r,
+		       struct drill_kube **ret_ctx, char **ret_url, struct kha_diag *d);
+void drill_kube_tls(const struct drill_kube *k, void *easy);
+int drill_kube_watch_start(struct drill_kube *k, uint64_t t0);
+void drill_kube_watch_stop(struct drill_kube *k, struct kha_drill_report *r, uint64_t end_us);
+char *drill_kube_body(const struct drill_kube *k, uint64_t slot);
+void drill_kube_finish(struct drill_kube *k, const struct kha_drill_scenario *sc,
+		       struct kha_drill_report *r);
+void drill_kube_free(struct drill_kube *k);
 
 /*
  * A shell command run by the drill: /bin/sh -c CMD in its own process group, stdin from

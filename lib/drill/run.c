@@ -63,6 +63,7 @@ struct drill {
 	bool tcp;
 	bool write;		    /* write mode: puts to url with a body */
 	struct curl_slist *headers; /* write mode: Content-Type */
+	struct drill_kube *kube;    /* Kubernetes mode */
 	uint64_t t0;
 
 	size_t cap;	    /* of r->probes */
@@ -208,7 +209,8 @@ static int start_probe(struct drill *dr, uint64_t slot, uint64_t now_abs)
 	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
 	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, discard);
 	if (dr->write) {
-		char *body = drill_write_body(dr->r->writes.prefix, slot);
+		char *body = dr->kube ? drill_kube_body(dr->kube, slot)
+				      : drill_write_body(dr->r->writes.prefix, slot);
 		if (!body) {
 			curl_easy_cleanup(e);
 			free(pr);
@@ -223,11 +225,13 @@ static int start_probe(struct drill *dr, uint64_t slot, uint64_t now_abs)
 		curl_easy_setopt(e, CURLOPT_CONNECT_ONLY, 1L);
 	} else {
 		curl_easy_setopt(e, CURLOPT_USERAGENT, "kha-drill");
-		if (sc->cacert)
+		if (dr->kube)
+			drill_kube_tls(dr->kube, e);
+		else if (sc->cacert)
 			curl_easy_setopt(e, CURLOPT_CAINFO, sc->cacert);
-		if (sc->cert)
+		if (sc->cert && !dr->kube)
 			curl_easy_setopt(e, CURLOPT_SSLCERT, sc->cert);
-		if (sc->key)
+		if (sc->key && !dr->kube)
 			curl_easy_setopt(e, CURLOPT_SSLKEY, sc->key);
 		if (sc->insecure) {
 			curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 0L);
@@ -272,6 +276,9 @@ static enum kha_drill_result classify(struct drill *dr, CURL *e, CURLcode rc, lo
 	*ret_status = status;
 	switch (rc) {
 	case CURLE_OK:
+		if (dr->write && dr->kube) /* 201 Created: stored in etcd */
+			return status == 201 || status == 200 ? KHA_DRILL_PROBE_OK
+							      : KHA_DRILL_PROBE_STATUS;
 		if (dr->write) /* the gateway answers 200 only for a committed put */
 			return status == 200 ? KHA_DRILL_PROBE_OK : KHA_DRILL_PROBE_STATUS;
 		if (dr->tcp || kha_drill_status_expected(dr->sc->expect_status, status))
@@ -1047,6 +1054,8 @@ static void cleanup(struct drill *dr)
 		curl_multi_cleanup(dr->multi);
 	curl_slist_free_all(dr->headers);
 	free(dr->url);
+	drill_kube_free(dr->kube);
+	dr->kube = NULL;
 }
 
 void kha_drill_report_free(struct kha_drill_report *r)
@@ -1070,6 +1079,10 @@ void kha_drill_report_free(struct kha_drill_report *r)
 	free(r->writes.prefix);
 	free(r->writes.endpoints);
 	free(r->writes.lost_slots);
+	free(r->kube.namespace);
+	free(r->kube.object);
+	free(r->kube.label);
+	free(r->kube.gaps);
 	free(r);
 }
 
@@ -1173,7 +1186,11 @@ int kha_drill_run(const struct kha_drill_scenario *sc, const struct kha_drill_ho
 		return kha_diag_set(d, EIO, "libcurl failed to initialize");
 	dr.tcp = strncmp(sc->target, "tcp://", 6) == 0;
 	dr.write = sc->write && !dr.tcp;
-	if (dr.write) {
+	if (sc->kube) {
+		dr.headers = curl_slist_append(NULL, "Content-Type: application/json");
+		dr.headers = dr.headers ? curl_slist_append(dr.headers, "Accept: application/json")
+					: NULL;
+	} else if (dr.write) {
 		dr.url = drill_write_url(sc->target);
 		dr.headers = curl_slist_append(NULL, "Content-Type: application/json");
 	} else if (dr.tcp) {
@@ -1189,19 +1206,32 @@ int kha_drill_run(const struct kha_drill_scenario *sc, const struct kha_drill_ho
 	dr.inflight = calloc(dr.max_inflight, sizeof(*dr.inflight));
 	dr.multi = curl_multi_init();
 	r = -ENOMEM;
-	if (!dr.url || !dr.inflight || !dr.multi || (dr.write && !dr.headers) ||
+	if ((!dr.url && !sc->kube) || !dr.inflight || !dr.multi || (dr.write && !dr.headers) ||
 	    init_report(&dr) < 0 || grow_probes(&dr, slots ? slots - 1 : 0) < 0) {
 		kha_diag_set(d, ENOMEM, "out of memory");
 		goto fail;
 	}
 	curl_multi_setopt(dr.multi, CURLMOPT_MAXCONNECTS, (long)dr.max_inflight);
+	if (sc->kube) {
+		r = drill_kube_prepare(sc, dr.r, &dr.kube, &dr.url, d);
+		if (r < 0)
+			goto fail;
+	}
 
 	dr.t0 = kha_now_us();
 	dr.r->started_wall_us = kha_wall_us();
+	if (dr.kube && dr.r->kube.watch) {
+		r = drill_kube_watch_start(dr.kube, dr.t0);
+		if (r < 0) {
+			kha_diag_set(d, -r, "cannot start the watch: %s", strerror(-r));
+			goto fail;
+		}
+	}
 	dr.next_tick_us = KHA_USEC_PER_SEC;
 	kha_debug("drill started", "target=%s rate=%u max_inflight=%zu", sc->target, sc->rate,
 		  dr.max_inflight);
 	r = loop(&dr);
+	drill_kube_watch_stop(dr.kube, dr.r, dr.probing_done ? dr.probing_end_us : rel_now(&dr));
 	if (r < 0) {
 		kha_diag_set(d, -r, "drill failed: %s", strerror(-r));
 		goto fail;
@@ -1218,8 +1248,10 @@ int kha_drill_run(const struct kha_drill_scenario *sc, const struct kha_drill_ho
 		kha_diag_set(d, ENOMEM, "out of memory");
 		goto fail;
 	}
+	if (dr.kube)
+		drill_kube_finish(dr.kube, sc, dr.r);
 	cleanup(&dr);
-	if (dr.write)
+	if (dr.write && !sc->kube)
 		drill_verify_writes(sc, dr.r);
 	curl_global_cleanup();
 	*ret_report = dr.r;

@@ -209,17 +209,12 @@ static int make_client(const struct kha_drill_scenario *sc, const char *endpoint
 	return r;
 }
 
-void drill_verify_writes(const struct kha_drill_scenario *sc, struct kha_drill_report *r)
+void drill_writes_tally(struct kha_drill_report *r)
 {
 	struct kha_drill_writes *w = &r->writes;
-	struct kha_etcd *c = NULL;
-	struct kha_diag d = {};
-	unsigned char *present = NULL;
-	size_t found = 0, foreign = 0;
-	uint64_t deadline = kha_now_us() + sc->readback_timeout_us;
-	int rc;
 
 	w->enabled = true;
+	w->acked = w->failed = w->unknown = 0;
 	for (size_t i = 0; i < r->n_probes; i++) {
 		switch (outcome_of(r->probes[i].result)) {
 		case OUT_ACKED:
@@ -235,6 +230,55 @@ void drill_verify_writes(const struct kha_drill_scenario *sc, struct kha_drill_r
 			break;
 		}
 	}
+}
+
+void drill_writes_compare(struct kha_drill_report *r, const unsigned char *present, size_t found,
+			  size_t foreign)
+{
+	struct kha_drill_writes *w = &r->writes;
+
+	w->verified = true;
+	w->found = found;
+	w->unexpected = foreign;
+	for (size_t i = 0; i < r->n_probes; i++) {
+		enum outcome o = outcome_of(r->probes[i].result);
+		bool here = present[i] == 1;
+
+		if (present[i] == 2)
+			w->unexpected +=
+				o != OUT_ACKED; /* a wrong value for an unacknowledged slot */
+		if (o == OUT_ACKED && !here) {
+			if (w->n_lost_slots < MAX_LOST_LISTED) {
+				uint64_t *grown = realloc(w->lost_slots,
+							  (w->n_lost_slots + 1) * sizeof(*grown));
+				if (grown) {
+					w->lost_slots = grown;
+					w->lost_slots[w->n_lost_slots++] = i;
+				}
+			}
+			w->lost++;
+		} else if (o == OUT_UNKNOWN) {
+			if (here)
+				w->unknown_applied++;
+			else
+				w->unknown_missing++;
+		} else if ((o == OUT_FAILED || o == OUT_NOT_SENT) && present[i]) {
+			w->unexpected++;
+		}
+	}
+}
+
+void drill_verify_writes(const struct kha_drill_scenario *sc, struct kha_drill_report *r)
+{
+	struct kha_drill_writes *w = &r->writes;
+	struct kha_etcd *c = NULL;
+	struct kha_diag d = {};
+	unsigned char *present = NULL;
+	size_t found = 0, foreign = 0;
+	uint64_t deadline = kha_now_us() + sc->readback_timeout_us;
+	int rc;
+
+	drill_writes_tally(r);
 	if (!w->endpoints) {
 		w->endpoints = sc->endpoints ? strdup(sc->endpoints) : drill_url_base(sc->target);
 		if (!w->endpoints) {
@@ -267,35 +311,7 @@ void drill_verify_writes(const struct kha_drill_scenario *sc, struct kha_drill_r
 		free(present);
 		return;
 	}
-	w->verified = true;
-	w->found = found;
-	w->unexpected = foreign;
-	for (size_t i = 0; i < r->n_probes; i++) {
-		enum outcome o = outcome_of(r->probes[i].result);
-		bool here = present[i] == 1;
-
-		if (present[i] == 2)
-			w->unexpected +=
-				o != OUT_ACKED; /* a wrong value for an unacknowledged slot */
-		if (o == OUT_ACKED && !here) {
-			if (w->n_lost_slots < MAX_LOST_LISTED) {
-				uint64_t *grown = realloc(w->lost_slots,
-							  (w->n_lost_slots + 1) * sizeof(*grown));
-				if (grown) {
-					w->lost_slots = grown;
-					w->lost_slots[w->n_lost_slots++] = i;
-				}
-			}
-			w->lost++;
-		} else if (o == OUT_UNKNOWN) {
-			if (here)
-				w->unknown_applied++;
-			else
-				w->unknown_missing++;
-		} else if ((o == OUT_FAILED || o == OUT_NOT_SENT) && present[i]) {
-			w->unexpected++;
-		}
-	}
+	drill_writes_compare(r, present, found, foreign);
 	if (!sc->keep_keys) {
 		struct kha_etcd_delete_req del = {.r = {.key = w->prefix, .prefix = true}};
 
