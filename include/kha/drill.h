@@ -391,6 +391,7 @@ struct kha_drill_report {
 	bool keepalive, rolling;
 	double slo_percent;
 	uint64_t started_wall_us; /* realtime clock at t0, microseconds since the epoch */
+	uint64_t t0_us;		  /* t0 on kha_now_us()'s clock (to align drills run together) */
 	uint64_t elapsed_us;	  /* t0 to the end of the drill */
 
 	bool interrupted;	/* stopped by the caller (a signal) */

@@ -1220,6 +1220,7 @@ int kha_drill_run(const struct kha_drill_scenario *sc, const struct kha_drill_ho
 
 	dr.t0 = kha_now_us();
 	dr.r->started_wall_us = kha_wall_us();
+	dr.r->t0_us = dr.t0;
 	if (dr.kube && dr.r->kube.watch) {
 		r = drill_kube_watch_start(dr.kube, dr.t0);
 		if (r < 0) {

@@ -4,6 +4,8 @@
 #define KHA_LAB_INTERNAL_H
 
 #include "kha/lab.h"
+#include <pthread.h>
+
 #include "kha/proc.h"
 
 #define LAB_JSON "lab.json"
@@ -79,6 +81,46 @@ struct lab_drill_obs {
 	char fault_leader[KHA_LAB_FAULTS][KHA_LAB_NAME_MAX];
 	bool fault_leader_known[KHA_LAB_FAULTS];
 };
+/*
+ * The drills' watcher thread (drill.c): polls the backup election (every 100 ms) and the backup
+ * directories (every 250 ms), and calls extra (if set) at the same pace from its thread.
+ * Progress lines go to o->on_progress. on_event/on_stop are lib/drill hooks (userdata: the
+ * watcher) that stamp t0 and note the leader at each fault.
+ */
+struct lab_seen {
+	char **names;
+	size_t n;
+};
+
+struct lab_watcher {
+	const struct kha_lab *lab;
+	const struct kha_lab_drill_opts *o;
+	void (*extra)(struct lab_watcher *w); /* NULL: none */
+	void *extra_data;
+	pthread_t thread;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	bool stop;
+	/* under mu: */
+	struct kha_lab_term *terms; /* start_us on the monotonic clock until the drill ends */
+	size_t n_terms;
+	struct kha_lab_snapshot *snaps; /* t_us unset until the drill ends */
+	size_t n_snaps;
+	char leader[KHA_LAB_NAME_MAX]; /* the last observed */
+	bool leader_known;
+	/* the drill thread's: */
+	uint64_t t0; /* the drill's t0 on the monotonic clock, 0 until the first event */
+	struct lab_drill_obs obs; /* the leader seen as each fault started */
+	/* the watcher's own: */
+	struct lab_seen seen[KHA_LAB_MAX_MASTERS];
+};
+int lab_watcher_start(struct lab_watcher *w);
+void lab_watcher_stop(struct lab_watcher *w);
+void lab_watcher_release(struct lab_watcher *w);
+void lab_watcher_on_event(void *userdata, const struct kha_drill_event *ev);
+int lab_watcher_on_stop(void *userdata);
+void lab_watcher_progress(const struct lab_watcher *w, const char *fmt, ...) KHA_PRINTF(2, 3);
+
 /*
  * The analysis of a drill that ran: r->drill (probes, steps, writes, stats), r->terms and
  * r->snapshots (drill times, snapshots in any order) in; r->faults, r->conflicts and

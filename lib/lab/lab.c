@@ -971,6 +971,56 @@ int kha_lab_master_freeze(struct kha_lab *lab, struct kha_lab_master *m, bool fr
 	return kha_lab_save(lab, d);
 }
 
+int kha_lab_proc_stop(struct kha_lab *lab, struct kha_lab_proc *p, uint64_t grace_us,
+		      struct kha_diag *d)
+{
+	int r = stop_procs(&p, 1, grace_us, false, d), s;
+
+	s = kha_lab_save(lab, r < 0 ? NULL : d);
+	return r < 0 ? r : s;
+}
+
+struct kha_lab_node *kha_lab_find_host(struct kha_lab *lab, const char *name)
+{
+	if (lab->node.name && strcmp(lab->node.name, name) == 0)
+		return &lab->node;
+	for (size_t i = 0; i < lab->n_lbs; i++)
+		if (strcmp(lab->lbs[i].name, name) == 0)
+			return &lab->lbs[i];
+	return NULL;
+}
+
+int kha_lab_host_stop(struct kha_lab *lab, struct kha_lab_node *h, uint64_t grace_us,
+		      struct kha_diag *d)
+{
+	struct kha_lab_proc *procs[4];
+	size_t n = KHA_MIN(h->n_procs, KHA_ARRAY_SIZE(procs));
+	int r, s;
+
+	for (size_t i = 0; i < n; i++)
+		procs[i] = &h->procs[i];
+	r = stop_procs(procs, n, grace_us, false, d);
+	s = kha_lab_save(lab, r < 0 ? NULL : d);
+	return r < 0 ? r : s;
+}
+
+int kha_lab_host_start(struct kha_lab *lab, struct kha_lab_node *h, struct kha_diag *d)
+{
+	sigset_t old;
+	int r = 0;
+
+	block_signals(&old);
+	for (size_t j = 0; r == 0 && j < h->n_procs; j++)
+		if (!kha_lab_proc_running(&h->procs[j]))
+			r = spawn_proc(lab, NULL, h, &h->procs[j], false, d);
+	if (r == 0)
+		r = kha_lab_save(lab, d);
+	else
+		kha_ignore(kha_lab_save(lab, NULL));
+	sigprocmask(SIG_SETMASK, &old, NULL);
+	return r;
+}
+
 /* Waits until m's etcd member answers on its client URL (healthy or not). */
 static int wait_answering(struct kha_lab *lab, struct kha_lab_master *m, uint64_t deadline,
 			  uint64_t timeout_us, struct kha_diag *d)
