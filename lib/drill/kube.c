@@ -72,8 +72,7 @@ static int decode_list(json_t *root, const char *prefix, unsigned char *present,
 	items = json_object_get(root, "items");
 	if (items && !json_is_array(items) && !json_is_null(items))
 		return kha_diag_set(d, EBADMSG, "the list's items is not an array");
-	json_array_foreach(items, i, item)
-	{
+	json_array_foreach (items, i, item) {
 		const char *name, *seq;
 		json_t *data;
 		char *e = NULL, want[24];
@@ -190,8 +189,8 @@ static int load_config(const struct kha_drill_scenario *sc, const char *base,
 	return 0;
 }
 
-static int new_client(const struct drill_kube *k, uint64_t connect_us,
-		      struct kha_kube_client **ret, struct kha_diag *d)
+static int new_client(const struct drill_kube *k, uint64_t connect_us, struct kha_kube_client **ret,
+		      struct kha_diag *d)
 {
 	struct kha_kube_client *c = NULL;
 	int r = kha_kube_client_new(k->cfg, &c, d);
@@ -211,8 +210,8 @@ static json_t *configmap(const char *name, const char *label, const char *value,
 			 const char *data)
 {
 	return json_pack("{s:s, s:s, s:{s:s, s:{s:s}}, s:{s:s}}", "apiVersion", "v1", "kind",
-			 "ConfigMap", "metadata", "name", name, "labels", label, value, "data",
-			 key, data);
+			 "ConfigMap", "metadata", "name", name, "labels", label, value, "data", key,
+			 data);
 }
 
 char *drill_kube_body(const struct drill_kube *k, uint64_t slot)
@@ -252,8 +251,8 @@ int drill_kube_prepare(const struct kha_drill_scenario *sc, struct kha_drill_rep
 	rk->enabled = true;
 	rk->watch = !sc->no_watch;
 	rk->watch_first_us = KHA_DRILL_NONE;
-	if (asprintf(&k->run_id, "%llu-%ld",
-		     (unsigned long long)(kha_wall_us() / KHA_USEC_PER_SEC), (long)getpid()) < 0 ||
+	if (asprintf(&k->run_id, "%llu-%ld", (unsigned long long)(kha_wall_us() / KHA_USEC_PER_SEC),
+		     (long)getpid()) < 0 ||
 	    !(rk->namespace = strdup(sc->namespace ? sc->namespace : "default")) ||
 	    asprintf(&rk->object, "kha-drill-%s", k->run_id) < 0 ||
 	    asprintf(&rk->label, LABEL "=%s", k->run_id) < 0)
@@ -376,9 +375,8 @@ static void watch_broke(struct drill_kube *k, int rc, const char *msg)
 		} else if ((g = realloc(k->gaps, (k->n_gaps + 1) * sizeof(*g)))) {
 			k->gaps = g;
 			g = &k->gaps[k->n_gaps++];
-			*g = (struct kha_drill_watch_gap){.broke_us = rel(k),
-							  .back_us = KHA_DRILL_NONE,
-							  .clean = rc == 0};
+			*g = (struct kha_drill_watch_gap){
+				.broke_us = rel(k), .back_us = KHA_DRILL_NONE, .clean = rc == 0};
 			snprintf(g->error, sizeof(g->error), "%s",
 				 rc == 0 ? "the server ended the watch (timeoutSeconds)" : msg);
 		}
@@ -473,7 +471,8 @@ static int list_page(struct drill_kube *k, const char *cont, unsigned char *pres
 	if (cont && !esc)
 		return kha_diag_set(d, ENOMEM, "out of memory");
 	snprintf(path, sizeof(path),
-		 "/api/v1/namespaces/%s/configmaps?labelSelector=" WRITE_LABEL "%%3D%s&limit=%d%s%s",
+		 "/api/v1/namespaces/%s/configmaps?labelSelector=" WRITE_LABEL
+		 "%%3D%s&limit=%d%s%s",
 		 k->ns, k->run_id, PAGE, esc ? "&continue=" : "", esc ? esc : "");
 	curl_free(esc);
 	r = kha_kube_request(k->client, "GET", path, NULL, &body, d);
