@@ -525,6 +525,8 @@ struct kha_lab_k8s_drill_report {
 	int32_t cm_lease_duration_s;	    /* as the Lease says; 0 unknown */
 	struct kha_lab_snapshot *snapshots; /* owned */
 	size_t n_snapshots;
+	char exited
+		[256]; /* "m3/kube-scheduler, ...": exited on their own after the last recovery */
 	bool healthy_after;
 };
 void kha_lab_k8s_drill_report_free(struct kha_lab_k8s_drill_report *r);

@@ -12,6 +12,7 @@
 #include <inttypes.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -144,6 +145,8 @@ uint64_t kha_drill_watch_longest_gap(const struct kha_drill_kube *k, uint64_t en
 
 /* ---- credentials and the probed object ---- */
 
+static atomic_uint drills_started;
+
 static int set_file(char **file, struct kha_kube_blob *blob, const char *path)
 {
 	char *copy = strdup(path);
@@ -251,8 +254,10 @@ int drill_kube_prepare(const struct kha_drill_scenario *sc, struct kha_drill_rep
 	rk->enabled = true;
 	rk->watch = !sc->no_watch;
 	rk->watch_first_us = KHA_DRILL_NONE;
-	if (asprintf(&k->run_id, "%llu-%ld", (unsigned long long)(kha_wall_us() / KHA_USEC_PER_SEC),
-		     (long)getpid()) < 0 ||
+	/* unique among the drills of this process too (kha lab drill runs four at once) */
+	if (asprintf(&k->run_id, "%llu-%ld-%u",
+		     (unsigned long long)(kha_wall_us() / KHA_USEC_PER_SEC), (long)getpid(),
+		     atomic_fetch_add(&drills_started, 1)) < 0 ||
 	    !(rk->namespace = strdup(sc->namespace ? sc->namespace : "default")) ||
 	    asprintf(&rk->object, "kha-drill-%s", k->run_id) < 0 ||
 	    asprintf(&rk->label, LABEL "=%s", k->run_id) < 0)

@@ -322,11 +322,18 @@ static int add_steps(struct kha_drill_scenario *sc, const struct kha_lab *lab, c
 			at += o->rolling_us;
 			continue;
 		}
+		/* the recovery is what a kubelet does for static pods: start what is not
+		 * running, again if something exited meanwhile (a controller-manager or
+		 * scheduler that lost its Lease exits), until the lab is ready */
 		if (asprintf(&fault, "'%s' lab %s --dir '%s'", kha, kfaults[k].fault_args,
 			     lab->dir) < 0 ||
-		    asprintf(&recover,
-			     "'%s' lab %s --dir '%s' && '%s' lab wait --dir '%s' --timeout 120s",
-			     kha, kfaults[k].recover_args, lab->dir, kha, lab->dir) < 0)
+		    asprintf(
+			    &recover,
+			    "'%s' lab %s --dir '%s' && for i in 1 2 3 4; do '%s' lab start-member "
+			    "--all --dir '%s' >/dev/null && '%s' lab wait --dir '%s' --timeout 40s "
+			    "&& exit 0; sleep 1; done; exit 1",
+			    kha, kfaults[k].recover_args, lab->dir, kha, lab->dir, kha,
+			    lab->dir) < 0)
 			return kha_diag_set(d, ENOMEM, "out of memory");
 		r = kha_drill_scenario_add_step(sc, KHA_DRILL_STEP_FAULT, at, kfaults[k].name,
 						fault, STEP_TIMEOUT_US, d);
@@ -508,7 +515,28 @@ int kha_lab_k8s_drill(const struct kha_lab *lab, const char *kha,
 		struct kha_lab *fresh = NULL;
 
 		lab_watcher_progress(&w, "         the drill is over: is the lab ready again?");
-		if (kha_lab_load(lab->dir, false, &fresh, NULL) == 0) {
+		if (kha_lab_load(lab->dir, true, &fresh, NULL) == 0) {
+			/* what exited on its own since the last recovery is started again, as a
+			 * kubelet restarts a static pod, and named in the report */
+			for (size_t i = 0; i < fresh->n_masters; i++) {
+				struct kha_lab_master *mm = &fresh->masters[i];
+				bool any = false;
+
+				for (size_t j = 0; j < mm->n_procs; j++) {
+					size_t used = strlen(r->exited);
+
+					if (!mm->procs[j].pid ||
+					    kha_lab_proc_running(&mm->procs[j]))
+						continue;
+					any = true;
+					snprintf(r->exited + used, sizeof(r->exited) - used,
+						 "%s%s/%s", used ? ", " : "", mm->name,
+						 mm->procs[j].name);
+				}
+				if (any)
+					kha_ignore(kha_lab_master_start(fresh, mm, READY_AFTER_US,
+									NULL));
+			}
 			r->healthy_after = kha_lab_wait_ready(fresh, READY_AFTER_US, NULL) == 0;
 			kha_lab_free(fresh);
 		}
@@ -958,6 +986,7 @@ char *kha_lab_k8s_drill_json(const struct kha_lab_k8s_drill_report *r)
 						       r->snapshots[i].taker, "file",
 						       r->snapshots[i].file));
 	json_object_set_new(root, "snapshots", snaps);
+	json_object_set_new(root, "exited_after_recovery", json_string(r->exited));
 	json_object_set_new(root, "healthy_after", json_boolean(r->healthy_after));
 	for (int e = 0; e < KHA_LAB_ENTRIES; e++)
 		for (int k = 0; k < 2; k++) {
@@ -1070,7 +1099,9 @@ int kha_lab_k8s_drill_print(FILE *out, const struct kha_lab_k8s_drill_report *r)
 				? "none"
 				: dur(b, sizeof(b),
 				      rd->stats.longest.end_us - rd->stats.longest.start_us),
-			rd->kube.n_gaps, dur(c, sizeof(c), rd->kube.longest_gap_us));
+			rd->kube.n_gaps,
+			rd->kube.longest_gap_us ? dur(c, sizeof(c), rd->kube.longest_gap_us)
+						: "- (only the server's timeoutSeconds ends)");
 		if (w->writes.verified)
 			fprintf(out,
 				"              %zu writes acknowledged, %zu lost; %zu failed, %zu "
@@ -1086,6 +1117,11 @@ int kha_lab_k8s_drill_print(FILE *out, const struct kha_lab_k8s_drill_report *r)
 		r->n_cm_terms ? r->n_cm_terms - 1 : 0, r->n_cm_terms == 2 ? "" : "s",
 		(int)r->cm_lease_duration_s);
 	fprintf(out, "  backups     %zu snapshots during the drill\n", r->n_snapshots);
+	if (r->exited[0])
+		fprintf(out,
+			"  exited      %s (on their own, after the last recovery: started again, as "
+			"a kubelet would)\n",
+			r->exited);
 	fprintf(out, "  lab         %s\n",
 		r->healthy_after ? "ready again after the drill" : "NOT READY after the drill");
 	kha_lab_k8s_drill_problems(r, problems, sizeof(problems));
