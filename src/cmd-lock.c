@@ -36,6 +36,9 @@ enum {
 	OPT_SERVE_CERT,
 	OPT_SERVE_KEY,
 	OPT_SERVE_CLIENT_CA,
+	OPT_CLIENT_IDS,
+	OPT_GROUP,
+	OPT_INSECURE_NO_CLIENT_CERTS,
 	OPT_METRICS_ADDR,
 	OPT_LOG_LEVEL,
 	OPT_LOG_FORMAT,
@@ -59,6 +62,9 @@ static const struct option longopts[] = {
 	{"serve-cert", required_argument, NULL, OPT_SERVE_CERT},
 	{"serve-key", required_argument, NULL, OPT_SERVE_KEY},
 	{"serve-client-ca", required_argument, NULL, OPT_SERVE_CLIENT_CA},
+	{"client-ids", required_argument, NULL, OPT_CLIENT_IDS},
+	{"group", required_argument, NULL, OPT_GROUP},
+	{"insecure-no-client-certs", no_argument, NULL, OPT_INSECURE_NO_CLIENT_CERTS},
 	{"metrics-addr", required_argument, NULL, OPT_METRICS_ADDR},
 	{"log-level", required_argument, NULL, OPT_LOG_LEVEL},
 	{"log-format", required_argument, NULL, OPT_LOG_FORMAT},
@@ -107,7 +113,16 @@ static void usage(FILE *out)
 		"  --listen ADDR             serve: address to listen on (default 127.0.0.1:3333)\n"
 		"  --serve-cert FILE, --serve-key FILE  serve: HTTPS with this certificate (PEM\n"
 		"                            chain) and key\n"
-		"  --serve-client-ca FILE    serve: only clients with a certificate of this CA\n"
+		"  --serve-client-ca FILE    serve: only clients with a certificate of this CA; a\n"
+		"                            client may then take and release only the ids that\n"
+		"                            are its certificate's names (subject CN, DNS SANs)\n"
+		"  --client-ids FILE         serve: which ids each certificate may use instead:\n"
+		"                            lines \"CERT-NAME ID [ID...]\" (docs/lock.md)\n"
+		"  --group NAME              serve: a FleetLock group clients may name (repeat;\n"
+		"                            default: only \"default\"); group G is lock NAME.G\n"
+		"  --insecure-no-client-certs  serve: allow listening off loopback without client\n"
+		"                            certificates (anyone who reaches the port can then\n"
+		"                            release any node's slot; logged as a warning)\n"
 		"  --metrics-addr ADDR       /metrics (Prometheus), /healthz, /readyz: the slot and\n"
 		"                            COMMAND; with serve, FleetLock requests by operation\n"
 		"                            and result (off by default)\n"
@@ -123,13 +138,18 @@ static void usage(FILE *out)
 		"      --lock master-upgrades --slots 1 --require-etcd-healthy \\\n"
 		"      --require-backup-within 24h /var/backups/etcd -- /usr/local/sbin/upgrade-node\n"
 		"  kha lock --status --lock master-upgrades --endpoints https://10.0.0.1:2379 ...\n"
-		"  kha lock serve --listen 0.0.0.0:3333 --lock reboots --slots 2 --endpoints ...\n");
+		"  kha lock serve --listen 0.0.0.0:3333 --lock reboots --slots 2 --endpoints ... \\\n"
+		"      --serve-cert fleetlock.crt --serve-key fleetlock.key \\\n"
+		"      --serve-client-ca nodes-ca.crt --group default --group workers\n");
 }
 
 struct opts {
 	struct kha_etcd_config etcd;
 	char *lock, *id, *listen, *backup_dir, *metrics_addr;
-	char *serve_cert, *serve_key, *serve_client_ca;
+	char *serve_cert, *serve_key, *serve_client_ca, *client_ids;
+	char *groups[KHA_FLEETLOCK_GROUPS];
+	size_t n_groups;
+	bool insecure_no_client_certs;
 	size_t slots;
 	uint64_t ttl_us, renew_deadline_us, grace_us, gate_interval_us, backup_max_age_us;
 	struct kha_window_set window;
@@ -152,6 +172,9 @@ static void opts_release(struct opts *o)
 	free(o->serve_cert);
 	free(o->serve_key);
 	free(o->serve_client_ca);
+	free(o->client_ids);
+	for (size_t i = 0; i < o->n_groups; i++)
+		free(o->groups[i]);
 }
 
 /* "DURATION DIR" (one value, as in a config file) or DURATION with DIR as the next argument. */
@@ -232,6 +255,25 @@ static int apply(void *userdata, int val, const char *arg, struct kha_diag *d)
 		return kha_opt_set_str(&o->serve_key, arg, d);
 	case OPT_SERVE_CLIENT_CA:
 		return kha_opt_set_str(&o->serve_client_ca, arg, d);
+	case OPT_CLIENT_IDS:
+		return kha_opt_set_str(&o->client_ids, arg, d);
+	case OPT_GROUP:
+		if (!kha_fleetlock_group_valid(arg))
+			return kha_diag_set(d, EINVAL, "'%s' is not a group name ([a-zA-Z0-9.-]+)",
+					    arg);
+		for (size_t i = 0; i < o->n_groups; i++)
+			if (strcmp(o->groups[i], arg) == 0)
+				return 0;
+		if (o->n_groups == KHA_FLEETLOCK_GROUPS)
+			return kha_diag_set(d, EINVAL, "at most %d groups", KHA_FLEETLOCK_GROUPS);
+		o->groups[o->n_groups] = strdup(arg);
+		if (!o->groups[o->n_groups])
+			return kha_diag_set(d, ENOMEM, "out of memory");
+		o->n_groups++;
+		return 0;
+	case OPT_INSECURE_NO_CLIENT_CERTS:
+		o->insecure_no_client_certs = true;
+		return 0;
 	case OPT_METRICS_ADDR:
 		return kha_opt_set_str(&o->metrics_addr, arg, d);
 	case OPT_LOG_LEVEL:
@@ -332,29 +374,25 @@ static int print_status(const struct opts *o)
 
 /* ---- serve ---------------------------------------------------------------------------------- */
 
-static volatile sig_atomic_t stop_serving;
-
-static void on_signal(int sig)
-{
-	(void)sig;
-	stop_serving = 1;
-}
-
 static int serve(const struct opts *o, const struct kha_lock_gates *gates)
 {
+	struct kha_fleetlock_stats stats = {0};
 	struct kha_fleetlock_opts fo = {
 		.listen = o->listen ? o->listen : "127.0.0.1:3333",
 		.lock = o->lock,
 		.slots = o->slots,
 		.etcd = &o->etcd,
 		.gates = gates,
+		.stats = &stats,
+		.metrics_addr = o->metrics_addr,
 		.tls_cert = o->serve_cert,
 		.tls_key = o->serve_key,
 		.tls_client_ca = o->serve_client_ca,
+		.insecure_no_client_certs = o->insecure_no_client_certs,
+		.groups = (const char *const *)o->groups,
+		.n_groups = o->n_groups,
 	};
-	struct sigaction sa = {.sa_handler = on_signal};
-	struct kha_fleetlock_stats stats = {0};
-	struct kha_fleetlock_metrics *metrics = NULL;
+	struct kha_fleetlock_idmap idmap = {};
 	struct kha_diag d = {};
 	int r;
 
@@ -363,19 +401,21 @@ static int serve(const struct opts *o, const struct kha_lock_gates *gates)
 				"--serve-client-ca needs them (run 'kha lock --help')\n");
 		return KHA_EXIT_USAGE;
 	}
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGINT, &sa, NULL);
-	if (o->metrics_addr) {
-		fo.stats = &stats;
-		r = kha_fleetlock_metrics_start(o->metrics_addr, o->lock, &stats, &metrics, &d);
-		if (r < 0) {
-			fprintf(stderr, "kha lock serve: %s\n", d.msg);
-			return r == -EINVAL ? KHA_EXIT_USAGE : KHA_EXIT_CONFIG;
-		}
+	if (o->client_ids && !o->serve_client_ca) {
+		fprintf(stderr, "kha lock serve: --client-ids maps client certificates: it needs "
+				"--serve-client-ca (run 'kha lock --help')\n");
+		return KHA_EXIT_USAGE;
 	}
-	r = kha_fleetlock_serve(&fo, &stop_serving, &d);
-	kha_fleetlock_metrics_stop(metrics);
+	if (o->client_ids) {
+		r = kha_fleetlock_idmap_load(o->client_ids, &idmap, &d);
+		if (r < 0) {
+			fprintf(stderr, "kha lock serve: --client-ids %s\n", d.msg);
+			return r == -ENOMEM ? KHA_EXIT_SOFTWARE : KHA_EXIT_CONFIG;
+		}
+		fo.idmap = &idmap;
+	}
+	r = kha_fleetlock_serve(&fo, &d);
+	kha_fleetlock_idmap_release(&idmap);
 	if (r < 0) {
 		fprintf(stderr, "kha lock serve: %s\n", d.msg);
 		if (r == -EINVAL)

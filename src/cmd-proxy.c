@@ -4,7 +4,6 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <curl/curl.h>
 #include <jansson.h>
 
 #include "commands.h"
@@ -311,9 +310,7 @@ static int status_main(int argc, char **argv)
 		return KHA_EXIT_USAGE;
 	}
 	snprintf(url, sizeof(url), "http://%s/status", addr);
-	curl_global_init(CURL_GLOBAL_DEFAULT);
 	r = kha_http_get_json(url, 3 * KHA_USEC_PER_SEC, &root, &d);
-	curl_global_cleanup();
 	if (r < 0 && r != -EBADMSG) {
 		fprintf(stderr,
 			"kha proxy status: %s: %s (is kha proxy running with --metrics-addr %s?)\n",

@@ -34,6 +34,7 @@
 #include "kha/diag.h"
 #include "kha/etcd.h"
 #include "kha/kube.h"
+#include "kha/net.h"
 
 /* ---- fencing arithmetic (pure; the fake clock drives it in tests) -------------------------- */
 
@@ -139,6 +140,8 @@ struct kha_fleetlock_params {
  */
 int kha_fleetlock_parse(const char *body, size_t len, struct kha_fleetlock_params *ret,
 			struct kha_diag *d) KHA_WUR;
+/* Whether group is a group name: 1 to KHA_FLEETLOCK_GROUP_MAX - 1 bytes of [a-zA-Z0-9.-]. */
+bool kha_fleetlock_group_valid(const char *group);
 
 /* ---- Kubernetes Lease rules (pure): client-go's tryAcquireOrRenew ----------------------------- */
 
@@ -397,16 +400,6 @@ struct kha_fleetlock_stats {
 	atomic_uint_fast64_t requests[KHA_FLEETLOCK_NOPS][KHA_FLEETLOCK_NOUTCOMES];
 };
 
-/*
- * Serves stats as kha_lock_fleetlock_requests_total{name,op,result} (plus /healthz, /readyz)
- * on addr from a thread of its own. Errors as kha_elect_metrics_start().
- */
-struct kha_fleetlock_metrics;
-int kha_fleetlock_metrics_start(const char *addr, const char *lock,
-				const struct kha_fleetlock_stats *stats,
-				struct kha_fleetlock_metrics **ret, struct kha_diag *d) KHA_WUR;
-void kha_fleetlock_metrics_stop(struct kha_fleetlock_metrics *m);
-
 struct kha_fleetlock_opts {
 	const char *listen; /* "127.0.0.1:8080" */
 	const char *lock;   /* group "default" uses this lock; group G uses "<lock>.<G>" */
@@ -414,11 +407,52 @@ struct kha_fleetlock_opts {
 	const struct kha_etcd_config *etcd;
 	const struct kha_lock_gates *gates; /* optional: checked before a slot is granted */
 	uint64_t pending_ttl_us;	    /* lease of a not-yet-granted key (0 = 10 s) */
-	struct kha_fleetlock_stats *stats;  /* optional: counted per answer */
+	struct kha_fleetlock_stats *stats;  /* counted per answer; required with metrics_addr */
+	/* optional: /metrics (kha_lock_fleetlock_requests_total{name,op,result}), /healthz and
+	 * /readyz on this address, served by the same loop */
+	const char *metrics_addr;
 	/* HTTPS instead of HTTP when tls_cert is set (PEM chain and key); with tls_client_ca,
 	 * clients must present a certificate of that CA */
 	const char *tls_cert, *tls_key, *tls_client_ca;
+	/* Listening off loopback without client certificates is refused unless this is set (then
+	 * a warning is logged): anyone who reaches the port could release any node's slot. */
+	bool insecure_no_client_certs;
+	/* The groups clients may name (each a lock of its own: at most n_groups * slots permanent
+	 * keys); none: only "default". */
+	const char *const *groups;
+	size_t n_groups;
+	/* Which ids a client certificate may take and release; NULL: the certificate's own names
+	 * (its subject CN or a DNS SAN). Unused without client certificates. */
+	const struct kha_fleetlock_idmap *idmap;
 };
+
+/*
+ * The --client-ids file: one line per certificate name, "NAME ID [ID...]" (blank-separated; '#'
+ * starts a comment): a client whose verified certificate carries NAME (as its subject CN or a
+ * DNS SAN) may take and release those ids, and no other.
+ */
+#define KHA_FLEETLOCK_IDMAP_IDS 64 /* ids on one line */
+#define KHA_FLEETLOCK_GROUPS	32 /* --group at most this many times */
+struct kha_fleetlock_idmap_entry {
+	char *name;
+	char **ids;
+	size_t n_ids;
+};
+struct kha_fleetlock_idmap {
+	struct kha_fleetlock_idmap_entry *entries;
+	size_t n;
+};
+/* Reads path into *ret. Returns 0, or -errno with "FILE:LINE: what" in d (-EINVAL, -ENOENT...). */
+int kha_fleetlock_idmap_load(const char *path, struct kha_fleetlock_idmap *ret,
+			     struct kha_diag *d) KHA_WUR;
+void kha_fleetlock_idmap_release(struct kha_fleetlock_idmap *m);
+/*
+ * Whether a client with certificate peer may take or release id: without a verified
+ * certificate (no client certificates are asked for) always; else as o->idmap says, or, without
+ * one, when id is one of the certificate's names.
+ */
+bool kha_fleetlock_id_allowed(const struct kha_fleetlock_opts *o, const struct kha_tls_peer *peer,
+			      const char *id);
 
 /* Outcome of one FleetLock operation: an HTTP status and the FleetLock error (kind/value). */
 struct kha_fleetlock_result {
@@ -426,6 +460,10 @@ struct kha_fleetlock_result {
 	char kind[64];
 	char value[384];
 };
+
+/* Fills *ret: status, kind and the formatted value. */
+void kha_fleetlock_result_set(struct kha_fleetlock_result *ret, int status, const char *kind,
+			      const char *fmt, ...) KHA_PRINTF(4, 5);
 
 /* The lock a group maps to (writes into buf). Returns buf. */
 const char *kha_fleetlock_lock_name(char *buf, size_t size, const char *lock, const char *group);
@@ -443,20 +481,29 @@ void kha_fleetlock_steady_state(struct kha_etcd *c, const struct kha_fleetlock_o
 				struct kha_fleetlock_result *ret);
 
 /*
- * Handles one HTTP request (method, path, the fleet-lock-protocol header value or NULL, body):
- * routing, header and body checks, then the operation. Fills *ret (status, kind, value).
+ * Checks one FleetLock request (method, path, the fleet-lock-protocol header value or NULL, body,
+ * the client's verified certificate or NULL): then whether its group is configured (403
+ * group_not_allowed) and its certificate may use its id (403 id_not_allowed). Returns true with
+ * the client's parameters in *ret_params when the operation may run; else false with the
+ * answer (status, kind, value) in *ret.
  */
+bool kha_fleetlock_check(const struct kha_fleetlock_opts *o, const char *method, const char *path,
+			 const char *protocol_header, const char *body, size_t body_len,
+			 const struct kha_tls_peer *peer, struct kha_fleetlock_params *ret_params,
+			 struct kha_fleetlock_result *ret);
+/* kha_fleetlock_check(), then the operation on c. Fills *ret. */
 void kha_fleetlock_handle(struct kha_etcd *c, const struct kha_fleetlock_opts *o,
 			  const char *method, const char *path, const char *protocol_header,
 			  const char *body, size_t body_len, struct kha_fleetlock_result *ret);
 
 /*
- * Serves FleetLock on o->listen until stop is set (checked at least every 200 ms): a thread per
- * connection (at most 32), one request per connection, 5 s to send it, bodies up to 64 KiB.
- * Also GET /healthz and GET /v1/status (the lock's holders as JSON). Returns 0 when stopped, or
- * a negative errno when it could not listen (d says why).
+ * Serves FleetLock on o->listen (POST /v1/pre-reboot and /v1/steady-state, GET /v1/status, plus
+ * /healthz and /readyz) with the admin HTTP server of kha/httpd.h until SIGTERM or SIGINT (which
+ * it blocks in the calling thread and takes through its loop): one deadline for the TLS
+ * handshake and the request, bodies up to 64 KiB, the etcd operations on a pool of worker
+ * threads. Returns 0 when stopped, or a negative errno when it could not start (d says why:
+ * a flag name first).
  */
-int kha_fleetlock_serve(const struct kha_fleetlock_opts *o, const volatile sig_atomic_t *stop,
-			struct kha_diag *d) KHA_WUR;
+int kha_fleetlock_serve(const struct kha_fleetlock_opts *o, struct kha_diag *d) KHA_WUR;
 
 #endif

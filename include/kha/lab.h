@@ -301,6 +301,11 @@ const char *kha_lab_host_netns(const struct kha_lab *lab, const char *host);
 int kha_lab_kubeconfig(const struct kha_lab *lab, const char *entry, char **ret_path,
 		       struct kha_diag *d) KHA_WUR;
 
+/* A Kubernetes lab: 1 when GET base/readyz ("https://10.77.0.11:6443") answers 200, else 0. */
+int kha_lab_apiserver_ready(const struct kha_lab *lab, const char *base);
+/* The holder of Lease kube-system/name into buf ("" when free); -1 when unreadable. */
+int kha_lab_lease_holder(const struct kha_lab *lab, const char *name, char *buf, size_t size);
+
 /* The last lines (at most max_lines) of a log file, as a new string; NULL when unreadable. */
 char *kha_lab_log_tail(const char *path, unsigned max_lines);
 
@@ -561,12 +566,6 @@ int kha_lab_k8s_drill_print(FILE *out, const struct kha_lab_k8s_drill_report *r)
 int kha_lab_k8s_drill_svg(FILE *out, const struct kha_lab_k8s_drill_report *r,
 			  enum kha_lab_entry e) KHA_WUR;
 
-/*
- * The master whose component (kube-controller-manager, kube-scheduler) holds its Lease in
- * kube-system, read through the node's entry (a new string; NULL when nobody holds it).
- */
-int kha_lab_lease_holder(const struct kha_lab *lab, const char *component, char **ret_master,
-			 struct kha_diag *d) KHA_WUR;
 /* The load balancer holding the VIP (its name, a new string; NULL when none). */
 int kha_lab_vip_holder(const struct kha_lab *lab, char **ret_host, struct kha_diag *d) KHA_WUR;
 

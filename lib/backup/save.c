@@ -257,13 +257,8 @@ static int on_gateway_line(void *userdata, char *line, size_t len)
 	size_t n = 0;
 	int r;
 
-	if (s->line_cap < len) {
-		uint8_t *p = realloc(s->line_buf, len);
-		if (!p)
-			return kha_diag_set(s->d, ENOMEM, "out of memory");
-		s->line_buf = p;
-		s->line_cap = len;
-	}
+	if (KHA_GROW(s->line_buf, s->line_cap, len) < 0)
+		return kha_diag_set(s->d, ENOMEM, "out of memory");
 	r = kha_etcd_decode_snapshot_line(line, len, s->line_buf, s->line_cap, &n, &remaining,
 					  s->d);
 	if (r < 0) {

@@ -7,42 +7,45 @@
 #include "kha/drill.h"
 
 /* "scheme://host[:port]" of a URL (new string), NULL when it does not parse or on ENOMEM. */
-char *drill_url_base(const char *url);
+char *kha_drill__url_base(const char *url);
 
 /*
- * Write mode. drill_write_url: the URL puts go to (new string). drill_write_body: the JSON body
- * of the put of slot `slot` (new string). drill_verify_writes: reads the keys back and fills
+ * Write mode. kha_drill__write_url: the URL puts go to (new string). kha_drill__write_body: the JSON body
+ * of the put of slot `slot` (new string). kha_drill__verify_writes: reads the keys back and fills
  * r->writes (never fails: a failed read-back is recorded as unverified).
  */
-char *drill_write_url(const char *target);
-char *drill_write_body(const char *prefix, uint64_t slot);
-void drill_verify_writes(const struct kha_drill_scenario *sc, struct kha_drill_report *r);
+char *kha_drill__write_url(const char *target);
+char *kha_drill__write_body(const char *prefix, uint64_t slot);
+void kha_drill__verify_writes(const struct kha_drill_scenario *sc, struct kha_drill_report *r);
 /* Counts the writes by outcome (acked, failed, unknown) into r->writes. */
-void drill_writes_tally(struct kha_drill_report *r);
+void kha_drill__writes_tally(struct kha_drill_report *r);
 /*
  * Compares what was read back (present[slot]: 0 absent, 1 with its value, 2 another value) with
  * the outcome of each write: fills lost, unknown_applied/missing, unexpected; sets verified.
  */
-void drill_writes_compare(struct kha_drill_report *r, const unsigned char *present, size_t found,
-			  size_t foreign);
+void kha_drill__writes_compare(struct kha_drill_report *r, const unsigned char *present,
+			       size_t found, size_t foreign);
 
 /*
- * Kubernetes mode (kube.c). drill_kube_prepare: loads the credentials, creates the probed
+ * Kubernetes mode (kube.c). kha_drill__kube_prepare: loads the credentials, creates the probed
  * ConfigMap, fills r->kube and the probe URL (*ret_url, new string); *ret_ctx is freed by
- * drill_kube_finish. drill_kube_tls: sets the credentials on a probe's easy handle.
- * drill_kube_watch_start/stop: the watch thread (times relative to t0). drill_kube_body: the
- * create of slot `slot`. drill_kube_finish: reads the writes back, deletes what the drill made.
+ * kha_drill__kube_finish. kha_drill__kube_tls: sets the credentials on a probe's easy handle.
+ * kha_drill__kube_watch_start/stop: the watch thread (times relative to t0). kha_drill__kube_body: the
+ * create of slot `slot`. kha_drill__kube_finish: reads the writes back, deletes what the drill made.
  */
 struct drill_kube;
-int drill_kube_prepare(const struct kha_drill_scenario *sc, struct kha_drill_report *r,
-		       struct drill_kube **ret_ctx, char **ret_url, struct kha_diag *d);
-void drill_kube_tls(const struct drill_kube *k, void *easy);
-int drill_kube_watch_start(struct drill_kube *k, uint64_t t0);
-void drill_kube_watch_stop(struct drill_kube *k, struct kha_drill_report *r, uint64_t end_us);
-char *drill_kube_body(const struct drill_kube *k, uint64_t slot);
-void drill_kube_finish(struct drill_kube *k, const struct kha_drill_scenario *sc,
-		       struct kha_drill_report *r);
-void drill_kube_free(struct drill_kube *k);
+int kha_drill__kube_prepare(const struct kha_drill_scenario *sc, struct kha_drill_report *r,
+			    struct drill_kube **ret_ctx, char **ret_url, struct kha_diag *d);
+struct kha_http_tls;
+void kha_drill__kube_tls(const struct drill_kube *k, struct kha_http_tls *ret);
+/* The kubeconfig's bearer token, NULL when it has none. */
+const char *kha_drill__kube_token(const struct drill_kube *k);
+int kha_drill__kube_watch_start(struct drill_kube *k, uint64_t t0);
+void kha_drill__kube_watch_stop(struct drill_kube *k, struct kha_drill_report *r, uint64_t end_us);
+char *kha_drill__kube_body(const struct drill_kube *k, uint64_t slot);
+void kha_drill__kube_finish(struct drill_kube *k, const struct kha_drill_scenario *sc,
+			    struct kha_drill_report *r);
+void kha_drill__kube_free(struct drill_kube *k);
 
 /*
  * A shell command run by the drill: /bin/sh -c CMD in its own process group, stdin from
@@ -63,14 +66,14 @@ struct drill_proc {
 };
 
 /* Starts cmd. Returns 0 or a negative errno. */
-int drill_proc_spawn(struct drill_proc *p, const char *cmd, uint64_t timeout_us);
+int kha_drill__proc_spawn(struct drill_proc *p, const char *cmd, uint64_t timeout_us);
 /* Reads available output; reaps the shell if it exited. Returns true once it has exited. */
-bool drill_proc_poll(struct drill_proc *p);
+bool kha_drill__proc_poll(struct drill_proc *p);
 /* Sends sig to the process group. */
-void drill_proc_signal(struct drill_proc *p, int sig);
+void kha_drill__proc_signal(struct drill_proc *p, int sig);
 /* Kills the group (SIGKILL) and reaps the shell, blocking briefly; for cleanup. */
-void drill_proc_kill_wait(struct drill_proc *p);
+void kha_drill__proc_kill_wait(struct drill_proc *p);
 /* Frees what the proc holds; ret_output receives its output if non-NULL. */
-void drill_proc_release(struct drill_proc *p, char **ret_output);
+void kha_drill__proc_release(struct drill_proc *p, char **ret_output);
 
 #endif

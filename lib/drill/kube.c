@@ -19,6 +19,7 @@
 #include <unistd.h>
 #include <curl/curl.h>
 
+#include "kha/http-curl.h"
 #include "kha/kube.h"
 #include "drill-internal.h"
 #include "kha/banned.h"
@@ -217,7 +218,7 @@ static json_t *configmap(const char *name, const char *label, const char *value,
 			 data);
 }
 
-char *drill_kube_body(const struct drill_kube *k, uint64_t slot)
+char *kha_drill__kube_body(const struct drill_kube *k, uint64_t slot)
 {
 	char name[256], seq[24];
 	json_t *o;
@@ -231,8 +232,8 @@ char *drill_kube_body(const struct drill_kube *k, uint64_t slot)
 	return text;
 }
 
-int drill_kube_prepare(const struct kha_drill_scenario *sc, struct kha_drill_report *r,
-		       struct drill_kube **ret_ctx, char **ret_url, struct kha_diag *d)
+int kha_drill__kube_prepare(const struct kha_drill_scenario *sc, struct kha_drill_report *r,
+			    struct drill_kube **ret_ctx, char **ret_url, struct kha_diag *d)
 {
 	struct drill_kube *k = calloc(1, sizeof(*k));
 	struct kha_drill_kube *rk = &r->kube;
@@ -245,7 +246,7 @@ int drill_kube_prepare(const struct kha_drill_scenario *sc, struct kha_drill_rep
 	k->stop_fd = -1;
 	pthread_mutex_init(&k->mu, NULL);
 	*ret_ctx = k;
-	k->base = drill_url_base(sc->target);
+	k->base = kha_drill__url_base(sc->target);
 	if (!k->base)
 		return kha_diag_set(d, EINVAL, "target: '%s' does not parse as a URL", sc->target);
 	res = load_config(sc, k->base, &k->cfg, d);
@@ -305,40 +306,28 @@ int drill_kube_prepare(const struct kha_drill_scenario *sc, struct kha_drill_rep
 	return 0;
 }
 
-void drill_kube_tls(const struct drill_kube *k, void *easy)
+void kha_drill__kube_tls(const struct drill_kube *k, struct kha_http_tls *ret)
 {
 	const struct kha_kube_config *c = k->cfg;
-	CURL *e = easy;
 
-	/* the blobs are the config's, which outlives every probe */
-	if (c->ca_data.data) {
-		struct curl_blob b = {c->ca_data.data, c->ca_data.len, CURL_BLOB_NOCOPY};
-		curl_easy_setopt(e, CURLOPT_CAINFO_BLOB, &b);
-	} else if (c->ca_file) {
-		curl_easy_setopt(e, CURLOPT_CAINFO, c->ca_file);
-	}
-	if (c->cert_data.data) {
-		struct curl_blob b = {c->cert_data.data, c->cert_data.len, CURL_BLOB_NOCOPY};
-		curl_easy_setopt(e, CURLOPT_SSLCERT_BLOB, &b);
-		curl_easy_setopt(e, CURLOPT_SSLCERTTYPE, "PEM");
-	} else if (c->cert_file) {
-		curl_easy_setopt(e, CURLOPT_SSLCERT, c->cert_file);
-	}
-	if (c->key_data.data) {
-		struct curl_blob b = {c->key_data.data, c->key_data.len, CURL_BLOB_NOCOPY};
-		curl_easy_setopt(e, CURLOPT_SSLKEY_BLOB, &b);
-		curl_easy_setopt(e, CURLOPT_SSLKEYTYPE, "PEM");
-	} else if (c->key_file) {
-		curl_easy_setopt(e, CURLOPT_SSLKEY, c->key_file);
-	}
-	if (c->token) {
-		curl_easy_setopt(e, CURLOPT_XOAUTH2_BEARER, c->token);
-		curl_easy_setopt(e, CURLOPT_HTTPAUTH, (long)CURLAUTH_BEARER);
-	}
-	if (c->insecure_skip_tls_verify) {
-		curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 0L);
-		curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 0L);
-	}
+	/* the data is the config's, which outlives every probe */
+	*ret = (struct kha_http_tls){
+		.cacert = c->ca_file,
+		.cert = c->cert_file,
+		.key = c->key_file,
+		.ca_data = c->ca_data.data,
+		.ca_len = c->ca_data.len,
+		.cert_data = c->cert_data.data,
+		.cert_len = c->cert_data.len,
+		.key_data = c->key_data.data,
+		.key_len = c->key_data.len,
+		.insecure = c->insecure_skip_tls_verify,
+	};
+}
+
+const char *kha_drill__kube_token(const struct drill_kube *k)
+{
+	return k->cfg->token;
 }
 
 /* ---- the watch ---- */
@@ -377,8 +366,7 @@ static void watch_broke(struct drill_kube *k, int rc, const char *msg)
 		k->up = false;
 		if (k->n_gaps >= KHA_DRILL_MAX_WATCH_GAPS) {
 			k->dropped++;
-		} else if ((g = realloc(k->gaps, (k->n_gaps + 1) * sizeof(*g)))) {
-			k->gaps = g;
+		} else if (KHA_RESIZE(k->gaps, k->n_gaps + 1) == 0) {
 			g = &k->gaps[k->n_gaps++];
 			*g = (struct kha_drill_watch_gap){
 				.broke_us = rel(k), .back_us = KHA_DRILL_NONE, .clean = rc == 0};
@@ -421,7 +409,7 @@ static void *watch_main(void *userdata)
 	return NULL;
 }
 
-int drill_kube_watch_start(struct drill_kube *k, uint64_t t0)
+int kha_drill__kube_watch_start(struct drill_kube *k, uint64_t t0)
 {
 	int r;
 
@@ -441,7 +429,7 @@ int drill_kube_watch_start(struct drill_kube *k, uint64_t t0)
 	return 0;
 }
 
-void drill_kube_watch_stop(struct drill_kube *k, struct kha_drill_report *r, uint64_t end_us)
+void kha_drill__kube_watch_stop(struct drill_kube *k, struct kha_drill_report *r, uint64_t end_us)
 {
 	struct kha_drill_kube *rk = &r->kube;
 	uint64_t one = 1;
@@ -534,8 +522,8 @@ static void delete_all(struct drill_kube *k, struct kha_drill_report *r, bool ke
 	}
 }
 
-void drill_kube_finish(struct drill_kube *k, const struct kha_drill_scenario *sc,
-		       struct kha_drill_report *r)
+void kha_drill__kube_finish(struct drill_kube *k, const struct kha_drill_scenario *sc,
+			    struct kha_drill_report *r)
 {
 	struct kha_drill_writes *w = &r->writes;
 	unsigned char *present;
@@ -550,9 +538,9 @@ void drill_kube_finish(struct drill_kube *k, const struct kha_drill_scenario *sc
 		delete_all(k, r, true);
 		return;
 	}
-	drill_writes_tally(r);
+	kha_drill__writes_tally(r);
 	free(w->endpoints);
-	w->endpoints = drill_url_base(sc->endpoints ? sc->endpoints : k->base);
+	w->endpoints = kha_drill__url_base(sc->endpoints ? sc->endpoints : k->base);
 	if (sc->endpoints && kha_kube_client_set_server(k->client, w->endpoints, NULL, &d) < 0) {
 		snprintf(w->error, sizeof(w->error), "%s", d.msg);
 		return;
@@ -570,17 +558,17 @@ void drill_kube_finish(struct drill_kube *k, const struct kha_drill_scenario *sc
 		if (rc == 0 || rc == -ENOMEM || rc == -EBADMSG ||
 		    kha_now_us() + READBACK_RETRY_US >= deadline)
 			break;
-		usleep(READBACK_RETRY_US);
+		kha_ignore(kha_sleep_us(READBACK_RETRY_US, NULL));
 	}
 	if (rc < 0)
 		snprintf(w->error, sizeof(w->error), "%s", d.msg[0] ? d.msg : strerror(-rc));
 	else
-		drill_writes_compare(r, present, found, foreign);
+		kha_drill__writes_compare(r, present, found, foreign);
 	free(present);
 	delete_all(k, r, sc->keep_keys);
 }
 
-void drill_kube_free(struct drill_kube *k)
+void kha_drill__kube_free(struct drill_kube *k)
 {
 	if (!k)
 		return;

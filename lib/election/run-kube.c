@@ -64,7 +64,7 @@ static void *kube_thread(void *arg)
 		pthread_mutex_lock(&e->mu);
 		e->fatal = -EINVAL;
 		e->fatal_diag = d;
-		engine_changed_locked(e);
+		kha_election__changed_locked(e);
 		pthread_mutex_unlock(&e->mu);
 		return NULL;
 	}
@@ -99,7 +99,7 @@ static void *kube_thread(void *arg)
 			e->last_renew_us = 0;
 			leading = false;
 			campaign_start = start;
-			engine_changed_locked(e);
+			kha_election__changed_locked(e);
 		}
 		/* while leading, no request may outlive the renew deadline */
 		timeout = MAX_CALL_US;
@@ -146,7 +146,7 @@ static void *kube_thread(void *arg)
 			pthread_mutex_lock(&e->mu);
 			e->fatal = r;
 			e->fatal_diag = d;
-			engine_changed_locked(e);
+			kha_election__changed_locked(e);
 			pthread_mutex_unlock(&e->mu);
 			return NULL;
 		}
@@ -168,7 +168,7 @@ static void *kube_thread(void *arg)
 			e->leading = true;
 			e->waiting_for[0] = '\0';
 			failures = 0;
-			engine_renewed_locked(e, gen, start);
+			kha_election__renewed_locked(e, gen, start);
 		} else if (!ok) {
 			if (r < 0) {
 				failures++;
@@ -183,25 +183,25 @@ static void *kube_thread(void *arg)
 			}
 			if (leading && !kha_lease_elector_is_holder(&el)) {
 				/* someone else holds it now: we lost, whatever the deadline */
-				engine_lose_locked(e, gen, "lease taken");
+				kha_election__lose_locked(e, gen, "lease taken");
 				leading = false;
 			} else if (!leading) {
 				snprintf(e->waiting_for, sizeof(e->waiting_for), "%s",
 					 r < 0 ? "lease unreachable"
 					       : "lease held by another holder");
-				engine_changed_locked(e);
+				kha_election__changed_locked(e);
 			}
 		}
 		next = start + (leading ? e->interval_us : jittered(e->interval_us));
 		while (!e->stop && kha_now_us() < next)
-			engine_wait_locked(e, next);
+			kha_election__wait_locked(e, next);
 		pthread_mutex_unlock(&e->mu);
 	}
 	release(e, c, &el);
 	return NULL;
 }
 
-int engine_kube_start(struct engine *e, struct kha_diag *d)
+int kha_election__kube_start(struct engine *e, struct kha_diag *d)
 {
 	if (!e->o->lease_namespace || !e->o->lease_name)
 		return kha_diag_set(d, EINVAL, "the Lease needs a namespace and a name");

@@ -35,7 +35,7 @@ int kha_elect_restart_parse(const char *s, enum kha_elect_restart *ret)
 
 /* ---- shared state --------------------------------------------------------------------------- */
 
-void engine_wake_main(struct engine *e)
+void kha_election__wake_main(struct engine *e)
 {
 	uint64_t one = 1;
 	ssize_t n = write(e->wake_fd, &one, sizeof(one));
@@ -43,13 +43,13 @@ void engine_wake_main(struct engine *e)
 	(void)n;
 }
 
-void engine_changed_locked(struct engine *e)
+void kha_election__changed_locked(struct engine *e)
 {
 	pthread_cond_broadcast(&e->cond);
-	engine_wake_main(e);
+	kha_election__wake_main(e);
 }
 
-bool engine_wait_locked(struct engine *e, uint64_t until_us)
+bool kha_election__wait_locked(struct engine *e, uint64_t until_us)
 {
 	struct timespec ts;
 	uint64_t now_mono = kha_now_us(), left;
@@ -71,20 +71,20 @@ bool engine_wait_locked(struct engine *e, uint64_t until_us)
 	return e->stop;
 }
 
-bool engine_session_over_locked(const struct engine *e, uint64_t gen)
+bool kha_election__session_over_locked(const struct engine *e, uint64_t gen)
 {
 	return e->stop || e->lost || e->gen != gen;
 }
 
-void engine_sleep(struct engine *e, uint64_t gen, uint64_t until_us)
+void kha_election__sleep(struct engine *e, uint64_t gen, uint64_t until_us)
 {
 	pthread_mutex_lock(&e->mu);
-	while (!engine_session_over_locked(e, gen) && kha_now_us() < until_us)
-		engine_wait_locked(e, until_us);
+	while (!kha_election__session_over_locked(e, gen) && kha_now_us() < until_us)
+		kha_election__wait_locked(e, until_us);
 	pthread_mutex_unlock(&e->mu);
 }
 
-void engine_lose_locked(struct engine *e, uint64_t gen, const char *why)
+void kha_election__lose_locked(struct engine *e, uint64_t gen, const char *why)
 {
 	if (gen != e->gen || e->lost)
 		return;
@@ -92,16 +92,16 @@ void engine_lose_locked(struct engine *e, uint64_t gen, const char *why)
 	e->leading = false;
 	e->cancel = 1;
 	kha_debug("session lost", "gen=%" PRIu64 " why=\"%s\"", gen, why);
-	engine_changed_locked(e);
+	kha_election__changed_locked(e);
 }
 
-void engine_renewed_locked(struct engine *e, uint64_t gen, uint64_t started_us)
+void kha_election__renewed_locked(struct engine *e, uint64_t gen, uint64_t started_us)
 {
 	if (gen != e->gen || e->lost)
 		return;
 	if (started_us > e->last_renew_us)
 		e->last_renew_us = started_us;
-	engine_changed_locked(e);
+	kha_election__changed_locked(e);
 }
 
 /* ---- COMMAND -------------------------------------------------------------------------------- */
@@ -187,7 +187,7 @@ static int start_child(struct engine *e, struct child *ch, uint64_t gen, int64_t
 	snprintf(tok, sizeof(tok), "KHA_FENCING_TOKEN=%" PRId64, token);
 	snprintf(id, sizeof(id), "KHA_ID=%s", o->id);
 	snprintf(name, sizeof(name), "%s=%s", o->env_name ? o->env_name : "KHA_ELECTION", o->name);
-	r = election_spawn(o->argv, env, &ch->p, &d);
+	r = kha_election__spawn(o->argv, env, &ch->p, &d);
 	if (r < 0) {
 		kha_error("cannot start COMMAND", "error=\"%s\"", d.msg);
 		return r;
@@ -353,7 +353,7 @@ int kha_elect_run(const struct kha_elect_opts *o, int *ret_status, struct kha_di
 		goto out;
 	}
 
-	r = o->kube ? engine_kube_start(&e, d) : engine_etcd_start(&e, d);
+	r = o->kube ? kha_election__kube_start(&e, d) : kha_election__etcd_start(&e, d);
 	if (r < 0)
 		goto out;
 
@@ -425,7 +425,7 @@ int kha_elect_run(const struct kha_elect_opts *o, int *ret_status, struct kha_di
 								  memory_order_relaxed);
 				stop_child(&e, &ch, &fence, STOP_FENCED);
 				pthread_mutex_lock(&e.mu);
-				engine_lose_locked(&e, s.gen, "fenced");
+				kha_election__lose_locked(&e, s.gen, "fenced");
 				pthread_mutex_unlock(&e.mu);
 			}
 		}
@@ -544,13 +544,13 @@ int kha_elect_run(const struct kha_elect_opts *o, int *ret_status, struct kha_di
 	/* COMMAND is gone: now give the slot away at once */
 	stop_workers(&e);
 	if (!o->kube)
-		engine_etcd_resign(&e);
+		kha_election__etcd_resign(&e);
 	*ret_status = status;
 	r = 0;
 out:
 	stop_workers(&e);
 	join_workers(&e);
-	engine_etcd_free(&e);
+	kha_election__etcd_free(&e);
 	if (ch.running) {
 		/* only on an internal error: never leave COMMAND behind */
 		kha_ignore(kha_proc_stop(&ch.p, 0, KHA_USEC_PER_SEC, NULL));

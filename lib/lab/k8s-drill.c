@@ -121,51 +121,12 @@ int kha_lab_k8s_fault_parse(const char *list, unsigned *ret_mask)
 
 /* ---- who holds what ---- */
 
-static int node_client(const struct kha_lab *lab, struct kha_kube_client **ret, struct kha_diag *d)
-{
-	kha_autofree char *path = NULL;
-	kha_auto(kha_kube_config_freep) struct kha_kube_config *cfg = NULL;
-	struct kha_kube_load_opts lo = {0};
-	int r = kha_lab_kubeconfig(lab, "node", &path, d);
-
-	if (r < 0)
-		return r;
-	lo.kubeconfig = path;
-	r = kha_kube_config_load(&lo, &cfg, d);
-	if (r == 0)
-		r = kha_kube_client_new(cfg, ret, d);
-	if (r == 0)
-		kha_kube_client_set_timeouts(*ret, LEASE_CALL_US, LEASE_CALL_US);
-	return r;
-}
-
 /* The master of a holder identity ("m1_3f2a..."): the host part, before the '_'. */
-static void identity_master(const char *identity, char *buf, size_t size)
+void lab_identity_master(const char *identity, char *buf, size_t size)
 {
 	size_t n = strcspn(identity, "_");
 
 	snprintf(buf, size, "%.*s", (int)KHA_MIN(n, size - 1), identity);
-}
-
-int kha_lab_lease_holder(const struct kha_lab *lab, const char *component, char **ret_master,
-			 struct kha_diag *d)
-{
-	kha_auto(kha_kube_client_freep) struct kha_kube_client *c = NULL;
-	struct kha_kube_lease lease;
-	char master[KHA_LAB_NAME_MAX];
-	int r = node_client(lab, &c, d);
-
-	if (r < 0)
-		return r;
-	r = kha_kube_lease_get(c, "kube-system", component, &lease, d);
-	if (r < 0)
-		return r;
-	*ret_master = NULL;
-	if (!lease.holder_identity[0])
-		return 0;
-	identity_master(lease.holder_identity, master, sizeof(master));
-	*ret_master = strdup(master);
-	return *ret_master ? 0 : kha_diag_set(d, ENOMEM, "out of memory");
 }
 
 int kha_lab_vip_holder(const struct kha_lab *lab, char **ret_host, struct kha_diag *d)
@@ -221,7 +182,7 @@ static void poll_leases(struct lab_watcher *w)
 {
 	struct leases *ls = w->extra_data;
 
-	if (!ls->c && node_client(w->lab, &ls->c, NULL) < 0)
+	if (!ls->c && lab_k8s_client(w->lab, "node.conf", NULL, &ls->c, NULL) < 0)
 		return;
 	for (int i = 0; i < 2; i++) {
 		struct kha_kube_lease lease;
@@ -231,7 +192,7 @@ static void poll_leases(struct lab_watcher *w)
 		if (kha_kube_lease_get(ls->c, "kube-system", lease_names[i], &lease, NULL) < 0)
 			continue; /* no answer: keep the last observation */
 		if (lease.holder_identity[0])
-			identity_master(lease.holder_identity, master, sizeof(master));
+			lab_identity_master(lease.holder_identity, master, sizeof(master));
 		if (i == 0 && lease.lease_duration_s)
 			ls->cm_duration_s = lease.lease_duration_s;
 		if (ls->n[i] && strcmp(ls->terms[i][ls->n[i] - 1].holder, master) == 0 &&
@@ -239,11 +200,9 @@ static void poll_leases(struct lab_watcher *w)
 			continue;
 		if (ls->n[i] >= MAX_LEASE_TERMS)
 			continue;
-		t = realloc(ls->terms[i], (ls->n[i] + 1) * sizeof(*t));
-		if (!t)
+		if (KHA_RESIZE(ls->terms[i], ls->n[i] + 1) < 0)
 			continue;
-		ls->terms[i] = t;
-		t = &t[ls->n[i]++];
+		t = &ls->terms[i][ls->n[i]++];
 		*t = (struct kha_lab_lease_term){.seen_us = kha_now_us(),
 						 .acquire_wall_us = lease.acquire_time_us};
 		snprintf(t->holder, sizeof(t->holder), "%s", master);

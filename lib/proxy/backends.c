@@ -67,14 +67,8 @@ int kha_proxy_spec_list_add(struct kha_proxy_spec_list *l, const struct kha_prox
 			return 0;
 		}
 	}
-	if (l->n == l->cap) {
-		size_t cap = l->cap ? l->cap * 2 : 8;
-		struct kha_proxy_spec *v = realloc(l->v, cap * sizeof(*v));
-		if (!v)
-			return -ENOMEM;
-		l->v = v;
-		l->cap = cap;
-	}
+	if (KHA_GROW(l->v, l->cap, l->n + 1) < 0)
+		return -ENOMEM;
 	l->v[l->n++] = *spec;
 	return 0;
 }

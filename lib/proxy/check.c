@@ -11,6 +11,7 @@
 #include <sys/socket.h>
 
 #include "proxy-int.h"
+#include "kha/http-curl.h"
 #include "kha/log.h"
 #include "kha/banned.h"
 
@@ -148,7 +149,7 @@ static void process_done(struct kha_proxy *p)
 		CURL *e = msg->easy_handle;
 		CURLcode res = msg->data.result;
 		long code = 0;
-		char detail[sizeof(chk->errbuf) + 32];
+		char detail[KHA_DIAG_MAX];
 
 		if (msg->msg != CURLMSG_DONE)
 			continue;
@@ -161,8 +162,11 @@ static void process_done(struct kha_proxy *p)
 			snprintf(detail, sizeof(detail), "HTTP %ld", code);
 			finish(chk, KHA_PROXY_EV_CHECK_NOT_READY, detail);
 		} else {
-			snprintf(detail, sizeof(detail), "%s",
-				 chk->errbuf[0] ? chk->errbuf : curl_easy_strerror(res));
+			struct kha_diag d = {};
+			uint64_t t = p->cfg.check_timeout_us;
+
+			kha_ignore(kha_http_curl_error(e, res, chk->errbuf, t, t, NULL, &d));
+			snprintf(detail, sizeof(detail), "%s", d.msg);
 			finish(chk, KHA_PROXY_EV_CHECK_FAILED, detail);
 		}
 	}
@@ -233,37 +237,34 @@ static int curl_timer_cb(CURLM *m, long timeout_ms, void *userp)
 static int easy_setup(struct checker *chk)
 {
 	const struct kha_proxy_config *cfg = &chk->p->cfg;
-	long timeout_ms = (long)KHA_MAX(1, cfg->check_timeout_us / KHA_USEC_PER_MSEC);
+	bool https = cfg->check == KHA_PROXY_CHECK_HTTPS;
+	struct kha_http_tls tls = {
+		.cacert = cfg->check_cacert,
+		.cert = cfg->check_cert,
+		.key = cfg->check_key,
+		.insecure = cfg->check_insecure,
+	};
+	struct kha_http_easy_opts eo = {
+		.user_agent = "kha-proxy-check",
+		.errbuf = chk->errbuf,
+		.connect_timeout_us = KHA_MAX(cfg->check_timeout_us, KHA_USEC_PER_MSEC),
+		.timeout_us = KHA_MAX(cfg->check_timeout_us, KHA_USEC_PER_MSEC),
+		.tls = https ? &tls : NULL,
+		.proxy = "", /* never through an environment proxy */
+	};
 	CURL *e = curl_easy_init();
 
 	if (!e)
 		return -ENOMEM;
-	snprintf(chk->url, sizeof(chk->url), "%s://%s%s",
-		 cfg->check == KHA_PROXY_CHECK_HTTPS ? "https" : "http", chk->b->name,
+	if (kha_http_easy_setup(e, &eo, NULL) < 0) {
+		curl_easy_cleanup(e);
+		return -EINVAL;
+	}
+	snprintf(chk->url, sizeof(chk->url), "%s://%s%s", https ? "https" : "http", chk->b->name,
 		 cfg->check_path);
 	curl_easy_setopt(e, CURLOPT_URL, chk->url);
 	curl_easy_setopt(e, CURLOPT_PRIVATE, chk);
-	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, timeout_ms);
-	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, timeout_ms);
 	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, discard);
-	curl_easy_setopt(e, CURLOPT_ERRORBUFFER, chk->errbuf);
-	curl_easy_setopt(e, CURLOPT_USERAGENT, "kha-proxy-check");
-	curl_easy_setopt(e, CURLOPT_PROXY, ""); /* never through an environment proxy */
-	curl_easy_setopt(e, CURLOPT_NOPROXY, "*");
-	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
-	if (cfg->check == KHA_PROXY_CHECK_HTTPS) {
-		if (cfg->check_insecure) {
-			curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 0L);
-			curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 0L);
-		} else if (cfg->check_cacert) {
-			curl_easy_setopt(e, CURLOPT_CAINFO, cfg->check_cacert);
-		}
-		if (cfg->check_cert)
-			curl_easy_setopt(e, CURLOPT_SSLCERT, cfg->check_cert);
-		if (cfg->check_key)
-			curl_easy_setopt(e, CURLOPT_SSLKEY, cfg->check_key);
-	}
 	chk->easy = e;
 	return 0;
 }
@@ -360,13 +361,11 @@ int checks_need_curl(struct kha_proxy *p, struct kha_diag *d)
 {
 	if (p->multi)
 		return 0;
-	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
-		return kha_diag_set(d, ENOMEM, "cannot initialise libcurl");
+	if (kha_http_global_init(d) < 0)
+		return -ENOMEM;
 	p->multi = curl_multi_init();
-	if (!p->multi) {
-		curl_global_cleanup();
+	if (!p->multi)
 		return kha_diag_set(d, ENOMEM, "cannot initialise libcurl");
-	}
 	curl_multi_setopt(p->multi, CURLMOPT_SOCKETFUNCTION, curl_socket_cb);
 	curl_multi_setopt(p->multi, CURLMOPT_SOCKETDATA, p);
 	curl_multi_setopt(p->multi, CURLMOPT_TIMERFUNCTION, curl_timer_cb);
@@ -379,6 +378,5 @@ void checks_release(struct kha_proxy *p)
 	if (p->multi) {
 		curl_multi_cleanup(p->multi);
 		p->multi = NULL;
-		curl_global_cleanup();
 	}
 }

@@ -22,6 +22,7 @@
 
 #include "proxy-int.h"
 #include "kha/log.h"
+#include "kha/net.h"
 #include "kha/parse.h"
 #include "kha/banned.h"
 
@@ -877,24 +878,10 @@ void *worker_main(void *arg)
 
 int worker_listen(const struct kha_proxy_config *cfg, bool reuseport, struct kha_diag *d)
 {
-	struct sockaddr_storage ss;
-	socklen_t len;
-	int fd, one = 1, r;
+	int fd = kha_listen(cfg->listen, 4096, reuseport ? KHA_LISTEN_REUSEPORT : 0, d);
 
-	if (kha_parse_sockaddr(cfg->listen, &ss, &len) < 0)
-		return kha_diag_set(d, EINVAL, "listen address '%s': expected host:port",
-				    cfg->listen);
-	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
-		return kha_diag_set(d, errno, "listen %s: %s", cfg->listen, strerror(errno));
-	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (reuseport)
-		setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
-	if (bind(fd, (struct sockaddr *)&ss, len) < 0 || listen(fd, 4096) < 0) {
-		r = errno;
-		close(fd);
-		return kha_diag_set(d, r, "listen %s: %s", cfg->listen, strerror(r));
-	}
+		kha_diag_prefix(d, "--listen");
 	return fd;
 }
 

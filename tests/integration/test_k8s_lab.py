@@ -6,10 +6,12 @@ Real kube-apiserver, kube-controller-manager, kube-scheduler, kubeadm's PKI, kub
 "k8s") and each leaves it as it found it.
 """
 import json
+import signal
+import subprocess
 
 import pytest
 
-from conftest import kha_bin
+from conftest import assert_no_sanitizer_report, kha_bin
 from kha_testlib.k8s import WORKERS, start_lab, stop_lab, wait_until
 
 pytestmark = [pytest.mark.xdist_group("k8s"), pytest.mark.early]
@@ -110,16 +112,67 @@ def test_audit_flags_single_dns_replica_and_its_fix_works(k8s, tmp_path):
     k8s.kubectl("apply", "-f", fixes / "dns-pdb.yaml")
 
     def spread():
-        pods = k8s.kubectl_json("get", "pods", "-n", "kube-system", "-l",
-                                "k8s-app=kube-dns")["items"]
-        live = [p for p in pods if not p["metadata"].get("deletionTimestamp")]
-        nodes = [p["spec"].get("nodeName") for p in live]
-        tmpl = [p for p in live if p["spec"].get("affinity")]
-        if len(tmpl) == 2 and all(nodes) and len(set(n for n, p in zip(nodes, live)
-                                                     if p["spec"].get("affinity"))) == 2:
+        # the lab's workers have no kubelet: report the bound pods running, so that the
+        # roll-out of the patched template replaces the old pods
+        live = k8s.run_scheduled_pods("kube-system", "k8s-app=kube-dns")
+        fixed = [p for p in live if p["spec"].get("affinity")]
+        nodes = [p["spec"].get("nodeName") for p in fixed]
+        if len(live) == 2 and len(fixed) == 2 and all(nodes) and len(set(nodes)) == 2:
             return nodes
         return None
     wait_until(spread, 90, "the scheduler to place two DNS replicas on different nodes")
     _, found = audit()
     for check in ("dns-replicas", "dns-spread", "dns-pdb"):
         assert found[check]["severity"] == "ok", found[check]
+
+
+def test_elect_reads_the_real_control_plane_leases(k8s):
+    """kha elect --leader on the Leases kube-controller-manager and kube-scheduler hold."""
+    for name in ("kube-controller-manager", "kube-scheduler"):
+        lease = k8s.kubectl_json("get", "lease", "-n", "kube-system", name)
+        r = k8s.exec("node", kha_bin(), "elect", "--leader", "--election", name,
+                     "--lease-namespace", "kube-system", "--lease-name", name, "-o", "json")
+        got = json.loads(r.stdout)
+        assert got["leader"]["id"] == lease["spec"]["holderIdentity"], (got, lease["spec"])
+
+
+def test_elect_lease_backend_hands_over_on_the_real_api(k8s, tmp_path):
+    """Two kha elect on one Lease through the node's entry: one runs COMMAND; SIGTERM of the
+    leader resigns and the other takes over (real optimistic concurrency, real MicroTime)."""
+    marks = {}
+    procs = {}
+    for who in ("a", "b"):
+        marks[who] = tmp_path / f"{who}.leading"
+        procs[who] = subprocess.Popen(
+            [kha_bin(), "lab", "exec", "--dir", k8s.dir, "node", "--", kha_bin(), "elect",
+             "--election", "kha-test", "--lease-namespace", "default", "--lease-name",
+             "kha-test", "--id", who, "--ttl", "6s", "--renew-deadline", "4s",
+             "--retry-period", "500ms", "--", "sh", "-c",
+             f"touch {marks[who]}; exec sleep 600"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            stdin=subprocess.DEVNULL)
+    try:
+        first = wait_until(lambda: [w for w in marks if marks[w].exists()], 60,
+                           "one kha elect to lead")
+        assert len(first) == 1, first
+        leader = first[0]
+        other = "b" if leader == "a" else "a"
+        holder = k8s.kubectl_json("get", "lease", "-n", "default", "kha-test")["spec"]
+        assert holder["holderIdentity"] == leader
+        procs[leader].send_signal(signal.SIGTERM)
+        out, err = procs[leader].communicate(timeout=30)
+        assert procs[leader].returncode == 0, err
+        assert_no_sanitizer_report(err, "kha elect")
+        # it resigned: the other one takes over well before the 6 s lease would expire
+        wait_until(marks[other].exists, 6, f"{other} to take over after the resignation")
+        spec = k8s.kubectl_json("get", "lease", "-n", "default", "kha-test")["spec"]
+        assert spec["holderIdentity"] == other
+        assert spec["leaseTransitions"] >= 1
+    finally:
+        for p in procs.values():
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for who, p in procs.items():
+            _, err = p.communicate(timeout=30)
+            assert_no_sanitizer_report(err, f"kha elect {who}")
+        k8s.kubectl("delete", "lease", "-n", "default", "kha-test", "--ignore-not-found")

@@ -495,6 +495,8 @@ def test_out_of_fds_pauses_accepting_and_recovers(backends, proxy):
         for _ in range(40):
             conns.append(socket.create_connection(("127.0.0.1", p.port), timeout=5))
         wait_for(lambda: "accept paused" in p.read_err(), 10, "accepting paused")
+        # the admin server still answers the liveness probe, on the descriptor it keeps
+        assert [_health(p) for _ in range(10)] == [200] * 10
         # paused, not spinning on a listener that stays readable
         cpu0 = cpu_seconds(p.proc.pid)
         time.sleep(1)
@@ -549,3 +551,36 @@ def test_slow_reader_gets_back_pressure_not_buffering(backends, proxy, pki):
         pass
     assert f.read(size) == pattern(size)
     s.close()
+
+
+def _health(p, path="/healthz"):
+    import urllib.error
+    import urllib.request
+    try:
+        with urllib.request.urlopen(f"http://{p.metrics}{path}", timeout=5) as r:
+            return r.status
+    except urllib.error.HTTPError as e:
+        return e.code
+    except OSError:
+        return None
+
+
+def test_admin_server_answers_while_connections_are_held(backends, proxy):
+    """A local process holding many idle connections to --metrics-addr must not make the
+    liveness probe fail (deploy/kha-proxy.yaml would restart the proxy): the oldest idle
+    connection is evicted for a new one."""
+    bs = backends(1, kind="tcp")
+    p = proxy(bs, "--check", "tcp", "--check-interval", "1m")
+    wait_for(lambda: all_up(p, 1), 10, "up")
+    host, port = p.metrics.rsplit(":", 1)
+    held = []
+    try:
+        for _ in range(200):
+            held.append(socket.create_connection((host, int(port)), timeout=5))
+        assert [_health(p) for _ in range(20)] == [200] * 20
+        assert [_health(p, "/readyz") for _ in range(5)] == [200] * 5
+        assert p.status()["ready"]  # /status, on the same server
+    finally:
+        for c in held:
+            c.close()
+

@@ -358,10 +358,57 @@ static void test_clock_is_injectable(void **state)
 	assert_true(kha_now_us() > 1000);
 }
 
+static void test_grow_and_resize(void **state)
+{
+	volatile size_t huge = SIZE_MAX / 2; /* not a constant the compiler rejects */
+	uint32_t *v = NULL;
+	size_t cap = 0;
+
+	(void)state;
+	assert_int_equal(KHA_GROW(v, cap, 1), 0);
+	assert_int_equal(cap, 8); /* never fewer than 8 */
+	for (uint32_t i = 0; i < 8; i++)
+		v[i] = i;
+	assert_int_equal(KHA_GROW(v, cap, 8), 0); /* already room: nothing moves */
+	assert_int_equal(cap, 8);
+	assert_int_equal(KHA_GROW(v, cap, 9), 0); /* doubles */
+	assert_int_equal(cap, 16);
+	assert_int_equal(KHA_GROW(v, cap, 100), 0); /* or takes what is asked */
+	assert_int_equal(cap, 100);
+	assert_int_equal(v[7], 7);
+	/* an impossible size fails and leaves the array as it was */
+	assert_int_equal(KHA_GROW(v, cap, huge), -ENOMEM);
+	assert_int_equal(cap, 100);
+	assert_int_equal(v[7], 7);
+	assert_int_equal(KHA_RESIZE(v, 3), 0);
+	assert_int_equal(v[2], 2);
+	assert_int_equal(KHA_RESIZE(v, huge), -ENOMEM);
+	assert_int_equal(v[2], 2);
+	free(v);
+}
+
+static void test_sleep_is_cancellable(void **state)
+{
+	volatile sig_atomic_t cancel = 0;
+	uint64_t t0 = kha_now_us();
+
+	(void)state;
+	assert_int_equal(kha_sleep_us(20 * KHA_USEC_PER_MSEC, &cancel), 0);
+	assert_true(kha_now_us() - t0 >= 20 * KHA_USEC_PER_MSEC);
+	cancel = 1;
+	t0 = kha_now_us();
+	/* a set flag ends it at once, however long it was asked to be */
+	assert_int_equal(kha_sleep_us(3600 * KHA_USEC_PER_SEC, &cancel), -ECANCELED);
+	assert_true(kha_now_us() - t0 < 3600 * KHA_USEC_PER_SEC);
+	assert_int_equal(kha_sleep_us(0, NULL), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_duration_go_syntax),
+		cmocka_unit_test(test_grow_and_resize),
+		cmocka_unit_test(test_sleep_is_cancellable),
 		cmocka_unit_test(test_duration_format_round_trips),
 		cmocka_unit_test(test_size_units),
 		cmocka_unit_test(test_u64_ranges),

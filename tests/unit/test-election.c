@@ -381,6 +381,70 @@ static void test_fleetlock_handle_checks_before_etcd(void **state)
 	assert_int_equal(res.status, 404);
 }
 
+static void test_fleetlock_binds_ids_and_groups(void **state)
+{
+	static const char body[] = "{\"client_params\":{\"id\":\"n1\",\"group\":\"default\"}}";
+	static const char workers[] = "{\"client_params\":{\"id\":\"n1\",\"group\":\"workers\"}}";
+	const char *const groups[] = {"workers"};
+	struct kha_fleetlock_opts o = {.lock = "reboot", .slots = 1};
+	struct kha_tls_peer n1 = {.verified = true, .n = 2, .names = {"n1", "n1.example"}};
+	struct kha_tls_peer n2 = {.verified = true, .n = 1, .names = {"n2"}};
+	struct kha_fleetlock_params p;
+	struct kha_fleetlock_result res;
+	struct kha_fleetlock_idmap map = {};
+	struct kha_diag d = {};
+	char path[] = "/tmp/kha-test-idmap-XXXXXX";
+	int fd;
+
+	(void)state;
+	/* only "default" without --group; only the listed ones with it */
+	assert_true(kha_fleetlock_check(&o, "POST", "/v1/pre-reboot", "true", body, strlen(body),
+					NULL, &p, &res));
+	assert_false(kha_fleetlock_check(&o, "POST", "/v1/pre-reboot", "true", workers,
+					 strlen(workers), NULL, &p, &res));
+	assert_int_equal(res.status, 403);
+	assert_string_equal(res.kind, "group_not_allowed");
+	o.groups = groups;
+	o.n_groups = 1;
+	assert_true(kha_fleetlock_check(&o, "POST", "/v1/pre-reboot", "true", workers,
+					strlen(workers), NULL, &p, &res));
+	assert_false(kha_fleetlock_check(&o, "POST", "/v1/pre-reboot", "true", body, strlen(body),
+					 NULL, &p, &res));
+	/* the id is one of the certificate's names */
+	assert_true(kha_fleetlock_check(&o, "POST", "/v1/steady-state", "true", workers,
+					strlen(workers), &n1, &p, &res));
+	assert_false(kha_fleetlock_check(&o, "POST", "/v1/steady-state", "true", workers,
+					 strlen(workers), &n2, &p, &res));
+	assert_int_equal(res.status, 403);
+	assert_string_equal(res.kind, "id_not_allowed");
+	assert_non_null(strstr(res.value, "n2"));
+	/* or, with a map, the ids listed for one of its names, and no other */
+	fd = mkstemp(path);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, "# certificate name, then ids\n\n n2 n1  m-1 # two\nn3 x\n", 53),
+			 53);
+	close(fd);
+	assert_int_equal(kha_fleetlock_idmap_load(path, &map, &d), 0);
+	assert_int_equal(map.n, 2);
+	o.idmap = &map;
+	assert_true(kha_fleetlock_id_allowed(&o, &n2, "n1"));
+	assert_true(kha_fleetlock_id_allowed(&o, &n2, "m-1"));
+	assert_false(kha_fleetlock_id_allowed(&o, &n2, "n2"));
+	assert_false(kha_fleetlock_id_allowed(&o, &n1, "n1"));
+	assert_true(kha_fleetlock_id_allowed(&o, NULL, "anything")); /* no client certificates */
+	kha_fleetlock_idmap_release(&map);
+	fd = open(path, O_WRONLY | O_TRUNC | O_CLOEXEC);
+	assert_int_equal(write(fd, "n2 a\nlonely\n", 12), 12);
+	close(fd);
+	assert_int_equal(kha_fleetlock_idmap_load(path, &map, &d), -EINVAL);
+	assert_non_null(strstr(d.msg, ":2: 'lonely' names no id"));
+	unlink(path);
+	assert_int_equal(kha_fleetlock_idmap_load(path, &map, &d), -ENOENT);
+	assert_true(kha_fleetlock_group_valid("a.b-1"));
+	assert_false(kha_fleetlock_group_valid(""));
+	assert_false(kha_fleetlock_group_valid("a b"));
+}
+
 static void test_fleetlock_groups_map_to_locks(void **state)
 {
 	char buf[64];
@@ -600,6 +664,7 @@ int main(void)
 		cmocka_unit_test(test_fleetlock_parse_rejects_with_reason),
 		cmocka_unit_test(test_fleetlock_handle_checks_before_etcd),
 		cmocka_unit_test(test_fleetlock_groups_map_to_locks),
+		cmocka_unit_test(test_fleetlock_binds_ids_and_groups),
 		cmocka_unit_test_setup_teardown(test_lease_create_when_absent, setup_clock,
 						teardown_clock),
 		cmocka_unit_test_setup_teardown(test_lease_takeover_waits_for_observed_expiry,
