@@ -1776,7 +1776,7 @@ static int cmd_drill(int argc, char **argv)
 			       "API clients, through each entry at once (the node's kha proxy and the\n"
 			       "VIP): ConfigMap creates listed back afterwards, GETs, and a watch whose\n"
 			       "reconnects are timed, at --rate each (default 20/s). The faults (each\n"
-			       "undone after --down, 8s; one every --period, 30s; --faults picks some):\n"
+			       "undone after --down, 8s; one every --period, 40s; --faults picks some):\n"
 			       "  kill-master, freeze-master   a master that does not lead the backups\n"
 			       "  stop-apiserver     SIGTERM one kube-apiserver (graceful: drained)\n"
 			       "  kill-cm-leader     SIGKILL the controller-manager holding its Lease\n"

@@ -510,6 +510,7 @@ struct kha_lab_k8s_fault_result {
 	bool ran, step_ok;
 	char victim[KHA_LAB_NAME_MAX];
 	uint64_t fault_us, recover_us, end_us; /* drill time of the node's write drill */
+	uint64_t ready_us; /* the recovery ended: the lab was ready again; NONE: it did not */
 	struct kha_lab_k8s_entry_result entry[KHA_LAB_ENTRIES];
 	char cm_before[KHA_LAB_NAME_MAX], cm_after[KHA_LAB_NAME_MAX];
 	uint64_t cm_handover_us; /* fault to the new holder's acquireTime; NONE: none */

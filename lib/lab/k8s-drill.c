@@ -34,7 +34,7 @@
 #define DEFAULT_RATE	    20
 #define DEFAULT_BASELINE_US (5 * KHA_USEC_PER_SEC)
 #define DEFAULT_DOWN_US	    (8 * KHA_USEC_PER_SEC)
-#define DEFAULT_PERIOD_US   (30 * KHA_USEC_PER_SEC)
+#define DEFAULT_PERIOD_US   (40 * KHA_USEC_PER_SEC)
 #define DEFAULT_ROLLING_US  (150 * KHA_USEC_PER_SEC)
 #define DEFAULT_TIMEOUT_US  (2 * KHA_USEC_PER_SEC)
 #define DEFAULT_SLO	    90.0
@@ -673,6 +673,7 @@ void kha_lab_k8s_drill_analyze(struct kha_lab_k8s_drill_report *r)
 
 		*f = (struct kha_lab_k8s_fault_result){.kind = (enum kha_lab_k8s_fault)k,
 						       .recover_us = KHA_DRILL_NONE,
+						       .ready_us = KHA_DRILL_NONE,
 						       .cm_handover_us = KHA_DRILL_NONE,
 						       .backup_after_us = KHA_DRILL_NONE};
 		if (!fs)
@@ -683,6 +684,11 @@ void kha_lab_k8s_drill_analyze(struct kha_lab_k8s_drill_report *r)
 		f->step_ok = step_ok(fs) && step_ok(rs);
 		f->fault_us = fs->started_us;
 		f->recover_us = rs ? rs->started_us : KHA_DRILL_NONE;
+		/* the rolling restart has no recovery: the lab is ready when it ends */
+		if (rs && rs->state == KHA_DRILL_STEP_SUCCEEDED)
+			f->ready_us = rs->ended_us;
+		else if (!kfaults[k].recover && fs->state == KHA_DRILL_STEP_SUCCEEDED)
+			f->ready_us = fs->ended_us;
 		f->end_us = next ? next->started_us : probing_end;
 		if (f->end_us < f->fault_us)
 			f->end_us = f->fault_us;
@@ -1001,6 +1007,12 @@ int kha_lab_k8s_drill_print(FILE *out, const struct kha_lab_k8s_drill_report *r)
 			f->recover_us != KHA_DRILL_NONE ? ", recovery at " : "",
 			f->recover_us != KHA_DRILL_NONE ? dur(b, sizeof(b), f->recover_us) : "",
 			f->step_ok ? "" : "  (A COMMAND FAILED)");
+		if (f->ready_us != KHA_DRILL_NONE)
+			fprintf(out, "  ready       again at %s%s\n",
+				dur(a, sizeof(a), f->ready_us),
+				f->ready_us > f->end_us ? " (AFTER the next fault began: give it a "
+							  "longer --period)"
+							: "");
 		for (int e = 0; e < KHA_LAB_ENTRIES; e++) {
 			const struct kha_lab_k8s_entry_result *x = &f->entry[e];
 
