@@ -744,8 +744,7 @@ int kha_lab_drill_exit_code(const struct kha_lab_drill_report *r)
 	return expectation_missed(r) ? 1 : 0;
 }
 
-static void append(char *buf, size_t size, const char *fmt, ...) KHA_PRINTF(3, 4);
-static void append(char *buf, size_t size, const char *fmt, ...)
+void lab_append(char *buf, size_t size, const char *fmt, ...)
 {
 	size_t used = strlen(buf);
 	va_list ap;
@@ -766,44 +765,45 @@ void kha_lab_drill_problems(const struct kha_lab_drill_report *r, char *buf, siz
 
 	buf[0] = '\0';
 	if (dr->writes.lost)
-		append(buf, size, "%zu acknowledged writes lost", dr->writes.lost);
+		lab_append(buf, size, "%zu acknowledged writes lost", dr->writes.lost);
 	if (r->conflicts)
-		append(buf, size, "%zu snapshots taken by a master that did not lead",
-		       r->conflicts);
+		lab_append(buf, size, "%zu snapshots taken by a master that did not lead",
+			   r->conflicts);
 	if (r->max_takers_per_term > 1)
-		append(buf, size, "%u backup takers within one leadership term",
-		       r->max_takers_per_term);
+		lab_append(buf, size, "%u backup takers within one leadership term",
+			   r->max_takers_per_term);
 	if (dr->interrupted)
-		append(buf, size, "interrupted by signal %d", dr->interrupt_signal);
+		lab_append(buf, size, "interrupted by signal %d", dr->interrupt_signal);
 	if (dr->step_failed || dr->aborted)
-		append(buf, size, "a fault command failed%s%s", dr->abort_reason[0] ? ": " : "",
-		       dr->abort_reason);
+		lab_append(buf, size, "a fault command failed%s%s", dr->abort_reason[0] ? ": " : "",
+			   dr->abort_reason);
 	if (!dr->writes.verified)
-		append(buf, size, "the writes could not be read back: %s", dr->writes.error);
+		lab_append(buf, size, "the writes could not be read back: %s", dr->writes.error);
 	if (availability_low(r))
-		append(buf, size, "availability %.2f%% under the floor of %.1f%%",
-		       dr->stats.availability, r->min_availability);
+		lab_append(buf, size, "availability %.2f%% under the floor of %.1f%%",
+			   dr->stats.availability, r->min_availability);
 	for (int k = 0; r->election && k < KHA_LAB_FAULTS; k++) {
 		const struct kha_lab_fault_result *f = &r->faults[k];
 
 		if (!f->ran)
-			append(buf, size, "%s did not run", faults[k].name);
+			lab_append(buf, size, "%s did not run", faults[k].name);
 		else if (f->handover_needed && f->handover_us == KHA_DRILL_NONE)
-			append(buf, size, "%s: no new leader was seen", faults[k].name);
+			lab_append(buf, size, "%s: no new leader was seen", faults[k].name);
 		if (f->ran && !f->backups_ok)
-			append(buf, size, "%s: backups did not go on%s", faults[k].name,
-			       f->backup_after_us != KHA_DRILL_NONE ? " on another master" : "");
+			lab_append(buf, size, "%s: backups did not go on%s", faults[k].name,
+				   f->backup_after_us != KHA_DRILL_NONE ? " on another master"
+									: "");
 	}
 	if (!dr->interrupted && !r->healthy_after)
-		append(buf, size, "the lab was not ready again after the drill");
+		lab_append(buf, size, "the lab was not ready again after the drill");
 }
 
-static json_t *ms_or_null(uint64_t us)
+json_t *lab_ms_or_null(uint64_t us)
 {
 	return us == KHA_DRILL_NONE ? json_null() : json_real((double)us / 1000.0);
 }
 
-static json_t *str_or_null(const char *s)
+json_t *lab_str_or_null(const char *s)
 {
 	return s && *s ? json_string(s) : json_null();
 }
@@ -817,10 +817,10 @@ static json_t *fault_json(const struct kha_lab_drill_report *r,
 	json_object_set_new(o, "what", json_string(faults[f->kind].what));
 	json_object_set_new(o, "ran", json_boolean(f->ran));
 	json_object_set_new(o, "commands_ok", json_boolean(f->step_ok));
-	json_object_set_new(o, "victim", str_or_null(f->victim));
-	json_object_set_new(o, "fault_at_ms", f->ran ? ms_or_null(f->fault_us) : json_null());
-	json_object_set_new(o, "recover_at_ms", ms_or_null(f->recover_us));
-	json_object_set_new(o, "end_ms", f->ran ? ms_or_null(f->end_us) : json_null());
+	json_object_set_new(o, "victim", lab_str_or_null(f->victim));
+	json_object_set_new(o, "fault_at_ms", f->ran ? lab_ms_or_null(f->fault_us) : json_null());
+	json_object_set_new(o, "recover_at_ms", lab_ms_or_null(f->recover_us));
+	json_object_set_new(o, "end_ms", f->ran ? lab_ms_or_null(f->end_us) : json_null());
 	json_object_set_new(o, "writes",
 			    json_pack("{s:I, s:I, s:I}", "sent", (json_int_t)f->sent, "ok",
 				      (json_int_t)f->ok, "failed", (json_int_t)f->failed));
@@ -830,14 +830,14 @@ static json_t *fault_json(const struct kha_lab_drill_report *r,
 	json_object_set_new(o, "lost_acknowledged_writes", json_integer((json_int_t)f->lost));
 	if (r->election) {
 		json_object_set_new(o, "victim_led", json_boolean(f->victim_led));
-		json_object_set_new(o, "leader_before", str_or_null(f->leader_before));
-		json_object_set_new(o, "leader_after", str_or_null(f->leader_after));
+		json_object_set_new(o, "leader_before", lab_str_or_null(f->leader_before));
+		json_object_set_new(o, "leader_after", lab_str_or_null(f->leader_after));
 		json_object_set_new(o, "handover_needed", json_boolean(f->handover_needed));
-		json_object_set_new(o, "handover_ms", ms_or_null(f->handover_us));
+		json_object_set_new(o, "handover_ms", lab_ms_or_null(f->handover_us));
 		json_object_set_new(o, "backup",
 				    json_pack("{s:b, s:o, s:o}", "continued", f->backups_ok,
-					      "after_ms", ms_or_null(f->backup_after_us), "taker",
-					      str_or_null(f->backup_taker)));
+					      "after_ms", lab_ms_or_null(f->backup_after_us),
+					      "taker", lab_str_or_null(f->backup_taker)));
 	}
 	return o;
 }
@@ -877,10 +877,10 @@ char *kha_lab_drill_json(const struct kha_lab_drill_report *r)
 		json_t *terms = json_array(), *snaps = json_array();
 
 		for (size_t i = 0; i < r->n_terms; i++)
-			json_array_append_new(terms,
-					      json_pack("{s:f, s:o}", "start_ms",
-							(double)r->terms[i].start_us / 1e3,
-							"leader", str_or_null(r->terms[i].leader)));
+			json_array_append_new(
+				terms, json_pack("{s:f, s:o}", "start_ms",
+						 (double)r->terms[i].start_us / 1e3, "leader",
+						 lab_str_or_null(r->terms[i].leader)));
 		for (size_t i = 0; i < r->n_snapshots; i++) {
 			const struct kha_lab_snapshot *s = &r->snapshots[i];
 
@@ -908,7 +908,7 @@ char *kha_lab_drill_json(const struct kha_lab_drill_report *r)
 	return text;
 }
 
-static const char *dur(char *buf, size_t size, uint64_t us)
+const char *lab_dur(char *buf, size_t size, uint64_t us)
 {
 	if (us == KHA_DRILL_NONE)
 		snprintf(buf, size, "-");
@@ -930,12 +930,12 @@ static void print_fault(FILE *out, const struct kha_lab_drill_report *r, int k)
 		return;
 	}
 	fprintf(out, "  victim      %s at %s, %s at %s%s\n", f->victim[0] ? f->victim : "?",
-		dur(b1, sizeof(b1), f->fault_us),
+		lab_dur(b1, sizeof(b1), f->fault_us),
 		k == KHA_LAB_FAULT_FREEZE ? "thawed" : "restarted",
-		dur(b2, sizeof(b2), f->recover_us), f->step_ok ? "" : "  (A COMMAND FAILED)");
+		lab_dur(b2, sizeof(b2), f->recover_us), f->step_ok ? "" : "  (A COMMAND FAILED)");
 	fprintf(out, "  entry       %.2f%% of %zu writes ok until %s; longest outage %s\n",
-		f->availability, f->sent, dur(b3, sizeof(b3), f->end_us),
-		f->longest_outage_us ? dur(b1, sizeof(b1), f->longest_outage_us) : "none");
+		f->availability, f->sent, lab_dur(b3, sizeof(b3), f->end_us),
+		f->longest_outage_us ? lab_dur(b1, sizeof(b1), f->longest_outage_us) : "none");
 	fprintf(out, "  writes      %zu acknowledged writes lost%s\n", f->lost,
 		f->lost ? "  <-- MUST BE 0" : "");
 	if (!r->election)
@@ -944,7 +944,8 @@ static void print_fault(FILE *out, const struct kha_lab_drill_report *r, int k)
 		fprintf(out, "  election    %s led and died: %s\n", f->victim,
 			f->handover_us != KHA_DRILL_NONE
 				? (snprintf(b1, sizeof(b1), "%s took over after %s",
-					    f->leader_after, dur(b2, sizeof(b2), f->handover_us)),
+					    f->leader_after,
+					    lab_dur(b2, sizeof(b2), f->handover_us)),
 				   b1)
 				: "NO NEW LEADER SEEN");
 	else if (strcmp(f->leader_before, f->leader_after) == 0)
@@ -959,7 +960,7 @@ static void print_fault(FILE *out, const struct kha_lab_drill_report *r, int k)
 			f->leader_after[0] ? f->leader_after : "nobody");
 	if (f->backup_after_us != KHA_DRILL_NONE)
 		fprintf(out, "  backups     went on: %s took a snapshot %s after the fault%s\n",
-			f->backup_taker, dur(b1, sizeof(b1), f->backup_after_us),
+			f->backup_taker, lab_dur(b1, sizeof(b1), f->backup_after_us),
 			f->victim_led ? (f->backups_ok ? " (another master, as it must be)"
 						       : " (THE DEAD LEADER?)")
 				      : "");
@@ -988,8 +989,8 @@ int kha_lab_drill_print(FILE *out, const struct kha_lab_drill_report *r)
 		dr->stats.n_windows == 1 ? "" : "s",
 		dr->stats.longest.start_us == KHA_DRILL_NONE
 			? "none"
-			: dur(b1, sizeof(b1),
-			      dr->stats.longest.end_us - dr->stats.longest.start_us));
+			: lab_dur(b1, sizeof(b1),
+				  dr->stats.longest.end_us - dr->stats.longest.start_us));
 	if (wr->verified)
 		fprintf(out,
 			"  writes      %zu acknowledged, %zu lost; %zu failed before reaching etcd, "

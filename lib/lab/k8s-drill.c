@@ -787,77 +787,52 @@ int kha_lab_k8s_drill_exit_code(const struct kha_lab_k8s_drill_report *r)
 	return expectation_missed(r) ? 1 : 0;
 }
 
-static void append(char *buf, size_t size, const char *fmt, ...) KHA_PRINTF(3, 4);
-static void append(char *buf, size_t size, const char *fmt, ...)
-{
-	size_t used = strlen(buf);
-	va_list ap;
-
-	if (used >= size - 1)
-		return;
-	if (used)
-		snprintf(buf + used, size - used, "; ");
-	used = strlen(buf);
-	va_start(ap, fmt);
-	vsnprintf(buf + used, size - used, fmt, ap);
-	va_end(ap);
-}
-
 void kha_lab_k8s_drill_problems(const struct kha_lab_k8s_drill_report *r, char *buf, size_t size)
 {
 	const struct kha_drill_report *m = r->drill[KHA_LAB_ENTRY_NODE][0];
 
 	buf[0] = '\0';
 	if (lost_total(r))
-		append(buf, size, "%zu acknowledged writes lost", lost_total(r));
+		lab_append(buf, size, "%zu acknowledged writes lost", lost_total(r));
 	if (m->interrupted)
-		append(buf, size, "interrupted by signal %d", m->interrupt_signal);
+		lab_append(buf, size, "interrupted by signal %d", m->interrupt_signal);
 	if (m->step_failed || m->aborted)
 		for (size_t i = 0; i < m->n_steps; i++)
 			if (m->steps[i].started_us != KHA_DRILL_NONE &&
 			    m->steps[i].state != KHA_DRILL_STEP_SUCCEEDED)
-				append(buf, size, "command '%s' %s", m->steps[i].name,
-				       kha_drill_step_state_name(m->steps[i].state));
+				lab_append(buf, size, "command '%s' %s", m->steps[i].name,
+					   kha_drill_step_state_name(m->steps[i].state));
 	for (int e = 0; e < KHA_LAB_ENTRIES; e++)
 		if (r->drill[e][0] && !r->drill[e][0]->writes.verified)
-			append(buf, size, "the writes through %s could not be read back: %s",
-			       kha_lab_entry_name(e), r->drill[e][0]->writes.error);
+			lab_append(buf, size, "the writes through %s could not be read back: %s",
+				   kha_lab_entry_name(e), r->drill[e][0]->writes.error);
 	for (int k = 0; k < KHA_LAB_K8S_FAULTS; k++) {
 		const struct kha_lab_k8s_fault_result *f = &r->faults[k];
 
 		if (!(r->faults_mask & (1u << k)))
 			continue;
 		if (!f->ran) {
-			append(buf, size, "%s did not run", kfaults[k].name);
+			lab_append(buf, size, "%s did not run", kfaults[k].name);
 			continue;
 		}
 		for (int e = 0; e < KHA_LAB_ENTRIES; e++)
 			if (!f->entry[e].slo_met)
-				append(buf, size,
-				       "%s: through %s %.2f%% of writes, %.2f%% of reads (SLO %.1f%%)",
-				       kfaults[k].name, kha_lab_entry_name(e),
-				       f->entry[e].writes_availability,
-				       f->entry[e].reads_availability, r->slo);
+				lab_append(
+					buf, size,
+					"%s: through %s %.2f%% of writes, %.2f%% of reads (SLO %.1f%%)",
+					kfaults[k].name, kha_lab_entry_name(e),
+					f->entry[e].writes_availability,
+					f->entry[e].reads_availability, r->slo);
 		if (k == KHA_LAB_K8S_KILL_CM_LEADER && f->cm_handover_us == KHA_DRILL_NONE)
-			append(buf, size, "%s: no new Lease holder seen", kfaults[k].name);
+			lab_append(buf, size, "%s: no new Lease holder seen", kfaults[k].name);
 		if (f->backup_after_us == KHA_DRILL_NONE)
-			append(buf, size, "%s: no backup after the fault", kfaults[k].name);
+			lab_append(buf, size, "%s: no backup after the fault", kfaults[k].name);
 	}
 	if (!m->interrupted && !r->healthy_after)
-		append(buf, size, "the lab was not ready again after the drill");
+		lab_append(buf, size, "the lab was not ready again after the drill");
 }
 
 /* ---- output ---- */
-
-static json_t *ms_or_null(uint64_t us)
-{
-	return us == KHA_DRILL_NONE ? json_null() : json_real((double)us / 1000.0);
-}
-
-static json_t *str_or_null(const char *s)
-{
-	return s && *s ? json_string(s) : json_null();
-}
 
 static json_t *entry_json(const struct kha_lab_k8s_entry_result *x)
 {
@@ -871,7 +846,7 @@ static json_t *entry_json(const struct kha_lab_k8s_entry_result *x)
 		x->reads_sent ? json_real(x->reads_availability) : json_null(), "longest_outage_ms",
 		(double)x->reads_longest_us / 1e3, "lost_acknowledged_writes", (json_int_t)x->lost,
 		"watch", "breaks", (json_int_t)x->watch_breaks, "longest_reconnect_ms",
-		ms_or_null(x->watch_reconnect_us), "slo_met", x->slo_met);
+		lab_ms_or_null(x->watch_reconnect_us), "slo_met", x->slo_met);
 }
 
 static json_t *terms_json(const struct kha_lab_lease_term *t, size_t n)
@@ -884,7 +859,7 @@ static json_t *terms_json(const struct kha_lab_lease_term *t, size_t n)
 				     "acquire_time_unix_us",
 				     t[i].acquire_wall_us ? json_integer(t[i].acquire_wall_us)
 							  : json_null(),
-				     "holder", str_or_null(t[i].holder)));
+				     "holder", lab_str_or_null(t[i].holder)));
 	return a;
 }
 
@@ -914,26 +889,26 @@ char *kha_lab_k8s_drill_json(const struct kha_lab_k8s_drill_report *r)
 			continue;
 		o = json_pack("{s:s, s:s, s:b, s:b, s:o, s:o, s:o, s:o}", "name", kfaults[k].name,
 			      "what", kfaults[k].what, "ran", f->ran, "commands_ok", f->step_ok,
-			      "victim", str_or_null(f->victim), "fault_at_ms",
-			      f->ran ? ms_or_null(f->fault_us) : json_null(), "recover_at_ms",
-			      ms_or_null(f->recover_us), "end_ms",
-			      f->ran ? ms_or_null(f->end_us) : json_null());
+			      "victim", lab_str_or_null(f->victim), "fault_at_ms",
+			      f->ran ? lab_ms_or_null(f->fault_us) : json_null(), "recover_at_ms",
+			      lab_ms_or_null(f->recover_us), "end_ms",
+			      f->ran ? lab_ms_or_null(f->end_us) : json_null());
 		json_object_set_new(o, "node", entry_json(&f->entry[KHA_LAB_ENTRY_NODE]));
 		json_object_set_new(o, "vip", entry_json(&f->entry[KHA_LAB_ENTRY_VIP]));
 		json_object_set_new(o, "controller_manager_lease",
 				    json_pack("{s:o, s:o, s:o}", "holder_before",
-					      str_or_null(f->cm_before), "holder_after",
-					      str_or_null(f->cm_after), "handover_ms",
-					      ms_or_null(f->cm_handover_us)));
+					      lab_str_or_null(f->cm_before), "holder_after",
+					      lab_str_or_null(f->cm_after), "handover_ms",
+					      lab_ms_or_null(f->cm_handover_us)));
 		json_object_set_new(o, "scheduler_lease",
 				    json_pack("{s:o, s:o}", "holder_before",
-					      str_or_null(f->sched_before), "holder_after",
-					      str_or_null(f->sched_after)));
+					      lab_str_or_null(f->sched_before), "holder_after",
+					      lab_str_or_null(f->sched_after)));
 		json_object_set_new(o, "backup",
 				    json_pack("{s:b, s:o, s:o}", "continued",
 					      f->backup_after_us != KHA_DRILL_NONE, "after_ms",
-					      ms_or_null(f->backup_after_us), "taker",
-					      str_or_null(f->backup_taker)));
+					      lab_ms_or_null(f->backup_after_us), "taker",
+					      lab_str_or_null(f->backup_taker)));
 		json_array_append_new(fl, o);
 	}
 	json_object_set_new(root, "faults", fl);
@@ -970,17 +945,6 @@ char *kha_lab_k8s_drill_json(const struct kha_lab_k8s_drill_report *r)
 	return text;
 }
 
-static const char *dur(char *buf, size_t size, uint64_t us)
-{
-	if (us == KHA_DRILL_NONE)
-		snprintf(buf, size, "-");
-	else if (us < KHA_USEC_PER_SEC)
-		snprintf(buf, size, "%.0fms", (double)us / 1e3);
-	else
-		snprintf(buf, size, "%.2fs", (double)us / 1e6);
-	return buf;
-}
-
 int kha_lab_k8s_drill_print(FILE *out, const struct kha_lab_k8s_drill_report *r)
 {
 	const struct kha_drill_report *m = r->drill[KHA_LAB_ENTRY_NODE][0];
@@ -1003,13 +967,13 @@ int kha_lab_k8s_drill_print(FILE *out, const struct kha_lab_k8s_drill_report *r)
 			continue;
 		}
 		fprintf(out, "  victim      %s at %s%s%s%s\n", f->victim[0] ? f->victim : "?",
-			dur(a, sizeof(a), f->fault_us),
+			lab_dur(a, sizeof(a), f->fault_us),
 			f->recover_us != KHA_DRILL_NONE ? ", recovery at " : "",
-			f->recover_us != KHA_DRILL_NONE ? dur(b, sizeof(b), f->recover_us) : "",
+			f->recover_us != KHA_DRILL_NONE ? lab_dur(b, sizeof(b), f->recover_us) : "",
 			f->step_ok ? "" : "  (A COMMAND FAILED)");
 		if (f->ready_us != KHA_DRILL_NONE)
 			fprintf(out, "  ready       again at %s%s\n",
-				dur(a, sizeof(a), f->ready_us),
+				lab_dur(a, sizeof(a), f->ready_us),
 				f->ready_us > f->end_us ? " (AFTER the next fault began: give it a "
 							  "longer --period)"
 							: "");
@@ -1020,15 +984,15 @@ int kha_lab_k8s_drill_print(FILE *out, const struct kha_lab_k8s_drill_report *r)
 				"  %-4s        writes %.2f%% of %zu (longest outage %s), reads %.2f%% "
 				"of %zu (longest %s), watch %s, %zu lost%s\n",
 				kha_lab_entry_name(e), x->writes_availability, x->writes_sent,
-				x->writes_longest_us ? dur(a, sizeof(a), x->writes_longest_us)
+				x->writes_longest_us ? lab_dur(a, sizeof(a), x->writes_longest_us)
 						     : "none",
 				x->reads_availability, x->reads_sent,
-				x->reads_longest_us ? dur(b, sizeof(b), x->reads_longest_us)
+				x->reads_longest_us ? lab_dur(b, sizeof(b), x->reads_longest_us)
 						    : "none",
 				x->watch_reconnect_us == KHA_DRILL_NONE
 					? "unbroken"
 					: (snprintf(c, sizeof(c), "back after %s",
-						    dur(a, sizeof(a), x->watch_reconnect_us)),
+						    lab_dur(a, sizeof(a), x->watch_reconnect_us)),
 					   c),
 				x->lost, x->slo_met ? "" : "  <-- UNDER THE SLO");
 		}
@@ -1038,7 +1002,7 @@ int kha_lab_k8s_drill_print(FILE *out, const struct kha_lab_k8s_drill_report *r)
 				f->cm_after[0] ? f->cm_after : "nobody",
 				f->cm_handover_us != KHA_DRILL_NONE ? ", handed over after " : "",
 				f->cm_handover_us != KHA_DRILL_NONE
-					? dur(a, sizeof(a), f->cm_handover_us)
+					? lab_dur(a, sizeof(a), f->cm_handover_us)
 					: "");
 		if (strcmp(f->sched_before, f->sched_after) != 0)
 			fprintf(out, "  lease       kube-scheduler %s -> %s\n",
@@ -1047,7 +1011,7 @@ int kha_lab_k8s_drill_print(FILE *out, const struct kha_lab_k8s_drill_report *r)
 		if (f->backup_after_us != KHA_DRILL_NONE)
 			fprintf(out,
 				"  backups     went on: %s took a snapshot %s after the fault\n",
-				f->backup_taker, dur(a, sizeof(a), f->backup_after_us));
+				f->backup_taker, lab_dur(a, sizeof(a), f->backup_after_us));
 		else
 			fprintf(out, "  backups     NO SNAPSHOT after the fault\n");
 	}
@@ -1063,15 +1027,15 @@ int kha_lab_k8s_drill_print(FILE *out, const struct kha_lab_k8s_drill_report *r)
 			kha_lab_entry_name(e), w->stats.availability, w->stats.sent,
 			w->stats.longest.start_us == KHA_DRILL_NONE
 				? "none"
-				: dur(a, sizeof(a),
-				      w->stats.longest.end_us - w->stats.longest.start_us),
+				: lab_dur(a, sizeof(a),
+					  w->stats.longest.end_us - w->stats.longest.start_us),
 			rd->stats.availability, rd->stats.sent,
 			rd->stats.longest.start_us == KHA_DRILL_NONE
 				? "none"
-				: dur(b, sizeof(b),
-				      rd->stats.longest.end_us - rd->stats.longest.start_us),
+				: lab_dur(b, sizeof(b),
+					  rd->stats.longest.end_us - rd->stats.longest.start_us),
 			rd->kube.n_gaps,
-			rd->kube.longest_gap_us ? dur(c, sizeof(c), rd->kube.longest_gap_us)
+			rd->kube.longest_gap_us ? lab_dur(c, sizeof(c), rd->kube.longest_gap_us)
 						: "- (only the server's timeoutSeconds ends)");
 		if (w->writes.verified)
 			fprintf(out,

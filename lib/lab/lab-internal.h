@@ -5,6 +5,7 @@
 
 #include "kha/lab.h"
 #include <pthread.h>
+#include <jansson.h>
 
 #include "kha/proc.h"
 
@@ -129,6 +130,13 @@ void lab_watcher_release(struct lab_watcher *w);
 void lab_watcher_on_event(void *userdata, const struct kha_drill_event *ev);
 int lab_watcher_on_stop(void *userdata);
 void lab_watcher_progress(const struct lab_watcher *w, const char *fmt, ...) KHA_PRINTF(2, 3);
+
+/* The drills' report helpers (drill.c): "; "-separated problems appended to buf; a time in
+ * milliseconds or null (KHA_DRILL_NONE); a string or null (NULL or ""); "250ms", "1.50s", "-". */
+void lab_append(char *buf, size_t size, const char *fmt, ...) KHA_PRINTF(3, 4);
+json_t *lab_ms_or_null(uint64_t us);
+json_t *lab_str_or_null(const char *s);
+const char *lab_dur(char *buf, size_t size, uint64_t us);
 
 /*
  * The analysis of a drill that ran: r->drill (probes, steps, writes, stats), r->terms and

@@ -973,13 +973,20 @@ int kha_lab_master_freeze(struct kha_lab *lab, struct kha_lab_master *m, bool fr
 	return kha_lab_save(lab, d);
 }
 
-int kha_lab_proc_stop(struct kha_lab *lab, struct kha_lab_proc *p, uint64_t grace_us,
-		      struct kha_diag *d)
+/* Stops procs (see stop_procs) and records the lab: 0 or the first error. */
+static int stop_save(struct kha_lab *lab, struct kha_lab_proc **procs, size_t n, uint64_t grace_us,
+		     struct kha_diag *d)
 {
-	int r = stop_procs(&p, 1, grace_us, false, d), s;
+	int r = stop_procs(procs, n, grace_us, false, d), s;
 
 	s = kha_lab_save(lab, r < 0 ? NULL : d);
 	return r < 0 ? r : s;
+}
+
+int kha_lab_proc_stop(struct kha_lab *lab, struct kha_lab_proc *p, uint64_t grace_us,
+		      struct kha_diag *d)
+{
+	return stop_save(lab, &p, 1, grace_us, d);
 }
 
 struct kha_lab_node *kha_lab_find_host(struct kha_lab *lab, const char *name)
@@ -997,13 +1004,10 @@ int kha_lab_host_stop(struct kha_lab *lab, struct kha_lab_node *h, uint64_t grac
 {
 	struct kha_lab_proc *procs[4];
 	size_t n = KHA_MIN(h->n_procs, KHA_ARRAY_SIZE(procs));
-	int r, s;
 
 	for (size_t i = 0; i < n; i++)
 		procs[i] = &h->procs[i];
-	r = stop_procs(procs, n, grace_us, false, d);
-	s = kha_lab_save(lab, r < 0 ? NULL : d);
-	return r < 0 ? r : s;
+	return stop_save(lab, procs, n, grace_us, d);
 }
 
 int kha_lab_host_start(struct kha_lab *lab, struct kha_lab_node *h, struct kha_diag *d)
