@@ -363,7 +363,8 @@ static int print_status(const struct opts *o)
 			else if (!e->lease)
 				snprintf(ttl, sizeof(ttl), "none");
 			printf("%-4zu %-7s %-24s %-30s %-6s %s\n", e->position,
-			       e->holder ? "holder" : "waiter", e->id, since, ttl, e->key);
+			       e->holder ? "holder" : "waiter", KHA_TERM(e->id), since, ttl,
+			       KHA_TERM(e->key));
 		}
 		if (!st.n)
 			printf("(no holder, no waiter)\n");
@@ -374,7 +375,68 @@ static int print_status(const struct opts *o)
 
 /* ---- serve ---------------------------------------------------------------------------------- */
 
-static int serve(const struct opts *o, const struct kha_lock_gates *gates)
+/* What a SIGHUP of kha lock serve changes: the groups, the --client-ids file, the log settings. */
+struct serve_reload {
+	const struct kha_args *a;
+	struct kha_args_source src;
+	struct opts *running;
+	struct kha_fleetlock_opts *fo;
+	struct kha_fleetlock_idmap *idmap;
+};
+
+static int reload_read(const struct kha_args *a, const struct kha_args_source *src, struct opts *o,
+		       struct kha_diag *d);
+static void reload_apply_common(const struct opts *o, const struct opts *run);
+
+static int serve_reload(void *userdata, struct kha_diag *d)
+{
+	struct serve_reload *sr = userdata;
+	struct opts *run = sr->running;
+	struct opts o = {.slots = 1,
+			 .level = KHA_LOG_INFO,
+			 .format = KHA_LOG_LOGFMT,
+			 .argc = sr->src.argc,
+			 .argv = sr->src.argv};
+	struct kha_fleetlock_idmap map = {};
+	char *groups[KHA_FLEETLOCK_GROUPS], *ids;
+	size_t n;
+	int r = -EINVAL;
+
+	if (reload_read(sr->a, &sr->src, &o, d) < 0)
+		goto out;
+	if (o.client_ids && !run->serve_client_ca) {
+		r = kha_diag_set(d, EINVAL, "--client-ids needs --serve-client-ca");
+		goto out;
+	}
+	if (o.client_ids) {
+		r = kha_fleetlock_idmap_load(o.client_ids, &map, d);
+		if (r < 0) {
+			kha_diag_prefix(d, "--client-ids");
+			goto out;
+		}
+	}
+	/* swap the new groups and ids in; o then releases the old ones */
+	memcpy(groups, run->groups, sizeof(groups));
+	memcpy(run->groups, o.groups, sizeof(groups));
+	memcpy(o.groups, groups, sizeof(groups));
+	n = run->n_groups;
+	run->n_groups = o.n_groups;
+	o.n_groups = n;
+	ids = run->client_ids;
+	run->client_ids = o.client_ids;
+	o.client_ids = ids;
+	sr->fo->n_groups = run->n_groups;
+	kha_fleetlock_idmap_release(sr->idmap);
+	*sr->idmap = map;
+	sr->fo->idmap = run->client_ids ? sr->idmap : NULL;
+	reload_apply_common(&o, run);
+	r = 0;
+out:
+	opts_release(&o);
+	return r;
+}
+
+static int serve(struct opts *o, const struct kha_lock_gates *gates, struct serve_reload *sr)
 {
 	struct kha_fleetlock_stats stats = {0};
 	struct kha_fleetlock_opts fo = {
@@ -391,10 +453,16 @@ static int serve(const struct opts *o, const struct kha_lock_gates *gates)
 		.insecure_no_client_certs = o->insecure_no_client_certs,
 		.groups = (const char *const *)o->groups,
 		.n_groups = o->n_groups,
+		.reload = serve_reload,
+		.reload_userdata = sr,
 	};
 	struct kha_fleetlock_idmap idmap = {};
 	struct kha_diag d = {};
 	int r;
+
+	sr->running = o;
+	sr->fo = &fo;
+	sr->idmap = &idmap;
 
 	if (!!o->serve_cert != !!o->serve_key || (o->serve_client_ca && !o->serve_cert)) {
 		fprintf(stderr, "kha lock serve: --serve-cert and --serve-key go together, and "
@@ -428,6 +496,89 @@ static int serve(const struct opts *o, const struct kha_lock_gates *gates)
 
 /* ---- main ----------------------------------------------------------------------------------- */
 
+/* Whether two optional strings are equal. */
+static bool same(const char *a, const char *b)
+{
+	return (!a && !b) || (a && b && strcmp(a, b) == 0);
+}
+
+/* Adds " key" to kept for each setting of o that differs from run and needs a restart. */
+static void kept_keys(const struct opts *o, const struct opts *run, char *kept, size_t size)
+{
+#define KEPT(cond, key)                                                              \
+	do {                                                                         \
+		if (cond)                                                            \
+			snprintf(kept + strlen(kept), size - strlen(kept), " " key); \
+	} while (0)
+	KEPT(!o->lock || !run->lock || strcmp(o->lock, run->lock) != 0 || o->slots != run->slots,
+	     "lock");
+	KEPT(o->ttl_us && o->ttl_us != run->ttl_us, "ttl");
+	KEPT(o->has_window != run->has_window ||
+		     o->require_etcd_healthy != run->require_etcd_healthy ||
+		     o->backup_max_age_us != run->backup_max_age_us,
+	     "gates");
+	KEPT(!same(o->listen, run->listen) || !same(o->metrics_addr, run->metrics_addr), "listen");
+	KEPT(!same(o->serve_cert, run->serve_cert) || !same(o->serve_key, run->serve_key) ||
+		     !same(o->serve_client_ca, run->serve_client_ca) ||
+		     o->insecure_no_client_certs != run->insecure_no_client_certs,
+	     "tls");
+#undef KEPT
+}
+
+/* Reads the configuration again into o (fresh, defaults set): the same sources, same handler. */
+static int reload_read(const struct kha_args *a, const struct kha_args_source *src, struct opts *o,
+		       struct kha_diag *d)
+{
+	if (kha_etcd_config_init(&o->etcd) < 0 || kha_etcd_config_from_env(&o->etcd, d) < 0 ||
+	    kha_args_reapply(a, o, src, d) != 0)
+		return -EINVAL;
+	return 0;
+}
+
+/* Logs the keys that need a restart and applies the log settings. */
+static void reload_apply_common(const struct opts *o, const struct opts *run)
+{
+	char kept[160] = "";
+
+	kept_keys(o, run, kept, sizeof(kept));
+	if (kept[0])
+		kha_warn("configuration keys not applied until a restart", "keys=%s",
+			 KHA_LOGQ(kept + 1));
+	kha_log_setup(o->level, o->format);
+}
+
+/*
+ * What a SIGHUP reads again: the same sources, through the same option handler. The log
+ * settings apply at once; the lock's own settings (name, slots, TTL, gates) need a restart
+ * (a holder must not change the rules under its peers), and the log says which ones changed.
+ */
+struct reload_ctx {
+	const struct kha_args *a;
+	struct kha_args_source src;
+	const struct opts *running;
+};
+
+static int reload(void *userdata, struct kha_elect_reloaded *ret, struct kha_diag *d)
+{
+	const struct reload_ctx *rc = userdata;
+	const struct opts *run = rc->running;
+	struct opts o = {.slots = 1,
+			 .level = KHA_LOG_INFO,
+			 .format = KHA_LOG_LOGFMT,
+			 .argc = rc->src.argc,
+			 .argv = rc->src.argv};
+	int r = -EINVAL;
+
+	(void)ret; /* kha lock never restarts COMMAND: nothing of the engine changes */
+	if (reload_read(rc->a, &rc->src, &o, d) < 0)
+		goto out;
+	reload_apply_common(&o, run);
+	r = 0;
+out:
+	opts_release(&o);
+	return r;
+}
+
 int cmd_lock_main(int argc, char **argv)
 {
 	struct opts o = {.slots = 1,
@@ -445,6 +596,7 @@ int cmd_lock_main(int argc, char **argv)
 				   .apply = apply,
 				   .userdata = &o};
 	const char *config = NULL, *me = "kha lock";
+	struct reload_ctx rc = {.a = &a, .running = &o};
 	bool serving = false;
 	int r, code, status = 0;
 
@@ -461,6 +613,7 @@ int cmd_lock_main(int argc, char **argv)
 		opts_release(&o);
 		return KHA_EXIT_OK;
 	}
+	rc.src = (struct kha_args_source){.argc = argc, .argv = argv, .config = config};
 	if (kha_etcd_config_from_env(&o.etcd, &d) < 0) {
 		fprintf(stderr, "%s: %s\n", me, d.msg);
 		opts_release(&o);
@@ -514,7 +667,9 @@ int cmd_lock_main(int argc, char **argv)
 		.backup_dir = o.backup_dir,
 	};
 	if (serving) {
-		r = serve(&o, &gates);
+		struct serve_reload sr = {.a = &a, .src = rc.src};
+
+		r = serve(&o, &gates, &sr);
 		opts_release(&o);
 		return r;
 	}
@@ -522,8 +677,8 @@ int cmd_lock_main(int argc, char **argv)
 		o.ttl_us = 30 * KHA_USEC_PER_SEC;
 	if (!o.renew_deadline_us)
 		o.renew_deadline_us = o.ttl_us * 2 / 3;
-	if (o.ttl_us < KHA_USEC_PER_SEC)
-		USAGE("--ttl: etcd leases are whole seconds, at least 1s");
+	if (kha_elect_check_ttl(o.ttl_us, false, &d) < 0)
+		USAGE("%s", d.msg);
 	if (o.renew_deadline_us >= o.ttl_us)
 		USAGE("--renew-deadline must be shorter than --ttl (COMMAND must stop before the "
 		      "lease can expire)");
@@ -560,6 +715,8 @@ int cmd_lock_main(int argc, char **argv)
 		.etcd = &o.etcd,
 		.stats = &stats,
 		.what = "lock",
+		.reload = reload,
+		.reload_userdata = &rc,
 	};
 	r = kha_elect_run_served(&eo, o.metrics_addr, "kha_lock", &status, &d);
 	if (r < 0) {

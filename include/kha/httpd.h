@@ -138,6 +138,17 @@ void kha_httpd_finish(struct kha_httpd_pending *p, int status, const char *conte
 		      const char *body, size_t body_len);
 
 /*
+ * The admin endpoints of a daemon on its loop: a metrics registry fed by collect, and the server
+ * on addr with /metrics, /healthz, /readyz (ready, when given) and /status (status, when given),
+ * each called with userdata. On success the caller owns both (free the server first). Returns 0,
+ * -ENOMEM, or the errors of kha_httpd_new() with d prefixed "--metrics-addr".
+ */
+int kha_httpd_admin_new(struct kha_loop *loop, const char *addr, kha_metrics_collect_fn collect,
+			kha_httpd_handler_fn status, kha_httpd_ready_fn ready, void *userdata,
+			struct kha_metrics **ret_metrics, struct kha_httpd **ret_httpd,
+			struct kha_diag *d) KHA_WUR;
+
+/*
  * An admin server for a daemon without an event loop of its own: /metrics (collect writes the
  * families), /healthz and /readyz, served from a thread with its own loop. collect runs on that
  * thread: it may only read what it reads atomically. The thread blocks every signal.

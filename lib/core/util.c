@@ -40,6 +40,7 @@ int kha_exit_from_errno(int err)
 	case EBADMSG:
 	case EPROTO:
 	case EILSEQ:
+	case EFBIG: /* an input (a file, a reply) larger than kha accepts */
 		return KHA_EXIT_DATAERR;
 	case ECONNREFUSED:
 	case ETIMEDOUT:

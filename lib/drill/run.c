@@ -1207,8 +1207,8 @@ int kha_drill_run(const struct kha_drill_scenario *sc, const struct kha_drill_ho
 		}
 	}
 	dr.next_tick_us = KHA_USEC_PER_SEC;
-	kha_debug("drill started", "target=%s rate=%u max_inflight=%zu", sc->target, sc->rate,
-		  dr.max_inflight);
+	kha_debug("drill started", "target=%s rate=%u max_inflight=%zu", KHA_LOGQ(sc->target),
+		  sc->rate, dr.max_inflight);
 	r = loop(&dr);
 	kha_drill__kube_watch_stop(dr.kube, dr.r,
 				   dr.probing_done ? dr.probing_end_us : rel_now(&dr));

@@ -69,12 +69,18 @@ void kha_election__lose_locked(struct engine *e, uint64_t gen, const char *why);
 /* Under mu: a renewal of gen that started at started_us succeeded. */
 void kha_election__renewed_locked(struct engine *e, uint64_t gen, uint64_t started_us);
 
-/* Backends: start their threads; resign after COMMAND stopped (main thread). */
-int kha_election__etcd_start(struct engine *e, struct kha_diag *d);
-void kha_election__etcd_resign(struct engine *e);
-/* Frees the etcd clients (after the threads were joined). */
-void kha_election__etcd_free(struct engine *e);
-int kha_election__kube_start(struct engine *e, struct kha_diag *d);
+/* A backend of the engine: etcd (run-etcd.c) or a Kubernetes Lease (run-kube.c). */
+struct kha_election__backend {
+	/* starts its threads (main thread, before the loop) */
+	int (*start)(struct engine *e, struct kha_diag *d);
+	/* gives the slot away at once, after COMMAND stopped (main thread); NULL: the threads
+	 * do it as they stop */
+	void (*resign)(struct engine *e);
+	/* frees what start made, after the threads were joined; NULL: nothing */
+	void (*free)(struct engine *e);
+};
+extern const struct kha_election__backend kha_election__etcd_backend;
+extern const struct kha_election__backend kha_election__kube_backend;
 
 /*
  * Starts COMMAND: its own session and process group, SIGKILL when kha dies

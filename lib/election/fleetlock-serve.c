@@ -324,6 +324,26 @@ static void collect(FILE *out, void *userdata)
 	}
 }
 
+static void on_hup(struct kha_loop_source *src, int signo, void *userdata)
+{
+	struct server *s = userdata;
+	struct kha_diag d = {};
+
+	(void)src;
+	(void)signo;
+	if (!s->o->reload)
+		return;
+	if (s->o->reload(s->o->reload_userdata, &d) < 0) {
+		char q[300];
+
+		kha_error("fleetlock: reload failed, the running configuration stays", "error=%s",
+			  kha_log_quote(q, sizeof(q), d.msg));
+		return;
+	}
+	kha_info("fleetlock: configuration reloaded", "groups=%zu client_ids=%s",
+		 s->o->n_groups ? s->o->n_groups : 1, s->o->idmap ? "file" : "certificate-names");
+}
+
 static void on_stop(struct kha_loop_source *src, int signo, void *userdata)
 {
 	struct server *s = userdata;
@@ -395,13 +415,15 @@ static int start(struct server *s, struct kha_diag *d)
 			return r;
 		}
 	}
-	/* SIGTERM and SIGINT through the loop; the workers block every signal */
+	/* SIGTERM, SIGINT and SIGHUP through the loop; the workers block every signal */
 	sigemptyset(&all);
 	sigaddset(&all, SIGTERM);
 	sigaddset(&all, SIGINT);
+	sigaddset(&all, SIGHUP);
 	pthread_sigmask(SIG_BLOCK, &all, NULL);
 	if (kha_loop_add_signal(s->loop, SIGTERM, on_stop, s, NULL) < 0 ||
-	    kha_loop_add_signal(s->loop, SIGINT, on_stop, s, NULL) < 0)
+	    kha_loop_add_signal(s->loop, SIGINT, on_stop, s, NULL) < 0 ||
+	    kha_loop_add_signal(s->loop, SIGHUP, on_hup, s, NULL) < 0)
 		return kha_diag_set(d, ENOMEM, "cannot watch SIGTERM");
 	sigfillset(&all);
 	pthread_sigmask(SIG_BLOCK, &all, &old);

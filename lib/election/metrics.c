@@ -44,6 +44,12 @@ static void collect(FILE *out, void *userdata)
 	       KHA_METRIC_COUNTER, (double)atomic_load_explicit(&s->fenced, memory_order_relaxed));
 	family(out, m, "command_starts_total", "COMMAND started", KHA_METRIC_COUNTER,
 	       (double)atomic_load_explicit(&s->child_starts, memory_order_relaxed));
+	family(out, m, "config_reloads_total", "Configuration reloads on SIGHUP that applied",
+	       KHA_METRIC_COUNTER, (double)atomic_load_explicit(&s->reloads, memory_order_relaxed));
+	family(out, m, "config_reload_failures_total",
+	       "Configuration reloads on SIGHUP that failed (the running one was kept)",
+	       KHA_METRIC_COUNTER,
+	       (double)atomic_load_explicit(&s->reload_failures, memory_order_relaxed));
 }
 
 int kha_elect_metrics_start(const char *addr, const char *prefix, const char *name, const char *id,

@@ -90,8 +90,8 @@ static void *keepalive_thread(void *arg)
 							  memory_order_relaxed);
 			if (failures == 1 || failures % 10 == 0)
 				kha_warn("keep-alive failed",
-					 "lease=%" PRIx64 " failures=%" PRIu64 " error=\"%s\"",
-					 (uint64_t)lease, failures, d.msg);
+					 "lease=%" PRIx64 " failures=%" PRIu64 " error=%s",
+					 (uint64_t)lease, failures, KHA_LOGQ(d.msg));
 			retry_at =
 				kha_now_us() + KHA_MIN(e->interval_us / 2, 250 * KHA_USEC_PER_MSEC);
 			e->ka_next_us = retry_at;
@@ -144,7 +144,7 @@ static int wait_delete(struct engine *e, struct kha_etcd *c, const char *prefix,
 
 	(void)c;
 	if (w.deleted) {
-		kha_debug("watched key deleted", "key=%s", key ? key : prefix);
+		kha_debug("watched key deleted", "key=%s", KHA_LOGQ(key ? key : prefix));
 		return 1;
 	}
 	if (r == -ETIMEDOUT || r == -ECANCELED || r == -ERANGE)
@@ -207,7 +207,8 @@ static int campaign(struct engine *e, struct kha_etcd *c, uint64_t gen, int64_t 
 		kha_etcd_set_command_timeout(c, 0);
 		r = kha_etcd_txn(c, &req, &res, &d);
 		if (r < 0) {
-			kha_warn("campaign failed", "%s=%s error=\"%s\"", o->what, o->name, d.msg);
+			kha_warn("campaign failed", "%s=%s error=%s", o->what, KHA_LOGQ(o->name),
+				 KHA_LOGQ(d.msg));
 			kha_etcd_txn_result_release(&res);
 			return r;
 		}
@@ -225,7 +226,7 @@ static int campaign(struct engine *e, struct kha_etcd *c, uint64_t gen, int64_t 
 	if (gen == e->gen)
 		snprintf(e->key, sizeof(e->key), "%s", key);
 	pthread_mutex_unlock(&e->mu);
-	kha_debug("campaigning", "key=%s create_revision=%" PRId64, key, my_rev);
+	kha_debug("campaigning", "key=%s create_revision=%" PRId64, KHA_LOGQ(key), my_rev);
 
 	for (;;) {
 		struct kha_etcd_range_req rq = {.r = {.key = prefix, .prefix = true}};
@@ -245,8 +246,8 @@ static int campaign(struct engine *e, struct kha_etcd *c, uint64_t gen, int64_t 
 		kha_etcd_set_command_timeout(c, 0);
 		r = kha_etcd_range(c, &rq, &rr, &d);
 		if (r < 0) {
-			kha_warn("cannot read the contenders", "%s=%s error=\"%s\"", o->what,
-				 o->name, d.msg);
+			kha_warn("cannot read the contenders", "%s=%s error=%s", o->what,
+				 KHA_LOGQ(o->name), KHA_LOGQ(d.msg));
 			kha_etcd_range_result_release(&rr);
 			kha_election__sleep(e, gen, kha_now_us() + BACKOFF_MIN_US * 2);
 			continue;
@@ -265,7 +266,8 @@ static int campaign(struct engine *e, struct kha_etcd *c, uint64_t gen, int64_t 
 		if (r < 0) {
 			/* our key is gone: the lease expired, or someone deleted it */
 			kha_etcd_range_result_release(&rr);
-			kha_warn("our key disappeared", "%s=%s key=%s", o->what, o->name, key);
+			kha_warn("our key disappeared", "%s=%s key=%s", o->what, KHA_LOGQ(o->name),
+				 KHA_LOGQ(key));
 			pthread_mutex_lock(&e->mu);
 			kha_election__lose_locked(e, gen, "key deleted");
 			pthread_mutex_unlock(&e->mu);
@@ -332,7 +334,7 @@ static int campaign(struct engine *e, struct kha_etcd *c, uint64_t gen, int64_t 
 			free(pred);
 		}
 		if (r < 0) {
-			kha_debug("watch failed", "error=\"%s\"", d.msg);
+			kha_debug("watch failed", "error=%s", KHA_LOGQ(d.msg));
 			kha_election__sleep(e, gen, kha_now_us() + BACKOFF_MIN_US);
 		}
 	}
@@ -344,8 +346,8 @@ static void revoke_lease(struct kha_etcd *c, int64_t lease)
 
 	kha_etcd_set_command_timeout(c, RESIGN_TIMEOUT_US);
 	if (kha_etcd_lease_revoke(c, lease, &d) < 0)
-		kha_debug("revoke failed", "lease=%" PRIx64 " error=\"%s\"", (uint64_t)lease,
-			  d.msg);
+		kha_debug("revoke failed", "lease=%" PRIx64 " error=%s", (uint64_t)lease,
+			  KHA_LOGQ(d.msg));
 }
 
 static void *campaign_thread(void *arg)
@@ -385,7 +387,7 @@ static void *campaign_thread(void *arg)
 				break;
 			}
 			pthread_mutex_unlock(&e->mu);
-			kha_warn("cannot grant a lease", "error=\"%s\"", d.msg);
+			kha_warn("cannot grant a lease", "error=%s", KHA_LOGQ(d.msg));
 			pthread_mutex_lock(&e->mu);
 			kha_election__wait_locked(e, kha_now_us() + backoff);
 			pthread_mutex_unlock(&e->mu);
@@ -440,7 +442,7 @@ static void *campaign_thread(void *arg)
 	return NULL;
 }
 
-int kha_election__etcd_start(struct engine *e, struct kha_diag *d)
+static int etcd_start(struct engine *e, struct kha_diag *d)
 {
 	int r;
 
@@ -461,7 +463,7 @@ int kha_election__etcd_start(struct engine *e, struct kha_diag *d)
 	return 0;
 }
 
-void kha_election__etcd_free(struct engine *e)
+static void etcd_free(struct engine *e)
 {
 	for (size_t i = 0; i < KHA_ARRAY_SIZE(e->clients); i++) {
 		kha_etcd_free(e->clients[i]);
@@ -469,7 +471,7 @@ void kha_election__etcd_free(struct engine *e)
 	}
 }
 
-void kha_election__etcd_resign(struct engine *e)
+static void etcd_resign(struct engine *e)
 {
 	struct kha_etcd *c;
 	struct kha_diag d = {};
@@ -490,16 +492,22 @@ void kha_election__etcd_resign(struct engine *e)
 	if (!lease || !c)
 		return;
 	kha_etcd_set_command_timeout(c, RESIGN_TIMEOUT_US);
-	kha_debug("resigning", "key=%s", key);
+	kha_debug("resigning", "key=%s", KHA_LOGQ(key));
 	if (key[0]) {
 		struct kha_etcd_delete_req del = {.r = {.key = key}};
 
 		if (kha_etcd_delete(c, &del, NULL, &d) < 0)
-			kha_warn("resign: cannot delete our key", "key=%s error=\"%s\"", key,
-				 d.msg);
+			kha_warn("resign: cannot delete our key", "key=%s error=%s", KHA_LOGQ(key),
+				 KHA_LOGQ(d.msg));
 	}
 	kha_diag_clear(&d);
 	if (kha_etcd_lease_revoke(c, lease, &d) < 0 && !strstr(d.msg, "not found"))
-		kha_debug("resign: revoke failed", "error=\"%s\"", d.msg);
-	kha_info("resigned", "%s=%s id=%s", e->o->what, e->o->name, e->o->id);
+		kha_debug("resign: revoke failed", "error=%s", KHA_LOGQ(d.msg));
+	kha_info("resigned", "%s=%s id=%s", e->o->what, KHA_LOGQ(e->o->name), KHA_LOGQ(e->o->id));
 }
+
+const struct kha_election__backend kha_election__etcd_backend = {
+	.start = etcd_start,
+	.resign = etcd_resign,
+	.free = etcd_free,
+};

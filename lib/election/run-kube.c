@@ -36,8 +36,8 @@ static void release(struct engine *e, struct kha_kube_client *c, struct kha_leas
 		kha_diag_clear(&d);
 		r = kha_kube_lease_update(c, &rec, NULL, &d);
 		if (r == 0) {
-			kha_info("released", "lease=%s/%s id=%s", e->o->lease_namespace,
-				 e->o->lease_name, e->o->id);
+			kha_info("released", "lease=%s/%s id=%s", KHA_LOGQ(e->o->lease_namespace),
+				 KHA_LOGQ(e->o->lease_name), KHA_LOGQ(e->o->id));
 			return;
 		}
 		if (r != -EAGAIN)
@@ -47,7 +47,7 @@ static void release(struct engine *e, struct kha_kube_client *c, struct kha_leas
 			break;
 		(void)kha_lease_decide(el, &cur, kha_now_us(), (int64_t)kha_wall_us(), &rec);
 	}
-	kha_warn("cannot release the lease", "error=\"%s\"", d.msg);
+	kha_warn("cannot release the lease", "error=%s", KHA_LOGQ(d.msg));
 }
 
 static void *kube_thread(void *arg)
@@ -177,9 +177,10 @@ static void *kube_thread(void *arg)
 								  memory_order_relaxed);
 				if (failures == 1 || failures % 10 == 0)
 					kha_warn("lease renewal failed",
-						 "lease=%s/%s failures=%" PRIu64 " error=\"%s\"",
-						 o->lease_namespace, o->lease_name, failures,
-						 d.msg);
+						 "lease=%s/%s failures=%" PRIu64 " error=%s",
+						 KHA_LOGQ(o->lease_namespace),
+						 KHA_LOGQ(o->lease_name), failures,
+						 KHA_LOGQ(d.msg));
 			}
 			if (leading && !kha_lease_elector_is_holder(&el)) {
 				/* someone else holds it now: we lost, whatever the deadline */
@@ -201,7 +202,7 @@ static void *kube_thread(void *arg)
 	return NULL;
 }
 
-int kha_election__kube_start(struct engine *e, struct kha_diag *d)
+static int kube_start(struct engine *e, struct kha_diag *d)
 {
 	if (!e->o->lease_namespace || !e->o->lease_name)
 		return kha_diag_set(d, EINVAL, "the Lease needs a namespace and a name");
@@ -210,3 +211,6 @@ int kha_election__kube_start(struct engine *e, struct kha_diag *d)
 	e->n_threads = 1;
 	return 0;
 }
+
+/* the Lease is released by its thread as it stops (as client-go's ReleaseOnCancel does) */
+const struct kha_election__backend kha_election__kube_backend = {.start = kube_start};

@@ -233,6 +233,8 @@ static int call(struct kha_etcd *c, struct call *cl, struct kha_http_response *r
 				.url = url,
 				.body = cl->body ? cl->body : "{}",
 				.cancel = cl->cancel,
+				/* unary replies; stream lines (snapshot chunks) keep the default */
+				.max_body = cl->line_fn ? 0 : KHA_ETCD_MAX_REPLY,
 			};
 
 			if (deadline) {

@@ -247,6 +247,24 @@ out:
 	return r;
 }
 
+/*
+ * obj[name] as an optional array of at most max elements: a server is not trusted to bound what
+ * it sends (a fake member listing 20,000 members once made `kha etcd status` take 13 s and
+ * 614 MB). Borrowed reference.
+ */
+static int array_at_most(const json_t *obj, const char *name, size_t max, json_t **ret,
+			 struct kha_diag *d)
+{
+	int r = kha_json_array(obj, name, ret, d);
+
+	if (r < 0 || !*ret || json_array_size(*ret) <= max)
+		return r;
+	return kha_diag_set(d, EBADMSG,
+			    "field '%s' has %zu elements, more than kha accepts (%zu): is this "
+			    "server an etcd member?",
+			    name, json_array_size(*ret), max);
+}
+
 /* Decodes obj[name], an optional array of kvs, into a new array. */
 static int kvs_from_json(const json_t *obj, const char *name, struct kha_etcd_kv **ret,
 			 size_t *ret_n, struct kha_diag *d)
@@ -257,7 +275,7 @@ static int kvs_from_json(const json_t *obj, const char *name, struct kha_etcd_kv
 
 	*ret = NULL;
 	*ret_n = 0;
-	TRY(kha_json_array(obj, name, &arr, d));
+	TRY(array_at_most(obj, name, KHA_ETCD_MAX_ITEMS, &arr, d));
 	n = arr ? json_array_size(arr) : 0;
 	if (!n)
 		return 0;
@@ -293,7 +311,7 @@ static int strings_from_json(const json_t *obj, const char *name, char ***ret, s
 
 	*ret = NULL;
 	*ret_n = 0;
-	TRY(kha_json_array(obj, name, &arr, d));
+	TRY(array_at_most(obj, name, KHA_ETCD_MAX_STRINGS, &arr, d));
 	n = arr ? json_array_size(arr) : 0;
 	if (!n)
 		return 0;
@@ -412,7 +430,7 @@ static int members_from_json(const json_t *o, struct kha_etcd_member_list *l, st
 
 	memset(l, 0, sizeof(*l));
 	TRY(header_from_json(o, &l->header, d));
-	TRY(kha_json_array(o, "members", &arr, d));
+	TRY(array_at_most(o, "members", KHA_ETCD_MAX_MEMBERS, &arr, d));
 	n = arr ? json_array_size(arr) : 0;
 	if (n) {
 		l->members = calloc(n, sizeof(*l->members));
@@ -615,7 +633,7 @@ static int txn_from_json(const json_t *o, struct kha_etcd_txn_result *ret, struc
 
 	TRY(header_from_json(o, &ret->header, d));
 	TRY(kha_json_bool(o, "succeeded", &ret->succeeded, d));
-	TRY(kha_json_array(o, "responses", &arr, d));
+	TRY(array_at_most(o, "responses", KHA_ETCD_MAX_ITEMS, &arr, d));
 	n = arr ? json_array_size(arr) : 0;
 	if (n) {
 		ret->responses = calloc(n, sizeof(*ret->responses));
@@ -682,7 +700,7 @@ static int lease_ttl_from_json(const json_t *o, struct kha_etcd_lease_ttl *ret, 
 	TRY(kha_json_i64(o, "ID", &ret->id, d));
 	TRY(kha_json_i64(o, "TTL", &ret->ttl, d));
 	TRY(kha_json_i64(o, "grantedTTL", &ret->granted_ttl, d));
-	TRY(kha_json_array(o, "keys", &arr, d));
+	TRY(array_at_most(o, "keys", KHA_ETCD_MAX_ITEMS, &arr, d));
 	n = arr ? json_array_size(arr) : 0;
 	if (n) {
 		ret->keys = calloc(n, sizeof(*ret->keys));
@@ -773,7 +791,7 @@ static int watch_from_json(const json_t *o, struct kha_etcd_watch_response *ret,
 	TRY(kha_json_bool(o, "canceled", &ret->canceled, d));
 	TRY(kha_json_i64(o, "compact_revision", &ret->compact_revision, d));
 	TRY(kha_json_strdup(o, "cancel_reason", &ret->cancel_reason, d));
-	TRY(kha_json_array(o, "events", &arr, d));
+	TRY(array_at_most(o, "events", KHA_ETCD_MAX_ITEMS, &arr, d));
 	n = arr ? json_array_size(arr) : 0;
 	if (n) {
 		ret->events = calloc(n, sizeof(*ret->events));
@@ -849,7 +867,7 @@ static int alarms_from_json(const json_t *o, struct kha_etcd_alarm_list *ret, st
 	int r;
 
 	TRY(header_from_json(o, &ret->header, d));
-	TRY(kha_json_array(o, "alarms", &arr, d));
+	TRY(array_at_most(o, "alarms", KHA_ETCD_MAX_ITEMS, &arr, d));
 	n = arr ? json_array_size(arr) : 0;
 	if (n) {
 		ret->alarms = calloc(n, sizeof(*ret->alarms));

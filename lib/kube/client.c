@@ -197,8 +197,8 @@ static int set_target(struct kha_kube_client *c, const char *connect_url, const 
 	c->display = KHA_TAKE_PTR(display);
 	c->connect_to = KHA_TAKE_PTR(connect_to);
 	c->connect_to_list = KHA_TAKE_PTR(list);
-	kha_debug("kube server", "url=%s connect_to=%s", c->base_url,
-		  c->connect_to ? c->connect_to : "-");
+	kha_debug("kube server", "url=%s connect_to=%s", KHA_LOGQ(c->base_url),
+		  KHA_LOGQ(c->connect_to ? c->connect_to : "-"));
 	r = 0;
 out:
 	free(base);

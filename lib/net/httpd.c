@@ -1032,6 +1032,44 @@ uint64_t kha_httpd_evicted(const struct kha_httpd *h)
 	return h->evicted;
 }
 
+int kha_httpd_admin_new(struct kha_loop *loop, const char *addr, kha_metrics_collect_fn collect,
+			kha_httpd_handler_fn status, kha_httpd_ready_fn ready, void *userdata,
+			struct kha_metrics **ret_metrics, struct kha_httpd **ret_httpd,
+			struct kha_diag *d)
+{
+	struct kha_metrics *m = NULL;
+	struct kha_httpd *h = NULL;
+	int r = kha_metrics_new(&m);
+
+	if (r == 0)
+		r = kha_metrics_add_collector(m, collect, userdata);
+	if (r < 0) {
+		kha_diag_set(d, r, "metrics: %s", strerror(-r));
+		goto fail;
+	}
+	r = kha_httpd_new(loop, addr, m, d, &h);
+	if (r < 0) {
+		kha_diag_prefix(d, "--metrics-addr");
+		goto fail;
+	}
+	if (status) {
+		r = kha_httpd_route(h, "/status", status, userdata);
+		if (r < 0) {
+			kha_diag_set(d, r, "admin server: %s", strerror(-r));
+			goto fail;
+		}
+	}
+	if (ready)
+		kha_httpd_set_ready(h, ready, userdata);
+	*ret_metrics = m;
+	*ret_httpd = h;
+	return 0;
+fail:
+	kha_httpd_free(h);
+	kha_metrics_free(m);
+	return r;
+}
+
 /* ---- an admin server on its own thread ---- */
 
 struct kha_httpd_thread {

@@ -14,16 +14,9 @@ import shlex
 import pytest
 
 from conftest import assert_no_sanitizer_report, kha_bin, run_kha
-from kha_testlib.k8s import start_lab, stop_lab
 
+# the session's real control plane (conftest's k8s fixture); each test leaves it ready
 pytestmark = [pytest.mark.xdist_group("k8s")]
-
-
-@pytest.fixture(scope="module")
-def k8s(tmp_path_factory):
-    lab = start_lab(tmp_path_factory)
-    yield lab
-    stop_lab(lab)
 
 
 def ready(k8s):
@@ -126,6 +119,7 @@ def test_lab_drill_on_the_real_control_plane(k8s, tmp_path):
     assert text.startswith("<svg") or text.startswith("<?xml")
     assert os.path.exists(str(svg)[:-4] + "-vip.svg")
     assert "verdict:" in r.stdout
+    ready(k8s)
 
 
 def test_lab_fault_subcommands_refuse_bad_input(k8s):

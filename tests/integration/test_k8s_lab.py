@@ -3,7 +3,7 @@
 
 Real kube-apiserver, kube-controller-manager, kube-scheduler, kubeadm's PKI, kubectl and etcd
 3.6 at the versions pinned in tools/; no stand-in server. The tests share one lab (xdist group
-"k8s") and each leaves it as it found it.
+"k8s", the session fixture k8s) and each leaves it as it found it.
 """
 import json
 import signal
@@ -12,16 +12,9 @@ import subprocess
 import pytest
 
 from conftest import assert_no_sanitizer_report, kha_bin
-from kha_testlib.k8s import WORKERS, start_lab, stop_lab, wait_until
+from kha_testlib.k8s import WORKERS, wait_until
 
 pytestmark = [pytest.mark.xdist_group("k8s"), pytest.mark.early]
-
-
-@pytest.fixture(scope="module")
-def k8s(tmp_path_factory):
-    lab = start_lab(tmp_path_factory)
-    yield lab
-    stop_lab(lab)
 
 
 def test_kubectl_works_through_every_entry(k8s):
@@ -176,3 +169,42 @@ def test_elect_lease_backend_hands_over_on_the_real_api(k8s, tmp_path):
             _, err = p.communicate(timeout=30)
             assert_no_sanitizer_report(err, f"kha elect {who}")
         k8s.kubectl("delete", "lease", "-n", "default", "kha-test", "--ignore-not-found")
+
+
+def test_audit_checks_each_entry_against_the_real_apiserver_certificates(k8s):
+    """The VIP and the node-local address are in kubeadm's apiserver certificates (certSANs of
+    the lab's kubeadm configuration): nothing to report. A load balancer's own address is not:
+    kha audit says so, and kubectl through that address is refused exactly as predicted."""
+    def audit(entry):
+        # each apiserver named: one that does not answer in time is then a finding, not a
+        # skip (the machine may be busy)
+        named = [a for m in k8s.masters for a in ("--apiserver", f"{k8s.address[m]}:6443")]
+        r = k8s.exec("node", kha_bin(), "audit", "--entry", entry, *named, "--timeout", "15s",
+                     "-o", "json", check=False, timeout=180)
+        assert r.returncode in (0, 1, 2), r.stderr
+        return [f for f in json.loads(r.stdout)["findings"]
+                if f["check"] in ("entry-san", "apiserver-san")]
+
+    for entry in (f"{k8s.vip}:6443", "127.0.0.1:7443"):
+        found = audit(entry)
+        assert [f["check"] for f in found].count("apiserver-san") == len(k8s.masters), found
+        assert all(f["severity"] == "ok" for f in found), (entry, found)
+    lb1 = f"{k8s.address['lb1']}:6443"   # lb1's proxy listens on every address
+    found = {f["check"]: f for f in audit(lb1) if f["check"] == "entry-san"}
+    assert found["entry-san"]["severity"] == "critical", found
+    r = k8s.kubectl("--server", f"https://{lb1}", "get", "nodes", check=False)
+    assert r.returncode != 0
+    assert "x509" in r.stderr and k8s.address["lb1"] in r.stderr, r.stderr
+
+
+def test_kha_certs_client_certificate_is_accepted_by_the_real_apiserver(k8s, kha, tmp_path):
+    """A client certificate kha certs issues from kubeadm's CA authenticates to the real
+    kube-apiserver (kubectl auth whoami: the user is its common name)."""
+    out = tmp_path / "certs"
+    r = kha("certs", "issue", "--ca-dir", f"{k8s.dir}/m1/pki", "--name", "kha-certs-user",
+            "--client", "--out-dir", out)
+    assert r.returncode == 0, r.stderr
+    r = k8s.kubectl("auth", "whoami", "-o", "json", "--client-certificate",
+                    out / "kha-certs-user.crt", "--client-key", out / "kha-certs-user.key",
+                    host="m1")
+    assert json.loads(r.stdout)["status"]["userInfo"]["username"] == "kha-certs-user"

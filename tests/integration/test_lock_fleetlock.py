@@ -554,3 +554,37 @@ def test_off_loopback_needs_client_certificates(netns, etcd3, tmp_path):
     finally:
         proc.terminate()
         assert proc.wait(10) == 0
+
+
+def test_sighup_reloads_groups_and_client_ids(etcd3, procs, tmp_path):
+    ids = tmp_path / "ids"
+    ids.write_text("node-a machine-a\n")
+    cfg = tmp_path / "serve.yaml"
+    cfg.write_text(f"group: [default]\nclient-ids: {ids}\n")
+    srv = TLSServe(procs, etcd3, tmp_path, "hup", "--config", str(cfg))
+
+    def pre(node, ident, group="default"):
+        req = urllib.request.Request(srv.url + "/v1/pre-reboot", method="POST",
+                                     data=json.dumps(params(ident, group)).encode())
+        req.add_header("fleet-lock-protocol", "true")
+        return srv._open(req, node)
+
+    assert pre("node-a", "machine-a")[0] == 200
+    assert pre("node-b", "machine-b", "workers")[1]["kind"] in ("group_not_allowed",
+                                                                "id_not_allowed")
+    # a new node and a new group, without a restart
+    ids.write_text("node-a machine-a\nnode-b machine-b\n")
+    cfg.write_text(f"group: [default, workers]\nclient-ids: {ids}\n")
+    srv.proc.signal(signal.SIGHUP)
+    wait_until(lambda: "configuration reloaded" in srv.proc.log(), 10, "the reload",
+               diag=procs.logs)
+    code, body = pre("node-b", "machine-b", "workers")
+    assert code == 200, body
+    # a broken file keeps what runs
+    ids.write_text("node-c\n")
+    srv.proc.signal(signal.SIGHUP)
+    wait_until(lambda: "reload failed" in srv.proc.log(), 10, "the failed reload",
+               diag=procs.logs)
+    assert "ids:1" in srv.proc.log()
+    assert srv.proc.alive()
+    assert pre("node-a", "machine-a")[0] == 200  # still holds it: recursive

@@ -486,7 +486,9 @@ def cpu_seconds(pid):
 
 def test_out_of_fds_pauses_accepting_and_recovers(backends, proxy):
     bs = backends(1, kind="tcp")
-    p = proxy(bs, "--check", "tcp", "--check-interval", "1m", start=False)
+    # --max-conns above what the descriptors allow: the kernel's EMFILE is the limit here
+    p = proxy(bs, "--check", "tcp", "--check-interval", "1m", "--max-conns", "1000",
+              start=False)
     p.args = ["prlimit", "--nofile=64:64", *p.args]  # lowering a limit needs no privilege
     p.start()
     conns = []
@@ -511,6 +513,47 @@ def test_out_of_fds_pauses_accepting_and_recovers(backends, proxy):
         st = p.status()
         assert st["backends"][0]["state"] == "up" and st["connections"]["failed"] == 0
         assert metric(p, "kha_proxy_accept_pauses_total") >= 1
+    finally:
+        for c in conns:
+            c.close()
+
+
+def test_max_conns_from_the_descriptor_limit_keeps_health_answering(backends, proxy):
+    """The default --max-conns leaves descriptors for the admin server and the checks: with the
+    proxy full, /healthz and /metrics answer, the backend stays up, the clients beyond the limit
+    wait in the backlog and are served as places free up; client sockets have keep-alive."""
+    import subprocess
+    import urllib.request
+    bs = backends(1, kind="tcp")
+    p = proxy(bs, "--check", "tcp", "--check-interval", "200ms", start=False)
+    p.args = ["prlimit", "--nofile=256:256", *p.args]
+    p.start()
+    # 256 descriptors, reserve max(min(128, 64), 16) = 64: (256 - 64) / 2 = 96 connections
+    assert metric(p, "kha_proxy_max_connections") == 96
+    conns = []
+    try:
+        for _ in range(130):
+            conns.append(socket.create_connection(("127.0.0.1", p.port), timeout=10))
+        wait_for(lambda: metric(p, "kha_proxy_active_connections") == 96, 10, "96 served")
+        wait_for(lambda: metric(p, "kha_proxy_max_connections_reached_total") >= 1, 10,
+                 "the limit reached")
+        for _ in range(20):
+            with urllib.request.urlopen(f"http://{p.metrics}/healthz", timeout=2) as r:
+                assert r.status == 200
+        checks = p.backend(bs[0].addr)["checks_failed"]
+        time.sleep(0.5)  # a few check intervals with the proxy full
+        b = p.backend(bs[0].addr)
+        assert b["state"] == "up" and b["checks_failed"] == checks, b
+        assert "accept paused for 100ms" not in p.read_err()  # never out of descriptors
+        for c in conns[:40]:
+            c.close()
+        for c in conns[40:]:
+            c.sendall(b"ping\n")
+            assert c.recv(5) == b"ping\n"
+        # TCP keep-alive on the proxy's client sockets (the kernel shows its timer)
+        ss = subprocess.run(["ss", "-tnoH", "state", "established", f"( sport = :{p.port} )"],
+                            capture_output=True, text=True, timeout=10).stdout
+        assert ss.count("timer:(keepalive") >= 90, ss[:2000]
     finally:
         for c in conns:
             c.close()

@@ -14,12 +14,11 @@ failure; use it as a context manager.
 """
 import itertools
 import os
-import signal
-import subprocess
 import tempfile
 import textwrap
 
 from kha_testlib.backends import wait_for  # noqa: F401 (tests and bench-vip use it)
+from kha_testlib.netns import NetnsLab, sh  # noqa: F401 (tests use sh)
 
 _counter = itertools.count()
 
@@ -43,13 +42,9 @@ CLIENT = textwrap.dedent("""
 """)
 
 
-def sh(*args, check=True, timeout=20):
-    return subprocess.run(list(map(str, args)), capture_output=True, text=True, check=check,
-                          timeout=timeout, stdin=subprocess.DEVNULL)
-
-
-class VrrpLab:
+class VrrpLab(NetnsLab):
     def __init__(self, hosts=2, tmpdir=None):
+        super().__init__()
         n = next(_counter)
         self.prefix = f"kv{os.getpid() % 100000}x{n}"
         # a /24 of its own per lab (routing never leaves the namespaces, but logs stay readable)
@@ -61,8 +56,6 @@ class VrrpLab:
         self.addr = {h: f"{self.net}.{11 + i}" for i, h in enumerate(self.hosts)}
         self.addr[self.client] = f"{self.net}.50"
         self.tmpdir = tmpdir or tempfile.mkdtemp(prefix="kha-vip-")
-        self.procs = []   # (name, Popen, log path)
-        self._namespaces = []
         try:
             self._build()
         except BaseException:
@@ -70,17 +63,12 @@ class VrrpLab:
             raise
 
     # -- building ----------------------------------------------------------------------------
-    def _ns(self, name):
-        sh("ip", "netns", "add", name)
-        self._namespaces.append(name)
-        sh("ip", "-n", name, "link", "set", "lo", "up")
-
     def _build(self):
-        self._ns(self.br)
+        self.ns(self.br)
         sh("ip", "-n", self.br, "link", "add", "br0", "type", "bridge")
         sh("ip", "-n", self.br, "link", "set", "br0", "up")
         for i, h in enumerate(self.hosts + [self.client]):
-            self._ns(h)
+            self.ns(h)
             port = f"p{i}"
             # created inside the bridge namespace, its peer straight into the host's
             sh("ip", "-n", self.br, "link", "add", port, "type", "veth", "peer", "name", "eth0",
@@ -93,27 +81,6 @@ class VrrpLab:
 
     def port_of(self, host):
         return f"p{(self.hosts + [self.client]).index(host)}"
-
-    # -- processes ---------------------------------------------------------------------------
-    def spawn(self, ns, name, argv, env=None, group=False):
-        """Starts argv in namespace ns, output to a log; group: in a process group of its own
-        (for daemons that fork, such as keepalived: kill_group() then stops them all)."""
-        log = os.path.join(self.tmpdir, f"{name}.log")
-        f = open(log, "ab")
-        p = subprocess.Popen(["ip", "netns", "exec", ns, *map(str, argv)], stdout=f,
-                             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                             env=env, start_new_session=group)
-        p.group = group
-        f.close()
-        self.procs.append((name, p, log))
-        return p
-
-    def log(self, p):
-        for _, q, path in self.procs:
-            if q is p:
-                with open(path, errors="replace") as f:
-                    return f.read()
-        return ""
 
     # -- observation -------------------------------------------------------------------------
     def holders(self):
@@ -143,35 +110,3 @@ class VrrpLab:
     def link(self, host, up):
         """Cuts (or restores) a host's cable: its bridge port goes down."""
         sh("ip", "-n", self.br, "link", "set", self.port_of(host), "up" if up else "down")
-
-    # -- teardown ----------------------------------------------------------------------------
-    @staticmethod
-    def kill_group(p, sig=signal.SIGKILL):
-        try:
-            os.killpg(p.pid, sig)
-        except ProcessLookupError:
-            pass
-
-    def close(self):
-        for _, p, _ in self.procs:
-            if p.group:
-                self.kill_group(p)
-            elif p.poll() is None:
-                try:
-                    p.send_signal(signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-        for _, p, _ in self.procs:
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                pass
-        for ns in reversed(self._namespaces):
-            sh("ip", "netns", "del", ns, check=False)
-        self._namespaces = []
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
