@@ -20,12 +20,15 @@ pytestmark = [pytest.mark.xdist_group("k8s")]
 
 
 def ready(k8s):
-    r = run_kha("lab", "wait", "--dir", k8s.dir, "--timeout", "120s", timeout=150)
-    if r.returncode != 0:
-        # a controller-manager or scheduler that lost its Lease exits (a kubelet would
-        # restart it): start what is not running, as the drill's recoveries do
+    """Waits until the lab is ready. A controller-manager or scheduler that lost its Lease
+    exits, maybe only seconds after its apiserver came back (a kubelet would restart it): start
+    what is not running and wait again, as the drill's recoveries do."""
+    r = None
+    for _ in range(4):
+        r = run_kha("lab", "wait", "--dir", k8s.dir, "--timeout", "60s", timeout=90)
+        if r.returncode == 0:
+            return
         run_kha("lab", "start-member", "--all", "--dir", k8s.dir, timeout=150)
-        r = run_kha("lab", "wait", "--dir", k8s.dir, "--timeout", "120s", timeout=150)
     assert r.returncode == 0, r.stdout + r.stderr
 
 
