@@ -39,8 +39,8 @@ def pattern(n):
     return (PATTERN_BLOCK * reps)[:n]
 
 
-def make_pki(directory):
-    """A CA and a server certificate for 127.0.0.1 and localhost; returns dict of paths."""
+def make_pki(directory, ips=()):
+    """A CA and a server certificate for 127.0.0.1, localhost and ips; returns dict of paths."""
     d = str(directory)
     os.makedirs(d, exist_ok=True)
     paths = {k: os.path.join(d, k) for k in ("ca.key", "ca.crt", "server.key", "server.csr",
@@ -55,7 +55,9 @@ def make_pki(directory):
     run("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout",
         paths["server.key"], "-out", paths["server.csr"], "-subj", "/CN=kube-apiserver")
     with open(paths["ext.cnf"], "w") as f:
-        f.write("subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n")
+        sans = "".join(f",IP:{ip}" for ip in ips)
+        f.write(f"subjectAltName=IP:127.0.0.1,DNS:localhost{sans}\n"
+                "extendedKeyUsage=serverAuth\n")
     run("x509", "-req", "-in", paths["server.csr"], "-CA", paths["ca.crt"], "-CAkey",
         paths["ca.key"], "-CAcreateserial", "-out", paths["server.crt"], "-days", "2",
         "-extfile", paths["ext.cnf"])
