@@ -908,6 +908,18 @@ char *kha_lab_drill_json(const struct kha_lab_drill_report *r)
 	return text;
 }
 
+void lab_marker_step(struct kha_drill_step_result *st, char *name, uint64_t at_us)
+{
+	*st = (struct kha_drill_step_result){
+		.name = name,
+		.kind = KHA_DRILL_STEP_ACTION,
+		.state = KHA_DRILL_STEP_SUCCEEDED,
+		.at_us = KHA_DRILL_NONE,
+		.started_us = at_us,
+		.ended_us = at_us,
+	};
+}
+
 const char *lab_dur(char *buf, size_t size, uint64_t us)
 {
 	if (us == KHA_DRILL_NONE)
@@ -1050,14 +1062,7 @@ int kha_lab_drill_svg(FILE *out, const struct kha_lab_drill_report *r)
 		if (asprintf(&name, "%s leads",
 			     r->terms[i].leader[0] ? r->terms[i].leader : "nobody") < 0)
 			break;
-		*st = (struct kha_drill_step_result){
-			.name = name,
-			.kind = KHA_DRILL_STEP_ACTION,
-			.state = KHA_DRILL_STEP_SUCCEEDED,
-			.at_us = KHA_DRILL_NONE,
-			.started_us = r->terms[i].start_us,
-			.ended_us = r->terms[i].start_us,
-		};
+		lab_marker_step(st, name, r->terms[i].start_us);
 		copy.n_steps++;
 	}
 	res = kha_drill_svg_write(out, &copy, &so);

@@ -1104,14 +1104,7 @@ int kha_lab_k8s_drill_svg(FILE *out, const struct kha_lab_k8s_drill_report *r, e
 		if (asprintf(&name, "cm lease: %s",
 			     r->cm_terms[i].holder[0] ? r->cm_terms[i].holder : "nobody") < 0)
 			break;
-		*st = (struct kha_drill_step_result){
-			.name = name,
-			.kind = KHA_DRILL_STEP_ACTION,
-			.state = KHA_DRILL_STEP_SUCCEEDED,
-			.at_us = KHA_DRILL_NONE,
-			.started_us = shift(m, dr, r->cm_terms[i].seen_us),
-			.ended_us = shift(m, dr, r->cm_terms[i].seen_us),
-		};
+		lab_marker_step(st, name, shift(m, dr, r->cm_terms[i].seen_us));
 		copy.n_steps++;
 	}
 	res = kha_drill_svg_write(out, &copy, &so);

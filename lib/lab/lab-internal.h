@@ -137,6 +137,9 @@ void lab_append(char *buf, size_t size, const char *fmt, ...) KHA_PRINTF(3, 4);
 json_t *lab_ms_or_null(uint64_t us);
 json_t *lab_str_or_null(const char *s);
 const char *lab_dur(char *buf, size_t size, uint64_t us);
+/* A marker on a drill's SVG timeline (a Lease or an election changing hands) at at_us; name is
+ * owned by the step from now on. */
+void lab_marker_step(struct kha_drill_step_result *st, char *name, uint64_t at_us);
 
 /*
  * The analysis of a drill that ran: r->drill (probes, steps, writes, stats), r->terms and

@@ -662,6 +662,15 @@ static void block_signals(sigset_t *old)
  * are held off meanwhile: a Ctrl-C now would leave processes running that lab.json does not
  * know about.
  */
+/* Records the lab after spawning: lab.json is saved either way, the spawn's error wins. */
+static int save_after_spawn(struct kha_lab *lab, int r, struct kha_diag *d)
+{
+	if (r == 0)
+		return kha_lab_save(lab, d);
+	kha_ignore(kha_lab_save(lab, NULL));
+	return r;
+}
+
 static int spawn_phase(struct kha_lab *lab, bool etcd_phase, bool state_new, struct kha_diag *d)
 {
 	sigset_t old;
@@ -684,10 +693,7 @@ static int spawn_phase(struct kha_lab *lab, bool etcd_phase, bool state_new, str
 			if (!kha_lab_proc_running(&lab->lbs[i].procs[j]))
 				r = spawn_proc(lab, NULL, &lab->lbs[i], &lab->lbs[i].procs[j],
 					       state_new, d);
-	if (r == 0)
-		r = kha_lab_save(lab, d);
-	else
-		kha_ignore(kha_lab_save(lab, NULL));
+	r = save_after_spawn(lab, r, d);
 	sigprocmask(SIG_SETMASK, &old, NULL);
 	return r;
 }
@@ -1019,10 +1025,7 @@ int kha_lab_host_start(struct kha_lab *lab, struct kha_lab_node *h, struct kha_d
 	for (size_t j = 0; r == 0 && j < h->n_procs; j++)
 		if (!kha_lab_proc_running(&h->procs[j]))
 			r = spawn_proc(lab, NULL, h, &h->procs[j], false, d);
-	if (r == 0)
-		r = kha_lab_save(lab, d);
-	else
-		kha_ignore(kha_lab_save(lab, NULL));
+	r = save_after_spawn(lab, r, d);
 	sigprocmask(SIG_SETMASK, &old, NULL);
 	return r;
 }
@@ -1071,10 +1074,7 @@ int kha_lab_master_start(struct kha_lab *lab, struct kha_lab_master *m, uint64_t
 			if ((m->procs[j].kind == KHA_LAB_PROC_ETCD) == (phase == 0) &&
 			    !kha_lab_proc_running(&m->procs[j]))
 				r = spawn_proc(lab, m, NULL, &m->procs[j], false, d);
-		if (r == 0)
-			r = kha_lab_save(lab, d);
-		else
-			kha_ignore(kha_lab_save(lab, NULL));
+		r = save_after_spawn(lab, r, d);
 		sigprocmask(SIG_SETMASK, &old, NULL);
 		/* the companions give up when no member answers at start: etcd first */
 		if (r == 0 && phase == 0 && etcd)
