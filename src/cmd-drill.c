@@ -140,7 +140,8 @@ static void usage(FILE *out)
 		"\n"
 		"Exit codes: 0 ok, 1 availability under --slo, 2 acknowledged writes lost,\n"
 		"3 a command failed (drill stopped), 69 writes could not be read back,\n"
-		"4 rolling stopped (a node failed or never became healthy), 128+N interrupted by\n"
+		"4 rolling stopped (a node failed or never became healthy), 5 nothing succeeded\n"
+		"(no probe answered, no write acknowledged: the drill proves nothing), 128+N interrupted by\n"
 		"signal N (the report is still written), 64 usage, 65 bad scenario file, 74 cannot\n"
 		"write a report, 78 unreadable file.\n");
 }

@@ -21,6 +21,7 @@ REPORT_KEYS = {
     "schema", "target", "target_kind", "mode", "started_at", "started_at_unix_us", "duration_ms",
     "elapsed_ms", "rate", "interval_ms", "timeout_ms", "keepalive", "verdict", "exit_code",
     "interrupted", "signal", "aborted", "abort_reason", "slo_percent", "slo_met", "step_failed",
+    "under_floor",
     "probes", "outage", "fault", "latency_ms", "phases", "steps", "rolling", "writes", "kube",
 }
 PROBES_KEYS = {"slots", "sent", "ok", "failed", "missed", "availability_percent",
@@ -215,6 +216,22 @@ def test_tls_client_certificates_and_verification(tmp_path, targets, pki):
     assert r["probes"]["results"]["tls"] == r["probes"]["sent"]
     assert "certificate" in r["probes"]["error_samples"]["tls"].lower()
     assert "first tls" in p.stdout
+
+
+def test_a_drill_that_never_reached_its_target_fails(tmp_path, targets, pki):
+    """No --slo, the wrong CA: every probe fails on TLS; that is exit 5, not 'ok'."""
+    t = targets(tls=pki)
+    p, r = drill(tmp_path, "--target", t.url, "--rate", "20", "--duration", "300ms",
+                 "--cacert", pki["other_crt"])
+    assert p.returncode == 5, p.stdout + p.stderr
+    assert r["verdict"] == "nothing_succeeded" and r["exit_code"] == 5
+    assert r["probes"]["ok"] == 0 and r["under_floor"] is True
+    assert "NOTHING SUCCEEDED: not one probe succeeded" in p.stdout
+    assert "--cacert" in p.stdout and "verdict       nothing_succeeded (exit 5)" in p.stdout
+    # the same probes with the right CA pass
+    p, r = drill(tmp_path, "--target", t.url, "--rate", "20", "--duration", "300ms",
+                 "--cacert", pki["ca_crt"])
+    assert p.returncode == 0 and r["verdict"] == "ok" and r["under_floor"] is False
 
 
 def test_tcp_target_sees_refused_connections(tmp_path, targets):
@@ -557,7 +574,7 @@ def test_commands_inherit_no_probe_sockets(tmp_path, targets):
     t = targets(windows=[(t0 - 1, t0 + 60, "hang")])
     p, r = drill(tmp_path, "--target", t.url, "--rate", "100", "--duration", "600ms",
                  "--fault-at", "300ms", "--fault", "ls /proc/self/fd")
-    assert p.returncode == 0, p.stderr
+    assert p.returncode == 5, p.stderr  # no probe answered: nothing_succeeded
     assert r["probes"]["results"]["timeout"] > 0
     # 0, 1, 2 and the directory ls itself opened: nothing of kha's
     assert r["steps"][0]["output"].split() == ["0", "1", "2", "3"]
