@@ -35,3 +35,14 @@ def test_config_naming_a_directory_says_so(kha, tmp_path):
         assert p.returncode == 78, (cmd, p.stderr)
         assert p.stderr == (f"kha {' '.join(cmd)}: cannot read config {tmp_path}: is a "
                             "directory (give a YAML file)\n"), p.stderr
+
+
+def test_etcd_default_endpoint_uses_tls_with_tls_flags(kha):
+    """As etcdctl: --cacert and no --endpoints dials https://127.0.0.1:2379. Whatever listens
+    there on this machine (usually nothing), the endpoint named is the https one."""
+    p = kha("etcd", "status", "--cacert", "/etc/ssl/certs/ca-certificates.crt",
+            "--dial-timeout", "1s", "--command-timeout", "2s")
+    assert "https://127.0.0.1:2379" in p.stdout + p.stderr
+    assert "http://127.0.0.1:2379" not in p.stdout + p.stderr
+    p = kha("etcd", "status", "--endpoints", "127.0.0.1:1", "--dial-timeout", "1s")
+    assert p.returncode == 69 and "etcd http://127.0.0.1:1: connection refused" in p.stderr
