@@ -53,6 +53,15 @@ int cmd_print_json(json_t *o)
 	return r < 0 ? -EIO : 0;
 }
 
+int cmd_print_json_error(const char *who, int exit_code, const char *message)
+{
+	kha_ignore(cmd_print_json(json_pack("{s:s, s:i, s:s, s:s}", "verdict", "error", "exit_code",
+					    exit_code, "error", message ? message : "", "command",
+					    who)));
+	fflush(stdout);
+	return exit_code;
+}
+
 json_t *cmd_json_hex(uint64_t id)
 {
 	char buf[24];

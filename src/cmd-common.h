@@ -28,6 +28,12 @@ int cmd_usage_error(const char *cmd, const char *sub, const char *fmt, ...) KHA_
  * failed). Returns 0, -ENOMEM for NULL, or -EIO when it could not be written.
  */
 int cmd_print_json(json_t *o);
+/*
+ * With -o json, a failure still prints a JSON document on stdout, so that a script always has
+ * one to parse: {"verdict": "error", "exit_code": CODE, "error": MESSAGE, "command": WHO}.
+ * The one-line message goes to stderr as well (the caller prints it). Returns exit_code.
+ */
+int cmd_print_json_error(const char *who, int exit_code, const char *message);
 /* A JSON string of id in hex (how etcd's tools print member and cluster ids); NULL on ENOMEM. */
 json_t *cmd_json_hex(uint64_t id);
 /* A JSON array of the n strings of v; NULL on ENOMEM. */
