@@ -398,7 +398,8 @@ static int cmd_check(int argc, char **argv)
 	static const struct option opts[] = {
 		{"cert", required_argument, NULL, 'c'},
 		{"san", required_argument, NULL, 's'},
-		{"ca", required_argument, NULL, 'a'},
+		{"cacert", required_argument, NULL, 'a'},
+		{"ca", required_argument, NULL, 'A'}, /* deprecated: --cacert, as every command */
 		{"warn-days", required_argument, NULL, 'w'},
 		{"output", required_argument, NULL, 'o'},
 		{"help", no_argument, NULL, 'h'},
@@ -429,6 +430,10 @@ static int cmd_check(int argc, char **argv)
 				return usage_error("check", "more than %d SANs", MAX_SANS);
 			sans[n_sans++] = optarg;
 			break;
+		case 'A':
+			fprintf(stderr,
+				"kha certs check: note: --ca is deprecated, use --cacert\n");
+			/* fall through */
 		case 'a':
 			ca_path = optarg;
 			break;
@@ -446,17 +451,18 @@ static int cmd_check(int argc, char **argv)
 				return KHA_EXIT_USAGE;
 			break;
 		case 'h':
-			printf("Usage: kha certs check --cert FILE [--san ADDR]... [--ca FILE]\n"
+			printf("Usage: kha certs check --cert FILE [--san ADDR]... [--cacert FILE]\n"
 			       "                      [--warn-days N] [-o json]\n\n"
 			       "Shows a certificate (subject, SANs, usages, expiry) and checks it:\n"
 			       "every --san ADDR must be in its SANs (an IP in any form, or a DNS\n"
-			       "name), it must be valid now, and with --ca it must be signed by it.\n"
+			       "name), it must be valid now, and with --cacert it must be signed by it.\n"
 			       "The apiserver's certificate must carry its entry address: the VIP, the\n"
 			       "load balancer's address, or 127.0.0.1 and localhost behind a\n"
 			       "node-local proxy, or clients fail TLS verification.\n\n"
 			       "  --cert FILE      PEM certificate\n"
 			       "  --san ADDR       an address clients dial (repeat it)\n"
-			       "  --ca FILE        verify the chain against this CA certificate\n"
+			       "  --cacert FILE    verify the chain against this CA certificate\n"
+			       "                   (--ca, its old name, still works)\n"
 			       "  --warn-days N    expiring within N days is degraded (default 30)\n"
 			       "  -o, --output     table (default) or json\n\n"
 			       "Exit codes: 0 ok; 1 expires within --warn-days; 2 a SAN is missing,\n"
@@ -529,6 +535,8 @@ static int cmd_check(int argc, char **argv)
 		json_object_set_new(j, "cert", json_string(cert_path));
 		json_object_set_new(j, "checks", checks);
 		json_object_set_new(j, "chain_verified", chain);
+		json_object_set_new(j, "verdict", json_string(status[res.code]));
+		/* the old name of verdict, kept for scripts */
 		json_object_set_new(j, "status", json_string(status[res.code]));
 		json_object_set_new(j, "problems", res.problems);
 		kha_ignore(cmd_print_json(j));

@@ -62,6 +62,20 @@ int cmd_print_json_error(const char *who, int exit_code, const char *message)
 	return exit_code;
 }
 
+int cmd_fail(const char *who, bool json, int exit_code, const char *fmt, ...)
+{
+	char msg[1024];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "%s: %s\n", who, msg);
+	if (json)
+		cmd_print_json_error(who, exit_code, msg);
+	return exit_code;
+}
+
 json_t *cmd_json_hex(uint64_t id)
 {
 	char buf[24];
@@ -178,10 +192,12 @@ int cmd_status_fetch(const char *cmd, int argc, char **argv, const char *default
 	*ret_root = NULL;
 	r = kha_http_get_json(url, 3 * KHA_USEC_PER_SEC, ret_root, &d);
 	if (r < 0 && r != -EBADMSG) {
-		fprintf(stderr,
-			"kha %s status: %s: %s (is kha %s running with --metrics-addr %s?)\n", cmd,
-			url, d.msg, cmd, addr);
-		return KHA_EXIT_UNAVAILABLE;
+		char who[64];
+
+		snprintf(who, sizeof(who), "kha %s status", cmd);
+		return cmd_fail(who, *ret_json, KHA_EXIT_UNAVAILABLE,
+				"%s: %s (is kha %s running with --metrics-addr %s?)", url, d.msg,
+				cmd, addr);
 	}
 	return -1;
 }

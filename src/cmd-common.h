@@ -34,6 +34,11 @@ int cmd_print_json(json_t *o);
  * The one-line message goes to stderr as well (the caller prints it). Returns exit_code.
  */
 int cmd_print_json_error(const char *who, int exit_code, const char *message);
+/*
+ * A failure of a report command: prints "WHO: MESSAGE" on stderr and, with json, the JSON
+ * document of cmd_print_json_error on stdout. Returns exit_code.
+ */
+int cmd_fail(const char *who, bool json, int exit_code, const char *fmt, ...) KHA_PRINTF(4, 5);
 /* A JSON string of id in hex (how etcd's tools print member and cluster ids); NULL on ENOMEM. */
 json_t *cmd_json_hex(uint64_t id);
 /* A JSON array of the n strings of v; NULL on ENOMEM. */

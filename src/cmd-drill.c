@@ -9,6 +9,7 @@
 #include "cmd-common.h"
 #include "commands.h"
 #include "kha/common.h"
+#include "kha/config.h"
 #include "kha/drill.h"
 #include "kha/file.h"
 #include "kha/log.h"
@@ -107,7 +108,7 @@ static void usage(FILE *out)
 		"  --report FILE           JSON report (schema kha.drill.report/v1, docs/drill.md)\n"
 		"  --report-probes         include every probe in the JSON report\n"
 		"  --svg FILE              SVG timeline; --svg-scale log|linear (default log)\n"
-		"  -o, --output text|json  what to print on stdout (default text)\n"
+		"  -o, --output table|json what to print on stdout (default table: the summary)\n"
 		"  --slo PERCENT           exit 1 when availability is under it\n"
 		"  --no-progress           no live status line (shown only on a terminal anyway)\n"
 		"etcd write mode:\n"
@@ -262,7 +263,8 @@ int cmd_drill_main(int argc, char **argv)
 	struct kha_drill_report *report = NULL;
 	struct kha_diag d = {};
 	struct ui ui = {};
-	const char *scenario = NULL, *output = "text";
+	const char *scenario = NULL;
+	bool json_out = false;
 	bool with_probes = false, no_progress = false, linear = false;
 	enum kha_log_level level = KHA_LOG_INFO;
 	sigset_t oldmask;
@@ -294,12 +296,9 @@ int cmd_drill_main(int argc, char **argv)
 	while ((c = getopt_long(argc, argv, "+ho:", longopts, &idx)) != -1) {
 		switch (c) {
 		case 'o':
-			output = optarg;
-			if (strcmp(output, "text") != 0 && strcmp(output, "json") != 0) {
-				fprintf(stderr,
-					"kha drill: --output: expected text or json, got "
-					"'%s'\n",
-					output);
+			/* table|json as every report command; "text" is the old name */
+			if (kha_opt_set_output(&json_out, optarg, &d) < 0) {
+				fprintf(stderr, "kha drill: --output: %s\n", d.msg);
 				goto usage_error;
 			}
 			break;
@@ -393,7 +392,7 @@ int cmd_drill_main(int argc, char **argv)
 		rc = kha_exit_from_errno(r);
 		goto out;
 	}
-	if (strcmp(output, "json") == 0) {
+	if (json_out) {
 		char *json = kha_drill_report_json(report, with_probes);
 		if (json) {
 			fputs(json, stdout);

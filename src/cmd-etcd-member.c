@@ -303,8 +303,10 @@ static int parse(int argc, char **argv, struct opts *o)
 
 static int fail(const struct opts *o, int r, const struct kha_diag *d)
 {
-	fprintf(stderr, "kha etcd member %s: %s\n", o->sub, d->msg);
-	return cmd_etcd_exit_code(r, d);
+	char who[64];
+
+	snprintf(who, sizeof(who), "kha etcd member %s", o->sub);
+	return cmd_fail(who, o->json, cmd_etcd_exit_code(r, d), "%s", d->msg);
 }
 
 static bool live_leader(const struct kha_etcd_cluster_report *rep)
@@ -502,9 +504,11 @@ static int cmd_list(struct opts *o)
 					  cmd_json_strings(m->member.client_urls,
 							   m->member.n_client_urls)));
 		}
-		code = dump(json_pack("{s:o, s:s, s:o}", "cluster_id", cmd_json_hex(rep.cluster_id),
-				      "health", kha_etcd_verdict_name(rep.health.verdict),
-				      "members", members));
+		/* "verdict" as every report; "health" is its old name, kept for scripts */
+		code = dump(json_pack(
+			"{s:o, s:s, s:s, s:o}", "cluster_id", cmd_json_hex(rep.cluster_id),
+			"verdict", kha_etcd_verdict_name(rep.health.verdict), "health",
+			kha_etcd_verdict_name(rep.health.verdict), "members", members));
 		kha_etcd_cluster_report_release(&rep);
 		return code;
 	}

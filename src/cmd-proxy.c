@@ -6,6 +6,7 @@
 #include <sys/resource.h>
 #include <jansson.h>
 
+#include "cmd-common.h"
 #include "commands.h"
 #include "kha/config.h"
 #include "kha/http.h"
@@ -368,17 +369,15 @@ static int status_main(int argc, char **argv)
 	snprintf(url, sizeof(url), "http://%s/status", addr);
 	r = kha_http_get_json(url, 3 * KHA_USEC_PER_SEC, &root, &d);
 	if (r < 0 && r != -EBADMSG) {
-		fprintf(stderr,
-			"kha proxy status: %s: %s (is kha proxy running with --metrics-addr %s?)\n",
-			url, d.msg, addr);
-		return KHA_EXIT_UNAVAILABLE;
+		return cmd_fail(
+			"kha proxy status", strcmp(output, "json") == 0, KHA_EXIT_UNAVAILABLE,
+			"%s: %s (is kha proxy running with --metrics-addr %s?)", url, d.msg, addr);
 	}
 	backends = root ? json_object_get(root, "backends") : NULL;
 	if (!json_is_array(backends)) {
-		fprintf(stderr, "kha proxy status: %s: unexpected answer (not a kha proxy?)\n",
-			addr);
 		json_decref(root);
-		return KHA_EXIT_DATAERR;
+		return cmd_fail("kha proxy status", strcmp(output, "json") == 0, KHA_EXIT_DATAERR,
+				"%s: unexpected answer (not a kha proxy?)", addr);
 	}
 	json_array_foreach (backends, i, b) {
 		if (json_is_true(json_object_get(b, "removed")))

@@ -256,9 +256,9 @@ static int status_main(int argc, char **argv)
 		return r;
 	state = json_string_value(json_object_get(root, "state"));
 	if (!state) {
-		fprintf(stderr, "kha vip status: unexpected answer (not a kha vip?)\n");
 		json_decref(root);
-		return KHA_EXIT_DATAERR;
+		return cmd_fail("kha vip status", json, KHA_EXIT_DATAERR,
+				"unexpected answer (not a kha vip?)");
 	}
 	if (json) {
 		json_dumpf(root, stdout, JSON_INDENT(2));

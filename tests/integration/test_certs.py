@@ -102,12 +102,13 @@ def test_check_exit_codes(pki, tmp_path):
     assert j["usage"] == ["serverAuth", "clientAuth"]
     assert j["is_ca"] is False and j["days_left"] >= 364
     # chain against the right and a wrong CA
-    p = run_kha("certs", "check", "--cert", crt, "--ca", pki / "ca.crt", "-o", "json")
+    p = run_kha("certs", "check", "--cert", crt, "--cacert", pki / "ca.crt", "-o", "json")
     assert p.returncode == 0 and json.loads(p.stdout)["chain_verified"] is True
     other = tmp_path / "other"
     assert run_kha("certs", "ca", "--dir", other).returncode == 0
     p = run_kha("certs", "check", "--cert", crt, "--ca", other / "ca.crt")
     assert p.returncode == 2 and "not verified" in p.stderr
+    assert "--ca is deprecated, use --cacert" in p.stderr  # the old name still works
     # expiring soon: degraded
     p = run_kha("certs", "issue", "--ca-dir", pki, "--name", "short", "--san", "localhost",
                 "--server", "--days", "10", "--out-dir", pki)

@@ -1,5 +1,8 @@
 # SPDX-License-Identifier: MIT
-"""The command table: help, version, unknown commands and their exit codes."""
+"""The command table: help, version, unknown commands and their exit codes; what every command
+shares (JSON on errors, flag names)."""
+
+import json
 
 
 def test_help_lists_every_command(kha):
@@ -46,3 +49,41 @@ def test_etcd_default_endpoint_uses_tls_with_tls_flags(kha):
     assert "http://127.0.0.1:2379" not in p.stdout + p.stderr
     p = kha("etcd", "status", "--endpoints", "127.0.0.1:1", "--dial-timeout", "1s")
     assert p.returncode == 69 and "etcd http://127.0.0.1:1: connection refused" in p.stderr
+
+
+UNREACHABLE = ["--endpoints", "127.0.0.1:1", "--dial-timeout", "1s"]
+
+
+def test_every_json_report_prints_json_on_errors_too(kha, tmp_path):
+    """A script that asked for -o json always gets a document to parse: the report, or
+    {"verdict": "error", ...} with the exit code and the message also printed on stderr."""
+    cases = [
+        (["etcd", "status", *UNREACHABLE], "kha etcd status"),
+        (["etcd", "check", "consistency", *UNREACHABLE], "kha etcd check consistency"),
+        (["etcd", "member", "list", *UNREACHABLE], "kha etcd member list"),
+        (["etcd", "member", "remove", "m1", *UNREACHABLE], "kha etcd member remove"),
+        (["etcd", "defrag", *UNREACHABLE], "kha etcd defrag"),
+        (["etcd", "snapshot", "save", str(tmp_path / "s.db"), *UNREACHABLE],
+         "kha etcd snapshot save"),
+        (["lock", "status", "--lock", "l", *UNREACHABLE], "kha lock status"),
+        (["elect", "status", "--election", "e", *UNREACHABLE], "kha elect status"),
+        (["elect", "--leader", "--election", "e", *UNREACHABLE], "kha elect"),
+        (["proxy", "status", "--metrics-addr", "127.0.0.1:1"], "kha proxy status"),
+        (["vip", "status", "--metrics-addr", "127.0.0.1:1"], "kha vip status"),
+    ]
+    for args, who in cases:
+        p = kha(*args, "-o", "json")
+        assert p.returncode == 69, f"{args}: {p.returncode} {p.stderr}"
+        doc = json.loads(p.stdout)
+        assert doc["verdict"] == "error" and doc["exit_code"] == 69, (args, doc)
+        assert doc["command"] == who and "127.0.0.1:1" in doc["error"], (args, doc)
+        assert p.stderr.startswith(f"{who}: ") and doc["error"] in p.stderr, (args, p.stderr)
+
+
+def test_one_output_flag_and_one_ca_flag(kha, tmp_path):
+    # kha drill takes table|json like every report ("text" stays accepted)
+    p = kha("drill", "--target", "http://127.0.0.1:1/", "-o", "xml")
+    assert p.returncode == 64 and "--output: 'xml' is not table or json" in p.stderr
+    assert "-o, --output table|json" in kha("drill", "--help").stdout
+    # certs check verifies against --cacert, like every command
+    assert "--cacert FILE" in kha("certs", "check", "--help").stdout
