@@ -76,6 +76,35 @@ int cmd_fail(const char *who, bool json, int exit_code, const char *fmt, ...)
 	return exit_code;
 }
 
+#define PROGRESS_EVERY_US (5 * KHA_USEC_PER_SEC)
+
+void cmd_progress_say(struct cmd_progress *p, const char *who, const char *text)
+{
+	uint64_t now = kha_now_us();
+	char el[32];
+
+	if (!p->start_us) {
+		p->start_us = now;
+		p->tty = isatty(STDERR_FILENO);
+	}
+	if (!p->tty && p->shown && now - p->last_us < PROGRESS_EVERY_US)
+		return;
+	kha_format_duration(el, sizeof(el),
+			    (now - p->start_us) / KHA_USEC_PER_SEC * KHA_USEC_PER_SEC);
+	fprintf(stderr, "%s%s: %s (waiting for %s)%s", p->tty ? "\r\033[K" : "", who, text, el,
+		p->tty ? "" : "\n");
+	fflush(stderr);
+	p->last_us = now;
+	p->shown = true;
+}
+
+void cmd_progress_done(struct cmd_progress *p)
+{
+	if (p->tty && p->shown)
+		fprintf(stderr, "\n");
+	*p = (struct cmd_progress){};
+}
+
 json_t *cmd_json_hex(uint64_t id)
 {
 	char buf[24];

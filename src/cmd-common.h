@@ -54,6 +54,18 @@ json_t *cmd_json_strings(char *const *v, size_t n);
 int cmd_status_fetch(const char *cmd, int argc, char **argv, const char *default_addr,
 		     void (*usage)(FILE *out), json_t **ret_root, bool *ret_json);
 
+/*
+ * A wait that reports progress politely: on a terminal, one stderr line rewritten in place
+ * with the elapsed time; otherwise (logs, pipes) the first message at once, then at most one
+ * line every 5 s, each with the elapsed time. cmd_progress_done ends the terminal line.
+ */
+struct cmd_progress {
+	uint64_t start_us, last_us;
+	bool tty, shown;
+};
+void cmd_progress_say(struct cmd_progress *p, const char *who, const char *text);
+void cmd_progress_done(struct cmd_progress *p);
+
 /* The signal (SIGINT or SIGTERM) that asked to stop, once cmd_catch_signals() ran; else 0. */
 extern volatile sig_atomic_t cmd_interrupted;
 /* SIGINT and SIGTERM set cmd_interrupted from now on (and interrupt blocking calls). */

@@ -588,7 +588,7 @@ struct kha_etcd_member_report {
 struct kha_etcd_cluster_report {
 	uint64_t cluster_id;
 	char *members_from;			/* owned: the endpoint whose member list is used */
-	struct kha_etcd_member_report *members; /* owned array, in member list order */
+	struct kha_etcd_member_report *members; /* owned array, by name (unstarted last, by id) */
 	size_t n_members;
 	struct kha_etcd_health health;
 };
