@@ -578,3 +578,14 @@ def test_commands_inherit_no_probe_sockets(tmp_path, targets):
     assert r["probes"]["results"]["timeout"] > 0
     # 0, 1, 2 and the directory ls itself opened: nothing of kha's
     assert r["steps"][0]["output"].split() == ["0", "1", "2", "3"]
+
+
+def test_step_names_are_quoted_in_the_logs(tmp_path, targets):
+    t = targets()
+    scenario = tmp_path / "s.yaml"
+    scenario.write_text(f'target: {t.url}\nduration: 400ms\nrate: 20\n'
+                        'steps:\n  - {at: 100ms, run: "true", name: "stop a"}\n')
+    p, r = drill(tmp_path, "--scenario", scenario)
+    assert p.returncode == 0, p.stderr
+    assert 'msg="command started" t=' in p.stderr and 'name="stop a" run=true' in p.stderr
+    assert 'msg="command ended"' in p.stderr and 'name="stop a" result=ok' in p.stderr

@@ -58,7 +58,10 @@ def test_five_contenders_two_slots_first_come_first_served(etcd3, procs, tmp_pat
 
 def test_crashed_holder_frees_its_slot_after_the_ttl(etcd3, procs, tmp_path):
     rec = Recorder(tmp_path / "rec")
-    h = procs.start(lock_args(etcd3, "reboot", "holder", rec), "holder")
+    from conftest import free_port
+    port = free_port()
+    h = procs.start(lock_args(etcd3, "reboot", "holder", rec, "--metrics-addr",
+                              f"127.0.0.1:{port}"), "holder")
     wait_until(lambda: len(rec.starts()) == 1, 15, "the holder to run", diag=procs.logs)
     w = procs.start(lock_args(etcd3, "reboot", "waiter", rec), "waiter")
     wait_until(lambda: len(status(etcd3, "reboot")["contenders"]) == 2, 10, "the waiter", diag=procs.logs)
@@ -80,6 +83,15 @@ def test_crashed_holder_frees_its_slot_after_the_ttl(etcd3, procs, tmp_path):
                                     str(st["contenders"][0]["fencing_token"])]
     assert lines[2].split()[:3] == ["2", "waiter", "waiter"]
 
+    # lock words in the logs and the metrics: a waiter waits for a holder
+    assert "msg=waiting lock=reboot id=waiter holder=holder" in w.log(), w.log()
+    import urllib.request
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+        metrics = r.read().decode()
+    assert "\nkha_lock_is_holder{" in metrics and "kha_lock_is_leader{" in metrics
+    held = [line for line in metrics.splitlines() if line.startswith("kha_lock_is_holder{")]
+    assert len(held) == 1 and held[0].endswith(" 1"), held
+
     child = rec.starts()[0]
     t_kill = time.monotonic_ns()
     h.signal(signal.SIGKILL)
@@ -91,6 +103,7 @@ def test_crashed_holder_frees_its_slot_after_the_ttl(etcd3, procs, tmp_path):
     rec.assert_safe()
     w.signal(signal.SIGTERM)
     assert w.wait(10) == 0
+    assert "msg=released lock=reboot id=waiter" in w.log()
     assert status(etcd3, "reboot")["contenders"] == []
 
 
