@@ -143,13 +143,13 @@ static void print_written_json(const struct kha_cert_info *info, const char *crt
 }
 
 /* Refuses to overwrite a private key unless forced: losing a CA key is not undoable. */
-static int check_absent(const char *sub, const char *path, bool force)
+static int check_absent(const char *sub, const char *path, bool force, const char *how)
 {
 	struct stat st;
 
 	if (force || stat(path, &st) < 0)
 		return 0;
-	fprintf(stderr, "kha certs %s: %s already exists (use --force to replace it)\n", sub, path);
+	fprintf(stderr, "kha certs %s: %s already exists (%s)\n", sub, path, how);
 	return KHA_EXIT_USAGE; /* the disk is fine: the operator must ask for --force */
 }
 
@@ -218,7 +218,7 @@ static int cmd_ca(int argc, char **argv)
 	if (asprintf(&crt, "%s/%s", dir, KHA_CERTS_CA_CERT) < 0 ||
 	    asprintf(&key, "%s/%s", dir, KHA_CERTS_CA_KEY) < 0)
 		return KHA_EXIT_SOFTWARE;
-	r = check_absent("ca", key, force);
+	r = check_absent("ca", key, force, "use --force to replace it");
 	if (r)
 		return r;
 	r = kha_file_mkdir_p(dir, 0755, &d);
@@ -244,19 +244,16 @@ static int cmd_ca(int argc, char **argv)
 static int cmd_issue(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"ca-dir", required_argument, NULL, 'c'},
-		{"name", required_argument, NULL, 'n'},
-		{"san", required_argument, NULL, 's'},
-		{"server", no_argument, NULL, 'S'},
-		{"client", no_argument, NULL, 'C'},
-		{"out-dir", required_argument, NULL, 'O'},
-		{"days", required_argument, NULL, 'D'},
-		{"force", no_argument, NULL, 'f'},
-		{"output", required_argument, NULL, 'o'},
-		{"help", no_argument, NULL, 'h'},
-		{0},
+		{"ca-dir", required_argument, NULL, 'c'}, {"name", required_argument, NULL, 'n'},
+		{"san", required_argument, NULL, 's'},	  {"server", no_argument, NULL, 'S'},
+		{"client", no_argument, NULL, 'C'},	  {"out-dir", required_argument, NULL, 'O'},
+		{"days", required_argument, NULL, 'D'},	  {"force", no_argument, NULL, 'f'},
+		{"renew", no_argument, NULL, 'R'},	  {"output", required_argument, NULL, 'o'},
+		{"help", no_argument, NULL, 'h'},	  {0},
 	};
 	const char *ca_dir = NULL, *name = NULL, *out_dir = NULL;
+	char crt_bak[4096] = "", key_bak[4096] = "";
+	bool renew = false;
 	const char *sans[MAX_SANS];
 	kha_autofree char *crt = NULL, *key = NULL;
 	struct kha_cert ca = {0}, leaf = {0};
@@ -297,6 +294,9 @@ static int cmd_issue(int argc, char **argv)
 		case 'f':
 			force = true;
 			break;
+		case 'R':
+			renew = true;
+			break;
 		case 'o':
 			if (parse_output("issue", optarg, &json))
 				return KHA_EXIT_USAGE;
@@ -304,7 +304,7 @@ static int cmd_issue(int argc, char **argv)
 		case 'h':
 			printf("Usage: kha certs issue --ca-dir DIR --name NAME [--san ADDR]... "
 			       "[--server] [--client]\n"
-			       "                      --out-dir DIR [--days N] [--force] [-o json]\n\n"
+			       "                      --out-dir DIR [--days N] [--renew|--force] [-o json]\n\n"
 			       "Issues a certificate signed by the CA in --ca-dir (ca.crt, ca.key):\n"
 			       "OUT/NAME.crt (0644) and OUT/NAME.key (0600), ECDSA P-256.\n\n"
 			       "  --ca-dir DIR   the CA made by 'kha certs ca'\n"
@@ -316,7 +316,10 @@ static int cmd_issue(int argc, char **argv)
 			       "                 both: the etcd gateway dials the member with it)\n"
 			       "  --out-dir DIR  where to write (created if missing)\n"
 			       "  --days N       validity in days (default 365, capped at the CA's)\n"
-			       "  --force        replace an existing NAME.key\n"
+			       "  --renew        renew in place: copy an existing NAME.crt and NAME.key\n"
+			       "                 to NAME.crt.bak-TIME and NAME.key.bak-TIME (same modes),\n"
+			       "                 then replace them (what kha audit's fixes use)\n"
+			       "  --force        replace an existing NAME.key, keeping no copy\n"
 			       "  -o, --output   table (default) or json\n\n"
 			       "Examples:\n"
 			       "  kha certs issue --ca-dir pki --name etcd-1 --san 10.0.0.1 \\\n"
@@ -342,7 +345,10 @@ static int cmd_issue(int argc, char **argv)
 	if (asprintf(&crt, "%s/%s.crt", out_dir, name) < 0 ||
 	    asprintf(&key, "%s/%s.key", out_dir, name) < 0)
 		return KHA_EXIT_SOFTWARE;
-	r = check_absent("issue", key, force);
+	if (renew && force)
+		return usage_error("issue", "%s", "--renew and --force exclude each other");
+	r = check_absent("issue", key, force || renew,
+			 "use --renew to keep a copy and replace it, or --force");
 	if (r)
 		return r;
 	r = kha_certs_load_ca(ca_dir, &ca, &d);
@@ -354,6 +360,9 @@ static int cmd_issue(int argc, char **argv)
 		return usage_error("issue", "%s", d.msg);
 	if (r == 0)
 		r = kha_file_mkdir_p(out_dir, 0755, &d);
+	/* the old pair is copied aside before anything is replaced */
+	if (r == 0 && renew)
+		r = kha_certs_backup_pair(crt, key, crt_bak, key_bak, sizeof(crt_bak), &d);
 	if (r == 0)
 		r = kha_certs_save(&leaf, crt, key, &d);
 	if (r == 0)
@@ -362,13 +371,26 @@ static int cmd_issue(int argc, char **argv)
 	if (r < 0)
 		return fail("issue", r, &d, NULL);
 	if (json) {
-		print_written_json(&info, crt, key);
+		json_t *j = info_json(&info);
+
+		json_object_set_new(j, "cert", json_string(crt));
+		json_object_set_new(j, "key", json_string(key));
+		if (renew)
+			json_object_set_new(
+				j, "backup",
+				json_pack("{s:o, s:o}", "cert",
+					  crt_bak[0] ? json_string(crt_bak) : json_null(), "key",
+					  key_bak[0] ? json_string(key_bak) : json_null()));
+		kha_ignore(cmd_print_json(j));
 	} else {
 		printf("issued %s (key %s, mode 0600)\n  subject %s, issuer %s\n  usage   %s\n"
 		       "  SANs    ",
 		       crt, key, info.subject, info.issuer, usage_text(info.usage));
 		print_sans(stdout, &info);
 		printf("  expires %s\n", format_time(na, sizeof(na), info.not_after));
+		if (crt_bak[0] || key_bak[0])
+			printf("  old pair kept as %s and %s\n", crt_bak[0] ? crt_bak : "-",
+			       key_bak[0] ? key_bak : "-");
 	}
 	kha_cert_info_release(&info);
 	return KHA_EXIT_OK;

@@ -82,6 +82,26 @@ def test_refuses_to_overwrite_keys(pki):
     assert openssl("verify", "-CAfile", pki / "ca.crt", pki / "m1.crt").returncode != 0
 
 
+def test_renew_in_place_keeps_the_old_pair(pki):
+    issue = ["certs", "issue", "--ca-dir", pki, "--name", "r1", "--san", "localhost", "--server",
+             "--out-dir", pki, "--renew", "-o", "json"]
+    # nothing to renew yet: a plain issue
+    p = run_kha(*issue)
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout)["backup"] == {"cert": None, "key": None}
+    old_crt, old_key = (pki / "r1.crt").read_bytes(), (pki / "r1.key").read_bytes()
+    p = run_kha(*issue)
+    assert p.returncode == 0, p.stderr
+    bak = json.loads(p.stdout)["backup"]
+    assert bak["cert"].startswith(str(pki / "r1.crt.bak-")) and bak["key"].endswith(
+        bak["cert"].split(".bak-")[1])
+    assert open(bak["cert"], "rb").read() == old_crt and open(bak["key"], "rb").read() == old_key
+    assert os.stat(bak["key"]).st_mode & 0o777 == 0o600
+    assert (pki / "r1.key").read_bytes() != old_key
+    p = run_kha(*issue[:-2], "--force")
+    assert p.returncode == 64 and "--renew and --force exclude each other" in p.stderr
+
+
 def test_check_exit_codes(pki, tmp_path):
     crt = pki / "m1.crt"
     p = run_kha("certs", "check", "--cert", crt, "--san", "127.0.0.1", "--san", "localhost",
