@@ -528,7 +528,7 @@ static int cmd_list(struct opts *o)
 {
 	struct kha_etcd_cluster_report rep = {};
 	int code = report(o, &rep);
-	size_t w[4] = {4, 2, 6, 9};
+	size_t w[3] = {4, 2, 9}; /* NAME, ID, PEER URLS */
 	char buf[64];
 
 	if (code)
@@ -564,11 +564,16 @@ static int cmd_list(struct opts *o)
 	for (size_t i = 0; i < rep.n_members; i++) {
 		const struct kha_etcd_member *m = &rep.members[i].member;
 		w[0] = KHA_MAX(w[0], strlen(name_cell(buf, sizeof(buf), m)));
+		size_t peers = 0;
+
 		snprintf(buf, sizeof(buf), "%" PRIx64, m->id);
 		w[1] = KHA_MAX(w[1], strlen(buf));
+		for (size_t u = 0; u < m->n_peer_urls; u++)
+			peers += strlen(m->peer_urls[u]) + (u ? 1 : 0);
+		w[2] = KHA_MAX(w[2], peers);
 	}
-	printf("%-*s  %-*s  %-7s  %-9s  %-6s  %s  %s\n", (int)w[0], "NAME", (int)w[1], "ID", "ROLE",
-	       "STATE", "LEADER", "PEER URLS", "CLIENT URLS");
+	printf("%-*s  %-*s  %-7s  %-9s  %-6s  %-*s  %s\n", (int)w[0], "NAME", (int)w[1], "ID",
+	       "ROLE", "STATE", "LEADER", (int)w[2], "PEER URLS", "CLIENT URLS");
 	for (size_t i = 0; i < rep.n_members; i++) {
 		const struct kha_etcd_member_report *m = &rep.members[i];
 		char id[24];
@@ -581,9 +586,12 @@ static int cmd_list(struct opts *o)
 		       : m->reachable	  ? "up"
 					  : "DOWN",
 		       rep.health.leader == m->member.id ? "*" : "");
+		size_t peers = 0;
+
 		for (size_t u = 0; u < m->member.n_peer_urls; u++)
-			printf("%s%s", u ? "," : "", KHA_TERM(m->member.peer_urls[u]));
-		printf("  ");
+			peers += (size_t)printf("%s%s", u ? "," : "",
+						KHA_TERM(m->member.peer_urls[u]));
+		printf("%*s  ", (int)(w[2] - peers), "");
 		for (size_t u = 0; u < m->member.n_client_urls; u++)
 			printf("%s%s", u ? "," : "", KHA_TERM(m->member.client_urls[u]));
 		printf("%s\n", m->member.n_client_urls ? "" : "-");

@@ -394,17 +394,24 @@ static int status_main(int argc, char **argv)
 		json_dumpf(root, stdout, JSON_INDENT(2));
 		fputc('\n', stdout);
 	} else {
-		printf("%-24s %-9s %-6s %-7s %-9s %-10s %-30s %s\n", "BACKEND", "STATE", "WEIGHT",
-		       "ACTIVE", "TOTAL", "LATENCY", "LAST CHECK", "SOURCE");
+		int w = 7, ws = 6;
+
+		/* widths from the data; LAST CHECK last and whole: it is the diagnosis */
+		json_array_foreach (backends, i, b) {
+			w = KHA_MAX(w, (int)strlen(json_string_value(json_object_get(b, "address"))
+							   ?: "?"));
+			ws = KHA_MAX(ws, (int)strlen(json_string_value(json_object_get(b, "source"))
+							     ?: ""));
+		}
+		printf("%-*s  %-9s %-6s %-7s %-9s %-10s %-*s  %s\n", w, "BACKEND", "STATE",
+		       "WEIGHT", "ACTIVE", "TOTAL", "LATENCY", ws, "SOURCE", "LAST CHECK");
 		json_array_foreach (backends, i, b) {
 			json_t *lc = json_object_get(b, "last_check");
-			char check[64], lat[32];
-			snprintf(check, sizeof(check), "%s (%s)",
-				 json_string_value(json_object_get(lc, "result")) ?: "?",
-				 KHA_TERM(json_string_value(json_object_get(lc, "detail"))));
+			char lat[32];
+
 			snprintf(lat, sizeof(lat), "%.1fms",
 				 json_real_value(json_object_get(lc, "latency_ms")));
-			printf("%-24s %-9s %-6lld %-7lld %-9lld %-10s %-30.30s %s\n",
+			printf("%-*s  %-9s %-6lld %-7lld %-9lld %-10s %-*s  %s (%s)\n", w,
 			       KHA_TERM(json_string_value(json_object_get(b, "address")) ?: "?"),
 			       KHA_TERM(json_string_value(json_object_get(b, "state")) ?: "?"),
 			       (long long)json_integer_value(json_object_get(b, "weight")),
@@ -412,8 +419,10 @@ static int status_main(int argc, char **argv)
 				       json_object_get(b, "active_connections")),
 			       (long long)json_integer_value(
 				       json_object_get(b, "connections_total")),
-			       lat, check,
-			       KHA_TERM(json_string_value(json_object_get(b, "source"))));
+			       lat, ws,
+			       KHA_TERM(json_string_value(json_object_get(b, "source")) ?: ""),
+			       KHA_TERM(json_string_value(json_object_get(lc, "result")) ?: "?"),
+			       KHA_TERM(json_string_value(json_object_get(lc, "detail")) ?: ""));
 		}
 		printf("\n%zu of %zu backends up; %s\n", up, total,
 		       json_is_true(json_object_get(root, "ready")) ? "ready" : "NOT ready");

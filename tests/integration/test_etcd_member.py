@@ -273,6 +273,12 @@ def test_a_learner_that_never_started(etcd_cluster, new_members):
     row = [line for line in p.stdout.splitlines() if new.peer_url in line]
     assert len(row) == 1 and row[0].split()[0] == "(unstarted)", p.stdout
     assert row[0].split()[2:4] == ["learner", "unstarted"], row
+    # the columns line up whatever the URLs' lengths: each row's client URLs (or "-") start
+    # under the header's CLIENT URLS
+    lines = p.stdout.splitlines()
+    col = lines[0].index("CLIENT URLS")
+    for line in lines[1:3]:
+        assert line[col - 2:col] == "  " and line[col] in "h-", (line, lines[0])
     # the name finds it before it starts; promote waits for the start, one line at most
     # every 5 s, then gives up with 69 (unavailable)
     p = member(c, "promote", "late", "--timeout", "3s")
