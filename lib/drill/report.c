@@ -7,6 +7,7 @@
 #include <jansson.h>
 
 #include "drill-internal.h"
+#include "kha/parse.h"
 #include "kha/banned.h"
 
 #define JSON_MAX_WINDOWS 100
@@ -457,8 +458,9 @@ static void print_latency(FILE *out, const char *name, const struct kha_drill_la
 		fprintf(out, "    %-8s %9s %9s %9s  (no successful probe)\n", name, "-", "-", "-");
 		return;
 	}
-	fprintf(out, "    %-8s %9s %9s %9s  (%zu probes)\n", name, dur(a, sizeof(a), l->p50_us),
-		dur(b, sizeof(b), l->p99_us), dur(c, sizeof(c), l->max_us), l->count);
+	fprintf(out, "    %-8s %9s %9s %9s  (%zu probe%s)\n", name, dur(a, sizeof(a), l->p50_us),
+		dur(b, sizeof(b), l->p99_us), dur(c, sizeof(c), l->max_us), l->count,
+		l->count == 1 ? "" : "s");
 }
 
 /* The first line of a command's output, for the table. */
@@ -481,8 +483,14 @@ int kha_drill_report_print(FILE *out, const struct kha_drill_report *r)
 	char a[32], b[32], c[32], e[32];
 	bool any_fail = false;
 
-	fprintf(out, "kha drill: %s, %u probes/s for %s (%s)\n", r->target, r->rate,
-		dur(a, sizeof(a), r->elapsed_us),
+	/* the planned length as given ("3s"); the measured one only when it differs visibly
+	 * (commands or a rolling outlasting it, an interruption) */
+	kha_format_duration(b, sizeof(b), r->duration_us);
+	if (r->elapsed_us + KHA_USEC_PER_SEC < r->duration_us ||
+	    r->elapsed_us > r->duration_us + KHA_USEC_PER_SEC)
+		snprintf(b + strlen(b), sizeof(b) - strlen(b), ", ran %s",
+			 dur(a, sizeof(a), r->elapsed_us));
+	fprintf(out, "kha drill: %s, %u probes/s for %s (%s)\n", r->target, r->rate, b,
 		r->kind == KHA_DRILL_TARGET_TCP ? "TCP connect per probe"
 		: r->keepalive			? "kept-alive connections"
 						: "new connection per probe");

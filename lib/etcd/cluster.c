@@ -263,9 +263,16 @@ int kha_etcd_cluster_report(const struct kha_etcd_config *cfg, uint64_t member_t
 	if (chosen == SIZE_MAX) {
 		bool st = p1[0].status_r < 0;
 
+		const char *first = st ? p1[0].status_d.msg : p1[0].members_d.msg;
+		bool same = true;
+
 		r = st ? p1[0].status_r : p1[0].members_r;
-		kha_diag_set(d, r, "%s", st ? p1[0].status_d.msg : p1[0].members_d.msg);
-		if (n1 > 1)
+		kha_diag_set(d, r, "%s", first);
+		/* a local cause (an unreadable --cacert) fails every endpoint alike: one error */
+		for (size_t i = 1; i < n1 && same; i++)
+			same = strcmp(p1[i].status_r < 0 ? p1[i].status_d.msg : p1[i].members_d.msg,
+				      first) == 0;
+		if (n1 > 1 && !same)
 			kha_diag_append(d, " (and %zu more endpoint%s failed)", n1 - 1,
 					n1 > 2 ? "s" : "");
 		goto out;

@@ -87,3 +87,27 @@ def test_one_output_flag_and_one_ca_flag(kha, tmp_path):
     assert "-o, --output table|json" in kha("drill", "--help").stdout
     # certs check verifies against --cacert, like every command
     assert "--cacert FILE" in kha("certs", "check", "--help").stdout
+
+
+def test_etcd_errors_name_their_cause(kha):
+    import socket
+    # a local cause fails every endpoint alike: said once, not "(and 2 more endpoints failed)"
+    p = kha("etcd", "status", "--endpoints",
+            "https://127.0.0.1:1,https://127.0.0.1:2,https://127.0.0.1:3", "--cacert",
+            "/nonexistent/ca.crt")
+    assert p.returncode == 78 and "/nonexistent/ca.crt" in p.stderr
+    assert "more endpoint" not in p.stderr
+    # different failures are counted
+    p = kha("etcd", "status", "--endpoints", "https://127.0.0.1:1,https://127.0.0.1:2")
+    assert p.returncode == 69 and "(and 1 more endpoint failed)" in p.stderr
+    # TCP connects but TLS never starts (a listening socket nobody accepts on: what a frozen
+    # server looks like to a client): not "no connection"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen(8)
+        port = s.getsockname()[1]
+        p = kha("etcd", "status", "--endpoints", f"https://127.0.0.1:{port}",
+                "--dial-timeout", "500ms")
+    assert p.returncode == 69, p.stderr
+    assert "TCP connected, but no TLS handshake within 500ms" in p.stderr, p.stderr
+    assert "no connection within" not in p.stderr

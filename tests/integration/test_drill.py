@@ -228,6 +228,7 @@ def test_a_drill_that_never_reached_its_target_fails(tmp_path, targets, pki):
     assert r["probes"]["ok"] == 0 and r["under_floor"] is True
     assert "NOTHING SUCCEEDED: not one probe succeeded" in p.stdout
     assert "--cacert" in p.stdout and "verdict       nothing_succeeded (exit 5)" in p.stdout
+    assert "20 probes/s for 300ms (" in p.stdout  # the length asked, not a measured 0.29s
     # the same probes with the right CA pass
     p, r = drill(tmp_path, "--target", t.url, "--rate", "20", "--duration", "300ms",
                  "--cacert", pki["ca_crt"])
