@@ -38,11 +38,14 @@ static void usage(FILE *out)
 		"Run 'kha certs SUBCOMMAND --help' for its flags. See docs/certs.md.\n");
 }
 
-static int fail(const char *sub, int err, const struct kha_diag *d, const char *hint)
+/* Prints the failure (and with -o json its JSON document); returns the exit code. */
+static int fail(const char *sub, bool json, int err, const struct kha_diag *d, const char *hint)
 {
-	fprintf(stderr, "kha certs %s: %s%s%s\n", sub, d->msg[0] ? d->msg : strerror(-err),
-		hint ? " " : "", hint ? hint : "");
-	return kha_exit_from_errno(err);
+	char who[32];
+
+	snprintf(who, sizeof(who), "kha certs %s", sub);
+	return cmd_fail(who, json, kha_exit_from_errno(err), "%s%s%s",
+			d->msg[0] ? d->msg : strerror(-err), hint ? " " : "", hint ? hint : "");
 }
 
 /* "kha certs SUB: MESSAGE (run 'kha certs SUB --help')"; returns 64 */
@@ -230,7 +233,7 @@ static int cmd_ca(int argc, char **argv)
 		r = kha_certs_inspect(ca.x509, &info, &d);
 	kha_cert_release(&ca);
 	if (r < 0)
-		return fail("ca", r, &d, NULL);
+		return fail("ca", json, r, &d, NULL);
 	if (json) {
 		print_written_json(&info, crt, key);
 	} else {
@@ -353,7 +356,7 @@ static int cmd_issue(int argc, char **argv)
 		return r;
 	r = kha_certs_load_ca(ca_dir, &ca, &d);
 	if (r < 0)
-		return fail("issue", r, &d, "(create one with 'kha certs ca --dir DIR')");
+		return fail("issue", json, r, &d, "(create one with 'kha certs ca --dir DIR')");
 	r = kha_certs_issue(&ca, &req, &leaf, &d);
 	kha_cert_release(&ca);
 	if (r == -EINVAL)
@@ -369,7 +372,7 @@ static int cmd_issue(int argc, char **argv)
 		r = kha_certs_inspect(leaf.x509, &info, &d);
 	kha_cert_release(&leaf);
 	if (r < 0)
-		return fail("issue", r, &d, NULL);
+		return fail("issue", json, r, &d, NULL);
 	if (json) {
 		json_t *j = info_json(&info);
 
@@ -507,7 +510,7 @@ static int cmd_check(int argc, char **argv)
 		r = kha_certs_inspect(cert.x509, &info, &d);
 	if (r < 0) {
 		kha_cert_release(&cert);
-		return fail("check", r, &d, NULL);
+		return fail("check", json, r, &d, NULL);
 	}
 	res.problems = json_array();
 	checks = json_array();
@@ -545,7 +548,7 @@ static int cmd_check(int argc, char **argv)
 			kha_cert_info_release(&info);
 			json_decref(res.problems);
 			json_decref(checks);
-			return fail("check", r, &d, NULL);
+			return fail("check", json, r, &d, NULL);
 		}
 	}
 	kha_cert_release(&cert);

@@ -78,6 +78,11 @@ def test_every_json_report_prints_json_on_errors_too(kha, tmp_path):
         assert doc["verdict"] == "error" and doc["exit_code"] == 69, (args, doc)
         assert doc["command"] == who and "127.0.0.1:1" in doc["error"], (args, doc)
         assert p.stderr.startswith(f"{who}: ") and doc["error"] in p.stderr, (args, p.stderr)
+    # a local file error too
+    p = kha("certs", "check", "--cert", tmp_path / "missing.crt", "-o", "json")
+    doc = json.loads(p.stdout)
+    assert p.returncode == 78 and doc["verdict"] == "error" and doc["exit_code"] == 78
+    assert "missing.crt" in doc["error"] and doc["command"] == "kha certs check"
 
 
 def test_one_output_flag_and_one_ca_flag(kha, tmp_path):
