@@ -633,8 +633,7 @@ int kha_drill_report_print(FILE *out, const struct kha_drill_report *r)
 		fprintf(out,
 			"  NOTHING SUCCEEDED: not one %s, so the drill proves nothing; check the "
 			"target's address and port, and --cacert for https (first errors above)\n",
-			r->stats.sent > 0 && r->stats.ok == 0 ? "probe succeeded"
-							      : "write was acknowledged");
+			r->writes.enabled ? "write was acknowledged" : "probe succeeded");
 	else if (kha_drill_report_under_floor(r))
 		fprintf(out,
 			"  WARNING       availability %.3f%% is under %g%%; without --slo this "
