@@ -469,16 +469,18 @@ static json_t *guard_json(const struct kha_guard_verdict *v)
  * for 5 s (strict reconfiguration check: "etcdserver: unhealthy cluster", e.g. just after a
  * member started): worth a few retries.
  */
-static bool retry_unhealthy(const struct opts *o, int r, const struct kha_diag *d, uint64_t end)
+static bool retry_unhealthy(struct opts *o, int r, const struct kha_diag *d, uint64_t end)
 {
-	if (r != -EAGAIN || !strstr(d->msg, "unhealthy cluster") || kha_now_us() >= end)
-		return false;
 	char who[64], text[512];
 
+	if (r != -EAGAIN || !strstr(d->msg, "unhealthy cluster") || kha_now_us() >= end) {
+		cmd_progress_done(&o->progress);
+		return false;
+	}
 	snprintf(who, sizeof(who), "kha etcd member %s", o->sub);
 	snprintf(text, sizeof(text), "etcd says the cluster is not settled yet (%s): retrying",
 		 d->msg);
-	cmd_progress_say((struct cmd_progress *)&o->progress, who, text);
+	cmd_progress_say(&o->progress, who, text);
 	usleep(500 * 1000);
 	return true;
 }
