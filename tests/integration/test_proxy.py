@@ -287,7 +287,7 @@ def test_status_command(backends, proxy):
     import re
     text = re.sub(r"\d+", "N", f"{down['result']} ({down['detail']})")
     col = lines[0].index("LAST CHECK")
-    assert re.sub(r"\d+", "N", row[col:]) == text and len(text) > 30, (row, text)
+    assert re.sub(r"\d+", "N", row[col:]) == text, (row, text)
     r = run_kha("proxy", "status", "--metrics-addr", f"127.0.0.1:{free_port()}")
     assert r.returncode == 69 and r.stderr.count("\n") == 1
 
