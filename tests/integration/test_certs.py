@@ -74,7 +74,8 @@ def test_refuses_to_overwrite_keys(pki):
     assert (pki / "ca.key").read_bytes() == before
     p = run_kha("certs", "issue", "--ca-dir", pki, "--name", "m1", "--san", "localhost",
                 "--server", "--out-dir", pki)
-    assert p.returncode == 64 and "already exists (use --force" in p.stderr
+    assert p.returncode == 64 and "already exists (use --renew to keep a copy and replace it, " \
+        "or --force)" in p.stderr
     p = run_kha("certs", "ca", "--dir", pki, "--force")
     assert p.returncode == 0
     assert (pki / "ca.key").read_bytes() != before
