@@ -458,7 +458,8 @@ static int cmd_check(int argc, char **argv)
 		case 'A':
 			fprintf(stderr,
 				"kha certs check: note: --ca is deprecated, use --cacert\n");
-			/* fall through */
+			ca_path = optarg;
+			break;
 		case 'a':
 			ca_path = optarg;
 			break;
