@@ -9,8 +9,9 @@ Topology, all inside namespaces this module creates (nothing in the root namespa
     <p>-c    a client, eth0 = 10.<n>.0.50/24
 
 The prefix <p> is unique per lab (pid + counter), so parallel pytest-xdist workers never
-collide. VrrpLab.close() kills what it started and deletes every namespace, also after a
-failure; use it as a context manager.
+collide. VrrpLab.close() stops what it started (kha_testlib.process.Daemon: SIGTERM, exit code
+and sanitizer checks after the exit) and deletes every namespace, also after a failure; use it
+as a context manager.
 """
 import itertools
 import os
@@ -19,7 +20,7 @@ import subprocess
 import tempfile
 import textwrap
 
-from kha_testlib.backends import wait_for  # noqa: F401 (tests and bench-vip use it)
+from kha_testlib.process import Daemon, stop_all, wait_for  # noqa: F401 (wait_for: for tests)
 
 _counter = itertools.count()
 
@@ -61,7 +62,7 @@ class VrrpLab:
         self.addr = {h: f"{self.net}.{11 + i}" for i, h in enumerate(self.hosts)}
         self.addr[self.client] = f"{self.net}.50"
         self.tmpdir = tmpdir or tempfile.mkdtemp(prefix="kha-vip-")
-        self.procs = []   # (name, Popen, log path)
+        self.procs = []   # Daemons
         self._namespaces = []
         try:
             self._build()
@@ -89,31 +90,26 @@ class VrrpLab:
             sh("ip", "-n", h, "addr", "add", f"{self.addr[h]}/24", "dev", "eth0")
             sh("ip", "-n", h, "link", "set", "eth0", "up")
             if h != self.client:
-                self.spawn(h, f"server-{h}", ["python3", "-c", SERVER, h])
+                # a Python script without a SIGTERM handler: its clean stop is that signal
+                self.spawn(h, f"server-{h}", ["python3", "-c", SERVER, h],
+                           ok_codes=(-signal.SIGTERM,))
 
     def port_of(self, host):
         return f"p{(self.hosts + [self.client]).index(host)}"
 
     # -- processes ---------------------------------------------------------------------------
-    def spawn(self, ns, name, argv, env=None, group=False):
-        """Starts argv in namespace ns, output to a log; group: in a process group of its own
-        (for daemons that fork, such as keepalived: kill_group() then stops them all)."""
+    def spawn(self, ns, name, argv, env=None, group=False, ok_codes=(0,)):
+        """Starts argv in namespace ns as a Daemon (in a session of its own, so kill_group()
+        reaches what a forking daemon such as keepalived starts), output to a log.
+        `group` is accepted for older callers: every daemon has its own group now."""
         log = os.path.join(self.tmpdir, f"{name}.log")
-        f = open(log, "ab")
-        p = subprocess.Popen(["ip", "netns", "exec", ns, *map(str, argv)], stdout=f,
-                             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                             env=env, start_new_session=group)
-        p.group = group
-        f.close()
-        self.procs.append((name, p, log))
+        p = Daemon(["ip", "netns", "exec", ns, *map(str, argv)], log, name=name, env=env,
+                   ok_codes=ok_codes)
+        self.procs.append(p)
         return p
 
     def log(self, p):
-        for _, q, path in self.procs:
-            if q is p:
-                with open(path, errors="replace") as f:
-                    return f.read()
-        return ""
+        return p.log()
 
     # -- observation -------------------------------------------------------------------------
     def holders(self):
@@ -147,28 +143,26 @@ class VrrpLab:
     # -- teardown ----------------------------------------------------------------------------
     @staticmethod
     def kill_group(p, sig=signal.SIGKILL):
+        """A signal to p's whole process group (a forking daemon and its children)."""
+        if sig == signal.SIGKILL:
+            p.killed = True
+        elif sig in (signal.SIGTERM, signal.SIGINT):
+            p.asked = True
         try:
             os.killpg(p.pid, sig)
         except ProcessLookupError:
             pass
 
     def close(self):
-        for _, p, _ in self.procs:
-            if p.group:
-                self.kill_group(p)
-            elif p.poll() is None:
-                try:
-                    p.send_signal(signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-        for _, p, _ in self.procs:
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                pass
-        for ns in reversed(self._namespaces):
-            sh("ip", "netns", "del", ns, check=False)
-        self._namespaces = []
+        """Stops every daemon (checked, see Daemon.stop) and deletes the namespaces; fails after
+        the cleanup if any daemon crashed, hung or reported a sanitizer error."""
+        try:
+            procs, self.procs = self.procs, []
+            stop_all(procs)
+        finally:
+            for ns in reversed(self._namespaces):
+                sh("ip", "netns", "del", ns, check=False)
+            self._namespaces = []
 
     def __enter__(self):
         return self
