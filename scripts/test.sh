@@ -57,10 +57,10 @@ pytest_summary() {
 	summary+=("$("$PY" -c '
 import json, sys
 r = json.load(open(sys.argv[1]))
-line = f"integration [{sys.argv[2]}]: {r[\"passed\"]} passed, {r[\"failed\"]} failed, " \
-       f"{len(r[\"skipped\"])} skipped in {r[\"seconds\"]:.0f}s"
+line = "integration [%s]: %d passed, %d failed, %d skipped in %.0fs" % (
+    sys.argv[2], r["passed"], r["failed"], len(r["skipped"]), r["seconds"])
 for s in r["skipped"]:
-    line += f"\n    SKIPPED {s[\"test\"]}: {s[\"reason\"]}"
+    line += "\n    SKIPPED %s: %s" % (s["test"], s["reason"])
 print(line)' "$f" "$1")")
 }
 print_summary() {

@@ -16,6 +16,7 @@ import pytest
 
 from conftest import assert_no_sanitizer_report, kha_bin, run_kha
 from kha_testlib.etcd import EtcdCluster, etcd3, etcd_cluster, _free_port  # noqa: F401
+from kha_testlib.process import require
 from kha_testlib.etcdops import (Etcd, etcdctl, fill_big, fill_keys, poll, read_prefix,
                                  snapshot_status, wait_answering)
 
@@ -345,8 +346,7 @@ def tiny_fs(tmp_path):
     d.mkdir()
     p = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(d)],
                        capture_output=True, text=True)
-    if p.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs: {p.stderr.strip()}")
+    require(p.returncode == 0, f"cannot mount a tmpfs (needs root): {p.stderr.strip()}")
     try:
         yield d
     finally:

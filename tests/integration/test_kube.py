@@ -13,6 +13,7 @@ import threading
 import pytest
 
 from conftest import assert_no_sanitizer_report, free_port, kha_bin
+from kha_testlib.process import require
 from kha_testlib.kubeapi import DEFAULT_TOKEN, MICROTIME_RE, KubeAPI, TestPKI, wait_until
 
 EXIT_USAGE, EXIT_UNAVAILABLE, EXIT_IOERR, EXIT_CONFIG = 64, 69, 74, 78
@@ -20,8 +21,7 @@ EXIT_USAGE, EXIT_UNAVAILABLE, EXIT_IOERR, EXIT_CONFIG = 64, 69, 74, 78
 
 def probe_bin():
     path = os.path.join(os.path.dirname(os.path.dirname(kha_bin())), "lib", "kube", "kube-probe")
-    if not os.access(path, os.X_OK):
-        pytest.skip(f"kube-probe not built at {path} (meson -Dtests=true)")
+    require(os.access(path, os.X_OK), f"kube-probe not built at {path} (meson -Dtests=true)")
     return path
 
 
