@@ -79,5 +79,5 @@ def test_bad_kubeconfig_is_a_clear_error(tmp_path):
     bad.write_text("apiVersion: v1\nkind: Config\nclusters: 7\n")
     r = run_kha("proxy", "--listen", "127.0.0.1:0", "--backend", "127.0.0.1:1",
                 "--metrics-addr", "off", "--kubeconfig", str(bad))
-    assert r.returncode in (65, 78), r.stderr
+    assert r.returncode == 65, r.stderr  # a kubeconfig that does not parse (docs/proxy.md)
     assert r.stderr.startswith("kha proxy: --kubeconfig") and r.stderr.count("\n") == 1

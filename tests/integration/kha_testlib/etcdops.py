@@ -193,3 +193,25 @@ def tls_member_args(c, cert, key):
     if c.client_cert_auth:
         args.append("--client-cert-auth")
     return args
+
+
+def restore_and_serve(tmp_path, snap, name="restored"):
+    """Restores snap with etcdctl into a new data dir and starts a real member on it."""
+    peer, client = _free_port(), _free_port()
+    peer_url, client_url = f"http://127.0.0.1:{peer}", f"http://127.0.0.1:{client}"
+    data = str(tmp_path / f"{name}.data")
+    etcdctl("snapshot", "restore", snap, "--data-dir", data, "--name", name,
+            "--initial-cluster", f"{name}={peer_url}", "--initial-advertise-peer-urls",
+            peer_url, "--initial-cluster-token", "restored")
+    e = Etcd(["--name", name, "--data-dir", data, "--listen-client-urls", client_url,
+              "--advertise-client-urls", client_url, "--listen-peer-urls", peer_url,
+              "--initial-advertise-peer-urls", peer_url,
+              "--initial-cluster", f"{name}={peer_url}", "--initial-cluster-token", "restored",
+              "--logger", "zap", "--log-outputs", "stderr"],
+             str(tmp_path / f"{name}.log"))
+    try:
+        wait_answering(client_url, member=e)
+    except BaseException:
+        e.close()
+        raise
+    return e, client_url
