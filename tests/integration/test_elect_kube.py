@@ -11,6 +11,7 @@ import time
 import pytest
 
 from conftest import run_kha
+from kha_testlib.process import deadline
 from kha_testlib.elect import Procs, Recorder, pid_alive, wait_until
 from kha_testlib.kubeapi import KubeAPI, TestPKI
 
@@ -74,7 +75,8 @@ def test_two_candidates_one_leader_and_client_go_fields(api, procs, tmp_path):
     assert "msg=released" in a.log()
     wait_until(lambda: len(rec.starts()) == 2, 5, "b to take over", diag=procs.logs)
     took = (rec.starts()[1]["t"] - t) / 1e9
-    assert took < 2.0, f"takeover after release took {took:.2f}s"
+    # before the 3 s lease could have lapsed: the release, not the expiry, let b in
+    assert took < 3.0, f"takeover after release took {took:.2f}s (lease 3s)"
     s3 = spec(api)
     assert s3["holderIdentity"] == "cand-b" and s3["leaseTransitions"] == 1
     assert rec.starts()[1]["token"] == "1"
@@ -95,7 +97,7 @@ def test_sigkilled_leader_is_replaced_after_the_lease_duration(api, procs, tmp_p
     rec.note_dead(child["pid"])
     wait_until(lambda: len(rec.starts()) == 2, 10, "b to take over", diag=procs.logs)
     took = (rec.starts()[1]["t"] - t) / 1e9
-    assert 2.0 <= took <= 3 + 2.0, f"takeover {took:.2f}s after SIGKILL (lease 3s)"
+    assert 2.0 <= took <= deadline(3 + 0.3), f"takeover {took:.2f}s after SIGKILL (lease 3s)"
     assert spec(api)["holderIdentity"] == "cand-b"
     rec.assert_safe()
 
@@ -115,7 +117,7 @@ def test_foreign_holder_fences_the_leader(api, procs, tmp_path):
                                          "leaseTransitions": cur["leaseTransitions"] + 1})
     wait_until(lambda: any(e["ev"] == "stop" for e in rec.events()), 3,
                "a to stop its child", diag=procs.logs)
-    assert "leadership lost" in a.log() or "lost" in a.log()
+    assert "stopping COMMAND: leadership lost" in a.log()
     # nobody renews the intruder's lease: after 3 s one candidate takes it
     wait_until(lambda: len(rec.starts()) == 2, 10, "a candidate to take over from the intruder", diag=procs.logs)
     assert spec(api)["holderIdentity"] in ("cand-a", "cand-b")

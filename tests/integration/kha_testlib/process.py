@@ -61,6 +61,18 @@ def wait_for(cond, timeout, what="condition", interval=0.02, diag=None):
         time.sleep(interval)
 
 
+def assert_stays(cond, seconds, what, interval=0.02):
+    """Something that must NOT change: cond() must hold through the whole window (fails at the
+    first moment it does not). The one place a test waits a fixed time; tie `seconds` to the
+    timer within which a broken implementation would show (a TTL), never to a guess."""
+    end = time.monotonic() + seconds
+    while True:
+        assert cond(), f"{what}: no longer true after {seconds - (end - time.monotonic()):.2f}s"
+        if time.monotonic() > end:
+            return
+        time.sleep(interval)
+
+
 def free_port(host="127.0.0.1"):
     """A TCP port that was free a moment ago (bind to 0, read it back)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
