@@ -10,7 +10,6 @@ import os
 import pty
 import signal
 import subprocess
-import time
 
 import pytest
 

@@ -13,6 +13,7 @@ import pytest
 
 from conftest import run_kha
 from kha_testlib.etcd import etcd3, etcd_cluster, make_ca  # noqa: F401 (fixtures)
+from kha_testlib.etcdops import poll
 
 
 def status(*args, timeout=30, env=None):
@@ -23,18 +24,6 @@ def status_json(*args):
     p = status("-o", "json", *args)
     assert p.stdout, p.stderr
     return p, json.loads(p.stdout)
-
-
-def poll(fn, deadline=15.0, what="condition"):
-    """Calls fn() until it returns a true value; returns it (fails after the deadline)."""
-    end = time.monotonic() + deadline
-    last = None
-    while time.monotonic() < end:
-        last = fn()
-        if last:
-            return last
-        time.sleep(0.1)
-    pytest.fail(f"timed out waiting for {what}; last: {last!r}")
 
 
 def by_name(report):

@@ -25,13 +25,13 @@ import socketserver
 import ssl
 import subprocess
 import sys
-import threading
 import time
 import urllib.parse
 import urllib.request
 
 # run as a script (the backend servers), this folder's parent is not on the path yet
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from kha_testlib.pki import issue_cert, make_ca  # noqa: E402
 from kha_testlib.process import Daemon, deadline, free_port, wait_for  # noqa: F401 (re-exported)  # noqa: E402
 
 PATTERN_BLOCK = bytes(range(256)) * 256
@@ -45,25 +45,9 @@ def pattern(n):
 
 def make_pki(directory):
     """A CA and a server certificate for 127.0.0.1 and localhost; returns dict of paths."""
-    d = str(directory)
-    os.makedirs(d, exist_ok=True)
-    paths = {k: os.path.join(d, k) for k in ("ca.key", "ca.crt", "server.key", "server.csr",
-                                              "server.crt", "ext.cnf")}
-
-    def run(*args):
-        subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=60)
-
-    run("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-        "-keyout", paths["ca.key"], "-out", paths["ca.crt"], "-days", "2", "-subj",
-        "/CN=kha-test-ca")
-    run("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout",
-        paths["server.key"], "-out", paths["server.csr"], "-subj", "/CN=kube-apiserver")
-    with open(paths["ext.cnf"], "w") as f:
-        f.write("subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n")
-    run("x509", "-req", "-in", paths["server.csr"], "-CA", paths["ca.crt"], "-CAkey",
-        paths["ca.key"], "-CAcreateserial", "-out", paths["server.crt"], "-days", "2",
-        "-extfile", paths["ext.cnf"])
-    return {"ca": paths["ca.crt"], "cert": paths["server.crt"], "key": paths["server.key"]}
+    ca, ca_key = make_ca(directory, "kha-test-ca", base="ca")
+    cert, key = issue_cert(directory, "server", ca, ca_key, client=False, cn="kube-apiserver")
+    return {"ca": ca, "cert": cert, "key": key}
 
 
 class Backend:

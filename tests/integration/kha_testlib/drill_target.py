@@ -256,35 +256,17 @@ class DrillTarget:
 
 
 def make_pki(directory):
-    """A test CA, a server certificate for 127.0.0.1 and a client certificate (openssl CLI)."""
-    d = str(directory)
-    paths = {k: os.path.join(d, v) for k, v in {
-        "ca_key": "ca.key", "ca_crt": "ca.crt", "server_key": "server.key",
-        "server_csr": "server.csr", "server_crt": "server.crt", "client_key": "client.key",
-        "client_csr": "client.csr", "client_crt": "client.crt", "ext": "server.ext",
-        "cext": "client.ext", "other_key": "other.key", "other_crt": "other.crt"}.items()}
-
-    def run(*args):
-        subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=60)
-
-    run("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-        "-keyout", paths["ca_key"], "-out", paths["ca_crt"], "-days", "2", "-subj",
-        "/CN=kha drill test CA")
-    # a second CA nobody trusts, to provoke verification failures
-    run("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-        "-keyout", paths["other_key"], "-out", paths["other_crt"], "-days", "2", "-subj",
-        "/CN=someone else")
-    with open(paths["ext"], "w") as f:
-        f.write("subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n")
-    with open(paths["cext"], "w") as f:
-        f.write("extendedKeyUsage=clientAuth\n")
-    for who, ext in (("server", "ext"), ("client", "cext")):
-        run("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-            "-keyout", paths[f"{who}_key"], "-out", paths[f"{who}_csr"], "-subj", f"/CN={who}")
-        run("x509", "-req", "-in", paths[f"{who}_csr"], "-CA", paths["ca_crt"], "-CAkey",
-            paths["ca_key"], "-CAcreateserial", "-out", paths[f"{who}_crt"], "-days", "2",
-            "-extfile", paths[ext])
-    return paths
+    """A test CA, a server certificate for 127.0.0.1, a client certificate, and a second CA
+    nobody trusts (to provoke verification failures); returns a dict of paths."""
+    from kha_testlib.pki import issue_cert, make_ca
+    p = {}
+    p["ca_crt"], p["ca_key"] = make_ca(directory, "kha drill test CA", base="ca")
+    p["other_crt"], p["other_key"] = make_ca(directory, "someone else", base="other")
+    p["server_crt"], p["server_key"] = issue_cert(directory, "server", p["ca_crt"], p["ca_key"],
+                                                  client=False)
+    p["client_crt"], p["client_key"] = issue_cert(directory, "client", p["ca_crt"],
+                                                  p["ca_key"], server=False, sans=())
+    return p
 
 
 if __name__ == "__main__":

@@ -38,70 +38,22 @@ import signal
 import ssl
 import subprocess
 import tempfile
-import time
 import urllib.error
 import urllib.request
 
 import pytest
+
+from kha_testlib.pki import issue_cert, make_ca  # noqa: F401 (re-exported: tests, benches)
+from kha_testlib.process import free_port, wait_for
 
 ETCD = os.environ.get("KHA_ETCD_BIN", "/usr/bin/etcd")
 ETCDCTL = os.environ.get("KHA_ETCDCTL_BIN", "/usr/bin/etcdctl")
 START_DEADLINE = 30.0
 
 
-_handed_out = set()
-
-
 def _free_port():
-    """A loopback port free a moment ago and never handed out before by this process (the
-    kernel may give the same ephemeral port twice in a row once the probe socket is closed, as
-    it once did for one member's client and peer ports)."""
-    import socket
-    while True:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        if port not in _handed_out:
-            _handed_out.add(port)
-            return port
-
-
-def _openssl(*args, cwd):
-    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True, timeout=30)
-
-
-def make_ca(directory, name="kha-test-ca"):
-    """Creates a self-signed EC CA in directory; returns (cert_path, key_path)."""
-    os.makedirs(directory, exist_ok=True)
-    crt = os.path.join(directory, f"{name}.crt")
-    key = os.path.join(directory, f"{name}.key")
-    _openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-             "-nodes", "-keyout", key, "-out", crt, "-days", "2", "-subj", f"/CN={name}",
-             "-addext", "basicConstraints=critical,CA:TRUE",
-             "-addext", "keyUsage=critical,keyCertSign,cRLSign", cwd=directory)
-    return crt, key
-
-
-def issue_cert(directory, name, ca_crt, ca_key, server=True, client=True,
-               sans=("IP:127.0.0.1", "DNS:localhost")):
-    """Signs an EC certificate for name with the CA; returns (cert_path, key_path)."""
-    crt = os.path.join(directory, f"{name}.crt")
-    key = os.path.join(directory, f"{name}.key")
-    csr = os.path.join(directory, f"{name}.csr")
-    ext = os.path.join(directory, f"{name}.ext")
-    eku = ",".join(u for u, on in (("serverAuth", server), ("clientAuth", client)) if on)
-    with open(ext, "w") as f:
-        f.write("basicConstraints=CA:FALSE\n"
-                "keyUsage=critical,digitalSignature,keyEncipherment\n"
-                f"extendedKeyUsage={eku}\n")
-        if sans:
-            f.write(f"subjectAltName={','.join(sans)}\n")
-    _openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-             "-nodes", "-keyout", key, "-out", csr, "-subj", f"/CN={name}", cwd=directory)
-    _openssl("x509", "-req", "-in", csr, "-CA", ca_crt, "-CAkey", ca_key, "-CAcreateserial",
-             "-out", crt, "-days", "2", "-extfile", ext, cwd=directory)
-    os.chmod(key, 0o600)
-    return crt, key
+    """kha_testlib.process.free_port (under the name older tests import)."""
+    return free_port()
 
 
 class Member:
@@ -327,14 +279,8 @@ class EtcdCluster:
         return int(st.get("leader", "0")) != 0
 
     def _wait(self, cond, deadline, what):
-        end = time.monotonic() + deadline
-        while True:
-            if cond():
-                return
-            if time.monotonic() > end:
-                logs = "\n".join(f"--- {m.name}\n{m.log_tail()}" for m in self.members)
-                raise TimeoutError(f"etcd: timed out waiting for {what}\n{logs}")
-            time.sleep(0.05)
+        wait_for(cond, deadline, f"etcd: {what}", interval=0.05,
+                 diag=lambda: "\n".join(f"--- {m.name}\n{m.log_tail()}" for m in self.members))
 
     def wait_healthy(self, deadline=START_DEADLINE):
         """Waits until every running member answers and they agree on one leader that is itself

@@ -14,15 +14,12 @@ import hashlib
 import json
 import os
 import signal
-import ssl
 import subprocess
-import time
 import urllib.error
 import urllib.request
 
-import pytest
-
 from kha_testlib.etcd import ETCD, ETCDCTL, _free_port  # noqa: F401
+from kha_testlib.process import wait_for
 
 VALUE_MIB = 1 << 20
 
@@ -34,15 +31,13 @@ def b64(s):
 
 
 def poll(fn, deadline=20.0, what="condition", interval=0.05):
-    """Calls fn() until it returns a true value and returns it; fails after the deadline."""
-    end = time.monotonic() + deadline
-    last = None
-    while time.monotonic() < end:
-        last = fn()
-        if last:
-            return last
-        time.sleep(interval)
-    pytest.fail(f"timed out waiting for {what}; last: {last!r}")
+    """kha_testlib.process.wait_for, with the last value fn() gave in the failure message."""
+    last = [None]
+
+    def attempt():
+        last[0] = fn()
+        return last[0]
+    return wait_for(attempt, deadline, what, interval=interval, diag=lambda: f"last: {last[0]!r}")
 
 
 def _post(url, body, ctx=None, timeout=30):

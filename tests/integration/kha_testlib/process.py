@@ -73,11 +73,20 @@ def assert_stays(cond, seconds, what, interval=0.02):
         time.sleep(interval)
 
 
+_handed_out = set()
+
+
 def free_port(host="127.0.0.1"):
-    """A TCP port that was free a moment ago (bind to 0, read it back)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+    """A TCP port that was free a moment ago (bind to 0, read it back), never handed out before
+    by this process: the kernel may give the same ephemeral port twice in a row once the probe
+    socket is closed (as it once did for one etcd member's client and peer ports)."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind((host, 0))
+            port = s.getsockname()[1]
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
 
 
 def require(ok, what):
