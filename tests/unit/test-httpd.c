@@ -10,6 +10,7 @@
 #include <cmocka.h>
 
 #include "kha/httpd.h"
+#include "fake-clock.h"
 #include "kha/banned.h"
 
 static void test_parse_request_line_and_headers(void **state)
@@ -150,14 +151,6 @@ static void test_server_routes(void **state)
 	kha_loop_free(loop);
 }
 
-static uint64_t fake_now;
-
-static uint64_t fake_clock(void *userdata)
-{
-	(void)userdata;
-	return fake_now;
-}
-
 static void test_server_times_out_slow_clients(void **state)
 {
 	struct kha_loop *loop;
@@ -168,8 +161,7 @@ static void test_server_times_out_slow_clients(void **state)
 	int fd;
 
 	(void)state;
-	fake_now = 1;
-	kha_clock_set_fake(fake_clock, NULL);
+	fake_clock_install();
 	assert_int_equal(kha_loop_new(&loop), 0);
 	assert_int_equal(kha_httpd_new(loop, "127.0.0.1:0", NULL, &d, &h), 0);
 	fd = connect_to(kha_httpd_port(h));
@@ -185,7 +177,7 @@ static void test_server_times_out_slow_clients(void **state)
 	close(fd);
 	kha_httpd_free(h);
 	kha_loop_free(loop);
-	kha_clock_set_fake(NULL, NULL);
+	fake_clock_teardown(NULL);
 }
 
 static void test_server_bind_errors_are_named(void **state)
