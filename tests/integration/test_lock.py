@@ -13,7 +13,7 @@ from conftest import run_kha
 from kha_testlib.process import deadline
 from kha_testlib.elect import Procs, Recorder, pid_alive, wait_until
 from kha_testlib.etcd import etcd3, etcd_cluster  # noqa: F401 (fixtures)
-from kha_testlib.relay import Relay
+from kha_testlib.partition import Partition, netns  # noqa: F401 (fixture)
 
 
 @pytest.fixture
@@ -144,15 +144,18 @@ def test_etcd_health_gate(etcd3, procs, tmp_path):
     assert len(rec.starts()) == 1
 
 
-def test_slot_lost_while_running_stops_command_and_exits_69(etcd3, procs, tmp_path):
+def test_slot_lost_while_running_stops_command_and_exits_69(netns, etcd_cluster, procs,
+                                                             tmp_path):
+    """The holder reaches etcd only through 127.0.0.2, which nftables then drops for real
+    (kha_testlib.partition): its keep-alives are lost, the slot with them."""
+    etcd3 = etcd_cluster(members=3, tls=True, aliases=("127.0.0.2",))
     rec = Recorder(tmp_path / "rec")
-    port = int(etcd3.member(0).client_url.rsplit(":", 1)[1])
-    with Relay("127.0.0.1", port) as relay:
-        flags = ["--endpoints", f"https://127.0.0.1:{relay.port}", *etcd3.tls_flags(),
+    with Partition("127.0.0.2") as partition:
+        flags = ["--endpoints", etcd3.member(0).alias_urls[0], *etcd3.tls_flags(),
                  "--dial-timeout", "500ms"]
         k = procs.start(lock_args(etcd3, "lost", "a", rec, ttl="3s", flags=flags), "a")
         wait_until(lambda: len(rec.starts()) == 1, 15, "the holder to run", diag=procs.logs)
-        relay.cut()
+        partition.cut()
         assert k.wait(15) == 69, k.log()
         assert any(e["ev"] == "stop" for e in rec.events())
         assert "slot was lost" in k.log()

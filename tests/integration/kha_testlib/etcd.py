@@ -43,7 +43,7 @@ import urllib.request
 
 import pytest
 
-from kha_testlib.pki import issue_cert, make_ca  # noqa: F401 (re-exported: tests, benches)
+from kha_testlib.pki import LOOPBACK_SANS, issue_cert, make_ca  # noqa: F401 (re-exported)
 from kha_testlib.process import free_port, wait_for
 
 ETCD = os.environ.get("KHA_ETCD_BIN", "/usr/bin/etcd")
@@ -68,6 +68,8 @@ class Member:
         scheme = "https" if cluster.tls else "http"
         self.client_url = f"{scheme}://127.0.0.1:{self.client_port}"
         self.peer_url = f"{scheme}://127.0.0.1:{self.peer_port}"
+        # also on each loopback alias of the cluster (kha_testlib.partition cuts one of them)
+        self.alias_urls = [f"{scheme}://{a}:{self.client_port}" for a in cluster.aliases]
         self.data_dir = os.path.join(cluster.dir, f"{self.name}.data")
         self.log_path = os.path.join(cluster.dir, f"{self.name}.log")
         self.cert = self.key = None
@@ -81,7 +83,7 @@ class Member:
     def command(self):
         c = self.cluster
         args = [ETCD, "--name", self.name, "--data-dir", self.data_dir,
-                "--listen-client-urls", self.client_url,
+                "--listen-client-urls", ",".join([self.client_url, *self.alias_urls]),
                 "--advertise-client-urls", self.client_url,
                 "--listen-peer-urls", self.peer_url,
                 "--initial-advertise-peer-urls", self.peer_url,
@@ -138,12 +140,13 @@ class EtcdCluster:
     """A real etcd cluster; see the module docstring."""
 
     def __init__(self, base_dir, members=3, tls=True, client_cert_auth=True, extra_args=(),
-                 start=True):
+                 start=True, aliases=()):
         os.makedirs(str(base_dir), exist_ok=True)
         self.dir = tempfile.mkdtemp(prefix="etcd-", dir=str(base_dir))
         self.tls = tls
         self.client_cert_auth = client_cert_auth and tls
         self.extra_args = tuple(extra_args)
+        self.aliases = tuple(aliases)  # more loopback addresses every member also serves on
         self.token = os.path.basename(self.dir)
         self.ca = self.ca_key = self.cert = self.key = None
         self.members = [Member(self, i) for i in range(members)]
@@ -158,7 +161,8 @@ class EtcdCluster:
         os.makedirs(pki)
         self.ca, self.ca_key = make_ca(pki)
         for m in self.members:
-            m.cert, m.key = issue_cert(pki, m.name, self.ca, self.ca_key)
+            m.cert, m.key = issue_cert(pki, m.name, self.ca, self.ca_key,
+                                       sans=(*LOOPBACK_SANS, *(f"IP:{a}" for a in self.aliases)))
         self.cert, self.key = issue_cert(pki, "root", self.ca, self.ca_key, server=False,
                                          sans=())
 

@@ -217,10 +217,13 @@ class Daemon:
         if rc is not None and not (self.killed or self.waited or self.asked):
             problems.append(f"exited with {self._describe(rc)} before teardown")
         elif rc is None:
-            try:
-                os.kill(self.pid, self.stop_signal)
-            except ProcessLookupError:
-                pass
+            # a test that already asked it to stop is not asked twice: a second SIGTERM in the
+            # middle of a graceful stop would be a different test (and may kill it outright)
+            if not self.asked:
+                try:
+                    os.kill(self.pid, self.stop_signal)
+                except ProcessLookupError:
+                    pass
             try:
                 rc = self.proc.wait(timeout=self.stop_timeout)
             except subprocess.TimeoutExpired:
