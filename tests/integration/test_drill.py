@@ -13,6 +13,7 @@ import pytest
 
 from conftest import assert_no_sanitizer_report, free_port, kha_bin, run_kha
 from kha_testlib.drill_target import DrillTarget, make_pki
+from kha_testlib.process import SLACK, deadline
 
 SVG_NS = "{http://www.w3.org/2000/svg}"
 
@@ -166,7 +167,9 @@ def test_outage_matches_a_503_window(tmp_path, targets):
     assert "503" in r["probes"]["error_samples"]["http_status"]
     # fault and recovery instants, and what followed them
     f = r["fault"]
-    assert 300 <= f["fault_at_ms"] < 400 and 2000 <= f["recover_at_ms"] < 2100
+    # on schedule: never early, late by no more than the suite's scheduling slack
+    assert 300 <= f["fault_at_ms"] < 300 + SLACK * 1000
+    assert 2000 <= f["recover_at_ms"] < 2000 + SLACK * 1000
     assert f["time_to_first_failure_ms"] == pytest.approx(w["start_ms"] - f["fault_at_ms"],
                                                           abs=0.01)
     assert f["time_to_recovery_ms"] == pytest.approx(w["end_ms"] - f["fault_at_ms"], abs=0.01)
@@ -402,8 +405,8 @@ def test_failed_fault_command_stops_the_drill(tmp_path, targets):
     fault, recover = r["steps"]
     assert fault["result"] == "failed" and fault["exit_code"] == 7
     assert fault["output"] == "cannot break it\n"
-    # the drill stopped early, and still ran the recovery of the fault it had made
-    assert r["elapsed_ms"] < 2000
+    # the drill stopped early (before its 3 s), and still ran the recovery of the fault it made
+    assert r["elapsed_ms"] < 3000
     assert recover["on_abort"] is True and recover["result"] == "ok" and marker.exists()
     assert "stopped early" in p.stdout
     # with --keep-going the drill runs to its end
@@ -423,7 +426,7 @@ def test_step_timeout_kills_the_command(tmp_path, targets):
     assert p.returncode == 3
     st = r["steps"][0]
     assert st["result"] == "timed_out" and st["signal"] == signal.SIGTERM
-    assert 150 <= st["duration_ms"] < 2000
+    assert 150 <= st["duration_ms"] < deadline(0.2) * 1000
 
 
 def test_bad_input_gives_clear_errors_and_exit_codes(tmp_path):
