@@ -49,6 +49,7 @@ class Discovery:
                                      stdin=subprocess.DEVNULL, env=env or clean_env())
         self.lines = []
         self.stderr = ""
+        self.stopped = False
         self._q = queue.Queue()
         self._out = threading.Thread(target=self._read, daemon=True)
         self._out.start()
@@ -83,7 +84,10 @@ class Discovery:
                           f", stderr {self.stderr!r})")
 
     def stop(self, timeout=10):
-        """SIGTERM; the stop fd must end discovery promptly and cleanly."""
+        """SIGTERM; the stop fd must end discovery promptly and cleanly. Idempotent."""
+        if self.stopped:
+            return
+        self.stopped = True
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
         try:
@@ -130,8 +134,15 @@ def discovery():
         started.append(d)
         return d
     yield start
+    # each one the test left running is stopped the checked way: a crash before teardown, a
+    # bad exit or a sanitizer report fails the test (after every one was stopped)
+    errors = []
     for d in started:
-        d.kill()
+        try:
+            d.stop()
+        except AssertionError as e:
+            errors.append(str(e))
+    assert not errors, "\n".join(errors)
 
 
 def list_requests(api):
