@@ -13,7 +13,7 @@ import threading
 import pytest
 
 from conftest import assert_no_sanitizer_report, free_port, kha_bin
-from kha_testlib.process import require
+from kha_testlib.process import require, stop_all
 from kha_testlib.kubeapi import DEFAULT_TOKEN, MICROTIME_RE, KubeAPI, TestPKI, wait_until
 
 EXIT_USAGE, EXIT_UNAVAILABLE, EXIT_IOERR, EXIT_CONFIG = 64, 69, 74, 78
@@ -136,13 +136,7 @@ def discovery():
     yield start
     # each one the test left running is stopped the checked way: a crash before teardown, a
     # bad exit or a sanitizer report fails the test (after every one was stopped)
-    errors = []
-    for d in started:
-        try:
-            d.stop()
-        except AssertionError as e:
-            errors.append(str(e))
-    assert not errors, "\n".join(errors)
+    stop_all(started)
 
 
 def list_requests(api):

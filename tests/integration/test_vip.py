@@ -16,7 +16,7 @@ import time
 import pytest
 
 from conftest import assert_no_sanitizer_report, kha_bin
-from kha_testlib.process import deadline, require
+from kha_testlib.process import deadline, require, stop_all
 from kha_testlib.vrrp_lab import VrrpLab, sh, wait_for
 
 
@@ -41,13 +41,7 @@ def make_lab(tmp_path):
 
     yield make
     # every lab is closed (its namespaces deleted) before any failure is raised
-    errors = []
-    for lab in labs:
-        try:
-            lab.close()
-        except AssertionError as e:
-            errors.append(str(e))
-    assert not errors, "\n".join(errors)
+    stop_all(labs, lambda lab: lab.close())
 
 
 def start_vip(lab, host, prio, *extra, interval="100ms", vrid=51, tag=""):
