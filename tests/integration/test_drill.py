@@ -66,14 +66,6 @@ def drill(tmp_path, *args, timeout=60):
     return p, data
 
 
-def tolerance_ms(report):
-    """How far a measured edge may be from the true one: one probe interval, plus how late the
-    prober sent its probes, plus a little for the server noticing the time. Only for edges
-    bounded by commands; a window whose truth the target records is checked probe by probe
-    (assert_probes_tell_the_truth), with no tolerance that grows with the prober's own lag."""
-    return report["interval_ms"] + report["probes"]["max_send_lag_ms"] + 25
-
-
 def assert_probes_tell_the_truth(r, outer, inner, kinds, eps=3.0):
     """Checks the probes of r["probe_list"] against the ground truth: the target failed on
     purpose, with results of `kinds`, from a moment to another (drill time axis) known to lie
@@ -109,15 +101,19 @@ def to_drill_ms(report, unix_s):
     return (unix_s - report["started_at_unix_us"] / 1e6) * 1000
 
 
-def refused_window(r, target):
-    """When the target's listener was really closed, on the drill's time axis: (outer, inner)
-    as assert_probes_tell_the_truth takes them."""
+def refused_window(r, target, win):
+    """When the target refused, on the drill's time axis: (outer, inner) as
+    assert_probes_tell_the_truth takes them. From win[0] to win[1] it drops the connections it
+    accepts; its listener closes a little after win[0] (its loop may be late on a loaded
+    machine) and reopens a little after win[1], as it recorded: everything fails between the
+    close and the reopening, nothing outside win[0] .. the reopening."""
     assert os.path.exists(target.events_path), \
         "the target never closed its listener: the window was over before it started"
     ev = target.events()
     assert [e[0] for e in ev] == ["closed", "listening"], ev
     (_, c0, c1), (_, l0, l1) = ev
-    return ((to_drill_ms(r, c0), to_drill_ms(r, l1)), (to_drill_ms(r, c1), to_drill_ms(r, l0)))
+    return ((to_drill_ms(r, win[0]), to_drill_ms(r, l1)),
+            (to_drill_ms(r, c1), to_drill_ms(r, l0)))
 
 
 def check_schema(r):
@@ -146,38 +142,47 @@ def check_schema(r):
 
 
 def test_outage_matches_a_503_window(tmp_path, targets):
-    t0 = time.time()
-    # the server answers 503 during a window it is told, in wall-clock time; the window starts
-    # 1s after t0 and kha a little after t0 (how long depends on the load), so the window
-    # begins in the drill between 0.3s (fault) and 1s, and ends before 2s (recovery)
-    win = (t0 + 1.0, t0 + 1.8)
-    t = targets(windows=[(win[0], win[1], "503")])
+    # the fault command makes the target answer 503 (it reads the file per request), the
+    # recovery ends it: the window is on the drill's own time line, however late it started
+    failing = tmp_path / "failing"
+    t = targets(fail_file=str(failing))
     svg = tmp_path / "drill.svg"
     p, r = drill(tmp_path, "--target", t.url, "--rate", "100", "--duration", "2.6s",
-                 "--timeout", "500ms", "--fault-at", "0.3s", "--fault", "echo breaking",
-                 "--recover-at", "2s", "--recover", "echo repairing", "--svg", svg,
+                 "--timeout", "500ms", "--fault-at", "0.6s",
+                 "--fault", f"echo breaking; echo 503 > {failing}", "--recover-at", "1.4s",
+                 "--recover", f"rm {failing}; echo repairing", "--svg", svg,
                  "--slo", "50", "--report-probes")
     assert p.returncode == 0, p.stderr
     check_schema({k: v for k, v in r.items() if k != "probe_list"})
-    # the server answers 503 exactly inside the window (it reads the clock per request)
-    exact = (to_drill_ms(r, win[0]), to_drill_ms(r, win[1]))
-    w = assert_probes_tell_the_truth(r, exact, exact, kinds=("http_status",))
+    fault, recover = r["steps"]
+    w = assert_probes_tell_the_truth(r, (fault["started_ms"], recover["ended_ms"]),
+                                     (fault["ended_ms"], recover["started_ms"]),
+                                     kinds=("http_status",))
     assert w["duration_ms"] == pytest.approx(w["end_ms"] - w["start_ms"], abs=0.01)
-    assert r["probes"]["results"]["http_status"] == r["probes"]["failed"] > 0
+    res = r["probes"]["results"]
+    # 503s; on a machine loaded enough, a probe may also time out (which the truth check skips)
+    assert res["http_status"] > 0 and res["http_status"] + res["timeout"] == r["probes"]["failed"]
     assert "503" in r["probes"]["error_samples"]["http_status"]
     # fault and recovery instants, and what followed them
     f = r["fault"]
     # on schedule: never early, late by no more than the suite's scheduling slack
-    assert 300 <= f["fault_at_ms"] < 300 + SLACK * 1000
-    assert 2000 <= f["recover_at_ms"] < 2000 + SLACK * 1000
-    assert f["time_to_first_failure_ms"] == pytest.approx(w["start_ms"] - f["fault_at_ms"],
-                                                          abs=0.01)
+    assert 600 <= f["fault_at_ms"] < 600 + SLACK * 1000
+    assert 1400 <= f["recover_at_ms"] < 1400 + SLACK * 1000
+    assert f["fault_at_ms"] == fault["started_ms"] and f["recover_at_ms"] == recover["started_ms"]
+    # a probe in flight at the fault that failed counts at the fault
+    assert f["time_to_first_failure_ms"] == pytest.approx(
+        max(0.0, w["start_ms"] - f["fault_at_ms"]), abs=0.01)
     assert f["time_to_recovery_ms"] == pytest.approx(w["end_ms"] - f["fault_at_ms"], abs=0.01)
     assert f["recovered"] is True
-    # phases: the failures are all "during"; the latency is measured in each phase
+    # phases split the probes by when they were sent: recounted from the probe list
     ph = r["phases"]
-    assert ph["before"]["failed"] == 0 and ph["after"]["failed"] == 0
-    assert ph["during"]["failed"] == r["probes"]["failed"]
+    probes = [x for x in r["probe_list"] if x[2] not in ("missed", "cancelled")]
+    for name in ("before", "during", "after"):
+        mine = [x for x in probes if ph[name]["start_ms"] <= x[0] < ph[name]["end_ms"] or
+                (name == "after" and x[0] == ph[name]["end_ms"])]
+        assert ph[name]["sent"] == len(mine), (name, ph[name])
+        assert ph[name]["failed"] == sum(1 for x in mine if x[2] != "ok"), (name, ph[name])
+    assert ph["during"]["failed"] > 0
     for name in ("before", "during", "after"):
         assert ph[name]["latency_ms"]["count"] > 0
         lat = ph[name]["latency_ms"]
@@ -226,7 +231,7 @@ def test_outage_matches_refused_window_over_tls(tmp_path, targets, pki):
     check_schema({k: v for k, v in r.items() if k != "probe_list"})
     # the truth: when the listener really closed and reopened (a probe still in its TLS
     # handshake then is reset: it fails although sent before, which the check allows)
-    assert_probes_tell_the_truth(r, *refused_window(r, t), kinds=("refused", "reset", "tls"))
+    assert_probes_tell_the_truth(r, *refused_window(r, t, win), kinds=("refused", "reset", "tls"))
     # connections the kernel had queued when the listener closed are reset, not refused
     res = r["probes"]["results"]
     assert res["refused"] + res["reset"] + res["tls"] == r["probes"]["failed"], r["probes"]
@@ -261,7 +266,7 @@ def test_tcp_target_sees_refused_connections(tmp_path, targets):
                  "--duration", "1.5s", "--report-probes")
     assert p.returncode == 0, p.stderr
     assert r["target_kind"] == "tcp"
-    assert_probes_tell_the_truth(r, *refused_window(r, t), kinds=("refused", "reset"))
+    assert_probes_tell_the_truth(r, *refused_window(r, t, win), kinds=("refused", "reset"))
     res = r["probes"]["results"]
     assert res["refused"] + res["reset"] == r["probes"]["failed"]
     assert res["refused"] > 0.8 * r["probes"]["failed"]
@@ -271,15 +276,14 @@ def test_sigstop_of_the_backend_is_an_outage_bounded_by_the_commands(tmp_path, t
     t = targets()
     p, r = drill(tmp_path, "--target", t.url, "--rate", "100", "--duration", "2.5s",
                  "--timeout", "200ms", "--fault-at", "0.7s", "--fault", f"kill -STOP {t.pid}",
-                 "--recover-at", "1.7s", "--recover", f"kill -CONT {t.pid}")
+                 "--recover-at", "1.7s", "--recover", f"kill -CONT {t.pid}", "--report-probes")
     assert p.returncode == 0, p.stderr
-    f, w = r["fault"], r["outage"]["longest"]
-    tol = tolerance_ms(r)
-    assert r["outage"]["windows"] == 1, r["outage"]
-    # probes fail from the freeze on; those sent less than --timeout before the thaw are
-    # answered late but in time
-    assert f["fault_at_ms"] - tol <= w["start_ms"] <= f["fault_at_ms"] + tol
-    assert f["recover_at_ms"] - 200 - tol <= w["end_ms"] <= f["recover_at_ms"] + tol
+    # the target froze while the fault command ran and thawed while the recovery ran: probes
+    # time out from the freeze on; those sent less than --timeout before the thaw are answered
+    # late but in time
+    fault, recover = r["steps"]
+    assert_probes_tell_the_truth(r, (fault["started_ms"], recover["ended_ms"]),
+                                 (fault["ended_ms"], recover["started_ms"]), kinds=("timeout",))
     assert r["probes"]["results"]["timeout"] > 0
     assert r["phases"]["after"]["failed"] == 0 and r["phases"]["before"]["failed"] == 0
     # the slow answers after the thaw show in the latency of the "during" phase
@@ -314,18 +318,18 @@ steps:
   - {{at: 1.0s, run: "echo still here", name: note}}
 """)
     # the flags win over the file: a higher rate and a shorter drill
-    p, r = drill(tmp_path, "--scenario", scenario, "--rate", "100", "--duration", "1.3s")
+    p, r = drill(tmp_path, "--scenario", scenario, "--rate", "100", "--duration", "1.3s",
+                 "--report-probes")
     assert p.returncode == 0, p.stderr
     assert r["rate"] == 100 and r["duration_ms"] == 1300
     assert [(s["name"], s["kind"], s["result"]) for s in r["steps"]] == [
         ("break-it", "fault", "ok"), ("fix-it", "recover", "ok"), ("note", "action", "ok")]
-    w = r["outage"]["longest"]
-    tol = tolerance_ms(r)
     steps = {s["name"]: s for s in r["steps"]}
-    # the outage starts once the fault command has written the file, ends once it is removed
-    assert steps["break-it"]["started_ms"] - tol <= w["start_ms"] <= \
-        steps["break-it"]["ended_ms"] + tol
-    assert steps["fix-it"]["started_ms"] - tol <= w["end_ms"] <= steps["fix-it"]["ended_ms"] + tol
+    # the target answers 503 from when the fault command wrote the file until the recovery
+    # removed it (the target reads the file per request)
+    brk, fix = steps["break-it"], steps["fix-it"]
+    assert_probes_tell_the_truth(r, (brk["started_ms"], fix["ended_ms"]),
+                                 (brk["ended_ms"], fix["started_ms"]), kinds=("http_status",))
     assert r["fault"]["recover_at_ms"] == steps["fix-it"]["started_ms"]
 
 
