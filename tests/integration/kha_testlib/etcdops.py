@@ -124,8 +124,8 @@ def sha256_file(path):
 class Etcd:
     """A standalone etcd process (own process group), stopped by close()."""
 
-    def __init__(self, args, log_path):
-        self.args = [ETCD, *args]
+    def __init__(self, args, log_path, binary=ETCD):
+        self.args = [binary, *args]
         self.log_path = log_path
         log = open(log_path, "ab")
         try:
