@@ -37,10 +37,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		n = kha_vrrp_encode(&p, ip.src, ip.dst, out, sizeof(out));
 		if (n < 0)
 			abort();
-		/* reserved bits are not kept, so only compare when they were 0 */
-		if ((data[ihl + 4] & 0xf0) == 0 && (size_t)n <= size - ihl &&
+		const uint8_t *in = data + ihl;
+
+		/* what we send verifies */
+		if (kha_vrrp_checksum(out, (size_t)n, ip.src, ip.dst) != 0)
+			abort();
+		/*
+		 * The same bytes, except for the two forms of a zero checksum: the sum verifies
+		 * with 0x0000 and 0xffff alike, so both are accepted; the encoder writes what the
+		 * RFC 1071 computation gives, 0x0000 (never 0xffff: the pseudo-header is not all
+		 * zero). Reserved bits are not kept, so only compare when they were 0.
+		 */
+		if ((in[4] & 0xf0) == 0 && (size_t)n <= size - ihl &&
 		    ((size_t)data[2] << 8 | data[3]) == ihl + (size_t)n &&
-		    memcmp(out, data + ihl, (size_t)n) != 0)
+		    (memcmp(out, in, 6) != 0 || memcmp(out + 8, in + 8, (size_t)n - 8) != 0 ||
+		     !((out[6] == in[6] && out[7] == in[7]) ||
+		       (in[6] == 0xff && in[7] == 0xff && out[6] == 0 && out[7] == 0))))
 			abort();
 	}
 	return 0;

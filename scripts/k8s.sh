@@ -9,7 +9,7 @@
 #                                  checks that each program is there and prints its version
 #   KHA_CACHE=DIR                  cache root (default ~/.cache/kha)
 #
-# A cold build on 2 cores takes about 25 minutes (kube-apiserver is most of it); see README.md.
+# A cold build costs about 16 minutes of CPU (kube-apiserver is most of it); see README.md.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 
@@ -77,7 +77,7 @@ mkdir -p "$cache"
 tmp=$(mktemp -d "$cache/.build.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
 start=$SECONDS
-say "building Kubernetes $K8S_VERSION and etcd $ETCD_VERSION with $gov (a cold build takes about 25 minutes on 2 cores; it is cached afterwards)"
+say "building Kubernetes $K8S_VERSION and etcd $ETCD_VERSION with $gov (a cold build costs about 16 minutes of CPU, 8 or more of wall time on 2 cores; it is cached afterwards)"
 say "downloading modules"
 (cd "$root/tools/k8s" && go mod download) || die "cannot download the Kubernetes modules (Go module proxy reachable? see 'go env GOPROXY')"
 (cd "$root/tools/etcd" && go mod download) || die "cannot download the etcd modules"

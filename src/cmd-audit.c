@@ -25,6 +25,7 @@ enum {
 	OPT_ENTRY,
 	OPT_APISERVER,
 	OPT_PROXY,
+	OPT_BGP,
 	OPT_BACKUP_DIR,
 	OPT_BACKUP_MAX_AGE,
 	OPT_FIX_OUT,
@@ -39,6 +40,7 @@ static const struct option longopts[] = {
 	{"entry", required_argument, NULL, OPT_ENTRY},
 	{"apiserver", required_argument, NULL, OPT_APISERVER},
 	{"proxy", required_argument, NULL, OPT_PROXY},
+	{"bgp", required_argument, NULL, OPT_BGP},
 	{"backup-dir", required_argument, NULL, OPT_BACKUP_DIR},
 	{"backup-max-age", required_argument, NULL, OPT_BACKUP_MAX_AGE},
 	{"fix-out", required_argument, NULL, OPT_FIX_OUT},
@@ -64,7 +66,8 @@ static void usage(FILE *out)
 		"              kubeconfig's server (a single master instead of the entry)\n"
 		"  entry       the certificate presented at --entry (and at each --apiserver)\n"
 		"              carries the entry host in its SANs; each --proxy (a kha proxy's\n"
-		"              admin address) knows several masters and sees them up\n\n"
+		"              admin address) knows several masters and sees them up; the\n"
+		"              BGP entry (--bgp) is announced by several masters\n\n"
 		"etcd:\n" KHA_ETCD_OPTIONS_HELP
 		"  --backup-dir DIR          directory of etcd snapshots (kha etcd backup --dir)\n"
 		"  --backup-max-age DURATION the newest verified snapshot may be this old "
@@ -79,6 +82,9 @@ static void usage(FILE *out)
 		"                            (repeat)\n"
 		"  --proxy HOST:PORT         the --metrics-addr of a kha proxy (repeat): it must know\n"
 		"                            more than one master, and all of them up\n"
+		"  --bgp HOST:PORT           the --metrics-addr of the kha bgp of a master (repeat,\n"
+		"                            one per master): the service address must be announced\n"
+		"                            by more than one master, each with its routers up\n"
 		"Output:\n"
 		"  -o, --output table|json   report format (default table; JSON schema\n"
 		"                            kha.audit.report/v1, docs/audit.md)\n"
@@ -109,6 +115,8 @@ struct opts {
 	size_t n_apiservers;
 	char *proxies[MAX_APISERVERS];
 	size_t n_proxies;
+	char *bgps[MAX_APISERVERS];
+	size_t n_bgps;
 	char *backup_dir;
 	uint64_t backup_max_age_us;
 	char *fix_out;
@@ -126,6 +134,8 @@ static void opts_release(struct opts *o)
 		free(o->apiservers[i]);
 	for (size_t i = 0; i < o->n_proxies; i++)
 		free(o->proxies[i]);
+	for (size_t i = 0; i < o->n_bgps; i++)
+		free(o->bgps[i]);
 	free(o->backup_dir);
 	free(o->fix_out);
 }
@@ -170,6 +180,13 @@ static int apply(void *userdata, int val, const char *arg, struct kha_diag *d)
 		if (set_hostport(&o->proxies[o->n_proxies], arg, d) < 0)
 			return -EINVAL;
 		o->n_proxies++;
+		return 0;
+	case OPT_BGP:
+		if (o->n_bgps == MAX_APISERVERS)
+			return kha_diag_set(d, EINVAL, "at most %d", MAX_APISERVERS);
+		if (set_hostport(&o->bgps[o->n_bgps], arg, d) < 0)
+			return -EINVAL;
+		o->n_bgps++;
 		return 0;
 	case OPT_BACKUP_DIR:
 		return kha_opt_set_str(&o->backup_dir, arg, d);
@@ -321,6 +338,40 @@ static int audit_proxies(const struct opts *o, struct kha_audit_report *r, struc
 		snprintf(addrs + n, sizeof(addrs) - n, "%s%s", n ? "," : "", o->proxies[i]);
 	}
 	source_set(s, "proxy", reached ? "audited" : "unreachable", addrs);
+	return ret;
+}
+
+/* The --bgp speakers: GET http://ADDR/status of each, then one verdict over all of them. */
+static int audit_bgp(const struct opts *o, struct kha_audit_report *r, struct sources *s)
+{
+	json_t *roots[MAX_APISERVERS] = {0};
+	char errs[MAX_APISERVERS][KHA_DIAG_MAX];
+	const char *errp[MAX_APISERVERS] = {0};
+	char addrs[1024] = "";
+	size_t reached = 0, n;
+	int ret;
+
+	for (size_t i = 0; i < o->n_bgps; i++) {
+		char url[300];
+		struct kha_diag d = {};
+		int got;
+
+		s->given++;
+		snprintf(url, sizeof(url), "http://%s/status", o->bgps[i]);
+		got = kha_http_get_json(url, o->timeout_us, &roots[i], &d);
+		snprintf(errs[i], sizeof(errs[i]), "%s", d.msg);
+		errp[i] = got < 0 && got != -EBADMSG ? errs[i] : NULL;
+		if (!errp[i]) {
+			s->reachable++;
+			reached++;
+		}
+		n = strlen(addrs);
+		snprintf(addrs + n, sizeof(addrs) - n, "%s%s", n ? "," : "", o->bgps[i]);
+	}
+	ret = kha_audit_check_bgp((const char *const *)o->bgps, roots, errp, o->n_bgps, r);
+	for (size_t i = 0; i < o->n_bgps; i++)
+		json_decref(roots[i]);
+	source_set(s, "bgp", reached ? "audited" : "unreachable", addrs);
 	return ret;
 }
 
@@ -550,9 +601,11 @@ int cmd_audit_main(int argc, char **argv)
 	}
 	kube_wanted = o.kubeconfig || (getenv("KUBECONFIG") && getenv("KUBECONFIG")[0]) ||
 		      getenv("KUBERNETES_SERVICE_HOST");
-	if (!o.etcd_given && !kube_wanted && !o.entry && !o.backup_dir && !o.n_proxies) {
-		fprintf(stderr, "kha audit: nothing to audit: give --endpoints, --kubeconfig, "
-				"--entry, --proxy or --backup-dir (run 'kha audit --help')\n");
+	if (!o.etcd_given && !kube_wanted && !o.entry && !o.backup_dir && !o.n_proxies &&
+	    !o.n_bgps) {
+		fprintf(stderr,
+			"kha audit: nothing to audit: give --endpoints, --kubeconfig, "
+			"--entry, --proxy, --bgp or --backup-dir (run 'kha audit --help')\n");
 		opts_release(&o);
 		return KHA_EXIT_USAGE;
 	}
@@ -598,6 +651,8 @@ int cmd_audit_main(int argc, char **argv)
 			      : skipped(&r, &s, "entry", "entry", "no --entry");
 	if (ret >= 0 && o.n_proxies)
 		ret = audit_proxies(&o, &r, &s);
+	if (ret >= 0 && o.n_bgps)
+		ret = audit_bgp(&o, &r, &s);
 	kha_kube_config_free(kcfg);
 	if (ret < 0) {
 		fprintf(stderr, "kha audit: %s\n", strerror(-ret));

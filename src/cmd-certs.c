@@ -150,7 +150,7 @@ static int check_absent(const char *sub, const char *path, bool force)
 	if (force || stat(path, &st) < 0)
 		return 0;
 	fprintf(stderr, "kha certs %s: %s already exists (use --force to replace it)\n", sub, path);
-	return KHA_EXIT_IOERR;
+	return KHA_EXIT_USAGE; /* the disk is fine: the operator must ask for --force */
 }
 
 static int cmd_ca(int argc, char **argv)

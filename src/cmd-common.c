@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 /* What the command front ends share: see cmd-common.h. */
 #include <errno.h>
+#include <getopt.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <string.h>
@@ -10,6 +11,8 @@
 
 #include "cmd-common.h"
 #include "kha/common.h"
+#include "kha/http.h"
+#include "kha/parse.h"
 #include "kha/banned.h"
 
 int cmd_usage_or_help(int argc, char **argv, void (*usage)(FILE *out))
@@ -120,4 +123,56 @@ void cmd_raise_fd_limit(void)
 		rl.rlim_cur = rl.rlim_max;
 		kha_ignore(setrlimit(RLIMIT_NOFILE, &rl));
 	}
+}
+
+int cmd_status_fetch(const char *cmd, int argc, char **argv, const char *default_addr,
+		     void (*usage)(FILE *out), json_t **ret_root, bool *ret_json)
+{
+	static const struct option sopts[] = {
+		{"metrics-addr", required_argument, NULL, 'm'},
+		{"output", required_argument, NULL, 'o'},
+		{"help", no_argument, NULL, 'h'},
+		{},
+	};
+	const char *addr = default_addr;
+	struct kha_diag d = {};
+	char url[128];
+	int c, r;
+
+	*ret_json = false;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "ho:", sopts, NULL)) != -1) {
+		switch (c) {
+		case 'm':
+			addr = optarg;
+			break;
+		case 'o':
+			if (kha_parse_output(optarg, ret_json) < 0) {
+				fprintf(stderr, "kha %s status: -o: expected table or json\n", cmd);
+				return KHA_EXIT_USAGE;
+			}
+			break;
+		case 'h':
+			usage(stdout);
+			return KHA_EXIT_OK;
+		default:
+			fprintf(stderr, "kha %s status: bad flag (run 'kha %s status --help')\n",
+				cmd, cmd);
+			return KHA_EXIT_USAGE;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "kha %s status: unexpected argument '%s'\n", cmd, argv[optind]);
+		return KHA_EXIT_USAGE;
+	}
+	snprintf(url, sizeof(url), "http://%s/status", addr);
+	*ret_root = NULL;
+	r = kha_http_get_json(url, 3 * KHA_USEC_PER_SEC, ret_root, &d);
+	if (r < 0 && r != -EBADMSG) {
+		fprintf(stderr,
+			"kha %s status: %s: %s (is kha %s running with --metrics-addr %s?)\n", cmd,
+			url, d.msg, cmd, addr);
+		return KHA_EXIT_UNAVAILABLE;
+	}
+	return -1;
 }

@@ -7,6 +7,7 @@
 #define KHA_CMD_COMMON_H
 
 #include <signal.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <jansson.h>
@@ -31,6 +32,16 @@ int cmd_print_json(json_t *o);
 json_t *cmd_json_hex(uint64_t id);
 /* A JSON array of the n strings of v; NULL on ENOMEM. */
 json_t *cmd_json_strings(char *const *v, size_t n);
+
+/*
+ * The front of `kha DAEMON status`: parses [--metrics-addr ADDR] [-o table|json] (default_addr
+ * without the flag) and GETs http://ADDR/status. Returns -1 with the answer in *ret_root (the
+ * caller decrefs it; NULL or any JSON when the daemon answered something else: check its shape)
+ * and -o json in *ret_json; otherwise it printed the help (returns 0) or the error itself
+ * (returns 64 for a bad flag, 69 when nothing answers).
+ */
+int cmd_status_fetch(const char *cmd, int argc, char **argv, const char *default_addr,
+		     void (*usage)(FILE *out), json_t **ret_root, bool *ret_json);
 
 /* The signal (SIGINT or SIGTERM) that asked to stop, once cmd_catch_signals() ran; else 0. */
 extern volatile sig_atomic_t cmd_interrupted;

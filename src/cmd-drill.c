@@ -169,14 +169,14 @@ static void on_event(void *userdata, const struct kha_drill_event *ev)
 	case KHA_DRILL_EVENT_STEP_START:
 		clear_line(ui);
 		kha_info("command started", "t=%s kind=%s name=%s run=%s", t,
-			 kha_drill_step_kind_name(st->kind), st->name,
+			 kha_drill_step_kind_name(st->kind), KHA_LOGQ(st->name),
 			 kha_log_quote(q, sizeof(q), st->run));
 		return;
 	case KHA_DRILL_EVENT_STEP_END:
 		clear_line(ui);
 		kha_log(st->state == KHA_DRILL_STEP_SUCCEEDED ? KHA_LOG_INFO : KHA_LOG_WARN,
-			"command ended", "t=%s name=%s result=%s exit=%d output=%s", t, st->name,
-			kha_drill_step_state_name(st->state), st->exit_code,
+			"command ended", "t=%s name=%s result=%s exit=%d output=%s", t,
+			KHA_LOGQ(st->name), kha_drill_step_state_name(st->state), st->exit_code,
 			kha_log_quote(q, sizeof(q), st->output ? st->output : ""));
 		return;
 	case KHA_DRILL_EVENT_NODE:
@@ -185,7 +185,7 @@ static void on_event(void *userdata, const struct kha_drill_event *ev)
 					ev->node->state == KHA_DRILL_NODE_FAILED
 				? KHA_LOG_WARN
 				: KHA_LOG_INFO,
-			"node", "t=%s node=%s state=%s", t, ev->node->name,
+			"node", "t=%s node=%s state=%s", t, KHA_LOGQ(ev->node->name),
 			kha_drill_node_state_name(ev->node->state));
 		return;
 	case KHA_DRILL_EVENT_ABORT:

@@ -86,7 +86,8 @@ static void usage(FILE *out)
 		"before the lease can expire). COMMAND gets KHA_FENCING_TOKEN (etcd: the create\n"
 		"revision of our key; Lease: leaseTransitions), KHA_ELECTION and KHA_ID, runs in its\n"
 		"own process group and is killed if kha dies. On SIGTERM/SIGINT kha stops COMMAND\n"
-		"and resigns, so a standby takes over at once; SIGHUP is passed on to COMMAND.\n\n"
+		"and resigns, so a standby takes over at once; SIGHUP is passed on to COMMAND and\n"
+		"reloads kha's own --config (restart policy, logs).\n\n"
 		"Flags:\n"
 		"  --election NAME           election name (etcd key prefix NAME/); required\n"
 		"  --id ID                   our identity and proposal (default: the host name;\n"
@@ -268,8 +269,8 @@ static void print_leader(const struct opts *o, const struct kha_elect_leader *l)
 
 		snprintf(lease, sizeof(lease), "%" PRIx64, (uint64_t)l->lease);
 		snprintf(ttl, sizeof(ttl), l->ttl_s >= 0 ? "%" PRId64 "s" : "-", l->ttl_s);
-		printf("%-24s %-10" PRId64 " %-18s %-6s %s\n", l->id, l->token,
-		       l->lease ? lease : "-", ttl, l->key);
+		printf("%-24s %-10" PRId64 " %-18s %-6s %s\n", KHA_TERM(l->id), l->token,
+		       l->lease ? lease : "-", ttl, KHA_TERM(l->key));
 	}
 }
 
@@ -292,8 +293,8 @@ static int on_change(void *userdata, const struct kha_elect_leader *l)
 		return 0;
 	}
 	if (l->present)
-		printf("%s leader=%s fencing_token=%" PRId64 " key=%s\n", ts, l->id, l->token,
-		       l->key);
+		printf("%s leader=%s fencing_token=%" PRId64 " key=%s\n", ts, KHA_TERM(l->id),
+		       l->token, KHA_TERM(l->key));
 	else
 		printf("%s leader=none\n", ts);
 	fflush(stdout);
@@ -412,6 +413,53 @@ static char *default_id(bool kube)
 	return id;
 }
 
+/* What a SIGHUP reads again: the same sources, through the same option handler. */
+struct reload_ctx {
+	const struct kha_args *a;
+	struct kha_args_source src;
+	const struct opts *running;
+};
+
+static bool same_str(const char *x, const char *y)
+{
+	return (!x && !y) || (x && y && strcmp(x, y) == 0);
+}
+
+static int reload(void *userdata, struct kha_elect_reloaded *ret, struct kha_diag *d)
+{
+	const struct reload_ctx *rc = userdata;
+	const struct opts *run = rc->running;
+	struct opts o = {.restart = run->restart,
+			 .restart_delay_us = run->restart_delay_us,
+			 .restart_delay_max_us = run->restart_delay_max_us,
+			 .level = KHA_LOG_INFO,
+			 .format = KHA_LOG_LOGFMT};
+	char kept[128] = "";
+	int r = -EINVAL;
+
+	if (kha_etcd_config_init(&o.etcd) < 0 || kha_etcd_config_from_env(&o.etcd, d) < 0 ||
+	    kha_args_reapply(rc->a, &o, &rc->src, d) != 0)
+		goto out;
+	if (!same_str(o.election, run->election) || !same_str(o.lease_name, run->lease_name))
+		snprintf(kept + strlen(kept), sizeof(kept) - strlen(kept), " election");
+	if (o.id && !same_str(o.id, run->id))
+		snprintf(kept + strlen(kept), sizeof(kept) - strlen(kept), " id");
+	if ((o.ttl_us && o.ttl_us != run->ttl_us) ||
+	    (o.renew_deadline_us && o.renew_deadline_us != run->renew_deadline_us))
+		snprintf(kept + strlen(kept), sizeof(kept) - strlen(kept), " ttl");
+	if (kept[0])
+		kha_warn("configuration keys not applied until a restart", "keys=%s",
+			 KHA_LOGQ(kept + 1));
+	kha_log_setup(o.level, o.format);
+	ret->restart = o.restart;
+	ret->backoff_initial_us = o.restart_delay_us;
+	ret->backoff_max_us = o.restart_delay_max_us;
+	r = 0;
+out:
+	opts_release(&o);
+	return r;
+}
+
 int cmd_elect_main(int argc, char **argv)
 {
 	struct opts o = {.restart = KHA_ELECT_RESTART_NO,
@@ -428,6 +476,7 @@ int cmd_elect_main(int argc, char **argv)
 				   .apply = apply,
 				   .userdata = &o};
 	const char *config = NULL;
+	struct reload_ctx rc = {.a = &a, .src = {.argc = argc, .argv = argv}, .running = &o};
 	bool kube;
 	int r, code, status = 0;
 
@@ -439,6 +488,7 @@ int cmd_elect_main(int argc, char **argv)
 		opts_release(&o);
 		return KHA_EXIT_OK;
 	}
+	rc.src.config = config;
 	if (kha_etcd_config_from_env(&o.etcd, &d) < 0) {
 		fprintf(stderr, "kha elect: %s\n", d.msg);
 		opts_release(&o);
@@ -488,8 +538,8 @@ int cmd_elect_main(int argc, char **argv)
 	if (!o.retry_period_us)
 		o.retry_period_us =
 			kube ? KHA_MIN(2 * KHA_USEC_PER_SEC, o.renew_deadline_us / 2) : 0;
-	if (!kube && o.ttl_us < KHA_USEC_PER_SEC)
-		USAGE("--ttl: etcd leases are whole seconds, at least 1s");
+	if (kha_elect_check_ttl(o.ttl_us, kube, &d) < 0)
+		USAGE("%s", d.msg);
 	if (o.renew_deadline_us >= o.ttl_us)
 		USAGE("--renew-deadline must be shorter than --ttl (COMMAND must stop before the "
 		      "lease can expire)");
@@ -539,6 +589,8 @@ int cmd_elect_main(int argc, char **argv)
 		.lease_name = o.lease_name,
 		.stats = &stats,
 		.what = "election",
+		.reload = reload,
+		.reload_userdata = &rc,
 	};
 	r = kha_elect_run_served(&eo, o.metrics_addr, "kha_elect", &status, &d);
 	if (r < 0) {

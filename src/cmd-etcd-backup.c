@@ -447,12 +447,12 @@ static void on_result(struct kha_loop *loop, void *userdata)
 		kha_info("backup saved",
 			 "file=%s revision=%" PRId64 " size=%s duration=%s transport=%s member=%s "
 			 "pruned=%zu kept=%zu",
-			 dm->last_file, dm->last_revision,
+			 KHA_LOGQ(dm->last_file), dm->last_revision,
 			 kha_log_quote(qsize, sizeof(qsize),
 				       kha_format_size(size, sizeof(size), dm->last_size)),
 			 kha_format_duration(dur, sizeof(dur), out->duration_us),
-			 kha_snapshot_transport_name(res->save.transport), res->save.endpoint,
-			 res->pruned, res->kept);
+			 kha_snapshot_transport_name(res->save.transport),
+			 KHA_LOGQ(res->save.endpoint), res->pruned, res->kept);
 		if (res->prune_error[0])
 			kha_warn("pruning failed", "error=%s",
 				 kha_log_quote(q, sizeof(q), res->prune_error));
@@ -469,7 +469,10 @@ static void on_result(struct kha_loop *loop, void *userdata)
 		delay = kha_backup_retry_delay(DEFAULT_RETRY_US, dm->o->retry_max_us, dm->failures);
 		next = now + delay;
 		dm->exit_code = out->r == -ECANCELED ? 128 + SIGTERM : kha_exit_from_errno(out->r);
-		if (out->r != -ECANCELED)
+		if (out->r != -ECANCELED && dm->o->once) /* no retry follows: no "retry_in" */
+			kha_error("backup failed", "error=%s",
+				  kha_log_quote(q, sizeof(q), out->error));
+		else if (out->r != -ECANCELED)
 			kha_warn("backup failed", "error=%s failures=%u retry_in=%s",
 				 kha_log_quote(q, sizeof(q), out->error), dm->failures,
 				 kha_format_duration(dur, sizeof(dur), delay));
@@ -528,7 +531,7 @@ static void on_signal(struct kha_loop_source *src, int signo, void *userdata)
 				 kha_log_quote(q, sizeof(q), d.msg));
 			code = KHA_EXIT_IOERR;
 		} else if (code != 0) {
-			kha_warn("SIGHUP: config not reloaded", "config=%s", dm->config);
+			kha_warn("SIGHUP: config not reloaded", "config=%s", KHA_LOGQ(dm->config));
 		}
 		if (code != 0) {
 			opts_release(fresh);
@@ -543,8 +546,9 @@ static void on_signal(struct kha_loop_source *src, int signo, void *userdata)
 		pthread_mutex_unlock(&dm->lock);
 		kha_log_setup(fresh->log_level, fresh->log_format);
 		kha_info("config reloaded",
-			 "config=%s every_us=%" PRIu64 " keep_last=%zu keep_daily=%zu", dm->config,
-			 fresh->every_us, fresh->retention.keep_last, fresh->retention.keep_daily);
+			 "config=%s every_us=%" PRIu64 " keep_last=%zu keep_daily=%zu",
+			 KHA_LOGQ(dm->config), fresh->every_us, fresh->retention.keep_last,
+			 fresh->retention.keep_daily);
 		return;
 	}
 	kha_info("stopping", "signal=%s", signo == SIGINT ? "SIGINT" : "SIGTERM");
@@ -716,10 +720,10 @@ static int run(struct daemon *dm)
 		kha_info("started",
 			 "dir=%s every=%s keep_last=%zu keep_daily=%zu compress=%s metrics=%s "
 			 "endpoints=%zu",
-			 o->dir, kha_format_duration(every, sizeof(every), o->every_us),
+			 KHA_LOGQ(o->dir), kha_format_duration(every, sizeof(every), o->every_us),
 			 o->retention.keep_last, o->retention.keep_daily,
 			 o->compress ? "yes" : "no",
-			 o->metrics_addr[0] && !o->once ? o->metrics_addr : "off",
+			 KHA_LOGQ(o->metrics_addr[0] && !o->once ? o->metrics_addr : "off"),
 			 o->cfg.n_endpoints);
 	}
 	kha_loop_run(dm->loop);

@@ -13,6 +13,7 @@
 #include "cmd-etcd.h"
 #include "kha/etcdops.h"
 #include "kha/etcd.h"
+#include "kha/log.h"
 #include "kha/parse.h"
 #include "kha/banned.h"
 
@@ -521,20 +522,20 @@ static int cmd_list(struct opts *o)
 
 		snprintf(id, sizeof(id), "%" PRIx64, m->member.id);
 		printf("%-*s  %-*s  %-7s  %-9s  %-6s  ", (int)w[0],
-		       label(buf, sizeof(buf), &m->member), (int)w[1], id,
+		       KHA_TERM(label(buf, sizeof(buf), &m->member)), (int)w[1], id,
 		       m->member.is_learner ? "learner" : "voter",
 		       !m->member.name[0] ? "unstarted"
 		       : m->reachable	  ? "up"
 					  : "DOWN",
 		       rep.health.leader == m->member.id ? "*" : "");
 		for (size_t u = 0; u < m->member.n_peer_urls; u++)
-			printf("%s%s", u ? "," : "", m->member.peer_urls[u]);
+			printf("%s%s", u ? "," : "", KHA_TERM(m->member.peer_urls[u]));
 		printf("  ");
 		for (size_t u = 0; u < m->member.n_client_urls; u++)
-			printf("%s%s", u ? "," : "", m->member.client_urls[u]);
+			printf("%s%s", u ? "," : "", KHA_TERM(m->member.client_urls[u]));
 		printf("%s\n", m->member.n_client_urls ? "" : "-");
 	}
-	printf("\n%s\n", rep.health.summary);
+	printf("\n%s\n", KHA_TERM(rep.health.summary));
 	kha_etcd_cluster_report_release(&rep);
 	return KHA_EXIT_OK;
 }

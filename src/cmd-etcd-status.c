@@ -10,6 +10,7 @@
 #include "cmd-etcd.h"
 #include "kha/etcdops.h"
 #include "kha/etcd.h"
+#include "kha/log.h"
 #include "kha/parse.h"
 #include "kha/banned.h"
 
@@ -213,14 +214,14 @@ static void print_table(const struct kha_etcd_cluster_report *rep)
 		       c + 1 < N_COLS ? "  " : "\n");
 	for (size_t i = 0; i < n; i++)
 		for (size_t c = 0; c < N_COLS; c++)
-			printf("%-*s%s", c + 1 < N_COLS ? (int)w[c] : 0, cells[i][c],
+			printf("%-*s%s", c + 1 < N_COLS ? (int)w[c] : 0, KHA_TERM(cells[i][c]),
 			       c + 1 < N_COLS ? "  " : "\n");
 	free(cells);
 	if (rep->health.n_warnings)
 		printf("\n");
 	for (size_t i = 0; i < rep->health.n_warnings; i++)
-		printf("warning: %s\n", rep->health.warnings[i]);
-	printf("\n%s\n", rep->health.summary);
+		printf("warning: %s\n", KHA_TERM(rep->health.warnings[i]));
+	printf("\n%s\n", KHA_TERM(rep->health.summary));
 }
 
 /* ---- JSON (schema: docs/etcd.md) ---------------------------------------------------------- */

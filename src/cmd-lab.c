@@ -588,8 +588,41 @@ struct live {
 	char *leader;	   /* NULL: nobody, or unknown */
 	bool leader_known; /* the election could be read */
 	size_t n_healthy, n_running;
+	/* a Kubernetes lab */
+	bool api_ready[KHA_LAB_MAX_MASTERS]; /* GET /readyz answered 200 */
+	size_t n_api_ready;
+	char cm_holder[256], sched_holder[256]; /* the kube-system Leases' holders */
+	bool vip_ready;				/* the VIP entry reaches a ready apiserver */
 	int code;
 };
+
+static void live_check_k8s(struct kha_lab *lab, struct live *lv)
+{
+	for (size_t i = 0; i < lab->n_masters; i++) {
+		char base[64];
+
+		snprintf(base, sizeof(base), "https://%s:6443", lab->masters[i].address);
+		lv->api_ready[i] = kha_lab_apiserver_ready(lab, base);
+		lv->n_api_ready += lv->api_ready[i];
+	}
+	kha_ignore(kha_lab_lease_holder(lab, "kube-controller-manager", lv->cm_holder,
+					sizeof(lv->cm_holder)));
+	kha_ignore(kha_lab_lease_holder(lab, "kube-scheduler", lv->sched_holder,
+					sizeof(lv->sched_holder)));
+	lv->vip_ready = lab->n_lbs && kha_lab_apiserver_ready(lab, lab->lbs[0].entry_url);
+}
+
+/* LEADER when the Lease holder's identity ("m1_<uuid>") names master m. */
+static const char *lease_role(const char *holder, const struct kha_lab_master *m, bool on)
+{
+	size_t n = strlen(m->name);
+
+	if (!on)
+		return "-";
+	if (!holder[0])
+		return "unknown";
+	return strncmp(holder, m->name, n) == 0 && holder[n] == '_' ? "LEADER" : "standby";
+}
 
 static void live_check(struct kha_lab *lab, struct live *lv)
 {
@@ -611,6 +644,8 @@ static void live_check(struct kha_lab *lab, struct live *lv)
 		kha_lab_entry_status(lab, STATUS_TIMEOUT_US, &lv->entry);
 	if (lab->election)
 		lv->leader_known = kha_lab_leader(lab, LEADER_TIMEOUT_US, &lv->leader, NULL) == 0;
+	if (lab->k8s_bin)
+		live_check_k8s(lab, lv);
 	worst = lv->n_healthy == lab->n_masters	     ? KHA_EXIT_OK
 		: lv->n_healthy > lab->n_masters / 2 ? KHA_EXIT_DEGRADED
 						     : KHA_EXIT_CRITICAL;
@@ -618,8 +653,14 @@ static void live_check(struct kha_lab *lab, struct live *lv)
 	if (worst == KHA_EXIT_OK &&
 	    (lv->n_running < lab->n_masters || (lab->election && !lv->leader)))
 		worst = KHA_EXIT_DEGRADED;
+	/* a Kubernetes lab: an apiserver or a leader missing costs a guarantee */
+	if (worst == KHA_EXIT_OK && lab->k8s_bin &&
+	    (lv->n_api_ready < lab->n_masters || !lv->cm_holder[0] || !lv->sched_holder[0]))
+		worst = KHA_EXIT_DEGRADED;
 	/* no entry point: the node cannot reach the masters at all */
 	if (proxy && (!lv->proxy_running || !lv->entry.ready))
+		worst = KHA_EXIT_CRITICAL;
+	if (lab->k8s_bin && (lv->n_api_ready == 0 || (lab->n_lbs && !lv->vip_ready)))
 		worst = KHA_EXIT_CRITICAL;
 	lv->code = worst;
 }
@@ -723,7 +764,7 @@ static void status_table(struct kha_lab *lab, const struct live *lv)
 					      : lv->leader	? lv->leader
 								: "nobody");
 	printf(": %s\n\n", verdicts[lv->code]);
-	printf("%-6s %-6s %-8s %-8s %-12s %s\n", "OWNER", "PROC", "PID", "STATE", "HEALTH",
+	printf("%-6s %-23s %-8s %-8s %-12s %s\n", "OWNER", "PROC", "PID", "STATE", "HEALTH",
 	       "DETAIL");
 	for (size_t i = 0; i < lab->n_masters; i++) {
 		const struct kha_lab_master *m = &lab->masters[i];
@@ -736,13 +777,26 @@ static void status_table(struct kha_lab *lab, const struct live *lv)
 
 			if (p->pid > 0)
 				snprintf(pid, sizeof(pid), "%d", (int)p->pid);
-			if (p->kind == KHA_LAB_PROC_ETCD) {
+			if (p->kind == KHA_LAB_PROC_APISERVER) {
+				printf("%-6s %-23s %-8s %-8s %-12s https://%s:6443  (entry: %s)\n",
+				       m->name, p->name, pid, state,
+				       lv->api_ready[i] ? "ready" : "NOT READY", m->address,
+				       lv->entry.state[i][0] ? lv->entry.state[i] : "?");
+			} else if (p->kind == KHA_LAB_PROC_CONTROLLER_MANAGER ||
+				   p->kind == KHA_LAB_PROC_SCHEDULER) {
+				const char *holder = p->kind == KHA_LAB_PROC_SCHEDULER
+							     ? lv->sched_holder
+							     : lv->cm_holder;
+
+				printf("%-6s %-23s %-8s %-8s %-12s Lease kube-system/%s\n", m->name,
+				       p->name, pid, state, lease_role(holder, m, on), p->name);
+			} else if (p->kind == KHA_LAB_PROC_ETCD) {
 				snprintf(detail, sizeof(detail), "%s", m->client_url);
 				if (lab->node.entry_url)
 					snprintf(detail + strlen(detail),
 						 sizeof(detail) - strlen(detail), "  (entry: %s)",
 						 lv->entry.state[i][0] ? lv->entry.state[i] : "?");
-				printf("%-6s %-6s %-8s %-8s %-12s %s\n", m->name, p->name, pid,
+				printf("%-6s %-23s %-8s %-8s %-12s %s\n", m->name, p->name, pid,
 				       state, health_text(lv->health[i]), detail);
 			} else {
 				const char *role = elect_role(lab, lv, m, on);
@@ -754,7 +808,7 @@ static void status_table(struct kha_lab *lab, const struct live *lv)
 					 : kha_lab_proc_descendants(p)
 						 ? "runs kha etcd backup"
 						 : "leads; its backup is not running (yet)");
-				printf("%-6s %-6s %-8s %-8s %-12s %s -> %s\n", m->name, p->name,
+				printf("%-6s %-23s %-8s %-8s %-12s %s -> %s\n", m->name, p->name,
 				       pid, state, role, detail, m->backup_dir);
 			}
 		}
@@ -765,14 +819,29 @@ static void status_table(struct kha_lab *lab, const struct live *lv)
 
 		if (p->pid > 0)
 			snprintf(pid, sizeof(pid), "%d", (int)p->pid);
-		printf("%-6s %-6s %-8s %-8s %-12s %s -> %u of %zu masters up\n", "node", p->name,
+		printf("%-6s %-23s %-8s %-8s %-12s %s -> %u of %zu masters up\n", "node", p->name,
 		       pid, lv->proxy_running ? "running" : "stopped",
 		       !lv->entry.answered ? "unreachable"
 		       : lv->entry.ready   ? "ready"
 					   : "NOT READY",
 		       lab->node.entry_url, lv->entry.up, lab->n_masters);
 	}
-	if (lab->node.entry_url)
+	for (size_t i = 0; i < lab->n_lbs; i++) {
+		for (size_t j = 0; j < lab->lbs[i].n_procs; j++) {
+			const struct kha_lab_proc *p = &lab->lbs[i].procs[j];
+			char pid[16] = "-";
+
+			if (p->pid > 0)
+				snprintf(pid, sizeof(pid), "%d", (int)p->pid);
+			printf("%-6s %-23s %-8s %-8s %-12s %s\n", lab->lbs[i].name, p->name, pid,
+			       kha_lab_proc_running(p) ? "running" : "stopped", "-",
+			       p->kind == KHA_LAB_PROC_VIP ? lab->vip : lab->lbs[i].entry_url);
+		}
+	}
+	if (lab->n_lbs)
+		printf("\nThe VIP entry %s: %s\n", lab->lbs[0].entry_url,
+		       lv->vip_ready ? "ready (reaches a ready apiserver)" : "NOT READY");
+	if (lab->node.entry_url && !lab->k8s_bin)
 		printf("\nThe entry point fronts the etcd members' client API (no kube-apiserver in "
 		       "the lab).\n");
 }

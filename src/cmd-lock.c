@@ -36,6 +36,9 @@ enum {
 	OPT_SERVE_CERT,
 	OPT_SERVE_KEY,
 	OPT_SERVE_CLIENT_CA,
+	OPT_CLIENT_IDS,
+	OPT_GROUP,
+	OPT_INSECURE_NO_CLIENT_CERTS,
 	OPT_METRICS_ADDR,
 	OPT_LOG_LEVEL,
 	OPT_LOG_FORMAT,
@@ -59,6 +62,9 @@ static const struct option longopts[] = {
 	{"serve-cert", required_argument, NULL, OPT_SERVE_CERT},
 	{"serve-key", required_argument, NULL, OPT_SERVE_KEY},
 	{"serve-client-ca", required_argument, NULL, OPT_SERVE_CLIENT_CA},
+	{"client-ids", required_argument, NULL, OPT_CLIENT_IDS},
+	{"group", required_argument, NULL, OPT_GROUP},
+	{"insecure-no-client-certs", no_argument, NULL, OPT_INSECURE_NO_CLIENT_CERTS},
 	{"metrics-addr", required_argument, NULL, OPT_METRICS_ADDR},
 	{"log-level", required_argument, NULL, OPT_LOG_LEVEL},
 	{"log-format", required_argument, NULL, OPT_LOG_FORMAT},
@@ -107,7 +113,16 @@ static void usage(FILE *out)
 		"  --listen ADDR             serve: address to listen on (default 127.0.0.1:3333)\n"
 		"  --serve-cert FILE, --serve-key FILE  serve: HTTPS with this certificate (PEM\n"
 		"                            chain) and key\n"
-		"  --serve-client-ca FILE    serve: only clients with a certificate of this CA\n"
+		"  --serve-client-ca FILE    serve: only clients with a certificate of this CA; a\n"
+		"                            client may then take and release only the ids that\n"
+		"                            are its certificate's names (subject CN, DNS SANs)\n"
+		"  --client-ids FILE         serve: which ids each certificate may use instead:\n"
+		"                            lines \"CERT-NAME ID [ID...]\" (docs/lock.md)\n"
+		"  --group NAME              serve: a FleetLock group clients may name (repeat;\n"
+		"                            default: only \"default\"); group G is lock NAME.G\n"
+		"  --insecure-no-client-certs  serve: allow listening off loopback without client\n"
+		"                            certificates (anyone who reaches the port can then\n"
+		"                            release any node's slot; logged as a warning)\n"
 		"  --metrics-addr ADDR       /metrics (Prometheus), /healthz, /readyz: the slot and\n"
 		"                            COMMAND; with serve, FleetLock requests by operation\n"
 		"                            and result (off by default)\n"
@@ -123,13 +138,18 @@ static void usage(FILE *out)
 		"      --lock master-upgrades --slots 1 --require-etcd-healthy \\\n"
 		"      --require-backup-within 24h /var/backups/etcd -- /usr/local/sbin/upgrade-node\n"
 		"  kha lock --status --lock master-upgrades --endpoints https://10.0.0.1:2379 ...\n"
-		"  kha lock serve --listen 0.0.0.0:3333 --lock reboots --slots 2 --endpoints ...\n");
+		"  kha lock serve --listen 0.0.0.0:3333 --lock reboots --slots 2 --endpoints ... \\\n"
+		"      --serve-cert fleetlock.crt --serve-key fleetlock.key \\\n"
+		"      --serve-client-ca nodes-ca.crt --group default --group workers\n");
 }
 
 struct opts {
 	struct kha_etcd_config etcd;
 	char *lock, *id, *listen, *backup_dir, *metrics_addr;
-	char *serve_cert, *serve_key, *serve_client_ca;
+	char *serve_cert, *serve_key, *serve_client_ca, *client_ids;
+	char *groups[KHA_FLEETLOCK_GROUPS];
+	size_t n_groups;
+	bool insecure_no_client_certs;
 	size_t slots;
 	uint64_t ttl_us, renew_deadline_us, grace_us, gate_interval_us, backup_max_age_us;
 	struct kha_window_set window;
@@ -152,6 +172,9 @@ static void opts_release(struct opts *o)
 	free(o->serve_cert);
 	free(o->serve_key);
 	free(o->serve_client_ca);
+	free(o->client_ids);
+	for (size_t i = 0; i < o->n_groups; i++)
+		free(o->groups[i]);
 }
 
 /* "DURATION DIR" (one value, as in a config file) or DURATION with DIR as the next argument. */
@@ -232,6 +255,25 @@ static int apply(void *userdata, int val, const char *arg, struct kha_diag *d)
 		return kha_opt_set_str(&o->serve_key, arg, d);
 	case OPT_SERVE_CLIENT_CA:
 		return kha_opt_set_str(&o->serve_client_ca, arg, d);
+	case OPT_CLIENT_IDS:
+		return kha_opt_set_str(&o->client_ids, arg, d);
+	case OPT_GROUP:
+		if (!kha_fleetlock_group_valid(arg))
+			return kha_diag_set(d, EINVAL, "'%s' is not a group name ([a-zA-Z0-9.-]+)",
+					    arg);
+		for (size_t i = 0; i < o->n_groups; i++)
+			if (strcmp(o->groups[i], arg) == 0)
+				return 0;
+		if (o->n_groups == KHA_FLEETLOCK_GROUPS)
+			return kha_diag_set(d, EINVAL, "at most %d groups", KHA_FLEETLOCK_GROUPS);
+		o->groups[o->n_groups] = strdup(arg);
+		if (!o->groups[o->n_groups])
+			return kha_diag_set(d, ENOMEM, "out of memory");
+		o->n_groups++;
+		return 0;
+	case OPT_INSECURE_NO_CLIENT_CERTS:
+		o->insecure_no_client_certs = true;
+		return 0;
 	case OPT_METRICS_ADDR:
 		return kha_opt_set_str(&o->metrics_addr, arg, d);
 	case OPT_LOG_LEVEL:
@@ -321,7 +363,8 @@ static int print_status(const struct opts *o)
 			else if (!e->lease)
 				snprintf(ttl, sizeof(ttl), "none");
 			printf("%-4zu %-7s %-24s %-30s %-6s %s\n", e->position,
-			       e->holder ? "holder" : "waiter", e->id, since, ttl, e->key);
+			       e->holder ? "holder" : "waiter", KHA_TERM(e->id), since, ttl,
+			       KHA_TERM(e->key));
 		}
 		if (!st.n)
 			printf("(no holder, no waiter)\n");
@@ -332,50 +375,115 @@ static int print_status(const struct opts *o)
 
 /* ---- serve ---------------------------------------------------------------------------------- */
 
-static volatile sig_atomic_t stop_serving;
+/* What a SIGHUP of kha lock serve changes: the groups, the --client-ids file, the log settings. */
+struct serve_reload {
+	const struct kha_args *a;
+	struct kha_args_source src;
+	struct opts *running;
+	struct kha_fleetlock_opts *fo;
+	struct kha_fleetlock_idmap *idmap;
+};
 
-static void on_signal(int sig)
+static int reload_read(const struct kha_args *a, const struct kha_args_source *src, struct opts *o,
+		       struct kha_diag *d);
+static void reload_apply_common(const struct opts *o, const struct opts *run);
+
+static int serve_reload(void *userdata, struct kha_diag *d)
 {
-	(void)sig;
-	stop_serving = 1;
+	struct serve_reload *sr = userdata;
+	struct opts *run = sr->running;
+	struct opts o = {.slots = 1,
+			 .level = KHA_LOG_INFO,
+			 .format = KHA_LOG_LOGFMT,
+			 .argc = sr->src.argc,
+			 .argv = sr->src.argv};
+	struct kha_fleetlock_idmap map = {};
+	char *groups[KHA_FLEETLOCK_GROUPS], *ids;
+	size_t n;
+	int r = -EINVAL;
+
+	if (reload_read(sr->a, &sr->src, &o, d) < 0)
+		goto out;
+	if (o.client_ids && !run->serve_client_ca) {
+		r = kha_diag_set(d, EINVAL, "--client-ids needs --serve-client-ca");
+		goto out;
+	}
+	if (o.client_ids) {
+		r = kha_fleetlock_idmap_load(o.client_ids, &map, d);
+		if (r < 0) {
+			kha_diag_prefix(d, "--client-ids");
+			goto out;
+		}
+	}
+	/* swap the new groups and ids in; o then releases the old ones */
+	memcpy(groups, run->groups, sizeof(groups));
+	memcpy(run->groups, o.groups, sizeof(groups));
+	memcpy(o.groups, groups, sizeof(groups));
+	n = run->n_groups;
+	run->n_groups = o.n_groups;
+	o.n_groups = n;
+	ids = run->client_ids;
+	run->client_ids = o.client_ids;
+	o.client_ids = ids;
+	sr->fo->n_groups = run->n_groups;
+	kha_fleetlock_idmap_release(sr->idmap);
+	*sr->idmap = map;
+	sr->fo->idmap = run->client_ids ? sr->idmap : NULL;
+	reload_apply_common(&o, run);
+	r = 0;
+out:
+	opts_release(&o);
+	return r;
 }
 
-static int serve(const struct opts *o, const struct kha_lock_gates *gates)
+static int serve(struct opts *o, const struct kha_lock_gates *gates, struct serve_reload *sr)
 {
+	struct kha_fleetlock_stats stats = {0};
 	struct kha_fleetlock_opts fo = {
 		.listen = o->listen ? o->listen : "127.0.0.1:3333",
 		.lock = o->lock,
 		.slots = o->slots,
 		.etcd = &o->etcd,
 		.gates = gates,
+		.stats = &stats,
+		.metrics_addr = o->metrics_addr,
 		.tls_cert = o->serve_cert,
 		.tls_key = o->serve_key,
 		.tls_client_ca = o->serve_client_ca,
+		.insecure_no_client_certs = o->insecure_no_client_certs,
+		.groups = (const char *const *)o->groups,
+		.n_groups = o->n_groups,
+		.reload = serve_reload,
+		.reload_userdata = sr,
 	};
-	struct sigaction sa = {.sa_handler = on_signal};
-	struct kha_fleetlock_stats stats = {0};
-	struct kha_fleetlock_metrics *metrics = NULL;
+	struct kha_fleetlock_idmap idmap = {};
 	struct kha_diag d = {};
 	int r;
+
+	sr->running = o;
+	sr->fo = &fo;
+	sr->idmap = &idmap;
 
 	if (!!o->serve_cert != !!o->serve_key || (o->serve_client_ca && !o->serve_cert)) {
 		fprintf(stderr, "kha lock serve: --serve-cert and --serve-key go together, and "
 				"--serve-client-ca needs them (run 'kha lock --help')\n");
 		return KHA_EXIT_USAGE;
 	}
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGINT, &sa, NULL);
-	if (o->metrics_addr) {
-		fo.stats = &stats;
-		r = kha_fleetlock_metrics_start(o->metrics_addr, o->lock, &stats, &metrics, &d);
-		if (r < 0) {
-			fprintf(stderr, "kha lock serve: %s\n", d.msg);
-			return r == -EINVAL ? KHA_EXIT_USAGE : KHA_EXIT_CONFIG;
-		}
+	if (o->client_ids && !o->serve_client_ca) {
+		fprintf(stderr, "kha lock serve: --client-ids maps client certificates: it needs "
+				"--serve-client-ca (run 'kha lock --help')\n");
+		return KHA_EXIT_USAGE;
 	}
-	r = kha_fleetlock_serve(&fo, &stop_serving, &d);
-	kha_fleetlock_metrics_stop(metrics);
+	if (o->client_ids) {
+		r = kha_fleetlock_idmap_load(o->client_ids, &idmap, &d);
+		if (r < 0) {
+			fprintf(stderr, "kha lock serve: --client-ids %s\n", d.msg);
+			return r == -ENOMEM ? KHA_EXIT_SOFTWARE : KHA_EXIT_CONFIG;
+		}
+		fo.idmap = &idmap;
+	}
+	r = kha_fleetlock_serve(&fo, &d);
+	kha_fleetlock_idmap_release(&idmap);
 	if (r < 0) {
 		fprintf(stderr, "kha lock serve: %s\n", d.msg);
 		if (r == -EINVAL)
@@ -387,6 +495,89 @@ static int serve(const struct opts *o, const struct kha_lock_gates *gates)
 }
 
 /* ---- main ----------------------------------------------------------------------------------- */
+
+/* Whether two optional strings are equal. */
+static bool same(const char *a, const char *b)
+{
+	return (!a && !b) || (a && b && strcmp(a, b) == 0);
+}
+
+/* Adds " key" to kept for each setting of o that differs from run and needs a restart. */
+static void kept_keys(const struct opts *o, const struct opts *run, char *kept, size_t size)
+{
+#define KEPT(cond, key)                                                              \
+	do {                                                                         \
+		if (cond)                                                            \
+			snprintf(kept + strlen(kept), size - strlen(kept), " " key); \
+	} while (0)
+	KEPT(!o->lock || !run->lock || strcmp(o->lock, run->lock) != 0 || o->slots != run->slots,
+	     "lock");
+	KEPT(o->ttl_us && o->ttl_us != run->ttl_us, "ttl");
+	KEPT(o->has_window != run->has_window ||
+		     o->require_etcd_healthy != run->require_etcd_healthy ||
+		     o->backup_max_age_us != run->backup_max_age_us,
+	     "gates");
+	KEPT(!same(o->listen, run->listen) || !same(o->metrics_addr, run->metrics_addr), "listen");
+	KEPT(!same(o->serve_cert, run->serve_cert) || !same(o->serve_key, run->serve_key) ||
+		     !same(o->serve_client_ca, run->serve_client_ca) ||
+		     o->insecure_no_client_certs != run->insecure_no_client_certs,
+	     "tls");
+#undef KEPT
+}
+
+/* Reads the configuration again into o (fresh, defaults set): the same sources, same handler. */
+static int reload_read(const struct kha_args *a, const struct kha_args_source *src, struct opts *o,
+		       struct kha_diag *d)
+{
+	if (kha_etcd_config_init(&o->etcd) < 0 || kha_etcd_config_from_env(&o->etcd, d) < 0 ||
+	    kha_args_reapply(a, o, src, d) != 0)
+		return -EINVAL;
+	return 0;
+}
+
+/* Logs the keys that need a restart and applies the log settings. */
+static void reload_apply_common(const struct opts *o, const struct opts *run)
+{
+	char kept[160] = "";
+
+	kept_keys(o, run, kept, sizeof(kept));
+	if (kept[0])
+		kha_warn("configuration keys not applied until a restart", "keys=%s",
+			 KHA_LOGQ(kept + 1));
+	kha_log_setup(o->level, o->format);
+}
+
+/*
+ * What a SIGHUP reads again: the same sources, through the same option handler. The log
+ * settings apply at once; the lock's own settings (name, slots, TTL, gates) need a restart
+ * (a holder must not change the rules under its peers), and the log says which ones changed.
+ */
+struct reload_ctx {
+	const struct kha_args *a;
+	struct kha_args_source src;
+	const struct opts *running;
+};
+
+static int reload(void *userdata, struct kha_elect_reloaded *ret, struct kha_diag *d)
+{
+	const struct reload_ctx *rc = userdata;
+	const struct opts *run = rc->running;
+	struct opts o = {.slots = 1,
+			 .level = KHA_LOG_INFO,
+			 .format = KHA_LOG_LOGFMT,
+			 .argc = rc->src.argc,
+			 .argv = rc->src.argv};
+	int r = -EINVAL;
+
+	(void)ret; /* kha lock never restarts COMMAND: nothing of the engine changes */
+	if (reload_read(rc->a, &rc->src, &o, d) < 0)
+		goto out;
+	reload_apply_common(&o, run);
+	r = 0;
+out:
+	opts_release(&o);
+	return r;
+}
 
 int cmd_lock_main(int argc, char **argv)
 {
@@ -405,6 +596,7 @@ int cmd_lock_main(int argc, char **argv)
 				   .apply = apply,
 				   .userdata = &o};
 	const char *config = NULL, *me = "kha lock";
+	struct reload_ctx rc = {.a = &a, .running = &o};
 	bool serving = false;
 	int r, code, status = 0;
 
@@ -421,6 +613,7 @@ int cmd_lock_main(int argc, char **argv)
 		opts_release(&o);
 		return KHA_EXIT_OK;
 	}
+	rc.src = (struct kha_args_source){.argc = argc, .argv = argv, .config = config};
 	if (kha_etcd_config_from_env(&o.etcd, &d) < 0) {
 		fprintf(stderr, "%s: %s\n", me, d.msg);
 		opts_release(&o);
@@ -474,7 +667,9 @@ int cmd_lock_main(int argc, char **argv)
 		.backup_dir = o.backup_dir,
 	};
 	if (serving) {
-		r = serve(&o, &gates);
+		struct serve_reload sr = {.a = &a, .src = rc.src};
+
+		r = serve(&o, &gates, &sr);
 		opts_release(&o);
 		return r;
 	}
@@ -482,8 +677,8 @@ int cmd_lock_main(int argc, char **argv)
 		o.ttl_us = 30 * KHA_USEC_PER_SEC;
 	if (!o.renew_deadline_us)
 		o.renew_deadline_us = o.ttl_us * 2 / 3;
-	if (o.ttl_us < KHA_USEC_PER_SEC)
-		USAGE("--ttl: etcd leases are whole seconds, at least 1s");
+	if (kha_elect_check_ttl(o.ttl_us, false, &d) < 0)
+		USAGE("%s", d.msg);
 	if (o.renew_deadline_us >= o.ttl_us)
 		USAGE("--renew-deadline must be shorter than --ttl (COMMAND must stop before the "
 		      "lease can expire)");
@@ -520,6 +715,8 @@ int cmd_lock_main(int argc, char **argv)
 		.etcd = &o.etcd,
 		.stats = &stats,
 		.what = "lock",
+		.reload = reload,
+		.reload_userdata = &rc,
 	};
 	r = kha_elect_run_served(&eo, o.metrics_addr, "kha_lock", &status, &d);
 	if (r < 0) {

@@ -4,7 +4,6 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <curl/curl.h>
 #include <jansson.h>
 
 #include "commands.h"
@@ -33,6 +32,8 @@ enum {
 	OPT_KEEPALIVE_IDLE,
 	OPT_KEEPALIVE_INTERVAL,
 	OPT_KEEPALIVE_COUNT,
+	OPT_CLIENT_KEEPALIVE_IDLE,
+	OPT_MAX_CONNS,
 	OPT_CHECK,
 	OPT_CHECK_PATH,
 	OPT_CHECK_INTERVAL,
@@ -68,6 +69,8 @@ static const struct option longopts[] = {
 	{"keepalive-idle", required_argument, NULL, OPT_KEEPALIVE_IDLE},
 	{"keepalive-interval", required_argument, NULL, OPT_KEEPALIVE_INTERVAL},
 	{"keepalive-count", required_argument, NULL, OPT_KEEPALIVE_COUNT},
+	{"client-keepalive-idle", required_argument, NULL, OPT_CLIENT_KEEPALIVE_IDLE},
+	{"max-conns", required_argument, NULL, OPT_MAX_CONNS},
 	{"check", required_argument, NULL, OPT_CHECK},
 	{"check-path", required_argument, NULL, OPT_CHECK_PATH},
 	{"check-interval", required_argument, NULL, OPT_CHECK_INTERVAL},
@@ -125,6 +128,10 @@ static void usage(FILE *out)
 		"  --keepalive-idle DUR      backend sockets: TCP keep-alive idle (default 5s; 0: off)\n"
 		"  --keepalive-interval DUR  keep-alive probe interval (default 2s)\n"
 		"  --keepalive-count N       keep-alive probes (default 3)\n"
+		"  --client-keepalive-idle DUR  client sockets: TCP keep-alive idle, same interval\n"
+		"                            and count (default 30s; 0: off)\n"
+		"  --max-conns N             client connections at once; more wait in the backlog\n"
+		"                            (default: (descriptor limit - reserve) / 2)\n"
 		"  --workers N               data-path threads, SO_REUSEPORT (default 1)\n"
 		"Health checks:\n"
 		"  --check KIND              https (default), http or tcp\n"
@@ -206,6 +213,10 @@ static int apply(void *userdata, int val, const char *arg, struct kha_diag *d)
 		return kha_opt_set_duration(&c->keepalive_interval_us, arg, false, d);
 	case OPT_KEEPALIVE_COUNT:
 		return kha_opt_set_uint(&c->keepalive_count, arg, 1, 100, d);
+	case OPT_CLIENT_KEEPALIVE_IDLE:
+		return kha_opt_set_duration(&c->client_keepalive_idle_us, arg, true, d);
+	case OPT_MAX_CONNS:
+		return kha_opt_set_uint(&c->max_conns, arg, 1, 1u << 30, d);
 	case OPT_CHECK:
 		if (strcmp(arg, "https") == 0)
 			c->check = KHA_PROXY_CHECK_HTTPS;
@@ -311,9 +322,7 @@ static int status_main(int argc, char **argv)
 		return KHA_EXIT_USAGE;
 	}
 	snprintf(url, sizeof(url), "http://%s/status", addr);
-	curl_global_init(CURL_GLOBAL_DEFAULT);
 	r = kha_http_get_json(url, 3 * KHA_USEC_PER_SEC, &root, &d);
-	curl_global_cleanup();
 	if (r < 0 && r != -EBADMSG) {
 		fprintf(stderr,
 			"kha proxy status: %s: %s (is kha proxy running with --metrics-addr %s?)\n",
@@ -344,21 +353,25 @@ static int status_main(int argc, char **argv)
 			char check[64], lat[32];
 			snprintf(check, sizeof(check), "%s (%s)",
 				 json_string_value(json_object_get(lc, "result")) ?: "?",
-				 json_string_value(json_object_get(lc, "detail")) ?: "");
+				 KHA_TERM(json_string_value(json_object_get(lc, "detail"))));
 			snprintf(lat, sizeof(lat), "%.1fms",
 				 json_real_value(json_object_get(lc, "latency_ms")));
 			printf("%-24s %-9s %-6lld %-7lld %-9lld %-10s %-30.30s %s\n",
-			       json_string_value(json_object_get(b, "address")) ?: "?",
-			       json_string_value(json_object_get(b, "state")) ?: "?",
+			       KHA_TERM(json_string_value(json_object_get(b, "address")) ?: "?"),
+			       KHA_TERM(json_string_value(json_object_get(b, "state")) ?: "?"),
 			       (long long)json_integer_value(json_object_get(b, "weight")),
 			       (long long)json_integer_value(
 				       json_object_get(b, "active_connections")),
 			       (long long)json_integer_value(
 				       json_object_get(b, "connections_total")),
-			       lat, check, json_string_value(json_object_get(b, "source")) ?: "");
+			       lat, check,
+			       KHA_TERM(json_string_value(json_object_get(b, "source"))));
 		}
 		printf("\n%zu of %zu backends up; %s\n", up, total,
 		       json_is_true(json_object_get(root, "ready")) ? "ready" : "NOT ready");
+		if (json_string_value(json_object_get(root, "check_problem")))
+			printf("error: %s\n",
+			       KHA_TERM(json_string_value(json_object_get(root, "check_problem"))));
 	}
 	json_decref(root);
 	if (up == total)

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <jansson.h>
 
+#include "cmd-common.h"
 #include "commands.h"
 #include "kha/config.h"
 #include "kha/http.h"
@@ -244,56 +245,18 @@ static void status_usage(FILE *out)
 
 static int status_main(int argc, char **argv)
 {
-	static const struct option sopts[] = {
-		{"metrics-addr", required_argument, NULL, 'm'},
-		{"output", required_argument, NULL, 'o'},
-		{"help", no_argument, NULL, 'h'},
-		{},
-	};
-	const char *addr = "127.0.0.1:9444";
-	struct kha_diag d = {};
-	char url[128];
 	json_t *root = NULL, *tracks, *t;
 	const char *state;
 	bool json = false;
 	size_t i;
-	int c, r;
+	int r;
 
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "ho:", sopts, NULL)) != -1) {
-		switch (c) {
-		case 'm':
-			addr = optarg;
-			break;
-		case 'o':
-			if (kha_parse_output(optarg, &json) < 0) {
-				fprintf(stderr, "kha vip status: -o: expected table or json\n");
-				return KHA_EXIT_USAGE;
-			}
-			break;
-		case 'h':
-			status_usage(stdout);
-			return KHA_EXIT_OK;
-		default:
-			fprintf(stderr, "kha vip status: bad flag (run 'kha vip status --help')\n");
-			return KHA_EXIT_USAGE;
-		}
-	}
-	if (optind < argc) {
-		fprintf(stderr, "kha vip status: unexpected argument '%s'\n", argv[optind]);
-		return KHA_EXIT_USAGE;
-	}
-	snprintf(url, sizeof(url), "http://%s/status", addr);
-	r = kha_http_get_json(url, 3 * KHA_USEC_PER_SEC, &root, &d);
-	if (r < 0 && r != -EBADMSG) {
-		fprintf(stderr,
-			"kha vip status: %s: %s (is kha vip running with --metrics-addr %s?)\n",
-			url, d.msg, addr);
-		return KHA_EXIT_UNAVAILABLE;
-	}
+	r = cmd_status_fetch("vip", argc, argv, "127.0.0.1:9444", status_usage, &root, &json);
+	if (r >= 0)
+		return r;
 	state = json_string_value(json_object_get(root, "state"));
 	if (!state) {
-		fprintf(stderr, "kha vip status: %s: unexpected answer (not a kha vip?)\n", url);
+		fprintf(stderr, "kha vip status: unexpected answer (not a kha vip?)\n");
 		json_decref(root);
 		return KHA_EXIT_DATAERR;
 	}
@@ -301,10 +264,10 @@ static int status_main(int argc, char **argv)
 		json_dumpf(root, stdout, JSON_INDENT(2));
 		fputc('\n', stdout);
 	} else {
-		printf("state      %s\n", state);
+		printf("state      %s\n", KHA_TERM(state));
 		printf("vip        %s on %s%s\n",
-		       json_string_value(json_object_get(root, "vip")) ?: "?",
-		       json_string_value(json_object_get(root, "interface")) ?: "?",
+		       KHA_TERM(json_string_value(json_object_get(root, "vip")) ?: "?"),
+		       KHA_TERM(json_string_value(json_object_get(root, "interface")) ?: "?"),
 		       json_is_true(json_object_get(root, "holds_vip")) ? " (held here)" : "");
 		printf("vrid       %lld\n",
 		       (long long)json_integer_value(json_object_get(root, "vrid")));
@@ -313,7 +276,7 @@ static int status_main(int argc, char **argv)
 		       json_is_true(json_object_get(root, "preempt")) ? "on" : "off");
 		printf("master     %s (priority %lld, every %lldms)\n",
 		       *(json_string_value(json_object_get(root, "master")) ?: "")
-			       ? json_string_value(json_object_get(root, "master"))
+			       ? KHA_TERM(json_string_value(json_object_get(root, "master")))
 			       : "none",
 		       (long long)json_integer_value(json_object_get(root, "master_priority")),
 		       (long long)json_integer_value(
@@ -325,9 +288,9 @@ static int status_main(int argc, char **argv)
 		tracks = json_object_get(root, "tracks");
 		json_array_foreach (tracks, i, t)
 			printf("track      %s %s (%s)\n",
-			       json_string_value(json_object_get(t, "url")) ?: "?",
+			       KHA_TERM(json_string_value(json_object_get(t, "url")) ?: "?"),
 			       json_is_true(json_object_get(t, "up")) ? "up" : "DOWN",
-			       json_string_value(json_object_get(t, "detail")) ?: "");
+			       KHA_TERM(json_string_value(json_object_get(t, "detail"))));
 	}
 	r = strcmp(state, "MASTER") == 0 || strcmp(state, "BACKUP") == 0 ? KHA_EXIT_OK
 									 : KHA_EXIT_DEGRADED;

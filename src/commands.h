@@ -7,6 +7,7 @@ int cmd_etcd_main(int argc, char **argv);
 int cmd_lock_main(int argc, char **argv);
 int cmd_proxy_main(int argc, char **argv);
 int cmd_vip_main(int argc, char **argv);
+int cmd_bgp_main(int argc, char **argv);
 int cmd_elect_main(int argc, char **argv);
 int cmd_certs_main(int argc, char **argv);
 int cmd_audit_main(int argc, char **argv);

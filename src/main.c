@@ -20,6 +20,7 @@ static const struct command commands[] = {
 	 "etcd cluster operations: status, member, snapshot, backup, defrag"},
 	{"proxy", cmd_proxy_main, "L4 load balancer for kube-apiservers, node-local or external"},
 	{"vip", cmd_vip_main, "floating virtual IP by VRRP"},
+	{"bgp", cmd_bgp_main, "announce the apiserver address by BGP (ECMP, BFD)"},
 	{"elect", cmd_elect_main, "run a command only while holding leadership"},
 	{"lock", cmd_lock_main, "N-slot semaphore on etcd for rolling reboots and upgrades"},
 	{"certs", cmd_certs_main, "PKI with the right SANs"},

@@ -294,6 +294,19 @@ int kha_audit_fetch_cert(const char *addr, const char *sni, uint64_t timeout_us,
 int kha_audit_check_proxy(const char *addr, const json_t *root, const char *err,
 			  struct kha_audit_report *r) KHA_WUR;
 
+/* ==== the BGP entry (kha bgp on the masters) ============================================== */
+
+/*
+ * roots[i] is the /status JSON of the kha bgp whose admin address is addrs[i] (NULL with errs[i]
+ * saying why it could not be read). bgp-sessions per speaker: unreachable, not a kha bgp, or no
+ * session Established: critical; some sessions down, or a single router: warning. bgp-announce
+ * per service address listed by any speaker: announced now (announcing, and sent to an
+ * Established router) by none or by one master only: critical (the entry falls with that
+ * master); by some but not all: warning naming them; by all: ok. Returns 0 or -ENOMEM.
+ */
+int kha_audit_check_bgp(const char *const *addrs, json_t *const *roots, const char *const *errs,
+			size_t n, struct kha_audit_report *r) KHA_WUR;
+
 /* ==== collection (I/O) ===================================================================== */
 
 /*

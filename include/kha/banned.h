@@ -1,11 +1,18 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Functions kha never calls: unbounded copies, hidden static state, silent number parsing.
- * Included last by every .c file of the project (meson adds it with -include), so a use is a
- * compile error. Use snprintf, strtok_r, strtol with end checks, gmtime_r, localtime_r.
+ * meson adds it to every compilation with -include (before the file's own includes), so a use
+ * is a compile error anywhere; .c files also include it last, which changes nothing. Use
+ * snprintf, strtok_r, strtol with end checks, gmtime_r, localtime_r.
  */
 #ifndef KHA_BANNED_H
 #define KHA_BANNED_H
+
+/* The headers that declare them come first: their declarations must not meet the macros. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
 
 #define KHA_BANNED(f) sorry_##f##_is_banned_in_kha
 

@@ -10,6 +10,7 @@
 #define KHA_COMMON_H
 
 #include <errno.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -67,6 +68,32 @@ static inline void kha_closep(int *fd)
 		_kha_fd;            \
 	})
 
+/*
+ * Makes room for need elements of elem_size bytes in *array, whose capacity is *cap: grows it
+ * to the largest of need, twice *cap and 8 (amortised appends). Returns 0, or -ENOMEM (also for
+ * a size that overflows) with *array and *cap untouched: the caller still owns what it had.
+ */
+int kha_grow(void **array, size_t *cap, size_t need, size_t elem_size) KHA_WUR;
+/* kha_grow() on a typed array with a size_t capacity: if (KHA_GROW(v, cap, n + 1) < 0) ... */
+#define KHA_GROW(arr, cap, need)                                                \
+	({                                                                      \
+		void *_kha_a = (arr);                                           \
+		int _kha_r = kha_grow(&_kha_a, &(cap), (need), sizeof(*(arr))); \
+		(arr) = _kha_a;                                                 \
+		_kha_r;                                                         \
+	})
+/*
+ * Resizes a typed array to exactly n elements (n > 0; reallocarray, so the size cannot
+ * overflow), for the short lists that grow by one. 0, or -ENOMEM with arr untouched.
+ */
+#define KHA_RESIZE(arr, n)                                                         \
+	({                                                                         \
+		__typeof__(arr) _kha_g = reallocarray((arr), (n), sizeof(*(arr))); \
+		if (_kha_g)                                                        \
+			(arr) = _kha_g;                                            \
+		_kha_g ? 0 : -ENOMEM;                                              \
+	})
+
 /* Exit codes, as DESIGN.md fixes them (sysexits for the errors). */
 enum kha_exit {
 	KHA_EXIT_OK = 0,
@@ -92,6 +119,13 @@ uint64_t kha_now_us(void);
 void kha_clock_set_fake(kha_clock_fn fn, void *userdata);
 /* Wall clock in microseconds since the epoch (for logs and reports only). */
 uint64_t kha_wall_us(void);
+
+/*
+ * Sleeps us microseconds of real monotonic time (never the fake clock), in slices of at most
+ * 50 ms, so that a cancel flag (may be NULL) set by a signal handler or another thread ends it
+ * within 50 ms. Returns 0, or -ECANCELED when *cancel was set before or during the sleep.
+ */
+int kha_sleep_us(uint64_t us, const volatile sig_atomic_t *cancel);
 
 #define KHA_USEC_PER_MSEC 1000ULL
 #define KHA_USEC_PER_SEC  1000000ULL

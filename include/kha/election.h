@@ -34,6 +34,7 @@
 #include "kha/diag.h"
 #include "kha/etcd.h"
 #include "kha/kube.h"
+#include "kha/net.h"
 
 /* ---- fencing arithmetic (pure; the fake clock drives it in tests) -------------------------- */
 
@@ -139,6 +140,8 @@ struct kha_fleetlock_params {
  */
 int kha_fleetlock_parse(const char *body, size_t len, struct kha_fleetlock_params *ret,
 			struct kha_diag *d) KHA_WUR;
+/* Whether group is a group name: 1 to KHA_FLEETLOCK_GROUP_MAX - 1 bytes of [a-zA-Z0-9.-]. */
+bool kha_fleetlock_group_valid(const char *group);
 
 /* ---- Kubernetes Lease rules (pure): client-go's tryAcquireOrRenew ----------------------------- */
 
@@ -193,6 +196,18 @@ enum kha_elect_restart {
 };
 /* Parses "no|on-failure|always". */
 int kha_elect_restart_parse(const char *s, enum kha_elect_restart *ret) KHA_WUR;
+/* "no", "on-failure" or "always". */
+const char *kha_elect_restart_name(enum kha_elect_restart r);
+
+/*
+ * The TTL limits of the two kinds of lease, checked before any request: etcd refuses a lease
+ * TTL over 9,000,000,000 s (its MaxLeaseTTL) and needs whole seconds, at least 1; a Kubernetes
+ * Lease's leaseDurationSeconds is an int32. Returns 0, or -EINVAL with diag naming --ttl and
+ * the limit.
+ */
+#define KHA_ETCD_LEASE_MAX_TTL_S 9000000000ULL
+#define KHA_KUBE_LEASE_MAX_TTL_S 2147483647ULL
+int kha_elect_check_ttl(uint64_t ttl_us, bool kube_lease, struct kha_diag *d) KHA_WUR;
 
 /*
  * A gate checked before COMMAND starts (and before a FleetLock slot is granted): returns 0 when
@@ -210,6 +225,7 @@ struct kha_elect_stats {
 	atomic_uint_fast64_t acquire_us;     /* time from campaign start to leadership, last one */
 	atomic_uint_fast64_t fenced;	     /* COMMAND stopped because renewals failed */
 	atomic_uint_fast64_t child_starts;
+	atomic_uint_fast64_t reloads, reload_failures; /* SIGHUP reloads of kha's configuration */
 };
 
 /*
@@ -229,6 +245,20 @@ uint16_t kha_elect_metrics_port(const struct kha_elect_metrics *m);
 
 /* Stops the server and frees it; NULL is a no-op. */
 void kha_elect_metrics_stop(struct kha_elect_metrics *m);
+
+/* What a SIGHUP reload may change in a running kha elect / kha lock: the rest needs a restart. */
+struct kha_elect_reloaded {
+	enum kha_elect_restart restart;
+	uint64_t backoff_initial_us;
+	uint64_t backoff_max_us;
+};
+
+/*
+ * Reads the configuration again (SIGHUP), as at start, into *ret (pre-filled with the running
+ * values). Returns 0, or a negative errno with d set: the running configuration is kept.
+ */
+typedef int (*kha_elect_reload_fn)(void *userdata, struct kha_elect_reloaded *ret,
+				   struct kha_diag *d);
 
 struct kha_elect_opts {
 	const char *name; /* election / lock name: the etcd key prefix is name + "/" */
@@ -263,7 +293,90 @@ struct kha_elect_opts {
 
 	struct kha_elect_stats *stats; /* optional */
 	const char *what;	       /* "election" or "lock", for logs */
+
+	/* optional: SIGHUP, besides being passed on to COMMAND, reloads kha's configuration */
+	kha_elect_reload_fn reload;
+	void *reload_userdata;
 };
+
+/* ---- the run loop's decisions (pure; lib/election/step.c, the fake clock drives it) ------- */
+
+/*
+ * kha_elect_run's main loop is a short loop around kha_elect_step(), in the manner of
+ * lib/vrrp/fsm.c: each pass gathers what the backend threads, the signals and COMMAND's guard
+ * say (an observation), asks the step what to do, performs it (signals, spawn, logs, metrics)
+ * and sleeps until the step's deadline or the next event. Every decision (fencing, SIGTERM then
+ * SIGKILL, exit on loss, restart with back-off) is made here, from the state and the clock.
+ */
+enum kha_elect_stop {
+	KHA_ELECT_STOP_NONE,
+	KHA_ELECT_STOP_LOST,	/* leadership lost (key deleted, lease expired, Lease taken) */
+	KHA_ELECT_STOP_FENCED,	/* no renewal within the renew deadline */
+	KHA_ELECT_STOP_EXITING, /* SIGTERM/SIGINT */
+};
+
+struct kha_elect_step_state {
+	struct kha_fence fence;
+	uint64_t fence_gen; /* the session the fence's renewals belong to */
+	uint64_t seen_gen;
+	bool was_leading;
+	bool exiting;  /* SIGTERM/SIGINT seen: stop COMMAND, then quit */
+	bool finished; /* COMMAND is done for good (restart "no", a loss with exit_on_loss) */
+	/* COMMAND, as far as the decisions go */
+	bool running;
+	enum kha_elect_stop stopping; /* KHA_ELECT_STOP_NONE while it runs normally */
+	uint64_t kill_us;	      /* when SIGKILL follows the SIGTERM */
+	bool killed;
+	uint64_t child_gen; /* the session it was started for */
+	uint64_t started_us;
+	/* restarts: the policy is o's at start, then what a SIGHUP reload says */
+	struct kha_elect_reloaded policy;
+	uint64_t restart_at_us; /* 0 = none pending */
+	uint64_t backoff_us;
+	int status; /* the exit status kha_elect_run returns */
+};
+
+/* Checks o's durations (as kha_elect_run does) and sets up st. 0 or -EINVAL with d. */
+int kha_elect_step_init(struct kha_elect_step_state *st, const struct kha_elect_opts *o,
+			struct kha_diag *d) KHA_WUR;
+
+struct kha_elect_observation {
+	uint64_t gen;		/* the current session (0: none yet) */
+	bool leading;		/* the session holds a slot, its gates are open, it is not lost */
+	uint64_t last_renew_us; /* start of the session's last successful renewal (0: none) */
+	bool exit_requested;	/* a SIGTERM or SIGINT arrived */
+	bool child_exited;	/* COMMAND's guard exited (considered only while running) */
+	int child_status;	/* its wait status */
+};
+
+enum {
+	KHA_ELECT_DO_ACQUIRED = 1u << 0,  /* log: the slot was gained (count a transition) */
+	KHA_ELECT_DO_LOST = 1u << 1,	  /* log: the slot was lost (count a transition) */
+	KHA_ELECT_DO_TERM = 1u << 2,	  /* SIGTERM COMMAND's group; stop says why */
+	KHA_ELECT_DO_KILL = 1u << 3,	  /* SIGKILL COMMAND's group (late: it ignored SIGTERM) */
+	KHA_ELECT_DO_LOSE = 1u << 4,	  /* fenced: give the session up */
+	KHA_ELECT_DO_REAP = 1u << 5,	  /* COMMAND exited: log it, release it */
+	KHA_ELECT_DO_LOSS_EXIT = 1u << 6, /* log: quitting because the slot was lost */
+	KHA_ELECT_DO_RESTART = 1u << 7,	  /* log: COMMAND restarts in restart_in_us */
+	KHA_ELECT_DO_START = 1u << 8,	  /* start COMMAND for the session (then report failure) */
+	KHA_ELECT_DO_QUIT = 1u << 9,	  /* leave the loop; status is st->status */
+};
+
+struct kha_elect_actions {
+	unsigned todo;		  /* KHA_ELECT_DO_* */
+	enum kha_elect_stop stop; /* why TERM or KILL */
+	bool kill_late;		  /* KILL because the grace ran out after SIGTERM */
+	uint64_t restart_in_us;
+	bool leader_ok;	  /* for the is_leader metric: leading with a valid fence */
+	uint64_t next_us; /* call again at the latest then (UINT64_MAX: on the next event) */
+};
+
+/* One pass of the decisions at now. Pure. */
+void kha_elect_step(struct kha_elect_step_state *st, const struct kha_elect_opts *o,
+		    const struct kha_elect_observation *obs, uint64_t now,
+		    struct kha_elect_actions *ret);
+/* The START of the last step failed: COMMAND is not running, kha_elect_run ends with 69. */
+void kha_elect_step_start_failed(struct kha_elect_step_state *st);
 
 /*
  * Runs the engine until SIGTERM/SIGINT (blocked in every thread by this call and read through a
@@ -397,16 +510,6 @@ struct kha_fleetlock_stats {
 	atomic_uint_fast64_t requests[KHA_FLEETLOCK_NOPS][KHA_FLEETLOCK_NOUTCOMES];
 };
 
-/*
- * Serves stats as kha_lock_fleetlock_requests_total{name,op,result} (plus /healthz, /readyz)
- * on addr from a thread of its own. Errors as kha_elect_metrics_start().
- */
-struct kha_fleetlock_metrics;
-int kha_fleetlock_metrics_start(const char *addr, const char *lock,
-				const struct kha_fleetlock_stats *stats,
-				struct kha_fleetlock_metrics **ret, struct kha_diag *d) KHA_WUR;
-void kha_fleetlock_metrics_stop(struct kha_fleetlock_metrics *m);
-
 struct kha_fleetlock_opts {
 	const char *listen; /* "127.0.0.1:8080" */
 	const char *lock;   /* group "default" uses this lock; group G uses "<lock>.<G>" */
@@ -414,11 +517,57 @@ struct kha_fleetlock_opts {
 	const struct kha_etcd_config *etcd;
 	const struct kha_lock_gates *gates; /* optional: checked before a slot is granted */
 	uint64_t pending_ttl_us;	    /* lease of a not-yet-granted key (0 = 10 s) */
-	struct kha_fleetlock_stats *stats;  /* optional: counted per answer */
+	struct kha_fleetlock_stats *stats;  /* counted per answer; required with metrics_addr */
+	/* optional: /metrics (kha_lock_fleetlock_requests_total{name,op,result}), /healthz and
+	 * /readyz on this address, served by the same loop */
+	const char *metrics_addr;
 	/* HTTPS instead of HTTP when tls_cert is set (PEM chain and key); with tls_client_ca,
 	 * clients must present a certificate of that CA */
 	const char *tls_cert, *tls_key, *tls_client_ca;
+	/* Listening off loopback without client certificates is refused unless this is set (then
+	 * a warning is logged): anyone who reaches the port could release any node's slot. */
+	bool insecure_no_client_certs;
+	/* The groups clients may name (each a lock of its own: at most n_groups * slots permanent
+	 * keys); none: only "default". */
+	const char *const *groups;
+	size_t n_groups;
+	/* Which ids a client certificate may take and release; NULL: the certificate's own names
+	 * (its subject CN or a DNS SAN). Unused without client certificates. */
+	const struct kha_fleetlock_idmap *idmap;
+	/* Called on SIGHUP, on the server's loop thread (where the checks run too): it may change
+	 * groups, n_groups and idmap of the caller's own opts. Returns 0, or -errno with d saying
+	 * why (the running configuration is kept). NULL: SIGHUP is ignored. */
+	int (*reload)(void *userdata, struct kha_diag *d);
+	void *reload_userdata;
 };
+
+/*
+ * The --client-ids file: one line per certificate name, "NAME ID [ID...]" (blank-separated; '#'
+ * starts a comment): a client whose verified certificate carries NAME (as its subject CN or a
+ * DNS SAN) may take and release those ids, and no other.
+ */
+#define KHA_FLEETLOCK_IDMAP_IDS 64 /* ids on one line */
+#define KHA_FLEETLOCK_GROUPS	32 /* --group at most this many times */
+struct kha_fleetlock_idmap_entry {
+	char *name;
+	char **ids;
+	size_t n_ids;
+};
+struct kha_fleetlock_idmap {
+	struct kha_fleetlock_idmap_entry *entries;
+	size_t n;
+};
+/* Reads path into *ret. Returns 0, or -errno with "FILE:LINE: what" in d (-EINVAL, -ENOENT...). */
+int kha_fleetlock_idmap_load(const char *path, struct kha_fleetlock_idmap *ret,
+			     struct kha_diag *d) KHA_WUR;
+void kha_fleetlock_idmap_release(struct kha_fleetlock_idmap *m);
+/*
+ * Whether a client with certificate peer may take or release id: without a verified
+ * certificate (no client certificates are asked for) always; else as o->idmap says, or, without
+ * one, when id is one of the certificate's names.
+ */
+bool kha_fleetlock_id_allowed(const struct kha_fleetlock_opts *o, const struct kha_tls_peer *peer,
+			      const char *id);
 
 /* Outcome of one FleetLock operation: an HTTP status and the FleetLock error (kind/value). */
 struct kha_fleetlock_result {
@@ -426,6 +575,10 @@ struct kha_fleetlock_result {
 	char kind[64];
 	char value[384];
 };
+
+/* Fills *ret: status, kind and the formatted value. */
+void kha_fleetlock_result_set(struct kha_fleetlock_result *ret, int status, const char *kind,
+			      const char *fmt, ...) KHA_PRINTF(4, 5);
 
 /* The lock a group maps to (writes into buf). Returns buf. */
 const char *kha_fleetlock_lock_name(char *buf, size_t size, const char *lock, const char *group);
@@ -443,20 +596,30 @@ void kha_fleetlock_steady_state(struct kha_etcd *c, const struct kha_fleetlock_o
 				struct kha_fleetlock_result *ret);
 
 /*
- * Handles one HTTP request (method, path, the fleet-lock-protocol header value or NULL, body):
- * routing, header and body checks, then the operation. Fills *ret (status, kind, value).
+ * Checks one FleetLock request (method, path, the fleet-lock-protocol header value or NULL, body,
+ * the client's verified certificate or NULL): then whether its group is configured (403
+ * group_not_allowed) and its certificate may use its id (403 id_not_allowed). Returns true with
+ * the client's parameters in *ret_params when the operation may run; else false with the
+ * answer (status, kind, value) in *ret.
  */
+bool kha_fleetlock_check(const struct kha_fleetlock_opts *o, const char *method, const char *path,
+			 const char *protocol_header, const char *body, size_t body_len,
+			 const struct kha_tls_peer *peer, struct kha_fleetlock_params *ret_params,
+			 struct kha_fleetlock_result *ret);
+/* kha_fleetlock_check(), then the operation on c. Fills *ret. */
 void kha_fleetlock_handle(struct kha_etcd *c, const struct kha_fleetlock_opts *o,
 			  const char *method, const char *path, const char *protocol_header,
 			  const char *body, size_t body_len, struct kha_fleetlock_result *ret);
 
 /*
- * Serves FleetLock on o->listen until stop is set (checked at least every 200 ms): a thread per
- * connection (at most 32), one request per connection, 5 s to send it, bodies up to 64 KiB.
- * Also GET /healthz and GET /v1/status (the lock's holders as JSON). Returns 0 when stopped, or
- * a negative errno when it could not listen (d says why).
+ * Serves FleetLock on o->listen (POST /v1/pre-reboot and /v1/steady-state, GET /v1/status, plus
+ * /healthz and /readyz) with the admin HTTP server of kha/httpd.h until SIGTERM or SIGINT (which
+ * it blocks in the calling thread and takes through its loop, with SIGHUP for o->reload): one
+ * deadline for the TLS
+ * handshake and the request, bodies up to 64 KiB, the etcd operations on a pool of worker
+ * threads. Returns 0 when stopped, or a negative errno when it could not start (d says why:
+ * a flag name first).
  */
-int kha_fleetlock_serve(const struct kha_fleetlock_opts *o, const volatile sig_atomic_t *stop,
-			struct kha_diag *d) KHA_WUR;
+int kha_fleetlock_serve(const struct kha_fleetlock_opts *o, struct kha_diag *d) KHA_WUR;
 
 #endif

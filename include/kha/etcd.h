@@ -43,6 +43,16 @@
 #define KHA_ETCD_DEFAULT_DIAL_TIMEOUT_US    (2 * KHA_USEC_PER_SEC)
 #define KHA_ETCD_DEFAULT_COMMAND_TIMEOUT_US (5 * KHA_USEC_PER_SEC)
 
+/*
+ * What kha accepts from a server that claims to be etcd; more is refused as a malformed reply
+ * (-EBADMSG, -EFBIG for the size) with a message naming the limit. etcd itself recommends at
+ * most 7 members; its requests are limited to 1.5 MiB by default.
+ */
+#define KHA_ETCD_MAX_MEMBERS 128	 /* members of a cluster */
+#define KHA_ETCD_MAX_ITEMS   100000	 /* keys, events, responses, alarms in one reply */
+#define KHA_ETCD_MAX_STRINGS 64		 /* URLs of one member, errors of one status */
+#define KHA_ETCD_MAX_REPLY   (64u << 20) /* bytes of one unary reply */
+
 struct kha_etcd_config {
 	char **endpoints; /* owned; URLs ("https://10.0.0.1:2379"); host:port without a scheme
 			     becomes https:// when a TLS flag is set, else http:// */

@@ -286,6 +286,11 @@ const char *kha_lab_host_netns(const struct kha_lab *lab, const char *host);
 int kha_lab_kubeconfig(const struct kha_lab *lab, const char *entry, char **ret_path,
 		       struct kha_diag *d) KHA_WUR;
 
+/* A Kubernetes lab: 1 when GET base/readyz ("https://10.77.0.11:6443") answers 200, else 0. */
+int kha_lab_apiserver_ready(const struct kha_lab *lab, const char *base);
+/* The holder of Lease kube-system/name into buf ("" when free); -1 when unreadable. */
+int kha_lab_lease_holder(const struct kha_lab *lab, const char *name, char *buf, size_t size);
+
 /* The last lines (at most max_lines) of a log file, as a new string; NULL when unreadable. */
 char *kha_lab_log_tail(const char *path, unsigned max_lines);
 

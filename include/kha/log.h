@@ -45,4 +45,21 @@ void kha_log(enum kha_log_level level, const char *msg, const char *fields, ...)
  */
 const char *kha_log_quote(char *buf, size_t size, const char *s);
 
+/*
+ * kha_log_quote() into a buffer that lives until the end of the enclosing block: the form for
+ * an argument of kha_log() whose value comes from outside (a peer, a server, a file, a flag),
+ * so a value cannot forge a field or a record: kha_warn("lost", "id=%s", KHA_LOGQ(id)).
+ */
+#define KHA_LOGQ_SIZE 512
+#define KHA_LOGQ(s)   kha_log_quote((char[KHA_LOGQ_SIZE]){0}, KHA_LOGQ_SIZE, (s))
+
+/*
+ * Copies s into buf (truncated to size) for a terminal: every control character (C0, DEL and
+ * the C1 range of UTF-8, which includes the escape sequences) becomes '?', so a name read from
+ * a server cannot move the cursor, recolour or retitle the operator's terminal. Returns buf.
+ */
+const char *kha_term_safe(char *buf, size_t size, const char *s);
+#define KHA_TERM_SIZE 512
+#define KHA_TERM(s)   kha_term_safe((char[KHA_TERM_SIZE]){0}, KHA_TERM_SIZE, (s))
+
 #endif

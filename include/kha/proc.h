@@ -41,11 +41,16 @@ struct kha_proc_spawn_opts {
 	const char *const *env_add;
 	/* stdout and stderr are appended to this file (created 0644); NULL: inherited. */
 	const char *log_path;
+	/* > 0: stdout and stderr go to this descriptor instead (a pipe the caller reads). */
+	int out_fd;
 	/* working directory of the child; NULL: ours. */
 	const char *cwd;
 	/* setsid(): a new session and process group, detached from our terminal, so the child
 	 * outlives us and a Ctrl-C in our terminal does not reach it. */
 	bool new_session;
+	/* A new process group only (setpgid), still in our session: killed as a group by the
+	 * caller, reached by a Ctrl-C of our terminal only through us. */
+	bool new_group;
 };
 
 /*

@@ -18,7 +18,11 @@
  * 2. The balancer's choice among candidates: the best tier that has a candidate not yet tried
  *    (UP, then SUSPECT, then DRAINING, then DOWN as a last resort: a backend may have recovered
  *    before its checks say so, and connect-time retry covers the rest), then least connections
- *    relative to weight (ties rotate) or smooth weighted round-robin within that tier.
+ *    relative to weight (ties rotate) or smooth weighted round-robin within that tier. In the
+ *    last-resort tiers (DRAINING, DOWN: checks say nothing useful, for example when they fail
+ *    for a configuration reason) a backend whose connect or first byte failed since it last
+ *    answered (`failing`) comes after the others, so a frozen backend is not fed again until
+ *    it answers or every other one fails too.
  */
 #ifndef KHA_PROXY_HEALTH_H
 #define KHA_PROXY_HEALTH_H
@@ -64,6 +68,7 @@ struct kha_proxy_candidate {
 	uint32_t weight; /* 0: never chosen */
 	uint32_t active; /* established + connecting connections */
 	bool excluded;	 /* already tried for this client connection */
+	bool failing;	 /* connect or first byte failed since it last answered */
 	int64_t current; /* smooth weighted round-robin state, kept between picks */
 };
 

@@ -47,6 +47,8 @@ struct kha_proxy_config {
 	uint64_t keepalive_idle_us;   /* backend sockets; 0: no keep-alive */
 	uint64_t keepalive_interval_us;
 	unsigned keepalive_count;
+	uint64_t client_keepalive_idle_us; /* client sockets (same interval, count); 0: off */
+	unsigned max_conns; /* client connections at once; 0: from the descriptor limit */
 
 	enum kha_proxy_check check;
 	char check_path[256];
@@ -65,6 +67,13 @@ struct kha_proxy;
 void kha_proxy_config_init(struct kha_proxy_config *c);
 /* Frees the owned strings and lists. */
 void kha_proxy_config_release(struct kha_proxy_config *c);
+/*
+ * The client connections the proxy serves at once: cfg->max_conns, or when 0 what the
+ * descriptor limit (RLIMIT_NOFILE) allows with two descriptors per connection (client and
+ * backend) after a reserve of max(min(128, limit / 4), limit / 16) for the admin server, the health checks,
+ * discovery and logs. Never 0.
+ */
+unsigned kha_proxy_max_conns(const struct kha_proxy_config *cfg);
 
 /*
  * Validates cfg (copied), blocks SIGTERM, SIGINT and SIGHUP in the calling thread (call it before

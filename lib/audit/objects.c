@@ -191,13 +191,10 @@ static int metadata_decode(const json_t *obj, char **ret_name, char **ret_ns, st
 
 static int push_str(char ***v, size_t *n, const char *s)
 {
-	char **nv = realloc(*v, (*n + 1) * sizeof(**v));
-
-	if (!nv)
+	if (KHA_RESIZE(*v, *n + 1) < 0)
 		return -ENOMEM;
-	*v = nv;
-	nv[*n] = strdup(s);
-	if (!nv[*n])
+	(*v)[*n] = strdup(s);
+	if (!(*v)[*n])
 		return -ENOMEM;
 	(*n)++;
 	return 0;

@@ -84,15 +84,8 @@ int kha_audit_add(struct kha_audit_report *r, const char *check, const char *sub
 	struct kha_audit_finding f = {.severity = sev};
 	bool oom = false;
 
-	if (r->n_findings == r->cap) {
-		size_t cap = r->cap ? r->cap * 2 : 16;
-		struct kha_audit_finding *n = realloc(r->findings, cap * sizeof(*n));
-
-		if (!n)
-			return -ENOMEM;
-		r->findings = n;
-		r->cap = cap;
-	}
+	if (KHA_GROW(r->findings, r->cap, r->n_findings + 1) < 0)
+		return -ENOMEM;
 	if (fix_file && (!fix_file[0] || strchr(fix_file, '/')))
 		fix_file = NULL; /* never a path: --fix-out writes inside its directory only */
 	f.check = dup_or_null(check ? check : "", &oom);

@@ -252,16 +252,10 @@ static int list_dir(const char *dir, bool named_only, struct kha_backup_list *re
 		snprintf(f.name, sizeof(f.name), "%s", de->d_name);
 		f.size = (uint64_t)st.st_size;
 		f.mtime = st.st_mtim;
-		if (l.n == cap) {
-			size_t ncap = cap ? cap * 2 : 16;
-			struct kha_backup_file *p = realloc(l.files, ncap * sizeof(*p));
-			if (!p) {
-				closedir(dp);
-				kha_backup_list_release(&l);
-				return kha_diag_set(d, ENOMEM, "out of memory");
-			}
-			l.files = p;
-			cap = ncap;
+		if (KHA_GROW(l.files, cap, l.n + 1) < 0) {
+			closedir(dp);
+			kha_backup_list_release(&l);
+			return kha_diag_set(d, ENOMEM, "out of memory");
 		}
 		l.files[l.n++] = f;
 	}

@@ -257,13 +257,8 @@ static int on_gateway_line(void *userdata, char *line, size_t len)
 	size_t n = 0;
 	int r;
 
-	if (s->line_cap < len) {
-		uint8_t *p = realloc(s->line_buf, len);
-		if (!p)
-			return kha_diag_set(s->d, ENOMEM, "out of memory");
-		s->line_buf = p;
-		s->line_cap = len;
-	}
+	if (KHA_GROW(s->line_buf, s->line_cap, len) < 0)
+		return kha_diag_set(s->d, ENOMEM, "out of memory");
 	r = kha_etcd_decode_snapshot_line(line, len, s->line_buf, s->line_cap, &n, &remaining,
 					  s->d);
 	if (r < 0) {
@@ -424,6 +419,39 @@ static int set_target(struct kha_atomic_file *f, const char *path, struct kha_di
 	return 0;
 }
 
+/*
+ * The whole stream into the sink, its hash checked: gRPC, or the gateway when asked, or when
+ * the endpoint refused gRPC before any byte (auto; res->fallback says why). Returns 0 or a
+ * negative errno.
+ */
+static int stream(struct sink *s, uint64_t db_size, struct kha_snapshot_save_result *res,
+		  struct kha_diag *d)
+{
+	const struct kha_snapshot_save_opts *o = s->o;
+	uint64_t received = 0;
+	int r = 0;
+
+	res->transport =
+		o->transport == KHA_SNAPSHOT_GATEWAY ? KHA_SNAPSHOT_GATEWAY : KHA_SNAPSHOT_GRPC;
+	if (res->transport == KHA_SNAPSHOT_GRPC) {
+		r = stream_grpc(s, &received, d);
+		if (r == -EPROTONOSUPPORT && o->transport == KHA_SNAPSHOT_AUTO && received == 0) {
+			snprintf(res->fallback, sizeof(res->fallback), "%s", d ? d->msg : "");
+			res->transport = KHA_SNAPSHOT_GATEWAY;
+			r = sink_reset(s);
+			if (r == 0)
+				s->total = db_size ? db_size + KHA_SNAPSHOT_HASH_LEN : 0;
+			if (d)
+				kha_diag_clear(d);
+		}
+	}
+	if (res->transport == KHA_SNAPSHOT_GATEWAY && r == 0)
+		r = stream_gateway(s, d);
+	if (r == 0)
+		r = sink_finish(s);
+	return r > 0 ? -EPROTO : r;
+}
+
 int kha_snapshot_save(const struct kha_snapshot_save_opts *o, struct kha_snapshot_save_result *ret,
 		      struct kha_diag *d)
 {
@@ -432,7 +460,7 @@ int kha_snapshot_save(const struct kha_snapshot_save_opts *o, struct kha_snapsho
 	struct sink s = {.o = o, .d = d, .file = &raw};
 	kha_autofree char *ep = NULL;
 	struct kha_diag sd = {};
-	uint64_t t0 = kha_now_us(), t1, db_size = 0, received = 0;
+	uint64_t t0 = kha_now_us(), t1, db_size = 0;
 	char final_path[4096];
 	void *map = MAP_FAILED;
 	size_t map_len = 0;
@@ -465,30 +493,9 @@ int kha_snapshot_save(const struct kha_snapshot_save_opts *o, struct kha_snapsho
 		goto fail;
 	}
 
-	res.transport =
-		o->transport == KHA_SNAPSHOT_GATEWAY ? KHA_SNAPSHOT_GATEWAY : KHA_SNAPSHOT_GRPC;
-	if (res.transport == KHA_SNAPSHOT_GRPC) {
-		r = stream_grpc(&s, &received, d);
-		if (r == -EPROTONOSUPPORT && o->transport == KHA_SNAPSHOT_AUTO && received == 0) {
-			snprintf(res.fallback, sizeof(res.fallback), "%s", d ? d->msg : "");
-			res.transport = KHA_SNAPSHOT_GATEWAY;
-			r = sink_reset(&s);
-			if (r == 0)
-				s.total = db_size ? db_size + KHA_SNAPSHOT_HASH_LEN : 0;
-			if (d)
-				kha_diag_clear(d);
-		}
-	}
-	if (res.transport == KHA_SNAPSHOT_GATEWAY && r == 0)
-		r = stream_gateway(&s, d);
-	if (r == 0)
-		r = sink_finish(&s);
+	r = stream(&s, db_size, &res, d);
 	if (r < 0)
 		goto fail;
-	if (r > 0) {
-		r = -EPROTO;
-		goto fail;
-	}
 	t1 = kha_now_us();
 	res.stream_us = t1 - t0;
 

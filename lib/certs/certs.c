@@ -489,13 +489,10 @@ static void name_to_string(const X509_NAME *name, char *buf, size_t size)
 
 static int push_string(char ***arr, size_t *n, const char *s)
 {
-	char **na = realloc(*arr, (*n + 1) * sizeof(**arr));
-
-	if (!na)
+	if (KHA_RESIZE(*arr, *n + 1) < 0)
 		return -ENOMEM;
-	*arr = na;
-	na[*n] = strdup(s);
-	if (!na[*n])
+	(*arr)[*n] = strdup(s);
+	if (!(*arr)[*n])
 		return -ENOMEM;
 	(*n)++;
 	return 0;

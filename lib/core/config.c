@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <yaml.h>
 
 #include "kha/config.h"
@@ -48,6 +49,7 @@ int kha_config_load(const char *path, const struct option *longopts, kha_opt_app
 {
 	yaml_parser_t parser;
 	yaml_event_t ev;
+	struct stat st;
 	FILE *f;
 	const struct option *key = NULL;
 	int depth = 0, r = 0;
@@ -56,6 +58,13 @@ int kha_config_load(const char *path, const struct option *longopts, kha_opt_app
 	f = fopen(path, "re");
 	if (!f)
 		return kha_diag_set(d, errno, "cannot read config %s: %s", path, strerror(errno));
+	/* a directory opens, then reads as what libyaml calls an "input error" */
+	if (fstat(fileno(f), &st) == 0 && S_ISDIR(st.st_mode)) {
+		fclose(f);
+		return kha_diag_set(d, EISDIR,
+				    "cannot read config %s: is a directory (give a YAML file)",
+				    path);
+	}
 	if (!yaml_parser_initialize(&parser)) {
 		fclose(f);
 		return kha_diag_set(d, ENOMEM, "out of memory");

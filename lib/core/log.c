@@ -1,4 +1,5 @@
 // SPDX-License-Identifier: MIT
+#include <ctype.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -110,6 +111,70 @@ const char *kha_log_quote(char *buf, size_t size, const char *s)
 	return buf;
 }
 
+/* Length of the well-formed UTF-8 sequence at p (1-4), or 0. */
+static size_t utf8_len(const unsigned char *p)
+{
+	size_t n;
+
+	if (p[0] >= 0xc2 && p[0] <= 0xdf)
+		n = 2;
+	else if (p[0] >= 0xe0 && p[0] <= 0xef)
+		n = 3;
+	else if (p[0] >= 0xf0 && p[0] <= 0xf4)
+		n = 4;
+	else
+		return 0;
+	for (size_t i = 1; i < n; i++)
+		if ((p[i] & 0xc0) != 0x80)
+			return 0;
+	return n;
+}
+
+const char *kha_term_safe(char *buf, size_t size, const char *s)
+{
+	const unsigned char *p = (const unsigned char *)(s ? s : "");
+	size_t o = 0;
+
+	if (!size)
+		return buf;
+	while (*p && o + 1 < size) {
+		size_t n = *p < 0x80 ? 1 : utf8_len(p);
+
+		/*
+		 * C0 and DEL; a byte that is not well-formed UTF-8 (a lone 0x9b is CSI to an 8-bit
+		 * terminal); U+0080-U+009F, the C1 controls encoded in UTF-8.
+		 */
+		if (n == 0 || (n == 1 && (*p < 0x20 || *p == 0x7f)) ||
+		    (n == 2 && p[0] == 0xc2 && p[1] < 0xa0)) {
+			buf[o++] = '?';
+			p += n ? n : 1;
+			continue;
+		}
+		if (o + n >= size)
+			break;
+		memcpy(buf + o, p, n);
+		o += n;
+		p += n;
+	}
+	buf[o] = '\0';
+	return buf;
+}
+
+static bool hex4(const char *p, unsigned int *ret)
+{
+	unsigned int u = 0;
+
+	for (int i = 0; i < 4; i++) {
+		if (!isxdigit((unsigned char)p[i]))
+			return false;
+		u = u * 16 + (unsigned int)(isdigit((unsigned char)p[i])
+						    ? p[i] - '0'
+						    : (tolower((unsigned char)p[i]) - 'a' + 10));
+	}
+	*ret = u;
+	return true;
+}
+
 /*
  * Converts logfmt fields to JSON members (",\"k\":\"v\"..."). Unquoted values stay strings:
  * readers of our JSON logs get one type per key. A field that does not parse is kept whole
@@ -141,11 +206,18 @@ static void fields_to_json(char *out, size_t size, const char *in)
 			p++;
 			while (*p && *p != '"') {
 				if (*p == '\\' && p[1]) {
+					unsigned int u;
+
 					p++;
-					if (*p == 'n')
+					if (*p == 'n') {
 						tmp[tpos] = '\n';
-					else
+					} else if (*p == 'u' && hex4(p + 1, &u) && u < 0x80) {
+						/* put_quoted's \u00XX of a control character */
+						tmp[tpos] = (char)u;
+						p += 4;
+					} else {
 						tmp[tpos] = *p;
+					}
 				} else {
 					tmp[tpos] = *p;
 				}

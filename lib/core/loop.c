@@ -135,15 +135,7 @@ static void heap_down(struct kha_loop *l, size_t i)
 /* Grows the heap to hold n timers, so that arming an attached timer can never fail. */
 static int heap_reserve(struct kha_loop *l, size_t n)
 {
-	if (n > l->heap_cap) {
-		size_t cap = l->heap_cap ? l->heap_cap * 2 : 16;
-		struct kha_loop_source **h = realloc(l->heap, cap * sizeof(*h));
-		if (!h)
-			return -ENOMEM;
-		l->heap = h;
-		l->heap_cap = cap;
-	}
-	return 0;
+	return KHA_GROW(l->heap, l->heap_cap, n);
 }
 
 static void heap_push(struct kha_loop *l, struct kha_loop_source *s)

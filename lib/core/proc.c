@@ -202,14 +202,6 @@ int kha_proc_signal(struct kha_proc *p, int sig)
 	return 0;
 }
 
-static int sleep_us(uint64_t us)
-{
-	struct timespec ts = {.tv_sec = (time_t)(us / KHA_USEC_PER_SEC),
-			      .tv_nsec = (long)(us % KHA_USEC_PER_SEC) * 1000};
-
-	return nanosleep(&ts, NULL);
-}
-
 int kha_proc_wait(struct kha_proc *p, uint64_t timeout_us)
 {
 	uint64_t deadline = kha_now_us() + timeout_us;
@@ -230,7 +222,7 @@ int kha_proc_wait(struct kha_proc *p, uint64_t timeout_us)
 			/* readable once the process exits (for a child: once it is a zombie) */
 			(void)poll(&pfd, 1, (int)KHA_MIN(ms, 60000));
 		} else {
-			(void)sleep_us(KHA_MIN(left, POLL_INTERVAL_US));
+			kha_ignore(kha_sleep_us(KHA_MIN(left, POLL_INTERVAL_US), NULL));
 		}
 	}
 }
@@ -325,6 +317,7 @@ int kha_proc_spawn(const struct kha_proc_spawn_opts *o, struct kha_proc *ret, st
 	posix_spawnattr_t attr;
 	kha_autoclose int logfd = -1;
 	kha_autofree char **env = NULL;
+	int outfd;
 	sigset_t all, none;
 	struct kha_proc p;
 	uint64_t start = 0;
@@ -355,10 +348,11 @@ int kha_proc_spawn(const struct kha_proc_spawn_opts *o, struct kha_proc *ret, st
 		return kha_diag_set(d, r, "spawn %s: %s", o->argv[0], strerror(r));
 	}
 	r = posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-	if (!r && logfd >= 0)
-		r = posix_spawn_file_actions_adddup2(&fa, logfd, 1);
-	if (!r && logfd >= 0)
-		r = posix_spawn_file_actions_adddup2(&fa, logfd, 2);
+	outfd = o->out_fd > 0 ? o->out_fd : logfd;
+	if (!r && outfd >= 0)
+		r = posix_spawn_file_actions_adddup2(&fa, outfd, 1);
+	if (!r && outfd >= 0)
+		r = posix_spawn_file_actions_adddup2(&fa, outfd, 2);
 	/* the fds we inherited without O_CLOEXEC (a test harness's pipe) must not pin anything */
 	if (!r)
 		r = posix_spawn_file_actions_addclosefrom_np(&fa, 3);
@@ -369,6 +363,8 @@ int kha_proc_spawn(const struct kha_proc_spawn_opts *o, struct kha_proc *ret, st
 	flags = POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF;
 	if (o->new_session)
 		flags |= POSIX_SPAWN_SETSID;
+	else if (o->new_group)
+		flags |= POSIX_SPAWN_SETPGROUP; /* group 0: the child's own pid */
 	if (!r)
 		r = posix_spawnattr_setsigmask(&attr, &none);
 	if (!r)
@@ -388,7 +384,7 @@ int kha_proc_spawn(const struct kha_proc_spawn_opts *o, struct kha_proc *ret, st
 	kha_proc_init(&p);
 	p.pid = pid;
 	p.child = true;
-	p.group = o->new_session;
+	p.group = o->new_session || o->new_group;
 	/* our un-reaped child cannot be recycled, so these two are race-free */
 	if (read_stat(pid, &state, &start) == 0)
 		p.start_time = start;

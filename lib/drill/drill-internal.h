@@ -7,16 +7,16 @@
 #include "kha/drill.h"
 
 /* "scheme://host[:port]" of a URL (new string), NULL when it does not parse or on ENOMEM. */
-char *drill_url_base(const char *url);
+char *kha_drill__url_base(const char *url);
 
 /*
- * Write mode. drill_write_url: the URL puts go to (new string). drill_write_body: the JSON body
- * of the put of slot `slot` (new string). drill_verify_writes: reads the keys back and fills
+ * Write mode. kha_drill__write_url: the URL puts go to (new string). kha_drill__write_body: the JSON body
+ * of the put of slot `slot` (new string). kha_drill__verify_writes: reads the keys back and fills
  * r->writes (never fails: a failed read-back is recorded as unverified).
  */
-char *drill_write_url(const char *target);
-char *drill_write_body(const char *prefix, uint64_t slot);
-void drill_verify_writes(const struct kha_drill_scenario *sc, struct kha_drill_report *r);
+char *kha_drill__write_url(const char *target);
+char *kha_drill__write_body(const char *prefix, uint64_t slot);
+void kha_drill__verify_writes(const struct kha_drill_scenario *sc, struct kha_drill_report *r);
 
 /*
  * A shell command run by the drill: /bin/sh -c CMD in its own process group, stdin from
@@ -37,14 +37,14 @@ struct drill_proc {
 };
 
 /* Starts cmd. Returns 0 or a negative errno. */
-int drill_proc_spawn(struct drill_proc *p, const char *cmd, uint64_t timeout_us);
+int kha_drill__proc_spawn(struct drill_proc *p, const char *cmd, uint64_t timeout_us);
 /* Reads available output; reaps the shell if it exited. Returns true once it has exited. */
-bool drill_proc_poll(struct drill_proc *p);
+bool kha_drill__proc_poll(struct drill_proc *p);
 /* Sends sig to the process group. */
-void drill_proc_signal(struct drill_proc *p, int sig);
+void kha_drill__proc_signal(struct drill_proc *p, int sig);
 /* Kills the group (SIGKILL) and reaps the shell, blocking briefly; for cleanup. */
-void drill_proc_kill_wait(struct drill_proc *p);
+void kha_drill__proc_kill_wait(struct drill_proc *p);
 /* Frees what the proc holds; ret_output receives its output if non-NULL. */
-void drill_proc_release(struct drill_proc *p, char **ret_output);
+void kha_drill__proc_release(struct drill_proc *p, char **ret_output);
 
 #endif

@@ -2,24 +2,21 @@
 /* Child processes of a drill: spawn, collect output, reap, kill by process group. */
 #include <fcntl.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 
+#include "kha/proc.h"
 #include "drill-internal.h"
 #include "kha/banned.h"
 
-extern char **environ;
-
-int drill_proc_spawn(struct drill_proc *p, const char *cmd, uint64_t timeout_us)
+int kha_drill__proc_spawn(struct drill_proc *p, const char *cmd, uint64_t timeout_us)
 {
-	posix_spawn_file_actions_t fa;
-	posix_spawnattr_t attr;
-	sigset_t none, defaults;
-	char *argv[] = {"/bin/sh", "-c", (char *)cmd, NULL};
+	const char *argv[] = {"/bin/sh", "-c", cmd, NULL};
+	/* own process group (so the whole command can be killed); kha_proc_spawn gives it
+	 * /dev/null as stdin, fds 0-2 only and a clean signal state */
+	struct kha_proc_spawn_opts o = {.argv = argv, .new_group = true};
+	struct kha_proc kp;
 	int pipefd[2];
 	int r;
 
@@ -34,49 +31,27 @@ int drill_proc_spawn(struct drill_proc *p, const char *cmd, uint64_t timeout_us)
 		return r;
 	}
 	/* the child's end must block: commands do not expect a non-blocking stdout */
-	fcntl(pipefd[1], F_SETFL, 0);
-
-	posix_spawn_file_actions_init(&fa);
-	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-	posix_spawn_file_actions_adddup2(&fa, pipefd[1], 1);
-	posix_spawn_file_actions_adddup2(&fa, pipefd[1], 2);
-	/* libcurl opens its sockets without O_CLOEXEC: the command gets 0, 1 and 2 only */
-	posix_spawn_file_actions_addclosefrom_np(&fa, 3);
-	posix_spawnattr_init(&attr);
-	/* own process group (so the whole command can be killed), clean signal state: the
-	 * caller may block SIGINT/SIGTERM for a signalfd and ignore SIGPIPE */
-	sigemptyset(&none);
-	sigemptyset(&defaults);
-	sigaddset(&defaults, SIGPIPE);
-	sigaddset(&defaults, SIGINT);
-	sigaddset(&defaults, SIGTERM);
-	sigaddset(&defaults, SIGQUIT);
-	sigaddset(&defaults, SIGHUP);
-	sigaddset(&defaults, SIGCHLD);
-	posix_spawnattr_setpgroup(&attr, 0);
-	posix_spawnattr_setsigmask(&attr, &none);
-	posix_spawnattr_setsigdefault(&attr, &defaults);
-	posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK |
-						POSIX_SPAWN_SETSIGDEF);
-	r = posix_spawn(&p->pid, "/bin/sh", &fa, &attr, argv, environ);
-	posix_spawnattr_destroy(&attr);
-	posix_spawn_file_actions_destroy(&fa);
-	close(pipefd[1]);
-	if (r != 0) {
-		close(pipefd[0]);
-		free(p->out);
-		*p = (struct drill_proc){.pidfd = -1, .outfd = -1};
-		return -r;
+	if (fcntl(pipefd[1], F_SETFL, 0) < 0) {
+		r = -errno;
+		goto fail;
 	}
+	o.out_fd = pipefd[1];
+	r = kha_proc_spawn(&o, &kp, NULL);
+	if (r < 0)
+		goto fail;
+	close(pipefd[1]);
+	p->pid = kp.pid;
+	p->pidfd = KHA_TAKE_FD(kp.pidfd); /* the rest of kp owns nothing */
 	p->outfd = pipefd[0];
 	p->started_us = kha_now_us();
 	p->deadline_us = timeout_us ? p->started_us + timeout_us : KHA_DRILL_NONE;
-#ifdef SYS_pidfd_open
-	p->pidfd = (int)syscall(SYS_pidfd_open, p->pid, 0);
-	if (p->pidfd < 0)
-		p->pidfd = -1;
-#endif
 	return 0;
+fail:
+	close(pipefd[0]);
+	close(pipefd[1]);
+	free(p->out);
+	*p = (struct drill_proc){.pidfd = -1, .outfd = -1};
+	return r;
 }
 
 static void read_output(struct drill_proc *p)
@@ -105,7 +80,7 @@ static void read_output(struct drill_proc *p)
 	}
 }
 
-bool drill_proc_poll(struct drill_proc *p)
+bool kha_drill__proc_poll(struct drill_proc *p)
 {
 	int st;
 	pid_t w;
@@ -129,13 +104,13 @@ bool drill_proc_poll(struct drill_proc *p)
 	return false;
 }
 
-void drill_proc_signal(struct drill_proc *p, int sig)
+void kha_drill__proc_signal(struct drill_proc *p, int sig)
 {
 	if (p->pid > 0 && !p->exited)
 		kill(-p->pid, sig);
 }
 
-void drill_proc_kill_wait(struct drill_proc *p)
+void kha_drill__proc_kill_wait(struct drill_proc *p)
 {
 	if (p->pid <= 0 || p->exited)
 		return;
@@ -153,7 +128,7 @@ void drill_proc_kill_wait(struct drill_proc *p)
 	read_output(p);
 }
 
-void drill_proc_release(struct drill_proc *p, char **ret_output)
+void kha_drill__proc_release(struct drill_proc *p, char **ret_output)
 {
 	if (p->outfd >= 0)
 		close(p->outfd);

@@ -15,8 +15,8 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
-#include <curl/curl.h>
 
+#include "kha/http-curl.h"
 #include "kha/log.h"
 #include "drill-internal.h"
 #include "kha/banned.h"
@@ -127,20 +127,11 @@ static void emit(struct drill *dr, enum kha_drill_event_type type,
 
 static int grow_probes(struct drill *dr, uint64_t slot)
 {
-	struct kha_drill_probe *grown;
-	size_t cap;
-
 	if (slot < dr->cap)
 		return 0;
 	if (slot >= MAX_SLOTS)
 		return -E2BIG;
-	cap = KHA_MAX(dr->cap * 2, (size_t)slot + 1024);
-	grown = realloc(dr->r->probes, cap * sizeof(*grown));
-	if (!grown)
-		return -ENOMEM;
-	dr->r->probes = grown;
-	dr->cap = cap;
-	return 0;
+	return KHA_GROW(dr->r->probes, dr->cap, (size_t)slot + 1024);
 }
 
 static void record(struct drill *dr, uint64_t slot, uint64_t t_us, uint64_t latency_us, long status,
@@ -185,7 +176,16 @@ static int start_probe(struct drill *dr, uint64_t slot, uint64_t now_abs)
 {
 	const struct kha_drill_scenario *sc = dr->sc;
 	struct probe *pr = calloc(1, sizeof(*pr));
-	long timeout_ms = (long)((sc->timeout_us + 999) / 1000);
+	struct kha_http_tls tls = {
+		.cacert = sc->cacert, .cert = sc->cert, .key = sc->key, .insecure = sc->insecure};
+	struct kha_http_easy_opts eo = {
+		.user_agent = "kha-drill",
+		.errbuf = pr ? pr->errbuf : NULL,
+		.connect_timeout_us = sc->timeout_us,
+		.timeout_us = sc->timeout_us,
+		.tls = &tls,
+		.proxy = "",
+	};
 	CURL *e;
 
 	if (!pr)
@@ -198,17 +198,17 @@ static int start_probe(struct drill *dr, uint64_t slot, uint64_t now_abs)
 	pr->dr = dr;
 	pr->easy = e;
 	pr->slot = slot;
+	/* a probe of one given address: never through a proxy */
+	if (kha_http_easy_setup(e, &eo, NULL) < 0) {
+		curl_easy_cleanup(e);
+		free(pr);
+		return -EINVAL;
+	}
 	curl_easy_setopt(e, CURLOPT_URL, dr->url);
 	curl_easy_setopt(e, CURLOPT_PRIVATE, pr);
-	curl_easy_setopt(e, CURLOPT_ERRORBUFFER, pr->errbuf);
-	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, timeout_ms);
-	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, timeout_ms);
-	curl_easy_setopt(e, CURLOPT_NOPROXY, "*");
-	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
 	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, discard);
 	if (dr->write) {
-		char *body = drill_write_body(dr->r->writes.prefix, slot);
+		char *body = kha_drill__write_body(dr->r->writes.prefix, slot);
 		if (!body) {
 			curl_easy_cleanup(e);
 			free(pr);
@@ -219,21 +219,8 @@ static int start_probe(struct drill *dr, uint64_t slot, uint64_t now_abs)
 		curl_easy_setopt(e, CURLOPT_HTTPHEADER, dr->headers);
 		free(body);
 	}
-	if (dr->tcp) {
+	if (dr->tcp)
 		curl_easy_setopt(e, CURLOPT_CONNECT_ONLY, 1L);
-	} else {
-		curl_easy_setopt(e, CURLOPT_USERAGENT, "kha-drill");
-		if (sc->cacert)
-			curl_easy_setopt(e, CURLOPT_CAINFO, sc->cacert);
-		if (sc->cert)
-			curl_easy_setopt(e, CURLOPT_SSLCERT, sc->cert);
-		if (sc->key)
-			curl_easy_setopt(e, CURLOPT_SSLKEY, sc->key);
-		if (sc->insecure) {
-			curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 0L);
-			curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 0L);
-		}
-	}
 	if (!sc->keepalive || dr->tcp) {
 		/* what a restarting kubelet or a new client sees: new TCP, full TLS handshake */
 		curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, 1L);
@@ -263,53 +250,47 @@ static void drop_probe(struct drill *dr, struct probe *pr)
 	free(pr);
 }
 
-static enum kha_drill_result classify(struct drill *dr, CURL *e, CURLcode rc, long *ret_status)
+/* The probe's result; a failure's phrase (the shared libcurl mapping) goes into d. */
+static enum kha_drill_result classify(struct drill *dr, CURL *e, CURLcode rc, const char *errbuf,
+				      long *ret_status, struct kha_diag *d)
 {
-	long status = 0, oserr = 0;
+	struct kha_http_failure f;
+	long status = 0;
 
 	curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
-	curl_easy_getinfo(e, CURLINFO_OS_ERRNO, &oserr);
 	*ret_status = status;
-	switch (rc) {
-	case CURLE_OK:
+	if (rc == CURLE_OK) {
 		if (dr->write) /* the gateway answers 200 only for a committed put */
 			return status == 200 ? KHA_DRILL_PROBE_OK : KHA_DRILL_PROBE_STATUS;
 		if (dr->tcp || kha_drill_status_expected(dr->sc->expect_status, status))
 			return KHA_DRILL_PROBE_OK;
 		return KHA_DRILL_PROBE_STATUS;
-	case CURLE_OPERATION_TIMEDOUT:
+	}
+	kha_ignore(
+		kha_http_curl_error(e, rc, errbuf, dr->sc->timeout_us, dr->sc->timeout_us, &f, d));
+	switch (f.fail) {
+	case KHA_HTTP_FAIL_TIMEOUT:
+	case KHA_HTTP_FAIL_CONNECT_TIMEOUT:
 		return KHA_DRILL_PROBE_TIMEOUT;
-	case CURLE_COULDNT_CONNECT:
-		if (oserr == ECONNREFUSED)
+	case KHA_HTTP_FAIL_CONNECT:
+		if (f.os_errno == ECONNREFUSED)
 			return KHA_DRILL_PROBE_REFUSED;
-		if (oserr == ETIMEDOUT)
+		if (f.os_errno == ETIMEDOUT)
 			return KHA_DRILL_PROBE_TIMEOUT;
 		return KHA_DRILL_PROBE_ERROR;
-	case CURLE_COULDNT_RESOLVE_HOST:
+	case KHA_HTTP_FAIL_RESOLVE:
 		return KHA_DRILL_PROBE_RESOLVE;
-	case CURLE_RECV_ERROR:
-	case CURLE_SEND_ERROR:
-	case CURLE_GOT_NOTHING:
-	case CURLE_PARTIAL_FILE:
+	case KHA_HTTP_FAIL_IO:
 		return KHA_DRILL_PROBE_RESET;
-	case CURLE_SSL_CONNECT_ERROR:
+	case KHA_HTTP_FAIL_TLS:
+	case KHA_HTTP_FAIL_TLS_VERIFY:
+	case KHA_HTTP_FAIL_TLS_CLIENT:
+	case KHA_HTTP_FAIL_CA_FILE:
+	case KHA_HTTP_FAIL_TLS_FILES:
 		/* a peer dying in the middle of the handshake is a reset, not a TLS problem */
-		if (oserr == ECONNRESET || oserr == EPIPE)
+		if (rc == CURLE_SSL_CONNECT_ERROR &&
+		    (f.os_errno == ECONNRESET || f.os_errno == EPIPE))
 			return KHA_DRILL_PROBE_RESET;
-		return KHA_DRILL_PROBE_TLS;
-	case CURLE_PEER_FAILED_VERIFICATION:
-	case CURLE_SSL_CERTPROBLEM:
-	case CURLE_SSL_CIPHER:
-	case CURLE_SSL_CACERT_BADFILE:
-	case CURLE_SSL_ISSUER_ERROR:
-	case CURLE_SSL_INVALIDCERTSTATUS:
-	case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
-	case CURLE_SSL_CRL_BADFILE:
-	case CURLE_SSL_ENGINE_NOTFOUND:
-	case CURLE_SSL_ENGINE_SETFAILED:
-	case CURLE_SSL_ENGINE_INITFAILED:
-	case CURLE_SSL_SHUTDOWN_FAILED:
-	case CURLE_USE_SSL_FAILED:
 		return KHA_DRILL_PROBE_TLS;
 	default:
 		return KHA_DRILL_PROBE_ERROR;
@@ -322,7 +303,8 @@ static void finish_probe(struct drill *dr, struct probe *pr, CURLcode rc)
 	curl_off_t total_us = 0;
 	uint64_t latency;
 	long status = 0;
-	enum kha_drill_result res = classify(dr, pr->easy, rc, &status);
+	struct kha_diag d = {};
+	enum kha_drill_result res = classify(dr, pr->easy, rc, pr->errbuf, &status, &d);
 
 	/* curl's own measure excludes the time this loop spent on other probes */
 	if (curl_easy_getinfo(pr->easy, CURLINFO_TOTAL_TIME_T, &total_us) == CURLE_OK &&
@@ -337,7 +319,7 @@ static void finish_probe(struct drill *dr, struct probe *pr, CURLcode rc)
 				 "HTTP status %ld", status);
 		else
 			snprintf(r->error_samples[res], sizeof(r->error_samples[res]), "%s",
-				 pr->errbuf[0] ? pr->errbuf : curl_easy_strerror(rc));
+				 d.msg[0] ? d.msg : curl_easy_strerror(rc));
 	}
 	drop_probe(dr, pr);
 }
@@ -429,19 +411,17 @@ static void abort_drill(struct drill *dr, const char *fmt, ...) KHA_PRINTF(2, 3)
 static struct running *spawn(struct drill *dr, const char *cmd, uint64_t timeout_us, size_t step,
 			     int *ret_err)
 {
-	struct running *run = calloc(1, sizeof(*run)), **grown;
+	struct running *run = calloc(1, sizeof(*run));
 	int r;
 
 	*ret_err = -ENOMEM;
 	if (!run)
 		return NULL;
-	grown = realloc(dr->procs, sizeof(*grown) * (dr->n_procs + 1));
-	if (!grown) {
+	if (KHA_RESIZE(dr->procs, dr->n_procs + 1) < 0) {
 		free(run);
 		return NULL;
 	}
-	dr->procs = grown;
-	r = drill_proc_spawn(&run->proc, cmd, timeout_us);
+	r = kha_drill__proc_spawn(&run->proc, cmd, timeout_us);
 	if (r < 0) {
 		*ret_err = r;
 		free(run);
@@ -485,13 +465,11 @@ static int add_report_step(struct drill *dr, enum kha_drill_step_kind kind, cons
 			   const char *run, const char *node, size_t *ret_index)
 {
 	struct kha_drill_report *r = dr->r;
-	struct kha_drill_step_result *grown, *st;
+	struct kha_drill_step_result *st;
 
-	grown = realloc(r->steps, sizeof(*grown) * (r->n_steps + 1));
-	if (!grown)
+	if (KHA_RESIZE(r->steps, r->n_steps + 1) < 0)
 		return -ENOMEM;
-	r->steps = grown;
-	st = &grown[r->n_steps];
+	st = &r->steps[r->n_steps];
 	*st = (struct kha_drill_step_result){
 		.name = strdup(name),
 		.run = strdup(run),
@@ -767,7 +745,7 @@ static void proc_done(struct drill *dr, size_t pi)
 					 st->name, st->exit_code);
 		}
 	}
-	drill_proc_release(p, &output);
+	kha_drill__proc_release(p, &output);
 	free(run);
 	if (st) {
 		free(st->output);
@@ -790,7 +768,7 @@ static void poll_procs(struct drill *dr)
 		struct drill_proc *p = &run->proc;
 		uint64_t now = kha_now_us();
 
-		if (drill_proc_poll(p)) {
+		if (kha_drill__proc_poll(p)) {
 			/* what proc_done does shifts the array: look at slot i again */
 			proc_done(dr, i);
 			continue;
@@ -798,9 +776,9 @@ static void poll_procs(struct drill *dr)
 		if (p->deadline_us != KHA_DRILL_NONE && now >= p->deadline_us && !p->timed_out) {
 			p->timed_out = true;
 			run->term_sent_us = now;
-			drill_proc_signal(p, SIGTERM);
+			kha_drill__proc_signal(p, SIGTERM);
 		} else if (run->term_sent_us && now >= run->term_sent_us + KILL_GRACE_US) {
-			drill_proc_signal(p, SIGKILL);
+			kha_drill__proc_signal(p, SIGKILL);
 		}
 		i++;
 	}
@@ -858,7 +836,7 @@ static void begin_stop(struct drill *dr)
 	if (!dr->fault_started)
 		dr->next_step = dr->sc->n_steps;
 	if (dr->check)
-		drill_proc_signal(&dr->check->proc, SIGTERM);
+		kha_drill__proc_signal(&dr->check->proc, SIGTERM);
 	dr->dirty = true;
 }
 
@@ -882,7 +860,7 @@ static void hard_stop(struct drill *dr)
 	dr->next_step = dr->sc->n_steps;
 	for (size_t i = 0; i < dr->n_procs; i++) {
 		dr->procs[i]->proc.killed = true;
-		drill_proc_signal(&dr->procs[i]->proc, SIGKILL);
+		kha_drill__proc_signal(&dr->procs[i]->proc, SIGKILL);
 	}
 	if (dr->roll != ROLL_DONE && dr->r->nodes && dr->node < dr->sc->n_nodes) {
 		dr->roll = ROLL_DONE;
@@ -996,15 +974,9 @@ static int loop(struct drill *dr)
 			break;
 
 		/* everything to watch besides curl's own sockets */
-		if (fds_cap < 1 + 2 * dr->n_procs) {
-			struct curl_waitfd *grown;
-			fds_cap = 1 + 2 * dr->n_procs + 8;
-			grown = realloc(fds, sizeof(*fds) * fds_cap);
-			if (!grown) {
-				r = -ENOMEM;
-				break;
-			}
-			fds = grown;
+		if (KHA_GROW(fds, fds_cap, 1 + 2 * dr->n_procs) < 0) {
+			r = -ENOMEM;
+			break;
 		}
 		if (dr->hooks && dr->hooks->stop_fd >= 0)
 			fds[nfds++] = (struct curl_waitfd){.fd = dr->hooks->stop_fd,
@@ -1037,8 +1009,8 @@ static void cleanup(struct drill *dr)
 	while (dr->n_inflight)
 		drop_probe(dr, dr->inflight[dr->n_inflight - 1]);
 	for (size_t i = 0; i < dr->n_procs; i++) {
-		drill_proc_kill_wait(&dr->procs[i]->proc);
-		drill_proc_release(&dr->procs[i]->proc, NULL);
+		kha_drill__proc_kill_wait(&dr->procs[i]->proc);
+		kha_drill__proc_release(&dr->procs[i]->proc, NULL);
 		free(dr->procs[i]);
 	}
 	free(dr->procs);
@@ -1169,12 +1141,13 @@ int kha_drill_run(const struct kha_drill_scenario *sc, const struct kha_drill_ho
 		return kha_diag_set(d, EINVAL,
 				    "rate x duration is %llu probes, more than %llu (lower one)",
 				    (unsigned long long)slots, MAX_SLOTS);
-	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
-		return kha_diag_set(d, EIO, "libcurl failed to initialize");
+	r = kha_http_global_init(d);
+	if (r < 0)
+		return r;
 	dr.tcp = strncmp(sc->target, "tcp://", 6) == 0;
 	dr.write = sc->write && !dr.tcp;
 	if (dr.write) {
-		dr.url = drill_write_url(sc->target);
+		dr.url = kha_drill__write_url(sc->target);
 		dr.headers = curl_slist_append(NULL, "Content-Type: application/json");
 	} else if (dr.tcp) {
 		size_t n = strlen(sc->target) + 16;
@@ -1199,8 +1172,8 @@ int kha_drill_run(const struct kha_drill_scenario *sc, const struct kha_drill_ho
 	dr.t0 = kha_now_us();
 	dr.r->started_wall_us = kha_wall_us();
 	dr.next_tick_us = KHA_USEC_PER_SEC;
-	kha_debug("drill started", "target=%s rate=%u max_inflight=%zu", sc->target, sc->rate,
-		  dr.max_inflight);
+	kha_debug("drill started", "target=%s rate=%u max_inflight=%zu", KHA_LOGQ(sc->target),
+		  sc->rate, dr.max_inflight);
 	r = loop(&dr);
 	if (r < 0) {
 		kha_diag_set(d, -r, "drill failed: %s", strerror(-r));
@@ -1220,13 +1193,11 @@ int kha_drill_run(const struct kha_drill_scenario *sc, const struct kha_drill_ho
 	}
 	cleanup(&dr);
 	if (dr.write)
-		drill_verify_writes(sc, dr.r);
-	curl_global_cleanup();
+		kha_drill__verify_writes(sc, dr.r);
 	*ret_report = dr.r;
 	return 0;
 fail:
 	cleanup(&dr);
 	kha_drill_report_free(dr.r);
-	curl_global_cleanup();
 	return r;
 }

@@ -143,8 +143,6 @@ static int set_nodes(struct kha_drill_scenario *sc, const char *value, struct kh
 	if (!copy)
 		return kha_diag_set(d, ENOMEM, "out of memory");
 	for (tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-		char **grown;
-
 		while (*tok == ' ')
 			tok++;
 		for (char *end = tok + strlen(tok); end > tok && end[-1] == ' ';)
@@ -165,14 +163,10 @@ static int set_nodes(struct kha_drill_scenario *sc, const char *value, struct kh
 			r = kha_diag_set(d, EINVAL, "too many nodes (at most %d)", MAX_NODES);
 			goto out;
 		}
-		grown = realloc(nodes, sizeof(*nodes) * (n + 1));
-		if (!grown || !(grown[n] = strdup(tok))) {
-			if (grown)
-				nodes = grown;
+		if (KHA_RESIZE(nodes, n + 1) < 0 || !(nodes[n] = strdup(tok))) {
 			r = kha_diag_set(d, ENOMEM, "out of memory");
 			goto out;
 		}
-		nodes = grown;
 		n++;
 	}
 	if (n == 0) {
@@ -403,17 +397,15 @@ int kha_drill_scenario_add_step(struct kha_drill_scenario *sc, enum kha_drill_st
 				uint64_t at_us, const char *name, const char *run,
 				uint64_t timeout_us, struct kha_diag *d)
 {
-	struct kha_drill_step *grown, *st;
+	struct kha_drill_step *st;
 
 	if (!run || !*run)
 		return kha_diag_set(d, EINVAL, "a step needs a command to run");
 	if (sc->n_steps >= MAX_STEPS)
 		return kha_diag_set(d, EINVAL, "too many steps (at most %d)", MAX_STEPS);
-	grown = realloc(sc->steps, sizeof(*grown) * (sc->n_steps + 1));
-	if (!grown)
+	if (KHA_RESIZE(sc->steps, sc->n_steps + 1) < 0)
 		return kha_diag_set(d, ENOMEM, "out of memory");
-	sc->steps = grown;
-	st = &grown[sc->n_steps];
+	st = &sc->steps[sc->n_steps];
 	*st = (struct kha_drill_step){
 		.name = strdup(name && *name ? name : kha_drill_step_kind_name(kind)),
 		.run = strdup(run),
@@ -694,7 +686,7 @@ static int check_target(const char *target, struct kha_diag *d)
 	return r;
 }
 
-char *drill_url_base(const char *url)
+char *kha_drill__url_base(const char *url)
 {
 	CURLU *u = curl_url();
 	char *scheme = NULL, *host = NULL, *port = NULL, *out = NULL;
@@ -763,7 +755,7 @@ int kha_drill_scenario_check(struct kha_drill_scenario *sc, struct kha_diag *d)
 					    "(https://HOST:2379), not tcp://");
 		if (kha_etcd_config_init(&cfg) < 0)
 			return kha_diag_set(d, ENOMEM, "out of memory");
-		base = sc->endpoints ? NULL : drill_url_base(sc->target);
+		base = sc->endpoints ? NULL : kha_drill__url_base(sc->target);
 		if (!sc->endpoints && !base) {
 			kha_etcd_config_release(&cfg);
 			return kha_diag_set(d, ENOMEM, "out of memory");

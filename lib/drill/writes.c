@@ -22,9 +22,9 @@
 #define PAGE		  5000
 #define MAX_LOST_LISTED	  100
 
-char *drill_write_url(const char *target)
+char *kha_drill__write_url(const char *target)
 {
-	char *base = drill_url_base(target), *out;
+	char *base = kha_drill__url_base(target), *out;
 	const char *path = strstr(target, "://");
 	size_t n;
 
@@ -54,7 +54,7 @@ static void value_of(char *buf, size_t size, uint64_t slot)
 	snprintf(buf, size, "kha drill write %" PRIu64, slot);
 }
 
-char *drill_write_body(const char *prefix, uint64_t slot)
+char *kha_drill__write_body(const char *prefix, uint64_t slot)
 {
 	char key[512], value[64];
 	char *k, *v, *body = NULL;
@@ -209,7 +209,7 @@ static int make_client(const struct kha_drill_scenario *sc, const char *endpoint
 	return r;
 }
 
-void drill_verify_writes(const struct kha_drill_scenario *sc, struct kha_drill_report *r)
+void kha_drill__verify_writes(const struct kha_drill_scenario *sc, struct kha_drill_report *r)
 {
 	struct kha_drill_writes *w = &r->writes;
 	struct kha_etcd *c = NULL;
@@ -236,7 +236,8 @@ void drill_verify_writes(const struct kha_drill_scenario *sc, struct kha_drill_r
 		}
 	}
 	if (!w->endpoints) {
-		w->endpoints = sc->endpoints ? strdup(sc->endpoints) : drill_url_base(sc->target);
+		w->endpoints =
+			sc->endpoints ? strdup(sc->endpoints) : kha_drill__url_base(sc->target);
 		if (!w->endpoints) {
 			snprintf(w->error, sizeof(w->error), "out of memory");
 			return;
@@ -258,7 +259,7 @@ void drill_verify_writes(const struct kha_drill_scenario *sc, struct kha_drill_r
 		rc = read_back(c, w->prefix, present, r->n_probes, &found, &foreign, &d);
 		if (rc == 0 || rc == -ENOMEM || kha_now_us() + READBACK_RETRY_US >= deadline)
 			break;
-		usleep(READBACK_RETRY_US);
+		kha_ignore(kha_sleep_us(READBACK_RETRY_US, NULL));
 		rc = 0;
 	}
 	if (rc < 0) {
@@ -279,12 +280,8 @@ void drill_verify_writes(const struct kha_drill_scenario *sc, struct kha_drill_r
 				o != OUT_ACKED; /* a wrong value for an unacknowledged slot */
 		if (o == OUT_ACKED && !here) {
 			if (w->n_lost_slots < MAX_LOST_LISTED) {
-				uint64_t *grown = realloc(w->lost_slots,
-							  (w->n_lost_slots + 1) * sizeof(*grown));
-				if (grown) {
-					w->lost_slots = grown;
+				if (KHA_RESIZE(w->lost_slots, w->n_lost_slots + 1) == 0)
 					w->lost_slots[w->n_lost_slots++] = i;
-				}
 			}
 			w->lost++;
 		} else if (o == OUT_UNKNOWN) {

@@ -62,16 +62,26 @@ int kha_fleetlock_parse(const char *body, size_t len, struct kha_fleetlock_param
 	json_decref(root);
 	if (r < 0)
 		return r;
-	for (const char *g = p.group; *g; g++) {
+	if (!kha_fleetlock_group_valid(p.group))
+		return kha_diag_set(d, EBADMSG,
+				    "client_params.group '%s' has characters outside [a-zA-Z0-9.-]",
+				    p.group);
+	*ret = p;
+	return 0;
+}
+
+bool kha_fleetlock_group_valid(const char *group)
+{
+	size_t n = strlen(group);
+
+	if (n == 0 || n >= KHA_FLEETLOCK_GROUP_MAX)
+		return false;
+	for (const char *g = group; *g; g++) {
 		char ch = *g;
 
 		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
 		      (ch >= '0' && ch <= '9') || ch == '.' || ch == '-'))
-			return kha_diag_set(d, EBADMSG,
-					    "client_params.group '%s' has characters outside "
-					    "[a-zA-Z0-9.-]",
-					    p.group);
+			return false;
 	}
-	*ret = p;
-	return 0;
+	return true;
 }

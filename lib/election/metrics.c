@@ -44,6 +44,12 @@ static void collect(FILE *out, void *userdata)
 	       KHA_METRIC_COUNTER, (double)atomic_load_explicit(&s->fenced, memory_order_relaxed));
 	family(out, m, "command_starts_total", "COMMAND started", KHA_METRIC_COUNTER,
 	       (double)atomic_load_explicit(&s->child_starts, memory_order_relaxed));
+	family(out, m, "config_reloads_total", "Configuration reloads on SIGHUP that applied",
+	       KHA_METRIC_COUNTER, (double)atomic_load_explicit(&s->reloads, memory_order_relaxed));
+	family(out, m, "config_reload_failures_total",
+	       "Configuration reloads on SIGHUP that failed (the running one was kept)",
+	       KHA_METRIC_COUNTER,
+	       (double)atomic_load_explicit(&s->reload_failures, memory_order_relaxed));
 }
 
 int kha_elect_metrics_start(const char *addr, const char *prefix, const char *name, const char *id,
@@ -96,64 +102,4 @@ int kha_elect_run_served(const struct kha_elect_opts *o, const char *metrics_add
 	r = kha_elect_run(o, ret_status, d);
 	kha_elect_metrics_stop(m);
 	return r;
-}
-
-/* ---- kha lock serve ---- */
-
-struct kha_fleetlock_metrics {
-	struct kha_httpd_thread *server;
-	char name[256];
-	const struct kha_fleetlock_stats *stats;
-};
-
-static void collect_fleetlock(FILE *out, void *userdata)
-{
-	static const char *const ops[] = {"pre-reboot", "steady-state", "status", "other"};
-	static const char *const outcomes[] = {"ok", "refused", "failed"};
-	const struct kha_fleetlock_metrics *m = userdata;
-
-	kha_metrics_write_header(out, "kha_lock_fleetlock_requests_total",
-				 "FleetLock requests answered, by operation and result (ok: 2xx, "
-				 "refused: 4xx such as a full semaphore, failed: 5xx such as etcd "
-				 "unreachable)",
-				 KHA_METRIC_COUNTER);
-	for (size_t op = 0; op < KHA_FLEETLOCK_NOPS; op++) {
-		for (size_t r = 0; r < KHA_FLEETLOCK_NOUTCOMES; r++) {
-			char labels[384];
-			snprintf(labels, sizeof(labels), "name=\"%s\",op=\"%s\",result=\"%s\"",
-				 m->name, ops[op], outcomes[r]);
-			kha_metrics_write_sample(
-				out, "kha_lock_fleetlock_requests_total", labels,
-				(double)atomic_load_explicit(&m->stats->requests[op][r],
-							     memory_order_relaxed));
-		}
-	}
-}
-
-int kha_fleetlock_metrics_start(const char *addr, const char *lock,
-				const struct kha_fleetlock_stats *stats,
-				struct kha_fleetlock_metrics **ret, struct kha_diag *d)
-{
-	struct kha_fleetlock_metrics *m = calloc(1, sizeof(*m));
-	int r;
-
-	if (!m)
-		return kha_diag_set(d, ENOMEM, "out of memory");
-	m->stats = stats;
-	kha_metrics_escape(m->name, sizeof(m->name), lock);
-	r = kha_httpd_thread_start(addr, collect_fleetlock, m, &m->server, d);
-	if (r < 0) {
-		free(m);
-		return r;
-	}
-	*ret = m;
-	return 0;
-}
-
-void kha_fleetlock_metrics_stop(struct kha_fleetlock_metrics *m)
-{
-	if (!m)
-		return;
-	kha_httpd_thread_stop(m->server);
-	free(m);
 }

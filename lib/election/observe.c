@@ -159,11 +159,7 @@ int kha_elect_observe(struct kha_etcd *c, const char *name, const volatile sig_a
 			kha_etcd_range_result_release(&rr);
 			if (first)
 				break;
-			for (uint64_t until = kha_now_us() + backoff;
-			     !*cancel && kha_now_us() < until;) {
-				struct timespec ts = {0, 50 * 1000 * 1000};
-				nanosleep(&ts, NULL);
-			}
+			kha_ignore(kha_sleep_us(backoff, cancel));
 			backoff = KHA_MIN(backoff * 2, 5 * KHA_USEC_PER_SEC);
 			continue;
 		}

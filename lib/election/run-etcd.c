@@ -54,8 +54,8 @@ static void *keepalive_thread(void *arg)
 		if (e->stop)
 			break;
 		if (!e->gen || e->lost || !e->lease || kha_now_us() < e->ka_next_us) {
-			engine_wait_locked(e, e->gen && !e->lost && e->lease ? e->ka_next_us
-									     : UINT64_MAX);
+			kha_election__wait_locked(e, e->gen && !e->lost && e->lease ? e->ka_next_us
+										    : UINT64_MAX);
 			continue;
 		}
 		gen = e->gen;
@@ -79,10 +79,10 @@ static void *keepalive_thread(void *arg)
 					 failures);
 			failures = 0;
 			e->ka_next_us = start + e->interval_us;
-			engine_renewed_locked(e, gen, start);
+			kha_election__renewed_locked(e, gen, start);
 		} else if (r == 0) {
 			kha_warn("lease expired", "lease=%" PRIx64, (uint64_t)lease);
-			engine_lose_locked(e, gen, "lease expired");
+			kha_election__lose_locked(e, gen, "lease expired");
 		} else {
 			failures++;
 			if (e->o->stats)
@@ -90,8 +90,8 @@ static void *keepalive_thread(void *arg)
 							  memory_order_relaxed);
 			if (failures == 1 || failures % 10 == 0)
 				kha_warn("keep-alive failed",
-					 "lease=%" PRIx64 " failures=%" PRIu64 " error=\"%s\"",
-					 (uint64_t)lease, failures, d.msg);
+					 "lease=%" PRIx64 " failures=%" PRIu64 " error=%s",
+					 (uint64_t)lease, failures, KHA_LOGQ(d.msg));
 			retry_at =
 				kha_now_us() + KHA_MIN(e->interval_us / 2, 250 * KHA_USEC_PER_MSEC);
 			e->ka_next_us = retry_at;
@@ -144,7 +144,7 @@ static int wait_delete(struct engine *e, struct kha_etcd *c, const char *prefix,
 
 	(void)c;
 	if (w.deleted) {
-		kha_debug("watched key deleted", "key=%s", key ? key : prefix);
+		kha_debug("watched key deleted", "key=%s", KHA_LOGQ(key ? key : prefix));
 		return 1;
 	}
 	if (r == -ETIMEDOUT || r == -ECANCELED || r == -ERANGE)
@@ -163,7 +163,7 @@ static void set_waiting(struct engine *e, uint64_t gen, const char *leader, cons
 		snprintf(e->waiting_for, sizeof(e->waiting_for), "%s", why);
 		e->leading = false;
 		if (changed)
-			engine_changed_locked(e);
+			kha_election__changed_locked(e);
 	}
 	pthread_mutex_unlock(&e->mu);
 }
@@ -207,7 +207,8 @@ static int campaign(struct engine *e, struct kha_etcd *c, uint64_t gen, int64_t 
 		kha_etcd_set_command_timeout(c, 0);
 		r = kha_etcd_txn(c, &req, &res, &d);
 		if (r < 0) {
-			kha_warn("campaign failed", "%s=%s error=\"%s\"", o->what, o->name, d.msg);
+			kha_warn("campaign failed", "%s=%s error=%s", o->what, KHA_LOGQ(o->name),
+				 KHA_LOGQ(d.msg));
 			kha_etcd_txn_result_release(&res);
 			return r;
 		}
@@ -225,7 +226,7 @@ static int campaign(struct engine *e, struct kha_etcd *c, uint64_t gen, int64_t 
 	if (gen == e->gen)
 		snprintf(e->key, sizeof(e->key), "%s", key);
 	pthread_mutex_unlock(&e->mu);
-	kha_debug("campaigning", "key=%s create_revision=%" PRId64, key, my_rev);
+	kha_debug("campaigning", "key=%s create_revision=%" PRId64, KHA_LOGQ(key), my_rev);
 
 	for (;;) {
 		struct kha_etcd_range_req rq = {.r = {.key = prefix, .prefix = true}};
@@ -235,7 +236,7 @@ static int campaign(struct engine *e, struct kha_etcd *c, uint64_t gen, int64_t 
 		int64_t rev;
 
 		pthread_mutex_lock(&e->mu);
-		if (engine_session_over_locked(e, gen)) {
+		if (kha_election__session_over_locked(e, gen)) {
 			pthread_mutex_unlock(&e->mu);
 			return 0;
 		}
@@ -245,10 +246,10 @@ static int campaign(struct engine *e, struct kha_etcd *c, uint64_t gen, int64_t 
 		kha_etcd_set_command_timeout(c, 0);
 		r = kha_etcd_range(c, &rq, &rr, &d);
 		if (r < 0) {
-			kha_warn("cannot read the contenders", "%s=%s error=\"%s\"", o->what,
-				 o->name, d.msg);
+			kha_warn("cannot read the contenders", "%s=%s error=%s", o->what,
+				 KHA_LOGQ(o->name), KHA_LOGQ(d.msg));
 			kha_etcd_range_result_release(&rr);
-			engine_sleep(e, gen, kha_now_us() + BACKOFF_MIN_US * 2);
+			kha_election__sleep(e, gen, kha_now_us() + BACKOFF_MIN_US * 2);
 			continue;
 		}
 		rev = rr.header.revision;
@@ -265,9 +266,10 @@ static int campaign(struct engine *e, struct kha_etcd *c, uint64_t gen, int64_t 
 		if (r < 0) {
 			/* our key is gone: the lease expired, or someone deleted it */
 			kha_etcd_range_result_release(&rr);
-			kha_warn("our key disappeared", "%s=%s key=%s", o->what, o->name, key);
+			kha_warn("our key disappeared", "%s=%s key=%s", o->what, KHA_LOGQ(o->name),
+				 KHA_LOGQ(key));
 			pthread_mutex_lock(&e->mu);
-			engine_lose_locked(e, gen, "key deleted");
+			kha_election__lose_locked(e, gen, "key deleted");
 			pthread_mutex_unlock(&e->mu);
 			return 0;
 		}
@@ -283,8 +285,9 @@ static int campaign(struct engine *e, struct kha_etcd *c, uint64_t gen, int64_t 
 					snprintf(gate_reason, sizeof(gate_reason), "%s", reason);
 				snprintf(why, sizeof(why), "slot held, gate closed: %s", reason);
 				set_waiting(e, gen, leader, why);
-				engine_sleep(e, gen,
-					     kha_now_us() + (o->gate_interval_us
+				kha_election__sleep(e, gen,
+						    kha_now_us() +
+							    (o->gate_interval_us
 								     ? o->gate_interval_us
 								     : 5 * KHA_USEC_PER_SEC));
 				continue;
@@ -303,14 +306,14 @@ static int campaign(struct engine *e, struct kha_etcd *c, uint64_t gen, int64_t 
 							      kha_now_us() - started_us,
 							      memory_order_relaxed);
 				acquired_logged = true;
-				engine_changed_locked(e);
+				kha_election__changed_locked(e);
 			}
 			pthread_mutex_unlock(&e->mu);
 			/* holders keep their place until their key goes: watch it */
 			kha_diag_clear(&d);
 			r = wait_delete(e, c, prefix, key, rev, &d);
 			if (r < 0)
-				engine_sleep(e, gen, kha_now_us() + BACKOFF_MIN_US);
+				kha_election__sleep(e, gen, kha_now_us() + BACKOFF_MIN_US);
 			continue;
 		}
 		if (o->slots == 1)
@@ -331,8 +334,8 @@ static int campaign(struct engine *e, struct kha_etcd *c, uint64_t gen, int64_t 
 			free(pred);
 		}
 		if (r < 0) {
-			kha_debug("watch failed", "error=\"%s\"", d.msg);
-			engine_sleep(e, gen, kha_now_us() + BACKOFF_MIN_US);
+			kha_debug("watch failed", "error=%s", KHA_LOGQ(d.msg));
+			kha_election__sleep(e, gen, kha_now_us() + BACKOFF_MIN_US);
 		}
 	}
 }
@@ -343,8 +346,8 @@ static void revoke_lease(struct kha_etcd *c, int64_t lease)
 
 	kha_etcd_set_command_timeout(c, RESIGN_TIMEOUT_US);
 	if (kha_etcd_lease_revoke(c, lease, &d) < 0)
-		kha_debug("revoke failed", "lease=%" PRIx64 " error=\"%s\"", (uint64_t)lease,
-			  d.msg);
+		kha_debug("revoke failed", "lease=%" PRIx64 " error=%s", (uint64_t)lease,
+			  KHA_LOGQ(d.msg));
 }
 
 static void *campaign_thread(void *arg)
@@ -379,14 +382,14 @@ static void *campaign_thread(void *arg)
 				      kha_now_us() - started_us >= startup_budget)) {
 				e->fatal = r;
 				e->fatal_diag = d;
-				engine_changed_locked(e);
+				kha_election__changed_locked(e);
 				pthread_mutex_unlock(&e->mu);
 				break;
 			}
 			pthread_mutex_unlock(&e->mu);
-			kha_warn("cannot grant a lease", "error=\"%s\"", d.msg);
+			kha_warn("cannot grant a lease", "error=%s", KHA_LOGQ(d.msg));
 			pthread_mutex_lock(&e->mu);
-			engine_wait_locked(e, kha_now_us() + backoff);
+			kha_election__wait_locked(e, kha_now_us() + backoff);
 			pthread_mutex_unlock(&e->mu);
 			backoff = KHA_MIN(backoff * 2, BACKOFF_MAX_US);
 			continue;
@@ -412,7 +415,7 @@ static void *campaign_thread(void *arg)
 		e->ka_next_us = start + e->interval_us;
 		e->up = true;
 		snprintf(e->waiting_for, sizeof(e->waiting_for), "campaigning");
-		engine_changed_locked(e);
+		kha_election__changed_locked(e);
 		pthread_mutex_unlock(&e->mu);
 		first = false;
 		kha_debug("lease granted", "lease=%" PRIx64 " ttl=%" PRId64, (uint64_t)lease, ttl);
@@ -424,14 +427,14 @@ static void *campaign_thread(void *arg)
 			e->leading = false;
 			if (!e->lost)
 				e->lost = true;
-			engine_changed_locked(e);
+			kha_election__changed_locked(e);
 		}
 		pthread_mutex_unlock(&e->mu);
 		/* give our place away (main also resigns on stop; a second revoke is harmless) */
 		revoke_lease(c, lease);
 		if (r < 0) {
 			pthread_mutex_lock(&e->mu);
-			engine_wait_locked(e, kha_now_us() + backoff);
+			kha_election__wait_locked(e, kha_now_us() + backoff);
 			pthread_mutex_unlock(&e->mu);
 			backoff = KHA_MIN(backoff * 2, BACKOFF_MAX_US);
 		}
@@ -439,7 +442,7 @@ static void *campaign_thread(void *arg)
 	return NULL;
 }
 
-int engine_etcd_start(struct engine *e, struct kha_diag *d)
+static int etcd_start(struct engine *e, struct kha_diag *d)
 {
 	int r;
 
@@ -460,7 +463,7 @@ int engine_etcd_start(struct engine *e, struct kha_diag *d)
 	return 0;
 }
 
-void engine_etcd_free(struct engine *e)
+static void etcd_free(struct engine *e)
 {
 	for (size_t i = 0; i < KHA_ARRAY_SIZE(e->clients); i++) {
 		kha_etcd_free(e->clients[i]);
@@ -468,7 +471,7 @@ void engine_etcd_free(struct engine *e)
 	}
 }
 
-void engine_etcd_resign(struct engine *e)
+static void etcd_resign(struct engine *e)
 {
 	struct kha_etcd *c;
 	struct kha_diag d = {};
@@ -489,16 +492,22 @@ void engine_etcd_resign(struct engine *e)
 	if (!lease || !c)
 		return;
 	kha_etcd_set_command_timeout(c, RESIGN_TIMEOUT_US);
-	kha_debug("resigning", "key=%s", key);
+	kha_debug("resigning", "key=%s", KHA_LOGQ(key));
 	if (key[0]) {
 		struct kha_etcd_delete_req del = {.r = {.key = key}};
 
 		if (kha_etcd_delete(c, &del, NULL, &d) < 0)
-			kha_warn("resign: cannot delete our key", "key=%s error=\"%s\"", key,
-				 d.msg);
+			kha_warn("resign: cannot delete our key", "key=%s error=%s", KHA_LOGQ(key),
+				 KHA_LOGQ(d.msg));
 	}
 	kha_diag_clear(&d);
 	if (kha_etcd_lease_revoke(c, lease, &d) < 0 && !strstr(d.msg, "not found"))
-		kha_debug("resign: revoke failed", "error=\"%s\"", d.msg);
-	kha_info("resigned", "%s=%s id=%s", e->o->what, e->o->name, e->o->id);
+		kha_debug("resign: revoke failed", "error=%s", KHA_LOGQ(d.msg));
+	kha_info("resigned", "%s=%s id=%s", e->o->what, KHA_LOGQ(e->o->name), KHA_LOGQ(e->o->id));
 }
+
+const struct kha_election__backend kha_election__etcd_backend = {
+	.start = etcd_start,
+	.resign = etcd_resign,
+	.free = etcd_free,
+};

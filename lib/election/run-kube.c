@@ -36,8 +36,8 @@ static void release(struct engine *e, struct kha_kube_client *c, struct kha_leas
 		kha_diag_clear(&d);
 		r = kha_kube_lease_update(c, &rec, NULL, &d);
 		if (r == 0) {
-			kha_info("released", "lease=%s/%s id=%s", e->o->lease_namespace,
-				 e->o->lease_name, e->o->id);
+			kha_info("released", "lease=%s/%s id=%s", KHA_LOGQ(e->o->lease_namespace),
+				 KHA_LOGQ(e->o->lease_name), KHA_LOGQ(e->o->id));
 			return;
 		}
 		if (r != -EAGAIN)
@@ -47,7 +47,7 @@ static void release(struct engine *e, struct kha_kube_client *c, struct kha_leas
 			break;
 		(void)kha_lease_decide(el, &cur, kha_now_us(), (int64_t)kha_wall_us(), &rec);
 	}
-	kha_warn("cannot release the lease", "error=\"%s\"", d.msg);
+	kha_warn("cannot release the lease", "error=%s", KHA_LOGQ(d.msg));
 }
 
 static void *kube_thread(void *arg)
@@ -64,7 +64,7 @@ static void *kube_thread(void *arg)
 		pthread_mutex_lock(&e->mu);
 		e->fatal = -EINVAL;
 		e->fatal_diag = d;
-		engine_changed_locked(e);
+		kha_election__changed_locked(e);
 		pthread_mutex_unlock(&e->mu);
 		return NULL;
 	}
@@ -99,7 +99,7 @@ static void *kube_thread(void *arg)
 			e->last_renew_us = 0;
 			leading = false;
 			campaign_start = start;
-			engine_changed_locked(e);
+			kha_election__changed_locked(e);
 		}
 		/* while leading, no request may outlive the renew deadline */
 		timeout = MAX_CALL_US;
@@ -146,7 +146,7 @@ static void *kube_thread(void *arg)
 			pthread_mutex_lock(&e->mu);
 			e->fatal = r;
 			e->fatal_diag = d;
-			engine_changed_locked(e);
+			kha_election__changed_locked(e);
 			pthread_mutex_unlock(&e->mu);
 			return NULL;
 		}
@@ -168,7 +168,7 @@ static void *kube_thread(void *arg)
 			e->leading = true;
 			e->waiting_for[0] = '\0';
 			failures = 0;
-			engine_renewed_locked(e, gen, start);
+			kha_election__renewed_locked(e, gen, start);
 		} else if (!ok) {
 			if (r < 0) {
 				failures++;
@@ -177,31 +177,32 @@ static void *kube_thread(void *arg)
 								  memory_order_relaxed);
 				if (failures == 1 || failures % 10 == 0)
 					kha_warn("lease renewal failed",
-						 "lease=%s/%s failures=%" PRIu64 " error=\"%s\"",
-						 o->lease_namespace, o->lease_name, failures,
-						 d.msg);
+						 "lease=%s/%s failures=%" PRIu64 " error=%s",
+						 KHA_LOGQ(o->lease_namespace),
+						 KHA_LOGQ(o->lease_name), failures,
+						 KHA_LOGQ(d.msg));
 			}
 			if (leading && !kha_lease_elector_is_holder(&el)) {
 				/* someone else holds it now: we lost, whatever the deadline */
-				engine_lose_locked(e, gen, "lease taken");
+				kha_election__lose_locked(e, gen, "lease taken");
 				leading = false;
 			} else if (!leading) {
 				snprintf(e->waiting_for, sizeof(e->waiting_for), "%s",
 					 r < 0 ? "lease unreachable"
 					       : "lease held by another holder");
-				engine_changed_locked(e);
+				kha_election__changed_locked(e);
 			}
 		}
 		next = start + (leading ? e->interval_us : jittered(e->interval_us));
 		while (!e->stop && kha_now_us() < next)
-			engine_wait_locked(e, next);
+			kha_election__wait_locked(e, next);
 		pthread_mutex_unlock(&e->mu);
 	}
 	release(e, c, &el);
 	return NULL;
 }
 
-int engine_kube_start(struct engine *e, struct kha_diag *d)
+static int kube_start(struct engine *e, struct kha_diag *d)
 {
 	if (!e->o->lease_namespace || !e->o->lease_name)
 		return kha_diag_set(d, EINVAL, "the Lease needs a namespace and a name");
@@ -210,3 +211,6 @@ int engine_kube_start(struct engine *e, struct kha_diag *d)
 	e->n_threads = 1;
 	return 0;
 }
+
+/* the Lease is released by its thread as it stops (as client-go's ReleaseOnCancel does) */
+const struct kha_election__backend kha_election__kube_backend = {.start = kube_start};

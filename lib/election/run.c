@@ -20,6 +20,23 @@
 #include "kha/parse.h"
 #include "kha/banned.h"
 
+int kha_elect_check_ttl(uint64_t ttl_us, bool kube_lease, struct kha_diag *d)
+{
+	uint64_t max_s = kube_lease ? KHA_KUBE_LEASE_MAX_TTL_S : KHA_ETCD_LEASE_MAX_TTL_S;
+	/* the TTL sent is rounded up to whole seconds */
+	uint64_t s = ttl_us / KHA_USEC_PER_SEC + (ttl_us % KHA_USEC_PER_SEC != 0);
+
+	if (!kube_lease && ttl_us < KHA_USEC_PER_SEC)
+		return kha_diag_set(d, EINVAL, "--ttl: etcd leases are whole seconds, at least 1s");
+	if (s > max_s)
+		return kha_diag_set(d, EINVAL, "--ttl: at most %" PRIu64 "s (%s), not %" PRIu64 "s",
+				    max_s,
+				    kube_lease ? "a Lease's leaseDurationSeconds is an int32"
+					       : "the longest lease etcd grants",
+				    s);
+	return 0;
+}
+
 int kha_elect_restart_parse(const char *s, enum kha_elect_restart *ret)
 {
 	if (strcmp(s, "no") == 0 || strcmp(s, "never") == 0)
@@ -33,105 +50,19 @@ int kha_elect_restart_parse(const char *s, enum kha_elect_restart *ret)
 	return 0;
 }
 
-/* ---- shared state --------------------------------------------------------------------------- */
-
-void engine_wake_main(struct engine *e)
+const char *kha_elect_restart_name(enum kha_elect_restart r)
 {
-	uint64_t one = 1;
-	ssize_t n = write(e->wake_fd, &one, sizeof(one));
-
-	(void)n;
-}
-
-void engine_changed_locked(struct engine *e)
-{
-	pthread_cond_broadcast(&e->cond);
-	engine_wake_main(e);
-}
-
-bool engine_wait_locked(struct engine *e, uint64_t until_us)
-{
-	struct timespec ts;
-	uint64_t now_mono = kha_now_us(), left;
-
-	if (e->stop)
-		return true;
-	if (until_us <= now_mono)
-		return false;
-	left = until_us - now_mono;
-	/* the condition variable uses CLOCK_MONOTONIC, as kha_now_us does */
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	ts.tv_sec += (time_t)(left / KHA_USEC_PER_SEC);
-	ts.tv_nsec += (long)(left % KHA_USEC_PER_SEC) * 1000;
-	if (ts.tv_nsec >= 1000000000L) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000L;
-	}
-	pthread_cond_timedwait(&e->cond, &e->mu, &ts);
-	return e->stop;
-}
-
-bool engine_session_over_locked(const struct engine *e, uint64_t gen)
-{
-	return e->stop || e->lost || e->gen != gen;
-}
-
-void engine_sleep(struct engine *e, uint64_t gen, uint64_t until_us)
-{
-	pthread_mutex_lock(&e->mu);
-	while (!engine_session_over_locked(e, gen) && kha_now_us() < until_us)
-		engine_wait_locked(e, until_us);
-	pthread_mutex_unlock(&e->mu);
-}
-
-void engine_lose_locked(struct engine *e, uint64_t gen, const char *why)
-{
-	if (gen != e->gen || e->lost)
-		return;
-	e->lost = true;
-	e->leading = false;
-	e->cancel = 1;
-	kha_debug("session lost", "gen=%" PRIu64 " why=\"%s\"", gen, why);
-	engine_changed_locked(e);
-}
-
-void engine_renewed_locked(struct engine *e, uint64_t gen, uint64_t started_us)
-{
-	if (gen != e->gen || e->lost)
-		return;
-	if (started_us > e->last_renew_us)
-		e->last_renew_us = started_us;
-	engine_changed_locked(e);
+	return r == KHA_ELECT_RESTART_ALWAYS	   ? "always"
+	       : r == KHA_ELECT_RESTART_ON_FAILURE ? "on-failure"
+						   : "no";
 }
 
 /* ---- COMMAND -------------------------------------------------------------------------------- */
 
-enum stop_reason {
-	STOP_NONE,
-	STOP_LOST,    /* leadership lost (key deleted, lease expired, Lease taken) */
-	STOP_FENCED,  /* no renewal within the renew deadline */
-	STOP_EXITING, /* SIGTERM/SIGINT */
-};
-
+/* COMMAND's guard; whether it runs and why it stops is the step's (st.running...). */
 struct child {
 	struct kha_proc p;
-	bool running;
-	enum stop_reason stopping; /* STOP_NONE while running normally */
-	uint64_t term_us, kill_us;
-	bool killed;
-	uint64_t gen;
-	int64_t token;
-	uint64_t started_us;
 };
-
-static int status_to_exit(int status)
-{
-	if (WIFEXITED(status))
-		return WEXITSTATUS(status);
-	if (WIFSIGNALED(status))
-		return 128 + WTERMSIG(status);
-	return KHA_EXIT_SOFTWARE;
-}
 
 static void status_text(char *buf, size_t size, int status)
 {
@@ -176,7 +107,7 @@ static bool child_exited(struct child *ch)
 	return kha_proc_wait(&ch->p, KHA_USEC_PER_SEC) == 0;
 }
 
-static int start_child(struct engine *e, struct child *ch, uint64_t gen, int64_t token)
+static int start_child(struct engine *e, struct child *ch, int64_t token)
 {
 	const struct kha_elect_opts *o = e->o;
 	char tok[64], id[512], name[1200];
@@ -187,44 +118,16 @@ static int start_child(struct engine *e, struct child *ch, uint64_t gen, int64_t
 	snprintf(tok, sizeof(tok), "KHA_FENCING_TOKEN=%" PRId64, token);
 	snprintf(id, sizeof(id), "KHA_ID=%s", o->id);
 	snprintf(name, sizeof(name), "%s=%s", o->env_name ? o->env_name : "KHA_ELECTION", o->name);
-	r = election_spawn(o->argv, env, &ch->p, &d);
+	r = kha_election__spawn(o->argv, env, &ch->p, &d);
 	if (r < 0) {
-		kha_error("cannot start COMMAND", "error=\"%s\"", d.msg);
+		kha_error("cannot start COMMAND", "error=%s", KHA_LOGQ(d.msg));
 		return r;
 	}
-	ch->running = true;
-	ch->stopping = STOP_NONE;
-	ch->killed = false;
-	ch->gen = gen;
-	ch->token = token;
-	ch->started_us = kha_now_us();
 	if (o->stats)
 		atomic_fetch_add_explicit(&o->stats->child_starts, 1, memory_order_relaxed);
-	kha_info("COMMAND started", "%s=%s pid=%d fencing_token=%" PRId64, o->what, o->name,
-		 (int)ch->p.pid, token);
+	kha_info("COMMAND started", "%s=%s pid=%d fencing_token=%" PRId64, o->what,
+		 KHA_LOGQ(o->name), (int)ch->p.pid, token);
 	return 0;
-}
-
-static void stop_child(struct engine *e, struct child *ch, const struct kha_fence *f,
-		       enum stop_reason why)
-{
-	uint64_t now = kha_now_us();
-	int r;
-
-	if (!ch->running || ch->stopping != STOP_NONE)
-		return;
-	ch->stopping = why;
-	ch->term_us = now;
-	/* after a loss the lease may expire any moment: the fence bounds the grace */
-	ch->kill_us = kha_fence_kill_at(f, now);
-	if (why == STOP_EXITING && !kha_fence_ok(f, now))
-		ch->kill_us = now;
-	r = signal_group(ch, ch->kill_us > now ? SIGTERM : SIGKILL);
-	ch->killed = ch->kill_us <= now;
-	if (r < 0 && r != -ESRCH)
-		kha_warn("cannot signal COMMAND", "pid=%d error=\"%s\"", (int)ch->p.pid,
-			 strerror(-r));
-	(void)e;
 }
 
 /* ---- the main loop -------------------------------------------------------------------------- */
@@ -310,33 +213,237 @@ static void drain(int fd)
 	} while (n > 0);
 }
 
+/* Performs what the step decided about COMMAND (signals, logs, metrics, the session). */
+static void perform_stop(struct engine *e, struct child *ch, const struct kha_elect_step_state *st,
+			 const struct kha_elect_actions *a, uint64_t gen)
+{
+	const struct kha_elect_opts *o = e->o;
+	int r;
+
+	if (!(a->todo & (KHA_ELECT_DO_TERM | KHA_ELECT_DO_KILL)))
+		return;
+	if (a->kill_late) {
+		kha_warn("COMMAND did not stop in time, SIGKILL", "pid=%d", (int)ch->p.pid);
+	} else if (a->stop == KHA_ELECT_STOP_LOST) {
+		kha_warn("stopping COMMAND: leadership lost", "%s=%s pid=%d", o->what,
+			 KHA_LOGQ(o->name), (int)ch->p.pid);
+	} else if (a->stop == KHA_ELECT_STOP_FENCED) {
+		char t[32];
+
+		kha_error("fenced: no renewal within the renew deadline, stopping COMMAND before "
+			  "the lease can expire",
+			  "%s=%s pid=%d renew_deadline=%s", o->what, KHA_LOGQ(o->name),
+			  (int)ch->p.pid,
+			  kha_format_duration(t, sizeof(t), st->fence.renew_deadline_us));
+		if (o->stats)
+			atomic_fetch_add_explicit(&o->stats->fenced, 1, memory_order_relaxed);
+	}
+	r = signal_group(ch, a->todo & KHA_ELECT_DO_KILL ? SIGKILL : SIGTERM);
+	if (r < 0 && r != -ESRCH && !a->kill_late)
+		kha_warn("cannot signal COMMAND", "pid=%d error=\"%s\"", (int)ch->p.pid,
+			 strerror(-r));
+	if (a->todo & KHA_ELECT_DO_LOSE) {
+		pthread_mutex_lock(&e->mu);
+		kha_election__lose_locked(e, gen, "fenced");
+		pthread_mutex_unlock(&e->mu);
+	}
+}
+
+/* Logs the state changes the step reported, once each. */
+static void log_changes(const struct kha_elect_opts *o, const struct snapshot *s,
+			const struct kha_elect_actions *a, char *last_wait, size_t size)
+{
+	if (a->todo & KHA_ELECT_DO_ACQUIRED) {
+		kha_info("acquired", "%s=%s id=%s fencing_token=%" PRId64, o->what,
+			 KHA_LOGQ(o->name), KHA_LOGQ(o->id), s->token);
+		last_wait[0] = '\0';
+	} else if (a->todo & KHA_ELECT_DO_LOST) {
+		kha_warn("lost", "%s=%s id=%s", o->what, KHA_LOGQ(o->name), KHA_LOGQ(o->id));
+	}
+	if (o->stats && (a->todo & (KHA_ELECT_DO_ACQUIRED | KHA_ELECT_DO_LOST)))
+		atomic_fetch_add_explicit(&o->stats->transitions, 1, memory_order_relaxed);
+	if (!s->leading && s->up && s->waiting_for[0] && strcmp(s->waiting_for, last_wait) &&
+	    strcmp(s->waiting_for, "campaigning") != 0) {
+		kha_info("waiting", "%s=%s id=%s leader=%s reason=%s", o->what, KHA_LOGQ(o->name),
+			 KHA_LOGQ(o->id), KHA_LOGQ(s->leader), KHA_LOGQ(s->waiting_for));
+		snprintf(last_wait, size, "%s", s->waiting_for);
+	}
+}
+
+/* SIGHUP: kha's own configuration read again; on failure the running one is kept. */
+static void reload(const struct kha_elect_opts *o, struct kha_elect_reloaded *live)
+{
+	struct kha_elect_reloaded fresh = *live;
+	struct kha_diag d = {};
+	char a[32], b[32];
+
+	if (o->reload(o->reload_userdata, &fresh, &d) < 0) {
+		kha_error("configuration not reloaded, keeping the running one", "error=%s",
+			  KHA_LOGQ(d.msg));
+		if (o->stats)
+			atomic_fetch_add_explicit(&o->stats->reload_failures, 1,
+						  memory_order_relaxed);
+		return;
+	}
+	*live = fresh;
+	if (o->stats)
+		atomic_fetch_add_explicit(&o->stats->reloads, 1, memory_order_relaxed);
+	if (o->exit_on_loss) /* kha lock: COMMAND is never restarted */
+		kha_info("configuration reloaded", "%s", "");
+	else
+		kha_info("configuration reloaded",
+			 "restart=%s restart_delay=%s restart_delay_max=%s",
+			 kha_elect_restart_name(live->restart),
+			 kha_format_duration(a, sizeof(a), live->backoff_initial_us),
+			 kha_format_duration(b, sizeof(b), live->backoff_max_us));
+}
+
+/*
+ * Reads the signals; returns whether SIGTERM or SIGINT arrived. SIGHUP goes to COMMAND and
+ * reloads kha's own configuration (the step's restart policy).
+ */
+static bool read_signals(int sfd, const struct kha_elect_opts *o, struct child *ch,
+			 struct kha_elect_step_state *st)
+{
+	bool running = st->running, exiting = st->exiting;
+	struct signalfd_siginfo si;
+	bool stop = false;
+
+	while (read(sfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+		if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT) {
+			if (!exiting && !stop)
+				kha_info("stopping", "signal=%s",
+					 si.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT");
+			stop = true;
+		} else if (si.ssi_signo == SIGHUP) {
+			/* COMMAND reloads too: systemd's ExecReload reaches it through kha */
+			if (running && signal_group(ch, SIGHUP) == 0)
+				kha_info("SIGHUP forwarded to COMMAND", "pid=%d", (int)ch->p.pid);
+			if (o->reload)
+				reload(o, &st->policy);
+		}
+	}
+	return stop;
+}
+
+/*
+ * One pass of the main loop: observe (the sessions' snapshot, the guard's exit), decide
+ * (kha_elect_step), perform. Returns 0 with the deadline of the next pass in *ret_next_us, 1
+ * to leave the loop (st->status says how), or a negative errno when the backend failed
+ * before its first session.
+ */
+static int pass(struct engine *e, struct child *ch, struct kha_elect_step_state *st,
+		bool exit_requested, char *last_wait, size_t size, uint64_t *ret_next_us,
+		struct kha_diag *d)
+{
+	const struct kha_elect_opts *o = e->o;
+	struct kha_elect_observation obs;
+	struct kha_elect_actions a;
+	struct snapshot s;
+	uint64_t now;
+
+	take_snapshot(e, &s);
+	if (s.fatal && !s.up)
+		return kha_diag_set(d, s.fatal, "%s", e->fatal_diag.msg);
+	now = kha_now_us();
+	obs = (struct kha_elect_observation){
+		.gen = s.gen,
+		.leading = s.leading,
+		.last_renew_us = s.last_renew_us,
+		.exit_requested = exit_requested,
+		.child_exited = st->running && child_exited(ch),
+	};
+	obs.child_status = ch->p.exit_status;
+	kha_elect_step(st, o, &obs, now, &a);
+
+	log_changes(o, &s, &a, last_wait, size);
+	set_leader_stat(o, a.leader_ok);
+	perform_stop(e, ch, st, &a, s.gen);
+	if (a.todo & KHA_ELECT_DO_REAP) {
+		char stx[32];
+
+		status_text(stx, sizeof(stx), ch->p.exit_status);
+		kha_info("COMMAND exited", "%s=%s pid=%d %s", o->what, KHA_LOGQ(o->name),
+			 (int)ch->p.pid, stx);
+		kha_proc_release(&ch->p);
+	}
+	if (a.todo & KHA_ELECT_DO_LOSS_EXIT)
+		kha_error("COMMAND was stopped because the slot was lost", "%s=%s", o->what,
+			  KHA_LOGQ(o->name));
+	if (a.todo & KHA_ELECT_DO_RESTART) {
+		char b[32];
+
+		kha_info("restarting COMMAND", "in=%s",
+			 kha_format_duration(b, sizeof(b), a.restart_in_us));
+	}
+	if (a.todo & KHA_ELECT_DO_QUIT)
+		return 1;
+	if ((a.todo & KHA_ELECT_DO_START) && start_child(e, ch, s.token) < 0) {
+		kha_elect_step_start_failed(st);
+		return 1;
+	}
+	*ret_next_us = a.next_us;
+	/* without a pidfd, the guard's exit is noticed by looking */
+	if (st->running && ch->p.pidfd < 0)
+		*ret_next_us = KHA_MIN(*ret_next_us, now + 20 * KHA_USEC_PER_MSEC);
+	return 0;
+}
+
+/*
+ * Sleeps until next_us (UINT64_MAX: no deadline), a signal, a backend's wake-up or the guard's
+ * exit. Returns 0, or a negative errno when ppoll failed (d says so).
+ */
+static int wait_events(struct engine *e, int sfd, struct child *ch, struct kha_elect_step_state *st,
+		       uint64_t next_us, bool *exit_requested, struct kha_diag *d)
+{
+	struct pollfd pfds[3] = {
+		{.fd = sfd, .events = POLLIN},
+		{.fd = e->wake_fd, .events = POLLIN},
+		{.fd = st->running && ch->p.pidfd >= 0 ? ch->p.pidfd : -1, .events = POLLIN},
+	};
+	struct timespec ts, *tsp = NULL;
+	uint64_t now = kha_now_us();
+
+	if (next_us != UINT64_MAX) {
+		uint64_t left = next_us > now ? next_us - now : 0;
+
+		ts.tv_sec = (time_t)(left / KHA_USEC_PER_SEC);
+		ts.tv_nsec = (long)(left % KHA_USEC_PER_SEC) * 1000;
+		tsp = &ts;
+	}
+	if (ppoll(pfds, 3, tsp, NULL) < 0 && errno != EINTR)
+		return kha_diag_set(d, errno, "ppoll: %s", strerror(errno));
+	if (pfds[1].revents)
+		drain(e->wake_fd);
+	if (pfds[0].revents && read_signals(sfd, e->o, ch, st))
+		*exit_requested = true;
+	return 0;
+}
+
 int kha_elect_run(const struct kha_elect_opts *o, int *ret_status, struct kha_diag *d)
 {
+	const struct kha_election__backend *be =
+		o->kube ? &kha_election__kube_backend : &kha_election__etcd_backend;
 	struct engine e = {.o = o, .wake_fd = -1, .stop_fd = -1};
-	struct child ch = {.running = false};
-	struct kha_fence fence;
+	struct child ch = {};
+	struct kha_elect_step_state st;
 	pthread_condattr_t ca;
 	sigset_t oldmask;
 	kha_autoclose int sfd = -1;
-	uint64_t restart_at = 0, backoff, fence_gen = 0, seen_gen = 0;
-	bool exiting = false, finished = false, was_leading = false;
+	bool exit_requested = false;
 	char last_wait[512] = "";
-	int status = 0, r;
+	int r;
 
 	if (!o->name || !o->name[0])
 		return kha_diag_set(d, EINVAL, "the %s name is empty", o->what);
 	if (!o->argv || !o->argv[0])
 		return kha_diag_set(d, EINVAL, "no COMMAND given");
-	e.ttl_us = o->ttl_us;
-	e.renew_deadline_us = o->renew_deadline_us ? o->renew_deadline_us : o->ttl_us * 2 / 3;
-	e.interval_us = o->renew_interval_us ? o->renew_interval_us : o->ttl_us / 3;
-	r = kha_fence_init(&fence, e.ttl_us, e.renew_deadline_us, o->grace_us, d);
+	r = kha_elect_step_init(&st, o, d);
 	if (r < 0)
 		return r;
-	if (e.interval_us >= e.renew_deadline_us)
-		return kha_diag_set(d, EINVAL,
-				    "the renew interval must be shorter than the renew deadline");
-	backoff = o->backoff_initial_us ? o->backoff_initial_us : KHA_USEC_PER_SEC;
+	e.ttl_us = o->ttl_us;
+	e.renew_deadline_us = st.fence.renew_deadline_us;
+	e.interval_us = o->renew_interval_us ? o->renew_interval_us : o->ttl_us / 3;
 
 	sfd = setup_signals(&oldmask);
 	if (sfd < 0)
@@ -353,205 +460,34 @@ int kha_elect_run(const struct kha_elect_opts *o, int *ret_status, struct kha_di
 		goto out;
 	}
 
-	r = o->kube ? engine_kube_start(&e, d) : engine_etcd_start(&e, d);
+	r = be->start(&e, d);
 	if (r < 0)
 		goto out;
 
 	for (;;) {
-		struct pollfd pfds[3] = {
-			{.fd = sfd, .events = POLLIN},
-			{.fd = e.wake_fd, .events = POLLIN},
-			{.fd = -1, .events = POLLIN},
-		};
-		struct snapshot s;
-		uint64_t now, next = UINT64_MAX;
-		struct timespec ts, *tsp = NULL;
+		uint64_t next = UINT64_MAX;
 
-		take_snapshot(&e, &s);
-		now = kha_now_us();
-		if (s.fatal && !s.up) {
-			r = kha_diag_set(d, s.fatal, "%s", e.fatal_diag.msg);
+		r = pass(&e, &ch, &st, exit_requested, last_wait, sizeof(last_wait), &next, d);
+		if (r < 0) {
 			stop_workers(&e);
 			goto out;
 		}
-		if (s.gen != fence_gen) {
-			kha_fence_reset(&fence);
-			fence_gen = s.gen;
-		}
-		kha_fence_renewed(&fence, s.last_renew_us);
-
-		/* ---- logs of state changes ---- */
-		if (s.leading && (!was_leading || s.gen != seen_gen)) {
-			kha_info("acquired", "%s=%s id=%s fencing_token=%" PRId64, o->what, o->name,
-				 o->id, s.token);
-			if (o->stats)
-				atomic_fetch_add_explicit(&o->stats->transitions, 1,
-							  memory_order_relaxed);
-			last_wait[0] = '\0';
-		} else if (!s.leading && was_leading) {
-			kha_warn("lost", "%s=%s id=%s", o->what, o->name, o->id);
-			if (o->stats)
-				atomic_fetch_add_explicit(&o->stats->transitions, 1,
-							  memory_order_relaxed);
-		}
-		if (!s.leading && s.up && s.waiting_for[0] && strcmp(s.waiting_for, last_wait) &&
-		    strcmp(s.waiting_for, "campaigning") != 0) {
-			kha_info("waiting", "%s=%s id=%s leader=\"%s\" reason=\"%s\"", o->what,
-				 o->name, o->id, s.leader, s.waiting_for);
-			memcpy(last_wait, s.waiting_for, sizeof(last_wait));
-		}
-		was_leading = s.leading;
-		seen_gen = s.gen;
-		set_leader_stat(o, s.leading && kha_fence_ok(&fence, now));
-
-		/* ---- COMMAND ---- */
-		if (ch.running && ch.stopping == STOP_NONE) {
-			if (exiting) {
-				stop_child(&e, &ch, &fence, STOP_EXITING);
-			} else if (!s.leading || s.gen != ch.gen) {
-				kha_warn("stopping COMMAND: leadership lost", "%s=%s pid=%d",
-					 o->what, o->name, (int)ch.p.pid);
-				stop_child(&e, &ch, &fence, STOP_LOST);
-			} else if (!kha_fence_ok(&fence, now)) {
-				char a[32];
-
-				kha_error("fenced: no renewal within the renew deadline, stopping "
-					  "COMMAND before the lease can expire",
-					  "%s=%s pid=%d renew_deadline=%s", o->what, o->name,
-					  (int)ch.p.pid,
-					  kha_format_duration(a, sizeof(a), e.renew_deadline_us));
-				if (o->stats)
-					atomic_fetch_add_explicit(&o->stats->fenced, 1,
-								  memory_order_relaxed);
-				stop_child(&e, &ch, &fence, STOP_FENCED);
-				pthread_mutex_lock(&e.mu);
-				engine_lose_locked(&e, s.gen, "fenced");
-				pthread_mutex_unlock(&e.mu);
-			}
-		}
-		if (ch.running && ch.stopping != STOP_NONE && !ch.killed && now >= ch.kill_us) {
-			kha_warn("COMMAND did not stop in time, SIGKILL", "pid=%d", (int)ch.p.pid);
-			kha_ignore(signal_group(&ch, SIGKILL));
-			ch.killed = true;
-		}
-		if (ch.running && child_exited(&ch)) {
-			char st[32];
-			enum stop_reason why = ch.stopping;
-			uint64_t ran = now - ch.started_us;
-
-			status_text(st, sizeof(st), ch.p.exit_status);
-			kha_info("COMMAND exited", "%s=%s pid=%d %s", o->what, o->name,
-				 (int)ch.p.pid, st);
-			status = status_to_exit(ch.p.exit_status);
-			kha_proc_release(&ch.p);
-			ch.running = false;
-			if (why == STOP_EXITING) {
-				status = 0;
-			} else if ((why == STOP_LOST || why == STOP_FENCED) && o->exit_on_loss) {
-				status = KHA_EXIT_UNAVAILABLE;
-				kha_error("COMMAND was stopped because the slot was lost", "%s=%s",
-					  o->what, o->name);
-				finished = true;
-			} else if (why == STOP_NONE) {
-				bool again =
-					o->restart == KHA_ELECT_RESTART_ALWAYS ||
-					(o->restart == KHA_ELECT_RESTART_ON_FAILURE && status != 0);
-
-				if (!again) {
-					finished = true;
-				} else {
-					uint64_t cap = o->backoff_max_us ? o->backoff_max_us
-									 : 30 * KHA_USEC_PER_SEC;
-					char b[32];
-
-					if (ran >= cap)
-						backoff = o->backoff_initial_us
-								  ? o->backoff_initial_us
-								  : KHA_USEC_PER_SEC;
-					restart_at = now + backoff;
-					kha_info("restarting COMMAND", "in=%s",
-						 kha_format_duration(b, sizeof(b), backoff));
-					backoff = KHA_MIN(backoff * 2, cap);
-				}
-			}
-		}
-		if (exiting && !ch.running)
+		if (r > 0 || wait_events(&e, sfd, &ch, &st, next, &exit_requested, d) < 0)
 			break;
-		if (finished && !ch.running)
-			break;
-		if (!ch.running && !exiting && !finished && s.leading &&
-		    kha_fence_ok(&fence, now) && (!restart_at || now >= restart_at)) {
-			restart_at = 0;
-			if (start_child(&e, &ch, s.gen, s.token) < 0) {
-				status = KHA_EXIT_UNAVAILABLE;
-				finished = true;
-				break;
-			}
-		}
-		if (!s.leading)
-			restart_at = 0;
-
-		/* ---- wait ---- */
-		if (ch.running && ch.stopping == STOP_NONE && kha_fence_deadline(&fence))
-			next = kha_fence_deadline(&fence);
-		if (ch.running && ch.stopping != STOP_NONE && !ch.killed)
-			next = KHA_MIN(next, ch.kill_us);
-		if (ch.running && ch.killed)
-			next = KHA_MIN(next, now + 10 * KHA_USEC_PER_MSEC);
-		if (restart_at)
-			next = KHA_MIN(next, restart_at);
-		if (ch.running && ch.p.pidfd < 0)
-			next = KHA_MIN(next, now + 20 * KHA_USEC_PER_MSEC);
-		if (next != UINT64_MAX) {
-			uint64_t left = next > now ? next - now : 0;
-
-			ts.tv_sec = (time_t)(left / KHA_USEC_PER_SEC);
-			ts.tv_nsec = (long)(left % KHA_USEC_PER_SEC) * 1000;
-			tsp = &ts;
-		}
-		if (ch.running && ch.p.pidfd >= 0)
-			pfds[2].fd = ch.p.pidfd;
-		r = ppoll(pfds, 3, tsp, NULL);
-		if (r < 0 && errno != EINTR) {
-			r = kha_diag_set(d, errno, "ppoll: %s", strerror(errno));
-			break;
-		}
-		if (pfds[1].revents)
-			drain(e.wake_fd);
-		if (pfds[0].revents) {
-			struct signalfd_siginfo si;
-
-			while (read(sfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
-				if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT) {
-					if (!exiting)
-						kha_info("stopping", "signal=%s",
-							 si.ssi_signo == SIGTERM ? "SIGTERM"
-										 : "SIGINT");
-					exiting = true;
-				} else if (si.ssi_signo == SIGHUP && ch.running) {
-					/* a reload is COMMAND's business: systemd's ExecReload
-					 * reaches it through kha */
-					if (signal_group(&ch, SIGHUP) == 0)
-						kha_info("SIGHUP forwarded to COMMAND", "pid=%d",
-							 (int)ch.p.pid);
-				}
-			}
-		}
 	}
-	if (exiting && !finished)
-		status = 0;
 	set_leader_stat(o, false);
 	/* COMMAND is gone: now give the slot away at once */
 	stop_workers(&e);
-	if (!o->kube)
-		engine_etcd_resign(&e);
-	*ret_status = status;
+	if (be->resign)
+		be->resign(&e);
+	*ret_status = st.status;
 	r = 0;
 out:
 	stop_workers(&e);
 	join_workers(&e);
-	engine_etcd_free(&e);
-	if (ch.running) {
+	if (be->free)
+		be->free(&e);
+	if (st.running && ch.p.pid > 0) {
 		/* only on an internal error: never leave COMMAND behind */
 		kha_ignore(kha_proc_stop(&ch.p, 0, KHA_USEC_PER_SEC, NULL));
 		kha_proc_release(&ch.p);

@@ -10,6 +10,7 @@
 #include "kha/http.h"
 #include "kha/json.h"
 #include "kha/parse.h"
+#include "etcd-internal.h"
 #include "kha/banned.h"
 
 struct kha_etcd {
@@ -23,7 +24,7 @@ struct kha_etcd {
 	uint64_t cfg_command_timeout_us;
 };
 
-static const struct kha_http_flag_names flag_names = {
+const struct kha_http_flag_names kha_etcd__flag_names = {
 	.cacert = "--cacert",
 	.cert = "--cert/--key",
 	.connect_timeout = "--dial-timeout",
@@ -194,7 +195,7 @@ static int answer_error(const char *ep, const char *url, const struct kha_http_r
 
 static void add_hint(struct kha_diag *d, enum kha_http_fail f, const char *ep)
 {
-	const char *hint = kha_http_fail_hint(f, &flag_names);
+	const char *hint = kha_http_fail_hint(f, &kha_etcd__flag_names);
 
 	if (hint)
 		kha_diag_append(d, " (check %s)", hint);
@@ -232,6 +233,8 @@ static int call(struct kha_etcd *c, struct call *cl, struct kha_http_response *r
 				.url = url,
 				.body = cl->body ? cl->body : "{}",
 				.cancel = cl->cancel,
+				/* unary replies; stream lines (snapshot chunks) keep the default */
+				.max_body = cl->line_fn ? 0 : KHA_ETCD_MAX_REPLY,
 			};
 
 			if (deadline) {

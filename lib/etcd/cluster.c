@@ -161,7 +161,6 @@ static int collect_errors(struct kha_etcd_cluster_report *r)
 		for (size_t e = 0; e < m->status.n_errors; e++) {
 			const char *err = m->status.errors[e];
 			struct kha_etcd_alarm a;
-			char **grown;
 
 			if (kha_etcd_alarm_from_status_error(err, &a) == 0) {
 				struct kha_etcd_member_report *t = find_report(r, a.member_id);
@@ -175,10 +174,8 @@ static int collect_errors(struct kha_etcd_cluster_report *r)
 			}
 			if (strstr(err, "no leader"))
 				continue; /* the leader field says it already */
-			grown = realloc(m->errors, (m->n_errors + 1) * sizeof(*grown));
-			if (!grown)
+			if (KHA_RESIZE(m->errors, m->n_errors + 1) < 0)
 				return -ENOMEM;
-			m->errors = grown;
 			m->errors[m->n_errors] = strdup(err);
 			if (!m->errors[m->n_errors])
 				return -ENOMEM;

@@ -119,17 +119,10 @@ int kha_etcd_config_set_endpoints(struct kha_etcd_config *cfg, const char *list,
 		if (r < 0)
 			goto fail;
 		if (r > 0) {
-			if (n == cap) {
-				char **grown;
-
-				cap = cap ? cap * 2 : 4;
-				grown = realloc(eps, cap * sizeof(*eps));
-				if (!grown) {
-					free(e);
-					r = kha_diag_set(d, ENOMEM, "out of memory");
-					goto fail;
-				}
-				eps = grown;
+			if (KHA_GROW(eps, cap, n + 1) < 0) {
+				free(e);
+				r = kha_diag_set(d, ENOMEM, "out of memory");
+				goto fail;
 			}
 			eps[n++] = e;
 		}

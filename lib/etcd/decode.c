@@ -168,6 +168,38 @@ static int fail(int r, struct kha_diag *d, const char *what)
 	return r;
 }
 
+/*
+ * The one body of the gateway decoders: parse the reply (an {"error":...} answer becomes its
+ * errno), zero *ret, fill it with from_json (which releases what it built when it fails) and
+ * name the reply in a malformed-reply diag.
+ */
+typedef int (*from_json_fn)(const json_t *o, void *ret, struct kha_diag *d);
+
+static int decode(const char *text, size_t len, from_json_fn from_json, void *ret, size_t size,
+		  const char *what, struct kha_diag *d)
+{
+	kha_auto(json_decrefp) json_t *doc = NULL;
+	json_t *o;
+	int r;
+
+	memset(ret, 0, size);
+	TRY(parse_reply(text, len, &doc, &o, d));
+	TRY(from_json(o, ret, d));
+out:
+	return fail(r, d, what);
+}
+
+/* kha_etcd_decode_<name>(text, len, type *ret, d) over from_json(o, type *ret, d). */
+#define DECODER(name, type, from_json, what)                                                    \
+	static int name##_any(const json_t *o, void *ret, struct kha_diag *d)                   \
+	{                                                                                       \
+		return from_json(o, ret, d);                                                    \
+	}                                                                                       \
+	int kha_etcd_decode_##name(const char *text, size_t len, type *ret, struct kha_diag *d) \
+	{                                                                                       \
+		return decode(text, len, name##_any, ret, sizeof(*ret), what, d);               \
+	}
+
 static int header_from_json(const json_t *obj, struct kha_etcd_header *h, struct kha_diag *d)
 {
 	json_t *hj;
@@ -215,6 +247,24 @@ out:
 	return r;
 }
 
+/*
+ * obj[name] as an optional array of at most max elements: a server is not trusted to bound what
+ * it sends (a fake member listing 20,000 members once made `kha etcd status` take 13 s and
+ * 614 MB). Borrowed reference.
+ */
+static int array_at_most(const json_t *obj, const char *name, size_t max, json_t **ret,
+			 struct kha_diag *d)
+{
+	int r = kha_json_array(obj, name, ret, d);
+
+	if (r < 0 || !*ret || json_array_size(*ret) <= max)
+		return r;
+	return kha_diag_set(d, EBADMSG,
+			    "field '%s' has %zu elements, more than kha accepts (%zu): is this "
+			    "server an etcd member?",
+			    name, json_array_size(*ret), max);
+}
+
 /* Decodes obj[name], an optional array of kvs, into a new array. */
 static int kvs_from_json(const json_t *obj, const char *name, struct kha_etcd_kv **ret,
 			 size_t *ret_n, struct kha_diag *d)
@@ -225,7 +275,7 @@ static int kvs_from_json(const json_t *obj, const char *name, struct kha_etcd_kv
 
 	*ret = NULL;
 	*ret_n = 0;
-	TRY(kha_json_array(obj, name, &arr, d));
+	TRY(array_at_most(obj, name, KHA_ETCD_MAX_ITEMS, &arr, d));
 	n = arr ? json_array_size(arr) : 0;
 	if (!n)
 		return 0;
@@ -261,7 +311,7 @@ static int strings_from_json(const json_t *obj, const char *name, char ***ret, s
 
 	*ret = NULL;
 	*ret_n = 0;
-	TRY(kha_json_array(obj, name, &arr, d));
+	TRY(array_at_most(obj, name, KHA_ETCD_MAX_STRINGS, &arr, d));
 	n = arr ? json_array_size(arr) : 0;
 	if (!n)
 		return 0;
@@ -310,15 +360,10 @@ void kha_etcd_status_release(struct kha_etcd_status *s)
 	memset(s, 0, sizeof(*s));
 }
 
-int kha_etcd_decode_status(const char *text, size_t len, struct kha_etcd_status *ret,
-			   struct kha_diag *d)
+static int status_from_json(const json_t *o, struct kha_etcd_status *ret, struct kha_diag *d)
 {
-	kha_auto(json_decrefp) json_t *doc = NULL;
-	json_t *o;
 	int r;
 
-	memset(ret, 0, sizeof(*ret));
-	TRY(parse_reply(text, len, &doc, &o, d));
 	TRY(header_from_json(o, &ret->header, d));
 	TRY(kha_json_strdup(o, "version", &ret->version, d));
 	TRY(kha_json_i64(o, "dbSize", &ret->db_size, d));
@@ -332,8 +377,10 @@ int kha_etcd_decode_status(const char *text, size_t len, struct kha_etcd_status 
 out:
 	if (r < 0)
 		kha_etcd_status_release(ret);
-	return fail(r, d, "status");
+	return r;
 }
+
+DECODER(status, struct kha_etcd_status, status_from_json, "status")
 
 /* ---- members ------------------------------------------------------------------------------ */
 
@@ -383,7 +430,7 @@ static int members_from_json(const json_t *o, struct kha_etcd_member_list *l, st
 
 	memset(l, 0, sizeof(*l));
 	TRY(header_from_json(o, &l->header, d));
-	TRY(kha_json_array(o, "members", &arr, d));
+	TRY(array_at_most(o, "members", KHA_ETCD_MAX_MEMBERS, &arr, d));
 	n = arr ? json_array_size(arr) : 0;
 	if (n) {
 		l->members = calloc(n, sizeof(*l->members));
@@ -407,19 +454,7 @@ out:
 	return r;
 }
 
-int kha_etcd_decode_member_list(const char *text, size_t len, struct kha_etcd_member_list *ret,
-				struct kha_diag *d)
-{
-	kha_auto(json_decrefp) json_t *doc = NULL;
-	json_t *o;
-	int r;
-
-	memset(ret, 0, sizeof(*ret));
-	TRY(parse_reply(text, len, &doc, &o, d));
-	TRY(members_from_json(o, ret, d));
-out:
-	return fail(r, d, "member list");
-}
+DECODER(member_list, struct kha_etcd_member_list, members_from_json, "member list")
 
 int kha_etcd_decode_member_add(const char *text, size_t len, struct kha_etcd_member *ret_member,
 			       struct kha_etcd_member_list *ret_list, struct kha_diag *d)
@@ -530,47 +565,11 @@ out:
 	return r;
 }
 
-int kha_etcd_decode_range(const char *text, size_t len, struct kha_etcd_range_result *ret,
-			  struct kha_diag *d)
-{
-	kha_auto(json_decrefp) json_t *doc = NULL;
-	json_t *o;
-	int r;
+DECODER(range, struct kha_etcd_range_result, range_from_json, "range")
 
-	memset(ret, 0, sizeof(*ret));
-	TRY(parse_reply(text, len, &doc, &o, d));
-	TRY(range_from_json(o, ret, d));
-out:
-	return fail(r, d, "range");
-}
+DECODER(put, struct kha_etcd_put_result, put_from_json, "put")
 
-int kha_etcd_decode_put(const char *text, size_t len, struct kha_etcd_put_result *ret,
-			struct kha_diag *d)
-{
-	kha_auto(json_decrefp) json_t *doc = NULL;
-	json_t *o;
-	int r;
-
-	memset(ret, 0, sizeof(*ret));
-	TRY(parse_reply(text, len, &doc, &o, d));
-	TRY(put_from_json(o, ret, d));
-out:
-	return fail(r, d, "put");
-}
-
-int kha_etcd_decode_delete(const char *text, size_t len, struct kha_etcd_delete_result *ret,
-			   struct kha_diag *d)
-{
-	kha_auto(json_decrefp) json_t *doc = NULL;
-	json_t *o;
-	int r;
-
-	memset(ret, 0, sizeof(*ret));
-	TRY(parse_reply(text, len, &doc, &o, d));
-	TRY(delete_from_json(o, ret, d));
-out:
-	return fail(r, d, "delete");
-}
+DECODER(delete, struct kha_etcd_delete_result, delete_from_json, "delete")
 
 static void op_result_release(struct kha_etcd_op_result *op)
 {
@@ -626,19 +625,15 @@ out:
 	return r;
 }
 
-int kha_etcd_decode_txn(const char *text, size_t len, struct kha_etcd_txn_result *ret,
-			struct kha_diag *d)
+static int txn_from_json(const json_t *o, struct kha_etcd_txn_result *ret, struct kha_diag *d)
 {
-	kha_auto(json_decrefp) json_t *doc = NULL;
-	json_t *o, *arr, *v;
+	json_t *arr, *v;
 	size_t i, n;
 	int r;
 
-	memset(ret, 0, sizeof(*ret));
-	TRY(parse_reply(text, len, &doc, &o, d));
 	TRY(header_from_json(o, &ret->header, d));
 	TRY(kha_json_bool(o, "succeeded", &ret->succeeded, d));
-	TRY(kha_json_array(o, "responses", &arr, d));
+	TRY(array_at_most(o, "responses", KHA_ETCD_MAX_ITEMS, &arr, d));
 	n = arr ? json_array_size(arr) : 0;
 	if (n) {
 		ret->responses = calloc(n, sizeof(*ret->responses));
@@ -659,8 +654,10 @@ int kha_etcd_decode_txn(const char *text, size_t len, struct kha_etcd_txn_result
 out:
 	if (r < 0)
 		kha_etcd_txn_result_release(ret);
-	return fail(r, d, "txn");
+	return r;
 }
+
+DECODER(txn, struct kha_etcd_txn_result, txn_from_json, "txn")
 
 /* ---- leases ------------------------------------------------------------------------------- */
 
@@ -693,21 +690,17 @@ void kha_etcd_lease_ttl_release(struct kha_etcd_lease_ttl *l)
 	memset(l, 0, sizeof(*l));
 }
 
-int kha_etcd_decode_lease_ttl(const char *text, size_t len, struct kha_etcd_lease_ttl *ret,
-			      struct kha_diag *d)
+static int lease_ttl_from_json(const json_t *o, struct kha_etcd_lease_ttl *ret, struct kha_diag *d)
 {
-	kha_auto(json_decrefp) json_t *doc = NULL;
-	json_t *o, *arr, *v;
+	json_t *arr, *v;
 	size_t i, n;
 	int r;
 
-	memset(ret, 0, sizeof(*ret));
-	TRY(parse_reply(text, len, &doc, &o, d));
 	TRY(header_from_json(o, &ret->header, d));
 	TRY(kha_json_i64(o, "ID", &ret->id, d));
 	TRY(kha_json_i64(o, "TTL", &ret->ttl, d));
 	TRY(kha_json_i64(o, "grantedTTL", &ret->granted_ttl, d));
-	TRY(kha_json_array(o, "keys", &arr, d));
+	TRY(array_at_most(o, "keys", KHA_ETCD_MAX_ITEMS, &arr, d));
 	n = arr ? json_array_size(arr) : 0;
 	if (n) {
 		ret->keys = calloc(n, sizeof(*ret->keys));
@@ -729,8 +722,10 @@ int kha_etcd_decode_lease_ttl(const char *text, size_t len, struct kha_etcd_leas
 out:
 	if (r < 0)
 		kha_etcd_lease_ttl_release(ret);
-	return fail(r, d, "lease time-to-live");
+	return r;
 }
+
+DECODER(lease_ttl, struct kha_etcd_lease_ttl, lease_ttl_from_json, "lease time-to-live")
 
 /* ---- watch -------------------------------------------------------------------------------- */
 
@@ -784,23 +779,19 @@ out:
 	return r;
 }
 
-int kha_etcd_decode_watch(const char *text, size_t len, struct kha_etcd_watch_response *ret,
-			  struct kha_diag *d)
+static int watch_from_json(const json_t *o, struct kha_etcd_watch_response *ret, struct kha_diag *d)
 {
-	kha_auto(json_decrefp) json_t *doc = NULL;
-	json_t *o, *arr, *v;
+	json_t *arr, *v;
 	size_t i, n;
 	int r;
 
-	memset(ret, 0, sizeof(*ret));
-	TRY(parse_reply(text, len, &doc, &o, d));
 	TRY(header_from_json(o, &ret->header, d));
 	TRY(kha_json_i64(o, "watch_id", &ret->watch_id, d));
 	TRY(kha_json_bool(o, "created", &ret->created, d));
 	TRY(kha_json_bool(o, "canceled", &ret->canceled, d));
 	TRY(kha_json_i64(o, "compact_revision", &ret->compact_revision, d));
 	TRY(kha_json_strdup(o, "cancel_reason", &ret->cancel_reason, d));
-	TRY(kha_json_array(o, "events", &arr, d));
+	TRY(array_at_most(o, "events", KHA_ETCD_MAX_ITEMS, &arr, d));
 	n = arr ? json_array_size(arr) : 0;
 	if (n) {
 		ret->events = calloc(n, sizeof(*ret->events));
@@ -821,8 +812,10 @@ int kha_etcd_decode_watch(const char *text, size_t len, struct kha_etcd_watch_re
 out:
 	if (r < 0)
 		kha_etcd_watch_response_release(ret);
-	return fail(r, d, "watch");
+	return r;
 }
+
+DECODER(watch, struct kha_etcd_watch_response, watch_from_json, "watch")
 
 /* ---- maintenance -------------------------------------------------------------------------- */
 
@@ -867,18 +860,14 @@ void kha_etcd_alarm_list_release(struct kha_etcd_alarm_list *l)
 	memset(l, 0, sizeof(*l));
 }
 
-int kha_etcd_decode_alarms(const char *text, size_t len, struct kha_etcd_alarm_list *ret,
-			   struct kha_diag *d)
+static int alarms_from_json(const json_t *o, struct kha_etcd_alarm_list *ret, struct kha_diag *d)
 {
-	kha_auto(json_decrefp) json_t *doc = NULL;
-	json_t *o, *arr, *v;
+	json_t *arr, *v;
 	size_t i, n;
 	int r;
 
-	memset(ret, 0, sizeof(*ret));
-	TRY(parse_reply(text, len, &doc, &o, d));
 	TRY(header_from_json(o, &ret->header, d));
-	TRY(kha_json_array(o, "alarms", &arr, d));
+	TRY(array_at_most(o, "alarms", KHA_ETCD_MAX_ITEMS, &arr, d));
 	n = arr ? json_array_size(arr) : 0;
 	if (n) {
 		ret->alarms = calloc(n, sizeof(*ret->alarms));
@@ -905,8 +894,10 @@ int kha_etcd_decode_alarms(const char *text, size_t len, struct kha_etcd_alarm_l
 out:
 	if (r < 0)
 		kha_etcd_alarm_list_release(ret);
-	return fail(r, d, "alarm");
+	return r;
 }
+
+DECODER(alarms, struct kha_etcd_alarm_list, alarms_from_json, "alarm")
 
 int kha_etcd_alarm_from_status_error(const char *s, struct kha_etcd_alarm *ret)
 {
@@ -932,16 +923,11 @@ int kha_etcd_alarm_from_status_error(const char *s, struct kha_etcd_alarm *ret)
 	return 0;
 }
 
-int kha_etcd_decode_hash_kv(const char *text, size_t len, struct kha_etcd_hash_kv *ret,
-			    struct kha_diag *d)
+static int hash_kv_from_json(const json_t *o, struct kha_etcd_hash_kv *ret, struct kha_diag *d)
 {
-	kha_auto(json_decrefp) json_t *doc = NULL;
 	uint64_t hash;
-	json_t *o;
 	int r;
 
-	memset(ret, 0, sizeof(*ret));
-	TRY(parse_reply(text, len, &doc, &o, d));
 	TRY(header_from_json(o, &ret->header, d));
 	TRY(kha_json_u64(o, "hash", &hash, d));
 	if (hash > UINT32_MAX) {
@@ -951,8 +937,10 @@ int kha_etcd_decode_hash_kv(const char *text, size_t len, struct kha_etcd_hash_k
 	ret->hash = (uint32_t)hash;
 	TRY(kha_json_i64(o, "compact_revision", &ret->compact_revision, d));
 out:
-	return fail(r, d, "hash");
+	return r;
 }
+
+DECODER(hash_kv, struct kha_etcd_hash_kv, hash_kv_from_json, "hash")
 
 int kha_etcd_decode_snapshot(const char *text, size_t len, char **ret_blob, size_t *ret_len,
 			     uint64_t *ret_remaining, struct kha_diag *d)
@@ -975,16 +963,4 @@ out:
 	return fail(r, d, "snapshot");
 }
 
-int kha_etcd_decode_header(const char *text, size_t len, struct kha_etcd_header *ret,
-			   struct kha_diag *d)
-{
-	kha_auto(json_decrefp) json_t *doc = NULL;
-	json_t *o;
-	int r;
-
-	memset(ret, 0, sizeof(*ret));
-	TRY(parse_reply(text, len, &doc, &o, d));
-	TRY(header_from_json(o, ret, d));
-out:
-	return fail(r, d, "etcd");
-}
+DECODER(header, struct kha_etcd_header, header_from_json, "etcd")

@@ -5,15 +5,14 @@
  * trailers (or from the headers of a trailers-only answer). Enough for etcd's Snapshot stream
  * and HashKV; no compression, no metadata beyond what etcd needs.
  */
-#include <limits.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
-#include <curl/curl.h>
 
 #include "kha/etcd-grpc.h"
+#include "kha/http-curl.h"
 #include "kha/parse.h"
+#include "etcd-internal.h"
 #include "kha/banned.h"
 
 #define DEFAULT_DIAL_TIMEOUT_US (2 * KHA_USEC_PER_SEC)
@@ -33,14 +32,6 @@ struct grpc_state {
 	uint64_t received;  /* response body bytes */
 	uint64_t last_data; /* kha_now_us() of the last body byte */
 };
-
-static pthread_once_t global_once = PTHREAD_ONCE_INIT;
-static CURLcode global_rc;
-
-static void global_init(void)
-{
-	global_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
-}
 
 static int hexval(char c)
 {
@@ -151,83 +142,34 @@ static int on_progress(void *userdata, curl_off_t dltotal, curl_off_t dlnow, cur
 	return 0;
 }
 
-static long us_to_ms(uint64_t us)
+static uint64_t dial_timeout(const struct kha_grpc_call *c)
 {
-	uint64_t ms = (us + 999) / 1000;
-
-	return ms > (uint64_t)LONG_MAX ? LONG_MAX : (long)ms;
-}
-
-static bool contains(const char *hay, const char *needle)
-{
-	return hay && strstr(hay, needle);
+	return c->cfg->dial_timeout_us ? c->cfg->dial_timeout_us : DEFAULT_DIAL_TIMEOUT_US;
 }
 
 /* A transport failure as errno + one human phrase (the caller names the endpoint). */
 static int map_curl_error(struct grpc_state *s, CURLcode rc, const char *eb, struct kha_diag *d)
 {
 	const struct kha_grpc_call *c = s->call;
-	long os_errno = 0;
+	struct kha_http_failure f;
+	const char *hint;
 	char dur[32];
+	int r;
 
-	curl_easy_getinfo(s->curl, CURLINFO_OS_ERRNO, &os_errno);
-	if (contains(eb, "alert certificate required") || contains(eb, "alert bad certificate") ||
-	    contains(eb, "alert unknown ca") || contains(eb, "alert certificate unknown"))
-		return kha_diag_set(d, EACCES,
-				    "TLS: the server rejected the client certificate (check "
-				    "--cert/--key)");
-	switch (rc) {
-	case CURLE_UNSUPPORTED_PROTOCOL:
-	case CURLE_URL_MALFORMAT:
-		return kha_diag_set(d, EINVAL, "malformed endpoint URL: %s", eb);
-	case CURLE_COULDNT_RESOLVE_HOST:
-		return kha_diag_set(d, EHOSTUNREACH, "%s", eb);
-	case CURLE_COULDNT_CONNECT:
-		if (os_errno == ECONNREFUSED || os_errno == 0)
-			return kha_diag_set(d, ECONNREFUSED, "connection refused");
-		return kha_diag_set(d, (int)os_errno, "cannot connect: %s",
-				    strerror((int)os_errno));
-	case CURLE_OPERATION_TIMEDOUT:
-		if (s->received == 0 && s->http_status == 0)
-			return kha_diag_set(d, ETIMEDOUT,
-					    "no connection within %s (check --dial-timeout)",
-					    kha_format_duration(dur, sizeof(dur),
-								c->cfg->dial_timeout_us
-									? c->cfg->dial_timeout_us
-									: DEFAULT_DIAL_TIMEOUT_US));
+	/* HTTP/2 that breaks before any byte: not gRPC here (a caller may use the gateway) */
+	if ((rc == CURLE_HTTP2 || rc == CURLE_HTTP2_STREAM || rc == CURLE_WEIRD_SERVER_REPLY) &&
+	    s->received == 0)
+		return kha_diag_set(d, EPROTONOSUPPORT, "no gRPC over HTTP/2 here: %s", eb);
+	r = kha_http_curl_error(s->curl, rc, eb, dial_timeout(c), c->timeout_us, &f, d);
+	if (f.fail == KHA_HTTP_FAIL_TIMEOUT)
 		return kha_diag_set(d, ETIMEDOUT, "not finished within %s",
 				    kha_format_duration(dur, sizeof(dur), c->timeout_us));
-	case CURLE_SSL_CACERT_BADFILE:
-		return kha_diag_set(d, ENOENT, "cannot use the CA file: %s (check --cacert)", eb);
-	case CURLE_SSL_CERTPROBLEM:
-		return kha_diag_set(d, ENOENT,
-				    "cannot use the client certificate or key: %s (check "
-				    "--cert/--key)",
-				    eb);
-	case CURLE_PEER_FAILED_VERIFICATION:
-		return kha_diag_set(d, EACCES, "TLS handshake failed: %s (check --cacert)", eb);
-	case CURLE_SSL_CONNECT_ERROR:
-		if (contains(eb, "wrong version number") || contains(eb, "packet length too long"))
-			return kha_diag_set(d, EPROTO,
-					    "TLS handshake failed: the endpoint does not speak TLS "
-					    "(use http:// in --endpoints)");
-		return kha_diag_set(d, EPROTO, "TLS handshake failed: %s", eb);
-	case CURLE_HTTP2:
-	case CURLE_HTTP2_STREAM:
-	case CURLE_WEIRD_SERVER_REPLY:
-		if (s->received == 0)
-			return kha_diag_set(d, EPROTONOSUPPORT, "no gRPC over HTTP/2 here: %s", eb);
-		return kha_diag_set(d, ECONNRESET, "the stream broke after %llu bytes: %s",
-				    (unsigned long long)s->received, eb);
-	case CURLE_RECV_ERROR:
-	case CURLE_SEND_ERROR:
-	case CURLE_GOT_NOTHING:
-	case CURLE_PARTIAL_FILE:
-		return kha_diag_set(d, ECONNRESET, "connection lost after %llu bytes: %s",
-				    (unsigned long long)s->received, eb);
-	default:
-		return kha_diag_set(d, EPROTO, "%s", eb[0] ? eb : curl_easy_strerror(rc));
-	}
+	if (f.fail == KHA_HTTP_FAIL_IO)
+		kha_diag_append(d, " (after %llu bytes)", (unsigned long long)s->received);
+	hint = kha_http_fail_hint(f.fail, &kha_etcd__flag_names);
+	if (hint)
+		kha_diag_append(d, " (check %s)", hint);
+	return r;
 }
 
 static bool is_https(const char *url)
@@ -240,9 +182,16 @@ int kha_grpc_call(const struct kha_grpc_call *call, uint64_t *ret_received, stru
 	struct grpc_state s = {.call = call, .grpc_status = -1};
 	struct curl_slist *headers = NULL;
 	char errbuf[CURL_ERROR_SIZE] = "";
+	const struct kha_etcd_config *cfg = call->cfg;
+	struct kha_http_tls tls = {.cacert = cfg->cacert, .cert = cfg->cert, .key = cfg->key};
+	struct kha_http_easy_opts eo = {
+		.errbuf = errbuf,
+		.connect_timeout_us = dial_timeout(call),
+		.timeout_us = call->timeout_us,
+		.tls = &tls,
+	};
 	kha_autofree uint8_t *frame = NULL;
 	kha_autofree char *url = NULL;
-	const struct kha_etcd_config *cfg = call->cfg;
 	const char *ep = call->endpoint;
 	size_t eplen = strlen(ep);
 	long httpver = 0;
@@ -252,9 +201,9 @@ int kha_grpc_call(const struct kha_grpc_call *call, uint64_t *ret_received, stru
 
 	if (ret_received)
 		*ret_received = 0;
-	pthread_once(&global_once, global_init);
-	if (global_rc != CURLE_OK)
-		return kha_diag_set(d, ENOMEM, "libcurl initialisation failed");
+	r = kha_http_global_init(d);
+	if (r < 0)
+		return r;
 	if (call->req_len > KHA_GRPC_MAX_MESSAGE)
 		return kha_diag_set(d, EMSGSIZE, "gRPC request too large");
 	while (eplen && ep[eplen - 1] == '/')
@@ -288,8 +237,13 @@ int kha_grpc_call(const struct kha_grpc_call *call, uint64_t *ret_received, stru
 			curl_easy_cleanup(s.curl);
 		return kha_diag_set(d, ENOMEM, "out of memory");
 	}
+	r = kha_http_easy_setup(s.curl, &eo, d);
+	if (r < 0) {
+		curl_slist_free_all(headers);
+		curl_easy_cleanup(s.curl);
+		return r;
+	}
 	curl_easy_setopt(s.curl, CURLOPT_URL, url);
-	curl_easy_setopt(s.curl, CURLOPT_PROTOCOLS_STR, "http,https");
 	curl_easy_setopt(s.curl, CURLOPT_HTTP_VERSION,
 			 is_https(url) ? (long)CURL_HTTP_VERSION_2TLS
 				       : (long)CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE);
@@ -297,9 +251,6 @@ int kha_grpc_call(const struct kha_grpc_call *call, uint64_t *ret_received, stru
 	curl_easy_setopt(s.curl, CURLOPT_POSTFIELDS, frame);
 	curl_easy_setopt(s.curl, CURLOPT_POSTFIELDSIZE, (long)(5 + call->req_len));
 	curl_easy_setopt(s.curl, CURLOPT_HTTPHEADER, headers);
-	curl_easy_setopt(s.curl, CURLOPT_USERAGENT, "kha");
-	curl_easy_setopt(s.curl, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(s.curl, CURLOPT_ERRORBUFFER, errbuf);
 	curl_easy_setopt(s.curl, CURLOPT_HEADERFUNCTION, on_header);
 	curl_easy_setopt(s.curl, CURLOPT_HEADERDATA, &s);
 	curl_easy_setopt(s.curl, CURLOPT_WRITEFUNCTION, on_body);
@@ -309,19 +260,6 @@ int kha_grpc_call(const struct kha_grpc_call *call, uint64_t *ret_received, stru
 	curl_easy_setopt(s.curl, CURLOPT_XFERINFODATA, &s);
 	curl_easy_setopt(s.curl, CURLOPT_BUFFERSIZE, 512L * 1024);
 	curl_easy_setopt(s.curl, CURLOPT_TCP_NODELAY, 1L);
-	curl_easy_setopt(
-		s.curl, CURLOPT_CONNECTTIMEOUT_MS,
-		us_to_ms(cfg->dial_timeout_us ? cfg->dial_timeout_us : DEFAULT_DIAL_TIMEOUT_US));
-	if (call->timeout_us)
-		curl_easy_setopt(s.curl, CURLOPT_TIMEOUT_MS, us_to_ms(call->timeout_us));
-	curl_easy_setopt(s.curl, CURLOPT_SSL_VERIFYPEER, 1L);
-	curl_easy_setopt(s.curl, CURLOPT_SSL_VERIFYHOST, 2L);
-	if (cfg->cacert)
-		curl_easy_setopt(s.curl, CURLOPT_CAINFO, cfg->cacert);
-	if (cfg->cert)
-		curl_easy_setopt(s.curl, CURLOPT_SSLCERT, cfg->cert);
-	if (cfg->key)
-		curl_easy_setopt(s.curl, CURLOPT_SSLKEY, cfg->key);
 
 	s.last_data = kha_now_us();
 	rc = curl_easy_perform(s.curl);

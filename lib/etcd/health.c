@@ -36,21 +36,17 @@ void kha_etcd_health_release(struct kha_etcd_health *h)
 
 static int KHA_PRINTF(2, 3) warn(struct kha_etcd_health *h, const char *fmt, ...)
 {
-	char buf[512], **grown, *s;
+	char buf[512], *s;
 	va_list ap;
 
 	va_start(ap, fmt);
 	vsnprintf(buf, sizeof(buf), fmt, ap);
 	va_end(ap);
 	s = strdup(buf);
-	grown = realloc(h->warnings, (h->n_warnings + 1) * sizeof(*h->warnings));
-	if (!s || !grown) {
+	if (!s || KHA_RESIZE(h->warnings, h->n_warnings + 1) < 0) {
 		free(s);
-		if (grown)
-			h->warnings = grown;
 		return -ENOMEM;
 	}
-	h->warnings = grown;
 	h->warnings[h->n_warnings++] = s;
 	return 0;
 }

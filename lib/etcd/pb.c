@@ -65,13 +65,8 @@ int kha_grpc_reader_feed(struct kha_grpc_reader *r, const uint8_t *data, size_t 
 			len -= r->need;
 		} else {
 			n = KHA_MIN(len, r->need - r->len);
-			if (r->cap < r->need) {
-				uint8_t *p = realloc(r->buf, r->need);
-				if (!p)
-					return -ENOMEM;
-				r->buf = p;
-				r->cap = r->need;
-			}
+			if (KHA_GROW(r->buf, r->cap, r->need) < 0)
+				return -ENOMEM;
 			if (n)
 				memcpy(r->buf + r->len, data, n);
 			r->len += n;

@@ -217,7 +217,11 @@ static void *hash_run(void *arg)
 	if (p->m->hash_r == 0) {
 		p->m->hash = h.hash;
 		p->m->compact_revision = h.compact_revision;
-		p->m->hash_revision = h.hash_revision;
+		/* at revision 0 etcd hashes its current revision, the one its header carries
+		 * (before 3.5.? the reply has no hash_revision) */
+		p->m->hash_revision = h.hash_revision	 ? h.hash_revision
+				      : p->revision == 0 ? h.header.revision
+							 : 0;
 		p->m->error[0] = '\0';
 	} else {
 		/* the endpoint is in its own column */
@@ -227,6 +231,62 @@ static void *hash_run(void *arg)
 		snprintf(p->m->error, sizeof(p->m->error), "%s", msg);
 	}
 	return NULL;
+}
+
+/* HashKV of every reachable member at revision (0: each one's current), in parallel. */
+static void hash_all(const struct kha_etcd_config *cfg, struct kha_consistency_report *out,
+		     struct hash_probe *probes, int64_t revision, uint64_t timeout_us,
+		     bool *ret_compacted)
+{
+	*ret_compacted = false;
+	for (size_t i = 0; i < out->n_members; i++) {
+		if (!out->members[i].reachable)
+			continue;
+		probes[i] = (struct hash_probe){.cfg = cfg,
+						.m = &out->members[i],
+						.revision = revision,
+						.timeout_us = timeout_us};
+		probes[i].started =
+			pthread_create(&probes[i].thread, NULL, hash_run, &probes[i]) == 0;
+		if (!probes[i].started)
+			hash_run(&probes[i]);
+	}
+	for (size_t i = 0; i < out->n_members; i++) {
+		if (probes[i].started)
+			pthread_join(probes[i].thread, NULL);
+		probes[i].started = false;
+		if (out->members[i].reachable && out->members[i].hash_r == -ERANGE &&
+		    strstr(out->members[i].error, "compacted"))
+			*ret_compacted = true;
+	}
+}
+
+static bool none_hashed(const struct kha_consistency_report *r)
+{
+	for (size_t i = 0; i < r->n_members; i++)
+		if (r->members[i].reachable && r->members[i].hash_r == 0)
+			return false;
+	return true;
+}
+
+static int64_t first_hashed_revision(const struct kha_consistency_report *r)
+{
+	for (size_t i = 0; i < r->n_members; i++)
+		if (r->members[i].reachable && r->members[i].hash_r == 0)
+			return r->members[i].hash_revision;
+	return r->revision;
+}
+
+/* Whether every member that answered hashed the same revision (else: a write came between). */
+static bool same_hashed_revision(const struct kha_consistency_report *r)
+{
+	int64_t first = first_hashed_revision(r);
+
+	for (size_t i = 0; i < r->n_members; i++)
+		if (r->members[i].reachable && r->members[i].hash_r == 0 &&
+		    r->members[i].hash_revision != first)
+			return false;
+	return true;
 }
 
 static int one_attempt(const struct kha_etcd_config *cfg, uint64_t timeout_us,
@@ -272,23 +332,17 @@ static int one_attempt(const struct kha_etcd_config *cfg, uint64_t timeout_us,
 	}
 	kha_etcd_cluster_report_release(&rep);
 	out->revision = rev;
-	for (size_t i = 0; i < out->n_members; i++) {
-		if (!out->members[i].reachable)
-			continue;
-		probes[i] = (struct hash_probe){.cfg = cfg,
-						.m = &out->members[i],
-						.revision = rev,
-						.timeout_us = timeout_us};
-		probes[i].started =
-			pthread_create(&probes[i].thread, NULL, hash_run, &probes[i]) == 0;
-		if (!probes[i].started)
-			hash_run(&probes[i]);
-	}
-	for (size_t i = 0; i < out->n_members; i++) {
-		if (probes[i].started)
-			pthread_join(probes[i].thread, NULL);
-		if (out->members[i].hash_r == -ERANGE && strstr(out->members[i].error, "compacted"))
-			*ret_compacted = true;
+	hash_all(cfg, out, probes, rev, timeout_us, ret_compacted);
+	if (*ret_compacted && none_hashed(out)) {
+		/*
+		 * Compacted at the common revision itself (an operator compacts a quiet cluster at
+		 * its current revision before a defrag): etcd hashes no revision at or before its
+		 * compaction. Hash the current revision instead; when every member is at the same
+		 * one the hashes compare exactly as well, and the replies carry the compaction.
+		 */
+		hash_all(cfg, out, probes, 0, timeout_us, ret_compacted);
+		out->revision = first_hashed_revision(out);
+		*ret_compacted = !same_hashed_revision(out);
 	}
 	free(probes);
 	kha_consistency_compare(out);

@@ -80,18 +80,6 @@ static void say(const struct kha_defrag_opts *o, const struct kha_defrag_member 
 		o->progress(o->userdata, m, what);
 }
 
-static int nap(uint64_t us, const volatile sig_atomic_t *cancel)
-{
-	uint64_t end = kha_now_us() + us;
-
-	while (kha_now_us() < end) {
-		if (cancel && *cancel)
-			return -ECANCELED;
-		usleep(50 * 1000);
-	}
-	return cancel && *cancel ? -ECANCELED : 0;
-}
-
 /* Waits until the cluster is ready again; returns 0, -ETIMEDOUT or -ECANCELED. */
 static int settle(const struct kha_defrag_opts *o, uint64_t timeout_us, char *why, size_t size)
 {
@@ -111,7 +99,7 @@ static int settle(const struct kha_defrag_opts *o, uint64_t timeout_us, char *wh
 			return 0;
 		if (kha_now_us() >= end)
 			return -ETIMEDOUT;
-		if (nap(POLL_US, o->cancel) < 0)
+		if (kha_sleep_us(POLL_US, o->cancel) < 0)
 			return -ECANCELED;
 	}
 }

@@ -178,19 +178,6 @@ static void KHA_PRINTF(3, 4)
 	fn(userdata, buf);
 }
 
-/* Sleeps up to us, waking early on cancel. */
-static int nap(uint64_t us, const volatile sig_atomic_t *cancel)
-{
-	uint64_t end = kha_now_us() + us;
-
-	while (kha_now_us() < end) {
-		if (cancel && *cancel)
-			return -ECANCELED;
-		usleep(50 * 1000);
-	}
-	return cancel && *cancel ? -ECANCELED : 0;
-}
-
 static uint64_t leader_index(const struct kha_etcd_cluster_report *rep)
 {
 	if (rep->health.leader_index >= 0 && rep->members[rep->health.leader_index].reachable)
@@ -251,7 +238,7 @@ int kha_member_wait_started(const struct kha_etcd_config *cfg, uint64_t id, uint
 			return kha_diag_set(
 				d, ETIMEDOUT, "member %" PRIx64 " not ready within %s: %s", id,
 				kha_format_duration(dur, sizeof(dur), timeout_us), last);
-		if (nap(POLL_US, cancel) < 0)
+		if (kha_sleep_us(POLL_US, cancel) < 0)
 			return kha_diag_set(d, ECANCELED, "interrupted");
 	}
 }
@@ -299,7 +286,7 @@ int kha_member_promote_wait(const struct kha_etcd_config *cfg, uint64_t id, uint
 				d, ETIMEDOUT,
 				"learner %" PRIx64 " still not promotable after %s%s: %s", id,
 				kha_format_duration(dur, sizeof(dur), timeout_us), where, pd.msg);
-		if (nap(POLL_US, cancel) < 0)
+		if (kha_sleep_us(POLL_US, cancel) < 0)
 			return kha_diag_set(d, ECANCELED, "interrupted");
 	}
 }

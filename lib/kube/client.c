@@ -6,19 +6,14 @@
  * cancel from another thread.
  */
 #include <poll.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
-#include <curl/curl.h>
 #include <openssl/crypto.h>
 
+#include "kha/http-curl.h"
 #include "kha/log.h"
 #include "kube-internal.h"
 #include "kha/banned.h"
-
-#if LIBCURL_VERSION_NUM < 0x074d00
-#error "lib/kube needs libcurl >= 7.77 (CURLOPT_CAINFO_BLOB)"
-#endif
 
 #define TOKEN_REFRESH_US (60 * KHA_USEC_PER_SEC)
 #define WATCH_SLACK_S	 15
@@ -51,14 +46,6 @@ struct sink {
 	int stop; /* why the write callback aborted (negative errno or fn's > 0) */
 	struct kha_diag *d;
 };
-
-static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
-static CURLcode curl_init_result;
-
-static void curl_init(void)
-{
-	curl_init_result = curl_global_init(CURL_GLOBAL_DEFAULT);
-}
 
 /* ---- config copy ---- */
 
@@ -210,8 +197,8 @@ static int set_target(struct kha_kube_client *c, const char *connect_url, const 
 	c->display = KHA_TAKE_PTR(display);
 	c->connect_to = KHA_TAKE_PTR(connect_to);
 	c->connect_to_list = KHA_TAKE_PTR(list);
-	kha_debug("kube server", "url=%s connect_to=%s", c->base_url,
-		  c->connect_to ? c->connect_to : "-");
+	kha_debug("kube server", "url=%s connect_to=%s", KHA_LOGQ(c->base_url),
+		  KHA_LOGQ(c->connect_to ? c->connect_to : "-"));
 	r = 0;
 out:
 	free(base);
@@ -229,9 +216,9 @@ int kha_kube_client_new(const struct kha_kube_config *cfg, struct kha_kube_clien
 	struct kha_kube_client *c;
 	int r;
 
-	pthread_once(&curl_once, curl_init);
-	if (curl_init_result != CURLE_OK)
-		return kha_diag_set(d, ENOMEM, "libcurl initialisation failed");
+	r = kha_http_global_init(d);
+	if (r < 0)
+		return r;
 	c = calloc(1, sizeof(*c));
 	if (!c)
 		return kha_diag_set(d, ENOMEM, "out of memory");
@@ -368,15 +355,8 @@ static int sink_append(struct sink *s, const char *data, size_t len)
 {
 	if (s->len + len > KHA_KUBE_MAX_BODY)
 		return -EFBIG;
-	if (s->len + len + 1 > s->cap) {
-		size_t ncap = KHA_MAX(s->cap * 2, s->len + len + 1);
-		char *b = realloc(s->buf, KHA_MAX(ncap, (size_t)4096));
-
-		if (!b)
-			return -ENOMEM;
-		s->buf = b;
-		s->cap = KHA_MAX(ncap, (size_t)4096);
-	}
+	if (KHA_GROW(s->buf, s->cap, KHA_MAX(s->len + len + 1, (size_t)4096)) < 0)
+		return -ENOMEM;
 	memcpy(s->buf + s->len, data, len);
 	s->len += len;
 	s->buf[s->len] = '\0';
@@ -470,109 +450,26 @@ static struct curl_slist *add_header(struct curl_slist *h, bool *fail, const cha
 
 #define SETOPT(opt, val) (cc = cc != CURLE_OK ? cc : curl_easy_setopt(e, opt, val))
 
-static CURLcode set_tls(struct kha_kube_client *c)
-{
-	const struct kha_kube_config *cfg = c->cfg;
-	CURL *e = c->easy;
-	CURLcode cc = CURLE_OK;
-
-	SETOPT(CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
-	if (cfg->insecure_skip_tls_verify) {
-		SETOPT(CURLOPT_SSL_VERIFYPEER, 0L);
-		SETOPT(CURLOPT_SSL_VERIFYHOST, 0L);
-	} else if (cfg->ca_data.data) {
-		struct curl_blob b = {cfg->ca_data.data, cfg->ca_data.len, CURL_BLOB_NOCOPY};
-
-		/* only this CA: not the system's as well */
-		SETOPT(CURLOPT_CAINFO, NULL);
-		SETOPT(CURLOPT_CAPATH, NULL);
-		SETOPT(CURLOPT_CAINFO_BLOB, &b);
-	} else if (cfg->ca_file) {
-		SETOPT(CURLOPT_CAINFO, cfg->ca_file);
-		SETOPT(CURLOPT_CAPATH, NULL);
-	}
-	if (cfg->cert_data.data) {
-		struct curl_blob b = {cfg->cert_data.data, cfg->cert_data.len, CURL_BLOB_NOCOPY};
-
-		SETOPT(CURLOPT_SSLCERTTYPE, "PEM");
-		SETOPT(CURLOPT_SSLCERT_BLOB, &b);
-	} else if (cfg->cert_file) {
-		SETOPT(CURLOPT_SSLCERTTYPE, "PEM");
-		SETOPT(CURLOPT_SSLCERT, cfg->cert_file);
-	}
-	if (cfg->key_data.data) {
-		struct curl_blob b = {cfg->key_data.data, cfg->key_data.len, CURL_BLOB_NOCOPY};
-
-		SETOPT(CURLOPT_SSLKEYTYPE, "PEM");
-		SETOPT(CURLOPT_SSLKEY_BLOB, &b);
-	} else if (cfg->key_file) {
-		SETOPT(CURLOPT_SSLKEYTYPE, "PEM");
-		SETOPT(CURLOPT_SSLKEY, cfg->key_file);
-	}
-	return cc;
-}
+/* What in the kubeconfig fixes a transport failure (kha_http_fail_hint). */
+static const struct kha_http_flag_names kubeconfig_names = {
+	.cacert = "certificate-authority and tls-server-name in the kubeconfig",
+	.cert = "client-certificate and client-key in the kubeconfig",
+	.endpoint = "server in the kubeconfig",
+};
 
 /* Maps a transfer failure to an errno and a message naming what to check. */
-static int curl_error(struct kha_kube_client *c, CURLcode cc, struct kha_diag *d)
+static int curl_error(struct kha_kube_client *c, CURLcode cc, uint64_t timeout_us,
+		      struct kha_diag *d)
 {
-	const char *what = c->errbuf[0] ? c->errbuf : curl_easy_strerror(cc);
-	const char *hint = "";
-	int err;
+	struct kha_http_failure f;
+	const char *hint;
+	int r;
 
-	switch (cc) {
-	case CURLE_COULDNT_CONNECT:
-		err = -ECONNREFUSED;
-		break;
-	case CURLE_OPERATION_TIMEDOUT:
-		err = -ETIMEDOUT;
-		break;
-	case CURLE_COULDNT_RESOLVE_HOST:
-	case CURLE_COULDNT_RESOLVE_PROXY:
-		err = -EHOSTUNREACH;
-		break;
-	case CURLE_PEER_FAILED_VERIFICATION:
-		err = -EACCES;
-		hint = " (check certificate-authority and tls-server-name in the kubeconfig)";
-		break;
-	case CURLE_SSL_CONNECT_ERROR:
-	case CURLE_SSL_CERTPROBLEM:
-	case CURLE_SSL_CIPHER:
-	case CURLE_SSL_CACERT_BADFILE:
-	case CURLE_SSL_ISSUER_ERROR:
-	case CURLE_SSL_CRL_BADFILE:
-	case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
-	case CURLE_SSL_INVALIDCERTSTATUS:
-	case CURLE_USE_SSL_FAILED:
-		err = -EPROTO;
-		hint = " (check the kubeconfig's certificates and keys)";
-		break;
-	case CURLE_ABORTED_BY_CALLBACK:
-		err = -ECANCELED;
-		break;
-	case CURLE_SEND_ERROR:
-	case CURLE_RECV_ERROR:
-	case CURLE_GOT_NOTHING:
-	case CURLE_PARTIAL_FILE:
-	case CURLE_HTTP2:
-	case CURLE_HTTP2_STREAM:
-		err = -ECONNRESET;
-		break;
-	case CURLE_OUT_OF_MEMORY:
-		err = -ENOMEM;
-		break;
-	case CURLE_WEIRD_SERVER_REPLY:
-	case CURLE_UNSUPPORTED_PROTOCOL:
-		err = -EPROTO;
-		break;
-	default:
-		err = -EIO;
-		break;
-	}
-	if (err == -EPROTO && strstr(what, "SSL"))
-		return kha_diag_set(d, err, "TLS handshake failed: %s%s", what, hint);
-	if (err == -EACCES)
-		return kha_diag_set(d, err, "TLS handshake failed: %s%s", what, hint);
-	return kha_diag_set(d, err, "%s%s", what, hint);
+	r = kha_http_curl_error(c->easy, cc, c->errbuf, c->connect_timeout_us, timeout_us, &f, d);
+	hint = kha_http_fail_hint(f.fail, &kubeconfig_names);
+	if (hint)
+		kha_diag_append(d, " (check %s)", hint);
+	return r;
 }
 
 /* Runs the transfer set up on c->easy; polls stop_fd with curl's sockets. */
@@ -648,6 +545,25 @@ static int do_request(struct kha_kube_client *c, const char *method, const char 
 	struct curl_slist *headers = NULL;
 	const char *token = NULL;
 	bool fail = false;
+	const struct kha_kube_config *cfg = c->cfg;
+	struct kha_http_tls tls = {
+		.cacert = cfg->ca_file,
+		.cert = cfg->cert_file,
+		.key = cfg->key_file,
+		.ca_data = cfg->ca_data.data,
+		.ca_len = cfg->ca_data.len,
+		.cert_data = cfg->cert_data.data,
+		.cert_len = cfg->cert_data.len,
+		.key_data = cfg->key_data.data,
+		.key_len = cfg->key_data.len,
+		.insecure = cfg->insecure_skip_tls_verify,
+	};
+	struct kha_http_easy_opts eo = {
+		.errbuf = c->errbuf,
+		.connect_timeout_us = c->connect_timeout_us,
+		.timeout_us = timeout_us,
+		.tls = &tls,
+	};
 	CURL *e = c->easy;
 	CURLcode cc = CURLE_OK;
 	long code = 0;
@@ -666,7 +582,6 @@ static int do_request(struct kha_kube_client *c, const char *method, const char 
 			return kha_diag_set(d, ENOMEM, "cannot encode the request body");
 	}
 	curl_easy_reset(e);
-	c->errbuf[0] = '\0';
 	headers = add_header(headers, &fail, "Accept: application/json");
 	headers = add_header(headers, &fail, "User-Agent: kha");
 	headers = add_header(headers, &fail, "Expect:");
@@ -681,18 +596,16 @@ static int do_request(struct kha_kube_client *c, const char *method, const char 
 		curl_slist_free_all(headers);
 		return kha_diag_set(d, ENOMEM, "out of memory");
 	}
+	/* environment proxies are ignored: only the kubeconfig's proxy-url is used */
+	eo.proxy = c->cfg->proxy_url ? c->cfg->proxy_url : "";
+	r = kha_http_easy_setup(e, &eo, d);
+	if (r < 0) {
+		curl_slist_free_all(headers);
+		return r;
+	}
 	SETOPT(CURLOPT_URL, url);
-	SETOPT(CURLOPT_ERRORBUFFER, c->errbuf);
-	SETOPT(CURLOPT_NOSIGNAL, 1L);
-#if LIBCURL_VERSION_NUM >= 0x075500
-	SETOPT(CURLOPT_PROTOCOLS_STR, "https,http");
-#endif
 	SETOPT(CURLOPT_HTTPHEADER, headers);
 	SETOPT(CURLOPT_CONNECT_TO, c->connect_to_list);
-	/* environment proxies are ignored: only the kubeconfig's proxy-url is used */
-	SETOPT(CURLOPT_PROXY, c->cfg->proxy_url ? c->cfg->proxy_url : "");
-	SETOPT(CURLOPT_CONNECTTIMEOUT_MS, (long)(c->connect_timeout_us / 1000));
-	SETOPT(CURLOPT_TIMEOUT_MS, (long)(timeout_us / 1000));
 	SETOPT(CURLOPT_TCP_KEEPALIVE, 1L);
 	SETOPT(CURLOPT_TCP_KEEPIDLE, 30L);
 	SETOPT(CURLOPT_TCP_KEEPINTVL, 10L);
@@ -710,8 +623,6 @@ static int do_request(struct kha_kube_client *c, const char *method, const char 
 			SETOPT(CURLOPT_POSTFIELDS, "");
 		}
 	}
-	if (cc == CURLE_OK)
-		cc = set_tls(c);
 	if (cc != CURLE_OK) {
 		curl_slist_free_all(headers);
 		return kha_diag_set(d, EINVAL, "libcurl option: %s", curl_easy_strerror(cc));
@@ -732,7 +643,7 @@ static int do_request(struct kha_kube_client *c, const char *method, const char 
 	}
 	curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &code);
 	if (cc != CURLE_OK && !(sink->watch && code == 200 && cc == CURLE_OPERATION_TIMEDOUT))
-		return curl_error(c, cc, d);
+		return curl_error(c, cc, timeout_us, d);
 	*ret_code = code;
 	return 0;
 }

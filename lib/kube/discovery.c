@@ -157,7 +157,7 @@ static int deliver(struct disc *s, bool force)
 		return 0;
 	}
 	kha_debug("kube endpoints", "n=%zu slices=%zu rv=%s", set.n_endpoints, set.n_slices,
-		  s->rv ? s->rv : "");
+		  KHA_LOGQ(s->rv ? s->rv : ""));
 	kha_kube_endpoint_set_release(&s->last);
 	s->last = set;
 	s->delivered = true;

@@ -206,7 +206,11 @@ void kha_lab_entry_status(const struct kha_lab *lab, uint64_t timeout_us,
 		if (!addr || !state)
 			continue;
 		for (size_t m = 0; m < lab->n_masters && m < KHA_LAB_MAX_MASTERS; m++) {
-			snprintf(want, sizeof(want), "127.0.0.1:%u", lab->masters[m].client_port);
+			if (lab->masters[m].address) /* a Kubernetes lab: the apiservers */
+				snprintf(want, sizeof(want), "%s:6443", lab->masters[m].address);
+			else
+				snprintf(want, sizeof(want), "127.0.0.1:%u",
+					 lab->masters[m].client_port);
 			if (strcmp(addr, want) == 0) {
 				snprintf(ret->state[m], sizeof(ret->state[m]), "%s", state);
 				ret->up += strcmp(state, "up") == 0;

@@ -28,6 +28,7 @@
 
 #include "kha/file.h"
 #include "kha/http.h"
+#include "kha/kube.h"
 #include "kha/lab.h"
 #include "kha/proc.h"
 #include "lab-internal.h"
@@ -481,6 +482,10 @@ int lab_k8s_pki(struct kha_lab *lab, struct kha_diag *d)
 		if (r == 0 && i == 0)
 			r = RUN(lab, d, kubeadm, "init", "phase", "kubeconfig", "admin", "--config",
 				cfg, "--kubeconfig-dir", kcdir);
+		/* system:masters, to bind admin.conf's group as kubeadm init does */
+		if (r == 0 && i == 0)
+			r = RUN(lab, d, kubeadm, "init", "phase", "kubeconfig", "super-admin",
+				"--config", cfg, "--kubeconfig-dir", kcdir);
 	}
 	if (r < 0) {
 		kha_diag_prefix(d, "kubeadm");
@@ -737,4 +742,82 @@ int lab_k8s_ready(const struct kha_lab *lab, char *what, size_t size)
 		}
 	}
 	return 1;
+}
+
+/* ---- the API ---- */
+
+/* A client for the lab's API with kubeconfig name (in DIR/kubeconfig), to server (NULL: its). */
+static int kube_client(const struct kha_lab *lab, const char *name, const char *server,
+		       struct kha_kube_client **ret, struct kha_diag *d)
+{
+	kha_autofree char *path = NULL;
+	kha_auto(kha_kube_config_freep) struct kha_kube_config *cfg = NULL;
+	struct kha_kube_load_opts lo = {0};
+	int r;
+
+	if (asprintf(&path, "%s/kubeconfig/%s", lab->dir, name) < 0)
+		return kha_diag_set(d, ENOMEM, "out of memory");
+	lo.kubeconfig = path;
+	r = kha_kube_config_load(&lo, &cfg, d);
+	if (r == 0)
+		r = kha_kube_client_new(cfg, ret, d);
+	if (r == 0 && server)
+		r = kha_kube_client_set_server(*ret, server, NULL, d);
+	if (r == 0)
+		kha_kube_client_set_timeouts(*ret, READY_GET_US, 5 * READY_GET_US);
+	return r;
+}
+
+int lab_k8s_bootstrap(const struct kha_lab *lab, struct kha_diag *d)
+{
+	kha_auto(kha_kube_client_freep) struct kha_kube_client *c = NULL;
+	char server[64];
+	json_t *crb;
+	int r;
+
+	/* straight to m1: the entries may still be settling */
+	snprintf(server, sizeof(server), "https://%s:%d", lab->masters[0].address, APISERVER_PORT);
+	r = kube_client(lab, "super-admin.conf", server, &c, d);
+	if (r < 0)
+		return r;
+	crb = json_pack("{s:s, s:s, s:{s:s}, s:{s:s, s:s, s:s}, s:[{s:s, s:s, s:s}]}", "apiVersion",
+			"rbac.authorization.k8s.io/v1", "kind", "ClusterRoleBinding", "metadata",
+			"name", "kubeadm:cluster-admins", "roleRef", "apiGroup",
+			"rbac.authorization.k8s.io", "kind", "ClusterRole", "name", "cluster-admin",
+			"subjects", "apiGroup", "rbac.authorization.k8s.io", "kind", "Group",
+			"name", "kubeadm:cluster-admins");
+	if (!crb)
+		return kha_diag_set(d, ENOMEM, "out of memory");
+	r = kha_kube_request(c, "POST", "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings",
+			     crb, NULL, d);
+	json_decref(crb);
+	if (r == -EEXIST)
+		r = 0;
+	return r < 0 ? r : 0;
+}
+
+int kha_lab_lease_holder(const struct kha_lab *lab, const char *name, char *buf, size_t size)
+{
+	kha_auto(kha_kube_client_freep) struct kha_kube_client *c = NULL;
+	struct kha_kube_lease lease;
+
+	buf[0] = '\0';
+	if (kube_client(lab, "node.conf", NULL, &c, NULL) < 0 ||
+	    kha_kube_lease_get(c, "kube-system", name, &lease, NULL) < 0)
+		return -1;
+	snprintf(buf, size, "%s", lease.holder_identity);
+	return 0;
+}
+
+int kha_lab_apiserver_ready(const struct kha_lab *lab, const char *base)
+{
+	struct kha_http_options ho = {.cacert = lab->kube_ca,
+				      .connect_timeout_us = READY_GET_US / 2};
+	kha_auto(kha_http_freep) struct kha_http *h = NULL;
+	char url[128];
+
+	if (kha_http_new(&ho, &h, NULL) < 0)
+		return 0;
+	snprintf(url, sizeof(url), "%s/readyz", base);
+	return kube_get(h, url) == 200;
 }

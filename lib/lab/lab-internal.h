@@ -60,6 +60,8 @@ int lab_k8s_argv(const struct kha_lab *lab, const struct kha_lab_master *m,
 		 const struct kha_lab_node *h, const struct kha_lab_proc *p, struct lab_strv *s);
 /* 1 when every apiserver and both entries are ready; else 0 and what is not, in what. */
 int lab_k8s_ready(const struct kha_lab *lab, char *what, size_t size);
+/* What kubeadm init does once the API answers: admin.conf's group bound to cluster-admin. */
+int lab_k8s_bootstrap(const struct kha_lab *lab, struct kha_diag *d);
 
 /* kha_lab_wait_ready; *ret_failed (if not NULL) names the process at fault. */
 int lab_wait_ready(struct kha_lab *lab, uint64_t timeout_us, struct kha_lab_proc **ret_failed,

@@ -852,6 +852,8 @@ int kha_lab_up(const struct kha_lab_up_opts *o, struct kha_lab **ret, char **fai
 
 		r = lab_wait_ready(lab, deadline > now ? deadline - now : 0, &failed_proc, d);
 	}
+	if (r == 0 && lab->k8s_bin)
+		r = lab_k8s_bootstrap(lab, d);
 	if (r < 0) {
 		/* keep the directory and its logs for 'kha lab down' */
 		if (failed && !failed_proc)

@@ -4,16 +4,11 @@
  * keeps its connection cache, so keep-alive connections are reused) and configured from
  * scratch, so no option of one request leaks into the next.
  */
-#include <pthread.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
-#include <curl/curl.h>
-#include <openssl/x509_vfy.h>
 
-#include "kha/http.h"
+#include "kha/http-curl.h"
 #include "kha/json.h"
-#include "kha/parse.h"
 #include "kha/banned.h"
 
 #define DEFAULT_CONNECT_TIMEOUT_US (2 * KHA_USEC_PER_SEC)
@@ -43,14 +38,6 @@ struct transfer {
 	size_t len, cap;
 };
 
-static pthread_once_t global_once = PTHREAD_ONCE_INIT;
-static CURLcode global_rc;
-
-static void global_init(void)
-{
-	global_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
-}
-
 static int dup_opt(const char *s, char **ret)
 {
 	*ret = NULL;
@@ -78,11 +65,9 @@ int kha_http_new(const struct kha_http_options *opts, struct kha_http **ret, str
 
 	if (!opts)
 		opts = &none;
-	pthread_once(&global_once, global_init);
-	if (global_rc != CURLE_OK)
-		return kha_diag_set(d, ENOMEM, "libcurl initialisation failed: %s",
-				    curl_easy_strerror(global_rc));
-	r = check_readable("CA file", opts->cacert, d);
+	r = kha_http_global_init(d);
+	if (r == 0)
+		r = check_readable("CA file", opts->cacert, d);
 	if (r == 0)
 		r = check_readable("certificate", opts->cert, d);
 	if (r == 0)
@@ -126,18 +111,8 @@ void kha_http_response_release(struct kha_http_response *resp)
 
 static int buf_append(struct transfer *t, const char *data, size_t n)
 {
-	if (t->len + n + 1 > t->cap) {
-		size_t cap = t->cap ? t->cap : 4096;
-		char *p;
-
-		while (cap < t->len + n + 1)
-			cap *= 2;
-		p = realloc(t->buf, cap);
-		if (!p)
-			return -ENOMEM;
-		t->buf = p;
-		t->cap = cap;
-	}
+	if (KHA_GROW(t->buf, t->cap, KHA_MAX(t->len + n + 1, (size_t)4096)) < 0)
+		return -ENOMEM;
 	memcpy(t->buf + t->len, data, n);
 	t->len += n;
 	t->buf[t->len] = '\0';
@@ -212,160 +187,32 @@ static int on_progress(void *userdata, curl_off_t dltotal, curl_off_t dlnow, cur
 	return 0;
 }
 
-static long us_to_ms(uint64_t us)
+static uint64_t connect_timeout(const struct kha_http *h, const struct kha_http_request *req)
 {
-	uint64_t ms = (us + 999) / 1000;
-
-	return ms > (uint64_t)LONG_MAX ? LONG_MAX : (long)ms;
-}
-
-static bool contains(const char *hay, const char *needle)
-{
-	return hay && strstr(hay, needle);
-}
-
-/* The OpenSSL verification result as a short human reason. */
-static const char *verify_reason(long verify, const char *errbuf)
-{
-	switch (verify) {
-	case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY:
-	case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT:
-	case X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN:
-	case X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT:
-	case X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE:
-	case X509_V_ERR_CERT_SIGNATURE_FAILURE:
-		return "certificate signed by unknown CA";
-	case X509_V_ERR_CERT_HAS_EXPIRED:
-		return "server certificate has expired";
-	case X509_V_ERR_CERT_NOT_YET_VALID:
-		return "server certificate is not yet valid";
-	case X509_V_ERR_INVALID_PURPOSE:
-		return "server certificate lacks the serverAuth extended key usage";
-	case X509_V_ERR_HOSTNAME_MISMATCH:
-	case X509_V_ERR_IP_ADDRESS_MISMATCH:
-		return "server certificate is not valid for this host (not in its SANs)";
-	default:
-		break;
-	}
-	if (contains(errbuf, "subject name") || contains(errbuf, "does not match"))
-		return "server certificate is not valid for this host (not in its SANs)";
-	if (verify != X509_V_OK)
-		return X509_verify_cert_error_string(verify);
-	return errbuf && *errbuf ? errbuf : "server certificate not trusted";
-}
-
-/* A TLS alert from the server about our certificate (TLS 1.3 sends it after the handshake). */
-static bool client_cert_alert(const char *errbuf)
-{
-	return contains(errbuf, "alert certificate required") ||
-	       contains(errbuf, "alert bad certificate") || contains(errbuf, "alert unknown ca") ||
-	       contains(errbuf, "alert certificate unknown") ||
-	       contains(errbuf, "alert unsupported certificate") ||
-	       contains(errbuf, "alert handshake failure");
-}
-
-static int KHA_PRINTF(5, 6) fail(struct kha_http_response *resp, enum kha_http_fail kind,
-				 struct kha_diag *d, int err, const char *fmt, ...)
-{
-	char msg[KHA_DIAG_MAX];
-	va_list ap;
-
-	resp->fail = kind;
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	return kha_diag_set(d, err, "%s", msg);
-}
-
-static int map_error(struct kha_http *h, CURLcode rc, const struct kha_http_request *req,
-		     struct transfer *t, struct kha_diag *d)
-{
-	struct kha_http_response *resp = t->resp;
-	const char *eb = h->errbuf;
-	long req_size = 0, os_errno = 0, verify = X509_V_OK;
-	char dur[32];
-
-	curl_easy_getinfo(h->curl, CURLINFO_REQUEST_SIZE, &req_size);
-	curl_easy_getinfo(h->curl, CURLINFO_OS_ERRNO, &os_errno);
-	resp->sent = req_size > 0;
-	if (client_cert_alert(eb))
-		return fail(resp, KHA_HTTP_FAIL_TLS_CLIENT, d, EACCES,
-			    "TLS: the server rejected the client certificate (%s)",
-			    strchr(eb, ':') ? eb : "alert");
-	switch (rc) {
-	case CURLE_UNSUPPORTED_PROTOCOL:
-	case CURLE_URL_MALFORMAT:
-		resp->sent = false;
-		return fail(resp, KHA_HTTP_FAIL_OTHER, d, EINVAL, "malformed URL: %s", eb);
-	case CURLE_COULDNT_RESOLVE_HOST:
-		return fail(resp, KHA_HTTP_FAIL_RESOLVE, d, EHOSTUNREACH, "%s", eb);
-	case CURLE_COULDNT_CONNECT:
-		if (os_errno == ECONNREFUSED || os_errno == 0)
-			return fail(resp, KHA_HTTP_FAIL_CONNECT, d, ECONNREFUSED,
-				    "connection refused");
-		return fail(resp, KHA_HTTP_FAIL_CONNECT, d, (int)os_errno, "cannot connect: %s",
-			    strerror((int)os_errno));
-	case CURLE_OPERATION_TIMEDOUT:
-		if (!resp->sent) {
-			uint64_t us = req->connect_timeout_us ? req->connect_timeout_us
-							      : h->connect_timeout_us;
-			if (req->timeout_us && req->timeout_us < us)
-				us = req->timeout_us;
-			return fail(resp, KHA_HTTP_FAIL_CONNECT_TIMEOUT, d, ETIMEDOUT,
-				    "no connection within %s: timed out",
-				    kha_format_duration(dur, sizeof(dur), us));
-		}
-		return fail(resp, KHA_HTTP_FAIL_TIMEOUT, d, ETIMEDOUT, "no answer within %s",
-			    kha_format_duration(dur, sizeof(dur), req->timeout_us));
-	case CURLE_SSL_CACERT_BADFILE:
-		return fail(resp, KHA_HTTP_FAIL_CA_FILE, d, ENOENT, "cannot use the CA file: %s",
-			    eb);
-	case CURLE_SSL_CERTPROBLEM:
-		return fail(resp, KHA_HTTP_FAIL_TLS_FILES, d, ENOENT,
-			    "cannot use the client certificate or key: %s", eb);
-	case CURLE_PEER_FAILED_VERIFICATION:
-		curl_easy_getinfo(h->curl, CURLINFO_SSL_VERIFYRESULT, &verify);
-		return fail(resp, KHA_HTTP_FAIL_TLS_VERIFY, d, EACCES, "TLS handshake failed: %s",
-			    verify_reason(verify, eb));
-	case CURLE_SSL_CONNECT_ERROR:
-		if (contains(eb, "wrong version number") ||
-		    contains(eb, "packet length too long") || contains(eb, "record layer failure"))
-			return fail(resp, KHA_HTTP_FAIL_TLS, d, EPROTO,
-				    "TLS handshake failed: the endpoint does not speak TLS");
-		return fail(resp, KHA_HTTP_FAIL_TLS, d, EPROTO, "TLS handshake failed: %s", eb);
-	case CURLE_GOT_NOTHING:
-		return fail(resp, KHA_HTTP_FAIL_IO, d, ECONNRESET,
-			    "connection closed without an answer");
-	case CURLE_RECV_ERROR:
-	case CURLE_SEND_ERROR:
-	case CURLE_PARTIAL_FILE:
-		return fail(resp, KHA_HTTP_FAIL_IO, d, ECONNRESET, "connection lost: %s", eb);
-	case CURLE_WEIRD_SERVER_REPLY:
-		return fail(resp, KHA_HTTP_FAIL_OTHER, d, EPROTO, "not an HTTP answer: %s", eb);
-	case CURLE_ABORTED_BY_CALLBACK:
-		return fail(resp, KHA_HTTP_FAIL_ABORTED, d, ECANCELED, "cancelled");
-	case CURLE_OUT_OF_MEMORY:
-		return fail(resp, KHA_HTTP_FAIL_OTHER, d, ENOMEM, "out of memory");
-	default:
-		if (rc >= CURLE_SSL_ENGINE_NOTFOUND && rc <= CURLE_SSL_CLIENTCERT)
-			return fail(resp, KHA_HTTP_FAIL_TLS, d, EPROTO, "TLS failure: %s",
-				    *eb ? eb : curl_easy_strerror(rc));
-		return fail(resp, KHA_HTTP_FAIL_OTHER, d, EIO, "%s",
-			    *eb ? eb : curl_easy_strerror(rc));
-	}
+	return req->connect_timeout_us ? req->connect_timeout_us : h->connect_timeout_us;
 }
 
 static int setup(struct kha_http *h, const struct kha_http_request *req, struct transfer *t,
-		 struct curl_slist **headers)
+		 struct curl_slist **headers, struct kha_diag *d)
 {
+	struct kha_http_tls tls = {.cacert = h->cacert, .cert = h->cert, .key = h->key};
+	struct kha_http_easy_opts eo = {
+		.errbuf = h->errbuf,
+		.connect_timeout_us = connect_timeout(h, req),
+		.timeout_us = req->timeout_us,
+		.tls = &tls,
+	};
 	CURL *c = h->curl;
 	const char *method = req->method;
 	char ct[128];
 	struct curl_slist *l;
 	bool ok = true;
+	int r;
 
 	curl_easy_reset(c);
-	h->errbuf[0] = '\0';
+	r = kha_http_easy_setup(c, &eo, d);
+	if (r < 0)
+		return r;
 	if (!method)
 		method = req->body ? "POST" : "GET";
 	snprintf(ct, sizeof(ct), "Content-Type: %s",
@@ -379,29 +226,11 @@ static int setup(struct kha_http *h, const struct kha_http_request *req, struct 
 
 #define SET(opt, val) ok = ok && curl_easy_setopt(c, opt, val) == CURLE_OK
 	SET(CURLOPT_URL, req->url);
-	SET(CURLOPT_PROTOCOLS_STR, "http,https");
-	SET(CURLOPT_NOSIGNAL, 1L);
-	SET(CURLOPT_ERRORBUFFER, h->errbuf);
 	SET(CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
 	SET(CURLOPT_HTTPHEADER, l);
-	SET(CURLOPT_USERAGENT, "kha");
-	/* a proxy from the environment never applies to loopback (as in Go's clients) */
-	SET(CURLOPT_NOPROXY, "localhost,127.0.0.1,::1");
-	SET(CURLOPT_CONNECTTIMEOUT_MS,
-	    us_to_ms(req->connect_timeout_us ? req->connect_timeout_us : h->connect_timeout_us));
-	if (req->timeout_us)
-		SET(CURLOPT_TIMEOUT_MS, us_to_ms(req->timeout_us));
 	SET(CURLOPT_TCP_KEEPALIVE, 1L);
 	SET(CURLOPT_TCP_KEEPIDLE, 10L);
 	SET(CURLOPT_TCP_KEEPINTVL, 5L);
-	SET(CURLOPT_SSL_VERIFYPEER, 1L);
-	SET(CURLOPT_SSL_VERIFYHOST, 2L);
-	if (h->cacert)
-		SET(CURLOPT_CAINFO, h->cacert);
-	if (h->cert)
-		SET(CURLOPT_SSLCERT, h->cert);
-	if (h->key)
-		SET(CURLOPT_SSLKEY, h->key);
 	SET(CURLOPT_CUSTOMREQUEST, method);
 	if (req->body) {
 		SET(CURLOPT_POSTFIELDS, req->body);
@@ -416,7 +245,7 @@ static int setup(struct kha_http *h, const struct kha_http_request *req, struct 
 	SET(CURLOPT_XFERINFOFUNCTION, on_progress);
 	SET(CURLOPT_XFERINFODATA, t);
 #undef SET
-	return ok ? 0 : -EINVAL;
+	return ok ? 0 : kha_diag_set(d, EINVAL, "cannot set up the request to %s", req->url);
 }
 
 static int perform(struct kha_http *h, const struct kha_http_request *req, kha_http_line_fn fn,
@@ -435,11 +264,11 @@ static int perform(struct kha_http *h, const struct kha_http_request *req, kha_h
 	int r;
 
 	memset(resp, 0, sizeof(*resp));
-	r = setup(h, req, &t, &headers);
+	r = setup(h, req, &t, &headers, d);
 	if (r < 0) {
 		curl_slist_free_all(headers);
 		resp->fail = KHA_HTTP_FAIL_OTHER;
-		return kha_diag_set(d, r, "cannot set up the request to %s", req->url);
+		return r;
 	}
 	rc = curl_easy_perform(h->curl);
 	curl_slist_free_all(headers);
@@ -467,7 +296,12 @@ static int perform(struct kha_http *h, const struct kha_http_request *req, kha_h
 		return kha_diag_set(d, ECANCELED, "cancelled");
 	}
 	if (rc != CURLE_OK) {
-		r = map_error(h, rc, req, &t, d);
+		struct kha_http_failure f;
+
+		r = kha_http_curl_error(h->curl, rc, h->errbuf, connect_timeout(h, req),
+					req->timeout_us, &f, d);
+		resp->fail = f.fail;
+		resp->sent = f.sent;
 		free(t.buf);
 		return r;
 	}

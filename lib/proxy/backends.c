@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <yaml.h>
 
+#include "kha/file.h"
 #include "kha/parse.h"
 #include "kha/proxy-backends.h"
 #include "kha/banned.h"
@@ -67,14 +68,8 @@ int kha_proxy_spec_list_add(struct kha_proxy_spec_list *l, const struct kha_prox
 			return 0;
 		}
 	}
-	if (l->n == l->cap) {
-		size_t cap = l->cap ? l->cap * 2 : 8;
-		struct kha_proxy_spec *v = realloc(l->v, cap * sizeof(*v));
-		if (!v)
-			return -ENOMEM;
-		l->v = v;
-		l->cap = cap;
-	}
+	if (KHA_GROW(l->v, l->cap, l->n + 1) < 0)
+		return -ENOMEM;
 	l->v[l->n++] = *spec;
 	return 0;
 }
@@ -334,41 +329,24 @@ int kha_proxy_backends_load(const char *path, struct kha_proxy_spec_list *ret, s
 int kha_proxy_backends_save(const char *path, const struct kha_proxy_spec_list *l,
 			    struct kha_diag *d)
 {
-	char tmp[4096], dir[4096];
-	kha_autoclose int dfd = -1;
-	FILE *f;
-	int fd, r = 0;
+	kha_autofree char *buf = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&buf, &len);
+	int r;
 
-	if (snprintf(tmp, sizeof(tmp), "%s.tmp.%d", path, (int)getpid()) >= (int)sizeof(tmp))
-		return kha_diag_set(d, ENAMETOOLONG, "%s: path too long", path);
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (fd < 0)
-		return kha_diag_set(d, errno, "cannot write %s: %s", tmp, strerror(errno));
-	f = fdopen(fd, "we");
-	if (!f) {
-		r = -errno;
-		close(fd);
-		unlink(tmp);
-		return kha_diag_set(d, -r, "%s: %s", tmp, strerror(-r));
-	}
+	if (!f)
+		return kha_diag_set(d, ENOMEM, "%s: out of memory", path);
 	fprintf(f, "# written by kha proxy: the last known set of backends\n");
 	if (l->n == 0)
 		fprintf(f, "[]\n");
 	for (size_t i = 0; i < l->n; i++)
 		fprintf(f, "- address: \"%s\"\n  weight: %u\n", l->v[i].addr, l->v[i].weight);
-	if (fflush(f) != 0 || fsync(fileno(f)) != 0)
-		r = -errno;
-	if (fclose(f) != 0 && r == 0)
-		r = -errno;
-	if (r == 0 && rename(tmp, path) < 0)
-		r = -errno;
-	if (r < 0) {
-		unlink(tmp);
-		return kha_diag_set(d, -r, "cannot write %s: %s", path, strerror(-r));
-	}
-	snprintf(dir, sizeof(dir), "%s", path);
-	dfd = open(dirname(dir), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd >= 0)
-		kha_ignore(fsync(dfd));
-	return 0;
+	if (fclose(f) != 0)
+		return kha_diag_set(d, ENOMEM, "%s: out of memory", path);
+	/*
+	 * The project's atomic write: its temporary file is created O_EXCL, so a symbolic link
+	 * planted at a predictable temporary name cannot make us write through it.
+	 */
+	r = kha_file_write_atomic(path, buf, len, 0644, d);
+	return r;
 }

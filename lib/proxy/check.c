@@ -11,6 +11,7 @@
 #include <sys/socket.h>
 
 #include "proxy-int.h"
+#include "kha/http-curl.h"
 #include "kha/log.h"
 #include "kha/banned.h"
 
@@ -29,6 +30,98 @@ struct checker {
 
 static void schedule(struct checker *chk);
 
+static const char *const cause_names[CAUSE_N] = {
+	[CAUSE_NONE] = "none",
+	[CAUSE_TLS_TRUST] = "tls-trust",
+	[CAUSE_CACERT_FILE] = "check-cacert",
+	[CAUSE_CLIENT_CERT] = "client-certificate",
+	[CAUSE_HTTP_AUTH] = "http-auth",
+};
+
+static const char *const cause_actions[CAUSE_N] = {
+	[CAUSE_NONE] = "",
+	[CAUSE_TLS_TRUST] = "give --check-cacert FILE (the CA that signed the backends' "
+			    "certificates) or, to skip verification, --check-insecure",
+	[CAUSE_CACERT_FILE] = "give --check-cacert a readable PEM file of CA certificates",
+	[CAUSE_CLIENT_CERT] = "give --check-cert FILE and --check-key FILE of a client the "
+			      "backends accept",
+	[CAUSE_HTTP_AUTH] = "let anonymous clients read --check-path (kube-apiserver: "
+			    "--anonymous-auth=true, its default) or give --check-cert/--check-key "
+			    "of an authorised client",
+};
+
+/* cause_actions in a few words, for the /readyz reason */
+static const char *const cause_short[CAUSE_N] = {
+	[CAUSE_NONE] = "",
+	[CAUSE_TLS_TRUST] = "give --check-cacert FILE or --check-insecure",
+	[CAUSE_CACERT_FILE] = "--check-cacert cannot be read",
+	[CAUSE_CLIENT_CERT] = "give --check-cert and --check-key",
+	[CAUSE_HTTP_AUTH] = "open --check-path to anonymous clients or give --check-cert",
+};
+
+bool checks_problem(const struct kha_proxy *p, bool detail, char *buf, size_t size)
+{
+	for (const struct backend *b = p->backends; b; b = b->next) {
+		if (b->removed || b->cause == CAUSE_NONE)
+			continue;
+		if (detail)
+			snprintf(buf, size,
+				 "health checks fail for a configuration reason (%s: %s): %s",
+				 cause_names[b->cause], b->last_detail, cause_actions[b->cause]);
+		else
+			snprintf(buf, size, "checks fail for a configuration reason (%s): %s",
+				 cause_names[b->cause], cause_short[b->cause]);
+		return true;
+	}
+	return false;
+}
+
+/* Logs a configuration cause at error level the first time it appears (again once cleared). */
+static void note_cause(struct checker *chk, enum check_cause cause, const char *detail)
+{
+	struct kha_proxy *p = chk->p;
+	unsigned seen = 0;
+
+	chk->b->cause = cause;
+	for (const struct backend *b = p->backends; b; b = b->next)
+		if (!b->removed && b->cause != CAUSE_NONE)
+			seen |= 1u << b->cause;
+	p->causes_logged &= seen;
+	if (cause == CAUSE_NONE || (p->causes_logged & (1u << cause)))
+		return;
+	p->causes_logged |= 1u << cause;
+	kha_error("health checks fail for a configuration reason, not because of the backend",
+		  "backend=%s cause=%s detail=%s action=%s", KHA_LOGQ(chk->b->name),
+		  cause_names[cause], KHA_LOGQ(detail), KHA_LOGQ(cause_actions[cause]));
+}
+
+/*
+ * What a check's result says about kha's configuration (fail: lib/net's reading of a failed
+ * transfer). *ret_answered: the backend itself answered (a certificate, an alert, an HTTP
+ * status), so it is not frozen or gone.
+ */
+static enum check_cause classify(CURLcode res, long code, enum kha_http_fail fail,
+				 bool *ret_answered)
+{
+	*ret_answered = res == CURLE_OK;
+	if (res == CURLE_OK)
+		return code == 401 || code == 403 ? CAUSE_HTTP_AUTH : CAUSE_NONE;
+	switch (fail) {
+	case KHA_HTTP_FAIL_TLS_VERIFY:
+		*ret_answered = true;
+		return CAUSE_TLS_TRUST;
+	case KHA_HTTP_FAIL_CA_FILE:
+		return CAUSE_CACERT_FILE;
+	case KHA_HTTP_FAIL_TLS_FILES:
+		return CAUSE_CLIENT_CERT;
+	case KHA_HTTP_FAIL_TLS_CLIENT:
+		*ret_answered = true;
+		return CAUSE_CLIENT_CERT;
+	default:
+		return CAUSE_NONE;
+	}
+}
+
 static void finish(struct checker *chk, enum kha_proxy_event ev, const char *detail)
 {
 	struct backend *b = chk->b;
@@ -46,6 +139,8 @@ static void finish(struct checker *chk, enum kha_proxy_event ev, const char *det
 	snprintf(b->last_detail, sizeof(b->last_detail), "%s", detail);
 	if (ev != KHA_PROXY_EV_CHECK_OK)
 		b->check_failures++;
+	else
+		__atomic_store_n(&b->failing, 0, __ATOMIC_RELAXED);
 	proxy_health_event(b, ev, detail);
 	schedule(chk);
 }
@@ -148,23 +243,35 @@ static void process_done(struct kha_proxy *p)
 		CURL *e = msg->easy_handle;
 		CURLcode res = msg->data.result;
 		long code = 0;
-		char detail[sizeof(chk->errbuf) + 32];
+		char detail[KHA_DIAG_MAX];
+		struct kha_http_failure f = {};
+		struct kha_diag d = {};
+		enum check_cause cause;
+		bool answered;
 
 		if (msg->msg != CURLMSG_DONE)
 			continue;
 		curl_easy_getinfo(e, CURLINFO_PRIVATE, (char **)&chk);
 		curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &code);
 		curl_multi_remove_handle(p->multi, e);
-		if (res == CURLE_OK && code == 200) {
-			finish(chk, KHA_PROXY_EV_CHECK_OK, "HTTP 200");
-		} else if (res == CURLE_OK) {
-			snprintf(detail, sizeof(detail), "HTTP %ld", code);
-			finish(chk, KHA_PROXY_EV_CHECK_NOT_READY, detail);
-		} else {
-			snprintf(detail, sizeof(detail), "%s",
-				 chk->errbuf[0] ? chk->errbuf : curl_easy_strerror(res));
-			finish(chk, KHA_PROXY_EV_CHECK_FAILED, detail);
+		if (res != CURLE_OK) {
+			uint64_t t = p->cfg.check_timeout_us;
+
+			kha_ignore(kha_http_curl_error(e, res, chk->errbuf, t, t, &f, &d));
 		}
+		cause = classify(res, code, f.fail, &answered);
+		if (answered) /* alive: the last resort may choose it again */
+			__atomic_store_n(&chk->b->failing, 0, __ATOMIC_RELAXED);
+		if (res == CURLE_OK)
+			snprintf(detail, sizeof(detail), "HTTP %ld", code);
+		else
+			snprintf(detail, sizeof(detail), "%s", d.msg);
+		note_cause(chk, cause, detail);
+		finish(chk,
+		       res != CURLE_OK ? KHA_PROXY_EV_CHECK_FAILED
+		       : code == 200   ? KHA_PROXY_EV_CHECK_OK
+				       : KHA_PROXY_EV_CHECK_NOT_READY,
+		       detail);
 	}
 }
 
@@ -233,37 +340,34 @@ static int curl_timer_cb(CURLM *m, long timeout_ms, void *userp)
 static int easy_setup(struct checker *chk)
 {
 	const struct kha_proxy_config *cfg = &chk->p->cfg;
-	long timeout_ms = (long)KHA_MAX(1, cfg->check_timeout_us / KHA_USEC_PER_MSEC);
+	bool https = cfg->check == KHA_PROXY_CHECK_HTTPS;
+	struct kha_http_tls tls = {
+		.cacert = cfg->check_cacert,
+		.cert = cfg->check_cert,
+		.key = cfg->check_key,
+		.insecure = cfg->check_insecure,
+	};
+	struct kha_http_easy_opts eo = {
+		.user_agent = "kha-proxy-check",
+		.errbuf = chk->errbuf,
+		.connect_timeout_us = KHA_MAX(cfg->check_timeout_us, KHA_USEC_PER_MSEC),
+		.timeout_us = KHA_MAX(cfg->check_timeout_us, KHA_USEC_PER_MSEC),
+		.tls = https ? &tls : NULL,
+		.proxy = "", /* never through an environment proxy */
+	};
 	CURL *e = curl_easy_init();
 
 	if (!e)
 		return -ENOMEM;
-	snprintf(chk->url, sizeof(chk->url), "%s://%s%s",
-		 cfg->check == KHA_PROXY_CHECK_HTTPS ? "https" : "http", chk->b->name,
+	if (kha_http_easy_setup(e, &eo, NULL) < 0) {
+		curl_easy_cleanup(e);
+		return -EINVAL;
+	}
+	snprintf(chk->url, sizeof(chk->url), "%s://%s%s", https ? "https" : "http", chk->b->name,
 		 cfg->check_path);
 	curl_easy_setopt(e, CURLOPT_URL, chk->url);
 	curl_easy_setopt(e, CURLOPT_PRIVATE, chk);
-	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, timeout_ms);
-	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, timeout_ms);
 	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, discard);
-	curl_easy_setopt(e, CURLOPT_ERRORBUFFER, chk->errbuf);
-	curl_easy_setopt(e, CURLOPT_USERAGENT, "kha-proxy-check");
-	curl_easy_setopt(e, CURLOPT_PROXY, ""); /* never through an environment proxy */
-	curl_easy_setopt(e, CURLOPT_NOPROXY, "*");
-	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
-	if (cfg->check == KHA_PROXY_CHECK_HTTPS) {
-		if (cfg->check_insecure) {
-			curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 0L);
-			curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 0L);
-		} else if (cfg->check_cacert) {
-			curl_easy_setopt(e, CURLOPT_CAINFO, cfg->check_cacert);
-		}
-		if (cfg->check_cert)
-			curl_easy_setopt(e, CURLOPT_SSLCERT, cfg->check_cert);
-		if (cfg->check_key)
-			curl_easy_setopt(e, CURLOPT_SSLKEY, cfg->check_key);
-	}
 	chk->easy = e;
 	return 0;
 }
@@ -360,13 +464,11 @@ int checks_need_curl(struct kha_proxy *p, struct kha_diag *d)
 {
 	if (p->multi)
 		return 0;
-	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
-		return kha_diag_set(d, ENOMEM, "cannot initialise libcurl");
+	if (kha_http_global_init(d) < 0)
+		return -ENOMEM;
 	p->multi = curl_multi_init();
-	if (!p->multi) {
-		curl_global_cleanup();
+	if (!p->multi)
 		return kha_diag_set(d, ENOMEM, "cannot initialise libcurl");
-	}
 	curl_multi_setopt(p->multi, CURLMOPT_SOCKETFUNCTION, curl_socket_cb);
 	curl_multi_setopt(p->multi, CURLMOPT_SOCKETDATA, p);
 	curl_multi_setopt(p->multi, CURLMOPT_TIMERFUNCTION, curl_timer_cb);
@@ -379,6 +481,5 @@ void checks_release(struct kha_proxy *p)
 	if (p->multi) {
 		curl_multi_cleanup(p->multi);
 		p->multi = NULL;
-		curl_global_cleanup();
 	}
 }

@@ -64,7 +64,7 @@ static void *run(void *arg)
 	struct kha_diag d = {};
 
 	if (kha_kube_discovery_run(disc->client, &opts, disc->stop_fd, &d) < 0)
-		kha_error("discovery stopped", "error=\"%s\"", d.msg);
+		kha_error("discovery stopped", "error=%s", KHA_LOGQ(d.msg));
 	return NULL;
 }
 
@@ -112,7 +112,7 @@ int kha_proxy_discovery_start(struct kha_proxy_discovery *disc, struct kha_proxy
 	if (r < 0)
 		return kha_diag_set(d, -r, "cannot start the discovery thread: %s", strerror(-r));
 	disc->started = true;
-	kha_info("discovery started", "server=%s", kha_kube_client_server(disc->client));
+	kha_info("discovery started", "server=%s", KHA_LOGQ(kha_kube_client_server(disc->client)));
 	return 0;
 }
 

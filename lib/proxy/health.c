@@ -77,21 +77,27 @@ static bool less_loaded(const struct kha_proxy_candidate *a, const struct kha_pr
 	return (uint64_t)a->active * b->weight < (uint64_t)b->active * a->weight;
 }
 
+/* The tier of a candidate: its state, and in the last-resort states whether it is failing. */
+static unsigned tier_of(const struct kha_proxy_candidate *c)
+{
+	return (unsigned)c->state * 2 + (c->state >= KHA_PROXY_DRAINING && c->failing);
+}
+
 int kha_proxy_balance_pick(struct kha_proxy_candidate *c, size_t n, enum kha_proxy_balance mode,
 			   unsigned *cursor)
 {
-	enum kha_proxy_state tier = KHA_PROXY_NSTATES;
+	unsigned tier = KHA_PROXY_NSTATES * 2;
 	int best = -1;
 	int64_t total = 0;
 
 	for (size_t i = 0; i < n; i++)
-		if (!c[i].excluded && c[i].weight > 0 && c[i].state < tier)
-			tier = c[i].state;
-	if (tier == KHA_PROXY_NSTATES)
+		if (!c[i].excluded && c[i].weight > 0 && tier_of(&c[i]) < tier)
+			tier = tier_of(&c[i]);
+	if (tier == KHA_PROXY_NSTATES * 2)
 		return -1;
 	if (mode == KHA_PROXY_ROUNDROBIN) {
 		for (size_t i = 0; i < n; i++) {
-			if (c[i].excluded || c[i].weight == 0 || c[i].state != tier)
+			if (c[i].excluded || c[i].weight == 0 || tier_of(&c[i]) != tier)
 				continue;
 			c[i].current += c[i].weight;
 			total += c[i].weight;
@@ -104,7 +110,7 @@ int kha_proxy_balance_pick(struct kha_proxy_candidate *c, size_t n, enum kha_pro
 	/* leastconn: scan from the rotating cursor so equal loads spread */
 	for (size_t k = 0; k < n; k++) {
 		size_t i = (*cursor + k) % n;
-		if (c[i].excluded || c[i].weight == 0 || c[i].state != tier)
+		if (c[i].excluded || c[i].weight == 0 || tier_of(&c[i]) != tier)
 			continue;
 		if (best < 0 || less_loaded(&c[i], &c[best]))
 			best = (int)i;

@@ -44,7 +44,9 @@ struct pstats {
 	uint64_t failed; /* client connections closed without any backend answering */
 	uint64_t active;
 	uint64_t idle_closed;
-	uint64_t accept_pauses; /* out of file descriptors or memory: accepting paused */
+	uint64_t accept_pauses;	   /* out of file descriptors or memory: accepting paused */
+	uint64_t limit_pauses;	   /* at --max-conns: accepting paused */
+	uint64_t keepalive_closed; /* clients gone silent, found by TCP keep-alive */
 } __attribute__((aligned(CACHELINE)));
 
 #define STAT_ADD(field, n) __atomic_store_n(&(field), (field) + (n), __ATOMIC_RELAXED)
@@ -58,6 +60,19 @@ enum origin {
 
 struct checker;
 
+/*
+ * Why checks fail when the backend is fine and kha's configuration is not: logged at error level
+ * once per cause (again after it has cleared), shown in /status and in the /readyz reason.
+ */
+enum check_cause {
+	CAUSE_NONE,
+	CAUSE_TLS_TRUST,   /* the backend's certificate is not trusted */
+	CAUSE_CACERT_FILE, /* --check-cacert cannot be read */
+	CAUSE_CLIENT_CERT, /* our client certificate is unusable, missing or refused */
+	CAUSE_HTTP_AUTH,   /* 401/403: the check path is not open to the checks */
+	CAUSE_N,
+};
+
 struct backend {
 	int refs; /* atomic */
 	char name[KHA_PROXY_ADDR_MAX];
@@ -67,8 +82,10 @@ struct backend {
 	int state;		  /* atomic, enum kha_proxy_state */
 	uint32_t active;	  /* atomic */
 	uint32_t passive_pending; /* atomic: passive failures not yet seen by control */
-	int passive_posted;	  /* atomic: a notification is on its way to control */
-	struct wstats *ws;	  /* [nworkers] */
+	int failing; /* atomic: a connect or first byte failed since it last answered (workers set
+		      * it; an answer on the data path or a check that reached it clears it) */
+	int passive_posted; /* atomic: a notification is on its way to control */
+	struct wstats *ws;  /* [nworkers] */
 	unsigned nworkers;
 
 	/* control thread only */
@@ -83,6 +100,7 @@ struct backend {
 	double last_latency_s;
 	char last_result[16]; /* ok | not-ready | failed */
 	char last_detail[160];
+	enum check_cause cause; /* of the last check: a configuration reason, or CAUSE_NONE */
 	uint64_t state_since_us;
 	struct backend *next; /* control's list of every live backend object */
 };
@@ -111,6 +129,8 @@ struct dpconf {
 	uint64_t tcp_user_timeout_us;
 	uint64_t keepalive_idle_us, keepalive_interval_us;
 	unsigned keepalive_count;
+	uint64_t client_keepalive_idle_us;
+	uint32_t max_conns; /* kha_proxy_max_conns() */
 };
 
 void dpconf_from(struct dpconf *dp, const struct kha_proxy_config *cfg);
@@ -133,6 +153,7 @@ struct worker {
 	size_t nfree_bufs;
 	bool draining;
 	bool drained_reported;
+	bool limit_paused; /* accepting paused at --max-conns: resumed when one of ours closes */
 	struct pstats stats;
 	struct wstats no_backend; /* where a starved connection's counters go (never read) */
 };
@@ -164,6 +185,8 @@ struct kha_proxy {
 
 	bool draining;
 	bool closing; /* kha_proxy_free() runs: late notifications only release what they hold */
+	unsigned causes_logged; /* bit per enum check_cause already logged */
+	uint32_t conns;		/* atomic: client connections of every worker (--max-conns) */
 	unsigned drained_workers;
 	struct kha_loop_source *drain_timer;
 	uint64_t reloads;
@@ -202,6 +225,11 @@ void checks_release(struct kha_proxy *p);
 int checker_start(struct backend *b);
 void checker_stop(struct backend *b);
 void checker_now(struct backend *b);
+/*
+ * The configuration problem of the checks, if any backend's last check failed for one: writes
+ * one line (the cause, what to do; with detail, also what the check saw) and returns true.
+ */
+bool checks_problem(const struct kha_proxy *p, bool detail, char *buf, size_t size);
 /* control: applies a health event to b, publishes the state, acts on DOWN */
 void proxy_health_event(struct backend *b, enum kha_proxy_event ev, const char *why);
 

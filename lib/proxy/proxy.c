@@ -33,6 +33,7 @@ void kha_proxy_config_init(struct kha_proxy_config *c)
 	c->keepalive_idle_us = 5 * KHA_USEC_PER_SEC;
 	c->keepalive_interval_us = 2 * KHA_USEC_PER_SEC;
 	c->keepalive_count = 3;
+	c->client_keepalive_idle_us = 30 * KHA_USEC_PER_SEC;
 	c->check = KHA_PROXY_CHECK_HTTPS;
 	snprintf(c->check_path, sizeof(c->check_path), "/readyz");
 	c->check_interval_us = 5 * KHA_USEC_PER_SEC;
@@ -245,7 +246,8 @@ static void sync_membership(struct kha_proxy *p, const char *why)
 			b->removed = true;
 			checker_stop(b);
 			changed = true;
-			kha_info("backend removed", "backend=%s reason=%s active=%u", b->name, why,
+			kha_info("backend removed", "backend=%s reason=%s active=%u",
+				 KHA_LOGQ(b->name), why,
 				 __atomic_load_n(&b->active, __ATOMIC_RELAXED));
 		}
 	}
@@ -263,14 +265,14 @@ static void sync_membership(struct kha_proxy *p, const char *why)
 		}
 		r = backend_new(p, &want.v[i], origin[i], &b);
 		if (r < 0) {
-			kha_warn("backend ignored", "backend=%s error=\"%s\"", want.v[i].addr,
-				 r == -EHOSTUNREACH ? "cannot resolve" : strerror(-r));
+			kha_warn("backend ignored", "backend=%s error=%s", KHA_LOGQ(want.v[i].addr),
+				 KHA_LOGQ(r == -EHOSTUNREACH ? "cannot resolve" : strerror(-r)));
 			continue;
 		}
 		nlive++;
 		changed = true;
-		kha_info("backend added", "backend=%s weight=%u reason=%s", b->name, b->weight,
-			 why);
+		kha_info("backend added", "backend=%s weight=%u reason=%s", KHA_LOGQ(b->name),
+			 b->weight, why);
 	}
 	if (changed || !p->table)
 		publish(p);
@@ -299,8 +301,8 @@ void proxy_health_event(struct backend *b, enum kha_proxy_event ev, const char *
 		enum kha_proxy_state now = b->health.state;
 		__atomic_store_n(&b->state, (int)now, __ATOMIC_RELEASE);
 		b->state_since_us = kha_now_us();
-		kha_info("backend state changed", "backend=%s from=%s to=%s reason=%s", b->name,
-			 kha_proxy_state_name(old), kha_proxy_state_name(now),
+		kha_info("backend state changed", "backend=%s from=%s to=%s reason=%s",
+			 KHA_LOGQ(b->name), kha_proxy_state_name(old), kha_proxy_state_name(now),
 			 kha_log_quote(q, sizeof(q), why));
 		if (now == KHA_PROXY_DOWN && p->cfg.close_on_dead)
 			for (unsigned k = 0; k < p->nworkers; k++)
@@ -330,6 +332,7 @@ static void on_passive(struct kha_loop *loop, void *userdata)
 
 void proxy_report_passive(struct worker *w, struct backend *b)
 {
+	__atomic_store_n(&b->failing, 1, __ATOMIC_RELAXED);
 	__atomic_fetch_add(&b->passive_pending, 1, __ATOMIC_ACQ_REL);
 	if (__atomic_exchange_n(&b->passive_posted, 1, __ATOMIC_ACQ_REL))
 		return; /* one notification in flight is enough: it reads the count */
@@ -437,8 +440,8 @@ static void reload_file(struct kha_proxy *p, const char *why)
 	}
 	kha_proxy_spec_list_release(&p->file_specs);
 	p->file_specs = l;
-	kha_info("backends file applied", "file=%s backends=%zu reason=%s", p->cfg.backends_file,
-		 p->file_specs.n, why);
+	kha_info("backends file applied", "file=%s backends=%zu reason=%s",
+		 KHA_LOGQ(p->cfg.backends_file), p->file_specs.n, why);
 	sync_membership(p, why);
 }
 
@@ -546,8 +549,8 @@ int kha_proxy_reconfigure(struct kha_proxy *p, const struct kha_proxy_config *cf
 		checker_stop(b);
 		r = checker_start(b);
 		if (r < 0)
-			kha_error("health checks not restarted", "backend=%s error=\"%s\"", b->name,
-				  strerror(-r));
+			kha_error("health checks not restarted", "backend=%s error=\"%s\"",
+				  KHA_LOGQ(b->name), strerror(-r));
 	}
 	/* membership: seeds, the backends file */
 	if (file_changed)
@@ -678,7 +681,7 @@ static void on_discovered(struct kha_loop *loop, void *userdata)
 	kha_info("discovered backends", "backends=%zu", l.n);
 	if (p->cfg.state_file && l.n > 0 &&
 	    kha_proxy_backends_save(p->cfg.state_file, &p->disc_specs, &d) < 0)
-		kha_warn("cannot save the state file", "error=\"%s\"", d.msg);
+		kha_warn("cannot save the state file", "error=%s", KHA_LOGQ(d.msg));
 	sync_membership(p, "discovery");
 }
 
@@ -742,6 +745,8 @@ static void sum_proxy(const struct kha_proxy *p, struct pstats *s)
 		s->active += STAT_GET(w->active);
 		s->idle_closed += STAT_GET(w->idle_closed);
 		s->accept_pauses += STAT_GET(w->accept_pauses);
+		s->limit_pauses += STAT_GET(w->limit_pauses);
+		s->keepalive_closed += STAT_GET(w->keepalive_closed);
 	}
 }
 
@@ -759,9 +764,16 @@ static bool ready_cb(void *userdata, char *reason, size_t size)
 {
 	struct kha_proxy *p = userdata;
 
+	char why[200];
+
 	if (is_ready(p))
 		return true;
-	snprintf(reason, size, "%s", p->draining ? "stopping" : "no backend is up");
+	if (p->draining)
+		snprintf(reason, size, "stopping");
+	else if (checks_problem(p, false, why, sizeof(why)))
+		snprintf(reason, size, "no backend is up: %s", why);
+	else
+		snprintf(reason, size, "no backend is up");
 	return false;
 }
 
@@ -891,6 +903,24 @@ static void collect(FILE *out, void *userdata)
 		KHA_METRIC_COUNTER);
 	kha_metrics_write_sample(out, "kha_proxy_accept_pauses_total", NULL,
 				 (double)ps.accept_pauses);
+	kha_metrics_write_header(out, "kha_proxy_max_connections",
+				 "Client connections served at once (--max-conns, by default from "
+				 "the descriptor limit); more wait in the listen backlog.",
+				 KHA_METRIC_GAUGE);
+	kha_metrics_write_sample(out, "kha_proxy_max_connections", NULL,
+				 (double)kha_proxy_max_conns(&p->cfg));
+	kha_metrics_write_header(
+		out, "kha_proxy_max_connections_reached_total",
+		"Times accepting paused because --max-conns connections were open.",
+		KHA_METRIC_COUNTER);
+	kha_metrics_write_sample(out, "kha_proxy_max_connections_reached_total", NULL,
+				 (double)ps.limit_pauses);
+	kha_metrics_write_header(out, "kha_proxy_client_keepalive_closed_total",
+				 "Client connections closed because TCP keep-alive probes went "
+				 "unanswered (the client vanished).",
+				 KHA_METRIC_COUNTER);
+	kha_metrics_write_sample(out, "kha_proxy_client_keepalive_closed_total", NULL,
+				 (double)ps.keepalive_closed);
 	kha_metrics_write_header(out, "kha_proxy_active_connections",
 				 "Client connections open now.", KHA_METRIC_GAUGE);
 	kha_metrics_write_sample(out, "kha_proxy_active_connections", NULL, (double)ps.active);
@@ -966,6 +996,14 @@ static void status_route(const struct kha_httpd_request *req, struct kha_httpd_r
 			 "workers", (json_int_t)p->nworkers, "connections", "active",
 			 (json_int_t)ps.active, "accepted", (json_int_t)ps.accepted, "failed",
 			 (json_int_t)ps.failed, "backends", arr);
+	if (root) {
+		char problem[600];
+
+		json_object_set_new(root, "check_problem",
+				    checks_problem(p, true, problem, sizeof(problem))
+					    ? json_string(problem)
+					    : json_null());
+	}
 	text = root ? json_dumps(root, JSON_INDENT(2)) : NULL;
 	json_decref(root);
 	if (!text) {
@@ -1066,7 +1104,7 @@ int kha_proxy_new(const struct kha_proxy_config *cfg, struct kha_diag *d, struct
 		r = kha_proxy_backends_load(p->cfg.backends_file, &p->file_specs, d);
 		if (r == -ENOENT && p->cfg.seeds.n > 0) {
 			kha_warn("backends file missing, using the seeds until it appears",
-				 "file=%s", p->cfg.backends_file);
+				 "file=%s", KHA_LOGQ(p->cfg.backends_file));
 		} else if (r < 0) {
 			goto fail;
 		}
@@ -1078,9 +1116,9 @@ int kha_proxy_new(const struct kha_proxy_config *cfg, struct kha_diag *d, struct
 		if (r == 0 && p->disc_specs.n > 0) {
 			p->have_disc = true;
 			kha_info("last known backends loaded", "file=%s backends=%zu",
-				 p->cfg.state_file, p->disc_specs.n);
+				 KHA_LOGQ(p->cfg.state_file), p->disc_specs.n);
 		} else if (r < 0 && r != -ENOENT) {
-			kha_warn("state file ignored", "error=\"%s\"", sd.msg);
+			kha_warn("state file ignored", "error=%s", KHA_LOGQ(sd.msg));
 		}
 	}
 	if (p->cfg.seeds.n == 0 && p->file_specs.n == 0 && p->disc_specs.n == 0 &&
@@ -1164,8 +1202,10 @@ int kha_proxy_run(struct kha_proxy *p)
 	for (size_t i = 0; p->table && i < p->table->n && off < sizeof(addrs) - 1; i++)
 		off += (size_t)snprintf(addrs + off, sizeof(addrs) - off, "%s%s", i ? "," : "",
 					p->table->b[i]->name);
-	kha_info("kha proxy started", "listen=%s backends=%s workers=%u metrics=%s", p->cfg.listen,
-		 addrs, p->nworkers, p->cfg.metrics_addr[0] ? p->cfg.metrics_addr : "off");
+	kha_info("kha proxy started", "listen=%s backends=%s workers=%u max_conns=%u metrics=%s",
+		 KHA_LOGQ(p->cfg.listen), KHA_LOGQ(addrs), p->nworkers,
+		 kha_proxy_max_conns(&p->cfg),
+		 KHA_LOGQ(p->cfg.metrics_addr[0] ? p->cfg.metrics_addr : "off"));
 	r = kha_loop_run(p->loop);
 	for (unsigned k = 0; k < p->nworkers; k++) {
 		pthread_join(p->workers[k].thread, NULL);

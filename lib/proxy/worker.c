@@ -18,10 +18,12 @@
  */
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sys/resource.h>
 #include <string.h>
 
 #include "proxy-int.h"
 #include "kha/log.h"
+#include "kha/net.h"
 #include "kha/parse.h"
 #include "kha/banned.h"
 
@@ -148,7 +150,13 @@ static void conn_free(struct conn *c, bool reset_client, bool reset_backend)
 		c->next->prev = c->prev;
 	w->nconns--;
 	STAT_ADD(w->stats.active, -1);
+	__atomic_fetch_sub(&w->p->conns, 1, __ATOMIC_RELAXED);
 	free(c);
+	if (w->limit_paused) {
+		w->limit_paused = false;
+		if (w->lsrc && kha_loop_io_set_events(w->lsrc, EPOLLIN) == 0)
+			kha_loop_timer_stop(w->accept_timer);
+	}
 	if (w->draining && w->nconns == 0)
 		proxy_report_drained(w);
 }
@@ -181,6 +189,7 @@ static struct backend *pick(struct conn *c, size_t *ret_idx)
 		w->cand[k].weight = __atomic_load_n(&b->weight, __ATOMIC_RELAXED);
 		w->cand[k].active = __atomic_load_n(&b->active, __ATOMIC_RELAXED);
 		w->cand[k].excluded = k < MAX_TRIES_MASK && (c->tried_mask & (1ULL << k));
+		w->cand[k].failing = __atomic_load_n(&b->failing, __ATOMIC_RELAXED);
 	}
 	i = kha_proxy_balance_pick(w->cand, t->n, w->dp.balance, &w->cursor);
 	if (i < 0)
@@ -189,20 +198,28 @@ static struct backend *pick(struct conn *c, size_t *ret_idx)
 	return t->b[i];
 }
 
+/* TCP keep-alive after idle_us of silence (0: off), at the configured interval and count. */
+static void set_keepalive(const struct dpconf *cfg, int fd, uint64_t idle_us)
+{
+	int one = 1;
+	int idle = (int)KHA_MAX(1, idle_us / KHA_USEC_PER_SEC);
+	int intvl = (int)KHA_MAX(1, cfg->keepalive_interval_us / KHA_USEC_PER_SEC);
+	int cnt = (int)KHA_MAX(1, cfg->keepalive_count);
+
+	if (!idle_us)
+		return;
+	setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+	setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
+	setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl));
+	setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
+}
+
 static void set_backend_sockopts(const struct dpconf *cfg, int fd)
 {
 	int one = 1;
 
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	if (cfg->keepalive_idle_us) {
-		int idle = (int)KHA_MAX(1, cfg->keepalive_idle_us / KHA_USEC_PER_SEC);
-		int intvl = (int)KHA_MAX(1, cfg->keepalive_interval_us / KHA_USEC_PER_SEC);
-		int cnt = (int)KHA_MAX(1, cfg->keepalive_count);
-		setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
-		setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
-		setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl));
-		setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
-	}
+	set_keepalive(cfg, fd, cfg->keepalive_idle_us);
 	if (cfg->tcp_user_timeout_us) {
 		unsigned ms = (unsigned)(cfg->tcp_user_timeout_us / KHA_USEC_PER_MSEC);
 		setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &ms, sizeof(ms));
@@ -431,7 +448,9 @@ static void pump(struct conn *c)
 
 		r = xfer(w, &c->c2b, c->cfd, c->bfd, &c->c_rd, &c->b_wr, &c->c_fin, have_backend(c),
 			 c->keep ? &c->sent : &c->c2b.head, &ws->bytes_out, &nread, &progress);
-		if (r == XF_SRC_ERR) { /* client reset: reset the backend too */
+		if (r == XF_SRC_ERR) {		/* client reset: reset the backend too */
+			if (errno == ETIMEDOUT) /* keep-alive probes unanswered */
+				STAT_ADD(w->stats.keepalive_closed, 1);
 			conn_free(c, true, true);
 			return;
 		}
@@ -466,10 +485,14 @@ static void pump(struct conn *c)
 				return;
 			}
 			if (r == XF_DST_ERR) { /* client gone */
+				if (errno == ETIMEDOUT)
+					STAT_ADD(w->stats.keepalive_closed, 1);
 				conn_free(c, true, true);
 				return;
 			}
 			if (c->state == C_WAITING) {
+				if (nread > 0 && __atomic_load_n(&c->be->failing, __ATOMIC_RELAXED))
+					__atomic_store_n(&c->be->failing, 0, __ATOMIC_RELAXED);
 				if (nread > 0 || (c->b2c.eof && c->c2b.eof)) {
 					/* an answer; or the client closed first and the backend
 					 * followed: a normal end, not a failure of the backend */
@@ -576,8 +599,26 @@ static void resume_accepting(struct kha_loop_source *src, void *userdata)
 	struct worker *w = userdata;
 
 	(void)src;
+	w->limit_paused = false;
 	if (w->lsrc && kha_loop_io_set_events(w->lsrc, EPOLLIN) < 0)
 		kha_loop_timer_set(w->accept_timer, ACCEPT_PAUSE_US, 0);
+}
+
+/*
+ * Stops watching the listener for ACCEPT_PAUSE_US (or until resumed). Returns false when it
+ * could not (or there is no listener: draining, nothing to accept any more).
+ */
+static bool stop_watching(struct worker *w)
+{
+	if (!w->lsrc)
+		return false;
+	if (!w->accept_timer &&
+	    kha_loop_add_timer(w->loop, 0, 0, resume_accepting, w, &w->accept_timer) < 0)
+		return false;
+	if (kha_loop_io_set_events(w->lsrc, 0) < 0)
+		return false;
+	kha_loop_timer_set(w->accept_timer, ACCEPT_PAUSE_US, 0);
+	return true;
 }
 
 /*
@@ -587,18 +628,27 @@ static void resume_accepting(struct kha_loop_source *src, void *userdata)
  */
 static void pause_accepting(struct worker *w, int err)
 {
-	if (!w->lsrc) /* draining: nothing to accept any more */
+	if (!stop_watching(w))
 		return;
-	if (!w->accept_timer &&
-	    kha_loop_add_timer(w->loop, 0, 0, resume_accepting, w, &w->accept_timer) < 0)
-		return;
-	if (kha_loop_io_set_events(w->lsrc, 0) < 0)
-		return;
-	kha_loop_timer_set(w->accept_timer, ACCEPT_PAUSE_US, 0);
 	if (STAT_GET(w->stats.accept_pauses) % 100 == 0) /* the first, then every 100th */
 		kha_warn("accept paused for 100ms", "worker=%u error=\"%s\" connections=%zu", w->id,
 			 strerror(err), w->nconns);
 	STAT_ADD(w->stats.accept_pauses, 1);
+}
+
+/*
+ * At --max-conns: stop watching the listener until one of our connections closes (or 100 ms,
+ * for a place freed by another worker). The first time and every 1000th, say so.
+ */
+static void pause_at_limit(struct worker *w)
+{
+	if (!stop_watching(w))
+		return;
+	w->limit_paused = true;
+	if (STAT_GET(w->stats.limit_pauses) % 1000 == 0)
+		kha_warn("at --max-conns: new clients wait in the listen backlog",
+			 "worker=%u max_conns=%u", w->id, w->dp.max_conns);
+	STAT_ADD(w->stats.limit_pauses, 1);
 }
 
 static void on_accept(struct kha_loop_source *src, int lfd, uint32_t events, void *userdata)
@@ -611,9 +661,17 @@ static void on_accept(struct kha_loop_source *src, int lfd, uint32_t events, voi
 	(void)events;
 	for (int i = 0; i < ACCEPT_BATCH; i++) {
 		struct conn *c;
-		int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		int fd;
 
+		/* a place under --max-conns first: the client waits in the backlog otherwise */
+		if (__atomic_fetch_add(&w->p->conns, 1, __ATOMIC_RELAXED) >= cfg->max_conns) {
+			__atomic_fetch_sub(&w->p->conns, 1, __ATOMIC_RELAXED);
+			pause_at_limit(w);
+			return;
+		}
+		fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd < 0) {
+			__atomic_fetch_sub(&w->p->conns, 1, __ATOMIC_RELAXED);
 			if (errno == EINTR || errno == ECONNABORTED)
 				continue;
 			if (local_shortage(errno))
@@ -624,8 +682,11 @@ static void on_accept(struct kha_loop_source *src, int lfd, uint32_t events, voi
 		}
 		STAT_ADD(w->stats.accepted, 1);
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		/* a client that vanished (power off, cable, NAT timeout) is found and closed */
+		set_keepalive(cfg, fd, cfg->client_keepalive_idle_us);
 		c = calloc(1, sizeof(*c));
 		if (!c) {
+			__atomic_fetch_sub(&w->p->conns, 1, __ATOMIC_RELAXED);
 			close(fd);
 			STAT_ADD(w->stats.failed, 1);
 			continue;
@@ -640,6 +701,7 @@ static void on_accept(struct kha_loop_source *src, int lfd, uint32_t events, voi
 			kha_loop_source_remove(c->csrc);
 			close(fd);
 			free(c);
+			__atomic_fetch_sub(&w->p->conns, 1, __ATOMIC_RELAXED);
 			STAT_ADD(w->stats.failed, 1);
 			continue;
 		}
@@ -703,7 +765,25 @@ void dpconf_from(struct dpconf *dp, const struct kha_proxy_config *cfg)
 		.keepalive_idle_us = cfg->keepalive_idle_us,
 		.keepalive_interval_us = cfg->keepalive_interval_us,
 		.keepalive_count = cfg->keepalive_count,
+		.client_keepalive_idle_us = cfg->client_keepalive_idle_us,
+		.max_conns = kha_proxy_max_conns(cfg),
 	};
+}
+
+unsigned kha_proxy_max_conns(const struct kha_proxy_config *cfg)
+{
+	struct rlimit rl;
+	uint64_t limit, reserve;
+
+	if (cfg->max_conns)
+		return cfg->max_conns;
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur == RLIM_INFINITY)
+		return UINT32_MAX / 2;
+	limit = rl.rlim_cur;
+	reserve = KHA_MAX(KHA_MIN(128, limit / 4), limit / 16);
+	if (limit <= reserve + 2)
+		return 1;
+	return (unsigned)KHA_MIN((limit - reserve) / 2, (uint64_t)UINT32_MAX / 2);
 }
 
 /* ---- control messages ---- */
@@ -877,24 +957,10 @@ void *worker_main(void *arg)
 
 int worker_listen(const struct kha_proxy_config *cfg, bool reuseport, struct kha_diag *d)
 {
-	struct sockaddr_storage ss;
-	socklen_t len;
-	int fd, one = 1, r;
+	int fd = kha_listen(cfg->listen, 4096, reuseport ? KHA_LISTEN_REUSEPORT : 0, d);
 
-	if (kha_parse_sockaddr(cfg->listen, &ss, &len) < 0)
-		return kha_diag_set(d, EINVAL, "listen address '%s': expected host:port",
-				    cfg->listen);
-	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
-		return kha_diag_set(d, errno, "listen %s: %s", cfg->listen, strerror(errno));
-	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (reuseport)
-		setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
-	if (bind(fd, (struct sockaddr *)&ss, len) < 0 || listen(fd, 4096) < 0) {
-		r = errno;
-		close(fd);
-		return kha_diag_set(d, r, "listen %s: %s", cfg->listen, strerror(r));
-	}
+		kha_diag_prefix(d, "--listen");
 	return fd;
 }
 

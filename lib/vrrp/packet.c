@@ -88,7 +88,11 @@ int kha_vrrp_decode(const uint8_t *buf, size_t len, uint32_t src, uint32_t dst,
 		return -EMSGSIZE;
 	if (p.type != KHA_VRRP_TYPE_ADVERT || p.max_adver_int_cs == 0)
 		return -EBADMSG;
-	/* the checksum covers the whole VRRP message as received (RFC 5798 5.2.8) */
+	/*
+	 * The checksum covers the whole VRRP message as received (RFC 5798 5.2.8). Verifying by the
+	 * sum accepts both forms of a zero checksum, 0x0000 and 0xffff (one's complement has two
+	 * zeros; some stacks send 0xffff, as UDP must); kha_vrrp_encode() writes 0x0000.
+	 */
 	if (kha_vrrp_checksum(buf, len, src, dst) != 0)
 		return -EILSEQ;
 	for (unsigned i = 0; i < p.count && i < KHA_VRRP_MAX_ADDRS; i++)

@@ -25,8 +25,12 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+#include <unistd.h>
 #include <libmnl/libmnl.h>
 
 #include "kha/http.h"
@@ -36,22 +40,9 @@
 #include "kha/metrics.h"
 #include "kha/parse.h"
 #include "kha/proc.h"
+#include "kha/track.h"
 #include "kha/vrrp.h"
 #include "kha/banned.h"
-
-struct track {
-	char *url; /* borrowed from cfg */
-	bool up;
-	unsigned fails, oks; /* consecutive */
-	char detail[128];
-};
-
-struct track_result {
-	struct kha_vrrp *v;
-	size_t i;
-	bool ok;
-	char detail[128];
-};
 
 struct kha_vrrp {
 	struct kha_vrrp_config cfg;
@@ -71,6 +62,9 @@ struct kha_vrrp {
 	char label[IFNAMSIZ];
 	char vip_text[INET_ADDRSTRLEN + 4];
 	bool vip_held;
+	unsigned vip_lifetime_s; /* valid lifetime of the VIP, refreshed with every advert */
+	int guard_fd;		 /* write end of the guard's pipe, -1: no guard */
+	pid_t guard_pid;
 	bool stopping; /* SIGTERM seen: late track results change nothing */
 	enum kha_vrrp_state prev_state;
 	int exit_code;
@@ -85,13 +79,8 @@ struct kha_vrrp {
 	uint64_t reloads, reload_failures;
 
 	/* health tracks */
-	struct track tracks[KHA_VRRP_MAX_TRACKS];
+	struct kha_tracks *tracks;
 	bool faulted;
-	pthread_t track_thread;
-	bool track_running;
-	pthread_mutex_t track_lock;
-	pthread_cond_t track_cond;
-	volatile sig_atomic_t track_stop;
 };
 
 void kha_vrrp_config_init(struct kha_vrrp_config *c)
@@ -196,7 +185,17 @@ out:
 
 /* ---- the VIP over rtnetlink ---- */
 
-static int vip_netlink(struct kha_vrrp *v, bool add, bool any_prefix)
+/* Whole seconds (the kernel's unit), at most a Master_Down_Interval: see vip_netlink(). */
+static unsigned vip_lifetime(const struct kha_vrrp *v)
+{
+	return (unsigned)KHA_MAX(
+		1, kha_vrrp_master_down_us(v->cfg.priority, v->cfg.adver_interval_us) /
+			   KHA_USEC_PER_SEC);
+}
+
+static void guard_say(struct kha_vrrp *v, char what);
+
+static int vip_netlink_flags(struct kha_vrrp *v, bool add, bool any_prefix, unsigned flags)
 {
 	char buf[8192]; /* MNL_SOCKET_BUFFER_SIZE is not a constant */
 	struct nlmsghdr *nlh = mnl_nlmsg_put_header(buf);
@@ -206,7 +205,7 @@ static int vip_netlink(struct kha_vrrp *v, bool add, bool any_prefix)
 	int r;
 
 	nlh->nlmsg_type = add ? RTM_NEWADDR : RTM_DELADDR;
-	nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK | (add ? NLM_F_CREATE | NLM_F_EXCL : 0);
+	nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK | flags;
 	nlh->nlmsg_seq = ++v->nl_seq;
 	ifa = mnl_nlmsg_put_extra_header(nlh, sizeof(*ifa));
 	ifa->ifa_family = AF_INET;
@@ -217,6 +216,11 @@ static int vip_netlink(struct kha_vrrp *v, bool add, bool any_prefix)
 	if (!any_prefix)
 		mnl_attr_put_u32(nlh, IFA_ADDRESS, v->cfg.vip);
 	mnl_attr_put_strz(nlh, IFA_LABEL, v->label);
+	if (add && v->vip_lifetime_s) {
+		struct ifa_cacheinfo ci = {.ifa_prefered = v->vip_lifetime_s,
+					   .ifa_valid = v->vip_lifetime_s};
+		mnl_attr_put(nlh, IFA_CACHEINFO, sizeof(ci), &ci);
+	}
 	if (mnl_socket_sendto(v->nl, nlh, nlh->nlmsg_len) < 0)
 		return -errno;
 	for (;;) {
@@ -231,6 +235,28 @@ static int vip_netlink(struct kha_vrrp *v, bool add, bool any_prefix)
 	}
 }
 
+/*
+ * Adds (add: NLM_F_EXCL; refresh: NLM_F_REPLACE, which also re-creates a missing address) or
+ * removes the VIP. An added VIP carries a finite valid lifetime (IFA_CACHEINFO), so that the
+ * kernel itself removes it when no refresh comes: a SIGKILLed or SIGSTOPped daemon cannot leave
+ * it behind for longer than that.
+ */
+static int vip_netlink(struct kha_vrrp *v, bool add, bool any_prefix)
+{
+	return vip_netlink_flags(v, add, any_prefix, add ? NLM_F_CREATE | NLM_F_EXCL : 0);
+}
+
+/* The VIP's lifetime again, every advert while master (and back if something removed it). */
+static void vip_refresh(struct kha_vrrp *v)
+{
+	int r = vip_netlink_flags(v, true, false, NLM_F_CREATE | NLM_F_REPLACE);
+
+	if (r < 0 && v->send_errors++ % 100 == 0)
+		kha_warn("cannot refresh the virtual IP's lifetime", "vip=%s interface=%s error=%s",
+			 KHA_LOGQ(v->vip_text), KHA_LOGQ(v->cfg.interface), KHA_LOGQ(strerror(-r)));
+	guard_say(v, 'M');
+}
+
 static void vip_add(struct kha_vrrp *v)
 {
 	int r = vip_netlink(v, true, false);
@@ -239,10 +265,11 @@ static void vip_add(struct kha_vrrp *v)
 		r = 0;
 	if (r < 0) {
 		kha_error("cannot add the virtual IP", "vip=%s interface=%s error=\"%s\"",
-			  v->vip_text, v->cfg.interface, strerror(-r));
+			  KHA_LOGQ(v->vip_text), KHA_LOGQ(v->cfg.interface), strerror(-r));
 		return;
 	}
 	v->vip_held = true;
+	guard_say(v, 'M');
 }
 
 static void vip_del(struct kha_vrrp *v)
@@ -253,8 +280,123 @@ static void vip_del(struct kha_vrrp *v)
 		r = 0;
 	if (r < 0)
 		kha_error("cannot remove the virtual IP", "vip=%s interface=%s error=\"%s\"",
-			  v->vip_text, v->cfg.interface, strerror(-r));
+			  KHA_LOGQ(v->vip_text), KHA_LOGQ(v->cfg.interface), strerror(-r));
 	v->vip_held = false;
+	guard_say(v, 'B');
+}
+
+/* ---- the guard ---- */
+
+/*
+ * A process forked at start that removes the VIP when the daemon can no longer do it: at once
+ * when the daemon dies (SIGKILL, a crash: the pipe reaches EOF), and when the daemon holds the
+ * VIP but has not refreshed it for a Master_Down_Interval (SIGSTOP, a hang), the time after
+ * which the backups take over. The daemon writes one message per refresh. The VIP's kernel
+ * lifetime is the second line of defence, for when both are frozen or killed together.
+ */
+struct guard_msg {
+	char what;	   /* 'M': holding the VIP, 'B': not holding it */
+	uint32_t limit_ms; /* the Master_Down_Interval of now */
+};
+
+static void guard_say(struct kha_vrrp *v, char what)
+{
+	struct guard_msg m = {
+		.what = what,
+		.limit_ms = (uint32_t)(kha_vrrp_master_down_us(v->cfg.priority,
+							       v->cfg.adver_interval_us) /
+				       1000),
+	};
+
+	if (v->guard_fd >= 0) /* non-blocking: a full pipe means the guard has a message */
+		kha_ignore(write(v->guard_fd, &m, sizeof(m)));
+}
+
+/* one line on stderr without stdio: the guard is a fork of a process that may have threads */
+static void guard_note(const char *a, const char *b, const char *c)
+{
+	kha_ignore(write(STDERR_FILENO, a, strlen(a)));
+	kha_ignore(write(STDERR_FILENO, b, strlen(b)));
+	kha_ignore(write(STDERR_FILENO, c, strlen(c)));
+}
+
+static void guard_remove(struct kha_vrrp *v, const char *why)
+{
+	int r = vip_netlink(v, false, false);
+
+	if (r == 0)
+		guard_note("level=warn msg=\"virtual IP removed by the guard\" reason=\"", why,
+			   "\"\n");
+}
+
+static __attribute__((noreturn)) void guard_main(struct kha_vrrp *v, int rfd)
+{
+	struct guard_msg m;
+	uint32_t limit_ms = 0;
+	bool held = false;
+
+	/*
+	 * Nothing of the daemon but the pipe, and an rtnetlink socket of its own (sharing the
+	 * daemon's would mix up their acknowledgements). The process has one thread here.
+	 */
+	close_range(3, (unsigned)rfd - 1, 0);
+	close_range((unsigned)rfd + 1, ~0U, 0);
+	v->nl = mnl_socket_open2(NETLINK_ROUTE, SOCK_CLOEXEC);
+	if (!v->nl || mnl_socket_bind(v->nl, 0, MNL_SOCKET_AUTOPID) < 0)
+		_exit(1);
+	prctl(PR_SET_NAME, "kha-vip-guard");
+	for (;;) {
+		struct pollfd p = {.fd = rfd, .events = POLLIN};
+		int n = poll(&p, 1, held ? (int)limit_ms : -1);
+		ssize_t k;
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n == 0) {
+			guard_remove(v, "the daemon stopped refreshing it (frozen?)");
+			held = false;
+			continue;
+		}
+		k = n < 0 ? -1 : read(rfd, &m, sizeof(m));
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k != (ssize_t)sizeof(m))
+			break; /* EOF: the daemon is gone */
+		held = m.what == 'M';
+		limit_ms = KHA_MAX(m.limit_ms, 1);
+	}
+	guard_remove(v, "the daemon died");
+	_exit(0);
+}
+
+/* Forks the guard. Call it while the process has one thread (before the track thread). */
+static int guard_start(struct kha_vrrp *v)
+{
+	int p[2];
+	pid_t pid;
+
+	if (pipe2(p, O_CLOEXEC) < 0)
+		return -errno;
+	pid = fork();
+	if (pid < 0) {
+		int r = -errno;
+
+		close(p[0]);
+		close(p[1]);
+		return r;
+	}
+	if (pid == 0) {
+		close(p[1]);
+		guard_main(v, p[0]);
+	}
+	close(p[0]);
+	if (fcntl(p[1], F_SETFL, O_NONBLOCK) < 0) {
+		close(p[1]);
+		return -errno;
+	}
+	v->guard_fd = p[1];
+	v->guard_pid = pid;
+	return 0;
 }
 
 /* ---- sending ---- */
@@ -315,6 +457,8 @@ static void send_advert(struct kha_vrrp *v, uint8_t priority)
 		}
 		v->adverts_sent++;
 	}
+	if (priority != KHA_VRRP_PRIO_STOP && v->vip_held)
+		vip_refresh(v);
 }
 
 static void send_garps(struct kha_vrrp *v)
@@ -332,7 +476,7 @@ static void send_garps(struct kha_vrrp *v)
 		if (sendto(v->arp_fd, frame, sizeof(frame), MSG_DONTWAIT, (struct sockaddr *)&sll,
 			   sizeof(sll)) < 0) {
 			kha_warn("cannot send a gratuitous ARP", "interface=%s error=\"%s\"",
-				 v->cfg.interface, strerror(errno));
+				 KHA_LOGQ(v->cfg.interface), strerror(errno));
 			return;
 		}
 		v->garps_sent++;
@@ -371,7 +515,7 @@ static void notify(struct kha_vrrp *v, enum kha_vrrp_state from, enum kha_vrrp_s
 	snprintf(e_if, sizeof(e_if), "KHA_VIP_INTERFACE=%s", v->cfg.interface);
 	r = kha_proc_spawn(&o, &p, &d);
 	if (r < 0) {
-		kha_warn("notify command failed to start", "error=\"%s\"", d.msg);
+		kha_warn("notify command failed to start", "error=%s", KHA_LOGQ(d.msg));
 		return;
 	}
 	kha_proc_release(&p); /* reaped on SIGCHLD; it may outlive a state */
@@ -405,7 +549,8 @@ static void perform(struct kha_vrrp *v, unsigned act, const char *why)
 	}
 	if ((act & KHA_VRRP_ACT_ANNOUNCE) && v->vip_held) {
 		kha_info("another master heard: announcing the VIP again",
-			 "vrid=%u vip=%s interface=%s", v->cfg.vrid, v->vip_text, v->cfg.interface);
+			 "vrid=%u vip=%s interface=%s", v->cfg.vrid, KHA_LOGQ(v->vip_text),
+			 KHA_LOGQ(v->cfg.interface));
 		send_garps(v);
 	}
 	if (act & KHA_VRRP_ACT_VIP_DEL) {
@@ -422,8 +567,8 @@ static void perform(struct kha_vrrp *v, unsigned act, const char *why)
 		kha_log(to == KHA_VRRP_STATE_FAULT ? KHA_LOG_WARN : KHA_LOG_INFO, "state changed",
 			"from=%s to=%s reason=\"%s\" vrid=%u vip=%s interface=%s master=%s",
 			kha_vrrp_state_name(from), kha_vrrp_state_name(to), why, v->cfg.vrid,
-			v->vip_text, v->cfg.interface,
-			v->fsm.master ? ntoa(v->fsm.master, m, sizeof(m)) : "none");
+			KHA_LOGQ(v->vip_text), KHA_LOGQ(v->cfg.interface),
+			KHA_LOGQ(v->fsm.master ? ntoa(v->fsm.master, m, sizeof(m)) : "none"));
 		notify(v, from, to);
 	}
 	rearm(v);
@@ -507,11 +652,8 @@ static void on_readable(struct kha_loop_source *src, int fd, uint32_t events, vo
  */
 static void update_fault(struct kha_vrrp *v)
 {
-	bool tracks_up = true, fault;
+	bool fault = !v->link_up || !kha_tracks_all_up(v->tracks);
 
-	for (size_t i = 0; i < v->cfg.ntracks; i++)
-		tracks_up = tracks_up && v->tracks[i].up;
-	fault = !v->link_up || !tracks_up;
 	if (fault && !v->faulted) {
 		v->faulted = true;
 		perform(v, kha_vrrp_fsm_fault(&v->fsm, kha_now_us()),
@@ -534,7 +676,7 @@ static int on_link_msg(const struct nlmsghdr *nlh, void *data)
 	up = (ifi->ifi_flags & IFF_UP) && (ifi->ifi_flags & IFF_RUNNING);
 	if (up != v->link_up) {
 		kha_log(up ? KHA_LOG_INFO : KHA_LOG_WARN, up ? "interface up" : "interface down",
-			"interface=%s", v->cfg.interface);
+			"interface=%s", KHA_LOGQ(v->cfg.interface));
 		v->link_up = up;
 		if (!v->stopping)
 			update_fault(v);
@@ -559,87 +701,16 @@ static void on_link_event(struct kha_loop_source *src, int fd, uint32_t events, 
 	}
 }
 
-/* ---- health tracks (a thread of blocking HTTP checks; results posted to the loop) ---- */
+/* ---- health tracks (lib/net/track.c: a thread of HTTP checks) ---- */
 
-static void on_track_result(struct kha_loop *loop, void *userdata)
+static void on_track_change(void *userdata, size_t i, bool up)
 {
-	struct track_result *tr = userdata;
-	struct kha_vrrp *v = tr->v;
-	struct track *t = &v->tracks[tr->i];
-	bool was_up = t->up;
+	struct kha_vrrp *v = userdata;
 
-	(void)loop;
-	if (v->stopping) {
-		free(tr);
-		return;
-	}
-	snprintf(t->detail, sizeof(t->detail), "%s", tr->detail);
-	if (tr->ok) {
-		t->fails = 0;
-		if (!t->up && ++t->oks >= v->cfg.track_rise)
-			t->up = true;
-	} else {
-		t->oks = 0;
-		if (t->up && ++t->fails >= v->cfg.track_fall)
-			t->up = false;
-	}
-	free(tr);
-	if (t->up != was_up)
-		kha_log(t->up ? KHA_LOG_INFO : KHA_LOG_WARN, t->up ? "track up" : "track down",
-			"url=\"%s\" detail=\"%s\"", t->url, t->detail);
-	update_fault(v);
-}
-
-static void *track_main(void *arg)
-{
-	struct kha_vrrp *v = arg;
-	struct kha_http_options ho = {.connect_timeout_us = v->cfg.track_timeout_us};
-	struct kha_http *h = NULL;
-	struct kha_diag d = {};
-
-	if (kha_http_new(&ho, &h, &d) < 0)
-		return NULL;
-	while (!v->track_stop) {
-		struct timespec until;
-		uint64_t wake;
-
-		for (size_t i = 0; i < v->cfg.ntracks && !v->track_stop; i++) {
-			struct kha_http_request req = {.method = "GET",
-						       .url = v->cfg.track_urls[i],
-						       .timeout_us = v->cfg.track_timeout_us,
-						       .max_body = 64 * 1024,
-						       .cancel = &v->track_stop};
-			struct kha_http_response resp = {};
-			struct track_result *tr = calloc(1, sizeof(*tr));
-			int r;
-
-			kha_diag_clear(&d);
-			r = kha_http_do(h, &req, &resp, &d);
-			if (tr) {
-				tr->v = v;
-				tr->i = i;
-				tr->ok = r == 0 && resp.status == 200;
-				if (r < 0)
-					snprintf(tr->detail, sizeof(tr->detail), "%s", d.msg);
-				else
-					snprintf(tr->detail, sizeof(tr->detail), "HTTP %ld",
-						 resp.status);
-				if (kha_loop_post(v->loop, on_track_result, tr) < 0)
-					free(tr);
-			}
-			kha_http_response_release(&resp);
-		}
-		clock_gettime(CLOCK_REALTIME, &until);
-		wake = (uint64_t)until.tv_nsec / 1000 + v->cfg.track_interval_us;
-		until.tv_sec += (time_t)(wake / KHA_USEC_PER_SEC);
-		until.tv_nsec = (long)(wake % KHA_USEC_PER_SEC) * 1000;
-		pthread_mutex_lock(&v->track_lock);
-		if (!v->track_stop)
-			pthread_cond_timedwait(&v->track_cond, &v->track_lock, &until);
-		pthread_mutex_unlock(&v->track_lock);
-	}
-	kha_http_free(h);
-	return NULL;
+	(void)i;
+	(void)up;
+	if (!v->stopping)
+		update_fault(v);
 }
 
 /* ---- metrics and admin endpoints ---- */
@@ -711,8 +782,9 @@ static void collect(FILE *out, void *userdata)
 					 KHA_METRIC_GAUGE);
 		for (size_t i = 0; i < v->cfg.ntracks; i++) {
 			snprintf(l2, sizeof(l2), "%s,url=\"%s\"", lbl,
-				 kha_metrics_escape(u, sizeof(u), v->tracks[i].url));
-			kha_metrics_write_sample(out, "kha_vip_track_up", l2, v->tracks[i].up);
+				 kha_metrics_escape(u, sizeof(u), kha_tracks_url(v->tracks, i)));
+			kha_metrics_write_sample(out, "kha_vip_track_up", l2,
+						 kha_tracks_up(v->tracks, i));
 		}
 	}
 }
@@ -757,9 +829,10 @@ static void status_route(const struct kha_httpd_request *req, struct kha_httpd_r
 		(unsigned long long)v->adverts_sent, (unsigned long long)v->adverts_received);
 	for (size_t i = 0; i < v->cfg.ntracks; i++) {
 		fprintf(resp->body, "%s{\"url\":", i ? "," : "");
-		json_str(resp->body, v->tracks[i].url);
-		fprintf(resp->body, ",\"up\":%s,\"detail\":", v->tracks[i].up ? "true" : "false");
-		json_str(resp->body, v->tracks[i].detail);
+		json_str(resp->body, kha_tracks_url(v->tracks, i));
+		fprintf(resp->body,
+			",\"up\":%s,\"detail\":", kha_tracks_up(v->tracks, i) ? "true" : "false");
+		json_str(resp->body, kha_tracks_detail(v->tracks, i));
 		fputc('}', resp->body);
 	}
 	fputs("]}\n", resp->body);
@@ -830,13 +903,8 @@ int kha_vrrp_new(struct kha_vrrp_config *cfg, struct kha_diag *d, struct kha_vrr
 	cfg->notify = NULL;
 	v->fd = -1;
 	v->arp_fd = -1;
-	pthread_mutex_init(&v->track_lock, NULL);
-	pthread_cond_init(&v->track_cond, NULL);
-	for (size_t i = 0; i < v->cfg.ntracks; i++) {
-		v->tracks[i].url = v->cfg.track_urls[i];
-		v->tracks[i].up = true; /* as keepalived: a track passes until it fails */
-		snprintf(v->tracks[i].detail, sizeof(v->tracks[i].detail), "not checked yet");
-	}
+	v->guard_fd = -1;
+	v->vip_lifetime_s = vip_lifetime(v);
 	snprintf(v->vip_text, sizeof(v->vip_text), "%s/%u", ntoa(v->cfg.vip, a, sizeof(a)),
 		 v->cfg.prefix);
 	/* a label marks the address as ours (ip addr shows it; a restart recognises it) */
@@ -859,7 +927,7 @@ int kha_vrrp_new(struct kha_vrrp_config *cfg, struct kha_diag *d, struct kha_vrr
 			goto fail;
 		}
 		kha_info("removed the virtual IP left by a previous run", "vip=%s interface=%s",
-			 v->vip_text, v->cfg.interface);
+			 KHA_LOGQ(v->vip_text), KHA_LOGQ(v->cfg.interface));
 	}
 	fc = (struct kha_vrrp_fsm_config){.priority = v->cfg.priority,
 					  .adver_interval_us = v->cfg.adver_interval_us,
@@ -872,7 +940,18 @@ int kha_vrrp_new(struct kha_vrrp_config *cfg, struct kha_diag *d, struct kha_vrr
 		kha_diag_set(d, r, "event loop: %s", strerror(-r));
 		goto fail;
 	}
-	r = kha_loop_add_timer(v->loop, 0, 0, on_timer, v, &v->timer);
+	{
+		struct kha_tracks_config tc = {.urls = (const char *const *)v->cfg.track_urls,
+					       .n = v->cfg.ntracks,
+					       .interval_us = v->cfg.track_interval_us,
+					       .timeout_us = v->cfg.track_timeout_us,
+					       .fall = v->cfg.track_fall,
+					       .rise = v->cfg.track_rise};
+
+		r = kha_tracks_new(v->loop, &tc, on_track_change, v, &v->tracks);
+	}
+	if (r == 0)
+		r = kha_loop_add_timer(v->loop, 0, 0, on_timer, v, &v->timer);
 	if (r == 0) {
 		kha_loop_timer_stop(v->timer);
 		r = kha_loop_add_timer(v->loop, 0, 0, on_garp_timer, v, &v->garp_timer);
@@ -889,24 +968,10 @@ int kha_vrrp_new(struct kha_vrrp_config *cfg, struct kha_diag *d, struct kha_vrr
 		goto fail;
 	}
 	if (v->cfg.metrics_addr[0]) {
-		r = kha_metrics_new(&v->metrics);
-		if (r == 0)
-			r = kha_metrics_add_collector(v->metrics, collect, v);
-		if (r < 0) {
-			kha_diag_set(d, r, "metrics: %s", strerror(-r));
+		r = kha_httpd_admin_new(v->loop, v->cfg.metrics_addr, collect, status_route, ready,
+					v, &v->metrics, &v->httpd, d);
+		if (r < 0)
 			goto fail;
-		}
-		r = kha_httpd_new(v->loop, v->cfg.metrics_addr, v->metrics, d, &v->httpd);
-		if (r < 0) {
-			kha_diag_prefix(d, "--metrics-addr");
-			goto fail;
-		}
-		r = kha_httpd_route(v->httpd, "/status", status_route, v);
-		if (r < 0) {
-			kha_diag_set(d, r, "metrics: %s", strerror(-r));
-			goto fail;
-		}
-		kha_httpd_set_ready(v->httpd, ready, v);
 	}
 	*ret = v;
 	return 0;
@@ -970,6 +1035,7 @@ static void reload(struct kha_vrrp *v)
 	v->cfg.priority = c.priority;
 	v->cfg.preempt = c.preempt;
 	v->cfg.adver_interval_us = c.adver_interval_us;
+	v->vip_lifetime_s = vip_lifetime(v);
 	v->cfg.garp_count = c.garp_count;
 	v->cfg.garp_repeat_us = c.garp_repeat_us;
 	free(v->cfg.notify);
@@ -1006,6 +1072,7 @@ static void on_signal(struct kha_loop_source *src, int signo, void *userdata)
 	kha_info("stopping", "signal=%s state=%s", signo == SIGTERM ? "SIGTERM" : "SIGINT",
 		 kha_vrrp_state_name(v->fsm.state));
 	v->stopping = true;
+	kha_tracks_stop(v->tracks);
 	act = kha_vrrp_fsm_stop(&v->fsm, kha_now_us());
 	perform(v, act, "shutdown");
 	kha_loop_quit(v->loop, 0);
@@ -1026,22 +1093,25 @@ int kha_vrrp_run(struct kha_vrrp *v)
 		r = kha_loop_add_signal(v->loop, sigs[i], on_signal, v, NULL);
 	if (r < 0)
 		return r;
-	if (v->cfg.ntracks) {
-		r = -pthread_create(&v->track_thread, NULL, track_main, v);
-		if (r < 0)
-			return r;
-		v->track_running = true;
-	}
+	/* with SIGTERM, SIGINT and SIGHUP blocked, inherited: the guard waits for our word */
+	r = guard_start(v);
+	if (r < 0)
+		return r;
+	/* threads only after the fork */
+	r = kha_tracks_start(v->tracks);
+	if (r < 0)
+		return r;
 	kha_info("started",
 		 "vrid=%u vip=%s interface=%s primary=%s priority=%u advert_interval_ms=%llu "
 		 "preempt=%s mode=%s master_down_ms=%.1f",
-		 v->cfg.vrid, v->vip_text, v->cfg.interface, ntoa(v->primary, a, sizeof(a)),
-		 v->cfg.priority, (unsigned long long)(v->cfg.adver_interval_us / 1000),
+		 v->cfg.vrid, KHA_LOGQ(v->vip_text), KHA_LOGQ(v->cfg.interface),
+		 ntoa(v->primary, a, sizeof(a)), v->cfg.priority,
+		 (unsigned long long)(v->cfg.adver_interval_us / 1000),
 		 v->cfg.preempt ? "true" : "false", v->cfg.npeers ? "unicast" : "multicast",
 		 (double)kha_vrrp_master_down_us(v->cfg.priority, v->cfg.adver_interval_us) / 1e3);
 	perform(v, kha_vrrp_fsm_start(&v->fsm, kha_now_us()), "startup");
 	if (!v->link_up)
-		kha_warn("interface down", "interface=%s", v->cfg.interface);
+		kha_warn("interface down", "interface=%s", KHA_LOGQ(v->cfg.interface));
 	update_fault(v);
 	r = kha_loop_run(v->loop);
 	/* the VIP never outlives a clean stop */
@@ -1054,16 +1124,7 @@ void kha_vrrp_free(struct kha_vrrp *v)
 {
 	if (!v)
 		return;
-	if (v->track_running) {
-		pthread_mutex_lock(&v->track_lock);
-		v->track_stop = 1;
-		pthread_cond_signal(&v->track_cond);
-		pthread_mutex_unlock(&v->track_lock);
-		pthread_join(v->track_thread, NULL);
-		/* results the thread posted after the loop stopped */
-		if (v->loop)
-			kha_ignore(kha_loop_run_once(v->loop, 0));
-	}
+	kha_tracks_free(v->tracks);
 	kha_httpd_free(v->httpd);
 	kha_loop_free(v->loop);
 	kha_metrics_free(v->metrics);
@@ -1075,8 +1136,10 @@ void kha_vrrp_free(struct kha_vrrp *v)
 		close(v->fd);
 	if (v->arp_fd >= 0)
 		close(v->arp_fd);
-	pthread_mutex_destroy(&v->track_lock);
-	pthread_cond_destroy(&v->track_cond);
+	if (v->guard_fd >= 0) {
+		close(v->guard_fd); /* EOF: the guard makes sure the VIP is gone, then exits */
+		kha_ignore(waitpid(v->guard_pid, NULL, 0));
+	}
 	kha_vrrp_config_release(&v->cfg);
 	free(v);
 }

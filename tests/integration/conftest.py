@@ -46,6 +46,16 @@ def kha():
     return run_kha
 
 
+@pytest.fixture(scope="session")
+def k8s(tmp_path_factory):
+    """The real control plane (kha_testlib/k8s.py), one per session for the tests of xdist group
+    "k8s" (they run on one worker). Tests must leave it as they found it."""
+    from kha_testlib.k8s import start_lab, stop_lab
+    lab = start_lab(tmp_path_factory)
+    yield lab
+    stop_lab(lab)
+
+
 def pytest_configure(config):
     config.addinivalue_line(
         "markers", "early: a long test, started first so that it does not lengthen the run")

@@ -48,7 +48,7 @@ def check_schema(rep):
     assert rep["verdict"] in ("ok", "warning", "critical")
     assert set(rep["counts"]) == {"ok", "warning", "critical", "skipped"}
     for name, src in rep["sources"].items():
-        assert name in ("etcd", "backup", "kubernetes", "entry", "proxy")
+        assert name in ("etcd", "backup", "kubernetes", "entry", "proxy", "bgp")
         assert src["status"] in ("audited", "skipped", "unreachable")
         assert isinstance(src["detail"], str)
     n = {s: 0 for s in SEVERITIES}

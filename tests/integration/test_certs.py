@@ -70,11 +70,11 @@ def test_client_only_and_serials(pki):
 def test_refuses_to_overwrite_keys(pki):
     before = (pki / "ca.key").read_bytes()
     p = run_kha("certs", "ca", "--dir", pki)
-    assert p.returncode == 74 and "--force" in p.stderr
+    assert p.returncode == 64 and "already exists (use --force" in p.stderr
     assert (pki / "ca.key").read_bytes() == before
     p = run_kha("certs", "issue", "--ca-dir", pki, "--name", "m1", "--san", "localhost",
                 "--server", "--out-dir", pki)
-    assert p.returncode == 74
+    assert p.returncode == 64 and "already exists (use --force" in p.stderr
     p = run_kha("certs", "ca", "--dir", pki, "--force")
     assert p.returncode == 0
     assert (pki / "ca.key").read_bytes() != before
@@ -121,6 +121,10 @@ def test_check_exit_codes(pki, tmp_path):
 def test_bad_input(pki, tmp_path):
     p = run_kha("certs", "check", "--cert", pki / "m1.key")
     assert p.returncode == 65 and "not a PEM certificate" in p.stderr
+    big = tmp_path / "big.crt"  # over the 1 MiB a certificate file may be: bad data, not a crash
+    big.write_bytes(b"-----BEGIN CERTIFICATE-----\n" + b"A" * (1 << 20))
+    p = run_kha("certs", "check", "--cert", big)
+    assert p.returncode == 65 and "big.crt: larger than 1048576 bytes" in p.stderr, p.stderr
     p = run_kha("certs", "check", "--cert", tmp_path / "missing.crt")
     assert p.returncode == 78 and "missing.crt" in p.stderr  # cannot be read
     p = run_kha("certs", "check")

@@ -25,3 +25,13 @@ def test_version(kha):
     p = kha("--version")
     assert p.returncode == 0
     assert p.stdout.startswith("kha ")
+
+
+def test_config_naming_a_directory_says_so(kha, tmp_path):
+    """Every daemon's --config: a directory is named as one (it used to read as "malformed
+    YAML"), exit 78, before anything starts."""
+    for cmd in (["proxy"], ["vip"], ["elect"], ["lock"], ["etcd", "backup"]):
+        p = kha(*cmd, "--config", tmp_path)
+        assert p.returncode == 78, (cmd, p.stderr)
+        assert p.stderr == (f"kha {' '.join(cmd)}: cannot read config {tmp_path}: is a "
+                            "directory (give a YAML file)\n"), p.stderr

@@ -58,12 +58,14 @@ def test_deleted_acknowledged_writes_are_reported_lost(tmp_path, etcd3):
     w = r["writes"]
     assert r["verdict"] == "writes_lost" and r["exit_code"] == 2
     deleted = int(r["steps"][0]["output"].strip())
-    assert w["lost"] == deleted > 0
-    # the first 100 lost sequence numbers, in order (a write that failed under load was never
-    # acknowledged, so it is not lost: the numbers need not be consecutive)
-    assert w["lost_keys"] == sorted(set(w["lost_keys"])) and w["lost_keys"][0] >= 0
-    assert len(w["lost_keys"]) == min(w["lost"], 100)
-    assert "LOST" in p.stdout and "/drill-b/0000000000" in p.stdout
+    # Only what the drill guarantees: writes run concurrently, so which ones had landed when
+    # the fault deleted the prefix depends on scheduling (on a loaded machine the lost keys were
+    # [0, 4, 7], not [0, 1, 2]). Every lost write was deleted; every deleted key was an
+    # acknowledged (lost) write or one whose outcome the drill could not know.
+    assert 0 < w["lost"] <= deleted <= w["lost"] + w["unknown_missing"]
+    lost = w["lost_keys"]
+    assert lost == sorted(set(lost)) and len(lost) == min(w["lost"], 100)
+    assert "LOST" in p.stdout and f"/drill-b/{lost[0]:010d}" in p.stdout
     # the keys left were cleaned up after the check
     assert w["cleaned"] is True
     assert etcd3.etcdctl("get", "--prefix", "/drill-b/", "--keys-only").stdout.strip() == ""

@@ -9,13 +9,14 @@ interoperation with `etcdctl elect` both ways; --leader/--observe; restart polic
 """
 import json
 import os
+import re
 import signal
 import subprocess
 import time
 
 import pytest
 
-from conftest import run_kha
+from conftest import kha_bin, run_kha
 from kha_testlib.process import assert_stays, deadline
 from kha_testlib.elect import Procs, Recorder, pid_alive, wait_until
 from kha_testlib.etcd import ETCDCTL, etcd3, etcd_cluster  # noqa: F401 (fixtures)
@@ -190,7 +191,7 @@ def test_etcdctl_leads_kha_waits_then_takes_over(etcd3, procs, tmp_path):
         line = ctl.stdout.readline()   # etcdctl prints the key once it leads
         assert line.startswith("shared/"), line
         k = procs.start(elect_args(etcd3, "shared", "kha-1", rec), "kha")
-        wait_until(lambda: 'leader="etcdctl-x"' in k.log(), 10, "kha to see etcdctl lead", diag=procs.logs)
+        wait_until(lambda: ' leader=etcdctl-x ' in k.log(), 10, "kha to see etcdctl lead", diag=procs.logs)
         p = run_kha("elect", "--leader", "--election", "shared", *etcd3.client_flags())
         assert p.returncode == 0 and "etcdctl-x" in p.stdout, p.stdout + p.stderr
         # for a whole TTL: a candidate that ignored etcdctl's key (or took it once kha's own
@@ -199,6 +200,59 @@ def test_etcdctl_leads_kha_waits_then_takes_over(etcd3, procs, tmp_path):
         ctl.send_signal(signal.SIGINT)   # etcdctl resigns on SIGINT
         ctl.wait(10)
         wait_until(lambda: len(rec.starts()) == 1, 5, "kha to take over", diag=procs.logs)
+    finally:
+        if ctl.poll() is None:
+            os.killpg(ctl.pid, signal.SIGKILL)
+            ctl.wait(10)
+
+
+def test_a_hostile_leader_id_forges_no_log_record_and_no_terminal_escape(etcd3, procs, tmp_path):
+    """The leader id is read from etcd: whoever can write there chooses it. It is quoted in the
+    logs (logfmt and JSON: one record, one level key) and stripped of escapes on the terminal."""
+    evil = 'evil level=error msg="etcd quorum lost"\x1b]0;owned\x07\x1b[2J'
+    env = dict(os.environ, ETCDCTL_API="3")
+    ctl = subprocess.Popen([ETCDCTL, *etcd3.client_flags(), "elect", "forged", evil],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                           start_new_session=True)
+    rec = Recorder(tmp_path / "rec")
+    try:
+        assert ctl.stdout.readline().startswith("forged/")
+        k1 = procs.start(elect_args(etcd3, "forged", "kha-1", rec), "logfmt")
+        k2 = procs.start(elect_args(etcd3, "forged", "kha-2", rec, "--log-format", "json"), "json")
+        wait_until(lambda: "evil" in k1.log() and "evil" in k2.log(), 10,
+                   "kha to log the leader it waits for", diag=procs.logs)
+        for line in k1.log().splitlines():
+            pairs = re.findall(r'([^\s=]+)=("(?:[^"\\]|\\.)*"|\S*)', line)
+            assert [v for k, v in pairs if k == "level"] in (["info"], ["warn"]), line
+            assert "\x1b" not in line, line
+        assert 'leader="evil level=error msg=\\"etcd quorum lost\\"\\u001b]0;owned' \
+            '\\u0007\\u001b[2J"' in k1.log(), k1.log()
+
+        def no_duplicate_keys(pairs):
+            keys = [k for k, _ in pairs]
+            assert len(keys) == len(set(keys)), pairs
+            return dict(pairs)
+        records = [json.loads(x, object_pairs_hook=no_duplicate_keys)
+                   for x in k2.log().splitlines() if x.startswith("{")]
+        waiting = [r for r in records if r.get("msg") == "waiting"]
+        assert waiting and waiting[0]["leader"] == evil, records
+        assert all(r["level"] != "error" for r in records), records
+
+        for extra in ([], ["--observe"]):
+            if extra:
+                p = subprocess.Popen([kha_bin(), "elect", "--observe", "--election",
+                                      "forged", *etcd3.client_flags()], stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE)
+                try:
+                    out = p.stdout.readline()
+                finally:
+                    p.kill()
+                    p.communicate()
+            else:
+                p = run_kha("elect", "--leader", "--election", "forged", *etcd3.client_flags())
+                assert p.returncode == 0, p.stderr
+                out = p.stdout.encode()
+            assert b"evil level=error" in out and b"\x1b" not in out and b"\x07" not in out, out
     finally:
         if ctl.poll() is None:
             os.killpg(ctl.pid, signal.SIGKILL)
@@ -306,6 +360,37 @@ def test_sighup_is_forwarded_to_the_running_command(etcd3, procs, tmp_path):
     assert k.wait(10) == 0  # kha itself went on leading until SIGTERM
 
 
+def test_sighup_also_reloads_kha_config(etcd3, procs, tmp_path):
+    """SIGHUP still reaches COMMAND, and kha reads its --config again as at start: a restart
+    policy changed from "no" to "always" applies to the COMMAND already running; a broken file
+    keeps the running configuration."""
+    cfg = tmp_path / "elect.yaml"
+    cfg.write_text('restart: "no"\n')
+    marker, ready, stop = tmp_path / "hups", tmp_path / "ready", tmp_path / "stop"
+    script = (f"trap 'echo hup >> {marker}' HUP; touch {ready}; "
+              f"while [ ! -e {stop} ]; do sleep 0.05; done; rm -f {stop} {ready}; exit 3")
+    k = procs.start(["elect", *etcd3.client_flags(), "--config", cfg, "--election", "reload",
+                     "--id", "a", "--ttl", "2s", "--grace", "1s", "--", "sh", "-c", script],
+                    "a")
+    wait_until(ready.exists, 10, "COMMAND running", diag=procs.logs)
+    cfg.write_text("restart: always\nrestart-delay: 100ms\n")
+    k.signal(signal.SIGHUP)
+    wait_until(lambda: "configuration reloaded" in k.log() and marker.exists(), 10,
+               "kha reloaded and COMMAND got SIGHUP", diag=procs.logs)
+    assert "restart=always" in k.log()
+    stop.touch()  # COMMAND exits 3: with "always" it runs again, kha stays
+    wait_until(lambda: k.log().count("COMMAND started") == 2 and ready.exists(), 10,
+               "COMMAND restarted", diag=procs.logs)
+    assert k.alive()
+    cfg.write_text("restart: maybe\n")
+    k.signal(signal.SIGHUP)
+    wait_until(lambda: "configuration not reloaded, keeping the running one" in k.log(), 10,
+               "the bad reload refused", diag=procs.logs)
+    assert "restart: 'maybe'" in k.log() and k.alive()
+    k.signal(signal.SIGTERM)
+    assert k.wait(10) == 0
+
+
 def test_bad_input_exits_without_running_anything(etcd3, tmp_path):
     marker = tmp_path / "ran"
     cmd = ["--", "sh", "-c", f"touch {marker}"]
@@ -318,6 +403,12 @@ def test_bad_input_exits_without_running_anything(etcd3, tmp_path):
         (["elect", *flags, "--election", "x", "--ttl", "3s", "--renew-deadline", "3s", *cmd],
          64, "shorter than --ttl"),
         (["elect", *flags, "--election", "x", "--ttl", "soon", *cmd], 64, "--ttl"),
+        # limits checked before any request (the first one used to reach etcd and exit 70)
+        (["elect", *flags, "--election", "x", "--ttl", "2562047h", *cmd], 64,
+         "--ttl: at most 9000000000s (the longest lease etcd grants), not 9223369200s"),
+        (["elect", "--lease-name", "x", "--kubeconfig", str(tmp_path / "none"), "--ttl",
+          "596524h", *cmd], 64,
+         "--ttl: at most 2147483647s (a Lease's leaseDurationSeconds is an int32)"),
         (["elect", *flags, "--election", "x", "--restart", "maybe", *cmd], 64, "--restart"),
         (["elect", *flags, "--election", "x", "--", "/nonexistent/prog"], 64, "not found"),
         (["elect", "--endpoints", "https://127.0.0.1:1", *etcd3.tls_flags(), "--election", "x",

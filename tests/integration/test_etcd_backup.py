@@ -171,6 +171,8 @@ def test_backup_once_compressed_and_failover(etcd_cluster, tmp_path):
                 "--metrics-addr", "off", "--dial-timeout", "500ms")
     assert p.returncode == 69, p.stderr
     assert "connection refused" in p.stderr
+    # --once makes no retry, so it announces none (it used to log "retry_in=1s")
+    assert "retry" not in p.stderr and "level=error msg=\"backup failed\"" in p.stderr, p.stderr
     assert backups(d) == names
 
 

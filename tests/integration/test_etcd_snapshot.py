@@ -10,16 +10,14 @@ import os
 import pty
 import signal
 import subprocess
-import urllib.error
 
 import pytest
 
 from conftest import assert_no_sanitizer_report, kha_bin, run_kha
 from kha_testlib.etcd import EtcdCluster, etcd3, etcd_cluster, _free_port  # noqa: F401
 from kha_testlib.process import require
-from kha_testlib.etcdops import (Etcd, _post, b64, etcdctl, fill_big, fill_keys, poll,
-                                 read_prefix, restore_and_serve, snapshot_status, wait_answering)
-from kha_testlib.etcdops import status as etcd_status
+from kha_testlib.etcdops import (Etcd, etcdctl, fill_big, fill_keys, poll, read_prefix,
+                                 restore_and_serve, snapshot_status, wait_answering)
 
 
 def save(c, path, *extra, members=(0,), timeout=120):
@@ -470,40 +468,3 @@ def test_restore_bumps_with_a_capable_tool(etcd_cluster, tmp_path):
     assert "--mark-compacted" in args and "--skip-hash-check" not in args
     assert args[args.index("--name") + 1] == "r0"
 
-
-def test_restore_with_a_real_etcdutl_bumps_the_revision(etcd_cluster, tmp_path):
-    """etcd 3.6's own etcdutl (the pinned build of scripts/k8s.sh, in KHA_K8S_BIN): kha restores
-    through it with the revision bumped and the old revisions marked compacted, and etcd 3.6
-    serves the result: every key, at a revision past the bump, no old revision readable (so a
-    Kubernetes watch cache cannot go back in time)."""
-    k8s = os.environ.get("KHA_K8S_BIN", "")
-    etcdutl, etcd = os.path.join(k8s, "etcdutl"), os.path.join(k8s, "etcd")
-    require(k8s and os.access(etcdutl, os.X_OK) and os.access(etcd, os.X_OK),
-            "KHA_K8S_BIN with etcd 3.6's etcd and etcdutl (make test builds them: scripts/k8s.sh)")
-    c = etcd_cluster(members=1, tls=False)
-    data = fill_keys(c, 200)
-    snap = str(tmp_path / "snap.db")
-    rev = save_json(c, snap)["snapshot"]["revision"]
-    peer = f"http://127.0.0.1:{_free_port()}"
-    client = f"http://127.0.0.1:{_free_port()}"
-    d = str(tmp_path / "r0.data")
-    p = run_kha("etcd", "snapshot", "restore", snap, "--data-dir", d, "--name", "r0",
-                "--initial-cluster", f"r0={peer}", "--initial-advertise-peer-urls", peer,
-                "--initial-cluster-token", "restored", "--tool", etcdutl, "-o", "json",
-                timeout=120)
-    assert p.returncode == 0, p.stderr
-    out = json.loads(p.stdout)
-    assert out["can_bump"] and out["bumped"] and out["bump_revision"] == 1000000000, out
-    e = Etcd(["--name", "r0", "--data-dir", d, "--listen-client-urls", client,
-              "--advertise-client-urls", client, "--listen-peer-urls", peer,
-              "--initial-advertise-peer-urls", peer, "--initial-cluster", f"r0={peer}",
-              "--initial-cluster-token", "restored"], str(tmp_path / "r0.log"), binary=etcd)
-    with e:
-        wait_answering(client, member=e)
-        assert read_prefix(client, "k/") == data
-        now = int(etcd_status(client)["header"]["revision"])
-        assert now >= rev + 1000000000, (now, rev)
-        # the revisions before the bump are compacted away
-        with pytest.raises(urllib.error.HTTPError) as err:
-            _post(client + "/v3/kv/range", {"key": b64("k/0000000"), "revision": rev})
-        assert "compacted" in err.value.read().decode()

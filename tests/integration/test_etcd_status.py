@@ -408,3 +408,57 @@ def test_status_deep_compares_kv_hashes(etcd3):
     p = status("--deep", *c.client_flags())
     assert p.returncode == 1, p.stdout + p.stderr
     assert "consistency: " in p.stdout
+
+
+def _hostile_handler(members=0, pad=0):
+    """A stand-in etcd (no real member can be made to send this): a member list of `members`
+    members, or replies padded with `pad` bytes."""
+    status = {"header": {"cluster_id": "1", "member_id": "2", "revision": "1",
+                         "raft_term": "1"},
+              "version": "3.4.23", "dbSize": "1", "leader": "2", "raftIndex": "1",
+              "raftTerm": "1", "pad": "x" * pad}
+    mlist = {"header": status["header"], "pad": "x" * pad,
+             "members": [{"ID": str(i + 2), "name": f"m{i}",
+                          "peerURLs": [f"http://10.0.{i // 250}.{i % 250}:2380"],
+                          "clientURLs": [f"http://10.0.{i // 250}.{i % 250}:2379"]}
+                         for i in range(members or 1)]}
+
+    class H(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            data = json.dumps(mlist if "member/list" in self.path else status).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            try:
+                self.wfile.write(data)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # kha stopped reading at its limit
+
+        def log_message(self, *args):
+            pass
+    return H
+
+
+def test_hostile_replies_are_bounded_with_a_clear_error():
+    """20,000 members (7 MB) once took 13 s and 614 MB; now a one-line error, exit 65."""
+    import resource
+    s = _Server(_hostile_handler(members=20000))
+    try:
+        p = status("--endpoints", s.url)
+        assert p.returncode == 65, p.stdout + p.stderr
+        assert "field 'members' has 20000 elements, more than kha accepts (128)" in p.stderr, \
+            p.stderr
+        assert len(p.stderr.strip().splitlines()) == 1, p.stderr
+        peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        assert peak_kib < 200 * 1024, f"a child of this test peaked at {peak_kib} KiB"
+    finally:
+        s.close()
+    s = _Server(_hostile_handler(pad=65 << 20))
+    try:
+        p = status("--endpoints", s.url)
+        assert p.returncode == 65, p.stdout + p.stderr
+        assert f"etcd {s.url}: answer larger than {64 << 20} bytes" in p.stderr, p.stderr
+    finally:
+        s.close()

@@ -3,23 +3,18 @@
 
 Real kube-apiserver, kube-controller-manager, kube-scheduler, kubeadm's PKI, kubectl and etcd
 3.6 at the versions pinned in tools/; no stand-in server. The tests share one lab (xdist group
-"k8s") and each leaves it as it found it.
+"k8s", the session fixture k8s) and each leaves it as it found it.
 """
 import json
+import signal
+import subprocess
 
 import pytest
 
-from conftest import kha_bin
-from kha_testlib.k8s import WORKERS, start_lab, stop_lab, wait_until
+from conftest import assert_no_sanitizer_report, kha_bin
+from kha_testlib.k8s import WORKERS, wait_until
 
 pytestmark = [pytest.mark.xdist_group("k8s"), pytest.mark.early]
-
-
-@pytest.fixture(scope="module")
-def k8s(tmp_path_factory):
-    lab = start_lab(tmp_path_factory)
-    yield lab
-    stop_lab(lab)
 
 
 def test_kubectl_works_through_every_entry(k8s):
@@ -110,16 +105,106 @@ def test_audit_flags_single_dns_replica_and_its_fix_works(k8s, tmp_path):
     k8s.kubectl("apply", "-f", fixes / "dns-pdb.yaml")
 
     def spread():
-        pods = k8s.kubectl_json("get", "pods", "-n", "kube-system", "-l",
-                                "k8s-app=kube-dns")["items"]
-        live = [p for p in pods if not p["metadata"].get("deletionTimestamp")]
-        nodes = [p["spec"].get("nodeName") for p in live]
-        tmpl = [p for p in live if p["spec"].get("affinity")]
-        if len(tmpl) == 2 and all(nodes) and len(set(n for n, p in zip(nodes, live)
-                                                     if p["spec"].get("affinity"))) == 2:
+        # the lab's workers have no kubelet: report the bound pods running, so that the
+        # roll-out of the patched template replaces the old pods
+        live = k8s.run_scheduled_pods("kube-system", "k8s-app=kube-dns")
+        fixed = [p for p in live if p["spec"].get("affinity")]
+        nodes = [p["spec"].get("nodeName") for p in fixed]
+        if len(live) == 2 and len(fixed) == 2 and all(nodes) and len(set(nodes)) == 2:
             return nodes
         return None
     wait_until(spread, 90, "the scheduler to place two DNS replicas on different nodes")
     _, found = audit()
     for check in ("dns-replicas", "dns-spread", "dns-pdb"):
         assert found[check]["severity"] == "ok", found[check]
+
+
+def test_elect_reads_the_real_control_plane_leases(k8s):
+    """kha elect --leader on the Leases kube-controller-manager and kube-scheduler hold."""
+    for name in ("kube-controller-manager", "kube-scheduler"):
+        lease = k8s.kubectl_json("get", "lease", "-n", "kube-system", name)
+        r = k8s.exec("node", kha_bin(), "elect", "--leader", "--election", name,
+                     "--lease-namespace", "kube-system", "--lease-name", name, "-o", "json")
+        got = json.loads(r.stdout)
+        assert got["leader"]["id"] == lease["spec"]["holderIdentity"], (got, lease["spec"])
+
+
+def test_elect_lease_backend_hands_over_on_the_real_api(k8s, tmp_path):
+    """Two kha elect on one Lease through the node's entry: one runs COMMAND; SIGTERM of the
+    leader resigns and the other takes over (real optimistic concurrency, real MicroTime)."""
+    marks = {}
+    procs = {}
+    for who in ("a", "b"):
+        marks[who] = tmp_path / f"{who}.leading"
+        procs[who] = subprocess.Popen(
+            [kha_bin(), "lab", "exec", "--dir", k8s.dir, "node", "--", kha_bin(), "elect",
+             "--election", "kha-test", "--lease-namespace", "default", "--lease-name",
+             "kha-test", "--id", who, "--ttl", "6s", "--renew-deadline", "4s",
+             "--retry-period", "500ms", "--", "sh", "-c",
+             f"touch {marks[who]}; exec sleep 600"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            stdin=subprocess.DEVNULL)
+    try:
+        first = wait_until(lambda: [w for w in marks if marks[w].exists()], 60,
+                           "one kha elect to lead")
+        assert len(first) == 1, first
+        leader = first[0]
+        other = "b" if leader == "a" else "a"
+        holder = k8s.kubectl_json("get", "lease", "-n", "default", "kha-test")["spec"]
+        assert holder["holderIdentity"] == leader
+        procs[leader].send_signal(signal.SIGTERM)
+        out, err = procs[leader].communicate(timeout=30)
+        assert procs[leader].returncode == 0, err
+        assert_no_sanitizer_report(err, "kha elect")
+        # it resigned: the other one takes over well before the 6 s lease would expire
+        wait_until(marks[other].exists, 6, f"{other} to take over after the resignation")
+        spec = k8s.kubectl_json("get", "lease", "-n", "default", "kha-test")["spec"]
+        assert spec["holderIdentity"] == other
+        assert spec["leaseTransitions"] >= 1
+    finally:
+        for p in procs.values():
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for who, p in procs.items():
+            _, err = p.communicate(timeout=30)
+            assert_no_sanitizer_report(err, f"kha elect {who}")
+        k8s.kubectl("delete", "lease", "-n", "default", "kha-test", "--ignore-not-found")
+
+
+def test_audit_checks_each_entry_against_the_real_apiserver_certificates(k8s):
+    """The VIP and the node-local address are in kubeadm's apiserver certificates (certSANs of
+    the lab's kubeadm configuration): nothing to report. A load balancer's own address is not:
+    kha audit says so, and kubectl through that address is refused exactly as predicted."""
+    def audit(entry):
+        # each apiserver named: one that does not answer in time is then a finding, not a
+        # skip (the machine may be busy)
+        named = [a for m in k8s.masters for a in ("--apiserver", f"{k8s.address[m]}:6443")]
+        r = k8s.exec("node", kha_bin(), "audit", "--entry", entry, *named, "--timeout", "15s",
+                     "-o", "json", check=False, timeout=180)
+        assert r.returncode in (0, 1, 2), r.stderr
+        return [f for f in json.loads(r.stdout)["findings"]
+                if f["check"] in ("entry-san", "apiserver-san")]
+
+    for entry in (f"{k8s.vip}:6443", "127.0.0.1:7443"):
+        found = audit(entry)
+        assert [f["check"] for f in found].count("apiserver-san") == len(k8s.masters), found
+        assert all(f["severity"] == "ok" for f in found), (entry, found)
+    lb1 = f"{k8s.address['lb1']}:6443"   # lb1's proxy listens on every address
+    found = {f["check"]: f for f in audit(lb1) if f["check"] == "entry-san"}
+    assert found["entry-san"]["severity"] == "critical", found
+    r = k8s.kubectl("--server", f"https://{lb1}", "get", "nodes", check=False)
+    assert r.returncode != 0
+    assert "x509" in r.stderr and k8s.address["lb1"] in r.stderr, r.stderr
+
+
+def test_kha_certs_client_certificate_is_accepted_by_the_real_apiserver(k8s, kha, tmp_path):
+    """A client certificate kha certs issues from kubeadm's CA authenticates to the real
+    kube-apiserver (kubectl auth whoami: the user is its common name)."""
+    out = tmp_path / "certs"
+    r = kha("certs", "issue", "--ca-dir", f"{k8s.dir}/m1/pki", "--name", "kha-certs-user",
+            "--client", "--out-dir", out)
+    assert r.returncode == 0, r.stderr
+    r = k8s.kubectl("auth", "whoami", "-o", "json", "--client-certificate",
+                    out / "kha-certs-user.crt", "--client-key", out / "kha-certs-user.key",
+                    host="m1")
+    assert json.loads(r.stdout)["status"]["userInfo"]["username"] == "kha-certs-user"

@@ -183,6 +183,8 @@ def test_bad_input(etcd3, tmp_path):
         (["lock", *flags, "--lock", "x", "--window", "Mon 25:00-26:00", *cmd], 64, "--window"),
         (["lock", *flags, "--lock", "x", "--require-backup-within", "24h"], 64, "DURATION DIR"),
         (["lock", *flags, "--lock", "x", "--nope", *cmd], 64, "bad flag"),
+        (["lock", *flags, "--lock", "x", "--ttl", "2562047h", *cmd], 64,
+         "--ttl: at most 9000000000s"),
         (["lock", "--endpoints", "https://127.0.0.1:1", *etcd3.tls_flags(), "--lock", "x",
           "--dial-timeout", "300ms", *cmd], 69, "etcd"),
         (["lock", "serve", *flags, "--lock", "x", "--listen", "nowhere"], 64, "--listen"),
@@ -192,3 +194,26 @@ def test_bad_input(etcd3, tmp_path):
         assert p.returncode == code, f"{args}: {p.returncode} {p.stderr}"
         assert text in p.stderr, f"{args}: {p.stderr}"
     assert not marker.exists()
+
+
+def test_sighup_reloads_the_config_and_still_reaches_command(etcd3, procs, tmp_path):
+    """kha lock reads its --config again on SIGHUP (log settings apply at once; a changed lock
+    setting is named as needing a restart) and still passes SIGHUP on to COMMAND."""
+    cfg = tmp_path / "lock.yaml"
+    cfg.write_text("log-level: info\nslots: 1\n")
+    marker, ready = tmp_path / "hups", tmp_path / "ready"
+    script = (f"trap 'echo hup >> {marker}' HUP; touch {ready}; "
+              "while :; do sleep 0.05; done")
+    k = procs.start(["lock", *etcd3.client_flags(), "--config", cfg, "--lock", "hup",
+                     "--id", "a", "--ttl", "2s", "--", "sh", "-c", script], "a")
+    wait_until(ready.exists, 10, "COMMAND running", diag=procs.logs)
+    cfg.write_text("log-format: json\nslots: 2\n")
+    k.signal(signal.SIGHUP)
+    wait_until(lambda: "configuration reloaded" in k.log() and marker.exists(), 10,
+               "kha reloaded and COMMAND got SIGHUP", diag=procs.logs)
+    assert 'msg="configuration keys not applied until a restart" keys=lock' in k.log()
+    # JSON from the reload on
+    lines = [json.loads(x) for x in k.log().splitlines() if x.startswith("{")]
+    assert lines and lines[0]["msg"] == "configuration reloaded", lines
+    k.signal(signal.SIGTERM)
+    assert k.wait(10) == 0

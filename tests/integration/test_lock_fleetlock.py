@@ -2,18 +2,23 @@
 """kha lock serve: the FleetLock protocol (Zincati's) over HTTP, on the etcd semaphore of
 kha lock, against a real 3-member etcd cluster."""
 import json
-import socket
+import os
+import resource
 import signal
+import socket
+import ssl
+import subprocess
+import threading
 import time
 import urllib.error
 import urllib.request
 
 import pytest
 
-from conftest import free_port, run_kha
+from conftest import free_port, kha_bin, run_kha
 from kha_testlib.process import assert_stays
 from kha_testlib.elect import Procs, Recorder, wait_until
-from kha_testlib.etcd import etcd3, etcd_cluster  # noqa: F401 (fixtures)
+from kha_testlib.etcd import etcd3, etcd_cluster, issue_cert  # noqa: F401 (fixtures)
 
 
 @pytest.fixture
@@ -133,13 +138,27 @@ def test_fleetlock_and_kha_lock_share_the_semaphore(etcd3, procs, tmp_path):
 
 
 def test_groups_are_separate_semaphores(etcd3, procs):
-    _, url = serve(procs, etcd3, "grp")
+    _, url = serve(procs, etcd3, "grp", 1, "--group", "default", "--group", "workers")
     assert post(url, "/v1/pre-reboot", params("a", "default"))[0] == 200
     assert post(url, "/v1/pre-reboot", params("b", "workers"))[0] == 200
     assert post(url, "/v1/pre-reboot", params("c", "workers"))[0] == 409
     st = json.loads(run_kha("lock", "--status", "--lock", "grp.workers",
                             *etcd3.client_flags(), "-o", "json").stdout)
     assert [c["id"] for c in st["contenders"]] == ["b"]
+
+
+def test_only_configured_groups_create_keys(etcd3, procs):
+    """Every group is a lock whose holders are permanent keys: a group a client invents must not
+    create one (etcd would grow without bound)."""
+    _, url = serve(procs, etcd3, "onlydef")
+    for i in range(5):
+        code, body = post(url, "/v1/pre-reboot", params("a", f"invented{i}"))
+        assert code == 403 and body["kind"] == "group_not_allowed", body
+    assert post(url, "/v1/pre-reboot", params("a"))[0] == 200
+    for i in range(5):
+        st = json.loads(run_kha("lock", "--status", "--lock", f"onlydef.invented{i}",
+                                *etcd3.client_flags(), "-o", "json").stdout)
+        assert st["contenders"] == [], st
 
 
 def test_closed_gate_refuses_with_its_kind(etcd3, procs):
@@ -240,3 +259,349 @@ def _try(fn):
         return fn()
     except (urllib.error.URLError, OSError):
         return None
+
+
+# ---- TLS, identities, hostile and slow clients ------------------------------------------------
+
+
+class TLSServe:
+    """kha lock serve over HTTPS with client certificates of the etcd test CA."""
+
+    def __init__(self, procs, cluster, tmp_path, lock, *extra):
+        d = str(tmp_path)
+        self.cluster = cluster
+        self.tmp = d
+        crt, key = issue_cert(d, "fleetlock", cluster.ca, cluster.ca_key, client=False)
+        self.port = free_port()
+        self.url = f"https://127.0.0.1:{self.port}"
+        self.proc = procs.start(["lock", "serve", *cluster.client_flags(), "--listen",
+                                 f"127.0.0.1:{self.port}", "--lock", lock, "--serve-cert", crt,
+                                 "--serve-key", key, "--serve-client-ca", cluster.ca, *extra],
+                                "serve-tls")
+        self.nodes = {}
+        wait_until(lambda: self.get("/healthz", "node-a")[0] == 200 or not self.proc.alive(),
+                   10, "the FleetLock server over HTTPS", diag=procs.logs)
+        assert self.proc.alive(), self.proc.log()
+
+    def ctx(self, node):
+        if node not in self.nodes:
+            crt, key = issue_cert(self.tmp, node, self.cluster.ca, self.cluster.ca_key,
+                                  server=False, sans=(f"DNS:{node}.nodes.example",))
+            c = ssl.create_default_context(cafile=self.cluster.ca)
+            c.load_cert_chain(crt, key)
+            self.nodes[node] = c
+        return self.nodes[node]
+
+    def _open(self, req, node):
+        def decode(data):
+            try:
+                return json.loads(data or b"{}")
+            except json.JSONDecodeError:
+                return data  # /healthz: text
+
+        try:
+            with urllib.request.urlopen(req, timeout=10, context=self.ctx(node)) as r:
+                return r.status, decode(r.read())
+        except urllib.error.HTTPError as e:
+            return e.code, decode(e.read())
+        except (urllib.error.URLError, OSError):
+            return None, None
+
+    def get(self, path, node):
+        return self._open(urllib.request.Request(self.url + path), node)
+
+    def post(self, path, node, ident):
+        req = urllib.request.Request(self.url + path, method="POST",
+                                     data=json.dumps(params(ident)).encode())
+        req.add_header("fleet-lock-protocol", "true")
+        return self._open(req, node)
+
+
+def test_client_certificate_binds_the_id(etcd3, procs, tmp_path):
+    srv = TLSServe(procs, etcd3, tmp_path, "bound")
+    code, body = srv.post("/v1/pre-reboot", "node-a", "node-a")
+    assert code == 200, body
+    # node-b may neither release node-a's slot nor take one in its name
+    code, body = srv.post("/v1/steady-state", "node-b", "node-a")
+    assert code == 403 and body["kind"] == "id_not_allowed", body
+    code, body = srv.post("/v1/pre-reboot", "node-b", "invented")
+    assert code == 403 and body["kind"] == "id_not_allowed", body
+    # a DNS SAN of the certificate is one of its names too
+    code, body = srv.get("/v1/status", "node-b")
+    assert code == 200 and [c["id"] for c in body["contenders"]] == ["node-a"], body
+    assert srv.post("/v1/steady-state", "node-a", "node-a")[0] == 200
+    assert srv.post("/v1/pre-reboot", "node-b", "node-b.nodes.example")[0] == 200
+    assert srv.post("/v1/steady-state", "node-b", "node-b.nodes.example")[0] == 200
+
+
+def test_client_ids_file_maps_certificates_to_ids(etcd3, procs, tmp_path):
+    ids = tmp_path / "ids"
+    ids.write_text("# certificate name -> FleetLock ids (Zincati sends the machine id)\n"
+                   "node-a 3f2a9c0e1b7d4e5f\n")
+    srv = TLSServe(procs, etcd3, tmp_path, "mapped", "--client-ids", str(ids))
+    assert srv.post("/v1/pre-reboot", "node-a", "3f2a9c0e1b7d4e5f")[0] == 200
+    code, body = srv.post("/v1/pre-reboot", "node-a", "node-a")
+    assert code == 403 and body["kind"] == "id_not_allowed", body
+    code, body = srv.post("/v1/steady-state", "node-b", "3f2a9c0e1b7d4e5f")
+    assert code == 403, body
+    assert srv.post("/v1/steady-state", "node-a", "3f2a9c0e1b7d4e5f")[0] == 200
+    bad = tmp_path / "bad-ids"
+    bad.write_text("node-a\n")
+    p = run_kha("lock", "serve", *etcd3.client_flags(), "--lock", "x", "--client-ids", str(bad),
+                "--serve-cert", str(tmp_path / "fleetlock.crt"), "--serve-key",
+                str(tmp_path / "fleetlock.key"), "--serve-client-ca", etcd3.ca)
+    assert p.returncode == 78 and "bad-ids:1" in p.stderr, p.stderr
+    p = run_kha("lock", "serve", *etcd3.client_flags(), "--lock", "x", "--client-ids", str(ids))
+    assert p.returncode == 64 and "--serve-client-ca" in p.stderr, p.stderr
+
+
+def _trickle(port, stop, report, interval=1.0):
+    """A slow client: connects and sends one byte of a TLS ClientHello every interval, until
+    stop is set; reports (connected_at, closed_at or None)."""
+    hello = b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\x00" * 64
+    t0 = time.monotonic()
+    closed = None
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+            s.settimeout(interval)
+            for i in range(10 ** 6):
+                if stop.is_set():
+                    break
+                try:
+                    s.send(hello[i % len(hello):i % len(hello) + 1])
+                    if s.recv(1) == b"":
+                        closed = time.monotonic()
+                        break
+                except socket.timeout:
+                    continue
+                except OSError:
+                    closed = time.monotonic()
+                    break
+    except OSError:
+        closed = time.monotonic()
+    report.append((t0, closed))
+
+
+def test_slow_tls_clients_neither_block_nodes_nor_the_stop(etcd3, procs, tmp_path):
+    """80 connections trickling a TLS handshake one byte a second (more than the server serves
+    at once): each is closed by its deadline (handshake included), real nodes are served
+    meanwhile, and SIGTERM does not wait for the slow ones."""
+    srv = TLSServe(procs, etcd3, tmp_path, "slow")
+    stop, report = threading.Event(), []
+    threads = [threading.Thread(target=_trickle, args=(srv.port, stop, report), daemon=True)
+               for _ in range(80)]
+    for t in threads:
+        t.start()
+    try:
+        time.sleep(0.5)  # let them all connect: the point is to be served while they hold on
+        for _ in range(3):
+            code, body = srv.post("/v1/pre-reboot", "node-a", "node-a")
+            assert code == 200, body
+            assert srv.post("/v1/steady-state", "node-a", "node-a")[0] == 200
+        assert srv.get("/healthz", "node-b")[0] == 200
+        # the deadline covers the handshake: nobody trickles on for long
+        wait_until(lambda: len(report) == len(threads), 30, "the server to close every "
+                   "trickling connection", diag=procs.logs)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(10)
+    assert all(closed is not None for _, closed in report), report
+    assert max(closed - t0 for t0, closed in report) < 15, report
+    # a stop with 80 slow clients connected: prompt
+    stop.clear()
+    report.clear()
+    threads = [threading.Thread(target=_trickle, args=(srv.port, stop, report), daemon=True)
+               for _ in range(80)]
+    for t in threads:
+        t.start()
+    time.sleep(0.5)
+    t0 = time.monotonic()
+    srv.proc.signal(signal.SIGTERM)
+    try:
+        assert srv.proc.wait(5) == 0
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(10)
+    assert time.monotonic() - t0 < 5
+
+
+def _raw(port, data, read_timeout=10):
+    """Sends data at once, then reads the whole answer (a reset raises)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=read_timeout) as s:
+        s.sendall(data)
+        out = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                return out
+            out += chunk
+
+
+def test_framing_attacks_and_bare_lf(etcd3, procs):
+    _, url = serve(procs, etcd3, "framing")
+    port = int(url.rsplit(":", 1)[1])
+    body = json.dumps(params("node-a")).encode()
+    # two lengths: which one frames the body is exactly what request smuggling plays on
+    two = (b"POST /v1/pre-reboot HTTP/1.1\r\nHost: x\r\nfleet-lock-protocol: true\r\n"
+           b"Content-Length: %d\r\nContent-Length: 2\r\n\r\n" % len(body)) + body
+    assert _raw(port, two).startswith(b"HTTP/1.1 400 "), "two Content-Length headers"
+    chunked = (b"POST /v1/pre-reboot HTTP/1.1\r\nfleet-lock-protocol: true\r\n"
+               b"Transfer-Encoding: chunked\r\n\r\n%x\r\n" % len(body)) + body + b"\r\n0\r\n\r\n"
+    assert _raw(port, chunked).startswith(b"HTTP/1.1 411 ")
+    st = json.loads(run_kha("lock", "--status", "--lock", "framing", *etcd3.client_flags(),
+                            "-o", "json").stdout)
+    assert st["contenders"] == []
+    # bare LF line ends (what netcat and some scripts send): answered like CRLF
+    lf = (b"POST /v1/pre-reboot HTTP/1.1\nHost: x\nfleet-lock-protocol: true\n"
+          b"Content-Length: %d\n\n" % len(body)) + body
+    answer = _raw(port, lf)
+    assert answer.startswith(b"HTTP/1.1 200 "), answer
+    assert json.loads(answer.split(b"\r\n\r\n", 1)[1])["kind"] == "lock_granted"
+    # a head over 8 KiB: 431, readable before the close (the rest of the head is drained)
+    big = b"POST /v1/pre-reboot HTTP/1.1\r\nX-Pad: " + b"a" * (64 * 1024) + b"\r\n\r\n"
+    assert _raw(port, big).startswith(b"HTTP/1.1 431 ")
+
+
+def _hold(port, n):
+    socks = []
+    for _ in range(n):
+        socks.append(socket.create_connection(("127.0.0.1", port), timeout=5))
+    return socks
+
+
+def _ok(url, path="/healthz"):
+    try:
+        with urllib.request.urlopen(url + path, timeout=5) as r:
+            return r.status
+    except urllib.error.HTTPError as e:
+        return e.code
+    except (urllib.error.URLError, OSError):
+        return None
+
+
+def test_health_answers_while_a_local_process_holds_connections(etcd3, procs):
+    mport = free_port()
+    srv, url = serve(procs, etcd3, "held", 1, "--metrics-addr", f"127.0.0.1:{mport}")
+    murl = f"http://127.0.0.1:{mport}"
+    held = _hold(mport, 200) + _hold(int(url.rsplit(":", 1)[1]), 200)
+    try:
+        assert [_ok(murl, "/healthz") for _ in range(20)] == [200] * 20
+        assert [_ok(murl, "/readyz") for _ in range(5)] == [200] * 5
+        assert [_ok(url, "/healthz") for _ in range(20)] == [200] * 20
+        assert post(url, "/v1/pre-reboot", params("node-a"))[0] == 200
+        # out of descriptors too: an idle connection, or the reserve, makes room
+        resource.prlimit(srv.pid, resource.RLIMIT_NOFILE, (48, 48))
+        held += _hold(mport, 100)
+        assert [_ok(murl, "/healthz") for _ in range(10)] == [200] * 10
+    finally:
+        for s in held:
+            s.close()
+
+
+class Netns:
+    """A network namespace of our own with only lo up: listening on 0.0.0.0 there reaches
+    nobody else."""
+
+    def __init__(self):
+        self.name = f"khafl{os.getpid()}"
+        subprocess.run(["ip", "netns", "add", self.name], check=True)
+        self.run("ip", "link", "set", "lo", "up", check=True)
+
+    def run(self, *args, **kw):
+        return subprocess.run(["ip", "netns", "exec", self.name, *map(str, args)],
+                              capture_output=True, text=True, timeout=30, **kw)
+
+    def popen(self, args, log):
+        return subprocess.Popen(["ip", "netns", "exec", self.name, kha_bin(), *map(str, args)],
+                                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+
+    def close(self):
+        subprocess.run(["ip", "netns", "del", self.name], check=False)
+
+
+@pytest.fixture
+def netns():
+    ns = Netns()
+    yield ns
+    ns.close()
+
+
+def test_off_loopback_needs_client_certificates(netns, etcd3, tmp_path):
+    # no etcd is reached in the namespace: the refusal comes before any request
+    base = ["lock", "serve", "--endpoints", "http://127.0.0.1:9", "--lock", "x",
+            "--listen", "0.0.0.0:3333"]
+    p = netns.run(kha_bin(), *base)
+    assert p.returncode == 64, p.stderr
+    assert p.stderr.count("\n") == 1 and "--insecure-no-client-certs" in p.stderr, p.stderr
+    assert "--serve-client-ca" in p.stderr
+    # TLS without client certificates is not enough either
+    crt, key = issue_cert(str(tmp_path), "fleetlock", etcd3.ca, etcd3.ca_key, client=False)
+    p = netns.run(kha_bin(), *base, "--serve-cert", crt, "--serve-key", key)
+    assert p.returncode == 64, p.stderr
+    # the loud flag: it serves, with a warning, and /v1/status is not for anyone
+    log_path = tmp_path / "insecure.log"
+    with open(log_path, "wb") as log:
+        proc = netns.popen([*base, "--insecure-no-client-certs"], log)
+    try:
+        wait_until(lambda: "200" in netns.run("curl", "-s", "-o", "/dev/null", "-w",
+                                              "%{http_code}",
+                                              "http://127.0.0.1:3333/healthz").stdout
+                   or proc.poll() is not None, 10, "the insecure server")
+        text = log_path.read_text()
+        assert "level=warn" in text and "insecure-no-client-certs" in text, text
+        r = netns.run("curl", "-s", "-w", " %{http_code}", "http://127.0.0.1:3333/v1/status")
+        assert r.stdout.endswith(" 403") and "status_forbidden" in r.stdout, r.stdout
+    finally:
+        proc.terminate()
+        assert proc.wait(10) == 0
+    # with client certificates, off loopback is the normal case
+    node_crt, node_key = issue_cert(str(tmp_path), "node-a", etcd3.ca, etcd3.ca_key,
+                                    server=False, sans=())
+    with open(tmp_path / "tls.log", "wb") as log:
+        proc = netns.popen([*base, "--serve-cert", crt, "--serve-key", key,
+                            "--serve-client-ca", etcd3.ca], log)
+    try:
+        curl = ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--cacert", etcd3.ca,
+                "--cert", node_crt, "--key", node_key, "https://127.0.0.1:3333/healthz"]
+        wait_until(lambda: netns.run(*curl).stdout == "200" or proc.poll() is not None, 10,
+                   "the TLS server off loopback")
+        assert proc.poll() is None
+    finally:
+        proc.terminate()
+        assert proc.wait(10) == 0
+
+
+def test_sighup_reloads_groups_and_client_ids(etcd3, procs, tmp_path):
+    ids = tmp_path / "ids"
+    ids.write_text("node-a machine-a\n")
+    cfg = tmp_path / "serve.yaml"
+    cfg.write_text(f"group: [default]\nclient-ids: {ids}\n")
+    srv = TLSServe(procs, etcd3, tmp_path, "hup", "--config", str(cfg))
+
+    def pre(node, ident, group="default"):
+        req = urllib.request.Request(srv.url + "/v1/pre-reboot", method="POST",
+                                     data=json.dumps(params(ident, group)).encode())
+        req.add_header("fleet-lock-protocol", "true")
+        return srv._open(req, node)
+
+    assert pre("node-a", "machine-a")[0] == 200
+    assert pre("node-b", "machine-b", "workers")[1]["kind"] in ("group_not_allowed",
+                                                                "id_not_allowed")
+    # a new node and a new group, without a restart
+    ids.write_text("node-a machine-a\nnode-b machine-b\n")
+    cfg.write_text(f"group: [default, workers]\nclient-ids: {ids}\n")
+    srv.proc.signal(signal.SIGHUP)
+    wait_until(lambda: "configuration reloaded" in srv.proc.log(), 10, "the reload",
+               diag=procs.logs)
+    code, body = pre("node-b", "machine-b", "workers")
+    assert code == 200, body
+    # a broken file keeps what runs
+    ids.write_text("node-c\n")
+    srv.proc.signal(signal.SIGHUP)
+    wait_until(lambda: "reload failed" in srv.proc.log(), 10, "the failed reload",
+               diag=procs.logs)
+    assert "ids:1" in srv.proc.log()
+    assert srv.proc.alive()
+    assert pre("node-a", "machine-a")[0] == 200  # still holds it: recursive

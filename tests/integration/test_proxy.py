@@ -470,7 +470,9 @@ def test_clients_closing_without_a_byte_do_not_make_backends_suspect(backends, p
 
 def test_out_of_fds_pauses_accepting_and_recovers(backends, proxy):
     bs = backends(1, kind="tcp")
-    p = proxy(bs, "--check", "tcp", "--check-interval", "1m", start=False)
+    # --max-conns above what the descriptors allow: the kernel's EMFILE is the limit here
+    p = proxy(bs, "--check", "tcp", "--check-interval", "1m", "--max-conns", "1000",
+              start=False)
     p.args = ["prlimit", "--nofile=64:64", *p.args]  # lowering a limit needs no privilege
     p.start()
     conns = []
@@ -479,6 +481,8 @@ def test_out_of_fds_pauses_accepting_and_recovers(backends, proxy):
         for _ in range(40):
             conns.append(socket.create_connection(("127.0.0.1", p.port), timeout=5))
         wait_for(lambda: "accept paused" in p.read_err(), 10, "accepting paused")
+        # the admin server still answers the liveness probe, on the descriptor it keeps
+        assert [_health(p) for _ in range(10)] == [200] * 10
         # paused, not spinning on a listener that stays readable (the scheduler's count of
         # running + runnable time sees a spinner even when the machine starves it)
         assert_not_spinning(p.proc.pid, "kha proxy with accepting paused")
@@ -492,6 +496,47 @@ def test_out_of_fds_pauses_accepting_and_recovers(backends, proxy):
         st = p.status()
         assert st["backends"][0]["state"] == "up" and st["connections"]["failed"] == 0
         assert metric(p, "kha_proxy_accept_pauses_total") >= 1
+    finally:
+        for c in conns:
+            c.close()
+
+
+def test_max_conns_from_the_descriptor_limit_keeps_health_answering(backends, proxy):
+    """The default --max-conns leaves descriptors for the admin server and the checks: with the
+    proxy full, /healthz and /metrics answer, the backend stays up, the clients beyond the limit
+    wait in the backlog and are served as places free up; client sockets have keep-alive."""
+    import subprocess
+    import urllib.request
+    bs = backends(1, kind="tcp")
+    p = proxy(bs, "--check", "tcp", "--check-interval", "200ms", start=False)
+    p.args = ["prlimit", "--nofile=256:256", *p.args]
+    p.start()
+    # 256 descriptors, reserve max(min(128, 64), 16) = 64: (256 - 64) / 2 = 96 connections
+    assert metric(p, "kha_proxy_max_connections") == 96
+    conns = []
+    try:
+        for _ in range(130):
+            conns.append(socket.create_connection(("127.0.0.1", p.port), timeout=10))
+        wait_for(lambda: metric(p, "kha_proxy_active_connections") == 96, 10, "96 served")
+        wait_for(lambda: metric(p, "kha_proxy_max_connections_reached_total") >= 1, 10,
+                 "the limit reached")
+        for _ in range(20):
+            with urllib.request.urlopen(f"http://{p.metrics}/healthz", timeout=2) as r:
+                assert r.status == 200
+        checks = p.backend(bs[0].addr)["checks_failed"]
+        time.sleep(0.5)  # a few check intervals with the proxy full
+        b = p.backend(bs[0].addr)
+        assert b["state"] == "up" and b["checks_failed"] == checks, b
+        assert "accept paused for 100ms" not in p.read_err()  # never out of descriptors
+        for c in conns[:40]:
+            c.close()
+        for c in conns[40:]:
+            c.sendall(b"ping\n")
+            assert c.recv(5) == b"ping\n"
+        # TCP keep-alive on the proxy's client sockets (the kernel shows its timer)
+        ss = subprocess.run(["ss", "-tnoH", "state", "established", f"( sport = :{p.port} )"],
+                            capture_output=True, text=True, timeout=10).stdout
+        assert ss.count("timer:(keepalive") >= 90, ss[:2000]
     finally:
         for c in conns:
             c.close()
@@ -532,3 +577,36 @@ def test_slow_reader_gets_back_pressure_not_buffering(backends, proxy, pki):
         pass
     assert f.read(size) == pattern(size)
     s.close()
+
+
+def _health(p, path="/healthz"):
+    import urllib.error
+    import urllib.request
+    try:
+        with urllib.request.urlopen(f"http://{p.metrics}{path}", timeout=5) as r:
+            return r.status
+    except urllib.error.HTTPError as e:
+        return e.code
+    except OSError:
+        return None
+
+
+def test_admin_server_answers_while_connections_are_held(backends, proxy):
+    """A local process holding many idle connections to --metrics-addr must not make the
+    liveness probe fail (deploy/kha-proxy.yaml would restart the proxy): the oldest idle
+    connection is evicted for a new one."""
+    bs = backends(1, kind="tcp")
+    p = proxy(bs, "--check", "tcp", "--check-interval", "1m")
+    wait_for(lambda: all_up(p, 1), 10, "up")
+    host, port = p.metrics.rsplit(":", 1)
+    held = []
+    try:
+        for _ in range(200):
+            held.append(socket.create_connection((host, int(port)), timeout=5))
+        assert [_health(p) for _ in range(20)] == [200] * 20
+        assert [_health(p, "/readyz") for _ in range(5)] == [200] * 5
+        assert p.status()["ready"]  # /status, on the same server
+    finally:
+        for c in held:
+            c.close()
+

@@ -2,6 +2,7 @@
 """kha proxy failover under a steady stream of new TLS connections: a backend SIGKILLed or
 SIGSTOPped costs the clients nothing (connect retry, first-byte replay), and health checks take
 a frozen backend out and bring it back."""
+import contextlib
 import signal
 import threading
 import time
@@ -17,29 +18,24 @@ def pki(tmp_path_factory):
     return make_pki(tmp_path_factory.mktemp("pki"))
 
 
-@pytest.fixture(params=["300ms"])
-def cluster(pki, tmp_path, request):
-    """Three TLS backends and a kha proxy with short, test-sized timers (param: the check
-    interval, then optional extra flags after a space)."""
-    bs = [Backend("tls", f"b{i}", pki) for i in range(3)]
+@contextlib.contextmanager
+def proxy_over_three(pki, tmp_path, args, name="b"):
+    """Three TLS backends and a kha proxy over them with args; stops everything on the way out
+    (a failed assertion must not leave frozen backends running) and checks the proxy's exit."""
+    bs = [Backend("tls", f"{name}{i}", pki) for i in range(3)]
     p = None
     try:
         for b in bs:
             b.start()
-        args = []
+        flags = []
         for b in bs:
-            args += ["--backend", b.addr]
-        interval, *extra = request.param.split()
-        # a connection left on a frozen backend must not hold the stop for the default 30 s
-        args += ["--check-cacert", pki["ca"], "--check-interval", interval,
-                 "--check-fast-interval", "100ms", "--check-timeout", "400ms", "--check-fall",
-                 "2", "--check-rise", "2", "--first-byte-timeout", "300ms",
-                 "--connect-timeout", "300ms", "--drain-timeout", "3s", *extra]
-        p = ProxyProc(kha_bin(), args, tmp_path).start()
-        wait_for(lambda: sum(x["state"] == "up" for x in p.status()["backends"]) == 3, 10,
-                 "three backends up")
+            flags += ["--backend", b.addr]
+        p = ProxyProc(kha_bin(), flags + args, tmp_path).start()
         yield p, bs
     finally:
+        for b in bs:
+            with contextlib.suppress(ProcessLookupError):
+                b.signal(signal.SIGCONT)
         # stop everything before asserting: a failed assertion must not leave (frozen)
         # backends running
         try:
@@ -48,6 +44,22 @@ def cluster(pki, tmp_path, request):
         finally:
             for b in bs:
                 b.close()
+
+
+@pytest.fixture(params=["300ms"])
+def cluster(pki, tmp_path, request):
+    """Three TLS backends and a kha proxy with short, test-sized timers (param: the check
+    interval, then optional extra flags after a space)."""
+    interval, *extra = request.param.split()
+    # a connection left on a frozen backend must not hold the stop for the default 30 s
+    args = ["--check-cacert", pki["ca"], "--check-interval", interval,
+            "--check-fast-interval", "100ms", "--check-timeout", "400ms", "--check-fall",
+            "2", "--check-rise", "2", "--first-byte-timeout", "300ms",
+            "--connect-timeout", "300ms", "--drain-timeout", "3s", *extra]
+    with proxy_over_three(pki, tmp_path, args) as (p, bs):
+        wait_for(lambda: sum(x["state"] == "up" for x in p.status()["backends"]) == 3, 10,
+                 "three backends up")
+        yield p, bs
 
 
 class Load:
@@ -152,3 +164,51 @@ def test_first_byte_replay_alone_hides_a_frozen_backend(cluster, pki):
     b = p.backend(victim.addr)
     assert b["first_byte_timeouts"] > 0 and b["replays"] > 0
     victim.signal(signal.SIGCONT)
+
+
+def test_checks_without_the_ca_say_so_once_and_a_frozen_backend_is_not_fed(pki, tmp_path):
+    """As a new user starts it: TLS backends, HTTPS checks, no --check-cacert. Every check fails
+    on verification, so every backend is down and served as the last resort. The cause is
+    logged at error level once, with what to do, and shown in /readyz and `kha proxy status`;
+    and a backend frozen in that mode gets no new connection after its first failure."""
+    import re
+    import subprocess
+    import urllib.error
+    import urllib.request
+    args = ["--check-interval", "200ms", "--check-timeout", "400ms", "--check-fall", "2",
+            "--first-byte-timeout", "300ms", "--connect-timeout", "300ms", "--drain-timeout", "2s"]
+    with proxy_over_three(pki, tmp_path, args, "n") as (p, bs):
+        wait_for(lambda: all(x["state"] == "down" and x["checks_failed"] >= 4
+                             for x in p.status()["backends"]), 10, "every check failed 4 times")
+        errors = [x for x in p.read_err().splitlines() if " level=error " in x]
+        assert len(errors) == 1, errors
+        assert re.search(r"cause=tls-trust .*--check-cacert FILE.*--check-insecure", errors[0])
+        assert "--check-cacert" in p.status()["check_problem"]
+        with pytest.raises(urllib.error.HTTPError) as e:
+            urllib.request.urlopen(f"http://{p.metrics}/readyz", timeout=2)
+        assert e.value.code == 503
+        assert "configuration reason (tls-trust): give --check-cacert FILE" in \
+            e.value.read().decode()
+        st = subprocess.run([kha_bin(), "proxy", "status", "--metrics-addr", p.metrics],
+                            capture_output=True, text=True, timeout=10)
+        assert "error: health checks fail for a configuration reason (tls-trust" in st.stdout, \
+            st.stdout + st.stderr
+
+        victim = bs[1]
+        with Load(p.port, pki["ca"]) as load:
+            wait_for(lambda: len(load.results) > 30, 10, "load running")
+            t_stop = time.monotonic()
+            victim.signal(signal.SIGSTOP)
+            wait_for(lambda: p.backend(victim.addr)["first_byte_timeouts"] > 0, 10,
+                     "the first first-byte timeout on the frozen backend")
+            fed = p.backend(victim.addr)["connections_total"]
+            t_out = time.monotonic()
+            wait_for(lambda: len(load.since(t_out)) > 150, 30, "requests while frozen")
+            assert p.backend(victim.addr)["connections_total"] == fed, \
+                "a new connection went to the frozen backend in last-resort mode"
+            victim.signal(signal.SIGCONT)
+            # it answers again (its checks reach the certificate again): chosen again
+            wait_for(lambda: p.backend(victim.addr)["connections_total"] > fed, 10,
+                     "new connections to the thawed backend")
+        failed = [r for r in load.since(t_stop) if not r[1]]
+        assert not failed, f"{len(failed)} failed: {failed[:3]}"

@@ -179,10 +179,68 @@ def test_sigkill_of_master_backup_takes_over_within_master_down_interval(make_la
     # the dead host comes back: a restart removes the VIP the killed run left, and (higher
     # priority, preempt on) takes the VIP back
     lab.link(h1, True)
-    assert lab.vip_label(h1) == "eth0:kha"
+    assert lab.vip_label(h1) is None  # its guard removed it when it died
     start_vip(lab, h1, 200, tag="-2")
     wait_for(lambda: lab.holders() == [h1], 10, what="h1 preempts after restart")
     assert wait_for(lambda: lab.reach(0.5) == h1, 10)
+
+
+def guard_of(pid):
+    """The pid of kha vip's guard (its child named kha-vip-guard)."""
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    fields = f.read().rsplit(")", 1)
+                comm = fields[0].split("(", 1)[1]
+                if comm == "kha-vip-guard" and int(fields[1].split()[1]) == pid:
+                    return int(d)
+            except (OSError, IndexError, ValueError):
+                pass
+    return None
+
+
+@pytest.mark.parametrize("fault", ["SIGKILL", "SIGSTOP", "SIGSTOP daemon and guard"])
+def test_a_killed_or_frozen_master_leaves_no_second_holder(make_lab, fault):
+    """The master host stays on the segment (keepalived's master would keep answering ARP for
+    the VIP): SIGKILL (the guard removes the VIP at once), SIGSTOP (the guard removes it after
+    a Master_Down_Interval without refresh), SIGSTOP of both (the kernel removes it when its
+    valid lifetime ends). From Master_Down_Interval + one advert interval on, one holder."""
+    lab = make_lab(hosts=2)
+    h1, h2 = lab.hosts
+    p1 = start_vip(lab, h1, 200, interval="1s")
+    start_vip(lab, h2, 100, interval="1s")
+    wait_for(lambda: lab.holders() == [h1], 15, what="h1 holds the VIP")
+    guard = wait_for(lambda: guard_of(p1.pid), 5, what="the guard of h1")
+    # the VIP carries a finite lifetime: the kernel counts it down between refreshes
+    out = sh("ip", "-n", h1, "-4", "-o", "addr", "show", "dev", "eth0").stdout
+    assert f" {lab.vip}/24 " in out and "valid_lft forever" not in out.split(lab.vip)[1], out
+    frozen = []
+    try:
+        if fault == "SIGKILL":
+            os.kill(p1.pid, signal.SIGKILL)
+        else:
+            os.kill(p1.pid, signal.SIGSTOP)
+            frozen.append(p1.pid)
+            if fault != "SIGSTOP":
+                os.kill(guard, signal.SIGSTOP)
+                frozen.append(guard)
+        t0 = time.monotonic()
+        gone = master_down(100, 1.0) + 1.0  # h1 no longer holds it from here on
+        bound = gone + MARGIN  # and h2 does, give or take scheduling
+        while time.monotonic() - t0 < bound + 1.5:
+            held, t = lab.holders(), time.monotonic() - t0
+            if t > gone:
+                assert h1 not in held, f"{fault}: {held} hold the VIP {t:.2f}s after"
+            if t > bound:
+                assert held == [h2], f"{fault}: {held} hold the VIP {t:.2f}s after"
+            time.sleep(0.05)
+        assert wait_for(lambda: lab.reach(0.5), 10, what="client reaches h2") == h2
+    finally:
+        for pid in frozen:
+            os.kill(pid, signal.SIGCONT)
+    if fault == "SIGKILL":
+        wait_for(lambda: guard_of(p1.pid) is None, 5, what="the guard gone with its daemon")
 
 
 def test_sigterm_of_master_hands_over_at_once(make_lab):

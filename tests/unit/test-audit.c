@@ -781,6 +781,52 @@ static enum kha_audit_severity proxy_verdict(const char *body, const char *err,
 	return one(r, "proxy-backends")->severity;
 }
 
+static enum kha_audit_severity bgp_verdict(const char *const *bodies, size_t n,
+					   struct kha_audit_report *r)
+{
+	const char *addrs[3] = {"10.0.0.11:9445", "10.0.0.12:9445", "10.0.0.13:9445"};
+	const char *errs[3] = {NULL, NULL, NULL};
+	json_t *roots[3] = {NULL, NULL, NULL};
+
+	kha_audit_report_release(r);
+	for (size_t i = 0; i < n; i++) {
+		roots[i] = bodies[i] ? json_loads(bodies[i], 0, NULL) : NULL;
+		errs[i] = bodies[i] ? NULL : "connection refused";
+	}
+	assert_int_equal(kha_audit_check_bgp(addrs, roots, errs, n, r), 0);
+	for (size_t i = 0; i < n; i++)
+		json_decref(roots[i]);
+	return one(r, "bgp-announce")->severity;
+}
+
+static void test_bgp_entry(void **state)
+{
+	struct kha_audit_report r = {0};
+#define SPK(ann, st)                                                                  \
+	"{\"announcing\":" ann ",\"announce\":[\"10.96.0.1/32\"],\"peers\":["         \
+	"{\"address\":\"10.0.0.1\",\"state\":\"" st "\",\"announced_ipv4\":" ann "}," \
+	"{\"address\":\"10.0.0.2\",\"state\":\"Established\",\"announced_ipv4\":" ann "}]}"
+	const char *all[3] = {SPK("true", "Established"), SPK("true", "Established"),
+			      SPK("true", "Established")};
+	const char *one_left[3] = {SPK("true", "Established"), SPK("false", "Established"), NULL};
+	const char *two[3] = {SPK("true", "Active"), SPK("true", "Established"),
+			      SPK("false", "Established")};
+
+	(void)state;
+	assert_int_equal(bgp_verdict(all, 3, &r), KHA_AUDIT_OK);
+	assert_int_equal(kha_audit_verdict(&r), KHA_AUDIT_OK);
+	/* one master announcing, one withdrawn, one unreachable: the entry hangs on one */
+	assert_int_equal(bgp_verdict(one_left, 3, &r), KHA_AUDIT_CRITICAL);
+	assert_non_null(strstr(one(&r, "bgp-announce")->finding, "one master only (10.0.0.11"));
+	/* two of three announce (one with a router down): a warning each */
+	assert_int_equal(bgp_verdict(two, 3, &r), KHA_AUDIT_WARNING);
+	assert_non_null(strstr(one(&r, "bgp-announce")->finding, "not by 10.0.0.13:9445"));
+	/* a single speaker given: one master, critical */
+	assert_int_equal(bgp_verdict(all, 1, &r), KHA_AUDIT_CRITICAL);
+	kha_audit_report_release(&r);
+#undef SPK
+}
+
 static void test_proxy_backends(void **state)
 {
 	struct kha_audit_report r = {0};
@@ -937,6 +983,7 @@ int main(void)
 		cmocka_unit_test(test_dns_pods_on_one_node_and_blocking_pdb),
 		cmocka_unit_test(test_component_leader_and_instances),
 		cmocka_unit_test(test_proxy_backends),
+		cmocka_unit_test(test_bgp_entry),
 		cmocka_unit_test(test_split_hostport),
 		cmocka_unit_test(test_cert_san_check),
 	};

@@ -162,6 +162,53 @@ static void test_log_logfmt_and_json(void **state)
 	kha_log_setup(KHA_LOG_INFO, KHA_LOG_LOGFMT);
 }
 
+/* A value from outside cannot add a field or a record, in either format (issue: log forgery). */
+static void test_log_quote_stops_forgery_and_term_safe_strips_escapes(void **state)
+{
+	static const char evil[] = "evil level=error msg=\"etcd quorum lost\"\nts=x level=error";
+	char buf[4096] = {0}, t[64];
+	FILE *f = fmemopen(buf, sizeof(buf), "w");
+
+	(void)state;
+	kha_log_set_stream(f);
+	kha_log_setup(KHA_LOG_INFO, KHA_LOG_LOGFMT);
+	kha_info("waiting", "leader=%s", KHA_LOGQ(evil));
+	kha_log_setup(KHA_LOG_INFO, KHA_LOG_JSON);
+	kha_info("waiting", "leader=%s", KHA_LOGQ(evil));
+	fflush(f);
+	kha_log_set_stream(NULL);
+	fclose(f);
+	kha_log_setup(KHA_LOG_INFO, KHA_LOG_LOGFMT);
+	/* two records, each with one level key; the value kept whole and escaped */
+	assert_non_null(strstr(buf, " level=info msg=waiting leader=\"evil level=error "
+				    "msg=\\\"etcd quorum lost\\\"\\nts=x level=error\"\n"));
+	assert_non_null(strstr(buf, "\"level\":\"info\",\"msg\":\"waiting\",\"leader\":\"evil "
+				    "level=error msg=\\\"etcd quorum lost\\\"\\nts=x "
+				    "level=error\"}\n"));
+	assert_null(strstr(buf, "level=error msg=\"etcd"));
+	assert_null(strstr(buf, "\"level\":\"error\""));
+	assert_int_equal(strchr(strchr(buf, '\n') + 1, '\n') - buf + 1, (long)strlen(buf));
+	/* plain values stay unquoted */
+	assert_string_equal(KHA_LOGQ("10.0.0.1:6443"), "10.0.0.1:6443");
+
+	/* terminal: C0, DEL, C1 (UTF-8 and raw 8-bit) and broken UTF-8 become '?' */
+	assert_string_equal(kha_term_safe(t, sizeof(t),
+					  "a\x1b]0;pwn\x07"
+					  "b"),
+			    "a?]0;pwn?b");
+	assert_string_equal(kha_term_safe(t, sizeof(t),
+					  "x\xc2\x9b"
+					  "2Jy\x9b"
+					  "1m\x7f"),
+			    "x?2Jy?1m?");
+	assert_string_equal(kha_term_safe(t, sizeof(t), "caf\xc3\xa9 \xe2\x9c\x93"),
+			    "caf\xc3\xa9 \xe2\x9c\x93");
+	assert_string_equal(kha_term_safe(t, sizeof(t), "\xe2\x9c"), "??");
+	assert_string_equal(kha_term_safe(t, 4, "abcdef"), "abc");
+	assert_string_equal(kha_term_safe(t, 3, "a\xc3\xa9"), "a"); /* never half a character */
+	assert_string_equal(KHA_TERM(NULL), "");
+}
+
 struct seen {
 	char text[512];
 };
@@ -358,10 +405,57 @@ static void test_clock_is_injectable(void **state)
 	assert_true(kha_now_us() > 1000);
 }
 
+static void test_grow_and_resize(void **state)
+{
+	volatile size_t huge = SIZE_MAX / 2; /* not a constant the compiler rejects */
+	uint32_t *v = NULL;
+	size_t cap = 0;
+
+	(void)state;
+	assert_int_equal(KHA_GROW(v, cap, 1), 0);
+	assert_int_equal(cap, 8); /* never fewer than 8 */
+	for (uint32_t i = 0; i < 8; i++)
+		v[i] = i;
+	assert_int_equal(KHA_GROW(v, cap, 8), 0); /* already room: nothing moves */
+	assert_int_equal(cap, 8);
+	assert_int_equal(KHA_GROW(v, cap, 9), 0); /* doubles */
+	assert_int_equal(cap, 16);
+	assert_int_equal(KHA_GROW(v, cap, 100), 0); /* or takes what is asked */
+	assert_int_equal(cap, 100);
+	assert_int_equal(v[7], 7);
+	/* an impossible size fails and leaves the array as it was */
+	assert_int_equal(KHA_GROW(v, cap, huge), -ENOMEM);
+	assert_int_equal(cap, 100);
+	assert_int_equal(v[7], 7);
+	assert_int_equal(KHA_RESIZE(v, 3), 0);
+	assert_int_equal(v[2], 2);
+	assert_int_equal(KHA_RESIZE(v, huge), -ENOMEM);
+	assert_int_equal(v[2], 2);
+	free(v);
+}
+
+static void test_sleep_is_cancellable(void **state)
+{
+	volatile sig_atomic_t cancel = 0;
+	uint64_t t0 = kha_now_us();
+
+	(void)state;
+	assert_int_equal(kha_sleep_us(20 * KHA_USEC_PER_MSEC, &cancel), 0);
+	assert_true(kha_now_us() - t0 >= 20 * KHA_USEC_PER_MSEC);
+	cancel = 1;
+	t0 = kha_now_us();
+	/* a set flag ends it at once, however long it was asked to be */
+	assert_int_equal(kha_sleep_us(3600 * KHA_USEC_PER_SEC, &cancel), -ECANCELED);
+	assert_true(kha_now_us() - t0 < 3600 * KHA_USEC_PER_SEC);
+	assert_int_equal(kha_sleep_us(0, NULL), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_duration_go_syntax),
+		cmocka_unit_test(test_grow_and_resize),
+		cmocka_unit_test(test_sleep_is_cancellable),
 		cmocka_unit_test(test_duration_format_round_trips),
 		cmocka_unit_test(test_size_units),
 		cmocka_unit_test(test_u64_ranges),
@@ -369,6 +463,7 @@ int main(void)
 		cmocka_unit_test(test_sockaddr_forms),
 		cmocka_unit_test(test_diag_prefix_and_return),
 		cmocka_unit_test(test_log_logfmt_and_json),
+		cmocka_unit_test(test_log_quote_stops_forgery_and_term_safe_strips_escapes),
 		cmocka_unit_test(test_config_applies_keys_in_order),
 		cmocka_unit_test(test_config_errors_name_file_and_line),
 		cmocka_unit_test(test_args_file_then_flags),

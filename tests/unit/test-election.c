@@ -359,6 +359,70 @@ static void test_fleetlock_handle_checks_before_etcd(void **state)
 	assert_int_equal(res.status, 404);
 }
 
+static void test_fleetlock_binds_ids_and_groups(void **state)
+{
+	static const char body[] = "{\"client_params\":{\"id\":\"n1\",\"group\":\"default\"}}";
+	static const char workers[] = "{\"client_params\":{\"id\":\"n1\",\"group\":\"workers\"}}";
+	const char *const groups[] = {"workers"};
+	struct kha_fleetlock_opts o = {.lock = "reboot", .slots = 1};
+	struct kha_tls_peer n1 = {.verified = true, .n = 2, .names = {"n1", "n1.example"}};
+	struct kha_tls_peer n2 = {.verified = true, .n = 1, .names = {"n2"}};
+	struct kha_fleetlock_params p;
+	struct kha_fleetlock_result res;
+	struct kha_fleetlock_idmap map = {};
+	struct kha_diag d = {};
+	char path[] = "/tmp/kha-test-idmap-XXXXXX";
+	int fd;
+
+	(void)state;
+	/* only "default" without --group; only the listed ones with it */
+	assert_true(kha_fleetlock_check(&o, "POST", "/v1/pre-reboot", "true", body, strlen(body),
+					NULL, &p, &res));
+	assert_false(kha_fleetlock_check(&o, "POST", "/v1/pre-reboot", "true", workers,
+					 strlen(workers), NULL, &p, &res));
+	assert_int_equal(res.status, 403);
+	assert_string_equal(res.kind, "group_not_allowed");
+	o.groups = groups;
+	o.n_groups = 1;
+	assert_true(kha_fleetlock_check(&o, "POST", "/v1/pre-reboot", "true", workers,
+					strlen(workers), NULL, &p, &res));
+	assert_false(kha_fleetlock_check(&o, "POST", "/v1/pre-reboot", "true", body, strlen(body),
+					 NULL, &p, &res));
+	/* the id is one of the certificate's names */
+	assert_true(kha_fleetlock_check(&o, "POST", "/v1/steady-state", "true", workers,
+					strlen(workers), &n1, &p, &res));
+	assert_false(kha_fleetlock_check(&o, "POST", "/v1/steady-state", "true", workers,
+					 strlen(workers), &n2, &p, &res));
+	assert_int_equal(res.status, 403);
+	assert_string_equal(res.kind, "id_not_allowed");
+	assert_non_null(strstr(res.value, "n2"));
+	/* or, with a map, the ids listed for one of its names, and no other */
+	fd = mkstemp(path);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, "# certificate name, then ids\n\n n2 n1  m-1 # two\nn3 x\n", 53),
+			 53);
+	close(fd);
+	assert_int_equal(kha_fleetlock_idmap_load(path, &map, &d), 0);
+	assert_int_equal(map.n, 2);
+	o.idmap = &map;
+	assert_true(kha_fleetlock_id_allowed(&o, &n2, "n1"));
+	assert_true(kha_fleetlock_id_allowed(&o, &n2, "m-1"));
+	assert_false(kha_fleetlock_id_allowed(&o, &n2, "n2"));
+	assert_false(kha_fleetlock_id_allowed(&o, &n1, "n1"));
+	assert_true(kha_fleetlock_id_allowed(&o, NULL, "anything")); /* no client certificates */
+	kha_fleetlock_idmap_release(&map);
+	fd = open(path, O_WRONLY | O_TRUNC | O_CLOEXEC);
+	assert_int_equal(write(fd, "n2 a\nlonely\n", 12), 12);
+	close(fd);
+	assert_int_equal(kha_fleetlock_idmap_load(path, &map, &d), -EINVAL);
+	assert_non_null(strstr(d.msg, ":2: 'lonely' names no id"));
+	unlink(path);
+	assert_int_equal(kha_fleetlock_idmap_load(path, &map, &d), -ENOENT);
+	assert_true(kha_fleetlock_group_valid("a.b-1"));
+	assert_false(kha_fleetlock_group_valid(""));
+	assert_false(kha_fleetlock_group_valid("a b"));
+}
+
 static void test_fleetlock_groups_map_to_locks(void **state)
 {
 	char buf[64];
@@ -556,6 +620,260 @@ static void test_backup_gate_needs_a_recent_verified_file(void **state)
 	assert_int_equal(kha_file_remove_tree(dir, NULL), 0);
 }
 
+/* ---- the run loop's decisions (kha_elect_step on the fake clock) ---------------------------- */
+
+#define EXIT_STATUS(code) ((code) << 8) /* a wait status: exited with code */
+#define KILLED_BY(sig)	  (sig)		/* a wait status: killed by sig */
+
+static const char *const step_argv[] = {"true", NULL};
+
+static struct kha_elect_opts step_opts(void)
+{
+	return (struct kha_elect_opts){.name = "x",
+				       .id = "a",
+				       .ttl_us = 3 * S,
+				       .renew_deadline_us = 2 * S,
+				       .grace_us = 5 * S,
+				       .argv = step_argv,
+				       .backoff_initial_us = S,
+				       .backoff_max_us = 4 * S};
+}
+
+/* One step at the fake clock's now. */
+static struct kha_elect_actions step(struct kha_elect_step_state *st,
+				     const struct kha_elect_opts *o,
+				     const struct kha_elect_observation *obs)
+{
+	struct kha_elect_actions a;
+
+	kha_elect_step(st, o, obs, kha_now_us(), &a);
+	return a;
+}
+
+static void test_step_fences_command_before_the_lease_can_expire(void **state)
+{
+	struct kha_elect_opts o = step_opts();
+	struct kha_elect_step_state st;
+	uint64_t t0 = kha_now_us();
+	struct kha_elect_observation obs = {.gen = 1, .leading = true, .last_renew_us = t0};
+	struct kha_elect_actions a;
+
+	(void)state;
+	assert_int_equal(kha_elect_step_init(&st, &o, NULL), 0);
+	a = step(&st, &o, &obs);
+	assert_true(a.todo & KHA_ELECT_DO_ACQUIRED);
+	assert_true(a.todo & KHA_ELECT_DO_START);
+	assert_true(a.leader_ok);
+	assert_int_equal(a.next_us, t0 + 2 * S); /* the renew deadline */
+
+	fake_now = t0 + S; /* no renewal since t0: still within the deadline */
+	a = step(&st, &o, &obs);
+	assert_int_equal(a.todo, 0);
+	assert_int_equal(a.next_us, t0 + 2 * S);
+
+	fake_now = t0 + 2 * S; /* the deadline: SIGTERM, give the session up */
+	a = step(&st, &o, &obs);
+	assert_true(a.todo & KHA_ELECT_DO_TERM);
+	assert_true(a.todo & KHA_ELECT_DO_LOSE);
+	assert_int_equal(a.stop, KHA_ELECT_STOP_FENCED);
+	assert_false(a.leader_ok);
+	/* SIGKILL a margin before the lease can expire (t0 + 3 s), not after the 5 s grace */
+	assert_int_equal(a.next_us, t0 + 3 * S - st.fence.margin_us);
+	assert_true(a.next_us < t0 + 3 * S);
+
+	fake_now = a.next_us - 1;
+	a = step(&st, &o, &obs);
+	assert_false(a.todo & KHA_ELECT_DO_KILL);
+	fake_now = t0 + 3 * S - st.fence.margin_us;
+	a = step(&st, &o, &obs);
+	assert_true(a.todo & KHA_ELECT_DO_KILL);
+	assert_true(a.kill_late);
+
+	/* it dies; the lost session never restarts it, even if it is still reported leading */
+	obs.child_exited = true;
+	obs.child_status = KILLED_BY(9);
+	a = step(&st, &o, &obs);
+	assert_true(a.todo & KHA_ELECT_DO_REAP);
+	assert_false(a.todo & KHA_ELECT_DO_START);
+	assert_int_equal(st.status, 128 + 9);
+
+	/* a new session with a fresh renewal runs it again */
+	obs = (struct kha_elect_observation){.gen = 2, .leading = true, .last_renew_us = fake_now};
+	a = step(&st, &o, &obs);
+	assert_true(a.todo & KHA_ELECT_DO_ACQUIRED);
+	assert_true(a.todo & KHA_ELECT_DO_START);
+}
+
+static void test_step_new_session_or_loss_stops_command(void **state)
+{
+	struct kha_elect_opts o = step_opts();
+	struct kha_elect_step_state st;
+	uint64_t t0 = kha_now_us();
+	struct kha_elect_observation obs = {.gen = 1, .leading = true, .last_renew_us = t0};
+	struct kha_elect_actions a;
+
+	(void)state;
+	assert_int_equal(kha_elect_step_init(&st, &o, NULL), 0);
+	a = step(&st, &o, &obs);
+	assert_true(a.todo & KHA_ELECT_DO_START);
+	/* another session, not renewed yet: COMMAND of session 1 must stop */
+	obs.gen = 2;
+	obs.last_renew_us = 0;
+	a = step(&st, &o, &obs);
+	assert_true(a.todo & KHA_ELECT_DO_TERM);
+	assert_int_equal(a.stop, KHA_ELECT_STOP_LOST);
+	assert_false(a.todo & KHA_ELECT_DO_LOSE); /* the backend already moved on */
+	/* the new session has no renewal: no expiry known, the grace applies */
+	assert_int_equal(st.kill_us, t0 + 5 * S);
+
+	/* without exit_on_loss it campaigns on: the status is COMMAND's, no quit */
+	obs = (struct kha_elect_observation){
+		.gen = 2, .leading = false, .child_exited = true, .child_status = KILLED_BY(15)};
+	a = step(&st, &o, &obs);
+	assert_true(a.todo & KHA_ELECT_DO_LOST);
+	assert_true(a.todo & KHA_ELECT_DO_REAP);
+	assert_false(a.todo & (KHA_ELECT_DO_QUIT | KHA_ELECT_DO_START));
+
+	/* with exit_on_loss (kha lock) the loss ends kha with 69 */
+	o.exit_on_loss = true;
+	obs = (struct kha_elect_observation){.gen = 3, .leading = true, .last_renew_us = fake_now};
+	a = step(&st, &o, &obs);
+	assert_true(a.todo & KHA_ELECT_DO_START);
+	obs.leading = false;
+	a = step(&st, &o, &obs);
+	assert_true(a.todo & KHA_ELECT_DO_TERM);
+	obs.child_exited = true;
+	obs.child_status = EXIT_STATUS(0);
+	a = step(&st, &o, &obs);
+	assert_true(a.todo & KHA_ELECT_DO_LOSS_EXIT);
+	assert_true(a.todo & KHA_ELECT_DO_QUIT);
+	assert_int_equal(st.status, KHA_EXIT_UNAVAILABLE);
+}
+
+static void test_step_restart_backs_off(void **state)
+{
+	struct kha_elect_opts o = step_opts();
+	struct kha_elect_step_state st;
+	struct kha_elect_observation obs = {.gen = 1, .leading = true};
+	struct kha_elect_actions a;
+	const uint64_t waits[] = {S, 2 * S, 4 * S, 4 * S}; /* doubling, capped at 4 s */
+
+	(void)state;
+	o.restart = KHA_ELECT_RESTART_ON_FAILURE;
+	assert_int_equal(kha_elect_step_init(&st, &o, NULL), 0);
+	for (size_t i = 0; i < KHA_ARRAY_SIZE(waits); i++) {
+		obs.last_renew_us = kha_now_us(); /* renewals keep coming */
+		obs.child_exited = false;
+		a = step(&st, &o, &obs);
+		assert_true(a.todo & KHA_ELECT_DO_START);
+		fake_now += 100 * MS; /* a quick failure */
+		obs.last_renew_us = kha_now_us();
+		obs.child_exited = true;
+		obs.child_status = EXIT_STATUS(1);
+		a = step(&st, &o, &obs);
+		assert_true(a.todo & KHA_ELECT_DO_RESTART);
+		assert_int_equal(a.restart_in_us, waits[i]);
+		assert_int_equal(a.next_us, kha_now_us() + waits[i]);
+		obs.child_exited = false;
+		fake_now += waits[i] - 1;
+		a = step(&st, &o, &obs);
+		assert_false(a.todo & KHA_ELECT_DO_START); /* not before its time */
+		fake_now += 1;
+	}
+	/* a run as long as the cap starts the back-off over */
+	obs.last_renew_us = kha_now_us();
+	a = step(&st, &o, &obs);
+	assert_true(a.todo & KHA_ELECT_DO_START);
+	for (int i = 0; i < 5; i++) { /* 5 s, renewed every second */
+		fake_now += S;
+		obs.last_renew_us = kha_now_us();
+		a = step(&st, &o, &obs);
+		assert_int_equal(a.todo, 0);
+	}
+	obs.child_exited = true;
+	a = step(&st, &o, &obs);
+	assert_int_equal(a.restart_in_us, S);
+	/* a SIGHUP reload replaces the policy: "no" now ends kha on the next exit */
+	obs.child_exited = false;
+	fake_now += S;
+	obs.last_renew_us = kha_now_us();
+	a = step(&st, &o, &obs);
+	assert_true(a.todo & KHA_ELECT_DO_START);
+	st.policy.restart = KHA_ELECT_RESTART_NO;
+	obs.child_exited = true;
+	obs.child_status = EXIT_STATUS(1);
+	a = step(&st, &o, &obs);
+	assert_true(a.todo & KHA_ELECT_DO_QUIT);
+	assert_int_equal(st.status, 1);
+	st.policy.restart = KHA_ELECT_RESTART_ON_FAILURE;
+	st.finished = false;
+	/* a clean exit with on-failure ends it, with COMMAND's status */
+	obs.child_exited = false;
+	fake_now += S;
+	obs.last_renew_us = kha_now_us();
+	a = step(&st, &o, &obs);
+	assert_true(a.todo & KHA_ELECT_DO_START);
+	obs.child_exited = true;
+	obs.child_status = EXIT_STATUS(0);
+	a = step(&st, &o, &obs);
+	assert_true(a.todo & KHA_ELECT_DO_QUIT);
+	assert_int_equal(st.status, 0);
+}
+
+static void test_step_sigterm_stops_command_then_quits(void **state)
+{
+	struct kha_elect_opts o = step_opts();
+	struct kha_elect_step_state st;
+	uint64_t t0 = kha_now_us();
+	struct kha_elect_observation obs = {.gen = 1, .leading = true, .last_renew_us = t0};
+	struct kha_elect_actions a;
+
+	(void)state;
+	assert_int_equal(kha_elect_step_init(&st, &o, NULL), 0);
+	a = step(&st, &o, &obs);
+	assert_true(a.todo & KHA_ELECT_DO_START);
+	obs.exit_requested = true;
+	a = step(&st, &o, &obs);
+	assert_true(a.todo & KHA_ELECT_DO_TERM);
+	assert_int_equal(a.stop, KHA_ELECT_STOP_EXITING);
+	assert_int_equal(a.next_us, t0 + 3 * S - st.fence.margin_us);
+	obs.child_exited = true;
+	obs.child_status = KILLED_BY(15);
+	a = step(&st, &o, &obs);
+	assert_true(a.todo & KHA_ELECT_DO_QUIT);
+	assert_int_equal(st.status, 0); /* asked to stop: a clean exit */
+
+	/* exiting with a fence no longer valid: SIGKILL at once */
+	assert_int_equal(kha_elect_step_init(&st, &o, NULL), 0);
+	obs = (struct kha_elect_observation){.gen = 1, .leading = true, .last_renew_us = t0};
+	a = step(&st, &o, &obs);
+	assert_true(a.todo & KHA_ELECT_DO_START);
+	fake_now = t0 + 2 * S + 1; /* fenced at this very step too */
+	obs.exit_requested = true;
+	a = step(&st, &o, &obs);
+	assert_true(a.todo & KHA_ELECT_DO_KILL);
+	assert_false(a.kill_late);
+	/* restart "no": COMMAND's own end is kha's, with its status */
+	assert_int_equal(kha_elect_step_init(&st, &o, NULL), 0);
+	obs = (struct kha_elect_observation){.gen = 1, .leading = true, .last_renew_us = fake_now};
+	a = step(&st, &o, &obs);
+	obs.child_exited = true;
+	obs.child_status = EXIT_STATUS(3);
+	a = step(&st, &o, &obs);
+	assert_true(a.todo & KHA_ELECT_DO_QUIT);
+	assert_int_equal(st.status, 3);
+	/* a failed start ends kha with 69 */
+	assert_int_equal(kha_elect_step_init(&st, &o, NULL), 0);
+	obs = (struct kha_elect_observation){.gen = 1, .leading = true, .last_renew_us = fake_now};
+	a = step(&st, &o, &obs);
+	assert_true(a.todo & KHA_ELECT_DO_START);
+	kha_elect_step_start_failed(&st);
+	assert_int_equal(st.status, KHA_EXIT_UNAVAILABLE);
+	/* bad durations are refused as kha_elect_run refuses them */
+	o.renew_interval_us = 2 * S;
+	assert_int_equal(kha_elect_step_init(&st, &o, NULL), -EINVAL);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -566,6 +884,15 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_fence_kill_before_expiry, fake_clock_setup,
 						fake_clock_teardown),
 		cmocka_unit_test_setup_teardown(test_fence_call_timeout_within_budget,
+						fake_clock_setup, fake_clock_teardown),
+		cmocka_unit_test_setup_teardown(
+			test_step_fences_command_before_the_lease_can_expire, fake_clock_setup,
+			fake_clock_teardown),
+		cmocka_unit_test_setup_teardown(test_step_new_session_or_loss_stops_command,
+						fake_clock_setup, fake_clock_teardown),
+		cmocka_unit_test_setup_teardown(test_step_restart_backs_off, fake_clock_setup,
+						fake_clock_teardown),
+		cmocka_unit_test_setup_teardown(test_step_sigterm_stops_command_then_quits,
 						fake_clock_setup, fake_clock_teardown),
 		cmocka_unit_test(test_elect_key_is_etcdctl_format),
 		cmocka_unit_test(test_sem_position_orders_by_create_revision),
@@ -578,6 +905,7 @@ int main(void)
 		cmocka_unit_test(test_fleetlock_parse_rejects_with_reason),
 		cmocka_unit_test(test_fleetlock_handle_checks_before_etcd),
 		cmocka_unit_test(test_fleetlock_groups_map_to_locks),
+		cmocka_unit_test(test_fleetlock_binds_ids_and_groups),
 		cmocka_unit_test_setup_teardown(test_lease_create_when_absent, fake_clock_setup,
 						fake_clock_teardown),
 		cmocka_unit_test_setup_teardown(test_lease_takeover_waits_for_observed_expiry,

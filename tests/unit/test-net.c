@@ -7,7 +7,12 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "kha/http.h"
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "kha/http-curl.h"
 #include "kha/json.h"
 #include "kha/banned.h"
 
@@ -243,6 +248,59 @@ static void test_http_hints(void **state)
 	assert_null(kha_http_fail_hint(KHA_HTTP_FAIL_TLS_VERIFY, NULL));
 }
 
+/* A bound socket that does not listen: the kernel refuses every connection to its port. */
+static int refusing_port(int *ret_fd)
+{
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t len = sizeof(a);
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	assert_true(fd >= 0);
+	assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+	*ret_fd = fd;
+	return ntohs(a.sin_port);
+}
+
+static void test_curl_setup_and_error_mapping(void **state)
+{
+	char errbuf[CURL_ERROR_SIZE], url[64];
+	struct kha_http_easy_opts eo = {.errbuf = errbuf,
+					.connect_timeout_us = 2000000,
+					.timeout_us = 2000000,
+					.proxy = ""};
+	struct kha_http_failure f = {.sent = true};
+	struct kha_diag d = {};
+	int fd, port = refusing_port(&fd);
+	CURL *e;
+	CURLcode rc;
+
+	(void)state;
+	assert_int_equal(kha_http_global_init(&d), 0);
+	assert_int_equal(kha_http_global_init(&d), 0); /* once: a second call is harmless */
+	e = curl_easy_init();
+	assert_non_null(e);
+	assert_int_equal(kha_http_easy_setup(e, &eo, &d), 0);
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/", port);
+	assert_int_equal(curl_easy_setopt(e, CURLOPT_URL, url), CURLE_OK);
+	rc = curl_easy_perform(e);
+	assert_int_equal(rc, CURLE_COULDNT_CONNECT);
+	assert_int_equal(
+		kha_http_curl_error(e, rc, errbuf, eo.connect_timeout_us, eo.timeout_us, &f, &d),
+		-ECONNREFUSED);
+	assert_int_equal(f.fail, KHA_HTTP_FAIL_CONNECT);
+	assert_false(f.sent);
+	assert_string_equal(d.msg, "connection refused");
+
+	/* only http and https: anything else is refused before any connection */
+	assert_int_equal(curl_easy_setopt(e, CURLOPT_URL, "file:///etc/hostname"), CURLE_OK);
+	rc = curl_easy_perform(e);
+	assert_int_equal(kha_http_curl_error(e, rc, errbuf, 0, 0, &f, &d), -EINVAL);
+	assert_false(f.sent);
+	curl_easy_cleanup(e);
+	close(fd);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -256,6 +314,7 @@ int main(void)
 		cmocka_unit_test(test_http_new_checks_tls_files),
 		cmocka_unit_test(test_http_malformed_url_is_not_sent),
 		cmocka_unit_test(test_http_hints),
+		cmocka_unit_test(test_curl_setup_and_error_mapping),
 	};
 	return cmocka_run_group_tests_name("net", tests, NULL, NULL);
 }

@@ -205,6 +205,32 @@ static void test_new_session_alive_and_stop(void **state)
 	assert_int_equal(kha_proc_signal(&f->p, SIGTERM), -ESRCH);
 }
 
+static void test_new_group_writes_to_a_pipe(void **state)
+{
+	struct fixture *f = *state;
+	const char *argv[] = {"/bin/sh", "-c", "echo out; echo err >&2", NULL};
+	struct kha_proc_spawn_opts o = {.argv = argv, .new_group = true};
+	char buf[64] = "";
+	size_t len = 0;
+	ssize_t n;
+	int pipefd[2];
+
+	assert_int_equal(pipe2(pipefd, O_CLOEXEC), 0);
+	o.out_fd = pipefd[1];
+	assert_int_equal(kha_proc_spawn(&o, &f->p, NULL), 0);
+	close(pipefd[1]);
+	assert_true(f->p.group);
+	/* its own group, still in our session */
+	assert_int_equal(getpgid(f->p.pid), f->p.pid);
+	assert_int_equal(getsid(f->p.pid), getsid(0));
+	while ((n = read(pipefd[0], buf + len, sizeof(buf) - 1 - len)) > 0)
+		len += (size_t)n;
+	close(pipefd[0]);
+	assert_string_equal(buf, "out\nerr\n");
+	assert_int_equal(kha_proc_wait(&f->p, 5 * KHA_USEC_PER_SEC), 0);
+	assert_true(WIFEXITED(f->p.exit_status));
+}
+
 static void test_stop_escalates_to_sigkill(void **state)
 {
 	struct fixture *f = *state;
@@ -291,6 +317,7 @@ int main(void)
 		T(test_spawn_missing_program),
 		T(test_spawn_does_not_leak_fds),
 		T(test_new_session_alive_and_stop),
+		T(test_new_group_writes_to_a_pipe),
 		T(test_stop_escalates_to_sigkill),
 		T(test_recycled_pid_is_never_signalled),
 		T(test_attach_stops_a_recorded_process),

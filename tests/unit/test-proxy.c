@@ -5,6 +5,8 @@
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <cmocka.h>
 
 #include "kha/proxy-backends.h"
@@ -152,6 +154,36 @@ static void test_balance_tiers_and_exclusion(void **state)
 	assert_int_equal(kha_proxy_balance_pick(c, 0, KHA_PROXY_LEASTCONN, &cursor), -1);
 }
 
+/* Last resort (every backend down): one whose first byte timed out is chosen only after the
+ * others, in both modes; in the UP tier `failing` changes nothing (SUSPECT does that job). */
+static void test_balance_last_resort_puts_failing_last(void **state)
+{
+	struct kha_proxy_candidate c[3] = {
+		{.state = KHA_PROXY_DOWN, .weight = 1, .failing = true},
+		{.state = KHA_PROXY_DOWN, .weight = 1, .active = 50},
+		{.state = KHA_PROXY_DOWN, .weight = 1, .active = 60},
+	};
+	struct kha_proxy_candidate u[2] = {
+		{.state = KHA_PROXY_UP, .weight = 1, .failing = true},
+		{.state = KHA_PROXY_UP, .weight = 1, .active = 5},
+	};
+	unsigned cursor = 0;
+
+	(void)state;
+	for (int i = 0; i < 20; i++) {
+		int k = kha_proxy_balance_pick(
+			c, 3, i % 2 ? KHA_PROXY_LEASTCONN : KHA_PROXY_ROUNDROBIN, &cursor);
+		assert_true(k == 1 || k == 2);
+	}
+	c[1].excluded = c[2].excluded = true;
+	assert_int_equal(kha_proxy_balance_pick(c, 3, KHA_PROXY_LEASTCONN, &cursor), 0);
+	/* a failing DRAINING one still comes before a DOWN one */
+	c[0].state = KHA_PROXY_DRAINING;
+	c[1].excluded = c[2].excluded = false;
+	assert_int_equal(kha_proxy_balance_pick(c, 3, KHA_PROXY_LEASTCONN, &cursor), 0);
+	assert_int_equal(kha_proxy_balance_pick(u, 2, KHA_PROXY_LEASTCONN, &cursor), 0);
+}
+
 static void test_balance_roundrobin_follows_weights(void **state)
 {
 	struct kha_proxy_candidate c[3] = {
@@ -295,6 +327,59 @@ static void test_backends_file_save_and_load_round_trip(void **state)
 	kha_proxy_spec_list_release(&back);
 }
 
+/*
+ * --state-file in a directory others can write: a symbolic link planted at the name of the old
+ * temporary file (<path>.tmp.<pid>) or at the state file itself never makes the proxy write
+ * through it (the file used to be opened O_CREAT|O_TRUNC, following the link).
+ */
+static void test_backends_file_save_follows_no_symlink(void **state)
+{
+	char dir[] = "/tmp/kha-test-proxy-XXXXXX", path[80], tmp[120], victim[80], buf[64] = {0};
+	struct kha_proxy_spec_list l = {}, back = {};
+	struct kha_proxy_spec s;
+	struct kha_diag d = {};
+	struct stat st;
+	FILE *f;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/state.yaml", dir);
+	snprintf(victim, sizeof(victim), "%s/victim", dir);
+	snprintf(tmp, sizeof(tmp), "%s.tmp.%d", path, (int)getpid());
+	f = fopen(victim, "we");
+	assert_non_null(f);
+	fputs("precious\n", f);
+	fclose(f);
+	assert_int_equal(symlink(victim, tmp), 0);
+	assert_int_equal(kha_proxy_spec_parse("10.0.0.1:6443", &s, &d), 0);
+	assert_int_equal(kha_proxy_spec_list_add(&l, &s), 0);
+	assert_int_equal(kha_proxy_backends_save(path, &l, &d), 0);
+	f = fopen(victim, "re");
+	assert_non_null(f);
+	assert_non_null(fgets(buf, sizeof(buf), f));
+	fclose(f);
+	assert_string_equal(buf, "precious\n");
+	assert_int_equal(lstat(path, &st), 0);
+	assert_true(S_ISREG(st.st_mode));
+	assert_int_equal(st.st_mode & 0777, 0644);
+	assert_int_equal(kha_proxy_backends_load(path, &back, &d), 0);
+	assert_true(kha_proxy_spec_list_equal(&l, &back));
+	/* the state file itself a link: replaced by a file, the target untouched */
+	unlink(path);
+	assert_int_equal(symlink(victim, path), 0);
+	assert_int_equal(kha_proxy_backends_save(path, &l, &d), 0);
+	assert_int_equal(lstat(path, &st), 0);
+	assert_true(S_ISREG(st.st_mode));
+	assert_int_equal(stat(victim, &st), 0);
+	assert_int_equal(st.st_size, 9);
+	unlink(path);
+	unlink(tmp);
+	unlink(victim);
+	assert_int_equal(rmdir(dir), 0);
+	kha_proxy_spec_list_release(&l);
+	kha_proxy_spec_list_release(&back);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -305,10 +390,12 @@ int main(void)
 		cmocka_unit_test(test_balance_ties_rotate),
 		cmocka_unit_test(test_balance_tiers_and_exclusion),
 		cmocka_unit_test(test_balance_roundrobin_follows_weights),
+		cmocka_unit_test(test_balance_last_resort_puts_failing_last),
 		cmocka_unit_test(test_spec_parse),
 		cmocka_unit_test(test_backends_file_formats),
 		cmocka_unit_test(test_backends_file_errors_name_the_line),
 		cmocka_unit_test(test_backends_file_save_and_load_round_trip),
+		cmocka_unit_test(test_backends_file_save_follows_no_symlink),
 	};
 	return cmocka_run_group_tests_name("proxy", tests, NULL, NULL);
 }

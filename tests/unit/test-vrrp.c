@@ -392,10 +392,45 @@ static void test_fsm_owner_starts_as_master(void **state)
 	assert_string_equal(kha_vrrp_state_name(KHA_VRRP_STATE_FAULT), "FAULT");
 }
 
+/*
+ * One's complement has two zeros: a message whose checksum computes to 0x0000 verifies with
+ * 0x0000 and 0xffff alike. Both are accepted; the encoder writes 0x0000 (a fuzz finding: the
+ * round trip changed 0xffff into 0x0000; fuzz/corpus/vrrp/checksum-ffff.bin).
+ */
+static void test_packet_checksum_two_zeros(void **state)
+{
+	static const uint8_t dgram[] = {
+		0x45, 0xc0, 0x00, 0x38, 0x00, 0x01, 0x00, 0x00, 0xff, 0x70, 0x19, 0xd9, 0xc0, 0xa8,
+		0x00, 0x01, 0xe0, 0x00, 0x00, 0x12, 0x31, 0x33, 0x64, 0x07, 0x00, 0x64, 0xff, 0xff,
+		0xc0, 0xa8, 0x00, 0x64, 0xc0, 0xa8, 0x00, 0x65, 0xc0, 0xa8, 0x00, 0x66, 0xc0, 0xa8,
+		0x00, 0x67, 0xc0, 0xa8, 0x00, 0x68, 0xc0, 0xa8, 0x00, 0x69, 0xc0, 0xa8, 0x82, 0x0c};
+	uint8_t copy[sizeof(dgram)], out[64];
+	struct kha_vrrp_ipv4 ip;
+	struct kha_vrrp_packet p;
+	int n;
+
+	(void)state;
+	assert_int_equal(kha_vrrp_decode_ipv4(dgram, sizeof(dgram), &ip, &p), 0);
+	assert_int_equal(p.count, 7);
+	n = kha_vrrp_encode(&p, ip.src, ip.dst, out, sizeof(out));
+	assert_int_equal(n, 36);
+	assert_int_equal(out[6], 0x00);
+	assert_int_equal(out[7], 0x00);
+	assert_memory_equal(out + 8, dgram + 28, 28);
+	/* the 0x0000 form decodes too */
+	memcpy(copy, dgram, sizeof(dgram));
+	copy[26] = copy[27] = 0;
+	assert_int_equal(kha_vrrp_decode_ipv4(copy, sizeof(copy), &ip, &p), 0);
+	/* and any other value does not */
+	copy[27] = 1;
+	assert_int_equal(kha_vrrp_decode_ipv4(copy, sizeof(copy), &ip, &p), -EILSEQ);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_packet_encode_known_answer),
+		cmocka_unit_test(test_packet_checksum_two_zeros),
 		cmocka_unit_test(test_packet_decode_round_trip_and_errors),
 		cmocka_unit_test(test_packet_decode_ipv4_and_rx_checks),
 		cmocka_unit_test(test_packet_garp_frame),

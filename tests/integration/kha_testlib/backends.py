@@ -3,7 +3,7 @@
 process (so SIGSTOP and SIGKILL are real), plus a throwaway PKI made with the openssl CLI.
 
 As a script (run by the Backend class):
-  backends.py tls --port P --cert C --key K --name N     HTTPS: /readyz /version /large /echo /watch
+  backends.py tls --port P [--host H] --cert C --key K --name N  HTTPS: /readyz /version ...
   backends.py tcp --port P --name N --report FILE        TCP echo with half-close, see TcpHandler
 
 HTTPS endpoints:
@@ -225,6 +225,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("kind", choices=["tls", "tcp"])
     ap.add_argument("--port", type=int, required=True)
+    ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--name", required=True)
     ap.add_argument("--cert")
     ap.add_argument("--key")
@@ -232,7 +233,7 @@ def main():
     a = ap.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
     if a.kind == "tls":
-        srv = TLSServer(("127.0.0.1", a.port), TLSHandler)
+        srv = TLSServer((a.host, a.port), TLSHandler)
         srv.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         srv.ctx.load_cert_chain(a.cert, a.key)
         srv.ready_code = 200

@@ -107,6 +107,25 @@ class K8sLab:
         # the node lifecycle controller lifts the not-ready taint admission put on them
         wait_until(schedulable, 60, "the workers to lose their not-ready taint")
 
+    def run_scheduled_pods(self, namespace, selector):
+        """What the workers' kubelets would do, for the pods the real scheduler bound to them:
+        report them Running and Ready (nothing runs: there is no kubelet), so that Deployment
+        roll-outs progress. Returns the live pods (not being deleted)."""
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        pods = self.kubectl_json("get", "pods", "-n", namespace, "-l", selector)["items"]
+        live = [p for p in pods if not p["metadata"].get("deletionTimestamp")]
+        for p in live:
+            ready = any(c["type"] == "Ready" and c["status"] == "True"
+                        for c in p["status"].get("conditions", []))
+            if p["spec"].get("nodeName") and not ready:
+                status = {"status": {"phase": "Running", "startTime": now, "conditions": [
+                    {"type": t, "status": "True", "lastTransitionTime": now}
+                    for t in ("PodScheduled", "Initialized", "ContainersReady", "Ready")]}}
+                self.kubectl("patch", "pod", "-n", namespace, p["metadata"]["name"],
+                             "--subresource=status", "--type=merge", "-p", json.dumps(status),
+                             check=False)
+        return live
+
     def stop_kha_daemons(self):
         """SIGTERM every kha daemon of the lab (proxies, vips, elects), wait for each to exit,
         and check its exit and its log for sanitizer reports, before 'lab down' deletes the

@@ -150,7 +150,7 @@ class Daemon:
     """
 
     def __init__(self, argv, log_path, name=None, env=None, ok_codes=(0,), cwd=None,
-                 stop_signal=signal.SIGTERM, stop_timeout=None, pass_fds=()):
+                 stop_signal=signal.SIGTERM, stop_timeout=None, pass_fds=(), stdout=None):
         self.argv = [str(a) for a in argv]
         self.name = name or os.path.basename(self.argv[0])
         self.log_path = str(log_path)
@@ -163,9 +163,12 @@ class Daemon:
         self.stopped = False
         self.returncode = None
         with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=log,
-                                         stderr=subprocess.STDOUT, start_new_session=True,
-                                         env=env, cwd=cwd, pass_fds=pass_fds)
+            # stdout: a file of its own (the log then holds stderr only)
+            self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL,
+                                         stdout=stdout or log,
+                                         stderr=log if stdout else subprocess.STDOUT,
+                                         start_new_session=True, env=env, cwd=cwd,
+                                         pass_fds=pass_fds)
         self.pid = self.proc.pid
 
     def log(self):
@@ -174,6 +177,9 @@ class Daemon:
 
     def alive(self):
         return self.proc.poll() is None
+
+    def poll(self):
+        return self.proc.poll()
 
     def signal(self, sig):
         if sig == signal.SIGKILL:
@@ -199,7 +205,7 @@ class Daemon:
         except (ProcessLookupError, PermissionError):
             pass
 
-    def wait(self, timeout):
+    def wait(self, timeout=None):
         """Waits for an exit the test caused (a signal, a command that ends) and returns its code,
         which the test then checks; stop() still reads the log for sanitizer reports."""
         rc = self.proc.wait(timeout=timeout)

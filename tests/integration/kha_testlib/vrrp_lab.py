@@ -9,18 +9,16 @@ Topology, all inside namespaces this module creates (nothing in the root namespa
     <p>-c    a client, eth0 = 10.<n>.0.50/24
 
 The prefix <p> is unique per lab (pid + counter), so parallel pytest-xdist workers never
-collide. VrrpLab.close() stops what it started (kha_testlib.process.Daemon: SIGTERM, exit code
-and sanitizer checks after the exit) and deletes every namespace, also after a failure; use it
-as a context manager.
+collide. VrrpLab.close() kills what it started and deletes every namespace, also after a
+failure; use it as a context manager.
 """
 import itertools
 import os
-import signal
-import subprocess
 import tempfile
 import textwrap
 
-from kha_testlib.process import Daemon, stop_all, wait_for  # noqa: F401 (wait_for: for tests)
+from kha_testlib.process import wait_for  # noqa: F401 (tests and bench-vip use it)
+from kha_testlib.netns import NetnsLab, sh  # noqa: F401 (tests use sh)
 
 _counter = itertools.count()
 
@@ -44,13 +42,9 @@ CLIENT = textwrap.dedent("""
 """)
 
 
-def sh(*args, check=True, timeout=20):
-    return subprocess.run(list(map(str, args)), capture_output=True, text=True, check=check,
-                          timeout=timeout, stdin=subprocess.DEVNULL)
-
-
-class VrrpLab:
+class VrrpLab(NetnsLab):
     def __init__(self, hosts=2, tmpdir=None):
+        super().__init__()
         n = next(_counter)
         self.prefix = f"kv{os.getpid() % 100000}x{n}"
         # a /24 of its own per lab (routing never leaves the namespaces, but logs stay readable)
@@ -62,8 +56,6 @@ class VrrpLab:
         self.addr = {h: f"{self.net}.{11 + i}" for i, h in enumerate(self.hosts)}
         self.addr[self.client] = f"{self.net}.50"
         self.tmpdir = tmpdir or tempfile.mkdtemp(prefix="kha-vip-")
-        self.procs = []   # Daemons
-        self._namespaces = []
         try:
             self._build()
         except BaseException:
@@ -71,17 +63,12 @@ class VrrpLab:
             raise
 
     # -- building ----------------------------------------------------------------------------
-    def _ns(self, name):
-        sh("ip", "netns", "add", name)
-        self._namespaces.append(name)
-        sh("ip", "-n", name, "link", "set", "lo", "up")
-
     def _build(self):
-        self._ns(self.br)
+        self.ns(self.br)
         sh("ip", "-n", self.br, "link", "add", "br0", "type", "bridge")
         sh("ip", "-n", self.br, "link", "set", "br0", "up")
         for i, h in enumerate(self.hosts + [self.client]):
-            self._ns(h)
+            self.ns(h)
             port = f"p{i}"
             # created inside the bridge namespace, its peer straight into the host's
             sh("ip", "-n", self.br, "link", "add", port, "type", "veth", "peer", "name", "eth0",
@@ -90,26 +77,10 @@ class VrrpLab:
             sh("ip", "-n", h, "addr", "add", f"{self.addr[h]}/24", "dev", "eth0")
             sh("ip", "-n", h, "link", "set", "eth0", "up")
             if h != self.client:
-                # a Python script without a SIGTERM handler: its clean stop is that signal
-                self.spawn(h, f"server-{h}", ["python3", "-c", SERVER, h],
-                           ok_codes=(-signal.SIGTERM,))
+                self.spawn(h, f"server-{h}", ["python3", "-c", SERVER, h])
 
     def port_of(self, host):
         return f"p{(self.hosts + [self.client]).index(host)}"
-
-    # -- processes ---------------------------------------------------------------------------
-    def spawn(self, ns, name, argv, env=None, group=False, ok_codes=(0,)):
-        """Starts argv in namespace ns as a Daemon (in a session of its own, so kill_group()
-        reaches what a forking daemon such as keepalived starts), output to a log.
-        `group` is accepted for older callers: every daemon has its own group now."""
-        log = os.path.join(self.tmpdir, f"{name}.log")
-        p = Daemon(["ip", "netns", "exec", ns, *map(str, argv)], log, name=name, env=env,
-                   ok_codes=ok_codes)
-        self.procs.append(p)
-        return p
-
-    def log(self, p):
-        return p.log()
 
     # -- observation -------------------------------------------------------------------------
     def holders(self):
@@ -139,33 +110,3 @@ class VrrpLab:
     def link(self, host, up):
         """Cuts (or restores) a host's cable: its bridge port goes down."""
         sh("ip", "-n", self.br, "link", "set", self.port_of(host), "up" if up else "down")
-
-    # -- teardown ----------------------------------------------------------------------------
-    @staticmethod
-    def kill_group(p, sig=signal.SIGKILL):
-        """A signal to p's whole process group (a forking daemon and its children)."""
-        if sig == signal.SIGKILL:
-            p.killed = True
-        elif sig in (signal.SIGTERM, signal.SIGINT):
-            p.asked = True
-        try:
-            os.killpg(p.pid, sig)
-        except ProcessLookupError:
-            pass
-
-    def close(self):
-        """Stops every daemon (checked, see Daemon.stop) and deletes the namespaces; fails after
-        the cleanup if any daemon crashed, hung or reported a sanitizer error."""
-        try:
-            procs, self.procs = self.procs, []
-            stop_all(procs)
-        finally:
-            for ns in reversed(self._namespaces):
-                sh("ip", "netns", "del", ns, check=False)
-            self._namespaces = []
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()

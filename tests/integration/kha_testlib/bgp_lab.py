@@ -1,0 +1,373 @@
+# SPDX-License-Identifier: MIT
+"""A routed network in namespaces for kha bgp tests and benches: one router, three masters, a client.
+
+Topology, all inside namespaces this module creates (nothing in the root namespace):
+
+    <p>-r    the router: bridge br0 = 10.<n>.<m>.1/24 towards the masters, eth1 = 10.<n>.<m+1>.1/24
+             towards the client, IPv4 forwarding with L4 ECMP hashing; runs BIRD 2, FRR or GoBGP
+    <p>-m1.. masters, eth0 = 10.<n>.<m>.1x/24 on br0, default route via the router, an HTTPS
+             server (kha_testlib.backends) on :8443 answering /version with its name, a plain HTTP
+             health file server on 127.0.0.1:18080 (GET /ok is 200 while the file exists), and
+             whatever speaker the test starts (kha bgp, or gobgpd for the reference)
+    <p>-c    a client, eth0 = 10.<n>.<m+1>.2/24, default route via the router
+
+The service address is 10.<n>.200.<m> (/32), announced by the masters, never configured on the
+router. Names are unique per lab (pid + counter), so parallel test workers never collide.
+BgpLab.close() kills what it started and deletes every namespace, also after a failure.
+"""
+import itertools
+import json
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import textwrap
+import time
+
+from kha_testlib.backends import make_pki, wait_for  # noqa: F401 (tests use wait_for)
+from kha_testlib.netns import NetnsLab, sh  # noqa: F401 (tests use sh)
+
+_counter = itertools.count()
+BACKENDS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "backends.py")
+
+# A client that opens a new TLS connection per request and reports each one as a JSON line:
+# {"t": seconds since start, "ok": bool, "name": master or "", "err": text}.
+LOAD = textwrap.dedent("""
+    import json, socket, ssl, sys, time, signal
+    vip, ca, duration, count, gap = sys.argv[1], sys.argv[2], float(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5])
+    ctx = ssl.create_default_context(cafile=ca); ctx.check_hostname = False
+    stop = []
+    signal.signal(signal.SIGTERM, lambda *a: stop.append(1))
+    t0 = time.monotonic(); n = 0
+    while not stop and (count == 0 or n < count) and (duration == 0 or time.monotonic() - t0 < duration):
+        t = time.monotonic() - t0; n += 1
+        try:
+            with socket.create_connection((vip, 8443), timeout=2) as s:
+                s.settimeout(2)
+                with ctx.wrap_socket(s) as c:
+                    c.sendall(b"GET /version HTTP/1.1\\r\\nHost: x\\r\\nConnection: close\\r\\n\\r\\n")
+                    data = b""
+                    while True:
+                        b = c.recv(4096)
+                        if not b: break
+                        data += b
+            name = json.loads(data.split(b"\\r\\n\\r\\n", 1)[1])["name"]
+            print(json.dumps({"t": t, "ok": True, "name": name, "err": ""}), flush=True)
+        except Exception as e:
+            print(json.dumps({"t": t, "ok": False, "name": "", "err": repr(e)}), flush=True)
+        if gap: time.sleep(gap)
+""")
+
+
+class BgpLab(NetnsLab):
+    ROUTER_AS = 65000
+    MASTER_AS = 65001
+
+    def __init__(self, masters=3, tmpdir=None):
+        super().__init__()
+        n = next(_counter)
+        pid = os.getpid()
+        self.prefix = f"kb{pid % 100000}x{n}"
+        a = 100 + (pid + n) % 150
+        b = (n * 2) % 200
+        self.net = f"10.{a}.{b}"
+        self.cnet = f"10.{a}.{b + 1}"
+        self.vip = f"10.{a}.200.{1 + n % 250}"
+        self.router = f"{self.prefix}-r"
+        self.client = f"{self.prefix}-c"
+        self.masters = [f"{self.prefix}-m{i + 1}" for i in range(masters)]
+        self.addr = {m: f"{self.net}.{11 + i}" for i, m in enumerate(self.masters)}
+        self.addr[self.router] = f"{self.net}.1"
+        self.addr[self.client] = f"{self.cnet}.2"
+        self.tmpdir = tmpdir or tempfile.mkdtemp(prefix="kha-bgp-")
+        self._dirs = []
+        try:
+            self.pki = make_pki(os.path.join(self.tmpdir, "pki"))
+            self._build()
+        except BaseException:
+            self.close()
+            raise
+
+    # -- building ----------------------------------------------------------------------------
+    def _build(self):
+        r = self.router
+        self.ns(r)
+        sh("ip", "netns", "exec", r, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+        # L4 hashing: new connections from one client spread over the paths
+        sh("ip", "netns", "exec", r, "sysctl", "-qw", "net.ipv4.fib_multipath_hash_policy=1")
+        sh("ip", "-n", r, "link", "add", "br0", "type", "bridge")
+        sh("ip", "-n", r, "addr", "add", f"{self.net}.1/24", "dev", "br0")
+        sh("ip", "-n", r, "link", "set", "br0", "up")
+        for i, m in enumerate(self.masters):
+            self.ns(m)
+            port = f"p{i}"
+            sh("ip", "-n", r, "link", "add", port, "type", "veth", "peer", "name", "eth0",
+               "netns", m)
+            sh("ip", "-n", r, "link", "set", port, "master", "br0", "up")
+            sh("ip", "-n", m, "addr", "add", f"{self.addr[m]}/24", "dev", "eth0")
+            sh("ip", "-n", m, "link", "set", "eth0", "up")
+            sh("ip", "-n", m, "route", "add", "default", "via", f"{self.net}.1")
+            self.spawn(m, f"https-{m}", ["python3", BACKENDS, "tls", "--host", "0.0.0.0",
+                                         "--port", 8443, "--cert", self.pki["cert"], "--key",
+                                         self.pki["key"], "--name", m])
+            health = os.path.join(self.tmpdir, f"health-{m}")
+            os.makedirs(health, exist_ok=True)
+            self.set_healthy(m, True)
+            self.spawn(m, f"health-{m}", ["python3", "-m", "http.server", "18080", "--bind",
+                                          "127.0.0.1", "--directory", health])
+        c = self.client
+        self.ns(c)
+        sh("ip", "-n", r, "link", "add", "eth1", "type", "veth", "peer", "name", "eth0",
+           "netns", c)
+        sh("ip", "-n", r, "addr", "add", f"{self.cnet}.1/24", "dev", "eth1")
+        sh("ip", "-n", r, "link", "set", "eth1", "up")
+        sh("ip", "-n", c, "addr", "add", f"{self.cnet}.2/24", "dev", "eth0")
+        sh("ip", "-n", c, "link", "set", "eth0", "up")
+        sh("ip", "-n", c, "route", "add", "default", "via", f"{self.cnet}.1")
+        for m in self.masters:
+            wait_for(lambda m=m: self._listening(m, 8443) and self._listening(m, 18080), 20,
+                     f"servers of {m}")
+
+    def _listening(self, ns, port):
+        out = sh("ip", "netns", "exec", ns, "ss", "-Htln", f"sport = :{port}", check=False)
+        return bool(out.stdout.strip())
+
+    def set_healthy(self, master, ok):
+        """The master's health file: GET http://127.0.0.1:18080/ok is 200 while it exists."""
+        path = os.path.join(self.tmpdir, f"health-{master}", "ok")
+        if ok:
+            with open(path, "w") as f:
+                f.write("ok\n")
+        elif os.path.exists(path):
+            os.unlink(path)
+
+    def port_of(self, master):
+        return f"p{self.masters.index(master)}"
+
+    # -- processes ---------------------------------------------------------------------------
+    def kha_bgp(self, kha, master, *extra, bfd=True, tag=""):
+        """Starts kha bgp on a master, peering with the router."""
+        args = [kha, "bgp", "--router-id", self.addr[master], "--local-as", self.MASTER_AS,
+                "--peer", self.addr[self.router], "--peer-as", self.ROUTER_AS,
+                "--announce", f"{self.vip}/32", "--connect-retry", "1s",
+                "--track-url", "http://127.0.0.1:18080/ok", "--track-interval", "100ms",
+                "--track-fall", "1", "--track-rise", "1", "--log-level", "debug"]
+        if bfd:
+            args += ["--bfd", "--bfd-interval", "100ms", "--bfd-multiplier", "3"]
+        return self.spawn(master, f"kha-bgp-{master}{tag}", [*args, *map(str, extra)])
+
+    # -- the router --------------------------------------------------------------------------
+    def bird_config(self, bfd=True, hold=9, gshut=True, neighbor_extra=""):
+        """neighbor_extra: more BIRD options for every session ('password "x";')."""
+        nbrs = "\n".join(
+            f"protocol bgp {m.replace('-', '_')} from masters {{ neighbor {self.addr[m]} "
+            f"as {self.MASTER_AS}; {neighbor_extra} }}" for m in self.masters)
+        imp = ("if (65535, 0) ~ bgp_community then bgp_local_pref = 0; accept;" if gshut
+               else "accept;")
+        bfd_proto = textwrap.dedent("""
+            protocol bfd {
+                interface "br0" { min rx interval 100 ms; min tx interval 100 ms;
+                                  idle tx interval 300 ms; multiplier 3; };
+            }
+        """) if bfd else ""
+        return textwrap.dedent(f"""
+            router id {self.net}.1;
+            protocol device {{ scan time 1; }}
+            protocol kernel {{
+                ipv4 {{ import none; export all; }};
+                merge paths yes limit 16;
+            }}
+        """) + bfd_proto + textwrap.dedent(f"""
+            template bgp masters {{
+                local {self.net}.1 as {self.ROUTER_AS};
+                ipv4 {{ import filter {{ {imp} }}; export none; }};
+                hold time {hold};
+                keepalive time {max(1, hold // 3)};
+                connect retry time 1;
+                connect delay time 1;
+                error wait time 1, 5;
+                {"bfd on;" if bfd else ""}
+            }}
+        """) + nbrs + "\n"
+
+    def start_bird(self, **kw):
+        conf = os.path.join(self.tmpdir, "bird.conf")
+        with open(conf, "w") as f:
+            f.write(self.bird_config(**kw))
+        self.bird_sock = os.path.join(self.tmpdir, "bird.ctl")
+        return self.spawn(self.router, "bird", ["bird", "-f", "-c", conf, "-s", self.bird_sock])
+
+    def birdc(self, *cmd):
+        r = sh("ip", "netns", "exec", self.router, "birdc", "-s", self.bird_sock, *cmd,
+               check=False)
+        return r.stdout
+
+    def start_frr(self, bfd=True, hold=9):
+        """FRR as the router: zebra (ECMP into the kernel), bgpd with maximum-paths, bfdd."""
+        # FRR drops to its own user (the vty group is compiled in): a directory it can use,
+        # outside the test's private temporary directory
+        d = tempfile.mkdtemp(prefix="kha-frr-")
+        self._dirs.append(d)
+        self.frr_dir = d
+        nbrs = []
+        for m in self.masters:
+            a = self.addr[m]
+            nbrs += [f" neighbor {a} remote-as {self.MASTER_AS}",
+                     f" neighbor {a} timers connect 1"]
+            if bfd:
+                nbrs.append(f" neighbor {a} bfd profile fast")
+        conf = {
+            "zebra.conf": "hostname r\n",
+            "bfdd.conf": textwrap.dedent("""
+                hostname r
+                bfd
+                 profile fast
+                  receive-interval 100
+                  transmit-interval 100
+                  detect-multiplier 3
+                 !
+                !
+            """),
+            "bgpd.conf": textwrap.dedent(f"""
+                hostname r
+                router bgp {self.ROUTER_AS}
+                 bgp router-id {self.net}.1
+                 no bgp ebgp-requires-policy
+                 timers bgp {max(1, hold // 3)} {hold}
+            """) + "\n".join(nbrs) + textwrap.dedent("""
+                 address-family ipv4 unicast
+                  maximum-paths 16
+                 exit-address-family
+                !
+            """),
+        }
+        for name, text in conf.items():
+            with open(os.path.join(d, name), "w") as f:
+                f.write(text)
+        for x in [d, *(os.path.join(d, n) for n in conf)]:
+            shutil.chown(x, "frr", "frr")
+        common = ["--vty_socket", d, "-P", "0", "--log", f"file:{d}/frr.log"]
+        zsock = os.path.join(d, "zserv.api")
+        procs = [self.spawn(self.router, "zebra", ["/usr/lib/frr/zebra", "-f",
+                                                   os.path.join(d, "zebra.conf"), "-i",
+                                                   os.path.join(d, "zebra.pid"), "-z", zsock,
+                                                   *common])]
+        wait_for(lambda: os.path.exists(zsock), 20, "zebra's socket")
+        if bfd:
+            procs.append(self.spawn(self.router, "bfdd", [
+                "/usr/lib/frr/bfdd", "-f", os.path.join(d, "bfdd.conf"), "-i",
+                os.path.join(d, "bfdd.pid"), "-z", zsock, "--bfdctl",
+                os.path.join(d, "bfdd.sock"), *common]))
+        procs.append(self.spawn(self.router, "bgpd", [
+            "/usr/lib/frr/bgpd", "-f", os.path.join(d, "bgpd.conf"), "-i",
+            os.path.join(d, "bgpd.pid"), "-z", zsock, *common]))
+        return procs
+
+    def vtysh(self, cmd):
+        r = sh("ip", "netns", "exec", self.router, "vtysh", "--vty_socket", self.frr_dir, "-c",
+               cmd, check=False)
+        return r.stdout
+
+    def start_gobgp_router(self, ipv6=False, hold=9):
+        """GoBGP as the router (it installs nothing into the kernel: read its RIB)."""
+        lines = [f"[global.config]\n  as = {self.ROUTER_AS}\n  router-id = \"{self.net}.1\"\n"]
+        for m in self.masters:
+            lines.append(textwrap.dedent(f"""
+                [[neighbors]]
+                  [neighbors.config]
+                    neighbor-address = "{self.addr[m]}"
+                    peer-as = {self.MASTER_AS}
+                  [neighbors.timers.config]
+                    connect-retry = 1
+                    hold-time = {hold}
+                    keepalive-interval = {max(1, hold // 3)}
+                  [[neighbors.afi-safis]]
+                    [neighbors.afi-safis.config]
+                      afi-safi-name = "ipv4-unicast"
+            """))
+            if ipv6:
+                lines.append(textwrap.dedent("""
+                  [[neighbors.afi-safis]]
+                    [neighbors.afi-safis.config]
+                      afi-safi-name = "ipv6-unicast"
+                """))
+        conf = os.path.join(self.tmpdir, "gobgpd.toml")
+        with open(conf, "w") as f:
+            f.write("".join(lines))
+        return self.spawn(self.router, "gobgpd", ["gobgpd", "-f", conf, "-t", "toml",
+                                                  "--api-hosts", "127.0.0.1:50051"])
+
+    def gobgp(self, *args):
+        r = sh("ip", "netns", "exec", self.router, "gobgp", "-u", "127.0.0.1", "-p", "50051",
+               *args, check=False)
+        return r.stdout
+
+    # -- observation -------------------------------------------------------------------------
+    def paths(self):
+        """The next hops of the service address in the router's kernel table (a set)."""
+        r = sh("ip", "-n", self.router, "-4", "route", "show", f"{self.vip}/32", check=False)
+        hops = set()
+        for line in r.stdout.splitlines():
+            words = line.split()
+            if "via" in words:
+                hops.add(words[words.index("via") + 1])
+        return hops
+
+    def masters_of(self, hops):
+        by_addr = {self.addr[m]: m for m in self.masters}
+        return {by_addr[h] for h in hops if h in by_addr}
+
+    def load(self, duration=0, count=0, gap=0.0):
+        """Runs the client once (blocking) and returns its results."""
+        r = sh("ip", "netns", "exec", self.client, "python3", "-c", LOAD, self.vip,
+               self.pki["ca"], duration, count, gap, check=False,
+               timeout=max(60, duration + count * 3 + 30))
+        return [json.loads(x) for x in r.stdout.splitlines() if x.startswith("{")]
+
+    def start_load(self, gap=0.0):
+        """The client in the background: stop_load() ends it and returns its results."""
+        out = os.path.join(self.tmpdir, f"load-{time.monotonic_ns()}.jsonl")
+        f = open(out, "w")
+        p = self.spawn(self.client, "load", ["python3", "-c", LOAD, self.vip, self.pki["ca"], 0,
+                                             0, gap], stdout=f)
+        f.close()
+        p.out = out
+        p.t0 = time.monotonic()
+        return p
+
+    def stop_load(self, p):
+        p.send_signal(signal.SIGTERM)
+        try:
+            p.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+        with open(p.out) as f:
+            return [json.loads(x) for x in f if x.startswith("{")]
+
+    def link(self, master, up):
+        """Cuts (or restores) a master's cable: its bridge port goes down."""
+        sh("ip", "-n", self.router, "link", "set", self.port_of(master), "up" if up else "down")
+
+    def ns_http(self, ns, url):
+        code = textwrap.dedent(f"""
+            import urllib.request, sys
+            try:
+                sys.stdout.write(urllib.request.urlopen("{url}", timeout=2).read().decode())
+            except Exception as e:
+                sys.stdout.write("ERR " + str(e)); sys.exit(1)
+        """)
+        r = sh("ip", "netns", "exec", ns, "python3", "-c", code, check=False)
+        return r.stdout if r.returncode == 0 else None
+
+    def status(self, master):
+        body = self.ns_http(master, "http://127.0.0.1:9445/status")
+        return json.loads(body) if body else None
+
+    # -- teardown ----------------------------------------------------------------------------
+    def close(self):
+        super().close()
+        for d in self._dirs:
+            shutil.rmtree(d, ignore_errors=True)
+        self._dirs = []
