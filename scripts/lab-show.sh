@@ -1,14 +1,19 @@
 #!/usr/bin/env bash
-# make lab: the whole HA design on this machine, broken on purpose and measured.
+# make lab: a real Kubernetes control plane on this machine, broken on purpose and measured.
 # Usage: scripts/lab-show.sh path/to/kha
+#   KHA_K8S_BIN=DIR       the real programs (make lab sets it from scripts/k8s.sh)
 #   KHA_LAB_DIR=DIR       the lab directory (default: a temporary one)
-#   KHA_LAB_SVG=FILE      where the drill's timeline goes (default: ./lab-drill.svg)
-#   KHA_LAB_REPORT=FILE   where its JSON report goes (default: ./lab-drill.json)
-#   KHA_LAB_FLOOR=PCT     the availability floor of the entry point (default 90)
+#   KHA_LAB_SVG=FILE      the drill's timeline through the node's entry (default ./lab-drill.svg;
+#                         the VIP's goes next to it as lab-drill-vip.svg)
+#   KHA_LAB_REPORT=FILE   its JSON report (default ./lab-drill.json)
+#   KHA_LAB_SLO=PCT       the drill's verdict: availability per entry and fault (default 90);
+#                         under it is reported, not an invariant (it depends on the machine)
+#   KHA_LAB_RATE=N        requests per second of each kind per entry (default 10)
+#   KHA_LAB_FAULTS=LIST   the faults to run (default all; see kha lab drill --help)
 # Each step says what happens and why it matters. The invariants are checked (no acknowledged
-# write lost, never two backup takers at once, availability above the floor, the lab healthy
-# before and after): the show exits non-zero when one fails. The lab is always torn down, even
-# on failure or Ctrl-C.
+# write lost, availability and longest outage reported per entry and fault, the Lease handover
+# measured, backups going on, the lab ready before and after): the show exits non-zero when one
+# fails. The lab is always torn down, even on failure or Ctrl-C.
 set -uo pipefail
 
 KHA=${1:?usage: $0 path/to/kha}
@@ -17,7 +22,10 @@ WORK=$(mktemp -d "${TMPDIR:-/tmp}/kha-lab-show.XXXXXX")
 DIR=${KHA_LAB_DIR:-$WORK/lab}
 SVG=${KHA_LAB_SVG:-$PWD/lab-drill.svg}
 REPORT=${KHA_LAB_REPORT:-$PWD/lab-drill.json}
-FLOOR=${KHA_LAB_FLOOR:-90}
+SLO=${KHA_LAB_SLO:-90}
+FAULTS=${KHA_LAB_FAULTS:-all}
+RATE=${KHA_LAB_RATE:-10}
+WORKERS="worker-1 worker-2 worker-3"
 STEP=0
 
 if [ -t 1 ]; then B=$'\e[1m' G=$'\e[32m' R=$'\e[31m' N=$'\e[0m'; else B= G= R= N=; fi
@@ -51,116 +59,145 @@ fail() {
 	exit 1
 }
 
-command -v etcd >/dev/null || fail "etcd not found on PATH (run 'make deps': Debian's etcd-server)"
+# kubectl inside the node's host, through its kha proxy (quiet: for the set-up steps)
+kubectl_node() {
+	"$KHA" lab exec --dir "$DIR" node -- kubectl --request-timeout=20s "$@"
+}
 
-step "Start the whole design: 3 masters and a node, on loopback" \
-	"Each master runs an etcd member (TLS, client certificates: etcd is the only stateful" \
-	"part, 3 members survive the loss of any one) and 'kha elect', which runs the scheduled" \
-	"'kha etcd backup' only while it leads an election: exactly one master takes backups," \
-	"and another takes over within seconds when it dies." \
-	"The node runs 'kha proxy', its one entry point to the masters, balancing and failing" \
-	"over between them. There is no kube-apiserver on this machine, so here the entry" \
-	"fronts the etcd members' client API; in front of real masters the same proxy runs" \
-	"with --backend MASTER:6443 and checks GET /readyz (the command is printed below)."
-show "$KHA" lab up --dir "$DIR" || fail "kha lab up failed"
+[ -n "${KHA_K8S_BIN:-}" ] || fail "KHA_K8S_BIN is not set: run 'make lab' (it builds the real programs with scripts/k8s.sh)"
+[ "$(id -u)" -eq 0 ] || fail "the Kubernetes lab needs root (a network namespace per host)"
 
-step "Look at it: every process, the entry point, the leader" \
-	"Healthy means: every member healthy, every process running, the proxy ready with" \
-	"every master up, and one master leading the backup election (exit code 0)."
-show "$KHA" lab status --dir "$DIR"
-rc=$?
-[ "$rc" -eq 0 ] || fail "kha lab status exited $rc before the drill (expected 0: healthy)"
-echo "${G}exit code 0: healthy, as expected${N}"
-# shellcheck disable=SC1091
-. "$DIR/env"
-echo "\$ kha etcd status ...   (etcd's own view: members, leader, quorum)"
-"$KHA" etcd status --endpoints "$ETCDCTL_ENDPOINTS" --cacert "$ETCDCTL_CACERT" \
-	--cert "$ETCDCTL_CERT" --key "$ETCDCTL_KEY" || fail "kha etcd status is not healthy"
+step "Start a real control plane: 3 masters, a node, 2 load balancers" \
+	"kubeadm's stacked-etcd HA topology, each host a network namespace on one bridge:" \
+	"every master runs an etcd 3.6 member, kube-apiserver, kube-controller-manager and" \
+	"kube-scheduler (both --leader-elect) and 'kha elect', which runs the scheduled" \
+	"'kha etcd backup' only while it leads (exactly one master takes backups)." \
+	"Two entries to the apiservers: the node's own kha proxy on 127.0.0.1:7443, and a" \
+	"pair of load balancers (kha proxy + kha vip) holding the VIP. PKI and kubeconfigs" \
+	"come from kubeadm's phases, as users have them."
+show "$KHA" lab up --kubernetes --k8s-bin "$KHA_K8S_BIN" --dir "$DIR" --timeout 300s ||
+	fail "kha lab up --kubernetes failed"
+
+step "Register a few worker nodes through the API" \
+	"No kubelet runs here: Node objects are registered the way a kubelet would, Ready, so" \
+	"that the real scheduler has somewhere to place Pods."
+now=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+for w in $WORKERS; do
+	kubectl_node get node "$w" >/dev/null 2>&1 ||
+		printf '{"apiVersion":"v1","kind":"Node","metadata":{"name":"%s","labels":{"kubernetes.io/hostname":"%s","kubernetes.io/os":"linux"}}}' "$w" "$w" |
+		kubectl_node create -f - >/dev/null || fail "cannot register $w"
+	kubectl_node patch node "$w" --subresource=status --type=merge -p "{\"status\":{\"conditions\":[{\"type\":\"Ready\",\"status\":\"True\",\"reason\":\"KubeletReady\",\"message\":\"registered by the kha lab (no kubelet)\",\"lastHeartbeatTime\":\"$now\",\"lastTransitionTime\":\"$now\"}],\"capacity\":{\"cpu\":\"4\",\"memory\":\"8Gi\",\"pods\":\"110\"},\"allocatable\":{\"cpu\":\"4\",\"memory\":\"8Gi\",\"pods\":\"110\"}}}" >/dev/null ||
+		fail "cannot mark $w Ready"
+	echo "    $w registered"
+done
+
+step "kubectl through each entry" \
+	"From inside the lab's hosts (nothing is sent from this machine's own namespace):" \
+	"the node through its kha proxy, lb1 through the VIP, m1 straight to its apiserver."
+for host in node lb1 m1; do
+	show "$KHA" lab exec --dir "$DIR" "$host" -- kubectl --request-timeout=20s get nodes ||
+		fail "kubectl get nodes through $host's entry failed"
+done
 
 step "Audit it: is any single point of failure left?" \
-	"kha audit reads etcd (members, health, alarms), the newest backup (recent, and it" \
-	"verifies), the certificate the entry point presents (it must carry the entry address" \
-	"in its SANs, or no node can connect) and the node's proxy (it must know every master" \
-	"and see them up). On a real cluster add --kubeconfig: it also checks" \
-	"the apiservers, cluster DNS replicas and the controller-manager/scheduler leases."
-ENTRY=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["node"]["entry_port"])' \
-	"$DIR/lab.json") || fail "no entry port in $DIR/lab.json"
-PROXY=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["node"]["metrics_addr"])' \
-	"$DIR/lab.json") || fail "no proxy admin address in $DIR/lab.json"
-# the backups are in the directory of the master that leads: the one with the newest snapshot
+	"kha audit on the real API (apiservers behind default/kubernetes, the leader Leases of" \
+	"the controller-manager and the scheduler, cluster DNS), etcd (members, alarms, the" \
+	"newest backup), the certificate the node's entry presents and the node's kha proxy." \
+	"The lab runs no cluster DNS: the audit says so (a warning, not a failure here)."
 for _ in $(seq 60); do
 	ls "$DIR"/backups/*/*.db >/dev/null 2>&1 && break
 	sleep 0.5
 done
 BACKUPS=$(dirname "$(ls -t "$DIR"/backups/*/*.db 2>/dev/null | head -1)")
-show "$KHA" audit --endpoints "$ETCDCTL_ENDPOINTS" --cacert "$ETCDCTL_CACERT" \
-	--cert "$ETCDCTL_CERT" --key "$ETCDCTL_KEY" --backup-dir "$BACKUPS" --backup-max-age 10m \
-	--entry "127.0.0.1:$ENTRY" --proxy "$PROXY"
+# shellcheck disable=SC1091
+. "$DIR/env"
+show "$KHA" lab exec --dir "$DIR" node -- "$KHA" audit --kubeconfig "$DIR/kubeconfig/node.conf" \
+	--endpoints "$ETCDCTL_ENDPOINTS" --cacert "$ETCDCTL_CACERT" --cert "$ETCDCTL_CERT" \
+	--key "$ETCDCTL_KEY" --backup-dir "$BACKUPS" --backup-max-age 10m \
+	--entry 127.0.0.1:7443 --proxy 127.0.0.1:9090
 rc=$?
-[ "$rc" -eq 0 ] || fail "kha audit exited $rc (expected 0: no single point of failure)"
-echo "${G}exit code 0: nothing to fix${N}"
+[ "$rc" -le 1 ] || fail "kha audit exited $rc: a critical single point of failure"
+echo "${G}exit code $rc: no critical finding${N}"
 
-step "Break it for real, and measure what a client would have seen (about a minute)" \
-	"50 etcd writes per second go through the node's entry point, each on a new TLS" \
-	"connection, while three faults hit the masters one after the other:" \
-	"  1. a master that does not lead is killed (SIGKILL to etcd, kha elect and its backup)" \
-	"     and restarted: the entry must fail over at once, no acknowledged write may be lost;" \
-	"  2. the master that leads the backup election is killed and restarted: another master" \
-	"     must take over the election (its lease runs out in 3s) and the backups;" \
-	"  3. a master is frozen (SIGSTOP: a hung machine that still accepts connections) and" \
-	"     thawed: the proxy must route around the silence." \
-	"Afterwards every write is read back from the members. The lines below are live."
-show "$KHA" lab drill --dir "$DIR" --report "$REPORT" --svg "$SVG" --min-availability "$FLOOR"
+step "Break it for real, and measure what Kubernetes clients would have seen (minutes)" \
+	"Through each entry at once (the node's kha proxy and the VIP), ConfigMap creates and" \
+	"GETs go to the API on new TLS connections with the admin certificate, and a watch" \
+	"stays open, while the faults hit the control plane one after the other: a master" \
+	"killed (SIGKILL to all its processes), a master frozen (SIGSTOP), one kube-apiserver" \
+	"stopped gracefully (its /readyz turns unready first: the entries must drain it), the" \
+	"controller-manager holding the Lease killed (client-go's 15s/10s/2s decide the" \
+	"handover), etcd's Raft leader's host killed, the load balancer holding the VIP killed," \
+	"and every master restarted in turn under kha lock, as an upgrade does. Each write is" \
+	"listed back afterwards. The lines below are live."
+show "$KHA" lab drill --dir "$DIR" --faults "$FAULTS" --slo "$SLO" --rate "$RATE" \
+	--report "$REPORT" --svg "$SVG"
 drill_rc=$?
 
 step "Check the invariants" \
-	"The drill's verdict is its exit code; the report states each invariant."
-if command -v python3 >/dev/null && [ -f "$REPORT" ]; then
-	python3 - "$REPORT" "$FLOOR" <<'EOF' || { [ "$drill_rc" -ne 0 ] || drill_rc=1; }
+	"No acknowledged write lost, every fault run and measured per entry (availability," \
+	"longest outage, watch reconnect), the Lease handed over, backups going on, the lab" \
+	"ready again. Availability under --slo is the drill's verdict (exit 1) and is shown as a" \
+	"note: on shared cores it says as much about the machine as about the design."
+# exit 1 (under the SLO) is reported; anything else (lost writes, a command failed) fails
+[ "$drill_rc" -eq 1 ] && drill_rc=0
+python3 - "$REPORT" <<'EOF' || { [ "$drill_rc" -ne 0 ] || drill_rc=1; }
 import json, sys
 r = json.load(open(sys.argv[1]))
-floor = float(sys.argv[2])
 ok = True
 def check(cond, good, bad):
     global ok
     print(("    ok    " if cond else "    FAIL  ") + (good if cond else bad))
-    ok &= cond
+    ok &= bool(cond)
 lost = r["lost_acknowledged_writes"]
-check(lost == 0, "no acknowledged write lost (%d acknowledged)" % r["drill"]["writes"]["acked"],
+acked = sum(r["drills"][e + "_writes"]["writes"]["acked"] for e in ("node", "vip"))
+check(lost == 0, "no acknowledged write lost (%d acknowledged through both entries)" % acked,
       "%d acknowledged writes lost" % lost)
-if r["backups"] is not None:
-    b = r["backups"]
-    check(b["conflicts"] == 0 and b["max_takers_per_term"] <= 1,
-          "never two backup takers at once (%d snapshots, each by the leader of its time)"
-          % len(b["snapshots"]),
-          "%d snapshots by a master that did not lead" % b["conflicts"])
-    for f in r["faults"]:
-        check(f["backup"]["continued"],
-              "%s: backups went on (%s)" % (f["name"], f["backup"]["taker"]),
-              "%s: no snapshot after the fault" % f["name"])
-        if f["handover_needed"]:
-            check(f["handover_ms"] is not None,
-                  "%s: %s took over the election after %.2fs"
-                  % (f["name"], f["leader_after"], (f["handover_ms"] or 0) / 1000),
-                  "%s: no new leader" % f["name"])
-a = r["availability_percent"] or 0
-check(a >= floor, "entry availability %.3f%% >= floor %.1f%%" % (a, floor),
-      "entry availability %.3f%% < floor %.1f%%" % (a, floor))
-check(r["healthy_after"], "the lab was healthy again after the drill",
-      "the lab was not healthy after the drill")
+for f in r["faults"]:
+    check(f["ran"], "%s ran (victim %s)" % (f["name"], f["victim"]), "%s did not run" % f["name"])
+    check(f["commands_ok"], "%s: its commands succeeded" % f["name"],
+          "%s: a fault or recovery command failed" % f["name"])
+    for e in ("node", "vip"):
+        x = f[e]
+        measured = (x["writes"]["availability_percent"] is not None
+                    and x["reads"]["availability_percent"] is not None)
+        check(measured,
+              "%s through %s: writes %.2f%%, reads %.2f%%, longest outage %.0fms, watch %s%s"
+              % (f["name"], e, x["writes"]["availability_percent"] or 0,
+                 x["reads"]["availability_percent"] or 0,
+                 max(x["writes"]["longest_outage_ms"], x["reads"]["longest_outage_ms"]),
+                 "unbroken" if x["watch"]["longest_reconnect_ms"] is None
+                 else "back after %.0fms" % x["watch"]["longest_reconnect_ms"],
+                 "" if x["slo_met"] else "  (note: under the SLO of %.1f%%)" % r["slo_percent"]),
+              "%s through %s: nothing measured" % (f["name"], e))
+        check(x["lost_acknowledged_writes"] == 0, "%s through %s: no write lost" % (f["name"], e),
+              "%s through %s: %d writes lost" % (f["name"], e, x["lost_acknowledged_writes"]))
+    if f["name"] == "kill-cm-leader":
+        l = f["controller_manager_lease"]
+        check(l["handover_ms"] is not None,
+              "kill-cm-leader: the Lease went from %s to %s after %.2fs"
+              % (l["holder_before"], l["holder_after"], (l["handover_ms"] or 0) / 1000),
+              "kill-cm-leader: no new holder of the Lease")
+    check(f["backup"]["continued"], "%s: backups went on (%s)" % (f["name"], f["backup"]["taker"]),
+          "%s: no snapshot after the fault" % f["name"])
+check(r["healthy_after"], "the lab was ready again after the drill",
+      "the lab was not ready after the drill")
 sys.exit(0 if ok else 1)
 EOF
-fi
 [ "$drill_rc" -eq 0 ] || fail "the drill's verdict is not clean (exit $drill_rc; report: $REPORT)"
 
-step "Look at it again" \
-	"Every process was restarted or thawed: healthy again (exit code 0)."
-show "$KHA" lab status --dir "$DIR"
-rc=$?
-[ "$rc" -eq 0 ] || fail "kha lab status exited $rc after the drill (expected 0: healthy)"
+step "Look at it again" "Every process was restarted or thawed: ready again (exit code 0)."
+show "$KHA" lab wait --dir "$DIR" --timeout 120s || fail "the lab is not ready after the drill"
 
 echo
-echo "${G}${B}The lab show passed: the design held through a killed master, a killed leader and a"
-echo "frozen master, without losing an acknowledged write.${N}"
-echo "Timeline of the drill (open it in a browser): $SVG"
-echo "Report (JSON, schema kha.lab.drill/v1 in docs/lab.md): $REPORT"
+echo "${G}${B}The lab show passed: the control plane held through every fault, through both"
+echo "entries, without losing an acknowledged write.${N}"
+echo "Timelines of the drill (open them in a browser): $SVG, ${SVG%.svg}-vip.svg"
+echo "Report (JSON, schema kha.lab.k8s-drill/v1 in docs/lab.md): $REPORT"
+echo
+echo "Next, with a lab of your own (kha lab up --kubernetes --k8s-bin \"\$KHA_K8S_BIN\"):"
+echo "  kha lab exec node -- kubectl get nodes"
+echo "  kha lab exec node -- kubectl get lease -n kube-system"
+echo "  kha lab stop-process --lease-holder kube-controller-manager --kill"
+echo "  kha lab stop-host --vip-holder --kill; kha lab start-host --all"
+echo "  kha lab drill --faults stop-apiserver,kill-lb --svg drill.svg"
+echo "  kha lab down"

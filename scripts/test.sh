@@ -103,8 +103,8 @@ step_sanitized() {
 	echo "=== again under AddressSanitizer + UndefinedBehaviorSanitizer ==="
 	CC=clang setup build-asan -Db_sanitize=address,undefined -Db_lundef=false \
 		-Dc_args=-fno-sanitize-recover=all -Dc_link_args=-fno-sanitize-recover=all
-	# allocator_may_return_null: an impossible allocation returns NULL as the C library's does
-	# (the code handles ENOMEM, and unit tests check it does) instead of aborting the test
+	# allocator_may_return_null: an allocation that overflows must come back NULL, as in production
+	# (kha returns -ENOMEM; the unit tests check it), not abort the process
 	export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:exitcode=99:allocator_may_return_null=1
 	export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1:exitcode=99
 	export LSAN_OPTIONS=suppressions=$PWD/tests/lsan.supp:print_suppressions=0

@@ -59,6 +59,11 @@ static const struct option longopts[] = {
 	{"write-prefix", required_argument, NULL, OPT_LIB},
 	{"keep-keys", no_argument, NULL, OPT_LIB},
 	{"readback-timeout", required_argument, NULL, OPT_LIB},
+	{"kube", no_argument, NULL, OPT_LIB},
+	{"kubeconfig", required_argument, NULL, OPT_LIB},
+	{"namespace", required_argument, NULL, OPT_LIB},
+	{"no-watch", no_argument, NULL, OPT_LIB},
+	{"watch-timeout", required_argument, NULL, OPT_LIB},
 	{"report", required_argument, NULL, OPT_LIB},
 	{"svg", required_argument, NULL, OPT_LIB},
 	{"slo", required_argument, NULL, OPT_LIB},
@@ -113,6 +118,16 @@ static void usage(FILE *out)
 		"  --write-prefix P        key prefix (default /kha-drill/<time>-<pid>/)\n"
 		"  --keep-keys             do not delete the keys after the check\n"
 		"  --readback-timeout D    keep retrying the read-back this long (default 15s)\n"
+		"Kubernetes mode (probes are API requests through the entry):\n"
+		"  --kube                  the target is a kube-apiserver or an entry in front of\n"
+		"                          it; each probe GETs a ConfigMap the drill creates, or\n"
+		"                          with --write creates one ConfigMap (acknowledged = 201),\n"
+		"                          all listed back afterwards through --endpoints URL\n"
+		"  --kubeconfig F          credentials and CA (and the target, when not given)\n"
+		"  --namespace NS          where the ConfigMaps go (default default)\n"
+		"  --watch-timeout D       a watch on the probed object is kept open and its\n"
+		"                          reconnects measured; timeoutSeconds of each (default 60s)\n"
+		"  --no-watch              no watch\n"
 		"\n"
 		"Example:\n"
 		"  kha drill --target https://10.0.0.10:6443/readyz --cacert ca.crt --rate 200 \\\n"
@@ -120,6 +135,8 @@ static void usage(FILE *out)
 		"kube-apiserver' \\\n"
 		"      --recover-at 30s --recover 'ssh master1 systemctl start kube-apiserver' \\\n"
 		"      --slo 99.9 --report drill.json --svg drill.svg\n"
+		"  kha drill --kube --write --kubeconfig /etc/kubernetes/admin.conf --rate 50 \\\n"
+		"      --fault-at 10s --fault 'ssh master1 systemctl kill -s KILL kube-apiserver'\n"
 		"\n"
 		"Exit codes: 0 ok, 1 availability under --slo, 2 acknowledged writes lost,\n"
 		"3 a command failed (drill stopped), 69 writes could not be read back,\n"

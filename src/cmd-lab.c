@@ -43,6 +43,9 @@ static void usage(FILE *out)
 		"  start-member   restart a stopped master on its data\n"
 		"  freeze-member  SIGSTOP a master's processes (a hung machine)\n"
 		"  thaw-member    SIGCONT them\n"
+		"  stop-process   stop one process of a master (kube-apiserver, ...)\n"
+		"  stop-host      stop a load balancer (or the node) of a Kubernetes lab\n"
+		"  start-host     start it again\n"
 		"  wait           wait until the lab is ready\n"
 		"  drill          write through the entry while masters are killed and frozen\n"
 		"  down           stop exactly what the lab started and remove DIR\n"
@@ -127,6 +130,13 @@ enum {
 	OPT_KUBERNETES,
 	OPT_K8S_BIN,
 	OPT_ENTRY,
+	OPT_RAFT_LEADER,
+	OPT_LEASE_HOLDER,
+	OPT_VIP_HOLDER,
+	OPT_FAULTS,
+	OPT_ROLLING_TIME,
+	OPT_SLO,
+	OPT_WATCH_TIMEOUT,
 };
 
 static int parse_duration(const char *sub, const char *flag, const char *arg, uint64_t *us)
@@ -895,9 +905,10 @@ static int cmd_status(int argc, char **argv)
 /* How a member subcommand picks its master. */
 enum pick {
 	PICK_NAME,
-	PICK_LEADER,   /* the master whose kha elect leads */
-	PICK_FOLLOWER, /* a running master that does not lead (the last one) */
-	PICK_ALL,      /* every master that needs it */
+	PICK_LEADER,	  /* the master whose kha elect leads */
+	PICK_FOLLOWER,	  /* a running master that does not lead (the last one) */
+	PICK_RAFT_LEADER, /* the master whose etcd member is the Raft leader */
+	PICK_ALL,	  /* every master that needs it */
 };
 
 /* Resolves --leader / --follower to a master; prints the error and sets *code on failure. */
@@ -909,12 +920,15 @@ static struct kha_lab_master *pick_master(const struct common *c, struct kha_lab
 	int r;
 
 	*code = KHA_EXIT_OK;
-	r = kha_lab_leading_master(lab, LEADER_TIMEOUT_US, &leader, &d);
+	if (pick == PICK_RAFT_LEADER)
+		r = kha_lab_raft_leader(lab, LEADER_TIMEOUT_US, &leader, &d);
+	else
+		r = kha_lab_leading_master(lab, LEADER_TIMEOUT_US, &leader, &d);
 	if (r < 0) {
 		*code = fail(c->sub, r, &d);
 		return NULL;
 	}
-	if (pick == PICK_LEADER) {
+	if (pick == PICK_LEADER || pick == PICK_RAFT_LEADER) {
 		struct kha_lab_master *m = leader ? kha_lab_find_master(lab, leader) : NULL;
 
 		if (!m) {
@@ -1053,19 +1067,22 @@ static void member_help(enum member_op op)
 		       "Example:\n  kha lab start-member m2\n");
 		return;
 	case OP_STOP:
-		printf("Usage: kha lab stop-member (NAME | --leader | --follower) [--dir DIR]\n"
+		printf("Usage: kha lab stop-member (NAME | --leader | --follower | --raft-leader)\n"
+		       "                           [--dir DIR]\n"
 		       "                           [--grace D] [--kill]\n\n"
 		       "Stops every process of a master (etcd, kha elect and the backup it runs):\n"
 		       "SIGTERM, then SIGKILL if still running after --grace (default 10s);\n"
 		       "--kill sends SIGKILL to all of them at once, like a power cut. --leader\n"
 		       "picks the master whose kha elect leads the backup election (in a lab made\n"
 		       "with --no-elect: etcd's Raft leader), --follower a running master that\n"
-		       "does not. Only processes the lab started, and what\n"
+		       "does not, --raft-leader the master whose etcd member is the Raft leader.\n"
+		       "Only processes the lab started, and what\n"
 		       "they started, are signalled (PID and start time checked).\n\n"
 		       "Example:\n  kha lab stop-member --leader --kill\n");
 		return;
 	case OP_FREEZE:
-		printf("Usage: kha lab freeze-member (NAME | --leader | --follower) [--dir DIR]\n\n"
+		printf("Usage: kha lab freeze-member (NAME | --leader | --follower | --raft-leader)\n"
+		       "                             [--dir DIR]\n\n"
 		       "Sends SIGSTOP to every process of a master and everything they started:\n"
 		       "a hung machine. Its ports still accept connections that nobody serves,\n"
 		       "its leases stop being renewed. 'kha lab thaw-member' resumes it.\n\n"
@@ -1088,6 +1105,7 @@ static int cmd_member(int argc, char **argv, enum member_op op)
 		{"timeout", required_argument, NULL, OPT_TIMEOUT},
 		{"leader", no_argument, NULL, OPT_LEADER},
 		{"follower", no_argument, NULL, OPT_FOLLOWER},
+		{"raft-leader", no_argument, NULL, OPT_RAFT_LEADER},
 		{"all", no_argument, NULL, OPT_ALL},
 		{"help", no_argument, NULL, 'h'},
 		{0},
@@ -1123,12 +1141,18 @@ static int cmd_member(int argc, char **argv, enum member_op op)
 			break;
 		case OPT_LEADER:
 		case OPT_FOLLOWER:
+		case OPT_RAFT_LEADER:
 			if (op == OP_START || op == OP_THAW)
 				return usage_error(c.sub, "--%s: name the master, or --all",
-						   opt == OPT_LEADER ? "leader" : "follower");
+						   opt == OPT_LEADER	 ? "leader"
+						   : opt == OPT_FOLLOWER ? "follower"
+									 : "raft-leader");
 			if (picked)
-				return usage_error(c.sub, "give one of NAME, --leader, --follower");
-			pick = opt == OPT_LEADER ? PICK_LEADER : PICK_FOLLOWER;
+				return usage_error(c.sub, "give one of NAME, --leader, --follower, "
+							  "--raft-leader");
+			pick = opt == OPT_LEADER     ? PICK_LEADER
+			       : opt == OPT_FOLLOWER ? PICK_FOLLOWER
+						     : PICK_RAFT_LEADER;
 			picked = true;
 			break;
 		case OPT_ALL:
@@ -1197,6 +1221,233 @@ static int cmd_member(int argc, char **argv, enum member_op op)
 		return freeze_one(&c, lab, m, op == OP_FREEZE);
 	}
 	return KHA_EXIT_SOFTWARE;
+}
+
+/* ---- one process, one host ---- */
+
+static int cmd_stop_process(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"dir", required_argument, NULL, OPT_DIR},
+		{"grace", required_argument, NULL, OPT_GRACE},
+		{"kill", no_argument, NULL, OPT_KILL},
+		{"leader", no_argument, NULL, OPT_LEADER},
+		{"follower", no_argument, NULL, OPT_FOLLOWER},
+		{"raft-leader", no_argument, NULL, OPT_RAFT_LEADER},
+		{"lease-holder", required_argument, NULL, OPT_LEASE_HOLDER},
+		{"help", no_argument, NULL, 'h'},
+		{0},
+	};
+	struct common c = {.sub = "stop-process", .dir = DEFAULT_DIR};
+	kha_auto(kha_lab_freep) struct kha_lab *lab = NULL;
+	struct kha_lab_master *m = NULL;
+	struct kha_lab_proc *p = NULL;
+	const char *component = NULL, *pname;
+	uint64_t grace_us = DEFAULT_GRACE_US;
+	enum pick pick = PICK_NAME;
+	struct kha_diag d = {0};
+	bool kill = false;
+	int opt, r, code = 0, want_args;
+	pid_t pid;
+
+	optind = 0;
+	while ((opt = next_flag(&c, argc, argv, "h", opts, &r)) != -1) {
+		switch (opt) {
+		case OPT_KILL:
+			kill = true;
+			break;
+		case OPT_GRACE:
+			if (parse_duration(c.sub, "--grace", optarg, &grace_us))
+				return KHA_EXIT_USAGE;
+			break;
+		case OPT_LEADER:
+		case OPT_FOLLOWER:
+		case OPT_RAFT_LEADER:
+		case OPT_LEASE_HOLDER:
+			if (pick != PICK_NAME)
+				return usage_error(c.sub,
+						   "give one of MASTER, --leader, --follower, "
+						   "--raft-leader, --lease-holder");
+			pick = opt == OPT_LEADER	? PICK_LEADER
+			       : opt == OPT_FOLLOWER	? PICK_FOLLOWER
+			       : opt == OPT_RAFT_LEADER ? PICK_RAFT_LEADER
+							: PICK_ALL; /* the Lease's holder */
+			if (opt == OPT_LEASE_HOLDER)
+				component = optarg;
+			break;
+		case 'h':
+			printf("Usage: kha lab stop-process (MASTER | --leader | --follower |\n"
+			       "                            --raft-leader) PROCESS [--kill] [--grace D]\n"
+			       "       kha lab stop-process --lease-holder COMPONENT [--kill] [--grace D]\n"
+			       "                            [--dir DIR]\n\n"
+			       "Stops one process of a master (etcd, kube-apiserver,\n"
+			       "kube-controller-manager, kube-scheduler, elect) and what it started:\n"
+			       "SIGTERM, SIGKILL after --grace (default 10s); --kill: SIGKILL at once.\n"
+			       "A kube-apiserver stopped with SIGTERM turns its /readyz unready for\n"
+			       "--shutdown-delay-duration before it closes its listener. --lease-holder\n"
+			       "picks the master whose COMPONENT holds its Lease in kube-system (read\n"
+			       "through the node's entry) and stops that COMPONENT. 'kha lab start-member\n"
+			       "--all' starts it again.\n\n"
+			       "Example:\n  kha lab stop-process --lease-holder kube-controller-manager --kill\n"
+			       "  kha lab stop-process m2 kube-apiserver && kha lab start-member m2\n");
+			return KHA_EXIT_OK;
+		default:
+			return usage_error(c.sub, "bad flag");
+		}
+	}
+	if (r)
+		return r;
+	want_args = (pick == PICK_NAME) + (component == NULL);
+	if (argc - optind != want_args)
+		return usage_error(c.sub, "%s",
+				   want_args == 2   ? "give MASTER and PROCESS"
+				   : want_args == 1 ? "give the PROCESS"
+						    : "no argument with --lease-holder");
+	pname = component ? component : argv[argc - 1];
+	r = load(&c, true, &lab);
+	if (r)
+		return r;
+	if (pick == PICK_NAME) {
+		m = find_member(&c, lab, argv[optind]);
+		if (!m)
+			return KHA_EXIT_USAGE;
+	} else if (component) {
+		char holder[256] = "";
+		size_t n;
+
+		if (kha_lab_lease_holder(lab, component, holder, sizeof(holder)) < 0) {
+			fprintf(stderr,
+				"kha lab stop-process: cannot read the Lease kube-system/%s through "
+				"the node's entry\n",
+				component);
+			return KHA_EXIT_UNAVAILABLE;
+		}
+		/* the identity is "<host>_<uuid>", the host a master's name */
+		n = strcspn(holder, "_");
+		holder[n] = '\0';
+		m = n ? kha_lab_find_master(lab, holder) : NULL;
+		if (!m) {
+			fprintf(stderr, "kha lab stop-process: nobody holds the Lease of %s%s%s\n",
+				component, n ? " among the masters: " : "", holder);
+			return KHA_EXIT_UNAVAILABLE;
+		}
+	} else {
+		m = pick_master(&c, lab, pick, &code);
+		if (!m)
+			return code;
+	}
+	for (size_t i = 0; i < m->n_procs && !p; i++)
+		if (strcmp(m->procs[i].name, pname) == 0)
+			p = &m->procs[i];
+	if (!p)
+		return usage_error(c.sub, "%s runs no process '%s'", m->name, pname);
+	pid = p->pid;
+	if (!kha_lab_proc_running(p)) {
+		printf("%s %s is not running\n", m->name, p->name);
+		return KHA_EXIT_OK;
+	}
+	r = kha_lab_proc_stop(lab, p, kill ? 0 : grace_us, &d);
+	if (r < 0)
+		return fail(c.sub, r, &d);
+	printf("%s %s stopped (pid %d: %s)\n", m->name, p->name, (int)pid,
+	       kill ? "SIGKILL" : "SIGTERM");
+	return KHA_EXIT_OK;
+}
+
+static int cmd_host(int argc, char **argv, bool stop)
+{
+	static const struct option opts[] = {
+		{"dir", required_argument, NULL, OPT_DIR},
+		{"grace", required_argument, NULL, OPT_GRACE},
+		{"kill", no_argument, NULL, OPT_KILL},
+		{"vip-holder", no_argument, NULL, OPT_VIP_HOLDER},
+		{"all", no_argument, NULL, OPT_ALL},
+		{"help", no_argument, NULL, 'h'},
+		{0},
+	};
+	struct common c = {.sub = stop ? "stop-host" : "start-host", .dir = DEFAULT_DIR};
+	kha_auto(kha_lab_freep) struct kha_lab *lab = NULL;
+	kha_autofree char *holder = NULL;
+	uint64_t grace_us = DEFAULT_GRACE_US;
+	struct kha_diag d = {0};
+	bool kill = false, vip = false, all = false;
+	int opt, r;
+
+	optind = 0;
+	while ((opt = next_flag(&c, argc, argv, "h", opts, &r)) != -1) {
+		switch (opt) {
+		case OPT_KILL:
+		case OPT_GRACE:
+		case OPT_VIP_HOLDER:
+			if (!stop)
+				return usage_error(c.sub, "that is a flag of stop-host");
+			if (opt == OPT_KILL)
+				kill = true;
+			else if (opt == OPT_VIP_HOLDER)
+				vip = true;
+			else if (parse_duration(c.sub, "--grace", optarg, &grace_us))
+				return KHA_EXIT_USAGE;
+			break;
+		case OPT_ALL:
+			if (stop)
+				return usage_error(c.sub, "--all: not for stop-host");
+			all = true;
+			break;
+		case 'h':
+			printf("Usage: kha lab stop-host (NAME | --vip-holder) [--kill] [--grace D]\n"
+			       "       kha lab start-host (NAME | --all)       [--dir DIR]\n\n"
+			       "Stops every process of a host of a Kubernetes lab that is not a master\n"
+			       "(lb1, lb2: kha proxy and kha vip; node: its kha proxy), SIGTERM then\n"
+			       "SIGKILL after --grace (default 10s), --kill: SIGKILL at once (a power\n"
+			       "cut). --vip-holder picks the load balancer holding the VIP.\n"
+			       "start-host starts them again.\n\n"
+			       "Example:\n  kha lab stop-host --vip-holder --kill; kha lab start-host --all\n");
+			return KHA_EXIT_OK;
+		default:
+			return usage_error(c.sub, "bad flag");
+		}
+	}
+	if (r)
+		return r;
+	if (argc - optind != (vip || all ? 0 : 1))
+		return usage_error(c.sub, "which host? (e.g. 'kha lab %s lb1')", c.sub);
+	r = load(&c, true, &lab);
+	if (r)
+		return r;
+	if (vip) {
+		r = kha_lab_vip_holder(lab, &holder, &d);
+		if (r < 0)
+			return fail(c.sub, r, &d);
+		if (!holder) {
+			fprintf(stderr, "kha lab stop-host: no load balancer holds the VIP\n");
+			return KHA_EXIT_UNAVAILABLE;
+		}
+	}
+	for (size_t i = 0; i < (all ? lab->n_lbs + 1 : 1); i++) {
+		struct kha_lab_node *h = all ? (i < lab->n_lbs ? &lab->lbs[i] : &lab->node)
+					     : kha_lab_find_host(lab, vip ? holder : argv[optind]);
+		bool running = false;
+
+		if (!h)
+			return usage_error(c.sub, "no host '%s' (lb1, lb2, node)", argv[optind]);
+		for (size_t j = 0; j < h->n_procs; j++)
+			running |= kha_lab_proc_running(&h->procs[j]);
+		if (stop) {
+			r = kha_lab_host_stop(lab, h, kill ? 0 : grace_us, &d);
+			if (r < 0)
+				return fail(c.sub, r, &d);
+			printf("%s stopped (%s)\n", h->name,
+			       !running ? "it was not running"
+			       : kill	? "SIGKILL"
+					: "SIGTERM");
+			continue;
+		}
+		r = kha_lab_host_start(lab, h, &d);
+		if (r < 0)
+			return fail(c.sub, r, &d);
+		printf("%s %s\n", h->name, running ? "was running" : "started");
+	}
+	return KHA_EXIT_OK;
 }
 
 static int cmd_wait(int argc, char **argv)
@@ -1310,6 +1561,74 @@ static int drill_outputs(const struct kha_lab_drill_report *r, const char *repor
 	return 0;
 }
 
+/* kha lab drill on a Kubernetes lab: runs it, prints it, writes the report and one SVG per
+ * entry (FILE.svg for the node, FILE-vip.svg for the VIP). */
+static int drill_k8s(const struct kha_lab *lab, const struct kha_lab_k8s_drill_opts *ko, bool json,
+		     bool details, const char *report, const char *svg)
+{
+	kha_auto(kha_lab_k8s_drill_report_freep) struct kha_lab_k8s_drill_report *rep = NULL;
+	struct kha_diag d = {0};
+	int r, code = 0;
+
+	fprintf(stderr,
+		"kha lab drill: Kubernetes API writes, reads and a watch through %s and %s; "
+		"faults follow\n",
+		lab->node.entry_url, lab->lbs[0].entry_url);
+	r = kha_lab_k8s_drill(lab, lab->kha_bin, ko, &rep, &d);
+	if (r < 0)
+		return fail("drill", r, &d);
+	if (json) {
+		kha_autofree char *text = kha_lab_k8s_drill_json(rep);
+
+		if (text)
+			printf("%s\n", text);
+	} else {
+		for (int e = 0; details && e < KHA_LAB_ENTRIES; e++)
+			for (int k = 0; k < 2; k++)
+				if (rep->drill[e][k]) {
+					kha_ignore(
+						kha_drill_report_print(stdout, rep->drill[e][k]));
+					printf("\n");
+				}
+		kha_ignore(kha_lab_k8s_drill_print(stdout, rep));
+	}
+	fflush(stdout);
+	if (report) {
+		kha_autofree char *text = kha_lab_k8s_drill_json(rep);
+
+		code = text ? write_output("--report", report, text, strlen(text))
+			    : KHA_EXIT_SOFTWARE;
+		if (code)
+			return code;
+		printf("report: %s\n", report);
+	}
+	for (int e = 0; svg && e < KHA_LAB_ENTRIES; e++) {
+		kha_autofree char *path = NULL;
+		char *buf = NULL;
+		size_t len = 0, n = strlen(svg);
+		FILE *f;
+
+		if (e == KHA_LAB_ENTRY_NODE)
+			path = strdup(svg);
+		else if (asprintf(&path, "%.*s-%s.svg",
+				  (int)(n > 4 && strcmp(svg + n - 4, ".svg") == 0 ? n - 4 : n), svg,
+				  kha_lab_entry_name(e)) < 0)
+			path = NULL;
+		f = path ? open_memstream(&buf, &len) : NULL;
+		if (!f || kha_lab_k8s_drill_svg(f, rep, e) < 0 || fclose(f) != 0) {
+			free(buf);
+			fprintf(stderr, "kha lab drill: cannot build the SVG: out of memory\n");
+			return KHA_EXIT_SOFTWARE;
+		}
+		code = write_output("--svg", path, buf, len);
+		free(buf);
+		if (code)
+			return code;
+		printf("timeline (%s): %s (open it in a browser)\n", kha_lab_entry_name(e), path);
+	}
+	return kha_lab_k8s_drill_exit_code(rep);
+}
+
 static bool parse_percent(const char *s, double *ret)
 {
 	char *end = NULL;
@@ -1335,11 +1654,16 @@ static int cmd_drill(int argc, char **argv)
 		{"period", required_argument, NULL, OPT_PERIOD},
 		{"down", required_argument, NULL, OPT_DOWN},
 		{"details", no_argument, NULL, OPT_DETAILS},
+		{"faults", required_argument, NULL, OPT_FAULTS},
+		{"rolling-time", required_argument, NULL, OPT_ROLLING_TIME},
+		{"slo", required_argument, NULL, OPT_SLO},
+		{"watch-timeout", required_argument, NULL, OPT_WATCH_TIMEOUT},
 		{"output", required_argument, NULL, 'o'},
 		{"help", no_argument, NULL, 'h'},
 		{0},
 	};
 	struct common c = {.sub = "drill", .dir = DEFAULT_DIR};
+	struct kha_lab_k8s_drill_opts ko = {.slo = -1, .stop_fd = -1};
 	struct kha_lab_drill_opts o = {.min_availability = -1, .stop_fd = -1};
 	kha_auto(kha_lab_freep) struct kha_lab *lab = NULL;
 	kha_auto(kha_lab_drill_report_freep) struct kha_lab_drill_report *rep = NULL;
@@ -1361,6 +1685,35 @@ static int cmd_drill(int argc, char **argv)
 						   "per second",
 						   optarg);
 			o.rate = (uint32_t)v;
+			ko.rate = (uint32_t)v;
+			break;
+		case OPT_FAULTS:
+			if (kha_lab_k8s_fault_parse(optarg, &ko.faults) < 0)
+				return usage_error(
+					"drill",
+					"--faults '%s': expected a comma list of "
+					"kill-master, freeze-master, stop-apiserver, "
+					"kill-cm-leader, kill-etcd-leader, kill-lb, rolling "
+					"(or all)",
+					optarg);
+			break;
+		case OPT_SLO:
+			if (!parse_percent(optarg, &pct))
+				return usage_error(
+					"drill", "--slo '%s': expected a percentage from 0 to 100",
+					optarg);
+			ko.slo = pct;
+			break;
+		case OPT_ROLLING_TIME:
+		case OPT_WATCH_TIMEOUT:
+			if (parse_duration("drill",
+					   opt == OPT_ROLLING_TIME ? "--rolling-time"
+								   : "--watch-timeout",
+					   optarg, &v))
+				return KHA_EXIT_USAGE;
+			if (v < KHA_USEC_PER_SEC || v > 3600 * KHA_USEC_PER_SEC)
+				return usage_error("drill", "'%s': expected 1s to 1h", optarg);
+			*(opt == OPT_ROLLING_TIME ? &ko.rolling_us : &ko.watch_timeout_us) = v;
 			break;
 		case OPT_REPORT:
 			report = optarg;
@@ -1390,6 +1743,9 @@ static int cmd_drill(int argc, char **argv)
 			*(opt == OPT_BASELINE ? &o.baseline_us
 			  : opt == OPT_PERIOD ? &o.period_us
 					      : &o.down_us) = v;
+			*(opt == OPT_BASELINE ? &ko.baseline_us
+			  : opt == OPT_PERIOD ? &ko.period_us
+					      : &ko.down_us) = v;
 			break;
 		case OPT_DETAILS:
 			details = true;
@@ -1415,7 +1771,24 @@ static int cmd_drill(int argc, char **argv)
 			       "(must be 0), the election handover time (kill to a new leader seen),\n"
 			       "and whether backups went on (by another master when the leader died);\n"
 			       "overall, whether two masters ever took backups in one leadership term.\n"
-			       "The lab has no kube-apiserver: the entry fronts the members' etcd API.\n\n"
+			       "(A lab without Kubernetes: the entry fronts the members' etcd API.)\n\n"
+			       "On a Kubernetes lab (kha lab up --kubernetes) the clients are Kubernetes\n"
+			       "API clients, through each entry at once (the node's kha proxy and the\n"
+			       "VIP): ConfigMap creates listed back afterwards, GETs, and a watch whose\n"
+			       "reconnects are timed, at --rate each (default 20/s). The faults (each\n"
+			       "undone after --down, 8s; one every --period, 40s; --faults picks some):\n"
+			       "  kill-master, freeze-master   a master that does not lead the backups\n"
+			       "  stop-apiserver     SIGTERM one kube-apiserver (graceful: drained)\n"
+			       "  kill-cm-leader     SIGKILL the controller-manager holding its Lease\n"
+			       "  kill-etcd-leader   SIGKILL every process of etcd's Raft leader's host\n"
+			       "  kill-lb            SIGKILL the load balancer holding the VIP\n"
+			       "  rolling            every master restarted in turn under kha lock\n"
+			       "                     (--rolling-time, default 150s)\n"
+			       "Per fault and entry: availability of writes and reads, longest outage,\n"
+			       "lost writes (must be 0), watch reconnect time, the controller-manager's\n"
+			       "Lease handover (from its acquireTime), backups, the verdict against\n"
+			       "--slo (default 90, per entry and fault). --watch-timeout: the watches'\n"
+			       "timeoutSeconds (default 60s).\n\n"
 			       "  --report FILE         JSON report (schema kha.lab.drill/v1, docs/lab.md)\n"
 			       "  --svg FILE            SVG timeline of the writes and the faults\n"
 			       "  --min-availability P  floor for the entry's availability (default 90)\n"
@@ -1449,6 +1822,9 @@ static int cmd_drill(int argc, char **argv)
 			lab->kha_bin ? lab->kha_bin : "(none)");
 		return KHA_EXIT_UNAVAILABLE;
 	}
+	if (!lab->k8s_bin && (ko.faults || ko.slo >= 0 || ko.rolling_us || ko.watch_timeout_us))
+		return usage_error("drill", "--faults, --slo, --rolling-time and --watch-timeout "
+					    "are for a Kubernetes lab (kha lab up --kubernetes)");
 	fprintf(stderr, "kha lab drill: waiting until the lab is ready...\n");
 	r = kha_lab_wait_ready(lab, DRILL_READY_US, &d);
 	if (r < 0) {
@@ -1470,6 +1846,16 @@ static int cmd_drill(int argc, char **argv)
 	o.on_stop = drill_on_stop;
 	o.on_progress = drill_on_progress;
 	o.userdata = &sfd;
+	if (lab->k8s_bin) {
+		ko.stop_fd = sfd;
+		ko.on_stop = drill_on_stop;
+		ko.on_progress = drill_on_progress;
+		ko.userdata = &sfd;
+		code = drill_k8s(lab, &ko, c.json, details, report, svg);
+		close(sfd);
+		sigprocmask(SIG_SETMASK, &oldmask, NULL);
+		return code;
+	}
 	fprintf(stderr, "kha lab drill: writing through %s; faults follow (about %.0fs)\n",
 		lab->node.entry_url,
 		(double)((o.baseline_us ? o.baseline_us : 4 * KHA_USEC_PER_SEC) +
@@ -1564,6 +1950,12 @@ int cmd_lab_main(int argc, char **argv)
 		return cmd_member(argc - 1, argv + 1, OP_THAW);
 	if (strcmp(argv[1], "wait") == 0)
 		return cmd_wait(argc - 1, argv + 1);
+	if (strcmp(argv[1], "stop-process") == 0)
+		return cmd_stop_process(argc - 1, argv + 1);
+	if (strcmp(argv[1], "stop-host") == 0)
+		return cmd_host(argc - 1, argv + 1, true);
+	if (strcmp(argv[1], "start-host") == 0)
+		return cmd_host(argc - 1, argv + 1, false);
 	if (strcmp(argv[1], "drill") == 0)
 		return cmd_drill(argc - 1, argv + 1);
 	if (strcmp(argv[1], "down") == 0)

@@ -49,6 +49,9 @@ enum {
 	OPT_METRICS_ADDR,
 	OPT_LOG_LEVEL,
 	OPT_LOG_FORMAT,
+	OPT_MODE,
+	OPT_NAT_PREROUTING,
+	OPT_NAT_NAME,
 };
 
 static const struct option longopts[] = {
@@ -86,6 +89,9 @@ static const struct option longopts[] = {
 	{"metrics-addr", required_argument, NULL, OPT_METRICS_ADDR},
 	{"log-level", required_argument, NULL, OPT_LOG_LEVEL},
 	{"log-format", required_argument, NULL, OPT_LOG_FORMAT},
+	{"mode", required_argument, NULL, OPT_MODE},
+	{"nat-prerouting", no_argument, NULL, OPT_NAT_PREROUTING},
+	{"nat-name", required_argument, NULL, OPT_NAT_NAME},
 	{"help", no_argument, NULL, 'h'},
 	{},
 };
@@ -106,6 +112,21 @@ static void usage(FILE *out)
 		"      --backend 10.0.0.12:6443 --backend 10.0.0.13:6443 \\\n"
 		"      --check-cacert /etc/kubernetes/pki/ca.crt\n"
 		"\n"
+		"Example (NAT mode: the kernel balances, kha keeps its table; needs CAP_NET_ADMIN):\n"
+		"  kha proxy --mode nat --listen 169.254.20.1:443 --backend 10.0.0.11:6443 \\\n"
+		"      --backend 10.0.0.12:6443 --backend 10.0.0.13:6443 \\\n"
+		"      --check-cacert /etc/kubernetes/pki/ca.crt\n"
+		"\n"
+		"Mode:\n"
+		"  --mode MODE               userspace (default): kha accepts and copies, retries\n"
+		"                            and replays first bytes; nat: an nftables table DNATs\n"
+		"                            the listen address (a dedicated IPv4 address kha puts\n"
+		"                            on a dummy interface, never 127.0.0.1) to a healthy\n"
+		"                            backend per connection, at the kernel's speed; needs\n"
+		"                            CAP_NET_ADMIN; checks default to 500ms/700ms, fall 2\n"
+		"  --nat-prerouting          NAT mode: also DNAT traffic forwarded from pods\n"
+		"  --nat-name NAME           NAT mode: nftables table and dummy interface\n"
+		"                            (default kha-proxy)\n"
 		"Membership:\n"
 		"  --listen ADDR             address to accept clients on (host:port)\n"
 		"  --backend ADDR[,weight=N] a backend (repeat); static seeds, used whenever the\n"
@@ -116,7 +137,8 @@ static void usage(FILE *out)
 		"  --state-file FILE         last discovered backends, used at the next start\n"
 		"  --config FILE             YAML file of these flags (keys = flag names)\n"
 		"Balancing and failover:\n"
-		"  --balance MODE            leastconn (default) or roundrobin (both weighted)\n"
+		"  --balance MODE            leastconn (default) or roundrobin (both weighted);\n"
+		"                            NAT mode: random (default), roundrobin or source\n"
 		"  --retries N               further backends one connection may try (default 3)\n"
 		"  --connect-timeout DUR     connect timeout per backend (default 1s)\n"
 		"  --first-byte-timeout DUR  wait for the backend's first byte, then replay the\n"
@@ -153,8 +175,8 @@ static void usage(FILE *out)
 		"Signals: SIGTERM/SIGINT drain and stop; SIGHUP reloads --config and the backends\n"
 		"file without dropping a connection (listen, workers, metrics-addr, kubeconfig\n"
 		"need a restart).\n"
-		"Exit codes: 0 stopped cleanly, 64 bad flags, 65 bad backends file, 78 bad\n"
-		"configuration (unreadable file, address in use).\n");
+		"Exit codes: 0 stopped cleanly, 64 bad flags, 65 bad backends file, 77 NAT mode\n"
+		"without CAP_NET_ADMIN, 78 bad configuration (unreadable file, address in use).\n");
 }
 
 struct opts {
@@ -189,9 +211,31 @@ static int apply(void *userdata, int val, const char *arg, struct kha_diag *d)
 			c->balance = KHA_PROXY_LEASTCONN;
 		else if (strcmp(arg, "roundrobin") == 0)
 			c->balance = KHA_PROXY_ROUNDROBIN;
+		else if (strcmp(arg, "random") == 0)
+			c->balance = KHA_PROXY_RANDOM;
+		else if (strcmp(arg, "source") == 0)
+			c->balance = KHA_PROXY_SOURCE;
 		else
-			return kha_diag_set(d, EINVAL, "'%s': expected leastconn or roundrobin",
-					    arg);
+			return kha_diag_set(
+				d, EINVAL, "'%s': expected leastconn, roundrobin, random or source",
+				arg);
+		return 0;
+	case OPT_MODE:
+		if (strcmp(arg, "userspace") == 0)
+			c->mode = KHA_PROXY_MODE_USERSPACE;
+		else if (strcmp(arg, "nat") == 0)
+			c->mode = KHA_PROXY_MODE_NAT;
+		else
+			return kha_diag_set(d, EINVAL, "'%s': expected userspace or nat", arg);
+		return 0;
+	case OPT_NAT_PREROUTING:
+		c->nat_prerouting = true;
+		return 0;
+	case OPT_NAT_NAME:
+		if (!*arg || strlen(arg) >= sizeof(c->nat_name))
+			return kha_diag_set(d, EINVAL, "'%s': expected 1 to %zu characters", arg,
+					    sizeof(c->nat_name) - 1);
+		snprintf(c->nat_name, sizeof(c->nat_name), "%s", arg);
 		return 0;
 	case OPT_WORKERS:
 		return kha_opt_set_uint(&c->workers, arg, 1, KHA_PROXY_MAX_WORKERS, d);
@@ -372,6 +416,17 @@ static int status_main(int argc, char **argv)
 		if (json_string_value(json_object_get(root, "check_problem")))
 			printf("error: %s\n",
 			       KHA_TERM(json_string_value(json_object_get(root, "check_problem"))));
+		if (json_is_object(json_object_get(root, "nat"))) {
+			json_t *nat = json_object_get(root, "nat");
+			printf("NAT mode: table %s, %zu backends in it (%lld slots), %lld writes, "
+			       "%lld failed\n",
+			       KHA_TERM(json_string_value(json_object_get(nat, "table")) ?: "?"),
+			       json_array_size(json_object_get(nat, "targets")),
+			       (long long)json_integer_value(json_object_get(nat, "slots")),
+			       (long long)json_integer_value(json_object_get(nat, "commits")),
+			       (long long)json_integer_value(
+				       json_object_get(nat, "commit_failures")));
+		}
 	}
 	json_decref(root);
 	if (up == total)
@@ -440,6 +495,13 @@ int cmd_proxy_main(int argc, char **argv)
 	}
 	kha_proxy_config_init(&o.cfg);
 	code = kha_args_reapply(&args_spec, &o, &rc.src, &d);
+	if (code == 0 && o.cfg.mode != KHA_PROXY_MODE_USERSPACE) {
+		/* the mode's defaults under the flags, whatever their order */
+		enum kha_proxy_mode mode = o.cfg.mode;
+		opts_release(&o);
+		kha_proxy_config_init_mode(&o.cfg, mode);
+		code = kha_args_reapply(&args_spec, &o, &rc.src, &d);
+	}
 	if (code != 0) {
 		fprintf(stderr, "kha proxy: %s%s\n", d.msg,
 			code == KHA_EXIT_USAGE ? " (run 'kha proxy --help')" : "");
@@ -480,6 +542,8 @@ int cmd_proxy_main(int argc, char **argv)
 			return KHA_EXIT_USAGE;
 		if (r == -EBADMSG)
 			return KHA_EXIT_DATAERR;
+		if (r == -EPERM)
+			return KHA_EXIT_NOPERM;
 		code = kha_exit_from_errno(r);
 		return code == KHA_EXIT_SOFTWARE || code == KHA_EXIT_IOERR ? KHA_EXIT_CONFIG : code;
 	}

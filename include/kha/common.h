@@ -83,15 +83,18 @@ int kha_grow(void **array, size_t *cap, size_t need, size_t elem_size) KHA_WUR;
 		_kha_r;                                                         \
 	})
 /*
- * Resizes a typed array to exactly n elements (n > 0; reallocarray, so the size cannot
- * overflow), for the short lists that grow by one. 0, or -ENOMEM with arr untouched.
+ * Resizes a typed array to exactly n elements (n > 0), for the short lists that grow by one;
+ * a size that overflows fails before any allocation. 0, or -ENOMEM with arr untouched.
  */
-#define KHA_RESIZE(arr, n)                                                         \
-	({                                                                         \
-		__typeof__(arr) _kha_g = reallocarray((arr), (n), sizeof(*(arr))); \
-		if (_kha_g)                                                        \
-			(arr) = _kha_g;                                            \
-		_kha_g ? 0 : -ENOMEM;                                              \
+#define KHA_RESIZE(arr, n)                                                                 \
+	({                                                                                 \
+		size_t _kha_n = (n);                                                       \
+		__typeof__(arr) _kha_g = _kha_n <= SIZE_MAX / sizeof(*(arr))               \
+						 ? realloc((arr), _kha_n * sizeof(*(arr))) \
+						 : NULL;                                   \
+		if (_kha_g)                                                                \
+			(arr) = _kha_g;                                                    \
+		_kha_g ? 0 : -ENOMEM;                                                      \
 	})
 
 /* Exit codes, as DESIGN.md fixes them (sysexits for the errors). */
@@ -104,6 +107,7 @@ enum kha_exit {
 	KHA_EXIT_UNAVAILABLE = 69,
 	KHA_EXIT_SOFTWARE = 70,
 	KHA_EXIT_IOERR = 74,
+	KHA_EXIT_NOPERM = 77,
 	KHA_EXIT_CONFIG = 78,
 };
 

@@ -111,6 +111,20 @@ struct kha_drill_scenario {
 	bool keep_keys;		      /* do not delete the keys after the check */
 	uint64_t readback_timeout_us; /* retry the read-back this long (default 15s) */
 
+	/*
+	 * Kubernetes mode: the target is a kube-apiserver (or an entry in front of it: a proxy,
+	 * a VIP); probes are API requests with the client certificate (or token) and CA of
+	 * `kubeconfig` (the flags --cacert/--cert/--key override it): a GET of a ConfigMap the
+	 * drill creates in `namespace`, or with `write` a create of a ConfigMap per probe, listed
+	 * back afterwards through `endpoints` (default: the target). A watch on the probed
+	 * object is kept open meanwhile and its reconnections are measured (unless no_watch).
+	 */
+	bool kube;
+	char *kubeconfig;	   /* NULL: --cacert/--cert/--key only */
+	char *namespace;	   /* default "default" */
+	bool no_watch;		   /* no watch kept open */
+	uint64_t watch_timeout_us; /* timeoutSeconds of each watch request (default 60s) */
+
 	/* Outputs; the library does not write them, a scenario file may name them. */
 	char *report_path, *svg_path;
 };
@@ -338,6 +352,36 @@ struct kha_drill_writes {
 	char cleanup_error[256];
 };
 
+/*
+ * A break of the watch (Kubernetes mode): from the end of a watch request that was delivering
+ * events (an error, a reset, or the server ending it at timeoutSeconds) to the first event of
+ * the watch that replaced it.
+ */
+struct kha_drill_watch_gap {
+	uint64_t broke_us; /* drill time */
+	uint64_t back_us;  /* drill time; KHA_DRILL_NONE: never came back */
+	bool clean;	   /* the server ended it (timeoutSeconds), not an error */
+	char error[120];   /* why it ended */
+};
+
+#define KHA_DRILL_MAX_WATCH_GAPS 200
+
+/* Kubernetes mode's own results. */
+struct kha_drill_kube {
+	bool enabled;
+	char *namespace;	 /* owned */
+	char *object;		 /* owned: the ConfigMap GET probes read and the watch follows */
+	char *label;		 /* owned: "kha-drill=<run id>", on every object this drill made */
+	bool watch;		 /* a watch was kept open */
+	uint64_t watch_first_us; /* first event of the first watch; KHA_DRILL_NONE: none */
+	size_t watch_requests, watch_events;
+	struct kha_drill_watch_gap *gaps; /* owned, in time order */
+	size_t n_gaps;			  /* breaks (clean ones included) */
+	size_t n_gaps_dropped;		  /* beyond KHA_DRILL_MAX_WATCH_GAPS */
+	uint64_t longest_gap_us;	  /* of the unclean breaks (open ones to the end) */
+	char setup_error[200];		  /* why the probed object could not be made */
+};
+
 struct kha_drill_report {
 	/* what ran (copied from the scenario) */
 	char *target; /* owned */
@@ -347,6 +391,7 @@ struct kha_drill_report {
 	bool keepalive, rolling;
 	double slo_percent;
 	uint64_t started_wall_us; /* realtime clock at t0, microseconds since the epoch */
+	uint64_t t0_us;		  /* t0 on kha_now_us()'s clock (to align drills run together) */
 	uint64_t elapsed_us;	  /* t0 to the end of the drill */
 
 	bool interrupted;	/* stopped by the caller (a signal) */
@@ -366,6 +411,7 @@ struct kha_drill_report {
 	char error_samples[KHA_DRILL_PROBE__MAX][160];
 
 	struct kha_drill_writes writes;
+	struct kha_drill_kube kube;
 	struct kha_drill_stats stats;
 };
 
@@ -412,6 +458,22 @@ struct kha_drill_hooks {
  */
 int kha_drill_run(const struct kha_drill_scenario *sc, const struct kha_drill_hooks *hooks,
 		  struct kha_drill_report **ret_report, struct kha_diag *d) KHA_WUR;
+
+/*
+ * Kubernetes mode's read-back: decodes one page of a ConfigMapList (JSON text) holding the
+ * drill's writes: an item named PREFIX<slot> (slot < n, decimal) marks present[slot] 1 when its
+ * data.seq is the slot, 2 when it is not; any other item counts in *ret_foreign. *ret_found
+ * counts the items marked. *ret_continue receives metadata.continue (a new string, NULL when
+ * the list is complete). Returns 0 or -EBADMSG (d set: not a list, items without names) or
+ * -ENOMEM.
+ */
+int kha_drill_kube_list_decode(const char *text, size_t len, const char *prefix,
+			       unsigned char *present, size_t n, size_t *ret_found,
+			       size_t *ret_foreign, char **ret_continue,
+			       struct kha_diag *d) KHA_WUR;
+
+/* The longest unclean watch break of k (open breaks end at end_us). */
+uint64_t kha_drill_watch_longest_gap(const struct kha_drill_kube *k, uint64_t end_us);
 
 /* ---------------------------------------------------------------------------------------- */
 /* Verdict and output. */

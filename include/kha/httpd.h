@@ -96,7 +96,8 @@ void kha_httpd_free(struct kha_httpd *h);
 
 /*
  * Serves TLS with ctx (from kha_tls_server_ctx_new(); the server takes a reference) on every
- * connection accepted from now on. With client certificates required, handlers find the
+ * connection accepted from now on. The process must ignore SIGPIPE (kha's main does): OpenSSL
+ * writes with write(), not send(MSG_NOSIGNAL). With client certificates required, handlers find the
  * verified client's names in req->peer.
  */
 void kha_httpd_set_tls(struct kha_httpd *h, struct ssl_ctx_st *ctx);

@@ -206,6 +206,21 @@ int kha_lab_master_start(struct kha_lab *lab, struct kha_lab_master *m, uint64_t
 			 struct kha_diag *d) KHA_WUR;
 
 /*
+ * Stops one recorded process p of the lab (and its descendants) as kha_lab_master_stop does
+ * (grace_us 0: SIGKILL at once) and records it. kha_lab_master_start starts it again.
+ */
+int kha_lab_proc_stop(struct kha_lab *lab, struct kha_lab_proc *p, uint64_t grace_us,
+		      struct kha_diag *d) KHA_WUR;
+
+/* The node or load-balancer host named name ("node", "lb1"), or NULL. */
+struct kha_lab_node *kha_lab_find_host(struct kha_lab *lab, const char *name);
+/* Stops every process of host h (grace_us 0: SIGKILL, a power cut) and records it. */
+int kha_lab_host_stop(struct kha_lab *lab, struct kha_lab_node *h, uint64_t grace_us,
+		      struct kha_diag *d) KHA_WUR;
+/* Starts the processes of host h that are not running and records them. */
+int kha_lab_host_start(struct kha_lab *lab, struct kha_lab_node *h, struct kha_diag *d) KHA_WUR;
+
+/*
  * Freezes (SIGSTOP) or thaws (SIGCONT) every running process of m and their descendants, and
  * records it in lab.json. A frozen master looks like a hung machine: its sockets accept
  * connections that nobody serves. Returns 0, -ESRCH when none of its processes runs, or a
@@ -414,5 +429,145 @@ char *kha_lab_drill_json(const struct kha_lab_drill_report *r);
 int kha_lab_drill_print(FILE *out, const struct kha_lab_drill_report *r) KHA_WUR;
 /* The SVG timeline (lib/drill's, with the lab's title). Returns 0 or -EIO/-ENOMEM. */
 int kha_lab_drill_svg(FILE *out, const struct kha_lab_drill_report *r) KHA_WUR;
+
+/* ---------------------------------------------------------------------------------------- */
+/*
+ * The drill of a Kubernetes lab (kha lab drill on a lab made with --kubernetes): through each
+ * entry (the node's kha proxy, and the load balancers' VIP) one lib/drill in Kubernetes mode
+ * creates ConfigMaps (writes, listed back afterwards) and another GETs a ConfigMap while a
+ * watch on it stays open, all four at once, while faults hit the control plane one after the
+ * other, each undone after a while:
+ *   kill-master        SIGKILL every process of a master that does not lead the backups
+ *   freeze-master      SIGSTOP every process of such a master; SIGCONT
+ *   stop-apiserver     SIGTERM one kube-apiserver (graceful: /readyz turns unready during
+ *                      --shutdown-delay-duration, the entries must drain it)
+ *   kill-cm-leader     SIGKILL the kube-controller-manager holding the Lease
+ *                      kube-system/kube-controller-manager (the handover is read from it)
+ *   kill-etcd-leader   SIGKILL every process of the etcd Raft leader's master
+ *   kill-lb            SIGKILL every process of the load balancer holding the VIP
+ *   rolling            every master in turn stopped and started under `kha lock`, waiting
+ *                      for the lab to be ready before the next, as an upgrade does
+ * Meanwhile the Leases of kube-controller-manager and kube-scheduler, the backup election and
+ * the backup directories are watched.
+ */
+enum kha_lab_k8s_fault {
+	KHA_LAB_K8S_KILL_MASTER,
+	KHA_LAB_K8S_FREEZE_MASTER,
+	KHA_LAB_K8S_STOP_APISERVER,
+	KHA_LAB_K8S_KILL_CM_LEADER,
+	KHA_LAB_K8S_KILL_ETCD_LEADER,
+	KHA_LAB_K8S_KILL_LB,
+	KHA_LAB_K8S_ROLLING,
+	KHA_LAB_K8S_FAULTS,
+};
+const char *kha_lab_k8s_fault_name(enum kha_lab_k8s_fault k);
+/* "kill-lb,stop-apiserver" (or "all") into a bit mask of faults. 0 or -EINVAL. */
+int kha_lab_k8s_fault_parse(const char *list, unsigned *ret_mask) KHA_WUR;
+
+enum kha_lab_entry { KHA_LAB_ENTRY_NODE, KHA_LAB_ENTRY_VIP, KHA_LAB_ENTRIES };
+const char *kha_lab_entry_name(enum kha_lab_entry e);
+
+struct kha_lab_k8s_drill_opts {
+	uint32_t rate;		   /* requests per second per entry, writes and reads each; 0: 20 */
+	uint64_t baseline_us;	   /* before the first fault; 0: 5s */
+	uint64_t down_us;	   /* from a fault to its recovery; 0: 8s */
+	uint64_t period_us;	   /* from one fault to the next; 0: 30s */
+	uint64_t rolling_us;	   /* time given to the rolling restart; 0: 150s */
+	uint64_t timeout_us;	   /* deadline of each request; 0: 2s */
+	unsigned faults;	   /* mask of 1 << kha_lab_k8s_fault; 0: all */
+	double slo;		   /* availability per entry and fault, percent; < 0: 90 */
+	uint64_t watch_timeout_us; /* timeoutSeconds of each watch; 0: 60s */
+	int stop_fd;
+	int (*on_stop)(void *userdata);
+	void (*on_progress)(void *userdata, const char *line);
+	void *userdata;
+};
+
+/* What one entry's clients saw during one fault's window. */
+struct kha_lab_k8s_entry_result {
+	size_t writes_sent, writes_ok;
+	double writes_availability; /* percent; 0 when none was sent */
+	uint64_t writes_longest_us; /* longest outage of the writes, 0: none */
+	size_t reads_sent, reads_ok;
+	double reads_availability;
+	uint64_t reads_longest_us;
+	size_t lost; /* acknowledged writes of the window lost */
+	size_t watch_breaks;
+	uint64_t watch_reconnect_us; /* longest reconnect of a break in the window; NONE: no
+					break */
+	bool slo_met;
+};
+
+/* A holder of a Lease as observed by polling it every 250 ms. */
+struct kha_lab_lease_term {
+	uint64_t seen_us;	       /* drill time it was first seen */
+	int64_t acquire_wall_us;       /* spec.acquireTime, µs since the epoch; 0 unknown */
+	char holder[KHA_LAB_NAME_MAX]; /* the master (the identity's host part), "" none */
+};
+
+struct kha_lab_k8s_fault_result {
+	enum kha_lab_k8s_fault kind;
+	bool ran, step_ok;
+	char victim[KHA_LAB_NAME_MAX];
+	uint64_t fault_us, recover_us, end_us; /* drill time of the node's write drill */
+	uint64_t ready_us; /* the recovery ended: the lab was ready again; NONE: it did not */
+	struct kha_lab_k8s_entry_result entry[KHA_LAB_ENTRIES];
+	char cm_before[KHA_LAB_NAME_MAX], cm_after[KHA_LAB_NAME_MAX];
+	uint64_t cm_handover_us; /* fault to the new holder's acquireTime; NONE: none */
+	char sched_before[KHA_LAB_NAME_MAX], sched_after[KHA_LAB_NAME_MAX];
+	uint64_t backup_after_us; /* fault to the next snapshot; NONE: none */
+	char backup_taker[KHA_LAB_NAME_MAX];
+};
+
+struct kha_lab_k8s_drill_report {
+	/* [entry][0]: the writes (they carry the fault steps for the node), [entry][1]: reads */
+	struct kha_drill_report *drill[KHA_LAB_ENTRIES][2]; /* owned; NULL when not run */
+	char entry_url[KHA_LAB_ENTRIES][96];
+	double slo;
+	unsigned faults_mask;
+	struct kha_lab_k8s_fault_result faults[KHA_LAB_K8S_FAULTS];
+	struct kha_lab_lease_term *cm_terms, *sched_terms; /* owned */
+	size_t n_cm_terms, n_sched_terms;
+	int32_t cm_lease_duration_s;	    /* as the Lease says; 0 unknown */
+	struct kha_lab_snapshot *snapshots; /* owned */
+	size_t n_snapshots;
+	char exited
+		[256]; /* "m3/kube-scheduler, ...": exited on their own after the last recovery */
+	bool healthy_after;
+};
+void kha_lab_k8s_drill_report_free(struct kha_lab_k8s_drill_report *r);
+KHA_DEFINE_CLEANUP(struct kha_lab_k8s_drill_report *, kha_lab_k8s_drill_report_free)
+
+/*
+ * Runs the drill on a ready Kubernetes lab (the calling thread in its node's namespace, as
+ * kha_lab_load leaves it). Blocks for the whole drill. Returns 0 with a report (see
+ * kha_lab_k8s_drill_exit_code), -EINVAL when the lab is not a Kubernetes lab with both entries,
+ * or a negative errno (d set) when it could not run.
+ */
+int kha_lab_k8s_drill(const struct kha_lab *lab, const char *kha,
+		      const struct kha_lab_k8s_drill_opts *o, struct kha_lab_k8s_drill_report **ret,
+		      struct kha_diag *d) KHA_WUR;
+/*
+ * The analysis (pure: unit tests feed it made-up drills): the fault windows, per entry, the
+ * Lease handovers, the backups.
+ */
+void kha_lab_k8s_drill_analyze(struct kha_lab_k8s_drill_report *r);
+/*
+ * 0 every invariant held; 2 acknowledged writes lost; 128+N interrupted; 3 a fault command
+ * failed; 69 the writes could not be read back; 1 an entry under the SLO in a fault, a
+ * controller-manager kill without a new Lease holder, a fault after which no backup was taken,
+ * or the lab not ready afterwards. The first that applies, in this order.
+ */
+int kha_lab_k8s_drill_exit_code(const struct kha_lab_k8s_drill_report *r);
+void kha_lab_k8s_drill_problems(const struct kha_lab_k8s_drill_report *r, char *buf, size_t size);
+/* JSON (schema kha.lab.k8s-drill/v1, docs/lab.md), a new string; NULL on ENOMEM. */
+char *kha_lab_k8s_drill_json(const struct kha_lab_k8s_drill_report *r);
+int kha_lab_k8s_drill_print(FILE *out, const struct kha_lab_k8s_drill_report *r) KHA_WUR;
+/* The SVG timeline of one entry's writes, faults and Lease holders. */
+int kha_lab_k8s_drill_svg(FILE *out, const struct kha_lab_k8s_drill_report *r,
+			  enum kha_lab_entry e) KHA_WUR;
+
+/* The load balancer holding the VIP (its name, a new string; NULL when none). */
+int kha_lab_vip_holder(const struct kha_lab *lab, char **ret_host, struct kha_diag *d) KHA_WUR;
 
 #endif

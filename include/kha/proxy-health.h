@@ -61,6 +61,8 @@ const char *kha_proxy_state_name(enum kha_proxy_state s);
 enum kha_proxy_balance {
 	KHA_PROXY_LEASTCONN,
 	KHA_PROXY_ROUNDROBIN,
+	KHA_PROXY_RANDOM, /* --mode nat only: numgen random */
+	KHA_PROXY_SOURCE, /* --mode nat only: hash of the client's address */
 };
 
 struct kha_proxy_candidate {

@@ -28,7 +28,13 @@ enum kha_proxy_check {
 	KHA_PROXY_CHECK_TCP,
 };
 
+enum kha_proxy_mode {
+	KHA_PROXY_MODE_USERSPACE, /* kha's workers accept and copy the bytes */
+	KHA_PROXY_MODE_NAT,	  /* the kernel DNATs the entry (nftables table kha writes) */
+};
+
 struct kha_proxy_config {
+	enum kha_proxy_mode mode;
 	char listen[KHA_PROXY_ADDR_MAX];       /* "127.0.0.1:7443" */
 	struct kha_proxy_spec_list seeds;      /* --backend: static seeds */
 	char *backends_file;		       /* --backends-file, or NULL */
@@ -59,12 +65,22 @@ struct kha_proxy_config {
 	char *check_cacert, *check_cert, *check_key; /* owned strings or NULL */
 	bool check_insecure;
 	bool close_on_dead;
+
+	/* --mode nat */
+	bool nat_prerouting; /* also DNAT forwarded traffic (pods) */
+	char nat_name[16];   /* nftables table and dummy interface: "kha-proxy" */
 };
 
 struct kha_proxy;
 
 /* Fills the defaults (docs/proxy.md lists them). */
 void kha_proxy_config_init(struct kha_proxy_config *c);
+/*
+ * The defaults of a mode: user space as kha_proxy_config_init(); NAT mode balances randomly and
+ * checks faster (a dead or frozen backend leaves the table within 1.5 s: no retry or first-byte
+ * replay covers it there).
+ */
+void kha_proxy_config_init_mode(struct kha_proxy_config *c, enum kha_proxy_mode mode);
 /* Frees the owned strings and lists. */
 void kha_proxy_config_release(struct kha_proxy_config *c);
 /*

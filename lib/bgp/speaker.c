@@ -303,8 +303,8 @@ static void addrs_set(struct kha_bgp *b, bool add)
 			kha_error(add ? "cannot add the service address"
 				      : "cannot remove the service address",
 				  "address=%s/%u interface=%s error=\"%s\"",
-				  kha_bgp_addr_str(&pf->addr, a, sizeof(a)), pf->len,
-				  b->cfg.interface, strerror(-r));
+				  KHA_LOGQ(kha_bgp_addr_str(&pf->addr, a, sizeof(a))), pf->len,
+				  KHA_LOGQ(b->cfg.interface), strerror(-r));
 	}
 	b->addrs_held = add;
 }
@@ -366,7 +366,8 @@ static void send_msg(struct peer *p, const uint8_t *msg, int len)
 		r = flush(p);
 	if (r < 0 && p->fd >= 0) {
 		snprintf(p->last_error, sizeof(p->last_error), "send: %s", strerror(-r));
-		kha_warn("cannot send to peer", "peer=%s error=\"%s\"", p->name, strerror(-r));
+		kha_warn("cannot send to peer", "peer=%s error=\"%s\"", KHA_LOGQ(p->name),
+			 strerror(-r));
 		perform(p, kha_bgp_fsm_tcp_fail(&p->fsm, kha_now_us()), "send failed");
 	}
 }
@@ -433,8 +434,8 @@ static void send_rib(struct peer *p, bool force)
 				send_msg(p, buf, kha_bgp_encode_withdraw(pf, n, buf, sizeof(buf)));
 				p->announced[f] = false;
 				p->updates_out++;
-				kha_info("withdrawn", "peer=%s family=%s prefixes=%zu", p->name,
-					 family == AF_INET ? "ipv4" : "ipv6", n);
+				kha_info("withdrawn", "peer=%s family=%s prefixes=%zu",
+					 KHA_LOGQ(p->name), family == AF_INET ? "ipv4" : "ipv6", n);
 			}
 			continue;
 		}
@@ -443,7 +444,7 @@ static void send_rib(struct peer *p, bool force)
 		nh = next_hop(p, family);
 		if (!nh) {
 			kha_warn("no next hop for this family: not announced",
-				 "peer=%s family=%s hint=\"set --next-hop\"", p->name,
+				 "peer=%s family=%s hint=\"set --next-hop\"", KHA_LOGQ(p->name),
 				 family == AF_INET ? "ipv4" : "ipv6");
 			continue;
 		}
@@ -458,9 +459,9 @@ static void send_rib(struct peer *p, bool force)
 		p->announced[f] = true;
 		p->updates_out++;
 		kha_info("announced",
-			 "peer=%s family=%s prefixes=%zu next_hop=%s graceful_shutdown=%s", p->name,
-			 family == AF_INET ? "ipv4" : "ipv6", n, kha_bgp_addr_str(nh, a, sizeof(a)),
-			 b->gshut ? "true" : "false");
+			 "peer=%s family=%s prefixes=%zu next_hop=%s graceful_shutdown=%s",
+			 KHA_LOGQ(p->name), family == AF_INET ? "ipv4" : "ipv6", n,
+			 KHA_LOGQ(kha_bgp_addr_str(nh, a, sizeof(a))), b->gshut ? "true" : "false");
 	}
 	p->gshut_sent = b->gshut;
 }
@@ -474,10 +475,10 @@ static void sync_announcements(struct kha_bgp *b, bool force)
 		b->announce_changes++;
 		kha_log(want ? KHA_LOG_INFO : KHA_LOG_WARN,
 			want ? "announcing the service address" : "withdrawing the service address",
-			"reason=\"%s\"",
-			want	       ? "health tracks pass"
-			: b->withdrawn ? "stopping"
-				       : "a health track fails");
+			"reason=%s",
+			KHA_LOGQ(want		? "health tracks pass"
+				 : b->withdrawn ? "stopping"
+						: "a health track fails"));
 	}
 	if (want && !b->addrs_held)
 		addrs_set(b, true);
@@ -546,12 +547,12 @@ static void start_connect(struct peer *p)
 	r = watch(p, EPOLLOUT);
 	if (r < 0)
 		goto fail;
-	kha_debug("connecting", "peer=%s port=%u", p->name,
+	kha_debug("connecting", "peer=%s port=%u", KHA_LOGQ(p->name),
 		  p->cfg.port ? p->cfg.port : KHA_BGP_PORT);
 	return;
 fail:
 	snprintf(p->last_error, sizeof(p->last_error), "connect: %s", strerror(-r));
-	kha_debug("cannot connect", "peer=%s error=\"%s\"", p->name, strerror(-r));
+	kha_debug("cannot connect", "peer=%s error=\"%s\"", KHA_LOGQ(p->name), strerror(-r));
 	perform(p, kha_bgp_fsm_tcp_fail(&p->fsm, kha_now_us()), "connect failed");
 }
 
@@ -579,8 +580,8 @@ static void perform(struct peer *p, unsigned act, const char *why)
 		snprintf(p->last_error, sizeof(p->last_error), "sent: %s, %s",
 			 kha_bgp_error_name(n->code), kha_bgp_suberror_name(n->code, n->subcode));
 		kha_log(n->code == KHA_BGP_ERR_CEASE ? KHA_LOG_INFO : KHA_LOG_WARN,
-			"notification sent", "peer=%s code=%u subcode=%u error=\"%s, %s\"", p->name,
-			n->code, n->subcode, kha_bgp_error_name(n->code),
+			"notification sent", "peer=%s code=%u subcode=%u error=\"%s, %s\"",
+			KHA_LOGQ(p->name), n->code, n->subcode, kha_bgp_error_name(n->code),
 			kha_bgp_suberror_name(n->code, n->subcode));
 	}
 	if (act & KHA_BGP_ACT_CLOSE)
@@ -601,16 +602,18 @@ static void perform(struct peer *p, unsigned act, const char *why)
 			p->established_at_us = kha_now_us();
 			kha_info("session established",
 				 "peer=%s as=%u hold_time=%llus families=%s%s%s four_octet_as=%s",
-				 p->name, p->as, (unsigned long long)(p->fsm.hold_us / 1000000),
+				 KHA_LOGQ(p->name), p->as,
+				 (unsigned long long)(p->fsm.hold_us / 1000000),
 				 p->ipv4 ? "ipv4" : "", p->ipv4 && p->ipv6 ? "," : "",
 				 p->ipv6 ? "ipv6" : "", p->as4 ? "true" : "false");
 		} else if (from == KHA_BGP_ESTABLISHED) {
 			p->flaps++;
-			kha_warn("session down", "peer=%s to=%s reason=\"%s\"", p->name,
+			kha_warn("session down", "peer=%s to=%s reason=\"%s\"", KHA_LOGQ(p->name),
 				 kha_bgp_state_name(to), why);
 		} else {
-			kha_debug("session state", "peer=%s from=%s to=%s reason=\"%s\"", p->name,
-				  kha_bgp_state_name(from), kha_bgp_state_name(to), why);
+			kha_debug("session state", "peer=%s from=%s to=%s reason=\"%s\"",
+				  KHA_LOGQ(p->name), kha_bgp_state_name(from),
+				  kha_bgp_state_name(to), why);
 		}
 	}
 	if ((act & KHA_BGP_ACT_ANNOUNCE) && p->fd >= 0)
@@ -632,8 +635,8 @@ static void session_error(struct peer *p, const struct kha_bgp_notify *e, const 
 	kha_warn("malformed message from peer",
 		 "peer=%s message=%s code=%u subcode=%u "
 		 "error=\"%s, %s\"",
-		 p->name, what, e->code, e->subcode, kha_bgp_error_name(e->code),
-		 kha_bgp_suberror_name(e->code, e->subcode));
+		 KHA_LOGQ(p->name), KHA_LOGQ(what), e->code, e->subcode,
+		 kha_bgp_error_name(e->code), kha_bgp_suberror_name(e->code, e->subcode));
 	perform(p, kha_bgp_fsm_error(&p->fsm, kha_now_us(), e), "malformed message");
 }
 
@@ -701,7 +704,7 @@ static bool on_message(struct peer *p, const uint8_t *buf, size_t len)
 			 kha_bgp_suberror_name(m.notification.code, m.notification.subcode));
 		kha_log(m.notification.code == KHA_BGP_ERR_CEASE ? KHA_LOG_INFO : KHA_LOG_WARN,
 			"notification received", "peer=%s code=%u subcode=%u error=\"%s, %s\"",
-			p->name, m.notification.code, m.notification.subcode,
+			KHA_LOGQ(p->name), m.notification.code, m.notification.subcode,
 			kha_bgp_error_name(m.notification.code),
 			kha_bgp_suberror_name(m.notification.code, m.notification.subcode));
 		perform(p, kha_bgp_fsm_notification(&p->fsm, now), "NOTIFICATION received");
@@ -763,7 +766,8 @@ static void on_io(struct kha_loop_source *src, int fd, uint32_t events, void *us
 		if (err) {
 			snprintf(p->last_error, sizeof(p->last_error), "connect: %s",
 				 strerror(err));
-			kha_debug("cannot connect", "peer=%s error=\"%s\"", p->name, strerror(err));
+			kha_debug("cannot connect", "peer=%s error=\"%s\"", KHA_LOGQ(p->name),
+				  strerror(err));
 			perform(p, kha_bgp_fsm_tcp_fail(&p->fsm, kha_now_us()), "connect failed");
 			return;
 		}
@@ -826,7 +830,7 @@ static void on_accept(struct kha_loop_source *src, int lfd, uint32_t events, voi
 	if (!p || b->stopping) {
 		if (b->rejected++ % 100 == 0)
 			kha_warn("connection refused", "from=%s reason=\"%s\" refused=%llu",
-				 kha_bgp_addr_str(&from, a, sizeof(a)),
+				 KHA_LOGQ(kha_bgp_addr_str(&from, a, sizeof(a))),
 				 p ? "stopping" : "not a configured peer",
 				 (unsigned long long)b->rejected);
 		refuse(fd, KHA_BGP_CEASE_CONNECTION_REJECTED);
@@ -874,7 +878,7 @@ static void on_accept(struct kha_loop_source *src, int lfd, uint32_t events, voi
 				return;
 			}
 			kha_debug("connection collision: the peer's connection stays", "peer=%s",
-				  p->name);
+				  KHA_LOGQ(p->name));
 			perform(p, kha_bgp_fsm_tcp_replace(&p->fsm, kha_now_us()),
 				"connection collision");
 			return;
@@ -918,8 +922,8 @@ static void bfd_perform(struct peer *p, unsigned act, enum kha_bfd_state before)
 
 		kha_log(to == KHA_BFD_UP || before != KHA_BFD_UP ? KHA_LOG_INFO : KHA_LOG_WARN,
 			"BFD session state", "peer=%s from=%s to=%s diag=%u detect_ms=%.1f",
-			p->name, kha_bfd_state_name(before), kha_bfd_state_name(to), p->bfd.diag,
-			(double)kha_bfd_detect_us(&p->bfd) / 1e3);
+			KHA_LOGQ(p->name), kha_bfd_state_name(before), kha_bfd_state_name(to),
+			p->bfd.diag, (double)kha_bfd_detect_us(&p->bfd) / 1e3);
 		if (to == KHA_BFD_UP)
 			p->bfd_up_at_us = now;
 		if (before == KHA_BFD_UP && to != KHA_BFD_UP) {
@@ -930,7 +934,7 @@ static void bfd_perform(struct peer *p, unsigned act, enum kha_bfd_state before)
 				perform(p, kha_bgp_fsm_bfd_down(&p->fsm, now), "BFD down");
 			else
 				kha_info("BFD down right after up: the BGP session stays",
-					 "peer=%s up_ms=%.1f", p->name,
+					 "peer=%s up_ms=%.1f", KHA_LOGQ(p->name),
 					 (double)(now - p->bfd_up_at_us) / 1e3);
 		}
 	}
@@ -1016,7 +1020,7 @@ static void on_bfd_rx(struct kha_loop_source *src, int fd, uint32_t events, void
 				kha_debug("BFD packet",
 					  "peer=%s state=%s diag=%u my_disc=%u "
 					  "your_disc=%u poll=%d final=%d",
-					  p->name, kha_bfd_state_name(pk.state), pk.diag,
+					  KHA_LOGQ(p->name), kha_bfd_state_name(pk.state), pk.diag,
 					  pk.my_disc, pk.your_disc, pk.poll, pk.final);
 			bfd_perform(p, act, before);
 		}
@@ -1551,7 +1555,8 @@ static void finish_stop(struct kha_bgp *b)
 			kha_info("notification sent",
 				 "peer=%s code=%u subcode=%u error=\"cease, administrative "
 				 "shutdown\"",
-				 p->name, KHA_BGP_ERR_CEASE, KHA_BGP_CEASE_ADMIN_SHUTDOWN);
+				 KHA_LOGQ(p->name), KHA_BGP_ERR_CEASE,
+				 KHA_BGP_CEASE_ADMIN_SHUTDOWN);
 		}
 		if (p->bfd_fd >= 0) {
 			enum kha_bfd_state before = p->bfd.state;
@@ -1709,7 +1714,7 @@ static void reload(struct kha_bgp *b)
 		perform(p, kha_bgp_fsm_stop(&p->fsm, kha_now_us(), KHA_BGP_CEASE_PEER_DECONFIGURED),
 			"peer removed");
 		flush_all(b, 200);
-		kha_info("peer removed", "peer=%s", p->name);
+		kha_info("peer removed", "peer=%s", KHA_LOGQ(p->name));
 		peer_free(p);
 		removed++;
 	}
@@ -1725,7 +1730,7 @@ static void reload(struct kha_bgp *b)
 			continue;
 		}
 		b->peers[b->npeers++] = p;
-		kha_info("peer added", "peer=%s as=%u", p->name, p->as);
+		kha_info("peer added", "peer=%s as=%u", KHA_LOGQ(p->name), p->as);
 		peer_start(p);
 		added++;
 	}
@@ -1815,11 +1820,12 @@ int kha_bgp_run(struct kha_bgp *b)
 	kha_info("started",
 		 "router_id=%s local_as=%u peers=%zu prefixes=%zu hold_time=%llus bfd=%s "
 		 "bfd_detect_ms=%llu interface=%s",
-		 kha_bgp_addr_str(&b->cfg.router_id, a, sizeof(a)), b->cfg.local_as, b->npeers,
-		 b->cfg.nannounce, (unsigned long long)(b->cfg.hold_time_us / KHA_USEC_PER_SEC),
+		 KHA_LOGQ(kha_bgp_addr_str(&b->cfg.router_id, a, sizeof(a))), b->cfg.local_as,
+		 b->npeers, b->cfg.nannounce,
+		 (unsigned long long)(b->cfg.hold_time_us / KHA_USEC_PER_SEC),
 		 b->cfg.bfd ? "true" : "false",
 		 (unsigned long long)(b->cfg.bfd_interval_us * b->cfg.bfd_multiplier / 1000),
-		 b->cfg.interface);
+		 KHA_LOGQ(b->cfg.interface));
 	sync_announcements(b, false);
 	for (size_t i = 0; i < b->npeers; i++)
 		peer_start(b->peers[i]);

@@ -17,6 +17,35 @@ char *kha_drill__url_base(const char *url);
 char *kha_drill__write_url(const char *target);
 char *kha_drill__write_body(const char *prefix, uint64_t slot);
 void kha_drill__verify_writes(const struct kha_drill_scenario *sc, struct kha_drill_report *r);
+/* Counts the writes by outcome (acked, failed, unknown) into r->writes. */
+void kha_drill__writes_tally(struct kha_drill_report *r);
+/*
+ * Compares what was read back (present[slot]: 0 absent, 1 with its value, 2 another value) with
+ * the outcome of each write: fills lost, unknown_applied/missing, unexpected; sets verified.
+ */
+void kha_drill__writes_compare(struct kha_drill_report *r, const unsigned char *present,
+			       size_t found, size_t foreign);
+
+/*
+ * Kubernetes mode (kube.c). kha_drill__kube_prepare: loads the credentials, creates the probed
+ * ConfigMap, fills r->kube and the probe URL (*ret_url, new string); *ret_ctx is freed by
+ * kha_drill__kube_finish. kha_drill__kube_tls: sets the credentials on a probe's easy handle.
+ * kha_drill__kube_watch_start/stop: the watch thread (times relative to t0). kha_drill__kube_body: the
+ * create of slot `slot`. kha_drill__kube_finish: reads the writes back, deletes what the drill made.
+ */
+struct drill_kube;
+int kha_drill__kube_prepare(const struct kha_drill_scenario *sc, struct kha_drill_report *r,
+			    struct drill_kube **ret_ctx, char **ret_url, struct kha_diag *d);
+struct kha_http_tls;
+void kha_drill__kube_tls(const struct drill_kube *k, struct kha_http_tls *ret);
+/* The kubeconfig's bearer token, NULL when it has none. */
+const char *kha_drill__kube_token(const struct drill_kube *k);
+int kha_drill__kube_watch_start(struct drill_kube *k, uint64_t t0);
+void kha_drill__kube_watch_stop(struct drill_kube *k, struct kha_drill_report *r, uint64_t end_us);
+char *kha_drill__kube_body(const struct drill_kube *k, uint64_t slot);
+void kha_drill__kube_finish(struct drill_kube *k, const struct kha_drill_scenario *sc,
+			    struct kha_drill_report *r);
+void kha_drill__kube_free(struct drill_kube *k);
 
 /*
  * A shell command run by the drill: /bin/sh -c CMD in its own process group, stdin from

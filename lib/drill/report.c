@@ -312,6 +312,35 @@ static json_t *writes_json(const struct kha_drill_writes *w)
 			 w->cleanup_error[0] ? text(w->cleanup_error) : json_null());
 }
 
+static json_t *kube_json(const struct kha_drill_report *r)
+{
+	const struct kha_drill_kube *k = &r->kube;
+	json_t *gaps, *watch;
+
+	if (!k->enabled)
+		return json_null();
+	gaps = json_array();
+	for (size_t i = 0; i < k->n_gaps; i++) {
+		const struct kha_drill_watch_gap *g = &k->gaps[i];
+
+		json_array_append_new(
+			gaps, json_pack("{s:o, s:o, s:o, s:b, s:o}", "broke_ms", ms(g->broke_us),
+					"back_ms", ms(g->back_us), "reconnect_ms",
+					g->back_us == KHA_DRILL_NONE ? json_null()
+								     : ms(g->back_us - g->broke_us),
+					"clean", g->clean, "error", text(g->error)));
+	}
+	watch = k->watch ? json_pack("{s:o, s:I, s:I, s:I, s:I, s:o, s:o}", "first_event_ms",
+				     ms(k->watch_first_us), "requests",
+				     (json_int_t)k->watch_requests, "events",
+				     (json_int_t)k->watch_events, "breaks", (json_int_t)k->n_gaps,
+				     "breaks_not_listed", (json_int_t)k->n_gaps_dropped,
+				     "longest_reconnect_ms", ms(k->longest_gap_us), "list", gaps)
+			 : (json_decref(gaps), json_null());
+	return json_pack("{s:o, s:o, s:o, s:o}", "namespace", text(k->namespace), "object",
+			 text(k->object), "label", text(k->label), "watch", watch);
+}
+
 static void format_rfc3339(char *buf, size_t size, uint64_t wall_us)
 {
 	time_t secs = (time_t)(wall_us / KHA_USEC_PER_SEC);
@@ -363,6 +392,7 @@ char *kha_drill_report_json(const struct kha_drill_report *r, bool with_probes)
 	json_object_set_new(root, "steps", steps_json(r));
 	json_object_set_new(root, "rolling", rolling_json(r));
 	json_object_set_new(root, "writes", writes_json(&r->writes));
+	json_object_set_new(root, "kube", kube_json(r));
 	if (with_probes) {
 		json_t *list = json_array();
 		for (size_t i = 0; i < r->n_probes; i++) {
@@ -546,6 +576,25 @@ int kha_drill_report_print(FILE *out, const struct kha_drill_report *r)
 		}
 		if (w->cleanup_error[0])
 			fprintf(out, "    keys not deleted: %s\n", w->cleanup_error);
+	}
+	if (r->kube.enabled && r->kube.watch) {
+		const struct kha_drill_kube *k = &r->kube;
+		size_t unclean = 0, open = 0;
+
+		for (size_t i = 0; i < k->n_gaps; i++) {
+			unclean += !k->gaps[i].clean;
+			open += k->gaps[i].back_us == KHA_DRILL_NONE;
+		}
+		fprintf(out, "  watch         %s/%s: ", k->namespace, k->object);
+		if (k->watch_first_us == KHA_DRILL_NONE)
+			fprintf(out, "NEVER ESTABLISHED\n");
+		else
+			fprintf(out,
+				"%zu break%s (%zu by the server's timeout), longest reconnect %s%s, "
+				"%zu requests\n",
+				k->n_gaps, k->n_gaps == 1 ? "" : "s", k->n_gaps - unclean,
+				unclean ? dur(a, sizeof(a), k->longest_gap_us) : "-",
+				open ? " (STILL BROKEN at the end)" : "", k->watch_requests);
 	}
 	if (r->abort_reason[0])
 		fprintf(out, "  stopped early %s\n", r->abort_reason);

@@ -63,6 +63,7 @@ struct drill {
 	bool tcp;
 	bool write;		    /* write mode: puts to url with a body */
 	struct curl_slist *headers; /* write mode: Content-Type */
+	struct drill_kube *kube;    /* Kubernetes mode */
 	uint64_t t0;
 
 	size_t cap;	    /* of r->probes */
@@ -178,6 +179,7 @@ static int start_probe(struct drill *dr, uint64_t slot, uint64_t now_abs)
 	struct probe *pr = calloc(1, sizeof(*pr));
 	struct kha_http_tls tls = {
 		.cacert = sc->cacert, .cert = sc->cert, .key = sc->key, .insecure = sc->insecure};
+	const char *token = dr->kube ? kha_drill__kube_token(dr->kube) : NULL;
 	struct kha_http_easy_opts eo = {
 		.user_agent = "kha-drill",
 		.errbuf = pr ? pr->errbuf : NULL,
@@ -190,6 +192,8 @@ static int start_probe(struct drill *dr, uint64_t slot, uint64_t now_abs)
 
 	if (!pr)
 		return -ENOMEM;
+	if (dr->kube)
+		kha_drill__kube_tls(dr->kube, &tls);
 	e = curl_easy_init();
 	if (!e) {
 		free(pr);
@@ -206,9 +210,14 @@ static int start_probe(struct drill *dr, uint64_t slot, uint64_t now_abs)
 	}
 	curl_easy_setopt(e, CURLOPT_URL, dr->url);
 	curl_easy_setopt(e, CURLOPT_PRIVATE, pr);
+	if (token) {
+		curl_easy_setopt(e, CURLOPT_XOAUTH2_BEARER, token);
+		curl_easy_setopt(e, CURLOPT_HTTPAUTH, (long)CURLAUTH_BEARER);
+	}
 	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, discard);
 	if (dr->write) {
-		char *body = kha_drill__write_body(dr->r->writes.prefix, slot);
+		char *body = dr->kube ? kha_drill__kube_body(dr->kube, slot)
+				      : kha_drill__write_body(dr->r->writes.prefix, slot);
 		if (!body) {
 			curl_easy_cleanup(e);
 			free(pr);
@@ -260,6 +269,9 @@ static enum kha_drill_result classify(struct drill *dr, CURL *e, CURLcode rc, co
 	curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
 	*ret_status = status;
 	if (rc == CURLE_OK) {
+		if (dr->write && dr->kube) /* 201 Created: stored in etcd */
+			return status == 201 || status == 200 ? KHA_DRILL_PROBE_OK
+							      : KHA_DRILL_PROBE_STATUS;
 		if (dr->write) /* the gateway answers 200 only for a committed put */
 			return status == 200 ? KHA_DRILL_PROBE_OK : KHA_DRILL_PROBE_STATUS;
 		if (dr->tcp || kha_drill_status_expected(dr->sc->expect_status, status))
@@ -1019,6 +1031,8 @@ static void cleanup(struct drill *dr)
 		curl_multi_cleanup(dr->multi);
 	curl_slist_free_all(dr->headers);
 	free(dr->url);
+	kha_drill__kube_free(dr->kube);
+	dr->kube = NULL;
 }
 
 void kha_drill_report_free(struct kha_drill_report *r)
@@ -1042,6 +1056,10 @@ void kha_drill_report_free(struct kha_drill_report *r)
 	free(r->writes.prefix);
 	free(r->writes.endpoints);
 	free(r->writes.lost_slots);
+	free(r->kube.namespace);
+	free(r->kube.object);
+	free(r->kube.label);
+	free(r->kube.gaps);
 	free(r);
 }
 
@@ -1146,7 +1164,11 @@ int kha_drill_run(const struct kha_drill_scenario *sc, const struct kha_drill_ho
 		return r;
 	dr.tcp = strncmp(sc->target, "tcp://", 6) == 0;
 	dr.write = sc->write && !dr.tcp;
-	if (dr.write) {
+	if (sc->kube) {
+		dr.headers = curl_slist_append(NULL, "Content-Type: application/json");
+		dr.headers = dr.headers ? curl_slist_append(dr.headers, "Accept: application/json")
+					: NULL;
+	} else if (dr.write) {
 		dr.url = kha_drill__write_url(sc->target);
 		dr.headers = curl_slist_append(NULL, "Content-Type: application/json");
 	} else if (dr.tcp) {
@@ -1162,19 +1184,34 @@ int kha_drill_run(const struct kha_drill_scenario *sc, const struct kha_drill_ho
 	dr.inflight = calloc(dr.max_inflight, sizeof(*dr.inflight));
 	dr.multi = curl_multi_init();
 	r = -ENOMEM;
-	if (!dr.url || !dr.inflight || !dr.multi || (dr.write && !dr.headers) ||
+	if ((!dr.url && !sc->kube) || !dr.inflight || !dr.multi || (dr.write && !dr.headers) ||
 	    init_report(&dr) < 0 || grow_probes(&dr, slots ? slots - 1 : 0) < 0) {
 		kha_diag_set(d, ENOMEM, "out of memory");
 		goto fail;
 	}
 	curl_multi_setopt(dr.multi, CURLMOPT_MAXCONNECTS, (long)dr.max_inflight);
+	if (sc->kube) {
+		r = kha_drill__kube_prepare(sc, dr.r, &dr.kube, &dr.url, d);
+		if (r < 0)
+			goto fail;
+	}
 
 	dr.t0 = kha_now_us();
 	dr.r->started_wall_us = kha_wall_us();
+	dr.r->t0_us = dr.t0;
+	if (dr.kube && dr.r->kube.watch) {
+		r = kha_drill__kube_watch_start(dr.kube, dr.t0);
+		if (r < 0) {
+			kha_diag_set(d, -r, "cannot start the watch: %s", strerror(-r));
+			goto fail;
+		}
+	}
 	dr.next_tick_us = KHA_USEC_PER_SEC;
 	kha_debug("drill started", "target=%s rate=%u max_inflight=%zu", KHA_LOGQ(sc->target),
 		  sc->rate, dr.max_inflight);
 	r = loop(&dr);
+	kha_drill__kube_watch_stop(dr.kube, dr.r,
+				   dr.probing_done ? dr.probing_end_us : rel_now(&dr));
 	if (r < 0) {
 		kha_diag_set(d, -r, "drill failed: %s", strerror(-r));
 		goto fail;
@@ -1191,8 +1228,10 @@ int kha_drill_run(const struct kha_drill_scenario *sc, const struct kha_drill_ho
 		kha_diag_set(d, ENOMEM, "out of memory");
 		goto fail;
 	}
+	if (dr.kube)
+		kha_drill__kube_finish(dr.kube, sc, dr.r);
 	cleanup(&dr);
-	if (dr.write)
+	if (dr.write && !sc->kube)
 		kha_drill__verify_writes(sc, dr.r);
 	*ret_report = dr.r;
 	return 0;

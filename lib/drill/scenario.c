@@ -16,6 +16,7 @@
 #include "kha/drill.h"
 #include "kha/etcd.h"
 #include "kha/file.h"
+#include "kha/kube.h"
 #include "kha/parse.h"
 #include "drill-internal.h"
 #include "kha/banned.h"
@@ -37,6 +38,7 @@ void kha_drill_scenario_init(struct kha_drill_scenario *sc)
 		.healthy_timeout_us = KHA_DRILL_DEFAULT_HEALTHY_TIMEOUT,
 		.healthy_interval_us = KHA_DRILL_DEFAULT_HEALTHY_INTERVAL,
 		.readback_timeout_us = 15 * KHA_USEC_PER_SEC,
+		.watch_timeout_us = 60 * KHA_USEC_PER_SEC,
 	};
 }
 
@@ -70,6 +72,8 @@ void kha_drill_scenario_release(struct kha_drill_scenario *sc)
 	free(sc->healthy);
 	free(sc->endpoints);
 	free(sc->write_prefix);
+	free(sc->kubeconfig);
+	free(sc->namespace);
 	free(sc->report_path);
 	free(sc->svg_path);
 	kha_drill_scenario_init(sc);
@@ -353,6 +357,17 @@ int kha_drill_scenario_set(struct kha_drill_scenario *sc, const char *name, cons
 		return set_bool(&sc->keep_keys, value, d);
 	if (strcmp(name, "readback-timeout") == 0)
 		return set_duration(&sc->readback_timeout_us, value, KHA_USEC_PER_MSEC, max, d);
+	if (strcmp(name, "kube") == 0)
+		return set_bool(&sc->kube, value, d);
+	if (strcmp(name, "kubeconfig") == 0)
+		return set_str(&sc->kubeconfig, value, d);
+	if (strcmp(name, "namespace") == 0)
+		return set_str(&sc->namespace, value, d);
+	if (strcmp(name, "no-watch") == 0)
+		return set_bool(&sc->no_watch, value, d);
+	if (strcmp(name, "watch-timeout") == 0)
+		return set_duration(&sc->watch_timeout_us, value, KHA_USEC_PER_SEC,
+				    3600 * KHA_USEC_PER_SEC, d);
 	if (strcmp(name, "report") == 0)
 		return set_str(&sc->report_path, value, d);
 	if (strcmp(name, "svg") == 0)
@@ -719,11 +734,63 @@ static int check_file(const char *what, const char *path, struct kha_diag *d)
 	return 0;
 }
 
+/* A DNS label (RFC 1123), what a namespace name must be. */
+static bool dns_label(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n == 0 || n > 63 || s[0] == '-' || s[n - 1] == '-')
+		return false;
+	for (; *s; s++)
+		if (!((*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') || *s == '-'))
+			return false;
+	return true;
+}
+
+/* Kubernetes mode: the kubeconfig loads, the target defaults to its server. */
+static int check_kube(struct kha_drill_scenario *sc, struct kha_diag *d)
+{
+	if (!sc->kube) {
+		if (sc->kubeconfig || sc->namespace || sc->no_watch)
+			return kha_diag_set(d, EINVAL, "%s: only makes sense with --kube",
+					    sc->kubeconfig  ? "kubeconfig"
+					    : sc->namespace ? "namespace"
+							    : "no-watch");
+		return 0;
+	}
+	if (sc->namespace && !dns_label(sc->namespace))
+		return kha_diag_set(d, EINVAL,
+				    "namespace: '%s' is not a namespace name (lower-case letters, "
+				    "digits and '-', at most 63)",
+				    sc->namespace);
+	if (sc->kubeconfig) {
+		struct kha_kube_load_opts lo = {.kubeconfig = sc->kubeconfig};
+		kha_auto(kha_kube_config_freep) struct kha_kube_config *cfg = NULL;
+		int r = kha_kube_config_load(&lo, &cfg, d);
+
+		if (r < 0) {
+			kha_diag_prefix(d, "kubeconfig");
+			return r;
+		}
+		if (!sc->target && !(sc->target = strdup(cfg->server)))
+			return kha_diag_set(d, ENOMEM, "out of memory");
+	}
+	if (sc->target && strncmp(sc->target, "tcp://", 6) == 0)
+		return kha_diag_set(
+			d, EINVAL,
+			"kube: needs the apiserver's URL as --target (https://HOST:6443), "
+			"not tcp://");
+	return 0;
+}
+
 int kha_drill_scenario_check(struct kha_drill_scenario *sc, struct kha_diag *d)
 {
 	char a[32], b[32];
 	int r;
 
+	r = check_kube(sc, d);
+	if (r < 0)
+		return r;
 	if (!sc->target)
 		return kha_diag_set(d, EINVAL,
 				    "no target (give --target URL, or target: in the "
@@ -745,7 +812,14 @@ int kha_drill_scenario_check(struct kha_drill_scenario *sc, struct kha_diag *d)
 		return r;
 	if (sc->key && !sc->cert)
 		return kha_diag_set(d, EINVAL, "key: given without --cert");
-	if (sc->write) {
+	if (sc->write && sc->kube) {
+		char *base = kha_drill__url_base(sc->endpoints ? sc->endpoints : sc->target);
+
+		if (!base)
+			return kha_diag_set(d, EINVAL, "endpoints: '%s' does not parse as a URL",
+					    sc->endpoints ? sc->endpoints : sc->target);
+		free(base);
+	} else if (sc->write) {
 		struct kha_etcd_config cfg;
 		char *base;
 

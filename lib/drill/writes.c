@@ -209,17 +209,12 @@ static int make_client(const struct kha_drill_scenario *sc, const char *endpoint
 	return r;
 }
 
-void kha_drill__verify_writes(const struct kha_drill_scenario *sc, struct kha_drill_report *r)
+void kha_drill__writes_tally(struct kha_drill_report *r)
 {
 	struct kha_drill_writes *w = &r->writes;
-	struct kha_etcd *c = NULL;
-	struct kha_diag d = {};
-	unsigned char *present = NULL;
-	size_t found = 0, foreign = 0;
-	uint64_t deadline = kha_now_us() + sc->readback_timeout_us;
-	int rc;
 
 	w->enabled = true;
+	w->acked = w->failed = w->unknown = 0;
 	for (size_t i = 0; i < r->n_probes; i++) {
 		switch (outcome_of(r->probes[i].result)) {
 		case OUT_ACKED:
@@ -235,6 +230,51 @@ void kha_drill__verify_writes(const struct kha_drill_scenario *sc, struct kha_dr
 			break;
 		}
 	}
+}
+
+void kha_drill__writes_compare(struct kha_drill_report *r, const unsigned char *present,
+			       size_t found, size_t foreign)
+{
+	struct kha_drill_writes *w = &r->writes;
+
+	w->verified = true;
+	w->found = found;
+	w->unexpected = foreign;
+	for (size_t i = 0; i < r->n_probes; i++) {
+		enum outcome o = outcome_of(r->probes[i].result);
+		bool here = present[i] == 1;
+
+		if (present[i] == 2)
+			w->unexpected +=
+				o != OUT_ACKED; /* a wrong value for an unacknowledged slot */
+		if (o == OUT_ACKED && !here) {
+			if (w->n_lost_slots < MAX_LOST_LISTED) {
+				if (KHA_RESIZE(w->lost_slots, w->n_lost_slots + 1) == 0)
+					w->lost_slots[w->n_lost_slots++] = i;
+			}
+			w->lost++;
+		} else if (o == OUT_UNKNOWN) {
+			if (here)
+				w->unknown_applied++;
+			else
+				w->unknown_missing++;
+		} else if ((o == OUT_FAILED || o == OUT_NOT_SENT) && present[i]) {
+			w->unexpected++;
+		}
+	}
+}
+
+void kha_drill__verify_writes(const struct kha_drill_scenario *sc, struct kha_drill_report *r)
+{
+	struct kha_drill_writes *w = &r->writes;
+	struct kha_etcd *c = NULL;
+	struct kha_diag d = {};
+	unsigned char *present = NULL;
+	size_t found = 0, foreign = 0;
+	uint64_t deadline = kha_now_us() + sc->readback_timeout_us;
+	int rc;
+
+	kha_drill__writes_tally(r);
 	if (!w->endpoints) {
 		w->endpoints =
 			sc->endpoints ? strdup(sc->endpoints) : kha_drill__url_base(sc->target);
@@ -268,31 +308,7 @@ void kha_drill__verify_writes(const struct kha_drill_scenario *sc, struct kha_dr
 		free(present);
 		return;
 	}
-	w->verified = true;
-	w->found = found;
-	w->unexpected = foreign;
-	for (size_t i = 0; i < r->n_probes; i++) {
-		enum outcome o = outcome_of(r->probes[i].result);
-		bool here = present[i] == 1;
-
-		if (present[i] == 2)
-			w->unexpected +=
-				o != OUT_ACKED; /* a wrong value for an unacknowledged slot */
-		if (o == OUT_ACKED && !here) {
-			if (w->n_lost_slots < MAX_LOST_LISTED) {
-				if (KHA_RESIZE(w->lost_slots, w->n_lost_slots + 1) == 0)
-					w->lost_slots[w->n_lost_slots++] = i;
-			}
-			w->lost++;
-		} else if (o == OUT_UNKNOWN) {
-			if (here)
-				w->unknown_applied++;
-			else
-				w->unknown_missing++;
-		} else if ((o == OUT_FAILED || o == OUT_NOT_SENT) && present[i]) {
-			w->unexpected++;
-		}
-	}
+	kha_drill__writes_compare(r, present, found, foreign);
 	if (!sc->keep_keys) {
 		struct kha_etcd_delete_req del = {.r = {.key = w->prefix, .prefix = true}};
 

@@ -63,34 +63,7 @@ const char *kha_lab_fault_name(enum kha_lab_fault_kind k)
 
 /* ---- the watcher thread ---- */
 
-struct seen {
-	char **names;
-	size_t n;
-};
-
-struct watcher {
-	const struct kha_lab *lab;
-	const struct kha_lab_drill_opts *o;
-	pthread_t thread;
-	pthread_mutex_t mu;
-	pthread_cond_t cv;
-	bool stop;
-	/* under mu: */
-	struct kha_lab_term *terms; /* start_us on the monotonic clock until the drill ends */
-	size_t n_terms;
-	struct kha_lab_snapshot *snaps; /* t_us unset until the drill ends */
-	size_t n_snaps;
-	char leader[KHA_LAB_NAME_MAX]; /* the last observed */
-	bool leader_known;
-	/* the drill thread's: */
-	uint64_t t0; /* the drill's t0 on the monotonic clock, 0 until the first event */
-	struct lab_drill_obs obs; /* the leader seen as each fault started */
-	/* the watcher's own: */
-	struct seen seen[KHA_LAB_MAX_MASTERS];
-};
-
-static void progress(const struct watcher *w, const char *fmt, ...) KHA_PRINTF(2, 3);
-static void progress(const struct watcher *w, const char *fmt, ...)
+void lab_watcher_progress(const struct lab_watcher *w, const char *fmt, ...)
 {
 	char line[512];
 	va_list ap;
@@ -103,12 +76,12 @@ static void progress(const struct watcher *w, const char *fmt, ...)
 	w->o->on_progress(w->o->userdata, line);
 }
 
-static double rel_s(const struct watcher *w, uint64_t mono)
+static double rel_s(const struct lab_watcher *w, uint64_t mono)
 {
 	return w->t0 && mono >= w->t0 ? (double)(mono - w->t0) / 1e6 : 0.0;
 }
 
-static void observe_leader(struct watcher *w, struct kha_etcd *c)
+static void observe_leader(struct lab_watcher *w, struct kha_etcd *c)
 {
 	kha_autofree char *leader = NULL;
 	uint64_t now;
@@ -134,8 +107,9 @@ static void observe_leader(struct watcher *w, struct kha_etcd *c)
 	w->leader_known = true;
 	pthread_mutex_unlock(&w->mu);
 	if (changed && w->t0)
-		progress(w, "%7.2fs  election: %s", rel_s(w, now),
-			 leader ? leader : "nobody leads (the lease of the last leader runs out)");
+		lab_watcher_progress(
+			w, "%7.2fs  election: %s", rel_s(w, now),
+			leader ? leader : "nobody leads (the lease of the last leader runs out)");
 }
 
 /* A snapshot file, not a temporary one of a backup in progress. */
@@ -145,7 +119,7 @@ static bool snapshot_name(const char *name)
 	       !strstr(name, ".partial");
 }
 
-static bool seen_has(const struct seen *s, const char *name)
+static bool seen_has(const struct lab_seen *s, const char *name)
 {
 	for (size_t i = 0; i < s->n; i++)
 		if (strcmp(s->names[i], name) == 0)
@@ -153,7 +127,7 @@ static bool seen_has(const struct seen *s, const char *name)
 	return false;
 }
 
-static void seen_add(struct seen *s, const char *name)
+static void seen_add(struct lab_seen *s, const char *name)
 {
 	char **nv;
 
@@ -169,7 +143,7 @@ static void seen_add(struct seen *s, const char *name)
 }
 
 /* New files in every master's backup directory; record lists them (else: only remembered). */
-static void scan_backups(struct watcher *w, bool record)
+static void scan_backups(struct lab_watcher *w, bool record)
 {
 	for (size_t i = 0; i < w->lab->n_masters && i < KHA_LAB_MAX_MASTERS; i++) {
 		const struct kha_lab_master *m = &w->lab->masters[i];
@@ -206,8 +180,8 @@ static void scan_backups(struct watcher *w, bool record)
 			}
 			pthread_mutex_unlock(&w->mu);
 			if (w->t0)
-				progress(w, "%7.2fs  backup: %s took %s", rel_s(w, kha_now_us()),
-					 m->name, de->d_name);
+				lab_watcher_progress(w, "%7.2fs  backup: %s took %s",
+						     rel_s(w, kha_now_us()), m->name, de->d_name);
 		}
 		closedir(dir);
 	}
@@ -215,7 +189,7 @@ static void scan_backups(struct watcher *w, bool record)
 
 static void *watch(void *userdata)
 {
-	struct watcher *w = userdata;
+	struct lab_watcher *w = userdata;
 	kha_auto(kha_etcd_freep) struct kha_etcd *c = NULL;
 	uint64_t next_leader = 0, next_files = 0;
 
@@ -237,6 +211,8 @@ static void *watch(void *userdata)
 		}
 		if (now >= next_files) {
 			scan_backups(w, true);
+			if (w->extra)
+				w->extra(w);
 			next_files = now + FILES_POLL_US;
 		}
 		next = c ? KHA_MIN(next_leader, next_files) : next_files;
@@ -256,7 +232,7 @@ static void *watch(void *userdata)
 	return NULL;
 }
 
-static int watcher_start(struct watcher *w)
+int lab_watcher_start(struct lab_watcher *w)
 {
 	pthread_condattr_t ca;
 	int r;
@@ -271,7 +247,7 @@ static int watcher_start(struct watcher *w)
 	return -r;
 }
 
-static void watcher_stop(struct watcher *w)
+void lab_watcher_stop(struct lab_watcher *w)
 {
 	pthread_mutex_lock(&w->mu);
 	w->stop = true;
@@ -280,7 +256,7 @@ static void watcher_stop(struct watcher *w)
 	pthread_join(w->thread, NULL);
 }
 
-static void watcher_release(struct watcher *w)
+void lab_watcher_release(struct lab_watcher *w)
 {
 	for (size_t i = 0; i < KHA_LAB_MAX_MASTERS; i++) {
 		for (size_t j = 0; j < w->seen[i].n; j++)
@@ -310,9 +286,9 @@ static int fault_index(const char *step_name, bool *ret_recover)
 	return -1;
 }
 
-static void on_event(void *userdata, const struct kha_drill_event *ev)
+void lab_watcher_on_event(void *userdata, const struct kha_drill_event *ev)
 {
-	struct watcher *w = userdata;
+	struct lab_watcher *w = userdata;
 	const struct kha_drill_step_result *st = ev->step;
 	bool recover = false;
 	int i;
@@ -327,14 +303,15 @@ static void on_event(void *userdata, const struct kha_drill_event *ev)
 		snprintf(leader, sizeof(leader), "%s", w->leader);
 		pthread_mutex_unlock(&w->mu);
 		if (w->lab->election)
-			progress(w, "%7.2fs  election: %s", (double)ev->elapsed_us / 1e6,
-				 !known	   ? "not read yet"
-				 : *leader ? leader
-					   : "nobody leads");
+			lab_watcher_progress(w, "%7.2fs  election: %s",
+					     (double)ev->elapsed_us / 1e6,
+					     !known    ? "not read yet"
+					     : *leader ? leader
+						       : "nobody leads");
 	}
 	if (ev->type == KHA_DRILL_EVENT_ABORT) {
-		progress(w, "%7.2fs  drill stops early: %s", (double)ev->elapsed_us / 1e6,
-			 ev->message ? ev->message : "");
+		lab_watcher_progress(w, "%7.2fs  drill stops early: %s",
+				     (double)ev->elapsed_us / 1e6, ev->message ? ev->message : "");
 		return;
 	}
 	if (!st || (ev->type != KHA_DRILL_EVENT_STEP_START && ev->type != KHA_DRILL_EVENT_STEP_END))
@@ -347,9 +324,10 @@ static void on_event(void *userdata, const struct kha_drill_event *ev)
 			snprintf(w->obs.fault_leader[i], KHA_LAB_NAME_MAX, "%s", w->leader);
 			pthread_mutex_unlock(&w->mu);
 		}
-		progress(w, "%7.2fs  %s %s: %s", (double)ev->elapsed_us / 1e6,
-			 kha_drill_step_kind_name(st->kind), st->name,
-			 i >= 0 ? (recover ? faults[i].recover_args : faults[i].what) : st->run);
+		lab_watcher_progress(w, "%7.2fs  %s %s: %s", (double)ev->elapsed_us / 1e6,
+				     kha_drill_step_kind_name(st->kind), st->name,
+				     i >= 0 ? (recover ? faults[i].recover_args : faults[i].what)
+					    : st->run);
 		return;
 	}
 	{
@@ -359,15 +337,15 @@ static void on_event(void *userdata, const struct kha_drill_event *ev)
 		snprintf(out, sizeof(out), "%s", st->output ? st->output : "");
 		n = strcspn(out, "\n");
 		out[n] = '\0';
-		progress(w, "%7.2fs  %s %s %s%s%s", (double)ev->elapsed_us / 1e6, st->name,
-			 kha_drill_step_state_name(st->state), *out ? "(" : "", out,
-			 *out ? ")" : "");
+		lab_watcher_progress(w, "%7.2fs  %s %s %s%s%s", (double)ev->elapsed_us / 1e6,
+				     st->name, kha_drill_step_state_name(st->state),
+				     *out ? "(" : "", out, *out ? ")" : "");
 	}
 }
 
-static int on_stop(void *userdata)
+int lab_watcher_on_stop(void *userdata)
 {
-	struct watcher *w = userdata;
+	struct lab_watcher *w = userdata;
 
 	return w->o->on_stop ? w->o->on_stop(w->o->userdata) : 0;
 }
@@ -627,9 +605,11 @@ int kha_lab_drill(const struct kha_lab *lab, const char *kha, const struct kha_l
 {
 	struct kha_lab_drill_opts o = *opts;
 	struct kha_drill_scenario sc;
-	struct watcher w = {.lab = lab, .o = &o};
-	struct kha_drill_hooks hooks = {
-		.stop_fd = opts->stop_fd, .on_stop = on_stop, .on_event = on_event, .userdata = &w};
+	struct lab_watcher w = {.lab = lab, .o = &o};
+	struct kha_drill_hooks hooks = {.stop_fd = opts->stop_fd,
+					.on_stop = lab_watcher_on_stop,
+					.on_event = lab_watcher_on_event,
+					.userdata = &w};
 	kha_auto(kha_lab_drill_report_freep) struct kha_lab_drill_report *r = NULL;
 	int res;
 
@@ -668,17 +648,17 @@ int kha_lab_drill(const struct kha_lab *lab, const char *kha, const struct kha_l
 		kha_drill_scenario_release(&sc);
 		return res;
 	}
-	res = watcher_start(&w);
+	res = lab_watcher_start(&w);
 	if (res < 0) {
 		kha_drill_scenario_release(&sc);
-		watcher_release(&w);
+		lab_watcher_release(&w);
 		return kha_diag_set(d, -res, "cannot start the watcher thread: %s", strerror(-res));
 	}
 	res = kha_drill_run(&sc, &hooks, &r->drill, d);
-	watcher_stop(&w);
+	lab_watcher_stop(&w);
 	kha_drill_scenario_release(&sc);
 	if (res < 0) {
-		watcher_release(&w);
+		lab_watcher_release(&w);
 		return res;
 	}
 
@@ -698,12 +678,12 @@ int kha_lab_drill(const struct kha_lab *lab, const char *kha, const struct kha_l
 		r->snapshots[i].t_us = t > 0 ? (uint64_t)t : 0;
 	}
 	lab_drill_analyze(lab, &w.obs, r);
-	watcher_release(&w);
+	lab_watcher_release(&w);
 
 	if (!r->drill->interrupted) {
 		struct kha_lab *fresh = NULL;
 
-		progress(&w, "         the drill is over: is the lab ready again?");
+		lab_watcher_progress(&w, "         the drill is over: is the lab ready again?");
 		if (kha_lab_load(lab->dir, false, &fresh, NULL) == 0) {
 			r->healthy_after = kha_lab_wait_ready(fresh, READY_AFTER_US, NULL) == 0;
 			kha_lab_free(fresh);
@@ -764,8 +744,7 @@ int kha_lab_drill_exit_code(const struct kha_lab_drill_report *r)
 	return expectation_missed(r) ? 1 : 0;
 }
 
-static void append(char *buf, size_t size, const char *fmt, ...) KHA_PRINTF(3, 4);
-static void append(char *buf, size_t size, const char *fmt, ...)
+void lab_append(char *buf, size_t size, const char *fmt, ...)
 {
 	size_t used = strlen(buf);
 	va_list ap;
@@ -786,44 +765,45 @@ void kha_lab_drill_problems(const struct kha_lab_drill_report *r, char *buf, siz
 
 	buf[0] = '\0';
 	if (dr->writes.lost)
-		append(buf, size, "%zu acknowledged writes lost", dr->writes.lost);
+		lab_append(buf, size, "%zu acknowledged writes lost", dr->writes.lost);
 	if (r->conflicts)
-		append(buf, size, "%zu snapshots taken by a master that did not lead",
-		       r->conflicts);
+		lab_append(buf, size, "%zu snapshots taken by a master that did not lead",
+			   r->conflicts);
 	if (r->max_takers_per_term > 1)
-		append(buf, size, "%u backup takers within one leadership term",
-		       r->max_takers_per_term);
+		lab_append(buf, size, "%u backup takers within one leadership term",
+			   r->max_takers_per_term);
 	if (dr->interrupted)
-		append(buf, size, "interrupted by signal %d", dr->interrupt_signal);
+		lab_append(buf, size, "interrupted by signal %d", dr->interrupt_signal);
 	if (dr->step_failed || dr->aborted)
-		append(buf, size, "a fault command failed%s%s", dr->abort_reason[0] ? ": " : "",
-		       dr->abort_reason);
+		lab_append(buf, size, "a fault command failed%s%s", dr->abort_reason[0] ? ": " : "",
+			   dr->abort_reason);
 	if (!dr->writes.verified)
-		append(buf, size, "the writes could not be read back: %s", dr->writes.error);
+		lab_append(buf, size, "the writes could not be read back: %s", dr->writes.error);
 	if (availability_low(r))
-		append(buf, size, "availability %.2f%% under the floor of %.1f%%",
-		       dr->stats.availability, r->min_availability);
+		lab_append(buf, size, "availability %.2f%% under the floor of %.1f%%",
+			   dr->stats.availability, r->min_availability);
 	for (int k = 0; r->election && k < KHA_LAB_FAULTS; k++) {
 		const struct kha_lab_fault_result *f = &r->faults[k];
 
 		if (!f->ran)
-			append(buf, size, "%s did not run", faults[k].name);
+			lab_append(buf, size, "%s did not run", faults[k].name);
 		else if (f->handover_needed && f->handover_us == KHA_DRILL_NONE)
-			append(buf, size, "%s: no new leader was seen", faults[k].name);
+			lab_append(buf, size, "%s: no new leader was seen", faults[k].name);
 		if (f->ran && !f->backups_ok)
-			append(buf, size, "%s: backups did not go on%s", faults[k].name,
-			       f->backup_after_us != KHA_DRILL_NONE ? " on another master" : "");
+			lab_append(buf, size, "%s: backups did not go on%s", faults[k].name,
+				   f->backup_after_us != KHA_DRILL_NONE ? " on another master"
+									: "");
 	}
 	if (!dr->interrupted && !r->healthy_after)
-		append(buf, size, "the lab was not ready again after the drill");
+		lab_append(buf, size, "the lab was not ready again after the drill");
 }
 
-static json_t *ms_or_null(uint64_t us)
+json_t *lab_ms_or_null(uint64_t us)
 {
 	return us == KHA_DRILL_NONE ? json_null() : json_real((double)us / 1000.0);
 }
 
-static json_t *str_or_null(const char *s)
+json_t *lab_str_or_null(const char *s)
 {
 	return s && *s ? json_string(s) : json_null();
 }
@@ -837,10 +817,10 @@ static json_t *fault_json(const struct kha_lab_drill_report *r,
 	json_object_set_new(o, "what", json_string(faults[f->kind].what));
 	json_object_set_new(o, "ran", json_boolean(f->ran));
 	json_object_set_new(o, "commands_ok", json_boolean(f->step_ok));
-	json_object_set_new(o, "victim", str_or_null(f->victim));
-	json_object_set_new(o, "fault_at_ms", f->ran ? ms_or_null(f->fault_us) : json_null());
-	json_object_set_new(o, "recover_at_ms", ms_or_null(f->recover_us));
-	json_object_set_new(o, "end_ms", f->ran ? ms_or_null(f->end_us) : json_null());
+	json_object_set_new(o, "victim", lab_str_or_null(f->victim));
+	json_object_set_new(o, "fault_at_ms", f->ran ? lab_ms_or_null(f->fault_us) : json_null());
+	json_object_set_new(o, "recover_at_ms", lab_ms_or_null(f->recover_us));
+	json_object_set_new(o, "end_ms", f->ran ? lab_ms_or_null(f->end_us) : json_null());
 	json_object_set_new(o, "writes",
 			    json_pack("{s:I, s:I, s:I}", "sent", (json_int_t)f->sent, "ok",
 				      (json_int_t)f->ok, "failed", (json_int_t)f->failed));
@@ -850,14 +830,14 @@ static json_t *fault_json(const struct kha_lab_drill_report *r,
 	json_object_set_new(o, "lost_acknowledged_writes", json_integer((json_int_t)f->lost));
 	if (r->election) {
 		json_object_set_new(o, "victim_led", json_boolean(f->victim_led));
-		json_object_set_new(o, "leader_before", str_or_null(f->leader_before));
-		json_object_set_new(o, "leader_after", str_or_null(f->leader_after));
+		json_object_set_new(o, "leader_before", lab_str_or_null(f->leader_before));
+		json_object_set_new(o, "leader_after", lab_str_or_null(f->leader_after));
 		json_object_set_new(o, "handover_needed", json_boolean(f->handover_needed));
-		json_object_set_new(o, "handover_ms", ms_or_null(f->handover_us));
+		json_object_set_new(o, "handover_ms", lab_ms_or_null(f->handover_us));
 		json_object_set_new(o, "backup",
 				    json_pack("{s:b, s:o, s:o}", "continued", f->backups_ok,
-					      "after_ms", ms_or_null(f->backup_after_us), "taker",
-					      str_or_null(f->backup_taker)));
+					      "after_ms", lab_ms_or_null(f->backup_after_us),
+					      "taker", lab_str_or_null(f->backup_taker)));
 	}
 	return o;
 }
@@ -897,10 +877,10 @@ char *kha_lab_drill_json(const struct kha_lab_drill_report *r)
 		json_t *terms = json_array(), *snaps = json_array();
 
 		for (size_t i = 0; i < r->n_terms; i++)
-			json_array_append_new(terms,
-					      json_pack("{s:f, s:o}", "start_ms",
-							(double)r->terms[i].start_us / 1e3,
-							"leader", str_or_null(r->terms[i].leader)));
+			json_array_append_new(
+				terms, json_pack("{s:f, s:o}", "start_ms",
+						 (double)r->terms[i].start_us / 1e3, "leader",
+						 lab_str_or_null(r->terms[i].leader)));
 		for (size_t i = 0; i < r->n_snapshots; i++) {
 			const struct kha_lab_snapshot *s = &r->snapshots[i];
 
@@ -928,7 +908,19 @@ char *kha_lab_drill_json(const struct kha_lab_drill_report *r)
 	return text;
 }
 
-static const char *dur(char *buf, size_t size, uint64_t us)
+void lab_marker_step(struct kha_drill_step_result *st, char *name, uint64_t at_us)
+{
+	*st = (struct kha_drill_step_result){
+		.name = name,
+		.kind = KHA_DRILL_STEP_ACTION,
+		.state = KHA_DRILL_STEP_SUCCEEDED,
+		.at_us = KHA_DRILL_NONE,
+		.started_us = at_us,
+		.ended_us = at_us,
+	};
+}
+
+const char *lab_dur(char *buf, size_t size, uint64_t us)
 {
 	if (us == KHA_DRILL_NONE)
 		snprintf(buf, size, "-");
@@ -950,12 +942,12 @@ static void print_fault(FILE *out, const struct kha_lab_drill_report *r, int k)
 		return;
 	}
 	fprintf(out, "  victim      %s at %s, %s at %s%s\n", f->victim[0] ? f->victim : "?",
-		dur(b1, sizeof(b1), f->fault_us),
+		lab_dur(b1, sizeof(b1), f->fault_us),
 		k == KHA_LAB_FAULT_FREEZE ? "thawed" : "restarted",
-		dur(b2, sizeof(b2), f->recover_us), f->step_ok ? "" : "  (A COMMAND FAILED)");
+		lab_dur(b2, sizeof(b2), f->recover_us), f->step_ok ? "" : "  (A COMMAND FAILED)");
 	fprintf(out, "  entry       %.2f%% of %zu writes ok until %s; longest outage %s\n",
-		f->availability, f->sent, dur(b3, sizeof(b3), f->end_us),
-		f->longest_outage_us ? dur(b1, sizeof(b1), f->longest_outage_us) : "none");
+		f->availability, f->sent, lab_dur(b3, sizeof(b3), f->end_us),
+		f->longest_outage_us ? lab_dur(b1, sizeof(b1), f->longest_outage_us) : "none");
 	fprintf(out, "  writes      %zu acknowledged writes lost%s\n", f->lost,
 		f->lost ? "  <-- MUST BE 0" : "");
 	if (!r->election)
@@ -964,7 +956,8 @@ static void print_fault(FILE *out, const struct kha_lab_drill_report *r, int k)
 		fprintf(out, "  election    %s led and died: %s\n", f->victim,
 			f->handover_us != KHA_DRILL_NONE
 				? (snprintf(b1, sizeof(b1), "%s took over after %s",
-					    f->leader_after, dur(b2, sizeof(b2), f->handover_us)),
+					    f->leader_after,
+					    lab_dur(b2, sizeof(b2), f->handover_us)),
 				   b1)
 				: "NO NEW LEADER SEEN");
 	else if (strcmp(f->leader_before, f->leader_after) == 0)
@@ -979,7 +972,7 @@ static void print_fault(FILE *out, const struct kha_lab_drill_report *r, int k)
 			f->leader_after[0] ? f->leader_after : "nobody");
 	if (f->backup_after_us != KHA_DRILL_NONE)
 		fprintf(out, "  backups     went on: %s took a snapshot %s after the fault%s\n",
-			f->backup_taker, dur(b1, sizeof(b1), f->backup_after_us),
+			f->backup_taker, lab_dur(b1, sizeof(b1), f->backup_after_us),
 			f->victim_led ? (f->backups_ok ? " (another master, as it must be)"
 						       : " (THE DEAD LEADER?)")
 				      : "");
@@ -1008,8 +1001,8 @@ int kha_lab_drill_print(FILE *out, const struct kha_lab_drill_report *r)
 		dr->stats.n_windows == 1 ? "" : "s",
 		dr->stats.longest.start_us == KHA_DRILL_NONE
 			? "none"
-			: dur(b1, sizeof(b1),
-			      dr->stats.longest.end_us - dr->stats.longest.start_us));
+			: lab_dur(b1, sizeof(b1),
+				  dr->stats.longest.end_us - dr->stats.longest.start_us));
 	if (wr->verified)
 		fprintf(out,
 			"  writes      %zu acknowledged, %zu lost; %zu failed before reaching etcd, "
@@ -1069,14 +1062,7 @@ int kha_lab_drill_svg(FILE *out, const struct kha_lab_drill_report *r)
 		if (asprintf(&name, "%s leads",
 			     r->terms[i].leader[0] ? r->terms[i].leader : "nobody") < 0)
 			break;
-		*st = (struct kha_drill_step_result){
-			.name = name,
-			.kind = KHA_DRILL_STEP_ACTION,
-			.state = KHA_DRILL_STEP_SUCCEEDED,
-			.at_us = KHA_DRILL_NONE,
-			.started_us = r->terms[i].start_us,
-			.ended_us = r->terms[i].start_us,
-		};
+		lab_marker_step(st, name, r->terms[i].start_us);
 		copy.n_steps++;
 	}
 	res = kha_drill_svg_write(out, &copy, &so);

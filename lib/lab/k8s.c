@@ -747,8 +747,8 @@ int lab_k8s_ready(const struct kha_lab *lab, char *what, size_t size)
 /* ---- the API ---- */
 
 /* A client for the lab's API with kubeconfig name (in DIR/kubeconfig), to server (NULL: its). */
-static int kube_client(const struct kha_lab *lab, const char *name, const char *server,
-		       struct kha_kube_client **ret, struct kha_diag *d)
+int lab_k8s_client(const struct kha_lab *lab, const char *name, const char *server,
+		   struct kha_kube_client **ret, struct kha_diag *d)
 {
 	kha_autofree char *path = NULL;
 	kha_auto(kha_kube_config_freep) struct kha_kube_config *cfg = NULL;
@@ -777,7 +777,7 @@ int lab_k8s_bootstrap(const struct kha_lab *lab, struct kha_diag *d)
 
 	/* straight to m1: the entries may still be settling */
 	snprintf(server, sizeof(server), "https://%s:%d", lab->masters[0].address, APISERVER_PORT);
-	r = kube_client(lab, "super-admin.conf", server, &c, d);
+	r = lab_k8s_client(lab, "super-admin.conf", server, &c, d);
 	if (r < 0)
 		return r;
 	crb = json_pack("{s:s, s:s, s:{s:s}, s:{s:s, s:s, s:s}, s:[{s:s, s:s, s:s}]}", "apiVersion",
@@ -802,7 +802,7 @@ int kha_lab_lease_holder(const struct kha_lab *lab, const char *name, char *buf,
 	struct kha_kube_lease lease;
 
 	buf[0] = '\0';
-	if (kube_client(lab, "node.conf", NULL, &c, NULL) < 0 ||
+	if (lab_k8s_client(lab, "node.conf", NULL, &c, NULL) < 0 ||
 	    kha_kube_lease_get(c, "kube-system", name, &lease, NULL) < 0)
 		return -1;
 	snprintf(buf, size, "%s", lease.holder_identity);

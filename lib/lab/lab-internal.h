@@ -4,6 +4,9 @@
 #define KHA_LAB_INTERNAL_H
 
 #include "kha/lab.h"
+#include <pthread.h>
+#include <jansson.h>
+
 #include "kha/proc.h"
 
 #define LAB_JSON "lab.json"
@@ -61,6 +64,13 @@ int lab_k8s_argv(const struct kha_lab *lab, const struct kha_lab_master *m,
 /* 1 when every apiserver and both entries are ready; else 0 and what is not, in what. */
 int lab_k8s_ready(const struct kha_lab *lab, char *what, size_t size);
 /* What kubeadm init does once the API answers: admin.conf's group bound to cluster-admin. */
+struct kha_kube_client;
+/* The master of a Lease holder identity ("m1_3f2a..."): its host part, into buf. */
+void lab_identity_master(const char *identity, char *buf, size_t size);
+/* A client for the lab's API with kubeconfig name (in DIR/kubeconfig: "node.conf"...), to
+ * server (NULL: the kubeconfig's); timeouts of a second (five per request). */
+int lab_k8s_client(const struct kha_lab *lab, const char *name, const char *server,
+		   struct kha_kube_client **ret, struct kha_diag *d);
 int lab_k8s_bootstrap(const struct kha_lab *lab, struct kha_diag *d);
 
 /* kha_lab_wait_ready; *ret_failed (if not NULL) names the process at fault. */
@@ -81,6 +91,56 @@ struct lab_drill_obs {
 	char fault_leader[KHA_LAB_FAULTS][KHA_LAB_NAME_MAX];
 	bool fault_leader_known[KHA_LAB_FAULTS];
 };
+/*
+ * The drills' watcher thread (drill.c): polls the backup election (every 100 ms) and the backup
+ * directories (every 250 ms), and calls extra (if set) at the same pace from its thread.
+ * Progress lines go to o->on_progress. on_event/on_stop are lib/drill hooks (userdata: the
+ * watcher) that stamp t0 and note the leader at each fault.
+ */
+struct lab_seen {
+	char **names;
+	size_t n;
+};
+
+struct lab_watcher {
+	const struct kha_lab *lab;
+	const struct kha_lab_drill_opts *o;
+	void (*extra)(struct lab_watcher *w); /* NULL: none */
+	void *extra_data;
+	pthread_t thread;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	bool stop;
+	/* under mu: */
+	struct kha_lab_term *terms; /* start_us on the monotonic clock until the drill ends */
+	size_t n_terms;
+	struct kha_lab_snapshot *snaps; /* t_us unset until the drill ends */
+	size_t n_snaps;
+	char leader[KHA_LAB_NAME_MAX]; /* the last observed */
+	bool leader_known;
+	/* the drill thread's: */
+	uint64_t t0; /* the drill's t0 on the monotonic clock, 0 until the first event */
+	struct lab_drill_obs obs; /* the leader seen as each fault started */
+	/* the watcher's own: */
+	struct lab_seen seen[KHA_LAB_MAX_MASTERS];
+};
+int lab_watcher_start(struct lab_watcher *w);
+void lab_watcher_stop(struct lab_watcher *w);
+void lab_watcher_release(struct lab_watcher *w);
+void lab_watcher_on_event(void *userdata, const struct kha_drill_event *ev);
+int lab_watcher_on_stop(void *userdata);
+void lab_watcher_progress(const struct lab_watcher *w, const char *fmt, ...) KHA_PRINTF(2, 3);
+
+/* The drills' report helpers (drill.c): "; "-separated problems appended to buf; a time in
+ * milliseconds or null (KHA_DRILL_NONE); a string or null (NULL or ""); "250ms", "1.50s", "-". */
+void lab_append(char *buf, size_t size, const char *fmt, ...) KHA_PRINTF(3, 4);
+json_t *lab_ms_or_null(uint64_t us);
+json_t *lab_str_or_null(const char *s);
+const char *lab_dur(char *buf, size_t size, uint64_t us);
+/* A marker on a drill's SVG timeline (a Lease or an election changing hands) at at_us; name is
+ * owned by the step from now on. */
+void lab_marker_step(struct kha_drill_step_result *st, char *name, uint64_t at_us);
+
 /*
  * The analysis of a drill that ran: r->drill (probes, steps, writes, stats), r->terms and
  * r->snapshots (drill times, snapshots in any order) in; r->faults, r->conflicts and

@@ -662,6 +662,15 @@ static void block_signals(sigset_t *old)
  * are held off meanwhile: a Ctrl-C now would leave processes running that lab.json does not
  * know about.
  */
+/* Records the lab after spawning: lab.json is saved either way, the spawn's error wins. */
+static int save_after_spawn(struct kha_lab *lab, int r, struct kha_diag *d)
+{
+	if (r == 0)
+		return kha_lab_save(lab, d);
+	kha_ignore(kha_lab_save(lab, NULL));
+	return r;
+}
+
 static int spawn_phase(struct kha_lab *lab, bool etcd_phase, bool state_new, struct kha_diag *d)
 {
 	sigset_t old;
@@ -684,10 +693,7 @@ static int spawn_phase(struct kha_lab *lab, bool etcd_phase, bool state_new, str
 			if (!kha_lab_proc_running(&lab->lbs[i].procs[j]))
 				r = spawn_proc(lab, NULL, &lab->lbs[i], &lab->lbs[i].procs[j],
 					       state_new, d);
-	if (r == 0)
-		r = kha_lab_save(lab, d);
-	else
-		kha_ignore(kha_lab_save(lab, NULL));
+	r = save_after_spawn(lab, r, d);
 	sigprocmask(SIG_SETMASK, &old, NULL);
 	return r;
 }
@@ -973,6 +979,57 @@ int kha_lab_master_freeze(struct kha_lab *lab, struct kha_lab_master *m, bool fr
 	return kha_lab_save(lab, d);
 }
 
+/* Stops procs (see stop_procs) and records the lab: 0 or the first error. */
+static int stop_save(struct kha_lab *lab, struct kha_lab_proc **procs, size_t n, uint64_t grace_us,
+		     struct kha_diag *d)
+{
+	int r = stop_procs(procs, n, grace_us, false, d), s;
+
+	s = kha_lab_save(lab, r < 0 ? NULL : d);
+	return r < 0 ? r : s;
+}
+
+int kha_lab_proc_stop(struct kha_lab *lab, struct kha_lab_proc *p, uint64_t grace_us,
+		      struct kha_diag *d)
+{
+	return stop_save(lab, &p, 1, grace_us, d);
+}
+
+struct kha_lab_node *kha_lab_find_host(struct kha_lab *lab, const char *name)
+{
+	if (lab->node.name && strcmp(lab->node.name, name) == 0)
+		return &lab->node;
+	for (size_t i = 0; i < lab->n_lbs; i++)
+		if (strcmp(lab->lbs[i].name, name) == 0)
+			return &lab->lbs[i];
+	return NULL;
+}
+
+int kha_lab_host_stop(struct kha_lab *lab, struct kha_lab_node *h, uint64_t grace_us,
+		      struct kha_diag *d)
+{
+	struct kha_lab_proc *procs[4];
+	size_t n = KHA_MIN(h->n_procs, KHA_ARRAY_SIZE(procs));
+
+	for (size_t i = 0; i < n; i++)
+		procs[i] = &h->procs[i];
+	return stop_save(lab, procs, n, grace_us, d);
+}
+
+int kha_lab_host_start(struct kha_lab *lab, struct kha_lab_node *h, struct kha_diag *d)
+{
+	sigset_t old;
+	int r = 0;
+
+	block_signals(&old);
+	for (size_t j = 0; r == 0 && j < h->n_procs; j++)
+		if (!kha_lab_proc_running(&h->procs[j]))
+			r = spawn_proc(lab, NULL, h, &h->procs[j], false, d);
+	r = save_after_spawn(lab, r, d);
+	sigprocmask(SIG_SETMASK, &old, NULL);
+	return r;
+}
+
 /* Waits until m's etcd member answers on its client URL (healthy or not). */
 static int wait_answering(struct kha_lab *lab, struct kha_lab_master *m, uint64_t deadline,
 			  uint64_t timeout_us, struct kha_diag *d)
@@ -1017,10 +1074,7 @@ int kha_lab_master_start(struct kha_lab *lab, struct kha_lab_master *m, uint64_t
 			if ((m->procs[j].kind == KHA_LAB_PROC_ETCD) == (phase == 0) &&
 			    !kha_lab_proc_running(&m->procs[j]))
 				r = spawn_proc(lab, m, NULL, &m->procs[j], false, d);
-		if (r == 0)
-			r = kha_lab_save(lab, d);
-		else
-			kha_ignore(kha_lab_save(lab, NULL));
+		r = save_after_spawn(lab, r, d);
 		sigprocmask(SIG_SETMASK, &old, NULL);
 		/* the companions give up when no member answers at start: etcd first */
 		if (r == 0 && phase == 0 && etcd)

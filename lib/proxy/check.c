@@ -266,7 +266,10 @@ static void process_done(struct kha_proxy *p)
 			snprintf(detail, sizeof(detail), "HTTP %ld", code);
 		else
 			snprintf(detail, sizeof(detail), "%s", d.msg);
-		note_cause(chk, cause, detail);
+		/* a timeout or a refused connect says nothing about the configuration: the cause
+		 * found before stands until a check gets an answer */
+		if (cause != CAUSE_NONE || answered)
+			note_cause(chk, cause, detail);
 		finish(chk,
 		       res != CURLE_OK ? KHA_PROXY_EV_CHECK_FAILED
 		       : code == 200   ? KHA_PROXY_EV_CHECK_OK

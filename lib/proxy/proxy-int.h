@@ -59,6 +59,7 @@ enum origin {
 };
 
 struct checker;
+struct kha_proxy_nat;
 
 /*
  * Why checks fail when the backend is fine and kha's configuration is not: logged at error level
@@ -191,6 +192,7 @@ struct kha_proxy {
 	struct kha_loop_source *drain_timer;
 	uint64_t reloads;
 	uint64_t config_reloads, config_reload_failures;
+	struct kha_proxy_nat *nat; /* --mode nat: the kernel's data path (nat.c), else NULL */
 	kha_proxy_reload_fn reload_fn;
 	void *reload_userdata;
 	uint64_t started_us;

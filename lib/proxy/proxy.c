@@ -10,6 +10,7 @@
 #include <sys/inotify.h>
 #include <jansson.h>
 
+#include "nat-internal.h"
 #include "proxy-int.h"
 #include "kha/log.h"
 #include "kha/parse.h"
@@ -42,6 +43,21 @@ void kha_proxy_config_init(struct kha_proxy_config *c)
 	c->fall = 3;
 	c->rise = 2;
 	c->close_on_dead = true;
+	snprintf(c->nat_name, sizeof(c->nat_name), "kha-proxy");
+}
+
+void kha_proxy_config_init_mode(struct kha_proxy_config *c, enum kha_proxy_mode mode)
+{
+	kha_proxy_config_init(c);
+	c->mode = mode;
+	if (mode != KHA_PROXY_MODE_NAT)
+		return;
+	/* worst case for a frozen backend: interval + timeout = 1.2 s to the first failure */
+	c->balance = KHA_PROXY_RANDOM;
+	c->check_interval_us = 500 * KHA_USEC_PER_MSEC;
+	c->check_fast_interval_us = 200 * KHA_USEC_PER_MSEC;
+	c->check_timeout_us = 700 * KHA_USEC_PER_MSEC;
+	c->fall = 2;
 }
 
 void kha_proxy_config_release(struct kha_proxy_config *c)
@@ -113,14 +129,15 @@ static int backend_new(struct kha_proxy *p, const struct kha_proxy_spec *spec, u
 		free(b);
 		return r;
 	}
-	b->ws = aligned_alloc(CACHELINE, p->nworkers * sizeof(*b->ws));
+	/* NAT mode has no worker: one row that stays zero */
+	b->ws = aligned_alloc(CACHELINE, (p->nworkers ? p->nworkers : 1) * sizeof(*b->ws));
 	if (!b->ws || kha_histogram_init(&b->check_latency, latency_bounds,
 					 KHA_ARRAY_SIZE(latency_bounds)) < 0) {
 		free(b->ws);
 		free(b);
 		return -ENOMEM;
 	}
-	memset(b->ws, 0, p->nworkers * sizeof(*b->ws));
+	memset(b->ws, 0, (p->nworkers ? p->nworkers : 1) * sizeof(*b->ws));
 	b->refs = 1; /* the control list's */
 	b->p = p;
 	b->nworkers = p->nworkers;
@@ -200,6 +217,8 @@ static void publish(struct kha_proxy *p)
 		table_unref(p->table);
 	p->table = t;
 	backends_gc(p);
+	if (p->nat)
+		kha_proxy__nat_publish(p);
 }
 
 /*
@@ -307,6 +326,8 @@ void proxy_health_event(struct backend *b, enum kha_proxy_event ev, const char *
 		if (now == KHA_PROXY_DOWN && p->cfg.close_on_dead)
 			for (unsigned k = 0; k < p->nworkers; k++)
 				kha_ignore(worker_post_close_backend(&p->workers[k], b));
+		if (p->nat)
+			kha_proxy__nat_state_changed(p, b);
 	}
 	if (b->health.check_now)
 		checker_now(b);
@@ -393,6 +414,12 @@ static void begin_drain(struct kha_proxy *p, const char *why)
 		return;
 	}
 	p->draining = true;
+	if (p->nat) {
+		/* established connections live in conntrack, not in kha: nothing to drain */
+		kha_info("stopping", "reason=%s", why);
+		finish_stop(p);
+		return;
+	}
 	kha_info("stopping: no new connections, draining", "reason=%s drain_timeout=%s", why,
 		 kha_format_duration(d, sizeof(d), p->cfg.drain_timeout_us));
 	for (unsigned k = 0; k < p->nworkers; k++)
@@ -524,6 +551,13 @@ int kha_proxy_reconfigure(struct kha_proxy *p, const struct kha_proxy_config *cf
 		memcpy(c.metrics_addr, p->cfg.metrics_addr, sizeof(c.metrics_addr));
 		append(kept, sizeof(kept), " metrics-addr");
 	}
+	if (c.mode != p->cfg.mode || c.nat_prerouting != p->cfg.nat_prerouting ||
+	    strcmp(c.nat_name, p->cfg.nat_name) != 0) {
+		c.mode = p->cfg.mode;
+		c.nat_prerouting = p->cfg.nat_prerouting;
+		memcpy(c.nat_name, p->cfg.nat_name, sizeof(c.nat_name));
+		append(kept, sizeof(kept), " mode/nat");
+	}
 	if (kept[0])
 		kha_warn("configuration keys not applied until a restart", "keys=\"%s\"", kept + 1);
 	file_changed = !str_eq(c.backends_file, p->cfg.backends_file);
@@ -558,6 +592,8 @@ int kha_proxy_reconfigure(struct kha_proxy *p, const struct kha_proxy_config *cf
 	else
 		reload_file(p, "SIGHUP");
 	sync_membership(p, "reload");
+	if (p->nat) /* the balancing may have changed */
+		kha_proxy__nat_publish(p);
 	return 0;
 }
 
@@ -574,7 +610,7 @@ static void reload_config(struct kha_proxy *p)
 	char q[KHA_DIAG_MAX + 8];
 	int r;
 
-	kha_proxy_config_init(&cfg);
+	kha_proxy_config_init_mode(&cfg, p->cfg.mode);
 	r = p->reload_fn(p->reload_userdata, &cfg, &d);
 	if (r == 0)
 		r = kha_proxy_reconfigure(p, &cfg, &d);
@@ -1004,6 +1040,10 @@ static void status_route(const struct kha_httpd_request *req, struct kha_httpd_r
 					    ? json_string(problem)
 					    : json_null());
 	}
+	if (root)
+		json_object_set_new(root, "mode", json_string(p->nat ? "nat" : "userspace"));
+	if (root && p->nat)
+		json_object_set_new(root, "nat", kha_proxy__nat_status(p));
 	text = root ? json_dumps(root, JSON_INDENT(2)) : NULL;
 	json_decref(root);
 	if (!text) {
@@ -1041,6 +1081,19 @@ static int validate(const struct kha_proxy_config *c, struct kha_diag *d)
 		return kha_diag_set(d, EINVAL, "timeouts and intervals must be positive");
 	if (c->check != KHA_PROXY_CHECK_TCP && c->check_path[0] != '/')
 		return kha_diag_set(d, EINVAL, "--check-path must start with '/'");
+	if (c->mode == KHA_PROXY_MODE_NAT) {
+		int r = kha_proxy__nat_validate(c, d);
+		if (r < 0)
+			return r;
+	} else if (c->balance == KHA_PROXY_RANDOM || c->balance == KHA_PROXY_SOURCE) {
+		return kha_diag_set(d, EINVAL,
+				    "--balance random and source need --mode nat (user space: "
+				    "leastconn or roundrobin)");
+	}
+	if (c->mode == KHA_PROXY_MODE_NAT && c->balance == KHA_PROXY_LEASTCONN)
+		return kha_diag_set(d, EINVAL,
+				    "--mode nat cannot balance by least connections (the kernel "
+				    "keeps no count): use random, roundrobin or source");
 	if (c->check_cacert && access(c->check_cacert, R_OK) < 0)
 		return kha_diag_set(d, errno, "--check-cacert %s: %s", c->check_cacert,
 				    strerror(errno));
@@ -1084,8 +1137,8 @@ int kha_proxy_new(const struct kha_proxy_config *cfg, struct kha_diag *d, struct
 		kha_diag_set(d, ENOMEM, "out of memory");
 		goto fail;
 	}
-	p->nworkers = cfg->workers;
-	p->workers = calloc(p->nworkers, sizeof(*p->workers));
+	p->nworkers = cfg->mode == KHA_PROXY_MODE_NAT ? 0 : cfg->workers;
+	p->workers = calloc(p->nworkers ? p->nworkers : 1, sizeof(*p->workers));
 	if (!p->workers) {
 		r = kha_diag_set(d, ENOMEM, "out of memory");
 		goto fail;
@@ -1159,6 +1212,13 @@ int kha_proxy_new(const struct kha_proxy_config *cfg, struct kha_diag *d, struct
 		}
 		kha_httpd_set_ready(p->httpd, ready_cb, p);
 	}
+	if (p->cfg.mode == KHA_PROXY_MODE_NAT) {
+		r = kha_proxy__nat_new(p, d, &p->nat);
+		if (r == 0)
+			r = kha_proxy__nat_metrics(p);
+		if (r < 0)
+			goto fail;
+	}
 	r = checks_init(p, d);
 	if (r < 0)
 		goto fail;
@@ -1168,6 +1228,11 @@ int kha_proxy_new(const struct kha_proxy_config *cfg, struct kha_diag *d, struct
 			goto fail;
 	}
 	sync_membership(p, "start");
+	if (p->nat) {
+		r = kha_proxy__nat_started(p, d);
+		if (r < 0)
+			goto fail;
+	}
 	*ret = p;
 	return 0;
 fail:
@@ -1239,6 +1304,7 @@ void kha_proxy_free(struct kha_proxy *p)
 		p->backends = b->next;
 		backend_unref(b);
 	}
+	kha_proxy__nat_free(p->nat);
 	kha_httpd_free(p->httpd);
 	kha_metrics_free(p->metrics);
 	checks_release(p);

@@ -442,6 +442,62 @@ def test_gobgp_accepts_ipv4_and_ipv6_announcements(tmp_path):
             assert_no_sanitizer_report(lab.log(p), "kha bgp")
 
 
+def test_gobgp_session_over_ipv6(tmp_path):
+    """A session over IPv6 transport: IPv6 next hop self (RFC 2545), IPv4 by MP-BGP with
+    --next-hop."""
+    if not shutil.which("gobgpd"):
+        pytest.skip("GoBGP is not installed")
+    with BgpLab(tmpdir=str(tmp_path)) as lab:
+        n = lab.net.split(".")[1]
+        m = lab.masters[0]
+        sh("ip", "-n", lab.router, "addr", "add", f"fd00:{n}::1/64", "dev", "br0", "nodad")
+        sh("ip", "-n", m, "addr", "add", f"fd00:{n}::11/64", "dev", "eth0", "nodad")
+        conf = tmp_path / "gobgpd.toml"
+        conf.write_text(textwrap.dedent(f"""
+            [global.config]
+              as = {lab.ROUTER_AS}
+              router-id = "{lab.net}.1"
+            [[neighbors]]
+              [neighbors.config]
+                neighbor-address = "fd00:{n}::11"
+                peer-as = {lab.MASTER_AS}
+              [neighbors.timers.config]
+                connect-retry = 1
+              [[neighbors.afi-safis]]
+                [neighbors.afi-safis.config]
+                  afi-safi-name = "ipv6-unicast"
+              [[neighbors.afi-safis]]
+                [neighbors.afi-safis.config]
+                  afi-safi-name = "ipv4-unicast"
+        """))
+        lab.spawn(lab.router, "gobgpd", ["gobgpd", "-f", str(conf), "-t", "toml",
+                                         "--api-hosts", "127.0.0.1:50051"])
+        v6 = f"fd00:{n}:200::1/128"
+        p = lab.spawn(m, "kha-bgp-v6", [kha_bin(), "bgp", "--router-id", lab.addr[m],
+                                        "--local-as", lab.MASTER_AS, "--peer", f"fd00:{n}::1",
+                                        "--peer-as", lab.ROUTER_AS, "--announce", v6,
+                                        "--announce", f"{lab.vip}/32", "--next-hop",
+                                        lab.addr[m], "--connect-retry", "1s"])
+
+        def hop(family, prefix):
+            out = lab.gobgp("global", "rib", "-a", family, "-j")
+            paths = json.loads(out).get(prefix, []) if out.strip().startswith("{") else []
+            for path in paths:
+                for a in path["attrs"]:
+                    if a["type"] in (3, 14):
+                        return a["nexthop"]
+            return None
+
+        wait_for(lambda: hop("ipv6", v6) == f"fd00:{n}::11" and
+                 hop("ipv4", f"{lab.vip}/32") == lab.addr[m], 30,
+                 "GoBGP to accept both families over the IPv6 session")
+        r = sh("ip", "-n", m, "-6", "-o", "addr", "show", "dev", "lo")
+        assert f"fd00:{n}:200::1/128" in r.stdout
+        p.send_signal(signal.SIGTERM)
+        assert p.wait(timeout=20) == 0
+        assert_no_sanitizer_report(lab.log(p), "kha bgp")
+
+
 # ---- the command line ----
 
 @pytest.mark.parametrize("args,fragment", [

@@ -23,7 +23,7 @@ REPORT_KEYS = {
     "schema", "target", "target_kind", "mode", "started_at", "started_at_unix_us", "duration_ms",
     "elapsed_ms", "rate", "interval_ms", "timeout_ms", "keepalive", "verdict", "exit_code",
     "interrupted", "signal", "aborted", "abort_reason", "slo_percent", "slo_met", "step_failed",
-    "probes", "outage", "fault", "latency_ms", "phases", "steps", "rolling", "writes",
+    "probes", "outage", "fault", "latency_ms", "phases", "steps", "rolling", "writes", "kube",
 }
 PROBES_KEYS = {"slots", "sent", "ok", "failed", "missed", "availability_percent",
                "max_send_lag_ms", "results", "error_samples"}

@@ -833,6 +833,156 @@ static void test_report_print_mentions_essentials(void **state)
 	kha_drill_report_free(r);
 }
 
+/* ---- Kubernetes mode ---- */
+
+static void test_kube_list_decode_marks_slots(void **state)
+{
+	const char *page = "{\"kind\":\"ConfigMapList\",\"apiVersion\":\"v1\",\"metadata\":"
+			   "{\"resourceVersion\":\"42\",\"continue\":\"tok\"},\"items\":["
+			   "{\"metadata\":{\"name\":\"p-w0000000000\"},\"data\":{\"seq\":\"0\"}},"
+			   "{\"metadata\":{\"name\":\"p-w0000000002\"},\"data\":{\"seq\":\"7\"}},"
+			   "{\"metadata\":{\"name\":\"p-w0000000003\"}},"
+			   "{\"metadata\":{\"name\":\"p-w0000000009\"},\"data\":{\"seq\":\"9\"}},"
+			   "{\"metadata\":{\"name\":\"other\"},\"data\":{\"seq\":\"1\"}},"
+			   "{\"metadata\":{\"name\":\"p-wx\"}}]}";
+	unsigned char present[5] = {0};
+	size_t found = 0, foreign = 0;
+	char *cont = NULL;
+
+	(void)state;
+	assert_int_equal(kha_drill_kube_list_decode(page, strlen(page), "p-w", present, 5, &found,
+						    &foreign, &cont, NULL),
+			 0);
+	assert_int_equal(present[0], 1); /* its value */
+	assert_int_equal(present[1], 0); /* absent */
+	assert_int_equal(present[2], 2); /* another value */
+	assert_int_equal(present[3], 2); /* no data at all */
+	assert_int_equal(found, 3);
+	assert_int_equal(foreign, 3); /* slot 9 beyond n, a foreign name, a non-number */
+	assert_string_equal(cont, "tok");
+	free(cont);
+}
+
+static void test_kube_list_decode_last_page_and_errors(void **state)
+{
+	const char *last = "{\"metadata\":{\"continue\":\"\"},\"items\":null}";
+	const char *bad[] = {
+		"[]",
+		"{\"items\":{}}",
+		"{\"items\":[{\"metadata\":{}}]}",
+		"{\"items\":[1]}",
+		"{\"items\":[",
+		"",
+	};
+	unsigned char present[2] = {0};
+	size_t found = 0, foreign = 0;
+	char *cont = (char *)"untouched";
+	struct kha_diag d = {};
+
+	(void)state;
+	assert_int_equal(kha_drill_kube_list_decode(last, strlen(last), "p", present, 2, &found,
+						    &foreign, &cont, NULL),
+			 0);
+	assert_null(cont);
+	assert_int_equal(found + foreign, 0);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		kha_diag_clear(&d);
+		assert_int_equal(kha_drill_kube_list_decode(bad[i], strlen(bad[i]), "p", present, 2,
+							    &found, &foreign, &cont, &d),
+				 -EBADMSG);
+		assert_true(d.msg[0] != '\0');
+	}
+}
+
+static void test_kube_watch_longest_gap(void **state)
+{
+	struct kha_drill_watch_gap gaps[] = {
+		{.broke_us = MS(1000), .back_us = MS(1400)},
+		{.broke_us = MS(2000), .back_us = MS(9000), .clean = true}, /* timeoutSeconds */
+		{.broke_us = MS(10000), .back_us = MS(11200)},
+		{.broke_us = MS(20000), .back_us = KHA_DRILL_NONE}, /* open to the end */
+	};
+	struct kha_drill_kube k = {.gaps = gaps, .n_gaps = 3};
+
+	(void)state;
+	assert_int_equal(kha_drill_watch_longest_gap(&k, MS(30000)), MS(1200));
+	k.n_gaps = 4;
+	assert_int_equal(kha_drill_watch_longest_gap(&k, MS(30000)), MS(10000));
+	k.n_gaps = 0;
+	assert_int_equal(kha_drill_watch_longest_gap(&k, MS(30000)), 0);
+}
+
+static void test_kube_scenario_checks(void **state)
+{
+	struct kha_drill_scenario sc;
+	struct kha_diag d = {};
+
+	(void)state;
+	kha_drill_scenario_init(&sc);
+	assert_int_equal(kha_drill_scenario_set(&sc, "namespace", "x", NULL), 0);
+	assert_int_equal(kha_drill_scenario_set(&sc, "target", "https://127.0.0.1:6443", NULL), 0);
+	assert_int_equal(kha_drill_scenario_check(&sc, &d), -EINVAL);
+	assert_non_null(strstr(d.msg, "only makes sense with --kube"));
+	assert_int_equal(kha_drill_scenario_set(&sc, "kube", NULL, NULL), 0);
+	assert_int_equal(kha_drill_scenario_set(&sc, "namespace", "Bad_NS", NULL), 0);
+	kha_diag_clear(&d);
+	assert_int_equal(kha_drill_scenario_check(&sc, &d), -EINVAL);
+	assert_non_null(strstr(d.msg, "namespace"));
+	assert_int_equal(kha_drill_scenario_set(&sc, "namespace", "kha-drill", NULL), 0);
+	assert_int_equal(kha_drill_scenario_set(&sc, "write", NULL, NULL), 0);
+	assert_int_equal(kha_drill_scenario_set(&sc, "watch-timeout", "10s", NULL), 0);
+	assert_int_equal(sc.watch_timeout_us, 10 * KHA_USEC_PER_SEC);
+	kha_diag_clear(&d);
+	assert_int_equal(kha_drill_scenario_check(&sc, &d), 0);
+	kha_drill_scenario_release(&sc);
+
+	/* no target and no kubeconfig to take it from */
+	kha_drill_scenario_init(&sc);
+	assert_int_equal(kha_drill_scenario_set(&sc, "kube", NULL, NULL), 0);
+	assert_int_equal(kha_drill_scenario_check(&sc, &d), -EINVAL);
+	assert_int_equal(kha_drill_scenario_set(&sc, "kubeconfig", "/nonexistent/kc", NULL), 0);
+	kha_diag_clear(&d);
+	assert_true(kha_drill_scenario_check(&sc, &d) < 0);
+	assert_non_null(strstr(d.msg, "kubeconfig"));
+	kha_drill_scenario_release(&sc);
+}
+
+static void test_report_json_kube(void **state)
+{
+	struct kha_drill_report *r = fake_report(pattern, "https://127.0.0.1:7443");
+	json_t *j, *w, *g;
+	char *text;
+
+	(void)state;
+	r->kube = (struct kha_drill_kube){.enabled = true,
+					  .namespace = strdup("default"),
+					  .object = strdup("kha-drill-1-2"),
+					  .label = strdup("kha-drill=1-2"),
+					  .watch = true,
+					  .watch_first_us = MS(20),
+					  .watch_requests = 3,
+					  .watch_events = 3,
+					  .n_gaps = 2};
+	r->kube.gaps = calloc(2, sizeof(*r->kube.gaps));
+	r->kube.gaps[0] = (struct kha_drill_watch_gap){.broke_us = MS(100), .back_us = MS(350)};
+	r->kube.gaps[1] =
+		(struct kha_drill_watch_gap){.broke_us = MS(500), .back_us = KHA_DRILL_NONE};
+	r->kube.longest_gap_us = MS(250);
+	text = kha_drill_report_json(r, false);
+	j = json_loads(text, 0, NULL);
+	assert_non_null(j);
+	w = json_object_get(json_object_get(j, "kube"), "watch");
+	assert_int_equal(json_integer_value(json_object_get(w, "breaks")), 2);
+	assert_true(json_real_value(json_object_get(w, "longest_reconnect_ms")) == 250.0);
+	g = json_object_get(w, "list");
+	assert_true(json_real_value(json_object_get(json_array_get(g, 0), "reconnect_ms")) ==
+		    250.0);
+	assert_true(json_is_null(json_object_get(json_array_get(g, 1), "reconnect_ms")));
+	json_decref(j);
+	free(text);
+	kha_drill_report_free(r);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -858,6 +1008,11 @@ int main(void)
 		cmocka_unit_test(test_svg_is_well_formed),
 		cmocka_unit_test(test_svg_of_empty_report),
 		cmocka_unit_test(test_report_print_mentions_essentials),
+		cmocka_unit_test(test_kube_list_decode_marks_slots),
+		cmocka_unit_test(test_kube_list_decode_last_page_and_errors),
+		cmocka_unit_test(test_kube_watch_longest_gap),
+		cmocka_unit_test(test_kube_scenario_checks),
+		cmocka_unit_test(test_report_json_kube),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 /* Unit tests of the admin HTTP server: the request parser and real exchanges on loopback. */
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <string.h>
@@ -8,6 +9,12 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <cmocka.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
 
 #include "kha/httpd.h"
 #include "fake-clock.h"
@@ -401,6 +408,161 @@ static void test_server_full_evicts_the_oldest_idle(void **state)
 	kha_loop_free(loop);
 }
 
+/* ---- TLS ---- */
+
+static char tls_pem[] = "/tmp/kha-test-httpd-XXXXXX";
+
+/* A self-signed certificate (CN=node-x) and its key, in one PEM file: it serves as the server's
+ * certificate, as the client CA and as the client's certificate. */
+static void make_pem(void)
+{
+	EVP_PKEY *k = EVP_EC_gen("P-256");
+	X509 *x = X509_new();
+	X509_NAME *n;
+	FILE *f;
+	int fd;
+
+	assert_non_null(k);
+	assert_non_null(x);
+	X509_set_version(x, 2);
+	ASN1_INTEGER_set(X509_get_serialNumber(x), 1);
+	X509_gmtime_adj(X509_getm_notBefore(x), -60);
+	X509_gmtime_adj(X509_getm_notAfter(x), 3600);
+	X509_set_pubkey(x, k);
+	n = X509_get_subject_name(x);
+	X509_NAME_add_entry_by_txt(n, "CN", MBSTRING_ASC, (const unsigned char *)"node-x", -1, -1,
+				   0);
+	X509_set_issuer_name(x, n);
+	assert_true(X509_sign(x, k, EVP_sha256()) > 0);
+	fd = mkstemp(tls_pem);
+	assert_true(fd >= 0);
+	f = fdopen(fd, "w");
+	assert_non_null(f);
+	PEM_write_X509(f, x);
+	PEM_write_PrivateKey(f, k, NULL, NULL, 0, NULL, NULL);
+	fclose(f);
+	X509_free(x);
+	EVP_PKEY_free(k);
+}
+
+static void who_route(const struct kha_httpd_request *req, struct kha_httpd_response *resp,
+		      void *userdata)
+{
+	(void)userdata;
+	fprintf(resp->body, "peer=%s body=%s", req->peer ? req->peer->names[0] : "-", req->body);
+}
+
+struct tls_client {
+	uint16_t port;
+	bool with_cert;
+	char answer[1024];
+	atomic_bool done;
+};
+
+/* A blocking TLS client on its own thread: sends a POST, reads the answer to the end. */
+static void *tls_client_main(void *arg)
+{
+	struct tls_client *tc = arg;
+	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+	SSL *ssl = NULL;
+	size_t len = 0;
+	int fd = connect_to(tc->port), n;
+
+	SSL_CTX_load_verify_locations(ctx, tls_pem, NULL);
+	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+	if (tc->with_cert) {
+		SSL_CTX_use_certificate_file(ctx, tls_pem, SSL_FILETYPE_PEM);
+		SSL_CTX_use_PrivateKey_file(ctx, tls_pem, SSL_FILETYPE_PEM);
+	}
+	ssl = SSL_new(ctx);
+	SSL_set_fd(ssl, fd);
+	if (SSL_connect(ssl) == 1 &&
+	    SSL_write(ssl, "POST /who HTTP/1.1\r\nContent-Length: 2\r\n\r\nhi", 43) == 43) {
+		while (len < sizeof(tc->answer) - 1 &&
+		       (n = SSL_read(ssl, tc->answer + len, (int)(sizeof(tc->answer) - 1 - len))) >
+			       0)
+			len += (size_t)n;
+	}
+	tc->answer[len] = '\0';
+	SSL_free(ssl);
+	SSL_CTX_free(ctx);
+	close(fd);
+	atomic_store(&tc->done, true);
+	return NULL;
+}
+
+static void tls_exchange(struct kha_loop *loop, struct tls_client *tc)
+{
+	pthread_t t;
+
+	assert_int_equal(pthread_create(&t, NULL, tls_client_main, tc), 0);
+	for (int i = 0; i < 500 && !atomic_load(&tc->done); i++)
+		kha_ignore(kha_loop_run_once(loop, 10));
+	assert_true(atomic_load(&tc->done));
+	pthread_join(t, NULL);
+}
+
+static void test_server_tls_with_client_certificates(void **state)
+{
+	struct kha_tls_server_config cfg = {.cert = tls_pem, .key = tls_pem, .client_ca = tls_pem};
+	struct kha_loop *loop;
+	struct kha_httpd *h;
+	struct kha_diag d = {};
+	SSL_CTX *ctx = NULL;
+	struct tls_client tc = {};
+	char buf[64];
+	int fd;
+
+	(void)state;
+	signal(SIGPIPE, SIG_IGN); /* as kha's main does: TLS writes go through write() */
+	make_pem();
+	assert_int_equal(kha_tls_server_ctx_new(&cfg, &ctx, &d), 0);
+	assert_int_equal(kha_loop_new(&loop), 0);
+	assert_int_equal(kha_httpd_new(loop, "127.0.0.1:0", NULL, &d, &h), 0);
+	kha_httpd_set_tls(h, ctx);
+	SSL_CTX_free(ctx); /* the server holds its own reference */
+	assert_int_equal(kha_httpd_route_full(h, "/who", KHA_HTTPD_POST, 16, who_route, NULL), 0);
+	/* the handshake, the body and the answer through the non-blocking server */
+	tc.port = kha_httpd_port(h);
+	tc.with_cert = true;
+	tls_exchange(loop, &tc);
+	assert_non_null(strstr(tc.answer, "HTTP/1.1 200 OK\r\n"));
+	assert_non_null(strstr(tc.answer, "\r\n\r\npeer=node-x body=hi"));
+	/* no client certificate: no answer */
+	memset(&tc, 0, sizeof(tc));
+	tc.port = kha_httpd_port(h);
+	tls_exchange(loop, &tc);
+	assert_null(strstr(tc.answer, "HTTP/1.1"));
+	/* a handshake that stalls is closed at the deadline, whatever it trickles */
+	fake_now = 1;
+	kha_clock_set_fake(fake_clock, NULL);
+	fd = connect_to(kha_httpd_port(h));
+	kha_ignore(kha_loop_run_once(loop, 10)); /* accepted at 1 */
+	for (int i = 0; i < 10; i++) {
+		/* a ClientHello's record and handshake headers, then its first bytes */
+		static const char hello[10] = "\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03";
+
+		assert_int_equal(write(fd, hello + i, 1), 1);
+		fake_now += KHA_HTTPD_TIMEOUT_US / 10 - 1000;
+		kha_ignore(kha_loop_run_once(loop, 10));
+	}
+	assert_int_equal(recv(fd, buf, sizeof(buf), MSG_DONTWAIT), -1); /* still waited for */
+	fake_now += 20000;
+	for (int i = 0; i < 3; i++)
+		kha_ignore(kha_loop_run_once(loop, 10));
+	assert_int_equal(recv(fd, buf, sizeof(buf), MSG_DONTWAIT), 0);
+	close(fd);
+	kha_clock_set_fake(NULL, NULL);
+	/* bad files are named by the flag given */
+	cfg = (struct kha_tls_server_config){
+		.cert = "/nonexistent", .key = tls_pem, .cert_flag = "--serve-cert"};
+	assert_int_equal(kha_tls_server_ctx_new(&cfg, &ctx, &d), -EINVAL);
+	assert_non_null(strstr(d.msg, "--serve-cert /nonexistent: not a usable certificate"));
+	kha_httpd_free(h);
+	kha_loop_free(loop);
+	unlink(tls_pem);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -413,6 +575,7 @@ int main(void)
 		cmocka_unit_test(test_server_bodies_and_deferred_answers),
 		cmocka_unit_test(test_server_431_is_read_before_the_close),
 		cmocka_unit_test(test_server_full_evicts_the_oldest_idle),
+		cmocka_unit_test(test_server_tls_with_client_certificates),
 	};
 	return cmocka_run_group_tests_name("httpd", tests, NULL, NULL);
 }

@@ -375,6 +375,207 @@ static void test_drill_json_and_summary(void **state)
 	free(buf);
 }
 
+/* ---- the Kubernetes drill's analysis ---- */
+
+/* A drill of n probes at RATE/s, all ok, started t0_us on the monotonic clock. */
+static struct kha_drill_report *k8s_drill(uint64_t t0_us, size_t n, bool writes)
+{
+	struct kha_drill_report *d = calloc(1, sizeof(*d));
+
+	assert_non_null(d);
+	d->probes = calloc(n, sizeof(*d->probes));
+	assert_non_null(d->probes);
+	d->n_probes = n;
+	for (size_t i = 0; i < n; i++)
+		d->probes[i] = (struct kha_drill_probe){.t_us = kha_drill_slot_due_us(RATE, i),
+							.latency_us = 2000,
+							.status = writes ? 201 : 200,
+							.result = KHA_DRILL_PROBE_OK};
+	d->t0_us = t0_us;
+	d->started_wall_us = (uint64_t)WALL0;
+	d->rate = RATE;
+	d->stats.marks = (struct kha_drill_marks){KHA_DRILL_NONE, KHA_DRILL_NONE,
+						  kha_drill_slot_due_us(RATE, n)};
+	d->writes.enabled = writes;
+	d->writes.verified = writes;
+	d->kube.enabled = true;
+	return d;
+}
+
+static void fail_range(struct kha_drill_report *d, uint64_t from, uint64_t to)
+{
+	for (size_t i = 0; i < d->n_probes; i++)
+		if (d->probes[i].t_us >= from && d->probes[i].t_us < to) {
+			d->probes[i].result = KHA_DRILL_PROBE_REFUSED;
+			d->probes[i].status = 0;
+		}
+}
+
+/*
+ * stop-apiserver at 3 s (recovery 9 s), kill-cm-leader at 28 s (recovery 34 s), kill-lb at
+ * 53 s (recovery 59 s), probing until 78 s. The VIP's drills started 200 ms after the node's.
+ */
+static struct kha_lab_k8s_drill_report *k8s_report(void)
+{
+	struct kha_lab_k8s_drill_report *r = calloc(1, sizeof(*r));
+	struct kha_drill_report *m;
+
+	assert_non_null(r);
+	r->slo = 90;
+	r->faults_mask = (1u << KHA_LAB_K8S_STOP_APISERVER) | (1u << KHA_LAB_K8S_KILL_CM_LEADER) |
+			 (1u << KHA_LAB_K8S_KILL_LB);
+	r->drill[KHA_LAB_ENTRY_NODE][0] = m = k8s_drill(S(100), 780, true);
+	r->drill[KHA_LAB_ENTRY_NODE][1] = k8s_drill(S(100), 780, false);
+	r->drill[KHA_LAB_ENTRY_VIP][0] = k8s_drill(S(100) + MS(200), 778, true);
+	r->drill[KHA_LAB_ENTRY_VIP][1] = k8s_drill(S(100) + MS(200), 778, false);
+	add_step(m, "stop-apiserver", KHA_DRILL_STEP_FAULT, S(3), "m3 kube-apiserver stopped");
+	add_step(m, "start-apiserver", KHA_DRILL_STEP_RECOVER, S(9), "m3 started");
+	add_step(m, "kill-cm-leader", KHA_DRILL_STEP_FAULT, S(28),
+		 "m2 kube-controller-manager stopped");
+	add_step(m, "restart-cm", KHA_DRILL_STEP_RECOVER, S(34), "m2 started");
+	add_step(m, "kill-lb", KHA_DRILL_STEP_FAULT, S(53), "lb1 stopped (SIGKILL)");
+	add_step(m, "restart-lb", KHA_DRILL_STEP_RECOVER, S(59), "lb1 started");
+	/* the Lease: m2 from the start, m1 acquired it 17.2 s after the kill (seen 600 ms later) */
+	r->cm_terms = calloc(2, sizeof(*r->cm_terms));
+	assert_non_null(r->cm_terms);
+	r->n_cm_terms = 2;
+	r->cm_terms[0] =
+		(struct kha_lab_lease_term){.seen_us = MS(100), .acquire_wall_us = WALL0 - S(300)};
+	snprintf(r->cm_terms[0].holder, KHA_LAB_NAME_MAX, "m2");
+	r->cm_terms[1] = (struct kha_lab_lease_term){.seen_us = S(28) + MS(17800),
+						     .acquire_wall_us =
+							     WALL0 + (int64_t)(S(28) + MS(17200))};
+	snprintf(r->cm_terms[1].holder, KHA_LAB_NAME_MAX, "m1");
+	r->cm_lease_duration_s = 15;
+	/* a snapshot every 5 s */
+	r->snapshots = calloc(16, sizeof(*r->snapshots));
+	assert_non_null(r->snapshots);
+	for (int i = 0; i < 16; i++) {
+		r->snapshots[i].t_us = S(5) * (uint64_t)i + S(1);
+		snprintf(r->snapshots[i].taker, KHA_LAB_NAME_MAX, "m1");
+	}
+	r->n_snapshots = 16;
+	r->healthy_after = true;
+	return r;
+}
+
+static void test_k8s_drill_clean_run_passes(void **state)
+{
+	struct kha_lab_k8s_drill_report *r = k8s_report();
+	const struct kha_lab_k8s_fault_result *f;
+
+	(void)state;
+	kha_lab_k8s_drill_analyze(r);
+	f = &r->faults[KHA_LAB_K8S_STOP_APISERVER];
+	assert_true(f->ran && f->step_ok);
+	assert_string_equal(f->victim, "m3");
+	assert_int_equal(f->fault_us, S(3));
+	assert_int_equal(f->end_us, S(28)); /* where the next fault starts */
+	assert_int_equal(f->entry[KHA_LAB_ENTRY_NODE].writes_sent, 250);
+	assert_true(f->entry[KHA_LAB_ENTRY_VIP].slo_met);
+	assert_int_equal(f->entry[KHA_LAB_ENTRY_VIP].watch_reconnect_us, KHA_DRILL_NONE);
+	f = &r->faults[KHA_LAB_K8S_KILL_CM_LEADER];
+	assert_string_equal(f->cm_before, "m2");
+	assert_string_equal(f->cm_after, "m1");
+	/* from the Lease's acquireTime, not from when the poll saw it */
+	assert_int_equal(f->cm_handover_us, MS(17200));
+	assert_string_equal(r->faults[KHA_LAB_K8S_KILL_LB].victim, "lb1");
+	assert_false(r->faults[KHA_LAB_K8S_KILL_MASTER].ran);
+	assert_int_equal(kha_lab_k8s_drill_exit_code(r), 0);
+	kha_lab_k8s_drill_report_free(r);
+}
+
+static void test_k8s_drill_windows_move_to_each_drills_time(void **state)
+{
+	struct kha_lab_k8s_drill_report *r = k8s_report();
+	struct kha_drill_report *vip = r->drill[KHA_LAB_ENTRY_VIP][0];
+	struct kha_drill_report *vr = r->drill[KHA_LAB_ENTRY_VIP][1];
+	const struct kha_lab_k8s_entry_result *x;
+	char problems[1024];
+
+	(void)state;
+	/* the VIP's writes fail from 53.3 s to 53.7 s of the node's time: 53.1 s to 53.5 s in
+	 * theirs; a lost write there; the VIP's watch breaks at 53.2 s (its time) for 414 ms,
+	 * and a clean break (timeoutSeconds) at 60 s does not count */
+	fail_range(vip, MS(53100), MS(53500));
+	vip->writes.lost = 1;
+	vip->writes.lost_slots = calloc(1, sizeof(uint64_t));
+	vip->writes.lost_slots[0] = 540; /* 54.0 s of its time */
+	vip->writes.n_lost_slots = 1;
+	vr->kube.gaps = calloc(2, sizeof(*vr->kube.gaps));
+	vr->kube.gaps[0] =
+		(struct kha_drill_watch_gap){.broke_us = MS(53200), .back_us = MS(53614)};
+	vr->kube.gaps[1] = (struct kha_drill_watch_gap){
+		.broke_us = S(60), .back_us = S(60) + MS(5), .clean = true};
+	vr->kube.n_gaps = 2;
+	kha_lab_k8s_drill_analyze(r);
+	x = &r->faults[KHA_LAB_K8S_KILL_LB].entry[KHA_LAB_ENTRY_VIP];
+	assert_int_equal(x->writes_sent - x->writes_ok, 4);
+	assert_int_equal(x->writes_longest_us, MS(400));
+	assert_int_equal(x->lost, 1);
+	assert_int_equal(x->watch_breaks, 1);
+	assert_int_equal(x->watch_reconnect_us, MS(414));
+	/* the node's entry saw nothing of it, nor did the earlier faults */
+	assert_int_equal(r->faults[KHA_LAB_K8S_KILL_LB].entry[KHA_LAB_ENTRY_NODE].writes_longest_us,
+			 0);
+	assert_int_equal(r->faults[KHA_LAB_K8S_KILL_CM_LEADER].entry[KHA_LAB_ENTRY_VIP].lost, 0);
+	assert_int_equal(kha_lab_k8s_drill_exit_code(r), 2);
+	kha_lab_k8s_drill_problems(r, problems, sizeof(problems));
+	assert_non_null(strstr(problems, "1 acknowledged writes lost"));
+	kha_lab_k8s_drill_report_free(r);
+}
+
+static void test_k8s_drill_slo_handover_and_backups(void **state)
+{
+	struct kha_lab_k8s_drill_report *r = k8s_report();
+	char problems[1024];
+	char *json;
+	json_t *j, *f;
+
+	(void)state;
+	/* reads through the node fail for 4 s in stop-apiserver: 84% < 90% */
+	fail_range(r->drill[KHA_LAB_ENTRY_NODE][1], S(4), S(8));
+	/* no new Lease holder, and no snapshot after 50 s */
+	r->n_cm_terms = 1;
+	r->n_snapshots = 10;
+	kha_lab_k8s_drill_analyze(r);
+	assert_false(r->faults[KHA_LAB_K8S_STOP_APISERVER].entry[KHA_LAB_ENTRY_NODE].slo_met);
+	assert_int_equal(r->faults[KHA_LAB_K8S_KILL_CM_LEADER].cm_handover_us, KHA_DRILL_NONE);
+	assert_int_equal(r->faults[KHA_LAB_K8S_KILL_LB].backup_after_us, KHA_DRILL_NONE);
+	assert_int_equal(kha_lab_k8s_drill_exit_code(r), 1);
+	kha_lab_k8s_drill_problems(r, problems, sizeof(problems));
+	assert_non_null(strstr(problems, "stop-apiserver: through node"));
+	assert_non_null(strstr(problems, "kill-cm-leader: no new Lease holder"));
+	assert_non_null(strstr(problems, "kill-lb: no backup"));
+	json = kha_lab_k8s_drill_json(r);
+	assert_non_null(json);
+	j = json_loads(json, 0, NULL);
+	assert_non_null(j);
+	assert_string_equal(json_string_value(json_object_get(j, "schema")),
+			    "kha.lab.k8s-drill/v1");
+	assert_int_equal(json_array_size(json_object_get(j, "faults")), 3);
+	f = json_array_get(json_object_get(j, "faults"), 0);
+	assert_false(json_is_true(json_object_get(json_object_get(f, "node"), "slo_met")));
+	json_decref(j);
+	free(json);
+	kha_lab_k8s_drill_report_free(r);
+}
+
+static void test_k8s_fault_list_parses(void **state)
+{
+	unsigned mask = 0;
+
+	(void)state;
+	assert_int_equal(kha_lab_k8s_fault_parse("kill-lb,stop-apiserver", &mask), 0);
+	assert_int_equal(mask, (1u << KHA_LAB_K8S_KILL_LB) | (1u << KHA_LAB_K8S_STOP_APISERVER));
+	assert_int_equal(kha_lab_k8s_fault_parse("all", &mask), 0);
+	assert_int_equal(mask, (1u << KHA_LAB_K8S_FAULTS) - 1);
+	assert_int_equal(kha_lab_k8s_fault_parse("kill-lb,nope", &mask), -EINVAL);
+	assert_int_equal(kha_lab_k8s_fault_parse("", &mask), -EINVAL);
+	assert_int_equal(kha_lab_k8s_fault_parse(",", &mask), -EINVAL);
+	assert_string_equal(kha_lab_k8s_fault_name(KHA_LAB_K8S_ROLLING), "rolling");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -394,6 +595,10 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_drill_failed_step_and_interrupt_win, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_drill_json_and_summary, setup, teardown),
+		cmocka_unit_test(test_k8s_drill_clean_run_passes),
+		cmocka_unit_test(test_k8s_drill_windows_move_to_each_drills_time),
+		cmocka_unit_test(test_k8s_drill_slo_handover_and_backups),
+		cmocka_unit_test(test_k8s_fault_list_parses),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -31,7 +31,7 @@ import urllib.request
 
 # run as a script (the backend servers), this folder's parent is not on the path yet
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from kha_testlib.pki import issue_cert, make_ca  # noqa: E402
+from kha_testlib.pki import LOOPBACK_SANS, issue_cert, make_ca  # noqa: E402
 from kha_testlib.process import Daemon, deadline, free_port, wait_for  # noqa: F401 (re-exported)  # noqa: E402
 
 PATTERN_BLOCK = bytes(range(256)) * 256
@@ -43,10 +43,11 @@ def pattern(n):
     return (PATTERN_BLOCK * reps)[:n]
 
 
-def make_pki(directory):
-    """A CA and a server certificate for 127.0.0.1 and localhost; returns dict of paths."""
+def make_pki(directory, ips=()):
+    """A CA and a server certificate for 127.0.0.1, localhost and ips; returns dict of paths."""
     ca, ca_key = make_ca(directory, "kha-test-ca", base="ca")
-    cert, key = issue_cert(directory, "server", ca, ca_key, client=False, cn="kube-apiserver")
+    cert, key = issue_cert(directory, "server", ca, ca_key, client=False, cn="kube-apiserver",
+                           sans=(*LOOPBACK_SANS, *(f"IP:{ip}" for ip in ips)))
     return {"ca": ca, "cert": cert, "key": key}
 
 
