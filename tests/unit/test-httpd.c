@@ -534,8 +534,7 @@ static void test_server_tls_with_client_certificates(void **state)
 	tls_exchange(loop, &tc);
 	assert_null(strstr(tc.answer, "HTTP/1.1"));
 	/* a handshake that stalls is closed at the deadline, whatever it trickles */
-	fake_now = 1;
-	kha_clock_set_fake(fake_clock, NULL);
+	fake_clock_install();
 	fd = connect_to(kha_httpd_port(h));
 	kha_ignore(kha_loop_run_once(loop, 10)); /* accepted at 1 */
 	for (int i = 0; i < 10; i++) {
@@ -552,7 +551,7 @@ static void test_server_tls_with_client_certificates(void **state)
 		kha_ignore(kha_loop_run_once(loop, 10));
 	assert_int_equal(recv(fd, buf, sizeof(buf), MSG_DONTWAIT), 0);
 	close(fd);
-	kha_clock_set_fake(NULL, NULL);
+	fake_clock_teardown(NULL);
 	/* bad files are named by the flag given */
 	cfg = (struct kha_tls_server_config){
 		.cert = "/nonexistent", .key = tls_pem, .cert_flag = "--serve-cert"};
