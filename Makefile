@@ -1,12 +1,16 @@
 # A thin wrapper over meson/ninja for people; the scripts hold the logic.
 BUILD ?= build
 
-.PHONY: all deps build k8s test unit lab bench fuzz clean lint
+.PHONY: all deps deps-lab build k8s test unit lab bench fuzz clean lint install deb
 
 all: build
 
 deps:
 	@scripts/deps.sh
+
+# only what `make lab` needs (build tools, libraries, etcd, iproute2), not the test bench
+deps-lab:
+	@scripts/deps.sh lab
 
 build:
 	@[ -f $(BUILD)/build.ninja ] || meson setup $(BUILD)
@@ -27,7 +31,7 @@ lint:
 	scripts/check-source.sh
 
 # the main job: the HA design on this machine, broken on purpose and measured
-lab: deps build
+lab: deps-lab build
 	KHA_K8S_BIN=$$(scripts/k8s.sh) && export KHA_K8S_BIN && scripts/lab-show.sh $(BUILD)/src/kha
 
 bench: deps build
@@ -35,6 +39,16 @@ bench: deps build
 
 fuzz: deps
 	scripts/fuzz.sh
+
+# `make install PREFIX=/usr DESTDIR=/tmp/stage`: the binary, the docs (the units' Documentation=),
+# the systemd units, bash completion and the example manifests; scripts/install.sh holds the list
+PREFIX ?= /usr/local
+install: build
+	@PREFIX="$(PREFIX)" DESTDIR="$(DESTDIR)" scripts/install.sh $(BUILD)/src/kha
+
+# a Debian package of the above (PREFIX=/usr) in $(BUILD)/
+deb: build
+	scripts/build-deb.sh $(BUILD)
 
 clean:
 	rm -rf build build-asan build-fuzz

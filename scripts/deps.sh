@@ -1,9 +1,20 @@
 #!/usr/bin/env bash
-# Installs exactly the Debian packages from scripts/debian-packages.txt that are missing.
+# Installs exactly the Debian packages that are missing: `deps.sh lab` those of
+# scripts/debian-packages-lab.txt (build kha and run `make lab`), `deps.sh` (or `deps.sh all`)
+# those and the test bench of scripts/debian-packages.txt (make test, bench, fuzz).
 # Idempotent; needs root (or sudo) only when something is missing.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-mapfile -t wanted < <(sed -e 's/#.*//' -e 's/[[:space:]]*$//' -e '/^$/d' "$here/debian-packages.txt")
+lists=("$here/debian-packages-lab.txt")
+case "${1:-all}" in
+lab) ;;
+all) lists+=("$here/debian-packages.txt") ;;
+*)
+	echo "usage: $0 [lab|all]" >&2
+	exit 64
+	;;
+esac
+mapfile -t wanted < <(sed -e 's/#.*//' -e 's/[[:space:]]*$//' -e '/^$/d' "${lists[@]}")
 missing=()
 for p in "${wanted[@]}"; do
 	status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)

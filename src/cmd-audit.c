@@ -510,8 +510,9 @@ static void print_table(const struct kha_audit_report *r, const char *fix_out)
 	if (nfiles && fix_out)
 		printf("%zu fix%s written to %s/\n", nfiles, nfiles == 1 ? "" : "es", fix_out);
 	else if (nfiles)
-		printf("%zu fix%s come as files: -o json shows them, --fix-out DIR writes them\n",
-		       nfiles, nfiles == 1 ? "" : "es");
+		printf("%zu %s: -o json shows %s, --fix-out DIR writes %s\n", nfiles,
+		       nfiles == 1 ? "fix comes as a file" : "fixes come as files",
+		       nfiles == 1 ? "it" : "them", nfiles == 1 ? "it" : "them");
 }
 
 static int write_fixes(const struct kha_audit_report *r, const char *dir)

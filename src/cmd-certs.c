@@ -38,11 +38,14 @@ static void usage(FILE *out)
 		"Run 'kha certs SUBCOMMAND --help' for its flags. See docs/certs.md.\n");
 }
 
-static int fail(const char *sub, int err, const struct kha_diag *d, const char *hint)
+/* Prints the failure (and with -o json its JSON document); returns the exit code. */
+static int fail(const char *sub, bool json, int err, const struct kha_diag *d, const char *hint)
 {
-	fprintf(stderr, "kha certs %s: %s%s%s\n", sub, d->msg[0] ? d->msg : strerror(-err),
-		hint ? " " : "", hint ? hint : "");
-	return kha_exit_from_errno(err);
+	char who[32];
+
+	snprintf(who, sizeof(who), "kha certs %s", sub);
+	return cmd_fail(who, json, kha_exit_from_errno(err), "%s%s%s",
+			d->msg[0] ? d->msg : strerror(-err), hint ? " " : "", hint ? hint : "");
 }
 
 /* "kha certs SUB: MESSAGE (run 'kha certs SUB --help')"; returns 64 */
@@ -143,13 +146,13 @@ static void print_written_json(const struct kha_cert_info *info, const char *crt
 }
 
 /* Refuses to overwrite a private key unless forced: losing a CA key is not undoable. */
-static int check_absent(const char *sub, const char *path, bool force)
+static int check_absent(const char *sub, const char *path, bool force, const char *how)
 {
 	struct stat st;
 
 	if (force || stat(path, &st) < 0)
 		return 0;
-	fprintf(stderr, "kha certs %s: %s already exists (use --force to replace it)\n", sub, path);
+	fprintf(stderr, "kha certs %s: %s already exists (%s)\n", sub, path, how);
 	return KHA_EXIT_USAGE; /* the disk is fine: the operator must ask for --force */
 }
 
@@ -218,7 +221,7 @@ static int cmd_ca(int argc, char **argv)
 	if (asprintf(&crt, "%s/%s", dir, KHA_CERTS_CA_CERT) < 0 ||
 	    asprintf(&key, "%s/%s", dir, KHA_CERTS_CA_KEY) < 0)
 		return KHA_EXIT_SOFTWARE;
-	r = check_absent("ca", key, force);
+	r = check_absent("ca", key, force, "use --force to replace it");
 	if (r)
 		return r;
 	r = kha_file_mkdir_p(dir, 0755, &d);
@@ -230,7 +233,7 @@ static int cmd_ca(int argc, char **argv)
 		r = kha_certs_inspect(ca.x509, &info, &d);
 	kha_cert_release(&ca);
 	if (r < 0)
-		return fail("ca", r, &d, NULL);
+		return fail("ca", json, r, &d, NULL);
 	if (json) {
 		print_written_json(&info, crt, key);
 	} else {
@@ -244,19 +247,16 @@ static int cmd_ca(int argc, char **argv)
 static int cmd_issue(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"ca-dir", required_argument, NULL, 'c'},
-		{"name", required_argument, NULL, 'n'},
-		{"san", required_argument, NULL, 's'},
-		{"server", no_argument, NULL, 'S'},
-		{"client", no_argument, NULL, 'C'},
-		{"out-dir", required_argument, NULL, 'O'},
-		{"days", required_argument, NULL, 'D'},
-		{"force", no_argument, NULL, 'f'},
-		{"output", required_argument, NULL, 'o'},
-		{"help", no_argument, NULL, 'h'},
-		{0},
+		{"ca-dir", required_argument, NULL, 'c'}, {"name", required_argument, NULL, 'n'},
+		{"san", required_argument, NULL, 's'},	  {"server", no_argument, NULL, 'S'},
+		{"client", no_argument, NULL, 'C'},	  {"out-dir", required_argument, NULL, 'O'},
+		{"days", required_argument, NULL, 'D'},	  {"force", no_argument, NULL, 'f'},
+		{"renew", no_argument, NULL, 'R'},	  {"output", required_argument, NULL, 'o'},
+		{"help", no_argument, NULL, 'h'},	  {0},
 	};
 	const char *ca_dir = NULL, *name = NULL, *out_dir = NULL;
+	char crt_bak[4096] = "", key_bak[4096] = "";
+	bool renew = false;
 	const char *sans[MAX_SANS];
 	kha_autofree char *crt = NULL, *key = NULL;
 	struct kha_cert ca = {0}, leaf = {0};
@@ -297,6 +297,9 @@ static int cmd_issue(int argc, char **argv)
 		case 'f':
 			force = true;
 			break;
+		case 'R':
+			renew = true;
+			break;
 		case 'o':
 			if (parse_output("issue", optarg, &json))
 				return KHA_EXIT_USAGE;
@@ -304,7 +307,7 @@ static int cmd_issue(int argc, char **argv)
 		case 'h':
 			printf("Usage: kha certs issue --ca-dir DIR --name NAME [--san ADDR]... "
 			       "[--server] [--client]\n"
-			       "                      --out-dir DIR [--days N] [--force] [-o json]\n\n"
+			       "                      --out-dir DIR [--days N] [--renew|--force] [-o json]\n\n"
 			       "Issues a certificate signed by the CA in --ca-dir (ca.crt, ca.key):\n"
 			       "OUT/NAME.crt (0644) and OUT/NAME.key (0600), ECDSA P-256.\n\n"
 			       "  --ca-dir DIR   the CA made by 'kha certs ca'\n"
@@ -316,7 +319,10 @@ static int cmd_issue(int argc, char **argv)
 			       "                 both: the etcd gateway dials the member with it)\n"
 			       "  --out-dir DIR  where to write (created if missing)\n"
 			       "  --days N       validity in days (default 365, capped at the CA's)\n"
-			       "  --force        replace an existing NAME.key\n"
+			       "  --renew        renew in place: copy an existing NAME.crt and NAME.key\n"
+			       "                 to NAME.crt.bak-TIME and NAME.key.bak-TIME (same modes),\n"
+			       "                 then replace them (what kha audit's fixes use)\n"
+			       "  --force        replace an existing NAME.key, keeping no copy\n"
 			       "  -o, --output   table (default) or json\n\n"
 			       "Examples:\n"
 			       "  kha certs issue --ca-dir pki --name etcd-1 --san 10.0.0.1 \\\n"
@@ -342,33 +348,52 @@ static int cmd_issue(int argc, char **argv)
 	if (asprintf(&crt, "%s/%s.crt", out_dir, name) < 0 ||
 	    asprintf(&key, "%s/%s.key", out_dir, name) < 0)
 		return KHA_EXIT_SOFTWARE;
-	r = check_absent("issue", key, force);
+	if (renew && force)
+		return usage_error("issue", "%s", "--renew and --force exclude each other");
+	r = check_absent("issue", key, force || renew,
+			 "use --renew to keep a copy and replace it, or --force");
 	if (r)
 		return r;
 	r = kha_certs_load_ca(ca_dir, &ca, &d);
 	if (r < 0)
-		return fail("issue", r, &d, "(create one with 'kha certs ca --dir DIR')");
+		return fail("issue", json, r, &d, "(create one with 'kha certs ca --dir DIR')");
 	r = kha_certs_issue(&ca, &req, &leaf, &d);
 	kha_cert_release(&ca);
 	if (r == -EINVAL)
 		return usage_error("issue", "%s", d.msg);
 	if (r == 0)
 		r = kha_file_mkdir_p(out_dir, 0755, &d);
+	/* the old pair is copied aside before anything is replaced */
+	if (r == 0 && renew)
+		r = kha_certs_backup_pair(crt, key, crt_bak, key_bak, sizeof(crt_bak), &d);
 	if (r == 0)
 		r = kha_certs_save(&leaf, crt, key, &d);
 	if (r == 0)
 		r = kha_certs_inspect(leaf.x509, &info, &d);
 	kha_cert_release(&leaf);
 	if (r < 0)
-		return fail("issue", r, &d, NULL);
+		return fail("issue", json, r, &d, NULL);
 	if (json) {
-		print_written_json(&info, crt, key);
+		json_t *j = info_json(&info);
+
+		json_object_set_new(j, "cert", json_string(crt));
+		json_object_set_new(j, "key", json_string(key));
+		if (renew)
+			json_object_set_new(
+				j, "backup",
+				json_pack("{s:o, s:o}", "cert",
+					  crt_bak[0] ? json_string(crt_bak) : json_null(), "key",
+					  key_bak[0] ? json_string(key_bak) : json_null()));
+		kha_ignore(cmd_print_json(j));
 	} else {
 		printf("issued %s (key %s, mode 0600)\n  subject %s, issuer %s\n  usage   %s\n"
 		       "  SANs    ",
 		       crt, key, info.subject, info.issuer, usage_text(info.usage));
 		print_sans(stdout, &info);
 		printf("  expires %s\n", format_time(na, sizeof(na), info.not_after));
+		if (crt_bak[0] || key_bak[0])
+			printf("  old pair kept as %s and %s\n", crt_bak[0] ? crt_bak : "-",
+			       key_bak[0] ? key_bak : "-");
 	}
 	kha_cert_info_release(&info);
 	return KHA_EXIT_OK;
@@ -398,7 +423,8 @@ static int cmd_check(int argc, char **argv)
 	static const struct option opts[] = {
 		{"cert", required_argument, NULL, 'c'},
 		{"san", required_argument, NULL, 's'},
-		{"ca", required_argument, NULL, 'a'},
+		{"cacert", required_argument, NULL, 'a'},
+		{"ca", required_argument, NULL, 'A'}, /* deprecated: --cacert, as every command */
 		{"warn-days", required_argument, NULL, 'w'},
 		{"output", required_argument, NULL, 'o'},
 		{"help", no_argument, NULL, 'h'},
@@ -429,6 +455,11 @@ static int cmd_check(int argc, char **argv)
 				return usage_error("check", "more than %d SANs", MAX_SANS);
 			sans[n_sans++] = optarg;
 			break;
+		case 'A':
+			fprintf(stderr,
+				"kha certs check: note: --ca is deprecated, use --cacert\n");
+			ca_path = optarg;
+			break;
 		case 'a':
 			ca_path = optarg;
 			break;
@@ -446,17 +477,18 @@ static int cmd_check(int argc, char **argv)
 				return KHA_EXIT_USAGE;
 			break;
 		case 'h':
-			printf("Usage: kha certs check --cert FILE [--san ADDR]... [--ca FILE]\n"
+			printf("Usage: kha certs check --cert FILE [--san ADDR]... [--cacert FILE]\n"
 			       "                      [--warn-days N] [-o json]\n\n"
 			       "Shows a certificate (subject, SANs, usages, expiry) and checks it:\n"
 			       "every --san ADDR must be in its SANs (an IP in any form, or a DNS\n"
-			       "name), it must be valid now, and with --ca it must be signed by it.\n"
+			       "name), it must be valid now, and with --cacert it must be signed by it.\n"
 			       "The apiserver's certificate must carry its entry address: the VIP, the\n"
 			       "load balancer's address, or 127.0.0.1 and localhost behind a\n"
 			       "node-local proxy, or clients fail TLS verification.\n\n"
 			       "  --cert FILE      PEM certificate\n"
 			       "  --san ADDR       an address clients dial (repeat it)\n"
-			       "  --ca FILE        verify the chain against this CA certificate\n"
+			       "  --cacert FILE    verify the chain against this CA certificate\n"
+			       "                   (--ca, its old name, still works)\n"
 			       "  --warn-days N    expiring within N days is degraded (default 30)\n"
 			       "  -o, --output     table (default) or json\n\n"
 			       "Exit codes: 0 ok; 1 expires within --warn-days; 2 a SAN is missing,\n"
@@ -479,7 +511,7 @@ static int cmd_check(int argc, char **argv)
 		r = kha_certs_inspect(cert.x509, &info, &d);
 	if (r < 0) {
 		kha_cert_release(&cert);
-		return fail("check", r, &d, NULL);
+		return fail("check", json, r, &d, NULL);
 	}
 	res.problems = json_array();
 	checks = json_array();
@@ -517,7 +549,7 @@ static int cmd_check(int argc, char **argv)
 			kha_cert_info_release(&info);
 			json_decref(res.problems);
 			json_decref(checks);
-			return fail("check", r, &d, NULL);
+			return fail("check", json, r, &d, NULL);
 		}
 	}
 	kha_cert_release(&cert);
@@ -529,6 +561,8 @@ static int cmd_check(int argc, char **argv)
 		json_object_set_new(j, "cert", json_string(cert_path));
 		json_object_set_new(j, "checks", checks);
 		json_object_set_new(j, "chain_verified", chain);
+		json_object_set_new(j, "verdict", json_string(status[res.code]));
+		/* the old name of verdict, kept for scripts */
 		json_object_set_new(j, "status", json_string(status[res.code]));
 		json_object_set_new(j, "problems", res.problems);
 		kha_ignore(cmd_print_json(j));

@@ -53,6 +53,58 @@ int cmd_print_json(json_t *o)
 	return r < 0 ? -EIO : 0;
 }
 
+int cmd_print_json_error(const char *who, int exit_code, const char *message)
+{
+	kha_ignore(cmd_print_json(json_pack("{s:s, s:i, s:s, s:s}", "verdict", "error", "exit_code",
+					    exit_code, "error", message ? message : "", "command",
+					    who)));
+	fflush(stdout);
+	return exit_code;
+}
+
+int cmd_fail(const char *who, bool json, int exit_code, const char *fmt, ...)
+{
+	char msg[1024];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "%s: %s\n", who, msg);
+	if (json)
+		cmd_print_json_error(who, exit_code, msg);
+	return exit_code;
+}
+
+#define PROGRESS_EVERY_US (5 * KHA_USEC_PER_SEC)
+
+void cmd_progress_say(struct cmd_progress *p, const char *who, const char *text)
+{
+	uint64_t now = kha_now_us();
+	char el[32];
+
+	if (!p->start_us) {
+		p->start_us = now;
+		p->tty = isatty(STDERR_FILENO);
+	}
+	if (!p->tty && p->shown && now - p->last_us < PROGRESS_EVERY_US)
+		return;
+	kha_format_duration(el, sizeof(el),
+			    (now - p->start_us) / KHA_USEC_PER_SEC * KHA_USEC_PER_SEC);
+	fprintf(stderr, "%s%s: %s (waiting for %s)%s", p->tty ? "\r\033[K" : "", who, text, el,
+		p->tty ? "" : "\n");
+	fflush(stderr);
+	p->last_us = now;
+	p->shown = true;
+}
+
+void cmd_progress_done(struct cmd_progress *p)
+{
+	if (p->tty && p->shown)
+		fprintf(stderr, "\n");
+	*p = (struct cmd_progress){};
+}
+
 json_t *cmd_json_hex(uint64_t id)
 {
 	char buf[24];
@@ -169,10 +221,12 @@ int cmd_status_fetch(const char *cmd, int argc, char **argv, const char *default
 	*ret_root = NULL;
 	r = kha_http_get_json(url, 3 * KHA_USEC_PER_SEC, ret_root, &d);
 	if (r < 0 && r != -EBADMSG) {
-		fprintf(stderr,
-			"kha %s status: %s: %s (is kha %s running with --metrics-addr %s?)\n", cmd,
-			url, d.msg, cmd, addr);
-		return KHA_EXIT_UNAVAILABLE;
+		char who[64];
+
+		snprintf(who, sizeof(who), "kha %s status", cmd);
+		return cmd_fail(who, *ret_json, KHA_EXIT_UNAVAILABLE,
+				"%s: %s (is kha %s running with --metrics-addr %s?)", url, d.msg,
+				cmd, addr);
 	}
 	return -1;
 }

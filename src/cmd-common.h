@@ -28,6 +28,17 @@ int cmd_usage_error(const char *cmd, const char *sub, const char *fmt, ...) KHA_
  * failed). Returns 0, -ENOMEM for NULL, or -EIO when it could not be written.
  */
 int cmd_print_json(json_t *o);
+/*
+ * With -o json, a failure still prints a JSON document on stdout, so that a script always has
+ * one to parse: {"verdict": "error", "exit_code": CODE, "error": MESSAGE, "command": WHO}.
+ * The one-line message goes to stderr as well (the caller prints it). Returns exit_code.
+ */
+int cmd_print_json_error(const char *who, int exit_code, const char *message);
+/*
+ * A failure of a report command: prints "WHO: MESSAGE" on stderr and, with json, the JSON
+ * document of cmd_print_json_error on stdout. Returns exit_code.
+ */
+int cmd_fail(const char *who, bool json, int exit_code, const char *fmt, ...) KHA_PRINTF(4, 5);
 /* A JSON string of id in hex (how etcd's tools print member and cluster ids); NULL on ENOMEM. */
 json_t *cmd_json_hex(uint64_t id);
 /* A JSON array of the n strings of v; NULL on ENOMEM. */
@@ -42,6 +53,18 @@ json_t *cmd_json_strings(char *const *v, size_t n);
  */
 int cmd_status_fetch(const char *cmd, int argc, char **argv, const char *default_addr,
 		     void (*usage)(FILE *out), json_t **ret_root, bool *ret_json);
+
+/*
+ * A wait that reports progress politely: on a terminal, one stderr line rewritten in place
+ * with the elapsed time; otherwise (logs, pipes) the first message at once, then at most one
+ * line every 5 s, each with the elapsed time. cmd_progress_done ends the terminal line.
+ */
+struct cmd_progress {
+	uint64_t start_us, last_us;
+	bool tty, shown;
+};
+void cmd_progress_say(struct cmd_progress *p, const char *who, const char *text);
+void cmd_progress_done(struct cmd_progress *p);
 
 /* The signal (SIGINT or SIGTERM) that asked to stop, once cmd_catch_signals() ran; else 0. */
 extern volatile sig_atomic_t cmd_interrupted;

@@ -9,6 +9,7 @@
 #include "cmd-common.h"
 #include "commands.h"
 #include "kha/common.h"
+#include "kha/config.h"
 #include "kha/drill.h"
 #include "kha/file.h"
 #include "kha/log.h"
@@ -85,29 +86,31 @@ static void usage(FILE *out)
 		"  --target URL            https://HOST:PORT/readyz, http://..., or tcp://HOST:PORT\n"
 		"  --cacert/--cert/--key F TLS files; --insecure skips verification\n"
 		"  --rate N                probes per second (default 200)\n"
-		"  --duration D            length of the drill (default 60s)\n"
-		"  --timeout D             deadline of each probe (default 1s)\n"
+		"  --duration DURATION     length of the drill (default 60s)\n"
+		"  --timeout DURATION      deadline of each probe (default 1s)\n"
 		"  --expect-status LIST    HTTP statuses that count as success (default 2xx)\n"
 		"  --keepalive             reuse connections instead of one per probe\n"
 		"Faults (each command runs as /bin/sh -c CMD in its own process group):\n"
-		"  --fault-at D --fault CMD        break something at D\n"
-		"  --recover-at D --recover CMD    repair it at D\n"
+		"  --fault-at DURATION --fault CMD      break something DURATION into the drill\n"
+		"  --recover-at DURATION --recover CMD  repair it then\n"
 		"  --scenario FILE         YAML: these flags as keys, plus\n"
 		"                          steps: [{at: 10s, run: CMD, name: N, kind: fault}, ...]\n"
-		"  --step-timeout D        kill a command running longer (default 60s)\n"
+		"  --step-timeout DURATION kill a command running longer (default 60s)\n"
 		"  --keep-going            a failed command does not stop the drill\n"
 		"Rolling restart rehearsal:\n"
 		"  --rolling A,B,C --stop \"CMD {node}\" --start \"CMD {node}\"\n"
 		"  --healthy \"CMD {node}\"  polled until it exits 0 before the next node\n"
-		"  --healthy-timeout D     give up on a node (and the rest) after D (default 60s)\n"
-		"  --healthy-interval D    between health checks (default 500ms)\n"
-		"  --down-time D           keep each node down this long (default 0s)\n"
-		"  --fault-at D            when the rolling starts (default a tenth of --duration)\n"
+		"  --healthy-timeout DURATION\n"
+		"                          give up on a node (and the rest) after DURATION (default 60s)\n"
+		"  --healthy-interval DURATION\n"
+		"                          between health checks (default 500ms)\n"
+		"  --down-time DURATION    keep each node down this long (default 0s)\n"
+		"  --fault-at DURATION     when the rolling starts (default a tenth of --duration)\n"
 		"Output:\n"
 		"  --report FILE           JSON report (schema kha.drill.report/v1, docs/drill.md)\n"
 		"  --report-probes         include every probe in the JSON report\n"
 		"  --svg FILE              SVG timeline; --svg-scale log|linear (default log)\n"
-		"  -o, --output text|json  what to print on stdout (default text)\n"
+		"  -o, --output table|json what to print on stdout (default table: the summary)\n"
 		"  --slo PERCENT           exit 1 when availability is under it\n"
 		"  --no-progress           no live status line (shown only on a terminal anyway)\n"
 		"etcd write mode:\n"
@@ -117,7 +120,8 @@ static void usage(FILE *out)
 		"  --endpoints URLS        where to read them back (default: the target)\n"
 		"  --write-prefix P        key prefix (default /kha-drill/<time>-<pid>/)\n"
 		"  --keep-keys             do not delete the keys after the check\n"
-		"  --readback-timeout D    keep retrying the read-back this long (default 15s)\n"
+		"  --readback-timeout DURATION\n"
+		"                          keep retrying the read-back this long (default 15s)\n"
 		"Kubernetes mode (probes are API requests through the entry):\n"
 		"  --kube                  the target is a kube-apiserver or an entry in front of\n"
 		"                          it; each probe GETs a ConfigMap the drill creates, or\n"
@@ -125,7 +129,7 @@ static void usage(FILE *out)
 		"                          all listed back afterwards through --endpoints URL\n"
 		"  --kubeconfig F          credentials and CA (and the target, when not given)\n"
 		"  --namespace NS          where the ConfigMaps go (default default)\n"
-		"  --watch-timeout D       a watch on the probed object is kept open and its\n"
+		"  --watch-timeout DURATION a watch on the probed object is kept open and its\n"
 		"                          reconnects measured; timeoutSeconds of each (default 60s)\n"
 		"  --no-watch              no watch\n"
 		"\n"
@@ -140,7 +144,8 @@ static void usage(FILE *out)
 		"\n"
 		"Exit codes: 0 ok, 1 availability under --slo, 2 acknowledged writes lost,\n"
 		"3 a command failed (drill stopped), 69 writes could not be read back,\n"
-		"4 rolling stopped (a node failed or never became healthy), 128+N interrupted by\n"
+		"4 rolling stopped (a node failed or never became healthy), 5 nothing succeeded\n"
+		"(no probe answered, no write acknowledged: the drill proves nothing), 128+N interrupted by\n"
 		"signal N (the report is still written), 64 usage, 65 bad scenario file, 74 cannot\n"
 		"write a report, 78 unreadable file.\n");
 }
@@ -261,7 +266,8 @@ int cmd_drill_main(int argc, char **argv)
 	struct kha_drill_report *report = NULL;
 	struct kha_diag d = {};
 	struct ui ui = {};
-	const char *scenario = NULL, *output = "text";
+	const char *scenario = NULL;
+	bool json_out = false;
 	bool with_probes = false, no_progress = false, linear = false;
 	enum kha_log_level level = KHA_LOG_INFO;
 	sigset_t oldmask;
@@ -293,12 +299,9 @@ int cmd_drill_main(int argc, char **argv)
 	while ((c = getopt_long(argc, argv, "+ho:", longopts, &idx)) != -1) {
 		switch (c) {
 		case 'o':
-			output = optarg;
-			if (strcmp(output, "text") != 0 && strcmp(output, "json") != 0) {
-				fprintf(stderr,
-					"kha drill: --output: expected text or json, got "
-					"'%s'\n",
-					output);
+			/* table|json as every report command; "text" is the old name */
+			if (kha_opt_set_output(&json_out, optarg, &d) < 0) {
+				fprintf(stderr, "kha drill: --output: %s\n", d.msg);
 				goto usage_error;
 			}
 			break;
@@ -392,7 +395,7 @@ int cmd_drill_main(int argc, char **argv)
 		rc = kha_exit_from_errno(r);
 		goto out;
 	}
-	if (strcmp(output, "json") == 0) {
+	if (json_out) {
 		char *json = kha_drill_report_json(report, with_probes);
 		if (json) {
 			fputs(json, stdout);

@@ -12,6 +12,7 @@
 #include <unistd.h>
 #include <jansson.h>
 
+#include "cmd-common.h"
 #include "commands.h"
 #include "kha/config.h"
 #include "kha/election.h"
@@ -74,6 +75,7 @@ static void usage(FILE *out)
 {
 	fprintf(out,
 		"Usage: kha elect --election NAME [--id ID] [flags] -- COMMAND [ARGS...]\n"
+		"       kha elect status --election NAME [-o table|json]\n"
 		"       kha elect --leader --election NAME [-o table|json]\n"
 		"       kha elect --observe --election NAME [-o table|json]\n\n"
 		"Runs COMMAND only while this process leads election NAME. On etcd the election\n"
@@ -114,8 +116,8 @@ static void usage(FILE *out)
 		"                            (e.g. 127.0.0.1:9464; off by default)\n"
 		"  --log-level LEVEL         debug, info (default), warn, error\n"
 		"  --log-format FORMAT       logfmt (default) or json\n"
-		"  --config FILE             YAML file of these flags (keys = flag names)\n"
-		"  -h, --help                this help\n" KHA_ETCD_OPTIONS_HELP
+		"  --config FILE             YAML file of these flags (keys = flag names)\n" KHA_ETCD_OPTIONS_HELP
+		"  -h, --help                this help\n"
 		"\nExit codes: COMMAND's status when it ends by itself (128+N when killed by signal\n"
 		"N), 0 after SIGTERM/SIGINT, 64 usage, 69 etcd / API server unreachable at start,\n"
 		"78 unusable TLS files or kubeconfig, 65 not an etcd gateway; --leader: 0 or 1.\n\n"
@@ -123,9 +125,33 @@ static void usage(FILE *out)
 		"  kha elect --endpoints https://10.0.0.1:2379,https://10.0.0.2:2379 --cacert ca.crt \\\n"
 		"      --cert c.crt --key c.key --election scheduler --id master-1 --ttl 10s \\\n"
 		"      -- /usr/local/bin/kube-scheduler --config /etc/kubernetes/scheduler.yaml\n"
-		"  kha elect --leader --election scheduler --endpoints https://10.0.0.1:2379 ...\n"
+		"  kha elect status --election scheduler --endpoints https://10.0.0.1:2379 ...\n"
 		"  kha elect --kubeconfig admin.conf --lease-namespace kube-system \\\n"
 		"      --lease-name my-controller --id master-1 -- my-controller\n");
+}
+
+static void usage_status(FILE *out)
+{
+	fprintf(out,
+		"Usage: kha elect status --election NAME [-o table|json] [etcd flags]\n"
+		"       kha elect status --lease-name NAME [--lease-namespace NS] [-o table|json]\n\n"
+		"Who leads the election and who waits: on etcd, every candidate in queue order\n"
+		"(the lowest create revision leads), with its id, fencing token (the create\n"
+		"revision of its key), lease and remaining TTL; with a Kubernetes Lease, the\n"
+		"holder, its fencing token (leaseTransitions), lease duration and last renewal\n"
+		"(a Lease has no queue). Reads only.\n\n"
+		"Flags:\n"
+		"  --election NAME           election name (etcd key prefix NAME/)\n"
+		"  --lease-name NAME, --lease-namespace NS, --kubeconfig FILE, --context NAME\n"
+		"                            read a Kubernetes Lease instead\n"
+		"  -o, --output table|json   format (JSON: docs/elect.md; an error is a JSON\n"
+		"                            document too)\n" KHA_ETCD_OPTIONS_HELP
+		"  -h, --help                this help\n"
+		"\nExit codes: 0 a leader, 1 no leader, 69 etcd / API server unreachable, 78\n"
+		"unusable TLS files or kubeconfig, 64 usage.\n\n"
+		"Example:\n"
+		"  kha elect status --election scheduler --endpoints https://10.0.0.1:2379 \\\n"
+		"      --cacert ca.crt --cert c.crt --key c.key -o json\n");
 }
 
 struct opts {
@@ -135,7 +161,7 @@ struct opts {
 	uint64_t ttl_us, renew_deadline_us, retry_period_us, grace_us;
 	uint64_t restart_delay_us, restart_delay_max_us;
 	enum kha_elect_restart restart;
-	bool leader, observe, json;
+	bool leader, observe, status, json;
 	enum kha_log_level level;
 	enum kha_log_format format;
 };
@@ -332,6 +358,8 @@ static int kube_read(const struct opts *o, const struct kha_kube_config *kc)
 		r = kha_elect_kube_leader_get(c, ns, o->lease_name, &l, &d);
 		if (r < 0 && first) {
 			fprintf(stderr, "kha elect: %s\n", d.msg);
+			if (o->json)
+				cmd_print_json_error("kha elect", kha_exit_from_errno(r), d.msg);
 			return kha_exit_from_errno(r);
 		}
 		if (r == 0 && o->leader) {
@@ -360,6 +388,49 @@ static int kube_read(const struct opts *o, const struct kha_kube_config *kc)
 	return KHA_EXIT_OK;
 }
 
+/* kha elect status on etcd: the leader, then every candidate in queue order. */
+static int etcd_status(const struct opts *o, struct kha_etcd *c)
+{
+	struct kha_lock_status st = {0};
+	struct kha_diag d = {};
+	int r;
+
+	r = kha_lock_status_get(c, o->election, 1, &st, &d);
+	if (r < 0) {
+		fprintf(stderr, "kha elect status: %s\n", d.msg);
+		if (o->json)
+			cmd_print_json_error("kha elect status", kha_exit_from_errno(r), d.msg);
+		return kha_exit_from_errno(r);
+	}
+	if (o->json) {
+		json_t *arr = kha_lock_status_json(&st);
+		json_t *leader = st.n && st.entries[0].holder ? kha_lock_entry_json(&st.entries[0])
+							      : json_null();
+		json_t *root = arr && leader
+				       ? json_pack("{s:s,s:I,s:O,s:o}", "election", o->election,
+						   "revision", (json_int_t)st.revision, "leader",
+						   leader, "candidates", arr)
+				       : NULL;
+
+		json_decref(leader);
+		r = cmd_print_json(root);
+	} else {
+		if (st.n && st.entries[0].holder)
+			printf("election %s: leader %s, fencing token %" PRId64 ", %zu waiting\n\n",
+			       o->election, st.entries[0].id, st.entries[0].create_revision,
+			       st.n - 1);
+		else
+			printf("election %s: no leader\n\n", o->election);
+		kha_lock_status_print(stdout, &st, (int64_t)kha_wall_us());
+		r = 0;
+	}
+	r = r < 0			   ? kha_exit_from_errno(r)
+	    : st.n && st.entries[0].holder ? KHA_EXIT_OK
+					   : KHA_EXIT_DEGRADED;
+	kha_lock_status_release(&st);
+	return r;
+}
+
 static int etcd_read(const struct opts *o)
 {
 	kha_auto(kha_etcd_freep) struct kha_etcd *c = NULL;
@@ -370,14 +441,20 @@ static int etcd_read(const struct opts *o)
 	r = kha_etcd_new(&o->etcd, &c, &d);
 	if (r < 0) {
 		fprintf(stderr, "kha elect: %s\n", d.msg);
+		if (o->json)
+			cmd_print_json_error("kha elect", kha_exit_from_errno(r), d.msg);
 		return kha_exit_from_errno(r);
 	}
+	if (o->status)
+		return etcd_status(o, c);
 	if (o->leader) {
 		struct kha_elect_leader l;
 
 		r = kha_elect_leader_get(c, o->election, &l, &d);
 		if (r < 0) {
 			fprintf(stderr, "kha elect: %s\n", d.msg);
+			if (o->json)
+				cmd_print_json_error("kha elect", kha_exit_from_errno(r), d.msg);
 			return kha_exit_from_errno(r);
 		}
 		print_leader(o, &l);
@@ -477,14 +554,23 @@ int cmd_elect_main(int argc, char **argv)
 				   .userdata = &o};
 	const char *config = NULL;
 	struct reload_ctx rc = {.a = &a, .src = {.argc = argc, .argv = argv}, .running = &o};
+
+	void (*help)(FILE * out) = usage;
 	bool kube;
 	int r, code, status = 0;
 
+	if (argc >= 2 && strcmp(argv[1], "status") == 0) {
+		/* `status` as etcd, proxy and vip have it: --leader with the queue */
+		o.status = o.leader = true;
+		help = usage_status;
+		argc--;
+		argv++;
+	}
 	if (kha_etcd_config_init(&o.etcd) < 0)
 		return KHA_EXIT_SOFTWARE;
 	/* the config file first, so that flags override it ("+": COMMAND's flags stay its own) */
 	if (kha_args_scan(&a, argc, argv, &config)) {
-		usage(stdout);
+		help(stdout);
 		opts_release(&o);
 		return KHA_EXIT_OK;
 	}
@@ -513,7 +599,8 @@ int cmd_elect_main(int argc, char **argv)
 	} while (0)
 
 	if (o.leader && o.observe)
-		USAGE("--leader and --observe exclude each other");
+		USAGE("%s", o.status ? "status and --observe exclude each other"
+				     : "--leader and --observe exclude each other");
 	if (!kube && (!o.election || !o.election[0]))
 		USAGE("%s",
 		      o.election ? "--election: the name is empty" : "--election is required");
@@ -521,7 +608,8 @@ int cmd_elect_main(int argc, char **argv)
 		USAGE("--lease-name: the name is empty");
 	if (o.leader || o.observe) {
 		if (optind < argc)
-			USAGE("--leader and --observe take no COMMAND");
+			USAGE("%s", o.status ? "status takes no COMMAND"
+					     : "--leader and --observe take no COMMAND");
 	} else if (optind >= argc) {
 		USAGE("no COMMAND given: kha elect [flags] -- COMMAND [ARGS...]");
 	} else {

@@ -108,7 +108,7 @@ static void usage(FILE *out)
 		"  --dir DIR                 where the backups go (created 0700 when missing)\n"
 		"  --every DURATION          interval between backups (default 30m)\n"
 		"  --keep-last N             the N newest backups are kept (default 24, min 1)\n"
-		"  --keep-daily D            plus the newest of each of D days (default 7)\n"
+		"  --keep-daily N            plus the newest of each of N days (default 7)\n"
 		"  --compress                zstd-compress the backups (.db.zst)\n"
 		"  --level N                 zstd level (default 3)\n"
 		"  --retry-max DURATION      longest wait between retries (default: --every, at\n"

@@ -159,8 +159,8 @@ static int consistency(int argc, char **argv)
 	}
 	r = kha_consistency_check(&cfg, timeout_us, &rep, &d);
 	if (r < 0) {
-		fprintf(stderr, "kha etcd check consistency: %s\n", d.msg);
-		code = cmd_etcd_exit_code(r, &d);
+		code = cmd_fail("kha etcd check consistency", json, cmd_etcd_exit_code(r, &d), "%s",
+				d.msg);
 		goto out;
 	}
 	if (json) {

@@ -200,6 +200,8 @@ int cmd_etcd_defrag_main(int argc, char **argv)
 				kha_ignore(print_json(&rep, d.msg));
 			else
 				print_table(&rep);
+		} else if (json) {
+			cmd_print_json_error("kha etcd defrag", code, d.msg);
 		}
 		goto out;
 	}

@@ -46,7 +46,8 @@ struct opts {
 	const char *name;
 	uint64_t timeout_us;
 	uint64_t start_timeout_us;
-	const char *arg; /* the positional NAME|ID */
+	const char *arg;	      /* the positional NAME|ID */
+	struct cmd_progress progress; /* of the current wait */
 };
 
 static void opts_release(struct opts *o)
@@ -303,8 +304,10 @@ static int parse(int argc, char **argv, struct opts *o)
 
 static int fail(const struct opts *o, int r, const struct kha_diag *d)
 {
-	fprintf(stderr, "kha etcd member %s: %s\n", o->sub, d->msg);
-	return cmd_etcd_exit_code(r, d);
+	char who[64];
+
+	snprintf(who, sizeof(who), "kha etcd member %s", o->sub);
+	return cmd_fail(who, o->json, cmd_etcd_exit_code(r, d), "%s", d->msg);
 }
 
 static bool live_leader(const struct kha_etcd_cluster_report *rep)
@@ -367,6 +370,13 @@ static const char *label(char *buf, size_t n, const struct kha_etcd_member *m)
 		snprintf(buf, n, "%s", m->name);
 	else
 		snprintf(buf, n, "%" PRIx64, m->id);
+	return buf;
+}
+
+/* The NAME column: "(unstarted)" as kha etcd status shows a member that never started. */
+static const char *name_cell(char *buf, size_t n, const struct kha_etcd_member *m)
+{
+	snprintf(buf, n, "%s", m->name[0] ? m->name : "(unstarted)");
 	return buf;
 }
 
@@ -459,16 +469,59 @@ static json_t *guard_json(const struct kha_guard_verdict *v)
  * for 5 s (strict reconfiguration check: "etcdserver: unhealthy cluster", e.g. just after a
  * member started): worth a few retries.
  */
-static bool retry_unhealthy(const struct opts *o, int r, const struct kha_diag *d, uint64_t end)
+static bool retry_unhealthy(struct opts *o, int r, const struct kha_diag *d, uint64_t end)
 {
-	if (r != -EAGAIN || !strstr(d->msg, "unhealthy cluster") || kha_now_us() >= end)
+	char who[64], text[512];
+
+	if (r != -EAGAIN || !strstr(d->msg, "unhealthy cluster") || kha_now_us() >= end) {
+		cmd_progress_done(&o->progress);
 		return false;
-	fprintf(stderr,
-		"kha etcd member %s: etcd says the cluster is not settled yet (%s): "
-		"retrying\n",
-		o->sub, d->msg);
+	}
+	snprintf(who, sizeof(who), "kha etcd member %s", o->sub);
+	snprintf(text, sizeof(text), "etcd says the cluster is not settled yet (%s): retrying",
+		 d->msg);
+	cmd_progress_say(&o->progress, who, text);
 	usleep(500 * 1000);
 	return true;
+}
+
+/*
+ * kha_member_find, then the name a not yet started member was added with (etcd knows names
+ * only from the start on; kha etcd member add records them).
+ */
+static int find_member(struct opts *o, const struct kha_etcd_cluster_report *rep,
+		       struct kha_diag *d)
+{
+	kha_auto(kha_etcd_freep) struct kha_etcd *c = NULL;
+	struct kha_diag ld = {};
+	int idx = kha_member_find(rep, o->arg, d);
+
+	int found;
+
+	if (idx != -ENOENT || kha_etcd_new(&o->cfg, &c, &ld) < 0)
+		return idx;
+	found = kha_member_name_lookup(c, rep, o->arg, &ld);
+	if (found < 0)
+		return idx;
+	kha_diag_clear(d);
+	return found;
+}
+
+/* Records (add) or forgets (remove) the name of member id; a failure is only a note. */
+static void remember_name(struct opts *o, uint64_t id, const char *name)
+{
+	kha_auto(kha_etcd_freep) struct kha_etcd *c = NULL;
+	struct kha_diag d = {};
+	int r = kha_etcd_new(&o->cfg, &c, &d);
+
+	if (r == 0)
+		r = name ? kha_member_name_record(c, id, name, &d)
+			 : kha_member_name_forget(c, id, &d);
+	if (r < 0 && name)
+		fprintf(stderr,
+			"kha etcd member %s: note: could not record the name %s under " KHA_MEMBER_NAME_PREFIX
+			" (%s): until it starts, name it by its id %" PRIx64 "\n",
+			o->sub, name, d.msg, id);
 }
 
 /* ---- list --------------------------------------------------------------------------------- */
@@ -477,7 +530,7 @@ static int cmd_list(struct opts *o)
 {
 	struct kha_etcd_cluster_report rep = {};
 	int code = report(o, &rep);
-	size_t w[4] = {4, 2, 6, 9};
+	size_t w[3] = {4, 2, 9}; /* NAME, ID, PEER URLS */
 	char buf[64];
 
 	if (code)
@@ -502,35 +555,45 @@ static int cmd_list(struct opts *o)
 					  cmd_json_strings(m->member.client_urls,
 							   m->member.n_client_urls)));
 		}
-		code = dump(json_pack("{s:o, s:s, s:o}", "cluster_id", cmd_json_hex(rep.cluster_id),
-				      "health", kha_etcd_verdict_name(rep.health.verdict),
-				      "members", members));
+		/* "verdict" as every report; "health" is its old name, kept for scripts */
+		code = dump(json_pack(
+			"{s:o, s:s, s:s, s:o}", "cluster_id", cmd_json_hex(rep.cluster_id),
+			"verdict", kha_etcd_verdict_name(rep.health.verdict), "health",
+			kha_etcd_verdict_name(rep.health.verdict), "members", members));
 		kha_etcd_cluster_report_release(&rep);
 		return code;
 	}
 	for (size_t i = 0; i < rep.n_members; i++) {
 		const struct kha_etcd_member *m = &rep.members[i].member;
-		w[0] = KHA_MAX(w[0], strlen(label(buf, sizeof(buf), m)));
+		w[0] = KHA_MAX(w[0], strlen(name_cell(buf, sizeof(buf), m)));
+		size_t peers = 0;
+
 		snprintf(buf, sizeof(buf), "%" PRIx64, m->id);
 		w[1] = KHA_MAX(w[1], strlen(buf));
+		for (size_t u = 0; u < m->n_peer_urls; u++)
+			peers += strlen(m->peer_urls[u]) + (u ? 1 : 0);
+		w[2] = KHA_MAX(w[2], peers);
 	}
-	printf("%-*s  %-*s  %-7s  %-9s  %-6s  %s  %s\n", (int)w[0], "NAME", (int)w[1], "ID", "ROLE",
-	       "STATE", "LEADER", "PEER URLS", "CLIENT URLS");
+	printf("%-*s  %-*s  %-7s  %-9s  %-6s  %-*s  %s\n", (int)w[0], "NAME", (int)w[1], "ID",
+	       "ROLE", "STATE", "LEADER", (int)w[2], "PEER URLS", "CLIENT URLS");
 	for (size_t i = 0; i < rep.n_members; i++) {
 		const struct kha_etcd_member_report *m = &rep.members[i];
 		char id[24];
 
 		snprintf(id, sizeof(id), "%" PRIx64, m->member.id);
 		printf("%-*s  %-*s  %-7s  %-9s  %-6s  ", (int)w[0],
-		       KHA_TERM(label(buf, sizeof(buf), &m->member)), (int)w[1], id,
+		       KHA_TERM(name_cell(buf, sizeof(buf), &m->member)), (int)w[1], id,
 		       m->member.is_learner ? "learner" : "voter",
 		       !m->member.name[0] ? "unstarted"
 		       : m->reachable	  ? "up"
 					  : "DOWN",
 		       rep.health.leader == m->member.id ? "*" : "");
+		size_t peers = 0;
+
 		for (size_t u = 0; u < m->member.n_peer_urls; u++)
-			printf("%s%s", u ? "," : "", KHA_TERM(m->member.peer_urls[u]));
-		printf("  ");
+			peers += (size_t)printf("%s%s", u ? "," : "",
+						KHA_TERM(m->member.peer_urls[u]));
+		printf("%*s  ", (int)(w[2] - peers), "");
 		for (size_t u = 0; u < m->member.n_client_urls; u++)
 			printf("%s%s", u ? "," : "", KHA_TERM(m->member.client_urls[u]));
 		printf("%s\n", m->member.n_client_urls ? "" : "-");
@@ -696,6 +759,7 @@ static int cmd_add(struct opts *o)
 		kha_etcd_member_release(&m);
 		return code;
 	}
+	remember_name(o, m.id, o->arg);
 	if (o->json) {
 		code = dump(json_pack("{s:{s:o, s:s, s:b, s:o}, s:o, s:o}", "member", "id",
 				      cmd_json_hex(m.id), "name", o->arg, "is_learner", o->learner,
@@ -768,13 +832,14 @@ static int cmd_remove(struct opts *o)
 
 	if (code)
 		return code;
-	idx = kha_member_find(&rep, o->arg, &d);
+	idx = find_member(o, &rep, &d);
 	code = guard_member(o, &rep, idx, &d, &req, &v, name, sizeof(name));
 	if (code)
 		return code;
 	code = remove_member(o, req.target);
 	if (code)
 		return code;
+	remember_name(o, req.target, NULL);
 	if (o->json)
 		return dump(json_pack("{s:{s:o, s:s}, s:o}", "removed", "id",
 				      cmd_json_hex(req.target), "name", name, "guard",
@@ -789,9 +854,11 @@ static int cmd_remove(struct opts *o)
 
 static void on_progress(void *userdata, const char *text)
 {
-	const struct opts *o = userdata;
+	struct opts *o = userdata;
+	char who[64];
 
-	fprintf(stderr, "kha etcd member %s: %s\n", o->sub, text);
+	snprintf(who, sizeof(who), "kha etcd member %s", o->sub);
+	cmd_progress_say(&o->progress, who, text);
 }
 
 static int promote(struct opts *o, uint64_t id)
@@ -801,6 +868,7 @@ static int promote(struct opts *o, uint64_t id)
 
 	r = kha_member_promote_wait(&o->cfg, id, o->timeout_us, &cmd_interrupted, on_progress, o,
 				    &d);
+	cmd_progress_done(&o->progress);
 	if (r == -ECANCELED && cmd_interrupted) {
 		fprintf(stderr, "kha etcd member %s: interrupted (the learner stays a learner)\n",
 			o->sub);
@@ -830,18 +898,61 @@ static int cmd_promote(struct opts *o)
 	if (code)
 		return code;
 	cmd_catch_signals();
-	/* a learner gets its name only once it has started: wait for it (with --timeout) */
-	while ((idx = kha_member_find(&rep, o->arg, &d)) == -ENOENT &&
-	       has_unstarted_learner(&rep) && kha_now_us() < end && !cmd_interrupted) {
-		fprintf(stderr,
-			"kha etcd member promote: no member named %s yet; a learner has "
-			"not started: waiting for it\n",
-			o->arg);
+	/*
+	 * A learner gets its name only once it has started. Added by kha, find_member knows it
+	 * before: wait for it to start (with --timeout). Added by another tool, only an unnamed
+	 * learner shows: wait for the name to appear.
+	 */
+	idx = find_member(o, &rep, &d);
+	if (idx >= 0 && !rep.members[idx].member.name[0]) {
+		uint64_t id = rep.members[idx].member.id;
+		int r;
+
+		kha_etcd_cluster_report_release(&rep);
+		r = kha_member_wait_started(&o->cfg, id, 1000, o->timeout_us, &cmd_interrupted,
+					    on_progress, o, &d);
+		cmd_progress_done(&o->progress);
+		if (r == -ECANCELED && cmd_interrupted) {
+			fprintf(stderr, "kha etcd member promote: interrupted\n");
+			return 128 + cmd_interrupted;
+		}
+		if (r < 0)
+			return cmd_fail("kha etcd member promote", o->json, KHA_EXIT_UNAVAILABLE,
+					"%s: %s (start it with the flags `kha etcd member add` "
+					"printed, then run promote again)",
+					o->arg, d.msg);
+		kha_diag_clear(&d);
+		code = report(o, &rep);
+		if (code)
+			return code;
+		idx = find_member(o, &rep, &d);
+	}
+	while (idx == -ENOENT && has_unstarted_learner(&rep) && kha_now_us() < end &&
+	       !cmd_interrupted) {
+		on_progress(o, "no member of this name yet, and a learner has not started: waiting "
+			       "for it to start");
 		usleep(500 * 1000);
 		kha_etcd_cluster_report_release(&rep);
 		code = report(o, &rep);
 		if (code)
 			return code;
+		idx = find_member(o, &rep, &d);
+	}
+	cmd_progress_done(&o->progress);
+	if (cmd_interrupted) {
+		kha_etcd_cluster_report_release(&rep);
+		fprintf(stderr, "kha etcd member promote: interrupted\n");
+		return 128 + cmd_interrupted;
+	}
+	if (idx == -ENOENT && has_unstarted_learner(&rep)) {
+		char dur[32];
+
+		kha_etcd_cluster_report_release(&rep);
+		return cmd_fail("kha etcd member promote", o->json, KHA_EXIT_UNAVAILABLE,
+				"no member named %s has started within %s, and a learner has not "
+				"started: start it (with the flags member add printed), or promote "
+				"it by its id",
+				o->arg, kha_format_duration(dur, sizeof(dur), o->timeout_us));
 	}
 	code = guard_member(o, &rep, idx, &d, &req, &v, name, sizeof(name));
 	if (code)
@@ -867,7 +978,11 @@ static int replace_remove_old(struct opts *o, uint64_t old_id, struct kha_guard_
 	struct kha_guard_request req = {.op = KHA_GUARD_REMOVE, .target = old_id};
 	int code = guard_now(o, &req, v);
 
-	return code ? code : remove_member(o, old_id);
+	if (!code)
+		code = remove_member(o, old_id);
+	if (!code)
+		remember_name(o, old_id, NULL);
+	return code;
 }
 
 /* Guards and adds NEW as a learner, prints its flags. */
@@ -882,7 +997,11 @@ static int replace_add_new(struct opts *o, struct kha_etcd_member *m, struct kha
 	struct kha_guard_verdict v;
 	int code = guard_now(o, &req, &v);
 
-	return code ? code : do_add(o, o->name, true, m, s);
+	if (!code)
+		code = do_add(o, o->name, true, m, s);
+	if (!code)
+		remember_name(o, m->id, o->name);
+	return code;
 }
 
 static int cmd_replace(struct opts *o)
@@ -899,7 +1018,7 @@ static int cmd_replace(struct opts *o)
 
 	if (code)
 		return code;
-	idx = kha_member_find(&rep, o->arg, &d);
+	idx = find_member(o, &rep, &d);
 	if (idx < 0) {
 		kha_etcd_cluster_report_release(&rep);
 		return fail(o, idx, &d);
@@ -941,6 +1060,7 @@ static int cmd_replace(struct opts *o)
 
 	code = kha_member_wait_started(&o->cfg, m.id, 1000, o->start_timeout_us, &cmd_interrupted,
 				       on_progress, o, &d);
+	cmd_progress_done(&o->progress);
 	if (code < 0) {
 		if (code == -ECANCELED && cmd_interrupted)
 			fprintf(stderr, "kha etcd member replace: interrupted\n");

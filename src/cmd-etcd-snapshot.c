@@ -286,8 +286,8 @@ static int cmd_save(int argc, char **argv)
 				strsignal(cmd_interrupted), o.path);
 			code = 128 + cmd_interrupted;
 		} else {
-			fprintf(stderr, "kha etcd snapshot save: %s: %s\n", o.path, d.msg);
-			code = exit_code(r);
+			code = cmd_fail("kha etcd snapshot save", json, exit_code(r), "%s: %s",
+					o.path, d.msg);
 		}
 		goto out;
 	}

@@ -311,8 +311,7 @@ int cmd_etcd_status_main(int argc, char **argv)
 	r = kha_etcd_cluster_report(&o.cfg, o.timeout_us, o.lag_threshold, &rep, &d);
 	if (r < 0) {
 		kha_etcd_config_release(&o.cfg);
-		fprintf(stderr, "kha etcd status: %s\n", d.msg);
-		return cmd_etcd_exit_code(r, &d);
+		return cmd_fail("kha etcd status", o.json, cmd_etcd_exit_code(r, &d), "%s", d.msg);
 	}
 	/* --deep: a member whose data diverged is as bad as a lost quorum (corruption spreads
 	 * through snapshots); a check that could not complete only degrades */

@@ -11,6 +11,7 @@
 #include <unistd.h>
 #include <jansson.h>
 
+#include "cmd-common.h"
 #include "commands.h"
 #include "kha/config.h"
 #include "kha/election.h"
@@ -88,7 +89,7 @@ static void usage(FILE *out)
 {
 	fprintf(out,
 		"Usage: kha lock --lock NAME [--slots N] [--id ID] [flags] -- COMMAND [ARGS...]\n"
-		"       kha lock --status --lock NAME [-o table|json]\n"
+		"       kha lock status --lock NAME [-o table|json]\n"
 		"       kha lock serve --listen ADDR --lock NAME [--slots N] [gates]\n\n"
 		"A counting semaphore on etcd: at most N holders of lock NAME at once, served in\n"
 		"arrival order. Each contender puts NAME/<lease hex> on its own lease (a crashed\n"
@@ -108,8 +109,8 @@ static void usage(FILE *out)
 		"                            (default TTL*2/3)\n"
 		"  --grace DURATION          SIGTERM -> SIGKILL when COMMAND must stop (default 10s)\n"
 		"  --gate-interval DURATION  how often closed gates are checked again (default 10s)\n" GATES_HELP
-		"  --status                  list holders and waiters and exit\n"
-		"  -o, --output table|json   --status format (JSON: docs/lock.md)\n"
+		"  --status                  the same as `kha lock status`\n"
+		"  -o, --output table|json   status format (JSON: docs/lock.md)\n"
 		"  --listen ADDR             serve: address to listen on (default 127.0.0.1:3333)\n"
 		"  --serve-cert FILE, --serve-key FILE  serve: HTTPS with this certificate (PEM\n"
 		"                            chain) and key\n"
@@ -128,8 +129,8 @@ static void usage(FILE *out)
 		"                            and result (off by default)\n"
 		"  --log-level LEVEL         debug, info (default), warn, error\n"
 		"  --log-format FORMAT       logfmt (default) or json\n"
-		"  --config FILE             YAML file of these flags (keys = flag names)\n"
-		"  -h, --help                this help\n" KHA_ETCD_OPTIONS_HELP
+		"  --config FILE             YAML file of these flags (keys = flag names)\n" KHA_ETCD_OPTIONS_HELP
+		"  -h, --help                this help\n"
 		"\nExit codes: COMMAND's status (128+N when killed by signal N), 0 after SIGTERM/\n"
 		"SIGINT, 69 etcd unreachable at start or the slot lost while COMMAND ran, 64 usage,\n"
 		"78 unusable TLS files or config.\n\n"
@@ -137,10 +138,72 @@ static void usage(FILE *out)
 		"  kha lock --endpoints https://10.0.0.1:2379 --cacert ca.crt --cert c.crt --key c.key \\\n"
 		"      --lock master-upgrades --slots 1 --require-etcd-healthy \\\n"
 		"      --require-backup-within 24h /var/backups/etcd -- /usr/local/sbin/upgrade-node\n"
-		"  kha lock --status --lock master-upgrades --endpoints https://10.0.0.1:2379 ...\n"
+		"  kha lock status --lock master-upgrades --endpoints https://10.0.0.1:2379 ...\n"
 		"  kha lock serve --listen 0.0.0.0:3333 --lock reboots --slots 2 --endpoints ... \\\n"
 		"      --serve-cert fleetlock.crt --serve-key fleetlock.key \\\n"
 		"      --serve-client-ca nodes-ca.crt --group default --group workers\n");
+}
+
+static void usage_status(FILE *out)
+{
+	fprintf(out,
+		"Usage: kha lock status --lock NAME [--slots N] [-o table|json] [etcd flags]\n\n"
+		"Who holds lock NAME and who waits, in queue order: position, holder or waiter,\n"
+		"the contender's id, its fencing token (the create revision of its key: it only\n"
+		"grows, so a resource can refuse an older holder), since when it queued, the\n"
+		"remaining TTL of its lease (none: a FleetLock slot, held until steady-state)\n"
+		"and its key. Reads only.\n\n"
+		"Flags:\n"
+		"  --lock NAME               lock name; required\n"
+		"  --slots N                 count holders as if the lock had N slots (default: the\n"
+		"                            count each contender recorded)\n"
+		"  -o, --output table|json   format (JSON: docs/lock.md; an error is a JSON\n"
+		"                            document too)\n" KHA_ETCD_OPTIONS_HELP
+		"  -h, --help                this help\n"
+		"\nExit codes: 0 read, 69 etcd unreachable, 78 unusable TLS files, 64 usage.\n\n"
+		"Example:\n"
+		"  kha lock status --lock master-upgrades --endpoints https://10.0.0.1:2379 \\\n"
+		"      --cacert ca.crt --cert c.crt --key c.key -o json\n");
+}
+
+static void usage_serve(FILE *out)
+{
+	fprintf(out,
+		"Usage: kha lock serve --lock NAME [--slots N] [--listen ADDR] [gates] [etcd flags]\n\n"
+		"Serves the FleetLock protocol (POST /v1/pre-reboot and /v1/steady-state with the\n"
+		"header fleet-lock-protocol: true) on lock NAME, for Zincati and other reboot\n"
+		"agents. A FleetLock slot has no lease: it lasts until the node's steady-state.\n"
+		"Stays in the foreground; SIGTERM/SIGINT stop it.\n\n"
+		"Flags:\n"
+		"  --lock NAME               lock name (etcd key prefix NAME/); required\n"
+		"  --slots N                 holders at once (default 1)\n"
+		"  --listen ADDR             address to listen on (default 127.0.0.1:3333)\n"
+		"  --serve-cert FILE, --serve-key FILE  HTTPS with this certificate (PEM chain)\n"
+		"                            and key\n"
+		"  --serve-client-ca FILE    only clients with a certificate of this CA; a client\n"
+		"                            may then take and release only the ids that are its\n"
+		"                            certificate's names (subject CN, DNS SANs)\n"
+		"  --client-ids FILE         which ids each certificate may use instead: lines\n"
+		"                            \"CERT-NAME ID [ID...]\" (docs/lock.md)\n"
+		"  --group NAME              a FleetLock group clients may name (repeat; default:\n"
+		"                            only \"default\"); group G is lock NAME.G\n"
+		"  --insecure-no-client-certs  allow listening off loopback without client\n"
+		"                            certificates (anyone who reaches the port can then\n"
+		"                            release any node's slot; logged as a warning)\n" GATES_HELP
+		"  --gate-interval DURATION  how often closed gates are checked again (default 10s)\n"
+		"  --metrics-addr ADDR       /metrics (FleetLock requests by operation and result),\n"
+		"                            /healthz, /readyz (off by default)\n"
+		"  --log-level LEVEL         debug, info (default), warn, error\n"
+		"  --log-format FORMAT       logfmt (default) or json\n"
+		"  --config FILE             YAML file of these flags (keys = flag names)\n" KHA_ETCD_OPTIONS_HELP
+		"  -h, --help                this help\n"
+		"\nExit codes: 0 after SIGTERM/SIGINT, 64 usage, 69 etcd unreachable, 78 unusable\n"
+		"TLS files or config.\n\n"
+		"Example:\n"
+		"  kha lock serve --listen 0.0.0.0:3333 --lock reboots --slots 2 \\\n"
+		"      --serve-cert fleetlock.crt --serve-key fleetlock.key \\\n"
+		"      --serve-client-ca nodes-ca.crt --group default --group workers \\\n"
+		"      --endpoints https://10.0.0.1:2379 ...\n");
 }
 
 struct opts {
@@ -289,88 +352,38 @@ static int apply(void *userdata, int val, const char *arg, struct kha_diag *d)
 	}
 }
 
-/* ---- --status ------------------------------------------------------------------------------- */
+/* ---- status ------------------------------------------------------------------------------- */
 
-static int print_status(const struct opts *o)
+static int print_status(const struct opts *o, const char *me)
 {
 	kha_auto(kha_etcd_freep) struct kha_etcd *c = NULL;
 	struct kha_lock_status st = {0};
 	struct kha_diag d = {};
-	int64_t now = (int64_t)kha_wall_us();
 	int r;
 
 	r = kha_etcd_new(&o->etcd, &c, &d);
 	if (r == 0)
 		r = kha_lock_status_get(c, o->lock, o->slots_set ? o->slots : 0, &st, &d);
 	if (r < 0) {
-		fprintf(stderr, "kha lock: %s\n", d.msg);
+		fprintf(stderr, "%s: %s\n", me, d.msg);
+		if (o->json)
+			cmd_print_json_error(me, kha_exit_from_errno(r), d.msg);
 		return kha_exit_from_errno(r);
 	}
 	if (o->json) {
-		json_t *root = json_object(), *arr = json_array();
-		char *text = NULL;
+		json_t *arr = kha_lock_status_json(&st);
+		json_t *root = arr ? json_pack("{s:s,s:I,s:I,s:o}", "lock", o->lock, "revision",
+					       (json_int_t)st.revision, "holders",
+					       (json_int_t)st.holders, "contenders", arr)
+				   : NULL;
 
-		for (size_t i = 0; i < st.n && root && arr; i++) {
-			const struct kha_lock_entry *e = &st.entries[i];
-			char lease[32], since[KHA_KUBE_MICROTIME_SIZE];
-			json_t *j;
-
-			snprintf(lease, sizeof(lease), "%" PRIx64, (uint64_t)e->lease);
-			kha_kube_microtime_format(since, sizeof(since), e->since_wall_us);
-			j = json_pack("{s:I,s:s,s:s,s:s,s:I,s:o,s:o,s:o,s:I,s:b}", "position",
-				      (json_int_t)e->position, "state",
-				      e->holder ? "holder" : "waiter", "id", e->id, "key", e->key,
-				      "create_revision", (json_int_t)e->create_revision, "lease",
-				      e->lease ? json_string(lease) : json_null(), "ttl_seconds",
-				      e->ttl_s >= 0 ? json_integer(e->ttl_s) : json_null(), "since",
-				      e->since_wall_us ? json_string(since) : json_null(), "slots",
-				      (json_int_t)e->slots, "fleetlock", e->fleetlock);
-			json_array_append_new(arr, j);
-		}
-		if (root && arr && json_object_set_new(root, "lock", json_string(o->lock)) == 0 &&
-		    json_object_set_new(root, "revision", json_integer(st.revision)) == 0 &&
-		    json_object_set_new(root, "holders", json_integer((json_int_t)st.holders)) ==
-			    0 &&
-		    json_object_set(root, "contenders", arr) == 0)
-			text = json_dumps(root, JSON_COMPACT);
-		json_decref(arr);
-		json_decref(root);
-		if (text)
-			printf("%s\n", text);
-		free(text);
+		r = cmd_print_json(root);
 	} else {
-		printf("%-4s %-7s %-24s %-30s %-6s %s\n", "POS", "STATE", "ID", "SINCE", "TTL",
-		       "KEY");
-		for (size_t i = 0; i < st.n; i++) {
-			const struct kha_lock_entry *e = &st.entries[i];
-			char since[80] = "-", ttl[16] = "-", ago[32];
-
-			if (e->since_wall_us) {
-				char ts[KHA_KUBE_MICROTIME_SIZE];
-
-				kha_kube_microtime_format(ts, sizeof(ts), e->since_wall_us);
-				ts[19] = '\0'; /* to the second */
-				kha_format_duration(ago, sizeof(ago),
-						    now > e->since_wall_us
-							    ? (uint64_t)(now - e->since_wall_us) /
-								      KHA_USEC_PER_SEC *
-								      KHA_USEC_PER_SEC
-							    : 0);
-				snprintf(since, sizeof(since), "%sZ (%s)", ts, ago);
-			}
-			if (e->ttl_s >= 0)
-				snprintf(ttl, sizeof(ttl), "%" PRId64 "s", e->ttl_s);
-			else if (!e->lease)
-				snprintf(ttl, sizeof(ttl), "none");
-			printf("%-4zu %-7s %-24s %-30s %-6s %s\n", e->position,
-			       e->holder ? "holder" : "waiter", KHA_TERM(e->id), since, ttl,
-			       KHA_TERM(e->key));
-		}
-		if (!st.n)
-			printf("(no holder, no waiter)\n");
+		kha_lock_status_print(stdout, &st, (int64_t)kha_wall_us());
+		r = 0;
 	}
 	kha_lock_status_release(&st);
-	return KHA_EXIT_OK;
+	return r < 0 ? kha_exit_from_errno(r) : KHA_EXIT_OK;
 }
 
 /* ---- serve ---------------------------------------------------------------------------------- */
@@ -466,12 +479,12 @@ static int serve(struct opts *o, const struct kha_lock_gates *gates, struct serv
 
 	if (!!o->serve_cert != !!o->serve_key || (o->serve_client_ca && !o->serve_cert)) {
 		fprintf(stderr, "kha lock serve: --serve-cert and --serve-key go together, and "
-				"--serve-client-ca needs them (run 'kha lock --help')\n");
+				"--serve-client-ca needs them (run 'kha lock serve --help')\n");
 		return KHA_EXIT_USAGE;
 	}
 	if (o->client_ids && !o->serve_client_ca) {
 		fprintf(stderr, "kha lock serve: --client-ids maps client certificates: it needs "
-				"--serve-client-ca (run 'kha lock --help')\n");
+				"--serve-client-ca (run 'kha lock serve --help')\n");
 		return KHA_EXIT_USAGE;
 	}
 	if (o->client_ids) {
@@ -596,6 +609,7 @@ int cmd_lock_main(int argc, char **argv)
 				   .apply = apply,
 				   .userdata = &o};
 	const char *config = NULL, *me = "kha lock";
+	void (*help)(FILE * out) = usage;
 	struct reload_ctx rc = {.a = &a, .running = &o};
 	bool serving = false;
 	int r, code, status = 0;
@@ -603,13 +617,20 @@ int cmd_lock_main(int argc, char **argv)
 	if (argc >= 2 && strcmp(argv[1], "serve") == 0) {
 		serving = true;
 		me = "kha lock serve";
+		help = usage_serve;
+		argc--;
+		argv++;
+	} else if (argc >= 2 && strcmp(argv[1], "status") == 0) {
+		o.status = true;
+		me = "kha lock status";
+		help = usage_status;
 		argc--;
 		argv++;
 	}
 	if (kha_etcd_config_init(&o.etcd) < 0)
 		return KHA_EXIT_SOFTWARE;
 	if (kha_args_scan(&a, argc, argv, &config)) {
-		usage(stdout);
+		help(stdout);
 		opts_release(&o);
 		return KHA_EXIT_OK;
 	}
@@ -623,20 +644,22 @@ int cmd_lock_main(int argc, char **argv)
 	o.argv = argv;
 	code = kha_args_apply(&a, config, argc, argv, &d);
 	if (code != 0) {
-		fprintf(stderr, "%s: %s%s\n", me, d.msg,
-			code == KHA_EXIT_USAGE ? " (run 'kha lock --help')" : "");
+		fprintf(stderr, "%s: %s", me, d.msg);
+		if (code == KHA_EXIT_USAGE)
+			fprintf(stderr, " (run '%s --help')", me);
+		fprintf(stderr, "\n");
 		opts_release(&o);
 		return code;
 	}
 	kha_log_setup(o.level, o.format);
 
-#define USAGE(...)                                             \
-	do {                                                   \
-		fprintf(stderr, "%s: ", me);                   \
-		fprintf(stderr, __VA_ARGS__);                  \
-		fprintf(stderr, " (run 'kha lock --help')\n"); \
-		opts_release(&o);                              \
-		return KHA_EXIT_USAGE;                         \
+#define USAGE(...)                                           \
+	do {                                                 \
+		fprintf(stderr, "%s: ", me);                 \
+		fprintf(stderr, __VA_ARGS__);                \
+		fprintf(stderr, " (run '%s --help')\n", me); \
+		opts_release(&o);                            \
+		return KHA_EXIT_USAGE;                       \
 	} while (0)
 
 	if (!o.lock || !o.lock[0])
@@ -655,7 +678,7 @@ int cmd_lock_main(int argc, char **argv)
 			USAGE("COMMAND '%s' not found or not executable", argv[optind]);
 	}
 	if (o.status) {
-		r = print_status(&o);
+		r = print_status(&o, me);
 		opts_release(&o);
 		return r;
 	}

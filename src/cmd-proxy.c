@@ -6,6 +6,7 @@
 #include <sys/resource.h>
 #include <jansson.h>
 
+#include "cmd-common.h"
 #include "commands.h"
 #include "kha/config.h"
 #include "kha/http.h"
@@ -140,17 +141,22 @@ static void usage(FILE *out)
 		"  --balance MODE            leastconn (default) or roundrobin (both weighted);\n"
 		"                            NAT mode: random (default), roundrobin or source\n"
 		"  --retries N               further backends one connection may try (default 3)\n"
-		"  --connect-timeout DUR     connect timeout per backend (default 1s)\n"
-		"  --first-byte-timeout DUR  wait for the backend's first byte, then replay the\n"
+		"  --connect-timeout DURATION\n"
+		"                            connect timeout per backend (default 1s)\n"
+		"  --first-byte-timeout DURATION\n"
+		"                            wait for the backend's first byte, then replay the\n"
 		"                            client's first 16 KiB elsewhere (default 1s; 0: off)\n"
-		"  --idle-timeout DUR        close idle connections (default 0: never)\n"
-		"  --drain-timeout DUR       on SIGTERM, wait this long for connections (default 30s)\n"
+		"  --idle-timeout DURATION   close idle connections (default 0: never)\n"
+		"  --drain-timeout DURATION  on SIGTERM, wait this long for connections (default 30s)\n"
 		"  --close-on-dead BOOL      close a dead backend's connections (default true)\n"
-		"  --tcp-user-timeout DUR    backend sockets: unacknowledged data limit (default 10s)\n"
-		"  --keepalive-idle DUR      backend sockets: TCP keep-alive idle (default 5s; 0: off)\n"
-		"  --keepalive-interval DUR  keep-alive probe interval (default 2s)\n"
+		"  --tcp-user-timeout DURATION\n"
+		"                            backend sockets: unacknowledged data limit (default 10s)\n"
+		"  --keepalive-idle DURATION backend sockets: TCP keep-alive idle (default 5s; 0: off)\n"
+		"  --keepalive-interval DURATION\n"
+		"                            keep-alive probe interval (default 2s)\n"
 		"  --keepalive-count N       keep-alive probes (default 3)\n"
-		"  --client-keepalive-idle DUR  client sockets: TCP keep-alive idle, same interval\n"
+		"  --client-keepalive-idle DURATION\n"
+		"                            client sockets: TCP keep-alive idle, same interval\n"
 		"                            and count (default 30s; 0: off)\n"
 		"  --max-conns N             client connections at once; more wait in the backlog\n"
 		"                            (default: (descriptor limit - reserve) / 2)\n"
@@ -158,9 +164,10 @@ static void usage(FILE *out)
 		"Health checks:\n"
 		"  --check KIND              https (default), http or tcp\n"
 		"  --check-path PATH         HTTP path (default /readyz; 200 = ready)\n"
-		"  --check-interval DUR      between checks (default 5s)\n"
-		"  --check-fast-interval DUR between checks while a state change is pending (500ms)\n"
-		"  --check-timeout DUR       per check (default 2s)\n"
+		"  --check-interval DURATION between checks (default 5s)\n"
+		"  --check-fast-interval DURATION\n"
+		"                            between checks while a state change is pending (500ms)\n"
+		"  --check-timeout DURATION  per check (default 2s)\n"
 		"  --check-fall N            failures before down/draining (default 3)\n"
 		"  --check-rise N            successes before up again (default 2)\n"
 		"  --check-cacert FILE       CA to verify the backends' certificates\n"
@@ -368,17 +375,15 @@ static int status_main(int argc, char **argv)
 	snprintf(url, sizeof(url), "http://%s/status", addr);
 	r = kha_http_get_json(url, 3 * KHA_USEC_PER_SEC, &root, &d);
 	if (r < 0 && r != -EBADMSG) {
-		fprintf(stderr,
-			"kha proxy status: %s: %s (is kha proxy running with --metrics-addr %s?)\n",
-			url, d.msg, addr);
-		return KHA_EXIT_UNAVAILABLE;
+		return cmd_fail(
+			"kha proxy status", strcmp(output, "json") == 0, KHA_EXIT_UNAVAILABLE,
+			"%s: %s (is kha proxy running with --metrics-addr %s?)", url, d.msg, addr);
 	}
 	backends = root ? json_object_get(root, "backends") : NULL;
 	if (!json_is_array(backends)) {
-		fprintf(stderr, "kha proxy status: %s: unexpected answer (not a kha proxy?)\n",
-			addr);
 		json_decref(root);
-		return KHA_EXIT_DATAERR;
+		return cmd_fail("kha proxy status", strcmp(output, "json") == 0, KHA_EXIT_DATAERR,
+				"%s: unexpected answer (not a kha proxy?)", addr);
 	}
 	json_array_foreach (backends, i, b) {
 		if (json_is_true(json_object_get(b, "removed")))
@@ -390,17 +395,24 @@ static int status_main(int argc, char **argv)
 		json_dumpf(root, stdout, JSON_INDENT(2));
 		fputc('\n', stdout);
 	} else {
-		printf("%-24s %-9s %-6s %-7s %-9s %-10s %-30s %s\n", "BACKEND", "STATE", "WEIGHT",
-		       "ACTIVE", "TOTAL", "LATENCY", "LAST CHECK", "SOURCE");
+		int w = 7, ws = 6;
+
+		/* widths from the data; LAST CHECK last and whole: it is the diagnosis */
+		json_array_foreach (backends, i, b) {
+			w = KHA_MAX(w, (int)strlen(json_string_value(json_object_get(b, "address"))
+							   ?: "?"));
+			ws = KHA_MAX(ws, (int)strlen(json_string_value(json_object_get(b, "source"))
+							     ?: ""));
+		}
+		printf("%-*s  %-9s %-6s %-7s %-9s %-10s %-*s  %s\n", w, "BACKEND", "STATE",
+		       "WEIGHT", "ACTIVE", "TOTAL", "LATENCY", ws, "SOURCE", "LAST CHECK");
 		json_array_foreach (backends, i, b) {
 			json_t *lc = json_object_get(b, "last_check");
-			char check[64], lat[32];
-			snprintf(check, sizeof(check), "%s (%s)",
-				 json_string_value(json_object_get(lc, "result")) ?: "?",
-				 KHA_TERM(json_string_value(json_object_get(lc, "detail"))));
+			char lat[32];
+
 			snprintf(lat, sizeof(lat), "%.1fms",
 				 json_real_value(json_object_get(lc, "latency_ms")));
-			printf("%-24s %-9s %-6lld %-7lld %-9lld %-10s %-30.30s %s\n",
+			printf("%-*s  %-9s %-6lld %-7lld %-9lld %-10s %-*s  %s (%s)\n", w,
 			       KHA_TERM(json_string_value(json_object_get(b, "address")) ?: "?"),
 			       KHA_TERM(json_string_value(json_object_get(b, "state")) ?: "?"),
 			       (long long)json_integer_value(json_object_get(b, "weight")),
@@ -408,8 +420,10 @@ static int status_main(int argc, char **argv)
 				       json_object_get(b, "active_connections")),
 			       (long long)json_integer_value(
 				       json_object_get(b, "connections_total")),
-			       lat, check,
-			       KHA_TERM(json_string_value(json_object_get(b, "source"))));
+			       lat, ws,
+			       KHA_TERM(json_string_value(json_object_get(b, "source")) ?: ""),
+			       KHA_TERM(json_string_value(json_object_get(lc, "result")) ?: "?"),
+			       KHA_TERM(json_string_value(json_object_get(lc, "detail")) ?: ""));
 		}
 		printf("\n%zu of %zu backends up; %s\n", up, total,
 		       json_is_true(json_object_get(root, "ready")) ? "ready" : "NOT ready");

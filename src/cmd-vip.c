@@ -81,7 +81,8 @@ static void usage(FILE *out)
 		"  --vip ADDR/PREFIX         the virtual IPv4 address, e.g. 10.0.0.100/24 (required)\n"
 		"  --vrid N                  virtual router id, 1-255, unique per L2 segment (required)\n"
 		"  --priority N              1-254, the highest alive is master (default 100)\n"
-		"  --advert-interval DUR     between advertisements, 10ms-40.95s in steps of 10ms\n"
+		"  --advert-interval DURATION\n"
+		"                            between advertisements, 10ms-40.95s in steps of 10ms\n"
 		"                            (default 1s); a dead master is replaced after about\n"
 		"                            3.6 intervals\n"
 		"  --peer ADDR               send unicast to this peer instead of multicast to\n"
@@ -89,13 +90,13 @@ static void usage(FILE *out)
 		"  --no-preempt              a higher priority coming back does not take the VIP\n"
 		"                            from a working master (default: it does)\n"
 		"  --garp-count N            gratuitous ARPs sent on takeover (default 5)\n"
-		"  --garp-repeat DUR         send them again this long after takeover (default 5s;\n"
+		"  --garp-repeat DURATION    send them again this long after takeover (default 5s;\n"
 		"                            0: once)\n"
 		"Health tracks:\n"
 		"  --track-url URL           HTTP GET, 200 = healthy (repeat); while one fails, this\n"
 		"                            host leaves the election (FAULT) and drops the VIP\n"
-		"  --track-interval DUR      between checks (default 1s)\n"
-		"  --track-timeout DUR       per check (default 1s)\n"
+		"  --track-interval DURATION between checks (default 1s)\n"
+		"  --track-timeout DURATION  per check (default 1s)\n"
 		"  --track-fall N            failures before FAULT (default 3)\n"
 		"  --track-rise N            successes before it rejoins (default 2)\n"
 		"Operations:\n"
@@ -256,9 +257,9 @@ static int status_main(int argc, char **argv)
 		return r;
 	state = json_string_value(json_object_get(root, "state"));
 	if (!state) {
-		fprintf(stderr, "kha vip status: unexpected answer (not a kha vip?)\n");
 		json_decref(root);
-		return KHA_EXIT_DATAERR;
+		return cmd_fail("kha vip status", json, KHA_EXIT_DATAERR,
+				"unexpected answer (not a kha vip?)");
 	}
 	if (json) {
 		json_dumpf(root, stdout, JSON_INDENT(2));

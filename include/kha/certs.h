@@ -61,6 +61,16 @@ int kha_certs_issue(const struct kha_cert *ca, const struct kha_cert_request *re
 		    struct kha_cert *ret, struct kha_diag *d) KHA_WUR;
 
 /*
+ * Before a renewal in place: copies cert_path and key_path, where they exist, to
+ * "<path>.bak-<UTC time, to the second>" with their modes (the key stays 0600), each written
+ * atomically; an existing backup is never replaced (-EEXIST). The backups' paths go to
+ * ret_cert_bak and ret_key_bak (size bytes each; "" for a file that did not exist). Returns 0 or
+ * a negative errno, with nothing replaced yet either way.
+ */
+int kha_certs_backup_pair(const char *cert_path, const char *key_path, char *ret_cert_bak,
+			  char *ret_key_bak, size_t size, struct kha_diag *d) KHA_WUR;
+
+/*
  * Writes the certificate to cert_path (0644) and, when key_path is not NULL, the key to key_path
  * (0600), each atomically. Returns 0 or a negative errno.
  */

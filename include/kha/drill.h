@@ -486,6 +486,7 @@ enum kha_drill_verdict {
 	KHA_DRILL_VERDICT_STEP_FAILED,	     /* a fault/recovery command failed (no --keep-going) */
 	KHA_DRILL_VERDICT_ROLLING_STOPPED,   /* a node failed or never became healthy */
 	KHA_DRILL_VERDICT_INTERRUPTED,
+	KHA_DRILL_VERDICT_NOTHING_SUCCEEDED, /* no probe (or no write) ever succeeded: proves nothing */
 };
 enum kha_drill_verdict kha_drill_report_verdict(const struct kha_drill_report *r);
 const char *kha_drill_verdict_name(enum kha_drill_verdict v);
@@ -496,6 +497,13 @@ const char *kha_drill_verdict_name(enum kha_drill_verdict v);
  */
 #define KHA_DRILL_EXIT_STEP_FAILED     3
 #define KHA_DRILL_EXIT_ROLLING_STOPPED 4
+#define KHA_DRILL_EXIT_NOTHING	       5
+/*
+ * Without --slo, availability under this floor is reported loudly (kha_drill_report_under_floor)
+ * but does not change the exit code: the operator did not say what is acceptable.
+ */
+#define KHA_DRILL_AVAILABILITY_FLOOR 90.0
+bool kha_drill_report_under_floor(const struct kha_drill_report *r);
 /* Interrupted: 128 + the signal, as a shell reports it. */
 int kha_drill_verdict_exit_code(const struct kha_drill_report *r);
 

@@ -27,8 +27,10 @@
 #define KHA_ELECTION_H
 
 #include <signal.h>
+#include <stdio.h>
 #include <stdatomic.h>
 #include <time.h>
+#include <jansson.h>
 
 #include "kha/common.h"
 #include "kha/diag.h"
@@ -462,6 +464,16 @@ void kha_lock_status_release(struct kha_lock_status *s);
  */
 int kha_lock_status_get(struct kha_etcd *c, const char *name, size_t slots_override,
 			struct kha_lock_status *ret, struct kha_diag *d) KHA_WUR;
+
+/*
+ * Rendering of a status, for `kha lock status` and `kha elect status`: one contender as a JSON
+ * object (position, state, id, key, create_revision, fencing_token = create_revision, lease,
+ * ttl_seconds, since, slots, fleetlock; docs/lock.md), the queue as a JSON array (NULL on
+ * ENOMEM; the caller owns both), and a table with one line per contender on out.
+ */
+json_t *kha_lock_entry_json(const struct kha_lock_entry *e);
+json_t *kha_lock_status_json(const struct kha_lock_status *st);
+void kha_lock_status_print(FILE *out, const struct kha_lock_status *st, int64_t now_wall_us);
 
 /* The JSON value a contender of lock name stores (owned string, NULL on ENOMEM). */
 char *kha_lock_value(const char *id, size_t slots, int64_t since_wall_us, bool fleetlock);

@@ -40,6 +40,7 @@
 /* ---- configuration: etcdctl's flags and environment ------------------------------------- */
 
 #define KHA_ETCD_DEFAULT_ENDPOINT	    "http://127.0.0.1:2379"
+#define KHA_ETCD_DEFAULT_TLS_ENDPOINT	    "https://127.0.0.1:2379"
 #define KHA_ETCD_DEFAULT_DIAL_TIMEOUT_US    (2 * KHA_USEC_PER_SEC)
 #define KHA_ETCD_DEFAULT_COMMAND_TIMEOUT_US (5 * KHA_USEC_PER_SEC)
 
@@ -62,6 +63,8 @@ struct kha_etcd_config {
 	char *key;
 	uint64_t dial_timeout_us;    /* connect + TLS handshake, per endpoint */
 	uint64_t command_timeout_us; /* a whole call */
+	bool endpoints_default;	     /* no --endpoints given: the default becomes https:// once
+					--cacert or --cert is set, as etcdctl's does */
 };
 
 /* Option values of the shared etcd flags (above any short option or command-local value). */
@@ -90,18 +93,22 @@ enum {
 /* clang-format on */
 
 /* Their help text (two leading spaces, one flag per line, ends with a newline). */
-#define KHA_ETCD_OPTIONS_HELP                                                                  \
-	"  --endpoints URLS          etcd client URLs, comma-separated\n"                      \
-	"                            (default http://127.0.0.1:2379; env ETCDCTL_ENDPOINTS)\n" \
-	"  --cacert FILE             CA bundle that signed the etcd server certificates\n"     \
-	"  --cert FILE               client certificate for --client-cert-auth clusters\n"     \
-	"  --key FILE                private key of --cert\n"                                  \
-	"  --dial-timeout DURATION   connect + TLS handshake timeout (default 2s)\n"           \
-	"  --command-timeout DURATION  timeout of each request (default 5s)\n"                 \
-	"                            (env ETCDCTL_CACERT, ETCDCTL_CERT, ETCDCTL_KEY,\n"        \
+#define KHA_ETCD_OPTIONS_HELP                                                                      \
+	"  --endpoints URLS          etcd client URLs, comma-separated\n"                          \
+	"                            (default 127.0.0.1:2379: https:// with --cacert or --cert,\n" \
+	"                            else http://; env ETCDCTL_ENDPOINTS)\n"                       \
+	"  --cacert FILE             CA bundle that signed the etcd server certificates\n"         \
+	"  --cert FILE               client certificate for --client-cert-auth clusters\n"         \
+	"  --key FILE                private key of --cert\n"                                      \
+	"  --dial-timeout DURATION   connect + TLS handshake timeout (default 2s)\n"               \
+	"  --command-timeout DURATION  timeout of each request (default 5s)\n"                     \
+	"                            (env ETCDCTL_CACERT, ETCDCTL_CERT, ETCDCTL_KEY,\n"            \
 	"                            ETCDCTL_DIAL_TIMEOUT, ETCDCTL_COMMAND_TIMEOUT)\n"
 
-/* Sets defaults: one endpoint http://127.0.0.1:2379, 2 s dial, 5 s command. */
+/*
+ * Sets defaults: one endpoint http://127.0.0.1:2379 (https:// once --cacert or --cert is applied
+ * through kha_etcd_config_apply_opt), 2 s dial, 5 s command.
+ */
 int kha_etcd_config_init(struct kha_etcd_config *cfg) KHA_WUR;
 void kha_etcd_config_release(struct kha_etcd_config *cfg);
 /* Copies src into a zeroed dst (so a thread can own its own config). */
@@ -581,7 +588,7 @@ struct kha_etcd_member_report {
 struct kha_etcd_cluster_report {
 	uint64_t cluster_id;
 	char *members_from;			/* owned: the endpoint whose member list is used */
-	struct kha_etcd_member_report *members; /* owned array, in member list order */
+	struct kha_etcd_member_report *members; /* owned array, by name (unstarted last, by id) */
 	size_t n_members;
 	struct kha_etcd_health health;
 };

@@ -137,6 +137,20 @@ int kha_member_start_flags(const struct kha_etcd_member_list *members, uint64_t 
 			   const char *new_name, struct kha_member_start *ret) KHA_WUR;
 void kha_member_start_release(struct kha_member_start *s);
 
+/*
+ * etcd learns a member's name only when it starts, so `kha etcd member add NAME` records NAME
+ * under KHA_MEMBER_NAME_PREFIX<id hex> (a key beside Kubernetes' /registry/), and a member that
+ * has not started yet can be promoted or removed by the name it was added with.
+ * record and forget: 0 or a negative errno (callers treat a failure as a warning).
+ * lookup: the index in rep->members of the unstarted member recorded as name, or -ENOENT.
+ */
+#define KHA_MEMBER_NAME_PREFIX "kha/member-names/"
+int kha_member_name_record(struct kha_etcd *c, uint64_t id, const char *name,
+			   struct kha_diag *d) KHA_WUR;
+int kha_member_name_forget(struct kha_etcd *c, uint64_t id, struct kha_diag *d) KHA_WUR;
+int kha_member_name_lookup(struct kha_etcd *c, const struct kha_etcd_cluster_report *rep,
+			   const char *name, struct kha_diag *d) KHA_WUR;
+
 /* Progress of a wait, for the command to print (a sentence, no newline). */
 typedef void (*kha_member_progress_fn)(void *userdata, const char *text);
 

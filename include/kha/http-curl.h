@@ -59,8 +59,9 @@ int kha_http_easy_setup(CURL *e, const struct kha_http_easy_opts *o, struct kha_
 /* How a transfer failed, beside the errno. */
 struct kha_http_failure {
 	enum kha_http_fail fail;
-	bool sent;     /* the request may have reached the server (false: retrying is safe) */
-	long os_errno; /* the system's errno behind it (CURLINFO_OS_ERRNO), 0 when none */
+	bool sent;	  /* the request may have reached the server (false: retrying is safe) */
+	long os_errno;	  /* the system's errno behind it (CURLINFO_OS_ERRNO), 0 when none */
+	bool tls_stalled; /* KHA_HTTP_FAIL_CONNECT_TIMEOUT: TCP connected, TLS never finished */
 };
 
 /*

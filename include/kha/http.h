@@ -71,6 +71,8 @@ struct kha_http_response {
 	 */
 	bool sent;
 	enum kha_http_fail fail;
+	/* KHA_HTTP_FAIL_CONNECT_TIMEOUT only: TCP connected, the TLS handshake did not finish */
+	bool tls_stalled;
 };
 
 struct kha_http;

@@ -133,17 +133,19 @@ int kha_audit_check_cert(const char *check, const char *addr, X509 *cert, const 
 		 "the certificate %s presents does not carry the entry %s in its SANs: clients "
 		 "dialling the entry fail TLS verification%s",
 		 addr, entry_host, is_entry ? "" : " when the entry sends them to this apiserver");
-	snprintf(fix, sizeof(fix),
-		 "reissue it with the entry: kha certs issue --ca-dir /etc/kubernetes/pki --name "
-		 "apiserver%s --san %s --server --out-dir /etc/kubernetes/pki, then restart "
-		 "kube-apiserver (kubeadm: apiServer.certSANs)",
-		 sans, entry_host);
+	snprintf(
+		fix, sizeof(fix),
+		"reissue it with the entry: kha certs issue --ca-dir /etc/kubernetes/pki --name "
+		"apiserver%s --san %s --server --out-dir /etc/kubernetes/pki --renew, then restart "
+		"kube-apiserver (kubeadm: apiServer.certSANs)",
+		sans, entry_host);
 	snprintf(content, sizeof(content),
 		 "# The apiserver certificate behind %s lacks the entry %s.\n"
 		 "# On each master, reissue it with the SANs it has plus the entry, then restart\n"
-		 "# kube-apiserver (kha certs keeps the key private: 0600, written atomically):\n"
+		 "# kube-apiserver. --renew copies the old pair to apiserver.{crt,key}.bak-TIME\n"
+		 "# first; the new key is 0600 and each file is written atomically.\n"
 		 "kha certs issue --ca-dir /etc/kubernetes/pki --name apiserver%s --san %s \\\n"
-		 "    --server --out-dir /etc/kubernetes/pki\n"
+		 "    --server --out-dir /etc/kubernetes/pki --renew\n"
 		 "kha certs check --cert /etc/kubernetes/pki/apiserver.crt --san %s\n"
 		 "\n"
 		 "# Or, with kubeadm: add the entry to the ClusterConfiguration\n"

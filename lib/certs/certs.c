@@ -6,6 +6,8 @@
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#include <unistd.h>
+#include <sys/stat.h>
 
 #include <openssl/bn.h>
 #include <openssl/err.h>
@@ -616,4 +618,50 @@ bool kha_cert_info_has_san(const struct kha_cert_info *info, const char *addr)
 		if (dns_matches(info->dns[i], addr))
 			return true;
 	return false;
+}
+
+/* Copies path to bak (same mode) unless path is absent; bak must not exist. */
+static int backup_one(const char *path, const char *stamp, char *bak, size_t size,
+		      struct kha_diag *d)
+{
+	kha_autofree char *data = NULL;
+	struct stat st;
+	size_t len;
+	int r;
+
+	bak[0] = '\0';
+	if (stat(path, &st) < 0) {
+		if (errno == ENOENT)
+			return 0;
+		return kha_diag_set(d, errno, "%s: %s", path, strerror(errno));
+	}
+	snprintf(bak, size, "%s.bak-%s", path, stamp);
+	if (access(bak, F_OK) == 0) {
+		r = kha_diag_set(d, EEXIST, "%s already exists: not replacing a backup", bak);
+		bak[0] = '\0';
+		return r;
+	}
+	r = kha_file_read_all(path, 16 * 1024 * 1024, &data, &len, d);
+	if (r == 0)
+		r = kha_file_write_atomic(bak, data, len, st.st_mode & 07777, d);
+	if (r < 0)
+		bak[0] = '\0';
+	return r;
+}
+
+int kha_certs_backup_pair(const char *cert_path, const char *key_path, char *ret_cert_bak,
+			  char *ret_key_bak, size_t size, struct kha_diag *d)
+{
+	time_t now = time(NULL);
+	char stamp[32];
+	struct tm tm;
+	int r;
+
+	gmtime_r(&now, &tm);
+	strftime(stamp, sizeof(stamp), "%Y%m%dT%H%M%SZ", &tm);
+	ret_key_bak[0] = '\0';
+	r = backup_one(cert_path, stamp, ret_cert_bak, size, d);
+	if (r == 0 && key_path)
+		r = backup_one(key_path, stamp, ret_key_bak, size, d);
+	return r;
 }

@@ -7,6 +7,7 @@
 #include <jansson.h>
 
 #include "drill-internal.h"
+#include "kha/parse.h"
 #include "kha/banned.h"
 
 #define JSON_MAX_WINDOWS 100
@@ -74,6 +75,8 @@ const char *kha_drill_verdict_name(enum kha_drill_verdict v)
 		return "rolling_stopped";
 	case KHA_DRILL_VERDICT_INTERRUPTED:
 		return "interrupted";
+	case KHA_DRILL_VERDICT_NOTHING_SUCCEEDED:
+		return "nothing_succeeded";
 	}
 	return "unknown";
 }
@@ -81,6 +84,22 @@ const char *kha_drill_verdict_name(enum kha_drill_verdict v)
 static bool slo_met(const struct kha_drill_report *r)
 {
 	return r->slo_percent < 0 || (r->stats.sent > 0 && r->stats.availability >= r->slo_percent);
+}
+
+/* Not one probe answered, or (write mode) not one write was acknowledged: the drill measured
+ * a target it never reached (wrong port, wrong CA), which must not read as a pass. */
+static bool nothing_succeeded(const struct kha_drill_report *r)
+{
+	if (r->stats.sent > 0 && r->stats.ok == 0)
+		return true;
+	return r->writes.enabled && r->writes.acked == 0 &&
+	       r->writes.failed + r->writes.unknown > 0;
+}
+
+bool kha_drill_report_under_floor(const struct kha_drill_report *r)
+{
+	return r->slo_percent < 0 && r->stats.sent > 0 &&
+	       r->stats.availability < KHA_DRILL_AVAILABILITY_FLOOR;
 }
 
 enum kha_drill_verdict kha_drill_report_verdict(const struct kha_drill_report *r)
@@ -98,6 +117,8 @@ enum kha_drill_verdict kha_drill_report_verdict(const struct kha_drill_report *r
 		return KHA_DRILL_VERDICT_WRITES_UNVERIFIED;
 	if (!slo_met(r))
 		return KHA_DRILL_VERDICT_SLO_MISSED;
+	if (nothing_succeeded(r))
+		return KHA_DRILL_VERDICT_NOTHING_SUCCEEDED;
 	return KHA_DRILL_VERDICT_OK;
 }
 
@@ -116,6 +137,8 @@ int kha_drill_verdict_exit_code(const struct kha_drill_report *r)
 		return KHA_DRILL_EXIT_STEP_FAILED;
 	case KHA_DRILL_VERDICT_ROLLING_STOPPED:
 		return KHA_DRILL_EXIT_ROLLING_STOPPED;
+	case KHA_DRILL_VERDICT_NOTHING_SUCCEEDED:
+		return KHA_DRILL_EXIT_NOTHING;
 	case KHA_DRILL_VERDICT_INTERRUPTED:
 		return r->interrupt_signal > 0 && r->interrupt_signal < 64
 			       ? 128 + r->interrupt_signal
@@ -384,6 +407,7 @@ char *kha_drill_report_json(const struct kha_drill_report *r, bool with_probes)
 		return NULL;
 	}
 	json_object_set_new(root, "step_failed", json_boolean(r->step_failed));
+	json_object_set_new(root, "under_floor", json_boolean(kha_drill_report_under_floor(r)));
 	json_object_set_new(root, "probes", probes_json(r));
 	json_object_set_new(root, "outage", outage_json(r));
 	json_object_set_new(root, "fault", fault_json(s));
@@ -434,8 +458,9 @@ static void print_latency(FILE *out, const char *name, const struct kha_drill_la
 		fprintf(out, "    %-8s %9s %9s %9s  (no successful probe)\n", name, "-", "-", "-");
 		return;
 	}
-	fprintf(out, "    %-8s %9s %9s %9s  (%zu probes)\n", name, dur(a, sizeof(a), l->p50_us),
-		dur(b, sizeof(b), l->p99_us), dur(c, sizeof(c), l->max_us), l->count);
+	fprintf(out, "    %-8s %9s %9s %9s  (%zu probe%s)\n", name, dur(a, sizeof(a), l->p50_us),
+		dur(b, sizeof(b), l->p99_us), dur(c, sizeof(c), l->max_us), l->count,
+		l->count == 1 ? "" : "s");
 }
 
 /* The first line of a command's output, for the table. */
@@ -458,8 +483,14 @@ int kha_drill_report_print(FILE *out, const struct kha_drill_report *r)
 	char a[32], b[32], c[32], e[32];
 	bool any_fail = false;
 
-	fprintf(out, "kha drill: %s, %u probes/s for %s (%s)\n", r->target, r->rate,
-		dur(a, sizeof(a), r->elapsed_us),
+	/* the planned length as given ("3s"); the measured one only when it differs visibly
+	 * (commands or a rolling outlasting it, an interruption) */
+	kha_format_duration(b, sizeof(b), r->duration_us);
+	if (r->elapsed_us + KHA_USEC_PER_SEC < r->duration_us ||
+	    r->elapsed_us > r->duration_us + KHA_USEC_PER_SEC)
+		snprintf(b + strlen(b), sizeof(b) - strlen(b), ", ran %s",
+			 dur(a, sizeof(a), r->elapsed_us));
+	fprintf(out, "kha drill: %s, %u probes/s for %s (%s)\n", r->target, r->rate, b,
 		r->kind == KHA_DRILL_TARGET_TCP ? "TCP connect per probe"
 		: r->keepalive			? "kept-alive connections"
 						: "new connection per probe");
@@ -598,6 +629,16 @@ int kha_drill_report_print(FILE *out, const struct kha_drill_report *r)
 	}
 	if (r->abort_reason[0])
 		fprintf(out, "  stopped early %s\n", r->abort_reason);
+	if (v == KHA_DRILL_VERDICT_NOTHING_SUCCEEDED)
+		fprintf(out,
+			"  NOTHING SUCCEEDED: not one %s, so the drill proves nothing; check the "
+			"target's address and port, and --cacert for https (first errors above)\n",
+			r->writes.enabled ? "write was acknowledged" : "probe succeeded");
+	else if (kha_drill_report_under_floor(r))
+		fprintf(out,
+			"  WARNING       availability %.3f%% is under %g%%; without --slo this "
+			"still exits 0 (give --slo PERCENT to make it fail)\n",
+			r->stats.availability, KHA_DRILL_AVAILABILITY_FLOOR);
 	fprintf(out, "  verdict       %s (exit %d)\n", kha_drill_verdict_name(v),
 		kha_drill_verdict_exit_code(r));
 	return ferror(out) ? -EIO : 0;

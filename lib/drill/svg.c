@@ -309,9 +309,9 @@ static void draw_windows(FILE *out, const struct kha_drill_report *r, const stru
 		fprintf(out,
 			"<rect class=\"outage\" x=\"%.2f\" y=\"%.1f\" width=\"%.2f\" "
 			"height=\"%.1f\" fill=\"%s\" fill-opacity=\"0.12\"><title>outage %s "
-			"(%zu failed probes)</title></rect>\n",
+			"(%zu failed probe%s)</title></rect>\n",
 			x, g->lat_y0, KHA_MAX(x2 - x, 0.5), g->lat_y1 - g->lat_y0, COLOR_FAIL, a,
-			ws[i].failed);
+			ws[i].failed, ws[i].failed == 1 ? "" : "s");
 	}
 	fprintf(out, "</g>\n");
 	free(ws);

@@ -30,15 +30,27 @@ static void collect(FILE *out, void *userdata)
 	const struct kha_elect_metrics *m = userdata;
 	const struct kha_elect_stats *s = m->stats;
 
-	family(out, m, "is_leader", "1 while this process holds the slot and may run COMMAND",
-	       KHA_METRIC_GAUGE, atomic_load_explicit(&s->is_leader, memory_order_relaxed));
-	family(out, m, "transitions_total", "Leadership gained or lost", KHA_METRIC_COUNTER,
+	bool lock = strcmp(m->prefix, "kha_lock") == 0;
+	double holds = atomic_load_explicit(&s->is_leader, memory_order_relaxed);
+
+	/* a lock has holders, an election a leader; kha_lock_is_leader is the old name */
+	if (lock)
+		family(out, m, "is_holder", "1 while this process holds a slot and may run COMMAND",
+		       KHA_METRIC_GAUGE, holds);
+	family(out, m, "is_leader",
+	       lock ? "Deprecated: kha_lock_is_holder"
+		    : "1 while this process leads and may run COMMAND",
+	       KHA_METRIC_GAUGE, holds);
+	family(out, m, "transitions_total",
+	       lock ? "Slot acquired or lost" : "Leadership gained or lost", KHA_METRIC_COUNTER,
 	       (double)atomic_load_explicit(&s->transitions, memory_order_relaxed));
 	family(out, m, "renew_failures_total", "Failed lease keep-alives or Lease renewals",
 	       KHA_METRIC_COUNTER,
 	       (double)atomic_load_explicit(&s->renew_failures, memory_order_relaxed));
 	family(out, m, "acquire_duration_seconds",
-	       "Time from the start of the last campaign to leadership", KHA_METRIC_GAUGE,
+	       lock ? "Time from joining the queue to holding a slot"
+		    : "Time from the start of the last campaign to leadership",
+	       KHA_METRIC_GAUGE,
 	       (double)atomic_load_explicit(&s->acquire_us, memory_order_relaxed) / 1e6);
 	family(out, m, "fenced_total", "COMMAND stopped because renewals failed",
 	       KHA_METRIC_COUNTER, (double)atomic_load_explicit(&s->fenced, memory_order_relaxed));

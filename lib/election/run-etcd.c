@@ -503,7 +503,8 @@ static void etcd_resign(struct engine *e)
 	kha_diag_clear(&d);
 	if (kha_etcd_lease_revoke(c, lease, &d) < 0 && !strstr(d.msg, "not found"))
 		kha_debug("resign: revoke failed", "error=%s", KHA_LOGQ(d.msg));
-	kha_info("resigned", "%s=%s id=%s", e->o->what, KHA_LOGQ(e->o->name), KHA_LOGQ(e->o->id));
+	kha_info(strcmp(e->o->what, "lock") == 0 ? "released" : "resigned", "%s=%s id=%s",
+		 e->o->what, KHA_LOGQ(e->o->name), KHA_LOGQ(e->o->id));
 }
 
 const struct kha_election__backend kha_election__etcd_backend = {

@@ -264,8 +264,10 @@ static void log_changes(const struct kha_elect_opts *o, const struct snapshot *s
 		atomic_fetch_add_explicit(&o->stats->transitions, 1, memory_order_relaxed);
 	if (!s->leading && s->up && s->waiting_for[0] && strcmp(s->waiting_for, last_wait) &&
 	    strcmp(s->waiting_for, "campaigning") != 0) {
-		kha_info("waiting", "%s=%s id=%s leader=%s reason=%s", o->what, KHA_LOGQ(o->name),
-			 KHA_LOGQ(o->id), KHA_LOGQ(s->leader), KHA_LOGQ(s->waiting_for));
+		/* a lock has holders, an election a leader */
+		kha_info("waiting", "%s=%s id=%s %s=%s reason=%s", o->what, KHA_LOGQ(o->name),
+			 KHA_LOGQ(o->id), strcmp(o->what, "lock") == 0 ? "holder" : "leader",
+			 KHA_LOGQ(s->leader), KHA_LOGQ(s->waiting_for));
 		snprintf(last_wait, size, "%s", s->waiting_for);
 	}
 }

@@ -269,7 +269,12 @@ static int call(struct kha_etcd *c, struct call *cl, struct kha_http_response *r
 
 			kha_format_duration(dur, sizeof(dur),
 					    connect ? c->dial_timeout_us : timeout);
-			if (connect)
+			if (connect && resp->tls_stalled)
+				kha_diag_set(&hd, ETIMEDOUT,
+					     "TCP connected, but no TLS handshake within %s (a "
+					     "frozen server, or one that does not speak TLS?)",
+					     dur);
+			else if (connect)
 				kha_diag_set(&hd, ETIMEDOUT, "no connection within %s: timed out",
 					     dur);
 			else
@@ -287,7 +292,7 @@ static int call(struct kha_etcd *c, struct call *cl, struct kha_http_response *r
 			/* never reached this endpoint: the next one may do better */
 			size_t len = strlen(unreachable);
 
-			add_hint(&hd, resp->fail, ep);
+			add_hint(&hd, resp->tls_stalled ? KHA_HTTP_FAIL_NONE : resp->fail, ep);
 			if (!first_err)
 				first_err = r;
 			snprintf(unreachable + len, sizeof(unreachable) - len, "%s%s: %s",
@@ -297,7 +302,7 @@ static int call(struct kha_etcd *c, struct call *cl, struct kha_http_response *r
 		c->current = idx;
 		cl->answered = idx;
 		if (r < 0) {
-			add_hint(&hd, resp->fail, ep);
+			add_hint(&hd, resp->tls_stalled ? KHA_HTTP_FAIL_NONE : resp->fail, ep);
 			goto failed;
 		}
 		if (resp->status == 404 && !looks_like_json(resp->body) && !probed_beta &&

@@ -215,6 +215,20 @@ static int assess(struct kha_etcd_cluster_report *r, uint64_t lag_threshold)
 	return ret;
 }
 
+static int by_name(const void *a, const void *b)
+{
+	const struct kha_etcd_member *x = &((const struct kha_etcd_member_report *)a)->member;
+	const struct kha_etcd_member *y = &((const struct kha_etcd_member_report *)b)->member;
+	int c;
+
+	if (!x->name[0] != !y->name[0])
+		return x->name[0] ? -1 : 1;
+	c = strcmp(x->name, y->name);
+	if (c)
+		return c;
+	return x->id < y->id ? -1 : x->id > y->id;
+}
+
 int kha_etcd_cluster_report(const struct kha_etcd_config *cfg, uint64_t member_timeout_us,
 			    uint64_t lag_threshold, struct kha_etcd_cluster_report *ret,
 			    struct kha_diag *d)
@@ -249,9 +263,16 @@ int kha_etcd_cluster_report(const struct kha_etcd_config *cfg, uint64_t member_t
 	if (chosen == SIZE_MAX) {
 		bool st = p1[0].status_r < 0;
 
+		const char *first = st ? p1[0].status_d.msg : p1[0].members_d.msg;
+		bool same = true;
+
 		r = st ? p1[0].status_r : p1[0].members_r;
-		kha_diag_set(d, r, "%s", st ? p1[0].status_d.msg : p1[0].members_d.msg);
-		if (n1 > 1)
+		kha_diag_set(d, r, "%s", first);
+		/* a local cause (an unreadable --cacert) fails every endpoint alike: one error */
+		for (size_t i = 1; i < n1 && same; i++)
+			same = strcmp(p1[i].status_r < 0 ? p1[i].status_d.msg : p1[i].members_d.msg,
+				      first) == 0;
+		if (n1 > 1 && !same)
 			kha_diag_append(d, " (and %zu more endpoint%s failed)", n1 - 1,
 					n1 > 2 ? "s" : "");
 		goto out;
@@ -307,6 +328,8 @@ int kha_etcd_cluster_report(const struct kha_etcd_config *cfg, uint64_t member_t
 		if ((p2[i].status_r == 0 ? take_status(m, &p2[i]) : take_error(m, &p2[i])) < 0)
 			goto nomem;
 	}
+	/* reports list members by name (etcd lists them by id), the unstarted last */
+	qsort(rep.members, rep.n_members, sizeof(*rep.members), by_name);
 	if (collect_errors(&rep) < 0 || assess(&rep, lag_threshold) < 0)
 		goto nomem;
 	*ret = rep;

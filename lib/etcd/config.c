@@ -30,10 +30,14 @@ void kha_etcd_config_release(struct kha_etcd_config *cfg)
 
 int kha_etcd_config_init(struct kha_etcd_config *cfg)
 {
+	int r;
+
 	memset(cfg, 0, sizeof(*cfg));
 	cfg->dial_timeout_us = KHA_ETCD_DEFAULT_DIAL_TIMEOUT_US;
 	cfg->command_timeout_us = KHA_ETCD_DEFAULT_COMMAND_TIMEOUT_US;
-	return kha_etcd_config_set_endpoints(cfg, KHA_ETCD_DEFAULT_ENDPOINT, NULL);
+	r = kha_etcd_config_set_endpoints(cfg, KHA_ETCD_DEFAULT_ENDPOINT, NULL);
+	cfg->endpoints_default = true;
+	return r;
 }
 
 static int dup_or_null(const char *s, char **ret)
@@ -50,6 +54,7 @@ int kha_etcd_config_copy(struct kha_etcd_config *dst, const struct kha_etcd_conf
 	memset(dst, 0, sizeof(*dst));
 	dst->dial_timeout_us = src->dial_timeout_us;
 	dst->command_timeout_us = src->command_timeout_us;
+	dst->endpoints_default = src->endpoints_default;
 	if (dup_or_null(src->cacert, &dst->cacert) < 0 || dup_or_null(src->cert, &dst->cert) < 0 ||
 	    dup_or_null(src->key, &dst->key) < 0)
 		goto nomem;
@@ -137,6 +142,7 @@ int kha_etcd_config_set_endpoints(struct kha_etcd_config *cfg, const char *list,
 	free_endpoints(cfg);
 	cfg->endpoints = eps;
 	cfg->n_endpoints = n;
+	cfg->endpoints_default = false;
 	return 0;
 fail:
 	for (size_t i = 0; i < n; i++)
@@ -171,6 +177,18 @@ static int set_duration(uint64_t *dst, const char *arg, const char *flag, struct
 	return 0;
 }
 
+/* etcdctl dials its default endpoint with TLS once TLS files are given; so do we. */
+static int default_to_tls(struct kha_etcd_config *cfg, struct kha_diag *d)
+{
+	int r;
+
+	if (!cfg->endpoints_default)
+		return 0;
+	r = kha_etcd_config_set_endpoints(cfg, KHA_ETCD_DEFAULT_TLS_ENDPOINT, d);
+	cfg->endpoints_default = true;
+	return r;
+}
+
 static int apply(struct kha_etcd_config *cfg, int val, const char *arg, const char *flag,
 		 struct kha_diag *d)
 {
@@ -183,9 +201,11 @@ static int apply(struct kha_etcd_config *cfg, int val, const char *arg, const ch
 			kha_diag_prefix(d, "%s", flag);
 		return r;
 	case KHA_ETCD_OPT_CACERT:
-		return set_path(&cfg->cacert, arg, flag, d);
+		r = set_path(&cfg->cacert, arg, flag, d);
+		return r < 0 ? r : default_to_tls(cfg, d);
 	case KHA_ETCD_OPT_CERT:
-		return set_path(&cfg->cert, arg, flag, d);
+		r = set_path(&cfg->cert, arg, flag, d);
+		return r < 0 ? r : default_to_tls(cfg, d);
 	case KHA_ETCD_OPT_KEY:
 		return set_path(&cfg->key, arg, flag, d);
 	case KHA_ETCD_OPT_DIAL_TIMEOUT:

@@ -179,7 +179,7 @@ static int check_add(const struct kha_guard_cluster *c, const struct kha_guard_r
 			      "adding a voting member lowers fault tolerance during the change: "
 			      "now %s; until the new member runs and has caught up, %s (quorum "
 			      "grows to %zu at once). Add it as a learner (--learner), start it, "
-			      "then `kha etcd member promote %s`; or --force",
+			      "then `kha etcd member promote %s`",
 			      a, b, v->quorum_after, req->name ? req->name : "NAME");
 	if (check_voters_up(c, v) < 0 || !v->allowed)
 		return 0;

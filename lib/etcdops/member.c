@@ -55,6 +55,55 @@ int kha_member_find(const struct kha_etcd_cluster_report *rep, const char *name_
 			    list);
 }
 
+static void name_key(char *buf, size_t size, uint64_t id)
+{
+	snprintf(buf, size, KHA_MEMBER_NAME_PREFIX "%" PRIx64, id);
+}
+
+int kha_member_name_record(struct kha_etcd *c, uint64_t id, const char *name, struct kha_diag *d)
+{
+	char key[64];
+	struct kha_etcd_put_req req = {.key = key, .value = name};
+
+	name_key(key, sizeof(key), id);
+	return kha_etcd_put(c, &req, NULL, d);
+}
+
+int kha_member_name_forget(struct kha_etcd *c, uint64_t id, struct kha_diag *d)
+{
+	char key[64];
+	struct kha_etcd_delete_req req = {.r = {.key = key}};
+
+	name_key(key, sizeof(key), id);
+	return kha_etcd_delete(c, &req, NULL, d);
+}
+
+int kha_member_name_lookup(struct kha_etcd *c, const struct kha_etcd_cluster_report *rep,
+			   const char *name, struct kha_diag *d)
+{
+	for (size_t i = 0; i < rep->n_members; i++) {
+		const struct kha_etcd_member *m = &rep->members[i].member;
+		struct kha_etcd_kv kv = {};
+		char key[64];
+		bool match;
+		int r;
+
+		if (m->name[0])
+			continue;
+		name_key(key, sizeof(key), m->id);
+		r = kha_etcd_get(c, key, &kv, d);
+		if (r == -ENOENT)
+			continue;
+		if (r < 0)
+			return r;
+		match = strcmp(kv.value, name) == 0;
+		kha_etcd_kv_release(&kv);
+		if (match)
+			return (int)i;
+	}
+	return -ENOENT;
+}
+
 int kha_member_check_peer_url(const char *url, struct kha_diag *d)
 {
 	const char *host, *port, *p;

@@ -255,10 +255,25 @@ int kha_http_curl_error(CURL *e, CURLcode rc, const char *errbuf, uint64_t conne
 		if (!f->sent) {
 			uint64_t us = connect_timeout_us;
 
+			curl_off_t tls = 0;
+			long tcp = 0;
+			char *url = NULL;
+
 			if (timeout_us && (!us || timeout_us < us))
 				us = timeout_us;
+			/* TCP connected but TLS never finished: a frozen or non-TLS server
+			 * (curl counts a connection once TCP is up; CONNECT_TIME stays 0 here) */
+			curl_easy_getinfo(e, CURLINFO_NUM_CONNECTS, &tcp);
+			curl_easy_getinfo(e, CURLINFO_APPCONNECT_TIME_T, &tls);
+			curl_easy_getinfo(e, CURLINFO_EFFECTIVE_URL, &url);
+			f->tls_stalled =
+				tcp > 0 && tls == 0 && url && strncmp(url, "https:", 6) == 0;
 			return fail(f, KHA_HTTP_FAIL_CONNECT_TIMEOUT, d, ETIMEDOUT,
-				    "no connection within %s: timed out",
+				    f->tls_stalled
+					    ? "TCP connected, but no TLS handshake within %s "
+					      "(a frozen server, or one that does not speak "
+					      "TLS?)"
+					    : "no connection within %s: timed out",
 				    kha_format_duration(dur, sizeof(dur), us));
 		}
 		return fail(f, KHA_HTTP_FAIL_TIMEOUT, d, ETIMEDOUT, "no answer within %s",

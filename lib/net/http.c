@@ -302,6 +302,7 @@ static int perform(struct kha_http *h, const struct kha_http_request *req, kha_h
 					req->timeout_us, &f, d);
 		resp->fail = f.fail;
 		resp->sent = f.sent;
+		resp->tls_stalled = f.tls_stalled;
 		free(t.buf);
 		return r;
 	}

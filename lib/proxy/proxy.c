@@ -320,9 +320,11 @@ void proxy_health_event(struct backend *b, enum kha_proxy_event ev, const char *
 		enum kha_proxy_state now = b->health.state;
 		__atomic_store_n(&b->state, (int)now, __ATOMIC_RELEASE);
 		b->state_since_us = kha_now_us();
-		kha_info("backend state changed", "backend=%s from=%s to=%s reason=%s",
-			 KHA_LOGQ(b->name), kha_proxy_state_name(old), kha_proxy_state_name(now),
-			 kha_log_quote(q, sizeof(q), why));
+		/* losing a backend is worth a warning; the rest is information */
+		kha_log(now == KHA_PROXY_DOWN ? KHA_LOG_WARN : KHA_LOG_INFO,
+			"backend state changed", "backend=%s from=%s to=%s reason=%s",
+			KHA_LOGQ(b->name), kha_proxy_state_name(old), kha_proxy_state_name(now),
+			kha_log_quote(q, sizeof(q), why));
 		if (now == KHA_PROXY_DOWN && p->cfg.close_on_dead)
 			for (unsigned k = 0; k < p->nworkers; k++)
 				kha_ignore(worker_post_close_backend(&p->workers[k], b));

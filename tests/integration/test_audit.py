@@ -381,6 +381,41 @@ def test_kube_unreachable_and_forbidden(kubeapi, tmp_path):
 
 # ---- the entry's certificate -----------------------------------------------------------------
 
+def run_printed_cert_fixes(tmp_path, finding, entry_host):
+    """Runs the fix an operator would paste, and the fix file, on a master's pki directory as
+    kubeadm leaves it (a CA, and an apiserver pair with the SANs the finding's certificate has,
+    without the entry): each must work as printed, renewing the pair in place with the old one
+    kept aside."""
+    from conftest import kha_bin
+    for n, script in enumerate((finding["fix"].split(", then restart")[0].split(": ", 1)[1],
+                                finding["fix_content"])):
+        master_pki = tmp_path / f"etc-{n}" / "kubernetes" / "pki"
+        assert run_kha("certs", "ca", "--dir", master_pki).returncode == 0
+        assert run_kha("certs", "issue", "--ca-dir", master_pki, "--name", "apiserver", "--san",
+                       "master-1", "--san", "10.0.0.1", "--server", "--out-dir",
+                       master_pki).returncode == 0
+        old_crt = (master_pki / "apiserver.crt").read_bytes()
+        old_key = (master_pki / "apiserver.key").read_bytes()
+        # the paths of the script, pointed at this directory; "kha" is the binary under test
+        text = script.replace("/etc/kubernetes/pki", str(master_pki))
+        p = subprocess.run(["bash", "-euc", text], capture_output=True, text=True, timeout=60,
+                           env=dict(os.environ, PATH=os.path.dirname(kha_bin()) + ":" +
+                                    os.environ["PATH"]))
+        assert p.returncode == 0, (text, p.stdout, p.stderr)
+        # the new pair carries the entry and what the old one had; the old pair is kept
+        p = run_kha("certs", "check", "--cert", master_pki / "apiserver.crt", "--san",
+                    entry_host, "--san", "master-1", "--san", "10.0.0.1", "--cacert",
+                    master_pki / "ca.crt")
+        assert p.returncode == 0, p.stdout + p.stderr
+        baks = sorted(x.name for x in master_pki.iterdir() if ".bak-" in x.name)
+        assert len(baks) == 2 and baks[0].startswith("apiserver.crt.bak-"), baks
+        assert (master_pki / baks[0]).read_bytes() == old_crt
+        assert (master_pki / baks[1]).read_bytes() == old_key
+        assert os.stat(master_pki / baks[1]).st_mode & 0o777 == 0o600
+        assert os.stat(master_pki / "apiserver.key").st_mode & 0o777 == 0o600
+        assert (master_pki / "apiserver.key").read_bytes() != old_key
+
+
 def test_entry_san(tmp_path):
     good_pki = TestPKI(tmp_path / "good")  # SANs: localhost, 127.0.0.1, ::1, kubernetes...
     bad_pki = TestPKI(tmp_path / "bad", server_sans=("DNS:master-1", "IP:10.0.0.1"))
@@ -406,6 +441,7 @@ def test_entry_san(tmp_path):
         assert ("kha certs issue --ca-dir /etc/kubernetes/pki --name apiserver --san 10.0.0.1 "
                 "--san master-1 --san 127.0.0.1 --server") in f["fix"]
         assert "certSANs:" in f["fix_content"]
+        run_printed_cert_fixes(tmp_path, f, "127.0.0.1")
 
         # an apiserver behind a good entry, whose own certificate lacks the entry
         p, rep = audit_json("--entry", entry, "--apiserver", bad_entry, "--apiserver", entry)
@@ -460,8 +496,8 @@ def test_entry_san_fix_reissues_a_working_certificate(tmp_path):
         assert f["severity"] == "critical"
     cmd = shlex.split(f["fix"].split("reissue it with the entry: ")[1].split(", then")[0])
     assert cmd[:3] == ["kha", "certs", "issue"]
+    # as printed (it renews in place: no --force to add), with the test's directories
     cmd = [str(ca_dir) if a == "/etc/kubernetes/pki" else a for a in cmd[3:]]
-    cmd = cmd + ["--force"]
     cmd[cmd.index("--out-dir") + 1] = str(out)
     p = run_kha("certs", "issue", *cmd)
     assert p.returncode == 0, p.stderr

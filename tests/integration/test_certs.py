@@ -74,12 +74,33 @@ def test_refuses_to_overwrite_keys(pki):
     assert (pki / "ca.key").read_bytes() == before
     p = run_kha("certs", "issue", "--ca-dir", pki, "--name", "m1", "--san", "localhost",
                 "--server", "--out-dir", pki)
-    assert p.returncode == 64 and "already exists (use --force" in p.stderr
+    assert p.returncode == 64 and "already exists (use --renew to keep a copy and replace it, " \
+        "or --force)" in p.stderr
     p = run_kha("certs", "ca", "--dir", pki, "--force")
     assert p.returncode == 0
     assert (pki / "ca.key").read_bytes() != before
     # m1 was signed by the old CA: the new one does not verify it
     assert openssl("verify", "-CAfile", pki / "ca.crt", pki / "m1.crt").returncode != 0
+
+
+def test_renew_in_place_keeps_the_old_pair(pki):
+    issue = ["certs", "issue", "--ca-dir", pki, "--name", "r1", "--san", "localhost", "--server",
+             "--out-dir", pki, "--renew", "-o", "json"]
+    # nothing to renew yet: a plain issue
+    p = run_kha(*issue)
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout)["backup"] == {"cert": None, "key": None}
+    old_crt, old_key = (pki / "r1.crt").read_bytes(), (pki / "r1.key").read_bytes()
+    p = run_kha(*issue)
+    assert p.returncode == 0, p.stderr
+    bak = json.loads(p.stdout)["backup"]
+    assert bak["cert"].startswith(str(pki / "r1.crt.bak-")) and bak["key"].endswith(
+        bak["cert"].split(".bak-")[1])
+    assert open(bak["cert"], "rb").read() == old_crt and open(bak["key"], "rb").read() == old_key
+    assert os.stat(bak["key"]).st_mode & 0o777 == 0o600
+    assert (pki / "r1.key").read_bytes() != old_key
+    p = run_kha(*issue[:-2], "--force")
+    assert p.returncode == 64 and "--renew and --force exclude each other" in p.stderr
 
 
 def test_check_exit_codes(pki, tmp_path):
@@ -102,12 +123,13 @@ def test_check_exit_codes(pki, tmp_path):
     assert j["usage"] == ["serverAuth", "clientAuth"]
     assert j["is_ca"] is False and j["days_left"] >= 364
     # chain against the right and a wrong CA
-    p = run_kha("certs", "check", "--cert", crt, "--ca", pki / "ca.crt", "-o", "json")
+    p = run_kha("certs", "check", "--cert", crt, "--cacert", pki / "ca.crt", "-o", "json")
     assert p.returncode == 0 and json.loads(p.stdout)["chain_verified"] is True
     other = tmp_path / "other"
     assert run_kha("certs", "ca", "--dir", other).returncode == 0
     p = run_kha("certs", "check", "--cert", crt, "--ca", other / "ca.crt")
     assert p.returncode == 2 and "not verified" in p.stderr
+    assert "--ca is deprecated, use --cacert" in p.stderr  # the old name still works
     # expiring soon: degraded
     p = run_kha("certs", "issue", "--ca-dir", pki, "--name", "short", "--san", "localhost",
                 "--server", "--days", "10", "--out-dir", pki)

@@ -1,5 +1,8 @@
 # SPDX-License-Identifier: MIT
-"""The command table: help, version, unknown commands and their exit codes."""
+"""The command table: help, version, unknown commands and their exit codes; what every command
+shares (JSON on errors, flag names)."""
+
+import json
 
 
 def test_help_lists_every_command(kha):
@@ -35,3 +38,81 @@ def test_config_naming_a_directory_says_so(kha, tmp_path):
         assert p.returncode == 78, (cmd, p.stderr)
         assert p.stderr == (f"kha {' '.join(cmd)}: cannot read config {tmp_path}: is a "
                             "directory (give a YAML file)\n"), p.stderr
+
+
+def test_etcd_default_endpoint_uses_tls_with_tls_flags(kha):
+    """As etcdctl: --cacert and no --endpoints dials https://127.0.0.1:2379. Whatever listens
+    there on this machine (usually nothing), the endpoint named is the https one."""
+    p = kha("etcd", "status", "--cacert", "/etc/ssl/certs/ca-certificates.crt",
+            "--dial-timeout", "1s", "--command-timeout", "2s")
+    assert "https://127.0.0.1:2379" in p.stdout + p.stderr
+    assert "http://127.0.0.1:2379" not in p.stdout + p.stderr
+    p = kha("etcd", "status", "--endpoints", "127.0.0.1:1", "--dial-timeout", "1s")
+    assert p.returncode == 69 and "etcd http://127.0.0.1:1: connection refused" in p.stderr
+
+
+UNREACHABLE = ["--endpoints", "127.0.0.1:1", "--dial-timeout", "1s"]
+
+
+def test_every_json_report_prints_json_on_errors_too(kha, tmp_path):
+    """A script that asked for -o json always gets a document to parse: the report, or
+    {"verdict": "error", ...} with the exit code and the message also printed on stderr."""
+    cases = [
+        (["etcd", "status", *UNREACHABLE], "kha etcd status"),
+        (["etcd", "check", "consistency", *UNREACHABLE], "kha etcd check consistency"),
+        (["etcd", "member", "list", *UNREACHABLE], "kha etcd member list"),
+        (["etcd", "member", "remove", "m1", *UNREACHABLE], "kha etcd member remove"),
+        (["etcd", "defrag", *UNREACHABLE], "kha etcd defrag"),
+        (["etcd", "snapshot", "save", str(tmp_path / "s.db"), *UNREACHABLE],
+         "kha etcd snapshot save"),
+        (["lock", "status", "--lock", "l", *UNREACHABLE], "kha lock status"),
+        (["elect", "status", "--election", "e", *UNREACHABLE], "kha elect status"),
+        (["elect", "--leader", "--election", "e", *UNREACHABLE], "kha elect"),
+        (["proxy", "status", "--metrics-addr", "127.0.0.1:1"], "kha proxy status"),
+        (["vip", "status", "--metrics-addr", "127.0.0.1:1"], "kha vip status"),
+    ]
+    for args, who in cases:
+        p = kha(*args, "-o", "json")
+        assert p.returncode == 69, f"{args}: {p.returncode} {p.stderr}"
+        doc = json.loads(p.stdout)
+        assert doc["verdict"] == "error" and doc["exit_code"] == 69, (args, doc)
+        assert doc["command"] == who and "127.0.0.1:1" in doc["error"], (args, doc)
+        assert p.stderr.startswith(f"{who}: ") and doc["error"] in p.stderr, (args, p.stderr)
+    # a local file error too
+    p = kha("certs", "check", "--cert", tmp_path / "missing.crt", "-o", "json")
+    doc = json.loads(p.stdout)
+    assert p.returncode == 78 and doc["verdict"] == "error" and doc["exit_code"] == 78
+    assert "missing.crt" in doc["error"] and doc["command"] == "kha certs check"
+
+
+def test_one_output_flag_and_one_ca_flag(kha, tmp_path):
+    # kha drill takes table|json like every report ("text" stays accepted)
+    p = kha("drill", "--target", "http://127.0.0.1:1/", "-o", "xml")
+    assert p.returncode == 64 and "--output: 'xml' is not table or json" in p.stderr
+    assert "-o, --output table|json" in kha("drill", "--help").stdout
+    # certs check verifies against --cacert, like every command
+    assert "--cacert FILE" in kha("certs", "check", "--help").stdout
+
+
+def test_etcd_errors_name_their_cause(kha):
+    import socket
+    # a local cause fails every endpoint alike: said once, not "(and 2 more endpoints failed)"
+    p = kha("etcd", "status", "--endpoints",
+            "https://127.0.0.1:1,https://127.0.0.1:2,https://127.0.0.1:3", "--cacert",
+            "/nonexistent/ca.crt")
+    assert p.returncode == 78 and "/nonexistent/ca.crt" in p.stderr
+    assert "more endpoint" not in p.stderr
+    # different failures are counted
+    p = kha("etcd", "status", "--endpoints", "https://127.0.0.1:1,https://127.0.0.1:2")
+    assert p.returncode == 69 and "(and 1 more endpoint failed)" in p.stderr
+    # TCP connects but TLS never starts (a listening socket nobody accepts on: what a frozen
+    # server looks like to a client): not "no connection"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen(8)
+        port = s.getsockname()[1]
+        p = kha("etcd", "status", "--endpoints", f"https://127.0.0.1:{port}",
+                "--dial-timeout", "500ms")
+    assert p.returncode == 69, p.stderr
+    assert "TCP connected, but no TLS handshake within 500ms" in p.stderr, p.stderr
+    assert "no connection within" not in p.stderr

@@ -23,6 +23,7 @@ REPORT_KEYS = {
     "schema", "target", "target_kind", "mode", "started_at", "started_at_unix_us", "duration_ms",
     "elapsed_ms", "rate", "interval_ms", "timeout_ms", "keepalive", "verdict", "exit_code",
     "interrupted", "signal", "aborted", "abort_reason", "slo_percent", "slo_met", "step_failed",
+    "under_floor",
     "probes", "outage", "fault", "latency_ms", "phases", "steps", "rolling", "writes", "kube",
 }
 PROBES_KEYS = {"slots", "sent", "ok", "failed", "missed", "availability_percent",
@@ -280,6 +281,23 @@ def test_tls_client_certificates_and_verification(tmp_path, targets, pki):
     assert r["probes"]["results"]["tls"] == r["probes"]["sent"]
     assert "certificate" in r["probes"]["error_samples"]["tls"].lower()
     assert "first tls" in p.stdout
+
+
+def test_a_drill_that_never_reached_its_target_fails(tmp_path, targets, pki):
+    """No --slo, the wrong CA: every probe fails on TLS; that is exit 5, not 'ok'."""
+    t = targets(tls=pki)
+    p, r = drill(tmp_path, "--target", t.url, "--rate", "20", "--duration", "300ms",
+                 "--cacert", pki["other_crt"])
+    assert p.returncode == 5, p.stdout + p.stderr
+    assert r["verdict"] == "nothing_succeeded" and r["exit_code"] == 5
+    assert r["probes"]["ok"] == 0 and r["under_floor"] is True
+    assert "NOTHING SUCCEEDED: not one probe succeeded" in p.stdout
+    assert "--cacert" in p.stdout and "verdict       nothing_succeeded (exit 5)" in p.stdout
+    assert "20 probes/s for 300ms (" in p.stdout  # the length asked, not a measured 0.29s
+    # the same probes with the right CA pass
+    p, r = drill(tmp_path, "--target", t.url, "--rate", "20", "--duration", "300ms",
+                 "--cacert", pki["ca_crt"])
+    assert p.returncode == 0 and r["verdict"] == "ok" and r["under_floor"] is False
 
 
 def test_tcp_target_sees_refused_connections(netns, tmp_path, targets):
@@ -621,7 +639,18 @@ def test_commands_inherit_no_probe_sockets(tmp_path, targets):
     t = targets(windows=[(t0 - 1, t0 + 60, "hang")])
     p, r = drill(tmp_path, "--target", t.url, "--rate", "100", "--duration", "600ms",
                  "--fault-at", "300ms", "--fault", "ls /proc/self/fd")
-    assert p.returncode == 0, p.stderr
+    assert p.returncode == 5, p.stderr  # no probe answered: nothing_succeeded
     assert r["probes"]["results"]["timeout"] > 0
     # 0, 1, 2 and the directory ls itself opened: nothing of kha's
     assert r["steps"][0]["output"].split() == ["0", "1", "2", "3"]
+
+
+def test_step_names_are_quoted_in_the_logs(tmp_path, targets):
+    t = targets()
+    scenario = tmp_path / "s.yaml"
+    scenario.write_text(f'target: {t.url}\nduration: 400ms\nrate: 20\n'
+                        'steps:\n  - {at: 100ms, run: "true", name: "stop a"}\n')
+    p, r = drill(tmp_path, "--scenario", scenario)
+    assert p.returncode == 0, p.stderr
+    assert 'msg="command started" t=' in p.stderr and 'name="stop a" run=true' in p.stderr
+    assert 'msg="command ended"' in p.stderr and 'name="stop a" result=ok' in p.stderr

@@ -79,3 +79,19 @@ def test_unreachable_cluster_for_the_read_back(tmp_path, etcd_cluster):
     assert r["writes"]["verified"] is False and r["writes"]["error"]
     assert r["verdict"] == "writes_unverified"
     assert "NOT VERIFIED" in p.stdout
+
+
+def test_no_write_acknowledged_is_a_failure(tmp_path, etcd_cluster):
+    """Writes to a wrong port, read back from the real cluster: verified, nothing lost, and
+    still a drill that proved nothing (exit 5), not "ok"."""
+    from conftest import free_port
+    c = etcd_cluster(members=1, tls=False)
+    report = tmp_path / "report.json"
+    p = run_kha("drill", "--write", "--target", f"http://127.0.0.1:{free_port()}",
+                "--endpoints", c.endpoints, "--rate", "20", "--duration", "300ms",
+                "--report", report, timeout=90)
+    r = json.loads(report.read_text())
+    assert p.returncode == 5, p.stdout + p.stderr
+    assert r["verdict"] == "nothing_succeeded" and r["writes"]["acked"] == 0
+    assert r["writes"]["verified"] is True and r["writes"]["lost"] == 0
+    assert "NOTHING SUCCEEDED: not one write was acknowledged" in p.stdout

@@ -80,6 +80,18 @@ def test_three_candidates_one_leader_then_sigkill_and_sigterm_takeover(etcd3, pr
     info = json.loads(p.stdout)
     assert info["leader"]["id"] == child["id"]
     assert info["leader"]["fencing_token"] == int(child["token"])
+    # `elect status`: the leader and the queue behind it
+    p = run_kha("elect", "status", "--election", "sched", *etcd3.client_flags(), "-o", "json")
+    assert p.returncode == 0, p.stderr
+    st = json.loads(p.stdout)
+    assert st["election"] == "sched" and st["leader"]["id"] == child["id"]
+    assert st["leader"]["fencing_token"] == int(child["token"])
+    assert [c["state"] for c in st["candidates"]] == ["holder", "waiter", "waiter"]
+    assert sorted(c["id"] for c in st["candidates"]) == ["a", "b", "c"]
+    assert all(0 <= c["ttl_seconds"] <= TTL for c in st["candidates"])
+    p = run_kha("elect", "status", "--election", "sched", *etcd3.client_flags())
+    assert p.returncode == 0 and p.stdout.startswith(
+        f"election sched: leader {child['id']}, fencing token {child['token']}, 2 waiting")
 
     # SIGKILL of the leader: its child dies with it, a standby takes over after the TTL
     t_kill = time.monotonic_ns()
@@ -301,6 +313,17 @@ def test_leader_and_observe(etcd3, procs, tmp_path):
     assert p.returncode == 1 and "no leader" in p.stdout
     p = run_kha("elect", "--leader", "--election", "obs", *flags, "-o", "json")
     assert p.returncode == 1 and json.loads(p.stdout) == {"election": "obs", "leader": None}
+    p = run_kha("elect", "status", "--election", "obs", *flags, "-o", "json")
+    st = json.loads(p.stdout)
+    assert p.returncode == 1 and st["leader"] is None and st["candidates"] == []
+    p = run_kha("elect", "status", "--election", "obs", *flags)
+    assert p.returncode == 1 and "election obs: no leader" in p.stdout
+    # unreachable: the error is a JSON document too
+    p = run_kha("elect", "status", "--election", "obs", "--endpoints", "127.0.0.1:1", "-o",
+                "json")
+    err = json.loads(p.stdout)
+    assert p.returncode == 69 and err["verdict"] == "error" and err["exit_code"] == 69
+    assert "127.0.0.1:1" in err["error"] and "kha elect status: etcd" in p.stderr
 
     obs = procs.start(["elect", "--observe", "--election", "obs", *flags, "-o", "json"], "obs")
     wait_until(lambda: '"leader": null' in obs.log() or '"leader":null' in obs.log(), 10,

@@ -262,6 +262,41 @@ def test_member_bad_input(etcd_cluster):
     assert p.returncode == 69, p.stderr
 
 
+def test_a_learner_that_never_started(etcd_cluster, new_members):
+    """Added by name, never started: listed as (unstarted), promote waits politely and exits
+    69, and the name it was added with removes it."""
+    c = etcd_cluster(members=1, tls=False)
+    new = new_members(c, "late")
+    p = member(c, "add", "late", "--learner", "--peer-urls", new.peer_url)
+    assert p.returncode == 0, p.stderr
+    p = member(c, "list")
+    row = [line for line in p.stdout.splitlines() if new.peer_url in line]
+    assert len(row) == 1 and row[0].split()[0] == "(unstarted)", p.stdout
+    assert row[0].split()[2:4] == ["learner", "unstarted"], row
+    # the columns line up whatever the URLs' lengths: each row's client URLs (or "-") start
+    # under the header's CLIENT URLS
+    lines = p.stdout.splitlines()
+    col = lines[0].index("CLIENT URLS")
+    for line in lines[1:3]:
+        assert line[col - 2:col] == "  " and line[col] in "h-", (line, lines[0])
+    # the name finds it before it starts; promote waits for the start, one line at most
+    # every 5 s, then gives up with 69 (unavailable)
+    p = member(c, "promote", "late", "--timeout", "3s")
+    assert p.returncode == 69, p.stderr
+    assert "kha etcd member promote: late: member " in p.stderr
+    assert "not ready within 3s: not started yet (start it with the flags" in p.stderr
+    waits = [line for line in p.stderr.splitlines() if "waiting for" in line]
+    assert 1 <= len(waits) <= 2, p.stderr
+    p = member(c, "promote", "late", "--timeout", "1s", "-o", "json")
+    assert p.returncode == 69 and json.loads(p.stdout)["verdict"] == "error"
+    # and removes it by that name
+    p = member(c, "remove", "late")
+    assert p.returncode == 0, p.stderr
+    assert len(members(c)) == 1
+    p = member(c, "remove", "late")
+    assert p.returncode == 64 and "no member named or with id 'late'" in p.stderr
+
+
 def test_force_overrides_a_forceable_rule(etcd_cluster, new_members):
     c = etcd_cluster(members=1, tls=False)
     new = new_members(c, "f1")

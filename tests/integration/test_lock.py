@@ -29,7 +29,7 @@ def lock_args(cluster, name, ident, rec, *extra, slots=1, ttl="2s", hold=0.0, fl
 
 
 def status(cluster, name, *extra):
-    p = run_kha("lock", "--status", "--lock", name, *cluster.client_flags(), "-o", "json",
+    p = run_kha("lock", "status", "--lock", name, *cluster.client_flags(), "-o", "json",
                 *extra)
     assert p.returncode == 0, p.stderr
     return json.loads(p.stdout)
@@ -70,7 +70,10 @@ def test_five_contenders_two_slots_first_come_first_served(etcd3, procs, tmp_pat
 
 def test_crashed_holder_frees_its_slot_after_the_ttl(etcd3, procs, tmp_path):
     rec = Recorder(tmp_path / "rec")
-    h = procs.start(lock_args(etcd3, "reboot", "holder", rec), "holder")
+    from conftest import free_port
+    port = free_port()
+    h = procs.start(lock_args(etcd3, "reboot", "holder", rec, "--metrics-addr",
+                              f"127.0.0.1:{port}"), "holder")
     wait_until(lambda: len(rec.starts()) == 1, 15, "the holder to run", diag=procs.logs)
     w = procs.start(lock_args(etcd3, "reboot", "waiter", rec), "waiter")
     wait_until(lambda: len(status(etcd3, "reboot")["contenders"]) == 2, 10, "the waiter", diag=procs.logs)
@@ -80,8 +83,26 @@ def test_crashed_holder_frees_its_slot_after_the_ttl(etcd3, procs, tmp_path):
     assert st["holders"] == 1
     for c in st["contenders"]:
         assert 0 <= c["ttl_seconds"] <= 2 and c["since"].endswith("Z") and c["slots"] == 1
+        # the fencing token is the key's create revision: the waiter's is the larger
+        assert c["fencing_token"] == c["create_revision"] > 0
+    assert st["contenders"][0]["fencing_token"] < st["contenders"][1]["fencing_token"]
+    # the old --status flag is the same report
     table = run_kha("lock", "--status", "--lock", "reboot", *etcd3.client_flags())
-    assert "holder" in table.stdout and "waiter" in table.stdout, table.stdout
+    assert table.returncode == 0, table.stderr
+    lines = table.stdout.splitlines()
+    assert lines[0].split() == ["POS", "STATE", "ID", "TOKEN", "SINCE", "TTL", "KEY"]
+    assert lines[1].split()[:4] == ["1", "holder", "holder",
+                                    str(st["contenders"][0]["fencing_token"])]
+    assert lines[2].split()[:3] == ["2", "waiter", "waiter"]
+
+    # lock words in the logs and the metrics: a waiter waits for a holder
+    assert "msg=waiting lock=reboot id=waiter holder=holder" in w.log(), w.log()
+    import urllib.request
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+        metrics = r.read().decode()
+    assert "\nkha_lock_is_holder{" in metrics and "kha_lock_is_leader{" in metrics
+    held = [line for line in metrics.splitlines() if line.startswith("kha_lock_is_holder{")]
+    assert len(held) == 1 and held[0].endswith(" 1"), held
 
     child = rec.starts()[0]
     t_kill = time.monotonic_ns()
@@ -94,6 +115,7 @@ def test_crashed_holder_frees_its_slot_after_the_ttl(etcd3, procs, tmp_path):
     rec.assert_safe()
     w.signal(signal.SIGTERM)
     assert w.wait(10) == 0
+    assert "msg=released lock=reboot id=waiter" in w.log()
     assert status(etcd3, "reboot")["contenders"] == []
 
 
@@ -188,12 +210,26 @@ def test_bad_input(etcd3, tmp_path):
         (["lock", "--endpoints", "https://127.0.0.1:1", *etcd3.tls_flags(), "--lock", "x",
           "--dial-timeout", "300ms", *cmd], 69, "etcd"),
         (["lock", "serve", *flags, "--lock", "x", "--listen", "nowhere"], 64, "--listen"),
+        # the word users type first is a subcommand, not COMMAND
+        (["lock", "status", *flags], 64, "kha lock status: --lock is required "
+                                         "(run 'kha lock status --help')"),
+        (["lock", "status", *flags, "--lock", "x", "extra"], 64, "unexpected argument 'extra'"),
     ]
     for args, code, text in cases:
         p = run_kha(*args, timeout=30)
         assert p.returncode == code, f"{args}: {p.returncode} {p.stderr}"
         assert text in p.stderr, f"{args}: {p.stderr}"
     assert not marker.exists()
+    # an unreachable cluster with -o json: the error is a JSON document on stdout
+    p = run_kha("lock", "status", "--lock", "x", "--endpoints", "127.0.0.1:1", "-o", "json")
+    err = json.loads(p.stdout)
+    assert p.returncode == 69 and err == {"verdict": "error", "exit_code": 69,
+                                          "error": err["error"], "command": "kha lock status"}
+    assert "127.0.0.1:1" in err["error"] and "kha lock status: etcd" in p.stderr
+    # each subcommand has its own help
+    assert run_kha("lock", "status", "--help").stdout.startswith("Usage: kha lock status")
+    assert run_kha("lock", "serve", "--help").stdout.startswith("Usage: kha lock serve")
+    assert run_kha("elect", "status", "--help").stdout.startswith("Usage: kha elect status")
 
 
 def test_sighup_reloads_the_config_and_still_reaches_command(etcd3, procs, tmp_path):

@@ -137,6 +137,15 @@ def test_fleetlock_and_kha_lock_share_the_semaphore(etcd3, procs, tmp_path):
     assert len(rec.starts()) == 1
 
 
+def test_healthz_body_is_the_one_every_daemon_serves(etcd3, procs):
+    mport = free_port()
+    _, url = serve(procs, etcd3, "hz", 1, "--metrics-addr", f"127.0.0.1:{mport}")
+    for u in (url, f"http://127.0.0.1:{mport}"):
+        with urllib.request.urlopen(u + "/healthz", timeout=5) as r:
+            assert r.status == 200 and r.read() == b"ok\n", u
+            assert r.headers["Content-Type"].startswith("text/plain"), u
+
+
 def test_groups_are_separate_semaphores(etcd3, procs):
     _, url = serve(procs, etcd3, "grp", 1, "--group", "default", "--group", "workers")
     assert post(url, "/v1/pre-reboot", params("a", "default"))[0] == 200

@@ -267,6 +267,17 @@ def test_status_command(backends, proxy):
     wait_for(lambda: p.backend(bs[1].addr)["state"] == "down", 10, "down")
     r = run_kha("proxy", "status", "--metrics-addr", p.metrics)
     assert r.returncode == 1 and "1 of 2 backends up" in r.stdout
+    # the table: LAST CHECK is whole (it is the diagnosis) and its column lines up
+    lc = json.loads(run_kha("proxy", "status", "--metrics-addr", p.metrics, "-o",
+                            "json").stdout)
+    down = next(b for b in lc["backends"] if b["address"] == bs[1].addr)["last_check"]
+    lines = r.stdout.splitlines()
+    row = next(line for line in lines if line.startswith(bs[1].addr))
+    # (read twice: the numbers in curl's message, "after N ms", may differ)
+    import re
+    text = re.sub(r"\d+", "N", f"{down['result']} ({down['detail']})")
+    col = lines[0].index("LAST CHECK")
+    assert re.sub(r"\d+", "N", row[col:]) == text, (row, text)
     r = run_kha("proxy", "status", "--metrics-addr", f"127.0.0.1:{free_port()}")
     assert r.returncode == 69 and r.stderr.count("\n") == 1
 

@@ -602,6 +602,54 @@ static void test_verdict_and_exit_codes(void **state)
 	kha_drill_report_free(r);
 }
 
+static void test_nothing_succeeded_and_the_floor(void **state)
+{
+	struct kha_drill_report *r = fake_report("xxxxxxxxxxmxxxx", "https://127.0.0.1:1/");
+	struct kha_drill_report *low = fake_report("ooxxxxxxxxxxxxxxxxxxx", "http://x/");
+	char *text = NULL;
+	size_t size = 0;
+	FILE *out;
+
+	(void)state;
+	/* no --slo and not one probe succeeded: a failure of its own, not "ok" */
+	assert_int_equal(kha_drill_report_verdict(r), KHA_DRILL_VERDICT_NOTHING_SUCCEEDED);
+	assert_int_equal(kha_drill_verdict_exit_code(r), KHA_DRILL_EXIT_NOTHING);
+	assert_string_equal(kha_drill_verdict_name(KHA_DRILL_VERDICT_NOTHING_SUCCEEDED),
+			    "nothing_succeeded");
+	out = open_memstream(&text, &size);
+	assert_int_equal(kha_drill_report_print(out, r), 0);
+	fclose(out);
+	assert_non_null(strstr(text, "NOTHING SUCCEEDED: not one probe succeeded"));
+	assert_non_null(strstr(text, "verdict       nothing_succeeded (exit 5)"));
+	free(text);
+	/* with --slo the missed SLO is the verdict */
+	r->slo_percent = 99;
+	assert_int_equal(kha_drill_verdict_exit_code(r), KHA_EXIT_DEGRADED);
+	/* write mode: probes fine, not one write acknowledged */
+	r->slo_percent = -1;
+	r->stats.ok = r->stats.sent;
+	r->writes = (struct kha_drill_writes){.enabled = true, .verified = true, .failed = 10};
+	assert_int_equal(kha_drill_report_verdict(r), KHA_DRILL_VERDICT_NOTHING_SUCCEEDED);
+	r->writes.acked = 1;
+	assert_int_equal(kha_drill_report_verdict(r), KHA_DRILL_VERDICT_OK);
+
+	/* under the floor without --slo: exit 0, but said loudly */
+	assert_true(kha_drill_report_under_floor(low));
+	assert_int_equal(kha_drill_verdict_exit_code(low), 0);
+	out = open_memstream(&text, &size);
+	assert_int_equal(kha_drill_report_print(out, low), 0);
+	fclose(out);
+	assert_non_null(strstr(text, "WARNING       availability 9.524% is under 90%"));
+	free(text);
+	text = kha_drill_report_json(low, false);
+	assert_non_null(strstr(text, "\"under_floor\": true"));
+	free(text);
+	low->slo_percent = 5;
+	assert_false(kha_drill_report_under_floor(low));
+	kha_drill_report_free(low);
+	kha_drill_report_free(r);
+}
+
 static void test_report_json_writes(void **state)
 {
 	struct kha_drill_report *r = fake_report(pattern, "https://127.0.0.1:2379");
@@ -1004,6 +1052,7 @@ int main(void)
 		cmocka_unit_test(test_scenario_set_validates_values),
 		cmocka_unit_test(test_verdict_and_exit_codes),
 		cmocka_unit_test(test_report_json_round_trips),
+		cmocka_unit_test(test_nothing_succeeded_and_the_floor),
 		cmocka_unit_test(test_report_json_writes),
 		cmocka_unit_test(test_svg_is_well_formed),
 		cmocka_unit_test(test_svg_of_empty_report),

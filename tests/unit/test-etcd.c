@@ -757,6 +757,20 @@ static void test_config_flags(void **state)
 	assert_non_null(strstr(d.msg, "--endpoints: endpoint 'ftp://x'"));
 	assert_int_equal(kha_etcd_config_apply_opt(&c, 'o', "json", &d), -ENOENT);
 	kha_etcd_config_release(&c);
+
+	/* as etcdctl: TLS files and no --endpoints dial the default with TLS */
+	assert_int_equal(kha_etcd_config_init(&c), 0);
+	assert_int_equal(kha_etcd_config_apply_opt(&c, KHA_ETCD_OPT_CERT, "/c.crt", &d), 0);
+	assert_int_equal(c.n_endpoints, 1);
+	assert_string_equal(c.endpoints[0], "https://127.0.0.1:2379");
+	assert_int_equal(kha_etcd_config_apply_opt(&c, KHA_ETCD_OPT_CACERT, "/ca.crt", &d), 0);
+	assert_string_equal(c.endpoints[0], "https://127.0.0.1:2379");
+	/* an endpoint given explicitly stays as given, before or after the TLS flags */
+	assert_int_equal(kha_etcd_config_apply_opt(&c, KHA_ETCD_OPT_ENDPOINTS, "http://h:1", &d),
+			 0);
+	assert_int_equal(kha_etcd_config_apply_opt(&c, KHA_ETCD_OPT_CACERT, "/ca2.crt", &d), 0);
+	assert_string_equal(c.endpoints[0], "http://h:1");
+	kha_etcd_config_release(&c);
 }
 
 static void test_config_environment(void **state)
