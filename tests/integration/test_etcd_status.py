@@ -336,8 +336,7 @@ def test_status_unreachable_endpoints_exit_69(blackhole):
     assert elapsed < deadline(1), f"took {elapsed:.1f}s for a 1s dial timeout"
     # (the same endpoint six times fails alike: one error, no "(and 5 more ...)")
     assert p.stderr == (f"kha etcd status: etcd https://127.0.0.1:{blackhole}: no connection "
-                        "within 1s: timed out (check --dial-timeout)
-")
+                        "within 1s: timed out (check --dial-timeout)\n")
 
 
 def test_status_silent_server_is_bounded_by_timeout():
