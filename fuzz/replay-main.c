@@ -3,6 +3,10 @@
  * Replays fuzz inputs without libFuzzer: every file named on the command line, or every file
  * in the directories named, is passed to LLVMFuzzerTestOneInput once. Used by the normal test
  * suite so the seed corpus and past crashers run on every build.
+ *
+ * Exit status: 0 when at least one input was replayed; 1 when an input cannot be read, or when
+ * nothing was replayed at all (an empty or missing corpus would otherwise pass while testing
+ * nothing).
  */
 #include <dirent.h>
 #include <stdint.h>
@@ -54,21 +58,33 @@ int main(int argc, char **argv)
 			DIR *d = opendir(argv[i]);
 			struct dirent *e;
 			char path[4096];
-			while (d && (e = readdir(d))) {
+			if (!d) {
+				fprintf(stderr, "replay: cannot open %s\n", argv[i]);
+				return 1;
+			}
+			while ((e = readdir(d))) {
 				if (e->d_name[0] == '.')
 					continue;
 				snprintf(path, sizeof(path), "%s/%s", argv[i], e->d_name);
-				if (replay_file(path) < 0)
+				if (replay_file(path) < 0) {
+					closedir(d);
 					return 1;
+				}
 				count++;
 			}
-			if (d)
-				closedir(d);
+			closedir(d);
 		} else {
 			if (replay_file(argv[i]) < 0)
 				return 1;
 			count++;
 		}
+	}
+	if (count == 0) {
+		fprintf(stderr,
+			"replay: no inputs in %s: an empty corpus tests nothing; "
+			"add seed files to it\n",
+			argc > 1 ? argv[1] : "(no path given)");
+		return 1;
 	}
 	printf("replayed %d inputs\n", count);
 	return 0;

@@ -14,9 +14,20 @@ else
 		-Db_sanitize=address,undefined -Db_lundef=false -Dc_args=-fsanitize=fuzzer-no-link
 fi
 ninja -C build-fuzz
-for f in build-fuzz/fuzz/fuzz-*; do
-	[ -f "$f" ] && [ -x "$f" ] || continue
-	name=${f##*/fuzz-}
+# every target in fuzz/ runs, from a seed corpus that holds something: an empty or missing corpus
+# (or a target meson no longer builds) is an error, not a quiet pass
+for src in fuzz/fuzz-*.c; do
+	name=$(basename "$src" .c)
+	name=${name#fuzz-}
+	f=build-fuzz/fuzz/fuzz-$name
+	if [ ! -x "$f" ]; then
+		echo "fuzz.sh: $f not built (from $src)" >&2
+		exit 1
+	fi
+	if [ -z "$(ls -A "fuzz/corpus/$name" 2>/dev/null)" ]; then
+		echo "fuzz.sh: fuzz/corpus/$name is empty or missing: add seed inputs for $src" >&2
+		exit 1
+	fi
 	echo "=== fuzz $name for ${secs}s"
 	mkdir -p "build-fuzz/corpus-$name"
 	"$f" -max_total_time="$secs" -artifact_prefix=fuzz/ "build-fuzz/corpus-$name" "fuzz/corpus/$name"

@@ -1,18 +1,22 @@
 # SPDX-License-Identifier: MIT
-"""Shared fixtures: the kha binary under test, running it with sanitizer checks, free ports.
+"""Shared fixtures: the kha binary under test, running it with sanitizer checks; the run's
+rules (strict mode, the report scripts/test.sh prints).
 
 Fixtures that start real components (etcd members, TLS servers, namespaces) live in helper
-modules next to this file (kha_testlib/) and always stop what they started, even on failure.
+modules next to this file (kha_testlib/) and always stop what they started, even on failure;
+kha_testlib/process.py holds the harness they share (Daemon, wait_for, deadline, free_port).
 """
+import json
 import os
-import socket
 import subprocess
+import time
 
 import pytest
 
+from kha_testlib.process import (SANITIZER_MARKERS, STRICT, assert_no_sanitizer_report,  # noqa: F401
+                                 free_port)
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
-                     "SUMMARY: UndefinedBehaviorSanitizer")
 
 
 def kha_bin():
@@ -28,11 +32,6 @@ def tool_bin(name):
     return os.path.join(build, "tests", "tools", name)
 
 
-def assert_no_sanitizer_report(text, what="kha"):
-    for marker in SANITIZER_MARKERS:
-        assert marker not in text, f"{what}: sanitizer report:\n{text}"
-
-
 def run_kha(*args, timeout=30, check_sanitizer=True, **kw):
     """Runs kha with args; returns CompletedProcess (text). Fails the test on a sanitizer report."""
     proc = subprocess.run([kha_bin(), *map(str, args)], capture_output=True, text=True,
@@ -40,13 +39,6 @@ def run_kha(*args, timeout=30, check_sanitizer=True, **kw):
     if check_sanitizer:
         assert_no_sanitizer_report(proc.stderr, "kha " + " ".join(map(str, args)))
     return proc
-
-
-def free_port(host="127.0.0.1"):
-    """A TCP port that was free a moment ago (bind to 0, read it back)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
@@ -73,3 +65,42 @@ def pytest_collection_modifyitems(config, items):
     """Tests marked early run first: pytest-xdist hands tests out in collection order, so a
     long test collected last would run alone at the end."""
     items.sort(key=lambda item: 0 if item.get_closest_marker("early") else 1)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Under KHA_TEST_STRICT=1 a skip is a failure: on the project's machine and in CI every
+    prerequisite is there, and a test that does not run must not read as a pass."""
+    outcome = yield
+    rep = outcome.get_result()
+    if STRICT and rep.skipped and not hasattr(rep, "wasxfail"):
+        reason = rep.longrepr[2] if isinstance(rep.longrepr, tuple) else str(rep.longrepr)
+        rep.outcome = "failed"
+        rep.longrepr = f"skipped under KHA_TEST_STRICT=1, where nothing may skip: {reason}"
+
+
+def pytest_sessionstart(session):
+    session.config._kha_t0 = time.monotonic()
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """Writes what ran, what was skipped and why, to $KHA_TEST_REPORT (JSON) for the summary
+    line of scripts/test.sh."""
+    path = os.environ.get("KHA_TEST_REPORT")
+    if not path or hasattr(config, "workerinput"):
+        return
+    stats = terminalreporter.stats
+
+    def count(key):
+        return len([r for r in stats.get(key, []) if getattr(r, "when", "call") in
+                    ("call", "setup", "teardown", "collect")])
+
+    skipped = []
+    for r in stats.get("skipped", []):
+        reason = r.longrepr[2] if isinstance(r.longrepr, tuple) else str(r.longrepr)
+        skipped.append({"test": r.nodeid, "reason": reason.removeprefix("Skipped: ")})
+    report = {"passed": len([r for r in stats.get("passed", []) if r.when == "call"]),
+              "failed": count("failed") + count("error"), "skipped": skipped,
+              "seconds": time.monotonic() - getattr(config, "_kha_t0", time.monotonic())}
+    with open(path, "w") as f:
+        json.dump(report, f)

@@ -535,6 +535,7 @@ def test_entry_not_tls(tmp_path):
 def test_node_proxy_backends(tmp_path):
     """A real kha proxy in front of real TLS backends: what it sees of the masters."""
     from kha_testlib.backends import Backend, ProxyProc, make_pki, wait_for
+    from kha_testlib.process import stop_all
     from conftest import kha_bin
     pki = make_pki(tmp_path / "pki")
     bs = [Backend("tls", f"b{i}", pki) for i in range(2)]
@@ -574,10 +575,11 @@ def test_node_proxy_backends(tmp_path):
         p = audit("--proxy", f"127.0.0.1:{free_port()}")
         assert p.returncode == EXIT_UNAVAILABLE, p.stderr
     finally:
-        for x in procs:
-            x.stop()
-        for b in bs:
-            b.close()
+        try:
+            stop_all(procs)  # gracefully, checked (exit code, sanitizer report)
+        finally:
+            for b in bs:
+                b.close()
 
 
 def test_all_sources_together(etcd3, kubeapi, tmp_path):

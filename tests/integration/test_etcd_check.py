@@ -1,9 +1,12 @@
 # SPDX-License-Identifier: MIT
 """kha etcd check consistency on real etcd 3.4 members: a healthy cluster under write load and
 compactions passes (the common revision is one every member has, above the compaction); a
-dead member makes the check incomplete (exit 1); bad input. Divergent and compacted-away
-members are covered by tests/unit/test-etcdops-consistency.c on recorded replies."""
+dead member makes the check incomplete (exit 1); a member whose data diverged for real (its
+database changed on disk) is named; bad input. Ties and compacted-away members are covered by
+tests/unit/test-etcdops-consistency.c on recorded replies."""
+import base64
 import json
+import os
 import threading
 
 from conftest import run_kha
@@ -15,6 +18,39 @@ def check(c, *args):
     p = run_kha("etcd", "check", "consistency", "-o", "json", *c.client_flags(), *args)
     assert p.stdout, p.stderr
     return p, json.loads(p.stdout)
+
+
+def test_a_member_whose_data_diverged_is_named(etcd_cluster):
+    """One value in member 2's database is changed on disk while it is stopped, as a bad disk
+    would: bbolt has no page checksums and etcd 3.4 does not check at start (its corruption
+    checks are off by default), so member 2 comes back and serves the changed value. The check
+    must name it, and only it."""
+    c = etcd_cluster(members=3, tls=False)
+    fill_keys(c, 50)
+    before, after = b"value-before-0123456789", b"VALUE-AFTER!-0123456789"
+    _post(c.member(0).client_url + "/v3/kv/put", {"key": b64("diverge/x"),
+                                                   "value": base64.b64encode(before).decode()})
+    p, rep = check(c)
+    assert p.returncode == 0 and rep["verdict"] == "consistent", p.stdout
+    c.stop(2)  # graceful: its backend is committed to the file
+    db = os.path.join(c.member(2).data_dir, "member", "snap", "db")
+    raw = open(db, "rb").read()
+    assert before in raw
+    with open(db, "wb") as f:
+        f.write(raw.replace(before, after))  # same length: only the value changes
+    c.start(2)
+    got = c.gateway("/v3/kv/range", {"key": b64("diverge/x"), "serializable": True}, member=2)
+    assert base64.b64decode(got["kvs"][0]["value"]) == after, "member 2 serves its own disk"
+    p, rep = check(c)
+    assert p.returncode == 2, p.stdout + p.stderr
+    assert rep["verdict"] == "diverged" and rep["agreeing"] == 2 and rep["compared"] == 3
+    states = {m["name"]: m["state"] for m in rep["members"]}
+    assert states == {"etcd-0": "ok", "etcd-1": "ok", "etcd-2": "diverged"}, rep
+    assert "etcd-2" in rep["summary"] and "etcd-0" not in rep["summary"]
+    assert "kha etcd member replace" in rep["summary"]  # what to do next
+    # the human report says the same
+    p = run_kha("etcd", "check", "consistency", *c.client_flags())
+    assert p.returncode == 2 and "etcd-2" in p.stdout + p.stderr
 
 
 class Writer(threading.Thread):

@@ -15,6 +15,7 @@ import threading
 import pytest
 
 from conftest import assert_no_sanitizer_report, free_port, kha_bin
+from kha_testlib.process import stop_all
 from kha_testlib.kubeapi import DEFAULT_TOKEN, MICROTIME_RE, KubeAPI, TestPKI, wait_until
 from kha_testlib.kubeprobe import Discovery, clean_env, probe, probe_bin
 
@@ -49,8 +50,9 @@ def discovery():
         started.append(d)
         return d
     yield start
-    for d in started:
-        d.kill()
+    # each one the test left running is stopped the checked way: a crash before teardown, a
+    # bad exit or a sanitizer report fails the test (after every one was stopped)
+    stop_all(started)
 
 
 def list_requests(api):

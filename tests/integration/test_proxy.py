@@ -5,7 +5,6 @@ import os
 import signal
 import socket
 import ssl
-import subprocess
 import threading
 import time
 
@@ -14,6 +13,7 @@ import pytest
 from conftest import assert_no_sanitizer_report, kha_bin, run_kha
 from kha_testlib.backends import (Backend, ProxyProc, Stream, client_context, free_port,
                                   https_request, make_pki, pattern, wait_for)
+from kha_testlib.process import assert_not_spinning, deadline, stop_all
 
 
 @pytest.fixture(scope="session")
@@ -54,18 +54,8 @@ def proxy(tmp_path, pki):
         return p.start() if start else p
 
     yield make
-    # stop every proxy before asserting on any: a failed assertion must not leave one running
-    rcs = []
-    for p in started:
-        if p.proc and p.proc.poll() is None:
-            rcs.append((p.stop(), p))
-        else:
-            p.kill()
-            p.stderr_text = p.read_err()
-    for p in started:
-        assert_no_sanitizer_report(p.stderr_text, "kha proxy")
-    for rc, p in rcs:
-        assert rc == 0, p.stderr_text
+    # every proxy is stopped (gracefully, checked) before any failure is raised
+    stop_all(started)
 
 
 def all_up(p, n):
@@ -257,7 +247,7 @@ def test_drain_timeout_closes_what_is_left(backends, proxy, pki):
     p.signal(signal.SIGTERM)
     assert s.closed_within(10)
     assert p.proc.wait(timeout=10) == 0
-    assert time.monotonic() - t0 < 8
+    assert time.monotonic() - t0 < deadline(0.3)
     s.close()
 
 
@@ -489,12 +479,6 @@ def test_clients_closing_without_a_byte_do_not_make_backends_suspect(backends, p
     assert b["state"] == "up" and b["retries"] == 0, b
 
 
-def cpu_seconds(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def test_out_of_fds_pauses_accepting_and_recovers(backends, proxy):
     bs = backends(1, kind="tcp")
     # --max-conns above what the descriptors allow: the kernel's EMFILE is the limit here
@@ -510,10 +494,9 @@ def test_out_of_fds_pauses_accepting_and_recovers(backends, proxy):
         wait_for(lambda: "accept paused" in p.read_err(), 10, "accepting paused")
         # the admin server still answers the liveness probe, on the descriptor it keeps
         assert [_health(p) for _ in range(10)] == [200] * 10
-        # paused, not spinning on a listener that stays readable
-        cpu0 = cpu_seconds(p.proc.pid)
-        time.sleep(1)
-        assert cpu_seconds(p.proc.pid) - cpu0 < 0.5
+        # paused, not spinning on a listener that stays readable (the scheduler's count of
+        # running + runnable time sees a spinner even when the machine starves it)
+        assert_not_spinning(p.proc.pid, "kha proxy with accepting paused")
         # descriptors come back as connections close: the clients left waiting are served
         for c in conns[:20]:
             c.close()

@@ -6,8 +6,9 @@ import os
 
 import pytest
 
-from conftest import assert_no_sanitizer_report, kha_bin
+from conftest import kha_bin
 from kha_testlib.backends import Backend, ProxyProc, Stream, make_pki, wait_for
+from kha_testlib.process import stop_all
 from kha_testlib.kubeapi import KubeAPI, TestPKI
 
 
@@ -24,20 +25,12 @@ def env(tmp_path):
         yield pki, bs, api, procs
     finally:
         # stop everything before asserting: a failed assertion must not leave servers running
-        rcs = []
-        for p in procs:
-            if p.proc and p.proc.poll() is None:
-                rcs.append((p.stop(), p))
-            else:
-                p.kill()
-                p.stderr_text = p.read_err()
-        api.stop()
-        for b in bs:
-            b.close()
-        for p in procs:
-            assert_no_sanitizer_report(p.stderr_text, "kha proxy")
-        for rc, p in rcs:
-            assert rc == 0, p.stderr_text
+        try:
+            stop_all(procs)
+        finally:
+            api.stop()
+            for b in bs:
+                b.close()
 
 
 def live(p):
@@ -86,5 +79,5 @@ def test_bad_kubeconfig_is_a_clear_error(tmp_path):
     bad.write_text("apiVersion: v1\nkind: Config\nclusters: 7\n")
     r = run_kha("proxy", "--listen", "127.0.0.1:0", "--backend", "127.0.0.1:1",
                 "--metrics-addr", "off", "--kubeconfig", str(bad))
-    assert r.returncode in (65, 78), r.stderr
+    assert r.returncode == 65, r.stderr  # a kubeconfig that does not parse (docs/proxy.md)
     assert r.stderr.startswith("kha proxy: --kubeconfig") and r.stderr.count("\n") == 1

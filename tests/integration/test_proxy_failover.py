@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from conftest import assert_no_sanitizer_report, kha_bin
+from conftest import kha_bin
 from kha_testlib.backends import Backend, ProxyProc, https_request, make_pki, wait_for
 
 
@@ -36,12 +36,14 @@ def proxy_over_three(pki, tmp_path, args, name="b"):
         for b in bs:
             with contextlib.suppress(ProcessLookupError):
                 b.signal(signal.SIGCONT)
-        rc = p.stop() if p else 0
-        for b in bs:
-            b.close()
-        if p:
-            assert_no_sanitizer_report(p.stderr_text, "kha proxy")
-            assert rc == 0, p.stderr_text
+        # stop everything before asserting: a failed assertion must not leave (frozen)
+        # backends running
+        try:
+            if p:
+                p.stop()  # gracefully, checked (exit code, sanitizer report)
+        finally:
+            for b in bs:
+                b.close()
 
 
 @pytest.fixture(params=["300ms"])

@@ -9,6 +9,7 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -437,11 +438,14 @@ static int maintenance_steps(struct selftest *t, const struct kha_etcd_config *c
 	};
 	struct kha_snapshot_save_result res = {};
 	uint32_t hash = 0;
+	bool gateway_has_hash_kv;
 	int r;
 
 	r = kha_etcd_status(t->c, &s, &t->d);
 	CHECK(r == 0 && s.version[0] == '3' && s.leader && s.db_size > 0 && s.raft_index > 0,
 	      "status");
+	/* etcd 3.4's gateway does not map HashKV (kha_etcd_hash_kv says so); later ones do */
+	gateway_has_hash_kv = strncmp(s.version, "3.4.", 4) != 0;
 	kha_etcd_status_release(&s);
 	r = kha_etcd_alarm_list(t->c, &al, &t->d);
 	CHECK(r == 0 && al.n_alarms == 0, "alarm list");
@@ -450,7 +454,10 @@ static int maintenance_steps(struct selftest *t, const struct kha_etcd_config *c
 	r = kha_etcd_hash(t->c, &hash, &h, &t->d);
 	CHECK(r == 0 && h.revision > 0, "hash");
 	r = kha_etcd_hash_kv(t->c, 0, &hk, &t->d);
-	CHECK(r == 0 || r == -EOPNOTSUPP, "hash kv gave %d", r);
+	if (gateway_has_hash_kv)
+		CHECK(r == 0 && hk.header.revision > 0, "hash kv gave %d", r);
+	else
+		CHECK(r == -EOPNOTSUPP, "hash kv on etcd 3.4 gave %d, not -EOPNOTSUPP", r);
 	kha_diag_clear(&t->d);
 	r = kha_etcd_new_endpoint(cfg, kha_etcd_endpoint(t->c), &one, &t->d);
 	CHECK(r == 0 && kha_etcd_defragment(one, &t->d) == 0, "defragment");

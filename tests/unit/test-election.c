@@ -15,33 +15,11 @@
 
 #include "kha/election.h"
 #include "kha/file.h"
+#include "fake-clock.h"
 #include "kha/banned.h"
 
 #define MS KHA_USEC_PER_MSEC
 #define S  KHA_USEC_PER_SEC
-
-static uint64_t fake_now;
-
-static uint64_t fake_clock(void *userdata)
-{
-	(void)userdata;
-	return fake_now;
-}
-
-static int setup_clock(void **state)
-{
-	(void)state;
-	fake_now = 1000 * S;
-	kha_clock_set_fake(fake_clock, NULL);
-	return 0;
-}
-
-static int teardown_clock(void **state)
-{
-	(void)state;
-	kha_clock_set_fake(NULL, NULL);
-	return 0;
-}
 
 /* ---- fencing -------------------------------------------------------------------------------- */
 
@@ -900,22 +878,22 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_fence_rejects_deadline_not_below_ttl,
-						setup_clock, teardown_clock),
+						fake_clock_setup, fake_clock_teardown),
 		cmocka_unit_test_setup_teardown(test_fence_counts_from_the_renewal_start,
-						setup_clock, teardown_clock),
-		cmocka_unit_test_setup_teardown(test_fence_kill_before_expiry, setup_clock,
-						teardown_clock),
-		cmocka_unit_test_setup_teardown(test_fence_call_timeout_within_budget, setup_clock,
-						teardown_clock),
+						fake_clock_setup, fake_clock_teardown),
+		cmocka_unit_test_setup_teardown(test_fence_kill_before_expiry, fake_clock_setup,
+						fake_clock_teardown),
+		cmocka_unit_test_setup_teardown(test_fence_call_timeout_within_budget,
+						fake_clock_setup, fake_clock_teardown),
 		cmocka_unit_test_setup_teardown(
-			test_step_fences_command_before_the_lease_can_expire, setup_clock,
-			teardown_clock),
+			test_step_fences_command_before_the_lease_can_expire, fake_clock_setup,
+			fake_clock_teardown),
 		cmocka_unit_test_setup_teardown(test_step_new_session_or_loss_stops_command,
-						setup_clock, teardown_clock),
-		cmocka_unit_test_setup_teardown(test_step_restart_backs_off, setup_clock,
-						teardown_clock),
+						fake_clock_setup, fake_clock_teardown),
+		cmocka_unit_test_setup_teardown(test_step_restart_backs_off, fake_clock_setup,
+						fake_clock_teardown),
 		cmocka_unit_test_setup_teardown(test_step_sigterm_stops_command_then_quits,
-						setup_clock, teardown_clock),
+						fake_clock_setup, fake_clock_teardown),
 		cmocka_unit_test(test_elect_key_is_etcdctl_format),
 		cmocka_unit_test(test_sem_position_orders_by_create_revision),
 		cmocka_unit_test(test_lock_value_round_trip),
@@ -928,16 +906,16 @@ int main(void)
 		cmocka_unit_test(test_fleetlock_handle_checks_before_etcd),
 		cmocka_unit_test(test_fleetlock_groups_map_to_locks),
 		cmocka_unit_test(test_fleetlock_binds_ids_and_groups),
-		cmocka_unit_test_setup_teardown(test_lease_create_when_absent, setup_clock,
-						teardown_clock),
+		cmocka_unit_test_setup_teardown(test_lease_create_when_absent, fake_clock_setup,
+						fake_clock_teardown),
 		cmocka_unit_test_setup_teardown(test_lease_takeover_waits_for_observed_expiry,
-						setup_clock, teardown_clock),
-		cmocka_unit_test_setup_teardown(test_lease_uses_the_record_duration, setup_clock,
-						teardown_clock),
-		cmocka_unit_test_setup_teardown(test_lease_released_is_free_at_once, setup_clock,
-						teardown_clock),
-		cmocka_unit_test_setup_teardown(test_lease_holder_renews_and_releases, setup_clock,
-						teardown_clock),
+						fake_clock_setup, fake_clock_teardown),
+		cmocka_unit_test_setup_teardown(test_lease_uses_the_record_duration,
+						fake_clock_setup, fake_clock_teardown),
+		cmocka_unit_test_setup_teardown(test_lease_released_is_free_at_once,
+						fake_clock_setup, fake_clock_teardown),
+		cmocka_unit_test_setup_teardown(test_lease_holder_renews_and_releases,
+						fake_clock_setup, fake_clock_teardown),
 		cmocka_unit_test(test_backup_gate_needs_a_recent_verified_file),
 	};
 

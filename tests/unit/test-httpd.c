@@ -17,6 +17,7 @@
 #include <openssl/x509.h>
 
 #include "kha/httpd.h"
+#include "fake-clock.h"
 #include "kha/banned.h"
 
 static void test_parse_request_line_and_headers(void **state)
@@ -207,14 +208,6 @@ static void test_server_routes(void **state)
 	kha_loop_free(loop);
 }
 
-static uint64_t fake_now;
-
-static uint64_t fake_clock(void *userdata)
-{
-	(void)userdata;
-	return fake_now;
-}
-
 static void test_server_times_out_slow_clients(void **state)
 {
 	struct kha_loop *loop;
@@ -225,8 +218,7 @@ static void test_server_times_out_slow_clients(void **state)
 	int fd;
 
 	(void)state;
-	fake_now = 1;
-	kha_clock_set_fake(fake_clock, NULL);
+	fake_clock_install();
 	assert_int_equal(kha_loop_new(&loop), 0);
 	assert_int_equal(kha_httpd_new(loop, "127.0.0.1:0", NULL, &d, &h), 0);
 	fd = connect_to(kha_httpd_port(h));
@@ -242,7 +234,7 @@ static void test_server_times_out_slow_clients(void **state)
 	close(fd);
 	kha_httpd_free(h);
 	kha_loop_free(loop);
-	kha_clock_set_fake(NULL, NULL);
+	fake_clock_teardown(NULL);
 }
 
 static void test_server_bind_errors_are_named(void **state)
@@ -542,8 +534,7 @@ static void test_server_tls_with_client_certificates(void **state)
 	tls_exchange(loop, &tc);
 	assert_null(strstr(tc.answer, "HTTP/1.1"));
 	/* a handshake that stalls is closed at the deadline, whatever it trickles */
-	fake_now = 1;
-	kha_clock_set_fake(fake_clock, NULL);
+	fake_clock_install();
 	fd = connect_to(kha_httpd_port(h));
 	kha_ignore(kha_loop_run_once(loop, 10)); /* accepted at 1 */
 	for (int i = 0; i < 10; i++) {
@@ -560,7 +551,7 @@ static void test_server_tls_with_client_certificates(void **state)
 		kha_ignore(kha_loop_run_once(loop, 10));
 	assert_int_equal(recv(fd, buf, sizeof(buf), MSG_DONTWAIT), 0);
 	close(fd);
-	kha_clock_set_fake(NULL, NULL);
+	fake_clock_teardown(NULL);
 	/* bad files are named by the flag given */
 	cfg = (struct kha_tls_server_config){
 		.cert = "/nonexistent", .key = tls_pem, .cert_flag = "--serve-cert"};

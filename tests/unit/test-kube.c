@@ -211,6 +211,7 @@ static void test_kubeconfig_errors_name_file_and_field(void **state)
 	static const struct {
 		const char *yaml;
 		const char *want;
+		int err; /* 0: -EINVAL (the file is wrong); a missing file it names: -ENOENT */
 	} cases[] = {
 		{"", "empty file"},
 		{"- a\n- b\n", "expected a mapping"},
@@ -236,7 +237,7 @@ static void test_kubeconfig_errors_name_file_and_field(void **state)
 		{"current-context: x\ncontexts:\n- name: x\n  context: {cluster: c}\n"
 		 "clusters:\n- name: c\n  cluster: {server: 'https://x', "
 		 "certificate-authority: missing.crt}\n",
-		 "certificate-authority: "},
+		 "certificate-authority: ", -ENOENT},
 		{"current-context: x\ncontexts:\n- name: x\n  context: {cluster: c}\n"
 		 "clusters:\n- name: c\n  cluster: {server: 'https://x', "
 		 "insecure-skip-tls-verify: maybe}\n",
@@ -256,7 +257,7 @@ static void test_kubeconfig_errors_name_file_and_field(void **state)
 		{"current-context: x\ncontexts:\n- name: x\n  context: {cluster: c, user: u}\n"
 		 "clusters:\n- name: c\n  cluster: {server: 'https://x'}\n"
 		 "users:\n- name: u\n  user: {tokenFile: nope}\n",
-		 "users[\"u\"].user.tokenFile: "},
+		 "users[\"u\"].user.tokenFile: ", -ENOENT},
 		{"current-context: x\ncontexts:\n- name: x\n  context: {cluster: c, user: u}\n"
 		 "clusters:\n- name: c\n  cluster: {server: 'https://x'}\n"
 		 "users:\n- name: u\n  user: {client-key: garbage, client-certificate: admin.crt}\n",
@@ -278,7 +279,7 @@ static void test_kubeconfig_errors_name_file_and_field(void **state)
 
 		if (r == 0 || !strstr(d.msg, cases[i].want) || !strstr(d.msg, where))
 			fail_msg("case %zu: r=%d msg=%s", i, r, d.msg);
-		assert_true(r == -EINVAL || r == -ENOENT);
+		assert_int_equal(r, cases[i].err ? cases[i].err : -EINVAL);
 		assert_null(cfg);
 	}
 }

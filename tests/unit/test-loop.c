@@ -10,30 +10,8 @@
 #include <cmocka.h>
 
 #include "kha/loop.h"
+#include "fake-clock.h"
 #include "kha/banned.h"
-
-static uint64_t fake_now;
-
-static uint64_t fake_clock(void *userdata)
-{
-	(void)userdata;
-	return fake_now;
-}
-
-static int setup_clock(void **state)
-{
-	(void)state;
-	fake_now = 1000000;
-	kha_clock_set_fake(fake_clock, NULL);
-	return 0;
-}
-
-static int teardown_clock(void **state)
-{
-	(void)state;
-	kha_clock_set_fake(NULL, NULL);
-	return 0;
-}
 
 struct record {
 	int order[64];
@@ -329,13 +307,13 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_timer_fires_at_deadline_on_fake_clock,
-						setup_clock, teardown_clock),
-		cmocka_unit_test_setup_teardown(test_timer_heap_orders_many_timers, setup_clock,
-						teardown_clock),
-		cmocka_unit_test_setup_teardown(test_timer_repeats_and_cancels, setup_clock,
-						teardown_clock),
+						fake_clock_setup, fake_clock_teardown),
+		cmocka_unit_test_setup_teardown(test_timer_heap_orders_many_timers,
+						fake_clock_setup, fake_clock_teardown),
+		cmocka_unit_test_setup_teardown(test_timer_repeats_and_cancels, fake_clock_setup,
+						fake_clock_teardown),
 		cmocka_unit_test_setup_teardown(test_timer_rearmed_at_now_waits_for_next_pass,
-						setup_clock, teardown_clock),
+						fake_clock_setup, fake_clock_teardown),
 		cmocka_unit_test(test_io_removed_during_dispatch_is_not_called),
 		cmocka_unit_test(test_io_self_removal_and_level_vs_edge),
 		cmocka_unit_test(test_signal_through_signalfd),

@@ -25,10 +25,14 @@ import socketserver
 import ssl
 import subprocess
 import sys
-import threading
 import time
 import urllib.parse
 import urllib.request
+
+# run as a script (the backend servers), this folder's parent is not on the path yet
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from kha_testlib.pki import LOOPBACK_SANS, issue_cert, make_ca  # noqa: E402
+from kha_testlib.process import Daemon, deadline, free_port, wait_for  # noqa: F401 (re-exported)  # noqa: E402
 
 PATTERN_BLOCK = bytes(range(256)) * 256
 
@@ -41,33 +45,10 @@ def pattern(n):
 
 def make_pki(directory, ips=()):
     """A CA and a server certificate for 127.0.0.1, localhost and ips; returns dict of paths."""
-    d = str(directory)
-    os.makedirs(d, exist_ok=True)
-    paths = {k: os.path.join(d, k) for k in ("ca.key", "ca.crt", "server.key", "server.csr",
-                                              "server.crt", "ext.cnf")}
-
-    def run(*args):
-        subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=60)
-
-    run("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-        "-keyout", paths["ca.key"], "-out", paths["ca.crt"], "-days", "2", "-subj",
-        "/CN=kha-test-ca")
-    run("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout",
-        paths["server.key"], "-out", paths["server.csr"], "-subj", "/CN=kube-apiserver")
-    with open(paths["ext.cnf"], "w") as f:
-        sans = "".join(f",IP:{ip}" for ip in ips)
-        f.write(f"subjectAltName=IP:127.0.0.1,DNS:localhost{sans}\n"
-                "extendedKeyUsage=serverAuth\n")
-    run("x509", "-req", "-in", paths["server.csr"], "-CA", paths["ca.crt"], "-CAkey",
-        paths["ca.key"], "-CAcreateserial", "-out", paths["server.crt"], "-days", "2",
-        "-extfile", paths["ext.cnf"])
-    return {"ca": paths["ca.crt"], "cert": paths["server.crt"], "key": paths["server.key"]}
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    ca, ca_key = make_ca(directory, "kha-test-ca", base="ca")
+    cert, key = issue_cert(directory, "server", ca, ca_key, client=False, cn="kube-apiserver",
+                           sans=(*LOOPBACK_SANS, *(f"IP:{ip}" for ip in ips)))
+    return {"ca": ca, "cert": cert, "key": key}
 
 
 class Backend:
@@ -271,7 +252,8 @@ if __name__ == "__main__":
 # ---- driving kha proxy ----
 
 class ProxyProc:
-    """A kha proxy process on free ports; stderr goes to a file read at stop."""
+    """A kha proxy process on free ports, run as a kha_testlib.process.Daemon: its output goes
+    to a file; stop() stops it gracefully and fails on a bad exit or a sanitizer report."""
 
     def __init__(self, kha_bin, args, workdir, listen_port=None, metrics_port=None):
         self.port = listen_port or free_port()
@@ -281,22 +263,24 @@ class ProxyProc:
         self.args = [kha_bin, "proxy", "--listen", self.listen, "--metrics-addr", self.metrics,
                      *map(str, args)]
         self.errpath = os.path.join(str(workdir), f"proxy-{self.port}.err")
-        self.proc = None
+        self.daemon = None
         self.stderr_text = ""
 
+    @property
+    def proc(self):
+        return self.daemon.proc if self.daemon else None
+
     def start(self, timeout=15):
-        self.errfile = open(self.errpath, "w")
-        self.proc = subprocess.Popen(self.args, stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.DEVNULL, stderr=self.errfile,
-                                     start_new_session=True)
-        wait_for(lambda: self.proc.poll() is not None or self.try_status() is not None, timeout,
-                 "kha proxy admin endpoint")
-        if self.proc.poll() is not None:
-            raise RuntimeError(f"kha proxy exited {self.proc.returncode}: {self.read_err()}")
+        self.daemon = Daemon(self.args, self.errpath, name=f"kha proxy {self.listen}")
+        wait_for(lambda: not self.daemon.alive() or self.try_status() is not None,
+                 deadline(timeout), "kha proxy admin endpoint")
+        if not self.daemon.alive():
+            rc = self.daemon.wait(5)
+            raise RuntimeError(f"kha proxy exited {rc}: {self.read_err()}")
         return self
 
     def read_err(self):
-        with open(self.errpath) as f:
+        with open(self.errpath, errors="replace") as f:
             return f.read()
 
     def try_status(self):
@@ -322,42 +306,22 @@ class ProxyProc:
             return r.read().decode()
 
     def signal(self, sig):
-        os.kill(self.proc.pid, sig)
+        self.daemon.signal(sig)
 
-    def stop(self, timeout=20):
-        """SIGTERM, wait, return the exit code; the stderr text is kept in stderr_text."""
-        if self.proc is None:
+    def stop(self):
+        """SIGTERM, wait, check (Daemon.stop); returns the exit code, keeps the output in
+        stderr_text. None when it was never started."""
+        if self.daemon is None:
             return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-                raise AssertionError("kha proxy did not stop on SIGTERM")
-        self.errfile.close()
-        self.stderr_text = self.read_err()
-        return self.proc.returncode
+        try:
+            return self.daemon.stop()
+        finally:
+            self.stderr_text = self.read_err()
 
     def kill(self):
-        if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
-        if self.proc:
-            self.errfile.close()
-
-
-def wait_for(cond, timeout, what="condition", interval=0.02):
-    """Polls cond() until it returns a true value (returned) or the deadline passes (fails)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        v = cond()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
+        """SIGKILL on purpose (the harness then expects that death)."""
+        if self.daemon and self.daemon.alive():
+            self.daemon.kill()
 
 
 def client_context(ca):

@@ -3,10 +3,14 @@
 
 Run as a program (a separate process, so a test can SIGSTOP it):
     drill_target.py --port P [--cert C --key K [--client-ca CA]] [--fail-file F]
-                    [--window FROM,TO,MODE]...
+                    [--window FROM,TO,MODE]... [--events FILE]
 MODE is "503" (answer 503), "refuse" (close the listening socket: connections are refused) or
 "hang" (accept, never answer). FROM/TO are CLOCK_REALTIME seconds (time.time()). While the file
-given by --fail-file exists, its content (one of the modes) applies too. GET /stats answers
+given by --fail-file exists, its content (one of the modes) applies too. --events appends
+"closed T0 T1" and "listening T0 T1" (time.time(): it happened between T0 and T1) each time
+the listener really closes and reopens,
+the ground truth of a "refuse" window (the server loop may act late on a loaded machine).
+GET /stats answers
 {"connections": N, "requests": M, "failed": K}. Prints "ready" on stdout once listening.
 
 As a module: DrillTarget (start/stop a target process), make_pki (a test CA with the openssl
@@ -64,6 +68,12 @@ class Server:
                 pass
         return None
 
+    def event(self, what, before):
+        """Records that `what` happened between `before` and now."""
+        if self.args.events:
+            with open(self.args.events, "a") as f:
+                f.write(f"{what} {before:.6f} {time.time():.6f}\n")
+
     def listen(self):
         s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -78,12 +88,16 @@ class Server:
         while True:
             if self.mode() == "refuse":
                 if lsock is not None:
+                    before = time.time()
                     lsock.close()
                     lsock = None
+                    self.event("closed", before)
                 time.sleep(0.001)
                 continue
             if lsock is None:
+                before = time.time()
                 lsock = self.listen()
+                self.event("listening", before)
             sel = selectors.DefaultSelector()
             sel.register(lsock, selectors.EVENT_READ)
             ready = sel.select(timeout=0.002)
@@ -158,6 +172,7 @@ def main():
     p.add_argument("--client-ca")
     p.add_argument("--fail-file")
     p.add_argument("--window", action="append")
+    p.add_argument("--events")
     args = p.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
     Server(args).serve_forever()
@@ -169,10 +184,13 @@ def main():
 class DrillTarget:
     """Starts drill_target.py on a free port; stop() kills it (also when SIGSTOPped)."""
 
-    def __init__(self, port, tls=None, fail_file=None, windows=(), client_ca=None):
+    def __init__(self, port, tls=None, fail_file=None, windows=(), client_ca=None, events=None):
         self.port = port
         self.tls = tls
+        self.events_path = events
         cmd = [sys.executable, os.path.abspath(__file__), "--port", str(port)]
+        if events:
+            cmd += ["--events", events]
         if tls:
             cmd += ["--cert", tls["server_crt"], "--key", tls["server_key"]]
             if client_ca:
@@ -209,6 +227,11 @@ class DrillTarget:
         scheme = "https" if self.tls else "http"
         return f"{scheme}://127.0.0.1:{self.port}/readyz"
 
+    def events(self):
+        """[(what, earliest, latest)] the server recorded (--events), times from time.time()."""
+        with open(self.events_path) as f:
+            return [(w, float(a), float(b)) for w, a, b in (line.split() for line in f)]
+
     def stats(self):
         """Counts from the server (plain HTTP targets only)."""
         with socket.create_connection(("127.0.0.1", self.port), timeout=5) as s:
@@ -233,35 +256,17 @@ class DrillTarget:
 
 
 def make_pki(directory):
-    """A test CA, a server certificate for 127.0.0.1 and a client certificate (openssl CLI)."""
-    d = str(directory)
-    paths = {k: os.path.join(d, v) for k, v in {
-        "ca_key": "ca.key", "ca_crt": "ca.crt", "server_key": "server.key",
-        "server_csr": "server.csr", "server_crt": "server.crt", "client_key": "client.key",
-        "client_csr": "client.csr", "client_crt": "client.crt", "ext": "server.ext",
-        "cext": "client.ext", "other_key": "other.key", "other_crt": "other.crt"}.items()}
-
-    def run(*args):
-        subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=60)
-
-    run("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-        "-keyout", paths["ca_key"], "-out", paths["ca_crt"], "-days", "2", "-subj",
-        "/CN=kha drill test CA")
-    # a second CA nobody trusts, to provoke verification failures
-    run("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-        "-keyout", paths["other_key"], "-out", paths["other_crt"], "-days", "2", "-subj",
-        "/CN=someone else")
-    with open(paths["ext"], "w") as f:
-        f.write("subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n")
-    with open(paths["cext"], "w") as f:
-        f.write("extendedKeyUsage=clientAuth\n")
-    for who, ext in (("server", "ext"), ("client", "cext")):
-        run("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-            "-keyout", paths[f"{who}_key"], "-out", paths[f"{who}_csr"], "-subj", f"/CN={who}")
-        run("x509", "-req", "-in", paths[f"{who}_csr"], "-CA", paths["ca_crt"], "-CAkey",
-            paths["ca_key"], "-CAcreateserial", "-out", paths[f"{who}_crt"], "-days", "2",
-            "-extfile", paths[ext])
-    return paths
+    """A test CA, a server certificate for 127.0.0.1, a client certificate, and a second CA
+    nobody trusts (to provoke verification failures); returns a dict of paths."""
+    from kha_testlib.pki import issue_cert, make_ca
+    p = {}
+    p["ca_crt"], p["ca_key"] = make_ca(directory, "kha drill test CA", base="ca")
+    p["other_crt"], p["other_key"] = make_ca(directory, "someone else", base="other")
+    p["server_crt"], p["server_key"] = issue_cert(directory, "server", p["ca_crt"], p["ca_key"],
+                                                  client=False)
+    p["client_crt"], p["client_key"] = issue_cert(directory, "client", p["ca_crt"],
+                                                  p["ca_key"], server=False, sans=())
+    return p
 
 
 if __name__ == "__main__":

@@ -6,16 +6,18 @@
   flock on one of N slot files while it runs: a child that finds every slot taken logs
   "OVERLAP". The flock is the kernel's own, exact detector of two children alive at once (the
   lock goes with the process, even on SIGKILL); the intervals are checked as well.
-* ``KhaProc``: a kha process in its own process group, stderr to a file, always killed.
-* ``wait_until``: poll a condition with a deadline (never a bare sleep).
+* ``KhaProc``: a kha process run by the harness (kha_testlib.process.Daemon): stopped gracefully
+  and checked (exit code, sanitizer report read after the exit).
+* ``wait_until``: kha_testlib.process.wait_for under its older name.
 """
 import os
-import signal
 import subprocess
 import sys
 import time
 
-from conftest import assert_no_sanitizer_report, kha_bin
+from conftest import kha_bin
+from kha_testlib.process import Daemon, stop_all
+from kha_testlib.process import wait_for as wait_until  # noqa: F401 (the tests' name for it)
 
 CHILD = r'''
 import fcntl, os, signal, sys, time
@@ -49,19 +51,6 @@ if hold > 0:
 while True:
     time.sleep(3600)
 '''
-
-
-def wait_until(cond, timeout=10.0, what="condition", interval=0.02, diag=None):
-    """Polls cond() until true (returned); on timeout fails, with diag() (e.g. logs) appended."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = cond()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            extra = f"\n{diag()}" if diag else ""
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}{extra}")
-        time.sleep(interval)
 
 
 class Recorder:
@@ -152,60 +141,33 @@ def pid_alive(pid):
         return False
 
 
-class KhaProc:
-    """A kha process in its own process group; stderr to a file."""
+class KhaProc(Daemon):
+    """A kha process (a kha_testlib.process.Daemon): in its own process group, output to a
+    file; close() stops it gracefully and fails on a crash, a bad exit or a sanitizer report."""
 
-    def __init__(self, args, log_path, env=None):
-        self.args = [kha_bin(), *map(str, args)]
-        self.log_path = str(log_path)
-        self._log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(self.args, stdin=subprocess.DEVNULL, stdout=self._log,
-                                     stderr=subprocess.STDOUT, start_new_session=True,
-                                     env=env)
-        self.pid = self.proc.pid
-
-    def log(self):
-        with open(self.log_path, errors="replace") as f:
-            return f.read()
-
-    def alive(self):
-        return self.proc.poll() is None
-
-    def signal(self, sig):
-        try:
-            os.kill(self.pid, sig)
-        except ProcessLookupError:
-            pass
+    def __init__(self, args, log_path, env=None, ok_codes=(0,)):
+        args = [str(a) for a in args]
+        super().__init__([kha_bin(), *args], log_path, name=f"kha {' '.join(args[:1])} "
+                         f"({os.path.basename(str(log_path))})", env=env, ok_codes=ok_codes)
+        self.args = self.argv
 
     def kill_group(self):
-        try:
-            os.killpg(self.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
+        """SIGKILL to the whole group on purpose (kha and the child it runs)."""
+        self.killed = True
+        self._killpg()
 
     def wait(self, timeout=15):
+        """Waits for an exit the test caused and returns its code; on a timeout the group is
+        killed and the test fails."""
         try:
-            return self.proc.wait(timeout=timeout)
+            return super().wait(timeout)
         except subprocess.TimeoutExpired:
             self.kill_group()
             self.proc.wait(timeout=10)
             raise
 
-    def close(self, check_sanitizer=True):
-        if self.alive():
-            self.signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                pass
-        self.kill_group()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            pass
-        self._log.close()
-        if check_sanitizer:
-            assert_no_sanitizer_report(self.log(), " ".join(self.args))
+    def close(self):
+        self.stop()
 
 
 class Procs:
@@ -215,8 +177,8 @@ class Procs:
         self.dir = str(directory)
         self.procs = []
 
-    def start(self, args, name, env=None):
-        p = KhaProc(args, os.path.join(self.dir, f"{name}.log"), env=env)
+    def start(self, args, name, env=None, ok_codes=(0,)):
+        p = KhaProc(args, os.path.join(self.dir, f"{name}.log"), env=env, ok_codes=ok_codes)
         self.procs.append(p)
         return p
 
@@ -225,12 +187,5 @@ class Procs:
         return "\n".join(f"--- {p.log_path}\n{p.log()}" for p in self.procs)
 
     def close(self):
-        errors = []
-        for p in self.procs:
-            try:
-                p.close()
-            except AssertionError as e:
-                errors.append(str(e))
-        self.procs = []
-        if errors:
-            raise AssertionError("\n".join(errors))
+        procs, self.procs = self.procs, []
+        stop_all(procs)

@@ -38,70 +38,22 @@ import signal
 import ssl
 import subprocess
 import tempfile
-import time
 import urllib.error
 import urllib.request
 
 import pytest
+
+from kha_testlib.pki import LOOPBACK_SANS, issue_cert, make_ca  # noqa: F401 (re-exported)
+from kha_testlib.process import free_port, wait_for
 
 ETCD = os.environ.get("KHA_ETCD_BIN", "/usr/bin/etcd")
 ETCDCTL = os.environ.get("KHA_ETCDCTL_BIN", "/usr/bin/etcdctl")
 START_DEADLINE = 30.0
 
 
-_handed_out = set()
-
-
 def _free_port():
-    """A loopback port free a moment ago and never handed out before by this process (the
-    kernel may give the same ephemeral port twice in a row once the probe socket is closed, as
-    it once did for one member's client and peer ports)."""
-    import socket
-    while True:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        if port not in _handed_out:
-            _handed_out.add(port)
-            return port
-
-
-def _openssl(*args, cwd):
-    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True, timeout=30)
-
-
-def make_ca(directory, name="kha-test-ca"):
-    """Creates a self-signed EC CA in directory; returns (cert_path, key_path)."""
-    os.makedirs(directory, exist_ok=True)
-    crt = os.path.join(directory, f"{name}.crt")
-    key = os.path.join(directory, f"{name}.key")
-    _openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-             "-nodes", "-keyout", key, "-out", crt, "-days", "2", "-subj", f"/CN={name}",
-             "-addext", "basicConstraints=critical,CA:TRUE",
-             "-addext", "keyUsage=critical,keyCertSign,cRLSign", cwd=directory)
-    return crt, key
-
-
-def issue_cert(directory, name, ca_crt, ca_key, server=True, client=True,
-               sans=("IP:127.0.0.1", "DNS:localhost")):
-    """Signs an EC certificate for name with the CA; returns (cert_path, key_path)."""
-    crt = os.path.join(directory, f"{name}.crt")
-    key = os.path.join(directory, f"{name}.key")
-    csr = os.path.join(directory, f"{name}.csr")
-    ext = os.path.join(directory, f"{name}.ext")
-    eku = ",".join(u for u, on in (("serverAuth", server), ("clientAuth", client)) if on)
-    with open(ext, "w") as f:
-        f.write("basicConstraints=CA:FALSE\n"
-                "keyUsage=critical,digitalSignature,keyEncipherment\n"
-                f"extendedKeyUsage={eku}\n")
-        if sans:
-            f.write(f"subjectAltName={','.join(sans)}\n")
-    _openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-             "-nodes", "-keyout", key, "-out", csr, "-subj", f"/CN={name}", cwd=directory)
-    _openssl("x509", "-req", "-in", csr, "-CA", ca_crt, "-CAkey", ca_key, "-CAcreateserial",
-             "-out", crt, "-days", "2", "-extfile", ext, cwd=directory)
-    os.chmod(key, 0o600)
-    return crt, key
+    """kha_testlib.process.free_port (under the name older tests import)."""
+    return free_port()
 
 
 class Member:
@@ -116,6 +68,8 @@ class Member:
         scheme = "https" if cluster.tls else "http"
         self.client_url = f"{scheme}://127.0.0.1:{self.client_port}"
         self.peer_url = f"{scheme}://127.0.0.1:{self.peer_port}"
+        # also on each loopback alias of the cluster (kha_testlib.partition cuts one of them)
+        self.alias_urls = [f"{scheme}://{a}:{self.client_port}" for a in cluster.aliases]
         self.data_dir = os.path.join(cluster.dir, f"{self.name}.data")
         self.log_path = os.path.join(cluster.dir, f"{self.name}.log")
         self.cert = self.key = None
@@ -129,7 +83,7 @@ class Member:
     def command(self):
         c = self.cluster
         args = [ETCD, "--name", self.name, "--data-dir", self.data_dir,
-                "--listen-client-urls", self.client_url,
+                "--listen-client-urls", ",".join([self.client_url, *self.alias_urls]),
                 "--advertise-client-urls", self.client_url,
                 "--listen-peer-urls", self.peer_url,
                 "--initial-advertise-peer-urls", self.peer_url,
@@ -186,12 +140,13 @@ class EtcdCluster:
     """A real etcd cluster; see the module docstring."""
 
     def __init__(self, base_dir, members=3, tls=True, client_cert_auth=True, extra_args=(),
-                 start=True):
+                 start=True, aliases=()):
         os.makedirs(str(base_dir), exist_ok=True)
         self.dir = tempfile.mkdtemp(prefix="etcd-", dir=str(base_dir))
         self.tls = tls
         self.client_cert_auth = client_cert_auth and tls
         self.extra_args = tuple(extra_args)
+        self.aliases = tuple(aliases)  # more loopback addresses every member also serves on
         self.token = os.path.basename(self.dir)
         self.ca = self.ca_key = self.cert = self.key = None
         self.members = [Member(self, i) for i in range(members)]
@@ -206,7 +161,8 @@ class EtcdCluster:
         os.makedirs(pki)
         self.ca, self.ca_key = make_ca(pki)
         for m in self.members:
-            m.cert, m.key = issue_cert(pki, m.name, self.ca, self.ca_key)
+            m.cert, m.key = issue_cert(pki, m.name, self.ca, self.ca_key,
+                                       sans=(*LOOPBACK_SANS, *(f"IP:{a}" for a in self.aliases)))
         self.cert, self.key = issue_cert(pki, "root", self.ca, self.ca_key, server=False,
                                          sans=())
 
@@ -327,14 +283,8 @@ class EtcdCluster:
         return int(st.get("leader", "0")) != 0
 
     def _wait(self, cond, deadline, what):
-        end = time.monotonic() + deadline
-        while True:
-            if cond():
-                return
-            if time.monotonic() > end:
-                logs = "\n".join(f"--- {m.name}\n{m.log_tail()}" for m in self.members)
-                raise TimeoutError(f"etcd: timed out waiting for {what}\n{logs}")
-            time.sleep(0.05)
+        wait_for(cond, deadline, f"etcd: {what}", interval=0.05,
+                 diag=lambda: "\n".join(f"--- {m.name}\n{m.log_tail()}" for m in self.members))
 
     def wait_healthy(self, deadline=START_DEADLINE):
         """Waits until every running member answers and they agree on one leader that is itself

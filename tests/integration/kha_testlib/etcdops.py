@@ -14,15 +14,12 @@ import hashlib
 import json
 import os
 import signal
-import ssl
 import subprocess
-import time
 import urllib.error
 import urllib.request
 
-import pytest
-
 from kha_testlib.etcd import ETCD, ETCDCTL, _free_port  # noqa: F401
+from kha_testlib.process import wait_for
 
 VALUE_MIB = 1 << 20
 
@@ -34,15 +31,13 @@ def b64(s):
 
 
 def poll(fn, deadline=20.0, what="condition", interval=0.05):
-    """Calls fn() until it returns a true value and returns it; fails after the deadline."""
-    end = time.monotonic() + deadline
-    last = None
-    while time.monotonic() < end:
-        last = fn()
-        if last:
-            return last
-        time.sleep(interval)
-    pytest.fail(f"timed out waiting for {what}; last: {last!r}")
+    """kha_testlib.process.wait_for, with the last value fn() gave in the failure message."""
+    last = [None]
+
+    def attempt():
+        last[0] = fn()
+        return last[0]
+    return wait_for(attempt, deadline, what, interval=interval, diag=lambda: f"last: {last[0]!r}")
 
 
 def _post(url, body, ctx=None, timeout=30):
@@ -129,8 +124,8 @@ def sha256_file(path):
 class Etcd:
     """A standalone etcd process (own process group), stopped by close()."""
 
-    def __init__(self, args, log_path):
-        self.args = [ETCD, *args]
+    def __init__(self, args, log_path, binary=ETCD):
+        self.args = [binary, *args]
         self.log_path = log_path
         log = open(log_path, "ab")
         try:
@@ -193,3 +188,25 @@ def tls_member_args(c, cert, key):
     if c.client_cert_auth:
         args.append("--client-cert-auth")
     return args
+
+
+def restore_and_serve(tmp_path, snap, name="restored"):
+    """Restores snap with etcdctl into a new data dir and starts a real member on it."""
+    peer, client = _free_port(), _free_port()
+    peer_url, client_url = f"http://127.0.0.1:{peer}", f"http://127.0.0.1:{client}"
+    data = str(tmp_path / f"{name}.data")
+    etcdctl("snapshot", "restore", snap, "--data-dir", data, "--name", name,
+            "--initial-cluster", f"{name}={peer_url}", "--initial-advertise-peer-urls",
+            peer_url, "--initial-cluster-token", "restored")
+    e = Etcd(["--name", name, "--data-dir", data, "--listen-client-urls", client_url,
+              "--advertise-client-urls", client_url, "--listen-peer-urls", peer_url,
+              "--initial-advertise-peer-urls", peer_url,
+              "--initial-cluster", f"{name}={peer_url}", "--initial-cluster-token", "restored",
+              "--logger", "zap", "--log-outputs", "stderr"],
+             str(tmp_path / f"{name}.log"))
+    try:
+        wait_answering(client_url, member=e)
+    except BaseException:
+        e.close()
+        raise
+    return e, client_url

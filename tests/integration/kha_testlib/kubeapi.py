@@ -46,32 +46,17 @@ import re
 import select
 import socket
 import ssl
-import subprocess
 import threading
 import time
 import urllib.parse
 import uuid
 
+from kha_testlib.pki import issue_cert, make_ca
+from kha_testlib.process import wait_for as wait_until  # noqa: F401 (the tests' name for it)
+
 DEFAULT_TOKEN = "kha-test-token"
 MICROTIME_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}(Z|[+-]\d\d:\d\d)$")
 DNS1123_RE = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
-
-
-def wait_until(cond, timeout=10.0, what="condition", interval=0.02):
-    """Polls cond() until it returns a true value (returned), or fails after timeout seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = cond()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
-
-
-def _openssl(*args, cwd=None):
-    subprocess.run(["openssl", *map(str, args)], check=True, cwd=cwd,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=30)
 
 
 class TestPKI:
@@ -89,13 +74,7 @@ class TestPKI:
     def __init__(self, directory, name="kha-test-ca", server_sans=DEFAULT_SANS,
                  client_cn="kha-admin", client_org="system:masters"):
         self.dir = str(directory)
-        os.makedirs(self.dir, exist_ok=True)
-        self.ca_cert = os.path.join(self.dir, "ca.crt")
-        self.ca_key = os.path.join(self.dir, "ca.key")
-        _openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-                 "-nodes", "-keyout", self.ca_key, "-out", self.ca_cert, "-days", "2",
-                 "-subj", f"/CN={name}", "-addext", "basicConstraints=critical,CA:TRUE",
-                 "-addext", "keyUsage=critical,keyCertSign,cRLSign")
+        self.ca_cert, self.ca_key = make_ca(self.dir, name, base="ca")
         self.server_sans = tuple(server_sans)
         self.server_cert, self.server_key = self.issue(
             "server", "kube-apiserver", sans=self.server_sans, usage="serverAuth")
@@ -104,23 +83,8 @@ class TestPKI:
 
     def issue(self, base, cn, sans=(), org=None, usage="serverAuth"):
         """Issues a certificate signed by this CA; returns (cert path, key path)."""
-        cert = os.path.join(self.dir, base + ".crt")
-        key = os.path.join(self.dir, base + ".key")
-        csr = os.path.join(self.dir, base + ".csr")
-        ext = os.path.join(self.dir, base + ".ext")
-        subj = f"/CN={cn}" + (f"/O={org}" if org else "")
-        with open(ext, "w", encoding="ascii") as f:
-            f.write("basicConstraints=critical,CA:FALSE\n"
-                    "keyUsage=critical,digitalSignature,keyEncipherment\n"
-                    f"extendedKeyUsage={usage}\n")
-            if sans:
-                f.write("subjectAltName=" + ",".join(sans) + "\n")
-        _openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-                 "-nodes", "-keyout", key, "-out", csr, "-subj", subj)
-        _openssl("x509", "-req", "-in", csr, "-CA", self.ca_cert, "-CAkey", self.ca_key,
-                 "-CAcreateserial", "-days", "2", "-out", cert, "-extfile", ext)
-        os.chmod(key, 0o600)
-        return cert, key
+        return issue_cert(self.dir, base, self.ca_cert, self.ca_key, cn=cn, org=org, sans=sans,
+                          server=usage == "serverAuth", client=usage == "clientAuth")
 
 
 def status_object(code, reason, message, details=None):

@@ -80,7 +80,10 @@ class Discovery:
                           f", stderr {self.stderr!r})")
 
     def stop(self, timeout=10):
-        """SIGTERM; the stop fd must end discovery promptly and cleanly."""
+        """SIGTERM; the stop fd must end discovery promptly and cleanly. Idempotent."""
+        if getattr(self, "stopped", False):
+            return
+        self.stopped = True
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
         try:

@@ -1,9 +1,12 @@
 # SPDX-License-Identifier: MIT
 """What the namespace labs share (vrrp_lab, bgp_lab): namespaces created and always deleted,
-processes started inside them with a log each, and killed at the end, also after a failure."""
+processes started inside them with a log each, and stopped at the end, also after a failure
+(kha gracefully and checked, the peers around it killed)."""
 import os
 import signal
 import subprocess
+
+from kha_testlib.process import Daemon, stop_all
 
 
 def sh(*args, check=True, timeout=20, input=None):
@@ -16,7 +19,7 @@ class NetnsLab:
     """Subclasses set self.tmpdir, then call self.ns() for each namespace they create."""
 
     def __init__(self):
-        self.procs = []  # (name, Popen, log path)
+        self.procs = []  # (name, Daemon, log path)
         self._namespaces = []
 
     def ns(self, name):
@@ -24,51 +27,45 @@ class NetnsLab:
         self._namespaces.append(name)
         sh("ip", "-n", name, "link", "set", "lo", "up")
 
-    def spawn(self, ns, name, argv, env=None, group=False, stdout=None):
-        """Starts argv in namespace ns, output to a log (stdout: a file of its own instead);
-        group: in a process group of its own (for daemons that fork, such as keepalived:
-        kill_group() then stops them all)."""
+    def spawn(self, ns, name, argv, env=None, group=False, stdout=None, ok_codes=(0,)):
+        """Starts argv in namespace ns as a kha_testlib.process.Daemon, output to a log (stdout:
+        a file of its own instead), in a process group of its own (kill_group() reaches what a
+        forking daemon such as keepalived starts; `group` is kept for older callers).
+        kha itself is stopped the checked way at close() (SIGTERM, exit code in ok_codes, log
+        scanned after the exit); the peers and stand-ins around it are killed."""
         log = os.path.join(self.tmpdir, f"{name}.log")
-        f = open(log, "ab")
-        p = subprocess.Popen(["ip", "netns", "exec", ns, *map(str, argv)],
-                             stdout=stdout or f, stderr=f if stdout else subprocess.STDOUT,
-                             stdin=subprocess.DEVNULL, env=env, start_new_session=group)
-        p.group = group
-        f.close()
+        p = Daemon(["ip", "netns", "exec", ns, *map(str, argv)], log, name=name, env=env,
+                   ok_codes=ok_codes, stdout=stdout)
+        p.checked = os.path.basename(str(argv[0])) == "kha"
+        p.group = True
         self.procs.append((name, p, log))
         return p
 
     def log(self, p):
-        for _, q, path in self.procs:
-            if q is p:
-                with open(path, errors="replace") as f:
-                    return f.read()
-        return ""
+        return p.log()
 
     @staticmethod
     def kill_group(p, sig=signal.SIGKILL):
+        """A signal to p's whole process group (a forking daemon and its children)."""
+        if sig == signal.SIGKILL:
+            p.killed = True
+        elif sig in (signal.SIGTERM, signal.SIGINT):
+            p.asked = True
         try:
             os.killpg(p.pid, sig)
         except ProcessLookupError:
             pass
 
     def close(self):
-        for _, p, _ in self.procs:
-            if p.group:
-                self.kill_group(p)
-            elif p.poll() is None:
-                try:
-                    p.send_signal(signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-        for _, p, _ in self.procs:
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                pass
-        for ns in reversed(self._namespaces):
-            sh("ip", "netns", "del", ns, check=False)
-        self._namespaces = []
+        """Stops every process (kha checked, see spawn) and deletes the namespaces; fails after
+        the cleanup if a kha daemon crashed, hung, exited badly or reported a sanitizer error."""
+        procs, self.procs = [p for _, p, _ in self.procs], []
+        try:
+            stop_all(procs, lambda p: p.stop() if p.checked else p.kill())
+        finally:
+            for ns in reversed(self._namespaces):
+                sh("ip", "netns", "del", ns, check=False)
+            self._namespaces = []
 
     def __enter__(self):
         return self

@@ -17,7 +17,7 @@ import os
 import tempfile
 import textwrap
 
-from kha_testlib.backends import wait_for  # noqa: F401 (tests and bench-vip use it)
+from kha_testlib.process import wait_for  # noqa: F401 (tests and bench-vip use it)
 from kha_testlib.netns import NetnsLab, sh  # noqa: F401 (tests use sh)
 
 _counter = itertools.count()
