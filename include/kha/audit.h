@@ -194,6 +194,10 @@ struct kha_audit_pod {
 	char *phase;	  /* status.phase, "" when absent */
 	bool ready;	  /* status.conditions[type=Ready].status == "True" */
 	bool terminating; /* metadata.deletionTimestamp set */
+	/* from its first container's command and args ("--flag=value" or "--flag value"), as a
+	 * kubeadm static pod's mirror pod shows them: */
+	int leader_elect;   /* --leader-elect: 1 true, 0 false, -1 not given (default true) */
+	char *etcd_servers; /* --etcd-servers, NULL when not given */
 };
 
 struct kha_audit_pod_list {
@@ -251,6 +255,21 @@ int kha_audit_check_component(const char *id, const char *component,
 			      const struct kha_kube_lease *lease, const char *lease_err,
 			      const struct kha_audit_pod_list *pods, const char *pods_err,
 			      int64_t now_us, struct kha_audit_report *r) KHA_WUR;
+
+/*
+ * The control-plane flags that decide whether a copy is a single point of failure, read from
+ * the pods of component (kubeadm's static pods, through their mirror pods):
+ * <id>-leader-elect for kube-controller-manager / kube-scheduler: a copy with
+ * --leader-elect=false is critical (two copies would both act); apiserver-etcd-servers for
+ * kube-apiserver: every copy reaching etcd through the same single non-loopback member is
+ * critical (that member is the control plane's single point of failure), one copy doing so a
+ * warning; a single loopback member (kubeadm's stacked etcd: each apiserver with its own
+ * master's member) and several members are ok. No pods (not run as pods, or pods NULL): no
+ * finding. id is the check prefix.
+ */
+int kha_audit_check_flags(const char *id, const char *component,
+			  const struct kha_audit_pod_list *pods,
+			  struct kha_audit_report *r) KHA_WUR;
 
 /* ==== the entry point's certificate ======================================================== */
 

@@ -587,6 +587,141 @@ int kha_audit_check_component(const char *id, const char *component,
 	return ret < 0 ? ret : component_instances(id, component, pods, pods_err, r);
 }
 
+/* ---- control-plane flags (from the mirror pods of kubeadm's static pods) ----------------- */
+
+/* Whether every URL of a comma-separated list is on loopback; *ret_n gets their count. */
+static bool etcd_urls_loopback(const char *list, size_t *ret_n)
+{
+	bool loop = true;
+	size_t n = 0;
+
+	for (const char *s = list; s && *s;) {
+		const char *end = strchr(s, ','), *host = strstr(s, "://");
+		size_t len = end ? (size_t)(end - s) : strlen(s);
+
+		host = host && host < s + len ? host + 3 : s;
+		if (len) {
+			n++;
+			loop &= strncmp(host, "127.", 4) == 0 ||
+				strncmp(host, "localhost", 9) == 0 ||
+				strncmp(host, "[::1]", 5) == 0;
+		}
+		s = end ? end + 1 : NULL;
+	}
+	*ret_n = n;
+	return loop;
+}
+
+static int flags_leader_elect(const char *id, const char *component,
+			      const struct kha_audit_pod_list *pods, struct kha_audit_report *r)
+{
+	char check[64], subject[128], finding[768], fix[512];
+	size_t n = 0, off = 0;
+
+	snprintf(check, sizeof(check), "%s-leader-elect", id);
+	snprintf(subject, sizeof(subject), "kube-system/component=%s", component);
+	finding[0] = '\0';
+	for (size_t i = 0; i < pods->n; i++) {
+		const struct kha_audit_pod *p = &pods->items[i];
+
+		if (p->terminating)
+			continue;
+		n++;
+		if (p->leader_elect == 0 && off < sizeof(finding))
+			off += (size_t)snprintf(finding + off, sizeof(finding) - off, "%s%s@%s",
+						off ? ", " : "", p->name,
+						p->node[0] ? p->node : "?");
+	}
+	if (!n)
+		return 0;
+	if (off) {
+		char list[512];
+
+		snprintf(list, sizeof(list), "%s", finding);
+		snprintf(finding, sizeof(finding),
+			 "%s runs with --leader-elect=false (%s): with a second copy both act "
+			 "(two controllers fighting over every object)",
+			 component, list);
+		snprintf(fix, sizeof(fix),
+			 "set --leader-elect=true (the default) in "
+			 "/etc/kubernetes/manifests/%s.yaml on that master",
+			 component);
+		return kha_audit_add(r, check, subject, KHA_AUDIT_CRITICAL, finding, fix, NULL,
+				     NULL);
+	}
+	snprintf(finding, sizeof(finding), "every %s elects a leader (%zu %s)", component, n,
+		 n == 1 ? "copy" : "copies");
+	return kha_audit_add(r, check, subject, KHA_AUDIT_OK, finding, NULL, NULL, NULL);
+}
+
+static int flags_etcd_servers(const struct kha_audit_pod_list *pods, struct kha_audit_report *r)
+{
+	const char *check = "apiserver-etcd-servers",
+		   *subject = "kube-system/component=kube-apiserver";
+	const char *same = NULL;
+	char finding[768], fix[512];
+	size_t n = 0, single_remote = 0, given = 0;
+	bool all_same = true;
+
+	for (size_t i = 0; i < pods->n; i++) {
+		const struct kha_audit_pod *p = &pods->items[i];
+		size_t urls;
+
+		if (p->terminating)
+			continue;
+		n++;
+		if (!p->etcd_servers)
+			continue;
+		given++;
+		if (etcd_urls_loopback(p->etcd_servers, &urls) || urls != 1) {
+			all_same = false;
+			continue;
+		}
+		single_remote++;
+		if (same && strcmp(same, p->etcd_servers) != 0)
+			all_same = false;
+		same = p->etcd_servers;
+	}
+	if (!n || !given)
+		return 0;
+	snprintf(fix, sizeof(fix),
+		 "list every etcd member in --etcd-servers (comma-separated) in "
+		 "/etc/kubernetes/manifests/kube-apiserver.yaml on each master");
+	if (single_remote == n && all_same && same) {
+		snprintf(
+			finding, sizeof(finding),
+			"every kube-apiserver (%zu) reaches etcd through one member only (%s): when "
+			"it fails, the whole API fails",
+			n, same);
+		return kha_audit_add(r, check, subject, KHA_AUDIT_CRITICAL, finding, fix, NULL,
+				     NULL);
+	}
+	if (single_remote) {
+		snprintf(
+			finding, sizeof(finding),
+			"%zu of %zu kube-apiservers reach etcd through one remote member only: each "
+			"fails with that member",
+			single_remote, n);
+		return kha_audit_add(r, check, subject, KHA_AUDIT_WARNING, finding, fix, NULL,
+				     NULL);
+	}
+	snprintf(finding, sizeof(finding),
+		 "each kube-apiserver (%zu) lists several etcd members, or its own master's "
+		 "(stacked etcd)",
+		 n);
+	return kha_audit_add(r, check, subject, KHA_AUDIT_OK, finding, NULL, NULL, NULL);
+}
+
+int kha_audit_check_flags(const char *id, const char *component,
+			  const struct kha_audit_pod_list *pods, struct kha_audit_report *r)
+{
+	if (!pods)
+		return 0;
+	if (strcmp(component, "kube-apiserver") == 0)
+		return flags_etcd_servers(pods, r);
+	return flags_leader_elect(id, component, pods, r);
+}
+
 /* ---- collection ----------------------------------------------------------------------------- */
 
 /* Errors that say the API itself could not be reached (as opposed to one object). */
@@ -757,6 +892,28 @@ static int collect_component(struct kha_kube_client *c, const char *id, const ch
 	ret = kha_audit_check_component(id, component, have_lease ? &lease : NULL,
 					lease_err[0] ? lease_err : NULL, have_pods ? &pods : NULL,
 					have_pods ? NULL : pods_err, (int64_t)kha_wall_us(), r);
+	if (ret >= 0 && id)
+		ret = kha_audit_check_flags(id, component, have_pods ? &pods : NULL, r);
+	kha_audit_pod_list_release(&pods);
+	return ret;
+}
+
+/* The apiservers' static pods: their --etcd-servers (nothing reported when none is a pod). */
+static int collect_apiserver_flags(struct kha_kube_client *c, struct kha_audit_report *r)
+{
+	struct kha_audit_pod_list pods = {};
+	struct kha_diag d = {};
+	char err[KHA_DIAG_MAX + 64] = "";
+	json_t *j = NULL;
+	int ret = 0;
+
+	if (get_json(c,
+		     "/api/v1/namespaces/kube-system/pods?labelSelector=component%3Dkube-apiserver",
+		     &j, err, sizeof(err)) < 0)
+		return 0; /* the instance count comes from default/kubernetes; no flags to read */
+	if (kha_audit_pod_list_from_json(j, &pods, &d) == 0)
+		ret = kha_audit_check_flags("apiserver", "kube-apiserver", &pods, r);
+	json_decref(j);
 	kha_audit_pod_list_release(&pods);
 	return ret;
 }
@@ -783,6 +940,8 @@ int kha_audit_collect_kube(struct kha_kube_client *c, const char *entry, struct 
 		ret = collect_component(c, "controller-manager", "kube-controller-manager", r);
 	if (ret >= 0)
 		ret = collect_component(c, "scheduler", "kube-scheduler", r);
+	if (ret >= 0)
+		ret = collect_apiserver_flags(c, r);
 	if (ret >= 0 && ret_apiservers) {
 		*ret_apiservers = set;
 		set = (struct kha_kube_endpoint_set){};

@@ -534,6 +534,76 @@ static void pod_release(void *item)
 	free(p->namespace);
 	free(p->node);
 	free(p->phase);
+	free(p->etcd_servers);
+}
+
+/* The flags of interest in one command-line word w (and next, for "--flag value"). */
+static int pod_flag(struct kha_audit_pod *p, const char *w, const char *next, bool *ret_used_next)
+{
+	static const char le[] = "--leader-elect", es[] = "--etcd-servers";
+	const size_t nle = sizeof(le) - 1, nes = sizeof(es) - 1;
+	const char *v = NULL;
+
+	*ret_used_next = false;
+	if (strncmp(w, le, nle) == 0 && (!w[nle] || w[nle] == '=')) {
+		v = w[nle] ? w + nle + 1 : "true";
+		p->leader_elect = strcmp(v, "false") == 0 || strcmp(v, "0") == 0 ? 0 : 1;
+		return 0;
+	}
+	if (strncmp(w, es, nes) != 0)
+		return 0;
+	if (w[nes] == '=') {
+		v = w + nes + 1;
+	} else if (!w[nes] && next) {
+		v = next;
+		*ret_used_next = true;
+	}
+	if (!v)
+		return 0;
+	free(p->etcd_servers);
+	p->etcd_servers = strdup(v);
+	return p->etcd_servers ? 0 : -ENOMEM;
+}
+
+/* spec.containers[0].command and args: the flags pod_flag looks for. */
+static int pod_flags(const json_t *spec, struct kha_audit_pod *p, struct kha_diag *d)
+{
+	static const char *const lists[] = {"command", "args"};
+	json_t *containers = spec ? json_object_get(spec, "containers") : NULL, *c;
+
+	p->leader_elect = -1;
+	if (!containers || json_is_null(containers))
+		return 0;
+	if (!json_is_array(containers))
+		return kha_diag_set(d, EBADMSG, "spec.containers is not an array");
+	c = json_array_get(containers, 0);
+	if (!c)
+		return 0;
+	if (!json_is_object(c))
+		return kha_diag_set(d, EBADMSG, "spec.containers[0] is not an object");
+	for (size_t k = 0; k < KHA_ARRAY_SIZE(lists); k++) {
+		json_t *a = json_object_get(c, lists[k]);
+		size_t n = json_is_array(a) ? json_array_size(a) : 0;
+
+		if (a && !json_is_null(a) && !json_is_array(a))
+			return kha_diag_set(d, EBADMSG, "spec.containers[0].%s is not an array",
+					    lists[k]);
+		for (size_t i = 0; i < n; i++) {
+			const char *w = json_string_value(json_array_get(a, i));
+			const char *next =
+				i + 1 < n ? json_string_value(json_array_get(a, i + 1)) : NULL;
+			bool used = false;
+
+			if (!w)
+				return kha_diag_set(d, EBADMSG,
+						    "spec.containers[0].%s[%zu] is not a string",
+						    lists[k], i);
+			if (pod_flag(p, w, next, &used) < 0)
+				return kha_diag_set(d, ENOMEM, "out of memory");
+			i += used;
+		}
+	}
+	return 0;
 }
 
 static int pod_decode(const json_t *obj, void *item, struct kha_diag *d);
@@ -563,7 +633,7 @@ static int pod_decode(const json_t *obj, void *item, struct kha_diag *d)
 	    (r = walk(obj, spec_path, 1, &spec, d)) < 0 ||
 	    (r = walk(obj, status_path, 1, &status, d)) < 0 ||
 	    (r = str_field(spec, "nodeName", &p.node, d)) < 0 ||
-	    (r = str_field(status, "phase", &p.phase, d)) < 0)
+	    (r = str_field(status, "phase", &p.phase, d)) < 0 || (r = pod_flags(spec, &p, d)) < 0)
 		goto fail;
 	dt = json_object_get(json_object_get(obj, "metadata"), "deletionTimestamp");
 	p.terminating = dt && !json_is_null(dt);

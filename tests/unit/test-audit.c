@@ -698,6 +698,67 @@ static void test_dns_pods_on_one_node_and_blocking_pdb(void **state)
 	kha_audit_deployment_release(&dep);
 }
 
+static void test_control_plane_flags_from_static_pods(void **state)
+{
+	struct kha_audit_pod_list pods = {};
+	struct kha_audit_report r = {};
+	struct kha_diag d = {};
+	const struct kha_audit_finding *f;
+	size_t len;
+	char *text = corpus("pod-list-static.json", &len);
+
+	(void)state;
+	assert_int_equal(kha_audit_pod_list_decode(text, len, &pods, &d), 0);
+	free(text);
+	assert_int_equal(pods.n, 4);
+	/* "--flag=value" and "--flag value" (in args), the bare boolean, absent flags */
+	assert_string_equal(pods.items[0].etcd_servers, "https://10.0.0.21:2379");
+	assert_string_equal(pods.items[1].etcd_servers, "https://10.0.0.21:2379");
+	assert_int_equal(pods.items[0].leader_elect, -1);
+	assert_int_equal(pods.items[2].leader_elect, 0);
+	assert_int_equal(pods.items[3].leader_elect, 1);
+	assert_null(pods.items[2].etcd_servers);
+
+	/* both apiservers through the same single remote member: that member is the SPOF */
+	struct kha_audit_pod_list api = {.items = pods.items, .n = 2};
+	assert_int_equal(kha_audit_check_flags("apiserver", "kube-apiserver", &api, &r), 0);
+	f = one(&r, "apiserver-etcd-servers");
+	assert_int_equal(f->severity, KHA_AUDIT_CRITICAL);
+	assert_non_null(strstr(f->finding, "https://10.0.0.21:2379"));
+	kha_audit_report_release(&r);
+	/* one of them lists every member: the other is a warning */
+	free(pods.items[1].etcd_servers);
+	pods.items[1].etcd_servers = strdup("https://10.0.0.21:2379,https://10.0.0.22:2379");
+	assert_int_equal(kha_audit_check_flags("apiserver", "kube-apiserver", &api, &r), 0);
+	assert_int_equal(one(&r, "apiserver-etcd-servers")->severity, KHA_AUDIT_WARNING);
+	kha_audit_report_release(&r);
+	/* kubeadm's stacked etcd: each its own master's member on loopback */
+	free(pods.items[0].etcd_servers);
+	pods.items[0].etcd_servers = strdup("https://127.0.0.1:2379");
+	assert_int_equal(kha_audit_check_flags("apiserver", "kube-apiserver", &api, &r), 0);
+	assert_int_equal(one(&r, "apiserver-etcd-servers")->severity, KHA_AUDIT_OK);
+	kha_audit_report_release(&r);
+
+	/* a controller-manager with --leader-elect=false */
+	struct kha_audit_pod_list cm = {.items = pods.items + 2, .n = 1};
+	assert_int_equal(
+		kha_audit_check_flags("controller-manager", "kube-controller-manager", &cm, &r), 0);
+	f = one(&r, "controller-manager-leader-elect");
+	assert_int_equal(f->severity, KHA_AUDIT_CRITICAL);
+	assert_non_null(strstr(f->finding, "kube-controller-manager-m1@m1"));
+	kha_audit_report_release(&r);
+	struct kha_audit_pod_list sc = {.items = pods.items + 3, .n = 1};
+	assert_int_equal(kha_audit_check_flags("scheduler", "kube-scheduler", &sc, &r), 0);
+	assert_int_equal(one(&r, "scheduler-leader-elect")->severity, KHA_AUDIT_OK);
+	kha_audit_report_release(&r);
+	/* not run as pods: nothing to say */
+	struct kha_audit_pod_list none = {0};
+	assert_int_equal(kha_audit_check_flags("scheduler", "kube-scheduler", &none, &r), 0);
+	assert_int_equal(r.n_findings, 0);
+	kha_audit_report_release(&r);
+	kha_audit_pod_list_release(&pods);
+}
+
 static void test_component_leader_and_instances(void **state)
 {
 	struct kha_kube_lease lease;
@@ -982,6 +1043,7 @@ int main(void)
 		cmocka_unit_test(test_dns_single_replica_no_spread_no_pdb),
 		cmocka_unit_test(test_dns_pods_on_one_node_and_blocking_pdb),
 		cmocka_unit_test(test_component_leader_and_instances),
+		cmocka_unit_test(test_control_plane_flags_from_static_pods),
 		cmocka_unit_test(test_proxy_backends),
 		cmocka_unit_test(test_bgp_entry),
 		cmocka_unit_test(test_split_hostport),
