@@ -612,11 +612,11 @@ int cmd_certs_main(int argc, char **argv)
 	if (code >= 0)
 		return code;
 	if (strcmp(argv[1], "ca") == 0)
-		return cmd_ca(argc - 1, argv + 1);
+		return cmd_ca(argc - 1, cmd_sub_argv(argv));
 	if (strcmp(argv[1], "issue") == 0)
-		return cmd_issue(argc - 1, argv + 1);
+		return cmd_issue(argc - 1, cmd_sub_argv(argv));
 	if (strcmp(argv[1], "check") == 0)
-		return cmd_check(argc - 1, argv + 1);
+		return cmd_check(argc - 1, cmd_sub_argv(argv));
 	fprintf(stderr, "kha certs: unknown subcommand '%s' (run 'kha certs --help')\n", argv[1]);
 	return KHA_EXIT_USAGE;
 }

@@ -29,6 +29,21 @@ int cmd_usage_or_help(int argc, char **argv, void (*usage)(FILE *out))
 	return -1;
 }
 
+char **cmd_sub_argv(char **argv)
+{
+	static char pool[4][128];
+	static size_t used;
+
+	if (argv[0] && argv[1] && used < KHA_ARRAY_SIZE(pool)) {
+		/* the program itself is "kha", whatever path it was started by */
+		const char *parent = used ? argv[0] : "kha";
+
+		snprintf(pool[used], sizeof(pool[used]), "%s %s", parent, argv[1]);
+		argv[1] = pool[used++];
+	}
+	return argv + 1;
+}
+
 int cmd_usage_error(const char *cmd, const char *sub, const char *fmt, ...)
 {
 	va_list ap;

@@ -24,6 +24,14 @@ int cmd_usage_or_help(int argc, char **argv, void (*usage)(FILE *out));
 int cmd_usage_error(const char *cmd, const char *sub, const char *fmt, ...) KHA_PRINTF(3, 4);
 
 /*
+ * The argv a command hands to its subcommand (argv + 1), with argv[1] named after the whole
+ * command ("kha etcd" + "status" -> "kha etcd status"), so that getopt's own messages say
+ * which command they are about. The names live in a static pool (a few levels deep at most);
+ * when it is full, argv[1] is left as it is.
+ */
+char **cmd_sub_argv(char **argv);
+
+/*
  * Writes o indented, in its key order, and a newline on stdout; takes o (NULL: an allocation
  * failed). Returns 0, -ENOMEM for NULL, or -EIO when it could not be written.
  */

@@ -198,7 +198,7 @@ int cmd_etcd_check_main(int argc, char **argv)
 	if (code >= 0)
 		return code;
 	if (strcmp(argv[1], "consistency") == 0)
-		return consistency(argc - 1, argv + 1);
+		return consistency(argc - 1, cmd_sub_argv(argv));
 	fprintf(stderr, "kha etcd check: unknown check '%s' (run 'kha etcd check --help')\n",
 		argv[1]);
 	return KHA_EXIT_USAGE;

@@ -1141,7 +1141,7 @@ int cmd_etcd_member_main(int argc, char **argv)
 		if (strcmp(argv[1], subs[i].name) != 0)
 			continue;
 		o.sub = subs[i].name;
-		code = parse(argc - 1, argv + 1, &o);
+		code = parse(argc - 1, cmd_sub_argv(argv), &o);
 		if (code == 0)
 			code = subs[i].fn(&o);
 		else

@@ -422,11 +422,11 @@ int cmd_etcd_snapshot_main(int argc, char **argv)
 	if (code >= 0)
 		return code;
 	if (strcmp(argv[1], "save") == 0)
-		return cmd_save(argc - 1, argv + 1);
+		return cmd_save(argc - 1, cmd_sub_argv(argv));
 	if (strcmp(argv[1], "verify") == 0 || strcmp(argv[1], "status") == 0)
-		return cmd_verify(argc - 1, argv + 1);
+		return cmd_verify(argc - 1, cmd_sub_argv(argv));
 	if (strcmp(argv[1], "restore") == 0)
-		return cmd_etcd_snapshot_restore(argc - 1, argv + 1);
+		return cmd_etcd_snapshot_restore(argc - 1, cmd_sub_argv(argv));
 	fprintf(stderr,
 		"kha etcd snapshot: unknown subcommand '%s' (run 'kha etcd snapshot --help')\n",
 		argv[1]);

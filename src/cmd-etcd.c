@@ -60,7 +60,7 @@ int cmd_etcd_main(int argc, char **argv)
 		return code;
 	for (size_t i = 0; i < KHA_ARRAY_SIZE(subcommands); i++)
 		if (strcmp(argv[1], subcommands[i].name) == 0)
-			return subcommands[i].main(argc - 1, argv + 1);
+			return subcommands[i].main(argc - 1, cmd_sub_argv(argv));
 	fprintf(stderr, "kha etcd: unknown subcommand '%s' (run 'kha etcd --help' for the list)\n",
 		argv[1]);
 	return KHA_EXIT_USAGE;

@@ -1937,9 +1937,9 @@ int cmd_lab_main(int argc, char **argv)
 	if (code >= 0)
 		return code;
 	if (strcmp(argv[1], "up") == 0)
-		return cmd_up(argc - 1, argv + 1);
+		return cmd_up(argc - 1, cmd_sub_argv(argv));
 	if (strcmp(argv[1], "status") == 0)
-		return cmd_status(argc - 1, argv + 1);
+		return cmd_status(argc - 1, cmd_sub_argv(argv));
 	if (strcmp(argv[1], "stop-member") == 0)
 		return cmd_member(argc - 1, argv + 1, OP_STOP);
 	if (strcmp(argv[1], "start-member") == 0)
@@ -1949,21 +1949,21 @@ int cmd_lab_main(int argc, char **argv)
 	if (strcmp(argv[1], "thaw-member") == 0)
 		return cmd_member(argc - 1, argv + 1, OP_THAW);
 	if (strcmp(argv[1], "wait") == 0)
-		return cmd_wait(argc - 1, argv + 1);
+		return cmd_wait(argc - 1, cmd_sub_argv(argv));
 	if (strcmp(argv[1], "stop-process") == 0)
-		return cmd_stop_process(argc - 1, argv + 1);
+		return cmd_stop_process(argc - 1, cmd_sub_argv(argv));
 	if (strcmp(argv[1], "stop-host") == 0)
 		return cmd_host(argc - 1, argv + 1, true);
 	if (strcmp(argv[1], "start-host") == 0)
 		return cmd_host(argc - 1, argv + 1, false);
 	if (strcmp(argv[1], "drill") == 0)
-		return cmd_drill(argc - 1, argv + 1);
+		return cmd_drill(argc - 1, cmd_sub_argv(argv));
 	if (strcmp(argv[1], "down") == 0)
-		return cmd_down(argc - 1, argv + 1);
+		return cmd_down(argc - 1, cmd_sub_argv(argv));
 	if (strcmp(argv[1], "exec") == 0)
-		return cmd_exec(argc - 1, argv + 1);
+		return cmd_exec(argc - 1, cmd_sub_argv(argv));
 	if (strcmp(argv[1], "kubeconfig") == 0)
-		return cmd_kubeconfig(argc - 1, argv + 1);
+		return cmd_kubeconfig(argc - 1, cmd_sub_argv(argv));
 	fprintf(stderr, "kha lab: unknown subcommand '%s' (run 'kha lab --help')\n", argv[1]);
 	return KHA_EXIT_USAGE;
 }

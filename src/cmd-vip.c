@@ -325,7 +325,7 @@ int cmd_vip_main(int argc, char **argv)
 	int r, code;
 
 	if (argc >= 2 && strcmp(argv[1], "status") == 0)
-		return status_main(argc - 1, argv + 1);
+		return status_main(argc - 1, cmd_sub_argv(argv));
 	if (kha_args_scan(&args_spec, argc, argv, &src.config)) {
 		usage(stdout);
 		return KHA_EXIT_OK;

@@ -58,7 +58,7 @@ int main(int argc, char **argv)
 	}
 	for (size_t i = 0; i < KHA_ARRAY_SIZE(commands); i++)
 		if (strcmp(argv[1], commands[i].name) == 0)
-			return commands[i].main(argc - 1, argv + 1);
+			return commands[i].main(argc - 1, cmd_sub_argv(argv));
 	fprintf(stderr, "kha: unknown command '%s' (run 'kha --help' for the list)\n", argv[1]);
 	return KHA_EXIT_USAGE;
 }

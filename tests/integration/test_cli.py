@@ -4,6 +4,8 @@ shares (JSON on errors, flag names)."""
 
 import json
 
+import pytest
+
 
 def test_help_lists_every_command(kha):
     p = kha("--help")
@@ -116,3 +118,12 @@ def test_etcd_errors_name_their_cause(kha):
     assert p.returncode == 69, p.stderr
     assert "TCP connected, but no TLS handshake within 500ms" in p.stderr, p.stderr
     assert "no connection within" not in p.stderr
+
+
+@pytest.mark.parametrize("cmd", [["etcd", "status"], ["etcd", "member", "add"], ["lab", "up"],
+                                 ["certs", "issue"], ["proxy", "status"]])
+def test_getopt_messages_name_the_whole_command(kha, cmd):
+    p = kha(*cmd, "--no-such-flag")
+    assert p.returncode == 64, p.stderr
+    assert p.stderr.startswith(f"kha {' '.join(cmd)}: unrecognized option '--no-such-flag'"), \
+        p.stderr
