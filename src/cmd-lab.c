@@ -597,6 +597,10 @@ struct live {
 	bool proxy_running;
 	char *leader;	   /* NULL: nobody, or unknown */
 	bool leader_known; /* the election could be read */
+	/* the leader's kha elect is stopped or frozen: it holds the election until its lease
+	 * runs out (it did not resign), leader_ttl_s from now (-1: unknown) */
+	bool leader_gone;
+	int64_t leader_ttl_s;
 	size_t n_healthy, n_running;
 	/* a Kubernetes lab */
 	bool api_ready[KHA_LAB_MAX_MASTERS]; /* GET /readyz answered 200 */
@@ -654,6 +658,16 @@ static void live_check(struct kha_lab *lab, struct live *lv)
 		kha_lab_entry_status(lab, STATUS_TIMEOUT_US, &lv->entry);
 	if (lab->election)
 		lv->leader_known = kha_lab_leader(lab, LEADER_TIMEOUT_US, &lv->leader, NULL) == 0;
+	if (lv->leader) {
+		struct kha_lab_master *lm = kha_lab_find_master(lab, lv->leader);
+		struct kha_lab_proc *el = lm ? kha_lab_master_proc(lm, KHA_LAB_PROC_ELECT) : NULL;
+
+		lv->leader_gone = el && (!kha_lab_proc_running(el) || lm->frozen);
+		lv->leader_ttl_s = -1;
+		if (lv->leader_gone)
+			kha_ignore(kha_lab_leader_lease_ttl(lab, LEADER_TIMEOUT_US, lv->leader,
+							    &lv->leader_ttl_s));
+	}
 	if (lab->k8s_bin)
 		live_check_k8s(lab, lv);
 	worst = lv->n_healthy == lab->n_masters	     ? KHA_EXIT_OK
@@ -763,6 +777,18 @@ static void status_json(struct kha_lab *lab, const struct live *lv)
 	kha_ignore(cmd_print_json(root));
 }
 
+/* How the entry sees master i; "up" for a process that is not serving is news not yet seen. */
+static const char *entry_text(const struct live *lv, size_t i, bool serving)
+{
+	const char *st = lv->entry.state[i];
+
+	if (!st[0])
+		return "?";
+	if (!serving && strcmp(st, "up") == 0)
+		return "still up: its checks have not noticed yet";
+	return st;
+}
+
 static void status_table(struct kha_lab *lab, const struct live *lv)
 {
 	static const char *const verdicts[] = {"healthy", "degraded", "critical"};
@@ -773,6 +799,15 @@ static void status_table(struct kha_lab *lab, const struct live *lv)
 		printf("; backup leader: %s", !lv->leader_known ? "unknown (etcd did not answer)"
 					      : lv->leader	? lv->leader
 								: "nobody");
+	if (lv->leader_gone) {
+		/* it did not resign: the standbys wait for its election lease to run out */
+		if (lv->leader_ttl_s >= 0)
+			printf(" (stopped: its election lease expires in %llds, then a standby "
+			       "takes over)",
+			       (long long)lv->leader_ttl_s);
+		else
+			printf(" (stopped: its election lease is running out)");
+	}
 	printf(": %s\n\n", verdicts[lv->code]);
 	printf("%-6s %-23s %-8s %-8s %-12s %s\n", "OWNER", "PROC", "PID", "STATE", "HEALTH",
 	       "DETAIL");
@@ -791,7 +826,7 @@ static void status_table(struct kha_lab *lab, const struct live *lv)
 				printf("%-6s %-23s %-8s %-8s %-12s https://%s:6443  (entry: %s)\n",
 				       m->name, p->name, pid, state,
 				       lv->api_ready[i] ? "ready" : "NOT READY", m->address,
-				       lv->entry.state[i][0] ? lv->entry.state[i] : "?");
+				       entry_text(lv, i, on && !m->frozen));
 			} else if (p->kind == KHA_LAB_PROC_CONTROLLER_MANAGER ||
 				   p->kind == KHA_LAB_PROC_SCHEDULER) {
 				const char *holder = p->kind == KHA_LAB_PROC_SCHEDULER
@@ -805,9 +840,25 @@ static void status_table(struct kha_lab *lab, const struct live *lv)
 				if (lab->node.entry_url)
 					snprintf(detail + strlen(detail),
 						 sizeof(detail) - strlen(detail), "  (entry: %s)",
-						 lv->entry.state[i][0] ? lv->entry.state[i] : "?");
+						 entry_text(lv, i, on && !m->frozen));
 				printf("%-6s %-23s %-8s %-8s %-12s %s\n", m->name, p->name, pid,
 				       state, health_text(lv->health[i]), detail);
+			} else if (lv->leader_gone && lv->leader &&
+				   strcmp(lv->leader, m->name) == 0) {
+				/* stopped or frozen without resigning: still the leader on record */
+				if (lv->leader_ttl_s >= 0)
+					snprintf(
+						detail, sizeof(detail),
+						"stopped, still on record: its election lease expires "
+						"in %llds",
+						(long long)lv->leader_ttl_s);
+				else
+					snprintf(
+						detail, sizeof(detail),
+						"stopped, still on record until its election lease "
+						"expires");
+				printf("%-6s %-23s %-8s %-8s %-12s %s -> %s\n", m->name, p->name,
+				       pid, state, "LEADER", detail, m->backup_dir);
 			} else {
 				const char *role = elect_role(lab, lv, m, on);
 

@@ -239,6 +239,14 @@ int kha_lab_master_freeze(struct kha_lab *lab, struct kha_lab_master *m, bool fr
 int kha_lab_leader(const struct kha_lab *lab, uint64_t timeout_us, char **ret_leader,
 		   struct kha_diag *d) KHA_WUR;
 
+/*
+ * The remaining TTL, in seconds, of the election lease behind leader's key (what a standby
+ * waits out when leader died without resigning) into *ret_ttl_s (-1: expired or unknown).
+ * Returns 0 or a negative errno.
+ */
+int kha_lab_leader_lease_ttl(const struct kha_lab *lab, uint64_t timeout_us, const char *leader,
+			     int64_t *ret_ttl_s) KHA_WUR;
+
 /* The etcd member that is the Raft leader (its name, a new string), NULL when none is known. */
 int kha_lab_raft_leader(const struct kha_lab *lab, uint64_t timeout_us, char **ret_leader,
 			struct kha_diag *d) KHA_WUR;

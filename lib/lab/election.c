@@ -75,6 +75,40 @@ int kha_lab_leader(const struct kha_lab *lab, uint64_t timeout_us, char **ret_le
 	return r;
 }
 
+int kha_lab_leader_lease_ttl(const struct kha_lab *lab, uint64_t timeout_us, const char *leader,
+			     int64_t *ret_ttl_s)
+{
+	kha_auto(kha_etcd_freep) struct kha_etcd *c = NULL;
+	struct kha_etcd_range_result res = {0};
+	struct kha_etcd_lease_ttl ttl = {0};
+	char prefix[256];
+	int r;
+
+	*ret_ttl_s = -1;
+	if (!lab->election)
+		return -ENOENT;
+	r = lab_etcd_client(lab, timeout_us, &c, NULL);
+	if (r < 0)
+		return r;
+	snprintf(prefix, sizeof(prefix), "%s/", lab->election);
+	r = kha_etcd_range(c, &(struct kha_etcd_range_req){.r = {.key = prefix, .prefix = true}},
+			   &res, NULL);
+	for (size_t i = 0; r == 0 && i < res.n_kvs; i++) {
+		const struct kha_etcd_kv *kv = &res.kvs[i];
+
+		if (kv->lease && strlen(leader) == kv->value_len &&
+		    memcmp(kv->value, leader, kv->value_len) == 0) {
+			r = kha_etcd_lease_time_to_live(c, kv->lease, false, &ttl, NULL);
+			if (r == 0)
+				*ret_ttl_s = ttl.ttl;
+			kha_etcd_lease_ttl_release(&ttl);
+			break;
+		}
+	}
+	kha_etcd_range_result_release(&res);
+	return r < 0 ? r : 0;
+}
+
 int kha_lab_raft_leader(const struct kha_lab *lab, uint64_t timeout_us, char **ret_leader,
 			struct kha_diag *d)
 {

@@ -233,6 +233,15 @@ def test_lab_status_freeze_and_leader(lab_dir):
     assert p.returncode == 0, p.stderr
     assert p.stdout.startswith(f"{victim} stopped")
     assert not any(proc_alive(pid, st) for pid, st in victim_pids)
+    # right after: the dead leader did not resign, so it is still on record until its lease
+    # (TTL 3 s) runs out; status says what is pending instead of calling it a leader
+    p = run_kha("lab", "status", "--dir", lab_dir)
+    if f"backup leader: {victim}" in p.stdout:
+        assert "(stopped: its election lease expires in" in p.stdout or \
+            "(stopped: its election lease is running out)" in p.stdout, p.stdout
+        row = [line for line in p.stdout.splitlines()
+               if line.startswith(victim) and " elect " in line]
+        assert row and "LEADER" in row[0] and "stopped, still on record" in row[0], p.stdout
     wait_for(lambda: leader(lab_dir) not in (None, victim), 20, interval=0.25,
              what="a new leader after the leader was killed")
     p = run_kha("lab", "start-member", "--all", "--dir", lab_dir, timeout=90)
