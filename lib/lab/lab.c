@@ -77,8 +77,25 @@ static int sleep_us(uint64_t us)
 	return nanosleep(&ts, NULL);
 }
 
-/* Ports free right now on 127.0.0.1: all bound at once (so distinct), then released. */
-#define MAX_PORTS (3 * KHA_LAB_MAX_MASTERS + 2)
+/*
+ * Ports free right now on 127.0.0.1: all bound at once (so distinct), then released; the
+ * processes bind them a moment later. Chosen at random below the kernel's ephemeral range
+ * (32768 and up by default), where nothing else asks the kernel for "any free port" and so
+ * cannot be handed one of ours in between; the kernel's choice only when that range is full.
+ */
+#define MAX_PORTS     (3 * KHA_LAB_MAX_MASTERS + 2)
+#define PORT_LOW      20000
+#define PORT_SPAN     12000
+#define PORT_ATTEMPTS 64
+static int bind_port(int fd, uint16_t port)
+{
+	struct sockaddr_in sa = {.sin_family = AF_INET,
+				 .sin_port = htons(port),
+				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+
+	return bind(fd, (struct sockaddr *)&sa, sizeof(sa));
+}
+
 static int pick_ports(uint16_t *ports, size_t n, struct kha_diag *d)
 {
 	int fds[MAX_PORTS];
@@ -89,9 +106,18 @@ static int pick_ports(uint16_t *ports, size_t n, struct kha_diag *d)
 		struct sockaddr_in sa = {.sin_family = AF_INET,
 					 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
 		socklen_t len = sizeof(sa);
+		bool bound = false;
 
 		fds[i] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-		if (fds[i] < 0 || bind(fds[i], (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
+		for (int k = 0; fds[i] >= 0 && !bound && k < PORT_ATTEMPTS; k++) {
+			uint32_t rnd = 0;
+
+			if (getrandom(&rnd, sizeof(rnd), 0) != sizeof(rnd))
+				break;
+			bound = bind_port(fds[i], (uint16_t)(PORT_LOW + rnd % PORT_SPAN)) == 0;
+		}
+		if (fds[i] < 0 ||
+		    (!bound && bind(fds[i], (struct sockaddr *)&sa, sizeof(sa)) < 0) ||
 		    getsockname(fds[i], (struct sockaddr *)&sa, &len) < 0) {
 			r = kha_diag_set(d, errno, "cannot find a free port on 127.0.0.1: %s",
 					 strerror(errno));
