@@ -37,11 +37,18 @@ def test_kubeconfig_names_each_entry(k8s, kha):
 
 
 def test_default_kubernetes_lists_exactly_the_masters(k8s):
-    """The real endpoint reconciler (leases): what kha proxy's discovery follows."""
-    slices = k8s.kubectl_json("get", "endpointslices", "-n", "default", "-l",
-                              "kubernetes.io/service-name=kubernetes")["items"]
-    addrs = sorted(a for s in slices for e in s["endpoints"] for a in e["addresses"])
-    assert addrs == sorted(k8s.address[m] for m in k8s.masters)
+    """The real endpoint reconciler (leases): what kha proxy's discovery follows. Another test
+    of the session may have restarted a master just before: an apiserver re-registers itself
+    within its lease reconcile interval, so the set converges to every master."""
+    want = sorted(k8s.address[m] for m in k8s.masters)
+
+    def listed():
+        slices = k8s.kubectl_json("get", "endpointslices", "-n", "default", "-l",
+                                  "kubernetes.io/service-name=kubernetes")["items"]
+        addrs = sorted(a for s in slices for e in s.get("endpoints") or [] for a in
+                       e["addresses"])
+        return addrs if addrs == want else None
+    wait_until(listed, 60, "default/kubernetes to list every master")
 
 
 def test_node_proxy_discovers_the_masters_from_the_real_api(k8s):
@@ -59,7 +66,7 @@ def test_node_proxy_discovers_the_masters_from_the_real_api(k8s):
                                     got[a]["state"] == "up" for a in want):
             return st
         return None
-    st = wait_until(discovered, 30, "the node's kha proxy to discover all masters up")
+    st = wait_until(discovered, 60, "the node's kha proxy to discover all masters up")
     assert st["ready"] is True
 
 
