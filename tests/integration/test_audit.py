@@ -220,6 +220,7 @@ def kubeapi(tmp_path):
 
 
 def test_kube_healthy_cluster_is_ok(kubeapi):
+    # stand-in: Deployments, PDBs, Pods and Leases in shapes chosen per case (the real-API audit runs in test_k8s_lab.py)
     api = kubeapi
     healthy_cluster(api)
     p, rep = audit_json("--kubeconfig", api.kubeconfig)
@@ -242,6 +243,7 @@ def test_kube_healthy_cluster_is_ok(kubeapi):
 
 
 def test_deployed_rbac_covers_every_request(kubeapi):
+    # stand-in: the server's request log lists every request the audit made
     """deploy/kha-audit.yaml's ClusterRole grants exactly what a full audit reads (GET of
     objects and lists): a request outside it would be a skipped check in a real cluster."""
     import re
@@ -265,6 +267,7 @@ def test_deployed_rbac_covers_every_request(kubeapi):
 
 
 def test_kube_single_points_of_failure(kubeapi, tmp_path):
+    # stand-in: a stale Lease, one controller instance and one-node DNS at once, which the real control plane cannot be put into on demand
     api = kubeapi
     api.set_slice("kubernetes", ["10.0.0.1"])
     api.put_deployment("coredns", replicas=1, anti_affinity=None)
@@ -315,6 +318,7 @@ def test_kube_single_points_of_failure(kubeapi, tmp_path):
 
 
 def test_kube_dns_found_by_label_and_on_one_node(kubeapi):
+    # stand-in: DNS pods bound to one node with chosen labels, without a scheduler deciding
     api = kubeapi
     healthy_cluster(api)
     api.delete_object("Deployment", "kube-system", "coredns")
@@ -337,6 +341,7 @@ def test_kube_dns_found_by_label_and_on_one_node(kubeapi):
 
 
 def test_kubeconfig_pointing_at_one_master(kubeapi, tmp_path):
+    # stand-in: default/kubernetes listing chosen addresses (the real reconciler lists only live apiservers)
     api = kubeapi
     healthy_cluster(api)
     # the apiserver registers 127.0.0.1, the very address the kubeconfig names
@@ -361,6 +366,7 @@ def test_kubeconfig_pointing_at_one_master(kubeapi, tmp_path):
 
 
 def test_kube_unreachable_and_forbidden(kubeapi, tmp_path):
+    # stand-in: 403 on chosen paths and a server that goes away between requests
     api = kubeapi
     healthy_cluster(api)
     port = free_port()
@@ -417,6 +423,7 @@ def run_printed_cert_fixes(tmp_path, finding, entry_host):
 
 
 def test_entry_san(tmp_path):
+    # stand-in: TLS servers with certificates of chosen SANs (kubeadm fixes the lab's; the real-apiserver case runs in test_k8s_lab.py)
     good_pki = TestPKI(tmp_path / "good")  # SANs: localhost, 127.0.0.1, ::1, kubernetes...
     bad_pki = TestPKI(tmp_path / "bad", server_sans=("DNS:master-1", "IP:10.0.0.1"))
     with KubeAPI(good_pki) as good, KubeAPI(bad_pki) as bad:
@@ -452,6 +459,7 @@ def test_entry_san(tmp_path):
 
 
 def test_discovered_apiservers_certificates(kubeapi, tmp_path):
+    # stand-in: apiservers behind default/kubernetes with certificates of chosen SANs on loopback
     """With --kubeconfig and --entry, every apiserver behind default/kubernetes must carry the
     entry too: one whose certificate lacks it is critical; one out of reach is skipped (the
     audit may run outside the masters' network), unless named with --apiserver."""
@@ -479,6 +487,7 @@ def test_discovered_apiservers_certificates(kubeapi, tmp_path):
 
 
 def test_entry_san_fix_reissues_a_working_certificate(tmp_path):
+    # stand-in: a server restarted on the reissued certificate within the test, which a real apiserver of the shared lab cannot be
     """The kha certs command the audit proposes, run against a real CA, yields a certificate
     the next audit accepts."""
     ca_dir = tmp_path / "ca"
@@ -583,6 +592,7 @@ def test_node_proxy_backends(tmp_path):
 
 
 def test_all_sources_together(etcd3, kubeapi, tmp_path):
+    # stand-in: a Kubernetes source on loopback beside a real etcd and TLS servers (the real control plane needs namespaces)
     api = kubeapi
     healthy_cluster(api)
     backups = tmp_path / "b"
@@ -605,6 +615,7 @@ def test_all_sources_together(etcd3, kubeapi, tmp_path):
 
 
 def test_one_source_down_others_audited(kubeapi, tmp_path):
+    # stand-in: an API that stops while etcd stays
     api = kubeapi
     healthy_cluster(api)
     p, rep = audit_json("--endpoints", f"http://127.0.0.1:{free_port()}", "--dial-timeout",
@@ -619,6 +630,7 @@ def test_one_source_down_others_audited(kubeapi, tmp_path):
 
 
 def test_config_file(kubeapi, tmp_path):
+    # stand-in: only the --config handling is under test; a loopback API answers
     api = kubeapi
     healthy_cluster(api)
     cfg = tmp_path / "audit.yaml"

@@ -189,6 +189,7 @@ def test_stop_is_prompt_during_backoff(api, kubeconfig, discovery):
     ("cert", False, True),
 ])
 def test_kubeconfig_variants_authenticate(api, tmp_path, auth, inline, relative):
+    # stand-in: static bearer tokens and token files (the lab apiserver runs without --token-auth-file, and a real one cannot be restarted per case)
     api.set_slice("kubernetes", ["10.0.0.1"])
     kc = api.write_kubeconfig(tmp_path / "sub" / "kubeconfig", auth=auth, inline=inline,
                               relative=relative)
@@ -200,6 +201,7 @@ def test_kubeconfig_variants_authenticate(api, tmp_path, auth, inline, relative)
 
 
 def test_kubeconfig_from_env_first_file_only(api, tmp_path):
+    # stand-in: which of two kubeconfigs authenticated is read from the server's request log, which the real one does not expose
     api.set_slice("kubernetes", ["10.0.0.1"])
     good = api.write_kubeconfig(tmp_path / "good", auth="token")
     env = clean_env(KUBECONFIG=f"{good}:{tmp_path}/does-not-exist")
@@ -212,6 +214,7 @@ def test_kubeconfig_from_env_first_file_only(api, tmp_path):
 
 
 def test_in_cluster_service_account(api, pki, tmp_path):
+    # stand-in: an in-cluster service account on a loopback server (the real one issues tokens only for its own issuer and address)
     api.set_slice("kubernetes", ["10.0.0.1"])
     sa = tmp_path / "serviceaccount"
     sa.mkdir()
@@ -232,6 +235,7 @@ def test_in_cluster_service_account(api, pki, tmp_path):
 
 
 def test_wrong_token_is_unauthorized(api, tmp_path):
+    # stand-in: a token rejected on demand with an exact Status body to check the message
     kc = api.write_kubeconfig(tmp_path / "kc", auth="token", token="not-the-token")
     p = probe("--kubeconfig", kc, "endpoints")
     assert p.returncode == EXIT_CONFIG
@@ -241,6 +245,7 @@ def test_wrong_token_is_unauthorized(api, tmp_path):
 
 
 def test_wrong_ca_is_a_clear_tls_error(api, tmp_path):
+    # stand-in: a server certificate signed by a CA made per test (the lab's certificates are fixed by kubeadm)
     other = TestPKI(tmp_path / "other-pki", name="some-other-ca")
     kc = api.write_kubeconfig(tmp_path / "kc", auth="token", ca_cert=other.ca_cert)
     p = probe("--kubeconfig", kc, "endpoints")
@@ -256,6 +261,7 @@ def test_wrong_ca_is_a_clear_tls_error(api, tmp_path):
 
 
 def test_insecure_skip_tls_verify(api, tmp_path):
+    # stand-in: a server certificate of a CA the client does not have, made per test
     api.set_slice("kubernetes", ["10.0.0.1"])
     kc = api.write_kubeconfig(tmp_path / "kc", auth="token", insecure=True,
                               server=f"https://wrong.kha.test:{api.port}")
@@ -264,6 +270,7 @@ def test_insecure_skip_tls_verify(api, tmp_path):
 
 
 def test_tls_server_name_is_verified(api, tmp_path):
+    # stand-in: a certificate with chosen SANs, to verify tls-server-name against it
     api.set_slice("kubernetes", ["10.0.0.1"])
     kc = api.write_kubeconfig(tmp_path / "kc", auth="token", tls_server_name="kubernetes")
     p = probe("--kubeconfig", kc, "endpoints")
@@ -275,6 +282,7 @@ def test_tls_server_name_is_verified(api, tmp_path):
 
 
 def test_server_override_keeps_credentials_and_verifies_original_name(api, tmp_path):
+    # stand-in: the request log shows which credentials reached which server
     """As the proxy does: connect through another address, verify the kubeconfig's name."""
     api.set_slice("kubernetes", ["10.0.0.1"])
     # (never resolved: the connection goes to --server; no DNS query leaves the machine)
@@ -295,6 +303,7 @@ def test_server_override_keeps_credentials_and_verifies_original_name(api, tmp_p
 
 
 def test_kubeconfig_errors_name_the_field(api, tmp_path):
+    # stand-in: only the kubeconfig is under test; the server must merely exist on loopback
     kc = api.write_kubeconfig(tmp_path / "kc", auth="cert")
     text = open(kc).read().replace("client-key:", "client-kee:")
     open(kc, "w").write(text)
@@ -323,6 +332,7 @@ def lease(p):
 
 
 def test_lease_create_get_update_conflict(api, kubeconfig):
+    # stand-in: byte-exact replies and a 409 at a chosen moment (the real Lease path runs in test_elect_lease_real.py)
     kc = ("--kubeconfig", kubeconfig)
     p = probe(*kc, "lease-get", "kube-system", "kha-test")
     assert p.returncode == EXIT_CONFIG
@@ -357,6 +367,7 @@ def test_lease_create_get_update_conflict(api, kubeconfig):
 
 
 def test_lease_written_by_another_client_decodes(api, kubeconfig):
+    # stand-in: a Lease stored with exact field encodings chosen by the test
     api.put_lease("kube-system", "kube-scheduler", {
         "holderIdentity": "master-3_1f6e2a0c-5b1d-4c7e-8a31-0e9f4d2b7c55",
         "leaseDurationSeconds": 15, "acquireTime": "2024-05-01T10:00:00.000000Z",
@@ -368,12 +379,14 @@ def test_lease_written_by_another_client_decodes(api, kubeconfig):
 
 
 def test_lease_names_are_checked_before_sending(api, kubeconfig):
+    # stand-in: proves nothing was sent, from the server's request log
     p = probe("--kubeconfig", kubeconfig, "lease-get", "kube-system", "Bad/Name")
     assert p.returncode == EXIT_USAGE and "bad name" in p.stderr
     assert api.requests == []
 
 
 def test_generic_requests_patch_and_delete(api, kubeconfig):
+    # stand-in: the request log shows the method, content type and body that arrived
     kc = ("--kubeconfig", kubeconfig)
     lease(probe(*kc, "lease-create", "default", "patched", "a", "10"))
     path = "/apis/coordination.k8s.io/v1/namespaces/default/leases/patched"

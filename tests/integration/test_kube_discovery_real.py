@@ -11,7 +11,7 @@ import json
 import pytest
 
 from conftest import kha_bin
-from kha_testlib.kubeapi import wait_until
+from kha_testlib.k8s import wait_until
 from kha_testlib.kubeprobe import Discovery
 
 pytestmark = [pytest.mark.xdist_group("k8s")]

@@ -38,6 +38,7 @@ def live(p):
 
 
 def test_discovery_state_file_and_seed_fallback(env, tmp_path):
+    # stand-in: default/kubernetes pointing at test TLS backends on loopback ports (the real reconciler lists only apiservers and refuses loopback)
     pki, (seed, a, b), api, procs = env
     # one slice per backend: each has its own port on 127.0.0.1
     api.set_slice("kubernetes-a", ["127.0.0.1"], port=a.port)

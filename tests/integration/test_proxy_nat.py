@@ -261,6 +261,7 @@ def test_nat_membership_and_reload_rewrite_the_table_atomically(nat, tmp_path):
 def test_nat_discovery_changes_rewrite_the_table_atomically(nat, tmp_path):
     """The EndpointSlices of default/kubernetes (the stand-in API server, serving inside the
     node namespace) change under the probe: the table follows, no connection fails."""
+    # stand-in: EndpointSlices pointing at the test's TLS backends, changed at a high rate on demand (the real reconciler lists only apiservers)
     from kha_testlib.kubeapi import KubeAPI, TestPKI
 
     m = [nat.lab.addr[h] for h in nat.hosts]

@@ -12,7 +12,7 @@ import threading
 import pytest
 
 from conftest import assert_no_sanitizer_report, kha_bin
-from kha_testlib.kubeapi import wait_until
+from kha_testlib.k8s import wait_until
 
 
 def probe_bin():
