@@ -16,17 +16,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct kha_diag d = {};
 
 	if (size > 0 && data[0] == '#') {
-		struct kha_window_set ws;
+		struct kha_lock_window_set ws;
 		char *s = strndup((const char *)data + 1, size - 1);
 
-		if (s && kha_window_parse(s, &ws, &d) == 0) {
+		if (s && kha_lock_window_parse(s, &ws, &d) == 0) {
 			struct tm tm = {0};
 
 			for (int day = 0; day < 7; day++) {
 				tm.tm_wday = day;
 				tm.tm_hour = (int)(size % 24);
 				tm.tm_min = (int)(size % 60);
-				(void)kha_window_contains(&ws, &tm);
+				(void)kha_lock_window_contains(&ws, &tm);
 			}
 		}
 		free(s);

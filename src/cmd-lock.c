@@ -215,7 +215,7 @@ struct opts {
 	bool insecure_no_client_certs;
 	size_t slots;
 	uint64_t ttl_us, renew_deadline_us, grace_us, gate_interval_us, backup_max_age_us;
-	struct kha_window_set window;
+	struct kha_lock_window_set window;
 	bool has_window, require_etcd_healthy, status, json, slots_set;
 	enum kha_log_level level;
 	enum kha_log_format format;
@@ -297,7 +297,7 @@ static int apply(void *userdata, int val, const char *arg, struct kha_diag *d)
 	case OPT_GATE_INTERVAL:
 		return kha_opt_set_duration(&o->gate_interval_us, arg, false, d);
 	case OPT_WINDOW:
-		r = kha_window_parse(arg, &o->window, d);
+		r = kha_lock_window_parse(arg, &o->window, d);
 		if (r < 0)
 			return r;
 		o->has_window = true;

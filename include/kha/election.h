@@ -12,13 +12,13 @@
  * leader's create revision is its fencing token.
  *
  * On Kubernetes, elections use a coordination.k8s.io/v1 Lease with client-go's leaderelection
- * rules (kha_lease_decide below), so kha shares a Lease with client-go processes.
+ * rules (kha_elect_lease_decide below), so kha shares a Lease with client-go processes.
  *
  * Fencing: the run engine keeps the lease alive from its own thread and stops COMMAND (SIGTERM,
  * then SIGKILL) once no renewal has succeeded for the renew deadline, counted from the START of
  * the last successful renewal request, and kills it at the latest `margin` before the lease can
  * have expired. The deadline is enforced from the main thread's timer, so no hung request can
- * delay it (struct kha_fence holds the arithmetic).
+ * delay it (struct kha_elect_fence holds the arithmetic).
  *
  * Threads: kha_elect_run() creates its own threads (lease keep-alive, campaign) each with its
  * own client; everything else here is plain functions for one thread.
@@ -40,7 +40,7 @@
 
 /* ---- fencing arithmetic (pure; the fake clock drives it in tests) -------------------------- */
 
-struct kha_fence {
+struct kha_elect_fence {
 	uint64_t ttl_us; /* lease TTL: the server may expire it this long after a renewal */
 	uint64_t renew_deadline_us; /* stop COMMAND once no renewal succeeded for this long */
 	uint64_t grace_us;	    /* SIGTERM -> SIGKILL, when the lease leaves time for it */
@@ -53,37 +53,37 @@ struct kha_fence {
  * Returns 0, or -EINVAL with the reason in d when renew_deadline_us is not below ttl_us or
  * either is 0.
  */
-int kha_fence_init(struct kha_fence *f, uint64_t ttl_us, uint64_t renew_deadline_us,
-		   uint64_t grace_us, struct kha_diag *d) KHA_WUR;
+int kha_elect_fence_init(struct kha_elect_fence *f, uint64_t ttl_us, uint64_t renew_deadline_us,
+			 uint64_t grace_us, struct kha_diag *d) KHA_WUR;
 /* Records a successful renewal whose request STARTED at started_us (keeps the latest). */
-void kha_fence_renewed(struct kha_fence *f, uint64_t started_us);
+void kha_elect_fence_renewed(struct kha_elect_fence *f, uint64_t started_us);
 /* Forgets every renewal (a new lease, or the lease was lost). */
-void kha_fence_reset(struct kha_fence *f);
+void kha_elect_fence_reset(struct kha_elect_fence *f);
 /* Whether COMMAND may run at now: a renewal started less than the renew deadline ago. */
-bool kha_fence_ok(const struct kha_fence *f, uint64_t now_us);
+bool kha_elect_fence_ok(const struct kha_elect_fence *f, uint64_t now_us);
 /* When COMMAND must be stopped (last renewal + renew deadline); 0 when never renewed. */
-uint64_t kha_fence_deadline(const struct kha_fence *f);
+uint64_t kha_elect_fence_deadline(const struct kha_elect_fence *f);
 /* The earliest time the server may expire the lease (last renewal + TTL); 0 when none. */
-uint64_t kha_fence_expiry(const struct kha_fence *f);
+uint64_t kha_elect_fence_expiry(const struct kha_elect_fence *f);
 /*
  * When to send SIGKILL after SIGTERM was sent at term_us: term_us + grace, but never later than
  * expiry - margin (never earlier than term_us).
  */
-uint64_t kha_fence_kill_at(const struct kha_fence *f, uint64_t term_us);
+uint64_t kha_elect_fence_kill_at(const struct kha_elect_fence *f, uint64_t term_us);
 /*
  * A request timeout for a call made at now: max_us, shortened to the time left before the
  * renew deadline (at least min_us, so a request can still reach the server). With no renewal
  * yet, max_us.
  */
-uint64_t kha_fence_call_timeout(const struct kha_fence *f, uint64_t now_us, uint64_t max_us,
-				uint64_t min_us);
+uint64_t kha_elect_fence_call_timeout(const struct kha_elect_fence *f, uint64_t now_us,
+				      uint64_t max_us, uint64_t min_us);
 
 /* ---- candidates on etcd (pure) -------------------------------------------------------------- */
 
 /* Writes "<name>/<lease in lowercase hex>" into buf. Returns the length, or -ENAMETOOLONG. */
 int kha_elect_key(char *buf, size_t size, const char *name, int64_t lease) KHA_WUR;
 
-struct kha_sem_position {
+struct kha_lock_sem_position {
 	size_t n;	/* keys under the prefix */
 	size_t rank;	/* keys created before mine (0 = first) */
 	long mine;	/* index of my key in the input, -1 when absent */
@@ -96,10 +96,10 @@ struct kha_sem_position {
  * Where my_key stands among kvs (any order; the keys under one prefix). Returns 0, or -ENOENT
  * when my_key is not among them (then only n and first are set).
  */
-int kha_sem_position(const struct kha_etcd_kv *kvs, size_t n, const char *my_key,
-		     struct kha_sem_position *ret) KHA_WUR;
+int kha_lock_sem_position(const struct kha_etcd_kv *kvs, size_t n, const char *my_key,
+			  struct kha_lock_sem_position *ret) KHA_WUR;
 /* Fills order[0..n) with the indexes of kvs sorted by create revision (ties by key). */
-void kha_sem_order(const struct kha_etcd_kv *kvs, size_t n, size_t *order);
+void kha_lock_sem_order(const struct kha_etcd_kv *kvs, size_t n, size_t *order);
 
 /* ---- maintenance windows (pure) ------------------------------------------------------------- */
 
@@ -110,21 +110,22 @@ void kha_sem_order(const struct kha_etcd_kv *kvs, size_t n, size_t *order);
  * Times are local; "24:00" may end a window; an end before the start crosses midnight (the
  * window belongs to the day it starts on). No DAYS = every day. "Fri..Mon" wraps the week.
  */
-#define KHA_WINDOW_MAX 16
-struct kha_window {
+#define KHA_LOCK_WINDOW_MAX 16
+struct kha_lock_window {
 	uint8_t days;	    /* bit 0 = Sunday ... bit 6 = Saturday (struct tm's tm_wday) */
 	uint16_t start_min; /* minutes since midnight, 0..1439 */
 	uint16_t end_min;   /* 1..1440; <= start_min: ends the next day */
 };
-struct kha_window_set {
-	struct kha_window w[KHA_WINDOW_MAX];
+struct kha_lock_window_set {
+	struct kha_lock_window w[KHA_LOCK_WINDOW_MAX];
 	size_t n;
 };
 
 /* Returns 0, or -EINVAL with what is wrong and where in d. */
-int kha_window_parse(const char *s, struct kha_window_set *ret, struct kha_diag *d) KHA_WUR;
+int kha_lock_window_parse(const char *s, struct kha_lock_window_set *ret,
+			  struct kha_diag *d) KHA_WUR;
 /* Whether the local time tm (wday, hour, min) is inside one of the windows. */
-bool kha_window_contains(const struct kha_window_set *ws, const struct tm *tm);
+bool kha_lock_window_contains(const struct kha_lock_window_set *ws, const struct tm *tm);
 
 /* ---- FleetLock request bodies (pure; fuzzed) ------------------------------------------------ */
 
@@ -147,7 +148,7 @@ bool kha_fleetlock_group_valid(const char *group);
 
 /* ---- Kubernetes Lease rules (pure): client-go's tryAcquireOrRenew ----------------------------- */
 
-struct kha_lease_elector {
+struct kha_elect_lease_elector {
 	char id[256];	    /* our holderIdentity */
 	int32_t duration_s; /* leaseDurationSeconds we write */
 	struct kha_kube_lease observed;
@@ -156,16 +157,17 @@ struct kha_lease_elector {
 		observed_us; /* kha_now_us() when `observed` last changed (client-go observedTime) */
 };
 
-enum kha_lease_action {
-	KHA_LEASE_WAIT,	  /* held by another holder whose lease has not expired by our clock */
-	KHA_LEASE_CREATE, /* no Lease yet: create *ret */
-	KHA_LEASE_UPDATE, /* take over or renew: update *ret (it carries the resource version) */
+enum kha_elect_lease_action {
+	KHA_ELECT_LEASE_WAIT, /* held by another holder whose lease has not expired by our clock */
+	KHA_ELECT_LEASE_CREATE, /* no Lease yet: create *ret */
+	KHA_ELECT_LEASE_UPDATE, /* take over or renew: update *ret (it carries the resource version) */
 };
 
 /* Initialises an elector for id with leaseDurationSeconds duration_s. */
-void kha_lease_elector_init(struct kha_lease_elector *e, const char *id, int32_t duration_s);
+void kha_elect_lease_elector_init(struct kha_elect_lease_elector *e, const char *id,
+				  int32_t duration_s);
 /* Whether the last observed record names us as the holder (client-go IsLeader). */
-bool kha_lease_elector_is_holder(const struct kha_lease_elector *e);
+bool kha_elect_lease_elector_is_holder(const struct kha_elect_lease_elector *e);
 /*
  * One step of client-go's tryAcquireOrRenew: current is the Lease just read (NULL when it does
  * not exist), now_us the monotonic clock, wall_us the wall clock for the record's times.
@@ -175,19 +177,20 @@ bool kha_lease_elector_is_holder(const struct kha_lease_elector *e);
  * candidate waits while holderIdentity is set and observed_us + leaseDurationSeconds (of the
  * record; ours when unset) has not passed.
  */
-enum kha_lease_action kha_lease_decide(struct kha_lease_elector *e,
-				       const struct kha_kube_lease *current, uint64_t now_us,
-				       int64_t wall_us, struct kha_kube_lease *ret);
+enum kha_elect_lease_action kha_elect_lease_decide(struct kha_elect_lease_elector *e,
+						   const struct kha_kube_lease *current,
+						   uint64_t now_us, int64_t wall_us,
+						   struct kha_kube_lease *ret);
 /* Records what we wrote successfully (the stored lease the server returned). */
-void kha_lease_elector_written(struct kha_lease_elector *e, const struct kha_kube_lease *stored,
-			       uint64_t now_us);
+void kha_elect_lease_elector_written(struct kha_elect_lease_elector *e,
+				     const struct kha_kube_lease *stored, uint64_t now_us);
 /*
  * The record that releases the lease, as client-go's ReleaseOnCancel writes it: holder empty,
  * leaseDurationSeconds 1, acquire and renew time now, transitions kept. Returns false when we
  * are not the holder (nothing to release).
  */
-bool kha_lease_release_record(const struct kha_lease_elector *e, int64_t wall_us,
-			      struct kha_kube_lease *ret);
+bool kha_elect_lease_release_record(const struct kha_elect_lease_elector *e, int64_t wall_us,
+				    struct kha_kube_lease *ret);
 
 /* ---- the run engine: `kha elect -- COMMAND` and `kha lock -- COMMAND` ------------------------ */
 
@@ -318,7 +321,7 @@ enum kha_elect_stop {
 };
 
 struct kha_elect_step_state {
-	struct kha_fence fence;
+	struct kha_elect_fence fence;
 	uint64_t fence_gen; /* the session the fence's renewals belong to */
 	uint64_t seen_gen;
 	bool was_leading;
@@ -483,10 +486,10 @@ int kha_lock_value_decode(const char *value, size_t len, struct kha_lock_entry *
 /* ---- lock gates (kha lock --window / --require-etcd-healthy / --require-backup-within) ---- */
 
 struct kha_lock_gates {
-	const struct kha_window_set *window; /* NULL: any time */
-	bool require_etcd_healthy;	     /* every member answers, a leader, no alarm */
-	const struct kha_etcd_config *etcd;  /* for the health check */
-	uint64_t backup_max_age_us;	     /* 0: no backup requirement */
+	const struct kha_lock_window_set *window; /* NULL: any time */
+	bool require_etcd_healthy;		  /* every member answers, a leader, no alarm */
+	const struct kha_etcd_config *etcd;	  /* for the health check */
+	uint64_t backup_max_age_us;		  /* 0: no backup requirement */
 	const char *backup_dir;
 };
 

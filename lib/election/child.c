@@ -115,8 +115,8 @@ static void guard_run(const char *path, char *const *argv, char *const *env, pid
 	}
 }
 
-int kha_election__spawn(const char *const *argv, const char *const *env_add, struct kha_proc *ret,
-			struct kha_diag *d)
+int kha_elect__spawn(const char *const *argv, const char *const *env_add, struct kha_proc *ret,
+		     struct kha_diag *d)
 {
 	kha_autofree char *path = NULL;
 	kha_autofree char **env = NULL;

@@ -52,25 +52,25 @@ struct engine {
 };
 
 /* Wakes the main thread (any thread). */
-void kha_election__wake_main(struct engine *e);
+void kha_elect__wake_main(struct engine *e);
 /* Under mu: broadcast and wake the main thread. */
-void kha_election__changed_locked(struct engine *e);
+void kha_elect__changed_locked(struct engine *e);
 /*
  * Under mu: sleeps until `until_us` (kha_now_us clock), a broadcast, or stop. Returns whether
  * stop is set.
  */
-bool kha_election__wait_locked(struct engine *e, uint64_t until_us);
+bool kha_elect__wait_locked(struct engine *e, uint64_t until_us);
 /* Sleeps (not holding mu) until until_us or until the session gen is over or stop. */
-void kha_election__sleep(struct engine *e, uint64_t gen, uint64_t until_us);
+void kha_elect__sleep(struct engine *e, uint64_t gen, uint64_t until_us);
 /* Under mu: whether gen is over (stop, lost, or a newer gen). */
-bool kha_election__session_over_locked(const struct engine *e, uint64_t gen);
+bool kha_elect__session_over_locked(const struct engine *e, uint64_t gen);
 /* Under mu: marks gen lost (no-op for an older gen) and aborts watches. */
-void kha_election__lose_locked(struct engine *e, uint64_t gen, const char *why);
+void kha_elect__lose_locked(struct engine *e, uint64_t gen, const char *why);
 /* Under mu: a renewal of gen that started at started_us succeeded. */
-void kha_election__renewed_locked(struct engine *e, uint64_t gen, uint64_t started_us);
+void kha_elect__renewed_locked(struct engine *e, uint64_t gen, uint64_t started_us);
 
 /* A backend of the engine: etcd (run-etcd.c) or a Kubernetes Lease (run-kube.c). */
-struct kha_election__backend {
+struct kha_elect__backend {
 	/* starts its threads (main thread, before the loop) */
 	int (*start)(struct engine *e, struct kha_diag *d);
 	/* gives the slot away at once, after COMMAND stopped (main thread); NULL: the threads
@@ -79,8 +79,8 @@ struct kha_election__backend {
 	/* frees what start made, after the threads were joined; NULL: nothing */
 	void (*free)(struct engine *e);
 };
-extern const struct kha_election__backend kha_election__etcd_backend;
-extern const struct kha_election__backend kha_election__kube_backend;
+extern const struct kha_elect__backend kha_elect__etcd_backend;
+extern const struct kha_elect__backend kha_elect__kube_backend;
 
 /*
  * Starts COMMAND: its own session and process group, SIGKILL when kha dies
@@ -88,7 +88,7 @@ extern const struct kha_election__backend kha_election__kube_backend;
  * added to the environment. Returns 0 and fills *ret (a child of ours), or -ENOENT/-EACCES
  * (not found, not executable: d names it), another negative errno.
  */
-int kha_election__spawn(const char *const *argv, const char *const *env_add, struct kha_proc *ret,
-			struct kha_diag *d);
+int kha_elect__spawn(const char *const *argv, const char *const *env_add, struct kha_proc *ret,
+		     struct kha_diag *d);
 
 #endif

@@ -11,7 +11,7 @@
 #include "kha/log.h"
 #include "kha/banned.h"
 
-void kha_election__wake_main(struct engine *e)
+void kha_elect__wake_main(struct engine *e)
 {
 	uint64_t one = 1;
 	ssize_t n = write(e->wake_fd, &one, sizeof(one));
@@ -19,13 +19,13 @@ void kha_election__wake_main(struct engine *e)
 	(void)n;
 }
 
-void kha_election__changed_locked(struct engine *e)
+void kha_elect__changed_locked(struct engine *e)
 {
 	pthread_cond_broadcast(&e->cond);
-	kha_election__wake_main(e);
+	kha_elect__wake_main(e);
 }
 
-bool kha_election__wait_locked(struct engine *e, uint64_t until_us)
+bool kha_elect__wait_locked(struct engine *e, uint64_t until_us)
 {
 	struct timespec ts;
 	uint64_t now_mono = kha_now_us(), left;
@@ -47,20 +47,20 @@ bool kha_election__wait_locked(struct engine *e, uint64_t until_us)
 	return e->stop;
 }
 
-bool kha_election__session_over_locked(const struct engine *e, uint64_t gen)
+bool kha_elect__session_over_locked(const struct engine *e, uint64_t gen)
 {
 	return e->stop || e->lost || e->gen != gen;
 }
 
-void kha_election__sleep(struct engine *e, uint64_t gen, uint64_t until_us)
+void kha_elect__sleep(struct engine *e, uint64_t gen, uint64_t until_us)
 {
 	pthread_mutex_lock(&e->mu);
-	while (!kha_election__session_over_locked(e, gen) && kha_now_us() < until_us)
-		kha_election__wait_locked(e, until_us);
+	while (!kha_elect__session_over_locked(e, gen) && kha_now_us() < until_us)
+		kha_elect__wait_locked(e, until_us);
 	pthread_mutex_unlock(&e->mu);
 }
 
-void kha_election__lose_locked(struct engine *e, uint64_t gen, const char *why)
+void kha_elect__lose_locked(struct engine *e, uint64_t gen, const char *why)
 {
 	if (gen != e->gen || e->lost)
 		return;
@@ -68,14 +68,14 @@ void kha_election__lose_locked(struct engine *e, uint64_t gen, const char *why)
 	e->leading = false;
 	e->cancel = 1;
 	kha_debug("session lost", "gen=%" PRIu64 " why=\"%s\"", gen, why);
-	kha_election__changed_locked(e);
+	kha_elect__changed_locked(e);
 }
 
-void kha_election__renewed_locked(struct engine *e, uint64_t gen, uint64_t started_us)
+void kha_elect__renewed_locked(struct engine *e, uint64_t gen, uint64_t started_us)
 {
 	if (gen != e->gen || e->lost)
 		return;
 	if (started_us > e->last_renew_us)
 		e->last_renew_us = started_us;
-	kha_election__changed_locked(e);
+	kha_elect__changed_locked(e);
 }

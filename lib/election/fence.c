@@ -6,8 +6,8 @@
 
 #define MIN_MARGIN_US (50 * KHA_USEC_PER_MSEC)
 
-int kha_fence_init(struct kha_fence *f, uint64_t ttl_us, uint64_t renew_deadline_us,
-		   uint64_t grace_us, struct kha_diag *d)
+int kha_elect_fence_init(struct kha_elect_fence *f, uint64_t ttl_us, uint64_t renew_deadline_us,
+			 uint64_t grace_us, struct kha_diag *d)
 {
 	char a[32], b[32];
 
@@ -20,7 +20,7 @@ int kha_fence_init(struct kha_fence *f, uint64_t ttl_us, uint64_t renew_deadline
 			"must stop before the lease can expire",
 			kha_format_duration(a, sizeof(a), renew_deadline_us),
 			kha_format_duration(b, sizeof(b), ttl_us));
-	*f = (struct kha_fence){
+	*f = (struct kha_elect_fence){
 		.ttl_us = ttl_us,
 		.renew_deadline_us = renew_deadline_us,
 		.grace_us = grace_us,
@@ -32,35 +32,35 @@ int kha_fence_init(struct kha_fence *f, uint64_t ttl_us, uint64_t renew_deadline
 	return 0;
 }
 
-void kha_fence_renewed(struct kha_fence *f, uint64_t started_us)
+void kha_elect_fence_renewed(struct kha_elect_fence *f, uint64_t started_us)
 {
 	if (started_us > f->last_renew_us)
 		f->last_renew_us = started_us;
 }
 
-void kha_fence_reset(struct kha_fence *f)
+void kha_elect_fence_reset(struct kha_elect_fence *f)
 {
 	f->last_renew_us = 0;
 }
 
-uint64_t kha_fence_deadline(const struct kha_fence *f)
+uint64_t kha_elect_fence_deadline(const struct kha_elect_fence *f)
 {
 	return f->last_renew_us ? f->last_renew_us + f->renew_deadline_us : 0;
 }
 
-uint64_t kha_fence_expiry(const struct kha_fence *f)
+uint64_t kha_elect_fence_expiry(const struct kha_elect_fence *f)
 {
 	return f->last_renew_us ? f->last_renew_us + f->ttl_us : 0;
 }
 
-bool kha_fence_ok(const struct kha_fence *f, uint64_t now_us)
+bool kha_elect_fence_ok(const struct kha_elect_fence *f, uint64_t now_us)
 {
-	return f->last_renew_us && now_us < kha_fence_deadline(f);
+	return f->last_renew_us && now_us < kha_elect_fence_deadline(f);
 }
 
-uint64_t kha_fence_kill_at(const struct kha_fence *f, uint64_t term_us)
+uint64_t kha_elect_fence_kill_at(const struct kha_elect_fence *f, uint64_t term_us)
 {
-	uint64_t at = term_us + f->grace_us, expiry = kha_fence_expiry(f);
+	uint64_t at = term_us + f->grace_us, expiry = kha_elect_fence_expiry(f);
 
 	if (expiry) {
 		uint64_t latest = expiry > f->margin_us ? expiry - f->margin_us : 0;
@@ -71,10 +71,10 @@ uint64_t kha_fence_kill_at(const struct kha_fence *f, uint64_t term_us)
 	return at < term_us ? term_us : at;
 }
 
-uint64_t kha_fence_call_timeout(const struct kha_fence *f, uint64_t now_us, uint64_t max_us,
-				uint64_t min_us)
+uint64_t kha_elect_fence_call_timeout(const struct kha_elect_fence *f, uint64_t now_us,
+				      uint64_t max_us, uint64_t min_us)
 {
-	uint64_t deadline = kha_fence_deadline(f), left;
+	uint64_t deadline = kha_elect_fence_deadline(f), left;
 
 	if (!deadline)
 		return max_us;

@@ -99,7 +99,7 @@ void kha_fleetlock_pre_reboot(struct kha_etcd *c, const struct kha_fleetlock_opt
 	struct kha_etcd_range_result rr = {};
 	struct kha_etcd_txn_result tr = {};
 	struct kha_etcd_kv cur = {};
-	struct kha_sem_position pos;
+	struct kha_lock_sem_position pos;
 	struct kha_diag d = {};
 	kha_autofree char *value = NULL;
 	int64_t lease = 0, my_rev;
@@ -180,7 +180,7 @@ void kha_fleetlock_pre_reboot(struct kha_etcd *c, const struct kha_fleetlock_opt
 		delete_if(c, key, my_rev);
 		goto out;
 	}
-	if (kha_sem_position(rr.kvs, rr.n_kvs, key, &pos) < 0) {
+	if (kha_lock_sem_position(rr.kvs, rr.n_kvs, key, &pos) < 0) {
 		kha_fleetlock_result_set(ret, 409, "failed_lock_pending",
 					 "the request was withdrawn; retry");
 		goto out;

@@ -20,7 +20,7 @@ static int check_window(const struct kha_lock_gates *g, char *reason, size_t siz
 		snprintf(reason, size, "cannot read the local time");
 		return -EINVAL;
 	}
-	if (kha_window_contains(g->window, &tm))
+	if (kha_lock_window_contains(g->window, &tm))
 		return 0;
 	snprintf(reason, size, "outside the maintenance window (local time %02d:%02d)", tm.tm_hour,
 		 tm.tm_min);

@@ -43,11 +43,11 @@ static int prefix_of(char *buf, size_t size, const char *name, struct kha_diag *
 static int leader_from(struct kha_etcd *c, const struct kha_etcd_range_result *rr,
 		       struct kha_elect_leader *ret)
 {
-	struct kha_sem_position pos;
+	struct kha_lock_sem_position pos;
 	const struct kha_etcd_kv *kv;
 
 	*ret = (struct kha_elect_leader){.ttl_s = -1};
-	kha_ignore(kha_sem_position(rr->kvs, rr->n_kvs, "", &pos));
+	kha_ignore(kha_lock_sem_position(rr->kvs, rr->n_kvs, "", &pos));
 	if (pos.first < 0)
 		return 0;
 	kv = &rr->kvs[pos.first];
@@ -233,7 +233,7 @@ int kha_lock_status_get(struct kha_etcd *c, const char *name, size_t slots_overr
 		r = kha_diag_set(d, ENOMEM, "out of memory");
 		goto out;
 	}
-	kha_sem_order(rr.kvs, rr.n_kvs, order);
+	kha_lock_sem_order(rr.kvs, rr.n_kvs, order);
 	for (size_t i = 0; i < rr.n_kvs; i++) {
 		const struct kha_etcd_kv *kv = &rr.kvs[order[i]];
 		struct kha_lock_entry *en = &s.entries[s.n];

@@ -54,8 +54,8 @@ static void *keepalive_thread(void *arg)
 		if (e->stop)
 			break;
 		if (!e->gen || e->lost || !e->lease || kha_now_us() < e->ka_next_us) {
-			kha_election__wait_locked(e, e->gen && !e->lost && e->lease ? e->ka_next_us
-										    : UINT64_MAX);
+			kha_elect__wait_locked(e, e->gen && !e->lost && e->lease ? e->ka_next_us
+										 : UINT64_MAX);
 			continue;
 		}
 		gen = e->gen;
@@ -79,10 +79,10 @@ static void *keepalive_thread(void *arg)
 					 failures);
 			failures = 0;
 			e->ka_next_us = start + e->interval_us;
-			kha_election__renewed_locked(e, gen, start);
+			kha_elect__renewed_locked(e, gen, start);
 		} else if (r == 0) {
 			kha_warn("lease expired", "lease=%" PRIx64, (uint64_t)lease);
-			kha_election__lose_locked(e, gen, "lease expired");
+			kha_elect__lose_locked(e, gen, "lease expired");
 		} else {
 			failures++;
 			if (e->o->stats)
@@ -163,7 +163,7 @@ static void set_waiting(struct engine *e, uint64_t gen, const char *leader, cons
 		snprintf(e->waiting_for, sizeof(e->waiting_for), "%s", why);
 		e->leading = false;
 		if (changed)
-			kha_election__changed_locked(e);
+			kha_elect__changed_locked(e);
 	}
 	pthread_mutex_unlock(&e->mu);
 }
@@ -231,12 +231,12 @@ static int campaign(struct engine *e, struct kha_etcd *c, uint64_t gen, int64_t 
 	for (;;) {
 		struct kha_etcd_range_req rq = {.r = {.key = prefix, .prefix = true}};
 		struct kha_etcd_range_result rr = {};
-		struct kha_sem_position pos;
+		struct kha_lock_sem_position pos;
 		char leader[256] = "", why[512];
 		int64_t rev;
 
 		pthread_mutex_lock(&e->mu);
-		if (kha_election__session_over_locked(e, gen)) {
+		if (kha_elect__session_over_locked(e, gen)) {
 			pthread_mutex_unlock(&e->mu);
 			return 0;
 		}
@@ -249,11 +249,11 @@ static int campaign(struct engine *e, struct kha_etcd *c, uint64_t gen, int64_t 
 			kha_warn("cannot read the contenders", "%s=%s error=%s", o->what,
 				 KHA_LOGQ(o->name), KHA_LOGQ(d.msg));
 			kha_etcd_range_result_release(&rr);
-			kha_election__sleep(e, gen, kha_now_us() + BACKOFF_MIN_US * 2);
+			kha_elect__sleep(e, gen, kha_now_us() + BACKOFF_MIN_US * 2);
 			continue;
 		}
 		rev = rr.header.revision;
-		r = kha_sem_position(rr.kvs, rr.n_kvs, key, &pos);
+		r = kha_lock_sem_position(rr.kvs, rr.n_kvs, key, &pos);
 		if (pos.first >= 0) {
 			/* a lock's value is JSON with the id; an election's is the id itself */
 			struct kha_lock_entry le = {0};
@@ -269,7 +269,7 @@ static int campaign(struct engine *e, struct kha_etcd *c, uint64_t gen, int64_t 
 			kha_warn("our key disappeared", "%s=%s key=%s", o->what, KHA_LOGQ(o->name),
 				 KHA_LOGQ(key));
 			pthread_mutex_lock(&e->mu);
-			kha_election__lose_locked(e, gen, "key deleted");
+			kha_elect__lose_locked(e, gen, "key deleted");
 			pthread_mutex_unlock(&e->mu);
 			return 0;
 		}
@@ -285,11 +285,10 @@ static int campaign(struct engine *e, struct kha_etcd *c, uint64_t gen, int64_t 
 					snprintf(gate_reason, sizeof(gate_reason), "%s", reason);
 				snprintf(why, sizeof(why), "slot held, gate closed: %s", reason);
 				set_waiting(e, gen, leader, why);
-				kha_election__sleep(e, gen,
-						    kha_now_us() +
-							    (o->gate_interval_us
-								     ? o->gate_interval_us
-								     : 5 * KHA_USEC_PER_SEC));
+				kha_elect__sleep(e, gen,
+						 kha_now_us() + (o->gate_interval_us
+									 ? o->gate_interval_us
+									 : 5 * KHA_USEC_PER_SEC));
 				continue;
 			}
 		}
@@ -306,14 +305,14 @@ static int campaign(struct engine *e, struct kha_etcd *c, uint64_t gen, int64_t 
 							      kha_now_us() - started_us,
 							      memory_order_relaxed);
 				acquired_logged = true;
-				kha_election__changed_locked(e);
+				kha_elect__changed_locked(e);
 			}
 			pthread_mutex_unlock(&e->mu);
 			/* holders keep their place until their key goes: watch it */
 			kha_diag_clear(&d);
 			r = wait_delete(e, c, prefix, key, rev, &d);
 			if (r < 0)
-				kha_election__sleep(e, gen, kha_now_us() + BACKOFF_MIN_US);
+				kha_elect__sleep(e, gen, kha_now_us() + BACKOFF_MIN_US);
 			continue;
 		}
 		if (o->slots == 1)
@@ -335,7 +334,7 @@ static int campaign(struct engine *e, struct kha_etcd *c, uint64_t gen, int64_t 
 		}
 		if (r < 0) {
 			kha_debug("watch failed", "error=%s", KHA_LOGQ(d.msg));
-			kha_election__sleep(e, gen, kha_now_us() + BACKOFF_MIN_US);
+			kha_elect__sleep(e, gen, kha_now_us() + BACKOFF_MIN_US);
 		}
 	}
 }
@@ -382,14 +381,14 @@ static void *campaign_thread(void *arg)
 				      kha_now_us() - started_us >= startup_budget)) {
 				e->fatal = r;
 				e->fatal_diag = d;
-				kha_election__changed_locked(e);
+				kha_elect__changed_locked(e);
 				pthread_mutex_unlock(&e->mu);
 				break;
 			}
 			pthread_mutex_unlock(&e->mu);
 			kha_warn("cannot grant a lease", "error=%s", KHA_LOGQ(d.msg));
 			pthread_mutex_lock(&e->mu);
-			kha_election__wait_locked(e, kha_now_us() + backoff);
+			kha_elect__wait_locked(e, kha_now_us() + backoff);
 			pthread_mutex_unlock(&e->mu);
 			backoff = KHA_MIN(backoff * 2, BACKOFF_MAX_US);
 			continue;
@@ -415,7 +414,7 @@ static void *campaign_thread(void *arg)
 		e->ka_next_us = start + e->interval_us;
 		e->up = true;
 		snprintf(e->waiting_for, sizeof(e->waiting_for), "campaigning");
-		kha_election__changed_locked(e);
+		kha_elect__changed_locked(e);
 		pthread_mutex_unlock(&e->mu);
 		first = false;
 		kha_debug("lease granted", "lease=%" PRIx64 " ttl=%" PRId64, (uint64_t)lease, ttl);
@@ -427,14 +426,14 @@ static void *campaign_thread(void *arg)
 			e->leading = false;
 			if (!e->lost)
 				e->lost = true;
-			kha_election__changed_locked(e);
+			kha_elect__changed_locked(e);
 		}
 		pthread_mutex_unlock(&e->mu);
 		/* give our place away (main also resigns on stop; a second revoke is harmless) */
 		revoke_lease(c, lease);
 		if (r < 0) {
 			pthread_mutex_lock(&e->mu);
-			kha_election__wait_locked(e, kha_now_us() + backoff);
+			kha_elect__wait_locked(e, kha_now_us() + backoff);
 			pthread_mutex_unlock(&e->mu);
 			backoff = KHA_MIN(backoff * 2, BACKOFF_MAX_US);
 		}
@@ -507,7 +506,7 @@ static void etcd_resign(struct engine *e)
 		 e->o->what, KHA_LOGQ(e->o->name), KHA_LOGQ(e->o->id));
 }
 
-const struct kha_election__backend kha_election__etcd_backend = {
+const struct kha_elect__backend kha_elect__etcd_backend = {
 	.start = etcd_start,
 	.resign = etcd_resign,
 	.free = etcd_free,

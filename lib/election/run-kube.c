@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 /*
  * The Kubernetes Lease backend of the run engine: one thread running client-go's
- * acquire/renew loop (kha_lease_decide) every retry period, and releasing the Lease as
+ * acquire/renew loop (kha_elect_lease_decide) every retry period, and releasing the Lease as
  * client-go's ReleaseOnCancel does when kha stops. Optimistic concurrency (resourceVersion,
  * 409 Conflict) makes every write conditional on the record we decided from.
  */
@@ -22,7 +22,7 @@ static uint64_t jittered(uint64_t period)
 	return period + (uint64_t)((double)period * 1.2 * ((double)random() / RAND_MAX));
 }
 
-static void release(struct engine *e, struct kha_kube_client *c, struct kha_lease_elector *el)
+static void release(struct engine *e, struct kha_kube_client *c, struct kha_elect_lease_elector *el)
 {
 	struct kha_kube_lease rec, cur;
 	struct kha_diag d = {};
@@ -31,7 +31,7 @@ static void release(struct engine *e, struct kha_kube_client *c, struct kha_leas
 	kha_kube_client_set_stop_fd(c, -1);
 	kha_kube_client_set_timeouts(c, 0, 2 * KHA_USEC_PER_SEC);
 	for (int attempt = 0; attempt < 2; attempt++) {
-		if (!kha_lease_release_record(el, (int64_t)kha_wall_us(), &rec))
+		if (!kha_elect_lease_release_record(el, (int64_t)kha_wall_us(), &rec))
 			return;
 		kha_diag_clear(&d);
 		r = kha_kube_lease_update(c, &rec, NULL, &d);
@@ -45,7 +45,7 @@ static void release(struct engine *e, struct kha_kube_client *c, struct kha_leas
 		/* changed since we read it: still ours? */
 		if (kha_kube_lease_get(c, e->o->lease_namespace, e->o->lease_name, &cur, &d) < 0)
 			break;
-		(void)kha_lease_decide(el, &cur, kha_now_us(), (int64_t)kha_wall_us(), &rec);
+		(void)kha_elect_lease_decide(el, &cur, kha_now_us(), (int64_t)kha_wall_us(), &rec);
 	}
 	kha_warn("cannot release the lease", "error=%s", KHA_LOGQ(d.msg));
 }
@@ -55,7 +55,7 @@ static void *kube_thread(void *arg)
 	struct engine *e = arg;
 	const struct kha_elect_opts *o = e->o;
 	kha_auto(kha_kube_client_freep) struct kha_kube_client *c = NULL;
-	struct kha_lease_elector el;
+	struct kha_elect_lease_elector el;
 	struct kha_diag d = {};
 	bool first = true, leading = false;
 	uint64_t gen = 0, campaign_start = kha_now_us(), failures = 0;
@@ -64,13 +64,13 @@ static void *kube_thread(void *arg)
 		pthread_mutex_lock(&e->mu);
 		e->fatal = -EINVAL;
 		e->fatal_diag = d;
-		kha_election__changed_locked(e);
+		kha_elect__changed_locked(e);
 		pthread_mutex_unlock(&e->mu);
 		return NULL;
 	}
 	kha_kube_client_set_stop_fd(c, e->stop_fd);
-	kha_lease_elector_init(&el, o->id,
-			       (int32_t)((e->ttl_us + KHA_USEC_PER_SEC - 1) / KHA_USEC_PER_SEC));
+	kha_elect_lease_elector_init(
+		&el, o->id, (int32_t)((e->ttl_us + KHA_USEC_PER_SEC - 1) / KHA_USEC_PER_SEC));
 	srandom((unsigned)(kha_now_us() ^ (uint64_t)getpid()));
 
 	pthread_mutex_lock(&e->mu);
@@ -80,7 +80,7 @@ static void *kube_thread(void *arg)
 
 	for (;;) {
 		struct kha_kube_lease cur, rec, stored;
-		enum kha_lease_action act;
+		enum kha_elect_lease_action act;
 		uint64_t start = kha_now_us(), timeout, next;
 		bool have = false, ok = false;
 		int r;
@@ -99,7 +99,7 @@ static void *kube_thread(void *arg)
 			e->last_renew_us = 0;
 			leading = false;
 			campaign_start = start;
-			kha_election__changed_locked(e);
+			kha_elect__changed_locked(e);
 		}
 		/* while leading, no request may outlive the renew deadline */
 		timeout = MAX_CALL_US;
@@ -117,16 +117,16 @@ static void *kube_thread(void *arg)
 		if (r == 0)
 			have = true;
 		if (r == 0 || r == -ENOENT) {
-			act = kha_lease_decide(&el, have ? &cur : NULL, kha_now_us(),
-					       (int64_t)kha_wall_us(), &rec);
-			if (act == KHA_LEASE_CREATE) {
+			act = kha_elect_lease_decide(&el, have ? &cur : NULL, kha_now_us(),
+						     (int64_t)kha_wall_us(), &rec);
+			if (act == KHA_ELECT_LEASE_CREATE) {
 				snprintf(rec.namespace, sizeof(rec.namespace), "%s",
 					 o->lease_namespace);
 				snprintf(rec.name, sizeof(rec.name), "%s", o->lease_name);
 				kha_diag_clear(&d);
 				r = kha_kube_lease_create(c, &rec, &stored, &d);
 				ok = r == 0;
-			} else if (act == KHA_LEASE_UPDATE) {
+			} else if (act == KHA_ELECT_LEASE_UPDATE) {
 				kha_diag_clear(&d);
 				r = kha_kube_lease_update(c, &rec, &stored, &d);
 				ok = r == 0;
@@ -134,7 +134,7 @@ static void *kube_thread(void *arg)
 				r = 0;
 			}
 			if (ok)
-				kha_lease_elector_written(&el, &stored, kha_now_us());
+				kha_elect_lease_elector_written(&el, &stored, kha_now_us());
 		}
 		if (r == -ECANCELED)
 			continue; /* stopping */
@@ -146,7 +146,7 @@ static void *kube_thread(void *arg)
 			pthread_mutex_lock(&e->mu);
 			e->fatal = r;
 			e->fatal_diag = d;
-			kha_election__changed_locked(e);
+			kha_elect__changed_locked(e);
 			pthread_mutex_unlock(&e->mu);
 			return NULL;
 		}
@@ -168,7 +168,7 @@ static void *kube_thread(void *arg)
 			e->leading = true;
 			e->waiting_for[0] = '\0';
 			failures = 0;
-			kha_election__renewed_locked(e, gen, start);
+			kha_elect__renewed_locked(e, gen, start);
 		} else if (!ok) {
 			if (r < 0) {
 				failures++;
@@ -182,20 +182,20 @@ static void *kube_thread(void *arg)
 						 KHA_LOGQ(o->lease_name), failures,
 						 KHA_LOGQ(d.msg));
 			}
-			if (leading && !kha_lease_elector_is_holder(&el)) {
+			if (leading && !kha_elect_lease_elector_is_holder(&el)) {
 				/* someone else holds it now: we lost, whatever the deadline */
-				kha_election__lose_locked(e, gen, "lease taken");
+				kha_elect__lose_locked(e, gen, "lease taken");
 				leading = false;
 			} else if (!leading) {
 				snprintf(e->waiting_for, sizeof(e->waiting_for), "%s",
 					 r < 0 ? "lease unreachable"
 					       : "lease held by another holder");
-				kha_election__changed_locked(e);
+				kha_elect__changed_locked(e);
 			}
 		}
 		next = start + (leading ? e->interval_us : jittered(e->interval_us));
 		while (!e->stop && kha_now_us() < next)
-			kha_election__wait_locked(e, next);
+			kha_elect__wait_locked(e, next);
 		pthread_mutex_unlock(&e->mu);
 	}
 	release(e, c, &el);
@@ -213,4 +213,4 @@ static int kube_start(struct engine *e, struct kha_diag *d)
 }
 
 /* the Lease is released by its thread as it stops (as client-go's ReleaseOnCancel does) */
-const struct kha_election__backend kha_election__kube_backend = {.start = kube_start};
+const struct kha_elect__backend kha_elect__kube_backend = {.start = kube_start};

@@ -118,7 +118,7 @@ static int start_child(struct engine *e, struct child *ch, int64_t token)
 	snprintf(tok, sizeof(tok), "KHA_FENCING_TOKEN=%" PRId64, token);
 	snprintf(id, sizeof(id), "KHA_ID=%s", o->id);
 	snprintf(name, sizeof(name), "%s=%s", o->env_name ? o->env_name : "KHA_ELECTION", o->name);
-	r = kha_election__spawn(o->argv, env, &ch->p, &d);
+	r = kha_elect__spawn(o->argv, env, &ch->p, &d);
 	if (r < 0) {
 		kha_error("cannot start COMMAND", "error=%s", KHA_LOGQ(d.msg));
 		return r;
@@ -244,7 +244,7 @@ static void perform_stop(struct engine *e, struct child *ch, const struct kha_el
 			 strerror(-r));
 	if (a->todo & KHA_ELECT_DO_LOSE) {
 		pthread_mutex_lock(&e->mu);
-		kha_election__lose_locked(e, gen, "fenced");
+		kha_elect__lose_locked(e, gen, "fenced");
 		pthread_mutex_unlock(&e->mu);
 	}
 }
@@ -424,8 +424,8 @@ static int wait_events(struct engine *e, int sfd, struct child *ch, struct kha_e
 
 int kha_elect_run(const struct kha_elect_opts *o, int *ret_status, struct kha_diag *d)
 {
-	const struct kha_election__backend *be =
-		o->kube ? &kha_election__kube_backend : &kha_election__etcd_backend;
+	const struct kha_elect__backend *be =
+		o->kube ? &kha_elect__kube_backend : &kha_elect__etcd_backend;
 	struct engine e = {.o = o, .wake_fd = -1, .stop_fd = -1};
 	struct child ch = {};
 	struct kha_elect_step_state st;

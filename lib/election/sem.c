@@ -36,7 +36,7 @@ static bool before(const struct kha_etcd_kv *a, const struct kha_etcd_kv *b)
 	return c < 0 || (c == 0 && a->key_len < b->key_len);
 }
 
-void kha_sem_order(const struct kha_etcd_kv *kvs, size_t n, size_t *order)
+void kha_lock_sem_order(const struct kha_etcd_kv *kvs, size_t n, size_t *order)
 {
 	/* insertion sort: a handful of contenders */
 	for (size_t i = 0; i < n; i++) {
@@ -51,10 +51,10 @@ void kha_sem_order(const struct kha_etcd_kv *kvs, size_t n, size_t *order)
 	}
 }
 
-int kha_sem_position(const struct kha_etcd_kv *kvs, size_t n, const char *my_key,
-		     struct kha_sem_position *ret)
+int kha_lock_sem_position(const struct kha_etcd_kv *kvs, size_t n, const char *my_key,
+			  struct kha_lock_sem_position *ret)
 {
-	struct kha_sem_position p = {.n = n, .mine = -1, .pred = -1, .first = -1};
+	struct kha_lock_sem_position p = {.n = n, .mine = -1, .pred = -1, .first = -1};
 	size_t klen = strlen(my_key);
 
 	for (size_t i = 0; i < n; i++) {

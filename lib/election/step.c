@@ -6,7 +6,7 @@
  *   - COMMAND runs only for the current session, while it leads and the fence is valid (a
  *     renewal started less than the renew deadline ago). A new session starts with no renewal.
  *   - Once COMMAND is told to stop, SIGKILL follows at the latest a margin before the lease can
- *     expire on the server (kha_fence_kill_at), so two COMMANDs never run at once; when exiting
+ *     expire on the server (kha_elect_fence_kill_at), so two COMMANDs never run at once; when exiting
  *     without a valid fence, at once.
  *   - A fenced session is given up (DO_LOSE): the backend starts a new one, never trusts the
  *     old lease again.
@@ -31,7 +31,7 @@ int kha_elect_step_init(struct kha_elect_step_state *st, const struct kha_elect_
 	int r;
 
 	*st = (struct kha_elect_step_state){0};
-	r = kha_fence_init(&st->fence, o->ttl_us, deadline, o->grace_us, d);
+	r = kha_elect_fence_init(&st->fence, o->ttl_us, deadline, o->grace_us, d);
 	if (r < 0)
 		return r;
 	if (interval >= deadline)
@@ -58,8 +58,8 @@ static void stop(struct kha_elect_step_state *st, enum kha_elect_stop why, uint6
 {
 	st->stopping = why;
 	/* after a loss the lease may expire any moment: the fence bounds the grace */
-	st->kill_us = kha_fence_kill_at(&st->fence, now);
-	if (why == KHA_ELECT_STOP_EXITING && !kha_fence_ok(&st->fence, now))
+	st->kill_us = kha_elect_fence_kill_at(&st->fence, now);
+	if (why == KHA_ELECT_STOP_EXITING && !kha_elect_fence_ok(&st->fence, now))
 		st->kill_us = now;
 	st->killed = st->kill_us <= now;
 	a->todo |= st->killed ? KHA_ELECT_DO_KILL : KHA_ELECT_DO_TERM;
@@ -111,10 +111,10 @@ void kha_elect_step(struct kha_elect_step_state *st, const struct kha_elect_opts
 	if (obs->exit_requested)
 		st->exiting = true;
 	if (obs->gen != st->fence_gen) {
-		kha_fence_reset(&st->fence);
+		kha_elect_fence_reset(&st->fence);
 		st->fence_gen = obs->gen;
 	}
-	kha_fence_renewed(&st->fence, obs->last_renew_us);
+	kha_elect_fence_renewed(&st->fence, obs->last_renew_us);
 
 	if (obs->leading && (!st->was_leading || obs->gen != st->seen_gen))
 		a.todo |= KHA_ELECT_DO_ACQUIRED;
@@ -122,7 +122,7 @@ void kha_elect_step(struct kha_elect_step_state *st, const struct kha_elect_opts
 		a.todo |= KHA_ELECT_DO_LOST;
 	st->was_leading = obs->leading;
 	st->seen_gen = obs->gen;
-	a.leader_ok = obs->leading && kha_fence_ok(&st->fence, now);
+	a.leader_ok = obs->leading && kha_elect_fence_ok(&st->fence, now);
 
 	/* ---- COMMAND ---- */
 	if (st->running && st->stopping == KHA_ELECT_STOP_NONE) {
@@ -130,7 +130,7 @@ void kha_elect_step(struct kha_elect_step_state *st, const struct kha_elect_opts
 			stop(st, KHA_ELECT_STOP_EXITING, now, &a);
 		} else if (!obs->leading || obs->gen != st->child_gen) {
 			stop(st, KHA_ELECT_STOP_LOST, now, &a);
-		} else if (!kha_fence_ok(&st->fence, now)) {
+		} else if (!kha_elect_fence_ok(&st->fence, now)) {
 			stop(st, KHA_ELECT_STOP_FENCED, now, &a);
 			a.todo |= KHA_ELECT_DO_LOSE;
 		}
@@ -151,7 +151,7 @@ void kha_elect_step(struct kha_elect_step_state *st, const struct kha_elect_opts
 		*ret = a;
 		return;
 	}
-	if (!st->running && obs->leading && kha_fence_ok(&st->fence, now) &&
+	if (!st->running && obs->leading && kha_elect_fence_ok(&st->fence, now) &&
 	    (!st->restart_at_us || now >= st->restart_at_us)) {
 		st->restart_at_us = 0;
 		st->running = true;
@@ -165,7 +165,7 @@ void kha_elect_step(struct kha_elect_step_state *st, const struct kha_elect_opts
 		st->restart_at_us = 0;
 
 	/* ---- when to look again ---- */
-	deadline = kha_fence_deadline(&st->fence);
+	deadline = kha_elect_fence_deadline(&st->fence);
 	if (st->running && st->stopping == KHA_ELECT_STOP_NONE && deadline)
 		a.next_us = deadline;
 	if (st->running && st->stopping != KHA_ELECT_STOP_NONE && !st->killed)

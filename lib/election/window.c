@@ -85,16 +85,16 @@ static int parse_time(struct cursor *c, bool end, uint16_t *ret)
 	return 0;
 }
 
-int kha_window_parse(const char *s, struct kha_window_set *ret, struct kha_diag *d)
+int kha_lock_window_parse(const char *s, struct kha_lock_window_set *ret, struct kha_diag *d)
 {
 	struct cursor c = {.s = s, .p = s, .d = d};
-	struct kha_window_set ws = {};
+	struct kha_lock_window_set ws = {};
 
 	for (;;) {
-		struct kha_window w = {.days = 0x7f};
+		struct kha_lock_window w = {.days = 0x7f};
 
 		skip_spaces(&c);
-		if (ws.n == KHA_WINDOW_MAX)
+		if (ws.n == KHA_LOCK_WINDOW_MAX)
 			return fail(&c, "too many windows");
 		if (isalpha((unsigned char)*c.p)) {
 			if (parse_days(&c, &w.days) < 0)
@@ -124,12 +124,12 @@ int kha_window_parse(const char *s, struct kha_window_set *ret, struct kha_diag 
 	return 0;
 }
 
-bool kha_window_contains(const struct kha_window_set *ws, const struct tm *tm)
+bool kha_lock_window_contains(const struct kha_lock_window_set *ws, const struct tm *tm)
 {
 	int now = tm->tm_hour * 60 + tm->tm_min, wday = tm->tm_wday, yday = (wday + 6) % 7;
 
 	for (size_t i = 0; i < ws->n; i++) {
-		const struct kha_window *w = &ws->w[i];
+		const struct kha_lock_window *w = &ws->w[i];
 
 		if (w->end_min > w->start_min) {
 			if ((w->days & (1u << wday)) && now >= w->start_min && now < w->end_min)

@@ -25,88 +25,88 @@
 
 static void test_fence_rejects_deadline_not_below_ttl(void **state)
 {
-	struct kha_fence f;
+	struct kha_elect_fence f;
 	struct kha_diag d = {};
 
 	(void)state;
-	assert_int_equal(kha_fence_init(&f, 10 * S, 10 * S, 0, &d), -EINVAL);
+	assert_int_equal(kha_elect_fence_init(&f, 10 * S, 10 * S, 0, &d), -EINVAL);
 	assert_non_null(strstr(d.msg, "shorter than the TTL"));
-	assert_int_equal(kha_fence_init(&f, 10 * S, 12 * S, 0, NULL), -EINVAL);
-	assert_int_equal(kha_fence_init(&f, 0, 0, 0, NULL), -EINVAL);
-	assert_int_equal(kha_fence_init(&f, 10 * S, 6 * S, 0, NULL), 0);
+	assert_int_equal(kha_elect_fence_init(&f, 10 * S, 12 * S, 0, NULL), -EINVAL);
+	assert_int_equal(kha_elect_fence_init(&f, 0, 0, 0, NULL), -EINVAL);
+	assert_int_equal(kha_elect_fence_init(&f, 10 * S, 6 * S, 0, NULL), 0);
 }
 
 static void test_fence_counts_from_the_renewal_start(void **state)
 {
-	struct kha_fence f;
+	struct kha_elect_fence f;
 	uint64_t started;
 
 	(void)state;
-	assert_int_equal(kha_fence_init(&f, 3 * S, 2 * S, 5 * S, NULL), 0);
-	assert_false(kha_fence_ok(&f, kha_now_us())); /* never renewed: never ok */
-	assert_int_equal(kha_fence_deadline(&f), 0);
+	assert_int_equal(kha_elect_fence_init(&f, 3 * S, 2 * S, 5 * S, NULL), 0);
+	assert_false(kha_elect_fence_ok(&f, kha_now_us())); /* never renewed: never ok */
+	assert_int_equal(kha_elect_fence_deadline(&f), 0);
 
 	/* a keep-alive starts now and is answered 900 ms later: the clock runs from its start */
 	started = kha_now_us();
 	fake_now += 900 * MS;
-	kha_fence_renewed(&f, started);
-	assert_int_equal(kha_fence_deadline(&f), started + 2 * S);
-	assert_int_equal(kha_fence_expiry(&f), started + 3 * S);
+	kha_elect_fence_renewed(&f, started);
+	assert_int_equal(kha_elect_fence_deadline(&f), started + 2 * S);
+	assert_int_equal(kha_elect_fence_expiry(&f), started + 3 * S);
 	fake_now = started + 2 * S - 1;
-	assert_true(kha_fence_ok(&f, kha_now_us()));
+	assert_true(kha_elect_fence_ok(&f, kha_now_us()));
 	fake_now = started + 2 * S;
-	assert_false(kha_fence_ok(&f, kha_now_us()));
+	assert_false(kha_elect_fence_ok(&f, kha_now_us()));
 
 	/* an older renewal answered late never moves the deadline back */
-	kha_fence_renewed(&f, started - S);
-	assert_int_equal(kha_fence_deadline(&f), started + 2 * S);
-	kha_fence_renewed(&f, started + S);
-	assert_int_equal(kha_fence_deadline(&f), started + 3 * S);
-	kha_fence_reset(&f);
-	assert_false(kha_fence_ok(&f, kha_now_us()));
+	kha_elect_fence_renewed(&f, started - S);
+	assert_int_equal(kha_elect_fence_deadline(&f), started + 2 * S);
+	kha_elect_fence_renewed(&f, started + S);
+	assert_int_equal(kha_elect_fence_deadline(&f), started + 3 * S);
+	kha_elect_fence_reset(&f);
+	assert_false(kha_elect_fence_ok(&f, kha_now_us()));
 }
 
 static void test_fence_kill_before_expiry(void **state)
 {
-	struct kha_fence f;
+	struct kha_elect_fence f;
 	uint64_t t0 = kha_now_us(), term, kill;
 
 	(void)state;
 	/* TTL 3 s, renew deadline 2 s, grace 5 s: the grace cannot be honoured */
-	assert_int_equal(kha_fence_init(&f, 3 * S, 2 * S, 5 * S, NULL), 0);
-	kha_fence_renewed(&f, t0);
-	term = kha_fence_deadline(&f);
-	kill = kha_fence_kill_at(&f, term);
+	assert_int_equal(kha_elect_fence_init(&f, 3 * S, 2 * S, 5 * S, NULL), 0);
+	kha_elect_fence_renewed(&f, t0);
+	term = kha_elect_fence_deadline(&f);
+	kill = kha_elect_fence_kill_at(&f, term);
 	assert_true(kill > term);
-	assert_true(kill + f.margin_us <= kha_fence_expiry(&f));
+	assert_true(kill + f.margin_us <= kha_elect_fence_expiry(&f));
 	assert_int_equal(f.margin_us, 300 * MS);
 
 	/* a short grace is honoured */
-	assert_int_equal(kha_fence_init(&f, 3 * S, 2 * S, 100 * MS, NULL), 0);
-	kha_fence_renewed(&f, t0);
-	assert_int_equal(kha_fence_kill_at(&f, t0 + 2 * S), t0 + 2 * S + 100 * MS);
+	assert_int_equal(kha_elect_fence_init(&f, 3 * S, 2 * S, 100 * MS, NULL), 0);
+	kha_elect_fence_renewed(&f, t0);
+	assert_int_equal(kha_elect_fence_kill_at(&f, t0 + 2 * S), t0 + 2 * S + 100 * MS);
 
 	/* SIGTERM after the expiry already passed: SIGKILL at once */
-	assert_int_equal(kha_fence_kill_at(&f, t0 + 10 * S), t0 + 10 * S);
+	assert_int_equal(kha_elect_fence_kill_at(&f, t0 + 10 * S), t0 + 10 * S);
 
 	/* a tiny gap between deadline and TTL: the margin shrinks to fit */
-	assert_int_equal(kha_fence_init(&f, 2 * S, 1900 * MS, S, NULL), 0);
+	assert_int_equal(kha_elect_fence_init(&f, 2 * S, 1900 * MS, S, NULL), 0);
 	assert_true(f.margin_us <= 100 * MS);
 }
 
 static void test_fence_call_timeout_within_budget(void **state)
 {
-	struct kha_fence f;
+	struct kha_elect_fence f;
 	uint64_t t0 = kha_now_us();
 
 	(void)state;
-	assert_int_equal(kha_fence_init(&f, 10 * S, 6 * S, 0, NULL), 0);
+	assert_int_equal(kha_elect_fence_init(&f, 10 * S, 6 * S, 0, NULL), 0);
 	/* no renewal yet: the configured timeout */
-	assert_int_equal(kha_fence_call_timeout(&f, t0, 5 * S, 100 * MS), 5 * S);
-	kha_fence_renewed(&f, t0);
-	assert_int_equal(kha_fence_call_timeout(&f, t0, 5 * S, 100 * MS), 5 * S);
-	assert_int_equal(kha_fence_call_timeout(&f, t0 + 4 * S, 5 * S, 100 * MS), 2 * S);
-	assert_int_equal(kha_fence_call_timeout(&f, t0 + 6 * S, 5 * S, 100 * MS), 100 * MS);
+	assert_int_equal(kha_elect_fence_call_timeout(&f, t0, 5 * S, 100 * MS), 5 * S);
+	kha_elect_fence_renewed(&f, t0);
+	assert_int_equal(kha_elect_fence_call_timeout(&f, t0, 5 * S, 100 * MS), 5 * S);
+	assert_int_equal(kha_elect_fence_call_timeout(&f, t0 + 4 * S, 5 * S, 100 * MS), 2 * S);
+	assert_int_equal(kha_elect_fence_call_timeout(&f, t0 + 6 * S, 5 * S, 100 * MS), 100 * MS);
 }
 
 /* ---- candidates ----------------------------------------------------------------------------- */
@@ -136,31 +136,31 @@ static void test_sem_position_orders_by_create_revision(void **state)
 {
 	/* key names sort differently from creation order on purpose */
 	struct kha_etcd_kv kvs[] = {kv("e/c", 7), kv("e/a", 12), kv("e/b", 5), kv("e/d", 9)};
-	struct kha_sem_position p;
+	struct kha_lock_sem_position p;
 	size_t order[4];
 
 	(void)state;
-	assert_int_equal(kha_sem_position(kvs, 4, "e/b", &p), 0);
+	assert_int_equal(kha_lock_sem_position(kvs, 4, "e/b", &p), 0);
 	assert_int_equal(p.rank, 0);
 	assert_int_equal(p.pred, -1);
 	assert_int_equal(p.first, 2);
 
-	assert_int_equal(kha_sem_position(kvs, 4, "e/a", &p), 0);
+	assert_int_equal(kha_lock_sem_position(kvs, 4, "e/a", &p), 0);
 	assert_int_equal(p.rank, 3);
 	assert_int_equal(p.pred, 3); /* e/d, created at 9, just before 12 */
 	assert_int_equal(p.my_rev, 12);
 
-	assert_int_equal(kha_sem_position(kvs, 4, "e/d", &p), 0);
+	assert_int_equal(kha_lock_sem_position(kvs, 4, "e/d", &p), 0);
 	assert_int_equal(p.rank, 2);
 	assert_int_equal(p.pred, 0);
 
-	assert_int_equal(kha_sem_position(kvs, 4, "e/zz", &p), -ENOENT);
+	assert_int_equal(kha_lock_sem_position(kvs, 4, "e/zz", &p), -ENOENT);
 	assert_int_equal(p.first, 2);
 	assert_int_equal(p.mine, -1);
-	assert_int_equal(kha_sem_position(kvs, 0, "e/a", &p), -ENOENT);
+	assert_int_equal(kha_lock_sem_position(kvs, 0, "e/a", &p), -ENOENT);
 	assert_int_equal(p.first, -1);
 
-	kha_sem_order(kvs, 4, order);
+	kha_lock_sem_order(kvs, 4, order);
 	assert_int_equal(order[0], 2);
 	assert_int_equal(order[1], 0);
 	assert_int_equal(order[2], 3);
@@ -214,19 +214,19 @@ static struct tm at(int wday, int hour, int min)
 	return tm;
 }
 
-static bool in(const struct kha_window_set *ws, int wday, int hour, int min)
+static bool in(const struct kha_lock_window_set *ws, int wday, int hour, int min)
 {
 	struct tm tm = at(wday, hour, min);
 
-	return kha_window_contains(ws, &tm);
+	return kha_lock_window_contains(ws, &tm);
 }
 
 static void test_window_weekdays(void **state)
 {
-	struct kha_window_set ws;
+	struct kha_lock_window_set ws;
 
 	(void)state;
-	assert_int_equal(kha_window_parse("Mon..Fri 02:00-05:00", &ws, NULL), 0);
+	assert_int_equal(kha_lock_window_parse("Mon..Fri 02:00-05:00", &ws, NULL), 0);
 	assert_int_equal(ws.n, 1);
 	assert_int_equal(ws.w[0].days, 0x3e);
 	assert_true(in(&ws, 1, 2, 0));
@@ -239,11 +239,11 @@ static void test_window_weekdays(void **state)
 
 static void test_window_midnight_and_week_wrap(void **state)
 {
-	struct kha_window_set ws;
+	struct kha_lock_window_set ws;
 
 	(void)state;
 	/* Fri..Mon wraps the week; 22:00-06:00 crosses midnight and belongs to its start day */
-	assert_int_equal(kha_window_parse("fri..mon 22:00-06:00", &ws, NULL), 0);
+	assert_int_equal(kha_lock_window_parse("fri..mon 22:00-06:00", &ws, NULL), 0);
 	assert_int_equal(ws.w[0].days, (1 << 5) | (1 << 6) | (1 << 0) | (1 << 1));
 	assert_true(in(&ws, 5, 23, 0));	 /* Friday evening */
 	assert_true(in(&ws, 6, 5, 0));	 /* Saturday morning (Friday's window) */
@@ -251,7 +251,7 @@ static void test_window_midnight_and_week_wrap(void **state)
 	assert_false(in(&ws, 2, 23, 0)); /* Tuesday evening */
 	assert_false(in(&ws, 5, 5, 0));	 /* Friday morning: Thursday has no window */
 
-	assert_int_equal(kha_window_parse("Sat,Sun 00:00-24:00; 12:00-12:30", &ws, NULL), 0);
+	assert_int_equal(kha_lock_window_parse("Sat,Sun 00:00-24:00; 12:00-12:30", &ws, NULL), 0);
 	assert_int_equal(ws.n, 2);
 	assert_true(in(&ws, 6, 0, 0));
 	assert_true(in(&ws, 0, 23, 59));
@@ -278,13 +278,13 @@ static void test_window_errors_name_the_place(void **state)
 		"02:00-03:00 x",
 		"Monday 02:00-03:00",
 	};
-	struct kha_window_set ws;
+	struct kha_lock_window_set ws;
 	struct kha_diag d = {};
 
 	(void)state;
 	for (size_t i = 0; i < KHA_ARRAY_SIZE(bad); i++) {
 		kha_diag_clear(&d);
-		assert_int_equal(kha_window_parse(bad[i], &ws, &d), -EINVAL);
+		assert_int_equal(kha_lock_window_parse(bad[i], &ws, &d), -EINVAL);
 		assert_non_null(strstr(d.msg, "offset"));
 	}
 }
@@ -454,12 +454,13 @@ static struct kha_kube_lease lease(const char *holder, int32_t dur, int32_t tran
 
 static void test_lease_create_when_absent(void **state)
 {
-	struct kha_lease_elector e;
+	struct kha_elect_lease_elector e;
 	struct kha_kube_lease rec;
 
 	(void)state;
-	kha_lease_elector_init(&e, "a", 15);
-	assert_int_equal(kha_lease_decide(&e, NULL, kha_now_us(), 5000, &rec), KHA_LEASE_CREATE);
+	kha_elect_lease_elector_init(&e, "a", 15);
+	assert_int_equal(kha_elect_lease_decide(&e, NULL, kha_now_us(), 5000, &rec),
+			 KHA_ELECT_LEASE_CREATE);
 	assert_string_equal(rec.holder_identity, "a");
 	assert_int_equal(rec.lease_duration_s, 15);
 	assert_int_equal(rec.acquire_time_us, 5000);
@@ -469,26 +470,30 @@ static void test_lease_create_when_absent(void **state)
 
 static void test_lease_takeover_waits_for_observed_expiry(void **state)
 {
-	struct kha_lease_elector e;
+	struct kha_elect_lease_elector e;
 	struct kha_kube_lease cur = lease("b", 15, 4, "10", 111), rec;
 
 	(void)state;
-	kha_lease_elector_init(&e, "a", 15);
+	kha_elect_lease_elector_init(&e, "a", 15);
 	/* the record's renewTime is ancient by the wall clock: irrelevant, only our own
 	 * observation time counts (clocks of different machines are not compared) */
-	assert_int_equal(kha_lease_decide(&e, &cur, kha_now_us(), 999999999, &rec), KHA_LEASE_WAIT);
+	assert_int_equal(kha_elect_lease_decide(&e, &cur, kha_now_us(), 999999999, &rec),
+			 KHA_ELECT_LEASE_WAIT);
 	fake_now += 14 * S;
-	assert_int_equal(kha_lease_decide(&e, &cur, kha_now_us(), 999999999, &rec), KHA_LEASE_WAIT);
+	assert_int_equal(kha_elect_lease_decide(&e, &cur, kha_now_us(), 999999999, &rec),
+			 KHA_ELECT_LEASE_WAIT);
 	/* b renews: a new record restarts our observation */
 	cur = lease("b", 15, 4, "11", 222);
 	fake_now += 2 * S;
-	assert_int_equal(kha_lease_decide(&e, &cur, kha_now_us(), 999999999, &rec), KHA_LEASE_WAIT);
+	assert_int_equal(kha_elect_lease_decide(&e, &cur, kha_now_us(), 999999999, &rec),
+			 KHA_ELECT_LEASE_WAIT);
 	fake_now += 15 * S - 1;
-	assert_int_equal(kha_lease_decide(&e, &cur, kha_now_us(), 999999999, &rec), KHA_LEASE_WAIT);
+	assert_int_equal(kha_elect_lease_decide(&e, &cur, kha_now_us(), 999999999, &rec),
+			 KHA_ELECT_LEASE_WAIT);
 	/* 15 s with no change: take it, conditional on the version we saw */
 	fake_now += 1;
-	assert_int_equal(kha_lease_decide(&e, &cur, kha_now_us(), 999999999, &rec),
-			 KHA_LEASE_UPDATE);
+	assert_int_equal(kha_elect_lease_decide(&e, &cur, kha_now_us(), 999999999, &rec),
+			 KHA_ELECT_LEASE_UPDATE);
 	assert_string_equal(rec.holder_identity, "a");
 	assert_string_equal(rec.resource_version, "11");
 	assert_int_equal(rec.lease_transitions, 5);
@@ -499,45 +504,49 @@ static void test_lease_takeover_waits_for_observed_expiry(void **state)
 
 static void test_lease_uses_the_record_duration(void **state)
 {
-	struct kha_lease_elector e;
+	struct kha_elect_lease_elector e;
 	struct kha_kube_lease cur = lease("b", 1, 2, "5", 1), rec;
 
 	(void)state;
-	kha_lease_elector_init(&e, "a", 15);
-	assert_int_equal(kha_lease_decide(&e, &cur, kha_now_us(), 7, &rec), KHA_LEASE_WAIT);
+	kha_elect_lease_elector_init(&e, "a", 15);
+	assert_int_equal(kha_elect_lease_decide(&e, &cur, kha_now_us(), 7, &rec),
+			 KHA_ELECT_LEASE_WAIT);
 	fake_now += S;
-	assert_int_equal(kha_lease_decide(&e, &cur, kha_now_us(), 7, &rec), KHA_LEASE_UPDATE);
+	assert_int_equal(kha_elect_lease_decide(&e, &cur, kha_now_us(), 7, &rec),
+			 KHA_ELECT_LEASE_UPDATE);
 }
 
 static void test_lease_released_is_free_at_once(void **state)
 {
-	struct kha_lease_elector e;
+	struct kha_elect_lease_elector e;
 	struct kha_kube_lease cur = lease("", 1, 3, "9", 1), rec;
 
 	(void)state;
-	kha_lease_elector_init(&e, "a", 15);
-	assert_int_equal(kha_lease_decide(&e, &cur, kha_now_us(), 7, &rec), KHA_LEASE_UPDATE);
+	kha_elect_lease_elector_init(&e, "a", 15);
+	assert_int_equal(kha_elect_lease_decide(&e, &cur, kha_now_us(), 7, &rec),
+			 KHA_ELECT_LEASE_UPDATE);
 	assert_int_equal(rec.lease_transitions, 4);
 	assert_int_equal(rec.lease_duration_s, 15);
 }
 
 static void test_lease_holder_renews_and_releases(void **state)
 {
-	struct kha_lease_elector e;
+	struct kha_elect_lease_elector e;
 	struct kha_kube_lease cur = lease("a", 15, 3, "20", 1), rec;
 
 	(void)state;
-	kha_lease_elector_init(&e, "a", 15);
+	kha_elect_lease_elector_init(&e, "a", 15);
 	/* a restarted holder with the same identity renews at once (client-go IsLeader) */
-	assert_int_equal(kha_lease_decide(&e, &cur, kha_now_us(), 50, &rec), KHA_LEASE_UPDATE);
+	assert_int_equal(kha_elect_lease_decide(&e, &cur, kha_now_us(), 50, &rec),
+			 KHA_ELECT_LEASE_UPDATE);
 	assert_int_equal(rec.lease_transitions, 3);
 	assert_int_equal(rec.acquire_time_us, 1000);
 	assert_int_equal(rec.renew_time_us, 50);
 	rec.renew_time_us = 50;
 	snprintf(rec.resource_version, sizeof(rec.resource_version), "21");
-	kha_lease_elector_written(&e, &rec, kha_now_us());
-	assert_true(kha_lease_elector_is_holder(&e));
-	assert_true(kha_lease_release_record(&e, 77, &rec));
+	kha_elect_lease_elector_written(&e, &rec, kha_now_us());
+	assert_true(kha_elect_lease_elector_is_holder(&e));
+	assert_true(kha_elect_lease_release_record(&e, 77, &rec));
 	assert_string_equal(rec.holder_identity, "");
 	assert_int_equal(rec.lease_duration_s, 1);
 	assert_int_equal(rec.lease_transitions, 3);
@@ -547,9 +556,10 @@ static void test_lease_holder_renews_and_releases(void **state)
 
 	/* another holder took it: we are not the holder, nothing to release */
 	cur = lease("b", 15, 4, "30", 2);
-	assert_int_equal(kha_lease_decide(&e, &cur, kha_now_us(), 60, &rec), KHA_LEASE_WAIT);
-	assert_false(kha_lease_elector_is_holder(&e));
-	assert_false(kha_lease_release_record(&e, 80, &rec));
+	assert_int_equal(kha_elect_lease_decide(&e, &cur, kha_now_us(), 60, &rec),
+			 KHA_ELECT_LEASE_WAIT);
+	assert_false(kha_elect_lease_elector_is_holder(&e));
+	assert_false(kha_elect_lease_release_record(&e, 80, &rec));
 }
 
 /* ---- backup gate ---------------------------------------------------------------------------- */
