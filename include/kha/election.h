@@ -581,8 +581,8 @@ void kha_fleetlock_idmap_release(struct kha_fleetlock_idmap *m);
  * certificate (no client certificates are asked for) always; else as o->idmap says, or, without
  * one, when id is one of the certificate's names.
  */
-bool kha_fleetlock_id_allowed(const struct kha_fleetlock_opts *o, const struct kha_tls_peer *peer,
-			      const char *id);
+bool kha_fleetlock_id_allowed(const struct kha_fleetlock_opts *o,
+			      const struct kha_httpd_tls_peer *peer, const char *id);
 
 /* Outcome of one FleetLock operation: an HTTP status and the FleetLock error (kind/value). */
 struct kha_fleetlock_result {
@@ -619,8 +619,8 @@ void kha_fleetlock_steady_state(struct kha_etcd *c, const struct kha_fleetlock_o
  */
 bool kha_fleetlock_check(const struct kha_fleetlock_opts *o, const char *method, const char *path,
 			 const char *protocol_header, const char *body, size_t body_len,
-			 const struct kha_tls_peer *peer, struct kha_fleetlock_params *ret_params,
-			 struct kha_fleetlock_result *ret);
+			 const struct kha_httpd_tls_peer *peer,
+			 struct kha_fleetlock_params *ret_params, struct kha_fleetlock_result *ret);
 /* kha_fleetlock_check(), then the operation on c. Fills *ret. */
 void kha_fleetlock_handle(struct kha_etcd *c, const struct kha_fleetlock_opts *o,
 			  const char *method, const char *path, const char *protocol_header,

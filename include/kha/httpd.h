@@ -48,7 +48,7 @@ struct kha_httpd_request {
 	size_t head_len;
 	/* set by the server for handlers (valid during the call only) */
 	const char *body; /* content_length bytes, NUL-terminated; "" without a body */
-	const struct kha_tls_peer *peer; /* the client's certificate; NULL over plain HTTP */
+	const struct kha_httpd_tls_peer *peer; /* the client's certificate; NULL over plain HTTP */
 };
 
 struct kha_httpd_pending;
@@ -95,7 +95,7 @@ int kha_httpd_new_fd(struct kha_loop *loop, int fd, struct kha_metrics *metrics,
 void kha_httpd_free(struct kha_httpd *h);
 
 /*
- * Serves TLS with ctx (from kha_tls_server_ctx_new(); the server takes a reference) on every
+ * Serves TLS with ctx (from kha_httpd_tls_ctx_new(); the server takes a reference) on every
  * connection accepted from now on. The process must ignore SIGPIPE (kha's main does): OpenSSL
  * writes with write(), not send(MSG_NOSIGNAL). With client certificates required, handlers find the
  * verified client's names in req->peer.

@@ -67,13 +67,13 @@ int kha_json_set_base64(json_t *obj, const char *name, const void *data, size_t 
 char *kha_json_dumps(const json_t *obj);
 
 /* Base64 of data as a malloc'd NUL-terminated string; NULL on ENOMEM. */
-char *kha_base64_encode(const void *data, size_t len);
+char *kha_json_base64_encode(const void *data, size_t len);
 /*
  * Decodes padded standard base64 (no whitespace). *ret is malloc'd, with a NUL byte after the
  * data (not counted in *ret_len), so text values can be used as C strings. Returns 0, -EBADMSG
  * (not base64) or -ENOMEM.
  */
-int kha_base64_decode(const char *text, size_t len, char **ret, size_t *ret_len) KHA_WUR;
+int kha_json_base64_decode(const char *text, size_t len, char **ret, size_t *ret_len) KHA_WUR;
 /*
  * Decodes the base64 string member `name` of obj (absent = empty, *ret = "" allocated);
  * -EBADMSG with the field named in the diag when it is not a base64 string.

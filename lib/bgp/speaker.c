@@ -99,7 +99,7 @@ struct kha_bgp {
 	int bfd_rx[2];	  /* UDP 3784, IPv4, IPv6; -1 */
 	struct mnl_socket *nl;
 	unsigned nl_seq, ifindex;
-	struct kha_tracks *tracks;
+	struct kha_http_tracks *tracks;
 	struct kha_metrics *metrics;
 	struct kha_httpd *httpd;
 	struct kha_loop_source *stop_timer;
@@ -469,7 +469,7 @@ static void send_rib(struct peer *p, bool force)
 /* The announcement changed (tracks, stop, graceful shutdown, reload): tell every peer. */
 static void sync_announcements(struct kha_bgp *b, bool force)
 {
-	bool want = !b->withdrawn && kha_tracks_all_up(b->tracks);
+	bool want = !b->withdrawn && kha_http_tracks_all_up(b->tracks);
 
 	if (want != b->announcing) {
 		b->announce_changes++;
@@ -1189,16 +1189,16 @@ static void on_track_change(void *userdata, size_t i, bool up)
 
 static int tracks_start(struct kha_bgp *b)
 {
-	struct kha_tracks_config tc = {.urls = (const char *const *)b->cfg.track_urls,
-				       .n = b->cfg.ntracks,
-				       .interval_us = b->cfg.track_interval_us,
-				       .timeout_us = b->cfg.track_timeout_us,
-				       .fall = b->cfg.track_fall,
-				       .rise = b->cfg.track_rise,
-				       .cacert = b->cfg.track_cacert};
-	int r = kha_tracks_new(b->loop, &tc, on_track_change, b, &b->tracks);
+	struct kha_http_tracks_config tc = {.urls = (const char *const *)b->cfg.track_urls,
+					    .n = b->cfg.ntracks,
+					    .interval_us = b->cfg.track_interval_us,
+					    .timeout_us = b->cfg.track_timeout_us,
+					    .fall = b->cfg.track_fall,
+					    .rise = b->cfg.track_rise,
+					    .cacert = b->cfg.track_cacert};
+	int r = kha_http_tracks_new(b->loop, &tc, on_track_change, b, &b->tracks);
 
-	return r < 0 ? r : kha_tracks_start(b->tracks);
+	return r < 0 ? r : kha_http_tracks_start(b->tracks);
 }
 
 /* ---- metrics and status ---- */
@@ -1286,14 +1286,15 @@ static void collect(FILE *out, void *userdata)
 				 (double)b->reloads);
 	kha_metrics_write_sample(out, "kha_bgp_config_reloads_total", "result=\"failed\"",
 				 (double)b->reload_failures);
-	if (kha_tracks_count(b->tracks)) {
+	if (kha_http_tracks_count(b->tracks)) {
 		kha_metrics_write_header(out, "kha_bgp_track_up", "1 while a health track passes",
 					 KHA_METRIC_GAUGE);
-		for (size_t i = 0; i < kha_tracks_count(b->tracks); i++) {
+		for (size_t i = 0; i < kha_http_tracks_count(b->tracks); i++) {
 			snprintf(l, sizeof(l), "url=\"%s\"",
-				 kha_metrics_escape(u, sizeof(u), kha_tracks_url(b->tracks, i)));
+				 kha_metrics_escape(u, sizeof(u),
+						    kha_http_tracks_url(b->tracks, i)));
 			kha_metrics_write_sample(out, "kha_bgp_track_up", l,
-						 kha_tracks_up(b->tracks, i));
+						 kha_http_tracks_up(b->tracks, i));
 		}
 	}
 }
@@ -1366,12 +1367,12 @@ static json_t *status_json(const struct kha_bgp *b)
 		json_array_append_new(peers, o);
 	}
 	json_object_set_new(root, "peers", peers);
-	for (size_t i = 0; i < kha_tracks_count(b->tracks); i++) {
+	for (size_t i = 0; i < kha_http_tracks_count(b->tracks); i++) {
 		json_t *t = json_object();
 
-		json_object_set_new(t, "url", json_string(kha_tracks_url(b->tracks, i)));
-		json_object_set_new(t, "up", json_boolean(kha_tracks_up(b->tracks, i)));
-		json_object_set_new(t, "detail", json_string(kha_tracks_detail(b->tracks, i)));
+		json_object_set_new(t, "url", json_string(kha_http_tracks_url(b->tracks, i)));
+		json_object_set_new(t, "up", json_boolean(kha_http_tracks_up(b->tracks, i)));
+		json_object_set_new(t, "detail", json_string(kha_http_tracks_detail(b->tracks, i)));
 		json_array_append_new(tracks, t);
 	}
 	json_object_set_new(root, "tracks", tracks);
@@ -1737,7 +1738,7 @@ static void reload(struct kha_bgp *b)
 	memcpy(b->cfg.peers, c.peers, sizeof(c.peers));
 	b->cfg.npeers = c.npeers;
 	if (!tracks_equal(&c, &b->cfg)) {
-		kha_tracks_free(b->tracks);
+		kha_http_tracks_free(b->tracks);
 		b->tracks = NULL;
 		for (size_t i = 0; i < b->cfg.ntracks; i++)
 			free(b->cfg.track_urls[i]);
@@ -1782,7 +1783,7 @@ static void on_signal(struct kha_loop_source *src, int signo, void *userdata)
 		return;
 	}
 	b->stopping = true;
-	kha_tracks_stop(b->tracks);
+	kha_http_tracks_stop(b->tracks);
 	if (!b->announcing || !any_established(b) || !b->cfg.graceful_shutdown_wait_us) {
 		kha_info("stopping", "signal=%s graceful_shutdown=false",
 			 signo == SIGTERM ? "SIGTERM" : "SIGINT");
@@ -1839,7 +1840,7 @@ void kha_bgp_free(struct kha_bgp *b)
 {
 	if (!b)
 		return;
-	kha_tracks_free(b->tracks);
+	kha_http_tracks_free(b->tracks);
 	for (size_t i = 0; i < b->npeers; i++)
 		peer_free(b->peers[i]);
 	kha_httpd_free(b->httpd);

@@ -62,8 +62,8 @@ char *kha_drill__write_body(const char *prefix, uint64_t slot)
 
 	key_of(key, sizeof(key), prefix, slot);
 	value_of(value, sizeof(value), slot);
-	k = kha_base64_encode(key, strlen(key));
-	v = kha_base64_encode(value, strlen(value));
+	k = kha_json_base64_encode(key, strlen(key));
+	v = kha_json_base64_encode(value, strlen(value));
 	if (k && v) {
 		n = strlen(k) + strlen(v) + 32;
 		body = malloc(n);

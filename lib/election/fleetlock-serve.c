@@ -365,22 +365,22 @@ static int start(struct server *s, struct kha_diag *d)
 	if (r < 0)
 		return kha_diag_set(d, -r, "event loop: %s", strerror(-r));
 	if (o->tls_cert) {
-		const struct kha_tls_server_config tc = {.cert = o->tls_cert,
-							 .key = o->tls_key,
-							 .client_ca = o->tls_client_ca,
-							 .cert_flag = "--serve-cert",
-							 .key_flag = "--serve-key",
-							 .client_ca_flag = "--serve-client-ca"};
-		r = kha_tls_server_ctx_new(&tc, &s->tls, d);
+		const struct kha_httpd_tls_config tc = {.cert = o->tls_cert,
+							.key = o->tls_key,
+							.client_ca = o->tls_client_ca,
+							.cert_flag = "--serve-cert",
+							.key_flag = "--serve-key",
+							.client_ca_flag = "--serve-client-ca"};
+		r = kha_httpd_tls_ctx_new(&tc, &s->tls, d);
 		if (r < 0)
 			return r;
 	}
-	fd = kha_listen(o->listen, 128, KHA_LISTEN_RESOLVE, d);
+	fd = kha_httpd_listen(o->listen, 128, KHA_HTTPD_LISTEN_RESOLVE, d);
 	if (fd < 0) {
 		kha_diag_prefix(d, "--listen");
 		return fd;
 	}
-	s->loopback = kha_socket_is_loopback(fd);
+	s->loopback = kha_httpd_socket_is_loopback(fd);
 	if (!s->loopback && !o->tls_client_ca) {
 		if (!o->insecure_no_client_certs) {
 			close(fd);

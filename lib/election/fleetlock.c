@@ -291,17 +291,17 @@ static bool group_allowed(const struct kha_fleetlock_opts *o, const char *group)
 	return false;
 }
 
-bool kha_fleetlock_id_allowed(const struct kha_fleetlock_opts *o, const struct kha_tls_peer *peer,
-			      const char *id)
+bool kha_fleetlock_id_allowed(const struct kha_fleetlock_opts *o,
+			      const struct kha_httpd_tls_peer *peer, const char *id)
 {
 	if (!peer || !peer->verified)
 		return true;
 	if (!o->idmap)
-		return kha_tls_peer_has_name(peer, id);
+		return kha_httpd_tls_peer_has_name(peer, id);
 	for (size_t i = 0; i < o->idmap->n; i++) {
 		const struct kha_fleetlock_idmap_entry *e = &o->idmap->entries[i];
 
-		if (!kha_tls_peer_has_name(peer, e->name))
+		if (!kha_httpd_tls_peer_has_name(peer, e->name))
 			continue;
 		for (size_t k = 0; k < e->n_ids; k++)
 			if (strcmp(e->ids[k], id) == 0)
@@ -407,8 +407,8 @@ out:
 
 bool kha_fleetlock_check(const struct kha_fleetlock_opts *o, const char *method, const char *path,
 			 const char *protocol_header, const char *body, size_t body_len,
-			 const struct kha_tls_peer *peer, struct kha_fleetlock_params *ret_params,
-			 struct kha_fleetlock_result *ret)
+			 const struct kha_httpd_tls_peer *peer,
+			 struct kha_fleetlock_params *ret_params, struct kha_fleetlock_result *ret)
 {
 	struct kha_diag d = {};
 	if (strcmp(path, "/v1/pre-reboot") != 0 && strcmp(path, "/v1/steady-state") != 0) {

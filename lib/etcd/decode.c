@@ -711,8 +711,8 @@ static int lease_ttl_from_json(const json_t *o, struct kha_etcd_lease_ttl *ret, 
 	}
 	json_array_foreach (arr, i, v) {
 		if (!json_is_string(v) ||
-		    kha_base64_decode(json_string_value(v), json_string_length(v),
-				      &ret->keys[i].data, &ret->keys[i].len) < 0) {
+		    kha_json_base64_decode(json_string_value(v), json_string_length(v),
+					   &ret->keys[i].data, &ret->keys[i].len) < 0) {
 			r = kha_diag_set(d, EBADMSG, "keys[%zu] is not a base64 string", i);
 			goto out;
 		}

@@ -53,7 +53,7 @@ struct client {
 	size_t head_len; /* 0 until the head is parsed */
 	struct kha_httpd_request req;
 	const struct route *route;
-	struct kha_tls_peer *peer; /* a verified client certificate, or NULL */
+	struct kha_httpd_tls_peer *peer; /* a verified client certificate, or NULL */
 	struct kha_httpd_pending *pending;
 	bool head_only;
 	uint64_t accepted_us;
@@ -668,9 +668,9 @@ static void client_handshake(struct client *c)
 	uint32_t ev;
 
 	if (r == 1) {
-		struct kha_tls_peer peer;
+		struct kha_httpd_tls_peer peer;
 
-		kha_tls_peer_get(c->ssl, &peer);
+		kha_httpd_tls_peer_get(c->ssl, &peer);
 		if (peer.verified) {
 			c->peer = malloc(sizeof(*c->peer));
 			if (!c->peer) {
@@ -938,7 +938,7 @@ int kha_httpd_new_fd(struct kha_loop *loop, int fd, struct kha_metrics *metrics,
 	h->metrics = metrics;
 	h->fd = fd;
 	h->reserve_fd = -1;
-	h->port = kha_socket_port(fd);
+	h->port = kha_httpd_socket_port(fd);
 	reserve_fd_open(h);
 	r = kha_loop_add_io(loop, h->fd, EPOLLIN, 0, on_accept, h, &h->listen_src);
 	if (r < 0) {
@@ -952,7 +952,7 @@ int kha_httpd_new_fd(struct kha_loop *loop, int fd, struct kha_metrics *metrics,
 int kha_httpd_new(struct kha_loop *loop, const char *addr, struct kha_metrics *metrics,
 		  struct kha_diag *d, struct kha_httpd **ret)
 {
-	int fd = kha_listen(addr, 128, 0, d), r;
+	int fd = kha_httpd_listen(addr, 128, 0, d), r;
 
 	if (fd < 0)
 		return fd;

@@ -205,7 +205,7 @@ int kha_json_set(json_t *obj, const char *name, json_t *value)
 
 int kha_json_set_base64(json_t *obj, const char *name, const void *data, size_t len)
 {
-	char *b = kha_base64_encode(data, len);
+	char *b = kha_json_base64_encode(data, len);
 	json_t *s;
 
 	if (!b)
@@ -220,7 +220,7 @@ char *kha_json_dumps(const json_t *obj)
 	return json_dumps(obj, JSON_COMPACT);
 }
 
-char *kha_base64_encode(const void *data, size_t len)
+char *kha_json_base64_encode(const void *data, size_t len)
 {
 	size_t out_len;
 	char *out;
@@ -242,7 +242,7 @@ static bool b64_char(char c)
 	       c == '+' || c == '/';
 }
 
-int kha_base64_decode(const char *text, size_t len, char **ret, size_t *ret_len)
+int kha_json_base64_decode(const char *text, size_t len, char **ret, size_t *ret_len)
 {
 	size_t pad = 0, out_len;
 	char *out;
@@ -281,12 +281,12 @@ int kha_json_base64(const json_t *obj, const char *name, char **ret, size_t *ret
 	int r;
 
 	if (!v || json_is_null(v))
-		return kha_base64_decode("", 0, ret, ret_len) == 0
+		return kha_json_base64_decode("", 0, ret, ret_len) == 0
 			       ? 0
 			       : kha_diag_set(d, ENOMEM, "out of memory");
 	if (!json_is_string(v))
 		return bad(d, name, "is not a base64 string");
-	r = kha_base64_decode(json_string_value(v), json_string_length(v), ret, ret_len);
+	r = kha_json_base64_decode(json_string_value(v), json_string_length(v), ret, ret_len);
 	if (r == -ENOMEM)
 		return kha_diag_set(d, ENOMEM, "out of memory");
 	if (r < 0)

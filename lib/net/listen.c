@@ -9,22 +9,23 @@
 #include "kha/parse.h"
 #include "kha/banned.h"
 
-int kha_listen(const char *addr, int backlog, unsigned flags, struct kha_diag *d)
+int kha_httpd_listen(const char *addr, int backlog, unsigned flags, struct kha_diag *d)
 {
 	struct sockaddr_storage ss;
 	socklen_t len;
 	int fd, one = 1, r;
 
-	r = (flags & KHA_LISTEN_RESOLVE) ? kha_resolve_hostport(addr, &ss, &len)
-					 : kha_parse_sockaddr(addr, &ss, &len);
+	r = (flags & KHA_HTTPD_LISTEN_RESOLVE) ? kha_resolve_hostport(addr, &ss, &len)
+					       : kha_parse_sockaddr(addr, &ss, &len);
 	if (r < 0)
 		return kha_diag_set(d, EINVAL, "'%s' is not an address to listen on (host:port%s)",
-				    addr, (flags & KHA_LISTEN_RESOLVE) ? "" : ", host numeric");
+				    addr,
+				    (flags & KHA_HTTPD_LISTEN_RESOLVE) ? "" : ", host numeric");
 	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return kha_diag_set(d, errno, "listen on %s: %s", addr, strerror(errno));
 	(void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if ((flags & KHA_LISTEN_REUSEPORT) &&
+	if ((flags & KHA_HTTPD_LISTEN_REUSEPORT) &&
 	    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0)
 		goto fail;
 	if (bind(fd, (struct sockaddr *)&ss, len) < 0 || listen(fd, backlog) < 0)
@@ -36,7 +37,7 @@ fail:
 	return kha_diag_set(d, r, "listen on %s: %s", addr, strerror(r));
 }
 
-uint16_t kha_socket_port(int fd)
+uint16_t kha_httpd_socket_port(int fd)
 {
 	struct sockaddr_storage ss;
 	socklen_t len = sizeof(ss);
@@ -50,7 +51,7 @@ uint16_t kha_socket_port(int fd)
 	return 0;
 }
 
-bool kha_socket_is_loopback(int fd)
+bool kha_httpd_socket_is_loopback(int fd)
 {
 	struct sockaddr_storage ss;
 	socklen_t len = sizeof(ss);

@@ -20,8 +20,7 @@ static int fail(SSL_CTX *ctx, struct kha_diag *d, const char *flag, const char *
 	return kha_diag_set(d, EINVAL, "%s %s: %s (%s)", flag, file, what, e);
 }
 
-int kha_tls_server_ctx_new(const struct kha_tls_server_config *cfg, SSL_CTX **ret,
-			   struct kha_diag *d)
+int kha_httpd_tls_ctx_new(const struct kha_httpd_tls_config *cfg, SSL_CTX **ret, struct kha_diag *d)
 {
 	const char *cert_flag = cfg->cert_flag ? cfg->cert_flag : "certificate";
 	const char *key_flag = cfg->key_flag ? cfg->key_flag : "key";
@@ -58,9 +57,9 @@ int kha_tls_server_ctx_new(const struct kha_tls_server_config *cfg, SSL_CTX **re
 }
 
 /* Appends name (len bytes, from a certificate) unless it is too long or not printable. */
-static void add_name(struct kha_tls_peer *p, const unsigned char *name, int len)
+static void add_name(struct kha_httpd_tls_peer *p, const unsigned char *name, int len)
 {
-	if (len <= 0 || len >= KHA_TLS_PEER_NAME_MAX || p->n >= KHA_TLS_PEER_NAMES)
+	if (len <= 0 || len >= KHA_HTTPD_TLS_PEER_NAME_MAX || p->n >= KHA_HTTPD_TLS_PEER_NAMES)
 		return;
 	for (int i = 0; i < len; i++)
 		if (name[i] < 0x21 || name[i] == 0x7f)
@@ -70,7 +69,7 @@ static void add_name(struct kha_tls_peer *p, const unsigned char *name, int len)
 	p->n++;
 }
 
-void kha_tls_peer_get(SSL *ssl, struct kha_tls_peer *ret)
+void kha_httpd_tls_peer_get(SSL *ssl, struct kha_httpd_tls_peer *ret)
 {
 	X509 *cert;
 	X509_NAME *subject;
@@ -111,7 +110,7 @@ void kha_tls_peer_get(SSL *ssl, struct kha_tls_peer *ret)
 	X509_free(cert);
 }
 
-bool kha_tls_peer_has_name(const struct kha_tls_peer *p, const char *name)
+bool kha_httpd_tls_peer_has_name(const struct kha_httpd_tls_peer *p, const char *name)
 {
 	for (size_t i = 0; i < p->n; i++)
 		if (strcmp(p->names[i], name) == 0)

@@ -24,14 +24,14 @@ struct track {
 	char detail[128];
 };
 
-struct kha_tracks {
+struct kha_http_tracks {
 	struct kha_loop *loop;
 	struct track *tracks;
 	size_t n;
 	uint64_t interval_us, timeout_us;
 	unsigned fall, rise;
 	char *cacert; /* owned; NULL: the system store */
-	kha_tracks_change_fn fn;
+	kha_http_tracks_change_fn fn;
 	void *userdata;
 	bool stopping;
 	pthread_t thread;
@@ -42,16 +42,16 @@ struct kha_tracks {
 };
 
 struct result {
-	struct kha_tracks *t;
+	struct kha_http_tracks *t;
 	size_t i;
 	bool ok;
 	char detail[128];
 };
 
-int kha_tracks_new(struct kha_loop *loop, const struct kha_tracks_config *cfg,
-		   kha_tracks_change_fn fn, void *userdata, struct kha_tracks **ret)
+int kha_http_tracks_new(struct kha_loop *loop, const struct kha_http_tracks_config *cfg,
+			kha_http_tracks_change_fn fn, void *userdata, struct kha_http_tracks **ret)
 {
-	struct kha_tracks *t = calloc(1, sizeof(*t));
+	struct kha_http_tracks *t = calloc(1, sizeof(*t));
 
 	if (!t)
 		return -ENOMEM;
@@ -77,7 +77,7 @@ int kha_tracks_new(struct kha_loop *loop, const struct kha_tracks_config *cfg,
 	for (size_t i = 0; i < cfg->n; i++, t->n++) {
 		t->tracks[i].url = strdup(cfg->urls[i]);
 		if (!t->tracks[i].url) {
-			kha_tracks_free(t);
+			kha_http_tracks_free(t);
 			return -ENOMEM;
 		}
 		t->tracks[i].up = true; /* as keepalived: a track passes until it fails */
@@ -90,7 +90,7 @@ int kha_tracks_new(struct kha_loop *loop, const struct kha_tracks_config *cfg,
 static void on_result(struct kha_loop *loop, void *userdata)
 {
 	struct result *r = userdata;
-	struct kha_tracks *t = r->t;
+	struct kha_http_tracks *t = r->t;
 	struct track *k = &t->tracks[r->i];
 	bool was_up = k->up;
 
@@ -120,7 +120,7 @@ static void on_result(struct kha_loop *loop, void *userdata)
 
 static void *track_main(void *arg)
 {
-	struct kha_tracks *t = arg;
+	struct kha_http_tracks *t = arg;
 	struct kha_http_options ho = {.connect_timeout_us = t->timeout_us, .cacert = t->cacert};
 	struct kha_http *h = NULL;
 	struct kha_diag d = {};
@@ -175,7 +175,7 @@ static void *track_main(void *arg)
 	return NULL;
 }
 
-int kha_tracks_start(struct kha_tracks *t)
+int kha_http_tracks_start(struct kha_http_tracks *t)
 {
 	int r;
 
@@ -187,13 +187,13 @@ int kha_tracks_start(struct kha_tracks *t)
 	return r;
 }
 
-void kha_tracks_stop(struct kha_tracks *t)
+void kha_http_tracks_stop(struct kha_http_tracks *t)
 {
 	if (t)
 		t->stopping = true;
 }
 
-void kha_tracks_free(struct kha_tracks *t)
+void kha_http_tracks_free(struct kha_http_tracks *t)
 {
 	if (!t)
 		return;
@@ -216,7 +216,7 @@ void kha_tracks_free(struct kha_tracks *t)
 	free(t);
 }
 
-bool kha_tracks_all_up(const struct kha_tracks *t)
+bool kha_http_tracks_all_up(const struct kha_http_tracks *t)
 {
 	for (size_t i = 0; t && i < t->n; i++)
 		if (!t->tracks[i].up)
@@ -224,22 +224,22 @@ bool kha_tracks_all_up(const struct kha_tracks *t)
 	return true;
 }
 
-size_t kha_tracks_count(const struct kha_tracks *t)
+size_t kha_http_tracks_count(const struct kha_http_tracks *t)
 {
 	return t ? t->n : 0;
 }
 
-const char *kha_tracks_url(const struct kha_tracks *t, size_t i)
+const char *kha_http_tracks_url(const struct kha_http_tracks *t, size_t i)
 {
 	return t->tracks[i].url;
 }
 
-bool kha_tracks_up(const struct kha_tracks *t, size_t i)
+bool kha_http_tracks_up(const struct kha_http_tracks *t, size_t i)
 {
 	return t->tracks[i].up;
 }
 
-const char *kha_tracks_detail(const struct kha_tracks *t, size_t i)
+const char *kha_http_tracks_detail(const struct kha_http_tracks *t, size_t i)
 {
 	return t->tracks[i].detail;
 }

@@ -957,7 +957,7 @@ void *worker_main(void *arg)
 
 int worker_listen(const struct kha_proxy_config *cfg, bool reuseport, struct kha_diag *d)
 {
-	int fd = kha_listen(cfg->listen, 4096, reuseport ? KHA_LISTEN_REUSEPORT : 0, d);
+	int fd = kha_httpd_listen(cfg->listen, 4096, reuseport ? KHA_HTTPD_LISTEN_REUSEPORT : 0, d);
 
 	if (fd < 0)
 		kha_diag_prefix(d, "--listen");

@@ -79,7 +79,7 @@ struct kha_vrrp {
 	uint64_t reloads, reload_failures;
 
 	/* health tracks */
-	struct kha_tracks *tracks;
+	struct kha_http_tracks *tracks;
 	bool faulted;
 };
 
@@ -652,7 +652,7 @@ static void on_readable(struct kha_loop_source *src, int fd, uint32_t events, vo
  */
 static void update_fault(struct kha_vrrp *v)
 {
-	bool fault = !v->link_up || !kha_tracks_all_up(v->tracks);
+	bool fault = !v->link_up || !kha_http_tracks_all_up(v->tracks);
 
 	if (fault && !v->faulted) {
 		v->faulted = true;
@@ -782,9 +782,10 @@ static void collect(FILE *out, void *userdata)
 					 KHA_METRIC_GAUGE);
 		for (size_t i = 0; i < v->cfg.ntracks; i++) {
 			snprintf(l2, sizeof(l2), "%s,url=\"%s\"", lbl,
-				 kha_metrics_escape(u, sizeof(u), kha_tracks_url(v->tracks, i)));
+				 kha_metrics_escape(u, sizeof(u),
+						    kha_http_tracks_url(v->tracks, i)));
 			kha_metrics_write_sample(out, "kha_vip_track_up", l2,
-						 kha_tracks_up(v->tracks, i));
+						 kha_http_tracks_up(v->tracks, i));
 		}
 	}
 }
@@ -829,10 +830,10 @@ static void status_route(const struct kha_httpd_request *req, struct kha_httpd_r
 		(unsigned long long)v->adverts_sent, (unsigned long long)v->adverts_received);
 	for (size_t i = 0; i < v->cfg.ntracks; i++) {
 		fprintf(resp->body, "%s{\"url\":", i ? "," : "");
-		json_str(resp->body, kha_tracks_url(v->tracks, i));
-		fprintf(resp->body,
-			",\"up\":%s,\"detail\":", kha_tracks_up(v->tracks, i) ? "true" : "false");
-		json_str(resp->body, kha_tracks_detail(v->tracks, i));
+		json_str(resp->body, kha_http_tracks_url(v->tracks, i));
+		fprintf(resp->body, ",\"up\":%s,\"detail\":",
+			kha_http_tracks_up(v->tracks, i) ? "true" : "false");
+		json_str(resp->body, kha_http_tracks_detail(v->tracks, i));
 		fputc('}', resp->body);
 	}
 	fputs("]}\n", resp->body);
@@ -941,14 +942,14 @@ int kha_vrrp_new(struct kha_vrrp_config *cfg, struct kha_diag *d, struct kha_vrr
 		goto fail;
 	}
 	{
-		struct kha_tracks_config tc = {.urls = (const char *const *)v->cfg.track_urls,
-					       .n = v->cfg.ntracks,
-					       .interval_us = v->cfg.track_interval_us,
-					       .timeout_us = v->cfg.track_timeout_us,
-					       .fall = v->cfg.track_fall,
-					       .rise = v->cfg.track_rise};
+		struct kha_http_tracks_config tc = {.urls = (const char *const *)v->cfg.track_urls,
+						    .n = v->cfg.ntracks,
+						    .interval_us = v->cfg.track_interval_us,
+						    .timeout_us = v->cfg.track_timeout_us,
+						    .fall = v->cfg.track_fall,
+						    .rise = v->cfg.track_rise};
 
-		r = kha_tracks_new(v->loop, &tc, on_track_change, v, &v->tracks);
+		r = kha_http_tracks_new(v->loop, &tc, on_track_change, v, &v->tracks);
 	}
 	if (r == 0)
 		r = kha_loop_add_timer(v->loop, 0, 0, on_timer, v, &v->timer);
@@ -1072,7 +1073,7 @@ static void on_signal(struct kha_loop_source *src, int signo, void *userdata)
 	kha_info("stopping", "signal=%s state=%s", signo == SIGTERM ? "SIGTERM" : "SIGINT",
 		 kha_vrrp_state_name(v->fsm.state));
 	v->stopping = true;
-	kha_tracks_stop(v->tracks);
+	kha_http_tracks_stop(v->tracks);
 	act = kha_vrrp_fsm_stop(&v->fsm, kha_now_us());
 	perform(v, act, "shutdown");
 	kha_loop_quit(v->loop, 0);
@@ -1098,7 +1099,7 @@ int kha_vrrp_run(struct kha_vrrp *v)
 	if (r < 0)
 		return r;
 	/* threads only after the fork */
-	r = kha_tracks_start(v->tracks);
+	r = kha_http_tracks_start(v->tracks);
 	if (r < 0)
 		return r;
 	kha_info("started",
@@ -1124,7 +1125,7 @@ void kha_vrrp_free(struct kha_vrrp *v)
 {
 	if (!v)
 		return;
-	kha_tracks_free(v->tracks);
+	kha_http_tracks_free(v->tracks);
 	kha_httpd_free(v->httpd);
 	kha_loop_free(v->loop);
 	kha_metrics_free(v->metrics);

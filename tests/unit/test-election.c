@@ -365,8 +365,8 @@ static void test_fleetlock_binds_ids_and_groups(void **state)
 	static const char workers[] = "{\"client_params\":{\"id\":\"n1\",\"group\":\"workers\"}}";
 	const char *const groups[] = {"workers"};
 	struct kha_fleetlock_opts o = {.lock = "reboot", .slots = 1};
-	struct kha_tls_peer n1 = {.verified = true, .n = 2, .names = {"n1", "n1.example"}};
-	struct kha_tls_peer n2 = {.verified = true, .n = 1, .names = {"n2"}};
+	struct kha_httpd_tls_peer n1 = {.verified = true, .n = 2, .names = {"n1", "n1.example"}};
+	struct kha_httpd_tls_peer n2 = {.verified = true, .n = 1, .names = {"n2"}};
 	struct kha_fleetlock_params p;
 	struct kha_fleetlock_result res;
 	struct kha_fleetlock_idmap map = {};

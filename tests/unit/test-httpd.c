@@ -504,7 +504,7 @@ static void tls_exchange(struct kha_loop *loop, struct tls_client *tc)
 
 static void test_server_tls_with_client_certificates(void **state)
 {
-	struct kha_tls_server_config cfg = {.cert = tls_pem, .key = tls_pem, .client_ca = tls_pem};
+	struct kha_httpd_tls_config cfg = {.cert = tls_pem, .key = tls_pem, .client_ca = tls_pem};
 	struct kha_loop *loop;
 	struct kha_httpd *h;
 	struct kha_diag d = {};
@@ -516,7 +516,7 @@ static void test_server_tls_with_client_certificates(void **state)
 	(void)state;
 	signal(SIGPIPE, SIG_IGN); /* as kha's main does: TLS writes go through write() */
 	make_pem();
-	assert_int_equal(kha_tls_server_ctx_new(&cfg, &ctx, &d), 0);
+	assert_int_equal(kha_httpd_tls_ctx_new(&cfg, &ctx, &d), 0);
 	assert_int_equal(kha_loop_new(&loop), 0);
 	assert_int_equal(kha_httpd_new(loop, "127.0.0.1:0", NULL, &d, &h), 0);
 	kha_httpd_set_tls(h, ctx);
@@ -553,9 +553,9 @@ static void test_server_tls_with_client_certificates(void **state)
 	close(fd);
 	fake_clock_teardown(NULL);
 	/* bad files are named by the flag given */
-	cfg = (struct kha_tls_server_config){
+	cfg = (struct kha_httpd_tls_config){
 		.cert = "/nonexistent", .key = tls_pem, .cert_flag = "--serve-cert"};
-	assert_int_equal(kha_tls_server_ctx_new(&cfg, &ctx, &d), -EINVAL);
+	assert_int_equal(kha_httpd_tls_ctx_new(&cfg, &ctx, &d), -EINVAL);
 	assert_non_null(strstr(d.msg, "--serve-cert /nonexistent: not a usable certificate"));
 	kha_httpd_free(h);
 	kha_loop_free(loop);

@@ -148,28 +148,29 @@ static void test_base64_round_trip_and_strictness(void **state)
 	for (size_t i = 0; i < sizeof(bin); i++)
 		bin[i] = (char)i;
 	for (size_t n = 0; n <= sizeof(bin); n += 37) {
-		enc = kha_base64_encode(bin, n);
+		enc = kha_json_base64_encode(bin, n);
 		assert_non_null(enc);
 		assert_int_equal(strlen(enc), (n + 2) / 3 * 4);
-		assert_int_equal(kha_base64_decode(enc, strlen(enc), &dec, &len), 0);
+		assert_int_equal(kha_json_base64_decode(enc, strlen(enc), &dec, &len), 0);
 		assert_int_equal(len, n);
 		assert_memory_equal(dec, bin, n);
 		assert_int_equal(dec[len], '\0');
 		free(enc);
 		free(dec);
 	}
-	assert_int_equal(kha_base64_decode("Zm8=", 4, &dec, &len), 0);
+	assert_int_equal(kha_json_base64_decode("Zm8=", 4, &dec, &len), 0);
 	assert_int_equal(len, 2);
 	assert_string_equal(dec, "fo");
 	free(dec);
-	assert_int_equal(kha_base64_decode("Zg==", 4, &dec, &len), 0);
+	assert_int_equal(kha_json_base64_decode("Zg==", 4, &dec, &len), 0);
 	assert_string_equal(dec, "f");
 	free(dec);
-	assert_int_equal(kha_base64_decode("", 0, &dec, &len), 0);
+	assert_int_equal(kha_json_base64_decode("", 0, &dec, &len), 0);
 	assert_int_equal(len, 0);
 	free(dec);
 	for (size_t i = 0; i < KHA_ARRAY_SIZE(bad); i++)
-		assert_int_equal(kha_base64_decode(bad[i], strlen(bad[i]), &dec, &len), -EBADMSG);
+		assert_int_equal(kha_json_base64_decode(bad[i], strlen(bad[i]), &dec, &len),
+				 -EBADMSG);
 }
 
 static void test_json_base64_field(void **state)
