@@ -10,7 +10,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
-#include "proxy-int.h"
+#include "proxy-internal.h"
 #include "kha/http-curl.h"
 #include "kha/log.h"
 #include "kha/banned.h"
@@ -59,7 +59,7 @@ static const char *const cause_short[CAUSE_N] = {
 	[CAUSE_HTTP_AUTH] = "open --check-path to anonymous clients or give --check-cert",
 };
 
-bool checks_problem(const struct kha_proxy *p, bool detail, char *buf, size_t size)
+bool kha_proxy__checks_problem(const struct kha_proxy *p, bool detail, char *buf, size_t size)
 {
 	for (const struct backend *b = p->backends; b; b = b->next) {
 		if (b->removed || b->cause == CAUSE_NONE)
@@ -141,7 +141,7 @@ static void finish(struct checker *chk, enum kha_proxy_event ev, const char *det
 		b->check_failures++;
 	else
 		__atomic_store_n(&b->failing, 0, __ATOMIC_RELAXED);
-	proxy_health_event(b, ev, detail);
+	kha_proxy__health_event(b, ev, detail);
 	schedule(chk);
 }
 
@@ -395,7 +395,7 @@ static void start_check(struct kha_loop_source *src, void *userdata)
 		finish(chk, KHA_PROXY_EV_CHECK_FAILED, "cannot start the check");
 }
 
-int checker_start(struct backend *b)
+int kha_proxy__checker_start(struct backend *b)
 {
 	struct checker *chk = calloc(1, sizeof(*chk));
 	int r;
@@ -420,7 +420,7 @@ fail:
 	return r;
 }
 
-void checker_stop(struct backend *b)
+void kha_proxy__checker_stop(struct backend *b)
 {
 	struct checker *chk = b->chk;
 
@@ -440,7 +440,7 @@ void checker_stop(struct backend *b)
 	b->chk = NULL;
 }
 
-void checker_now(struct backend *b)
+void kha_proxy__checker_now(struct backend *b)
 {
 	struct checker *chk = b->chk;
 
@@ -450,7 +450,7 @@ void checker_now(struct backend *b)
 	}
 }
 
-int checks_init(struct kha_proxy *p, struct kha_diag *d)
+int kha_proxy__checks_init(struct kha_proxy *p, struct kha_diag *d)
 {
 	int r;
 
@@ -460,10 +460,10 @@ int checks_init(struct kha_proxy *p, struct kha_diag *d)
 	kha_loop_timer_stop(p->curl_timer);
 	if (p->cfg.check == KHA_PROXY_CHECK_TCP)
 		return 0;
-	return checks_need_curl(p, d);
+	return kha_proxy__checks_need_curl(p, d);
 }
 
-int checks_need_curl(struct kha_proxy *p, struct kha_diag *d)
+int kha_proxy__checks_need_curl(struct kha_proxy *p, struct kha_diag *d)
 {
 	if (p->multi)
 		return 0;
@@ -479,7 +479,7 @@ int checks_need_curl(struct kha_proxy *p, struct kha_diag *d)
 	return 0;
 }
 
-void checks_release(struct kha_proxy *p)
+void kha_proxy__checks_release(struct kha_proxy *p)
 {
 	if (p->multi) {
 		curl_multi_cleanup(p->multi);

@@ -34,7 +34,7 @@
 #include <linux/netfilter/nf_tables.h>
 
 #include "nat-internal.h"
-#include "proxy-int.h"
+#include "proxy-internal.h"
 #include "kha/log.h"
 #include "kha/parse.h"
 #include "kha/banned.h"

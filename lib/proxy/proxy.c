@@ -11,7 +11,7 @@
 #include <jansson.h>
 
 #include "nat-internal.h"
-#include "proxy-int.h"
+#include "proxy-internal.h"
 #include "kha/log.h"
 #include "kha/parse.h"
 #include "kha/banned.h"
@@ -90,7 +90,7 @@ static int config_copy(struct kha_proxy_config *dst, const struct kha_proxy_conf
 
 /* ---- backends and tables ---- */
 
-void backend_unref(struct backend *b)
+void kha_proxy__backend_unref(struct backend *b)
 {
 	if (__atomic_sub_fetch(&b->refs, 1, __ATOMIC_ACQ_REL) != 0)
 		return;
@@ -99,12 +99,12 @@ void backend_unref(struct backend *b)
 	free(b);
 }
 
-void table_unref(struct table *t)
+void kha_proxy__table_unref(struct table *t)
 {
 	if (__atomic_sub_fetch(&t->refs, 1, __ATOMIC_ACQ_REL) != 0)
 		return;
 	for (size_t i = 0; i < t->n; i++)
-		backend_unref(t->b[i]);
+		kha_proxy__backend_unref(t->b[i]);
 	free(t);
 }
 
@@ -148,9 +148,9 @@ static int backend_new(struct kha_proxy *p, const struct kha_proxy_spec *spec, u
 	b->state = b->health.state;
 	b->state_since_us = kha_now_us();
 	snprintf(b->last_result, sizeof(b->last_result), "none");
-	r = checker_start(b);
+	r = kha_proxy__checker_start(b);
 	if (r < 0) {
-		backend_unref(b);
+		kha_proxy__backend_unref(b);
 		return r;
 	}
 	b->next = p->backends;
@@ -168,7 +168,7 @@ static void backends_gc(struct kha_proxy *p)
 		struct backend *b = *pp;
 		if (b->removed && __atomic_load_n(&b->refs, __ATOMIC_ACQUIRE) == 1) {
 			*pp = b->next;
-			backend_unref(b);
+			kha_proxy__backend_unref(b);
 		} else {
 			pp = &b->next;
 		}
@@ -207,14 +207,14 @@ static void publish(struct kha_proxy *p)
 			w->cand = cand;
 			__atomic_fetch_add(&t->refs, 1, __ATOMIC_RELAXED);
 			if (w->table)
-				table_unref(w->table);
+				kha_proxy__table_unref(w->table);
 			w->table = t;
-		} else if (worker_post_table(w, t) < 0) {
+		} else if (kha_proxy__worker_post_table(w, t) < 0) {
 			kha_error("cannot publish the backend set", "worker=%u", k);
 		}
 	}
 	if (p->table)
-		table_unref(p->table);
+		kha_proxy__table_unref(p->table);
 	p->table = t;
 	backends_gc(p);
 	if (p->nat)
@@ -263,7 +263,7 @@ static void sync_membership(struct kha_proxy *p, const char *why)
 			keep = strcmp(want.v[i].addr, b->name) == 0;
 		if (!keep) {
 			b->removed = true;
-			checker_stop(b);
+			kha_proxy__checker_stop(b);
 			changed = true;
 			kha_info("backend removed", "backend=%s reason=%s active=%u",
 				 KHA_LOGQ(b->name), why,
@@ -308,7 +308,7 @@ oom:
 
 /* ---- health ---- */
 
-void proxy_health_event(struct backend *b, enum kha_proxy_event ev, const char *why)
+void kha_proxy__health_event(struct backend *b, enum kha_proxy_event ev, const char *why)
 {
 	struct kha_proxy *p = b->p;
 	enum kha_proxy_state old = b->health.state;
@@ -327,12 +327,12 @@ void proxy_health_event(struct backend *b, enum kha_proxy_event ev, const char *
 			kha_log_quote(q, sizeof(q), why));
 		if (now == KHA_PROXY_DOWN && p->cfg.close_on_dead)
 			for (unsigned k = 0; k < p->nworkers; k++)
-				kha_ignore(worker_post_close_backend(&p->workers[k], b));
+				kha_ignore(kha_proxy__worker_post_close_backend(&p->workers[k], b));
 		if (p->nat)
 			kha_proxy__nat_state_changed(p, b);
 	}
 	if (b->health.check_now)
-		checker_now(b);
+		kha_proxy__checker_now(b);
 }
 
 static void on_passive(struct kha_loop *loop, void *userdata)
@@ -342,18 +342,18 @@ static void on_passive(struct kha_loop *loop, void *userdata)
 
 	(void)loop;
 	if (b->p->closing) {
-		backend_unref(b);
+		kha_proxy__backend_unref(b);
 		return;
 	}
 	__atomic_store_n(&b->passive_posted, 0, __ATOMIC_RELEASE);
 	n = __atomic_exchange_n(&b->passive_pending, 0, __ATOMIC_ACQ_REL);
 	if (n)
-		proxy_health_event(b, KHA_PROXY_EV_PASSIVE,
-				   "connect failed, reset or no first byte in time");
-	backend_unref(b);
+		kha_proxy__health_event(b, KHA_PROXY_EV_PASSIVE,
+					"connect failed, reset or no first byte in time");
+	kha_proxy__backend_unref(b);
 }
 
-void proxy_report_passive(struct worker *w, struct backend *b)
+void kha_proxy__report_passive(struct worker *w, struct backend *b)
 {
 	__atomic_store_n(&b->failing, 1, __ATOMIC_RELAXED);
 	__atomic_fetch_add(&b->passive_pending, 1, __ATOMIC_ACQ_REL);
@@ -362,7 +362,7 @@ void proxy_report_passive(struct worker *w, struct backend *b)
 	__atomic_fetch_add(&b->refs, 1, __ATOMIC_RELAXED);
 	if (kha_loop_post(w->p->loop, on_passive, b) < 0) {
 		__atomic_store_n(&b->passive_posted, 0, __ATOMIC_RELEASE);
-		backend_unref(b);
+		kha_proxy__backend_unref(b);
 	}
 }
 
@@ -371,7 +371,7 @@ void proxy_report_passive(struct worker *w, struct backend *b)
 static void finish_stop(struct kha_proxy *p)
 {
 	for (unsigned k = 0; k < p->nworkers; k++)
-		kha_ignore(worker_post_stop(&p->workers[k]));
+		kha_ignore(kha_proxy__worker_post_stop(&p->workers[k]));
 	kha_loop_quit(p->loop, 0);
 }
 
@@ -388,7 +388,7 @@ static void on_worker_drained(struct kha_loop *loop, void *userdata)
 	}
 }
 
-void proxy_report_drained(struct worker *w)
+void kha_proxy__report_drained(struct worker *w)
 {
 	if (w->drained_reported)
 		return;
@@ -425,7 +425,7 @@ static void begin_drain(struct kha_proxy *p, const char *why)
 	kha_info("stopping: no new connections, draining", "reason=%s drain_timeout=%s", why,
 		 kha_format_duration(d, sizeof(d), p->cfg.drain_timeout_us));
 	for (unsigned k = 0; k < p->nworkers; k++)
-		kha_ignore(worker_post_drain(&p->workers[k]));
+		kha_ignore(kha_proxy__worker_post_drain(&p->workers[k]));
 	if (kha_loop_add_timer(p->loop, p->cfg.drain_timeout_us, 0, drain_timeout, p,
 			       &p->drain_timer) < 0)
 		finish_stop(p);
@@ -532,7 +532,7 @@ int kha_proxy_reconfigure(struct kha_proxy *p, const struct kha_proxy_config *cf
 	if (r < 0)
 		return r;
 	if (cfg->check != KHA_PROXY_CHECK_TCP) {
-		r = checks_need_curl(p, d);
+		r = kha_proxy__checks_need_curl(p, d);
 		if (r < 0)
 			return r;
 	}
@@ -570,10 +570,10 @@ int kha_proxy_reconfigure(struct kha_proxy *p, const struct kha_proxy_config *cf
 	for (unsigned k = 0; k < p->nworkers; k++) {
 		struct worker *w = &p->workers[k];
 		struct dpconf dp;
-		dpconf_from(&dp, &p->cfg);
+		kha_proxy__dpconf_from(&dp, &p->cfg);
 		if (!w->started)
 			w->dp = dp;
-		else if (worker_post_dpconf(w, &dp) < 0)
+		else if (kha_proxy__worker_post_dpconf(w, &dp) < 0)
 			kha_error("data path settings not applied", "worker=%u", k);
 	}
 	/* checks: new settings, the certificate files read again, every backend checked now */
@@ -582,8 +582,8 @@ int kha_proxy_reconfigure(struct kha_proxy *p, const struct kha_proxy_config *cf
 			continue;
 		b->health.fall = p->cfg.fall;
 		b->health.rise = p->cfg.rise;
-		checker_stop(b);
-		r = checker_start(b);
+		kha_proxy__checker_stop(b);
+		r = kha_proxy__checker_start(b);
 		if (r < 0)
 			kha_error("health checks not restarted", "backend=%s error=\"%s\"",
 				  KHA_LOGQ(b->name), strerror(-r));
@@ -808,7 +808,7 @@ static bool ready_cb(void *userdata, char *reason, size_t size)
 		return true;
 	if (p->draining)
 		snprintf(reason, size, "stopping");
-	else if (checks_problem(p, false, why, sizeof(why)))
+	else if (kha_proxy__checks_problem(p, false, why, sizeof(why)))
 		snprintf(reason, size, "no backend is up: %s", why);
 	else
 		snprintf(reason, size, "no backend is up");
@@ -1038,7 +1038,7 @@ static void status_route(const struct kha_httpd_request *req, struct kha_httpd_r
 		char problem[600];
 
 		json_object_set_new(root, "check_problem",
-				    checks_problem(p, true, problem, sizeof(problem))
+				    kha_proxy__checks_problem(p, true, problem, sizeof(problem))
 					    ? json_string(problem)
 					    : json_null());
 	}
@@ -1183,12 +1183,12 @@ int kha_proxy_new(const struct kha_proxy_config *cfg, struct kha_diag *d, struct
 		goto fail;
 	}
 	for (unsigned k = 0; k < p->nworkers; k++) {
-		int fd = worker_listen(&p->cfg, p->nworkers > 1, d);
+		int fd = kha_proxy__worker_listen(&p->cfg, p->nworkers > 1, d);
 		if (fd < 0) {
 			r = fd;
 			goto fail;
 		}
-		r = worker_init(&p->workers[k], p, k, fd);
+		r = kha_proxy__worker_init(&p->workers[k], p, k, fd);
 		if (r < 0) {
 			close(fd);
 			kha_diag_set(d, -r, "cannot start worker %u: %s", k, strerror(-r));
@@ -1221,7 +1221,7 @@ int kha_proxy_new(const struct kha_proxy_config *cfg, struct kha_diag *d, struct
 		if (r < 0)
 			goto fail;
 	}
-	r = checks_init(p, d);
+	r = kha_proxy__checks_init(p, d);
 	if (r < 0)
 		goto fail;
 	if (p->cfg.backends_file) {
@@ -1256,10 +1256,10 @@ int kha_proxy_run(struct kha_proxy *p)
 	}
 	for (unsigned k = 0; k < p->nworkers; k++) {
 		struct worker *w = &p->workers[k];
-		r = -pthread_create(&w->thread, NULL, worker_main, w);
+		r = -pthread_create(&w->thread, NULL, kha_proxy__worker_main, w);
 		if (r < 0) {
 			for (unsigned j = 0; j < k; j++)
-				kha_ignore(worker_post_stop(&p->workers[j]));
+				kha_ignore(kha_proxy__worker_post_stop(&p->workers[j]));
 			for (unsigned j = 0; j < k; j++)
 				pthread_join(p->workers[j].thread, NULL);
 			return r;
@@ -1290,7 +1290,7 @@ void kha_proxy_free(struct kha_proxy *p)
 	if (p->workers) {
 		for (unsigned k = 0; k < p->nworkers; k++) {
 			if (p->workers[k].p)
-				worker_release(&p->workers[k]);
+				kha_proxy__worker_release(&p->workers[k]);
 			else if (p->workers[k].lfd >= 0)
 				close(p->workers[k].lfd);
 		}
@@ -1298,18 +1298,18 @@ void kha_proxy_free(struct kha_proxy *p)
 	if (p->loop) /* notifications from the workers hold backend refs */
 		kha_ignore(kha_loop_run_once(p->loop, 0));
 	for (struct backend *b = p->backends; b; b = b->next)
-		checker_stop(b);
+		kha_proxy__checker_stop(b);
 	if (p->table)
-		table_unref(p->table);
+		kha_proxy__table_unref(p->table);
 	while (p->backends) {
 		struct backend *b = p->backends;
 		p->backends = b->next;
-		backend_unref(b);
+		kha_proxy__backend_unref(b);
 	}
 	kha_proxy__nat_free(p->nat);
 	kha_httpd_free(p->httpd);
 	kha_metrics_free(p->metrics);
-	checks_release(p);
+	kha_proxy__checks_release(p);
 	kha_loop_free(p->loop);
 	if (p->inotify_fd >= 0)
 		close(p->inotify_fd);

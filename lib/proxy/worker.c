@@ -21,7 +21,7 @@
 #include <sys/resource.h>
 #include <string.h>
 
-#include "proxy-int.h"
+#include "proxy-internal.h"
 #include "kha/log.h"
 #include "kha/net.h"
 #include "kha/parse.h"
@@ -125,7 +125,7 @@ static void detach_backend(struct conn *c, bool reset)
 	}
 	if (b) {
 		__atomic_fetch_sub(&b->active, 1, __ATOMIC_RELAXED);
-		backend_unref(b);
+		kha_proxy__backend_unref(b);
 		c->be = NULL;
 	}
 }
@@ -158,7 +158,7 @@ static void conn_free(struct conn *c, bool reset_client, bool reset_backend)
 			kha_loop_timer_stop(w->accept_timer);
 	}
 	if (w->draining && w->nconns == 0)
-		proxy_report_drained(w);
+		kha_proxy__report_drained(w);
 }
 
 /* A client connection that no backend served. */
@@ -320,7 +320,7 @@ static bool connect_next(struct conn *c)
 		}
 		STAT_ADD(b->ws[w->id].connect_failures, 1);
 		STAT_ADD(b->ws[w->id].retries, 1);
-		proxy_report_passive(w, b);
+		kha_proxy__report_passive(w, b);
 	}
 }
 
@@ -337,7 +337,7 @@ static bool backend_failed(struct conn *c, bool during_connect)
 
 	if (during_connect)
 		STAT_ADD(b->ws[w->id].connect_failures, 1);
-	proxy_report_passive(w, b);
+	kha_proxy__report_passive(w, b);
 	if (c->state != C_CONNECTING && !c->keep) {
 		conn_fail(c);
 		return false;
@@ -589,7 +589,7 @@ static void conn_timer(struct kha_loop_source *src, void *userdata)
 			if (backend_failed(c, false))
 				pump(c); /* send the kept bytes once connected (pump waits) */
 		} else {
-			proxy_report_passive(w, c->be);
+			kha_proxy__report_passive(w, c->be);
 		}
 	}
 }
@@ -753,7 +753,7 @@ static int set_sweep(struct worker *w)
 	return kha_loop_add_timer(w->loop, every, every, idle_sweep, w, &w->sweep);
 }
 
-void dpconf_from(struct dpconf *dp, const struct kha_proxy_config *cfg)
+void kha_proxy__dpconf_from(struct dpconf *dp, const struct kha_proxy_config *cfg)
 {
 	*dp = (struct dpconf){
 		.balance = cfg->balance,
@@ -818,24 +818,24 @@ static void on_set_table(struct kha_loop *loop, void *userdata)
 	(void)loop;
 	free(m);
 	if (!cand) {
-		table_unref(t); /* keep the old table: better stale than none */
+		kha_proxy__table_unref(t); /* keep the old table: better stale than none */
 		return;
 	}
 	free(w->cand);
 	w->cand = cand;
 	if (w->table)
-		table_unref(w->table);
+		kha_proxy__table_unref(w->table);
 	w->table = t;
 }
 
-int worker_post_table(struct worker *w, struct table *t)
+int kha_proxy__worker_post_table(struct worker *w, struct table *t)
 {
 	int r;
 
 	__atomic_fetch_add(&t->refs, 1, __ATOMIC_RELAXED);
 	r = post(w, on_set_table, t);
 	if (r < 0)
-		table_unref(t);
+		kha_proxy__table_unref(t);
 	return r;
 }
 
@@ -856,17 +856,17 @@ static void on_close_backend(struct kha_loop *loop, void *userdata)
 		}
 		c = next;
 	}
-	backend_unref(b);
+	kha_proxy__backend_unref(b);
 }
 
-int worker_post_close_backend(struct worker *w, struct backend *b)
+int kha_proxy__worker_post_close_backend(struct worker *w, struct backend *b)
 {
 	int r;
 
 	__atomic_fetch_add(&b->refs, 1, __ATOMIC_RELAXED);
 	r = post(w, on_close_backend, b);
 	if (r < 0)
-		backend_unref(b);
+		kha_proxy__backend_unref(b);
 	return r;
 }
 
@@ -887,10 +887,10 @@ static void on_drain(struct kha_loop *loop, void *userdata)
 		w->lfd = -1;
 	}
 	if (w->nconns == 0)
-		proxy_report_drained(w);
+		kha_proxy__report_drained(w);
 }
 
-int worker_post_drain(struct worker *w)
+int kha_proxy__worker_post_drain(struct worker *w)
 {
 	return post(w, on_drain, NULL);
 }
@@ -907,7 +907,7 @@ static void on_stop(struct kha_loop *loop, void *userdata)
 	kha_loop_quit(loop, 0);
 }
 
-int worker_post_stop(struct worker *w)
+int kha_proxy__worker_post_stop(struct worker *w)
 {
 	return post(w, on_stop, NULL);
 }
@@ -933,7 +933,7 @@ static void on_set_dpconf(struct kha_loop *loop, void *userdata)
 		kha_error("idle timeout not applied", "worker=%u error=%s", w->id, "out of memory");
 }
 
-int worker_post_dpconf(struct worker *w, const struct dpconf *dp)
+int kha_proxy__worker_post_dpconf(struct worker *w, const struct dpconf *dp)
 {
 	struct dpconf *copy = malloc(sizeof(*copy));
 	int r;
@@ -947,7 +947,7 @@ int worker_post_dpconf(struct worker *w, const struct dpconf *dp)
 	return r;
 }
 
-void *worker_main(void *arg)
+void *kha_proxy__worker_main(void *arg)
 {
 	struct worker *w = arg;
 
@@ -955,7 +955,7 @@ void *worker_main(void *arg)
 	return NULL;
 }
 
-int worker_listen(const struct kha_proxy_config *cfg, bool reuseport, struct kha_diag *d)
+int kha_proxy__worker_listen(const struct kha_proxy_config *cfg, bool reuseport, struct kha_diag *d)
 {
 	int fd = kha_httpd_listen(cfg->listen, 4096, reuseport ? KHA_HTTPD_LISTEN_REUSEPORT : 0, d);
 
@@ -964,7 +964,7 @@ int worker_listen(const struct kha_proxy_config *cfg, bool reuseport, struct kha
 	return fd;
 }
 
-int worker_init(struct worker *w, struct kha_proxy *p, unsigned id, int lfd)
+int kha_proxy__worker_init(struct worker *w, struct kha_proxy *p, unsigned id, int lfd)
 {
 	int r;
 
@@ -975,14 +975,14 @@ int worker_init(struct worker *w, struct kha_proxy *p, unsigned id, int lfd)
 	r = kha_loop_new(&w->loop);
 	if (r < 0)
 		return r;
-	dpconf_from(&w->dp, &p->cfg);
+	kha_proxy__dpconf_from(&w->dp, &p->cfg);
 	r = kha_loop_add_io(w->loop, lfd, EPOLLIN, 0, on_accept, w, &w->lsrc);
 	if (r < 0)
 		return r;
 	return set_sweep(w);
 }
 
-void worker_release(struct worker *w)
+void kha_proxy__worker_release(struct worker *w)
 {
 	if (!w->p)
 		return;
@@ -1001,7 +1001,7 @@ void worker_release(struct worker *w)
 	if (w->lfd >= 0)
 		close(w->lfd);
 	if (w->table)
-		table_unref(w->table);
+		kha_proxy__table_unref(w->table);
 	free(w->cand);
 	w->p = NULL;
 }

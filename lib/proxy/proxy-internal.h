@@ -12,8 +12,8 @@
  * - struct worker: its loop thread only, except `stats` (read by the control thread) and the
  *   fields set before the thread starts.
  */
-#ifndef KHA_PROXY_INT_H
-#define KHA_PROXY_INT_H
+#ifndef KHA_PROXY_INTERNAL_H
+#define KHA_PROXY_INTERNAL_H
 
 #include <pthread.h>
 #include <sys/socket.h>
@@ -134,7 +134,7 @@ struct dpconf {
 	uint32_t max_conns; /* kha_proxy_max_conns() */
 };
 
-void dpconf_from(struct dpconf *dp, const struct kha_proxy_config *cfg);
+void kha_proxy__dpconf_from(struct dpconf *dp, const struct kha_proxy_config *cfg);
 
 struct worker {
 	struct kha_proxy *p;
@@ -199,40 +199,41 @@ struct kha_proxy {
 };
 
 /* backends and tables (proxy.c) */
-void backend_unref(struct backend *b);
-void table_unref(struct table *t);
+void kha_proxy__backend_unref(struct backend *b);
+void kha_proxy__table_unref(struct table *t);
 /* from a worker: report a passive failure of b to the control thread */
-void proxy_report_passive(struct worker *w, struct backend *b);
+void kha_proxy__report_passive(struct worker *w, struct backend *b);
 /* from a worker: it has no connection left while draining */
-void proxy_report_drained(struct worker *w);
+void kha_proxy__report_drained(struct worker *w);
 
 /* data path (worker.c) */
-int worker_init(struct worker *w, struct kha_proxy *p, unsigned id, int lfd);
-void worker_release(struct worker *w);
-void *worker_main(void *arg);
+int kha_proxy__worker_init(struct worker *w, struct kha_proxy *p, unsigned id, int lfd);
+void kha_proxy__worker_release(struct worker *w);
+void *kha_proxy__worker_main(void *arg);
 /* control -> worker messages, run through kha_loop_post */
-int worker_post_table(struct worker *w, struct table *t); /* takes a table ref */
-int worker_post_close_backend(struct worker *w, struct backend *b);
-int worker_post_drain(struct worker *w);
-int worker_post_stop(struct worker *w);
-int worker_post_dpconf(struct worker *w, const struct dpconf *dp);
+int kha_proxy__worker_post_table(struct worker *w, struct table *t); /* takes a table ref */
+int kha_proxy__worker_post_close_backend(struct worker *w, struct backend *b);
+int kha_proxy__worker_post_drain(struct worker *w);
+int kha_proxy__worker_post_stop(struct worker *w);
+int kha_proxy__worker_post_dpconf(struct worker *w, const struct dpconf *dp);
 /* a listening socket for the data path, bound to cfg->listen */
-int worker_listen(const struct kha_proxy_config *cfg, bool reuseport, struct kha_diag *d);
+int kha_proxy__worker_listen(const struct kha_proxy_config *cfg, bool reuseport,
+			     struct kha_diag *d);
 
 /* health checks (check.c) */
-int checks_init(struct kha_proxy *p, struct kha_diag *d);
+int kha_proxy__checks_init(struct kha_proxy *p, struct kha_diag *d);
 /* the libcurl multi handle of HTTP(S) checks, created on first need */
-int checks_need_curl(struct kha_proxy *p, struct kha_diag *d);
-void checks_release(struct kha_proxy *p);
-int checker_start(struct backend *b);
-void checker_stop(struct backend *b);
-void checker_now(struct backend *b);
+int kha_proxy__checks_need_curl(struct kha_proxy *p, struct kha_diag *d);
+void kha_proxy__checks_release(struct kha_proxy *p);
+int kha_proxy__checker_start(struct backend *b);
+void kha_proxy__checker_stop(struct backend *b);
+void kha_proxy__checker_now(struct backend *b);
 /*
  * The configuration problem of the checks, if any backend's last check failed for one: writes
  * one line (the cause, what to do; with detail, also what the check saw) and returns true.
  */
-bool checks_problem(const struct kha_proxy *p, bool detail, char *buf, size_t size);
+bool kha_proxy__checks_problem(const struct kha_proxy *p, bool detail, char *buf, size_t size);
 /* control: applies a health event to b, publishes the state, acts on DOWN */
-void proxy_health_event(struct backend *b, enum kha_proxy_event ev, const char *why);
+void kha_proxy__health_event(struct backend *b, enum kha_proxy_event ev, const char *why);
 
 #endif
