@@ -339,18 +339,10 @@ static int queue(struct peer *p, const uint8_t *msg, size_t len)
 {
 	if (p->fd < 0)
 		return -ENOTCONN;
-	if (p->tx_len + len > p->tx_cap) {
-		size_t cap = KHA_MAX(p->tx_cap * 2, p->tx_len + len + 4096);
-		uint8_t *t;
-
-		if (cap > TX_MAX)
-			return -ENOBUFS;
-		t = realloc(p->tx, cap);
-		if (!t)
-			return -ENOMEM;
-		p->tx = t;
-		p->tx_cap = cap;
-	}
+	if (p->tx_len + len > TX_MAX)
+		return -ENOBUFS;
+	if (KHA_GROW(p->tx, p->tx_cap, p->tx_len + len) < 0)
+		return -ENOMEM;
 	memcpy(p->tx + p->tx_len, msg, len);
 	p->tx_len += len;
 	p->msgs_out++;

@@ -325,12 +325,10 @@ void kha_fleetlock_idmap_release(struct kha_fleetlock_idmap *m)
 /* Adds one line's words (words[0] the certificate name) to m. */
 static int idmap_add(struct kha_fleetlock_idmap *m, char **words, size_t n)
 {
-	struct kha_fleetlock_idmap_entry *grown, *e;
+	struct kha_fleetlock_idmap_entry *e;
 
-	grown = realloc(m->entries, (m->n + 1) * sizeof(*grown));
-	if (!grown)
+	if (KHA_RESIZE(m->entries, m->n + 1) < 0)
 		return -ENOMEM;
-	m->entries = grown;
 	e = &m->entries[m->n];
 	memset(e, 0, sizeof(*e));
 	e->ids = calloc(n - 1, sizeof(*e->ids));

@@ -333,15 +333,8 @@ static int add_endpoint(struct kha_kube__slice *s, size_t *cap, int family, cons
 
 	if (inet_pton(family, addr, bin) != 1)
 		return 0; /* an address not of the slice's type: not usable, skip it */
-	if (s->n_endpoints == *cap) {
-		size_t ncap = *cap ? *cap * 2 : 4;
-		struct kha_kube_endpoint *v = reallocarray(s->endpoints, ncap, sizeof(*v));
-
-		if (!v)
-			return -ENOMEM;
-		s->endpoints = v;
-		*cap = ncap;
-	}
+	if (KHA_GROW(s->endpoints, *cap, s->n_endpoints + 1) < 0)
+		return -ENOMEM;
 	e = &s->endpoints[s->n_endpoints++];
 	memset(e, 0, sizeof(*e));
 	inet_ntop(family, bin, e->ip, sizeof(e->ip));

@@ -97,8 +97,6 @@ static void slices_clear(struct disc *s)
 /* Takes *sl: replaces the contribution of the slice of that name, or adds it. */
 static int slices_put(struct disc *s, struct kha_kube__slice *sl)
 {
-	struct kha_kube__slice *v;
-
 	for (size_t i = 0; i < s->n_slices; i++) {
 		if (strcmp(s->slices[i].name, sl->name) == 0) {
 			kha_kube__slice_release(&s->slices[i]);
@@ -106,12 +104,10 @@ static int slices_put(struct disc *s, struct kha_kube__slice *sl)
 			return 0;
 		}
 	}
-	v = reallocarray(s->slices, s->n_slices + 1, sizeof(*v));
-	if (!v) {
+	if (KHA_RESIZE(s->slices, s->n_slices + 1) < 0) {
 		kha_kube__slice_release(sl);
 		return -ENOMEM;
 	}
-	s->slices = v;
 	s->slices[s->n_slices++] = *sl;
 	return 0;
 }

@@ -585,15 +585,11 @@ static bool head_parsed(struct client *c)
 		return false;
 	}
 	if (c->head_len + c->req.content_length + 1 > c->in_cap) {
-		size_t cap = c->head_len + (size_t)c->req.content_length + 1;
-		char *in = realloc(c->in, cap);
-
-		if (!in) {
+		if (KHA_GROW(c->in, c->in_cap, c->head_len + (size_t)c->req.content_length + 1) <
+		    0) {
 			respond_text(c, 503, "out of memory\n");
 			return false;
 		}
-		c->in = in;
-		c->in_cap = cap;
 		/* the parser's pointers follow the buffer */
 		c->req.head = c->in;
 	}

@@ -106,15 +106,9 @@ static char *batch_room(struct batch *b, size_t need)
 {
 	if (b->oom)
 		return NULL;
-	if (b->cap - b->len < need) {
-		size_t cap = b->cap * 2 + need;
-		char *nb = realloc(b->buf, cap);
-		if (!nb) {
-			b->oom = true;
-			return NULL;
-		}
-		b->buf = nb;
-		b->cap = cap;
+	if (KHA_GROW(b->buf, b->cap, b->len + need) < 0) {
+		b->oom = true;
+		return NULL;
 	}
 	memset(b->buf + b->len, 0, need);
 	return b->buf + b->len;

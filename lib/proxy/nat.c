@@ -498,14 +498,8 @@ static int ct_cb(enum nf_conntrack_msg_type type, struct nf_conntrack *ct, void 
 	if (nfct_query(c->del, NFCT_Q_DESTROY, ct) != 0)
 		return NFCT_CB_CONTINUE;
 	c->n++;
-	if (c->nclients == c->cap) {
-		size_t cap = c->cap ? c->cap * 2 : 64;
-		struct ct_client *nc = realloc(c->clients, cap * sizeof(*nc));
-		if (!nc)
-			return NFCT_CB_CONTINUE; /* the entry is gone: the client learns at its next packet */
-		c->clients = nc;
-		c->cap = cap;
-	}
+	if (KHA_GROW(c->clients, c->cap, c->nclients + 1) < 0)
+		return NFCT_CB_CONTINUE; /* the entry is gone: the client learns at its next packet */
 	c->clients[c->nclients].addr = nfct_get_attr_u32(ct, ATTR_ORIG_IPV4_SRC);
 	c->clients[c->nclients].port = nfct_get_attr_u16(ct, ATTR_ORIG_PORT_SRC);
 	c->nclients++;
