@@ -5,6 +5,7 @@
  * bytes (a broken or hostile endpoint), fuzzed by fuzz/fuzz-snapshot.c.
  */
 #include <limits.h>
+#include <stddef.h>
 #include <string.h>
 #include <openssl/evp.h>
 
@@ -154,9 +155,31 @@ int kha_pb_next(const uint8_t *msg, size_t len, size_t *pos, uint32_t *ret_field
 	return 1;
 }
 
-int kha_pb_decode_header(const uint8_t *msg, size_t len, struct kha_etcd_header *ret)
+/*
+ * The messages we read are flat lists of varint and length-delimited fields: one table per
+ * message says where each known field goes, and one loop fills the struct.
+ */
+enum pb_kind {
+	PB_U64,	   /* varint into a uint64_t */
+	PB_I64,	   /* varint into an int64_t */
+	PB_U32,	   /* varint into a uint32_t; larger values are malformed */
+	PB_HEADER, /* an embedded ResponseHeader into a struct kha_etcd_header */
+	PB_BYTES,  /* bytes: a pointer into the message at off, its length (size_t) at len_off */
+};
+
+struct pb_field {
+	uint32_t num;
+	enum pb_kind kind;
+	size_t off, len_off;
+};
+
+/*
+ * Fills out (zeroed by the caller) from msg by the table fields[0..n). Unknown fields are
+ * skipped; a known field with the wrong wire type is skipped too when lenient, else malformed.
+ */
+static int pb_decode_fields(const uint8_t *msg, size_t len, const struct pb_field *fields, size_t n,
+			    bool lenient, void *out)
 {
-	struct kha_etcd_header h = {};
 	size_t pos = 0;
 	const uint8_t *b;
 	size_t blen;
@@ -165,23 +188,65 @@ int kha_pb_decode_header(const uint8_t *msg, size_t len, struct kha_etcd_header 
 	int wire, r;
 
 	while ((r = kha_pb_next(msg, len, &pos, &f, &wire, &v, &b, &blen)) > 0) {
-		if (wire != 0)
+		const struct pb_field *fd = NULL;
+		char *at;
+
+		for (size_t i = 0; i < n && !fd; i++)
+			if (fields[i].num == f)
+				fd = &fields[i];
+		if (!fd)
 			continue;
-		switch (f) {
-		case 1:
-			h.cluster_id = v;
+		if (wire != (fd->kind == PB_HEADER || fd->kind == PB_BYTES ? 2 : 0)) {
+			if (lenient)
+				continue;
+			return -EBADMSG;
+		}
+		at = (char *)out + fd->off;
+		switch (fd->kind) {
+		case PB_U64:
+			memcpy(at, &v, sizeof(v));
 			break;
-		case 2:
-			h.member_id = v;
+		case PB_I64: {
+			int64_t i = (int64_t)v;
+			memcpy(at, &i, sizeof(i));
 			break;
-		case 3:
-			h.revision = (int64_t)v;
+		}
+		case PB_U32: {
+			uint32_t u = (uint32_t)v;
+			if (v > UINT32_MAX)
+				return -EBADMSG;
+			memcpy(at, &u, sizeof(u));
 			break;
-		case 4:
-			h.raft_term = v;
+		}
+		case PB_HEADER:
+			if (kha_pb_decode_header(b, blen, (struct kha_etcd_header *)(void *)at) < 0)
+				return -EBADMSG;
+			break;
+		case PB_BYTES:
+			memcpy(at, &b, sizeof(b));
+			memcpy((char *)out + fd->len_off, &blen, sizeof(blen));
 			break;
 		}
 	}
+	return r;
+}
+
+#define PB_FIELD(num, kind, type, member)                \
+	{                                                \
+		(num), (kind), offsetof(type, member), 0 \
+	}
+
+int kha_pb_decode_header(const uint8_t *msg, size_t len, struct kha_etcd_header *ret)
+{
+	static const struct pb_field fields[] = {
+		PB_FIELD(1, PB_U64, struct kha_etcd_header, cluster_id),
+		PB_FIELD(2, PB_U64, struct kha_etcd_header, member_id),
+		PB_FIELD(3, PB_I64, struct kha_etcd_header, revision),
+		PB_FIELD(4, PB_U64, struct kha_etcd_header, raft_term),
+	};
+	struct kha_etcd_header h = {};
+	int r = pb_decode_fields(msg, len, fields, KHA_ARRAY_SIZE(fields), true, &h);
+
 	if (r < 0)
 		return r;
 	*ret = h;
@@ -190,28 +255,16 @@ int kha_pb_decode_header(const uint8_t *msg, size_t len, struct kha_etcd_header 
 
 int kha_pb_decode_snapshot(const uint8_t *msg, size_t len, struct kha_pb_snapshot_chunk *ret)
 {
+	/* unknown fields (3.6's version = 4) are skipped */
+	static const struct pb_field fields[] = {
+		PB_FIELD(1, PB_HEADER, struct kha_pb_snapshot_chunk, header),
+		PB_FIELD(2, PB_U64, struct kha_pb_snapshot_chunk, remaining_bytes),
+		{3, PB_BYTES, offsetof(struct kha_pb_snapshot_chunk, blob),
+		 offsetof(struct kha_pb_snapshot_chunk, blob_len)},
+	};
 	struct kha_pb_snapshot_chunk c = {};
-	size_t pos = 0;
-	const uint8_t *b;
-	size_t blen;
-	uint64_t v;
-	uint32_t f;
-	int wire, r;
+	int r = pb_decode_fields(msg, len, fields, KHA_ARRAY_SIZE(fields), false, &c);
 
-	while ((r = kha_pb_next(msg, len, &pos, &f, &wire, &v, &b, &blen)) > 0) {
-		if (f == 1 && wire == 2) {
-			if (kha_pb_decode_header(b, blen, &c.header) < 0)
-				return -EBADMSG;
-		} else if (f == 2 && wire == 0) {
-			c.remaining_bytes = v;
-		} else if (f == 3 && wire == 2) {
-			c.blob = b;
-			c.blob_len = blen;
-		} else if (f <= 3) {
-			return -EBADMSG; /* a known field with the wrong wire type */
-		}
-		/* unknown fields (3.6's version = 4) are skipped */
-	}
 	if (r < 0)
 		return r;
 	*ret = c;
@@ -220,30 +273,15 @@ int kha_pb_decode_snapshot(const uint8_t *msg, size_t len, struct kha_pb_snapsho
 
 int kha_pb_decode_hash_kv(const uint8_t *msg, size_t len, struct kha_pb_hash_kv *ret)
 {
+	static const struct pb_field fields[] = {
+		PB_FIELD(1, PB_HEADER, struct kha_pb_hash_kv, header),
+		PB_FIELD(2, PB_U32, struct kha_pb_hash_kv, hash),
+		PB_FIELD(3, PB_I64, struct kha_pb_hash_kv, compact_revision),
+		PB_FIELD(4, PB_I64, struct kha_pb_hash_kv, hash_revision),
+	};
 	struct kha_pb_hash_kv h = {};
-	size_t pos = 0;
-	const uint8_t *b;
-	size_t blen;
-	uint64_t v;
-	uint32_t f;
-	int wire, r;
+	int r = pb_decode_fields(msg, len, fields, KHA_ARRAY_SIZE(fields), false, &h);
 
-	while ((r = kha_pb_next(msg, len, &pos, &f, &wire, &v, &b, &blen)) > 0) {
-		if (f == 1 && wire == 2) {
-			if (kha_pb_decode_header(b, blen, &h.header) < 0)
-				return -EBADMSG;
-		} else if (f == 2 && wire == 0) {
-			if (v > UINT32_MAX)
-				return -EBADMSG;
-			h.hash = (uint32_t)v;
-		} else if (f == 3 && wire == 0) {
-			h.compact_revision = (int64_t)v;
-		} else if (f == 4 && wire == 0) {
-			h.hash_revision = (int64_t)v;
-		} else if (f <= 4) {
-			return -EBADMSG;
-		}
-	}
 	if (r < 0)
 		return r;
 	*ret = h;
