@@ -223,6 +223,15 @@ static int dup_str(struct walk *w, const char *s, char **ret)
 	return *ret ? 0 : kha_diag_set(w->d, ENOMEM, "out of memory");
 }
 
+/* 0 when n (not null) is a sequence; otherwise says that top-level field key is not a list. */
+static int expect_list(struct walk *w, const char *key, const yaml_node_t *n)
+{
+	if (n->type == YAML_SEQUENCE_NODE)
+		return 0;
+	return kha_diag_set(w->d, EINVAL, "kubeconfig %s: %s: expected a list, found a %s", w->path,
+			    key, n->type == YAML_MAPPING_NODE ? "mapping" : "scalar");
+}
+
 /* Finds the element of sequence key whose "name" is name; returns its `inner` mapping. */
 static int find_named(struct walk *w, yaml_node_t *root, const char *key, const char *name,
 		      const char *inner, yaml_node_t **ret)
@@ -234,9 +243,8 @@ static int find_named(struct walk *w, yaml_node_t *root, const char *key, const 
 	if (is_null(seq))
 		return kha_diag_set(w->d, EINVAL, "kubeconfig %s: %s: \"%s\" not found (no %s)",
 				    w->path, key, name, key);
-	if (seq->type != YAML_SEQUENCE_NODE)
-		return kha_diag_set(w->d, EINVAL, "kubeconfig %s: %s: expected a list", w->path,
-				    key);
+	if (expect_list(w, key, seq) < 0)
+		return -EINVAL;
 	for (it = seq->data.sequence.items.start; it < seq->data.sequence.items.top; it++) {
 		yaml_node_t *el = node(w, *it);
 		const char *n;
@@ -450,6 +458,7 @@ static int parse_user(struct walk *w, yaml_node_t *u, const char *name, struct k
 static int walk_config(struct walk *w, const char *context, struct kha_kube_config *cfg)
 {
 	yaml_node_t *root = yaml_document_get_root_node(w->doc), *ctx, *cl, *u = NULL;
+	static const char *const lists[] = {"contexts", "clusters", "users"};
 	const char *cluster_name, *user_name, *ns;
 	int r;
 
@@ -458,6 +467,13 @@ static int walk_config(struct walk *w, const char *context, struct kha_kube_conf
 	if (root->type != YAML_MAPPING_NODE)
 		return kha_diag_set(w->d, EINVAL, "kubeconfig %s: expected a mapping at the top",
 				    w->path);
+	/* a list of the wrong shape is the error to report, before whatever it hides */
+	for (size_t i = 0; i < KHA_ARRAY_SIZE(lists); i++) {
+		yaml_node_t *n = map_get(w, root, lists[i]);
+
+		if (!is_null(n) && expect_list(w, lists[i], n) < 0)
+			return -EINVAL;
+	}
 	if (!context) {
 		if (get_str(w, root, "(top)", "current-context", &context) < 0)
 			return -EINVAL;

@@ -217,6 +217,13 @@ static void test_kubeconfig_errors_name_file_and_field(void **state)
 		{"- a\n- b\n", "expected a mapping"},
 		{"clusters: [\n", "malformed YAML"},
 		{"apiVersion: v1\n", "no current-context"},
+		/* the shape of the top-level lists is told before a missing current-context */
+		{"clusters: 7\n", "clusters: expected a list, found a scalar"},
+		{"current-context: x\ncontexts: {x: 1}\n",
+		 "contexts: expected a list, found a mapping"},
+		{"current-context: x\ncontexts:\n- name: x\n  context: {cluster: c}\n"
+		 "clusters:\n- name: c\n  cluster: {server: 'https://x'}\nusers: nobody\n",
+		 "users: expected a list, found a scalar"},
 		{"current-context: x\ncontexts: []\n", "contexts: \"x\" not found"},
 		{"current-context: x\ncontexts:\n- name: x\n  context: {user: u}\n",
 		 "contexts[\"x\"].context.cluster: missing"},
