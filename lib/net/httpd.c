@@ -681,7 +681,16 @@ static void client_handshake(struct client *c)
 	ev = tls_wants(c, r);
 	if (!ev) {
 		kha_debug("httpd: TLS handshake failed", "port=%u", c->h->port);
-		client_close(c);
+		/*
+		 * SSL_accept wrote its alert (certificate_required, handshake_failure ...) before
+		 * failing. Closing now would turn it into a reset when the client's bytes are still
+		 * unread (a TLS 1.3 client sends its request before we read its certificate), and
+		 * the client would see "connection reset", not why: linger as after an answer. No
+		 * close_notify after a fatal alert.
+		 */
+		SSL_free(c->ssl);
+		c->ssl = NULL;
+		client_linger(c);
 		return;
 	}
 	set_events(c, ev);

@@ -233,18 +233,30 @@ def test_serve_over_https_with_client_certificates(etcd3, procs, tmp_path):
     node.load_cert_chain(node_crt, node_key)
     wait_until(lambda: _try(lambda: pre_reboot(node)) == 200, 10, "HTTPS with a client cert",
                diag=procs.logs)
-    # no client certificate: the connection is accepted and then refused by TLS itself (today
-    # by closing it without an alert: an SSL error, not a refused or reset connection, which a
-    # crashed server would give too) ...
+    # no client certificate: the connection is accepted and then refused by TLS itself, with
+    # the alert that says why (TLS 1.3's certificate_required; handshake_failure in TLS 1.2),
+    # not a reset connection, which a crashed server would give too; the client's request is
+    # already sent when the server reads its empty certificate, and must not turn into a reset
+    # that hides the alert ...
     anonymous = ssl.create_default_context(cafile=etcd3.ca)
     with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
-        with pytest.raises(ssl.SSLError):
+        with pytest.raises(ssl.SSLError) as refused:
             with anonymous.wrap_socket(raw, server_hostname="127.0.0.1") as s:
                 body = json.dumps(params("node-z")).encode()
                 s.sendall(b"POST /v1/pre-reboot HTTP/1.1\r\nHost: x\r\n"
                           b"fleet-lock-protocol: true\r\nContent-Length: %d\r\n\r\n%s"
                           % (len(body), body))
                 s.recv(1024)
+    assert refused.value.reason in ("TLSV13_ALERT_CERTIFICATE_REQUIRED",
+                                    "SSLV3_ALERT_HANDSHAKE_FAILURE"), refused.value
+    # curl too says why (it writes its request at once, as most clients do)
+    for tls in ("--tlsv1.3", "--tls-max"):
+        extra = [tls] if tls == "--tlsv1.3" else [tls, "1.2"]
+        c = subprocess.run(["curl", "-sS", *extra, "--cacert", etcd3.ca, "-X", "POST",
+                            "-H", "fleet-lock-protocol: true", "-d", "{}",
+                            url + "/v1/pre-reboot"], capture_output=True, text=True, timeout=30)
+        assert c.returncode != 0 and ("alert certificate required" in c.stderr or
+                                      "alert handshake failure" in c.stderr), c.stderr
     # ... the server is still up, and nothing was granted to it: node-a holds the only slot
     assert _try(lambda: pre_reboot(node)) == 200  # node-a again: idempotent
     st = json.loads(run_kha("lock", "--status", "--lock", "tls", *etcd3.client_flags(),

@@ -11,6 +11,7 @@
 #include <cmocka.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/ssl.h>
@@ -455,6 +456,8 @@ static void who_route(const struct kha_httpd_request *req, struct kha_httpd_resp
 struct tls_client {
 	uint16_t port;
 	bool with_cert;
+	int max_version;     /* 0: the newest TLS; TLS1_2_VERSION */
+	unsigned long error; /* the first OpenSSL error the client saw (an alert received) */
 	char answer[1024];
 	atomic_bool done;
 };
@@ -470,6 +473,8 @@ static void *tls_client_main(void *arg)
 
 	SSL_CTX_load_verify_locations(ctx, tls_pem, NULL);
 	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+	if (tc->max_version)
+		SSL_CTX_set_max_proto_version(ctx, tc->max_version);
 	if (tc->with_cert) {
 		SSL_CTX_use_certificate_file(ctx, tls_pem, SSL_FILETYPE_PEM);
 		SSL_CTX_use_PrivateKey_file(ctx, tls_pem, SSL_FILETYPE_PEM);
@@ -483,6 +488,8 @@ static void *tls_client_main(void *arg)
 			       0)
 			len += (size_t)n;
 	}
+	tc->error = ERR_get_error();
+	ERR_clear_error();
 	tc->answer[len] = '\0';
 	SSL_free(ssl);
 	SSL_CTX_free(ctx);
@@ -528,11 +535,22 @@ static void test_server_tls_with_client_certificates(void **state)
 	tls_exchange(loop, &tc);
 	assert_non_null(strstr(tc.answer, "HTTP/1.1 200 OK\r\n"));
 	assert_non_null(strstr(tc.answer, "\r\n\r\npeer=node-x body=hi"));
-	/* no client certificate: no answer */
-	memset(&tc, 0, sizeof(tc));
-	tc.port = kha_httpd_port(h);
-	tls_exchange(loop, &tc);
-	assert_null(strstr(tc.answer, "HTTP/1.1"));
+	/*
+	 * no client certificate: no answer, and the client is told why by an alert (TLS 1.3's
+	 * certificate_required, TLS 1.2's handshake_failure), not left with a reset connection;
+	 * the client's request is often already there, unread, when the handshake fails
+	 */
+	for (int i = 0; i < 6; i++) {
+		memset(&tc, 0, sizeof(tc));
+		tc.port = kha_httpd_port(h);
+		tc.max_version = i % 2 ? TLS1_2_VERSION : 0;
+		tls_exchange(loop, &tc);
+		assert_null(strstr(tc.answer, "HTTP/1.1"));
+		if (ERR_GET_REASON(tc.error) != (i % 2 ? SSL_R_SSLV3_ALERT_HANDSHAKE_FAILURE
+						       : SSL_R_TLSV13_ALERT_CERTIFICATE_REQUIRED))
+			fail_msg("try %d (%s): client saw %s", i, i % 2 ? "TLS 1.2" : "TLS 1.3",
+				 tc.error ? ERR_reason_error_string(tc.error) : "no TLS error");
+	}
 	/* a handshake that stalls is closed at the deadline, whatever it trickles */
 	fake_clock_install();
 	fd = connect_to(kha_httpd_port(h));
