@@ -395,6 +395,8 @@ void kha_elect_step_start_failed(struct kha_elect_step_state *st);
  * Returns 0 and the exit status to use in *ret_status (COMMAND's status when it ended by itself,
  * 128+signal when killed, 0 after SIGTERM/SIGINT, 69 after a loss with exit_on_loss), or a
  * negative errno when the backend could not be reached at start (nothing was run) with d set.
+ * On return SIGTERM, SIGINT and SIGHUP stay blocked in the calling thread: the caller is on its
+ * way out, and a stop asked twice must not kill it by the default action after the resignation.
  */
 int kha_elect_run(const struct kha_elect_opts *o, int *ret_status, struct kha_diag *d) KHA_WUR;
 

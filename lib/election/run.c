@@ -501,12 +501,20 @@ out:
 	if (e.stop_fd >= 0)
 		close(e.stop_fd);
 	{
-		/* a second SIGTERM must not kill us with the default action once unblocked */
+		/*
+		 * A stop asked again (SIGTERM, SIGINT) or a SIGHUP, while COMMAND stopped and we
+		 * resigned or at any later moment, must not kill us with the default action once
+		 * unblocked: the caller exits next. They stay blocked (and pending ones are read).
+		 */
 		struct signalfd_siginfo si;
+		sigset_t keep = oldmask;
 
+		sigaddset(&keep, SIGTERM);
+		sigaddset(&keep, SIGINT);
+		sigaddset(&keep, SIGHUP);
+		pthread_sigmask(SIG_SETMASK, &keep, NULL);
 		while (read(sfd, &si, sizeof(si)) == (ssize_t)sizeof(si))
 			;
 	}
-	pthread_sigmask(SIG_SETMASK, &oldmask, NULL);
 	return r;
 }

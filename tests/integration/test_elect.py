@@ -62,6 +62,15 @@ def etcd_key_exists(cluster, key, member):
     return int(r.get("count", "0")) > 0
 
 
+def etcd_keys_under(cluster, prefix, member=0):
+    import base64
+    end = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+    r = cluster.gateway("/v3/kv/range", {"key": base64.b64encode(prefix.encode()).decode(),
+                                         "range_end": base64.b64encode(end.encode()).decode(),
+                                         "count_only": True}, member=member)
+    return int(r.get("count", "0"))
+
+
 def test_three_candidates_one_leader_then_sigkill_and_sigterm_takeover(etcd3, procs, tmp_path):
     rec = Recorder(tmp_path / "rec")
     khas = {}
@@ -489,3 +498,24 @@ def test_sigterm_while_command_restarts_in_a_tight_loop(etcd3, procs, tmp_path):
         time.sleep(random.random() * 0.2)
         k.signal(signal.SIGTERM)
         assert k.wait(10) == 0, k.log()
+
+
+def test_sigterm_repeated_during_the_stop(etcd3, procs, tmp_path):
+    """SIGTERM sent again and again while kha stops COMMAND and resigns (an impatient operator,
+    a supervisor that repeats itself): every one after the first is absorbed; kha still stops
+    COMMAND, resigns and exits 0, never dying by the signal's default action on its way out."""
+    rec = Recorder(tmp_path / "rec")
+    for i in range(8):
+        k = procs.start(elect_args(etcd3, f"again{i}", "a", rec), f"k{i}")
+        wait_until(lambda: len(rec.starts()) == i + 1, 15, "the leader's COMMAND",
+                   diag=procs.logs)
+        child = rec.starts()[i]
+        while k.alive():
+            k.signal(signal.SIGTERM)
+            time.sleep(0.001)  # the pace of the signal stream, not a wait for a condition
+        assert k.wait(10) == 0, k.log()
+        assert "msg=resigned" in k.log(), k.log()
+        assert not pid_alive(child["pid"]), rec.dump()
+        rec.note_dead(child["pid"])
+        assert etcd_keys_under(etcd3, f"again{i}/") == 0  # resigned: our key is gone
+    rec.assert_safe()
