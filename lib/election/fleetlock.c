@@ -91,6 +91,67 @@ static void delete_if(struct kha_etcd *c, const char *key, int64_t rev)
 	kha_etcd_txn_result_release(&res);
 }
 
+/*
+ * Puts value on key (under lease, 0: none) if key's create revision is rev (0: key absent).
+ * res is released first, then holds the answer (res->succeeded). 0 or a negative errno.
+ */
+static int put_if_created_at(struct kha_etcd *c, const char *key, const char *value, int64_t lease,
+			     int64_t rev, struct kha_etcd_txn_result *res, struct kha_diag *d)
+{
+	struct kha_etcd_compare cmp = {.target = KHA_ETCD_CMP_CREATE_REVISION,
+				       .op = KHA_ETCD_CMP_EQUAL,
+				       .r = {.key = key},
+				       .number = rev};
+	struct kha_etcd_op put = {.type = KHA_ETCD_OP_PUT,
+				  .put = {.key = key, .value = value, .lease = lease}};
+	struct kha_etcd_txn_req req = {
+		.compare = &cmp, .n_compare = 1, .success = &put, .n_success = 1};
+
+	kha_etcd_txn_result_release(res);
+	kha_diag_clear(d);
+	return kha_etcd_txn(c, &req, res, d);
+}
+
+/* Whether p->id already holds key or is asking for it: true when *ret says so. */
+static bool already_asked(struct kha_etcd *c, const char *key, const char *lock,
+			  const struct kha_fleetlock_params *p, struct kha_fleetlock_result *ret)
+{
+	struct kha_etcd_kv cur = {};
+	struct kha_diag d = {};
+	int r = kha_etcd_get(c, key, &cur, &d);
+	bool permanent;
+
+	if (r == -ENOENT)
+		return false;
+	if (r < 0) {
+		etcd_failed(ret, &d);
+		return true;
+	}
+	permanent = cur.lease == 0;
+	kha_etcd_kv_release(&cur);
+	if (permanent)
+		kha_fleetlock_result_set(ret, 200, "lock_held", "%s already holds a slot of %s",
+					 p->id, lock);
+	else
+		kha_fleetlock_result_set(ret, 409, "failed_lock_pending",
+					 "another request of %s for %s is in progress; retry",
+					 p->id, lock);
+	return true;
+}
+
+/* Whether a gate of o is closed: true when *ret says which. */
+static bool gate_closed(const struct kha_fleetlock_opts *o, struct kha_fleetlock_result *ret)
+{
+	const char *gate = NULL;
+	char reason[400], kind[64];
+
+	if (!o->gates || kha_lock_gates_check_named(o->gates, &gate, reason, sizeof(reason)) == 0)
+		return false;
+	snprintf(kind, sizeof(kind), "failed_gate_%s", gate ? gate : "unknown");
+	kha_fleetlock_result_set(ret, 409, kind, "%s", reason);
+	return true;
+}
+
 void kha_fleetlock_pre_reboot(struct kha_etcd *c, const struct kha_fleetlock_opts *o,
 			      const struct kha_fleetlock_params *p,
 			      struct kha_fleetlock_result *ret)
@@ -98,7 +159,6 @@ void kha_fleetlock_pre_reboot(struct kha_etcd *c, const struct kha_fleetlock_opt
 	char lock[512], key[1400], prefix[520];
 	struct kha_etcd_range_result rr = {};
 	struct kha_etcd_txn_result tr = {};
-	struct kha_etcd_kv cur = {};
 	struct kha_lock_sem_position pos;
 	struct kha_diag d = {};
 	kha_autofree char *value = NULL;
@@ -114,25 +174,8 @@ void kha_fleetlock_pre_reboot(struct kha_etcd *c, const struct kha_fleetlock_opt
 		return;
 	}
 	/* already a holder? (recursive lock) */
-	r = kha_etcd_get(c, key, &cur, &d);
-	if (r == 0) {
-		bool permanent = cur.lease == 0;
-
-		kha_etcd_kv_release(&cur);
-		if (permanent) {
-			kha_fleetlock_result_set(ret, 200, "lock_held",
-						 "%s already holds a slot of %s", p->id, lock);
-			return;
-		}
-		kha_fleetlock_result_set(ret, 409, "failed_lock_pending",
-					 "another request of %s for %s is in progress; retry",
-					 p->id, lock);
+	if (already_asked(c, key, lock, p, ret))
 		return;
-	}
-	if (r != -ENOENT) {
-		etcd_failed(ret, &d);
-		return;
-	}
 	value = kha_lock_value(p->id, o->slots, (int64_t)kha_wall_us(), true);
 	if (!value) {
 		kha_fleetlock_result_set(ret, 500, "failed_internal", "out of memory");
@@ -145,30 +188,19 @@ void kha_fleetlock_pre_reboot(struct kha_etcd *c, const struct kha_fleetlock_opt
 		etcd_failed(ret, &d);
 		return;
 	}
-	{
-		struct kha_etcd_compare cmp = {.target = KHA_ETCD_CMP_CREATE_REVISION,
-					       .op = KHA_ETCD_CMP_EQUAL,
-					       .r = {.key = key},
-					       .number = 0};
-		struct kha_etcd_op put = {.type = KHA_ETCD_OP_PUT,
-					  .put = {.key = key, .value = value, .lease = lease}};
-		struct kha_etcd_txn_req req = {
-			.compare = &cmp, .n_compare = 1, .success = &put, .n_success = 1};
-
-		kha_diag_clear(&d);
-		r = kha_etcd_txn(c, &req, &tr, &d);
-		if (r < 0) {
-			etcd_failed(ret, &d);
-			goto out;
-		}
-		if (!tr.succeeded) {
-			kha_fleetlock_result_set(
-				ret, 409, "failed_lock_pending",
-				"another request of %s for %s is in progress; retry", p->id, lock);
-			goto out;
-		}
-		my_rev = tr.header.revision;
+	/* a pending key, under a short lease: a crashed request leaves nothing behind */
+	r = put_if_created_at(c, key, value, lease, 0, &tr, &d);
+	if (r < 0) {
+		etcd_failed(ret, &d);
+		goto out;
 	}
+	if (!tr.succeeded) {
+		kha_fleetlock_result_set(ret, 409, "failed_lock_pending",
+					 "another request of %s for %s is in progress; retry",
+					 p->id, lock);
+		goto out;
+	}
+	my_rev = tr.header.revision;
 	kha_diag_clear(&d);
 	{
 		struct kha_etcd_range_req rq = {.r = {.key = prefix, .prefix = true}};
@@ -192,44 +224,21 @@ void kha_fleetlock_pre_reboot(struct kha_etcd *c, const struct kha_fleetlock_opt
 		delete_if(c, key, my_rev);
 		goto out;
 	}
-	if (o->gates) {
-		const char *gate = NULL;
-		char reason[400];
-
-		r = kha_lock_gates_check_named(o->gates, &gate, reason, sizeof(reason));
-		if (r != 0) {
-			char kind[64];
-
-			snprintf(kind, sizeof(kind), "failed_gate_%s", gate ? gate : "unknown");
-			kha_fleetlock_result_set(ret, 409, kind, "%s", reason);
-			delete_if(c, key, my_rev);
-			goto out;
-		}
+	if (gate_closed(o, ret)) {
+		delete_if(c, key, my_rev);
+		goto out;
 	}
-	{
-		/* keep the place (create revision), drop the lease: the slot now outlives us */
-		struct kha_etcd_compare cmp = {.target = KHA_ETCD_CMP_CREATE_REVISION,
-					       .op = KHA_ETCD_CMP_EQUAL,
-					       .r = {.key = key},
-					       .number = my_rev};
-		struct kha_etcd_op put = {.type = KHA_ETCD_OP_PUT,
-					  .put = {.key = key, .value = value, .lease = 0}};
-		struct kha_etcd_txn_req req = {
-			.compare = &cmp, .n_compare = 1, .success = &put, .n_success = 1};
-
-		kha_etcd_txn_result_release(&tr);
-		kha_diag_clear(&d);
-		r = kha_etcd_txn(c, &req, &tr, &d);
-		if (r < 0) {
-			etcd_failed(ret, &d);
-			delete_if(c, key, my_rev);
-			goto out;
-		}
-		if (!tr.succeeded) {
-			kha_fleetlock_result_set(ret, 409, "failed_lock_pending",
-						 "the request was withdrawn; retry");
-			goto out;
-		}
+	/* keep the place (create revision), drop the lease: the slot now outlives us */
+	r = put_if_created_at(c, key, value, 0, my_rev, &tr, &d);
+	if (r < 0) {
+		etcd_failed(ret, &d);
+		delete_if(c, key, my_rev);
+		goto out;
+	}
+	if (!tr.succeeded) {
+		kha_fleetlock_result_set(ret, 409, "failed_lock_pending",
+					 "the request was withdrawn; retry");
+		goto out;
 	}
 	{
 		char ql[600], qi[KHA_FLEETLOCK_ID_MAX * 4 + 3];

@@ -168,12 +168,92 @@ static void set_waiting(struct engine *e, uint64_t gen, const char *leader, cons
 	pthread_mutex_unlock(&e->mu);
 }
 
+/*
+ * Creates our key on lease unless it exists (a retried campaign on the same lease); its create
+ * revision, our place in the queue and our fencing token, in *ret_rev. 0 or a negative errno.
+ */
+static int create_key(struct kha_etcd *c, const struct kha_elect_opts *o, const char *key,
+		      int64_t lease, int64_t *ret_rev)
+{
+	const char *value = o->value ? o->value : o->id;
+	struct kha_etcd_compare cmp = {
+		.target = KHA_ETCD_CMP_CREATE_REVISION,
+		.op = KHA_ETCD_CMP_EQUAL,
+		.r = {.key = key},
+		.number = 0,
+	};
+	struct kha_etcd_op put = {.type = KHA_ETCD_OP_PUT,
+				  .put = {.key = key, .value = value, .lease = lease}};
+	struct kha_etcd_op get = {.type = KHA_ETCD_OP_RANGE, .range = {.r = {.key = key}}};
+	struct kha_etcd_txn_req req = {
+		.compare = &cmp,
+		.n_compare = 1,
+		.success = &put,
+		.n_success = 1,
+		.failure = &get,
+		.n_failure = 1,
+	};
+	struct kha_etcd_txn_result res = {};
+	struct kha_diag d = {};
+	int r;
+
+	kha_etcd_set_command_timeout(c, 0);
+	r = kha_etcd_txn(c, &req, &res, &d);
+	if (r < 0)
+		kha_warn("campaign failed", "%s=%s error=%s", o->what, KHA_LOGQ(o->name),
+			 KHA_LOGQ(d.msg));
+	else if (res.succeeded)
+		*ret_rev = res.header.revision;
+	else if (res.n_responses == 1 && res.responses[0].range.n_kvs == 1)
+		*ret_rev = res.responses[0].range.kvs[0].create_revision;
+	else
+		r = -EBADMSG;
+	kha_etcd_txn_result_release(&res);
+	return r < 0 ? r : 0;
+}
+
+/* The id of the first holder (kvs[first]) into buf; "" when unknown. */
+static void holder_id(const struct kha_etcd_range_result *rr, long first, char *buf, size_t size)
+{
+	/* a lock's value is JSON with the id; an election's is the id itself */
+	struct kha_lock_entry le = {0};
+	const struct kha_etcd_kv *fkv;
+
+	buf[0] = '\0';
+	if (first < 0)
+		return;
+	fkv = &rr->kvs[first];
+	if (kha_lock_value_decode(fkv->value, fkv->value_len, &le) == 0)
+		snprintf(buf, size, "%s", le.id);
+	free(le.id);
+}
+
+/* We hold a slot in session gen: tell the main thread (once per session). */
+static void became_holder(struct engine *e, uint64_t gen, int64_t my_rev, uint64_t started_us,
+			  bool *acquired_logged)
+{
+	const struct kha_elect_opts *o = e->o;
+
+	pthread_mutex_lock(&e->mu);
+	if (gen == e->gen && !e->lost && !e->leading) {
+		e->leading = true;
+		e->token = my_rev;
+		snprintf(e->leader, sizeof(e->leader), "%s", o->id);
+		e->waiting_for[0] = '\0';
+		if (!*acquired_logged && o->stats)
+			atomic_store_explicit(&o->stats->acquire_us, kha_now_us() - started_us,
+					      memory_order_relaxed);
+		*acquired_logged = true;
+		kha_elect__changed_locked(e);
+	}
+	pthread_mutex_unlock(&e->mu);
+}
+
 /* One campaign on lease: until the session is over. Returns 0 or a negative errno. */
 static int campaign(struct engine *e, struct kha_etcd *c, uint64_t gen, int64_t lease,
 		    uint64_t started_us)
 {
 	const struct kha_elect_opts *o = e->o;
-	const char *value = o->value ? o->value : o->id;
 	char key[1024], prefix[1024];
 	struct kha_diag d = {};
 	bool gates_open = o->gate == NULL, acquired_logged = false;
@@ -184,44 +264,9 @@ static int campaign(struct engine *e, struct kha_etcd *c, uint64_t gen, int64_t 
 	if (kha_elect_key(key, sizeof(key), o->name, lease) < 0 ||
 	    (size_t)snprintf(prefix, sizeof(prefix), "%s/", o->name) >= sizeof(prefix))
 		return -ENAMETOOLONG;
-	{
-		struct kha_etcd_compare cmp = {
-			.target = KHA_ETCD_CMP_CREATE_REVISION,
-			.op = KHA_ETCD_CMP_EQUAL,
-			.r = {.key = key},
-			.number = 0,
-		};
-		struct kha_etcd_op put = {.type = KHA_ETCD_OP_PUT,
-					  .put = {.key = key, .value = value, .lease = lease}};
-		struct kha_etcd_op get = {.type = KHA_ETCD_OP_RANGE, .range = {.r = {.key = key}}};
-		struct kha_etcd_txn_req req = {
-			.compare = &cmp,
-			.n_compare = 1,
-			.success = &put,
-			.n_success = 1,
-			.failure = &get,
-			.n_failure = 1,
-		};
-		struct kha_etcd_txn_result res = {};
-
-		kha_etcd_set_command_timeout(c, 0);
-		r = kha_etcd_txn(c, &req, &res, &d);
-		if (r < 0) {
-			kha_warn("campaign failed", "%s=%s error=%s", o->what, KHA_LOGQ(o->name),
-				 KHA_LOGQ(d.msg));
-			kha_etcd_txn_result_release(&res);
-			return r;
-		}
-		if (res.succeeded) {
-			my_rev = res.header.revision;
-		} else if (res.n_responses == 1 && res.responses[0].range.n_kvs == 1) {
-			my_rev = res.responses[0].range.kvs[0].create_revision;
-		} else {
-			kha_etcd_txn_result_release(&res);
-			return -EBADMSG;
-		}
-		kha_etcd_txn_result_release(&res);
-	}
+	r = create_key(c, o, key, lease, &my_rev);
+	if (r < 0)
+		return r;
 	pthread_mutex_lock(&e->mu);
 	if (gen == e->gen)
 		snprintf(e->key, sizeof(e->key), "%s", key);
@@ -232,7 +277,7 @@ static int campaign(struct engine *e, struct kha_etcd *c, uint64_t gen, int64_t 
 		struct kha_etcd_range_req rq = {.r = {.key = prefix, .prefix = true}};
 		struct kha_etcd_range_result rr = {};
 		struct kha_lock_sem_position pos;
-		char leader[256] = "", why[512];
+		char leader[256], why[512];
 		int64_t rev;
 
 		pthread_mutex_lock(&e->mu);
@@ -254,15 +299,7 @@ static int campaign(struct engine *e, struct kha_etcd *c, uint64_t gen, int64_t 
 		}
 		rev = rr.header.revision;
 		r = kha_lock_sem_position(rr.kvs, rr.n_kvs, key, &pos);
-		if (pos.first >= 0) {
-			/* a lock's value is JSON with the id; an election's is the id itself */
-			struct kha_lock_entry le = {0};
-			const struct kha_etcd_kv *fkv = &rr.kvs[pos.first];
-
-			if (kha_lock_value_decode(fkv->value, fkv->value_len, &le) == 0)
-				snprintf(leader, sizeof(leader), "%s", le.id);
-			free(le.id);
-		}
+		holder_id(&rr, pos.first, leader, sizeof(leader));
 		if (r < 0) {
 			/* our key is gone: the lease expired, or someone deleted it */
 			kha_etcd_range_result_release(&rr);
@@ -294,20 +331,7 @@ static int campaign(struct engine *e, struct kha_etcd *c, uint64_t gen, int64_t 
 		}
 		if (pos.rank < o->slots) {
 			kha_etcd_range_result_release(&rr);
-			pthread_mutex_lock(&e->mu);
-			if (gen == e->gen && !e->lost && !e->leading) {
-				e->leading = true;
-				e->token = my_rev;
-				snprintf(e->leader, sizeof(e->leader), "%s", o->id);
-				e->waiting_for[0] = '\0';
-				if (!acquired_logged && o->stats)
-					atomic_store_explicit(&o->stats->acquire_us,
-							      kha_now_us() - started_us,
-							      memory_order_relaxed);
-				acquired_logged = true;
-				kha_elect__changed_locked(e);
-			}
-			pthread_mutex_unlock(&e->mu);
+			became_holder(e, gen, my_rev, started_us, &acquired_logged);
 			/* holders keep their place until their key goes: watch it */
 			kha_diag_clear(&d);
 			r = wait_delete(e, c, prefix, key, rev, &d);

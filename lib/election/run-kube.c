@@ -50,6 +50,64 @@ static void release(struct engine *e, struct kha_kube_client *c, struct kha_elec
 	kha_warn("cannot release the lease", "error=%s", KHA_LOGQ(d.msg));
 }
 
+/* The backend cannot start (bad credentials, a refusal): the main thread reports d and quits. */
+static void set_fatal(struct engine *e, int r, const struct kha_diag *d)
+{
+	pthread_mutex_lock(&e->mu);
+	e->fatal = r;
+	e->fatal_diag = *d;
+	kha_elect__changed_locked(e);
+	pthread_mutex_unlock(&e->mu);
+}
+
+/*
+ * One acquire-or-renew round of client-go's rules: read the Lease, decide, write it when the
+ * rules say so. Returns the error of the last request (0 when none failed), and in *ret_ok
+ * whether we wrote the record (we hold the Lease until stored's renewTime + its duration).
+ */
+static int lease_round(struct engine *e, struct kha_kube_client *c,
+		       struct kha_elect_lease_elector *el, struct kha_kube_lease *stored,
+		       bool *ret_ok, struct kha_diag *d)
+{
+	const struct kha_elect_opts *o = e->o;
+	struct kha_kube_lease cur, rec;
+	enum kha_elect_lease_action act;
+	int r;
+
+	*ret_ok = false;
+	r = kha_kube_lease_get(c, o->lease_namespace, o->lease_name, &cur, d);
+	if (r < 0 && r != -ENOENT)
+		return r;
+	act = kha_elect_lease_decide(el, r == 0 ? &cur : NULL, kha_now_us(), (int64_t)kha_wall_us(),
+				     &rec);
+	if (act == KHA_ELECT_LEASE_CREATE) {
+		snprintf(rec.namespace, sizeof(rec.namespace), "%s", o->lease_namespace);
+		snprintf(rec.name, sizeof(rec.name), "%s", o->lease_name);
+		kha_diag_clear(d);
+		r = kha_kube_lease_create(c, &rec, stored, d);
+	} else if (act == KHA_ELECT_LEASE_UPDATE) {
+		kha_diag_clear(d);
+		r = kha_kube_lease_update(c, &rec, stored, d);
+	} else {
+		return 0;
+	}
+	*ret_ok = r == 0;
+	if (*ret_ok)
+		kha_elect_lease_elector_written(el, stored, kha_now_us());
+	return r;
+}
+
+/* The timeout of this round's requests: while leading, none may outlive the renew deadline. */
+static uint64_t call_timeout_locked(const struct engine *e, bool leading, uint64_t start)
+{
+	uint64_t dl = e->last_renew_us + e->renew_deadline_us, t;
+
+	if (!leading || !e->last_renew_us)
+		return MAX_CALL_US;
+	t = dl > start ? dl - start : MIN_CALL_US;
+	return KHA_MAX(KHA_MIN(t, MAX_CALL_US), MIN_CALL_US);
+}
+
 static void *kube_thread(void *arg)
 {
 	struct engine *e = arg;
@@ -61,11 +119,7 @@ static void *kube_thread(void *arg)
 	uint64_t gen = 0, campaign_start = kha_now_us(), failures = 0;
 
 	if (kha_kube_client_new(o->kube, &c, &d) < 0) {
-		pthread_mutex_lock(&e->mu);
-		e->fatal = -EINVAL;
-		e->fatal_diag = d;
-		kha_elect__changed_locked(e);
-		pthread_mutex_unlock(&e->mu);
+		set_fatal(e, -EINVAL, &d);
 		return NULL;
 	}
 	kha_kube_client_set_stop_fd(c, e->stop_fd);
@@ -79,10 +133,9 @@ static void *kube_thread(void *arg)
 	pthread_mutex_unlock(&e->mu);
 
 	for (;;) {
-		struct kha_kube_lease cur, rec, stored;
-		enum kha_elect_lease_action act;
+		struct kha_kube_lease stored;
 		uint64_t start = kha_now_us(), timeout, next;
-		bool have = false, ok = false;
+		bool ok;
 		int r;
 
 		pthread_mutex_lock(&e->mu);
@@ -101,41 +154,12 @@ static void *kube_thread(void *arg)
 			campaign_start = start;
 			kha_elect__changed_locked(e);
 		}
-		/* while leading, no request may outlive the renew deadline */
-		timeout = MAX_CALL_US;
-		if (leading && e->last_renew_us) {
-			uint64_t dl = e->last_renew_us + e->renew_deadline_us;
-
-			timeout = dl > start ? dl - start : MIN_CALL_US;
-			timeout = KHA_MAX(KHA_MIN(timeout, MAX_CALL_US), MIN_CALL_US);
-		}
+		timeout = call_timeout_locked(e, leading, start);
 		pthread_mutex_unlock(&e->mu);
 
 		kha_kube_client_set_timeouts(c, 0, timeout);
 		kha_diag_clear(&d);
-		r = kha_kube_lease_get(c, o->lease_namespace, o->lease_name, &cur, &d);
-		if (r == 0)
-			have = true;
-		if (r == 0 || r == -ENOENT) {
-			act = kha_elect_lease_decide(&el, have ? &cur : NULL, kha_now_us(),
-						     (int64_t)kha_wall_us(), &rec);
-			if (act == KHA_ELECT_LEASE_CREATE) {
-				snprintf(rec.namespace, sizeof(rec.namespace), "%s",
-					 o->lease_namespace);
-				snprintf(rec.name, sizeof(rec.name), "%s", o->lease_name);
-				kha_diag_clear(&d);
-				r = kha_kube_lease_create(c, &rec, &stored, &d);
-				ok = r == 0;
-			} else if (act == KHA_ELECT_LEASE_UPDATE) {
-				kha_diag_clear(&d);
-				r = kha_kube_lease_update(c, &rec, &stored, &d);
-				ok = r == 0;
-			} else {
-				r = 0;
-			}
-			if (ok)
-				kha_elect_lease_elector_written(&el, &stored, kha_now_us());
-		}
+		r = lease_round(e, c, &el, &stored, &ok, &d);
 		if (r == -ECANCELED)
 			continue; /* stopping */
 		/* at start, a refusal or a credential problem is final; a slow or overloaded
@@ -143,11 +167,7 @@ static void *kube_thread(void *arg)
 		if (first && r < 0 && r != -EAGAIN && r != -EEXIST &&
 		    ((r != -ETIMEDOUT && r != -EBUSY) ||
 		     kha_now_us() - campaign_start >= 2 * MAX_CALL_US)) {
-			pthread_mutex_lock(&e->mu);
-			e->fatal = r;
-			e->fatal_diag = d;
-			kha_elect__changed_locked(e);
-			pthread_mutex_unlock(&e->mu);
+			set_fatal(e, r, &d);
 			return NULL;
 		}
 		first = false;
