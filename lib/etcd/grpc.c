@@ -177,6 +177,92 @@ static bool is_https(const char *url)
 	return strncasecmp(url, "https://", 8) == 0;
 }
 
+/*
+ * What the call came to, from libcurl's code, what the callbacks saw and the gRPC status:
+ * 0, or a negative errno with d saying why, most specific cause first.
+ */
+static int call_outcome(struct grpc_state *s, CURLcode rc, long httpver, const char *errbuf,
+			struct kha_diag *d)
+{
+	char dur[32];
+
+	if (s->cancelled)
+		return kha_diag_set(d, ECANCELED, "interrupted");
+	if (s->stalled)
+		return kha_diag_set(d, ETIMEDOUT, "no data for %s (stalled after %llu bytes)",
+				    kha_format_duration(dur, sizeof(dur), s->call->stall_us),
+				    (unsigned long long)s->received);
+	if (s->stop == -EPROTONOSUPPORT ||
+	    (rc == CURLE_OK && (s->http_status != 200 || !s->content_type_grpc)))
+		return kha_diag_set(d, EPROTONOSUPPORT, "no gRPC here (HTTP/%s %ld, %s)",
+				    httpver == CURL_HTTP_VERSION_2_0 ? "2" : "1.x", s->http_status,
+				    s->content_type_grpc ? "application/grpc"
+							 : "not application/grpc");
+	if (s->stop == -EBADMSG || s->stop == -EMSGSIZE)
+		return kha_diag_set(d, EBADMSG, "malformed gRPC frame after %llu bytes",
+				    (unsigned long long)s->received);
+	if (s->stop == -ENOMEM)
+		return kha_diag_set(d, ENOMEM, "out of memory");
+	if (s->stop)
+		return s->stop; /* the callback's value; its diag is set */
+	if (rc != CURLE_OK && !(s->have_status && s->grpc_status != 0))
+		return map_curl_error(s, rc, errbuf, d);
+	if (!s->have_status)
+		return kha_diag_set(d, ECONNRESET,
+				    "the stream ended without a gRPC status after %llu "
+				    "bytes",
+				    (unsigned long long)s->received);
+	if (s->grpc_status != 0)
+		return kha_diag_set(d, kha_etcd_errno_from_grpc(s->grpc_status), "%s (gRPC %s)",
+				    s->grpc_message[0] ? s->grpc_message : "error",
+				    kha_etcd_grpc_code_name(s->grpc_status));
+	if (!kha_grpc_reader_idle(&s->reader))
+		return kha_diag_set(d, EBADMSG, "the stream ended inside a message");
+	return 0;
+}
+
+/* The request as one gRPC frame (uncompressed, 4-byte big-endian length); NULL: no memory. */
+static uint8_t *grpc_frame(const uint8_t *req, size_t len)
+{
+	uint8_t *frame = malloc(5 + len);
+
+	if (!frame)
+		return NULL;
+	frame[0] = 0;
+	frame[1] = (uint8_t)(len >> 24);
+	frame[2] = (uint8_t)(len >> 16);
+	frame[3] = (uint8_t)(len >> 8);
+	frame[4] = (uint8_t)len;
+	if (len)
+		memcpy(frame + 5, req, len);
+	return frame;
+}
+
+/* libcurl's options of a call on s->curl (set up already by kha_http_easy_setup). */
+static void set_call_options(struct grpc_state *s, const char *url, const uint8_t *frame,
+			     size_t frame_len, struct curl_slist *headers)
+{
+	CURL *h = s->curl;
+
+	curl_easy_setopt(h, CURLOPT_URL, url);
+	curl_easy_setopt(h, CURLOPT_HTTP_VERSION,
+			 is_https(url) ? (long)CURL_HTTP_VERSION_2TLS
+				       : (long)CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE);
+	curl_easy_setopt(h, CURLOPT_POST, 1L);
+	curl_easy_setopt(h, CURLOPT_POSTFIELDS, frame);
+	curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, (long)frame_len);
+	curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers);
+	curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
+	curl_easy_setopt(h, CURLOPT_HEADERDATA, s);
+	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
+	curl_easy_setopt(h, CURLOPT_WRITEDATA, s);
+	curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
+	curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
+	curl_easy_setopt(h, CURLOPT_XFERINFODATA, s);
+	curl_easy_setopt(h, CURLOPT_BUFFERSIZE, 512L * 1024);
+	curl_easy_setopt(h, CURLOPT_TCP_NODELAY, 1L);
+}
+
 int kha_grpc_call(const struct kha_grpc_call *call, uint64_t *ret_received, struct kha_diag *d)
 {
 	struct grpc_state s = {.call = call, .grpc_status = -1};
@@ -195,7 +281,6 @@ int kha_grpc_call(const struct kha_grpc_call *call, uint64_t *ret_received, stru
 	const char *ep = call->endpoint;
 	size_t eplen = strlen(ep);
 	long httpver = 0;
-	char dur[32];
 	CURLcode rc;
 	int r;
 
@@ -214,16 +299,9 @@ int kha_grpc_call(const struct kha_grpc_call *call, uint64_t *ret_received, stru
 	}
 	if (!strstr(url, "://"))
 		return kha_diag_set(d, EINVAL, "endpoint %s has no http:// or https:// scheme", ep);
-	frame = malloc(5 + call->req_len);
+	frame = grpc_frame(call->req, call->req_len);
 	if (!frame)
 		return kha_diag_set(d, ENOMEM, "out of memory");
-	frame[0] = 0;
-	frame[1] = (uint8_t)(call->req_len >> 24);
-	frame[2] = (uint8_t)(call->req_len >> 16);
-	frame[3] = (uint8_t)(call->req_len >> 8);
-	frame[4] = (uint8_t)call->req_len;
-	if (call->req_len)
-		memcpy(frame + 5, call->req, call->req_len);
 
 	s.curl = curl_easy_init();
 	headers = curl_slist_append(headers, "Content-Type: application/grpc");
@@ -243,23 +321,7 @@ int kha_grpc_call(const struct kha_grpc_call *call, uint64_t *ret_received, stru
 		curl_easy_cleanup(s.curl);
 		return r;
 	}
-	curl_easy_setopt(s.curl, CURLOPT_URL, url);
-	curl_easy_setopt(s.curl, CURLOPT_HTTP_VERSION,
-			 is_https(url) ? (long)CURL_HTTP_VERSION_2TLS
-				       : (long)CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE);
-	curl_easy_setopt(s.curl, CURLOPT_POST, 1L);
-	curl_easy_setopt(s.curl, CURLOPT_POSTFIELDS, frame);
-	curl_easy_setopt(s.curl, CURLOPT_POSTFIELDSIZE, (long)(5 + call->req_len));
-	curl_easy_setopt(s.curl, CURLOPT_HTTPHEADER, headers);
-	curl_easy_setopt(s.curl, CURLOPT_HEADERFUNCTION, on_header);
-	curl_easy_setopt(s.curl, CURLOPT_HEADERDATA, &s);
-	curl_easy_setopt(s.curl, CURLOPT_WRITEFUNCTION, on_body);
-	curl_easy_setopt(s.curl, CURLOPT_WRITEDATA, &s);
-	curl_easy_setopt(s.curl, CURLOPT_NOPROGRESS, 0L);
-	curl_easy_setopt(s.curl, CURLOPT_XFERINFOFUNCTION, on_progress);
-	curl_easy_setopt(s.curl, CURLOPT_XFERINFODATA, &s);
-	curl_easy_setopt(s.curl, CURLOPT_BUFFERSIZE, 512L * 1024);
-	curl_easy_setopt(s.curl, CURLOPT_TCP_NODELAY, 1L);
+	set_call_options(&s, url, frame, 5 + call->req_len, headers);
 
 	s.last_data = kha_now_us();
 	rc = curl_easy_perform(s.curl);
@@ -267,40 +329,7 @@ int kha_grpc_call(const struct kha_grpc_call *call, uint64_t *ret_received, stru
 	if (s.http_status == 0)
 		curl_easy_getinfo(s.curl, CURLINFO_RESPONSE_CODE, &s.http_status);
 
-	if (s.cancelled)
-		r = kha_diag_set(d, ECANCELED, "interrupted");
-	else if (s.stalled)
-		r = kha_diag_set(d, ETIMEDOUT, "no data for %s (stalled after %llu bytes)",
-				 kha_format_duration(dur, sizeof(dur), call->stall_us),
-				 (unsigned long long)s.received);
-	else if (s.stop == -EPROTONOSUPPORT ||
-		 (rc == CURLE_OK && (s.http_status != 200 || !s.content_type_grpc)))
-		r = kha_diag_set(d, EPROTONOSUPPORT, "no gRPC here (HTTP/%s %ld, %s)",
-				 httpver == CURL_HTTP_VERSION_2_0 ? "2" : "1.x", s.http_status,
-				 s.content_type_grpc ? "application/grpc" : "not application/grpc");
-	else if (s.stop == -EBADMSG || s.stop == -EMSGSIZE)
-		r = kha_diag_set(d, EBADMSG, "malformed gRPC frame after %llu bytes",
-				 (unsigned long long)s.received);
-	else if (s.stop == -ENOMEM)
-		r = kha_diag_set(d, ENOMEM, "out of memory");
-	else if (s.stop)
-		r = s.stop; /* the callback's value; its diag is set */
-	else if (rc != CURLE_OK && !(s.have_status && s.grpc_status != 0))
-		r = map_curl_error(&s, rc, errbuf, d);
-	else if (!s.have_status)
-		r = kha_diag_set(d, ECONNRESET,
-				 "the stream ended without a gRPC status after %llu "
-				 "bytes",
-				 (unsigned long long)s.received);
-	else if (s.grpc_status != 0)
-		r = kha_diag_set(d, kha_etcd_errno_from_grpc(s.grpc_status), "%s (gRPC %s)",
-				 s.grpc_message[0] ? s.grpc_message : "error",
-				 kha_etcd_grpc_code_name(s.grpc_status));
-	else if (!kha_grpc_reader_idle(&s.reader))
-		r = kha_diag_set(d, EBADMSG, "the stream ended inside a message");
-	else
-		r = 0;
-
+	r = call_outcome(&s, rc, httpver, errbuf, d);
 	if (ret_received)
 		*ret_received = s.received;
 	kha_grpc_reader_release(&s.reader);
