@@ -108,14 +108,145 @@ static uint64_t agreed_leader(const struct kha_etcd_member_health *m, size_t n, 
 	return best;
 }
 
+/* Members down, and who leads: the warnings into h, h->leader and h->leader_index. */
+static int assess_leader(struct kha_etcd_health *h, const struct kha_etcd_member_health *m,
+			 size_t n)
+{
+	size_t leader_kinds = 0;
+	char label[128];
+
+	for (size_t i = 0; i < n; i++) {
+		if (m[i].reachable)
+			continue;
+		member_label(label, sizeof(label), &m[i]);
+		TRYW(warn(h, "%s %s is down: %s", m[i].is_learner ? "learner" : "member", label,
+			  m[i].error && *m[i].error ? m[i].error : "no answer"));
+	}
+	h->leader = agreed_leader(m, n, &leader_kinds);
+	if (h->leader)
+		h->leader_index = find_member(m, n, h->leader);
+	if (leader_kinds > 1) {
+		TRYW(warn(h, "members disagree about the leader (%zu different leaders reported)",
+			  leader_kinds));
+	}
+	for (size_t i = 0; h->leader && i < n; i++) {
+		if (m[i].reachable && !m[i].leader)
+			TRYW(warn(h, "member %s has no leader",
+				  member_label(label, sizeof(label), &m[i])));
+	}
+	if (h->leader && h->leader_index < 0)
+		TRYW(warn(h, "the leader %llx is not in the member list",
+			  (unsigned long long)h->leader));
+	else if (h->leader && !m[h->leader_index].reachable)
+		TRYW(warn(h, "the reported leader %s does not answer (election pending?)",
+			  member_label(label, sizeof(label), &m[h->leader_index])));
+	return 0;
+nomem:
+	return -ENOMEM;
+}
+
+/* Alarms, lag and reported errors of each member, then the cluster's shape, into h. */
+static int assess_members(struct kha_etcd_health *h, const struct kha_etcd_member_health *m,
+			  size_t n, uint64_t lag_threshold, uint64_t max_index, bool *corrupt,
+			  bool *nospace)
+{
+	char label[128];
+
+	for (size_t i = 0; i < n; i++) {
+		member_label(label, sizeof(label), &m[i]);
+		if (m[i].alarm_corrupt) {
+			*corrupt = true;
+			TRYW(warn(h,
+				  "member %s has a CORRUPT alarm: its data differs from the "
+				  "others (restore it from a snapshot)",
+				  label));
+		}
+		if (m[i].alarm_nospace) {
+			*nospace = true;
+			TRYW(warn(h,
+				  "member %s has a NOSPACE alarm: the cluster refuses writes "
+				  "(compact, defragment, then disarm)",
+				  label));
+		}
+		if (!m[i].reachable)
+			continue;
+		if (max_index - m[i].raft_index > lag_threshold)
+			TRYW(warn(h, "member %s is %llu raft entries behind", label,
+				  (unsigned long long)(max_index - m[i].raft_index)));
+		else if (m[i].raft_applied_index && m[i].raft_index > m[i].raft_applied_index &&
+			 m[i].raft_index - m[i].raft_applied_index > lag_threshold)
+			TRYW(warn(h, "member %s has %llu committed entries not yet applied", label,
+				  (unsigned long long)(m[i].raft_index - m[i].raft_applied_index)));
+		for (size_t e = 0; e < m[i].n_errors; e++)
+			TRYW(warn(h, "member %s reports: %s", label, m[i].errors[e]));
+	}
+	if (h->voters == 1)
+		TRYW(warn(h, "a single voting member: any failure stops the cluster "
+			     "(run 3 or 5 members)"));
+	else if (h->voters && h->voters % 2 == 0)
+		TRYW(warn(h,
+			  "%zu voting members: an even count tolerates no more failures than %zu "
+			  "(use an odd count)",
+			  h->voters, h->voters - 1));
+	return 0;
+nomem:
+	return -ENOMEM;
+}
+
+/* The verdict and the one-line summary of h. */
+static void summarize(struct kha_etcd_health *h, const struct kha_etcd_member_health *m,
+		      bool corrupt, bool nospace)
+{
+	char lbuf[128], more[64] = "";
+
+	if (!h->quorum_ok || !h->leader || corrupt || nospace)
+		h->verdict = KHA_ETCD_CRITICAL;
+	else if (h->voters_up < h->voters || h->n_warnings || h->can_lose < 1)
+		h->verdict = KHA_ETCD_DEGRADED;
+	else
+		h->verdict = KHA_ETCD_HEALTHY;
+
+	if (h->learners)
+		snprintf(more, sizeof(more), " + %zu/%zu learner%s", h->learners_up, h->learners,
+			 h->learners == 1 ? "" : "s");
+	if (h->leader_index >= 0)
+		member_label(lbuf, sizeof(lbuf), &m[h->leader_index]);
+	else
+		snprintf(lbuf, sizeof(lbuf), "%llx", (unsigned long long)h->leader);
+
+	if (!h->voters)
+		snprintf(h->summary, sizeof(h->summary), "critical: no voting member");
+	else if (!h->quorum_ok)
+		snprintf(h->summary, sizeof(h->summary),
+			 "critical: %zu/%zu members up%s, quorum lost", h->voters_up, h->voters,
+			 more);
+	else if (!h->leader)
+		snprintf(h->summary, sizeof(h->summary),
+			 "critical: %zu/%zu members up%s, no leader", h->voters_up, h->voters,
+			 more);
+	else if (corrupt || nospace)
+		snprintf(h->summary, sizeof(h->summary),
+			 "critical: %zu/%zu members up%s, leader %s, "
+			 "%s alarm active",
+			 h->voters_up, h->voters, more, lbuf, corrupt ? "CORRUPT" : "NOSPACE");
+	else if (h->voters_up < h->voters)
+		snprintf(h->summary, sizeof(h->summary),
+			 "%s: %zu/%zu members up%s, quorum holds, can lose %d more",
+			 kha_etcd_verdict_name(h->verdict), h->voters_up, h->voters, more,
+			 h->can_lose);
+	else
+		snprintf(h->summary, sizeof(h->summary),
+			 "%s: %zu/%zu members up%s, leader %s, can lose %d member%s",
+			 kha_etcd_verdict_name(h->verdict), h->voters_up, h->voters, more, lbuf,
+			 h->can_lose, h->can_lose == 1 ? "" : "s");
+}
+
 int kha_etcd_health_assess(const struct kha_etcd_member_health *m, size_t n, uint64_t lag_threshold,
 			   struct kha_etcd_health *ret)
 {
 	struct kha_etcd_health h = {.leader_index = -1};
-	bool nospace = false, corrupt = false, critical = false;
+	bool nospace = false, corrupt = false;
 	uint64_t max_index = 0;
-	size_t leader_kinds = 0;
-	char label[128], lbuf[128], more[64] = "";
 
 	if (!lag_threshold)
 		lag_threshold = DEFAULT_LAG_THRESHOLD;
@@ -135,117 +266,12 @@ int kha_etcd_health_assess(const struct kha_etcd_member_health *m, size_t n, uin
 	h.quorum_ok = h.voters > 0 && h.voters_up >= h.quorum;
 	h.can_lose = h.quorum_ok ? (int)(h.voters_up - h.quorum) : 0;
 
-	/* members down */
-	for (size_t i = 0; i < n; i++) {
-		if (m[i].reachable)
-			continue;
-		member_label(label, sizeof(label), &m[i]);
-		TRYW(warn(&h, "%s %s is down: %s", m[i].is_learner ? "learner" : "member", label,
-			  m[i].error && *m[i].error ? m[i].error : "no answer"));
+	if (assess_leader(&h, m, n) < 0 ||
+	    assess_members(&h, m, n, lag_threshold, max_index, &corrupt, &nospace) < 0) {
+		kha_etcd_health_release(&h);
+		return -ENOMEM;
 	}
-
-	/* leader */
-	h.leader = agreed_leader(m, n, &leader_kinds);
-	if (h.leader)
-		h.leader_index = find_member(m, n, h.leader);
-	if (leader_kinds > 1) {
-		TRYW(warn(&h, "members disagree about the leader (%zu different leaders reported)",
-			  leader_kinds));
-	}
-	for (size_t i = 0; h.leader && i < n; i++) {
-		if (m[i].reachable && !m[i].leader)
-			TRYW(warn(&h, "member %s has no leader",
-				  member_label(label, sizeof(label), &m[i])));
-	}
-	if (h.leader && h.leader_index < 0)
-		TRYW(warn(&h, "the leader %llx is not in the member list",
-			  (unsigned long long)h.leader));
-	else if (h.leader && !m[h.leader_index].reachable)
-		TRYW(warn(&h, "the reported leader %s does not answer (election pending?)",
-			  member_label(label, sizeof(label), &m[h.leader_index])));
-
-	/* alarms, lag, errors */
-	for (size_t i = 0; i < n; i++) {
-		member_label(label, sizeof(label), &m[i]);
-		if (m[i].alarm_corrupt) {
-			corrupt = true;
-			TRYW(warn(&h,
-				  "member %s has a CORRUPT alarm: its data differs from the "
-				  "others (restore it from a snapshot)",
-				  label));
-		}
-		if (m[i].alarm_nospace) {
-			nospace = true;
-			TRYW(warn(&h,
-				  "member %s has a NOSPACE alarm: the cluster refuses writes "
-				  "(compact, defragment, then disarm)",
-				  label));
-		}
-		if (!m[i].reachable)
-			continue;
-		if (max_index - m[i].raft_index > lag_threshold)
-			TRYW(warn(&h, "member %s is %llu raft entries behind", label,
-				  (unsigned long long)(max_index - m[i].raft_index)));
-		else if (m[i].raft_applied_index && m[i].raft_index > m[i].raft_applied_index &&
-			 m[i].raft_index - m[i].raft_applied_index > lag_threshold)
-			TRYW(warn(&h, "member %s has %llu committed entries not yet applied", label,
-				  (unsigned long long)(m[i].raft_index - m[i].raft_applied_index)));
-		for (size_t e = 0; e < m[i].n_errors; e++)
-			TRYW(warn(&h, "member %s reports: %s", label, m[i].errors[e]));
-	}
-
-	/* shape of the cluster */
-	if (h.voters == 1)
-		TRYW(warn(&h, "a single voting member: any failure stops the cluster "
-			      "(run 3 or 5 members)"));
-	else if (h.voters && h.voters % 2 == 0)
-		TRYW(warn(&h,
-			  "%zu voting members: an even count tolerates no more failures than %zu "
-			  "(use an odd count)",
-			  h.voters, h.voters - 1));
-
-	critical = !h.quorum_ok || !h.leader || corrupt || nospace;
-	if (critical)
-		h.verdict = KHA_ETCD_CRITICAL;
-	else if (h.voters_up < h.voters || h.n_warnings || h.can_lose < 1)
-		h.verdict = KHA_ETCD_DEGRADED;
-	else
-		h.verdict = KHA_ETCD_HEALTHY;
-
-	if (h.learners)
-		snprintf(more, sizeof(more), " + %zu/%zu learner%s", h.learners_up, h.learners,
-			 h.learners == 1 ? "" : "s");
-	if (h.leader_index >= 0)
-		member_label(lbuf, sizeof(lbuf), &m[h.leader_index]);
-	else
-		snprintf(lbuf, sizeof(lbuf), "%llx", (unsigned long long)h.leader);
-
-	if (!h.voters)
-		snprintf(h.summary, sizeof(h.summary), "critical: no voting member");
-	else if (!h.quorum_ok)
-		snprintf(h.summary, sizeof(h.summary),
-			 "critical: %zu/%zu members up%s, quorum lost", h.voters_up, h.voters,
-			 more);
-	else if (!h.leader)
-		snprintf(h.summary, sizeof(h.summary), "critical: %zu/%zu members up%s, no leader",
-			 h.voters_up, h.voters, more);
-	else if (corrupt || nospace)
-		snprintf(h.summary, sizeof(h.summary),
-			 "critical: %zu/%zu members up%s, leader %s, "
-			 "%s alarm active",
-			 h.voters_up, h.voters, more, lbuf, corrupt ? "CORRUPT" : "NOSPACE");
-	else if (h.voters_up < h.voters)
-		snprintf(h.summary, sizeof(h.summary),
-			 "%s: %zu/%zu members up%s, quorum holds, can lose %d more",
-			 kha_etcd_verdict_name(h.verdict), h.voters_up, h.voters, more, h.can_lose);
-	else
-		snprintf(h.summary, sizeof(h.summary),
-			 "%s: %zu/%zu members up%s, leader %s, can lose %d member%s",
-			 kha_etcd_verdict_name(h.verdict), h.voters_up, h.voters, more, lbuf,
-			 h.can_lose, h.can_lose == 1 ? "" : "s");
+	summarize(&h, m, corrupt, nospace);
 	*ret = h;
 	return 0;
-nomem:
-	kha_etcd_health_release(&h);
-	return -ENOMEM;
 }
