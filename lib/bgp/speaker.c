@@ -1620,13 +1620,116 @@ static bool peer_cfg_equal(const struct kha_bgp_peer_config *a, uint32_t a_defau
 	       (a->as ? a->as : a_default) == (c->as ? c->as : c_default);
 }
 
+/* Warns once about the keys of c that differ from the running ones: only a restart applies them. */
+static void warn_kept(const struct kha_bgp *b, const struct kha_bgp_config *c)
+{
+	char kept[160] = "";
+	size_t n;
+
+#define KEPT(cond, name)                                                   \
+	do {                                                               \
+		if (cond) {                                                \
+			n = strlen(kept);                                  \
+			snprintf(kept + n, sizeof(kept) - n, " %s", name); \
+		}                                                          \
+	} while (0)
+	KEPT(!kha_bgp_addr_equal(&c->router_id, &b->cfg.router_id), "router-id");
+	KEPT(c->local_as != b->cfg.local_as, "local-as");
+	KEPT(c->bfd != b->cfg.bfd || c->bfd_interval_us != b->cfg.bfd_interval_us ||
+		     c->bfd_multiplier != b->cfg.bfd_multiplier,
+	     "bfd");
+	KEPT((c->md5_password == NULL) != (b->cfg.md5_password == NULL) ||
+		     (c->md5_password && strcmp(c->md5_password, b->cfg.md5_password) != 0),
+	     "md5-password-file");
+	KEPT(c->gtsm != b->cfg.gtsm, "gtsm");
+	KEPT(c->listen_port != b->cfg.listen_port, "listen-port");
+	KEPT(strcmp(c->interface, b->cfg.interface) != 0, "interface");
+	KEPT(strcmp(c->metrics_addr, b->cfg.metrics_addr) != 0, "metrics-addr");
+#undef KEPT
+	if (kept[0])
+		kha_warn("configuration keys not applied until a restart", "keys=\"%s\"", kept + 1);
+}
+
+/* Peers: the same ones are kept as they are (new timers for their next session), others go
+ * or come; counts them in *added and *removed. */
+static void reload_peers(struct kha_bgp *b, const struct kha_bgp_config *c, size_t *added,
+			 size_t *removed)
+{
+	struct peer *keep[KHA_BGP_MAX_PEERS] = {};
+	struct kha_diag d = {};
+	char q[KHA_DIAG_MAX + 8];
+	size_t nkeep = 0;
+
+	for (size_t i = 0; i < b->npeers; i++) {
+		struct peer *p = b->peers[i];
+		bool stays = false;
+
+		for (size_t j = 0; j < c->npeers && !stays; j++)
+			stays = peer_cfg_equal(&p->cfg, p->as, &c->peers[j],
+					       c->peers[j].as ? c->peers[j].as : c->peer_as);
+		if (stays) {
+			struct kha_bgp_fsm_config fc = fsm_config(&b->cfg);
+
+			p->fsm.cfg.hold_time_s = fc.hold_time_s; /* for the next session */
+			p->fsm.cfg.keepalive_us = fc.keepalive_us;
+			keep[nkeep++] = p;
+			continue;
+		}
+		perform(p, kha_bgp_fsm_stop(&p->fsm, kha_now_us(), KHA_BGP_CEASE_PEER_DECONFIGURED),
+			"peer removed");
+		flush_all(b, 200);
+		kha_info("peer removed", "peer=%s", KHA_LOGQ(p->name));
+		peer_free(p);
+		(*removed)++;
+	}
+	memcpy(b->peers, keep, sizeof(keep));
+	b->npeers = nkeep;
+	for (size_t j = 0; j < c->npeers; j++) {
+		struct peer *p = NULL;
+
+		if (find_peer(b, &c->peers[j].addr))
+			continue;
+		if (b->npeers >= KHA_BGP_MAX_PEERS || peer_new(b, &c->peers[j], &d, &p) < 0) {
+			kha_error("peer not added", "error=%s", kha_log_quote(q, sizeof(q), d.msg));
+			continue;
+		}
+		b->peers[b->npeers++] = p;
+		kha_info("peer added", "peer=%s as=%u", KHA_LOGQ(p->name), p->as);
+		peer_start(p);
+		(*added)++;
+	}
+}
+
+/* Health tracks: restarted with c's when they differ (c's URLs and CA are taken). */
+static void reload_tracks(struct kha_bgp *b, struct kha_bgp_config *c)
+{
+	if (tracks_equal(c, &b->cfg))
+		return;
+	kha_http_tracks_free(b->tracks);
+	b->tracks = NULL;
+	for (size_t i = 0; i < b->cfg.ntracks; i++)
+		free(b->cfg.track_urls[i]);
+	memcpy(b->cfg.track_urls, c->track_urls, sizeof(c->track_urls));
+	b->cfg.ntracks = c->ntracks;
+	c->ntracks = 0;
+	memset(c->track_urls, 0, sizeof(c->track_urls));
+	b->cfg.track_interval_us = c->track_interval_us;
+	b->cfg.track_timeout_us = c->track_timeout_us;
+	b->cfg.track_fall = c->track_fall;
+	b->cfg.track_rise = c->track_rise;
+	free(b->cfg.track_cacert);
+	b->cfg.track_cacert = c->track_cacert;
+	c->track_cacert = NULL;
+	if (tracks_start(b) < 0)
+		kha_error("health tracks not restarted", "%s", "");
+}
+
 static void reload(struct kha_bgp *b)
 {
 	struct kha_bgp_config c;
 	struct kha_diag d = {};
-	char kept[160] = "", q[KHA_DIAG_MAX + 8];
-	struct peer *keep[KHA_BGP_MAX_PEERS] = {};
-	size_t n, nkeep = 0, added = 0, removed = 0;
+	char q[KHA_DIAG_MAX + 8];
+	size_t added = 0, removed = 0;
 	bool reannounce;
 
 	kha_bgp_config_init(&c);
@@ -1637,38 +1740,14 @@ static void reload(struct kha_bgp *b)
 		kha_bgp_config_release(&c);
 		return;
 	}
-#define KEPT(cond, name)                                                   \
-	do {                                                               \
-		if (cond) {                                                \
-			n = strlen(kept);                                  \
-			snprintf(kept + n, sizeof(kept) - n, " %s", name); \
-		}                                                          \
-	} while (0)
-	KEPT(!kha_bgp_addr_equal(&c.router_id, &b->cfg.router_id), "router-id");
-	KEPT(c.local_as != b->cfg.local_as, "local-as");
-	KEPT(c.bfd != b->cfg.bfd || c.bfd_interval_us != b->cfg.bfd_interval_us ||
-		     c.bfd_multiplier != b->cfg.bfd_multiplier,
-	     "bfd");
-	KEPT((c.md5_password == NULL) != (b->cfg.md5_password == NULL) ||
-		     (c.md5_password && strcmp(c.md5_password, b->cfg.md5_password) != 0),
-	     "md5-password-file");
-	KEPT(c.gtsm != b->cfg.gtsm, "gtsm");
-	KEPT(c.listen_port != b->cfg.listen_port, "listen-port");
-	KEPT(strcmp(c.interface, b->cfg.interface) != 0, "interface");
-	KEPT(strcmp(c.metrics_addr, b->cfg.metrics_addr) != 0, "metrics-addr");
-#undef KEPT
-	if (kept[0])
-		kha_warn("configuration keys not applied until a restart", "keys=\"%s\"", kept + 1);
+	warn_kept(b, &c);
 	/* the announcement: withdraw what goes, then announce the new set */
 	if (!announce_equal(&c, &b->cfg)) {
-		bool was = b->announcing;
-
 		b->withdrawn = true;
 		sync_announcements(b, false);
 		b->withdrawn = false;
 		memcpy(b->cfg.announce, c.announce, sizeof(c.announce));
 		b->cfg.nannounce = c.nannounce;
-		(void)was;
 	}
 	reannounce = memcmp(c.communities, b->cfg.communities, sizeof(c.communities)) != 0 ||
 		     c.ncommunities != b->cfg.ncommunities || c.has_med != b->cfg.has_med ||
@@ -1688,66 +1767,10 @@ static void reload(struct kha_bgp *b)
 	b->cfg.passive = c.passive;
 	b->cfg.graceful_shutdown_wait_us = c.graceful_shutdown_wait_us;
 	b->cfg.peer_as = c.peer_as;
-	/* peers: the same ones are kept as they are, the others go or come */
-	for (size_t i = 0; i < b->npeers; i++) {
-		struct peer *p = b->peers[i];
-		bool stays = false;
-
-		for (size_t j = 0; j < c.npeers && !stays; j++)
-			stays = peer_cfg_equal(&p->cfg, p->as, &c.peers[j],
-					       c.peers[j].as ? c.peers[j].as : c.peer_as);
-		if (stays) {
-			struct kha_bgp_fsm_config fc = fsm_config(&b->cfg);
-
-			p->fsm.cfg.hold_time_s = fc.hold_time_s; /* for the next session */
-			p->fsm.cfg.keepalive_us = fc.keepalive_us;
-			keep[nkeep++] = p;
-			continue;
-		}
-		perform(p, kha_bgp_fsm_stop(&p->fsm, kha_now_us(), KHA_BGP_CEASE_PEER_DECONFIGURED),
-			"peer removed");
-		flush_all(b, 200);
-		kha_info("peer removed", "peer=%s", KHA_LOGQ(p->name));
-		peer_free(p);
-		removed++;
-	}
-	memcpy(b->peers, keep, sizeof(keep));
-	b->npeers = nkeep;
-	for (size_t j = 0; j < c.npeers; j++) {
-		struct peer *p = NULL;
-
-		if (find_peer(b, &c.peers[j].addr))
-			continue;
-		if (b->npeers >= KHA_BGP_MAX_PEERS || peer_new(b, &c.peers[j], &d, &p) < 0) {
-			kha_error("peer not added", "error=%s", kha_log_quote(q, sizeof(q), d.msg));
-			continue;
-		}
-		b->peers[b->npeers++] = p;
-		kha_info("peer added", "peer=%s as=%u", KHA_LOGQ(p->name), p->as);
-		peer_start(p);
-		added++;
-	}
+	reload_peers(b, &c, &added, &removed);
 	memcpy(b->cfg.peers, c.peers, sizeof(c.peers));
 	b->cfg.npeers = c.npeers;
-	if (!tracks_equal(&c, &b->cfg)) {
-		kha_http_tracks_free(b->tracks);
-		b->tracks = NULL;
-		for (size_t i = 0; i < b->cfg.ntracks; i++)
-			free(b->cfg.track_urls[i]);
-		memcpy(b->cfg.track_urls, c.track_urls, sizeof(c.track_urls));
-		b->cfg.ntracks = c.ntracks;
-		c.ntracks = 0;
-		memset(c.track_urls, 0, sizeof(c.track_urls));
-		b->cfg.track_interval_us = c.track_interval_us;
-		b->cfg.track_timeout_us = c.track_timeout_us;
-		b->cfg.track_fall = c.track_fall;
-		b->cfg.track_rise = c.track_rise;
-		free(b->cfg.track_cacert);
-		b->cfg.track_cacert = c.track_cacert;
-		c.track_cacert = NULL;
-		if (tracks_start(b) < 0)
-			kha_error("health tracks not restarted", "%s", "");
-	}
+	reload_tracks(b, &c);
 	kha_bgp_config_release(&c);
 	sync_announcements(b, reannounce);
 	b->reloads++;
