@@ -826,27 +826,12 @@ static bool ready_cb(void *userdata, char *reason, size_t size)
 		}                                                                   \
 	} while (0)
 
-static void collect(FILE *out, void *userdata)
+/* The per-backend series; s[i] holds the sums of the i-th backend of the list. */
+static void write_backend_metrics(FILE *out, struct kha_proxy *p, const struct sums *s)
 {
-	struct kha_proxy *p = userdata;
 	char lbl[KHA_PROXY_ADDR_MAX * 2 + 64], esc[KHA_PROXY_ADDR_MAX * 2];
-	struct sums *s;
-	struct pstats ps;
-	size_t n = 0, i;
-	unsigned count[KHA_PROXY_NSTATES] = {};
+	size_t i;
 
-	backends_gc(p);
-	for (struct backend *b = p->backends; b; b = b->next)
-		n++;
-	s = calloc(n ? n : 1, sizeof(*s));
-	if (!s)
-		return;
-	i = 0;
-	for (struct backend *b = p->backends; b; b = b->next, i++) {
-		sum_backend(b, &s[i]);
-		if (!b->removed)
-			count[b->health.state]++;
-	}
 	kha_metrics_write_header(out, "kha_proxy_backend_up",
 				 "Whether the backend receives new connections (state up).",
 				 KHA_METRIC_GAUGE);
@@ -913,13 +898,13 @@ static void collect(FILE *out, void *userdata)
 		kha_metrics_write_histogram(out, "kha_proxy_backend_check_duration_seconds", lbl,
 					    &b->check_latency);
 	}
-	kha_metrics_write_header(out, "kha_proxy_backends", "Backends by health state.",
-				 KHA_METRIC_GAUGE);
-	for (int st = 0; st < KHA_PROXY_NSTATES; st++) {
-		snprintf(lbl, sizeof(lbl), "state=\"%s\"",
-			 kha_proxy_state_name((enum kha_proxy_state)st));
-		kha_metrics_write_sample(out, "kha_proxy_backends", lbl, count[st]);
-	}
+}
+
+/* The proxy-wide series. */
+static void write_proxy_metrics(FILE *out, struct kha_proxy *p)
+{
+	struct pstats ps;
+
 	sum_proxy(p, &ps);
 	kha_metrics_write_header(out, "kha_proxy_accepted_connections_total",
 				 "Client connections accepted.", KHA_METRIC_COUNTER);
@@ -980,6 +965,37 @@ static void collect(FILE *out, void *userdata)
 	kha_metrics_write_header(out, "kha_proxy_workers", "Data-path worker threads.",
 				 KHA_METRIC_GAUGE);
 	kha_metrics_write_sample(out, "kha_proxy_workers", NULL, p->nworkers);
+}
+
+static void collect(FILE *out, void *userdata)
+{
+	struct kha_proxy *p = userdata;
+	char lbl[64];
+	struct sums *s;
+	size_t n = 0, i;
+	unsigned count[KHA_PROXY_NSTATES] = {};
+
+	backends_gc(p);
+	for (struct backend *b = p->backends; b; b = b->next)
+		n++;
+	s = calloc(n ? n : 1, sizeof(*s));
+	if (!s)
+		return;
+	i = 0;
+	for (struct backend *b = p->backends; b; b = b->next, i++) {
+		sum_backend(b, &s[i]);
+		if (!b->removed)
+			count[b->health.state]++;
+	}
+	write_backend_metrics(out, p, s);
+	kha_metrics_write_header(out, "kha_proxy_backends", "Backends by health state.",
+				 KHA_METRIC_GAUGE);
+	for (int st = 0; st < KHA_PROXY_NSTATES; st++) {
+		snprintf(lbl, sizeof(lbl), "state=\"%s\"",
+			 kha_proxy_state_name((enum kha_proxy_state)st));
+		kha_metrics_write_sample(out, "kha_proxy_backends", lbl, count[st]);
+	}
+	write_proxy_metrics(out, p);
 	free(s);
 }
 
@@ -1120,6 +1136,64 @@ static int block_signals(void)
 	return -pthread_sigmask(SIG_BLOCK, &set, NULL);
 }
 
+/* The backends file and the last known backends (the state file); -EINVAL when none at all. */
+static int load_backends(struct kha_proxy *p, struct kha_diag *d)
+{
+	int r;
+
+	if (p->cfg.backends_file) {
+		r = kha_proxy_backends_load(p->cfg.backends_file, &p->file_specs, d);
+		if (r == -ENOENT && p->cfg.seeds.n > 0) {
+			kha_warn("backends file missing, using the seeds until it appears",
+				 "file=%s", KHA_LOGQ(p->cfg.backends_file));
+		} else if (r < 0) {
+			return r;
+		}
+		p->have_file = true;
+	}
+	if (p->cfg.state_file) {
+		struct kha_diag sd = {};
+		r = kha_proxy_backends_load(p->cfg.state_file, &p->disc_specs, &sd);
+		if (r == 0 && p->disc_specs.n > 0) {
+			p->have_disc = true;
+			kha_info("last known backends loaded", "file=%s backends=%zu",
+				 KHA_LOGQ(p->cfg.state_file), p->disc_specs.n);
+		} else if (r < 0 && r != -ENOENT) {
+			kha_warn("state file ignored", "error=%s", KHA_LOGQ(sd.msg));
+		}
+	}
+	if (p->cfg.seeds.n == 0 && p->file_specs.n == 0 && p->disc_specs.n == 0 &&
+	    !p->cfg.backends_file)
+		return kha_diag_set(d, EINVAL, "no backends (state file %s is empty)",
+				    p->cfg.state_file);
+	return 0;
+}
+
+/* The metrics registry and, with --metrics-addr, the admin server (/metrics, /status...). */
+static int admin_new(struct kha_proxy *p, struct kha_diag *d)
+{
+	int r;
+
+	r = kha_metrics_new(&p->metrics);
+	if (r == 0)
+		r = kha_metrics_add_collector(p->metrics, collect, p);
+	if (r < 0) {
+		kha_diag_set(d, ENOMEM, "out of memory");
+		return r;
+	}
+	if (p->cfg.metrics_addr[0]) {
+		r = kha_httpd_new(p->loop, p->cfg.metrics_addr, p->metrics, d, &p->httpd);
+		if (r < 0) {
+			kha_diag_prefix(d, "--metrics-addr");
+			return r;
+		}
+		if (kha_httpd_route(p->httpd, "/status", status_route, p) < 0)
+			return kha_diag_set(d, ENOMEM, "out of memory");
+		kha_httpd_set_ready(p->httpd, ready_cb, p);
+	}
+	return 0;
+}
+
 int kha_proxy_new(const struct kha_proxy_config *cfg, struct kha_diag *d, struct kha_proxy **ret)
 {
 	struct kha_proxy *p;
@@ -1155,33 +1229,9 @@ int kha_proxy_new(const struct kha_proxy_config *cfg, struct kha_diag *d, struct
 		goto fail;
 	}
 	/* files first: a bad file must fail before any socket is bound */
-	if (p->cfg.backends_file) {
-		r = kha_proxy_backends_load(p->cfg.backends_file, &p->file_specs, d);
-		if (r == -ENOENT && p->cfg.seeds.n > 0) {
-			kha_warn("backends file missing, using the seeds until it appears",
-				 "file=%s", KHA_LOGQ(p->cfg.backends_file));
-		} else if (r < 0) {
-			goto fail;
-		}
-		p->have_file = true;
-	}
-	if (p->cfg.state_file) {
-		struct kha_diag sd = {};
-		r = kha_proxy_backends_load(p->cfg.state_file, &p->disc_specs, &sd);
-		if (r == 0 && p->disc_specs.n > 0) {
-			p->have_disc = true;
-			kha_info("last known backends loaded", "file=%s backends=%zu",
-				 KHA_LOGQ(p->cfg.state_file), p->disc_specs.n);
-		} else if (r < 0 && r != -ENOENT) {
-			kha_warn("state file ignored", "error=%s", KHA_LOGQ(sd.msg));
-		}
-	}
-	if (p->cfg.seeds.n == 0 && p->file_specs.n == 0 && p->disc_specs.n == 0 &&
-	    !p->cfg.backends_file) {
-		r = kha_diag_set(d, EINVAL, "no backends (state file %s is empty)",
-				 p->cfg.state_file);
+	r = load_backends(p, d);
+	if (r < 0)
 		goto fail;
-	}
 	for (unsigned k = 0; k < p->nworkers; k++) {
 		int fd = kha_proxy__worker_listen(&p->cfg, p->nworkers > 1, d);
 		if (fd < 0) {
@@ -1195,25 +1245,9 @@ int kha_proxy_new(const struct kha_proxy_config *cfg, struct kha_diag *d, struct
 			goto fail;
 		}
 	}
-	r = kha_metrics_new(&p->metrics);
-	if (r == 0)
-		r = kha_metrics_add_collector(p->metrics, collect, p);
-	if (r < 0) {
-		kha_diag_set(d, ENOMEM, "out of memory");
+	r = admin_new(p, d);
+	if (r < 0)
 		goto fail;
-	}
-	if (p->cfg.metrics_addr[0]) {
-		r = kha_httpd_new(p->loop, p->cfg.metrics_addr, p->metrics, d, &p->httpd);
-		if (r < 0) {
-			kha_diag_prefix(d, "--metrics-addr");
-			goto fail;
-		}
-		if (kha_httpd_route(p->httpd, "/status", status_route, p) < 0) {
-			r = kha_diag_set(d, ENOMEM, "out of memory");
-			goto fail;
-		}
-		kha_httpd_set_ready(p->httpd, ready_cb, p);
-	}
 	if (p->cfg.mode == KHA_PROXY_MODE_NAT) {
 		r = kha_proxy__nat_new(p, d, &p->nat);
 		if (r == 0)
