@@ -28,11 +28,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	have_lease = kha_kube_lease_decode(text, size, &lease, &d) == 0;
 	if (kha_json_parse(text, size, &j, &d) == 0) {
 		if (kha_audit_deployment_list_from_json(j, &deps, &d) == 0 && deps.n)
-			kha_ignore(kha_audit_check_dns(&deps.items[0], NULL, NULL, &r));
+			kha_ignore(kha_audit_check_dns(NULL, &deps.items[0], NULL, NULL, &r));
 		json_decref(j);
 	}
 	if (have_dep)
-		kha_ignore(kha_audit_check_dns(&dep, have_pods ? &pods : NULL,
+		kha_ignore(kha_audit_check_dns(NULL, &dep, have_pods ? &pods : NULL,
 					       have_pdbs ? &pdbs : NULL, &r));
 	kha_ignore(kha_audit_check_component("scheduler", "kube-scheduler",
 					     have_lease ? &lease : NULL, NULL,

@@ -22,6 +22,7 @@
 enum {
 	OPT_KUBECONFIG = 0x100,
 	OPT_CONTEXT,
+	OPT_DNS,
 	OPT_ENTRY,
 	OPT_APISERVER,
 	OPT_PROXY,
@@ -37,6 +38,7 @@ static const struct option longopts[] = {
 	KHA_ETCD_LONGOPTS,
 	{"kubeconfig", required_argument, NULL, OPT_KUBECONFIG},
 	{"context", required_argument, NULL, OPT_CONTEXT},
+	{"dns", required_argument, NULL, OPT_DNS},
 	{"entry", required_argument, NULL, OPT_ENTRY},
 	{"apiserver", required_argument, NULL, OPT_APISERVER},
 	{"proxy", required_argument, NULL, OPT_PROXY},
@@ -75,6 +77,8 @@ static void usage(FILE *out)
 		"Kubernetes:\n"
 		"  --kubeconfig FILE         kubeconfig (default $KUBECONFIG, then in-cluster)\n"
 		"  --context NAME            its context (default: current-context)\n"
+		"  --dns NAMESPACE/NAME      the cluster DNS Deployment (default kube-system/coredns;\n"
+		"                            absent: label k8s-app=kube-dns in that namespace)\n"
 		"Entry point:\n"
 		"  --entry HOST:PORT         the address nodes reach the apiservers at: a VIP, a\n"
 		"                            load balancer, or 127.0.0.1:7443 (node-local kha proxy)\n"
@@ -110,6 +114,7 @@ struct opts {
 	bool etcd_given;
 	char *kubeconfig;
 	char *context;
+	char *dns;
 	char *entry;
 	char *apiservers[MAX_APISERVERS];
 	size_t n_apiservers;
@@ -129,6 +134,7 @@ static void opts_release(struct opts *o)
 	kha_etcd_config_release(&o->etcd);
 	free(o->kubeconfig);
 	free(o->context);
+	free(o->dns);
 	free(o->entry);
 	for (size_t i = 0; i < o->n_apiservers; i++)
 		free(o->apiservers[i]);
@@ -165,6 +171,20 @@ static int apply(void *userdata, int val, const char *arg, struct kha_diag *d)
 		return kha_opt_set_str(&o->kubeconfig, arg, d);
 	case OPT_CONTEXT:
 		return kha_opt_set_str(&o->context, arg, d);
+	case OPT_DNS: {
+		const char *slash = strchr(arg, '/');
+		char ns[64];
+
+		if (!slash || (size_t)(slash - arg) >= sizeof(ns))
+			return kha_diag_set(d, EINVAL, "'%s' is not NAMESPACE/NAME", arg);
+		snprintf(ns, sizeof(ns), "%.*s", (int)(slash - arg), arg);
+		if (!kha_kube_name_valid(ns, 63) || !kha_kube_name_valid(slash + 1, 253))
+			return kha_diag_set(d, EINVAL,
+					    "'%s' is not NAMESPACE/NAME (lower case letters, "
+					    "digits, '-' and '.')",
+					    arg);
+		return kha_opt_set_str(&o->dns, arg, d);
+	}
 	case OPT_ENTRY:
 		return set_hostport(&o->entry, arg, d);
 	case OPT_APISERVER:
@@ -283,7 +303,7 @@ static int audit_kube(struct opts *o, struct kha_kube_config *cfg, struct kha_au
 		return unreachable(r, s, "kubernetes", d.msg, "check the kubeconfig's server");
 	kha_kube_client_set_timeouts(c, KHA_MIN(o->timeout_us, 10 * KHA_USEC_PER_SEC),
 				     o->timeout_us);
-	ret = kha_audit_collect_kube(c, o->entry, r, found, &d);
+	ret = kha_audit_collect_kube(c, o->entry, o->dns, r, found, &d);
 	if (ret < 0 && ret != -ENOMEM) {
 		ret = unreachable(r, s, "kubernetes", d.msg,
 				  "check the kubeconfig (server, CA, credentials) and that the API "

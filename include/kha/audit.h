@@ -235,11 +235,12 @@ int kha_audit_check_kubeconfig_server(const char *server, const char *entry,
  * Cluster DNS: dns-replicas (fewer than 2 critical; fewer ready than wanted warning),
  * dns-spread (no pod anti-affinity and no topology spread constraint: warning; pods all on one
  * node: warning), dns-pdb (no PodDisruptionBudget selecting its pods: warning; one that allows
- * no disruption: warning, node drains hang). dep NULL: not found (critical: no cluster DNS
- * found, or it runs under another name). pods (may be NULL) are the DNS pods; pdbs (may be
- * NULL: skipped) those of its namespace. The fixes carry a kubectl command or a manifest.
+ * no disruption: warning, node drains hang). dep NULL: not found (warning: no cluster DNS
+ * found, or it runs under another name), wanted the "NAMESPACE/NAME" looked for (NULL:
+ * kube-system/coredns). pods (may be NULL) are the DNS pods; pdbs (may be NULL: skipped) those
+ * of its namespace. The fixes carry a kubectl command or a manifest.
  */
-int kha_audit_check_dns(const struct kha_audit_deployment *dep,
+int kha_audit_check_dns(const char *wanted, const struct kha_audit_deployment *dep,
 			const struct kha_audit_pod_list *pods,
 			const struct kha_audit_pdb_list *pdbs, struct kha_audit_report *r) KHA_WUR;
 
@@ -330,13 +331,15 @@ int kha_audit_check_bgp(const char *const *addrs, json_t *const *roots, const ch
 
 /*
  * The Kubernetes part: every check above against the API of c (GETs only), with entry the
- * --entry address or NULL. Returns 0 when the API answered (findings added, failed individual
+ * --entry address or NULL and dns the cluster DNS Deployment as "NAMESPACE/NAME" (NULL:
+ * kube-system/coredns; when it does not exist, the first Deployment of that namespace with
+ * label k8s-app=kube-dns). Returns 0 when the API answered (findings added, failed individual
  * reads becoming skipped findings), or the error of the first request when the API could not
  * be reached at all (d says why; nothing added). ret_apiservers (may be NULL; released by the
  * caller) receives the apiservers found behind default/kubernetes.
  */
-int kha_audit_collect_kube(struct kha_kube_client *c, const char *entry, struct kha_audit_report *r,
-			   struct kha_kube_endpoint_set *ret_apiservers,
+int kha_audit_collect_kube(struct kha_kube_client *c, const char *entry, const char *dns,
+			   struct kha_audit_report *r, struct kha_kube_endpoint_set *ret_apiservers,
 			   struct kha_diag *d) KHA_WUR;
 
 /*

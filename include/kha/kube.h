@@ -300,6 +300,12 @@ struct kha_kube_lease {
 };
 
 /*
+ * Whether s is a name the API accepts for a namespace (max 63) or an object (max 253): lower
+ * case letters, digits, '-' and '.', so that it goes into a request path as is.
+ */
+bool kha_kube_name_valid(const char *s, size_t max);
+
+/*
  * Decodes a Lease object from JSON text. Returns 0, or -EBADMSG (malformed, wrong types, bad
  * times, a string too long for its field).
  */

@@ -14,7 +14,7 @@
 #include "kha/parse.h"
 #include "kha/banned.h"
 
-#define DNS_NAMESPACE "kube-system"
+#define DNS_DEFAULT "kube-system/coredns"
 
 /* ---- small helpers -------------------------------------------------------------------------- */
 
@@ -431,21 +431,28 @@ static int dns_pdb(const struct kha_audit_deployment *dep, const struct kha_audi
 	return kha_audit_add(r, "dns-pdb", subject, KHA_AUDIT_OK, finding, NULL, NULL, NULL);
 }
 
-int kha_audit_check_dns(const struct kha_audit_deployment *dep,
+int kha_audit_check_dns(const char *wanted, const struct kha_audit_deployment *dep,
 			const struct kha_audit_pod_list *pods,
 			const struct kha_audit_pdb_list *pdbs, struct kha_audit_report *r)
 {
-	char subject[600];
+	char subject[600], finding[768], ns[300];
 	int ret;
 
-	if (!dep)
+	if (!wanted)
+		wanted = DNS_DEFAULT;
+	if (!dep) {
+		snprintf(ns, sizeof(ns), "%.*s", (int)strcspn(wanted, "/"), wanted);
+		snprintf(finding, sizeof(finding),
+			 "no cluster DNS Deployment found (%s, or label k8s-app=kube-dns in "
+			 "namespace %s)",
+			 wanted, ns);
 		return kha_audit_add(
-			r, "dns-replicas", DNS_NAMESPACE "/coredns", KHA_AUDIT_WARNING,
-			"no cluster DNS Deployment found (kube-system/coredns, or label "
-			"k8s-app=kube-dns)",
-			"if cluster DNS runs under another name or kind, check that it "
-			"has 2+ replicas on different nodes and a PodDisruptionBudget",
+			r, "dns-replicas", wanted, KHA_AUDIT_WARNING, finding,
+			"if cluster DNS runs under another name, give it with --dns "
+			"NAMESPACE/NAME; if it runs as another kind, check that it has "
+			"2+ replicas on different nodes and a PodDisruptionBudget",
 			NULL, NULL);
+	}
 	snprintf(subject, sizeof(subject), "%s/%s", dep->namespace, dep->name);
 	ret = dns_replicas(dep, subject, r);
 	if (ret >= 0)
@@ -786,7 +793,7 @@ static int get_json(struct kha_kube_client *c, const char *path, json_t **ret, c
 	return r < 0 ? r : 0;
 }
 
-static int collect_dns(struct kha_kube_client *c, struct kha_audit_report *r)
+static int collect_dns(struct kha_kube_client *c, const char *wanted, struct kha_audit_report *r)
 {
 	struct kha_audit_deployment dep = {};
 	struct kha_audit_deployment_list list = {};
@@ -797,10 +804,15 @@ static int collect_dns(struct kha_kube_client *c, struct kha_audit_report *r)
 	struct kha_diag d = {};
 	char err[KHA_DIAG_MAX + 64], path[1024];
 	json_t *j = NULL;
+	size_t ns_len;
 	int ret;
 
-	ret = get_json(c, "/apis/apps/v1/namespaces/" DNS_NAMESPACE "/deployments/coredns", &j, err,
-		       sizeof(err));
+	if (!wanted)
+		wanted = DNS_DEFAULT;
+	ns_len = strcspn(wanted, "/");
+	snprintf(path, sizeof(path), "/apis/apps/v1/namespaces/%.*s/deployments/%s", (int)ns_len,
+		 wanted, wanted[ns_len] ? wanted + ns_len + 1 : "");
+	ret = get_json(c, path, &j, err, sizeof(err));
 	if (ret == 0) {
 		ret = kha_audit_deployment_from_json(j, &dep, &d);
 		json_decref(j);
@@ -809,10 +821,11 @@ static int collect_dns(struct kha_kube_client *c, struct kha_audit_report *r)
 			goto undecodable;
 		found = &dep;
 	} else if (ret == -ENOENT) {
-		ret = get_json(c,
-			       "/apis/apps/v1/namespaces/" DNS_NAMESPACE
-			       "/deployments?labelSelector=k8s-app%3Dkube-dns",
-			       &j, err, sizeof(err));
+		snprintf(
+			path, sizeof(path),
+			"/apis/apps/v1/namespaces/%.*s/deployments?labelSelector=k8s-app%%3Dkube-dns",
+			(int)ns_len, wanted);
+		ret = get_json(c, path, &j, err, sizeof(err));
 		if (ret < 0)
 			goto unreadable;
 		ret = kha_audit_deployment_list_from_json(j, &list, &d);
@@ -845,7 +858,8 @@ static int collect_dns(struct kha_kube_client *c, struct kha_audit_report *r)
 			j = NULL;
 		}
 	}
-	ret = kha_audit_check_dns(found, have_pods ? &pods : NULL, have_pdbs ? &pdbs : NULL, r);
+	ret = kha_audit_check_dns(wanted, found, have_pods ? &pods : NULL, have_pdbs ? &pdbs : NULL,
+				  r);
 	goto out;
 undecodable:
 	snprintf(err, sizeof(err), "%s", d.msg);
@@ -853,8 +867,8 @@ unreadable : {
 	char finding[sizeof(err) + 64];
 
 	snprintf(finding, sizeof(finding), "cannot read the cluster DNS Deployment: %s", err);
-	ret = kha_audit_add(r, "dns-replicas", DNS_NAMESPACE "/coredns", KHA_AUDIT_SKIPPED, finding,
-			    NULL, NULL, NULL);
+	ret = kha_audit_add(r, "dns-replicas", wanted, KHA_AUDIT_SKIPPED, finding, NULL, NULL,
+			    NULL);
 }
 out:
 	kha_audit_deployment_release(&dep);
@@ -918,8 +932,9 @@ static int collect_apiserver_flags(struct kha_kube_client *c, struct kha_audit_r
 	return ret;
 }
 
-int kha_audit_collect_kube(struct kha_kube_client *c, const char *entry, struct kha_audit_report *r,
-			   struct kha_kube_endpoint_set *ret_apiservers, struct kha_diag *d)
+int kha_audit_collect_kube(struct kha_kube_client *c, const char *entry, const char *dns,
+			   struct kha_audit_report *r, struct kha_kube_endpoint_set *ret_apiservers,
+			   struct kha_diag *d)
 {
 	struct kha_kube_endpoint_set set = {};
 	struct kha_diag ed = {};
@@ -935,7 +950,7 @@ int kha_audit_collect_kube(struct kha_kube_client *c, const char *entry, struct 
 		ret = kha_audit_check_kubeconfig_server(kha_kube_client_server(c), entry,
 							set.n_endpoints ? &set : NULL, r);
 	if (ret >= 0)
-		ret = collect_dns(c, r);
+		ret = collect_dns(c, dns, r);
 	if (ret >= 0)
 		ret = collect_component(c, "controller-manager", "kube-controller-manager", r);
 	if (ret >= 0)

@@ -9,8 +9,7 @@
 #include "kube-internal.h"
 #include "kha/banned.h"
 
-/* DNS-1123 names (what the API accepts for namespaces and lease names), so paths stay plain. */
-static bool valid_name(const char *s, size_t max)
+bool kha_kube_name_valid(const char *s, size_t max)
 {
 	size_t n = strlen(s);
 
@@ -28,9 +27,9 @@ static bool valid_name(const char *s, size_t max)
 
 static int lease_path(const char *ns, const char *name, char *buf, size_t size, struct kha_diag *d)
 {
-	if (!ns || !valid_name(ns, 63))
+	if (!ns || !kha_kube_name_valid(ns, 63))
 		return kha_diag_set(d, EINVAL, "lease: bad namespace '%s'", ns ? ns : "");
-	if (name && !valid_name(name, 253))
+	if (name && !kha_kube_name_valid(name, 253))
 		return kha_diag_set(d, EINVAL, "lease: bad name '%s'", name);
 	snprintf(buf, size, "/apis/coordination.k8s.io/v1/namespaces/%s/leases%s%s", ns,
 		 name ? "/" : "", name ? name : "");
@@ -83,7 +82,7 @@ static int send_lease(struct kha_kube_client *c, const char *method,
 		       sizeof(path), d);
 	if (r < 0)
 		return r;
-	if (!valid_name(lease->name, 253))
+	if (!kha_kube_name_valid(lease->name, 253))
 		return kha_diag_set(d, EINVAL, "lease: bad name '%s'", lease->name);
 	body = kha_kube__lease_to_json(lease);
 	if (!body)

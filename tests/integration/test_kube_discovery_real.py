@@ -2,15 +2,15 @@
 """lib/kube's EndpointSlice discovery against the real kube-apiserver of the lab (conftest's k8s):
 kube-probe runs inside the node host and follows the slices of a service of its own, written
 with kubectl (the real API validates them, versions them and streams them through its watch
-cache). What the real server cannot be made to do on demand (a watch ERROR 410, a bookmark at a
-chosen moment, a 503, a server that stops between two requests) stays in test_kube.py against
-the stand-in.
+cache), and through a real apiserver restart (a real 410 Gone on the resumed watch). What the
+real server cannot be made to do on demand (a watch ERROR 410 or a bookmark at a chosen moment,
+a 503, a server that stops between two requests) stays in test_kube.py against the stand-in.
 """
 import json
 
 import pytest
 
-from conftest import kha_bin
+from conftest import kha_bin, run_kha
 from kha_testlib.k8s import wait_until
 from kha_testlib.kubeprobe import Discovery
 
@@ -50,10 +50,13 @@ def slices(k8s, request):
 
 @pytest.fixture
 def discover(k8s):
+    """Starts kube-probe discover inside the node host (service svc of NS; None: the default,
+    default/kubernetes), with client the options before the command (--kubeconfig...)."""
     started = []
 
-    def start(svc, *args):
-        d = Discovery("discover", "--namespace", NS, "--service", svc, *args,
+    def start(svc, *args, client=()):
+        where = ("--namespace", NS, "--service", svc) if svc else ()
+        d = Discovery(*client, "discover", *where, *args,
                       prefix=[kha_bin(), "lab", "exec", "--dir", k8s.dir, "node", "--"])
         started.append(d)
         return d
@@ -134,3 +137,71 @@ def test_discovery_of_the_real_kubernetes_service(k8s, discover):
     sets = d.sets()
     assert sets, d.stderr
     assert sorted(d.addrs(sets[-1])) == sorted(f"{k8s.address[m]}:6443" for m in k8s.masters)
+
+
+def test_discovery_through_an_apiserver_restart(k8s, slices, discover):
+    """m1's kube-apiserver stops gracefully and starts again (kha lab stop-process /
+    start-member). While it is down, discovery pinned to it retries with capped back-off and
+    keeps its last set.
+
+    (b) Discovery of default/kubernetes through the node's kha proxy keeps the other masters
+    while m1 is gone (the real endpoint reconciler removes a stopping apiserver) and gets m1
+    back once it re-registers.
+
+    (a) Discovery pinned to m1 (its kubeconfig names m1) resumes its watch from a version m1
+    served before it stopped. A slice changed while m1 is down moves etcd past that version;
+    the restarted m1 fills its watch cache from a list at a later version and answers a watch
+    from any earlier one with 410 Gone (checked below with kubectl against m1 itself): kha
+    relists and delivers the change it missed, without reporting the 410 as an error.
+    """
+    want = {f"{k8s.address[m]}:6443" for m in k8s.masters}
+
+    def wait_last(d, addrs, timeout):
+        wait_until(lambda: d.sets() and set(d.addrs()) == addrs, timeout,
+                   f"{sorted(addrs)} (got {[d.addrs(s) for s in d.sets()]})")
+    k8s.wait_masters_listed()
+    slices("a", ["10.0.0.1"])
+    pinned = discover(slices.svc, "--backoff-initial", "100ms", "--backoff-max", "1s",
+                      client=("--kubeconfig", k8s.kubeconfig("m1")))
+    entry = discover(None, "--backoff-initial", "100ms", "--backoff-max", "1s")
+    pinned.wait_set(["10.0.0.1:6443"], timeout=60)
+    wait_last(entry, want, 60)
+    stopped = False
+    try:
+        r = run_kha("lab", "stop-process", "--dir", k8s.dir, "m1", "kube-apiserver",
+                    timeout=120)
+        assert r.returncode == 0, r.stderr
+        stopped = True
+        wait_last(entry, want - {f"{k8s.address['m1']}:6443"}, 60)
+        # written through the node's entry (m2 or m3) while m1 is down
+        slices("a", ["10.0.0.2"])
+        written = int(k8s.kubectl_json("get", "endpointslice", "-n", NS,
+                                       f"{slices.svc}-a")["metadata"]["resourceVersion"])
+        # m1 gone: the pinned discovery retries, its back-off capped, its last set standing
+        n_sets = len(pinned.sets())
+        refused = wait_until(lambda: [e for e in pinned.errors()
+                                      if e["errno"] == "ECONNREFUSED"][2:], 60,
+                             "the pinned discovery to retry m1 three times")
+        assert k8s.address["m1"] in refused[0]["message"], refused
+        assert all(e["retry_in_ms"] <= 1000 for e in pinned.errors()), pinned.errors()
+        assert len(pinned.sets()) == n_sets
+        r = run_kha("lab", "start-member", "--dir", k8s.dir, "m1", "--timeout", "180s",
+                    timeout=240)
+        assert r.returncode == 0, r.stderr
+        stopped = False
+        pinned.wait_set(["10.0.0.2:6443"], timeout=180)
+        wait_last(entry, want, 180)
+    finally:
+        if stopped:
+            run_kha("lab", "start-member", "--dir", k8s.dir, "m1", "--timeout", "180s",
+                    timeout=240)
+        k8s.wait_masters_listed(180)
+    # m1 answers a watch from the version before the change with 410 Gone: so it did for
+    # kha's resumed watch, whose version m1 served before it stopped
+    raw = k8s.kubectl("get", "--raw", f"/apis/discovery.k8s.io/v1/namespaces/{NS}/"
+                      f"endpointslices?watch=1&resourceVersion={written - 1}&timeoutSeconds=1",
+                      host="m1").stdout
+    assert '"code":410' in raw and "too old resource version" in raw, raw
+    assert not [e for e in pinned.errors() if e["errno"] == "ESTALE"], pinned.errors()
+    pinned.stop()
+    entry.stop()

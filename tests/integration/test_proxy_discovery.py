@@ -1,15 +1,74 @@
 # SPDX-License-Identifier: MIT
-"""kha proxy with Kubernetes discovery (lib/kube) against the stand-in API server: discovered
-backends replace the seeds, the last set survives a restart through the state file, an empty
-set falls back to the seeds, and established connections survive every change."""
-import os
+"""kha proxy with Kubernetes discovery (lib/kube). Against the real control plane of the shared
+lab (conftest's k8s): the discovered masters replace the seed, and the last set survives a
+restart through the state file while the API cannot be reached. Against the stand-in API
+server: an empty set falls back to the seeds, and established connections survive every
+change."""
+import json
 
 import pytest
+import yaml
 
 from conftest import kha_bin
 from kha_testlib.backends import Backend, ProxyProc, Stream, make_pki, wait_for
-from kha_testlib.process import stop_all
+from kha_testlib.k8s import wait_until, write_kubeconfig
 from kha_testlib.kubeapi import KubeAPI, TestPKI
+from kha_testlib.process import stop_all
+
+
+class LabProxy(ProxyProc):
+    """A kha proxy of the test inside a lab host: its listener and admin address are on that
+    host's loopback, so its status is read from there too."""
+
+    def __init__(self, k8s, host, args, workdir):
+        super().__init__(kha_bin(), args, workdir)
+        self.k8s, self.host = k8s, host
+        self.args = [kha_bin(), "lab", "exec", "--dir", k8s.dir, host, "--", *self.args]
+
+    def try_status(self):
+        r = self.k8s.kha("proxy", "status", "--metrics-addr", self.metrics, "-o", "json",
+                         host=self.host, timeout=30)
+        return json.loads(r.stdout) if r.returncode == 0 else None
+
+
+@pytest.mark.xdist_group("k8s")
+def test_discovery_state_file_on_the_real_api(k8s, tmp_path):
+    """Seeded with the VIP only, a kha proxy in the node host discovers the masters from the
+    real default/kubernetes and keeps them in its state file; restarted while the API cannot
+    be reached (its kubeconfig names an address where nothing listens), it starts on the
+    state file's set at once and says that discovery fails."""
+    k8s.wait_masters_listed()
+    masters = {f"{k8s.address[m]}:6443" for m in k8s.masters}
+    seed = f"{k8s.vip}:6443"
+    state = tmp_path / "state.yaml"
+    common = ["--backend", seed, "--state-file", state, "--check-cacert", k8s.ca,
+              "--check-interval", "500ms"]
+    procs = []
+    try:
+        p = LabProxy(k8s, "node", [*common, "--kubeconfig", k8s.kubeconfig("node")], tmp_path)
+        procs.append(p)
+        p.start(timeout=60)
+
+        def discovered(proxy):
+            st = proxy.try_status()
+            return st and {b["address"]: b["source"] for b in st["backends"]
+                           if not b["removed"]}
+        wait_until(lambda: discovered(p) == {a: "discovered" for a in masters}, 60,
+                   "the discovered masters replacing the seed")
+        assert p.stop() == 0
+        kept = yaml.safe_load(state.read_text())
+        assert {b["address"] for b in kept} == masters, kept
+        # port 1 of the node host's loopback: nothing listens there
+        down = write_kubeconfig(tmp_path / "down.conf", "https://127.0.0.1:1", ca=k8s.ca,
+                                auth="token", token="x")
+        p2 = LabProxy(k8s, "node", [*common, "--kubeconfig", down], tmp_path)
+        procs.append(p2)
+        p2.start(timeout=60)
+        assert discovered(p2) == {a: "discovered" for a in masters}      # at once
+        wait_until(lambda: "discovery failed" in p2.read_err(), 30, "the failure logged")
+        assert discovered(p2) == {a: "discovered" for a in masters}
+    finally:
+        stop_all(procs)
 
 
 @pytest.fixture
@@ -37,22 +96,21 @@ def live(p):
     return {b["address"]: b["source"] for b in p.status()["backends"] if not b["removed"]}
 
 
-def test_discovery_state_file_and_seed_fallback(env, tmp_path):
-    # stand-in: default/kubernetes pointing at test TLS backends on loopback ports (the real reconciler lists only apiservers and refuses loopback)
+def test_discovery_seed_fallback_and_streams_survive(env, tmp_path):
+    # stand-in: default/kubernetes emptied, slice by slice, of test TLS backends on loopback (the real reconciler lists only live apiservers, and none only when all are down)
     pki, (seed, a, b), api, procs = env
     # one slice per backend: each has its own port on 127.0.0.1
     api.set_slice("kubernetes-a", ["127.0.0.1"], port=a.port)
     api.set_slice("kubernetes-b", ["127.0.0.1"], port=b.port)
     kubeconfig = api.write_kubeconfig(tmp_path / "kubeconfig", auth="token")
-    state = str(tmp_path / "state.yaml")
-    args = ["--backend", seed.addr, "--kubeconfig", kubeconfig, "--state-file", state,
-            "--check-cacert", pki["ca"], "--check-interval", "300ms"]
+    args = ["--backend", seed.addr, "--kubeconfig", kubeconfig, "--state-file",
+            str(tmp_path / "state.yaml"), "--check-cacert", pki["ca"], "--check-interval",
+            "300ms"]
     p = ProxyProc(kha_bin(), args, tmp_path)
     procs.append(p)
     p.start()
     wait_for(lambda: live(p) == {a.addr: "discovered", b.addr: "discovered"}, 15,
              "the discovered set replacing the seed")
-    assert os.path.exists(state)
     s = Stream(p.port, pki["ca"])
     assert s.backend in ("b1", "b2")
     # a change: b leaves; the stream on a or b goes on either way
@@ -64,14 +122,6 @@ def test_discovery_state_file_and_seed_fallback(env, tmp_path):
     wait_for(lambda: live(p) == {seed.addr: "seed"}, 15, "back to the seed")
     s.close()
     assert p.stop() == 0
-    # restart with the API down: the state file (last non-empty set) is used at once
-    api.stop()
-    p2 = ProxyProc(kha_bin(), args, tmp_path)
-    procs.append(p2)
-    p2.start()
-    assert live(p2) == {a.addr: "discovered"}
-    wait_for(lambda: "discovery failed" in p2.read_err(), 15, "the failure logged")
-    assert live(p2) == {a.addr: "discovered"}
 
 
 def test_bad_kubeconfig_is_a_clear_error(tmp_path):

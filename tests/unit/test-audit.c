@@ -601,7 +601,7 @@ static void test_dns_healthy(void **state)
 	(void)state;
 	dns_fixture(&dep);
 	assert_int_equal(kha_audit_pdb_list_decode(text, len, &pdbs, &d), 0);
-	assert_int_equal(kha_audit_check_dns(&dep, NULL, &pdbs, &r), 0);
+	assert_int_equal(kha_audit_check_dns(NULL, &dep, NULL, &pdbs, &r), 0);
 	assert_int_equal(one(&r, "dns-replicas")->severity, KHA_AUDIT_OK);
 	assert_int_equal(one(&r, "dns-spread")->severity, KHA_AUDIT_OK);
 	assert_int_equal(one(&r, "dns-pdb")->severity, KHA_AUDIT_OK);
@@ -624,7 +624,7 @@ static void test_dns_single_replica_no_spread_no_pdb(void **state)
 	dns_fixture(&dep);
 	dep.replicas = 1;
 	dep.anti_affinity_preferred = false;
-	assert_int_equal(kha_audit_check_dns(&dep, NULL, &none, &r), 0);
+	assert_int_equal(kha_audit_check_dns(NULL, &dep, NULL, &none, &r), 0);
 	f = one(&r, "dns-replicas");
 	assert_int_equal(f->severity, KHA_AUDIT_CRITICAL);
 	assert_string_equal(f->fix, "kubectl -n kube-system scale deployment/coredns --replicas=2");
@@ -648,12 +648,19 @@ static void test_dns_single_replica_no_spread_no_pdb(void **state)
 	kha_audit_report_release(&r);
 
 	/* PDBs unknown: skipped, not a warning */
-	assert_int_equal(kha_audit_check_dns(&dep, NULL, NULL, &r), 0);
+	assert_int_equal(kha_audit_check_dns(NULL, &dep, NULL, NULL, &r), 0);
 	assert_int_equal(one(&r, "dns-pdb")->severity, KHA_AUDIT_SKIPPED);
 	kha_audit_report_release(&r);
 	/* not found at all */
-	assert_int_equal(kha_audit_check_dns(NULL, NULL, NULL, &r), 0);
+	assert_int_equal(kha_audit_check_dns(NULL, NULL, NULL, NULL, &r), 0);
 	assert_int_equal(one(&r, "dns-replicas")->severity, KHA_AUDIT_WARNING);
+	assert_string_equal(one(&r, "dns-replicas")->subject, "kube-system/coredns");
+	kha_audit_report_release(&r);
+	/* looked for under another name (--dns): that name is reported */
+	assert_int_equal(kha_audit_check_dns("dns/kube-dns", NULL, NULL, NULL, &r), 0);
+	assert_string_equal(one(&r, "dns-replicas")->subject, "dns/kube-dns");
+	assert_non_null(strstr(one(&r, "dns-replicas")->finding,
+			       "(dns/kube-dns, or label k8s-app=kube-dns in namespace dns)"));
 	kha_audit_report_release(&r);
 	kha_audit_deployment_release(&dep);
 }
@@ -680,7 +687,7 @@ static void test_dns_pods_on_one_node_and_blocking_pdb(void **state)
 	dns_fixture(&dep);
 	assert_int_equal(kha_audit_pod_list_decode(pods_json, strlen(pods_json), &pods, &d), 0);
 	assert_int_equal(kha_audit_pdb_list_decode(pdb_json, strlen(pdb_json), &pdbs, &d), 0);
-	assert_int_equal(kha_audit_check_dns(&dep, &pods, &pdbs, &r), 0);
+	assert_int_equal(kha_audit_check_dns(NULL, &dep, &pods, &pdbs, &r), 0);
 	assert_int_equal(count(&r, "dns-spread"), 2);
 	for (size_t i = 0; i < r.n_findings; i++)
 		if (strcmp(r.findings[i].check, "dns-spread") == 0 &&

@@ -11,11 +11,14 @@ so they run on one worker, one after the other, against the same control plane.
 Everything a test sends to the lab goes from inside a lab host: `K8sLab.exec(host, ...)` runs
 a command there through `kha lab exec` (KUBECONFIG set to that host's entry).
 """
+import base64
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import time
+import uuid
 
 import pytest
 
@@ -63,6 +66,61 @@ class K8sLab:
         self.address["node"] = self.state["node"]["address"]
         for lb in k["lbs"]:
             self.address[lb["name"]] = lb["address"]
+        # kubeadm's PKI: one directory per master, the same CA in each
+        self.ca, self.ca_key = (os.path.join(self.dir, "m1", "pki", f"ca.{x}")
+                                for x in ("crt", "key"))
+
+    def kubeconfig(self, entry):
+        """The admin kubeconfig of an entry: "node" (its kha proxy), "vip", "m1"..."""
+        return os.path.join(self.dir, "kubeconfig", f"{entry}.conf")
+
+    def url(self, host):
+        """The apiserver URL of a master ("m1"), or the VIP's ("vip")."""
+        return f"https://{self.vip if host == 'vip' else self.address[host]}:6443"
+
+    def kha(self, *args, host="node", timeout=120, check=False):
+        """kha run inside a lab host (by its own path: the lab's PATH starts with the
+        Kubernetes programs)."""
+        return self.exec(host, kha_bin(), *args, timeout=timeout, check=check)
+
+    @contextlib.contextmanager
+    def namespace(self, prefix):
+        """A namespace of the test's own (a unique name), deleted afterwards with all it
+        holds (the namespace controller finishes that in the background)."""
+        name = f"{prefix}-{uuid.uuid4().hex[:6]}"
+        self.kubectl("create", "namespace", name)
+        try:
+            yield name
+        finally:
+            # the namespace first (no new pod can be made in it then), then its pods with
+            # --force: no kubelet confirms a bound pod's end, so they (and the namespace)
+            # would stay terminating for ever
+            self.kubectl("delete", "namespace", name, "--wait=false", "--ignore-not-found",
+                         check=False)
+            self.kubectl("delete", "pods", "-n", name, "--all", "--force", "--grace-period=0",
+                         check=False)
+
+    def service_account_token(self, namespace, name, duration="1h"):
+        """A ServiceAccount (created when missing) and a token of it from the real
+        TokenRequest API (kubectl create token)."""
+        if self.kubectl("get", "serviceaccount", "-n", namespace, name,
+                        check=False).returncode != 0:
+            self.kubectl("create", "serviceaccount", "-n", namespace, name)
+        return self.kubectl("create", "token", "-n", namespace, name,
+                            f"--duration={duration}").stdout.strip()
+
+    def wait_masters_listed(self, timeout=60):
+        """Waits until default/kubernetes lists every master (an apiserver another test
+        restarted re-registers within its lease reconcile interval)."""
+        want = sorted(self.address[m] for m in self.masters)
+
+        def listed():
+            slices = self.kubectl_json("get", "endpointslices", "-n", "default", "-l",
+                                       "kubernetes.io/service-name=kubernetes")["items"]
+            got = sorted(a for s in slices for e in s.get("endpoints") or []
+                         for a in e["addresses"])
+            return got == want
+        wait_until(listed, timeout, "default/kubernetes to list every master")
 
     def exec(self, host, *argv, timeout=60, check=True, input=None):
         """Runs argv inside host ("node", "lb1", "m1"...) with KUBECONFIG for its entry."""
@@ -146,6 +204,63 @@ class K8sLab:
             assert not proc_alive(p["pid"], p["start_time"]), f"{p['log']} did not stop"
             with open(p["log"], errors="replace") as f:
                 assert_no_sanitizer_report(f.read(), p["log"])
+
+
+def write_kubeconfig(path, server, ca=None, auth="none", token=None, cert=None, key=None,
+                     inline=False, relative=False, tls_server_name=None, insecure=False,
+                     context="kha-test", namespace=None, extra_user=None):
+    """Writes a kubeconfig; returns its path.
+
+    auth: "token" (token inline), "tokenFile" (token in a file next to it), "cert" (cert and
+    key files) or "none". inline: the CA and client certificate as *-data fields (base64)
+    instead of paths. relative: paths relative to the kubeconfig's directory (the files are
+    copied next to it). insecure: insecure-skip-tls-verify instead of ca.
+    """
+    path = str(path)
+    kdir = os.path.dirname(os.path.abspath(path))
+    os.makedirs(kdir, exist_ok=True)
+
+    def ref(src, field):
+        if inline:
+            with open(src, "rb") as f:
+                return f"    {field}-data: {base64.b64encode(f.read()).decode()}\n"
+        if relative:
+            dst = os.path.join(kdir, "files", os.path.basename(src))
+            os.makedirs(os.path.dirname(dst), exist_ok=True)
+            with open(src, "rb") as fi, open(dst, "wb") as fo:
+                fo.write(fi.read())
+            return f"    {field}: files/{os.path.basename(src)}\n"
+        return f"    {field}: {src}\n"
+
+    cluster = f"    server: {server}\n"
+    if insecure:
+        cluster += "    insecure-skip-tls-verify: true\n"
+    elif ca:
+        cluster += ref(ca, "certificate-authority")
+    if tls_server_name:
+        cluster += f"    tls-server-name: {tls_server_name}\n"
+    user = ""
+    if auth == "token":
+        user = f"    token: {token}\n"
+    elif auth == "tokenFile":
+        tf = os.path.join(kdir, "token")
+        with open(tf, "w", encoding="ascii") as f:
+            f.write(token + "\n")
+        user = "    tokenFile: token\n" if relative else f"    tokenFile: {tf}\n"
+    elif auth == "cert":
+        user = ref(cert, "client-certificate") + ref(key, "client-key")
+    user += extra_user or ""
+    ctx_ns = f"    namespace: {namespace}\n" if namespace else ""
+    text = ("apiVersion: v1\nkind: Config\n"
+            f"current-context: {context}\n"
+            "clusters:\n- name: kha-test-cluster\n  cluster:\n" + cluster +
+            "contexts:\n"
+            f"- name: {context}\n  context:\n    cluster: kha-test-cluster\n"
+            "    user: kha-test-user\n" + ctx_ns +
+            "users:\n- name: kha-test-user\n  user:\n" + (user or "    {}\n"))
+    with open(path, "w", encoding="ascii") as f:
+        f.write(text)
+    return path
 
 
 def start_lab(tmp_path_factory):

@@ -36,7 +36,6 @@ One resourceVersion counter (as etcd's revision) orders every change. Tests driv
 Certificates come from the openssl CLI (TestPKI). Everything runs in threads of the test
 process; stop() (or leaving the with block) closes every connection.
 """
-import base64
 import copy
 import datetime
 import http.server
@@ -98,11 +97,6 @@ def status_object(code, reason, message, details=None):
 
 def _now_rfc3339():
     return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _b64(path):
-    with open(path, "rb") as f:
-        return base64.b64encode(f.read()).decode("ascii")
 
 
 class _Watch:
@@ -496,58 +490,16 @@ class KubeAPI:
     def write_kubeconfig(self, path, auth="token", inline=False, server=None, ca_cert=None,
                          tls_server_name=None, insecure=False, token=None, relative=False,
                          context="kha-test", namespace=None, extra_user=None):
-        """Writes a kubeconfig for this server; returns its path.
-
-        auth: "token", "tokenFile", "cert" or "none". inline: certificates as *-data fields
-        (base64) instead of paths. relative: paths relative to the kubeconfig's directory
-        (the files are copied next to it). ca_cert: another CA file to trust (wrong-CA tests).
-        """
-        path = str(path)
-        kdir = os.path.dirname(os.path.abspath(path))
-        os.makedirs(kdir, exist_ok=True)
-        ca = ca_cert or self.pki.ca_cert
-
-        def ref(src, key):
-            if inline:
-                return f"    {key}-data: {_b64(src)}\n"
-            if relative:
-                dst = os.path.join(kdir, "files", os.path.basename(src))
-                os.makedirs(os.path.dirname(dst), exist_ok=True)
-                with open(src, "rb") as fi, open(dst, "wb") as fo:
-                    fo.write(fi.read())
-                return f"    {key}: files/{os.path.basename(src)}\n"
-            return f"    {key}: {src}\n"
-
-        cluster = f"    server: {server or self.url}\n"
-        if insecure:
-            cluster += "    insecure-skip-tls-verify: true\n"
-        else:
-            cluster += ref(ca, "certificate-authority")
-        if tls_server_name:
-            cluster += f"    tls-server-name: {tls_server_name}\n"
-        user = ""
-        if auth == "token":
-            user = f"    token: {token or next(iter(self.tokens))}\n"
-        elif auth == "tokenFile":
-            tf = os.path.join(kdir, "token")
-            with open(tf, "w", encoding="ascii") as f:
-                f.write((token or next(iter(self.tokens))) + "\n")
-            user = "    tokenFile: token\n" if relative else f"    tokenFile: {tf}\n"
-        elif auth == "cert":
-            user = ref(self.pki.client_cert, "client-certificate")
-            user += ref(self.pki.client_key, "client-key")
-        user += extra_user or ""
-        ctx_ns = f"    namespace: {namespace}\n" if namespace else ""
-        text = ("apiVersion: v1\nkind: Config\n"
-                f"current-context: {context}\n"
-                "clusters:\n- name: kha-test-cluster\n  cluster:\n" + cluster +
-                "contexts:\n"
-                f"- name: {context}\n  context:\n    cluster: kha-test-cluster\n"
-                "    user: kha-test-user\n" + ctx_ns +
-                "users:\n- name: kha-test-user\n  user:\n" + (user or "    {}\n"))
-        with open(path, "w", encoding="ascii") as f:
-            f.write(text)
-        return path
+        """Writes a kubeconfig for this server (k8s.write_kubeconfig with this server's URL,
+        CA, first token and client certificate); returns its path. ca_cert: another CA file
+        to trust (wrong-CA tests)."""
+        from kha_testlib.k8s import write_kubeconfig
+        return write_kubeconfig(path, server or self.url, ca=ca_cert or self.pki.ca_cert,
+                                auth=auth, token=token or next(iter(self.tokens)),
+                                cert=self.pki.client_cert, key=self.pki.client_key,
+                                inline=inline, relative=relative,
+                                tls_server_name=tls_server_name, insecure=insecure,
+                                context=context, namespace=namespace, extra_user=extra_user)
 
     # -- internals ---------------------------------------------------------------------------
 
