@@ -300,6 +300,9 @@ class EtcdCluster:
                 if not self._member_ready(m):
                     return False
                 st = self.status(m.index)
+                # etcd's JSON leaves a zero field out: no "leader" while an election runs
+                if int(st.get("leader", "0")) == 0:
+                    return False
                 leaders.add(st["leader"])
                 running_ids.add(st["header"]["member_id"])
             return len(leaders) == 1 and leaders <= running_ids
