@@ -43,12 +43,12 @@ static void usage(FILE *out)
 		"--cert c.crt --key c.key\n");
 }
 
-static int print_json(const struct kha_consistency_report *r)
+static int print_json(const struct kha_etcdops_consistency_report *r)
 {
 	json_t *members = json_array();
 
 	for (size_t i = 0; members && i < r->n_members; i++) {
-		const struct kha_consistency_member *m = &r->members[i];
+		const struct kha_etcdops_consistency_member *m = &r->members[i];
 		bool hashed = m->reachable && m->hash_r == 0;
 
 		json_array_append_new(
@@ -63,11 +63,11 @@ static int print_json(const struct kha_consistency_report *r)
 				  "hash_revision",
 				  hashed && m->hash_revision ? json_integer(m->hash_revision)
 							     : json_null(),
-				  "state", kha_consistency_state_name(m->state), "error",
+				  "state", kha_etcdops_consistency_state_name(m->state), "error",
 				  m->error[0] ? json_string(m->error) : json_null()));
 	}
 	return cmd_print_json(json_pack("{s:s, s:s, s:I, s:I, s:o, s:i, s:i, s:i, s:o}", "verdict",
-					kha_consistency_verdict_name(r->verdict), "summary",
+					kha_etcdops_consistency_verdict_name(r->verdict), "summary",
 					r->summary, "revision", (json_int_t)r->revision,
 					"compact_revision", (json_int_t)r->compact_revision, "hash",
 					r->agreeing ? json_integer(r->hash) : json_null(),
@@ -75,7 +75,7 @@ static int print_json(const struct kha_consistency_report *r)
 					"attempts", (int)r->attempts, "members", members));
 }
 
-static void print_table(const struct kha_consistency_report *r)
+static void print_table(const struct kha_etcdops_consistency_report *r)
 {
 	size_t wn = 4, we = 8;
 
@@ -91,7 +91,7 @@ static void print_table(const struct kha_consistency_report *r)
 	printf("%-*s  %-16s  %-*s  %-10s  %-8s  %s\n", (int)wn, "NAME", "ID", (int)we, "ENDPOINT",
 	       "REVISION", "HASH", "STATE");
 	for (size_t i = 0; i < r->n_members; i++) {
-		const struct kha_consistency_member *m = &r->members[i];
+		const struct kha_etcdops_consistency_member *m = &r->members[i];
 		char id[24], rev[24], hash[16];
 
 		snprintf(id, sizeof(id), "%" PRIx64, m->id);
@@ -105,7 +105,8 @@ static void print_table(const struct kha_consistency_report *r)
 			snprintf(hash, sizeof(hash), "-");
 		printf("%-*s  %-16s  %-*s  %-10s  %-8s  %s%s%s\n", (int)wn,
 		       m->name[0] ? m->name : "-", id, (int)we, m->endpoint, rev, hash,
-		       kha_consistency_state_name(m->state), m->error[0] ? ": " : "", m->error);
+		       kha_etcdops_consistency_state_name(m->state), m->error[0] ? ": " : "",
+		       m->error);
 	}
 	printf("\n%s\n", r->summary);
 }
@@ -120,7 +121,7 @@ static int consistency(int argc, char **argv)
 		{},
 	};
 	struct kha_etcd_config cfg = {};
-	struct kha_consistency_report rep = {};
+	struct kha_etcdops_consistency_report rep = {};
 	struct kha_diag d = {};
 	uint64_t timeout_us = 0;
 	bool json = false;
@@ -157,7 +158,7 @@ static int consistency(int argc, char **argv)
 			argv[optind]);
 		goto out;
 	}
-	r = kha_consistency_check(&cfg, timeout_us, &rep, &d);
+	r = kha_etcdops_consistency_check(&cfg, timeout_us, &rep, &d);
 	if (r < 0) {
 		code = cmd_fail("kha etcd check consistency", json, cmd_etcd_exit_code(r, &d), "%s",
 				d.msg);
@@ -175,10 +176,10 @@ static int consistency(int argc, char **argv)
 	case KHA_CONSISTENT:
 		code = KHA_EXIT_OK;
 		break;
-	case KHA_CONSISTENCY_DIVERGED:
+	case KHA_ETCDOPS_CONSISTENCY_DIVERGED:
 		code = KHA_EXIT_CRITICAL;
 		break;
-	case KHA_CONSISTENCY_UNKNOWN:
+	case KHA_ETCDOPS_CONSISTENCY_UNKNOWN:
 		code = KHA_EXIT_UNAVAILABLE;
 		break;
 	default:
@@ -186,7 +187,7 @@ static int consistency(int argc, char **argv)
 		break;
 	}
 out:
-	kha_consistency_report_release(&rep);
+	kha_etcdops_consistency_report_release(&rep);
 	kha_etcd_config_release(&cfg);
 	return code;
 }

@@ -45,26 +45,26 @@ static void usage(FILE *out)
 		"--cert c.crt --key c.key\n");
 }
 
-static void on_progress(void *userdata, const struct kha_defrag_member *m, const char *what)
+static void on_progress(void *userdata, const struct kha_etcdops_defrag_member *m, const char *what)
 {
 	(void)userdata;
 	fprintf(stderr, "kha etcd defrag: %s%s: %s\n", m->name[0] ? m->name : m->endpoint,
 		m->is_leader ? " (leader)" : "", what);
 }
 
-static const char *role(const struct kha_defrag_member *m)
+static const char *role(const struct kha_etcdops_defrag_member *m)
 {
 	return m->is_leader ? "leader" : m->is_learner ? "learner" : "follower";
 }
 
-static void print_table(const struct kha_defrag_report *rep)
+static void print_table(const struct kha_etcdops_defrag_report *rep)
 {
 	char a[32], b[32], c[32], dur[32];
 
 	printf("%-16s  %-8s  %-10s  %-10s  %-10s  %s\n", "MEMBER", "ROLE", "BEFORE", "AFTER",
 	       "RECLAIMED", "DURATION");
 	for (size_t i = 0; i < rep->n_members; i++) {
-		const struct kha_defrag_member *m = &rep->members[i];
+		const struct kha_etcdops_defrag_member *m = &rep->members[i];
 
 		if (!m->done) {
 			printf("%-16s  %-8s  %s\n", m->name, role(m), m->r ? m->error : "not done");
@@ -86,13 +86,13 @@ static void print_table(const struct kha_defrag_report *rep)
 		       "(etcdctl alarm disarm)\n");
 }
 
-static int print_json(const struct kha_defrag_report *rep, const char *error)
+static int print_json(const struct kha_etcdops_defrag_report *rep, const char *error)
 {
 	json_t *members = json_array();
 	char id[24];
 
 	for (size_t i = 0; members && i < rep->n_members; i++) {
-		const struct kha_defrag_member *m = &rep->members[i];
+		const struct kha_etcdops_defrag_member *m = &rep->members[i];
 
 		snprintf(id, sizeof(id), "%" PRIx64, m->id);
 		json_array_append_new(
@@ -127,12 +127,12 @@ int cmd_etcd_defrag_main(int argc, char **argv)
 		{},
 	};
 	struct kha_etcd_config cfg = {};
-	struct kha_defrag_opts o = {
+	struct kha_etcdops_defrag_opts o = {
 		.cfg = &cfg,
 		.cancel = &cmd_interrupted,
 		.progress = on_progress,
 	};
-	struct kha_defrag_report rep = {};
+	struct kha_etcdops_defrag_report rep = {};
 	struct kha_diag d = {};
 	bool json = false;
 	uint64_t *dur;
@@ -182,7 +182,7 @@ int cmd_etcd_defrag_main(int argc, char **argv)
 		goto out;
 	}
 	cmd_catch_signals();
-	r = kha_defrag_rolling(&o, &rep, &d);
+	r = kha_etcdops_defrag_rolling(&o, &rep, &d);
 	if (r < 0) {
 		if (r == -EAGAIN && rep.n_members == 0) {
 			fprintf(stderr, "kha etcd defrag: refused: %s (--force to do it anyway)\n",
@@ -212,7 +212,7 @@ int cmd_etcd_defrag_main(int argc, char **argv)
 		code = KHA_EXIT_OK;
 	}
 out:
-	kha_defrag_report_release(&rep);
+	kha_etcdops_defrag_report_release(&rep);
 	kha_etcd_config_release(&cfg);
 	return code;
 }

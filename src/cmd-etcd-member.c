@@ -169,7 +169,7 @@ static int add_peer_urls(struct opts *o, const char *list)
 	for (tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
 		char **grown;
 
-		if (kha_member_check_peer_url(tok, &d) < 0) {
+		if (kha_etcdops_member_check_peer_url(tok, &d) < 0) {
 			fprintf(stderr, "kha etcd member %s: --peer-urls: %s\n", o->sub, d.msg);
 			return -EINVAL;
 		}
@@ -382,16 +382,17 @@ static const char *name_cell(char *buf, size_t n, const struct kha_etcd_member *
 
 /* Runs the guard; prints a refusal or a warning. Returns 0 to proceed or an exit code. */
 static int guard(const struct opts *o, const struct kha_etcd_cluster_report *rep,
-		 const struct kha_guard_request *req, struct kha_guard_verdict *v)
+		 const struct kha_etcdops_guard_request *req, struct kha_etcdops_guard_verdict *v)
 {
-	struct kha_guard_member *gm = calloc(rep->n_members ? rep->n_members : 1, sizeof(*gm));
-	struct kha_guard_cluster gc;
+	struct kha_etcdops_guard_member *gm =
+		calloc(rep->n_members ? rep->n_members : 1, sizeof(*gm));
+	struct kha_etcdops_guard_cluster gc;
 	int r;
 
 	if (!gm)
 		return KHA_EXIT_SOFTWARE;
-	kha_guard_from_report(rep, gm, &gc);
-	r = kha_guard_check(&gc, req, v);
+	kha_etcdops_guard_from_report(rep, gm, &gc);
+	r = kha_etcdops_guard_check(&gc, req, v);
 	free(gm);
 	if (r < 0)
 		return KHA_EXIT_SOFTWARE;
@@ -412,8 +413,8 @@ static int guard(const struct opts *o, const struct kha_etcd_cluster_report *rep
 }
 
 /* Runs the guard on the cluster as it is now. Returns 0 to proceed or an exit code. */
-static int guard_now(struct opts *o, const struct kha_guard_request *req,
-		     struct kha_guard_verdict *v)
+static int guard_now(struct opts *o, const struct kha_etcdops_guard_request *req,
+		     struct kha_etcdops_guard_verdict *v)
 {
 	struct kha_etcd_cluster_report rep = {};
 	int code = report(o, &rep);
@@ -426,13 +427,13 @@ static int guard_now(struct opts *o, const struct kha_guard_request *req,
 }
 
 /*
- * Runs the guard on a change of the member at idx of rep (kha_member_find's answer, with d
+ * Runs the guard on a change of the member at idx of rep (kha_etcdops_member_find's answer, with d
  * saying why when negative): sets req->target, and its label in name. Releases rep. Returns 0
  * to proceed or an exit code.
  */
 static int guard_member(struct opts *o, struct kha_etcd_cluster_report *rep, int idx,
-			const struct kha_diag *d, struct kha_guard_request *req,
-			struct kha_guard_verdict *v, char *name, size_t size)
+			const struct kha_diag *d, struct kha_etcdops_guard_request *req,
+			struct kha_etcdops_guard_verdict *v, char *name, size_t size)
 {
 	int code;
 
@@ -455,7 +456,7 @@ static int dump(json_t *o)
 	return r == -ENOMEM ? KHA_EXIT_SOFTWARE : r < 0 ? KHA_EXIT_IOERR : KHA_EXIT_OK;
 }
 
-static json_t *guard_json(const struct kha_guard_verdict *v)
+static json_t *guard_json(const struct kha_etcdops_guard_verdict *v)
 {
 	return json_pack("{s:i, s:i, s:i, s:i, s:i, s:i, s:s}", "voters_before",
 			 (int)v->voters_before, "voters_after", (int)v->voters_after,
@@ -486,7 +487,7 @@ static bool retry_unhealthy(struct opts *o, int r, const struct kha_diag *d, uin
 }
 
 /*
- * kha_member_find, then the name a not yet started member was added with (etcd knows names
+ * kha_etcdops_member_find, then the name a not yet started member was added with (etcd knows names
  * only from the start on; kha etcd member add records them).
  */
 static int find_member(struct opts *o, const struct kha_etcd_cluster_report *rep,
@@ -494,13 +495,13 @@ static int find_member(struct opts *o, const struct kha_etcd_cluster_report *rep
 {
 	kha_auto(kha_etcd_freep) struct kha_etcd *c = NULL;
 	struct kha_diag ld = {};
-	int idx = kha_member_find(rep, o->arg, d);
+	int idx = kha_etcdops_member_find(rep, o->arg, d);
 
 	int found;
 
 	if (idx != -ENOENT || kha_etcd_new(&o->cfg, &c, &ld) < 0)
 		return idx;
-	found = kha_member_name_lookup(c, rep, o->arg, &ld);
+	found = kha_etcdops_member_name_lookup(c, rep, o->arg, &ld);
 	if (found < 0)
 		return idx;
 	kha_diag_clear(d);
@@ -515,11 +516,11 @@ static void remember_name(struct opts *o, uint64_t id, const char *name)
 	int r = kha_etcd_new(&o->cfg, &c, &d);
 
 	if (r == 0)
-		r = name ? kha_member_name_record(c, id, name, &d)
-			 : kha_member_name_forget(c, id, &d);
+		r = name ? kha_etcdops_member_name_record(c, id, name, &d)
+			 : kha_etcdops_member_name_forget(c, id, &d);
 	if (r < 0 && name)
 		fprintf(stderr,
-			"kha etcd member %s: note: could not record the name %s under " KHA_MEMBER_NAME_PREFIX
+			"kha etcd member %s: note: could not record the name %s under " KHA_ETCDOPS_MEMBER_NAME_PREFIX
 			" (%s): until it starts, name it by its id %" PRIx64 "\n",
 			o->sub, name, d.msg, id);
 }
@@ -605,7 +606,7 @@ static int cmd_list(struct opts *o)
 
 /* ---- add ---------------------------------------------------------------------------------- */
 
-static void print_start(const struct kha_member_start *s, bool learner)
+static void print_start(const struct kha_etcdops_member_start *s, bool learner)
 {
 	printf("Start it with these flags (plus its own --data-dir, --listen-*-urls,\n"
 	       "--advertise-client-urls and TLS flags):\n\n"
@@ -623,7 +624,7 @@ static void print_start(const struct kha_member_start *s, bool learner)
 	fflush(stdout);
 }
 
-static json_t *start_json(const struct kha_member_start *s)
+static json_t *start_json(const struct kha_etcdops_member_start *s)
 {
 	return json_pack("{s:[s,s,s,s,s,s,s,s], s:{s:s, s:s, s:s, s:s}}", "flags", "--name",
 			 s->name, "--initial-cluster", s->initial_cluster,
@@ -683,7 +684,7 @@ static bool ambiguous(int r, const struct kha_diag *d)
 }
 
 static int do_add(struct opts *o, const char *name, bool learner,
-		  struct kha_etcd_member *ret_member, struct kha_member_start *ret_start)
+		  struct kha_etcd_member *ret_member, struct kha_etcdops_member_start *ret_start)
 {
 	struct kha_etcd_member_list list = {};
 	struct kha_diag d = {};
@@ -714,7 +715,8 @@ static int do_add(struct opts *o, const char *name, bool learner,
 				"kha etcd member %s: the answer was lost (%s), but the member list "
 				"shows the new member: it was added\n",
 				o->sub, d.msg);
-			r = kha_member_start_flags(&list, list.members[i].id, name, ret_start);
+			r = kha_etcdops_member_start_flags(&list, list.members[i].id, name,
+							   ret_start);
 			*ret_member = list.members[i];
 			memset(&list.members[i], 0, sizeof(list.members[i]));
 			kha_etcd_member_list_release(&list);
@@ -729,7 +731,7 @@ static int do_add(struct opts *o, const char *name, bool learner,
 	}
 	if (r < 0)
 		return fail(o, r, &d);
-	r = kha_member_start_flags(&list, ret_member->id, name, ret_start);
+	r = kha_etcdops_member_start_flags(&list, ret_member->id, name, ret_start);
 	kha_etcd_member_list_release(&list);
 	if (r < 0) {
 		fprintf(stderr, "kha etcd member %s: the member list lacks the new member\n",
@@ -741,15 +743,15 @@ static int do_add(struct opts *o, const char *name, bool learner,
 
 static int cmd_add(struct opts *o)
 {
-	struct kha_guard_request req = {
-		.op = o->learner ? KHA_GUARD_ADD_LEARNER : KHA_GUARD_ADD,
+	struct kha_etcdops_guard_request req = {
+		.op = o->learner ? KHA_ETCDOPS_GUARD_ADD_LEARNER : KHA_ETCDOPS_GUARD_ADD,
 		.name = o->arg,
 		.peer_urls = (const char *const *)o->peer_urls,
 		.n_peer_urls = o->n_peer_urls,
 	};
-	struct kha_guard_verdict v;
+	struct kha_etcdops_guard_verdict v;
 	struct kha_etcd_member m = {};
-	struct kha_member_start s = {};
+	struct kha_etcdops_member_start s = {};
 	int code = guard_now(o, &req, &v);
 
 	if (code)
@@ -771,7 +773,7 @@ static int cmd_add(struct opts *o)
 		print_start(&s, o->learner);
 	}
 	kha_etcd_member_release(&m);
-	kha_member_start_release(&s);
+	kha_etcdops_member_start_release(&s);
 	return code;
 }
 
@@ -824,8 +826,8 @@ static int remove_member(struct opts *o, uint64_t id)
 static int cmd_remove(struct opts *o)
 {
 	struct kha_etcd_cluster_report rep = {};
-	struct kha_guard_request req = {.op = KHA_GUARD_REMOVE};
-	struct kha_guard_verdict v;
+	struct kha_etcdops_guard_request req = {.op = KHA_ETCDOPS_GUARD_REMOVE};
+	struct kha_etcdops_guard_verdict v;
 	struct kha_diag d = {};
 	char name[128];
 	int code = report(o, &rep), idx;
@@ -866,8 +868,8 @@ static int promote(struct opts *o, uint64_t id)
 	struct kha_diag d = {};
 	int r;
 
-	r = kha_member_promote_wait(&o->cfg, id, o->timeout_us, &cmd_interrupted, on_progress, o,
-				    &d);
+	r = kha_etcdops_member_promote_wait(&o->cfg, id, o->timeout_us, &cmd_interrupted,
+					    on_progress, o, &d);
 	cmd_progress_done(&o->progress);
 	if (r == -ECANCELED && cmd_interrupted) {
 		fprintf(stderr, "kha etcd member %s: interrupted (the learner stays a learner)\n",
@@ -888,8 +890,8 @@ static bool has_unstarted_learner(const struct kha_etcd_cluster_report *rep)
 static int cmd_promote(struct opts *o)
 {
 	struct kha_etcd_cluster_report rep = {};
-	struct kha_guard_request req = {.op = KHA_GUARD_PROMOTE};
-	struct kha_guard_verdict v;
+	struct kha_etcdops_guard_request req = {.op = KHA_ETCDOPS_GUARD_PROMOTE};
+	struct kha_etcdops_guard_verdict v;
 	struct kha_diag d = {};
 	uint64_t end = kha_now_us() + o->timeout_us;
 	char name[128];
@@ -909,8 +911,8 @@ static int cmd_promote(struct opts *o)
 		int r;
 
 		kha_etcd_cluster_report_release(&rep);
-		r = kha_member_wait_started(&o->cfg, id, 1000, o->timeout_us, &cmd_interrupted,
-					    on_progress, o, &d);
+		r = kha_etcdops_member_wait_started(&o->cfg, id, 1000, o->timeout_us,
+						    &cmd_interrupted, on_progress, o, &d);
 		cmd_progress_done(&o->progress);
 		if (r == -ECANCELED && cmd_interrupted) {
 			fprintf(stderr, "kha etcd member promote: interrupted\n");
@@ -973,9 +975,9 @@ static int cmd_promote(struct opts *o)
 /* ---- replace ------------------------------------------------------------------------------ */
 
 /* Guards and removes OLD with the cluster as it is now. */
-static int replace_remove_old(struct opts *o, uint64_t old_id, struct kha_guard_verdict *v)
+static int replace_remove_old(struct opts *o, uint64_t old_id, struct kha_etcdops_guard_verdict *v)
 {
-	struct kha_guard_request req = {.op = KHA_GUARD_REMOVE, .target = old_id};
+	struct kha_etcdops_guard_request req = {.op = KHA_ETCDOPS_GUARD_REMOVE, .target = old_id};
 	int code = guard_now(o, &req, v);
 
 	if (!code)
@@ -986,15 +988,16 @@ static int replace_remove_old(struct opts *o, uint64_t old_id, struct kha_guard_
 }
 
 /* Guards and adds NEW as a learner, prints its flags. */
-static int replace_add_new(struct opts *o, struct kha_etcd_member *m, struct kha_member_start *s)
+static int replace_add_new(struct opts *o, struct kha_etcd_member *m,
+			   struct kha_etcdops_member_start *s)
 {
-	struct kha_guard_request req = {
-		.op = KHA_GUARD_ADD_LEARNER,
+	struct kha_etcdops_guard_request req = {
+		.op = KHA_ETCDOPS_GUARD_ADD_LEARNER,
 		.name = o->name,
 		.peer_urls = (const char *const *)o->peer_urls,
 		.n_peer_urls = o->n_peer_urls,
 	};
-	struct kha_guard_verdict v;
+	struct kha_etcdops_guard_verdict v;
 	int code = guard_now(o, &req, &v);
 
 	if (!code)
@@ -1007,9 +1010,9 @@ static int replace_add_new(struct opts *o, struct kha_etcd_member *m, struct kha
 static int cmd_replace(struct opts *o)
 {
 	struct kha_etcd_cluster_report rep = {};
-	struct kha_guard_verdict v = {};
+	struct kha_etcdops_guard_verdict v = {};
 	struct kha_etcd_member m = {};
-	struct kha_member_start s = {};
+	struct kha_etcdops_member_start s = {};
 	struct kha_diag d = {};
 	char old[128];
 	uint64_t old_id;
@@ -1058,8 +1061,8 @@ static int cmd_replace(struct opts *o)
 	printf("\nStep %d/4: waiting for %s to start and catch up...\n", step++, o->name);
 	fflush(stdout);
 
-	code = kha_member_wait_started(&o->cfg, m.id, 1000, o->start_timeout_us, &cmd_interrupted,
-				       on_progress, o, &d);
+	code = kha_etcdops_member_wait_started(&o->cfg, m.id, 1000, o->start_timeout_us,
+					       &cmd_interrupted, on_progress, o, &d);
 	cmd_progress_done(&o->progress);
 	if (code < 0) {
 		if (code == -ECANCELED && cmd_interrupted)
@@ -1119,7 +1122,7 @@ static int cmd_replace(struct opts *o)
 	kha_etcd_cluster_report_release(&rep);
 out:
 	kha_etcd_member_release(&m);
-	kha_member_start_release(&s);
+	kha_etcdops_member_start_release(&s);
 	return code;
 }
 

@@ -258,19 +258,19 @@ static json_t *member_json(const struct kha_etcd_member_report *m)
 		"alarms", alarms, "errors", cmd_json_strings(m->errors, m->n_errors));
 }
 
-static json_t *consistency_json(const struct kha_consistency_report *c)
+static json_t *consistency_json(const struct kha_etcdops_consistency_report *c)
 {
 	if (!c)
 		return json_null();
 	return json_pack("{s:s, s:I, s:i, s:i, s:s}", "verdict",
-			 kha_consistency_verdict_name(c->verdict), "revision",
+			 kha_etcdops_consistency_verdict_name(c->verdict), "revision",
 			 (json_int_t)c->revision, "compared", (json_int_t)c->compared, "agreeing",
 			 (json_int_t)c->agreeing, "summary", c->summary);
 }
 
 /* deep: the consistency check of --deep, or NULL (then "consistency" is null) */
 static int print_json(const struct kha_etcd_cluster_report *rep,
-		      const struct kha_consistency_report *deep)
+		      const struct kha_etcdops_consistency_report *deep)
 {
 	const struct kha_etcd_health *h = &rep->health;
 	json_t *members = json_array(), *leader = json_null();
@@ -299,7 +299,7 @@ int cmd_etcd_status_main(int argc, char **argv)
 {
 	struct status_opts o = {};
 	struct kha_etcd_cluster_report rep = {};
-	struct kha_consistency_report deep = {};
+	struct kha_etcdops_consistency_report deep = {};
 	struct kha_diag d = {};
 	int r, code;
 
@@ -317,16 +317,16 @@ int cmd_etcd_status_main(int argc, char **argv)
 	 * through snapshots); a check that could not complete only degrades */
 	if (o.deep) {
 		kha_diag_clear(&d);
-		if (kha_consistency_check(&o.cfg, o.timeout_us, &deep, &d) < 0) {
+		if (kha_etcdops_consistency_check(&o.cfg, o.timeout_us, &deep, &d) < 0) {
 			snprintf(deep.summary, sizeof(deep.summary), "not checked: %s", d.msg);
-			deep.verdict = KHA_CONSISTENCY_UNKNOWN;
+			deep.verdict = KHA_ETCDOPS_CONSISTENCY_UNKNOWN;
 		}
 	}
 	kha_etcd_config_release(&o.cfg);
 	if (o.json) {
 		if (print_json(&rep, o.deep ? &deep : NULL) < 0) {
 			kha_etcd_cluster_report_release(&rep);
-			kha_consistency_report_release(&deep);
+			kha_etcdops_consistency_report_release(&deep);
 			fprintf(stderr, "kha etcd status: cannot write the report\n");
 			return KHA_EXIT_IOERR;
 		}
@@ -346,11 +346,11 @@ int cmd_etcd_status_main(int argc, char **argv)
 		code = KHA_EXIT_CRITICAL;
 		break;
 	}
-	if (o.deep && deep.verdict == KHA_CONSISTENCY_DIVERGED)
+	if (o.deep && deep.verdict == KHA_ETCDOPS_CONSISTENCY_DIVERGED)
 		code = KHA_EXIT_CRITICAL;
 	else if (o.deep && deep.verdict != KHA_CONSISTENT && code == KHA_EXIT_OK)
 		code = KHA_EXIT_DEGRADED;
-	kha_consistency_report_release(&deep);
+	kha_etcdops_consistency_report_release(&deep);
 	kha_etcd_cluster_report_release(&rep);
 	return code;
 }

@@ -38,7 +38,7 @@ int cmd_etcd_common_flag(const char *name, struct kha_etcd_config *cfg, int opt,
 /*
  * The exit code of a failed request (r a negative errno, d its diag): kha_exit_from_errno's,
  * except that what it cannot place (but ENOMEM) is a member that did not answer (69), and an
- * unknown member name (kha_member_find) a usage error (64).
+ * unknown member name (kha_etcdops_member_find) a usage error (64).
  */
 int cmd_etcd_exit_code(int r, const struct kha_diag *d);
 

@@ -15,8 +15,8 @@
 
 #define POLL_US (500 * KHA_USEC_PER_MSEC)
 
-int kha_member_find(const struct kha_etcd_cluster_report *rep, const char *name_or_id,
-		    struct kha_diag *d)
+int kha_etcdops_member_find(const struct kha_etcd_cluster_report *rep, const char *name_or_id,
+			    struct kha_diag *d)
 {
 	long found = -1;
 	char list[256] = "";
@@ -57,10 +57,11 @@ int kha_member_find(const struct kha_etcd_cluster_report *rep, const char *name_
 
 static void name_key(char *buf, size_t size, uint64_t id)
 {
-	snprintf(buf, size, KHA_MEMBER_NAME_PREFIX "%" PRIx64, id);
+	snprintf(buf, size, KHA_ETCDOPS_MEMBER_NAME_PREFIX "%" PRIx64, id);
 }
 
-int kha_member_name_record(struct kha_etcd *c, uint64_t id, const char *name, struct kha_diag *d)
+int kha_etcdops_member_name_record(struct kha_etcd *c, uint64_t id, const char *name,
+				   struct kha_diag *d)
 {
 	char key[64];
 	struct kha_etcd_put_req req = {.key = key, .value = name};
@@ -69,7 +70,7 @@ int kha_member_name_record(struct kha_etcd *c, uint64_t id, const char *name, st
 	return kha_etcd_put(c, &req, NULL, d);
 }
 
-int kha_member_name_forget(struct kha_etcd *c, uint64_t id, struct kha_diag *d)
+int kha_etcdops_member_name_forget(struct kha_etcd *c, uint64_t id, struct kha_diag *d)
 {
 	char key[64];
 	struct kha_etcd_delete_req req = {.r = {.key = key}};
@@ -78,8 +79,8 @@ int kha_member_name_forget(struct kha_etcd *c, uint64_t id, struct kha_diag *d)
 	return kha_etcd_delete(c, &req, NULL, d);
 }
 
-int kha_member_name_lookup(struct kha_etcd *c, const struct kha_etcd_cluster_report *rep,
-			   const char *name, struct kha_diag *d)
+int kha_etcdops_member_name_lookup(struct kha_etcd *c, const struct kha_etcd_cluster_report *rep,
+				   const char *name, struct kha_diag *d)
 {
 	for (size_t i = 0; i < rep->n_members; i++) {
 		const struct kha_etcd_member *m = &rep->members[i].member;
@@ -104,7 +105,7 @@ int kha_member_name_lookup(struct kha_etcd *c, const struct kha_etcd_cluster_rep
 	return -ENOENT;
 }
 
-int kha_member_check_peer_url(const char *url, struct kha_diag *d)
+int kha_etcdops_member_check_peer_url(const char *url, struct kha_diag *d)
 {
 	const char *host, *port, *p;
 
@@ -148,7 +149,7 @@ int kha_member_check_peer_url(const char *url, struct kha_diag *d)
 	return 0;
 }
 
-void kha_member_start_release(struct kha_member_start *s)
+void kha_etcdops_member_start_release(struct kha_etcdops_member_start *s)
 {
 	if (!s)
 		return;
@@ -172,10 +173,10 @@ static int append(char **buf, size_t *len, const char *sep, const char *s)
 	return 0;
 }
 
-int kha_member_start_flags(const struct kha_etcd_member_list *members, uint64_t new_id,
-			   const char *new_name, struct kha_member_start *ret)
+int kha_etcdops_member_start_flags(const struct kha_etcd_member_list *members, uint64_t new_id,
+				   const char *new_name, struct kha_etcdops_member_start *ret)
 {
-	struct kha_member_start s = {};
+	struct kha_etcdops_member_start s = {};
 	size_t clen = 0, plen = 0;
 	bool found = false;
 	int r = 0;
@@ -204,7 +205,7 @@ int kha_member_start_flags(const struct kha_etcd_member_list *members, uint64_t 
 	if (r == 0 && !found)
 		r = -ENOENT;
 	if (r < 0) {
-		kha_member_start_release(&s);
+		kha_etcdops_member_start_release(&s);
 		return r;
 	}
 	*ret = s;
@@ -214,7 +215,7 @@ int kha_member_start_flags(const struct kha_etcd_member_list *members, uint64_t 
 /* ---- waits -------------------------------------------------------------------------------- */
 
 static void KHA_PRINTF(3, 4)
-	progress(kha_member_progress_fn fn, void *userdata, const char *fmt, ...)
+	progress(kha_etcdops_member_progress_fn fn, void *userdata, const char *fmt, ...)
 {
 	char buf[512];
 	va_list ap;
@@ -234,9 +235,10 @@ static uint64_t leader_index(const struct kha_etcd_cluster_report *rep)
 	return 0;
 }
 
-int kha_member_wait_started(const struct kha_etcd_config *cfg, uint64_t id, uint64_t lag,
-			    uint64_t timeout_us, const volatile sig_atomic_t *cancel,
-			    kha_member_progress_fn fn, void *userdata, struct kha_diag *d)
+int kha_etcdops_member_wait_started(const struct kha_etcd_config *cfg, uint64_t id, uint64_t lag,
+				    uint64_t timeout_us, const volatile sig_atomic_t *cancel,
+				    kha_etcdops_member_progress_fn fn, void *userdata,
+				    struct kha_diag *d)
 {
 	uint64_t end = kha_now_us() + timeout_us;
 	char last[256] = "no answer yet";
@@ -292,9 +294,10 @@ int kha_member_wait_started(const struct kha_etcd_config *cfg, uint64_t id, uint
 	}
 }
 
-int kha_member_promote_wait(const struct kha_etcd_config *cfg, uint64_t id, uint64_t timeout_us,
-			    const volatile sig_atomic_t *cancel, kha_member_progress_fn fn,
-			    void *userdata, struct kha_diag *d)
+int kha_etcdops_member_promote_wait(const struct kha_etcd_config *cfg, uint64_t id,
+				    uint64_t timeout_us, const volatile sig_atomic_t *cancel,
+				    kha_etcdops_member_progress_fn fn, void *userdata,
+				    struct kha_diag *d)
 {
 	kha_auto(kha_etcd_freep) struct kha_etcd *c = NULL;
 	uint64_t end = kha_now_us() + timeout_us;
