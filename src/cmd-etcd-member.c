@@ -20,10 +20,6 @@
 #define DEFAULT_PROMOTE_TIMEOUT_US (2 * 60 * KHA_USEC_PER_SEC)
 #define DEFAULT_START_TIMEOUT_US   (10 * 60 * KHA_USEC_PER_SEC)
 #define EXIT_REFUSED		   1
-#define UNHEALTHY_RETRY_US	   (15 * KHA_USEC_PER_SEC)
-#define AMBIGUOUS_US		   (3 * KHA_USEC_PER_SEC)
-#define CHANGE_ATTEMPTS		   3
-#define LEADER_WAIT_US		   (10 * KHA_USEC_PER_SEC)
 
 enum {
 	OPT_PEER_URLS = 0x100,
@@ -48,6 +44,7 @@ struct opts {
 	uint64_t start_timeout_us;
 	const char *arg;	      /* the positional NAME|ID */
 	struct cmd_progress progress; /* of the current wait */
+	struct kha_etcdops_change ch; /* the change, speaking through on_progress and on_note */
 };
 
 static void opts_release(struct opts *o)
@@ -310,58 +307,34 @@ static int fail(const struct opts *o, int r, const struct kha_diag *d)
 	return cmd_fail(who, o->json, cmd_etcd_exit_code(r, d), "%s", d->msg);
 }
 
-static bool live_leader(const struct kha_etcd_cluster_report *rep)
+/* A wait's state, rewritten in place; NULL: the wait is over. */
+static void on_progress(void *userdata, const char *text)
 {
-	long i = rep->health.leader_index;
+	struct opts *o = userdata;
+	char who[64];
 
-	return rep->health.leader && i >= 0 && rep->members[i].reachable;
-}
-
-/* Waits (up to LEADER_WAIT_US) until the members agree on a live, listed leader. */
-static void wait_live_leader(struct opts *o)
-{
-	uint64_t end = kha_now_us() + LEADER_WAIT_US;
-
-	while (kha_now_us() < end) {
-		struct kha_etcd_cluster_report rep = {};
-		bool ok = kha_etcd_cluster_report(&o->cfg, 0, 0, &rep, NULL) == 0 &&
-			  live_leader(&rep);
-
-		kha_etcd_cluster_report_release(&rep);
-		if (ok)
-			return;
-		usleep(300 * 1000);
+	if (!text) {
+		cmd_progress_done(&o->progress);
+		return;
 	}
+	snprintf(who, sizeof(who), "kha etcd member %s", o->sub);
+	cmd_progress_say(&o->progress, who, text);
 }
 
-/*
- * The cluster as it is now. A change needs a live leader: right after the leader died the
- * others still name it for a second or two, so wait (up to LEADER_WAIT_US) for the election
- * while quorum holds; the guards refuse when there is still none.
- */
+static void on_note(void *userdata, const char *text)
+{
+	const struct opts *o = userdata;
+
+	fprintf(stderr, "kha etcd member %s: %s\n", o->sub, text);
+}
+
+/* The cluster as it is now; a change waits for a live leader first (kha_etcdops_change_report). */
 static int report(struct opts *o, struct kha_etcd_cluster_report *rep)
 {
-	uint64_t end = kha_now_us() + LEADER_WAIT_US;
-	bool said = false;
+	struct kha_diag d = {};
+	int r = kha_etcdops_change_report(&o->ch, strcmp(o->sub, "list") != 0, rep, &d);
 
-	for (;;) {
-		struct kha_diag d = {};
-		int r = kha_etcd_cluster_report(&o->cfg, 0, 0, rep, &d);
-
-		if (r < 0)
-			return fail(o, r, &d);
-		if (strcmp(o->sub, "list") == 0 || live_leader(rep) || !rep->health.quorum_ok ||
-		    kha_now_us() >= end)
-			return 0;
-		if (!said)
-			fprintf(stderr,
-				"kha etcd member %s: no live leader yet (an election is "
-				"due): waiting\n",
-				o->sub);
-		said = true;
-		kha_etcd_cluster_report_release(rep);
-		usleep(300 * 1000);
-	}
+	return r < 0 ? fail(o, r, &d) : 0;
 }
 
 static const char *label(char *buf, size_t n, const struct kha_etcd_member *m)
@@ -465,59 +438,18 @@ static json_t *guard_json(const struct kha_etcdops_guard_verdict *v)
 			 "tolerance_after", v->tolerance_after, "warning", v->warning);
 }
 
-/*
- * etcd refuses membership changes until its leader has been connected to every voting member
- * for 5 s (strict reconfiguration check: "etcdserver: unhealthy cluster", e.g. just after a
- * member started): worth a few retries.
- */
-static bool retry_unhealthy(struct opts *o, int r, const struct kha_diag *d, uint64_t end)
-{
-	char who[64], text[512];
-
-	if (r != -EAGAIN || !strstr(d->msg, "unhealthy cluster") || kha_now_us() >= end) {
-		cmd_progress_done(&o->progress);
-		return false;
-	}
-	snprintf(who, sizeof(who), "kha etcd member %s", o->sub);
-	snprintf(text, sizeof(text), "etcd says the cluster is not settled yet (%s): retrying",
-		 d->msg);
-	cmd_progress_say(&o->progress, who, text);
-	usleep(500 * 1000);
-	return true;
-}
-
-/*
- * kha_etcdops_member_find, then the name a not yet started member was added with (etcd knows names
- * only from the start on; kha etcd member add records them).
- */
 static int find_member(struct opts *o, const struct kha_etcd_cluster_report *rep,
 		       struct kha_diag *d)
 {
-	kha_auto(kha_etcd_freep) struct kha_etcd *c = NULL;
-	struct kha_diag ld = {};
-	int idx = kha_etcdops_member_find(rep, o->arg, d);
-
-	int found;
-
-	if (idx != -ENOENT || kha_etcd_new(&o->cfg, &c, &ld) < 0)
-		return idx;
-	found = kha_etcdops_member_name_lookup(c, rep, o->arg, &ld);
-	if (found < 0)
-		return idx;
-	kha_diag_clear(d);
-	return found;
+	return kha_etcdops_change_find(&o->ch, rep, o->arg, d);
 }
 
 /* Records (add) or forgets (remove) the name of member id; a failure is only a note. */
 static void remember_name(struct opts *o, uint64_t id, const char *name)
 {
-	kha_auto(kha_etcd_freep) struct kha_etcd *c = NULL;
 	struct kha_diag d = {};
-	int r = kha_etcd_new(&o->cfg, &c, &d);
+	int r = kha_etcdops_change_name(&o->ch, id, name, &d);
 
-	if (r == 0)
-		r = name ? kha_etcdops_member_name_record(c, id, name, &d)
-			 : kha_etcdops_member_name_forget(c, id, &d);
 	if (r < 0 && name)
 		fprintf(stderr,
 			"kha etcd member %s: note: could not record the name %s under " KHA_ETCDOPS_MEMBER_NAME_PREFIX
@@ -635,110 +567,15 @@ static json_t *start_json(const struct kha_etcdops_member_start *s)
 			 "ETCD_INITIAL_CLUSTER_STATE", "existing");
 }
 
-/* Adds o->peer_urls as name; fills *ret_member and *ret_start. */
-/*
- * A membership change whose answer was lost (timeout, connection reset) may still have been
- * applied: look, before calling it a failure. Returns the index in *list of the member that
- * has peer_url (add), or of id (remove), polling up to AMBIGUOUS_US; -1 when absent.
- */
-static long look_for(struct opts *o, uint64_t id, const char *peer_url, bool want_present,
-		     struct kha_etcd_member_list *list)
-{
-	uint64_t end = kha_now_us() + AMBIGUOUS_US;
-
-	for (;;) {
-		kha_auto(kha_etcd_freep) struct kha_etcd *c = NULL;
-		long found = -1;
-
-		kha_etcd_member_list_release(list);
-		if (kha_etcd_new(&o->cfg, &c, NULL) == 0 &&
-		    kha_etcd_member_list(c, list, NULL) == 0) {
-			for (size_t i = 0; i < list->n_members && found < 0; i++) {
-				const struct kha_etcd_member *m = &list->members[i];
-				if (peer_url) {
-					for (size_t u = 0; u < m->n_peer_urls; u++)
-						if (strcmp(m->peer_urls[u], peer_url) == 0)
-							found = (long)i;
-				} else if (m->id == id) {
-					found = (long)i;
-				}
-			}
-			if ((found >= 0) == want_present)
-				return found;
-		}
-		if (kha_now_us() >= end)
-			return want_present ? -1 : found;
-		usleep(500 * 1000);
-	}
-}
-
-/*
- * Outcomes after which the change may or may not have been applied: no answer, or etcd's
- * "request timed out" / "leader changed" (Unavailable): a proposal forwarded to a leader that
- * just died or stepped down is dropped without a word.
- */
-static bool ambiguous(int r, const struct kha_diag *d)
-{
-	return r == -ETIMEDOUT || r == -ECONNRESET || r == -ECANCELED ||
-	       (r == -EAGAIN && !strstr(d->msg, "unhealthy cluster"));
-}
-
+/* Adds o->peer_urls as name; fills *ret_member and *ret_start. Returns 0 or an exit code. */
 static int do_add(struct opts *o, const char *name, bool learner,
 		  struct kha_etcd_member *ret_member, struct kha_etcdops_member_start *ret_start)
 {
-	struct kha_etcd_member_list list = {};
 	struct kha_diag d = {};
-	int r = 0;
+	int r = kha_etcdops_change_add(&o->ch, (const char *const *)o->peer_urls, o->n_peer_urls,
+				       name, learner, ret_member, ret_start, &d);
 
-	for (int attempt = 1; attempt <= CHANGE_ATTEMPTS; attempt++) {
-		kha_auto(kha_etcd_freep) struct kha_etcd *c = NULL;
-		uint64_t end = kha_now_us() + UNHEALTHY_RETRY_US;
-		long i;
-
-		r = kha_etcd_new(&o->cfg, &c, &d);
-		while (r == 0) {
-			kha_diag_clear(&d);
-			r = kha_etcd_member_add(c, (const char *const *)o->peer_urls,
-						o->n_peer_urls, learner, ret_member, &list, &d);
-			if (!retry_unhealthy(o, r, &d, end))
-				break;
-			r = 0;
-		}
-		if (r == 0)
-			break;
-		/* lost, or already applied by an earlier attempt ("Peer URLs already exists") */
-		if (!ambiguous(r, &d) && !(attempt > 1 && strstr(d.msg, "already exists")))
-			break;
-		i = look_for(o, 0, o->peer_urls[0], true, &list);
-		if (i >= 0) {
-			fprintf(stderr,
-				"kha etcd member %s: the answer was lost (%s), but the member list "
-				"shows the new member: it was added\n",
-				o->sub, d.msg);
-			r = kha_etcdops_member_start_flags(&list, list.members[i].id, name,
-							   ret_start);
-			*ret_member = list.members[i];
-			memset(&list.members[i], 0, sizeof(list.members[i]));
-			kha_etcd_member_list_release(&list);
-			return r < 0 ? KHA_EXIT_DATAERR : 0;
-		}
-		kha_etcd_member_list_release(&list);
-		if (attempt < CHANGE_ATTEMPTS) {
-			fprintf(stderr, "kha etcd member %s: not applied (%s): retrying\n", o->sub,
-				d.msg);
-			wait_live_leader(o);
-		}
-	}
-	if (r < 0)
-		return fail(o, r, &d);
-	r = kha_etcdops_member_start_flags(&list, ret_member->id, name, ret_start);
-	kha_etcd_member_list_release(&list);
-	if (r < 0) {
-		fprintf(stderr, "kha etcd member %s: the member list lacks the new member\n",
-			o->sub);
-		return KHA_EXIT_DATAERR;
-	}
-	return 0;
+	return r < 0 ? fail(o, r, &d) : 0;
 }
 
 static int cmd_add(struct opts *o)
@@ -782,45 +619,9 @@ static int cmd_add(struct opts *o)
 static int remove_member(struct opts *o, uint64_t id)
 {
 	struct kha_diag d = {};
-	int r = 0;
+	int r = kha_etcdops_change_remove(&o->ch, id, &d);
 
-	for (int attempt = 1; attempt <= CHANGE_ATTEMPTS; attempt++) {
-		kha_auto(kha_etcd_freep) struct kha_etcd *c = NULL;
-		struct kha_etcd_member_list list = {};
-		uint64_t end = kha_now_us() + UNHEALTHY_RETRY_US;
-		long i;
-
-		r = kha_etcd_new(&o->cfg, &c, &d);
-		while (r == 0) {
-			kha_diag_clear(&d);
-			r = kha_etcd_member_remove(c, id, NULL, &d);
-			if (!retry_unhealthy(o, r, &d, end))
-				break;
-			r = 0;
-		}
-		if (r == 0)
-			return 0;
-		/* an earlier attempt was applied after all */
-		if (r == -ENOENT && attempt > 1)
-			return 0;
-		if (!ambiguous(r, &d))
-			break;
-		i = look_for(o, id, NULL, false, &list);
-		kha_etcd_member_list_release(&list);
-		if (i < 0) {
-			fprintf(stderr,
-				"kha etcd member %s: the answer was lost (%s), but the member is gone "
-				"from the list: it was removed\n",
-				o->sub, d.msg);
-			return 0;
-		}
-		if (attempt < CHANGE_ATTEMPTS) {
-			fprintf(stderr, "kha etcd member %s: not applied (%s): retrying\n", o->sub,
-				d.msg);
-			wait_live_leader(o);
-		}
-	}
-	return fail(o, r, &d);
+	return r < 0 ? fail(o, r, &d) : 0;
 }
 
 static int cmd_remove(struct opts *o)
@@ -854,15 +655,6 @@ static int cmd_remove(struct opts *o)
 
 /* ---- promote ------------------------------------------------------------------------------ */
 
-static void on_progress(void *userdata, const char *text)
-{
-	struct opts *o = userdata;
-	char who[64];
-
-	snprintf(who, sizeof(who), "kha etcd member %s", o->sub);
-	cmd_progress_say(&o->progress, who, text);
-}
-
 static int promote(struct opts *o, uint64_t id)
 {
 	struct kha_diag d = {};
@@ -877,14 +669,6 @@ static int promote(struct opts *o, uint64_t id)
 		return 128 + cmd_interrupted;
 	}
 	return r < 0 ? fail(o, r, &d) : 0;
-}
-
-static bool has_unstarted_learner(const struct kha_etcd_cluster_report *rep)
-{
-	for (size_t i = 0; i < rep->n_members; i++)
-		if (rep->members[i].member.is_learner && !rep->members[i].member.name[0])
-			return true;
-	return false;
 }
 
 static int cmd_promote(struct opts *o)
@@ -929,24 +713,18 @@ static int cmd_promote(struct opts *o)
 			return code;
 		idx = find_member(o, &rep, &d);
 	}
-	while (idx == -ENOENT && has_unstarted_learner(&rep) && kha_now_us() < end &&
-	       !cmd_interrupted) {
-		on_progress(o, "no member of this name yet, and a learner has not started: waiting "
-			       "for it to start");
-		usleep(500 * 1000);
+	if (idx == -ENOENT)
+		idx = kha_etcdops_change_find_wait(&o->ch, o->arg, end, &rep, &d);
+	if (idx < 0 && idx != -ENOENT && idx != -EEXIST && !cmd_interrupted) {
 		kha_etcd_cluster_report_release(&rep);
-		code = report(o, &rep);
-		if (code)
-			return code;
-		idx = find_member(o, &rep, &d);
+		return fail(o, idx, &d);
 	}
-	cmd_progress_done(&o->progress);
 	if (cmd_interrupted) {
 		kha_etcd_cluster_report_release(&rep);
 		fprintf(stderr, "kha etcd member promote: interrupted\n");
 		return 128 + cmd_interrupted;
 	}
-	if (idx == -ENOENT && has_unstarted_learner(&rep)) {
+	if (idx == -ENOENT && kha_etcdops_change_unstarted_learner(&rep)) {
 		char dur[32];
 
 		kha_etcd_cluster_report_release(&rep);
@@ -1144,6 +922,11 @@ int cmd_etcd_member_main(int argc, char **argv)
 		if (strcmp(argv[1], subs[i].name) != 0)
 			continue;
 		o.sub = subs[i].name;
+		o.ch = (struct kha_etcdops_change){.cfg = &o.cfg,
+						   .cancel = &cmd_interrupted,
+						   .progress = on_progress,
+						   .note = on_note,
+						   .userdata = &o};
 		code = parse(argc - 1, cmd_sub_argv(argv), &o);
 		if (code == 0)
 			code = subs[i].fn(&o);

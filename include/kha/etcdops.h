@@ -5,6 +5,8 @@
  *   guards        pure rules deciding whether a membership change is safe for quorum
  *   members       finding members, the flags a new member starts with, waiting for a new
  *                 member to start and a learner to be promoted
+ *   changes       add and remove with their retries and look-ups of lost answers, the
+ *                 settled cluster a change starts from, the one cancellable wait
  *   consistency   the members' HashKV compared at one common revision
  *   defrag        one member at a time, the leader last, waiting for health in between
  *
@@ -176,6 +178,87 @@ int kha_etcdops_member_promote_wait(const struct kha_etcd_config *cfg, uint64_t 
 				    uint64_t timeout_us, const volatile sig_atomic_t *cancel,
 				    kha_etcdops_member_progress_fn fn, void *userdata,
 				    struct kha_diag *d) KHA_WUR;
+
+/* ==== membership changes (change.c): what kha etcd member add|remove|promote|replace runs ====== */
+
+/*
+ * The one wait of lib/etcdops: calls poll until it answers done (> 0) or failed (< 0); between
+ * calls, hands the text poll left (when not empty) to progress and sleeps interval_us with
+ * kha_sleep_us, so cancel ends the wait within 50 ms. Returns poll's answer, -ETIMEDOUT when
+ * deadline_us (kha_now_us()) passed with poll still saying not yet, or -ECANCELED.
+ */
+typedef int (*kha_etcdops_poll_fn)(void *userdata, char *text, size_t size);
+int kha_etcdops_wait(uint64_t deadline_us, uint64_t interval_us,
+		     const volatile sig_atomic_t *cancel, kha_etcdops_poll_fn poll, void *userdata,
+		     kha_etcdops_member_progress_fn progress, void *progress_userdata) KHA_WUR;
+
+/*
+ * A membership change in progress: the cluster it talks to, the caller's cancel flag (may be
+ * NULL), and how it speaks: progress is the state of a wait, rewritten in place by the caller
+ * (text NULL: the wait is over, end the line); note is a line of its own ("not applied (...):
+ * retrying"). Both may be NULL.
+ */
+struct kha_etcdops_change {
+	const struct kha_etcd_config *cfg;
+	const volatile sig_atomic_t *cancel;
+	kha_etcdops_member_progress_fn progress;
+	kha_etcdops_member_progress_fn note;
+	void *userdata;
+};
+
+/*
+ * The cluster as it is now, for a change: right after the leader died the others still name it
+ * for a second or two, so with need_leader it waits (up to 10 s, while quorum holds) until the
+ * members agree on a live leader, and says so once; after that the guards decide. Returns 0
+ * with *ret filled (also when the wait ran out), or the error of the report.
+ */
+int kha_etcdops_change_report(const struct kha_etcdops_change *ch, bool need_leader,
+			      struct kha_etcd_cluster_report *ret, struct kha_diag *d) KHA_WUR;
+
+/*
+ * kha_etcdops_member_find, then the name a member that has not started was added with (etcd
+ * knows names from the start on; kha_etcdops_change_add records them). Returns the index in
+ * rep->members or the error of kha_etcdops_member_find.
+ */
+int kha_etcdops_change_find(const struct kha_etcdops_change *ch,
+			    const struct kha_etcd_cluster_report *rep, const char *name_or_id,
+			    struct kha_diag *d) KHA_WUR;
+
+/*
+ * While no member is named name_or_id but a learner has not started yet (added by another tool:
+ * its name shows once it starts), waits until deadline_us, polling every 500 ms. Takes and
+ * refills *rep. Returns the index as kha_etcdops_change_find, -ECANCELED, or the report's error
+ * (*rep then released).
+ */
+int kha_etcdops_change_find_wait(const struct kha_etcdops_change *ch, const char *name_or_id,
+				 uint64_t deadline_us, struct kha_etcd_cluster_report *rep,
+				 struct kha_diag *d) KHA_WUR;
+/* Whether rep has a learner that has not started (it has no name yet). */
+bool kha_etcdops_change_unstarted_learner(const struct kha_etcd_cluster_report *rep);
+
+/*
+ * Records (name) or forgets (NULL) the name member id was added with (see
+ * kha_etcdops_member_name_record). 0 or a negative errno; callers treat a failure as a note.
+ */
+int kha_etcdops_change_name(const struct kha_etcdops_change *ch, uint64_t id, const char *name,
+			    struct kha_diag *d) KHA_WUR;
+
+/*
+ * Adds a member with peer_urls (a learner when learner), named name in *ret_start (the flags
+ * it must start with); *ret_member gets its entry. etcd's "unhealthy cluster" refusal (its
+ * leader has not seen every voter for 5 s) is retried for 15 s with progress; an answer that
+ * was lost (timeout, reset, "leader changed") is looked up in the member list before it
+ * counts as a failure, and the change is tried 3 times, waiting for a live leader in between.
+ * Returns 0, -EBADMSG when the member list lacks the new member, or the error of the add.
+ */
+int kha_etcdops_change_add(const struct kha_etcdops_change *ch, const char *const *peer_urls,
+			   size_t n_peer_urls, const char *name, bool learner,
+			   struct kha_etcd_member *ret_member,
+			   struct kha_etcdops_member_start *ret_start, struct kha_diag *d) KHA_WUR;
+
+/* Removes member id with the retries of kha_etcdops_change_add. Returns 0 or the error. */
+int kha_etcdops_change_remove(const struct kha_etcdops_change *ch, uint64_t id,
+			      struct kha_diag *d) KHA_WUR;
 
 /* ==== consistency: the members' KV hashes at one revision ================================= */
 
