@@ -69,16 +69,6 @@ static int parse_days(const char *sub, const char *arg, unsigned *days)
 	return 0;
 }
 
-static const char *format_time(char *buf, size_t size, int64_t t)
-{
-	time_t tt = (time_t)t;
-	struct tm tm;
-
-	if (!gmtime_r(&tt, &tm) || !strftime(buf, size, "%Y-%m-%dT%H:%M:%SZ", &tm))
-		snprintf(buf, size, "%lld", (long long)t);
-	return buf;
-}
-
 static const char *usage_text(unsigned usage)
 {
 	switch (usage & (KHA_CERT_SERVER | KHA_CERT_CLIENT)) {
@@ -128,11 +118,11 @@ static json_t *info_json(const struct kha_cert_info *info)
 		json_array_append_new(ips, json_string(info->ips[i]));
 	return json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:b, s:o, s:{s:o, s:o}}", "subject",
 			 info->subject, "issuer", info->issuer, "serial", info->serial,
-			 "not_before", format_time(nb, sizeof(nb), info->not_before), "not_after",
-			 format_time(na, sizeof(na), info->not_after), "days_left",
-			 (json_int_t)((info->not_after - (int64_t)time(NULL)) / 86400), "is_ca",
-			 info->is_ca, "usage", usage_json(info->usage), "sans", "dns", dns, "ip",
-			 ips);
+			 "not_before", kha_certs_format_time(nb, sizeof(nb), info->not_before),
+			 "not_after", kha_certs_format_time(na, sizeof(na), info->not_after),
+			 "days_left", (json_int_t)((info->not_after - (int64_t)time(NULL)) / 86400),
+			 "is_ca", info->is_ca, "usage", usage_json(info->usage), "sans", "dns", dns,
+			 "ip", ips);
 }
 
 /* The JSON of what ca and issue wrote: the certificate, and where it and its key are. */
@@ -238,7 +228,7 @@ static int cmd_ca(int argc, char **argv)
 		print_written_json(&info, crt, key);
 	} else {
 		printf("CA %s written: %s (key %s, mode 0600), expires %s\n", info.subject, crt,
-		       key, format_time(na, sizeof(na), info.not_after));
+		       key, kha_certs_format_time(na, sizeof(na), info.not_after));
 	}
 	kha_cert_info_release(&info);
 	return KHA_EXIT_OK;
@@ -390,7 +380,7 @@ static int cmd_issue(int argc, char **argv)
 		       "  SANs    ",
 		       crt, key, info.subject, info.issuer, usage_text(info.usage));
 		print_sans(stdout, &info);
-		printf("  expires %s\n", format_time(na, sizeof(na), info.not_after));
+		printf("  expires %s\n", kha_certs_format_time(na, sizeof(na), info.not_after));
 		if (crt_bak[0] || key_bak[0])
 			printf("  old pair kept as %s and %s\n", crt_bak[0] ? crt_bak : "-",
 			       key_bak[0] ? key_bak : "-");
@@ -399,23 +389,61 @@ static int cmd_issue(int argc, char **argv)
 	return KHA_EXIT_OK;
 }
 
-struct check_result {
-	int code; /* exit code */
-	json_t *problems;
-};
-
-static void problem(struct check_result *res, int code, const char *fmt, ...) KHA_PRINTF(3, 4);
-static void problem(struct check_result *res, int code, const char *fmt, ...)
+/* -o json of kha certs check: what the certificate says, the checks, the verdict. */
+static int print_check_json(const char *cert_path, const struct kha_cert_info *info,
+			    const char *const *sans, size_t n_sans,
+			    const struct kha_certs_check_result *res)
 {
-	char buf[512];
-	va_list ap;
+	json_t *j = info_json(info), *checks = json_array(), *problems = json_array();
+	const char *verdict = kha_certs_verdict_name(res->verdict);
 
-	va_start(ap, fmt);
-	vsnprintf(buf, sizeof(buf), fmt, ap);
-	va_end(ap);
-	json_array_append_new(res->problems, json_string(buf));
-	if (code > res->code)
-		res->code = code;
+	for (size_t i = 0; i < n_sans; i++)
+		json_array_append_new(checks, json_pack("{s:s, s:b}", "san", sans[i], "present",
+							res->present[i]));
+	for (size_t i = 0; i < res->n_problems; i++)
+		json_array_append_new(problems, json_string(res->problems[i].text));
+	json_object_set_new(j, "cert", json_string(cert_path));
+	json_object_set_new(j, "checks", checks);
+	json_object_set_new(j, "chain_verified",
+			    res->chain < 0 ? json_null() : json_boolean(res->chain));
+	json_object_set_new(j, "verdict", json_string(verdict));
+	/* the old name of verdict, kept for scripts */
+	json_object_set_new(j, "status", json_string(verdict));
+	json_object_set_new(j, "problems", problems);
+	kha_ignore(cmd_print_json(j));
+	return (int)res->verdict;
+}
+
+/* The table of kha certs check on stdout, its problems on stderr. */
+static int print_check(const char *cert_path, const struct kha_cert_info *info,
+		       const char *const *sans, size_t n_sans,
+		       const struct kha_certs_check_result *res)
+{
+	int64_t now = (int64_t)time(NULL);
+	char nb[32], na[32];
+
+	printf("certificate %s\n", cert_path);
+	printf("  subject   %s\n  issuer    %s\n  serial    %s\n", info->subject, info->issuer,
+	       info->serial);
+	printf("  valid     %s .. %s", kha_certs_format_time(nb, sizeof(nb), info->not_before),
+	       kha_certs_format_time(na, sizeof(na), info->not_after));
+	if (info->not_after > now)
+		printf(" (%lld days left)\n", (long long)((info->not_after - now) / 86400));
+	else
+		printf(" (EXPIRED)\n");
+	printf("  CA        %s\n  usage     %s\n  SANs      ", info->is_ca ? "yes" : "no",
+	       usage_text(info->usage));
+	print_sans(stdout, info);
+	for (size_t i = 0; i < n_sans; i++)
+		printf("  %-9s %s %s\n", i == 0 ? "check" : "", sans[i],
+		       res->present[i] ? "present" : "MISSING");
+	if (res->chain >= 0)
+		printf("  chain     %s\n", res->chain ? "verified by the CA" : "NOT verified");
+	for (size_t i = 0; i < res->n_problems; i++)
+		fprintf(stderr, "kha certs check: %s: %s%s\n", cert_path, res->problems[i].text,
+			res->problems[i].missing_san ? " (reissue the certificate with that --san)"
+						     : "");
+	return (int)res->verdict;
 }
 
 static int cmd_check(int argc, char **argv)
@@ -436,12 +464,9 @@ static int cmd_check(int argc, char **argv)
 	struct kha_cert cert = {0}, ca = {0};
 	struct kha_cert_info info = {0};
 	struct kha_diag d = {0};
-	struct check_result res = {0};
-	json_t *checks, *chain = json_null();
+	struct kha_certs_check_result res = {0};
 	unsigned warn_days = 30;
-	int64_t now = (int64_t)time(NULL);
 	bool json = false;
-	char nb[32], na[32];
 	int c, r;
 
 	optind = 0;
@@ -509,100 +534,28 @@ static int cmd_check(int argc, char **argv)
 	r = kha_certs_load(cert_path, NULL, &cert, &d);
 	if (r == 0)
 		r = kha_certs_inspect(cert.x509, &info, &d);
-	if (r < 0) {
-		kha_cert_release(&cert);
-		return fail("check", json, r, &d, NULL);
-	}
-	res.problems = json_array();
-	checks = json_array();
-	for (size_t i = 0; i < n_sans; i++) {
-		bool present = kha_cert_info_has_san(&info, sans[i]);
-
-		json_array_append_new(checks,
-				      json_pack("{s:s, s:b}", "san", sans[i], "present", present));
-		if (!present)
-			problem(&res, KHA_EXIT_CRITICAL,
-				"SAN %s missing: clients dialling %s will fail TLS verification",
-				sans[i], sans[i]);
-	}
-	if (info.not_after <= now)
-		problem(&res, KHA_EXIT_CRITICAL, "expired on %s",
-			format_time(na, sizeof(na), info.not_after));
-	else if (info.not_before > now)
-		problem(&res, KHA_EXIT_CRITICAL, "not valid before %s",
-			format_time(nb, sizeof(nb), info.not_before));
-	else if (info.not_after - now < (int64_t)warn_days * 86400)
-		problem(&res, KHA_EXIT_DEGRADED, "expires on %s, within %u days",
-			format_time(na, sizeof(na), info.not_after), warn_days);
-	if (ca_path) {
+	if (r == 0 && ca_path)
 		r = kha_certs_load(ca_path, NULL, &ca, &d);
-		if (r == 0) {
-			r = kha_certs_verify(&ca, cert.x509, &d);
-			chain = json_boolean(r == 0);
-			if (r < 0)
-				problem(&res, KHA_EXIT_CRITICAL, "not verified by %s: %s", ca_path,
-					d.msg);
-		}
-		kha_cert_release(&ca);
-		if (r < 0 && json_is_null(chain)) {
-			kha_cert_release(&cert);
-			kha_cert_info_release(&info);
-			json_decref(res.problems);
-			json_decref(checks);
-			return fail("check", json, r, &d, NULL);
-		}
+	if (r == 0) {
+		const struct kha_certs_check_request req = {.sans = sans,
+							    .n_sans = n_sans,
+							    .warn_days = warn_days,
+							    .now = (int64_t)time(NULL),
+							    .ca = ca_path ? &ca : NULL,
+							    .ca_name = ca_path};
+
+		r = kha_certs_check(&cert, &info, &req, &res);
 	}
 	kha_cert_release(&cert);
-
-	if (json) {
-		json_t *j = info_json(&info);
-		static const char *const status[] = {"ok", "degraded", "critical"};
-
-		json_object_set_new(j, "cert", json_string(cert_path));
-		json_object_set_new(j, "checks", checks);
-		json_object_set_new(j, "chain_verified", chain);
-		json_object_set_new(j, "verdict", json_string(status[res.code]));
-		/* the old name of verdict, kept for scripts */
-		json_object_set_new(j, "status", json_string(status[res.code]));
-		json_object_set_new(j, "problems", res.problems);
-		kha_ignore(cmd_print_json(j));
-	} else {
-		size_t i;
-		json_t *v;
-
-		printf("certificate %s\n", cert_path);
-		printf("  subject   %s\n  issuer    %s\n  serial    %s\n", info.subject,
-		       info.issuer, info.serial);
-		printf("  valid     %s .. %s", format_time(nb, sizeof(nb), info.not_before),
-		       format_time(na, sizeof(na), info.not_after));
-		if (info.not_after > now)
-			printf(" (%lld days left)\n", (long long)((info.not_after - now) / 86400));
-		else
-			printf(" (EXPIRED)\n");
-		printf("  CA        %s\n  usage     %s\n  SANs      ", info.is_ca ? "yes" : "no",
-		       usage_text(info.usage));
-		print_sans(stdout, &info);
-		json_array_foreach (checks, i, v) {
-			printf("  %-9s %s %s\n", i == 0 ? "check" : "",
-			       json_string_value(json_object_get(v, "san")),
-			       json_is_true(json_object_get(v, "present")) ? "present" : "MISSING");
-		}
-		if (json_is_boolean(chain))
-			printf("  chain     %s\n",
-			       json_is_true(chain) ? "verified by the CA" : "NOT verified");
-		json_array_foreach (res.problems, i, v) {
-			fprintf(stderr, "kha certs check: %s: %s%s\n", cert_path,
-				json_string_value(v),
-				strstr(json_string_value(v), "SAN") ? " (reissue the certificate "
-								      "with that --san)"
-								    : "");
-		}
-		json_decref(res.problems);
-		json_decref(checks);
-		json_decref(chain);
-	}
+	kha_cert_release(&ca);
+	if (r == 0)
+		r = json ? print_check_json(cert_path, &info, sans, n_sans, &res)
+			 : print_check(cert_path, &info, sans, n_sans, &res);
+	else
+		r = fail("check", json, r, &d, NULL);
+	kha_certs_check_release(&res);
 	kha_cert_info_release(&info);
-	return res.code;
+	return r;
 }
 
 int cmd_certs_main(int argc, char **argv)
