@@ -173,7 +173,7 @@ static int consistency(int argc, char **argv)
 		print_table(&rep);
 	}
 	switch (rep.verdict) {
-	case KHA_CONSISTENT:
+	case KHA_ETCDOPS_CONSISTENCY_CONSISTENT:
 		code = KHA_EXIT_OK;
 		break;
 	case KHA_ETCDOPS_CONSISTENCY_DIVERGED:

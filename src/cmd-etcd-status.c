@@ -348,7 +348,8 @@ int cmd_etcd_status_main(int argc, char **argv)
 	}
 	if (o.deep && deep.verdict == KHA_ETCDOPS_CONSISTENCY_DIVERGED)
 		code = KHA_EXIT_CRITICAL;
-	else if (o.deep && deep.verdict != KHA_CONSISTENT && code == KHA_EXIT_OK)
+	else if (o.deep && deep.verdict != KHA_ETCDOPS_CONSISTENCY_CONSISTENT &&
+		 code == KHA_EXIT_OK)
 		code = KHA_EXIT_DEGRADED;
 	kha_etcdops_consistency_report_release(&deep);
 	kha_etcd_cluster_report_release(&rep);

@@ -287,7 +287,7 @@ struct kha_etcdops_consistency_member {
 };
 
 enum kha_etcdops_consistency_verdict {
-	KHA_CONSISTENT,			    /* every member answered the same hash (exit 0) */
+	KHA_ETCDOPS_CONSISTENCY_CONSISTENT, /* every member answered the same hash (exit 0) */
 	KHA_ETCDOPS_CONSISTENCY_INCOMPLETE, /* those that answered agree; some could not be checked (1) */
 	KHA_ETCDOPS_CONSISTENCY_RETRY, /* compaction moved between the probes: not comparable (1) */
 	KHA_ETCDOPS_CONSISTENCY_DIVERGED, /* a member's data differs (exit 2) */

@@ -35,7 +35,7 @@ const char *kha_etcdops_consistency_state_name(enum kha_etcdops_consistency_stat
 const char *kha_etcdops_consistency_verdict_name(enum kha_etcdops_consistency_verdict v)
 {
 	switch (v) {
-	case KHA_CONSISTENT:
+	case KHA_ETCDOPS_CONSISTENCY_CONSISTENT:
 		return "consistent";
 	case KHA_ETCDOPS_CONSISTENCY_INCOMPLETE:
 		return "incomplete";
@@ -188,7 +188,7 @@ void kha_etcdops_consistency_compare(struct kha_etcdops_consistency_report *r)
 			 r->agreeing, n, r->revision, who, who[0] && err[0] ? ", " : "", err);
 		return;
 	}
-	r->verdict = KHA_CONSISTENT;
+	r->verdict = KHA_ETCDOPS_CONSISTENCY_CONSISTENT;
 	snprintf(r->summary, sizeof(r->summary),
 		 "consistent: %zu/%zu members have the same data at revision %" PRId64
 		 " (hash %08x)",

@@ -98,7 +98,7 @@ static void test_consistent_cluster(void **state)
 	(void)state;
 	cluster(&r, m);
 	kha_etcdops_consistency_compare(&r);
-	assert_int_equal(r.verdict, KHA_CONSISTENT);
+	assert_int_equal(r.verdict, KHA_ETCDOPS_CONSISTENCY_CONSISTENT);
 	assert_int_equal(r.compared, 3);
 	assert_int_equal(r.agreeing, 3);
 	assert_int_equal(r.hash, m[0].hash);
@@ -186,7 +186,7 @@ static void test_compact_revision_moved(void **state)
 	for (int i = 1; i < 3; i++)
 		member_from(&m[i], statuses[i], hashkv_compacted_3, sizeof(hashkv_compacted_3));
 	kha_etcdops_consistency_compare(&r);
-	assert_int_equal(r.verdict, KHA_CONSISTENT);
+	assert_int_equal(r.verdict, KHA_ETCDOPS_CONSISTENCY_CONSISTENT);
 	assert_int_equal(r.compact_revision, 3);
 }
 
