@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "cmd-etcd.h"
+#include "cmd-opt.h"
 #include "kha/backup.h"
 #include "kha/config.h"
 #include "kha/etcd.h"
@@ -16,44 +17,45 @@
 #include "kha/parse.h"
 #include "kha/banned.h"
 
-#define DEFAULT_METRICS_ADDR KHA_BACKUP_DEFAULT_METRICS_ADDR
-
 enum {
 	OPT_DIR = 0x100,
-	OPT_EVERY,
 	OPT_KEEP_LAST,
 	OPT_KEEP_DAILY,
-	OPT_COMPRESS,
 	OPT_LEVEL,
-	OPT_METRICS_ADDR,
-	OPT_LOG_LEVEL,
-	OPT_LOG_FORMAT,
-	OPT_CONFIG,
-	OPT_ONCE,
-	OPT_TIMEOUT,
-	OPT_STALL_TIMEOUT,
-	OPT_RETRY_MAX,
 	OPT_TRANSPORT,
 };
 
-static const struct option longopts[] = {
-	KHA_ETCD_LONGOPTS,
-	{"dir", required_argument, NULL, OPT_DIR},
-	{"every", required_argument, NULL, OPT_EVERY},
-	{"keep-last", required_argument, NULL, OPT_KEEP_LAST},
-	{"keep-daily", required_argument, NULL, OPT_KEEP_DAILY},
-	{"compress", no_argument, NULL, OPT_COMPRESS},
-	{"level", required_argument, NULL, OPT_LEVEL},
-	{"metrics-addr", required_argument, NULL, OPT_METRICS_ADDR},
-	{"log-level", required_argument, NULL, OPT_LOG_LEVEL},
-	{"log-format", required_argument, NULL, OPT_LOG_FORMAT},
-	{"config", required_argument, NULL, OPT_CONFIG},
-	{"once", no_argument, NULL, OPT_ONCE},
-	{"timeout", required_argument, NULL, OPT_TIMEOUT},
-	{"stall-timeout", required_argument, NULL, OPT_STALL_TIMEOUT},
-	{"retry-max", required_argument, NULL, OPT_RETRY_MAX},
-	{"transport", required_argument, NULL, OPT_TRANSPORT},
-	{"help", no_argument, NULL, 'h'},
+static int apply(void *target, int val, const char *arg, struct kha_diag *d);
+
+#define OFF(field) offsetof(struct kha_backup_daemon_opts, field)
+
+static const struct cmd_opt options[] = {
+	CMD_OPT_INCLUDE_ETCD(struct kha_backup_daemon_opts, cfg),
+	{CMD_OPT_CALL, "dir", 0, "DIR", "where the backups go (created 0700 when missing)", OPT_DIR,
+	 0, 0, NULL},
+	{CMD_OPT_DURATION, "every", 0, "DURATION", "interval between backups (default 30m)", 0,
+	 OFF(every_us), 0, NULL},
+	{CMD_OPT_CALL, "keep-last", 0, "N", "the N newest backups are kept (default 24, min 1)",
+	 OPT_KEEP_LAST, 0, 0, NULL},
+	{CMD_OPT_CALL, "keep-daily", 0, "N", "plus the newest of each of N days (default 7)",
+	 OPT_KEEP_DAILY, 0, 0, NULL},
+	{CMD_OPT_BOOL, "compress", 0, NULL, "zstd-compress the backups (.db.zst)", 0, OFF(compress),
+	 0, NULL},
+	{CMD_OPT_CALL, "level", 0, "N", "zstd level (default 3)", OPT_LEVEL, 0, 0, NULL},
+	{CMD_OPT_DURATION, "retry-max", 0, "DURATION",
+	 "longest wait between retries (default: --every, at\nmost 5m)", 0, OFF(retry_max_us), 0,
+	 NULL},
+	{CMD_OPT_DURATION, "timeout", 0, "DURATION",
+	 "limit of one snapshot transfer (default none)", 0, OFF(timeout_us), 0, NULL},
+	{CMD_OPT_DURATION, "stall-timeout", 0, "DURATION",
+	 "a transfer with no byte for this long fails (30s)", 0, OFF(stall_us), 0, NULL},
+	{CMD_OPT_CALL, "transport", 0, "auto|grpc|gateway",
+	 "how snapshots are streamed (default auto)", OPT_TRANSPORT, 0, 0, NULL},
+	{CMD_OPT_BOOL, "once", 0, NULL, "take one backup, prune, and exit (0 or the error)", 0,
+	 OFF(once), 0, NULL},
+	CMD_OPTS_DAEMON(struct kha_backup_daemon_opts, metrics_addr,
+			KHA_BACKUP_DEFAULT_METRICS_ADDR, log_level, log_format),
+	CMD_OPT_HELP_ENTRY,
 	{},
 };
 
@@ -70,26 +72,10 @@ static void usage(FILE *out)
 		"doubling from 1s up to --retry-max, logs, and never exits.\n\n"
 		"Run it on every master under kha elect, so exactly one takes the backups:\n"
 		"  kha elect --election etcd-backup -- kha etcd backup --dir /var/backups/etcd ...\n\n"
-		"Flags:\n" KHA_ETCD_OPTIONS_HELP
-		"  --dir DIR                 where the backups go (created 0700 when missing)\n"
-		"  --every DURATION          interval between backups (default 30m)\n"
-		"  --keep-last N             the N newest backups are kept (default 24, min 1)\n"
-		"  --keep-daily N            plus the newest of each of N days (default 7)\n"
-		"  --compress                zstd-compress the backups (.db.zst)\n"
-		"  --level N                 zstd level (default 3)\n"
-		"  --retry-max DURATION      longest wait between retries (default: --every, at\n"
-		"                            most 5m)\n"
-		"  --timeout DURATION        limit of one snapshot transfer (default none)\n"
-		"  --stall-timeout DURATION  a transfer with no byte for this long fails (30s)\n"
-		"  --transport auto|grpc|gateway  how snapshots are streamed (default auto)\n"
-		"  --once                    take one backup, prune, and exit (0 or the error)\n"
-		"  --metrics-addr ADDR       /metrics, /healthz, /readyz, /status (default\n"
-		"                            " DEFAULT_METRICS_ADDR "; \"off\" disables)\n"
-		"  --log-level LEVEL         debug, info (default), warn, error\n"
-		"  --log-format FORMAT       logfmt (default) or json\n"
-		"  --config FILE             YAML with the same keys as the flags (flags win)\n"
-		"  -h, --help                this help\n\n"
-		"/healthz answers 503 when the last successful backup is older than two\n"
+		"Flags:\n");
+	cmd_opts_help(out, options);
+	fprintf(out,
+		"\n/healthz answers 503 when the last successful backup is older than two\n"
 		"intervals (or, before the first one, when the daemon has run for two intervals\n"
 		"without one). Signals: SIGTERM/SIGINT stop (a snapshot in progress is aborted,\n"
 		"its temporary file removed), SIGHUP re-reads --config.\n\n"
@@ -107,32 +93,14 @@ static int opts_init(struct kha_backup_daemon_opts *o, struct kha_diag *d)
 	return kha_etcd_config_from_env(&o->cfg, d);
 }
 
-static int apply(void *userdata, int val, const char *arg, struct kha_diag *d)
+static int apply(void *target, int val, const char *arg, struct kha_diag *d)
 {
-	struct kha_backup_daemon_opts *o = userdata;
+	struct kha_backup_daemon_opts *o = target;
 	uint64_t v;
 
 	switch (val) {
 	case OPT_DIR:
-		free(o->dir);
-		o->dir = strdup(arg);
-		return o->dir ? 0 : kha_diag_set(d, ENOMEM, "out of memory");
-	case OPT_EVERY:
-	case OPT_TIMEOUT:
-	case OPT_STALL_TIMEOUT:
-	case OPT_RETRY_MAX:
-		if (kha_parse_duration_us(arg, &v) < 0 || !v)
-			return kha_diag_set(d, EINVAL, "'%s' is not a positive duration (e.g. 30m)",
-					    arg);
-		if (val == OPT_EVERY)
-			o->every_us = v;
-		else if (val == OPT_TIMEOUT)
-			o->timeout_us = v;
-		else if (val == OPT_STALL_TIMEOUT)
-			o->stall_us = v;
-		else
-			o->retry_max_us = v;
-		return 0;
+		return kha_opt_set_str(&o->dir, arg, d);
 	case OPT_KEEP_LAST:
 	case OPT_KEEP_DAILY:
 		if (kha_parse_u64(arg, val == OPT_KEEP_LAST ? 1 : 0, 100000, &v) < 0)
@@ -143,36 +111,15 @@ static int apply(void *userdata, int val, const char *arg, struct kha_diag *d)
 		else
 			o->retention.keep_daily = (size_t)v;
 		return 0;
-	case OPT_COMPRESS:
-		o->compress = true;
-		return 0;
 	case OPT_LEVEL:
 		if (kha_parse_u64(arg, 1, 19, &v) < 0)
 			return kha_diag_set(d, EINVAL, "'%s' is not 1 to 19", arg);
 		o->level = (int)v;
 		return 0;
-	case OPT_METRICS_ADDR:
-		if (strcmp(arg, "off") == 0 || !*arg) {
-			o->metrics_addr[0] = '\0';
-			return 0;
-		}
-		if (strlen(arg) >= sizeof(o->metrics_addr))
-			return kha_diag_set(d, EINVAL, "address too long");
-		snprintf(o->metrics_addr, sizeof(o->metrics_addr), "%s", arg);
-		return 0;
-	case OPT_LOG_LEVEL:
-		return kha_opt_set_log_level(&o->log_level, arg, d);
-	case OPT_LOG_FORMAT:
-		return kha_opt_set_log_format(&o->log_format, arg, d);
-	case OPT_ONCE:
-		o->once = true;
-		return 0;
-	case OPT_TRANSPORT:
+	default: /* OPT_TRANSPORT */
 		if (kha_snapshot_transport_parse(arg, &o->transport) < 0)
 			return kha_diag_set(d, EINVAL, "'%s' is not auto, grpc or gateway", arg);
 		return 0;
-	default:
-		return kha_etcd_config_apply_opt(&o->cfg, val, arg, d);
 	}
 }
 
@@ -182,11 +129,8 @@ static int apply(void *userdata, int val, const char *arg, struct kha_diag *d)
  */
 static int parse(int argc, char **argv, struct kha_backup_daemon_opts *o, const char **ret_config)
 {
-	const struct kha_args a = {.shortopts = "h",
-				   .longopts = longopts,
-				   .config_val = OPT_CONFIG,
-				   .apply = apply,
-				   .userdata = o};
+	struct cmd_opts opts;
+	struct kha_args a;
 	const char *config = NULL;
 	struct kha_diag d = {};
 	int code;
@@ -195,6 +139,8 @@ static int parse(int argc, char **argv, struct kha_backup_daemon_opts *o, const 
 		fprintf(stderr, "kha etcd backup: %s\n", d.msg);
 		return KHA_EXIT_USAGE;
 	}
+	cmd_opts_build(&opts, options, apply, o);
+	a = cmd_opts_args(&opts);
 	if (kha_args_scan(&a, argc, argv, &config)) {
 		usage(stdout);
 		return -1;
