@@ -44,6 +44,8 @@ static void add(struct cmd_opts *o, const struct cmd_opt *t, size_t base)
 			add(o, t->include, base + t->off);
 			continue;
 		}
+		if (t->kind == CMD_OPT_TITLE)
+			continue;
 		assert(o->n < CMD_OPT_MAX);
 		if (t->short_name)
 			val = t->short_name;
@@ -189,6 +191,8 @@ void cmd_opts_help(FILE *out, const struct cmd_opt *table)
 	for (const struct cmd_opt *t = table; t->kind != CMD_OPT_END; t++) {
 		if (t->kind == CMD_OPT_INCLUDE)
 			cmd_opts_help(out, t->include);
+		else if (t->kind == CMD_OPT_TITLE)
+			fprintf(out, "%s\n", t->help);
 		else if (t->help)
 			help_one(out, t);
 	}

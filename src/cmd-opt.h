@@ -33,6 +33,7 @@ enum cmd_opt_kind {
 	CMD_OPT_CONFIG,	    /* --config FILE: read by kha_args before the flags */
 	CMD_OPT_HELP,	    /* -h, --help */
 	CMD_OPT_INCLUDE,    /* the entries of include, their offsets counted from off */
+	CMD_OPT_TITLE,	    /* not a flag: a heading in the help ("Health tracks:"), in help */
 };
 
 struct cmd_opt {
@@ -62,6 +63,10 @@ extern const struct cmd_opt cmd_opts_etcd[];
 #define CMD_OPT_HELP_ENTRY                                                  \
 	{                                                                   \
 		CMD_OPT_HELP, "help", 'h', NULL, "this help", 0, 0, 0, NULL \
+	}
+#define CMD_OPT_TITLE_ENTRY(text)                                 \
+	{                                                         \
+		CMD_OPT_TITLE, NULL, 0, NULL, text, 0, 0, 0, NULL \
 	}
 
 /*
