@@ -386,6 +386,13 @@ struct kha_restore_opts {
 };
 
 /*
+ * Whether the member being restored (name, its first initial_advertise_peer_urls) is listed in
+ * initial_cluster as NAME=URL, as etcd requires (pure). 0, or -EINVAL with the diag saying
+ * which entry is missing.
+ */
+int kha_restore_check_member(const struct kha_restore_opts *o, struct kha_diag *d) KHA_WUR;
+
+/*
  * The tool's command line (pure): argv[0] is tool->path, then "snapshot restore FILE" and the
  * flags; --bump-revision/--mark-compacted only when asked and tool->can_bump,
  * --skip-hash-check with allow_no_hash. *ret_argv is a NULL-terminated malloc'd array of
