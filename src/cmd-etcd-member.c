@@ -3,7 +3,6 @@
  * kha etcd member list|add|remove|promote|replace: membership changes that never cost quorum
  * unless --force says so (the guards are in lib/etcdops/guard.c).
  */
-#include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
@@ -11,6 +10,7 @@
 
 #include "cmd-common.h"
 #include "cmd-etcd.h"
+#include "cmd-opt.h"
 #include "kha/etcdops.h"
 #include "kha/etcd.h"
 #include "kha/log.h"
@@ -76,6 +76,55 @@ static void usage(FILE *out)
 		"--endpoints https://10.0.0.1:2379 --cacert ca.crt\n");
 }
 
+/*
+ * The flags of each subcommand, for its help; parse() reads them all (all_options) so that a
+ * flag of another subcommand is named as such ("--learner does not apply to list").
+ */
+#define F_ETCD	 CMD_OPT_INCLUDE_ETCD(struct opts, cfg)
+#define F_OUTPUT CMD_OPT_OUTPUT_ENTRY(struct opts, json, "report format (default table)")
+#define F_PEER_URLS                                                                      \
+	{                                                                                \
+		CMD_OPT_CALL, "peer-urls", 0, "URL[,URL]", "the new member's peer URLs", \
+			OPT_PEER_URLS, 0, 0, NULL                                        \
+	}
+#define F_LEARNER                                                                                \
+	{                                                                                        \
+		CMD_OPT_CALL, "learner", 0, NULL, "add a non-voting learner", OPT_LEARNER, 0, 0, \
+			NULL                                                                     \
+	}
+#define F_NAME                                                                                 \
+	{                                                                                      \
+		CMD_OPT_CALL, "name", 0, "NAME", "the new member's name", OPT_NAME, 0, 0, NULL \
+	}
+#define F_START_TIMEOUT                                                                        \
+	{                                                                                      \
+		CMD_OPT_CALL, "start-timeout", 0, "DURATION",                                  \
+			"wait this long for NEW to start (10m)", OPT_START_TIMEOUT, 0, 0, NULL \
+	}
+#define F_TIMEOUT                                                                                  \
+	{                                                                                          \
+		CMD_OPT_CALL, "timeout", 0, "DURATION",                                            \
+			"wait this long for the learner to catch up (2m)", OPT_TIMEOUT, 0, 0, NULL \
+	}
+#define F_FORCE                                                                                    \
+	{                                                                                          \
+		CMD_OPT_CALL, "force", 0, NULL, "do it even when a rule refuses", OPT_FORCE, 0, 0, \
+			NULL                                                                       \
+	}
+
+static const struct cmd_opt list_options[] = {F_ETCD, F_OUTPUT, CMD_OPT_HELP_ENTRY, {}};
+static const struct cmd_opt add_options[] = {F_ETCD,   F_PEER_URLS,	   F_LEARNER, F_FORCE,
+					     F_OUTPUT, CMD_OPT_HELP_ENTRY, {}};
+static const struct cmd_opt remove_options[] = {F_ETCD, F_FORCE, F_OUTPUT, CMD_OPT_HELP_ENTRY, {}};
+static const struct cmd_opt promote_options[] = {
+	F_ETCD, F_TIMEOUT, F_OUTPUT, CMD_OPT_HELP_ENTRY, {}};
+static const struct cmd_opt replace_options[] = {F_ETCD,	  F_PEER_URLS,	      F_NAME,
+						 F_START_TIMEOUT, F_TIMEOUT,	      F_FORCE,
+						 F_OUTPUT,	  CMD_OPT_HELP_ENTRY, {}};
+static const struct cmd_opt all_options[] = {
+	F_ETCD,	 F_PEER_URLS, F_LEARNER,	  F_NAME, F_START_TIMEOUT, F_TIMEOUT,
+	F_FORCE, F_OUTPUT,    CMD_OPT_HELP_ENTRY, {}};
+
 static void sub_usage(FILE *out, const char *sub)
 {
 	if (strcmp(sub, "list") == 0)
@@ -121,21 +170,13 @@ static void sub_usage(FILE *out, const char *sub)
 			"a learner, while a voting member is unreachable (its strict reconfiguration\n"
 			"check), and a dead voter already costs the failure it would tolerate:\n"
 			"removing it loses nothing.\n\n");
-	fprintf(out, "Flags:\n" KHA_ETCD_OPTIONS_HELP);
-	if (strcmp(sub, "add") == 0 || strcmp(sub, "replace") == 0)
-		fprintf(out, "  --peer-urls URL[,URL]     the new member's peer URLs\n");
-	if (strcmp(sub, "add") == 0)
-		fprintf(out, "  --learner                 add a non-voting learner\n");
-	if (strcmp(sub, "replace") == 0)
-		fprintf(out, "  --name NAME               the new member's name\n"
-			     "  --start-timeout DURATION  wait this long for NEW to start (10m)\n");
-	if (strcmp(sub, "promote") == 0 || strcmp(sub, "replace") == 0)
-		fprintf(out, "  --timeout DURATION        wait this long for the learner to "
-			     "catch up (2m)\n");
-	if (strcmp(sub, "list") != 0 && strcmp(sub, "promote") != 0)
-		fprintf(out, "  --force                   do it even when a rule refuses\n");
-	fprintf(out, "  -o, --output table|json   report format (default table)\n"
-		     "  -h, --help                this help\n\n"
+	fprintf(out, "Flags:\n");
+	cmd_opts_help(out, strcmp(sub, "list") == 0	 ? list_options
+			   : strcmp(sub, "add") == 0	 ? add_options
+			   : strcmp(sub, "remove") == 0	 ? remove_options
+			   : strcmp(sub, "promote") == 0 ? promote_options
+							 : replace_options);
+	fprintf(out, "\n"
 		     "Exit codes: 0 done, 1 refused by a rule (nothing changed), 64 usage or "
 		     "unknown member,\n65 bad reply, 69 unreachable or timed out, 78 TLS files "
 		     "or trust.\n\n"
@@ -155,118 +196,102 @@ static void sub_usage(FILE *out, const char *sub)
 
 /* ---- flags -------------------------------------------------------------------------------- */
 
-static int add_peer_urls(struct opts *o, const char *list)
+static int add_peer_urls(struct opts *o, const char *list, struct kha_diag *d)
 {
 	kha_autofree char *copy = strdup(list);
 	char *save = NULL, *tok;
-	struct kha_diag d = {};
 
 	if (!copy)
-		return -ENOMEM;
+		return kha_diag_set(d, ENOMEM, "out of memory");
 	for (tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
 		char **grown;
 
-		if (kha_etcdops_member_check_peer_url(tok, &d) < 0) {
-			fprintf(stderr, "kha etcd member %s: --peer-urls: %s\n", o->sub, d.msg);
+		if (kha_etcdops_member_check_peer_url(tok, d) < 0)
 			return -EINVAL;
-		}
 		grown = realloc(o->peer_urls, (o->n_peer_urls + 1) * sizeof(char *));
 		if (!grown)
-			return -ENOMEM;
+			return kha_diag_set(d, ENOMEM, "out of memory");
 		o->peer_urls = grown;
 		o->peer_urls[o->n_peer_urls] = strdup(tok);
 		if (!o->peer_urls[o->n_peer_urls])
-			return -ENOMEM;
+			return kha_diag_set(d, ENOMEM, "out of memory");
 		o->n_peer_urls++;
 	}
-	if (!o->n_peer_urls) {
-		fprintf(stderr, "kha etcd member %s: --peer-urls: empty\n", o->sub);
-		return -EINVAL;
+	if (!o->n_peer_urls)
+		return kha_diag_set(d, EINVAL, "empty");
+	return 0;
+}
+
+/* The flags of all_options, each refused where it does not apply. */
+static int apply(void *target, int val, const char *arg, struct kha_diag *d)
+{
+	struct opts *o = target;
+	bool add = strcmp(o->sub, "add") == 0, replace = strcmp(o->sub, "replace") == 0;
+	bool promote = strcmp(o->sub, "promote") == 0;
+	uint64_t *dur = NULL;
+	bool ok = true;
+
+	switch (val) {
+	case OPT_PEER_URLS:
+		ok = add || replace;
+		break;
+	case OPT_LEARNER:
+		ok = add;
+		o->learner = true;
+		break;
+	case OPT_FORCE:
+		ok = strcmp(o->sub, "list") != 0 && !promote;
+		o->force = true;
+		break;
+	case OPT_NAME:
+		ok = replace;
+		o->name = arg;
+		break;
+	case OPT_TIMEOUT:
+		ok = replace || promote;
+		dur = &o->timeout_us;
+		break;
+	default: /* OPT_START_TIMEOUT */
+		ok = replace;
+		dur = &o->start_timeout_us;
+		break;
 	}
+	if (!ok) {
+		const struct cmd_opt *t = all_options;
+
+		while (t->kind != CMD_OPT_CALL || t->val != val)
+			t++;
+		return kha_diag_set(d, EINVAL, "--%s does not apply to %s", t->name, o->sub);
+	}
+	if (val == OPT_PEER_URLS)
+		return add_peer_urls(o, arg, d);
+	if (dur && (kha_parse_duration_us(arg, dur) < 0 || !*dur))
+		return kha_diag_set(d, EINVAL, "'%s' is not a positive duration (e.g. 5m)", arg);
 	return 0;
 }
 
 /* Returns 0 to go on, or an exit code + 1000 (so 0 = help printed is distinguishable). */
 static int parse(int argc, char **argv, struct opts *o)
 {
-	static const struct option longopts[] = {
-		KHA_ETCD_LONGOPTS,
-		{"peer-urls", required_argument, NULL, OPT_PEER_URLS},
-		{"learner", no_argument, NULL, OPT_LEARNER},
-		{"force", no_argument, NULL, OPT_FORCE},
-		{"timeout", required_argument, NULL, OPT_TIMEOUT},
-		{"start-timeout", required_argument, NULL, OPT_START_TIMEOUT},
-		{"name", required_argument, NULL, OPT_NAME},
-		{"output", required_argument, NULL, 'o'},
-		{"help", no_argument, NULL, 'h'},
-		{},
-	};
 	bool add = strcmp(o->sub, "add") == 0, replace = strcmp(o->sub, "replace") == 0;
 	bool list = strcmp(o->sub, "list") == 0;
-	int c, code;
+	char who[48];
+	int code;
 
 	o->timeout_us = DEFAULT_PROMOTE_TIMEOUT_US;
 	o->start_timeout_us = DEFAULT_START_TIMEOUT_US;
 	snprintf(o->cmd, sizeof(o->cmd), "member %s", o->sub);
+	snprintf(who, sizeof(who), "kha etcd member %s", o->sub);
 	code = cmd_etcd_config_start(o->cmd, &o->cfg);
 	if (code)
 		return 1000 + code;
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "ho:", longopts, NULL)) != -1) {
-		uint64_t *dur = NULL;
-		bool ok = true;
-
-		switch (c) {
-		case 'h':
-			sub_usage(stdout, o->sub);
-			return 1000 + KHA_EXIT_OK;
-		case OPT_PEER_URLS:
-			ok = add || replace;
-			if (ok && add_peer_urls(o, optarg) < 0)
-				return 1000 + KHA_EXIT_USAGE;
-			break;
-		case OPT_LEARNER:
-			ok = add;
-			o->learner = true;
-			break;
-		case OPT_FORCE:
-			ok = !list && strcmp(o->sub, "promote") != 0;
-			o->force = true;
-			break;
-		case OPT_NAME:
-			ok = replace;
-			o->name = optarg;
-			break;
-		case OPT_TIMEOUT:
-			ok = replace || strcmp(o->sub, "promote") == 0;
-			dur = &o->timeout_us;
-			break;
-		case OPT_START_TIMEOUT:
-			ok = replace;
-			dur = &o->start_timeout_us;
-			break;
-		default:
-			code = cmd_etcd_common_flag(o->cmd, &o->cfg, c, optarg, &o->json);
-			if (code)
-				return 1000 + code;
-			break;
-		}
-		if (!ok) {
-			const char *flag = "?";
-			for (size_t i = 0; longopts[i].name; i++)
-				if (longopts[i].val == c)
-					flag = longopts[i].name;
-			fprintf(stderr, "kha etcd member %s: --%s does not apply to %s\n", o->sub,
-				flag, o->sub);
-			return 1000 + KHA_EXIT_USAGE;
-		}
-		if (dur && (kha_parse_duration_us(optarg, dur) < 0 || !*dur)) {
-			fprintf(stderr,
-				"kha etcd member %s: '%s' is not a positive duration (e.g. 5m)\n",
-				o->sub, optarg);
-			return 1000 + KHA_EXIT_USAGE;
-		}
+	code = cmd_opts_parse(all_options, apply, o, who, argc, argv);
+	if (code < 0) {
+		sub_usage(stdout, o->sub);
+		return 1000 + KHA_EXIT_OK;
 	}
+	if (code)
+		return 1000 + code;
 	if (list) {
 		if (optind < argc) {
 			fprintf(stderr, "kha etcd member list: unexpected argument '%s'\n",
