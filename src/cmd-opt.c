@@ -88,12 +88,32 @@ struct kha_args cmd_opts_args(struct cmd_opts *o)
 				 .userdata = o};
 }
 
+bool cmd_opts_scan(const struct cmd_opt *table, int argc, char **argv, const char **ret_config)
+{
+	struct cmd_opts o;
+	struct kha_args a;
+
+	cmd_opts_build(&o, table, NULL, NULL);
+	a = cmd_opts_args(&o);
+	return kha_args_scan(&a, argc, argv, ret_config);
+}
+
+int cmd_opts_reapply(const struct cmd_opt *table, cmd_opt_call_fn call, void *target,
+		     const struct kha_args_source *src, struct kha_diag *d)
+{
+	struct cmd_opts o;
+	struct kha_args a;
+
+	cmd_opts_build(&o, table, call, target);
+	a = cmd_opts_args(&o);
+	return kha_args_reapply(&a, &o, src, d);
+}
+
 int cmd_opts_apply(void *userdata, int val, const char *arg, struct kha_diag *d)
 {
 	const struct cmd_opts *o = userdata;
 	const struct cmd_opt *t = NULL;
 	char *at = NULL;
-	uint64_t v;
 
 	for (size_t i = 0; i < o->n && !t; i++) {
 		if (o->longopts[i].val == val) {
@@ -113,11 +133,12 @@ int cmd_opts_apply(void *userdata, int val, const char *arg, struct kha_diag *d)
 		*(const char **)at = arg;
 		return 0;
 	case CMD_OPT_DURATION:
-		if (kha_parse_duration_us(arg, &v) < 0 || !v)
-			return kha_diag_set(d, EINVAL,
-					    "'%s' is not a positive duration (e.g. 30s, 2m)", arg);
-		*(uint64_t *)at = v;
-		return 0;
+	case CMD_OPT_DURATION0:
+		return kha_opt_set_duration((uint64_t *)at, arg, t->kind == CMD_OPT_DURATION0, d);
+	case CMD_OPT_UINT:
+		return kha_opt_set_uint((unsigned *)at, arg, t->min, t->max, d);
+	case CMD_OPT_STRDUP:
+		return kha_opt_set_str((char **)at, arg, d);
 	case CMD_OPT_OUTPUT:
 		return kha_opt_set_output((bool *)at, arg, d);
 	case CMD_OPT_ETCD:

@@ -12,7 +12,9 @@
 #define KHA_CMD_OPT_H
 
 #include <getopt.h>
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #include "kha/config.h"
@@ -20,12 +22,15 @@
 
 enum cmd_opt_kind {
 	CMD_OPT_END = 0,
-	CMD_OPT_CALL,	  /* the command's handler gets (val, arg) */
-	CMD_OPT_BOOL,	  /* sets the bool at off */
-	CMD_OPT_STRING,	  /* the value, borrowed from argv, into the const char * at off
+	CMD_OPT_CALL,	   /* the command's handler gets (val, arg) */
+	CMD_OPT_BOOL,	   /* sets the bool at off */
+	CMD_OPT_STRING,	   /* the value, borrowed from argv, into the const char * at off
 			     * (command lines only: a config file's values do not outlive it) */
-	CMD_OPT_DURATION, /* a positive duration ("30s") into the uint64_t at off, in us */
-	CMD_OPT_OUTPUT,	  /* table|json into the bool at off (true: json) */
+	CMD_OPT_DURATION,  /* a positive duration ("30s") into the uint64_t at off, in us */
+	CMD_OPT_DURATION0, /* the same, 0 allowed */
+	CMD_OPT_UINT,	   /* a whole number in [min, max] into the unsigned at off */
+	CMD_OPT_STRDUP,	   /* a copy of the value into the char * at off (freed, then owned) */
+	CMD_OPT_OUTPUT,	   /* table|json into the bool at off (true: json) */
 	CMD_OPT_ETCD, /* one of etcdctl's flags (val KHA_ETCD_OPT_*): the kha_etcd_config at off */
 	CMD_OPT_ADDR, /* host:port into the char[size] at off; "off" or "" clears it */
 	CMD_OPT_LOG_LEVEL,  /* debug|info|warn|error into the enum kha_log_level at off */
@@ -46,6 +51,7 @@ struct cmd_opt {
 	size_t off;	  /* where the value goes in the command's options struct */
 	size_t size;	  /* CMD_OPT_ADDR: the buffer's size */
 	const struct cmd_opt *include;
+	uint64_t min, max; /* CMD_OPT_UINT */
 };
 
 /* etcdctl's connection flags, relative to a struct kha_etcd_config (include them at its offset). */
@@ -133,6 +139,14 @@ void cmd_opts_build(struct cmd_opts *o, const struct cmd_opt *table, cmd_opt_cal
 int cmd_opts_apply(void *userdata, int val, const char *arg, struct kha_diag *d);
 /* The struct kha_args of a daemon: --config first, then the flags, through cmd_opts_apply. */
 struct kha_args cmd_opts_args(struct cmd_opts *o);
+/* kha_args_scan() with table: true for -h/--help; *ret_config gets --config's value or NULL. */
+bool cmd_opts_scan(const struct cmd_opt *table, int argc, char **argv, const char **ret_config);
+/*
+ * A daemon's configuration into target: src's --config file, then its flags, through table
+ * (kha_args_reapply). The same call reads it again on SIGHUP, into a fresh target.
+ */
+int cmd_opts_reapply(const struct cmd_opt *table, cmd_opt_call_fn call, void *target,
+		     const struct kha_args_source *src, struct kha_diag *d) KHA_WUR;
 
 /*
  * Parses argv (argv[0] the command's name) into target: returns 0 with optind at the first
