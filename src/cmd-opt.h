@@ -75,6 +75,21 @@ extern const struct cmd_opt cmd_opts_etcd[];
 		CMD_OPT_TITLE, NULL, 0, NULL, text, 0, 0, 0, NULL \
 	}
 
+/* Entries by kind: a flag of the command's handler; a typed flag into field of type. */
+#define CMD_OPT_CALL_ENTRY(n, a, v, h)                                         \
+	{                                                                      \
+		.kind = CMD_OPT_CALL, .name = n, .arg = a, .help = h, .val = v \
+	}
+#define CMD_OPT_TYPED_ENTRY(k, type, n, a, field, h)                                    \
+	{                                                                               \
+		.kind = k, .name = n, .arg = a, .help = h, .off = offsetof(type, field) \
+	}
+#define CMD_OPT_UINT_ENTRY(type, n, field, lo, hi, h)                   \
+	{                                                               \
+		.kind = CMD_OPT_UINT, .name = n, .arg = "N", .help = h, \
+		.off = offsetof(type, field), .min = lo, .max = hi      \
+	}
+
 /*
  * The flags every daemon takes, written once: --metrics-addr (its default in the help),
  * --log-level, --log-format, --config.

@@ -35,22 +35,12 @@ struct opts {
 
 static int apply(void *target, int val, const char *arg, struct kha_diag *d);
 
-#define CALL(n, a, v, h)                                                       \
-	{                                                                      \
-		.kind = CMD_OPT_CALL, .name = n, .arg = a, .help = h, .val = v \
-	}
-#define TYPED(k, n, a, f, h)                                                               \
-	{                                                                                  \
-		.kind = k, .name = n, .arg = a, .help = h, .off = offsetof(struct opts, f) \
-	}
-#define DUR(n, f, h)	TYPED(CMD_OPT_DURATION, n, "DURATION", cfg.f, h)
-#define DUR0(n, f, h)	TYPED(CMD_OPT_DURATION0, n, "DURATION", cfg.f, h)
-#define STR(n, a, f, h) TYPED(CMD_OPT_STRDUP, n, a, f, h)
-#define UINT(n, f, lo, hi, h)                                             \
-	{                                                                 \
-		.kind = CMD_OPT_UINT, .name = n, .arg = "N", .help = h,   \
-		.off = offsetof(struct opts, cfg.f), .min = lo, .max = hi \
-	}
+#define CALL(n, a, v, h)      CMD_OPT_CALL_ENTRY(n, a, v, h)
+#define TYPED(k, n, a, f, h)  CMD_OPT_TYPED_ENTRY(k, struct opts, n, a, f, h)
+#define DUR(n, f, h)	      TYPED(CMD_OPT_DURATION, n, "DURATION", cfg.f, h)
+#define DUR0(n, f, h)	      TYPED(CMD_OPT_DURATION0, n, "DURATION", cfg.f, h)
+#define STR(n, a, f, h)	      TYPED(CMD_OPT_STRDUP, n, a, f, h)
+#define UINT(n, f, lo, hi, h) CMD_OPT_UINT_ENTRY(struct opts, n, cfg.f, lo, hi, h)
 
 static const struct cmd_opt options[] = {
 	CMD_OPT_TITLE_ENTRY("Mode:"),
