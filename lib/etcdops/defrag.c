@@ -81,29 +81,38 @@ static void say(const struct kha_etcdops_defrag_opts *o, const struct kha_etcdop
 		o->progress(o->userdata, m, what);
 }
 
+struct settling {
+	const struct kha_etcdops_defrag_opts *o;
+	char *why;
+	size_t size;
+};
+
+static int settle_poll(void *userdata, char *text, size_t size)
+{
+	struct settling *s = userdata;
+	struct kha_etcd_cluster_report rep = {};
+	struct kha_diag d = {};
+	bool ready = false;
+
+	(void)text;
+	(void)size;
+	if (kha_etcd_cluster_report(s->o->cfg, 0, 0, &rep, &d) == 0)
+		ready = kha_etcdops_defrag_cluster_ready(&rep, s->why, s->size);
+	else
+		snprintf(s->why, s->size, "%s", d.msg);
+	kha_etcd_cluster_report_release(&rep);
+	return ready;
+}
+
 /* Waits until the cluster is ready again; returns 0, -ETIMEDOUT or -ECANCELED. */
 static int settle(const struct kha_etcdops_defrag_opts *o, uint64_t timeout_us, char *why,
 		  size_t size)
 {
-	uint64_t end = kha_now_us() + timeout_us;
+	struct settling s = {.o = o, .why = why, .size = size};
+	int r = kha_etcdops_wait(kha_now_us() + timeout_us, POLL_US, o->cancel, settle_poll, &s,
+				 NULL, NULL);
 
-	for (;;) {
-		struct kha_etcd_cluster_report rep = {};
-		struct kha_diag d = {};
-		bool ready = false;
-
-		if (kha_etcd_cluster_report(o->cfg, 0, 0, &rep, &d) == 0)
-			ready = kha_etcdops_defrag_cluster_ready(&rep, why, size);
-		else
-			snprintf(why, size, "%s", d.msg);
-		kha_etcd_cluster_report_release(&rep);
-		if (ready)
-			return 0;
-		if (kha_now_us() >= end)
-			return -ETIMEDOUT;
-		if (kha_sleep_us(POLL_US, o->cancel) < 0)
-			return -ECANCELED;
-	}
+	return r > 0 ? 0 : r;
 }
 
 static int member_status(const struct kha_etcdops_defrag_opts *o, const char *endpoint,

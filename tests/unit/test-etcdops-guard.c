@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: MIT
 /* Unit tests of the membership guards: every rule, on clusters described member by member. */
+#include <errno.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -483,10 +485,70 @@ static void test_defrag_needs_a_whole_cluster(void **state)
 	assert_false(kha_etcdops_defrag_cluster_ready(&rep, why, sizeof(why)));
 }
 
+/* ---- the one wait of lib/etcdops ----------------------------------------------------------- */
+
+struct polls {
+	int calls, done_at, fail_at;
+	char said[8][64];
+	int n_said;
+};
+
+static int count_poll(void *userdata, char *text, size_t size)
+{
+	struct polls *p = userdata;
+
+	p->calls++;
+	if (p->fail_at && p->calls == p->fail_at)
+		return -EPROTO;
+	if (p->done_at && p->calls == p->done_at)
+		return 7;
+	snprintf(text, size, "not yet %d", p->calls);
+	return 0;
+}
+
+static void record(void *userdata, const char *text)
+{
+	struct polls *p = userdata;
+
+	if (p->n_said < 8)
+		snprintf(p->said[p->n_said++], sizeof(p->said[0]), "%s", text);
+}
+
+static void test_wait_polls_until_done_fails_times_out_or_is_cancelled(void **state)
+{
+	uint64_t far = kha_now_us() + 60 * KHA_USEC_PER_SEC;
+	volatile sig_atomic_t cancel = 0;
+	struct polls p = {.done_at = 3};
+
+	(void)state;
+	/* done on the third poll: its answer, and the two "not yet" texts as progress */
+	assert_int_equal(kha_etcdops_wait(far, 1000, &cancel, count_poll, &p, record, &p), 7);
+	assert_int_equal(p.calls, 3);
+	assert_int_equal(p.n_said, 2);
+	assert_string_equal(p.said[1], "not yet 2");
+	/* a failure ends the wait with it */
+	p = (struct polls){.fail_at = 2};
+	assert_int_equal(kha_etcdops_wait(far, 1000, NULL, count_poll, &p, NULL, NULL), -EPROTO);
+	/* a deadline already passed: one poll, then -ETIMEDOUT, no sleep */
+	p = (struct polls){0};
+	assert_int_equal(kha_etcdops_wait(kha_now_us(), 1000, NULL, count_poll, &p, record, &p),
+			 -ETIMEDOUT);
+	assert_int_equal(p.calls, 1);
+	assert_int_equal(p.n_said, 0);
+	/* the cancel flag ends the sleep: a 30 s interval returns after one poll */
+	p = (struct polls){0};
+	cancel = 1;
+	assert_int_equal(
+		kha_etcdops_wait(far, 30 * KHA_USEC_PER_SEC, &cancel, count_poll, &p, NULL, NULL),
+		-ECANCELED);
+	assert_int_equal(p.calls, 1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_tolerance),
+		cmocka_unit_test(test_wait_polls_until_done_fails_times_out_or_is_cancelled),
 		cmocka_unit_test(test_add_voter_to_odd_cluster_lowers_tolerance),
 		cmocka_unit_test(test_add_voter_to_single_member_loses_quorum),
 		cmocka_unit_test(test_add_voter_to_even_cluster_keeps_tolerance),
