@@ -179,7 +179,7 @@ int kha_etcdops_member_promote_wait(const struct kha_etcd_config *cfg, uint64_t 
 				    kha_etcdops_member_progress_fn fn, void *userdata,
 				    struct kha_diag *d) KHA_WUR;
 
-/* ==== membership changes (change.c): what kha etcd member add|remove|promote|replace runs ====== */
+/* ==== membership changes (change.c, wait.c): what kha etcd member add|remove|replace runs ==== */
 
 /*
  * The one wait of lib/etcdops: calls poll until it answers done (> 0) or failed (< 0); between

@@ -1,8 +1,7 @@
 // SPDX-License-Identifier: MIT
 /*
  * Membership changes as kha etcd member runs them: the settled cluster a change starts from,
- * add and remove with their retries, the look-up of an answer that was lost, and the one
- * cancellable wait every poll of lib/etcdops goes through.
+ * add and remove with their retries, and the look-up of an answer that was lost.
  *
  * Why the retries: etcd refuses a change until its leader has been connected to every voting
  * member for 5 s ("unhealthy cluster", its strict reconfiguration check, e.g. just after a
@@ -25,25 +24,6 @@
 #define AMBIGUOUS_US	   (3 * KHA_USEC_PER_SEC)
 #define CHANGE_ATTEMPTS	   3
 #define LEADER_WAIT_US	   (10 * KHA_USEC_PER_SEC)
-
-int kha_etcdops_wait(uint64_t deadline_us, uint64_t interval_us,
-		     const volatile sig_atomic_t *cancel, kha_etcdops_poll_fn poll, void *userdata,
-		     kha_etcdops_member_progress_fn progress, void *progress_userdata)
-{
-	for (;;) {
-		char text[512] = "";
-		int r = poll(userdata, text, sizeof(text));
-
-		if (r != 0)
-			return r;
-		if (kha_now_us() >= deadline_us)
-			return -ETIMEDOUT;
-		if (text[0] && progress)
-			progress(progress_userdata, text);
-		if (kha_sleep_us(interval_us, cancel) < 0)
-			return -ECANCELED;
-	}
-}
 
 static void KHA_PRINTF(2, 3) note(const struct kha_etcdops_change *ch, const char *fmt, ...)
 {
