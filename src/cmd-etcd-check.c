@@ -133,11 +133,9 @@ static int consistency(int argc, char **argv)
 		code = r;
 		goto out;
 	}
-	r = cmd_opts_parse(options, NULL, &o, "kha etcd check consistency", argc, argv);
-	if (r) {
-		if (r < 0)
-			usage(stdout);
-		code = r < 0 ? KHA_EXIT_OK : r;
+	r = cmd_opts_parse(options, NULL, &o, "kha etcd check consistency", usage, argc, argv);
+	if (r >= 0) {
+		code = r;
 		goto out;
 	}
 	if (optind < argc) {

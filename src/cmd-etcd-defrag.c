@@ -139,11 +139,9 @@ int cmd_etcd_defrag_main(int argc, char **argv)
 		code = r;
 		goto out;
 	}
-	r = cmd_opts_parse(options, NULL, &o, "kha etcd defrag", argc, argv);
-	if (r) {
-		if (r < 0)
-			usage(stdout);
-		code = r < 0 ? KHA_EXIT_OK : r;
+	r = cmd_opts_parse(options, NULL, &o, "kha etcd defrag", usage, argc, argv);
+	if (r >= 0) {
+		code = r;
 		goto out;
 	}
 	if (optind < argc) {

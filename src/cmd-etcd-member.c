@@ -194,6 +194,14 @@ static void sub_usage(FILE *out, const char *sub)
 			sub, strcmp(sub, "list") == 0 ? "" : " etcd-2");
 }
 
+/* The help of the subcommand being parsed (cmd_opts_parse takes a help of one argument). */
+static const char *help_sub;
+
+static void help(FILE *out)
+{
+	sub_usage(out, help_sub);
+}
+
 /* ---- flags -------------------------------------------------------------------------------- */
 
 static int add_peer_urls(struct opts *o, const char *list, struct kha_diag *d)
@@ -285,12 +293,9 @@ static int parse(int argc, char **argv, struct opts *o)
 	code = cmd_etcd_config_start(o->cmd, &o->cfg);
 	if (code)
 		return 1000 + code;
-	code = cmd_opts_parse(all_options, apply, o, who, argc, argv);
-	if (code < 0) {
-		sub_usage(stdout, o->sub);
-		return 1000 + KHA_EXIT_OK;
-	}
-	if (code)
+	help_sub = o->sub;
+	code = cmd_opts_parse(all_options, apply, o, who, help, argc, argv);
+	if (code >= 0)
 		return 1000 + code;
 	if (list) {
 		if (optind < argc) {

@@ -32,12 +32,8 @@ static int parse(const char *sub, const struct cmd_opt *table, cmd_opt_call_fn c
 	int r;
 
 	snprintf(who, sizeof(who), "kha etcd snapshot %s", sub);
-	r = cmd_opts_parse(table, call, o, who, argc, argv);
-	if (r < 0) {
-		help(stdout);
-		return KHA_EXIT_OK;
-	}
-	if (r)
+	r = cmd_opts_parse(table, call, o, who, help, argc, argv);
+	if (r >= 0)
 		return r;
 	if (optind != argc - 1) {
 		fprintf(stderr, "%s: %s%s (run '%s --help')\n", who,

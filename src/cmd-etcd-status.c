@@ -81,12 +81,10 @@ static int parse_args(int argc, char **argv, struct status_opts *o)
 
 	if (r)
 		return r;
-	r = cmd_opts_parse(options, apply, o, "kha etcd status", argc, argv);
-	if (r < 0) {
-		usage(stdout);
+	r = cmd_opts_parse(options, apply, o, "kha etcd status", usage, argc, argv);
+	if (r == 0)
 		return KHA_EXIT_OK + 1000; /* stop: help printed */
-	}
-	if (r)
+	if (r > 0)
 		return r;
 	if (optind < argc) {
 		fprintf(stderr,

@@ -159,7 +159,7 @@ int cmd_opts_apply(void *userdata, int val, const char *arg, struct kha_diag *d)
 }
 
 int cmd_opts_parse(const struct cmd_opt *table, cmd_opt_call_fn call, void *target, const char *who,
-		   int argc, char **argv)
+		   void (*help)(FILE *out), int argc, char **argv)
 {
 	struct cmd_opts o;
 	int c;
@@ -169,8 +169,10 @@ int cmd_opts_parse(const struct cmd_opt *table, cmd_opt_call_fn call, void *targ
 	while ((c = getopt_long(argc, argv, o.shortopts, o.longopts, NULL)) != -1) {
 		struct kha_diag d = {};
 
-		if (c == 'h')
-			return -1;
+		if (c == 'h') {
+			help(stdout);
+			return KHA_EXIT_OK;
+		}
 		if (c == '?' || c == ':') {
 			fprintf(stderr, "Run '%s --help' for the flags.\n", who);
 			return KHA_EXIT_USAGE;
@@ -182,7 +184,7 @@ int cmd_opts_parse(const struct cmd_opt *table, cmd_opt_call_fn call, void *targ
 			return KHA_EXIT_USAGE;
 		}
 	}
-	return 0;
+	return -1;
 }
 
 static void help_one(FILE *out, const struct cmd_opt *t)

@@ -164,13 +164,13 @@ int cmd_opts_reapply(const struct cmd_opt *table, cmd_opt_call_fn call, void *ta
 		     const struct kha_args_source *src, struct kha_diag *d) KHA_WUR;
 
 /*
- * Parses argv (argv[0] the command's name) into target: returns 0 with optind at the first
- * operand, -1 when -h/--help was given (the caller prints its help), or KHA_EXIT_USAGE after
- * printing why on stderr: getopt's own line for an unknown flag or a missing value, then
+ * Parses argv (argv[0] the command's name) into target. Returns -1 to go on, with optind at the
+ * first operand, or the exit code: 0 after printing help(stdout) for -h/--help, KHA_EXIT_USAGE
+ * after printing why on stderr: getopt's own line for an unknown flag or a missing value, then
  * "Run 'WHO --help' for the flags."; "WHO: --flag: why" for a bad value.
  */
 int cmd_opts_parse(const struct cmd_opt *table, cmd_opt_call_fn call, void *target, const char *who,
-		   int argc, char **argv);
+		   void (*help)(FILE *out), int argc, char **argv);
 
 /* The Flags: lines of the help: "  -o, --output table|json   report format", column 28. */
 void cmd_opts_help(FILE *out, const struct cmd_opt *table);
