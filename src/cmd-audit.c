@@ -571,6 +571,122 @@ static bool readable_or_unset(const char *flag, const char *path)
 	return false;
 }
 
+/*
+ * The command line (the config file first, the flags over it) and what it must say together.
+ * Returns 0, -1 after the help, or an exit code after printing why.
+ */
+static int parse(int argc, char **argv, struct opts *o, bool *ret_kube_wanted)
+{
+	struct kha_args a = args_spec;
+	const char *config = NULL;
+	struct kha_diag d = {};
+	bool kube_wanted;
+	int code;
+
+	if (kha_args_scan(&args_spec, argc, argv, &config)) {
+		usage(stdout);
+		return -1;
+	}
+	if (kha_etcd_config_init(&o->etcd) < 0)
+		return KHA_EXIT_SOFTWARE;
+	if (kha_etcd_config_from_env(&o->etcd, &d) < 0) {
+		fprintf(stderr, "kha audit: %s\n", d.msg);
+		return KHA_EXIT_USAGE;
+	}
+	o->etcd_given = getenv("ETCDCTL_ENDPOINTS") && getenv("ETCDCTL_ENDPOINTS")[0];
+	a.userdata = o;
+	code = kha_args_apply(&a, config, argc, argv, &d);
+	if (code != 0) {
+		fprintf(stderr, "kha audit: %s%s\n", d.msg,
+			code == KHA_EXIT_USAGE ? " (run 'kha audit --help')" : "");
+		return code;
+	}
+	if (optind < argc) {
+		fprintf(stderr, "kha audit: unexpected argument '%s' (run 'kha audit --help')\n",
+			argv[optind]);
+		return KHA_EXIT_USAGE;
+	}
+	if (o->n_apiservers && !o->entry) {
+		fprintf(stderr, "kha audit: --apiserver needs --entry: the SAN checked is the "
+				"entry's host (run 'kha audit --help')\n");
+		return KHA_EXIT_USAGE;
+	}
+	kube_wanted = o->kubeconfig || (getenv("KUBECONFIG") && getenv("KUBECONFIG")[0]) ||
+		      getenv("KUBERNETES_SERVICE_HOST");
+	if (!o->etcd_given && !kube_wanted && !o->entry && !o->backup_dir && !o->n_proxies &&
+	    !o->n_bgps) {
+		fprintf(stderr,
+			"kha audit: nothing to audit: give --endpoints, --kubeconfig, "
+			"--entry, --proxy, --bgp or --backup-dir (run 'kha audit --help')\n");
+		return KHA_EXIT_USAGE;
+	}
+	/* configuration problems first, before any probe: one line, exit 78 */
+	if (o->etcd_given && (!readable_or_unset("--cacert", o->etcd.cacert) ||
+			      !readable_or_unset("--cert", o->etcd.cert) ||
+			      !readable_or_unset("--key", o->etcd.key)))
+		return KHA_EXIT_CONFIG;
+	*ret_kube_wanted = kube_wanted;
+	return 0;
+}
+
+/* Every source given, in order; what was not given is a finding that says so. */
+static int collect(struct opts *o, struct kha_kube_config *kcfg, struct kha_audit_report *r,
+		   struct sources *s, struct kha_kube_endpoint_set *found)
+{
+	int ret = o->etcd_given
+			  ? audit_etcd(o, r, s)
+			  : skipped(r, s, "etcd", "etcd", "no --endpoints (or ETCDCTL_ENDPOINTS)");
+
+	if (ret >= 0 && o->backup_dir) {
+		ret = kha_audit_collect_backup(o->backup_dir, o->backup_max_age_us, r);
+		source_set(s, "backup", "audited", o->backup_dir);
+	} else if (ret >= 0) {
+		ret = skipped(r, s, "backup", "etcd-backup", "no --backup-dir");
+	}
+	if (ret >= 0)
+		ret = kcfg ? audit_kube(o, kcfg, r, s, found)
+			   : skipped(r, s, "kubernetes", "kubernetes",
+				     "no --kubeconfig (or KUBECONFIG)");
+	if (ret >= 0)
+		ret = o->entry ? audit_entry(o, found, r, s)
+			       : skipped(r, s, "entry", "entry", "no --entry");
+	if (ret >= 0 && o->n_proxies)
+		ret = audit_proxies(o, r, s);
+	if (ret >= 0 && o->n_bgps)
+		ret = audit_bgp(o, r, s);
+	return ret;
+}
+
+/* The fixes, then the report on stdout; returns the exit code. */
+static int report(const struct opts *o, struct kha_audit_report *r, const struct sources *s)
+{
+	int code;
+
+	if (o->fix_out) {
+		code = write_fixes(r, o->fix_out);
+		if (code)
+			return code;
+	}
+	if (o->json) {
+		json_t *j = kha_audit_report_json(r, s->obj);
+
+		if (!j || json_dumpf(j, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER) < 0) {
+			json_decref(j);
+			fprintf(stderr, "kha audit: cannot write the report\n");
+			return KHA_EXIT_IOERR;
+		}
+		printf("\n");
+		json_decref(j);
+	} else {
+		print_table(r, o->fix_out);
+	}
+	code = kha_audit_exit_code(r);
+	/* every source given was out of reach (a backup directory is always readable or not) */
+	if (s->given && !s->reachable && !o->backup_dir)
+		code = KHA_EXIT_UNAVAILABLE;
+	return code;
+}
+
 int cmd_audit_main(int argc, char **argv)
 {
 	struct opts o = {.backup_max_age_us = 24 * 3600 * KHA_USEC_PER_SEC,
@@ -580,62 +696,12 @@ int cmd_audit_main(int argc, char **argv)
 	struct sources s = {};
 	struct kha_kube_config *kcfg = NULL;
 	struct kha_diag d = {};
-	const char *config = NULL;
-	bool kube_wanted;
-	int code, ret = 0;
+	bool kube_wanted = false;
+	int code = parse(argc, argv, &o, &kube_wanted), ret;
 
-	if (kha_args_scan(&args_spec, argc, argv, &config)) {
-		usage(stdout);
-		return KHA_EXIT_OK;
-	}
-	if (kha_etcd_config_init(&o.etcd) < 0)
-		return KHA_EXIT_SOFTWARE;
-	if (kha_etcd_config_from_env(&o.etcd, &d) < 0) {
-		fprintf(stderr, "kha audit: %s\n", d.msg);
+	if (code) {
 		opts_release(&o);
-		return KHA_EXIT_USAGE;
-	}
-	o.etcd_given = getenv("ETCDCTL_ENDPOINTS") && getenv("ETCDCTL_ENDPOINTS")[0];
-	{
-		struct kha_args a = args_spec;
-
-		a.userdata = &o;
-		code = kha_args_apply(&a, config, argc, argv, &d);
-	}
-	if (code != 0) {
-		fprintf(stderr, "kha audit: %s%s\n", d.msg,
-			code == KHA_EXIT_USAGE ? " (run 'kha audit --help')" : "");
-		opts_release(&o);
-		return code;
-	}
-	if (optind < argc) {
-		fprintf(stderr, "kha audit: unexpected argument '%s' (run 'kha audit --help')\n",
-			argv[optind]);
-		opts_release(&o);
-		return KHA_EXIT_USAGE;
-	}
-	if (o.n_apiservers && !o.entry) {
-		fprintf(stderr, "kha audit: --apiserver needs --entry: the SAN checked is the "
-				"entry's host (run 'kha audit --help')\n");
-		opts_release(&o);
-		return KHA_EXIT_USAGE;
-	}
-	kube_wanted = o.kubeconfig || (getenv("KUBECONFIG") && getenv("KUBECONFIG")[0]) ||
-		      getenv("KUBERNETES_SERVICE_HOST");
-	if (!o.etcd_given && !kube_wanted && !o.entry && !o.backup_dir && !o.n_proxies &&
-	    !o.n_bgps) {
-		fprintf(stderr,
-			"kha audit: nothing to audit: give --endpoints, --kubeconfig, "
-			"--entry, --proxy, --bgp or --backup-dir (run 'kha audit --help')\n");
-		opts_release(&o);
-		return KHA_EXIT_USAGE;
-	}
-	/* configuration problems first, before any probe: one line, exit 78 */
-	if (o.etcd_given && (!readable_or_unset("--cacert", o.etcd.cacert) ||
-			     !readable_or_unset("--cert", o.etcd.cert) ||
-			     !readable_or_unset("--key", o.etcd.key))) {
-		opts_release(&o);
-		return KHA_EXIT_CONFIG;
+		return code < 0 ? KHA_EXIT_OK : code;
 	}
 	if (kube_wanted) {
 		struct kha_kube_load_opts lo = {.kubeconfig = o.kubeconfig, .context = o.context};
@@ -648,63 +714,14 @@ int cmd_audit_main(int argc, char **argv)
 		}
 	}
 	s.obj = json_object();
-	if (!s.obj) {
-		kha_kube_config_free(kcfg);
-		opts_release(&o);
-		return KHA_EXIT_SOFTWARE;
-	}
-
-	ret = o.etcd_given
-		      ? audit_etcd(&o, &r, &s)
-		      : skipped(&r, &s, "etcd", "etcd", "no --endpoints (or ETCDCTL_ENDPOINTS)");
-	if (ret >= 0 && o.backup_dir) {
-		ret = kha_audit_collect_backup(o.backup_dir, o.backup_max_age_us, &r);
-		source_set(&s, "backup", "audited", o.backup_dir);
-	} else if (ret >= 0) {
-		ret = skipped(&r, &s, "backup", "etcd-backup", "no --backup-dir");
-	}
-	if (ret >= 0)
-		ret = kcfg ? audit_kube(&o, kcfg, &r, &s, &found)
-			   : skipped(&r, &s, "kubernetes", "kubernetes",
-				     "no --kubeconfig (or KUBECONFIG)");
-	if (ret >= 0)
-		ret = o.entry ? audit_entry(&o, &found, &r, &s)
-			      : skipped(&r, &s, "entry", "entry", "no --entry");
-	if (ret >= 0 && o.n_proxies)
-		ret = audit_proxies(&o, &r, &s);
-	if (ret >= 0 && o.n_bgps)
-		ret = audit_bgp(&o, &r, &s);
+	ret = s.obj ? collect(&o, kcfg, &r, &s, &found) : -ENOMEM;
 	kha_kube_config_free(kcfg);
 	if (ret < 0) {
 		fprintf(stderr, "kha audit: %s\n", strerror(-ret));
 		code = KHA_EXIT_SOFTWARE;
-		goto out;
-	}
-
-	if (o.fix_out) {
-		code = write_fixes(&r, o.fix_out);
-		if (code)
-			goto out;
-	}
-	if (o.json) {
-		json_t *j = kha_audit_report_json(&r, s.obj);
-
-		if (!j || json_dumpf(j, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER) < 0) {
-			json_decref(j);
-			fprintf(stderr, "kha audit: cannot write the report\n");
-			code = KHA_EXIT_IOERR;
-			goto out;
-		}
-		printf("\n");
-		json_decref(j);
 	} else {
-		print_table(&r, o.fix_out);
+		code = report(&o, &r, &s);
 	}
-	code = kha_audit_exit_code(&r);
-	/* every source given was out of reach (a backup directory is always readable or not) */
-	if (s.given && !s.reachable && !o.backup_dir)
-		code = KHA_EXIT_UNAVAILABLE;
-out:
 	if (fflush(stdout) != 0 && code < KHA_EXIT_USAGE)
 		code = KHA_EXIT_IOERR;
 	json_decref(s.obj);

@@ -1,7 +1,6 @@
 // SPDX-License-Identifier: MIT
 /* kha bgp: flags, help and wiring of the BGP speaker (lib/bgp). */
 #include <arpa/inet.h>
-#include <getopt.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -9,6 +8,7 @@
 #include <jansson.h>
 
 #include "cmd-common.h"
+#include "cmd-opt.h"
 #include "commands.h"
 #include "kha/bgp.h"
 #include "kha/config.h"
@@ -29,133 +29,108 @@ enum {
 	OPT_MED,
 	OPT_LOCAL_PREF,
 	OPT_HOLD_TIME,
-	OPT_KEEPALIVE,
-	OPT_CONNECT_RETRY,
-	OPT_PASSIVE,
 	OPT_LISTEN_PORT,
 	OPT_MD5_PASSWORD_FILE,
-	OPT_GTSM,
-	OPT_BFD,
 	OPT_BFD_INTERVAL,
-	OPT_BFD_MULTIPLIER,
-	OPT_GRACEFUL_SHUTDOWN_WAIT,
 	OPT_INTERFACE,
 	OPT_TRACK_URL,
-	OPT_TRACK_INTERVAL,
-	OPT_TRACK_TIMEOUT,
-	OPT_TRACK_FALL,
-	OPT_TRACK_RISE,
 	OPT_TRACK_CACERT,
-	OPT_CONFIG,
-	OPT_METRICS_ADDR,
-	OPT_LOG_LEVEL,
-	OPT_LOG_FORMAT,
 };
 
-static const struct option longopts[] = {
-	{"router-id", required_argument, NULL, OPT_ROUTER_ID},
-	{"local-as", required_argument, NULL, OPT_LOCAL_AS},
-	{"peer", required_argument, NULL, OPT_PEER},
-	{"peer-as", required_argument, NULL, OPT_PEER_AS},
-	{"announce", required_argument, NULL, OPT_ANNOUNCE},
-	{"next-hop", required_argument, NULL, OPT_NEXT_HOP},
-	{"community", required_argument, NULL, OPT_COMMUNITY},
-	{"med", required_argument, NULL, OPT_MED},
-	{"local-pref", required_argument, NULL, OPT_LOCAL_PREF},
-	{"hold-time", required_argument, NULL, OPT_HOLD_TIME},
-	{"keepalive", required_argument, NULL, OPT_KEEPALIVE},
-	{"connect-retry", required_argument, NULL, OPT_CONNECT_RETRY},
-	{"passive", no_argument, NULL, OPT_PASSIVE},
-	{"listen-port", required_argument, NULL, OPT_LISTEN_PORT},
-	{"md5-password-file", required_argument, NULL, OPT_MD5_PASSWORD_FILE},
-	{"gtsm", no_argument, NULL, OPT_GTSM},
-	{"bfd", no_argument, NULL, OPT_BFD},
-	{"bfd-interval", required_argument, NULL, OPT_BFD_INTERVAL},
-	{"bfd-multiplier", required_argument, NULL, OPT_BFD_MULTIPLIER},
-	{"graceful-shutdown-wait", required_argument, NULL, OPT_GRACEFUL_SHUTDOWN_WAIT},
-	{"interface", required_argument, NULL, OPT_INTERFACE},
-	{"track-url", required_argument, NULL, OPT_TRACK_URL},
-	{"track-interval", required_argument, NULL, OPT_TRACK_INTERVAL},
-	{"track-timeout", required_argument, NULL, OPT_TRACK_TIMEOUT},
-	{"track-fall", required_argument, NULL, OPT_TRACK_FALL},
-	{"track-rise", required_argument, NULL, OPT_TRACK_RISE},
-	{"track-cacert", required_argument, NULL, OPT_TRACK_CACERT},
-	{"config", required_argument, NULL, OPT_CONFIG},
-	{"metrics-addr", required_argument, NULL, OPT_METRICS_ADDR},
-	{"log-level", required_argument, NULL, OPT_LOG_LEVEL},
-	{"log-format", required_argument, NULL, OPT_LOG_FORMAT},
-	{"help", no_argument, NULL, 'h'},
+struct opts {
+	struct kha_bgp_config cfg;
+	bool have_router_id, have_local_as, have_peer_as;
+	enum kha_log_level level;
+	enum kha_log_format format;
+};
+
+static int apply(void *target, int val, const char *arg, struct kha_diag *d);
+
+#define CALL(n, a, v, h)      CMD_OPT_CALL_ENTRY(n, a, v, h)
+#define TYPED(k, n, a, f, h)  CMD_OPT_TYPED_ENTRY(k, struct opts, n, a, f, h)
+#define DUR(n, f, h)	      TYPED(CMD_OPT_DURATION, n, "DURATION", cfg.f, h)
+#define UINT(n, f, lo, hi, h) CMD_OPT_UINT_ENTRY(struct opts, n, cfg.f, lo, hi, h)
+
+static const struct cmd_opt options[] = {
+	CMD_OPT_TITLE_ENTRY("Session:"),
+	CALL("router-id", "ADDR", OPT_ROUTER_ID,
+	     "BGP identifier, an IPv4 address of this host (required)"),
+	CALL("local-as", "N", OPT_LOCAL_AS, "our AS, 1-4294967295 (4-octet AS numbers: RFC 6793)"),
+	CALL("peer", "ADDR[,as=N][,port=N]", OPT_PEER,
+	     "a router to peer with (repeat); as= overrides\n--peer-as, port= where to connect "
+	     "(default 179)"),
+	CALL("peer-as", "N", OPT_PEER_AS, "the routers' AS (required unless every --peer has as=)"),
+	CALL("hold-time", "DURATION", OPT_HOLD_TIME,
+	     "proposed hold time, 0 or 3s-65535s (default 90s)"),
+	DUR("keepalive", keepalive_us, "between KEEPALIVEs (default: a third of the hold time)"),
+	DUR("connect-retry", connect_retry_us,
+	    "first retry of a refused connection, doubled each time\nup to 60s (default 5s)"),
+	TYPED(CMD_OPT_BOOL, "passive", NULL, cfg.passive,
+	      "never connect, only accept the routers' connections"),
+	CALL("listen-port", "N", OPT_LISTEN_PORT, "TCP port to accept on (default 179; 0: none)"),
+	CALL("md5-password-file", "FILE", OPT_MD5_PASSWORD_FILE,
+	     "TCP-MD5 signatures (RFC 2385) with this password"),
+	TYPED(CMD_OPT_BOOL, "gtsm", NULL, cfg.gtsm,
+	      "send with TTL 255 and accept only TTL 255 (RFC 5082)"),
+	CMD_OPT_TITLE_ENTRY("Announcement:"),
+	CALL("announce", "ADDR/LEN", OPT_ANNOUNCE,
+	     "the service address, 10.96.0.1/32 or fd00::1/128\n(repeat); a host address is also "
+	     "added to --interface\nwhile it is announced"),
+	CALL("interface", "IF", OPT_INTERFACE, "where the addresses live (default lo; or a dummy)"),
+	CALL("next-hop", "ADDR", OPT_NEXT_HOP,
+	     "next hop of one family (repeat for the other; default:\nthe session's own address)"),
+	CALL("community", "C", OPT_COMMUNITY,
+	     "65000:100 or graceful-shutdown, no-export ... (repeat)"),
+	CALL("med", "N", OPT_MED, "MULTI_EXIT_DISC to send"),
+	CALL("local-pref", "N", OPT_LOCAL_PREF, "LOCAL_PREF on iBGP sessions (default 100)"),
+	TYPED(CMD_OPT_DURATION0, "graceful-shutdown-wait", "DURATION",
+	      cfg.graceful_shutdown_wait_us,
+	      "on SIGTERM, announce with GRACEFUL_SHUTDOWN\n(RFC 8326) this long before withdrawing "
+	      "(default 5s)"),
+	CMD_OPT_TITLE_ENTRY("BFD (RFC 5880/5881, single hop, UDP 3784):"),
+	TYPED(CMD_OPT_BOOL, "bfd", NULL, cfg.bfd,
+	      "a BFD session with each peer; BFD down ends the BGP\nsession (and the router drops "
+	      "this path) at once"),
+	CALL("bfd-interval", "DURATION", OPT_BFD_INTERVAL,
+	     "desired transmit and required receive interval\n(default 300ms)"),
+	UINT("bfd-multiplier", bfd_multiplier, 1, 255, "packets missed before down (default 3)"),
+	CMD_OPT_TITLE_ENTRY("Health tracks:"),
+	CALL("track-url", "URL", OPT_TRACK_URL,
+	     "HTTP GET, 200 = healthy (repeat); while one fails the\naddress is withdrawn"),
+	DUR("track-interval", track_interval_us, "between checks (default 1s)"),
+	DUR("track-timeout", track_timeout_us, "per check (default 1s)"),
+	UINT("track-fall", track_fall, 1, 100, "failures before withdrawing (default 3)"),
+	UINT("track-rise", track_rise, 1, 100, "successes before announcing again (default 2)"),
+	CALL("track-cacert", "FILE", OPT_TRACK_CACERT,
+	     "CA bundle for https:// tracks (the cluster CA for the\napiserver's /readyz; default: "
+	     "the system store)"),
+	CMD_OPT_TITLE_ENTRY("Operations:"),
+	CMD_OPTS_DAEMON(struct opts, cfg.metrics_addr, "127.0.0.1:9445", level, format),
+	CMD_OPT_HELP_ENTRY,
 	{},
 };
 
 static void usage(FILE *out)
 {
+	fprintf(out, "Usage: kha bgp --router-id ADDR --local-as N --peer ADDR[,as=N][,port=N]...\n"
+		     "               --peer-as N --announce ADDR/LEN... [flags]\n"
+		     "       kha bgp status [--metrics-addr ADDR] [-o table|json]\n"
+		     "\n"
+		     "Every master announces the apiserver's service address by BGP; the routers\n"
+		     "spread connections over all masters that announce it (ECMP). The address is\n"
+		     "announced only while the health tracks pass and withdrawn at once when one\n"
+		     "fails; with --bfd a dead master's path goes within the BFD detection time.\n"
+		     "kha takes no routes: whatever a peer announces is checked and dropped.\n"
+		     "See docs/bgp.md (router configuration for BIRD 2 and FRR).\n"
+		     "\n"
+		     "Example (a master at 10.0.0.11, two top-of-rack routers in AS 65000):\n"
+		     "  kha bgp --router-id 10.0.0.11 --local-as 65011 --peer-as 65000 \\\n"
+		     "      --peer 10.0.0.1 --peer 10.0.0.2 --announce 10.96.0.1/32 --bfd \\\n"
+		     "      --track-url https://127.0.0.1:6443/readyz \\\n"
+		     "      --track-cacert /etc/kubernetes/pki/ca.crt\n"
+		     "\n");
+	cmd_opts_help(out, options);
 	fprintf(out,
-		"Usage: kha bgp --router-id ADDR --local-as N --peer ADDR[,as=N][,port=N]...\n"
-		"               --peer-as N --announce ADDR/LEN... [flags]\n"
-		"       kha bgp status [--metrics-addr ADDR] [-o table|json]\n"
-		"\n"
-		"Every master announces the apiserver's service address by BGP; the routers\n"
-		"spread connections over all masters that announce it (ECMP). The address is\n"
-		"announced only while the health tracks pass and withdrawn at once when one\n"
-		"fails; with --bfd a dead master's path goes within the BFD detection time.\n"
-		"kha takes no routes: whatever a peer announces is checked and dropped.\n"
-		"See docs/bgp.md (router configuration for BIRD 2 and FRR).\n"
-		"\n"
-		"Example (a master at 10.0.0.11, two top-of-rack routers in AS 65000):\n"
-		"  kha bgp --router-id 10.0.0.11 --local-as 65011 --peer-as 65000 \\\n"
-		"      --peer 10.0.0.1 --peer 10.0.0.2 --announce 10.96.0.1/32 --bfd \\\n"
-		"      --track-url https://127.0.0.1:6443/readyz \\\n"
-		"      --track-cacert /etc/kubernetes/pki/ca.crt\n"
-		"\n"
-		"Session:\n"
-		"  --router-id ADDR          BGP identifier, an IPv4 address of this host (required)\n"
-		"  --local-as N              our AS, 1-4294967295 (4-octet AS numbers: RFC 6793)\n"
-		"  --peer ADDR[,as=N][,port=N]  a router to peer with (repeat); as= overrides\n"
-		"                            --peer-as, port= where to connect (default 179)\n"
-		"  --peer-as N               the routers' AS (required unless every --peer has as=)\n"
-		"  --hold-time DURATION      proposed hold time, 0 or 3s-65535s (default 90s)\n"
-		"  --keepalive DURATION      between KEEPALIVEs (default: a third of the hold time)\n"
-		"  --connect-retry DURATION  first retry of a refused connection, doubled each time\n"
-		"                            up to 60s (default 5s)\n"
-		"  --passive                 never connect, only accept the routers' connections\n"
-		"  --listen-port N           TCP port to accept on (default 179; 0: none)\n"
-		"  --md5-password-file FILE  TCP-MD5 signatures (RFC 2385) with this password\n"
-		"  --gtsm                    send with TTL 255 and accept only TTL 255 (RFC 5082)\n"
-		"Announcement:\n"
-		"  --announce ADDR/LEN       the service address, 10.96.0.1/32 or fd00::1/128\n"
-		"                            (repeat); a host address is also added to --interface\n"
-		"                            while it is announced\n"
-		"  --interface IF            where the addresses live (default lo; or a dummy)\n"
-		"  --next-hop ADDR           next hop of one family (repeat for the other; default:\n"
-		"                            the session's own address)\n"
-		"  --community C             65000:100 or graceful-shutdown, no-export ... (repeat)\n"
-		"  --med N                   MULTI_EXIT_DISC to send\n"
-		"  --local-pref N            LOCAL_PREF on iBGP sessions (default 100)\n"
-		"  --graceful-shutdown-wait DURATION\n"
-		"                            on SIGTERM, announce with GRACEFUL_SHUTDOWN\n"
-		"                            (RFC 8326) this long before withdrawing (default 5s)\n"
-		"BFD (RFC 5880/5881, single hop, UDP 3784):\n"
-		"  --bfd                     a BFD session with each peer; BFD down ends the BGP\n"
-		"                            session (and the router drops this path) at once\n"
-		"  --bfd-interval DURATION   desired transmit and required receive interval\n"
-		"                            (default 300ms)\n"
-		"  --bfd-multiplier N        packets missed before down (default 3)\n"
-		"Health tracks:\n"
-		"  --track-url URL           HTTP GET, 200 = healthy (repeat); while one fails the\n"
-		"                            address is withdrawn\n"
-		"  --track-interval DURATION between checks (default 1s)\n"
-		"  --track-timeout DURATION  per check (default 1s)\n"
-		"  --track-fall N            failures before withdrawing (default 3)\n"
-		"  --track-rise N            successes before announcing again (default 2)\n"
-		"  --track-cacert FILE       CA bundle for https:// tracks (the cluster CA for the\n"
-		"                            apiserver's /readyz; default: the system store)\n"
-		"Operations:\n"
-		"  --config FILE             YAML file of these flags (keys = flag names)\n"
-		"  --metrics-addr ADDR       /metrics, /healthz, /readyz, /status (default\n"
-		"                            127.0.0.1:9445; \"off\" disables)\n"
-		"  --log-level LEVEL         debug, info (default), warn, error\n"
-		"  --log-format FORMAT       logfmt (default) or json\n"
 		"\n"
 		"Needs CAP_NET_ADMIN (the address, TCP-MD5) and CAP_NET_BIND_SERVICE (port 179).\n"
 		"Signals: SIGTERM/SIGINT: announce with GRACEFUL_SHUTDOWN, wait, withdraw, close\n"
@@ -166,13 +141,6 @@ static void usage(FILE *out)
 		"Exit codes: 0 stopped cleanly, 64 bad flags, 78 bad configuration (unknown\n"
 		"interface, port in use, unreadable password file).\n");
 }
-
-struct opts {
-	struct kha_bgp_config cfg;
-	bool have_router_id, have_local_as, have_peer_as;
-	enum kha_log_level level;
-	enum kha_log_format format;
-};
 
 static int set_as(uint32_t *dst, const char *arg, struct kha_diag *d)
 {
@@ -248,9 +216,9 @@ static int read_password(char **dst, const char *path, struct kha_diag *d)
 	return 0;
 }
 
-static int apply(void *userdata, int val, const char *arg, struct kha_diag *d)
+static int apply(void *target, int val, const char *arg, struct kha_diag *d)
 {
-	struct opts *o = userdata;
+	struct opts *o = target;
 	struct kha_bgp_config *c = &o->cfg;
 	struct kha_bgp_addr a;
 	uint64_t us;
@@ -317,13 +285,6 @@ static int apply(void *userdata, int val, const char *arg, struct kha_diag *d)
 					    arg);
 		c->hold_time_us = us;
 		return 0;
-	case OPT_KEEPALIVE:
-		return kha_opt_set_duration(&c->keepalive_us, arg, false, d);
-	case OPT_CONNECT_RETRY:
-		return kha_opt_set_duration(&c->connect_retry_us, arg, false, d);
-	case OPT_PASSIVE:
-		c->passive = true;
-		return 0;
 	case OPT_LISTEN_PORT:
 		r = kha_opt_set_uint(&u, arg, 0, 65535, d);
 		if (r == 0)
@@ -331,22 +292,12 @@ static int apply(void *userdata, int val, const char *arg, struct kha_diag *d)
 		return r;
 	case OPT_MD5_PASSWORD_FILE:
 		return read_password(&c->md5_password, arg, d);
-	case OPT_GTSM:
-		c->gtsm = true;
-		return 0;
-	case OPT_BFD:
-		c->bfd = true;
-		return 0;
 	case OPT_BFD_INTERVAL:
 		if (kha_parse_duration_us(arg, &us) < 0 || us < 10000 || us > 60 * KHA_USEC_PER_SEC)
 			return kha_diag_set(d, EINVAL, "'%s': expected a duration from 10ms to 60s",
 					    arg);
 		c->bfd_interval_us = us;
 		return 0;
-	case OPT_BFD_MULTIPLIER:
-		return kha_opt_set_uint(&c->bfd_multiplier, arg, 1, 255, d);
-	case OPT_GRACEFUL_SHUTDOWN_WAIT:
-		return kha_opt_set_duration(&c->graceful_shutdown_wait_us, arg, true, d);
 	case OPT_INTERFACE:
 		if (!*arg || strlen(arg) >= sizeof(c->interface) || strchr(arg, '/') ||
 		    strchr(arg, ':'))
@@ -363,38 +314,13 @@ static int apply(void *userdata, int val, const char *arg, struct kha_diag *d)
 		if (r == 0)
 			c->ntracks++;
 		return r;
-	case OPT_TRACK_INTERVAL:
-		return kha_opt_set_duration(&c->track_interval_us, arg, false, d);
-	case OPT_TRACK_TIMEOUT:
-		return kha_opt_set_duration(&c->track_timeout_us, arg, false, d);
-	case OPT_TRACK_FALL:
-		return kha_opt_set_uint(&c->track_fall, arg, 1, 100, d);
-	case OPT_TRACK_RISE:
-		return kha_opt_set_uint(&c->track_rise, arg, 1, 100, d);
 	case OPT_TRACK_CACERT:
 		if (access(arg, R_OK) < 0)
 			return kha_diag_set(d, errno, "'%s': %s", arg, strerror(errno));
 		return kha_opt_set_str(&c->track_cacert, arg, d);
-	case OPT_METRICS_ADDR:
-		if (strcmp(arg, "off") == 0 || !*arg) {
-			c->metrics_addr[0] = '\0';
-			return 0;
-		}
-		return kha_opt_set_addr(c->metrics_addr, sizeof(c->metrics_addr), arg, d);
-	case OPT_LOG_LEVEL:
-		return kha_opt_set_log_level(&o->level, arg, d);
-	case OPT_LOG_FORMAT:
-		return kha_opt_set_log_format(&o->format, arg, d);
 	}
 	return -EINVAL;
 }
-
-static const struct kha_args args_spec = {
-	.shortopts = "h",
-	.longopts = longopts,
-	.config_val = OPT_CONFIG,
-	.apply = apply,
-};
 
 /* What the flags must say together; a usage error in d, else 0. */
 static int check(const struct opts *o, struct kha_diag *d)
@@ -502,7 +428,7 @@ static int reload(void *userdata, struct kha_bgp_config *cfg, struct kha_diag *d
 	const struct kha_args_source *src = userdata; /* what a SIGHUP reads again */
 	struct opts o = {.cfg = *cfg, .level = KHA_LOG_INFO, .format = KHA_LOG_LOGFMT};
 
-	if (kha_args_reapply(&args_spec, &o, src, d) != 0 || check(&o, d) < 0) {
+	if (cmd_opts_reapply(options, apply, &o, src, d) != 0 || check(&o, d) < 0) {
 		*cfg = o.cfg; /* the caller releases what was set */
 		return -EINVAL;
 	}
@@ -521,12 +447,12 @@ int cmd_bgp_main(int argc, char **argv)
 
 	if (argc >= 2 && strcmp(argv[1], "status") == 0)
 		return status_main(argc - 1, cmd_sub_argv(argv));
-	if (kha_args_scan(&args_spec, argc, argv, &src.config)) {
+	if (cmd_opts_scan(options, argc, argv, &src.config)) {
 		usage(stdout);
 		return KHA_EXIT_OK;
 	}
 	kha_bgp_config_init(&o.cfg);
-	code = kha_args_reapply(&args_spec, &o, &src, &d);
+	code = cmd_opts_reapply(options, apply, &o, &src, &d);
 	if (code == 0 && optind < argc) {
 		kha_diag_set(&d, EINVAL, "unexpected argument '%s'", argv[optind]);
 		code = KHA_EXIT_USAGE;

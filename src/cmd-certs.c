@@ -1,6 +1,5 @@
 // SPDX-License-Identifier: MIT
 /* kha certs: a CA, certificates with the right SANs, and the check that they are there. */
-#include <getopt.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -10,6 +9,7 @@
 #include <jansson.h>
 
 #include "cmd-common.h"
+#include "cmd-opt.h"
 #include "commands.h"
 #include "kha/certs.h"
 #include "kha/diag.h"
@@ -50,34 +50,6 @@ static int fail(const char *sub, bool json, int err, const struct kha_diag *d, c
 
 /* "kha certs SUB: MESSAGE (run 'kha certs SUB --help')"; returns 64 */
 #define usage_error(sub, ...) cmd_usage_error("certs", sub, __VA_ARGS__)
-
-static int parse_output(const char *sub, const char *arg, bool *json)
-{
-	if (kha_parse_output(arg, json) < 0)
-		return usage_error(sub, "unknown output format '%s' (table or json)", arg);
-	return 0;
-}
-
-static int parse_days(const char *sub, const char *arg, unsigned *days)
-{
-	uint64_t v;
-
-	if (kha_parse_u64(arg, 1, 36500, &v) < 0)
-		return usage_error(sub, "--days '%s': expected a number of days from 1 to 36500",
-				   arg);
-	*days = (unsigned)v;
-	return 0;
-}
-
-static const char *format_time(char *buf, size_t size, int64_t t)
-{
-	time_t tt = (time_t)t;
-	struct tm tm;
-
-	if (!gmtime_r(&tt, &tm) || !strftime(buf, size, "%Y-%m-%dT%H:%M:%SZ", &tm))
-		snprintf(buf, size, "%lld", (long long)t);
-	return buf;
-}
 
 static const char *usage_text(unsigned usage)
 {
@@ -128,11 +100,11 @@ static json_t *info_json(const struct kha_cert_info *info)
 		json_array_append_new(ips, json_string(info->ips[i]));
 	return json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:b, s:o, s:{s:o, s:o}}", "subject",
 			 info->subject, "issuer", info->issuer, "serial", info->serial,
-			 "not_before", format_time(nb, sizeof(nb), info->not_before), "not_after",
-			 format_time(na, sizeof(na), info->not_after), "days_left",
-			 (json_int_t)((info->not_after - (int64_t)time(NULL)) / 86400), "is_ca",
-			 info->is_ca, "usage", usage_json(info->usage), "sans", "dns", dns, "ip",
-			 ips);
+			 "not_before", kha_certs_format_time(nb, sizeof(nb), info->not_before),
+			 "not_after", kha_certs_format_time(na, sizeof(na), info->not_after),
+			 "days_left", (json_int_t)((info->not_after - (int64_t)time(NULL)) / 86400),
+			 "is_ca", info->is_ca, "usage", usage_json(info->usage), "sans", "dns", dns,
+			 "ip", ips);
 }
 
 /* The JSON of what ca and issue wrote: the certificate, and where it and its key are. */
@@ -156,215 +128,255 @@ static int check_absent(const char *sub, const char *path, bool force, const cha
 	return KHA_EXIT_USAGE; /* the disk is fine: the operator must ask for --force */
 }
 
+struct ca_opts {
+	const char *dir, *cn;
+	unsigned days;
+	bool force, json;
+};
+
+enum { OPT_DAYS = 0x100, OPT_SAN, OPT_SERVER, OPT_CLIENT, OPT_CA_OLD, OPT_WARN_DAYS };
+
+static int set_days(unsigned *days, const char *arg, struct kha_diag *d)
+{
+	uint64_t v;
+
+	if (kha_parse_u64(arg, 1, 36500, &v) < 0)
+		return kha_diag_set(d, EINVAL, "'%s': expected a number of days from 1 to 36500",
+				    arg);
+	*days = (unsigned)v;
+	return 0;
+}
+
+static int ca_apply(void *target, int val, const char *arg, struct kha_diag *d)
+{
+	(void)val; /* OPT_DAYS */
+	return set_days(&((struct ca_opts *)target)->days, arg, d);
+}
+
+static const struct cmd_opt ca_options[] = {
+	{CMD_OPT_STRING, "dir", 0, "DIR", "where to write (created if missing)", 0,
+	 offsetof(struct ca_opts, dir), 0, NULL},
+	{CMD_OPT_STRING, "cn", 0, "NAME", "subject common name (default kha-ca)", 0,
+	 offsetof(struct ca_opts, cn), 0, NULL},
+	{CMD_OPT_CALL, "days", 0, "N", "validity in days (default 3650)", OPT_DAYS, 0, 0, NULL},
+	{CMD_OPT_BOOL, "force", 0, NULL, "replace an existing CA", 0,
+	 offsetof(struct ca_opts, force), 0, NULL},
+	CMD_OPT_OUTPUT_ENTRY(struct ca_opts, json, "table (default) or json"),
+	CMD_OPT_HELP_ENTRY,
+	{},
+};
+
+static void ca_usage(FILE *out)
+{
+	fprintf(out, "Usage: kha certs ca --dir DIR [--cn NAME] [--days N] [--force] [-o json]\n\n"
+		     "Creates a CA: a new ECDSA P-256 key and a self-signed certificate\n"
+		     "(CA:TRUE, keyCertSign), written to DIR/ca.crt (0644) and DIR/ca.key\n"
+		     "(0600). An existing DIR/ca.key is never replaced without --force.\n\n");
+	cmd_opts_help(out, ca_options);
+	fprintf(out, "\nExample:\n  kha certs ca --dir pki --cn my-cluster-ca --days 3650\n");
+}
+
+/* Parses argv with table into o; returns -1 to go on, or the exit code (0 after the help). */
+static int parse(const char *sub, const struct cmd_opt *table, cmd_opt_call_fn call, void *o,
+		 void (*help)(FILE *out), int argc, char **argv)
+{
+	char who[32];
+	int r;
+
+	snprintf(who, sizeof(who), "kha certs %s", sub);
+	r = cmd_opts_parse(table, call, o, who, help, argc, argv);
+	if (r >= 0)
+		return r;
+	if (optind < argc)
+		return usage_error(sub, "unexpected argument '%s'", argv[optind]);
+	return -1;
+}
+
 static int cmd_ca(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{"dir", required_argument, NULL, 'd'},
-		{"cn", required_argument, NULL, 'n'},
-		{"days", required_argument, NULL, 'D'},
-		{"force", no_argument, NULL, 'f'},
-		{"output", required_argument, NULL, 'o'},
-		{"help", no_argument, NULL, 'h'},
-		{0},
-	};
-	const char *dir = NULL, *cn = "kha-ca";
+	struct ca_opts o = {.cn = "kha-ca", .days = 3650};
 	kha_autofree char *crt = NULL, *key = NULL;
 	struct kha_cert ca = {0};
 	struct kha_cert_info info = {0};
 	struct kha_diag d = {0};
-	unsigned days = 3650;
-	bool force = false, json = false;
 	char na[32];
-	int c, r;
+	int r = parse("ca", ca_options, ca_apply, &o, ca_usage, argc, argv);
 
-	optind = 0;
-	while ((c = getopt_long(argc, argv, "ho:", opts, NULL)) != -1) {
-		switch (c) {
-		case 'd':
-			dir = optarg;
-			break;
-		case 'n':
-			cn = optarg;
-			break;
-		case 'D':
-			if (parse_days("ca", optarg, &days))
-				return KHA_EXIT_USAGE;
-			break;
-		case 'f':
-			force = true;
-			break;
-		case 'o':
-			if (parse_output("ca", optarg, &json))
-				return KHA_EXIT_USAGE;
-			break;
-		case 'h':
-			printf("Usage: kha certs ca --dir DIR [--cn NAME] [--days N] [--force] "
-			       "[-o json]\n\n"
-			       "Creates a CA: a new ECDSA P-256 key and a self-signed certificate\n"
-			       "(CA:TRUE, keyCertSign), written to DIR/ca.crt (0644) and DIR/ca.key\n"
-			       "(0600). An existing DIR/ca.key is never replaced without --force.\n\n"
-			       "  --dir DIR     where to write (created if missing)\n"
-			       "  --cn NAME     subject common name (default kha-ca)\n"
-			       "  --days N      validity in days (default 3650)\n"
-			       "  --force       replace an existing CA\n"
-			       "  -o, --output  table (default) or json\n\n"
-			       "Example:\n  kha certs ca --dir pki --cn my-cluster-ca --days 3650\n");
-			return KHA_EXIT_OK;
-		default:
-			return usage_error("ca", "%s", "bad flag");
-		}
-	}
-	if (optind < argc)
-		return usage_error("ca", "unexpected argument '%s'", argv[optind]);
-	if (!dir)
+	if (r >= 0)
+		return r;
+	if (!o.dir)
 		return usage_error("ca", "%s", "--dir is required");
-	if (asprintf(&crt, "%s/%s", dir, KHA_CERTS_CA_CERT) < 0 ||
-	    asprintf(&key, "%s/%s", dir, KHA_CERTS_CA_KEY) < 0)
+	if (asprintf(&crt, "%s/%s", o.dir, KHA_CERTS_CA_CERT) < 0 ||
+	    asprintf(&key, "%s/%s", o.dir, KHA_CERTS_CA_KEY) < 0)
 		return KHA_EXIT_SOFTWARE;
-	r = check_absent("ca", key, force, "use --force to replace it");
+	r = check_absent("ca", key, o.force, "use --force to replace it");
 	if (r)
 		return r;
-	r = kha_file_mkdir_p(dir, 0755, &d);
+	r = kha_file_mkdir_p(o.dir, 0755, &d);
 	if (r == 0)
-		r = kha_certs_create_ca(cn, days, &ca, &d);
+		r = kha_certs_create_ca(o.cn, o.days, &ca, &d);
 	if (r == 0)
-		r = kha_certs_save_ca(&ca, dir, &d);
+		r = kha_certs_save_ca(&ca, o.dir, &d);
 	if (r == 0)
 		r = kha_certs_inspect(ca.x509, &info, &d);
 	kha_cert_release(&ca);
 	if (r < 0)
-		return fail("ca", json, r, &d, NULL);
-	if (json) {
+		return fail("ca", o.json, r, &d, NULL);
+	if (o.json) {
 		print_written_json(&info, crt, key);
 	} else {
 		printf("CA %s written: %s (key %s, mode 0600), expires %s\n", info.subject, crt,
-		       key, format_time(na, sizeof(na), info.not_after));
+		       key, kha_certs_format_time(na, sizeof(na), info.not_after));
 	}
 	kha_cert_info_release(&info);
 	return KHA_EXIT_OK;
 }
 
+struct issue_opts {
+	const char *ca_dir, *name, *out_dir;
+	const char *sans[MAX_SANS];
+	struct kha_cert_request req;
+	bool force, renew, json;
+};
+
+static int issue_apply(void *target, int val, const char *arg, struct kha_diag *d)
+{
+	struct issue_opts *o = target;
+
+	switch (val) {
+	case OPT_DAYS:
+		return set_days(&o->req.days, arg, d);
+	case OPT_SAN:
+		if (o->req.n_sans == MAX_SANS)
+			return kha_diag_set(d, EINVAL, "more than %d SANs", MAX_SANS);
+		o->sans[o->req.n_sans++] = arg;
+		return 0;
+	default:
+		o->req.usage |= val == OPT_SERVER ? KHA_CERT_SERVER : KHA_CERT_CLIENT;
+		return 0;
+	}
+}
+
+static const struct cmd_opt issue_options[] = {
+	{CMD_OPT_STRING, "ca-dir", 0, "DIR", "the CA made by 'kha certs ca'", 0,
+	 offsetof(struct issue_opts, ca_dir), 0, NULL},
+	{CMD_OPT_STRING, "name", 0, "NAME", "subject common name and file name", 0,
+	 offsetof(struct issue_opts, name), 0, NULL},
+	{CMD_OPT_CALL, "san", 0, "ADDR",
+	 "an IP address or DNS name clients dial (repeat it);\n'IP:' and 'DNS:' prefixes are "
+	 "accepted",
+	 OPT_SAN, 0, 0, NULL},
+	{CMD_OPT_CALL, "server", 0, NULL, "extended key usage serverAuth", OPT_SERVER, 0, 0, NULL},
+	{CMD_OPT_CALL, "client", 0, NULL,
+	 "extended key usage clientAuth (etcd members need\nboth: the etcd gateway dials the "
+	 "member with it)",
+	 OPT_CLIENT, 0, 0, NULL},
+	{CMD_OPT_STRING, "out-dir", 0, "DIR", "where to write (created if missing)", 0,
+	 offsetof(struct issue_opts, out_dir), 0, NULL},
+	{CMD_OPT_CALL, "days", 0, "N", "validity in days (default 365, capped at the CA's)",
+	 OPT_DAYS, 0, 0, NULL},
+	{CMD_OPT_BOOL, "renew", 0, NULL,
+	 "renew in place: copy an existing NAME.crt and NAME.key\nto NAME.crt.bak-TIME and "
+	 "NAME.key.bak-TIME (same modes),\nthen replace them (what kha audit's fixes use)",
+	 0, offsetof(struct issue_opts, renew), 0, NULL},
+	{CMD_OPT_BOOL, "force", 0, NULL, "replace an existing NAME.key, keeping no copy", 0,
+	 offsetof(struct issue_opts, force), 0, NULL},
+	CMD_OPT_OUTPUT_ENTRY(struct issue_opts, json, "table (default) or json"),
+	CMD_OPT_HELP_ENTRY,
+	{},
+};
+
+static void issue_usage(FILE *out)
+{
+	fprintf(out,
+		"Usage: kha certs issue --ca-dir DIR --name NAME [--san ADDR]... [--server] "
+		"[--client]\n"
+		"                      --out-dir DIR [--days N] [--renew|--force] [-o json]\n\n"
+		"Issues a certificate signed by the CA in --ca-dir (ca.crt, ca.key):\n"
+		"OUT/NAME.crt (0644) and OUT/NAME.key (0600), ECDSA P-256.\n\n");
+	cmd_opts_help(out, issue_options);
+	fprintf(out, "\nExamples:\n"
+		     "  kha certs issue --ca-dir pki --name etcd-1 --san 10.0.0.1 \\\n"
+		     "      --san 127.0.0.1 --san localhost --server --client --out-dir pki\n"
+		     "  kha certs issue --ca-dir pki --name apiserver --san 10.0.0.100 \\\n"
+		     "      --san 127.0.0.1 --san localhost --san kubernetes.default.svc \\\n"
+		     "      --server --out-dir pki\n");
+}
+
+/* What issue writes, on stdout: the certificate, where it went, and the old pair's copies. */
+static void print_issued(const struct issue_opts *o, const struct kha_cert_info *info,
+			 const char *crt, const char *key, const char *crt_bak, const char *key_bak)
+{
+	char na[32];
+
+	if (o->json) {
+		json_t *j = info_json(info);
+
+		json_object_set_new(j, "cert", json_string(crt));
+		json_object_set_new(j, "key", json_string(key));
+		if (o->renew)
+			json_object_set_new(
+				j, "backup",
+				json_pack("{s:o, s:o}", "cert",
+					  crt_bak[0] ? json_string(crt_bak) : json_null(), "key",
+					  key_bak[0] ? json_string(key_bak) : json_null()));
+		kha_ignore(cmd_print_json(j));
+		return;
+	}
+	printf("issued %s (key %s, mode 0600)\n  subject %s, issuer %s\n  usage   %s\n"
+	       "  SANs    ",
+	       crt, key, info->subject, info->issuer, usage_text(info->usage));
+	print_sans(stdout, info);
+	printf("  expires %s\n", kha_certs_format_time(na, sizeof(na), info->not_after));
+	if (crt_bak[0] || key_bak[0])
+		printf("  old pair kept as %s and %s\n", crt_bak[0] ? crt_bak : "-",
+		       key_bak[0] ? key_bak : "-");
+}
+
 static int cmd_issue(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{"ca-dir", required_argument, NULL, 'c'}, {"name", required_argument, NULL, 'n'},
-		{"san", required_argument, NULL, 's'},	  {"server", no_argument, NULL, 'S'},
-		{"client", no_argument, NULL, 'C'},	  {"out-dir", required_argument, NULL, 'O'},
-		{"days", required_argument, NULL, 'D'},	  {"force", no_argument, NULL, 'f'},
-		{"renew", no_argument, NULL, 'R'},	  {"output", required_argument, NULL, 'o'},
-		{"help", no_argument, NULL, 'h'},	  {0},
-	};
-	const char *ca_dir = NULL, *name = NULL, *out_dir = NULL;
+	struct issue_opts o = {.req = {.days = 365}};
 	char crt_bak[4096] = "", key_bak[4096] = "";
-	bool renew = false;
-	const char *sans[MAX_SANS];
 	kha_autofree char *crt = NULL, *key = NULL;
 	struct kha_cert ca = {0}, leaf = {0};
-	struct kha_cert_request req = {.sans = sans, .days = 365};
 	struct kha_cert_info info = {0};
 	struct kha_diag d = {0};
-	bool force = false, json = false;
-	char na[32];
-	int c, r;
+	const char *name;
+	int r;
 
-	optind = 0;
-	while ((c = getopt_long(argc, argv, "ho:", opts, NULL)) != -1) {
-		switch (c) {
-		case 'c':
-			ca_dir = optarg;
-			break;
-		case 'n':
-			name = optarg;
-			break;
-		case 's':
-			if (req.n_sans == MAX_SANS)
-				return usage_error("issue", "more than %d SANs", MAX_SANS);
-			sans[req.n_sans++] = optarg;
-			break;
-		case 'S':
-			req.usage |= KHA_CERT_SERVER;
-			break;
-		case 'C':
-			req.usage |= KHA_CERT_CLIENT;
-			break;
-		case 'O':
-			out_dir = optarg;
-			break;
-		case 'D':
-			if (parse_days("issue", optarg, &req.days))
-				return KHA_EXIT_USAGE;
-			break;
-		case 'f':
-			force = true;
-			break;
-		case 'R':
-			renew = true;
-			break;
-		case 'o':
-			if (parse_output("issue", optarg, &json))
-				return KHA_EXIT_USAGE;
-			break;
-		case 'h':
-			printf("Usage: kha certs issue --ca-dir DIR --name NAME [--san ADDR]... "
-			       "[--server] [--client]\n"
-			       "                      --out-dir DIR [--days N] [--renew|--force] [-o json]\n\n"
-			       "Issues a certificate signed by the CA in --ca-dir (ca.crt, ca.key):\n"
-			       "OUT/NAME.crt (0644) and OUT/NAME.key (0600), ECDSA P-256.\n\n"
-			       "  --ca-dir DIR   the CA made by 'kha certs ca'\n"
-			       "  --name NAME    subject common name and file name\n"
-			       "  --san ADDR     an IP address or DNS name clients dial (repeat it);\n"
-			       "                 'IP:' and 'DNS:' prefixes are accepted\n"
-			       "  --server       extended key usage serverAuth\n"
-			       "  --client       extended key usage clientAuth (etcd members need\n"
-			       "                 both: the etcd gateway dials the member with it)\n"
-			       "  --out-dir DIR  where to write (created if missing)\n"
-			       "  --days N       validity in days (default 365, capped at the CA's)\n"
-			       "  --renew        renew in place: copy an existing NAME.crt and NAME.key\n"
-			       "                 to NAME.crt.bak-TIME and NAME.key.bak-TIME (same modes),\n"
-			       "                 then replace them (what kha audit's fixes use)\n"
-			       "  --force        replace an existing NAME.key, keeping no copy\n"
-			       "  -o, --output   table (default) or json\n\n"
-			       "Examples:\n"
-			       "  kha certs issue --ca-dir pki --name etcd-1 --san 10.0.0.1 \\\n"
-			       "      --san 127.0.0.1 --san localhost --server --client --out-dir pki\n"
-			       "  kha certs issue --ca-dir pki --name apiserver --san 10.0.0.100 \\\n"
-			       "      --san 127.0.0.1 --san localhost --san kubernetes.default.svc \\\n"
-			       "      --server --out-dir pki\n");
-			return KHA_EXIT_OK;
-		default:
-			return usage_error("issue", "%s", "bad flag");
-		}
-	}
-	if (optind < argc)
-		return usage_error("issue", "unexpected argument '%s'", argv[optind]);
-	if (!ca_dir || !name || !out_dir)
+	o.req.sans = o.sans;
+	r = parse("issue", issue_options, issue_apply, &o, issue_usage, argc, argv);
+	if (r >= 0)
+		return r;
+	name = o.name;
+	if (!o.ca_dir || !name || !o.out_dir)
 		return usage_error("issue", "%s", "--ca-dir, --name and --out-dir are required");
 	if (!*name || strchr(name, '/') || name[0] == '.')
 		return usage_error("issue", "--name '%s': not usable as a file name", name);
-	if (!req.usage)
+	if (!o.req.usage)
 		return usage_error("issue", "%s",
 				   "give --server, --client or both (etcd members need both)");
-	req.cn = name;
-	if (asprintf(&crt, "%s/%s.crt", out_dir, name) < 0 ||
-	    asprintf(&key, "%s/%s.key", out_dir, name) < 0)
+	o.req.cn = name;
+	if (asprintf(&crt, "%s/%s.crt", o.out_dir, name) < 0 ||
+	    asprintf(&key, "%s/%s.key", o.out_dir, name) < 0)
 		return KHA_EXIT_SOFTWARE;
-	if (renew && force)
+	if (o.renew && o.force)
 		return usage_error("issue", "%s", "--renew and --force exclude each other");
-	r = check_absent("issue", key, force || renew,
+	r = check_absent("issue", key, o.force || o.renew,
 			 "use --renew to keep a copy and replace it, or --force");
 	if (r)
 		return r;
-	r = kha_certs_load_ca(ca_dir, &ca, &d);
+	r = kha_certs_load_ca(o.ca_dir, &ca, &d);
 	if (r < 0)
-		return fail("issue", json, r, &d, "(create one with 'kha certs ca --dir DIR')");
-	r = kha_certs_issue(&ca, &req, &leaf, &d);
+		return fail("issue", o.json, r, &d, "(create one with 'kha certs ca --dir DIR')");
+	r = kha_certs_issue(&ca, &o.req, &leaf, &d);
 	kha_cert_release(&ca);
 	if (r == -EINVAL)
 		return usage_error("issue", "%s", d.msg);
 	if (r == 0)
-		r = kha_file_mkdir_p(out_dir, 0755, &d);
+		r = kha_file_mkdir_p(o.out_dir, 0755, &d);
 	/* the old pair is copied aside before anything is replaced */
-	if (r == 0 && renew)
+	if (r == 0 && o.renew)
 		r = kha_certs_backup_pair(crt, key, crt_bak, key_bak, sizeof(crt_bak), &d);
 	if (r == 0)
 		r = kha_certs_save(&leaf, crt, key, &d);
@@ -372,237 +384,177 @@ static int cmd_issue(int argc, char **argv)
 		r = kha_certs_inspect(leaf.x509, &info, &d);
 	kha_cert_release(&leaf);
 	if (r < 0)
-		return fail("issue", json, r, &d, NULL);
-	if (json) {
-		json_t *j = info_json(&info);
-
-		json_object_set_new(j, "cert", json_string(crt));
-		json_object_set_new(j, "key", json_string(key));
-		if (renew)
-			json_object_set_new(
-				j, "backup",
-				json_pack("{s:o, s:o}", "cert",
-					  crt_bak[0] ? json_string(crt_bak) : json_null(), "key",
-					  key_bak[0] ? json_string(key_bak) : json_null()));
-		kha_ignore(cmd_print_json(j));
-	} else {
-		printf("issued %s (key %s, mode 0600)\n  subject %s, issuer %s\n  usage   %s\n"
-		       "  SANs    ",
-		       crt, key, info.subject, info.issuer, usage_text(info.usage));
-		print_sans(stdout, &info);
-		printf("  expires %s\n", format_time(na, sizeof(na), info.not_after));
-		if (crt_bak[0] || key_bak[0])
-			printf("  old pair kept as %s and %s\n", crt_bak[0] ? crt_bak : "-",
-			       key_bak[0] ? key_bak : "-");
-	}
+		return fail("issue", o.json, r, &d, NULL);
+	print_issued(&o, &info, crt, key, crt_bak, key_bak);
 	kha_cert_info_release(&info);
 	return KHA_EXIT_OK;
 }
 
-struct check_result {
-	int code; /* exit code */
-	json_t *problems;
+/* -o json of kha certs check: what the certificate says, the checks, the verdict. */
+static int print_check_json(const char *cert_path, const struct kha_cert_info *info,
+			    const char *const *sans, size_t n_sans,
+			    const struct kha_certs_check_result *res)
+{
+	json_t *j = info_json(info), *checks = json_array(), *problems = json_array();
+	const char *verdict = kha_certs_verdict_name(res->verdict);
+
+	for (size_t i = 0; i < n_sans; i++)
+		json_array_append_new(checks, json_pack("{s:s, s:b}", "san", sans[i], "present",
+							res->present[i]));
+	for (size_t i = 0; i < res->n_problems; i++)
+		json_array_append_new(problems, json_string(res->problems[i].text));
+	json_object_set_new(j, "cert", json_string(cert_path));
+	json_object_set_new(j, "checks", checks);
+	json_object_set_new(j, "chain_verified",
+			    res->chain < 0 ? json_null() : json_boolean(res->chain));
+	json_object_set_new(j, "verdict", json_string(verdict));
+	/* the old name of verdict, kept for scripts */
+	json_object_set_new(j, "status", json_string(verdict));
+	json_object_set_new(j, "problems", problems);
+	kha_ignore(cmd_print_json(j));
+	return (int)res->verdict;
+}
+
+/* The table of kha certs check on stdout, its problems on stderr. */
+static int print_check(const char *cert_path, const struct kha_cert_info *info,
+		       const char *const *sans, size_t n_sans,
+		       const struct kha_certs_check_result *res)
+{
+	int64_t now = (int64_t)time(NULL);
+	char nb[32], na[32];
+
+	printf("certificate %s\n", cert_path);
+	printf("  subject   %s\n  issuer    %s\n  serial    %s\n", info->subject, info->issuer,
+	       info->serial);
+	printf("  valid     %s .. %s", kha_certs_format_time(nb, sizeof(nb), info->not_before),
+	       kha_certs_format_time(na, sizeof(na), info->not_after));
+	if (info->not_after > now)
+		printf(" (%lld days left)\n", (long long)((info->not_after - now) / 86400));
+	else
+		printf(" (EXPIRED)\n");
+	printf("  CA        %s\n  usage     %s\n  SANs      ", info->is_ca ? "yes" : "no",
+	       usage_text(info->usage));
+	print_sans(stdout, info);
+	for (size_t i = 0; i < n_sans; i++)
+		printf("  %-9s %s %s\n", i == 0 ? "check" : "", sans[i],
+		       res->present[i] ? "present" : "MISSING");
+	if (res->chain >= 0)
+		printf("  chain     %s\n", res->chain ? "verified by the CA" : "NOT verified");
+	for (size_t i = 0; i < res->n_problems; i++)
+		fprintf(stderr, "kha certs check: %s: %s%s\n", cert_path, res->problems[i].text,
+			res->problems[i].missing_san ? " (reissue the certificate with that --san)"
+						     : "");
+	return (int)res->verdict;
+}
+
+struct check_opts {
+	const char *cert, *cacert;
+	const char *sans[MAX_SANS];
+	size_t n_sans;
+	unsigned warn_days;
+	bool json;
 };
 
-static void problem(struct check_result *res, int code, const char *fmt, ...) KHA_PRINTF(3, 4);
-static void problem(struct check_result *res, int code, const char *fmt, ...)
+static int check_apply(void *target, int val, const char *arg, struct kha_diag *d)
 {
-	char buf[512];
-	va_list ap;
+	struct check_opts *o = target;
+	uint64_t v;
 
-	va_start(ap, fmt);
-	vsnprintf(buf, sizeof(buf), fmt, ap);
-	va_end(ap);
-	json_array_append_new(res->problems, json_string(buf));
-	if (code > res->code)
-		res->code = code;
+	switch (val) {
+	case OPT_SAN:
+		if (o->n_sans == MAX_SANS)
+			return kha_diag_set(d, EINVAL, "more than %d SANs", MAX_SANS);
+		o->sans[o->n_sans++] = arg;
+		return 0;
+	case OPT_CA_OLD:
+		fprintf(stderr, "kha certs check: note: --ca is deprecated, use --cacert\n");
+		o->cacert = arg;
+		return 0;
+	default: /* OPT_WARN_DAYS */
+		if (kha_parse_u64(arg, 0, 36500, &v) < 0)
+			return kha_diag_set(d, EINVAL, "'%s': expected 0 to 36500", arg);
+		o->warn_days = (unsigned)v;
+		return 0;
+	}
+}
+
+static const struct cmd_opt check_options[] = {
+	{CMD_OPT_STRING, "cert", 0, "FILE", "PEM certificate", 0, offsetof(struct check_opts, cert),
+	 0, NULL},
+	{CMD_OPT_CALL, "san", 0, "ADDR", "an address clients dial (repeat it)", OPT_SAN, 0, 0,
+	 NULL},
+	{CMD_OPT_STRING, "cacert", 0, "FILE",
+	 "verify the chain against this CA certificate\n(--ca, its old name, still works)", 0,
+	 offsetof(struct check_opts, cacert), 0, NULL},
+	/* deprecated: --cacert, as every command */
+	{CMD_OPT_CALL, "ca", 0, "FILE", NULL, OPT_CA_OLD, 0, 0, NULL},
+	{CMD_OPT_CALL, "warn-days", 0, "N", "expiring within N days is degraded (default 30)",
+	 OPT_WARN_DAYS, 0, 0, NULL},
+	CMD_OPT_OUTPUT_ENTRY(struct check_opts, json, "table (default) or json"),
+	CMD_OPT_HELP_ENTRY,
+	{},
+};
+
+static void check_usage(FILE *out)
+{
+	fprintf(out, "Usage: kha certs check --cert FILE [--san ADDR]... [--cacert FILE]\n"
+		     "                      [--warn-days N] [-o json]\n\n"
+		     "Shows a certificate (subject, SANs, usages, expiry) and checks it:\n"
+		     "every --san ADDR must be in its SANs (an IP in any form, or a DNS\n"
+		     "name), it must be valid now, and with --cacert it must be signed by it.\n"
+		     "The apiserver's certificate must carry its entry address: the VIP, the\n"
+		     "load balancer's address, or 127.0.0.1 and localhost behind a\n"
+		     "node-local proxy, or clients fail TLS verification.\n\n");
+	cmd_opts_help(out, check_options);
+	fprintf(out,
+		"\nExit codes: 0 ok; 1 expires within --warn-days; 2 a SAN is missing,\n"
+		"the certificate is expired or not yet valid, or the chain does not\n"
+		"verify; 65 not a certificate; 64 usage.\n\n"
+		"Example:\n"
+		"  kha certs check --cert pki/apiserver.crt --san 10.0.0.100 --san 127.0.0.1\n");
 }
 
 static int cmd_check(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{"cert", required_argument, NULL, 'c'},
-		{"san", required_argument, NULL, 's'},
-		{"cacert", required_argument, NULL, 'a'},
-		{"ca", required_argument, NULL, 'A'}, /* deprecated: --cacert, as every command */
-		{"warn-days", required_argument, NULL, 'w'},
-		{"output", required_argument, NULL, 'o'},
-		{"help", no_argument, NULL, 'h'},
-		{0},
-	};
-	const char *cert_path = NULL, *ca_path = NULL;
-	const char *sans[MAX_SANS];
-	size_t n_sans = 0;
+	struct check_opts o = {.warn_days = 30};
 	struct kha_cert cert = {0}, ca = {0};
 	struct kha_cert_info info = {0};
 	struct kha_diag d = {0};
-	struct check_result res = {0};
-	json_t *checks, *chain = json_null();
-	unsigned warn_days = 30;
-	int64_t now = (int64_t)time(NULL);
-	bool json = false;
-	char nb[32], na[32];
-	int c, r;
+	struct kha_certs_check_result res = {0};
+	const char *cert_path, *ca_path;
+	int r = parse("check", check_options, check_apply, &o, check_usage, argc, argv);
 
-	optind = 0;
-	while ((c = getopt_long(argc, argv, "ho:", opts, NULL)) != -1) {
-		switch (c) {
-		case 'c':
-			cert_path = optarg;
-			break;
-		case 's':
-			if (n_sans == MAX_SANS)
-				return usage_error("check", "more than %d SANs", MAX_SANS);
-			sans[n_sans++] = optarg;
-			break;
-		case 'A':
-			fprintf(stderr,
-				"kha certs check: note: --ca is deprecated, use --cacert\n");
-			ca_path = optarg;
-			break;
-		case 'a':
-			ca_path = optarg;
-			break;
-		case 'w': {
-			uint64_t v;
-
-			if (kha_parse_u64(optarg, 0, 36500, &v) < 0)
-				return usage_error("check", "--warn-days '%s': expected 0 to 36500",
-						   optarg);
-			warn_days = (unsigned)v;
-			break;
-		}
-		case 'o':
-			if (parse_output("check", optarg, &json))
-				return KHA_EXIT_USAGE;
-			break;
-		case 'h':
-			printf("Usage: kha certs check --cert FILE [--san ADDR]... [--cacert FILE]\n"
-			       "                      [--warn-days N] [-o json]\n\n"
-			       "Shows a certificate (subject, SANs, usages, expiry) and checks it:\n"
-			       "every --san ADDR must be in its SANs (an IP in any form, or a DNS\n"
-			       "name), it must be valid now, and with --cacert it must be signed by it.\n"
-			       "The apiserver's certificate must carry its entry address: the VIP, the\n"
-			       "load balancer's address, or 127.0.0.1 and localhost behind a\n"
-			       "node-local proxy, or clients fail TLS verification.\n\n"
-			       "  --cert FILE      PEM certificate\n"
-			       "  --san ADDR       an address clients dial (repeat it)\n"
-			       "  --cacert FILE    verify the chain against this CA certificate\n"
-			       "                   (--ca, its old name, still works)\n"
-			       "  --warn-days N    expiring within N days is degraded (default 30)\n"
-			       "  -o, --output     table (default) or json\n\n"
-			       "Exit codes: 0 ok; 1 expires within --warn-days; 2 a SAN is missing,\n"
-			       "the certificate is expired or not yet valid, or the chain does not\n"
-			       "verify; 65 not a certificate; 64 usage.\n\n"
-			       "Example:\n"
-			       "  kha certs check --cert pki/apiserver.crt --san 10.0.0.100 "
-			       "--san 127.0.0.1\n");
-			return KHA_EXIT_OK;
-		default:
-			return usage_error("check", "%s", "bad flag");
-		}
-	}
-	if (optind < argc)
-		return usage_error("check", "unexpected argument '%s'", argv[optind]);
+	if (r >= 0)
+		return r;
+	cert_path = o.cert;
+	ca_path = o.cacert;
 	if (!cert_path)
 		return usage_error("check", "%s", "--cert is required");
 	r = kha_certs_load(cert_path, NULL, &cert, &d);
 	if (r == 0)
 		r = kha_certs_inspect(cert.x509, &info, &d);
-	if (r < 0) {
-		kha_cert_release(&cert);
-		return fail("check", json, r, &d, NULL);
-	}
-	res.problems = json_array();
-	checks = json_array();
-	for (size_t i = 0; i < n_sans; i++) {
-		bool present = kha_cert_info_has_san(&info, sans[i]);
-
-		json_array_append_new(checks,
-				      json_pack("{s:s, s:b}", "san", sans[i], "present", present));
-		if (!present)
-			problem(&res, KHA_EXIT_CRITICAL,
-				"SAN %s missing: clients dialling %s will fail TLS verification",
-				sans[i], sans[i]);
-	}
-	if (info.not_after <= now)
-		problem(&res, KHA_EXIT_CRITICAL, "expired on %s",
-			format_time(na, sizeof(na), info.not_after));
-	else if (info.not_before > now)
-		problem(&res, KHA_EXIT_CRITICAL, "not valid before %s",
-			format_time(nb, sizeof(nb), info.not_before));
-	else if (info.not_after - now < (int64_t)warn_days * 86400)
-		problem(&res, KHA_EXIT_DEGRADED, "expires on %s, within %u days",
-			format_time(na, sizeof(na), info.not_after), warn_days);
-	if (ca_path) {
+	if (r == 0 && ca_path)
 		r = kha_certs_load(ca_path, NULL, &ca, &d);
-		if (r == 0) {
-			r = kha_certs_verify(&ca, cert.x509, &d);
-			chain = json_boolean(r == 0);
-			if (r < 0)
-				problem(&res, KHA_EXIT_CRITICAL, "not verified by %s: %s", ca_path,
-					d.msg);
-		}
-		kha_cert_release(&ca);
-		if (r < 0 && json_is_null(chain)) {
-			kha_cert_release(&cert);
-			kha_cert_info_release(&info);
-			json_decref(res.problems);
-			json_decref(checks);
-			return fail("check", json, r, &d, NULL);
-		}
+	if (r == 0) {
+		const struct kha_certs_check_request req = {.sans = o.sans,
+							    .n_sans = o.n_sans,
+							    .warn_days = o.warn_days,
+							    .now = (int64_t)time(NULL),
+							    .ca = ca_path ? &ca : NULL,
+							    .ca_name = ca_path};
+
+		r = kha_certs_check(&cert, &info, &req, &res);
 	}
 	kha_cert_release(&cert);
-
-	if (json) {
-		json_t *j = info_json(&info);
-		static const char *const status[] = {"ok", "degraded", "critical"};
-
-		json_object_set_new(j, "cert", json_string(cert_path));
-		json_object_set_new(j, "checks", checks);
-		json_object_set_new(j, "chain_verified", chain);
-		json_object_set_new(j, "verdict", json_string(status[res.code]));
-		/* the old name of verdict, kept for scripts */
-		json_object_set_new(j, "status", json_string(status[res.code]));
-		json_object_set_new(j, "problems", res.problems);
-		kha_ignore(cmd_print_json(j));
-	} else {
-		size_t i;
-		json_t *v;
-
-		printf("certificate %s\n", cert_path);
-		printf("  subject   %s\n  issuer    %s\n  serial    %s\n", info.subject,
-		       info.issuer, info.serial);
-		printf("  valid     %s .. %s", format_time(nb, sizeof(nb), info.not_before),
-		       format_time(na, sizeof(na), info.not_after));
-		if (info.not_after > now)
-			printf(" (%lld days left)\n", (long long)((info.not_after - now) / 86400));
-		else
-			printf(" (EXPIRED)\n");
-		printf("  CA        %s\n  usage     %s\n  SANs      ", info.is_ca ? "yes" : "no",
-		       usage_text(info.usage));
-		print_sans(stdout, &info);
-		json_array_foreach (checks, i, v) {
-			printf("  %-9s %s %s\n", i == 0 ? "check" : "",
-			       json_string_value(json_object_get(v, "san")),
-			       json_is_true(json_object_get(v, "present")) ? "present" : "MISSING");
-		}
-		if (json_is_boolean(chain))
-			printf("  chain     %s\n",
-			       json_is_true(chain) ? "verified by the CA" : "NOT verified");
-		json_array_foreach (res.problems, i, v) {
-			fprintf(stderr, "kha certs check: %s: %s%s\n", cert_path,
-				json_string_value(v),
-				strstr(json_string_value(v), "SAN") ? " (reissue the certificate "
-								      "with that --san)"
-								    : "");
-		}
-		json_decref(res.problems);
-		json_decref(checks);
-		json_decref(chain);
-	}
+	kha_cert_release(&ca);
+	if (r == 0)
+		r = o.json ? print_check_json(cert_path, &info, o.sans, o.n_sans, &res)
+			   : print_check(cert_path, &info, o.sans, o.n_sans, &res);
+	else
+		r = fail("check", o.json, r, &d, NULL);
+	kha_certs_check_release(&res);
 	kha_cert_info_release(&info);
-	return res.code;
+	return r;
 }
 
 int cmd_certs_main(int argc, char **argv)

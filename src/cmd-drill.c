@@ -260,84 +260,65 @@ static int write_outputs(const struct kha_drill_report *r, const struct kha_dril
 	return 0;
 }
 
-int cmd_drill_main(int argc, char **argv)
+/* The flags of the command itself (the rest are the scenario's). */
+struct flags {
+	bool json_out, with_probes, no_progress, linear;
+	enum kha_log_level level;
+};
+
+/*
+ * Pass 2 of the command line: every flag, the scenario's over what its file said. Returns 0,
+ * or KHA_EXIT_USAGE after printing why.
+ */
+static int parse_flags(int argc, char **argv, struct kha_drill_scenario *sc, struct flags *f)
 {
-	struct kha_drill_scenario sc;
-	struct kha_drill_report *report = NULL;
 	struct kha_diag d = {};
-	struct ui ui = {};
-	const char *scenario = NULL;
-	bool json_out = false;
-	bool with_probes = false, no_progress = false, linear = false;
-	enum kha_log_level level = KHA_LOG_INFO;
-	sigset_t oldmask;
-	int sfd = -1, c, idx, r, rc;
+	int c, idx, r;
 
-	/* pass 1: help and the scenario file, so that flags can override what it says */
-	opterr = 0;
-	while ((c = getopt_long(argc, argv, "+ho:", longopts, &idx)) != -1) {
-		if (c == 'h') {
-			usage(stdout);
-			return KHA_EXIT_OK;
-		}
-		if (c == OPT_SCENARIO)
-			scenario = optarg;
-	}
-	kha_drill_scenario_init(&sc);
-	if (scenario) {
-		r = kha_drill_scenario_load(&sc, scenario, &d);
-		if (r < 0) {
-			fprintf(stderr, "kha drill: %s\n", d.msg);
-			kha_drill_scenario_release(&sc);
-			return r == -EBADMSG ? KHA_EXIT_DATAERR : kha_exit_from_errno(r);
-		}
-	}
-
-	/* pass 2: everything */
 	optind = 0;
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, "+ho:", longopts, &idx)) != -1) {
 		switch (c) {
 		case 'o':
 			/* table|json as every report command; "text" is the old name */
-			if (kha_opt_set_output(&json_out, optarg, &d) < 0) {
+			if (kha_opt_set_output(&f->json_out, optarg, &d) < 0) {
 				fprintf(stderr, "kha drill: --output: %s\n", d.msg);
-				goto usage_error;
+				return KHA_EXIT_USAGE;
 			}
 			break;
 		case OPT_SCENARIO:
 			break;
 		case OPT_SVG_SCALE:
 			if (strcmp(optarg, "linear") == 0) {
-				linear = true;
+				f->linear = true;
 			} else if (strcmp(optarg, "log") != 0) {
 				fprintf(stderr,
 					"kha drill: --svg-scale: expected log or linear, got '%s'\n",
 					optarg);
-				goto usage_error;
+				return KHA_EXIT_USAGE;
 			}
 			break;
 		case OPT_REPORT_PROBES:
-			with_probes = true;
+			f->with_probes = true;
 			break;
 		case OPT_NO_PROGRESS:
-			no_progress = true;
+			f->no_progress = true;
 			break;
 		case OPT_LOG_LEVEL:
-			if (kha_log_parse_level(optarg, &level) < 0) {
+			if (kha_log_parse_level(optarg, &f->level) < 0) {
 				fprintf(stderr,
 					"kha drill: --log-level: expected debug, info, warn or "
 					"error, got '%s'\n",
 					optarg);
-				goto usage_error;
+				return KHA_EXIT_USAGE;
 			}
 			break;
 		case OPT_LIB:
 			kha_diag_clear(&d);
-			r = kha_drill_scenario_set(&sc, longopts[idx].name, optarg, &d);
+			r = kha_drill_scenario_set(sc, longopts[idx].name, optarg, &d);
 			if (r < 0) {
 				fprintf(stderr, "kha drill: --%s: %s\n", longopts[idx].name, d.msg);
-				goto usage_error;
+				return KHA_EXIT_USAGE;
 			}
 			break;
 		case '?':
@@ -352,33 +333,35 @@ int cmd_drill_main(int argc, char **argv)
 					"kha drill: unknown flag or missing value in '%s' (run "
 					"'kha drill --help')\n",
 					argv[optind - 1]);
-			goto usage_error;
+			return KHA_EXIT_USAGE;
 		}
 	}
 	if (optind < argc) {
 		fprintf(stderr, "kha drill: unexpected argument '%s' (run 'kha drill --help')\n",
 			argv[optind]);
-		goto usage_error;
+		return KHA_EXIT_USAGE;
 	}
-	kha_log_setup(level, KHA_LOG_LOGFMT);
+	return 0;
+}
 
-	kha_diag_clear(&d);
-	r = kha_drill_scenario_check(&sc, &d);
-	if (r < 0) {
-		fprintf(stderr, "kha drill: %s\n", d.msg);
-		kha_drill_scenario_release(&sc);
-		return kha_exit_from_errno(r);
-	}
+/* Runs the drill, stopped by SIGINT/SIGTERM, and writes its report; returns the exit code. */
+static int drill(const struct kha_drill_scenario *sc, const struct flags *f)
+{
+	struct kha_drill_report *report = NULL;
+	struct kha_diag d = {};
+	struct ui ui = {};
+	sigset_t oldmask;
+	int sfd, r, rc;
 
 	/* SIGINT/SIGTERM stop the drill through a signalfd; the commands get a clean mask */
 	sfd = cmd_stop_signalfd(&oldmask);
 	if (sfd < 0) {
 		fprintf(stderr, "kha drill: signalfd: %s\n", strerror(-sfd));
-		kha_drill_scenario_release(&sc);
 		return KHA_EXIT_SOFTWARE;
 	}
 	cmd_raise_fd_limit(); /* each probe in flight holds a socket */
-	ui.progress = !no_progress && isatty(STDERR_FILENO);
+	ui.progress = !f->no_progress && isatty(STDERR_FILENO);
+	ui.sfd = sfd;
 	{
 		struct kha_drill_hooks hooks = {
 			.stop_fd = sfd,
@@ -386,8 +369,7 @@ int cmd_drill_main(int argc, char **argv)
 			.on_event = on_event,
 			.userdata = &ui,
 		};
-		ui.sfd = sfd;
-		r = kha_drill_run(&sc, &hooks, &report, &d);
+		r = kha_drill_run(sc, &hooks, &report, &d);
 	}
 	clear_line(&ui);
 	if (r < 0) {
@@ -395,8 +377,8 @@ int cmd_drill_main(int argc, char **argv)
 		rc = kha_exit_from_errno(r);
 		goto out;
 	}
-	if (json_out) {
-		char *json = kha_drill_report_json(report, with_probes);
+	if (f->json_out) {
+		char *json = kha_drill_report_json(report, f->with_probes);
 		if (json) {
 			fputs(json, stdout);
 			fputc('\n', stdout);
@@ -406,17 +388,54 @@ int cmd_drill_main(int argc, char **argv)
 		kha_ignore(kha_drill_report_print(stdout, report));
 	}
 	fflush(stdout);
-	rc = write_outputs(report, &sc, with_probes, linear);
+	rc = write_outputs(report, sc, f->with_probes, f->linear);
 	if (rc == 0)
 		rc = kha_drill_verdict_exit_code(report);
 out:
 	kha_drill_report_free(report);
-	kha_drill_scenario_release(&sc);
 	close(sfd);
 	sigprocmask(SIG_SETMASK, &oldmask, NULL);
 	return rc;
+}
 
-usage_error:
+int cmd_drill_main(int argc, char **argv)
+{
+	struct kha_drill_scenario sc;
+	struct flags f = {.level = KHA_LOG_INFO};
+	struct kha_diag d = {};
+	const char *scenario = NULL;
+	int c, idx, r;
+
+	/* pass 1: help and the scenario file, so that flags can override what it says */
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, "+ho:", longopts, &idx)) != -1) {
+		if (c == 'h') {
+			usage(stdout);
+			return KHA_EXIT_OK;
+		}
+		if (c == OPT_SCENARIO)
+			scenario = optarg;
+	}
+	kha_drill_scenario_init(&sc);
+	r = scenario ? kha_drill_scenario_load(&sc, scenario, &d) : 0;
+	if (r < 0) {
+		fprintf(stderr, "kha drill: %s\n", d.msg);
+		kha_drill_scenario_release(&sc);
+		return r == -EBADMSG ? KHA_EXIT_DATAERR : kha_exit_from_errno(r);
+	}
+	r = parse_flags(argc, argv, &sc, &f);
+	if (r) {
+		kha_drill_scenario_release(&sc);
+		return r;
+	}
+	kha_log_setup(f.level, KHA_LOG_LOGFMT);
+	r = kha_drill_scenario_check(&sc, &d);
+	if (r < 0) {
+		fprintf(stderr, "kha drill: %s\n", d.msg);
+		kha_drill_scenario_release(&sc);
+		return kha_exit_from_errno(r);
+	}
+	r = drill(&sc, &f);
 	kha_drill_scenario_release(&sc);
-	return KHA_EXIT_USAGE;
+	return r;
 }

@@ -537,6 +537,99 @@ out:
 	return r;
 }
 
+/*
+ * What the flags must say together, and the timers derived from --ttl (Kubernetes' own
+ * defaults for Leases). Returns 0, or KHA_EXIT_USAGE after printing why.
+ */
+static int check_flags(struct opts *o, bool kube, int argc, char **argv)
+{
+	struct kha_diag d = {};
+
+#define USAGE(...)                                              \
+	do {                                                    \
+		fprintf(stderr, "kha elect: " __VA_ARGS__);     \
+		fprintf(stderr, " (run 'kha elect --help')\n"); \
+		return KHA_EXIT_USAGE;                          \
+	} while (0)
+
+	if (o->leader && o->observe)
+		USAGE("%s", o->status ? "status and --observe exclude each other"
+				      : "--leader and --observe exclude each other");
+	if (!kube && (!o->election || !o->election[0]))
+		USAGE("%s",
+		      o->election ? "--election: the name is empty" : "--election is required");
+	if (kube && o->lease_name[0] == '\0')
+		USAGE("--lease-name: the name is empty");
+	if (o->leader || o->observe) {
+		if (optind < argc)
+			USAGE("%s", o->status ? "status takes no COMMAND"
+					      : "--leader and --observe take no COMMAND");
+	} else if (optind >= argc) {
+		USAGE("no COMMAND given: kha elect [flags] -- COMMAND [ARGS...]");
+	} else {
+		kha_autofree char *path = NULL;
+
+		if (kha_proc_find_program(argv[optind], &path) < 0)
+			USAGE("COMMAND '%s' not found or not executable", argv[optind]);
+	}
+	if (!o->ttl_us)
+		o->ttl_us = kube ? 15 * KHA_USEC_PER_SEC : 10 * KHA_USEC_PER_SEC;
+	if (!o->renew_deadline_us)
+		o->renew_deadline_us = kube ? KHA_MIN(10 * KHA_USEC_PER_SEC, o->ttl_us * 2 / 3)
+					    : o->ttl_us * 2 / 3;
+	if (!o->retry_period_us)
+		o->retry_period_us =
+			kube ? KHA_MIN(2 * KHA_USEC_PER_SEC, o->renew_deadline_us / 2) : 0;
+	if (kha_elect_check_ttl(o->ttl_us, kube, &d) < 0)
+		USAGE("%s", d.msg);
+	if (o->renew_deadline_us >= o->ttl_us)
+		USAGE("--renew-deadline must be shorter than --ttl (COMMAND must stop before the "
+		      "lease can expire)");
+	if (kube && o->retry_period_us >= o->renew_deadline_us)
+		USAGE("--retry-period must be shorter than --renew-deadline");
+#undef USAGE
+	return 0;
+}
+
+/* Campaigns and runs COMMAND (argv) while leader; returns the exit code. */
+static int campaign(struct opts *o, struct kha_kube_config *kc, struct reload_ctx *rc, char **argv)
+{
+	bool kube = o->lease_name != NULL;
+	struct kha_elect_stats stats = {0};
+	struct kha_diag d = {};
+	int r, status = 0;
+	const struct kha_elect_opts eo = {
+		.name = kube ? o->lease_name : o->election,
+		.id = o->id,
+		.slots = 1,
+		.ttl_us = o->ttl_us,
+		.renew_deadline_us = o->renew_deadline_us,
+		.renew_interval_us = kube ? o->retry_period_us : 0,
+		.grace_us = o->grace_us,
+		.argv = (const char *const *)argv,
+		.env_name = "KHA_ELECTION",
+		.restart = o->restart,
+		.backoff_initial_us = o->restart_delay_us,
+		.backoff_max_us = o->restart_delay_max_us,
+		.etcd = &o->etcd,
+		.kube = kc,
+		.lease_namespace =
+			kube ? (o->lease_namespace ? o->lease_namespace : kc->namespace) : NULL,
+		.lease_name = o->lease_name,
+		.stats = &stats,
+		.what = "election",
+		.reload = reload,
+		.reload_userdata = rc,
+	};
+
+	r = kha_elect_run_served(&eo, o->metrics_addr, "kha_elect", &status, &d);
+	if (r < 0) {
+		fprintf(stderr, "kha elect: %s\n", d.msg);
+		return kha_exit_from_errno(r);
+	}
+	return status;
+}
+
 int cmd_elect_main(int argc, char **argv)
 {
 	struct opts o = {.restart = KHA_ELECT_RESTART_NO,
@@ -544,8 +637,6 @@ int cmd_elect_main(int argc, char **argv)
 			 .format = KHA_LOG_LOGFMT,
 			 .grace_us = 5 * KHA_USEC_PER_SEC};
 	kha_auto(kha_kube_config_freep) struct kha_kube_config *kc = NULL;
-	struct kha_elect_stats stats = {0};
-	struct kha_elect_opts eo = {0};
 	struct kha_diag d = {};
 	const struct kha_args a = {.shortopts = "+ho:",
 				   .longopts = longopts,
@@ -554,10 +645,9 @@ int cmd_elect_main(int argc, char **argv)
 				   .userdata = &o};
 	const char *config = NULL;
 	struct reload_ctx rc = {.a = &a, .src = {.argc = argc, .argv = argv}, .running = &o};
-
 	void (*help)(FILE * out) = usage;
 	bool kube;
-	int r, code, status = 0;
+	int r, code;
 
 	if (argc >= 2 && strcmp(argv[1], "status") == 0) {
 		/* `status` as etcd, proxy and vip have it: --leader with the queue */
@@ -589,103 +679,25 @@ int cmd_elect_main(int argc, char **argv)
 	}
 	kha_log_setup(o.level, o.format);
 	kube = o.lease_name != NULL;
-
-#define USAGE(...)                                              \
-	do {                                                    \
-		fprintf(stderr, "kha elect: " __VA_ARGS__);     \
-		fprintf(stderr, " (run 'kha elect --help')\n"); \
-		opts_release(&o);                               \
-		return KHA_EXIT_USAGE;                          \
-	} while (0)
-
-	if (o.leader && o.observe)
-		USAGE("%s", o.status ? "status and --observe exclude each other"
-				     : "--leader and --observe exclude each other");
-	if (!kube && (!o.election || !o.election[0]))
-		USAGE("%s",
-		      o.election ? "--election: the name is empty" : "--election is required");
-	if (kube && o.lease_name[0] == '\0')
-		USAGE("--lease-name: the name is empty");
-	if (o.leader || o.observe) {
-		if (optind < argc)
-			USAGE("%s", o.status ? "status takes no COMMAND"
-					     : "--leader and --observe take no COMMAND");
-	} else if (optind >= argc) {
-		USAGE("no COMMAND given: kha elect [flags] -- COMMAND [ARGS...]");
-	} else {
-		kha_autofree char *path = NULL;
-
-		if (kha_proc_find_program(argv[optind], &path) < 0)
-			USAGE("COMMAND '%s' not found or not executable", argv[optind]);
-	}
-	if (!o.ttl_us)
-		o.ttl_us = kube ? 15 * KHA_USEC_PER_SEC : 10 * KHA_USEC_PER_SEC;
-	if (!o.renew_deadline_us)
-		o.renew_deadline_us =
-			kube ? KHA_MIN(10 * KHA_USEC_PER_SEC, o.ttl_us * 2 / 3) : o.ttl_us * 2 / 3;
-	if (!o.retry_period_us)
-		o.retry_period_us =
-			kube ? KHA_MIN(2 * KHA_USEC_PER_SEC, o.renew_deadline_us / 2) : 0;
-	if (kha_elect_check_ttl(o.ttl_us, kube, &d) < 0)
-		USAGE("%s", d.msg);
-	if (o.renew_deadline_us >= o.ttl_us)
-		USAGE("--renew-deadline must be shorter than --ttl (COMMAND must stop before the "
-		      "lease can expire)");
-	if (kube && o.retry_period_us >= o.renew_deadline_us)
-		USAGE("--retry-period must be shorter than --renew-deadline");
-
-	if (kube) {
+	code = check_flags(&o, kube, argc, argv);
+	if (code == 0 && kube) {
 		struct kha_kube_load_opts lo = {.kubeconfig = o.kubeconfig, .context = o.context};
 
 		r = kha_kube_config_load(&lo, &kc, &d);
 		if (r < 0) {
 			fprintf(stderr, "kha elect: %s\n", d.msg);
-			opts_release(&o);
-			return r == -ENOENT || r == -EACCES || r == -EINVAL ? KHA_EXIT_CONFIG
+			code = r == -ENOENT || r == -EACCES || r == -EINVAL ? KHA_EXIT_CONFIG
 									    : KHA_EXIT_SOFTWARE;
 		}
 	}
-	if (o.leader || o.observe) {
-		r = kube ? kube_read(&o, kc) : etcd_read(&o);
-		opts_release(&o);
-		return r;
-	}
-	if (!o.id) {
+	if (code == 0 && !o.leader && !o.observe && !o.id) {
 		o.id = default_id(kube);
-		if (!o.id) {
-			opts_release(&o);
-			return KHA_EXIT_SOFTWARE;
-		}
+		code = o.id ? 0 : KHA_EXIT_SOFTWARE;
 	}
-	eo = (struct kha_elect_opts){
-		.name = kube ? o.lease_name : o.election,
-		.id = o.id,
-		.slots = 1,
-		.ttl_us = o.ttl_us,
-		.renew_deadline_us = o.renew_deadline_us,
-		.renew_interval_us = kube ? o.retry_period_us : 0,
-		.grace_us = o.grace_us,
-		.argv = (const char *const *)argv + optind,
-		.env_name = "KHA_ELECTION",
-		.restart = o.restart,
-		.backoff_initial_us = o.restart_delay_us,
-		.backoff_max_us = o.restart_delay_max_us,
-		.etcd = &o.etcd,
-		.kube = kc,
-		.lease_namespace =
-			kube ? (o.lease_namespace ? o.lease_namespace : kc->namespace) : NULL,
-		.lease_name = o.lease_name,
-		.stats = &stats,
-		.what = "election",
-		.reload = reload,
-		.reload_userdata = &rc,
-	};
-	r = kha_elect_run_served(&eo, o.metrics_addr, "kha_elect", &status, &d);
-	if (r < 0) {
-		fprintf(stderr, "kha elect: %s\n", d.msg);
-		opts_release(&o);
-		return kha_exit_from_errno(r);
-	}
+	if (code == 0 && (o.leader || o.observe))
+		code = kube ? kube_read(&o, kc) : etcd_read(&o);
+	else if (code == 0)
+		code = campaign(&o, kc, &rc, argv + optind);
 	opts_release(&o);
-	return status;
+	return code;
 }

@@ -1,6 +1,5 @@
 // SPDX-License-Identifier: MIT
 /* kha etcd check consistency: the members' KV hashes compared at one common revision. */
-#include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
@@ -8,13 +7,28 @@
 
 #include "cmd-common.h"
 #include "cmd-etcd.h"
+#include "cmd-opt.h"
 #include "kha/etcdops.h"
 #include "kha/etcd.h"
 #include "kha/parse.h"
 #include "kha/banned.h"
 
-enum {
-	OPT_TIMEOUT = 0x100,
+struct opts {
+	struct kha_etcd_config cfg;
+	uint64_t timeout_us;
+	bool json;
+};
+
+static const struct cmd_opt options[] = {
+	CMD_OPT_INCLUDE_ETCD(struct opts, cfg),
+	{CMD_OPT_DURATION, "timeout", 0, "DURATION",
+	 "per-member limit of each probe (default: --command-timeout;\nHashKV reads the whole "
+	 "keyspace: large databases need\nmore)",
+	 0, offsetof(struct opts, timeout_us), 0, NULL},
+	CMD_OPT_OUTPUT_ENTRY(struct opts, json,
+			     "report format (default table; JSON: docs/etcd-ops.md)"),
+	CMD_OPT_HELP_ENTRY,
+	{},
 };
 
 static void usage(FILE *out)
@@ -28,14 +42,10 @@ static void usage(FILE *out)
 		"differs from the majority's has diverged: etcd's own corruption checks are off by\n"
 		"default, so it would go on serving its data. A compaction racing the check is\n"
 		"retried.\n\n"
-		"Flags:\n" KHA_ETCD_OPTIONS_HELP
-		"  --timeout DURATION        per-member limit of each probe (default: "
-		"--command-timeout;\n"
-		"                            HashKV reads the whole keyspace: large databases need\n"
-		"                            more)\n"
-		"  -o, --output table|json   report format (default table; JSON: docs/etcd-ops.md)\n"
-		"  -h, --help                this help\n\n"
-		"Exit codes: 0 consistent, 1 incomplete (the members that answered agree, some could\n"
+		"Flags:\n");
+	cmd_opts_help(out, options);
+	fprintf(out,
+		"\nExit codes: 0 consistent, 1 incomplete (the members that answered agree, some could\n"
 		"not be checked), 2 diverged, 69 no member reachable, 78 TLS files or trust, 64 "
 		"usage.\n\n"
 		"Example:\n"
@@ -43,12 +53,12 @@ static void usage(FILE *out)
 		"--cert c.crt --key c.key\n");
 }
 
-static int print_json(const struct kha_consistency_report *r)
+static int print_json(const struct kha_etcdops_consistency_report *r)
 {
 	json_t *members = json_array();
 
 	for (size_t i = 0; members && i < r->n_members; i++) {
-		const struct kha_consistency_member *m = &r->members[i];
+		const struct kha_etcdops_consistency_member *m = &r->members[i];
 		bool hashed = m->reachable && m->hash_r == 0;
 
 		json_array_append_new(
@@ -63,11 +73,11 @@ static int print_json(const struct kha_consistency_report *r)
 				  "hash_revision",
 				  hashed && m->hash_revision ? json_integer(m->hash_revision)
 							     : json_null(),
-				  "state", kha_consistency_state_name(m->state), "error",
+				  "state", kha_etcdops_consistency_state_name(m->state), "error",
 				  m->error[0] ? json_string(m->error) : json_null()));
 	}
 	return cmd_print_json(json_pack("{s:s, s:s, s:I, s:I, s:o, s:i, s:i, s:i, s:o}", "verdict",
-					kha_consistency_verdict_name(r->verdict), "summary",
+					kha_etcdops_consistency_verdict_name(r->verdict), "summary",
 					r->summary, "revision", (json_int_t)r->revision,
 					"compact_revision", (json_int_t)r->compact_revision, "hash",
 					r->agreeing ? json_integer(r->hash) : json_null(),
@@ -75,7 +85,7 @@ static int print_json(const struct kha_consistency_report *r)
 					"attempts", (int)r->attempts, "members", members));
 }
 
-static void print_table(const struct kha_consistency_report *r)
+static void print_table(const struct kha_etcdops_consistency_report *r)
 {
 	size_t wn = 4, we = 8;
 
@@ -91,7 +101,7 @@ static void print_table(const struct kha_consistency_report *r)
 	printf("%-*s  %-16s  %-*s  %-10s  %-8s  %s\n", (int)wn, "NAME", "ID", (int)we, "ENDPOINT",
 	       "REVISION", "HASH", "STATE");
 	for (size_t i = 0; i < r->n_members; i++) {
-		const struct kha_consistency_member *m = &r->members[i];
+		const struct kha_etcdops_consistency_member *m = &r->members[i];
 		char id[24], rev[24], hash[16];
 
 		snprintf(id, sizeof(id), "%" PRIx64, m->id);
@@ -105,65 +115,41 @@ static void print_table(const struct kha_consistency_report *r)
 			snprintf(hash, sizeof(hash), "-");
 		printf("%-*s  %-16s  %-*s  %-10s  %-8s  %s%s%s\n", (int)wn,
 		       m->name[0] ? m->name : "-", id, (int)we, m->endpoint, rev, hash,
-		       kha_consistency_state_name(m->state), m->error[0] ? ": " : "", m->error);
+		       kha_etcdops_consistency_state_name(m->state), m->error[0] ? ": " : "",
+		       m->error);
 	}
 	printf("\n%s\n", r->summary);
 }
 
 static int consistency(int argc, char **argv)
 {
-	static const struct option longopts[] = {
-		KHA_ETCD_LONGOPTS,
-		{"timeout", required_argument, NULL, OPT_TIMEOUT},
-		{"output", required_argument, NULL, 'o'},
-		{"help", no_argument, NULL, 'h'},
-		{},
-	};
-	struct kha_etcd_config cfg = {};
-	struct kha_consistency_report rep = {};
+	struct opts o = {};
+	struct kha_etcdops_consistency_report rep = {};
 	struct kha_diag d = {};
-	uint64_t timeout_us = 0;
-	bool json = false;
-	int c, r, code = KHA_EXIT_USAGE;
+	int r, code = KHA_EXIT_USAGE;
 
-	r = cmd_etcd_config_start("check consistency", &cfg);
+	r = cmd_etcd_config_start("check consistency", &o.cfg);
 	if (r) {
 		code = r;
 		goto out;
 	}
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "ho:", longopts, NULL)) != -1) {
-		switch (c) {
-		case 'h':
-			usage(stdout);
-			code = KHA_EXIT_OK;
-			goto out;
-		case OPT_TIMEOUT:
-			if (kha_parse_duration_us(optarg, &timeout_us) < 0 || !timeout_us) {
-				fprintf(stderr,
-					"kha etcd check consistency: --timeout: '%s' is not a positive "
-					"duration\n",
-					optarg);
-				goto out;
-			}
-			break;
-		default:
-			if (cmd_etcd_common_flag("check consistency", &cfg, c, optarg, &json))
-				goto out;
-		}
+	r = cmd_opts_parse(options, NULL, &o, "kha etcd check consistency", usage, argc, argv);
+	if (r >= 0) {
+		code = r;
+		goto out;
 	}
 	if (optind < argc) {
 		fprintf(stderr, "kha etcd check consistency: unexpected argument '%s'\n",
 			argv[optind]);
 		goto out;
 	}
-	r = kha_consistency_check(&cfg, timeout_us, &rep, &d);
+	r = kha_etcdops_consistency_check(&o.cfg, o.timeout_us, &rep, &d);
 	if (r < 0) {
-		code = cmd_fail("kha etcd check consistency", json, cmd_etcd_exit_code(r, &d), "%s",
-				d.msg);
+		code = cmd_fail("kha etcd check consistency", o.json, cmd_etcd_exit_code(r, &d),
+				"%s", d.msg);
 		goto out;
 	}
-	if (json) {
+	if (o.json) {
 		if (print_json(&rep) < 0) {
 			code = KHA_EXIT_IOERR;
 			goto out;
@@ -172,13 +158,13 @@ static int consistency(int argc, char **argv)
 		print_table(&rep);
 	}
 	switch (rep.verdict) {
-	case KHA_CONSISTENT:
+	case KHA_ETCDOPS_CONSISTENCY_CONSISTENT:
 		code = KHA_EXIT_OK;
 		break;
-	case KHA_CONSISTENCY_DIVERGED:
+	case KHA_ETCDOPS_CONSISTENCY_DIVERGED:
 		code = KHA_EXIT_CRITICAL;
 		break;
-	case KHA_CONSISTENCY_UNKNOWN:
+	case KHA_ETCDOPS_CONSISTENCY_UNKNOWN:
 		code = KHA_EXIT_UNAVAILABLE;
 		break;
 	default:
@@ -186,8 +172,8 @@ static int consistency(int argc, char **argv)
 		break;
 	}
 out:
-	kha_consistency_report_release(&rep);
-	kha_etcd_config_release(&cfg);
+	kha_etcdops_consistency_report_release(&rep);
+	kha_etcd_config_release(&o.cfg);
 	return code;
 }
 

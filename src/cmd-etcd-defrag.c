@@ -1,23 +1,41 @@
 // SPDX-License-Identifier: MIT
 /* kha etcd defrag --rolling: one member at a time, the leader last, health checked between. */
-#include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <jansson.h>
 
 #include "cmd-common.h"
 #include "cmd-etcd.h"
+#include "cmd-opt.h"
 #include "kha/etcdops.h"
 #include "kha/etcd.h"
 #include "kha/parse.h"
 #include "kha/banned.h"
 
-enum {
-	OPT_ROLLING = 0x100,
-	OPT_MEMBER,
-	OPT_TIMEOUT,
-	OPT_SETTLE_TIMEOUT,
-	OPT_FORCE,
+struct opts {
+	struct kha_etcd_config cfg;
+	struct kha_etcdops_defrag_opts run;
+	bool rolling; /* the only mode: the flag says so */
+	bool json;
+};
+
+static const struct cmd_opt options[] = {
+	CMD_OPT_INCLUDE_ETCD(struct opts, cfg),
+	{CMD_OPT_BOOL, "rolling", 0, NULL, "every member, one at a time (the default)", 0,
+	 offsetof(struct opts, rolling), 0, NULL},
+	{CMD_OPT_STRING, "member", 0, "NAME|ID", "only this member", 0,
+	 offsetof(struct opts, run.member), 0, NULL},
+	{CMD_OPT_DURATION, "timeout", 0, "DURATION",
+	 "limit of one member's defragmentation (default 5m)", 0,
+	 offsetof(struct opts, run.defrag_timeout_us), 0, NULL},
+	{CMD_OPT_DURATION, "settle-timeout", 0, "DURATION",
+	 "wait this long for the cluster after each (1m)", 0,
+	 offsetof(struct opts, run.settle_timeout_us), 0, NULL},
+	{CMD_OPT_BOOL, "force", 0, NULL, "start even when the cluster is not whole", 0,
+	 offsetof(struct opts, run.force), 0, NULL},
+	CMD_OPT_OUTPUT_ENTRY(struct opts, json, "report format (default table)"),
+	CMD_OPT_HELP_ENTRY,
+	{},
 };
 
 static void usage(FILE *out)
@@ -29,15 +47,10 @@ static void usage(FILE *out)
 		"hold and a leader be agreed; after each, kha waits until that is true again. A\n"
 		"member being defragmented stops applying writes until it is done, so two at once\n"
 		"could cost quorum. Reports each member's database size before and after.\n\n"
-		"Flags:\n" KHA_ETCD_OPTIONS_HELP
-		"  --rolling                 every member, one at a time (the default)\n"
-		"  --member NAME|ID          only this member\n"
-		"  --timeout DURATION        limit of one member's defragmentation (default 5m)\n"
-		"  --settle-timeout DURATION wait this long for the cluster after each (1m)\n"
-		"  --force                   start even when the cluster is not whole\n"
-		"  -o, --output table|json   report format (default table)\n"
-		"  -h, --help                this help\n\n"
-		"Exit codes: 0 done, 1 refused (the cluster is not whole; nothing done), 69 a member\n"
+		"Flags:\n");
+	cmd_opts_help(out, options);
+	fprintf(out,
+		"\nExit codes: 0 done, 1 refused (the cluster is not whole; nothing done), 69 a member\n"
 		"failed or the cluster did not settle (the members after it were not touched), 64\n"
 		"usage, 78 TLS files or trust.\n\n"
 		"Example:\n"
@@ -45,26 +58,26 @@ static void usage(FILE *out)
 		"--cert c.crt --key c.key\n");
 }
 
-static void on_progress(void *userdata, const struct kha_defrag_member *m, const char *what)
+static void on_progress(void *userdata, const struct kha_etcdops_defrag_member *m, const char *what)
 {
 	(void)userdata;
 	fprintf(stderr, "kha etcd defrag: %s%s: %s\n", m->name[0] ? m->name : m->endpoint,
 		m->is_leader ? " (leader)" : "", what);
 }
 
-static const char *role(const struct kha_defrag_member *m)
+static const char *role(const struct kha_etcdops_defrag_member *m)
 {
 	return m->is_leader ? "leader" : m->is_learner ? "learner" : "follower";
 }
 
-static void print_table(const struct kha_defrag_report *rep)
+static void print_table(const struct kha_etcdops_defrag_report *rep)
 {
 	char a[32], b[32], c[32], dur[32];
 
 	printf("%-16s  %-8s  %-10s  %-10s  %-10s  %s\n", "MEMBER", "ROLE", "BEFORE", "AFTER",
 	       "RECLAIMED", "DURATION");
 	for (size_t i = 0; i < rep->n_members; i++) {
-		const struct kha_defrag_member *m = &rep->members[i];
+		const struct kha_etcdops_defrag_member *m = &rep->members[i];
 
 		if (!m->done) {
 			printf("%-16s  %-8s  %s\n", m->name, role(m), m->r ? m->error : "not done");
@@ -86,13 +99,13 @@ static void print_table(const struct kha_defrag_report *rep)
 		       "(etcdctl alarm disarm)\n");
 }
 
-static int print_json(const struct kha_defrag_report *rep, const char *error)
+static int print_json(const struct kha_etcdops_defrag_report *rep, const char *error)
 {
 	json_t *members = json_array();
 	char id[24];
 
 	for (size_t i = 0; members && i < rep->n_members; i++) {
-		const struct kha_defrag_member *m = &rep->members[i];
+		const struct kha_etcdops_defrag_member *m = &rep->members[i];
 
 		snprintf(id, sizeof(id), "%" PRIx64, m->id);
 		json_array_append_new(
@@ -115,64 +128,21 @@ static int print_json(const struct kha_defrag_report *rep, const char *error)
 
 int cmd_etcd_defrag_main(int argc, char **argv)
 {
-	static const struct option longopts[] = {
-		KHA_ETCD_LONGOPTS,
-		{"rolling", no_argument, NULL, OPT_ROLLING},
-		{"member", required_argument, NULL, OPT_MEMBER},
-		{"timeout", required_argument, NULL, OPT_TIMEOUT},
-		{"settle-timeout", required_argument, NULL, OPT_SETTLE_TIMEOUT},
-		{"force", no_argument, NULL, OPT_FORCE},
-		{"output", required_argument, NULL, 'o'},
-		{"help", no_argument, NULL, 'h'},
-		{},
-	};
-	struct kha_etcd_config cfg = {};
-	struct kha_defrag_opts o = {
-		.cfg = &cfg,
-		.cancel = &cmd_interrupted,
-		.progress = on_progress,
-	};
-	struct kha_defrag_report rep = {};
+	struct opts o = {.run = {.cancel = &cmd_interrupted, .progress = on_progress}};
+	struct kha_etcdops_defrag_report rep = {};
 	struct kha_diag d = {};
-	bool json = false;
-	uint64_t *dur;
-	int c, r, code = KHA_EXIT_USAGE;
+	int r, code = KHA_EXIT_USAGE;
 
-	r = cmd_etcd_config_start("defrag", &cfg);
+	o.run.cfg = &o.cfg;
+	r = cmd_etcd_config_start("defrag", &o.cfg);
 	if (r) {
 		code = r;
 		goto out;
 	}
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "ho:", longopts, NULL)) != -1) {
-		switch (c) {
-		case 'h':
-			usage(stdout);
-			code = KHA_EXIT_OK;
-			goto out;
-		case OPT_ROLLING:
-			break;
-		case OPT_MEMBER:
-			o.member = optarg;
-			break;
-		case OPT_FORCE:
-			o.force = true;
-			break;
-		case OPT_TIMEOUT:
-		case OPT_SETTLE_TIMEOUT:
-			dur = c == OPT_TIMEOUT ? &o.defrag_timeout_us : &o.settle_timeout_us;
-			if (kha_parse_duration_us(optarg, dur) < 0 || !*dur) {
-				fprintf(stderr,
-					"kha etcd defrag: '%s' is not a positive duration (e.g. "
-					"2m)\n",
-					optarg);
-				goto out;
-			}
-			break;
-		default:
-			if (cmd_etcd_common_flag("defrag", &cfg, c, optarg, &json))
-				goto out;
-		}
+	r = cmd_opts_parse(options, NULL, &o, "kha etcd defrag", usage, argc, argv);
+	if (r >= 0) {
+		code = r;
+		goto out;
 	}
 	if (optind < argc) {
 		fprintf(stderr,
@@ -182,7 +152,7 @@ int cmd_etcd_defrag_main(int argc, char **argv)
 		goto out;
 	}
 	cmd_catch_signals();
-	r = kha_defrag_rolling(&o, &rep, &d);
+	r = kha_etcdops_defrag_rolling(&o.run, &rep, &d);
 	if (r < 0) {
 		if (r == -EAGAIN && rep.n_members == 0) {
 			fprintf(stderr, "kha etcd defrag: refused: %s (--force to do it anyway)\n",
@@ -196,23 +166,23 @@ int cmd_etcd_defrag_main(int argc, char **argv)
 			code = cmd_etcd_exit_code(r, &d);
 		}
 		if (rep.n_members) {
-			if (json)
+			if (o.json)
 				kha_ignore(print_json(&rep, d.msg));
 			else
 				print_table(&rep);
-		} else if (json) {
+		} else if (o.json) {
 			cmd_print_json_error("kha etcd defrag", code, d.msg);
 		}
 		goto out;
 	}
-	if (json)
+	if (o.json)
 		code = print_json(&rep, NULL) < 0 ? KHA_EXIT_IOERR : KHA_EXIT_OK;
 	else {
 		print_table(&rep);
 		code = KHA_EXIT_OK;
 	}
 out:
-	kha_defrag_report_release(&rep);
-	kha_etcd_config_release(&cfg);
+	kha_etcdops_defrag_report_release(&rep);
+	kha_etcd_config_release(&o.cfg);
 	return code;
 }

@@ -3,7 +3,6 @@
  * kha etcd member list|add|remove|promote|replace: membership changes that never cost quorum
  * unless --force says so (the guards are in lib/etcdops/guard.c).
  */
-#include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
@@ -11,6 +10,7 @@
 
 #include "cmd-common.h"
 #include "cmd-etcd.h"
+#include "cmd-opt.h"
 #include "kha/etcdops.h"
 #include "kha/etcd.h"
 #include "kha/log.h"
@@ -20,10 +20,6 @@
 #define DEFAULT_PROMOTE_TIMEOUT_US (2 * 60 * KHA_USEC_PER_SEC)
 #define DEFAULT_START_TIMEOUT_US   (10 * 60 * KHA_USEC_PER_SEC)
 #define EXIT_REFUSED		   1
-#define UNHEALTHY_RETRY_US	   (15 * KHA_USEC_PER_SEC)
-#define AMBIGUOUS_US		   (3 * KHA_USEC_PER_SEC)
-#define CHANGE_ATTEMPTS		   3
-#define LEADER_WAIT_US		   (10 * KHA_USEC_PER_SEC)
 
 enum {
 	OPT_PEER_URLS = 0x100,
@@ -48,6 +44,7 @@ struct opts {
 	uint64_t start_timeout_us;
 	const char *arg;	      /* the positional NAME|ID */
 	struct cmd_progress progress; /* of the current wait */
+	struct kha_etcdops_change ch; /* the change, speaking through on_progress and on_note */
 };
 
 static void opts_release(struct opts *o)
@@ -78,6 +75,55 @@ static void usage(FILE *out)
 		"  kha etcd member add etcd-4 --learner --peer-urls https://10.0.0.4:2380 "
 		"--endpoints https://10.0.0.1:2379 --cacert ca.crt\n");
 }
+
+/*
+ * The flags of each subcommand, for its help; parse() reads them all (all_options) so that a
+ * flag of another subcommand is named as such ("--learner does not apply to list").
+ */
+#define F_ETCD	 CMD_OPT_INCLUDE_ETCD(struct opts, cfg)
+#define F_OUTPUT CMD_OPT_OUTPUT_ENTRY(struct opts, json, "report format (default table)")
+#define F_PEER_URLS                                                                      \
+	{                                                                                \
+		CMD_OPT_CALL, "peer-urls", 0, "URL[,URL]", "the new member's peer URLs", \
+			OPT_PEER_URLS, 0, 0, NULL                                        \
+	}
+#define F_LEARNER                                                                                \
+	{                                                                                        \
+		CMD_OPT_CALL, "learner", 0, NULL, "add a non-voting learner", OPT_LEARNER, 0, 0, \
+			NULL                                                                     \
+	}
+#define F_NAME                                                                                 \
+	{                                                                                      \
+		CMD_OPT_CALL, "name", 0, "NAME", "the new member's name", OPT_NAME, 0, 0, NULL \
+	}
+#define F_START_TIMEOUT                                                                        \
+	{                                                                                      \
+		CMD_OPT_CALL, "start-timeout", 0, "DURATION",                                  \
+			"wait this long for NEW to start (10m)", OPT_START_TIMEOUT, 0, 0, NULL \
+	}
+#define F_TIMEOUT                                                                                  \
+	{                                                                                          \
+		CMD_OPT_CALL, "timeout", 0, "DURATION",                                            \
+			"wait this long for the learner to catch up (2m)", OPT_TIMEOUT, 0, 0, NULL \
+	}
+#define F_FORCE                                                                                    \
+	{                                                                                          \
+		CMD_OPT_CALL, "force", 0, NULL, "do it even when a rule refuses", OPT_FORCE, 0, 0, \
+			NULL                                                                       \
+	}
+
+static const struct cmd_opt list_options[] = {F_ETCD, F_OUTPUT, CMD_OPT_HELP_ENTRY, {}};
+static const struct cmd_opt add_options[] = {F_ETCD,   F_PEER_URLS,	   F_LEARNER, F_FORCE,
+					     F_OUTPUT, CMD_OPT_HELP_ENTRY, {}};
+static const struct cmd_opt remove_options[] = {F_ETCD, F_FORCE, F_OUTPUT, CMD_OPT_HELP_ENTRY, {}};
+static const struct cmd_opt promote_options[] = {
+	F_ETCD, F_TIMEOUT, F_OUTPUT, CMD_OPT_HELP_ENTRY, {}};
+static const struct cmd_opt replace_options[] = {F_ETCD,	  F_PEER_URLS,	      F_NAME,
+						 F_START_TIMEOUT, F_TIMEOUT,	      F_FORCE,
+						 F_OUTPUT,	  CMD_OPT_HELP_ENTRY, {}};
+static const struct cmd_opt all_options[] = {
+	F_ETCD,	 F_PEER_URLS, F_LEARNER,	  F_NAME, F_START_TIMEOUT, F_TIMEOUT,
+	F_FORCE, F_OUTPUT,    CMD_OPT_HELP_ENTRY, {}};
 
 static void sub_usage(FILE *out, const char *sub)
 {
@@ -124,21 +170,13 @@ static void sub_usage(FILE *out, const char *sub)
 			"a learner, while a voting member is unreachable (its strict reconfiguration\n"
 			"check), and a dead voter already costs the failure it would tolerate:\n"
 			"removing it loses nothing.\n\n");
-	fprintf(out, "Flags:\n" KHA_ETCD_OPTIONS_HELP);
-	if (strcmp(sub, "add") == 0 || strcmp(sub, "replace") == 0)
-		fprintf(out, "  --peer-urls URL[,URL]     the new member's peer URLs\n");
-	if (strcmp(sub, "add") == 0)
-		fprintf(out, "  --learner                 add a non-voting learner\n");
-	if (strcmp(sub, "replace") == 0)
-		fprintf(out, "  --name NAME               the new member's name\n"
-			     "  --start-timeout DURATION  wait this long for NEW to start (10m)\n");
-	if (strcmp(sub, "promote") == 0 || strcmp(sub, "replace") == 0)
-		fprintf(out, "  --timeout DURATION        wait this long for the learner to "
-			     "catch up (2m)\n");
-	if (strcmp(sub, "list") != 0 && strcmp(sub, "promote") != 0)
-		fprintf(out, "  --force                   do it even when a rule refuses\n");
-	fprintf(out, "  -o, --output table|json   report format (default table)\n"
-		     "  -h, --help                this help\n\n"
+	fprintf(out, "Flags:\n");
+	cmd_opts_help(out, strcmp(sub, "list") == 0	 ? list_options
+			   : strcmp(sub, "add") == 0	 ? add_options
+			   : strcmp(sub, "remove") == 0	 ? remove_options
+			   : strcmp(sub, "promote") == 0 ? promote_options
+							 : replace_options);
+	fprintf(out, "\n"
 		     "Exit codes: 0 done, 1 refused by a rule (nothing changed), 64 usage or "
 		     "unknown member,\n65 bad reply, 69 unreachable or timed out, 78 TLS files "
 		     "or trust.\n\n"
@@ -156,120 +194,109 @@ static void sub_usage(FILE *out, const char *sub)
 			sub, strcmp(sub, "list") == 0 ? "" : " etcd-2");
 }
 
+/* The help of the subcommand being parsed (cmd_opts_parse takes a help of one argument). */
+static const char *help_sub;
+
+static void help(FILE *out)
+{
+	sub_usage(out, help_sub);
+}
+
 /* ---- flags -------------------------------------------------------------------------------- */
 
-static int add_peer_urls(struct opts *o, const char *list)
+static int add_peer_urls(struct opts *o, const char *list, struct kha_diag *d)
 {
 	kha_autofree char *copy = strdup(list);
 	char *save = NULL, *tok;
-	struct kha_diag d = {};
 
 	if (!copy)
-		return -ENOMEM;
+		return kha_diag_set(d, ENOMEM, "out of memory");
 	for (tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
 		char **grown;
 
-		if (kha_member_check_peer_url(tok, &d) < 0) {
-			fprintf(stderr, "kha etcd member %s: --peer-urls: %s\n", o->sub, d.msg);
+		if (kha_etcdops_member_check_peer_url(tok, d) < 0)
 			return -EINVAL;
-		}
 		grown = realloc(o->peer_urls, (o->n_peer_urls + 1) * sizeof(char *));
 		if (!grown)
-			return -ENOMEM;
+			return kha_diag_set(d, ENOMEM, "out of memory");
 		o->peer_urls = grown;
 		o->peer_urls[o->n_peer_urls] = strdup(tok);
 		if (!o->peer_urls[o->n_peer_urls])
-			return -ENOMEM;
+			return kha_diag_set(d, ENOMEM, "out of memory");
 		o->n_peer_urls++;
 	}
-	if (!o->n_peer_urls) {
-		fprintf(stderr, "kha etcd member %s: --peer-urls: empty\n", o->sub);
-		return -EINVAL;
+	if (!o->n_peer_urls)
+		return kha_diag_set(d, EINVAL, "empty");
+	return 0;
+}
+
+/* The flags of all_options, each refused where it does not apply. */
+static int apply(void *target, int val, const char *arg, struct kha_diag *d)
+{
+	struct opts *o = target;
+	bool add = strcmp(o->sub, "add") == 0, replace = strcmp(o->sub, "replace") == 0;
+	bool promote = strcmp(o->sub, "promote") == 0;
+	uint64_t *dur = NULL;
+	bool ok = true;
+
+	switch (val) {
+	case OPT_PEER_URLS:
+		ok = add || replace;
+		break;
+	case OPT_LEARNER:
+		ok = add;
+		o->learner = true;
+		break;
+	case OPT_FORCE:
+		ok = strcmp(o->sub, "list") != 0 && !promote;
+		o->force = true;
+		break;
+	case OPT_NAME:
+		ok = replace;
+		o->name = arg;
+		break;
+	case OPT_TIMEOUT:
+		ok = replace || promote;
+		dur = &o->timeout_us;
+		break;
+	default: /* OPT_START_TIMEOUT */
+		ok = replace;
+		dur = &o->start_timeout_us;
+		break;
 	}
+	if (!ok) {
+		const struct cmd_opt *t = all_options;
+
+		while (t->kind != CMD_OPT_CALL || t->val != val)
+			t++;
+		return kha_diag_set(d, EINVAL, "--%s does not apply to %s", t->name, o->sub);
+	}
+	if (val == OPT_PEER_URLS)
+		return add_peer_urls(o, arg, d);
+	if (dur && (kha_parse_duration_us(arg, dur) < 0 || !*dur))
+		return kha_diag_set(d, EINVAL, "'%s' is not a positive duration (e.g. 5m)", arg);
 	return 0;
 }
 
 /* Returns 0 to go on, or an exit code + 1000 (so 0 = help printed is distinguishable). */
 static int parse(int argc, char **argv, struct opts *o)
 {
-	static const struct option longopts[] = {
-		KHA_ETCD_LONGOPTS,
-		{"peer-urls", required_argument, NULL, OPT_PEER_URLS},
-		{"learner", no_argument, NULL, OPT_LEARNER},
-		{"force", no_argument, NULL, OPT_FORCE},
-		{"timeout", required_argument, NULL, OPT_TIMEOUT},
-		{"start-timeout", required_argument, NULL, OPT_START_TIMEOUT},
-		{"name", required_argument, NULL, OPT_NAME},
-		{"output", required_argument, NULL, 'o'},
-		{"help", no_argument, NULL, 'h'},
-		{},
-	};
 	bool add = strcmp(o->sub, "add") == 0, replace = strcmp(o->sub, "replace") == 0;
 	bool list = strcmp(o->sub, "list") == 0;
-	int c, code;
+	char who[48];
+	int code;
 
 	o->timeout_us = DEFAULT_PROMOTE_TIMEOUT_US;
 	o->start_timeout_us = DEFAULT_START_TIMEOUT_US;
 	snprintf(o->cmd, sizeof(o->cmd), "member %s", o->sub);
+	snprintf(who, sizeof(who), "kha etcd member %s", o->sub);
 	code = cmd_etcd_config_start(o->cmd, &o->cfg);
 	if (code)
 		return 1000 + code;
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "ho:", longopts, NULL)) != -1) {
-		uint64_t *dur = NULL;
-		bool ok = true;
-
-		switch (c) {
-		case 'h':
-			sub_usage(stdout, o->sub);
-			return 1000 + KHA_EXIT_OK;
-		case OPT_PEER_URLS:
-			ok = add || replace;
-			if (ok && add_peer_urls(o, optarg) < 0)
-				return 1000 + KHA_EXIT_USAGE;
-			break;
-		case OPT_LEARNER:
-			ok = add;
-			o->learner = true;
-			break;
-		case OPT_FORCE:
-			ok = !list && strcmp(o->sub, "promote") != 0;
-			o->force = true;
-			break;
-		case OPT_NAME:
-			ok = replace;
-			o->name = optarg;
-			break;
-		case OPT_TIMEOUT:
-			ok = replace || strcmp(o->sub, "promote") == 0;
-			dur = &o->timeout_us;
-			break;
-		case OPT_START_TIMEOUT:
-			ok = replace;
-			dur = &o->start_timeout_us;
-			break;
-		default:
-			code = cmd_etcd_common_flag(o->cmd, &o->cfg, c, optarg, &o->json);
-			if (code)
-				return 1000 + code;
-			break;
-		}
-		if (!ok) {
-			const char *flag = "?";
-			for (size_t i = 0; longopts[i].name; i++)
-				if (longopts[i].val == c)
-					flag = longopts[i].name;
-			fprintf(stderr, "kha etcd member %s: --%s does not apply to %s\n", o->sub,
-				flag, o->sub);
-			return 1000 + KHA_EXIT_USAGE;
-		}
-		if (dur && (kha_parse_duration_us(optarg, dur) < 0 || !*dur)) {
-			fprintf(stderr,
-				"kha etcd member %s: '%s' is not a positive duration (e.g. 5m)\n",
-				o->sub, optarg);
-			return 1000 + KHA_EXIT_USAGE;
-		}
-	}
+	help_sub = o->sub;
+	code = cmd_opts_parse(all_options, apply, o, who, help, argc, argv);
+	if (code >= 0)
+		return 1000 + code;
 	if (list) {
 		if (optind < argc) {
 			fprintf(stderr, "kha etcd member list: unexpected argument '%s'\n",
@@ -310,58 +337,34 @@ static int fail(const struct opts *o, int r, const struct kha_diag *d)
 	return cmd_fail(who, o->json, cmd_etcd_exit_code(r, d), "%s", d->msg);
 }
 
-static bool live_leader(const struct kha_etcd_cluster_report *rep)
+/* A wait's state, rewritten in place; NULL: the wait is over. */
+static void on_progress(void *userdata, const char *text)
 {
-	long i = rep->health.leader_index;
+	struct opts *o = userdata;
+	char who[64];
 
-	return rep->health.leader && i >= 0 && rep->members[i].reachable;
-}
-
-/* Waits (up to LEADER_WAIT_US) until the members agree on a live, listed leader. */
-static void wait_live_leader(struct opts *o)
-{
-	uint64_t end = kha_now_us() + LEADER_WAIT_US;
-
-	while (kha_now_us() < end) {
-		struct kha_etcd_cluster_report rep = {};
-		bool ok = kha_etcd_cluster_report(&o->cfg, 0, 0, &rep, NULL) == 0 &&
-			  live_leader(&rep);
-
-		kha_etcd_cluster_report_release(&rep);
-		if (ok)
-			return;
-		usleep(300 * 1000);
+	if (!text) {
+		cmd_progress_done(&o->progress);
+		return;
 	}
+	snprintf(who, sizeof(who), "kha etcd member %s", o->sub);
+	cmd_progress_say(&o->progress, who, text);
 }
 
-/*
- * The cluster as it is now. A change needs a live leader: right after the leader died the
- * others still name it for a second or two, so wait (up to LEADER_WAIT_US) for the election
- * while quorum holds; the guards refuse when there is still none.
- */
+static void on_note(void *userdata, const char *text)
+{
+	const struct opts *o = userdata;
+
+	fprintf(stderr, "kha etcd member %s: %s\n", o->sub, text);
+}
+
+/* The cluster as it is now; a change waits for a live leader first (kha_etcdops_change_report). */
 static int report(struct opts *o, struct kha_etcd_cluster_report *rep)
 {
-	uint64_t end = kha_now_us() + LEADER_WAIT_US;
-	bool said = false;
+	struct kha_diag d = {};
+	int r = kha_etcdops_change_report(&o->ch, strcmp(o->sub, "list") != 0, rep, &d);
 
-	for (;;) {
-		struct kha_diag d = {};
-		int r = kha_etcd_cluster_report(&o->cfg, 0, 0, rep, &d);
-
-		if (r < 0)
-			return fail(o, r, &d);
-		if (strcmp(o->sub, "list") == 0 || live_leader(rep) || !rep->health.quorum_ok ||
-		    kha_now_us() >= end)
-			return 0;
-		if (!said)
-			fprintf(stderr,
-				"kha etcd member %s: no live leader yet (an election is "
-				"due): waiting\n",
-				o->sub);
-		said = true;
-		kha_etcd_cluster_report_release(rep);
-		usleep(300 * 1000);
-	}
+	return r < 0 ? fail(o, r, &d) : 0;
 }
 
 static const char *label(char *buf, size_t n, const struct kha_etcd_member *m)
@@ -382,16 +385,17 @@ static const char *name_cell(char *buf, size_t n, const struct kha_etcd_member *
 
 /* Runs the guard; prints a refusal or a warning. Returns 0 to proceed or an exit code. */
 static int guard(const struct opts *o, const struct kha_etcd_cluster_report *rep,
-		 const struct kha_guard_request *req, struct kha_guard_verdict *v)
+		 const struct kha_etcdops_guard_request *req, struct kha_etcdops_guard_verdict *v)
 {
-	struct kha_guard_member *gm = calloc(rep->n_members ? rep->n_members : 1, sizeof(*gm));
-	struct kha_guard_cluster gc;
+	struct kha_etcdops_guard_member *gm =
+		calloc(rep->n_members ? rep->n_members : 1, sizeof(*gm));
+	struct kha_etcdops_guard_cluster gc;
 	int r;
 
 	if (!gm)
 		return KHA_EXIT_SOFTWARE;
-	kha_guard_from_report(rep, gm, &gc);
-	r = kha_guard_check(&gc, req, v);
+	kha_etcdops_guard_from_report(rep, gm, &gc);
+	r = kha_etcdops_guard_check(&gc, req, v);
 	free(gm);
 	if (r < 0)
 		return KHA_EXIT_SOFTWARE;
@@ -412,8 +416,8 @@ static int guard(const struct opts *o, const struct kha_etcd_cluster_report *rep
 }
 
 /* Runs the guard on the cluster as it is now. Returns 0 to proceed or an exit code. */
-static int guard_now(struct opts *o, const struct kha_guard_request *req,
-		     struct kha_guard_verdict *v)
+static int guard_now(struct opts *o, const struct kha_etcdops_guard_request *req,
+		     struct kha_etcdops_guard_verdict *v)
 {
 	struct kha_etcd_cluster_report rep = {};
 	int code = report(o, &rep);
@@ -426,13 +430,13 @@ static int guard_now(struct opts *o, const struct kha_guard_request *req,
 }
 
 /*
- * Runs the guard on a change of the member at idx of rep (kha_member_find's answer, with d
+ * Runs the guard on a change of the member at idx of rep (kha_etcdops_member_find's answer, with d
  * saying why when negative): sets req->target, and its label in name. Releases rep. Returns 0
  * to proceed or an exit code.
  */
 static int guard_member(struct opts *o, struct kha_etcd_cluster_report *rep, int idx,
-			const struct kha_diag *d, struct kha_guard_request *req,
-			struct kha_guard_verdict *v, char *name, size_t size)
+			const struct kha_diag *d, struct kha_etcdops_guard_request *req,
+			struct kha_etcdops_guard_verdict *v, char *name, size_t size)
 {
 	int code;
 
@@ -455,7 +459,7 @@ static int dump(json_t *o)
 	return r == -ENOMEM ? KHA_EXIT_SOFTWARE : r < 0 ? KHA_EXIT_IOERR : KHA_EXIT_OK;
 }
 
-static json_t *guard_json(const struct kha_guard_verdict *v)
+static json_t *guard_json(const struct kha_etcdops_guard_verdict *v)
 {
 	return json_pack("{s:i, s:i, s:i, s:i, s:i, s:i, s:s}", "voters_before",
 			 (int)v->voters_before, "voters_after", (int)v->voters_after,
@@ -464,62 +468,21 @@ static json_t *guard_json(const struct kha_guard_verdict *v)
 			 "tolerance_after", v->tolerance_after, "warning", v->warning);
 }
 
-/*
- * etcd refuses membership changes until its leader has been connected to every voting member
- * for 5 s (strict reconfiguration check: "etcdserver: unhealthy cluster", e.g. just after a
- * member started): worth a few retries.
- */
-static bool retry_unhealthy(struct opts *o, int r, const struct kha_diag *d, uint64_t end)
-{
-	char who[64], text[512];
-
-	if (r != -EAGAIN || !strstr(d->msg, "unhealthy cluster") || kha_now_us() >= end) {
-		cmd_progress_done(&o->progress);
-		return false;
-	}
-	snprintf(who, sizeof(who), "kha etcd member %s", o->sub);
-	snprintf(text, sizeof(text), "etcd says the cluster is not settled yet (%s): retrying",
-		 d->msg);
-	cmd_progress_say(&o->progress, who, text);
-	usleep(500 * 1000);
-	return true;
-}
-
-/*
- * kha_member_find, then the name a not yet started member was added with (etcd knows names
- * only from the start on; kha etcd member add records them).
- */
 static int find_member(struct opts *o, const struct kha_etcd_cluster_report *rep,
 		       struct kha_diag *d)
 {
-	kha_auto(kha_etcd_freep) struct kha_etcd *c = NULL;
-	struct kha_diag ld = {};
-	int idx = kha_member_find(rep, o->arg, d);
-
-	int found;
-
-	if (idx != -ENOENT || kha_etcd_new(&o->cfg, &c, &ld) < 0)
-		return idx;
-	found = kha_member_name_lookup(c, rep, o->arg, &ld);
-	if (found < 0)
-		return idx;
-	kha_diag_clear(d);
-	return found;
+	return kha_etcdops_change_find(&o->ch, rep, o->arg, d);
 }
 
 /* Records (add) or forgets (remove) the name of member id; a failure is only a note. */
 static void remember_name(struct opts *o, uint64_t id, const char *name)
 {
-	kha_auto(kha_etcd_freep) struct kha_etcd *c = NULL;
 	struct kha_diag d = {};
-	int r = kha_etcd_new(&o->cfg, &c, &d);
+	int r = kha_etcdops_change_name(&o->ch, id, name, &d);
 
-	if (r == 0)
-		r = name ? kha_member_name_record(c, id, name, &d)
-			 : kha_member_name_forget(c, id, &d);
 	if (r < 0 && name)
 		fprintf(stderr,
-			"kha etcd member %s: note: could not record the name %s under " KHA_MEMBER_NAME_PREFIX
+			"kha etcd member %s: note: could not record the name %s under " KHA_ETCDOPS_MEMBER_NAME_PREFIX
 			" (%s): until it starts, name it by its id %" PRIx64 "\n",
 			o->sub, name, d.msg, id);
 }
@@ -605,7 +568,7 @@ static int cmd_list(struct opts *o)
 
 /* ---- add ---------------------------------------------------------------------------------- */
 
-static void print_start(const struct kha_member_start *s, bool learner)
+static void print_start(const struct kha_etcdops_member_start *s, bool learner)
 {
 	printf("Start it with these flags (plus its own --data-dir, --listen-*-urls,\n"
 	       "--advertise-client-urls and TLS flags):\n\n"
@@ -623,7 +586,7 @@ static void print_start(const struct kha_member_start *s, bool learner)
 	fflush(stdout);
 }
 
-static json_t *start_json(const struct kha_member_start *s)
+static json_t *start_json(const struct kha_etcdops_member_start *s)
 {
 	return json_pack("{s:[s,s,s,s,s,s,s,s], s:{s:s, s:s, s:s, s:s}}", "flags", "--name",
 			 s->name, "--initial-cluster", s->initial_cluster,
@@ -634,122 +597,28 @@ static json_t *start_json(const struct kha_member_start *s)
 			 "ETCD_INITIAL_CLUSTER_STATE", "existing");
 }
 
-/* Adds o->peer_urls as name; fills *ret_member and *ret_start. */
-/*
- * A membership change whose answer was lost (timeout, connection reset) may still have been
- * applied: look, before calling it a failure. Returns the index in *list of the member that
- * has peer_url (add), or of id (remove), polling up to AMBIGUOUS_US; -1 when absent.
- */
-static long look_for(struct opts *o, uint64_t id, const char *peer_url, bool want_present,
-		     struct kha_etcd_member_list *list)
-{
-	uint64_t end = kha_now_us() + AMBIGUOUS_US;
-
-	for (;;) {
-		kha_auto(kha_etcd_freep) struct kha_etcd *c = NULL;
-		long found = -1;
-
-		kha_etcd_member_list_release(list);
-		if (kha_etcd_new(&o->cfg, &c, NULL) == 0 &&
-		    kha_etcd_member_list(c, list, NULL) == 0) {
-			for (size_t i = 0; i < list->n_members && found < 0; i++) {
-				const struct kha_etcd_member *m = &list->members[i];
-				if (peer_url) {
-					for (size_t u = 0; u < m->n_peer_urls; u++)
-						if (strcmp(m->peer_urls[u], peer_url) == 0)
-							found = (long)i;
-				} else if (m->id == id) {
-					found = (long)i;
-				}
-			}
-			if ((found >= 0) == want_present)
-				return found;
-		}
-		if (kha_now_us() >= end)
-			return want_present ? -1 : found;
-		usleep(500 * 1000);
-	}
-}
-
-/*
- * Outcomes after which the change may or may not have been applied: no answer, or etcd's
- * "request timed out" / "leader changed" (Unavailable): a proposal forwarded to a leader that
- * just died or stepped down is dropped without a word.
- */
-static bool ambiguous(int r, const struct kha_diag *d)
-{
-	return r == -ETIMEDOUT || r == -ECONNRESET || r == -ECANCELED ||
-	       (r == -EAGAIN && !strstr(d->msg, "unhealthy cluster"));
-}
-
+/* Adds o->peer_urls as name; fills *ret_member and *ret_start. Returns 0 or an exit code. */
 static int do_add(struct opts *o, const char *name, bool learner,
-		  struct kha_etcd_member *ret_member, struct kha_member_start *ret_start)
+		  struct kha_etcd_member *ret_member, struct kha_etcdops_member_start *ret_start)
 {
-	struct kha_etcd_member_list list = {};
 	struct kha_diag d = {};
-	int r = 0;
+	int r = kha_etcdops_change_add(&o->ch, (const char *const *)o->peer_urls, o->n_peer_urls,
+				       name, learner, ret_member, ret_start, &d);
 
-	for (int attempt = 1; attempt <= CHANGE_ATTEMPTS; attempt++) {
-		kha_auto(kha_etcd_freep) struct kha_etcd *c = NULL;
-		uint64_t end = kha_now_us() + UNHEALTHY_RETRY_US;
-		long i;
-
-		r = kha_etcd_new(&o->cfg, &c, &d);
-		while (r == 0) {
-			kha_diag_clear(&d);
-			r = kha_etcd_member_add(c, (const char *const *)o->peer_urls,
-						o->n_peer_urls, learner, ret_member, &list, &d);
-			if (!retry_unhealthy(o, r, &d, end))
-				break;
-			r = 0;
-		}
-		if (r == 0)
-			break;
-		/* lost, or already applied by an earlier attempt ("Peer URLs already exists") */
-		if (!ambiguous(r, &d) && !(attempt > 1 && strstr(d.msg, "already exists")))
-			break;
-		i = look_for(o, 0, o->peer_urls[0], true, &list);
-		if (i >= 0) {
-			fprintf(stderr,
-				"kha etcd member %s: the answer was lost (%s), but the member list "
-				"shows the new member: it was added\n",
-				o->sub, d.msg);
-			r = kha_member_start_flags(&list, list.members[i].id, name, ret_start);
-			*ret_member = list.members[i];
-			memset(&list.members[i], 0, sizeof(list.members[i]));
-			kha_etcd_member_list_release(&list);
-			return r < 0 ? KHA_EXIT_DATAERR : 0;
-		}
-		kha_etcd_member_list_release(&list);
-		if (attempt < CHANGE_ATTEMPTS) {
-			fprintf(stderr, "kha etcd member %s: not applied (%s): retrying\n", o->sub,
-				d.msg);
-			wait_live_leader(o);
-		}
-	}
-	if (r < 0)
-		return fail(o, r, &d);
-	r = kha_member_start_flags(&list, ret_member->id, name, ret_start);
-	kha_etcd_member_list_release(&list);
-	if (r < 0) {
-		fprintf(stderr, "kha etcd member %s: the member list lacks the new member\n",
-			o->sub);
-		return KHA_EXIT_DATAERR;
-	}
-	return 0;
+	return r < 0 ? fail(o, r, &d) : 0;
 }
 
 static int cmd_add(struct opts *o)
 {
-	struct kha_guard_request req = {
-		.op = o->learner ? KHA_GUARD_ADD_LEARNER : KHA_GUARD_ADD,
+	struct kha_etcdops_guard_request req = {
+		.op = o->learner ? KHA_ETCDOPS_GUARD_ADD_LEARNER : KHA_ETCDOPS_GUARD_ADD,
 		.name = o->arg,
 		.peer_urls = (const char *const *)o->peer_urls,
 		.n_peer_urls = o->n_peer_urls,
 	};
-	struct kha_guard_verdict v;
+	struct kha_etcdops_guard_verdict v;
 	struct kha_etcd_member m = {};
-	struct kha_member_start s = {};
+	struct kha_etcdops_member_start s = {};
 	int code = guard_now(o, &req, &v);
 
 	if (code)
@@ -771,7 +640,7 @@ static int cmd_add(struct opts *o)
 		print_start(&s, o->learner);
 	}
 	kha_etcd_member_release(&m);
-	kha_member_start_release(&s);
+	kha_etcdops_member_start_release(&s);
 	return code;
 }
 
@@ -780,52 +649,16 @@ static int cmd_add(struct opts *o)
 static int remove_member(struct opts *o, uint64_t id)
 {
 	struct kha_diag d = {};
-	int r = 0;
+	int r = kha_etcdops_change_remove(&o->ch, id, &d);
 
-	for (int attempt = 1; attempt <= CHANGE_ATTEMPTS; attempt++) {
-		kha_auto(kha_etcd_freep) struct kha_etcd *c = NULL;
-		struct kha_etcd_member_list list = {};
-		uint64_t end = kha_now_us() + UNHEALTHY_RETRY_US;
-		long i;
-
-		r = kha_etcd_new(&o->cfg, &c, &d);
-		while (r == 0) {
-			kha_diag_clear(&d);
-			r = kha_etcd_member_remove(c, id, NULL, &d);
-			if (!retry_unhealthy(o, r, &d, end))
-				break;
-			r = 0;
-		}
-		if (r == 0)
-			return 0;
-		/* an earlier attempt was applied after all */
-		if (r == -ENOENT && attempt > 1)
-			return 0;
-		if (!ambiguous(r, &d))
-			break;
-		i = look_for(o, id, NULL, false, &list);
-		kha_etcd_member_list_release(&list);
-		if (i < 0) {
-			fprintf(stderr,
-				"kha etcd member %s: the answer was lost (%s), but the member is gone "
-				"from the list: it was removed\n",
-				o->sub, d.msg);
-			return 0;
-		}
-		if (attempt < CHANGE_ATTEMPTS) {
-			fprintf(stderr, "kha etcd member %s: not applied (%s): retrying\n", o->sub,
-				d.msg);
-			wait_live_leader(o);
-		}
-	}
-	return fail(o, r, &d);
+	return r < 0 ? fail(o, r, &d) : 0;
 }
 
 static int cmd_remove(struct opts *o)
 {
 	struct kha_etcd_cluster_report rep = {};
-	struct kha_guard_request req = {.op = KHA_GUARD_REMOVE};
-	struct kha_guard_verdict v;
+	struct kha_etcdops_guard_request req = {.op = KHA_ETCDOPS_GUARD_REMOVE};
+	struct kha_etcdops_guard_verdict v;
 	struct kha_diag d = {};
 	char name[128];
 	int code = report(o, &rep), idx;
@@ -852,22 +685,13 @@ static int cmd_remove(struct opts *o)
 
 /* ---- promote ------------------------------------------------------------------------------ */
 
-static void on_progress(void *userdata, const char *text)
-{
-	struct opts *o = userdata;
-	char who[64];
-
-	snprintf(who, sizeof(who), "kha etcd member %s", o->sub);
-	cmd_progress_say(&o->progress, who, text);
-}
-
 static int promote(struct opts *o, uint64_t id)
 {
 	struct kha_diag d = {};
 	int r;
 
-	r = kha_member_promote_wait(&o->cfg, id, o->timeout_us, &cmd_interrupted, on_progress, o,
-				    &d);
+	r = kha_etcdops_member_promote_wait(&o->cfg, id, o->timeout_us, &cmd_interrupted,
+					    on_progress, o, &d);
 	cmd_progress_done(&o->progress);
 	if (r == -ECANCELED && cmd_interrupted) {
 		fprintf(stderr, "kha etcd member %s: interrupted (the learner stays a learner)\n",
@@ -877,19 +701,11 @@ static int promote(struct opts *o, uint64_t id)
 	return r < 0 ? fail(o, r, &d) : 0;
 }
 
-static bool has_unstarted_learner(const struct kha_etcd_cluster_report *rep)
-{
-	for (size_t i = 0; i < rep->n_members; i++)
-		if (rep->members[i].member.is_learner && !rep->members[i].member.name[0])
-			return true;
-	return false;
-}
-
 static int cmd_promote(struct opts *o)
 {
 	struct kha_etcd_cluster_report rep = {};
-	struct kha_guard_request req = {.op = KHA_GUARD_PROMOTE};
-	struct kha_guard_verdict v;
+	struct kha_etcdops_guard_request req = {.op = KHA_ETCDOPS_GUARD_PROMOTE};
+	struct kha_etcdops_guard_verdict v;
 	struct kha_diag d = {};
 	uint64_t end = kha_now_us() + o->timeout_us;
 	char name[128];
@@ -909,8 +725,8 @@ static int cmd_promote(struct opts *o)
 		int r;
 
 		kha_etcd_cluster_report_release(&rep);
-		r = kha_member_wait_started(&o->cfg, id, 1000, o->timeout_us, &cmd_interrupted,
-					    on_progress, o, &d);
+		r = kha_etcdops_member_wait_started(&o->cfg, id, 1000, o->timeout_us,
+						    &cmd_interrupted, on_progress, o, &d);
 		cmd_progress_done(&o->progress);
 		if (r == -ECANCELED && cmd_interrupted) {
 			fprintf(stderr, "kha etcd member promote: interrupted\n");
@@ -927,24 +743,18 @@ static int cmd_promote(struct opts *o)
 			return code;
 		idx = find_member(o, &rep, &d);
 	}
-	while (idx == -ENOENT && has_unstarted_learner(&rep) && kha_now_us() < end &&
-	       !cmd_interrupted) {
-		on_progress(o, "no member of this name yet, and a learner has not started: waiting "
-			       "for it to start");
-		usleep(500 * 1000);
+	if (idx == -ENOENT)
+		idx = kha_etcdops_change_find_wait(&o->ch, o->arg, end, &rep, &d);
+	if (idx < 0 && idx != -ENOENT && idx != -EEXIST && !cmd_interrupted) {
 		kha_etcd_cluster_report_release(&rep);
-		code = report(o, &rep);
-		if (code)
-			return code;
-		idx = find_member(o, &rep, &d);
+		return fail(o, idx, &d);
 	}
-	cmd_progress_done(&o->progress);
 	if (cmd_interrupted) {
 		kha_etcd_cluster_report_release(&rep);
 		fprintf(stderr, "kha etcd member promote: interrupted\n");
 		return 128 + cmd_interrupted;
 	}
-	if (idx == -ENOENT && has_unstarted_learner(&rep)) {
+	if (idx == -ENOENT && kha_etcdops_change_unstarted_learner(&rep)) {
 		char dur[32];
 
 		kha_etcd_cluster_report_release(&rep);
@@ -973,9 +783,9 @@ static int cmd_promote(struct opts *o)
 /* ---- replace ------------------------------------------------------------------------------ */
 
 /* Guards and removes OLD with the cluster as it is now. */
-static int replace_remove_old(struct opts *o, uint64_t old_id, struct kha_guard_verdict *v)
+static int replace_remove_old(struct opts *o, uint64_t old_id, struct kha_etcdops_guard_verdict *v)
 {
-	struct kha_guard_request req = {.op = KHA_GUARD_REMOVE, .target = old_id};
+	struct kha_etcdops_guard_request req = {.op = KHA_ETCDOPS_GUARD_REMOVE, .target = old_id};
 	int code = guard_now(o, &req, v);
 
 	if (!code)
@@ -986,15 +796,16 @@ static int replace_remove_old(struct opts *o, uint64_t old_id, struct kha_guard_
 }
 
 /* Guards and adds NEW as a learner, prints its flags. */
-static int replace_add_new(struct opts *o, struct kha_etcd_member *m, struct kha_member_start *s)
+static int replace_add_new(struct opts *o, struct kha_etcd_member *m,
+			   struct kha_etcdops_member_start *s)
 {
-	struct kha_guard_request req = {
-		.op = KHA_GUARD_ADD_LEARNER,
+	struct kha_etcdops_guard_request req = {
+		.op = KHA_ETCDOPS_GUARD_ADD_LEARNER,
 		.name = o->name,
 		.peer_urls = (const char *const *)o->peer_urls,
 		.n_peer_urls = o->n_peer_urls,
 	};
-	struct kha_guard_verdict v;
+	struct kha_etcdops_guard_verdict v;
 	int code = guard_now(o, &req, &v);
 
 	if (!code)
@@ -1007,9 +818,9 @@ static int replace_add_new(struct opts *o, struct kha_etcd_member *m, struct kha
 static int cmd_replace(struct opts *o)
 {
 	struct kha_etcd_cluster_report rep = {};
-	struct kha_guard_verdict v = {};
+	struct kha_etcdops_guard_verdict v = {};
 	struct kha_etcd_member m = {};
-	struct kha_member_start s = {};
+	struct kha_etcdops_member_start s = {};
 	struct kha_diag d = {};
 	char old[128];
 	uint64_t old_id;
@@ -1058,8 +869,8 @@ static int cmd_replace(struct opts *o)
 	printf("\nStep %d/4: waiting for %s to start and catch up...\n", step++, o->name);
 	fflush(stdout);
 
-	code = kha_member_wait_started(&o->cfg, m.id, 1000, o->start_timeout_us, &cmd_interrupted,
-				       on_progress, o, &d);
+	code = kha_etcdops_member_wait_started(&o->cfg, m.id, 1000, o->start_timeout_us,
+					       &cmd_interrupted, on_progress, o, &d);
 	cmd_progress_done(&o->progress);
 	if (code < 0) {
 		if (code == -ECANCELED && cmd_interrupted)
@@ -1119,7 +930,7 @@ static int cmd_replace(struct opts *o)
 	kha_etcd_cluster_report_release(&rep);
 out:
 	kha_etcd_member_release(&m);
-	kha_member_start_release(&s);
+	kha_etcdops_member_start_release(&s);
 	return code;
 }
 
@@ -1141,6 +952,11 @@ int cmd_etcd_member_main(int argc, char **argv)
 		if (strcmp(argv[1], subs[i].name) != 0)
 			continue;
 		o.sub = subs[i].name;
+		o.ch = (struct kha_etcdops_change){.cfg = &o.cfg,
+						   .cancel = &cmd_interrupted,
+						   .progress = on_progress,
+						   .note = on_note,
+						   .userdata = &o};
 		code = parse(argc - 1, cmd_sub_argv(argv), &o);
 		if (code == 0)
 			code = subs[i].fn(&o);

@@ -1,6 +1,5 @@
 // SPDX-License-Identifier: MIT
 /* kha etcd snapshot save|verify|restore: verified snapshots, restored by etcd's own tool. */
-#include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
@@ -8,39 +7,42 @@
 
 #include "cmd-common.h"
 #include "cmd-etcd.h"
+#include "cmd-opt.h"
 #include "kha/backup.h"
 #include "kha/etcd.h"
 #include "kha/parse.h"
 #include "kha/banned.h"
 
 enum {
-	OPT_COMPRESS = 0x100,
-	OPT_TRANSPORT,
-	OPT_TIMEOUT,
-	OPT_STALL_TIMEOUT,
-	OPT_ALLOW_NO_HASH,
+	OPT_TRANSPORT = 0x100,
 	OPT_LEVEL,
-	OPT_DATA_DIR,
-	OPT_NAME,
-	OPT_INITIAL_CLUSTER,
-	OPT_INITIAL_PEER_URLS,
-	OPT_INITIAL_TOKEN,
 	OPT_BUMP_REVISION,
 	OPT_NO_BUMP,
-	OPT_TOOL,
-	OPT_WAL_DIR,
 };
 
-#define HELP_DONE 1000
-
-static bool want_json(const char *arg, bool *json, const char *cmd)
+/*
+ * Parses a subcommand's flags and its one FILE operand (missing: "missing the FILE to what").
+ * Returns -1 to go on with *ret_file set, or the exit code (0 after the help).
+ */
+static int parse(const char *sub, const struct cmd_opt *table, cmd_opt_call_fn call, void *o,
+		 void (*help)(FILE *out), const char *what, int argc, char **argv,
+		 const char **ret_file)
 {
-	if (kha_parse_output(arg, json) < 0) {
-		fprintf(stderr, "kha etcd snapshot %s: --output: '%s' is not table or json\n", cmd,
-			arg);
-		return false;
+	char who[48];
+	int r;
+
+	snprintf(who, sizeof(who), "kha etcd snapshot %s", sub);
+	r = cmd_opts_parse(table, call, o, who, help, argc, argv);
+	if (r >= 0)
+		return r;
+	if (optind != argc - 1) {
+		fprintf(stderr, "%s: %s%s (run '%s --help')\n", who,
+			optind >= argc ? "missing the " : "expected one FILE",
+			optind >= argc ? what : "", who);
+		return KHA_EXIT_USAGE;
 	}
-	return true;
+	*ret_file = argv[optind];
+	return -1;
 }
 
 static int exit_code(int r)
@@ -62,6 +64,48 @@ static const char *size_text(char *buf, size_t n, uint64_t bytes)
 
 /* ---- save --------------------------------------------------------------------------------- */
 
+struct save_opts {
+	struct kha_etcd_config cfg;
+	struct kha_snapshot_save_opts run;
+	bool json;
+};
+
+static int save_apply(void *target, int val, const char *arg, struct kha_diag *d)
+{
+	struct kha_snapshot_save_opts *o = &((struct save_opts *)target)->run;
+	uint64_t v;
+
+	if (val == OPT_LEVEL) {
+		if (kha_parse_u64(arg, 1, 19, &v) < 0)
+			return kha_diag_set(d, EINVAL, "'%s' is not 1 to 19", arg);
+		o->compress_level = (int)v;
+		return 0;
+	}
+	if (kha_snapshot_transport_parse(arg, &o->transport) < 0)
+		return kha_diag_set(d, EINVAL, "'%s' is not auto, grpc or gateway", arg);
+	return 0;
+}
+
+static const struct cmd_opt save_options[] = {
+	CMD_OPT_INCLUDE_ETCD(struct save_opts, cfg),
+	{CMD_OPT_BOOL, "compress", 0, NULL,
+	 "zstd-compress the file (name it FILE.zst; verify and\nrestore detect compression by its "
+	 "magic)",
+	 0, offsetof(struct save_opts, run.compress), 0, NULL},
+	{CMD_OPT_CALL, "level", 0, "N", "zstd level (default 3)", OPT_LEVEL, 0, 0, NULL},
+	{CMD_OPT_CALL, "transport", 0, "auto|grpc|gateway",
+	 "how to stream (default auto: gRPC, else gateway)", OPT_TRANSPORT, 0, 0, NULL},
+	{CMD_OPT_DURATION, "timeout", 0, "DURATION", "limit for the whole transfer (default none)",
+	 0, offsetof(struct save_opts, run.timeout_us), 0, NULL},
+	{CMD_OPT_DURATION, "stall-timeout", 0, "DURATION",
+	 "fail when no byte arrives for this long (default 30s)", 0,
+	 offsetof(struct save_opts, run.stall_us), 0, NULL},
+	CMD_OPT_OUTPUT_ENTRY(struct save_opts, json,
+			     "report format (default table; JSON: docs/etcd-ops.md)"),
+	CMD_OPT_HELP_ENTRY,
+	{},
+};
+
 static void save_usage(FILE *out)
 {
 	fprintf(out,
@@ -73,16 +117,10 @@ static void save_usage(FILE *out)
 		"failed save leaves no FILE (the temporary file is '.FILE.tmp.XXXXXX' next to it;\n"
 		"after a SIGKILL it stays there and is never FILE). The file is a real etcd\n"
 		"snapshot: `etcdctl snapshot status` and `etcdctl snapshot restore` accept it.\n\n"
-		"Flags:\n" KHA_ETCD_OPTIONS_HELP
-		"  --compress                zstd-compress the file (name it FILE.zst; verify and\n"
-		"                            restore detect compression by its magic)\n"
-		"  --level N                 zstd level (default 3)\n"
-		"  --transport auto|grpc|gateway  how to stream (default auto: gRPC, else gateway)\n"
-		"  --timeout DURATION        limit for the whole transfer (default none)\n"
-		"  --stall-timeout DURATION  fail when no byte arrives for this long (default 30s)\n"
-		"  -o, --output table|json   report format (default table; JSON: docs/etcd-ops.md)\n"
-		"  -h, --help                this help\n\n"
-		"Progress (bytes, rate) is shown on stderr when it is a terminal. SIGINT/SIGTERM\n"
+		"Flags:\n");
+	cmd_opts_help(out, save_options);
+	fprintf(out,
+		"\nProgress (bytes, rate) is shown on stderr when it is a terminal. SIGINT/SIGTERM\n"
 		"abort the save and remove the temporary file.\n\n"
 		"Exit codes: 0 saved and verified, 65 corrupt stream or database, 69 member\n"
 		"unreachable, 74 I/O error (disk full, FILE is a directory), 78 TLS files or trust,\n"
@@ -186,96 +224,30 @@ static int print_save_json(const struct kha_snapshot_save_result *res)
 
 static int cmd_save(int argc, char **argv)
 {
-	static const struct option longopts[] = {
-		KHA_ETCD_LONGOPTS,
-		{"compress", no_argument, NULL, OPT_COMPRESS},
-		{"level", required_argument, NULL, OPT_LEVEL},
-		{"transport", required_argument, NULL, OPT_TRANSPORT},
-		{"timeout", required_argument, NULL, OPT_TIMEOUT},
-		{"stall-timeout", required_argument, NULL, OPT_STALL_TIMEOUT},
-		{"output", required_argument, NULL, 'o'},
-		{"help", no_argument, NULL, 'h'},
-		{},
-	};
-	struct kha_etcd_config cfg = {};
-	struct kha_snapshot_save_opts o = {.cfg = &cfg, .cancel = &cmd_interrupted};
+	struct save_opts so = {.run = {.cancel = &cmd_interrupted}};
+	struct kha_snapshot_save_opts *o = &so.run;
 	struct kha_snapshot_save_result res = {};
 	struct progress prog = {.tty = isatty(STDERR_FILENO) == 1};
 	struct kha_diag d = {};
-	uint64_t v;
-	bool json = false;
-	int c, r, code = KHA_EXIT_USAGE;
+	int r, code;
 
-	r = cmd_etcd_config_start("snapshot save", &cfg);
-	if (r) {
-		code = r;
+	o->cfg = &so.cfg;
+	code = cmd_etcd_config_start("snapshot save", &so.cfg);
+	if (code == 0)
+		code = parse("save", save_options, save_apply, &so, save_usage, "FILE to write",
+			     argc, argv, &o->path);
+	if (code >= 0)
 		goto out;
-	}
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "ho:", longopts, NULL)) != -1) {
-		switch (c) {
-		case 'h':
-			save_usage(stdout);
-			code = KHA_EXIT_OK;
-			goto out;
-		case OPT_COMPRESS:
-			o.compress = true;
-			break;
-		case OPT_LEVEL:
-			if (kha_parse_u64(optarg, 1, 19, &v) < 0) {
-				fprintf(stderr,
-					"kha etcd snapshot save: --level: '%s' is not 1 to 19\n",
-					optarg);
-				goto out;
-			}
-			o.compress_level = (int)v;
-			break;
-		case OPT_TRANSPORT:
-			if (kha_snapshot_transport_parse(optarg, &o.transport) < 0) {
-				fprintf(stderr,
-					"kha etcd snapshot save: --transport: '%s' is not auto, "
-					"grpc or gateway\n",
-					optarg);
-				goto out;
-			}
-			break;
-		case OPT_TIMEOUT:
-		case OPT_STALL_TIMEOUT:
-			if (kha_parse_duration_us(optarg, &v) < 0 || !v) {
-				fprintf(stderr,
-					"kha etcd snapshot save: --%s: '%s' is not a positive "
-					"duration (e.g. 10m)\n",
-					c == OPT_TIMEOUT ? "timeout" : "stall-timeout", optarg);
-				goto out;
-			}
-			if (c == OPT_TIMEOUT)
-				o.timeout_us = v;
-			else
-				o.stall_us = v;
-			break;
-		default:
-			if (cmd_etcd_common_flag("snapshot save", &cfg, c, optarg, &json))
-				goto out;
-			break;
-		}
-	}
-	if (optind != argc - 1) {
-		fprintf(stderr,
-			"kha etcd snapshot save: %s (run 'kha etcd snapshot save --help')\n",
-			optind >= argc ? "missing the FILE to write" : "expected one FILE");
-		goto out;
-	}
-	o.path = argv[optind];
-	if (cfg.n_endpoints > 1)
+	if (so.cfg.n_endpoints > 1)
 		fprintf(stderr,
 			"kha etcd snapshot save: note: a snapshot is per member: streaming from %s "
 			"only\n",
-			cfg.endpoints[0]);
+			so.cfg.endpoints[0]);
 	cmd_catch_signals();
 	prog.start = kha_now_us();
-	o.progress = on_progress;
-	o.progress_userdata = &prog;
-	r = kha_snapshot_save(&o, &res, &d);
+	o->progress = on_progress;
+	o->progress_userdata = &prog;
+	r = kha_snapshot_save(o, &res, &d);
 	if (prog.shown)
 		fprintf(stderr, "\r\033[K");
 	if (r < 0) {
@@ -283,26 +255,40 @@ static int cmd_save(int argc, char **argv)
 			fprintf(stderr,
 				"kha etcd snapshot save: interrupted by %s: no snapshot written "
 				"(%s untouched)\n",
-				strsignal(cmd_interrupted), o.path);
+				strsignal(cmd_interrupted), o->path);
 			code = 128 + cmd_interrupted;
 		} else {
-			code = cmd_fail("kha etcd snapshot save", json, exit_code(r), "%s: %s",
-					o.path, d.msg);
+			code = cmd_fail("kha etcd snapshot save", so.json, exit_code(r), "%s: %s",
+					o->path, d.msg);
 		}
 		goto out;
 	}
-	if (json)
+	if (so.json)
 		code = print_save_json(&res) < 0 ? KHA_EXIT_IOERR : KHA_EXIT_OK;
 	else {
 		print_save(&res);
 		code = KHA_EXIT_OK;
 	}
 out:
-	kha_etcd_config_release(&cfg);
+	kha_etcd_config_release(&so.cfg);
 	return code;
 }
 
 /* ---- verify ------------------------------------------------------------------------------- */
+
+struct verify_opts {
+	bool allow_no_hash, json;
+};
+
+static const struct cmd_opt verify_options[] = {
+	{CMD_OPT_BOOL, "allow-no-hash", 0, NULL,
+	 "accept a database without the appended hash (a db\nfile copied from a data dir): "
+	 "structure only",
+	 0, offsetof(struct verify_opts, allow_no_hash), 0, NULL},
+	CMD_OPT_OUTPUT_ENTRY(struct verify_opts, json, "report format (default table)"),
+	CMD_OPT_HELP_ENTRY,
+	{},
+};
 
 static void verify_usage(FILE *out)
 {
@@ -313,61 +299,31 @@ static void verify_usage(FILE *out)
 		"referenced once, keys in order, the freelist when stored) and prints what\n"
 		"`etcdctl snapshot status` prints (hash, revision, total keys). zstd-compressed\n"
 		"files are detected by their magic.\n\n"
-		"Flags:\n"
-		"  --allow-no-hash           accept a database without the appended hash (a db\n"
-		"                            file copied from a data dir): structure only\n"
-		"  -o, --output table|json   report format (default table)\n"
-		"  -h, --help                this help\n\n"
-		"Exit codes: 0 valid, 65 corrupt (or no hash), 74 unreadable, 64 usage.\n\n"
+		"Flags:\n");
+	cmd_opts_help(out, verify_options);
+	fprintf(out,
+		"\nExit codes: 0 valid, 65 corrupt (or no hash), 74 unreadable, 64 usage.\n\n"
 		"Example:\n"
 		"  kha etcd snapshot verify /var/backups/etcd-20261127T054000Z-rev12345.db.zst\n");
 }
 
 static int cmd_verify(int argc, char **argv)
 {
-	static const struct option longopts[] = {
-		{"allow-no-hash", no_argument, NULL, OPT_ALLOW_NO_HASH},
-		{"output", required_argument, NULL, 'o'},
-		{"help", no_argument, NULL, 'h'},
-		{},
-	};
+	struct verify_opts o = {};
 	struct kha_snapshot_info i = {};
 	struct kha_diag d = {};
-	bool json = false, allow = false;
-	const char *path;
+	const char *path = NULL;
 	char a[32], b[32];
-	int c, r;
+	int r = parse("verify", verify_options, NULL, &o, verify_usage, "FILE to check", argc, argv,
+		      &path);
 
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "ho:", longopts, NULL)) != -1) {
-		switch (c) {
-		case 'h':
-			verify_usage(stdout);
-			return KHA_EXIT_OK;
-		case 'o':
-			if (!want_json(optarg, &json, "verify"))
-				return KHA_EXIT_USAGE;
-			break;
-		case OPT_ALLOW_NO_HASH:
-			allow = true;
-			break;
-		default:
-			fprintf(stderr, "Run 'kha etcd snapshot verify --help' for the flags.\n");
-			return KHA_EXIT_USAGE;
-		}
-	}
-	if (optind != argc - 1) {
-		fprintf(stderr,
-			"kha etcd snapshot verify: %s (run 'kha etcd snapshot verify --help')\n",
-			optind >= argc ? "missing the FILE to check" : "expected one FILE");
-		return KHA_EXIT_USAGE;
-	}
-	path = argv[optind];
-	r = kha_snapshot_verify_file(path, allow, &i, &d);
+	if (r >= 0)
+		return r;
+	r = kha_snapshot_verify_file(path, o.allow_no_hash, &i, &d);
 	if (r < 0) {
 		int code = r == -EBADMSG ? KHA_EXIT_DATAERR : exit_code(r);
 
-		if (json)
+		if (o.json)
 			kha_ignore(cmd_print_json(json_pack("{s:s, s:b, s:s}", "path", path, "ok",
 							    0, "error", d.msg)));
 		if (r == -EBADMSG)
@@ -376,7 +332,7 @@ static int cmd_verify(int argc, char **argv)
 			fprintf(stderr, "kha etcd snapshot verify: %s\n", d.msg);
 		return code;
 	}
-	if (json)
+	if (o.json)
 		return cmd_print_json(json_pack("{s:s, s:b, s:o}", "path", path, "ok", 1,
 						"snapshot", info_json(&i))) < 0
 			       ? KHA_EXIT_IOERR
@@ -435,6 +391,56 @@ int cmd_etcd_snapshot_main(int argc, char **argv)
 
 /* ---- restore ------------------------------------------------------------------------------ */
 
+struct restore_opts {
+	struct kha_restore_opts run;
+	const char *tool;
+	bool json;
+};
+
+static int restore_apply(void *target, int val, const char *arg, struct kha_diag *d)
+{
+	struct kha_restore_opts *o = &((struct restore_opts *)target)->run;
+	uint64_t v;
+
+	if (val == OPT_NO_BUMP) {
+		o->bump_revision = 0;
+		return 0;
+	}
+	if (kha_parse_u64(arg, 1, INT64_MAX / 2, &v) < 0)
+		return kha_diag_set(d, EINVAL, "'%s' is not a positive number", arg);
+	o->bump_revision = (int64_t)v;
+	return 0;
+}
+
+#define ROFF(field) offsetof(struct restore_opts, run.field)
+
+static const struct cmd_opt restore_options[] = {
+	{CMD_OPT_STRING, "data-dir", 0, "DIR",
+	 "the new member's data dir (must not exist, or be empty)", 0, ROFF(data_dir), 0, NULL},
+	{CMD_OPT_STRING, "wal-dir", 0, "DIR", "a separate WAL dir (default inside --data-dir)", 0,
+	 ROFF(wal_dir), 0, NULL},
+	{CMD_OPT_STRING, "name", 0, "NAME", "the member's name", 0, ROFF(name), 0, NULL},
+	{CMD_OPT_STRING, "initial-cluster", 0, "LIST",
+	 "every member of the new cluster, NAME=PEER-URL,...", 0, ROFF(initial_cluster), 0, NULL},
+	{CMD_OPT_STRING, "initial-advertise-peer-urls", 0, "URL", "this member's peer URL(s)", 0,
+	 ROFF(initial_advertise_peer_urls), 0, NULL},
+	{CMD_OPT_STRING, "initial-cluster-token", 0, "T",
+	 "the new cluster's token (default etcd-cluster; use a\nnew one, so the old members cannot "
+	 "join it)",
+	 0, ROFF(initial_cluster_token), 0, NULL},
+	{CMD_OPT_CALL, "bump-revision", 0, "N", "how far to bump the revision (default 1000000000)",
+	 OPT_BUMP_REVISION, 0, 0, NULL},
+	{CMD_OPT_CALL, "no-bump", 0, NULL, "keep the revision as in the snapshot", OPT_NO_BUMP, 0,
+	 0, NULL},
+	{CMD_OPT_BOOL, "allow-no-hash", 0, NULL, "restore a db file without the appended hash", 0,
+	 ROFF(allow_no_hash), 0, NULL},
+	{CMD_OPT_STRING, "tool", 0, "PATH", "etcdutl or etcdctl to use (default: etcdutl, etcdctl)",
+	 0, offsetof(struct restore_opts, tool), 0, NULL},
+	CMD_OPT_OUTPUT_ENTRY(struct restore_opts, json, "report format (default table)"),
+	CMD_OPT_HELP_ENTRY,
+	{},
+};
+
 static void restore_usage(FILE *out)
 {
 	fprintf(out,
@@ -450,21 +456,10 @@ static void restore_usage(FILE *out)
 		"revision is bumped by 1000000000 and marked compacted, so every watcher re-lists\n"
 		"instead of waiting for revisions it already saw. etcdctl 3.4 cannot: kha says so\n"
 		"and the docs give the manual procedure.\n\n"
-		"Flags:\n"
-		"  --data-dir DIR            the new member's data dir (must not exist, or be empty)\n"
-		"  --wal-dir DIR             a separate WAL dir (default inside --data-dir)\n"
-		"  --name NAME               the member's name\n"
-		"  --initial-cluster LIST    every member of the new cluster, NAME=PEER-URL,...\n"
-		"  --initial-advertise-peer-urls URL  this member's peer URL(s)\n"
-		"  --initial-cluster-token T the new cluster's token (default etcd-cluster; use a\n"
-		"                            new one, so the old members cannot join it)\n"
-		"  --bump-revision N         how far to bump the revision (default 1000000000)\n"
-		"  --no-bump                 keep the revision as in the snapshot\n"
-		"  --allow-no-hash           restore a db file without the appended hash\n"
-		"  --tool PATH               etcdutl or etcdctl to use (default: etcdutl, etcdctl)\n"
-		"  -o, --output table|json   report format (default table)\n"
-		"  -h, --help                this help\n\n"
-		"Exit codes: 0 restored, 65 corrupt snapshot, 74 the data dir exists or the tool\n"
+		"Flags:\n");
+	cmd_opts_help(out, restore_options);
+	fprintf(out,
+		"\nExit codes: 0 restored, 65 corrupt snapshot, 74 the data dir exists or the tool\n"
 		"failed, 78 no tool, 64 usage.\n\n"
 		"Example:\n"
 		"  kha etcd snapshot restore /var/backups/etcd-20261127T054000Z-rev12345.db.zst \\\n"
@@ -475,165 +470,80 @@ static void restore_usage(FILE *out)
 		"--initial-cluster-token etcd-restored-1\n");
 }
 
-int cmd_etcd_snapshot_restore(int argc, char **argv)
+/* What restore did, on stdout (and its warning on stderr); returns the exit code. */
+static int print_restored(const struct restore_opts *ro, const struct kha_restore_tool *tool,
+			  const struct kha_restore_result *res)
 {
-	static const struct option longopts[] = {
-		{"data-dir", required_argument, NULL, OPT_DATA_DIR},
-		{"wal-dir", required_argument, NULL, OPT_WAL_DIR},
-		{"name", required_argument, NULL, OPT_NAME},
-		{"initial-cluster", required_argument, NULL, OPT_INITIAL_CLUSTER},
-		{"initial-advertise-peer-urls", required_argument, NULL, OPT_INITIAL_PEER_URLS},
-		{"initial-cluster-token", required_argument, NULL, OPT_INITIAL_TOKEN},
-		{"bump-revision", required_argument, NULL, OPT_BUMP_REVISION},
-		{"no-bump", no_argument, NULL, OPT_NO_BUMP},
-		{"allow-no-hash", no_argument, NULL, OPT_ALLOW_NO_HASH},
-		{"tool", required_argument, NULL, OPT_TOOL},
-		{"output", required_argument, NULL, 'o'},
-		{"help", no_argument, NULL, 'h'},
-		{},
-	};
-	struct kha_restore_opts o = {.bump_revision = KHA_RESTORE_DEFAULT_BUMP};
-	struct kha_restore_tool tool = {};
-	struct kha_restore_result res = {};
-	struct kha_diag d = {};
-	const char *tool_path = NULL;
-	bool json = false;
-	uint64_t v;
-	int c, r, code;
+	const struct kha_restore_opts *o = &ro->run;
 
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "ho:", longopts, NULL)) != -1) {
-		switch (c) {
-		case 'h':
-			restore_usage(stdout);
-			return KHA_EXIT_OK;
-		case 'o':
-			if (!want_json(optarg, &json, "restore"))
-				return KHA_EXIT_USAGE;
-			break;
-		case OPT_DATA_DIR:
-			o.data_dir = optarg;
-			break;
-		case OPT_WAL_DIR:
-			o.wal_dir = optarg;
-			break;
-		case OPT_NAME:
-			o.name = optarg;
-			break;
-		case OPT_INITIAL_CLUSTER:
-			o.initial_cluster = optarg;
-			break;
-		case OPT_INITIAL_PEER_URLS:
-			o.initial_advertise_peer_urls = optarg;
-			break;
-		case OPT_INITIAL_TOKEN:
-			o.initial_cluster_token = optarg;
-			break;
-		case OPT_BUMP_REVISION:
-			if (kha_parse_u64(optarg, 1, INT64_MAX / 2, &v) < 0) {
-				fprintf(stderr,
-					"kha etcd snapshot restore: --bump-revision: '%s' is not a "
-					"positive number\n",
-					optarg);
-				return KHA_EXIT_USAGE;
-			}
-			o.bump_revision = (int64_t)v;
-			break;
-		case OPT_NO_BUMP:
-			o.bump_revision = 0;
-			break;
-		case OPT_ALLOW_NO_HASH:
-			o.allow_no_hash = true;
-			break;
-		case OPT_TOOL:
-			tool_path = optarg;
-			break;
-		default:
-			fprintf(stderr, "Run 'kha etcd snapshot restore --help' for the flags.\n");
-			return KHA_EXIT_USAGE;
-		}
-	}
-	if (optind != argc - 1) {
-		fprintf(stderr,
-			"kha etcd snapshot restore: %s (run 'kha etcd snapshot restore --help')\n",
-			optind >= argc ? "missing the snapshot FILE" : "expected one FILE");
-		return KHA_EXIT_USAGE;
-	}
-	o.snapshot = argv[optind];
-	if (!o.data_dir || !o.name || !o.initial_cluster || !o.initial_advertise_peer_urls) {
-		fprintf(stderr,
-			"kha etcd snapshot restore: --data-dir, --name, --initial-cluster and "
-			"--initial-advertise-peer-urls are required\n");
-		return KHA_EXIT_USAGE;
-	}
-	{
-		/* this member must be in --initial-cluster, under its name and peer URL */
-		size_t nl = strlen(o.name);
-		const char *p = o.initial_cluster;
-		bool found = false;
-
-		while (p && *p) {
-			if (strncmp(p, o.name, nl) == 0 && p[nl] == '=' &&
-			    strncmp(p + nl + 1, o.initial_advertise_peer_urls,
-				    strcspn(o.initial_advertise_peer_urls, ",")) == 0)
-				found = true;
-			p = strchr(p, ',');
-			p = p ? p + 1 : NULL;
-		}
-		if (!found) {
-			fprintf(stderr,
-				"kha etcd snapshot restore: --initial-cluster must list %s=%.*s (this "
-				"member)\n",
-				o.name, (int)strcspn(o.initial_advertise_peer_urls, ","),
-				o.initial_advertise_peer_urls);
-			return KHA_EXIT_USAGE;
-		}
-	}
-	r = kha_restore_find_tool(tool_path, &tool, &d);
-	if (r < 0) {
-		fprintf(stderr, "kha etcd snapshot restore: %s\n", d.msg);
-		return KHA_EXIT_CONFIG;
-	}
-	r = kha_restore(&o, &tool, &res, &d);
-	if (r < 0) {
-		fprintf(stderr, "kha etcd snapshot restore: %s\n", d.msg);
-		code = exit_code(r);
-		if (r == -EEXIST || r == -EIO)
-			code = KHA_EXIT_IOERR;
-		return code;
-	}
-	if (json)
-		return cmd_print_json(json_pack(
-			       "{s:s, s:o, s:s, s:s, s:b, s:b, s:I, s:I, s:s}", "path", o.snapshot,
-			       "snapshot", info_json(&res.snapshot), "data_dir", o.data_dir, "tool",
-			       tool.path, "can_bump", tool.can_bump, "bumped", res.bumped,
-			       "bump_revision", (json_int_t)(res.bumped ? o.bump_revision : 0),
-			       "restored_revision", (json_int_t)res.restored_revision, "name",
-			       o.name)) < 0
+	if (ro->json)
+		return cmd_print_json(
+			       json_pack("{s:s, s:o, s:s, s:s, s:b, s:b, s:I, s:I, s:s}", "path",
+					 o->snapshot, "snapshot", info_json(&res->snapshot),
+					 "data_dir", o->data_dir, "tool", tool->path, "can_bump",
+					 tool->can_bump, "bumped", res->bumped, "bump_revision",
+					 (json_int_t)(res->bumped ? o->bump_revision : 0),
+					 "restored_revision", (json_int_t)res->restored_revision,
+					 "name", o->name)) < 0
 			       ? KHA_EXIT_IOERR
 			       : KHA_EXIT_OK;
 	printf("Verified %s: SHA-256 %s, bbolt OK, revision %" PRId64 ", %" PRIu64 " entries%s.\n",
-	       o.snapshot, res.snapshot.has_hash ? "OK" : "absent (--allow-no-hash)",
-	       res.snapshot.revision, res.snapshot.total_keys,
-	       res.snapshot.compressed ? " (zstd, decompressed for the tool)" : "");
-	printf("Restored member %s into %s with %s.\n", o.name, o.data_dir, tool.path);
-	if (res.bumped)
+	       o->snapshot, res->snapshot.has_hash ? "OK" : "absent (--allow-no-hash)",
+	       res->snapshot.revision, res->snapshot.total_keys,
+	       res->snapshot.compressed ? " (zstd, decompressed for the tool)" : "");
+	printf("Restored member %s into %s with %s.\n", o->name, o->data_dir, tool->path);
+	if (res->bumped)
 		printf("Revision bumped by %lld and marked compacted (now %" PRId64
 		       "): Kubernetes watchers re-list instead of waiting.\n",
-		       (long long)o.bump_revision, res.restored_revision);
-	else if (o.bump_revision > 0)
+		       (long long)o->bump_revision, res->restored_revision);
+	else if (o->bump_revision > 0)
 		fprintf(stderr,
 			"kha etcd snapshot restore: WARNING: %s cannot bump the revision or mark it "
 			"compacted (etcdutl 3.5.10+ can): the restored revision is %" PRId64
 			", possibly lower than what Kubernetes clients have seen. Before starting "
 			"the kube-apiservers, follow docs/disaster-recovery.md (\"Kubernetes after a "
 			"restore without --bump-revision\").\n",
-			tool.path, res.restored_revision);
+			tool->path, res->restored_revision);
 	printf("Start it with: etcd --name %s --data-dir %s --initial-cluster %s "
 	       "--initial-advertise-peer-urls %s%s%s (plus its listen, advertise and TLS flags; "
 	       "--initial-cluster-state is ignored for a restored data dir).\n",
-	       o.name, o.data_dir, o.initial_cluster, o.initial_advertise_peer_urls,
-	       o.initial_cluster_token ? " --initial-cluster-token " : "",
-	       o.initial_cluster_token ? o.initial_cluster_token : "");
+	       o->name, o->data_dir, o->initial_cluster, o->initial_advertise_peer_urls,
+	       o->initial_cluster_token ? " --initial-cluster-token " : "",
+	       o->initial_cluster_token ? o->initial_cluster_token : "");
 	return KHA_EXIT_OK;
+}
+
+int cmd_etcd_snapshot_restore(int argc, char **argv)
+{
+	struct restore_opts ro = {.run = {.bump_revision = KHA_RESTORE_DEFAULT_BUMP}};
+	struct kha_restore_opts *o = &ro.run;
+	struct kha_restore_tool tool = {};
+	struct kha_restore_result res = {};
+	struct kha_diag d = {};
+	int r = parse("restore", restore_options, restore_apply, &ro, restore_usage,
+		      "snapshot FILE", argc, argv, &o->snapshot);
+
+	if (r >= 0)
+		return r;
+	if (!o->data_dir || !o->name || !o->initial_cluster || !o->initial_advertise_peer_urls) {
+		fprintf(stderr,
+			"kha etcd snapshot restore: --data-dir, --name, --initial-cluster and "
+			"--initial-advertise-peer-urls are required\n");
+		return KHA_EXIT_USAGE;
+	}
+	if (kha_restore_check_member(o, &d) < 0) {
+		fprintf(stderr, "kha etcd snapshot restore: %s\n", d.msg);
+		return KHA_EXIT_USAGE;
+	}
+	r = kha_restore_find_tool(ro.tool, &tool, &d);
+	if (r < 0) {
+		fprintf(stderr, "kha etcd snapshot restore: %s\n", d.msg);
+		return KHA_EXIT_CONFIG;
+	}
+	r = kha_restore(o, &tool, &res, &d);
+	if (r < 0) {
+		fprintf(stderr, "kha etcd snapshot restore: %s\n", d.msg);
+		return r == -EEXIST || r == -EIO ? KHA_EXIT_IOERR : exit_code(r);
+	}
+	return print_restored(&ro, &tool, &res);
 }

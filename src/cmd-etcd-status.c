@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 /* kha etcd status: every member's status in parallel, a table or JSON, and a verdict. */
-#include <getopt.h>
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
@@ -8,6 +8,7 @@
 
 #include "cmd-common.h"
 #include "cmd-etcd.h"
+#include "cmd-opt.h"
 #include "kha/etcdops.h"
 #include "kha/etcd.h"
 #include "kha/log.h"
@@ -16,8 +17,6 @@
 
 enum {
 	OPT_LAG_THRESHOLD = 0x100,
-	OPT_TIMEOUT,
-	OPT_DEEP,
 };
 
 struct status_opts {
@@ -28,6 +27,34 @@ struct status_opts {
 	bool deep;
 };
 
+static int apply(void *target, int val, const char *arg, struct kha_diag *d)
+{
+	struct status_opts *o = target;
+
+	(void)val; /* OPT_LAG_THRESHOLD */
+	if (kha_parse_u64(arg, 1, UINT64_MAX / 2, &o->lag_threshold) < 0)
+		return kha_diag_set(d, EINVAL, "'%s' is not a positive number", arg);
+	return 0;
+}
+
+static const struct cmd_opt options[] = {
+	CMD_OPT_INCLUDE_ETCD(struct status_opts, cfg),
+	CMD_OPT_OUTPUT_ENTRY(struct status_opts, json,
+			     "report format (default table; JSON: docs/etcd.md)"),
+	{CMD_OPT_DURATION, "timeout", 0, "DURATION",
+	 "per-member status timeout (default: --command-timeout)", 0,
+	 offsetof(struct status_opts, timeout_us), 0, NULL},
+	{CMD_OPT_CALL, "lag-threshold", 0, "N",
+	 "raft entries a member may lag before a warning (default 1000)", OPT_LAG_THRESHOLD, 0, 0,
+	 NULL},
+	{CMD_OPT_BOOL, "deep", 0, NULL,
+	 "also compare the members' KV hashes at one revision\n(kha etcd check consistency): "
+	 "divergence is critical",
+	 0, offsetof(struct status_opts, deep), 0, NULL},
+	CMD_OPT_HELP_ENTRY,
+	{},
+};
+
 static void usage(FILE *out)
 {
 	fprintf(out,
@@ -35,15 +62,10 @@ static void usage(FILE *out)
 		"Lists the members (from the first endpoint that answers), asks every member for\n"
 		"its status in parallel at its own client URLs, and prints a table and a verdict:\n"
 		"  healthy: 3/3 members up, leader etcd-1, can lose 1 member\n\n"
-		"Flags:\n" KHA_ETCD_OPTIONS_HELP
-		"  -o, --output table|json   report format (default table; JSON: docs/etcd.md)\n"
-		"  --timeout DURATION        per-member status timeout (default: --command-timeout)\n"
-		"  --lag-threshold N         raft entries a member may lag before a warning "
-		"(default 1000)\n"
-		"  --deep                    also compare the members' KV hashes at one revision\n"
-		"                            (kha etcd check consistency): divergence is critical\n"
-		"  -h, --help                this help\n\n"
-		"Exit codes: 0 healthy, 1 degraded, 2 critical (quorum lost, no leader, alarm),\n"
+		"Flags:\n");
+	cmd_opts_help(out, options);
+	fprintf(out,
+		"\nExit codes: 0 healthy, 1 degraded, 2 critical (quorum lost, no leader, alarm),\n"
 		"69 no endpoint reachable, 78 TLS trust or files (--cacert/--cert/--key),\n"
 		"65 an endpoint that is not an etcd gateway, 64 usage.\n\n"
 		"Example:\n"
@@ -52,56 +74,18 @@ static void usage(FILE *out)
 		"--key /etc/etcd/client.key\n");
 }
 
+/* Returns 0 to go on, an exit code, or 1000 after the help (exit 0). */
 static int parse_args(int argc, char **argv, struct status_opts *o)
 {
-	static const struct option longopts[] = {
-		KHA_ETCD_LONGOPTS,
-		{"output", required_argument, NULL, 'o'},
-		{"lag-threshold", required_argument, NULL, OPT_LAG_THRESHOLD},
-		{"timeout", required_argument, NULL, OPT_TIMEOUT},
-		{"deep", no_argument, NULL, OPT_DEEP},
-		{"help", no_argument, NULL, 'h'},
-		{},
-	};
-	int c, r;
+	int r = cmd_etcd_config_start("status", &o->cfg);
 
-	r = cmd_etcd_config_start("status", &o->cfg);
 	if (r)
 		return r;
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "ho:", longopts, NULL)) != -1) {
-		switch (c) {
-		case 'h':
-			usage(stdout);
-			return KHA_EXIT_OK + 1000; /* stop: help printed */
-		case OPT_LAG_THRESHOLD:
-			if (kha_parse_u64(optarg, 1, UINT64_MAX / 2, &o->lag_threshold) < 0) {
-				fprintf(stderr,
-					"kha etcd status: --lag-threshold: '%s' is not a "
-					"positive number\n",
-					optarg);
-				return KHA_EXIT_USAGE;
-			}
-			break;
-		case OPT_TIMEOUT:
-			if (kha_parse_duration_us(optarg, &o->timeout_us) < 0 || !o->timeout_us) {
-				fprintf(stderr,
-					"kha etcd status: --timeout: '%s' is not a positive "
-					"duration (e.g. 3s)\n",
-					optarg);
-				return KHA_EXIT_USAGE;
-			}
-			break;
-		case OPT_DEEP:
-			o->deep = true;
-			break;
-		default:
-			r = cmd_etcd_common_flag("status", &o->cfg, c, optarg, &o->json);
-			if (r)
-				return r;
-			break;
-		}
-	}
+	r = cmd_opts_parse(options, apply, o, "kha etcd status", usage, argc, argv);
+	if (r == 0)
+		return KHA_EXIT_OK + 1000; /* stop: help printed */
+	if (r > 0)
+		return r;
 	if (optind < argc) {
 		fprintf(stderr,
 			"kha etcd status: unexpected argument '%s' (run 'kha etcd status "
@@ -258,19 +242,19 @@ static json_t *member_json(const struct kha_etcd_member_report *m)
 		"alarms", alarms, "errors", cmd_json_strings(m->errors, m->n_errors));
 }
 
-static json_t *consistency_json(const struct kha_consistency_report *c)
+static json_t *consistency_json(const struct kha_etcdops_consistency_report *c)
 {
 	if (!c)
 		return json_null();
 	return json_pack("{s:s, s:I, s:i, s:i, s:s}", "verdict",
-			 kha_consistency_verdict_name(c->verdict), "revision",
+			 kha_etcdops_consistency_verdict_name(c->verdict), "revision",
 			 (json_int_t)c->revision, "compared", (json_int_t)c->compared, "agreeing",
 			 (json_int_t)c->agreeing, "summary", c->summary);
 }
 
 /* deep: the consistency check of --deep, or NULL (then "consistency" is null) */
 static int print_json(const struct kha_etcd_cluster_report *rep,
-		      const struct kha_consistency_report *deep)
+		      const struct kha_etcdops_consistency_report *deep)
 {
 	const struct kha_etcd_health *h = &rep->health;
 	json_t *members = json_array(), *leader = json_null();
@@ -299,7 +283,7 @@ int cmd_etcd_status_main(int argc, char **argv)
 {
 	struct status_opts o = {};
 	struct kha_etcd_cluster_report rep = {};
-	struct kha_consistency_report deep = {};
+	struct kha_etcdops_consistency_report deep = {};
 	struct kha_diag d = {};
 	int r, code;
 
@@ -317,16 +301,16 @@ int cmd_etcd_status_main(int argc, char **argv)
 	 * through snapshots); a check that could not complete only degrades */
 	if (o.deep) {
 		kha_diag_clear(&d);
-		if (kha_consistency_check(&o.cfg, o.timeout_us, &deep, &d) < 0) {
+		if (kha_etcdops_consistency_check(&o.cfg, o.timeout_us, &deep, &d) < 0) {
 			snprintf(deep.summary, sizeof(deep.summary), "not checked: %s", d.msg);
-			deep.verdict = KHA_CONSISTENCY_UNKNOWN;
+			deep.verdict = KHA_ETCDOPS_CONSISTENCY_UNKNOWN;
 		}
 	}
 	kha_etcd_config_release(&o.cfg);
 	if (o.json) {
 		if (print_json(&rep, o.deep ? &deep : NULL) < 0) {
 			kha_etcd_cluster_report_release(&rep);
-			kha_consistency_report_release(&deep);
+			kha_etcdops_consistency_report_release(&deep);
 			fprintf(stderr, "kha etcd status: cannot write the report\n");
 			return KHA_EXIT_IOERR;
 		}
@@ -346,11 +330,12 @@ int cmd_etcd_status_main(int argc, char **argv)
 		code = KHA_EXIT_CRITICAL;
 		break;
 	}
-	if (o.deep && deep.verdict == KHA_CONSISTENCY_DIVERGED)
+	if (o.deep && deep.verdict == KHA_ETCDOPS_CONSISTENCY_DIVERGED)
 		code = KHA_EXIT_CRITICAL;
-	else if (o.deep && deep.verdict != KHA_CONSISTENT && code == KHA_EXIT_OK)
+	else if (o.deep && deep.verdict != KHA_ETCDOPS_CONSISTENCY_CONSISTENT &&
+		 code == KHA_EXIT_OK)
 		code = KHA_EXIT_DEGRADED;
-	kha_consistency_report_release(&deep);
+	kha_etcdops_consistency_report_release(&deep);
 	kha_etcd_cluster_report_release(&rep);
 	return code;
 }

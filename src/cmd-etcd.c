@@ -11,7 +11,6 @@
 #include "cmd-etcd.h"
 #include "commands.h"
 #include "kha/common.h"
-#include "kha/parse.h"
 #include "kha/banned.h"
 
 struct subcommand {
@@ -77,31 +76,6 @@ int cmd_etcd_config_start(const char *name, struct kha_etcd_config *cfg)
 		return KHA_EXIT_USAGE;
 	}
 	return 0;
-}
-
-int cmd_etcd_common_flag(const char *name, struct kha_etcd_config *cfg, int opt, const char *arg,
-			 bool *json)
-{
-	struct kha_diag d = {};
-
-	switch (opt) {
-	case 'o':
-		if (kha_parse_output(arg, json) < 0) {
-			fprintf(stderr, "kha etcd %s: --output: '%s' is not table or json\n", name,
-				arg);
-			return KHA_EXIT_USAGE;
-		}
-		return 0;
-	case '?':
-		fprintf(stderr, "Run 'kha etcd %s --help' for the flags.\n", name);
-		return KHA_EXIT_USAGE;
-	default:
-		if (kha_etcd_config_apply_opt(cfg, opt, arg, &d) < 0) {
-			fprintf(stderr, "kha etcd %s: %s\n", name, d.msg);
-			return KHA_EXIT_USAGE;
-		}
-		return 0;
-	}
 }
 
 int cmd_etcd_exit_code(int r, const struct kha_diag *d)

@@ -29,16 +29,9 @@ int cmd_etcd_defrag_main(int argc, char **argv);
  */
 int cmd_etcd_config_start(const char *name, struct kha_etcd_config *cfg);
 /*
- * The default: branch of a subcommand's getopt_long loop (optstring "ho:", longopts with
- * KHA_ETCD_LONGOPTS): -o/--output into *json, an unknown flag or a missing value ('?'), and
- * etcdctl's connection flags into cfg. Returns 0, or KHA_EXIT_USAGE after printing why.
- */
-int cmd_etcd_common_flag(const char *name, struct kha_etcd_config *cfg, int opt, const char *arg,
-			 bool *json);
-/*
  * The exit code of a failed request (r a negative errno, d its diag): kha_exit_from_errno's,
  * except that what it cannot place (but ENOMEM) is a member that did not answer (69), and an
- * unknown member name (kha_member_find) a usage error (64).
+ * unknown member name (kha_etcdops_member_find) a usage error (64).
  */
 int cmd_etcd_exit_code(int r, const struct kha_diag *d);
 

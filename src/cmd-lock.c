@@ -6,6 +6,7 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -592,6 +593,103 @@ out:
 	return r;
 }
 
+/* A usage error of the command me: prints it and returns KHA_EXIT_USAGE. */
+static int KHA_PRINTF(2, 3) usage_error(const char *me, const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "%s: ", me);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, " (run '%s --help')\n", me);
+	return KHA_EXIT_USAGE;
+}
+
+/* What the flags and operands must say together: 0, or KHA_EXIT_USAGE after printing why. */
+static int check_flags(const struct opts *o, bool serving, const char *me, int argc, char **argv)
+{
+	if (!o->lock || !o->lock[0])
+		return usage_error(me, "%s",
+				   o->lock ? "--lock: the name is empty" : "--lock is required");
+	if (o->status && serving)
+		return usage_error(me, "--status is not a serve flag");
+	if (o->status || serving) {
+		if (optind < argc)
+			return usage_error(me, "unexpected argument '%s'", argv[optind]);
+	} else if (optind >= argc) {
+		return usage_error(me, "no COMMAND given: kha lock [flags] -- COMMAND [ARGS...]");
+	} else {
+		kha_autofree char *path = NULL;
+
+		if (kha_proc_find_program(argv[optind], &path) < 0)
+			return usage_error(me, "COMMAND '%s' not found or not executable",
+					   argv[optind]);
+	}
+	return 0;
+}
+
+/* Takes a slot and runs COMMAND (argv) while holding it; returns the exit code. */
+static int hold(struct opts *o, struct kha_lock_gates *gates, struct reload_ctx *rc, const char *me,
+		char **argv)
+{
+	struct kha_elect_stats stats = {0};
+	struct kha_diag d = {};
+	kha_autofree char *value = NULL;
+	int r, status = 0;
+
+	if (!o->ttl_us)
+		o->ttl_us = 30 * KHA_USEC_PER_SEC;
+	if (!o->renew_deadline_us)
+		o->renew_deadline_us = o->ttl_us * 2 / 3;
+	if (kha_elect_check_ttl(o->ttl_us, false, &d) < 0)
+		return usage_error(me, "%s", d.msg);
+	if (o->renew_deadline_us >= o->ttl_us)
+		return usage_error(me, "--renew-deadline must be shorter than --ttl (COMMAND must "
+				       "stop before the lease can expire)");
+	if (!o->id) {
+		char host[256] = "localhost";
+
+		if (gethostname(host, sizeof(host) - 1) < 0)
+			snprintf(host, sizeof(host), "localhost");
+		host[sizeof(host) - 1] = '\0';
+		o->id = strdup(host);
+	}
+	value = kha_lock_value(o->id ? o->id : "", o->slots, (int64_t)kha_wall_us(), false);
+	if (!o->id || !value)
+		return KHA_EXIT_SOFTWARE;
+	const struct kha_elect_opts eo = {
+		.name = o->lock,
+		.id = o->id,
+		.value = value,
+		.slots = o->slots,
+		.ttl_us = o->ttl_us,
+		.renew_deadline_us = o->renew_deadline_us,
+		.grace_us = o->grace_us,
+		.argv = (const char *const *)argv,
+		.env_name = "KHA_LOCK",
+		.restart = KHA_ELECT_RESTART_NO,
+		.exit_on_loss = true,
+		.gate = (o->has_window || o->require_etcd_healthy || o->backup_max_age_us)
+				? kha_lock_gates_check
+				: NULL,
+		.gate_userdata = gates,
+		.gate_interval_us =
+			o->gate_interval_us ? o->gate_interval_us : 10 * KHA_USEC_PER_SEC,
+		.etcd = &o->etcd,
+		.stats = &stats,
+		.what = "lock",
+		.reload = reload,
+		.reload_userdata = rc,
+	};
+	r = kha_elect_run_served(&eo, o->metrics_addr, "kha_lock", &status, &d);
+	if (r < 0) {
+		fprintf(stderr, "kha lock: %s\n", d.msg);
+		return kha_exit_from_errno(r);
+	}
+	return status;
+}
+
 int cmd_lock_main(int argc, char **argv)
 {
 	struct opts o = {.slots = 1,
@@ -599,10 +697,7 @@ int cmd_lock_main(int argc, char **argv)
 			 .format = KHA_LOG_LOGFMT,
 			 .grace_us = 10 * KHA_USEC_PER_SEC};
 	struct kha_lock_gates gates = {0};
-	struct kha_elect_opts eo = {0};
-	struct kha_elect_stats stats = {0};
 	struct kha_diag d = {};
-	kha_autofree char *value = NULL;
 	const struct kha_args a = {.shortopts = "+ho:",
 				   .longopts = longopts,
 				   .config_val = OPT_CONFIG,
@@ -612,7 +707,7 @@ int cmd_lock_main(int argc, char **argv)
 	void (*help)(FILE * out) = usage;
 	struct reload_ctx rc = {.a = &a, .running = &o};
 	bool serving = false;
-	int r, code, status = 0;
+	int code;
 
 	if (argc >= 2 && strcmp(argv[1], "serve") == 0) {
 		serving = true;
@@ -635,13 +730,13 @@ int cmd_lock_main(int argc, char **argv)
 		return KHA_EXIT_OK;
 	}
 	rc.src = (struct kha_args_source){.argc = argc, .argv = argv, .config = config};
+	o.argc = argc;
+	o.argv = argv;
 	if (kha_etcd_config_from_env(&o.etcd, &d) < 0) {
 		fprintf(stderr, "%s: %s\n", me, d.msg);
 		opts_release(&o);
 		return KHA_EXIT_USAGE;
 	}
-	o.argc = argc;
-	o.argv = argv;
 	code = kha_args_apply(&a, config, argc, argv, &d);
 	if (code != 0) {
 		fprintf(stderr, "%s: %s", me, d.msg);
@@ -652,36 +747,7 @@ int cmd_lock_main(int argc, char **argv)
 		return code;
 	}
 	kha_log_setup(o.level, o.format);
-
-#define USAGE(...)                                           \
-	do {                                                 \
-		fprintf(stderr, "%s: ", me);                 \
-		fprintf(stderr, __VA_ARGS__);                \
-		fprintf(stderr, " (run '%s --help')\n", me); \
-		opts_release(&o);                            \
-		return KHA_EXIT_USAGE;                       \
-	} while (0)
-
-	if (!o.lock || !o.lock[0])
-		USAGE("%s", o.lock ? "--lock: the name is empty" : "--lock is required");
-	if (o.status && serving)
-		USAGE("--status is not a serve flag");
-	if (o.status || serving) {
-		if (optind < argc)
-			USAGE("unexpected argument '%s'", argv[optind]);
-	} else if (optind >= argc) {
-		USAGE("no COMMAND given: kha lock [flags] -- COMMAND [ARGS...]");
-	} else {
-		kha_autofree char *path = NULL;
-
-		if (kha_proc_find_program(argv[optind], &path) < 0)
-			USAGE("COMMAND '%s' not found or not executable", argv[optind]);
-	}
-	if (o.status) {
-		r = print_status(&o, me);
-		opts_release(&o);
-		return r;
-	}
+	code = check_flags(&o, serving, me, argc, argv);
 	gates = (struct kha_lock_gates){
 		.window = o.has_window ? &o.window : NULL,
 		.require_etcd_healthy = o.require_etcd_healthy,
@@ -689,64 +755,15 @@ int cmd_lock_main(int argc, char **argv)
 		.backup_max_age_us = o.backup_max_age_us,
 		.backup_dir = o.backup_dir,
 	};
-	if (serving) {
+	if (code == 0 && o.status) {
+		code = print_status(&o, me);
+	} else if (code == 0 && serving) {
 		struct serve_reload sr = {.a = &a, .src = rc.src};
 
-		r = serve(&o, &gates, &sr);
-		opts_release(&o);
-		return r;
-	}
-	if (!o.ttl_us)
-		o.ttl_us = 30 * KHA_USEC_PER_SEC;
-	if (!o.renew_deadline_us)
-		o.renew_deadline_us = o.ttl_us * 2 / 3;
-	if (kha_elect_check_ttl(o.ttl_us, false, &d) < 0)
-		USAGE("%s", d.msg);
-	if (o.renew_deadline_us >= o.ttl_us)
-		USAGE("--renew-deadline must be shorter than --ttl (COMMAND must stop before the "
-		      "lease can expire)");
-	if (!o.id) {
-		char host[256] = "localhost";
-
-		if (gethostname(host, sizeof(host) - 1) < 0)
-			snprintf(host, sizeof(host), "localhost");
-		host[sizeof(host) - 1] = '\0';
-		o.id = strdup(host);
-	}
-	value = kha_lock_value(o.id ? o.id : "", o.slots, (int64_t)kha_wall_us(), false);
-	if (!o.id || !value) {
-		opts_release(&o);
-		return KHA_EXIT_SOFTWARE;
-	}
-	eo = (struct kha_elect_opts){
-		.name = o.lock,
-		.id = o.id,
-		.value = value,
-		.slots = o.slots,
-		.ttl_us = o.ttl_us,
-		.renew_deadline_us = o.renew_deadline_us,
-		.grace_us = o.grace_us,
-		.argv = (const char *const *)argv + optind,
-		.env_name = "KHA_LOCK",
-		.restart = KHA_ELECT_RESTART_NO,
-		.exit_on_loss = true,
-		.gate = (o.has_window || o.require_etcd_healthy || o.backup_max_age_us)
-				? kha_lock_gates_check
-				: NULL,
-		.gate_userdata = &gates,
-		.gate_interval_us = o.gate_interval_us ? o.gate_interval_us : 10 * KHA_USEC_PER_SEC,
-		.etcd = &o.etcd,
-		.stats = &stats,
-		.what = "lock",
-		.reload = reload,
-		.reload_userdata = &rc,
-	};
-	r = kha_elect_run_served(&eo, o.metrics_addr, "kha_lock", &status, &d);
-	if (r < 0) {
-		fprintf(stderr, "kha lock: %s\n", d.msg);
-		opts_release(&o);
-		return kha_exit_from_errno(r);
+		code = serve(&o, &gates, &sr);
+	} else if (code == 0) {
+		code = hold(&o, &gates, &rc, me, argv + optind);
 	}
 	opts_release(&o);
-	return status;
+	return code;
 }

@@ -1,12 +1,12 @@
 // SPDX-License-Identifier: MIT
 /* kha proxy: flags, help and wiring of the apiserver load balancer (lib/proxy). */
-#include <getopt.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <jansson.h>
 
 #include "cmd-common.h"
+#include "cmd-opt.h"
 #include "commands.h"
 #include "kha/config.h"
 #include "kha/http.h"
@@ -18,82 +18,97 @@
 enum {
 	OPT_LISTEN = 256,
 	OPT_BACKEND,
-	OPT_BACKENDS_FILE,
-	OPT_STATE_FILE,
-	OPT_KUBECONFIG,
-	OPT_CONFIG,
 	OPT_BALANCE,
-	OPT_WORKERS,
-	OPT_RETRIES,
-	OPT_CONNECT_TIMEOUT,
-	OPT_FIRST_BYTE_TIMEOUT,
-	OPT_IDLE_TIMEOUT,
-	OPT_DRAIN_TIMEOUT,
-	OPT_TCP_USER_TIMEOUT,
-	OPT_KEEPALIVE_IDLE,
-	OPT_KEEPALIVE_INTERVAL,
-	OPT_KEEPALIVE_COUNT,
-	OPT_CLIENT_KEEPALIVE_IDLE,
-	OPT_MAX_CONNS,
 	OPT_CHECK,
 	OPT_CHECK_PATH,
-	OPT_CHECK_INTERVAL,
-	OPT_CHECK_FAST_INTERVAL,
-	OPT_CHECK_TIMEOUT,
-	OPT_CHECK_FALL,
-	OPT_CHECK_RISE,
-	OPT_CHECK_CACERT,
-	OPT_CHECK_CERT,
-	OPT_CHECK_KEY,
-	OPT_CHECK_INSECURE,
 	OPT_CLOSE_ON_DEAD,
-	OPT_METRICS_ADDR,
-	OPT_LOG_LEVEL,
-	OPT_LOG_FORMAT,
 	OPT_MODE,
-	OPT_NAT_PREROUTING,
 	OPT_NAT_NAME,
 };
 
-static const struct option longopts[] = {
-	{"listen", required_argument, NULL, OPT_LISTEN},
-	{"backend", required_argument, NULL, OPT_BACKEND},
-	{"backends-file", required_argument, NULL, OPT_BACKENDS_FILE},
-	{"state-file", required_argument, NULL, OPT_STATE_FILE},
-	{"kubeconfig", required_argument, NULL, OPT_KUBECONFIG},
-	{"config", required_argument, NULL, OPT_CONFIG},
-	{"balance", required_argument, NULL, OPT_BALANCE},
-	{"workers", required_argument, NULL, OPT_WORKERS},
-	{"retries", required_argument, NULL, OPT_RETRIES},
-	{"connect-timeout", required_argument, NULL, OPT_CONNECT_TIMEOUT},
-	{"first-byte-timeout", required_argument, NULL, OPT_FIRST_BYTE_TIMEOUT},
-	{"idle-timeout", required_argument, NULL, OPT_IDLE_TIMEOUT},
-	{"drain-timeout", required_argument, NULL, OPT_DRAIN_TIMEOUT},
-	{"tcp-user-timeout", required_argument, NULL, OPT_TCP_USER_TIMEOUT},
-	{"keepalive-idle", required_argument, NULL, OPT_KEEPALIVE_IDLE},
-	{"keepalive-interval", required_argument, NULL, OPT_KEEPALIVE_INTERVAL},
-	{"keepalive-count", required_argument, NULL, OPT_KEEPALIVE_COUNT},
-	{"client-keepalive-idle", required_argument, NULL, OPT_CLIENT_KEEPALIVE_IDLE},
-	{"max-conns", required_argument, NULL, OPT_MAX_CONNS},
-	{"check", required_argument, NULL, OPT_CHECK},
-	{"check-path", required_argument, NULL, OPT_CHECK_PATH},
-	{"check-interval", required_argument, NULL, OPT_CHECK_INTERVAL},
-	{"check-fast-interval", required_argument, NULL, OPT_CHECK_FAST_INTERVAL},
-	{"check-timeout", required_argument, NULL, OPT_CHECK_TIMEOUT},
-	{"check-fall", required_argument, NULL, OPT_CHECK_FALL},
-	{"check-rise", required_argument, NULL, OPT_CHECK_RISE},
-	{"check-cacert", required_argument, NULL, OPT_CHECK_CACERT},
-	{"check-cert", required_argument, NULL, OPT_CHECK_CERT},
-	{"check-key", required_argument, NULL, OPT_CHECK_KEY},
-	{"check-insecure", no_argument, NULL, OPT_CHECK_INSECURE},
-	{"close-on-dead", required_argument, NULL, OPT_CLOSE_ON_DEAD},
-	{"metrics-addr", required_argument, NULL, OPT_METRICS_ADDR},
-	{"log-level", required_argument, NULL, OPT_LOG_LEVEL},
-	{"log-format", required_argument, NULL, OPT_LOG_FORMAT},
-	{"mode", required_argument, NULL, OPT_MODE},
-	{"nat-prerouting", no_argument, NULL, OPT_NAT_PREROUTING},
-	{"nat-name", required_argument, NULL, OPT_NAT_NAME},
-	{"help", no_argument, NULL, 'h'},
+struct opts {
+	struct kha_proxy_config cfg;
+	char *kubeconfig;
+	enum kha_log_level level;
+	enum kha_log_format format;
+};
+
+static int apply(void *target, int val, const char *arg, struct kha_diag *d);
+
+#define CALL(n, a, v, h)      CMD_OPT_CALL_ENTRY(n, a, v, h)
+#define TYPED(k, n, a, f, h)  CMD_OPT_TYPED_ENTRY(k, struct opts, n, a, f, h)
+#define DUR(n, f, h)	      TYPED(CMD_OPT_DURATION, n, "DURATION", cfg.f, h)
+#define DUR0(n, f, h)	      TYPED(CMD_OPT_DURATION0, n, "DURATION", cfg.f, h)
+#define STR(n, a, f, h)	      TYPED(CMD_OPT_STRDUP, n, a, f, h)
+#define UINT(n, f, lo, hi, h) CMD_OPT_UINT_ENTRY(struct opts, n, cfg.f, lo, hi, h)
+
+static const struct cmd_opt options[] = {
+	CMD_OPT_TITLE_ENTRY("Mode:"),
+	CALL("mode", "MODE", OPT_MODE,
+	     "userspace (default): kha accepts and copies, retries\nand replays first bytes; nat: an "
+	     "nftables table DNATs\nthe listen address (a dedicated IPv4 address kha puts\non a "
+	     "dummy interface, never 127.0.0.1) to a healthy\nbackend per connection, at the "
+	     "kernel's speed; needs\nCAP_NET_ADMIN; checks default to 500ms/700ms, fall 2"),
+	TYPED(CMD_OPT_BOOL, "nat-prerouting", NULL, cfg.nat_prerouting,
+	      "NAT mode: also DNAT traffic forwarded from pods"),
+	CALL("nat-name", "NAME", OPT_NAT_NAME,
+	     "NAT mode: nftables table and dummy interface\n(default kha-proxy)"),
+	CMD_OPT_TITLE_ENTRY("Membership:"),
+	CALL("listen", "ADDR", OPT_LISTEN, "address to accept clients on (host:port)"),
+	CALL("backend", "ADDR[,weight=N]", OPT_BACKEND,
+	     "a backend (repeat); static seeds, used whenever the\nbackends file and discovery "
+	     "give none"),
+	STR("backends-file", "FILE", cfg.backends_file,
+	    "YAML list of backends, re-read on SIGHUP and on change"),
+	STR("kubeconfig", "FILE", kubeconfig,
+	    "discover the apiservers from the EndpointSlices of\nservice default/kubernetes (may "
+	    "point at this proxy)"),
+	STR("state-file", "FILE", cfg.state_file,
+	    "last discovered backends, used at the next start"),
+	CMD_OPT_TITLE_ENTRY("Balancing and failover:"),
+	CALL("balance", "MODE", OPT_BALANCE,
+	     "leastconn (default) or roundrobin (both weighted);\nNAT mode: random (default), "
+	     "roundrobin or source"),
+	UINT("retries", retries, 0, 16, "further backends one connection may try (default 3)"),
+	DUR("connect-timeout", connect_timeout_us, "connect timeout per backend (default 1s)"),
+	DUR0("first-byte-timeout", first_byte_timeout_us,
+	     "wait for the backend's first byte, then replay the\nclient's first 16 KiB elsewhere "
+	     "(default 1s; 0: off)"),
+	DUR0("idle-timeout", idle_timeout_us, "close idle connections (default 0: never)"),
+	DUR0("drain-timeout", drain_timeout_us,
+	     "on SIGTERM, wait this long for connections (default 30s)"),
+	CALL("close-on-dead", "BOOL", OPT_CLOSE_ON_DEAD,
+	     "close a dead backend's connections (default true)"),
+	DUR0("tcp-user-timeout", tcp_user_timeout_us,
+	     "backend sockets: unacknowledged data limit (default 10s)"),
+	DUR0("keepalive-idle", keepalive_idle_us,
+	     "backend sockets: TCP keep-alive idle (default 5s; 0: off)"),
+	DUR("keepalive-interval", keepalive_interval_us, "keep-alive probe interval (default 2s)"),
+	UINT("keepalive-count", keepalive_count, 1, 100, "keep-alive probes (default 3)"),
+	DUR0("client-keepalive-idle", client_keepalive_idle_us,
+	     "client sockets: TCP keep-alive idle, same interval\nand count (default 30s; 0: off)"),
+	UINT("max-conns", max_conns, 1, 1u << 30,
+	     "client connections at once; more wait in the backlog\n(default: (descriptor limit - "
+	     "reserve) / 2)"),
+	UINT("workers", workers, 1, KHA_PROXY_MAX_WORKERS,
+	     "data-path threads, SO_REUSEPORT (default 1)"),
+	CMD_OPT_TITLE_ENTRY("Health checks:"),
+	CALL("check", "KIND", OPT_CHECK, "https (default), http or tcp"),
+	CALL("check-path", "PATH", OPT_CHECK_PATH, "HTTP path (default /readyz; 200 = ready)"),
+	DUR("check-interval", check_interval_us, "between checks (default 5s)"),
+	DUR("check-fast-interval", check_fast_interval_us,
+	    "between checks while a state change is pending (500ms)"),
+	DUR("check-timeout", check_timeout_us, "per check (default 2s)"),
+	UINT("check-fall", fall, 1, 100, "failures before down/draining (default 3)"),
+	UINT("check-rise", rise, 1, 100, "successes before up again (default 2)"),
+	STR("check-cacert", "FILE", cfg.check_cacert, "CA to verify the backends' certificates"),
+	STR("check-cert", "FILE", cfg.check_cert, "client certificate for the checks"),
+	STR("check-key", "FILE", cfg.check_key, "its private key"),
+	TYPED(CMD_OPT_BOOL, "check-insecure", NULL, cfg.check_insecure,
+	      "do not verify the backends' certificates"),
+	CMD_OPT_TITLE_ENTRY("Operations:"),
+	CMD_OPTS_DAEMON(struct opts, cfg.metrics_addr, "127.0.0.1:9443", level, format),
+	CMD_OPT_HELP_ENTRY,
 	{},
 };
 
@@ -117,67 +132,9 @@ static void usage(FILE *out)
 		"  kha proxy --mode nat --listen 169.254.20.1:443 --backend 10.0.0.11:6443 \\\n"
 		"      --backend 10.0.0.12:6443 --backend 10.0.0.13:6443 \\\n"
 		"      --check-cacert /etc/kubernetes/pki/ca.crt\n"
-		"\n"
-		"Mode:\n"
-		"  --mode MODE               userspace (default): kha accepts and copies, retries\n"
-		"                            and replays first bytes; nat: an nftables table DNATs\n"
-		"                            the listen address (a dedicated IPv4 address kha puts\n"
-		"                            on a dummy interface, never 127.0.0.1) to a healthy\n"
-		"                            backend per connection, at the kernel's speed; needs\n"
-		"                            CAP_NET_ADMIN; checks default to 500ms/700ms, fall 2\n"
-		"  --nat-prerouting          NAT mode: also DNAT traffic forwarded from pods\n"
-		"  --nat-name NAME           NAT mode: nftables table and dummy interface\n"
-		"                            (default kha-proxy)\n"
-		"Membership:\n"
-		"  --listen ADDR             address to accept clients on (host:port)\n"
-		"  --backend ADDR[,weight=N] a backend (repeat); static seeds, used whenever the\n"
-		"                            backends file and discovery give none\n"
-		"  --backends-file FILE      YAML list of backends, re-read on SIGHUP and on change\n"
-		"  --kubeconfig FILE         discover the apiservers from the EndpointSlices of\n"
-		"                            service default/kubernetes (may point at this proxy)\n"
-		"  --state-file FILE         last discovered backends, used at the next start\n"
-		"  --config FILE             YAML file of these flags (keys = flag names)\n"
-		"Balancing and failover:\n"
-		"  --balance MODE            leastconn (default) or roundrobin (both weighted);\n"
-		"                            NAT mode: random (default), roundrobin or source\n"
-		"  --retries N               further backends one connection may try (default 3)\n"
-		"  --connect-timeout DURATION\n"
-		"                            connect timeout per backend (default 1s)\n"
-		"  --first-byte-timeout DURATION\n"
-		"                            wait for the backend's first byte, then replay the\n"
-		"                            client's first 16 KiB elsewhere (default 1s; 0: off)\n"
-		"  --idle-timeout DURATION   close idle connections (default 0: never)\n"
-		"  --drain-timeout DURATION  on SIGTERM, wait this long for connections (default 30s)\n"
-		"  --close-on-dead BOOL      close a dead backend's connections (default true)\n"
-		"  --tcp-user-timeout DURATION\n"
-		"                            backend sockets: unacknowledged data limit (default 10s)\n"
-		"  --keepalive-idle DURATION backend sockets: TCP keep-alive idle (default 5s; 0: off)\n"
-		"  --keepalive-interval DURATION\n"
-		"                            keep-alive probe interval (default 2s)\n"
-		"  --keepalive-count N       keep-alive probes (default 3)\n"
-		"  --client-keepalive-idle DURATION\n"
-		"                            client sockets: TCP keep-alive idle, same interval\n"
-		"                            and count (default 30s; 0: off)\n"
-		"  --max-conns N             client connections at once; more wait in the backlog\n"
-		"                            (default: (descriptor limit - reserve) / 2)\n"
-		"  --workers N               data-path threads, SO_REUSEPORT (default 1)\n"
-		"Health checks:\n"
-		"  --check KIND              https (default), http or tcp\n"
-		"  --check-path PATH         HTTP path (default /readyz; 200 = ready)\n"
-		"  --check-interval DURATION between checks (default 5s)\n"
-		"  --check-fast-interval DURATION\n"
-		"                            between checks while a state change is pending (500ms)\n"
-		"  --check-timeout DURATION  per check (default 2s)\n"
-		"  --check-fall N            failures before down/draining (default 3)\n"
-		"  --check-rise N            successes before up again (default 2)\n"
-		"  --check-cacert FILE       CA to verify the backends' certificates\n"
-		"  --check-cert FILE, --check-key FILE  client certificate for the checks\n"
-		"  --check-insecure          do not verify the backends' certificates\n"
-		"Operations:\n"
-		"  --metrics-addr ADDR       /metrics, /healthz, /readyz, /status (default\n"
-		"                            127.0.0.1:9443; \"off\" disables)\n"
-		"  --log-level LEVEL         debug, info (default), warn, error\n"
-		"  --log-format FORMAT       logfmt (default) or json\n"
+		"\n");
+	cmd_opts_help(out, options);
+	fprintf(out,
 		"\n"
 		"Signals: SIGTERM/SIGINT drain and stop; SIGHUP reloads --config and the backends\n"
 		"file without dropping a connection (listen, workers, metrics-addr, kubeconfig\n"
@@ -186,20 +143,35 @@ static void usage(FILE *out)
 		"without CAP_NET_ADMIN, 78 bad configuration (unreadable file, address in use).\n");
 }
 
-struct opts {
-	struct kha_proxy_config cfg;
-	char *kubeconfig;
-	enum kha_log_level level;
-	enum kha_log_format format;
-};
-
-static int apply(void *userdata, int val, const char *arg, struct kha_diag *d)
+static int set_enum(int *dst, const char *arg, const char *const *names, size_t n,
+		    const char *expected, struct kha_diag *d)
 {
-	struct opts *o = userdata;
-	struct kha_proxy_config *c = &o->cfg;
+	for (size_t i = 0; i < n; i++)
+		if (names[i] && strcmp(arg, names[i]) == 0) {
+			*dst = (int)i;
+			return 0;
+		}
+	return kha_diag_set(d, EINVAL, "'%s': expected %s", arg, expected);
+}
+
+/* The flags whose values need more than a setter of the table. */
+static int apply(void *target, int val, const char *arg, struct kha_diag *d)
+{
+	static const char *const balance[] = {
+		[KHA_PROXY_LEASTCONN] = "leastconn",
+		[KHA_PROXY_ROUNDROBIN] = "roundrobin",
+		[KHA_PROXY_RANDOM] = "random",
+		[KHA_PROXY_SOURCE] = "source",
+	};
+	static const char *const mode[] = {
+		[KHA_PROXY_MODE_USERSPACE] = "userspace", [KHA_PROXY_MODE_NAT] = "nat"};
+	static const char *const check[] = {[KHA_PROXY_CHECK_HTTPS] = "https",
+					    [KHA_PROXY_CHECK_HTTP] = "http",
+					    [KHA_PROXY_CHECK_TCP] = "tcp"};
+	struct kha_proxy_config *c = &((struct opts *)target)->cfg;
 	struct kha_proxy_spec spec;
+	int v = 0, r;
 	bool b;
-	int r;
 
 	switch (val) {
 	case OPT_LISTEN:
@@ -207,76 +179,24 @@ static int apply(void *userdata, int val, const char *arg, struct kha_diag *d)
 	case OPT_BACKEND:
 		r = kha_proxy_spec_parse(arg, &spec, d);
 		return r < 0 ? r : kha_proxy_spec_list_add(&c->seeds, &spec);
-	case OPT_BACKENDS_FILE:
-		return kha_opt_set_str(&c->backends_file, arg, d);
-	case OPT_STATE_FILE:
-		return kha_opt_set_str(&c->state_file, arg, d);
-	case OPT_KUBECONFIG:
-		return kha_opt_set_str(&o->kubeconfig, arg, d);
 	case OPT_BALANCE:
-		if (strcmp(arg, "leastconn") == 0)
-			c->balance = KHA_PROXY_LEASTCONN;
-		else if (strcmp(arg, "roundrobin") == 0)
-			c->balance = KHA_PROXY_ROUNDROBIN;
-		else if (strcmp(arg, "random") == 0)
-			c->balance = KHA_PROXY_RANDOM;
-		else if (strcmp(arg, "source") == 0)
-			c->balance = KHA_PROXY_SOURCE;
-		else
-			return kha_diag_set(
-				d, EINVAL, "'%s': expected leastconn, roundrobin, random or source",
-				arg);
-		return 0;
+		r = set_enum(&v, arg, balance, KHA_ARRAY_SIZE(balance),
+			     "leastconn, roundrobin, random or source", d);
+		c->balance = r == 0 ? (enum kha_proxy_balance)v : c->balance;
+		return r;
 	case OPT_MODE:
-		if (strcmp(arg, "userspace") == 0)
-			c->mode = KHA_PROXY_MODE_USERSPACE;
-		else if (strcmp(arg, "nat") == 0)
-			c->mode = KHA_PROXY_MODE_NAT;
-		else
-			return kha_diag_set(d, EINVAL, "'%s': expected userspace or nat", arg);
-		return 0;
-	case OPT_NAT_PREROUTING:
-		c->nat_prerouting = true;
-		return 0;
+		r = set_enum(&v, arg, mode, KHA_ARRAY_SIZE(mode), "userspace or nat", d);
+		c->mode = r == 0 ? (enum kha_proxy_mode)v : c->mode;
+		return r;
+	case OPT_CHECK:
+		r = set_enum(&v, arg, check, KHA_ARRAY_SIZE(check), "https, http or tcp", d);
+		c->check = r == 0 ? (enum kha_proxy_check)v : c->check;
+		return r;
 	case OPT_NAT_NAME:
 		if (!*arg || strlen(arg) >= sizeof(c->nat_name))
 			return kha_diag_set(d, EINVAL, "'%s': expected 1 to %zu characters", arg,
 					    sizeof(c->nat_name) - 1);
 		snprintf(c->nat_name, sizeof(c->nat_name), "%s", arg);
-		return 0;
-	case OPT_WORKERS:
-		return kha_opt_set_uint(&c->workers, arg, 1, KHA_PROXY_MAX_WORKERS, d);
-	case OPT_RETRIES:
-		return kha_opt_set_uint(&c->retries, arg, 0, 16, d);
-	case OPT_CONNECT_TIMEOUT:
-		return kha_opt_set_duration(&c->connect_timeout_us, arg, false, d);
-	case OPT_FIRST_BYTE_TIMEOUT:
-		return kha_opt_set_duration(&c->first_byte_timeout_us, arg, true, d);
-	case OPT_IDLE_TIMEOUT:
-		return kha_opt_set_duration(&c->idle_timeout_us, arg, true, d);
-	case OPT_DRAIN_TIMEOUT:
-		return kha_opt_set_duration(&c->drain_timeout_us, arg, true, d);
-	case OPT_TCP_USER_TIMEOUT:
-		return kha_opt_set_duration(&c->tcp_user_timeout_us, arg, true, d);
-	case OPT_KEEPALIVE_IDLE:
-		return kha_opt_set_duration(&c->keepalive_idle_us, arg, true, d);
-	case OPT_KEEPALIVE_INTERVAL:
-		return kha_opt_set_duration(&c->keepalive_interval_us, arg, false, d);
-	case OPT_KEEPALIVE_COUNT:
-		return kha_opt_set_uint(&c->keepalive_count, arg, 1, 100, d);
-	case OPT_CLIENT_KEEPALIVE_IDLE:
-		return kha_opt_set_duration(&c->client_keepalive_idle_us, arg, true, d);
-	case OPT_MAX_CONNS:
-		return kha_opt_set_uint(&c->max_conns, arg, 1, 1u << 30, d);
-	case OPT_CHECK:
-		if (strcmp(arg, "https") == 0)
-			c->check = KHA_PROXY_CHECK_HTTPS;
-		else if (strcmp(arg, "http") == 0)
-			c->check = KHA_PROXY_CHECK_HTTP;
-		else if (strcmp(arg, "tcp") == 0)
-			c->check = KHA_PROXY_CHECK_TCP;
-		else
-			return kha_diag_set(d, EINVAL, "'%s': expected https, http or tcp", arg);
 		return 0;
 	case OPT_CHECK_PATH:
 		if (arg[0] != '/' || strlen(arg) >= sizeof(c->check_path))
@@ -284,42 +204,12 @@ static int apply(void *userdata, int val, const char *arg, struct kha_diag *d)
 					    arg);
 		snprintf(c->check_path, sizeof(c->check_path), "%s", arg);
 		return 0;
-	case OPT_CHECK_INTERVAL:
-		return kha_opt_set_duration(&c->check_interval_us, arg, false, d);
-	case OPT_CHECK_FAST_INTERVAL:
-		return kha_opt_set_duration(&c->check_fast_interval_us, arg, false, d);
-	case OPT_CHECK_TIMEOUT:
-		return kha_opt_set_duration(&c->check_timeout_us, arg, false, d);
-	case OPT_CHECK_FALL:
-		return kha_opt_set_uint(&c->fall, arg, 1, 100, d);
-	case OPT_CHECK_RISE:
-		return kha_opt_set_uint(&c->rise, arg, 1, 100, d);
-	case OPT_CHECK_CACERT:
-		return kha_opt_set_str(&c->check_cacert, arg, d);
-	case OPT_CHECK_CERT:
-		return kha_opt_set_str(&c->check_cert, arg, d);
-	case OPT_CHECK_KEY:
-		return kha_opt_set_str(&c->check_key, arg, d);
-	case OPT_CHECK_INSECURE:
-		c->check_insecure = true;
-		return 0;
-	case OPT_CLOSE_ON_DEAD:
+	default: /* OPT_CLOSE_ON_DEAD */
 		if (kha_parse_bool(arg, &b) < 0)
 			return kha_diag_set(d, EINVAL, "'%s': expected true or false", arg);
 		c->close_on_dead = b;
 		return 0;
-	case OPT_METRICS_ADDR:
-		if (strcmp(arg, "off") == 0 || !*arg) {
-			c->metrics_addr[0] = '\0';
-			return 0;
-		}
-		return kha_opt_set_addr(c->metrics_addr, sizeof(c->metrics_addr), arg, d);
-	case OPT_LOG_LEVEL:
-		return kha_opt_set_log_level(&o->level, arg, d);
-	case OPT_LOG_FORMAT:
-		return kha_opt_set_log_format(&o->format, arg, d);
 	}
-	return -EINVAL;
 }
 
 static void opts_release(struct opts *o)
@@ -450,24 +340,6 @@ static int status_main(int argc, char **argv)
 
 /* ---- the daemon ---- */
 
-/* Two fds per proxied connection: take every fd the hard limit allows (as nginx and HAProxy do). */
-static void raise_fd_limit(void)
-{
-	struct rlimit rl;
-
-	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-		rl.rlim_cur = rl.rlim_max;
-		kha_ignore(setrlimit(RLIMIT_NOFILE, &rl));
-	}
-}
-
-static const struct kha_args args_spec = {
-	.shortopts = "h",
-	.longopts = longopts,
-	.config_val = OPT_CONFIG,
-	.apply = apply,
-};
-
 /* What a SIGHUP reads again: the same --config file and the same flags, over the defaults. */
 struct reload_ctx {
 	struct kha_args_source src;
@@ -479,7 +351,7 @@ static int reload(void *userdata, struct kha_proxy_config *cfg, struct kha_diag 
 	const struct reload_ctx *rc = userdata;
 	struct opts o = {.cfg = *cfg, .level = KHA_LOG_INFO, .format = KHA_LOG_LOGFMT};
 
-	if (kha_args_reapply(&args_spec, &o, &rc->src, d) != 0) {
+	if (cmd_opts_reapply(options, apply, &o, &rc->src, d) != 0) {
 		opts_release(&o);
 		return -EINVAL;
 	}
@@ -503,18 +375,18 @@ int cmd_proxy_main(int argc, char **argv)
 
 	if (argc >= 2 && strcmp(argv[1], "status") == 0)
 		return status_main(argc - 1, cmd_sub_argv(argv));
-	if (kha_args_scan(&args_spec, argc, argv, &rc.src.config)) {
+	if (cmd_opts_scan(options, argc, argv, &rc.src.config)) {
 		usage(stdout);
 		return KHA_EXIT_OK;
 	}
 	kha_proxy_config_init(&o.cfg);
-	code = kha_args_reapply(&args_spec, &o, &rc.src, &d);
+	code = cmd_opts_reapply(options, apply, &o, &rc.src, &d);
 	if (code == 0 && o.cfg.mode != KHA_PROXY_MODE_USERSPACE) {
 		/* the mode's defaults under the flags, whatever their order */
 		enum kha_proxy_mode mode = o.cfg.mode;
 		opts_release(&o);
 		kha_proxy_config_init_mode(&o.cfg, mode);
-		code = kha_args_reapply(&args_spec, &o, &rc.src, &d);
+		code = cmd_opts_reapply(options, apply, &o, &rc.src, &d);
 	}
 	if (code != 0) {
 		fprintf(stderr, "kha proxy: %s%s\n", d.msg,
@@ -561,7 +433,8 @@ int cmd_proxy_main(int argc, char **argv)
 		code = kha_exit_from_errno(r);
 		return code == KHA_EXIT_SOFTWARE || code == KHA_EXIT_IOERR ? KHA_EXIT_CONFIG : code;
 	}
-	raise_fd_limit();
+	/* two fds per proxied connection: every fd the hard limit allows (as nginx does) */
+	cmd_raise_fd_limit();
 	rc.kubeconfig = o.kubeconfig;
 	r = kha_proxy_run(p);
 	kha_proxy_discovery_stop(disc);

@@ -1,12 +1,12 @@
 // SPDX-License-Identifier: MIT
 /* kha vip: flags, help and wiring of the VRRP virtual IP (lib/vrrp). */
 #include <arpa/inet.h>
-#include <getopt.h>
 #include <stdio.h>
 #include <string.h>
 #include <jansson.h>
 
 #include "cmd-common.h"
+#include "cmd-opt.h"
 #include "commands.h"
 #include "kha/config.h"
 #include "kha/http.h"
@@ -26,38 +26,61 @@ enum {
 	OPT_GARP_COUNT,
 	OPT_GARP_REPEAT,
 	OPT_TRACK_URL,
-	OPT_TRACK_INTERVAL,
-	OPT_TRACK_TIMEOUT,
 	OPT_TRACK_FALL,
 	OPT_TRACK_RISE,
 	OPT_NOTIFY,
-	OPT_CONFIG,
-	OPT_METRICS_ADDR,
-	OPT_LOG_LEVEL,
-	OPT_LOG_FORMAT,
 };
 
-static const struct option longopts[] = {
-	{"interface", required_argument, NULL, OPT_INTERFACE},
-	{"vip", required_argument, NULL, OPT_VIP},
-	{"vrid", required_argument, NULL, OPT_VRID},
-	{"priority", required_argument, NULL, OPT_PRIORITY},
-	{"advert-interval", required_argument, NULL, OPT_ADVERT_INTERVAL},
-	{"peer", required_argument, NULL, OPT_PEER},
-	{"no-preempt", no_argument, NULL, OPT_NO_PREEMPT},
-	{"garp-count", required_argument, NULL, OPT_GARP_COUNT},
-	{"garp-repeat", required_argument, NULL, OPT_GARP_REPEAT},
-	{"track-url", required_argument, NULL, OPT_TRACK_URL},
-	{"track-interval", required_argument, NULL, OPT_TRACK_INTERVAL},
-	{"track-timeout", required_argument, NULL, OPT_TRACK_TIMEOUT},
-	{"track-fall", required_argument, NULL, OPT_TRACK_FALL},
-	{"track-rise", required_argument, NULL, OPT_TRACK_RISE},
-	{"notify", required_argument, NULL, OPT_NOTIFY},
-	{"config", required_argument, NULL, OPT_CONFIG},
-	{"metrics-addr", required_argument, NULL, OPT_METRICS_ADDR},
-	{"log-level", required_argument, NULL, OPT_LOG_LEVEL},
-	{"log-format", required_argument, NULL, OPT_LOG_FORMAT},
-	{"help", no_argument, NULL, 'h'},
+struct opts {
+	struct kha_vrrp_config cfg;
+	bool have_interface, have_vip, have_vrid;
+	enum kha_log_level level;
+	enum kha_log_format format;
+};
+
+static int apply(void *target, int val, const char *arg, struct kha_diag *d);
+
+#define CALL(name, arg, val, help)                                \
+	{                                                         \
+		CMD_OPT_CALL, name, 0, arg, help, val, 0, 0, NULL \
+	}
+
+static const struct cmd_opt options[] = {
+	CMD_OPT_TITLE_ENTRY("Virtual router:"),
+	CALL("interface", "IF", OPT_INTERFACE,
+	     "interface to speak VRRP on and to hold the VIP (required)"),
+	CALL("vip", "ADDR/PREFIX", OPT_VIP,
+	     "the virtual IPv4 address, e.g. 10.0.0.100/24 (required)"),
+	CALL("vrid", "N", OPT_VRID, "virtual router id, 1-255, unique per L2 segment (required)"),
+	CALL("priority", "N", OPT_PRIORITY, "1-254, the highest alive is master (default 100)"),
+	CALL("advert-interval", "DURATION", OPT_ADVERT_INTERVAL,
+	     "between advertisements, 10ms-40.95s in steps of 10ms\n(default 1s); a dead master "
+	     "is replaced after about\n3.6 intervals"),
+	CALL("peer", "ADDR", OPT_PEER,
+	     "send unicast to this peer instead of multicast to\n224.0.0.18 (repeat; only peers "
+	     "are heard then)"),
+	CALL("no-preempt", NULL, OPT_NO_PREEMPT,
+	     "a higher priority coming back does not take the VIP\nfrom a working master "
+	     "(default: it does)"),
+	CALL("garp-count", "N", OPT_GARP_COUNT, "gratuitous ARPs sent on takeover (default 5)"),
+	CALL("garp-repeat", "DURATION", OPT_GARP_REPEAT,
+	     "send them again this long after takeover (default 5s;\n0: once)"),
+	CMD_OPT_TITLE_ENTRY("Health tracks:"),
+	CALL("track-url", "URL", OPT_TRACK_URL,
+	     "HTTP GET, 200 = healthy (repeat); while one fails, this\nhost leaves the election "
+	     "(FAULT) and drops the VIP"),
+	{CMD_OPT_DURATION, "track-interval", 0, "DURATION", "between checks (default 1s)", 0,
+	 offsetof(struct opts, cfg.track_interval_us), 0, NULL},
+	{CMD_OPT_DURATION, "track-timeout", 0, "DURATION", "per check (default 1s)", 0,
+	 offsetof(struct opts, cfg.track_timeout_us), 0, NULL},
+	CALL("track-fall", "N", OPT_TRACK_FALL, "failures before FAULT (default 3)"),
+	CALL("track-rise", "N", OPT_TRACK_RISE, "successes before it rejoins (default 2)"),
+	CMD_OPT_TITLE_ENTRY("Operations:"),
+	CALL("notify", "CMD", OPT_NOTIFY,
+	     "run with /bin/sh -c on every state change, with\nKHA_VIP_STATE, "
+	     "KHA_VIP_PREVIOUS_STATE, KHA_VIP_VRID,\nKHA_VIP_ADDRESS and KHA_VIP_INTERFACE set"),
+	CMD_OPTS_DAEMON(struct opts, cfg.metrics_addr, "127.0.0.1:9444", level, format),
+	CMD_OPT_HELP_ENTRY,
 	{},
 };
 
@@ -75,39 +98,9 @@ static void usage(FILE *out)
 		"Example (three load-balancer hosts; 10.0.0.100 in the apiserver certificate):\n"
 		"  kha vip --interface eth0 --vip 10.0.0.100/24 --vrid 51 --priority 150 \\\n"
 		"      --track-url http://127.0.0.1:9443/readyz\n"
-		"\n"
-		"Virtual router:\n"
-		"  --interface IF            interface to speak VRRP on and to hold the VIP (required)\n"
-		"  --vip ADDR/PREFIX         the virtual IPv4 address, e.g. 10.0.0.100/24 (required)\n"
-		"  --vrid N                  virtual router id, 1-255, unique per L2 segment (required)\n"
-		"  --priority N              1-254, the highest alive is master (default 100)\n"
-		"  --advert-interval DURATION\n"
-		"                            between advertisements, 10ms-40.95s in steps of 10ms\n"
-		"                            (default 1s); a dead master is replaced after about\n"
-		"                            3.6 intervals\n"
-		"  --peer ADDR               send unicast to this peer instead of multicast to\n"
-		"                            224.0.0.18 (repeat; only peers are heard then)\n"
-		"  --no-preempt              a higher priority coming back does not take the VIP\n"
-		"                            from a working master (default: it does)\n"
-		"  --garp-count N            gratuitous ARPs sent on takeover (default 5)\n"
-		"  --garp-repeat DURATION    send them again this long after takeover (default 5s;\n"
-		"                            0: once)\n"
-		"Health tracks:\n"
-		"  --track-url URL           HTTP GET, 200 = healthy (repeat); while one fails, this\n"
-		"                            host leaves the election (FAULT) and drops the VIP\n"
-		"  --track-interval DURATION between checks (default 1s)\n"
-		"  --track-timeout DURATION  per check (default 1s)\n"
-		"  --track-fall N            failures before FAULT (default 3)\n"
-		"  --track-rise N            successes before it rejoins (default 2)\n"
-		"Operations:\n"
-		"  --notify CMD              run with /bin/sh -c on every state change, with\n"
-		"                            KHA_VIP_STATE, KHA_VIP_PREVIOUS_STATE, KHA_VIP_VRID,\n"
-		"                            KHA_VIP_ADDRESS and KHA_VIP_INTERFACE set\n"
-		"  --config FILE             YAML file of these flags (keys = flag names)\n"
-		"  --metrics-addr ADDR       /metrics, /healthz, /readyz, /status (default\n"
-		"                            127.0.0.1:9444; \"off\" disables)\n"
-		"  --log-level LEVEL         debug, info (default), warn, error\n"
-		"  --log-format FORMAT       logfmt (default) or json\n"
+		"\n");
+	cmd_opts_help(out, options);
+	fprintf(out,
 		"\n"
 		"Needs CAP_NET_RAW and CAP_NET_ADMIN. VRRP has no authentication: use it on a\n"
 		"trusted segment only.\n"
@@ -118,13 +111,6 @@ static void usage(FILE *out)
 		"Exit codes: 0 stopped cleanly, 64 bad flags, 78 bad configuration (unknown\n"
 		"interface, no IPv4 address on it, VIP already configured, address in use).\n");
 }
-
-struct opts {
-	struct kha_vrrp_config cfg;
-	bool have_interface, have_vip, have_vrid;
-	enum kha_log_level level;
-	enum kha_log_format format;
-};
 
 static int set_interval(uint64_t *dst, const char *arg, struct kha_diag *d)
 {
@@ -140,9 +126,9 @@ static int set_interval(uint64_t *dst, const char *arg, struct kha_diag *d)
 	return 0;
 }
 
-static int apply(void *userdata, int val, const char *arg, struct kha_diag *d)
+static int apply(void *target, int val, const char *arg, struct kha_diag *d)
 {
-	struct opts *o = userdata;
+	struct opts *o = target;
 	struct kha_vrrp_config *c = &o->cfg;
 	struct in_addr a;
 	unsigned u;
@@ -198,41 +184,15 @@ static int apply(void *userdata, int val, const char *arg, struct kha_diag *d)
 		if (r == 0)
 			c->ntracks++;
 		return r;
-	case OPT_TRACK_INTERVAL:
-		return kha_opt_set_duration(&c->track_interval_us, arg, false, d);
-	case OPT_TRACK_TIMEOUT:
-		return kha_opt_set_duration(&c->track_timeout_us, arg, false, d);
 	case OPT_TRACK_FALL:
 		return kha_opt_set_uint(&c->track_fall, arg, 1, 100, d);
 	case OPT_TRACK_RISE:
 		return kha_opt_set_uint(&c->track_rise, arg, 1, 100, d);
 	case OPT_NOTIFY:
 		return kha_opt_set_str(&c->notify, arg, d);
-	case OPT_METRICS_ADDR:
-		if (strcmp(arg, "off") == 0 || !*arg) {
-			c->metrics_addr[0] = '\0';
-			return 0;
-		}
-		return kha_opt_set_addr(c->metrics_addr, sizeof(c->metrics_addr), arg, d);
-	case OPT_LOG_LEVEL:
-		if (kha_log_parse_level(arg, &o->level) < 0)
-			return kha_diag_set(d, EINVAL, "'%s': expected debug, info, warn or error",
-					    arg);
-		return 0;
-	case OPT_LOG_FORMAT:
-		if (kha_log_parse_format(arg, &o->format) < 0)
-			return kha_diag_set(d, EINVAL, "'%s': expected logfmt or json", arg);
-		return 0;
 	}
 	return -EINVAL;
 }
-
-static const struct kha_args args_spec = {
-	.shortopts = "h",
-	.longopts = longopts,
-	.config_val = OPT_CONFIG,
-	.apply = apply,
-};
 
 /* ---- kha vip status ---- */
 
@@ -305,8 +265,12 @@ static int reload(void *userdata, struct kha_vrrp_config *cfg, struct kha_diag *
 {
 	const struct kha_args_source *src = userdata; /* what a SIGHUP reads again */
 	struct opts o = {.cfg = *cfg, .level = KHA_LOG_INFO, .format = KHA_LOG_LOGFMT};
+	struct cmd_opts opts;
+	struct kha_args a;
 
-	if (kha_args_reapply(&args_spec, &o, src, d) != 0) {
+	cmd_opts_build(&opts, options, apply, &o);
+	a = cmd_opts_args(&opts);
+	if (kha_args_reapply(&a, &opts, src, d) != 0) {
 		*cfg = o.cfg; /* the caller releases what was set */
 		return -EINVAL;
 	}
@@ -322,16 +286,20 @@ int cmd_vip_main(int argc, char **argv)
 	struct kha_vrrp *v = NULL;
 	struct kha_args_source src = {.argc = argc, .argv = argv};
 	const char *missing = NULL;
+	struct cmd_opts opts;
+	struct kha_args a;
 	int r, code;
 
 	if (argc >= 2 && strcmp(argv[1], "status") == 0)
 		return status_main(argc - 1, cmd_sub_argv(argv));
-	if (kha_args_scan(&args_spec, argc, argv, &src.config)) {
+	cmd_opts_build(&opts, options, apply, &o);
+	a = cmd_opts_args(&opts);
+	if (kha_args_scan(&a, argc, argv, &src.config)) {
 		usage(stdout);
 		return KHA_EXIT_OK;
 	}
 	kha_vrrp_config_init(&o.cfg);
-	code = kha_args_reapply(&args_spec, &o, &src, &d);
+	code = kha_args_reapply(&a, &opts, &src, &d);
 	if (code == 0 && optind < argc) {
 		kha_diag_set(&d, EINVAL, "unexpected argument '%s'", argv[optind]);
 		code = KHA_EXIT_USAGE;

@@ -281,9 +281,6 @@ int kha_audit_check_flags(const char *id, const char *component,
 int kha_audit_split_hostport(const char *s, char *host, size_t host_size,
 			     uint16_t *ret_port) KHA_WUR;
 
-/* Whether cert's SANs carry host: an IP (X509_check_ip_asc) or a DNS name (X509_check_host). */
-bool kha_audit_cert_has_host(X509 *cert, const char *host);
-
 /*
  * entry-san / apiserver-san: the certificate addr presented (cert NULL: err says why it could
  * not be read, critical when the entry itself, warning otherwise) must carry entry_host. The

@@ -7,7 +7,7 @@
  *                 written atomically, the bbolt structure verified, optionally zstd-compressed;
  *                 verification of snapshot files; restore through etcd's own tool
  *   backups       the naming of scheduled snapshots, retention (a pure function), back-off and
- *                 the health rule of the backup daemon
+ *                 the health rule of the backup daemon; the daemon itself (kha etcd backup)
  *
  * The operations on a running cluster (membership, consistency, defragmentation) are in
  * kha/etcdops.h; the gRPC transport the snapshot stream uses is in kha/etcd-grpc.h.
@@ -25,6 +25,7 @@
 #include "kha/common.h"
 #include "kha/diag.h"
 #include "kha/etcd.h"
+#include "kha/log.h"
 
 /* ==== snapshot files ======================================================================= */
 
@@ -275,6 +276,83 @@ struct kha_backup_result {
 int kha_backup_once(const struct kha_backup_opts *o, struct kha_backup_result *ret,
 		    struct kha_diag *d) KHA_WUR;
 
+/* ==== the backup daemon (daemon.c) ========================================================= */
+
+#define KHA_BACKUP_DEFAULT_EVERY_US	(30 * 60 * KHA_USEC_PER_SEC)
+#define KHA_BACKUP_DEFAULT_METRICS_ADDR "127.0.0.1:9479"
+#define KHA_BACKUP_RETRY_BASE_US	(1 * KHA_USEC_PER_SEC)
+/* the longest wait between retries when retry_max_us is 0: the interval, at most 5 minutes */
+#define KHA_BACKUP_RETRY_CAP_US (5 * 60 * KHA_USEC_PER_SEC)
+
+/*
+ * The schedule of the daemon, a pure record of what happened: fixed rate after a success (the
+ * next backup an interval after the last one started), capped exponential back-off after a
+ * failure. Times are kha_now_us() (the fake clock in unit tests).
+ */
+struct kha_backup_schedule {
+	uint64_t every_us;
+	uint64_t retry_max_us;	  /* 0: min(every_us, KHA_BACKUP_RETRY_CAP_US) */
+	uint64_t started_us;	  /* when the daemon started */
+	uint64_t last_success_us; /* when the last success ended; 0 = none yet */
+	uint64_t successes;
+	unsigned failures; /* consecutive */
+};
+
+/*
+ * Records an attempt that began at attempt_us and ends now, successful or not. Returns the
+ * time (kha_now_us()) at which the next attempt is due; *ret_delay_us (may be NULL) receives
+ * the wait from now (0 when already due).
+ */
+uint64_t kha_backup_schedule_done(struct kha_backup_schedule *s, bool ok, uint64_t attempt_us,
+				  uint64_t *ret_delay_us);
+/*
+ * kha_backup_healthy() now, with the reason in reason ("last backup 5m0s ago", "no backup
+ * yet after 1h0m0s"; last_error (may be NULL or "") appended when unhealthy).
+ */
+bool kha_backup_schedule_health(const struct kha_backup_schedule *s, const char *last_error,
+				char *reason, size_t size);
+
+/* What `kha etcd backup` runs with: the flags and config keys of the command. */
+struct kha_backup_daemon_opts {
+	struct kha_etcd_config cfg;
+	char *dir; /* owned */
+	uint64_t every_us;
+	struct kha_retention retention;
+	bool compress;
+	int level;
+	char metrics_addr[128]; /* "" = no admin server */
+	enum kha_log_level log_level;
+	enum kha_log_format log_format;
+	bool once;
+	uint64_t timeout_us;
+	uint64_t stall_us;
+	uint64_t retry_max_us; /* 0: the schedule's default */
+	enum kha_snapshot_transport transport;
+};
+
+/* The defaults (every 30m, keep 24 + 7 daily, the default admin address); -ENOMEM. */
+int kha_backup_daemon_opts_init(struct kha_backup_daemon_opts *o) KHA_WUR;
+void kha_backup_daemon_opts_release(struct kha_backup_daemon_opts *o);
+
+/*
+ * Fills fresh (zeroed) with the configuration read again on SIGHUP: 0, or nonzero when it
+ * could not (the daemon keeps its options; the callee said why). fresh is released by the
+ * daemon either way.
+ */
+typedef int (*kha_backup_reload_fn)(void *userdata, struct kha_backup_daemon_opts *fresh);
+
+/*
+ * Runs the daemon in the foreground until SIGTERM or SIGINT (or after one backup with once):
+ * an event loop with the timer, the signals and the admin server (/metrics, /healthz,
+ * /readyz, /status on metrics_addr), and one worker thread that takes the snapshots. SIGHUP
+ * calls reload when config (the --config path, borrowed) is not NULL. Takes what o owns (o is
+ * zeroed). Returns the exit code: with once, the backup's (128 + signal when stopped); else 0
+ * after a stop; on a failure to start KHA_EXIT_IOERR (the directory), KHA_EXIT_CONFIG (the
+ * admin address) or KHA_EXIT_SOFTWARE, with d saying why.
+ */
+int kha_backup_daemon_run(struct kha_backup_daemon_opts *o, const char *config,
+			  kha_backup_reload_fn reload, void *userdata, struct kha_diag *d) KHA_WUR;
+
 /* ==== restore through etcd's own tool ======================================================== */
 
 /* Kubernetes' recommended bump: far above any revision a client can have seen. */
@@ -306,6 +384,13 @@ struct kha_restore_opts {
 	bool allow_no_hash;		   /* a db file without the appended hash */
 	const char *tmp_dir;		   /* for a decompressed copy; NULL = next to data_dir */
 };
+
+/*
+ * Whether the member being restored (name, its first initial_advertise_peer_urls) is listed in
+ * initial_cluster as NAME=URL, as etcd requires (pure). 0, or -EINVAL with the diag saying
+ * which entry is missing.
+ */
+int kha_restore_check_member(const struct kha_restore_opts *o, struct kha_diag *d) KHA_WUR;
 
 /*
  * The tool's command line (pure): argv[0] is tool->path, then "snapshot restore FILE" and the

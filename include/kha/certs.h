@@ -121,4 +121,57 @@ void kha_cert_info_release(struct kha_cert_info *info);
  */
 bool kha_cert_info_has_san(const struct kha_cert_info *info, const char *addr);
 
+/*
+ * kha_cert_info_has_san() on the certificate itself: what kha audit asks of the certificate an
+ * apiserver presents. False for an empty address or a certificate that cannot be read.
+ */
+bool kha_certs_has_san(X509 *cert, const char *addr);
+
+/* t (seconds since the epoch) as "2026-11-27T05:40:00Z", in buf. */
+const char *kha_certs_format_time(char *buf, size_t size, int64_t t);
+
+/* ==== the verdict of kha certs check (check.c) ============================================== */
+
+/* The same numbers as the exit codes 0, 1 and 2. */
+enum kha_certs_verdict {
+	KHA_CERTS_OK = 0,
+	KHA_CERTS_DEGRADED = 1,
+	KHA_CERTS_CRITICAL = 2,
+};
+const char *kha_certs_verdict_name(enum kha_certs_verdict v);
+
+struct kha_certs_check_request {
+	const char *const *sans; /* addresses clients dial: each must be in the SANs */
+	size_t n_sans;
+	unsigned warn_days;	   /* expiring within this many days is degraded */
+	int64_t now;		   /* seconds since the epoch */
+	const struct kha_cert *ca; /* NULL: the chain is not checked */
+	const char *ca_name;	   /* how the problems name the CA (its file) */
+};
+
+struct kha_certs_problem {
+	enum kha_certs_verdict level;
+	bool missing_san; /* a SAN is missing (the fix: reissue with it) */
+	char text[512];
+};
+
+/* Owns its arrays; release with kha_certs_check_release (a zeroed struct too). */
+struct kha_certs_check_result {
+	enum kha_certs_verdict verdict; /* the worst problem's level */
+	bool *present;			/* [n_sans]: that SAN is there */
+	struct kha_certs_problem *problems;
+	size_t n_problems;
+	int chain; /* 1 verified by the CA, 0 not, -1 not checked */
+};
+
+/*
+ * The verdict on cert (info: its kha_certs_inspect()): every requested SAN present, valid at
+ * now (critical when expired or not yet valid, degraded within warn_days of its end), and with
+ * a CA, signed by it. Returns 0 with *ret filled, or -ENOMEM.
+ */
+int kha_certs_check(const struct kha_cert *cert, const struct kha_cert_info *info,
+		    const struct kha_certs_check_request *req,
+		    struct kha_certs_check_result *ret) KHA_WUR;
+void kha_certs_check_release(struct kha_certs_check_result *r);
+
 #endif

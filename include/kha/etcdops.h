@@ -5,6 +5,8 @@
  *   guards        pure rules deciding whether a membership change is safe for quorum
  *   members       finding members, the flags a new member starts with, waiting for a new
  *                 member to start and a learner to be promoted
+ *   changes       add and remove with their retries and look-ups of lost answers, the
+ *                 settled cluster a change starts from, the one cancellable wait
  *   consistency   the members' HashKV compared at one common revision
  *   defrag        one member at a time, the leader last, waiting for health in between
  *
@@ -31,7 +33,7 @@
  * t < 0 means quorum is lost. A member that was added but has not started yet counts as a
  * voter that is down: that is why adding a voting member is the dangerous moment.
  */
-struct kha_guard_member {
+struct kha_etcdops_guard_member {
 	uint64_t id;
 	const char *name; /* "" while not started */
 	bool is_learner;
@@ -41,30 +43,30 @@ struct kha_guard_member {
 	size_t n_peer_urls;
 };
 
-struct kha_guard_cluster {
-	const struct kha_guard_member *members;
+struct kha_etcdops_guard_cluster {
+	const struct kha_etcdops_guard_member *members;
 	size_t n_members;
 	uint64_t leader;	/* the agreed leader, 0 = none */
 	bool alarm;		/* a NOSPACE or CORRUPT alarm is active */
 	uint64_t lag_threshold; /* raft entries behind the leader that count as lagging; 0 = 1000 */
 };
 
-enum kha_guard_op {
-	KHA_GUARD_ADD,	       /* a voting member */
-	KHA_GUARD_ADD_LEARNER, /* a learner (does not vote, does not change quorum) */
-	KHA_GUARD_REMOVE,
-	KHA_GUARD_PROMOTE,
+enum kha_etcdops_guard_op {
+	KHA_ETCDOPS_GUARD_ADD,	       /* a voting member */
+	KHA_ETCDOPS_GUARD_ADD_LEARNER, /* a learner (does not vote, does not change quorum) */
+	KHA_ETCDOPS_GUARD_REMOVE,
+	KHA_ETCDOPS_GUARD_PROMOTE,
 };
 
-struct kha_guard_request {
-	enum kha_guard_op op;
+struct kha_etcdops_guard_request {
+	enum kha_etcdops_guard_op op;
 	const char *name; /* ADD*: the new member's name */
 	const char *const *peer_urls;
 	size_t n_peer_urls;
 	uint64_t target; /* REMOVE, PROMOTE: the member's id */
 };
 
-struct kha_guard_verdict {
+struct kha_etcdops_guard_verdict {
 	bool allowed;
 	bool forceable;	   /* when refused: --force may override it */
 	char rule[32];	   /* the rule that refused ("quorum-loss", ...), "" when allowed */
@@ -94,19 +96,21 @@ struct kha_guard_verdict {
  *   leader-lagging   REMOVE of the leader while another voter is down or lagging
  * Returns 0 (the decision is in *ret), -EINVAL for a bad request.
  */
-int kha_guard_check(const struct kha_guard_cluster *c, const struct kha_guard_request *req,
-		    struct kha_guard_verdict *ret) KHA_WUR;
+int kha_etcdops_guard_check(const struct kha_etcdops_guard_cluster *c,
+			    const struct kha_etcdops_guard_request *req,
+			    struct kha_etcdops_guard_verdict *ret) KHA_WUR;
 
 /*
  * A guard view of a cluster report: members[] must hold rep->n_members entries (its strings
  * are borrowed from rep). A leader that is not a listed member that answers (the others still
  * name a dead or removed leader until they elect another) counts as no leader.
  */
-void kha_guard_from_report(const struct kha_etcd_cluster_report *rep,
-			   struct kha_guard_member *members, struct kha_guard_cluster *ret);
+void kha_etcdops_guard_from_report(const struct kha_etcd_cluster_report *rep,
+				   struct kha_etcdops_guard_member *members,
+				   struct kha_etcdops_guard_cluster *ret);
 
 /* The fault tolerance of voters with up of them answering (negative: quorum lost). */
-int kha_guard_tolerance(size_t voters, size_t up);
+int kha_etcdops_guard_tolerance(size_t voters, size_t up);
 
 /* ==== membership operations ================================================================ */
 
@@ -114,76 +118,160 @@ int kha_guard_tolerance(size_t voters, size_t up);
  * Finds a member by name, else by id (hex, as etcdctl prints it). Returns its index in
  * rep->members, -ENOENT (diag lists the members) or -EEXIST when the name is ambiguous.
  */
-int kha_member_find(const struct kha_etcd_cluster_report *rep, const char *name_or_id,
-		    struct kha_diag *d) KHA_WUR;
+int kha_etcdops_member_find(const struct kha_etcd_cluster_report *rep, const char *name_or_id,
+			    struct kha_diag *d) KHA_WUR;
 
 /*
  * Checks a peer URL given on the command line: http or https, a host and a port, nothing
  * after the port. Returns 0 or -EINVAL with the reason in the diag.
  */
-int kha_member_check_peer_url(const char *url, struct kha_diag *d) KHA_WUR;
+int kha_etcdops_member_check_peer_url(const char *url, struct kha_diag *d) KHA_WUR;
 
 /*
  * What a new member must be started with (etcd's flags): --name, --initial-cluster with every
  * member's peer URLs (the new one under its name), --initial-cluster-state existing,
  * --initial-advertise-peer-urls. members is the list returned by the add.
  */
-struct kha_member_start {
+struct kha_etcdops_member_start {
 	char *name;
 	char *initial_cluster;
 	char *initial_advertise_peer_urls;
 };
-int kha_member_start_flags(const struct kha_etcd_member_list *members, uint64_t new_id,
-			   const char *new_name, struct kha_member_start *ret) KHA_WUR;
-void kha_member_start_release(struct kha_member_start *s);
+int kha_etcdops_member_start_flags(const struct kha_etcd_member_list *members, uint64_t new_id,
+				   const char *new_name,
+				   struct kha_etcdops_member_start *ret) KHA_WUR;
+void kha_etcdops_member_start_release(struct kha_etcdops_member_start *s);
 
 /*
  * etcd learns a member's name only when it starts, so `kha etcd member add NAME` records NAME
- * under KHA_MEMBER_NAME_PREFIX<id hex> (a key beside Kubernetes' /registry/), and a member that
+ * under KHA_ETCDOPS_MEMBER_NAME_PREFIX<id hex> (a key beside Kubernetes' /registry/), and a member that
  * has not started yet can be promoted or removed by the name it was added with.
  * record and forget: 0 or a negative errno (callers treat a failure as a warning).
  * lookup: the index in rep->members of the unstarted member recorded as name, or -ENOENT.
  */
-#define KHA_MEMBER_NAME_PREFIX "kha/member-names/"
-int kha_member_name_record(struct kha_etcd *c, uint64_t id, const char *name,
-			   struct kha_diag *d) KHA_WUR;
-int kha_member_name_forget(struct kha_etcd *c, uint64_t id, struct kha_diag *d) KHA_WUR;
-int kha_member_name_lookup(struct kha_etcd *c, const struct kha_etcd_cluster_report *rep,
-			   const char *name, struct kha_diag *d) KHA_WUR;
+#define KHA_ETCDOPS_MEMBER_NAME_PREFIX "kha/member-names/"
+int kha_etcdops_member_name_record(struct kha_etcd *c, uint64_t id, const char *name,
+				   struct kha_diag *d) KHA_WUR;
+int kha_etcdops_member_name_forget(struct kha_etcd *c, uint64_t id, struct kha_diag *d) KHA_WUR;
+int kha_etcdops_member_name_lookup(struct kha_etcd *c, const struct kha_etcd_cluster_report *rep,
+				   const char *name, struct kha_diag *d) KHA_WUR;
 
 /* Progress of a wait, for the command to print (a sentence, no newline). */
-typedef void (*kha_member_progress_fn)(void *userdata, const char *text);
+typedef void (*kha_etcdops_member_progress_fn)(void *userdata, const char *text);
 
 /*
  * Waits until member id has started (it has a name and answers its status) and, for a
  * learner, until its raft index is within lag of the leader's. Polls every 500 ms; returns
  * 0, -ETIMEDOUT, -ECANCELED or -ENOENT (removed meanwhile).
  */
-int kha_member_wait_started(const struct kha_etcd_config *cfg, uint64_t id, uint64_t lag,
-			    uint64_t timeout_us, const volatile sig_atomic_t *cancel,
-			    kha_member_progress_fn fn, void *userdata, struct kha_diag *d) KHA_WUR;
+int kha_etcdops_member_wait_started(const struct kha_etcd_config *cfg, uint64_t id, uint64_t lag,
+				    uint64_t timeout_us, const volatile sig_atomic_t *cancel,
+				    kha_etcdops_member_progress_fn fn, void *userdata,
+				    struct kha_diag *d) KHA_WUR;
 
 /*
  * Promotes learner id, retrying while etcd refuses because it has not caught up with the
  * leader ("can only promote a learner member which is in sync with leader"), until
  * timeout_us. Returns 0, -ETIMEDOUT (diag: how far behind), -ECANCELED or the error.
  */
-int kha_member_promote_wait(const struct kha_etcd_config *cfg, uint64_t id, uint64_t timeout_us,
-			    const volatile sig_atomic_t *cancel, kha_member_progress_fn fn,
-			    void *userdata, struct kha_diag *d) KHA_WUR;
+int kha_etcdops_member_promote_wait(const struct kha_etcd_config *cfg, uint64_t id,
+				    uint64_t timeout_us, const volatile sig_atomic_t *cancel,
+				    kha_etcdops_member_progress_fn fn, void *userdata,
+				    struct kha_diag *d) KHA_WUR;
+
+/* ==== membership changes (change.c, wait.c): what kha etcd member add|remove|replace runs ==== */
+
+/*
+ * The one wait of lib/etcdops: calls poll until it answers done (> 0) or failed (< 0); between
+ * calls, hands the text poll left (when not empty) to progress and sleeps interval_us with
+ * kha_sleep_us, so cancel ends the wait within 50 ms. Returns poll's answer, -ETIMEDOUT when
+ * deadline_us (kha_now_us()) passed with poll still saying not yet, or -ECANCELED.
+ */
+typedef int (*kha_etcdops_poll_fn)(void *userdata, char *text, size_t size);
+int kha_etcdops_wait(uint64_t deadline_us, uint64_t interval_us,
+		     const volatile sig_atomic_t *cancel, kha_etcdops_poll_fn poll, void *userdata,
+		     kha_etcdops_member_progress_fn progress, void *progress_userdata) KHA_WUR;
+
+/*
+ * A membership change in progress: the cluster it talks to, the caller's cancel flag (may be
+ * NULL), and how it speaks: progress is the state of a wait, rewritten in place by the caller
+ * (text NULL: the wait is over, end the line); note is a line of its own ("not applied (...):
+ * retrying"). Both may be NULL.
+ */
+struct kha_etcdops_change {
+	const struct kha_etcd_config *cfg;
+	const volatile sig_atomic_t *cancel;
+	kha_etcdops_member_progress_fn progress;
+	kha_etcdops_member_progress_fn note;
+	void *userdata;
+};
+
+/*
+ * The cluster as it is now, for a change: right after the leader died the others still name it
+ * for a second or two, so with need_leader it waits (up to 10 s, while quorum holds) until the
+ * members agree on a live leader, and says so once; after that the guards decide. Returns 0
+ * with *ret filled (also when the wait ran out), or the error of the report.
+ */
+int kha_etcdops_change_report(const struct kha_etcdops_change *ch, bool need_leader,
+			      struct kha_etcd_cluster_report *ret, struct kha_diag *d) KHA_WUR;
+
+/*
+ * kha_etcdops_member_find, then the name a member that has not started was added with (etcd
+ * knows names from the start on; kha_etcdops_change_add records them). Returns the index in
+ * rep->members or the error of kha_etcdops_member_find.
+ */
+int kha_etcdops_change_find(const struct kha_etcdops_change *ch,
+			    const struct kha_etcd_cluster_report *rep, const char *name_or_id,
+			    struct kha_diag *d) KHA_WUR;
+
+/*
+ * While no member is named name_or_id but a learner has not started yet (added by another tool:
+ * its name shows once it starts), waits until deadline_us, polling every 500 ms. Takes and
+ * refills *rep. Returns the index as kha_etcdops_change_find, -ECANCELED, or the report's error
+ * (*rep then released).
+ */
+int kha_etcdops_change_find_wait(const struct kha_etcdops_change *ch, const char *name_or_id,
+				 uint64_t deadline_us, struct kha_etcd_cluster_report *rep,
+				 struct kha_diag *d) KHA_WUR;
+/* Whether rep has a learner that has not started (it has no name yet). */
+bool kha_etcdops_change_unstarted_learner(const struct kha_etcd_cluster_report *rep);
+
+/*
+ * Records (name) or forgets (NULL) the name member id was added with (see
+ * kha_etcdops_member_name_record). 0 or a negative errno; callers treat a failure as a note.
+ */
+int kha_etcdops_change_name(const struct kha_etcdops_change *ch, uint64_t id, const char *name,
+			    struct kha_diag *d) KHA_WUR;
+
+/*
+ * Adds a member with peer_urls (a learner when learner), named name in *ret_start (the flags
+ * it must start with); *ret_member gets its entry. etcd's "unhealthy cluster" refusal (its
+ * leader has not seen every voter for 5 s) is retried for 15 s with progress; an answer that
+ * was lost (timeout, reset, "leader changed") is looked up in the member list before it
+ * counts as a failure, and the change is tried 3 times, waiting for a live leader in between.
+ * Returns 0, -EBADMSG when the member list lacks the new member, or the error of the add.
+ */
+int kha_etcdops_change_add(const struct kha_etcdops_change *ch, const char *const *peer_urls,
+			   size_t n_peer_urls, const char *name, bool learner,
+			   struct kha_etcd_member *ret_member,
+			   struct kha_etcdops_member_start *ret_start, struct kha_diag *d) KHA_WUR;
+
+/* Removes member id with the retries of kha_etcdops_change_add. Returns 0 or the error. */
+int kha_etcdops_change_remove(const struct kha_etcdops_change *ch, uint64_t id,
+			      struct kha_diag *d) KHA_WUR;
 
 /* ==== consistency: the members' KV hashes at one revision ================================= */
 
-enum kha_consistency_state {
-	KHA_CONSISTENCY_MEMBER_OK,	     /* in the agreeing majority */
-	KHA_CONSISTENCY_MEMBER_DIVERGED,     /* its hash differs from the majority's */
-	KHA_CONSISTENCY_MEMBER_UNREACHABLE,  /* no status */
-	KHA_CONSISTENCY_MEMBER_ERROR,	     /* HashKV failed (compacted meanwhile, timeout...) */
-	KHA_CONSISTENCY_MEMBER_NOT_COMPARED, /* answered, but for another compact revision */
+enum kha_etcdops_consistency_state {
+	KHA_ETCDOPS_CONSISTENCY_MEMBER_OK,	    /* in the agreeing majority */
+	KHA_ETCDOPS_CONSISTENCY_MEMBER_DIVERGED,    /* its hash differs from the majority's */
+	KHA_ETCDOPS_CONSISTENCY_MEMBER_UNREACHABLE, /* no status */
+	KHA_ETCDOPS_CONSISTENCY_MEMBER_ERROR, /* HashKV failed (compacted meanwhile, timeout...) */
+	KHA_ETCDOPS_CONSISTENCY_MEMBER_NOT_COMPARED, /* answered, but for another compact revision */
 };
-const char *kha_consistency_state_name(enum kha_consistency_state s);
+const char *kha_etcdops_consistency_state_name(enum kha_etcdops_consistency_state s);
 
-struct kha_consistency_member {
+struct kha_etcdops_consistency_member {
 	uint64_t id;
 	char name[64];
 	char endpoint[256];
@@ -194,42 +282,42 @@ struct kha_consistency_member {
 	char error[256];
 	uint32_t hash;
 	int64_t compact_revision;
-	int64_t hash_revision;		  /* 0 when the member does not say (etcd < 3.5.?) */
-	enum kha_consistency_state state; /* set by kha_consistency_compare */
+	int64_t hash_revision; /* 0 when the member does not say (etcd < 3.5.?) */
+	enum kha_etcdops_consistency_state state; /* set by kha_etcdops_consistency_compare */
 };
 
-enum kha_consistency_verdict {
-	KHA_CONSISTENT,		    /* every member answered the same hash (exit 0) */
-	KHA_CONSISTENCY_INCOMPLETE, /* those that answered agree; some could not be checked (1) */
-	KHA_CONSISTENCY_RETRY,	    /* compaction moved between the probes: not comparable (1) */
-	KHA_CONSISTENCY_DIVERGED,   /* a member's data differs (exit 2) */
-	KHA_CONSISTENCY_UNKNOWN,    /* no member could be checked */
+enum kha_etcdops_consistency_verdict {
+	KHA_ETCDOPS_CONSISTENCY_CONSISTENT, /* every member answered the same hash (exit 0) */
+	KHA_ETCDOPS_CONSISTENCY_INCOMPLETE, /* those that answered agree; some could not be checked (1) */
+	KHA_ETCDOPS_CONSISTENCY_RETRY, /* compaction moved between the probes: not comparable (1) */
+	KHA_ETCDOPS_CONSISTENCY_DIVERGED, /* a member's data differs (exit 2) */
+	KHA_ETCDOPS_CONSISTENCY_UNKNOWN,  /* no member could be checked */
 };
-const char *kha_consistency_verdict_name(enum kha_consistency_verdict v);
+const char *kha_etcdops_consistency_verdict_name(enum kha_etcdops_consistency_verdict v);
 
-struct kha_consistency_report {
-	int64_t revision;			/* the common revision compared */
-	int64_t compact_revision;		/* of the compared members */
-	struct kha_consistency_member *members; /* owned */
+struct kha_etcdops_consistency_report {
+	int64_t revision;				/* the common revision compared */
+	int64_t compact_revision;			/* of the compared members */
+	struct kha_etcdops_consistency_member *members; /* owned */
 	size_t n_members;
-	enum kha_consistency_verdict verdict;
+	enum kha_etcdops_consistency_verdict verdict;
 	size_t compared;   /* members whose hash was compared */
 	size_t agreeing;   /* in the majority */
 	uint32_t hash;	   /* the majority's hash (valid when agreeing > 0) */
 	unsigned attempts; /* probes made (compaction can force a retry) */
 	char summary[384];
 };
-void kha_consistency_report_release(struct kha_consistency_report *r);
+void kha_etcdops_consistency_report_release(struct kha_etcdops_consistency_report *r);
 
 /*
  * The comparison (pure): members that answered HashKV for the same compact revision (and,
  * when they say, for revision itself) are grouped by hash; the largest group, when strictly
  * larger than every other, is the majority and the rest diverge; a tie diverges everyone.
- * Different compact revisions among the answers give KHA_CONSISTENCY_RETRY. Sets each
+ * Different compact revisions among the answers give KHA_ETCDOPS_CONSISTENCY_RETRY. Sets each
  * member's state, and the report's verdict, counts, hash and summary; r->members and
  * r->revision must be set.
  */
-void kha_consistency_compare(struct kha_consistency_report *r);
+void kha_etcdops_consistency_compare(struct kha_etcdops_consistency_report *r);
 
 /*
  * The whole check: every member's status in parallel, the lowest current revision among the
@@ -238,8 +326,9 @@ void kha_consistency_compare(struct kha_consistency_report *r);
  * attempts). member_timeout_us bounds each probe (0 = the command timeout). Returns 0 with
  * the verdict in *ret, or the error when the member list could not be had at all.
  */
-int kha_consistency_check(const struct kha_etcd_config *cfg, uint64_t member_timeout_us,
-			  struct kha_consistency_report *ret, struct kha_diag *d) KHA_WUR;
+int kha_etcdops_consistency_check(const struct kha_etcd_config *cfg, uint64_t member_timeout_us,
+				  struct kha_etcdops_consistency_report *ret,
+				  struct kha_diag *d) KHA_WUR;
 
 /* ==== rolling defragmentation =============================================================== */
 
@@ -248,16 +337,17 @@ int kha_consistency_check(const struct kha_etcd_config *cfg, uint64_t member_tim
  * defragmentation stalls the member that drives the writes; done last, a hiccup there is
  * the only one). Pure: fills order[0..rep->n_members) with indexes into rep->members.
  */
-void kha_defrag_order(const struct kha_etcd_cluster_report *rep, size_t *order);
+void kha_etcdops_defrag_order(const struct kha_etcd_cluster_report *rep, size_t *order);
 
 /*
  * Whether the cluster is fit for the next member's defragmentation: every member answers,
  * quorum holds and the members agree on a leader (alarms do not count: NOSPACE is what
  * defragmentation cures). Pure; reason (may be NULL) says why not.
  */
-bool kha_defrag_cluster_ready(const struct kha_etcd_cluster_report *rep, char *reason, size_t size);
+bool kha_etcdops_defrag_cluster_ready(const struct kha_etcd_cluster_report *rep, char *reason,
+				      size_t size);
 
-struct kha_defrag_member {
+struct kha_etcdops_defrag_member {
 	uint64_t id;
 	char name[64];
 	char endpoint[256];
@@ -272,36 +362,38 @@ struct kha_defrag_member {
 	uint64_t settle_us;   /* waiting for the cluster to be ready again */
 };
 
-struct kha_defrag_report {
-	struct kha_defrag_member *members; /* owned, in the order they were (to be) processed */
+struct kha_etcdops_defrag_report {
+	struct kha_etcdops_defrag_member
+		*members; /* owned, in the order they were (to be) processed */
 	size_t n_members;
 	int64_t reclaimed;  /* sum of size_before - size_after of the members done */
 	bool nospace_alarm; /* a NOSPACE alarm was active before: disarm it now */
 };
-void kha_defrag_report_release(struct kha_defrag_report *r);
+void kha_etcdops_defrag_report_release(struct kha_etcdops_defrag_report *r);
 
-typedef void (*kha_defrag_progress_fn)(void *userdata, const struct kha_defrag_member *m,
-				       const char *what);
+typedef void (*kha_etcdops_defrag_progress_fn)(void *userdata,
+					       const struct kha_etcdops_defrag_member *m,
+					       const char *what);
 
-struct kha_defrag_opts {
+struct kha_etcdops_defrag_opts {
 	const struct kha_etcd_config *cfg;
 	const char *member;	    /* only this member (name or hex id); NULL = all, rolling */
 	uint64_t defrag_timeout_us; /* one member's defragmentation (0 = 5 min) */
 	uint64_t settle_timeout_us; /* the cluster ready again after it (0 = 1 min) */
 	bool force;		    /* start even when the cluster is not ready */
 	const volatile sig_atomic_t *cancel;
-	kha_defrag_progress_fn progress;
+	kha_etcdops_defrag_progress_fn progress;
 	void *userdata;
 };
 
 /*
- * Defragments the members one at a time in kha_defrag_order, checking that the cluster is
+ * Defragments the members one at a time in kha_etcdops_defrag_order, checking that the cluster is
  * ready before each and waiting (up to settle_timeout_us) until it is again after each; stops
  * at the first failure. Returns 0 when every member was done, -EAGAIN when the cluster was not
  * ready at the start (diag says why; nothing done), -ETIMEDOUT when it did not settle, or the
  * member's error; *ret holds what was done either way (release it).
  */
-int kha_defrag_rolling(const struct kha_defrag_opts *o, struct kha_defrag_report *ret,
-		       struct kha_diag *d) KHA_WUR;
+int kha_etcdops_defrag_rolling(const struct kha_etcdops_defrag_opts *o,
+			       struct kha_etcdops_defrag_report *ret, struct kha_diag *d) KHA_WUR;
 
 #endif

@@ -69,17 +69,6 @@ static bool is_ip(const char *host)
 	return inet_pton(AF_INET, host, a) == 1 || inet_pton(AF_INET6, host, a) == 1;
 }
 
-bool kha_audit_cert_has_host(X509 *cert, const char *host)
-{
-	if (!cert || !host || !*host)
-		return false;
-	if (is_ip(host))
-		return X509_check_ip_asc(cert, host, 0) == 1;
-	/* SANs only: a CN is not a name modern clients (Go's crypto/tls) accept */
-	return X509_check_host(cert, host, strlen(host), X509_CHECK_FLAG_NEVER_CHECK_SUBJECT,
-			       NULL) == 1;
-}
-
 /* Whether a SAN can go on a command line as it is (no quoting needed). */
 static bool plain_san(const char *s)
 {
@@ -111,7 +100,7 @@ int kha_audit_check_cert(const char *check, const char *addr, X509 *cert, const 
 				 : "check that the apiserver runs and listens there",
 			NULL, NULL);
 	}
-	if (kha_audit_cert_has_host(cert, entry_host)) {
+	if (kha_certs_has_san(cert, entry_host)) {
 		snprintf(finding, sizeof(finding),
 			 "the certificate %s presents carries the entry %s in its SANs", addr,
 			 entry_host);

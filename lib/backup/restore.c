@@ -61,6 +61,22 @@ static void tail_of(const char *path, char *buf, size_t size)
 	snprintf(buf, size, "%.*s", (int)(len - start), text + start);
 }
 
+int kha_restore_check_member(const struct kha_restore_opts *o, struct kha_diag *d)
+{
+	size_t nl = strlen(o->name), ul = strcspn(o->initial_advertise_peer_urls, ",");
+
+	for (const char *p = o->initial_cluster; p && *p;) {
+		size_t el = strcspn(p, ",");
+
+		if (el == nl + 1 + ul && strncmp(p, o->name, nl) == 0 && p[nl] == '=' &&
+		    strncmp(p + nl + 1, o->initial_advertise_peer_urls, ul) == 0)
+			return 0;
+		p = p[el] ? p + el + 1 : NULL;
+	}
+	return kha_diag_set(d, EINVAL, "--initial-cluster must list %s=%.*s (this member)", o->name,
+			    (int)ul, o->initial_advertise_peer_urls);
+}
+
 int kha_restore_find_tool(const char *path, struct kha_restore_tool *ret, struct kha_diag *d)
 {
 	struct kha_restore_tool t = {};

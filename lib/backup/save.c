@@ -452,6 +452,75 @@ static int stream(struct sink *s, uint64_t db_size, struct kha_snapshot_save_res
 	return r > 0 ? -EPROTO : r;
 }
 
+/*
+ * The bbolt structure of what was written (len bytes of raw, the hash included), through a
+ * mapping left in *ret_map for the compression. Fills res->info.
+ */
+static int verify_written(struct kha_atomic_file *raw, size_t len, const char *ep,
+			  struct kha_snapshot_save_result *res, void **ret_map, struct kha_diag *d)
+{
+	void *map = mmap(NULL, len, PROT_READ, MAP_SHARED, raw->fd, 0);
+	int r;
+
+	if (map == MAP_FAILED)
+		return kha_diag_set(d, errno, "%s: mmap: %s", raw->tmp_path, strerror(errno));
+	*ret_map = map;
+	r = kha_snapshot_check_db(map, len - KHA_SNAPSHOT_HASH_LEN, &res->info, d);
+	if (r < 0) {
+		kha_diag_prefix(d, "etcd %s: snapshot: database", ep);
+		return r;
+	}
+	res->info.has_hash = true;
+	res->info.file_size = len;
+	return 0;
+}
+
+static int cancelled(const struct kha_snapshot_save_opts *o, struct kha_diag *d)
+{
+	return o->cancel && *o->cancel ? kha_diag_set(d, ECANCELED, "interrupted") : 0;
+}
+
+/*
+ * The verified file into place at final_path: compressed into packed from the mapping, or raw
+ * renamed. Unmaps *map (set to MAP_FAILED). On failure the caller aborts both files.
+ */
+static int commit(const struct kha_snapshot_save_opts *o, struct kha_atomic_file *raw,
+		  struct kha_atomic_file *packed, void **map, size_t map_len,
+		  const char *final_path, struct kha_snapshot_save_result *res, struct kha_diag *d)
+{
+	uint64_t t0 = kha_now_us();
+	struct stat st;
+	int r;
+
+	if (!o->compress) {
+		munmap(*map, map_len);
+		*map = MAP_FAILED;
+		r = set_target(raw, final_path, d);
+		return r < 0 ? r : kha_atomic_file_commit(raw, d);
+	}
+	r = kha_atomic_file_open(packed, final_path, o->mode ? o->mode : 0600, d);
+	if (r < 0)
+		return r;
+	r = compress_into(*map, map_len, o->compress_level ? o->compress_level : DEFAULT_ZSTD_LEVEL,
+			  packed, d);
+	if (r < 0)
+		return r;
+	if (fstat(packed->fd, &st) == 0)
+		res->info.file_size = (uint64_t)st.st_size;
+	res->info.compressed = true;
+	munmap(*map, map_len);
+	*map = MAP_FAILED;
+	r = cancelled(o, d);
+	if (r < 0)
+		return r;
+	r = kha_atomic_file_commit(packed, d);
+	kha_atomic_file_abort(raw);
+	if (r < 0)
+		return r;
+	res->compress_us = kha_now_us() - t0;
+	return 0;
+}
+
 int kha_snapshot_save(const struct kha_snapshot_save_opts *o, struct kha_snapshot_save_result *ret,
 		      struct kha_diag *d)
 {
@@ -499,20 +568,10 @@ int kha_snapshot_save(const struct kha_snapshot_save_opts *o, struct kha_snapsho
 	t1 = kha_now_us();
 	res.stream_us = t1 - t0;
 
-	/* the structure, through a mapping of what was written */
 	map_len = (size_t)(s.written + KHA_SNAPSHOT_HASH_LEN);
-	map = mmap(NULL, map_len, PROT_READ, MAP_SHARED, raw.fd, 0);
-	if (map == MAP_FAILED) {
-		r = kha_diag_set(d, errno, "%s: mmap: %s", raw.tmp_path, strerror(errno));
+	r = verify_written(&raw, map_len, ep, &res, &map, d);
+	if (r < 0)
 		goto fail;
-	}
-	r = kha_snapshot_check_db(map, (size_t)s.written, &res.info, d);
-	if (r < 0) {
-		kha_diag_prefix(d, "etcd %s: snapshot: database", ep);
-		goto fail;
-	}
-	res.info.has_hash = true;
-	res.info.file_size = map_len;
 	res.verify_us = kha_now_us() - t1;
 
 	snprintf(final_path, sizeof(final_path), "%s", o->path);
@@ -523,45 +582,12 @@ int kha_snapshot_save(const struct kha_snapshot_save_opts *o, struct kha_snapsho
 			goto fail;
 		}
 	}
-	if (o->cancel && *o->cancel) {
-		r = kha_diag_set(d, ECANCELED, "interrupted");
+	r = cancelled(o, d);
+	if (r < 0)
 		goto fail;
-	}
-	if (o->compress) {
-		uint64_t t2 = kha_now_us();
-		struct stat st;
-
-		r = kha_atomic_file_open(&packed, final_path, o->mode ? o->mode : 0600, d);
-		if (r < 0)
-			goto fail;
-		r = compress_into(map, map_len,
-				  o->compress_level ? o->compress_level : DEFAULT_ZSTD_LEVEL,
-				  &packed, d);
-		if (r < 0)
-			goto fail;
-		if (fstat(packed.fd, &st) == 0)
-			res.info.file_size = (uint64_t)st.st_size;
-		res.info.compressed = true;
-		munmap(map, map_len);
-		map = MAP_FAILED;
-		if (o->cancel && *o->cancel) {
-			r = kha_diag_set(d, ECANCELED, "interrupted");
-			goto fail;
-		}
-		r = kha_atomic_file_commit(&packed, d);
-		kha_atomic_file_abort(&raw);
-		if (r < 0)
-			goto fail;
-		res.compress_us = kha_now_us() - t2;
-	} else {
-		munmap(map, map_len);
-		map = MAP_FAILED;
-		r = set_target(&raw, final_path, d);
-		if (r == 0)
-			r = kha_atomic_file_commit(&raw, d);
-		if (r < 0)
-			goto fail;
-	}
+	r = commit(o, &raw, &packed, &map, map_len, final_path, &res, d);
+	if (r < 0)
+		goto fail;
 	snprintf(res.path, sizeof(res.path), "%s", final_path);
 	res.total_us = kha_now_us() - t0;
 	EVP_MD_CTX_free(s.sha);

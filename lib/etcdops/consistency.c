@@ -15,41 +15,41 @@
 
 #define ATTEMPTS 3
 
-const char *kha_consistency_state_name(enum kha_consistency_state s)
+const char *kha_etcdops_consistency_state_name(enum kha_etcdops_consistency_state s)
 {
 	switch (s) {
-	case KHA_CONSISTENCY_MEMBER_OK:
+	case KHA_ETCDOPS_CONSISTENCY_MEMBER_OK:
 		return "ok";
-	case KHA_CONSISTENCY_MEMBER_DIVERGED:
+	case KHA_ETCDOPS_CONSISTENCY_MEMBER_DIVERGED:
 		return "diverged";
-	case KHA_CONSISTENCY_MEMBER_UNREACHABLE:
+	case KHA_ETCDOPS_CONSISTENCY_MEMBER_UNREACHABLE:
 		return "unreachable";
-	case KHA_CONSISTENCY_MEMBER_ERROR:
+	case KHA_ETCDOPS_CONSISTENCY_MEMBER_ERROR:
 		return "error";
-	case KHA_CONSISTENCY_MEMBER_NOT_COMPARED:
+	case KHA_ETCDOPS_CONSISTENCY_MEMBER_NOT_COMPARED:
 		return "not-compared";
 	}
 	return "?";
 }
 
-const char *kha_consistency_verdict_name(enum kha_consistency_verdict v)
+const char *kha_etcdops_consistency_verdict_name(enum kha_etcdops_consistency_verdict v)
 {
 	switch (v) {
-	case KHA_CONSISTENT:
+	case KHA_ETCDOPS_CONSISTENCY_CONSISTENT:
 		return "consistent";
-	case KHA_CONSISTENCY_INCOMPLETE:
+	case KHA_ETCDOPS_CONSISTENCY_INCOMPLETE:
 		return "incomplete";
-	case KHA_CONSISTENCY_RETRY:
+	case KHA_ETCDOPS_CONSISTENCY_RETRY:
 		return "retry";
-	case KHA_CONSISTENCY_DIVERGED:
+	case KHA_ETCDOPS_CONSISTENCY_DIVERGED:
 		return "diverged";
-	case KHA_CONSISTENCY_UNKNOWN:
+	case KHA_ETCDOPS_CONSISTENCY_UNKNOWN:
 		return "unknown";
 	}
 	return "?";
 }
 
-void kha_consistency_report_release(struct kha_consistency_report *r)
+void kha_etcdops_consistency_report_release(struct kha_etcdops_consistency_report *r)
 {
 	if (!r)
 		return;
@@ -57,14 +57,14 @@ void kha_consistency_report_release(struct kha_consistency_report *r)
 	memset(r, 0, sizeof(*r));
 }
 
-static const char *label(const struct kha_consistency_member *m)
+static const char *label(const struct kha_etcdops_consistency_member *m)
 {
 	return m->name[0] ? m->name : m->endpoint;
 }
 
 /* Appends the names of members in state s: " (etcd-1, etcd-2)". */
-static void names_in(char *buf, size_t size, const struct kha_consistency_report *r,
-		     enum kha_consistency_state s)
+static void names_in(char *buf, size_t size, const struct kha_etcdops_consistency_report *r,
+		     enum kha_etcdops_consistency_state s)
 {
 	size_t o = 0;
 
@@ -75,9 +75,9 @@ static void names_in(char *buf, size_t size, const struct kha_consistency_report
 					      label(&r->members[i]));
 }
 
-void kha_consistency_compare(struct kha_consistency_report *r)
+void kha_etcdops_consistency_compare(struct kha_etcdops_consistency_report *r)
 {
-	struct kha_consistency_member *m = r->members;
+	struct kha_etcdops_consistency_member *m = r->members;
 	size_t n = r->n_members, best = 0, best_count = 0, unchecked = 0;
 	bool tie = false, compact_differs = false;
 	int64_t compact = 0;
@@ -89,18 +89,18 @@ void kha_consistency_compare(struct kha_consistency_report *r)
 	/* who can be compared at all */
 	for (size_t i = 0; i < n; i++) {
 		if (!m[i].reachable) {
-			m[i].state = KHA_CONSISTENCY_MEMBER_UNREACHABLE;
+			m[i].state = KHA_ETCDOPS_CONSISTENCY_MEMBER_UNREACHABLE;
 			unchecked++;
 		} else if (m[i].hash_r != 0 ||
 			   (m[i].hash_revision && m[i].hash_revision != r->revision)) {
-			m[i].state = KHA_CONSISTENCY_MEMBER_ERROR;
+			m[i].state = KHA_ETCDOPS_CONSISTENCY_MEMBER_ERROR;
 			if (m[i].hash_r == 0)
 				snprintf(m[i].error, sizeof(m[i].error),
 					 "hashed revision %" PRId64 " instead of %" PRId64,
 					 m[i].hash_revision, r->revision);
 			unchecked++;
 		} else {
-			m[i].state = KHA_CONSISTENCY_MEMBER_OK;
+			m[i].state = KHA_ETCDOPS_CONSISTENCY_MEMBER_OK;
 			if (!have_compact) {
 				compact = m[i].compact_revision;
 				have_compact = true;
@@ -112,9 +112,9 @@ void kha_consistency_compare(struct kha_consistency_report *r)
 	r->compact_revision = compact;
 	if (compact_differs) {
 		for (size_t i = 0; i < n; i++)
-			if (m[i].state == KHA_CONSISTENCY_MEMBER_OK)
-				m[i].state = KHA_CONSISTENCY_MEMBER_NOT_COMPARED;
-		r->verdict = KHA_CONSISTENCY_RETRY;
+			if (m[i].state == KHA_ETCDOPS_CONSISTENCY_MEMBER_OK)
+				m[i].state = KHA_ETCDOPS_CONSISTENCY_MEMBER_NOT_COMPARED;
+		r->verdict = KHA_ETCDOPS_CONSISTENCY_RETRY;
 		snprintf(r->summary, sizeof(r->summary),
 			 "not comparable: the members answered for different compact revisions "
 			 "(a compaction was being applied); run the check again");
@@ -124,11 +124,12 @@ void kha_consistency_compare(struct kha_consistency_report *r)
 	for (size_t i = 0; i < n; i++) {
 		size_t count = 0;
 
-		if (m[i].state != KHA_CONSISTENCY_MEMBER_OK)
+		if (m[i].state != KHA_ETCDOPS_CONSISTENCY_MEMBER_OK)
 			continue;
 		r->compared++;
 		for (size_t j = 0; j < n; j++)
-			if (m[j].state == KHA_CONSISTENCY_MEMBER_OK && m[j].hash == m[i].hash)
+			if (m[j].state == KHA_ETCDOPS_CONSISTENCY_MEMBER_OK &&
+			    m[j].hash == m[i].hash)
 				count++;
 		if (count > best_count) {
 			best_count = count;
@@ -139,16 +140,16 @@ void kha_consistency_compare(struct kha_consistency_report *r)
 		}
 	}
 	if (r->compared == 0) {
-		r->verdict = KHA_CONSISTENCY_UNKNOWN;
+		r->verdict = KHA_ETCDOPS_CONSISTENCY_UNKNOWN;
 		snprintf(r->summary, sizeof(r->summary),
 			 "unknown: no member could be checked at revision %" PRId64, r->revision);
 		return;
 	}
 	if (tie) {
 		for (size_t i = 0; i < n; i++)
-			if (m[i].state == KHA_CONSISTENCY_MEMBER_OK)
-				m[i].state = KHA_CONSISTENCY_MEMBER_DIVERGED;
-		r->verdict = KHA_CONSISTENCY_DIVERGED;
+			if (m[i].state == KHA_ETCDOPS_CONSISTENCY_MEMBER_OK)
+				m[i].state = KHA_ETCDOPS_CONSISTENCY_MEMBER_DIVERGED;
+		r->verdict = KHA_ETCDOPS_CONSISTENCY_DIVERGED;
 		snprintf(r->summary, sizeof(r->summary),
 			 "DIVERGED: the members disagree at revision %" PRId64
 			 " and no majority tells which is right",
@@ -157,16 +158,16 @@ void kha_consistency_compare(struct kha_consistency_report *r)
 	}
 	r->hash = m[best].hash;
 	for (size_t i = 0; i < n; i++) {
-		if (m[i].state != KHA_CONSISTENCY_MEMBER_OK)
+		if (m[i].state != KHA_ETCDOPS_CONSISTENCY_MEMBER_OK)
 			continue;
 		if (m[i].hash == r->hash)
 			r->agreeing++;
 		else
-			m[i].state = KHA_CONSISTENCY_MEMBER_DIVERGED;
+			m[i].state = KHA_ETCDOPS_CONSISTENCY_MEMBER_DIVERGED;
 	}
 	if (r->agreeing < r->compared) {
-		names_in(who, sizeof(who), r, KHA_CONSISTENCY_MEMBER_DIVERGED);
-		r->verdict = KHA_CONSISTENCY_DIVERGED;
+		names_in(who, sizeof(who), r, KHA_ETCDOPS_CONSISTENCY_MEMBER_DIVERGED);
+		r->verdict = KHA_ETCDOPS_CONSISTENCY_DIVERGED;
 		snprintf(r->summary, sizeof(r->summary),
 			 "DIVERGED: %s differ%s from the other %zu member%s at revision %" PRId64
 			 " (replace %s from a healthy member: kha etcd member replace)",
@@ -178,16 +179,16 @@ void kha_consistency_compare(struct kha_consistency_report *r)
 	if (unchecked) {
 		char err[256];
 
-		names_in(who, sizeof(who), r, KHA_CONSISTENCY_MEMBER_UNREACHABLE);
-		names_in(err, sizeof(err), r, KHA_CONSISTENCY_MEMBER_ERROR);
-		r->verdict = KHA_CONSISTENCY_INCOMPLETE;
+		names_in(who, sizeof(who), r, KHA_ETCDOPS_CONSISTENCY_MEMBER_UNREACHABLE);
+		names_in(err, sizeof(err), r, KHA_ETCDOPS_CONSISTENCY_MEMBER_ERROR);
+		r->verdict = KHA_ETCDOPS_CONSISTENCY_INCOMPLETE;
 		snprintf(r->summary, sizeof(r->summary),
 			 "incomplete: %zu/%zu members agree at revision %" PRId64
 			 "; not checked: %s%s%s",
 			 r->agreeing, n, r->revision, who, who[0] && err[0] ? ", " : "", err);
 		return;
 	}
-	r->verdict = KHA_CONSISTENT;
+	r->verdict = KHA_ETCDOPS_CONSISTENCY_CONSISTENT;
 	snprintf(r->summary, sizeof(r->summary),
 		 "consistent: %zu/%zu members have the same data at revision %" PRId64
 		 " (hash %08x)",
@@ -198,7 +199,7 @@ void kha_consistency_compare(struct kha_consistency_report *r)
 
 struct hash_probe {
 	const struct kha_etcd_config *cfg;
-	struct kha_consistency_member *m;
+	struct kha_etcdops_consistency_member *m;
 	int64_t revision;
 	uint64_t timeout_us;
 	pthread_t thread;
@@ -234,7 +235,7 @@ static void *hash_run(void *arg)
 }
 
 /* HashKV of every reachable member at revision (0: each one's current), in parallel. */
-static void hash_all(const struct kha_etcd_config *cfg, struct kha_consistency_report *out,
+static void hash_all(const struct kha_etcd_config *cfg, struct kha_etcdops_consistency_report *out,
 		     struct hash_probe *probes, int64_t revision, uint64_t timeout_us,
 		     bool *ret_compacted)
 {
@@ -261,7 +262,7 @@ static void hash_all(const struct kha_etcd_config *cfg, struct kha_consistency_r
 	}
 }
 
-static bool none_hashed(const struct kha_consistency_report *r)
+static bool none_hashed(const struct kha_etcdops_consistency_report *r)
 {
 	for (size_t i = 0; i < r->n_members; i++)
 		if (r->members[i].reachable && r->members[i].hash_r == 0)
@@ -269,7 +270,7 @@ static bool none_hashed(const struct kha_consistency_report *r)
 	return true;
 }
 
-static int64_t first_hashed_revision(const struct kha_consistency_report *r)
+static int64_t first_hashed_revision(const struct kha_etcdops_consistency_report *r)
 {
 	for (size_t i = 0; i < r->n_members; i++)
 		if (r->members[i].reachable && r->members[i].hash_r == 0)
@@ -278,7 +279,7 @@ static int64_t first_hashed_revision(const struct kha_consistency_report *r)
 }
 
 /* Whether every member that answered hashed the same revision (else: a write came between). */
-static bool same_hashed_revision(const struct kha_consistency_report *r)
+static bool same_hashed_revision(const struct kha_etcdops_consistency_report *r)
 {
 	int64_t first = first_hashed_revision(r);
 
@@ -290,7 +291,8 @@ static bool same_hashed_revision(const struct kha_consistency_report *r)
 }
 
 static int one_attempt(const struct kha_etcd_config *cfg, uint64_t timeout_us,
-		       struct kha_consistency_report *out, bool *ret_compacted, struct kha_diag *d)
+		       struct kha_etcdops_consistency_report *out, bool *ret_compacted,
+		       struct kha_diag *d)
 {
 	struct kha_etcd_cluster_report rep = {};
 	struct hash_probe *probes = NULL;
@@ -311,7 +313,7 @@ static int one_attempt(const struct kha_etcd_config *cfg, uint64_t timeout_us,
 	out->n_members = rep.n_members;
 	for (size_t i = 0; i < rep.n_members; i++) {
 		const struct kha_etcd_member_report *mr = &rep.members[i];
-		struct kha_consistency_member *m = &out->members[i];
+		struct kha_etcdops_consistency_member *m = &out->members[i];
 
 		m->id = mr->member.id;
 		m->is_learner = mr->member.is_learner;
@@ -345,14 +347,14 @@ static int one_attempt(const struct kha_etcd_config *cfg, uint64_t timeout_us,
 		*ret_compacted = !same_hashed_revision(out);
 	}
 	free(probes);
-	kha_consistency_compare(out);
+	kha_etcdops_consistency_compare(out);
 	return 0;
 }
 
-int kha_consistency_check(const struct kha_etcd_config *cfg, uint64_t member_timeout_us,
-			  struct kha_consistency_report *ret, struct kha_diag *d)
+int kha_etcdops_consistency_check(const struct kha_etcd_config *cfg, uint64_t member_timeout_us,
+				  struct kha_etcdops_consistency_report *ret, struct kha_diag *d)
 {
-	struct kha_consistency_report rep = {};
+	struct kha_etcdops_consistency_report rep = {};
 	bool compacted = false;
 	int r = 0;
 
@@ -360,17 +362,17 @@ int kha_consistency_check(const struct kha_etcd_config *cfg, uint64_t member_tim
 		member_timeout_us = cfg->command_timeout_us ? cfg->command_timeout_us
 							    : KHA_ETCD_DEFAULT_COMMAND_TIMEOUT_US;
 	for (unsigned a = 1; a <= ATTEMPTS; a++) {
-		kha_consistency_report_release(&rep);
+		kha_etcdops_consistency_report_release(&rep);
 		r = one_attempt(cfg, member_timeout_us, &rep, &compacted, d);
 		rep.attempts = a;
 		if (r < 0)
 			break;
 		/* a compaction overtook the common revision, or moved meanwhile: again */
-		if (!compacted && rep.verdict != KHA_CONSISTENCY_RETRY)
+		if (!compacted && rep.verdict != KHA_ETCDOPS_CONSISTENCY_RETRY)
 			break;
 	}
 	if (r < 0) {
-		kha_consistency_report_release(&rep);
+		kha_etcdops_consistency_report_release(&rep);
 		return r;
 	}
 	*ret = rep;

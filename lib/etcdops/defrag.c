@@ -24,7 +24,7 @@ static int rank(const struct kha_etcd_cluster_report *rep, size_t i)
 	return m->member.is_learner ? 0 : 1;
 }
 
-void kha_defrag_order(const struct kha_etcd_cluster_report *rep, size_t *order)
+void kha_etcdops_defrag_order(const struct kha_etcd_cluster_report *rep, size_t *order)
 {
 	size_t k = 0;
 
@@ -35,7 +35,8 @@ void kha_defrag_order(const struct kha_etcd_cluster_report *rep, size_t *order)
 				order[k++] = i;
 }
 
-bool kha_defrag_cluster_ready(const struct kha_etcd_cluster_report *rep, char *reason, size_t size)
+bool kha_etcdops_defrag_cluster_ready(const struct kha_etcd_cluster_report *rep, char *reason,
+				      size_t size)
 {
 	char buf[256];
 
@@ -65,7 +66,7 @@ bool kha_defrag_cluster_ready(const struct kha_etcd_cluster_report *rep, char *r
 	return true;
 }
 
-void kha_defrag_report_release(struct kha_defrag_report *r)
+void kha_etcdops_defrag_report_release(struct kha_etcdops_defrag_report *r)
 {
 	if (!r)
 		return;
@@ -73,38 +74,48 @@ void kha_defrag_report_release(struct kha_defrag_report *r)
 	memset(r, 0, sizeof(*r));
 }
 
-static void say(const struct kha_defrag_opts *o, const struct kha_defrag_member *m,
+static void say(const struct kha_etcdops_defrag_opts *o, const struct kha_etcdops_defrag_member *m,
 		const char *what)
 {
 	if (o->progress)
 		o->progress(o->userdata, m, what);
 }
 
-/* Waits until the cluster is ready again; returns 0, -ETIMEDOUT or -ECANCELED. */
-static int settle(const struct kha_defrag_opts *o, uint64_t timeout_us, char *why, size_t size)
+struct settling {
+	const struct kha_etcdops_defrag_opts *o;
+	char *why;
+	size_t size;
+};
+
+static int settle_poll(void *userdata, char *text, size_t size)
 {
-	uint64_t end = kha_now_us() + timeout_us;
+	struct settling *s = userdata;
+	struct kha_etcd_cluster_report rep = {};
+	struct kha_diag d = {};
+	bool ready = false;
 
-	for (;;) {
-		struct kha_etcd_cluster_report rep = {};
-		struct kha_diag d = {};
-		bool ready = false;
-
-		if (kha_etcd_cluster_report(o->cfg, 0, 0, &rep, &d) == 0)
-			ready = kha_defrag_cluster_ready(&rep, why, size);
-		else
-			snprintf(why, size, "%s", d.msg);
-		kha_etcd_cluster_report_release(&rep);
-		if (ready)
-			return 0;
-		if (kha_now_us() >= end)
-			return -ETIMEDOUT;
-		if (kha_sleep_us(POLL_US, o->cancel) < 0)
-			return -ECANCELED;
-	}
+	(void)text;
+	(void)size;
+	if (kha_etcd_cluster_report(s->o->cfg, 0, 0, &rep, &d) == 0)
+		ready = kha_etcdops_defrag_cluster_ready(&rep, s->why, s->size);
+	else
+		snprintf(s->why, s->size, "%s", d.msg);
+	kha_etcd_cluster_report_release(&rep);
+	return ready;
 }
 
-static int member_status(const struct kha_defrag_opts *o, const char *endpoint,
+/* Waits until the cluster is ready again; returns 0, -ETIMEDOUT or -ECANCELED. */
+static int settle(const struct kha_etcdops_defrag_opts *o, uint64_t timeout_us, char *why,
+		  size_t size)
+{
+	struct settling s = {.o = o, .why = why, .size = size};
+	int r = kha_etcdops_wait(kha_now_us() + timeout_us, POLL_US, o->cancel, settle_poll, &s,
+				 NULL, NULL);
+
+	return r > 0 ? 0 : r;
+}
+
+static int member_status(const struct kha_etcdops_defrag_opts *o, const char *endpoint,
 			 struct kha_etcd_status *st, struct kha_diag *d)
 {
 	kha_auto(kha_etcd_freep) struct kha_etcd *c = NULL;
@@ -113,7 +124,7 @@ static int member_status(const struct kha_defrag_opts *o, const char *endpoint,
 	return r < 0 ? r : kha_etcd_status(c, st, d);
 }
 
-static int defrag_one(const struct kha_defrag_opts *o, struct kha_defrag_member *m,
+static int defrag_one(const struct kha_etcdops_defrag_opts *o, struct kha_etcdops_defrag_member *m,
 		      struct kha_diag *d)
 {
 	kha_auto(kha_etcd_freep) struct kha_etcd *c = NULL;
@@ -148,11 +159,11 @@ static int defrag_one(const struct kha_defrag_opts *o, struct kha_defrag_member 
 	return 0;
 }
 
-int kha_defrag_rolling(const struct kha_defrag_opts *o, struct kha_defrag_report *ret,
-		       struct kha_diag *d)
+int kha_etcdops_defrag_rolling(const struct kha_etcdops_defrag_opts *o,
+			       struct kha_etcdops_defrag_report *ret, struct kha_diag *d)
 {
 	struct kha_etcd_cluster_report rep = {};
-	struct kha_defrag_report out = {};
+	struct kha_etcdops_defrag_report out = {};
 	size_t *order = NULL;
 	char why[384];
 	long only = -1;
@@ -163,12 +174,12 @@ int kha_defrag_rolling(const struct kha_defrag_opts *o, struct kha_defrag_report
 	if (r < 0)
 		return r;
 	if (o->member) {
-		r = kha_member_find(&rep, o->member, d);
+		r = kha_etcdops_member_find(&rep, o->member, d);
 		if (r < 0)
 			goto out;
 		only = r;
 	}
-	if (!kha_defrag_cluster_ready(&rep, why, sizeof(why)) && !o->force) {
+	if (!kha_etcdops_defrag_cluster_ready(&rep, why, sizeof(why)) && !o->force) {
 		r = kha_diag_set(d, EAGAIN, "the cluster is not ready: %s", why);
 		goto out;
 	}
@@ -178,10 +189,10 @@ int kha_defrag_rolling(const struct kha_defrag_opts *o, struct kha_defrag_report
 		r = kha_diag_set(d, ENOMEM, "out of memory");
 		goto out;
 	}
-	kha_defrag_order(&rep, order);
+	kha_etcdops_defrag_order(&rep, order);
 	for (size_t k = 0; k < rep.n_members; k++) {
 		const struct kha_etcd_member_report *mr = &rep.members[order[k]];
-		struct kha_defrag_member *m;
+		struct kha_etcdops_defrag_member *m;
 
 		if (only >= 0 && order[k] != (size_t)only)
 			continue;
@@ -198,7 +209,7 @@ int kha_defrag_rolling(const struct kha_defrag_opts *o, struct kha_defrag_report
 			out.nospace_alarm = true;
 	}
 	for (size_t k = 0; k < out.n_members; k++) {
-		struct kha_defrag_member *m = &out.members[k];
+		struct kha_etcdops_defrag_member *m = &out.members[k];
 		struct kha_diag md = {};
 		uint64_t t0;
 

@@ -13,12 +13,12 @@
 
 #define DEFAULT_LAG 1000
 
-int kha_guard_tolerance(size_t voters, size_t up)
+int kha_etcdops_guard_tolerance(size_t voters, size_t up)
 {
 	return (int)up - (int)(voters / 2 + 1);
 }
 
-static const char *label(char *buf, size_t size, const struct kha_guard_member *m)
+static const char *label(char *buf, size_t size, const struct kha_etcdops_guard_member *m)
 {
 	if (m->name && *m->name)
 		snprintf(buf, size, "%s", m->name);
@@ -32,8 +32,8 @@ static const char *plural(int n)
 	return n == 1 || n == -1 ? "" : "s";
 }
 
-static int KHA_PRINTF(4, 5)
-	refuse(struct kha_guard_verdict *v, const char *rule, bool forceable, const char *fmt, ...)
+static int KHA_PRINTF(4, 5) refuse(struct kha_etcdops_guard_verdict *v, const char *rule,
+				   bool forceable, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -46,7 +46,8 @@ static int KHA_PRINTF(4, 5)
 	return 0;
 }
 
-static const struct kha_guard_member *find(const struct kha_guard_cluster *c, uint64_t id)
+static const struct kha_etcdops_guard_member *find(const struct kha_etcdops_guard_cluster *c,
+						   uint64_t id)
 {
 	for (size_t i = 0; i < c->n_members; i++)
 		if (c->members[i].id == id)
@@ -81,12 +82,13 @@ static void describe(char *buf, size_t size, size_t voters, size_t up, int tol)
  * too, unless its leader has been connected to every voting member for 5 s: with a voter
  * down the add cannot succeed, so the dead member has to be removed first.
  */
-static int check_voters_up(const struct kha_guard_cluster *c, struct kha_guard_verdict *v)
+static int check_voters_up(const struct kha_etcdops_guard_cluster *c,
+			   struct kha_etcdops_guard_verdict *v)
 {
 	char l[64];
 
 	for (size_t i = 0; i < c->n_members; i++) {
-		const struct kha_guard_member *m = &c->members[i];
+		const struct kha_etcdops_guard_member *m = &c->members[i];
 
 		if (!m->is_learner && !m->reachable)
 			return refuse(
@@ -102,16 +104,17 @@ static int check_voters_up(const struct kha_guard_cluster *c, struct kha_guard_v
 	return 0;
 }
 
-static int check_add(const struct kha_guard_cluster *c, const struct kha_guard_request *req,
-		     struct kha_guard_verdict *v)
+static int check_add(const struct kha_etcdops_guard_cluster *c,
+		     const struct kha_etcdops_guard_request *req,
+		     struct kha_etcdops_guard_verdict *v)
 {
-	bool learner = req->op == KHA_GUARD_ADD_LEARNER;
+	bool learner = req->op == KHA_ETCDOPS_GUARD_ADD_LEARNER;
 	char a[160], b[160], l[64];
 
 	describe(a, sizeof(a), v->voters_before, v->up_before, v->tolerance_before);
 
 	for (size_t i = 0; i < c->n_members; i++) {
-		const struct kha_guard_member *m = &c->members[i];
+		const struct kha_etcdops_guard_member *m = &c->members[i];
 
 		if (req->name && *req->name && m->name && strcmp(m->name, req->name) == 0)
 			return refuse(
@@ -139,7 +142,7 @@ static int check_add(const struct kha_guard_cluster *c, const struct kha_guard_r
 			      "a NOSPACE or CORRUPT alarm is active: resolve it first (kha etcd "
 			      "status shows it)");
 	for (size_t i = 0; i < c->n_members; i++) {
-		const struct kha_guard_member *m = &c->members[i];
+		const struct kha_etcdops_guard_member *m = &c->members[i];
 
 		if (!m->name || !*m->name)
 			return refuse(
@@ -165,7 +168,7 @@ static int check_add(const struct kha_guard_cluster *c, const struct kha_guard_r
 	v->voters_after = v->voters_before + 1;
 	v->up_after = v->up_before;
 	v->quorum_after = v->voters_after / 2 + 1;
-	v->tolerance_after = kha_guard_tolerance(v->voters_after, v->up_after);
+	v->tolerance_after = kha_etcdops_guard_tolerance(v->voters_after, v->up_after);
 	describe(a, sizeof(a), v->voters_before, v->up_before, v->tolerance_before);
 	describe(b, sizeof(b), v->voters_after, v->up_after, v->tolerance_after);
 	if (v->tolerance_after < 0)
@@ -191,11 +194,12 @@ static int check_add(const struct kha_guard_cluster *c, const struct kha_guard_r
 	return 0;
 }
 
-static int check_remove(const struct kha_guard_cluster *c, const struct kha_guard_member *t,
-			struct kha_guard_verdict *v)
+static int check_remove(const struct kha_etcdops_guard_cluster *c,
+			const struct kha_etcdops_guard_member *t,
+			struct kha_etcdops_guard_verdict *v)
 {
 	uint64_t lag = c->lag_threshold ? c->lag_threshold : DEFAULT_LAG;
-	const struct kha_guard_member *leader = c->leader ? find(c, c->leader) : NULL;
+	const struct kha_etcdops_guard_member *leader = c->leader ? find(c, c->leader) : NULL;
 	char a[160], b[160], l[64], l2[64];
 
 	if (!c->leader)
@@ -217,7 +221,7 @@ static int check_remove(const struct kha_guard_cluster *c, const struct kha_guar
 	v->voters_after = v->voters_before - 1;
 	v->up_after = v->up_before - (t->reachable ? 1 : 0);
 	v->quorum_after = v->voters_after / 2 + 1;
-	v->tolerance_after = kha_guard_tolerance(v->voters_after, v->up_after);
+	v->tolerance_after = kha_etcdops_guard_tolerance(v->voters_after, v->up_after);
 	describe(a, sizeof(a), v->voters_before, v->up_before, v->tolerance_before);
 	describe(b, sizeof(b), v->voters_after, v->up_after, v->tolerance_after);
 	if (v->tolerance_after < 0)
@@ -227,7 +231,7 @@ static int check_remove(const struct kha_guard_cluster *c, const struct kha_guar
 			      label(l, sizeof(l), t), a, b);
 	if (leader && t->id == leader->id) {
 		for (size_t i = 0; i < c->n_members; i++) {
-			const struct kha_guard_member *m = &c->members[i];
+			const struct kha_etcdops_guard_member *m = &c->members[i];
 
 			if (m->id == t->id || m->is_learner)
 				continue;
@@ -264,8 +268,9 @@ static int check_remove(const struct kha_guard_cluster *c, const struct kha_guar
 	return 0;
 }
 
-static int check_promote(const struct kha_guard_cluster *c, const struct kha_guard_member *t,
-			 struct kha_guard_verdict *v)
+static int check_promote(const struct kha_etcdops_guard_cluster *c,
+			 const struct kha_etcdops_guard_member *t,
+			 struct kha_etcdops_guard_verdict *v)
 {
 	char a[160], b[160], l[64];
 
@@ -288,7 +293,7 @@ static int check_promote(const struct kha_guard_cluster *c, const struct kha_gua
 	v->voters_after = v->voters_before + 1;
 	v->up_after = v->up_before + 1;
 	v->quorum_after = v->voters_after / 2 + 1;
-	v->tolerance_after = kha_guard_tolerance(v->voters_after, v->up_after);
+	v->tolerance_after = kha_etcdops_guard_tolerance(v->voters_after, v->up_after);
 	describe(a, sizeof(a), v->voters_before, v->up_before, v->tolerance_before);
 	describe(b, sizeof(b), v->voters_after, v->up_after, v->tolerance_after);
 	if (v->tolerance_after < 0)
@@ -306,11 +311,12 @@ static int check_promote(const struct kha_guard_cluster *c, const struct kha_gua
 	return 0;
 }
 
-int kha_guard_check(const struct kha_guard_cluster *c, const struct kha_guard_request *req,
-		    struct kha_guard_verdict *ret)
+int kha_etcdops_guard_check(const struct kha_etcdops_guard_cluster *c,
+			    const struct kha_etcdops_guard_request *req,
+			    struct kha_etcdops_guard_verdict *ret)
 {
-	struct kha_guard_verdict v = {.allowed = true};
-	const struct kha_guard_member *t = NULL;
+	struct kha_etcdops_guard_verdict v = {.allowed = true};
+	const struct kha_etcdops_guard_member *t = NULL;
 	int r;
 
 	if (!c || !req || (c->n_members && !c->members))
@@ -323,23 +329,24 @@ int kha_guard_check(const struct kha_guard_cluster *c, const struct kha_guard_re
 			v.up_before++;
 	}
 	v.quorum_before = v.voters_before / 2 + 1;
-	v.tolerance_before = kha_guard_tolerance(v.voters_before, v.up_before);
+	v.tolerance_before = kha_etcdops_guard_tolerance(v.voters_before, v.up_before);
 	switch (req->op) {
-	case KHA_GUARD_ADD:
-	case KHA_GUARD_ADD_LEARNER:
+	case KHA_ETCDOPS_GUARD_ADD:
+	case KHA_ETCDOPS_GUARD_ADD_LEARNER:
 		if (!req->n_peer_urls)
 			return -EINVAL;
 		r = check_add(c, req, &v);
 		break;
-	case KHA_GUARD_REMOVE:
-	case KHA_GUARD_PROMOTE:
+	case KHA_ETCDOPS_GUARD_REMOVE:
+	case KHA_ETCDOPS_GUARD_PROMOTE:
 		t = find(c, req->target);
 		if (!t) {
 			r = refuse(&v, "unknown-member", false, "no member with id %llx",
 				   (unsigned long long)req->target);
 			break;
 		}
-		r = req->op == KHA_GUARD_REMOVE ? check_remove(c, t, &v) : check_promote(c, t, &v);
+		r = req->op == KHA_ETCDOPS_GUARD_REMOVE ? check_remove(c, t, &v)
+							: check_promote(c, t, &v);
 		break;
 	default:
 		return -EINVAL;
@@ -354,10 +361,11 @@ int kha_guard_check(const struct kha_guard_cluster *c, const struct kha_guard_re
 	return 0;
 }
 
-void kha_guard_from_report(const struct kha_etcd_cluster_report *rep,
-			   struct kha_guard_member *members, struct kha_guard_cluster *ret)
+void kha_etcdops_guard_from_report(const struct kha_etcd_cluster_report *rep,
+				   struct kha_etcdops_guard_member *members,
+				   struct kha_etcdops_guard_cluster *ret)
 {
-	*ret = (struct kha_guard_cluster){
+	*ret = (struct kha_etcdops_guard_cluster){
 		.members = members,
 		.n_members = rep->n_members,
 		.leader = rep->health.leader,
@@ -374,7 +382,7 @@ void kha_guard_from_report(const struct kha_etcd_cluster_report *rep,
 	for (size_t i = 0; i < rep->n_members; i++) {
 		const struct kha_etcd_member_report *m = &rep->members[i];
 
-		members[i] = (struct kha_guard_member){
+		members[i] = (struct kha_etcdops_guard_member){
 			.id = m->member.id,
 			.name = m->member.name,
 			.is_learner = m->member.is_learner,

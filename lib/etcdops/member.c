@@ -15,8 +15,8 @@
 
 #define POLL_US (500 * KHA_USEC_PER_MSEC)
 
-int kha_member_find(const struct kha_etcd_cluster_report *rep, const char *name_or_id,
-		    struct kha_diag *d)
+int kha_etcdops_member_find(const struct kha_etcd_cluster_report *rep, const char *name_or_id,
+			    struct kha_diag *d)
 {
 	long found = -1;
 	char list[256] = "";
@@ -57,10 +57,11 @@ int kha_member_find(const struct kha_etcd_cluster_report *rep, const char *name_
 
 static void name_key(char *buf, size_t size, uint64_t id)
 {
-	snprintf(buf, size, KHA_MEMBER_NAME_PREFIX "%" PRIx64, id);
+	snprintf(buf, size, KHA_ETCDOPS_MEMBER_NAME_PREFIX "%" PRIx64, id);
 }
 
-int kha_member_name_record(struct kha_etcd *c, uint64_t id, const char *name, struct kha_diag *d)
+int kha_etcdops_member_name_record(struct kha_etcd *c, uint64_t id, const char *name,
+				   struct kha_diag *d)
 {
 	char key[64];
 	struct kha_etcd_put_req req = {.key = key, .value = name};
@@ -69,7 +70,7 @@ int kha_member_name_record(struct kha_etcd *c, uint64_t id, const char *name, st
 	return kha_etcd_put(c, &req, NULL, d);
 }
 
-int kha_member_name_forget(struct kha_etcd *c, uint64_t id, struct kha_diag *d)
+int kha_etcdops_member_name_forget(struct kha_etcd *c, uint64_t id, struct kha_diag *d)
 {
 	char key[64];
 	struct kha_etcd_delete_req req = {.r = {.key = key}};
@@ -78,8 +79,8 @@ int kha_member_name_forget(struct kha_etcd *c, uint64_t id, struct kha_diag *d)
 	return kha_etcd_delete(c, &req, NULL, d);
 }
 
-int kha_member_name_lookup(struct kha_etcd *c, const struct kha_etcd_cluster_report *rep,
-			   const char *name, struct kha_diag *d)
+int kha_etcdops_member_name_lookup(struct kha_etcd *c, const struct kha_etcd_cluster_report *rep,
+				   const char *name, struct kha_diag *d)
 {
 	for (size_t i = 0; i < rep->n_members; i++) {
 		const struct kha_etcd_member *m = &rep->members[i].member;
@@ -104,7 +105,7 @@ int kha_member_name_lookup(struct kha_etcd *c, const struct kha_etcd_cluster_rep
 	return -ENOENT;
 }
 
-int kha_member_check_peer_url(const char *url, struct kha_diag *d)
+int kha_etcdops_member_check_peer_url(const char *url, struct kha_diag *d)
 {
 	const char *host, *port, *p;
 
@@ -148,7 +149,7 @@ int kha_member_check_peer_url(const char *url, struct kha_diag *d)
 	return 0;
 }
 
-void kha_member_start_release(struct kha_member_start *s)
+void kha_etcdops_member_start_release(struct kha_etcdops_member_start *s)
 {
 	if (!s)
 		return;
@@ -172,10 +173,10 @@ static int append(char **buf, size_t *len, const char *sep, const char *s)
 	return 0;
 }
 
-int kha_member_start_flags(const struct kha_etcd_member_list *members, uint64_t new_id,
-			   const char *new_name, struct kha_member_start *ret)
+int kha_etcdops_member_start_flags(const struct kha_etcd_member_list *members, uint64_t new_id,
+				   const char *new_name, struct kha_etcdops_member_start *ret)
 {
-	struct kha_member_start s = {};
+	struct kha_etcdops_member_start s = {};
 	size_t clen = 0, plen = 0;
 	bool found = false;
 	int r = 0;
@@ -204,7 +205,7 @@ int kha_member_start_flags(const struct kha_etcd_member_list *members, uint64_t 
 	if (r == 0 && !found)
 		r = -ENOENT;
 	if (r < 0) {
-		kha_member_start_release(&s);
+		kha_etcdops_member_start_release(&s);
 		return r;
 	}
 	*ret = s;
@@ -214,7 +215,7 @@ int kha_member_start_flags(const struct kha_etcd_member_list *members, uint64_t 
 /* ---- waits -------------------------------------------------------------------------------- */
 
 static void KHA_PRINTF(3, 4)
-	progress(kha_member_progress_fn fn, void *userdata, const char *fmt, ...)
+	progress(kha_etcdops_member_progress_fn fn, void *userdata, const char *fmt, ...)
 {
 	char buf[512];
 	va_list ap;
@@ -234,108 +235,141 @@ static uint64_t leader_index(const struct kha_etcd_cluster_report *rep)
 	return 0;
 }
 
-int kha_member_wait_started(const struct kha_etcd_config *cfg, uint64_t id, uint64_t lag,
-			    uint64_t timeout_us, const volatile sig_atomic_t *cancel,
-			    kha_member_progress_fn fn, void *userdata, struct kha_diag *d)
+struct started {
+	const struct kha_etcd_config *cfg;
+	uint64_t id, lag;
+	kha_etcdops_member_progress_fn fn;
+	void *userdata;
+	char last[256];
+	struct kha_diag *d;
+};
+
+/* One look at member s->id: 1 started (and caught up), 0 not yet (s->last says why), -ENOENT. */
+static int started_poll(void *userdata, char *text, size_t size)
 {
-	uint64_t end = kha_now_us() + timeout_us;
-	char last[256] = "no answer yet";
-	char dur[32];
+	struct started *s = userdata;
+	struct kha_etcd_cluster_report rep = {};
+	const struct kha_etcd_member_report *m = NULL;
+	struct kha_diag rd = {};
+	int r = kha_etcd_cluster_report(s->cfg, 0, 0, &rep, &rd);
 
-	for (;;) {
-		struct kha_etcd_cluster_report rep = {};
-		struct kha_diag rd = {};
-		int r = kha_etcd_cluster_report(cfg, 0, 0, &rep, &rd);
+	for (size_t i = 0; r == 0 && i < rep.n_members; i++)
+		if (rep.members[i].member.id == s->id)
+			m = &rep.members[i];
+	if (r < 0) {
+		snprintf(s->last, sizeof(s->last), "cluster: %s", rd.msg);
+	} else if (!m) {
+		r = kha_diag_set(s->d, ENOENT, "member %" PRIx64 " was removed meanwhile", s->id);
+	} else if (!m->member.name[0]) {
+		snprintf(s->last, sizeof(s->last), "not started yet");
+	} else if (!m->reachable) {
+		snprintf(s->last, sizeof(s->last), "started, not answering: %s",
+			 m->error ? m->error : "?");
+	} else {
+		uint64_t li = leader_index(&rep), mi = m->status.raft_index;
 
-		if (r == 0) {
-			const struct kha_etcd_member_report *m = NULL;
-
-			for (size_t i = 0; i < rep.n_members; i++)
-				if (rep.members[i].member.id == id)
-					m = &rep.members[i];
-			if (!m) {
-				kha_etcd_cluster_report_release(&rep);
-				return kha_diag_set(d, ENOENT,
-						    "member %" PRIx64 " was removed meanwhile", id);
-			}
-			if (!m->member.name[0]) {
-				snprintf(last, sizeof(last), "not started yet");
-			} else if (!m->reachable) {
-				snprintf(last, sizeof(last), "started, not answering: %s",
-					 m->error ? m->error : "?");
-			} else {
-				uint64_t li = leader_index(&rep), mi = m->status.raft_index;
-
-				if (!m->member.is_learner || (li && mi + lag >= li)) {
-					progress(fn, userdata,
-						 "%s started, raft index %" PRIu64
-						 " (leader %" PRIu64 ")",
-						 m->member.name, mi, li);
-					kha_etcd_cluster_report_release(&rep);
-					return 0;
-				}
-				snprintf(last, sizeof(last),
-					 "%s catching up: raft index %" PRIu64 " of %" PRIu64,
-					 m->member.name, mi, li);
-			}
+		if (!m->member.is_learner || (li && mi + s->lag >= li)) {
+			progress(s->fn, s->userdata,
+				 "%s started, raft index %" PRIu64 " (leader %" PRIu64 ")",
+				 m->member.name, mi, li);
+			r = 1;
 		} else {
-			snprintf(last, sizeof(last), "cluster: %s", rd.msg);
+			snprintf(s->last, sizeof(s->last),
+				 "%s catching up: raft index %" PRIu64 " of %" PRIu64,
+				 m->member.name, mi, li);
 		}
-		kha_etcd_cluster_report_release(&rep);
-		progress(fn, userdata, "waiting for member %" PRIx64 ": %s", id, last);
-		if (kha_now_us() >= end)
-			return kha_diag_set(
-				d, ETIMEDOUT, "member %" PRIx64 " not ready within %s: %s", id,
-				kha_format_duration(dur, sizeof(dur), timeout_us), last);
-		if (kha_sleep_us(POLL_US, cancel) < 0)
-			return kha_diag_set(d, ECANCELED, "interrupted");
 	}
+	kha_etcd_cluster_report_release(&rep);
+	if (r == 0)
+		snprintf(text, size, "waiting for member %" PRIx64 ": %s", s->id, s->last);
+	return r < 0 && r != -ENOENT ? 0 : r; /* an unanswered report: try again */
 }
 
-int kha_member_promote_wait(const struct kha_etcd_config *cfg, uint64_t id, uint64_t timeout_us,
-			    const volatile sig_atomic_t *cancel, kha_member_progress_fn fn,
-			    void *userdata, struct kha_diag *d)
+int kha_etcdops_member_wait_started(const struct kha_etcd_config *cfg, uint64_t id, uint64_t lag,
+				    uint64_t timeout_us, const volatile sig_atomic_t *cancel,
+				    kha_etcdops_member_progress_fn fn, void *userdata,
+				    struct kha_diag *d)
+{
+	struct started s = {.cfg = cfg,
+			    .id = id,
+			    .lag = lag,
+			    .fn = fn,
+			    .userdata = userdata,
+			    .last = "no answer yet",
+			    .d = d};
+	char dur[32];
+	int r = kha_etcdops_wait(kha_now_us() + timeout_us, POLL_US, cancel, started_poll, &s, fn,
+				 userdata);
+
+	if (r == -ETIMEDOUT)
+		return kha_diag_set(d, ETIMEDOUT, "member %" PRIx64 " not ready within %s: %s", id,
+				    kha_format_duration(dur, sizeof(dur), timeout_us), s.last);
+	if (r == -ECANCELED)
+		return kha_diag_set(d, ECANCELED, "interrupted");
+	return r < 0 ? r : 0;
+}
+
+struct promotion {
+	const struct kha_etcd_config *cfg;
+	struct kha_etcd *c;
+	uint64_t id;
+	char where[160];
+	struct kha_diag pd;
+};
+
+/* One promote: 1 done, 0 not in sync yet (text says how far behind), or etcd's refusal. */
+static int promote_poll(void *userdata, char *text, size_t size)
+{
+	struct promotion *p = userdata;
+	struct kha_etcd_cluster_report rep = {};
+	int r;
+
+	kha_diag_clear(&p->pd);
+	r = kha_etcd_member_promote(p->c, p->id, NULL, &p->pd);
+	if (r == 0)
+		return 1;
+	if (r != -EPERM && r != -EAGAIN && r != -ETIMEDOUT)
+		return r;
+	/* not in sync yet: say how far behind it is */
+	p->where[0] = '\0';
+	if (kha_etcd_cluster_report(p->cfg, 0, 0, &rep, NULL) == 0) {
+		for (size_t i = 0; i < rep.n_members; i++) {
+			const struct kha_etcd_member_report *m = &rep.members[i];
+			if (m->member.id == p->id && m->reachable)
+				snprintf(p->where, sizeof(p->where),
+					 ": raft index %" PRIu64 " of the leader's %" PRIu64,
+					 m->status.raft_index, leader_index(&rep));
+		}
+	}
+	kha_etcd_cluster_report_release(&rep);
+	snprintf(text, size, "learner %" PRIx64 " not in sync yet%s (%s)", p->id, p->where,
+		 p->pd.msg);
+	return 0;
+}
+
+int kha_etcdops_member_promote_wait(const struct kha_etcd_config *cfg, uint64_t id,
+				    uint64_t timeout_us, const volatile sig_atomic_t *cancel,
+				    kha_etcdops_member_progress_fn fn, void *userdata,
+				    struct kha_diag *d)
 {
 	kha_auto(kha_etcd_freep) struct kha_etcd *c = NULL;
-	uint64_t end = kha_now_us() + timeout_us;
+	struct promotion p = {.cfg = cfg, .id = id};
 	char dur[32];
 	int r;
 
 	r = kha_etcd_new(cfg, &c, d);
 	if (r < 0)
 		return r;
-	for (;;) {
-		struct kha_diag pd = {};
-		struct kha_etcd_cluster_report rep = {};
-		char where[160] = "";
-
-		r = kha_etcd_member_promote(c, id, NULL, &pd);
-		if (r == 0)
-			return 0;
-		if (r != -EPERM && r != -EAGAIN && r != -ETIMEDOUT) {
-			kha_diag_set(d, r, "%s", pd.msg);
-			return r;
-		}
-		/* not in sync yet: say how far behind it is */
-		if (kha_etcd_cluster_report(cfg, 0, 0, &rep, NULL) == 0) {
-			for (size_t i = 0; i < rep.n_members; i++) {
-				const struct kha_etcd_member_report *m = &rep.members[i];
-				if (m->member.id == id && m->reachable)
-					snprintf(where, sizeof(where),
-						 ": raft index %" PRIu64
-						 " of the leader's %" PRIu64,
-						 m->status.raft_index, leader_index(&rep));
-			}
-		}
-		kha_etcd_cluster_report_release(&rep);
-		progress(fn, userdata, "learner %" PRIx64 " not in sync yet%s (%s)", id, where,
-			 pd.msg);
-		if (kha_now_us() >= end)
-			return kha_diag_set(
-				d, ETIMEDOUT,
-				"learner %" PRIx64 " still not promotable after %s%s: %s", id,
-				kha_format_duration(dur, sizeof(dur), timeout_us), where, pd.msg);
-		if (kha_sleep_us(POLL_US, cancel) < 0)
-			return kha_diag_set(d, ECANCELED, "interrupted");
-	}
+	p.c = c;
+	r = kha_etcdops_wait(kha_now_us() + timeout_us, POLL_US, cancel, promote_poll, &p, fn,
+			     userdata);
+	if (r == -ETIMEDOUT)
+		return kha_diag_set(
+			d, ETIMEDOUT, "learner %" PRIx64 " still not promotable after %s%s: %s", id,
+			kha_format_duration(dur, sizeof(dur), timeout_us), p.where, p.pd.msg);
+	if (r == -ECANCELED)
+		return kha_diag_set(d, ECANCELED, "interrupted");
+	if (r < 0)
+		kha_diag_set(d, -r, "%s", p.pd.msg);
+	return r < 0 ? r : 0;
 }

@@ -15,6 +15,7 @@
 
 #include "kha/backup.h"
 #include "kha/file.h"
+#include "fake-clock.h"
 #include "kha/banned.h"
 
 #define DAY  86400
@@ -176,6 +177,85 @@ static void test_retry_delay_and_health(void **state)
 	assert_true(kha_backup_healthy(0, 50 * s, 65 * s, 10 * s));
 	assert_false(kha_backup_healthy(0, 50 * s, 71 * s, 10 * s));
 	assert_true(kha_backup_healthy(100 * s, 0, 99 * s, 10 * s));
+}
+
+/* The daemon's schedule: fixed rate after a success, capped back-off after failures. */
+static void test_schedule_fixed_rate_and_back_off(void **state)
+{
+	const uint64_t s = KHA_USEC_PER_SEC;
+	struct kha_backup_schedule sc = {.every_us = 60 * s};
+	uint64_t attempt, delay, next;
+
+	(void)state;
+	sc.started_us = fake_now;
+	/* a success that took 5 s: the next one an interval after this one started */
+	attempt = fake_now;
+	fake_now += 5 * s;
+	next = kha_backup_schedule_done(&sc, true, attempt, &delay);
+	assert_int_equal(next, attempt + 60 * s);
+	assert_int_equal(delay, 55 * s);
+	assert_int_equal(sc.successes, 1);
+	assert_int_equal(sc.last_success_us, fake_now);
+
+	/* failures: 1 s, 2 s, 4 s... capped by the interval (retry_max 0, interval < 5m) */
+	for (unsigned i = 1; i <= 8; i++) {
+		attempt = fake_now;
+		fake_now += s;
+		next = kha_backup_schedule_done(&sc, false, attempt, &delay);
+		assert_int_equal(sc.failures, i);
+		assert_int_equal(delay, KHA_MIN((uint64_t)1 << (i - 1), 60) * s);
+		assert_int_equal(next, fake_now + delay);
+	}
+	/* a success resets the count; the last success stays the older one until then */
+	attempt = fake_now;
+	next = kha_backup_schedule_done(&sc, true, attempt, &delay);
+	assert_int_equal(sc.failures, 0);
+	assert_int_equal(sc.successes, 2);
+	assert_int_equal(delay, 60 * s);
+
+	/* an explicit --retry-max wins; a long interval is capped at 5 minutes */
+	sc = (struct kha_backup_schedule){.every_us = 3600 * s, .retry_max_us = 3 * s};
+	for (unsigned i = 0; i < 4; i++)
+		kha_backup_schedule_done(&sc, false, fake_now, &delay);
+	assert_int_equal(delay, 3 * s);
+	sc.retry_max_us = 0;
+	for (unsigned i = 0; i < 20; i++)
+		kha_backup_schedule_done(&sc, false, fake_now, &delay);
+	assert_int_equal(delay, KHA_BACKUP_RETRY_CAP_US);
+	/* an attempt that lasted longer than the interval: due at once */
+	sc = (struct kha_backup_schedule){.every_us = 10 * s};
+	attempt = fake_now;
+	fake_now += 15 * s;
+	kha_backup_schedule_done(&sc, true, attempt, &delay);
+	assert_int_equal(delay, 0);
+}
+
+/* What /healthz says, as time passes on the fake clock. */
+static void test_schedule_health_reason(void **state)
+{
+	const uint64_t s = KHA_USEC_PER_SEC;
+	struct kha_backup_schedule sc = {.every_us = 30 * 60 * s};
+	char reason[256];
+
+	(void)state;
+	sc.started_us = fake_now;
+	fake_now += 10 * s;
+	assert_true(kha_backup_schedule_health(&sc, "refused", reason, sizeof(reason)));
+	assert_string_equal(reason, "no backup yet");
+	fake_now += 3600 * s;
+	assert_false(kha_backup_schedule_health(&sc, "refused", reason, sizeof(reason)));
+	assert_string_equal(reason, "no backup yet after 1h0m0s; last error: refused");
+	assert_false(kha_backup_schedule_health(&sc, NULL, reason, sizeof(reason)));
+	assert_string_equal(reason, "no backup yet after 1h0m0s");
+
+	kha_backup_schedule_done(&sc, true, fake_now, NULL);
+	fake_now += 5 * 60 * s + 700 * 1000; /* whole seconds only */
+	assert_true(kha_backup_schedule_health(&sc, "", reason, sizeof(reason)));
+	assert_string_equal(reason, "last backup 5m0s ago");
+	fake_now += 3600 * s;
+	assert_false(kha_backup_schedule_health(&sc, "timeout", reason, sizeof(reason)));
+	assert_string_equal(reason, "last backup 1h5m0s ago, older than 2 intervals = 1h0m0s; "
+				    "last error: timeout");
 }
 
 static void touch(const char *dir, const char *name)
@@ -348,6 +428,10 @@ int main(void)
 		cmocka_unit_test(test_retention_keep_daily),
 		cmocka_unit_test(test_retention_order_and_ties),
 		cmocka_unit_test(test_retry_delay_and_health),
+		cmocka_unit_test_setup_teardown(test_schedule_fixed_rate_and_back_off,
+						fake_clock_setup, fake_clock_teardown),
+		cmocka_unit_test_setup_teardown(test_schedule_health_reason, fake_clock_setup,
+						fake_clock_teardown),
 		cmocka_unit_test(test_prune_and_clean_a_directory),
 		cmocka_unit_test(test_scan_lists_every_snapshot_candidate),
 		cmocka_unit_test(test_verification_is_cached_per_file_version),

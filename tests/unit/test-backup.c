@@ -400,6 +400,26 @@ static void test_restore_argv(void **state)
 	kha_restore_argv_free(argv);
 }
 
+static void test_restore_member_in_initial_cluster(void **state)
+{
+	struct kha_restore_opts o = {.name = "m2",
+				     .initial_cluster = "m1=https://a:2380,m2=https://b:2380",
+				     .initial_advertise_peer_urls =
+					     "https://b:2380,https://c:2380"};
+	struct kha_diag d = {};
+
+	(void)state;
+	assert_int_equal(kha_restore_check_member(&o, &d), 0);
+	o.initial_advertise_peer_urls = "https://a:2380"; /* m1's URL under m2's name */
+	assert_int_equal(kha_restore_check_member(&o, &d), -EINVAL);
+	assert_string_equal(d.msg, "--initial-cluster must list m2=https://a:2380 (this member)");
+	o.initial_advertise_peer_urls = "https://b:238"; /* a prefix of the listed URL */
+	assert_int_equal(kha_restore_check_member(&o, &d), -EINVAL);
+	o.name = "m";
+	o.initial_advertise_peer_urls = "https://b:2380";
+	assert_int_equal(kha_restore_check_member(&o, &d), -EINVAL);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -408,6 +428,7 @@ int main(void)
 		cmocka_unit_test(test_bolt_finds_damage),
 		cmocka_unit_test(test_verify_buffer_checks_the_hash),
 		cmocka_unit_test(test_restore_argv),
+		cmocka_unit_test(test_restore_member_in_initial_cluster),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -122,6 +122,79 @@ static void test_member_cert_chain_sans_and_both_ekus(void **state)
 	kha_cert_release(&ca);
 }
 
+/* The verdict of kha certs check: SANs, validity against now and --warn-days, the chain. */
+static void test_check_verdict(void **state)
+{
+	static const char *const want[] = {"10.0.0.1", "localhost", "10.0.0.100"};
+	struct kha_cert ca = {0}, other = {0}, leaf = {0};
+	struct kha_cert_info info;
+	struct kha_certs_check_result res;
+	struct kha_certs_check_request req = {.sans = want, .n_sans = 2, .warn_days = 7};
+	int64_t now = (int64_t)time(NULL);
+
+	(void)state;
+	new_ca(&ca, 365);
+	new_ca(&other, 365);
+	issue(&ca, KHA_CERT_SERVER, &leaf); /* 30 days */
+	assert_int_equal(kha_certs_inspect(leaf.x509, &info, NULL), 0);
+	req.now = now;
+
+	/* all there, far from its end, no CA asked */
+	assert_int_equal(kha_certs_check(&leaf, &info, &req, &res), 0);
+	assert_int_equal(res.verdict, KHA_CERTS_OK);
+	assert_true(res.present[0] && res.present[1]);
+	assert_int_equal(res.n_problems, 0);
+	assert_int_equal(res.chain, -1);
+	kha_certs_check_release(&res);
+
+	/* a missing SAN and a signature by another CA: critical, each named */
+	req.n_sans = 3;
+	req.ca = &other;
+	req.ca_name = "other.crt";
+	assert_int_equal(kha_certs_check(&leaf, &info, &req, &res), 0);
+	assert_int_equal(res.verdict, KHA_CERTS_CRITICAL);
+	assert_false(res.present[2]);
+	assert_int_equal(res.n_problems, 2);
+	assert_true(res.problems[0].missing_san);
+	assert_non_null(strstr(res.problems[0].text, "SAN 10.0.0.100 missing"));
+	assert_int_equal(res.chain, 0);
+	assert_non_null(strstr(res.problems[1].text, "not verified by other.crt"));
+	kha_certs_check_release(&res);
+
+	/* its own CA verifies; within --warn-days of its end: degraded */
+	req.n_sans = 2;
+	req.ca = &ca;
+	req.warn_days = 31;
+	assert_int_equal(kha_certs_check(&leaf, &info, &req, &res), 0);
+	assert_int_equal(res.chain, 1);
+	assert_int_equal(res.verdict, KHA_CERTS_DEGRADED);
+	assert_non_null(strstr(res.problems[0].text, "within 31 days"));
+	assert_string_equal(kha_certs_verdict_name(res.verdict), "degraded");
+	kha_certs_check_release(&res);
+
+	/* expired, and not yet valid (the chain is checked at the real time) */
+	req.ca = NULL;
+	req.now = info.not_after;
+	assert_int_equal(kha_certs_check(&leaf, &info, &req, &res), 0);
+	assert_int_equal(res.verdict, KHA_CERTS_CRITICAL);
+	assert_non_null(strstr(res.problems[0].text, "expired on"));
+	kha_certs_check_release(&res);
+	req.now = info.not_before - 1;
+	assert_int_equal(kha_certs_check(&leaf, &info, &req, &res), 0);
+	assert_non_null(strstr(res.problems[0].text, "not valid before"));
+	kha_certs_check_release(&res);
+
+	/* the same SAN rule on the certificate itself (what kha audit asks) */
+	assert_true(kha_certs_has_san(leaf.x509, "10.0.0.1"));
+	assert_false(kha_certs_has_san(leaf.x509, "m1")); /* the CN does not count */
+	assert_false(kha_certs_has_san(leaf.x509, ""));
+	assert_false(kha_certs_has_san(NULL, "10.0.0.1"));
+	kha_cert_info_release(&info);
+	kha_cert_release(&leaf);
+	kha_cert_release(&other);
+	kha_cert_release(&ca);
+}
+
 static void test_server_only_is_not_a_client(void **state)
 {
 	struct kha_cert ca = {0}, server = {0}, client = {0};
@@ -277,6 +350,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_ca_is_a_self_signed_ca),
 		cmocka_unit_test(test_member_cert_chain_sans_and_both_ekus),
+		cmocka_unit_test(test_check_verdict),
 		cmocka_unit_test(test_server_only_is_not_a_client),
 		cmocka_unit_test(test_other_ca_does_not_verify),
 		cmocka_unit_test(test_serials_are_random_and_validity_capped),

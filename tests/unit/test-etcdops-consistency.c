@@ -42,8 +42,8 @@ static const uint8_t *const hashes[] = {hashkv_0, hashkv_1, hashkv_2};
 static const size_t hash_lens[] = {sizeof(hashkv_0), sizeof(hashkv_1), sizeof(hashkv_2)};
 
 /* A member from a recorded status and HashKV reply. */
-static void member_from(struct kha_consistency_member *m, const char *status, const uint8_t *hash,
-			size_t hash_len)
+static void member_from(struct kha_etcdops_consistency_member *m, const char *status,
+			const uint8_t *hash, size_t hash_len)
 {
 	struct kha_etcd_status st = {};
 	struct kha_pb_hash_kv h;
@@ -64,7 +64,8 @@ static void member_from(struct kha_consistency_member *m, const char *status, co
 	m->hash_revision = h.hash_revision;
 }
 
-static void cluster(struct kha_consistency_report *r, struct kha_consistency_member *m)
+static void cluster(struct kha_etcdops_consistency_report *r,
+		    struct kha_etcdops_consistency_member *m)
 {
 	memset(r, 0, sizeof(*r));
 	for (int i = 0; i < 3; i++)
@@ -76,8 +77,8 @@ static void cluster(struct kha_consistency_report *r, struct kha_consistency_mem
 
 static void test_recorded_replies_decode(void **state)
 {
-	struct kha_consistency_member m[3];
-	struct kha_consistency_report r;
+	struct kha_etcdops_consistency_member m[3];
+	struct kha_etcdops_consistency_report r;
 
 	(void)state;
 	cluster(&r, m);
@@ -91,26 +92,26 @@ static void test_recorded_replies_decode(void **state)
 
 static void test_consistent_cluster(void **state)
 {
-	struct kha_consistency_member m[3];
-	struct kha_consistency_report r;
+	struct kha_etcdops_consistency_member m[3];
+	struct kha_etcdops_consistency_report r;
 
 	(void)state;
 	cluster(&r, m);
-	kha_consistency_compare(&r);
-	assert_int_equal(r.verdict, KHA_CONSISTENT);
+	kha_etcdops_consistency_compare(&r);
+	assert_int_equal(r.verdict, KHA_ETCDOPS_CONSISTENCY_CONSISTENT);
 	assert_int_equal(r.compared, 3);
 	assert_int_equal(r.agreeing, 3);
 	assert_int_equal(r.hash, m[0].hash);
 	assert_int_equal(r.compact_revision, -1);
 	for (int i = 0; i < 3; i++)
-		assert_int_equal(m[i].state, KHA_CONSISTENCY_MEMBER_OK);
+		assert_int_equal(m[i].state, KHA_ETCDOPS_CONSISTENCY_MEMBER_OK);
 	assert_non_null(strstr(r.summary, "consistent: 3/3"));
 }
 
 static void test_divergent_member(void **state)
 {
-	struct kha_consistency_member m[3];
-	struct kha_consistency_report r;
+	struct kha_etcdops_consistency_member m[3];
+	struct kha_etcdops_consistency_report r;
 	char name[64];
 
 	(void)state;
@@ -119,11 +120,11 @@ static void test_divergent_member(void **state)
 	member_from(&m[2], status_2, hashkv_other_data, sizeof(hashkv_other_data));
 	snprintf(name, sizeof(name), "%s", m[2].name);
 	assert_int_not_equal(m[2].hash, m[0].hash);
-	kha_consistency_compare(&r);
-	assert_int_equal(r.verdict, KHA_CONSISTENCY_DIVERGED);
-	assert_int_equal(m[2].state, KHA_CONSISTENCY_MEMBER_DIVERGED);
-	assert_int_equal(m[0].state, KHA_CONSISTENCY_MEMBER_OK);
-	assert_int_equal(m[1].state, KHA_CONSISTENCY_MEMBER_OK);
+	kha_etcdops_consistency_compare(&r);
+	assert_int_equal(r.verdict, KHA_ETCDOPS_CONSISTENCY_DIVERGED);
+	assert_int_equal(m[2].state, KHA_ETCDOPS_CONSISTENCY_MEMBER_DIVERGED);
+	assert_int_equal(m[0].state, KHA_ETCDOPS_CONSISTENCY_MEMBER_OK);
+	assert_int_equal(m[1].state, KHA_ETCDOPS_CONSISTENCY_MEMBER_OK);
 	assert_int_equal(r.agreeing, 2);
 	assert_int_equal(r.hash, m[0].hash);
 	assert_non_null(strstr(r.summary, name));
@@ -132,25 +133,25 @@ static void test_divergent_member(void **state)
 
 static void test_two_members_disagree_without_majority(void **state)
 {
-	struct kha_consistency_member m[3];
-	struct kha_consistency_report r;
+	struct kha_etcdops_consistency_member m[3];
+	struct kha_etcdops_consistency_report r;
 
 	(void)state;
 	cluster(&r, m);
 	m[2].reachable = false;
 	member_from(&m[1], status_1, hashkv_other_data, sizeof(hashkv_other_data));
-	kha_consistency_compare(&r);
-	assert_int_equal(r.verdict, KHA_CONSISTENCY_DIVERGED);
-	assert_int_equal(m[0].state, KHA_CONSISTENCY_MEMBER_DIVERGED);
-	assert_int_equal(m[1].state, KHA_CONSISTENCY_MEMBER_DIVERGED);
-	assert_int_equal(m[2].state, KHA_CONSISTENCY_MEMBER_UNREACHABLE);
+	kha_etcdops_consistency_compare(&r);
+	assert_int_equal(r.verdict, KHA_ETCDOPS_CONSISTENCY_DIVERGED);
+	assert_int_equal(m[0].state, KHA_ETCDOPS_CONSISTENCY_MEMBER_DIVERGED);
+	assert_int_equal(m[1].state, KHA_ETCDOPS_CONSISTENCY_MEMBER_DIVERGED);
+	assert_int_equal(m[2].state, KHA_ETCDOPS_CONSISTENCY_MEMBER_UNREACHABLE);
 	assert_non_null(strstr(r.summary, "no majority"));
 }
 
 static void test_compacted_away_member(void **state)
 {
-	struct kha_consistency_member m[3];
-	struct kha_consistency_report r;
+	struct kha_etcdops_consistency_member m[3];
+	struct kha_etcdops_consistency_report r;
 
 	(void)state;
 	cluster(&r, m);
@@ -159,9 +160,9 @@ static void test_compacted_away_member(void **state)
 	snprintf(m[1].error, sizeof(m[1].error),
 		 "etcdserver: mvcc: required revision has been compacted (gRPC OutOfRange)");
 	assert_int_equal(m[1].hash_r, -ERANGE);
-	kha_consistency_compare(&r);
-	assert_int_equal(r.verdict, KHA_CONSISTENCY_INCOMPLETE);
-	assert_int_equal(m[1].state, KHA_CONSISTENCY_MEMBER_ERROR);
+	kha_etcdops_consistency_compare(&r);
+	assert_int_equal(r.verdict, KHA_ETCDOPS_CONSISTENCY_INCOMPLETE);
+	assert_int_equal(m[1].state, KHA_ETCDOPS_CONSISTENCY_MEMBER_ERROR);
 	assert_int_equal(r.agreeing, 2);
 	assert_non_null(strstr(r.summary, "not checked"));
 	assert_non_null(strstr(r.summary, m[1].name));
@@ -169,63 +170,63 @@ static void test_compacted_away_member(void **state)
 
 static void test_compact_revision_moved(void **state)
 {
-	struct kha_consistency_member m[3];
-	struct kha_consistency_report r;
+	struct kha_etcdops_consistency_member m[3];
+	struct kha_etcdops_consistency_report r;
 
 	(void)state;
 	cluster(&r, m);
 	/* member 0 already applied a compaction to revision 3, the others not yet */
 	member_from(&m[0], status_0, hashkv_compacted_3, sizeof(hashkv_compacted_3));
 	assert_int_equal(m[0].compact_revision, 3);
-	kha_consistency_compare(&r);
-	assert_int_equal(r.verdict, KHA_CONSISTENCY_RETRY);
+	kha_etcdops_consistency_compare(&r);
+	assert_int_equal(r.verdict, KHA_ETCDOPS_CONSISTENCY_RETRY);
 	for (int i = 0; i < 3; i++)
-		assert_int_equal(m[i].state, KHA_CONSISTENCY_MEMBER_NOT_COMPARED);
+		assert_int_equal(m[i].state, KHA_ETCDOPS_CONSISTENCY_MEMBER_NOT_COMPARED);
 	/* once all applied it, they compare again (same data: same hash) */
 	for (int i = 1; i < 3; i++)
 		member_from(&m[i], statuses[i], hashkv_compacted_3, sizeof(hashkv_compacted_3));
-	kha_consistency_compare(&r);
-	assert_int_equal(r.verdict, KHA_CONSISTENT);
+	kha_etcdops_consistency_compare(&r);
+	assert_int_equal(r.verdict, KHA_ETCDOPS_CONSISTENCY_CONSISTENT);
 	assert_int_equal(r.compact_revision, 3);
 }
 
 static void test_unreachable_members(void **state)
 {
-	struct kha_consistency_member m[3];
-	struct kha_consistency_report r;
+	struct kha_etcdops_consistency_member m[3];
+	struct kha_etcdops_consistency_report r;
 
 	(void)state;
 	cluster(&r, m);
 	m[0].reachable = false;
 	snprintf(m[0].error, sizeof(m[0].error), "connection refused");
-	kha_consistency_compare(&r);
-	assert_int_equal(r.verdict, KHA_CONSISTENCY_INCOMPLETE);
-	assert_int_equal(m[0].state, KHA_CONSISTENCY_MEMBER_UNREACHABLE);
+	kha_etcdops_consistency_compare(&r);
+	assert_int_equal(r.verdict, KHA_ETCDOPS_CONSISTENCY_INCOMPLETE);
+	assert_int_equal(m[0].state, KHA_ETCDOPS_CONSISTENCY_MEMBER_UNREACHABLE);
 	assert_non_null(strstr(r.summary, "2/3 members agree"));
 	for (int i = 0; i < 3; i++)
 		m[i].reachable = false;
-	kha_consistency_compare(&r);
-	assert_int_equal(r.verdict, KHA_CONSISTENCY_UNKNOWN);
+	kha_etcdops_consistency_compare(&r);
+	assert_int_equal(r.verdict, KHA_ETCDOPS_CONSISTENCY_UNKNOWN);
 	assert_int_equal(r.compared, 0);
 }
 
 static void test_hash_of_another_revision(void **state)
 {
-	struct kha_consistency_member m[3];
-	struct kha_consistency_report r;
+	struct kha_etcdops_consistency_member m[3];
+	struct kha_etcdops_consistency_report r;
 
 	(void)state;
 	cluster(&r, m);
 	/* etcd >= 3.5 says which revision it hashed: it must be the one asked */
 	m[0].hash_revision = 4;
 	m[1].hash_revision = 5;
-	kha_consistency_compare(&r);
-	assert_int_equal(m[0].state, KHA_CONSISTENCY_MEMBER_OK);
-	assert_int_equal(m[1].state, KHA_CONSISTENCY_MEMBER_ERROR);
+	kha_etcdops_consistency_compare(&r);
+	assert_int_equal(m[0].state, KHA_ETCDOPS_CONSISTENCY_MEMBER_OK);
+	assert_int_equal(m[1].state, KHA_ETCDOPS_CONSISTENCY_MEMBER_ERROR);
 	assert_non_null(strstr(m[1].error, "hashed revision 5 instead of 4"));
-	assert_int_equal(r.verdict, KHA_CONSISTENCY_INCOMPLETE);
-	assert_string_equal(kha_consistency_verdict_name(r.verdict), "incomplete");
-	assert_string_equal(kha_consistency_state_name(m[1].state), "error");
+	assert_int_equal(r.verdict, KHA_ETCDOPS_CONSISTENCY_INCOMPLETE);
+	assert_string_equal(kha_etcdops_consistency_verdict_name(r.verdict), "incomplete");
+	assert_string_equal(kha_etcdops_consistency_state_name(m[1].state), "error");
 }
 
 int main(void)

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: MIT
 /* Unit tests of the membership guards: every rule, on clusters described member by member. */
+#include <errno.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -16,11 +18,11 @@
  * unless no_leader. Member i has id 0x100 + i, name "m<i>", peer URL http://10.0.0.<i>:2380.
  */
 struct fixture {
-	struct kha_guard_member m[8];
+	struct kha_etcdops_guard_member m[8];
 	char names[8][8];
 	char urls[8][32];
 	const char *url_ptr[8];
-	struct kha_guard_cluster c;
+	struct kha_etcdops_guard_cluster c;
 };
 
 static void build(struct fixture *f, const char *desc, bool no_leader)
@@ -29,7 +31,7 @@ static void build(struct fixture *f, const char *desc, bool no_leader)
 
 	memset(f, 0, sizeof(*f));
 	for (size_t i = 0; i < n; i++) {
-		struct kha_guard_member *m = &f->m[i];
+		struct kha_etcdops_guard_member *m = &f->m[i];
 		char k = desc[i];
 
 		snprintf(f->names[i], sizeof(f->names[i]), "m%zu", i);
@@ -49,24 +51,25 @@ static void build(struct fixture *f, const char *desc, bool no_leader)
 	f->c.n_members = n;
 }
 
-static struct kha_guard_verdict check(struct fixture *f, enum kha_guard_op op, uint64_t target,
-				      const char *name, const char *url)
+static struct kha_etcdops_guard_verdict check(struct fixture *f, enum kha_etcdops_guard_op op,
+					      uint64_t target, const char *name, const char *url)
 {
 	const char *urls[1] = {url ? url : "http://10.0.0.99:2380"};
-	struct kha_guard_request req = {
+	struct kha_etcdops_guard_request req = {
 		.op = op,
 		.name = name ? name : "new",
 		.peer_urls = urls,
 		.n_peer_urls = 1,
 		.target = target,
 	};
-	struct kha_guard_verdict v;
+	struct kha_etcdops_guard_verdict v;
 
-	assert_int_equal(kha_guard_check(&f->c, &req, &v), 0);
+	assert_int_equal(kha_etcdops_guard_check(&f->c, &req, &v), 0);
 	return v;
 }
 
-static void expect_refused(const struct kha_guard_verdict *v, const char *rule, bool forceable)
+static void expect_refused(const struct kha_etcdops_guard_verdict *v, const char *rule,
+			   bool forceable)
 {
 	if (v->allowed)
 		fail_msg("expected a refusal by %s, got allowed", rule);
@@ -76,7 +79,7 @@ static void expect_refused(const struct kha_guard_verdict *v, const char *rule, 
 	assert_true(strlen(v->reason) > 20);
 }
 
-static void expect_allowed(const struct kha_guard_verdict *v)
+static void expect_allowed(const struct kha_etcdops_guard_verdict *v)
 {
 	if (!v->allowed)
 		fail_msg("refused by %s: %s", v->rule, v->reason);
@@ -86,31 +89,31 @@ static void expect_allowed(const struct kha_guard_verdict *v)
 static void test_tolerance(void **state)
 {
 	(void)state;
-	assert_int_equal(kha_guard_tolerance(1, 1), 0);
-	assert_int_equal(kha_guard_tolerance(2, 2), 0);
-	assert_int_equal(kha_guard_tolerance(3, 3), 1);
-	assert_int_equal(kha_guard_tolerance(3, 2), 0);
-	assert_int_equal(kha_guard_tolerance(3, 1), -1);
-	assert_int_equal(kha_guard_tolerance(4, 4), 1);
-	assert_int_equal(kha_guard_tolerance(5, 5), 2);
-	assert_int_equal(kha_guard_tolerance(5, 2), -1);
+	assert_int_equal(kha_etcdops_guard_tolerance(1, 1), 0);
+	assert_int_equal(kha_etcdops_guard_tolerance(2, 2), 0);
+	assert_int_equal(kha_etcdops_guard_tolerance(3, 3), 1);
+	assert_int_equal(kha_etcdops_guard_tolerance(3, 2), 0);
+	assert_int_equal(kha_etcdops_guard_tolerance(3, 1), -1);
+	assert_int_equal(kha_etcdops_guard_tolerance(4, 4), 1);
+	assert_int_equal(kha_etcdops_guard_tolerance(5, 5), 2);
+	assert_int_equal(kha_etcdops_guard_tolerance(5, 2), -1);
 }
 
 static void test_add_voter_to_odd_cluster_lowers_tolerance(void **state)
 {
 	struct fixture f;
-	struct kha_guard_verdict v;
+	struct kha_etcdops_guard_verdict v;
 
 	(void)state;
 	build(&f, "UUU", false);
-	v = check(&f, KHA_GUARD_ADD, 0, NULL, NULL);
+	v = check(&f, KHA_ETCDOPS_GUARD_ADD, 0, NULL, NULL);
 	expect_refused(&v, "fault-tolerance", true);
 	assert_int_equal(v.tolerance_before, 1);
 	assert_int_equal(v.tolerance_after, 0);
 	assert_int_equal(v.quorum_after, 3);
 	assert_non_null(strstr(v.reason, "--learner"));
 	/* a learner first is the safe way */
-	v = check(&f, KHA_GUARD_ADD_LEARNER, 0, NULL, NULL);
+	v = check(&f, KHA_ETCDOPS_GUARD_ADD_LEARNER, 0, NULL, NULL);
 	expect_allowed(&v);
 	assert_int_equal(v.tolerance_after, 1);
 	assert_int_equal(v.quorum_after, 2);
@@ -119,30 +122,30 @@ static void test_add_voter_to_odd_cluster_lowers_tolerance(void **state)
 static void test_add_voter_to_single_member_loses_quorum(void **state)
 {
 	struct fixture f;
-	struct kha_guard_verdict v;
+	struct kha_etcdops_guard_verdict v;
 
 	(void)state;
 	build(&f, "U", false);
-	v = check(&f, KHA_GUARD_ADD, 0, NULL, NULL);
+	v = check(&f, KHA_ETCDOPS_GUARD_ADD, 0, NULL, NULL);
 	expect_refused(&v, "quorum-loss", true);
 	assert_int_equal(v.tolerance_after, -1);
-	expect_allowed((v = check(&f, KHA_GUARD_ADD_LEARNER, 0, NULL, NULL), &v));
+	expect_allowed((v = check(&f, KHA_ETCDOPS_GUARD_ADD_LEARNER, 0, NULL, NULL), &v));
 }
 
 static void test_add_voter_to_even_cluster_keeps_tolerance(void **state)
 {
 	struct fixture f;
-	struct kha_guard_verdict v;
+	struct kha_etcdops_guard_verdict v;
 
 	(void)state;
 	build(&f, "UUUU", false);
-	v = check(&f, KHA_GUARD_ADD, 0, NULL, NULL);
+	v = check(&f, KHA_ETCDOPS_GUARD_ADD, 0, NULL, NULL);
 	expect_allowed(&v);
 	assert_int_equal(v.tolerance_before, 1);
 	assert_int_equal(v.tolerance_after, 1);
 	assert_string_equal(v.warning, "");
 	build(&f, "UU", false);
-	v = check(&f, KHA_GUARD_ADD, 0, NULL, NULL);
+	v = check(&f, KHA_ETCDOPS_GUARD_ADD, 0, NULL, NULL);
 	expect_allowed(&v);
 	assert_int_equal(v.tolerance_after, 0);
 }
@@ -150,35 +153,36 @@ static void test_add_voter_to_even_cluster_keeps_tolerance(void **state)
 static void test_add_to_degraded_cluster(void **state)
 {
 	struct fixture f;
-	struct kha_guard_verdict v;
+	struct kha_etcdops_guard_verdict v;
 
 	(void)state;
 	build(&f, "UUD", false);
-	v = check(&f, KHA_GUARD_ADD, 0, NULL, NULL);
+	v = check(&f, KHA_ETCDOPS_GUARD_ADD, 0, NULL, NULL);
 	expect_refused(&v, "quorum-loss", true);
 	assert_non_null(strstr(v.reason, "no quorum"));
 	/* a learner would not change quorum, but etcd refuses every add while a voter is down */
-	v = check(&f, KHA_GUARD_ADD_LEARNER, 0, NULL, NULL);
+	v = check(&f, KHA_ETCDOPS_GUARD_ADD_LEARNER, 0, NULL, NULL);
 	expect_refused(&v, "member-down", true);
 	assert_non_null(strstr(v.reason, "voter m2 is down"));
 	/* four voters, one down: a fifth keeps quorum and tolerance, still refused by etcd */
 	build(&f, "UUUD", false);
-	expect_refused((v = check(&f, KHA_GUARD_ADD, 0, NULL, NULL), &v), "member-down", true);
+	expect_refused((v = check(&f, KHA_ETCDOPS_GUARD_ADD, 0, NULL, NULL), &v), "member-down",
+		       true);
 	build(&f, "UDD", false);
-	v = check(&f, KHA_GUARD_ADD_LEARNER, 0, NULL, NULL);
+	v = check(&f, KHA_ETCDOPS_GUARD_ADD_LEARNER, 0, NULL, NULL);
 	expect_refused(&v, "quorum-lost", true);
 }
 
 static void test_add_refuses_taken_names_and_urls(void **state)
 {
 	struct fixture f;
-	struct kha_guard_verdict v;
+	struct kha_etcdops_guard_verdict v;
 
 	(void)state;
 	build(&f, "UUU", false);
-	v = check(&f, KHA_GUARD_ADD_LEARNER, 0, "m1", NULL);
+	v = check(&f, KHA_ETCDOPS_GUARD_ADD_LEARNER, 0, "m1", NULL);
 	expect_refused(&v, "name-taken", false);
-	v = check(&f, KHA_GUARD_ADD_LEARNER, 0, NULL, "HTTP://10.0.0.2:2380/");
+	v = check(&f, KHA_ETCDOPS_GUARD_ADD_LEARNER, 0, NULL, "HTTP://10.0.0.2:2380/");
 	expect_refused(&v, "peer-url-taken", false);
 	assert_non_null(strstr(v.reason, "m2"));
 }
@@ -186,15 +190,15 @@ static void test_add_refuses_taken_names_and_urls(void **state)
 static void test_add_waits_for_pending_members(void **state)
 {
 	struct fixture f;
-	struct kha_guard_verdict v;
+	struct kha_etcdops_guard_verdict v;
 
 	(void)state;
 	build(&f, "UUUu", false);
-	v = check(&f, KHA_GUARD_ADD_LEARNER, 0, NULL, NULL);
+	v = check(&f, KHA_ETCDOPS_GUARD_ADD_LEARNER, 0, NULL, NULL);
 	expect_refused(&v, "pending-member", true);
 	assert_non_null(strstr(v.reason, "103"));
 	build(&f, "UUUL", false);
-	v = check(&f, KHA_GUARD_ADD, 0, NULL, NULL);
+	v = check(&f, KHA_ETCDOPS_GUARD_ADD, 0, NULL, NULL);
 	expect_refused(&v, "pending-member", true);
 	assert_non_null(strstr(v.reason, "promote m3"));
 }
@@ -202,31 +206,33 @@ static void test_add_waits_for_pending_members(void **state)
 static void test_no_leader_and_alarms_block_changes(void **state)
 {
 	struct fixture f;
-	struct kha_guard_verdict v;
+	struct kha_etcdops_guard_verdict v;
 
 	(void)state;
 	build(&f, "UUU", true);
-	expect_refused((v = check(&f, KHA_GUARD_ADD_LEARNER, 0, NULL, NULL), &v), "no-leader",
-		       true);
-	expect_refused((v = check(&f, KHA_GUARD_REMOVE, 0x101, NULL, NULL), &v), "no-leader", true);
+	expect_refused((v = check(&f, KHA_ETCDOPS_GUARD_ADD_LEARNER, 0, NULL, NULL), &v),
+		       "no-leader", true);
+	expect_refused((v = check(&f, KHA_ETCDOPS_GUARD_REMOVE, 0x101, NULL, NULL), &v),
+		       "no-leader", true);
 	build(&f, "UUU", false);
 	f.c.alarm = true;
-	expect_refused((v = check(&f, KHA_GUARD_ADD_LEARNER, 0, NULL, NULL), &v), "alarm", true);
+	expect_refused((v = check(&f, KHA_ETCDOPS_GUARD_ADD_LEARNER, 0, NULL, NULL), &v), "alarm",
+		       true);
 }
 
 static void test_remove_follower(void **state)
 {
 	struct fixture f;
-	struct kha_guard_verdict v;
+	struct kha_etcdops_guard_verdict v;
 
 	(void)state;
 	build(&f, "UUU", false);
-	v = check(&f, KHA_GUARD_REMOVE, 0x102, NULL, NULL);
+	v = check(&f, KHA_ETCDOPS_GUARD_REMOVE, 0x102, NULL, NULL);
 	expect_allowed(&v);
 	assert_int_equal(v.tolerance_after, 0);
 	assert_non_null(strstr(v.warning, "can lose 0 members (was 1)"));
 	build(&f, "UUUUU", false);
-	v = check(&f, KHA_GUARD_REMOVE, 0x104, NULL, NULL);
+	v = check(&f, KHA_ETCDOPS_GUARD_REMOVE, 0x104, NULL, NULL);
 	expect_allowed(&v);
 	assert_int_equal(v.tolerance_after, 1);
 	assert_int_equal(v.voters_after, 4);
@@ -235,47 +241,47 @@ static void test_remove_follower(void **state)
 static void test_remove_in_degraded_cluster(void **state)
 {
 	struct fixture f;
-	struct kha_guard_verdict v;
+	struct kha_etcdops_guard_verdict v;
 
 	(void)state;
 	build(&f, "UUD", false);
 	/* removing the dead member is the recovery: allowed */
-	v = check(&f, KHA_GUARD_REMOVE, 0x102, NULL, NULL);
+	v = check(&f, KHA_ETCDOPS_GUARD_REMOVE, 0x102, NULL, NULL);
 	expect_allowed(&v);
 	assert_int_equal(v.voters_after, 2);
 	assert_int_equal(v.up_after, 2);
 	assert_int_equal(v.tolerance_after, 0);
 	assert_non_null(strstr(v.warning, "2 voting members"));
 	/* removing a second, live member loses quorum */
-	v = check(&f, KHA_GUARD_REMOVE, 0x101, NULL, NULL);
+	v = check(&f, KHA_ETCDOPS_GUARD_REMOVE, 0x101, NULL, NULL);
 	expect_refused(&v, "quorum-loss", true);
 	assert_int_equal(v.tolerance_after, -1);
 	assert_non_null(strstr(v.reason, "removing m1 loses quorum"));
 	/* five members, two down: any live one would cost quorum */
 	build(&f, "UUUDD", false);
-	expect_refused((v = check(&f, KHA_GUARD_REMOVE, 0x101, NULL, NULL), &v), "quorum-loss",
-		       true);
-	expect_allowed((v = check(&f, KHA_GUARD_REMOVE, 0x104, NULL, NULL), &v));
+	expect_refused((v = check(&f, KHA_ETCDOPS_GUARD_REMOVE, 0x101, NULL, NULL), &v),
+		       "quorum-loss", true);
+	expect_allowed((v = check(&f, KHA_ETCDOPS_GUARD_REMOVE, 0x104, NULL, NULL), &v));
 }
 
 static void test_remove_leader_with_lagging_or_down_follower(void **state)
 {
 	struct fixture f;
-	struct kha_guard_verdict v;
+	struct kha_etcdops_guard_verdict v;
 
 	(void)state;
 	build(&f, "UUU", false);
 	f.m[2].raft_index = 1000; /* 4000 behind the leader m0 */
-	v = check(&f, KHA_GUARD_REMOVE, 0x100, NULL, NULL);
+	v = check(&f, KHA_ETCDOPS_GUARD_REMOVE, 0x100, NULL, NULL);
 	expect_refused(&v, "leader-lagging", true);
 	assert_non_null(strstr(v.reason, "lags 4000"));
 	f.c.lag_threshold = 5000;
-	expect_allowed((v = check(&f, KHA_GUARD_REMOVE, 0x100, NULL, NULL), &v));
+	expect_allowed((v = check(&f, KHA_ETCDOPS_GUARD_REMOVE, 0x100, NULL, NULL), &v));
 	/* a follower may be removed whatever the others' lag */
 	f.c.lag_threshold = 0;
-	expect_allowed((v = check(&f, KHA_GUARD_REMOVE, 0x101, NULL, NULL), &v));
+	expect_allowed((v = check(&f, KHA_ETCDOPS_GUARD_REMOVE, 0x101, NULL, NULL), &v));
 	build(&f, "UUUUD", false);
-	v = check(&f, KHA_GUARD_REMOVE, 0x100, NULL, NULL);
+	v = check(&f, KHA_ETCDOPS_GUARD_REMOVE, 0x100, NULL, NULL);
 	expect_refused(&v, "leader-lagging", true);
 	assert_non_null(strstr(v.reason, "m4 is down"));
 }
@@ -283,39 +289,39 @@ static void test_remove_leader_with_lagging_or_down_follower(void **state)
 static void test_remove_learner_and_last_member(void **state)
 {
 	struct fixture f;
-	struct kha_guard_verdict v;
+	struct kha_etcdops_guard_verdict v;
 
 	(void)state;
 	build(&f, "UUDl", false);
-	v = check(&f, KHA_GUARD_REMOVE, 0x103, NULL, NULL);
+	v = check(&f, KHA_ETCDOPS_GUARD_REMOVE, 0x103, NULL, NULL);
 	expect_allowed(&v);
 	assert_int_equal(v.tolerance_after, v.tolerance_before);
 	build(&f, "U", false);
-	expect_refused((v = check(&f, KHA_GUARD_REMOVE, 0x100, NULL, NULL), &v), "last-member",
-		       false);
-	expect_refused((v = check(&f, KHA_GUARD_REMOVE, 0x999, NULL, NULL), &v), "unknown-member",
-		       false);
+	expect_refused((v = check(&f, KHA_ETCDOPS_GUARD_REMOVE, 0x100, NULL, NULL), &v),
+		       "last-member", false);
+	expect_refused((v = check(&f, KHA_ETCDOPS_GUARD_REMOVE, 0x999, NULL, NULL), &v),
+		       "unknown-member", false);
 }
 
 static void test_promote(void **state)
 {
 	struct fixture f;
-	struct kha_guard_verdict v;
+	struct kha_etcdops_guard_verdict v;
 
 	(void)state;
 	build(&f, "UUUL", false);
-	v = check(&f, KHA_GUARD_PROMOTE, 0x103, NULL, NULL);
+	v = check(&f, KHA_ETCDOPS_GUARD_PROMOTE, 0x103, NULL, NULL);
 	expect_allowed(&v);
 	assert_int_equal(v.voters_after, 4);
 	assert_int_equal(v.tolerance_after, 1);
 	assert_non_null(strstr(v.warning, "4 voting members"));
-	expect_refused((v = check(&f, KHA_GUARD_PROMOTE, 0x101, NULL, NULL), &v), "not-a-learner",
-		       false);
+	expect_refused((v = check(&f, KHA_ETCDOPS_GUARD_PROMOTE, 0x101, NULL, NULL), &v),
+		       "not-a-learner", false);
 	build(&f, "UUUl", false);
-	expect_refused((v = check(&f, KHA_GUARD_PROMOTE, 0x103, NULL, NULL), &v), "learner-down",
-		       true);
+	expect_refused((v = check(&f, KHA_ETCDOPS_GUARD_PROMOTE, 0x103, NULL, NULL), &v),
+		       "learner-down", true);
 	build(&f, "UUUu", false);
-	v = check(&f, KHA_GUARD_PROMOTE, 0x103, NULL, NULL);
+	v = check(&f, KHA_ETCDOPS_GUARD_PROMOTE, 0x103, NULL, NULL);
 	expect_refused(&v, "learner-down", true);
 	assert_non_null(strstr(v.reason, "has not started"));
 }
@@ -325,18 +331,18 @@ static void test_promote(void **state)
 static void test_replace_live_member_keeps_tolerance(void **state)
 {
 	struct fixture f;
-	struct kha_guard_verdict v;
+	struct kha_etcdops_guard_verdict v;
 
 	(void)state;
 	build(&f, "UUU", false);
-	expect_allowed((v = check(&f, KHA_GUARD_ADD_LEARNER, 0, "m3", NULL), &v));
+	expect_allowed((v = check(&f, KHA_ETCDOPS_GUARD_ADD_LEARNER, 0, "m3", NULL), &v));
 	assert_int_equal(v.tolerance_after, 1);
 	build(&f, "UUUL", false);
-	v = check(&f, KHA_GUARD_PROMOTE, 0x103, NULL, NULL);
+	v = check(&f, KHA_ETCDOPS_GUARD_PROMOTE, 0x103, NULL, NULL);
 	expect_allowed(&v);
 	assert_int_equal(v.tolerance_after, 1);
 	build(&f, "UUUU", false);
-	v = check(&f, KHA_GUARD_REMOVE, 0x102, NULL, NULL);
+	v = check(&f, KHA_ETCDOPS_GUARD_REMOVE, 0x102, NULL, NULL);
 	expect_allowed(&v);
 	assert_int_equal(v.tolerance_after, 1);
 }
@@ -346,20 +352,20 @@ static void test_replace_live_member_keeps_tolerance(void **state)
 static void test_replace_dead_member_removes_first(void **state)
 {
 	struct fixture f;
-	struct kha_guard_verdict v;
+	struct kha_etcdops_guard_verdict v;
 
 	(void)state;
 	build(&f, "UUD", false);
-	expect_refused((v = check(&f, KHA_GUARD_ADD_LEARNER, 0, "m3", NULL), &v), "member-down",
-		       true);
-	v = check(&f, KHA_GUARD_REMOVE, 0x102, NULL, NULL);
+	expect_refused((v = check(&f, KHA_ETCDOPS_GUARD_ADD_LEARNER, 0, "m3", NULL), &v),
+		       "member-down", true);
+	v = check(&f, KHA_ETCDOPS_GUARD_REMOVE, 0x102, NULL, NULL);
 	expect_allowed(&v);
 	assert_int_equal(v.tolerance_before, 0);
 	assert_int_equal(v.tolerance_after, 0);
 	build(&f, "UU", false);
-	expect_allowed((v = check(&f, KHA_GUARD_ADD_LEARNER, 0, "m3", NULL), &v));
+	expect_allowed((v = check(&f, KHA_ETCDOPS_GUARD_ADD_LEARNER, 0, "m3", NULL), &v));
 	build(&f, "UUL", false);
-	v = check(&f, KHA_GUARD_PROMOTE, 0x102, NULL, NULL);
+	v = check(&f, KHA_ETCDOPS_GUARD_PROMOTE, 0x102, NULL, NULL);
 	expect_allowed(&v);
 	assert_int_equal(v.voters_after, 3);
 	assert_int_equal(v.tolerance_after, 1);
@@ -368,15 +374,15 @@ static void test_replace_dead_member_removes_first(void **state)
 static void test_bad_requests(void **state)
 {
 	struct fixture f;
-	struct kha_guard_request req = {.op = KHA_GUARD_ADD};
-	struct kha_guard_verdict v;
+	struct kha_etcdops_guard_request req = {.op = KHA_ETCDOPS_GUARD_ADD};
+	struct kha_etcdops_guard_verdict v;
 
 	(void)state;
 	build(&f, "UUU", false);
-	assert_int_equal(kha_guard_check(&f.c, &req, &v), -EINVAL); /* no peer URL */
-	req.op = (enum kha_guard_op)42;
-	assert_int_equal(kha_guard_check(&f.c, &req, &v), -EINVAL);
-	assert_int_equal(kha_guard_check(NULL, &req, &v), -EINVAL);
+	assert_int_equal(kha_etcdops_guard_check(&f.c, &req, &v), -EINVAL); /* no peer URL */
+	req.op = (enum kha_etcdops_guard_op)42;
+	assert_int_equal(kha_etcdops_guard_check(&f.c, &req, &v), -EINVAL);
+	assert_int_equal(kha_etcdops_guard_check(NULL, &req, &v), -EINVAL);
 }
 
 static void test_from_report(void **state)
@@ -389,13 +395,13 @@ static void test_from_report(void **state)
 		{.member = {.id = 2, .name = "b", .is_learner = true}, .alarm_corrupt = true},
 	};
 	struct kha_etcd_cluster_report rep = {.members = members, .n_members = 2};
-	struct kha_guard_member g[2];
-	struct kha_guard_cluster c;
+	struct kha_etcdops_guard_member g[2];
+	struct kha_etcdops_guard_cluster c;
 
 	(void)state;
 	rep.health.leader = 1;
 	rep.health.leader_index = 0;
-	kha_guard_from_report(&rep, g, &c);
+	kha_etcdops_guard_from_report(&rep, g, &c);
 	assert_int_equal(c.n_members, 2);
 	assert_int_equal(c.leader, 1);
 	assert_true(c.alarm);
@@ -406,11 +412,11 @@ static void test_from_report(void **state)
 	assert_false(g[1].reachable);
 	/* the members still name a leader that died: no leader until they elect another */
 	members[0].reachable = false;
-	kha_guard_from_report(&rep, g, &c);
+	kha_etcdops_guard_from_report(&rep, g, &c);
 	assert_int_equal(c.leader, 0);
 	members[0].reachable = true;
 	rep.health.leader_index = -1; /* a leader outside the member list: just removed */
-	kha_guard_from_report(&rep, g, &c);
+	kha_etcdops_guard_from_report(&rep, g, &c);
 	assert_int_equal(c.leader, 0);
 }
 
@@ -445,14 +451,14 @@ static void test_defrag_order_leader_last(void **state)
 
 	(void)state;
 	report_of(&rep, m, "UUUUL", 1);
-	kha_defrag_order(&rep, order);
+	kha_etcdops_defrag_order(&rep, order);
 	assert_int_equal(order[0], 4); /* the learner first */
 	assert_int_equal(order[1], 0);
 	assert_int_equal(order[2], 2);
 	assert_int_equal(order[3], 3);
 	assert_int_equal(order[4], 1); /* the leader last */
 	report_of(&rep, m, "UUU", 99);
-	kha_defrag_order(&rep, order);
+	kha_etcdops_defrag_order(&rep, order);
 	assert_int_equal(order[0], 0);
 	assert_int_equal(order[2], 2);
 }
@@ -465,24 +471,84 @@ static void test_defrag_needs_a_whole_cluster(void **state)
 
 	(void)state;
 	report_of(&rep, m, "UUU", 0);
-	assert_true(kha_defrag_cluster_ready(&rep, why, sizeof(why)));
+	assert_true(kha_etcdops_defrag_cluster_ready(&rep, why, sizeof(why)));
 	m[0].alarm_nospace = true; /* the reason to defragment, not a reason to refuse */
-	assert_true(kha_defrag_cluster_ready(&rep, NULL, 0));
+	assert_true(kha_etcdops_defrag_cluster_ready(&rep, NULL, 0));
 	report_of(&rep, m, "UUD", 0);
-	assert_false(kha_defrag_cluster_ready(&rep, why, sizeof(why)));
+	assert_false(kha_etcdops_defrag_cluster_ready(&rep, why, sizeof(why)));
 	assert_non_null(strstr(why, "m2 does not answer"));
 	report_of(&rep, m, "UUU", 99);
-	assert_false(kha_defrag_cluster_ready(&rep, why, sizeof(why)));
+	assert_false(kha_etcdops_defrag_cluster_ready(&rep, why, sizeof(why)));
 	assert_non_null(strstr(why, "leader"));
 	report_of(&rep, m, "UUU", 0);
 	rep.health.quorum_ok = false;
-	assert_false(kha_defrag_cluster_ready(&rep, why, sizeof(why)));
+	assert_false(kha_etcdops_defrag_cluster_ready(&rep, why, sizeof(why)));
+}
+
+/* ---- the one wait of lib/etcdops ----------------------------------------------------------- */
+
+struct polls {
+	int calls, done_at, fail_at;
+	char said[8][64];
+	int n_said;
+};
+
+static int count_poll(void *userdata, char *text, size_t size)
+{
+	struct polls *p = userdata;
+
+	p->calls++;
+	if (p->fail_at && p->calls == p->fail_at)
+		return -EPROTO;
+	if (p->done_at && p->calls == p->done_at)
+		return 7;
+	snprintf(text, size, "not yet %d", p->calls);
+	return 0;
+}
+
+static void record(void *userdata, const char *text)
+{
+	struct polls *p = userdata;
+
+	if (p->n_said < 8)
+		snprintf(p->said[p->n_said++], sizeof(p->said[0]), "%s", text);
+}
+
+static void test_wait_polls_until_done_fails_times_out_or_is_cancelled(void **state)
+{
+	uint64_t far = kha_now_us() + 60 * KHA_USEC_PER_SEC;
+	volatile sig_atomic_t cancel = 0;
+	struct polls p = {.done_at = 3};
+
+	(void)state;
+	/* done on the third poll: its answer, and the two "not yet" texts as progress */
+	assert_int_equal(kha_etcdops_wait(far, 1000, &cancel, count_poll, &p, record, &p), 7);
+	assert_int_equal(p.calls, 3);
+	assert_int_equal(p.n_said, 2);
+	assert_string_equal(p.said[1], "not yet 2");
+	/* a failure ends the wait with it */
+	p = (struct polls){.fail_at = 2};
+	assert_int_equal(kha_etcdops_wait(far, 1000, NULL, count_poll, &p, NULL, NULL), -EPROTO);
+	/* a deadline already passed: one poll, then -ETIMEDOUT, no sleep */
+	p = (struct polls){0};
+	assert_int_equal(kha_etcdops_wait(kha_now_us(), 1000, NULL, count_poll, &p, record, &p),
+			 -ETIMEDOUT);
+	assert_int_equal(p.calls, 1);
+	assert_int_equal(p.n_said, 0);
+	/* the cancel flag ends the sleep: a 30 s interval returns after one poll */
+	p = (struct polls){0};
+	cancel = 1;
+	assert_int_equal(
+		kha_etcdops_wait(far, 30 * KHA_USEC_PER_SEC, &cancel, count_poll, &p, NULL, NULL),
+		-ECANCELED);
+	assert_int_equal(p.calls, 1);
 }
 
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_tolerance),
+		cmocka_unit_test(test_wait_polls_until_done_fails_times_out_or_is_cancelled),
 		cmocka_unit_test(test_add_voter_to_odd_cluster_lowers_tolerance),
 		cmocka_unit_test(test_add_voter_to_single_member_loses_quorum),
 		cmocka_unit_test(test_add_voter_to_even_cluster_keeps_tolerance),
