@@ -191,16 +191,21 @@ static const char *dir_hint(const struct common *c, char *buf, size_t size)
 static int load(const struct common *c, bool lock, struct kha_lab **ret)
 {
 	struct kha_diag d = {0};
-	char hint[512];
+	char hint[512], who[64];
 	int r = kha_lab_load(c->dir, lock, ret, &d);
 
-	if (r == -ENOENT) {
-		fprintf(stderr, "kha lab %s: no lab in %s (start one with 'kha lab up%s')\n",
-			c->sub, c->dir, dir_hint(c, hint, sizeof(hint)));
-		return KHA_EXIT_UNAVAILABLE;
+	snprintf(who, sizeof(who), "kha lab %s", c->sub);
+	if (r == -ENOENT)
+		return cmd_fail(who, c->json, KHA_EXIT_UNAVAILABLE,
+				"no lab in %s (start one with 'kha lab up%s')", c->dir,
+				dir_hint(c, hint, sizeof(hint)));
+	if (r < 0) {
+		int code = fail(c->sub, r, &d);
+
+		/* -o json: a document to parse, errors included */
+		return c->json ? cmd_print_json_error(who, code, d.msg[0] ? d.msg : strerror(-r))
+			       : code;
 	}
-	if (r < 0)
-		return fail(c->sub, r, &d);
 	return 0;
 }
 
@@ -755,8 +760,10 @@ static void status_json(struct kha_lab *lab, const struct live *lv)
 			 "endpoints", eps ? eps : "", "ca_cert", lab->ca_cert, "client_cert",
 			 lab->client_cert, "client_key", lab->client_key, "members",
 			 (json_int_t)lab->n_masters, "running", (json_int_t)lv->n_running,
-			 "healthy", (json_int_t)lv->n_healthy, "status", verdicts[lv->code],
+			 "healthy", (json_int_t)lv->n_healthy, "verdict", verdicts[lv->code],
 			 "masters", masters);
+	/* the old name of verdict, kept for scripts */
+	json_object_set_new(root, "status", json_string(verdicts[lv->code]));
 	if (lab->node.entry_url)
 		json_object_set_new(
 			root, "node",
@@ -808,7 +815,7 @@ static void status_table(struct kha_lab *lab, const struct live *lv)
 		else
 			printf(" (stopped: its election lease is running out)");
 	}
-	printf(": %s\n\n", verdicts[lv->code]);
+	printf("\nverdict: %s (exit %d)\n\n", verdicts[lv->code], lv->code);
 	printf("%-6s %-23s %-8s %-8s %-12s %s\n", "OWNER", "PROC", "PID", "STATE", "HEALTH",
 	       "DETAIL");
 	for (size_t i = 0; i < lab->n_masters; i++) {
@@ -1878,12 +1885,10 @@ static int cmd_drill(int argc, char **argv)
 					    "are for a Kubernetes lab (kha lab up --kubernetes)");
 	fprintf(stderr, "kha lab drill: waiting until the lab is ready...\n");
 	r = kha_lab_wait_ready(lab, DRILL_READY_US, &d);
-	if (r < 0) {
-		fprintf(stderr,
-			"kha lab drill: the lab in %s is not ready: %s (see 'kha lab status')\n",
-			c.dir, d.msg);
-		return KHA_EXIT_UNAVAILABLE;
-	}
+	if (r < 0)
+		return cmd_fail("kha lab drill", c.json, KHA_EXIT_UNAVAILABLE,
+				"the lab in %s is not ready: %s (see 'kha lab status')", c.dir,
+				d.msg);
 	/* each write in flight holds a socket */
 	cmd_raise_fd_limit();
 	/* SIGINT/SIGTERM stop the drill through a signalfd (the faults are undone first); the

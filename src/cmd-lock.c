@@ -38,6 +38,7 @@ enum {
 	OPT_SERVE_CERT,
 	OPT_SERVE_KEY,
 	OPT_SERVE_CLIENT_CA,
+	OPT_SERVE_CACERT,
 	OPT_CLIENT_IDS,
 	OPT_GROUP,
 	OPT_INSECURE_NO_CLIENT_CERTS,
@@ -63,7 +64,8 @@ static const struct option longopts[] = {
 	{"listen", required_argument, NULL, OPT_LISTEN},
 	{"serve-cert", required_argument, NULL, OPT_SERVE_CERT},
 	{"serve-key", required_argument, NULL, OPT_SERVE_KEY},
-	{"serve-client-ca", required_argument, NULL, OPT_SERVE_CLIENT_CA},
+	{"serve-cacert", required_argument, NULL, OPT_SERVE_CACERT},
+	{"serve-client-ca", required_argument, NULL, OPT_SERVE_CLIENT_CA}, /* deprecated */
 	{"client-ids", required_argument, NULL, OPT_CLIENT_IDS},
 	{"group", required_argument, NULL, OPT_GROUP},
 	{"insecure-no-client-certs", no_argument, NULL, OPT_INSECURE_NO_CLIENT_CERTS},
@@ -115,7 +117,7 @@ static void usage(FILE *out)
 		"  --listen ADDR             serve: address to listen on (default 127.0.0.1:3333)\n"
 		"  --serve-cert FILE, --serve-key FILE  serve: HTTPS with this certificate (PEM\n"
 		"                            chain) and key\n"
-		"  --serve-client-ca FILE    serve: only clients with a certificate of this CA; a\n"
+		"  --serve-cacert FILE       serve: only clients with a certificate of this CA; a\n"
 		"                            client may then take and release only the ids that\n"
 		"                            are its certificate's names (subject CN, DNS SANs)\n"
 		"  --client-ids FILE         serve: which ids each certificate may use instead:\n"
@@ -142,7 +144,7 @@ static void usage(FILE *out)
 		"  kha lock status --lock master-upgrades --endpoints https://10.0.0.1:2379 ...\n"
 		"  kha lock serve --listen 0.0.0.0:3333 --lock reboots --slots 2 --endpoints ... \\\n"
 		"      --serve-cert fleetlock.crt --serve-key fleetlock.key \\\n"
-		"      --serve-client-ca nodes-ca.crt --group default --group workers\n");
+		"      --serve-cacert nodes-ca.crt --group default --group workers\n");
 }
 
 static void usage_status(FILE *out)
@@ -181,7 +183,7 @@ static void usage_serve(FILE *out)
 		"  --listen ADDR             address to listen on (default 127.0.0.1:3333)\n"
 		"  --serve-cert FILE, --serve-key FILE  HTTPS with this certificate (PEM chain)\n"
 		"                            and key\n"
-		"  --serve-client-ca FILE    only clients with a certificate of this CA; a client\n"
+		"  --serve-cacert FILE       only clients with a certificate of this CA; a client\n"
 		"                            may then take and release only the ids that are its\n"
 		"                            certificate's names (subject CN, DNS SANs)\n"
 		"  --client-ids FILE         which ids each certificate may use instead: lines\n"
@@ -203,7 +205,7 @@ static void usage_serve(FILE *out)
 		"Example:\n"
 		"  kha lock serve --listen 0.0.0.0:3333 --lock reboots --slots 2 \\\n"
 		"      --serve-cert fleetlock.crt --serve-key fleetlock.key \\\n"
-		"      --serve-client-ca nodes-ca.crt --group default --group workers \\\n"
+		"      --serve-cacert nodes-ca.crt --group default --group workers \\\n"
 		"      --endpoints https://10.0.0.1:2379 ...\n");
 }
 
@@ -317,7 +319,16 @@ static int apply(void *userdata, int val, const char *arg, struct kha_diag *d)
 		return kha_opt_set_str(&o->serve_cert, arg, d);
 	case OPT_SERVE_KEY:
 		return kha_opt_set_str(&o->serve_key, arg, d);
-	case OPT_SERVE_CLIENT_CA:
+	case OPT_SERVE_CLIENT_CA: {
+		static bool warned; /* once per process: a reload reads the config file again */
+
+		if (!warned)
+			fprintf(stderr, "kha lock: note: --serve-client-ca is deprecated, use "
+					"--serve-cacert (the same CA, named as every command's)\n");
+		warned = true;
+		return kha_opt_set_str(&o->serve_client_ca, arg, d);
+	}
+	case OPT_SERVE_CACERT:
 		return kha_opt_set_str(&o->serve_client_ca, arg, d);
 	case OPT_CLIENT_IDS:
 		return kha_opt_set_str(&o->client_ids, arg, d);
@@ -419,7 +430,7 @@ static int serve_reload(void *userdata, struct kha_diag *d)
 	if (reload_read(sr->a, &sr->src, &o, d) < 0)
 		goto out;
 	if (o.client_ids && !run->serve_client_ca) {
-		r = kha_diag_set(d, EINVAL, "--client-ids needs --serve-client-ca");
+		r = kha_diag_set(d, EINVAL, "--client-ids needs --serve-cacert");
 		goto out;
 	}
 	if (o.client_ids) {
@@ -480,12 +491,12 @@ static int serve(struct opts *o, const struct kha_lock_gates *gates, struct serv
 
 	if (!!o->serve_cert != !!o->serve_key || (o->serve_client_ca && !o->serve_cert)) {
 		fprintf(stderr, "kha lock serve: --serve-cert and --serve-key go together, and "
-				"--serve-client-ca needs them (run 'kha lock serve --help')\n");
+				"--serve-cacert needs them (run 'kha lock serve --help')\n");
 		return KHA_EXIT_USAGE;
 	}
 	if (o->client_ids && !o->serve_client_ca) {
 		fprintf(stderr, "kha lock serve: --client-ids maps client certificates: it needs "
-				"--serve-client-ca (run 'kha lock serve --help')\n");
+				"--serve-cacert (run 'kha lock serve --help')\n");
 		return KHA_EXIT_USAGE;
 	}
 	if (o->client_ids) {

@@ -366,6 +366,8 @@ struct kha_lab_fault_result {
 	bool step_ok;			       /* the fault and its recovery succeeded */
 	char victim[KHA_LAB_NAME_MAX];	       /* "" when unknown */
 	bool victim_led;		       /* the victim led the election at the fault */
+	bool raft_known;		       /* etcd's Raft leader at the fault was seen... */
+	bool victim_led_raft;		       /* ...and it was the victim's member */
 	uint64_t fault_us, recover_us, end_us; /* drill times; the window is [fault, end) */
 	size_t sent, ok, failed;	       /* writes sent in the window */
 	double availability;		       /* percent; 0 when none was sent */

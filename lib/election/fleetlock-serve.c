@@ -250,10 +250,9 @@ static void route(const struct kha_httpd_request *req, struct kha_httpd_response
 	/* who holds a slot is for the nodes (a verified certificate) or this host, not anyone */
 	if (op == KHA_FLEETLOCK_OP_STATUS && !(req->peer && req->peer->verified) &&
 	    !(s->loopback && !s->o->tls_client_ca)) {
-		kha_fleetlock_result_set(
-			&res, 403, "status_forbidden",
-			"/v1/status needs a client certificate (--serve-client-ca); "
-			"kha lock --status reads the same from etcd");
+		kha_fleetlock_result_set(&res, 403, "status_forbidden",
+					 "/v1/status needs a client certificate (--serve-cacert); "
+					 "kha lock --status reads the same from etcd");
 		answer(resp, s->o, op, &res);
 		return;
 	}
@@ -370,7 +369,7 @@ static int start(struct server *s, struct kha_diag *d)
 							.client_ca = o->tls_client_ca,
 							.cert_flag = "--serve-cert",
 							.key_flag = "--serve-key",
-							.client_ca_flag = "--serve-client-ca"};
+							.client_ca_flag = "--serve-cacert"};
 		r = kha_httpd_tls_ctx_new(&tc, &s->tls, d);
 		if (r < 0)
 			return r;
@@ -388,7 +387,7 @@ static int start(struct server *s, struct kha_diag *d)
 				d, EINVAL,
 				"--listen %s is reachable from other hosts, and without client "
 				"certificates anyone who reaches it could release any node's slot: "
-				"add --serve-cert, --serve-key and --serve-client-ca (or, on a "
+				"add --serve-cert, --serve-key and --serve-cacert (or, on a "
 				"network you trust, --insecure-no-client-certs)",
 				o->listen);
 		}

@@ -35,6 +35,7 @@
 #define LEADER_POLL_US	    (100 * KHA_USEC_PER_MSEC)
 #define LEADER_CALL_US	    (1 * KHA_USEC_PER_SEC)
 #define FILES_POLL_US	    (250 * KHA_USEC_PER_MSEC)
+#define RAFT_POLL_US	    (1 * KHA_USEC_PER_SEC)
 /* a snapshot counts for a term this close to it: polling and file times are not exact */
 #define TERM_SLACK_US	   (1 * KHA_USEC_PER_SEC)
 #define READY_AFTER_US	   (30 * KHA_USEC_PER_SEC)
@@ -110,6 +111,19 @@ static void observe_leader(struct lab_watcher *w, struct kha_etcd *c)
 		lab_watcher_progress(
 			w, "%7.2fs  election: %s", rel_s(w, now),
 			leader ? leader : "nobody leads (the lease of the last leader runs out)");
+}
+
+/* Which master's member leads Raft: the summary explains a kill's outage by it. */
+static void observe_raft(struct lab_watcher *w, struct kha_etcd *c)
+{
+	kha_autofree char *leader = NULL;
+
+	if (lab_raft_leader_read(c, &leader, NULL) < 0 || !leader)
+		return; /* no answer, or an election under way: keep the last observation */
+	pthread_mutex_lock(&w->mu);
+	snprintf(w->raft_leader, sizeof(w->raft_leader), "%s", leader);
+	w->raft_known = true;
+	pthread_mutex_unlock(&w->mu);
 }
 
 /* A snapshot file, not a temporary one of a backup in progress. */
@@ -191,7 +205,7 @@ static void *watch(void *userdata)
 {
 	struct lab_watcher *w = userdata;
 	kha_auto(kha_etcd_freep) struct kha_etcd *c = NULL;
-	uint64_t next_leader = 0, next_files = 0;
+	uint64_t next_leader = 0, next_files = 0, next_raft = 0;
 
 	if (lab_etcd_client(w->lab, LEADER_CALL_US, &c, NULL) < 0)
 		c = NULL;
@@ -206,8 +220,13 @@ static void *watch(void *userdata)
 		}
 		pthread_mutex_unlock(&w->mu);
 		if (c && now >= next_leader) {
-			observe_leader(w, c);
+			if (w->lab->election)
+				observe_leader(w, c);
 			next_leader = now + LEADER_POLL_US;
+		}
+		if (c && now >= next_raft) {
+			observe_raft(w, c);
+			next_raft = now + RAFT_POLL_US;
 		}
 		if (now >= next_files) {
 			scan_backups(w, true);
@@ -215,7 +234,7 @@ static void *watch(void *userdata)
 				w->extra(w);
 			next_files = now + FILES_POLL_US;
 		}
-		next = c ? KHA_MIN(next_leader, next_files) : next_files;
+		next = c ? KHA_MIN(KHA_MIN(next_leader, next_raft), next_files) : next_files;
 		clock_gettime(CLOCK_MONOTONIC, &ts);
 		now = kha_now_us();
 		if (next > now) {
@@ -322,6 +341,9 @@ void lab_watcher_on_event(void *userdata, const struct kha_drill_event *ev)
 			pthread_mutex_lock(&w->mu);
 			w->obs.fault_leader_known[i] = w->leader_known;
 			snprintf(w->obs.fault_leader[i], KHA_LAB_NAME_MAX, "%s", w->leader);
+			w->obs.fault_raft_known[i] = w->raft_known;
+			snprintf(w->obs.fault_raft_leader[i], KHA_LAB_NAME_MAX, "%s",
+				 w->raft_leader);
 			pthread_mutex_unlock(&w->mu);
 		}
 		lab_watcher_progress(w, "%7.2fs  %s %s: %s", (double)ev->elapsed_us / 1e6,
@@ -459,6 +481,9 @@ static void analyze_fault(const struct kha_lab *lab, const struct lab_drill_obs 
 			f->lost++;
 	}
 
+	f->raft_known = obs->fault_raft_known[k];
+	f->victim_led_raft =
+		f->raft_known && f->victim[0] && strcmp(f->victim, obs->fault_raft_leader[k]) == 0;
 	if (!r->election)
 		return;
 	if (obs->fault_leader_known[k])
@@ -828,6 +853,8 @@ static json_t *fault_json(const struct kha_lab_drill_report *r,
 			    f->sent ? json_real(f->availability) : json_null());
 	json_object_set_new(o, "longest_outage_ms", json_real((double)f->longest_outage_us / 1e3));
 	json_object_set_new(o, "lost_acknowledged_writes", json_integer((json_int_t)f->lost));
+	json_object_set_new(o, "victim_led_raft",
+			    f->raft_known ? json_boolean(f->victim_led_raft) : json_null());
 	if (r->election) {
 		json_object_set_new(o, "victim_led", json_boolean(f->victim_led));
 		json_object_set_new(o, "leader_before", lab_str_or_null(f->leader_before));
@@ -862,6 +889,9 @@ char *kha_lab_drill_json(const struct kha_lab_drill_report *r)
 			    json_string("the etcd members' client API (the lab has no "
 					"kube-apiserver)"));
 	json_object_set_new(root, "exit_code", json_integer(kha_lab_drill_exit_code(r)));
+	json_object_set_new(root, "verdict",
+			    json_string(kha_lab_drill_exit_code(r) == 0 ? "passed" : "failed"));
+	/* the old name of verdict, kept for scripts */
 	json_object_set_new(root, "passed", json_boolean(kha_lab_drill_exit_code(r) == 0));
 	json_object_set_new(root, "problems", json_string(problems));
 	json_object_set_new(root, "min_availability_percent", json_real(r->min_availability));
@@ -931,6 +961,40 @@ const char *lab_dur(char *buf, size_t size, uint64_t us)
 	return buf;
 }
 
+void lab_why(FILE *out, const char *section, const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("  why         ", out);
+	va_start(ap, fmt);
+	vfprintf(out, fmt, ap);
+	va_end(ap);
+	fprintf(out, " (docs/lab.md#%s)\n", section);
+}
+
+/* Why the entry's writes failed for a while in the window of fault f. */
+static void why_outage(FILE *out, const struct kha_lab_fault_result *f)
+{
+	if (!f->longest_outage_us)
+		return;
+	if (f->kind == KHA_LAB_FAULT_FREEZE)
+		lab_why(out, "outage",
+			"the frozen member accepts connections nobody answers: the entry replays "
+			"them after %dms (first-byte timeout)%s",
+			LAB_PROXY_FIRST_BYTE_MS,
+			f->victim_led_raft ? "; it led Raft, so writes waited for a new leader"
+					   : "");
+	else if (f->victim_led_raft)
+		lab_why(out, "outage",
+			"the victim led etcd's Raft: writes wait until another member is elected "
+			"(election timeout %dms, then a vote)",
+			LAB_ETCD_ELECTION_MS);
+	else
+		lab_why(out, "outage",
+			"writes in flight to the killed member get no reply; new connections to "
+			"it are refused and retried on another member at once");
+}
+
 static void print_fault(FILE *out, const struct kha_lab_drill_report *r, int k)
 {
 	const struct kha_lab_fault_result *f = &r->faults[k];
@@ -941,13 +1005,16 @@ static void print_fault(FILE *out, const struct kha_lab_drill_report *r, int k)
 		fprintf(out, "  not run (the drill stopped before it)\n");
 		return;
 	}
-	fprintf(out, "  victim      %s at %s, %s at %s%s\n", f->victim[0] ? f->victim : "?",
+	fprintf(out, "  victim      %s at %s, %s at %s%s%s\n", f->victim[0] ? f->victim : "?",
 		lab_dur(b1, sizeof(b1), f->fault_us),
 		k == KHA_LAB_FAULT_FREEZE ? "thawed" : "restarted",
-		lab_dur(b2, sizeof(b2), f->recover_us), f->step_ok ? "" : "  (A COMMAND FAILED)");
+		lab_dur(b2, sizeof(b2), f->recover_us),
+		f->victim_led_raft ? " (its etcd member led Raft)" : "",
+		f->step_ok ? "" : "  (A COMMAND FAILED)");
 	fprintf(out, "  entry       %.2f%% of %zu writes ok until %s; longest outage %s\n",
 		f->availability, f->sent, lab_dur(b3, sizeof(b3), f->end_us),
 		f->longest_outage_us ? lab_dur(b1, sizeof(b1), f->longest_outage_us) : "none");
+	why_outage(out, f);
 	fprintf(out, "  writes      %zu acknowledged writes lost%s\n", f->lost,
 		f->lost ? "  <-- MUST BE 0" : "");
 	if (!r->election)
@@ -960,6 +1027,16 @@ static void print_fault(FILE *out, const struct kha_lab_drill_report *r, int k)
 					    lab_dur(b2, sizeof(b2), f->handover_us)),
 				   b1)
 				: "NO NEW LEADER SEEN");
+	if (f->handover_needed && f->victim_led_raft)
+		lab_why(out, "handover",
+			"its lease (TTL %ds) outlived it: etcd's new Raft leader renews every lease "
+			"for the TTL plus an election timeout (%dms), once elected",
+			LAB_ELECT_TTL_S, LAB_ETCD_ELECTION_MS);
+	else if (f->handover_needed)
+		lab_why(out, "handover",
+			"a standby takes over once the dead leader's lease runs out: up to its TTL "
+			"(%ds) after its last renewal",
+			LAB_ELECT_TTL_S);
 	else if (strcmp(f->leader_before, f->leader_after) == 0)
 		fprintf(out, "  election    %s kept the lead (the victim did not lead)\n",
 			f->leader_before[0] ? f->leader_before : "nobody");
@@ -1010,6 +1087,10 @@ int kha_lab_drill_print(FILE *out, const struct kha_lab_drill_report *r)
 			wr->acked, wr->lost, wr->failed, wr->unknown, wr->unknown_applied);
 	else
 		fprintf(out, "  writes      NOT VERIFIED: %s\n", wr->error);
+	if (wr->verified && wr->unknown)
+		lab_why(out, "unknown-writes",
+			"unknown = sent, but no reply came; read back afterwards, applied or not; "
+			"none counts as lost (only acknowledged writes can be)");
 	if (r->election) {
 		fprintf(out, "  election    %zu leadership term%s observed:", r->n_terms,
 			r->n_terms == 1 ? "" : "s");

@@ -109,18 +109,14 @@ int kha_lab_leader_lease_ttl(const struct kha_lab *lab, uint64_t timeout_us, con
 	return r < 0 ? r : 0;
 }
 
-int kha_lab_raft_leader(const struct kha_lab *lab, uint64_t timeout_us, char **ret_leader,
-			struct kha_diag *d)
+int lab_raft_leader_read(struct kha_etcd *c, char **ret_leader, struct kha_diag *d)
 {
-	kha_auto(kha_etcd_freep) struct kha_etcd *c = NULL;
 	struct kha_etcd_member_list ml = {0};
 	struct kha_etcd_status st = {0};
 	int r;
 
 	*ret_leader = NULL;
-	r = lab_etcd_client(lab, timeout_us, &c, d);
-	if (r == 0)
-		r = kha_etcd_status(c, &st, d);
+	r = kha_etcd_status(c, &st, d);
 	if (r == 0 && st.leader)
 		r = kha_etcd_member_list(c, &ml, d);
 	for (size_t i = 0; r == 0 && i < ml.n_members; i++)
@@ -129,6 +125,19 @@ int kha_lab_raft_leader(const struct kha_lab *lab, uint64_t timeout_us, char **r
 			r = kha_diag_set(d, ENOMEM, "out of memory");
 	kha_etcd_member_list_release(&ml);
 	kha_etcd_status_release(&st);
+	return r;
+}
+
+int kha_lab_raft_leader(const struct kha_lab *lab, uint64_t timeout_us, char **ret_leader,
+			struct kha_diag *d)
+{
+	kha_auto(kha_etcd_freep) struct kha_etcd *c = NULL;
+	int r;
+
+	*ret_leader = NULL;
+	r = lab_etcd_client(lab, timeout_us, &c, d);
+	if (r == 0)
+		r = lab_raft_leader_read(c, ret_leader, d);
 	return r;
 }
 

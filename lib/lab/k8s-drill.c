@@ -876,6 +876,8 @@ char *kha_lab_k8s_drill_json(const struct kha_lab_k8s_drill_report *r)
 		root, "entries",
 		json_pack("{s:s, s:s}", "node", r->entry_url[0], "vip", r->entry_url[1]));
 	json_object_set_new(root, "exit_code", json_integer(code));
+	json_object_set_new(root, "verdict", json_string(code == 0 ? "passed" : "failed"));
+	/* the old name of verdict, kept for scripts */
 	json_object_set_new(root, "passed", json_boolean(code == 0));
 	json_object_set_new(root, "problems", json_string(problems));
 	json_object_set_new(root, "slo_percent", json_real(r->slo));
@@ -945,6 +947,47 @@ char *kha_lab_k8s_drill_json(const struct kha_lab_k8s_drill_report *r)
 	return text;
 }
 
+/* Why fault k's entries lost requests for a while (only when they did). */
+static void why_outage(FILE *out, const struct kha_lab_k8s_fault_result *f, int k)
+{
+	bool outage = false;
+
+	for (int e = 0; e < KHA_LAB_ENTRIES; e++)
+		outage |= f->entry[e].writes_longest_us || f->entry[e].reads_longest_us;
+	if (!outage)
+		return;
+	switch (k) {
+	case KHA_LAB_K8S_KILL_ETCD_LEADER:
+		lab_why(out, "outage",
+			"its etcd member led Raft: writes wait for a new leader (election timeout "
+			"%dms, then a vote); requests in flight to its apiserver are reset",
+			LAB_ETCD_ELECTION_MS);
+		break;
+	case KHA_LAB_K8S_KILL_MASTER:
+		lab_why(out, "outage",
+			"requests in flight to its apiserver are reset; the entries take it out "
+			"after %d failed checks (%dms apart, then %dms)",
+			LAB_PROXY_FALL, LAB_PROXY_CHECK_MS, LAB_PROXY_FAST_MS);
+		break;
+	case KHA_LAB_K8S_FREEZE_MASTER:
+		lab_why(out, "outage",
+			"its apiserver accepts connections nobody answers until %d checks time out "
+			"(%dms apart, then %dms)",
+			LAB_PROXY_FALL, LAB_PROXY_CHECK_MS, LAB_PROXY_FAST_MS);
+		break;
+	case KHA_LAB_K8S_KILL_LB:
+		lab_why(out, "outage",
+			"only through the VIP: the other load balancer claims it after 3 missed "
+			"advertisements (100ms apart); connections through the dead one are reset");
+		break;
+	default:
+		lab_why(out, "outage",
+			"requests in flight to a stopping apiserver, and those sent before the "
+			"entries saw its /readyz turn unready");
+		break;
+	}
+}
+
 int kha_lab_k8s_drill_print(FILE *out, const struct kha_lab_k8s_drill_report *r)
 {
 	const struct kha_drill_report *m = r->drill[KHA_LAB_ENTRY_NODE][0];
@@ -996,6 +1039,7 @@ int kha_lab_k8s_drill_print(FILE *out, const struct kha_lab_k8s_drill_report *r)
 					   c),
 				x->lost, x->slo_met ? "" : "  <-- UNDER THE SLO");
 		}
+		why_outage(out, f, k);
 		if (strcmp(f->cm_before, f->cm_after) != 0 || k == KHA_LAB_K8S_KILL_CM_LEADER)
 			fprintf(out, "  lease       kube-controller-manager %s -> %s%s%s\n",
 				f->cm_before[0] ? f->cm_before : "nobody",
@@ -1004,6 +1048,13 @@ int kha_lab_k8s_drill_print(FILE *out, const struct kha_lab_k8s_drill_report *r)
 				f->cm_handover_us != KHA_DRILL_NONE
 					? lab_dur(a, sizeof(a), f->cm_handover_us)
 					: "");
+		if (f->cm_handover_us != KHA_DRILL_NONE)
+			lab_why(out, "handover",
+				"a candidate takes the Lease once the holder's last renewal, as it "
+				"saw it, is leaseDuration (%ds) old, at its next retry (2s): %d-%ds",
+				(int)(r->cm_lease_duration_s ? r->cm_lease_duration_s : 15),
+				(int)(r->cm_lease_duration_s ? r->cm_lease_duration_s : 15),
+				(int)(r->cm_lease_duration_s ? r->cm_lease_duration_s : 15) + 2);
 		if (strcmp(f->sched_before, f->sched_after) != 0)
 			fprintf(out, "  lease       kube-scheduler %s -> %s\n",
 				f->sched_before[0] ? f->sched_before : "nobody",
@@ -1043,7 +1094,11 @@ int kha_lab_k8s_drill_print(FILE *out, const struct kha_lab_k8s_drill_report *r)
 				"unknown (%zu applied); listed back through the API\n",
 				w->writes.acked, w->writes.lost, w->writes.failed,
 				w->writes.unknown, w->writes.unknown_applied);
-		else
+		if (w->writes.verified && w->writes.unknown)
+			lab_why(out, "unknown-writes",
+				"unknown = sent, but no reply came; listed back afterwards, "
+				"created or not; none counts as lost");
+		else if (!w->writes.verified)
 			fprintf(out, "              writes NOT VERIFIED: %s\n", w->writes.error);
 	}
 	fprintf(out,

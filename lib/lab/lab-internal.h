@@ -86,10 +86,23 @@ int lab_etcd_client(const struct kha_lab *lab, uint64_t timeout_us, struct kha_e
 int lab_leader_read(struct kha_etcd *c, const char *election, char **ret_leader,
 		    struct kha_diag *d);
 
-/* What the drill saw as each fault started: the leader then. */
+/* The master whose etcd member leads Raft (see kha_lab_raft_leader) through client c. */
+int lab_raft_leader_read(struct kha_etcd *c, char **ret_leader, struct kha_diag *d);
+
+/* The lab's timers that the drills' summaries explain their figures with (lab.c sets them). */
+#define LAB_ELECT_TTL_S		3    /* kha elect --ttl of the backup election */
+#define LAB_ETCD_ELECTION_MS	1000 /* etcd's default --election-timeout */
+#define LAB_PROXY_CHECK_MS	1000 /* kha proxy --check-interval */
+#define LAB_PROXY_FAST_MS	250  /* --check-fast-interval, once a check failed */
+#define LAB_PROXY_FALL		2    /* --check-fall */
+#define LAB_PROXY_FIRST_BYTE_MS 500  /* --first-byte-timeout */
+
+/* What the drill saw as each fault started: the leader then, and etcd's Raft leader. */
 struct lab_drill_obs {
 	char fault_leader[KHA_LAB_FAULTS][KHA_LAB_NAME_MAX];
 	bool fault_leader_known[KHA_LAB_FAULTS];
+	char fault_raft_leader[KHA_LAB_FAULTS][KHA_LAB_NAME_MAX];
+	bool fault_raft_known[KHA_LAB_FAULTS];
 };
 /*
  * The drills' watcher thread (drill.c): polls the backup election (every 100 ms) and the backup
@@ -118,6 +131,8 @@ struct lab_watcher {
 	size_t n_snaps;
 	char leader[KHA_LAB_NAME_MAX]; /* the last observed */
 	bool leader_known;
+	char raft_leader[KHA_LAB_NAME_MAX]; /* the last observed Raft leader (every second) */
+	bool raft_known;
 	/* the drill thread's: */
 	uint64_t t0; /* the drill's t0 on the monotonic clock, 0 until the first event */
 	struct lab_drill_obs obs; /* the leader seen as each fault started */
@@ -137,6 +152,9 @@ void lab_append(char *buf, size_t size, const char *fmt, ...) KHA_PRINTF(3, 4);
 json_t *lab_ms_or_null(uint64_t us);
 json_t *lab_str_or_null(const char *s);
 const char *lab_dur(char *buf, size_t size, uint64_t us);
+/* A summary's "why" line under a figure: the reason in one line, then the section of
+ * docs/lab.md that explains it at length ("handover", "outage", "unknown-writes"). */
+void lab_why(FILE *out, const char *section, const char *fmt, ...) KHA_PRINTF(3, 4);
 /* A marker on a drill's SVG timeline (a Lease or an election changing hands) at at_us; name is
  * owned by the step from now on. */
 void lab_marker_step(struct kha_drill_step_result *st, char *name, uint64_t at_us);

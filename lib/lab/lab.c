@@ -31,10 +31,8 @@
 #define MAX_LAB_PROCS (5 * KHA_LAB_MAX_MASTERS + 1 + 2 * KHA_LAB_LBS)
 
 /* Timings of the companions: quick enough that the drill sees handovers in seconds. */
-#define ELECT_TTL	  "3s"
-#define BACKUP_EVERY	  "5s"
-#define BACKUP_KEEP_LAST  "5"
-#define PROXY_CHECK_EVERY "1s"
+#define BACKUP_EVERY	 "5s"
+#define BACKUP_KEEP_LAST "5"
 
 /* ---- small helpers ---- */
 
@@ -249,7 +247,7 @@ static int elect_argv(const struct kha_lab *lab, const struct kha_lab_master *m,
 	lab_strv_add(s, "--key=%s", m->key);
 	lab_strv_add(s, "--election=%s", lab->election);
 	lab_strv_add(s, "--id=%s", m->name);
-	lab_strv_add(s, "--ttl=%s", ELECT_TTL);
+	lab_strv_add(s, "--ttl=%ds", LAB_ELECT_TTL_S);
 	lab_strv_add(s, "--restart=always");
 	lab_strv_add(s, "--");
 	lab_strv_add(s, "%s", lab->kha_bin);
@@ -284,12 +282,12 @@ static int proxy_argv(const struct kha_lab *lab, struct lab_strv *s)
 	lab_strv_add(s, "--check-cacert=%s", lab->ca_cert);
 	lab_strv_add(s, "--check-cert=%s", lab->client_cert);
 	lab_strv_add(s, "--check-key=%s", lab->client_key);
-	lab_strv_add(s, "--check-interval=%s", PROXY_CHECK_EVERY);
-	lab_strv_add(s, "--check-fast-interval=250ms");
+	lab_strv_add(s, "--check-interval=%dms", LAB_PROXY_CHECK_MS);
+	lab_strv_add(s, "--check-fast-interval=%dms", LAB_PROXY_FAST_MS);
 	lab_strv_add(s, "--check-timeout=500ms");
-	lab_strv_add(s, "--check-fall=2");
+	lab_strv_add(s, "--check-fall=%d", LAB_PROXY_FALL);
 	lab_strv_add(s, "--connect-timeout=500ms");
-	lab_strv_add(s, "--first-byte-timeout=500ms");
+	lab_strv_add(s, "--first-byte-timeout=%dms", LAB_PROXY_FIRST_BYTE_MS);
 	lab_strv_add(s, "--drain-timeout=1s");
 	lab_strv_add(s, "--metrics-addr=%s", lab->node.metrics_addr);
 	return s->oom ? -ENOMEM : 0;

@@ -94,6 +94,30 @@ def test_one_output_flag_and_one_ca_flag(kha, tmp_path):
     assert "-o, --output table|json" in kha("drill", "--help").stdout
     # certs check verifies against --cacert, like every command
     assert "--cacert FILE" in kha("certs", "check", "--help").stdout
+    # so does lock serve for its clients (--serve-cacert, beside --serve-cert/--serve-key);
+    # the old --serve-client-ca still works and says so once, however often it is given
+    help_text = kha("lock", "serve", "--help").stdout
+    assert "--serve-cacert FILE" in help_text and "--serve-client-ca" not in help_text
+    ca = tmp_path / "ca.crt"
+    ca.write_text("")
+    p = kha("lock", "serve", "--lock", "l", "--serve-client-ca", ca, "--serve-client-ca", ca)
+    assert p.returncode == 64, p.stderr
+    assert p.stderr.count("--serve-client-ca is deprecated, use --serve-cacert") == 1, p.stderr
+    assert "--serve-cacert needs them" in p.stderr
+    p = kha("lock", "serve", "--lock", "l", "--serve-cacert", ca)
+    assert p.returncode == 64 and "deprecated" not in p.stderr, p.stderr
+    assert "--serve-cacert needs them" in p.stderr
+
+
+def test_lab_reports_name_their_result_verdict(kha, tmp_path):
+    """kha lab status and kha lab drill: the overall result is "verdict", as in every report;
+    without a lab, -o json still prints a document."""
+    for args in (["lab", "status"], ["lab", "drill"]):
+        p = kha(*args, "--dir", tmp_path / "none", "-o", "json")
+        assert p.returncode == 69, (args, p.stderr)
+        doc = json.loads(p.stdout)
+        assert doc["verdict"] == "error" and doc["exit_code"] == 69, (args, doc)
+        assert "no lab" in doc["error"], doc
 
 
 def test_etcd_errors_name_their_cause(kha):

@@ -107,7 +107,7 @@ def test_lab_up_stop_start_down(lab_dir):
     assert w.returncode == 0, w.stderr
 
     code, st = status(lab_dir)
-    assert code == 0 and st["status"] == "healthy" and st["healthy"] == 3
+    assert code == 0 and st["verdict"] == st["status"] == "healthy" and st["healthy"] == 3
     assert [m["processes"][0]["pid"] for m in st["masters"]] == [procs[(n, "etcd")][0]
                                                                   for n in ("m1", "m2", "m3")]
     assert st["node"]["ready"] is True and st["node"]["backends_up"] == 3
@@ -132,7 +132,7 @@ def test_lab_up_stop_start_down(lab_dir):
     assert p.stdout.startswith("m1 stopped")
     assert not any(proc_alive(pid, st) for pid, st in m1_pids)
     code, st = status(lab_dir)
-    assert code == 1 and st["status"] == "degraded"
+    assert code == 1 and st["verdict"] == "degraded"
     assert st["masters"][0]["running"] is False and st["masters"][0]["health"] == "unreachable"
     health = health_by_endpoint(lab_dir)
     assert [health[m["client_url"]] for m in st["masters"]] == [False, True, True]
@@ -147,7 +147,7 @@ def test_lab_up_stop_start_down(lab_dir):
     assert "SIGKILL" in p.stdout
     assert not any(proc_alive(pid, st) for pid, st in m2_pids)
     code, st = status(lab_dir)
-    assert code == 2 and st["status"] == "critical" and st["running"] == 1
+    assert code == 2 and st["verdict"] == "critical" and st["running"] == 1
     assert proc_alive(*procs[("m3", "etcd")])
 
     # back on their data dirs
@@ -197,6 +197,7 @@ def test_lab_status_freeze_and_leader(lab_dir):
     p = run_kha("lab", "status", "--dir", lab_dir)
     assert p.returncode == 0, p.stdout + p.stderr
     assert "node   proxy" in p.stdout and "ready" in p.stdout and "3 of 3 masters up" in p.stdout
+    assert "\nverdict: healthy (exit 0)\n" in p.stdout, p.stdout
     first = leader(lab_dir)
     assert first in ("m1", "m2", "m3")
     assert f"backup leader: {first}" in p.stdout
@@ -220,6 +221,7 @@ def test_lab_status_freeze_and_leader(lab_dir):
                       20, interval=0.25, what="a new leader while the old one is frozen")
     p = run_kha("lab", "status", "--dir", lab_dir)
     assert p.returncode == 1 and "FROZEN" in p.stdout, p.stdout
+    assert "\nverdict: degraded (exit 1)\n" in p.stdout, p.stdout
     p = run_kha("lab", "thaw-member", "--all", "--dir", lab_dir)
     assert p.returncode == 0 and p.stdout.startswith(f"{first} thawed"), p.stdout + p.stderr
     assert all(proc_state(pid) not in ("T", "t") for pid, _ in frozen if proc_alive(pid))

@@ -111,7 +111,7 @@ def test_lab_up_drill_down(lab_dir, tmp_path):
 
     with open(report) as f:
         r = json.load(f)
-    assert r["schema"] == "kha.lab.drill/v1" and r["passed"] is True and r["exit_code"] == 0
+    assert r["schema"] == "kha.lab.drill/v1" and r["verdict"] == "passed" and r["exit_code"] == 0
     assert r["lost_acknowledged_writes"] == 0
     assert r["drill"]["writes"]["verified"] is True
     assert r["drill"]["writes"]["acked"] > 1000 * 25 // 50
@@ -172,6 +172,24 @@ def test_lab_up_drill_down(lab_dir, tmp_path):
     for ts, taker, _ in saved:
         holder = [who for t, who, kind in acquired if t <= ts]
         assert holder and holder[-1] == taker, (ts, taker, holder)
+
+    # the summary explains its figures where a reader would ask, each pointing to docs/lab.md:
+    # an outage by its cause (the Raft leader's death, said only when the victim led Raft),
+    # the handover by the lease TTL, the unknown writes
+    blocks = {name: out[out.index(f"  {name}: "):] for name in faults}
+    for name, f in faults.items():
+        block = blocks[name].split("\n\n")[0]
+        assert f["victim_led_raft"] in (True, False), f  # the Raft leader is polled every 1 s
+        assert ("(its etcd member led Raft)" in block) == f["victim_led_raft"], block
+        assert ("docs/lab.md#outage" in block) == (f["longest_outage_ms"] > 0), block
+        if f["longest_outage_ms"] > 0 and f["victim_led_raft"] and name != "freeze-follower":
+            assert "writes wait until another member is elected" in block, block
+    kl_block = blocks["kill-leader"].split("\n\n")[0]
+    assert "docs/lab.md#handover" in kl_block
+    assert ("outlived it" if kl["victim_led_raft"] else "up to its TTL (3s)") in kl_block
+    unknown = r["drill"]["writes"]["unknown"]
+    assert ("unknown = sent, but no reply came" in out) == (unknown > 0), out
+    assert f"{unknown} unknown ({r['drill']['writes']['unknown_applied']} of them applied)" in out
 
     # the SVG timeline, with the faults on it
     with open(svg) as f:

@@ -219,7 +219,7 @@ def test_serve_over_https_with_client_certificates(etcd3, procs, tmp_path):
     port = free_port()
     procs.start(["lock", "serve", *etcd3.client_flags(), "--listen", f"127.0.0.1:{port}",
                  "--lock", "tls", "--serve-cert", srv_crt, "--serve-key", srv_key,
-                 "--serve-client-ca", etcd3.ca], "serve")
+                 "--serve-cacert", etcd3.ca], "serve")
     url = f"https://127.0.0.1:{port}"
 
     def pre_reboot(ctx):
@@ -297,7 +297,7 @@ class TLSServe:
         self.url = f"https://127.0.0.1:{self.port}"
         self.proc = procs.start(["lock", "serve", *cluster.client_flags(), "--listen",
                                  f"127.0.0.1:{self.port}", "--lock", lock, "--serve-cert", crt,
-                                 "--serve-key", key, "--serve-client-ca", cluster.ca, *extra],
+                                 "--serve-key", key, "--serve-cacert", cluster.ca, *extra],
                                 "serve-tls")
         self.nodes = {}
         wait_until(lambda: self.get("/healthz", "node-a")[0] == 200 or not self.proc.alive(),
@@ -370,10 +370,10 @@ def test_client_ids_file_maps_certificates_to_ids(etcd3, procs, tmp_path):
     bad.write_text("node-a\n")
     p = run_kha("lock", "serve", *etcd3.client_flags(), "--lock", "x", "--client-ids", str(bad),
                 "--serve-cert", str(tmp_path / "fleetlock.crt"), "--serve-key",
-                str(tmp_path / "fleetlock.key"), "--serve-client-ca", etcd3.ca)
+                str(tmp_path / "fleetlock.key"), "--serve-cacert", etcd3.ca)
     assert p.returncode == 78 and "bad-ids:1" in p.stderr, p.stderr
     p = run_kha("lock", "serve", *etcd3.client_flags(), "--lock", "x", "--client-ids", str(ids))
-    assert p.returncode == 64 and "--serve-client-ca" in p.stderr, p.stderr
+    assert p.returncode == 64 and "--serve-cacert" in p.stderr, p.stderr
 
 
 def _trickle(port, stop, report, interval=1.0):
@@ -556,7 +556,7 @@ def test_off_loopback_needs_client_certificates(netns, etcd3, tmp_path):
     p = netns.run(kha_bin(), *base)
     assert p.returncode == 64, p.stderr
     assert p.stderr.count("\n") == 1 and "--insecure-no-client-certs" in p.stderr, p.stderr
-    assert "--serve-client-ca" in p.stderr
+    assert "--serve-cacert" in p.stderr
     # TLS without client certificates is not enough either
     crt, key = issue_cert(str(tmp_path), "fleetlock", etcd3.ca, etcd3.ca_key, client=False)
     p = netns.run(kha_bin(), *base, "--serve-cert", crt, "--serve-key", key)
@@ -582,7 +582,7 @@ def test_off_loopback_needs_client_certificates(netns, etcd3, tmp_path):
                                     server=False, sans=())
     with open(tmp_path / "tls.log", "wb") as log:
         proc = netns.popen([*base, "--serve-cert", crt, "--serve-key", key,
-                            "--serve-client-ca", etcd3.ca], log)
+                            "--serve-cacert", etcd3.ca], log)
     try:
         curl = ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--cacert", etcd3.ca,
                 "--cert", node_crt, "--key", node_key, "https://127.0.0.1:3333/healthz"]

@@ -343,7 +343,7 @@ static void test_drill_json_and_summary(void **state)
 	free(text);
 	assert_non_null(root);
 	assert_string_equal(json_string_value(json_object_get(root, "schema")), "kha.lab.drill/v1");
-	assert_true(json_is_true(json_object_get(root, "passed")));
+	assert_string_equal(json_string_value(json_object_get(root, "verdict")), "passed");
 	faults = json_object_get(root, "faults");
 	assert_int_equal(json_array_size(faults), 3);
 	assert_string_equal(
@@ -372,6 +372,92 @@ static void test_drill_json_and_summary(void **state)
 	fclose(out);
 	assert_non_null(strstr(buf, "m2 leads"));
 	assert_non_null(strstr(buf, "kill-leader"));
+	free(buf);
+}
+
+/* The summary explains its figures next to them: why an outage, a handover's length, unknown
+ * writes; each line names the section of docs/lab.md that says more. */
+static void test_drill_summary_explains_its_figures(void **state)
+{
+	struct fixture *f = *state;
+	char *text, *buf = NULL;
+	size_t len = 0;
+	json_t *root, *faults;
+	FILE *out;
+
+	/* m1 led the election and etcd's Raft when it was killed: 1.3 s of failed writes; m1's
+	 * member did not lead Raft when m3 was killed; nothing known at the freeze */
+	for (int k = 0; k < 2; k++) {
+		f->obs.fault_raft_known[k] = true;
+		snprintf(f->obs.fault_raft_leader[k], KHA_LAB_NAME_MAX, "m1");
+	}
+	fail_probes(f->r->drill, MS(22100), MS(23400));
+	f->r->drill->writes.unknown = 13;
+	f->r->drill->writes.unknown_applied = 5;
+	analyze(f);
+	assert_true(f->r->faults[KHA_LAB_FAULT_KILL_LEADER].victim_led_raft);
+	assert_false(f->r->faults[KHA_LAB_FAULT_KILL_FOLLOWER].victim_led_raft);
+	assert_false(f->r->faults[KHA_LAB_FAULT_FREEZE].raft_known);
+
+	out = open_memstream(&buf, &len);
+	assert_non_null(out);
+	assert_int_equal(kha_lab_drill_print(out, f->r), 0);
+	fclose(out);
+	assert_non_null(
+		strstr(buf, "m1 at 22.00s, restarted at 28.00s (its etcd member led Raft)"));
+	assert_non_null(strstr(buf, "longest outage 1.30s\n  why         the victim led etcd's "
+				    "Raft: writes wait until another member is elected (election "
+				    "timeout 1000ms, then a vote) (docs/lab.md#outage)\n"));
+	assert_non_null(strstr(buf, "m2 took over after 3.00s\n  why         its lease (TTL 3s) "
+				    "outlived it"));
+	assert_non_null(strstr(buf, "13 unknown (5 of them applied); read back from the members\n"
+				    "  why         unknown = sent, but no reply came"));
+	assert_non_null(strstr(buf, "(docs/lab.md#unknown-writes)"));
+	/* no outage in the other faults: nothing to explain there */
+	assert_ptr_equal(strstr(buf, "#outage"), strstr(strstr(buf, "fault 2"), "#outage"));
+	assert_null(strstr(strstr(buf, "fault 3"), "#outage"));
+	free(buf);
+
+	text = kha_lab_drill_json(f->r);
+	assert_non_null(text);
+	root = json_loads(text, 0, NULL);
+	free(text);
+	assert_non_null(root);
+	faults = json_object_get(root, "faults");
+	assert_true(json_is_false(json_object_get(json_array_get(faults, 0), "victim_led_raft")));
+	assert_true(json_is_true(json_object_get(json_array_get(faults, 1), "victim_led_raft")));
+	assert_true(json_is_null(json_object_get(json_array_get(faults, 2), "victim_led_raft")));
+	json_decref(root);
+}
+
+/* A killed follower with an outage, when the victim did not lead Raft, and a handover within
+ * the TTL: each said as it is. */
+static void test_drill_summary_explains_a_plain_handover(void **state)
+{
+	struct fixture *f = *state;
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *out;
+
+	for (int k = 0; k < KHA_LAB_FAULTS; k++) {
+		f->obs.fault_raft_known[k] = true;
+		snprintf(f->obs.fault_raft_leader[k], KHA_LAB_NAME_MAX, "m2");
+	}
+	fail_probes(f->r->drill, MS(4100), MS(4300));
+	fail_probes(f->r->drill, MS(40100), MS(40700));
+	analyze(f);
+	out = open_memstream(&buf, &len);
+	assert_non_null(out);
+	assert_int_equal(kha_lab_drill_print(out, f->r), 0);
+	fclose(out);
+	assert_non_null(strstr(buf, "why         writes in flight to the killed member get no "
+				    "reply"));
+	assert_non_null(strstr(buf, "why         a standby takes over once the dead leader's lease "
+				    "runs out: up to its TTL (3s) after its last renewal"));
+	assert_non_null(strstr(buf, "why         the frozen member accepts connections nobody "
+				    "answers: the entry replays them after 500ms"));
+	assert_null(strstr(buf, "led Raft"));
+	assert_null(strstr(buf, "#unknown-writes"));
 	free(buf);
 }
 
@@ -561,6 +647,45 @@ static void test_k8s_drill_slo_handover_and_backups(void **state)
 	kha_lab_k8s_drill_report_free(r);
 }
 
+static void test_k8s_drill_summary_explains_its_figures(void **state)
+{
+	struct kha_lab_k8s_drill_report *r = k8s_report();
+	char *buf = NULL, *json;
+	size_t len = 0;
+	FILE *out;
+	json_t *j;
+
+	(void)state;
+	fail_range(r->drill[KHA_LAB_ENTRY_VIP][0], MS(53100), MS(53500));
+	r->drill[KHA_LAB_ENTRY_VIP][0]->writes.unknown = 2;
+	kha_lab_k8s_drill_analyze(r);
+	out = open_memstream(&buf, &len);
+	assert_non_null(out);
+	assert_int_equal(kha_lab_k8s_drill_print(out, r), 0);
+	fclose(out);
+	assert_non_null(strstr(buf,
+			       "kube-controller-manager m2 -> m1, handed over after 17.20s\n"
+			       "  why         a candidate takes the Lease once the holder's last "
+			       "renewal, as it saw it, is leaseDuration (15s) old, at its next "
+			       "retry (2s): 15-17s (docs/lab.md#handover)\n"));
+	assert_non_null(strstr(buf, "why         only through the VIP: the other load balancer"));
+	assert_non_null(strstr(buf, "0 unknown (0 applied); listed back through the API\n"
+				    "  vip "));
+	assert_non_null(strstr(buf, "2 unknown (0 applied); listed back through the API\n"
+				    "  why         unknown = sent"));
+	/* stop-apiserver and kill-cm-leader lost nothing: no outage to explain there */
+	assert_ptr_equal(strstr(buf, "#outage"), strstr(strstr(buf, "fault 3"), "#outage"));
+	free(buf);
+	json = kha_lab_k8s_drill_json(r);
+	assert_non_null(json);
+	j = json_loads(json, 0, NULL);
+	assert_non_null(j);
+	assert_string_equal(json_string_value(json_object_get(j, "verdict")), "passed");
+	json_decref(j);
+	free(json);
+	kha_lab_k8s_drill_report_free(r);
+}
+
 static void test_k8s_fault_list_parses(void **state)
 {
 	unsigned mask = 0;
@@ -595,9 +720,14 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_drill_failed_step_and_interrupt_win, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_drill_json_and_summary, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_drill_summary_explains_its_figures, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_drill_summary_explains_a_plain_handover, setup,
+						teardown),
 		cmocka_unit_test(test_k8s_drill_clean_run_passes),
 		cmocka_unit_test(test_k8s_drill_windows_move_to_each_drills_time),
 		cmocka_unit_test(test_k8s_drill_slo_handover_and_backups),
+		cmocka_unit_test(test_k8s_drill_summary_explains_its_figures),
 		cmocka_unit_test(test_k8s_fault_list_parses),
 	};
 
