@@ -48,9 +48,18 @@ step() {
 	for line in "$@"; do echo "    $line"; done
 }
 
-# Prints the command as a reader would type it ("kha ...", not the build path), then runs it.
+# Prints the command as a reader would type it, then runs it: "kha", not the build path, and
+# the lab where a reader's is (./lab, so no --dir): the show's own lives in a temporary
+# directory that it removes at the end.
 show() {
-	if [ "$1" = "$KHA" ]; then echo "\$ kha ${*:2}"; else echo "\$ $*"; fi
+	local shown=() a skip=
+	for a in "$@"; do
+		if [ -n "$skip" ]; then skip=; continue; fi
+		if [ "$a" = "--dir" ]; then skip=1; continue; fi
+		[ "$a" = "$KHA" ] && a=kha
+		shown+=("${a//$DIR/lab}")
+	done
+	echo "\$ ${shown[*]}"
 	"$@"
 }
 
@@ -173,9 +182,12 @@ for f in r["faults"]:
               "%s through %s: %d writes lost" % (f["name"], e, x["lost_acknowledged_writes"]))
     if f["name"] == "kill-cm-leader":
         l = f["controller_manager_lease"]
+        d = (r["leases"]["kube-controller-manager"]["lease_duration_s"] or 15)
         check(l["handover_ms"] is not None,
-              "kill-cm-leader: the Lease went from %s to %s after %.2fs"
-              % (l["holder_before"], l["holder_after"], (l["handover_ms"] or 0) / 1000),
+              "kill-cm-leader: the Lease went from %s to %s after %.2fs (a standby takes it"
+              " once the holder's last renewal is leaseDuration %ds old, at its next retry"
+              " every 2s: docs/lab.md#handover)"
+              % (l["holder_before"], l["holder_after"], (l["handover_ms"] or 0) / 1000, d),
               "kill-cm-leader: no new holder of the Lease")
     check(f["backup"]["continued"], "%s: backups went on (%s)" % (f["name"], f["backup"]["taker"]),
           "%s: no snapshot after the fault" % f["name"])

@@ -354,3 +354,216 @@ def test_walkthrough_etcd_steps(etcd_cluster, tmp_path):  # noqa: F811 (fixture)
     finally:
         for m in new:
             m.close()
+
+
+# ---- the Kubernetes part ----------------------------------------------------------------
+
+DNS_DEPLOYMENT = {
+    "apiVersion": "apps/v1", "kind": "Deployment",
+    "metadata": {"name": "coredns", "namespace": "kube-system", "labels": {"k8s-app": "kube-dns"}},
+    "spec": {"replicas": 1, "selector": {"matchLabels": {"k8s-app": "kube-dns"}},
+             "template": {"metadata": {"labels": {"k8s-app": "kube-dns"}},
+                          "spec": {"containers": [{"name": "coredns",
+                                                   "image": "registry.k8s.io/coredns/"
+                                                            "coredns:v1.12.0"}]}}}}
+
+
+def findings(k8s, host, argv):
+    """Runs an audit (argv, substituted) in host with -o json: {check: [findings]}, exit code."""
+    p = k8s.exec(host, *argv, "-o", "json", check=False, timeout=180)
+    assert p.returncode in (0, 1, 2), p.stdout + p.stderr
+    out = {}
+    for f in json.loads(p.stdout)["findings"]:
+        out.setdefault(f["check"], []).append(f)
+    return out, p.returncode
+
+
+def sh(k8s, host, line, cwd, env=""):
+    """A printed command line, as a user pastes it into a shell, in host, in directory cwd."""
+    return k8s.exec(host, "sh", "-c", f"cd {shlex.quote(str(cwd))} && {env}{line}",
+                    check=False, timeout=120)
+
+
+def saved_objects(k8s):
+    """The DNS Deployment and PDB as they are before the test (None: absent), to put back."""
+    out = {}
+    for kind in ("deployment", "pdb"):
+        p = k8s.kubectl("-n", "kube-system", "get", kind, "coredns", "-o", "json", check=False)
+        obj = json.loads(p.stdout) if p.returncode == 0 else None
+        if obj:
+            for k in ("resourceVersion", "uid", "creationTimestamp", "generation",
+                      "managedFields"):
+                obj["metadata"].pop(k, None)
+            obj.pop("status", None)
+        out[kind] = obj
+    return out
+
+
+def restore_objects(k8s, saved):
+    for kind in ("pdb", "deployment"):
+        k8s.kubectl("-n", "kube-system", "delete", kind, "coredns", "--ignore-not-found",
+                    "--wait=false")
+    for kind in ("deployment", "pdb"):
+        if saved[kind]:
+            k8s.kubectl("create", "-f", "-", input=json.dumps(saved[kind]))
+
+
+def dns_spread(k8s):
+    """Two DNS replicas Running on two nodes (the lab's workers have no kubelet: the test
+    reports the bound pods running, so that roll-outs progress)."""
+    def ok():
+        live = k8s.run_scheduled_pods("kube-system", "k8s-app=kube-dns")
+        nodes = [p["spec"].get("nodeName") for p in live if p["spec"].get("affinity")]
+        return nodes if len(live) == 2 and len(nodes) == 2 and all(nodes) and \
+            len(set(nodes)) == 2 else None
+    return wait_for(ok, 90, "two DNS replicas on two nodes", interval=0.5)
+
+
+@pytest.mark.xdist_group("k8s")
+def test_walkthrough_kubernetes_steps(k8s, tmp_path):
+    """Steps 2, 3, 5, 7 and 8 of the page on the real control plane (read-only use)."""
+    pki = tmp_path / "pki"
+    shutil.copytree(os.path.join(k8s.dir, "m1", "pki"), pki)
+    node_conf = os.path.join(k8s.dir, "kubeconfig", "node.conf")
+    masters = {f"10.0.0.1{i}": k8s.address[f"m{i}"] for i in (1, 2, 3)}
+    etcd_flags, _ = preamble()
+    sub = Substitute({"/etc/kubernetes/pki": str(pki), "10.0.0.100": k8s.vip, **masters,
+                      "https://127.0.0.1:2379": f"https://{k8s.address['m1']}:2379"},
+                     etcd_flags, {"$KUBECONFIG": node_conf, "master-1": "m1"})
+
+    # 2. The entry's address in the apiserver certificate: kubeadm's certificate of m1, renewed
+    # in place (on a copy) with the command of the page, then checked as the page checks it
+    p = run(sub(page(2, "kha certs check")[0]))
+    assert p.returncode == 0 and k8s.vip in p.stdout, p.stdout + p.stderr
+    old = (pki / "apiserver.crt").read_bytes()
+    p = run(sub(page(2, "kha certs issue")[0]))
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert (pki / "apiserver.crt").read_bytes() != old
+    baks = sorted(x.name for x in pki.iterdir() if ".bak-" in x.name)
+    assert [b.split(".bak-")[0] for b in baks] == ["apiserver.crt", "apiserver.key"], baks
+    assert (pki / baks[0]).read_bytes() == old
+    assert os.stat(pki / "apiserver.key").st_mode & 0o777 == 0o600
+    check = page(2, "kha certs check")[1]
+    for d in (str(pki), os.path.join(k8s.dir, "m1", "pki")):  # the renewed copy, the live one
+        argv = Substitute({"/etc/kubernetes/pki": d, "10.0.0.100": k8s.vip, **masters})(check)
+        p = run(argv)
+        assert p.returncode == 0, p.stdout + p.stderr
+    p = k8s.exec("m1", *page(2, "kubectl get --raw /readyz")[0])
+    assert p.stdout.strip() == "ok", p.stdout
+
+    # 3. The entry: the load balancers' kha proxy and kha vip (the lab's admin port of the
+    # proxy is 9090, not the default)
+    p = k8s.exec("lb1", *sub(page(3, "kha proxy status")[0]), "--metrics-addr",
+                 "127.0.0.1:9090", "-o", "json")
+    states = {b["address"]: b["state"] for b in json.loads(p.stdout)["backends"]}
+    assert states == {f"{a}:6443": "up" for a in masters.values()}, states
+    vip_states = sorted(json.loads(k8s.exec(h, *sub(page(3, "kha vip status")[0]), "-o",
+                                            "json").stdout)["state"] for h in ("lb1", "lb2"))
+    assert vip_states == ["BACKUP", "MASTER"], vip_states
+    p = k8s.exec("node", *sub(page(3, "curl")[0]))
+    assert p.stdout.strip() == "ok", p.stdout
+    found, _ = findings(k8s, "node", sub(page(3, "kha audit")[0]))
+    assert [f["severity"] for f in found["entry-san"]] == ["ok"], found["entry-san"]
+    # "point the clients at the entry": the audit's printed fix for a kubeconfig that names
+    # one master (kubeconfig-server.sh), run as printed on a copy of m1's admin kubeconfig
+    conf = tmp_path / "m1.conf"
+    shutil.copy(os.path.join(k8s.dir, "kubeconfig", "m1.conf"), conf)
+    fixes = tmp_path / "fixes3"
+    audit = [kha_bin(), "audit", "--kubeconfig", conf, "--entry", f"{k8s.vip}:6443",
+             "--fix-out", fixes]
+    found, _ = findings(k8s, "node", audit)
+    f = found["kubeconfig-server"][0]
+    assert f["severity"] == "warning" and f["fix_file"] == "kubeconfig-server.sh", f
+    p = sh(k8s, "node", f"sh {f['fix_file']}", fixes, env=f"KUBECONFIG={conf} ")
+    assert p.returncode == 0, p.stdout + p.stderr
+    found, _ = findings(k8s, "node", audit)
+    assert [f["severity"] for f in found["kubeconfig-server"]] == ["ok"], found
+    k8s.exec("node", "kubectl", "--kubeconfig", conf, "get", "nodes")
+
+    # 5. kube-controller-manager and kube-scheduler: one leader each
+    for argv in page(5, "kha elect status"):
+        p = k8s.exec("node", *sub(argv))
+        assert re.search(r"\bm[123]_", p.stdout), p.stdout
+
+    # 7. Cluster DNS: a kubeadm cluster's one CoreDNS replica, as the audit finds it; the
+    # page's commands; each fix the audit prints, run as printed
+    saved = saved_objects(k8s)
+    try:
+        restore_objects(k8s, {"deployment": None, "pdb": None})
+        k8s.kubectl("apply", "-f", "-", input=json.dumps(DNS_DEPLOYMENT))
+        audit7 = page(7, "kha audit")[0]
+        found, code = findings(k8s, "node", sub(audit7[:audit7.index("-o")]))
+        assert code == 2 and found["dns-replicas"][0]["severity"] == "critical", found
+        scale = page(7, "kubectl -n kube-system scale")[0]
+        assert found["dns-replicas"][0]["fix"] == text(scale)  # the audit prints the page's
+        k8s.exec("node", *scale)
+        wait_for(lambda: len([p for p in k8s.run_scheduled_pods("kube-system",
+                                                                "k8s-app=kube-dns")
+                              if p["spec"].get("nodeName")]) == 2, 60, "two DNS replicas",
+                 interval=0.5)
+        # the page's audit line, as written (its redirection and "|| true" included)
+        line = " ".join(shlex.quote(a) if a not in (">", "||") else a for a in sub(audit7))
+        p = sh(k8s, "node", line, tmp_path)
+        assert p.returncode == 0, p.stdout + p.stderr
+        with open(tmp_path / "audit.json") as fh:
+            rep = {f["check"]: f for f in json.load(fh)["findings"]}
+        assert rep["dns-pdb"]["fix"] == "kubectl apply -f dns-pdb.yaml", rep["dns-pdb"]
+        p = sh(k8s, "node", text(page(7, "kubectl apply -f fixes/dns-pdb.yaml")[0]), tmp_path)
+        assert p.returncode == 0, p.stdout + p.stderr
+        spread = rep["dns-spread"]
+        assert spread["fix_file"] == "dns-anti-affinity.yaml", spread
+        p = sh(k8s, "node", spread["fix"], tmp_path / "fixes")
+        assert p.returncode == 0, p.stdout + p.stderr
+        dns_spread(k8s)
+        # the page's check
+        m = re.search(r"`(kubectl -n kube-system get pods -l k8s-app=kube-dns -o wide)`", PROSE)
+        assert m, "step 7 no longer names its check"
+        p = k8s.exec("node", *shlex.split(m.group(1)))
+        rows = [r.split() for r in p.stdout.splitlines()[1:]]
+        assert len(rows) == 2 and all("Running" in r for r in rows), p.stdout
+        # a PodDisruptionBudget that allows no disruption: its printed fix, run as printed
+        k8s.kubectl("-n", "kube-system", "patch", "pdb", "coredns", "--type=merge", "-p",
+                    '{"spec":{"minAvailable":2}}')
+        found, _ = findings(k8s, "node", sub(audit7[:audit7.index("-o")]))
+        f = found["dns-pdb"][0]
+        assert f["severity"] == "warning" and "patch pdb" in f["fix"], f
+        p = sh(k8s, "node", f["fix"], tmp_path)
+        assert p.returncode == 0, p.stdout + p.stderr
+        found, _ = findings(k8s, "node", sub(audit7[:audit7.index("-o")]))
+        for c in ("dns-replicas", "dns-spread", "dns-pdb"):
+            assert [f["severity"] for f in found[c]] == ["ok"], found[c]
+
+        # 8. Audit, then a drill. The backups are the lab's (the newest directory: its leader)
+        newest = max((os.path.join(k8s.dir, "backups", m) for m in k8s.masters
+                      if os.listdir(os.path.join(k8s.dir, "backups", m))),
+                     key=lambda d: max(os.path.getmtime(os.path.join(d, f))
+                                       for f in os.listdir(d)))
+        argv = Substitute({"/var/backups/etcd": newest}, sub.etcd)(sub(page(8, "kha audit")[0]))
+        found, code = findings(k8s, "node", argv)
+        assert code in (0, 1), found
+        assert not [f for fs in found.values() for f in fs if f["severity"] == "critical"]
+    finally:
+        restore_objects(k8s, saved)
+
+    # the drill of the page, its flags as written but shorter, and with a harmless fault: the
+    # shared lab's masters stay up (test_k8s_drill.py breaks them for real)
+    drill = sub(page(8, "kha drill")[0])
+    short = {"2m": "8s", "20s": "2s", "80s": "5s"}
+    for flag in ("--fault", "--recover"):
+        drill[drill.index(flag) + 1] = "true"
+    for flag in ("--duration", "--fault-at", "--recover-at"):
+        i = drill.index(flag) + 1
+        drill[i] = short[drill[i]]
+    for flag in ("--report", "--svg"):
+        i = drill.index(flag) + 1
+        drill[i] = str(tmp_path / drill[i])
+    p = k8s.exec("node", *drill, check=False, timeout=120)
+    # the page's check is exit 0 (its SLO of 99.5% met); this machine's shared cores may time
+    # out a probe or two of the 160, so under the SLO (exit 1) is accepted here. What must not
+    # happen is exit 5: no probe ever succeeded (a wrong --cacert or address in the page)
+    assert p.returncode in (0, 1), p.stdout + p.stderr
+    with open(tmp_path / "drill.json") as fh:
+        rep = json.load(fh)
+    assert rep["verdict"] in ("ok", "slo_missed") and rep["probes"]["ok"] > 0, rep["probes"]
+    assert [s["result"] for s in rep["steps"]] == ["ok", "ok"], rep["steps"]
+    assert (tmp_path / "drill.svg").read_text().startswith("<?xml")
