@@ -399,10 +399,24 @@ def saved_objects(k8s):
     return out
 
 
+def reap_terminating_dns_pods(k8s):
+    """Confirms the deletion of DNS pods being deleted, as their node's kubelet would (the lab
+    has none); returns the pods left."""
+    pods = k8s.kubectl_json("-n", "kube-system", "get", "pods", "-l", "k8s-app=kube-dns")
+    for pod in pods["items"]:
+        if pod["metadata"].get("deletionTimestamp"):
+            k8s.kubectl("-n", "kube-system", "delete", "pod", pod["metadata"]["name"],
+                        "--grace-period=0", "--force", "--wait=false", check=False)
+    return pods["items"]
+
+
 def restore_objects(k8s, saved):
     for kind in ("pdb", "deployment"):
         k8s.kubectl("-n", "kube-system", "delete", kind, "coredns", "--ignore-not-found",
                     "--wait=false")
+    # the garbage collector deletes the pods of the Deployment: none may be left behind
+    wait_for(lambda: not reap_terminating_dns_pods(k8s), 60, "the DNS pods to be gone",
+             interval=0.5)
     for kind in ("deployment", "pdb"):
         if saved[kind]:
             k8s.kubectl("create", "-f", "-", input=json.dumps(saved[kind]))
@@ -515,12 +529,14 @@ def test_walkthrough_kubernetes_steps(k8s, tmp_path):
         p = sh(k8s, "node", spread["fix"], tmp_path / "fixes")
         assert p.returncode == 0, p.stdout + p.stderr
         dns_spread(k8s)
+        reap_terminating_dns_pods(k8s)  # the replaced ones
         # the page's check
         m = re.search(r"`(kubectl -n kube-system get pods -l k8s-app=kube-dns -o wide)`", PROSE)
         assert m, "step 7 no longer names its check"
         p = k8s.exec("node", *shlex.split(m.group(1)))
         rows = [r.split() for r in p.stdout.splitlines()[1:]]
         assert len(rows) == 2 and all("Running" in r for r in rows), p.stdout
+        assert len({r[6] for r in rows}) == 2, p.stdout  # NODE
         # a PodDisruptionBudget that allows no disruption: its printed fix, run as printed
         k8s.kubectl("-n", "kube-system", "patch", "pdb", "coredns", "--type=merge", "-p",
                     '{"spec":{"minAvailable":2}}')
