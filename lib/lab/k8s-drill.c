@@ -993,6 +993,7 @@ int kha_lab_k8s_drill_print(FILE *out, const struct kha_lab_k8s_drill_report *r)
 	const struct kha_drill_report *m = r->drill[KHA_LAB_ENTRY_NODE][0];
 	char problems[2048], a[32], b[32], c[32];
 	int code = kha_lab_k8s_drill_exit_code(r), n = 0;
+	int lease_s = r->cm_lease_duration_s ? (int)r->cm_lease_duration_s : 15;
 
 	fprintf(out,
 		"kha lab drill: Kubernetes API through each entry, %u requests/s of writes "
@@ -1048,13 +1049,16 @@ int kha_lab_k8s_drill_print(FILE *out, const struct kha_lab_k8s_drill_report *r)
 				f->cm_handover_us != KHA_DRILL_NONE
 					? lab_dur(a, sizeof(a), f->cm_handover_us)
 					: "");
-		if (f->cm_handover_us != KHA_DRILL_NONE)
+		if (f->cm_handover_us != KHA_DRILL_NONE && k == KHA_LAB_K8S_KILL_CM_LEADER)
 			lab_why(out, "handover",
 				"a candidate takes the Lease once the holder's last renewal, as it "
 				"saw it, is leaseDuration (%ds) old, at its next retry (2s): %d-%ds",
-				(int)(r->cm_lease_duration_s ? r->cm_lease_duration_s : 15),
-				(int)(r->cm_lease_duration_s ? r->cm_lease_duration_s : 15),
-				(int)(r->cm_lease_duration_s ? r->cm_lease_duration_s : 15) + 2);
+				lease_s, lease_s, lease_s + 2);
+		else if (f->cm_handover_us != KHA_DRILL_NONE)
+			lab_why(out, "handover",
+				"its holder lost its apiserver: the Lease ran out leaseDuration (%ds) "
+				"after its last renewal (later than the fault), then a retry (2s)",
+				lease_s);
 		if (strcmp(f->sched_before, f->sched_after) != 0)
 			fprintf(out, "  lease       kube-scheduler %s -> %s\n",
 				f->sched_before[0] ? f->sched_before : "nobody",
@@ -1074,7 +1078,7 @@ int kha_lab_k8s_drill_print(FILE *out, const struct kha_lab_k8s_drill_report *r)
 			continue;
 		fprintf(out,
 			"  %-4s        writes %.3f%% of %zu (longest outage %s), reads %.3f%% of %zu "
-			"(longest %s); watch: %zu breaks, longest reconnect %s\n",
+			"(longest %s); watch: %zu break%s, longest reconnect %s\n",
 			kha_lab_entry_name(e), w->stats.availability, w->stats.sent,
 			w->stats.longest.start_us == KHA_DRILL_NONE
 				? "none"
@@ -1085,7 +1089,7 @@ int kha_lab_k8s_drill_print(FILE *out, const struct kha_lab_k8s_drill_report *r)
 				? "none"
 				: lab_dur(b, sizeof(b),
 					  rd->stats.longest.end_us - rd->stats.longest.start_us),
-			rd->kube.n_gaps,
+			rd->kube.n_gaps, rd->kube.n_gaps == 1 ? "" : "s",
 			rd->kube.longest_gap_us ? lab_dur(c, sizeof(c), rd->kube.longest_gap_us)
 						: "- (only the server's timeoutSeconds ends)");
 		if (w->writes.verified)

@@ -122,6 +122,12 @@ def test_lab_drill_on_the_real_control_plane(k8s, tmp_path):
     assert text.startswith("<svg") or text.startswith("<?xml")
     assert os.path.exists(str(svg)[:-4] + "-vip.svg")
     assert "verdict:" in r.stdout
+    assert rep["verdict"] == ("passed" if r.returncode == 0 else "failed")
+    # the summary explains the handover beside it, and where docs/lab.md says more
+    assert ("is leaseDuration (15s) old, at its next retry (2s): 15-17s "
+            "(docs/lab.md#handover)") in r.stdout, r.stdout
+    if faults["stop-apiserver"]["controller_manager_lease"]["handover_ms"] is not None:
+        assert "its holder lost its apiserver: the Lease ran out leaseDuration (15s)" in r.stdout
     ready(k8s)
 
 
