@@ -185,8 +185,8 @@ for f in r["faults"]:
         d = (r["leases"]["kube-controller-manager"]["lease_duration_s"] or 15)
         check(l["handover_ms"] is not None,
               "kill-cm-leader: the Lease went from %s to %s after %.2fs (a standby takes it"
-              " once the holder's last renewal is leaseDuration %ds old, at its next retry"
-              " every 2s: docs/lab.md#handover)"
+              " leaseDuration, %ds, after it last saw the holder renew, at its next try:"
+              " docs/lab.md#handover)"
               % (l["holder_before"], l["holder_after"], (l["handover_ms"] or 0) / 1000, d),
               "kill-cm-leader: no new holder of the Lease")
     check(f["backup"]["continued"], "%s: backups went on (%s)" % (f["name"], f["backup"]["taker"]),

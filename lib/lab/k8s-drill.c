@@ -1051,13 +1051,13 @@ int kha_lab_k8s_drill_print(FILE *out, const struct kha_lab_k8s_drill_report *r)
 					: "");
 		if (f->cm_handover_us != KHA_DRILL_NONE && k == KHA_LAB_K8S_KILL_CM_LEADER)
 			lab_why(out, "handover",
-				"a candidate takes the Lease once the holder's last renewal, as it "
-				"saw it, is leaseDuration (%ds) old, at its next retry (2s): %d-%ds",
-				lease_s, lease_s, lease_s + 2);
+				"a candidate takes the Lease leaseDuration (%ds) after it last saw "
+				"the holder renew, at a try (every 2s + up to 120%% jitter): %d-%ds",
+				lease_s, lease_s, lease_s + 4);
 		else if (f->cm_handover_us != KHA_DRILL_NONE)
 			lab_why(out, "handover",
 				"its holder lost its apiserver: the Lease ran out leaseDuration (%ds) "
-				"after its last renewal (later than the fault), then a retry (2s)",
+				"after it was last seen renewed (later than the fault), then a try",
 				lease_s);
 		if (strcmp(f->sched_before, f->sched_after) != 0)
 			fprintf(out, "  lease       kube-scheduler %s -> %s\n",

@@ -124,8 +124,9 @@ def test_lab_drill_on_the_real_control_plane(k8s, tmp_path):
     assert "verdict:" in r.stdout
     assert rep["verdict"] == ("passed" if r.returncode == 0 else "failed")
     # the summary explains the handover beside it, and where docs/lab.md says more
-    assert ("is leaseDuration (15s) old, at its next retry (2s): 15-17s "
-            "(docs/lab.md#handover)") in r.stdout, r.stdout
+    assert ("the Lease leaseDuration (15s) after it last saw the holder renew, at a try "
+            "(every 2s + up to 120% jitter): 15-19s (docs/lab.md#handover)") in r.stdout, \
+        r.stdout
     if faults["stop-apiserver"]["controller_manager_lease"]["handover_ms"] is not None:
         assert "its holder lost its apiserver: the Lease ran out leaseDuration (15s)" in r.stdout
     ready(k8s)

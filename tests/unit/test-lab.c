@@ -663,11 +663,11 @@ static void test_k8s_drill_summary_explains_its_figures(void **state)
 	assert_non_null(out);
 	assert_int_equal(kha_lab_k8s_drill_print(out, r), 0);
 	fclose(out);
-	assert_non_null(strstr(buf,
-			       "kube-controller-manager m2 -> m1, handed over after 17.20s\n"
-			       "  why         a candidate takes the Lease once the holder's last "
-			       "renewal, as it saw it, is leaseDuration (15s) old, at its next "
-			       "retry (2s): 15-17s (docs/lab.md#handover)\n"));
+	assert_non_null(strstr(
+		buf, "kube-controller-manager m2 -> m1, handed over after 17.20s\n"
+		     "  why         a candidate takes the Lease leaseDuration (15s) after it last "
+		     "saw the holder renew, at a try (every 2s + up to 120% jitter): 15-19s "
+		     "(docs/lab.md#handover)\n"));
 	assert_non_null(strstr(buf, "why         only through the VIP: the other load balancer"));
 	assert_non_null(strstr(buf, "0 unknown (0 applied); listed back through the API\n"
 				    "  vip "));
