@@ -328,20 +328,42 @@ static void test_drill_failed_step_and_interrupt_win(void **state)
 	assert_int_equal(kha_lab_drill_exit_code(f->r), 130);
 }
 
-static void test_drill_json_and_summary(void **state)
+/* The drill's JSON report, parsed (the caller decrefs it). */
+static json_t *report_json(const struct kha_lab_drill_report *r)
 {
-	struct fixture *f = *state;
-	json_t *root, *faults;
-	char *text, *buf = NULL;
-	size_t len = 0;
-	FILE *out;
+	char *text = kha_lab_drill_json(r);
+	json_t *root;
 
-	analyze(f);
-	text = kha_lab_drill_json(f->r);
 	assert_non_null(text);
 	root = json_loads(text, 0, NULL);
 	free(text);
 	assert_non_null(root);
+	return root;
+}
+
+/* The drill's summary as printed (the caller frees it). */
+static char *summary(const struct kha_lab_drill_report *r)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *out = open_memstream(&buf, &len);
+
+	assert_non_null(out);
+	assert_int_equal(kha_lab_drill_print(out, r), 0);
+	fclose(out);
+	return buf;
+}
+
+static void test_drill_json_and_summary(void **state)
+{
+	struct fixture *f = *state;
+	json_t *root, *faults;
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *out;
+
+	analyze(f);
+	root = report_json(f->r);
 	assert_string_equal(json_string_value(json_object_get(root, "schema")), "kha.lab.drill/v1");
 	assert_string_equal(json_string_value(json_object_get(root, "verdict")), "passed");
 	faults = json_object_get(root, "faults");
@@ -357,10 +379,7 @@ static void test_drill_json_and_summary(void **state)
 	assert_true(json_is_object(json_object_get(root, "drill")));
 	json_decref(root);
 
-	out = open_memstream(&buf, &len);
-	assert_non_null(out);
-	assert_int_equal(kha_lab_drill_print(out, f->r), 0);
-	fclose(out);
+	buf = summary(f->r);
 	assert_non_null(strstr(buf, "m1 led and died: m2 took over after 3.00s"));
 	assert_non_null(strstr(buf, "verdict: PASSED"));
 	free(buf);
@@ -380,10 +399,8 @@ static void test_drill_json_and_summary(void **state)
 static void test_drill_summary_explains_its_figures(void **state)
 {
 	struct fixture *f = *state;
-	char *text, *buf = NULL;
-	size_t len = 0;
 	json_t *root, *faults;
-	FILE *out;
+	char *buf;
 
 	/* m1 led the election and etcd's Raft when it was killed: 1.3 s of failed writes; m1's
 	 * member did not lead Raft when m3 was killed; nothing known at the freeze */
@@ -399,10 +416,7 @@ static void test_drill_summary_explains_its_figures(void **state)
 	assert_false(f->r->faults[KHA_LAB_FAULT_KILL_FOLLOWER].victim_led_raft);
 	assert_false(f->r->faults[KHA_LAB_FAULT_FREEZE].raft_known);
 
-	out = open_memstream(&buf, &len);
-	assert_non_null(out);
-	assert_int_equal(kha_lab_drill_print(out, f->r), 0);
-	fclose(out);
+	buf = summary(f->r);
 	assert_non_null(
 		strstr(buf, "m1 at 22.00s, restarted at 28.00s (its etcd member led Raft)"));
 	assert_non_null(strstr(buf, "longest outage 1.30s\n  why         the victim led etcd's "
@@ -418,11 +432,7 @@ static void test_drill_summary_explains_its_figures(void **state)
 	assert_null(strstr(strstr(buf, "fault 3"), "#outage"));
 	free(buf);
 
-	text = kha_lab_drill_json(f->r);
-	assert_non_null(text);
-	root = json_loads(text, 0, NULL);
-	free(text);
-	assert_non_null(root);
+	root = report_json(f->r);
 	faults = json_object_get(root, "faults");
 	assert_true(json_is_false(json_object_get(json_array_get(faults, 0), "victim_led_raft")));
 	assert_true(json_is_true(json_object_get(json_array_get(faults, 1), "victim_led_raft")));
@@ -435,9 +445,7 @@ static void test_drill_summary_explains_its_figures(void **state)
 static void test_drill_summary_explains_a_plain_handover(void **state)
 {
 	struct fixture *f = *state;
-	char *buf = NULL;
-	size_t len = 0;
-	FILE *out;
+	char *buf;
 
 	for (int k = 0; k < KHA_LAB_FAULTS; k++) {
 		f->obs.fault_raft_known[k] = true;
@@ -446,10 +454,7 @@ static void test_drill_summary_explains_a_plain_handover(void **state)
 	fail_probes(f->r->drill, MS(4100), MS(4300));
 	fail_probes(f->r->drill, MS(40100), MS(40700));
 	analyze(f);
-	out = open_memstream(&buf, &len);
-	assert_non_null(out);
-	assert_int_equal(kha_lab_drill_print(out, f->r), 0);
-	fclose(out);
+	buf = summary(f->r);
 	assert_non_null(strstr(buf, "why         writes in flight to the killed member get no "
 				    "reply"));
 	assert_non_null(strstr(buf, "why         a standby takes over once the dead leader's lease "
