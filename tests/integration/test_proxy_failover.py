@@ -205,10 +205,10 @@ def test_first_byte_replay_alone_hides_a_frozen_backend(cluster, pki):
 
 def test_checks_without_the_ca_say_so_once_and_a_frozen_backend_is_not_fed(pki, tmp_path):
     """As a new user starts it: TLS backends, HTTPS checks, no --check-cacert (round-robin only
-    for the freeze, see below). Every check fails
-    on verification, so every backend is down and served as the last resort. The cause is
-    logged at error level once, with what to do, and shown in /readyz and `kha proxy status`;
-    and a backend frozen in that mode gets no new connection after its first failure."""
+    for the freeze, see below). Every check fails on verification, so every backend is down and
+    served as the last resort. The cause is logged at error level once, with what to do, and
+    shown in /readyz and `kha proxy status`; and a backend frozen in that mode gets no new
+    connection after its first failure."""
     import json
     import re
     import subprocess
