@@ -47,6 +47,33 @@ static CURLcode set_blob(CURL *e, CURLoption opt, const void *data, size_t len)
 	return curl_easy_setopt(e, opt, &b);
 }
 
+/*
+ * The system's trust store, parsed once per multi handle rather than on every handshake.
+ * libcurl keeps a parsed CA store between connections only when it comes from one file, and
+ * its built-in default (on Debian) names the bundle file AND the hashed directory: then every
+ * new TLS connection re-reads and parses the whole bundle (about 150 certificates) in the
+ * caller's thread. For kha proxy's HTTPS checks without --check-cacert, which all fail
+ * verification against a private CA and so never keep a connection, that was a parse per
+ * check on the control thread: measured under ASan on a loaded machine, the admin endpoint
+ * stalled up to a second at a time and checks of healthy backends timed out. The bundle file
+ * alone is the same trust (the directory holds links to the same certificates). Without a
+ * built-in bundle file, libcurl's default stands.
+ */
+static void system_trust_cached(CURL *e)
+{
+#if LIBCURL_VERSION_NUM >= 0x075400 /* 7.84: CURLINFO_CAINFO */
+	char *file = NULL;
+
+	if (curl_easy_getinfo(e, CURLINFO_CAINFO, &file) != CURLE_OK || !file || !file[0])
+		return;
+	if (curl_easy_setopt(e, CURLOPT_CAPATH, NULL) != CURLE_OK)
+		return;
+	kha_ignore(curl_easy_setopt(e, CURLOPT_CAINFO, file));
+#else
+	(void)e;
+#endif
+}
+
 #define SET(opt, val)                                                                   \
 	do {                                                                            \
 		if (cc == CURLE_OK && (cc = curl_easy_setopt(e, opt, val)) != CURLE_OK) \
@@ -93,6 +120,8 @@ int kha_http_easy_setup(CURL *e, const struct kha_http_easy_opts *o, struct kha_
 		} else {
 			SET(CURLOPT_CAINFO, t->cacert);
 		}
+	} else if (!t->insecure && cc == CURLE_OK) {
+		system_trust_cached(e);
 	}
 	if (t->cert_data || t->cert) {
 		SET(CURLOPT_SSLCERTTYPE, "PEM");
