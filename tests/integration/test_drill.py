@@ -575,7 +575,10 @@ def test_sigint_stops_the_drill_and_still_writes_the_report(tmp_path, targets):
     r = json.loads(report.read_text())
     assert r["interrupted"] is True and r["signal"] == signal.SIGINT
     assert r["verdict"] == "interrupted"
-    assert r["probes"]["sent"] >= 20 and r["elapsed_ms"] < 10000
+    # the target received 20 requests or more; a probe still in flight at the interrupt is
+    # "cancelled", not counted as sent (on a loaded machine the 20th may still be)
+    assert r["probes"]["sent"] + r["probes"]["results"]["cancelled"] >= 20, r["probes"]
+    assert r["elapsed_ms"] < 10000
     # no further fault ran
     assert r["steps"][0]["result"] == "not_run" and not faulted.exists()
     assert ET.parse(svg).getroot().tag == SVG_NS + "svg"
