@@ -290,7 +290,17 @@ static void client_close(struct client *c)
 	c->pending = NULL;
 	SSL_free(c->ssl);
 	c->ssl = NULL;
-	close(c->fd);
+	/*
+	 * The reserve spent (out of descriptors): this one becomes it, replaced in place by a copy
+	 * of the listener (dup3 closes the socket) and never released in between. Closed, then
+	 * reopened, it could be taken meanwhile by another thread of the process short of
+	 * descriptors too (kha proxy's workers retry every 100 ms), and the next /healthz would
+	 * wait for a descriptor that never comes back.
+	 */
+	if (h->reserve_fd < 0 && dup3(h->fd, c->fd, O_CLOEXEC) == c->fd)
+		h->reserve_fd = c->fd;
+	else
+		close(c->fd);
 	c->fd = -1;
 	if (c->prev)
 		c->prev->next = c->next;
@@ -845,7 +855,10 @@ static bool evict_one(struct kha_httpd *h, uint64_t min_age_us)
  */
 static bool free_a_descriptor(struct kha_httpd *h)
 {
-	if (evict_one(h, EVICT_MIN_AGE_US))
+	bool had_reserve = h->reserve_fd >= 0;
+
+	/* without a reserve, the evicted client's descriptor became it (client_close) */
+	if (evict_one(h, EVICT_MIN_AGE_US) && had_reserve)
 		return true;
 	if (h->reserve_fd < 0)
 		return false;

@@ -241,16 +241,21 @@ def test_outage_matches_refused_window_over_tls(netns, tmp_path, targets, pki):
   - {{at: 0.8s, run: "echo refuse > {failing}", name: close}}
   - {{at: 1.4s, run: "rm {failing}", name: reopen}}
 """)
+    # a probe fails here by a refusal, at once: the timeout has the slack, so that a target or
+    # prober starved on a loaded machine does not make one time out
     p, r = drill(tmp_path, "--scenario", scenario, "--target", t.url, "--cacert",
-                 pki["ca_crt"], "--rate", "100", "--duration", "2s", "--timeout", "500ms",
-                 "--report-probes")
+                 pki["ca_crt"], "--rate", "100", "--duration", "2s",
+                 "--timeout", f"{int(deadline(0.5) * 1000)}ms", "--report-probes")
     assert p.returncode == 0, p.stderr
     check_schema({k: v for k, v in r.items() if k != "probe_list"})
     # the truth: when the listener really closed and reopened (a probe still in its TLS
-    # handshake then fails although sent before, which the check allows). Resets are not held
-    # to the window: under ASan on a loaded machine one probe in a few runs ends in "Empty
-    # reply from server" some 50 ms before the first step starts, cause not found yet (the
-    # target, or kha drill's TLS client): the suite must not flake on it, nor hide it
+    # handshake then fails although sent before, which the check allows). Resets ("connection
+    # closed without an answer": the target drops a connection it accepted just before it
+    # closed) are not held to the window: the target's own record showed every one dropped
+    # after the first step had started, yet under ASan on a loaded machine the report places
+    # one in a few runs 10-130 ms earlier: a probe's time is when kha drill queued it to
+    # libcurl and its latency curl's own, from when curl began the transfer, so sent + latency
+    # falls short of the real end by however late curl began (kha drill's to fix)
     on, off = r["steps"]
     assert_probes_tell_the_truth(r, *refused_window(r, t, on, off), kinds=("refused", "tls"))
     # connections the kernel had queued when the listener closed are reset, not refused
@@ -319,20 +324,29 @@ def test_tcp_target_sees_refused_connections(netns, tmp_path, targets):
 
 def test_sigstop_of_the_backend_is_an_outage_bounded_by_the_commands(tmp_path, targets):
     t = targets()
-    p, r = drill(tmp_path, "--target", t.url, "--rate", "100", "--duration", "2.5s",
-                 "--timeout", "200ms", "--fault-at", "0.7s", "--fault", f"kill -STOP {t.pid}",
-                 "--recover-at", "1.7s", "--recover", f"kill -CONT {t.pid}", "--report-probes")
+    # A probe times out when no answer came within --timeout, which on a loaded machine may
+    # also be the target's or the prober's own lateness: the timeout is the target's answer
+    # time plus the suite's slack, so that only the freeze makes probes time out. The freeze
+    # outlasts it by a second: the probes sent in that second cannot be answered in time.
+    timeout = deadline(0.2)
+    fault_at, recover_at = 0.7, 0.7 + timeout + 1.0
+    p, r = drill(tmp_path, "--target", t.url, "--rate", "50",
+                 "--duration", f"{int((recover_at + 1.0) * 1000)}ms",
+                 "--timeout", f"{int(timeout * 1000)}ms",
+                 "--fault-at", f"{int(fault_at * 1000)}ms", "--fault", f"kill -STOP {t.pid}",
+                 "--recover-at", f"{int(recover_at * 1000)}ms",
+                 "--recover", f"kill -CONT {t.pid}", "--report-probes")
     assert p.returncode == 0, p.stderr
     # the target froze while the fault command ran and thawed while the recovery ran: probes
-    # time out from the freeze on; those sent less than --timeout before the thaw are answered
-    # late but in time
+    # time out from the freeze on (a probe sent just before the freeze and not answered yet
+    # too, counted in the "before" phase: phases go by the time a probe was sent); those sent
+    # less than --timeout before the thaw may be answered late but in time, their latency
+    # reaching past the thaw (the truth check holds each to that)
     fault, recover = r["steps"]
     assert_probes_tell_the_truth(r, (fault["started_ms"], recover["ended_ms"]),
                                  (fault["ended_ms"], recover["started_ms"]), kinds=("timeout",))
-    assert r["probes"]["results"]["timeout"] > 0
-    assert r["phases"]["after"]["failed"] == 0 and r["phases"]["before"]["failed"] == 0
-    # the slow answers after the thaw show in the latency of the "during" phase
-    assert r["phases"]["during"]["latency_ms"]["max"] > 50
+    assert r["probes"]["failed"] == r["probes"]["results"]["timeout"] > 0, r["probes"]
+    assert r["phases"]["after"]["failed"] == 0
 
 
 def test_keepalive_reuses_connections(tmp_path, targets):
@@ -399,23 +413,38 @@ def test_slo_exit_code(tmp_path, targets):
 def test_rolling_stops_at_a_node_that_never_becomes_healthy(tmp_path, targets):
     t = targets()
     log = tmp_path / "actions.log"
-    # node "b" never passes its health check
-    healthy = f"test {{node}} != b && test -e {tmp_path}/up-{{node}}"
+    checks = tmp_path / "checks.log"
+    # node "b" never passes its health check. A check still running at the health deadline is
+    # killed (SIGTERM) and then has no exit code: on a loaded machine the last check may start
+    # a moment before the deadline and still be starting when it comes. So each check first
+    # ignores SIGTERM and notes that it runs: one that got that far exits by itself, with its
+    # code; only one killed before it could may be the last and have none.
+    healthy = (f"trap '' TERM; echo {{node}} >> {checks}; "
+               f"test {{node}} != b && test -e {tmp_path}/up-{{node}}")
+    # long enough for three checks 100ms apart, however late each is started
+    timeout = deadline(0.5)
     p, r = drill(tmp_path, "--target", t.url, "--rate", "50", "--duration", "1s",
                  "--fault-at", "0.2s", "--rolling", "a,b,c",
                  "--stop", f"echo stop {{node}} >> {log}; rm -f {tmp_path}/up-{{node}}",
                  "--start", f"echo start {{node}} >> {log}; touch {tmp_path}/up-{{node}}",
-                 "--healthy", healthy, "--healthy-timeout", "500ms",
-                 "--healthy-interval", "100ms")
+                 "--healthy", healthy, "--healthy-timeout", f"{int(timeout * 1000)}ms",
+                 "--healthy-interval", "100ms", timeout=60 + timeout)
     assert p.returncode == 4, p.stdout + p.stderr
     assert log.read_text().split("\n") == ["stop a", "start a", "stop b", "start b", ""]
     ro = r["rolling"]
     assert r["mode"] == "rolling" and r["verdict"] == "rolling_stopped"
     assert ro["completed"] is False and ro["stopped_at"] == "b"
     states = {n["name"]: n for n in ro["nodes"]}
-    assert states["a"]["state"] == "healthy" and states["a"]["checks"] >= 1
+    ran = checks.read_text().split()
+    assert states["a"]["state"] == "healthy" and states["a"]["checks"] == ran.count("a") == 1
+    assert states["a"]["last_check_exit"] == 0
     assert states["b"]["state"] == "unhealthy" and states["b"]["checks"] >= 3
-    assert states["b"]["last_check_exit"] == 1
+    b_ran = ran.count("b")
+    if states["b"]["checks"] == b_ran:
+        assert states["b"]["last_check_exit"] == 1, states["b"]
+    else:  # the last one was killed at the deadline before it ran
+        assert states["b"]["checks"] == b_ran + 1, (states["b"], ran)
+        assert states["b"]["last_check_exit"] is None, states["b"]
     assert states["c"]["state"] == "untouched" and states["c"]["stop_ms"] is None
     assert [s["name"] for s in r["steps"]] == ["stop a", "start a", "stop b", "start b"]
     assert "STOPPED" in p.stdout
@@ -548,7 +577,10 @@ def test_sigint_stops_the_drill_and_still_writes_the_report(tmp_path, targets):
     r = json.loads(report.read_text())
     assert r["interrupted"] is True and r["signal"] == signal.SIGINT
     assert r["verdict"] == "interrupted"
-    assert r["probes"]["sent"] >= 20 and r["elapsed_ms"] < 10000
+    # the target received 20 requests or more; a probe still in flight at the interrupt is
+    # "cancelled", not counted as sent (on a loaded machine the 20th may still be)
+    assert r["probes"]["sent"] + r["probes"]["results"]["cancelled"] >= 20, r["probes"]
+    assert r["elapsed_ms"] < 10000
     # no further fault ran
     assert r["steps"][0]["result"] == "not_run" and not faulted.exists()
     assert ET.parse(svg).getroot().tag == SVG_NS + "svg"

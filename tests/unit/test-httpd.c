@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: MIT
 /* Unit tests of the admin HTTP server: the request parser and real exchanges on loopback. */
+#include <fcntl.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -7,6 +8,7 @@
 #include <string.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <cmocka.h>
 #include <pthread.h>
@@ -409,6 +411,71 @@ static void test_server_full_evicts_the_oldest_idle(void **state)
 	kha_loop_free(loop);
 }
 
+static void test_server_keeps_its_reserve_descriptor(void **state)
+{
+	struct kha_loop *loop;
+	struct kha_httpd *h;
+	struct kha_diag d = {};
+	struct rlimit old, low;
+	struct sockaddr_in sin = {.sin_family = AF_INET};
+	int fill[64], nfill = 0, c1, c2, fd, stolen, stolen_errno;
+	bool out_of_fds;
+	char first[512] = "", second[512] = "";
+
+	(void)state;
+	assert_int_equal(kha_loop_new(&loop), 0);
+	assert_int_equal(kha_httpd_new(loop, "127.0.0.1:0", NULL, &d, &h), 0);
+	sin.sin_port = htons(kha_httpd_port(h));
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	/* the clients' sockets first (in real life they are another process's) */
+	c1 = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	c2 = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	assert_true(c1 >= 0 && c2 >= 0);
+	/* the process out of descriptors: a limit a little above the lowest free one, the rest
+	 * taken (as kha proxy's workers take them for connections) */
+	assert_int_equal(getrlimit(RLIMIT_NOFILE, &old), 0);
+	fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	assert_true(fd >= 0);
+	close(fd);
+	low = old;
+	low.rlim_cur = (rlim_t)fd + KHA_ARRAY_SIZE(fill) / 2;
+	assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
+	while (nfill < (int)KHA_ARRAY_SIZE(fill) &&
+	       (fd = open("/dev/null", O_RDONLY | O_CLOEXEC)) >= 0)
+		fill[nfill++] = fd;
+	out_of_fds = nfill < (int)KHA_ARRAY_SIZE(fill) && errno == EMFILE;
+	/* /healthz answers, on the reserve; the client reads the answer and closes its side */
+	if (connect(c1, (struct sockaddr *)&sin, sizeof(sin)) == 0 &&
+	    send_all(c1, "GET /healthz HTTP/1.1\r\n\r\n") == 0)
+		read_answer(loop, c1, first, sizeof(first));
+	shutdown(c1, SHUT_WR);
+	for (int i = 0; i < 5; i++)
+		kha_ignore(kha_loop_run_once(loop, 10));
+	/* the server's descriptor went back to the reserve, never released: another thread short
+	 * of descriptors could not take it in between... */
+	stolen = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	stolen_errno = errno;
+	/* ...and the next /healthz is answered as well */
+	if (connect(c2, (struct sockaddr *)&sin, sizeof(sin)) == 0 &&
+	    send_all(c2, "GET /healthz HTTP/1.1\r\n\r\n") == 0)
+		read_answer(loop, c2, second, sizeof(second));
+	if (stolen >= 0)
+		close(stolen);
+	while (nfill > 0)
+		close(fill[--nfill]);
+	close(c1);
+	close(c2);
+	assert_int_equal(setrlimit(RLIMIT_NOFILE, &old), 0);
+	assert_true(out_of_fds);
+	assert_non_null(strstr(first, "HTTP/1.1 200 OK\r\n"));
+	assert_int_equal(stolen, -1);
+	assert_int_equal(stolen_errno, EMFILE);
+	assert_non_null(strstr(second, "HTTP/1.1 200 OK\r\n"));
+	kha_httpd_free(h);
+	assert_int_equal(kha_loop_source_count(loop), 0);
+	kha_loop_free(loop);
+}
+
 /* ---- TLS ---- */
 
 static char tls_pem[] = "/tmp/kha-test-httpd-XXXXXX";
@@ -592,6 +659,7 @@ int main(void)
 		cmocka_unit_test(test_server_bodies_and_deferred_answers),
 		cmocka_unit_test(test_server_431_is_read_before_the_close),
 		cmocka_unit_test(test_server_full_evicts_the_oldest_idle),
+		cmocka_unit_test(test_server_keeps_its_reserve_descriptor),
 		cmocka_unit_test(test_server_tls_with_client_certificates),
 	};
 	return cmocka_run_group_tests_name("httpd", tests, NULL, NULL);

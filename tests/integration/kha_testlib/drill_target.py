@@ -6,7 +6,8 @@ Run as a program (a separate process, so a test can SIGSTOP it):
                     [--window FROM,TO,MODE]... [--events FILE]
 MODE is "503" (answer 503), "refuse" (close the listening socket: connections are refused) or
 "hang" (accept, never answer). FROM/TO are CLOCK_REALTIME seconds (time.time()). While the file
-given by --fail-file exists, its content (one of the modes) applies too. --events appends
+given by --fail-file exists and is not empty, its content (one of the modes; anything else is
+"503") applies too. --events appends
 "closed T0 T1" and "listening T0 T1" (time.time(): it happened between T0 and T1) each time
 the listener really closes and reopens,
 the ground truth of a "refuse" window (the server loop may act late on a loaded machine).
@@ -62,8 +63,10 @@ class Server:
         if self.args.fail_file:
             try:
                 with open(self.args.fail_file) as f:
-                    m = f.read().strip() or "503"
-                return m if m in MODES else "503"
+                    m = f.read().strip()
+                # empty: still being written (`echo refuse > F` creates it, then writes), no
+                # mode yet (it used to mean 503, and a refuse window began with a 503)
+                return (m if m in MODES else "503") if m else None
             except FileNotFoundError:
                 pass
         return None

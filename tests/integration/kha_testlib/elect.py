@@ -22,6 +22,7 @@ from kha_testlib.process import wait_for as wait_until  # noqa: F401 (the tests'
 CHILD = r'''
 import fcntl, os, signal, sys, time
 log, lockdir, slots, hold = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
+gate = sys.argv[5] if len(sys.argv) > 5 else None
 ident = os.environ.get("KHA_ID", "?")
 token = os.environ.get("KHA_FENCING_TOKEN", "?")
 held = None
@@ -44,7 +45,10 @@ def stop(sig, frm):
     os._exit(0)
 signal.signal(signal.SIGTERM, stop)
 signal.signal(signal.SIGINT, stop)
-if hold > 0:
+if gate:
+    while not os.path.exists(gate):
+        time.sleep(0.01)
+if hold > 0 or gate:
     time.sleep(hold)
     write("stop")
     sys.exit(0)
@@ -69,8 +73,11 @@ class Recorder:
         self.deaths = {}   # pid -> monotonic ns when seen gone (for SIGKILLed children)
         open(self.log, "a").close()
 
-    def command(self, hold=0.0):
-        return [sys.executable, self.script, self.log, self.lockdir, str(self.slots), str(hold)]
+    def command(self, hold=0.0, gate=None):
+        """The child's command: it holds its slot for `hold` seconds (0: until stopped), after
+        the file `gate` exists when one is given (the test decides when children end)."""
+        return [sys.executable, self.script, self.log, self.lockdir, str(self.slots), str(hold),
+                *([str(gate)] if gate else [])]
 
     def events(self):
         out = []

@@ -8,9 +8,9 @@ import json
 import os
 import signal
 import subprocess
-import time
 
 from conftest import assert_no_sanitizer_report, run_kha
+from kha_testlib.process import wait_for  # noqa: F401 (the lab tests import it from here)
 
 
 def proc_start_time(pid):
@@ -127,18 +127,6 @@ def master_pids(lab_dir, master):
             out.add((pid, start))
             out.update(descendants(pid, start))
     return out
-
-
-def wait_for(cond, timeout, interval=0.1, what="condition"):
-    """Polls cond() until it returns a true value (returned) or timeout seconds pass."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = cond()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
 
 
 def assert_logs_clean(lab_dir):

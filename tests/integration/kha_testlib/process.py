@@ -71,20 +71,66 @@ def assert_stays(cond, seconds, what, interval=0.02):
         time.sleep(interval)
 
 
+# Ports for what a test starts are picked at random in [PORT_LOW, PORT_HIGH): below the kernel's
+# ephemeral range (net.ipv4.ip_local_port_range, 32768-60999 by default), where the kernel
+# never hands a port out by itself, and below the ports `kha lab up` picks (20000-31999). A port
+# from the ephemeral range (a bind to port 0) could be given meanwhile to anyone asking the
+# kernel for any port, or as the source port of any outgoing connection on the machine: between
+# the pick and the daemon's bind, or while a stopped etcd member's port is free for seconds
+# before its restart re-binds it (seen under load: the restart found its port taken).
+# Every process of the suite (the xdist workers, and suites run side by side) locks the byte
+# of the port in one shared file, held until the process exits: two never pick the same port.
+PORT_LOW, PORT_HIGH = 10000, 20000
 _handed_out = set()
+_port_locks = None  # the shared lock file, open for the life of the process
+
+
+def _ephemeral_low():
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def _claim(port):
+    """Locks the port's byte of the shared file for this process; False: another process of
+    the suite holds it."""
+    import fcntl
+    import tempfile
+
+    global _port_locks
+    if _port_locks is None:
+        # never closed: closing any descriptor of the file would drop every lock held on it
+        _port_locks = os.open(os.path.join(tempfile.gettempdir(), "kha-test-ports.lock"),
+                              os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+    try:
+        fcntl.lockf(_port_locks, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, port)
+        return True
+    except OSError:
+        return False
 
 
 def free_port(host="127.0.0.1"):
-    """A TCP port that was free a moment ago (bind to 0, read it back), never handed out before
-    by this process: the kernel may give the same ephemeral port twice in a row once the probe
-    socket is closed (as it once did for one etcd member's client and peer ports)."""
-    while True:
+    """A TCP port free a moment ago on `host` and the caller's alone for the rest of the
+    session: never handed out before by any process of the suite, outside the range the kernel
+    picks from (see PORT_LOW above), so nothing else on the machine takes it in between."""
+    import random
+
+    high = min(PORT_HIGH, _ephemeral_low())
+    for _ in range(1000):
+        port = random.randrange(PORT_LOW, high)
+        if port in _handed_out:
+            continue
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            s.bind((host, 0))
-            port = s.getsockname()[1]
-        if port not in _handed_out:
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue  # in use here (a listener, a connection still in TIME_WAIT)
+        if _claim(port):
             _handed_out.add(port)
             return port
+    raise AssertionError(f"no free port in {PORT_LOW}-{high - 1} on {host} after 1000 tries")
 
 
 def require(ok, what):
