@@ -34,6 +34,7 @@
 #include "kha/json.h"
 #include "kha/kube.h"
 #include "kha/lab.h"
+#include "kha/parse.h"
 #include "kha/proc.h"
 #include "lab-internal.h"
 #include "kha/banned.h"
@@ -592,6 +593,7 @@ static void controller_argv(const struct kha_lab *lab, const struct kha_lab_mast
 {
 	const char *dir = lab->dir, *n = m->name;
 	const char *conf = scheduler ? "scheduler.conf" : "controller-manager.conf";
+	const struct kha_lab_leader_elect *le = &lab->leader_elect;
 
 	lab_strv_add(s, "%s/%s", lab->k8s_bin,
 		     scheduler ? "kube-scheduler" : "kube-controller-manager");
@@ -600,6 +602,19 @@ static void controller_argv(const struct kha_lab *lab, const struct kha_lab_mast
 	lab_strv_add(s, "--authorization-kubeconfig=%s/%s/%s", dir, n, conf);
 	lab_strv_add(s, "--bind-address=127.0.0.1");
 	lab_strv_add(s, "--leader-elect=true");
+	/* kubeadm's command line leaves client-go's timings alone: so does the lab, unless told */
+	if (le->lease_duration_us != KHA_LAB_LEASE_DURATION_US ||
+	    le->renew_deadline_us != KHA_LAB_RENEW_DEADLINE_US ||
+	    le->retry_period_us != KHA_LAB_RETRY_PERIOD_US) {
+		char v[32];
+
+		lab_strv_add(s, "--leader-elect-lease-duration=%s",
+			     kha_format_duration(v, sizeof(v), le->lease_duration_us));
+		lab_strv_add(s, "--leader-elect-renew-deadline=%s",
+			     kha_format_duration(v, sizeof(v), le->renew_deadline_us));
+		lab_strv_add(s, "--leader-elect-retry-period=%s",
+			     kha_format_duration(v, sizeof(v), le->retry_period_us));
+	}
 	if (scheduler)
 		return;
 	lab_strv_add(s, "--client-ca-file=%s/%s/pki/ca.crt", dir, n);
@@ -614,6 +629,34 @@ static void controller_argv(const struct kha_lab *lab, const struct kha_lab_mast
 	/* no kubelet runs in the lab: its Node objects never send heartbeats, so the node
 	 * lifecycle controller is told to wait an hour before it calls them unreachable */
 	lab_strv_add(s, "--node-monitor-grace-period=1h");
+}
+
+int kha_lab_leader_elect_check(struct kha_lab_leader_elect *le, struct kha_diag *d)
+{
+	char a[32], b[32];
+
+	if (!le->lease_duration_us)
+		le->lease_duration_us = KHA_LAB_LEASE_DURATION_US;
+	if (!le->renew_deadline_us)
+		le->renew_deadline_us = KHA_LAB_RENEW_DEADLINE_US;
+	if (!le->retry_period_us)
+		le->retry_period_us = KHA_LAB_RETRY_PERIOD_US;
+	/* what kube-controller-manager and kube-scheduler refuse to start with */
+	if (le->renew_deadline_us >= le->lease_duration_us)
+		return kha_diag_set(
+			d, EINVAL,
+			"--leader-elect-renew-deadline %s must be shorter than "
+			"--leader-elect-lease-duration %s",
+			kha_format_duration(a, sizeof(a), le->renew_deadline_us),
+			kha_format_duration(b, sizeof(b), le->lease_duration_us));
+	if (le->retry_period_us >= le->renew_deadline_us)
+		return kha_diag_set(
+			d, EINVAL,
+			"--leader-elect-retry-period %s must be shorter than "
+			"--leader-elect-renew-deadline %s",
+			kha_format_duration(a, sizeof(a), le->retry_period_us),
+			kha_format_duration(b, sizeof(b), le->renew_deadline_us));
+	return 0;
 }
 
 /* kha proxy in front of the apiservers: the node-local one, or a load balancer's on :6443. */

@@ -797,6 +797,10 @@ int kha_lab_up(const struct kha_lab_up_opts *o, struct kha_lab **ret, char **fai
 	lab = lab_new();
 	if (!lab)
 		return kha_diag_set(d, ENOMEM, "out of memory");
+	lab->leader_elect = o->leader_elect;
+	r = kha_lab_leader_elect_check(&lab->leader_elect, d);
+	if (r < 0)
+		return r;
 	if (o->k8s_bin) {
 		r = find_k8s(o, lab, d);
 		if (r < 0)

@@ -14,7 +14,7 @@ import os
 import pytest
 import yaml
 
-from conftest import kha_bin
+from conftest import kha_bin, run_kha
 from kha_testlib.k8s import WORKERS
 
 pytestmark = [pytest.mark.xdist_group("k8s")]
@@ -157,3 +157,40 @@ def test_audit_flags_a_scheduler_without_leader_election(k8s):
                     "--wait=true")
     _, findings = audit_json(k8s)
     assert finding(findings, "scheduler-leader-elect")["severity"] == "ok"
+
+
+def test_lab_status_shows_the_leader_election_timings(k8s):
+    """kha lab up without the leader-election options: client-go's defaults, in lab.json
+    and in kha lab status."""
+    with open(os.path.join(k8s.dir, "lab.json")) as f:
+        le = json.load(f)["kubernetes"]["leader_elect"]
+    assert le == {"lease_duration": "15s", "renew_deadline": "10s", "retry_period": "2s"}
+    r = run_kha("lab", "status", "--dir", k8s.dir, timeout=60)
+    assert ("kube-scheduler leader election: lease 15s, renew deadline 10s, retry period 2s"
+            in r.stdout), \
+        r.stdout
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--leader-elect-lease-duration", "10s", "--leader-elect-renew-deadline", "10s"],
+     "--leader-elect-renew-deadline 10s must be shorter than --leader-elect-lease-duration 10s"),
+    (["--leader-elect-renew-deadline", "3s", "--leader-elect-retry-period", "3s"],
+     "--leader-elect-retry-period 3s must be shorter than --leader-elect-renew-deadline 3s"),
+    (["--leader-elect-lease-duration", "5s"],
+     "--leader-elect-renew-deadline 10s must be shorter than --leader-elect-lease-duration 5s"),
+    (["--leader-elect-retry-period", "0s"], "--leader-elect-retry-period '0s': must be above 0"),
+    (["--leader-elect-lease-duration", "soon"], "--leader-elect-lease-duration"),
+])
+def test_lab_up_rejects_bad_leader_election_timings(tmp_path, args, words):
+    """Checked before anything is made: one line naming the option, exit 64, no lab left."""
+    r = run_kha("lab", "up", "--kubernetes", "--dir", tmp_path / "lab", *args)
+    assert r.returncode == 64, (r.returncode, r.stderr)
+    assert words in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert not (tmp_path / "lab").exists()
+
+
+def test_leader_election_timings_need_kubernetes(tmp_path):
+    r = run_kha("lab", "up", "--dir", tmp_path / "lab", "--leader-elect-lease-duration", "4s")
+    assert r.returncode == 64, r.stderr
+    assert "--leader-elect-lease-duration needs --kubernetes" in r.stderr, r.stderr
