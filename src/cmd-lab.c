@@ -576,8 +576,10 @@ static int cmd_up(int argc, char **argv)
 		return usage_error("up", "unexpected argument '%s'", argv[optind]);
 	o.dir = c.dir;
 	if (le_flag && !kubernetes)
-		return usage_error("up", "%s needs --kubernetes (it sets the controller-manager's "
-				   "and the scheduler's)", le_flag);
+		return usage_error("up",
+				   "%s needs --kubernetes (it sets the controller-manager's "
+				   "and the scheduler's)",
+				   le_flag);
 	if (kha_lab_leader_elect_check(&o.leader_elect, &d) < 0)
 		return usage_error("up", "%s", d.msg);
 	if (kubernetes && !o.k8s_bin) {

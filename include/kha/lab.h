@@ -104,9 +104,9 @@ struct kha_lab_node {
  * --leader-elect-lease-duration, -renew-deadline, -retry-period); client-go's defaults are
  * 15s, 10s and 2s. A zero field means the default.
  */
-#define KHA_LAB_LEASE_DURATION_US  (15 * KHA_USEC_PER_SEC)
-#define KHA_LAB_RENEW_DEADLINE_US  (10 * KHA_USEC_PER_SEC)
-#define KHA_LAB_RETRY_PERIOD_US	   (2 * KHA_USEC_PER_SEC)
+#define KHA_LAB_LEASE_DURATION_US (15 * KHA_USEC_PER_SEC)
+#define KHA_LAB_RENEW_DEADLINE_US (10 * KHA_USEC_PER_SEC)
+#define KHA_LAB_RETRY_PERIOD_US	  (2 * KHA_USEC_PER_SEC)
 struct kha_lab_leader_elect {
 	uint64_t lease_duration_us;
 	uint64_t renew_deadline_us;
@@ -142,7 +142,7 @@ struct kha_lab {
 	struct kha_lab_node *lbs; /* the external load-balancer pair */
 	size_t n_lbs;
 	struct kha_lab_leader_elect leader_elect; /* the controller-manager's and scheduler's */
-	int lock_fd; /* -1 when not locked */
+	int lock_fd;				  /* -1 when not locked */
 };
 
 void kha_lab_free(struct kha_lab *lab);

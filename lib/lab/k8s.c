@@ -643,19 +643,17 @@ int kha_lab_leader_elect_check(struct kha_lab_leader_elect *le, struct kha_diag 
 		le->retry_period_us = KHA_LAB_RETRY_PERIOD_US;
 	/* what kube-controller-manager and kube-scheduler refuse to start with */
 	if (le->renew_deadline_us >= le->lease_duration_us)
-		return kha_diag_set(
-			d, EINVAL,
-			"--leader-elect-renew-deadline %s must be shorter than "
-			"--leader-elect-lease-duration %s",
-			kha_format_duration(a, sizeof(a), le->renew_deadline_us),
-			kha_format_duration(b, sizeof(b), le->lease_duration_us));
+		return kha_diag_set(d, EINVAL,
+				    "--leader-elect-renew-deadline %s must be shorter than "
+				    "--leader-elect-lease-duration %s",
+				    kha_format_duration(a, sizeof(a), le->renew_deadline_us),
+				    kha_format_duration(b, sizeof(b), le->lease_duration_us));
 	if (le->retry_period_us >= le->renew_deadline_us)
-		return kha_diag_set(
-			d, EINVAL,
-			"--leader-elect-retry-period %s must be shorter than "
-			"--leader-elect-renew-deadline %s",
-			kha_format_duration(a, sizeof(a), le->retry_period_us),
-			kha_format_duration(b, sizeof(b), le->renew_deadline_us));
+		return kha_diag_set(d, EINVAL,
+				    "--leader-elect-retry-period %s must be shorter than "
+				    "--leader-elect-renew-deadline %s",
+				    kha_format_duration(a, sizeof(a), le->retry_period_us),
+				    kha_format_duration(b, sizeof(b), le->renew_deadline_us));
 	return 0;
 }
 
@@ -835,8 +833,8 @@ static const struct {
 /* Whether YAML would read the plain scalar s as something other than a string. */
 static bool yaml_needs_quotes(const char *s)
 {
-	static const char *const words[] = {"true", "false", "yes", "no", "on", "off",
-					    "null", "~",    "y",   "n"};
+	static const char *const words[] = {"true", "false", "yes", "no", "on",
+					    "off",  "null",  "~",   "y",  "n"};
 	char *end;
 
 	if (!s[0])
@@ -852,10 +850,9 @@ static int emit_scalar(yaml_emitter_t *e, const char *text, bool quote)
 {
 	yaml_event_t ev;
 
-	if (!yaml_scalar_event_initialize(&ev, NULL, NULL, (yaml_char_t *)text, (int)strlen(text),
-					  !quote, 1,
-					  quote ? YAML_DOUBLE_QUOTED_SCALAR_STYLE
-						: YAML_ANY_SCALAR_STYLE))
+	if (!yaml_scalar_event_initialize(
+		    &ev, NULL, NULL, (yaml_char_t *)text, (int)strlen(text), !quote, 1,
+		    quote ? YAML_DOUBLE_QUOTED_SCALAR_STYLE : YAML_ANY_SCALAR_STYLE))
 		return -ENOMEM;
 	return yaml_emitter_emit(e, &ev) ? 0 : -EIO;
 }
@@ -900,7 +897,8 @@ static int emit_json(yaml_emitter_t *e, const json_t *v)
 			return -EIO;
 		return 0;
 	case JSON_STRING:
-		return emit_scalar(e, json_string_value(v), yaml_needs_quotes(json_string_value(v)));
+		return emit_scalar(e, json_string_value(v),
+				   yaml_needs_quotes(json_string_value(v)));
 	case JSON_INTEGER:
 		snprintf(num, sizeof(num), "%" JSON_INTEGER_FORMAT, json_integer_value(v));
 		return emit_scalar(e, num, false);
@@ -1111,15 +1109,15 @@ static int register_master(struct kha_kube_client *c, const struct kha_lab_maste
 	json_decref(reply);
 	if (!uid[0])
 		return kha_diag_set(d, EBADMSG, "Node %s has no uid", m->name);
-	status = json_pack("{s:[{s:s, s:s, s:s, s:s, s:s, s:s}], s:[{s:s, s:s}, {s:s, s:s}], "
-			   "s:{s:s, s:s, s:s}, s:{s:s, s:s, s:s}}",
-			   "conditions", "type", "Ready", "status", "True", "reason",
-			   "KubeletReady", "message",
-			   "registered by the kha lab with its static pods (no kubelet)",
-			   "lastHeartbeatTime", now, "lastTransitionTime", now, "addresses", "type",
-			   "InternalIP", "address", m->address, "type", "Hostname", "address",
-			   m->name, "capacity", "cpu", "2", "memory", "4Gi", "pods", "110",
-			   "allocatable", "cpu", "2", "memory", "4Gi", "pods", "110");
+	status =
+		json_pack("{s:[{s:s, s:s, s:s, s:s, s:s, s:s}], s:[{s:s, s:s}, {s:s, s:s}], "
+			  "s:{s:s, s:s, s:s}, s:{s:s, s:s, s:s}}",
+			  "conditions", "type", "Ready", "status", "True", "reason", "KubeletReady",
+			  "message", "registered by the kha lab with its static pods (no kubelet)",
+			  "lastHeartbeatTime", now, "lastTransitionTime", now, "addresses", "type",
+			  "InternalIP", "address", m->address, "type", "Hostname", "address",
+			  m->name, "capacity", "cpu", "2", "memory", "4Gi", "pods", "110",
+			  "allocatable", "cpu", "2", "memory", "4Gi", "pods", "110");
 	return patch_status(c, path, status, d);
 }
 
@@ -1140,11 +1138,9 @@ static int publish_mirror(struct kha_kube_client *c, const struct kha_lab_master
 		return kha_diag_set(d, ENOMEM, "out of memory");
 	r = kha_kube_request(c, "POST", "/api/v1/namespaces/kube-system/pods", mp, NULL, d);
 	name = json_string_value(json_object_get(json_object_get(mp, "metadata"), "name"));
-	image = json_string_value(
-		json_object_get(json_array_get(json_object_get(json_object_get(mp, "spec"),
-								 "containers"),
-					       0),
-				"image"));
+	image = json_string_value(json_object_get(
+		json_array_get(json_object_get(json_object_get(mp, "spec"), "containers"), 0),
+		"image"));
 	snprintf(url, sizeof(url), "/api/v1/namespaces/kube-system/pods/%s", name);
 	status = r < 0 && r != -EEXIST
 			 ? NULL
@@ -1156,11 +1152,11 @@ static int publish_mirror(struct kha_kube_client *c, const struct kha_lab_master
 				     "status", "True", "lastTransitionTime", now, "type",
 				     "ContainersReady", "status", "True", "lastTransitionTime", now,
 				     "type", "PodScheduled", "status", "True", "lastTransitionTime",
-				     now, "hostIP", m->address, "hostIPs", "ip", m->address, "podIP",
-				     m->address, "podIPs", "ip", m->address, "startTime", now,
-				     "containerStatuses", "name", component,
-				     "image", image, "imageID", "", "ready", 1, "started", 1,
-				     "restartCount", 0, "state", "running", "startedAt", now);
+				     now, "hostIP", m->address, "hostIPs", "ip", m->address,
+				     "podIP", m->address, "podIPs", "ip", m->address, "startTime",
+				     now, "containerStatuses", "name", component, "image", image,
+				     "imageID", "", "ready", 1, "started", 1, "restartCount", 0,
+				     "state", "running", "startedAt", now);
 	if (r == -EEXIST)
 		r = 0;
 	if (r == 0)
@@ -1237,8 +1233,8 @@ static int publish_static_pods(const struct kha_lab *lab, struct kha_kube_client
 				return kha_diag_set(d, ENOMEM, "out of memory");
 			r = write_yaml(path, pod, d);
 			if (r == 0)
-				r = publish_mirror(c, m, static_pods[k].component, pod, path,
-						   uid, now, d);
+				r = publish_mirror(c, m, static_pods[k].component, pod, path, uid,
+						   now, d);
 			json_decref(pod);
 		}
 		if (r < 0)
