@@ -1002,10 +1002,12 @@ static json_t *static_pod(const struct kha_lab *lab, const struct kha_lab_master
 		json_decref(ann);
 		return NULL;
 	}
+	if (!json_object_size(ann)) /* kubeadm writes none on the controller-manager, scheduler */
+		json_decref(ann), ann = NULL;
 	pod = json_pack(
-		"{s:s, s:s, s:{s:o, s:{s:s, s:s}, s:s, s:s}, s:{s:[{s:o, s:s, s:s, s:s, s:{s:{s:s}}, "
+		"{s:s, s:s, s:{s:o*, s:{s:s, s:s}, s:s, s:s}, s:{s:[{s:o, s:s, s:s, s:s, s:{s:{s:s}}, "
 		"s:[{s:s, s:s}, {s:s, s:s, s:b}]}], s:b, s:s, s:{s:{s:s}}, "
-		"s:[{s:s, s:{s:s, s:s}}, {s:s, s:{s:s, s:s}}]}, s:{}}",
+		"s:[{s:{s:s, s:s}, s:s}, {s:{s:s, s:s}, s:s}]}, s:{}}",
 		"apiVersion", "v1", "kind", "Pod", "metadata", "annotations", ann, "labels",
 		"component", static_pods[k].component, "tier", "control-plane", "name",
 		static_pods[k].component, "namespace", "kube-system", "spec", "containers",
@@ -1039,6 +1041,10 @@ static json_t *mirror_pod(const json_t *pod, const char *node, const char *node_
 	meta = json_object_get(mp, "metadata");
 	spec = json_object_get(mp, "spec");
 	ann = json_object_get(meta, "annotations");
+	if (!ann && kha_json_set(meta, "annotations", (ann = json_object())) < 0) {
+		json_decref(mp);
+		return NULL;
+	}
 	json_object_del(mp, "status");
 	snprintf(name, sizeof(name), "%s-%s", json_string_value(json_object_get(meta, "name")),
 		 node);
@@ -1126,9 +1132,9 @@ static int publish_mirror(struct kha_kube_client *c, const struct kha_lab_master
 			  const char *component, const json_t *pod, const char *path,
 			  const char *node_uid, const char *now, struct kha_diag *d)
 {
-	char hash[33], url[256];
+	char hash[33], url[256], name[128];
 	json_t *mp, *status;
-	const char *name, *image;
+	const char *image;
 	int r = manifest_hash(path, hash, d);
 
 	if (r < 0)
@@ -1137,7 +1143,7 @@ static int publish_mirror(struct kha_kube_client *c, const struct kha_lab_master
 	if (!mp)
 		return kha_diag_set(d, ENOMEM, "out of memory");
 	r = kha_kube_request(c, "POST", "/api/v1/namespaces/kube-system/pods", mp, NULL, d);
-	name = json_string_value(json_object_get(json_object_get(mp, "metadata"), "name"));
+	snprintf(name, sizeof(name), "%s-%s", component, m->name);
 	image = json_string_value(json_object_get(
 		json_array_get(json_object_get(json_object_get(mp, "spec"), "containers"), 0),
 		"image"));
@@ -1157,14 +1163,14 @@ static int publish_mirror(struct kha_kube_client *c, const struct kha_lab_master
 				     now, "containerStatuses", "name", component, "image", image,
 				     "imageID", "", "ready", 1, "started", 1, "restartCount", 0,
 				     "state", "running", "startedAt", now);
-	if (r == -EEXIST)
+	if (r == -EEXIST || r > 0) /* the HTTP status of a success */
 		r = 0;
 	if (r == 0)
 		r = status ? patch_status(c, url, status, d)
 			   : kha_diag_set(d, ENOMEM, "out of memory");
 	json_decref(mp);
 	if (r < 0)
-		kha_diag_prefix(d, "mirror pod kube-system/%s", name ? name : "?");
+		kha_diag_prefix(d, "mirror pod kube-system/%s", name);
 	return r;
 }
 
