@@ -167,8 +167,16 @@ def test_lab_status_shows_the_leader_election_timings(k8s):
     assert le == {"lease_duration": "15s", "renew_deadline": "10s", "retry_period": "2s"}
     r = run_kha("lab", "status", "--dir", k8s.dir, timeout=60)
     assert ("kube-scheduler leader election: lease 15s, renew deadline 10s, retry period 2s"
-            in r.stdout), \
-        r.stdout
+            in r.stdout), r.stdout
+    r = run_kha("lab", "status", "--dir", k8s.dir, "-o", "json", timeout=60)
+    assert json.loads(r.stdout)["leader_elect"] == le, r.stdout
+    # client-go's defaults: the command lines carry none of the flags, as kubeadm's do not
+    for m in k8s.masters:
+        for comp in ("kube-controller-manager", "kube-scheduler"):
+            with open(os.path.join(k8s.dir, m, "manifests", f"{comp}.yaml")) as f:
+                command = yaml.safe_load(f)["spec"]["containers"][0]["command"]
+            assert "--leader-elect=true" in command
+            assert not [a for a in command if a.startswith("--leader-elect-")], command
 
 
 @pytest.mark.parametrize("args, words", [
