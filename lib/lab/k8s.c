@@ -17,7 +17,10 @@
  * The PKI and the kubeconfigs are kubeadm's, made by its phases (`kubeadm init phase certs`,
  * `kubeadm init phase kubeconfig`), one certificate directory per master with the shared CAs
  * copied first, as `kubeadm join --control-plane` has them: the lab runs on the PKI users have.
- * The component flags are those of kubeadm's static pod manifests.
+ * The component flags are those of kubeadm's static pod manifests; once the API answers, the
+ * lab writes those manifests from the same command lines, registers each master as a Node and
+ * publishes each manifest as its mirror pod: what a kubelet does, without a container runtime
+ * (the processes stay the lab's own).
  */
 #include <errno.h>
 #include <fcntl.h>
