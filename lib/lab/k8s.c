@@ -830,8 +830,9 @@ static const struct {
 	{KHA_LAB_PROC_SCHEDULER, "kube-scheduler", "100m"},
 };
 
-#define MANIFEST_DIR "manifests"
-#define NODE_ROLE    "node-role.kubernetes.io/control-plane"
+#define MANIFEST_DIR	 "manifests"
+#define PUBLISH_ATTEMPTS 3
+#define NODE_ROLE	 "node-role.kubernetes.io/control-plane"
 
 /* Whether YAML would read the plain scalar s as something other than a string. */
 static bool yaml_needs_quotes(const char *s)
@@ -1277,8 +1278,16 @@ int lab_k8s_bootstrap(const struct kha_lab *lab, struct kha_diag *d)
 	json_decref(crb);
 	if (r == -EEXIST)
 		r = 0;
-	if (r >= 0)
+	/* some thirty requests to an API that has just come up on loaded cores: a slow answer
+	 * is tried again (every step is idempotent: what exists is kept) */
+	kha_kube_client_set_timeouts(c, 5 * READY_GET_US, 30 * READY_GET_US);
+	for (unsigned attempt = 1; r >= 0; attempt++) {
 		r = publish_static_pods(lab, c, d);
+		if (r >= 0 || r == -ENOMEM || attempt == PUBLISH_ATTEMPTS)
+			break;
+		kha_ignore(kha_sleep_us(KHA_USEC_PER_SEC, NULL));
+		kha_diag_clear(d);
+	}
 	return r < 0 ? r : 0;
 }
 
