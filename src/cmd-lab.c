@@ -137,6 +137,9 @@ enum {
 	OPT_ROLLING_TIME,
 	OPT_SLO,
 	OPT_WATCH_TIMEOUT,
+	OPT_LE_LEASE,
+	OPT_LE_RENEW,
+	OPT_LE_RETRY,
 };
 
 static int parse_duration(const char *sub, const char *flag, const char *arg, uint64_t *us)
@@ -450,10 +453,14 @@ static int cmd_up(int argc, char **argv)
 		{"no-elect", no_argument, NULL, OPT_NO_ELECT},
 		{"kubernetes", no_argument, NULL, OPT_KUBERNETES},
 		{"k8s-bin", required_argument, NULL, OPT_K8S_BIN},
+		{"leader-elect-lease-duration", required_argument, NULL, OPT_LE_LEASE},
+		{"leader-elect-renew-deadline", required_argument, NULL, OPT_LE_RENEW},
+		{"leader-elect-retry-period", required_argument, NULL, OPT_LE_RETRY},
 		{"help", no_argument, NULL, 'h'},
 		{0},
 	};
 	struct common c = {.sub = "up", .dir = DEFAULT_DIR};
+	const char *le_flag = NULL;
 	bool kubernetes = false;
 	struct kha_lab_up_opts o = {.members = 3, .timeout_us = DEFAULT_TIMEOUT_US};
 	kha_auto(kha_lab_freep) struct kha_lab *lab = NULL;
@@ -496,11 +503,31 @@ static int cmd_up(int argc, char **argv)
 			kubernetes = true;
 			o.k8s_bin = optarg;
 			break;
+		case OPT_LE_LEASE:
+		case OPT_LE_RENEW:
+		case OPT_LE_RETRY: {
+			uint64_t *dst = opt == OPT_LE_LEASE   ? &o.leader_elect.lease_duration_us
+					: opt == OPT_LE_RENEW ? &o.leader_elect.renew_deadline_us
+							      : &o.leader_elect.retry_period_us;
+
+			le_flag = opt == OPT_LE_LEASE	? "--leader-elect-lease-duration"
+				  : opt == OPT_LE_RENEW ? "--leader-elect-renew-deadline"
+							: "--leader-elect-retry-period";
+			if (parse_duration("up", le_flag, optarg, dst))
+				return KHA_EXIT_USAGE;
+			if (!*dst)
+				return usage_error("up", "%s '%s': must be above 0", le_flag,
+						   optarg);
+			break;
+		}
 		case 'h':
 			printf("Usage: kha lab up [--dir DIR] [--members N] [--timeout D] "
 			       "[--etcd PATH]\n"
 			       "                  [--kha PATH] [--no-proxy] [--no-elect]\n"
-			       "                  [--kubernetes [--k8s-bin DIR]]\n\n"
+			       "                  [--kubernetes [--k8s-bin DIR]\n"
+			       "                   [--leader-elect-lease-duration D]\n"
+			       "                   [--leader-elect-renew-deadline D]\n"
+			       "                   [--leader-elect-retry-period D]]\n\n"
 			       "With --kubernetes (root): the real control plane, as kubeadm's stacked\n"
 			       "etcd HA topology, each host a network namespace on a lab bridge: every\n"
 			       "master runs etcd 3.6, kube-apiserver, kube-controller-manager and\n"
@@ -509,7 +536,11 @@ static int cmd_up(int argc, char **argv)
 			       "default/kubernetes); two load-balancer hosts run kha proxy and kha vip\n"
 			       "(the VIP is the controlPlaneEndpoint). PKI and kubeconfigs by kubeadm's\n"
 			       "phases. The programs come from --k8s-bin DIR or $KHA_K8S_BIN (make k8s\n"
-			       "builds them). Then: kha lab exec node -- kubectl get nodes\n\n"
+			       "builds them). Each master is a Node with its control plane as static\n"
+			       "pods: manifests in DIR/mN/manifests, mirror pods in kube-system. The\n"
+			       "--leader-elect-* options set kube-controller-manager's and\n"
+			       "kube-scheduler's (default 15s, 10s, 2s, client-go's; lease > renew\n"
+			       "deadline > retry period). Then: kha lab exec node -- kubectl get nodes\n\n"
 			       "Without it: the etcd-only lab on loopback, described next.\n"
 			       "Creates a CA and certificates (members: serverAuth+clientAuth, SANs\n"
 			       "127.0.0.1 and localhost; a client certificate for the tools), starts N\n"
@@ -544,6 +575,13 @@ static int cmd_up(int argc, char **argv)
 	if (optind < argc)
 		return usage_error("up", "unexpected argument '%s'", argv[optind]);
 	o.dir = c.dir;
+	if (le_flag && !kubernetes)
+		return usage_error("up",
+				   "%s needs --kubernetes (it sets the controller-manager's "
+				   "and the scheduler's)",
+				   le_flag);
+	if (kha_lab_leader_elect_check(&o.leader_elect, &d) < 0)
+		return usage_error("up", "%s", d.msg);
 	if (kubernetes && !o.k8s_bin) {
 		o.k8s_bin = getenv("KHA_K8S_BIN");
 		if (!o.k8s_bin || !*o.k8s_bin)
@@ -781,6 +819,19 @@ static void status_json(struct kha_lab *lab, const struct live *lv)
 					      "readable", lv->leader_known));
 	else
 		json_object_set_new(root, "election", json_null());
+	if (lab->k8s_bin) {
+		const struct kha_lab_leader_elect *le = &lab->leader_elect;
+		char a[32], b[32], c[32];
+
+		json_object_set_new(
+			root, "leader_elect",
+			json_pack("{s:s, s:s, s:s}", "lease_duration",
+				  kha_format_duration(a, sizeof(a), le->lease_duration_us),
+				  "renew_deadline",
+				  kha_format_duration(b, sizeof(b), le->renew_deadline_us),
+				  "retry_period",
+				  kha_format_duration(c, sizeof(c), le->retry_period_us)));
+	}
 	kha_ignore(cmd_print_json(root));
 }
 
@@ -909,6 +960,16 @@ static void status_table(struct kha_lab *lab, const struct live *lv)
 	if (lab->n_lbs)
 		printf("\nThe VIP entry %s: %s\n", lab->lbs[0].entry_url,
 		       lv->vip_ready ? "ready (reaches a ready apiserver)" : "NOT READY");
+	if (lab->k8s_bin) {
+		const struct kha_lab_leader_elect *le = &lab->leader_elect;
+		char a[32], b[32], c[32];
+
+		printf("kube-controller-manager and kube-scheduler leader election: lease %s, "
+		       "renew deadline %s, retry period %s\n",
+		       kha_format_duration(a, sizeof(a), le->lease_duration_us),
+		       kha_format_duration(b, sizeof(b), le->renew_deadline_us),
+		       kha_format_duration(c, sizeof(c), le->retry_period_us));
+	}
 	if (lab->node.entry_url && !lab->k8s_bin)
 		printf("\nThe entry point fronts the etcd members' client API (no kube-apiserver in "
 		       "the lab).\n");

@@ -115,8 +115,9 @@ struct kha_drill_scenario {
 	 * Kubernetes mode: the target is a kube-apiserver (or an entry in front of it: a proxy,
 	 * a VIP); probes are API requests with the client certificate (or token) and CA of
 	 * `kubeconfig` (the flags --cacert/--cert/--key override it): a GET of a ConfigMap the
-	 * drill creates in `namespace`, or with `write` a create of a ConfigMap per probe, listed
-	 * back afterwards through `endpoints` (default: the target). A watch on the probed
+	 * drill creates in `namespace`, or with `write` ConfigMap creates and updates (one per
+	 * probe, see lib/drill/kube.c), listed back afterwards through `endpoints` (default: the
+	 * target). A watch on the probed
 	 * object is kept open meanwhile and its reconnections are measured (unless no_watch).
 	 */
 	bool kube;
@@ -380,6 +381,11 @@ struct kha_drill_kube {
 	size_t n_gaps_dropped;		  /* beyond KHA_DRILL_MAX_WATCH_GAPS */
 	uint64_t longest_gap_us;	  /* of the unclean breaks (open ones to the end) */
 	char setup_error[200];		  /* why the probed object could not be made */
+	/* write mode: the updates among the writes (PUTs of an object created earlier) */
+	size_t updates;		  /* sent */
+	size_t updates_acked;	  /* answered 200 */
+	size_t updates_conflicts; /* answered 409: not applied (counted as failed) */
+	size_t updates_lost;	  /* acknowledged, then not found (counted in writes.lost) */
 };
 
 struct kha_drill_report {
@@ -461,16 +467,30 @@ int kha_drill_run(const struct kha_drill_scenario *sc, const struct kha_drill_ho
 
 /*
  * Kubernetes mode's read-back: decodes one page of a ConfigMapList (JSON text) holding the
- * drill's writes: an item named PREFIX<slot> (slot < n, decimal) marks present[slot] 1 when its
- * data.seq is the slot, 2 when it is not; any other item counts in *ret_foreign. *ret_found
- * counts the items marked. *ret_continue receives metadata.continue (a new string, NULL when
- * the list is complete). Returns 0 or -EBADMSG (d set: not a list, items without names) or
- * -ENOMEM.
+ * drill's writes: an item named PREFIX<slot> (slot < n, decimal) sets values[slot] to its
+ * data.seq (a decimal slot number; KHA_DRILL_KUBE_BAD when it is missing or not one); any
+ * other item counts in *ret_foreign. *ret_found counts the items set. *ret_continue receives
+ * metadata.continue (a new string, NULL when the list is complete). Returns 0 or -EBADMSG (d
+ * set: not a list, items without names) or -ENOMEM.
  */
-int kha_drill_kube_list_decode(const char *text, size_t len, const char *prefix,
-			       unsigned char *present, size_t n, size_t *ret_found,
-			       size_t *ret_foreign, char **ret_continue,
-			       struct kha_diag *d) KHA_WUR;
+#define KHA_DRILL_KUBE_BAD (KHA_DRILL_NONE - 1)
+int kha_drill_kube_list_decode(const char *text, size_t len, const char *prefix, uint64_t *values,
+			       size_t n, size_t *ret_found, size_t *ret_foreign,
+			       char **ret_continue, struct kha_diag *d) KHA_WUR;
+
+/*
+ * Kubernetes mode's write check. Slot s of r->probes wrote the object created at slot
+ * targets[s] (s itself for a create, an earlier slot for an update; KHA_DRILL_NONE or
+ * s >= n_targets: not sent) with data.seq = s. values[c] (r->n_probes of them) is what the
+ * read-back found in the object created at slot c: KHA_DRILL_NONE when it is absent. Writes to
+ * one object form a chain in slot order, so an acknowledged write is kept when its object
+ * holds it or a later write of the chain, and lost otherwise (a missing object, an older
+ * value); a 409 Conflict is a failed write. Fills r->writes (counts, lost, lost_slots,
+ * unknown_applied/missing, unexpected, verified) and r->kube's update counts.
+ */
+void kha_drill_kube_writes_check(struct kha_drill_report *r, const uint64_t *targets,
+				 size_t n_targets, const uint64_t *values, size_t found,
+				 size_t foreign);
 
 /* The longest unclean watch break of k (open breaks end at end_us). */
 uint64_t kha_drill_watch_longest_gap(const struct kha_drill_kube *k, uint64_t end_us);

@@ -99,6 +99,27 @@ struct kha_lab_node {
 	size_t n_procs;
 };
 
+/*
+ * The leader election timings of kube-controller-manager and kube-scheduler (their
+ * --leader-elect-lease-duration, -renew-deadline, -retry-period); client-go's defaults are
+ * 15s, 10s and 2s. A zero field means the default.
+ */
+#define KHA_LAB_LEASE_DURATION_US (15 * KHA_USEC_PER_SEC)
+#define KHA_LAB_RENEW_DEADLINE_US (10 * KHA_USEC_PER_SEC)
+#define KHA_LAB_RETRY_PERIOD_US	  (2 * KHA_USEC_PER_SEC)
+struct kha_lab_leader_elect {
+	uint64_t lease_duration_us;
+	uint64_t renew_deadline_us;
+	uint64_t retry_period_us;
+};
+
+/*
+ * Fills the zero fields of le with client-go's defaults and checks what the components check:
+ * lease duration > renew deadline > retry period > 0. Returns 0, or -EINVAL with a line naming
+ * the options in d.
+ */
+int kha_lab_leader_elect_check(struct kha_lab_leader_elect *le, struct kha_diag *d) KHA_WUR;
+
 /* A loaded lab. Owns everything it points to; kha_lab_free() releases it (and its lock). */
 struct kha_lab {
 	char *dir; /* absolute */
@@ -120,7 +141,8 @@ struct kha_lab {
 	char *kube_ca;		  /* the Kubernetes CA certificate (kubeadm's ca.crt) */
 	struct kha_lab_node *lbs; /* the external load-balancer pair */
 	size_t n_lbs;
-	int lock_fd; /* -1 when not locked */
+	struct kha_lab_leader_elect leader_elect; /* the controller-manager's and scheduler's */
+	int lock_fd;				  /* -1 when not locked */
 };
 
 void kha_lab_free(struct kha_lab *lab);
@@ -137,6 +159,8 @@ struct kha_lab_up_opts {
 	/* A Kubernetes lab: the directory of the real programs (scripts/k8s.sh builds them);
 	 * NULL: the etcd-only lab on loopback. Needs root (network namespaces). */
 	const char *k8s_bin;
+	/* the controller-manager's and scheduler's leader election (zero: client-go's) */
+	struct kha_lab_leader_elect leader_elect;
 };
 
 /*

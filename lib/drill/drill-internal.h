@@ -17,6 +17,16 @@ char *kha_drill__url_base(const char *url);
 char *kha_drill__write_url(const char *target);
 char *kha_drill__write_body(const char *prefix, uint64_t slot);
 void kha_drill__verify_writes(const struct kha_drill_scenario *sc, struct kha_drill_report *r);
+/* What became of a write, by its probe's result (kha_drill__write_outcome). */
+enum {
+	KHA_DRILL__OUT_NOT_SENT,
+	KHA_DRILL__OUT_ACKED,	/* acknowledged: must be there */
+	KHA_DRILL__OUT_FAILED,	/* never reached the server, or refused by it: must not be */
+	KHA_DRILL__OUT_UNKNOWN, /* timeouts, resets, error statuses, cancelled in flight */
+};
+int kha_drill__write_outcome(uint8_t result);
+/* How many lost slots a report lists. */
+#define KHA_DRILL_MAX_LOST_LISTED 100
 /* Counts the writes by outcome (acked, failed, unknown) into r->writes. */
 void kha_drill__writes_tally(struct kha_drill_report *r);
 /*
@@ -30,8 +40,7 @@ void kha_drill__writes_compare(struct kha_drill_report *r, const unsigned char *
  * Kubernetes mode (kube.c). kha_drill__kube_prepare: loads the credentials, creates the probed
  * ConfigMap, fills r->kube and the probe URL (*ret_url, new string); *ret_ctx is freed by
  * kha_drill__kube_finish. kha_drill__kube_tls: sets the credentials on a probe's easy handle.
- * kha_drill__kube_watch_start/stop: the watch thread (times relative to t0). kha_drill__kube_body: the
- * create of slot `slot`. kha_drill__kube_finish: reads the writes back, deletes what the drill made.
+ * kha_drill__kube_watch_start/stop: the watch thread (times relative to t0). kha_drill__kube_finish: reads the writes back, deletes what the drill made.
  */
 struct drill_kube;
 int kha_drill__kube_prepare(const struct kha_drill_scenario *sc, struct kha_drill_report *r,
@@ -42,7 +51,16 @@ void kha_drill__kube_tls(const struct drill_kube *k, struct kha_http_tls *ret);
 const char *kha_drill__kube_token(const struct drill_kube *k);
 int kha_drill__kube_watch_start(struct drill_kube *k, uint64_t t0);
 void kha_drill__kube_watch_stop(struct drill_kube *k, struct kha_drill_report *r, uint64_t end_us);
-char *kha_drill__kube_body(const struct drill_kube *k, uint64_t slot);
+/*
+ * The write of slot `slot` (write mode): a create, or an update of an object whose last write
+ * was acknowledged (see kube.c). *ret_url and *ret_body are new strings; *ret_put tells a PUT
+ * from a POST. kha_drill__kube_write_done: its answer (status 0: none; body: the reply, may be
+ * NULL), from which the object's next resourceVersion is learnt.
+ */
+int kha_drill__kube_write(struct drill_kube *k, uint64_t slot, char **ret_url, char **ret_body,
+			  bool *ret_put);
+void kha_drill__kube_write_done(struct drill_kube *k, uint64_t slot, long status, const char *body,
+				size_t len);
 void kha_drill__kube_finish(struct drill_kube *k, const struct kha_drill_scenario *sc,
 			    struct kha_drill_report *r);
 void kha_drill__kube_free(struct drill_kube *k);

@@ -1,13 +1,20 @@
 // SPDX-License-Identifier: MIT
 /*
  * Kubernetes mode: probes are API requests through the entry with the client certificate (or
- * token) of a kubeconfig. A GET of a ConfigMap the drill creates first, or with --write a
- * create of one ConfigMap per probe (PREFIX<slot>, data.seq = slot), acknowledged by 201. The
- * prober of run.c sends them like any probe; this file prepares the credentials and the object,
- * keeps a watch on the object open in a thread of its own (each break and the first event of
- * the watch that replaced it are recorded: the reconnect time a controller would see), and
- * afterwards lists the writes back through the API (a quorum read: no resourceVersion) and
- * deletes everything the drill made.
+ * token) of a kubeconfig. A GET of a ConfigMap the drill creates first, or with --write
+ * ConfigMap writes: even slots create one (PREFIX<slot>, data.seq = slot, acknowledged by 201),
+ * odd slots update one created earlier (a PUT with data.seq = slot and the resourceVersion of
+ * its last acknowledged write, acknowledged by 200; 409 Conflict: not applied), or create one
+ * when no object is free (none acknowledged yet, or each has a write in flight). Writes to one
+ * object are therefore a chain, one at a time, in slot order: after the drill each object must
+ * hold the value of its last acknowledged write or of a later one.
+ *
+ * The prober of run.c sends them like any probe; this file prepares the credentials and the
+ * object, chooses each write and learns the resourceVersion from each acknowledgement, keeps a
+ * watch on the object open in a thread of its own (each break and the first event of the watch
+ * that replaced it are recorded: the reconnect time a controller would see), and afterwards
+ * lists the writes back through the API (a quorum read: no resourceVersion), checks them
+ * (kha_drill_kube_writes_check) and deletes everything the drill made.
  */
 #include <inttypes.h>
 #include <poll.h>
@@ -42,6 +49,15 @@ struct drill_kube {
 	const char *obj;  /* r->kube.object */
 	bool made_object; /* the probed ConfigMap is ours to delete */
 
+	/* the writes (the prober's thread only) */
+	uint64_t *targets; /* per slot: the create slot of the object it wrote (KHA_DRILL_NONE) */
+	size_t n_targets;
+	char **rvs; /* per create slot: resourceVersion of its last acknowledged write */
+	/* FIFO of create slots with a known resourceVersion and no write in flight: each
+	 * acknowledged write adds one, so n_targets bounds free_tail, and it never wraps */
+	uint64_t *free_objs;
+	size_t free_head, free_tail;
+
 	/* the watch thread */
 	struct kha_kube_client *wclient;
 	pthread_t thread;
@@ -61,7 +77,22 @@ struct drill_kube {
 
 /* ---- the list decoder (pure) ---- */
 
-static int decode_list(json_t *root, const char *prefix, unsigned char *present, size_t n,
+/* data.seq as a slot number: decimal, below 2^63; else KHA_DRILL_KUBE_BAD. */
+static uint64_t seq_value(const char *seq)
+{
+	unsigned long long v;
+	char *e = NULL;
+
+	if (!seq || seq[0] < '0' || seq[0] > '9' || strlen(seq) > 19)
+		return KHA_DRILL_KUBE_BAD;
+	errno = 0;
+	v = strtoull(seq, &e, 10);
+	if (errno || !e || *e || v >= (1ULL << 63))
+		return KHA_DRILL_KUBE_BAD;
+	return v;
+}
+
+static int decode_list(json_t *root, const char *prefix, uint64_t *values, size_t n,
 		       size_t *ret_found, size_t *ret_foreign, char **ret_continue,
 		       struct kha_diag *d)
 {
@@ -75,9 +106,9 @@ static int decode_list(json_t *root, const char *prefix, unsigned char *present,
 	if (items && !json_is_array(items) && !json_is_null(items))
 		return kha_diag_set(d, EBADMSG, "the list's items is not an array");
 	json_array_foreach (items, i, item) {
-		const char *name, *seq;
+		const char *name;
 		json_t *data;
-		char *e = NULL, want[24];
+		char *e = NULL;
 		unsigned long long slot;
 
 		meta = json_object_get(item, "metadata");
@@ -96,9 +127,7 @@ static int decode_list(json_t *root, const char *prefix, unsigned char *present,
 			continue;
 		}
 		data = json_object_get(item, "data");
-		seq = json_string_value(json_object_get(data, "seq"));
-		snprintf(want, sizeof(want), "%llu", slot);
-		present[slot] = seq && strcmp(seq, want) == 0 ? 1 : 2;
+		values[slot] = seq_value(json_string_value(json_object_get(data, "seq")));
 		found++;
 	}
 	meta = json_object_get(root, "metadata");
@@ -114,9 +143,9 @@ static int decode_list(json_t *root, const char *prefix, unsigned char *present,
 	return 0;
 }
 
-int kha_drill_kube_list_decode(const char *text, size_t len, const char *prefix,
-			       unsigned char *present, size_t n, size_t *ret_found,
-			       size_t *ret_foreign, char **ret_continue, struct kha_diag *d)
+int kha_drill_kube_list_decode(const char *text, size_t len, const char *prefix, uint64_t *values,
+			       size_t n, size_t *ret_found, size_t *ret_foreign,
+			       char **ret_continue, struct kha_diag *d)
 {
 	json_error_t err;
 	json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &err);
@@ -125,9 +154,83 @@ int kha_drill_kube_list_decode(const char *text, size_t len, const char *prefix,
 	if (!root)
 		return kha_diag_set(d, EBADMSG, "the list is not JSON: %s (line %d)", err.text,
 				    err.line);
-	r = decode_list(root, prefix, present, n, ret_found, ret_foreign, ret_continue, d);
+	r = decode_list(root, prefix, values, n, ret_found, ret_foreign, ret_continue, d);
 	json_decref(root);
 	return r;
+}
+
+/* ---- the write check (pure) ---- */
+
+/* A write's outcome: a 409 Conflict was answered by the apiserver without applying it. */
+static int write_outcome(const struct kha_drill_probe *p)
+{
+	if (p->result == KHA_DRILL_PROBE_STATUS && p->status == 409)
+		return KHA_DRILL__OUT_FAILED;
+	return kha_drill__write_outcome(p->result);
+}
+
+/* Whether the value v read back from the object created at slot c is a write to it. */
+static bool value_of(const uint64_t *targets, size_t n_targets, uint64_t c, uint64_t v)
+{
+	return v < n_targets && targets[v] == c;
+}
+
+void kha_drill_kube_writes_check(struct kha_drill_report *r, const uint64_t *targets,
+				 size_t n_targets, const uint64_t *values, size_t found,
+				 size_t foreign)
+{
+	struct kha_drill_writes *w = &r->writes;
+	struct kha_drill_kube *k = &r->kube;
+
+	w->enabled = true;
+	w->acked = w->failed = w->unknown = 0;
+	w->verified = true;
+	w->found = found;
+	w->unexpected = foreign;
+	w->lost = w->unknown_applied = w->unknown_missing = 0;
+	w->n_lost_slots = 0;
+	k->updates = k->updates_acked = k->updates_conflicts = k->updates_lost = 0;
+	for (size_t s = 0; s < r->n_probes; s++) {
+		uint64_t t = s < n_targets ? targets[s] : KHA_DRILL_NONE;
+		int o = t == KHA_DRILL_NONE ? KHA_DRILL__OUT_NOT_SENT
+					    : write_outcome(&r->probes[s]);
+		uint64_t v = t < r->n_probes ? values[t] : KHA_DRILL_NONE;
+		bool update = t != KHA_DRILL_NONE && t != s;
+		/* the object holds this write, or a later one of its chain */
+		bool held = v != KHA_DRILL_NONE && v >= s && value_of(targets, n_targets, t, v);
+
+		if (t == s && v != KHA_DRILL_NONE && !value_of(targets, n_targets, t, v))
+			w->unexpected++; /* an object holding what was never written to it */
+		if (update && o != KHA_DRILL__OUT_NOT_SENT)
+			k->updates++;
+		switch (o) {
+		case KHA_DRILL__OUT_ACKED:
+			w->acked++;
+			k->updates_acked += update;
+			if (held)
+				break;
+			if (w->n_lost_slots < KHA_DRILL_MAX_LOST_LISTED &&
+			    KHA_RESIZE(w->lost_slots, w->n_lost_slots + 1) == 0)
+				w->lost_slots[w->n_lost_slots++] = s;
+			w->lost++;
+			k->updates_lost += update;
+			break;
+		case KHA_DRILL__OUT_FAILED:
+			w->failed++;
+			k->updates_conflicts += update && r->probes[s].status == 409;
+			w->unexpected += v == s; /* a write that failed shows */
+			break;
+		case KHA_DRILL__OUT_UNKNOWN:
+			w->unknown++;
+			if (v == s)
+				w->unknown_applied++;
+			else
+				w->unknown_missing++;
+			break;
+		default:
+			break;
+		}
+	}
 }
 
 uint64_t kha_drill_watch_longest_gap(const struct kha_drill_kube *k, uint64_t end_us)
@@ -218,18 +321,86 @@ static json_t *configmap(const char *name, const char *label, const char *value,
 			 data);
 }
 
-char *kha_drill__kube_body(const struct drill_kube *k, uint64_t slot)
+static json_t *write_object(const struct drill_kube *k, uint64_t object, uint64_t slot,
+			    const char *rv)
 {
 	char name[256], seq[24];
 	json_t *o;
-	char *text;
 
-	snprintf(name, sizeof(name), "%s%010" PRIu64, k->prefix, slot);
+	snprintf(name, sizeof(name), "%s%010" PRIu64, k->prefix, object);
 	snprintf(seq, sizeof(seq), "%" PRIu64, slot);
 	o = configmap(name, WRITE_LABEL, k->run_id, "seq", seq);
-	text = o ? json_dumps(o, JSON_COMPACT) : NULL;
+	if (o && rv &&
+	    json_object_set_new(json_object_get(o, "metadata"), "resourceVersion",
+				json_string(rv)) < 0) {
+		json_decref(o);
+		return NULL;
+	}
+	return o;
+}
+
+int kha_drill__kube_write(struct drill_kube *k, uint64_t slot, char **ret_url, char **ret_body,
+			  bool *ret_put)
+{
+	uint64_t object = slot;
+	json_t *o;
+	int r;
+
+	if (slot >= k->n_targets) {
+		size_t n = KHA_MAX((size_t)slot + 1, 2 * k->n_targets);
+
+		if (KHA_RESIZE(k->targets, n) < 0 || KHA_RESIZE(k->rvs, n) < 0 ||
+		    KHA_RESIZE(k->free_objs, n) < 0)
+			return -ENOMEM;
+		for (size_t i = k->n_targets; i < n; i++) {
+			k->targets[i] = KHA_DRILL_NONE;
+			k->rvs[i] = NULL;
+		}
+		k->n_targets = n;
+	}
+	/* odd slots update the object that has waited longest, when one is free */
+	if (slot % 2 && k->free_head < k->free_tail)
+		object = k->free_objs[k->free_head++];
+	o = write_object(k, object, slot, object != slot ? k->rvs[object] : NULL);
+	*ret_body = o ? json_dumps(o, JSON_COMPACT) : NULL;
 	json_decref(o);
-	return text;
+	if (!*ret_body)
+		return -ENOMEM;
+	if (object != slot)
+		r = asprintf(ret_url, "%s/api/v1/namespaces/%s/configmaps/%s%010" PRIu64, k->base,
+			     k->ns, k->prefix, object);
+	else
+		r = asprintf(ret_url, "%s/api/v1/namespaces/%s/configmaps", k->base, k->ns);
+	if (r < 0) {
+		free(*ret_body);
+		*ret_body = NULL;
+		return -ENOMEM;
+	}
+	k->targets[slot] = object;
+	*ret_put = object != slot;
+	return 0;
+}
+
+void kha_drill__kube_write_done(struct drill_kube *k, uint64_t slot, long status, const char *body,
+				size_t len)
+{
+	uint64_t object = slot < k->n_targets ? k->targets[slot] : KHA_DRILL_NONE;
+	json_t *root = NULL;
+	const char *rv = NULL;
+
+	if (object == KHA_DRILL_NONE)
+		return;
+	free(k->rvs[object]);
+	k->rvs[object] = NULL;
+	/* acknowledged: the object's next write goes with the version this one made; anything
+	 * else leaves its state unknown (or taken by another writer): it gets no more writes */
+	if ((status == 200 || status == 201) && body)
+		root = json_loadb(body, len, 0, NULL);
+	rv = json_string_value(
+		json_object_get(json_object_get(root, "metadata"), "resourceVersion"));
+	if (rv && *rv && k->free_tail < k->n_targets && (k->rvs[object] = strdup(rv)))
+		k->free_objs[k->free_tail++] = object;
+	json_decref(root);
 }
 
 int kha_drill__kube_prepare(const struct kha_drill_scenario *sc, struct kha_drill_report *r,
@@ -453,7 +624,7 @@ void kha_drill__kube_watch_stop(struct drill_kube *k, struct kha_drill_report *r
 
 /* ---- read-back and cleanup ---- */
 
-static int list_page(struct drill_kube *k, const char *cont, unsigned char *present, size_t n,
+static int list_page(struct drill_kube *k, const char *cont, uint64_t *values, size_t n,
 		     size_t *found, size_t *foreign, char **ret_next, struct kha_diag *d)
 {
 	char path[1024];
@@ -470,12 +641,12 @@ static int list_page(struct drill_kube *k, const char *cont, unsigned char *pres
 	curl_free(esc);
 	r = kha_kube_request(k->client, "GET", path, NULL, &body, d);
 	if (r >= 0)
-		r = decode_list(body, k->prefix, present, n, found, foreign, ret_next, d);
+		r = decode_list(body, k->prefix, values, n, found, foreign, ret_next, d);
 	json_decref(body);
 	return r;
 }
 
-static int read_back(struct drill_kube *k, unsigned char *present, size_t n, size_t *ret_found,
+static int read_back(struct drill_kube *k, uint64_t *values, size_t n, size_t *ret_found,
 		     size_t *ret_foreign, struct kha_diag *d)
 {
 	char *cont = NULL;
@@ -485,7 +656,7 @@ static int read_back(struct drill_kube *k, unsigned char *present, size_t n, siz
 	for (;;) {
 		char *next = NULL;
 
-		r = list_page(k, cont, present, n, ret_found, ret_foreign, &next, d);
+		r = list_page(k, cont, values, n, ret_found, ret_foreign, &next, d);
 		free(cont);
 		cont = next;
 		if (r < 0 || !cont)
@@ -526,9 +697,9 @@ void kha_drill__kube_finish(struct drill_kube *k, const struct kha_drill_scenari
 			    struct kha_drill_report *r)
 {
 	struct kha_drill_writes *w = &r->writes;
-	unsigned char *present;
+	uint64_t *values;
 	uint64_t deadline = kha_now_us() + sc->readback_timeout_us;
-	size_t found = 0, foreign = 0;
+	size_t found = 0, foreign = 0, n = r->n_probes ? r->n_probes : 1;
 	struct kha_diag d = {};
 	int rc;
 
@@ -545,16 +716,17 @@ void kha_drill__kube_finish(struct drill_kube *k, const struct kha_drill_scenari
 		snprintf(w->error, sizeof(w->error), "%s", d.msg);
 		return;
 	}
-	present = calloc(r->n_probes ? r->n_probes : 1, 1);
-	if (!present) {
+	values = calloc(n, sizeof(*values));
+	if (!values) {
 		snprintf(w->error, sizeof(w->error), "out of memory");
 		return;
 	}
 	/* a master may still be coming back after the last fault: retry for a while */
 	for (;;) {
-		memset(present, 0, r->n_probes ? r->n_probes : 1);
+		for (size_t i = 0; i < n; i++)
+			values[i] = KHA_DRILL_NONE;
 		kha_diag_clear(&d);
-		rc = read_back(k, present, r->n_probes, &found, &foreign, &d);
+		rc = read_back(k, values, r->n_probes, &found, &foreign, &d);
 		if (rc == 0 || rc == -ENOMEM || rc == -EBADMSG ||
 		    kha_now_us() + READBACK_RETRY_US >= deadline)
 			break;
@@ -563,8 +735,8 @@ void kha_drill__kube_finish(struct drill_kube *k, const struct kha_drill_scenari
 	if (rc < 0)
 		snprintf(w->error, sizeof(w->error), "%s", d.msg[0] ? d.msg : strerror(-rc));
 	else
-		kha_drill__writes_compare(r, present, found, foreign);
-	free(present);
+		kha_drill_kube_writes_check(r, k->targets, k->n_targets, values, found, foreign);
+	free(values);
 	delete_all(k, r, sc->keep_keys);
 }
 
@@ -578,6 +750,11 @@ void kha_drill__kube_free(struct drill_kube *k)
 	if (k->stop_fd >= 0)
 		close(k->stop_fd);
 	free(k->gaps);
+	for (size_t i = 0; i < k->n_targets; i++)
+		free(k->rvs[i]);
+	free(k->rvs);
+	free(k->targets);
+	free(k->free_objs);
 	free(k->base);
 	free(k->run_id);
 	free(k->prefix);

@@ -338,7 +338,7 @@ static json_t *writes_json(const struct kha_drill_writes *w)
 static json_t *kube_json(const struct kha_drill_report *r)
 {
 	const struct kha_drill_kube *k = &r->kube;
-	json_t *gaps, *watch;
+	json_t *gaps, *watch, *updates;
 
 	if (!k->enabled)
 		return json_null();
@@ -360,8 +360,15 @@ static json_t *kube_json(const struct kha_drill_report *r)
 				     "breaks_not_listed", (json_int_t)k->n_gaps_dropped,
 				     "longest_reconnect_ms", ms(k->longest_gap_us), "list", gaps)
 			 : (json_decref(gaps), json_null());
-	return json_pack("{s:o, s:o, s:o, s:o}", "namespace", text(k->namespace), "object",
-			 text(k->object), "label", text(k->label), "watch", watch);
+	updates = r->writes.enabled
+			  ? json_pack("{s:I, s:I, s:I, s:I}", "sent", (json_int_t)k->updates,
+				      "acked", (json_int_t)k->updates_acked, "conflicts",
+				      (json_int_t)k->updates_conflicts, "lost",
+				      (json_int_t)k->updates_lost)
+			  : json_null();
+	return json_pack("{s:o, s:o, s:o, s:o, s:o}", "namespace", text(k->namespace), "object",
+			 text(k->object), "label", text(k->label), "watch", watch, "updates",
+			 updates);
 }
 
 static void format_rfc3339(char *buf, size_t size, uint64_t wall_us)
@@ -590,14 +597,22 @@ int kha_drill_report_print(FILE *out, const struct kha_drill_report *r)
 		const struct kha_drill_writes *w = &r->writes;
 		fprintf(out, "  writes        %zu acknowledged, %zu failed, %zu unknown outcome\n",
 			w->acked, w->failed, w->unknown);
+		if (r->kube.enabled)
+			fprintf(out,
+				"    of which ConfigMap updates: %zu sent, %zu acknowledged, %zu "
+				"conflicts (409, not applied)\n",
+				r->kube.updates, r->kube.updates_acked, r->kube.updates_conflicts);
 		if (!w->verified)
 			fprintf(out, "    NOT VERIFIED: %s\n", w->error);
 		else
 			fprintf(out,
-				"    read back from %s: %zu LOST acknowledged write%s, %zu of the "
+				"    read back from %s: %zu LOST acknowledged write%s%s, %zu of the "
 				"unknown applied, %zu unexpected%s\n",
-				w->endpoints, w->lost, w->lost == 1 ? "" : "s", w->unknown_applied,
-				w->unexpected, w->cleaned ? "; keys deleted" : "");
+				w->endpoints, w->lost, w->lost == 1 ? "" : "s",
+				r->kube.enabled && r->kube.updates_lost ? " (updates among them)"
+									: "",
+				w->unknown_applied, w->unexpected,
+				w->cleaned ? "; keys deleted" : "");
 		if (w->n_lost_slots) {
 			fprintf(out, "    lost: %s", w->prefix);
 			for (size_t i = 0; i < w->n_lost_slots && i < 10; i++)

@@ -25,6 +25,7 @@
 /* without pidfd_open the exit of a command is noticed by polling this often */
 #define REAP_POLL_US (20 * KHA_USEC_PER_MSEC)
 #define MAX_SLOTS    20000000ULL
+#define REPLY_MAX    (64 * 1024)
 
 struct drill;
 
@@ -35,6 +36,10 @@ struct probe {
 	uint64_t sent_us; /* absolute */
 	size_t idx;	  /* in dr->inflight */
 	char errbuf[CURL_ERROR_SIZE];
+	/* a Kubernetes write's reply (its resourceVersion is the next update's): the first
+	 * REPLY_MAX bytes */
+	char *reply;
+	size_t reply_len;
 };
 
 /* A command in flight: a step (step < SIZE_MAX, index in report->steps) or a health check. */
@@ -173,6 +178,20 @@ static size_t discard(char *ptr, size_t size, size_t nmemb, void *userdata)
 	return size * nmemb;
 }
 
+/* Keeps the first REPLY_MAX bytes of a reply (the rest is read and dropped). */
+static size_t keep_reply(char *ptr, size_t size, size_t nmemb, void *userdata)
+{
+	struct probe *pr = userdata;
+	size_t n = size * nmemb, take = KHA_MIN(n, REPLY_MAX - pr->reply_len);
+
+	if (take && KHA_RESIZE(pr->reply, pr->reply_len + take + 1) == 0) {
+		memcpy(pr->reply + pr->reply_len, ptr, take);
+		pr->reply_len += take;
+		pr->reply[pr->reply_len] = '\0';
+	}
+	return n;
+}
+
 static int start_probe(struct drill *dr, uint64_t slot, uint64_t now_abs)
 {
 	const struct kha_drill_scenario *sc = dr->sc;
@@ -216,8 +235,15 @@ static int start_probe(struct drill *dr, uint64_t slot, uint64_t now_abs)
 	}
 	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, discard);
 	if (dr->write) {
-		char *body = dr->kube ? kha_drill__kube_body(dr->kube, slot)
-				      : kha_drill__write_body(dr->r->writes.prefix, slot);
+		char *body = NULL, *url = NULL;
+		bool put = false;
+
+		if (dr->kube) {
+			if (kha_drill__kube_write(dr->kube, slot, &url, &body, &put) < 0)
+				body = NULL;
+		} else {
+			body = kha_drill__write_body(dr->r->writes.prefix, slot);
+		}
 		if (!body) {
 			curl_easy_cleanup(e);
 			free(pr);
@@ -226,7 +252,16 @@ static int start_probe(struct drill *dr, uint64_t slot, uint64_t now_abs)
 		curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
 		curl_easy_setopt(e, CURLOPT_COPYPOSTFIELDS, body);
 		curl_easy_setopt(e, CURLOPT_HTTPHEADER, dr->headers);
+		if (url) {
+			/* an update goes to the object, a create to the collection */
+			curl_easy_setopt(e, CURLOPT_URL, url);
+			if (put)
+				curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, "PUT");
+			curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, keep_reply);
+			curl_easy_setopt(e, CURLOPT_WRITEDATA, pr);
+		}
 		free(body);
+		free(url);
 	}
 	if (dr->tcp)
 		curl_easy_setopt(e, CURLOPT_CONNECT_ONLY, 1L);
@@ -256,6 +291,7 @@ static void drop_probe(struct drill *dr, struct probe *pr)
 	last->idx = pr->idx;
 	curl_multi_remove_handle(dr->multi, pr->easy);
 	curl_easy_cleanup(pr->easy);
+	free(pr->reply);
 	free(pr);
 }
 
@@ -325,6 +361,9 @@ static void finish_probe(struct drill *dr, struct probe *pr, CURLcode rc)
 	else
 		latency = kha_now_us() - pr->sent_us;
 	record(dr, pr->slot, pr->sent_us - dr->t0, latency, status, res);
+	if (dr->write && dr->kube)
+		kha_drill__kube_write_done(dr->kube, pr->slot, rc == CURLE_OK ? status : 0,
+					   pr->reply, pr->reply_len);
 	if (res != KHA_DRILL_PROBE_OK && !r->error_samples[res][0]) {
 		if (res == KHA_DRILL_PROBE_STATUS)
 			snprintf(r->error_samples[res], sizeof(r->error_samples[res]),

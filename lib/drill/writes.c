@@ -20,7 +20,6 @@
 
 #define READBACK_RETRY_US (500 * KHA_USEC_PER_MSEC)
 #define PAGE		  5000
-#define MAX_LOST_LISTED	  100
 
 char *kha_drill__write_url(const char *target)
 {
@@ -75,22 +74,20 @@ char *kha_drill__write_body(const char *prefix, uint64_t slot)
 	return body;
 }
 
-enum outcome { OUT_NOT_SENT, OUT_ACKED, OUT_FAILED, OUT_UNKNOWN };
-
-static enum outcome outcome_of(uint8_t result)
+int kha_drill__write_outcome(uint8_t result)
 {
 	switch (result) {
 	case KHA_DRILL_PROBE_OK:
-		return OUT_ACKED;
+		return KHA_DRILL__OUT_ACKED;
 	case KHA_DRILL_PROBE_MISSED:
-		return OUT_NOT_SENT;
+		return KHA_DRILL__OUT_NOT_SENT;
 	case KHA_DRILL_PROBE_REFUSED:
 	case KHA_DRILL_PROBE_RESOLVE:
 	case KHA_DRILL_PROBE_TLS:
-		return OUT_FAILED;
+		return KHA_DRILL__OUT_FAILED;
 	default:
 		/* timeouts, resets, error statuses, and probes cancelled in flight */
-		return OUT_UNKNOWN;
+		return KHA_DRILL__OUT_UNKNOWN;
 	}
 }
 
@@ -216,17 +213,17 @@ void kha_drill__writes_tally(struct kha_drill_report *r)
 	w->enabled = true;
 	w->acked = w->failed = w->unknown = 0;
 	for (size_t i = 0; i < r->n_probes; i++) {
-		switch (outcome_of(r->probes[i].result)) {
-		case OUT_ACKED:
+		switch (kha_drill__write_outcome(r->probes[i].result)) {
+		case KHA_DRILL__OUT_ACKED:
 			w->acked++;
 			break;
-		case OUT_FAILED:
+		case KHA_DRILL__OUT_FAILED:
 			w->failed++;
 			break;
-		case OUT_UNKNOWN:
+		case KHA_DRILL__OUT_UNKNOWN:
 			w->unknown++;
 			break;
-		case OUT_NOT_SENT:
+		case KHA_DRILL__OUT_NOT_SENT:
 			break;
 		}
 	}
@@ -241,24 +238,26 @@ void kha_drill__writes_compare(struct kha_drill_report *r, const unsigned char *
 	w->found = found;
 	w->unexpected = foreign;
 	for (size_t i = 0; i < r->n_probes; i++) {
-		enum outcome o = outcome_of(r->probes[i].result);
+		int o = kha_drill__write_outcome(r->probes[i].result);
 		bool here = present[i] == 1;
 
 		if (present[i] == 2)
 			w->unexpected +=
-				o != OUT_ACKED; /* a wrong value for an unacknowledged slot */
-		if (o == OUT_ACKED && !here) {
-			if (w->n_lost_slots < MAX_LOST_LISTED) {
+				o !=
+				KHA_DRILL__OUT_ACKED; /* a wrong value for an unacknowledged slot */
+		if (o == KHA_DRILL__OUT_ACKED && !here) {
+			if (w->n_lost_slots < KHA_DRILL_MAX_LOST_LISTED) {
 				if (KHA_RESIZE(w->lost_slots, w->n_lost_slots + 1) == 0)
 					w->lost_slots[w->n_lost_slots++] = i;
 			}
 			w->lost++;
-		} else if (o == OUT_UNKNOWN) {
+		} else if (o == KHA_DRILL__OUT_UNKNOWN) {
 			if (here)
 				w->unknown_applied++;
 			else
 				w->unknown_missing++;
-		} else if ((o == OUT_FAILED || o == OUT_NOT_SENT) && present[i]) {
+		} else if ((o == KHA_DRILL__OUT_FAILED || o == KHA_DRILL__OUT_NOT_SENT) &&
+			   present[i]) {
 			w->unexpected++;
 		}
 	}

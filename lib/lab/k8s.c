@@ -17,7 +17,10 @@
  * The PKI and the kubeconfigs are kubeadm's, made by its phases (`kubeadm init phase certs`,
  * `kubeadm init phase kubeconfig`), one certificate directory per master with the shared CAs
  * copied first, as `kubeadm join --control-plane` has them: the lab runs on the PKI users have.
- * The component flags are those of kubeadm's static pod manifests.
+ * The component flags are those of kubeadm's static pod manifests; once the API answers, the
+ * lab writes those manifests from the same command lines, registers each master as a Node and
+ * publishes each manifest as its mirror pod: what a kubelet does, without a container runtime
+ * (the processes stay the lab's own).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -25,11 +28,16 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <openssl/evp.h>
+#include <yaml.h>
 
+#include "kha/etcd.h"
 #include "kha/file.h"
 #include "kha/http.h"
+#include "kha/json.h"
 #include "kha/kube.h"
 #include "kha/lab.h"
+#include "kha/parse.h"
 #include "kha/proc.h"
 #include "lab-internal.h"
 #include "kha/banned.h"
@@ -588,6 +596,7 @@ static void controller_argv(const struct kha_lab *lab, const struct kha_lab_mast
 {
 	const char *dir = lab->dir, *n = m->name;
 	const char *conf = scheduler ? "scheduler.conf" : "controller-manager.conf";
+	const struct kha_lab_leader_elect *le = &lab->leader_elect;
 
 	lab_strv_add(s, "%s/%s", lab->k8s_bin,
 		     scheduler ? "kube-scheduler" : "kube-controller-manager");
@@ -596,6 +605,19 @@ static void controller_argv(const struct kha_lab *lab, const struct kha_lab_mast
 	lab_strv_add(s, "--authorization-kubeconfig=%s/%s/%s", dir, n, conf);
 	lab_strv_add(s, "--bind-address=127.0.0.1");
 	lab_strv_add(s, "--leader-elect=true");
+	/* kubeadm's command line leaves client-go's timings alone: so does the lab, unless told */
+	if (le->lease_duration_us != KHA_LAB_LEASE_DURATION_US ||
+	    le->renew_deadline_us != KHA_LAB_RENEW_DEADLINE_US ||
+	    le->retry_period_us != KHA_LAB_RETRY_PERIOD_US) {
+		char v[32];
+
+		lab_strv_add(s, "--leader-elect-lease-duration=%s",
+			     kha_format_duration(v, sizeof(v), le->lease_duration_us));
+		lab_strv_add(s, "--leader-elect-renew-deadline=%s",
+			     kha_format_duration(v, sizeof(v), le->renew_deadline_us));
+		lab_strv_add(s, "--leader-elect-retry-period=%s",
+			     kha_format_duration(v, sizeof(v), le->retry_period_us));
+	}
 	if (scheduler)
 		return;
 	lab_strv_add(s, "--client-ca-file=%s/%s/pki/ca.crt", dir, n);
@@ -610,6 +632,32 @@ static void controller_argv(const struct kha_lab *lab, const struct kha_lab_mast
 	/* no kubelet runs in the lab: its Node objects never send heartbeats, so the node
 	 * lifecycle controller is told to wait an hour before it calls them unreachable */
 	lab_strv_add(s, "--node-monitor-grace-period=1h");
+}
+
+int kha_lab_leader_elect_check(struct kha_lab_leader_elect *le, struct kha_diag *d)
+{
+	char a[32], b[32];
+
+	if (!le->lease_duration_us)
+		le->lease_duration_us = KHA_LAB_LEASE_DURATION_US;
+	if (!le->renew_deadline_us)
+		le->renew_deadline_us = KHA_LAB_RENEW_DEADLINE_US;
+	if (!le->retry_period_us)
+		le->retry_period_us = KHA_LAB_RETRY_PERIOD_US;
+	/* what kube-controller-manager and kube-scheduler refuse to start with */
+	if (le->renew_deadline_us >= le->lease_duration_us)
+		return kha_diag_set(d, EINVAL,
+				    "--leader-elect-renew-deadline %s must be shorter than "
+				    "--leader-elect-lease-duration %s",
+				    kha_format_duration(a, sizeof(a), le->renew_deadline_us),
+				    kha_format_duration(b, sizeof(b), le->lease_duration_us));
+	if (le->retry_period_us >= le->renew_deadline_us)
+		return kha_diag_set(d, EINVAL,
+				    "--leader-elect-retry-period %s must be shorter than "
+				    "--leader-elect-renew-deadline %s",
+				    kha_format_duration(a, sizeof(a), le->retry_period_us),
+				    kha_format_duration(b, sizeof(b), le->renew_deadline_us));
+	return 0;
 }
 
 /* kha proxy in front of the apiservers: the node-local one, or a load balancer's on :6443. */
@@ -768,6 +816,443 @@ int lab_k8s_client(const struct kha_lab *lab, const char *name, const char *serv
 	return r;
 }
 
+/* ---- static pods: what a kubelet does with kubeadm's manifests, without a runtime ---- */
+
+/* The lab's control-plane processes as kubeadm's static pods: kind, component, CPU request. */
+static const struct {
+	enum kha_lab_proc_kind kind;
+	const char *component;
+	const char *cpu;
+} static_pods[] = {
+	{KHA_LAB_PROC_ETCD, "etcd", "100m"},
+	{KHA_LAB_PROC_APISERVER, "kube-apiserver", "250m"},
+	{KHA_LAB_PROC_CONTROLLER_MANAGER, "kube-controller-manager", "200m"},
+	{KHA_LAB_PROC_SCHEDULER, "kube-scheduler", "100m"},
+};
+
+#define MANIFEST_DIR	 "manifests"
+#define PUBLISH_ATTEMPTS 3
+#define NODE_ROLE	 "node-role.kubernetes.io/control-plane"
+
+/* Whether YAML would read the plain scalar s as something other than a string. */
+static bool yaml_needs_quotes(const char *s)
+{
+	static const char *const words[] = {"true", "false", "yes", "no", "on",
+					    "off",  "null",  "~",   "y",  "n"};
+	char *end;
+
+	if (!s[0])
+		return true;
+	for (size_t i = 0; i < KHA_ARRAY_SIZE(words); i++)
+		if (strcasecmp(s, words[i]) == 0)
+			return true;
+	(void)strtod(s, &end);
+	return *end == '\0';
+}
+
+static int emit_scalar(yaml_emitter_t *e, const char *text, bool quote)
+{
+	yaml_event_t ev;
+
+	if (!yaml_scalar_event_initialize(
+		    &ev, NULL, NULL, (yaml_char_t *)text, (int)strlen(text), !quote, 1,
+		    quote ? YAML_DOUBLE_QUOTED_SCALAR_STYLE : YAML_ANY_SCALAR_STYLE))
+		return -ENOMEM;
+	return yaml_emitter_emit(e, &ev) ? 0 : -EIO;
+}
+
+/* v as YAML block nodes (objects in their order, strings quoted where YAML would retype them). */
+static int emit_json(yaml_emitter_t *e, const json_t *v)
+{
+	yaml_event_t ev;
+	const char *key;
+	json_t *item;
+	size_t i;
+	char num[32];
+	int r = 0;
+
+	switch (json_typeof(v)) {
+	case JSON_OBJECT:
+		if (!yaml_mapping_start_event_initialize(&ev, NULL, NULL, 1,
+							 YAML_BLOCK_MAPPING_STYLE) ||
+		    !yaml_emitter_emit(e, &ev))
+			return -EIO;
+		json_object_foreach ((json_t *)v, key, item) {
+			r = emit_scalar(e, key, yaml_needs_quotes(key));
+			if (r == 0)
+				r = emit_json(e, item);
+			if (r < 0)
+				return r;
+		}
+		if (!yaml_mapping_end_event_initialize(&ev) || !yaml_emitter_emit(e, &ev))
+			return -EIO;
+		return 0;
+	case JSON_ARRAY:
+		if (!yaml_sequence_start_event_initialize(&ev, NULL, NULL, 1,
+							  YAML_BLOCK_SEQUENCE_STYLE) ||
+		    !yaml_emitter_emit(e, &ev))
+			return -EIO;
+		json_array_foreach (v, i, item) {
+			r = emit_json(e, item);
+			if (r < 0)
+				return r;
+		}
+		if (!yaml_sequence_end_event_initialize(&ev) || !yaml_emitter_emit(e, &ev))
+			return -EIO;
+		return 0;
+	case JSON_STRING:
+		return emit_scalar(e, json_string_value(v),
+				   yaml_needs_quotes(json_string_value(v)));
+	case JSON_INTEGER:
+		snprintf(num, sizeof(num), "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+		return emit_scalar(e, num, false);
+	case JSON_TRUE:
+	case JSON_FALSE:
+		return emit_scalar(e, json_is_true(v) ? "true" : "false", false);
+	default:
+		return emit_scalar(e, "null", false);
+	}
+}
+
+/* obj as one YAML document (a manifest as kubeadm writes it), written to path (0600). */
+static int write_yaml(const char *path, const json_t *obj, struct kha_diag *d)
+{
+	kha_autofree char *text = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&text, &len);
+	yaml_emitter_t e;
+	yaml_event_t ev;
+	int r = 0;
+
+	if (!f)
+		return kha_diag_set(d, ENOMEM, "out of memory");
+	if (!yaml_emitter_initialize(&e)) {
+		fclose(f);
+		return kha_diag_set(d, ENOMEM, "out of memory");
+	}
+	yaml_emitter_set_output_file(&e, f);
+	yaml_emitter_set_unicode(&e, 1);
+	yaml_emitter_set_width(&e, -1);
+	if (!yaml_stream_start_event_initialize(&ev, YAML_UTF8_ENCODING) ||
+	    !yaml_emitter_emit(&e, &ev) ||
+	    !yaml_document_start_event_initialize(&ev, NULL, NULL, NULL, 1) ||
+	    !yaml_emitter_emit(&e, &ev))
+		r = -EIO;
+	if (r == 0)
+		r = emit_json(&e, obj);
+	if (r == 0 && (!yaml_document_end_event_initialize(&ev, 1) || !yaml_emitter_emit(&e, &ev) ||
+		       !yaml_stream_end_event_initialize(&ev) || !yaml_emitter_emit(&e, &ev)))
+		r = -EIO;
+	yaml_emitter_delete(&e);
+	if (fclose(f) != 0 && r == 0)
+		r = -ENOMEM;
+	if (r < 0)
+		return kha_diag_set(d, -r, "%s: cannot write YAML", path);
+	return kha_file_write_atomic(path, text, len, 0600, d);
+}
+
+/* The kubelet's config hash of a static pod: an MD5 of its manifest, in hex (32 digits). */
+static int manifest_hash(const char *path, char hex[33], struct kha_diag *d)
+{
+	kha_autofree char *buf = NULL;
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned md_len = 0;
+	size_t len;
+	int r = kha_file_read_all(path, MAX_TEXT, &buf, &len, d);
+
+	if (r < 0)
+		return r;
+	if (EVP_Digest(buf, len, md, &md_len, EVP_md5(), NULL) != 1 || md_len != 16)
+		return kha_diag_set(d, EIO, "%s: cannot hash it", path);
+	for (unsigned i = 0; i < md_len; i++)
+		snprintf(hex + 2 * i, 3, "%02x", md[i]);
+	return 0;
+}
+
+/*
+ * The static pod of process p of master m, as kubeadm's manifest has it: command = exactly the
+ * argv the lab spawns (lab_proc_argv, the one builder), labels component and tier, host
+ * network, priority class system-node-critical, the lab's folders as hostPath volumes.
+ */
+static json_t *static_pod(const struct kha_lab *lab, const struct kha_lab_master *m,
+			  const struct kha_lab_proc *p, size_t k, const char *image)
+{
+	struct lab_strv argv = {0};
+	json_t *pod, *cmd, *ann;
+
+	if (lab_proc_argv(lab, m, NULL, p, true, &argv) < 0) {
+		lab_strv_release(&argv);
+		return NULL;
+	}
+	cmd = json_array();
+	for (size_t i = 0; cmd && i < argv.n; i++)
+		if (json_array_append_new(cmd, json_string(argv.v[i])) < 0)
+			json_decref(cmd), cmd = NULL;
+	lab_strv_release(&argv);
+	ann = json_object();
+	if (ann && p->kind == KHA_LAB_PROC_APISERVER) {
+		char ep[64];
+
+		snprintf(ep, sizeof(ep), "%s:%d", m->address, APISERVER_PORT);
+		kha_ignore(kha_json_set(
+			ann, "kubeadm.kubernetes.io/kube-apiserver.advertise-address.endpoint",
+			json_string(ep)));
+	} else if (ann && p->kind == KHA_LAB_PROC_ETCD) {
+		kha_ignore(kha_json_set(ann, "kubeadm.kubernetes.io/etcd.advertise-client-urls",
+					json_string(m->client_url)));
+	}
+	if (!cmd || !ann) {
+		json_decref(cmd);
+		json_decref(ann);
+		return NULL;
+	}
+	if (!json_object_size(ann)) /* kubeadm writes none on the controller-manager, scheduler */
+		json_decref(ann), ann = NULL;
+	pod = json_pack(
+		"{s:s, s:s, s:{s:o*, s:{s:s, s:s}, s:s, s:s}, s:{s:[{s:o, s:s, s:s, s:s, s:{s:{s:s}}, "
+		"s:[{s:s, s:s}, {s:s, s:s, s:b}]}], s:b, s:s, s:{s:{s:s}}, "
+		"s:[{s:{s:s, s:s}, s:s}, {s:{s:s, s:s}, s:s}]}, s:{}}",
+		"apiVersion", "v1", "kind", "Pod", "metadata", "annotations", ann, "labels",
+		"component", static_pods[k].component, "tier", "control-plane", "name",
+		static_pods[k].component, "namespace", "kube-system", "spec", "containers",
+		"command", cmd, "image", image, "imagePullPolicy", "IfNotPresent", "name",
+		static_pods[k].component, "resources", "requests", "cpu", static_pods[k].cpu,
+		"volumeMounts", "mountPath", lab->dir, "name", "lab", "mountPath", lab->k8s_bin,
+		"name", "k8s-bin", "readOnly", 1, "hostNetwork", 1, "priorityClassName",
+		"system-node-critical", "securityContext", "seccompProfile", "type",
+		"RuntimeDefault", "volumes", "hostPath", "path", lab->dir, "type", "Directory",
+		"name", "lab", "hostPath", "path", lab->k8s_bin, "type", "Directory", "name",
+		"k8s-bin", "status");
+	return pod;
+}
+
+/*
+ * The mirror pod of a static pod, as the kubelet makes it: named <component>-<node>, bound to
+ * the node, tolerating every NoExecute taint, with the kubelet's annotations (the config hash,
+ * repeated as kubernetes.io/config.mirror, which is what makes the apiserver treat it as a
+ * mirror pod) and an owner reference to its Node. The apiserver refuses a mirror pod that names
+ * a service account or mounts secrets, config maps or projected volumes: a static pod uses
+ * none.
+ */
+static json_t *mirror_pod(const json_t *pod, const char *node, const char *node_uid,
+			  const char *hash, const char *seen)
+{
+	json_t *mp = json_deep_copy(pod), *meta, *spec, *ann, *tol;
+	char name[128];
+
+	if (!mp)
+		return NULL;
+	meta = json_object_get(mp, "metadata");
+	spec = json_object_get(mp, "spec");
+	ann = json_object_get(meta, "annotations");
+	if (!ann && kha_json_set(meta, "annotations", (ann = json_object())) < 0) {
+		json_decref(mp);
+		return NULL;
+	}
+	json_object_del(mp, "status");
+	snprintf(name, sizeof(name), "%s-%s", json_string_value(json_object_get(meta, "name")),
+		 node);
+	tol = json_pack("[{s:s, s:s}]", "operator", "Exists", "effect", "NoExecute");
+	if (kha_json_set(meta, "name", json_string(name)) < 0 ||
+	    kha_json_set(ann, "kubernetes.io/config.hash", json_string(hash)) < 0 ||
+	    kha_json_set(ann, "kubernetes.io/config.mirror", json_string(hash)) < 0 ||
+	    kha_json_set(ann, "kubernetes.io/config.seen", json_string(seen)) < 0 ||
+	    kha_json_set(ann, "kubernetes.io/config.source", json_string("file")) < 0 ||
+	    kha_json_set(meta, "ownerReferences",
+			 json_pack("[{s:s, s:s, s:s, s:s}]", "apiVersion", "v1", "kind", "Node",
+				   "name", node, "uid", node_uid)) < 0 ||
+	    kha_json_set(spec, "nodeName", json_string(node)) < 0 || !tol ||
+	    kha_json_set(spec, "tolerations", tol) < 0) {
+		json_decref(mp);
+		return NULL;
+	}
+	return mp;
+}
+
+/* PATCHes the status subresource of path with status (taken), as a kubelet reports it. */
+static int patch_status(struct kha_kube_client *c, const char *path, json_t *status,
+			struct kha_diag *d)
+{
+	char url[256];
+	json_t *body = status ? json_pack("{s:o}", "status", status) : NULL;
+	int r;
+
+	if (!body)
+		return kha_diag_set(d, ENOMEM, "out of memory");
+	snprintf(url, sizeof(url), "%s/status", path);
+	r = kha_kube_request(c, "PATCH", url, body, NULL, d);
+	json_decref(body);
+	return r < 0 ? r : 0;
+}
+
+/*
+ * Registers master m as a Node as kubeadm's kubelet does (label and NoSchedule taint of the
+ * control plane, so ordinary pods stay off it), reported Ready with its address. Its uid (for
+ * the mirror pods' owner reference) goes to uid.
+ */
+static int register_master(struct kha_kube_client *c, const struct kha_lab_master *m,
+			   const char *now, char *uid, size_t size, struct kha_diag *d)
+{
+	char path[128];
+	json_t *node, *reply = NULL, *status;
+	int r;
+
+	node = json_pack("{s:s, s:s, s:{s:s, s:{s:s, s:s, s:s, s:s}}, s:{s:[{s:s, s:s}]}}",
+			 "apiVersion", "v1", "kind", "Node", "metadata", "name", m->name, "labels",
+			 "kubernetes.io/hostname", m->name, "kubernetes.io/os", "linux", NODE_ROLE,
+			 "", "node.kubernetes.io/exclude-from-external-load-balancers", "", "spec",
+			 "taints", "key", NODE_ROLE, "effect", "NoSchedule");
+	if (!node)
+		return kha_diag_set(d, ENOMEM, "out of memory");
+	r = kha_kube_request(c, "POST", "/api/v1/nodes", node, &reply, d);
+	json_decref(node);
+	snprintf(path, sizeof(path), "/api/v1/nodes/%s", m->name);
+	if (r == -EEXIST)
+		r = kha_kube_request(c, "GET", path, NULL, &reply, d);
+	if (r < 0) {
+		json_decref(reply);
+		return r;
+	}
+	snprintf(uid, size, "%s",
+		 json_string_value(json_object_get(json_object_get(reply, "metadata"), "uid"))
+			 ?: "");
+	json_decref(reply);
+	if (!uid[0])
+		return kha_diag_set(d, EBADMSG, "Node %s has no uid", m->name);
+	status =
+		json_pack("{s:[{s:s, s:s, s:s, s:s, s:s, s:s}], s:[{s:s, s:s}, {s:s, s:s}], "
+			  "s:{s:s, s:s, s:s}, s:{s:s, s:s, s:s}}",
+			  "conditions", "type", "Ready", "status", "True", "reason", "KubeletReady",
+			  "message", "registered by the kha lab with its static pods (no kubelet)",
+			  "lastHeartbeatTime", now, "lastTransitionTime", now, "addresses", "type",
+			  "InternalIP", "address", m->address, "type", "Hostname", "address",
+			  m->name, "capacity", "cpu", "2", "memory", "4Gi", "pods", "110",
+			  "allocatable", "cpu", "2", "memory", "4Gi", "pods", "110");
+	return patch_status(c, path, status, d);
+}
+
+/* Publishes the mirror pod of the manifest at path, and reports it running as a kubelet does. */
+static int publish_mirror(struct kha_kube_client *c, const struct kha_lab_master *m,
+			  const char *component, const json_t *pod, const char *path,
+			  const char *node_uid, const char *now, struct kha_diag *d)
+{
+	char hash[33], url[256], name[128];
+	json_t *mp, *status;
+	const char *image;
+	int r = manifest_hash(path, hash, d);
+
+	if (r < 0)
+		return r;
+	mp = mirror_pod(pod, m->name, node_uid, hash, now);
+	if (!mp)
+		return kha_diag_set(d, ENOMEM, "out of memory");
+	r = kha_kube_request(c, "POST", "/api/v1/namespaces/kube-system/pods", mp, NULL, d);
+	snprintf(name, sizeof(name), "%s-%s", component, m->name);
+	image = json_string_value(json_object_get(
+		json_array_get(json_object_get(json_object_get(mp, "spec"), "containers"), 0),
+		"image"));
+	snprintf(url, sizeof(url), "/api/v1/namespaces/kube-system/pods/%s", name);
+	status = r < 0 && r != -EEXIST
+			 ? NULL
+			 : json_pack("{s:s, s:[{s:s, s:s, s:s}, {s:s, s:s, s:s}, {s:s, s:s, s:s}, "
+				     "{s:s, s:s, s:s}], s:s, s:[{s:s}], s:s, s:[{s:s}], s:s, "
+				     "s:[{s:s, s:s, s:s, s:b, s:b, s:i, s:{s:{s:s}}}]}",
+				     "phase", "Running", "conditions", "type", "Initialized",
+				     "status", "True", "lastTransitionTime", now, "type", "Ready",
+				     "status", "True", "lastTransitionTime", now, "type",
+				     "ContainersReady", "status", "True", "lastTransitionTime", now,
+				     "type", "PodScheduled", "status", "True", "lastTransitionTime",
+				     now, "hostIP", m->address, "hostIPs", "ip", m->address,
+				     "podIP", m->address, "podIPs", "ip", m->address, "startTime",
+				     now, "containerStatuses", "name", component, "image", image,
+				     "imageID", "", "ready", 1, "started", 1, "restartCount", 0,
+				     "state", "running", "startedAt", now);
+	if (r == -EEXIST || r > 0) /* the HTTP status of a success */
+		r = 0;
+	if (r == 0)
+		r = status ? patch_status(c, url, status, d)
+			   : kha_diag_set(d, ENOMEM, "out of memory");
+	json_decref(mp);
+	if (r < 0)
+		kha_diag_prefix(d, "mirror pod kube-system/%s", name);
+	return r;
+}
+
+/* The versions the images are tagged with: the apiserver's (GET /version) and etcd's. */
+static int versions(const struct kha_lab *lab, struct kha_kube_client *c, char *k8s,
+		    size_t k8s_size, char *etcd, size_t etcd_size, struct kha_diag *d)
+{
+	kha_auto(kha_etcd_freep) struct kha_etcd *e = NULL;
+	struct kha_etcd_status st = {0};
+	json_t *reply = NULL;
+	int r = kha_kube_request(c, "GET", "/version", NULL, &reply, d);
+
+	if (r < 0)
+		return r;
+	snprintf(k8s, k8s_size, "%s",
+		 json_string_value(json_object_get(reply, "gitVersion")) ?: "");
+	json_decref(reply);
+	r = lab_etcd_client(lab, 5 * READY_GET_US, &e, d);
+	if (r == 0)
+		r = kha_etcd_status(e, &st, d);
+	if (r < 0)
+		return r;
+	snprintf(etcd, etcd_size, "%s", st.version ? st.version : "");
+	kha_etcd_status_release(&st);
+	return k8s[0] && etcd[0] ? 0 : kha_diag_set(d, EBADMSG, "no version from the API or etcd");
+}
+
+/*
+ * What a kubelet does on each master with the static pod manifests kubeadm writes: the lab
+ * writes them (DIR/mN/manifests/<component>.yaml, from the argv it spawns), registers the
+ * master as a Node and publishes each manifest as a mirror pod in kube-system, reported
+ * running. No container runtime is involved: the processes are the lab's own.
+ */
+static int publish_static_pods(const struct kha_lab *lab, struct kha_kube_client *c,
+			       struct kha_diag *d)
+{
+	char k8s[64], etcd[64], now[64];
+	int r = versions(lab, c, k8s, sizeof(k8s), etcd, sizeof(etcd), d);
+
+	kha_kube_microtime_format(now, sizeof(now), (int64_t)kha_wall_us());
+	for (size_t i = 0; r == 0 && i < lab->n_masters; i++) {
+		struct kha_lab_master *m = &lab->masters[i];
+		kha_autofree char *dir = NULL;
+		char uid[64];
+
+		if (asprintf(&dir, "%s/%s/%s", lab->dir, m->name, MANIFEST_DIR) < 0)
+			return kha_diag_set(d, ENOMEM, "out of memory");
+		r = kha_file_mkdir_p(dir, 0700, d);
+		if (r == 0)
+			r = register_master(c, m, now, uid, sizeof(uid), d);
+		for (size_t k = 0; r == 0 && k < KHA_ARRAY_SIZE(static_pods); k++) {
+			const struct kha_lab_proc *p = kha_lab_master_proc(m, static_pods[k].kind);
+			char image[128], path[4096];
+			json_t *pod;
+
+			if (!p)
+				continue;
+			if (p->kind == KHA_LAB_PROC_ETCD)
+				snprintf(image, sizeof(image), "registry.k8s.io/etcd:%s-0", etcd);
+			else
+				snprintf(image, sizeof(image), "registry.k8s.io/%s:%s",
+					 static_pods[k].component, k8s);
+			snprintf(path, sizeof(path), "%s/%s.yaml", dir, static_pods[k].component);
+			pod = static_pod(lab, m, p, k, image);
+			if (!pod)
+				return kha_diag_set(d, ENOMEM, "out of memory");
+			r = write_yaml(path, pod, d);
+			if (r == 0)
+				r = publish_mirror(c, m, static_pods[k].component, pod, path, uid,
+						   now, d);
+			json_decref(pod);
+		}
+		if (r < 0)
+			kha_diag_prefix(d, "%s's static pods", m->name);
+	}
+	return r;
+}
+
 int lab_k8s_bootstrap(const struct kha_lab *lab, struct kha_diag *d)
 {
 	kha_auto(kha_kube_client_freep) struct kha_kube_client *c = NULL;
@@ -793,6 +1278,16 @@ int lab_k8s_bootstrap(const struct kha_lab *lab, struct kha_diag *d)
 	json_decref(crb);
 	if (r == -EEXIST)
 		r = 0;
+	/* some thirty requests to an API that has just come up on loaded cores: a slow answer
+	 * is tried again (every step is idempotent: what exists is kept) */
+	kha_kube_client_set_timeouts(c, 5 * READY_GET_US, 30 * READY_GET_US);
+	for (unsigned attempt = 1; r >= 0; attempt++) {
+		r = publish_static_pods(lab, c, d);
+		if (r >= 0 || r == -ENOMEM || attempt == PUBLISH_ATTEMPTS)
+			break;
+		kha_ignore(kha_sleep_us(KHA_USEC_PER_SEC, NULL));
+		kha_diag_clear(d);
+	}
 	return r < 0 ? r : 0;
 }
 

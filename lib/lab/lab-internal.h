@@ -61,9 +61,16 @@ int lab_k8s_pki(struct kha_lab *lab, struct kha_diag *d);
 /* The command line of a control-plane process, or of a host's kha proxy or kha vip. */
 int lab_k8s_argv(const struct kha_lab *lab, const struct kha_lab_master *m,
 		 const struct kha_lab_node *h, const struct kha_lab_proc *p, struct lab_strv *s);
+/*
+ * The command line of process p (of master m, or of host h), as the lab spawns it inside its
+ * host (lab.c; etcd's with --initial-cluster-state new or existing): the one builder, which the
+ * static pod manifests (k8s.c) are made from too.
+ */
+int lab_proc_argv(const struct kha_lab *lab, const struct kha_lab_master *m,
+		  const struct kha_lab_node *h, const struct kha_lab_proc *p, bool state_new,
+		  struct lab_strv *argv);
 /* 1 when every apiserver and both entries are ready; else 0 and what is not, in what. */
 int lab_k8s_ready(const struct kha_lab *lab, char *what, size_t size);
-/* What kubeadm init does once the API answers: admin.conf's group bound to cluster-admin. */
 struct kha_kube_client;
 /* The master of a Lease holder identity ("m1_3f2a..."): its host part, into buf. */
 void lab_identity_master(const char *identity, char *buf, size_t size);
@@ -71,6 +78,11 @@ void lab_identity_master(const char *identity, char *buf, size_t size);
  * server (NULL: the kubeconfig's); timeouts of a second (five per request). */
 int lab_k8s_client(const struct kha_lab *lab, const char *name, const char *server,
 		   struct kha_kube_client **ret, struct kha_diag *d);
+/*
+ * What kubeadm init and the masters' kubelets do once the API answers: admin.conf's group bound
+ * to cluster-admin; each master's static pod manifests written (DIR/mN/manifests), the master
+ * registered as a Node and each manifest published as its mirror pod.
+ */
 int lab_k8s_bootstrap(const struct kha_lab *lab, struct kha_diag *d);
 
 /* kha_lab_wait_ready; *ret_failed (if not NULL) names the process at fault. */

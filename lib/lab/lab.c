@@ -293,6 +293,24 @@ static int proxy_argv(const struct kha_lab *lab, struct lab_strv *s)
 	return s->oom ? -ENOMEM : 0;
 }
 
+int lab_proc_argv(const struct kha_lab *lab, const struct kha_lab_master *m,
+		  const struct kha_lab_node *h, const struct kha_lab_proc *p, bool state_new,
+		  struct lab_strv *argv)
+{
+	switch (p->kind) {
+	case KHA_LAB_PROC_ETCD:
+		return m ? etcd_argv(lab, m, state_new, argv) : -EINVAL;
+	case KHA_LAB_PROC_ELECT:
+		return m && lab->kha_bin && lab->election ? elect_argv(lab, m, argv) : -EINVAL;
+	case KHA_LAB_PROC_PROXY:
+		if (lab->k8s_bin)
+			return lab_k8s_argv(lab, NULL, h, p, argv);
+		return lab->kha_bin && lab->node.entry_url ? proxy_argv(lab, argv) : -EINVAL;
+	default:
+		return lab->k8s_bin ? lab_k8s_argv(lab, m, h, p, argv) : -EINVAL;
+	}
+}
+
 /*
  * Starts p (of master m, or of host h: the node or a load balancer) detached, and records it.
  * In a Kubernetes lab it runs in its host's network namespace (`ip netns exec` execs it: the
@@ -325,22 +343,7 @@ static int spawn_proc(const struct kha_lab *lab, const struct kha_lab_master *m,
 		lab_strv_add(&argv, "hostname \"$0\" && exec \"$@\"");
 		lab_strv_add(&argv, "%s", owner);
 	}
-	switch (p->kind) {
-	case KHA_LAB_PROC_ETCD:
-		r = m ? etcd_argv(lab, m, state_new, &argv) : -EINVAL;
-		break;
-	case KHA_LAB_PROC_ELECT:
-		r = m && lab->kha_bin && lab->election ? elect_argv(lab, m, &argv) : -EINVAL;
-		break;
-	case KHA_LAB_PROC_PROXY:
-		if (lab->k8s_bin)
-			r = lab_k8s_argv(lab, NULL, h, p, &argv);
-		else
-			r = lab->kha_bin && lab->node.entry_url ? proxy_argv(lab, &argv) : -EINVAL;
-		break;
-	default:
-		r = lab->k8s_bin ? lab_k8s_argv(lab, m, h, p, &argv) : -EINVAL;
-	}
+	r = lab_proc_argv(lab, m, h, p, state_new, &argv);
 	if (r < 0) {
 		lab_strv_release(&argv);
 		return kha_diag_set(d, r, "%s %s: cannot build the command line", owner, p->name);
@@ -794,6 +797,10 @@ int kha_lab_up(const struct kha_lab_up_opts *o, struct kha_lab **ret, char **fai
 	lab = lab_new();
 	if (!lab)
 		return kha_diag_set(d, ENOMEM, "out of memory");
+	lab->leader_elect = o->leader_elect;
+	r = kha_lab_leader_elect_check(&lab->leader_elect, d);
+	if (r < 0)
+		return r;
 	if (o->k8s_bin) {
 		r = find_k8s(o, lab, d);
 		if (r < 0)

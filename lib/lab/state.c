@@ -8,6 +8,7 @@
 #include <jansson.h>
 
 #include "kha/file.h"
+#include "kha/parse.h"
 #include "kha/lab.h"
 #include "kha/proc.h"
 #include "lab-internal.h"
@@ -266,10 +267,18 @@ int kha_lab_save(const struct kha_lab *lab, struct kha_diag *d)
 
 		for (size_t i = 0; i < lab->n_lbs; i++)
 			json_array_append_new(lbs, node_json(&lab->lbs[i]));
+		const struct kha_lab_leader_elect *le = &lab->leader_elect;
+		char lease[32], renew[32], retry[32];
+
+		kha_format_duration(lease, sizeof(lease), le->lease_duration_us);
+		kha_format_duration(renew, sizeof(renew), le->renew_deadline_us);
+		kha_format_duration(retry, sizeof(retry), le->retry_period_us);
 		json_object_set_new(root, "kubernetes",
-				    json_pack("{s:s, s:s, s:s, s:s, s:s, s:o}", "bin", lab->k8s_bin,
-					      "net", lab->net, "subnet", lab->subnet, "vip",
-					      lab->vip, "ca_cert", lab->kube_ca, "lbs", lbs));
+				    json_pack("{s:s, s:s, s:s, s:s, s:s, s:o, s:{s:s, s:s, s:s}}",
+					      "bin", lab->k8s_bin, "net", lab->net, "subnet",
+					      lab->subnet, "vip", lab->vip, "ca_cert", lab->kube_ca,
+					      "lbs", lbs, "leader_elect", "lease_duration", lease,
+					      "renew_deadline", renew, "retry_period", retry));
 	}
 	if (!root)
 		return kha_diag_set(d, ENOMEM, "%s: cannot encode the state", path);
@@ -278,6 +287,22 @@ int kha_lab_save(const struct kha_lab *lab, struct kha_diag *d)
 	if (!text)
 		return kha_diag_set(d, ENOMEM, "out of memory");
 	return kha_file_write_atomic(path, text, strlen(text), 0644, d);
+}
+
+/* kubernetes.leader_elect: durations as strings; absent (a lab made before it): defaults. */
+static bool parse_leader_elect(const json_t *o, struct kha_lab_leader_elect *le)
+{
+	static const char *const keys[] = {"lease_duration", "renew_deadline", "retry_period"};
+	uint64_t *dst[] = {&le->lease_duration_us, &le->renew_deadline_us, &le->retry_period_us};
+
+	*le = (struct kha_lab_leader_elect){0};
+	for (size_t i = 0; o && i < KHA_ARRAY_SIZE(keys); i++) {
+		const char *v = json_string_value(json_object_get(o, keys[i]));
+
+		if (!v || kha_parse_duration_us(v, dst[i]) < 0)
+			return false;
+	}
+	return kha_lab_leader_elect_check(le, NULL) == 0;
 }
 
 /* strdup of a required string member; NULL (and *bad set) when missing. */
@@ -423,7 +448,8 @@ static int parse_lab(json_t *root, struct kha_lab *lab)
 		lab->subnet = get_str(k8s, "subnet", &bad);
 		lab->vip = get_str(k8s, "vip", &bad);
 		lab->kube_ca = get_str(k8s, "ca_cert", &bad);
-		if (bad || !json_is_array(lbs) || json_array_size(lbs) > KHA_LAB_LBS)
+		if (bad || !json_is_array(lbs) || json_array_size(lbs) > KHA_LAB_LBS ||
+		    !parse_leader_elect(json_object_get(k8s, "leader_elect"), &lab->leader_elect))
 			return -EBADMSG;
 		lab->lbs = calloc(KHA_LAB_LBS, sizeof(*lab->lbs));
 		if (!lab->lbs)

@@ -33,8 +33,8 @@ def ready(k8s):
 
 
 def test_kube_drill_drains_a_gracefully_stopped_apiserver(k8s):
-    """kha drill --kube through the node's kha proxy: ConfigMap creates, each on a new TLS
-    connection, while m3's kube-apiserver gets SIGTERM (its /readyz turns unready for
+    """kha drill --kube through the node's kha proxy: ConfigMap creates and updates, each on a
+    new TLS connection, while m3's kube-apiserver gets SIGTERM (its /readyz turns unready for
     --shutdown-delay-duration before it closes): the entry drains it with no failed
     request, and every acknowledged create is listed back."""
     ready(k8s)
@@ -55,6 +55,11 @@ def test_kube_drill_drains_a_gracefully_stopped_apiserver(k8s):
     assert w["verified"], w["error"]
     assert w["lost"] == 0
     assert w["acked"] > 0 and w["acked"] == r["probes"]["ok"]
+    # the writes are creates and updates (PUTs with the resourceVersion of the last write):
+    # every acknowledged update's value was read back, and none met a conflict
+    u = r["kube"]["updates"]
+    assert u["acked"] > 0 and u["acked"] == u["sent"], u
+    assert u["lost"] == 0 and u["conflicts"] == 0, u
     # drained: not one request failed, before, during or after the stop
     assert r["probes"]["failed"] == 0, r["probes"]["error_samples"]
     assert r["kube"]["namespace"] == "default"

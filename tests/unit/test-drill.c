@@ -883,29 +883,32 @@ static void test_report_print_mentions_essentials(void **state)
 
 /* ---- Kubernetes mode ---- */
 
-static void test_kube_list_decode_marks_slots(void **state)
+static void test_kube_list_decode_reads_values(void **state)
 {
 	const char *page = "{\"kind\":\"ConfigMapList\",\"apiVersion\":\"v1\",\"metadata\":"
 			   "{\"resourceVersion\":\"42\",\"continue\":\"tok\"},\"items\":["
 			   "{\"metadata\":{\"name\":\"p-w0000000000\"},\"data\":{\"seq\":\"0\"}},"
 			   "{\"metadata\":{\"name\":\"p-w0000000002\"},\"data\":{\"seq\":\"7\"}},"
 			   "{\"metadata\":{\"name\":\"p-w0000000003\"}},"
+			   "{\"metadata\":{\"name\":\"p-w0000000004\"},\"data\":{\"seq\":\"-1\"}},"
 			   "{\"metadata\":{\"name\":\"p-w0000000009\"},\"data\":{\"seq\":\"9\"}},"
 			   "{\"metadata\":{\"name\":\"other\"},\"data\":{\"seq\":\"1\"}},"
 			   "{\"metadata\":{\"name\":\"p-wx\"}}]}";
-	unsigned char present[5] = {0};
+	uint64_t values[5] = {KHA_DRILL_NONE, KHA_DRILL_NONE, KHA_DRILL_NONE, KHA_DRILL_NONE,
+			      KHA_DRILL_NONE};
 	size_t found = 0, foreign = 0;
 	char *cont = NULL;
 
 	(void)state;
-	assert_int_equal(kha_drill_kube_list_decode(page, strlen(page), "p-w", present, 5, &found,
+	assert_int_equal(kha_drill_kube_list_decode(page, strlen(page), "p-w", values, 5, &found,
 						    &foreign, &cont, NULL),
 			 0);
-	assert_int_equal(present[0], 1); /* its value */
-	assert_int_equal(present[1], 0); /* absent */
-	assert_int_equal(present[2], 2); /* another value */
-	assert_int_equal(present[3], 2); /* no data at all */
-	assert_int_equal(found, 3);
+	assert_true(values[0] == 0);
+	assert_true(values[1] == KHA_DRILL_NONE);     /* absent */
+	assert_true(values[2] == 7);		      /* an update's value */
+	assert_true(values[3] == KHA_DRILL_KUBE_BAD); /* no data at all */
+	assert_true(values[4] == KHA_DRILL_KUBE_BAD); /* not a slot number */
+	assert_int_equal(found, 4);
 	assert_int_equal(foreign, 3); /* slot 9 beyond n, a foreign name, a non-number */
 	assert_string_equal(cont, "tok");
 	free(cont);
@@ -922,25 +925,108 @@ static void test_kube_list_decode_last_page_and_errors(void **state)
 		"{\"items\":[",
 		"",
 	};
-	unsigned char present[2] = {0};
+	uint64_t values[2] = {KHA_DRILL_NONE, KHA_DRILL_NONE};
 	size_t found = 0, foreign = 0;
 	char *cont = (char *)"untouched";
 	struct kha_diag d = {};
 
 	(void)state;
-	assert_int_equal(kha_drill_kube_list_decode(last, strlen(last), "p", present, 2, &found,
+	assert_int_equal(kha_drill_kube_list_decode(last, strlen(last), "p", values, 2, &found,
 						    &foreign, &cont, NULL),
 			 0);
 	assert_null(cont);
 	assert_int_equal(found + foreign, 0);
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		kha_diag_clear(&d);
-		assert_int_equal(kha_drill_kube_list_decode(bad[i], strlen(bad[i]), "p", present, 2,
+		assert_int_equal(kha_drill_kube_list_decode(bad[i], strlen(bad[i]), "p", values, 2,
 							    &found, &foreign, &cont, &d),
 				 -EBADMSG);
 		assert_true(d.msg[0] != '\0');
 	}
 }
+
+/* A report of n write slots with the given results and statuses (the rest missed). */
+static struct kha_drill_report *kube_writes(size_t n, const uint8_t *results,
+					    const uint16_t *statuses)
+{
+	struct kha_drill_report *r = calloc(1, sizeof(*r));
+
+	assert_non_null(r);
+	r->probes = calloc(n, sizeof(*r->probes));
+	assert_non_null(r->probes);
+	r->n_probes = n;
+	for (size_t i = 0; i < n; i++) {
+		r->probes[i].result = results[i];
+		r->probes[i].status = statuses[i];
+	}
+	return r;
+}
+
+#define N  KHA_DRILL_NONE
+#define OK KHA_DRILL_PROBE_OK
+#define ST KHA_DRILL_PROBE_STATUS
+#define TO KHA_DRILL_PROBE_TIMEOUT
+#define RF KHA_DRILL_PROBE_REFUSED
+
+static void test_kube_writes_check_updates_kept(void **state)
+{
+	/* slot: 0 create A, 1 update A, 2 create C, 3 update C, 4 create E, 5 update A (409),
+	 * 6 create G (refused), 7 update C (timeout, applied), 8 create I (timeout, missing) */
+	const uint64_t targets[] = {0, 0, 2, 2, 4, 0, 6, 2, 8};
+	const uint8_t res[] = {OK, OK, OK, OK, OK, ST, RF, TO, TO};
+	const uint16_t st[] = {201, 200, 201, 200, 201, 409, 0, 0, 0};
+	uint64_t values[9] = {1, N, 7, N, 4, N, N, N, N};
+	struct kha_drill_report *r = kube_writes(9, res, st);
+
+	(void)state;
+	kha_drill_kube_writes_check(r, targets, 9, values, 3, 0);
+	assert_true(r->writes.verified);
+	assert_int_equal(r->writes.acked, 5);
+	assert_int_equal(r->writes.failed, 2); /* the conflict and the refused create */
+	assert_int_equal(r->writes.unknown, 2);
+	assert_int_equal(r->writes.lost, 0);
+	assert_int_equal(r->writes.unknown_applied, 1);
+	assert_int_equal(r->writes.unknown_missing, 1);
+	assert_int_equal(r->writes.unexpected, 0);
+	assert_int_equal(r->kube.updates, 4);
+	assert_int_equal(r->kube.updates_acked, 2);
+	assert_int_equal(r->kube.updates_conflicts, 1);
+	assert_int_equal(r->kube.updates_lost, 0);
+	kha_drill_report_free(r);
+}
+
+static void test_kube_writes_check_lost_update(void **state)
+{
+	/* A's acknowledged update (slot 1) rolled back to the create's value; C gone entirely;
+	 * E holds a value never written to it; G holds a failed create's value */
+	const uint64_t targets[] = {0, 0, 2, 2, 4, N, 6};
+	const uint8_t res[] = {OK, OK, OK, OK, OK, KHA_DRILL_PROBE_MISSED, RF};
+	const uint16_t st[] = {201, 200, 201, 200, 201, 0, 0};
+	uint64_t values[7] = {0, N, N, N, 3, N, 6};
+	struct kha_drill_report *r = kube_writes(7, res, st);
+
+	(void)state;
+	kha_drill_kube_writes_check(r, targets, 7, values, 3, 1);
+	assert_int_equal(r->writes.acked, 5);
+	/* the update of A, C's create and update, E's create (its value is C's) */
+	assert_int_equal(r->writes.lost, 4);
+	assert_int_equal(r->writes.n_lost_slots, 4);
+	assert_int_equal(r->writes.lost_slots[0], 1);
+	assert_int_equal(r->writes.lost_slots[1], 2);
+	assert_int_equal(r->writes.lost_slots[2], 3);
+	assert_int_equal(r->writes.lost_slots[3], 4);
+	assert_int_equal(r->kube.updates, 2);
+	assert_int_equal(r->kube.updates_lost, 2);
+	/* the foreign item, E's stranger value, G's failed create showing */
+	assert_int_equal(r->writes.unexpected, 3);
+	kha_drill_report_free(r);
+}
+
+#undef N
+#undef OK
+#undef ST
+#undef TO
+#undef RF
 
 static void test_kube_watch_longest_gap(void **state)
 {
@@ -1057,8 +1143,10 @@ int main(void)
 		cmocka_unit_test(test_svg_is_well_formed),
 		cmocka_unit_test(test_svg_of_empty_report),
 		cmocka_unit_test(test_report_print_mentions_essentials),
-		cmocka_unit_test(test_kube_list_decode_marks_slots),
+		cmocka_unit_test(test_kube_list_decode_reads_values),
 		cmocka_unit_test(test_kube_list_decode_last_page_and_errors),
+		cmocka_unit_test(test_kube_writes_check_updates_kept),
+		cmocka_unit_test(test_kube_writes_check_lost_update),
 		cmocka_unit_test(test_kube_watch_longest_gap),
 		cmocka_unit_test(test_kube_scenario_checks),
 		cmocka_unit_test(test_report_json_kube),

@@ -159,7 +159,10 @@ class K8sLab:
                          "-p", json.dumps(status))
 
         def schedulable():
-            nodes = self.kubectl_json("get", "nodes")["items"]
+            # the masters' Nodes (the lab registers them with their static pods) keep
+            # kubeadm's control-plane NoSchedule taint: only the workers are waited for
+            nodes = [n for n in self.kubectl_json("get", "nodes")["items"]
+                     if n["metadata"]["name"] in WORKERS]
             return all(not n["spec"].get("taints") for n in nodes) and len(nodes) == len(
                 WORKERS)
         # the node lifecycle controller lifts the not-ready taint admission put on them
