@@ -1,12 +1,12 @@
 // SPDX-License-Identifier: MIT
 /* kha audit: flags, help and wiring of the single-point-of-failure audit (lib/audit). */
-#include <getopt.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 #include <jansson.h>
 #include <openssl/x509.h>
 
+#include "cmd-opt.h"
 #include "commands.h"
 #include "kha/audit.h"
 #include "kha/config.h"
@@ -20,94 +20,12 @@
 #define MAX_APISERVERS 32
 
 enum {
-	OPT_KUBECONFIG = 0x100,
-	OPT_CONTEXT,
-	OPT_DNS,
+	OPT_DNS = 0x100,
 	OPT_ENTRY,
 	OPT_APISERVER,
 	OPT_PROXY,
 	OPT_BGP,
-	OPT_BACKUP_DIR,
-	OPT_BACKUP_MAX_AGE,
-	OPT_FIX_OUT,
-	OPT_TIMEOUT,
-	OPT_CONFIG,
 };
-
-static const struct option longopts[] = {
-	KHA_ETCD_LONGOPTS,
-	{"kubeconfig", required_argument, NULL, OPT_KUBECONFIG},
-	{"context", required_argument, NULL, OPT_CONTEXT},
-	{"dns", required_argument, NULL, OPT_DNS},
-	{"entry", required_argument, NULL, OPT_ENTRY},
-	{"apiserver", required_argument, NULL, OPT_APISERVER},
-	{"proxy", required_argument, NULL, OPT_PROXY},
-	{"bgp", required_argument, NULL, OPT_BGP},
-	{"backup-dir", required_argument, NULL, OPT_BACKUP_DIR},
-	{"backup-max-age", required_argument, NULL, OPT_BACKUP_MAX_AGE},
-	{"fix-out", required_argument, NULL, OPT_FIX_OUT},
-	{"timeout", required_argument, NULL, OPT_TIMEOUT},
-	{"output", required_argument, NULL, 'o'},
-	{"config", required_argument, NULL, OPT_CONFIG},
-	{"help", no_argument, NULL, 'h'},
-	{},
-};
-
-static void usage(FILE *out)
-{
-	fprintf(out,
-		"Usage: kha audit [flags]\n\n"
-		"Finds the single points of failure of a cluster and prints each with its fix. It\n"
-		"only reads. Each source is optional: what is given is audited, the rest is\n"
-		"reported as skipped.\n\n"
-		"  etcd        member count (1 critical, even warning), members down, learners,\n"
-		"              alarms; with --backup-dir, the newest snapshot is recent and verifies\n"
-		"  Kubernetes  apiservers behind default/kubernetes, cluster DNS (replicas,\n"
-		"              anti-affinity, PodDisruptionBudget), kube-controller-manager and\n"
-		"              kube-scheduler (leader Lease renewed, 2+ instances), the\n"
-		"              kubeconfig's server (a single master instead of the entry)\n"
-		"  entry       the certificate presented at --entry (and at each --apiserver)\n"
-		"              carries the entry host in its SANs; each --proxy (a kha proxy's\n"
-		"              admin address) knows several masters and sees them up; the\n"
-		"              BGP entry (--bgp) is announced by several masters\n\n"
-		"etcd:\n" KHA_ETCD_OPTIONS_HELP
-		"  --backup-dir DIR          directory of etcd snapshots (kha etcd backup --dir)\n"
-		"  --backup-max-age DURATION the newest verified snapshot may be this old "
-		"(default 24h)\n"
-		"Kubernetes:\n"
-		"  --kubeconfig FILE         kubeconfig (default $KUBECONFIG, then in-cluster)\n"
-		"  --context NAME            its context (default: current-context)\n"
-		"  --dns NAMESPACE/NAME      the cluster DNS Deployment (default kube-system/coredns;\n"
-		"                            absent: label k8s-app=kube-dns in that namespace)\n"
-		"Entry point:\n"
-		"  --entry HOST:PORT         the address nodes reach the apiservers at: a VIP, a\n"
-		"                            load balancer, or 127.0.0.1:7443 (node-local kha proxy)\n"
-		"  --apiserver HOST:PORT     an apiserver whose certificate must carry the entry too\n"
-		"                            (repeat)\n"
-		"  --proxy HOST:PORT         the --metrics-addr of a kha proxy (repeat): it must know\n"
-		"                            more than one master, and all of them up\n"
-		"  --bgp HOST:PORT           the --metrics-addr of the kha bgp of a master (repeat,\n"
-		"                            one per master): the service address must be announced\n"
-		"                            by more than one master, each with its routers up\n"
-		"Output:\n"
-		"  -o, --output table|json   report format (default table; JSON schema\n"
-		"                            kha.audit.report/v1, docs/audit.md)\n"
-		"  --fix-out DIR             write each fix (manifest or commands) to DIR/<file>\n"
-		"  --timeout DURATION        per probe (default 5s)\n"
-		"  --config FILE             YAML file of these flags (keys = flag names)\n"
-		"  -h, --help                this help\n\n"
-		"Exit codes: 0 nothing above ok, 1 warnings, 2 a critical finding, 64 usage,\n"
-		"69 nothing reachable, 74 cannot write --fix-out, 78 unreadable kubeconfig or TLS "
-		"files.\n\n"
-		"Examples:\n"
-		"  kha audit --endpoints https://10.0.0.1:2379,https://10.0.0.2:2379 \\\n"
-		"      --cacert /etc/kubernetes/pki/etcd/ca.crt \\\n"
-		"      --cert /etc/kubernetes/pki/apiserver-etcd-client.crt \\\n"
-		"      --key /etc/kubernetes/pki/apiserver-etcd-client.key \\\n"
-		"      --backup-dir /var/backups/etcd --kubeconfig /etc/kubernetes/admin.conf \\\n"
-		"      --entry 10.0.0.100:6443 --apiserver 10.0.0.1:6443 --apiserver 10.0.0.2:6443\n"
-		"  kha audit --kubeconfig ~/.kube/config -o json --fix-out fixes/\n");
-}
 
 struct opts {
 	struct kha_etcd_config etcd;
@@ -128,6 +46,82 @@ struct opts {
 	uint64_t timeout_us;
 	bool json;
 };
+
+#define CALL(n, a, v, h)     CMD_OPT_CALL_ENTRY(n, a, v, h)
+#define TYPED(k, n, a, f, h) CMD_OPT_TYPED_ENTRY(k, struct opts, n, a, f, h)
+
+static const struct cmd_opt options[] = {
+	CMD_OPT_TITLE_ENTRY("etcd:"),
+	CMD_OPT_INCLUDE_ETCD(struct opts, etcd),
+	TYPED(CMD_OPT_STRDUP, "backup-dir", "DIR", backup_dir,
+	      "directory of etcd snapshots (kha etcd backup --dir)"),
+	TYPED(CMD_OPT_DURATION, "backup-max-age", "DURATION", backup_max_age_us,
+	      "the newest verified snapshot may be this old (default 24h)"),
+	CMD_OPT_TITLE_ENTRY("Kubernetes:"),
+	TYPED(CMD_OPT_STRDUP, "kubeconfig", "FILE", kubeconfig,
+	      "kubeconfig (default $KUBECONFIG, then in-cluster)"),
+	TYPED(CMD_OPT_STRDUP, "context", "NAME", context, "its context (default: current-context)"),
+	CALL("dns", "NAMESPACE/NAME", OPT_DNS,
+	     "the cluster DNS Deployment (default kube-system/coredns;\nabsent: label "
+	     "k8s-app=kube-dns in that namespace)"),
+	CMD_OPT_TITLE_ENTRY("Entry point:"),
+	CALL("entry", "HOST:PORT", OPT_ENTRY,
+	     "the address nodes reach the apiservers at: a VIP, a\nload balancer, or "
+	     "127.0.0.1:7443 (node-local kha proxy)"),
+	CALL("apiserver", "HOST:PORT", OPT_APISERVER,
+	     "an apiserver whose certificate must carry the entry too\n(repeat)"),
+	CALL("proxy", "HOST:PORT", OPT_PROXY,
+	     "the --metrics-addr of a kha proxy (repeat): it must know\nmore than one master, and "
+	     "all of them up"),
+	CALL("bgp", "HOST:PORT", OPT_BGP,
+	     "the --metrics-addr of the kha bgp of a master (repeat,\none per master): the service "
+	     "address must be announced\nby more than one master, each with its routers up"),
+	CMD_OPT_TITLE_ENTRY("Output:"),
+	CMD_OPT_OUTPUT_ENTRY(struct opts, json,
+			     "report format (default table; JSON schema\nkha.audit.report/v1, "
+			     "docs/audit.md)"),
+	TYPED(CMD_OPT_STRDUP, "fix-out", "DIR", fix_out,
+	      "write each fix (manifest or commands) to DIR/<file>"),
+	TYPED(CMD_OPT_DURATION, "timeout", "DURATION", timeout_us, "per probe (default 5s)"),
+	CMD_OPT_CONFIG_ENTRY,
+	CMD_OPT_HELP_ENTRY,
+	{},
+};
+
+#undef CALL
+#undef TYPED
+
+static void usage(FILE *out)
+{
+	fprintf(out,
+		"Usage: kha audit [flags]\n\n"
+		"Finds the single points of failure of a cluster and prints each with its fix. It\n"
+		"only reads. Each source is optional: what is given is audited, the rest is\n"
+		"reported as skipped.\n\n"
+		"  etcd        member count (1 critical, even warning), members down, learners,\n"
+		"              alarms; with --backup-dir, the newest snapshot is recent and verifies\n"
+		"  Kubernetes  apiservers behind default/kubernetes, cluster DNS (replicas,\n"
+		"              anti-affinity, PodDisruptionBudget), kube-controller-manager and\n"
+		"              kube-scheduler (leader Lease renewed, 2+ instances), the\n"
+		"              kubeconfig's server (a single master instead of the entry)\n"
+		"  entry       the certificate presented at --entry (and at each --apiserver)\n"
+		"              carries the entry host in its SANs; each --proxy (a kha proxy's\n"
+		"              admin address) knows several masters and sees them up; the\n"
+		"              BGP entry (--bgp) is announced by several masters\n\n");
+	cmd_opts_help(out, options);
+	fprintf(out,
+		"\nExit codes: 0 nothing above ok, 1 warnings, 2 a critical finding, 64 usage,\n"
+		"69 nothing reachable, 74 cannot write --fix-out, 78 unreadable kubeconfig or TLS "
+		"files.\n\n"
+		"Examples:\n"
+		"  kha audit --endpoints https://10.0.0.1:2379,https://10.0.0.2:2379 \\\n"
+		"      --cacert /etc/kubernetes/pki/etcd/ca.crt \\\n"
+		"      --cert /etc/kubernetes/pki/apiserver-etcd-client.crt \\\n"
+		"      --key /etc/kubernetes/pki/apiserver-etcd-client.key \\\n"
+		"      --backup-dir /var/backups/etcd --kubeconfig /etc/kubernetes/admin.conf \\\n"
+		"      --entry 10.0.0.100:6443 --apiserver 10.0.0.1:6443 --apiserver 10.0.0.2:6443\n"
+		"  kha audit --kubeconfig ~/.kube/config -o json --fix-out fixes/\n");
+}
 
 static void opts_release(struct opts *o)
 {
@@ -158,23 +152,33 @@ static int set_hostport(char **dst, const char *arg, struct kha_diag *d)
 	return kha_opt_set_str(dst, arg, d);
 }
 
-static int apply(void *userdata, int val, const char *arg, struct kha_diag *d)
+/* A repeatable HOST:PORT flag: one more into v[*n]. */
+static int add_hostport(char **v, size_t *n, const char *arg, struct kha_diag *d)
 {
-	struct opts *o = userdata;
+	if (*n == MAX_APISERVERS)
+		return kha_diag_set(d, EINVAL, "at most %d", MAX_APISERVERS);
+	if (set_hostport(&v[*n], arg, d) < 0)
+		return -EINVAL;
+	(*n)++;
+	return 0;
+}
+
+static int apply(void *target, int val, const char *arg, struct kha_diag *d)
+{
+	struct opts *o = target;
+	const char *slash = strchr(arg, '/');
+	char ns[64];
 
 	switch (val) {
-	case 'o':
-		if (kha_parse_output(arg, &o->json) < 0)
-			return kha_diag_set(d, EINVAL, "'%s' is not table or json", arg);
-		return 0;
-	case OPT_KUBECONFIG:
-		return kha_opt_set_str(&o->kubeconfig, arg, d);
-	case OPT_CONTEXT:
-		return kha_opt_set_str(&o->context, arg, d);
-	case OPT_DNS: {
-		const char *slash = strchr(arg, '/');
-		char ns[64];
-
+	case OPT_ENTRY:
+		return set_hostport(&o->entry, arg, d);
+	case OPT_APISERVER:
+		return add_hostport(o->apiservers, &o->n_apiservers, arg, d);
+	case OPT_PROXY:
+		return add_hostport(o->proxies, &o->n_proxies, arg, d);
+	case OPT_BGP:
+		return add_hostport(o->bgps, &o->n_bgps, arg, d);
+	default: /* OPT_DNS */
 		if (!slash || (size_t)(slash - arg) >= sizeof(ns))
 			return kha_diag_set(d, EINVAL, "'%s' is not NAMESPACE/NAME", arg);
 		snprintf(ns, sizeof(ns), "%.*s", (int)(slash - arg), arg);
@@ -185,50 +189,7 @@ static int apply(void *userdata, int val, const char *arg, struct kha_diag *d)
 					    arg);
 		return kha_opt_set_str(&o->dns, arg, d);
 	}
-	case OPT_ENTRY:
-		return set_hostport(&o->entry, arg, d);
-	case OPT_APISERVER:
-		if (o->n_apiservers == MAX_APISERVERS)
-			return kha_diag_set(d, EINVAL, "at most %d", MAX_APISERVERS);
-		if (set_hostport(&o->apiservers[o->n_apiservers], arg, d) < 0)
-			return -EINVAL;
-		o->n_apiservers++;
-		return 0;
-	case OPT_PROXY:
-		if (o->n_proxies == MAX_APISERVERS)
-			return kha_diag_set(d, EINVAL, "at most %d", MAX_APISERVERS);
-		if (set_hostport(&o->proxies[o->n_proxies], arg, d) < 0)
-			return -EINVAL;
-		o->n_proxies++;
-		return 0;
-	case OPT_BGP:
-		if (o->n_bgps == MAX_APISERVERS)
-			return kha_diag_set(d, EINVAL, "at most %d", MAX_APISERVERS);
-		if (set_hostport(&o->bgps[o->n_bgps], arg, d) < 0)
-			return -EINVAL;
-		o->n_bgps++;
-		return 0;
-	case OPT_BACKUP_DIR:
-		return kha_opt_set_str(&o->backup_dir, arg, d);
-	case OPT_BACKUP_MAX_AGE:
-		return kha_opt_set_duration(&o->backup_max_age_us, arg, false, d);
-	case OPT_FIX_OUT:
-		return kha_opt_set_str(&o->fix_out, arg, d);
-	case OPT_TIMEOUT:
-		return kha_opt_set_duration(&o->timeout_us, arg, false, d);
-	default:
-		if (val == KHA_ETCD_OPT_ENDPOINTS)
-			o->etcd_given = true;
-		return kha_etcd_config_apply_opt(&o->etcd, val, arg, d);
-	}
 }
-
-static const struct kha_args args_spec = {
-	.shortopts = "ho:",
-	.longopts = longopts,
-	.config_val = OPT_CONFIG,
-	.apply = apply,
-};
 
 /* ---- sources ------------------------------------------------------------------------------- */
 
@@ -577,13 +538,16 @@ static bool readable_or_unset(const char *flag, const char *path)
  */
 static int parse(int argc, char **argv, struct opts *o, bool *ret_kube_wanted)
 {
-	struct kha_args a = args_spec;
+	struct cmd_opts opts;
+	struct kha_args a;
 	const char *config = NULL;
 	struct kha_diag d = {};
 	bool kube_wanted;
 	int code;
 
-	if (kha_args_scan(&args_spec, argc, argv, &config)) {
+	cmd_opts_build(&opts, options, apply, o);
+	a = cmd_opts_args(&opts);
+	if (kha_args_scan(&a, argc, argv, &config)) {
 		usage(stdout);
 		return -1;
 	}
@@ -593,14 +557,14 @@ static int parse(int argc, char **argv, struct opts *o, bool *ret_kube_wanted)
 		fprintf(stderr, "kha audit: %s\n", d.msg);
 		return KHA_EXIT_USAGE;
 	}
-	o->etcd_given = getenv("ETCDCTL_ENDPOINTS") && getenv("ETCDCTL_ENDPOINTS")[0];
-	a.userdata = o;
 	code = kha_args_apply(&a, config, argc, argv, &d);
 	if (code != 0) {
 		fprintf(stderr, "kha audit: %s%s\n", d.msg,
 			code == KHA_EXIT_USAGE ? " (run 'kha audit --help')" : "");
 		return code;
 	}
+	o->etcd_given = cmd_opts_seen(&opts, "endpoints") ||
+			(getenv("ETCDCTL_ENDPOINTS") && getenv("ETCDCTL_ENDPOINTS")[0]);
 	if (optind < argc) {
 		fprintf(stderr, "kha audit: unexpected argument '%s' (run 'kha audit --help')\n",
 			argv[optind]);

@@ -109,14 +109,25 @@ int cmd_opts_reapply(const struct cmd_opt *table, cmd_opt_call_fn call, void *ta
 	return kha_args_reapply(&a, &o, src, d);
 }
 
+bool cmd_opts_seen(const struct cmd_opts *o, const char *name)
+{
+	for (size_t i = 0; i < o->n; i++)
+		if (o->seen[i] && strcmp(o->longopts[i].name, name) == 0)
+			return true;
+	return false;
+}
+
 int cmd_opts_apply(void *userdata, int val, const char *arg, struct kha_diag *d)
 {
-	const struct cmd_opts *o = userdata;
+	struct cmd_opts *o = userdata;
 	const struct cmd_opt *t = NULL;
 	char *at = NULL;
 
-	for (size_t i = 0; i < o->n && !t; i++) {
-		if (o->longopts[i].val == val) {
+	for (size_t i = 0; i < o->n; i++) {
+		if (o->longopts[i].val != val)
+			continue;
+		o->seen[i] = true; /* and its aliases (handler flags of the same val) */
+		if (!t) {
 			t = o->opt[i];
 			at = (char *)o->target + o->base[i] + t->off;
 		}

@@ -75,6 +75,13 @@ extern const struct cmd_opt cmd_opts_etcd[];
 		CMD_OPT_TITLE, NULL, 0, NULL, text, 0, 0, 0, NULL \
 	}
 
+/* --config FILE, for a command that reads its flags from a file too (cmd_opts_args) */
+#define CMD_OPT_CONFIG_ENTRY                                                                     \
+	{                                                                                        \
+		CMD_OPT_CONFIG, "config", 0, "FILE",                                             \
+			"YAML file of these flags (keys = flag names; flags win)", 0, 0, 0, NULL \
+	}
+
 /* Entries by kind: a flag of the command's handler; a typed flag into field of type. */
 #define CMD_OPT_CALL_ENTRY(n, a, v, h)                                         \
 	{                                                                      \
@@ -94,38 +101,35 @@ extern const struct cmd_opt cmd_opts_etcd[];
  * The flags every daemon takes, written once: --metrics-addr (its default in the help),
  * --log-level, --log-format, --config.
  */
-#define CMD_OPTS_DAEMON(type, addr_field, default_addr, level_field, format_field)               \
-	{CMD_OPT_ADDR,                                                                           \
-	 "metrics-addr",                                                                         \
-	 0,                                                                                      \
-	 "ADDR",                                                                                 \
-	 "/metrics, /healthz, /readyz, /status (default\n" default_addr "; \"off\" disables)",   \
-	 0,                                                                                      \
-	 offsetof(type, addr_field),                                                             \
-	 sizeof(((type *)0)->addr_field),                                                        \
-	 NULL},                                                                                  \
-		{CMD_OPT_LOG_LEVEL,                                                              \
-		 "log-level",                                                                    \
-		 0,                                                                              \
-		 "LEVEL",                                                                        \
-		 "debug, info (default), warn, error",                                           \
-		 0,                                                                              \
-		 offsetof(type, level_field),                                                    \
-		 0,                                                                              \
-		 NULL},                                                                          \
-		{CMD_OPT_LOG_FORMAT,                                                             \
-		 "log-format",                                                                   \
-		 0,                                                                              \
-		 "FORMAT",                                                                       \
-		 "logfmt (default) or json",                                                     \
-		 0,                                                                              \
-		 offsetof(type, format_field),                                                   \
-		 0,                                                                              \
-		 NULL},                                                                          \
-	{                                                                                        \
-		CMD_OPT_CONFIG, "config", 0, "FILE",                                             \
-			"YAML file of these flags (keys = flag names; flags win)", 0, 0, 0, NULL \
-	}
+#define CMD_OPTS_DAEMON(type, addr_field, default_addr, level_field, format_field)             \
+	{CMD_OPT_ADDR,                                                                         \
+	 "metrics-addr",                                                                       \
+	 0,                                                                                    \
+	 "ADDR",                                                                               \
+	 "/metrics, /healthz, /readyz, /status (default\n" default_addr "; \"off\" disables)", \
+	 0,                                                                                    \
+	 offsetof(type, addr_field),                                                           \
+	 sizeof(((type *)0)->addr_field),                                                      \
+	 NULL},                                                                                \
+		{CMD_OPT_LOG_LEVEL,                                                            \
+		 "log-level",                                                                  \
+		 0,                                                                            \
+		 "LEVEL",                                                                      \
+		 "debug, info (default), warn, error",                                         \
+		 0,                                                                            \
+		 offsetof(type, level_field),                                                  \
+		 0,                                                                            \
+		 NULL},                                                                        \
+		{CMD_OPT_LOG_FORMAT,                                                           \
+		 "log-format",                                                                 \
+		 0,                                                                            \
+		 "FORMAT",                                                                     \
+		 "logfmt (default) or json",                                                   \
+		 0,                                                                            \
+		 offsetof(type, format_field),                                                 \
+		 0,                                                                            \
+		 NULL},                                                                        \
+		CMD_OPT_CONFIG_ENTRY
 
 /* A CMD_OPT_CALL handler: applies val to target; 0 or -errno with d saying why. */
 typedef int (*cmd_opt_call_fn)(void *target, int val, const char *arg, struct kha_diag *d);
@@ -137,6 +141,7 @@ struct cmd_opts {
 	struct option longopts[CMD_OPT_MAX + 1];
 	const struct cmd_opt *opt[CMD_OPT_MAX];
 	size_t base[CMD_OPT_MAX]; /* the offset of the table opt[i] came from */
+	bool seen[CMD_OPT_MAX];	  /* opt[i] was applied (from the command line or --config) */
 	size_t n;
 	char shortopts[32];
 	int config_val; /* the val of --config, or 0 */
@@ -152,6 +157,8 @@ void cmd_opts_build(struct cmd_opts *o, const struct cmd_opt *table, cmd_opt_cal
  * kha_args (userdata: the struct cmd_opts). 0 or -errno with d naming the flag.
  */
 int cmd_opts_apply(void *userdata, int val, const char *arg, struct kha_diag *d);
+/* Whether the flag --name was applied through o (cmd_opts_apply), given a value or not. */
+bool cmd_opts_seen(const struct cmd_opts *o, const char *name);
 /* The struct kha_args of a daemon: --config first, then the flags, through cmd_opts_apply. */
 struct kha_args cmd_opts_args(struct cmd_opts *o);
 /* kha_args_scan() with table: true for -h/--help; *ret_config gets --config's value or NULL. */
