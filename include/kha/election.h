@@ -48,6 +48,23 @@ struct kha_elect_fence {
 	uint64_t last_renew_us; /* start of the last successful renewal (kha_now_us), 0 = none */
 };
 
+/* The timers of an election as its flags give them (0: not given). */
+struct kha_elect_timers {
+	uint64_t ttl_us;	    /* --ttl: the lease's TTL (a Lease's leaseDurationSeconds) */
+	uint64_t renew_deadline_us; /* --renew-deadline: stop COMMAND after no renewal this long */
+	uint64_t retry_period_us;   /* --retry-period: a Lease's renew/acquire period */
+};
+
+/*
+ * Fills in the timers not given and checks them together. On etcd: TTL 10s, renew deadline
+ * TTL*2/3, no retry period (the lease is renewed every TTL/3). On a Kubernetes Lease, client-go's
+ * defaults: TTL 15s, renew deadline min(10s, TTL*2/3), retry period min(2s, deadline/2). Then
+ * kha_elect_check_ttl, the deadline below the TTL and, on a Lease, the retry period below the
+ * deadline. Returns 0, or -EINVAL with d naming the flag at fault.
+ */
+int kha_elect_timers_derive(struct kha_elect_timers *t, bool kube_lease,
+			    struct kha_diag *d) KHA_WUR;
+
 /*
  * Sets the durations (margin: a tenth of the TTL, at least 50 ms) and forgets renewals.
  * Returns 0, or -EINVAL with the reason in d when renew_deadline_us is not below ttl_us or

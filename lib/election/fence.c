@@ -83,3 +83,29 @@ uint64_t kha_elect_fence_call_timeout(const struct kha_elect_fence *f, uint64_t 
 		left = min_us;
 	return KHA_MIN(left, max_us);
 }
+
+int kha_elect_timers_derive(struct kha_elect_timers *t, bool kube_lease, struct kha_diag *d)
+{
+	int r;
+
+	if (!t->ttl_us)
+		t->ttl_us = (kube_lease ? 15 : 10) * KHA_USEC_PER_SEC;
+	if (!t->renew_deadline_us)
+		t->renew_deadline_us = kube_lease
+					       ? KHA_MIN(10 * KHA_USEC_PER_SEC, t->ttl_us * 2 / 3)
+					       : t->ttl_us * 2 / 3;
+	if (!t->retry_period_us && kube_lease)
+		t->retry_period_us = KHA_MIN(2 * KHA_USEC_PER_SEC, t->renew_deadline_us / 2);
+	r = kha_elect_check_ttl(t->ttl_us, kube_lease, d);
+	if (r < 0)
+		return r;
+	if (t->renew_deadline_us >= t->ttl_us)
+		return kha_diag_set(
+			d, EINVAL,
+			"--renew-deadline must be shorter than --ttl (COMMAND must stop "
+			"before the lease can expire)");
+	if (kube_lease && t->retry_period_us >= t->renew_deadline_us)
+		return kha_diag_set(d, EINVAL,
+				    "--retry-period must be shorter than --renew-deadline");
+	return 0;
+}

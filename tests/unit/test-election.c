@@ -202,6 +202,53 @@ static void test_restart_policy_parse(void **state)
 	assert_int_equal(kha_elect_restart_parse("sometimes", &r), -EINVAL);
 }
 
+static void test_timers_default_from_the_ttl(void **state)
+{
+	struct kha_elect_timers t = {0};
+	struct kha_diag d = {};
+
+	(void)state;
+	/* etcd: 10s, deadline 2/3 of it, no retry period */
+	assert_int_equal(kha_elect_timers_derive(&t, false, &d), 0);
+	assert_int_equal(t.ttl_us, 10 * S);
+	assert_int_equal(t.renew_deadline_us, 10 * S * 2 / 3);
+	assert_int_equal(t.retry_period_us, 0);
+	/* a Lease: client-go's 15s / 10s / 2s */
+	t = (struct kha_elect_timers){0};
+	assert_int_equal(kha_elect_timers_derive(&t, true, &d), 0);
+	assert_int_equal(t.ttl_us, 15 * S);
+	assert_int_equal(t.renew_deadline_us, 10 * S);
+	assert_int_equal(t.retry_period_us, 2 * S);
+	/* a short Lease: the deadline and the period shrink with the TTL */
+	t = (struct kha_elect_timers){.ttl_us = 3 * S};
+	assert_int_equal(kha_elect_timers_derive(&t, true, &d), 0);
+	assert_int_equal(t.renew_deadline_us, 2 * S);
+	assert_int_equal(t.retry_period_us, 1 * S);
+	/* what was given is kept */
+	t = (struct kha_elect_timers){.ttl_us = 4 * S, .renew_deadline_us = 3 * S};
+	assert_int_equal(kha_elect_timers_derive(&t, false, &d), 0);
+	assert_int_equal(t.renew_deadline_us, 3 * S);
+}
+
+static void test_timers_rejected_together_name_the_flag(void **state)
+{
+	struct kha_elect_timers t = {.ttl_us = 10 * S, .renew_deadline_us = 10 * S};
+	struct kha_diag d = {};
+
+	(void)state;
+	assert_int_equal(kha_elect_timers_derive(&t, false, &d), -EINVAL);
+	assert_non_null(strstr(d.msg, "--renew-deadline must be shorter than --ttl"));
+	t = (struct kha_elect_timers){.ttl_us = 500 * MS};
+	assert_int_equal(kha_elect_timers_derive(&t, false, &d), -EINVAL);
+	assert_non_null(strstr(d.msg, "--ttl: etcd leases are whole seconds"));
+	/* a Lease takes sub-second TTLs, but its retry period must come before the deadline */
+	t = (struct kha_elect_timers){.ttl_us = 500 * MS};
+	assert_int_equal(kha_elect_timers_derive(&t, true, &d), 0);
+	t = (struct kha_elect_timers){.ttl_us = 15 * S, .retry_period_us = 10 * S};
+	assert_int_equal(kha_elect_timers_derive(&t, true, &d), -EINVAL);
+	assert_non_null(strstr(d.msg, "--retry-period must be shorter than --renew-deadline"));
+}
+
 /* ---- windows -------------------------------------------------------------------------------- */
 
 static struct tm at(int wday, int hour, int min)
@@ -908,6 +955,8 @@ int main(void)
 		cmocka_unit_test(test_sem_position_orders_by_create_revision),
 		cmocka_unit_test(test_lock_value_round_trip),
 		cmocka_unit_test(test_restart_policy_parse),
+		cmocka_unit_test(test_timers_default_from_the_ttl),
+		cmocka_unit_test(test_timers_rejected_together_name_the_flag),
 		cmocka_unit_test(test_window_weekdays),
 		cmocka_unit_test(test_window_midnight_and_week_wrap),
 		cmocka_unit_test(test_window_errors_name_the_place),
