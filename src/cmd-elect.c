@@ -3,7 +3,6 @@
  * kha elect: run COMMAND only while leader (etcd election compatible with `etcdctl elect`, or a
  * Kubernetes Lease shared with client-go processes); --leader and --observe read an election.
  */
-#include <getopt.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
@@ -13,6 +12,7 @@
 #include <jansson.h>
 
 #include "cmd-common.h"
+#include "cmd-opt.h"
 #include "commands.h"
 #include "kha/config.h"
 #include "kha/election.h"
@@ -23,53 +23,112 @@
 #include "kha/banned.h"
 
 enum {
-	OPT_ELECTION = 0x100,
-	OPT_ID,
+	OPT_ID = 0x100,
 	OPT_TTL,
-	OPT_RENEW_DEADLINE,
-	OPT_RETRY_PERIOD,
-	OPT_GRACE,
 	OPT_RESTART,
-	OPT_RESTART_DELAY,
-	OPT_RESTART_DELAY_MAX,
-	OPT_LEADER,
-	OPT_OBSERVE,
-	OPT_LEASE_NAMESPACE,
-	OPT_LEASE_NAME,
-	OPT_KUBECONFIG,
-	OPT_CONTEXT,
-	OPT_METRICS_ADDR,
-	OPT_LOG_LEVEL,
-	OPT_LOG_FORMAT,
-	OPT_CONFIG,
 };
 
-static const struct option longopts[] = {
-	KHA_ETCD_LONGOPTS,
-	{"election", required_argument, NULL, OPT_ELECTION},
-	{"id", required_argument, NULL, OPT_ID},
-	{"ttl", required_argument, NULL, OPT_TTL},
-	{"lease-duration", required_argument, NULL, OPT_TTL},
-	{"renew-deadline", required_argument, NULL, OPT_RENEW_DEADLINE},
-	{"retry-period", required_argument, NULL, OPT_RETRY_PERIOD},
-	{"grace", required_argument, NULL, OPT_GRACE},
-	{"restart", required_argument, NULL, OPT_RESTART},
-	{"restart-delay", required_argument, NULL, OPT_RESTART_DELAY},
-	{"restart-delay-max", required_argument, NULL, OPT_RESTART_DELAY_MAX},
-	{"leader", no_argument, NULL, OPT_LEADER},
-	{"observe", no_argument, NULL, OPT_OBSERVE},
-	{"lease-namespace", required_argument, NULL, OPT_LEASE_NAMESPACE},
-	{"lease-name", required_argument, NULL, OPT_LEASE_NAME},
-	{"kubeconfig", required_argument, NULL, OPT_KUBECONFIG},
-	{"context", required_argument, NULL, OPT_CONTEXT},
-	{"metrics-addr", required_argument, NULL, OPT_METRICS_ADDR},
-	{"log-level", required_argument, NULL, OPT_LOG_LEVEL},
-	{"log-format", required_argument, NULL, OPT_LOG_FORMAT},
-	{"config", required_argument, NULL, OPT_CONFIG},
-	{"output", required_argument, NULL, 'o'},
-	{"help", no_argument, NULL, 'h'},
+struct opts {
+	struct kha_etcd_config etcd;
+	char *election, *id, *lease_namespace, *lease_name, *kubeconfig, *context;
+	char metrics_addr[128]; /* "" = not served */
+	struct kha_elect_timers timers;
+	uint64_t grace_us;
+	uint64_t restart_delay_us, restart_delay_max_us;
+	enum kha_elect_restart restart;
+	bool leader, observe, status, json;
+	enum kha_log_level level;
+	enum kha_log_format format;
+};
+
+#define CALL(n, a, v, h)     CMD_OPT_CALL_ENTRY(n, a, v, h)
+#define TYPED(k, n, a, f, h) CMD_OPT_TYPED_ENTRY(k, struct opts, n, a, f, h)
+#define DUR(n, f, h)	     TYPED(CMD_OPT_DURATION, n, "DURATION", f, h)
+#define INCLUDE(k, table)                   \
+	{                                   \
+		.kind = k, .include = table \
+	}
+
+static const struct cmd_opt election_option[] = {
+	TYPED(CMD_OPT_STRDUP, "election", "NAME", election,
+	      "election name (etcd key prefix NAME/; required on etcd)"),
 	{},
 };
+
+/* what only a campaign uses: `status`, --leader and --observe take them and ignore them */
+static const struct cmd_opt campaign_options[] = {
+	CALL("id", "ID", OPT_ID,
+	     "our identity and proposal (default: the host name;\nwith a Lease: HOSTNAME_<random>)"),
+	CALL("ttl", "DURATION", OPT_TTL,
+	     "lease TTL (default 10s; Lease: leaseDurationSeconds,\ndefault 15s; alias "
+	     "--lease-duration)"),
+	CALL("lease-duration", "DURATION", OPT_TTL, NULL),
+	DUR("renew-deadline", timers.renew_deadline_us,
+	    "stop COMMAND when no renewal succeeded for this long\n(default TTL*2/3; Lease: 10s)"),
+	DUR("retry-period", timers.retry_period_us, "Lease: renew/acquire period (default 2s)"),
+	TYPED(CMD_OPT_DURATION0, "grace", "DURATION", grace_us,
+	      "SIGTERM -> SIGKILL when stopping COMMAND (default 5s)"),
+	CALL("restart", "no|on-failure|always", OPT_RESTART,
+	     "when COMMAND exits by itself (default no: resign\nand exit with its status)"),
+	DUR("restart-delay", restart_delay_us, "first restart back-off, doubling (default 1s)"),
+	DUR("restart-delay-max", restart_delay_max_us, "back-off cap (default 30s)"),
+	TYPED(CMD_OPT_BOOL, "leader", NULL, leader,
+	      "print the current leader and exit (0: a leader, 1: none)"),
+	TYPED(CMD_OPT_BOOL, "observe", NULL, observe,
+	      "print the leader and every change until interrupted"),
+	{},
+};
+
+static const struct cmd_opt kube_options[] = {
+	TYPED(CMD_OPT_STRDUP, "lease-namespace", "NS", lease_namespace,
+	      "Kubernetes Lease backend: namespace (default: the\nkubeconfig context's)"),
+	TYPED(CMD_OPT_STRDUP, "lease-name", "NAME", lease_name,
+	      "Kubernetes Lease backend: Lease name"),
+	TYPED(CMD_OPT_STRDUP, "kubeconfig", "FILE", kubeconfig,
+	      "(default $KUBECONFIG, then in-cluster)"),
+	TYPED(CMD_OPT_STRDUP, "context", "NAME", context, "kubeconfig context"),
+	{},
+};
+
+static const struct cmd_opt daemon_options[] = {
+	{CMD_OPT_ADDR, "metrics-addr", 0, "ADDR",
+	 "serve /metrics (Prometheus), /healthz, /readyz\n(e.g. 127.0.0.1:9464; off by default)", 0,
+	 offsetof(struct opts, metrics_addr), sizeof(((struct opts *)0)->metrics_addr), NULL},
+	CMD_OPTS_LOG(struct opts, level, format),
+	{},
+};
+
+static const struct cmd_opt options[] = {
+	{.kind = CMD_OPT_STOP_AT_OPERAND},
+	INCLUDE(CMD_OPT_INCLUDE, election_option),
+	INCLUDE(CMD_OPT_INCLUDE, campaign_options),
+	CMD_OPT_OUTPUT_ENTRY(struct opts, json, "--leader/--observe format (JSON: docs/elect.md)"),
+	INCLUDE(CMD_OPT_INCLUDE, kube_options),
+	INCLUDE(CMD_OPT_INCLUDE, daemon_options),
+	CMD_OPT_CONFIG_ENTRY,
+	CMD_OPT_INCLUDE_ETCD(struct opts, etcd),
+	CMD_OPT_HELP_ENTRY,
+	{},
+};
+
+/* `kha elect status`: the same flags (one --config serves both), the readers' in the help */
+static const struct cmd_opt status_options[] = {
+	INCLUDE(CMD_OPT_INCLUDE, election_option),
+	INCLUDE(CMD_OPT_INCLUDE, kube_options),
+	CMD_OPT_OUTPUT_ENTRY(struct opts, json,
+			     "format (JSON: docs/elect.md; an error is a JSON\ndocument too)"),
+	CMD_OPT_INCLUDE_ETCD(struct opts, etcd),
+	CMD_OPT_CONFIG_ENTRY,
+	INCLUDE(CMD_OPT_INCLUDE_HIDDEN, campaign_options),
+	INCLUDE(CMD_OPT_INCLUDE_HIDDEN, daemon_options),
+	CMD_OPT_HELP_ENTRY,
+	{},
+};
+
+#undef CALL
+#undef TYPED
+#undef DUR
+#undef INCLUDE
 
 static void usage(FILE *out)
 {
@@ -90,34 +149,9 @@ static void usage(FILE *out)
 		"own process group and is killed if kha dies. On SIGTERM/SIGINT kha stops COMMAND\n"
 		"and resigns, so a standby takes over at once; SIGHUP is passed on to COMMAND and\n"
 		"reloads kha's own --config (restart policy, logs).\n\n"
-		"Flags:\n"
-		"  --election NAME           election name (etcd key prefix NAME/); required\n"
-		"  --id ID                   our identity and proposal (default: the host name;\n"
-		"                            with a Lease: HOSTNAME_<random>)\n"
-		"  --ttl DURATION            lease TTL (default 10s; Lease: leaseDurationSeconds,\n"
-		"                            default 15s; alias --lease-duration)\n"
-		"  --renew-deadline DURATION stop COMMAND when no renewal succeeded for this long\n"
-		"                            (default TTL*2/3; Lease: 10s)\n"
-		"  --retry-period DURATION   Lease: renew/acquire period (default 2s)\n"
-		"  --grace DURATION          SIGTERM -> SIGKILL when stopping COMMAND (default 5s)\n"
-		"  --restart no|on-failure|always  when COMMAND exits by itself (default no: resign\n"
-		"                            and exit with its status)\n"
-		"  --restart-delay DURATION  first restart back-off, doubling (default 1s)\n"
-		"  --restart-delay-max DURATION  back-off cap (default 30s)\n"
-		"  --leader                  print the current leader and exit (0: a leader, 1: none)\n"
-		"  --observe                 print the leader and every change until interrupted\n"
-		"  -o, --output table|json   --leader/--observe format (JSON: docs/elect.md)\n"
-		"  --lease-namespace NS      Kubernetes Lease backend: namespace (default: the\n"
-		"                            kubeconfig context's)\n"
-		"  --lease-name NAME         Kubernetes Lease backend: Lease name\n"
-		"  --kubeconfig FILE         (default $KUBECONFIG, then in-cluster)\n"
-		"  --context NAME            kubeconfig context\n"
-		"  --metrics-addr ADDR       serve /metrics (Prometheus), /healthz, /readyz\n"
-		"                            (e.g. 127.0.0.1:9464; off by default)\n"
-		"  --log-level LEVEL         debug, info (default), warn, error\n"
-		"  --log-format FORMAT       logfmt (default) or json\n"
-		"  --config FILE             YAML file of these flags (keys = flag names)\n" KHA_ETCD_OPTIONS_HELP
-		"  -h, --help                this help\n"
+		"Flags:\n");
+	cmd_opts_help(out, options);
+	fprintf(out,
 		"\nExit codes: COMMAND's status when it ends by itself (128+N when killed by signal\n"
 		"N), 0 after SIGTERM/SIGINT, 64 usage, 69 etcd / API server unreachable at start,\n"
 		"78 unusable TLS files or kubeconfig, 65 not an etcd gateway; --leader: 0 or 1.\n\n"
@@ -140,31 +174,15 @@ static void usage_status(FILE *out)
 		"revision of its key), lease and remaining TTL; with a Kubernetes Lease, the\n"
 		"holder, its fencing token (leaseTransitions), lease duration and last renewal\n"
 		"(a Lease has no queue). Reads only.\n\n"
-		"Flags:\n"
-		"  --election NAME           election name (etcd key prefix NAME/)\n"
-		"  --lease-name NAME, --lease-namespace NS, --kubeconfig FILE, --context NAME\n"
-		"                            read a Kubernetes Lease instead\n"
-		"  -o, --output table|json   format (JSON: docs/elect.md; an error is a JSON\n"
-		"                            document too)\n" KHA_ETCD_OPTIONS_HELP
-		"  -h, --help                this help\n"
+		"Flags:\n");
+	cmd_opts_help(out, status_options);
+	fprintf(out,
 		"\nExit codes: 0 a leader, 1 no leader, 69 etcd / API server unreachable, 78\n"
 		"unusable TLS files or kubeconfig, 64 usage.\n\n"
 		"Example:\n"
 		"  kha elect status --election scheduler --endpoints https://10.0.0.1:2379 \\\n"
 		"      --cacert ca.crt --cert c.crt --key c.key -o json\n");
 }
-
-struct opts {
-	struct kha_etcd_config etcd;
-	char *election, *id, *lease_namespace, *lease_name, *kubeconfig, *context;
-	char *metrics_addr;
-	uint64_t ttl_us, renew_deadline_us, retry_period_us, grace_us;
-	uint64_t restart_delay_us, restart_delay_max_us;
-	enum kha_elect_restart restart;
-	bool leader, observe, status, json;
-	enum kha_log_level level;
-	enum kha_log_format format;
-};
 
 static void opts_release(struct opts *o)
 {
@@ -175,62 +193,23 @@ static void opts_release(struct opts *o)
 	free(o->lease_name);
 	free(o->kubeconfig);
 	free(o->context);
-	free(o->metrics_addr);
 }
 
-static int apply(void *userdata, int val, const char *arg, struct kha_diag *d)
+static int apply(void *target, int val, const char *arg, struct kha_diag *d)
 {
-	struct opts *o = userdata;
+	struct opts *o = target;
 
 	switch (val) {
-	case OPT_ELECTION:
-		return kha_opt_set_str(&o->election, arg, d);
 	case OPT_ID:
 		if (!arg[0])
 			return kha_diag_set(d, EINVAL, "the id is empty");
 		return kha_opt_set_str(&o->id, arg, d);
-	case OPT_TTL:
-		return kha_opt_set_duration(&o->ttl_us, arg, false, d);
-	case OPT_RENEW_DEADLINE:
-		return kha_opt_set_duration(&o->renew_deadline_us, arg, false, d);
-	case OPT_RETRY_PERIOD:
-		return kha_opt_set_duration(&o->retry_period_us, arg, false, d);
-	case OPT_GRACE:
-		return kha_opt_set_duration(&o->grace_us, arg, true, d);
-	case OPT_RESTART_DELAY:
-		return kha_opt_set_duration(&o->restart_delay_us, arg, false, d);
-	case OPT_RESTART_DELAY_MAX:
-		return kha_opt_set_duration(&o->restart_delay_max_us, arg, false, d);
-	case OPT_RESTART:
+	case OPT_TTL: /* and its alias --lease-duration (messages name --ttl, the first) */
+		return kha_opt_set_duration(&o->timers.ttl_us, arg, false, d);
+	default: /* OPT_RESTART */
 		if (kha_elect_restart_parse(arg, &o->restart) < 0)
 			return kha_diag_set(d, EINVAL, "'%s' is not no, on-failure or always", arg);
 		return 0;
-	case OPT_LEADER:
-		o->leader = true;
-		return 0;
-	case OPT_OBSERVE:
-		o->observe = true;
-		return 0;
-	case OPT_LEASE_NAMESPACE:
-		return kha_opt_set_str(&o->lease_namespace, arg, d);
-	case OPT_LEASE_NAME:
-		return kha_opt_set_str(&o->lease_name, arg, d);
-	case OPT_KUBECONFIG:
-		return kha_opt_set_str(&o->kubeconfig, arg, d);
-	case OPT_CONTEXT:
-		return kha_opt_set_str(&o->context, arg, d);
-	case OPT_METRICS_ADDR:
-		return kha_opt_set_str(&o->metrics_addr, arg, d);
-	case OPT_LOG_LEVEL:
-		return kha_opt_set_log_level(&o->level, arg, d);
-	case OPT_LOG_FORMAT:
-		return kha_opt_set_log_format(&o->format, arg, d);
-	case 'o':
-		return kha_opt_set_output(&o->json, arg, d);
-	case OPT_CONFIG:
-		return 0;
-	default: /* the etcd flags: that layer names the flag in its messages */
-		return kha_etcd_config_apply_opt(&o->etcd, val, arg, d);
 	}
 }
 
@@ -376,8 +355,9 @@ static int kube_read(const struct opts *o, const struct kha_kube_config *kc)
 			kha_elect_leader_release(&l);
 		}
 		first = false;
-		for (uint64_t until = kha_now_us() +
-				      (o->retry_period_us ? o->retry_period_us : KHA_USEC_PER_SEC);
+		for (uint64_t until =
+			     kha_now_us() + (o->timers.retry_period_us ? o->timers.retry_period_us
+								       : KHA_USEC_PER_SEC);
 		     !interrupted && kha_now_us() < until;) {
 			struct timespec ts = {0, 50 * 1000 * 1000};
 
@@ -492,7 +472,6 @@ static char *default_id(bool kube)
 
 /* What a SIGHUP reads again: the same sources, through the same option handler. */
 struct reload_ctx {
-	const struct kha_args *a;
 	struct kha_args_source src;
 	const struct opts *running;
 };
@@ -515,14 +494,15 @@ static int reload(void *userdata, struct kha_elect_reloaded *ret, struct kha_dia
 	int r = -EINVAL;
 
 	if (kha_etcd_config_init(&o.etcd) < 0 || kha_etcd_config_from_env(&o.etcd, d) < 0 ||
-	    kha_args_reapply(rc->a, &o, &rc->src, d) != 0)
+	    cmd_opts_reapply(options, apply, &o, &rc->src, d) != 0)
 		goto out;
 	if (!same_str(o.election, run->election) || !same_str(o.lease_name, run->lease_name))
 		snprintf(kept + strlen(kept), sizeof(kept) - strlen(kept), " election");
 	if (o.id && !same_str(o.id, run->id))
 		snprintf(kept + strlen(kept), sizeof(kept) - strlen(kept), " id");
-	if ((o.ttl_us && o.ttl_us != run->ttl_us) ||
-	    (o.renew_deadline_us && o.renew_deadline_us != run->renew_deadline_us))
+	if ((o.timers.ttl_us && o.timers.ttl_us != run->timers.ttl_us) ||
+	    (o.timers.renew_deadline_us &&
+	     o.timers.renew_deadline_us != run->timers.renew_deadline_us))
 		snprintf(kept + strlen(kept), sizeof(kept) - strlen(kept), " ttl");
 	if (kept[0])
 		kha_warn("configuration keys not applied until a restart", "keys=%s",
@@ -538,8 +518,8 @@ out:
 }
 
 /*
- * What the flags must say together, and the timers derived from --ttl (Kubernetes' own
- * defaults for Leases). Returns 0, or KHA_EXIT_USAGE after printing why.
+ * What the flags must say together, and the timers derived from --ttl. Returns 0, or
+ * KHA_EXIT_USAGE after printing why.
  */
 static int check_flags(struct opts *o, bool kube, int argc, char **argv)
 {
@@ -572,21 +552,8 @@ static int check_flags(struct opts *o, bool kube, int argc, char **argv)
 		if (kha_proc_find_program(argv[optind], &path) < 0)
 			USAGE("COMMAND '%s' not found or not executable", argv[optind]);
 	}
-	if (!o->ttl_us)
-		o->ttl_us = kube ? 15 * KHA_USEC_PER_SEC : 10 * KHA_USEC_PER_SEC;
-	if (!o->renew_deadline_us)
-		o->renew_deadline_us = kube ? KHA_MIN(10 * KHA_USEC_PER_SEC, o->ttl_us * 2 / 3)
-					    : o->ttl_us * 2 / 3;
-	if (!o->retry_period_us)
-		o->retry_period_us =
-			kube ? KHA_MIN(2 * KHA_USEC_PER_SEC, o->renew_deadline_us / 2) : 0;
-	if (kha_elect_check_ttl(o->ttl_us, kube, &d) < 0)
+	if (kha_elect_timers_derive(&o->timers, kube, &d) < 0)
 		USAGE("%s", d.msg);
-	if (o->renew_deadline_us >= o->ttl_us)
-		USAGE("--renew-deadline must be shorter than --ttl (COMMAND must stop before the "
-		      "lease can expire)");
-	if (kube && o->retry_period_us >= o->renew_deadline_us)
-		USAGE("--retry-period must be shorter than --renew-deadline");
 #undef USAGE
 	return 0;
 }
@@ -602,9 +569,9 @@ static int campaign(struct opts *o, struct kha_kube_config *kc, struct reload_ct
 		.name = kube ? o->lease_name : o->election,
 		.id = o->id,
 		.slots = 1,
-		.ttl_us = o->ttl_us,
-		.renew_deadline_us = o->renew_deadline_us,
-		.renew_interval_us = kube ? o->retry_period_us : 0,
+		.ttl_us = o->timers.ttl_us,
+		.renew_deadline_us = o->timers.renew_deadline_us,
+		.renew_interval_us = kube ? o->timers.retry_period_us : 0,
 		.grace_us = o->grace_us,
 		.argv = (const char *const *)argv,
 		.env_name = "KHA_ELECTION",
@@ -622,7 +589,8 @@ static int campaign(struct opts *o, struct kha_kube_config *kc, struct reload_ct
 		.reload_userdata = rc,
 	};
 
-	r = kha_elect_run_served(&eo, o->metrics_addr, "kha_elect", &status, &d);
+	r = kha_elect_run_served(&eo, o->metrics_addr[0] ? o->metrics_addr : NULL, "kha_elect",
+				 &status, &d);
 	if (r < 0) {
 		fprintf(stderr, "kha elect: %s\n", d.msg);
 		return kha_exit_from_errno(r);
@@ -638,13 +606,8 @@ int cmd_elect_main(int argc, char **argv)
 			 .grace_us = 5 * KHA_USEC_PER_SEC};
 	kha_auto(kha_kube_config_freep) struct kha_kube_config *kc = NULL;
 	struct kha_diag d = {};
-	const struct kha_args a = {.shortopts = "+ho:",
-				   .longopts = longopts,
-				   .config_val = OPT_CONFIG,
-				   .apply = apply,
-				   .userdata = &o};
-	const char *config = NULL;
-	struct reload_ctx rc = {.a = &a, .src = {.argc = argc, .argv = argv}, .running = &o};
+	struct reload_ctx rc = {.src = {.argc = argc, .argv = argv}, .running = &o};
+	const struct cmd_opt *table = options;
 	void (*help)(FILE * out) = usage;
 	bool kube;
 	int r, code;
@@ -652,25 +615,27 @@ int cmd_elect_main(int argc, char **argv)
 	if (argc >= 2 && strcmp(argv[1], "status") == 0) {
 		/* `status` as etcd, proxy and vip have it: --leader with the queue */
 		o.status = o.leader = true;
+		table = status_options;
 		help = usage_status;
 		argc--;
 		argv++;
+		rc.src.argc = argc;
+		rc.src.argv = argv;
 	}
 	if (kha_etcd_config_init(&o.etcd) < 0)
 		return KHA_EXIT_SOFTWARE;
-	/* the config file first, so that flags override it ("+": COMMAND's flags stay its own) */
-	if (kha_args_scan(&a, argc, argv, &config)) {
+	/* the config file first, so that flags override it (COMMAND's flags stay its own) */
+	if (cmd_opts_scan(table, argc, argv, &rc.src.config)) {
 		help(stdout);
 		opts_release(&o);
 		return KHA_EXIT_OK;
 	}
-	rc.src.config = config;
 	if (kha_etcd_config_from_env(&o.etcd, &d) < 0) {
 		fprintf(stderr, "kha elect: %s\n", d.msg);
 		opts_release(&o);
 		return KHA_EXIT_USAGE;
 	}
-	code = kha_args_apply(&a, config, argc, argv, &d);
+	code = cmd_opts_reapply(table, apply, &o, &rc.src, &d);
 	if (code != 0) {
 		fprintf(stderr, "kha elect: %s%s\n", d.msg,
 			code == KHA_EXIT_USAGE ? " (run 'kha elect --help')" : "");

@@ -40,8 +40,16 @@ static void add(struct cmd_opts *o, const struct cmd_opt *t, size_t base)
 		struct option *lo;
 		int val;
 
-		if (t->kind == CMD_OPT_INCLUDE) {
+		if (t->kind == CMD_OPT_INCLUDE || t->kind == CMD_OPT_INCLUDE_HIDDEN) {
 			add(o, t->include, base + t->off);
+			continue;
+		}
+		if (t->kind == CMD_OPT_STOP_AT_OPERAND) {
+			size_t len = strlen(o->shortopts);
+
+			assert(len + 2 <= sizeof(o->shortopts));
+			memmove(o->shortopts + 1, o->shortopts, len + 1);
+			o->shortopts[0] = '+';
 			continue;
 		}
 		if (t->kind == CMD_OPT_TITLE)

@@ -33,12 +33,15 @@ enum cmd_opt_kind {
 	CMD_OPT_OUTPUT,	   /* table|json into the bool at off (true: json) */
 	CMD_OPT_ETCD, /* one of etcdctl's flags (val KHA_ETCD_OPT_*): the kha_etcd_config at off */
 	CMD_OPT_ADDR, /* host:port into the char[size] at off; "off" or "" clears it */
-	CMD_OPT_LOG_LEVEL,  /* debug|info|warn|error into the enum kha_log_level at off */
-	CMD_OPT_LOG_FORMAT, /* logfmt|json into the enum kha_log_format at off */
-	CMD_OPT_CONFIG,	    /* --config FILE: read by kha_args before the flags */
-	CMD_OPT_HELP,	    /* -h, --help */
-	CMD_OPT_INCLUDE,    /* the entries of include, their offsets counted from off */
-	CMD_OPT_TITLE,	    /* not a flag: a heading in the help ("Health tracks:"), in help */
+	CMD_OPT_LOG_LEVEL,	/* debug|info|warn|error into the enum kha_log_level at off */
+	CMD_OPT_LOG_FORMAT,	/* logfmt|json into the enum kha_log_format at off */
+	CMD_OPT_CONFIG,		/* --config FILE: read by kha_args before the flags */
+	CMD_OPT_HELP,		/* -h, --help */
+	CMD_OPT_INCLUDE,	/* the entries of include, their offsets counted from off */
+	CMD_OPT_INCLUDE_HIDDEN, /* the same, taken but left out of the help (another use's flags) */
+	CMD_OPT_TITLE,		/* not a flag: a heading in the help ("Health tracks:"), in help */
+	CMD_OPT_STOP_AT_OPERAND, /* not a flag: the first operand ends the flags (getopt's "+"),
+				  * so that a COMMAND's own flags stay its own */
 };
 
 struct cmd_opt {
@@ -97,6 +100,22 @@ extern const struct cmd_opt cmd_opts_etcd[];
 		.off = offsetof(type, field), .min = lo, .max = hi      \
 	}
 
+/* --log-level and --log-format, into the enum kha_log_level and kha_log_format of type */
+#define CMD_OPTS_LOG(type, level_field, format_field)                                         \
+	{CMD_OPT_LOG_LEVEL,                                                                   \
+	 "log-level",                                                                         \
+	 0,                                                                                   \
+	 "LEVEL",                                                                             \
+	 "debug, info (default), warn, error",                                                \
+	 0,                                                                                   \
+	 offsetof(type, level_field),                                                         \
+	 0,                                                                                   \
+	 NULL},                                                                               \
+	{                                                                                     \
+		CMD_OPT_LOG_FORMAT, "log-format", 0, "FORMAT", "logfmt (default) or json", 0, \
+			offsetof(type, format_field), 0, NULL                                 \
+	}
+
 /*
  * The flags every daemon takes, written once: --metrics-addr (its default in the help),
  * --log-level, --log-format, --config.
@@ -111,25 +130,7 @@ extern const struct cmd_opt cmd_opts_etcd[];
 	 offsetof(type, addr_field),                                                           \
 	 sizeof(((type *)0)->addr_field),                                                      \
 	 NULL},                                                                                \
-		{CMD_OPT_LOG_LEVEL,                                                            \
-		 "log-level",                                                                  \
-		 0,                                                                            \
-		 "LEVEL",                                                                      \
-		 "debug, info (default), warn, error",                                         \
-		 0,                                                                            \
-		 offsetof(type, level_field),                                                  \
-		 0,                                                                            \
-		 NULL},                                                                        \
-		{CMD_OPT_LOG_FORMAT,                                                           \
-		 "log-format",                                                                 \
-		 0,                                                                            \
-		 "FORMAT",                                                                     \
-		 "logfmt (default) or json",                                                   \
-		 0,                                                                            \
-		 offsetof(type, format_field),                                                 \
-		 0,                                                                            \
-		 NULL},                                                                        \
-		CMD_OPT_CONFIG_ENTRY
+		CMD_OPTS_LOG(type, level_field, format_field), CMD_OPT_CONFIG_ENTRY
 
 /* A CMD_OPT_CALL handler: applies val to target; 0 or -errno with d saying why. */
 typedef int (*cmd_opt_call_fn)(void *target, int val, const char *arg, struct kha_diag *d);
