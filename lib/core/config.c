@@ -177,11 +177,15 @@ int kha_args_apply(const struct kha_args *a, const char *config, int argc, char 
 		if (c == '?' || c == ':') {
 			const struct option *o = NULL;
 			for (const struct option *k = a->longopts; optopt && k->name && !o; k++)
-				if (k->val == optopt && k->has_arg == required_argument)
+				if (k->val == optopt)
 					o = k;
-			if (o)
+			if (o && o->has_arg == required_argument)
 				kha_diag_set(d, EINVAL, "bad flag: --%s needs a value", o->name);
-			else if (optopt)
+			else if (o && o->has_arg == no_argument &&
+				 strncmp(argv[optind - 1], "--", 2) == 0)
+				/* "--flag=value" of a flag without one */
+				kha_diag_set(d, EINVAL, "bad flag: --%s takes no value", o->name);
+			else if (optopt > 0 && optopt <= 0xff)
 				kha_diag_set(d, EINVAL, "bad flag '-%c'", optopt);
 			else
 				kha_diag_set(d, EINVAL, "bad flag '%s'", argv[optind - 1]);
