@@ -1,12 +1,12 @@
 // SPDX-License-Identifier: MIT
 /* kha drill: flags, help, signals, progress and output; the drill itself is lib/drill. */
-#include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "cmd-common.h"
+#include "cmd-opt.h"
 #include "commands.h"
 #include "kha/common.h"
 #include "kha/config.h"
@@ -16,60 +16,106 @@
 #include "kha/banned.h"
 
 enum {
-	OPT_SCENARIO = 0x100,
-	OPT_SVG_SCALE,
-	OPT_REPORT_PROBES,
-	OPT_NO_PROGRESS,
-	OPT_LOG_LEVEL,
-	OPT_LIB, /* everything from here is passed to kha_drill_scenario_set by name */
+	OPT_SVG_SCALE = 0x100,
 };
 
-static const struct option longopts[] = {
-	{"help", no_argument, NULL, 'h'},
-	{"output", required_argument, NULL, 'o'},
-	{"scenario", required_argument, NULL, OPT_SCENARIO},
-	{"svg-scale", required_argument, NULL, OPT_SVG_SCALE},
-	{"report-probes", no_argument, NULL, OPT_REPORT_PROBES},
-	{"no-progress", no_argument, NULL, OPT_NO_PROGRESS},
-	{"log-level", required_argument, NULL, OPT_LOG_LEVEL},
-	{"target", required_argument, NULL, OPT_LIB},
-	{"cacert", required_argument, NULL, OPT_LIB},
-	{"cert", required_argument, NULL, OPT_LIB},
-	{"key", required_argument, NULL, OPT_LIB},
-	{"insecure", no_argument, NULL, OPT_LIB},
-	{"rate", required_argument, NULL, OPT_LIB},
-	{"duration", required_argument, NULL, OPT_LIB},
-	{"timeout", required_argument, NULL, OPT_LIB},
-	{"expect-status", required_argument, NULL, OPT_LIB},
-	{"keepalive", no_argument, NULL, OPT_LIB},
-	{"fault-at", required_argument, NULL, OPT_LIB},
-	{"fault", required_argument, NULL, OPT_LIB},
-	{"recover-at", required_argument, NULL, OPT_LIB},
-	{"recover", required_argument, NULL, OPT_LIB},
-	{"step-timeout", required_argument, NULL, OPT_LIB},
-	{"keep-going", no_argument, NULL, OPT_LIB},
-	{"rolling", required_argument, NULL, OPT_LIB},
-	{"stop", required_argument, NULL, OPT_LIB},
-	{"start", required_argument, NULL, OPT_LIB},
-	{"healthy", required_argument, NULL, OPT_LIB},
-	{"healthy-timeout", required_argument, NULL, OPT_LIB},
-	{"healthy-interval", required_argument, NULL, OPT_LIB},
-	{"down-time", required_argument, NULL, OPT_LIB},
-	{"write", no_argument, NULL, OPT_LIB},
-	{"endpoints", required_argument, NULL, OPT_LIB},
-	{"write-prefix", required_argument, NULL, OPT_LIB},
-	{"keep-keys", no_argument, NULL, OPT_LIB},
-	{"readback-timeout", required_argument, NULL, OPT_LIB},
-	{"kube", no_argument, NULL, OPT_LIB},
-	{"kubeconfig", required_argument, NULL, OPT_LIB},
-	{"namespace", required_argument, NULL, OPT_LIB},
-	{"no-watch", no_argument, NULL, OPT_LIB},
-	{"watch-timeout", required_argument, NULL, OPT_LIB},
-	{"report", required_argument, NULL, OPT_LIB},
-	{"svg", required_argument, NULL, OPT_LIB},
-	{"slo", required_argument, NULL, OPT_LIB},
+/* The scenario (lib/drill's, its flags applied by name) and the command's own flags. */
+struct opts {
+	struct kha_drill_scenario sc;
+	bool json_out, with_probes, no_progress, linear;
+	enum kha_log_level level;
+};
+
+static int scenario_set(void *sc, const char *name, const char *arg, struct kha_diag *d)
+{
+	return kha_drill_scenario_set(sc, name, arg, d);
+}
+
+/* a flag of the scenario: lib/drill knows it by name */
+#define SC(n, a, h)                                                     \
+	{                                                               \
+		.kind = CMD_OPT_NAMED, .name = n, .arg = a, .help = h,  \
+		.off = offsetof(struct opts, sc), .named = scenario_set \
+	}
+#define TYPED(k, n, a, f, h) CMD_OPT_TYPED_ENTRY(k, struct opts, n, a, f, h)
+
+static const struct cmd_opt options[] = {
+	{.kind = CMD_OPT_STOP_AT_OPERAND},
+	CMD_OPT_TITLE_ENTRY("Probing:"),
+	SC("target", "URL", "https://HOST:PORT/readyz, http://..., or tcp://HOST:PORT"),
+	SC("cacert", "FILE", "CA bundle that signed the target's certificate"),
+	SC("cert", "FILE", "client certificate"),
+	SC("key", "FILE", "private key of --cert"),
+	SC("insecure", NULL, "skip TLS verification"),
+	SC("rate", "N", "probes per second (default 200)"),
+	SC("duration", "DURATION", "length of the drill (default 60s)"),
+	SC("timeout", "DURATION", "deadline of each probe (default 1s)"),
+	SC("expect-status", "LIST", "HTTP statuses that count as success (default 2xx)"),
+	SC("keepalive", NULL, "reuse connections instead of one per probe"),
+	CMD_OPT_TITLE_ENTRY(
+		"Faults (each command runs as /bin/sh -c CMD in its own process group):"),
+	SC("fault-at", "DURATION",
+	   "run --fault this long into the drill; with --rolling:\nwhen the rolling starts "
+	   "(default a tenth of --duration)"),
+	SC("fault", "CMD", "break something"),
+	SC("recover-at", "DURATION", "run --recover this long into the drill"),
+	SC("recover", "CMD", "repair it"),
+	{.kind = CMD_OPT_CONFIG,
+	 .name = "scenario",
+	 .arg = "FILE",
+	 .help = "YAML: these flags as keys (flags win), plus\nsteps: [{at: 10s, run: CMD, name: N, "
+		 "kind: fault}, ...]"},
+	SC("step-timeout", "DURATION", "kill a command running longer (default 60s)"),
+	SC("keep-going", NULL, "a failed command does not stop the drill"),
+	CMD_OPT_TITLE_ENTRY("Rolling restart rehearsal:"),
+	SC("rolling", "A,B,C",
+	   "the nodes, one after the other: --stop, --down-time,\n--start, "
+	   "then --healthy"),
+	SC("stop", "\"CMD {node}\"", "stops a node ({node}: its name)"),
+	SC("start", "\"CMD {node}\"", "starts it again"),
+	SC("healthy", "\"CMD {node}\"", "polled until it exits 0 before the next node"),
+	SC("healthy-timeout", "DURATION",
+	   "give up on a node (and the rest) after DURATION\n(default 60s)"),
+	SC("healthy-interval", "DURATION", "between health checks (default 500ms)"),
+	SC("down-time", "DURATION", "keep each node down this long (default 0s)"),
+	CMD_OPT_TITLE_ENTRY("Output:"),
+	SC("report", "FILE", "JSON report (schema kha.drill.report/v1, docs/drill.md)"),
+	TYPED(CMD_OPT_BOOL, "report-probes", NULL, with_probes,
+	      "include every probe in the JSON report"),
+	SC("svg", "FILE", "SVG timeline"),
+	CMD_OPT_CALL_ENTRY("svg-scale", "log|linear", OPT_SVG_SCALE,
+			   "the SVG's latency axis (default log)"),
+	CMD_OPT_OUTPUT_ENTRY(struct opts, json_out,
+			     "what to print on stdout (default table: the summary)"),
+	SC("slo", "PERCENT", "exit 1 when availability is under it"),
+	TYPED(CMD_OPT_BOOL, "no-progress", NULL, no_progress,
+	      "no live status line (shown only on a terminal anyway)"),
+	TYPED(CMD_OPT_LOG_LEVEL, "log-level", "LEVEL", level, "debug, info (default), warn, error"),
+	CMD_OPT_TITLE_ENTRY("etcd write mode:"),
+	SC("write", NULL,
+	   "each probe puts a sequence-numbered key through the\ntarget (an etcd client URL); "
+	   "afterwards every\nacknowledged write must be readable from the cluster"),
+	SC("endpoints", "URLS", "where to read them back (default: the target)"),
+	SC("write-prefix", "P", "key prefix (default /kha-drill/<time>-<pid>/)"),
+	SC("keep-keys", NULL, "do not delete the keys after the check"),
+	SC("readback-timeout", "DURATION", "keep retrying the read-back this long (default 15s)"),
+	CMD_OPT_TITLE_ENTRY("Kubernetes mode (probes are API requests through the entry):"),
+	SC("kube", NULL,
+	   "the target is a kube-apiserver or an entry in front of\nit; each probe GETs a "
+	   "ConfigMap the drill creates, or\nwith --write creates one ConfigMap (acknowledged = "
+	   "201),\nall listed back afterwards through --endpoints URL"),
+	SC("kubeconfig", "FILE", "credentials and CA (and the target, when not given)"),
+	SC("namespace", "NS", "where the ConfigMaps go (default default)"),
+	SC("watch-timeout", "DURATION",
+	   "a watch on the probed object is kept open and its\nreconnects measured; "
+	   "timeoutSeconds of each (default 60s)"),
+	SC("no-watch", NULL, "no watch"),
+	CMD_OPT_HELP_ENTRY,
 	{},
 };
+
+#undef SC
+#undef TYPED
 
 static void usage(FILE *out)
 {
@@ -81,57 +127,9 @@ static void usage(FILE *out)
 		"recovery commands at given instants, and reports availability, outage windows,\n"
 		"time to the first failure and to full recovery, and latency before, during and\n"
 		"after the fault.\n"
-		"\n"
-		"Probing:\n"
-		"  --target URL            https://HOST:PORT/readyz, http://..., or tcp://HOST:PORT\n"
-		"  --cacert/--cert/--key F TLS files; --insecure skips verification\n"
-		"  --rate N                probes per second (default 200)\n"
-		"  --duration DURATION     length of the drill (default 60s)\n"
-		"  --timeout DURATION      deadline of each probe (default 1s)\n"
-		"  --expect-status LIST    HTTP statuses that count as success (default 2xx)\n"
-		"  --keepalive             reuse connections instead of one per probe\n"
-		"Faults (each command runs as /bin/sh -c CMD in its own process group):\n"
-		"  --fault-at DURATION --fault CMD      break something DURATION into the drill\n"
-		"  --recover-at DURATION --recover CMD  repair it then\n"
-		"  --scenario FILE         YAML: these flags as keys, plus\n"
-		"                          steps: [{at: 10s, run: CMD, name: N, kind: fault}, ...]\n"
-		"  --step-timeout DURATION kill a command running longer (default 60s)\n"
-		"  --keep-going            a failed command does not stop the drill\n"
-		"Rolling restart rehearsal:\n"
-		"  --rolling A,B,C --stop \"CMD {node}\" --start \"CMD {node}\"\n"
-		"  --healthy \"CMD {node}\"  polled until it exits 0 before the next node\n"
-		"  --healthy-timeout DURATION\n"
-		"                          give up on a node (and the rest) after DURATION (default 60s)\n"
-		"  --healthy-interval DURATION\n"
-		"                          between health checks (default 500ms)\n"
-		"  --down-time DURATION    keep each node down this long (default 0s)\n"
-		"  --fault-at DURATION     when the rolling starts (default a tenth of --duration)\n"
-		"Output:\n"
-		"  --report FILE           JSON report (schema kha.drill.report/v1, docs/drill.md)\n"
-		"  --report-probes         include every probe in the JSON report\n"
-		"  --svg FILE              SVG timeline; --svg-scale log|linear (default log)\n"
-		"  -o, --output table|json what to print on stdout (default table: the summary)\n"
-		"  --slo PERCENT           exit 1 when availability is under it\n"
-		"  --no-progress           no live status line (shown only on a terminal anyway)\n"
-		"etcd write mode:\n"
-		"  --write                 each probe puts a sequence-numbered key through the\n"
-		"                          target (an etcd client URL); afterwards every\n"
-		"                          acknowledged write must be readable from the cluster\n"
-		"  --endpoints URLS        where to read them back (default: the target)\n"
-		"  --write-prefix P        key prefix (default /kha-drill/<time>-<pid>/)\n"
-		"  --keep-keys             do not delete the keys after the check\n"
-		"  --readback-timeout DURATION\n"
-		"                          keep retrying the read-back this long (default 15s)\n"
-		"Kubernetes mode (probes are API requests through the entry):\n"
-		"  --kube                  the target is a kube-apiserver or an entry in front of\n"
-		"                          it; each probe GETs a ConfigMap the drill creates, or\n"
-		"                          with --write creates one ConfigMap (acknowledged = 201),\n"
-		"                          all listed back afterwards through --endpoints URL\n"
-		"  --kubeconfig F          credentials and CA (and the target, when not given)\n"
-		"  --namespace NS          where the ConfigMaps go (default default)\n"
-		"  --watch-timeout DURATION a watch on the probed object is kept open and its\n"
-		"                          reconnects measured; timeoutSeconds of each (default 60s)\n"
-		"  --no-watch              no watch\n"
+		"\n");
+	cmd_opts_help(out, options);
+	fprintf(out,
 		"\n"
 		"Example:\n"
 		"  kha drill --target https://10.0.0.10:6443/readyz --cacert ca.crt --rate 200 \\\n"
@@ -145,9 +143,21 @@ static void usage(FILE *out)
 		"Exit codes: 0 ok, 1 availability under --slo, 2 acknowledged writes lost,\n"
 		"3 a command failed (drill stopped), 69 writes could not be read back,\n"
 		"4 rolling stopped (a node failed or never became healthy), 5 nothing succeeded\n"
-		"(no probe answered, no write acknowledged: the drill proves nothing), 128+N interrupted by\n"
+		"(no probe answered, no write acknowledged: the drill proves nothing), 128+N "
+		"interrupted by\n"
 		"signal N (the report is still written), 64 usage, 65 bad scenario file, 74 cannot\n"
 		"write a report, 78 unreadable file.\n");
+}
+
+static int apply(void *target, int val, const char *arg, struct kha_diag *d)
+{
+	struct opts *o = target;
+
+	(void)val; /* OPT_SVG_SCALE */
+	if (strcmp(arg, "linear") != 0 && strcmp(arg, "log") != 0)
+		return kha_diag_set(d, EINVAL, "expected log or linear, got '%s'", arg);
+	o->linear = strcmp(arg, "linear") == 0;
+	return 0;
 }
 
 struct ui {
@@ -260,92 +270,8 @@ static int write_outputs(const struct kha_drill_report *r, const struct kha_dril
 	return 0;
 }
 
-/* The flags of the command itself (the rest are the scenario's). */
-struct flags {
-	bool json_out, with_probes, no_progress, linear;
-	enum kha_log_level level;
-};
-
-/*
- * Pass 2 of the command line: every flag, the scenario's over what its file said. Returns 0,
- * or KHA_EXIT_USAGE after printing why.
- */
-static int parse_flags(int argc, char **argv, struct kha_drill_scenario *sc, struct flags *f)
-{
-	struct kha_diag d = {};
-	int c, idx, r;
-
-	optind = 0;
-	opterr = 0;
-	while ((c = getopt_long(argc, argv, "+ho:", longopts, &idx)) != -1) {
-		switch (c) {
-		case 'o':
-			/* table|json as every report command; "text" is the old name */
-			if (kha_opt_set_output(&f->json_out, optarg, &d) < 0) {
-				fprintf(stderr, "kha drill: --output: %s\n", d.msg);
-				return KHA_EXIT_USAGE;
-			}
-			break;
-		case OPT_SCENARIO:
-			break;
-		case OPT_SVG_SCALE:
-			if (strcmp(optarg, "linear") == 0) {
-				f->linear = true;
-			} else if (strcmp(optarg, "log") != 0) {
-				fprintf(stderr,
-					"kha drill: --svg-scale: expected log or linear, got '%s'\n",
-					optarg);
-				return KHA_EXIT_USAGE;
-			}
-			break;
-		case OPT_REPORT_PROBES:
-			f->with_probes = true;
-			break;
-		case OPT_NO_PROGRESS:
-			f->no_progress = true;
-			break;
-		case OPT_LOG_LEVEL:
-			if (kha_log_parse_level(optarg, &f->level) < 0) {
-				fprintf(stderr,
-					"kha drill: --log-level: expected debug, info, warn or "
-					"error, got '%s'\n",
-					optarg);
-				return KHA_EXIT_USAGE;
-			}
-			break;
-		case OPT_LIB:
-			kha_diag_clear(&d);
-			r = kha_drill_scenario_set(sc, longopts[idx].name, optarg, &d);
-			if (r < 0) {
-				fprintf(stderr, "kha drill: --%s: %s\n", longopts[idx].name, d.msg);
-				return KHA_EXIT_USAGE;
-			}
-			break;
-		case '?':
-		default:
-			if (optopt && optopt < 0x100)
-				fprintf(stderr,
-					"kha drill: unknown or incomplete flag '-%c' (run 'kha "
-					"drill --help')\n",
-					optopt);
-			else
-				fprintf(stderr,
-					"kha drill: unknown flag or missing value in '%s' (run "
-					"'kha drill --help')\n",
-					argv[optind - 1]);
-			return KHA_EXIT_USAGE;
-		}
-	}
-	if (optind < argc) {
-		fprintf(stderr, "kha drill: unexpected argument '%s' (run 'kha drill --help')\n",
-			argv[optind]);
-		return KHA_EXIT_USAGE;
-	}
-	return 0;
-}
-
 /* Runs the drill, stopped by SIGINT/SIGTERM, and writes its report; returns the exit code. */
-static int drill(const struct kha_drill_scenario *sc, const struct flags *f)
+static int drill(const struct kha_drill_scenario *sc, const struct opts *f)
 {
 	struct kha_drill_report *report = NULL;
 	struct kha_diag d = {};
@@ -400,42 +326,45 @@ out:
 
 int cmd_drill_main(int argc, char **argv)
 {
-	struct kha_drill_scenario sc;
-	struct flags f = {.level = KHA_LOG_INFO};
+	struct opts o = {.level = KHA_LOG_INFO};
+	struct cmd_opts opts;
+	struct kha_args a;
 	struct kha_diag d = {};
 	const char *scenario = NULL;
-	int c, idx, r;
+	int r;
 
-	/* pass 1: help and the scenario file, so that flags can override what it says */
-	opterr = 0;
-	while ((c = getopt_long(argc, argv, "+ho:", longopts, &idx)) != -1) {
-		if (c == 'h') {
-			usage(stdout);
-			return KHA_EXIT_OK;
-		}
-		if (c == OPT_SCENARIO)
-			scenario = optarg;
+	/* the scenario file first, so that flags can override what it says */
+	cmd_opts_build(&opts, options, apply, &o);
+	a = cmd_opts_args(&opts);
+	if (kha_args_scan(&a, argc, argv, &scenario)) {
+		usage(stdout);
+		return KHA_EXIT_OK;
 	}
-	kha_drill_scenario_init(&sc);
-	r = scenario ? kha_drill_scenario_load(&sc, scenario, &d) : 0;
+	kha_drill_scenario_init(&o.sc);
+	r = scenario ? kha_drill_scenario_load(&o.sc, scenario, &d) : 0;
 	if (r < 0) {
 		fprintf(stderr, "kha drill: %s\n", d.msg);
-		kha_drill_scenario_release(&sc);
+		kha_drill_scenario_release(&o.sc);
 		return r == -EBADMSG ? KHA_EXIT_DATAERR : kha_exit_from_errno(r);
 	}
-	r = parse_flags(argc, argv, &sc, &f);
+	r = kha_args_apply(&a, NULL, argc, argv, &d); /* the scenario is lib/drill's to read */
+	if (r == 0 && optind < argc) {
+		kha_diag_set(&d, EINVAL, "unexpected argument '%s'", argv[optind]);
+		r = KHA_EXIT_USAGE;
+	}
 	if (r) {
-		kha_drill_scenario_release(&sc);
+		fprintf(stderr, "kha drill: %s (run 'kha drill --help')\n", d.msg);
+		kha_drill_scenario_release(&o.sc);
 		return r;
 	}
-	kha_log_setup(f.level, KHA_LOG_LOGFMT);
-	r = kha_drill_scenario_check(&sc, &d);
+	kha_log_setup(o.level, KHA_LOG_LOGFMT);
+	r = kha_drill_scenario_check(&o.sc, &d);
 	if (r < 0) {
 		fprintf(stderr, "kha drill: %s\n", d.msg);
-		kha_drill_scenario_release(&sc);
+		kha_drill_scenario_release(&o.sc);
 		return kha_exit_from_errno(r);
 	}
-	r = drill(&sc, &f);
-	kha_drill_scenario_release(&sc);
+	r = drill(&o.sc, &o);
+	kha_drill_scenario_release(&o.sc);
 	return r;
 }

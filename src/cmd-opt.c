@@ -145,6 +145,8 @@ int cmd_opts_apply(void *userdata, int val, const char *arg, struct kha_diag *d)
 	switch (t->kind) {
 	case CMD_OPT_CALL:
 		return o->call(o->target, val, arg, d);
+	case CMD_OPT_NAMED:
+		return t->named(at, t->name, arg, d);
 	case CMD_OPT_BOOL:
 		*(bool *)at = true;
 		return 0;

@@ -33,11 +33,13 @@ enum cmd_opt_kind {
 	CMD_OPT_OUTPUT,	   /* table|json into the bool at off (true: json) */
 	CMD_OPT_ETCD, /* one of etcdctl's flags (val KHA_ETCD_OPT_*): the kha_etcd_config at off */
 	CMD_OPT_ADDR, /* host:port into the char[size] at off; "off" or "" clears it */
-	CMD_OPT_LOG_LEVEL,	/* debug|info|warn|error into the enum kha_log_level at off */
-	CMD_OPT_LOG_FORMAT,	/* logfmt|json into the enum kha_log_format at off */
-	CMD_OPT_CONFIG,		/* --config FILE: read by kha_args before the flags */
-	CMD_OPT_HELP,		/* -h, --help */
-	CMD_OPT_INCLUDE,	/* the entries of include, their offsets counted from off */
+	CMD_OPT_LOG_LEVEL,  /* debug|info|warn|error into the enum kha_log_level at off */
+	CMD_OPT_LOG_FORMAT, /* logfmt|json into the enum kha_log_format at off */
+	CMD_OPT_CONFIG,	    /* --config FILE: read by kha_args before the flags */
+	CMD_OPT_HELP,	    /* -h, --help */
+	CMD_OPT_NAMED,	    /* named gets (target + off, the flag's name, value): flags a library
+			* applies by name (kha drill's scenario) */
+	CMD_OPT_INCLUDE,    /* the entries of include, their offsets counted from off */
 	CMD_OPT_INCLUDE_HIDDEN, /* the same, taken but left out of the help (another use's flags) */
 	CMD_OPT_TITLE,		/* not a flag: a heading in the help ("Health tracks:"), in help */
 	CMD_OPT_STOP_AT_OPERAND, /* not a flag: the first operand ends the flags (getopt's "+"),
@@ -55,6 +57,7 @@ struct cmd_opt {
 	size_t size;	  /* CMD_OPT_ADDR: the buffer's size */
 	const struct cmd_opt *include;
 	uint64_t min, max; /* CMD_OPT_UINT */
+	int (*named)(void *at, const char *name, const char *arg, struct kha_diag *d);
 };
 
 /* etcdctl's connection flags, relative to a struct kha_etcd_config (include them at its offset). */
