@@ -196,11 +196,21 @@ static inline bool kha_drill_result_failed(uint8_t r)
 
 /* One slot of the schedule: slot k is due at k * 1e6 / rate microseconds after t0. */
 struct kha_drill_probe {
-	uint64_t t_us;	     /* when it was sent (missed: when it was due) */
-	uint32_t latency_us; /* send to completion (success or failure) */
+	uint64_t t_us;	     /* when its transfer began (missed: when it was due) */
+	uint32_t latency_us; /* transfer begin to completion (success or failure) */
 	uint16_t status;     /* HTTP status, 0 without an answer */
 	uint8_t result;	     /* enum kha_drill_result */
 };
+
+/*
+ * Places a finished probe on the timeline: it was queued at queued_us, seen done at done_us,
+ * and its transfer took transfer_us by the HTTP library's own measure (0: unknown). The
+ * transfer may begin well after it was queued (a busy prober), so it is placed to end when it
+ * was seen done: t_us = done_us - transfer_us (never before queued_us), latency_us =
+ * transfer_us; without a measure, from queued_us to done_us. Sets t_us and latency_us only.
+ */
+void kha_drill_place(struct kha_drill_probe *p, uint64_t queued_us, uint64_t done_us,
+		     uint64_t transfer_us);
 
 /* The instant slot k of a schedule at rate probes per second is due. */
 uint64_t kha_drill_slot_due_us(uint32_t rate, uint64_t slot);

@@ -35,6 +35,18 @@ uint64_t kha_drill_slot_due_us(uint32_t rate, uint64_t slot)
 	return rate ? slot * KHA_USEC_PER_SEC / rate : 0;
 }
 
+void kha_drill_place(struct kha_drill_probe *p, uint64_t queued_us, uint64_t done_us,
+		     uint64_t transfer_us)
+{
+	uint64_t start = queued_us;
+
+	done_us = KHA_MAX(done_us, queued_us);
+	if (transfer_us > 0 && done_us - queued_us > transfer_us)
+		start = done_us - transfer_us;
+	p->t_us = start;
+	p->latency_us = (uint32_t)KHA_MIN(done_us - start, UINT32_MAX);
+}
+
 enum kha_drill_slot_action kha_drill_slot_decide(uint32_t rate, uint64_t slot, uint64_t now_us,
 						 size_t inflight, size_t max_inflight)
 {
@@ -87,7 +99,8 @@ size_t kha_drill_find_windows(const struct kha_drill_probe *p, size_t n, uint64_
 			}
 			w.failed++;
 		} else if (open) {
-			w.end_us = p[i].t_us;
+			/* placed by their transfers' begin, probes of close slots may swap */
+			w.end_us = KHA_MAX(p[i].t_us, w.start_us);
 			if (out && count < max)
 				out[count] = w;
 			count++;

@@ -345,22 +345,22 @@ static enum kha_drill_result classify(struct drill *dr, CURL *e, CURLcode rc, co
 	}
 }
 
-static void finish_probe(struct drill *dr, struct probe *pr, CURLcode rc)
+static void finish_probe(struct drill *dr, struct probe *pr, CURLcode rc, uint64_t done_abs)
 {
 	struct kha_drill_report *r = dr->r;
 	curl_off_t total_us = 0;
-	uint64_t latency;
+	struct kha_drill_probe placed = {};
 	long status = 0;
 	struct kha_diag d = {};
 	enum kha_drill_result res = classify(dr, pr->easy, rc, pr->errbuf, &status, &d);
 
-	/* curl's own measure excludes the time this loop spent on other probes */
-	if (curl_easy_getinfo(pr->easy, CURLINFO_TOTAL_TIME_T, &total_us) == CURLE_OK &&
-	    total_us > 0)
-		latency = (uint64_t)total_us;
-	else
-		latency = kha_now_us() - pr->sent_us;
-	record(dr, pr->slot, pr->sent_us - dr->t0, latency, status, res);
+	/* curl's own measure excludes the time this loop spent on other probes, and its transfer
+	 * may have begun well after it was queued: it is placed to end when it was seen done */
+	if (curl_easy_getinfo(pr->easy, CURLINFO_TOTAL_TIME_T, &total_us) != CURLE_OK ||
+	    total_us < 0)
+		total_us = 0;
+	kha_drill_place(&placed, pr->sent_us - dr->t0, done_abs - dr->t0, (uint64_t)total_us);
+	record(dr, pr->slot, placed.t_us, placed.latency_us, status, res);
 	if (dr->write && dr->kube)
 		kha_drill__kube_write_done(dr->kube, pr->slot, rc == CURLE_OK ? status : 0,
 					   pr->reply, pr->reply_len);
@@ -379,6 +379,8 @@ static void drain_done(struct drill *dr)
 {
 	CURLMsg *msg;
 	int left;
+	/* the transfers listed here ended before this instant, as close to it as can be seen */
+	uint64_t done_abs = kha_now_us();
 
 	while ((msg = curl_multi_info_read(dr->multi, &left))) {
 		struct probe *pr = NULL;
@@ -387,7 +389,7 @@ static void drain_done(struct drill *dr)
 			continue;
 		curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&pr);
 		if (pr)
-			finish_probe(dr, pr, msg->data.result);
+			finish_probe(dr, pr, msg->data.result, done_abs);
 		dr->dirty = true;
 	}
 }

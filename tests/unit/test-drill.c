@@ -281,6 +281,77 @@ static void test_analyze_failure_in_flight_at_fault(void **state)
 	free(p);
 }
 
+static void test_place_by_transfer_end(void **state)
+{
+	struct kha_drill_probe p = {};
+
+	(void)state;
+	/* queued at 150ms, the transfer (2ms by curl) seen done at 212ms: it began at 210ms */
+	kha_drill_place(&p, MS(150), MS(212), MS(2));
+	assert_int_equal(p.t_us, MS(210));
+	assert_int_equal(p.latency_us, MS(2));
+	/* no measure: from queued to done */
+	kha_drill_place(&p, MS(150), MS(212), 0);
+	assert_int_equal(p.t_us, MS(150));
+	assert_int_equal(p.latency_us, MS(62));
+	/* a measure longer than queued to done (another clock): never before it was queued */
+	kha_drill_place(&p, MS(150), MS(160), MS(20));
+	assert_int_equal(p.t_us, MS(150));
+	assert_int_equal(p.latency_us, MS(10));
+	/* done before queued cannot be: no negative latency */
+	kha_drill_place(&p, MS(150), MS(140), MS(2));
+	assert_int_equal(p.t_us, MS(150));
+	assert_int_equal(p.latency_us, 0);
+}
+
+static void test_analyze_places_late_transfers_in_their_phase(void **state)
+{
+	/* the target refused from 200ms to 300ms (the fault and the recovery); a busy prober
+	 * queued every slot on time, but curl began each transfer 60ms later and took 2ms */
+	struct kha_drill_marks m = {.fault_us = MS(200), .recover_us = MS(300), .end_us = MS(400)};
+	struct kha_drill_probe p[34] = {};
+	struct kha_drill_stats s;
+	size_t n = sizeof(p) / sizeof(p[0]);
+
+	(void)state;
+	for (size_t i = 0; i < n; i++) {
+		uint64_t queued = kha_drill_slot_due_us(100, i), began = queued + MS(60);
+
+		kha_drill_place(&p[i], queued, began + MS(2), MS(2));
+		p[i].result = began >= MS(200) && began < MS(300) ? KHA_DRILL_PROBE_REFUSED
+								  : KHA_DRILL_PROBE_OK;
+	}
+	assert_int_equal(kha_drill_analyze(p, n, &m, &s), 0);
+	assert_int_equal(s.failed, 10);
+	/* no refusal placed before the refusals began, none in the phase before the fault */
+	assert_int_equal(s.n_windows, 1);
+	assert_int_equal(s.longest.start_us, MS(200));
+	assert_int_equal(s.longest.end_us, MS(300));
+	assert_int_equal(s.first_failure_us, MS(200));
+	assert_int_equal(s.recovered_us, MS(300));
+	assert_int_equal(s.phases[KHA_DRILL_PHASE_BEFORE].failed, 0);
+	assert_int_equal(s.phases[KHA_DRILL_PHASE_DURING].failed, 10);
+	assert_int_equal(s.phases[KHA_DRILL_PHASE_DURING].ok, 0);
+	assert_int_equal(s.phases[KHA_DRILL_PHASE_AFTER].failed, 0);
+}
+
+static void test_windows_of_swapped_probes_never_end_before_they_start(void **state)
+{
+	struct kha_drill_probe *p;
+	struct kha_drill_window w[2];
+	size_t n;
+
+	(void)state;
+	/* a failed slot whose transfer began after the next slot's (successful) one */
+	p = series("oxoo", 100, 500, &n);
+	p[1].t_us = MS(25);
+	p[2].t_us = MS(22);
+	assert_int_equal(kha_drill_find_windows(p, n, MS(40), w, 2), 1);
+	assert_int_equal(w[0].start_us, MS(25));
+	assert_int_equal(w[0].end_us, MS(25));
+	free(p);
+}
+
 /* ---------------------------------------------------------------------------------------- */
 
 static void test_expect_status_lists(void **state)
@@ -1129,6 +1200,9 @@ int main(void)
 		cmocka_unit_test(test_analyze_counts_and_availability),
 		cmocka_unit_test(test_analyze_phases_split_on_fault_and_recovery),
 		cmocka_unit_test(test_analyze_failure_in_flight_at_fault),
+		cmocka_unit_test(test_place_by_transfer_end),
+		cmocka_unit_test(test_analyze_places_late_transfers_in_their_phase),
+		cmocka_unit_test(test_windows_of_swapped_probes_never_end_before_they_start),
 		cmocka_unit_test(test_expect_status_lists),
 		cmocka_unit_test(test_scenario_parse_full),
 		cmocka_unit_test(test_scenario_parse_rolling_list),
