@@ -343,11 +343,9 @@ static int dns_spread(const struct kha_audit_deployment *dep, const struct kha_a
 	if (running >= 2 && one_node) {
 		snprintf(finding, sizeof(finding),
 			 "all %zu cluster DNS pods run on node %s: that node is a single point of "
-			 "failure for DNS",
+			 "failure for DNS (restart the rollout once other nodes can take them)",
 			 running, node);
-		snprintf(fix, sizeof(fix),
-			 "once other nodes can take them: kubectl -n %s rollout restart "
-			 "deployment/%s",
+		snprintf(fix, sizeof(fix), "kubectl -n %s rollout restart deployment/%s",
 			 dep->namespace, dep->name);
 		ret = kha_audit_add(r, "dns-spread", node, KHA_AUDIT_WARNING, finding, fix, NULL,
 				    NULL);

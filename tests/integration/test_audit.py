@@ -266,10 +266,23 @@ class ClusterDNS:
                "spec": {**spec, "selector": {"matchLabels": DNS_LABELS}}}
         self.k8s.kubectl("apply", "-f", "-", input=json.dumps(obj))
 
-    def ready(self, name="coredns"):
+    def finish_terminating(self):
+        """What the kubelets would do for the pods being deleted: confirm their end (a
+        forced delete), so that they leave the API."""
+        pods = self.k8s.kubectl_json("get", "pods", "-n", self.ns, "-l", "k8s-app=kube-dns")
+        gone = [p["metadata"]["name"] for p in pods["items"]
+                if p["metadata"].get("deletionTimestamp")]
+        if gone:
+            self.k8s.kubectl("delete", "pods", "-n", self.ns, *gone, "--force",
+                             "--grace-period=0", "--ignore-not-found", check=False)
+
+    def ready(self, name="coredns", finish_terminating=False):
         """Waits until the Deployment's replicas are bound, reported running, and counted
-        ready by the real controllers; returns the live pods."""
+        ready by the real controllers (and, with finish_terminating, the replaced pods gone);
+        returns the live pods."""
         def done():
+            if finish_terminating:
+                self.finish_terminating()
             live = self.k8s.run_scheduled_pods(self.ns, "k8s-app=kube-dns")
             d = self.k8s.kubectl_json("get", "deployment", "-n", self.ns, name)
             want, st = d["spec"]["replicas"], d.get("status", {})
@@ -441,6 +454,36 @@ def test_kube_dns_found_by_label_and_on_one_node(k8s, dns):
     assert f["severity"] == "warning" and f["subject"] == dns.ref
     assert f"no cluster DNS Deployment found ({dns.ref}, or label k8s-app=kube-dns in " \
         f"namespace {dns.ns})" in f["finding"]
+
+
+@K8S
+def test_kube_dns_on_one_node_and_the_printed_fix_spreads_it(k8s, dns):
+    """Two DNS replicas with preferred anti-affinity land on one worker while the others are
+    cordoned; uncordoned, the pods stay put and the audit warns, printing a rollout restart.
+    That fix, run as printed in a shell on the node, has the real scheduler place the new pods
+    on two workers, and the warning is gone."""
+    others = ("worker-2", "worker-3")
+    k8s.kubectl("cordon", *others)
+    try:
+        dns.deploy(replicas=2, anti_affinity="preferred")
+        pods = dns.ready()
+        assert {p["spec"]["nodeName"] for p in pods} == {"worker-1"}, pods
+    finally:
+        k8s.kubectl("uncordon", *others)
+    p, rep = lab_audit(k8s, "--dns", dns.ref)
+    spread = findings(rep, "dns-spread")
+    assert [f["severity"] for f in spread] == ["ok", "warning"], spread
+    f = spread[1]
+    assert f["subject"] == "worker-1" and "all 2 cluster DNS pods" in f["finding"], f
+    assert f["fix"] == f"kubectl -n {dns.ns} rollout restart deployment/coredns", f
+
+    k8s.exec("node", "sh", "-c", f["fix"])
+    pods = dns.ready(finish_terminating=True)
+    assert len({p["spec"]["nodeName"] for p in pods}) == 2, pods
+    p, rep = lab_audit(k8s, "--dns", dns.ref)
+    spread = findings(rep, "dns-spread")
+    assert [f["severity"] for f in spread] == ["ok"], spread
+    assert "preferred pod anti-affinity" in spread[0]["finding"]
 
 
 @K8S
