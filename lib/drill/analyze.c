@@ -82,14 +82,39 @@ static bool counted(uint8_t result)
 	return result != KHA_DRILL_PROBE_MISSED && result != KHA_DRILL_PROBE_CANCELLED;
 }
 
+struct placed {
+	uint64_t t_us;
+	size_t i;
+};
+
+static int cmp_placed(const void *a, const void *b)
+{
+	const struct placed *x = a, *y = b;
+
+	if (x->t_us != y->t_us)
+		return (x->t_us > y->t_us) - (x->t_us < y->t_us);
+	return (x->i > y->i) - (x->i < y->i);
+}
+
+/* Windows are runs of failed probes in time order. Probes are placed by their transfers' begin
+ * (kha_drill_place), so probes of close slots may be swapped in time: the run is taken over the
+ * probes sorted by time (slot order breaks ties; without memory for the order, slot order). */
 size_t kha_drill_find_windows(const struct kha_drill_probe *p, size_t n, uint64_t end_us,
 			      struct kha_drill_window *out, size_t max)
 {
 	struct kha_drill_window w = {};
 	bool open = false;
 	size_t count = 0;
+	struct placed *order = n ? malloc(n * sizeof(*order)) : NULL;
 
-	for (size_t i = 0; i < n; i++) {
+	if (order) {
+		for (size_t k = 0; k < n; k++)
+			order[k] = (struct placed){.t_us = p[k].t_us, .i = k};
+		qsort(order, n, sizeof(*order), cmp_placed);
+	}
+	for (size_t k = 0; k < n; k++) {
+		size_t i = order ? order[k].i : k;
+
 		if (!counted(p[i].result))
 			continue;
 		if (kha_drill_result_failed(p[i].result)) {
@@ -99,7 +124,7 @@ size_t kha_drill_find_windows(const struct kha_drill_probe *p, size_t n, uint64_
 			}
 			w.failed++;
 		} else if (open) {
-			/* placed by their transfers' begin, probes of close slots may swap */
+			/* sorted by time: the guard only matters without the order */
 			w.end_us = KHA_MAX(p[i].t_us, w.start_us);
 			if (out && count < max)
 				out[count] = w;
@@ -114,6 +139,7 @@ size_t kha_drill_find_windows(const struct kha_drill_probe *p, size_t n, uint64_
 			out[count] = w;
 		count++;
 	}
+	free(order);
 	return count;
 }
 

@@ -335,20 +335,23 @@ static void test_analyze_places_late_transfers_in_their_phase(void **state)
 	assert_int_equal(s.phases[KHA_DRILL_PHASE_AFTER].failed, 0);
 }
 
-static void test_windows_of_swapped_probes_never_end_before_they_start(void **state)
+static void test_windows_follow_time_not_slot_order(void **state)
 {
 	struct kha_drill_probe *p;
 	struct kha_drill_window w[2];
 	size_t n;
 
 	(void)state;
-	/* a failed slot whose transfer began after the next slot's (successful) one */
+	/* a failed slot whose transfer began after the next slot's (successful) one: in time, the
+	 * success came first, so the window runs from the failure to the next success in time (the
+	 * probe at 30 ms), never ending before it starts nor holding a success inside */
 	p = series("oxoo", 100, 500, &n);
 	p[1].t_us = MS(25);
 	p[2].t_us = MS(22);
 	assert_int_equal(kha_drill_find_windows(p, n, MS(40), w, 2), 1);
 	assert_int_equal(w[0].start_us, MS(25));
-	assert_int_equal(w[0].end_us, MS(25));
+	assert_int_equal(w[0].end_us, MS(30));
+	assert_int_equal(w[0].failed, 1);
 	free(p);
 }
 
@@ -1202,7 +1205,7 @@ int main(void)
 		cmocka_unit_test(test_analyze_failure_in_flight_at_fault),
 		cmocka_unit_test(test_place_by_transfer_end),
 		cmocka_unit_test(test_analyze_places_late_transfers_in_their_phase),
-		cmocka_unit_test(test_windows_of_swapped_probes_never_end_before_they_start),
+		cmocka_unit_test(test_windows_follow_time_not_slot_order),
 		cmocka_unit_test(test_expect_status_lists),
 		cmocka_unit_test(test_scenario_parse_full),
 		cmocka_unit_test(test_scenario_parse_rolling_list),
