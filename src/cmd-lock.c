@@ -649,15 +649,15 @@ static int hold(struct opts *o, struct kha_lock_gates *gates, struct reload_ctx 
 	kha_autofree char *value = NULL;
 	int r, status = 0;
 
-	if (!o->ttl_us)
-		o->ttl_us = 30 * KHA_USEC_PER_SEC;
-	if (!o->renew_deadline_us)
-		o->renew_deadline_us = o->ttl_us * 2 / 3;
-	if (kha_elect_check_ttl(o->ttl_us, false, &d) < 0)
+	/* kha elect's etcd derivation (renew deadline TTL*2/3, the same checks); a lock's own
+	 * default TTL is 30 s, not 10 s (docs/lock.md) */
+	struct kha_elect_timers t = {.ttl_us = o->ttl_us ? o->ttl_us : 30 * KHA_USEC_PER_SEC,
+				     .renew_deadline_us = o->renew_deadline_us};
+
+	if (kha_elect_timers_derive(&t, false, &d) < 0)
 		return usage_error(me, "%s", d.msg);
-	if (o->renew_deadline_us >= o->ttl_us)
-		return usage_error(me, "--renew-deadline must be shorter than --ttl (COMMAND must "
-				       "stop before the lease can expire)");
+	o->ttl_us = t.ttl_us;
+	o->renew_deadline_us = t.renew_deadline_us;
 	if (!o->id) {
 		char host[256] = "localhost";
 
