@@ -13,6 +13,7 @@
 #include <jansson.h>
 
 #include "cmd-common.h"
+#include "cmd-opt.h"
 #include "commands.h"
 #include "kha/config.h"
 #include "kha/election.h"
@@ -23,70 +24,164 @@
 #include "kha/banned.h"
 
 enum {
-	OPT_LOCK = 0x100,
-	OPT_SLOTS,
+	OPT_SLOTS = 0x100,
 	OPT_ID,
-	OPT_TTL,
-	OPT_RENEW_DEADLINE,
-	OPT_GRACE,
 	OPT_WINDOW,
-	OPT_REQUIRE_ETCD_HEALTHY,
 	OPT_REQUIRE_BACKUP_WITHIN,
-	OPT_GATE_INTERVAL,
-	OPT_STATUS,
-	OPT_LISTEN,
-	OPT_SERVE_CERT,
-	OPT_SERVE_KEY,
 	OPT_SERVE_CLIENT_CA,
-	OPT_SERVE_CACERT,
-	OPT_CLIENT_IDS,
 	OPT_GROUP,
-	OPT_INSECURE_NO_CLIENT_CERTS,
-	OPT_METRICS_ADDR,
-	OPT_LOG_LEVEL,
-	OPT_LOG_FORMAT,
-	OPT_CONFIG,
 };
 
-static const struct option longopts[] = {
-	KHA_ETCD_LONGOPTS,
-	{"lock", required_argument, NULL, OPT_LOCK},
-	{"slots", required_argument, NULL, OPT_SLOTS},
-	{"id", required_argument, NULL, OPT_ID},
-	{"ttl", required_argument, NULL, OPT_TTL},
-	{"renew-deadline", required_argument, NULL, OPT_RENEW_DEADLINE},
-	{"grace", required_argument, NULL, OPT_GRACE},
-	{"window", required_argument, NULL, OPT_WINDOW},
-	{"require-etcd-healthy", no_argument, NULL, OPT_REQUIRE_ETCD_HEALTHY},
-	{"require-backup-within", required_argument, NULL, OPT_REQUIRE_BACKUP_WITHIN},
-	{"gate-interval", required_argument, NULL, OPT_GATE_INTERVAL},
-	{"status", no_argument, NULL, OPT_STATUS},
-	{"listen", required_argument, NULL, OPT_LISTEN},
-	{"serve-cert", required_argument, NULL, OPT_SERVE_CERT},
-	{"serve-key", required_argument, NULL, OPT_SERVE_KEY},
-	{"serve-cacert", required_argument, NULL, OPT_SERVE_CACERT},
-	{"serve-client-ca", required_argument, NULL, OPT_SERVE_CLIENT_CA}, /* deprecated */
-	{"client-ids", required_argument, NULL, OPT_CLIENT_IDS},
-	{"group", required_argument, NULL, OPT_GROUP},
-	{"insecure-no-client-certs", no_argument, NULL, OPT_INSECURE_NO_CLIENT_CERTS},
-	{"metrics-addr", required_argument, NULL, OPT_METRICS_ADDR},
-	{"log-level", required_argument, NULL, OPT_LOG_LEVEL},
-	{"log-format", required_argument, NULL, OPT_LOG_FORMAT},
-	{"config", required_argument, NULL, OPT_CONFIG},
-	{"output", required_argument, NULL, 'o'},
-	{"help", no_argument, NULL, 'h'},
+struct opts {
+	struct kha_etcd_config etcd;
+	char *lock, *id, *listen, *backup_dir, *metrics_addr;
+	char *serve_cert, *serve_key, *serve_client_ca, *client_ids;
+	char *groups[KHA_FLEETLOCK_GROUPS];
+	size_t n_groups;
+	bool insecure_no_client_certs;
+	size_t slots;
+	uint64_t ttl_us, renew_deadline_us, grace_us, gate_interval_us, backup_max_age_us;
+	struct kha_lock_window_set window;
+	bool has_window, require_etcd_healthy, status, json, slots_set;
+	enum kha_log_level level;
+	enum kha_log_format format;
+	/* getopt state for the two-argument --require-backup-within */
+	int argc;
+	char **argv;
+};
+
+#define CALL(n, a, v, h)     CMD_OPT_CALL_ENTRY(n, a, v, h)
+#define TYPED(k, n, a, f, h) CMD_OPT_TYPED_ENTRY(k, struct opts, n, a, f, h)
+#define STR(n, a, f, h)	     TYPED(CMD_OPT_STRDUP, n, a, f, h)
+#define DUR(n, f, h)	     TYPED(CMD_OPT_DURATION, n, "DURATION", f, h)
+#define INCLUDE(k, table)                   \
+	{                                   \
+		.kind = k, .include = table \
+	}
+
+/* Every use of the lock takes every flag (one --config file serves all three); each help shows
+ * its own and leaves the others out. */
+static const struct cmd_opt lock_options[] = {
+	STR("lock", "NAME", lock, "lock name (etcd key prefix NAME/); required"),
+	CALL("slots", "N", OPT_SLOTS, "holders at once (default 1)"),
 	{},
 };
 
-#define GATES_HELP                                                                              \
-	"  --window SPEC             run COMMAND / grant slots only inside these local-time\n"  \
-	"                            windows: \"Mon..Fri 02:00-05:00; Sat,Sun 00:00-24:00\"\n"  \
-	"                            (grammar: docs/lock.md)\n"                                 \
-	"  --require-etcd-healthy    only while every etcd member answers, with a leader and\n" \
-	"                            no alarm\n"                                                \
-	"  --require-backup-within DURATION DIR  only while DIR holds an etcd snapshot newer\n" \
-	"                            than DURATION that verifies (SHA-256, bbolt structure;\n"  \
-	"                            e.g. 24h /var/backups/etcd)\n"
+static const struct cmd_opt hold_options[] = {
+	CALL("id", "ID", OPT_ID, "our identity (default: the host name)"),
+	DUR("ttl", ttl_us, "lease TTL (default 30s)"),
+	DUR("renew-deadline", renew_deadline_us,
+	    "stop COMMAND when no keep-alive succeeded for this long\n(default TTL*2/3)"),
+	TYPED(CMD_OPT_DURATION0, "grace", "DURATION", grace_us,
+	      "SIGTERM -> SIGKILL when COMMAND must stop (default 10s)"),
+	{},
+};
+
+static const struct cmd_opt gate_options[] = {
+	CALL("window", "SPEC", OPT_WINDOW,
+	     "run COMMAND / grant slots only inside these local-time\nwindows: \"Mon..Fri "
+	     "02:00-05:00; Sat,Sun 00:00-24:00\"\n(grammar: docs/lock.md)"),
+	TYPED(CMD_OPT_BOOL, "require-etcd-healthy", NULL, require_etcd_healthy,
+	      "only while every etcd member answers, with a leader and\nno alarm"),
+	CALL("require-backup-within", "DURATION DIR", OPT_REQUIRE_BACKUP_WITHIN,
+	     "only while DIR holds an etcd snapshot newer\nthan DURATION that verifies (SHA-256, "
+	     "bbolt structure;\ne.g. 24h /var/backups/etcd)"),
+	DUR("gate-interval", gate_interval_us,
+	    "how often closed gates are checked again (default 10s)"),
+	{},
+};
+
+static const struct cmd_opt status_flag[] = {
+	TYPED(CMD_OPT_BOOL, "status", NULL, status, "the same as `kha lock status`"),
+	{},
+};
+
+static const struct cmd_opt serve_options[] = {
+	STR("listen", "ADDR", listen, "address to listen on (default 127.0.0.1:3333)"),
+	STR("serve-cert", "FILE", serve_cert,
+	    "HTTPS with this certificate (PEM chain) and the key\nof --serve-key"),
+	STR("serve-key", "FILE", serve_key, "the private key of --serve-cert"),
+	STR("serve-cacert", "FILE", serve_client_ca,
+	    "only clients with a certificate of this CA; a client\nmay then take and release only "
+	    "the ids that are its\ncertificate's names (subject CN, DNS SANs)"),
+	CALL("serve-client-ca", "FILE", OPT_SERVE_CLIENT_CA, NULL), /* deprecated --serve-cacert */
+	STR("client-ids", "FILE", client_ids,
+	    "which ids each certificate may use instead: lines\n\"CERT-NAME ID [ID...]\" "
+	    "(docs/lock.md)"),
+	CALL("group", "NAME", OPT_GROUP,
+	     "a FleetLock group clients may name (repeat; default:\nonly \"default\"); group G is "
+	     "lock NAME.G"),
+	TYPED(CMD_OPT_BOOL, "insecure-no-client-certs", NULL, insecure_no_client_certs,
+	      "allow listening off loopback without client\ncertificates (anyone who reaches the "
+	      "port can then\nrelease any node's slot; logged as a warning)"),
+	{},
+};
+
+static const struct cmd_opt daemon_options[] = {
+	STR("metrics-addr", "ADDR", metrics_addr,
+	    "/metrics (Prometheus), /healthz, /readyz (off by\ndefault): the slot and COMMAND; "
+	    "with serve, FleetLock\nrequests by operation and result"),
+	CMD_OPTS_LOG(struct opts, level, format),
+	CMD_OPT_CONFIG_ENTRY,
+	{},
+};
+
+static const struct cmd_opt options[] = {
+	{.kind = CMD_OPT_STOP_AT_OPERAND},
+	INCLUDE(CMD_OPT_INCLUDE, lock_options),
+	INCLUDE(CMD_OPT_INCLUDE, hold_options),
+	INCLUDE(CMD_OPT_INCLUDE, gate_options),
+	INCLUDE(CMD_OPT_INCLUDE, status_flag),
+	CMD_OPT_OUTPUT_ENTRY(struct opts, json, "status format (JSON: docs/lock.md)"),
+	INCLUDE(CMD_OPT_INCLUDE, daemon_options),
+	CMD_OPT_INCLUDE_ETCD(struct opts, etcd),
+	CMD_OPT_HELP_ENTRY,
+	CMD_OPT_TITLE_ENTRY("\nServe flags (kha lock serve; see its --help):"),
+	INCLUDE(CMD_OPT_INCLUDE, serve_options),
+	{},
+};
+
+static const struct cmd_opt status_options[] = {
+	{.kind = CMD_OPT_STOP_AT_OPERAND},
+	STR("lock", "NAME", lock, "lock name; required"),
+	CALL("slots", "N", OPT_SLOTS,
+	     "count holders as if the lock had N slots (default: the\ncount each contender "
+	     "recorded)"),
+	CMD_OPT_OUTPUT_ENTRY(struct opts, json,
+			     "format (JSON: docs/lock.md; an error is a JSON\ndocument too)"),
+	CMD_OPT_INCLUDE_ETCD(struct opts, etcd),
+	CMD_OPT_HELP_ENTRY,
+	INCLUDE(CMD_OPT_INCLUDE_HIDDEN, hold_options),
+	INCLUDE(CMD_OPT_INCLUDE_HIDDEN, gate_options),
+	INCLUDE(CMD_OPT_INCLUDE_HIDDEN, status_flag),
+	INCLUDE(CMD_OPT_INCLUDE_HIDDEN, serve_options),
+	INCLUDE(CMD_OPT_INCLUDE_HIDDEN, daemon_options),
+	{},
+};
+
+static const struct cmd_opt serve_table[] = {
+	{.kind = CMD_OPT_STOP_AT_OPERAND},
+	INCLUDE(CMD_OPT_INCLUDE, lock_options),
+	INCLUDE(CMD_OPT_INCLUDE, serve_options),
+	INCLUDE(CMD_OPT_INCLUDE, gate_options),
+	INCLUDE(CMD_OPT_INCLUDE, daemon_options),
+	CMD_OPT_INCLUDE_ETCD(struct opts, etcd),
+	CMD_OPT_HELP_ENTRY,
+	INCLUDE(CMD_OPT_INCLUDE_HIDDEN, hold_options),
+	INCLUDE(CMD_OPT_INCLUDE_HIDDEN, status_flag),
+	{.kind = CMD_OPT_OUTPUT,
+	 .name = "output",
+	 .short_name = 'o',
+	 .arg = "table|json",
+	 .off = offsetof(struct opts, json)},
+	{},
+};
+
+#undef CALL
+#undef TYPED
+#undef STR
+#undef DUR
+#undef INCLUDE
 
 static void usage(FILE *out)
 {
@@ -103,37 +198,9 @@ static void usage(FILE *out)
 		"`kha lock serve` speaks FleetLock (POST /v1/pre-reboot, /v1/steady-state with\n"
 		"header fleet-lock-protocol: true) on the same semaphore, for Zincati and other\n"
 		"reboot agents; FleetLock slots have no lease: they last until steady-state.\n\n"
-		"Flags:\n"
-		"  --lock NAME               lock name (etcd key prefix NAME/); required\n"
-		"  --slots N                 holders at once (default 1)\n"
-		"  --id ID                   our identity (default: the host name)\n"
-		"  --ttl DURATION            lease TTL (default 30s)\n"
-		"  --renew-deadline DURATION stop COMMAND when no keep-alive succeeded for this long\n"
-		"                            (default TTL*2/3)\n"
-		"  --grace DURATION          SIGTERM -> SIGKILL when COMMAND must stop (default 10s)\n"
-		"  --gate-interval DURATION  how often closed gates are checked again (default 10s)\n" GATES_HELP
-		"  --status                  the same as `kha lock status`\n"
-		"  -o, --output table|json   status format (JSON: docs/lock.md)\n"
-		"  --listen ADDR             serve: address to listen on (default 127.0.0.1:3333)\n"
-		"  --serve-cert FILE, --serve-key FILE  serve: HTTPS with this certificate (PEM\n"
-		"                            chain) and key\n"
-		"  --serve-cacert FILE       serve: only clients with a certificate of this CA; a\n"
-		"                            client may then take and release only the ids that\n"
-		"                            are its certificate's names (subject CN, DNS SANs)\n"
-		"  --client-ids FILE         serve: which ids each certificate may use instead:\n"
-		"                            lines \"CERT-NAME ID [ID...]\" (docs/lock.md)\n"
-		"  --group NAME              serve: a FleetLock group clients may name (repeat;\n"
-		"                            default: only \"default\"); group G is lock NAME.G\n"
-		"  --insecure-no-client-certs  serve: allow listening off loopback without client\n"
-		"                            certificates (anyone who reaches the port can then\n"
-		"                            release any node's slot; logged as a warning)\n"
-		"  --metrics-addr ADDR       /metrics (Prometheus), /healthz, /readyz: the slot and\n"
-		"                            COMMAND; with serve, FleetLock requests by operation\n"
-		"                            and result (off by default)\n"
-		"  --log-level LEVEL         debug, info (default), warn, error\n"
-		"  --log-format FORMAT       logfmt (default) or json\n"
-		"  --config FILE             YAML file of these flags (keys = flag names)\n" KHA_ETCD_OPTIONS_HELP
-		"  -h, --help                this help\n"
+		"Flags:\n");
+	cmd_opts_help(out, options);
+	fprintf(out,
 		"\nExit codes: COMMAND's status (128+N when killed by signal N), 0 after SIGTERM/\n"
 		"SIGINT, 69 etcd unreachable at start or the slot lost while COMMAND ran, 64 usage,\n"
 		"78 unusable TLS files or config.\n\n"
@@ -156,13 +223,9 @@ static void usage_status(FILE *out)
 		"grows, so a resource can refuse an older holder), since when it queued, the\n"
 		"remaining TTL of its lease (none: a FleetLock slot, held until steady-state)\n"
 		"and its key. Reads only.\n\n"
-		"Flags:\n"
-		"  --lock NAME               lock name; required\n"
-		"  --slots N                 count holders as if the lock had N slots (default: the\n"
-		"                            count each contender recorded)\n"
-		"  -o, --output table|json   format (JSON: docs/lock.md; an error is a JSON\n"
-		"                            document too)\n" KHA_ETCD_OPTIONS_HELP
-		"  -h, --help                this help\n"
+		"Flags:\n");
+	cmd_opts_help(out, status_options);
+	fprintf(out,
 		"\nExit codes: 0 read, 69 etcd unreachable, 78 unusable TLS files, 64 usage.\n\n"
 		"Example:\n"
 		"  kha lock status --lock master-upgrades --endpoints https://10.0.0.1:2379 \\\n"
@@ -177,29 +240,9 @@ static void usage_serve(FILE *out)
 		"header fleet-lock-protocol: true) on lock NAME, for Zincati and other reboot\n"
 		"agents. A FleetLock slot has no lease: it lasts until the node's steady-state.\n"
 		"Stays in the foreground; SIGTERM/SIGINT stop it.\n\n"
-		"Flags:\n"
-		"  --lock NAME               lock name (etcd key prefix NAME/); required\n"
-		"  --slots N                 holders at once (default 1)\n"
-		"  --listen ADDR             address to listen on (default 127.0.0.1:3333)\n"
-		"  --serve-cert FILE, --serve-key FILE  HTTPS with this certificate (PEM chain)\n"
-		"                            and key\n"
-		"  --serve-cacert FILE       only clients with a certificate of this CA; a client\n"
-		"                            may then take and release only the ids that are its\n"
-		"                            certificate's names (subject CN, DNS SANs)\n"
-		"  --client-ids FILE         which ids each certificate may use instead: lines\n"
-		"                            \"CERT-NAME ID [ID...]\" (docs/lock.md)\n"
-		"  --group NAME              a FleetLock group clients may name (repeat; default:\n"
-		"                            only \"default\"); group G is lock NAME.G\n"
-		"  --insecure-no-client-certs  allow listening off loopback without client\n"
-		"                            certificates (anyone who reaches the port can then\n"
-		"                            release any node's slot; logged as a warning)\n" GATES_HELP
-		"  --gate-interval DURATION  how often closed gates are checked again (default 10s)\n"
-		"  --metrics-addr ADDR       /metrics (FleetLock requests by operation and result),\n"
-		"                            /healthz, /readyz (off by default)\n"
-		"  --log-level LEVEL         debug, info (default), warn, error\n"
-		"  --log-format FORMAT       logfmt (default) or json\n"
-		"  --config FILE             YAML file of these flags (keys = flag names)\n" KHA_ETCD_OPTIONS_HELP
-		"  -h, --help                this help\n"
+		"Flags:\n");
+	cmd_opts_help(out, serve_table);
+	fprintf(out,
 		"\nExit codes: 0 after SIGTERM/SIGINT, 64 usage, 69 etcd unreachable, 78 unusable\n"
 		"TLS files or config.\n\n"
 		"Example:\n"
@@ -208,24 +251,6 @@ static void usage_serve(FILE *out)
 		"      --serve-cacert nodes-ca.crt --group default --group workers \\\n"
 		"      --endpoints https://10.0.0.1:2379 ...\n");
 }
-
-struct opts {
-	struct kha_etcd_config etcd;
-	char *lock, *id, *listen, *backup_dir, *metrics_addr;
-	char *serve_cert, *serve_key, *serve_client_ca, *client_ids;
-	char *groups[KHA_FLEETLOCK_GROUPS];
-	size_t n_groups;
-	bool insecure_no_client_certs;
-	size_t slots;
-	uint64_t ttl_us, renew_deadline_us, grace_us, gate_interval_us, backup_max_age_us;
-	struct kha_lock_window_set window;
-	bool has_window, require_etcd_healthy, status, json, slots_set;
-	enum kha_log_level level;
-	enum kha_log_format format;
-	/* getopt state for the two-argument --require-backup-within */
-	int argc;
-	char **argv;
-};
 
 static void opts_release(struct opts *o)
 {
@@ -272,15 +297,14 @@ static int set_backup(struct opts *o, const char *arg, struct kha_diag *d)
 	return kha_opt_set_str(&o->backup_dir, dir, d);
 }
 
-static int apply(void *userdata, int val, const char *arg, struct kha_diag *d)
+/* The flags of the handler: the ones the table cannot apply by their type. */
+static int apply(void *target, int val, const char *arg, struct kha_diag *d)
 {
-	struct opts *o = userdata;
+	struct opts *o = target;
 	uint64_t n;
 	int r;
 
 	switch (val) {
-	case OPT_LOCK:
-		return kha_opt_set_str(&o->lock, arg, d);
 	case OPT_SLOTS:
 		if (kha_parse_u64(arg, 1, 10000, &n) < 0)
 			return kha_diag_set(d, EINVAL, "'%s' is not a number from 1 to 10000", arg);
@@ -291,34 +315,14 @@ static int apply(void *userdata, int val, const char *arg, struct kha_diag *d)
 		if (!arg[0])
 			return kha_diag_set(d, EINVAL, "the id is empty");
 		return kha_opt_set_str(&o->id, arg, d);
-	case OPT_TTL:
-		return kha_opt_set_duration(&o->ttl_us, arg, false, d);
-	case OPT_RENEW_DEADLINE:
-		return kha_opt_set_duration(&o->renew_deadline_us, arg, false, d);
-	case OPT_GRACE:
-		return kha_opt_set_duration(&o->grace_us, arg, true, d);
-	case OPT_GATE_INTERVAL:
-		return kha_opt_set_duration(&o->gate_interval_us, arg, false, d);
 	case OPT_WINDOW:
 		r = kha_lock_window_parse(arg, &o->window, d);
 		if (r < 0)
 			return r;
 		o->has_window = true;
 		return 0;
-	case OPT_REQUIRE_ETCD_HEALTHY:
-		o->require_etcd_healthy = true;
-		return 0;
 	case OPT_REQUIRE_BACKUP_WITHIN:
 		return set_backup(o, arg, d);
-	case OPT_STATUS:
-		o->status = true;
-		return 0;
-	case OPT_LISTEN:
-		return kha_opt_set_str(&o->listen, arg, d);
-	case OPT_SERVE_CERT:
-		return kha_opt_set_str(&o->serve_cert, arg, d);
-	case OPT_SERVE_KEY:
-		return kha_opt_set_str(&o->serve_key, arg, d);
 	case OPT_SERVE_CLIENT_CA: {
 		static bool warned; /* once per process: a reload reads the config file again */
 
@@ -328,11 +332,7 @@ static int apply(void *userdata, int val, const char *arg, struct kha_diag *d)
 		warned = true;
 		return kha_opt_set_str(&o->serve_client_ca, arg, d);
 	}
-	case OPT_SERVE_CACERT:
-		return kha_opt_set_str(&o->serve_client_ca, arg, d);
-	case OPT_CLIENT_IDS:
-		return kha_opt_set_str(&o->client_ids, arg, d);
-	case OPT_GROUP:
+	default: /* OPT_GROUP */
 		if (!kha_fleetlock_group_valid(arg))
 			return kha_diag_set(d, EINVAL, "'%s' is not a group name ([a-zA-Z0-9.-]+)",
 					    arg);
@@ -346,21 +346,6 @@ static int apply(void *userdata, int val, const char *arg, struct kha_diag *d)
 			return kha_diag_set(d, ENOMEM, "out of memory");
 		o->n_groups++;
 		return 0;
-	case OPT_INSECURE_NO_CLIENT_CERTS:
-		o->insecure_no_client_certs = true;
-		return 0;
-	case OPT_METRICS_ADDR:
-		return kha_opt_set_str(&o->metrics_addr, arg, d);
-	case OPT_LOG_LEVEL:
-		return kha_opt_set_log_level(&o->level, arg, d);
-	case OPT_LOG_FORMAT:
-		return kha_opt_set_log_format(&o->format, arg, d);
-	case 'o':
-		return kha_opt_set_output(&o->json, arg, d);
-	case OPT_CONFIG:
-		return 0;
-	default: /* the etcd flags: that layer names the flag in its messages */
-		return kha_etcd_config_apply_opt(&o->etcd, val, arg, d);
 	}
 }
 
@@ -402,15 +387,15 @@ static int print_status(const struct opts *o, const char *me)
 
 /* What a SIGHUP of kha lock serve changes: the groups, the --client-ids file, the log settings. */
 struct serve_reload {
-	const struct kha_args *a;
+	const struct cmd_opt *table;
 	struct kha_args_source src;
 	struct opts *running;
 	struct kha_fleetlock_opts *fo;
 	struct kha_fleetlock_idmap *idmap;
 };
 
-static int reload_read(const struct kha_args *a, const struct kha_args_source *src, struct opts *o,
-		       struct kha_diag *d);
+static int reload_read(const struct cmd_opt *table, const struct kha_args_source *src,
+		       struct opts *o, struct kha_diag *d);
 static void reload_apply_common(const struct opts *o, const struct opts *run);
 
 static int serve_reload(void *userdata, struct kha_diag *d)
@@ -427,7 +412,7 @@ static int serve_reload(void *userdata, struct kha_diag *d)
 	size_t n;
 	int r = -EINVAL;
 
-	if (reload_read(sr->a, &sr->src, &o, d) < 0)
+	if (reload_read(sr->table, &sr->src, &o, d) < 0)
 		goto out;
 	if (o.client_ids && !run->serve_client_ca) {
 		r = kha_diag_set(d, EINVAL, "--client-ids needs --serve-cacert");
@@ -551,11 +536,11 @@ static void kept_keys(const struct opts *o, const struct opts *run, char *kept, 
 }
 
 /* Reads the configuration again into o (fresh, defaults set): the same sources, same handler. */
-static int reload_read(const struct kha_args *a, const struct kha_args_source *src, struct opts *o,
-		       struct kha_diag *d)
+static int reload_read(const struct cmd_opt *table, const struct kha_args_source *src,
+		       struct opts *o, struct kha_diag *d)
 {
 	if (kha_etcd_config_init(&o->etcd) < 0 || kha_etcd_config_from_env(&o->etcd, d) < 0 ||
-	    kha_args_reapply(a, o, src, d) != 0)
+	    cmd_opts_reapply(table, apply, o, src, d) != 0)
 		return -EINVAL;
 	return 0;
 }
@@ -578,7 +563,7 @@ static void reload_apply_common(const struct opts *o, const struct opts *run)
  * (a holder must not change the rules under its peers), and the log says which ones changed.
  */
 struct reload_ctx {
-	const struct kha_args *a;
+	const struct cmd_opt *table;
 	struct kha_args_source src;
 	const struct opts *running;
 };
@@ -595,7 +580,7 @@ static int reload(void *userdata, struct kha_elect_reloaded *ret, struct kha_dia
 	int r = -EINVAL;
 
 	(void)ret; /* kha lock never restarts COMMAND: nothing of the engine changes */
-	if (reload_read(rc->a, &rc->src, &o, d) < 0)
+	if (reload_read(rc->table, &rc->src, &o, d) < 0)
 		goto out;
 	reload_apply_common(&o, run);
 	r = 0;
@@ -649,15 +634,15 @@ static int hold(struct opts *o, struct kha_lock_gates *gates, struct reload_ctx 
 	kha_autofree char *value = NULL;
 	int r, status = 0;
 
-	if (!o->ttl_us)
-		o->ttl_us = 30 * KHA_USEC_PER_SEC;
-	if (!o->renew_deadline_us)
-		o->renew_deadline_us = o->ttl_us * 2 / 3;
-	if (kha_elect_check_ttl(o->ttl_us, false, &d) < 0)
+	/* kha elect's etcd derivation (renew deadline TTL*2/3, the same checks); a lock's own
+	 * default TTL is 30 s, not 10 s (docs/lock.md) */
+	struct kha_elect_timers t = {.ttl_us = o->ttl_us ? o->ttl_us : 30 * KHA_USEC_PER_SEC,
+				     .renew_deadline_us = o->renew_deadline_us};
+
+	if (kha_elect_timers_derive(&t, false, &d) < 0)
 		return usage_error(me, "%s", d.msg);
-	if (o->renew_deadline_us >= o->ttl_us)
-		return usage_error(me, "--renew-deadline must be shorter than --ttl (COMMAND must "
-				       "stop before the lease can expire)");
+	o->ttl_us = t.ttl_us;
+	o->renew_deadline_us = t.renew_deadline_us;
 	if (!o->id) {
 		char host[256] = "localhost";
 
@@ -709,38 +694,37 @@ int cmd_lock_main(int argc, char **argv)
 			 .grace_us = 10 * KHA_USEC_PER_SEC};
 	struct kha_lock_gates gates = {0};
 	struct kha_diag d = {};
-	const struct kha_args a = {.shortopts = "+ho:",
-				   .longopts = longopts,
-				   .config_val = OPT_CONFIG,
-				   .apply = apply,
-				   .userdata = &o};
-	const char *config = NULL, *me = "kha lock";
+	const struct cmd_opt *table = options;
+	const char *me = "kha lock";
 	void (*help)(FILE * out) = usage;
-	struct reload_ctx rc = {.a = &a, .running = &o};
+	struct reload_ctx rc = {.running = &o};
 	bool serving = false;
 	int code;
 
 	if (argc >= 2 && strcmp(argv[1], "serve") == 0) {
 		serving = true;
 		me = "kha lock serve";
+		table = serve_table;
 		help = usage_serve;
 		argc--;
 		argv++;
 	} else if (argc >= 2 && strcmp(argv[1], "status") == 0) {
 		o.status = true;
 		me = "kha lock status";
+		table = status_options;
 		help = usage_status;
 		argc--;
 		argv++;
 	}
+	rc.table = table;
+	rc.src = (struct kha_args_source){.argc = argc, .argv = argv};
 	if (kha_etcd_config_init(&o.etcd) < 0)
 		return KHA_EXIT_SOFTWARE;
-	if (kha_args_scan(&a, argc, argv, &config)) {
+	if (cmd_opts_scan(table, argc, argv, &rc.src.config)) {
 		help(stdout);
 		opts_release(&o);
 		return KHA_EXIT_OK;
 	}
-	rc.src = (struct kha_args_source){.argc = argc, .argv = argv, .config = config};
 	o.argc = argc;
 	o.argv = argv;
 	if (kha_etcd_config_from_env(&o.etcd, &d) < 0) {
@@ -748,7 +732,7 @@ int cmd_lock_main(int argc, char **argv)
 		opts_release(&o);
 		return KHA_EXIT_USAGE;
 	}
-	code = kha_args_apply(&a, config, argc, argv, &d);
+	code = cmd_opts_reapply(table, apply, &o, &rc.src, &d);
 	if (code != 0) {
 		fprintf(stderr, "%s: %s", me, d.msg);
 		if (code == KHA_EXIT_USAGE)
@@ -769,7 +753,7 @@ int cmd_lock_main(int argc, char **argv)
 	if (code == 0 && o.status) {
 		code = print_status(&o, me);
 	} else if (code == 0 && serving) {
-		struct serve_reload sr = {.a = &a, .src = rc.src};
+		struct serve_reload sr = {.table = table, .src = rc.src};
 
 		code = serve(&o, &gates, &sr);
 	} else if (code == 0) {

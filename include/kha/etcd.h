@@ -79,33 +79,6 @@ enum {
 };
 
 /*
- * The struct option entries of the shared flags, to paste into a command's longopts:
- *   static const struct option opts[] = { KHA_ETCD_LONGOPTS, {"output", ...}, {} };
- */
-/* clang-format off */
-#define KHA_ETCD_LONGOPTS                                                                          \
-	{"endpoints", required_argument, NULL, KHA_ETCD_OPT_ENDPOINTS},                            \
-	{"cacert", required_argument, NULL, KHA_ETCD_OPT_CACERT},                                  \
-	{"cert", required_argument, NULL, KHA_ETCD_OPT_CERT},                                      \
-	{"key", required_argument, NULL, KHA_ETCD_OPT_KEY},                                        \
-	{"dial-timeout", required_argument, NULL, KHA_ETCD_OPT_DIAL_TIMEOUT},                      \
-	{"command-timeout", required_argument, NULL, KHA_ETCD_OPT_COMMAND_TIMEOUT}
-/* clang-format on */
-
-/* Their help text (two leading spaces, one flag per line, ends with a newline). */
-#define KHA_ETCD_OPTIONS_HELP                                                                      \
-	"  --endpoints URLS          etcd client URLs, comma-separated\n"                          \
-	"                            (default 127.0.0.1:2379: https:// with --cacert or --cert,\n" \
-	"                            else http://; env ETCDCTL_ENDPOINTS)\n"                       \
-	"  --cacert FILE             CA bundle that signed the etcd server certificates\n"         \
-	"  --cert FILE               client certificate for --client-cert-auth clusters\n"         \
-	"  --key FILE                private key of --cert\n"                                      \
-	"  --dial-timeout DURATION   connect + TLS handshake timeout (default 2s)\n"               \
-	"  --command-timeout DURATION  timeout of each request (default 5s)\n"                     \
-	"                            (env ETCDCTL_CACERT, ETCDCTL_CERT, ETCDCTL_KEY,\n"            \
-	"                            ETCDCTL_DIAL_TIMEOUT, ETCDCTL_COMMAND_TIMEOUT)\n"
-
-/*
  * Sets defaults: one endpoint http://127.0.0.1:2379 (https:// once --cacert or --cert is applied
  * through kha_etcd_config_apply_opt), 2 s dial, 5 s command.
  */
@@ -123,7 +96,8 @@ int kha_etcd_config_set_endpoints(struct kha_etcd_config *cfg, const char *list,
  */
 int kha_etcd_config_from_env(struct kha_etcd_config *cfg, struct kha_diag *d) KHA_WUR;
 /*
- * Applies one shared flag (val from KHA_ETCD_LONGOPTS, arg its value). Returns 0, -EINVAL on a
+ * Applies one shared flag (val KHA_ETCD_OPT_*, arg its value; the commands' table of these
+ * flags, names and help, is cmd_opts_etcd in src/cmd-opt.c). Returns 0, -EINVAL on a
  * bad value (diag "--dial-timeout: ..."), or -ENOENT ("unknown option") when val is not an etcd
  * flag (so an option handler can end with it as its default: branch).
  */

@@ -13,14 +13,10 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "cmd-opt.h"
 #include "kha/backup.h"
 #include "kha/etcd.h"
 #include "kha/banned.h"
-
-enum {
-	OPT_PEER_URL = 0x100,
-	OPT_SNAPSHOT,
-};
 
 struct selftest {
 	struct kha_etcd *c;
@@ -474,69 +470,62 @@ static int maintenance_steps(struct selftest *t, const struct kha_etcd_config *c
 	return 0;
 }
 
+/* The selftest's flags: etcdctl's connection flags from the commands' own table, and two more. */
+struct selftest_opts {
+	struct kha_etcd_config cfg;
+	const char *peer_url, *snapshot_path;
+};
+
+static const struct cmd_opt options[] = {
+	CMD_OPT_INCLUDE_ETCD(struct selftest_opts, cfg),
+	CMD_OPT_TYPED_ENTRY(CMD_OPT_STRING, struct selftest_opts, "peer-url", "URL", peer_url,
+			    "add and remove a learner with this peer URL"),
+	CMD_OPT_TYPED_ENTRY(CMD_OPT_STRING, struct selftest_opts, "snapshot", "FILE", snapshot_path,
+			    "save a snapshot through the gateway to FILE"),
+	CMD_OPT_HELP_ENTRY,
+	{},
+};
+
 static void usage(FILE *out)
 {
 	fprintf(out,
 		"Usage: kha etcd selftest [etcd flags] [--peer-url URL] [--snapshot FILE]\n\n"
 		"Exercises every etcd client call against a scratch cluster (writes, compacts,\n"
 		"adds and removes a learner with --peer-url). For tests only.\n\n"
-		"Flags:\n" KHA_ETCD_OPTIONS_HELP);
+		"Flags:\n");
+	cmd_opts_help(out, options);
 }
 
 int main(int argc, char **argv)
 {
-	static const struct option longopts[] = {
-		KHA_ETCD_LONGOPTS,
-		{"peer-url", required_argument, NULL, OPT_PEER_URL},
-		{"snapshot", required_argument, NULL, OPT_SNAPSHOT},
-		{"help", no_argument, NULL, 'h'},
-		{},
-	};
-	struct kha_etcd_config cfg = {};
+	struct selftest_opts o = {};
 	struct selftest t = {};
-	int c, r = -1;
+	int code, r = -1;
 
-	if (kha_etcd_config_init(&cfg) < 0 || kha_etcd_config_from_env(&cfg, &t.d) < 0) {
+	if (kha_etcd_config_init(&o.cfg) < 0 || kha_etcd_config_from_env(&o.cfg, &t.d) < 0) {
 		fprintf(stderr, "kha-etcd-selftest: %s\n", t.d.msg);
-		kha_etcd_config_release(&cfg);
+		kha_etcd_config_release(&o.cfg);
 		return KHA_EXIT_USAGE;
 	}
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
-		switch (c) {
-		case 'h':
-			usage(stdout);
-			kha_etcd_config_release(&cfg);
-			return KHA_EXIT_OK;
-		case OPT_PEER_URL:
-			t.peer_url = optarg;
-			break;
-		case OPT_SNAPSHOT:
-			t.snapshot_path = optarg;
-			break;
-		case '?':
-			kha_etcd_config_release(&cfg);
-			return KHA_EXIT_USAGE;
-		default:
-			if (kha_etcd_config_apply_opt(&cfg, c, optarg, &t.d) < 0) {
-				fprintf(stderr, "kha-etcd-selftest: %s\n", t.d.msg);
-				kha_etcd_config_release(&cfg);
-				return KHA_EXIT_USAGE;
-			}
-		}
+	code = cmd_opts_parse(options, NULL, &o, "kha-etcd-selftest", usage, argc, argv);
+	if (code >= 0) {
+		kha_etcd_config_release(&o.cfg);
+		return code;
 	}
+	t.peer_url = o.peer_url;
+	t.snapshot_path = o.snapshot_path;
 	snprintf(t.prefix, sizeof(t.prefix), "/kha-selftest/%ld-%llu/", (long)getpid(),
 		 (unsigned long long)kha_now_us());
-	if (kha_etcd_new(&cfg, &t.c, &t.d) < 0) {
+	if (kha_etcd_new(&o.cfg, &t.c, &t.d) < 0) {
 		fprintf(stderr, "kha-etcd-selftest: %s\n", t.d.msg);
-		kha_etcd_config_release(&cfg);
+		kha_etcd_config_release(&o.cfg);
 		return kha_exit_from_errno(-EINVAL);
 	}
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	printf("prefix %s\n", t.prefix);
 	if (kv_steps(&t) == 0 && txn_steps(&t) == 0 && delete_steps(&t) == 0 &&
 	    lease_steps(&t) == 0 && watch_steps(&t) == 0 && member_steps(&t) == 0 &&
-	    maintenance_steps(&t, &cfg) == 0) {
+	    maintenance_steps(&t, &o.cfg) == 0) {
 		/* a marker for the test to read back with etcdctl */
 		r = put(&t, key(&t, "marker"), "kha");
 		if (r < 0)
@@ -546,6 +535,6 @@ int main(int argc, char **argv)
 			       kha_etcd_endpoint(t.c));
 	}
 	kha_etcd_free(t.c);
-	kha_etcd_config_release(&cfg);
+	kha_etcd_config_release(&o.cfg);
 	return r == 0 ? KHA_EXIT_OK : KHA_EXIT_DEGRADED;
 }

@@ -728,12 +728,8 @@ static void test_config_flags(void **state)
 {
 	struct kha_etcd_config c = {};
 	struct kha_diag d = {};
-	static const struct option opts[] = {KHA_ETCD_LONGOPTS, {}};
 
 	(void)state;
-	assert_int_equal(KHA_ARRAY_SIZE(opts), 7);
-	assert_string_equal(opts[0].name, "endpoints");
-	assert_string_equal(opts[5].name, "command-timeout");
 	assert_int_equal(kha_etcd_config_init(&c), 0);
 	assert_int_equal(kha_etcd_config_apply_opt(&c, KHA_ETCD_OPT_ENDPOINTS, "a:1,b:2", &d), 0);
 	assert_int_equal(c.n_endpoints, 2);
