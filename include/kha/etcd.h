@@ -544,6 +544,13 @@ void kha_etcd_health_release(struct kha_etcd_health *h);
  */
 int kha_etcd_health_assess(const struct kha_etcd_member_health *members, size_t n,
 			   uint64_t lag_threshold, struct kha_etcd_health *ret) KHA_WUR;
+/*
+ * An alarm that names no member (etcd 3.4's periodic corruption check raises CORRUPT on
+ * member 0): h becomes critical, with a warning and a summary that say so. Returns 0 or
+ * -ENOMEM.
+ */
+int kha_etcd_health_add_unnamed_alarm(struct kha_etcd_health *h,
+				      enum kha_etcd_alarm_type type) KHA_WUR;
 
 /* ---- cluster report: every member probed in parallel (kha etcd status, audit, drill) ------- */
 
@@ -565,6 +572,8 @@ struct kha_etcd_cluster_report {
 	struct kha_etcd_member_report *members; /* owned array, by name (unstarted last, by id) */
 	size_t n_members;
 	struct kha_etcd_health health;
+	bool alarm_nospace_unnamed; /* alarms raised on no member (member 0: etcd 3.4's */
+	bool alarm_corrupt_unnamed; /* periodic corruption check), from any member's status */
 };
 void kha_etcd_cluster_report_release(struct kha_etcd_cluster_report *r);
 

@@ -217,6 +217,31 @@ int kha_audit_check_etcd(const struct kha_etcd_cluster_report *cr, struct kha_au
 				return ret;
 		}
 	}
+	if (cr->alarm_corrupt_unnamed) {
+		/* etcd 3.4's periodic check raises it on member 0: which member differs is for
+		 * the consistency check to say */
+		any_alarm = true;
+		ret = kha_audit_add(
+			r, "etcd-alarms", cr->members_from, KHA_AUDIT_CRITICAL,
+			"CORRUPT alarm naming no member: the members' data differ and the "
+			"cluster refuses writes",
+			"kha etcd check consistency", NULL, NULL);
+		if (ret < 0)
+			return ret;
+	}
+	if (cr->alarm_nospace_unnamed) {
+		any_alarm = true;
+		ret = kha_audit_add(
+			r, "etcd-alarms", cr->members_from, KHA_AUDIT_CRITICAL,
+			"NOSPACE alarm naming no member: the cluster accepts only reads "
+			"and deletes",
+			"compact and defragment (kha etcd defrag), raise "
+			"--quota-backend-bytes if needed, then disarm the alarm "
+			"(etcdctl alarm disarm)",
+			NULL, NULL);
+		if (ret < 0)
+			return ret;
+	}
 	if (!any_alarm) {
 		ret = kha_audit_add(r, "etcd-alarms", cr->members_from, KHA_AUDIT_OK,
 				    "no NOSPACE or CORRUPT alarm", NULL, NULL, NULL);

@@ -162,6 +162,14 @@ static int collect_errors(struct kha_etcd_cluster_report *r)
 			const char *err = m->status.errors[e];
 			struct kha_etcd_alarm a;
 
+			if (kha_etcd_alarm_from_status_error(err, &a) == 0 && a.member_id == 0) {
+				/* on no member: not charged to the one that reports it */
+				if (a.type == KHA_ETCD_ALARM_NOSPACE)
+					r->alarm_nospace_unnamed = true;
+				else
+					r->alarm_corrupt_unnamed = true;
+				continue;
+			}
 			if (kha_etcd_alarm_from_status_error(err, &a) == 0) {
 				struct kha_etcd_member_report *t = find_report(r, a.member_id);
 				if (!t)
@@ -212,6 +220,10 @@ static int assess(struct kha_etcd_cluster_report *r, uint64_t lag_threshold)
 	}
 	ret = kha_etcd_health_assess(h, r->n_members, lag_threshold, &r->health);
 	free(h);
+	if (ret == 0 && r->alarm_corrupt_unnamed)
+		ret = kha_etcd_health_add_unnamed_alarm(&r->health, KHA_ETCD_ALARM_CORRUPT);
+	if (ret == 0 && r->alarm_nospace_unnamed)
+		ret = kha_etcd_health_add_unnamed_alarm(&r->health, KHA_ETCD_ALARM_NOSPACE);
 	return ret;
 }
 

@@ -905,9 +905,11 @@ int kha_etcd_alarm_from_status_error(const char *s, struct kha_etcd_alarm *ret)
 	const char *a = s ? strstr(s, "alarm:") : NULL;
 	uint64_t id = 0;
 
-	if (!m || !a)
+	if (!a)
 		return -ENOENT;
-	for (m += strlen("memberID:"); *m >= '0' && *m <= '9'; m++) {
+	/* etcd 3.4's periodic corruption check raises its CORRUPT alarm on member 0 and the
+	 * status error then reads "alarm:CORRUPT ": no member named (member_id 0) */
+	for (m = m ? m + strlen("memberID:") : ""; *m >= '0' && *m <= '9'; m++) {
 		if (id > (UINT64_MAX - (uint64_t)(*m - '0')) / 10)
 			return -ENOENT;
 		id = id * 10 + (uint64_t)(*m - '0');

@@ -275,3 +275,27 @@ int kha_etcd_health_assess(const struct kha_etcd_member_health *m, size_t n, uin
 	*ret = h;
 	return 0;
 }
+
+int kha_etcd_health_add_unnamed_alarm(struct kha_etcd_health *h, enum kha_etcd_alarm_type type)
+{
+	bool corrupt = type == KHA_ETCD_ALARM_CORRUPT;
+
+	TRYW(warn(h, corrupt ? "a CORRUPT alarm names no member: the members' data differ "
+			       "(kha etcd check consistency names the member that differs)"
+			     : "a NOSPACE alarm names no member: the cluster refuses writes "
+			       "(compact, defragment, then disarm)"));
+	if (h->verdict != KHA_ETCD_CRITICAL || !strstr(h->summary, " alarm active")) {
+		char was[sizeof(h->summary)];
+
+		snprintf(was, sizeof(was), "%s", h->summary);
+		/* "critical: <the counts>, CORRUPT alarm active (no member named)" */
+		snprintf(h->summary, sizeof(h->summary),
+			 "critical: %s, %s alarm active (no member named)",
+			 strchr(was, ':') ? strchr(was, ':') + 2 : was,
+			 corrupt ? "CORRUPT" : "NOSPACE");
+	}
+	h->verdict = KHA_ETCD_CRITICAL;
+	return 0;
+nomem:
+	return -ENOMEM;
+}

@@ -10,6 +10,7 @@ import os
 import threading
 
 from conftest import run_kha
+from kha_testlib.process import deadline, wait_for
 from kha_testlib.etcd import _free_port, etcd3, etcd_cluster  # noqa: F401
 from kha_testlib.etcdops import b64, fill_keys, _post
 
@@ -51,6 +52,45 @@ def test_a_member_whose_data_diverged_is_named(etcd_cluster):
     # the human report says the same
     p = run_kha("etcd", "check", "consistency", *c.client_flags())
     assert p.returncode == 2 and "etcd-2" in p.stdout + p.stderr
+
+
+def test_etcd_34_corrupt_alarm_naming_no_member_is_critical(etcd_cluster):
+    """etcd 3.4's periodic corruption check (off by default: --experimental-corrupt-check-time)
+    raises CORRUPT on member 0 when a member's data differ, so the status error names no
+    member ("alarm:CORRUPT "). kha etcd status and kha audit must call the cluster critical
+    (they read it as no alarm before) and blame no member; the consistency check, which the
+    audit's fix runs, names the member that differs."""
+    c = etcd_cluster(members=3, tls=False, extra_args=("--experimental-corrupt-check-time=1s",))
+    before, after = b"value-before-0123456789", b"VALUE-AFTER!-0123456789"
+    _post(c.member(0).client_url + "/v3/kv/put", {"key": b64("diverge/x"),
+                                                   "value": base64.b64encode(before).decode()})
+    c.stop(2)
+    db = os.path.join(c.member(2).data_dir, "member", "snap", "db")
+    raw = open(db, "rb").read()
+    assert before in raw
+    with open(db, "wb") as f:
+        f.write(raw.replace(before, after))
+    c.start(2)
+
+    def raised():
+        p = run_kha("etcd", "status", "-o", "json", *c.client_flags())
+        return (p, json.loads(p.stdout)) if "CORRUPT" in p.stdout else None
+    # the leader runs the check every second: it raises the alarm within a few periods
+    p, st = wait_for(raised, deadline(5), "the CORRUPT alarm in kha etcd status")
+    assert p.returncode == 2, p.stdout + p.stderr
+    assert "CORRUPT alarm active (no member named)" in st["summary"], st
+    p = run_kha("audit", "-o", "json", *c.client_flags(), env={
+        k: v for k, v in os.environ.items() if not k.startswith("ETCDCTL_")
+        and k not in ("KUBECONFIG", "KUBERNETES_SERVICE_HOST")})
+    assert p.returncode == 2, p.stdout + p.stderr
+    alarms = [f for f in json.loads(p.stdout)["findings"] if f["check"] == "etcd-alarms"]
+    assert len(alarms) == 1 and alarms[0]["severity"] == "critical", alarms
+    assert "naming no member" in alarms[0]["finding"]
+    assert alarms[0]["fix"] == "kha etcd check consistency"
+    # the fix as printed (with this cluster's endpoints) names the member that differs
+    p, rep = check(c)
+    assert p.returncode == 2 and rep["verdict"] == "diverged", p.stdout
+    assert {m["name"]: m["state"] for m in rep["members"]}["etcd-2"] == "diverged", rep
 
 
 class Writer(threading.Thread):

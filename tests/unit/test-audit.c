@@ -273,6 +273,16 @@ static void test_etcd_leader_disagreement_learner_alarms(void **state)
 		if (strcmp(r.findings[i].check, "etcd-alarms") == 0)
 			assert_int_equal(r.findings[i].severity, KHA_AUDIT_CRITICAL);
 	kha_audit_report_release(&r);
+
+	/* etcd 3.4's CORRUPT on member 0: one critical finding for the cluster, no member blamed */
+	cluster(&cr, m, 3);
+	cr.alarm_corrupt_unnamed = true;
+	assert_int_equal(kha_audit_check_etcd(&cr, &r), 0);
+	assert_int_equal(one(&r, "etcd-alarms")->severity, KHA_AUDIT_CRITICAL);
+	assert_non_null(strstr(one(&r, "etcd-alarms")->finding, "naming no member"));
+	assert_string_equal(one(&r, "etcd-alarms")->fix, "kha etcd check consistency");
+	assert_int_equal(kha_audit_exit_code(&r), 2);
+	kha_audit_report_release(&r);
 }
 
 /* ---- backups ------------------------------------------------------------------------------- */

@@ -115,6 +115,14 @@ static void test_decode_status_no_leader_and_alarm(void **state)
 	assert_true(a.member_id == 9614113324526475591ULL);
 	kha_etcd_status_release(&s);
 	free(t);
+
+	/* etcd 3.4's periodic corruption check raises CORRUPT on member 0: the status error
+	 * names no member (seen on a real 3.4.23 cluster with a member's data changed on disk) */
+	a.member_id = 7;
+	assert_int_equal(kha_etcd_alarm_from_status_error("alarm:CORRUPT ", &a), 0);
+	assert_int_equal(a.type, KHA_ETCD_ALARM_CORRUPT);
+	assert_int_equal(a.member_id, 0);
+	assert_int_equal(kha_etcd_alarm_from_status_error("alarm:SOMETHING ", &a), -ENOENT);
 }
 
 static void test_decode_status_36_and_camel_case(void **state)
@@ -919,6 +927,34 @@ static void test_health_healthy_three(void **state)
 	kha_etcd_health_release(&h);
 }
 
+static void test_health_unnamed_alarm(void **state)
+{
+	struct kha_etcd_member_health m[3];
+	struct kha_etcd_health h;
+
+	(void)state;
+	cluster(m, 3, 3);
+	assert_int_equal(kha_etcd_health_assess(m, 3, 0, &h), 0);
+	assert_int_equal(kha_etcd_health_add_unnamed_alarm(&h, KHA_ETCD_ALARM_CORRUPT), 0);
+	assert_int_equal(h.verdict, KHA_ETCD_CRITICAL);
+	assert_string_equal(h.summary,
+			    "critical: 3/3 members up, leader etcd-1, can lose 1 member, "
+			    "CORRUPT alarm active (no member named)");
+	assert_int_equal(h.n_warnings, 1);
+	assert_non_null(strstr(h.warnings[0], "kha etcd check consistency"));
+	kha_etcd_health_release(&h);
+
+	/* already critical for an alarm of a named member: the summary stays */
+	cluster(m, 3, 3);
+	m[1].alarm_nospace = true;
+	assert_int_equal(kha_etcd_health_assess(m, 3, 0, &h), 0);
+	assert_int_equal(kha_etcd_health_add_unnamed_alarm(&h, KHA_ETCD_ALARM_CORRUPT), 0);
+	assert_int_equal(h.verdict, KHA_ETCD_CRITICAL);
+	assert_null(strstr(h.summary, "no member named"));
+	assert_int_equal(h.n_warnings, 2);
+	kha_etcd_health_release(&h);
+}
+
 static void test_health_leader_problems(void **state)
 {
 	struct kha_etcd_member_health m[3];
@@ -1120,6 +1156,7 @@ int main(void)
 		cmocka_unit_test(test_client_new_checks_files_without_traffic),
 		cmocka_unit_test(test_health_every_size_and_failure_count),
 		cmocka_unit_test(test_health_healthy_three),
+		cmocka_unit_test(test_health_unnamed_alarm),
 		cmocka_unit_test(test_health_leader_problems),
 		cmocka_unit_test(test_health_alarms),
 		cmocka_unit_test(test_health_learners),
