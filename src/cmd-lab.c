@@ -441,6 +441,104 @@ static int cmd_exec(int argc, char **argv)
 	return errno == ENOENT ? 127 : 126;
 }
 
+/* kha lab up --help */
+static void up_usage(void)
+{
+	printf("Usage: kha lab up [--dir DIR] [--members N] [--timeout D] "
+	       "[--etcd PATH]\n"
+	       "                  [--kha PATH] [--no-proxy] [--no-elect]\n"
+	       "                  [--kubernetes [--k8s-bin DIR]\n"
+	       "                   [--leader-elect-lease-duration D]\n"
+	       "                   [--leader-elect-renew-deadline D]\n"
+	       "                   [--leader-elect-retry-period D]]\n\n"
+	       "With --kubernetes (root): the real control plane, as kubeadm's stacked\n"
+	       "etcd HA topology, each host a network namespace on a lab bridge: every\n"
+	       "master runs etcd 3.6, kube-apiserver, kube-controller-manager and\n"
+	       "kube-scheduler (--leader-elect) and kha elect with the backups; a node\n"
+	       "runs the node-local kha proxy (127.0.0.1:7443, discovery from\n"
+	       "default/kubernetes); two load-balancer hosts run kha proxy and kha vip\n"
+	       "(the VIP is the controlPlaneEndpoint). PKI and kubeconfigs by kubeadm's\n"
+	       "phases. The programs come from --k8s-bin DIR or $KHA_K8S_BIN (make k8s\n"
+	       "builds them). Each master is a Node with its control plane as static\n"
+	       "pods: manifests in DIR/mN/manifests, mirror pods in kube-system. The\n"
+	       "--leader-elect-* options set kube-controller-manager's and\n"
+	       "kube-scheduler's (default 15s, 10s, 2s, client-go's; lease > renew\n"
+	       "deadline > retry period). Then: kha lab exec node -- kubectl get nodes\n\n"
+	       "Without it: the etcd-only lab on loopback, described next.\n"
+	       "Creates a CA and certificates (members: serverAuth+clientAuth, SANs\n"
+	       "127.0.0.1 and localhost; a client certificate for the tools), starts N\n"
+	       "etcd members on free loopback ports with TLS and --client-cert-auth\n"
+	       "for clients and peers and waits until they are healthy; then starts\n"
+	       "each master's kha elect (election %s, TTL 3s), which runs\n"
+	       "'kha etcd backup --every 5s --keep-last 5' into DIR/backups/MASTER only\n"
+	       "while it leads, and the node's kha proxy in front of the members\n"
+	       "(HTTPS checks of etcd's /health with the client certificate). Every\n"
+	       "process is detached and recorded in DIR/lab.json; DIR/env is for\n"
+	       "etcdctl. Waits until the proxy is ready and a master leads. Refuses a\n"
+	       "DIR that already holds a lab.\n\n"
+	       "  --dir DIR      lab directory (default ./lab)\n"
+	       "  --members N    masters (etcd members), 1 to %d (default 3)\n"
+	       "  --timeout D    how long to wait until ready (default 60s)\n"
+	       "  --etcd PATH    etcd binary (default: etcd on PATH)\n"
+	       "  --kha PATH     kha binary for the companions (default: this one)\n"
+	       "  --no-proxy     no node entry point (no kha proxy)\n"
+	       "  --no-elect     no kha elect and no backups on the masters\n\n"
+	       "Exit codes: 0 up and ready; 64 usage or DIR taken; 69 etcd missing\n"
+	       "or not ready in time (the failing process's log is shown).\n\n"
+	       "Example:\n  kha lab up --members 3 && . lab/env && etcdctl endpoint "
+	       "health\n",
+	       KHA_LAB_ELECTION, KHA_LAB_MAX_MASTERS);
+}
+
+/* what kha lab up prints once the lab is ready: the leader, the members, how to reach them */
+static void up_print(const struct common *c, const struct kha_lab *lab)
+{
+	kha_autofree char *leader = NULL;
+
+	if (lab->election)
+		kha_ignore(kha_lab_leader(lab, LEADER_TIMEOUT_US, &leader, NULL));
+	if (lab->k8s_bin)
+		printf("kha lab: %zu masters (etcd, kube-apiserver, kube-controller-manager, "
+		       "kube-scheduler) ready in %s",
+		       lab->n_masters, lab->dir);
+	else
+		printf("kha lab: %zu etcd members healthy in %s", lab->n_masters, lab->dir);
+	if (lab->node.entry_url)
+		printf("; entry point %s ready", lab->node.entry_url);
+	if (lab->election)
+		printf("; %s leads election %s (takes the backups)", leader ? leader : "nobody",
+		       lab->election);
+	printf("\n\n");
+	print_members(lab);
+	if (lab->k8s_bin)
+		print_reach_k8s(c, lab);
+	else
+		print_reach(c, lab);
+}
+
+/* kha lab up's flags taken together (and KHA_K8S_BIN for --kubernetes): 0, or the exit code
+ * of a usage error */
+static int up_check(struct kha_lab_up_opts *o, const char *le_flag, bool kubernetes)
+{
+	struct kha_diag d = {0};
+
+	if (le_flag && !kubernetes)
+		return usage_error("up",
+				   "%s needs --kubernetes (it sets the controller-manager's "
+				   "and the scheduler's)",
+				   le_flag);
+	if (kha_lab_leader_elect_check(&o->leader_elect, &d) < 0)
+		return usage_error("up", "%s", d.msg);
+	if (kubernetes && !o->k8s_bin) {
+		o->k8s_bin = getenv("KHA_K8S_BIN");
+		if (!o->k8s_bin || !*o->k8s_bin)
+			return usage_error("up",
+					   "--kubernetes needs the programs: --k8s-bin DIR or "
+					   "KHA_K8S_BIN=DIR (make k8s builds them and prints DIR)");
+	}
+	return 0;
+}
+
 static int cmd_up(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -464,7 +562,7 @@ static int cmd_up(int argc, char **argv)
 	bool kubernetes = false;
 	struct kha_lab_up_opts o = {.members = 3, .timeout_us = DEFAULT_TIMEOUT_US};
 	kha_auto(kha_lab_freep) struct kha_lab *lab = NULL;
-	kha_autofree char *failed_log = NULL, *leader = NULL;
+	kha_autofree char *failed_log = NULL;
 	struct kha_diag d = {0};
 	uint64_t v;
 	int opt, r;
@@ -521,50 +619,7 @@ static int cmd_up(int argc, char **argv)
 			break;
 		}
 		case 'h':
-			printf("Usage: kha lab up [--dir DIR] [--members N] [--timeout D] "
-			       "[--etcd PATH]\n"
-			       "                  [--kha PATH] [--no-proxy] [--no-elect]\n"
-			       "                  [--kubernetes [--k8s-bin DIR]\n"
-			       "                   [--leader-elect-lease-duration D]\n"
-			       "                   [--leader-elect-renew-deadline D]\n"
-			       "                   [--leader-elect-retry-period D]]\n\n"
-			       "With --kubernetes (root): the real control plane, as kubeadm's stacked\n"
-			       "etcd HA topology, each host a network namespace on a lab bridge: every\n"
-			       "master runs etcd 3.6, kube-apiserver, kube-controller-manager and\n"
-			       "kube-scheduler (--leader-elect) and kha elect with the backups; a node\n"
-			       "runs the node-local kha proxy (127.0.0.1:7443, discovery from\n"
-			       "default/kubernetes); two load-balancer hosts run kha proxy and kha vip\n"
-			       "(the VIP is the controlPlaneEndpoint). PKI and kubeconfigs by kubeadm's\n"
-			       "phases. The programs come from --k8s-bin DIR or $KHA_K8S_BIN (make k8s\n"
-			       "builds them). Each master is a Node with its control plane as static\n"
-			       "pods: manifests in DIR/mN/manifests, mirror pods in kube-system. The\n"
-			       "--leader-elect-* options set kube-controller-manager's and\n"
-			       "kube-scheduler's (default 15s, 10s, 2s, client-go's; lease > renew\n"
-			       "deadline > retry period). Then: kha lab exec node -- kubectl get nodes\n\n"
-			       "Without it: the etcd-only lab on loopback, described next.\n"
-			       "Creates a CA and certificates (members: serverAuth+clientAuth, SANs\n"
-			       "127.0.0.1 and localhost; a client certificate for the tools), starts N\n"
-			       "etcd members on free loopback ports with TLS and --client-cert-auth\n"
-			       "for clients and peers and waits until they are healthy; then starts\n"
-			       "each master's kha elect (election %s, TTL 3s), which runs\n"
-			       "'kha etcd backup --every 5s --keep-last 5' into DIR/backups/MASTER only\n"
-			       "while it leads, and the node's kha proxy in front of the members\n"
-			       "(HTTPS checks of etcd's /health with the client certificate). Every\n"
-			       "process is detached and recorded in DIR/lab.json; DIR/env is for\n"
-			       "etcdctl. Waits until the proxy is ready and a master leads. Refuses a\n"
-			       "DIR that already holds a lab.\n\n"
-			       "  --dir DIR      lab directory (default ./lab)\n"
-			       "  --members N    masters (etcd members), 1 to %d (default 3)\n"
-			       "  --timeout D    how long to wait until ready (default 60s)\n"
-			       "  --etcd PATH    etcd binary (default: etcd on PATH)\n"
-			       "  --kha PATH     kha binary for the companions (default: this one)\n"
-			       "  --no-proxy     no node entry point (no kha proxy)\n"
-			       "  --no-elect     no kha elect and no backups on the masters\n\n"
-			       "Exit codes: 0 up and ready; 64 usage or DIR taken; 69 etcd missing\n"
-			       "or not ready in time (the failing process's log is shown).\n\n"
-			       "Example:\n  kha lab up --members 3 && . lab/env && etcdctl endpoint "
-			       "health\n",
-			       KHA_LAB_ELECTION, KHA_LAB_MAX_MASTERS);
+			up_usage();
 			return KHA_EXIT_OK;
 		default:
 			return usage_error("up", "bad flag");
@@ -575,20 +630,9 @@ static int cmd_up(int argc, char **argv)
 	if (optind < argc)
 		return usage_error("up", "unexpected argument '%s'", argv[optind]);
 	o.dir = c.dir;
-	if (le_flag && !kubernetes)
-		return usage_error("up",
-				   "%s needs --kubernetes (it sets the controller-manager's "
-				   "and the scheduler's)",
-				   le_flag);
-	if (kha_lab_leader_elect_check(&o.leader_elect, &d) < 0)
-		return usage_error("up", "%s", d.msg);
-	if (kubernetes && !o.k8s_bin) {
-		o.k8s_bin = getenv("KHA_K8S_BIN");
-		if (!o.k8s_bin || !*o.k8s_bin)
-			return usage_error("up",
-					   "--kubernetes needs the programs: --k8s-bin DIR or "
-					   "KHA_K8S_BIN=DIR (make k8s builds them and prints DIR)");
-	}
+	r = up_check(&o, le_flag, kubernetes);
+	if (r)
+		return r;
 	r = kha_lab_up(&o, &lab, &failed_log, &d);
 	if (r < 0) {
 		int code = fail("up", r, &d);
@@ -605,25 +649,7 @@ static int cmd_up(int argc, char **argv)
 		}
 		return code;
 	}
-	if (lab->election)
-		kha_ignore(kha_lab_leader(lab, LEADER_TIMEOUT_US, &leader, NULL));
-	if (lab->k8s_bin)
-		printf("kha lab: %zu masters (etcd, kube-apiserver, kube-controller-manager, "
-		       "kube-scheduler) ready in %s",
-		       lab->n_masters, lab->dir);
-	else
-		printf("kha lab: %zu etcd members healthy in %s", lab->n_masters, lab->dir);
-	if (lab->node.entry_url)
-		printf("; entry point %s ready", lab->node.entry_url);
-	if (lab->election)
-		printf("; %s leads election %s (takes the backups)", leader ? leader : "nobody",
-		       lab->election);
-	printf("\n\n");
-	print_members(lab);
-	if (lab->k8s_bin)
-		print_reach_k8s(&c, lab);
-	else
-		print_reach(&c, lab);
+	up_print(&c, lab);
 	return KHA_EXIT_OK;
 }
 
@@ -847,6 +873,62 @@ static const char *entry_text(const struct live *lv, size_t i, bool serving)
 	return st;
 }
 
+/* one row of the status table: process p of master i */
+static void status_master_row(const struct kha_lab *lab, const struct live *lv, size_t i,
+			      const struct kha_lab_proc *p)
+{
+	const struct kha_lab_master *m = &lab->masters[i];
+	bool on = kha_lab_proc_running(p);
+	char pid[16] = "-", detail[256];
+	const char *state = !on ? "stopped" : m->frozen ? "FROZEN" : "running";
+
+	if (p->pid > 0)
+		snprintf(pid, sizeof(pid), "%d", (int)p->pid);
+	if (p->kind == KHA_LAB_PROC_APISERVER) {
+		printf("%-6s %-23s %-8s %-8s %-12s https://%s:6443  (entry: %s)\n", m->name,
+		       p->name, pid, state, lv->api_ready[i] ? "ready" : "NOT READY", m->address,
+		       entry_text(lv, i, on && !m->frozen));
+	} else if (p->kind == KHA_LAB_PROC_CONTROLLER_MANAGER ||
+		   p->kind == KHA_LAB_PROC_SCHEDULER) {
+		const char *holder =
+			p->kind == KHA_LAB_PROC_SCHEDULER ? lv->sched_holder : lv->cm_holder;
+
+		printf("%-6s %-23s %-8s %-8s %-12s Lease kube-system/%s\n", m->name, p->name, pid,
+		       state, lease_role(holder, m, on), p->name);
+	} else if (p->kind == KHA_LAB_PROC_ETCD) {
+		snprintf(detail, sizeof(detail), "%s", m->client_url);
+		if (lab->node.entry_url)
+			snprintf(detail + strlen(detail), sizeof(detail) - strlen(detail),
+				 "  (entry: %s)", entry_text(lv, i, on && !m->frozen));
+		printf("%-6s %-23s %-8s %-8s %-12s %s\n", m->name, p->name, pid, state,
+		       health_text(lv->health[i]), detail);
+	} else if (lv->leader_gone && lv->leader && strcmp(lv->leader, m->name) == 0) {
+		/* stopped or frozen without resigning: still the leader on record */
+		if (lv->leader_ttl_s >= 0)
+			snprintf(detail, sizeof(detail),
+				 "stopped, still on record: its election lease expires "
+				 "in %llds",
+				 (long long)lv->leader_ttl_s);
+		else
+			snprintf(detail, sizeof(detail),
+				 "stopped, still on record until its election lease "
+				 "expires");
+		printf("%-6s %-23s %-8s %-8s %-12s %s -> %s\n", m->name, p->name, pid, state,
+		       "LEADER", detail, m->backup_dir);
+	} else {
+		const char *role = elect_role(lab, lv, m, on);
+
+		bool leads = strcmp(role, "LEADER") == 0;
+
+		snprintf(detail, sizeof(detail), "%s",
+			 !leads			       ? "waits to take over the backups"
+			 : kha_lab_proc_descendants(p) ? "runs kha etcd backup"
+						       : "leads; its backup is not running (yet)");
+		printf("%-6s %-23s %-8s %-8s %-12s %s -> %s\n", m->name, p->name, pid, state, role,
+		       detail, m->backup_dir);
+	}
+}
+
 static void status_table(struct kha_lab *lab, const struct live *lv)
 {
 	static const char *const verdicts[] = {"healthy", "degraded", "critical"};
@@ -872,65 +954,8 @@ static void status_table(struct kha_lab *lab, const struct live *lv)
 	for (size_t i = 0; i < lab->n_masters; i++) {
 		const struct kha_lab_master *m = &lab->masters[i];
 
-		for (size_t j = 0; j < m->n_procs; j++) {
-			const struct kha_lab_proc *p = &m->procs[j];
-			bool on = kha_lab_proc_running(p);
-			char pid[16] = "-", detail[256];
-			const char *state = !on ? "stopped" : m->frozen ? "FROZEN" : "running";
-
-			if (p->pid > 0)
-				snprintf(pid, sizeof(pid), "%d", (int)p->pid);
-			if (p->kind == KHA_LAB_PROC_APISERVER) {
-				printf("%-6s %-23s %-8s %-8s %-12s https://%s:6443  (entry: %s)\n",
-				       m->name, p->name, pid, state,
-				       lv->api_ready[i] ? "ready" : "NOT READY", m->address,
-				       entry_text(lv, i, on && !m->frozen));
-			} else if (p->kind == KHA_LAB_PROC_CONTROLLER_MANAGER ||
-				   p->kind == KHA_LAB_PROC_SCHEDULER) {
-				const char *holder = p->kind == KHA_LAB_PROC_SCHEDULER
-							     ? lv->sched_holder
-							     : lv->cm_holder;
-
-				printf("%-6s %-23s %-8s %-8s %-12s Lease kube-system/%s\n", m->name,
-				       p->name, pid, state, lease_role(holder, m, on), p->name);
-			} else if (p->kind == KHA_LAB_PROC_ETCD) {
-				snprintf(detail, sizeof(detail), "%s", m->client_url);
-				if (lab->node.entry_url)
-					snprintf(detail + strlen(detail),
-						 sizeof(detail) - strlen(detail), "  (entry: %s)",
-						 entry_text(lv, i, on && !m->frozen));
-				printf("%-6s %-23s %-8s %-8s %-12s %s\n", m->name, p->name, pid,
-				       state, health_text(lv->health[i]), detail);
-			} else if (lv->leader_gone && lv->leader &&
-				   strcmp(lv->leader, m->name) == 0) {
-				/* stopped or frozen without resigning: still the leader on record */
-				if (lv->leader_ttl_s >= 0)
-					snprintf(
-						detail, sizeof(detail),
-						"stopped, still on record: its election lease expires "
-						"in %llds",
-						(long long)lv->leader_ttl_s);
-				else
-					snprintf(
-						detail, sizeof(detail),
-						"stopped, still on record until its election lease "
-						"expires");
-				printf("%-6s %-23s %-8s %-8s %-12s %s -> %s\n", m->name, p->name,
-				       pid, state, "LEADER", detail, m->backup_dir);
-			} else {
-				const char *role = elect_role(lab, lv, m, on);
-
-				bool leads = strcmp(role, "LEADER") == 0;
-
-				snprintf(detail, sizeof(detail), "%s",
-					 !leads ? "waits to take over the backups"
-					 : kha_lab_proc_descendants(p)
-						 ? "runs kha etcd backup"
-						 : "leads; its backup is not running (yet)");
-				printf("%-6s %-23s %-8s %-8s %-12s %s -> %s\n", m->name, p->name,
-				       pid, state, role, detail, m->backup_dir);
-			}
-		}
+		for (size_t j = 0; j < m->n_procs; j++)
+			status_master_row(lab, lv, i, &m->procs[j]);
 	}
 	for (size_t j = 0; j < lab->node.n_procs; j++) {
 		const struct kha_lab_proc *p = &lab->node.procs[j];
@@ -1215,6 +1240,29 @@ static void member_help(enum member_op op)
 	}
 }
 
+/* start-member --all, thaw-member --all: every master that needs it, in order, until one fails */
+static int member_all(const struct common *c, struct kha_lab *lab, enum member_op op,
+		      uint64_t timeout_us)
+{
+	int code = KHA_EXIT_OK;
+	bool any = false;
+
+	for (size_t i = 0; i < lab->n_masters && code == KHA_EXIT_OK; i++) {
+		struct kha_lab_master *x = &lab->masters[i];
+
+		if (op == OP_START && !master_running(x)) {
+			code = start_one(c, lab, x, timeout_us);
+			any = true;
+		} else if (op == OP_THAW && x->frozen) {
+			code = freeze_one(c, lab, x, false);
+			any = true;
+		}
+	}
+	if (!any)
+		printf("every master is %s\n", op == OP_START ? "running" : "thawed");
+	return code;
+}
+
 static int cmd_member(int argc, char **argv, enum member_op op)
 {
 	static const struct option opts[] = {
@@ -1312,24 +1360,8 @@ static int cmd_member(int argc, char **argv, enum member_op op)
 		if (!m)
 			return code;
 	}
-	if (pick == PICK_ALL) {
-		bool any = false;
-
-		for (size_t i = 0; i < lab->n_masters && code == KHA_EXIT_OK; i++) {
-			struct kha_lab_master *x = &lab->masters[i];
-
-			if (op == OP_START && !master_running(x)) {
-				code = start_one(&c, lab, x, timeout_us);
-				any = true;
-			} else if (op == OP_THAW && x->frozen) {
-				code = freeze_one(&c, lab, x, false);
-				any = true;
-			}
-		}
-		if (!any)
-			printf("every master is %s\n", op == OP_START ? "running" : "thawed");
-		return code;
-	}
+	if (pick == PICK_ALL)
+		return member_all(&c, lab, op, timeout_us);
 	switch (op) {
 	case OP_STOP:
 		return stop_one(&c, lab, m, grace_us, kill);
@@ -1343,6 +1375,50 @@ static int cmd_member(int argc, char **argv, enum member_op op)
 }
 
 /* ---- one process, one host ---- */
+
+/* kha lab stop-process --help */
+static void stop_process_usage(void)
+{
+	printf("Usage: kha lab stop-process (MASTER | --leader | --follower |\n"
+	       "                            --raft-leader) PROCESS [--kill] [--grace D]\n"
+	       "       kha lab stop-process --lease-holder COMPONENT [--kill] [--grace D]\n"
+	       "                            [--dir DIR]\n\n"
+	       "Stops one process of a master (etcd, kube-apiserver,\n"
+	       "kube-controller-manager, kube-scheduler, elect) and what it started:\n"
+	       "SIGTERM, SIGKILL after --grace (default 10s); --kill: SIGKILL at once.\n"
+	       "A kube-apiserver stopped with SIGTERM turns its /readyz unready for\n"
+	       "--shutdown-delay-duration before it closes its listener. --lease-holder\n"
+	       "picks the master whose COMPONENT holds its Lease in kube-system (read\n"
+	       "through the node's entry) and stops that COMPONENT. 'kha lab start-member\n"
+	       "--all' starts it again.\n\n"
+	       "Example:\n  kha lab stop-process --lease-holder kube-controller-manager --kill\n"
+	       "  kha lab stop-process m2 kube-apiserver && kha lab start-member m2\n");
+}
+
+/* the master whose COMPONENT holds its Lease in kube-system, read through the node's entry;
+ * NULL (said on stderr) when it cannot be read or nobody among the masters holds it */
+static struct kha_lab_master *lease_holder_master(struct kha_lab *lab, const char *component)
+{
+	struct kha_lab_master *m;
+	char holder[256] = "";
+	size_t n;
+
+	if (kha_lab_lease_holder(lab, component, holder, sizeof(holder)) < 0) {
+		fprintf(stderr,
+			"kha lab stop-process: cannot read the Lease kube-system/%s through "
+			"the node's entry\n",
+			component);
+		return NULL;
+	}
+	/* the identity is "<host>_<uuid>", the host a master's name */
+	n = strcspn(holder, "_");
+	holder[n] = '\0';
+	m = n ? kha_lab_find_master(lab, holder) : NULL;
+	if (!m)
+		fprintf(stderr, "kha lab stop-process: nobody holds the Lease of %s%s%s\n",
+			component, n ? " among the masters: " : "", holder);
+	return m;
+}
 
 static int cmd_stop_process(int argc, char **argv)
 {
@@ -1395,20 +1471,7 @@ static int cmd_stop_process(int argc, char **argv)
 				component = optarg;
 			break;
 		case 'h':
-			printf("Usage: kha lab stop-process (MASTER | --leader | --follower |\n"
-			       "                            --raft-leader) PROCESS [--kill] [--grace D]\n"
-			       "       kha lab stop-process --lease-holder COMPONENT [--kill] [--grace D]\n"
-			       "                            [--dir DIR]\n\n"
-			       "Stops one process of a master (etcd, kube-apiserver,\n"
-			       "kube-controller-manager, kube-scheduler, elect) and what it started:\n"
-			       "SIGTERM, SIGKILL after --grace (default 10s); --kill: SIGKILL at once.\n"
-			       "A kube-apiserver stopped with SIGTERM turns its /readyz unready for\n"
-			       "--shutdown-delay-duration before it closes its listener. --lease-holder\n"
-			       "picks the master whose COMPONENT holds its Lease in kube-system (read\n"
-			       "through the node's entry) and stops that COMPONENT. 'kha lab start-member\n"
-			       "--all' starts it again.\n\n"
-			       "Example:\n  kha lab stop-process --lease-holder kube-controller-manager --kill\n"
-			       "  kha lab stop-process m2 kube-apiserver && kha lab start-member m2\n");
+			stop_process_usage();
 			return KHA_EXIT_OK;
 		default:
 			return usage_error(c.sub, "bad flag");
@@ -1431,25 +1494,9 @@ static int cmd_stop_process(int argc, char **argv)
 		if (!m)
 			return KHA_EXIT_USAGE;
 	} else if (component) {
-		char holder[256] = "";
-		size_t n;
-
-		if (kha_lab_lease_holder(lab, component, holder, sizeof(holder)) < 0) {
-			fprintf(stderr,
-				"kha lab stop-process: cannot read the Lease kube-system/%s through "
-				"the node's entry\n",
-				component);
+		m = lease_holder_master(lab, component);
+		if (!m)
 			return KHA_EXIT_UNAVAILABLE;
-		}
-		/* the identity is "<host>_<uuid>", the host a master's name */
-		n = strcspn(holder, "_");
-		holder[n] = '\0';
-		m = n ? kha_lab_find_master(lab, holder) : NULL;
-		if (!m) {
-			fprintf(stderr, "kha lab stop-process: nobody holds the Lease of %s%s%s\n",
-				component, n ? " among the masters: " : "", holder);
-			return KHA_EXIT_UNAVAILABLE;
-		}
 	} else {
 		m = pick_master(&c, lab, pick, &code);
 		if (!m)
@@ -1761,6 +1808,177 @@ static bool parse_percent(const char *s, double *ret)
 	return true;
 }
 
+/* whether this lab can be drilled with these options: 0, or the exit code */
+static int drill_check(const struct common *c, const struct kha_lab *lab,
+		       const struct kha_lab_k8s_drill_opts *ko)
+{
+	if (!lab->node.entry_url)
+		return usage_error("drill",
+				   "the lab in %s has no entry point (made with --no-proxy): "
+				   "nothing to write through",
+				   c->dir);
+	if (!lab->kha_bin || access(lab->kha_bin, X_OK) < 0) {
+		fprintf(stderr, "kha lab drill: %s: cannot run the kha the lab was made with\n",
+			lab->kha_bin ? lab->kha_bin : "(none)");
+		return KHA_EXIT_UNAVAILABLE;
+	}
+	if (!lab->k8s_bin && (ko->faults || ko->slo >= 0 || ko->rolling_us || ko->watch_timeout_us))
+		return usage_error("drill", "--faults, --slo, --rolling-time and --watch-timeout "
+					    "are for a Kubernetes lab (kha lab up --kubernetes)");
+	return 0;
+}
+
+/* kha lab drill --help */
+static void drill_usage(void)
+{
+	printf("Usage: kha lab drill [--dir DIR] [--report FILE.json] [--svg FILE.svg]\n"
+	       "                     [--rate N] [--min-availability PCT] [--details]\n"
+	       "                     [--baseline D] [--period D] [--down D] [-o json]\n\n"
+	       "Writes to etcd through the node's entry point (kha proxy) at --rate per\n"
+	       "second (default 50, a new TLS connection each) while three faults hit\n"
+	       "the masters, one after the other, each followed by its recovery and a\n"
+	       "settle period:\n"
+	       "  1. kill-follower    SIGKILL every process of a master that does not\n"
+	       "                      lead the backup election (etcd, kha elect, the\n"
+	       "                      backup); restart it\n"
+	       "  2. kill-leader      the same to the master that leads; restart it\n"
+	       "  3. freeze-follower  SIGSTOP every process of a master that does not\n"
+	       "                      lead; SIGCONT it\n"
+	       "Timeline: --baseline (4s) of steady writes, then a fault every --period\n"
+	       "(18s), each undone after --down (6s): about a minute in all. Afterwards\n"
+	       "every write is read back from the members. Per fault it reports the\n"
+	       "entry's availability and longest outage, the acknowledged writes lost\n"
+	       "(must be 0), the election handover time (kill to a new leader seen),\n"
+	       "and whether backups went on (by another master when the leader died);\n"
+	       "overall, whether two masters ever took backups in one leadership term.\n"
+	       "(A lab without Kubernetes: the entry fronts the members' etcd API.)\n\n"
+	       "On a Kubernetes lab (kha lab up --kubernetes) the clients are Kubernetes\n"
+	       "API clients, through each entry at once (the node's kha proxy and the\n"
+	       "VIP): ConfigMap creates listed back afterwards, GETs, and a watch whose\n"
+	       "reconnects are timed, at --rate each (default 20/s). The faults (each\n"
+	       "undone after --down, 8s; one every --period, 40s; --faults picks some):\n"
+	       "  kill-master, freeze-master   a master that does not lead the backups\n"
+	       "  stop-apiserver     SIGTERM one kube-apiserver (graceful: drained)\n"
+	       "  kill-cm-leader     SIGKILL the controller-manager holding its Lease\n"
+	       "  kill-etcd-leader   SIGKILL every process of etcd's Raft leader's host\n"
+	       "  kill-lb            SIGKILL the load balancer holding the VIP\n"
+	       "  rolling            every master restarted in turn under kha lock\n"
+	       "                     (--rolling-time, default 150s)\n"
+	       "Per fault and entry: availability of writes and reads, longest outage,\n"
+	       "lost writes (must be 0), watch reconnect time, the controller-manager's\n"
+	       "Lease handover (from its acquireTime), backups, the verdict against\n"
+	       "--slo (default 90, per entry and fault). --watch-timeout: the watches'\n"
+	       "timeoutSeconds (default 60s).\n\n"
+	       "  --report FILE         JSON report (schema kha.lab.drill/v1, docs/lab.md)\n"
+	       "  --svg FILE            SVG timeline of the writes and the faults\n"
+	       "  --min-availability P  floor for the entry's availability (default 90)\n"
+	       "  --details             also print lib/drill's summary (latency, phases)\n"
+	       "  -o json               the JSON report on stdout instead of the summary\n\n"
+	       "Exit codes: 0 every invariant held; 1 availability under the floor, or\n"
+	       "no new leader / no new backup after a fault; 2 acknowledged writes lost\n"
+	       "or two backup takers in one term; 3 a fault command failed; 69 no lab in\n"
+	       "DIR, or the lab not ready, or the writes not verifiable; 74 a file could\n"
+	       "not be written; 130 interrupted (the faults are undone first).\n\n"
+	       "Example:\n  kha lab up && kha lab drill --svg lab-drill.svg; kha lab down\n");
+}
+
+/* one flag of kha lab drill that sets the drill's options (both kinds of lab):
+ * 0, or the exit code of a usage error */
+static int drill_flag(int opt, const char *arg, struct kha_lab_drill_opts *o,
+		      struct kha_lab_k8s_drill_opts *ko)
+{
+	double pct;
+	uint64_t v;
+
+	switch (opt) {
+	case OPT_RATE:
+		if (kha_parse_u64(arg, 1, 1000, &v) < 0)
+			return usage_error("drill",
+					   "--rate '%s': expected 1 to 1000 writes "
+					   "per second",
+					   arg);
+		o->rate = (uint32_t)v;
+		ko->rate = (uint32_t)v;
+		return 0;
+	case OPT_FAULTS:
+		if (kha_lab_k8s_fault_parse(arg, &ko->faults) < 0)
+			return usage_error("drill",
+					   "--faults '%s': expected a comma list of "
+					   "kill-master, freeze-master, stop-apiserver, "
+					   "kill-cm-leader, kill-etcd-leader, kill-lb, rolling "
+					   "(or all)",
+					   arg);
+		return 0;
+	case OPT_SLO:
+		if (!parse_percent(arg, &pct))
+			return usage_error("drill",
+					   "--slo '%s': expected a percentage from 0 to 100", arg);
+		ko->slo = pct;
+		return 0;
+	case OPT_ROLLING_TIME:
+	case OPT_WATCH_TIMEOUT:
+		if (parse_duration("drill",
+				   opt == OPT_ROLLING_TIME ? "--rolling-time" : "--watch-timeout",
+				   arg, &v))
+			return KHA_EXIT_USAGE;
+		if (v < KHA_USEC_PER_SEC || v > 3600 * KHA_USEC_PER_SEC)
+			return usage_error("drill", "'%s': expected 1s to 1h", arg);
+		*(opt == OPT_ROLLING_TIME ? &ko->rolling_us : &ko->watch_timeout_us) = v;
+		return 0;
+	case OPT_MIN_AVAILABILITY:
+		if (!parse_percent(arg, &pct))
+			return usage_error("drill",
+					   "--min-availability '%s': expected a percentage "
+					   "from 0 to 100",
+					   arg);
+		o->min_availability = pct;
+		return 0;
+	case OPT_BASELINE:
+	case OPT_PERIOD:
+	case OPT_DOWN:
+		if (parse_duration("drill",
+				   opt == OPT_BASELINE ? "--baseline"
+				   : opt == OPT_PERIOD ? "--period"
+						       : "--down",
+				   arg, &v))
+			return KHA_EXIT_USAGE;
+		if (v < KHA_USEC_PER_SEC || v > 600 * KHA_USEC_PER_SEC)
+			return usage_error("drill", "'%s': expected 1s to 10m", arg);
+		*(opt == OPT_BASELINE ? &o->baseline_us
+		  : opt == OPT_PERIOD ? &o->period_us
+				      : &o->down_us) = v;
+		*(opt == OPT_BASELINE ? &ko->baseline_us
+		  : opt == OPT_PERIOD ? &ko->period_us
+				      : &ko->down_us) = v;
+		return 0;
+	}
+	return KHA_EXIT_SOFTWARE;
+}
+
+/* the report of a drill of a lab without Kubernetes: on stdout, then to the files; the exit
+ * code */
+static int drill_etcd_report(const struct kha_lab_drill_report *rep, bool json, bool details,
+			     const char *report, const char *svg)
+{
+	int code;
+
+	if (json) {
+		kha_autofree char *text = kha_lab_drill_json(rep);
+
+		if (text)
+			printf("%s\n", text);
+	} else {
+		if (details) {
+			kha_ignore(kha_drill_report_print(stdout, rep->drill));
+			printf("\n");
+		}
+		kha_ignore(kha_lab_drill_print(stdout, rep));
+	}
+	fflush(stdout);
+	code = drill_outputs(rep, report, svg);
+	return code ? code : kha_lab_drill_exit_code(rep);
+}
+
 static int cmd_drill(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -1791,134 +2009,34 @@ static int cmd_drill(int argc, char **argv)
 	bool details = false;
 	sigset_t oldmask;
 	int opt, r, code, sfd;
-	double pct;
-	uint64_t v;
 
 	optind = 0;
 	while ((opt = next_flag(&c, argc, argv, "ho:", opts, &r)) != -1) {
 		switch (opt) {
-		case OPT_RATE:
-			if (kha_parse_u64(optarg, 1, 1000, &v) < 0)
-				return usage_error("drill",
-						   "--rate '%s': expected 1 to 1000 writes "
-						   "per second",
-						   optarg);
-			o.rate = (uint32_t)v;
-			ko.rate = (uint32_t)v;
-			break;
-		case OPT_FAULTS:
-			if (kha_lab_k8s_fault_parse(optarg, &ko.faults) < 0)
-				return usage_error(
-					"drill",
-					"--faults '%s': expected a comma list of "
-					"kill-master, freeze-master, stop-apiserver, "
-					"kill-cm-leader, kill-etcd-leader, kill-lb, rolling "
-					"(or all)",
-					optarg);
-			break;
-		case OPT_SLO:
-			if (!parse_percent(optarg, &pct))
-				return usage_error(
-					"drill", "--slo '%s': expected a percentage from 0 to 100",
-					optarg);
-			ko.slo = pct;
-			break;
-		case OPT_ROLLING_TIME:
-		case OPT_WATCH_TIMEOUT:
-			if (parse_duration("drill",
-					   opt == OPT_ROLLING_TIME ? "--rolling-time"
-								   : "--watch-timeout",
-					   optarg, &v))
-				return KHA_EXIT_USAGE;
-			if (v < KHA_USEC_PER_SEC || v > 3600 * KHA_USEC_PER_SEC)
-				return usage_error("drill", "'%s': expected 1s to 1h", optarg);
-			*(opt == OPT_ROLLING_TIME ? &ko.rolling_us : &ko.watch_timeout_us) = v;
-			break;
 		case OPT_REPORT:
 			report = optarg;
 			break;
 		case OPT_SVG:
 			svg = optarg;
 			break;
-		case OPT_MIN_AVAILABILITY:
-			if (!parse_percent(optarg, &pct))
-				return usage_error("drill",
-						   "--min-availability '%s': expected a percentage "
-						   "from 0 to 100",
-						   optarg);
-			o.min_availability = pct;
-			break;
-		case OPT_BASELINE:
-		case OPT_PERIOD:
-		case OPT_DOWN:
-			if (parse_duration("drill",
-					   opt == OPT_BASELINE ? "--baseline"
-					   : opt == OPT_PERIOD ? "--period"
-							       : "--down",
-					   optarg, &v))
-				return KHA_EXIT_USAGE;
-			if (v < KHA_USEC_PER_SEC || v > 600 * KHA_USEC_PER_SEC)
-				return usage_error("drill", "'%s': expected 1s to 10m", optarg);
-			*(opt == OPT_BASELINE ? &o.baseline_us
-			  : opt == OPT_PERIOD ? &o.period_us
-					      : &o.down_us) = v;
-			*(opt == OPT_BASELINE ? &ko.baseline_us
-			  : opt == OPT_PERIOD ? &ko.period_us
-					      : &ko.down_us) = v;
-			break;
 		case OPT_DETAILS:
 			details = true;
 			break;
+		case OPT_RATE:
+		case OPT_FAULTS:
+		case OPT_SLO:
+		case OPT_ROLLING_TIME:
+		case OPT_WATCH_TIMEOUT:
+		case OPT_MIN_AVAILABILITY:
+		case OPT_BASELINE:
+		case OPT_PERIOD:
+		case OPT_DOWN:
+			r = drill_flag(opt, optarg, &o, &ko);
+			if (r)
+				return r;
+			break;
 		case 'h':
-			printf("Usage: kha lab drill [--dir DIR] [--report FILE.json] [--svg FILE.svg]\n"
-			       "                     [--rate N] [--min-availability PCT] [--details]\n"
-			       "                     [--baseline D] [--period D] [--down D] [-o json]\n\n"
-			       "Writes to etcd through the node's entry point (kha proxy) at --rate per\n"
-			       "second (default 50, a new TLS connection each) while three faults hit\n"
-			       "the masters, one after the other, each followed by its recovery and a\n"
-			       "settle period:\n"
-			       "  1. kill-follower    SIGKILL every process of a master that does not\n"
-			       "                      lead the backup election (etcd, kha elect, the\n"
-			       "                      backup); restart it\n"
-			       "  2. kill-leader      the same to the master that leads; restart it\n"
-			       "  3. freeze-follower  SIGSTOP every process of a master that does not\n"
-			       "                      lead; SIGCONT it\n"
-			       "Timeline: --baseline (4s) of steady writes, then a fault every --period\n"
-			       "(18s), each undone after --down (6s): about a minute in all. Afterwards\n"
-			       "every write is read back from the members. Per fault it reports the\n"
-			       "entry's availability and longest outage, the acknowledged writes lost\n"
-			       "(must be 0), the election handover time (kill to a new leader seen),\n"
-			       "and whether backups went on (by another master when the leader died);\n"
-			       "overall, whether two masters ever took backups in one leadership term.\n"
-			       "(A lab without Kubernetes: the entry fronts the members' etcd API.)\n\n"
-			       "On a Kubernetes lab (kha lab up --kubernetes) the clients are Kubernetes\n"
-			       "API clients, through each entry at once (the node's kha proxy and the\n"
-			       "VIP): ConfigMap creates listed back afterwards, GETs, and a watch whose\n"
-			       "reconnects are timed, at --rate each (default 20/s). The faults (each\n"
-			       "undone after --down, 8s; one every --period, 40s; --faults picks some):\n"
-			       "  kill-master, freeze-master   a master that does not lead the backups\n"
-			       "  stop-apiserver     SIGTERM one kube-apiserver (graceful: drained)\n"
-			       "  kill-cm-leader     SIGKILL the controller-manager holding its Lease\n"
-			       "  kill-etcd-leader   SIGKILL every process of etcd's Raft leader's host\n"
-			       "  kill-lb            SIGKILL the load balancer holding the VIP\n"
-			       "  rolling            every master restarted in turn under kha lock\n"
-			       "                     (--rolling-time, default 150s)\n"
-			       "Per fault and entry: availability of writes and reads, longest outage,\n"
-			       "lost writes (must be 0), watch reconnect time, the controller-manager's\n"
-			       "Lease handover (from its acquireTime), backups, the verdict against\n"
-			       "--slo (default 90, per entry and fault). --watch-timeout: the watches'\n"
-			       "timeoutSeconds (default 60s).\n\n"
-			       "  --report FILE         JSON report (schema kha.lab.drill/v1, docs/lab.md)\n"
-			       "  --svg FILE            SVG timeline of the writes and the faults\n"
-			       "  --min-availability P  floor for the entry's availability (default 90)\n"
-			       "  --details             also print lib/drill's summary (latency, phases)\n"
-			       "  -o json               the JSON report on stdout instead of the summary\n\n"
-			       "Exit codes: 0 every invariant held; 1 availability under the floor, or\n"
-			       "no new leader / no new backup after a fault; 2 acknowledged writes lost\n"
-			       "or two backup takers in one term; 3 a fault command failed; 69 no lab in\n"
-			       "DIR, or the lab not ready, or the writes not verifiable; 74 a file could\n"
-			       "not be written; 130 interrupted (the faults are undone first).\n\n"
-			       "Example:\n  kha lab up && kha lab drill --svg lab-drill.svg; kha lab down\n");
+			drill_usage();
 			return KHA_EXIT_OK;
 		default:
 			return usage_error("drill", "bad flag");
@@ -1931,19 +2049,9 @@ static int cmd_drill(int argc, char **argv)
 	r = load(&c, false, &lab);
 	if (r)
 		return r;
-	if (!lab->node.entry_url)
-		return usage_error("drill",
-				   "the lab in %s has no entry point (made with --no-proxy): "
-				   "nothing to write through",
-				   c.dir);
-	if (!lab->kha_bin || access(lab->kha_bin, X_OK) < 0) {
-		fprintf(stderr, "kha lab drill: %s: cannot run the kha the lab was made with\n",
-			lab->kha_bin ? lab->kha_bin : "(none)");
-		return KHA_EXIT_UNAVAILABLE;
-	}
-	if (!lab->k8s_bin && (ko.faults || ko.slo >= 0 || ko.rolling_us || ko.watch_timeout_us))
-		return usage_error("drill", "--faults, --slo, --rolling-time and --watch-timeout "
-					    "are for a Kubernetes lab (kha lab up --kubernetes)");
+	r = drill_check(&c, lab, &ko);
+	if (r)
+		return r;
 	fprintf(stderr, "kha lab drill: waiting until the lab is ready...\n");
 	r = kha_lab_wait_ready(lab, DRILL_READY_US, &d);
 	if (r < 0)
@@ -1983,21 +2091,7 @@ static int cmd_drill(int argc, char **argv)
 	sigprocmask(SIG_SETMASK, &oldmask, NULL);
 	if (r < 0)
 		return fail("drill", r, &d);
-	if (c.json) {
-		kha_autofree char *json = kha_lab_drill_json(rep);
-
-		if (json)
-			printf("%s\n", json);
-	} else {
-		if (details) {
-			kha_ignore(kha_drill_report_print(stdout, rep->drill));
-			printf("\n");
-		}
-		kha_ignore(kha_lab_drill_print(stdout, rep));
-	}
-	fflush(stdout);
-	code = drill_outputs(rep, report, svg);
-	return code ? code : kha_lab_drill_exit_code(rep);
+	return drill_etcd_report(rep, c.json, details, report, svg);
 }
 
 static int cmd_down(int argc, char **argv)
