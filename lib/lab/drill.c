@@ -64,7 +64,7 @@ const char *kha_lab_fault_name(enum kha_lab_fault_kind k)
 
 /* ---- the watcher thread ---- */
 
-void lab_watcher_progress(const struct lab_watcher *w, const char *fmt, ...)
+void kha_lab__watcher_progress(const struct kha_lab__watcher *w, const char *fmt, ...)
 {
 	char line[512];
 	va_list ap;
@@ -77,18 +77,18 @@ void lab_watcher_progress(const struct lab_watcher *w, const char *fmt, ...)
 	w->o->on_progress(w->o->userdata, line);
 }
 
-static double rel_s(const struct lab_watcher *w, uint64_t mono)
+static double rel_s(const struct kha_lab__watcher *w, uint64_t mono)
 {
 	return w->t0 && mono >= w->t0 ? (double)(mono - w->t0) / 1e6 : 0.0;
 }
 
-static void observe_leader(struct lab_watcher *w, struct kha_etcd *c)
+static void observe_leader(struct kha_lab__watcher *w, struct kha_etcd *c)
 {
 	kha_autofree char *leader = NULL;
 	uint64_t now;
 	bool changed;
 
-	if (lab_leader_read(c, w->lab->election, &leader, NULL) < 0)
+	if (kha_lab__leader_read(c, w->lab->election, &leader, NULL) < 0)
 		return; /* no answer (an election in etcd itself): keep the last observation */
 	now = kha_now_us();
 	pthread_mutex_lock(&w->mu);
@@ -108,17 +108,17 @@ static void observe_leader(struct lab_watcher *w, struct kha_etcd *c)
 	w->leader_known = true;
 	pthread_mutex_unlock(&w->mu);
 	if (changed && w->t0)
-		lab_watcher_progress(
+		kha_lab__watcher_progress(
 			w, "%7.2fs  election: %s", rel_s(w, now),
 			leader ? leader : "nobody leads (the lease of the last leader runs out)");
 }
 
 /* Which master's member leads Raft: the summary explains a kill's outage by it. */
-static void observe_raft(struct lab_watcher *w, struct kha_etcd *c)
+static void observe_raft(struct kha_lab__watcher *w, struct kha_etcd *c)
 {
 	kha_autofree char *leader = NULL;
 
-	if (lab_raft_leader_read(c, &leader, NULL) < 0 || !leader)
+	if (kha_lab__raft_leader_read(c, &leader, NULL) < 0 || !leader)
 		return; /* no answer, or an election under way: keep the last observation */
 	pthread_mutex_lock(&w->mu);
 	snprintf(w->raft_leader, sizeof(w->raft_leader), "%s", leader);
@@ -133,7 +133,7 @@ static bool snapshot_name(const char *name)
 	       !strstr(name, ".partial");
 }
 
-static bool seen_has(const struct lab_seen *s, const char *name)
+static bool seen_has(const struct kha_lab__seen *s, const char *name)
 {
 	for (size_t i = 0; i < s->n; i++)
 		if (strcmp(s->names[i], name) == 0)
@@ -141,7 +141,7 @@ static bool seen_has(const struct lab_seen *s, const char *name)
 	return false;
 }
 
-static void seen_add(struct lab_seen *s, const char *name)
+static void seen_add(struct kha_lab__seen *s, const char *name)
 {
 	char **nv;
 
@@ -157,7 +157,7 @@ static void seen_add(struct lab_seen *s, const char *name)
 }
 
 /* New files in every master's backup directory; record lists them (else: only remembered). */
-static void scan_backups(struct lab_watcher *w, bool record)
+static void scan_backups(struct kha_lab__watcher *w, bool record)
 {
 	for (size_t i = 0; i < w->lab->n_masters && i < KHA_LAB_MAX_MASTERS; i++) {
 		const struct kha_lab_master *m = &w->lab->masters[i];
@@ -194,8 +194,9 @@ static void scan_backups(struct lab_watcher *w, bool record)
 			}
 			pthread_mutex_unlock(&w->mu);
 			if (w->t0)
-				lab_watcher_progress(w, "%7.2fs  backup: %s took %s",
-						     rel_s(w, kha_now_us()), m->name, de->d_name);
+				kha_lab__watcher_progress(w, "%7.2fs  backup: %s took %s",
+							  rel_s(w, kha_now_us()), m->name,
+							  de->d_name);
 		}
 		closedir(dir);
 	}
@@ -203,11 +204,11 @@ static void scan_backups(struct lab_watcher *w, bool record)
 
 static void *watch(void *userdata)
 {
-	struct lab_watcher *w = userdata;
+	struct kha_lab__watcher *w = userdata;
 	kha_auto(kha_etcd_freep) struct kha_etcd *c = NULL;
 	uint64_t next_leader = 0, next_files = 0, next_raft = 0;
 
-	if (lab_etcd_client(w->lab, LEADER_CALL_US, &c, NULL) < 0)
+	if (kha_lab__etcd_client(w->lab, LEADER_CALL_US, &c, NULL) < 0)
 		c = NULL;
 	for (;;) {
 		uint64_t now = kha_now_us(), next;
@@ -251,7 +252,7 @@ static void *watch(void *userdata)
 	return NULL;
 }
 
-int lab_watcher_start(struct lab_watcher *w)
+int kha_lab__watcher_start(struct kha_lab__watcher *w)
 {
 	pthread_condattr_t ca;
 	int r;
@@ -266,7 +267,7 @@ int lab_watcher_start(struct lab_watcher *w)
 	return -r;
 }
 
-void lab_watcher_stop(struct lab_watcher *w)
+void kha_lab__watcher_stop(struct kha_lab__watcher *w)
 {
 	pthread_mutex_lock(&w->mu);
 	w->stop = true;
@@ -275,7 +276,7 @@ void lab_watcher_stop(struct lab_watcher *w)
 	pthread_join(w->thread, NULL);
 }
 
-void lab_watcher_release(struct lab_watcher *w)
+void kha_lab__watcher_release(struct kha_lab__watcher *w)
 {
 	for (size_t i = 0; i < KHA_LAB_MAX_MASTERS; i++) {
 		for (size_t j = 0; j < w->seen[i].n; j++)
@@ -305,9 +306,9 @@ static int fault_index(const char *step_name, bool *ret_recover)
 	return -1;
 }
 
-void lab_watcher_on_event(void *userdata, const struct kha_drill_event *ev)
+void kha_lab__watcher_on_event(void *userdata, const struct kha_drill_event *ev)
 {
-	struct lab_watcher *w = userdata;
+	struct kha_lab__watcher *w = userdata;
 	const struct kha_drill_step_result *st = ev->step;
 	bool recover = false;
 	int i;
@@ -322,15 +323,16 @@ void lab_watcher_on_event(void *userdata, const struct kha_drill_event *ev)
 		snprintf(leader, sizeof(leader), "%s", w->leader);
 		pthread_mutex_unlock(&w->mu);
 		if (w->lab->election)
-			lab_watcher_progress(w, "%7.2fs  election: %s",
-					     (double)ev->elapsed_us / 1e6,
-					     !known    ? "not read yet"
-					     : *leader ? leader
-						       : "nobody leads");
+			kha_lab__watcher_progress(w, "%7.2fs  election: %s",
+						  (double)ev->elapsed_us / 1e6,
+						  !known    ? "not read yet"
+						  : *leader ? leader
+							    : "nobody leads");
 	}
 	if (ev->type == KHA_DRILL_EVENT_ABORT) {
-		lab_watcher_progress(w, "%7.2fs  drill stops early: %s",
-				     (double)ev->elapsed_us / 1e6, ev->message ? ev->message : "");
+		kha_lab__watcher_progress(w, "%7.2fs  drill stops early: %s",
+					  (double)ev->elapsed_us / 1e6,
+					  ev->message ? ev->message : "");
 		return;
 	}
 	if (!st || (ev->type != KHA_DRILL_EVENT_STEP_START && ev->type != KHA_DRILL_EVENT_STEP_END))
@@ -346,10 +348,10 @@ void lab_watcher_on_event(void *userdata, const struct kha_drill_event *ev)
 				 w->raft_leader);
 			pthread_mutex_unlock(&w->mu);
 		}
-		lab_watcher_progress(w, "%7.2fs  %s %s: %s", (double)ev->elapsed_us / 1e6,
-				     kha_drill_step_kind_name(st->kind), st->name,
-				     i >= 0 ? (recover ? faults[i].recover_args : faults[i].what)
-					    : st->run);
+		kha_lab__watcher_progress(
+			w, "%7.2fs  %s %s: %s", (double)ev->elapsed_us / 1e6,
+			kha_drill_step_kind_name(st->kind), st->name,
+			i >= 0 ? (recover ? faults[i].recover_args : faults[i].what) : st->run);
 		return;
 	}
 	{
@@ -359,15 +361,15 @@ void lab_watcher_on_event(void *userdata, const struct kha_drill_event *ev)
 		snprintf(out, sizeof(out), "%s", st->output ? st->output : "");
 		n = strcspn(out, "\n");
 		out[n] = '\0';
-		lab_watcher_progress(w, "%7.2fs  %s %s %s%s%s", (double)ev->elapsed_us / 1e6,
-				     st->name, kha_drill_step_state_name(st->state),
-				     *out ? "(" : "", out, *out ? ")" : "");
+		kha_lab__watcher_progress(w, "%7.2fs  %s %s %s%s%s", (double)ev->elapsed_us / 1e6,
+					  st->name, kha_drill_step_state_name(st->state),
+					  *out ? "(" : "", out, *out ? ")" : "");
 	}
 }
 
-int lab_watcher_on_stop(void *userdata)
+int kha_lab__watcher_on_stop(void *userdata)
 {
-	struct lab_watcher *w = userdata;
+	struct kha_lab__watcher *w = userdata;
 
 	return w->o->on_stop ? w->o->on_stop(w->o->userdata) : 0;
 }
@@ -420,7 +422,7 @@ static const char *leader_at(const struct kha_lab_drill_report *r, uint64_t t)
 	return l;
 }
 
-static void analyze_fault(const struct kha_lab *lab, const struct lab_drill_obs *obs,
+static void analyze_fault(const struct kha_lab *lab, const struct kha_lab__drill_obs *obs,
 			  struct kha_lab_drill_report *r, int k)
 {
 	struct kha_lab_fault_result *f = &r->faults[k];
@@ -570,8 +572,8 @@ static void analyze_backups(struct kha_lab_drill_report *r)
 	}
 }
 
-void lab_drill_analyze(const struct kha_lab *lab, const struct lab_drill_obs *obs,
-		       struct kha_lab_drill_report *r)
+void kha_lab__drill_analyze(const struct kha_lab *lab, const struct kha_lab__drill_obs *obs,
+			    struct kha_lab_drill_report *r)
 {
 	if (r->election)
 		analyze_backups(r);
@@ -630,10 +632,10 @@ int kha_lab_drill(const struct kha_lab *lab, const char *kha, const struct kha_l
 {
 	struct kha_lab_drill_opts o = *opts;
 	struct kha_drill_scenario sc;
-	struct lab_watcher w = {.lab = lab, .o = &o};
+	struct kha_lab__watcher w = {.lab = lab, .o = &o};
 	struct kha_drill_hooks hooks = {.stop_fd = opts->stop_fd,
-					.on_stop = lab_watcher_on_stop,
-					.on_event = lab_watcher_on_event,
+					.on_stop = kha_lab__watcher_on_stop,
+					.on_event = kha_lab__watcher_on_event,
 					.userdata = &w};
 	kha_auto(kha_lab_drill_report_freep) struct kha_lab_drill_report *r = NULL;
 	int res;
@@ -673,17 +675,17 @@ int kha_lab_drill(const struct kha_lab *lab, const char *kha, const struct kha_l
 		kha_drill_scenario_release(&sc);
 		return res;
 	}
-	res = lab_watcher_start(&w);
+	res = kha_lab__watcher_start(&w);
 	if (res < 0) {
 		kha_drill_scenario_release(&sc);
-		lab_watcher_release(&w);
+		kha_lab__watcher_release(&w);
 		return kha_diag_set(d, -res, "cannot start the watcher thread: %s", strerror(-res));
 	}
 	res = kha_drill_run(&sc, &hooks, &r->drill, d);
-	lab_watcher_stop(&w);
+	kha_lab__watcher_stop(&w);
 	kha_drill_scenario_release(&sc);
 	if (res < 0) {
-		lab_watcher_release(&w);
+		kha_lab__watcher_release(&w);
 		return res;
 	}
 
@@ -702,13 +704,14 @@ int kha_lab_drill(const struct kha_lab *lab, const char *kha, const struct kha_l
 
 		r->snapshots[i].t_us = t > 0 ? (uint64_t)t : 0;
 	}
-	lab_drill_analyze(lab, &w.obs, r);
-	lab_watcher_release(&w);
+	kha_lab__drill_analyze(lab, &w.obs, r);
+	kha_lab__watcher_release(&w);
 
 	if (!r->drill->interrupted) {
 		struct kha_lab *fresh = NULL;
 
-		lab_watcher_progress(&w, "         the drill is over: is the lab ready again?");
+		kha_lab__watcher_progress(&w,
+					  "         the drill is over: is the lab ready again?");
 		if (kha_lab_load(lab->dir, false, &fresh, NULL) == 0) {
 			r->healthy_after = kha_lab_wait_ready(fresh, READY_AFTER_US, NULL) == 0;
 			kha_lab_free(fresh);
@@ -769,7 +772,7 @@ int kha_lab_drill_exit_code(const struct kha_lab_drill_report *r)
 	return expectation_missed(r) ? 1 : 0;
 }
 
-void lab_append(char *buf, size_t size, const char *fmt, ...)
+void kha_lab__append(char *buf, size_t size, const char *fmt, ...)
 {
 	size_t used = strlen(buf);
 	va_list ap;
@@ -790,45 +793,46 @@ void kha_lab_drill_problems(const struct kha_lab_drill_report *r, char *buf, siz
 
 	buf[0] = '\0';
 	if (dr->writes.lost)
-		lab_append(buf, size, "%zu acknowledged writes lost", dr->writes.lost);
+		kha_lab__append(buf, size, "%zu acknowledged writes lost", dr->writes.lost);
 	if (r->conflicts)
-		lab_append(buf, size, "%zu snapshots taken by a master that did not lead",
-			   r->conflicts);
+		kha_lab__append(buf, size, "%zu snapshots taken by a master that did not lead",
+				r->conflicts);
 	if (r->max_takers_per_term > 1)
-		lab_append(buf, size, "%u backup takers within one leadership term",
-			   r->max_takers_per_term);
+		kha_lab__append(buf, size, "%u backup takers within one leadership term",
+				r->max_takers_per_term);
 	if (dr->interrupted)
-		lab_append(buf, size, "interrupted by signal %d", dr->interrupt_signal);
+		kha_lab__append(buf, size, "interrupted by signal %d", dr->interrupt_signal);
 	if (dr->step_failed || dr->aborted)
-		lab_append(buf, size, "a fault command failed%s%s", dr->abort_reason[0] ? ": " : "",
-			   dr->abort_reason);
+		kha_lab__append(buf, size, "a fault command failed%s%s",
+				dr->abort_reason[0] ? ": " : "", dr->abort_reason);
 	if (!dr->writes.verified)
-		lab_append(buf, size, "the writes could not be read back: %s", dr->writes.error);
+		kha_lab__append(buf, size, "the writes could not be read back: %s",
+				dr->writes.error);
 	if (availability_low(r))
-		lab_append(buf, size, "availability %.2f%% under the floor of %.1f%%",
-			   dr->stats.availability, r->min_availability);
+		kha_lab__append(buf, size, "availability %.2f%% under the floor of %.1f%%",
+				dr->stats.availability, r->min_availability);
 	for (int k = 0; r->election && k < KHA_LAB_FAULTS; k++) {
 		const struct kha_lab_fault_result *f = &r->faults[k];
 
 		if (!f->ran)
-			lab_append(buf, size, "%s did not run", faults[k].name);
+			kha_lab__append(buf, size, "%s did not run", faults[k].name);
 		else if (f->handover_needed && f->handover_us == KHA_DRILL_NONE)
-			lab_append(buf, size, "%s: no new leader was seen", faults[k].name);
+			kha_lab__append(buf, size, "%s: no new leader was seen", faults[k].name);
 		if (f->ran && !f->backups_ok)
-			lab_append(buf, size, "%s: backups did not go on%s", faults[k].name,
-				   f->backup_after_us != KHA_DRILL_NONE ? " on another master"
-									: "");
+			kha_lab__append(buf, size, "%s: backups did not go on%s", faults[k].name,
+					f->backup_after_us != KHA_DRILL_NONE ? " on another master"
+									     : "");
 	}
 	if (!dr->interrupted && !r->healthy_after)
-		lab_append(buf, size, "the lab was not ready again after the drill");
+		kha_lab__append(buf, size, "the lab was not ready again after the drill");
 }
 
-json_t *lab_ms_or_null(uint64_t us)
+json_t *kha_lab__ms_or_null(uint64_t us)
 {
 	return us == KHA_DRILL_NONE ? json_null() : json_real((double)us / 1000.0);
 }
 
-json_t *lab_str_or_null(const char *s)
+json_t *kha_lab__str_or_null(const char *s)
 {
 	return s && *s ? json_string(s) : json_null();
 }
@@ -842,10 +846,11 @@ static json_t *fault_json(const struct kha_lab_drill_report *r,
 	json_object_set_new(o, "what", json_string(faults[f->kind].what));
 	json_object_set_new(o, "ran", json_boolean(f->ran));
 	json_object_set_new(o, "commands_ok", json_boolean(f->step_ok));
-	json_object_set_new(o, "victim", lab_str_or_null(f->victim));
-	json_object_set_new(o, "fault_at_ms", f->ran ? lab_ms_or_null(f->fault_us) : json_null());
-	json_object_set_new(o, "recover_at_ms", lab_ms_or_null(f->recover_us));
-	json_object_set_new(o, "end_ms", f->ran ? lab_ms_or_null(f->end_us) : json_null());
+	json_object_set_new(o, "victim", kha_lab__str_or_null(f->victim));
+	json_object_set_new(o, "fault_at_ms",
+			    f->ran ? kha_lab__ms_or_null(f->fault_us) : json_null());
+	json_object_set_new(o, "recover_at_ms", kha_lab__ms_or_null(f->recover_us));
+	json_object_set_new(o, "end_ms", f->ran ? kha_lab__ms_or_null(f->end_us) : json_null());
 	json_object_set_new(o, "writes",
 			    json_pack("{s:I, s:I, s:I}", "sent", (json_int_t)f->sent, "ok",
 				      (json_int_t)f->ok, "failed", (json_int_t)f->failed));
@@ -857,14 +862,14 @@ static json_t *fault_json(const struct kha_lab_drill_report *r,
 			    f->raft_known ? json_boolean(f->victim_led_raft) : json_null());
 	if (r->election) {
 		json_object_set_new(o, "victim_led", json_boolean(f->victim_led));
-		json_object_set_new(o, "leader_before", lab_str_or_null(f->leader_before));
-		json_object_set_new(o, "leader_after", lab_str_or_null(f->leader_after));
+		json_object_set_new(o, "leader_before", kha_lab__str_or_null(f->leader_before));
+		json_object_set_new(o, "leader_after", kha_lab__str_or_null(f->leader_after));
 		json_object_set_new(o, "handover_needed", json_boolean(f->handover_needed));
-		json_object_set_new(o, "handover_ms", lab_ms_or_null(f->handover_us));
+		json_object_set_new(o, "handover_ms", kha_lab__ms_or_null(f->handover_us));
 		json_object_set_new(o, "backup",
 				    json_pack("{s:b, s:o, s:o}", "continued", f->backups_ok,
-					      "after_ms", lab_ms_or_null(f->backup_after_us),
-					      "taker", lab_str_or_null(f->backup_taker)));
+					      "after_ms", kha_lab__ms_or_null(f->backup_after_us),
+					      "taker", kha_lab__str_or_null(f->backup_taker)));
 	}
 	return o;
 }
@@ -910,7 +915,7 @@ char *kha_lab_drill_json(const struct kha_lab_drill_report *r)
 			json_array_append_new(
 				terms, json_pack("{s:f, s:o}", "start_ms",
 						 (double)r->terms[i].start_us / 1e3, "leader",
-						 lab_str_or_null(r->terms[i].leader)));
+						 kha_lab__str_or_null(r->terms[i].leader)));
 		for (size_t i = 0; i < r->n_snapshots; i++) {
 			const struct kha_lab_snapshot *s = &r->snapshots[i];
 
@@ -938,7 +943,7 @@ char *kha_lab_drill_json(const struct kha_lab_drill_report *r)
 	return text;
 }
 
-void lab_marker_step(struct kha_drill_step_result *st, char *name, uint64_t at_us)
+void kha_lab__marker_step(struct kha_drill_step_result *st, char *name, uint64_t at_us)
 {
 	*st = (struct kha_drill_step_result){
 		.name = name,
@@ -950,7 +955,7 @@ void lab_marker_step(struct kha_drill_step_result *st, char *name, uint64_t at_u
 	};
 }
 
-const char *lab_dur(char *buf, size_t size, uint64_t us)
+const char *kha_lab__dur(char *buf, size_t size, uint64_t us)
 {
 	if (us == KHA_DRILL_NONE)
 		snprintf(buf, size, "-");
@@ -961,7 +966,7 @@ const char *lab_dur(char *buf, size_t size, uint64_t us)
 	return buf;
 }
 
-void lab_why(FILE *out, const char *section, const char *fmt, ...)
+void kha_lab__why(FILE *out, const char *section, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -978,19 +983,22 @@ static void why_outage(FILE *out, const struct kha_lab_fault_result *f)
 	if (!f->longest_outage_us)
 		return;
 	if (f->kind == KHA_LAB_FAULT_FREEZE)
-		lab_why(out, "outage",
+		kha_lab__why(
+			out, "outage",
 			"the frozen member accepts connections nobody answers: the entry replays "
 			"them after %dms (first-byte timeout)%s",
 			LAB_PROXY_FIRST_BYTE_MS,
 			f->victim_led_raft ? "; it led Raft, so writes waited for a new leader"
 					   : "");
 	else if (f->victim_led_raft)
-		lab_why(out, "outage",
+		kha_lab__why(
+			out, "outage",
 			"the victim led etcd's Raft: writes wait until another member is elected "
 			"(election timeout %dms, then a vote)",
 			LAB_ETCD_ELECTION_MS);
 	else
-		lab_why(out, "outage",
+		kha_lab__why(
+			out, "outage",
 			"writes in flight to the killed member get no reply; new connections to "
 			"it are refused and retried on another member at once");
 }
@@ -1006,14 +1014,14 @@ static void print_fault(FILE *out, const struct kha_lab_drill_report *r, int k)
 		return;
 	}
 	fprintf(out, "  victim      %s at %s, %s at %s%s%s\n", f->victim[0] ? f->victim : "?",
-		lab_dur(b1, sizeof(b1), f->fault_us),
+		kha_lab__dur(b1, sizeof(b1), f->fault_us),
 		k == KHA_LAB_FAULT_FREEZE ? "thawed" : "restarted",
-		lab_dur(b2, sizeof(b2), f->recover_us),
+		kha_lab__dur(b2, sizeof(b2), f->recover_us),
 		f->victim_led_raft ? " (its etcd member led Raft)" : "",
 		f->step_ok ? "" : "  (A COMMAND FAILED)");
 	fprintf(out, "  entry       %.2f%% of %zu writes ok until %s; longest outage %s\n",
-		f->availability, f->sent, lab_dur(b3, sizeof(b3), f->end_us),
-		f->longest_outage_us ? lab_dur(b1, sizeof(b1), f->longest_outage_us) : "none");
+		f->availability, f->sent, kha_lab__dur(b3, sizeof(b3), f->end_us),
+		f->longest_outage_us ? kha_lab__dur(b1, sizeof(b1), f->longest_outage_us) : "none");
 	why_outage(out, f);
 	fprintf(out, "  writes      %zu acknowledged writes lost%s\n", f->lost,
 		f->lost ? "  <-- MUST BE 0" : "");
@@ -1024,16 +1032,18 @@ static void print_fault(FILE *out, const struct kha_lab_drill_report *r, int k)
 			f->handover_us != KHA_DRILL_NONE
 				? (snprintf(b1, sizeof(b1), "%s took over after %s",
 					    f->leader_after,
-					    lab_dur(b2, sizeof(b2), f->handover_us)),
+					    kha_lab__dur(b2, sizeof(b2), f->handover_us)),
 				   b1)
 				: "NO NEW LEADER SEEN");
 	if (f->handover_needed && f->victim_led_raft)
-		lab_why(out, "handover",
+		kha_lab__why(
+			out, "handover",
 			"its lease (TTL %ds) outlived it: etcd's new Raft leader renews every lease "
 			"for the TTL plus an election timeout (%dms), once elected",
 			LAB_ELECT_TTL_S, LAB_ETCD_ELECTION_MS);
 	else if (f->handover_needed)
-		lab_why(out, "handover",
+		kha_lab__why(
+			out, "handover",
 			"a standby takes over once the dead leader's lease runs out: up to its TTL "
 			"(%ds) after its last renewal",
 			LAB_ELECT_TTL_S);
@@ -1049,7 +1059,7 @@ static void print_fault(FILE *out, const struct kha_lab_drill_report *r, int k)
 			f->leader_after[0] ? f->leader_after : "nobody");
 	if (f->backup_after_us != KHA_DRILL_NONE)
 		fprintf(out, "  backups     went on: %s took a snapshot %s after the fault%s\n",
-			f->backup_taker, lab_dur(b1, sizeof(b1), f->backup_after_us),
+			f->backup_taker, kha_lab__dur(b1, sizeof(b1), f->backup_after_us),
 			f->victim_led ? (f->backups_ok ? " (another master, as it must be)"
 						       : " (THE DEAD LEADER?)")
 				      : "");
@@ -1078,8 +1088,8 @@ int kha_lab_drill_print(FILE *out, const struct kha_lab_drill_report *r)
 		dr->stats.n_windows == 1 ? "" : "s",
 		dr->stats.longest.start_us == KHA_DRILL_NONE
 			? "none"
-			: lab_dur(b1, sizeof(b1),
-				  dr->stats.longest.end_us - dr->stats.longest.start_us));
+			: kha_lab__dur(b1, sizeof(b1),
+				       dr->stats.longest.end_us - dr->stats.longest.start_us));
 	if (wr->verified)
 		fprintf(out,
 			"  writes      %zu acknowledged, %zu lost; %zu failed before reaching etcd, "
@@ -1088,7 +1098,8 @@ int kha_lab_drill_print(FILE *out, const struct kha_lab_drill_report *r)
 	else
 		fprintf(out, "  writes      NOT VERIFIED: %s\n", wr->error);
 	if (wr->verified && wr->unknown)
-		lab_why(out, "unknown-writes",
+		kha_lab__why(
+			out, "unknown-writes",
 			"unknown = sent, but no reply came; read back afterwards, applied or not; "
 			"none counts as lost (only acknowledged writes can be)");
 	if (r->election) {
@@ -1143,7 +1154,7 @@ int kha_lab_drill_svg(FILE *out, const struct kha_lab_drill_report *r)
 		if (asprintf(&name, "%s leads",
 			     r->terms[i].leader[0] ? r->terms[i].leader : "nobody") < 0)
 			break;
-		lab_marker_step(st, name, r->terms[i].start_us);
+		kha_lab__marker_step(st, name, r->terms[i].start_us);
 		copy.n_steps++;
 	}
 	res = kha_drill_svg_write(out, &copy, &so);

@@ -12,8 +12,8 @@
 #include "lab-internal.h"
 #include "kha/banned.h"
 
-int lab_etcd_client(const struct kha_lab *lab, uint64_t timeout_us, struct kha_etcd **ret,
-		    struct kha_diag *d)
+int kha_lab__etcd_client(const struct kha_lab *lab, uint64_t timeout_us, struct kha_etcd **ret,
+			 struct kha_diag *d)
 {
 	kha_autofree char *eps = kha_lab_endpoints(lab);
 	struct kha_etcd_config cfg = {0};
@@ -37,7 +37,8 @@ int lab_etcd_client(const struct kha_lab *lab, uint64_t timeout_us, struct kha_e
 	return r;
 }
 
-int lab_leader_read(struct kha_etcd *c, const char *election, char **ret_leader, struct kha_diag *d)
+int kha_lab__leader_read(struct kha_etcd *c, const char *election, char **ret_leader,
+			 struct kha_diag *d)
 {
 	struct kha_etcd_range_result res = {0};
 	char prefix[256];
@@ -69,9 +70,9 @@ int kha_lab_leader(const struct kha_lab *lab, uint64_t timeout_us, char **ret_le
 		return kha_diag_set(d, ENOENT,
 				    "the lab in %s runs no election (made with --no-elect)",
 				    lab->dir);
-	r = lab_etcd_client(lab, timeout_us, &c, d);
+	r = kha_lab__etcd_client(lab, timeout_us, &c, d);
 	if (r == 0)
-		r = lab_leader_read(c, lab->election, ret_leader, d);
+		r = kha_lab__leader_read(c, lab->election, ret_leader, d);
 	return r;
 }
 
@@ -87,7 +88,7 @@ int kha_lab_leader_lease_ttl(const struct kha_lab *lab, uint64_t timeout_us, con
 	*ret_ttl_s = -1;
 	if (!lab->election)
 		return -ENOENT;
-	r = lab_etcd_client(lab, timeout_us, &c, NULL);
+	r = kha_lab__etcd_client(lab, timeout_us, &c, NULL);
 	if (r < 0)
 		return r;
 	snprintf(prefix, sizeof(prefix), "%s/", lab->election);
@@ -109,7 +110,7 @@ int kha_lab_leader_lease_ttl(const struct kha_lab *lab, uint64_t timeout_us, con
 	return r < 0 ? r : 0;
 }
 
-int lab_raft_leader_read(struct kha_etcd *c, char **ret_leader, struct kha_diag *d)
+int kha_lab__raft_leader_read(struct kha_etcd *c, char **ret_leader, struct kha_diag *d)
 {
 	struct kha_etcd_member_list ml = {0};
 	struct kha_etcd_status st = {0};
@@ -135,9 +136,9 @@ int kha_lab_raft_leader(const struct kha_lab *lab, uint64_t timeout_us, char **r
 	int r;
 
 	*ret_leader = NULL;
-	r = lab_etcd_client(lab, timeout_us, &c, d);
+	r = kha_lab__etcd_client(lab, timeout_us, &c, d);
 	if (r == 0)
-		r = lab_raft_leader_read(c, ret_leader, d);
+		r = kha_lab__raft_leader_read(c, ret_leader, d);
 	return r;
 }
 

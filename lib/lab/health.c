@@ -64,7 +64,7 @@ static CURL *new_easy(const struct kha_lab *lab, const struct kha_lab_master *m,
 	return e;
 }
 
-void lab_health(const struct kha_lab *lab, const bool *want, uint64_t timeout_us, int *ret)
+void kha_lab__health(const struct kha_lab *lab, const bool *want, uint64_t timeout_us, int *ret)
 {
 	struct check checks[KHA_LAB_MAX_MASTERS] = {0};
 	char url[256];
@@ -118,7 +118,7 @@ void lab_health(const struct kha_lab *lab, const bool *want, uint64_t timeout_us
 
 void kha_lab_health(const struct kha_lab *lab, uint64_t timeout_us, int *ret_health)
 {
-	lab_health(lab, NULL, timeout_us, ret_health);
+	kha_lab__health(lab, NULL, timeout_us, ret_health);
 }
 
 /* ---- the node's proxy ---- */
@@ -153,7 +153,7 @@ static size_t on_grow(char *data, size_t size, size_t nmemb, void *userdata)
 	return size * nmemb;
 }
 
-long lab_http_get(const char *url, uint64_t timeout_us, char **ret_body)
+long kha_lab__http_get(const char *url, uint64_t timeout_us, char **ret_body)
 {
 	struct grow_buf b = {0};
 	CURL *e = curl_easy_init();
@@ -192,7 +192,7 @@ void kha_lab_entry_status(const struct kha_lab *lab, uint64_t timeout_us,
 	if (!lab->node.metrics_addr)
 		return;
 	snprintf(url, sizeof(url), "http://%s/status", lab->node.metrics_addr);
-	if (lab_http_get(url, timeout_us, &body) != 200 || !body)
+	if (kha_lab__http_get(url, timeout_us, &body) != 200 || !body)
 		return;
 	root = json_loads(body, 0, NULL);
 	ret->answered = root != NULL;

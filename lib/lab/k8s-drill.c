@@ -122,7 +122,7 @@ int kha_lab_k8s_fault_parse(const char *list, unsigned *ret_mask)
 /* ---- who holds what ---- */
 
 /* The master of a holder identity ("m1_3f2a..."): the host part, before the '_'. */
-void lab_identity_master(const char *identity, char *buf, size_t size)
+void kha_lab__identity_master(const char *identity, char *buf, size_t size)
 {
 	size_t n = strcspn(identity, "_");
 
@@ -178,11 +178,11 @@ struct leases {
 
 static const char *const lease_names[2] = {"kube-controller-manager", "kube-scheduler"};
 
-static void poll_leases(struct lab_watcher *w)
+static void poll_leases(struct kha_lab__watcher *w)
 {
 	struct leases *ls = w->extra_data;
 
-	if (!ls->c && lab_k8s_client(w->lab, "node.conf", NULL, &ls->c, NULL) < 0)
+	if (!ls->c && kha_lab__k8s_client(w->lab, "node.conf", NULL, &ls->c, NULL) < 0)
 		return;
 	for (int i = 0; i < 2; i++) {
 		struct kha_kube_lease lease;
@@ -192,7 +192,7 @@ static void poll_leases(struct lab_watcher *w)
 		if (kha_kube_lease_get(ls->c, "kube-system", lease_names[i], &lease, NULL) < 0)
 			continue; /* no answer: keep the last observation */
 		if (lease.holder_identity[0])
-			lab_identity_master(lease.holder_identity, master, sizeof(master));
+			kha_lab__identity_master(lease.holder_identity, master, sizeof(master));
 		if (i == 0 && lease.lease_duration_s)
 			ls->cm_duration_s = lease.lease_duration_s;
 		if (ls->n[i] && strcmp(ls->terms[i][ls->n[i] - 1].holder, master) == 0 &&
@@ -207,8 +207,9 @@ static void poll_leases(struct lab_watcher *w)
 						 .acquire_wall_us = lease.acquire_time_us};
 		snprintf(t->holder, sizeof(t->holder), "%s", master);
 		if (w->t0)
-			lab_watcher_progress(w, "%7.2fs  lease %s: %s", (t->seen_us - w->t0) / 1e6,
-					     lease_names[i], *master ? master : "nobody");
+			kha_lab__watcher_progress(w, "%7.2fs  lease %s: %s",
+						  (t->seen_us - w->t0) / 1e6, lease_names[i],
+						  *master ? master : "nobody");
 	}
 }
 
@@ -352,13 +353,13 @@ int kha_lab_k8s_drill(const struct kha_lab *lab, const char *kha,
 					.on_stop = opts->on_stop,
 					.userdata = opts->userdata};
 	struct leases ls = {0};
-	struct lab_watcher w = {.lab = lab, .o = &wo, .extra = poll_leases, .extra_data = &ls};
+	struct kha_lab__watcher w = {.lab = lab, .o = &wo, .extra = poll_leases, .extra_data = &ls};
 	kha_auto(kha_lab_k8s_drill_report_freep) struct kha_lab_k8s_drill_report *r = NULL;
 	struct prober pr[KHA_LAB_ENTRIES][2];
 	struct kha_drill_scenario *main_sc = &pr[KHA_LAB_ENTRY_NODE][0].sc;
 	struct kha_drill_hooks hooks = {.stop_fd = opts->stop_fd,
-					.on_stop = lab_watcher_on_stop,
-					.on_event = lab_watcher_on_event,
+					.on_stop = kha_lab__watcher_on_stop,
+					.on_event = kha_lab__watcher_on_event,
 					.userdata = &w};
 	uint64_t end = 0;
 	int res = 0;
@@ -410,7 +411,7 @@ int kha_lab_k8s_drill(const struct kha_lab *lab, const char *kha,
 			}
 		}
 	if (res == 0) {
-		res = lab_watcher_start(&w);
+		res = kha_lab__watcher_start(&w);
 		if (res < 0)
 			kha_diag_set(d, -res, "cannot start the watcher thread: %s",
 				     strerror(-res));
@@ -439,7 +440,7 @@ int kha_lab_k8s_drill(const struct kha_lab *lab, const char *kha,
 				}
 			pthread_join(pr[e][k].thread, NULL);
 		}
-	lab_watcher_stop(&w);
+	kha_lab__watcher_stop(&w);
 	if (res < 0)
 		goto out;
 	for (int e = 0; e < KHA_LAB_ENTRIES; e++)
@@ -473,7 +474,8 @@ int kha_lab_k8s_drill(const struct kha_lab *lab, const char *kha,
 	if (!r->drill[KHA_LAB_ENTRY_NODE][0]->interrupted) {
 		struct kha_lab *fresh = NULL;
 
-		lab_watcher_progress(&w, "         the drill is over: is the lab ready again?");
+		kha_lab__watcher_progress(&w,
+					  "         the drill is over: is the lab ready again?");
 		if (kha_lab_load(lab->dir, true, &fresh, NULL) == 0) {
 			/* what exited on its own since the last recovery is started again, as a
 			 * kubelet restarts a static pod, and named in the report */
@@ -502,7 +504,7 @@ int kha_lab_k8s_drill(const struct kha_lab *lab, const char *kha,
 	}
 	*ret = KHA_TAKE_PTR(r);
 out:
-	lab_watcher_release(&w);
+	kha_lab__watcher_release(&w);
 	kha_kube_client_free(ls.c);
 	free(ls.terms[0]);
 	free(ls.terms[1]);
@@ -793,43 +795,45 @@ void kha_lab_k8s_drill_problems(const struct kha_lab_k8s_drill_report *r, char *
 
 	buf[0] = '\0';
 	if (lost_total(r))
-		lab_append(buf, size, "%zu acknowledged writes lost", lost_total(r));
+		kha_lab__append(buf, size, "%zu acknowledged writes lost", lost_total(r));
 	if (m->interrupted)
-		lab_append(buf, size, "interrupted by signal %d", m->interrupt_signal);
+		kha_lab__append(buf, size, "interrupted by signal %d", m->interrupt_signal);
 	if (m->step_failed || m->aborted)
 		for (size_t i = 0; i < m->n_steps; i++)
 			if (m->steps[i].started_us != KHA_DRILL_NONE &&
 			    m->steps[i].state != KHA_DRILL_STEP_SUCCEEDED)
-				lab_append(buf, size, "command '%s' %s", m->steps[i].name,
-					   kha_drill_step_state_name(m->steps[i].state));
+				kha_lab__append(buf, size, "command '%s' %s", m->steps[i].name,
+						kha_drill_step_state_name(m->steps[i].state));
 	for (int e = 0; e < KHA_LAB_ENTRIES; e++)
 		if (r->drill[e][0] && !r->drill[e][0]->writes.verified)
-			lab_append(buf, size, "the writes through %s could not be read back: %s",
-				   kha_lab_entry_name(e), r->drill[e][0]->writes.error);
+			kha_lab__append(buf, size,
+					"the writes through %s could not be read back: %s",
+					kha_lab_entry_name(e), r->drill[e][0]->writes.error);
 	for (int k = 0; k < KHA_LAB_K8S_FAULTS; k++) {
 		const struct kha_lab_k8s_fault_result *f = &r->faults[k];
 
 		if (!(r->faults_mask & (1u << k)))
 			continue;
 		if (!f->ran) {
-			lab_append(buf, size, "%s did not run", kfaults[k].name);
+			kha_lab__append(buf, size, "%s did not run", kfaults[k].name);
 			continue;
 		}
 		for (int e = 0; e < KHA_LAB_ENTRIES; e++)
 			if (!f->entry[e].slo_met)
-				lab_append(
+				kha_lab__append(
 					buf, size,
 					"%s: through %s %.2f%% of writes, %.2f%% of reads (SLO %.1f%%)",
 					kfaults[k].name, kha_lab_entry_name(e),
 					f->entry[e].writes_availability,
 					f->entry[e].reads_availability, r->slo);
 		if (k == KHA_LAB_K8S_KILL_CM_LEADER && f->cm_handover_us == KHA_DRILL_NONE)
-			lab_append(buf, size, "%s: no new Lease holder seen", kfaults[k].name);
+			kha_lab__append(buf, size, "%s: no new Lease holder seen", kfaults[k].name);
 		if (f->backup_after_us == KHA_DRILL_NONE)
-			lab_append(buf, size, "%s: no backup after the fault", kfaults[k].name);
+			kha_lab__append(buf, size, "%s: no backup after the fault",
+					kfaults[k].name);
 	}
 	if (!m->interrupted && !r->healthy_after)
-		lab_append(buf, size, "the lab was not ready again after the drill");
+		kha_lab__append(buf, size, "the lab was not ready again after the drill");
 }
 
 /* ---- output ---- */
@@ -846,7 +850,7 @@ static json_t *entry_json(const struct kha_lab_k8s_entry_result *x)
 		x->reads_sent ? json_real(x->reads_availability) : json_null(), "longest_outage_ms",
 		(double)x->reads_longest_us / 1e3, "lost_acknowledged_writes", (json_int_t)x->lost,
 		"watch", "breaks", (json_int_t)x->watch_breaks, "longest_reconnect_ms",
-		lab_ms_or_null(x->watch_reconnect_us), "slo_met", x->slo_met);
+		kha_lab__ms_or_null(x->watch_reconnect_us), "slo_met", x->slo_met);
 }
 
 static json_t *terms_json(const struct kha_lab_lease_term *t, size_t n)
@@ -859,7 +863,7 @@ static json_t *terms_json(const struct kha_lab_lease_term *t, size_t n)
 				     "acquire_time_unix_us",
 				     t[i].acquire_wall_us ? json_integer(t[i].acquire_wall_us)
 							  : json_null(),
-				     "holder", lab_str_or_null(t[i].holder)));
+				     "holder", kha_lab__str_or_null(t[i].holder)));
 	return a;
 }
 
@@ -891,26 +895,26 @@ char *kha_lab_k8s_drill_json(const struct kha_lab_k8s_drill_report *r)
 			continue;
 		o = json_pack("{s:s, s:s, s:b, s:b, s:o, s:o, s:o, s:o}", "name", kfaults[k].name,
 			      "what", kfaults[k].what, "ran", f->ran, "commands_ok", f->step_ok,
-			      "victim", lab_str_or_null(f->victim), "fault_at_ms",
-			      f->ran ? lab_ms_or_null(f->fault_us) : json_null(), "recover_at_ms",
-			      lab_ms_or_null(f->recover_us), "end_ms",
-			      f->ran ? lab_ms_or_null(f->end_us) : json_null());
+			      "victim", kha_lab__str_or_null(f->victim), "fault_at_ms",
+			      f->ran ? kha_lab__ms_or_null(f->fault_us) : json_null(),
+			      "recover_at_ms", kha_lab__ms_or_null(f->recover_us), "end_ms",
+			      f->ran ? kha_lab__ms_or_null(f->end_us) : json_null());
 		json_object_set_new(o, "node", entry_json(&f->entry[KHA_LAB_ENTRY_NODE]));
 		json_object_set_new(o, "vip", entry_json(&f->entry[KHA_LAB_ENTRY_VIP]));
 		json_object_set_new(o, "controller_manager_lease",
 				    json_pack("{s:o, s:o, s:o}", "holder_before",
-					      lab_str_or_null(f->cm_before), "holder_after",
-					      lab_str_or_null(f->cm_after), "handover_ms",
-					      lab_ms_or_null(f->cm_handover_us)));
+					      kha_lab__str_or_null(f->cm_before), "holder_after",
+					      kha_lab__str_or_null(f->cm_after), "handover_ms",
+					      kha_lab__ms_or_null(f->cm_handover_us)));
 		json_object_set_new(o, "scheduler_lease",
 				    json_pack("{s:o, s:o}", "holder_before",
-					      lab_str_or_null(f->sched_before), "holder_after",
-					      lab_str_or_null(f->sched_after)));
+					      kha_lab__str_or_null(f->sched_before), "holder_after",
+					      kha_lab__str_or_null(f->sched_after)));
 		json_object_set_new(o, "backup",
 				    json_pack("{s:b, s:o, s:o}", "continued",
 					      f->backup_after_us != KHA_DRILL_NONE, "after_ms",
-					      lab_ms_or_null(f->backup_after_us), "taker",
-					      lab_str_or_null(f->backup_taker)));
+					      kha_lab__ms_or_null(f->backup_after_us), "taker",
+					      kha_lab__str_or_null(f->backup_taker)));
 		json_array_append_new(fl, o);
 	}
 	json_object_set_new(root, "faults", fl);
@@ -958,30 +962,35 @@ static void why_outage(FILE *out, const struct kha_lab_k8s_fault_result *f, int 
 		return;
 	switch (k) {
 	case KHA_LAB_K8S_KILL_ETCD_LEADER:
-		lab_why(out, "outage",
+		kha_lab__why(
+			out, "outage",
 			"its etcd member led Raft: writes wait for a new leader (election timeout "
 			"%dms, then a vote); requests in flight to its apiserver are reset",
 			LAB_ETCD_ELECTION_MS);
 		break;
 	case KHA_LAB_K8S_KILL_MASTER:
-		lab_why(out, "outage",
+		kha_lab__why(
+			out, "outage",
 			"requests in flight to its apiserver are reset; the entries take it out "
 			"after %d failed checks (%dms apart, then %dms)",
 			LAB_PROXY_FALL, LAB_PROXY_CHECK_MS, LAB_PROXY_FAST_MS);
 		break;
 	case KHA_LAB_K8S_FREEZE_MASTER:
-		lab_why(out, "outage",
+		kha_lab__why(
+			out, "outage",
 			"its apiserver accepts connections nobody answers until %d checks time out "
 			"(%dms apart, then %dms)",
 			LAB_PROXY_FALL, LAB_PROXY_CHECK_MS, LAB_PROXY_FAST_MS);
 		break;
 	case KHA_LAB_K8S_KILL_LB:
-		lab_why(out, "outage",
+		kha_lab__why(
+			out, "outage",
 			"only through the VIP: the other load balancer claims it after 3 missed "
 			"advertisements (100ms apart); connections through the dead one are reset");
 		break;
 	default:
-		lab_why(out, "outage",
+		kha_lab__why(
+			out, "outage",
 			"requests in flight to a stopping apiserver, and those sent before the "
 			"entries saw its /readyz turn unready");
 		break;
@@ -1011,13 +1020,14 @@ int kha_lab_k8s_drill_print(FILE *out, const struct kha_lab_k8s_drill_report *r)
 			continue;
 		}
 		fprintf(out, "  victim      %s at %s%s%s%s\n", f->victim[0] ? f->victim : "?",
-			lab_dur(a, sizeof(a), f->fault_us),
+			kha_lab__dur(a, sizeof(a), f->fault_us),
 			f->recover_us != KHA_DRILL_NONE ? ", recovery at " : "",
-			f->recover_us != KHA_DRILL_NONE ? lab_dur(b, sizeof(b), f->recover_us) : "",
+			f->recover_us != KHA_DRILL_NONE ? kha_lab__dur(b, sizeof(b), f->recover_us)
+							: "",
 			f->step_ok ? "" : "  (A COMMAND FAILED)");
 		if (f->ready_us != KHA_DRILL_NONE)
 			fprintf(out, "  ready       again at %s%s\n",
-				lab_dur(a, sizeof(a), f->ready_us),
+				kha_lab__dur(a, sizeof(a), f->ready_us),
 				f->ready_us > f->end_us ? " (AFTER the next fault began: give it a "
 							  "longer --period)"
 							: "");
@@ -1028,15 +1038,18 @@ int kha_lab_k8s_drill_print(FILE *out, const struct kha_lab_k8s_drill_report *r)
 				"  %-4s        writes %.2f%% of %zu (longest outage %s), reads %.2f%% "
 				"of %zu (longest %s), watch %s, %zu lost%s\n",
 				kha_lab_entry_name(e), x->writes_availability, x->writes_sent,
-				x->writes_longest_us ? lab_dur(a, sizeof(a), x->writes_longest_us)
-						     : "none",
+				x->writes_longest_us
+					? kha_lab__dur(a, sizeof(a), x->writes_longest_us)
+					: "none",
 				x->reads_availability, x->reads_sent,
-				x->reads_longest_us ? lab_dur(b, sizeof(b), x->reads_longest_us)
-						    : "none",
+				x->reads_longest_us
+					? kha_lab__dur(b, sizeof(b), x->reads_longest_us)
+					: "none",
 				x->watch_reconnect_us == KHA_DRILL_NONE
 					? "unbroken"
 					: (snprintf(c, sizeof(c), "back after %s",
-						    lab_dur(a, sizeof(a), x->watch_reconnect_us)),
+						    kha_lab__dur(a, sizeof(a),
+								 x->watch_reconnect_us)),
 					   c),
 				x->lost, x->slo_met ? "" : "  <-- UNDER THE SLO");
 		}
@@ -1047,15 +1060,17 @@ int kha_lab_k8s_drill_print(FILE *out, const struct kha_lab_k8s_drill_report *r)
 				f->cm_after[0] ? f->cm_after : "nobody",
 				f->cm_handover_us != KHA_DRILL_NONE ? ", handed over after " : "",
 				f->cm_handover_us != KHA_DRILL_NONE
-					? lab_dur(a, sizeof(a), f->cm_handover_us)
+					? kha_lab__dur(a, sizeof(a), f->cm_handover_us)
 					: "");
 		if (f->cm_handover_us != KHA_DRILL_NONE && k == KHA_LAB_K8S_KILL_CM_LEADER)
-			lab_why(out, "handover",
+			kha_lab__why(
+				out, "handover",
 				"a candidate takes the Lease leaseDuration (%ds) after it last saw "
 				"the holder renew, at a try (every 2s + up to 120%% jitter): %d-%ds",
 				lease_s, lease_s, lease_s + 4);
 		else if (f->cm_handover_us != KHA_DRILL_NONE)
-			lab_why(out, "handover",
+			kha_lab__why(
+				out, "handover",
 				"its holder lost its apiserver: the Lease ran out leaseDuration (%ds) "
 				"after it was last seen renewed (later than the fault), then a try",
 				lease_s);
@@ -1066,7 +1081,7 @@ int kha_lab_k8s_drill_print(FILE *out, const struct kha_lab_k8s_drill_report *r)
 		if (f->backup_after_us != KHA_DRILL_NONE)
 			fprintf(out,
 				"  backups     went on: %s took a snapshot %s after the fault\n",
-				f->backup_taker, lab_dur(a, sizeof(a), f->backup_after_us));
+				f->backup_taker, kha_lab__dur(a, sizeof(a), f->backup_after_us));
 		else
 			fprintf(out, "  backups     NO SNAPSHOT after the fault\n");
 	}
@@ -1082,16 +1097,18 @@ int kha_lab_k8s_drill_print(FILE *out, const struct kha_lab_k8s_drill_report *r)
 			kha_lab_entry_name(e), w->stats.availability, w->stats.sent,
 			w->stats.longest.start_us == KHA_DRILL_NONE
 				? "none"
-				: lab_dur(a, sizeof(a),
-					  w->stats.longest.end_us - w->stats.longest.start_us),
+				: kha_lab__dur(a, sizeof(a),
+					       w->stats.longest.end_us - w->stats.longest.start_us),
 			rd->stats.availability, rd->stats.sent,
 			rd->stats.longest.start_us == KHA_DRILL_NONE
 				? "none"
-				: lab_dur(b, sizeof(b),
-					  rd->stats.longest.end_us - rd->stats.longest.start_us),
+				: kha_lab__dur(b, sizeof(b),
+					       rd->stats.longest.end_us -
+						       rd->stats.longest.start_us),
 			rd->kube.n_gaps, rd->kube.n_gaps == 1 ? "" : "s",
-			rd->kube.longest_gap_us ? lab_dur(c, sizeof(c), rd->kube.longest_gap_us)
-						: "- (only the server's timeoutSeconds ends)");
+			rd->kube.longest_gap_us
+				? kha_lab__dur(c, sizeof(c), rd->kube.longest_gap_us)
+				: "- (only the server's timeoutSeconds ends)");
 		if (w->writes.verified)
 			fprintf(out,
 				"              %zu writes acknowledged, %zu lost; %zu failed, %zu "
@@ -1099,9 +1116,9 @@ int kha_lab_k8s_drill_print(FILE *out, const struct kha_lab_k8s_drill_report *r)
 				w->writes.acked, w->writes.lost, w->writes.failed,
 				w->writes.unknown, w->writes.unknown_applied);
 		if (w->writes.verified && w->writes.unknown)
-			lab_why(out, "unknown-writes",
-				"unknown = sent, but no reply came; listed back afterwards, "
-				"created or not; none counts as lost");
+			kha_lab__why(out, "unknown-writes",
+				     "unknown = sent, but no reply came; listed back afterwards, "
+				     "created or not; none counts as lost");
 		else if (!w->writes.verified)
 			fprintf(out, "              writes NOT VERIFIED: %s\n", w->writes.error);
 	}
@@ -1163,7 +1180,7 @@ int kha_lab_k8s_drill_svg(FILE *out, const struct kha_lab_k8s_drill_report *r, e
 		if (asprintf(&name, "cm lease: %s",
 			     r->cm_terms[i].holder[0] ? r->cm_terms[i].holder : "nobody") < 0)
 			break;
-		lab_marker_step(st, name, shift(m, dr, r->cm_terms[i].seen_us));
+		kha_lab__marker_step(st, name, shift(m, dr, r->cm_terms[i].seen_us));
 		copy.n_steps++;
 	}
 	res = kha_drill_svg_write(out, &copy, &so);

@@ -61,7 +61,7 @@
 /* Runs argv to completion, output appended to DIR/setup.log. 0, or -EIO naming the command. */
 static int run(const struct kha_lab *lab, const char *const *argv, struct kha_diag *d)
 {
-	kha_autofree char *log = lab_path(lab->dir, "setup.log");
+	kha_autofree char *log = kha_lab__path(lab->dir, "setup.log");
 	struct kha_proc_spawn_opts o = {.argv = argv, .log_path = log, .cwd = lab->dir};
 	struct kha_proc p;
 	int r;
@@ -103,7 +103,7 @@ static bool add_host_proc(struct kha_lab_proc *procs, size_t *n, enum kha_lab_pr
 static int plan_node(struct kha_lab *lab, struct kha_lab_node *h, const char *name, unsigned host,
 		     bool lb)
 {
-	kha_autofree char *dir = lab_path(lab->dir, name);
+	kha_autofree char *dir = kha_lab__path(lab->dir, name);
 	bool ok;
 
 	h->procs = calloc(2, sizeof(*h->procs));
@@ -121,7 +121,7 @@ static int plan_node(struct kha_lab *lab, struct kha_lab_node *h, const char *na
 	return ok ? 0 : -ENOMEM;
 }
 
-int lab_k8s_plan(struct kha_lab *lab, unsigned n, bool with_proxy, struct kha_diag *d)
+int kha_lab__k8s_plan(struct kha_lab *lab, unsigned n, bool with_proxy, struct kha_diag *d)
 {
 	static const struct {
 		enum kha_lab_proc_kind kind;
@@ -136,15 +136,15 @@ int lab_k8s_plan(struct kha_lab *lab, unsigned n, bool with_proxy, struct kha_di
 	if (asprintf(&lab->net, "kl%.8s", lab->token + strlen("kha-lab-")) < 0 ||
 	    !(lab->subnet = strdup(SUBNET)) ||
 	    asprintf(&lab->vip, "%s.%u", lab->subnet, VIP_HOST) < 0 ||
-	    !(lab->kube_ca = lab_path(lab->dir, "m1/pki/ca.crt")))
+	    !(lab->kube_ca = kha_lab__path(lab->dir, "m1/pki/ca.crt")))
 		return kha_diag_set(d, ENOMEM, "out of memory");
 	/* etcd clients (health, elect, backup, drill read-back) use kubeadm's etcd PKI */
 	free(lab->ca_cert);
 	free(lab->client_cert);
 	free(lab->client_key);
-	lab->ca_cert = lab_path(lab->dir, "m1/pki/etcd/ca.crt");
-	lab->client_cert = lab_path(lab->dir, "m1/pki/apiserver-etcd-client.crt");
-	lab->client_key = lab_path(lab->dir, "m1/pki/apiserver-etcd-client.key");
+	lab->ca_cert = kha_lab__path(lab->dir, "m1/pki/etcd/ca.crt");
+	lab->client_cert = kha_lab__path(lab->dir, "m1/pki/apiserver-etcd-client.crt");
+	lab->client_key = kha_lab__path(lab->dir, "m1/pki/apiserver-etcd-client.key");
 	lab->masters = calloc(n, sizeof(*lab->masters));
 	if (!lab->ca_cert || !lab->client_cert || !lab->client_key || !lab->masters)
 		return kha_diag_set(d, ENOMEM, "out of memory");
@@ -227,7 +227,7 @@ static size_t hosts(const struct kha_lab *lab, const char **names, const char **
 
 #define MAX_HOSTS (KHA_LAB_MAX_MASTERS + 1 + KHA_LAB_LBS)
 
-int lab_k8s_net_create(const struct kha_lab *lab, struct kha_diag *d)
+int kha_lab__k8s_net_create(const struct kha_lab *lab, struct kha_diag *d)
 {
 	const char *names[MAX_HOSTS], *netns[MAX_HOSTS], *addrs[MAX_HOSTS];
 	size_t n = hosts(lab, names, netns, addrs, MAX_HOSTS);
@@ -265,7 +265,7 @@ int lab_k8s_net_create(const struct kha_lab *lab, struct kha_diag *d)
 	return r;
 }
 
-void lab_k8s_net_delete(const struct kha_lab *lab)
+void kha_lab__k8s_net_delete(const struct kha_lab *lab)
 {
 	const char *names[MAX_HOSTS], *netns[MAX_HOSTS], *addrs[MAX_HOSTS];
 	size_t n;
@@ -398,7 +398,7 @@ static const struct {
 /* kubeadm's version ("v1.37.2"), the one its configuration must name. */
 static int kubeadm_version(const struct kha_lab *lab, char *buf, size_t size, struct kha_diag *d)
 {
-	kha_autofree char *kubeadm = NULL, *out = lab_path(lab->dir, "kubeadm-version");
+	kha_autofree char *kubeadm = NULL, *out = kha_lab__path(lab->dir, "kubeadm-version");
 	kha_autofree char *text = NULL;
 	struct kha_proc_spawn_opts o = {0};
 	struct kha_proc p;
@@ -449,9 +449,9 @@ static int kubeconfig_for(const char *from, const char *to, const char *server, 
 	return write_text(to, out, 0600, d);
 }
 
-int lab_k8s_pki(struct kha_lab *lab, struct kha_diag *d)
+int kha_lab__k8s_pki(struct kha_lab *lab, struct kha_diag *d)
 {
-	kha_autofree char *kubeadm = NULL, *kcdir = lab_path(lab->dir, "kubeconfig");
+	kha_autofree char *kubeadm = NULL, *kcdir = kha_lab__path(lab->dir, "kubeconfig");
 	char version[64];
 	int r;
 
@@ -462,7 +462,7 @@ int lab_k8s_pki(struct kha_lab *lab, struct kha_diag *d)
 		r = kha_file_mkdir_p(kcdir, 0700, d);
 	for (size_t i = 0; r == 0 && i < lab->n_masters; i++) {
 		const struct kha_lab_master *m = &lab->masters[i];
-		kha_autofree char *dir = lab_path(lab->dir, m->name), *cfg = NULL, *pki = NULL;
+		kha_autofree char *dir = kha_lab__path(lab->dir, m->name), *cfg = NULL, *pki = NULL;
 		kha_autofree char *etcd = NULL;
 
 		if (!dir || asprintf(&cfg, "%s/kubeadm.yaml", dir) < 0 ||
@@ -501,7 +501,7 @@ int lab_k8s_pki(struct kha_lab *lab, struct kha_diag *d)
 	}
 	/* one admin kubeconfig per entry: node (its kha proxy), vip, each master's own */
 	{
-		kha_autofree char *admin = lab_path(kcdir, "admin.conf");
+		kha_autofree char *admin = kha_lab__path(kcdir, "admin.conf");
 		char to[4096], server[128];
 
 		if (!admin)
@@ -545,7 +545,7 @@ int kha_lab_kubeconfig(const struct kha_lab *lab, const char *entry, char **ret_
 /* ---- the command lines ---- */
 
 static void apiserver_argv(const struct kha_lab *lab, const struct kha_lab_master *m,
-			   struct lab_strv *s)
+			   struct kha_lab__strv *s)
 {
 	char etcd[1024];
 	const char *dir = lab->dir, *n = m->name;
@@ -556,82 +556,83 @@ static void apiserver_argv(const struct kha_lab *lab, const struct kha_lab_maste
 		if (&lab->masters[i] != m)
 			snprintf(etcd + strlen(etcd), sizeof(etcd) - strlen(etcd), ",%s",
 				 lab->masters[i].client_url);
-	lab_strv_add(s, "%s/kube-apiserver", lab->k8s_bin);
-	lab_strv_add(s, "--advertise-address=%s", m->address);
-	lab_strv_add(s, "--secure-port=%d", APISERVER_PORT);
-	lab_strv_add(s, "--allow-privileged=true");
-	lab_strv_add(s, "--authorization-mode=Node,RBAC");
-	lab_strv_add(s, "--client-ca-file=%s/%s/pki/ca.crt", dir, n);
-	lab_strv_add(s, "--enable-admission-plugins=NodeRestriction");
-	lab_strv_add(s, "--etcd-cafile=%s/%s/pki/etcd/ca.crt", dir, n);
-	lab_strv_add(s, "--etcd-certfile=%s/%s/pki/apiserver-etcd-client.crt", dir, n);
-	lab_strv_add(s, "--etcd-keyfile=%s/%s/pki/apiserver-etcd-client.key", dir, n);
-	lab_strv_add(s, "--etcd-servers=%s", etcd);
-	lab_strv_add(s, "--kubelet-client-certificate=%s/%s/pki/apiserver-kubelet-client.crt", dir,
-		     n);
-	lab_strv_add(s, "--kubelet-client-key=%s/%s/pki/apiserver-kubelet-client.key", dir, n);
-	lab_strv_add(s, "--kubelet-preferred-address-types=InternalIP,ExternalIP,Hostname");
-	lab_strv_add(s, "--proxy-client-cert-file=%s/%s/pki/front-proxy-client.crt", dir, n);
-	lab_strv_add(s, "--proxy-client-key-file=%s/%s/pki/front-proxy-client.key", dir, n);
-	lab_strv_add(s, "--requestheader-allowed-names=front-proxy-client");
-	lab_strv_add(s, "--requestheader-client-ca-file=%s/%s/pki/front-proxy-ca.crt", dir, n);
-	lab_strv_add(s, "--requestheader-extra-headers-prefix=X-Remote-Extra-");
-	lab_strv_add(s, "--requestheader-group-headers=X-Remote-Group");
-	lab_strv_add(s, "--requestheader-username-headers=X-Remote-User");
-	lab_strv_add(s, "--service-account-issuer=https://kubernetes.default.svc.cluster.local");
-	lab_strv_add(s, "--service-account-key-file=%s/%s/pki/sa.pub", dir, n);
-	lab_strv_add(s, "--service-account-signing-key-file=%s/%s/pki/sa.key", dir, n);
-	lab_strv_add(s, "--service-cluster-ip-range=%s", SERVICE_CIDR);
-	lab_strv_add(s, "--tls-cert-file=%s/%s/pki/apiserver.crt", dir, n);
-	lab_strv_add(s, "--tls-private-key-file=%s/%s/pki/apiserver.key", dir, n);
+	kha_lab__strv_add(s, "%s/kube-apiserver", lab->k8s_bin);
+	kha_lab__strv_add(s, "--advertise-address=%s", m->address);
+	kha_lab__strv_add(s, "--secure-port=%d", APISERVER_PORT);
+	kha_lab__strv_add(s, "--allow-privileged=true");
+	kha_lab__strv_add(s, "--authorization-mode=Node,RBAC");
+	kha_lab__strv_add(s, "--client-ca-file=%s/%s/pki/ca.crt", dir, n);
+	kha_lab__strv_add(s, "--enable-admission-plugins=NodeRestriction");
+	kha_lab__strv_add(s, "--etcd-cafile=%s/%s/pki/etcd/ca.crt", dir, n);
+	kha_lab__strv_add(s, "--etcd-certfile=%s/%s/pki/apiserver-etcd-client.crt", dir, n);
+	kha_lab__strv_add(s, "--etcd-keyfile=%s/%s/pki/apiserver-etcd-client.key", dir, n);
+	kha_lab__strv_add(s, "--etcd-servers=%s", etcd);
+	kha_lab__strv_add(s, "--kubelet-client-certificate=%s/%s/pki/apiserver-kubelet-client.crt",
+			  dir, n);
+	kha_lab__strv_add(s, "--kubelet-client-key=%s/%s/pki/apiserver-kubelet-client.key", dir, n);
+	kha_lab__strv_add(s, "--kubelet-preferred-address-types=InternalIP,ExternalIP,Hostname");
+	kha_lab__strv_add(s, "--proxy-client-cert-file=%s/%s/pki/front-proxy-client.crt", dir, n);
+	kha_lab__strv_add(s, "--proxy-client-key-file=%s/%s/pki/front-proxy-client.key", dir, n);
+	kha_lab__strv_add(s, "--requestheader-allowed-names=front-proxy-client");
+	kha_lab__strv_add(s, "--requestheader-client-ca-file=%s/%s/pki/front-proxy-ca.crt", dir, n);
+	kha_lab__strv_add(s, "--requestheader-extra-headers-prefix=X-Remote-Extra-");
+	kha_lab__strv_add(s, "--requestheader-group-headers=X-Remote-Group");
+	kha_lab__strv_add(s, "--requestheader-username-headers=X-Remote-User");
+	kha_lab__strv_add(s,
+			  "--service-account-issuer=https://kubernetes.default.svc.cluster.local");
+	kha_lab__strv_add(s, "--service-account-key-file=%s/%s/pki/sa.pub", dir, n);
+	kha_lab__strv_add(s, "--service-account-signing-key-file=%s/%s/pki/sa.key", dir, n);
+	kha_lab__strv_add(s, "--service-cluster-ip-range=%s", SERVICE_CIDR);
+	kha_lab__strv_add(s, "--tls-cert-file=%s/%s/pki/apiserver.crt", dir, n);
+	kha_lab__strv_add(s, "--tls-private-key-file=%s/%s/pki/apiserver.key", dir, n);
 	/* default/kubernetes lists exactly the live masters (the default, said out loud) */
-	lab_strv_add(s, "--endpoint-reconciler-type=lease");
+	kha_lab__strv_add(s, "--endpoint-reconciler-type=lease");
 	/* a graceful stop first turns /readyz unready, so entries drain it before it closes */
-	lab_strv_add(s, "--shutdown-delay-duration=3s");
-	lab_strv_add(s, "--shutdown-send-retry-after=true");
+	kha_lab__strv_add(s, "--shutdown-delay-duration=3s");
+	kha_lab__strv_add(s, "--shutdown-send-retry-after=true");
 }
 
 static void controller_argv(const struct kha_lab *lab, const struct kha_lab_master *m,
-			    bool scheduler, struct lab_strv *s)
+			    bool scheduler, struct kha_lab__strv *s)
 {
 	const char *dir = lab->dir, *n = m->name;
 	const char *conf = scheduler ? "scheduler.conf" : "controller-manager.conf";
 	const struct kha_lab_leader_elect *le = &lab->leader_elect;
 
-	lab_strv_add(s, "%s/%s", lab->k8s_bin,
-		     scheduler ? "kube-scheduler" : "kube-controller-manager");
-	lab_strv_add(s, "--kubeconfig=%s/%s/%s", dir, n, conf);
-	lab_strv_add(s, "--authentication-kubeconfig=%s/%s/%s", dir, n, conf);
-	lab_strv_add(s, "--authorization-kubeconfig=%s/%s/%s", dir, n, conf);
-	lab_strv_add(s, "--bind-address=127.0.0.1");
-	lab_strv_add(s, "--leader-elect=true");
+	kha_lab__strv_add(s, "%s/%s", lab->k8s_bin,
+			  scheduler ? "kube-scheduler" : "kube-controller-manager");
+	kha_lab__strv_add(s, "--kubeconfig=%s/%s/%s", dir, n, conf);
+	kha_lab__strv_add(s, "--authentication-kubeconfig=%s/%s/%s", dir, n, conf);
+	kha_lab__strv_add(s, "--authorization-kubeconfig=%s/%s/%s", dir, n, conf);
+	kha_lab__strv_add(s, "--bind-address=127.0.0.1");
+	kha_lab__strv_add(s, "--leader-elect=true");
 	/* kubeadm's command line leaves client-go's timings alone: so does the lab, unless told */
 	if (le->lease_duration_us != KHA_LAB_LEASE_DURATION_US ||
 	    le->renew_deadline_us != KHA_LAB_RENEW_DEADLINE_US ||
 	    le->retry_period_us != KHA_LAB_RETRY_PERIOD_US) {
 		char v[32];
 
-		lab_strv_add(s, "--leader-elect-lease-duration=%s",
-			     kha_format_duration(v, sizeof(v), le->lease_duration_us));
-		lab_strv_add(s, "--leader-elect-renew-deadline=%s",
-			     kha_format_duration(v, sizeof(v), le->renew_deadline_us));
-		lab_strv_add(s, "--leader-elect-retry-period=%s",
-			     kha_format_duration(v, sizeof(v), le->retry_period_us));
+		kha_lab__strv_add(s, "--leader-elect-lease-duration=%s",
+				  kha_format_duration(v, sizeof(v), le->lease_duration_us));
+		kha_lab__strv_add(s, "--leader-elect-renew-deadline=%s",
+				  kha_format_duration(v, sizeof(v), le->renew_deadline_us));
+		kha_lab__strv_add(s, "--leader-elect-retry-period=%s",
+				  kha_format_duration(v, sizeof(v), le->retry_period_us));
 	}
 	if (scheduler)
 		return;
-	lab_strv_add(s, "--client-ca-file=%s/%s/pki/ca.crt", dir, n);
-	lab_strv_add(s, "--cluster-name=%s", CLUSTER_NAME);
-	lab_strv_add(s, "--cluster-signing-cert-file=%s/%s/pki/ca.crt", dir, n);
-	lab_strv_add(s, "--cluster-signing-key-file=%s/%s/pki/ca.key", dir, n);
-	lab_strv_add(s, "--controllers=*,bootstrapsigner,tokencleaner");
-	lab_strv_add(s, "--requestheader-client-ca-file=%s/%s/pki/front-proxy-ca.crt", dir, n);
-	lab_strv_add(s, "--root-ca-file=%s/%s/pki/ca.crt", dir, n);
-	lab_strv_add(s, "--service-account-private-key-file=%s/%s/pki/sa.key", dir, n);
-	lab_strv_add(s, "--use-service-account-credentials=true");
+	kha_lab__strv_add(s, "--client-ca-file=%s/%s/pki/ca.crt", dir, n);
+	kha_lab__strv_add(s, "--cluster-name=%s", CLUSTER_NAME);
+	kha_lab__strv_add(s, "--cluster-signing-cert-file=%s/%s/pki/ca.crt", dir, n);
+	kha_lab__strv_add(s, "--cluster-signing-key-file=%s/%s/pki/ca.key", dir, n);
+	kha_lab__strv_add(s, "--controllers=*,bootstrapsigner,tokencleaner");
+	kha_lab__strv_add(s, "--requestheader-client-ca-file=%s/%s/pki/front-proxy-ca.crt", dir, n);
+	kha_lab__strv_add(s, "--root-ca-file=%s/%s/pki/ca.crt", dir, n);
+	kha_lab__strv_add(s, "--service-account-private-key-file=%s/%s/pki/sa.key", dir, n);
+	kha_lab__strv_add(s, "--use-service-account-credentials=true");
 	/* no kubelet runs in the lab: its Node objects never send heartbeats, so the node
 	 * lifecycle controller is told to wait an hour before it calls them unreachable */
-	lab_strv_add(s, "--node-monitor-grace-period=1h");
+	kha_lab__strv_add(s, "--node-monitor-grace-period=1h");
 }
 
 int kha_lab_leader_elect_check(struct kha_lab_leader_elect *le, struct kha_diag *d)
@@ -661,53 +662,57 @@ int kha_lab_leader_elect_check(struct kha_lab_leader_elect *le, struct kha_diag 
 }
 
 /* kha proxy in front of the apiservers: the node-local one, or a load balancer's on :6443. */
-static void proxy_argv(const struct kha_lab *lab, const struct kha_lab_node *h, struct lab_strv *s)
+static void proxy_argv(const struct kha_lab *lab, const struct kha_lab_node *h,
+		       struct kha_lab__strv *s)
 {
 	bool lb = h != &lab->node;
 
-	lab_strv_add(s, "%s", lab->kha_bin);
-	lab_strv_add(s, "proxy");
+	kha_lab__strv_add(s, "%s", lab->kha_bin);
+	kha_lab__strv_add(s, "proxy");
 	if (lb)
-		lab_strv_add(s, "--listen=0.0.0.0:%u", h->entry_port);
+		kha_lab__strv_add(s, "--listen=0.0.0.0:%u", h->entry_port);
 	else
-		lab_strv_add(s, "--listen=127.0.0.1:%u", h->entry_port);
+		kha_lab__strv_add(s, "--listen=127.0.0.1:%u", h->entry_port);
 	for (size_t i = 0; i < lab->n_masters; i++)
-		lab_strv_add(s, "--backend=%s:%d", lab->masters[i].address, APISERVER_PORT);
-	lab_strv_add(s, "--check-cacert=%s", lab->kube_ca); /* GET /readyz, the default check */
+		kha_lab__strv_add(s, "--backend=%s:%d", lab->masters[i].address, APISERVER_PORT);
+	kha_lab__strv_add(s, "--check-cacert=%s",
+			  lab->kube_ca); /* GET /readyz, the default check */
 	if (!lb) {
 		/* discovery from default/kubernetes, through itself: the seeds carry the first
 		 * connection (docs/proxy.md) */
-		lab_strv_add(s, "--kubeconfig=%s/kubeconfig/node.conf", lab->dir);
-		lab_strv_add(s, "--state-file=%s/node/backends.yaml", lab->dir);
+		kha_lab__strv_add(s, "--kubeconfig=%s/kubeconfig/node.conf", lab->dir);
+		kha_lab__strv_add(s, "--state-file=%s/node/backends.yaml", lab->dir);
 	}
-	lab_strv_add(s, "--check-interval=1s");
-	lab_strv_add(s, "--check-fast-interval=250ms");
-	lab_strv_add(s, "--check-timeout=500ms");
-	lab_strv_add(s, "--check-fall=2");
-	lab_strv_add(s, "--connect-timeout=500ms");
-	lab_strv_add(s, "--drain-timeout=1s");
-	lab_strv_add(s, "--metrics-addr=%s", h->metrics_addr);
+	kha_lab__strv_add(s, "--check-interval=1s");
+	kha_lab__strv_add(s, "--check-fast-interval=250ms");
+	kha_lab__strv_add(s, "--check-timeout=500ms");
+	kha_lab__strv_add(s, "--check-fall=2");
+	kha_lab__strv_add(s, "--connect-timeout=500ms");
+	kha_lab__strv_add(s, "--drain-timeout=1s");
+	kha_lab__strv_add(s, "--metrics-addr=%s", h->metrics_addr);
 }
 
-static void vip_argv(const struct kha_lab *lab, const struct kha_lab_node *h, struct lab_strv *s)
+static void vip_argv(const struct kha_lab *lab, const struct kha_lab_node *h,
+		     struct kha_lab__strv *s)
 {
 	unsigned prio = 150 - 50 * (unsigned)(h - lab->lbs);
 
-	lab_strv_add(s, "%s", lab->kha_bin);
-	lab_strv_add(s, "vip");
-	lab_strv_add(s, "--interface=eth0");
-	lab_strv_add(s, "--vip=%s/24", lab->vip);
-	lab_strv_add(s, "--vrid=%d", VRID);
-	lab_strv_add(s, "--priority=%u", prio);
-	lab_strv_add(s, "--advert-interval=100ms");
+	kha_lab__strv_add(s, "%s", lab->kha_bin);
+	kha_lab__strv_add(s, "vip");
+	kha_lab__strv_add(s, "--interface=eth0");
+	kha_lab__strv_add(s, "--vip=%s/24", lab->vip);
+	kha_lab__strv_add(s, "--vrid=%d", VRID);
+	kha_lab__strv_add(s, "--priority=%u", prio);
+	kha_lab__strv_add(s, "--advert-interval=100ms");
 	/* the VIP goes where a proxy has an apiserver to send to */
-	lab_strv_add(s, "--track-url=http://%s/readyz", h->metrics_addr);
-	lab_strv_add(s, "--track-interval=250ms");
-	lab_strv_add(s, "--metrics-addr=127.0.0.1:9444");
+	kha_lab__strv_add(s, "--track-url=http://%s/readyz", h->metrics_addr);
+	kha_lab__strv_add(s, "--track-interval=250ms");
+	kha_lab__strv_add(s, "--metrics-addr=127.0.0.1:9444");
 }
 
-int lab_k8s_argv(const struct kha_lab *lab, const struct kha_lab_master *m,
-		 const struct kha_lab_node *h, const struct kha_lab_proc *p, struct lab_strv *s)
+int kha_lab__k8s_argv(const struct kha_lab *lab, const struct kha_lab_master *m,
+		      const struct kha_lab_node *h, const struct kha_lab_proc *p,
+		      struct kha_lab__strv *s)
 {
 	switch (p->kind) {
 	case KHA_LAB_PROC_APISERVER:
@@ -752,7 +757,7 @@ static long kube_get(struct kha_http *h, const char *url)
 	return status;
 }
 
-int lab_k8s_ready(const struct kha_lab *lab, char *what, size_t size)
+int kha_lab__k8s_ready(const struct kha_lab *lab, char *what, size_t size)
 {
 	struct kha_http_options ho = {.cacert = lab->kube_ca,
 				      .connect_timeout_us = READY_GET_US / 2};
@@ -795,8 +800,8 @@ int lab_k8s_ready(const struct kha_lab *lab, char *what, size_t size)
 /* ---- the API ---- */
 
 /* A client for the lab's API with kubeconfig name (in DIR/kubeconfig), to server (NULL: its). */
-int lab_k8s_client(const struct kha_lab *lab, const char *name, const char *server,
-		   struct kha_kube_client **ret, struct kha_diag *d)
+int kha_lab__k8s_client(const struct kha_lab *lab, const char *name, const char *server,
+			struct kha_kube_client **ret, struct kha_diag *d)
 {
 	kha_autofree char *path = NULL;
 	kha_auto(kha_kube_config_freep) struct kha_kube_config *cfg = NULL;
@@ -971,24 +976,24 @@ static int manifest_hash(const char *path, char hex[33], struct kha_diag *d)
 
 /*
  * The static pod of process p of master m, as kubeadm's manifest has it: command = exactly the
- * argv the lab spawns (lab_proc_argv, the one builder), labels component and tier, host
+ * argv the lab spawns (kha_lab__proc_argv, the one builder), labels component and tier, host
  * network, priority class system-node-critical, the lab's folders as hostPath volumes.
  */
 static json_t *static_pod(const struct kha_lab *lab, const struct kha_lab_master *m,
 			  const struct kha_lab_proc *p, size_t k, const char *image)
 {
-	struct lab_strv argv = {0};
+	struct kha_lab__strv argv = {0};
 	json_t *pod, *cmd, *ann;
 
-	if (lab_proc_argv(lab, m, NULL, p, true, &argv) < 0) {
-		lab_strv_release(&argv);
+	if (kha_lab__proc_argv(lab, m, NULL, p, true, &argv) < 0) {
+		kha_lab__strv_release(&argv);
 		return NULL;
 	}
 	cmd = json_array();
 	for (size_t i = 0; cmd && i < argv.n; i++)
 		if (json_array_append_new(cmd, json_string(argv.v[i])) < 0)
 			json_decref(cmd), cmd = NULL;
-	lab_strv_release(&argv);
+	kha_lab__strv_release(&argv);
 	ann = json_object();
 	if (ann && p->kind == KHA_LAB_PROC_APISERVER) {
 		char ep[64];
@@ -1192,7 +1197,7 @@ static int versions(const struct kha_lab *lab, struct kha_kube_client *c, char *
 	snprintf(k8s, k8s_size, "%s",
 		 json_string_value(json_object_get(reply, "gitVersion")) ?: "");
 	json_decref(reply);
-	r = lab_etcd_client(lab, 5 * READY_GET_US, &e, d);
+	r = kha_lab__etcd_client(lab, 5 * READY_GET_US, &e, d);
 	if (r == 0)
 		r = kha_etcd_status(e, &st, d);
 	if (r < 0)
@@ -1253,7 +1258,7 @@ static int publish_static_pods(const struct kha_lab *lab, struct kha_kube_client
 	return r;
 }
 
-int lab_k8s_bootstrap(const struct kha_lab *lab, struct kha_diag *d)
+int kha_lab__k8s_bootstrap(const struct kha_lab *lab, struct kha_diag *d)
 {
 	kha_auto(kha_kube_client_freep) struct kha_kube_client *c = NULL;
 	char server[64];
@@ -1262,7 +1267,7 @@ int lab_k8s_bootstrap(const struct kha_lab *lab, struct kha_diag *d)
 
 	/* straight to m1: the entries may still be settling */
 	snprintf(server, sizeof(server), "https://%s:%d", lab->masters[0].address, APISERVER_PORT);
-	r = lab_k8s_client(lab, "super-admin.conf", server, &c, d);
+	r = kha_lab__k8s_client(lab, "super-admin.conf", server, &c, d);
 	if (r < 0)
 		return r;
 	crb = json_pack("{s:s, s:s, s:{s:s}, s:{s:s, s:s, s:s}, s:[{s:s, s:s, s:s}]}", "apiVersion",
@@ -1297,7 +1302,7 @@ int kha_lab_lease_holder(const struct kha_lab *lab, const char *name, char *buf,
 	struct kha_kube_lease lease;
 
 	buf[0] = '\0';
-	if (lab_k8s_client(lab, "node.conf", NULL, &c, NULL) < 0 ||
+	if (kha_lab__k8s_client(lab, "node.conf", NULL, &c, NULL) < 0 ||
 	    kha_kube_lease_get(c, "kube-system", name, &lease, NULL) < 0)
 		return -1;
 	snprintf(buf, size, "%s", lease.holder_identity);

@@ -13,93 +13,94 @@
 #define LAB_LOCK "lab.lock"
 #define LAB_ENV	 "env"
 
-struct kha_lab *lab_new(void);
+struct kha_lab *kha_lab__new(void);
 
 /* A growable NULL-terminated argv of owned strings; oom is sticky (checked once at the end). */
-struct lab_strv {
+struct kha_lab__strv {
 	char **v;
 	size_t n;
 	bool oom;
 };
-void lab_strv_add(struct lab_strv *s, const char *fmt, ...) KHA_PRINTF(2, 3);
-void lab_strv_release(struct lab_strv *s);
+void kha_lab__strv_add(struct kha_lab__strv *s, const char *fmt, ...) KHA_PRINTF(2, 3);
+void kha_lab__strv_release(struct kha_lab__strv *s);
 /* "dir/name" as a new string, NULL on ENOMEM. */
-char *lab_path(const char *dir, const char *name);
+char *kha_lab__path(const char *dir, const char *name);
 /* Takes DIR/lab.lock (flock, waits); the fd goes to lab->lock_fd. */
-int lab_lock(struct kha_lab *lab, const char *dir, struct kha_diag *d);
+int kha_lab__lock(struct kha_lab *lab, const char *dir, struct kha_diag *d);
 
 /*
  * Health of the members selected by want (NULL: all), in parallel; see kha_lab_health.
  * Entries not selected are left untouched.
  */
-void lab_health(const struct kha_lab *lab, const bool *want, uint64_t timeout_us, int *ret);
+void kha_lab__health(const struct kha_lab *lab, const bool *want, uint64_t timeout_us, int *ret);
 
 /*
  * The descendants of the process (pid, start_time), not itself, each attached (pidfd held,
  * identity checked by start time) into out; returns how many. Release them with
- * lab_release_procs.
+ * kha_lab__release_procs.
  */
 #define LAB_MAX_DESCENDANTS 32
-size_t lab_descendants(pid_t pid, uint64_t start_time, struct kha_proc *out, size_t max);
-void lab_release_procs(struct kha_proc *procs, size_t n);
+size_t kha_lab__descendants(pid_t pid, uint64_t start_time, struct kha_proc *out, size_t max);
+void kha_lab__release_procs(struct kha_proc *procs, size_t n);
 
 /*
  * GET url (plain HTTP on loopback) within timeout_us. Returns the HTTP status, or -1 when
  * nothing answered; with ret_body, the body (at most 256 KiB, NUL-terminated, free() it) or
  * NULL.
  */
-long lab_http_get(const char *url, uint64_t timeout_us, char **ret_body);
+long kha_lab__http_get(const char *url, uint64_t timeout_us, char **ret_body);
 
 /* ---- k8s.c: the Kubernetes lab ---- */
 /* Plans masters (etcd + control plane + elect), the node and the load balancers. */
-int lab_k8s_plan(struct kha_lab *lab, unsigned n, bool with_proxy, struct kha_diag *d);
+int kha_lab__k8s_plan(struct kha_lab *lab, unsigned n, bool with_proxy, struct kha_diag *d);
 /* Creates the namespaces, the switch and the links; deletes them (whatever exists). */
-int lab_k8s_net_create(const struct kha_lab *lab, struct kha_diag *d);
-void lab_k8s_net_delete(const struct kha_lab *lab);
+int kha_lab__k8s_net_create(const struct kha_lab *lab, struct kha_diag *d);
+void kha_lab__k8s_net_delete(const struct kha_lab *lab);
 /* kubeadm's PKI per master, the components' kubeconfigs, one admin kubeconfig per entry. */
-int lab_k8s_pki(struct kha_lab *lab, struct kha_diag *d);
+int kha_lab__k8s_pki(struct kha_lab *lab, struct kha_diag *d);
 /* The command line of a control-plane process, or of a host's kha proxy or kha vip. */
-int lab_k8s_argv(const struct kha_lab *lab, const struct kha_lab_master *m,
-		 const struct kha_lab_node *h, const struct kha_lab_proc *p, struct lab_strv *s);
+int kha_lab__k8s_argv(const struct kha_lab *lab, const struct kha_lab_master *m,
+		      const struct kha_lab_node *h, const struct kha_lab_proc *p,
+		      struct kha_lab__strv *s);
 /*
  * The command line of process p (of master m, or of host h), as the lab spawns it inside its
  * host (lab.c; etcd's with --initial-cluster-state new or existing): the one builder, which the
  * static pod manifests (k8s.c) are made from too.
  */
-int lab_proc_argv(const struct kha_lab *lab, const struct kha_lab_master *m,
-		  const struct kha_lab_node *h, const struct kha_lab_proc *p, bool state_new,
-		  struct lab_strv *argv);
+int kha_lab__proc_argv(const struct kha_lab *lab, const struct kha_lab_master *m,
+		       const struct kha_lab_node *h, const struct kha_lab_proc *p, bool state_new,
+		       struct kha_lab__strv *argv);
 /* 1 when every apiserver and both entries are ready; else 0 and what is not, in what. */
-int lab_k8s_ready(const struct kha_lab *lab, char *what, size_t size);
+int kha_lab__k8s_ready(const struct kha_lab *lab, char *what, size_t size);
 struct kha_kube_client;
 /* The master of a Lease holder identity ("m1_3f2a..."): its host part, into buf. */
-void lab_identity_master(const char *identity, char *buf, size_t size);
+void kha_lab__identity_master(const char *identity, char *buf, size_t size);
 /* A client for the lab's API with kubeconfig name (in DIR/kubeconfig: "node.conf"...), to
  * server (NULL: the kubeconfig's); timeouts of a second (five per request). */
-int lab_k8s_client(const struct kha_lab *lab, const char *name, const char *server,
-		   struct kha_kube_client **ret, struct kha_diag *d);
+int kha_lab__k8s_client(const struct kha_lab *lab, const char *name, const char *server,
+			struct kha_kube_client **ret, struct kha_diag *d);
 /*
  * What kubeadm init and the masters' kubelets do once the API answers: admin.conf's group bound
  * to cluster-admin; each master's static pod manifests written (DIR/mN/manifests), the master
  * registered as a Node and each manifest published as its mirror pod.
  */
-int lab_k8s_bootstrap(const struct kha_lab *lab, struct kha_diag *d);
+int kha_lab__k8s_bootstrap(const struct kha_lab *lab, struct kha_diag *d);
 
 /* kha_lab_wait_ready; *ret_failed (if not NULL) names the process at fault. */
-int lab_wait_ready(struct kha_lab *lab, uint64_t timeout_us, struct kha_lab_proc **ret_failed,
-		   struct kha_diag *d);
+int kha_lab__wait_ready(struct kha_lab *lab, uint64_t timeout_us, struct kha_lab_proc **ret_failed,
+			struct kha_diag *d);
 
 struct kha_etcd;
 /* An etcd client over every member, with the lab's client certificate and timeout_us per call
  * (dial at most 300 ms, so a frozen member costs little). */
-int lab_etcd_client(const struct kha_lab *lab, uint64_t timeout_us, struct kha_etcd **ret,
-		    struct kha_diag *d);
+int kha_lab__etcd_client(const struct kha_lab *lab, uint64_t timeout_us, struct kha_etcd **ret,
+			 struct kha_diag *d);
 /* The leader's id in election (see kha_lab_leader) through client c. */
-int lab_leader_read(struct kha_etcd *c, const char *election, char **ret_leader,
-		    struct kha_diag *d);
+int kha_lab__leader_read(struct kha_etcd *c, const char *election, char **ret_leader,
+			 struct kha_diag *d);
 
 /* The master whose etcd member leads Raft (see kha_lab_raft_leader) through client c. */
-int lab_raft_leader_read(struct kha_etcd *c, char **ret_leader, struct kha_diag *d);
+int kha_lab__raft_leader_read(struct kha_etcd *c, char **ret_leader, struct kha_diag *d);
 
 /* The lab's timers that the drills' summaries explain their figures with (lab.c sets them). */
 #define LAB_ELECT_TTL_S		3    /* kha elect --ttl of the backup election */
@@ -110,7 +111,7 @@ int lab_raft_leader_read(struct kha_etcd *c, char **ret_leader, struct kha_diag 
 #define LAB_PROXY_FIRST_BYTE_MS 500  /* --first-byte-timeout */
 
 /* What the drill saw as each fault started: the leader then, and etcd's Raft leader. */
-struct lab_drill_obs {
+struct kha_lab__drill_obs {
 	char fault_leader[KHA_LAB_FAULTS][KHA_LAB_NAME_MAX];
 	bool fault_leader_known[KHA_LAB_FAULTS];
 	char fault_raft_leader[KHA_LAB_FAULTS][KHA_LAB_NAME_MAX];
@@ -122,15 +123,15 @@ struct lab_drill_obs {
  * Progress lines go to o->on_progress. on_event/on_stop are lib/drill hooks (userdata: the
  * watcher) that stamp t0 and note the leader at each fault.
  */
-struct lab_seen {
+struct kha_lab__seen {
 	char **names;
 	size_t n;
 };
 
-struct lab_watcher {
+struct kha_lab__watcher {
 	const struct kha_lab *lab;
 	const struct kha_lab_drill_opts *o;
-	void (*extra)(struct lab_watcher *w); /* NULL: none */
+	void (*extra)(struct kha_lab__watcher *w); /* NULL: none */
 	void *extra_data;
 	pthread_t thread;
 	pthread_mutex_t mu;
@@ -147,36 +148,37 @@ struct lab_watcher {
 	bool raft_known;
 	/* the drill thread's: */
 	uint64_t t0; /* the drill's t0 on the monotonic clock, 0 until the first event */
-	struct lab_drill_obs obs; /* the leader seen as each fault started */
+	struct kha_lab__drill_obs obs; /* the leader seen as each fault started */
 	/* the watcher's own: */
-	struct lab_seen seen[KHA_LAB_MAX_MASTERS];
+	struct kha_lab__seen seen[KHA_LAB_MAX_MASTERS];
 };
-int lab_watcher_start(struct lab_watcher *w);
-void lab_watcher_stop(struct lab_watcher *w);
-void lab_watcher_release(struct lab_watcher *w);
-void lab_watcher_on_event(void *userdata, const struct kha_drill_event *ev);
-int lab_watcher_on_stop(void *userdata);
-void lab_watcher_progress(const struct lab_watcher *w, const char *fmt, ...) KHA_PRINTF(2, 3);
+int kha_lab__watcher_start(struct kha_lab__watcher *w);
+void kha_lab__watcher_stop(struct kha_lab__watcher *w);
+void kha_lab__watcher_release(struct kha_lab__watcher *w);
+void kha_lab__watcher_on_event(void *userdata, const struct kha_drill_event *ev);
+int kha_lab__watcher_on_stop(void *userdata);
+void kha_lab__watcher_progress(const struct kha_lab__watcher *w, const char *fmt, ...)
+	KHA_PRINTF(2, 3);
 
 /* The drills' report helpers (drill.c): "; "-separated problems appended to buf; a time in
  * milliseconds or null (KHA_DRILL_NONE); a string or null (NULL or ""); "250ms", "1.50s", "-". */
-void lab_append(char *buf, size_t size, const char *fmt, ...) KHA_PRINTF(3, 4);
-json_t *lab_ms_or_null(uint64_t us);
-json_t *lab_str_or_null(const char *s);
-const char *lab_dur(char *buf, size_t size, uint64_t us);
+void kha_lab__append(char *buf, size_t size, const char *fmt, ...) KHA_PRINTF(3, 4);
+json_t *kha_lab__ms_or_null(uint64_t us);
+json_t *kha_lab__str_or_null(const char *s);
+const char *kha_lab__dur(char *buf, size_t size, uint64_t us);
 /* A summary's "why" line under a figure: the reason in one line, then the section of
  * docs/lab.md that explains it at length ("handover", "outage", "unknown-writes"). */
-void lab_why(FILE *out, const char *section, const char *fmt, ...) KHA_PRINTF(3, 4);
+void kha_lab__why(FILE *out, const char *section, const char *fmt, ...) KHA_PRINTF(3, 4);
 /* A marker on a drill's SVG timeline (a Lease or an election changing hands) at at_us; name is
  * owned by the step from now on. */
-void lab_marker_step(struct kha_drill_step_result *st, char *name, uint64_t at_us);
+void kha_lab__marker_step(struct kha_drill_step_result *st, char *name, uint64_t at_us);
 
 /*
  * The analysis of a drill that ran: r->drill (probes, steps, writes, stats), r->terms and
  * r->snapshots (drill times, snapshots in any order) in; r->faults, r->conflicts and
  * r->max_takers_per_term out. Pure: no clock, no I/O (unit tests feed it made-up drills).
  */
-void lab_drill_analyze(const struct kha_lab *lab, const struct lab_drill_obs *obs,
-		       struct kha_lab_drill_report *r);
+void kha_lab__drill_analyze(const struct kha_lab *lab, const struct kha_lab__drill_obs *obs,
+			    struct kha_lab_drill_report *r);
 
 #endif

@@ -36,7 +36,7 @@
 
 /* ---- small helpers ---- */
 
-void lab_strv_add(struct lab_strv *s, const char *fmt, ...)
+void kha_lab__strv_add(struct kha_lab__strv *s, const char *fmt, ...)
 {
 	char **nv, *str = NULL;
 	va_list ap;
@@ -59,12 +59,12 @@ void lab_strv_add(struct lab_strv *s, const char *fmt, ...)
 	s->v[s->n] = NULL;
 }
 
-void lab_strv_release(struct lab_strv *s)
+void kha_lab__strv_release(struct kha_lab__strv *s)
 {
 	for (size_t i = 0; i < s->n; i++)
 		free(s->v[i]);
 	free(s->v);
-	*s = (struct lab_strv){0};
+	*s = (struct kha_lab__strv){0};
 }
 
 static int sleep_us(uint64_t us)
@@ -149,7 +149,7 @@ static void shell_quote(char *buf, size_t size, const char *s)
 
 static int write_env(const struct kha_lab *lab, struct kha_diag *d)
 {
-	kha_autofree char *path = lab_path(lab->dir, LAB_ENV);
+	kha_autofree char *path = kha_lab__path(lab->dir, LAB_ENV);
 	kha_autofree char *eps = kha_lab_endpoints(lab);
 	char text[8192] = "";
 	const struct {
@@ -182,7 +182,7 @@ static int write_env(const struct kha_lab *lab, struct kha_diag *d)
 
 /* The etcd command line of master m; state_new for the first start of a new cluster. */
 static int etcd_argv(const struct kha_lab *lab, const struct kha_lab_master *m, bool state_new,
-		     struct lab_strv *s)
+		     struct kha_lab__strv *s)
 {
 	char cluster[2048] = "";
 
@@ -192,26 +192,26 @@ static int etcd_argv(const struct kha_lab *lab, const struct kha_lab_master *m, 
 		snprintf(cluster + used, sizeof(cluster) - used, "%s%s=%s", i ? "," : "",
 			 lab->masters[i].name, lab->masters[i].peer_url);
 	}
-	lab_strv_add(s, "%s", lab->etcd_bin);
-	lab_strv_add(s, "--name=%s", m->name);
-	lab_strv_add(s, "--data-dir=%s", m->data_dir);
-	lab_strv_add(s, "--listen-client-urls=%s", m->client_url);
-	lab_strv_add(s, "--advertise-client-urls=%s", m->client_url);
-	lab_strv_add(s, "--listen-peer-urls=%s", m->peer_url);
-	lab_strv_add(s, "--initial-advertise-peer-urls=%s", m->peer_url);
-	lab_strv_add(s, "--initial-cluster=%s", cluster);
-	lab_strv_add(s, "--initial-cluster-state=%s", state_new ? "new" : "existing");
-	lab_strv_add(s, "--initial-cluster-token=%s", lab->token);
-	lab_strv_add(s, "--cert-file=%s", m->cert);
-	lab_strv_add(s, "--key-file=%s", m->key);
-	lab_strv_add(s, "--trusted-ca-file=%s", lab->ca_cert);
-	lab_strv_add(s, "--client-cert-auth");
-	lab_strv_add(s, "--peer-cert-file=%s", m->cert);
-	lab_strv_add(s, "--peer-key-file=%s", m->key);
-	lab_strv_add(s, "--peer-trusted-ca-file=%s", lab->ca_cert);
-	lab_strv_add(s, "--peer-client-cert-auth");
-	lab_strv_add(s, "--logger=zap");
-	lab_strv_add(s, "--log-outputs=stderr");
+	kha_lab__strv_add(s, "%s", lab->etcd_bin);
+	kha_lab__strv_add(s, "--name=%s", m->name);
+	kha_lab__strv_add(s, "--data-dir=%s", m->data_dir);
+	kha_lab__strv_add(s, "--listen-client-urls=%s", m->client_url);
+	kha_lab__strv_add(s, "--advertise-client-urls=%s", m->client_url);
+	kha_lab__strv_add(s, "--listen-peer-urls=%s", m->peer_url);
+	kha_lab__strv_add(s, "--initial-advertise-peer-urls=%s", m->peer_url);
+	kha_lab__strv_add(s, "--initial-cluster=%s", cluster);
+	kha_lab__strv_add(s, "--initial-cluster-state=%s", state_new ? "new" : "existing");
+	kha_lab__strv_add(s, "--initial-cluster-token=%s", lab->token);
+	kha_lab__strv_add(s, "--cert-file=%s", m->cert);
+	kha_lab__strv_add(s, "--key-file=%s", m->key);
+	kha_lab__strv_add(s, "--trusted-ca-file=%s", lab->ca_cert);
+	kha_lab__strv_add(s, "--client-cert-auth");
+	kha_lab__strv_add(s, "--peer-cert-file=%s", m->cert);
+	kha_lab__strv_add(s, "--peer-key-file=%s", m->key);
+	kha_lab__strv_add(s, "--peer-trusted-ca-file=%s", lab->ca_cert);
+	kha_lab__strv_add(s, "--peer-client-cert-auth");
+	kha_lab__strv_add(s, "--logger=zap");
+	kha_lab__strv_add(s, "--log-outputs=stderr");
 	return s->oom ? -ENOMEM : 0;
 }
 
@@ -234,33 +234,34 @@ static void endpoints_from(const struct kha_lab *lab, const struct kha_lab_maste
  * leads, runs a scheduled kha etcd backup into the master's own backup directory (so the
  * directory a snapshot lands in names the master that took it).
  */
-static int elect_argv(const struct kha_lab *lab, const struct kha_lab_master *m, struct lab_strv *s)
+static int elect_argv(const struct kha_lab *lab, const struct kha_lab_master *m,
+		      struct kha_lab__strv *s)
 {
 	char eps[2048];
 
 	endpoints_from(lab, m, eps, sizeof(eps));
-	lab_strv_add(s, "%s", lab->kha_bin);
-	lab_strv_add(s, "elect");
-	lab_strv_add(s, "--endpoints=%s", eps);
-	lab_strv_add(s, "--cacert=%s", lab->ca_cert);
-	lab_strv_add(s, "--cert=%s", m->cert);
-	lab_strv_add(s, "--key=%s", m->key);
-	lab_strv_add(s, "--election=%s", lab->election);
-	lab_strv_add(s, "--id=%s", m->name);
-	lab_strv_add(s, "--ttl=%ds", LAB_ELECT_TTL_S);
-	lab_strv_add(s, "--restart=always");
-	lab_strv_add(s, "--");
-	lab_strv_add(s, "%s", lab->kha_bin);
-	lab_strv_add(s, "etcd");
-	lab_strv_add(s, "backup");
-	lab_strv_add(s, "--endpoints=%s", eps);
-	lab_strv_add(s, "--cacert=%s", lab->ca_cert);
-	lab_strv_add(s, "--cert=%s", m->cert);
-	lab_strv_add(s, "--key=%s", m->key);
-	lab_strv_add(s, "--dir=%s", m->backup_dir);
-	lab_strv_add(s, "--every=%s", BACKUP_EVERY);
-	lab_strv_add(s, "--keep-last=%s", BACKUP_KEEP_LAST);
-	lab_strv_add(s, "--metrics-addr=127.0.0.1:%u", m->backup_metrics_port);
+	kha_lab__strv_add(s, "%s", lab->kha_bin);
+	kha_lab__strv_add(s, "elect");
+	kha_lab__strv_add(s, "--endpoints=%s", eps);
+	kha_lab__strv_add(s, "--cacert=%s", lab->ca_cert);
+	kha_lab__strv_add(s, "--cert=%s", m->cert);
+	kha_lab__strv_add(s, "--key=%s", m->key);
+	kha_lab__strv_add(s, "--election=%s", lab->election);
+	kha_lab__strv_add(s, "--id=%s", m->name);
+	kha_lab__strv_add(s, "--ttl=%ds", LAB_ELECT_TTL_S);
+	kha_lab__strv_add(s, "--restart=always");
+	kha_lab__strv_add(s, "--");
+	kha_lab__strv_add(s, "%s", lab->kha_bin);
+	kha_lab__strv_add(s, "etcd");
+	kha_lab__strv_add(s, "backup");
+	kha_lab__strv_add(s, "--endpoints=%s", eps);
+	kha_lab__strv_add(s, "--cacert=%s", lab->ca_cert);
+	kha_lab__strv_add(s, "--cert=%s", m->cert);
+	kha_lab__strv_add(s, "--key=%s", m->key);
+	kha_lab__strv_add(s, "--dir=%s", m->backup_dir);
+	kha_lab__strv_add(s, "--every=%s", BACKUP_EVERY);
+	kha_lab__strv_add(s, "--keep-last=%s", BACKUP_KEEP_LAST);
+	kha_lab__strv_add(s, "--metrics-addr=127.0.0.1:%u", m->backup_metrics_port);
 	return s->oom ? -ENOMEM : 0;
 }
 
@@ -270,32 +271,32 @@ static int elect_argv(const struct kha_lab *lab, const struct kha_lab_master *m,
  * certificate; on real masters the same command has --backend MASTER:6443 and the default
  * /readyz check. Faster checks than the defaults, so that the drill's faults show in seconds.
  */
-static int proxy_argv(const struct kha_lab *lab, struct lab_strv *s)
+static int proxy_argv(const struct kha_lab *lab, struct kha_lab__strv *s)
 {
-	lab_strv_add(s, "%s", lab->kha_bin);
-	lab_strv_add(s, "proxy");
-	lab_strv_add(s, "--listen=127.0.0.1:%u", lab->node.entry_port);
+	kha_lab__strv_add(s, "%s", lab->kha_bin);
+	kha_lab__strv_add(s, "proxy");
+	kha_lab__strv_add(s, "--listen=127.0.0.1:%u", lab->node.entry_port);
 	for (size_t i = 0; i < lab->n_masters; i++)
-		lab_strv_add(s, "--backend=127.0.0.1:%u", lab->masters[i].client_port);
-	lab_strv_add(s, "--check=https");
-	lab_strv_add(s, "--check-path=/health");
-	lab_strv_add(s, "--check-cacert=%s", lab->ca_cert);
-	lab_strv_add(s, "--check-cert=%s", lab->client_cert);
-	lab_strv_add(s, "--check-key=%s", lab->client_key);
-	lab_strv_add(s, "--check-interval=%dms", LAB_PROXY_CHECK_MS);
-	lab_strv_add(s, "--check-fast-interval=%dms", LAB_PROXY_FAST_MS);
-	lab_strv_add(s, "--check-timeout=500ms");
-	lab_strv_add(s, "--check-fall=%d", LAB_PROXY_FALL);
-	lab_strv_add(s, "--connect-timeout=500ms");
-	lab_strv_add(s, "--first-byte-timeout=%dms", LAB_PROXY_FIRST_BYTE_MS);
-	lab_strv_add(s, "--drain-timeout=1s");
-	lab_strv_add(s, "--metrics-addr=%s", lab->node.metrics_addr);
+		kha_lab__strv_add(s, "--backend=127.0.0.1:%u", lab->masters[i].client_port);
+	kha_lab__strv_add(s, "--check=https");
+	kha_lab__strv_add(s, "--check-path=/health");
+	kha_lab__strv_add(s, "--check-cacert=%s", lab->ca_cert);
+	kha_lab__strv_add(s, "--check-cert=%s", lab->client_cert);
+	kha_lab__strv_add(s, "--check-key=%s", lab->client_key);
+	kha_lab__strv_add(s, "--check-interval=%dms", LAB_PROXY_CHECK_MS);
+	kha_lab__strv_add(s, "--check-fast-interval=%dms", LAB_PROXY_FAST_MS);
+	kha_lab__strv_add(s, "--check-timeout=500ms");
+	kha_lab__strv_add(s, "--check-fall=%d", LAB_PROXY_FALL);
+	kha_lab__strv_add(s, "--connect-timeout=500ms");
+	kha_lab__strv_add(s, "--first-byte-timeout=%dms", LAB_PROXY_FIRST_BYTE_MS);
+	kha_lab__strv_add(s, "--drain-timeout=1s");
+	kha_lab__strv_add(s, "--metrics-addr=%s", lab->node.metrics_addr);
 	return s->oom ? -ENOMEM : 0;
 }
 
-int lab_proc_argv(const struct kha_lab *lab, const struct kha_lab_master *m,
-		  const struct kha_lab_node *h, const struct kha_lab_proc *p, bool state_new,
-		  struct lab_strv *argv)
+int kha_lab__proc_argv(const struct kha_lab *lab, const struct kha_lab_master *m,
+		       const struct kha_lab_node *h, const struct kha_lab_proc *p, bool state_new,
+		       struct kha_lab__strv *argv)
 {
 	switch (p->kind) {
 	case KHA_LAB_PROC_ETCD:
@@ -304,10 +305,10 @@ int lab_proc_argv(const struct kha_lab *lab, const struct kha_lab_master *m,
 		return m && lab->kha_bin && lab->election ? elect_argv(lab, m, argv) : -EINVAL;
 	case KHA_LAB_PROC_PROXY:
 		if (lab->k8s_bin)
-			return lab_k8s_argv(lab, NULL, h, p, argv);
+			return kha_lab__k8s_argv(lab, NULL, h, p, argv);
 		return lab->kha_bin && lab->node.entry_url ? proxy_argv(lab, argv) : -EINVAL;
 	default:
-		return lab->k8s_bin ? lab_k8s_argv(lab, m, h, p, argv) : -EINVAL;
+		return lab->k8s_bin ? kha_lab__k8s_argv(lab, m, h, p, argv) : -EINVAL;
 	}
 }
 
@@ -320,7 +321,7 @@ static int spawn_proc(const struct kha_lab *lab, const struct kha_lab_master *m,
 		      const struct kha_lab_node *h, struct kha_lab_proc *p, bool state_new,
 		      struct kha_diag *d)
 {
-	struct lab_strv argv = {0};
+	struct kha_lab__strv argv = {0};
 	struct kha_proc proc;
 	struct kha_proc_spawn_opts o = {
 		.log_path = p->log_path, .cwd = lab->dir, .new_session = true};
@@ -332,25 +333,25 @@ static int spawn_proc(const struct kha_lab *lab, const struct kha_lab_master *m,
 		/* its host: the network namespace and a hostname of its own (leader election
 		 * identities of the controller-manager and the scheduler start with it); each
 		 * step execs the next, so the PID recorded is the program's */
-		lab_strv_add(&argv, "ip");
-		lab_strv_add(&argv, "netns");
-		lab_strv_add(&argv, "exec");
-		lab_strv_add(&argv, "%s", netns);
-		lab_strv_add(&argv, "unshare");
-		lab_strv_add(&argv, "--uts");
-		lab_strv_add(&argv, "/bin/sh");
-		lab_strv_add(&argv, "-c");
-		lab_strv_add(&argv, "hostname \"$0\" && exec \"$@\"");
-		lab_strv_add(&argv, "%s", owner);
+		kha_lab__strv_add(&argv, "ip");
+		kha_lab__strv_add(&argv, "netns");
+		kha_lab__strv_add(&argv, "exec");
+		kha_lab__strv_add(&argv, "%s", netns);
+		kha_lab__strv_add(&argv, "unshare");
+		kha_lab__strv_add(&argv, "--uts");
+		kha_lab__strv_add(&argv, "/bin/sh");
+		kha_lab__strv_add(&argv, "-c");
+		kha_lab__strv_add(&argv, "hostname \"$0\" && exec \"$@\"");
+		kha_lab__strv_add(&argv, "%s", owner);
 	}
-	r = lab_proc_argv(lab, m, h, p, state_new, &argv);
+	r = kha_lab__proc_argv(lab, m, h, p, state_new, &argv);
 	if (r < 0) {
-		lab_strv_release(&argv);
+		kha_lab__strv_release(&argv);
 		return kha_diag_set(d, r, "%s %s: cannot build the command line", owner, p->name);
 	}
 	o.argv = (const char *const *)argv.v;
 	r = kha_proc_spawn(&o, &proc, d);
-	lab_strv_release(&argv);
+	kha_lab__strv_release(&argv);
 	if (r < 0) {
 		kha_diag_prefix(d, "%s %s", owner, p->name);
 		return r;
@@ -394,8 +395,8 @@ static int stop_procs(struct kha_lab_proc **procs, size_t n, uint64_t grace_us, 
 			continue;
 		on[i] = true;
 		running++;
-		n_kids += lab_descendants(procs[i]->pid, procs[i]->start_time, kids + n_kids,
-					  KHA_ARRAY_SIZE(kids) - n_kids);
+		n_kids += kha_lab__descendants(procs[i]->pid, procs[i]->start_time, kids + n_kids,
+					       KHA_ARRAY_SIZE(kids) - n_kids);
 		for (size_t k = k0; k < n_kids; k++)
 			kid_root[k] = i;
 	}
@@ -438,7 +439,7 @@ static int stop_procs(struct kha_lab_proc **procs, size_t n, uint64_t grace_us, 
 			r = kha_diag_set(d, EBUSY, "pid %d (started by %s) survived SIGKILL",
 					 (int)kids[k].pid, procs[kid_root[k]]->name);
 	}
-	lab_release_procs(kids, n_kids);
+	kha_lab__release_procs(kids, n_kids);
 	for (size_t i = 0; i < n; i++)
 		if (!kha_lab_proc_running(procs[i]))
 			procs[i]->pid = 0;
@@ -493,7 +494,7 @@ static bool dir_is_empty(const char *path, const char *ignore)
 static int make_pki(struct kha_lab *lab, struct kha_diag *d)
 {
 	static const char *const sans[] = {"127.0.0.1", "localhost"};
-	kha_autofree char *pki = lab_path(lab->dir, "pki");
+	kha_autofree char *pki = kha_lab__path(lab->dir, "pki");
 	struct kha_cert ca = {0};
 	int r;
 
@@ -586,7 +587,7 @@ static int plan(struct kha_lab *lab, unsigned n, bool with_proxy, struct kha_dia
 	}
 	if (with_proxy) {
 		struct kha_lab_node *nd = &lab->node;
-		kha_autofree char *dir = lab_path(lab->dir, "node");
+		kha_autofree char *dir = kha_lab__path(lab->dir, "node");
 
 		nd->entry_port = ports[per * n];
 		nd->metrics_port = ports[per * n + 1];
@@ -607,7 +608,7 @@ static int make_dirs(const struct kha_lab *lab, struct kha_diag *d)
 
 	for (size_t i = 0; r == 0 && i < lab->n_masters; i++) {
 		const struct kha_lab_master *m = &lab->masters[i];
-		kha_autofree char *dir = lab_path(lab->dir, m->name);
+		kha_autofree char *dir = kha_lab__path(lab->dir, m->name);
 
 		if (!dir)
 			return kha_diag_set(d, ENOMEM, "out of memory");
@@ -616,12 +617,12 @@ static int make_dirs(const struct kha_lab *lab, struct kha_diag *d)
 			r = kha_file_mkdir_p(m->backup_dir, 0755, d);
 	}
 	if (r == 0 && lab->node.entry_url) {
-		kha_autofree char *dir = lab_path(lab->dir, "node");
+		kha_autofree char *dir = kha_lab__path(lab->dir, "node");
 
 		r = dir ? kha_file_mkdir_p(dir, 0755, d) : kha_diag_set(d, ENOMEM, "out of memory");
 	}
 	for (size_t i = 0; r == 0 && i < lab->n_lbs; i++) {
-		kha_autofree char *dir = lab_path(lab->dir, lab->lbs[i].name);
+		kha_autofree char *dir = kha_lab__path(lab->dir, lab->lbs[i].name);
 
 		r = dir ? kha_file_mkdir_p(dir, 0755, d) : kha_diag_set(d, ENOMEM, "out of memory");
 	}
@@ -640,7 +641,7 @@ static int new_token(struct kha_lab *lab)
 /* Refuses a DIR holding a lab (running or not) or anything else. */
 static int check_dir_free(const char *dir, struct kha_diag *d)
 {
-	kha_autofree char *json = lab_path(dir, LAB_JSON);
+	kha_autofree char *json = kha_lab__path(dir, LAB_JSON);
 	struct kha_lab *lab = NULL;
 	unsigned running = 0;
 
@@ -794,7 +795,7 @@ int kha_lab_up(const struct kha_lab_up_opts *o, struct kha_lab **ret, char **fai
 	if (o->members < 1 || o->members > KHA_LAB_MAX_MASTERS)
 		return kha_diag_set(d, EINVAL, "--members %u: a lab has 1 to %d members",
 				    o->members, KHA_LAB_MAX_MASTERS);
-	lab = lab_new();
+	lab = kha_lab__new();
 	if (!lab)
 		return kha_diag_set(d, ENOMEM, "out of memory");
 	lab->leader_elect = o->leader_elect;
@@ -835,7 +836,7 @@ int kha_lab_up(const struct kha_lab_up_opts *o, struct kha_lab **ret, char **fai
 	lab->dir = realpath(o->dir, NULL);
 	if (!lab->dir)
 		return kha_diag_set(d, errno, "%s: %s", o->dir, strerror(errno));
-	r = lab_lock(lab, lab->dir, d);
+	r = kha_lab__lock(lab, lab->dir, d);
 	if (r < 0)
 		return r;
 	/* another 'lab up' may have won the race for the directory while we waited */
@@ -843,22 +844,22 @@ int kha_lab_up(const struct kha_lab_up_opts *o, struct kha_lab **ret, char **fai
 	if (r < 0)
 		return r;
 
-	lab->ca_cert = lab_path(lab->dir, "pki/ca.crt");
-	lab->client_cert = lab_path(lab->dir, "pki/client.crt");
-	lab->client_key = lab_path(lab->dir, "pki/client.key");
+	lab->ca_cert = kha_lab__path(lab->dir, "pki/ca.crt");
+	lab->client_cert = kha_lab__path(lab->dir, "pki/client.crt");
+	lab->client_key = kha_lab__path(lab->dir, "pki/client.key");
 	if (!lab->ca_cert || !lab->client_cert || !lab->client_key || new_token(lab) < 0)
 		return kha_diag_set(d, ENOMEM, "out of memory");
 	if (lab->k8s_bin) {
-		r = lab_k8s_plan(lab, o->members, !o->no_proxy, d);
+		r = kha_lab__k8s_plan(lab, o->members, !o->no_proxy, d);
 		if (r == 0)
 			r = make_dirs(lab, d);
 		/* saved before the network exists, so that 'down' can always remove it */
 		if (r == 0)
 			r = kha_lab_save(lab, d);
 		if (r == 0)
-			r = lab_k8s_net_create(lab, d);
+			r = kha_lab__k8s_net_create(lab, d);
 		if (r == 0)
-			r = lab_k8s_pki(lab, d);
+			r = kha_lab__k8s_pki(lab, d);
 		if (r == 0)
 			r = kha_lab_enter(lab, d);
 	} else {
@@ -887,10 +888,10 @@ int kha_lab_up(const struct kha_lab_up_opts *o, struct kha_lab **ret, char **fai
 	if (r == 0) {
 		uint64_t now = kha_now_us();
 
-		r = lab_wait_ready(lab, deadline > now ? deadline - now : 0, &failed_proc, d);
+		r = kha_lab__wait_ready(lab, deadline > now ? deadline - now : 0, &failed_proc, d);
 	}
 	if (r == 0 && lab->k8s_bin)
-		r = lab_k8s_bootstrap(lab, d);
+		r = kha_lab__k8s_bootstrap(lab, d);
 	if (r < 0) {
 		/* keep the directory and its logs for 'kha lab down' */
 		if (failed && !failed_proc)
@@ -906,7 +907,7 @@ int kha_lab_up(const struct kha_lab_up_opts *o, struct kha_lab **ret, char **fai
 
 fail_clean:
 	/* nothing runs and nothing worth keeping was written: leave no half-made lab behind */
-	lab_k8s_net_delete(lab);
+	kha_lab__k8s_net_delete(lab);
 	kha_ignore(kha_file_remove_tree(lab->dir, NULL));
 	return r;
 }
@@ -998,14 +999,15 @@ int kha_lab_master_freeze(struct kha_lab *lab, struct kha_lab_master *m, bool fr
 		for (size_t i = 0; i < n_roots; i++) {
 			size_t k0 = n_kids;
 
-			n_kids += lab_descendants(roots[i].pid, roots[i].start_time, kids + n_kids,
-						  KHA_ARRAY_SIZE(kids) - n_kids);
+			n_kids +=
+				kha_lab__descendants(roots[i].pid, roots[i].start_time,
+						     kids + n_kids, KHA_ARRAY_SIZE(kids) - n_kids);
 			for (size_t k = k0; k < n_kids; k++)
 				kha_ignore(kha_proc_signal(&kids[k], sig));
 		}
 	}
-	lab_release_procs(kids, n_kids);
-	lab_release_procs(roots, n_roots);
+	kha_lab__release_procs(kids, n_kids);
+	kha_lab__release_procs(roots, n_roots);
 	m->frozen = freeze;
 	return kha_lab_save(lab, d);
 }
@@ -1076,7 +1078,7 @@ static int wait_answering(struct kha_lab *lab, struct kha_lab_master *m, uint64_
 		if (!kha_lab_proc_running(etcd))
 			return kha_diag_set(d, ECHILD, "%s: etcd exited at once (see %s)", m->name,
 					    etcd->log_path);
-		lab_health(
+		kha_lab__health(
 			lab, want,
 			KHA_MIN(KHA_MAX(deadline - KHA_MIN(now, deadline), 100 * KHA_USEC_PER_MSEC),
 				HEALTH_TIMEOUT_US),
@@ -1114,8 +1116,8 @@ int kha_lab_master_start(struct kha_lab *lab, struct kha_lab_master *m, uint64_t
 	return r;
 }
 
-int lab_wait_ready(struct kha_lab *lab, uint64_t timeout_us, struct kha_lab_proc **ret_failed,
-		   struct kha_diag *d)
+int kha_lab__wait_ready(struct kha_lab *lab, uint64_t timeout_us, struct kha_lab_proc **ret_failed,
+			struct kha_diag *d)
 {
 	uint64_t deadline = kha_now_us() + timeout_us;
 	struct kha_lab_master *failed = NULL;
@@ -1149,11 +1151,11 @@ int lab_wait_ready(struct kha_lab *lab, uint64_t timeout_us, struct kha_lab_proc
 			return kha_diag_set(d, ECHILD, "a process exited (see %s)",
 					    procs[i]->log_path);
 		}
-		ready = !proxy || lab_http_get(url, PROXY_READY_US, NULL) == 200;
+		ready = !proxy || kha_lab__http_get(url, PROXY_READY_US, NULL) == 200;
 		if (!led)
 			led = kha_lab_leader(lab, LEADER_READ_US, &leader, NULL) == 0 && leader;
 		if (ready && led &&
-		    (!lab->k8s_bin || lab_k8s_ready(lab, k8s_what, sizeof(k8s_what))))
+		    (!lab->k8s_bin || kha_lab__k8s_ready(lab, k8s_what, sizeof(k8s_what))))
 			return 0;
 		if (kha_now_us() >= deadline) {
 			if (ready && led)
@@ -1186,13 +1188,13 @@ int lab_wait_ready(struct kha_lab *lab, uint64_t timeout_us, struct kha_lab_proc
 
 int kha_lab_wait_ready(struct kha_lab *lab, uint64_t timeout_us, struct kha_diag *d)
 {
-	return lab_wait_ready(lab, timeout_us, NULL, d);
+	return kha_lab__wait_ready(lab, timeout_us, NULL, d);
 }
 
 int kha_lab_down(const char *dir, uint64_t grace_us, unsigned *ret_stopped, struct kha_diag *d)
 {
 	kha_auto(kha_lab_freep) struct kha_lab *lab = NULL;
-	kha_autofree char *json = lab_path(dir, LAB_JSON);
+	kha_autofree char *json = kha_lab__path(dir, LAB_JSON);
 	struct stat st;
 	int r;
 
@@ -1227,7 +1229,7 @@ int kha_lab_down(const char *dir, uint64_t grace_us, unsigned *ret_stopped, stru
 	}
 	if (ret_stopped)
 		*ret_stopped = (unsigned)r;
-	lab_k8s_net_delete(lab);
+	kha_lab__k8s_net_delete(lab);
 	return kha_file_remove_tree(lab->dir, d);
 }
 

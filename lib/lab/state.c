@@ -92,7 +92,7 @@ void kha_lab_free(struct kha_lab *lab)
 	free(lab);
 }
 
-struct kha_lab *lab_new(void)
+struct kha_lab *kha_lab__new(void)
 {
 	struct kha_lab *lab = calloc(1, sizeof(*lab));
 
@@ -101,7 +101,7 @@ struct kha_lab *lab_new(void)
 	return lab;
 }
 
-char *lab_path(const char *dir, const char *name)
+char *kha_lab__path(const char *dir, const char *name)
 {
 	char *p = NULL;
 
@@ -110,9 +110,9 @@ char *lab_path(const char *dir, const char *name)
 	return p;
 }
 
-int lab_lock(struct kha_lab *lab, const char *dir, struct kha_diag *d)
+int kha_lab__lock(struct kha_lab *lab, const char *dir, struct kha_diag *d)
 {
-	kha_autofree char *path = lab_path(dir, LAB_LOCK);
+	kha_autofree char *path = kha_lab__path(dir, LAB_LOCK);
 	int fd;
 
 	if (!path)
@@ -242,7 +242,7 @@ static json_t *node_json(const struct kha_lab_node *n)
 
 int kha_lab_save(const struct kha_lab *lab, struct kha_diag *d)
 {
-	kha_autofree char *path = lab_path(lab->dir, LAB_JSON);
+	kha_autofree char *path = kha_lab__path(lab->dir, LAB_JSON);
 	kha_autofree char *text = NULL;
 	json_t *masters = json_array(), *root;
 
@@ -476,7 +476,7 @@ static int parse_lab(json_t *root, struct kha_lab *lab)
 
 int kha_lab_load(const char *dir, bool lock, struct kha_lab **ret, struct kha_diag *d)
 {
-	kha_auto(kha_lab_freep) struct kha_lab *lab = lab_new();
+	kha_auto(kha_lab_freep) struct kha_lab *lab = kha_lab__new();
 	kha_autofree char *path = NULL, *text = NULL;
 	json_error_t jerr;
 	json_t *root;
@@ -491,13 +491,13 @@ int kha_lab_load(const char *dir, bool lock, struct kha_lab **ret, struct kha_di
 			return kha_diag_set(d, ENOENT, "no lab in %s", dir);
 		return kha_diag_set(d, errno, "%s: %s", dir, strerror(errno));
 	}
-	path = lab_path(lab->dir, LAB_JSON);
+	path = kha_lab__path(lab->dir, LAB_JSON);
 	if (!path)
 		return kha_diag_set(d, ENOMEM, "out of memory");
 	if (access(path, F_OK) < 0)
 		return kha_diag_set(d, ENOENT, "no lab in %s (no %s)", dir, LAB_JSON);
 	if (lock) {
-		r = lab_lock(lab, lab->dir, d);
+		r = kha_lab__lock(lab, lab->dir, d);
 		if (r < 0)
 			return r;
 	}

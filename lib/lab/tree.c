@@ -94,7 +94,7 @@ static struct pinfo *scan(size_t *ret_n)
 	return all;
 }
 
-size_t lab_descendants(pid_t pid, uint64_t start_time, struct kha_proc *out, size_t max)
+size_t kha_lab__descendants(pid_t pid, uint64_t start_time, struct kha_proc *out, size_t max)
 {
 	struct pinfo tree[LAB_MAX_DESCENDANTS + 1];
 	size_t n_all = 0, n_tree = 1, n_out = 0;
@@ -128,7 +128,7 @@ size_t lab_descendants(pid_t pid, uint64_t start_time, struct kha_proc *out, siz
 	return n_out;
 }
 
-void lab_release_procs(struct kha_proc *procs, size_t n)
+void kha_lab__release_procs(struct kha_proc *procs, size_t n)
 {
 	for (size_t i = 0; i < n; i++)
 		kha_proc_release(&procs[i]);
@@ -141,7 +141,7 @@ size_t kha_lab_proc_descendants(const struct kha_lab_proc *p)
 
 	if (p->pid <= 0)
 		return 0;
-	n = lab_descendants(p->pid, p->start_time, kids, KHA_ARRAY_SIZE(kids));
-	lab_release_procs(kids, n);
+	n = kha_lab__descendants(p->pid, p->start_time, kids, KHA_ARRAY_SIZE(kids));
+	kha_lab__release_procs(kids, n);
 	return n;
 }

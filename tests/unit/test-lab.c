@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 /*
- * Unit tests of lib/lab's drill analysis (lab_drill_analyze): made-up drills with their probes,
+ * Unit tests of lib/lab's drill analysis (kha_lab__drill_analyze): made-up drills with their probes,
  * fault steps, leadership terms and snapshots go in, per-fault results and the invariants come
  * out. The integration test runs the real drill, where the invariants hold; here the checkers
  * must also catch what never happens there: two takers in one term, a lost write, no handover.
@@ -29,7 +29,7 @@ static const char *const masters[] = {"m1", "m2", "m3"};
 struct fixture {
 	struct kha_lab lab;
 	struct kha_lab_master m[3];
-	struct lab_drill_obs obs;
+	struct kha_lab__drill_obs obs;
 	struct kha_lab_drill_report *r;
 };
 
@@ -141,7 +141,7 @@ static void analyze(struct fixture *f)
 	struct kha_drill_marks m = {.fault_us = S(4), .recover_us = S(46), .end_us = END_US};
 
 	assert_int_equal(kha_drill_analyze(d->probes, d->n_probes, &m, &d->stats), 0);
-	lab_drill_analyze(&f->lab, &f->obs, f->r);
+	kha_lab__drill_analyze(&f->lab, &f->obs, f->r);
 }
 
 static void fail_probes(struct kha_drill_report *d, uint64_t from, uint64_t to)
