@@ -483,6 +483,105 @@ static void first_line(char *buf, size_t size, const char *s)
 	buf[n] = '\0';
 }
 
+/* the commands the drill ran, and the nodes of a rolling restart */
+static void print_steps(FILE *out, const struct kha_drill_report *r)
+{
+	char a[32];
+
+	if (r->n_steps)
+		fprintf(out, "  commands\n");
+	for (size_t i = 0; i < r->n_steps; i++) {
+		const struct kha_drill_step_result *st = &r->steps[i];
+		char line[100];
+
+		first_line(line, sizeof(line), st->output);
+		fprintf(out, "    %-8s %-16s at %-9s %-12s", kha_drill_step_kind_name(st->kind),
+			st->name, dur(a, sizeof(a), st->started_us),
+			kha_drill_step_state_name(st->state));
+		if (st->exit_code > 0)
+			fprintf(out, " exit %d", st->exit_code);
+		if (st->signal)
+			fprintf(out, " signal %d", st->signal);
+		if (st->on_abort)
+			fprintf(out, " (run on abort)");
+		if (line[0] && st->state != KHA_DRILL_STEP_SUCCEEDED)
+			fprintf(out, ": %s", line);
+		fprintf(out, "\n");
+	}
+	if (r->rolling) {
+		fprintf(out, "  rolling       %s\n",
+			r->rolling_completed ? "completed" : "STOPPED before the end");
+		for (size_t i = 0; i < r->n_nodes; i++) {
+			const struct kha_drill_node_result *n = &r->nodes[i];
+			fprintf(out, "    %-16s %-10s", n->name,
+				kha_drill_node_state_name(n->state));
+			if (n->healthy_us != KHA_DRILL_NONE && n->stop_us != KHA_DRILL_NONE)
+				fprintf(out, " down to healthy %s",
+					dur(a, sizeof(a), n->healthy_us - n->stop_us));
+			if (n->checks)
+				fprintf(out, " (%u health check%s)", n->checks,
+					n->checks == 1 ? "" : "s");
+			fprintf(out, "\n");
+		}
+	}
+}
+
+/* write mode's outcome (the writes read back), and the Kubernetes watch's breaks */
+static void print_writes(FILE *out, const struct kha_drill_report *r)
+{
+	char a[32];
+
+	if (r->writes.enabled) {
+		const struct kha_drill_writes *w = &r->writes;
+		fprintf(out, "  writes        %zu acknowledged, %zu failed, %zu unknown outcome\n",
+			w->acked, w->failed, w->unknown);
+		if (r->kube.enabled)
+			fprintf(out,
+				"    of which ConfigMap updates: %zu sent, %zu acknowledged, %zu "
+				"conflicts (409, not applied)\n",
+				r->kube.updates, r->kube.updates_acked, r->kube.updates_conflicts);
+		if (!w->verified)
+			fprintf(out, "    NOT VERIFIED: %s\n", w->error);
+		else
+			fprintf(out,
+				"    read back from %s: %zu LOST acknowledged write%s%s, %zu of the "
+				"unknown applied, %zu unexpected%s\n",
+				w->endpoints, w->lost, w->lost == 1 ? "" : "s",
+				r->kube.enabled && r->kube.updates_lost ? " (updates among them)"
+									: "",
+				w->unknown_applied, w->unexpected,
+				w->cleaned ? "; keys deleted" : "");
+		if (w->n_lost_slots) {
+			fprintf(out, "    lost: %s", w->prefix);
+			for (size_t i = 0; i < w->n_lost_slots && i < 10; i++)
+				fprintf(out, "%s%010llu", i ? ", " : "",
+					(unsigned long long)w->lost_slots[i]);
+			fprintf(out, "%s\n", w->lost > 10 ? ", ..." : "");
+		}
+		if (w->cleanup_error[0])
+			fprintf(out, "    keys not deleted: %s\n", w->cleanup_error);
+	}
+	if (r->kube.enabled && r->kube.watch) {
+		const struct kha_drill_kube *k = &r->kube;
+		size_t unclean = 0, open = 0;
+
+		for (size_t i = 0; i < k->n_gaps; i++) {
+			unclean += !k->gaps[i].clean;
+			open += k->gaps[i].back_us == KHA_DRILL_NONE;
+		}
+		fprintf(out, "  watch         %s/%s: ", k->namespace, k->object);
+		if (k->watch_first_us == KHA_DRILL_NONE)
+			fprintf(out, "NEVER ESTABLISHED\n");
+		else
+			fprintf(out,
+				"%zu break%s (%zu by the server's timeout), longest reconnect %s%s, "
+				"%zu requests\n",
+				k->n_gaps, k->n_gaps == 1 ? "" : "s", k->n_gaps - unclean,
+				unclean ? dur(a, sizeof(a), k->longest_gap_us) : "-",
+				open ? " (STILL BROKEN at the end)" : "", k->watch_requests);
+	}
+}
+
 int kha_drill_report_print(FILE *out, const struct kha_drill_report *r)
 {
 	const struct kha_drill_stats *s = &r->stats;
@@ -557,91 +656,8 @@ int kha_drill_report_print(FILE *out, const struct kha_drill_report *r)
 		if (r->error_samples[i][0])
 			fprintf(out, "  first %-7s %s\n", kha_drill_result_name(i),
 				r->error_samples[i]);
-	if (r->n_steps)
-		fprintf(out, "  commands\n");
-	for (size_t i = 0; i < r->n_steps; i++) {
-		const struct kha_drill_step_result *st = &r->steps[i];
-		char line[100];
-
-		first_line(line, sizeof(line), st->output);
-		fprintf(out, "    %-8s %-16s at %-9s %-12s", kha_drill_step_kind_name(st->kind),
-			st->name, dur(a, sizeof(a), st->started_us),
-			kha_drill_step_state_name(st->state));
-		if (st->exit_code > 0)
-			fprintf(out, " exit %d", st->exit_code);
-		if (st->signal)
-			fprintf(out, " signal %d", st->signal);
-		if (st->on_abort)
-			fprintf(out, " (run on abort)");
-		if (line[0] && st->state != KHA_DRILL_STEP_SUCCEEDED)
-			fprintf(out, ": %s", line);
-		fprintf(out, "\n");
-	}
-	if (r->rolling) {
-		fprintf(out, "  rolling       %s\n",
-			r->rolling_completed ? "completed" : "STOPPED before the end");
-		for (size_t i = 0; i < r->n_nodes; i++) {
-			const struct kha_drill_node_result *n = &r->nodes[i];
-			fprintf(out, "    %-16s %-10s", n->name,
-				kha_drill_node_state_name(n->state));
-			if (n->healthy_us != KHA_DRILL_NONE && n->stop_us != KHA_DRILL_NONE)
-				fprintf(out, " down to healthy %s",
-					dur(a, sizeof(a), n->healthy_us - n->stop_us));
-			if (n->checks)
-				fprintf(out, " (%u health check%s)", n->checks,
-					n->checks == 1 ? "" : "s");
-			fprintf(out, "\n");
-		}
-	}
-	if (r->writes.enabled) {
-		const struct kha_drill_writes *w = &r->writes;
-		fprintf(out, "  writes        %zu acknowledged, %zu failed, %zu unknown outcome\n",
-			w->acked, w->failed, w->unknown);
-		if (r->kube.enabled)
-			fprintf(out,
-				"    of which ConfigMap updates: %zu sent, %zu acknowledged, %zu "
-				"conflicts (409, not applied)\n",
-				r->kube.updates, r->kube.updates_acked, r->kube.updates_conflicts);
-		if (!w->verified)
-			fprintf(out, "    NOT VERIFIED: %s\n", w->error);
-		else
-			fprintf(out,
-				"    read back from %s: %zu LOST acknowledged write%s%s, %zu of the "
-				"unknown applied, %zu unexpected%s\n",
-				w->endpoints, w->lost, w->lost == 1 ? "" : "s",
-				r->kube.enabled && r->kube.updates_lost ? " (updates among them)"
-									: "",
-				w->unknown_applied, w->unexpected,
-				w->cleaned ? "; keys deleted" : "");
-		if (w->n_lost_slots) {
-			fprintf(out, "    lost: %s", w->prefix);
-			for (size_t i = 0; i < w->n_lost_slots && i < 10; i++)
-				fprintf(out, "%s%010llu", i ? ", " : "",
-					(unsigned long long)w->lost_slots[i]);
-			fprintf(out, "%s\n", w->lost > 10 ? ", ..." : "");
-		}
-		if (w->cleanup_error[0])
-			fprintf(out, "    keys not deleted: %s\n", w->cleanup_error);
-	}
-	if (r->kube.enabled && r->kube.watch) {
-		const struct kha_drill_kube *k = &r->kube;
-		size_t unclean = 0, open = 0;
-
-		for (size_t i = 0; i < k->n_gaps; i++) {
-			unclean += !k->gaps[i].clean;
-			open += k->gaps[i].back_us == KHA_DRILL_NONE;
-		}
-		fprintf(out, "  watch         %s/%s: ", k->namespace, k->object);
-		if (k->watch_first_us == KHA_DRILL_NONE)
-			fprintf(out, "NEVER ESTABLISHED\n");
-		else
-			fprintf(out,
-				"%zu break%s (%zu by the server's timeout), longest reconnect %s%s, "
-				"%zu requests\n",
-				k->n_gaps, k->n_gaps == 1 ? "" : "s", k->n_gaps - unclean,
-				unclean ? dur(a, sizeof(a), k->longest_gap_us) : "-",
-				open ? " (STILL BROKEN at the end)" : "", k->watch_requests);
-	}
+	print_steps(out, r);
+	print_writes(out, r);
 	if (r->abort_reason[0])
 		fprintf(out, "  stopped early %s\n", r->abort_reason);
 	if (v == KHA_DRILL_VERDICT_NOTHING_SUCCEEDED)

@@ -783,35 +783,11 @@ static int check_kube(struct kha_drill_scenario *sc, struct kha_diag *d)
 	return 0;
 }
 
-int kha_drill_scenario_check(struct kha_drill_scenario *sc, struct kha_diag *d)
+/* the options of write mode (--write, --endpoints, --write-prefix, --keep-keys) */
+static int check_write(const struct kha_drill_scenario *sc, struct kha_diag *d)
 {
-	char a[32], b[32];
 	int r;
 
-	r = check_kube(sc, d);
-	if (r < 0)
-		return r;
-	if (!sc->target)
-		return kha_diag_set(d, EINVAL,
-				    "no target (give --target URL, or target: in the "
-				    "scenario)");
-	r = check_target(sc->target, d);
-	if (r < 0)
-		return r;
-	if (sc->rate < 1 || sc->rate > KHA_DRILL_MAX_RATE)
-		return kha_diag_set(d, EINVAL, "rate: %u is out of range (1 to %d)", sc->rate,
-				    KHA_DRILL_MAX_RATE);
-	if (sc->duration_us < KHA_USEC_PER_MSEC || sc->duration_us > KHA_DRILL_MAX_DURATION_US)
-		return kha_diag_set(d, EINVAL, "duration: out of range (1ms to 24h)");
-	if (sc->timeout_us < KHA_USEC_PER_MSEC)
-		return kha_diag_set(d, EINVAL, "timeout: must be at least 1ms");
-	if (sc->step_timeout_us < KHA_USEC_PER_MSEC)
-		return kha_diag_set(d, EINVAL, "step-timeout: must be at least 1ms");
-	if ((r = check_file("cacert", sc->cacert, d)) < 0 ||
-	    (r = check_file("cert", sc->cert, d)) < 0 || (r = check_file("key", sc->key, d)) < 0)
-		return r;
-	if (sc->key && !sc->cert)
-		return kha_diag_set(d, EINVAL, "key: given without --cert");
 	if (sc->write && sc->kube) {
 		char *base = kha_drill__url_base(sc->endpoints ? sc->endpoints : sc->target);
 
@@ -847,6 +823,41 @@ int kha_drill_scenario_check(struct kha_drill_scenario *sc, struct kha_diag *d)
 				    : sc->write_prefix ? "write-prefix"
 						       : "keep-keys");
 	}
+	return 0;
+}
+
+int kha_drill_scenario_check(struct kha_drill_scenario *sc, struct kha_diag *d)
+{
+	char a[32], b[32];
+	int r;
+
+	r = check_kube(sc, d);
+	if (r < 0)
+		return r;
+	if (!sc->target)
+		return kha_diag_set(d, EINVAL,
+				    "no target (give --target URL, or target: in the "
+				    "scenario)");
+	r = check_target(sc->target, d);
+	if (r < 0)
+		return r;
+	if (sc->rate < 1 || sc->rate > KHA_DRILL_MAX_RATE)
+		return kha_diag_set(d, EINVAL, "rate: %u is out of range (1 to %d)", sc->rate,
+				    KHA_DRILL_MAX_RATE);
+	if (sc->duration_us < KHA_USEC_PER_MSEC || sc->duration_us > KHA_DRILL_MAX_DURATION_US)
+		return kha_diag_set(d, EINVAL, "duration: out of range (1ms to 24h)");
+	if (sc->timeout_us < KHA_USEC_PER_MSEC)
+		return kha_diag_set(d, EINVAL, "timeout: must be at least 1ms");
+	if (sc->step_timeout_us < KHA_USEC_PER_MSEC)
+		return kha_diag_set(d, EINVAL, "step-timeout: must be at least 1ms");
+	if ((r = check_file("cacert", sc->cacert, d)) < 0 ||
+	    (r = check_file("cert", sc->cert, d)) < 0 || (r = check_file("key", sc->key, d)) < 0)
+		return r;
+	if (sc->key && !sc->cert)
+		return kha_diag_set(d, EINVAL, "key: given without --cert");
+	r = check_write(sc, d);
+	if (r < 0)
+		return r;
 
 	/* the shorthands become steps */
 	if ((sc->fault != NULL) != (sc->fault_at_us != KHA_DRILL_NONE) && !sc->n_nodes)

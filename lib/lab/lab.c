@@ -782,26 +782,11 @@ static int find_k8s(const struct kha_lab_up_opts *o, struct kha_lab *lab, struct
 	return lab->etcd_bin ? 0 : kha_diag_set(d, ENOMEM, "out of memory");
 }
 
-int kha_lab_up(const struct kha_lab_up_opts *o, struct kha_lab **ret, char **failed_log,
-	       struct kha_diag *d)
+/* kha lab up's first step: the programs the lab runs (Kubernetes', etcd, kha) and its election */
+static int find_programs(const struct kha_lab_up_opts *o, struct kha_lab *lab, struct kha_diag *d)
 {
-	kha_auto(kha_lab_freep) struct kha_lab *lab = NULL;
-	struct kha_lab_master *failed = NULL;
-	struct kha_lab_proc *failed_proc = NULL;
-	uint64_t deadline = kha_now_us() + o->timeout_us;
-	struct stat st;
 	int r;
 
-	if (o->members < 1 || o->members > KHA_LAB_MAX_MASTERS)
-		return kha_diag_set(d, EINVAL, "--members %u: a lab has 1 to %d members",
-				    o->members, KHA_LAB_MAX_MASTERS);
-	lab = kha_lab__new();
-	if (!lab)
-		return kha_diag_set(d, ENOMEM, "out of memory");
-	lab->leader_elect = o->leader_elect;
-	r = kha_lab_leader_elect_check(&lab->leader_elect, d);
-	if (r < 0)
-		return r;
 	if (o->k8s_bin) {
 		r = find_k8s(o, lab, d);
 		if (r < 0)
@@ -824,6 +809,32 @@ int kha_lab_up(const struct kha_lab_up_opts *o, struct kha_lab **ret, char **fai
 	}
 	if (!o->no_elect && !(lab->election = strdup(KHA_LAB_ELECTION)))
 		return kha_diag_set(d, ENOMEM, "out of memory");
+	return 0;
+}
+
+int kha_lab_up(const struct kha_lab_up_opts *o, struct kha_lab **ret, char **failed_log,
+	       struct kha_diag *d)
+{
+	kha_auto(kha_lab_freep) struct kha_lab *lab = NULL;
+	struct kha_lab_master *failed = NULL;
+	struct kha_lab_proc *failed_proc = NULL;
+	uint64_t deadline = kha_now_us() + o->timeout_us;
+	struct stat st;
+	int r;
+
+	if (o->members < 1 || o->members > KHA_LAB_MAX_MASTERS)
+		return kha_diag_set(d, EINVAL, "--members %u: a lab has 1 to %d members",
+				    o->members, KHA_LAB_MAX_MASTERS);
+	lab = kha_lab__new();
+	if (!lab)
+		return kha_diag_set(d, ENOMEM, "out of memory");
+	lab->leader_elect = o->leader_elect;
+	r = kha_lab_leader_elect_check(&lab->leader_elect, d);
+	if (r < 0)
+		return r;
+	r = find_programs(o, lab, d);
+	if (r < 0)
+		return r;
 
 	if (stat(o->dir, &st) == 0) {
 		r = check_dir_free(o->dir, d);
