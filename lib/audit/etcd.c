@@ -74,36 +74,14 @@ static int check_members(const struct kha_etcd_cluster_report *cr, size_t voters
 	return kha_audit_add(r, "etcd-members", ep, KHA_AUDIT_OK, finding, NULL, NULL, NULL);
 }
 
-int kha_audit_check_etcd(const struct kha_etcd_cluster_report *cr, struct kha_audit_report *r)
+/* etcd-health: quorum, each voter down, the leader */
+static int check_health(const struct kha_etcd_cluster_report *cr, size_t voters, size_t up,
+			size_t quorum, bool leader_agreed, struct kha_audit_report *r)
 {
-	size_t voters = 0, up = 0, quorum, down_added = 0;
-	uint64_t leader = 0;
-	bool leader_agreed = true, any_alarm = false;
 	char finding[768], fix[512], name[64];
+	size_t down_added = 0;
 	int ret;
 
-	for (size_t i = 0; i < cr->n_members; i++) {
-		const struct kha_etcd_member_report *m = &cr->members[i];
-
-		if (m->member.is_learner)
-			continue;
-		voters++;
-		if (!m->reachable)
-			continue;
-		up++;
-		if (!m->status.leader || (leader && m->status.leader != leader))
-			leader_agreed = false;
-		if (m->status.leader)
-			leader = m->status.leader;
-	}
-	if (!up)
-		leader_agreed = false;
-	quorum = voters / 2 + 1;
-	ret = check_members(cr, voters, r);
-	if (ret < 0)
-		return ret;
-
-	/* etcd-health: quorum, each voter down, the leader */
 	if (up < quorum) {
 		snprintf(finding, sizeof(finding),
 			 "quorum lost: %zu of %zu voting members answer, %zu needed: every write "
@@ -163,8 +141,15 @@ int kha_audit_check_etcd(const struct kha_etcd_cluster_report *cr, struct kha_au
 		if (ret < 0)
 			return ret;
 	}
+	return 0;
+}
 
-	/* etcd-learners */
+/* etcd-learners: each learner, which neither votes nor lets another member join */
+static int check_learners(const struct kha_etcd_cluster_report *cr, struct kha_audit_report *r)
+{
+	char finding[768], fix[512], name[64];
+	int ret;
+
 	for (size_t i = 0; i < cr->n_members; i++) {
 		const struct kha_etcd_member_report *m = &cr->members[i];
 
@@ -183,8 +168,16 @@ int kha_audit_check_etcd(const struct kha_etcd_cluster_report *cr, struct kha_au
 		if (ret < 0)
 			return ret;
 	}
+	return 0;
+}
 
-	/* etcd-alarms */
+/* etcd-alarms: NOSPACE and CORRUPT, on a member or naming none (etcd 3.4's CORRUPT) */
+static int check_alarms(const struct kha_etcd_cluster_report *cr, struct kha_audit_report *r)
+{
+	char finding[768], fix[512], name[64];
+	bool any_alarm = false;
+	int ret;
+
 	for (size_t i = 0; i < cr->n_members; i++) {
 		const struct kha_etcd_member_report *m = &cr->members[i];
 
@@ -249,6 +242,43 @@ int kha_audit_check_etcd(const struct kha_etcd_cluster_report *cr, struct kha_au
 			return ret;
 	}
 	return 0;
+}
+
+int kha_audit_check_etcd(const struct kha_etcd_cluster_report *cr, struct kha_audit_report *r)
+{
+	size_t voters = 0, up = 0, quorum;
+	uint64_t leader = 0;
+	bool leader_agreed = true;
+	int ret;
+
+	for (size_t i = 0; i < cr->n_members; i++) {
+		const struct kha_etcd_member_report *m = &cr->members[i];
+
+		if (m->member.is_learner)
+			continue;
+		voters++;
+		if (!m->reachable)
+			continue;
+		up++;
+		if (!m->status.leader || (leader && m->status.leader != leader))
+			leader_agreed = false;
+		if (m->status.leader)
+			leader = m->status.leader;
+	}
+	if (!up)
+		leader_agreed = false;
+	quorum = voters / 2 + 1;
+	ret = check_members(cr, voters, r);
+	if (ret < 0)
+		return ret;
+
+	ret = check_health(cr, voters, up, quorum, leader_agreed, r);
+	if (ret < 0)
+		return ret;
+	ret = check_learners(cr, r);
+	if (ret < 0)
+		return ret;
+	return check_alarms(cr, r);
 }
 
 /* ---- backups ------------------------------------------------------------------------------- */

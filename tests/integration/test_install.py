@@ -13,7 +13,9 @@ COMPLETION = os.path.join(ROOT, "deploy", "bash-completion", "kha")
 
 
 def run(*args, **kw):
-    return subprocess.run([*map(str, args)], capture_output=True, text=True, timeout=120,
+    # a guard against a hang, not a timing claim: building the package took over 120 s once on
+    # a machine whose two cores ran two suites at once
+    return subprocess.run([*map(str, args)], capture_output=True, text=True, timeout=400,
                           stdin=subprocess.DEVNULL, **kw)
 
 
