@@ -171,6 +171,11 @@ static int check_learners(const struct kha_etcd_cluster_report *cr, struct kha_a
 	return 0;
 }
 
+/* what a NOSPACE alarm asks for, on a member or naming none */
+#define NOSPACE_FIX                                                                         \
+	"compact and defragment (kha etcd defrag), raise --quota-backend-bytes if needed, " \
+	"then disarm the alarm (etcdctl alarm disarm)"
+
 /* etcd-alarms: NOSPACE and CORRUPT, on a member or naming none (etcd 3.4's CORRUPT) */
 static int check_alarms(const struct kha_etcd_cluster_report *cr, struct kha_audit_report *r)
 {
@@ -186,12 +191,8 @@ static int check_alarms(const struct kha_etcd_cluster_report *cr, struct kha_aud
 			snprintf(finding, sizeof(finding),
 				 "NOSPACE alarm on %s: the cluster accepts only reads and deletes",
 				 member_name(m, name, sizeof(name)));
-			ret = kha_audit_add(
-				r, "etcd-alarms", member_endpoint(m), KHA_AUDIT_CRITICAL, finding,
-				"compact and defragment (kha etcd defrag), raise "
-				"--quota-backend-bytes if needed, then disarm the alarm "
-				"(etcdctl alarm disarm)",
-				NULL, NULL);
+			ret = kha_audit_add(r, "etcd-alarms", member_endpoint(m),
+					    KHA_AUDIT_CRITICAL, finding, NOSPACE_FIX, NULL, NULL);
 			if (ret < 0)
 				return ret;
 		}
@@ -228,10 +229,7 @@ static int check_alarms(const struct kha_etcd_cluster_report *cr, struct kha_aud
 			r, "etcd-alarms", cr->members_from, KHA_AUDIT_CRITICAL,
 			"NOSPACE alarm naming no member: the cluster accepts only reads "
 			"and deletes",
-			"compact and defragment (kha etcd defrag), raise "
-			"--quota-backend-bytes if needed, then disarm the alarm "
-			"(etcdctl alarm disarm)",
-			NULL, NULL);
+			NOSPACE_FIX, NULL, NULL);
 		if (ret < 0)
 			return ret;
 	}
