@@ -265,81 +265,77 @@ static int array_at_most(const json_t *obj, const char *name, size_t max, json_t
 			    name, json_array_size(*ret), max);
 }
 
-/* Decodes obj[name], an optional array of kvs, into a new array. */
-static int kvs_from_json(const json_t *obj, const char *name, struct kha_etcd_kv **ret,
-			 size_t *ret_n, struct kha_diag *d)
+/* Decodes one element of an array into *elem (zeroed): see items_from_json. */
+typedef int (*item_from_json_fn)(const json_t *v, void *elem, struct kha_diag *d);
+
+/*
+ * Decodes obj[name], an optional array of at most max elements, into a new array of elements of
+ * size bytes each, calling fn once per element. On success *ret_items (owned; NULL when the
+ * array is missing or empty) and *ret_n. On failure the diagnostic names the element
+ * ("members[2]: ...") and *ret_items holds the *ret_n elements decoded before it, which the
+ * caller's release function frees with the rest of its value (fn leaves its own element
+ * released on failure).
+ */
+static int items_from_json(const json_t *obj, const char *name, size_t max, size_t size,
+			   item_from_json_fn fn, void **ret_items, size_t *ret_n,
+			   struct kha_diag *d)
 {
 	json_t *arr, *v;
-	size_t i, n;
-	int r;
+	size_t i;
+	int r = array_at_most(obj, name, max, &arr, d);
 
-	*ret = NULL;
-	*ret_n = 0;
-	TRY(array_at_most(obj, name, KHA_ETCD_MAX_ITEMS, &arr, d));
-	n = arr ? json_array_size(arr) : 0;
-	if (!n)
-		return 0;
-	*ret = calloc(n, sizeof(**ret));
-	if (!*ret)
+	if (r < 0 || !arr || !json_array_size(arr))
+		return r;
+	*ret_items = calloc(json_array_size(arr), size);
+	if (!*ret_items)
 		return kha_diag_set(d, ENOMEM, "out of memory");
 	json_array_foreach (arr, i, v) {
-		r = kv_from_json(v, &(*ret)[i], d);
+		r = fn(v, (char *)*ret_items + i * size, d);
 		if (r < 0) {
 			kha_diag_prefix(d, "%s[%zu]", name, i);
-			goto out;
+			return r;
 		}
 		*ret_n = i + 1;
 	}
-	r = 0;
-out:
-	if (r < 0) {
-		for (i = 0; i < *ret_n; i++)
-			kha_etcd_kv_release(&(*ret)[i]);
-		free(*ret);
-		*ret = NULL;
-		*ret_n = 0;
-	}
-	return r;
+	return 0;
 }
 
+/* items_from_json into a typed array field and its count (a statement expression: its value is
+ * items_from_json's) */
+#define ITEMS_FROM_JSON(obj, name, max, field, n_field, fn, d)                          \
+	({                                                                              \
+		void *items_ = NULL;                                                    \
+		int r_ = items_from_json(obj, name, max, sizeof(*(field)), fn, &items_, \
+					 &(n_field), d);                                \
+		(field) = items_;                                                       \
+		r_;                                                                     \
+	})
+
+/* An element decoder typed for items_from_json. */
+#define ITEM_FN(fn, type)                                                     \
+	static int fn##_item(const json_t *v, void *elem, struct kha_diag *d) \
+	{                                                                     \
+		return fn(v, (type *)elem, d);                                \
+	}
+
+ITEM_FN(kv_from_json, struct kha_etcd_kv)
+
+/* One string of an array, copied. */
+static int string_item(const json_t *v, void *elem, struct kha_diag *d)
+{
+	char **s = elem;
+
+	if (!json_is_string(v))
+		return kha_diag_set(d, EBADMSG, "a non-string element");
+	*s = strndup(json_string_value(v), json_string_length(v));
+	return *s ? 0 : kha_diag_set(d, ENOMEM, "out of memory");
+}
+
+/* Decodes obj[name], an optional array of strings, into a new array of copies. */
 static int strings_from_json(const json_t *obj, const char *name, char ***ret, size_t *ret_n,
 			     struct kha_diag *d)
 {
-	json_t *arr, *v;
-	size_t i, n;
-	int r;
-
-	*ret = NULL;
-	*ret_n = 0;
-	TRY(array_at_most(obj, name, KHA_ETCD_MAX_STRINGS, &arr, d));
-	n = arr ? json_array_size(arr) : 0;
-	if (!n)
-		return 0;
-	*ret = calloc(n, sizeof(**ret));
-	if (!*ret)
-		return kha_diag_set(d, ENOMEM, "out of memory");
-	json_array_foreach (arr, i, v) {
-		if (!json_is_string(v)) {
-			r = kha_diag_set(d, EBADMSG, "field '%s' has a non-string element", name);
-			goto out;
-		}
-		(*ret)[i] = strndup(json_string_value(v), json_string_length(v));
-		if (!(*ret)[i]) {
-			r = kha_diag_set(d, ENOMEM, "out of memory");
-			goto out;
-		}
-		*ret_n = i + 1;
-	}
-	r = 0;
-out:
-	if (r < 0) {
-		for (i = 0; i < *ret_n; i++)
-			free((*ret)[i]);
-		free(*ret);
-		*ret = NULL;
-		*ret_n = 0;
-	}
-	return r;
+	return ITEMS_FROM_JSON(obj, name, KHA_ETCD_MAX_STRINGS, *ret, *ret_n, string_item, d);
 }
 
 static void free_strings(char **v, size_t n)
@@ -422,31 +418,16 @@ out:
 	return r;
 }
 
+ITEM_FN(member_from_json, struct kha_etcd_member)
+
 static int members_from_json(const json_t *o, struct kha_etcd_member_list *l, struct kha_diag *d)
 {
-	json_t *arr, *v;
-	size_t i, n;
 	int r;
 
 	memset(l, 0, sizeof(*l));
 	TRY(header_from_json(o, &l->header, d));
-	TRY(array_at_most(o, "members", KHA_ETCD_MAX_MEMBERS, &arr, d));
-	n = arr ? json_array_size(arr) : 0;
-	if (n) {
-		l->members = calloc(n, sizeof(*l->members));
-		if (!l->members) {
-			r = kha_diag_set(d, ENOMEM, "out of memory");
-			goto out;
-		}
-	}
-	json_array_foreach (arr, i, v) {
-		r = member_from_json(v, &l->members[i], d);
-		if (r < 0) {
-			kha_diag_prefix(d, "members[%zu]", i);
-			goto out;
-		}
-		l->n_members = i + 1;
-	}
+	TRY(ITEMS_FROM_JSON(o, "members", KHA_ETCD_MAX_MEMBERS, l->members, l->n_members,
+			    member_from_json_item, d));
 	r = 0;
 out:
 	if (r < 0)
@@ -524,7 +505,8 @@ static int range_from_json(const json_t *o, struct kha_etcd_range_result *res, s
 
 	memset(res, 0, sizeof(*res));
 	TRY(header_from_json(o, &res->header, d));
-	TRY(kvs_from_json(o, "kvs", &res->kvs, &res->n_kvs, d));
+	TRY(ITEMS_FROM_JSON(o, "kvs", KHA_ETCD_MAX_ITEMS, res->kvs, res->n_kvs, kv_from_json_item,
+			    d));
 	TRY(kha_json_bool(o, "more", &res->more, d));
 	TRY(kha_json_i64(o, "count", &res->count, d));
 out:
@@ -558,7 +540,8 @@ static int delete_from_json(const json_t *o, struct kha_etcd_delete_result *res,
 	memset(res, 0, sizeof(*res));
 	TRY(header_from_json(o, &res->header, d));
 	TRY(kha_json_i64(o, "deleted", &res->deleted, d));
-	TRY(kvs_from_json(o, "prev_kvs", &res->prev_kvs, &res->n_prev_kvs, d));
+	TRY(ITEMS_FROM_JSON(o, "prev_kvs", KHA_ETCD_MAX_ITEMS, res->prev_kvs, res->n_prev_kvs,
+			    kv_from_json_item, d));
 out:
 	if (r < 0)
 		kha_etcd_delete_result_release(res);
@@ -625,31 +608,16 @@ out:
 	return r;
 }
 
+ITEM_FN(op_from_json, struct kha_etcd_op_result)
+
 static int txn_from_json(const json_t *o, struct kha_etcd_txn_result *ret, struct kha_diag *d)
 {
-	json_t *arr, *v;
-	size_t i, n;
 	int r;
 
 	TRY(header_from_json(o, &ret->header, d));
 	TRY(kha_json_bool(o, "succeeded", &ret->succeeded, d));
-	TRY(array_at_most(o, "responses", KHA_ETCD_MAX_ITEMS, &arr, d));
-	n = arr ? json_array_size(arr) : 0;
-	if (n) {
-		ret->responses = calloc(n, sizeof(*ret->responses));
-		if (!ret->responses) {
-			r = kha_diag_set(d, ENOMEM, "out of memory");
-			goto out;
-		}
-	}
-	json_array_foreach (arr, i, v) {
-		r = op_from_json(v, &ret->responses[i], d);
-		if (r < 0) {
-			kha_diag_prefix(d, "responses[%zu]", i);
-			goto out;
-		}
-		ret->n_responses = i + 1;
-	}
+	TRY(ITEMS_FROM_JSON(o, "responses", KHA_ETCD_MAX_ITEMS, ret->responses, ret->n_responses,
+			    op_from_json_item, d));
 	r = 0;
 out:
 	if (r < 0)
@@ -690,34 +658,27 @@ void kha_etcd_lease_ttl_release(struct kha_etcd_lease_ttl *l)
 	memset(l, 0, sizeof(*l));
 }
 
+/* One key of a lease, base64 in the reply. */
+static int key_item(const json_t *v, void *elem, struct kha_diag *d)
+{
+	struct kha_etcd_bytes *k = elem;
+
+	if (!json_is_string(v) ||
+	    kha_json_base64_decode(json_string_value(v), json_string_length(v), &k->data, &k->len) <
+		    0)
+		return kha_diag_set(d, EBADMSG, "is not a base64 string");
+	return 0;
+}
+
 static int lease_ttl_from_json(const json_t *o, struct kha_etcd_lease_ttl *ret, struct kha_diag *d)
 {
-	json_t *arr, *v;
-	size_t i, n;
 	int r;
 
 	TRY(header_from_json(o, &ret->header, d));
 	TRY(kha_json_i64(o, "ID", &ret->id, d));
 	TRY(kha_json_i64(o, "TTL", &ret->ttl, d));
 	TRY(kha_json_i64(o, "grantedTTL", &ret->granted_ttl, d));
-	TRY(array_at_most(o, "keys", KHA_ETCD_MAX_ITEMS, &arr, d));
-	n = arr ? json_array_size(arr) : 0;
-	if (n) {
-		ret->keys = calloc(n, sizeof(*ret->keys));
-		if (!ret->keys) {
-			r = kha_diag_set(d, ENOMEM, "out of memory");
-			goto out;
-		}
-	}
-	json_array_foreach (arr, i, v) {
-		if (!json_is_string(v) ||
-		    kha_json_base64_decode(json_string_value(v), json_string_length(v),
-					   &ret->keys[i].data, &ret->keys[i].len) < 0) {
-			r = kha_diag_set(d, EBADMSG, "keys[%zu] is not a base64 string", i);
-			goto out;
-		}
-		ret->n_keys = i + 1;
-	}
+	TRY(ITEMS_FROM_JSON(o, "keys", KHA_ETCD_MAX_ITEMS, ret->keys, ret->n_keys, key_item, d));
 	r = 0;
 out:
 	if (r < 0)
@@ -779,10 +740,10 @@ out:
 	return r;
 }
 
+ITEM_FN(event_from_json, struct kha_etcd_event)
+
 static int watch_from_json(const json_t *o, struct kha_etcd_watch_response *ret, struct kha_diag *d)
 {
-	json_t *arr, *v;
-	size_t i, n;
 	int r;
 
 	TRY(header_from_json(o, &ret->header, d));
@@ -791,23 +752,8 @@ static int watch_from_json(const json_t *o, struct kha_etcd_watch_response *ret,
 	TRY(kha_json_bool(o, "canceled", &ret->canceled, d));
 	TRY(kha_json_i64(o, "compact_revision", &ret->compact_revision, d));
 	TRY(kha_json_strdup(o, "cancel_reason", &ret->cancel_reason, d));
-	TRY(array_at_most(o, "events", KHA_ETCD_MAX_ITEMS, &arr, d));
-	n = arr ? json_array_size(arr) : 0;
-	if (n) {
-		ret->events = calloc(n, sizeof(*ret->events));
-		if (!ret->events) {
-			r = kha_diag_set(d, ENOMEM, "out of memory");
-			goto out;
-		}
-	}
-	json_array_foreach (arr, i, v) {
-		r = event_from_json(v, &ret->events[i], d);
-		if (r < 0) {
-			kha_diag_prefix(d, "events[%zu]", i);
-			goto out;
-		}
-		ret->n_events = i + 1;
-	}
+	TRY(ITEMS_FROM_JSON(o, "events", KHA_ETCD_MAX_ITEMS, ret->events, ret->n_events,
+			    event_from_json_item, d));
 	r = 0;
 out:
 	if (r < 0)
@@ -860,36 +806,29 @@ void kha_etcd_alarm_list_release(struct kha_etcd_alarm_list *l)
 	memset(l, 0, sizeof(*l));
 }
 
+/* One alarm: its member and type. */
+static int alarm_item(const json_t *v, void *elem, struct kha_diag *d)
+{
+	struct kha_etcd_alarm *a = elem;
+	int r;
+
+	if (!json_is_object(v))
+		return kha_diag_set(d, EBADMSG, "is not an object");
+	r = kha_json_u64(v, "memberID", &a->member_id, d);
+	if (r < 0)
+		return r;
+	if (alarm_type(json_object_get(v, "alarm"), &a->type) < 0)
+		return kha_diag_set(d, EBADMSG, "has an unknown alarm type");
+	return 0;
+}
+
 static int alarms_from_json(const json_t *o, struct kha_etcd_alarm_list *ret, struct kha_diag *d)
 {
-	json_t *arr, *v;
-	size_t i, n;
 	int r;
 
 	TRY(header_from_json(o, &ret->header, d));
-	TRY(array_at_most(o, "alarms", KHA_ETCD_MAX_ITEMS, &arr, d));
-	n = arr ? json_array_size(arr) : 0;
-	if (n) {
-		ret->alarms = calloc(n, sizeof(*ret->alarms));
-		if (!ret->alarms) {
-			r = kha_diag_set(d, ENOMEM, "out of memory");
-			goto out;
-		}
-	}
-	json_array_foreach (arr, i, v) {
-		struct kha_etcd_alarm *a = &ret->alarms[i];
-
-		if (!json_is_object(v)) {
-			r = kha_diag_set(d, EBADMSG, "alarms[%zu] is not an object", i);
-			goto out;
-		}
-		TRY(kha_json_u64(v, "memberID", &a->member_id, d));
-		if (alarm_type(json_object_get(v, "alarm"), &a->type) < 0) {
-			r = kha_diag_set(d, EBADMSG, "alarms[%zu] has an unknown alarm type", i);
-			goto out;
-		}
-		ret->n_alarms = i + 1;
-	}
+	TRY(ITEMS_FROM_JSON(o, "alarms", KHA_ETCD_MAX_ITEMS, ret->alarms, ret->n_alarms, alarm_item,
+			    d));
 	r = 0;
 out:
 	if (r < 0)
