@@ -78,6 +78,14 @@ bool kha_loop_timer_armed(const struct kha_loop_source *src);
 int kha_loop_add_signal(struct kha_loop *loop, int signo, kha_loop_signal_fn fn, void *userdata,
 			struct kha_loop_source **ret_src) KHA_WUR;
 
+/*
+ * The start of a daemon's loop: blocks sigs[0..n) in the calling thread (threads it creates
+ * afterwards inherit the mask) and receives each through the loop's signalfd with fn. Returns 0
+ * or a negative errno (the signals already added stay).
+ */
+int kha_loop_add_signals(struct kha_loop *loop, const int *sigs, size_t n, kha_loop_signal_fn fn,
+			 void *userdata) KHA_WUR;
+
 /* Runs fn once, after the io and timer callbacks of the current pass; then frees the source. */
 int kha_loop_add_defer(struct kha_loop *loop, kha_loop_defer_fn fn, void *userdata,
 		       struct kha_loop_source **ret_src) KHA_WUR;

@@ -504,19 +504,13 @@ static int register_metrics(struct daemon *dm)
 static int setup(struct daemon *dm, struct kha_diag *d)
 {
 	const struct kha_backup_daemon_opts *o = dm->o;
-	sigset_t mask;
+	static const int sigs[] = {SIGTERM, SIGINT, SIGHUP};
 
-	/* signals through the loop's signalfd: blocked in every thread, the worker included */
-	sigemptyset(&mask);
-	sigaddset(&mask, SIGTERM);
-	sigaddset(&mask, SIGINT);
-	sigaddset(&mask, SIGHUP);
-	pthread_sigmask(SIG_BLOCK, &mask, NULL);
+	/* signals through the loop's signalfd: blocked in every thread, the worker (created
+	 * later) included */
 	if (kha_loop_new(&dm->loop) < 0 || kha_metrics_new(&dm->metrics) < 0 ||
 	    register_metrics(dm) < 0 ||
-	    kha_loop_add_signal(dm->loop, SIGTERM, on_signal, dm, NULL) < 0 ||
-	    kha_loop_add_signal(dm->loop, SIGINT, on_signal, dm, NULL) < 0 ||
-	    kha_loop_add_signal(dm->loop, SIGHUP, on_signal, dm, NULL) < 0 ||
+	    kha_loop_add_signals(dm->loop, sigs, KHA_ARRAY_SIZE(sigs), on_signal, dm) < 0 ||
 	    kha_loop_add_timer(dm->loop, 0, 0, on_timer, dm, &dm->timer) < 0) {
 		kha_diag_set(d, ENOMEM, "cannot set up the event loop");
 		return KHA_EXIT_SOFTWARE;

@@ -42,6 +42,7 @@
 #include "kha/log.h"
 #include "kha/loop.h"
 #include "kha/metrics.h"
+#include "kha/rtnl.h"
 #include "kha/track.h"
 #include "kha/banned.h"
 
@@ -240,45 +241,23 @@ static int set_ttl(int fd, int family, bool min)
 
 static int addr_netlink(struct kha_bgp *b, const struct kha_bgp_prefix *pf, bool add)
 {
-	char buf[8192]; /* MNL_SOCKET_BUFFER_SIZE is not a constant */
-	struct nlmsghdr *nlh = mnl_nlmsg_put_header(buf);
-	struct ifaddrmsg *ifa;
-	unsigned portid = mnl_socket_get_portid(b->nl);
-	size_t alen = pf->addr.family == AF_INET ? 4 : 16;
-	char label[IFNAMSIZ];
-	ssize_t n;
-	int r;
+	char buf[KHA_RTNL_ADDR_MSG_SIZE] __attribute__((aligned(8)));
+	char label[IFNAMSIZ] = "";
+	struct kha_rtnl_addr a = {.family = pf->addr.family,
+				  .addr = pf->addr.a,
+				  .prefixlen = pf->len,
+				  .ifindex = b->ifindex,
+				  .nodad = true}; /* no DAD: several hosts hold it on purpose */
 
-	nlh->nlmsg_type = add ? RTM_NEWADDR : RTM_DELADDR;
-	nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK | (add ? NLM_F_CREATE | NLM_F_REPLACE : 0);
-	nlh->nlmsg_seq = ++b->nl_seq;
-	ifa = mnl_nlmsg_put_extra_header(nlh, sizeof(*ifa));
-	ifa->ifa_family = (uint8_t)pf->addr.family;
-	ifa->ifa_prefixlen = pf->len;
-	ifa->ifa_scope = RT_SCOPE_UNIVERSE;
-	ifa->ifa_index = b->ifindex;
-	/* no DAD for an address that exists on several hosts on purpose */
-	if (pf->addr.family == AF_INET6)
-		ifa->ifa_flags = IFA_F_NODAD;
-	mnl_attr_put(nlh, IFA_LOCAL, alen, pf->addr.a);
-	mnl_attr_put(nlh, IFA_ADDRESS, alen, pf->addr.a);
-	if (pf->addr.family == AF_INET && strlen(b->cfg.interface) + 4 < sizeof(label)) {
+	if (strlen(b->cfg.interface) + 4 < sizeof(label)) {
 		/* a label shows whose address it is (ip addr) */
 		snprintf(label, sizeof(label), "%s:kha", b->cfg.interface);
-		mnl_attr_put_strz(nlh, IFA_LABEL, label);
+		a.label = label;
 	}
-	if (mnl_socket_sendto(b->nl, nlh, nlh->nlmsg_len) < 0)
-		return -errno;
-	for (;;) {
-		n = mnl_socket_recvfrom(b->nl, buf, sizeof(buf));
-		if (n < 0)
-			return -errno;
-		r = mnl_cb_run(buf, (size_t)n, b->nl_seq, portid, NULL, NULL);
-		if (r < 0)
-			return -errno;
-		if (r == MNL_CB_STOP)
-			return 0;
-	}
+	return kha_rtnl_request(b->nl,
+				kha_rtnl_addr_msg(buf, add ? RTM_NEWADDR : RTM_DELADDR,
+						  add ? NLM_F_CREATE | NLM_F_REPLACE : 0, &a),
+				&b->nl_seq);
 }
 
 static bool host_prefix(const struct kha_bgp_prefix *p)
@@ -1820,15 +1799,9 @@ int kha_bgp_run(struct kha_bgp *b)
 {
 	static const int sigs[] = {SIGTERM, SIGINT, SIGHUP};
 	char a[INET6_ADDRSTRLEN];
-	sigset_t set;
 	int r;
 
-	sigemptyset(&set);
-	for (size_t i = 0; i < KHA_ARRAY_SIZE(sigs); i++)
-		sigaddset(&set, sigs[i]);
-	r = -pthread_sigmask(SIG_BLOCK, &set, NULL);
-	for (size_t i = 0; r == 0 && i < KHA_ARRAY_SIZE(sigs); i++)
-		r = kha_loop_add_signal(b->loop, sigs[i], on_signal, b, NULL);
+	r = kha_loop_add_signals(b->loop, sigs, KHA_ARRAY_SIZE(sigs), on_signal, b);
 	if (r == 0)
 		r = tracks_start(b);
 	if (r < 0)

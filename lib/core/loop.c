@@ -388,6 +388,21 @@ int kha_loop_add_signal(struct kha_loop *l, int signo, kha_loop_signal_fn fn, vo
 	return 0;
 }
 
+int kha_loop_add_signals(struct kha_loop *l, const int *sigs, size_t n, kha_loop_signal_fn fn,
+			 void *userdata)
+{
+	sigset_t set;
+	int r;
+
+	sigemptyset(&set);
+	for (size_t i = 0; i < n; i++)
+		sigaddset(&set, sigs[i]);
+	r = -pthread_sigmask(SIG_BLOCK, &set, NULL);
+	for (size_t i = 0; r == 0 && i < n; i++)
+		r = kha_loop_add_signal(l, sigs[i], fn, userdata, NULL);
+	return r;
+}
+
 static void remove_signal(struct kha_loop *l, struct kha_loop_source *s)
 {
 	struct kha_loop_source **pp;

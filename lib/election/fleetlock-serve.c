@@ -356,6 +356,7 @@ static void on_stop(struct kha_loop_source *src, int signo, void *userdata)
 
 static int start(struct server *s, struct kha_diag *d)
 {
+	static const int stops[] = {SIGTERM, SIGINT}, hups[] = {SIGHUP};
 	const struct kha_fleetlock_opts *o = s->o;
 	sigset_t all, old;
 	int fd, r;
@@ -415,14 +416,8 @@ static int start(struct server *s, struct kha_diag *d)
 		}
 	}
 	/* SIGTERM, SIGINT and SIGHUP through the loop; the workers block every signal */
-	sigemptyset(&all);
-	sigaddset(&all, SIGTERM);
-	sigaddset(&all, SIGINT);
-	sigaddset(&all, SIGHUP);
-	pthread_sigmask(SIG_BLOCK, &all, NULL);
-	if (kha_loop_add_signal(s->loop, SIGTERM, on_stop, s, NULL) < 0 ||
-	    kha_loop_add_signal(s->loop, SIGINT, on_stop, s, NULL) < 0 ||
-	    kha_loop_add_signal(s->loop, SIGHUP, on_hup, s, NULL) < 0)
+	if (kha_loop_add_signals(s->loop, stops, KHA_ARRAY_SIZE(stops), on_stop, s) < 0 ||
+	    kha_loop_add_signals(s->loop, hups, KHA_ARRAY_SIZE(hups), on_hup, s) < 0)
 		return kha_diag_set(d, ENOMEM, "cannot watch SIGTERM");
 	sigfillset(&all);
 	pthread_sigmask(SIG_BLOCK, &all, &old);

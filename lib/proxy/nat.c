@@ -37,6 +37,7 @@
 #include "proxy-internal.h"
 #include "kha/log.h"
 #include "kha/parse.h"
+#include "kha/rtnl.h"
 #include "kha/banned.h"
 
 #define NAT_REPLY_TIMEOUT_S 5
@@ -145,21 +146,18 @@ static int rt_request(struct kha_proxy_nat *nat, struct nlmsghdr *nlh,
 /* the entry address, /32, on nat->ifindex with nat->label: added or removed */
 static int addr_request(struct kha_proxy_nat *nat, uint16_t type, struct kha_proxy_nat_acks *acks)
 {
-	char buf[256] __attribute__((aligned(8))) = {};
-	struct nlmsghdr *nlh = mnl_nlmsg_put_header(buf);
-	struct ifaddrmsg *ifa;
+	char buf[KHA_RTNL_ADDR_MSG_SIZE] __attribute__((aligned(8))) = {};
+	struct kha_rtnl_addr a = {.family = AF_INET,
+				  .addr = &nat->spec.entry.s_addr,
+				  .prefixlen = 32,
+				  .ifindex = (unsigned)nat->ifindex,
+				  .label = nat->label};
 
-	nlh->nlmsg_type = type;
-	nlh->nlmsg_flags = type == RTM_NEWADDR ? NLM_F_CREATE | NLM_F_EXCL : 0;
-	ifa = mnl_nlmsg_put_extra_header(nlh, sizeof(*ifa));
-	ifa->ifa_family = AF_INET;
-	ifa->ifa_prefixlen = 32;
-	ifa->ifa_scope = RT_SCOPE_UNIVERSE;
-	ifa->ifa_index = (unsigned)nat->ifindex;
-	mnl_attr_put_u32(nlh, IFA_LOCAL, nat->spec.entry.s_addr);
-	mnl_attr_put_u32(nlh, IFA_ADDRESS, nat->spec.entry.s_addr);
-	mnl_attr_put_strz(nlh, IFA_LABEL, nat->label);
-	return rt_request(nat, nlh, acks);
+	return rt_request(nat,
+			  kha_rtnl_addr_msg(buf, type,
+					    type == RTM_NEWADDR ? NLM_F_CREATE | NLM_F_EXCL : 0,
+					    &a),
+			  acks);
 }
 
 static int link_create(struct kha_proxy_nat *nat, struct kha_diag *d)

@@ -1283,11 +1283,9 @@ int kha_proxy_run(struct kha_proxy *p)
 	size_t off = 0;
 	int r;
 
-	for (size_t i = 0; i < KHA_ARRAY_SIZE(sigs); i++) {
-		r = kha_loop_add_signal(p->loop, sigs[i], on_signal, p, NULL);
-		if (r < 0)
-			return r;
-	}
+	r = kha_loop_add_signals(p->loop, sigs, KHA_ARRAY_SIZE(sigs), on_signal, p);
+	if (r < 0)
+		return r;
 	for (unsigned k = 0; k < p->nworkers; k++) {
 		struct worker *w = &p->workers[k];
 		r = -pthread_create(&w->thread, NULL, kha_proxy__worker_main, w);

@@ -40,6 +40,7 @@
 #include "kha/metrics.h"
 #include "kha/parse.h"
 #include "kha/proc.h"
+#include "kha/rtnl.h"
 #include "kha/track.h"
 #include "kha/vrrp.h"
 #include "kha/banned.h"
@@ -197,42 +198,18 @@ static void guard_say(struct kha_vrrp *v, char what);
 
 static int vip_netlink_flags(struct kha_vrrp *v, bool add, bool any_prefix, unsigned flags)
 {
-	char buf[8192]; /* MNL_SOCKET_BUFFER_SIZE is not a constant */
-	struct nlmsghdr *nlh = mnl_nlmsg_put_header(buf);
-	struct ifaddrmsg *ifa;
-	unsigned portid = mnl_socket_get_portid(v->nl);
-	ssize_t n;
-	int r;
+	char buf[KHA_RTNL_ADDR_MSG_SIZE] __attribute__((aligned(8)));
+	struct kha_rtnl_addr a = {.family = AF_INET,
+				  .addr = &v->cfg.vip,
+				  .prefixlen = any_prefix ? 32 : v->cfg.prefix,
+				  .ifindex = v->ifindex,
+				  .label = v->label,
+				  .local_only = any_prefix,
+				  .lifetime_s = v->vip_lifetime_s};
 
-	nlh->nlmsg_type = add ? RTM_NEWADDR : RTM_DELADDR;
-	nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK | flags;
-	nlh->nlmsg_seq = ++v->nl_seq;
-	ifa = mnl_nlmsg_put_extra_header(nlh, sizeof(*ifa));
-	ifa->ifa_family = AF_INET;
-	ifa->ifa_prefixlen = (uint8_t)(any_prefix ? 32 : v->cfg.prefix);
-	ifa->ifa_scope = RT_SCOPE_UNIVERSE;
-	ifa->ifa_index = v->ifindex;
-	mnl_attr_put_u32(nlh, IFA_LOCAL, v->cfg.vip);
-	if (!any_prefix)
-		mnl_attr_put_u32(nlh, IFA_ADDRESS, v->cfg.vip);
-	mnl_attr_put_strz(nlh, IFA_LABEL, v->label);
-	if (add && v->vip_lifetime_s) {
-		struct ifa_cacheinfo ci = {.ifa_prefered = v->vip_lifetime_s,
-					   .ifa_valid = v->vip_lifetime_s};
-		mnl_attr_put(nlh, IFA_CACHEINFO, sizeof(ci), &ci);
-	}
-	if (mnl_socket_sendto(v->nl, nlh, nlh->nlmsg_len) < 0)
-		return -errno;
-	for (;;) {
-		n = mnl_socket_recvfrom(v->nl, buf, sizeof(buf));
-		if (n < 0)
-			return -errno;
-		r = mnl_cb_run(buf, (size_t)n, v->nl_seq, portid, NULL, NULL);
-		if (r < 0)
-			return -errno;
-		if (r == MNL_CB_STOP)
-			return 0;
-	}
+	return kha_rtnl_request(
+		v->nl, kha_rtnl_addr_msg(buf, add ? RTM_NEWADDR : RTM_DELADDR, (uint16_t)flags, &a),
+		&v->nl_seq);
 }
 
 /*
@@ -1082,16 +1059,10 @@ static void on_signal(struct kha_loop_source *src, int signo, void *userdata)
 int kha_vrrp_run(struct kha_vrrp *v)
 {
 	static const int sigs[] = {SIGTERM, SIGINT, SIGHUP, SIGCHLD};
-	sigset_t set;
 	char a[INET_ADDRSTRLEN];
 	int r;
 
-	sigemptyset(&set);
-	for (size_t i = 0; i < KHA_ARRAY_SIZE(sigs); i++)
-		sigaddset(&set, sigs[i]);
-	r = -pthread_sigmask(SIG_BLOCK, &set, NULL);
-	for (size_t i = 0; r == 0 && i < KHA_ARRAY_SIZE(sigs); i++)
-		r = kha_loop_add_signal(v->loop, sigs[i], on_signal, v, NULL);
+	r = kha_loop_add_signals(v->loop, sigs, KHA_ARRAY_SIZE(sigs), on_signal, v);
 	if (r < 0)
 		return r;
 	/* with SIGTERM, SIGINT and SIGHUP blocked, inherited: the guard waits for our word */
