@@ -348,12 +348,14 @@ static int check(const struct opts *o, struct kha_diag *d)
 
 static void status_usage(FILE *out)
 {
-	fprintf(out,
-		"Usage: kha bgp status [--metrics-addr ADDR] [-o table|json]\n\n"
-		"Shows the sessions and the announcement of a running kha bgp (read from its\n"
-		"/status endpoint). Exit 0 when announcing with every session Established,\n"
-		"1 otherwise (degraded: a router does not carry this path), 69 unreachable.\n\n"
-		"Example:\n  kha bgp status --metrics-addr 127.0.0.1:9445 -o json\n");
+	fprintf(out, "Usage: kha bgp status [--metrics-addr ADDR] [-o table|json]\n\n"
+		     "Shows the sessions and the announcement of a running kha bgp (read from its\n"
+		     "/status endpoint, 127.0.0.1:9445 unless --metrics-addr says otherwise).\n"
+		     "Exit 0 when announcing with every session Established, 1 otherwise\n"
+		     "(degraded: a router does not carry this path), 69 unreachable, 64 usage.\n\n"
+		     "Flags:\n");
+	cmd_status_help(out);
+	fprintf(out, "\nExample:\n  kha bgp status --metrics-addr 127.0.0.1:9445 -o json\n");
 }
 
 static int status_main(int argc, char **argv)

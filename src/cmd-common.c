@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "cmd-common.h"
+#include "cmd-opt.h"
 #include "kha/common.h"
 #include "kha/http.h"
 #include "kha/parse.h"
@@ -192,56 +193,53 @@ void cmd_raise_fd_limit(void)
 	}
 }
 
+struct status_opts {
+	char addr[128];
+	bool json;
+};
+
+static const struct cmd_opt status_table[] = {
+	{CMD_OPT_ADDR, "metrics-addr", 0, "ADDR",
+	 "where the daemon serves /status: its\n--metrics-addr (default: that flag's default)", 0,
+	 offsetof(struct status_opts, addr), sizeof(((struct status_opts *)0)->addr), NULL},
+	CMD_OPT_OUTPUT_ENTRY(struct status_opts, json, "report format"),
+	CMD_OPT_HELP_ENTRY,
+	{},
+};
+
+void cmd_status_help(FILE *out)
+{
+	cmd_opts_help(out, status_table);
+}
+
 int cmd_status_fetch(const char *cmd, int argc, char **argv, const char *default_addr,
 		     void (*usage)(FILE *out), json_t **ret_root, bool *ret_json)
 {
-	static const struct option sopts[] = {
-		{"metrics-addr", required_argument, NULL, 'm'},
-		{"output", required_argument, NULL, 'o'},
-		{"help", no_argument, NULL, 'h'},
-		{},
-	};
-	const char *addr = default_addr;
+	struct status_opts o = {};
 	struct kha_diag d = {};
-	char url[128];
-	int c, r;
+	char url[160], who[64];
+	int r;
 
-	*ret_json = false;
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "ho:", sopts, NULL)) != -1) {
-		switch (c) {
-		case 'm':
-			addr = optarg;
-			break;
-		case 'o':
-			if (kha_parse_output(optarg, ret_json) < 0) {
-				fprintf(stderr, "kha %s status: -o: expected table or json\n", cmd);
-				return KHA_EXIT_USAGE;
-			}
-			break;
-		case 'h':
-			usage(stdout);
-			return KHA_EXIT_OK;
-		default:
-			fprintf(stderr, "kha %s status: bad flag (run 'kha %s status --help')\n",
-				cmd, cmd);
-			return KHA_EXIT_USAGE;
-		}
-	}
+	snprintf(who, sizeof(who), "kha %s status", cmd);
+	snprintf(o.addr, sizeof(o.addr), "%s", default_addr);
+	r = cmd_opts_parse(status_table, NULL, &o, who, usage, argc, argv);
+	*ret_json = o.json;
+	if (r >= 0)
+		return r;
 	if (optind < argc) {
-		fprintf(stderr, "kha %s status: unexpected argument '%s'\n", cmd, argv[optind]);
+		fprintf(stderr, "%s: unexpected argument '%s'\n", who, argv[optind]);
 		return KHA_EXIT_USAGE;
 	}
-	snprintf(url, sizeof(url), "http://%s/status", addr);
+	if (!o.addr[0]) {
+		fprintf(stderr, "%s: --metrics-addr: the daemon's admin address is needed\n", who);
+		return KHA_EXIT_USAGE;
+	}
+	snprintf(url, sizeof(url), "http://%s/status", o.addr);
 	*ret_root = NULL;
 	r = kha_http_get_json(url, 3 * KHA_USEC_PER_SEC, ret_root, &d);
-	if (r < 0 && r != -EBADMSG) {
-		char who[64];
-
-		snprintf(who, sizeof(who), "kha %s status", cmd);
-		return cmd_fail(who, *ret_json, KHA_EXIT_UNAVAILABLE,
+	if (r < 0 && r != -EBADMSG)
+		return cmd_fail(who, o.json, KHA_EXIT_UNAVAILABLE,
 				"%s: %s (is kha %s running with --metrics-addr %s?)", url, d.msg,
-				cmd, addr);
-	}
+				cmd, o.addr);
 	return -1;
 }

@@ -61,6 +61,8 @@ json_t *cmd_json_strings(char *const *v, size_t n);
  */
 int cmd_status_fetch(const char *cmd, int argc, char **argv, const char *default_addr,
 		     void (*usage)(FILE *out), json_t **ret_root, bool *ret_json);
+/* The Flags: lines of `kha DAEMON status`, for its usage(). */
+void cmd_status_help(FILE *out);
 
 /*
  * A wait that reports progress politely: on a terminal, one stderr line rewritten in place

@@ -221,59 +221,33 @@ static void opts_release(struct opts *o)
 
 /* ---- kha proxy status ---- */
 
+static void status_usage(FILE *out)
+{
+	fprintf(out, "Usage: kha proxy status [--metrics-addr ADDR] [-o table|json]\n\n"
+		     "Shows the backends of a running kha proxy: state, last check,\n"
+		     "connections, read from its /status endpoint (127.0.0.1:9443 unless\n"
+		     "--metrics-addr says otherwise).\n"
+		     "Exit 0 all up, 1 some down, 2 none up, 69 unreachable, 64 usage.\n\n"
+		     "Flags:\n");
+	cmd_status_help(out);
+	fprintf(out, "\nExample:\n  kha proxy status --metrics-addr 127.0.0.1:9443 -o json\n");
+}
+
 static int status_main(int argc, char **argv)
 {
-	static const struct option sopts[] = {
-		{"metrics-addr", required_argument, NULL, 'm'},
-		{"output", required_argument, NULL, 'o'},
-		{"help", no_argument, NULL, 'h'},
-		{},
-	};
-	const char *addr = "127.0.0.1:9443", *output = "table";
-	struct kha_diag d = {};
 	json_t *root = NULL, *backends, *b;
-	char url[KHA_PROXY_ADDR_MAX + 16];
 	size_t i, up = 0, total = 0;
-	int c, r;
+	bool json = false;
+	int r;
 
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "ho:", sopts, NULL)) != -1) {
-		switch (c) {
-		case 'm':
-			addr = optarg;
-			break;
-		case 'o':
-			output = optarg;
-			break;
-		case 'h':
-			printf("Usage: kha proxy status [--metrics-addr ADDR] [-o table|json]\n\n"
-			       "Shows the backends of a running kha proxy: state, last check,\n"
-			       "connections. Exit 0 all up, 1 some down, 2 none up, 69 unreachable.\n\n"
-			       "Example:\n  kha proxy status --metrics-addr 127.0.0.1:9443 -o json\n");
-			return KHA_EXIT_OK;
-		default:
-			fprintf(stderr,
-				"kha proxy status: bad flag (run 'kha proxy status --help')\n");
-			return KHA_EXIT_USAGE;
-		}
-	}
-	if (optind < argc || (strcmp(output, "json") != 0 && strcmp(output, "table") != 0)) {
-		fprintf(stderr,
-			"kha proxy status: expected -o table or -o json and no arguments\n");
-		return KHA_EXIT_USAGE;
-	}
-	snprintf(url, sizeof(url), "http://%s/status", addr);
-	r = kha_http_get_json(url, 3 * KHA_USEC_PER_SEC, &root, &d);
-	if (r < 0 && r != -EBADMSG) {
-		return cmd_fail(
-			"kha proxy status", strcmp(output, "json") == 0, KHA_EXIT_UNAVAILABLE,
-			"%s: %s (is kha proxy running with --metrics-addr %s?)", url, d.msg, addr);
-	}
+	r = cmd_status_fetch("proxy", argc, argv, "127.0.0.1:9443", status_usage, &root, &json);
+	if (r >= 0)
+		return r;
 	backends = root ? json_object_get(root, "backends") : NULL;
 	if (!json_is_array(backends)) {
 		json_decref(root);
-		return cmd_fail("kha proxy status", strcmp(output, "json") == 0, KHA_EXIT_DATAERR,
-				"%s: unexpected answer (not a kha proxy?)", addr);
+		return cmd_fail("kha proxy status", json, KHA_EXIT_DATAERR,
+				"unexpected answer (not a kha proxy?)");
 	}
 	json_array_foreach (backends, i, b) {
 		if (json_is_true(json_object_get(b, "removed")))
@@ -281,7 +255,7 @@ static int status_main(int argc, char **argv)
 		total++;
 		up += strcmp(json_string_value(json_object_get(b, "state")) ?: "", "up") == 0;
 	}
-	if (strcmp(output, "json") == 0) {
+	if (json) {
 		json_dumpf(root, stdout, JSON_INDENT(2));
 		fputc('\n', stdout);
 	} else {

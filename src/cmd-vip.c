@@ -199,9 +199,12 @@ static int apply(void *target, int val, const char *arg, struct kha_diag *d)
 static void status_usage(FILE *out)
 {
 	fprintf(out, "Usage: kha vip status [--metrics-addr ADDR] [-o table|json]\n\n"
-		     "Shows the state of a running kha vip (read from its /status endpoint).\n"
-		     "Exit 0 MASTER or BACKUP, 1 FAULT or INIT, 69 unreachable.\n\n"
-		     "Example:\n  kha vip status --metrics-addr 127.0.0.1:9444 -o json\n");
+		     "Shows the state of a running kha vip, read from its /status endpoint\n"
+		     "(127.0.0.1:9444 unless --metrics-addr says otherwise).\n"
+		     "Exit 0 MASTER or BACKUP, 1 FAULT or INIT, 69 unreachable, 64 usage.\n\n"
+		     "Flags:\n");
+	cmd_status_help(out);
+	fprintf(out, "\nExample:\n  kha vip status --metrics-addr 127.0.0.1:9444 -o json\n");
 }
 
 static int status_main(int argc, char **argv)

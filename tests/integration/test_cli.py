@@ -72,6 +72,7 @@ def test_every_json_report_prints_json_on_errors_too(kha, tmp_path):
         (["elect", "--leader", "--election", "e", *UNREACHABLE], "kha elect"),
         (["proxy", "status", "--metrics-addr", "127.0.0.1:1"], "kha proxy status"),
         (["vip", "status", "--metrics-addr", "127.0.0.1:1"], "kha vip status"),
+        (["bgp", "status", "--metrics-addr", "127.0.0.1:1"], "kha bgp status"),
     ]
     for args, who in cases:
         p = kha(*args, "-o", "json")
@@ -142,6 +143,22 @@ def test_etcd_errors_name_their_cause(kha):
     assert p.returncode == 69, p.stderr
     assert "TCP connected, but no TLS handshake within 500ms" in p.stderr, p.stderr
     assert "no connection within" not in p.stderr
+
+
+@pytest.mark.parametrize("daemon", ["proxy", "vip", "bgp"])
+def test_daemon_status_flags_are_one_table(kha, daemon):
+    """kha proxy|vip|bgp status parse the same flags the same way, and say so in --help."""
+    p = kha(daemon, "status", "--help")
+    assert p.returncode == 0 and "Flags:\n  --metrics-addr ADDR" in p.stdout, p.stdout
+    assert "-o, --output table|json" in p.stdout and "Example" in p.stdout
+    p = kha(daemon, "status", "-o", "yaml")
+    assert p.returncode == 64
+    assert p.stderr == f"kha {daemon} status: --output: 'yaml' is not table or json\n"
+    p = kha(daemon, "status", "extra")
+    assert p.returncode == 64
+    assert p.stderr == f"kha {daemon} status: unexpected argument 'extra'\n"
+    p = kha(daemon, "status", "--metrics-addr", "off")
+    assert p.returncode == 64 and "--metrics-addr" in p.stderr, p.stderr
 
 
 @pytest.mark.parametrize("cmd", [["etcd", "status"], ["etcd", "member", "add"], ["lab", "up"],
