@@ -592,8 +592,8 @@ int kha_etcd_cluster_report(const struct kha_etcd_config *cfg, uint64_t member_t
 
 /* ---- decoders (pure: JSON text of a gateway reply -> struct) ------------------------------ */
 
-/* A gRPC error as the gateway writes it: {"error":"..","code":N,"message":".."}, or a stream's
- * {"error":{"grpc_code":N,"message":".."}}. */
+/* A gRPC error as the gateway writes it: {"error":"..","code":N,"message":".."} (etcd 3.4),
+ * {"code":N,"message":".."} (3.5 and later), or a stream's {"error":{"grpc_code":N,...}}. */
 struct kha_etcd_error {
 	int grpc_code;
 	char message[256];
@@ -603,6 +603,13 @@ int kha_etcd_decode_error(const char *text, size_t len, struct kha_etcd_error *r
 /* The errno for a gRPC status code (table above) and the code's name ("Unavailable"). */
 int kha_etcd_errno_from_grpc(int code);
 const char *kha_etcd_grpc_code_name(int code);
+/*
+ * What to do next about an error etcd answered with (its message, "etcdserver: unhealthy
+ * cluster"): a clause to print after it, or NULL when there is nothing useful to say.
+ */
+const char *kha_etcd_error_hint(const char *message);
+/* "etcd said (gRPC Name): next step", the one line of a decoded error, into d. Returns the errno. */
+int kha_etcd_error_diag(const struct kha_etcd_error *e, const char *prefix, struct kha_diag *d);
 
 /*
  * Each decodes one reply (or one stream line for watch/snapshot/keepalive, with or without the

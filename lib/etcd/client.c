@@ -178,12 +178,12 @@ static int answer_error(const char *ep, const char *url, const struct kha_http_r
 			struct kha_diag *d)
 {
 	struct kha_etcd_error e;
-	char ex[96];
+	char ex[96], prefix[320];
 
-	if (resp->body && kha_etcd_decode_error(resp->body, resp->body_len, &e) == 0)
-		return kha_diag_set(d, kha_etcd_errno_from_grpc(e.grpc_code),
-				    "etcd %s: %s (gRPC %s)", ep, e.message[0] ? e.message : "error",
-				    kha_etcd_grpc_code_name(e.grpc_code));
+	if (resp->body && kha_etcd_decode_error(resp->body, resp->body_len, &e) == 0) {
+		snprintf(prefix, sizeof(prefix), "etcd %s: ", ep);
+		return kha_etcd_error_diag(&e, prefix, d);
+	}
 	if (resp->status == 400 && resp->body &&
 	    strstr(resp->body, "HTTP request to an HTTPS server"))
 		return kha_diag_set(

@@ -92,9 +92,27 @@ static int error_from_json(const json_t *j, struct kha_etcd_error *ret)
 	json_t *e = json_object_get(j, "error");
 	json_t *code, *msg;
 
-	if (!json_is_object(j) || !e)
+	if (!json_is_object(j))
 		return -EBADMSG;
-	if (json_is_object(e)) {
+	if (!e) {
+		/*
+		 * etcd 3.5 and later (grpc-gateway v2) answer a failed call with the gRPC status
+		 * alone: {"code":14,"message":"etcdserver: unhealthy cluster"} (and "details" when
+		 * it has any). An object of exactly these keys is that status; a reply that merely
+		 * has a field named code is not.
+		 */
+		const char *key;
+		json_t *v;
+
+		json_object_foreach((json_t *)j, key, v)
+			if (strcmp(key, "code") != 0 && strcmp(key, "message") != 0 &&
+			    strcmp(key, "details") != 0)
+				return -EBADMSG;
+		code = json_object_get(j, "code");
+		msg = json_object_get(j, "message");
+		if (!json_is_string(msg))
+			return -EBADMSG;
+	} else if (json_is_object(e)) {
 		/* a stream's error: {"error":{"grpc_code":14,"http_code":503,"message":...}} */
 		code = json_object_get(e, "grpc_code");
 		if (!code)
@@ -116,6 +134,41 @@ static int error_from_json(const json_t *j, struct kha_etcd_error *ret)
 	copy_message(ret->message, sizeof(ret->message),
 		     json_is_string(msg) ? json_string_value(msg) : "");
 	return 0;
+}
+
+const char *kha_etcd_error_hint(const char *message)
+{
+	static const struct {
+		const char *said, *hint;
+	} hints[] = {
+		{"unhealthy cluster",
+		 "etcd's leader has not been connected to every voting member for 5 s: start the "
+		 "members that are down or remove them (kha etcd status), then retry"},
+		{"corrupt cluster",
+		 "a CORRUPT alarm is active: kha etcd alarm list; the repair is kha etcd member "
+		 "replace of the member it names (docs/etcd-ops.md)"},
+		{"database space exceeded",
+		 "a NOSPACE alarm is active: kha etcd defrag, then kha etcd alarm disarm --alarm "
+		 "NOSPACE"},
+		{"too many learner members", "promote or remove the waiting learner first"},
+		{"can only promote a learner member which is in sync with leader",
+		 "let the learner catch up, then promote it again"},
+	};
+
+	for (size_t i = 0; message && i < KHA_ARRAY_SIZE(hints); i++)
+		if (strstr(message, hints[i].said))
+			return hints[i].hint;
+	return NULL;
+}
+
+int kha_etcd_error_diag(const struct kha_etcd_error *e, const char *prefix, struct kha_diag *d)
+{
+	const char *hint = kha_etcd_error_hint(e->message);
+
+	return kha_diag_set(d, kha_etcd_errno_from_grpc(e->grpc_code), "%s%s (gRPC %s)%s%s",
+			    prefix ? prefix : "", e->message[0] ? e->message : "error",
+			    kha_etcd_grpc_code_name(e->grpc_code), hint ? ": " : "",
+			    hint ? hint : "");
 }
 
 int kha_etcd_decode_error(const char *text, size_t len, struct kha_etcd_error *ret)
@@ -147,9 +200,7 @@ static int parse_reply(const char *text, size_t len, json_t **ret_doc, json_t **
 	}
 	if (error_from_json(j, &e) == 0) {
 		json_decref(j);
-		return kha_diag_set(d, kha_etcd_errno_from_grpc(e.grpc_code), "%s (gRPC %s)",
-				    e.message[0] ? e.message : "error",
-				    kha_etcd_grpc_code_name(e.grpc_code));
+		return kha_etcd_error_diag(&e, NULL, d);
 	}
 	res = json_object_get(j, "result");
 	if (res && !json_is_object(res)) {

@@ -450,6 +450,11 @@ static void test_decode_errors(void **state)
 		{"error-bad-base64-3.4.json", 3, -EINVAL, NULL},
 		{"error-nospace-3.4.json", 8, -ENOSPC, "etcdserver: mvcc: database space exceeded"},
 		{"stream-error-3.4.jsonl", 14, -EAGAIN, "etcdserver: no leader"},
+		/* etcd 3.6 (grpc-gateway v2): the status alone, no "error" key */
+		{"error-unavailable-3.6.json", 14, -EAGAIN, "etcdserver: unhealthy cluster"},
+		{"error-member-not-found-3.6.json", 5, -ENOENT, "etcdserver: member not found"},
+		{"error-corrupt-3.6.json", 15, -EPROTO, "etcdserver: corrupt cluster"},
+		{"error-corrupt-3.4.json", 15, -EPROTO, "etcdserver: corrupt cluster"},
 	};
 	struct kha_etcd_status s = {};
 	struct kha_etcd_error e;
@@ -470,6 +475,21 @@ static void test_decode_errors(void **state)
 		assert_non_null(strstr(d.msg, "(gRPC "));
 		free(t);
 	}
+	/* what etcd said, then the next step */
+	{
+		size_t len;
+		char *t = load("error-unavailable-3.6.json", &len);
+
+		assert_int_equal(kha_etcd_decode_status(t, len, &s, &d), -EAGAIN);
+		assert_non_null(strstr(d.msg, "etcdserver: unhealthy cluster (gRPC Unavailable): "));
+		assert_non_null(strstr(d.msg, "then retry"));
+		free(t);
+	}
+	assert_non_null(kha_etcd_error_hint("etcdserver: corrupt cluster"));
+	assert_non_null(strstr(kha_etcd_error_hint("etcdserver: mvcc: database space exceeded"),
+			       "kha etcd alarm disarm"));
+	assert_null(kha_etcd_error_hint("etcdserver: member not found"));
+	assert_null(kha_etcd_error_hint(NULL));
 	assert_string_equal(kha_etcd_grpc_code_name(14), "Unavailable");
 	assert_string_equal(kha_etcd_grpc_code_name(99), "code?");
 	assert_int_equal(kha_etcd_errno_from_grpc(2), -EPROTO);
@@ -491,6 +511,13 @@ static void test_decode_error_rejects_non_errors(void **state)
 	}
 	/* LeaseGrant's own "error" string field is not a gRPC error (no code) */
 	assert_int_equal(kha_etcd_decode_error("{\"ID\":\"1\",\"error\":\"x\"}", 22, &e), -EBADMSG);
+	/* 3.6's bare status: exactly code and message (and details), nothing else */
+	assert_int_equal(kha_etcd_decode_error("{\"code\":14}", 11, &e), -EBADMSG);
+	assert_int_equal(kha_etcd_decode_error("{\"code\":1,\"message\":\"m\",\"kvs\":[]}", 33, &e),
+			 -EBADMSG);
+	assert_int_equal(kha_etcd_decode_error("{\"code\":3,\"message\":\"m\",\"details\":[]}", 37, &e),
+			 0);
+	assert_int_equal(e.grpc_code, 3);
 }
 
 /* ---- maintenance -------------------------------------------------------------------------- */
