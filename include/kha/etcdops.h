@@ -47,7 +47,12 @@ struct kha_etcdops_guard_cluster {
 	const struct kha_etcdops_guard_member *members;
 	size_t n_members;
 	uint64_t leader;	/* the agreed leader, 0 = none */
-	bool alarm;		/* a NOSPACE or CORRUPT alarm is active */
+	bool alarm;		/* a NOSPACE or CORRUPT alarm is active (any of the three below) */
+	bool nospace;		/* a NOSPACE alarm is active */
+	uint64_t corrupt;	/* the member a CORRUPT alarm names (etcd 3.5+), 0 = none */
+	bool corrupt_unnamed;	/* a CORRUPT alarm names no member (etcd 3.4's periodic check) */
+	uint64_t suspect;	/* with corrupt_unnamed: the one member the consistency check
+				 * blames (kha_etcdops_consistency_suspect), 0 = unknown */
 	uint64_t lag_threshold; /* raft entries behind the leader that count as lagging; 0 = 1000 */
 };
 
@@ -56,14 +61,20 @@ enum kha_etcdops_guard_op {
 	KHA_ETCDOPS_GUARD_ADD_LEARNER, /* a learner (does not vote, does not change quorum) */
 	KHA_ETCDOPS_GUARD_REMOVE,
 	KHA_ETCDOPS_GUARD_PROMOTE,
+	/*
+	 * The repair of a CORRUPT alarm: target (stopped) is removed, the alarm disarmed, then
+	 * name/peer_urls added as a learner. The one change allowed while a CORRUPT alarm is
+	 * active, and only for the member it names (or, for an alarm naming none, the suspect).
+	 */
+	KHA_ETCDOPS_GUARD_REPAIR,
 };
 
 struct kha_etcdops_guard_request {
 	enum kha_etcdops_guard_op op;
-	const char *name; /* ADD*: the new member's name */
+	const char *name; /* ADD*, REPAIR: the new member's name */
 	const char *const *peer_urls;
 	size_t n_peer_urls;
-	uint64_t target; /* REMOVE, PROMOTE: the member's id */
+	uint64_t target; /* REMOVE, PROMOTE, REPAIR: the member's id */
 };
 
 struct kha_etcdops_guard_verdict {
@@ -86,7 +97,12 @@ struct kha_etcdops_guard_verdict {
  *   peer-url-taken   ADD with a peer URL a member already has (not forceable)
  *   no-leader        no agreed leader: membership changes go through raft
  *   quorum-lost      the cluster has already lost quorum
- *   alarm            an active NOSPACE/CORRUPT alarm
+ *   alarm            ADD while a NOSPACE/CORRUPT alarm is active; REPAIR of a member other
+ *                    than the one a CORRUPT alarm names, or while NOSPACE is active
+ *   not-corrupt      REPAIR without a CORRUPT alarm (not forceable)
+ *   corrupt-unknown  REPAIR while a CORRUPT alarm names no member and no suspect is known
+ *                    (not forceable: run kha etcd check consistency)
+ *   corrupt-running  REPAIR of a member that still answers: stop it first (not forceable)
  *   pending-member   ADD while a member is unstarted or a learner waits for promotion
  *   learner-down     PROMOTE of a learner that does not answer
  *   quorum-loss      the change leaves fewer voters up than the new quorum
@@ -94,6 +110,8 @@ struct kha_etcdops_guard_verdict {
  *   member-down      ADD while a voter is down: etcd's strict reconfiguration check refuses
  *                    every add then (remove the dead member first)
  *   leader-lagging   REMOVE of the leader while another voter is down or lagging
+ * REPAIR then applies the rules of REMOVE (the new member comes as a learner, once the alarm
+ * is gone, under the rules of ADD_LEARNER).
  * Returns 0 (the decision is in *ret), -EINVAL for a bad request.
  */
 int kha_etcdops_guard_check(const struct kha_etcdops_guard_cluster *c,
@@ -318,6 +336,14 @@ void kha_etcdops_consistency_report_release(struct kha_etcdops_consistency_repor
  * r->revision must be set.
  */
 void kha_etcdops_consistency_compare(struct kha_etcdops_consistency_report *r);
+
+/*
+ * The member a CORRUPT alarm that names no member (etcd 3.4) is about, from a compared
+ * report (pure): the only diverged member when at least two others agree; or, when every
+ * member that answered agrees (two at least) and exactly one could not be reached, that one
+ * (the operator stopped the member the check had named). 0 when no single member is to blame.
+ */
+uint64_t kha_etcdops_consistency_suspect(const struct kha_etcdops_consistency_report *r);
 
 /*
  * The whole check: every member's status in parallel, the lowest current revision among the

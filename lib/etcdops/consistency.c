@@ -195,6 +195,40 @@ void kha_etcdops_consistency_compare(struct kha_etcdops_consistency_report *r)
 		 r->agreeing, n, r->revision, r->hash);
 }
 
+uint64_t kha_etcdops_consistency_suspect(const struct kha_etcdops_consistency_report *r)
+{
+	const struct kha_etcdops_consistency_member *diverged = NULL, *unreachable = NULL;
+	size_t n_diverged = 0, n_unreachable = 0, n_other = 0;
+
+	for (size_t i = 0; i < r->n_members; i++) {
+		const struct kha_etcdops_consistency_member *m = &r->members[i];
+
+		switch (m->state) {
+		case KHA_ETCDOPS_CONSISTENCY_MEMBER_OK:
+			break;
+		case KHA_ETCDOPS_CONSISTENCY_MEMBER_DIVERGED:
+			diverged = m;
+			n_diverged++;
+			break;
+		case KHA_ETCDOPS_CONSISTENCY_MEMBER_UNREACHABLE:
+			unreachable = m;
+			n_unreachable++;
+			break;
+		default:
+			n_other++;
+			break;
+		}
+	}
+	if (r->agreeing < 2)
+		return 0;
+	if (r->verdict == KHA_ETCDOPS_CONSISTENCY_DIVERGED && n_diverged == 1)
+		return diverged->id;
+	if (r->verdict == KHA_ETCDOPS_CONSISTENCY_INCOMPLETE && !n_diverged && !n_other &&
+	    n_unreachable == 1)
+		return unreachable->id;
+	return 0;
+}
+
 /* ---- probes ---------------------------------------------------------------------------------- */
 
 struct hash_probe {

@@ -104,6 +104,39 @@ static int check_voters_up(const struct kha_etcdops_guard_cluster *c,
 	return 0;
 }
 
+/* The member a CORRUPT alarm blames: the one it names, else the consistency check's suspect. */
+static uint64_t corrupt_member(const struct kha_etcdops_guard_cluster *c)
+{
+	return c->corrupt ? c->corrupt : c->corrupt_unnamed ? c->suspect : 0;
+}
+
+/* The "alarm" refusal, with the way out of the alarm that is active. */
+static int refuse_alarm(const struct kha_etcdops_guard_cluster *c,
+			struct kha_etcdops_guard_verdict *v)
+{
+	const struct kha_etcdops_guard_member *m = find(c, corrupt_member(c));
+	char l[64];
+
+	if (m)
+		return refuse(v, "alarm", true,
+			      "a CORRUPT alarm is active on %s (its data differs from the others'): "
+			      "no other change while it is; the repair is to stop the etcd of %s, "
+			      "then `kha etcd member replace %s --name NEW --peer-urls URL`",
+			      label(l, sizeof(l), m), label(l, sizeof(l), m), label(l, sizeof(l), m));
+	if (c->corrupt || c->corrupt_unnamed)
+		return refuse(v, "alarm", true,
+			      "a CORRUPT alarm is active: no other change while it is; `kha etcd "
+			      "check consistency` names the member that differs: stop its etcd, "
+			      "then `kha etcd member replace NAME --name NEW --peer-urls URL`");
+	if (c->nospace)
+		return refuse(v, "alarm", true,
+			      "a NOSPACE alarm is active: free space first (`kha etcd defrag`), "
+			      "then `kha etcd alarm disarm --alarm NOSPACE`");
+	return refuse(v, "alarm", true,
+		      "a NOSPACE or CORRUPT alarm is active: resolve it first (kha etcd alarm "
+		      "list shows it)");
+}
+
 static int check_add(const struct kha_etcdops_guard_cluster *c,
 		     const struct kha_etcdops_guard_request *req,
 		     struct kha_etcdops_guard_verdict *v)
@@ -138,9 +171,7 @@ static int check_add(const struct kha_etcdops_guard_cluster *c,
 	if (v->tolerance_before < 0)
 		return refuse(v, "quorum-lost", true, "the cluster has lost quorum (%s)", a);
 	if (c->alarm)
-		return refuse(v, "alarm", true,
-			      "a NOSPACE or CORRUPT alarm is active: resolve it first (kha etcd "
-			      "status shows it)");
+		return refuse_alarm(c, v);
 	for (size_t i = 0; i < c->n_members; i++) {
 		const struct kha_etcdops_guard_member *m = &c->members[i];
 
@@ -311,6 +342,69 @@ static int check_promote(const struct kha_etcdops_guard_cluster *c,
 	return 0;
 }
 
+/*
+ * The repair of a CORRUPT alarm: only of the member it blames, only once that member is
+ * stopped (it would go on serving its copy; a removed member that still runs keeps trying to
+ * talk to the others), then under the rules of a remove. The learner added after the disarm
+ * is guarded again then, as any add.
+ */
+static int check_repair(const struct kha_etcdops_guard_cluster *c,
+			const struct kha_etcdops_guard_member *t,
+			const struct kha_etcdops_guard_request *req,
+			struct kha_etcdops_guard_verdict *v)
+{
+	const struct kha_etcdops_guard_member *blamed = find(c, corrupt_member(c));
+	char l[64], l2[64];
+
+	if (!c->corrupt && !c->corrupt_unnamed)
+		return refuse(v, "not-corrupt", false,
+			      "no CORRUPT alarm is active: replace %s the usual way",
+			      label(l, sizeof(l), t));
+	if (!blamed && !c->corrupt)
+		return refuse(v, "corrupt-unknown", false,
+			      "the CORRUPT alarm names no member and the consistency check blames "
+			      "no single one: run `kha etcd check consistency` (with every member "
+			      "running) to find the member that differs (when it finds them all "
+			      "consistent, the member that differed is gone already: `kha etcd "
+			      "alarm disarm --alarm CORRUPT`)");
+	if (!blamed || blamed->id != t->id)
+		return blamed ? refuse(v, "alarm", true,
+				       "the CORRUPT alarm is on %s, not %s: replace %s (stop its "
+				       "etcd, then `kha etcd member replace %s --name NEW "
+				       "--peer-urls URL`); no other change while the alarm is active",
+				       label(l2, sizeof(l2), blamed), label(l, sizeof(l), t),
+				       label(l2, sizeof(l2), blamed), label(l2, sizeof(l2), blamed))
+			      : refuse_alarm(c, v);
+	if (c->nospace)
+		return refuse(v, "alarm", true,
+			      "a NOSPACE alarm is active too: free space first (`kha etcd defrag`), "
+			      "then `kha etcd alarm disarm --alarm NOSPACE`");
+	if (t->reachable)
+		return refuse(v, "corrupt-running", false,
+			      "%s still runs: stop its etcd first (systemctl stop etcd, or move its "
+			      "static pod manifest away), then run this again; it serves the "
+			      "corrupt copy until it stops",
+			      label(l, sizeof(l), t));
+	for (size_t i = 0; i < c->n_members; i++) {
+		const struct kha_etcdops_guard_member *m = &c->members[i];
+
+		if (m->id == t->id)
+			continue;
+		if (req->name && *req->name && m->name && strcmp(m->name, req->name) == 0)
+			return refuse(v, "name-taken", false,
+				      "a member is already named '%s' (id %llx): pick another name",
+				      req->name, (unsigned long long)m->id);
+		for (size_t j = 0; j < m->n_peer_urls; j++)
+			for (size_t k = 0; k < req->n_peer_urls; k++)
+				if (same_url(m->peer_urls[j], req->peer_urls[k]))
+					return refuse(v, "peer-url-taken", false,
+						      "peer URL %s already belongs to member %s: "
+						      "every member needs its own",
+						      req->peer_urls[k], label(l, sizeof(l), m));
+	}
+	return check_remove(c, t, v);
+}
+
 int kha_etcdops_guard_check(const struct kha_etcdops_guard_cluster *c,
 			    const struct kha_etcdops_guard_request *req,
 			    struct kha_etcdops_guard_verdict *ret)
@@ -339,14 +433,18 @@ int kha_etcdops_guard_check(const struct kha_etcdops_guard_cluster *c,
 		break;
 	case KHA_ETCDOPS_GUARD_REMOVE:
 	case KHA_ETCDOPS_GUARD_PROMOTE:
+	case KHA_ETCDOPS_GUARD_REPAIR:
+		if (req->op == KHA_ETCDOPS_GUARD_REPAIR && !req->n_peer_urls)
+			return -EINVAL;
 		t = find(c, req->target);
 		if (!t) {
 			r = refuse(&v, "unknown-member", false, "no member with id %llx",
 				   (unsigned long long)req->target);
 			break;
 		}
-		r = req->op == KHA_ETCDOPS_GUARD_REMOVE ? check_remove(c, t, &v)
-							: check_promote(c, t, &v);
+		r = req->op == KHA_ETCDOPS_GUARD_REMOVE	   ? check_remove(c, t, &v)
+		    : req->op == KHA_ETCDOPS_GUARD_PROMOTE ? check_promote(c, t, &v)
+							   : check_repair(c, t, req, &v);
 		break;
 	default:
 		return -EINVAL;
@@ -391,7 +489,12 @@ void kha_etcdops_guard_from_report(const struct kha_etcd_cluster_report *rep,
 			.peer_urls = (const char *const *)m->member.peer_urls,
 			.n_peer_urls = m->member.n_peer_urls,
 		};
-		if (m->alarm_nospace || m->alarm_corrupt)
-			ret->alarm = true;
+		if (m->alarm_nospace)
+			ret->nospace = true;
+		if (m->alarm_corrupt)
+			ret->corrupt = m->member.id;
 	}
+	ret->nospace |= rep->alarm_nospace_unnamed;
+	ret->corrupt_unnamed = rep->alarm_corrupt_unnamed;
+	ret->alarm = ret->nospace || ret->corrupt || ret->corrupt_unnamed;
 }

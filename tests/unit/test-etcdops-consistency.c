@@ -99,6 +99,7 @@ static void test_consistent_cluster(void **state)
 	cluster(&r, m);
 	kha_etcdops_consistency_compare(&r);
 	assert_int_equal(r.verdict, KHA_ETCDOPS_CONSISTENCY_CONSISTENT);
+	assert_int_equal(kha_etcdops_consistency_suspect(&r), 0); /* a stale alarm: no suspect */
 	assert_int_equal(r.compared, 3);
 	assert_int_equal(r.agreeing, 3);
 	assert_int_equal(r.hash, m[0].hash);
@@ -129,6 +130,8 @@ static void test_divergent_member(void **state)
 	assert_int_equal(r.hash, m[0].hash);
 	assert_non_null(strstr(r.summary, name));
 	assert_non_null(strstr(r.summary, "differs from the other 2 members"));
+	/* the member an unnamed CORRUPT alarm is about */
+	assert_int_equal(kha_etcdops_consistency_suspect(&r), m[2].id);
 }
 
 static void test_two_members_disagree_without_majority(void **state)
@@ -146,6 +149,7 @@ static void test_two_members_disagree_without_majority(void **state)
 	assert_int_equal(m[1].state, KHA_ETCDOPS_CONSISTENCY_MEMBER_DIVERGED);
 	assert_int_equal(m[2].state, KHA_ETCDOPS_CONSISTENCY_MEMBER_UNREACHABLE);
 	assert_non_null(strstr(r.summary, "no majority"));
+	assert_int_equal(kha_etcdops_consistency_suspect(&r), 0); /* no one to blame */
 }
 
 static void test_compacted_away_member(void **state)
@@ -203,6 +207,11 @@ static void test_unreachable_members(void **state)
 	assert_int_equal(r.verdict, KHA_ETCDOPS_CONSISTENCY_INCOMPLETE);
 	assert_int_equal(m[0].state, KHA_ETCDOPS_CONSISTENCY_MEMBER_UNREACHABLE);
 	assert_non_null(strstr(r.summary, "2/3 members agree"));
+	/* the member the operator stopped, the others agreeing: that one */
+	assert_int_equal(kha_etcdops_consistency_suspect(&r), m[0].id);
+	m[1].reachable = false;
+	kha_etcdops_consistency_compare(&r);
+	assert_int_equal(kha_etcdops_consistency_suspect(&r), 0); /* one agreeing is no majority */
 	for (int i = 0; i < 3; i++)
 		m[i].reachable = false;
 	kha_etcdops_consistency_compare(&r);

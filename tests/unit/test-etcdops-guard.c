@@ -220,6 +220,98 @@ static void test_no_leader_and_alarms_block_changes(void **state)
 		       true);
 }
 
+/*
+ * A CORRUPT alarm: the replacement of the member it names (stopped) is the repair and is
+ * allowed without --force; every other change stays refused, with the repair in the reason.
+ */
+static void test_corrupt_alarm_allows_only_its_repair(void **state)
+{
+	struct fixture f;
+	struct kha_etcdops_guard_verdict v;
+
+	(void)state;
+	build(&f, "UUD", false);
+	f.c.alarm = true;
+	f.c.corrupt = 0x102; /* etcd 3.6 names m2 */
+	v = check(&f, KHA_ETCDOPS_GUARD_REPAIR, 0x102, "m9", NULL);
+	assert_true(v.allowed);
+	assert_int_equal(v.voters_after, 2); /* the rules of a remove */
+	assert_int_equal(v.tolerance_before, 0);
+	assert_int_equal(v.tolerance_after, 0);
+	/* every other change: refused, naming the repair */
+	v = check(&f, KHA_ETCDOPS_GUARD_ADD_LEARNER, 0, NULL, NULL);
+	expect_refused(&v, "alarm", true);
+	assert_non_null(strstr(v.reason, "kha etcd member replace m2 --name NEW"));
+	assert_non_null(strstr(v.reason, "stop the etcd of m2"));
+	v = check(&f, KHA_ETCDOPS_GUARD_REPAIR, 0x101, "m9", NULL);
+	expect_refused(&v, "alarm", true);
+	assert_non_null(strstr(v.reason, "on m2, not m1"));
+	/* the member it names still runs: stop it first, --force or not */
+	build(&f, "UUU", false);
+	f.c.alarm = true;
+	f.c.corrupt = 0x102;
+	v = check(&f, KHA_ETCDOPS_GUARD_REPAIR, 0x102, "m9", NULL);
+	expect_refused(&v, "corrupt-running", false);
+	assert_non_null(strstr(v.reason, "m2 still runs: stop its etcd first"));
+	/* the new member's name and peer URL: free among the others (the old one's may be reused) */
+	build(&f, "UUD", false);
+	f.c.alarm = true;
+	f.c.corrupt = 0x102;
+	expect_refused((v = check(&f, KHA_ETCDOPS_GUARD_REPAIR, 0x102, "m1", NULL), &v),
+		       "name-taken", false);
+	expect_refused((v = check(&f, KHA_ETCDOPS_GUARD_REPAIR, 0x102, "m9",
+				  "http://10.0.0.0:2380"),
+			&v),
+		       "peer-url-taken", false);
+	assert_true(check(&f, KHA_ETCDOPS_GUARD_REPAIR, 0x102, "m2", "http://10.0.0.2:2380")
+			    .allowed);
+	/* removing it must keep quorum: with m1 down too, no */
+	build(&f, "UDD", false);
+	f.c.alarm = true;
+	f.c.corrupt = 0x102;
+	expect_refused((v = check(&f, KHA_ETCDOPS_GUARD_REPAIR, 0x102, "m9", NULL), &v),
+		       "quorum-loss", true);
+	/* NOSPACE as well: that one first */
+	build(&f, "UUD", false);
+	f.c.alarm = f.c.nospace = true;
+	f.c.corrupt = 0x102;
+	expect_refused((v = check(&f, KHA_ETCDOPS_GUARD_REPAIR, 0x102, "m9", NULL), &v), "alarm",
+		       true);
+	assert_non_null(strstr(v.reason, "kha etcd alarm disarm --alarm NOSPACE"));
+	/* no CORRUPT alarm: not a repair */
+	build(&f, "UUD", false);
+	expect_refused((v = check(&f, KHA_ETCDOPS_GUARD_REPAIR, 0x102, "m9", NULL), &v),
+		       "not-corrupt", false);
+	/* NOSPACE alone: the way out is defrag and disarm */
+	build(&f, "UUU", false);
+	f.c.alarm = f.c.nospace = true;
+	v = check(&f, KHA_ETCDOPS_GUARD_ADD_LEARNER, 0, NULL, NULL);
+	expect_refused(&v, "alarm", true);
+	assert_non_null(strstr(v.reason, "kha etcd defrag"));
+}
+
+/* etcd 3.4 raises CORRUPT on member 0: the repair is of the consistency check's suspect. */
+static void test_unnamed_corrupt_alarm_repairs_the_suspect(void **state)
+{
+	struct fixture f;
+	struct kha_etcdops_guard_verdict v;
+
+	(void)state;
+	build(&f, "UDU", false);
+	f.c.alarm = f.c.corrupt_unnamed = true;
+	v = check(&f, KHA_ETCDOPS_GUARD_REPAIR, 0x101, "m9", NULL);
+	expect_refused(&v, "corrupt-unknown", false);
+	assert_non_null(strstr(v.reason, "kha etcd check consistency"));
+	v = check(&f, KHA_ETCDOPS_GUARD_ADD_LEARNER, 0, NULL, NULL);
+	expect_refused(&v, "alarm", true);
+	assert_non_null(strstr(v.reason, "kha etcd check consistency"));
+	f.c.suspect = 0x101;
+	assert_true(check(&f, KHA_ETCDOPS_GUARD_REPAIR, 0x101, "m9", NULL).allowed);
+	expect_refused((v = check(&f, KHA_ETCDOPS_GUARD_REPAIR, 0x102, "m9", NULL), &v), "alarm",
+		       true);
+	assert_non_null(strstr(v.reason, "on m1, not m2"));
+}
+
 static void test_remove_follower(void **state)
 {
 	struct fixture f;
@@ -405,6 +497,8 @@ static void test_from_report(void **state)
 	assert_int_equal(c.n_members, 2);
 	assert_int_equal(c.leader, 1);
 	assert_true(c.alarm);
+	assert_int_equal(c.corrupt, 2);
+	assert_false(c.nospace || c.corrupt_unnamed);
 	assert_int_equal(g[0].raft_index, 77);
 	assert_true(g[0].reachable);
 	assert_string_equal(g[0].peer_urls[0], "http://a:2380");
@@ -556,6 +650,8 @@ int main(void)
 		cmocka_unit_test(test_add_refuses_taken_names_and_urls),
 		cmocka_unit_test(test_add_waits_for_pending_members),
 		cmocka_unit_test(test_no_leader_and_alarms_block_changes),
+		cmocka_unit_test(test_corrupt_alarm_allows_only_its_repair),
+		cmocka_unit_test(test_unnamed_corrupt_alarm_repairs_the_suspect),
 		cmocka_unit_test(test_remove_follower),
 		cmocka_unit_test(test_remove_in_degraded_cluster),
 		cmocka_unit_test(test_remove_leader_with_lagging_or_down_follower),
