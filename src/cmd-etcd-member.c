@@ -4,6 +4,7 @@
  * unless --force says so (the guards are in lib/etcdops/guard.c).
  */
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <jansson.h>
@@ -20,6 +21,7 @@
 #define DEFAULT_PROMOTE_TIMEOUT_US (2 * 60 * KHA_USEC_PER_SEC)
 #define DEFAULT_START_TIMEOUT_US   (10 * 60 * KHA_USEC_PER_SEC)
 #define EXIT_REFUSED		   1
+#define ALARM_CLEAR_US		   (10 * KHA_USEC_PER_SEC)
 
 enum {
 	OPT_PEER_URLS = 0x100,
@@ -43,6 +45,7 @@ struct opts {
 	uint64_t timeout_us;
 	uint64_t start_timeout_us;
 	const char *arg;	      /* the positional NAME|ID */
+	uint64_t suspect;	      /* replace: whom an alarm naming no member is about */
 	struct cmd_progress progress; /* of the current wait */
 	struct kha_etcdops_change ch; /* the change, speaking through on_progress and on_note */
 };
@@ -395,6 +398,7 @@ static int guard(const struct opts *o, const struct kha_etcd_cluster_report *rep
 	if (!gm)
 		return KHA_EXIT_SOFTWARE;
 	kha_etcdops_guard_from_report(rep, gm, &gc);
+	gc.suspect = o->suspect;
 	r = kha_etcdops_guard_check(&gc, req, v);
 	free(gm);
 	if (r < 0)
@@ -568,9 +572,9 @@ static int cmd_list(struct opts *o)
 
 /* ---- add ---------------------------------------------------------------------------------- */
 
-static void print_start(const struct kha_etcdops_member_start *s, bool learner)
+static void print_start(FILE *out, const struct kha_etcdops_member_start *s, bool learner)
 {
-	printf("Start it with these flags (plus its own --data-dir, --listen-*-urls,\n"
+	fprintf(out, "Start it with these flags (plus its own --data-dir, --listen-*-urls,\n"
 	       "--advertise-client-urls and TLS flags):\n\n"
 	       "  --name %s \\\n  --initial-cluster %s \\\n"
 	       "  --initial-cluster-state existing \\\n"
@@ -581,9 +585,10 @@ static void print_start(const struct kha_etcdops_member_start *s, bool learner)
 	       s->name, s->initial_cluster, s->initial_advertise_peer_urls, s->name,
 	       s->initial_cluster, s->initial_advertise_peer_urls);
 	if (learner)
-		printf("\nOnce it runs: kha etcd member promote %s (waits until it has caught up)\n",
-		       s->name);
-	fflush(stdout);
+		fprintf(out,
+			"\nOnce it runs: kha etcd member promote %s (waits until it has caught up)\n",
+			s->name);
+	fflush(out);
 }
 
 static json_t *start_json(const struct kha_etcdops_member_start *s)
@@ -637,7 +642,7 @@ static int cmd_add(struct opts *o)
 	} else {
 		printf("Member %s added as a %s (id %" PRIx64 ").\n", o->arg,
 		       o->learner ? "learner" : "voting member", m.id);
-		print_start(&s, o->learner);
+		print_start(stdout, &s, o->learner);
 	}
 	kha_etcd_member_release(&m);
 	kha_etcdops_member_start_release(&s);
@@ -815,17 +820,190 @@ static int replace_add_new(struct opts *o, struct kha_etcd_member *m,
 	return code;
 }
 
+/* The ways a replacement goes (docs/etcd-ops.md "Replacing a member"). */
+enum replace_order {
+	REPLACE_LEARNER_FIRST, /* OLD alive: add, wait, promote, remove OLD */
+	REPLACE_REMOVE_FIRST,  /* OLD dead: remove OLD, add, wait, promote */
+	REPLACE_REPAIR,	       /* OLD carries a CORRUPT alarm: remove OLD, disarm, add, wait, promote */
+};
+
+static const char *const replace_order_names[] = {"learner-first", "remove-first",
+						  "repair-corrupt"};
+
+struct replace {
+	FILE *out; /* the steps: stdout, or stderr under -o json (stdout is the report) */
+	uint64_t old_id;
+	char old[128];
+	enum replace_order order;
+	int step, steps;
+	struct kha_etcd_alarm_list disarmed; /* REPLACE_REPAIR */
+};
+
+static void replace_step(struct replace *rp, const char *fmt, ...) KHA_PRINTF(2, 3);
+static void replace_step(struct replace *rp, const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(rp->out, "Step %d/%d: ", rp->step++, rp->steps);
+	va_start(ap, fmt);
+	vfprintf(rp->out, fmt, ap);
+	va_end(ap);
+	fflush(rp->out);
+}
+
+/* Whether rep shows an active alarm (on a member or naming none). */
+static bool any_alarm(const struct kha_etcd_cluster_report *rep)
+{
+	if (rep->alarm_corrupt_unnamed || rep->alarm_nospace_unnamed)
+		return true;
+	for (size_t i = 0; i < rep->n_members; i++)
+		if (rep->members[i].alarm_corrupt || rep->members[i].alarm_nospace)
+			return true;
+	return false;
+}
+
+/*
+ * etcd 3.4 raises CORRUPT on no member: the member it is about is the one kha etcd check
+ * consistency blames (kha_etcdops_consistency_suspect). Sets o->suspect; says what it found.
+ */
+static void find_suspect(struct opts *o, FILE *out)
+{
+	struct kha_etcdops_consistency_report cr = {};
+	struct kha_diag d = {};
+
+	fprintf(out, "The CORRUPT alarm names no member (etcd 3.4): comparing the members' data "
+		     "(kha etcd check consistency)...\n");
+	fflush(out);
+	if (kha_etcdops_consistency_check(&o->cfg, 0, &cr, &d) < 0) {
+		fprintf(stderr, "kha etcd member replace: the consistency check failed: %s\n",
+			d.msg);
+		return;
+	}
+	o->suspect = kha_etcdops_consistency_suspect(&cr);
+	fprintf(out, "  %s\n", cr.summary);
+	kha_etcdops_consistency_report_release(&cr);
+}
+
+/*
+ * With an alarm active, a replacement is allowed only as the repair of a CORRUPT alarm (the
+ * guard's REPAIR rules). Takes rep. Returns 0 to go on as a repair, -1 to go on the usual way
+ * (--force overrode the refusal), or an exit code.
+ */
+static int repair_guard(struct opts *o, struct kha_etcd_cluster_report *rep,
+			struct kha_etcdops_guard_verdict *v)
+{
+	struct kha_etcdops_guard_request req = {
+		.op = KHA_ETCDOPS_GUARD_REPAIR,
+		.name = o->name,
+		.peer_urls = (const char *const *)o->peer_urls,
+		.n_peer_urls = o->n_peer_urls,
+		.target = 0,
+	};
+	int code, idx;
+	struct kha_diag d = {};
+
+	if (rep->alarm_corrupt_unnamed)
+		find_suspect(o, o->json ? stderr : stdout);
+	idx = find_member(o, rep, &d);
+	req.target = idx >= 0 ? rep->members[idx].member.id : 0;
+	code = guard(o, rep, &req, v);
+	kha_etcd_cluster_report_release(rep);
+	if (code)
+		return code;
+	return v->allowed ? 0 : -1;
+}
+
+static int no_alarm_poll(void *userdata, char *text, size_t size)
+{
+	struct opts *o = userdata;
+	struct kha_etcd_cluster_report rep = {};
+	bool alarm;
+
+	(void)text;
+	(void)size;
+	if (kha_etcd_cluster_report(&o->cfg, 0, 0, &rep, NULL) < 0)
+		return 0;
+	alarm = any_alarm(&rep);
+	kha_etcd_cluster_report_release(&rep);
+	return alarm ? 0 : 1;
+}
+
+/*
+ * The alarm list goes through raft; each member's status shows its own copy, which a lagging
+ * follower updates a moment later: wait (up to ALARM_CLEAR_US) until no member shows an
+ * alarm, so that the guard of the add that follows sees the cluster as it now is.
+ */
+static void wait_no_alarm(struct opts *o)
+{
+	kha_ignore(kha_etcdops_wait(kha_now_us() + ALARM_CLEAR_US, 200 * KHA_USEC_PER_MSEC,
+				    &cmd_interrupted, no_alarm_poll, o, NULL, NULL));
+}
+
+/* Removes OLD (stopped, guarded by repair_guard), disarms its CORRUPT alarm, checks none remains. */
+static int repair_remove_disarm(struct opts *o, struct replace *rp, bool named)
+{
+	struct kha_etcdops_alarm_filter f = {
+		.type = KHA_ETCD_ALARM_CORRUPT, .by_member = true, .member = named ? rp->old_id : 0};
+	struct kha_etcd_alarm_list remaining = {};
+	struct kha_diag d = {};
+	char list[256] = "";
+	size_t n = 0;
+	int code, r;
+
+	replace_step(rp, "%s carries the CORRUPT alarm and is stopped: removing it...\n", rp->old);
+	code = remove_member(o, rp->old_id);
+	if (code)
+		return code;
+	remember_name(o, rp->old_id, NULL);
+	replace_step(rp, "disarming the CORRUPT alarm...\n");
+	r = kha_etcdops_alarm_disarm(&o->cfg, &f, &rp->disarmed, &remaining, &d);
+	if (r < 0) {
+		kha_etcd_alarm_list_release(&remaining);
+		return cmd_fail("kha etcd member replace", o->json, cmd_etcd_exit_code(r, &d),
+				"%s was removed, but the disarm failed: %s (retry with 'kha etcd "
+				"alarm disarm --alarm CORRUPT', then add %s with 'kha etcd member "
+				"add %s --learner --peer-urls ...')",
+				rp->old, d.msg, o->name, o->name);
+	}
+	for (size_t i = 0; i < remaining.n_alarms && n < sizeof(list); i++)
+		n += (size_t)snprintf(list + n, sizeof(list) - n, "%s%s on %" PRIx64, i ? ", " : "",
+				      kha_etcd_alarm_name(remaining.alarms[i].type),
+				      remaining.alarms[i].member_id);
+	code = remaining.n_alarms ? KHA_EXIT_CRITICAL : 0;
+	kha_etcd_alarm_list_release(&remaining);
+	if (code)
+		return cmd_fail("kha etcd member replace", o->json, code,
+				"%s was removed and its CORRUPT alarm disarmed, but alarms remain "
+				"(%s): the cluster still refuses writes. See 'kha etcd alarm list'; "
+				"once none remains, add %s with 'kha etcd member add %s --learner "
+				"--peer-urls ...'",
+				rp->old, list, o->name, o->name);
+	fprintf(rp->out, "  disarmed; no alarm remains.\n");
+	wait_no_alarm(o);
+	return 0;
+}
+
+static json_t *alarms_json(const struct kha_etcd_alarm_list *l)
+{
+	json_t *a = json_array();
+
+	for (size_t i = 0; a && i < l->n_alarms; i++)
+		json_array_append_new(a, json_pack("{s:o, s:s}", "member_id",
+						   cmd_json_hex(l->alarms[i].member_id), "alarm",
+						   kha_etcd_alarm_name(l->alarms[i].type)));
+	return a;
+}
+
 static int cmd_replace(struct opts *o)
 {
 	struct kha_etcd_cluster_report rep = {};
 	struct kha_etcdops_guard_verdict v = {};
 	struct kha_etcd_member m = {};
 	struct kha_etcdops_member_start s = {};
+	struct replace rp = {.out = o->json ? stderr : stdout, .step = 1, .steps = 4};
 	struct kha_diag d = {};
-	char old[128];
-	uint64_t old_id;
-	bool old_down;
-	int code = report(o, &rep), idx, step = 1;
+	bool old_down, named = false;
+	int code = report(o, &rep), idx;
 
 	if (code)
 		return code;
@@ -834,40 +1012,57 @@ static int cmd_replace(struct opts *o)
 		kha_etcd_cluster_report_release(&rep);
 		return fail(o, idx, &d);
 	}
-	old_id = rep.members[idx].member.id;
+	rp.old_id = rep.members[idx].member.id;
 	old_down = !rep.members[idx].reachable;
-	label(old, sizeof(old), &rep.members[idx].member);
-	kha_etcd_cluster_report_release(&rep);
+	named = rep.members[idx].alarm_corrupt;
+	label(rp.old, sizeof(rp.old), &rep.members[idx].member);
+	rp.order = old_down ? REPLACE_REMOVE_FIRST : REPLACE_LEARNER_FIRST;
 	cmd_catch_signals();
+	if (any_alarm(&rep)) {
+		code = repair_guard(o, &rep, &v);
+		if (code > 0)
+			goto out;
+		if (code == 0) {
+			rp.order = REPLACE_REPAIR;
+			rp.steps = 5;
+		}
+	} else {
+		kha_etcd_cluster_report_release(&rep);
+	}
 
-	if (old_down) {
+	if (rp.order == REPLACE_REPAIR) {
+		code = repair_remove_disarm(o, &rp, named);
+		if (code)
+			goto out;
+	} else if (rp.order == REPLACE_REMOVE_FIRST) {
 		/*
 		 * etcd refuses every member add while a voter is unreachable (strict
 		 * reconfiguration check), so a dead member goes first. That costs nothing: a
 		 * dead voter already takes away the failure it would tolerate.
 		 */
-		printf("Step %d/4: %s is down: removing it first (etcd adds no member while a "
-		       "voter is unreachable)...\n",
-		       step++, old);
-		fflush(stdout);
-		code = replace_remove_old(o, old_id, &v);
+		replace_step(&rp,
+			     "%s is down: removing it first (etcd adds no member while a voter is "
+			     "unreachable)...\n",
+			     rp.old);
+		code = replace_remove_old(o, rp.old_id, &v);
 		if (code)
 			goto out;
 	}
+	old_down = rp.order != REPLACE_LEARNER_FIRST; /* from here: OLD is gone */
 	code = replace_add_new(o, &m, &s);
 	if (code) {
 		if (old_down)
 			fprintf(stderr,
 				"kha etcd member replace: %s was removed; add %s with 'kha etcd "
 				"member add %s --learner --peer-urls ...'\n",
-				old, o->name, o->name);
+				rp.old, o->name, o->name);
 		goto out;
 	}
-	printf("Step %d/4: %s added as a learner (id %" PRIx64 "), replacing %s.\n", step++,
-	       o->name, m.id, old);
-	print_start(&s, false);
-	printf("\nStep %d/4: waiting for %s to start and catch up...\n", step++, o->name);
-	fflush(stdout);
+	replace_step(&rp, "%s added as a learner (id %" PRIx64 "), replacing %s.\n", o->name,
+		     m.id, rp.old);
+	print_start(rp.out, &s, false);
+	fprintf(rp.out, "\n");
+	replace_step(&rp, "waiting for %s to start and catch up...\n", o->name);
 
 	code = kha_etcdops_member_wait_started(&o->cfg, m.id, 1000, o->start_timeout_us,
 					       &cmd_interrupted, on_progress, o, &d);
@@ -882,35 +1077,33 @@ static int cmd_replace(struct opts *o)
 			"member promote %s'%s%s, or undo with 'kha etcd member remove %" PRIx64
 			"'\n",
 			o->name, old_down ? "" : " and the old member stays", o->name,
-			old_down ? "" : ", then 'kha etcd member remove ", old_down ? "" : old,
+			old_down ? "" : ", then 'kha etcd member remove ", old_down ? "" : rp.old,
 			m.id);
 		code = code == -ECANCELED && cmd_interrupted ? 128 + cmd_interrupted
 							     : kha_exit_from_errno(code);
 		goto out;
 	}
 
-	printf("Step %d/4: promoting %s...\n", step++, o->name);
-	fflush(stdout);
+	replace_step(&rp, "promoting %s...\n", o->name);
 	code = promote(o, m.id);
 	if (code) {
 		fprintf(stderr,
 			"kha etcd member replace: %s is still a learner: retry 'kha etcd member "
 			"promote %s'%s%s\n",
 			o->name, o->name, old_down ? "" : ", then 'kha etcd member remove ",
-			old_down ? "" : old);
+			old_down ? "" : rp.old);
 		goto out;
 	}
 
 	if (!old_down) {
-		printf("Step %d/4: removing %s...\n", step++, old);
-		fflush(stdout);
-		code = replace_remove_old(o, old_id, &v);
+		replace_step(&rp, "removing %s...\n", rp.old);
+		code = replace_remove_old(o, rp.old_id, &v);
 		if (code) {
 			fprintf(stderr,
 				"kha etcd member replace: %s is a voting member now; %s was not "
 				"removed: remove it once the rule allows ('kha etcd member remove "
 				"%s')\n",
-				o->name, old, old);
+				o->name, rp.old, rp.old);
 			goto out;
 		}
 	}
@@ -918,17 +1111,22 @@ static int cmd_replace(struct opts *o)
 	if (code)
 		goto out;
 	if (o->json)
-		code = dump(json_pack("{s:{s:o, s:s}, s:{s:o, s:s}, s:s, s:o, s:s}", "removed",
-				      "id", cmd_json_hex(old_id), "name", old, "added", "id",
-				      cmd_json_hex(m.id), "name", o->name, "order",
-				      old_down ? "remove-first" : "learner-first", "start",
-				      start_json(&s), "summary", rep.health.summary));
+		code = dump(json_pack("{s:{s:o, s:s}, s:{s:o, s:s}, s:s, s:o, s:o, s:s, s:s}",
+				      "removed", "id", cmd_json_hex(rp.old_id), "name", rp.old,
+				      "added", "id", cmd_json_hex(m.id), "name", o->name, "order",
+				      replace_order_names[rp.order], "disarmed",
+				      alarms_json(&rp.disarmed), "start", start_json(&s), "summary",
+				      rep.health.summary, "verdict",
+				      kha_etcd_verdict_name(rep.health.verdict)));
 	else
-		printf("Done: %s replaced %s (%s). %s\n", o->name, old,
-		       old_down ? "removed first: it was down" : "learner first",
+		printf("Done: %s replaced %s (%s). %s\n", o->name, rp.old,
+		       rp.order == REPLACE_REPAIR	  ? "removed first, CORRUPT alarm disarmed"
+		       : rp.order == REPLACE_REMOVE_FIRST ? "removed first: it was down"
+							  : "learner first",
 		       rep.health.summary);
 	kha_etcd_cluster_report_release(&rep);
 out:
+	kha_etcd_alarm_list_release(&rp.disarmed);
 	kha_etcd_member_release(&m);
 	kha_etcdops_member_start_release(&s);
 	return code;

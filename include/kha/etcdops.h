@@ -7,6 +7,7 @@
  *                 member to start and a learner to be promoted
  *   changes       add and remove with their retries and look-ups of lost answers, the
  *                 settled cluster a change starts from, the one cancellable wait
+ *   alarms        disarming alarms as etcdctl does, and saying what remains
  *   consistency   the members' HashKV compared at one common revision
  *   defrag        one member at a time, the leader last, waiting for health in between
  *
@@ -277,6 +278,28 @@ int kha_etcdops_change_add(const struct kha_etcdops_change *ch, const char *cons
 /* Removes member id with the retries of kha_etcdops_change_add. Returns 0 or the error. */
 int kha_etcdops_change_remove(const struct kha_etcdops_change *ch, uint64_t id,
 			      struct kha_diag *d) KHA_WUR;
+
+/* ==== alarms (alarm.c): kha etcd alarm, and the disarm of a CORRUPT repair ================ */
+
+/* Which alarms: of one type (NONE: any), on one member (by_member; member 0: naming none). */
+struct kha_etcdops_alarm_filter {
+	enum kha_etcd_alarm_type type;
+	bool by_member;
+	uint64_t member;
+};
+bool kha_etcdops_alarm_matches(const struct kha_etcdops_alarm_filter *f,
+			       const struct kha_etcd_alarm *a);
+
+/*
+ * Lists the active alarms, disarms each that f matches (etcd's Maintenance Alarm DEACTIVATE
+ * with the alarm's member and type), then lists again. *ret_disarmed gets the alarms
+ * disarmed (also on failure: what was done before it), *ret_remaining the alarms active
+ * after (on success); release both. Returns 0 or the error of the call that failed.
+ */
+int kha_etcdops_alarm_disarm(const struct kha_etcd_config *cfg,
+			     const struct kha_etcdops_alarm_filter *f,
+			     struct kha_etcd_alarm_list *ret_disarmed,
+			     struct kha_etcd_alarm_list *ret_remaining, struct kha_diag *d) KHA_WUR;
 
 /* ==== consistency: the members' KV hashes at one revision ================================= */
 
