@@ -96,7 +96,7 @@ static void print_table(const struct kha_etcdops_defrag_report *rep)
 	       kha_format_size(a, sizeof(a), rep->reclaimed > 0 ? (uint64_t)rep->reclaimed : 0));
 	if (rep->nospace_alarm)
 		printf("note: a NOSPACE alarm was active: disarm it now that space is free "
-		       "(etcdctl alarm disarm)\n");
+		       "(kha etcd alarm disarm --alarm NOSPACE)\n");
 }
 
 static int print_json(const struct kha_etcdops_defrag_report *rep, const char *error)

@@ -22,6 +22,7 @@ struct subcommand {
 static const struct subcommand subcommands[] = {
 	{"status", cmd_etcd_status_main,
 	 "every member's health and a cluster verdict (exit 0/1/2)"},
+	{"alarm", cmd_etcd_alarm_main, "list or disarm the NOSPACE and CORRUPT alarms"},
 	{"backup", cmd_etcd_backup_main,
 	 "daemon: verified snapshots on a schedule, retention, /metrics and /healthz"},
 	{"check", cmd_etcd_check_main,

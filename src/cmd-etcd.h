@@ -17,6 +17,7 @@ int cmd_etcd_member_main(int argc, char **argv);
 int cmd_etcd_backup_main(int argc, char **argv);
 int cmd_etcd_check_main(int argc, char **argv);
 int cmd_etcd_defrag_main(int argc, char **argv);
+int cmd_etcd_alarm_main(int argc, char **argv);
 
 /*
  * What the subcommands share (in cmd-etcd.c). name is the subcommand as the messages say it,

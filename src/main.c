@@ -17,7 +17,7 @@ struct command {
 
 static const struct command commands[] = {
 	{"etcd", cmd_etcd_main,
-	 "etcd cluster operations: status, check, member, snapshot, backup, defrag"},
+	 "etcd cluster operations: status, check, member, alarm, snapshot, backup, defrag"},
 	{"proxy", cmd_proxy_main, "L4 load balancer for kube-apiservers, node-local or external"},
 	{"vip", cmd_vip_main, "floating virtual IP by VRRP"},
 	{"bgp", cmd_bgp_main, "announce the apiserver address by BGP (ECMP, BFD)"},

@@ -174,7 +174,7 @@ static int check_learners(const struct kha_etcd_cluster_report *cr, struct kha_a
 /* what a NOSPACE alarm asks for, on a member or naming none */
 #define NOSPACE_FIX                                                                         \
 	"compact and defragment (kha etcd defrag), raise --quota-backend-bytes if needed, " \
-	"then disarm the alarm (etcdctl alarm disarm)"
+	"then disarm the alarm: kha etcd alarm disarm --alarm NOSPACE"
 
 /* etcd-alarms: NOSPACE and CORRUPT, on a member or naming none (etcd 3.4's CORRUPT) */
 static int check_alarms(const struct kha_etcd_cluster_report *cr, struct kha_audit_report *r)
@@ -202,9 +202,10 @@ static int check_alarms(const struct kha_etcd_cluster_report *cr, struct kha_aud
 				 "CORRUPT alarm on %s: its data differs from the others'",
 				 member_name(m, name, sizeof(name)));
 			snprintf(fix, sizeof(fix),
-				 "replace the member with a fresh one: kha etcd member replace %s "
-				 "--name NEW --peer-urls URL (docs/etcd-ops.md)",
-				 member_name(m, name, sizeof(name)));
+				 "stop the etcd of %s (it serves the corrupt copy), then replace it "
+				 "with a fresh member (docs/etcd-ops.md): kha etcd member replace %s "
+				 "--name NEW --peer-urls URL",
+				 member_name(m, name, sizeof(name)), member_name(m, name, sizeof(name)));
 			ret = kha_audit_add(r, "etcd-alarms", member_endpoint(m),
 					    KHA_AUDIT_CRITICAL, finding, fix, NULL, NULL);
 			if (ret < 0)

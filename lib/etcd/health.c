@@ -158,14 +158,15 @@ static int assess_members(struct kha_etcd_health *h, const struct kha_etcd_membe
 			*corrupt = true;
 			TRYW(warn(h,
 				  "member %s has a CORRUPT alarm: its data differs from the "
-				  "others (restore it from a snapshot)",
-				  label));
+				  "others (stop its etcd, then: kha etcd member replace %s --name "
+				  "NEW --peer-urls URL)",
+				  label, label));
 		}
 		if (m[i].alarm_nospace) {
 			*nospace = true;
 			TRYW(warn(h,
 				  "member %s has a NOSPACE alarm: the cluster refuses writes "
-				  "(compact, defragment, then disarm)",
+				  "(kha etcd defrag, then kha etcd alarm disarm --alarm NOSPACE)",
 				  label));
 		}
 		if (!m[i].reachable)
@@ -283,7 +284,7 @@ int kha_etcd_health_add_unnamed_alarm(struct kha_etcd_health *h, enum kha_etcd_a
 	TRYW(warn(h, corrupt ? "a CORRUPT alarm names no member: the members' data differ "
 			       "(kha etcd check consistency names the member that differs)"
 			     : "a NOSPACE alarm names no member: the cluster refuses writes "
-			       "(compact, defragment, then disarm)"));
+			       "(kha etcd defrag, then kha etcd alarm disarm --alarm NOSPACE)"));
 	if (h->verdict != KHA_ETCD_CRITICAL || !strstr(h->summary, " alarm active")) {
 		char was[sizeof(h->summary)];
 

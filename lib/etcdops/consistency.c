@@ -168,12 +168,18 @@ void kha_etcdops_consistency_compare(struct kha_etcdops_consistency_report *r)
 	if (r->agreeing < r->compared) {
 		names_in(who, sizeof(who), r, KHA_ETCDOPS_CONSISTENCY_MEMBER_DIVERGED);
 		r->verdict = KHA_ETCDOPS_CONSISTENCY_DIVERGED;
-		snprintf(r->summary, sizeof(r->summary),
-			 "DIVERGED: %s differ%s from the other %zu member%s at revision %" PRId64
-			 " (replace %s from a healthy member: kha etcd member replace)",
-			 who, r->compared - r->agreeing == 1 ? "s" : "", r->agreeing,
-			 r->agreeing == 1 ? "" : "s", r->revision,
-			 r->compared - r->agreeing == 1 ? "it" : "them");
+		if (r->compared - r->agreeing == 1)
+			snprintf(r->summary, sizeof(r->summary),
+				 "DIVERGED: %s differs from the other %zu member%s at revision "
+				 "%" PRId64 " (stop its etcd, then: kha etcd member replace %s "
+				 "--name NEW --peer-urls URL)",
+				 who, r->agreeing, r->agreeing == 1 ? "" : "s", r->revision, who);
+		else
+			snprintf(r->summary, sizeof(r->summary),
+				 "DIVERGED: %s differ from the other %zu member%s at revision "
+				 "%" PRId64 " (replace them one at a time: stop one's etcd, then kha "
+				 "etcd member replace NAME --name NEW --peer-urls URL)",
+				 who, r->agreeing, r->agreeing == 1 ? "" : "s", r->revision);
 		return;
 	}
 	if (unchecked) {
