@@ -881,6 +881,11 @@ static void find_suspect(struct opts *o, FILE *out)
 	}
 	o->suspect = kha_etcdops_consistency_suspect(&cr);
 	fprintf(out, "  %s\n", cr.summary);
+	for (size_t i = 0; o->suspect && i < cr.n_members; i++)
+		if (cr.members[i].id == o->suspect)
+			fprintf(out, "  so the alarm is about %s (the one member that differs or, "
+				     "stopped, could not be compared)\n",
+				cr.members[i].name[0] ? cr.members[i].name : "an unnamed member");
 	kha_etcdops_consistency_report_release(&cr);
 }
 

@@ -4,15 +4,13 @@ through learners (each new member started for real with the flags kha printed), 
 killed member, shrink back, and every unsafe request refused with its rule and reason while
 the cluster stays healthy."""
 import json
-import os
-import re
-import subprocess
 
 import pytest
 
-from conftest import assert_no_sanitizer_report, kha_bin, run_kha
+from conftest import run_kha
 from kha_testlib.etcd import _free_port, etcd3, etcd_cluster, issue_cert  # noqa: F401
-from kha_testlib.etcdops import Etcd, fill_keys, poll, read_prefix, tls_member_args, wait_answering
+from kha_testlib.etcdops import (Etcd, fill_keys, new_members, poll, read_prefix,  # noqa: F401
+                                 run_replace, tls_member_args, wait_answering)
 
 
 # membership changes commit through raft: on a loaded test machine 5 s can be short
@@ -52,51 +50,6 @@ def assert_refused(p, rule):
     assert p.stdout == ""
 
 
-class NewMember:
-    """Ports, certificate and process of a member kha tells us to start."""
-
-    def __init__(self, c, tmp_path, name):
-        self.c = c
-        self.name = name
-        scheme = "https" if c.tls else "http"
-        self.peer_url = f"{scheme}://127.0.0.1:{_free_port()}"
-        self.client_url = f"{scheme}://127.0.0.1:{_free_port()}"
-        self.dir = str(tmp_path)
-        self.cert = self.key = None
-        if c.tls:
-            self.cert, self.key = issue_cert(os.path.join(c.dir, "pki"), name, c.ca, c.ca_key)
-        self.proc = None
-
-    def start(self, flags):
-        c = self.c
-        args = [*flags, "--data-dir", os.path.join(self.dir, f"{self.name}.data"),
-                "--listen-client-urls", self.client_url,
-                "--advertise-client-urls", self.client_url,
-                "--listen-peer-urls", self.peer_url,
-                "--logger", "zap", "--log-outputs", "stderr",
-                *tls_member_args(c, self.cert, self.key)]
-        self.proc = Etcd(args, os.path.join(self.dir, f"{self.name}.log"))
-
-    def close(self):
-        if self.proc:
-            self.proc.close()
-
-
-@pytest.fixture
-def new_members(tmp_path):
-    made = []
-
-    def make(c, name):
-        m = NewMember(c, tmp_path, name)
-        made.append(m)
-        return m
-    try:
-        yield make
-    finally:
-        for m in made:
-            m.close()
-
-
 def add_learner(c, new):
     p = member(c, "add", new.name, "--learner", "--peer-urls", new.peer_url, "-o", "json")
     assert p.returncode == 0, p.stderr
@@ -112,32 +65,10 @@ def add_learner(c, new):
 
 def replace(c, old, new):
     """Runs kha etcd member replace, starts NEW from the ETCD_* lines it prints; stdout."""
-    proc = subprocess.Popen([kha_bin(), "etcd", "member", "replace", old, "--name", new.name,
-                             "--peer-urls", new.peer_url, *c.client_flags(), *SLOW],
-                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    env, lines = {}, []
-    try:
-        for line in proc.stdout:
-            lines.append(line)
-            mo = re.match(r'^(ETCD_[A-Z_]+)="(.*)"$', line.strip())
-            if mo:
-                env[mo.group(1)] = mo.group(2)
-            if "ETCD_INITIAL_CLUSTER_STATE" in env:
-                break
-        assert env.get("ETCD_NAME") == new.name, (lines, proc.wait(30), proc.stderr.read())
-        new.start(["--name", env["ETCD_NAME"], "--initial-cluster", env["ETCD_INITIAL_CLUSTER"],
-                   "--initial-cluster-state", env["ETCD_INITIAL_CLUSTER_STATE"],
-                   "--initial-advertise-peer-urls", env["ETCD_INITIAL_ADVERTISE_PEER_URLS"]])
-        rest, err = proc.communicate(timeout=180)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-    assert_no_sanitizer_report(err)
-    out = "".join(lines) + rest
-    assert proc.returncode == 0, (out, err)
-    return out
+    p = run_replace(["etcd", "member", "replace", old, "--name", new.name, "--peer-urls",
+                     new.peer_url, *c.client_flags(), *SLOW], new)
+    assert p.returncode == 0, (p.stdout, p.stderr)
+    return p.stdout
 
 
 def test_grow_replace_shrink_with_guards(etcd3, new_members):

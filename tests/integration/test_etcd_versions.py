@@ -14,29 +14,7 @@ import pytest
 
 import kha_testlib.etcd as etcdlib
 from conftest import run_kha
-from kha_testlib.etcd import etcd_cluster  # noqa: F401 (fixture)
-
-VERSIONS = ["3.4", "3.6"]
-
-
-@pytest.fixture(params=VERSIONS)
-def etcd_version(request, monkeypatch):
-    """Selects the etcd of one release line for the clusters this test starts, and the tools
-    kha finds on PATH (3.6: etcdutl, as an operator of 3.6 has it)."""
-    if request.param == "3.4":
-        monkeypatch.setattr(etcdlib, "ETCD", "/usr/bin/etcd")
-        monkeypatch.setattr(etcdlib, "ETCDCTL", "/usr/bin/etcdctl")
-        path = os.environ["PATH"]
-    else:
-        k8s = os.environ.get("KHA_K8S_BIN")
-        if not k8s:
-            pytest.fail("KHA_K8S_BIN is not set: make test builds etcd 3.6 (scripts/k8s.sh)")
-        monkeypatch.setattr(etcdlib, "ETCD", os.path.join(k8s, "etcd"))
-        monkeypatch.setattr(etcdlib, "ETCDCTL", os.path.join(k8s, "etcdctl"))
-        path = k8s + os.pathsep + os.environ["PATH"]
-    monkeypatch.setenv("PATH", path)
-    return request.param
-
+from kha_testlib.etcd import etcd_cluster, etcd_version  # noqa: F401 (fixtures)
 
 @pytest.fixture
 def cluster(etcd_version, etcd_cluster):

@@ -37,6 +37,7 @@ import shutil
 import signal
 import ssl
 import subprocess
+import sys
 import tempfile
 import urllib.error
 import urllib.request
@@ -347,3 +348,26 @@ def etcd_cluster(tmp_path):
 def etcd3(etcd_cluster):
     """A started 3-member TLS cluster with client certificate authentication."""
     return etcd_cluster(members=3, tls=True)
+
+
+VERSIONS = ["3.4", "3.6"]
+
+
+@pytest.fixture(params=VERSIONS)
+def etcd_version(request, monkeypatch):
+    """Selects the etcd of one release line for the clusters this test starts, and the tools
+    kha finds on PATH (3.6: etcdutl, as an operator of 3.6 has it): Debian's 3.4, or the 3.6
+    scripts/k8s.sh builds (KHA_K8S_BIN)."""
+    if request.param == "3.4":
+        monkeypatch.setattr(sys.modules[__name__], "ETCD", "/usr/bin/etcd")
+        monkeypatch.setattr(sys.modules[__name__], "ETCDCTL", "/usr/bin/etcdctl")
+        path = os.environ["PATH"]
+    else:
+        k8s = os.environ.get("KHA_K8S_BIN")
+        if not k8s:
+            pytest.fail("KHA_K8S_BIN is not set: make test builds etcd 3.6 (scripts/k8s.sh)")
+        monkeypatch.setattr(sys.modules[__name__], "ETCD", os.path.join(k8s, "etcd"))
+        monkeypatch.setattr(sys.modules[__name__], "ETCDCTL", os.path.join(k8s, "etcdctl"))
+        path = k8s + os.pathsep + os.environ["PATH"]
+    monkeypatch.setenv("PATH", path)
+    return request.param

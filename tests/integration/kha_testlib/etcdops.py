@@ -6,6 +6,9 @@
 - read_prefix(url, prefix, ...): every key/value under a prefix, straight from a member.
 - start_etcd(args, ...): a standalone etcd process (restored data dirs, new members started
   with the flags kha printed), always stopped by its context manager.
+- NewMember(c, dir, name): ports, certificate and process of a member kha says to start;
+  run_replace(argv, new): runs kha (a member replace) and starts new from the ETCD_* lines it
+  prints, as an operator would.
 - etcdctl_json(...), sha256_file(), poll().
 """
 import base64
@@ -13,12 +16,17 @@ import concurrent.futures
 import hashlib
 import json
 import os
+import re
 import signal
 import subprocess
 import urllib.error
 import urllib.request
 
-from kha_testlib.etcd import ETCD, ETCDCTL, _free_port  # noqa: F401
+import pytest
+
+import kha_testlib.etcd as etcdlib
+from conftest import assert_no_sanitizer_report, kha_bin
+from kha_testlib.etcd import ETCD, ETCDCTL, _free_port, issue_cert  # noqa: F401
 from kha_testlib.process import wait_for
 
 VALUE_MIB = 1 << 20
@@ -210,3 +218,82 @@ def restore_and_serve(tmp_path, snap, name="restored"):
         e.close()
         raise
     return e, client_url
+
+
+class NewMember:
+    """Ports, certificate and process of a member kha tells us to start (the etcd binary of
+    the cluster's release line: kha_testlib.etcd.ETCD when the member starts)."""
+
+    def __init__(self, c, tmp_path, name):
+        self.c = c
+        self.name = name
+        scheme = "https" if c.tls else "http"
+        self.peer_url = f"{scheme}://127.0.0.1:{_free_port()}"
+        self.client_url = f"{scheme}://127.0.0.1:{_free_port()}"
+        self.dir = str(tmp_path)
+        self.cert = self.key = None
+        if c.tls:
+            self.cert, self.key = issue_cert(os.path.join(c.dir, "pki"), name, c.ca, c.ca_key)
+        self.proc = None
+
+    def start(self, flags):
+        c = self.c
+        args = [*flags, "--data-dir", os.path.join(self.dir, f"{self.name}.data"),
+                "--listen-client-urls", self.client_url,
+                "--advertise-client-urls", self.client_url,
+                "--listen-peer-urls", self.peer_url,
+                "--logger", "zap", "--log-outputs", "stderr",
+                *tls_member_args(c, self.cert, self.key)]
+        self.proc = Etcd(args, os.path.join(self.dir, f"{self.name}.log"), binary=etcdlib.ETCD)
+
+    def close(self):
+        if self.proc:
+            self.proc.close()
+
+
+def run_replace(argv, new, timeout=180):
+    """Runs kha argv (a member replace), starts new from the ETCD_* lines it prints, waits for
+    the end. Returns a CompletedProcess (stdout: every line printed; fails on a sanitizer
+    report)."""
+    # unbuffered: a line read here is all that is taken from the pipe, so communicate() gets
+    # the rest (a buffered reader would keep what it read ahead, and it would be lost)
+    proc = subprocess.Popen([kha_bin(), *map(str, argv)], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0)
+    env, lines = {}, []
+    try:
+        for raw in iter(proc.stdout.readline, b""):
+            line = raw.decode(errors="replace")
+            lines.append(line)
+            mo = re.match(r'^(ETCD_[A-Z_]+)="(.*)"$', line.strip())
+            if mo:
+                env[mo.group(1)] = mo.group(2)
+            if "ETCD_INITIAL_CLUSTER_STATE" in env:
+                break
+        if env.get("ETCD_NAME") == new.name:
+            new.start(["--name", env["ETCD_NAME"],
+                       "--initial-cluster", env["ETCD_INITIAL_CLUSTER"],
+                       "--initial-cluster-state", env["ETCD_INITIAL_CLUSTER_STATE"],
+                       "--initial-advertise-peer-urls", env["ETCD_INITIAL_ADVERTISE_PEER_URLS"]])
+        rest, err = (b.decode(errors="replace") for b in proc.communicate(timeout=timeout))
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert_no_sanitizer_report(err)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, "".join(lines) + rest, err)
+
+
+@pytest.fixture
+def new_members(tmp_path):
+    """A factory of NewMember (new_members(c, name)), each closed at the end of the test."""
+    made = []
+
+    def make(c, name):
+        m = NewMember(c, tmp_path, name)
+        made.append(m)
+        return m
+    try:
+        yield make
+    finally:
+        for m in made:
+            m.close()
