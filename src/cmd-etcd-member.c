@@ -69,7 +69,8 @@ static void usage(FILE *out)
 		"  remove NAME|ID                remove a member\n"
 		"  promote NAME|ID               make a learner vote, once it has caught up\n"
 		"  replace OLD --name NEW --peer-urls URL\n"
-		"                                the safe sequence for a dead or retired member\n\n"
+		"                                the safe sequence for a dead or retired member,\n"
+		"                                and the repair of a CORRUPT alarm\n\n"
 		"Every change is checked first against rules that keep quorum (run a subcommand\n"
 		"with --help, and see docs/etcd-ops.md): a refused change names its rule and the\n"
 		"way out, and exits 1 without changing anything; --force overrides the rules that\n"
@@ -172,7 +173,13 @@ static void sub_usage(FILE *out, const char *sub)
 			"OLD dead: remove it first, then steps 1-3. etcd refuses any member add, even\n"
 			"a learner, while a voting member is unreachable (its strict reconfiguration\n"
 			"check), and a dead voter already costs the failure it would tolerate:\n"
-			"removing it loses nothing.\n\n");
+			"removing it loses nothing.\n"
+			"OLD carries a CORRUPT alarm (its data differs from the others'): the repair,\n"
+			"the one change allowed while the alarm is active. Stop OLD's etcd first\n"
+			"(refused while it answers), then: remove OLD, disarm the CORRUPT alarm and\n"
+			"check that no alarm remains, then steps 1-3. etcd 3.4 names no member in its\n"
+			"alarm: OLD must then be the member kha etcd check consistency blames (replace\n"
+			"runs that check and prints its summary).\n\n");
 	fprintf(out, "Flags:\n");
 	cmd_opts_help(out, strcmp(sub, "list") == 0	 ? list_options
 			   : strcmp(sub, "add") == 0	 ? add_options
@@ -182,8 +189,11 @@ static void sub_usage(FILE *out, const char *sub)
 	fprintf(out, "\n"
 		     "Exit codes: 0 done, 1 refused by a rule (nothing changed), 64 usage or "
 		     "unknown member,\n65 bad reply, 69 unreachable or timed out, 78 TLS files "
-		     "or trust.\n\n"
-		     "Example:\n");
+		     "or trust.\n");
+	if (strcmp(sub, "replace") == 0)
+		fprintf(out, "Repairing a CORRUPT alarm: 2 OLD was removed and the alarm disarmed, "
+			     "but an alarm\nremains (kha etcd alarm list).\n");
+	fprintf(out, "\nExample:\n");
 	if (strcmp(sub, "replace") == 0)
 		fprintf(out, "  kha etcd member replace etcd-2 --name etcd-4 --peer-urls "
 			     "https://10.0.0.4:2380 --endpoints https://10.0.0.1:2379\n");
