@@ -71,10 +71,11 @@ static const char *help_sub;
 static void sub_usage(FILE *out)
 {
 	if (strcmp(help_sub, "list") == 0)
-		fprintf(out, "Usage: kha etcd alarm list [flags]\n\n"
-			     "Lists the active alarms with the member each names (etcd 3.4 raises\n"
-			     "CORRUPT on no member: kha etcd check consistency names the member that\n"
-			     "differs).\n\nFlags:\n");
+		fprintf(out,
+			"Usage: kha etcd alarm list [flags]\n\n"
+			"Lists the active alarms with the member each names (etcd 3.4 raises\n"
+			"CORRUPT on no member: kha etcd check consistency names the member that\n"
+			"differs).\n\nFlags:\n");
 	else
 		fprintf(out,
 			"Usage: kha etcd alarm disarm [--member NAME|ID] [--alarm CORRUPT|NOSPACE] "
@@ -118,15 +119,17 @@ static const char *member_name(const struct kha_etcd_member_list *l, uint64_t id
 	return "(removed)";
 }
 
-static json_t *alarms_json(const struct kha_etcd_alarm_list *a, const struct kha_etcd_member_list *l)
+static json_t *alarms_json(const struct kha_etcd_alarm_list *a,
+			   const struct kha_etcd_member_list *l)
 {
 	json_t *arr = json_array();
 
 	for (size_t i = 0; arr && i < a->n_alarms; i++)
-		json_array_append_new(arr, json_pack("{s:o, s:s, s:s}", "member_id",
-						     cmd_json_hex(a->alarms[i].member_id), "member",
-						     member_name(l, a->alarms[i].member_id),
-						     "alarm", kha_etcd_alarm_name(a->alarms[i].type)));
+		json_array_append_new(arr,
+				      json_pack("{s:o, s:s, s:s}", "member_id",
+						cmd_json_hex(a->alarms[i].member_id), "member",
+						member_name(l, a->alarms[i].member_id), "alarm",
+						kha_etcd_alarm_name(a->alarms[i].type)));
 	return arr;
 }
 
@@ -247,9 +250,9 @@ static int cmd_disarm(struct opts *o)
 		again += kha_etcdops_alarm_matches(&f, &left.alarms[i]);
 	code = again ? KHA_EXIT_CRITICAL : KHA_EXIT_OK;
 	if (o->json) {
-		int c2 = dump(json_pack("{s:s, s:o, s:o}", "verdict",
-					left.n_alarms ? "critical" : "healthy", "disarmed",
-					alarms_json(&done, &l), "remaining", alarms_json(&left, &l)));
+		int c2 = dump(json_pack(
+			"{s:s, s:o, s:o}", "verdict", left.n_alarms ? "critical" : "healthy",
+			"disarmed", alarms_json(&done, &l), "remaining", alarms_json(&left, &l)));
 		code = c2 ? c2 : code;
 		goto out;
 	}

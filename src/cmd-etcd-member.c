@@ -584,16 +584,17 @@ static int cmd_list(struct opts *o)
 
 static void print_start(FILE *out, const struct kha_etcdops_member_start *s, bool learner)
 {
-	fprintf(out, "Start it with these flags (plus its own --data-dir, --listen-*-urls,\n"
-	       "--advertise-client-urls and TLS flags):\n\n"
-	       "  --name %s \\\n  --initial-cluster %s \\\n"
-	       "  --initial-cluster-state existing \\\n"
-	       "  --initial-advertise-peer-urls %s\n\n"
-	       "or as environment variables:\n"
-	       "ETCD_NAME=\"%s\"\nETCD_INITIAL_CLUSTER=\"%s\"\n"
-	       "ETCD_INITIAL_ADVERTISE_PEER_URLS=\"%s\"\nETCD_INITIAL_CLUSTER_STATE=\"existing\"\n",
-	       s->name, s->initial_cluster, s->initial_advertise_peer_urls, s->name,
-	       s->initial_cluster, s->initial_advertise_peer_urls);
+	fprintf(out,
+		"Start it with these flags (plus its own --data-dir, --listen-*-urls,\n"
+		"--advertise-client-urls and TLS flags):\n\n"
+		"  --name %s \\\n  --initial-cluster %s \\\n"
+		"  --initial-cluster-state existing \\\n"
+		"  --initial-advertise-peer-urls %s\n\n"
+		"or as environment variables:\n"
+		"ETCD_NAME=\"%s\"\nETCD_INITIAL_CLUSTER=\"%s\"\n"
+		"ETCD_INITIAL_ADVERTISE_PEER_URLS=\"%s\"\nETCD_INITIAL_CLUSTER_STATE=\"existing\"\n",
+		s->name, s->initial_cluster, s->initial_advertise_peer_urls, s->name,
+		s->initial_cluster, s->initial_advertise_peer_urls);
 	if (learner)
 		fprintf(out,
 			"\nOnce it runs: kha etcd member promote %s (waits until it has caught up)\n",
@@ -834,7 +835,7 @@ static int replace_add_new(struct opts *o, struct kha_etcd_member *m,
 enum replace_order {
 	REPLACE_LEARNER_FIRST, /* OLD alive: add, wait, promote, remove OLD */
 	REPLACE_REMOVE_FIRST,  /* OLD dead: remove OLD, add, wait, promote */
-	REPLACE_REPAIR,	       /* OLD carries a CORRUPT alarm: remove OLD, disarm, add, wait, promote */
+	REPLACE_REPAIR, /* OLD carries a CORRUPT alarm: remove OLD, disarm, add, wait, promote */
 };
 
 static const char *const replace_order_names[] = {"learner-first", "remove-first",
@@ -893,8 +894,9 @@ static void find_suspect(struct opts *o, FILE *out)
 	fprintf(out, "  %s\n", cr.summary);
 	for (size_t i = 0; o->suspect && i < cr.n_members; i++)
 		if (cr.members[i].id == o->suspect)
-			fprintf(out, "  so the alarm is about %s (the one member that differs or, "
-				     "stopped, could not be compared)\n",
+			fprintf(out,
+				"  so the alarm is about %s (the one member that differs or, "
+				"stopped, could not be compared)\n",
 				cr.members[i].name[0] ? cr.members[i].name : "an unnamed member");
 	kha_etcdops_consistency_report_release(&cr);
 }
@@ -957,8 +959,9 @@ static void wait_no_alarm(struct opts *o)
 /* Removes OLD (stopped, guarded by repair_guard), disarms its CORRUPT alarm, checks none remains. */
 static int repair_remove_disarm(struct opts *o, struct replace *rp, bool named)
 {
-	struct kha_etcdops_alarm_filter f = {
-		.type = KHA_ETCD_ALARM_CORRUPT, .by_member = true, .member = named ? rp->old_id : 0};
+	struct kha_etcdops_alarm_filter f = {.type = KHA_ETCD_ALARM_CORRUPT,
+					     .by_member = true,
+					     .member = named ? rp->old_id : 0};
 	struct kha_etcd_alarm_list remaining = {};
 	struct kha_diag d = {};
 	char list[256] = "";
@@ -987,12 +990,13 @@ static int repair_remove_disarm(struct opts *o, struct replace *rp, bool named)
 	code = remaining.n_alarms ? KHA_EXIT_CRITICAL : 0;
 	kha_etcd_alarm_list_release(&remaining);
 	if (code)
-		return cmd_fail("kha etcd member replace", o->json, code,
-				"%s was removed and its CORRUPT alarm disarmed, but alarms remain "
-				"(%s): the cluster still refuses writes. See 'kha etcd alarm list'; "
-				"once none remains, add %s with 'kha etcd member add %s --learner "
-				"--peer-urls ...'",
-				rp->old, list, o->name, o->name);
+		return cmd_fail(
+			"kha etcd member replace", o->json, code,
+			"%s was removed and its CORRUPT alarm disarmed, but alarms remain "
+			"(%s): the cluster still refuses writes. See 'kha etcd alarm list'; "
+			"once none remains, add %s with 'kha etcd member add %s --learner "
+			"--peer-urls ...'",
+			rp->old, list, o->name, o->name);
 	fprintf(rp->out, "  disarmed; no alarm remains.\n");
 	wait_no_alarm(o);
 	return 0;
@@ -1073,8 +1077,8 @@ static int cmd_replace(struct opts *o)
 				rp.old, o->name, o->name);
 		goto out;
 	}
-	replace_step(&rp, "%s added as a learner (id %" PRIx64 "), replacing %s.\n", o->name,
-		     m.id, rp.old);
+	replace_step(&rp, "%s added as a learner (id %" PRIx64 "), replacing %s.\n", o->name, m.id,
+		     rp.old);
 	print_start(rp.out, &s, false);
 	fprintf(rp.out, "\n");
 	replace_step(&rp, "waiting for %s to start and catch up...\n", o->name);
@@ -1126,13 +1130,12 @@ static int cmd_replace(struct opts *o)
 	if (code)
 		goto out;
 	if (o->json)
-		code = dump(json_pack("{s:{s:o, s:s}, s:{s:o, s:s}, s:s, s:o, s:o, s:s, s:s}",
-				      "removed", "id", cmd_json_hex(rp.old_id), "name", rp.old,
-				      "added", "id", cmd_json_hex(m.id), "name", o->name, "order",
-				      replace_order_names[rp.order], "disarmed",
-				      alarms_json(&rp.disarmed), "start", start_json(&s), "summary",
-				      rep.health.summary, "verdict",
-				      kha_etcd_verdict_name(rep.health.verdict)));
+		code = dump(json_pack(
+			"{s:{s:o, s:s}, s:{s:o, s:s}, s:s, s:o, s:o, s:s, s:s}", "removed", "id",
+			cmd_json_hex(rp.old_id), "name", rp.old, "added", "id", cmd_json_hex(m.id),
+			"name", o->name, "order", replace_order_names[rp.order], "disarmed",
+			alarms_json(&rp.disarmed), "start", start_json(&s), "summary",
+			rep.health.summary, "verdict", kha_etcd_verdict_name(rep.health.verdict)));
 	else
 		printf("Done: %s replaced %s (%s). %s\n", o->name, rp.old,
 		       rp.order == REPLACE_REPAIR	  ? "removed first, CORRUPT alarm disarmed"

@@ -201,11 +201,13 @@ static int check_alarms(const struct kha_etcd_cluster_report *cr, struct kha_aud
 			snprintf(finding, sizeof(finding),
 				 "CORRUPT alarm on %s: its data differs from the others'",
 				 member_name(m, name, sizeof(name)));
-			snprintf(fix, sizeof(fix),
-				 "stop the etcd of %s (it serves the corrupt copy), then replace it "
-				 "with a fresh member (docs/etcd-ops.md): kha etcd member replace %s "
-				 "--name NEW --peer-urls URL",
-				 member_name(m, name, sizeof(name)), member_name(m, name, sizeof(name)));
+			snprintf(
+				fix, sizeof(fix),
+				"stop the etcd of %s (it serves the corrupt copy), then replace it "
+				"with a fresh member (docs/etcd-ops.md): kha etcd member replace %s "
+				"--name NEW --peer-urls URL",
+				member_name(m, name, sizeof(name)),
+				member_name(m, name, sizeof(name)));
 			ret = kha_audit_add(r, "etcd-alarms", member_endpoint(m),
 					    KHA_AUDIT_CRITICAL, finding, fix, NULL, NULL);
 			if (ret < 0)

@@ -104,7 +104,7 @@ static int error_from_json(const json_t *j, struct kha_etcd_error *ret)
 		const char *key;
 		json_t *v;
 
-		json_object_foreach((json_t *)j, key, v)
+		json_object_foreach ((json_t *)j, key, v)
 			if (strcmp(key, "code") != 0 && strcmp(key, "message") != 0 &&
 			    strcmp(key, "details") != 0)
 				return -EBADMSG;

@@ -177,7 +177,8 @@ void kha_etcdops_consistency_compare(struct kha_etcdops_consistency_report *r)
 		else
 			snprintf(r->summary, sizeof(r->summary),
 				 "DIVERGED: %s differ from the other %zu member%s at revision "
-				 "%" PRId64 " (replace them one at a time: stop one's etcd, then kha "
+				 "%" PRId64
+				 " (replace them one at a time: stop one's etcd, then kha "
 				 "etcd member replace NAME --name NEW --peer-urls URL)",
 				 who, r->agreeing, r->agreeing == 1 ? "" : "s", r->revision);
 		return;

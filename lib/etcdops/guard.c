@@ -118,11 +118,12 @@ static int refuse_alarm(const struct kha_etcdops_guard_cluster *c,
 	char l[64];
 
 	if (m)
-		return refuse(v, "alarm", true,
-			      "a CORRUPT alarm is active on %s (its data differs from the others'): "
-			      "no other change while it is; the repair is to stop the etcd of %s, "
-			      "then `kha etcd member replace %s --name NEW --peer-urls URL`",
-			      label(l, sizeof(l), m), label(l, sizeof(l), m), label(l, sizeof(l), m));
+		return refuse(
+			v, "alarm", true,
+			"a CORRUPT alarm is active on %s (its data differs from the others'): "
+			"no other change while it is; the repair is to stop the etcd of %s, "
+			"then `kha etcd member replace %s --name NEW --peer-urls URL`",
+			label(l, sizeof(l), m), label(l, sizeof(l), m), label(l, sizeof(l), m));
 	if (c->corrupt || c->corrupt_unnamed)
 		return refuse(v, "alarm", true,
 			      "a CORRUPT alarm is active: no other change while it is; `kha etcd "
@@ -376,15 +377,17 @@ static int check_repair(const struct kha_etcdops_guard_cluster *c,
 				       label(l2, sizeof(l2), blamed), label(l2, sizeof(l2), blamed))
 			      : refuse_alarm(c, v);
 	if (c->nospace)
-		return refuse(v, "alarm", true,
-			      "a NOSPACE alarm is active too: free space first (`kha etcd defrag`), "
-			      "then `kha etcd alarm disarm --alarm NOSPACE`");
+		return refuse(
+			v, "alarm", true,
+			"a NOSPACE alarm is active too: free space first (`kha etcd defrag`), "
+			"then `kha etcd alarm disarm --alarm NOSPACE`");
 	if (t->reachable)
-		return refuse(v, "corrupt-running", false,
-			      "%s still runs: stop its etcd first (systemctl stop etcd, or move its "
-			      "static pod manifest away), then run this again; it serves the "
-			      "corrupt copy until it stops",
-			      label(l, sizeof(l), t));
+		return refuse(
+			v, "corrupt-running", false,
+			"%s still runs: stop its etcd first (systemctl stop etcd, or move its "
+			"static pod manifest away), then run this again; it serves the "
+			"corrupt copy until it stops",
+			label(l, sizeof(l), t));
 	for (size_t i = 0; i < c->n_members; i++) {
 		const struct kha_etcdops_guard_member *m = &c->members[i];
 

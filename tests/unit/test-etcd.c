@@ -481,7 +481,8 @@ static void test_decode_errors(void **state)
 		char *t = load("error-unavailable-3.6.json", &len);
 
 		assert_int_equal(kha_etcd_decode_status(t, len, &s, &d), -EAGAIN);
-		assert_non_null(strstr(d.msg, "etcdserver: unhealthy cluster (gRPC Unavailable): "));
+		assert_non_null(
+			strstr(d.msg, "etcdserver: unhealthy cluster (gRPC Unavailable): "));
 		assert_non_null(strstr(d.msg, "then retry"));
 		free(t);
 	}
@@ -515,8 +516,8 @@ static void test_decode_error_rejects_non_errors(void **state)
 	assert_int_equal(kha_etcd_decode_error("{\"code\":14}", 11, &e), -EBADMSG);
 	assert_int_equal(kha_etcd_decode_error("{\"code\":1,\"message\":\"m\",\"kvs\":[]}", 33, &e),
 			 -EBADMSG);
-	assert_int_equal(kha_etcd_decode_error("{\"code\":3,\"message\":\"m\",\"details\":[]}", 37, &e),
-			 0);
+	assert_int_equal(
+		kha_etcd_decode_error("{\"code\":3,\"message\":\"m\",\"details\":[]}", 37, &e), 0);
 	assert_int_equal(e.grpc_code, 3);
 }
 

@@ -259,12 +259,11 @@ static void test_corrupt_alarm_allows_only_its_repair(void **state)
 	f.c.corrupt = 0x102;
 	expect_refused((v = check(&f, KHA_ETCDOPS_GUARD_REPAIR, 0x102, "m1", NULL), &v),
 		       "name-taken", false);
-	expect_refused((v = check(&f, KHA_ETCDOPS_GUARD_REPAIR, 0x102, "m9",
-				  "http://10.0.0.0:2380"),
-			&v),
-		       "peer-url-taken", false);
-	assert_true(check(&f, KHA_ETCDOPS_GUARD_REPAIR, 0x102, "m2", "http://10.0.0.2:2380")
-			    .allowed);
+	expect_refused(
+		(v = check(&f, KHA_ETCDOPS_GUARD_REPAIR, 0x102, "m9", "http://10.0.0.0:2380"), &v),
+		"peer-url-taken", false);
+	assert_true(
+		check(&f, KHA_ETCDOPS_GUARD_REPAIR, 0x102, "m2", "http://10.0.0.2:2380").allowed);
 	/* removing it must keep quorum: with m1 down too, no */
 	build(&f, "UDD", false);
 	f.c.alarm = true;
