@@ -138,6 +138,39 @@ static int refuse_alarm(const struct kha_etcdops_guard_cluster *c,
 		      "list shows it)");
 }
 
+/*
+ * name-taken, peer-url-taken: the new member's name and peer URLs against every member but
+ * skip (the one a repair removes first: its name and URL may be reused).
+ */
+static int check_taken(const struct kha_etcdops_guard_cluster *c,
+		       const struct kha_etcdops_guard_request *req, uint64_t skip,
+		       struct kha_etcdops_guard_verdict *v)
+{
+	char l[64];
+
+	for (size_t i = 0; i < c->n_members; i++) {
+		const struct kha_etcdops_guard_member *m = &c->members[i];
+
+		if (skip && m->id == skip)
+			continue;
+		if (req->name && *req->name && m->name && strcmp(m->name, req->name) == 0)
+			return refuse(
+				v, "name-taken", false,
+				"a member is already named '%s' (id %llx): pick another name%s%s%s",
+				req->name, (unsigned long long)m->id,
+				skip ? "" : ", or replace it with `kha etcd member replace ",
+				skip ? "" : req->name, skip ? "" : " --name NEW --peer-urls URL`");
+		for (size_t j = 0; j < m->n_peer_urls; j++)
+			for (size_t k = 0; k < req->n_peer_urls; k++)
+				if (same_url(m->peer_urls[j], req->peer_urls[k]))
+					return refuse(v, "peer-url-taken", false,
+						      "peer URL %s already belongs to member %s: "
+						      "every member needs its own",
+						      req->peer_urls[k], label(l, sizeof(l), m));
+	}
+	return 0;
+}
+
 static int check_add(const struct kha_etcdops_guard_cluster *c,
 		     const struct kha_etcdops_guard_request *req,
 		     struct kha_etcdops_guard_verdict *v)
@@ -147,24 +180,8 @@ static int check_add(const struct kha_etcdops_guard_cluster *c,
 
 	describe(a, sizeof(a), v->voters_before, v->up_before, v->tolerance_before);
 
-	for (size_t i = 0; i < c->n_members; i++) {
-		const struct kha_etcdops_guard_member *m = &c->members[i];
-
-		if (req->name && *req->name && m->name && strcmp(m->name, req->name) == 0)
-			return refuse(
-				v, "name-taken", false,
-				"a member is already named '%s' (id %llx): pick another name, "
-				"or replace it with `kha etcd member replace %s --name NEW "
-				"--peer-urls URL`",
-				req->name, (unsigned long long)m->id, req->name);
-		for (size_t j = 0; j < m->n_peer_urls; j++)
-			for (size_t k = 0; k < req->n_peer_urls; k++)
-				if (same_url(m->peer_urls[j], req->peer_urls[k]))
-					return refuse(v, "peer-url-taken", false,
-						      "peer URL %s already belongs to member %s: "
-						      "every member needs its own",
-						      req->peer_urls[k], label(l, sizeof(l), m));
-	}
+	if (check_taken(c, req, 0, v) < 0 || !v->allowed)
+		return 0;
 	if (!c->leader)
 		return refuse(v, "no-leader", true,
 			      "the cluster has no leader: a membership change goes through raft "
@@ -388,23 +405,8 @@ static int check_repair(const struct kha_etcdops_guard_cluster *c,
 			"static pod manifest away), then run this again; it serves the "
 			"corrupt copy until it stops",
 			label(l, sizeof(l), t));
-	for (size_t i = 0; i < c->n_members; i++) {
-		const struct kha_etcdops_guard_member *m = &c->members[i];
-
-		if (m->id == t->id)
-			continue;
-		if (req->name && *req->name && m->name && strcmp(m->name, req->name) == 0)
-			return refuse(v, "name-taken", false,
-				      "a member is already named '%s' (id %llx): pick another name",
-				      req->name, (unsigned long long)m->id);
-		for (size_t j = 0; j < m->n_peer_urls; j++)
-			for (size_t k = 0; k < req->n_peer_urls; k++)
-				if (same_url(m->peer_urls[j], req->peer_urls[k]))
-					return refuse(v, "peer-url-taken", false,
-						      "peer URL %s already belongs to member %s: "
-						      "every member needs its own",
-						      req->peer_urls[k], label(l, sizeof(l), m));
-	}
+	if (check_taken(c, req, t->id, v) < 0 || !v->allowed)
+		return 0;
 	return check_remove(c, t, v);
 }
 
