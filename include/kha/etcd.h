@@ -573,7 +573,8 @@ struct kha_etcd_cluster_report {
 	size_t n_members;
 	struct kha_etcd_health health;
 	bool alarm_nospace_unnamed; /* alarms raised on no member (member 0: etcd 3.4's */
-	bool alarm_corrupt_unnamed; /* periodic corruption check), from any member's status */
+	bool alarm_corrupt_unnamed; /* periodic corruption check) or on a member removed since,
+				     * from any member's status */
 };
 void kha_etcd_cluster_report_release(struct kha_etcd_cluster_report *r);
 

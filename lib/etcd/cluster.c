@@ -162,8 +162,12 @@ static int collect_errors(struct kha_etcd_cluster_report *r)
 			const char *err = m->status.errors[e];
 			struct kha_etcd_alarm a;
 
-			if (kha_etcd_alarm_from_status_error(err, &a) == 0 && a.member_id == 0) {
-				/* on no member: not charged to the one that reports it */
+			if (kha_etcd_alarm_from_status_error(err, &a) == 0 &&
+			    (a.member_id == 0 || !find_report(r, a.member_id))) {
+				/*
+				 * on no member, or on one removed since (the alarm outlives it):
+				 * not charged to the member that reports it
+				 */
 				if (a.type == KHA_ETCD_ALARM_NOSPACE)
 					r->alarm_nospace_unnamed = true;
 				else
@@ -172,8 +176,7 @@ static int collect_errors(struct kha_etcd_cluster_report *r)
 			}
 			if (kha_etcd_alarm_from_status_error(err, &a) == 0) {
 				struct kha_etcd_member_report *t = find_report(r, a.member_id);
-				if (!t)
-					t = m;
+
 				if (a.type == KHA_ETCD_ALARM_NOSPACE)
 					t->alarm_nospace = true;
 				else

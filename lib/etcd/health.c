@@ -281,8 +281,10 @@ int kha_etcd_health_add_unnamed_alarm(struct kha_etcd_health *h, enum kha_etcd_a
 {
 	bool corrupt = type == KHA_ETCD_ALARM_CORRUPT;
 
-	TRYW(warn(h, corrupt ? "a CORRUPT alarm names no member: the members' data differ "
-			       "(kha etcd check consistency names the member that differs)"
+	TRYW(warn(h, corrupt ? "a CORRUPT alarm names no member of the cluster: the members' "
+			       "data differ (kha etcd check consistency names the member that "
+			       "differs; when they all agree, that member was removed already: "
+			       "kha etcd alarm disarm --alarm CORRUPT)"
 			     : "a NOSPACE alarm names no member: the cluster refuses writes "
 			       "(kha etcd defrag, then kha etcd alarm disarm --alarm NOSPACE)"));
 	if (h->verdict != KHA_ETCD_CRITICAL || !strstr(h->summary, " alarm active")) {

@@ -16,6 +16,8 @@ import os
 import re
 import shlex
 
+import pytest
+
 from conftest import run_kha
 from kha_testlib.etcd import _free_port, etcd_cluster, etcd_version  # noqa: F401 (fixtures)
 from kha_testlib.etcdops import b64, fill_keys, new_members, poll, run_replace  # noqa: F401
@@ -147,6 +149,38 @@ def test_corrupt_alarm_is_repaired_by_the_printed_fix(etcd_version, etcd_cluster
                                      "count_only": True}, member=0)
     assert int(got["count"]) == len(data)
     c.gateway("/v3/kv/put", {"key": b64("after/repair"), "value": b64("ok")})
+
+
+@pytest.mark.parametrize("etcd_version", ["3.6"], indirect=True)
+def test_by_hand_an_alarm_on_a_removed_member_blames_no_one(etcd_version, etcd_cluster):
+    """The repair by hand: stop the member, remove it, then (not yet) disarm. The alarm still
+    names the removed member; kha etcd status must not charge it to the member that reports
+    it, and what it says next (check consistency, then disarm) must work."""
+    c = etcd_cluster(members=3, tls=True, extra_args=(CORRUPT_CHECK[etcd_version],))
+    flags = c.client_flags()
+    corrupt_on_disk(c, 2)
+    raised = poll(lambda: alarms(c) or None, deadline(10), "a CORRUPT alarm")
+    assert [a["member"] for a in raised] == ["etcd-2"], raised
+    c.stop(2)
+    p = run_kha("etcd", "member", "remove", "etcd-2", *flags, *SLOW)
+    assert p.returncode == 0, p.stderr
+    p, st = kha_json("etcd", "status", *flags)
+    assert p.returncode == 2, st
+    assert all(m["alarms"] == [] for m in st["members"]), st  # no healthy member blamed
+    assert st["summary"].endswith("CORRUPT alarm active (no member named)"), st
+    assert any("kha etcd alarm disarm --alarm CORRUPT" in w for w in st["warnings"]), st
+    assert [(a["member"], a["alarm"]) for a in alarms(c)] == [("(removed)", "CORRUPT")]
+    p = run_kha("etcd", "member", "add", "etcd-x", "--learner", "--peer-urls",
+                f"https://127.0.0.1:{_free_port()}", *flags, *SLOW)
+    assert p.returncode == 1 and "refused (alarm)" in p.stderr, p.stderr
+    assert "kha etcd check consistency" in p.stderr
+    p, rep = kha_json("etcd", "check", "consistency", *flags)
+    assert p.returncode == 0 and rep["verdict"] == "consistent", rep
+    p = run_kha("etcd", "alarm", "disarm", "--alarm", "CORRUPT", *flags)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "disarmed CORRUPT on (removed)" in p.stdout and "no alarm remains" in p.stdout
+    p, st = kha_json("etcd", "status", *flags)
+    assert "alarm" not in st["summary"] and p.returncode != 2, st
 
 
 def test_nospace_alarm_is_cleared_by_the_printed_fix(etcd_cluster):
