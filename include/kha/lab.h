@@ -342,6 +342,78 @@ int kha_lab_lease_holder(const struct kha_lab *lab, const char *name, char *buf,
 char *kha_lab_log_tail(const char *path, unsigned max_lines);
 
 /* ---------------------------------------------------------------------------------------- */
+/* kha lab status: the lab checked live, its verdict, and how it is shown (lib/lab/status.c). */
+
+#define KHA_LAB_STATUS_TIMEOUT_US (2 * KHA_USEC_PER_SEC) /* each member's health, the entry */
+#define KHA_LAB_LEADER_TIMEOUT_US (2 * KHA_USEC_PER_SEC) /* reading an election or Raft leader */
+
+struct kha_lab_live {
+	int health[KHA_LAB_MAX_MASTERS];   /* kha_lab_health */
+	bool running[KHA_LAB_MAX_MASTERS]; /* every process of the master runs */
+	struct kha_lab_entry_status entry;
+	bool proxy_running;
+	char *leader;	   /* NULL: nobody, or unknown */
+	bool leader_known; /* the election could be read */
+	/* the leader's kha elect is stopped or frozen: it holds the election until its lease
+	 * runs out (it did not resign), leader_ttl_s from now (-1: unknown) */
+	bool leader_gone;
+	int64_t leader_ttl_s;
+	size_t n_healthy, n_running;
+	/* a Kubernetes lab */
+	bool api_ready[KHA_LAB_MAX_MASTERS]; /* GET /readyz answered 200 */
+	size_t n_api_ready;
+	char cm_holder[256], sched_holder[256]; /* the kube-system Leases' holders */
+	bool vip_ready;				/* the VIP entry reaches a ready apiserver */
+	/* the verdict: KHA_EXIT_OK every guarantee holds; KHA_EXIT_DEGRADED it works but one
+	 * more failure hurts (a member, a companion, a leader or an apiserver missing);
+	 * KHA_EXIT_CRITICAL quorum lost, or an entry not ready */
+	int code;
+};
+/* Checks the lab now (a few seconds at most: the timeouts above); release lv afterwards. */
+void kha_lab_live_check(struct kha_lab *lab, struct kha_lab_live *lv);
+void kha_lab_live_release(struct kha_lab_live *lv);
+/* The status as JSON (docs/lab.md), indented, a new string; NULL on ENOMEM. */
+char *kha_lab_status_json(struct kha_lab *lab, const struct kha_lab_live *lv);
+/* The status table of `kha lab status`. */
+void kha_lab_status_print(FILE *out, struct kha_lab *lab, const struct kha_lab_live *lv);
+
+/* ---------------------------------------------------------------------------------------- */
+/* Which master or host a fault command acts on (lib/lab/pick.c). */
+
+/* The master named name: 0, or -EINVAL with d listing the masters there are. */
+int kha_lab_master_named(struct kha_lab *lab, const char *name, struct kha_lab_master **ret,
+			 struct kha_diag *d) KHA_WUR;
+
+enum kha_lab_pick {
+	KHA_LAB_PICK_LEADER,	  /* the master whose kha elect leads (else etcd's Raft leader) */
+	KHA_LAB_PICK_FOLLOWER,	  /* the last running master, not frozen, that does not lead */
+	KHA_LAB_PICK_RAFT_LEADER, /* the master whose etcd member is the Raft leader */
+};
+/*
+ * The master pick names, read within timeout_us: 0; -ENOENT when there is none (nobody
+ * leads, or every running master leads), d saying so; the error of reading the leader.
+ */
+int kha_lab_pick_master(struct kha_lab *lab, enum kha_lab_pick pick, uint64_t timeout_us,
+			struct kha_lab_master **ret, struct kha_diag *d) KHA_WUR;
+/*
+ * The master whose component ("kube-controller-manager") holds its Lease in kube-system, read
+ * through the node's entry (the holder's identity is "<master>_<uuid>"): 0, or -ENOENT when
+ * the Lease cannot be read or no master holds it, d saying which.
+ */
+int kha_lab_lease_holder_master(struct kha_lab *lab, const char *component,
+				struct kha_lab_master **ret, struct kha_diag *d) KHA_WUR;
+
+/* The entry (kha_lab_kubeconfig) a host reaches the apiserver by: lbN -> vip, else the host. */
+const char *kha_lab_host_entry(const char *host);
+/*
+ * For `kha lab exec HOST`: enters host's network namespace (this thread, and what it execs)
+ * and sets KUBECONFIG to the admin kubeconfig of its entry, the lab's Kubernetes programs
+ * first on PATH, and KHA_LAB_HOST. 0; -ENOENT for a lab without Kubernetes; -EINVAL for an
+ * unknown host; -EHOSTUNREACH when the namespace cannot be entered; d says which.
+ */
+int kha_lab_exec_enter(const struct kha_lab *lab, const char *host, struct kha_diag *d) KHA_WUR;
+
+/* ---------------------------------------------------------------------------------------- */
 /*
  * The lab drill: writes through the node's entry point while masters are broken in sequence,
  * each fault followed by its recovery and a settle period:
@@ -600,6 +672,11 @@ int kha_lab_k8s_drill_print(FILE *out, const struct kha_lab_k8s_drill_report *r)
 /* The SVG timeline of one entry's writes, faults and Lease holders. */
 int kha_lab_k8s_drill_svg(FILE *out, const struct kha_lab_k8s_drill_report *r,
 			  enum kha_lab_entry e) KHA_WUR;
+/*
+ * Where the SVG of entry e goes when the user asked for svg: svg itself for the node's entry,
+ * "NAME-vip.svg" for the VIP (NAME: svg without its ".svg"). A new string; NULL on ENOMEM.
+ */
+char *kha_lab_k8s_drill_svg_path(const char *svg, enum kha_lab_entry e);
 
 /* The load balancer holding the VIP (its name, a new string; NULL when none). */
 int kha_lab_vip_holder(const struct kha_lab *lab, char **ret_host, struct kha_diag *d) KHA_WUR;

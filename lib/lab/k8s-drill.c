@@ -1189,3 +1189,17 @@ int kha_lab_k8s_drill_svg(FILE *out, const struct kha_lab_k8s_drill_report *r, e
 	free(copy.steps);
 	return res;
 }
+
+char *kha_lab_k8s_drill_svg_path(const char *svg, enum kha_lab_entry e)
+{
+	size_t n = strlen(svg);
+	char *path = NULL;
+
+	if (e == KHA_LAB_ENTRY_NODE)
+		return strdup(svg);
+	if (n > 4 && strcmp(svg + n - 4, ".svg") == 0)
+		n -= 4;
+	if (asprintf(&path, "%.*s-%s.svg", (int)n, svg, kha_lab_entry_name(e)) < 0)
+		return NULL;
+	return path;
+}
