@@ -371,6 +371,8 @@ struct kha_lab_live {
 };
 /* Checks the lab now (a few seconds at most: the timeouts above); release lv afterwards. */
 void kha_lab_live_check(struct kha_lab *lab, struct kha_lab_live *lv);
+/* The verdict (lv->code) of what kha_lab_live_check found. */
+int kha_lab_live_verdict(struct kha_lab *lab, const struct kha_lab_live *lv);
 void kha_lab_live_release(struct kha_lab_live *lv);
 /* The status as JSON (docs/lab.md), indented, a new string; NULL on ENOMEM. */
 char *kha_lab_status_json(struct kha_lab *lab, const struct kha_lab_live *lv);

@@ -46,12 +46,33 @@ static const char *lease_role(const char *holder, const struct kha_lab_master *m
 	return strncmp(holder, m->name, n) == 0 && holder[n] == '_' ? "LEADER" : "standby";
 }
 
+int kha_lab_live_verdict(struct kha_lab *lab, const struct kha_lab_live *lv)
+{
+	int worst = lv->n_healthy == lab->n_masters	 ? KHA_EXIT_OK
+		    : lv->n_healthy > lab->n_masters / 2 ? KHA_EXIT_DEGRADED
+							 : KHA_EXIT_CRITICAL;
+
+	/* a companion down: it works, but a guarantee is gone (no backups, no failover) */
+	if (worst == KHA_EXIT_OK &&
+	    (lv->n_running < lab->n_masters || (lab->election && !lv->leader)))
+		worst = KHA_EXIT_DEGRADED;
+	/* a Kubernetes lab: an apiserver or a leader missing costs a guarantee */
+	if (worst == KHA_EXIT_OK && lab->k8s_bin &&
+	    (lv->n_api_ready < lab->n_masters || !lv->cm_holder[0] || !lv->sched_holder[0]))
+		worst = KHA_EXIT_DEGRADED;
+	/* no entry point: the node cannot reach the masters at all */
+	if (kha_lab_node_proxy(lab) && (!lv->proxy_running || !lv->entry.ready))
+		worst = KHA_EXIT_CRITICAL;
+	if (lab->k8s_bin && (lv->n_api_ready == 0 || (lab->n_lbs && !lv->vip_ready)))
+		worst = KHA_EXIT_CRITICAL;
+	return worst;
+}
+
 void kha_lab_live_check(struct kha_lab *lab, struct kha_lab_live *lv)
 {
-	memset(lv, 0, sizeof(*lv));
 	struct kha_lab_proc *proxy = kha_lab_node_proxy(lab);
-	int worst;
 
+	memset(lv, 0, sizeof(*lv));
 	kha_lab_health(lab, KHA_LAB_STATUS_TIMEOUT_US, lv->health);
 	for (size_t i = 0; i < lab->n_masters; i++) {
 		const struct kha_lab_master *m = &lab->masters[i];
@@ -80,23 +101,7 @@ void kha_lab_live_check(struct kha_lab *lab, struct kha_lab_live *lv)
 	}
 	if (lab->k8s_bin)
 		live_check_k8s(lab, lv);
-	worst = lv->n_healthy == lab->n_masters	     ? KHA_EXIT_OK
-		: lv->n_healthy > lab->n_masters / 2 ? KHA_EXIT_DEGRADED
-						     : KHA_EXIT_CRITICAL;
-	/* a companion down: it works, but a guarantee is gone (no backups, no failover) */
-	if (worst == KHA_EXIT_OK &&
-	    (lv->n_running < lab->n_masters || (lab->election && !lv->leader)))
-		worst = KHA_EXIT_DEGRADED;
-	/* a Kubernetes lab: an apiserver or a leader missing costs a guarantee */
-	if (worst == KHA_EXIT_OK && lab->k8s_bin &&
-	    (lv->n_api_ready < lab->n_masters || !lv->cm_holder[0] || !lv->sched_holder[0]))
-		worst = KHA_EXIT_DEGRADED;
-	/* no entry point: the node cannot reach the masters at all */
-	if (proxy && (!lv->proxy_running || !lv->entry.ready))
-		worst = KHA_EXIT_CRITICAL;
-	if (lab->k8s_bin && (lv->n_api_ready == 0 || (lab->n_lbs && !lv->vip_ready)))
-		worst = KHA_EXIT_CRITICAL;
-	lv->code = worst;
+	lv->code = kha_lab_live_verdict(lab, lv);
 }
 
 static const char *elect_role(const struct kha_lab *lab, const struct kha_lab_live *lv,

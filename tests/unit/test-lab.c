@@ -706,6 +706,67 @@ static void test_k8s_fault_list_parses(void **state)
 	assert_string_equal(kha_lab_k8s_fault_name(KHA_LAB_K8S_ROLLING), "rolling");
 }
 
+/* kha lab status's verdict: quorum, companions, the entry, a Kubernetes lab's apiservers */
+static void test_status_verdict(void **state)
+{
+	struct kha_lab_proc proxy = {.kind = KHA_LAB_PROC_PROXY};
+	struct kha_lab lab = {.n_masters = 3, .election = (char *)"lab-backup"};
+	struct kha_lab_live lv = {.n_healthy = 3, .n_running = 3, .leader = (char *)"m1"};
+
+	(void)state;
+	assert_int_equal(kha_lab_live_verdict(&lab, &lv), KHA_EXIT_OK);
+	lv.leader = NULL; /* nobody takes the backups */
+	assert_int_equal(kha_lab_live_verdict(&lab, &lv), KHA_EXIT_DEGRADED);
+	lv.leader = (char *)"m1";
+	lv.n_running = 2; /* a companion down */
+	assert_int_equal(kha_lab_live_verdict(&lab, &lv), KHA_EXIT_DEGRADED);
+	lv.n_healthy = 2; /* one member down: quorum holds */
+	assert_int_equal(kha_lab_live_verdict(&lab, &lv), KHA_EXIT_DEGRADED);
+	lv.n_healthy = 1; /* quorum lost */
+	assert_int_equal(kha_lab_live_verdict(&lab, &lv), KHA_EXIT_CRITICAL);
+	/* an entry point that is not ready is critical, whatever the members say */
+	lv = (struct kha_lab_live){.n_healthy = 3, .n_running = 3, .leader = (char *)"m1"};
+	lab.node.procs = &proxy;
+	lab.node.n_procs = 1;
+	assert_int_equal(kha_lab_live_verdict(&lab, &lv), KHA_EXIT_CRITICAL);
+	lv.proxy_running = lv.entry.ready = true;
+	assert_int_equal(kha_lab_live_verdict(&lab, &lv), KHA_EXIT_OK);
+	/* a Kubernetes lab: an apiserver or a Lease holder missing degrades, none ready or
+	 * the VIP not ready is critical */
+	lab.k8s_bin = (char *)"bin";
+	lab.n_lbs = 2;
+	lv.n_api_ready = 3;
+	lv.vip_ready = true;
+	snprintf(lv.cm_holder, sizeof(lv.cm_holder), "m1_x");
+	snprintf(lv.sched_holder, sizeof(lv.sched_holder), "m2_y");
+	assert_int_equal(kha_lab_live_verdict(&lab, &lv), KHA_EXIT_OK);
+	lv.sched_holder[0] = '\0';
+	assert_int_equal(kha_lab_live_verdict(&lab, &lv), KHA_EXIT_DEGRADED);
+	lv.n_api_ready = 0;
+	assert_int_equal(kha_lab_live_verdict(&lab, &lv), KHA_EXIT_CRITICAL);
+	lv.n_api_ready = 3;
+	snprintf(lv.sched_holder, sizeof(lv.sched_holder), "m2_y");
+	lv.vip_ready = false;
+	assert_int_equal(kha_lab_live_verdict(&lab, &lv), KHA_EXIT_CRITICAL);
+}
+
+/* kha lab drill --svg FILE on a Kubernetes lab: FILE for the node, FILE-vip.svg for the VIP */
+static void test_k8s_drill_svg_paths(void **state)
+{
+	char *p;
+
+	(void)state;
+	p = kha_lab_k8s_drill_svg_path("out/drill.svg", KHA_LAB_ENTRY_NODE);
+	assert_string_equal(p, "out/drill.svg");
+	free(p);
+	p = kha_lab_k8s_drill_svg_path("out/drill.svg", KHA_LAB_ENTRY_VIP);
+	assert_string_equal(p, "out/drill-vip.svg");
+	free(p);
+	p = kha_lab_k8s_drill_svg_path("timeline", KHA_LAB_ENTRY_VIP);
+	assert_string_equal(p, "timeline-vip.svg");
+	free(p);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -734,6 +795,8 @@ int main(void)
 		cmocka_unit_test(test_k8s_drill_slo_handover_and_backups),
 		cmocka_unit_test(test_k8s_drill_summary_explains_its_figures),
 		cmocka_unit_test(test_k8s_fault_list_parses),
+		cmocka_unit_test(test_status_verdict),
+		cmocka_unit_test(test_k8s_drill_svg_paths),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
