@@ -3,6 +3,7 @@
 shares (JSON on errors, flag names)."""
 
 import json
+import re
 
 import pytest
 
@@ -168,3 +169,52 @@ def test_getopt_messages_name_the_whole_command(kha, cmd):
     assert p.returncode == 64, p.stderr
     assert p.stderr.startswith(f"kha {' '.join(cmd)}: unrecognized option '--no-such-flag'"), \
         p.stderr
+
+
+# every kha lab subcommand and flags its help must name (from its option table)
+LAB_FLAGS = {
+    "up": ["--dir", "--members", "--timeout", "--etcd", "--kha", "--no-proxy", "--no-elect",
+           "--kubernetes", "--k8s-bin", "--leader-elect-lease-duration",
+           "--leader-elect-renew-deadline", "--leader-elect-retry-period"],
+    "status": ["--dir", "--output"],
+    "stop-member": ["--dir", "--leader", "--follower", "--raft-leader", "--grace", "--kill"],
+    "start-member": ["--dir", "--all", "--timeout"],
+    "freeze-member": ["--dir", "--leader", "--follower", "--raft-leader"],
+    "thaw-member": ["--dir", "--all"],
+    "stop-process": ["--dir", "--leader", "--follower", "--raft-leader", "--lease-holder",
+                     "--grace", "--kill"],
+    "stop-host": ["--dir", "--vip-holder", "--grace", "--kill"],
+    "start-host": ["--dir", "--all"],
+    "wait": ["--dir", "--timeout"],
+    "drill": ["--dir", "--report", "--svg", "--rate", "--min-availability", "--details",
+              "--baseline", "--period", "--down", "--faults", "--rolling-time", "--slo",
+              "--watch-timeout", "--output"],
+    "down": ["--dir", "--grace"],
+    "exec": ["--dir"],
+    "kubeconfig": ["--dir", "--entry"],
+}
+
+
+def test_lab_help_lists_every_subcommand(kha):
+    p = kha("lab", "--help")
+    assert p.returncode == 0
+    for sub in LAB_FLAGS:
+        assert f"\n  {sub} " in p.stdout, sub
+
+
+@pytest.mark.parametrize("sub", sorted(LAB_FLAGS))
+def test_lab_subcommand_help_and_unknown_flag(kha, sub, tmp_path):
+    """Each kha lab subcommand: --help names its flags (exit 0, nothing on stderr); an
+    unknown flag is a usage error whose first line names the subcommand and the flag, before
+    anything is looked at (no lab needed)."""
+    p = kha("lab", sub, "--help")
+    assert p.returncode == 0 and not p.stderr, (sub, p.stderr)
+    assert p.stdout.startswith(f"Usage: kha lab {sub} "), p.stdout
+    table = p.stdout.split("\nFlags:\n", 1)[1].split("\n\n", 1)[0]
+    named = set(re.findall(r"^  (?:-\w, )?(--[\w-]+)", table, re.M))
+    assert named == set(LAB_FLAGS[sub]) | {"--help"}, (sub, table)
+    p = kha("lab", sub, "--no-such-flag", "--dir", tmp_path / "none")
+    assert p.returncode == 64, (sub, p.returncode, p.stderr)
+    first = p.stderr.splitlines()[0]
+    assert first == f"kha lab {sub}: unrecognized option '--no-such-flag'", p.stderr
+    assert not p.stdout, p.stdout
