@@ -344,6 +344,177 @@ static void opts_defaults(struct kha_lab_k8s_drill_opts *o)
 	o->watch_timeout_us = o->watch_timeout_us ? o->watch_timeout_us : 60 * KHA_USEC_PER_SEC;
 }
 
+/* the options checked and completed with their defaults: 0, or -EINVAL with d saying why */
+static int drill_opts(const struct kha_lab *lab, const char *kha, struct kha_lab_k8s_drill_opts *o,
+		      struct kha_diag *d)
+{
+	if (!lab->k8s_bin || !lab->n_lbs || !lab->node.entry_url)
+		return kha_diag_set(d, EINVAL,
+				    "the lab in %s is not a Kubernetes lab with both entries",
+				    lab->dir);
+	if (!shell_safe(kha) || !shell_safe(lab->dir))
+		return kha_diag_set(d, EINVAL, "a quote in the path of kha or of the lab: %s",
+				    lab->dir);
+	opts_defaults(o);
+	if (o->down_us >= o->period_us)
+		return kha_diag_set(d, EINVAL,
+				    "a fault must end (%" PRIu64
+				    " ms) before the next begins (%" PRIu64 " ms)",
+				    o->down_us / 1000, o->period_us / 1000);
+	return 0;
+}
+
+static struct kha_lab_k8s_drill_report *report_new(const struct kha_lab *lab,
+						   const struct kha_lab_k8s_drill_opts *o)
+{
+	struct kha_lab_k8s_drill_report *r = calloc(1, sizeof(*r));
+
+	if (!r)
+		return NULL;
+	r->slo = o->slo;
+	r->faults_mask = o->faults;
+	snprintf(r->entry_url[KHA_LAB_ENTRY_NODE], sizeof(r->entry_url[0]), "%s",
+		 lab->node.entry_url);
+	snprintf(r->entry_url[KHA_LAB_ENTRY_VIP], sizeof(r->entry_url[0]), "%s",
+		 lab->lbs[0].entry_url);
+	return r;
+}
+
+/* the node's writes carry the fault steps; every prober's scenario lasts as long, and each
+ * but the node's writes gets the eventfd that stops it early */
+static int probers_build(struct prober pr[KHA_LAB_ENTRIES][2], const struct kha_lab *lab,
+			 const char *kha, const struct kha_lab_k8s_drill_opts *o,
+			 struct kha_diag *d)
+{
+	struct kha_drill_scenario *main_sc = &pr[KHA_LAB_ENTRY_NODE][0].sc;
+	uint64_t end = 0;
+	int res;
+
+	/* the steps' end is the drill's length */
+	kha_drill_scenario_init(main_sc);
+	res = add_steps(main_sc, lab, kha, o, &end, d);
+	kha_drill_scenario_release(main_sc);
+	for (int e = 0; res == 0 && e < KHA_LAB_ENTRIES; e++)
+		for (int k = 0; res == 0 && k < 2; k++)
+			res = build(&pr[e][k].sc, lab, e, k == 0, o, end, d);
+	if (res == 0)
+		res = add_steps(main_sc, lab, kha, o, &end, d);
+	for (int e = 0; res == 0 && e < KHA_LAB_ENTRIES; e++)
+		for (int k = 0; res == 0 && k < 2; k++) {
+			res = kha_drill_scenario_check(&pr[e][k].sc, d);
+			if (res == 0 && !(e == KHA_LAB_ENTRY_NODE && k == 0)) {
+				pr[e][k].stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+				if (pr[e][k].stop_fd < 0)
+					res = kha_diag_set(d, errno, "eventfd: %s",
+							   strerror(errno));
+			}
+		}
+	return res;
+}
+
+/* the other probers in their threads, the node's writes (with the faults) in this one; an
+ * early end of the node's stops the others. The result of the node's run. */
+static int probers_run(struct prober pr[KHA_LAB_ENTRIES][2], const struct kha_drill_hooks *hooks,
+		       struct kha_diag *d)
+{
+	struct prober *main_pr = &pr[KHA_LAB_ENTRY_NODE][0];
+	int res;
+
+	for (int e = 0; e < KHA_LAB_ENTRIES; e++)
+		for (int k = 0; k < 2; k++) {
+			if (e == KHA_LAB_ENTRY_NODE && k == 0)
+				continue;
+			if (pthread_create(&pr[e][k].thread, NULL, prober_main, &pr[e][k]) == 0)
+				pr[e][k].started = true;
+		}
+	res = kha_drill_run(&main_pr->sc, hooks, &main_pr->report, d);
+	for (int e = 0; e < KHA_LAB_ENTRIES; e++)
+		for (int k = 0; k < 2; k++) {
+			uint64_t one = 1;
+
+			if (!pr[e][k].started)
+				continue;
+			/* they end on their own at the same length; an early end stops them */
+			if (res < 0 || main_pr->report->interrupted || main_pr->report->aborted)
+				if (write(pr[e][k].stop_fd, &one, sizeof(one)) < 0) {
+					/* the eventfd cannot overflow here */
+				}
+			pthread_join(pr[e][k].thread, NULL);
+		}
+	return res;
+}
+
+/* the Lease terms and backup snapshots the watcher saw, into r, on drill time (the node's
+ * write drill) */
+static void report_take_watched(struct kha_lab_k8s_drill_report *r, struct leases *ls,
+				struct kha_lab__watcher *w)
+{
+	const struct kha_drill_report *m = r->drill[KHA_LAB_ENTRY_NODE][0];
+	uint64_t t0 = m->t0_us;
+	struct kha_lab_lease_term **dst[2] = {&r->cm_terms, &r->sched_terms};
+	size_t *ndst[2] = {&r->n_cm_terms, &r->n_sched_terms};
+
+	for (int i = 0; i < 2; i++) {
+		*dst[i] = KHA_TAKE_PTR(ls->terms[i]);
+		*ndst[i] = ls->n[i];
+		for (size_t j = 0; j < ls->n[i]; j++)
+			(*dst[i])[j].seen_us =
+				(*dst[i])[j].seen_us > t0 ? (*dst[i])[j].seen_us - t0 : 0;
+	}
+	r->cm_lease_duration_s = ls->cm_duration_s;
+	r->snapshots = KHA_TAKE_PTR(w->snaps);
+	r->n_snapshots = w->n_snaps;
+	for (size_t i = 0; i < r->n_snapshots; i++) {
+		int64_t t = r->snapshots[i].wall_us - (int64_t)m->started_wall_us;
+
+		r->snapshots[i].t_us = t > 0 ? (uint64_t)t : 0;
+	}
+}
+
+/* after the drill: what exited on its own since the last recovery is started again, as a
+ * kubelet restarts a static pod, and named in the report; is the lab ready again? */
+static void report_after(const struct kha_lab *lab, struct kha_lab_k8s_drill_report *r,
+			 struct kha_lab__watcher *w)
+{
+	struct kha_lab *fresh = NULL;
+
+	kha_lab__watcher_progress(w, "         the drill is over: is the lab ready again?");
+	if (kha_lab_load(lab->dir, true, &fresh, NULL) < 0)
+		return;
+	for (size_t i = 0; i < fresh->n_masters; i++) {
+		struct kha_lab_master *mm = &fresh->masters[i];
+		bool any = false;
+
+		for (size_t j = 0; j < mm->n_procs; j++) {
+			size_t used = strlen(r->exited);
+
+			if (!mm->procs[j].pid || kha_lab_proc_running(&mm->procs[j]))
+				continue;
+			any = true;
+			snprintf(r->exited + used, sizeof(r->exited) - used, "%s%s/%s",
+				 used ? ", " : "", mm->name, mm->procs[j].name);
+		}
+		if (any)
+			kha_ignore(kha_lab_master_start(fresh, mm, READY_AFTER_US, NULL));
+	}
+	r->healthy_after = kha_lab_wait_ready(fresh, READY_AFTER_US, NULL) == 0;
+	kha_lab_free(fresh);
+}
+
+/* releases the probers; a prober's own failure is the drill's when nothing else failed */
+static void probers_release(struct prober pr[KHA_LAB_ENTRIES][2], int res, struct kha_diag *d)
+{
+	for (int e = 0; e < KHA_LAB_ENTRIES; e++)
+		for (int k = 0; k < 2; k++) {
+			if (!res && pr[e][k].err < 0 && !pr[e][k].report)
+				kha_diag_set(d, -pr[e][k].err, "%s", pr[e][k].d.msg);
+			kha_drill_report_free(pr[e][k].report);
+			kha_drill_scenario_release(&pr[e][k].sc);
+			if (pr[e][k].stop_fd >= 0)
+				close(pr[e][k].stop_fd);
+		}
+}
+
 int kha_lab_k8s_drill(const struct kha_lab *lab, const char *kha,
 		      const struct kha_lab_k8s_drill_opts *opts,
 		      struct kha_lab_k8s_drill_report **ret, struct kha_diag *d)
@@ -356,60 +527,22 @@ int kha_lab_k8s_drill(const struct kha_lab *lab, const char *kha,
 	struct kha_lab__watcher w = {.lab = lab, .o = &wo, .extra = poll_leases, .extra_data = &ls};
 	kha_auto(kha_lab_k8s_drill_report_freep) struct kha_lab_k8s_drill_report *r = NULL;
 	struct prober pr[KHA_LAB_ENTRIES][2];
-	struct kha_drill_scenario *main_sc = &pr[KHA_LAB_ENTRY_NODE][0].sc;
 	struct kha_drill_hooks hooks = {.stop_fd = opts->stop_fd,
 					.on_stop = kha_lab__watcher_on_stop,
 					.on_event = kha_lab__watcher_on_event,
 					.userdata = &w};
-	uint64_t end = 0;
-	int res = 0;
+	int res = drill_opts(lab, kha, &o, d);
 
-	if (!lab->k8s_bin || !lab->n_lbs || !lab->node.entry_url)
-		return kha_diag_set(d, EINVAL,
-				    "the lab in %s is not a Kubernetes lab with both entries",
-				    lab->dir);
-	if (!shell_safe(kha) || !shell_safe(lab->dir))
-		return kha_diag_set(d, EINVAL, "a quote in the path of kha or of the lab: %s",
-				    lab->dir);
-	opts_defaults(&o);
-	if (o.down_us >= o.period_us)
-		return kha_diag_set(d, EINVAL,
-				    "a fault must end (%" PRIu64
-				    " ms) before the next begins (%" PRIu64 " ms)",
-				    o.down_us / 1000, o.period_us / 1000);
-	r = calloc(1, sizeof(*r));
+	if (res < 0)
+		return res;
+	r = report_new(lab, &o);
 	if (!r)
 		return kha_diag_set(d, ENOMEM, "out of memory");
-	r->slo = o.slo;
-	r->faults_mask = o.faults;
-	snprintf(r->entry_url[KHA_LAB_ENTRY_NODE], sizeof(r->entry_url[0]), "%s",
-		 lab->node.entry_url);
-	snprintf(r->entry_url[KHA_LAB_ENTRY_VIP], sizeof(r->entry_url[0]), "%s",
-		 lab->lbs[0].entry_url);
-
 	memset(pr, 0, sizeof(pr));
 	for (int e = 0; e < KHA_LAB_ENTRIES; e++)
 		for (int k = 0; k < 2; k++)
 			pr[e][k].stop_fd = -1;
-	/* the node's writes carry the steps: their end is the drill's length */
-	kha_drill_scenario_init(main_sc);
-	res = add_steps(main_sc, lab, kha, &o, &end, d);
-	kha_drill_scenario_release(main_sc);
-	for (int e = 0; res == 0 && e < KHA_LAB_ENTRIES; e++)
-		for (int k = 0; res == 0 && k < 2; k++)
-			res = build(&pr[e][k].sc, lab, e, k == 0, &o, end, d);
-	if (res == 0)
-		res = add_steps(main_sc, lab, kha, &o, &end, d);
-	for (int e = 0; res == 0 && e < KHA_LAB_ENTRIES; e++)
-		for (int k = 0; res == 0 && k < 2; k++) {
-			res = kha_drill_scenario_check(&pr[e][k].sc, d);
-			if (res == 0 && !(e == KHA_LAB_ENTRY_NODE && k == 0)) {
-				pr[e][k].stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-				if (pr[e][k].stop_fd < 0)
-					res = kha_diag_set(d, errno, "eventfd: %s",
-							   strerror(errno));
-			}
-		}
+	res = probers_build(pr, lab, kha, &o, d);
 	if (res == 0) {
 		res = kha_lab__watcher_start(&w);
 		if (res < 0)
@@ -418,105 +551,24 @@ int kha_lab_k8s_drill(const struct kha_lab *lab, const char *kha,
 	}
 	if (res < 0)
 		goto out;
-	for (int e = 0; e < KHA_LAB_ENTRIES; e++)
-		for (int k = 0; k < 2; k++) {
-			if (e == KHA_LAB_ENTRY_NODE && k == 0)
-				continue;
-			if (pthread_create(&pr[e][k].thread, NULL, prober_main, &pr[e][k]) == 0)
-				pr[e][k].started = true;
-		}
-	res = kha_drill_run(main_sc, &hooks, &pr[KHA_LAB_ENTRY_NODE][0].report, d);
-	for (int e = 0; e < KHA_LAB_ENTRIES; e++)
-		for (int k = 0; k < 2; k++) {
-			uint64_t one = 1;
-
-			if (!pr[e][k].started)
-				continue;
-			/* they end on their own at the same length; an early end stops them */
-			if (res < 0 || pr[KHA_LAB_ENTRY_NODE][0].report->interrupted ||
-			    pr[KHA_LAB_ENTRY_NODE][0].report->aborted)
-				if (write(pr[e][k].stop_fd, &one, sizeof(one)) < 0) {
-					/* the eventfd cannot overflow here */
-				}
-			pthread_join(pr[e][k].thread, NULL);
-		}
+	res = probers_run(pr, &hooks, d);
 	kha_lab__watcher_stop(&w);
 	if (res < 0)
 		goto out;
 	for (int e = 0; e < KHA_LAB_ENTRIES; e++)
 		for (int k = 0; k < 2; k++)
 			r->drill[e][k] = KHA_TAKE_PTR(pr[e][k].report);
-
-	/* to drill time (the node's write drill) */
-	{
-		const struct kha_drill_report *m = r->drill[KHA_LAB_ENTRY_NODE][0];
-		uint64_t t0 = m->t0_us;
-		struct kha_lab_lease_term **dst[2] = {&r->cm_terms, &r->sched_terms};
-		size_t *ndst[2] = {&r->n_cm_terms, &r->n_sched_terms};
-
-		for (int i = 0; i < 2; i++) {
-			*dst[i] = KHA_TAKE_PTR(ls.terms[i]);
-			*ndst[i] = ls.n[i];
-			for (size_t j = 0; j < ls.n[i]; j++)
-				(*dst[i])[j].seen_us =
-					(*dst[i])[j].seen_us > t0 ? (*dst[i])[j].seen_us - t0 : 0;
-		}
-		r->cm_lease_duration_s = ls.cm_duration_s;
-		r->snapshots = KHA_TAKE_PTR(w.snaps);
-		r->n_snapshots = w.n_snaps;
-		for (size_t i = 0; i < r->n_snapshots; i++) {
-			int64_t t = r->snapshots[i].wall_us - (int64_t)m->started_wall_us;
-
-			r->snapshots[i].t_us = t > 0 ? (uint64_t)t : 0;
-		}
-	}
+	report_take_watched(r, &ls, &w);
 	kha_lab_k8s_drill_analyze(r);
-	if (!r->drill[KHA_LAB_ENTRY_NODE][0]->interrupted) {
-		struct kha_lab *fresh = NULL;
-
-		kha_lab__watcher_progress(&w,
-					  "         the drill is over: is the lab ready again?");
-		if (kha_lab_load(lab->dir, true, &fresh, NULL) == 0) {
-			/* what exited on its own since the last recovery is started again, as a
-			 * kubelet restarts a static pod, and named in the report */
-			for (size_t i = 0; i < fresh->n_masters; i++) {
-				struct kha_lab_master *mm = &fresh->masters[i];
-				bool any = false;
-
-				for (size_t j = 0; j < mm->n_procs; j++) {
-					size_t used = strlen(r->exited);
-
-					if (!mm->procs[j].pid ||
-					    kha_lab_proc_running(&mm->procs[j]))
-						continue;
-					any = true;
-					snprintf(r->exited + used, sizeof(r->exited) - used,
-						 "%s%s/%s", used ? ", " : "", mm->name,
-						 mm->procs[j].name);
-				}
-				if (any)
-					kha_ignore(kha_lab_master_start(fresh, mm, READY_AFTER_US,
-									NULL));
-			}
-			r->healthy_after = kha_lab_wait_ready(fresh, READY_AFTER_US, NULL) == 0;
-			kha_lab_free(fresh);
-		}
-	}
+	if (!r->drill[KHA_LAB_ENTRY_NODE][0]->interrupted)
+		report_after(lab, r, &w);
 	*ret = KHA_TAKE_PTR(r);
 out:
 	kha_lab__watcher_release(&w);
 	kha_kube_client_free(ls.c);
 	free(ls.terms[0]);
 	free(ls.terms[1]);
-	for (int e = 0; e < KHA_LAB_ENTRIES; e++)
-		for (int k = 0; k < 2; k++) {
-			if (!res && pr[e][k].err < 0 && !pr[e][k].report)
-				kha_diag_set(d, -pr[e][k].err, "%s", pr[e][k].d.msg);
-			kha_drill_report_free(pr[e][k].report);
-			kha_drill_scenario_release(&pr[e][k].sc);
-			if (pr[e][k].stop_fd >= 0)
-				close(pr[e][k].stop_fd);
-		}
+	probers_release(pr, res, d);
 	return res;
 }
 
@@ -997,95 +1049,91 @@ static void why_outage(FILE *out, const struct kha_lab_k8s_fault_result *f, int 
 	}
 }
 
-int kha_lab_k8s_drill_print(FILE *out, const struct kha_lab_k8s_drill_report *r)
+/* fault k's victim, when it was undone and when the lab was ready again */
+static void print_fault_times(FILE *out, const struct kha_lab_k8s_fault_result *f)
 {
-	const struct kha_drill_report *m = r->drill[KHA_LAB_ENTRY_NODE][0];
-	char problems[2048], a[32], b[32], c[32];
-	int code = kha_lab_k8s_drill_exit_code(r), n = 0;
-	int lease_s = r->cm_lease_duration_s ? (int)r->cm_lease_duration_s : 15;
+	char a[32], b[32];
 
-	fprintf(out,
-		"kha lab drill: Kubernetes API through each entry, %u requests/s of writes "
-		"(ConfigMap creates) and %u of reads (GET + a watch) per entry, for %.1fs\n"
-		"  node  %s (the node-local kha proxy)\n  vip   %s (kha proxy + kha vip on lb1/lb2)\n",
-		m->rate, m->rate, (double)m->elapsed_us / 1e6, r->entry_url[0], r->entry_url[1]);
-	for (int k = 0; k < KHA_LAB_K8S_FAULTS; k++) {
-		const struct kha_lab_k8s_fault_result *f = &r->faults[k];
+	fprintf(out, "  victim      %s at %s%s%s%s\n", f->victim[0] ? f->victim : "?",
+		kha_lab__dur(a, sizeof(a), f->fault_us),
+		f->recover_us != KHA_DRILL_NONE ? ", recovery at " : "",
+		f->recover_us != KHA_DRILL_NONE ? kha_lab__dur(b, sizeof(b), f->recover_us) : "",
+		f->step_ok ? "" : "  (A COMMAND FAILED)");
+	if (f->ready_us != KHA_DRILL_NONE)
+		fprintf(out, "  ready       again at %s%s\n",
+			kha_lab__dur(a, sizeof(a), f->ready_us),
+			f->ready_us > f->end_us ? " (AFTER the next fault began: give it a "
+						  "longer --period)"
+						: "");
+}
 
-		if (!(r->faults_mask & (1u << k)))
-			continue;
-		fprintf(out, "\nfault %d  %s: %s\n", ++n, kfaults[k].name, kfaults[k].what);
-		if (!f->ran) {
-			fprintf(out, "  not run (the drill stopped before it)\n");
-			continue;
-		}
-		fprintf(out, "  victim      %s at %s%s%s%s\n", f->victim[0] ? f->victim : "?",
-			kha_lab__dur(a, sizeof(a), f->fault_us),
-			f->recover_us != KHA_DRILL_NONE ? ", recovery at " : "",
-			f->recover_us != KHA_DRILL_NONE ? kha_lab__dur(b, sizeof(b), f->recover_us)
-							: "",
-			f->step_ok ? "" : "  (A COMMAND FAILED)");
-		if (f->ready_us != KHA_DRILL_NONE)
-			fprintf(out, "  ready       again at %s%s\n",
-				kha_lab__dur(a, sizeof(a), f->ready_us),
-				f->ready_us > f->end_us ? " (AFTER the next fault began: give it a "
-							  "longer --period)"
-							: "");
-		for (int e = 0; e < KHA_LAB_ENTRIES; e++) {
-			const struct kha_lab_k8s_entry_result *x = &f->entry[e];
+/* what each entry's clients saw during fault f */
+static void print_fault_entries(FILE *out, const struct kha_lab_k8s_fault_result *f)
+{
+	char a[32], b[32], c[32];
 
-			fprintf(out,
-				"  %-4s        writes %.2f%% of %zu (longest outage %s), reads %.2f%% "
-				"of %zu (longest %s), watch %s, %zu lost%s\n",
-				kha_lab_entry_name(e), x->writes_availability, x->writes_sent,
-				x->writes_longest_us
-					? kha_lab__dur(a, sizeof(a), x->writes_longest_us)
-					: "none",
-				x->reads_availability, x->reads_sent,
-				x->reads_longest_us
-					? kha_lab__dur(b, sizeof(b), x->reads_longest_us)
-					: "none",
-				x->watch_reconnect_us == KHA_DRILL_NONE
-					? "unbroken"
-					: (snprintf(c, sizeof(c), "back after %s",
-						    kha_lab__dur(a, sizeof(a),
-								 x->watch_reconnect_us)),
-					   c),
-				x->lost, x->slo_met ? "" : "  <-- UNDER THE SLO");
-		}
-		why_outage(out, f, k);
-		if (strcmp(f->cm_before, f->cm_after) != 0 || k == KHA_LAB_K8S_KILL_CM_LEADER)
-			fprintf(out, "  lease       kube-controller-manager %s -> %s%s%s\n",
-				f->cm_before[0] ? f->cm_before : "nobody",
-				f->cm_after[0] ? f->cm_after : "nobody",
-				f->cm_handover_us != KHA_DRILL_NONE ? ", handed over after " : "",
-				f->cm_handover_us != KHA_DRILL_NONE
-					? kha_lab__dur(a, sizeof(a), f->cm_handover_us)
-					: "");
-		if (f->cm_handover_us != KHA_DRILL_NONE && k == KHA_LAB_K8S_KILL_CM_LEADER)
-			kha_lab__why(
-				out, "handover",
-				"a candidate takes the Lease leaseDuration (%ds) after it last saw "
-				"the holder renew, at a try (every 2s + up to 120%% jitter): %d-%ds",
-				lease_s, lease_s, lease_s + 4);
-		else if (f->cm_handover_us != KHA_DRILL_NONE)
-			kha_lab__why(
-				out, "handover",
-				"its holder lost its apiserver: the Lease ran out leaseDuration (%ds) "
-				"after it was last seen renewed (later than the fault), then a try",
-				lease_s);
-		if (strcmp(f->sched_before, f->sched_after) != 0)
-			fprintf(out, "  lease       kube-scheduler %s -> %s\n",
-				f->sched_before[0] ? f->sched_before : "nobody",
-				f->sched_after[0] ? f->sched_after : "nobody");
-		if (f->backup_after_us != KHA_DRILL_NONE)
-			fprintf(out,
-				"  backups     went on: %s took a snapshot %s after the fault\n",
-				f->backup_taker, kha_lab__dur(a, sizeof(a), f->backup_after_us));
-		else
-			fprintf(out, "  backups     NO SNAPSHOT after the fault\n");
+	for (int e = 0; e < KHA_LAB_ENTRIES; e++) {
+		const struct kha_lab_k8s_entry_result *x = &f->entry[e];
+
+		fprintf(out,
+			"  %-4s        writes %.2f%% of %zu (longest outage %s), reads %.2f%% "
+			"of %zu (longest %s), watch %s, %zu lost%s\n",
+			kha_lab_entry_name(e), x->writes_availability, x->writes_sent,
+			x->writes_longest_us ? kha_lab__dur(a, sizeof(a), x->writes_longest_us)
+					     : "none",
+			x->reads_availability, x->reads_sent,
+			x->reads_longest_us ? kha_lab__dur(b, sizeof(b), x->reads_longest_us)
+					    : "none",
+			x->watch_reconnect_us == KHA_DRILL_NONE
+				? "unbroken"
+				: (snprintf(c, sizeof(c), "back after %s",
+					    kha_lab__dur(a, sizeof(a), x->watch_reconnect_us)),
+				   c),
+			x->lost, x->slo_met ? "" : "  <-- UNDER THE SLO");
 	}
-	fprintf(out, "\noverall\n");
+}
+
+/* the Leases' handovers and the backups around fault k */
+static void print_fault_leases(FILE *out, const struct kha_lab_k8s_drill_report *r,
+			       const struct kha_lab_k8s_fault_result *f, int k)
+{
+	int lease_s = r->cm_lease_duration_s ? (int)r->cm_lease_duration_s : 15;
+	char a[32];
+
+	if (strcmp(f->cm_before, f->cm_after) != 0 || k == KHA_LAB_K8S_KILL_CM_LEADER)
+		fprintf(out, "  lease       kube-controller-manager %s -> %s%s%s\n",
+			f->cm_before[0] ? f->cm_before : "nobody",
+			f->cm_after[0] ? f->cm_after : "nobody",
+			f->cm_handover_us != KHA_DRILL_NONE ? ", handed over after " : "",
+			f->cm_handover_us != KHA_DRILL_NONE
+				? kha_lab__dur(a, sizeof(a), f->cm_handover_us)
+				: "");
+	if (f->cm_handover_us != KHA_DRILL_NONE && k == KHA_LAB_K8S_KILL_CM_LEADER)
+		kha_lab__why(out, "handover",
+			     "a candidate takes the Lease leaseDuration (%ds) after it last saw "
+			     "the holder renew, at a try (every 2s + up to 120%% jitter): %d-%ds",
+			     lease_s, lease_s, lease_s + 4);
+	else if (f->cm_handover_us != KHA_DRILL_NONE)
+		kha_lab__why(out, "handover",
+			     "its holder lost its apiserver: the Lease ran out leaseDuration (%ds) "
+			     "after it was last seen renewed (later than the fault), then a try",
+			     lease_s);
+	if (strcmp(f->sched_before, f->sched_after) != 0)
+		fprintf(out, "  lease       kube-scheduler %s -> %s\n",
+			f->sched_before[0] ? f->sched_before : "nobody",
+			f->sched_after[0] ? f->sched_after : "nobody");
+	if (f->backup_after_us != KHA_DRILL_NONE)
+		fprintf(out, "  backups     went on: %s took a snapshot %s after the fault\n",
+			f->backup_taker, kha_lab__dur(a, sizeof(a), f->backup_after_us));
+	else
+		fprintf(out, "  backups     NO SNAPSHOT after the fault\n");
+}
+
+/* the whole drill, per entry */
+static void print_overall_entries(FILE *out, const struct kha_lab_k8s_drill_report *r)
+{
+	char a[32], b[32], c[32];
+
 	for (int e = 0; e < KHA_LAB_ENTRIES; e++) {
 		const struct kha_drill_report *w = r->drill[e][0], *rd = r->drill[e][1];
 
@@ -1122,6 +1170,36 @@ int kha_lab_k8s_drill_print(FILE *out, const struct kha_lab_k8s_drill_report *r)
 		else if (!w->writes.verified)
 			fprintf(out, "              writes NOT VERIFIED: %s\n", w->writes.error);
 	}
+}
+
+int kha_lab_k8s_drill_print(FILE *out, const struct kha_lab_k8s_drill_report *r)
+{
+	const struct kha_drill_report *m = r->drill[KHA_LAB_ENTRY_NODE][0];
+	char problems[2048];
+	int code = kha_lab_k8s_drill_exit_code(r), n = 0;
+
+	fprintf(out,
+		"kha lab drill: Kubernetes API through each entry, %u requests/s of writes "
+		"(ConfigMap creates) and %u of reads (GET + a watch) per entry, for %.1fs\n"
+		"  node  %s (the node-local kha proxy)\n  vip   %s (kha proxy + kha vip on lb1/lb2)\n",
+		m->rate, m->rate, (double)m->elapsed_us / 1e6, r->entry_url[0], r->entry_url[1]);
+	for (int k = 0; k < KHA_LAB_K8S_FAULTS; k++) {
+		const struct kha_lab_k8s_fault_result *f = &r->faults[k];
+
+		if (!(r->faults_mask & (1u << k)))
+			continue;
+		fprintf(out, "\nfault %d  %s: %s\n", ++n, kfaults[k].name, kfaults[k].what);
+		if (!f->ran) {
+			fprintf(out, "  not run (the drill stopped before it)\n");
+			continue;
+		}
+		print_fault_times(out, f);
+		print_fault_entries(out, f);
+		why_outage(out, f, k);
+		print_fault_leases(out, r, f, k);
+	}
+	fprintf(out, "\noverall\n");
+	print_overall_entries(out, r);
 	fprintf(out,
 		"  leases      kube-controller-manager: %zu holder change%s observed (leaseDuration "
 		"%ds; client-go's defaults are 15s/10s/2s)\n",
