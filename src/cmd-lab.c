@@ -272,7 +272,8 @@ static const struct cmd_opt drill_options[] = {
 	     "floor for the entry's availability (default 90)"),
 	TYPED(CMD_OPT_BOOL, "details", NULL, details,
 	      "also print lib/drill's summary (latency, phases)"),
-	CALL("baseline", "D", OPT_BASELINE, "steady writes before the first fault (4s)"),
+	CALL("baseline", "D", OPT_BASELINE,
+	     "steady writes before the first fault (4s;\nKubernetes: 5s)"),
 	CALL("period", "D", OPT_PERIOD, "from one fault to the next (18s; Kubernetes: 40s)"),
 	CALL("down", "D", OPT_DOWN, "from a fault to its recovery (6s; Kubernetes: 8s)"),
 	CALL("faults", "LIST", OPT_FAULTS, "Kubernetes: the faults to run (default all)"),
@@ -1276,10 +1277,7 @@ static int drill_etcd(const struct opts *o, const struct kha_lab *lab)
 	int r, code = 0;
 
 	fprintf(stderr, "kha lab drill: writing through %s; faults follow (about %.0fs)\n",
-		lab->node.entry_url,
-		(double)((o->drill.baseline_us ? o->drill.baseline_us : 4 * KHA_USEC_PER_SEC) +
-			 3 * (o->drill.period_us ? o->drill.period_us : 18 * KHA_USEC_PER_SEC)) /
-			1e6);
+		lab->node.entry_url, (double)kha_lab_drill_length_us(&o->drill) / 1e6);
 	r = kha_lab_drill(lab, lab->kha_bin, &o->drill, &rep, &d);
 	if (r < 0)
 		return fail("drill", r, &d);

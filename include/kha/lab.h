@@ -512,6 +512,8 @@ struct kha_lab_drill_report {
 void kha_lab_drill_report_free(struct kha_lab_drill_report *r);
 KHA_DEFINE_CLEANUP(struct kha_lab_drill_report *, kha_lab_drill_report_free)
 
+/* How long the faults of kha_lab_drill take with o (its defaults for zeros): baseline + 3 periods. */
+uint64_t kha_lab_drill_length_us(const struct kha_lab_drill_opts *o);
 /*
  * Runs the lab drill on a ready lab (kha_lab_wait_ready first; lab is not locked by us: the
  * fault commands lock it). kha is the binary the fault commands run. Blocks for the whole
@@ -579,7 +581,7 @@ struct kha_lab_k8s_drill_opts {
 	uint32_t rate;		   /* requests per second per entry, writes and reads each; 0: 20 */
 	uint64_t baseline_us;	   /* before the first fault; 0: 5s */
 	uint64_t down_us;	   /* from a fault to its recovery; 0: 8s */
-	uint64_t period_us;	   /* from one fault to the next; 0: 30s */
+	uint64_t period_us;	   /* from one fault to the next; 0: 40s */
 	uint64_t rolling_us;	   /* time given to the rolling restart; 0: 150s */
 	uint64_t timeout_us;	   /* deadline of each request; 0: 2s */
 	unsigned faults;	   /* mask of 1 << kha_lab_k8s_fault; 0: all */

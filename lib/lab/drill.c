@@ -627,6 +627,12 @@ static bool shell_safe(const char *s)
 	return !strchr(s, '\'');
 }
 
+uint64_t kha_lab_drill_length_us(const struct kha_lab_drill_opts *o)
+{
+	return (o->baseline_us ? o->baseline_us : DEFAULT_BASELINE_US) +
+	       KHA_LAB_FAULTS * (o->period_us ? o->period_us : DEFAULT_PERIOD_US);
+}
+
 int kha_lab_drill(const struct kha_lab *lab, const char *kha, const struct kha_lab_drill_opts *opts,
 		  struct kha_lab_drill_report **ret, struct kha_diag *d)
 {
