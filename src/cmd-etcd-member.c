@@ -1013,15 +1013,16 @@ static json_t *alarms_json(const struct kha_etcd_alarm_list *l)
 	return a;
 }
 
-static int cmd_replace(struct opts *o)
+/*
+ * Which member goes and in what order: rp->old*, rp->order (learner first; the old member
+ * first when it is down; the CORRUPT repair under an alarm, after its guard), *ret_named (the
+ * alarm names that member). 0 to go on, or the exit code.
+ */
+static int replace_plan(struct opts *o, struct replace *rp, struct kha_etcdops_guard_verdict *v,
+			bool *ret_named)
 {
 	struct kha_etcd_cluster_report rep = {};
-	struct kha_etcdops_guard_verdict v = {};
-	struct kha_etcd_member m = {};
-	struct kha_etcdops_member_start s = {};
-	struct replace rp = {.out = o->json ? stderr : stdout, .step = 1, .steps = 4};
 	struct kha_diag d = {};
-	bool old_down, named = false;
 	int code = report(o, &rep), idx;
 
 	if (code)
@@ -1031,24 +1032,100 @@ static int cmd_replace(struct opts *o)
 		kha_etcd_cluster_report_release(&rep);
 		return fail(o, idx, &d);
 	}
-	rp.old_id = rep.members[idx].member.id;
-	old_down = !rep.members[idx].reachable;
-	named = rep.members[idx].alarm_corrupt;
-	label(rp.old, sizeof(rp.old), &rep.members[idx].member);
-	rp.order = old_down ? REPLACE_REMOVE_FIRST : REPLACE_LEARNER_FIRST;
+	rp->old_id = rep.members[idx].member.id;
+	*ret_named = rep.members[idx].alarm_corrupt;
+	label(rp->old, sizeof(rp->old), &rep.members[idx].member);
+	rp->order = rep.members[idx].reachable ? REPLACE_LEARNER_FIRST : REPLACE_REMOVE_FIRST;
 	cmd_catch_signals();
-	if (any_alarm(&rep)) {
-		code = repair_guard(o, &rep, &v);
-		if (code > 0)
-			goto out;
-		if (code == 0) {
-			rp.order = REPLACE_REPAIR;
-			rp.steps = 5;
-		}
-	} else {
+	if (!any_alarm(&rep)) {
 		kha_etcd_cluster_report_release(&rep);
+		return 0;
 	}
+	code = repair_guard(o, &rep, v); /* releases rep */
+	if (code > 0)
+		return code;
+	if (code == 0) {
+		rp->order = REPLACE_REPAIR;
+		rp->steps = 5;
+	}
+	return 0;
+}
 
+/* The new learner started and caught up, then promoted: 0, or the exit code after saying how
+ * to finish by hand (old_down: the old member is gone already). */
+static int replace_wait_promote(struct opts *o, struct replace *rp, uint64_t id, bool old_down)
+{
+	struct kha_diag d = {};
+	int code;
+
+	replace_step(rp, "waiting for %s to start and catch up...\n", o->name);
+	code = kha_etcdops_member_wait_started(&o->cfg, id, 1000, o->start_timeout_us,
+					       &cmd_interrupted, on_progress, o, &d);
+	cmd_progress_done(&o->progress);
+	if (code < 0) {
+		if (code == -ECANCELED && cmd_interrupted)
+			fprintf(stderr, "kha etcd member replace: interrupted\n");
+		else
+			fprintf(stderr, "kha etcd member replace: %s\n", d.msg);
+		fprintf(stderr,
+			"kha etcd member replace: %s stays a learner%s: start it and run 'kha etcd "
+			"member promote %s'%s%s, or undo with 'kha etcd member remove %" PRIx64
+			"'\n",
+			o->name, old_down ? "" : " and the old member stays", o->name,
+			old_down ? "" : ", then 'kha etcd member remove ", old_down ? "" : rp->old,
+			id);
+		return code == -ECANCELED && cmd_interrupted ? 128 + cmd_interrupted
+							     : kha_exit_from_errno(code);
+	}
+	replace_step(rp, "promoting %s...\n", o->name);
+	code = promote(o, id);
+	if (code)
+		fprintf(stderr,
+			"kha etcd member replace: %s is still a learner: retry 'kha etcd member "
+			"promote %s'%s%s\n",
+			o->name, o->name, old_down ? "" : ", then 'kha etcd member remove ",
+			old_down ? "" : rp->old);
+	return code;
+}
+
+/* The closing report: the cluster after the replacement, as a table line or -o json. */
+static int replace_done(struct opts *o, const struct replace *rp, const struct kha_etcd_member *m,
+			const struct kha_etcdops_member_start *s)
+{
+	struct kha_etcd_cluster_report rep = {};
+	int code = report(o, &rep);
+
+	if (code)
+		return code;
+	if (o->json)
+		code = dump(json_pack("{s:{s:o, s:s}, s:{s:o, s:s}, s:s, s:o, s:o, s:s, s:s}",
+				      "removed", "id", cmd_json_hex(rp->old_id), "name", rp->old,
+				      "added", "id", cmd_json_hex(m->id), "name", o->name, "order",
+				      replace_order_names[rp->order], "disarmed",
+				      alarms_json(&rp->disarmed), "start", start_json(s), "summary",
+				      rep.health.summary, "verdict",
+				      kha_etcd_verdict_name(rep.health.verdict)));
+	else
+		printf("Done: %s replaced %s (%s). %s\n", o->name, rp->old,
+		       rp->order == REPLACE_REPAIR	   ? "removed first, CORRUPT alarm disarmed"
+		       : rp->order == REPLACE_REMOVE_FIRST ? "removed first: it was down"
+							   : "learner first",
+		       rep.health.summary);
+	kha_etcd_cluster_report_release(&rep);
+	return code;
+}
+
+static int cmd_replace(struct opts *o)
+{
+	struct kha_etcdops_guard_verdict v = {};
+	struct kha_etcd_member m = {};
+	struct kha_etcdops_member_start s = {};
+	struct replace rp = {.out = o->json ? stderr : stdout, .step = 1, .steps = 4};
+	bool old_down, named = false;
+	int code = replace_plan(o, &rp, &v, &named);
+
+	if (code)
+		goto out;
 	if (rp.order == REPLACE_REPAIR) {
 		code = repair_remove_disarm(o, &rp, named);
 		if (code)
@@ -1081,39 +1158,9 @@ static int cmd_replace(struct opts *o)
 		     rp.old);
 	print_start(rp.out, &s, false);
 	fprintf(rp.out, "\n");
-	replace_step(&rp, "waiting for %s to start and catch up...\n", o->name);
-
-	code = kha_etcdops_member_wait_started(&o->cfg, m.id, 1000, o->start_timeout_us,
-					       &cmd_interrupted, on_progress, o, &d);
-	cmd_progress_done(&o->progress);
-	if (code < 0) {
-		if (code == -ECANCELED && cmd_interrupted)
-			fprintf(stderr, "kha etcd member replace: interrupted\n");
-		else
-			fprintf(stderr, "kha etcd member replace: %s\n", d.msg);
-		fprintf(stderr,
-			"kha etcd member replace: %s stays a learner%s: start it and run 'kha etcd "
-			"member promote %s'%s%s, or undo with 'kha etcd member remove %" PRIx64
-			"'\n",
-			o->name, old_down ? "" : " and the old member stays", o->name,
-			old_down ? "" : ", then 'kha etcd member remove ", old_down ? "" : rp.old,
-			m.id);
-		code = code == -ECANCELED && cmd_interrupted ? 128 + cmd_interrupted
-							     : kha_exit_from_errno(code);
+	code = replace_wait_promote(o, &rp, m.id, old_down);
+	if (code)
 		goto out;
-	}
-
-	replace_step(&rp, "promoting %s...\n", o->name);
-	code = promote(o, m.id);
-	if (code) {
-		fprintf(stderr,
-			"kha etcd member replace: %s is still a learner: retry 'kha etcd member "
-			"promote %s'%s%s\n",
-			o->name, o->name, old_down ? "" : ", then 'kha etcd member remove ",
-			old_down ? "" : rp.old);
-		goto out;
-	}
-
 	if (!old_down) {
 		replace_step(&rp, "removing %s...\n", rp.old);
 		code = replace_remove_old(o, rp.old_id, &v);
@@ -1126,23 +1173,7 @@ static int cmd_replace(struct opts *o)
 			goto out;
 		}
 	}
-	code = report(o, &rep);
-	if (code)
-		goto out;
-	if (o->json)
-		code = dump(json_pack(
-			"{s:{s:o, s:s}, s:{s:o, s:s}, s:s, s:o, s:o, s:s, s:s}", "removed", "id",
-			cmd_json_hex(rp.old_id), "name", rp.old, "added", "id", cmd_json_hex(m.id),
-			"name", o->name, "order", replace_order_names[rp.order], "disarmed",
-			alarms_json(&rp.disarmed), "start", start_json(&s), "summary",
-			rep.health.summary, "verdict", kha_etcd_verdict_name(rep.health.verdict)));
-	else
-		printf("Done: %s replaced %s (%s). %s\n", o->name, rp.old,
-		       rp.order == REPLACE_REPAIR	  ? "removed first, CORRUPT alarm disarmed"
-		       : rp.order == REPLACE_REMOVE_FIRST ? "removed first: it was down"
-							  : "learner first",
-		       rep.health.summary);
-	kha_etcd_cluster_report_release(&rep);
+	code = replace_done(o, &rp, &m, &s);
 out:
 	kha_etcd_alarm_list_release(&rp.disarmed);
 	kha_etcd_member_release(&m);

@@ -75,22 +75,22 @@ static void names_in(char *buf, size_t size, const struct kha_etcdops_consistenc
 					      label(&r->members[i]));
 }
 
-void kha_etcdops_consistency_compare(struct kha_etcdops_consistency_report *r)
+/*
+ * Who can be compared at all: each member OK, UNREACHABLE or ERROR (its hash failed, or is of
+ * another revision); *ret_unchecked counts the last two. Returns false when the comparable
+ * members answered for different compact revisions (not comparable: r says so).
+ */
+static bool classify(struct kha_etcdops_consistency_report *r, size_t *ret_unchecked)
 {
 	struct kha_etcdops_consistency_member *m = r->members;
-	size_t n = r->n_members, best = 0, best_count = 0, unchecked = 0;
-	bool tie = false, compact_differs = false;
+	bool have_compact = false, compact_differs = false;
 	int64_t compact = 0;
-	bool have_compact = false;
-	char who[256];
 
-	r->compared = r->agreeing = 0;
-	r->hash = 0;
-	/* who can be compared at all */
-	for (size_t i = 0; i < n; i++) {
+	*ret_unchecked = 0;
+	for (size_t i = 0; i < r->n_members; i++) {
 		if (!m[i].reachable) {
 			m[i].state = KHA_ETCDOPS_CONSISTENCY_MEMBER_UNREACHABLE;
-			unchecked++;
+			(*ret_unchecked)++;
 		} else if (m[i].hash_r != 0 ||
 			   (m[i].hash_revision && m[i].hash_revision != r->revision)) {
 			m[i].state = KHA_ETCDOPS_CONSISTENCY_MEMBER_ERROR;
@@ -98,7 +98,7 @@ void kha_etcdops_consistency_compare(struct kha_etcdops_consistency_report *r)
 				snprintf(m[i].error, sizeof(m[i].error),
 					 "hashed revision %" PRId64 " instead of %" PRId64,
 					 m[i].hash_revision, r->revision);
-			unchecked++;
+			(*ret_unchecked)++;
 		} else {
 			m[i].state = KHA_ETCDOPS_CONSISTENCY_MEMBER_OK;
 			if (!have_compact) {
@@ -110,17 +110,29 @@ void kha_etcdops_consistency_compare(struct kha_etcdops_consistency_report *r)
 		}
 	}
 	r->compact_revision = compact;
-	if (compact_differs) {
-		for (size_t i = 0; i < n; i++)
-			if (m[i].state == KHA_ETCDOPS_CONSISTENCY_MEMBER_OK)
-				m[i].state = KHA_ETCDOPS_CONSISTENCY_MEMBER_NOT_COMPARED;
-		r->verdict = KHA_ETCDOPS_CONSISTENCY_RETRY;
-		snprintf(r->summary, sizeof(r->summary),
-			 "not comparable: the members answered for different compact revisions "
-			 "(a compaction was being applied); run the check again");
-		return;
-	}
-	/* the largest group of equal hashes */
+	if (!compact_differs)
+		return true;
+	for (size_t i = 0; i < r->n_members; i++)
+		if (m[i].state == KHA_ETCDOPS_CONSISTENCY_MEMBER_OK)
+			m[i].state = KHA_ETCDOPS_CONSISTENCY_MEMBER_NOT_COMPARED;
+	r->verdict = KHA_ETCDOPS_CONSISTENCY_RETRY;
+	snprintf(r->summary, sizeof(r->summary),
+		 "not comparable: the members answered for different compact revisions "
+		 "(a compaction was being applied); run the check again");
+	return false;
+}
+
+/*
+ * The largest group of equal hashes among the OK members: its hash in r->hash, r->compared and
+ * r->agreeing, the others DIVERGED. Returns false when there is none (nothing compared, or a tie
+ * between groups: every member DIVERGED), with r's verdict and summary said.
+ */
+static bool majority(struct kha_etcdops_consistency_report *r)
+{
+	struct kha_etcdops_consistency_member *m = r->members;
+	size_t n = r->n_members, best = 0, best_count = 0;
+	bool tie = false;
+
 	for (size_t i = 0; i < n; i++) {
 		size_t count = 0;
 
@@ -143,7 +155,7 @@ void kha_etcdops_consistency_compare(struct kha_etcdops_consistency_report *r)
 		r->verdict = KHA_ETCDOPS_CONSISTENCY_UNKNOWN;
 		snprintf(r->summary, sizeof(r->summary),
 			 "unknown: no member could be checked at revision %" PRId64, r->revision);
-		return;
+		return false;
 	}
 	if (tie) {
 		for (size_t i = 0; i < n; i++)
@@ -154,7 +166,7 @@ void kha_etcdops_consistency_compare(struct kha_etcdops_consistency_report *r)
 			 "DIVERGED: the members disagree at revision %" PRId64
 			 " and no majority tells which is right",
 			 r->revision);
-		return;
+		return false;
 	}
 	r->hash = m[best].hash;
 	for (size_t i = 0; i < n; i++) {
@@ -165,6 +177,18 @@ void kha_etcdops_consistency_compare(struct kha_etcdops_consistency_report *r)
 		else
 			m[i].state = KHA_ETCDOPS_CONSISTENCY_MEMBER_DIVERGED;
 	}
+	return true;
+}
+
+void kha_etcdops_consistency_compare(struct kha_etcdops_consistency_report *r)
+{
+	size_t n = r->n_members, unchecked;
+	char who[256];
+
+	r->compared = r->agreeing = 0;
+	r->hash = 0;
+	if (!classify(r, &unchecked) || !majority(r))
+		return;
 	if (r->agreeing < r->compared) {
 		names_in(who, sizeof(who), r, KHA_ETCDOPS_CONSISTENCY_MEMBER_DIVERGED);
 		r->verdict = KHA_ETCDOPS_CONSISTENCY_DIVERGED;
