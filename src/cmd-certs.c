@@ -559,16 +559,11 @@ static int cmd_check(int argc, char **argv)
 
 int cmd_certs_main(int argc, char **argv)
 {
-	int code = cmd_usage_or_help(argc, argv, usage);
+	static const struct cmd_sub subs[] = {
+		{"ca", cmd_ca, NULL},
+		{"issue", cmd_issue, NULL},
+		{"check", cmd_check, NULL},
+	};
 
-	if (code >= 0)
-		return code;
-	if (strcmp(argv[1], "ca") == 0)
-		return cmd_ca(argc - 1, cmd_sub_argv(argv));
-	if (strcmp(argv[1], "issue") == 0)
-		return cmd_issue(argc - 1, cmd_sub_argv(argv));
-	if (strcmp(argv[1], "check") == 0)
-		return cmd_check(argc - 1, cmd_sub_argv(argv));
-	fprintf(stderr, "kha certs: unknown subcommand '%s' (run 'kha certs --help')\n", argv[1]);
-	return KHA_EXIT_USAGE;
+	return cmd_sub_run("certs", subs, KHA_ARRAY_SIZE(subs), usage, argc, argv);
 }

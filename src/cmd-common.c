@@ -212,6 +212,32 @@ void cmd_status_help(FILE *out)
 	cmd_opts_help(out, status_table);
 }
 
+const void *cmd_sub_find(const char *cmd, const void *rows, size_t n, size_t size, const char *name)
+{
+	for (size_t i = 0; i < n; i++) {
+		const void *row = (const char *)rows + i * size;
+		const char *row_name;
+
+		memcpy(&row_name, row, sizeof(row_name));
+		if (strcmp(row_name, name) == 0)
+			return row;
+	}
+	fprintf(stderr, "kha %s: unknown subcommand '%s' (run 'kha %s --help')\n", cmd, name, cmd);
+	return NULL;
+}
+
+int cmd_sub_run(const char *cmd, const struct cmd_sub *subs, size_t n, void (*usage)(FILE *out),
+		int argc, char **argv)
+{
+	int code = cmd_usage_or_help(argc, argv, usage);
+	const struct cmd_sub *s;
+
+	if (code >= 0)
+		return code;
+	s = cmd_sub_find(cmd, subs, n, sizeof(*subs), argv[1]);
+	return s ? s->main(argc - 1, cmd_sub_argv(argv)) : KHA_EXIT_USAGE;
+}
+
 int cmd_status_fetch(const char *cmd, int argc, char **argv, const char *default_addr,
 		     void (*usage)(FILE *out), json_t **ret_root, bool *ret_json)
 {

@@ -24,6 +24,31 @@ int cmd_usage_or_help(int argc, char **argv, void (*usage)(FILE *out));
 int cmd_usage_error(const char *cmd, const char *sub, const char *fmt, ...) KHA_PRINTF(3, 4);
 
 /*
+ * The row of a subcommand table (n rows of size bytes, each beginning with its const char *name)
+ * whose name is name; NULL after printing "kha CMD: unknown subcommand 'NAME' (run 'kha CMD
+ * --help')" on stderr (cmd: "etcd member").
+ */
+const void *cmd_sub_find(const char *cmd, const void *rows, size_t n, size_t size,
+			 const char *name);
+#define CMD_SUB_FIND(cmd, rows, name)                                                 \
+	((const __typeof__((rows)[0]) *)cmd_sub_find(cmd, rows, KHA_ARRAY_SIZE(rows), \
+						     sizeof((rows)[0]), name))
+
+/* A subcommand that parses its own argv (argv[0] its whole name: see cmd_sub_argv). */
+struct cmd_sub {
+	const char *name;
+	int (*main)(int argc, char **argv);
+	const char *summary; /* its line in the command's help; NULL: hidden (test hooks) */
+};
+
+/*
+ * A command that is only a table of subcommands: cmd_usage_or_help, then the subcommand
+ * argv[1] names, run with cmd_sub_argv; its exit code, or 64 for an unknown one.
+ */
+int cmd_sub_run(const char *cmd, const struct cmd_sub *subs, size_t n, void (*usage)(FILE *out),
+		int argc, char **argv);
+
+/*
  * The argv a command hands to its subcommand (argv + 1), with argv[1] named after the whole
  * command ("kha etcd" + "status" -> "kha etcd status"), so that getopt's own messages say
  * which command they are about. The names live in a static pool (a few levels deep at most);

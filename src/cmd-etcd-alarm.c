@@ -300,29 +300,25 @@ int cmd_etcd_alarm_main(int argc, char **argv)
 	};
 	struct opts o = {};
 	int code = cmd_usage_or_help(argc, argv, usage);
+	const __typeof__(subs[0]) *s;
 
 	if (code >= 0)
 		return code;
-	for (size_t i = 0; i < KHA_ARRAY_SIZE(subs); i++) {
-		if (strcmp(argv[1], subs[i].name) != 0)
-			continue;
-		o.sub = help_sub = subs[i].name;
-		snprintf(o.who, sizeof(o.who), "kha etcd alarm %s", o.sub);
-		code = cmd_etcd_config_start(o.who + strlen("kha etcd "), &o.cfg);
-		if (code == 0) {
-			code = cmd_opts_parse(subs[i].options, NULL, &o, o.who, sub_usage, argc - 1,
-					      cmd_sub_argv(argv));
-			if (code < 0 && optind < argc - 1)
-				code = cmd_usage_error("etcd alarm", o.sub,
-						       "unexpected argument '%s'",
-						       argv[optind + 1]);
-			else if (code < 0)
-				code = subs[i].fn(&o);
-		}
-		kha_etcd_config_release(&o.cfg);
-		return code;
+	s = CMD_SUB_FIND("etcd alarm", subs, argv[1]);
+	if (!s)
+		return KHA_EXIT_USAGE;
+	o.sub = help_sub = s->name;
+	snprintf(o.who, sizeof(o.who), "kha etcd alarm %s", o.sub);
+	code = cmd_etcd_config_start(o.who + strlen("kha etcd "), &o.cfg);
+	if (code == 0) {
+		code = cmd_opts_parse(s->options, NULL, &o, o.who, sub_usage, argc - 1,
+				      cmd_sub_argv(argv));
+		if (code < 0 && optind < argc - 1)
+			code = cmd_usage_error("etcd alarm", o.sub, "unexpected argument '%s'",
+					       argv[optind + 1]);
+		else if (code < 0)
+			code = s->fn(&o);
 	}
-	fprintf(stderr, "kha etcd alarm: unknown subcommand '%s' (run 'kha etcd alarm --help')\n",
-		argv[1]);
-	return KHA_EXIT_USAGE;
+	kha_etcd_config_release(&o.cfg);
+	return code;
 }

@@ -1192,27 +1192,24 @@ int cmd_etcd_member_main(int argc, char **argv)
 	};
 	struct opts o = {};
 	int code = cmd_usage_or_help(argc, argv, usage);
+	const __typeof__(subs[0]) *s;
 
 	if (code >= 0)
 		return code;
-	for (size_t i = 0; i < KHA_ARRAY_SIZE(subs); i++) {
-		if (strcmp(argv[1], subs[i].name) != 0)
-			continue;
-		o.sub = subs[i].name;
-		o.ch = (struct kha_etcdops_change){.cfg = &o.cfg,
-						   .cancel = &cmd_interrupted,
-						   .progress = on_progress,
-						   .note = on_note,
-						   .userdata = &o};
-		code = parse(argc - 1, cmd_sub_argv(argv), &o);
-		if (code == 0)
-			code = subs[i].fn(&o);
-		else
-			code -= 1000;
-		opts_release(&o);
-		return code;
-	}
-	fprintf(stderr, "kha etcd member: unknown subcommand '%s' (run 'kha etcd member --help')\n",
-		argv[1]);
-	return KHA_EXIT_USAGE;
+	s = CMD_SUB_FIND("etcd member", subs, argv[1]);
+	if (!s)
+		return KHA_EXIT_USAGE;
+	o.sub = s->name;
+	o.ch = (struct kha_etcdops_change){.cfg = &o.cfg,
+					   .cancel = &cmd_interrupted,
+					   .progress = on_progress,
+					   .note = on_note,
+					   .userdata = &o};
+	code = parse(argc - 1, cmd_sub_argv(argv), &o);
+	if (code == 0)
+		code = s->fn(&o);
+	else
+		code -= 1000;
+	opts_release(&o);
+	return code;
 }

@@ -373,20 +373,14 @@ int cmd_etcd_snapshot_restore(int argc, char **argv);
 
 int cmd_etcd_snapshot_main(int argc, char **argv)
 {
-	int code = cmd_usage_or_help(argc, argv, usage);
+	static const struct cmd_sub subs[] = {
+		{"save", cmd_save, NULL},
+		{"verify", cmd_verify, NULL},
+		{"status", cmd_verify, NULL}, /* etcdctl's name for it */
+		{"restore", cmd_etcd_snapshot_restore, NULL},
+	};
 
-	if (code >= 0)
-		return code;
-	if (strcmp(argv[1], "save") == 0)
-		return cmd_save(argc - 1, cmd_sub_argv(argv));
-	if (strcmp(argv[1], "verify") == 0 || strcmp(argv[1], "status") == 0)
-		return cmd_verify(argc - 1, cmd_sub_argv(argv));
-	if (strcmp(argv[1], "restore") == 0)
-		return cmd_etcd_snapshot_restore(argc - 1, cmd_sub_argv(argv));
-	fprintf(stderr,
-		"kha etcd snapshot: unknown subcommand '%s' (run 'kha etcd snapshot --help')\n",
-		argv[1]);
-	return KHA_EXIT_USAGE;
+	return cmd_sub_run("etcd snapshot", subs, KHA_ARRAY_SIZE(subs), usage, argc, argv);
 }
 
 /* ---- restore ------------------------------------------------------------------------------ */

@@ -13,13 +13,7 @@
 #include "kha/common.h"
 #include "kha/banned.h"
 
-struct subcommand {
-	const char *name;
-	int (*main)(int argc, char **argv);
-	const char *summary; /* NULL: hidden from the help (test hooks) */
-};
-
-static const struct subcommand subcommands[] = {
+static const struct cmd_sub subcommands[] = {
 	{"status", cmd_etcd_status_main,
 	 "every member's health and a cluster verdict (exit 0/1/2)"},
 	{"alarm", cmd_etcd_alarm_main, "list or disarm the NOSPACE and CORRUPT alarms"},
@@ -54,16 +48,7 @@ static void usage(FILE *out)
 
 int cmd_etcd_main(int argc, char **argv)
 {
-	int code = cmd_usage_or_help(argc, argv, usage);
-
-	if (code >= 0)
-		return code;
-	for (size_t i = 0; i < KHA_ARRAY_SIZE(subcommands); i++)
-		if (strcmp(argv[1], subcommands[i].name) == 0)
-			return subcommands[i].main(argc - 1, cmd_sub_argv(argv));
-	fprintf(stderr, "kha etcd: unknown subcommand '%s' (run 'kha etcd --help' for the list)\n",
-		argv[1]);
-	return KHA_EXIT_USAGE;
+	return cmd_sub_run("etcd", subcommands, KHA_ARRAY_SIZE(subcommands), usage, argc, argv);
 }
 
 int cmd_etcd_config_start(const char *name, struct kha_etcd_config *cfg)

@@ -1578,7 +1578,7 @@ static void sub_help(FILE *out)
 int cmd_lab_main(int argc, char **argv)
 {
 	int code = cmd_usage_or_help(argc, argv, usage);
-	const struct sub *s = NULL;
+	const struct sub *s;
 	struct opts o = {
 		.timeout_us = DEFAULT_TIMEOUT_US,
 		.grace_us = DEFAULT_GRACE_US,
@@ -1592,14 +1592,9 @@ int cmd_lab_main(int argc, char **argv)
 
 	if (code >= 0)
 		return code;
-	for (size_t i = 0; i < sizeof(subs) / sizeof(subs[0]) && !s; i++)
-		if (strcmp(argv[1], subs[i].name) == 0)
-			s = &subs[i];
-	if (!s) {
-		fprintf(stderr, "kha lab: unknown subcommand '%s' (run 'kha lab --help')\n",
-			argv[1]);
+	s = CMD_SUB_FIND("lab", subs, argv[1]);
+	if (!s)
 		return KHA_EXIT_USAGE;
-	}
 	o.sub = help_sub = s;
 	snprintf(who, sizeof(who), "kha lab %s", s->name);
 	sub_argv = cmd_sub_argv(argv);

@@ -218,3 +218,14 @@ def test_lab_subcommand_help_and_unknown_flag(kha, sub, tmp_path):
     first = p.stderr.splitlines()[0]
     assert first == f"kha lab {sub}: unrecognized option '--no-such-flag'", p.stderr
     assert not p.stdout, p.stdout
+
+
+@pytest.mark.parametrize("cmd", [["etcd"], ["etcd", "member"], ["etcd", "alarm"],
+                                 ["etcd", "snapshot"], ["certs"], ["lab"]])
+def test_unknown_subcommand_is_named_with_where_to_look(kha, cmd):
+    """Every table of subcommands refuses an unknown one the same way (cmd_sub_find)."""
+    whole = " ".join(cmd)
+    p = kha(*cmd, "frobnicate")
+    assert p.returncode == 64
+    assert p.stderr == (f"kha {whole}: unknown subcommand 'frobnicate' "
+                        f"(run 'kha {whole} --help')\n"), p.stderr
