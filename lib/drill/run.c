@@ -301,6 +301,7 @@ static enum kha_drill_result classify(struct drill *dr, CURL *e, CURLcode rc, co
 {
 	struct kha_http_failure f;
 	long status = 0;
+	int err;
 
 	curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
 	*ret_status = status;
@@ -314,14 +315,15 @@ static enum kha_drill_result classify(struct drill *dr, CURL *e, CURLcode rc, co
 			return KHA_DRILL_PROBE_OK;
 		return KHA_DRILL_PROBE_STATUS;
 	}
-	kha_ignore(
-		kha_http_curl_error(e, rc, errbuf, dr->sc->timeout_us, dr->sc->timeout_us, &f, d));
+	err = kha_http_curl_error(e, rc, errbuf, dr->sc->timeout_us, dr->sc->timeout_us, &f, d);
 	switch (f.fail) {
 	case KHA_HTTP_FAIL_TIMEOUT:
 	case KHA_HTTP_FAIL_CONNECT_TIMEOUT:
 		return KHA_DRILL_PROBE_TIMEOUT;
 	case KHA_HTTP_FAIL_CONNECT:
-		if (f.os_errno == ECONNREFUSED)
+		/* the shared mapping's word: libcurl may lose the errno of a refused connect
+		 * (COULDNT_CONNECT with none), which it calls refused, as the summary then says */
+		if (err == -ECONNREFUSED)
 			return KHA_DRILL_PROBE_REFUSED;
 		if (f.os_errno == ETIMEDOUT)
 			return KHA_DRILL_PROBE_TIMEOUT;

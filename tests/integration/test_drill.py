@@ -124,6 +124,35 @@ def refused_window(r, target, on, off):
             (to_drill_ms(r, c1), to_drill_ms(r, l0)))
 
 
+def assert_refused_while_closed(r, target, eps=3.0):
+    """What a closed listener gives: every probe the drill began after the target's listener
+    had closed and saw end before it reopened was refused (a refusal is the kernel's answer to
+    a connect to a closed port: never a reset, a TLS failure or an error). When the drill
+    began a probe is bounded below by its slot's due time (slot x interval: it is never queued
+    before), however late it ran; its end is when the drill saw it done. A reset or TLS failure
+    is a connection the target accepted and then dropped (queued when the listener closed, or
+    read once the fail file said "refuse"): it ended after the first step began. Returns the
+    probes wholly inside the closed listener's time."""
+    (_, _, c1), (_, l0, _) = target.events()
+    closed, reopened = to_drill_ms(r, c1), to_drill_ms(r, l0)
+    started = r["steps"][0]["started_ms"]
+    interval = 1000.0 / r["rate"]
+    inside = []
+    for slot, (sent, latency, result, _) in enumerate(r["probe_list"]):
+        if result in ("reset", "tls"):
+            assert sent + latency > started - eps, \
+                ("a connection dropped before the target was told to refuse", sent, latency,
+                 result, started)
+        if result in ("missed", "cancelled") or slot * interval <= closed + eps or \
+                sent + latency >= reopened - eps:
+            continue
+        assert result == "refused", ("a probe to the closed listener was not refused", slot,
+                                     sent, latency, result, (closed, reopened),
+                                     r["probes"]["error_samples"])
+        inside.append(result)
+    return inside
+
+
 def check_schema(r):
     assert set(r) == REPORT_KEYS
     assert r["schema"] == "kha.drill.report/v1"
@@ -249,23 +278,18 @@ def test_outage_matches_refused_window_over_tls(netns, tmp_path, targets, pki):
     assert p.returncode == 0, p.stderr
     check_schema({k: v for k, v in r.items() if k != "probe_list"})
     # the truth: when the listener really closed and reopened (a probe still in its TLS
-    # handshake then fails although sent before, which the check allows). Resets ("connection
-    # closed without an answer": the target drops a connection it accepted just before it
-    # closed) are not held to the window: the target's own record showed every one dropped
-    # after the first step had started, yet under ASan on a loaded machine the report places
-    # one in a few runs 10-130 ms earlier: a probe's time is when kha drill queued it to
-    # libcurl and its latency curl's own, from when curl began the transfer, so sent + latency
-    # falls short of the real end by however late curl began (kha drill's to fix)
+    # handshake then fails although sent before, which the check allows)
     on, off = r["steps"]
     assert_probes_tell_the_truth(r, *refused_window(r, t, on, off), kinds=("refused", "tls"))
-    # connections the kernel had queued when the listener closed are reset, not refused
+    # connections the target had accepted or the kernel had queued when it began to refuse are
+    # reset ("connection closed without an answer"): how many depends on how late the
+    # target's loop closed its listener, which load decides; what the drill must get right is
+    # which is which. Nothing else fails: no timeout (the timeout has the slack), no "error"
+    # (libcurl may lose the errno of a refused connect: the drill still says refused)
+    assert_refused_while_closed(r, t)
     res = r["probes"]["results"]
-    # (once in a few runs under ASan and load, a refused connect is reported as "error":
-    # "Failed to connect ... Couldn't connect to server"; counted here, left to the drill's
-    # owners to classify)
-    assert res["refused"] + res["reset"] + res["tls"] + res["error"] == r["probes"]["failed"], \
-        r["probes"]
-    assert res["refused"] > 0.8 * r["probes"]["failed"]
+    assert res["refused"] > 0, r["probes"]
+    assert res["refused"] + res["reset"] + res["tls"] == r["probes"]["failed"], r["probes"]
     # no fault command: a single phase
     assert r["fault"]["fault_at_ms"] is None and r["phases"]["during"] is None
 
@@ -317,9 +341,10 @@ def test_tcp_target_sees_refused_connections(netns, tmp_path, targets):
     assert r["target_kind"] == "tcp"
     assert_probes_tell_the_truth(r, *refused_window(r, t, *r["steps"]),
                                  kinds=("refused", "reset"))
+    assert_refused_while_closed(r, t)
     res = r["probes"]["results"]
-    assert res["refused"] + res["reset"] == r["probes"]["failed"]
-    assert res["refused"] > 0.8 * r["probes"]["failed"]
+    assert res["refused"] > 0, r["probes"]
+    assert res["refused"] + res["reset"] == r["probes"]["failed"], r["probes"]
 
 
 def test_sigstop_of_the_backend_is_an_outage_bounded_by_the_commands(tmp_path, targets):
