@@ -89,6 +89,16 @@ def requests_within(n):
     return deadline(-(-n // THREADS) * (CONNECT + FIRST_BYTE))
 
 
+def watch(load, seconds, what):
+    """Watches the clients for `seconds` (the time within which a broken proxy would show) and
+    at least 2 x THREADS new requests (each thread went through the balancing twice: enough
+    that a backend wrongly still chosen would have been picked): the window is tied to the
+    timers, not to a count of requests a slow machine's clients may not reach."""
+    t0 = time.monotonic()
+    wait_for(lambda: time.monotonic() - t0 >= seconds and len(load.since(t0)) >= 2 * THREADS,
+             seconds + requests_within(2 * THREADS), what)
+
+
 class Load:
     """Threads opening a new TLS connection per request (GET /version), recording each result
     with its start time."""
@@ -131,7 +141,9 @@ def test_sigkill_under_load_fails_no_new_connection(cluster, pki):
     p, bs = cluster
     victim = bs[0]
     with Load(p.port, pki["ca"]) as load:
-        wait_for(lambda: len(load.results) > 30, requests_within(30), "load running")
+        # the clients are running: each thread has been through the proxy twice
+        wait_for(lambda: len(load.results) >= 2 * THREADS, requests_within(2 * THREADS),
+                 "load running")
         t_kill = time.monotonic()
         victim.kill()
         # until it is down, new connections may still pick it: their connects are refused and
@@ -156,7 +168,9 @@ def test_sigstop_under_load_replays_and_marks_down(cluster, pki):
     p, bs = cluster
     victim = bs[1]
     with Load(p.port, pki["ca"]) as load:
-        wait_for(lambda: len(load.results) > 30, requests_within(30), "load running")
+        # the clients are running: each thread has been through the proxy twice
+        wait_for(lambda: len(load.results) >= 2 * THREADS, requests_within(2 * THREADS),
+                 "load running")
         t_stop = time.monotonic()
         victim.signal(signal.SIGSTOP)
         # out of rotation at its first failed check at the latest (sooner when a first-byte
@@ -168,9 +182,11 @@ def test_sigstop_under_load_replays_and_marks_down(cluster, pki):
                  deadline(down_within(p.interval)) - (time.monotonic() - t_stop),
                  "the frozen one down")
         frozen_total = p.backend(victim.addr)["connections_total"]
-        t_down = time.monotonic()
-        wait_for(lambda: len(load.since(t_down)) > 150, requests_within(150),
-                 "requests while frozen")
+        # it stays out while frozen: watched over the time its checks would take to bring it
+        # back were a timeout wrongly taken for an answer (a regular check, rise - 1 fast
+        # ones), twice
+        watch(load, 2 * (p.interval + TIMEOUT + (RISE - 1) * (FAST + TIMEOUT)),
+              "requests while frozen")
         assert p.backend(victim.addr)["connections_total"] == frozen_total, \
             "a new connection went to the frozen backend"
         victim.signal(signal.SIGCONT)
@@ -194,7 +210,9 @@ def test_first_byte_replay_alone_hides_a_frozen_backend(cluster, pki):
     p, bs = cluster
     victim = bs[2]
     with Load(p.port, pki["ca"]) as load:
-        wait_for(lambda: len(load.results) > 30, requests_within(30), "load running")
+        # the clients are running: each thread has been through the proxy twice
+        wait_for(lambda: len(load.results) >= 2 * THREADS, requests_within(2 * THREADS),
+                 "load running")
         t_stop = time.monotonic()
         victim.signal(signal.SIGSTOP)
         # round-robin sends it one of the next THREADS connections; its first byte is then
@@ -202,8 +220,9 @@ def test_first_byte_replay_alone_hides_a_frozen_backend(cluster, pki):
         wait_for(lambda: p.backend(victim.addr)["state"] != "up",
                  deadline(CONNECT + FIRST_BYTE) - (time.monotonic() - t_stop),
                  "the frozen one suspect by its first-byte timeout")
-        t_out = time.monotonic()
-        wait_for(lambda: len(load.since(t_out)) > 60, requests_within(60), "requests after")
+        # out of rotation, its clients' requests are answered by the others: watched over the
+        # time in which each client thread would meet a first-byte timeout on it
+        watch(load, THREADS * (CONNECT + FIRST_BYTE), "requests after")
     after = load.since(t_stop)
     failed = [r for r in after if not r[1]]
     assert not failed, f"{len(failed)} of {len(after)} failed after SIGSTOP: {failed[:3]}"
@@ -252,7 +271,9 @@ def test_checks_without_the_ca_say_so_once_and_a_frozen_backend_is_not_fed(pki, 
 
         victim = bs[1]
         with Load(p.port, pki["ca"]) as load:
-            wait_for(lambda: len(load.results) > 30, requests_within(30), "load running")
+            # the clients are running: each thread has been through the proxy twice
+            wait_for(lambda: len(load.results) >= 2 * THREADS, requests_within(2 * THREADS),
+                     "load running")
             t_stop = time.monotonic()
             victim.signal(signal.SIGSTOP)
             # round-robin gives it one of the next THREADS connections (it is in the best tier:
@@ -262,9 +283,10 @@ def test_checks_without_the_ca_say_so_once_and_a_frozen_backend_is_not_fed(pki, 
                      "the first first-byte timeout on the frozen backend",
                      diag=lambda: json.dumps(p.status()["backends"], indent=1))
             fed = p.backend(victim.addr)["connections_total"]
-            t_out = time.monotonic()
-            wait_for(lambda: len(load.since(t_out)) > 150, requests_within(150),
-                     "requests while frozen")
+            # not fed while frozen: watched over two rounds of every backend's checks (a
+            # frozen one's times out, the others' fail on the certificate), each of which
+            # could wrongly put it back in the best tier
+            watch(load, 2 * (max(interval, fast) + TIMEOUT), "requests while frozen")
             assert p.backend(victim.addr)["connections_total"] == fed, \
                 "a new connection went to the frozen backend in last-resort mode"
             victim.signal(signal.SIGCONT)
