@@ -18,15 +18,17 @@ import pytest
 
 from conftest import run_kha
 from kha_testlib.lab import assert_logs_clean, lab_cleanup, lab_pids, proc_alive
+from kha_testlib.process import SLACK
 
 # The entry point may lose some writes' answers while etcd elects a new Raft leader (about
 # 1.3 s when the killed master held it); everything else must go through.
 AVAILABILITY_FLOOR = 85.0
-# etcd's Raft election after a leader kill, plus margin for a loaded machine
-MAX_OUTAGE_MS = 8000
+# etcd's Raft election after a leader kill, plus margin (and the suite's slack) for a loaded
+# machine
+MAX_OUTAGE_MS = 8000 + SLACK * 1000
 # the lease TTL of kha elect in the lab is 3 s; when the dead leader also led etcd's Raft, etcd
 # first elects a Raft leader and extends every lease by its election timeout: about 6 s
-MAX_HANDOVER_MS = 15000
+MAX_HANDOVER_MS = 15000 + SLACK * 1000
 
 
 @pytest.fixture
@@ -113,8 +115,21 @@ def test_lab_up_drill_down(lab_dir, tmp_path):
         r = json.load(f)
     assert r["schema"] == "kha.lab.drill/v1" and r["verdict"] == "passed" and r["exit_code"] == 0
     assert r["lost_acknowledged_writes"] == 0
-    assert r["drill"]["writes"]["verified"] is True
-    assert r["drill"]["writes"]["acked"] > 1000 * 25 // 50
+    # the drill's accounting. How many writes it sends is the machine's to decide (a slot it
+    # could not send in time is counted missed, not sent late), so no count is asked for; what
+    # it promises is that every slot of its schedule (rate x duration) is accounted for, every
+    # write sent has one outcome, and each acknowledged one was read back. That it wrote at
+    # all is asked of every fault below (writes acknowledged while each fault ran).
+    d = r["drill"]
+    w, pr = d["writes"], d["probes"]
+    assert w["verified"] is True and w["error"] is None, w
+    assert pr["slots"] == -(-d["duration_ms"] * d["rate"] // 1000) == pr["sent"] + pr["missed"]
+    assert w["acked"] == pr["ok"] > 0, (w, pr)
+    assert w["acked"] + w["failed"] + w["unknown"] == pr["sent"] + pr["results"]["cancelled"]
+    assert w["lost"] == 0 and w["unexpected"] == 0, w
+    assert w["unknown_applied"] + w["unknown_missing"] == w["unknown"], w
+    assert w["found"] == w["acked"] + w["unknown_applied"], w
+    assert r["availability_percent"] == pytest.approx(100.0 * pr["ok"] / pr["sent"])
     assert r["availability_percent"] >= AVAILABILITY_FLOOR
     faults = {f["name"]: f for f in r["faults"]}
     assert list(faults) == ["kill-follower", "kill-leader", "freeze-follower"]
@@ -122,7 +137,8 @@ def test_lab_up_drill_down(lab_dir, tmp_path):
         assert f["ran"] and f["commands_ok"], f
         assert f["victim"] in ("m1", "m2", "m3"), f
         assert f["lost_acknowledged_writes"] == 0, f
-        assert f["writes"]["sent"] > 50, f
+        assert f["writes"]["ok"] > 0 and f["writes"]["sent"] == \
+            f["writes"]["ok"] + f["writes"]["failed"], f
         assert f["longest_outage_ms"] < MAX_OUTAGE_MS, f
         assert f["backup"]["continued"], f
     # fault 1 and 3 hit a master that did not lead: the election stays where it was
