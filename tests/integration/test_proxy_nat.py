@@ -8,7 +8,8 @@ backend out of the table within 1.2 s of its failure plus one table write; the t
 plus the suite's shared slack (kha_testlib.process.deadline), which covers the polling of the
 table from outside and a loaded machine. Tests about something else than failure detection give
 the checks a timeout with the slack (CALM): a healthy backend (a Python TLS server) kept waiting
-700 ms twice in a row by a loaded machine would otherwise leave the table in their midst."""
+700 ms twice in a row by a loaded machine would otherwise leave the table in their midst, and
+kha would cut the connections sent to it."""
 import http.client
 import json
 import os
@@ -241,15 +242,17 @@ def test_nat_membership_and_reload_rewrite_the_table_atomically(nat, tmp_path):
         os.rename(tmp, bfile)
 
     def write_conf(balance):
-        conf.write_text(f"balance: {balance}\nbackends-file: {bfile}\n")
+        conf.write_text(f"balance: {balance}\nbackends-file: {bfile}\n"
+                        f"check-timeout: {CALM[1]}\n")
 
     write_backends([h1, h2, h3])
     write_conf("random")
     nat.start_kha("--config", conf, wait_backends=[nat.addr(h) for h in nat.hosts])
     probe = Probe(nat, threads=3)
+    changes = [[h1, h2], [h2, h3], [h3], [h1, h2, h3], [h1], [h1, h3]]
     try:
         wait_for(lambda: probe.count() >= 20, 20, "probe running")
-        for i, hosts in enumerate([[h1, h2], [h2, h3], [h3], [h1, h2, h3], [h1], [h1, h3]]):
+        for i, hosts in enumerate(changes):
             write_backends(hosts)
             want = sorted(nat.addr(h) for h in hosts)
             wait_for(lambda: sorted(nat.table() or []) == want, 10, f"table {want}")
@@ -262,7 +265,8 @@ def test_nat_membership_and_reload_rewrite_the_table_atomically(nat, tmp_path):
     finally:
         results = probe.stop()
     fails = [r for r in results if not r[1]]
-    assert len(results) >= 100, f"only {len(results)} probes"
+    # the probe ran through every change (how many more it made is the machine's speed)
+    assert len(results) >= 20 + 10 * len(changes), f"only {len(results)} probes"
     assert not fails, f"{len(fails)} of {len(results)} failed: {fails[:5]}"
     log = nat.kha_log()
     assert "nftables table updated" in log and "not updated" not in log
@@ -281,7 +285,7 @@ def test_nat_discovery_changes_rewrite_the_table_atomically(nat, tmp_path):
     try:
         api.set_slice("kubernetes", m)
         kubeconfig = api.write_kubeconfig(tmp_path / "kubeconfig", auth="token")
-        nat.start_kha("--backend", nat.addr(nat.hosts[0]), "--kubeconfig", kubeconfig,
+        nat.start_kha("--backend", nat.addr(nat.hosts[0]), "--kubeconfig", kubeconfig, *CALM,
                       wait_backends=[nat.addr(h) for h in nat.hosts])
         probe = Probe(nat, threads=3)
         wait_for(lambda: probe.count() >= 20, 20, "probe running")
