@@ -215,10 +215,11 @@ def test_first_byte_replay_alone_hides_a_frozen_backend(cluster, pki):
                  "load running")
         t_stop = time.monotonic()
         victim.signal(signal.SIGSTOP)
-        # round-robin sends it one of the next THREADS connections; its first byte is then
-        # late by the first-byte timeout (the checks, a minute apart, play no part)
+        # round-robin sends it one of the next THREADS connections (each client thread
+        # begins one more request); its first byte is then late by the first-byte timeout
+        # (the checks, a minute apart, play no part)
         wait_for(lambda: p.backend(victim.addr)["state"] != "up",
-                 deadline(CONNECT + FIRST_BYTE) - (time.monotonic() - t_stop),
+                 requests_within(THREADS) + FIRST_BYTE - (time.monotonic() - t_stop),
                  "the frozen one suspect by its first-byte timeout")
         # out of rotation, its clients' requests are answered by the others: watched over the
         # time in which each client thread would meet a first-byte timeout on it
@@ -277,9 +278,10 @@ def test_checks_without_the_ca_say_so_once_and_a_frozen_backend_is_not_fed(pki, 
             t_stop = time.monotonic()
             victim.signal(signal.SIGSTOP)
             # round-robin gives it one of the next THREADS connections (it is in the best tier:
-            # its checks reach its certificate)
+            # its checks reach its certificate; each client thread begins one more request),
+            # whose first byte is then late by the first-byte timeout
             wait_for(lambda: p.backend(victim.addr)["first_byte_timeouts"] > 0,
-                     deadline(CONNECT + FIRST_BYTE),
+                     requests_within(THREADS) + FIRST_BYTE - (time.monotonic() - t_stop),
                      "the first first-byte timeout on the frozen backend",
                      diag=lambda: json.dumps(p.status()["backends"], indent=1))
             fed = p.backend(victim.addr)["connections_total"]
