@@ -5,7 +5,6 @@ Each test builds its own segment (kha_testlib.vrrp_lab: a bridge namespace, 2-3 
 with unique names, and deletes it in teardown even on failure. Needs root: without it the tests
 skip on a developer's machine and fail under KHA_TEST_STRICT=1.
 """
-import datetime
 import json
 import os
 import shutil
@@ -17,7 +16,7 @@ import time
 import pytest
 
 from conftest import assert_no_sanitizer_report, kha_bin
-from kha_testlib.process import deadline, require, stop_all
+from kha_testlib.process import deadline, log_time, require, stop_all
 from kha_testlib.vrrp_lab import VrrpLab, sh, wait_for
 
 
@@ -68,17 +67,6 @@ def ns_http(lab, host, path, port=9444):
     """)
     r = sh("ip", "netns", "exec", host, "python3", "-c", code, check=False)
     return r.stdout if r.returncode == 0 else None
-
-
-def log_time(log, words):
-    """The wall-clock time (seconds) of the last line of a daemon's log that holds `words`, or
-    None."""
-    stamps = [line.split()[0].removeprefix("ts=") for line in log.splitlines()
-              if words in line and line.startswith("ts=")]
-    if not stamps:
-        return None
-    return datetime.datetime.strptime(stamps[-1], "%Y-%m-%dT%H:%M:%S.%fZ").replace(
-        tzinfo=datetime.timezone.utc).timestamp()
 
 
 def status(lab, host):

@@ -10,6 +10,7 @@
 * ``deadline``/``SLACK``: the one slack added to the times a test configures (see below).
 * ``busy_fraction``/``assert_not_spinning``: whether a process is running or waiting to run,
   measured by the scheduler (so a spinning loop starved by a loaded machine is still seen).
+* ``log_time``: when a daemon logged a line, by its own ts= (an event timed by its record).
 * ``free_port``, ``require``.
 
 tests/integration/test_harness.py proves on a deliberately broken daemon that each check fails.
@@ -38,6 +39,21 @@ SLACK = float(os.environ.get("KHA_TEST_SLACK") or (3.0 if SANITIZED else 1.5))
 def deadline(configured):
     """The time a test may wait for something the code promises within `configured` seconds."""
     return configured + SLACK
+
+
+def log_time(log, words):
+    """When a kha daemon logged the last line of `log` (its logfmt text) that holds `words`:
+    seconds of the wall clock (time.time()'s), read from the line's ts= (millisecond
+    resolution), or None when no line holds them. For timing an event by the daemon's own
+    record rather than by when a test saw its effect."""
+    import datetime
+
+    stamps = [line.split(" ", 1)[0].removeprefix("ts=") for line in log.splitlines()
+              if line.startswith("ts=") and words in line]
+    if not stamps:
+        return None
+    return datetime.datetime.strptime(stamps[-1], "%Y-%m-%dT%H:%M:%S.%fZ").replace(
+        tzinfo=datetime.timezone.utc).timestamp()
 
 
 def assert_no_sanitizer_report(text, what="kha"):
