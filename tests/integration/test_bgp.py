@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import signal
+import sys
 import textwrap
 import time
 
@@ -139,7 +140,7 @@ def test_bird_https_track_with_the_cluster_ca(lab):
                 "https://127.0.0.1:8443/admin/ready?code={code}", data=b"", method="POST"),
                 context=ctx, timeout=5).read()
         """)
-        sh("ip", "netns", "exec", m1, "python3", "-c", code_py)
+        sh("ip", "netns", "exec", m1, sys.executable, "-c", code_py)
 
     set_ready(503)
     wait_for(lambda: lab.masters_of(lab.paths()) == set(lab.masters[1:]), 5 * SLACK,
@@ -261,7 +262,7 @@ def test_malformed_messages_get_the_rfc_notification(lab, tmp_path):
     """)
     out = os.path.join(str(tmp_path), "fake.jsonl")
     with open(out, "w") as f:
-        fp = lab.spawn(fake, "fake-peer", ["python3", "-c", script], stdout=f)
+        fp = lab.spawn(fake, "fake-peer", [sys.executable, "-c", script], stdout=f)
     wait_for(lambda: lab._listening(fake, 179), 10, "the stand-in peer")
     p = start_all(lab, per_master={m1: ["--peer", f"{lab.addr[fake]},as=65100"]})[m1]
     fp.wait(timeout=40)

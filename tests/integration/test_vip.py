@@ -10,6 +10,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import textwrap
 import time
 
@@ -65,7 +66,7 @@ def ns_http(lab, host, path, port=9444):
         except Exception as e:
             sys.stdout.write("ERR " + str(e)); sys.exit(1)
     """)
-    r = sh("ip", "netns", "exec", host, "python3", "-c", code, check=False)
+    r = sh("ip", "netns", "exec", host, sys.executable, "-c", code, check=False)
     return r.stdout if r.returncode == 0 else None
 
 
@@ -386,7 +387,7 @@ def test_failing_track_gives_up_master(make_lab):
     lab = make_lab(hosts=2)
     h1, h2 = lab.hosts
     # the "local kha proxy" of h1: any HTTP server answering 200
-    srv = lab.spawn(h1, "readyz-h1", ["python3", "-m", "http.server", "--bind", "127.0.0.1",
+    srv = lab.spawn(h1, "readyz-h1", [sys.executable, "-m", "http.server", "--bind", "127.0.0.1",
                                       "18080", "--directory", lab.tmpdir],
                     ok_codes=(-signal.SIGTERM,))
     wait_for(lambda: ns_http(lab, h1, "/", port=18080) is not None, 10)
@@ -402,7 +403,7 @@ def test_failing_track_gives_up_master(make_lab):
     assert s["state"] == "FAULT" and not s["tracks"][0]["up"]
     assert ns_http(lab, h1, "/readyz") is None  # 503 while FAULT
     # the proxy is back: h1 rejoins and, with the higher priority, preempts
-    lab.spawn(h1, "readyz-h1-2", ["python3", "-m", "http.server", "--bind", "127.0.0.1",
+    lab.spawn(h1, "readyz-h1-2", [sys.executable, "-m", "http.server", "--bind", "127.0.0.1",
                                   "18080", "--directory", lab.tmpdir], ok_codes=(-signal.SIGTERM,))
     wait_for(lambda: lab.holders() == [h1], 10, what="h1 back as master")
 

@@ -21,6 +21,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import textwrap
 import time
@@ -108,13 +109,13 @@ class BgpLab(NetnsLab):
             sh("ip", "-n", m, "addr", "add", f"{self.addr[m]}/24", "dev", "eth0")
             sh("ip", "-n", m, "link", "set", "eth0", "up")
             sh("ip", "-n", m, "route", "add", "default", "via", f"{self.net}.1")
-            self.spawn(m, f"https-{m}", ["python3", BACKENDS, "tls", "--host", "0.0.0.0",
+            self.spawn(m, f"https-{m}", [sys.executable, BACKENDS, "tls", "--host", "0.0.0.0",
                                          "--port", 8443, "--cert", self.pki["cert"], "--key",
                                          self.pki["key"], "--name", m])
             health = os.path.join(self.tmpdir, f"health-{m}")
             os.makedirs(health, exist_ok=True)
             self.set_healthy(m, True)
-            self.spawn(m, f"health-{m}", ["python3", "-m", "http.server", "18080", "--bind",
+            self.spawn(m, f"health-{m}", [sys.executable, "-m", "http.server", "18080", "--bind",
                                           "127.0.0.1", "--directory", health])
         c = self.client
         self.ns(c)
@@ -320,7 +321,7 @@ class BgpLab(NetnsLab):
 
     def load(self, duration=0, count=0, gap=0.0):
         """Runs the client once (blocking) and returns its results."""
-        r = sh("ip", "netns", "exec", self.client, "python3", "-c", LOAD, self.vip,
+        r = sh("ip", "netns", "exec", self.client, sys.executable, "-c", LOAD, self.vip,
                self.pki["ca"], duration, count, gap, check=False,
                timeout=max(60, duration + count * 3 + 30))
         return [json.loads(x) for x in r.stdout.splitlines() if x.startswith("{")]
@@ -329,8 +330,8 @@ class BgpLab(NetnsLab):
         """The client in the background: stop_load() ends it and returns its results."""
         out = os.path.join(self.tmpdir, f"load-{time.monotonic_ns()}.jsonl")
         f = open(out, "w")
-        p = self.spawn(self.client, "load", ["python3", "-c", LOAD, self.vip, self.pki["ca"], 0,
-                                             0, gap], stdout=f)
+        p = self.spawn(self.client, "load",
+                       [sys.executable, "-c", LOAD, self.vip, self.pki["ca"], 0, 0, gap], stdout=f)
         f.close()
         p.out = out
         p.t0 = time.monotonic()
@@ -358,7 +359,7 @@ class BgpLab(NetnsLab):
             except Exception as e:
                 sys.stdout.write("ERR " + str(e)); sys.exit(1)
         """)
-        r = sh("ip", "netns", "exec", ns, "python3", "-c", code, check=False)
+        r = sh("ip", "netns", "exec", ns, sys.executable, "-c", code, check=False)
         return r.stdout if r.returncode == 0 else None
 
     def status(self, master):

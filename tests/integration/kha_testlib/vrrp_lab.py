@@ -14,6 +14,7 @@ failure; use it as a context manager.
 """
 import itertools
 import os
+import sys
 import tempfile
 import textwrap
 
@@ -77,7 +78,7 @@ class VrrpLab(NetnsLab):
             sh("ip", "-n", h, "addr", "add", f"{self.addr[h]}/24", "dev", "eth0")
             sh("ip", "-n", h, "link", "set", "eth0", "up")
             if h != self.client:
-                self.spawn(h, f"server-{h}", ["python3", "-c", SERVER, h])
+                self.spawn(h, f"server-{h}", [sys.executable, "-c", SERVER, h])
 
     def port_of(self, host):
         return f"p{(self.hosts + [self.client]).index(host)}"
@@ -102,7 +103,7 @@ class VrrpLab(NetnsLab):
 
     def reach(self, timeout=1.0):
         """Connects from the client to VIP:8080; returns the answering host's name or None."""
-        r = sh("ip", "netns", "exec", self.client, "python3", "-c", CLIENT, self.vip, timeout,
+        r = sh("ip", "netns", "exec", self.client, sys.executable, "-c", CLIENT, self.vip, timeout,
                check=False, timeout=timeout + 10)
         out = r.stdout.strip()
         return out if r.returncode == 0 and out in self.hosts else None
