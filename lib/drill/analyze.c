@@ -197,7 +197,8 @@ int kha_drill_analyze(const struct kha_drill_probe *p, size_t n, const struct kh
 	struct kha_drill_stats s = {.marks = *m};
 	uint32_t *all = NULL, *per[KHA_DRILL_PHASES] = {};
 	size_t n_all = 0, n_per[KHA_DRILL_PHASES] = {};
-	size_t last_fail_after_fault = SIZE_MAX;
+	/* the last failure after the fault, in time order (time, then slot: as the windows) */
+	struct placed last_fail = {.i = SIZE_MAX};
 	int r = -ENOMEM;
 
 	all = malloc(sizeof(*all) * (n ? n : 1));
@@ -238,20 +239,31 @@ int kha_drill_analyze(const struct kha_drill_probe *p, size_t n, const struct kh
 		}
 		s.failed++;
 		s.phases[ph].failed++;
-		/* a probe in flight when the fault began and failed after it counts too */
+		/* a probe in flight when the fault began and failed after it counts too. Probes of
+		 * close slots may be swapped in time (kha_drill_place): the first failure and the
+		 * recovery go by time, as the outage windows do, not by slot */
 		if (m->fault_us != KHA_DRILL_NONE && p[i].t_us + p[i].latency_us >= m->fault_us) {
-			if (s.first_failure_us == KHA_DRILL_NONE)
-				s.first_failure_us = KHA_MAX(p[i].t_us, m->fault_us);
-			last_fail_after_fault = i;
+			struct placed at = {.t_us = p[i].t_us, .i = i};
+
+			s.first_failure_us =
+				KHA_MIN(s.first_failure_us, KHA_MAX(p[i].t_us, m->fault_us));
+			if (last_fail.i == SIZE_MAX || cmp_placed(&at, &last_fail) > 0)
+				last_fail = at;
 		}
 	}
-	if (last_fail_after_fault != SIZE_MAX) {
-		for (size_t i = last_fail_after_fault + 1; i < n; i++) {
-			if (p[i].result == KHA_DRILL_PROBE_OK) {
-				s.recovered_us = KHA_MAX(p[i].t_us, m->fault_us);
-				break;
-			}
+	if (last_fail.i != SIZE_MAX) {
+		/* the first successful probe after the last failure, in time order */
+		struct placed first_ok = {.i = SIZE_MAX};
+
+		for (size_t i = 0; i < n; i++) {
+			struct placed at = {.t_us = p[i].t_us, .i = i};
+
+			if (p[i].result == KHA_DRILL_PROBE_OK && cmp_placed(&at, &last_fail) > 0 &&
+			    (first_ok.i == SIZE_MAX || cmp_placed(&at, &first_ok) < 0))
+				first_ok = at;
 		}
+		if (first_ok.i != SIZE_MAX)
+			s.recovered_us = KHA_MAX(first_ok.t_us, m->fault_us);
 	}
 	s.availability = s.sent ? 100.0 * (double)s.ok / (double)s.sent : 0.0;
 

@@ -355,6 +355,33 @@ static void test_windows_follow_time_not_slot_order(void **state)
 	free(p);
 }
 
+static void test_analyze_fault_times_follow_time_not_slot_order(void **state)
+{
+	struct kha_drill_marks m = {.fault_us = MS(15), .recover_us = MS(60), .end_us = MS(100)};
+	struct kha_drill_stats s;
+	struct kha_drill_probe *p;
+	size_t n;
+
+	(void)state;
+	/* slots 2 and 3 failed, their transfers placed swapped in time (slot 3 began at 29 ms,
+	 * slot 2 at 31 ms); slot 4 succeeded at 33 ms, slot 5 began before it (32.5 ms) and
+	 * succeeded too. The first failure and the recovery are the outage window's edges: the
+	 * earliest failure in time (29 ms), the first success after the last one in time (32.5 ms,
+	 * although slot 4 comes first) */
+	p = series("ooxxoooooo", 100, 500, &n);
+	p[2].t_us = 31000;
+	p[3].t_us = 29000;
+	p[4].t_us = 33000;
+	p[5].t_us = 32500;
+	assert_int_equal(kha_drill_analyze(p, n, &m, &s), 0);
+	assert_int_equal(s.n_windows, 1);
+	assert_int_equal(s.longest.start_us, 29000);
+	assert_int_equal(s.longest.end_us, 32500);
+	assert_int_equal(s.first_failure_us, s.longest.start_us);
+	assert_int_equal(s.recovered_us, s.longest.end_us);
+	free(p);
+}
+
 /* ---------------------------------------------------------------------------------------- */
 
 static void test_expect_status_lists(void **state)
@@ -1206,6 +1233,7 @@ int main(void)
 		cmocka_unit_test(test_place_by_transfer_end),
 		cmocka_unit_test(test_analyze_places_late_transfers_in_their_phase),
 		cmocka_unit_test(test_windows_follow_time_not_slot_order),
+		cmocka_unit_test(test_analyze_fault_times_follow_time_not_slot_order),
 		cmocka_unit_test(test_expect_status_lists),
 		cmocka_unit_test(test_scenario_parse_full),
 		cmocka_unit_test(test_scenario_parse_rolling_list),
