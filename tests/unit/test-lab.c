@@ -231,6 +231,44 @@ static void test_drill_lost_write_is_found_in_its_fault(void **state)
 	assert_non_null(strstr(problems, "1 acknowledged writes lost"));
 }
 
+/* The dying leader's command takes a while: the leader itself snapshots once more after the
+ * fault began (seen under load: 2.3 s from the fault to the kill). Backups went on if another
+ * master took one afterwards; the victim's own does not count, for or against. */
+static void test_drill_dying_leaders_last_snapshot_does_not_count(void **state)
+{
+	struct fixture *f = *state;
+	const struct kha_lab_fault_result *kl = &f->r->faults[KHA_LAB_FAULT_KILL_LEADER];
+	struct kha_lab_snapshot *s = &f->r->snapshots[f->r->n_snapshots++];
+
+	s->t_us = MS(22900); /* after the fault at 22 s, before m2's first at 26 s */
+	s->wall_us = WALL0 + (int64_t)s->t_us;
+	snprintf(s->taker, sizeof(s->taker), "m1");
+	snprintf(s->file, sizeof(s->file), "etcd-22b.db");
+	analyze(f);
+	assert_true(kl->backups_ok);
+	assert_string_equal(kl->backup_taker, "m2");
+	assert_int_equal(kl->backup_after_us, S(4));
+	assert_int_equal(kha_lab_drill_exit_code(f->r), 0);
+}
+
+/* A leader killed for real whose backups nobody took over: not ok. */
+static void test_drill_no_snapshot_by_another_master_fails(void **state)
+{
+	struct fixture *f = *state;
+	const struct kha_lab_fault_result *kl = &f->r->faults[KHA_LAB_FAULT_KILL_LEADER];
+	char problems[512];
+
+	for (size_t i = 0; i < f->r->n_snapshots; i++) /* m2 never takes one */
+		if (strcmp(f->r->snapshots[i].taker, "m2") == 0)
+			snprintf(f->r->snapshots[i].taker, sizeof(f->r->snapshots[i].taker), "m1");
+	analyze(f);
+	assert_false(kl->backups_ok);
+	assert_int_equal(kl->backup_after_us, KHA_DRILL_NONE);
+	assert_int_not_equal(kha_lab_drill_exit_code(f->r), 0);
+	kha_lab_drill_problems(f->r, problems, sizeof(problems));
+	assert_non_null(strstr(problems, "kill-leader: backups did not go on"));
+}
+
 static void test_drill_two_takers_in_one_term_is_caught(void **state)
 {
 	struct fixture *f = *state;
@@ -775,6 +813,10 @@ int main(void)
 						teardown),
 		cmocka_unit_test_setup_teardown(test_drill_lost_write_is_found_in_its_fault, setup,
 						teardown),
+		cmocka_unit_test_setup_teardown(
+			test_drill_dying_leaders_last_snapshot_does_not_count, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_drill_no_snapshot_by_another_master_fails,
+						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_drill_two_takers_in_one_term_is_caught, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(
