@@ -32,7 +32,7 @@ import yaml
 from conftest import ROOT, kha_bin, run_kha
 from kha_testlib.etcd import etcd_cluster  # noqa: F401 (fixture)
 from kha_testlib.process import Daemon, deadline, stop_all, wait_for
-from test_etcd_member import NewMember
+from kha_testlib.etcdops import NewMember
 
 DOC = os.path.join(ROOT, "docs", "walkthrough.md")
 
