@@ -455,6 +455,7 @@ def test_slow_tls_clients_neither_block_nodes_nor_the_stop(etcd3, procs, tmp_pat
             t.join(10)
     last = max(t0 for t0, _ in report)
     assert exited < last + HTTPD_TIMEOUT_S, (exited - last, report)
+    print(f"stop with 80 slow clients: exited {exited - last:.2f}s after the last connected")
 
 
 def _raw(port, data, read_timeout=10):

@@ -232,6 +232,7 @@ def test_nat_frozen_backend_connections_are_cut(nat):
             result, took = nat.ns.call(again, c)
             # cut at once, not left waiting on the frozen process (the client's 10 s timeout)
             assert result.startswith("cut") and took < AT_ONCE_S, (result, took)
+            print(f"keep-alive request on the frozen backend: {result} in {took * 1000:.0f} ms")
     nat.signal_backend(victim, signal.SIGCONT)
     for c, _ in conns:
         nat.ns.call(c.close)
