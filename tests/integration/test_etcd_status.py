@@ -16,7 +16,12 @@ import pytest
 from conftest import kha_bin, run_kha
 from kha_testlib.etcd import etcd3, etcd_cluster, make_ca  # noqa: F401 (fixtures)
 from kha_testlib.etcdops import poll
-from kha_testlib.process import deadline
+from kha_testlib.process import SLACK, deadline
+
+
+# Dial and command timeouts for tests that prove kha fails at once rather than by a timer:
+# longer than any scheduling delay of a loaded machine (the shared slack), so a wait shows.
+TIMER_S = round(4 * SLACK)
 
 
 def status(*args, timeout=30, env=None):
@@ -68,14 +73,15 @@ def test_status_verdict_follows_member_failures(etcd3):
     assert "degraded: 2/3 members up, quorum holds, can lose 0 more" in p.stdout
     assert f"warning: member etcd-{follower} is down: connection refused" in p.stdout
 
-    # two down: quorum lost, exit 2, and quickly (dead members refuse at once)
+    # two down: quorum lost, exit 2, and quickly: dead members refuse at once, so no timer
+    # runs out (each is set longer than any scheduling delay, so waiting on one shows)
     other = 3 - leader - follower
     c.kill(other)
     start = time.monotonic()
-    p = status(*c.client_flags())
+    p = status(*c.client_flags(), "--dial-timeout", f"{TIMER_S}s", "--timeout", f"{TIMER_S}s")
     assert p.returncode == 2, p.stdout + p.stderr
     assert "critical: 1/3 members up, quorum lost" in p.stdout
-    assert time.monotonic() - start < 3
+    assert time.monotonic() - start < TIMER_S
 
     # both back: healthy again
     c.start(follower)
@@ -133,8 +139,9 @@ def test_status_wrong_ca_is_a_clear_tls_error(etcd3, tmp_path):
     ep = etcd3.member(0).client_url
     start = time.monotonic()
     p = status("--endpoints", ep, "--cacert", other_ca, "--cert", etcd3.cert, "--key",
-               etcd3.key)
-    assert time.monotonic() - start < 5
+               etcd3.key, "--dial-timeout", f"{TIMER_S}s", "--timeout", f"{TIMER_S}s")
+    # failed at the handshake, not by a timer running out
+    assert time.monotonic() - start < TIMER_S
     assert p.returncode == 78, p.stderr
     assert p.stderr.strip() == (f"kha etcd status: etcd {ep}: TLS handshake failed: "
                                 "certificate signed by unknown CA (check --cacert)")

@@ -30,6 +30,9 @@ INTERVAL, FAST, TIMEOUT, FALL = 0.5, 0.2, 0.7, 2  # NAT mode's check defaults (s
 BOUND_S = deadline(INTERVAL + TIMEOUT)
 CALM_TIMEOUT = deadline(TIMEOUT)
 CALM = ["--check-timeout", f"{round(CALM_TIMEOUT * 1000)}ms"]
+# A socket the kernel already ended (reset, aborted, or closed by a killed process) answers
+# its reader at once; what the test waits beyond that is only its own scheduling (the slack).
+AT_ONCE_S = deadline(0)
 
 
 @pytest.fixture
@@ -146,7 +149,9 @@ def test_nat_killed_backend_connections_end_at_once(nat):
     nat.signal_backend(victim, signal.SIGKILL)
     for s, f, name in streams:
         if name == victim:
-            assert nat.ns.call(ends_within, s, f, 3.0), "stream on the killed backend hangs"
+            # the kernel closes a killed process's sockets as it exits: at once, well before
+            # kha's checks would take the backend out (BOUND_S) and cut its connections
+            assert nat.ns.call(ends_within, s, f, AT_ONCE_S), "stream on the killed backend hangs"
         else:
             assert nat.ns.call(lambda: f.readline()), f"stream on {name} broke"
         nat.ns.call(s.close)
@@ -200,11 +205,15 @@ def test_nat_frozen_backend_connections_are_cut(nat):
     wait_for(lambda: nat.state(victim) == "down",
              deadline(INTERVAL + CALM_TIMEOUT + (FALL - 1) * (FAST + CALM_TIMEOUT)),
              f"{victim} down")
+    # kha cuts the backend's connections right after it marks it down (no timer between);
+    # once counted, the sockets are aborted and their readers see it at once
+    wait_for(lambda: (nat.metric("kha_proxy_nat_conntrack_deleted_total") or 0) >= 1,
+             AT_ONCE_S, "conntrack entries deleted")
+    wait_for(lambda: (nat.metric("kha_proxy_nat_local_connections_aborted_total") or 0) >= 1,
+             AT_ONCE_S, "local sockets aborted")
     for s, f, name in watches:
         if name == victim:
-            assert nat.ns.call(ends_within, s, f, 2.0), "silent watch on the frozen backend"
-    assert (nat.metric("kha_proxy_nat_conntrack_deleted_total") or 0) >= 1
-    assert (nat.metric("kha_proxy_nat_local_connections_aborted_total") or 0) >= 1
+            assert nat.ns.call(ends_within, s, f, AT_ONCE_S), "silent watch on the frozen backend"
 
     def again(c):
         t = time.monotonic()
@@ -221,7 +230,9 @@ def test_nat_frozen_backend_connections_are_cut(nat):
     for c, name in conns:
         if name == victim:
             result, took = nat.ns.call(again, c)
-            assert result.startswith("cut") and took < 3, (result, took)
+            # cut at once, not left waiting on the frozen process (the client's 10 s timeout)
+            assert result.startswith("cut") and took < AT_ONCE_S, (result, took)
+            print(f"keep-alive request on the frozen backend: {result} in {took * 1000:.0f} ms")
     nat.signal_backend(victim, signal.SIGCONT)
     for c, _ in conns:
         nat.ns.call(c.close)

@@ -344,8 +344,12 @@ class BgpLab(NetnsLab):
         except subprocess.TimeoutExpired:
             p.kill()
             p.wait()
+        return self.load_results(p)
+
+    def load_results(self, p):
+        """The background client's results so far (complete lines only)."""
         with open(p.out) as f:
-            return [json.loads(x) for x in f if x.startswith("{")]
+            return [json.loads(x) for x in f if x.startswith("{") and x.endswith("\n")]
 
     def link(self, master, up):
         """Cuts (or restores) a master's cable: its bridge port goes down."""
