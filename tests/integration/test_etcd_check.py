@@ -64,6 +64,9 @@ def test_etcd_34_corrupt_alarm_naming_no_member_is_critical(etcd_cluster):
     before, after = b"value-before-0123456789", b"VALUE-AFTER!-0123456789"
     _post(c.member(0).client_url + "/v3/kv/put", {"key": b64("diverge/x"),
                                                    "value": base64.b64encode(before).decode()})
+    # member 2 applies the put on its own time: wait until it serves it before stopping it
+    wait_for(lambda: c.gateway("/v3/kv/range", {"key": b64("diverge/x"), "serializable": True},
+                               member=2).get("kvs"), deadline(5), "member 2 to apply the put")
     c.stop(2)
     db = os.path.join(c.member(2).data_dir, "member", "snap", "db")
     raw = open(db, "rb").read()
