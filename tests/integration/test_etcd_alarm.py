@@ -21,7 +21,7 @@ import pytest
 from conftest import run_kha
 from kha_testlib.etcd import _free_port, etcd_cluster, etcd_version  # noqa: F401 (fixtures)
 from kha_testlib.etcdops import b64, fill_keys, new_members, poll, run_replace  # noqa: F401
-from kha_testlib.process import deadline
+from kha_testlib.process import deadline, wait_for
 
 # the periodic corruption check, every second (off by default); 3.6 renamed the flag
 CORRUPT_CHECK = {"3.4": "--experimental-corrupt-check-time=1s", "3.6": "--corrupt-check-time=1s"}
@@ -54,6 +54,9 @@ def corrupt_on_disk(c, i):
     (bbolt has no page checksums; the same length keeps the file valid), then starts it."""
     before, after = b"value-before-0123456789", b"VALUE-AFTER!-0123456789"
     c.gateway("/v3/kv/put", {"key": b64("diverge/x"), "value": b64(before)})
+    # member i applies the put on its own time: wait until it serves it before stopping it
+    wait_for(lambda: c.gateway("/v3/kv/range", {"key": b64("diverge/x"), "serializable": True},
+                               member=i).get("kvs"), deadline(5), f"member {i} to apply the put")
     c.stop(i)  # graceful: its backend is committed to the file
     db = os.path.join(c.member(i).data_dir, "member", "snap", "db")
     with open(db, "rb") as f:
