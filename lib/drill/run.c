@@ -327,6 +327,10 @@ static enum kha_drill_result classify(struct drill *dr, CURL *e, CURLcode rc, co
 			return KHA_DRILL_PROBE_REFUSED;
 		if (f.os_errno == ETIMEDOUT)
 			return KHA_DRILL_PROBE_TIMEOUT;
+		/* the kernel completed the handshake from the listen queue, then the target closed
+		 * its listener and reset it before libcurl saw the connect finish */
+		if (f.os_errno == ECONNRESET)
+			return KHA_DRILL_PROBE_RESET;
 		return KHA_DRILL_PROBE_ERROR;
 	case KHA_HTTP_FAIL_RESOLVE:
 		return KHA_DRILL_PROBE_RESOLVE;
