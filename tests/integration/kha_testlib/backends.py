@@ -14,6 +14,9 @@ HTTPS endpoints:
   GET  /watch[?n=COUNT]     a long response: one line every 50 ms ("event I NAME"), COUNT lines
                             then the end, or forever
   POST /admin/ready?code=N  switches /readyz
+  POST /admin/close?on=1|0  while on, every response says "Connection: close" and the server
+                            closes the connection after it (a server draining its keep-alive
+                            connections before it stops)
 """
 import argparse
 import http.server
@@ -124,6 +127,8 @@ class TLSHandler(http.server.BaseHTTPRequestHandler):
         self.send_response(code)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(body)))
+        if self.server.closing:
+            self.send_header("Connection", "close")  # and close_connection is set
         self.end_headers()
         self.wfile.write(body)
 
@@ -166,6 +171,9 @@ class TLSHandler(http.server.BaseHTTPRequestHandler):
             self.send_body(200, body, "application/octet-stream")
         elif url.path == "/admin/ready":
             self.server.ready_code = int(urllib.parse.parse_qs(url.query)["code"][0])
+            self.send_body(200, b"ok")
+        elif url.path == "/admin/close":
+            self.server.closing = urllib.parse.parse_qs(url.query)["on"][0] == "1"
             self.send_body(200, b"ok")
         else:
             self.send_body(404, b"not found")
@@ -238,6 +246,7 @@ def main():
         srv.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         srv.ctx.load_cert_chain(a.cert, a.key)
         srv.ready_code = 200
+        srv.closing = False
     else:
         srv = TcpServer(("127.0.0.1", a.port), TcpHandler)
         srv.report = a.report

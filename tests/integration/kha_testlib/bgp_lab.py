@@ -13,6 +13,8 @@ Topology, all inside namespaces this module creates (nothing in the root namespa
 
 The service address is 10.<n>.200.<m> (/32), announced by the masters, never configured on the
 router. Names are unique per lab (pid + counter), so parallel test workers never collide.
+pin_flows() makes the router keep flow state (conntrack + policy routing, see its text); by
+default it hashes every packet statelessly (`merge paths`, L4 hash).
 BgpLab.close() kills what it started and deletes every namespace, also after a failure.
 """
 import itertools
@@ -33,7 +35,8 @@ _counter = itertools.count()
 BACKENDS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "backends.py")
 
 # A client that opens a new TLS connection per request and reports each one as a JSON line:
-# {"t": seconds since start, "ok": bool, "name": master or "", "err": text}.
+# {"t": seconds since start, "at": its CLOCK_MONOTONIC start (the same clock as the test's
+# time.monotonic()), "d": seconds it took, "ok": bool, "name": master or "", "err": text}.
 LOAD = textwrap.dedent("""
     import json, socket, ssl, sys, time, signal
     vip, ca, duration, count, gap = sys.argv[1], sys.argv[2], float(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5])
@@ -42,7 +45,7 @@ LOAD = textwrap.dedent("""
     signal.signal(signal.SIGTERM, lambda *a: stop.append(1))
     t0 = time.monotonic(); n = 0
     while not stop and (count == 0 or n < count) and (duration == 0 or time.monotonic() - t0 < duration):
-        t = time.monotonic() - t0; n += 1
+        at = time.monotonic(); t = at - t0; n += 1
         try:
             with socket.create_connection((vip, 8443), timeout=2) as s:
                 s.settimeout(2)
@@ -54,10 +57,62 @@ LOAD = textwrap.dedent("""
                         if not b: break
                         data += b
             name = json.loads(data.split(b"\\r\\n\\r\\n", 1)[1])["name"]
-            print(json.dumps({"t": t, "ok": True, "name": name, "err": ""}), flush=True)
+            print(json.dumps({"t": t, "at": at, "d": time.monotonic() - at, "ok": True,
+                              "name": name, "err": ""}), flush=True)
         except Exception as e:
-            print(json.dumps({"t": t, "ok": False, "name": "", "err": repr(e)}), flush=True)
+            print(json.dumps({"t": t, "at": at, "d": time.monotonic() - at, "ok": False,
+                              "name": "", "err": repr(e)}), flush=True)
         if gap: time.sleep(gap)
+""")
+
+# A client on persistent (keep-alive) connections, as kubectl and the kubelet are: first one
+# connection per master named in argv[3] (comma-separated; it reconnects until the router's hash
+# lands each where wanted), then requests round-robin over them, one at a time. A response with
+# "Connection: close" closes that connection; its next request opens a new one, wherever the
+# router sends it. One JSON line per request: {"at": CLOCK_MONOTONIC start, "d": seconds,
+# "ok", "name", "err", "slot": which connection, "conn": serial of the TCP connection,
+# "fresh": opened for this request, "close": the response said Connection: close}.
+# The setup ends with the line {"ready": [master of each slot]}.
+LOAD_KEEPALIVE = textwrap.dedent("""
+    import http.client, json, ssl, sys, time, signal
+    vip, ca, want = sys.argv[1], sys.argv[2], sys.argv[3].split(",")
+    ctx = ssl.create_default_context(cafile=ca); ctx.check_hostname = False
+    stop = []
+    signal.signal(signal.SIGTERM, lambda *a: stop.append(1))
+    serial = [0]
+    def request(c):
+        fresh = c.sock is None
+        if fresh:
+            serial[0] += 1; c.serial = serial[0]
+        r = {"at": time.monotonic(), "fresh": fresh, "conn": c.serial}
+        try:
+            c.request("GET", "/version")
+            resp = c.getresponse()
+            body = resp.read()
+            r.update(ok=True, name=json.loads(body)["name"], err="",
+                     close=(resp.getheader("Connection") or "").lower() == "close")
+        except Exception as e:
+            c.close()
+            r.update(ok=False, name="", err=repr(e), close=True)
+        r["d"] = time.monotonic() - r["at"]
+        return r
+    slots = []
+    for w in want:
+        for _ in range(100):
+            c = http.client.HTTPSConnection(vip, 8443, context=ctx, timeout=2)
+            r = request(c)
+            if r["ok"] and r["name"] == w and not r["close"]:
+                break
+            c.close()
+        slots.append((c, r["name"]))
+    print(json.dumps({"ready": [n for _, n in slots]}), flush=True)
+    i = 0
+    while not stop:
+        c = slots[i % len(slots)][0]
+        r = request(c)
+        r["slot"] = i % len(slots)
+        print(json.dumps(r), flush=True)
+        i += 1
 """)
 
 
@@ -304,7 +359,63 @@ class BgpLab(NetnsLab):
                *args, check=False)
         return r.stdout
 
+    # -- flow pinning on the router ------------------------------------------------------------
+    def pin_flows(self):
+        """Makes the router keep each connection on the master it started on (docs/bgp.md,
+        "Flow pinning"). The first packet of a connection is routed by the ECMP route as
+        usual; in postrouting the next hop the kernel chose is mapped to a mark (master i:
+        i + 1) and saved in the connection's conntrack entry (and counted: new_connections()).
+        Every later packet of that connection gets the mark back in prerouting, before the
+        routing decision, and `ip rule fwmark i+1` sends it to table 100+i+1, which routes the
+        service address via that one master, whatever the ECMP set is now. The masters' replies
+        (to the client) match no rule and are routed by the main table."""
+        rules, pre = [], f"ip daddr {self.vip} ct mark != 0 meta mark set ct mark"
+        for i, m in enumerate(self.masters):
+            mark = i + 1
+            rules.append(f"ip daddr {self.vip} ct mark 0 rt ip nexthop {self.addr[m]} "
+                         f"counter name new{mark} ct mark set {mark}")
+            sh("ip", "-n", self.router, "route", "add", f"{self.vip}/32", "via", self.addr[m],
+               "dev", "br0", "table", 100 + mark)
+            sh("ip", "-n", self.router, "rule", "add", "fwmark", mark, "lookup", 100 + mark)
+        counters = "".join(f"counter new{i + 1} {{}}\n" for i in range(len(self.masters)))
+        ruleset = (f"table ip kha_pin {{\n{counters}"
+                   "chain prerouting {\ntype filter hook prerouting priority mangle; "
+                   f"policy accept;\n{pre}\n}}\n"
+                   "chain postrouting {\ntype filter hook postrouting priority mangle; "
+                   "policy accept;\n" + "\n".join(rules) + "\n}\n}\n")
+        sh("ip", "netns", "exec", self.router, "nft", "-f", "-", input=ruleset)
+
+    def new_connections(self):
+        """Connections the pinning router has sent to each master (its first packets)."""
+        r = sh("ip", "netns", "exec", self.router, "nft", "-j", "list", "counters", "table",
+               "ip", "kha_pin")
+        got = {}
+        for item in json.loads(r.stdout)["nftables"]:
+            c = item.get("counter")
+            if c and c["name"].startswith("new"):
+                got[self.masters[int(c["name"][3:]) - 1]] = c["packets"]
+        return got
+
     # -- observation -------------------------------------------------------------------------
+    def tcp_md5_failures(self, ns):
+        """The kernel's count of TCP segments in namespace ns dropped for a wrong MD5
+        signature (TcpExt TCPMD5Failure: a signature was there, made with another key)."""
+        r = sh("ip", "netns", "exec", ns, "cat", "/proc/net/netstat")
+        lines = [x.split() for x in r.stdout.splitlines() if x.startswith("TcpExt:")]
+        return int(dict(zip(lines[0], lines[1]))["TCPMD5Failure"])
+
+    def server_post(self, master, path):
+        """POST to a master's HTTPS server from inside its namespace (its admin endpoints,
+        kha_testlib.backends)."""
+        code = textwrap.dedent(f"""
+            import ssl, urllib.request
+            ctx = ssl.create_default_context(cafile="{self.pki['ca']}")
+            urllib.request.urlopen(urllib.request.Request(
+                "https://127.0.0.1:8443{path}", data=b"", method="POST"),
+                context=ctx, timeout=5).read()
+        """)
+        sh("ip", "netns", "exec", master, sys.executable, "-c", code)
+
     def paths(self):
         """The next hops of the service address in the router's kernel table (a set)."""
         r = sh("ip", "-n", self.router, "-4", "route", "show", f"{self.vip}/32", check=False)
@@ -326,12 +437,15 @@ class BgpLab(NetnsLab):
                timeout=max(60, duration + count * 3 + 30))
         return [json.loads(x) for x in r.stdout.splitlines() if x.startswith("{")]
 
-    def start_load(self, gap=0.0):
-        """The client in the background: stop_load() ends it and returns its results."""
+    def start_load(self, gap=0.0, keepalive=None):
+        """The client in the background: stop_load() ends it and returns its results.
+        keepalive: the masters to hold one persistent connection to each (LOAD_KEEPALIVE)
+        instead of a new connection per request."""
         out = os.path.join(self.tmpdir, f"load-{time.monotonic_ns()}.jsonl")
         f = open(out, "w")
-        p = self.spawn(self.client, "load",
-                       [sys.executable, "-c", LOAD, self.vip, self.pki["ca"], 0, 0, gap], stdout=f)
+        args = ([LOAD_KEEPALIVE, self.vip, self.pki["ca"], ",".join(keepalive)] if keepalive
+                else [LOAD, self.vip, self.pki["ca"], 0, 0, gap])
+        p = self.spawn(self.client, "load", [sys.executable, "-c", *args], stdout=f)
         f.close()
         p.out = out
         p.t0 = time.monotonic()
@@ -347,9 +461,14 @@ class BgpLab(NetnsLab):
         return self.load_results(p)
 
     def load_results(self, p):
-        """The background client's results so far (complete lines only)."""
+        """The background client's results so far (complete lines only; the keep-alive
+        client's setup line is in p.ready once seen)."""
         with open(p.out) as f:
-            return [json.loads(x) for x in f if x.startswith("{") and x.endswith("\n")]
+            lines = [json.loads(x) for x in f if x.startswith("{") and x.endswith("\n")]
+        for x in lines:
+            if "ready" in x:
+                p.ready = x["ready"]
+        return [x for x in lines if "ready" not in x]
 
     def link(self, master, up):
         """Cuts (or restores) a master's cable: its bridge port goes down."""
