@@ -233,6 +233,8 @@ def test_bird_sigterm_with_flow_pinning_fails_nothing(lab, mode):
     """The router keeps flow state (BgpLab.pin_flows: conntrack + policy routing, as in
     docs/bgp.md): a connection stays on the master it started on, new ones follow the ECMP
     set. Then a graceful stop fails no request at all.
+    Both: a long response (a watch) from the draining master keeps flowing after the router
+    moved away (a stateless router breaks it at once).
     new-connections: two clients, a new TLS connection per request, all the time.
     keep-alive: one client holding a persistent connection to each master; once the router
     has moved away, the draining master's server answers with "Connection: close" (as a server
@@ -252,6 +254,11 @@ def test_bird_sigterm_with_flow_pinning_fails_nothing(lab, mode):
         slot = loads[0].ready.index(m1)
     else:
         loads = [lab.start_load(), lab.start_load()]
+    # and a long response from m1 (a watch), on a connection of its own
+    stream = lab.start_stream(m1)
+    wait_for(lambda: lab.load_results(stream) and getattr(stream, "ready", None), 60,
+             "the long response from m1")
+    assert stream.ready == m1
     wait_for(lambda: all(lab.load_results(p) for p in loads) and
              all(n > 0 for n in lab.new_connections().values()), 20,
              "the router to pin connections to every master")
@@ -266,6 +273,11 @@ def test_bird_sigterm_with_flow_pinning_fails_nothing(lab, mode):
     # draining: still announced (with the community), still serving on its address
     assert procs[m1].poll() is None and held(lab, m1)
     assert "Established" in lab.birdc("show", "protocols", proto)
+    # the long response keeps coming from m1 after the move; the client then ends it
+    wait_for(lambda: any(r["at"] > t_moved and "line" in r for r in lab.load_results(stream)),
+             deadline(LOAD_STEP_TIMEOUT), "m1's long response after the move")
+    lines = lab.stop_load(stream)
+    assert not [r for r in lines if "err" in r], lines[-3:]
     if mode == "keep-alive":
         def on_m1(cond):
             return [r for r in lab.load_results(loads[0]) if r["slot"] == slot and cond(r)]

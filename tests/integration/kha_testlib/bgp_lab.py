@@ -115,6 +115,46 @@ LOAD_KEEPALIVE = textwrap.dedent("""
         i += 1
 """)
 
+# One long response (GET /watch: a line every 50 ms, forever) on a connection to the master
+# named in argv[3]: it reconnects until the router's hash lands it there, prints
+# {"ready": master}, then {"at": CLOCK_MONOTONIC, "line": n} per line read, and at the end of the
+# stream or an error {"at", "err"}. SIGTERM: it closes the connection and exits.
+STREAM = textwrap.dedent("""
+    import json, socket, ssl, sys, time, signal
+    vip, ca, want = sys.argv[1], sys.argv[2], sys.argv[3]
+    ctx = ssl.create_default_context(cafile=ca); ctx.check_hostname = False
+    signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))
+    name = ""
+    for _ in range(100):
+        c = None
+        try:
+            c = ctx.wrap_socket(socket.create_connection((vip, 8443), timeout=2))
+            c.settimeout(2)
+            c.sendall(b"GET /watch HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n")
+            f = c.makefile("rb")
+            line = f.readline()
+            while line and not line.startswith(b"event "):
+                line = f.readline()
+            name = line.split()[2].decode() if line else ""
+        except Exception:
+            name = ""
+        if name == want:
+            break
+        if c:
+            c.close()
+    print(json.dumps({"ready": name}), flush=True)
+    n = 0
+    try:
+        while True:
+            if not f.readline():
+                print(json.dumps({"at": time.monotonic(), "err": "end of stream"}), flush=True)
+                break
+            n += 1
+            print(json.dumps({"at": time.monotonic(), "line": n}), flush=True)
+    except Exception as e:
+        print(json.dumps({"at": time.monotonic(), "err": repr(e)}), flush=True)
+""")
+
 
 class BgpLab(NetnsLab):
     ROUTER_AS = 65000
@@ -449,6 +489,16 @@ class BgpLab(NetnsLab):
         f.close()
         p.out = out
         p.t0 = time.monotonic()
+        return p
+
+    def start_stream(self, master):
+        """A long response from master (STREAM) in the background; its lines with
+        load_results(), stop_load() ends it."""
+        out = os.path.join(self.tmpdir, f"stream-{time.monotonic_ns()}.jsonl")
+        with open(out, "w") as f:
+            p = self.spawn(self.client, "stream", [sys.executable, "-c", STREAM, self.vip,
+                                                   self.pki["ca"], master], stdout=f)
+        p.out = out
         return p
 
     def stop_load(self, p):
