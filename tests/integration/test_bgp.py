@@ -258,9 +258,11 @@ def test_bird_sigterm_with_flow_pinning_fails_nothing(lab, mode):
     keep-alive: one client holding a persistent connection to each master; once the router
     has moved away, the draining master's server answers with "Connection: close" (as a server
     that is being stopped does) and the client reopens that connection, elsewhere."""
-    # The drain covers the test's steps between the SIGTERM and the last request on the
-    # draining master (each bounded by the client's step timeout plus the slack)
-    drain = 3 + 2 * SLACK
+    # The drain must cover the test's steps between the SIGTERM and the last request on the
+    # draining master (the move, the long response seen after it, the keep-alive request seen
+    # after it, the server told to close, the client's next request): a few client steps and
+    # two short commands; what the drain does not cover fails the test, as it would a client
+    drain = 2 * LOAD_STEP_TIMEOUT + 2 * SLACK
     procs = start_all(lab, "--graceful-shutdown-wait", f"{int(drain * 1000)}ms")
     lab.pin_flows()
     m1 = lab.masters[0]
