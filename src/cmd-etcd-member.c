@@ -1,10 +1,10 @@
 // SPDX-License-Identifier: MIT
 /*
  * kha etcd member list|add|remove|promote|replace: membership changes that never cost quorum
- * unless --force says so (the guards are in lib/etcdops/guard.c).
+ * unless --force says so (the guards are in lib/etcdops/guard.c, the steps of replace and
+ * their order in lib/etcdops/replace.c).
  */
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <jansson.h>
@@ -21,7 +21,6 @@
 #define DEFAULT_PROMOTE_TIMEOUT_US (2 * 60 * KHA_USEC_PER_SEC)
 #define DEFAULT_START_TIMEOUT_US   (10 * 60 * KHA_USEC_PER_SEC)
 #define EXIT_REFUSED		   1
-#define ALARM_CLEAR_US		   (10 * KHA_USEC_PER_SEC)
 
 enum {
 	OPT_PEER_URLS = 0x100,
@@ -45,7 +44,6 @@ struct opts {
 	uint64_t timeout_us;
 	uint64_t start_timeout_us;
 	const char *arg;	      /* the positional NAME|ID */
-	uint64_t suspect;	      /* replace: whom an alarm naming no member is about */
 	struct cmd_progress progress; /* of the current wait */
 	struct kha_etcdops_change ch; /* the change, speaking through on_progress and on_note */
 };
@@ -396,23 +394,12 @@ static const char *name_cell(char *buf, size_t n, const struct kha_etcd_member *
 	return buf;
 }
 
-/* Runs the guard; prints a refusal or a warning. Returns 0 to proceed or an exit code. */
-static int guard(const struct opts *o, const struct kha_etcd_cluster_report *rep,
-		 const struct kha_etcdops_guard_request *req, struct kha_etcdops_guard_verdict *v)
+/*
+ * Says a guard's verdict: the refusal, the override by --force, or a note. Returns 0 to
+ * proceed or EXIT_REFUSED.
+ */
+static int guard_say(const struct opts *o, const struct kha_etcdops_guard_verdict *v)
 {
-	struct kha_etcdops_guard_member *gm =
-		calloc(rep->n_members ? rep->n_members : 1, sizeof(*gm));
-	struct kha_etcdops_guard_cluster gc;
-	int r;
-
-	if (!gm)
-		return KHA_EXIT_SOFTWARE;
-	kha_etcdops_guard_from_report(rep, gm, &gc);
-	gc.suspect = o->suspect;
-	r = kha_etcdops_guard_check(&gc, req, v);
-	free(gm);
-	if (r < 0)
-		return KHA_EXIT_SOFTWARE;
 	if (!v->allowed) {
 		if (o->force && v->forceable) {
 			fprintf(stderr,
@@ -427,6 +414,15 @@ static int guard(const struct opts *o, const struct kha_etcd_cluster_report *rep
 	if (v->warning[0])
 		fprintf(stderr, "kha etcd member %s: note: %s\n", o->sub, v->warning);
 	return 0;
+}
+
+/* Runs the guard; prints a refusal or a warning. Returns 0 to proceed or an exit code. */
+static int guard(const struct opts *o, const struct kha_etcd_cluster_report *rep,
+		 const struct kha_etcdops_guard_request *req, struct kha_etcdops_guard_verdict *v)
+{
+	if (kha_etcdops_guard_check_report(rep, 0, req, v) < 0)
+		return KHA_EXIT_SOFTWARE;
+	return guard_say(o, v);
 }
 
 /* Runs the guard on the cluster as it is now. Returns 0 to proceed or an exit code. */
@@ -701,6 +697,17 @@ static int cmd_remove(struct opts *o)
 
 /* ---- promote ------------------------------------------------------------------------------ */
 
+/* A promotion that failed: interrupted (the learner stays one), or the error. */
+static int promote_failed(struct opts *o, int r, const struct kha_diag *d)
+{
+	if (r == -ECANCELED && cmd_interrupted) {
+		fprintf(stderr, "kha etcd member %s: interrupted (the learner stays a learner)\n",
+			o->sub);
+		return 128 + cmd_interrupted;
+	}
+	return fail(o, r, d);
+}
+
 static int promote(struct opts *o, uint64_t id)
 {
 	struct kha_diag d = {};
@@ -709,12 +716,7 @@ static int promote(struct opts *o, uint64_t id)
 	r = kha_etcdops_member_promote_wait(&o->cfg, id, o->timeout_us, &cmd_interrupted,
 					    on_progress, o, &d);
 	cmd_progress_done(&o->progress);
-	if (r == -ECANCELED && cmd_interrupted) {
-		fprintf(stderr, "kha etcd member %s: interrupted (the learner stays a learner)\n",
-			o->sub);
-		return 128 + cmd_interrupted;
-	}
-	return r < 0 ? fail(o, r, &d) : 0;
+	return r < 0 ? promote_failed(o, r, &d) : 0;
 }
 
 static int cmd_promote(struct opts *o)
@@ -798,208 +800,31 @@ static int cmd_promote(struct opts *o)
 
 /* ---- replace ------------------------------------------------------------------------------ */
 
-/* Guards and removes OLD with the cluster as it is now. */
-static int replace_remove_old(struct opts *o, uint64_t old_id, struct kha_etcdops_guard_verdict *v)
+/* The steps: stdout, or stderr under -o json (stdout is the report). */
+static FILE *replace_out(const struct opts *o)
 {
-	struct kha_etcdops_guard_request req = {.op = KHA_ETCDOPS_GUARD_REMOVE, .target = old_id};
-	int code = guard_now(o, &req, v);
-
-	if (!code)
-		code = remove_member(o, old_id);
-	if (!code)
-		remember_name(o, old_id, NULL);
-	return code;
+	return o->json ? stderr : stdout;
 }
 
-/* Guards and adds NEW as a learner, prints its flags. */
-static int replace_add_new(struct opts *o, struct kha_etcd_member *m,
-			   struct kha_etcdops_member_start *s)
+/* A step of the replacement ("Step 2/4: ..."), or a line of detail (step 0). */
+static void replace_step(void *userdata, int step, int steps, const char *text,
+			 const struct kha_etcdops_replace_result *r)
 {
-	struct kha_etcdops_guard_request req = {
-		.op = KHA_ETCDOPS_GUARD_ADD_LEARNER,
-		.name = o->name,
-		.peer_urls = (const char *const *)o->peer_urls,
-		.n_peer_urls = o->n_peer_urls,
-	};
-	struct kha_etcdops_guard_verdict v;
-	int code = guard_now(o, &req, &v);
+	FILE *out = replace_out(userdata);
 
-	if (!code)
-		code = do_add(o, o->name, true, m, s);
-	if (!code)
-		remember_name(o, m->id, o->name);
-	return code;
-}
-
-/* The ways a replacement goes (docs/etcd-ops.md "Replacing a member"). */
-enum replace_order {
-	REPLACE_LEARNER_FIRST, /* OLD alive: add, wait, promote, remove OLD */
-	REPLACE_REMOVE_FIRST,  /* OLD dead: remove OLD, add, wait, promote */
-	REPLACE_REPAIR, /* OLD carries a CORRUPT alarm: remove OLD, disarm, add, wait, promote */
-};
-
-static const char *const replace_order_names[] = {"learner-first", "remove-first",
-						  "repair-corrupt"};
-
-struct replace {
-	FILE *out; /* the steps: stdout, or stderr under -o json (stdout is the report) */
-	uint64_t old_id;
-	char old[128];
-	enum replace_order order;
-	int step, steps;
-	struct kha_etcd_alarm_list disarmed; /* REPLACE_REPAIR */
-};
-
-static void replace_step(struct replace *rp, const char *fmt, ...) KHA_PRINTF(2, 3);
-static void replace_step(struct replace *rp, const char *fmt, ...)
-{
-	va_list ap;
-
-	fprintf(rp->out, "Step %d/%d: ", rp->step++, rp->steps);
-	va_start(ap, fmt);
-	vfprintf(rp->out, fmt, ap);
-	va_end(ap);
-	fflush(rp->out);
-}
-
-/* Whether rep shows an active alarm (on a member or naming none). */
-static bool any_alarm(const struct kha_etcd_cluster_report *rep)
-{
-	if (rep->alarm_corrupt_unnamed || rep->alarm_nospace_unnamed)
-		return true;
-	for (size_t i = 0; i < rep->n_members; i++)
-		if (rep->members[i].alarm_corrupt || rep->members[i].alarm_nospace)
-			return true;
-	return false;
-}
-
-/*
- * etcd 3.4 raises CORRUPT on no member: the member it is about is the one kha etcd check
- * consistency blames (kha_etcdops_consistency_suspect). Sets o->suspect; says what it found.
- */
-static void find_suspect(struct opts *o, FILE *out)
-{
-	struct kha_etcdops_consistency_report cr = {};
-	struct kha_diag d = {};
-
-	fprintf(out, "The CORRUPT alarm names no member (etcd 3.4): comparing the members' data "
-		     "(kha etcd check consistency)...\n");
+	if (step)
+		fprintf(out, "Step %d/%d: ", step, steps);
+	fprintf(out, "%s\n", text);
+	if (step && r->stage == KHA_ETCDOPS_REPLACE_ADD) {
+		print_start(out, &r->start, false);
+		fprintf(out, "\n");
+	}
 	fflush(out);
-	if (kha_etcdops_consistency_check(&o->cfg, 0, &cr, &d) < 0) {
-		fprintf(stderr, "kha etcd member replace: the consistency check failed: %s\n",
-			d.msg);
-		return;
-	}
-	o->suspect = kha_etcdops_consistency_suspect(&cr);
-	fprintf(out, "  %s\n", cr.summary);
-	for (size_t i = 0; o->suspect && i < cr.n_members; i++)
-		if (cr.members[i].id == o->suspect)
-			fprintf(out,
-				"  so the alarm is about %s (the one member that differs or, "
-				"stopped, could not be compared)\n",
-				cr.members[i].name[0] ? cr.members[i].name : "an unnamed member");
-	kha_etcdops_consistency_report_release(&cr);
 }
 
-/*
- * With an alarm active, a replacement is allowed only as the repair of a CORRUPT alarm (the
- * guard's REPAIR rules). Takes rep. Returns 0 to go on as a repair, -1 to go on the usual way
- * (--force overrode the refusal), or an exit code.
- */
-static int repair_guard(struct opts *o, struct kha_etcd_cluster_report *rep,
-			struct kha_etcdops_guard_verdict *v)
+static void replace_guard(void *userdata, const struct kha_etcdops_guard_verdict *v)
 {
-	struct kha_etcdops_guard_request req = {
-		.op = KHA_ETCDOPS_GUARD_REPAIR,
-		.name = o->name,
-		.peer_urls = (const char *const *)o->peer_urls,
-		.n_peer_urls = o->n_peer_urls,
-		.target = 0,
-	};
-	int code, idx;
-	struct kha_diag d = {};
-
-	if (rep->alarm_corrupt_unnamed)
-		find_suspect(o, o->json ? stderr : stdout);
-	idx = find_member(o, rep, &d);
-	req.target = idx >= 0 ? rep->members[idx].member.id : 0;
-	code = guard(o, rep, &req, v);
-	kha_etcd_cluster_report_release(rep);
-	if (code)
-		return code;
-	return v->allowed ? 0 : -1;
-}
-
-static int no_alarm_poll(void *userdata, char *text, size_t size)
-{
-	struct opts *o = userdata;
-	struct kha_etcd_cluster_report rep = {};
-	bool alarm;
-
-	(void)text;
-	(void)size;
-	if (kha_etcd_cluster_report(&o->cfg, 0, 0, &rep, NULL) < 0)
-		return 0;
-	alarm = any_alarm(&rep);
-	kha_etcd_cluster_report_release(&rep);
-	return alarm ? 0 : 1;
-}
-
-/*
- * The alarm list goes through raft; each member's status shows its own copy, which a lagging
- * follower updates a moment later: wait (up to ALARM_CLEAR_US) until no member shows an
- * alarm, so that the guard of the add that follows sees the cluster as it now is.
- */
-static void wait_no_alarm(struct opts *o)
-{
-	kha_ignore(kha_etcdops_wait(kha_now_us() + ALARM_CLEAR_US, 200 * KHA_USEC_PER_MSEC,
-				    &cmd_interrupted, no_alarm_poll, o, NULL, NULL));
-}
-
-/* Removes OLD (stopped, guarded by repair_guard), disarms its CORRUPT alarm, checks none remains. */
-static int repair_remove_disarm(struct opts *o, struct replace *rp, bool named)
-{
-	struct kha_etcdops_alarm_filter f = {.type = KHA_ETCD_ALARM_CORRUPT,
-					     .by_member = true,
-					     .member = named ? rp->old_id : 0};
-	struct kha_etcd_alarm_list remaining = {};
-	struct kha_diag d = {};
-	char list[256] = "";
-	size_t n = 0;
-	int code, r;
-
-	replace_step(rp, "%s carries the CORRUPT alarm and is stopped: removing it...\n", rp->old);
-	code = remove_member(o, rp->old_id);
-	if (code)
-		return code;
-	remember_name(o, rp->old_id, NULL);
-	replace_step(rp, "disarming the CORRUPT alarm...\n");
-	r = kha_etcdops_alarm_disarm(&o->cfg, &f, &rp->disarmed, &remaining, &d);
-	if (r < 0) {
-		kha_etcd_alarm_list_release(&remaining);
-		return cmd_fail("kha etcd member replace", o->json, cmd_etcd_exit_code(r, &d),
-				"%s was removed, but the disarm failed: %s (retry with 'kha etcd "
-				"alarm disarm --alarm CORRUPT', then add %s with 'kha etcd member "
-				"add %s --learner --peer-urls ...')",
-				rp->old, d.msg, o->name, o->name);
-	}
-	for (size_t i = 0; i < remaining.n_alarms && n < sizeof(list); i++)
-		n += (size_t)snprintf(list + n, sizeof(list) - n, "%s%s on %" PRIx64, i ? ", " : "",
-				      kha_etcd_alarm_name(remaining.alarms[i].type),
-				      remaining.alarms[i].member_id);
-	code = remaining.n_alarms ? KHA_EXIT_CRITICAL : 0;
-	kha_etcd_alarm_list_release(&remaining);
-	if (code)
-		return cmd_fail(
-			"kha etcd member replace", o->json, code,
-			"%s was removed and its CORRUPT alarm disarmed, but alarms remain "
-			"(%s): the cluster still refuses writes. See 'kha etcd alarm list'; "
-			"once none remains, add %s with 'kha etcd member add %s --learner "
-			"--peer-urls ...'",
-			rp->old, list, o->name, o->name);
-	fprintf(rp->out, "  disarmed; no alarm remains.\n");
-	wait_no_alarm(o);
-	return 0;
+	kha_ignore(guard_say(userdata, v));
 }
 
 static json_t *alarms_json(const struct kha_etcd_alarm_list *l)
@@ -1013,171 +838,135 @@ static json_t *alarms_json(const struct kha_etcd_alarm_list *l)
 	return a;
 }
 
-/*
- * Which member goes and in what order: rp->old*, rp->order (learner first; the old member
- * first when it is down; the CORRUPT repair under an alarm, after its guard), *ret_named (the
- * alarm names that member). 0 to go on, or the exit code.
- */
-static int replace_plan(struct opts *o, struct replace *rp, struct kha_etcdops_guard_verdict *v,
-			bool *ret_named)
+/* The disarm of a repair failed, or alarms remain after it: OLD is gone already. */
+static int replace_disarm_failed(const struct opts *o, const struct kha_etcdops_replace_result *r,
+				 int err, const struct kha_diag *d)
 {
-	struct kha_etcd_cluster_report rep = {};
-	struct kha_diag d = {};
-	int code = report(o, &rep), idx;
+	char list[256] = "";
+	size_t n = 0;
 
-	if (code)
-		return code;
-	idx = find_member(o, &rep, &d);
-	if (idx < 0) {
-		kha_etcd_cluster_report_release(&rep);
-		return fail(o, idx, &d);
-	}
-	rp->old_id = rep.members[idx].member.id;
-	*ret_named = rep.members[idx].alarm_corrupt;
-	label(rp->old, sizeof(rp->old), &rep.members[idx].member);
-	rp->order = rep.members[idx].reachable ? REPLACE_LEARNER_FIRST : REPLACE_REMOVE_FIRST;
-	cmd_catch_signals();
-	if (!any_alarm(&rep)) {
-		kha_etcd_cluster_report_release(&rep);
-		return 0;
-	}
-	code = repair_guard(o, &rep, v); /* releases rep */
-	if (code > 0)
-		return code;
-	if (code == 0) {
-		rp->order = REPLACE_REPAIR;
-		rp->steps = 5;
-	}
-	return 0;
+	if (!r->remaining.n_alarms)
+		return cmd_fail("kha etcd member replace", o->json, cmd_etcd_exit_code(err, d),
+				"%s was removed, but the disarm failed: %s (retry with 'kha etcd "
+				"alarm disarm --alarm CORRUPT', then add %s with 'kha etcd member "
+				"add %s --learner --peer-urls ...')",
+				r->old, d->msg, o->name, o->name);
+	for (size_t i = 0; i < r->remaining.n_alarms && n < sizeof(list); i++)
+		n += (size_t)snprintf(list + n, sizeof(list) - n, "%s%s on %" PRIx64, i ? ", " : "",
+				      kha_etcd_alarm_name(r->remaining.alarms[i].type),
+				      r->remaining.alarms[i].member_id);
+	return cmd_fail("kha etcd member replace", o->json, KHA_EXIT_CRITICAL,
+			"%s was removed and its CORRUPT alarm disarmed, but alarms remain "
+			"(%s): the cluster still refuses writes. See 'kha etcd alarm list'; "
+			"once none remains, add %s with 'kha etcd member add %s --learner "
+			"--peer-urls ...'",
+			r->old, list, o->name, o->name);
 }
 
-/* The new learner started and caught up, then promoted: 0, or the exit code after saying how
- * to finish by hand (old_down: the old member is gone already). */
-static int replace_wait_promote(struct opts *o, struct replace *rp, uint64_t id, bool old_down)
+/* NEW did not start or catch up in time (or the wait was interrupted): it stays a learner. */
+static int replace_wait_failed(const struct opts *o, const struct kha_etcdops_replace_result *r,
+			       int err, const struct kha_diag *d, bool old_down)
 {
-	struct kha_diag d = {};
-	int code;
+	bool interrupted = err == -ECANCELED && cmd_interrupted;
 
-	replace_step(rp, "waiting for %s to start and catch up...\n", o->name);
-	code = kha_etcdops_member_wait_started(&o->cfg, id, 1000, o->start_timeout_us,
-					       &cmd_interrupted, on_progress, o, &d);
-	cmd_progress_done(&o->progress);
-	if (code < 0) {
-		if (code == -ECANCELED && cmd_interrupted)
-			fprintf(stderr, "kha etcd member replace: interrupted\n");
-		else
-			fprintf(stderr, "kha etcd member replace: %s\n", d.msg);
-		fprintf(stderr,
-			"kha etcd member replace: %s stays a learner%s: start it and run 'kha etcd "
-			"member promote %s'%s%s, or undo with 'kha etcd member remove %" PRIx64
-			"'\n",
-			o->name, old_down ? "" : " and the old member stays", o->name,
-			old_down ? "" : ", then 'kha etcd member remove ", old_down ? "" : rp->old,
-			id);
-		return code == -ECANCELED && cmd_interrupted ? 128 + cmd_interrupted
-							     : kha_exit_from_errno(code);
-	}
-	replace_step(rp, "promoting %s...\n", o->name);
-	code = promote(o, id);
-	if (code)
-		fprintf(stderr,
-			"kha etcd member replace: %s is still a learner: retry 'kha etcd member "
-			"promote %s'%s%s\n",
-			o->name, o->name, old_down ? "" : ", then 'kha etcd member remove ",
-			old_down ? "" : rp->old);
-	return code;
-}
-
-/* The closing report: the cluster after the replacement, as a table line or -o json. */
-static int replace_done(struct opts *o, const struct replace *rp, const struct kha_etcd_member *m,
-			const struct kha_etcdops_member_start *s)
-{
-	struct kha_etcd_cluster_report rep = {};
-	int code = report(o, &rep);
-
-	if (code)
-		return code;
-	if (o->json)
-		code = dump(json_pack("{s:{s:o, s:s}, s:{s:o, s:s}, s:s, s:o, s:o, s:s, s:s}",
-				      "removed", "id", cmd_json_hex(rp->old_id), "name", rp->old,
-				      "added", "id", cmd_json_hex(m->id), "name", o->name, "order",
-				      replace_order_names[rp->order], "disarmed",
-				      alarms_json(&rp->disarmed), "start", start_json(s), "summary",
-				      rep.health.summary, "verdict",
-				      kha_etcd_verdict_name(rep.health.verdict)));
+	if (interrupted)
+		fprintf(stderr, "kha etcd member replace: interrupted\n");
 	else
-		printf("Done: %s replaced %s (%s). %s\n", o->name, rp->old,
-		       rp->order == REPLACE_REPAIR	   ? "removed first, CORRUPT alarm disarmed"
-		       : rp->order == REPLACE_REMOVE_FIRST ? "removed first: it was down"
-							   : "learner first",
-		       rep.health.summary);
-	kha_etcd_cluster_report_release(&rep);
-	return code;
+		fprintf(stderr, "kha etcd member replace: %s\n", d->msg);
+	fprintf(stderr,
+		"kha etcd member replace: %s stays a learner%s: start it and run 'kha etcd "
+		"member promote %s'%s%s, or undo with 'kha etcd member remove %" PRIx64 "'\n",
+		o->name, old_down ? "" : " and the old member stays", o->name,
+		old_down ? "" : ", then 'kha etcd member remove ", old_down ? "" : r->old,
+		r->added.id);
+	return interrupted ? 128 + cmd_interrupted : kha_exit_from_errno(err);
 }
 
-static int cmd_replace(struct opts *o)
+/*
+ * A replacement that stopped at r->stage: says why (a refusal was said already) and how to
+ * finish by hand from there. Returns the exit code.
+ */
+static int replace_failed(struct opts *o, const struct kha_etcdops_replace_result *r, int err,
+			  const struct kha_diag *d)
 {
-	struct kha_etcdops_guard_verdict v = {};
-	struct kha_etcd_member m = {};
-	struct kha_etcdops_member_start s = {};
-	struct replace rp = {.out = o->json ? stderr : stdout, .step = 1, .steps = 4};
-	bool old_down, named = false;
-	int code = replace_plan(o, &rp, &v, &named);
+	bool old_down = r->plan.order != KHA_ETCDOPS_REPLACE_LEARNER_FIRST; /* OLD gone first */
+	int code = r->refused ? EXIT_REFUSED : 0;
 
-	if (code)
-		goto out;
-	if (rp.order == REPLACE_REPAIR) {
-		code = repair_remove_disarm(o, &rp, named);
-		if (code)
-			goto out;
-	} else if (rp.order == REPLACE_REMOVE_FIRST) {
-		/*
-		 * etcd refuses every member add while a voter is unreachable (strict
-		 * reconfiguration check), so a dead member goes first. That costs nothing: a
-		 * dead voter already takes away the failure it would tolerate.
-		 */
-		replace_step(&rp,
-			     "%s is down: removing it first (etcd adds no member while a voter is "
-			     "unreachable)...\n",
-			     rp.old);
-		code = replace_remove_old(o, rp.old_id, &v);
-		if (code)
-			goto out;
-	}
-	old_down = rp.order != REPLACE_LEARNER_FIRST; /* from here: OLD is gone */
-	code = replace_add_new(o, &m, &s);
-	if (code) {
+	switch (r->stage) {
+	case KHA_ETCDOPS_REPLACE_DISARM:
+		return replace_disarm_failed(o, r, err, d);
+	case KHA_ETCDOPS_REPLACE_WAIT:
+		return replace_wait_failed(o, r, err, d, old_down);
+	case KHA_ETCDOPS_REPLACE_ADD:
+		code = code ? code : fail(o, err, d);
 		if (old_down)
 			fprintf(stderr,
 				"kha etcd member replace: %s was removed; add %s with 'kha etcd "
 				"member add %s --learner --peer-urls ...'\n",
-				rp.old, o->name, o->name);
-		goto out;
+				r->old, o->name, o->name);
+		return code;
+	case KHA_ETCDOPS_REPLACE_PROMOTE:
+		code = promote_failed(o, err, d);
+		fprintf(stderr,
+			"kha etcd member replace: %s is still a learner: retry 'kha etcd member "
+			"promote %s'%s%s\n",
+			o->name, o->name, old_down ? "" : ", then 'kha etcd member remove ",
+			old_down ? "" : r->old);
+		return code;
+	case KHA_ETCDOPS_REPLACE_REMOVE_OLD:
+		code = code ? code : fail(o, err, d);
+		fprintf(stderr,
+			"kha etcd member replace: %s is a voting member now; %s was not removed: "
+			"remove it once the rule allows ('kha etcd member remove %s')\n",
+			o->name, r->old, r->old);
+		return code;
+	default: /* the plan, OLD's removal first, the closing report */
+		return code ? code : fail(o, err, d);
 	}
-	replace_step(&rp, "%s added as a learner (id %" PRIx64 "), replacing %s.\n", o->name, m.id,
-		     rp.old);
-	print_start(rp.out, &s, false);
-	fprintf(rp.out, "\n");
-	code = replace_wait_promote(o, &rp, m.id, old_down);
-	if (code)
-		goto out;
-	if (!old_down) {
-		replace_step(&rp, "removing %s...\n", rp.old);
-		code = replace_remove_old(o, rp.old_id, &v);
-		if (code) {
-			fprintf(stderr,
-				"kha etcd member replace: %s is a voting member now; %s was not "
-				"removed: remove it once the rule allows ('kha etcd member remove "
-				"%s')\n",
-				o->name, rp.old, rp.old);
-			goto out;
-		}
-	}
-	code = replace_done(o, &rp, &m, &s);
-out:
-	kha_etcd_alarm_list_release(&rp.disarmed);
-	kha_etcd_member_release(&m);
-	kha_etcdops_member_start_release(&s);
+}
+
+/* The closing report: the cluster after the replacement, as a table line or -o json. */
+static int replace_done(const struct opts *o, const struct kha_etcdops_replace_result *r)
+{
+	if (o->json)
+		return dump(json_pack("{s:{s:o, s:s}, s:{s:o, s:s}, s:s, s:o, s:o, s:s, s:s}",
+				      "removed", "id", cmd_json_hex(r->plan.old_id), "name", r->old,
+				      "added", "id", cmd_json_hex(r->added.id), "name", o->name,
+				      "order", kha_etcdops_replace_order_name(r->plan.order),
+				      "disarmed", alarms_json(&r->disarmed), "start",
+				      start_json(&r->start), "summary", r->summary, "verdict",
+				      kha_etcd_verdict_name(r->health)));
+	printf("Done: %s replaced %s (%s). %s\n", o->name, r->old,
+	       r->plan.order == KHA_ETCDOPS_REPLACE_REPAIR ? "removed first, CORRUPT alarm disarmed"
+	       : r->plan.order == KHA_ETCDOPS_REPLACE_REMOVE_FIRST ? "removed first: it was down"
+								   : "learner first",
+	       r->summary);
+	return KHA_EXIT_OK;
+}
+
+/* The steps and their order are lib/etcdops's (kha_etcdops_replace); this says them. */
+static int cmd_replace(struct opts *o)
+{
+	struct kha_etcdops_replace_request req = {
+		.ch = &o->ch,
+		.old = o->arg,
+		.name = o->name,
+		.peer_urls = (const char *const *)o->peer_urls,
+		.n_peer_urls = o->n_peer_urls,
+		.force = o->force,
+		.start_timeout_us = o->start_timeout_us,
+		.promote_timeout_us = o->timeout_us,
+		.step = replace_step,
+		.guard = replace_guard,
+	};
+	struct kha_etcdops_replace_result r = {};
+	struct kha_diag d = {};
+	int err, code;
+
+	cmd_catch_signals();
+	err = kha_etcdops_replace(&req, &r, &d);
+	code = err < 0 ? replace_failed(o, &r, err, &d) : replace_done(o, &r);
+	kha_etcdops_replace_result_release(&r);
 	return code;
 }
 

@@ -8,6 +8,7 @@
  *   changes       add and remove with their retries and look-ups of lost answers, the
  *                 settled cluster a change starts from, the one cancellable wait
  *   alarms        disarming alarms as etcdctl does, and saying what remains
+ *   replace       the steps of a member's replacement, in the order the cluster allows
  *   consistency   the members' HashKV compared at one common revision
  *   defrag        one member at a time, the leader last, waiting for health in between
  *
@@ -130,6 +131,17 @@ void kha_etcdops_guard_from_report(const struct kha_etcd_cluster_report *rep,
 
 /* The fault tolerance of voters with up of them answering (negative: quorum lost). */
 int kha_etcdops_guard_tolerance(size_t voters, size_t up);
+
+/*
+ * kha_etcdops_guard_check on the view of rep (kha_etcdops_guard_from_report) with suspect as
+ * its suspect (0 = none). Returns 0 (the decision in *ret), -ENOMEM or -EINVAL.
+ */
+int kha_etcdops_guard_check_report(const struct kha_etcd_cluster_report *rep, uint64_t suspect,
+				   const struct kha_etcdops_guard_request *req,
+				   struct kha_etcdops_guard_verdict *ret) KHA_WUR;
+
+/* Whether rep shows an active alarm: NOSPACE or CORRUPT, on a member or naming none. */
+bool kha_etcdops_guard_report_alarm(const struct kha_etcd_cluster_report *rep);
 
 /* ==== membership operations ================================================================ */
 
@@ -300,6 +312,122 @@ int kha_etcdops_alarm_disarm(const struct kha_etcd_config *cfg,
 			     const struct kha_etcdops_alarm_filter *f,
 			     struct kha_etcd_alarm_list *ret_disarmed,
 			     struct kha_etcd_alarm_list *ret_remaining, struct kha_diag *d) KHA_WUR;
+
+/* ==== replacing a member (replace.c): kha etcd member replace ============================= */
+
+/*
+ * The ways a replacement goes (docs/etcd-ops.md "Replacing a member"):
+ *   LEARNER_FIRST  OLD answers: add NEW as a learner, wait until it has started and caught
+ *                  up, promote it, remove OLD; the failures tolerated never drop
+ *   REMOVE_FIRST   OLD does not answer: remove it first (etcd adds no member while a voter is
+ *                  unreachable, and a dead voter already costs the failure it would tolerate),
+ *                  then add, wait, promote
+ *   REPAIR         an alarm is active and the guard allows the repair of the CORRUPT alarm on
+ *                  OLD (stopped): remove OLD, disarm the alarm and check that none remains,
+ *                  then add, wait, promote
+ */
+enum kha_etcdops_replace_order {
+	KHA_ETCDOPS_REPLACE_LEARNER_FIRST,
+	KHA_ETCDOPS_REPLACE_REMOVE_FIRST,
+	KHA_ETCDOPS_REPLACE_REPAIR,
+};
+/* "learner-first", "remove-first", "repair-corrupt" (the JSON report's "order"). */
+const char *kha_etcdops_replace_order_name(enum kha_etcdops_replace_order o);
+
+/* Where a replacement is: its steps, and the stages before and after them. */
+enum kha_etcdops_replace_stage {
+	KHA_ETCDOPS_REPLACE_PLAN,	    /* the cluster read, OLD found, the plan (no step) */
+	KHA_ETCDOPS_REPLACE_REMOVE_DOWN,    /* OLD, down, removed first (guarded as a remove) */
+	KHA_ETCDOPS_REPLACE_REMOVE_CORRUPT, /* OLD, stopped, removed (under the repair's guard) */
+	KHA_ETCDOPS_REPLACE_DISARM,	    /* the CORRUPT alarm disarmed; none may remain */
+	KHA_ETCDOPS_REPLACE_ADD,	    /* NEW added as a learner (guarded as an add) */
+	KHA_ETCDOPS_REPLACE_WAIT,	    /* NEW started and caught up with the leader */
+	KHA_ETCDOPS_REPLACE_PROMOTE,	    /* NEW promoted to a voter */
+	KHA_ETCDOPS_REPLACE_REMOVE_OLD,	    /* OLD removed last (guarded as a remove) */
+	KHA_ETCDOPS_REPLACE_DONE,	    /* the cluster read after the change (no step) */
+};
+
+#define KHA_ETCDOPS_REPLACE_MAX_STEPS 5
+
+/* What a replacement will do, decided from the cluster before it starts. */
+struct kha_etcdops_replace_plan {
+	enum kha_etcdops_replace_order order;
+	enum kha_etcdops_replace_stage steps[KHA_ETCDOPS_REPLACE_MAX_STEPS];
+	int n_steps;
+	uint64_t old_id;
+	bool named;   /* a CORRUPT alarm names OLD (etcd 3.5+); else it names no member */
+	bool guarded; /* an alarm is active: verdict is the repair's (KHA_ETCDOPS_GUARD_REPAIR) */
+	bool refused; /* it refused, and force does not override it: no step at all */
+	bool forced;  /* it refused, force overrode it: the order OLD's state gives, 4 steps */
+	struct kha_etcdops_guard_verdict verdict;
+};
+
+struct kha_etcdops_replace_result;
+
+/*
+ * A step begins (step 1..steps; text such as "promoting etcd-4...", no newline), or, with
+ * step 0, a line of detail under the current step or the plan ("  disarmed; no alarm
+ * remains."). The ADD step is said once the learner is added: r->added and r->start are set.
+ */
+typedef void (*kha_etcdops_replace_step_fn)(void *userdata, int step, int steps, const char *text,
+					    const struct kha_etcdops_replace_result *r);
+/* A guard's verdict as it is reached: allowed (maybe with a warning), forced, or refused. */
+typedef void (*kha_etcdops_replace_guard_fn)(void *userdata,
+					     const struct kha_etcdops_guard_verdict *v);
+
+struct kha_etcdops_replace_request {
+	/* the cluster, the cancel flag, and how a wait (progress) and a note speak */
+	const struct kha_etcdops_change *ch;
+	const char *old;	      /* OLD: its name or hex id */
+	const char *name;	      /* NEW's name */
+	const char *const *peer_urls; /* NEW's peer URLs */
+	size_t n_peer_urls;
+	bool force;		     /* a forceable refusal is overridden (still said via guard) */
+	uint64_t start_timeout_us;   /* NEW started and caught up */
+	uint64_t promote_timeout_us; /* etcd accepts the promotion */
+	kha_etcdops_replace_step_fn step;   /* may be NULL; called with ch->userdata */
+	kha_etcdops_replace_guard_fn guard; /* may be NULL; called with ch->userdata */
+};
+
+struct kha_etcdops_replace_result {
+	struct kha_etcdops_replace_plan plan;
+	enum kha_etcdops_replace_stage stage;  /* reached; on failure, the one that failed */
+	bool refused;			       /* a guard refused: said through guard, no change */
+	char old[128];			       /* OLD's name, or its id in hex */
+	struct kha_etcd_member added;	       /* NEW once added (id 0 before) */
+	struct kha_etcdops_member_start start; /* the flags NEW must start with */
+	struct kha_etcd_alarm_list disarmed;   /* REPAIR: the alarms disarmed */
+	struct kha_etcd_alarm_list remaining;  /* REPAIR: alarms active after the disarm */
+	struct kha_etcdops_guard_verdict verdict; /* the last guard's */
+	enum kha_etcd_verdict health;		  /* DONE: the cluster after */
+	char summary[256];			  /* DONE: its one-line summary */
+};
+void kha_etcdops_replace_result_release(struct kha_etcdops_replace_result *r);
+
+/*
+ * The plan (pure): rep is the cluster as it is now, old_idx OLD's index in rep->members,
+ * suspect the member the consistency check blames for a CORRUPT alarm naming none (0 =
+ * unknown). OLD answering: learner first, else remove first; with an alarm active, the guard
+ * of KHA_ETCDOPS_GUARD_REPAIR (req's name and peer URLs) decides: allowed, the repair;
+ * refused, nothing (unless forceable and req->force: the usual order). Returns 0 with *ret
+ * filled, -EINVAL (old_idx out of rep) or -ENOMEM.
+ */
+int kha_etcdops_replace_plan(const struct kha_etcd_cluster_report *rep, size_t old_idx,
+			     uint64_t suspect, const struct kha_etcdops_replace_request *req,
+			     struct kha_etcdops_replace_plan *ret) KHA_WUR;
+
+/*
+ * Replaces member req->old by a learner named req->name, promoted once caught up: reads the
+ * cluster (waiting for a live leader), finds OLD, runs the consistency check when a CORRUPT
+ * alarm names no member, plans, then runs the plan's steps, each change guarded on the
+ * cluster as it is then (kha_etcdops_change_*), saying each step through req->step, each
+ * verdict through req->guard. Returns 0 (ret->stage DONE), -EPERM when a guard refused
+ * (ret->refused), -EBUSY when alarms remain after the disarm (ret->remaining), or the error of
+ * ret->stage (-ECANCELED when ch->cancel was set); *ret holds what was done either way
+ * (release it).
+ */
+int kha_etcdops_replace(const struct kha_etcdops_replace_request *req,
+			struct kha_etcdops_replace_result *ret, struct kha_diag *d) KHA_WUR;
 
 /* ==== consistency: the members' KV hashes at one revision ================================= */
 

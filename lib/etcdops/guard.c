@@ -3,8 +3,10 @@
  * Membership guards: pure rules over a snapshot of the cluster's state, so every case (grow,
  * shrink, degraded, learners, leader lagging) is unit-tested without a cluster.
  */
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -502,4 +504,32 @@ void kha_etcdops_guard_from_report(const struct kha_etcd_cluster_report *rep,
 	ret->nospace |= rep->alarm_nospace_unnamed;
 	ret->corrupt_unnamed = rep->alarm_corrupt_unnamed;
 	ret->alarm = ret->nospace || ret->corrupt || ret->corrupt_unnamed;
+}
+
+int kha_etcdops_guard_check_report(const struct kha_etcd_cluster_report *rep, uint64_t suspect,
+				   const struct kha_etcdops_guard_request *req,
+				   struct kha_etcdops_guard_verdict *ret)
+{
+	struct kha_etcdops_guard_member *members =
+		calloc(rep->n_members ? rep->n_members : 1, sizeof(*members));
+	struct kha_etcdops_guard_cluster c;
+	int r;
+
+	if (!members)
+		return -ENOMEM;
+	kha_etcdops_guard_from_report(rep, members, &c);
+	c.suspect = suspect;
+	r = kha_etcdops_guard_check(&c, req, ret);
+	free(members);
+	return r;
+}
+
+bool kha_etcdops_guard_report_alarm(const struct kha_etcd_cluster_report *rep)
+{
+	if (rep->alarm_corrupt_unnamed || rep->alarm_nospace_unnamed)
+		return true;
+	for (size_t i = 0; i < rep->n_members; i++)
+		if (rep->members[i].alarm_corrupt || rep->members[i].alarm_nospace)
+			return true;
+	return false;
 }
