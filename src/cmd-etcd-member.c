@@ -875,10 +875,10 @@ static int replace_wait_failed(const struct opts *o, const struct kha_etcdops_re
 		fprintf(stderr, "kha etcd member replace: %s\n", d->msg);
 	fprintf(stderr,
 		"kha etcd member replace: %s stays a learner%s: start it and run 'kha etcd "
-		"member promote %s'%s%s, or undo with 'kha etcd member remove %" PRIx64 "'\n",
+		"member promote %s'%s%s%s, or undo with 'kha etcd member remove %" PRIx64 "'\n",
 		o->name, old_down ? "" : " and the old member stays", o->name,
 		old_down ? "" : ", then 'kha etcd member remove ", old_down ? "" : r->old,
-		r->added.id);
+		old_down ? "" : "'", r->added.id);
 	return interrupted ? 128 + cmd_interrupted : kha_exit_from_errno(err);
 }
 
@@ -909,9 +909,9 @@ static int replace_failed(struct opts *o, const struct kha_etcdops_replace_resul
 		code = promote_failed(o, err, d);
 		fprintf(stderr,
 			"kha etcd member replace: %s is still a learner: retry 'kha etcd member "
-			"promote %s'%s%s\n",
+			"promote %s'%s%s%s\n",
 			o->name, o->name, old_down ? "" : ", then 'kha etcd member remove ",
-			old_down ? "" : r->old);
+			old_down ? "" : r->old, old_down ? "" : "'");
 		return code;
 	case KHA_ETCDOPS_REPLACE_REMOVE_OLD:
 		code = code ? code : fail(o, err, d);

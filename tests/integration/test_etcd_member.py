@@ -239,3 +239,30 @@ def test_force_overrides_a_forceable_rule(etcd_cluster, new_members):
     wait_answering(new.client_url, member=new.proc)
     ms = members(c)
     assert len(ms) == 2 and not ms["f1"]["is_learner"]
+
+
+def test_replace_that_stops_waiting_says_how_to_finish(etcd_cluster, new_members):
+    """A planned replacement whose NEW member never starts stops at the wait with 69; the old
+    member stays, and the undo it prints, pasted as written, leaves the cluster as it was."""
+    import shlex
+    c = etcd_cluster(members=3, tls=False)
+    new = new_members(c, "never")
+    p = member(c, "replace", "etcd-1", "--name", "never", "--peer-urls", new.peer_url,
+               "--start-timeout", "2s")
+    assert p.returncode == 69, (p.stdout, p.stderr)
+    hint = [line for line in p.stderr.splitlines() if "stays a learner" in line]
+    assert len(hint) == 1, p.stderr
+    # every command it names is quoted whole: an even count of quotes, each a kha command
+    assert hint[0].count("'") % 2 == 0, hint[0]
+    cmds = hint[0].split("'")[1::2]
+    assert [cm.split()[:4] for cm in cmds] == [["kha", "etcd", "member", "promote"],
+                                               ["kha", "etcd", "member", "remove"],
+                                               ["kha", "etcd", "member", "remove"]], cmds
+    assert cmds[1].split()[4] == "etcd-1", cmds
+    assert len(members(c)) == 4  # the learner, unnamed until it starts
+    # the undo, as printed
+    undo = shlex.split(cmds[2])
+    p = member(c, *undo[3:])
+    assert p.returncode == 0, p.stderr
+    assert set(members(c)) == {"etcd-0", "etcd-1", "etcd-2"}
+    assert healthy(c)
