@@ -355,14 +355,9 @@ static int kube_read(const struct opts *o, const struct kha_kube_config *kc)
 			kha_elect_leader_release(&l);
 		}
 		first = false;
-		for (uint64_t until =
-			     kha_now_us() + (o->timers.retry_period_us ? o->timers.retry_period_us
-								       : KHA_USEC_PER_SEC);
-		     !interrupted && kha_now_us() < until;) {
-			struct timespec ts = {0, 50 * 1000 * 1000};
-
-			nanosleep(&ts, NULL);
-		}
+		(void)kha_sleep_us(o->timers.retry_period_us ? o->timers.retry_period_us
+							     : KHA_USEC_PER_SEC,
+				   &interrupted);
 	}
 	kha_elect_leader_release(&last);
 	return KHA_EXIT_OK;

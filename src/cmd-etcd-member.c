@@ -223,14 +223,10 @@ static int add_peer_urls(struct opts *o, const char *list, struct kha_diag *d)
 	if (!copy)
 		return kha_diag_set(d, ENOMEM, "out of memory");
 	for (tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-		char **grown;
-
 		if (kha_etcdops_member_check_peer_url(tok, d) < 0)
 			return -EINVAL;
-		grown = realloc(o->peer_urls, (o->n_peer_urls + 1) * sizeof(char *));
-		if (!grown)
+		if (KHA_RESIZE(o->peer_urls, o->n_peer_urls + 1) < 0)
 			return kha_diag_set(d, ENOMEM, "out of memory");
-		o->peer_urls = grown;
 		o->peer_urls[o->n_peer_urls] = strdup(tok);
 		if (!o->peer_urls[o->n_peer_urls])
 			return kha_diag_set(d, ENOMEM, "out of memory");

@@ -22,12 +22,9 @@ bool kha_etcdops_alarm_matches(const struct kha_etcdops_alarm_filter *f,
 /* Appends a to l (an owned array). */
 static int append(struct kha_etcd_alarm_list *l, const struct kha_etcd_alarm *a)
 {
-	struct kha_etcd_alarm *p = realloc(l->alarms, (l->n_alarms + 1) * sizeof(*p));
-
-	if (!p)
+	if (KHA_RESIZE(l->alarms, l->n_alarms + 1) < 0)
 		return -ENOMEM;
-	p[l->n_alarms++] = *a;
-	l->alarms = p;
+	l->alarms[l->n_alarms++] = *a;
 	return 0;
 }
 

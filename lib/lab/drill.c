@@ -94,10 +94,7 @@ static void observe_leader(struct kha_lab__watcher *w, struct kha_etcd *c)
 	pthread_mutex_lock(&w->mu);
 	changed = !w->leader_known || strcmp(w->leader, leader ? leader : "") != 0;
 	if (changed && w->n_terms < MAX_TERMS) {
-		struct kha_lab_term *nt = realloc(w->terms, (w->n_terms + 1) * sizeof(*nt));
-
-		if (nt) {
-			w->terms = nt;
+		if (KHA_RESIZE(w->terms, w->n_terms + 1) == 0) {
 			w->terms[w->n_terms].start_us = now;
 			snprintf(w->terms[w->n_terms].leader, KHA_LAB_NAME_MAX, "%s",
 				 leader ? leader : "");
@@ -143,14 +140,8 @@ static bool seen_has(const struct kha_lab__seen *s, const char *name)
 
 static void seen_add(struct kha_lab__seen *s, const char *name)
 {
-	char **nv;
-
-	if (s->n >= MAX_SEEN_PER_TAKER)
+	if (s->n >= MAX_SEEN_PER_TAKER || KHA_RESIZE(s->names, s->n + 1) < 0)
 		return;
-	nv = realloc(s->names, (s->n + 1) * sizeof(*nv));
-	if (!nv)
-		return;
-	s->names = nv;
 	s->names[s->n] = strdup(name);
 	if (s->names[s->n])
 		s->n++;
@@ -180,11 +171,8 @@ static void scan_backups(struct kha_lab__watcher *w, bool record)
 			if (!record)
 				continue;
 			pthread_mutex_lock(&w->mu);
-			ns = w->n_snaps < MAX_SNAPSHOTS
-				     ? realloc(w->snaps, (w->n_snaps + 1) * sizeof(*ns))
-				     : NULL;
-			if (ns) {
-				w->snaps = ns;
+			if (w->n_snaps < MAX_SNAPSHOTS &&
+			    KHA_RESIZE(w->snaps, w->n_snaps + 1) == 0) {
 				ns = &w->snaps[w->n_snaps++];
 				*ns = (struct kha_lab_snapshot){
 					.wall_us = (int64_t)st.st_mtim.tv_sec * 1000000 +

@@ -38,7 +38,7 @@
 
 void kha_lab__strv_add(struct kha_lab__strv *s, const char *fmt, ...)
 {
-	char **nv, *str = NULL;
+	char *str = NULL;
 	va_list ap;
 	int r;
 
@@ -47,14 +47,12 @@ void kha_lab__strv_add(struct kha_lab__strv *s, const char *fmt, ...)
 	va_start(ap, fmt);
 	r = vasprintf(&str, fmt, ap);
 	va_end(ap);
-	nv = r < 0 ? NULL : realloc(s->v, (s->n + 2) * sizeof(*s->v));
-	if (!nv) {
+	if (r < 0 || KHA_RESIZE(s->v, s->n + 2) < 0) { /* room for the NULL that ends it */
 		if (r >= 0)
 			free(str);
 		s->oom = true;
 		return;
 	}
-	s->v = nv;
 	s->v[s->n++] = str;
 	s->v[s->n] = NULL;
 }
@@ -65,14 +63,6 @@ void kha_lab__strv_release(struct kha_lab__strv *s)
 		free(s->v[i]);
 	free(s->v);
 	*s = (struct kha_lab__strv){0};
-}
-
-static int sleep_us(uint64_t us)
-{
-	struct timespec ts = {.tv_sec = (time_t)(us / KHA_USEC_PER_SEC),
-			      .tv_nsec = (long)(us % KHA_USEC_PER_SEC) * 1000};
-
-	return nanosleep(&ts, NULL);
 }
 
 /*
@@ -969,7 +959,7 @@ int kha_lab_wait_healthy(struct kha_lab *lab, uint64_t timeout_us,
 					    health[bad] < 0 ? "not answering" : "no quorum");
 		}
 		if (kha_now_us() - start < POLL_INTERVAL_US)
-			(void)sleep_us(POLL_INTERVAL_US - (kha_now_us() - start));
+			(void)kha_sleep_us(POLL_INTERVAL_US - (kha_now_us() - start), NULL);
 	}
 }
 
@@ -1100,7 +1090,7 @@ static int wait_answering(struct kha_lab *lab, struct kha_lab_master *m, uint64_
 			return kha_diag_set(
 				d, ETIMEDOUT, "%s: etcd not answering on %s after %llus", m->name,
 				m->client_url, (unsigned long long)(timeout_us / KHA_USEC_PER_SEC));
-		(void)sleep_us(POLL_INTERVAL_US);
+		(void)kha_sleep_us(POLL_INTERVAL_US, NULL);
 	}
 }
 
@@ -1193,7 +1183,7 @@ int kha_lab__wait_ready(struct kha_lab *lab, uint64_t timeout_us, struct kha_lab
 					    lab->election,
 					    (unsigned long long)(timeout_us / KHA_USEC_PER_SEC));
 		}
-		(void)sleep_us(POLL_INTERVAL_US);
+		(void)kha_sleep_us(POLL_INTERVAL_US, NULL);
 	}
 }
 

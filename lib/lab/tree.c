@@ -60,7 +60,7 @@ static bool read_stat(pid_t pid, struct pinfo *ret)
 /* Every live process, as a new array (free() it); NULL when /proc cannot be read. */
 static struct pinfo *scan(size_t *ret_n)
 {
-	struct pinfo *all = NULL, *nv;
+	struct pinfo *all = NULL;
 	size_t n = 0, cap = 0;
 	struct dirent *de;
 	DIR *dir = opendir("/proc");
@@ -76,15 +76,10 @@ static struct pinfo *scan(size_t *ret_n)
 		pid = strtol(de->d_name, &end, 10);
 		if (*end || pid <= 0 || pid > INT32_MAX)
 			continue;
-		if (n == cap) {
-			cap = cap ? 2 * cap : 256;
-			nv = realloc(all, cap * sizeof(*all));
-			if (!nv) {
-				free(all);
-				closedir(dir);
-				return NULL;
-			}
-			all = nv;
+		if (KHA_GROW(all, cap, n + 1) < 0) {
+			free(all);
+			closedir(dir);
+			return NULL;
 		}
 		if (read_stat((pid_t)pid, &all[n]))
 			n++;
