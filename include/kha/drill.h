@@ -203,14 +203,17 @@ struct kha_drill_probe {
 };
 
 /*
- * Places a finished probe on the timeline: it was queued at queued_us, seen done at done_us,
- * and its transfer took transfer_us by the HTTP library's own measure (0: unknown). The
- * transfer may begin well after it was queued (a busy prober), so it is placed to end when it
- * was seen done: t_us = done_us - transfer_us (never before queued_us), latency_us =
- * transfer_us; without a measure, from queued_us to done_us. Sets t_us and latency_us only.
+ * Places a finished probe on the timeline: it was queued at queued_us, its socket opened at
+ * opened_us (0: unknown, as for a reused connection), it was seen done at done_us, and its
+ * transfer took transfer_us by the HTTP library's own measure (0: unknown). The transfer may
+ * begin well after it was queued (a busy prober), and be seen done well after it ended (the
+ * prober busy with other probes). With the socket's opening known, it begins then (the target
+ * cannot have seen it before) and lasts at most transfer_us. Without, it is placed to end when
+ * it was seen done: t_us = done_us - transfer_us (never before queued_us), latency_us =
+ * transfer_us; without a measure either, from queued_us to done_us. Sets t_us and latency_us.
  */
-void kha_drill_place(struct kha_drill_probe *p, uint64_t queued_us, uint64_t done_us,
-		     uint64_t transfer_us);
+void kha_drill_place(struct kha_drill_probe *p, uint64_t queued_us, uint64_t opened_us,
+		     uint64_t done_us, uint64_t transfer_us);
 
 /* The instant slot k of a schedule at rate probes per second is due. */
 uint64_t kha_drill_slot_due_us(uint32_t rate, uint64_t slot);

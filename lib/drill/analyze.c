@@ -35,14 +35,20 @@ uint64_t kha_drill_slot_due_us(uint32_t rate, uint64_t slot)
 	return rate ? slot * KHA_USEC_PER_SEC / rate : 0;
 }
 
-void kha_drill_place(struct kha_drill_probe *p, uint64_t queued_us, uint64_t done_us,
-		     uint64_t transfer_us)
+void kha_drill_place(struct kha_drill_probe *p, uint64_t queued_us, uint64_t opened_us,
+		     uint64_t done_us, uint64_t transfer_us)
 {
 	uint64_t start = queued_us;
 
 	done_us = KHA_MAX(done_us, queued_us);
-	if (transfer_us > 0 && done_us - queued_us > transfer_us)
+	if (opened_us >= queued_us && opened_us <= done_us) {
+		/* seen done late by a busy prober: it still ended within its own measure */
+		if (transfer_us > 0 && done_us - opened_us > transfer_us)
+			done_us = opened_us + transfer_us;
+		start = opened_us;
+	} else if (transfer_us > 0 && done_us - queued_us > transfer_us) {
 		start = done_us - transfer_us;
+	}
 	p->t_us = start;
 	p->latency_us = (uint32_t)KHA_MIN(done_us - start, UINT32_MAX);
 }

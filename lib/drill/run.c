@@ -33,8 +33,9 @@ struct probe {
 	struct drill *dr;
 	CURL *easy;
 	uint64_t slot;
-	uint64_t sent_us; /* absolute */
-	size_t idx;	  /* in dr->inflight */
+	uint64_t sent_us;   /* absolute: queued */
+	uint64_t opened_us; /* absolute: its socket opened (0: none, a reused connection) */
+	size_t idx;	    /* in dr->inflight */
 	char errbuf[CURL_ERROR_SIZE];
 	/* a Kubernetes write's reply (its resourceVersion is the next update's): the first
 	 * REPLY_MAX bytes */
@@ -192,6 +193,18 @@ static size_t keep_reply(char *ptr, size_t size, size_t nmemb, void *userdata)
 	return n;
 }
 
+/* libcurl opened the probe's socket, right before its connect: the earliest instant the target
+ * can have seen it (the first socket, if libcurl tries more than one address) */
+static int socket_opened(void *userdata, curl_socket_t fd, curlsocktype purpose)
+{
+	struct probe *pr = userdata;
+
+	(void)fd;
+	if (purpose == CURLSOCKTYPE_IPCXN && !pr->opened_us)
+		pr->opened_us = kha_now_us();
+	return CURL_SOCKOPT_OK;
+}
+
 static int start_probe(struct drill *dr, uint64_t slot, uint64_t now_abs)
 {
 	const struct kha_drill_scenario *sc = dr->sc;
@@ -271,6 +284,8 @@ static int start_probe(struct drill *dr, uint64_t slot, uint64_t now_abs)
 		curl_easy_setopt(e, CURLOPT_FORBID_REUSE, 1L);
 		curl_easy_setopt(e, CURLOPT_SSL_SESSIONID_CACHE, 0L);
 	}
+	curl_easy_setopt(e, CURLOPT_SOCKOPTFUNCTION, socket_opened);
+	curl_easy_setopt(e, CURLOPT_SOCKOPTDATA, pr);
 	pr->sent_us = now_abs;
 	pr->idx = dr->n_inflight;
 	dr->inflight[dr->n_inflight++] = pr;
@@ -365,7 +380,8 @@ static void finish_probe(struct drill *dr, struct probe *pr, CURLcode rc, uint64
 	if (curl_easy_getinfo(pr->easy, CURLINFO_TOTAL_TIME_T, &total_us) != CURLE_OK ||
 	    total_us < 0)
 		total_us = 0;
-	kha_drill_place(&placed, pr->sent_us - dr->t0, done_abs - dr->t0, (uint64_t)total_us);
+	kha_drill_place(&placed, pr->sent_us - dr->t0, pr->opened_us ? pr->opened_us - dr->t0 : 0,
+			done_abs - dr->t0, (uint64_t)total_us);
 	record(dr, pr->slot, placed.t_us, placed.latency_us, status, res);
 	if (dr->write && dr->kube)
 		kha_drill__kube_write_done(dr->kube, pr->slot, rc == CURLE_OK ? status : 0,

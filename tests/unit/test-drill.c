@@ -287,21 +287,35 @@ static void test_place_by_transfer_end(void **state)
 
 	(void)state;
 	/* queued at 150ms, the transfer (2ms by curl) seen done at 212ms: it began at 210ms */
-	kha_drill_place(&p, MS(150), MS(212), MS(2));
+	kha_drill_place(&p, MS(150), 0, MS(212), MS(2));
 	assert_int_equal(p.t_us, MS(210));
 	assert_int_equal(p.latency_us, MS(2));
 	/* no measure: from queued to done */
-	kha_drill_place(&p, MS(150), MS(212), 0);
+	kha_drill_place(&p, MS(150), 0, MS(212), 0);
 	assert_int_equal(p.t_us, MS(150));
 	assert_int_equal(p.latency_us, MS(62));
 	/* a measure longer than queued to done (another clock): never before it was queued */
-	kha_drill_place(&p, MS(150), MS(160), MS(20));
+	kha_drill_place(&p, MS(150), 0, MS(160), MS(20));
 	assert_int_equal(p.t_us, MS(150));
 	assert_int_equal(p.latency_us, MS(10));
 	/* done before queued cannot be: no negative latency */
-	kha_drill_place(&p, MS(150), MS(140), MS(2));
+	kha_drill_place(&p, MS(150), 0, MS(140), MS(2));
 	assert_int_equal(p.t_us, MS(150));
 	assert_int_equal(p.latency_us, 0);
+	/* the socket opened at 180ms, the 2ms transfer seen done at 212ms (the prober was busy
+	 * with other probes): it began at 180ms, when the target could first see it, and ended
+	 * within its own measure */
+	kha_drill_place(&p, MS(150), MS(180), MS(212), MS(2));
+	assert_int_equal(p.t_us, MS(180));
+	assert_int_equal(p.latency_us, MS(2));
+	/* seen done at once: from the opening to done */
+	kha_drill_place(&p, MS(150), MS(180), MS(181), MS(2));
+	assert_int_equal(p.t_us, MS(180));
+	assert_int_equal(p.latency_us, MS(1));
+	/* an opening outside queued .. done (cannot be): placed as without one */
+	kha_drill_place(&p, MS(150), MS(100), MS(212), MS(2));
+	assert_int_equal(p.t_us, MS(210));
+	assert_int_equal(p.latency_us, MS(2));
 }
 
 static void test_analyze_places_late_transfers_in_their_phase(void **state)
@@ -317,7 +331,7 @@ static void test_analyze_places_late_transfers_in_their_phase(void **state)
 	for (size_t i = 0; i < n; i++) {
 		uint64_t queued = kha_drill_slot_due_us(100, i), began = queued + MS(60);
 
-		kha_drill_place(&p[i], queued, began + MS(2), MS(2));
+		kha_drill_place(&p[i], queued, 0, began + MS(2), MS(2));
 		p[i].result = began >= MS(200) && began < MS(300) ? KHA_DRILL_PROBE_REFUSED
 								  : KHA_DRILL_PROBE_OK;
 	}
