@@ -16,8 +16,9 @@ def selftest(cluster, tmp_path, endpoints):
             "--snapshot", str(snap)]
     p = subprocess.run([tool_bin("kha-etcd-selftest"), *map(str, args)], capture_output=True,
                        text=True, timeout=90, stdin=subprocess.DEVNULL)
-    assert_no_sanitizer_report(p.stderr, "kha-etcd-selftest")
+    # the failed step's message first: a step that fails may leave a report behind it
     assert p.returncode == 0, p.stdout + p.stderr
+    assert_no_sanitizer_report(p.stderr, "kha-etcd-selftest")
     assert "FAIL" not in p.stdout
     prefix = p.stdout.splitlines()[0].split()[1]
     return p, prefix, snap

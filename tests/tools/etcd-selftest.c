@@ -379,10 +379,16 @@ static int watch_steps(struct selftest *t)
 	return 0;
 }
 
+static void member_cleanup(struct kha_etcd_member *m)
+{
+	kha_etcd_member_release(m);
+}
+
 static int member_steps(struct selftest *t)
 {
 	struct kha_etcd_member_list l = {}, after = {};
-	struct kha_etcd_member m = {};
+	/* released however a step fails, so that its message is the report, not a leak */
+	kha_auto(member_cleanup) struct kha_etcd_member m = {};
 	const char *urls[] = {t->peer_url};
 	uint64_t deadline = kha_now_us() + 20 * KHA_USEC_PER_SEC;
 	size_t n;
@@ -414,7 +420,6 @@ static int member_steps(struct selftest *t)
 	r = kha_etcd_member_remove(t->c, m.id, NULL, &t->d);
 	CHECK(r == -ENOENT, "remove twice gave %d", r);
 	kha_diag_clear(&t->d);
-	kha_etcd_member_release(&m);
 	ok(t, "member add/promote/remove");
 	return 0;
 }
