@@ -379,16 +379,11 @@ static int watch_steps(struct selftest *t)
 	return 0;
 }
 
-static void member_cleanup(struct kha_etcd_member *m)
-{
-	kha_etcd_member_release(m);
-}
-
 static int member_steps(struct selftest *t)
 {
 	struct kha_etcd_member_list l = {}, after = {};
 	/* released however a step fails, so that its message is the report, not a leak */
-	kha_auto(member_cleanup) struct kha_etcd_member m = {};
+	kha_auto(kha_etcd_member_release) struct kha_etcd_member m = {};
 	const char *urls[] = {t->peer_url};
 	uint64_t deadline = kha_now_us() + 20 * KHA_USEC_PER_SEC;
 	size_t n;
